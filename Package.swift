@@ -1,0 +1,40 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-clip",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "CLIP", targets: ["CLIP"]),
+        .library(name: "CLIPWeights", targets: ["CLIPWeights"]),
+        .library(name: "CLIPTensor", targets: ["CLIPTensor"]),
+        .executable(name: "clip", targets: ["CLIPCommand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Hot numeric kernels in C: SGEMM with run-time CPU dispatch.
+        .target(name: "CCLIPKernels"),
+        // Tensor type and the numeric operations every layer is built from.
+        .target(name: "CLIPTensor", dependencies: ["CCLIPKernels"]),
+        // Weight-file readers (safetensors); know nothing about CLIP's architecture.
+        .target(name: "CLIPWeights", dependencies: ["CLIPTensor"]),
+        // Neural-network layers that load their own named parameters.
+        .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"]),
+        // The CLIP model: architecture inference, image and text towers, logits.
+        .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers"]),
+        .executableTarget(
+            name: "CLIPCommand",
+            dependencies: ["CLIP", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
+        .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor"]),
+        .testTarget(
+            name: "CLIPTests",
+            dependencies: ["CLIP", "CLIPWeights", "CLIPTensor"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,41 @@
+#ifndef CCLIPKERNELS_H
+#define CCLIPKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Micro-kernels the SGEMM can run. `CLIP_GEMM_AUTO` picks the fastest one this CPU supports.
+typedef enum {
+    CLIP_GEMM_AUTO = 0,
+    CLIP_GEMM_PORTABLE = 1,  // plain C, vectorised by the compiler for the baseline ISA (SSE2, NEON)
+    CLIP_GEMM_AVX2 = 2,      // x86-64 AVX2 + FMA, 6x16 register tile
+    CLIP_GEMM_AVX512 = 3,    // x86-64 AVX-512F, 12x32 register tile
+} clip_gemm_kernel;
+
+/// 1 when `kernel` can run on this CPU (and OS), else 0.
+int clip_gemm_kernel_available(int kernel);
+
+/// The kernel `CLIP_GEMM_AUTO` resolves to on this CPU.
+int clip_gemm_best_kernel(void);
+
+/// Row-major single-precision GEMM: C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C.
+/// op(A) is A (`trans_a == 0`, A is [m, lda]) or Aᵀ (A is [k, lda]); likewise for B.
+/// When `beta == 0`, C is not read (it may hold garbage or NaN).
+/// Returns 0 on success, -1 if `kernel` is not available on this CPU or an argument is invalid.
+int clip_sgemm(int kernel, int trans_a, int trans_b,
+               ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+               float alpha, const float *a, ptrdiff_t lda,
+               const float *b, ptrdiff_t ldb,
+               float beta, float *c, ptrdiff_t ldc);
+
+/// CPUs this process may run on (affinity mask on Linux), at least 1.
+int clip_available_cpus(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,292 @@
+// Packed, cache-blocked SGEMM (the Goto/BLIS loop structure) with one register-tile micro-kernel per ISA.
+// The micro-kernels for wider ISAs are compiled with per-function target attributes, so the library builds
+// for the baseline ISA and picks the kernel at run time: it runs correctly on any x86-64 and on arm64.
+#include "CCLIPKernels.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CLIP_X86 1
+#endif
+
+typedef void (*ukr_fn)(ptrdiff_t kc, const float *pa, const float *pb, float *c, ptrdiff_t ldc,
+                       float alpha, float beta);
+
+typedef struct {
+    int mr, nr;
+    ukr_fn ukr;
+} kernel_desc;
+
+// Cache blocking: a KC x NR sliver of B stays in L1, an MC x KC block of A in L2, a KC x NC block of B in L3.
+enum { KC = 256, NC = 2048, MC_TILES = 16, TILE_MAX = 12 * 32 };
+
+// ---------------------------------------------------------------------------------------------------------
+// Portable micro-kernel: 4 x 8, plain C. Compilers vectorise the inner loop for SSE2 or NEON.
+enum { P_MR = 4, P_NR = 8 };
+
+static void ukr_portable(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
+                         ptrdiff_t ldc, float alpha, float beta) {
+    float acc[P_MR][P_NR];
+    memset(acc, 0, sizeof acc);
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        const float *bp = pb + p * P_NR;
+        const float *ap = pa + p * P_MR;
+        for (int i = 0; i < P_MR; i++) {
+            float av = ap[i];
+            for (int j = 0; j < P_NR; j++) acc[i][j] += av * bp[j];
+        }
+    }
+    for (int i = 0; i < P_MR; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f) {
+            for (int j = 0; j < P_NR; j++) ci[j] = alpha * acc[i][j];
+        } else {
+            for (int j = 0; j < P_NR; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+        }
+    }
+}
+
+#ifdef CLIP_X86
+// ---------------------------------------------------------------------------------------------------------
+// AVX2 + FMA micro-kernel: 6 x 16 (12 ymm accumulators).
+enum { A2_MR = 6, A2_NR = 16 };
+
+__attribute__((target("avx2,fma")))
+static void ukr_avx2(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
+                     ptrdiff_t ldc, float alpha, float beta) {
+    __m256 acc[A2_MR][2];
+    for (int i = 0; i < A2_MR; i++) { acc[i][0] = _mm256_setzero_ps(); acc[i][1] = _mm256_setzero_ps(); }
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(pb + p * A2_NR);
+        __m256 b1 = _mm256_loadu_ps(pb + p * A2_NR + 8);
+        const float *ap = pa + p * A2_MR;
+        for (int i = 0; i < A2_MR; i++) {
+            __m256 av = _mm256_broadcast_ss(ap + i);
+            acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    __m256 va = _mm256_set1_ps(alpha);
+    for (int i = 0; i < A2_MR; i++) {
+        float *ci = c + i * ldc;
+        __m256 r0 = _mm256_mul_ps(acc[i][0], va), r1 = _mm256_mul_ps(acc[i][1], va);
+        if (beta != 0.0f) {
+            __m256 vb = _mm256_set1_ps(beta);
+            r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
+            r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
+        }
+        _mm256_storeu_ps(ci, r0);
+        _mm256_storeu_ps(ci + 8, r1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// AVX-512F micro-kernel: 12 x 32 (24 zmm accumulators, 2 for B, 1 broadcast).
+enum { A5_MR = 12, A5_NR = 32 };
+
+__attribute__((target("avx512f")))
+static void ukr_avx512(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
+                       ptrdiff_t ldc, float alpha, float beta) {
+    __m512 acc[A5_MR][2];
+    for (int i = 0; i < A5_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(pb + p * A5_NR);
+        __m512 b1 = _mm512_loadu_ps(pb + p * A5_NR + 16);
+        const float *ap = pa + p * A5_MR;
+        for (int i = 0; i < A5_MR; i++) {
+            __m512 av = _mm512_set1_ps(ap[i]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha);
+    for (int i = 0; i < A5_MR; i++) {
+        float *ci = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
+        if (beta != 0.0f) {
+            __m512 vb = _mm512_set1_ps(beta);
+            r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
+        }
+        _mm512_storeu_ps(ci, r0);
+        _mm512_storeu_ps(ci + 16, r1);
+    }
+}
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+#endif
+
+int clip_gemm_kernel_available(int kernel) {
+    switch (kernel) {
+    case CLIP_GEMM_AUTO:
+    case CLIP_GEMM_PORTABLE:
+        return 1;
+#ifdef CLIP_X86
+    case CLIP_GEMM_AVX2:
+        return cpu_has_avx2();
+    case CLIP_GEMM_AVX512:
+        return cpu_has_avx512();
+#endif
+    default:
+        return 0;
+    }
+}
+
+int clip_gemm_best_kernel(void) {
+#ifdef CLIP_X86
+    if (cpu_has_avx512()) return CLIP_GEMM_AVX512;
+    if (cpu_has_avx2()) return CLIP_GEMM_AVX2;
+#endif
+    return CLIP_GEMM_PORTABLE;
+}
+
+static int describe(int kernel, kernel_desc *d) {
+    if (kernel == CLIP_GEMM_AUTO) kernel = clip_gemm_best_kernel();
+    if (!clip_gemm_kernel_available(kernel)) return -1;
+    switch (kernel) {
+#ifdef CLIP_X86
+    case CLIP_GEMM_AVX512: d->mr = A5_MR; d->nr = A5_NR; d->ukr = ukr_avx512; return 0;
+    case CLIP_GEMM_AVX2: d->mr = A2_MR; d->nr = A2_NR; d->ukr = ukr_avx2; return 0;
+#endif
+    case CLIP_GEMM_PORTABLE: d->mr = P_MR; d->nr = P_NR; d->ukr = ukr_portable; return 0;
+    default: return -1;
+    }
+}
+
+// Per-thread packing buffers, grown on demand and reused: a fresh multi-megabyte allocation per call would
+// page-fault on every small GEMM (attention runs thousands of them).
+typedef struct {
+    float *ptr;
+    size_t cap;
+} scratch;
+
+static _Thread_local scratch scratch_a, scratch_b;
+
+static float *scratch_get(scratch *s, size_t count) {
+    if (s->cap < count) {
+        free(s->ptr);
+        size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
+        s->ptr = (float *)aligned_alloc(64, bytes);
+        s->cap = s->ptr ? count : 0;
+    }
+    return s->ptr;
+}
+
+// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row panels, k-major inside a panel,
+// zero-padding the last panel.
+static void pack_a(int trans_a, const float *a, ptrdiff_t lda, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t p0,
+                   ptrdiff_t kc, int mr, float *dst) {
+    for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+        ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
+        for (ptrdiff_t p = 0; p < kc; p++) {
+            float *d = dst + p * mr;
+            ptrdiff_t i = 0;
+            if (!trans_a) {
+                const float *s = a + (i0 + ir) * lda + (p0 + p);
+                for (; i < rows; i++) d[i] = s[i * lda];
+            } else {
+                const float *s = a + (p0 + p) * lda + (i0 + ir);
+                for (; i < rows; i++) d[i] = s[i];
+            }
+            for (; i < mr; i++) d[i] = 0.0f;
+        }
+        dst += kc * mr;
+    }
+}
+
+// Packs rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-column panels, zero-padding the last panel.
+static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
+                   ptrdiff_t nc, int nr, float *dst) {
+    for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
+        ptrdiff_t cols = nc - jr < nr ? nc - jr : nr;
+        for (ptrdiff_t p = 0; p < kc; p++) {
+            float *d = dst + p * nr;
+            ptrdiff_t j = 0;
+            if (!trans_b) {
+                const float *s = b + (p0 + p) * ldb + (j0 + jr);
+                for (; j < cols; j++) d[j] = s[j];
+            } else {
+                const float *s = b + (j0 + jr) * ldb + (p0 + p);
+                for (; j < cols; j++) d[j] = s[j * ldb];
+            }
+            for (; j < nr; j++) d[j] = 0.0f;
+        }
+        dst += kc * nr;
+    }
+}
+
+int clip_sgemm(int kernel, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+               const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta, float *c,
+               ptrdiff_t ldc) {
+    kernel_desc kd;
+    if (describe(kernel, &kd) != 0) return -1;
+    if (m < 0 || n < 0 || k < 0) return -1;
+    if (m == 0 || n == 0) return 0;
+    if (ldc < n) return -1;
+    if (k == 0 || alpha == 0.0f) {
+        for (ptrdiff_t i = 0; i < m; i++) {
+            float *ci = c + i * ldc;
+            if (beta == 0.0f) memset(ci, 0, (size_t)n * sizeof(float));
+            else for (ptrdiff_t j = 0; j < n; j++) ci[j] *= beta;
+        }
+        return 0;
+    }
+    const int mr = kd.mr, nr = kd.nr;
+    const ptrdiff_t mc_max = (ptrdiff_t)mr * MC_TILES;
+    const ptrdiff_t kc_max = k < KC ? k : KC;
+    const ptrdiff_t nc_max = n < NC ? n : NC;
+    float *pa = scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
+    float *pb = scratch_get(&scratch_b, (size_t)(((nc_max + nr - 1) / nr) * nr * kc_max));
+    if (!pa || !pb) return -1;
+    // Edge tiles are computed into this buffer and merged, so the micro-kernels only ever see full tiles.
+    float tile[TILE_MAX] __attribute__((aligned(64)));
+
+    for (ptrdiff_t jc = 0; jc < n; jc += NC) {
+        const ptrdiff_t nc = n - jc < NC ? n - jc : NC;
+        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+            const ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+            // Later K blocks accumulate onto what the first one wrote.
+            const float beta_k = pc == 0 ? beta : 1.0f;
+            pack_b(trans_b, b, ldb, pc, kc, jc, nc, nr, pb);
+            for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
+                const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
+                pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, pa);
+                for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
+                    const ptrdiff_t cols = nc - jr < nr ? nc - jr : nr;
+                    const float *bp = pb + jr * kc;
+                    for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+                        const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
+                        const float *ap = pa + ir * kc;
+                        float *cp = c + (ic + ir) * ldc + (jc + jr);
+                        if (rows == mr && cols == nr) {
+                            kd.ukr(kc, ap, bp, cp, ldc, alpha, beta_k);
+                        } else {
+                            kd.ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f);
+                            for (ptrdiff_t i = 0; i < rows; i++) {
+                                float *ci = cp + i * ldc;
+                                const float *ti = tile + i * nr;
+                                if (beta_k == 0.0f) {
+                                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j];
+                                } else {
+                                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j] + beta_k * ci[j];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,93 @@
+import CCLIPKernels
+
+/// The SGEMM micro-kernels. `auto` resolves to the fastest one the CPU supports; the others exist so that
+/// tests can check every kernel this CPU can run against a plain reference.
+public enum GEMMKernel: String, Sendable, CaseIterable {
+    case auto, portable, avx2, avx512
+
+    var code: Int32 {
+        switch self {
+        case .auto: return Int32(CLIP_GEMM_AUTO.rawValue)
+        case .portable: return Int32(CLIP_GEMM_PORTABLE.rawValue)
+        case .avx2: return Int32(CLIP_GEMM_AVX2.rawValue)
+        case .avx512: return Int32(CLIP_GEMM_AVX512.rawValue)
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    public var isAvailable: Bool { clip_gemm_kernel_available(code) != 0 }
+
+    /// The kernel `auto` picks on this CPU.
+    public static var best: GEMMKernel {
+        switch Int(clip_gemm_best_kernel()) {
+        case Int(CLIP_GEMM_AVX512.rawValue): return .avx512
+        case Int(CLIP_GEMM_AVX2.rawValue): return .avx2
+        default: return .portable
+        }
+    }
+}
+
+/// Below this many multiply-adds a GEMM runs on the calling thread: splitting costs more than it saves.
+@usableFromInline let parallelGEMMThreshold = 1 << 18
+
+/// Row-major C[m,n] = alpha · op(A)[m,k] · op(B)[k,n] + beta · C, the one matrix-product path every layer uses.
+///
+/// `op(A)` is A, stored `[m, lda]`, or Aᵀ with A stored `[k, lda]` when `transA`; likewise B. With
+/// `parallel`, large products are split over the available cores by columns (or rows when narrow).
+/// All sizes must be consistent with the buffers; callers derive them from validated tensor shapes.
+public func sgemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+    kernel: GEMMKernel = .auto, parallel: Bool = true
+) {
+    let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
+    let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
+    if threads == 1 {
+        let rc = clip_sgemm(kernel.code, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        assert(rc == 0, "clip_sgemm rejected its arguments")
+        return
+    }
+    // Split the output along its longer side so each worker packs only its share of the bigger operand.
+    if n >= m {
+        let bounds = chunkBounds(total: n, parts: threads, granule: 32)
+        parallelFor(bounds.count - 1) { t in
+            let j0 = bounds[t], j1 = bounds[t + 1]
+            guard j1 > j0 else { return }
+            let bOff = transB ? j0 * ldb : j0
+            _ = clip_sgemm(kernel.code, ta, tb, m, j1 - j0, k, alpha, a, lda, b + bOff, ldb, beta, c + j0, ldc)
+        }
+    } else {
+        let bounds = chunkBounds(total: m, parts: threads, granule: 12)
+        parallelFor(bounds.count - 1) { t in
+            let i0 = bounds[t], i1 = bounds[t + 1]
+            guard i1 > i0 else { return }
+            let aOff = transA ? i0 : i0 * lda
+            _ = clip_sgemm(kernel.code, ta, tb, i1 - i0, n, k, alpha, a + aOff, lda, b, ldb, beta, c + i0 * ldc, ldc)
+        }
+    }
+}
+
+/// Matrix product of the last two dimensions: `a` [.., m, k] · `b` [k, n] (or `b`ᵀ with `b` [n, k] when
+/// `transposeB`) → [.., m, n]. Leading dimensions of `a` are folded into m.
+public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) throws(TensorError) -> Tensor {
+    guard a.rank >= 2, b.rank == 2 else { throw .shapeMismatch(operation: "matmul", a.shape, b.shape) }
+    let k = a.shape[a.rank - 1]
+    let m = a.count / max(k, 1)
+    let (bk, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+    guard bk == k else { throw .shapeMismatch(operation: "matmul", a.shape, b.shape) }
+    var outShape = a.shape
+    outShape[outShape.count - 1] = n
+    var out = Tensor(uncheckedZeros: outShape)
+    if k == 0 && m > 0 { return out }
+    a.scalars.withUnsafeBufferPointer { ap in
+        b.scalars.withUnsafeBufferPointer { bp in
+            out.scalars.withUnsafeMutableBufferPointer { cp in
+                guard let aBase = ap.baseAddress, let bBase = bp.baseAddress, let cBase = cp.baseAddress else { return }
+                sgemm(transA: false, transB: transposeB, m: m, n: n, k: k, a: aBase, lda: k,
+                      b: bBase, ldb: b.shape[1], c: cBase, ldc: n)
+            }
+        }
+    }
+    return out
+}

@@ -1,0 +1,48 @@
+import CCLIPKernels
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How many worker threads data-parallel loops use: the CPUs this process may run on, or
+/// `CLIP_NUM_THREADS` when set to a positive number.
+public let availableCores: Int = {
+    if let s = getenvString("CLIP_NUM_THREADS"), let n = Int(s), n > 0 { return n }
+    return Int(clip_available_cpus())
+}()
+
+func getenvString(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    return String(cString: p)
+}
+
+/// Runs `body(i)` for `i` in `0..<count`, spread over the available cores.
+///
+/// `body` is not `@Sendable` because layer code hands it raw pointers into buffers it owns; the contract is
+/// that iterations write disjoint memory and only read memory no iteration writes.
+@inlinable
+public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+    if count <= 1 || availableCores == 1 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        nonisolated(unsafe) let work = body
+        DispatchQueue.concurrentPerform(iterations: count) { i in work(i) }
+    }
+}
+
+/// Splits `0..<total` into at most `parts` contiguous chunks whose bounds are multiples of `granule`
+/// (except the end), and returns the chunk boundaries.
+@inlinable
+public func chunkBounds(total: Int, parts: Int, granule: Int) -> [Int] {
+    let units = (total + granule - 1) / granule
+    let p = max(1, min(parts, units))
+    var bounds = [0]
+    for i in 1...p {
+        bounds.append(min(total, (units * i / p) * granule))
+    }
+    return bounds
+}
