@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "swift-clip",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "CLIP", targets: ["CLIP"]),
         .library(name: "CLIPWeights", targets: ["CLIPWeights"]),

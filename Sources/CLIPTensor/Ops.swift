@@ -227,3 +227,12 @@ func im2col(_ x: UnsafePointer<Float>, channels c: Int, height h: Int, width w: 
         }
     }
 }
+
+/// GELU with the exact error function, x · Φ(x), in place over `count` elements.
+@inlinable
+public func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count {
+        let v = x[i]
+        x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752))
+    }
+}

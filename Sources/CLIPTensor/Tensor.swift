@@ -26,16 +26,14 @@ public struct Tensor: Sendable, Equatable {
         self.scalars = [Float](repeating: 0, count: count)
     }
 
-    /// Internal initialiser for shapes the caller has already validated.
-    @usableFromInline
-    init(uncheckedShape shape: [Int], scalars: [Float]) {
+    /// For shapes the caller has already validated (within this package only).
+    package init(uncheckedShape shape: [Int], scalars: [Float]) {
         self.shape = shape
         self.scalars = scalars
     }
 
-    /// Internal initialiser for a tensor whose elements the caller is about to overwrite.
-    @usableFromInline
-    init(uncheckedZeros shape: [Int]) {
+    /// For a validated shape whose elements the caller is about to overwrite (within this package only).
+    package init(uncheckedZeros shape: [Int]) {
         self.shape = shape
         self.scalars = [Float](repeating: 0, count: shape.reduce(1, *))
     }

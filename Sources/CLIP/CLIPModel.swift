@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CLIPLayers
+import CLIPTensor
+import CLIPWeights
+
+/// A loaded CLIP model: an image tower, a text tower and the learned logit scale. Immutable and `Sendable`,
+/// so one instance can serve concurrent requests.
+///
+/// ```swift
+/// let model = try CLIPModel(contentsOf: "ViT-B-32.safetensors")
+/// let image = try model.encodeImage(pixels)          // [N, 3, 224, 224] → [N, 512]
+/// let text = try model.encodeText(tokenIDs)          // N × 77 ids → [N, 512]
+/// let (perImage, _) = try model.logits(images: pixels, texts: tokenIDs)
+/// let probs = softmax(perImage)
+/// ```
+public struct CLIPModel: Sendable {
+    public let configuration: CLIPConfiguration
+    public let visual: VisualTower
+    public let text: TextTransformer
+    /// `logit_scale` as stored: the logits use exp(logitScale).
+    public let logitScale: Float
+
+    public enum VisualTower: Sendable {
+        case transformer(VisionTransformer)
+        case resnet(ModifiedResNet)
+    }
+
+    /// Names that checkpoints may carry without the model using them: BatchNorm's step counters and the
+    /// TorchScript extras that the reference `build_model` deletes.
+    public static func isIgnorable(_ name: String) -> Bool {
+        name.hasSuffix(".num_batches_tracked") || ["input_resolution", "context_length", "vocab_size"].contains(name)
+    }
+
+    /// Builds the model from named tensors. The architecture is inferred from the weights unless given.
+    /// Fails on any missing, mis-shaped or unexpected tensor, naming it.
+    public init(weights: any WeightSource, configuration: CLIPConfiguration? = nil) throws(ModelLoadError) {
+        let c: CLIPConfiguration
+        if let configuration { c = configuration } else { c = try CLIPConfiguration.infer(from: weights) }
+        let r = ParameterReader(source: weights, ignoring: Self.isIgnorable)
+        switch c.vision {
+        case .transformer(let v):
+            visual = .transformer(try VisionTransformer(r, v, embedDim: c.embedDim, activation: c.activation,
+                                                        eps: c.layerNormEps))
+        case .resnet(let v):
+            visual = .resnet(try ModifiedResNet(r, v, embedDim: c.embedDim))
+        }
+        text = try TextTransformer(r, c.text, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
+        let scale = try r.tensor("logit_scale", shape: [])
+        logitScale = scale.scalars[0]
+        try r.finish()
+        self.configuration = c
+    }
+
+    /// Loads a `.safetensors` checkpoint with OpenAI/open_clip key names.
+    public init(contentsOf path: String, configuration: CLIPConfiguration? = nil) throws(ModelLoadError) {
+        let file: SafeTensorsFile
+        do {
+            file = try SafeTensorsFile(path: path)
+        } catch {
+            throw .weightFile(error)
+        }
+        try self.init(weights: file, configuration: configuration)
+    }
+
+    /// Image embeddings: `pixels` [N, 3, R, R] (normalised as the model's preprocessing does) → [N, embed].
+    public func encodeImage(_ pixels: Tensor) throws(CLIPError) -> Tensor {
+        guard pixels.rank == 4, pixels.shape[1] == 3 else {
+            throw .imageShape(pixels.shape, expected: "[N, 3, \(configuration.imageResolution), \(configuration.imageResolution)]")
+        }
+        if pixels.shape[0] == 0 { return Tensor(uncheckedZeros: [0, configuration.embedDim]) }
+        if pixels.scalars.contains(where: { !$0.isFinite }) { throw .nonFinitePixels }
+        switch visual {
+        case .transformer(let vit): return try vit(pixels)
+        case .resnet(let resnet): return try resnet(pixels)
+        }
+    }
+
+    /// Text embeddings: `tokens` N rows of token ids, all of one length ≤ the context length (as
+    /// `clip.tokenize` returns them, [N, 77]) → [N, embed]. Each text's features are taken at its largest
+    /// id, the end-of-text token.
+    public func encodeText(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
+        if tokens.isEmpty { return Tensor(uncheckedZeros: [0, configuration.embedDim]) }
+        return try text(tokens)
+    }
+
+    /// The reference forward pass: `logitsPerImage` [N_img, N_txt] = exp(logit_scale) · cosine similarity
+    /// of the embeddings, and `logitsPerText`, its transpose.
+    public func logits(images: Tensor, texts: [[Int]]) throws(CLIPError) -> (logitsPerImage: Tensor, logitsPerText: Tensor) {
+        let img = try encodeImage(images)
+        let txt = try encodeText(texts)
+        return logits(imageEmbeddings: img, textEmbeddings: txt)
+    }
+
+    /// Logits from embeddings already computed ([N_img, embed] and [N_txt, embed]).
+    public func logits(imageEmbeddings: Tensor, textEmbeddings: Tensor) -> (logitsPerImage: Tensor, logitsPerText: Tensor) {
+        let a = l2Normalized(imageEmbeddings), b = l2Normalized(textEmbeddings)
+        let (ni, nt, e) = (a.shape[0], b.shape[0], configuration.embedDim)
+        let scale = expf(logitScale)
+        var perImage = Tensor(uncheckedZeros: [ni, nt])
+        var perText = Tensor(uncheckedZeros: [nt, ni])
+        for i in 0..<ni {
+            for t in 0..<nt {
+                var s: Float = 0
+                for j in 0..<e { s += a.scalars[i * e + j] * b.scalars[t * e + j] }
+                perImage.scalars[i * nt + t] = scale * s
+                perText.scalars[t * ni + i] = scale * s
+            }
+        }
+        return (perImage, perText)
+    }
+}
+
+/// Errors from running a model on bad input. Each names the offending input.
+public enum CLIPError: Error, CustomStringConvertible, Equatable {
+    case imageShape([Int], expected: String)
+    case nonFinitePixels
+    case tokenLength(text: Int, count: Int, expected: Int, contextLength: Int)
+    case tokenOutOfRange(text: Int, position: Int, id: Int, vocabularySize: Int)
+    /// A shape inconsistency inside the model; indicates a bug, reported rather than crashing.
+    case internalShape(TensorError)
+
+    public var description: String {
+        switch self {
+        case .imageShape(let s, let e): return "image tensor has shape \(s), expected \(e)"
+        case .nonFinitePixels: return "image tensor contains NaN or infinite values"
+        case .tokenLength(let t, let n, let e, let ctx):
+            return "text \(t) has \(n) tokens; all texts in a batch need the same length (\(e)), between 1 and the context length \(ctx)"
+        case .tokenOutOfRange(let t, let p, let id, let v):
+            return "text \(t), position \(p): token id \(id) is outside the vocabulary 0..<\(v)"
+        case .internalShape(let e): return "internal shape error: \(e)"
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import CLIPLayers
+import CLIPWeights
+
+/// The architecture of a CLIP model. `infer(from:)` derives it from the weights alone, as the reference
+/// `build_model` does; fields may be changed before building when a model's config says otherwise (for
+/// example attention heads that are not width/64).
+public struct CLIPConfiguration: Sendable, Equatable {
+    /// Width of the joint image–text embedding space.
+    public var embedDim: Int
+    public var vision: Vision
+    public var text: Text
+    /// Non-linearity of every transformer MLP.
+    public var activation: Activation = .quickGELU
+    /// ε of every LayerNorm.
+    public var layerNormEps: Float = 1e-5
+
+    public enum Vision: Sendable, Equatable {
+        case transformer(VisionTransformerConfiguration)
+        case resnet(ResNetConfiguration)
+
+        /// The input side length the model was built for.
+        public var imageResolution: Int {
+            switch self {
+            case .transformer(let c): return c.patchSize * c.grid
+            case .resnet(let c): return c.outputGrid * 32
+            }
+        }
+    }
+
+    public struct VisionTransformerConfiguration: Sendable, Equatable {
+        public var width: Int
+        public var layers: Int
+        public var heads: Int
+        public var patchSize: Int
+        /// Patches per side; the input resolution is `patchSize × grid`.
+        public var grid: Int
+    }
+
+    public struct ResNetConfiguration: Sendable, Equatable {
+        /// Bottleneck blocks in each of the four stages.
+        public var layers: [Int]
+        /// Channels of the stem's output (64 for RN50); stage i has width·2ⁱ planes.
+        public var width: Int
+        /// Heads of the attention pool (width·32/64 in the reference).
+        public var heads: Int
+        /// Side of the final feature map; the nominal input resolution is 32× this.
+        public var outputGrid: Int
+    }
+
+    public struct Text: Sendable, Equatable {
+        public var contextLength: Int
+        public var vocabSize: Int
+        public var width: Int
+        public var heads: Int
+        public var layers: Int
+    }
+
+    public var imageResolution: Int { vision.imageResolution }
+
+    /// Derives the architecture from tensor names and shapes, following the reference `build_model`.
+    public static func infer(from source: any WeightSource) throws(ModelLoadError) -> CLIPConfiguration {
+        let origin = source.origin
+        var shapes: [String: [Int]] = [:]
+        for t in source.tensorInfos { shapes[t.name] = t.shape }
+        func shape(_ key: String, rank: Int) throws(ModelLoadError) -> [Int] {
+            guard let s = shapes[key] else { throw .missingTensor(key, origin: origin) }
+            guard s.count == rank, s.allSatisfy({ $0 > 0 }) else {
+                throw .architecture("tensor '\(key)' has shape \(s), expected \(rank) positive dimensions", origin: origin)
+            }
+            return s
+        }
+        func squareSide(_ key: String) throws(ModelLoadError) -> Int {
+            let rows = try shape(key, rank: 2)[0]
+            let side = Int((Double(rows - 1)).squareRoot().rounded())
+            guard side > 0, side * side + 1 == rows else {
+                throw .architecture("tensor '\(key)' has \(rows) rows, which is not a square grid plus one", origin: origin)
+            }
+            return side
+        }
+        // "index" of keys like visual.transformer.resblocks.<i>.…
+        func distinctIndices(prefix: String) -> Set<String> {
+            var s = Set<String>()
+            for k in shapes.keys where k.hasPrefix(prefix) {
+                let rest = k.dropFirst(prefix.count)
+                if let idx = rest.split(separator: ".", maxSplits: 1).first { s.insert(String(idx)) }
+            }
+            return s
+        }
+        func contiguousCount(_ indices: Set<String>, what: String) throws(ModelLoadError) -> Int {
+            let n = indices.count
+            guard Set((0..<n).map(String.init)) == indices else {
+                throw .architecture("\(what) are not numbered 0..<\(n): \(indices.sorted())", origin: origin)
+            }
+            return n
+        }
+
+        let vision: Vision
+        if shapes["visual.proj"] != nil {
+            let conv = try shape("visual.conv1.weight", rank: 4)
+            let width = conv[0]
+            let layers = try contiguousCount(distinctIndices(prefix: "visual.transformer.resblocks."),
+                                             what: "visual.transformer.resblocks")
+            guard conv[1] == 3, conv[2] == conv[3] else {
+                throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: origin)
+            }
+            vision = .transformer(.init(width: width, layers: layers, heads: max(width / 64, 1), patchSize: conv[3],
+                                        grid: try squareSide("visual.positional_embedding")))
+        } else if shapes["visual.attnpool.positional_embedding"] != nil {
+            var counts: [Int] = []
+            for b in 1...4 {
+                counts.append(try contiguousCount(distinctIndices(prefix: "visual.layer\(b)."), what: "visual.layer\(b) blocks"))
+            }
+            guard counts.allSatisfy({ $0 > 0 }) else {
+                throw .architecture("ResNet stages have \(counts) blocks; every stage needs at least one", origin: origin)
+            }
+            let width = try shape("visual.layer1.0.conv1.weight", rank: 4)[0]
+            vision = .resnet(.init(layers: counts, width: width, heads: max(width * 32 / 64, 1),
+                                   outputGrid: try squareSide("visual.attnpool.positional_embedding")))
+        } else {
+            throw .architecture("neither 'visual.proj' (Vision Transformer) nor 'visual.attnpool.positional_embedding' (ResNet) is present; is this a CLIP checkpoint?", origin: origin)
+        }
+
+        let embedDim = try shape("text_projection", rank: 2)[1]
+        let textWidth = try shape("ln_final.weight", rank: 1)[0]
+        let text = Text(
+            contextLength: try shape("positional_embedding", rank: 2)[0],
+            vocabSize: try shape("token_embedding.weight", rank: 2)[0],
+            width: textWidth,
+            heads: max(textWidth / 64, 1),
+            layers: try contiguousCount(distinctIndices(prefix: "transformer.resblocks."), what: "transformer.resblocks"))
+        return CLIPConfiguration(embedDim: embedDim, vision: vision, text: text)
+    }
+}
+
+extension CLIPConfiguration: CustomStringConvertible {
+    public var description: String {
+        let v: String
+        switch vision {
+        case .transformer(let c):
+            v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
+        case .resnet(let c):
+            v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
+        }
+        let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
+        return "embed \(embedDim); \(v); \(t)"
+    }
+}

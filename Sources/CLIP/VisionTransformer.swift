@@ -1,0 +1,90 @@
+import CLIPLayers
+import CLIPTensor
+
+/// The ViT image tower: patch embedding (a convolution with kernel = stride = patch and no bias), a class
+/// token, positional embeddings, `ln_pre`, a transformer, `ln_post` on the class token, and `proj`.
+public struct VisionTransformer: Sendable {
+    public let configuration: CLIPConfiguration.VisionTransformerConfiguration
+    /// [width, 3·patch·patch]: `conv1.weight` flattened, so patch embedding is one GEMM.
+    let patchWeight: Tensor
+    let classEmbedding: Tensor  // [width]
+    let positionalEmbedding: Tensor  // [grid² + 1, width]
+    let lnPre: LayerNorm
+    let transformer: Transformer
+    let lnPost: LayerNorm
+    let proj: Tensor  // [width, embed]
+
+    init(_ r: ParameterReader, _ c: CLIPConfiguration.VisionTransformerConfiguration, embedDim: Int,
+         activation: Activation, eps: Float) throws(ModelLoadError) {
+        configuration = c
+        let (w, p) = (c.width, c.patchSize)
+        let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])
+        patchWeight = Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars)
+        classEmbedding = try r.tensor("visual.class_embedding", shape: [w])
+        positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.grid * c.grid + 1, w])
+        lnPre = try LayerNorm(r, "visual.ln_pre", width: w, eps: eps)
+        transformer = try Transformer(r, "visual.transformer", width: w, layers: c.layers, heads: c.heads,
+                                      activation: activation, eps: eps)
+        lnPost = try LayerNorm(r, "visual.ln_post", width: w, eps: eps)
+        proj = try r.tensor("visual.proj", shape: [w, embedDim])
+    }
+
+    /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
+    /// whole patch are ignored; the patch grid must match the positional embedding.
+    func callAsFunction(_ pixels: Tensor) throws(CLIPError) -> Tensor {
+        let c = configuration
+        let (n, h, wpx) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
+        let p = c.patchSize
+        guard h / p == c.grid, wpx / p == c.grid else {
+            throw .imageShape(pixels.shape, expected: "[N, 3, \(c.grid * p), \(c.grid * p)] (a \(c.grid)×\(c.grid) grid of \(p)-pixel patches)")
+        }
+        let g = c.grid, w = c.width, tokens = g * g + 1, pdim = 3 * p * p
+        // Gather patches into rows [N·g², 3·p·p] in the (channel, y, x) order of the convolution weight.
+        var patches = Tensor(uncheckedZeros: [n * g * g, pdim])
+        pixels.scalars.withUnsafeBufferPointer { src in
+            patches.scalars.withUnsafeMutableBufferPointer { dst in
+                for img in 0..<n {
+                    for gy in 0..<g {
+                        for gx in 0..<g {
+                            let row = dst.baseAddress! + ((img * g + gy) * g + gx) * pdim
+                            for ch in 0..<3 {
+                                for y in 0..<p {
+                                    let s = src.baseAddress! + ((img * 3 + ch) * h + gy * p + y) * wpx + gx * p
+                                    let d = row + (ch * p + y) * p
+                                    for x in 0..<p { d[x] = s[x] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        do {
+            let embedded = try matmul(patches, patchWeight, transposeB: true)  // [N·g², width]
+            var x = Tensor(uncheckedZeros: [n, tokens, w])
+            x.scalars.withUnsafeMutableBufferPointer { xp in
+                embedded.scalars.withUnsafeBufferPointer { ep in
+                    classEmbedding.scalars.withUnsafeBufferPointer { cp in
+                        positionalEmbedding.scalars.withUnsafeBufferPointer { pp in
+                            for img in 0..<n {
+                                let dst = xp.baseAddress! + img * tokens * w
+                                for i in 0..<w { dst[i] = cp[i] + pp[i] }
+                                let src = ep.baseAddress! + img * g * g * w
+                                for i in 0..<(g * g * w) { dst[w + i] = src[i] + pp[w + i] }
+                            }
+                        }
+                    }
+                }
+            }
+            x = try lnPre(x)
+            x = try transformer(x, causal: false)
+            var cls = Tensor(uncheckedZeros: [n, w])
+            for img in 0..<n {
+                cls.scalars.replaceSubrange((img * w)..<((img + 1) * w), with: x.scalars[(img * tokens * w)..<(img * tokens * w + w)])
+            }
+            return try matmul(lnPost(cls), proj)
+        } catch {
+            throw .internalShape(error)
+        }
+    }
+}

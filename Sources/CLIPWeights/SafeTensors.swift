@@ -1,0 +1,174 @@
+import CLIPTensor
+
+/// A memory-mapped `.safetensors` file, validated as the format's reference loader does before any tensor
+/// is read: header length within limits and within the file, UTF-8 JSON object, known dtypes, byte ranges
+/// that match shape × dtype size, contiguous, non-overlapping and covering exactly the data section.
+public struct SafeTensorsFile: WeightSource {
+    /// The reference loader's limit on the JSON header.
+    public static let maxHeaderSize = 100_000_000
+
+    public let origin: String
+    public let tensorInfos: [TensorInfo]
+    /// The free-form `__metadata__` string map, if the file has one.
+    public let metadata: [String: String]
+
+    private let file: MappedFile
+    private let dataStart: Int
+    private let ranges: [String: Range<Int>]
+    private let byName: [String: TensorInfo]
+
+    /// Maps and validates the file at `path`.
+    public init(path: String) throws(WeightFileError) {
+        let file = try MappedFile(path: path)
+        try self.init(file: file)
+    }
+
+    public init(file: MappedFile) throws(WeightFileError) {
+        let path = file.path
+        func fail(_ p: WeightFileError.Problem) -> WeightFileError { WeightFileError(file: path, p) }
+        let bytes = file.bytes
+        guard bytes.count >= 8 else { throw fail(.fileTooSmall(size: bytes.count)) }
+        let declared = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        guard declared <= UInt64(Self.maxHeaderSize) else {
+            throw fail(.headerTooLarge(declared: declared, limit: Self.maxHeaderSize))
+        }
+        let headerLength = Int(declared)
+        guard 8 + headerLength <= bytes.count else {
+            throw fail(.headerPastEnd(declared: declared, fileSize: bytes.count))
+        }
+        let headerBytes = Array(bytes[8..<(8 + headerLength)])
+        guard String(validating: headerBytes, as: UTF8.self) != nil else { throw fail(.headerNotUTF8) }
+        guard headerBytes.first == UInt8(ascii: "{") else { throw fail(.headerNotObject) }
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(headerBytes)
+        } catch {
+            throw fail(.invalidJSON(offset: 8 + error.offset, message: error.message))
+        }
+        guard case .object(let members) = json else { throw fail(.headerNotObject) }
+
+        var metadata: [String: String] = [:]
+        var entries: [(info: TensorInfo, start: UInt64, end: UInt64)] = []
+        for (name, value) in members {
+            if name == "__metadata__" {
+                guard case .object(let kv) = value else {
+                    throw fail(.invalidEntry(tensor: name, message: "must be an object of strings"))
+                }
+                for (k, v) in kv {
+                    guard case .string(let s) = v else {
+                        throw fail(.invalidEntry(tensor: name, message: "value of '\(k)' is not a string"))
+                    }
+                    metadata[k] = s
+                }
+                continue
+            }
+            entries.append(try Self.parseEntry(name: name, value: value, fail: fail))
+        }
+
+        // The reference sorts by start offset and requires each range to begin where the previous one ended.
+        entries.sort { ($0.start, $0.end) < ($1.start, $1.end) }
+        var cursor: UInt64 = 0
+        var ranges: [String: Range<Int>] = [:]
+        for e in entries {
+            guard e.start == cursor, e.end >= e.start else {
+                throw fail(.offsetsNotContiguous(tensor: e.info.name, expectedStart: cursor, start: e.start, end: e.end))
+            }
+            cursor = e.end
+        }
+        let present = UInt64(bytes.count - 8 - headerLength)
+        guard cursor == present else { throw fail(.dataSizeMismatch(described: cursor, present: present)) }
+        // Every end is now ≤ the file's data size, so these conversions cannot trap.
+        for e in entries { ranges[e.info.name] = Int(e.start)..<Int(e.end) }
+
+        self.origin = path
+        self.file = file
+        self.dataStart = 8 + headerLength
+        self.ranges = ranges
+        self.metadata = metadata
+        // Stored order is the order of the bytes, which is how writers lay the state dict out.
+        self.tensorInfos = entries.map(\.info)
+        self.byName = Dictionary(uniqueKeysWithValues: entries.map { ($0.info.name, $0.info) })
+    }
+
+    private static func parseEntry(
+        name: String, value: JSONValue, fail: (WeightFileError.Problem) -> WeightFileError
+    ) throws(WeightFileError) -> (info: TensorInfo, start: UInt64, end: UInt64) {
+        guard case .object(let fields) = value else {
+            throw fail(.invalidEntry(tensor: name, message: "entry is not an object"))
+        }
+        var dtypeText: String?
+        var shape: [UInt64]?
+        var offsets: [UInt64]?
+        for (k, v) in fields {
+            switch k {
+            case "dtype":
+                guard case .string(let s) = v else { throw fail(.invalidEntry(tensor: name, message: "dtype is not a string")) }
+                dtypeText = s
+            case "shape":
+                guard case .array(let a) = v else { throw fail(.invalidEntry(tensor: name, message: "shape is not an array")) }
+                var dims: [UInt64] = []
+                for d in a {
+                    guard let u = d.uint64 else {
+                        throw fail(.invalidEntry(tensor: name, message: "shape holds a value that is not a non-negative integer"))
+                    }
+                    dims.append(u)
+                }
+                shape = dims
+            case "data_offsets":
+                guard case .array(let a) = v, a.count == 2, let s = a[0].uint64, let e = a[1].uint64 else {
+                    throw fail(.invalidEntry(tensor: name, message: "data_offsets must be two non-negative integers"))
+                }
+                offsets = [s, e]
+            default:
+                continue  // the reference ignores unknown fields
+            }
+        }
+        guard let dtypeText else { throw fail(.invalidEntry(tensor: name, message: "missing dtype")) }
+        guard let shape else { throw fail(.invalidEntry(tensor: name, message: "missing shape")) }
+        guard let offsets else { throw fail(.invalidEntry(tensor: name, message: "missing data_offsets")) }
+        guard let dtype = DType(rawValue: dtypeText) else { throw fail(.unknownDType(tensor: name, dtype: dtypeText)) }
+        var elements: UInt64 = 1
+        for d in shape {
+            let (p, o) = elements.multipliedReportingOverflow(by: d)
+            guard !o, p <= UInt64(Int.max) else { throw fail(.shapeOverflow(tensor: name, shape: shape)) }
+            elements = p
+        }
+        let (needed, o) = elements.multipliedReportingOverflow(by: UInt64(dtype.size))
+        guard !o else { throw fail(.shapeOverflow(tensor: name, shape: shape)) }
+        let span = offsets[1] >= offsets[0] ? offsets[1] - offsets[0] : 0
+        guard offsets[1] >= offsets[0] else {
+            throw fail(.offsetsNotContiguous(tensor: name, expectedStart: offsets[0], start: offsets[0], end: offsets[1]))
+        }
+        guard needed == span else { throw fail(.byteSizeMismatch(tensor: name, expected: needed, actual: span)) }
+        // Elements fit in Int (checked above) and the byte span is checked against the file later.
+        return (TensorInfo(name: name, dtype: dtype, shape: shape.map { Int($0) }), offsets[0], offsets[1])
+    }
+
+    /// Raw little-endian bytes of tensor `name`, pointing into the mapping.
+    public func rawBytes(_ name: String) throws(WeightFileError) -> (info: TensorInfo, bytes: UnsafeRawBufferPointer) {
+        guard let info = byName[name], let r = ranges[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
+        let slice = UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + r.lowerBound)..<(dataStart + r.upperBound)])
+        return (info, slice)
+    }
+
+    public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
+        let (info, bytes) = try rawBytes(name)
+        let count = info.shape.reduce(1, *)
+        guard let values = decodeFloats(bytes, dtype: info.dtype, count: count) else {
+            throw WeightFileError(file: origin, .notFloatingPoint(tensor: name, dtype: info.dtype))
+        }
+        do {
+            return try Tensor(shape: info.shape, scalars: values)
+        } catch {
+            throw WeightFileError(file: origin, .invalidEntry(tensor: name, message: error.description))
+        }
+    }
+
+    public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
+        let (info, bytes) = try rawBytes(name)
+        guard let values = decodeIntegers(bytes, dtype: info.dtype, count: info.shape.reduce(1, *)) else {
+            throw WeightFileError(file: origin, .notInteger(tensor: name, dtype: info.dtype))
+        }
+        return (info.shape, values)
+    }
+}

@@ -1,0 +1,70 @@
+import CLIP
+import CLIPTensor
+import CLIPWeights
+import Testing
+
+/// fp32 parity with OpenAI's reference implementation, per output.
+let parityTolerance = 1e-5
+
+/// Each fixture: weights file stem, and the config stem (dtype variants share the fp32 model's config).
+let parityFixtures: [(weights: String, config: String)] = [
+    ("vit_small", "vit_small"), ("vit_small_f16", "vit_small"), ("vit_small_bf16", "vit_small"),
+    ("vit_hd32_r80", "vit_hd32_r80"), ("rn_small", "rn_small"), ("rn_odd", "rn_odd"),
+]
+
+/// The configuration inferred from the weights, checked against what the generator built, with heads set
+/// from the generator's record (the reference rule width/64 cannot express head dimension 32).
+func configuration(for weights: any WeightSource, expected: FixtureConfig) throws -> CLIPConfiguration {
+    var c = try CLIPConfiguration.infer(from: weights)
+    #expect(c.embedDim == expected.embed_dim)
+    #expect(c.text.contextLength == expected.text.context_length)
+    #expect(c.text.vocabSize == expected.text.vocab_size)
+    #expect(c.text.width == expected.text.width)
+    #expect(c.text.layers == expected.text.layers)
+    #expect(c.text.heads == max(expected.text.width / 64, 1), "reference rule: heads = width / 64")
+    c.text.heads = expected.text.heads
+    switch c.vision {
+    case .transformer(var v):
+        #expect(expected.vision.type == "vit")
+        #expect(v.width == expected.vision.width)
+        #expect(FixtureConfig.Layers.count(v.layers) == expected.vision.layers)
+        #expect(v.patchSize == expected.vision.patch_size)
+        #expect(v.grid == expected.vision.grid)
+        #expect(v.heads == max(expected.vision.width / 64, 1))
+        v.heads = expected.vision.heads
+        c.vision = .transformer(v)
+    case .resnet(let r):
+        #expect(expected.vision.type == "resnet")
+        #expect(r.width == expected.vision.width)
+        #expect(FixtureConfig.Layers.stages(r.layers) == expected.vision.layers)
+        #expect(r.outputGrid == expected.vision.output_grid)
+        #expect(r.heads == expected.vision.heads, "reference rule: heads = width · 32 / 64")
+    }
+    return c
+}
+
+@Test("Model outputs equal the reference within 1e-5", arguments: parityFixtures)
+func modelMatchesReference(_ fixture: (weights: String, config: String)) throws {
+    let weights = try SafeTensorsFile(path: "\(fixtureDirectory)/\(fixture.weights).safetensors")
+    let expected = try FixtureConfig.load(fixture.config)
+    let model = try CLIPModel(weights: weights, configuration: configuration(for: weights, expected: expected))
+    let ref = try Reference(path: "\(fixtureDirectory)/\(fixture.weights).reference.safetensors")
+
+    let image = try model.encodeImage(ref.pixels)
+    #expect(image.shape == ref.imageFeatures.shape)
+    let imageError = relativeError(image.scalars, ref.imageFeatures.scalars)
+    #expect(imageError <= parityTolerance, "encode_image relative error \(imageError)")
+
+    let text = try model.encodeText(ref.tokens)
+    #expect(text.shape == ref.textFeatures.shape)
+    let textError = relativeError(text.scalars, ref.textFeatures.scalars)
+    #expect(textError <= parityTolerance, "encode_text relative error \(textError)")
+
+    let (perImage, perText) = try model.logits(images: ref.pixels, texts: ref.tokens)
+    #expect(perImage.shape == ref.logitsPerImage.shape)
+    #expect(perText.shape == ref.logitsPerText.shape)
+    let li = relativeError(perImage.scalars, ref.logitsPerImage.scalars)
+    let lt = relativeError(perText.scalars, ref.logitsPerText.scalars)
+    #expect(li <= parityTolerance, "logits_per_image relative error \(li)")
+    #expect(lt <= parityTolerance, "logits_per_text relative error \(lt)")
+}

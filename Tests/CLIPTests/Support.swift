@@ -1,0 +1,82 @@
+import CLIP
+import CLIPTensor
+import CLIPWeights
+import Foundation
+
+/// Directory of the committed fixtures written by Scripts/make_fixtures.py.
+let fixtureDirectory: String = {
+    guard let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else {
+        return "Tests/CLIPTests/Fixtures"
+    }
+    return url.path
+}()
+
+/// ‖ours − ref‖ / ‖ref‖ in double precision.
+func relativeError(_ ours: [Float], _ ref: [Float]) -> Double {
+    guard ours.count == ref.count else { return .infinity }
+    var num = 0.0, den = 0.0
+    for (a, b) in zip(ours, ref) {
+        let d = Double(a) - Double(b)
+        num += d * d
+        den += Double(b) * Double(b)
+    }
+    return den == 0 ? num.squareRoot() : (num / den).squareRoot()
+}
+
+/// The architecture the generator recorded for a fixture.
+struct FixtureConfig: Decodable {
+    struct Vision: Decodable {
+        let type: String
+        let width: Int
+        let layers: Layers
+        let heads: Int
+        let patch_size: Int?
+        let grid: Int?
+        let output_grid: Int?
+    }
+    /// `layers` is a count for a ViT and a list of four stage depths for a ResNet.
+    enum Layers: Decodable, Equatable {
+        case count(Int), stages([Int])
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let n = try? c.decode(Int.self) { self = .count(n) } else { self = .stages(try c.decode([Int].self)) }
+        }
+    }
+    struct Text: Decodable {
+        let context_length: Int
+        let vocab_size: Int
+        let width: Int
+        let heads: Int
+        let layers: Int
+    }
+    let embed_dim: Int
+    let vision: Vision
+    let text: Text
+    let input_size: Int
+
+    static func load(_ name: String) throws -> FixtureConfig {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(fixtureDirectory)/\(name).json"))
+        return try JSONDecoder().decode(FixtureConfig.self, from: data)
+    }
+}
+
+/// Reference inputs and outputs of one fixture.
+struct Reference {
+    let pixels: Tensor
+    let tokens: [[Int]]
+    let imageFeatures: Tensor
+    let textFeatures: Tensor
+    let logitsPerImage: Tensor
+    let logitsPerText: Tensor
+
+    init(path: String) throws {
+        let f = try SafeTensorsFile(path: path)
+        pixels = try f.floatTensor("pixels")
+        let (shape, ids) = try f.integerTensor("tokens")
+        tokens = (0..<shape[0]).map { Array(ids[($0 * shape[1])..<(($0 + 1) * shape[1])]) }
+        imageFeatures = try f.floatTensor("image_features")
+        textFeatures = try f.floatTensor("text_features")
+        logitsPerImage = try f.floatTensor("logits_per_image")
+        logitsPerText = try f.floatTensor("logits_per_text")
+    }
+}
