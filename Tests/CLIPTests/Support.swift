@@ -54,8 +54,8 @@ struct FixtureConfig: Decodable {
     let text: Text
     let input_size: Int
 
-    static func load(_ name: String) throws -> FixtureConfig {
-        let data = try Data(contentsOf: URL(fileURLWithPath: "\(fixtureDirectory)/\(name).json"))
+    static func load(_ name: String, directory: String = fixtureDirectory) throws -> FixtureConfig {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name).json"))
         return try JSONDecoder().decode(FixtureConfig.self, from: data)
     }
 }

@@ -1,0 +1,32 @@
+import CLIP
+import Foundation
+import Testing
+
+/// Directory holding full-size fixtures made by `python Scripts/make_fixtures.py --full DIR`; the tests
+/// below run only when `CLIP_FULL_FIXTURES` names it (they need ≈1 GB of generated files).
+let fullFixtureDirectory = ProcessInfo.processInfo.environment["CLIP_FULL_FIXTURES"]
+
+@Test("Full-size ViT-B/32 and RN50 equal the reference within 1e-5",
+      .enabled(if: fullFixtureDirectory != nil, "set CLIP_FULL_FIXTURES to a directory made by make_fixtures.py --full"),
+      arguments: ["vit_b32", "rn50"])
+func fullSizeModelMatchesReference(_ name: String) throws {
+    let dir = try #require(fullFixtureDirectory)
+    let model = try CLIPModel(contentsOf: "\(dir)/\(name).safetensors")
+    let expected = try FixtureConfig.load(name, directory: dir)
+    #expect(model.configuration.embedDim == expected.embed_dim)
+    #expect(model.configuration.imageResolution == 224)
+    let ref = try Reference(path: "\(dir)/\(name).reference.safetensors")
+    let image = try model.encodeImage(ref.pixels)
+    let text = try model.encodeText(ref.tokens)
+    let (perImage, perText) = model.logits(imageEmbeddings: image, textEmbeddings: text)
+    let errors = [
+        ("encode_image", relativeError(image.scalars, ref.imageFeatures.scalars)),
+        ("encode_text", relativeError(text.scalars, ref.textFeatures.scalars)),
+        ("logits_per_image", relativeError(perImage.scalars, ref.logitsPerImage.scalars)),
+        ("logits_per_text", relativeError(perText.scalars, ref.logitsPerText.scalars)),
+    ]
+    for (what, e) in errors {
+        print("\(name) \(what) relative error \(e)")
+        #expect(e <= parityTolerance, "\(name) \(what) relative error \(e)")
+    }
+}
