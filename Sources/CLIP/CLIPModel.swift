@@ -40,7 +40,39 @@ public struct CLIPModel: Sendable {
     public init(weights: any WeightSource, configuration: CLIPConfiguration? = nil) throws(ModelLoadError) {
         let c: CLIPConfiguration
         if let configuration { c = configuration } else { c = try CLIPConfiguration.infer(from: weights) }
-        let r = ParameterReader(source: weights, ignoring: Self.isIgnorable)
+        try self.init(ParameterReader(source: weights, ignoring: Self.isIgnorable), c)
+    }
+
+    /// A model of the given architecture with freshly initialised weights, drawn as the reference's
+    /// `initialize_parameters` does (normal, std 0.02 / 0.01 for the embeddings, fan-in scaled projections;
+    /// LayerNorm and BatchNorm as identities). For benchmarks and as the start of training. Throws when the
+    /// configuration is inconsistent (for example heads that do not divide a width).
+    public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0) throws(ModelLoadError) {
+        var rng = NormalGenerator(seed: seed)
+        let reader = ParameterReader(origin: "random initialisation") { name, shape in
+            let count = shape.reduce(1, *)
+            let values: [Float]
+            if name == "logit_scale" {
+                values = [logf(1 / 0.07)]
+            } else if name.hasSuffix("running_var") || (name.hasSuffix(".weight") && shape.count == 1) {
+                values = [Float](repeating: 1, count: count)  // LayerNorm / BatchNorm scale
+            } else if name.hasSuffix("bias") || name.hasSuffix("running_mean") {
+                values = [Float](repeating: 0, count: count)
+            } else {
+                let std: Float
+                switch name {
+                case "token_embedding.weight": std = 0.02
+                case "positional_embedding": std = 0.01
+                default: std = 1 / Float(max(shape.dropFirst().reduce(1, *), shape.first ?? 1)).squareRoot()
+                }
+                values = (0..<count).map { _ in rng.next() * std }
+            }
+            return Tensor(uncheckedShape: shape, scalars: values)
+        }
+        try self.init(reader, c)
+    }
+
+    private init(_ r: ParameterReader, _ c: CLIPConfiguration) throws(ModelLoadError) {
         switch c.vision {
         case .transformer(let v):
             visual = .transformer(try VisionTransformer(r, v, embedDim: c.embedDim, activation: c.activation,
@@ -49,8 +81,7 @@ public struct CLIPModel: Sendable {
             visual = .resnet(try ModifiedResNet(r, v, embedDim: c.embedDim))
         }
         text = try TextTransformer(r, c.text, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
-        let scale = try r.tensor("logit_scale", shape: [])
-        logitScale = scale.scalars[0]
+        logitScale = try r.tensor("logit_scale", shape: []).scalars[0]
         try r.finish()
         self.configuration = c
     }
@@ -133,5 +164,29 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
             return "text \(t), position \(p): token id \(id) is outside the vocabulary 0..<\(v)"
         case .internalShape(let e): return "internal shape error: \(e)"
         }
+    }
+}
+
+/// Standard normal deviates (Box–Muller over SplitMix64), deterministic for a seed.
+struct NormalGenerator {
+    var state: UInt64
+    var spare: Float?
+
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+
+    mutating func uniform() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return (Double(z >> 11) + 0.5) / Double(1 << 53)
+    }
+
+    mutating func next() -> Float {
+        if let s = spare { spare = nil; return s }
+        let r = (-2 * log(uniform())).squareRoot(), t = 2 * Double.pi * uniform()
+        spare = Float(r * sin(t))
+        return Float(r * cos(t))
     }
 }

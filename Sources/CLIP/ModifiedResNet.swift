@@ -13,7 +13,7 @@ public struct ModifiedResNet: Sendable {
         configuration = c
         let w = c.width
         guard w % 2 == 0 else {
-            throw .architecture("ResNet width \(w) is odd; the stem halves it", origin: r.source.origin)
+            throw .architecture("ResNet width \(w) is odd; the stem halves it", origin: r.origin)
         }
         stem = [
             try Conv2d(r, conv: "visual.conv1", batchNorm: "visual.bn1", in: 3, out: w / 2, kernel: 3, stride: 2, padding: 1),

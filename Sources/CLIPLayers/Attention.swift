@@ -11,7 +11,7 @@ public struct MultiheadSelfAttention: Sendable {
 
     public init(_ r: ParameterReader, _ prefix: String, width: Int, heads: Int) throws(ModelLoadError) {
         guard heads > 0, width % heads == 0 else {
-            throw .architecture("\(prefix): width \(width) is not divisible into \(heads) heads", origin: r.source.origin)
+            throw .architecture("\(prefix): width \(width) is not divisible into \(heads) heads", origin: r.origin)
         }
         inProj = Linear(weight: try r.tensor("\(prefix).in_proj_weight", shape: [3 * width, width]),
                         bias: try r.tensor("\(prefix).in_proj_bias", shape: [3 * width]))
@@ -78,11 +78,7 @@ public struct MLP: Sendable {
 
     public init(_ r: ParameterReader, _ prefix: String, width: Int, activation: Activation) throws(ModelLoadError) {
         // The hidden width is read from the weights (4·width in CLIP; other ratios exist in open_clip).
-        let fcShape = try r.requireShape(of: "\(prefix).c_fc.weight")
-        guard fcShape.count == 2 else {
-            throw .shapeMismatch("\(prefix).c_fc.weight", expected: [4 * width, width], found: fcShape, origin: r.source.origin)
-        }
-        let hidden = fcShape[0]
+        let hidden = r.shape(of: "\(prefix).c_fc.weight").flatMap { $0.count == 2 ? $0[0] : nil } ?? 4 * width
         fc = try Linear(r, "\(prefix).c_fc", in: width, out: hidden)
         proj = try Linear(r, "\(prefix).c_proj", in: hidden, out: width)
         self.activation = activation

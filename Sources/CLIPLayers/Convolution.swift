@@ -106,7 +106,7 @@ public struct AttentionPool2d: Sendable {
                 outputDim: Int) throws(ModelLoadError) {
         guard heads > 0, embedDim % heads == 0 else {
             throw .architecture("\(prefix): embedding width \(embedDim) is not divisible into \(heads) heads",
-                                origin: r.source.origin)
+                                origin: r.origin)
         }
         positionalEmbedding = try r.tensor("\(prefix).positional_embedding", shape: [spatial * spatial + 1, embedDim])
         q = try Linear(r, "\(prefix).q_proj", in: embedDim, out: embedDim)

@@ -4,9 +4,13 @@ import CLIPWeights
 /// Hands each layer the tensors it names, checking every shape, and remembers which tensors were taken so
 /// that loading can fail on any the model did not use.
 ///
-/// Used only while a model is being built; the built model holds plain `Tensor`s.
+/// A reader either reads a weight source or, for a model trained from scratch or a benchmark, creates each
+/// tensor with an initialiser. Used only while a model is built; the model holds plain `Tensor`s.
 public final class ParameterReader {
-    public let source: any WeightSource
+    /// Where the tensors come from, for error messages.
+    public let origin: String
+    private let source: (any WeightSource)?
+    private let initializer: ((String, [Int]) -> Tensor)?
     private let shapes: [String: [Int]]
     private var taken = Set<String>()
     private let isIgnored: (String) -> Bool
@@ -14,27 +18,32 @@ public final class ParameterReader {
     /// - Parameter ignoring: names that may be present without being used (BatchNorm's
     ///   `num_batches_tracked`, the TorchScript extras the reference deletes).
     public init(source: any WeightSource, ignoring: @escaping (String) -> Bool = { _ in false }) {
+        self.origin = source.origin
         self.source = source
+        self.initializer = nil
         self.shapes = Dictionary(source.tensorInfos.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         self.isIgnored = ignoring
     }
 
-    /// Every tensor name in the source.
-    public var names: [String] { source.tensorInfos.map(\.name) }
-
-    /// The stored shape of `name`, or nil when absent.
-    public func shape(of name: String) -> [Int]? { shapes[name] }
-
-    /// The stored shape of `name`; throws when absent.
-    public func requireShape(of name: String) throws(ModelLoadError) -> [Int] {
-        guard let s = shapes[name] else { throw .missingTensor(name, origin: source.origin) }
-        return s
+    /// A reader that creates every tensor a layer asks for with `initializer(name, shape)`.
+    public init(origin: String, initializer: @escaping (String, [Int]) -> Tensor) {
+        self.origin = origin
+        self.source = nil
+        self.initializer = initializer
+        self.shapes = [:]
+        self.isIgnored = { _ in false }
     }
+
+    /// The stored shape of `name`, or nil when absent (always nil for an initialiser).
+    public func shape(of name: String) -> [Int]? { shapes[name] }
 
     /// Takes the fp32 tensor `name`, which must have exactly `shape`.
     public func tensor(_ name: String, shape: [Int]) throws(ModelLoadError) -> Tensor {
-        guard let stored = shapes[name] else { throw .missingTensor(name, origin: source.origin) }
-        guard stored == shape else { throw .shapeMismatch(name, expected: shape, found: stored, origin: source.origin) }
+        if let initializer {
+            return initializer(name, shape)
+        }
+        guard let source, let stored = shapes[name] else { throw .missingTensor(name, origin: origin) }
+        guard stored == shape else { throw .shapeMismatch(name, expected: shape, found: stored, origin: origin) }
         taken.insert(name)
         do {
             return try source.floatTensor(name)
@@ -45,8 +54,12 @@ public final class ParameterReader {
 
     /// Throws if the source holds tensors that no layer took and that are not ignorable.
     public func finish() throws(ModelLoadError) {
-        let extra = names.filter { !taken.contains($0) && !isIgnored($0) }
-        guard extra.isEmpty else { throw .unexpectedTensors(extra, origin: source.origin) }
+        let extra = shapes.keys.filter { !taken.contains($0) && !isIgnored($0) }
+        guard extra.isEmpty else {
+            // Report in stored order, as the file lists them.
+            let order = source?.tensorInfos.map(\.name) ?? []
+            throw .unexpectedTensors(order.filter { extra.contains($0) }, origin: origin)
+        }
     }
 }
 

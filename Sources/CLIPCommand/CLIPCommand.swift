@@ -1,0 +1,190 @@
+import ArgumentParser
+import CLIP
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct CLIPCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clip",
+        abstract: "CLIP image and text embeddings, natively.",
+        subcommands: [Info.self, Bench.self]
+    )
+}
+
+/// Runs `body`, turning library errors into one line on stderr and exit code 1.
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as CustomStringConvertible & Error {
+        FileHandle.standardError.write(Data("clip: \(e.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the architecture inferred from a checkpoint's weights.")
+
+    @Argument(help: "A .safetensors checkpoint with OpenAI/open_clip key names.")
+    var model: String
+
+    func run() throws {
+        try reportingErrors {
+            let file = try SafeTensorsFile(path: model)
+            let model = try CLIPModel(weights: file)
+            let c = model.configuration
+            // Counted as PyTorch's `parameters()` does: BatchNorm running statistics are buffers, not parameters.
+            let params = file.tensorInfos
+                .filter { $0.dtype.isFloatingPoint && !$0.name.hasSuffix("running_mean") && !$0.name.hasSuffix("running_var") }
+                .reduce(0) { $0 + $1.shape.reduce(1, *) }
+            var dtypes: [String: Int] = [:]
+            for t in file.tensorInfos { dtypes[t.dtype.rawValue, default: 0] += 1 }
+            print("file: \(file.origin)")
+            print("format: safetensors")
+            print("stored dtypes: \(dtypes.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) tensors)" }.joined(separator: ", "))")
+            print("parameters: \(params)")
+            print("embedding width: \(c.embedDim)")
+            switch c.vision {
+            case .transformer(let v):
+                print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize)")
+            case .resnet(let r):
+                print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
+            }
+            print("input resolution: \(c.imageResolution)")
+            print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize)")
+            print(String(format: "logit scale: %.4f (exp: %.2f)", model.logitScale, exp(model.logitScale)))
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time image and text encoding.",
+        discussion: """
+            Uses a checkpoint when --model is given, otherwise random weights of --architecture (throughput does
+            not depend on weight values). Reports the median of --repeat timed runs after one warm-up run, and
+            the process's peak resident memory.
+            """)
+
+    @Option(help: "Architecture for random weights: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")).")
+    var architecture = "ViT-B/32"
+
+    @Option(help: "A .safetensors checkpoint to time instead of random weights.")
+    var model: String?
+
+    @Option(help: "Images and texts per batch.")
+    var batch = 16
+
+    @Option(help: "Timed runs per measurement (the median is reported).")
+    var `repeat` = 3
+
+    @Flag(help: "Skip the text tower.")
+    var imagesOnly = false
+
+    @Flag(help: "Measure SGEMM throughput on CLIP's matrix shapes instead of the model.")
+    var gemm = false
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        if model == nil, CLIPConfiguration.openAI(architecture) == nil {
+            throw ValidationError("unknown architecture '\(architecture)'; choose one of \(CLIPConfiguration.openAIModelNames.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        if gemm { return try runGEMM() }
+        try reportingErrors {
+            let clip: CLIPModel
+            let name: String
+            if let model {
+                clip = try CLIPModel(contentsOf: model)
+                name = model
+            } else {
+                clip = try CLIPModel(randomWeightsFor: CLIPConfiguration.openAI(architecture)!, seed: 1)
+                name = "\(architecture) (random weights)"
+            }
+            let c = clip.configuration
+            let r = c.imageResolution
+            var values = [Float](repeating: 0, count: batch * 3 * r * r)
+            var state: UInt64 = 12345
+            for i in values.indices {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                values[i] = Float(state >> 40) / Float(1 << 23) - 1  // uniform in [-1, 1)
+            }
+            let pixels = try Tensor(shape: [batch, 3, r, r], scalars: values)
+            // Five-word prompts padded to the context length, as the PyTorch anchor measures.
+            let ctx = c.text.contextLength
+            let eot = c.text.vocabSize - 1
+            let prompt = [eot - 1] + [Int](repeating: min(320, eot - 2), count: 5) + [eot]
+            let tokens = [[Int]](repeating: prompt + [Int](repeating: 0, count: max(0, ctx - prompt.count)), count: batch)
+
+            print("model: \(name)")
+            print("threads: \(availableCores), GEMM kernel: \(GEMMKernel.best.rawValue)")
+            let imageTime = try median { _ = try clip.encodeImage(pixels) }
+            print(String(format: "image batch %d: %.2f img/s (%.1f ms/img)", batch, Double(batch) / imageTime, imageTime * 1000 / Double(batch)))
+            if !imagesOnly {
+                let textTime = try median { _ = try clip.encodeText(tokens) }
+                print(String(format: "text batch %d: %.2f txt/s (%.1f ms/txt)", batch, Double(batch) / textTime, textTime * 1000 / Double(batch)))
+            }
+            var usage = rusage()
+            #if os(Linux)
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            #else
+            getrusage(RUSAGE_SELF, &usage)
+            #endif
+            #if os(Linux)
+            let peakMiB = Double(usage.ru_maxrss) / 1024
+            #else
+            let peakMiB = Double(usage.ru_maxrss) / 1024 / 1024
+            #endif
+            print(String(format: "peak RSS: %.0f MiB", peakMiB))
+        }
+    }
+
+    /// GFLOP/s of C = A·Bᵀ (the Linear layer's form) for square 1024³ and ViT-B/32 batch-16 layer shapes.
+    func runGEMM() throws {
+        print("threads: \(availableCores)")
+        let shapes = [(1024, 1024, 1024, "square"), (800, 2304, 768, "ViT-B/32 qkv"), (800, 768, 768, "ViT-B/32 out"),
+                      (800, 3072, 768, "ViT-B/32 c_fc"), (800, 768, 3072, "ViT-B/32 c_proj")]
+        for kernel in GEMMKernel.allCases where kernel != .auto && kernel.isAvailable {
+            for (m, n, k, label) in shapes {
+                let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
+                var c = [Float](repeating: 0, count: m * n)
+                let t = try median {
+                    a.withUnsafeBufferPointer { ap in
+                        b.withUnsafeBufferPointer { bp in
+                            c.withUnsafeMutableBufferPointer { cp in
+                                sgemm(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k,
+                                      b: bp.baseAddress!, ldb: k, c: cp.baseAddress!, ldc: n, kernel: kernel)
+                            }
+                        }
+                    }
+                }
+                print(String(format: "%@ %dx%dx%d (%@): %.1f GFLOP/s", kernel.rawValue, m, n, k, label, 2 * Double(m * n * k) / t / 1e9))
+            }
+        }
+    }
+
+    func median(_ body: () throws -> Void) throws -> Double {
+        try body()
+        var times: [Double] = []
+        for _ in 0..<`repeat` {
+            let start = monotonicSeconds()
+            try body()
+            times.append(monotonicSeconds() - start)
+        }
+        return times.sorted()[times.count / 2]
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
