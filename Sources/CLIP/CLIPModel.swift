@@ -73,6 +73,7 @@ public struct CLIPModel: Sendable {
     }
 
     private init(_ r: ParameterReader, _ c: CLIPConfiguration) throws(ModelLoadError) {
+        try c.validate(origin: r.origin)
         switch c.vision {
         case .transformer(let v):
             visual = .transformer(try VisionTransformer(r, v, embedDim: c.embedDim, activation: c.activation,

@@ -34,6 +34,10 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var patchSize: Int
         /// Patches per side; the input resolution is `patchSize × grid`.
         public var grid: Int
+
+        public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int) {
+            (self.width, self.layers, self.heads, self.patchSize, self.grid) = (width, layers, heads, patchSize, grid)
+        }
     }
 
     public struct ResNetConfiguration: Sendable, Equatable {
@@ -45,6 +49,10 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var heads: Int
         /// Side of the final feature map; the nominal input resolution is 32× this.
         public var outputGrid: Int
+
+        public init(layers: [Int], width: Int, heads: Int, outputGrid: Int) {
+            (self.layers, self.width, self.heads, self.outputGrid) = (layers, width, heads, outputGrid)
+        }
     }
 
     public struct Text: Sendable, Equatable {
@@ -53,9 +61,44 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var width: Int
         public var heads: Int
         public var layers: Int
+
+        public init(contextLength: Int, vocabSize: Int, width: Int, heads: Int, layers: Int) {
+            (self.contextLength, self.vocabSize, self.width, self.heads, self.layers) =
+                (contextLength, vocabSize, width, heads, layers)
+        }
+    }
+
+    public init(embedDim: Int, vision: Vision, text: Text, activation: Activation = .quickGELU,
+                layerNormEps: Float = 1e-5) {
+        (self.embedDim, self.vision, self.text, self.activation, self.layerNormEps) =
+            (embedDim, vision, text, activation, layerNormEps)
     }
 
     public var imageResolution: Int { vision.imageResolution }
+
+    /// Throws unless every size is positive and the ResNet has four stages.
+    public func validate(origin: String) throws(ModelLoadError) {
+        var sizes: [(String, Int)] = [("embedDim", embedDim), ("text.contextLength", text.contextLength),
+                                      ("text.vocabSize", text.vocabSize), ("text.width", text.width),
+                                      ("text.heads", text.heads), ("text.layers", text.layers)]
+        switch vision {
+        case .transformer(let v):
+            sizes += [("vision.width", v.width), ("vision.layers", v.layers), ("vision.heads", v.heads),
+                      ("vision.patchSize", v.patchSize), ("vision.grid", v.grid)]
+        case .resnet(let r):
+            guard r.layers.count == 4 else {
+                throw .architecture("a ResNet needs 4 stages, got \(r.layers)", origin: origin)
+            }
+            sizes += [("vision.width", r.width), ("vision.heads", r.heads), ("vision.outputGrid", r.outputGrid)]
+            sizes += r.layers.enumerated().map { ("vision.layers[\($0.offset)]", $0.element) }
+        }
+        for (name, value) in sizes where value <= 0 {
+            throw .architecture("configuration \(name) is \(value); it must be positive", origin: origin)
+        }
+        guard layerNormEps > 0, layerNormEps.isFinite else {
+            throw .architecture("configuration layerNormEps is \(layerNormEps); it must be positive", origin: origin)
+        }
+    }
 
     /// Derives the architecture from tensor names and shapes, following the reference `build_model`.
     public static func infer(from source: any WeightSource) throws(ModelLoadError) -> CLIPConfiguration {

@@ -15,6 +15,7 @@ func fullSizeModelMatchesReference(_ name: String) throws {
     let expected = try FixtureConfig.load(name, directory: dir)
     #expect(model.configuration.embedDim == expected.embed_dim)
     #expect(model.configuration.imageResolution == 224)
+    #expect(model.configuration == CLIPConfiguration.openAI(name == "vit_b32" ? "ViT-B/32" : "RN50"))
     let ref = try Reference(path: "\(dir)/\(name).reference.safetensors")
     let image = try model.encodeImage(ref.pixels)
     let text = try model.encodeText(ref.tokens)
