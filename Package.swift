@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "CLIP", targets: ["CLIP"]),
         .library(name: "CLIPWeights", targets: ["CLIPWeights"]),
         .library(name: "CLIPTensor", targets: ["CLIPTensor"]),
+        .library(name: "CLIPTokenizer", targets: ["CLIPTokenizer"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
@@ -20,16 +21,20 @@ let package = Package(
         .target(name: "CLIPTensor", dependencies: ["CCLIPKernels"]),
         // Weight-file readers (safetensors); know nothing about CLIP's architecture.
         .target(name: "CLIPWeights", dependencies: ["CLIPTensor"]),
+        // The reference BPE tokenizer and its text cleaning; independent of the model.
+        .target(name: "CLIPTokenizer", resources: [.copy("Resources")]),
         // Neural-network layers that load their own named parameters.
         .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"]),
         // The CLIP model: architecture inference, image and text towers, logits.
         .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers"]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIP", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIP", "CLIPTokenizer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor"]),
+        .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CLIPTests",
             dependencies: ["CLIP", "CLIPWeights", "CLIPTensor"],

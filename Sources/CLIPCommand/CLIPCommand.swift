@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIP
+import CLIPTokenizer
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,7 @@ struct CLIPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clip",
         abstract: "CLIP image and text embeddings, natively.",
-        subcommands: [Info.self, Bench.self]
+        subcommands: [Tokenize.self, Info.self, Bench.self]
     )
 }
 
@@ -24,6 +25,53 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
         FileHandle.standardError.write(Data("clip: \(e.description)\n".utf8))
         throw ExitCode(1)
     }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print token ids as clip.tokenize returns them: a JSON array with one array per text.")
+
+    @Option(help: "Ids per text, start and end tokens included; shorter texts are padded with 0.")
+    var contextLength = 77
+
+    @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
+    var truncate = false
+
+    @Flag(help: "Print the cleaned, lower-cased text each text is tokenized from, one JSON string per line (for debugging).")
+    var showCleaned = false
+
+    @Argument(help: "The texts.")
+    var texts: [String] = []
+
+    func run() throws {
+        try reportingErrors {
+            let tokenizer = try CLIPTokenizer.shared()
+            if showCleaned {
+                for t in texts { print(jsonString(tokenizer.cleanedText(t))) }
+                return
+            }
+            let rows = try tokenizer.tokenize(texts, contextLength: contextLength, truncate: truncate)
+            print("[" + rows.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]")
+        }
+    }
+}
+
+/// A JSON string literal with every non-ASCII scalar escaped, so output is unambiguous on any terminal.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        default:
+            if u.value >= 0x20 && u.value < 0x7F {
+                out.unicodeScalars.append(u)
+            } else {
+                for unit in String(u).utf16 { out += String(format: "\\u%04x", unit) }
+            }
+        }
+    }
+    return out + "\""
 }
 
 struct Info: ParsableCommand {
@@ -89,6 +137,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure SGEMM throughput on CLIP's matrix shapes instead of the model.")
     var gemm = false
 
+    @Flag(help: "Measure tokenizer throughput (single thread, cold cache) instead of the model.")
+    var tokenizer = false
+
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
@@ -99,6 +150,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if gemm { return try runGEMM() }
+        if tokenizer { return try runTokenizer() }
         try reportingErrors {
             let clip: CLIPModel
             let name: String
@@ -144,6 +196,23 @@ struct Bench: ParsableCommand {
             let peakMiB = Double(usage.ru_maxrss) / 1024 / 1024
             #endif
             print(String(format: "peak RSS: %.0f MiB", peakMiB))
+        }
+    }
+
+    /// Texts/s of `tokenize` on the captions the reference anchor uses, each run with a fresh (cold) cache.
+    func runTokenizer() throws {
+        try reportingErrors {
+            let pets = ["dog", "cat", "bird", "fish"]
+            let texts = (0..<1000).map { "a photo of a \(pets[$0 % 4]), a type of pet number \($0)." }
+            _ = try CLIPTokenizer.shared()  // load the vocabulary outside the timing
+            var fresh: [CLIPTokenizer] = []
+            for _ in 0...`repeat` { fresh.append(try CLIPTokenizer()) }
+            var run = 0
+            let t = try median {
+                _ = try fresh[run].tokenize(texts)
+                run += 1
+            }
+            print(String(format: "tokenizer (cold cache, 1 thread): %.0f texts/s", Double(texts.count) / t))
         }
     }
 

@@ -1,0 +1,301 @@
+import Foundation
+import Synchronization
+
+/// CLIP's tokenizer, identical to the reference `clip.tokenize` / `SimpleTokenizer`: ftfy-style cleaning,
+/// HTML unescaping, whitespace collapsing and Python lowercasing, the reference pre-tokenization pattern, and
+/// byte-level BPE. Thread-safe; the merge cache is bounded.
+///
+/// ```swift
+/// let tokenizer = try CLIPTokenizer.shared()
+/// let ids = try tokenizer.tokenize(["a diagram", "a dog", "a cat"])   // 3 rows × 77 ids
+/// ```
+public final class CLIPTokenizer: Sendable {
+    let vocabulary: Vocabulary
+    let characters: CharacterData
+    let html: HTMLUnescaper
+    let fixer: TextFixer
+    private let cache: Mutex<[[UInt8]: [Int]]>
+    /// Most pre-tokens cached; past this the cache is emptied, so memory stays flat under endless new words.
+    public let cacheCapacity: Int
+
+    /// Id of `<|startoftext|>` (49406 in CLIP's vocabulary).
+    public var startOfText: Int { vocabulary.startOfText }
+    /// Id of `<|endoftext|>` (49407 in CLIP's vocabulary).
+    public var endOfText: Int { vocabulary.endOfText }
+    /// Number of tokens in the vocabulary (49408 in CLIP's).
+    public var vocabularySize: Int { vocabulary.tokens.count }
+
+    private static let sharedResult = Result { () throws(TokenizerError) -> CLIPTokenizer in try CLIPTokenizer() }
+
+    /// The tokenizer with CLIP's bundled vocabulary, loaded once per process.
+    public static func shared() throws(TokenizerError) -> CLIPTokenizer { try sharedResult.get() }
+
+    /// A tokenizer with CLIP's bundled 49,408-token vocabulary.
+    public convenience init(cacheCapacity: Int = 65_536) throws(TokenizerError) {
+        let merges = try resourceLines("bpe_merges", comments: false)
+        guard merges.count == 48_894 else {
+            throw .malformedData(file: "bpe_merges.txt", line: merges.count, message: "expected 48894 merges")
+        }
+        try self.init(vocabulary: Vocabulary(tokens: Vocabulary.referenceOrder(mergeLines: merges), mergeLines: merges,
+                                             source: "bpe_merges.txt"), cacheCapacity: cacheCapacity)
+    }
+
+    /// A tokenizer from a Hugging Face folder's `vocab.json` and `merges.txt`, or its `tokenizer.json`.
+    public convenience init(huggingFaceFolder folder: String, cacheCapacity: Int = 65_536) throws(TokenizerError) {
+        try self.init(vocabulary: Self.loadHuggingFace(folder), cacheCapacity: cacheCapacity)
+    }
+
+    init(vocabulary: Vocabulary, cacheCapacity: Int) throws(TokenizerError) {
+        self.vocabulary = vocabulary
+        self.characters = try CharacterData.shared.get()
+        self.html = try HTMLUnescaper()
+        self.fixer = try TextFixer(html: html)
+        self.cacheCapacity = max(cacheCapacity, 0)
+        self.cache = Mutex([:])
+    }
+
+    // MARK: - Encoding
+
+    /// Token ids of `text`, without start/end tokens or padding (the reference's `SimpleTokenizer.encode`).
+    public func encode(_ text: String) -> [Int] {
+        var ids: [Int] = []
+        for piece in pretokenize(clean(text)) {
+            ids.append(contentsOf: encodePiece(piece))
+        }
+        return ids
+    }
+
+    /// `clip.tokenize`: for each text, start token, ids, end token, zero padding → `contextLength` ids.
+    /// A text longer than the context is an error naming it, unless `truncate`, which keeps the first
+    /// `contextLength` ids and makes the last one the end token.
+    public func tokenize(_ texts: [String], contextLength: Int = 77, truncate: Bool = false) throws(TokenizerError) -> [[Int]] {
+        guard contextLength >= 2 else { throw .invalidContextLength(contextLength) }
+        var rows: [[Int]] = []
+        rows.reserveCapacity(texts.count)
+        for (i, text) in texts.enumerated() {
+            var ids = [startOfText] + encode(text) + [endOfText]
+            if ids.count > contextLength {
+                guard truncate else { throw .textTooLong(index: i, tokens: ids.count, contextLength: contextLength) }
+                ids.removeLast(ids.count - contextLength)
+                ids[contextLength - 1] = endOfText
+            }
+            rows.append(ids + [Int](repeating: 0, count: contextLength - ids.count))
+        }
+        return rows
+    }
+
+    /// Text of `ids` as the reference decodes it: token bytes joined, invalid UTF-8 replaced by U+FFFD,
+    /// `</w>` turned into a space.
+    public func decode(_ ids: [Int]) throws(TokenizerError) -> String {
+        var bytes: [UInt8] = []
+        for (p, id) in ids.enumerated() {
+            guard id >= 0 && id < vocabulary.tokens.count else { throw .unknownTokenID(position: p, id: id) }
+            for s in vocabulary.tokens[id].unicodeScalars {
+                bytes.append(Self.byteDecoder[s.value] ?? 0x3F)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "</w>", with: " ")
+    }
+
+    private static let byteDecoder: [UInt32: UInt8] = {
+        var d: [UInt32: UInt8] = [:]
+        for (b, s) in Vocabulary.byteEncoder.enumerated() { d[s.value] = UInt8(b) }
+        return d
+    }()
+
+    private func encodePiece(_ piece: [Unicode.Scalar]) -> [Int] {
+        var bytes: [UInt8] = []
+        for s in piece { bytes.append(contentsOf: UTF8.encode(s)!) }
+        if bytes == Self.startBytes { return [startOfText] }
+        if bytes == Self.endBytes { return [endOfText] }
+        if let hit = cache.withLock({ $0[bytes] }) { return hit }
+        let ids = vocabulary.encodeWord(bytes)
+        cache.withLock { c in
+            if c.count >= cacheCapacity { c.removeAll(keepingCapacity: true) }
+            if cacheCapacity > 0 { c[bytes] = ids }
+        }
+        return ids
+    }
+
+    private static let startBytes = Array("<|startoftext|>".utf8)
+    private static let endBytes = Array("<|endoftext|>".utf8)
+
+    /// Number of pre-tokens currently cached (for monitoring memory in long-running servers).
+    public var cachedWordCount: Int { cache.withLock { $0.count } }
+
+    // MARK: - Cleaning
+
+    /// The text as the reference tokenizes it: `whitespace_clean(basic_clean(text)).lower()`.
+    public func cleanedText(_ text: String) -> String {
+        var v = String.UnicodeScalarView()
+        v.append(contentsOf: clean(text))
+        return String(v)
+    }
+
+    /// The reference's `whitespace_clean(basic_clean(text)).lower()`.
+    func clean(_ text: String) -> [Unicode.Scalar] {
+        var t = fixer.fixText(text)
+        t = html.unescape(html.unescape(t))
+        var s = strip(Array(t.unicodeScalars))
+        // Runs of the `regex` module's \s become one space.
+        var collapsed: [Unicode.Scalar] = []
+        collapsed.reserveCapacity(s.count)
+        var inSpace = false
+        for c in s {
+            if characters.flags(c.value) & CharacterData.regexSpace != 0 {
+                if !inSpace { collapsed.append(" ") }
+                inSpace = true
+            } else {
+                collapsed.append(c)
+                inSpace = false
+            }
+        }
+        s = strip(collapsed)
+        return lowercase(s)
+    }
+
+    /// Python's `str.strip()`.
+    private func strip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        var a = 0, b = s.count
+        while a < b && characters.flags(s[a].value) & CharacterData.pythonSpace != 0 { a += 1 }
+        while b > a && characters.flags(s[b - 1].value) & CharacterData.pythonSpace != 0 { b -= 1 }
+        return a == 0 && b == s.count ? s : Array(s[a..<b])
+    }
+
+    /// Python's `str.lower()`, including the final-sigma rule.
+    private func lowercase(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(s.count)
+        for (i, c) in s.enumerated() {
+            let v = c.value
+            if v < 0x80 {
+                out.append(v >= 65 && v <= 90 ? Unicode.Scalar(v + 32)! : c)
+            } else if v == 0x3A3 {
+                out.append(isFinalSigma(s, i) ? "\u{3C2}" : "\u{3C3}")
+            } else if let m = characters.lowercase[v] {
+                out.append(contentsOf: m)
+            } else {
+                out.append(c)
+            }
+        }
+        return out
+    }
+
+    private func isFinalSigma(_ s: [Unicode.Scalar], _ i: Int) -> Bool {
+        var j = i - 1
+        while j >= 0 && s[j].properties.isCaseIgnorable { j -= 1 }
+        guard j >= 0 && s[j].properties.isCased else { return false }
+        j = i + 1
+        while j < s.count && s[j].properties.isCaseIgnorable { j += 1 }
+        return j == s.count || !s[j].properties.isCased
+    }
+
+    // MARK: - Pre-tokenization
+
+    /// The reference pattern `<|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
+    /// (case-insensitive), as `regex.findall` applies it.
+    func pretokenize(_ s: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
+        var pieces: [[Unicode.Scalar]] = []
+        var i = 0
+        while i < s.count {
+            if let n = literalMatch(s, i) {
+                pieces.append(Array(s[i..<(i + n)]))
+                i += n
+                continue
+            }
+            let f = characters.flags(s[i].value)
+            if f & CharacterData.letter != 0 {
+                var j = i + 1
+                while j < s.count && characters.flags(s[j].value) & CharacterData.letter != 0 { j += 1 }
+                pieces.append(Array(s[i..<j]))
+                i = j
+            } else if f & CharacterData.number != 0 {
+                pieces.append([s[i]])
+                i += 1
+            } else if f & CharacterData.other != 0 {
+                var j = i + 1
+                while j < s.count && characters.flags(s[j].value) & CharacterData.other != 0 { j += 1 }
+                pieces.append(Array(s[i..<j]))
+                i = j
+            } else {
+                i += 1  // whitespace: no alternative matches here
+            }
+        }
+        return pieces
+    }
+
+    private static let literals: [[Unicode.Scalar]] = ["<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]
+        .map { Array($0.unicodeScalars) }
+
+    /// Length of the first literal alternative matching at `i`, compared case-insensitively by simple case
+    /// folding (after lowercasing, only U+017F LATIN SMALL LETTER LONG S still folds to an ASCII letter).
+    private func literalMatch(_ s: [Unicode.Scalar], _ i: Int) -> Int? {
+        let c = s[i]
+        guard c == "<" || c == "'" else { return nil }
+        outer: for lit in Self.literals {
+            guard i + lit.count <= s.count else { continue }
+            for (k, l) in lit.enumerated() {
+                let x = s[i + k]
+                if x == l || (l == "s" && x == "\u{17F}") { continue }
+                continue outer
+            }
+            return lit.count
+        }
+        return nil
+    }
+
+    // MARK: - Hugging Face files
+
+    static func loadHuggingFace(_ folder: String) throws(TokenizerError) -> Vocabulary {
+        let fm = FileManager.default
+        let vocabPath = folder + "/vocab.json", mergesPath = folder + "/merges.txt", tokPath = folder + "/tokenizer.json"
+        if fm.fileExists(atPath: vocabPath) && fm.fileExists(atPath: mergesPath) {
+            let vocab = try readJSON(vocabPath)
+            guard let map = vocab as? [String: Any] else {
+                throw .malformedData(file: vocabPath, line: 0, message: "expected a JSON object of token → id")
+            }
+            guard let text = try? String(contentsOfFile: mergesPath, encoding: .utf8) else {
+                throw .malformedData(file: mergesPath, line: 0, message: "not readable as UTF-8 text")
+            }
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: true).filter { !$0.hasPrefix("#version") }
+            return try vocabulary(from: map, merges: lines, source: vocabPath)
+        }
+        if fm.fileExists(atPath: tokPath) {
+            guard let root = try readJSON(tokPath) as? [String: Any], let model = root["model"] as? [String: Any],
+                  let map = model["vocab"] as? [String: Any], let merges = model["merges"] as? [Any] else {
+                throw .malformedData(file: tokPath, line: 0, message: "expected model.vocab and model.merges")
+            }
+            var lines: [Substring] = []
+            for (i, m) in merges.enumerated() {
+                if let s = m as? String { lines.append(Substring(s)) } else if let pair = m as? [String], pair.count == 2 {
+                    lines.append(Substring(pair[0] + " " + pair[1]))
+                } else {
+                    throw .malformedData(file: tokPath, line: 0, message: "merge \(i) is neither \"a b\" nor [\"a\", \"b\"]")
+                }
+            }
+            return try vocabulary(from: map, merges: lines, source: tokPath)
+        }
+        throw .missingResource("\(folder)/vocab.json and merges.txt, or tokenizer.json")
+    }
+
+    private static func readJSON(_ path: String) throws(TokenizerError) -> Any {
+        guard let data = FileManager.default.contents(atPath: path) else { throw .missingResource(path) }
+        do {
+            return try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw .malformedData(file: path, line: 0, message: "invalid JSON")
+        }
+    }
+
+    private static func vocabulary(from map: [String: Any], merges: [Substring], source: String) throws(TokenizerError) -> Vocabulary {
+        guard map.count <= 10_000_000 else { throw .malformedData(file: source, line: 0, message: "vocabulary too large") }
+        var tokens = [String?](repeating: nil, count: map.count)
+        for (token, value) in map {
+            guard let id = (value as? NSNumber)?.intValue, id >= 0, id < map.count, tokens[id] == nil else {
+                throw .malformedData(file: source, line: 0, message: "token '\(token)' has an id that is not a unique integer in 0..<\(map.count)")
+            }
+            tokens[id] = token
+        }
+        return try Vocabulary(tokens: tokens.map { $0 ?? "" }, mergeLines: merges, source: source)
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+
+/// The byte-level BPE vocabulary: token strings, ids, and merge ranks, with symbols handled as ids.
+struct Vocabulary: Sendable {
+    /// Token string (over the byte-to-unicode alphabet) for each id.
+    let tokens: [String]
+    let ids: [String: Int]
+    /// Id of the single-byte symbol for each byte, and of the same byte ending a word (`</w>`).
+    let byteSymbol: [Int32]
+    let byteSymbolEndOfWord: [Int32]
+    /// (left id << 32 | right id) → (rank, merged id).
+    let merges: [UInt64: (rank: Int32, merged: Int32)]
+    let startOfText: Int
+    let endOfText: Int
+
+    /// GPT-2's reversible byte → printable character map, as the reference's `bytes_to_unicode`.
+    static let byteEncoder: [Unicode.Scalar] = {
+        var bs = Array(33...126) + Array(161...172) + Array(174...255)
+        var cs = bs
+        var n = 0
+        for b in 0..<256 where !bs.contains(b) {
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+        }
+        var map = [Unicode.Scalar](repeating: " ", count: 256)
+        for (b, c) in zip(bs, cs) { map[b] = Unicode.Scalar(UInt32(c))! }
+        return map
+    }()
+
+    /// The reference's vocabulary order: the 256 byte symbols in `bytes_to_unicode` order, the same with
+    /// `</w>`, one token per merge, then the two special tokens.
+    static func referenceOrder(mergeLines: [Substring]) -> [String] {
+        var bs = Array(33...126) + Array(161...172) + Array(174...255)
+        for b in 0..<256 where !bs.contains(b) { bs.append(b) }
+        let base = bs.map { String(byteEncoder[$0]) }
+        var vocab = base + base.map { $0 + "</w>" }
+        for line in mergeLines {
+            vocab.append(line.split(separator: " ").joined())
+        }
+        return vocab + ["<|startoftext|>", "<|endoftext|>"]
+    }
+
+    init(tokens: [String], mergeLines: [Substring], source: String) throws(TokenizerError) {
+        var ids: [String: Int] = [:]
+        for (i, t) in tokens.enumerated() {
+            guard ids[t] == nil else { throw .malformedData(file: source, line: 0, message: "token '\(t)' appears twice") }
+            ids[t] = i
+        }
+        var byteSymbol = [Int32](), byteEnd = [Int32]()
+        for b in 0..<256 {
+            let c = String(Self.byteEncoder[b])
+            guard let a = ids[c], let e = ids[c + "</w>"] else {
+                throw .malformedData(file: source, line: 0, message: "vocabulary lacks the byte symbol for \(b)")
+            }
+            byteSymbol.append(Int32(a))
+            byteEnd.append(Int32(e))
+        }
+        var merges: [UInt64: (Int32, Int32)] = [:]
+        for (rank, line) in mergeLines.enumerated() {
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let l = ids[String(parts[0])], let r = ids[String(parts[1])],
+                  let m = ids[String(parts[0] + parts[1])] else {
+                throw .malformedData(file: source, line: rank + 1, message: "merge '\(line)' names tokens that are not in the vocabulary")
+            }
+            let key = UInt64(l) << 32 | UInt64(r)
+            merges[key] = (Int32(rank), Int32(m))  // a repeated merge takes its last rank, as a Python dict does
+        }
+        guard let sot = ids["<|startoftext|>"], let eot = ids["<|endoftext|>"] else {
+            throw .malformedData(file: source, line: 0, message: "vocabulary lacks <|startoftext|> or <|endoftext|>")
+        }
+        self.tokens = tokens
+        self.ids = ids
+        self.byteSymbol = byteSymbol
+        self.byteSymbolEndOfWord = byteEnd
+        self.merges = merges.mapValues { (rank: $0.0, merged: $0.1) }
+        self.startOfText = sot
+        self.endOfText = eot
+    }
+
+    /// Byte-pair merges of one pre-token's UTF-8 bytes, lowest rank first, as the reference's `bpe`.
+    func encodeWord(_ bytes: [UInt8]) -> [Int] {
+        guard let last = bytes.last else { return [] }
+        var word = bytes.dropLast().map { byteSymbol[Int($0)] } + [byteSymbolEndOfWord[Int(last)]]
+        while word.count > 1 {
+            var best: (rank: Int32, merged: Int32, left: Int32, right: Int32)?
+            for i in 0..<(word.count - 1) {
+                if let m = merges[UInt64(word[i]) << 32 | UInt64(word[i + 1])], m.rank < (best?.rank ?? .max) {
+                    best = (m.rank, m.merged, word[i], word[i + 1])
+                }
+            }
+            guard let b = best else { break }
+            var next: [Int32] = []
+            next.reserveCapacity(word.count)
+            var i = 0
+            while i < word.count {
+                if i + 1 < word.count && word[i] == b.left && word[i + 1] == b.right {
+                    next.append(b.merged)
+                    i += 2
+                } else {
+                    next.append(word[i])
+                    i += 1
+                }
+            }
+            word = next
+        }
+        return word.map(Int.init)
+    }
+}
