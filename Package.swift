@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "CLIPWeights", targets: ["CLIPWeights"]),
         .library(name: "CLIPTensor", targets: ["CLIPTensor"]),
         .library(name: "CLIPTokenizer", targets: ["CLIPTokenizer"]),
+        .library(name: "CLIPImage", targets: ["CLIPImage"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
@@ -23,16 +24,24 @@ let package = Package(
         .target(name: "CLIPWeights", dependencies: ["CLIPTensor"]),
         // The reference BPE tokenizer and its text cleaning; independent of the model.
         .target(name: "CLIPTokenizer", resources: [.copy("Resources")]),
+        // Image codecs from the system (libjpeg-turbo, libpng, libwebp), wrapped in C for setjmp-based errors.
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"]), .brew(["jpeg-turbo"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"]), .brew(["webp"])]),
+        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP"]),
+        // Image decoding and the reference preprocessing; independent of the model.
+        .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor"]),
         // Neural-network layers that load their own named parameters.
         .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"]),
         // The CLIP model: architecture inference, image and text towers, logits.
         .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers"]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIP", "CLIPTokenizer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIP", "CLIPTokenizer", "CLIPImage", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor"]),
+        .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIP
+import CLIPImage
 import CLIPTokenizer
 import Foundation
 #if canImport(Glibc)
@@ -13,7 +14,7 @@ struct CLIPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clip",
         abstract: "CLIP image and text embeddings, natively.",
-        subcommands: [Tokenize.self, Info.self, Bench.self]
+        subcommands: [Tokenize.self, Preprocess.self, Info.self, Bench.self]
     )
 }
 
@@ -72,6 +73,66 @@ func jsonString(_ s: String) -> String {
         }
     }
     return out + "\""
+}
+
+struct Preprocess: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decode and preprocess images exactly as the reference clip package does; write a float32 .npy [N, 3, R, R].")
+
+    @Option(help: "Side of the square model input.")
+    var resolution = 224
+
+    @Option(help: "Per-channel mean, three comma-separated values (default: OpenAI's).")
+    var mean: String?
+
+    @Option(help: "Per-channel standard deviation, three comma-separated values (default: OpenAI's).")
+    var std: String?
+
+    @Flag(help: "Rotate/flip by the EXIF orientation first (the reference does not).")
+    var exifTranspose = false
+
+    @Option(help: "The .npy file to write.")
+    var output: String
+
+    @Argument(help: "JPEG, PNG or WebP files.")
+    var images: [String]
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        guard (1...4096).contains(resolution) else { throw ValidationError("--resolution must be between 1 and 4096") }
+        _ = try triple(mean, "--mean")
+        _ = try triple(std, "--std")
+    }
+
+    func triple(_ text: String?, _ flag: String) throws -> [Float]? {
+        guard let text else { return nil }
+        let values = text.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == 3, values.allSatisfy(\.isFinite) else {
+            throw ValidationError("\(flag) needs three comma-separated numbers, got '\(text)'")
+        }
+        return values
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let p = ImagePreprocessor(resolution: resolution,
+                                      mean: try triple(mean, "--mean") ?? ImagePreprocessor.openAIMean,
+                                      std: try triple(std, "--std") ?? ImagePreprocessor.openAIStd,
+                                      applyEXIFOrientation: exifTranspose)
+            let x = try p.tensor(files: images)
+            do {
+                try x.npyData().write(to: URL(fileURLWithPath: output), options: .atomic)
+            } catch {
+                throw CLIError("\(output): cannot write: \(error.localizedDescription)")
+            }
+        }
+    }
+}
+
+/// A command-line error with a message that names the culprit.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 struct Info: ParsableCommand {
@@ -140,6 +201,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure tokenizer throughput (single thread, cold cache) instead of the model.")
     var tokenizer = false
 
+    @Option(parsing: .upToNextOption, help: "Measure decoding + preprocessing throughput on these image files instead of the model (one thread, then all cores).")
+    var preprocess: [String] = []
+
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
@@ -151,6 +215,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         if gemm { return try runGEMM() }
         if tokenizer { return try runTokenizer() }
+        if !preprocess.isEmpty { return try runPreprocess() }
         try reportingErrors {
             let clip: CLIPModel
             let name: String
@@ -213,6 +278,30 @@ struct Bench: ParsableCommand {
                 run += 1
             }
             print(String(format: "tokenizer (cold cache, 1 thread): %.0f texts/s", Double(texts.count) / t))
+        }
+    }
+
+    /// Images/s of decode + preprocess at 224, one thread (file bytes already in memory) and the parallel batch API.
+    func runPreprocess() throws {
+        try reportingErrors {
+            let p = ImagePreprocessor()
+            let blobs = try preprocess.map { path -> [UInt8] in
+                guard let d = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read") }
+                return [UInt8](d)
+            }
+            let decodeOnly = try median {
+                for (i, b) in blobs.enumerated() { _ = try decodeImage(b, name: preprocess[i]) }
+            }
+            let decoded = try blobs.enumerated().map { try decodeImage($1, name: preprocess[$0]) }
+            let preprocessOnly = try median { for d in decoded { _ = try p.pixels(d) } }
+            print(String(format: "decode only, 1 thread: %.1f img/s; resize+crop+normalise only: %.1f img/s",
+                         Double(blobs.count) / decodeOnly, Double(blobs.count) / preprocessOnly))
+            let single = try median {
+                for (i, b) in blobs.enumerated() { _ = try p.pixels(decodeImage(b, name: preprocess[i])) }
+            }
+            print(String(format: "decode + preprocess, 1 thread: %.1f img/s", Double(blobs.count) / single))
+            let batch = try median { _ = try p.tensor(files: preprocess) }
+            print(String(format: "decode + preprocess, %d threads (files): %.1f img/s", availableCores, Double(blobs.count) / batch))
         }
     }
 

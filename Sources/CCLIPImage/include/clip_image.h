@@ -1,0 +1,66 @@
+#ifndef CLIP_IMAGE_H
+#define CLIP_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Pixel layouts, named after the Pillow modes the reference pipeline works in.
+enum {
+    CLIP_MODE_L = 1,     // 8-bit gray
+    CLIP_MODE_LA = 2,    // gray + alpha
+    CLIP_MODE_RGB = 3,
+    CLIP_MODE_RGBA = 4,
+    CLIP_MODE_CMYK = 5,  // as Pillow holds Adobe JPEGs (inverted on read)
+    CLIP_MODE_P = 6,     // palette indices, `palette` holds RGB triples
+    CLIP_MODE_1 = 7,     // bilevel, stored as 0 / 255
+    CLIP_MODE_I16 = 8,   // 16-bit gray ("I;16"), native-endian uint16 samples (channels = 2 bytes)
+};
+
+/// A decoded image: `width * height * channels` bytes, rows top to bottom, channels interleaved.
+typedef struct {
+    int32_t width, height, channels, mode;
+    uint8_t *pixels;
+    int32_t palette_size;
+    uint8_t palette[768];
+    uint8_t *exif;  // TIFF-structured EXIF block when the file has one, else NULL
+    size_t exif_size;
+} clip_image;
+
+/// Result codes. On failure `err` holds a message (NUL-terminated, at most `errlen` bytes).
+enum { CLIP_IMAGE_OK = 0, CLIP_IMAGE_CORRUPT = 1, CLIP_IMAGE_TOO_LARGE = 2, CLIP_IMAGE_NO_MEMORY = 3, CLIP_IMAGE_UNSUPPORTED = 4 };
+
+/// Decoders. Each checks the declared size against `max_pixels` before allocating pixel memory and treats a
+/// truncated stream as an error (never fills missing pixels).
+int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+void clip_image_free(clip_image *img);
+
+/// Pillow's separable resampling (ImagingResample, 8 bits per channel) with its BICUBIC filter (a = -0.5):
+/// horizontal pass over the rows the vertical pass needs, rounded to 8 bits, then the vertical pass.
+/// `src` is `sw * sh * channels` bytes, `dst` receives `dw * dh * channels`. Returns 0, or -1 without memory.
+int clip_resample_bicubic(const uint8_t *src, int sw, int sh, int channels, uint8_t *dst, int dw, int dh);
+
+/// The same resampling, computing only the window [wx, wx + ww) × [wy, wy + wh) of the `dw × dh` result
+/// (every output pixel depends only on the source, so the window equals that part of the full result).
+/// `dst` receives `ww * wh * channels` bytes.
+int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int channels, int dw, int dh, int wx, int wy,
+                                 int ww, int wh, uint8_t *dst);
+
+/// Pillow's 16-bit resampling (ImagingResample*_16bpc) for "I;16" images: double-precision weights and sums,
+/// each stored sample rounded and clipped byte by byte as Pillow does. Window as above, in samples.
+int clip_resample_bicubic16_window(const uint16_t *src, int sw, int sh, int dw, int dh, int wx, int wy, int ww, int wh,
+                                   uint16_t *dst);
+
+/// Pillow's NEAREST resize (ImagingScaleAffine with its double-precision stepping).
+void clip_resize_nearest(const uint8_t *src, int sw, int sh, int channels, uint8_t *dst, int dw, int dh);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

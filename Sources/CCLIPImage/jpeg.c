@@ -1,0 +1,139 @@
+// JPEG through libjpeg(-turbo) with its default decoding (ISLOW IDCT, fancy upsampling), as Pillow decodes.
+#include "clip_image.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    int truncated;
+    char *err;
+    size_t errlen;
+} error_ctx;
+
+static void on_error(j_common_ptr cinfo) {
+    error_ctx *e = (error_ctx *)cinfo->err;
+    char msg[JMSG_LENGTH_MAX];
+    (*cinfo->err->format_message)(cinfo, msg);
+    snprintf(e->err, e->errlen, "corrupt JPEG data: %s", msg);
+    longjmp(e->jump, 1);
+}
+
+static void on_message(j_common_ptr cinfo, int level) {
+    // Warnings are ignored as Pillow ignores them, except running out of data: libjpeg would pad the image
+    // with grey, Pillow reports the file as truncated.
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) ((error_ctx *)cinfo->err)->truncated = 1;
+}
+
+static void keep_exif(j_decompress_ptr cinfo, clip_image *out) {
+    for (jpeg_saved_marker_ptr m = cinfo->marker_list; m; m = m->next) {
+        if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
+            out->exif = malloc(m->data_length - 6);
+            if (out->exif) {
+                memcpy(out->exif, m->data + 6, m->data_length - 6);
+                out->exif_size = m->data_length - 6;
+            }
+            return;
+        }
+    }
+}
+
+int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
+    struct jpeg_decompress_struct cinfo;
+    error_ctx e;
+    memset(out, 0, sizeof *out);
+    cinfo.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = on_error;
+    e.pub.emit_message = on_message;
+    e.truncated = 0;
+    e.err = err;
+    e.errlen = errlen;
+    uint8_t *volatile pixels = NULL;
+    if (setjmp(e.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(pixels);
+        clip_image_free(out);
+        return CLIP_IMAGE_CORRUPT;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, data, (unsigned long)size);
+    jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
+    jpeg_read_header(&cinfo, TRUE);
+    if (e.truncated) {
+        snprintf(err, errlen, "truncated JPEG: the data ends inside the header");
+        jpeg_destroy_decompress(&cinfo);
+        return CLIP_IMAGE_CORRUPT;
+    }
+    uint64_t npix = (uint64_t)cinfo.image_width * cinfo.image_height;
+    if (npix > max_pixels) {
+        snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
+                 cinfo.image_width, cinfo.image_height, (unsigned long long)npix, (unsigned long long)max_pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return CLIP_IMAGE_TOO_LARGE;
+    }
+    switch (cinfo.jpeg_color_space) {
+    case JCS_GRAYSCALE:
+        cinfo.out_color_space = JCS_GRAYSCALE;
+        out->mode = CLIP_MODE_L;
+        out->channels = 1;
+        break;
+    case JCS_CMYK:
+    case JCS_YCCK:
+        cinfo.out_color_space = JCS_CMYK;
+        out->mode = CLIP_MODE_CMYK;
+        out->channels = 4;
+        break;
+    default:
+        cinfo.out_color_space = JCS_RGB;
+        out->mode = CLIP_MODE_RGB;
+        out->channels = 3;
+        break;
+    }
+    keep_exif(&cinfo, out);
+    jpeg_start_decompress(&cinfo);
+    out->width = (int32_t)cinfo.output_width;
+    out->height = (int32_t)cinfo.output_height;
+    size_t stride = (size_t)out->width * out->channels;
+    pixels = malloc(stride * out->height);
+    if (!pixels) {
+        snprintf(err, errlen, "out of memory for a %dx%d image", out->width, out->height);
+        jpeg_destroy_decompress(&cinfo);
+        clip_image_free(out);
+        return CLIP_IMAGE_NO_MEMORY;
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = pixels + stride * cinfo.output_scanline;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+        if (e.truncated) break;
+    }
+    if (e.truncated) {
+        snprintf(err, errlen, "truncated JPEG: the data ends after %u of %u rows", cinfo.output_scanline,
+                 cinfo.output_height);
+        jpeg_destroy_decompress(&cinfo);
+        free(pixels);
+        clip_image_free(out);
+        return CLIP_IMAGE_CORRUPT;
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    if (out->mode == CLIP_MODE_CMYK) {
+        // Pillow reads CMYK JPEGs with Adobe's inverted convention ("CMYK;I").
+        for (size_t i = 0; i < stride * out->height; i++) pixels[i] = (uint8_t)~pixels[i];
+    }
+    out->pixels = pixels;
+    return CLIP_IMAGE_OK;
+}
+
+void clip_image_free(clip_image *img) {
+    free(img->pixels);
+    free(img->exif);
+    img->pixels = NULL;
+    img->exif = NULL;
+    img->exif_size = 0;
+}

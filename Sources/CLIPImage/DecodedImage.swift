@@ -1,0 +1,172 @@
+import CCLIPImage
+import Foundation
+
+/// How decoded pixels are laid out, named after the Pillow mode the reference pipeline holds them in; the
+/// mode decides how the image is resized (palette and bilevel images with NEAREST, alpha premultiplied).
+public enum PixelMode: Sendable, Equatable {
+    case gray, grayAlpha, rgb, rgba, cmyk, palette, bilevel
+    /// 16-bit gray (Pillow's "I;16"), two little-endian bytes per pixel.
+    case gray16
+
+    /// Bytes per pixel.
+    public var channels: Int {
+        switch self {
+        case .gray, .palette, .bilevel: return 1
+        case .grayAlpha, .gray16: return 2
+        case .rgb: return 3
+        case .rgba, .cmyk: return 4
+        }
+    }
+}
+
+/// An image as decoded, before any resampling: `width × height × mode.channels` bytes, rows top to bottom.
+public struct DecodedImage: Sendable {
+    public var width: Int
+    public var height: Int
+    public var mode: PixelMode
+    public var pixels: [UInt8]
+    /// RGB triples for `.palette` images.
+    public var palette: [UInt8]
+    /// The EXIF orientation tag (1–8) when the file carries one.
+    public var exifOrientation: Int?
+
+    public init(width: Int, height: Int, mode: PixelMode, pixels: [UInt8], palette: [UInt8] = [], exifOrientation: Int? = nil) {
+        self.width = width
+        self.height = height
+        self.mode = mode
+        self.pixels = pixels
+        self.palette = palette
+        self.exifOrientation = exifOrientation
+    }
+}
+
+/// Why an image could not be read. `description` names the file and the problem.
+public struct ImageError: Error, CustomStringConvertible, Equatable {
+    public enum Problem: Equatable, Sendable {
+        case unreadable(String)
+        case empty
+        case unknownFormat(firstBytes: String)
+        case unsupported(String)
+        case corrupt(String)
+        case tooManyPixels(String)
+        case invalidBuffer(String)
+    }
+
+    public let file: String
+    public let problem: Problem
+
+    public init(file: String, _ problem: Problem) {
+        self.file = file
+        self.problem = problem
+    }
+
+    public var description: String {
+        let what: String
+        switch problem {
+        case .unreadable(let m): what = "cannot read: \(m)"
+        case .empty: what = "file is empty (0 bytes)"
+        case .unknownFormat(let b): what = "not a JPEG, PNG or WebP image (first bytes: \(b))"
+        case .unsupported(let m): what = m
+        case .corrupt(let m): what = m
+        case .tooManyPixels(let m): what = m
+        case .invalidBuffer(let m): what = m
+        }
+        return "\(file): \(what)"
+    }
+}
+
+public enum ImageFormat: String, Sendable {
+    case jpeg, png, webp
+
+    /// The format named by a file's first bytes, or nil.
+    public static func sniff(_ bytes: UnsafeRawBufferPointer) -> ImageFormat? {
+        if bytes.count >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF { return .jpeg }
+        if bytes.count >= 8 && Array(bytes[0..<8]) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] { return .png }
+        if bytes.count >= 12 && Array(bytes[0..<4]) == Array("RIFF".utf8) && Array(bytes[8..<12]) == Array("WEBP".utf8) {
+            return .webp
+        }
+        return nil
+    }
+}
+
+/// Describes the first bytes of unrecognised data in hex and printable ASCII, so the error says what it was.
+func describeFirstBytes(_ bytes: UnsafeRawBufferPointer) -> String {
+    let head = bytes.prefix(16)
+    let hex = head.map { String(format: "%02x", $0) }.joined(separator: " ")
+    let ascii = String(head.map { $0 >= 0x20 && $0 < 0x7F ? Character(Unicode.Scalar($0)) : "." })
+    var hint = ""
+    if head.starts(with: Array("GIF8".utf8)) { hint = "; a GIF image, which is not supported" } else if head.starts(with: Array("BM".utf8)) { hint = "; possibly a BMP image, which is not supported" } else if head.allSatisfy({ $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || ($0 >= 0x20 && $0 < 0x7F) }) { hint = "; looks like text" }
+    return "\(hex) \"\(ascii)\"\(hint)"
+}
+
+/// Decodes JPEG, PNG and WebP data. `maxPixels` is checked against the header before pixel memory is
+/// allocated (Pillow refuses above 178,956,970 pixels, twice its warning threshold).
+public func decodeImage(_ data: [UInt8], name: String, maxPixels: Int = 178_956_970) throws(ImageError) -> DecodedImage {
+    guard !data.isEmpty else { throw ImageError(file: name, .empty) }
+    let result: Result<DecodedImage, ImageError> = data.withUnsafeBytes { raw in
+        guard let format = ImageFormat.sniff(raw) else {
+            return .failure(ImageError(file: name, .unknownFormat(firstBytes: describeFirstBytes(raw))))
+        }
+        var img = clip_image()
+        var err = [CChar](repeating: 0, count: 512)
+        let base = raw.bindMemory(to: UInt8.self).baseAddress!
+        let limit = UInt64(max(maxPixels, 0))
+        let code: Int32
+        switch format {
+        case .jpeg: code = clip_decode_jpeg(base, raw.count, limit, &img, &err, err.count)
+        case .png: code = clip_decode_png(base, raw.count, limit, &img, &err, err.count)
+        case .webp: code = clip_decode_webp(base, raw.count, limit, &img, &err, err.count)
+        }
+        defer { clip_image_free(&img) }
+        let message = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch Int(code) {
+        case Int(CLIP_IMAGE_OK): break
+        case Int(CLIP_IMAGE_TOO_LARGE): return .failure(ImageError(file: name, .tooManyPixels(message)))
+        case Int(CLIP_IMAGE_UNSUPPORTED): return .failure(ImageError(file: name, .unsupported(message)))
+        default: return .failure(ImageError(file: name, .corrupt(message)))
+        }
+        let mode: PixelMode
+        switch Int(img.mode) {
+        case Int(CLIP_MODE_L): mode = .gray
+        case Int(CLIP_MODE_LA): mode = .grayAlpha
+        case Int(CLIP_MODE_RGB): mode = .rgb
+        case Int(CLIP_MODE_RGBA): mode = .rgba
+        case Int(CLIP_MODE_CMYK): mode = .cmyk
+        case Int(CLIP_MODE_P): mode = .palette
+        case Int(CLIP_MODE_I16): mode = .gray16
+        default: mode = .bilevel
+        }
+        let count = Int(img.width) * Int(img.height) * mode.channels
+        let pixels = Array(UnsafeBufferPointer(start: img.pixels, count: count))
+        let palette = withUnsafeBytes(of: img.palette) { Array($0.prefix(Int(img.palette_size) * 3)) }
+        var orientation: Int?
+        if let exif = img.exif, img.exif_size > 0 {
+            orientation = exifOrientation(UnsafeRawBufferPointer(start: exif, count: img.exif_size))
+        }
+        return .success(DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: pixels,
+                                     palette: palette, exifOrientation: orientation))
+    }
+    return try result.get()
+}
+
+/// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed.
+func exifOrientation(_ b: UnsafeRawBufferPointer) -> Int? {
+    guard b.count >= 8 else { return nil }
+    let little: Bool
+    if b[0] == 0x49 && b[1] == 0x49 { little = true } else if b[0] == 0x4D && b[1] == 0x4D { little = false } else { return nil }
+    func u16(_ o: Int) -> Int? {
+        guard o >= 0, o + 2 <= b.count else { return nil }
+        return little ? Int(b[o]) | Int(b[o + 1]) << 8 : Int(b[o]) << 8 | Int(b[o + 1])
+    }
+    func u32(_ o: Int) -> Int? {
+        guard let a = u16(o), let c = u16(o + 2) else { return nil }
+        return little ? a | c << 16 : a << 16 | c
+    }
+    guard let ifd = u32(4), let n = u16(ifd) else { return nil }
+    for i in 0..<min(n, 1000) {
+        let e = ifd + 2 + i * 12
+        guard let tag = u16(e) else { return nil }
+        if tag == 0x0112, let type = u16(e + 2), type == 3, let v = u16(e + 8), (1...8).contains(v) { return v }
+    }
+    return nil
+}

@@ -1,0 +1,301 @@
+import CCLIPImage
+import CLIPTensor
+import Foundation
+
+/// The reference image transform: `Resize(resolution, BICUBIC)` of the shorter side, `CenterCrop(resolution)`,
+/// `convert("RGB")`, `ToTensor`, `Normalize(mean, std)`, reproducing Pillow and torchvision exactly: the resize
+/// happens in the image's own mode (palette and bilevel images with NEAREST, alpha premultiplied), with Pillow's
+/// fixed-point bicubic filter, and nothing is resampled when the size is already right.
+public struct ImagePreprocessor: Sendable {
+    /// Side of the square model input.
+    public var resolution: Int
+    /// Per-channel mean and standard deviation of the normalisation (OpenAI's by default).
+    public var mean: [Float]
+    public var std: [Float]
+    /// Rotate/flip by the EXIF orientation first. Off by default, as in the reference.
+    public var applyEXIFOrientation: Bool
+    /// Images declaring more pixels are refused before decoding (Pillow's default limit).
+    public var maxPixels: Int
+
+    public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public static let openAIStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    public init(resolution: Int = 224, mean: [Float] = openAIMean, std: [Float] = openAIStd,
+                applyEXIFOrientation: Bool = false, maxPixels: Int = 178_956_970) {
+        self.resolution = resolution
+        self.mean = mean
+        self.std = std
+        self.applyEXIFOrientation = applyEXIFOrientation
+        self.maxPixels = maxPixels
+    }
+
+    /// Decodes and preprocesses image files → [N, 3, resolution, resolution], in parallel on all cores.
+    /// Fails on the first unreadable file (in input order), naming it.
+    public func tensor(files: [String]) throws(ImageError) -> Tensor {
+        let r = resolution, plane = 3 * r * r
+        var out = [Float](repeating: 0, count: files.count * plane)
+        var errors = [ImageError?](repeating: nil, count: files.count)
+        try validate(name: files.first ?? "preprocessing")
+        out.withUnsafeMutableBufferPointer { op in
+            errors.withUnsafeMutableBufferPointer { ep in
+                let o = op.baseAddress!, e = ep.baseAddress!
+                parallelFor(files.count) { i in
+                    do throws(ImageError) {
+                        let data = try readFile(files[i])
+                        let image = try decodeImage(data, name: files[i], maxPixels: maxPixels)
+                        try process(image, name: files[i], into: o + i * plane)
+                    } catch {
+                        e[i] = error
+                    }
+                }
+            }
+        }
+        if let first = errors.compactMap({ $0 }).first { throw first }
+        return Tensor(uncheckedShape: [files.count, 3, r, r], scalars: out)
+    }
+
+    /// Preprocesses one file → [3, resolution, resolution] values.
+    public func pixels(file: String) throws(ImageError) -> [Float] {
+        try validate(name: file)
+        return try pixels(decodeImage(readFile(file), name: file, maxPixels: maxPixels), name: file)
+    }
+
+    /// Preprocesses an image already in memory (an 8-bit RGB or RGBA buffer, rows top to bottom)
+    /// → [3, resolution, resolution] values.
+    public func pixels(rgb buffer: [UInt8], width: Int, height: Int, hasAlpha: Bool, name: String = "pixel buffer") throws(ImageError) -> [Float] {
+        let channels = hasAlpha ? 4 : 3
+        guard width > 0, height > 0, width.multipliedReportingOverflow(by: height).overflow == false,
+              buffer.count == width * height * channels else {
+            throw ImageError(file: name, .invalidBuffer("buffer holds \(buffer.count) bytes; \(width)×\(height) \(hasAlpha ? "RGBA" : "RGB") needs \(width * height * channels)"))
+        }
+        guard width * height <= maxPixels else {
+            throw ImageError(file: name, .tooManyPixels("image is \(width)x\(height) = \(width * height) pixels, more than the limit of \(maxPixels)"))
+        }
+        return try pixels(DecodedImage(width: width, height: height, mode: hasAlpha ? .rgba : .rgb, pixels: buffer), name: name)
+    }
+
+    /// Preprocesses a decoded image → [3, resolution, resolution] values.
+    public func pixels(_ image: DecodedImage, name: String = "image") throws(ImageError) -> [Float] {
+        try validate(name: name)
+        var out = [Float](repeating: 0, count: 3 * resolution * resolution)
+        try out.withUnsafeMutableBufferPointer { (p) throws(ImageError) in try process(image, name: name, into: p.baseAddress!) }
+        return out
+    }
+
+    private func validate(name: String) throws(ImageError) {
+        guard resolution >= 1, resolution <= 16384 else {
+            throw ImageError(file: name, .invalidBuffer("resolution \(resolution) is outside 1...16384"))
+        }
+        guard mean.count == 3, std.count == 3, std.allSatisfy({ $0 != 0 && $0.isFinite }) else {
+            throw ImageError(file: name, .invalidBuffer("mean and std need three values each, std non-zero"))
+        }
+    }
+
+    // MARK: - The pipeline
+
+    /// The size torchvision's `Resize(resolution)` gives: shorter side = resolution, longer side scaled and
+    /// truncated as Python's `int(resolution * long / short)`.
+    public static func resizedSize(width w: Int, height h: Int, resolution r: Int) -> (width: Int, height: Int) {
+        let (short, long) = w <= h ? (w, h) : (h, w)
+        let newLong = Int(Double(r * long) / Double(short))
+        return w <= h ? (r, newLong) : (newLong, r)
+    }
+
+    /// The 8-bit RGB image the reference normalises: resized in the image's mode, centre-cropped and
+    /// converted to RGB → `resolution × resolution × 3` bytes, rows top to bottom.
+    public func croppedRGB(_ input: DecodedImage, name: String = "image") throws(ImageError) -> [UInt8] {
+        try validate(name: name)
+        var image = input
+        if applyEXIFOrientation, let o = image.exifOrientation, o != 1 { image = transposed(image, orientation: o) }
+        let r = resolution
+        let (nw, nh) = Self.resizedSize(width: image.width, height: image.height, resolution: r)
+        let ch = image.mode.channels
+        // torchvision's CenterCrop offsets: int(round((size - crop) / 2)), rounding half to even.
+        let top = Int(((Double(nh - r)) / 2).rounded(.toNearestOrEven))
+        let left = Int(((Double(nw - r)) / 2).rounded(.toNearestOrEven))
+        // Only the part of the resized image that survives the crop is computed.
+        let wx = max(left, 0), wy = max(top, 0)
+        let ww = min(left + r, nw) - wx, wh = min(top + r, nh) - wy
+        var region: [UInt8]
+        if (nw, nh) == (image.width, image.height) {
+            region = [UInt8](repeating: 0, count: ww * wh * ch)
+            for y in 0..<wh {
+                let s = ((y + wy) * nw + wx) * ch
+                region.replaceSubrange((y * ww * ch)..<((y + 1) * ww * ch), with: image.pixels[s..<(s + ww * ch)])
+            }
+        } else {
+            switch image.mode {
+            case .palette, .bilevel:
+                var full = [UInt8](repeating: 0, count: nw * nh * ch)
+                image.pixels.withUnsafeBufferPointer { s in
+                    full.withUnsafeMutableBufferPointer { d in
+                        clip_resize_nearest(s.baseAddress!, Int32(image.width), Int32(image.height), Int32(ch),
+                                            d.baseAddress!, Int32(nw), Int32(nh))
+                    }
+                }
+                region = [UInt8](repeating: 0, count: ww * wh * ch)
+                for y in 0..<wh {
+                    let s = ((y + wy) * nw + wx) * ch
+                    region.replaceSubrange((y * ww * ch)..<((y + 1) * ww * ch), with: full[s..<(s + ww * ch)])
+                }
+            case .rgba, .grayAlpha:
+                var pixels = image.pixels
+                premultiply(&pixels, channels: ch)
+                region = try bicubic(pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
+                unpremultiply(&region, channels: ch)
+            case .gray, .rgb, .cmyk:
+                region = try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
+            case .gray16:
+                region = try bicubic16(image.pixels, image.width, image.height, nw, nh, wx, wy, ww, wh, name)
+            }
+        }
+        var rgb = [UInt8](repeating: 0, count: r * r * 3)  // torchvision pads with 0 outside the image
+        region.withUnsafeBufferPointer { src in
+            for y in 0..<wh {
+                for x in 0..<ww {
+                    let px = toRGB(src.baseAddress! + (y * ww + x) * ch, image.mode, image.palette)
+                    let o = ((y + wy - top) * r + (x + wx - left)) * 3
+                    rgb[o] = px.0
+                    rgb[o + 1] = px.1
+                    rgb[o + 2] = px.2
+                }
+            }
+        }
+        return rgb
+    }
+
+    func process(_ image: DecodedImage, name: String, into out: UnsafeMutablePointer<Float>) throws(ImageError) {
+        let rgb = try croppedRGB(image, name: name)
+        let plane = resolution * resolution
+        let m = mean, s = std
+        for i in 0..<plane {
+            // ToTensor then Normalize, in float32 and in this order, as torch computes them.
+            out[i] = (Float(rgb[i * 3]) / 255 - m[0]) / s[0]
+            out[plane + i] = (Float(rgb[i * 3 + 1]) / 255 - m[1]) / s[1]
+            out[2 * plane + i] = (Float(rgb[i * 3 + 2]) / 255 - m[2]) / s[2]
+        }
+    }
+
+    /// The window [wx, wx+ww) × [wy, wy+wh) of Pillow's bicubic resize of `src` (w × h) to nw × nh.
+    private func bicubic(_ src: [UInt8], _ w: Int, _ h: Int, _ ch: Int, _ nw: Int, _ nh: Int, _ wx: Int, _ wy: Int,
+                         _ ww: Int, _ wh: Int, _ name: String) throws(ImageError) -> [UInt8] {
+        var dst = [UInt8](repeating: 0, count: ww * wh * ch)
+        let rc = src.withUnsafeBufferPointer { s in
+            dst.withUnsafeMutableBufferPointer { d in
+                clip_resample_bicubic_window(s.baseAddress!, Int32(w), Int32(h), Int32(ch), Int32(nw), Int32(nh),
+                                             Int32(wx), Int32(wy), Int32(ww), Int32(wh), d.baseAddress!)
+            }
+        }
+        if rc != 0 { throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(nw)x\(nh)")) }
+        return dst
+    }
+
+    /// Pillow's 16-bit resampling of an "I;16" image; bytes in and out are little-endian samples.
+    private func bicubic16(_ src: [UInt8], _ w: Int, _ h: Int, _ nw: Int, _ nh: Int, _ wx: Int, _ wy: Int,
+                           _ ww: Int, _ wh: Int, _ name: String) throws(ImageError) -> [UInt8] {
+        let samples = (0..<(w * h)).map { UInt16(src[2 * $0]) | UInt16(src[2 * $0 + 1]) << 8 }
+        var out = [UInt16](repeating: 0, count: ww * wh)
+        let rc = samples.withUnsafeBufferPointer { s in
+            out.withUnsafeMutableBufferPointer { d in
+                clip_resample_bicubic16_window(s.baseAddress!, Int32(w), Int32(h), Int32(nw), Int32(nh), Int32(wx),
+                                               Int32(wy), Int32(ww), Int32(wh), d.baseAddress!)
+            }
+        }
+        if rc != 0 { throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(nw)x\(nh)")) }
+        return out.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+    }
+
+    /// Pillow's RGBA → RGBa (and LA → La): colour × alpha / 255, rounded as MULDIV255.
+    private func premultiply(_ p: inout [UInt8], channels ch: Int) {
+        p.withUnsafeMutableBufferPointer { b in
+            var i = 0
+            while i < b.count {
+                let a = UInt32(b[i + ch - 1])
+                for c in 0..<(ch - 1) {
+                    let t = UInt32(b[i + c]) * a + 128
+                    b[i + c] = UInt8(((t >> 8) + t) >> 8)
+                }
+                i += ch
+            }
+        }
+    }
+
+    /// Pillow's RGBa → RGBA: colour × 255 / alpha (integer division, clipped), unchanged at alpha 0 or 255.
+    private func unpremultiply(_ p: inout [UInt8], channels ch: Int) {
+        p.withUnsafeMutableBufferPointer { b in
+            var i = 0
+            while i < b.count {
+                let a = UInt32(b[i + ch - 1])
+                if a != 0 && a != 255 {
+                    for c in 0..<(ch - 1) { b[i + c] = UInt8(min(255, 255 * UInt32(b[i + c]) / a)) }
+                }
+                i += ch
+            }
+        }
+    }
+
+    /// Pillow's `convert("RGB")` of one pixel.
+    @inline(__always)
+    private func toRGB(_ p: UnsafePointer<UInt8>, _ mode: PixelMode, _ palette: [UInt8]) -> (UInt8, UInt8, UInt8) {
+        switch mode {
+        case .gray, .grayAlpha, .bilevel: return (p[0], p[0], p[0])
+        case .rgb, .rgba: return (p[0], p[1], p[2])
+        case .gray16:
+            // Pillow's "I;16" → "RGB" clips samples above 255.
+            let v = UInt8(min(Int(p[0]) | Int(p[1]) << 8, 255))
+            return (v, v, v)
+        case .palette:
+            let i = Int(p[0]) * 3
+            return i + 2 < palette.count ? (palette[i], palette[i + 1], palette[i + 2]) : (0, 0, 0)
+        case .cmyk:
+            let nk = 255 - Int(p[3])
+            func ch(_ c: UInt8) -> UInt8 {
+                let t = Int(c) * nk + 128
+                return UInt8(max(0, min(255, nk - (((t >> 8) + t) >> 8))))
+            }
+            return (ch(p[0]), ch(p[1]), ch(p[2]))
+        }
+    }
+
+    /// Pillow's `ImageOps.exif_transpose` for orientations 2–8.
+    func transposed(_ img: DecodedImage, orientation: Int) -> DecodedImage {
+        let (w, h, ch) = (img.width, img.height, img.mode.channels)
+        let swaps = orientation >= 5
+        let (ow, oh) = swaps ? (h, w) : (w, h)
+        var out = [UInt8](repeating: 0, count: img.pixels.count)
+        for y in 0..<oh {
+            for x in 0..<ow {
+                let (sx, sy): (Int, Int)
+                switch orientation {
+                case 2: (sx, sy) = (w - 1 - x, y)               // mirror horizontally
+                case 3: (sx, sy) = (w - 1 - x, h - 1 - y)       // rotate 180
+                case 4: (sx, sy) = (x, h - 1 - y)               // mirror vertically
+                case 5: (sx, sy) = (y, x)                       // transpose
+                case 6: (sx, sy) = (y, h - 1 - x)               // rotate 90 clockwise
+                case 7: (sx, sy) = (w - 1 - y, h - 1 - x)       // transverse
+                default: (sx, sy) = (w - 1 - y, x)              // 8: rotate 90 counter-clockwise
+                }
+                for c in 0..<ch { out[(y * ow + x) * ch + c] = img.pixels[(sy * w + sx) * ch + c] }
+            }
+        }
+        var result = img
+        result.width = ow
+        result.height = oh
+        result.pixels = out
+        result.exifOrientation = 1
+        return result
+    }
+}
+
+/// Reads a whole file, refusing directories and reporting the OS error.
+func readFile(_ path: String) throws(ImageError) -> [UInt8] {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+        throw ImageError(file: path, .unreadable("no such file"))
+    }
+    guard !isDir.boolValue else { throw ImageError(file: path, .unreadable("is a directory")) }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw ImageError(file: path, .unreadable("permission denied or I/O error"))
+    }
+    return [UInt8](data)
+}
