@@ -56,3 +56,38 @@ func runClip(_ arguments: [String]) throws -> RunResult {
     #expect(r.status == 1)
     #expect(r.stderr.hasPrefix("clip: /nonexistent/model.safetensors: cannot open"))
 }
+
+/// Image fixtures of the image tests, found from this source file's location.
+let imageDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../CLIPImageTests/Fixtures/images").standardized.path
+
+func scratchFile(_ name: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clip-cli-\(getpid())")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent(name).path
+}
+
+@Test func preprocessWritesAFloat32NPY() throws {
+    let out = scratchFile("x.npy")
+    let images = ["jpeg_420_mid.jpg", "png_rgba_odd.png", "webp_lossy_mid.webp"].map { "\(imageDirectory)/\($0)" }
+    let r = try runClip(["preprocess", "--resolution", "64", "--output", out] + images)
+    #expect(r.status == 0, "\(r.stderr)")
+    let data = try Data(contentsOf: URL(fileURLWithPath: out))
+    #expect(data.prefix(6) == Data([0x93] + Array("NUMPY".utf8)))
+    let headerLength = Int(data[8]) | Int(data[9]) << 8
+    let header = String(decoding: data[10..<(10 + headerLength)], as: UTF8.self)
+    #expect(header.contains("'descr': '<f4'") && header.contains("'shape': (3, 3, 64, 64)"))
+    #expect((10 + headerLength) % 64 == 0)
+    #expect(data.count == 10 + headerLength + 3 * 3 * 64 * 64 * 4)
+}
+
+@Test func preprocessNamesABrokenFile() throws {
+    let bad = scratchFile("notes.jpg")
+    try Data("just some text\n".utf8).write(to: URL(fileURLWithPath: bad))
+    let r = try runClip(["preprocess", "--output", scratchFile("y.npy"), "\(imageDirectory)/jpeg_420_mid.jpg", bad])
+    #expect(r.status == 1)
+    #expect(r.stderr.hasPrefix("clip: \(bad): not a JPEG, PNG or WebP image"))
+    #expect(r.stderr.components(separatedBy: "\n").filter { !$0.isEmpty }.count == 1)
+    let usage = try runClip(["preprocess", "--resolution", "0", "--output", "z.npy", bad])
+    #expect(usage.status != 0 && usage.stderr.contains("--resolution"))
+}
