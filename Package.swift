@@ -20,8 +20,9 @@ let package = Package(
         .target(name: "CCLIPKernels"),
         // Tensor type and the numeric operations every layer is built from.
         .target(name: "CLIPTensor", dependencies: ["CCLIPKernels"]),
-        // Weight-file readers (safetensors); know nothing about CLIP's architecture.
-        .target(name: "CLIPWeights", dependencies: ["CLIPTensor"]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        // Weight-file readers (safetensors, PyTorch zip archives, TorchScript); know nothing about CLIP's architecture.
+        .target(name: "CLIPWeights", dependencies: ["CLIPTensor", "CZlib"]),
         // The reference BPE tokenizer and its text cleaning; independent of the model.
         .target(name: "CLIPTokenizer", resources: [.copy("Resources")]),
         // Image codecs from the system (libjpeg-turbo, libpng, libwebp), wrapped in C for setjmp-based errors.

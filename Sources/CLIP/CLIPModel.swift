@@ -37,10 +37,11 @@ public struct CLIPModel: Sendable {
 
     /// Builds the model from named tensors. The architecture is inferred from the weights unless given.
     /// Fails on any missing, mis-shaped or unexpected tensor, naming it.
-    public init(weights: any WeightSource, configuration: CLIPConfiguration? = nil) throws(ModelLoadError) {
+    public init(weights: any WeightSource, configuration: CLIPConfiguration? = nil,
+                ignoring extra: @escaping @Sendable (String) -> Bool = { _ in false }) throws(ModelLoadError) {
         let c: CLIPConfiguration
         if let configuration { c = configuration } else { c = try CLIPConfiguration.infer(from: weights) }
-        try self.init(ParameterReader(source: weights, ignoring: Self.isIgnorable), c)
+        try self.init(ParameterReader(source: weights, ignoring: { Self.isIgnorable($0) || extra($0) }), c)
     }
 
     /// A model of the given architecture with freshly initialised weights, drawn as the reference's
@@ -87,15 +88,10 @@ public struct CLIPModel: Sendable {
         self.configuration = c
     }
 
-    /// Loads a `.safetensors` checkpoint with OpenAI/open_clip key names.
-    public init(contentsOf path: String, configuration: CLIPConfiguration? = nil) throws(ModelLoadError) {
-        let file: SafeTensorsFile
-        do {
-            file = try SafeTensorsFile(path: path)
-        } catch {
-            throw .weightFile(error)
-        }
-        try self.init(weights: file, configuration: configuration)
+    /// Loads a checkpoint file or Hugging Face folder (see `CLIPModel.load(path:)`, which also reports the
+    /// model's preprocessing).
+    public init(contentsOf path: String) throws(ModelLoadError) {
+        self = try CLIPModel.load(path: path).model
     }
 
     /// Image embeddings: `pixels` [N, 3, R, R] (normalised as the model's preprocessing does) → [N, embed].

@@ -5,6 +5,12 @@ public struct TensorInfo: Sendable, Equatable {
     public let name: String
     public let dtype: DType
     public let shape: [Int]
+
+    public init(name: String, dtype: DType, shape: [Int]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
 }
 
 /// A set of named tensors read from a weight file, whatever its format.

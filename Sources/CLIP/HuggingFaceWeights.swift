@@ -1,0 +1,121 @@
+import CLIPTensor
+import CLIPWeights
+
+/// A Hugging Face `CLIPModel` checkpoint presented under OpenAI's tensor names: separate q/k/v projections
+/// fused into `in_proj_*`, `fc1`/`fc2` as `c_fc`/`c_proj`, `pre_layrnorm` as `ln_pre`, and the projections
+/// (stored as `[embed, width]` Linear weights) transposed to OpenAI's `[width, embed]`. Tensors with no OpenAI
+/// counterpart keep their Hugging Face name, so loading reports them as unexpected.
+public struct HuggingFaceWeights: WeightSource {
+    public let origin: String
+    public let tensorInfos: [TensorInfo]
+    private let base: any WeightSource
+    /// OpenAI name → how to make it from Hugging Face tensors.
+    private let recipes: [String: Recipe]
+
+    enum Recipe: Sendable {
+        case rename(String)
+        case transpose(String)
+        case concat([String])
+    }
+
+    /// Buffers Hugging Face stores that are not parameters.
+    static func isIgnorable(_ name: String) -> Bool { name.hasSuffix("position_ids") }
+
+    public init(_ base: any WeightSource) throws(WeightFileError) {
+        var infos: [String: TensorInfo] = [:]
+        for t in base.tensorInfos { infos[t.name] = t }
+        var recipes: [String: Recipe] = [:]
+        var out: [TensorInfo] = []
+        func add(_ name: String, _ r: Recipe, _ shape: [Int], _ dtype: DType) {
+            recipes[name] = r
+            out.append(TensorInfo(name: name, dtype: dtype, shape: shape))
+        }
+        let layer = #/^(text_model|vision_model)\.encoder\.layers\.(\d+)\.(.+)$/#
+        for t in base.tensorInfos where !Self.isIgnorable(t.name) {
+            let n = t.name
+            if let m = n.wholeMatch(of: layer) {
+                let tower = m.1 == "text_model" ? "transformer" : "visual.transformer"
+                let p = "\(tower).resblocks.\(m.2)"
+                let rest = String(m.3)
+                let simple: [String: String] = [
+                    "self_attn.out_proj.weight": "attn.out_proj.weight", "self_attn.out_proj.bias": "attn.out_proj.bias",
+                    "layer_norm1.weight": "ln_1.weight", "layer_norm1.bias": "ln_1.bias",
+                    "layer_norm2.weight": "ln_2.weight", "layer_norm2.bias": "ln_2.bias",
+                    "mlp.fc1.weight": "mlp.c_fc.weight", "mlp.fc1.bias": "mlp.c_fc.bias",
+                    "mlp.fc2.weight": "mlp.c_proj.weight", "mlp.fc2.bias": "mlp.c_proj.bias",
+                ]
+                if let target = simple[rest] {
+                    add("\(p).\(target)", .rename(n), t.shape, t.dtype)
+                } else if rest == "self_attn.q_proj.weight" || rest == "self_attn.q_proj.bias" {
+                    let kind = rest.hasSuffix("weight") ? "weight" : "bias"
+                    let parts = ["q", "k", "v"].map { "\(m.1).encoder.layers.\(m.2).self_attn.\($0)_proj.\(kind)" }
+                    guard parts.allSatisfy({ infos[$0]?.shape == t.shape }) else {
+                        throw WeightFileError(file: base.origin, .invalidEntry(tensor: n, message: "q, k and v projections differ in shape or are incomplete"))
+                    }
+                    var shape = t.shape
+                    shape[0] *= 3
+                    add("\(p).attn.in_proj_\(kind)", .concat(parts), shape, t.dtype)
+                } else if rest.hasPrefix("self_attn.k_proj.") || rest.hasPrefix("self_attn.v_proj.") {
+                    continue  // fused with q above
+                } else {
+                    add(n, .rename(n), t.shape, t.dtype)
+                }
+                continue
+            }
+            let direct: [String: String] = [
+                "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+                "text_model.embeddings.position_embedding.weight": "positional_embedding",
+                "text_model.final_layer_norm.weight": "ln_final.weight", "text_model.final_layer_norm.bias": "ln_final.bias",
+                "vision_model.embeddings.class_embedding": "visual.class_embedding",
+                "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
+                "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
+                "vision_model.pre_layrnorm.weight": "visual.ln_pre.weight", "vision_model.pre_layrnorm.bias": "visual.ln_pre.bias",
+                "vision_model.post_layernorm.weight": "visual.ln_post.weight", "vision_model.post_layernorm.bias": "visual.ln_post.bias",
+                "logit_scale": "logit_scale",
+            ]
+            if let target = direct[n] {
+                add(target, .rename(n), t.shape, t.dtype)
+            } else if n == "visual_projection.weight" || n == "text_projection.weight", t.shape.count == 2 {
+                add(n == "visual_projection.weight" ? "visual.proj" : "text_projection", .transpose(n), [t.shape[1], t.shape[0]], t.dtype)
+            } else {
+                add(n, .rename(n), t.shape, t.dtype)
+            }
+        }
+        self.origin = base.origin
+        self.base = base
+        self.recipes = recipes
+        self.tensorInfos = out
+    }
+
+    public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
+        guard let r = recipes[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
+        switch r {
+        case .rename(let n):
+            return try base.floatTensor(n)
+        case .transpose(let n):
+            let t = try base.floatTensor(n)
+            let (rows, cols) = (t.shape[0], t.shape[1])
+            var out = [Float](repeating: 0, count: t.count)
+            for i in 0..<rows { for j in 0..<cols { out[j * rows + i] = t.scalars[i * cols + j] } }
+            do { return try Tensor(shape: [cols, rows], scalars: out) } catch {
+                throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: error.description))
+            }
+        case .concat(let parts):
+            var scalars: [Float] = []
+            var shape: [Int] = []
+            for p in parts {
+                let t = try base.floatTensor(p)
+                scalars += t.scalars
+                if shape.isEmpty { shape = t.shape } else { shape[0] += t.shape[0] }
+            }
+            do { return try Tensor(shape: shape, scalars: scalars) } catch {
+                throw WeightFileError(file: origin, .invalidEntry(tensor: name, message: error.description))
+            }
+        }
+    }
+
+    public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
+        guard case .rename(let n) = recipes[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
+        return try base.integerTensor(n)
+    }
+}

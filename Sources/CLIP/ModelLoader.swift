@@ -1,0 +1,188 @@
+import CLIPLayers
+import CLIPTensor
+import CLIPWeights
+import Foundation
+
+/// How a model's images must be prepared: the values the image pipeline needs.
+public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
+    public var resolution: Int
+    public var mean: [Float]
+    public var std: [Float]
+
+    public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public static let openAIStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd) {
+        self.resolution = resolution
+        self.mean = mean
+        self.std = std
+    }
+
+    public var description: String {
+        "resize shorter side to \(resolution) (bicubic), center crop \(resolution)×\(resolution), mean \(mean), std \(std)"
+    }
+}
+
+/// Where a model's weights came from.
+public enum WeightFormat: String, Sendable {
+    case safetensors
+    case torchStateDict = "PyTorch state dict (torch.save)"
+    case torchScript = "TorchScript archive"
+    case huggingFace = "Hugging Face CLIPModel folder"
+}
+
+/// A model with what is needed to use it: its preprocessing, and where its tokenizer files are if it has its own.
+public struct LoadedModel: Sendable {
+    public let model: CLIPModel
+    public let preprocessing: Preprocessing
+    public let format: WeightFormat
+    public let path: String
+    /// Stored element types and how many tensors use each.
+    public let storedDTypes: [DType: Int]
+    /// Number of parameters as PyTorch counts them (BatchNorm running statistics excluded).
+    public let parameterCount: Int
+    /// A Hugging Face folder's own tokenizer files, when present.
+    public let tokenizerFolder: String?
+}
+
+extension CLIPModel {
+    /// Loads a checkpoint in any supported form: a `.safetensors` file, a PyTorch zip checkpoint (`torch.save`
+    /// state dict, wrapped training checkpoint, or TorchScript archive such as OpenAI's `.pt` files), or a Hugging
+    /// Face `CLIPModel` folder. `openCLIPConfig` names an open_clip model-config JSON whose activation, head
+    /// widths and preprocessing override what the weights imply.
+    public static func load(path: String, openCLIPConfig: String? = nil) throws(ModelLoadError) -> LoadedModel {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "no such file or directory")))
+        }
+        if isDir.boolValue { return try loadHuggingFace(folder: path) }
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch { throw .weightFile(error) }
+        let head = Array(file.bytes.prefix(16))
+        let source: any WeightSource
+        let format: WeightFormat
+        do throws(WeightFileError) {
+            if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+                let ckpt = try TorchCheckpoint(file: file)
+                source = ckpt
+                format = ckpt.kind == .torchScript ? .torchScript : .torchStateDict
+            } else if head.count >= 9 && head[8] == UInt8(ascii: "{") {
+                source = try SafeTensorsFile(file: file)
+                format = .safetensors
+            } else if head.first == 0x80 {
+                throw WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: "legacy (pre-1.6) torch.save format; re-save it with a current PyTorch"))
+            } else {
+                let hex = head.map { String(format: "%02x", $0) }.joined(separator: " ")
+                throw WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: "not a safetensors file, PyTorch zip checkpoint or Hugging Face folder (first bytes: \(hex))"))
+            }
+        } catch {
+            throw .weightFile(error)
+        }
+        var configuration = try CLIPConfiguration.infer(from: source)
+        var preprocessing = Preprocessing(resolution: configuration.imageResolution)
+        if let openCLIPConfig {
+            try applyOpenCLIPConfig(openCLIPConfig, to: &configuration, &preprocessing)
+        }
+        let model = try CLIPModel(weights: source, configuration: configuration)
+        return LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,
+                           storedDTypes: dtypeCounts(source), parameterCount: parameterCount(source), tokenizerFolder: nil)
+    }
+
+    static func dtypeCounts(_ s: any WeightSource) -> [DType: Int] {
+        var d: [DType: Int] = [:]
+        for t in s.tensorInfos where !isIgnorable(t.name) { d[t.dtype, default: 0] += 1 }
+        return d
+    }
+
+    static func parameterCount(_ s: any WeightSource) -> Int {
+        s.tensorInfos.filter { $0.dtype.isFloatingPoint && !$0.name.hasSuffix("running_mean") && !$0.name.hasSuffix("running_var") }
+            .reduce(0) { $0 + $1.shape.reduce(1, *) }
+    }
+
+    static func readJSON(_ path: String) throws(ModelLoadError) -> [String: Any] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "cannot read")))
+        }
+        guard let obj = try? JSONSerialization.jsonObject(with: data), let dict = obj as? [String: Any] else {
+            throw .architecture("not a JSON object", origin: path)
+        }
+        return dict
+    }
+
+    static func int(_ v: Any?) -> Int? { (v as? NSNumber)?.intValue }
+    static func floats(_ v: Any?) -> [Float]? {
+        guard let a = v as? [Any], a.count == 3 else { return nil }
+        let f = a.compactMap { ($0 as? NSNumber)?.floatValue }
+        return f.count == 3 ? f : nil
+    }
+
+    /// open_clip model config: `quick_gelu` (otherwise GELU), `vision_cfg.head_width`, `text_cfg.heads`,
+    /// `vision_cfg.image_size` and `preprocess_cfg.mean/std`.
+    static func applyOpenCLIPConfig(_ path: String, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
+        let cfg = try readJSON(path)
+        c.activation = (cfg["quick_gelu"] as? Bool) == true ? .quickGELU : .gelu
+        if let text = cfg["text_cfg"] as? [String: Any], let heads = int(text["heads"]) { c.text.heads = heads }
+        if let vision = cfg["vision_cfg"] as? [String: Any] {
+            if case .transformer(var v) = c.vision {
+                v.heads = v.width / (int(vision["head_width"]) ?? 64)
+                c.vision = .transformer(v)
+            }
+            if let size = int(vision["image_size"]) { p.resolution = size }
+        }
+        if let pre = cfg["preprocess_cfg"] as? [String: Any] {
+            if let m = floats(pre["mean"]) { p.mean = m }
+            if let s = floats(pre["std"]) { p.std = s }
+        }
+    }
+
+    /// A Hugging Face `CLIPModel` folder: `config.json` plus `model.safetensors` or `pytorch_model.bin`;
+    /// `preprocessor_config.json` and tokenizer files are used when present.
+    static func loadHuggingFace(folder: String) throws(ModelLoadError) -> LoadedModel {
+        let cfg = try readJSON(folder + "/config.json")
+        guard let text = cfg["text_config"] as? [String: Any], let vision = cfg["vision_config"] as? [String: Any] else {
+            throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel folder?", origin: folder)
+        }
+        let fm = FileManager.default
+        let base: any WeightSource
+        do throws(WeightFileError) {
+            if fm.fileExists(atPath: folder + "/model.safetensors") {
+                base = try SafeTensorsFile(path: folder + "/model.safetensors")
+            } else if fm.fileExists(atPath: folder + "/pytorch_model.bin") {
+                base = try TorchCheckpoint(path: folder + "/pytorch_model.bin")
+            } else {
+                throw WeightFileError(file: folder, .cannotOpen(reason: "neither model.safetensors nor pytorch_model.bin is present"))
+            }
+        } catch { throw .weightFile(error) }
+        let source: HuggingFaceWeights
+        do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
+        var c = try CLIPConfiguration.infer(from: source)
+        if let h = int(text["num_attention_heads"]) { c.text.heads = h }
+        if case .transformer(var v) = c.vision {
+            if let h = int(vision["num_attention_heads"]) { v.heads = h }
+            c.vision = .transformer(v)
+        }
+        let acts = [text["hidden_act"], vision["hidden_act"]].compactMap { $0 as? String }
+        if let act = acts.first {
+            guard acts.allSatisfy({ $0 == act }), let a = Activation(rawValue: act) else {
+                throw .architecture("unsupported hidden_act \(acts) (supported: quick_gelu, gelu)", origin: folder)
+            }
+            c.activation = a
+        }
+        if let eps = (text["layer_norm_eps"] as? NSNumber)?.floatValue { c.layerNormEps = eps }
+        var p = Preprocessing(resolution: int(vision["image_size"]) ?? c.imageResolution)
+        if fm.fileExists(atPath: folder + "/preprocessor_config.json") {
+            let pre = try readJSON(folder + "/preprocessor_config.json")
+            if let m = floats(pre["image_mean"]) { p.mean = m }
+            if let s = floats(pre["image_std"]) { p.std = s }
+            if let crop = int(pre["crop_size"]) ?? int((pre["crop_size"] as? [String: Any])?["height"]) { p.resolution = crop }
+            if let r = int(pre["resample"]), r != 3 {
+                throw .architecture("preprocessor_config.json asks for resample=\(r); only bicubic (3) is implemented", origin: folder)
+            }
+        }
+        let model = try CLIPModel(weights: source, configuration: c, ignoring: HuggingFaceWeights.isIgnorable)
+        let hasTokenizer = fm.fileExists(atPath: folder + "/vocab.json") || fm.fileExists(atPath: folder + "/tokenizer.json")
+        return LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
+                           storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
+                           tokenizerFolder: hasTokenizer ? folder : nil)
+    }
+}

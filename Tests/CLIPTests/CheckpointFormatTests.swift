@@ -1,0 +1,84 @@
+import CLIP
+import CLIPWeights
+import Foundation
+import Testing
+
+let formatsDirectory = "\(fixtureDirectory)/formats"
+
+/// Asserts the model's outputs on the reference inputs equal the reference within 1e-5.
+func expectMatchesReference(_ model: CLIPModel, _ referenceName: String) throws {
+    let ref = try Reference(path: "\(formatsDirectory)/\(referenceName).reference.safetensors")
+    let image = try model.encodeImage(ref.pixels)
+    let text = try model.encodeText(ref.tokens)
+    let (perImage, perText) = model.logits(imageEmbeddings: image, textEmbeddings: text)
+    for (what, ours, theirs) in [("encode_image", image, ref.imageFeatures), ("encode_text", text, ref.textFeatures),
+                                 ("logits_per_image", perImage, ref.logitsPerImage), ("logits_per_text", perText, ref.logitsPerText)] {
+        #expect(ours.shape == theirs.shape, "\(referenceName) \(what) shape")
+        let e = relativeError(ours.scalars, theirs.scalars)
+        #expect(e <= parityTolerance, "\(referenceName) \(what) relative error \(e)")
+    }
+}
+
+@Test("PyTorch and TorchScript checkpoints load to the reference outputs", arguments: [
+    ("vit_small_torchscript.pt", "vit_small_torchscript", WeightFormat.torchScript),
+    ("vit_small_state_dict.pt", "vit_small_state_dict", .torchStateDict),
+    ("vit_tiny_training.pt", "vit_tiny", .torchStateDict),
+    ("vit_tiny_views.pt", "vit_tiny", .torchStateDict),
+    ("vit_tiny_bigendian.pt", "vit_tiny", .torchStateDict),
+])
+func torchCheckpointLoads(_ c: (file: String, reference: String, format: WeightFormat)) throws {
+    let loaded = try CLIPModel.load(path: "\(formatsDirectory)/\(c.file)")
+    #expect(loaded.format == c.format)
+    #expect(loaded.preprocessing == Preprocessing(resolution: loaded.model.configuration.imageResolution))
+    try expectMatchesReference(loaded.model, c.reference)
+}
+
+@Test func torchScriptStoresHalfPrecision() throws {
+    let loaded = try CLIPModel.load(path: "\(formatsDirectory)/vit_small_torchscript.pt")
+    #expect((loaded.storedDTypes[.float16] ?? 0) > 0)
+    let ckpt = try TorchCheckpoint(path: "\(formatsDirectory)/vit_small_torchscript.pt")
+    #expect(ckpt.kind == .torchScript)
+}
+
+@Test func mixedFloatStoragesLoad() throws {
+    let ckpt = try TorchCheckpoint(path: "\(formatsDirectory)/rn_small_mixed.pt")
+    let dtypes = Set(ckpt.tensorInfos.map(\.dtype))
+    #expect(dtypes.isSuperset(of: [.float64, .bfloat16, .float16, .float32]))
+    let expected = try FixtureConfig.load("rn_small")
+    let model = try CLIPModel(weights: ckpt, configuration: configuration(for: ckpt, expected: expected))
+    try expectMatchesReference(model, "rn_small_mixed")
+}
+
+@Test func huggingFaceFolderLoadsWithItsConfig() throws {
+    let loaded = try CLIPModel.load(path: "\(formatsDirectory)/hf_vit_hd32")
+    #expect(loaded.format == .huggingFace)
+    #expect(loaded.model.configuration.text.heads == 3)
+    if case .transformer(let v) = loaded.model.configuration.vision { #expect(v.heads == 2) } else { Issue.record("expected a ViT") }
+    #expect(loaded.preprocessing == Preprocessing(resolution: 80, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]))
+    try expectMatchesReference(loaded.model, "hf_vit_hd32")
+}
+
+@Test func openCLIPConfigIsHonoured() throws {
+    let plain = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors")
+    #expect(plain.model.configuration.activation == .quickGELU)
+    let loaded = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors",
+                                    openCLIPConfig: "\(formatsDirectory)/vit_small_openclip.json")
+    #expect(loaded.model.configuration.activation == .gelu)
+    #expect(loaded.preprocessing == Preprocessing(resolution: 64, mean: [0.5, 0.4, 0.3], std: [0.2, 0.25, 0.3]))
+    try expectMatchesReference(loaded.model, "vit_small_openclip")
+}
+
+@Test func unknownFilesAreReported() throws {
+    let path = try writeScratchBytes(Array("hello world, not weights".utf8), "notes.bin")
+    #expect(throws: ModelLoadError.self) { try CLIPModel.load(path: path) }
+    do { _ = try CLIPModel.load(path: path) } catch { #expect(error.description.contains("first bytes")) }
+    #expect(throws: ModelLoadError.self) { try CLIPModel.load(path: "/nonexistent/model.pt") }
+}
+
+func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-ckpt-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let path = dir.appendingPathComponent(name).path
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    return path
+}
