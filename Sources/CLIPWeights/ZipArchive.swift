@@ -121,6 +121,10 @@ public struct ZipArchive: Sendable {
         if let stored = storedBytes(e) { return Array(stored) }
         let path = file.path
         func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: e.name, message: m)) }
+        // Deflate cannot compress better than about 1032:1, so a larger declared ratio is a bomb, not data.
+        guard e.uncompressedSize <= e.compressedSize * 1032 + 1024 else {
+            throw fail("declares \(e.uncompressedSize) bytes from \(e.compressedSize) compressed, a compression ratio deflate cannot reach (zip bomb)")
+        }
         guard e.uncompressedSize <= Self.maxInflated else {
             throw fail("declares \(e.uncompressedSize) bytes uncompressed, more than the limit of \(Self.maxInflated)")
         }
