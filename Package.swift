@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "CLIPTensor", targets: ["CLIPTensor"]),
         .library(name: "CLIPTokenizer", targets: ["CLIPTokenizer"]),
         .library(name: "CLIPImage", targets: ["CLIPImage"]),
+        .library(name: "CLIPHub", targets: ["CLIPHub"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
@@ -36,13 +37,16 @@ let package = Package(
         .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"]),
         // The CLIP model: architecture inference, image and text towers, logits.
         .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers"]),
+        // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
+        .target(name: "CLIPHub", dependencies: ["CLIP"]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIP", "CLIPTokenizer", "CLIPImage", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIP", "CLIPHub", "CLIPTokenizer", "CLIPImage", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor"]),
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP"]),
         .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(

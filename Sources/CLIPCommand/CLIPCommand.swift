@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIP
+import CLIPHub
 import CLIPImage
 import CLIPTokenizer
 import Foundation
@@ -135,28 +136,43 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Where a model comes from, shared by every command that loads one.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")).")
+    var spec: String
+
+    @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip, as the reference).")
+    var cacheDir: String?
+
+    @Option(help: "An open_clip model config JSON whose activation and preprocessing apply to the checkpoint.")
+    var openclipConfig: String?
+
+    func load() throws -> LoadedModel {
+        try ModelHub(cacheDirectory: cacheDir).load(spec, openCLIPConfig: openclipConfig)
+    }
+}
+
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the architecture inferred from a checkpoint's weights.")
+        abstract: "Print a model's architecture (inferred from its weights), size, storage and preprocessing.")
 
-    @Argument(help: "A .safetensors checkpoint with OpenAI/open_clip key names.")
+    @Argument(help: "A checkpoint file, a Hugging Face folder, or one of the nine OpenAI model names.")
     var model: String
+
+    @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip).")
+    var cacheDir: String?
+
+    @Option(help: "An open_clip model config JSON for the checkpoint.")
+    var openclipConfig: String?
 
     func run() throws {
         try reportingErrors {
-            let file = try SafeTensorsFile(path: model)
-            let model = try CLIPModel(weights: file)
-            let c = model.configuration
-            // Counted as PyTorch's `parameters()` does: BatchNorm running statistics are buffers, not parameters.
-            let params = file.tensorInfos
-                .filter { $0.dtype.isFloatingPoint && !$0.name.hasSuffix("running_mean") && !$0.name.hasSuffix("running_var") }
-                .reduce(0) { $0 + $1.shape.reduce(1, *) }
-            var dtypes: [String: Int] = [:]
-            for t in file.tensorInfos { dtypes[t.dtype.rawValue, default: 0] += 1 }
-            print("file: \(file.origin)")
-            print("format: safetensors")
-            print("stored dtypes: \(dtypes.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) tensors)" }.joined(separator: ", "))")
-            print("parameters: \(params)")
+            let loaded = try ModelHub(cacheDirectory: cacheDir).load(model, openCLIPConfig: openclipConfig)
+            let c = loaded.model.configuration
+            print("path: \(loaded.path)")
+            print("format: \(loaded.format.rawValue)")
+            print("stored dtypes: \(loaded.storedDTypes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) (\($0.value) tensors)" }.joined(separator: ", "))")
+            print("parameters: \(loaded.parameterCount)")
             print("embedding width: \(c.embedDim)")
             switch c.vision {
             case .transformer(let v):
@@ -164,9 +180,10 @@ struct Info: ParsableCommand {
             case .resnet(let r):
                 print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
             }
-            print("input resolution: \(c.imageResolution)")
             print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize)")
-            print(String(format: "logit scale: %.4f (exp: %.2f)", model.logitScale, exp(model.logitScale)))
+            print("activation: \(c.activation.rawValue), LayerNorm eps \(c.layerNormEps)")
+            print("preprocessing: \(loaded.preprocessing)")
+            print(String(format: "logit scale: %.4f (exp: %.2f)", loaded.model.logitScale, exp(loaded.model.logitScale)))
         }
     }
 }
@@ -183,7 +200,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Architecture for random weights: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")).")
     var architecture = "ViT-B/32"
 
-    @Option(help: "A .safetensors checkpoint to time instead of random weights.")
+    @Option(help: "A checkpoint, Hugging Face folder or model name to time instead of random weights.")
     var model: String?
 
     @Option(help: "Images and texts per batch.")
@@ -220,7 +237,7 @@ struct Bench: ParsableCommand {
             let clip: CLIPModel
             let name: String
             if let model {
-                clip = try CLIPModel(contentsOf: model)
+                clip = try ModelHub().load(model).model
                 name = model
             } else {
                 clip = try CLIPModel(randomWeightsFor: CLIPConfiguration.openAI(architecture)!, seed: 1)

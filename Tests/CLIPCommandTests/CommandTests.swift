@@ -54,7 +54,20 @@ func runClip(_ arguments: [String]) throws -> RunResult {
 @Test func infoOnMissingFileNamesIt() throws {
     let r = try runClip(["info", "/nonexistent/model.safetensors"])
     #expect(r.status == 1)
-    #expect(r.stderr.hasPrefix("clip: /nonexistent/model.safetensors: cannot open"))
+    #expect(r.stderr.hasPrefix("clip: '/nonexistent/model.safetensors' is neither a file, a folder, nor one of the models RN50"))
+}
+
+let checkpointDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../CLIPTests/Fixtures/formats").standardized.path
+
+@Test func infoDescribesATorchScriptCheckpoint() throws {
+    let r = try runClip(["info", "\(checkpointDirectory)/vit_small_torchscript.pt"])
+    #expect(r.status == 0, "\(r.stderr)")
+    for line in ["format: TorchScript archive", "stored dtypes: F16 (35 tensors), F32 (27 tensors)", "parameters: 633601",
+                 "image tower: Vision Transformer, width 128, 2 layers, 2 heads, patch 16",
+                 "preprocessing: resize shorter side to 64 (bicubic), center crop 64×64"] {
+        #expect(r.stdout.contains(line), "missing '\(line)' in:\n\(r.stdout)")
+    }
 }
 
 /// Image fixtures of the image tests, found from this source file's location.

@@ -1,0 +1,100 @@
+@testable import CLIPHub
+import CLIP
+import Foundation
+import Testing
+
+let checkpointFixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../CLIPTests/Fixtures/formats/vit_small_torchscript.pt").standardized.path
+
+func temporaryCache() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clip-cache-\(UUID().uuidString)").path
+    return dir
+}
+
+@Test func sha256MatchesKnownVectors() {
+    #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(SHA256.hex(Array(String(repeating: "a", count: 1000).utf8)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+}
+
+@Test func theNineOpenAIModelsAreListed() throws {
+    #expect(ModelHub.openAIModels.map(\.name) == CLIPConfiguration.openAIModelNames)
+    for (name, _) in ModelHub.openAIModels {
+        let s = try #require(ModelHub.source(of: name))
+        #expect(s.sha256.count == 64 && s.sha256.allSatisfy(\.isHexDigit))
+        #expect(s.file.hasSuffix(".pt"))
+    }
+    #expect(ModelHub.source(of: "ViT-B/32")?.file == "ViT-B-32.pt")
+}
+
+@Test func downloadsVerifiesAndCaches() throws {
+    let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: checkpointFixture)))
+    let sha = SHA256.hex(bytes)
+    let server = try LoopbackServer(routes: ["/m/model.pt": .init(status: 200, body: bytes)])
+    let hub = ModelHub(cacheDirectory: temporaryCache(), showProgress: false)
+    let path = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
+    #expect(SHA256.file(path) == sha)
+    #expect(server.requests("/m/model.pt") == 1)
+    // A second fetch uses the cache.
+    _ = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
+    #expect(server.requests("/m/model.pt") == 1)
+    // A corrupted cached file is downloaded again once.
+    try Data("corrupted".utf8).write(to: URL(fileURLWithPath: path))
+    _ = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
+    #expect(server.requests("/m/model.pt") == 2)
+    #expect(SHA256.file(path) == sha)
+    // The downloaded checkpoint loads.
+    let loaded = try hub.load(path)
+    #expect(loaded.format == .torchScript)
+    // No temporary files are left behind.
+    let left = try FileManager.default.contentsOfDirectory(atPath: hub.cacheDirectory)
+    #expect(left == ["model.pt"])
+}
+
+@Test func wrongContentIsAnErrorAndNotCached() throws {
+    let server = try LoopbackServer(routes: ["/x.pt": .init(status: 200, body: Array("not the model".utf8))])
+    let hub = ModelHub(cacheDirectory: temporaryCache(), showProgress: false)
+    do {
+        _ = try hub.fetch(url: server.baseURL + "/x.pt", file: "x.pt", sha256: String(repeating: "0", count: 64))
+        Issue.record("expected a checksum error")
+    } catch {
+        guard case .checksum = error else { Issue.record("\(error)"); return }
+        #expect(error.description.contains("nothing was cached"))
+    }
+    #expect((try? FileManager.default.contentsOfDirectory(atPath: hub.cacheDirectory)) == [])
+}
+
+@Test func namedModelsUseTheTableAndTheMirrorLayout() throws {
+    // The mirror serves something else for ViT-B/32: the name must be checked against OpenAI's SHA-256.
+    let s = try #require(ModelHub.source(of: "ViT-B/32"))
+    let path = "/\(s.sha256)/ViT-B-32.pt"
+    let server = try LoopbackServer(routes: [path: .init(status: 200, body: Array("fake".utf8))])
+    let hub = ModelHub(cacheDirectory: temporaryCache(), baseURL: server.baseURL, showProgress: false)
+    #expect(throws: HubError.self) { try hub.resolve("ViT-B/32") }
+    #expect(server.requests(path) == 1)
+}
+
+@Test func missingNetworkSaysWhichFileToPutWhere() throws {
+    let server = try LoopbackServer(routes: [:])  // answers 404 to everything
+    let hub = ModelHub(cacheDirectory: temporaryCache(), baseURL: server.baseURL, showProgress: false)
+    do {
+        _ = try hub.resolve("RN50")
+        Issue.record("expected an error")
+    } catch {
+        let s = try #require(ModelHub.source(of: "RN50"))
+        #expect(error.description.contains("put that file at \(hub.cacheDirectory)/RN50.pt"), "\(error)")
+        #expect(error.description.contains(s.sha256))
+    }
+    // Nothing listens on port 9 of loopback: connection refused.
+    let offline = ModelHub(cacheDirectory: temporaryCache(), baseURL: "http://127.0.0.1:9", showProgress: false)
+    #expect(throws: HubError.self) { try offline.resolve("RN50") }
+}
+
+@Test func unknownNamesListTheAvailableModels() {
+    do {
+        _ = try ModelHub(cacheDirectory: temporaryCache()).resolve("ViT-H/14")
+        Issue.record("expected an error")
+    } catch {
+        #expect(error.description.contains("ViT-L/14@336px"))
+    }
+}
