@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "CLIPTokenizer", targets: ["CLIPTokenizer"]),
         .library(name: "CLIPImage", targets: ["CLIPImage"]),
         .library(name: "CLIPHub", targets: ["CLIPHub"]),
+        .library(name: "CLIPKit", targets: ["CLIPKit"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
@@ -39,15 +40,17 @@ let package = Package(
         .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers"]),
         // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
         .target(name: "CLIPHub", dependencies: ["CLIP"]),
+        // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
+        .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIP", "CLIPHub", "CLIPTokenizer", "CLIPImage", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIP", "CLIPHub", "CLIPKit", "CLIPTokenizer", "CLIPImage", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor"]),
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP"]),
-        .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand"]),
+        .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand", "CLIPKit"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CLIPTests",

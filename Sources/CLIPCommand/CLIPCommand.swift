@@ -2,6 +2,7 @@ import ArgumentParser
 import CLIP
 import CLIPHub
 import CLIPImage
+import CLIPKit
 import CLIPTokenizer
 import Foundation
 #if canImport(Glibc)
@@ -15,7 +16,7 @@ struct CLIPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clip",
         abstract: "CLIP image and text embeddings, natively.",
-        subcommands: [Tokenize.self, Preprocess.self, Info.self, Bench.self]
+        subcommands: [Classify.self, Embed.self, Similarity.self, Tokenize.self, Preprocess.self, Info.self, Bench.self]
     )
 }
 
@@ -147,8 +148,197 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "An open_clip model config JSON whose activation and preprocessing apply to the checkpoint.")
     var openclipConfig: String?
 
-    func load() throws -> LoadedModel {
-        try ModelHub(cacheDirectory: cacheDir).load(spec, openCLIPConfig: openclipConfig)
+    func pipeline() throws -> CLIPPipeline {
+        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig)
+    }
+}
+
+/// A progress line on standard error, drawn only when it is a terminal and the work is long.
+func progressReporter(_ what: String, total: Int) -> (@Sendable (Int, Int) -> Void)? {
+    guard isatty(2) != 0, total >= 32 else { return nil }
+    return { done, total in
+        FileHandle.standardError.write(Data("\r\(what) \(done)/\(total)\(done == total ? "\n" : "")".utf8))
+    }
+}
+
+func jsonNumbers(_ values: ArraySlice<Float>) -> String {
+    "[" + values.map { $0.isFinite ? "\($0)" : "null" }.joined(separator: ",") + "]"
+}
+
+func jsonRows(_ t: Tensor) -> String {
+    let w = t.shape.count == 2 ? t.shape[1] : 0
+    return "[" + (0..<(t.shape.first ?? 0)).map { jsonNumbers(t.scalars[($0 * w)..<(($0 + 1) * w)]) }.joined(separator: ",") + "]"
+}
+
+struct Classify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Zero-shot classification: per image, the probability of each label.",
+        discussion: """
+            Probabilities are the softmax over labels of exp(logit_scale) × cosine(image, label). Each label is put \
+            into every --template ("{}" marks where; default "\(PromptTemplates.defaultTemplate)"; "imagenet" \
+            names the paper's 80-template ensemble); a label's templated embeddings are normalised, averaged and \
+            renormalised. --template "{}" uses the labels verbatim, as the seed example does.
+            """)
+
+    @OptionGroup var model: ModelOptions
+
+    @Argument(help: "Image files (JPEG, PNG, WebP).")
+    var images: [String]
+
+    @Option(parsing: .upToNextOption, help: "The labels to choose between.")
+    var labels: [String]
+
+    @Option(help: "A prompt template with {} for the label, or 'imagenet'; repeat for an ensemble.")
+    var template: [String] = []
+
+    @Flag(help: "One JSON object per image: {\"image\", \"labels\", \"probs\"}, labels in the given order.")
+    var json = false
+
+    @Option(help: "Images per batch.")
+    var batchSize = 16
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        guard !labels.isEmpty else { throw ValidationError("give at least one label with --labels") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        for t in template where PromptTemplates.named(t) == nil && t.components(separatedBy: "{}").count != 2 {
+            throw ValidationError("--template '\(t)' must contain exactly one {} (or be 'imagenet')")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let templates = template.isEmpty ? [PromptTemplates.defaultTemplate]
+                : template.flatMap { PromptTemplates.named($0) ?? [$0] }
+            let clip = try model.pipeline()
+            let classifier = try clip.zeroShotClassifier(labels: labels, templates: templates)
+            let embeddings = try clip.imageEmbeddings(files: images, batchSize: batchSize,
+                                                      progress: progressReporter("images", total: images.count))
+            let probs = try classifier.probabilities(embeddings)
+            let n = labels.count
+            for (i, path) in images.enumerated() {
+                let row = Array(probs.scalars[(i * n)..<((i + 1) * n)])
+                if json {
+                    print("{\"image\":\(jsonString(path)),\"labels\":[\(labels.map(jsonString).joined(separator: ","))],\"probs\":\(jsonNumbers(row[...]))}")
+                } else {
+                    print(path)
+                    for (index, p) in topK(row, k: n) {
+                        print(String(format: "  %6.2f%%  %@", Double(p) * 100, labels[index]))
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Embed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Embed images and texts: JSON {\"image_embeddings\": [[...]], \"text_embeddings\": [[...]]} in input order.",
+        discussion: """
+            Embeddings are L2-normalised unless --raw (then exactly encode_image / encode_text). With --output FILE.npy \
+            the arrays are written as float32 .npy instead: FILE.npy holds whichever kind was given; with both, \
+            FILE_images.npy and FILE_texts.npy.
+            """)
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(name: .customLong("image"), help: "An image file; repeat for more.")
+    var images: [String] = []
+
+    @Option(name: .customLong("text"), help: "A text; repeat for more.")
+    var texts: [String] = []
+
+    @Flag(help: "Unnormalised encode_image / encode_text outputs.")
+    var raw = false
+
+    @Flag(help: "Cut texts longer than the context instead of failing.")
+    var truncate = false
+
+    @Option(help: "Write to this file (.json, or .npy for float32 arrays) instead of standard output.")
+    var output: String?
+
+    @Option(help: "Images per batch.")
+    var batchSize = 16
+
+    func validate() throws {
+        guard !images.isEmpty || !texts.isEmpty else { throw ValidationError("give at least one --image or --text") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let clip = try model.pipeline()
+            var imageEmbeddings: Tensor?
+            var textEmbeddings: Tensor?
+            if !images.isEmpty {
+                let e = try clip.encodeImages(files: images, batchSize: batchSize,
+                                              progress: progressReporter("images", total: images.count))
+                imageEmbeddings = raw ? e : l2Normalized(e)
+            }
+            if !texts.isEmpty {
+                let e = try clip.encodeTexts(texts, truncate: truncate)
+                textEmbeddings = raw ? e : l2Normalized(e)
+            }
+            if let output, output.hasSuffix(".npy") {
+                let stem = String(output.dropLast(4))
+                var files: [(String, Tensor)] = []
+                if let i = imageEmbeddings { files.append((textEmbeddings == nil ? output : stem + "_images.npy", i)) }
+                if let t = textEmbeddings { files.append((imageEmbeddings == nil ? output : stem + "_texts.npy", t)) }
+                for (path, t) in files { try write(t.npyData(), to: path) }
+                return
+            }
+            var parts: [String] = []
+            if let i = imageEmbeddings { parts.append("\"image_embeddings\":" + jsonRows(i)) }
+            if let t = textEmbeddings { parts.append("\"text_embeddings\":" + jsonRows(t)) }
+            let text = "{" + parts.joined(separator: ",") + "}\n"
+            if let output { try write(Data(text.utf8), to: output) } else { print(text, terminator: "") }
+        }
+    }
+}
+
+func write(_ data: Data, to path: String) throws {
+    do {
+        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    } catch {
+        throw CLIError("\(path): cannot write: \(error.localizedDescription)")
+    }
+}
+
+struct Similarity: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The image × text cosine-similarity matrix.")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(name: .customLong("image"), help: "An image file; repeat for more.")
+    var images: [String] = []
+
+    @Option(name: .customLong("text"), help: "A text; repeat for more.")
+    var texts: [String] = []
+
+    @Flag(help: "JSON {\"images\", \"texts\", \"cosine\": [[...]]} instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard !images.isEmpty, !texts.isEmpty else { throw ValidationError("give at least one --image and one --text") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let clip = try model.pipeline()
+            let m = try cosineSimilarity(try clip.imageEmbeddings(files: images, progress: progressReporter("images", total: images.count)),
+                                         try clip.textEmbeddings(texts))
+            if json {
+                print("{\"images\":[\(images.map(jsonString).joined(separator: ","))],\"texts\":[\(texts.map(jsonString).joined(separator: ","))],\"cosine\":\(jsonRows(m))}")
+                return
+            }
+            for (i, path) in images.enumerated() {
+                print(path)
+                for (j, t) in texts.enumerated() {
+                    print(String(format: "  %+.4f  %@", m.scalars[i * texts.count + j], t))
+                }
+            }
+        }
     }
 }
 

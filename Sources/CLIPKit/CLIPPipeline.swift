@@ -1,0 +1,204 @@
+import CLIP
+import CLIPHub
+import CLIPImage
+import CLIPTokenizer
+import Foundation
+
+/// A model with its preprocessing and tokenizer: what `model, preprocess = clip.load(name)` gives in Python.
+///
+/// ```swift
+/// let clip = try CLIPPipeline.load("ViT-B/32")
+/// let image = try clip.imageEmbeddings(files: ["CLIP.png"])          // [1, 512], L2-normalised
+/// let classifier = try clip.zeroShotClassifier(labels: ["a diagram", "a dog", "a cat"], templates: ["{}"])
+/// let probs = try classifier.probabilities(image)                     // [1, 3]
+/// ```
+public struct CLIPPipeline: Sendable {
+    public let model: CLIPModel
+    public let preprocessor: ImagePreprocessor
+    public let tokenizer: CLIPTokenizer
+    public let loaded: LoadedModel
+
+    public init(_ loaded: LoadedModel) throws(PipelineError) {
+        self.loaded = loaded
+        self.model = loaded.model
+        let p = loaded.preprocessing
+        self.preprocessor = ImagePreprocessor(resolution: p.resolution, mean: p.mean, std: p.std)
+        do {
+            if let folder = loaded.tokenizerFolder {
+                tokenizer = try CLIPTokenizer(huggingFaceFolder: folder)
+            } else {
+                tokenizer = try CLIPTokenizer.shared()
+            }
+        } catch {
+            throw .tokenizer(error)
+        }
+    }
+
+    /// Loads a model by name (downloading it like `clip.load`), checkpoint path or Hugging Face folder.
+    public static func load(_ spec: String, cacheDirectory: String? = nil, openCLIPConfig: String? = nil,
+                            showProgress: Bool = true) throws(PipelineError) -> CLIPPipeline {
+        do {
+            return try CLIPPipeline(ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)
+                .load(spec, openCLIPConfig: openCLIPConfig))
+        } catch let e as HubError {
+            throw .hub(e)
+        } catch let e as PipelineError {
+            throw e
+        } catch {
+            throw .hub(.cache(String(describing: error)))
+        }
+    }
+
+    // MARK: Encoding
+
+    /// `encode_image` of image files in batches: [N, embed], unnormalised. `progress` is told how many are done.
+    public func encodeImages(files: [String], batchSize: Int = 16,
+                             progress: (@Sendable (Int, Int) -> Void)? = nil) throws(PipelineError) -> Tensor {
+        var out: [Float] = []
+        out.reserveCapacity(files.count * model.configuration.embedDim)
+        var start = 0
+        while start < files.count {
+            let batch = Array(files[start..<min(start + max(batchSize, 1), files.count)])
+            let pixels: Tensor
+            do { pixels = try preprocessor.tensor(files: batch) } catch { throw .image(error) }
+            do { out += try model.encodeImage(pixels).scalars } catch { throw .model(error) }
+            start += batch.count
+            progress?(start, files.count)
+        }
+        return makeTensor(out, rows: files.count)
+    }
+
+    /// `encode_text(clip.tokenize(texts))`: [N, embed], unnormalised. Texts longer than the context are an error
+    /// naming them unless `truncate`.
+    public func encodeTexts(_ texts: [String], truncate: Bool = false, batchSize: Int = 256) throws(PipelineError) -> Tensor {
+        let ids: [[Int]]
+        do {
+            ids = try tokenizer.tokenize(texts, contextLength: model.configuration.text.contextLength, truncate: truncate)
+        } catch { throw .tokenizer(error) }
+        var out: [Float] = []
+        var start = 0
+        while start < ids.count {
+            let batch = Array(ids[start..<min(start + batchSize, ids.count)])
+            do { out += try model.encodeText(batch).scalars } catch { throw .model(error) }
+            start += batch.count
+        }
+        return makeTensor(out, rows: texts.count)
+    }
+
+    /// L2-normalised image embeddings [N, embed].
+    public func imageEmbeddings(files: [String], batchSize: Int = 16,
+                                progress: (@Sendable (Int, Int) -> Void)? = nil) throws(PipelineError) -> Tensor {
+        l2Normalized(try encodeImages(files: files, batchSize: batchSize, progress: progress))
+    }
+
+    /// L2-normalised text embeddings [N, embed].
+    public func textEmbeddings(_ texts: [String], truncate: Bool = false) throws(PipelineError) -> Tensor {
+        l2Normalized(try encodeTexts(texts, truncate: truncate))
+    }
+
+    /// A zero-shot classifier: per label, every template filled in, encoded, normalised, averaged, renormalised.
+    public func zeroShotClassifier(labels: [String], templates: [String] = [PromptTemplates.defaultTemplate]) throws(PipelineError) -> ZeroShotClassifier {
+        guard !labels.isEmpty else { throw .classifier(.noLabels) }
+        guard !templates.isEmpty else { throw .classifier(.noTemplates) }
+        var prompts: [String] = []
+        for label in labels {
+            for t in templates {
+                do { prompts.append(try PromptTemplates.apply(t, to: label)) } catch { throw .classifier(error) }
+            }
+        }
+        let e = model.configuration.embedDim
+        let all = try textEmbeddings(prompts)
+        var weights = [Float](repeating: 0, count: labels.count * e)
+        for c in 0..<labels.count {
+            var mean = [Double](repeating: 0, count: e)
+            for t in 0..<templates.count {
+                let row = (c * templates.count + t) * e
+                for j in 0..<e { mean[j] += Double(all.scalars[row + j]) }
+            }
+            var norm = 0.0
+            for j in 0..<e { mean[j] /= Double(templates.count); norm += mean[j] * mean[j] }
+            norm = norm.squareRoot()
+            for j in 0..<e { weights[c * e + j] = Float(norm > 0 ? mean[j] / norm : 0) }
+        }
+        return ZeroShotClassifier(labels: labels, weights: makeTensor(weights, rows: labels.count),
+                                  logitScale: expf(model.logitScale))
+    }
+
+    /// `values` hold `rows` embeddings by construction (each encode call returns [batch, embed]).
+    private func makeTensor(_ values: [Float], rows: Int) -> Tensor {
+        Tensor(uncheckedShape: [rows, model.configuration.embedDim], scalars: values)
+    }
+}
+
+/// Class weights for zero-shot classification: [classes, embed], each row unit length.
+public struct ZeroShotClassifier: Sendable {
+    public let labels: [String]
+    public let weights: Tensor
+    /// exp(logit_scale) of the model.
+    public let logitScale: Float
+
+    /// Softmax over classes of logitScale × cosine similarity; `imageEmbeddings` [N, embed] → [N, classes].
+    public func probabilities(_ imageEmbeddings: Tensor) throws(TensorError) -> Tensor {
+        let logits = try cosineSimilarity(imageEmbeddings, weights)
+        var scaled = logits
+        for i in scaled.scalars.indices { scaled.scalars[i] *= logitScale }
+        return softmax(scaled)
+    }
+}
+
+/// Cosine similarity of every row of `a` [N, E] with every row of `b` [M, E] → [N, M] (rows normalised first).
+public func cosineSimilarity(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
+    guard a.rank == 2, b.rank == 2, a.shape[1] == b.shape[1] else {
+        throw .shapeMismatch(operation: "cosineSimilarity", a.shape, b.shape)
+    }
+    let x = l2Normalized(a), y = l2Normalized(b)
+    let n = x.shape[0], m = y.shape[0], e = x.shape.last ?? 0
+    var out = [Float](repeating: 0, count: n * m)
+    for i in 0..<n {
+        for j in 0..<m {
+            var s: Float = 0
+            for k in 0..<e { s += x.scalars[i * e + k] * y.scalars[j * e + k] }
+            out[i * m + j] = s
+        }
+    }
+    return Tensor(uncheckedShape: [n, m], scalars: out)
+}
+
+/// The `k` largest scores with their indices, largest first (ties keep the earlier index first).
+public func topK(_ scores: [Float], k: Int) -> [(index: Int, score: Float)] {
+    Array(scores.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }
+        .prefix(max(k, 0)).map { (index: $0.offset, score: $0.element) })
+}
+
+public enum ClassifierError: Error, CustomStringConvertible, Equatable {
+    case badTemplate(String)
+    case noLabels
+    case noTemplates
+
+    public var description: String {
+        switch self {
+        case .badTemplate(let t): return "template '\(t)' must contain exactly one {} where the label goes"
+        case .noLabels: return "no labels given"
+        case .noTemplates: return "no templates given"
+        }
+    }
+}
+
+/// Why a pipeline step failed; `description` is the underlying message, naming the file, text or model.
+public enum PipelineError: Error, CustomStringConvertible {
+    case hub(HubError)
+    case image(ImageError)
+    case tokenizer(TokenizerError)
+    case model(CLIPError)
+    case classifier(ClassifierError)
+
+    public var description: String {
+        switch self {
+        case .hub(let e): return e.description
+        case .image(let e): return e.description
+        case .tokenizer(let e): return e.description
+        case .model(let e): return e.description
+        case .classifier(let e): return e.description
+        }
+    }
+}

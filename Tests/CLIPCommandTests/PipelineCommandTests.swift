@@ -1,0 +1,144 @@
+import CLIPKit
+import Foundation
+import Testing
+
+let pipelineDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../CLIPTests/Fixtures/pipeline").standardized.path
+let tinyModel = "\(pipelineDirectory)/tiny_vit.safetensors"
+
+struct PipelineReference: Decodable {
+    let files: [String]
+    let labels: [String]
+    let texts: [String]
+    let probs: [String: [[Float]]]
+    let seed_probs: [[Float]]
+    let image_embeddings_raw: [[Float]]
+    let image_embeddings: [[Float]]
+    let text_embeddings_raw: [[Float]]
+    let text_embeddings: [[Float]]
+    let cosine: [[Float]]
+
+    static func load() throws -> PipelineReference {
+        try JSONDecoder().decode(PipelineReference.self, from: Data(contentsOf: URL(fileURLWithPath: "\(pipelineDirectory)/reference.json")))
+    }
+    var imagePaths: [String] { files.map { "\(imageDirectory)/\($0)" } }
+}
+
+func relError(_ a: [Float], _ b: [Float]) -> Double {
+    var num = 0.0, den = 0.0
+    for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
+    return a.count == b.count ? (num / den).squareRoot() : .infinity
+}
+
+struct ClassifyRecord: Decodable { let image: String; let labels: [String]; let probs: [Float] }
+
+func classifyJSON(_ extra: [String]) throws -> [ClassifyRecord] {
+    let ref = try PipelineReference.load()
+    let r = try runClip(["classify", "--model", tinyModel, "--json"] + ref.imagePaths + ["--labels"] + ref.labels + extra)
+    #expect(r.status == 0, "\(r.stderr)")
+    return try r.stdout.split(separator: "\n").map { try JSONDecoder().decode(ClassifyRecord.self, from: Data($0.utf8)) }
+}
+
+@Test("classify gives the reference probabilities", arguments: [
+    ("verbatim", ["--template", "{}"]), ("default", []), ("imagenet", ["--template", "imagenet"]),
+])
+func classifyMatchesReference(_ c: (name: String, args: [String])) throws {
+    let ref = try PipelineReference.load()
+    let records = try classifyJSON(c.args)
+    #expect(records.count == ref.files.count)
+    for (i, rec) in records.enumerated() {
+        #expect(rec.image == ref.imagePaths[i])
+        #expect(rec.labels == ref.labels)
+        let expected = try #require(ref.probs[c.name])[i]
+        for (p, q) in zip(rec.probs, expected) { #expect(abs(p - q) <= 1e-4, "\(c.name) image \(i): \(rec.probs) vs \(expected)") }
+        if c.name == "verbatim" {
+            // The seed example: softmax of model(image, text) logits.
+            for (p, q) in zip(rec.probs, ref.seed_probs[i]) { #expect(abs(p - q) <= 1e-4) }
+        }
+    }
+}
+
+@Test func classifyTableIsSortedByProbability() throws {
+    let ref = try PipelineReference.load()
+    let r = try runClip(["classify", "--model", tinyModel, ref.imagePaths[0], "--labels"] + ref.labels)
+    #expect(r.status == 0, "\(r.stderr)")
+    let lines = r.stdout.split(separator: "\n").map(String.init)
+    #expect(lines.first == ref.imagePaths[0])
+    let percents = lines.dropFirst().compactMap { Double($0.trimmingCharacters(in: .whitespaces).split(separator: "%").first ?? "") }
+    #expect(percents.count == 3 && percents == percents.sorted(by: >))
+    #expect(abs(percents.reduce(0, +) - 100) < 0.05)
+}
+
+struct EmbedOutput: Decodable { let image_embeddings: [[Float]]?; let text_embeddings: [[Float]]? }
+
+@Test("embed gives the reference embeddings", arguments: [false, true])
+func embedMatchesReference(_ raw: Bool) throws {
+    let ref = try PipelineReference.load()
+    let args = ["embed", "--model", tinyModel] + ref.imagePaths.flatMap { ["--image", $0] } + ref.texts.flatMap { ["--text", $0] }
+    let r = try runClip(args + (raw ? ["--raw"] : []))
+    #expect(r.status == 0, "\(r.stderr)")
+    let out = try JSONDecoder().decode(EmbedOutput.self, from: Data(r.stdout.utf8))
+    let images = try #require(out.image_embeddings), texts = try #require(out.text_embeddings)
+    let refImages = raw ? ref.image_embeddings_raw : ref.image_embeddings
+    let refTexts = raw ? ref.text_embeddings_raw : ref.text_embeddings
+    #expect(images.count == refImages.count && texts.count == refTexts.count)
+    for (a, b) in zip(images, refImages) { #expect(relError(a, b) <= 1e-5, "image embedding error \(relError(a, b))") }
+    for (a, b) in zip(texts, refTexts) { #expect(relError(a, b) <= 1e-5, "text embedding error \(relError(a, b))") }
+}
+
+@Test func embedWritesNPYFiles() throws {
+    let ref = try PipelineReference.load()
+    let out = scratchFile("emb.npy")
+    let r = try runClip(["embed", "--model", tinyModel, "--image", ref.imagePaths[0], "--text", "a dog", "--text", "a cat", "--output", out])
+    #expect(r.status == 0, "\(r.stderr)")
+    let stem = String(out.dropLast(4))
+    for (file, shape) in [(stem + "_images.npy", "(1, 32)"), (stem + "_texts.npy", "(2, 32)")] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: file))
+        #expect(String(decoding: data.prefix(80), as: UTF8.self).contains("'shape': \(shape)"))
+    }
+}
+
+struct SimilarityOutput: Decodable { let images: [String]; let texts: [String]; let cosine: [[Float]] }
+
+@Test func similarityMatchesReference() throws {
+    let ref = try PipelineReference.load()
+    let r = try runClip(["similarity", "--model", tinyModel, "--json"] + ref.imagePaths.flatMap { ["--image", $0] }
+                        + ref.texts.flatMap { ["--text", $0] })
+    #expect(r.status == 0, "\(r.stderr)")
+    let out = try JSONDecoder().decode(SimilarityOutput.self, from: Data(r.stdout.utf8))
+    #expect(out.texts == ref.texts)
+    for (a, b) in zip(out.cosine, ref.cosine) { for (x, y) in zip(a, b) { #expect(abs(x - y) <= 1e-5) } }
+}
+
+@Test("Errors exit 1 with one line naming the culprit", arguments: [
+    (["classify", "--model", "/nonexistent.pt", "x.jpg", "--labels", "a"], "'/nonexistent.pt' is neither a file"),
+    (["classify", "--model", "MODEL", "/missing/photo.jpg", "--labels", "a dog"], "/missing/photo.jpg: cannot read: no such file"),
+    (["embed", "--model", "MODEL", "--text", String(repeating: "word ", count: 100)], "text 0 is 102 tokens long"),
+    (["similarity", "--model", "MODEL", "--image", "IMAGES/../images", "--text", "x"], "is a directory"),
+])
+func userErrorsAreOneLine(_ c: (args: [String], message: String)) throws {
+    let args = c.args.map { $0 == "MODEL" ? tinyModel : $0.replacingOccurrences(of: "IMAGES", with: imageDirectory) }
+    let r = try runClip(args)
+    #expect(r.status == 1)
+    #expect(r.stderr.hasPrefix("clip: ") && r.stderr.contains(c.message), "\(r.stderr)")
+    #expect(r.stderr.split(separator: "\n").count == 1, "one line: \(r.stderr)")
+}
+
+@Test("Usage errors are reported as swift-argument-parser does", arguments: [
+    ["classify", "--model", "m", "x.jpg"],
+    ["classify", "--model", "m", "x.jpg", "--labels", "a", "--template", "no placeholder"],
+    ["embed", "--model", "m"],
+    ["similarity", "--model", "m", "--image", "x.jpg"],
+])
+func usageErrors(_ args: [String]) throws {
+    let r = try runClip(args)
+    #expect(r.status == 64, "status \(r.status): \(r.stderr)")
+    #expect(r.stderr.contains("Error:") && r.stderr.contains("Usage:"))
+}
+
+@Test func templatesAndTopK() throws {
+    #expect(PromptTemplates.imageNet.count == 80)
+    #expect(try PromptTemplates.apply("a photo of a {}.", to: "dog") == "a photo of a dog.")
+    #expect(throws: ClassifierError.badTemplate("{} and {}")) { try PromptTemplates.apply("{} and {}", to: "x") }
+    #expect(topK([0.1, 0.7, 0.2, 0.7], k: 3).map(\.index) == [1, 3, 2])
+}
