@@ -25,35 +25,51 @@ public struct MultiheadSelfAttention: Sendable {
             throw .shapeMismatch(operation: "MultiheadSelfAttention", x.shape, [width])
         }
         let (batch, tokens) = (x.shape[0], x.shape[1])
-        let qkv = try inProj(x)  // [batch, tokens, 3·width]: one GEMM for all projections
-        var context = Tensor(uncheckedZeros: x.shape)
-        let (w, hd, heads) = (width, width / heads, heads)
-        let scale = 1 / Float(hd).squareRoot()
-        qkv.scalars.withUnsafeBufferPointer { qp in
-            context.scalars.withUnsafeMutableBufferPointer { cp in
-                let qBase = qp.baseAddress!, cBase = cp.baseAddress!
-                parallelFor(batch * heads) { task in
-                    let (b, h) = (task / heads, task % heads)
-                    let q = qBase + b * tokens * 3 * w + h * hd
-                    var scores = [Float](repeating: 0, count: tokens * tokens)
-                    scores.withUnsafeMutableBufferPointer { sp in
-                        let s = sp.baseAddress!
-                        // scores = (q · kᵀ) / sqrt(head dim), read in place from the fused qkv rows.
-                        sgemm(transA: false, transB: true, m: tokens, n: tokens, k: hd, alpha: scale,
-                              a: q, lda: 3 * w, b: q + w, ldb: 3 * w, c: s, ldc: tokens, parallel: false)
-                        for i in 0..<tokens {
-                            let row = s + i * tokens
-                            let valid = causal ? i + 1 : tokens
-                            softmaxInPlace(row, count: valid)
-                            for j in valid..<tokens { row[j] = 0 }
-                        }
-                        sgemm(transA: false, transB: false, m: tokens, n: hd, k: tokens, a: s, lda: tokens,
-                              b: q + 2 * w, ldb: 3 * w, c: cBase + b * tokens * w + h * hd, ldc: w, parallel: false)
+        var out = Tensor(uncheckedZeros: x.shape)
+        var qkv = [Float](repeating: 0, count: batch * tokens * 3 * width)
+        var context = [Float](repeating: 0, count: batch * tokens * width)
+        x.scalars.withUnsafeBufferPointer { xp in
+            out.scalars.withUnsafeMutableBufferPointer { op in
+                qkv.withUnsafeMutableBufferPointer { qp in
+                    context.withUnsafeMutableBufferPointer { cp in
+                        apply(xp.baseAddress!, batch: batch, tokens: tokens, causal: causal, qkv: qp.baseAddress!,
+                              context: cp.baseAddress!, out: op.baseAddress!, accumulate: false)
                     }
                 }
             }
         }
-        return try outProj(context)
+        return out
+    }
+
+    /// Attention over `batch × tokens` rows of `width` at `x`, written to `out` (added to it when `accumulate`,
+    /// which makes the residual connection free). `qkv` ([rows, 3·width]) and `context` ([rows, width]) are
+    /// scratch buffers the caller reuses across layers.
+    public func apply(_ x: UnsafePointer<Float>, batch: Int, tokens: Int, causal: Bool, qkv: UnsafeMutablePointer<Float>,
+                      context: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let (w, hd, heads) = (width, width / heads, heads)
+        inProj.apply(x, rows: batch * tokens, out: qkv)  // one GEMM for all projections
+        let scale = 1 / Float(hd).squareRoot()
+        let qBase = UnsafePointer(qkv), cBase = context
+        parallelFor(batch * heads) { task in
+            let (b, h) = (task / heads, task % heads)
+            let q = qBase + b * tokens * 3 * w + h * hd
+            var scores = [Float](repeating: 0, count: tokens * tokens)
+            scores.withUnsafeMutableBufferPointer { sp in
+                let s = sp.baseAddress!
+                // scores = (q · kᵀ) / sqrt(head dim), read in place from the fused qkv rows.
+                sgemm(transA: false, transB: true, m: tokens, n: tokens, k: hd, alpha: scale,
+                      a: q, lda: 3 * w, b: q + w, ldb: 3 * w, c: s, ldc: tokens, parallel: false)
+                for i in 0..<tokens {
+                    let row = s + i * tokens
+                    let valid = causal ? i + 1 : tokens
+                    softmaxInPlace(row, count: valid)
+                    for j in valid..<tokens { row[j] = 0 }
+                }
+                sgemm(transA: false, transB: false, m: tokens, n: hd, k: tokens, a: s, lda: tokens,
+                      b: q + 2 * w, ldb: 3 * w, c: cBase + b * tokens * w + h * hd, ldc: w, parallel: false)
+            }
+        }
+        outProj.apply(context, rows: batch * tokens, out: out, accumulate: accumulate)
     }
 }
 
@@ -90,6 +106,15 @@ public struct MLP: Sendable {
         h.scalars.withUnsafeMutableBufferPointer { p in activation.apply(p.baseAddress!, count: p.count) }
         return try proj(h)
     }
+
+    /// `rows` vectors at `x` through the MLP into `out` (added to it when `accumulate`); `hidden` is scratch of
+    /// rows × hidden width.
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, hidden: UnsafeMutablePointer<Float>,
+                      out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        fc.apply(x, rows: rows, out: hidden)
+        activation.apply(hidden, count: rows * fc.outFeatures)
+        proj.apply(hidden, rows: rows, out: out, accumulate: accumulate)
+    }
 }
 
 /// Pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
@@ -109,8 +134,59 @@ public struct ResidualAttentionBlock: Sendable {
 
     /// `x` [batch, tokens, width] → [batch, tokens, width].
     public func callAsFunction(_ x: Tensor, causal: Bool) throws(TensorError) -> Tensor {
-        let h = try add(x, attention(ln1(x), causal: causal))
-        return try add(h, mlp(ln2(h)))
+        guard x.rank == 3, x.shape[2] == attention.width else {
+            throw .shapeMismatch(operation: "ResidualAttentionBlock", x.shape, [attention.width])
+        }
+        var out = x
+        var ws = TransformerWorkspace(rows: x.shape[0] * x.shape[1], width: attention.width, hidden: mlp.fc.outFeatures)
+        out.scalars.withUnsafeMutableBufferPointer { p in
+            apply(p.baseAddress!, batch: x.shape[0], tokens: x.shape[1], causal: causal, workspace: &ws)
+        }
+        return out
+    }
+
+    /// The block in place on `batch × tokens` rows at `x`: x += attn(ln_1(x)); x += mlp(ln_2(x)).
+    public func apply(_ x: UnsafeMutablePointer<Float>, batch: Int, tokens: Int, causal: Bool,
+                      workspace ws: inout TransformerWorkspace) {
+        let rows = batch * tokens, w = attention.width
+        ws.normed.withUnsafeMutableBufferPointer { h in
+            ws.qkv.withUnsafeMutableBufferPointer { qkv in
+                ws.context.withUnsafeMutableBufferPointer { ctx in
+                    ws.hidden.withUnsafeMutableBufferPointer { hid in
+                        ln1.weight.scalars.withUnsafeBufferPointer { g in
+                            ln1.bias.scalars.withUnsafeBufferPointer { b in
+                                layerNormRows(x, rows: rows, width: w, weight: g.baseAddress!, bias: b.baseAddress!,
+                                              eps: ln1.eps, out: h.baseAddress!)
+                            }
+                        }
+                        attention.apply(h.baseAddress!, batch: batch, tokens: tokens, causal: causal,
+                                        qkv: qkv.baseAddress!, context: ctx.baseAddress!, out: x, accumulate: true)
+                        ln2.weight.scalars.withUnsafeBufferPointer { g in
+                            ln2.bias.scalars.withUnsafeBufferPointer { b in
+                                layerNormRows(x, rows: rows, width: w, weight: g.baseAddress!, bias: b.baseAddress!,
+                                              eps: ln2.eps, out: h.baseAddress!)
+                            }
+                        }
+                        mlp.apply(h.baseAddress!, rows: rows, hidden: hid.baseAddress!, out: x, accumulate: true)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Activation buffers for one forward pass, allocated once and reused by every block of a stack.
+public struct TransformerWorkspace {
+    var normed: [Float]
+    var qkv: [Float]
+    var context: [Float]
+    var hidden: [Float]
+
+    public init(rows: Int, width: Int, hidden: Int) {
+        normed = [Float](repeating: 0, count: rows * width)
+        qkv = [Float](repeating: 0, count: rows * 3 * width)
+        context = [Float](repeating: 0, count: rows * width)
+        self.hidden = [Float](repeating: 0, count: rows * hidden)
     }
 }
 
@@ -128,10 +204,20 @@ public struct Transformer: Sendable {
         self.blocks = blocks
     }
 
-    /// `x` [batch, tokens, width] → [batch, tokens, width].
+    /// `x` [batch, tokens, width] → [batch, tokens, width], computed in one buffer with shared scratch space.
     public func callAsFunction(_ x: Tensor, causal: Bool) throws(TensorError) -> Tensor {
-        var x = x
-        for block in blocks { x = try block(x, causal: causal) }
-        return x
+        guard let first = blocks.first else { return x }
+        guard x.rank == 3, x.shape[2] == first.attention.width else {
+            throw .shapeMismatch(operation: "Transformer", x.shape, [first.attention.width])
+        }
+        var out = x
+        let hidden = blocks.map { $0.mlp.fc.outFeatures }.max() ?? 0
+        var ws = TransformerWorkspace(rows: x.shape[0] * x.shape[1], width: first.attention.width, hidden: hidden)
+        out.scalars.withUnsafeMutableBufferPointer { p in
+            for block in blocks {
+                block.apply(p.baseAddress!, batch: x.shape[0], tokens: x.shape[1], causal: causal, workspace: &ws)
+            }
+        }
+        return out
     }
 }

@@ -21,12 +21,13 @@ public struct Linear: Sendable {
     }
 
     /// Applies the layer to `rows` consecutive vectors of `inFeatures` at `x`, writing `rows × outFeatures`
-    /// to `out`.
-    public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, parallel: Bool = true) {
+    /// to `out`, or adding to it when `accumulate` (a residual connection without a separate pass).
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
+                      parallel: Bool = true) {
         let (n, k) = (outFeatures, inFeatures)
         weight.scalars.withUnsafeBufferPointer { w in
             sgemm(transA: false, transB: true, m: rows, n: n, k: k, a: x, lda: k, b: w.baseAddress!, ldb: k,
-                  c: out, ldc: n, parallel: parallel)
+                  beta: accumulate ? 1 : 0, c: out, ldc: n, parallel: parallel)
         }
         if let bias {
             bias.scalars.withUnsafeBufferPointer { b in addBiasRows(out, rows: rows, width: n, bias: b.baseAddress!) }

@@ -1,3 +1,4 @@
+import CCLIPKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -7,8 +8,8 @@ import Darwin
 // Element-wise and normalisation kernels. Each takes validated tensors and returns a new one; the pointer-level
 // helpers are public so fused layer code can apply them to rows of a larger buffer without copying.
 
-/// LayerNorm over the last dimension of `x` [.., width]: (x − mean) / sqrt(var + eps) · weight + bias,
-/// statistics in double precision. `weight` and `bias` are [width].
+/// LayerNorm over the last dimension of `x` [.., width]: (x − mean) / sqrt(var + eps) · weight + bias.
+/// `weight` and `bias` are [width].
 public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) throws(TensorError) -> Tensor {
     guard let width = x.shape.last, weight.shape == [width], bias.shape == [width] else {
         throw .shapeMismatch(operation: "layerNorm", x.shape, weight.shape)
@@ -19,10 +20,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) thr
         weight.scalars.withUnsafeBufferPointer { wp in
             bias.scalars.withUnsafeBufferPointer { bp in
                 out.scalars.withUnsafeMutableBufferPointer { op in
-                    for r in 0..<rows {
-                        layerNormRow(xp.baseAddress! + r * width, width: width, weight: wp.baseAddress!,
-                                     bias: bp.baseAddress!, eps: eps, out: op.baseAddress! + r * width)
-                    }
+                    layerNormRows(xp.baseAddress!, rows: rows, width: width, weight: wp.baseAddress!,
+                                  bias: bp.baseAddress!, eps: eps, out: op.baseAddress!)
                 }
             }
         }
@@ -30,39 +29,30 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) thr
     return out
 }
 
-/// LayerNorm of one row of `width` elements from `x` into `out` (which may equal `x`).
-@inlinable
-public func layerNormRow(_ x: UnsafePointer<Float>, width: Int, weight: UnsafePointer<Float>,
-                         bias: UnsafePointer<Float>, eps: Float, out: UnsafeMutablePointer<Float>) {
-    var sum = 0.0
-    for i in 0..<width { sum += Double(x[i]) }
-    let mean = sum / Double(width)
-    var sq = 0.0
-    for i in 0..<width { let d = Double(x[i]) - mean; sq += d * d }
-    let invStd = Float(1.0 / (sq / Double(width) + Double(eps)).squareRoot())
-    let m = Float(mean)
-    for i in 0..<width { out[i] = (x[i] - m) * invStd * weight[i] + bias[i] }
+/// LayerNorm of `rows` rows of `width` elements from `x` into `out` (which may equal `x`), rows split over cores.
+public func layerNormRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: UnsafePointer<Float>,
+                          bias: UnsafePointer<Float>, eps: Float, out: UnsafeMutablePointer<Float>) {
+    let bounds = chunkBounds(total: rows, parts: rows * width >= 1 << 16 ? availableCores : 1, granule: 1)
+    parallelFor(bounds.count - 1) { t in
+        let (r0, r1) = (bounds[t], bounds[t + 1])
+        guard r1 > r0 else { return }
+        clip_layer_norm(x + r0 * width, r1 - r0, width, weight, bias, eps, out + r0 * width)
+    }
 }
 
-/// QuickGELU, CLIP's activation: x · σ(1.702 · x), in place over `count` elements.
-@inlinable
+/// QuickGELU, CLIP's activation: x · σ(1.702 · x), in place over `count` elements, split over cores.
 public func quickGELUInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count {
-        let v = x[i]
-        x[i] = v / (1 + expf(-1.702 * v))
+    let bounds = chunkBounds(total: count, parts: count >= 1 << 16 ? availableCores : 1, granule: 64)
+    parallelFor(bounds.count - 1) { t in
+        let (a, b) = (bounds[t], bounds[t + 1])
+        if b > a { clip_quick_gelu(x + a, b - a) }
     }
 }
 
 /// Softmax over `count` elements in place, max-subtracted for stability.
 @inlinable
 public func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    guard count > 0 else { return }
-    var m = -Float.infinity
-    for i in 0..<count { m = max(m, x[i]) }
-    var s: Float = 0
-    for i in 0..<count { let e = expf(x[i] - m); x[i] = e; s += e }
-    let inv = 1 / s
-    for i in 0..<count { x[i] *= inv }
+    clip_softmax(x, count)
 }
 
 /// Adds `bias` [width] to every row of a [rows, width] buffer, optionally followed by ReLU.

@@ -31,6 +31,19 @@ int clip_sgemm(int kernel, int trans_a, int trans_b,
                const float *b, ptrdiff_t ldb,
                float beta, float *c, ptrdiff_t ldc);
 
+/// QuickGELU x·σ(1.702x) in place (vectorised exp, error ≤ 2 ulp).
+void clip_quick_gelu(float *x, ptrdiff_t n);
+
+/// Softmax over `n` values in place (max-subtracted).
+void clip_softmax(float *x, ptrdiff_t n);
+
+/// LayerNorm of `rows` rows of `width` values: (x − mean) / sqrt(var + eps) · gamma + beta; `out` may equal `x`.
+void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const float *gamma, const float *beta,
+                     float eps, float *out);
+
+/// The exp used by the kernels above (for tests).
+float clip_exp(float x);
+
 /// CPUs this process may run on (affinity mask on Linux), at least 1.
 int clip_available_cpus(void);
 

@@ -1,0 +1,97 @@
+// Element-wise kernels on the hot path (QuickGELU, softmax, LayerNorm), written as plain loops and compiled once
+// per ISA through target attributes, so the compiler vectorises them for AVX-512 / AVX2 and still runs on any CPU.
+#include "CCLIPKernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+// exp(x) for x in float range, Cephes-style: x = n·ln2 + r, a degree-6 polynomial for e^r, 2^n from the
+// exponent bits. Error ≤ 2 ulp; branch-free so it vectorises.
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.3f ? 88.3f : x);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = (int32_t)n + 127;
+    union { int32_t i; float f; } scale = {e << 23};
+    return p * scale.f;
+}
+
+#define KERNELS(SUFFIX, ATTR)                                                                              \
+    ATTR static void quick_gelu_##SUFFIX(float *x, ptrdiff_t n) {                                           \
+        for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + exp_poly(-1.702f * x[i]));                  \
+    }                                                                                                      \
+    ATTR static void softmax_##SUFFIX(float *x, ptrdiff_t n) {                                              \
+        float m = x[0];                                                                                    \
+        for (ptrdiff_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;                                         \
+        float s = 0.0f;                                                                                    \
+        for (ptrdiff_t i = 0; i < n; i++) { x[i] = exp_poly(x[i] - m); s += x[i]; }                         \
+        float inv = 1.0f / s;                                                                              \
+        for (ptrdiff_t i = 0; i < n; i++) x[i] *= inv;                                                     \
+    }                                                                                                      \
+    ATTR static void layer_norm_##SUFFIX(const float *x, ptrdiff_t rows, ptrdiff_t w, const float *g,        \
+                                         const float *b, float eps, float *out) {                          \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                                             \
+            const float *xr = x + r * w;                                                                   \
+            float *o = out + r * w;                                                                        \
+            float s = 0.0f;                                                                                \
+            for (ptrdiff_t i = 0; i < w; i++) s += xr[i];                                                  \
+            float mean = s / (float)w;                                                                     \
+            float q = 0.0f;                                                                                \
+            for (ptrdiff_t i = 0; i < w; i++) { float d = xr[i] - mean; q += d * d; }                      \
+            float inv = 1.0f / sqrtf(q / (float)w + eps);                                                  \
+            for (ptrdiff_t i = 0; i < w; i++) o[i] = (xr[i] - mean) * inv * g[i] + b[i];                    \
+        }                                                                                                  \
+    }
+
+KERNELS(generic, )
+#if defined(__x86_64__) || defined(__i386__)
+KERNELS(avx2, __attribute__((target("avx2,fma"))))
+KERNELS(avx512, __attribute__((target("avx512f,avx512dq"))))
+#endif
+
+static int level(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        int k = clip_gemm_best_kernel();
+        cached = k == CLIP_GEMM_AVX512 ? 2 : (k == CLIP_GEMM_AVX2 ? 1 : 0);
+    }
+    return cached;
+}
+
+void clip_quick_gelu(float *x, ptrdiff_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (level() == 2) { quick_gelu_avx512(x, n); return; }
+    if (level() == 1) { quick_gelu_avx2(x, n); return; }
+#endif
+    quick_gelu_generic(x, n);
+}
+
+void clip_softmax(float *x, ptrdiff_t n) {
+    if (n <= 0) return;
+#if defined(__x86_64__) || defined(__i386__)
+    if (level() == 2) { softmax_avx512(x, n); return; }
+    if (level() == 1) { softmax_avx2(x, n); return; }
+#endif
+    softmax_generic(x, n);
+}
+
+void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const float *gamma, const float *beta,
+                     float eps, float *out) {
+    if (width <= 0) return;
+#if defined(__x86_64__) || defined(__i386__)
+    if (level() == 2) { layer_norm_avx512(x, rows, width, gamma, beta, eps, out); return; }
+    if (level() == 1) { layer_norm_avx2(x, rows, width, gamma, beta, eps, out); return; }
+#endif
+    layer_norm_generic(x, rows, width, gamma, beta, eps, out);
+}
+
+float clip_exp(float x) { return exp_poly(x); }
