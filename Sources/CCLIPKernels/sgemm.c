@@ -290,3 +290,87 @@ int clip_sgemm(int kernel, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, p
     }
     return 0;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Pre-packed B: a weight matrix packed once, in the panel layout `pack_b` produces, for every KC block:
+// block p (rows [pc, pc + kc)) starts at pc * npad, panel j of it at pc * npad + j * kc * NR.
+
+static ptrdiff_t round_up(ptrdiff_t v, ptrdiff_t m) { return (v + m - 1) / m * m; }
+
+int clip_gemm_block_k(void) { return KC; }
+
+ptrdiff_t clip_packed_b_count(int kernel, ptrdiff_t k, ptrdiff_t n) {
+    kernel_desc kd;
+    if (describe(kernel, &kd) != 0 || k < 0 || n < 0) return -1;
+    return k * round_up(n, kd.nr);
+}
+
+int clip_gemm_panel_width(int kernel) {
+    kernel_desc kd;
+    return describe(kernel, &kd) == 0 ? kd.nr : -1;
+}
+
+int clip_pack_b(int kernel, int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb, float *out) {
+    kernel_desc kd;
+    if (describe(kernel, &kd) != 0 || k < 0 || n < 0) return -1;
+    ptrdiff_t npad = round_up(n, kd.nr);
+    for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+        ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+        pack_b(trans_b, b, ldb, pc, kc, 0, n, kd.nr, out + pc * npad);
+    }
+    return 0;
+}
+
+int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
+                      ptrdiff_t lda, const float *packed, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
+                      ptrdiff_t ldc) {
+    kernel_desc kd;
+    if (describe(kernel, &kd) != 0) return -1;
+    const int mr = kd.mr, nr = kd.nr;
+    if (m < 0 || k < 0 || j0 < 0 || j1 > n || j0 > j1 || j0 % nr != 0) return -1;
+    if (m == 0 || j1 == j0) return 0;
+    if (k == 0 || alpha == 0.0f) {
+        for (ptrdiff_t i = 0; i < m; i++) {
+            float *ci = c + i * ldc;
+            for (ptrdiff_t j = j0; j < j1; j++) ci[j] = beta == 0.0f ? 0.0f : ci[j] * beta;
+        }
+        return 0;
+    }
+    const ptrdiff_t npad = round_up(n, nr);
+    const ptrdiff_t mc_max = (ptrdiff_t)mr * MC_TILES;
+    const ptrdiff_t kc_max = k < KC ? k : KC;
+    float *pa = scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
+    if (!pa) return -1;
+    float tile[TILE_MAX] __attribute__((aligned(64)));
+    for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+        const ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+        const float beta_k = pc == 0 ? beta : 1.0f;
+        const float *block = packed + pc * npad;
+        for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
+            const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
+            pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, pa);
+            for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
+                const ptrdiff_t cols = j1 - jr < nr ? j1 - jr : nr;
+                const float *bp = block + (jr / nr) * kc * nr;
+                for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+                    const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
+                    const float *ap = pa + ir * kc;
+                    float *cp = c + (ic + ir) * ldc + jr;
+                    if (rows == mr && cols == nr) {
+                        kd.ukr(kc, ap, bp, cp, ldc, alpha, beta_k);
+                    } else {
+                        kd.ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f);
+                        for (ptrdiff_t i = 0; i < rows; i++) {
+                            float *ci = cp + i * ldc;
+                            const float *ti = tile + i * nr;
+                            for (ptrdiff_t j = 0; j < cols; j++) {
+                                ci[j] = beta_k == 0.0f ? alpha * ti[j] : alpha * ti[j] + beta_k * ci[j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}

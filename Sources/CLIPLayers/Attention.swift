@@ -13,8 +13,17 @@ public struct MultiheadSelfAttention: Sendable {
         guard heads > 0, width % heads == 0 else {
             throw .architecture("\(prefix): width \(width) is not divisible into \(heads) heads", origin: r.origin)
         }
-        inProj = Linear(weight: try r.tensor("\(prefix).in_proj_weight", shape: [3 * width, width]),
-                        bias: try r.tensor("\(prefix).in_proj_bias", shape: [3 * width]))
+        let weight = try r.tensor("\(prefix).in_proj_weight", shape: [3 * width, width])
+        let bias = try r.tensor("\(prefix).in_proj_bias", shape: [3 * width])
+        let fused: Linear
+        // A single typed do/catch: `catch let … as` over mixed error types here was mis-compiled in release
+        // builds (Swift 6.3) and corrupted the model being built.
+        do throws(TensorError) {
+            fused = try Linear(weight: weight, bias: bias)
+        } catch {
+            throw .architecture("\(prefix).in_proj_weight: \(error)", origin: r.origin)
+        }
+        inProj = fused
         outProj = try Linear(r, "\(prefix).out_proj", in: width, out: width)
         self.heads = heads
     }

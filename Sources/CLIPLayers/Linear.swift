@@ -1,22 +1,37 @@
 import CLIPTensor
 
-/// y = x · Wᵀ + b, PyTorch's `nn.Linear` layout: `weight` [out, in], `bias` [out].
+/// y = x · Wᵀ + b, PyTorch's `nn.Linear` layout: `weight` [out, in], `bias` [out]. The weight is held only in
+/// the GEMM kernel's packed layout (packed once at load).
 public struct Linear: Sendable {
-    public let weight: Tensor
+    public let packedWeight: PackedMatrix
     public let bias: Tensor?
 
-    public var inFeatures: Int { weight.shape[1] }
-    public var outFeatures: Int { weight.shape[0] }
+    public var inFeatures: Int { packedWeight.k }
+    public var outFeatures: Int { packedWeight.n }
 
-    public init(weight: Tensor, bias: Tensor?) {
-        self.weight = weight
+    /// The weight [out, in], rebuilt from the packed form (for inspection and gradient code; not used by `apply`).
+    public var weight: Tensor {
+        let t = packedWeight.unpacked()  // [in, out]
+        let (k, n) = (t.shape[0], t.shape[1])
+        var out = [Float](repeating: 0, count: k * n)
+        for i in 0..<k { for j in 0..<n { out[j * k + i] = t.scalars[i * n + j] } }
+        return Tensor(uncheckedShape: [n, k], scalars: out)
+    }
+
+    public init(weight: Tensor, bias: Tensor?) throws(TensorError) {
+        packedWeight = try PackedMatrix(weight, transposed: true)
         self.bias = bias
     }
 
     /// Loads `<prefix>.weight` [out, in] and, if `hasBias`, `<prefix>.bias` [out].
     public init(_ r: ParameterReader, _ prefix: String, in inFeatures: Int, out outFeatures: Int,
                 bias hasBias: Bool = true) throws(ModelLoadError) {
-        weight = try r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures])
+        let w = try r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures])
+        do {
+            packedWeight = try PackedMatrix(w, transposed: true)
+        } catch {
+            throw .architecture("\(prefix).weight: \(error)", origin: r.origin)
+        }
         bias = hasBias ? try r.tensor("\(prefix).bias", shape: [outFeatures]) : nil
     }
 
@@ -24,11 +39,8 @@ public struct Linear: Sendable {
     /// to `out`, or adding to it when `accumulate` (a residual connection without a separate pass).
     public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                       parallel: Bool = true) {
-        let (n, k) = (outFeatures, inFeatures)
-        weight.scalars.withUnsafeBufferPointer { w in
-            sgemm(transA: false, transB: true, m: rows, n: n, k: k, a: x, lda: k, b: w.baseAddress!, ldb: k,
-                  beta: accumulate ? 1 : 0, c: out, ldc: n, parallel: parallel)
-        }
+        let n = outFeatures
+        packedWeight.multiply(x, rows: rows, lda: inFeatures, into: out, ldc: n, accumulate: accumulate, parallel: parallel)
         if let bias {
             bias.scalars.withUnsafeBufferPointer { b in addBiasRows(out, rows: rows, width: n, bias: b.baseAddress!) }
         }
@@ -37,7 +49,7 @@ public struct Linear: Sendable {
     /// `x` [.., in] → [.., out].
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         guard x.rank >= 1, x.shape[x.rank - 1] == inFeatures else {
-            throw .shapeMismatch(operation: "Linear", x.shape, weight.shape)
+            throw .shapeMismatch(operation: "Linear", x.shape, [outFeatures, inFeatures])
         }
         var shape = x.shape
         shape[shape.count - 1] = outFeatures

@@ -91,3 +91,65 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) throws(Te
     }
     return out
 }
+
+/// A right-hand matrix B [k, n] packed once into the GEMM kernel's panel layout, for repeated products A·B
+/// (a layer's weights): no per-call packing, and the only copy of the weights kept in memory.
+public struct PackedMatrix: Sendable {
+    public let k: Int
+    public let n: Int
+    public let kernel: GEMMKernel
+    let data: [Float]
+    let panel: Int
+
+    /// Packs B [k, n], or Bᵀ when `transposed` (then `b` is [n, k], as a Linear layer's [out, in] weight).
+    public init(_ b: Tensor, transposed: Bool, kernel: GEMMKernel = .best) throws(TensorError) {
+        guard b.rank == 2 else { throw .shapeMismatch(operation: "PackedMatrix", b.shape, []) }
+        guard kernel.isAvailable, kernel != .auto else { throw .gemmKernelUnavailable(kernel.rawValue) }
+        let (k, n) = transposed ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        let count = Int(clip_packed_b_count(kernel.code, k, n))
+        var data = [Float](repeating: 0, count: max(count, 0))
+        b.scalars.withUnsafeBufferPointer { bp in
+            data.withUnsafeMutableBufferPointer { dp in
+                guard let src = bp.baseAddress, let dst = dp.baseAddress else { return }
+                _ = clip_pack_b(kernel.code, transposed ? 1 : 0, k, n, src, b.shape[1], dst)
+            }
+        }
+        self.k = k
+        self.n = n
+        self.kernel = kernel
+        self.data = data
+        self.panel = Int(clip_gemm_panel_width(kernel.code))
+    }
+
+    /// C [m, n] (+)= A [m, k] · B, A with leading dimension `lda`, C with `ldc`; columns split over the cores.
+    public func multiply(_ a: UnsafePointer<Float>, rows m: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+                         accumulate: Bool = false, parallel: Bool = true) {
+        guard m > 0, n > 0 else { return }
+        let beta: Float = accumulate ? 1 : 0
+        data.withUnsafeBufferPointer { dp in
+            let packed = dp.baseAddress!
+            let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
+            let bounds = chunkBounds(total: n, parts: threads, granule: panel)
+            parallelFor(bounds.count - 1) { t in
+                let (j0, j1) = (bounds[t], bounds[t + 1])
+                guard j1 > j0 else { return }
+                _ = clip_sgemm_packed(kernel.code, 0, m, n, k, 1, a, lda, packed, j0, j1, beta, c, ldc)
+            }
+        }
+    }
+
+    /// B [k, n] rebuilt from the packed panels.
+    public func unpacked() -> Tensor {
+        let kc = Int(clip_gemm_block_k())
+        let npad = (n + panel - 1) / panel * panel
+        var out = [Float](repeating: 0, count: k * n)
+        for p in 0..<k {
+            let pc = p / kc * kc
+            let blockK = min(kc, k - pc)
+            for j in 0..<n {
+                out[p * n + j] = data[pc * npad + (j / panel) * blockK * panel + (p - pc) * panel + j % panel]
+            }
+        }
+        return Tensor(uncheckedShape: [k, n], scalars: out)
+    }
+}

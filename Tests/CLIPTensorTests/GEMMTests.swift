@@ -1,5 +1,7 @@
 import Testing
 import CLIPTensor
+import CCLIPKernels
+import Foundation
 
 /// Deterministic pseudo-random values in [-1, 1), so failures reproduce.
 struct SplitMix {
@@ -91,4 +93,46 @@ func sgemmMatchesReference(_ gc: GEMMCase) {
         }
     }
     #expect(c == [1, 2, 3, 4])
+}
+
+@Test("Pre-packed SGEMM equals the plain one", arguments: GEMMKernel.allCases.filter { $0.isAvailable && $0 != .auto })
+func packedMatchesPlain(_ kernel: GEMMKernel) throws {
+    var rng = SplitMix(state: 7)
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 300), (12, 64, 256), (3, 768, 3072), (2, 512, 49408 % 1000 + 300)] {
+        let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))   // a Linear weight [out, in]
+        let a = rng.array(m * k)
+        let packed = try PackedMatrix(w, transposed: true, kernel: kernel)
+        #expect(packed.unpacked().shape == [k, n])
+        for accumulate in [false, true] {
+            var plain = rng.array(m * n), fast = plain
+            a.withUnsafeBufferPointer { ap in
+                w.scalars.withUnsafeBufferPointer { wp in
+                    plain.withUnsafeMutableBufferPointer { cp in
+                        sgemm(transA: false, transB: true, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: wp.baseAddress!,
+                              ldb: k, beta: accumulate ? 1 : 0, c: cp.baseAddress!, ldc: n, kernel: kernel)
+                    }
+                }
+                fast.withUnsafeMutableBufferPointer { cp in
+                    packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n, accumulate: accumulate)
+                }
+            }
+            #expect(plain == fast, "m=\(m) n=\(n) k=\(k) accumulate=\(accumulate)")
+        }
+        // Unpacking gives the weight back exactly.
+        let back = packed.unpacked()
+        var transposed = [Float](repeating: 0, count: k * n)
+        for i in 0..<n { for j in 0..<k { transposed[j * n + i] = w.scalars[i * k + j] } }
+        #expect(back.scalars == transposed)
+    }
+}
+
+@Test func vectorisedExpIsAccurate() {
+    var worst: Double = 0
+    var x: Float = -87
+    while x < 88 {
+        let e = Double(clip_exp(x)), r = exp(Double(x))
+        worst = max(worst, abs(e - r) / r)
+        x += 0.0137
+    }
+    #expect(worst < 3e-7, "max relative error \(worst)")
 }

@@ -31,6 +31,24 @@ int clip_sgemm(int kernel, int trans_a, int trans_b,
                const float *b, ptrdiff_t ldb,
                float beta, float *c, ptrdiff_t ldc);
 
+/// The K blocking of packed B (rows per block).
+int clip_gemm_block_k(void);
+
+/// Floats needed to hold B ([k, n]) packed for `kernel`, or -1.
+ptrdiff_t clip_packed_b_count(int kernel, ptrdiff_t k, ptrdiff_t n);
+
+/// Column-panel width of `kernel` (the granule for splitting packed B between threads), or -1.
+int clip_gemm_panel_width(int kernel);
+
+/// Packs op(B) ([k, n]; B stored [n, ldb] when `trans_b`) once, for repeated products with `clip_sgemm_packed`.
+int clip_pack_b(int kernel, int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb, float *out);
+
+/// C[:, j0..<j1] = alpha · op(A) · B[:, j0..<j1] + beta · C with B pre-packed for the same `kernel`;
+/// `j0` must be a multiple of the panel width. C columns are absolute (C points at column 0).
+int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
+                      ptrdiff_t lda, const float *packed_b, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
+                      ptrdiff_t ldc);
+
 /// QuickGELU x·σ(1.702x) in place (vectorised exp, error ≤ 2 ulp).
 void clip_quick_gelu(float *x, ptrdiff_t n);
 
