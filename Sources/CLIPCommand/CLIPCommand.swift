@@ -456,17 +456,7 @@ struct Bench: ParsableCommand {
                 let textTime = try median { _ = try clip.encodeText(tokens) }
                 print(String(format: "text batch %d: %.2f txt/s (%.1f ms/txt)", batch, Double(batch) / textTime, textTime * 1000 / Double(batch)))
             }
-            var usage = rusage()
-            #if os(Linux)
-            getrusage(RUSAGE_SELF.rawValue, &usage)
-            #else
-            getrusage(RUSAGE_SELF, &usage)
-            #endif
-            #if os(Linux)
-            let peakMiB = Double(usage.ru_maxrss) / 1024
-            #else
-            let peakMiB = Double(usage.ru_maxrss) / 1024 / 1024
-            #endif
+            let peakMiB = peakResidentMiB()
             print(String(format: "peak RSS: %.0f MiB", peakMiB))
         }
     }
@@ -546,6 +536,26 @@ struct Bench: ParsableCommand {
         }
         return times.sorted()[times.count / 2]
     }
+}
+
+/// Peak resident memory of this process in MiB. On Linux from VmHWM, which starts afresh at exec
+/// (getrusage's ru_maxrss carries over the parent's peak into a child process).
+func peakResidentMiB() -> Double {
+    #if os(Linux)
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kib = Double(line.split(separator: " ").dropFirst().first ?? "") {
+        return kib / 1024
+    }
+    #endif
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    return Double(usage.ru_maxrss) / 1024 / 1024
+    #endif
 }
 
 func monotonicSeconds() -> Double {

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput in one run: OpenAI's PyTorch CLIP, ONNX Runtime on the exported towers, and swift-clip's
+`clip bench`, on random weights of the real architectures (throughput does not depend on weight values), fp32,
+2 threads each, median of --repeat runs. Prints a table of rates and ratios.
+
+    swift build -c release --product clip
+    python Scripts/bench_compare.py [--repeat 3] [--clip .build/release/clip]
+
+Needs: torch, clip-anytorch, onnxruntime, onnx, numpy.
+"""
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import torch
+from clip.model import CLIP
+
+
+def median_time(fn, reps):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def tokens(bs):
+    t = torch.zeros(bs, 77, dtype=torch.long)
+    t[:, 0], t[:, 1:6], t[:, 6] = 49406, 320, 49407  # five-word prompts padded to 77, as the anchors
+    return t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--clip", default=".build/release/clip")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    archs = {"ViT-B/32": lambda: CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
+             "RN50": lambda: CLIP(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)}
+    rows = []  # (case, torch, ort, ours)
+    results = {}
+    with torch.no_grad():
+        for name, make in archs.items():
+            m = make().float().eval()
+            for bs in (1, 16):
+                x = torch.randn(bs, 3, 224, 224)
+                results[(name, "image", bs, "torch")] = bs / median_time(lambda: m.encode_image(x), a.repeat)
+                tk = tokens(bs)
+                results[(name, "text", bs, "torch")] = bs / median_time(lambda: m.encode_text(tk), a.repeat)
+            if name == "ViT-B/32":
+                try:
+                    import onnxruntime as ort
+                except ImportError:
+                    ort = None
+                if ort is not None:
+                    tmp = tempfile.mkdtemp()
+
+                    class V(torch.nn.Module):
+                        def __init__(s, m): super().__init__(); s.m = m
+                        def forward(s, x): return s.m.encode_image(x)
+
+                    class T(torch.nn.Module):
+                        def __init__(s, m): super().__init__(); s.m = m
+                        def forward(s, t): return s.m.encode_text(t)
+
+                    torch.onnx.export(V(m), torch.randn(2, 3, 224, 224), os.path.join(tmp, "v.onnx"), input_names=["x"],
+                                      dynamic_axes={"x": {0: "b"}}, opset_version=17, dynamo=False)
+                    torch.onnx.export(T(m), tokens(2), os.path.join(tmp, "t.onnx"), input_names=["t"],
+                                      dynamic_axes={"t": {0: "b"}}, opset_version=17, dynamo=False)
+                    so = ort.SessionOptions()
+                    so.intra_op_num_threads = a.threads
+                    sv = ort.InferenceSession(os.path.join(tmp, "v.onnx"), so, providers=["CPUExecutionProvider"])
+                    st = ort.InferenceSession(os.path.join(tmp, "t.onnx"), so, providers=["CPUExecutionProvider"])
+                    for bs in (1, 16):
+                        xi = np.random.randn(bs, 3, 224, 224).astype(np.float32)
+                        results[(name, "image", bs, "ort")] = bs / median_time(lambda: sv.run(None, {"x": xi}), a.repeat)
+                        ti = tokens(bs).numpy()
+                        results[(name, "text", bs, "ort")] = bs / median_time(lambda: st.run(None, {"t": ti}), a.repeat)
+            del m
+    env = dict(os.environ, CLIP_NUM_THREADS=str(a.threads))
+    for name in archs:
+        for bs in (1, 16):
+            out = subprocess.run([a.clip, "bench", "--architecture", name, "--batch", str(bs), "--repeat", str(a.repeat)],
+                                 capture_output=True, text=True, env=env, check=True).stdout
+            results[(name, "image", bs, "ours")] = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
+            results[(name, "text", bs, "ours")] = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
+            rss = re.search(r"peak RSS: (\d+) MiB", out).group(1)
+            results[(name, "rss", bs, "ours")] = rss
+    print(f"{'case':<28}{'PyTorch':>10}{'ONNX RT':>10}{'swift-clip':>12}{'vs PyTorch':>12}{'vs ORT':>9}")
+    for name in archs:
+        for kind in ("image", "text"):
+            for bs in (1, 16):
+                t = results.get((name, kind, bs, "torch"))
+                o = results.get((name, kind, bs, "ort"))
+                s = results[(name, kind, bs, "ours")]
+                unit = "img/s" if kind == "image" else "txt/s"
+                print(f"{name + ' ' + kind + ' bs' + str(bs) + ' (' + unit + ')':<28}{t:>10.2f}"
+                      f"{(f'{o:.2f}' if o else '-'):>10}{s:>12.2f}{s / t:>11.2f}×"
+                      f"{(f'{s / o:.2f}×' if o else '-'):>9}")
+    print(f"peak RSS swift-clip ViT-B/32 bs16 (image+text): {results[('ViT-B/32', 'rss', 16, 'ours')]} MiB")
+
+
+if __name__ == "__main__":
+    main()
