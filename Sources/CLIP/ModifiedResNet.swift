@@ -55,8 +55,8 @@ public struct ModifiedResNet: Sendable {
             throw .internalShape(error)
         }
         let g = configuration.outputGrid
-        guard features.shape[2] * features.shape[3] == g * g else {
-            throw .imageShape(pixels.shape, expected: "[N, 3, \(g * 32), \(g * 32)] (the final feature map is \(features.shape[2])×\(features.shape[3]); the attention pool needs \(g)×\(g))")
+        guard features.shape[1] * features.shape[2] == g * g else {
+            throw .imageShape(pixels.shape, expected: "[N, 3, \(g * 32), \(g * 32)] (the final feature map is \(features.shape[1])×\(features.shape[2]); the attention pool needs \(g)×\(g))")
         }
         do {
             return try attentionPool(features)
@@ -65,12 +65,24 @@ public struct ModifiedResNet: Sendable {
         }
     }
 
-    /// Stem and the four stages: [N, 3, H, W] → [N, 32·width, H/32, W/32].
+    /// Stem and the four stages: [N, 3, H, W] → channels-last [N, H/32, W/32, 32·width].
     private func trunk(_ pixels: Tensor) throws(TensorError) -> Tensor {
-        var x = pixels
+        var x = channelsLast(pixels)
         for conv in stem { x = try conv(x, relu: true) }
-        x = try avgPool2d(x, kernel: 2)
+        x = try avgPoolChannelsLast(x, kernel: 2)
         for stage in stages { for block in stage { x = try block(x) } }
         return x
+    }
+
+    /// [N, C, H, W] → [N, H, W, C]: the tower works channels-last so 1×1 convolutions are plain GEMMs.
+    private func channelsLast(_ x: Tensor) -> Tensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        var out = [Float](repeating: 0, count: x.count)
+        for img in 0..<n {
+            for ch in 0..<c {
+                for p in 0..<(h * w) { out[(img * h * w + p) * c + ch] = x.scalars[(img * c + ch) * h * w + p] }
+            }
+        }
+        return Tensor(uncheckedShape: [n, h, w, c], scalars: out)
     }
 }

@@ -1,17 +1,39 @@
 import CLIPTensor
 
-/// A 2-D convolution with optional bias; `weight` [out, in, kh, kw].
+/// A 2-D convolution over channels-last images ([N, H, W, C]) with a bias, lowered to one GEMM whose right-hand side
+/// is the weight, packed once: 1×1 stride-1 convolutions multiply the pixels directly, others go through a
+/// channels-last im2col. `weight` is PyTorch's [out, in, kh, kw] (with any BatchNorm already folded in).
 public struct Conv2d: Sendable {
-    public let weight: Tensor
-    public let bias: Tensor?
+    public let packedWeight: PackedMatrix   // [kh·kw·in, out], patch order (y, x, channel)
+    public let bias: Tensor
+    public let kernel: Int
     public let stride: Int
     public let padding: Int
+    public let inChannels: Int
+    public var outChannels: Int { packedWeight.n }
 
-    public init(weight: Tensor, bias: Tensor?, stride: Int, padding: Int) {
-        self.weight = weight
+    public init(weight: Tensor, bias: Tensor, stride: Int, padding: Int) throws(TensorError) {
+        guard weight.rank == 4, weight.shape[2] == weight.shape[3], bias.shape == [weight.shape[0]] else {
+            throw .shapeMismatch(operation: "Conv2d", weight.shape, bias.shape)
+        }
+        let (o, c, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
+        // Reorder [O, C, kh, kw] to [O, kh, kw, C] to match channels-last patches.
+        var reordered = [Float](repeating: 0, count: weight.count)
+        for oc in 0..<o {
+            for ic in 0..<c {
+                for y in 0..<k {
+                    for x in 0..<k {
+                        reordered[((oc * k + y) * k + x) * c + ic] = weight.scalars[((oc * c + ic) * k + y) * k + x]
+                    }
+                }
+            }
+        }
+        packedWeight = try PackedMatrix(Tensor(uncheckedShape: [o, k * k * c], scalars: reordered), transposed: true)
         self.bias = bias
+        self.kernel = k
         self.stride = stride
         self.padding = padding
+        self.inChannels = c
     }
 
     /// Loads a bias-free convolution `<conv>.weight` and the inference-mode BatchNorm `<bn>` that follows it,
@@ -31,19 +53,117 @@ public struct Conv2d: Sendable {
             for i in 0..<per { folded[ch * per + i] = Float(Double(folded[ch * per + i]) * scale) }
             bias[ch] = Float(Double(beta.scalars[ch]) - Double(mean.scalars[ch]) * scale)
         }
-        weight = Tensor(uncheckedShape: w.shape, scalars: folded)
-        self.bias = Tensor(uncheckedShape: [o], scalars: bias)
-        self.stride = stride
-        self.padding = padding
+        do {
+            try self.init(weight: Tensor(uncheckedShape: w.shape, scalars: folded),
+                          bias: Tensor(uncheckedShape: [o], scalars: bias), stride: stride, padding: padding)
+        } catch {
+            throw .architecture("\(conv).weight: \(error)", origin: r.origin)
+        }
     }
 
-    /// `x` [N, in, H, W] → [N, out, H', W'], optionally followed by ReLU.
+    /// `x` [N, H, W, in] → [N, H', W', out], optionally followed by ReLU.
     public func callAsFunction(_ x: Tensor, relu: Bool = false) throws(TensorError) -> Tensor {
-        try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, relu: relu)
+        guard x.rank == 4, x.shape[3] == inChannels, x.shape[1] + 2 * padding >= kernel, x.shape[2] + 2 * padding >= kernel else {
+            throw .shapeMismatch(operation: "Conv2d", x.shape, [outChannels, inChannels, kernel, kernel])
+        }
+        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let ho = (h + 2 * padding - kernel) / stride + 1, wo = (w + 2 * padding - kernel) / stride + 1
+        let o = outChannels, kdim = kernel * kernel * c, pixels = ho * wo
+        var out = Tensor(uncheckedZeros: [n, ho, wo, o])
+        x.scalars.withUnsafeBufferPointer { xp in
+            out.scalars.withUnsafeMutableBufferPointer { op in
+                let xBase = xp.baseAddress!, oBase = op.baseAddress!
+                if kernel == 1 && stride == 1 && padding == 0 {
+                    // Every pixel of the batch is a row: one GEMM, split over the cores by output channels.
+                    packedWeight.multiply(xBase, rows: n * pixels, lda: c, into: oBase, ldc: o)
+                } else {
+                    // Whole images per core when there are enough of them; otherwise each GEMM uses every core.
+                    let acrossImages = n >= availableCores
+                    let image: (Int) -> Void = { img in
+                        var col = [Float](repeating: 0, count: pixels * kdim)
+                        col.withUnsafeMutableBufferPointer { cp in
+                            im2colChannelsLast(xBase + img * h * w * c, height: h, width: w, channels: c, kernel: kernel,
+                                               stride: stride, padding: padding, ho: ho, wo: wo, out: cp.baseAddress!)
+                            packedWeight.multiply(cp.baseAddress!, rows: pixels, lda: kdim, into: oBase + img * pixels * o,
+                                                  ldc: o, parallel: !acrossImages)
+                        }
+                    }
+                    if acrossImages { parallelFor(n, image) } else { for img in 0..<n { image(img) } }
+                }
+                bias.scalars.withUnsafeBufferPointer { bp in
+                    let rows = n * pixels
+                    let bounds = chunkBounds(total: rows, parts: availableCores, granule: 64)
+                    parallelFor(bounds.count - 1) { t in
+                        for r in bounds[t]..<bounds[t + 1] {
+                            let row = oBase + r * o
+                            if relu {
+                                for j in 0..<o { row[j] = max(row[j] + bp[j], 0) }
+                            } else {
+                                for j in 0..<o { row[j] += bp[j] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
     }
 }
 
-/// CLIP's ResNet bottleneck: 1×1 → 3×3 → (average pool when strided) → 1×1 ×4 channels, with an
+/// Unfolds the kernel × kernel receptive fields of one [H, W, C] image into rows [Ho·Wo, kernel·kernel·C],
+/// zero outside the image.
+func im2colChannelsLast(_ x: UnsafePointer<Float>, height h: Int, width w: Int, channels c: Int, kernel k: Int,
+                        stride: Int, padding: Int, ho: Int, wo: Int, out: UnsafeMutablePointer<Float>) {
+    let kdim = k * k * c
+    for oy in 0..<ho {
+        for ox in 0..<wo {
+            let row = out + (oy * wo + ox) * kdim
+            for dy in 0..<k {
+                let iy = oy * stride + dy - padding
+                for dx in 0..<k {
+                    let ix = ox * stride + dx - padding
+                    let dst = row + (dy * k + dx) * c
+                    if iy < 0 || iy >= h || ix < 0 || ix >= w {
+                        dst.update(repeating: 0, count: c)
+                    } else {
+                        dst.update(from: x + (iy * w + ix) * c, count: c)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Average pooling of channels-last [N, H, W, C] with a square window equal to its stride, dropping incomplete
+/// windows (PyTorch's floor mode) → [N, H/k, W/k, C].
+public func avgPoolChannelsLast(_ x: Tensor, kernel k: Int) throws(TensorError) -> Tensor {
+    guard x.rank == 4, k >= 1 else { throw .shapeMismatch(operation: "avgPool", x.shape, [k]) }
+    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (ho, wo) = (h / k, w / k)
+    var out = Tensor(uncheckedZeros: [n, ho, wo, c])
+    let inv = 1 / Float(k * k)
+    x.scalars.withUnsafeBufferPointer { xp in
+        out.scalars.withUnsafeMutableBufferPointer { op in
+            for img in 0..<n {
+                for oy in 0..<ho {
+                    for ox in 0..<wo {
+                        let dst = op.baseAddress! + ((img * ho + oy) * wo + ox) * c
+                        for dy in 0..<k {
+                            for dx in 0..<k {
+                                let src = xp.baseAddress! + ((img * h + oy * k + dy) * w + ox * k + dx) * c
+                                for ch in 0..<c { dst[ch] += src[ch] }
+                            }
+                        }
+                        for ch in 0..<c { dst[ch] *= inv }
+                    }
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// CLIP's ResNet bottleneck, channels-last: 1×1 → 3×3 → (average pool when strided) → 1×1 ×4 channels, with an
 /// anti-aliased shortcut (average pool, then 1×1 convolution) when the shape changes.
 public struct Bottleneck: Sendable {
     public static let expansion = 4
@@ -68,15 +188,15 @@ public struct Bottleneck: Sendable {
         self.stride = stride
     }
 
-    /// `x` [N, inplanes, H, W] → [N, 4·planes, H/stride, W/stride].
+    /// `x` [N, H, W, inplanes] → [N, H/stride, W/stride, 4·planes].
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         var out = try conv1(x, relu: true)
         out = try conv2(out, relu: true)
-        if stride > 1 { out = try avgPool2d(out, kernel: stride) }
+        if stride > 1 { out = try avgPoolChannelsLast(out, kernel: stride) }
         out = try conv3(out)
         var identity = x
         if let downsample {
-            if stride > 1 { identity = try avgPool2d(identity, kernel: stride) }
+            if stride > 1 { identity = try avgPoolChannelsLast(identity, kernel: stride) }
             identity = try downsample(identity)
         }
         guard out.shape == identity.shape else { throw .shapeMismatch(operation: "Bottleneck", out.shape, identity.shape) }
@@ -117,28 +237,25 @@ public struct AttentionPool2d: Sendable {
         self.spatial = spatial
     }
 
-    /// `x` [N, embed, H, W] with H·W = spatial² → [N, outputDim].
+    /// `x` [N, H, W, embed] (channels-last) with H·W = spatial² → [N, outputDim].
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        guard x.rank == 4, x.shape[1] == embedDim, x.shape[2] * x.shape[3] == spatial * spatial else {
-            throw .shapeMismatch(operation: "AttentionPool2d", x.shape, [embedDim, spatial, spatial])
+        guard x.rank == 4, x.shape[3] == embedDim, x.shape[1] * x.shape[2] == spatial * spatial else {
+            throw .shapeMismatch(operation: "AttentionPool2d", x.shape, [spatial, spatial, embedDim])
         }
-        let (n, e, hw) = (x.shape[0], embedDim, x.shape[2] * x.shape[3])
+        let (n, e, hw) = (x.shape[0], embedDim, x.shape[1] * x.shape[2])
         let len = hw + 1
-        // tokens [N, HW+1, E]: mean first, then the feature map transposed to channels-last, plus positions.
+        // tokens [N, HW+1, E]: the spatial mean first, then the (channels-last) feature vectors, plus positions.
         var tokens = Tensor(uncheckedZeros: [n, len, e])
         x.scalars.withUnsafeBufferPointer { xp in
             positionalEmbedding.scalars.withUnsafeBufferPointer { pp in
                 tokens.scalars.withUnsafeMutableBufferPointer { tp in
                     for img in 0..<n {
-                        let src = xp.baseAddress! + img * e * hw
+                        let src = xp.baseAddress! + img * hw * e
                         let dst = tp.baseAddress! + img * len * e
+                        (dst + e).update(from: src, count: hw * e)
                         for ch in 0..<e {
                             var s: Float = 0
-                            for p in 0..<hw {
-                                let val = src[ch * hw + p]
-                                s += val
-                                dst[(p + 1) * e + ch] = val
-                            }
+                            for p in 0..<hw { s += src[p * e + ch] }
                             dst[ch] = s / Float(hw)
                         }
                         for i in 0..<(len * e) { dst[i] += pp[i] }

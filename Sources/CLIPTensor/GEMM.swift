@@ -129,6 +129,18 @@ public struct PackedMatrix: Sendable {
         data.withUnsafeBufferPointer { dp in
             let packed = dp.baseAddress!
             let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
+            let panels = (n + panel - 1) / panel
+            if threads > 1 && panels < 2 * threads {
+                // Too few column panels to share (narrow convolutions): split the rows instead.
+                let bounds = chunkBounds(total: m, parts: threads, granule: 16)
+                parallelFor(bounds.count - 1) { t in
+                    let (i0, i1) = (bounds[t], bounds[t + 1])
+                    guard i1 > i0 else { return }
+                    _ = clip_sgemm_packed(kernel.code, 0, i1 - i0, n, k, 1, a + i0 * lda, lda, packed, 0, n, beta,
+                                          c + i0 * ldc, ldc)
+                }
+                return
+            }
             let bounds = chunkBounds(total: n, parts: threads, granule: panel)
             parallelFor(bounds.count - 1) { t in
                 let (j0, j1) = (bounds[t], bounds[t + 1])
