@@ -23,6 +23,8 @@ public struct CLIPModel: Sendable {
     public let text: TextTransformer
     /// `logit_scale` as stored: the logits use exp(logitScale).
     public let logitScale: Float
+    /// Arithmetic of the products with layer weights.
+    public let precision: Precision
 
     public enum VisualTower: Sendable {
         case transformer(VisionTransformer)
@@ -37,18 +39,23 @@ public struct CLIPModel: Sendable {
 
     /// Builds the model from named tensors. The architecture is inferred from the weights unless given.
     /// Fails on any missing, mis-shaped or unexpected tensor, naming it.
+    /// With `precision: .bf16`, layer weights are stored as bfloat16 and products run with AVX512-BF16 (opt-in;
+    /// an error on CPUs without it).
     public init(weights: any WeightSource, configuration: CLIPConfiguration? = nil,
-                ignoring extra: @escaping @Sendable (String) -> Bool = { _ in false }) throws(ModelLoadError) {
+                ignoring extra: @escaping @Sendable (String) -> Bool = { _ in false },
+                precision: Precision = .fp32) throws(ModelLoadError) {
         let c: CLIPConfiguration
         if let configuration { c = configuration } else { c = try CLIPConfiguration.infer(from: weights) }
-        try self.init(ParameterReader(source: weights, ignoring: { Self.isIgnorable($0) || extra($0) }), c)
+        let reader = ParameterReader(source: weights, ignoring: { Self.isIgnorable($0) || extra($0) })
+        reader.precision = precision
+        try self.init(reader, c)
     }
 
     /// A model of the given architecture with freshly initialised weights, drawn as the reference's
     /// `initialize_parameters` does (normal, std 0.02 / 0.01 for the embeddings, fan-in scaled projections;
     /// LayerNorm and BatchNorm as identities). For benchmarks and as the start of training. Throws when the
     /// configuration is inconsistent (for example heads that do not divide a width).
-    public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0) throws(ModelLoadError) {
+    public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0, precision: Precision = .fp32) throws(ModelLoadError) {
         var rng = NormalGenerator(seed: seed)
         let reader = ParameterReader(origin: "random initialisation") { name, shape in
             let count = shape.reduce(1, *)
@@ -70,11 +77,16 @@ public struct CLIPModel: Sendable {
             }
             return Tensor(uncheckedShape: shape, scalars: values)
         }
+        reader.precision = precision
         try self.init(reader, c)
     }
 
     private init(_ r: ParameterReader, _ c: CLIPConfiguration) throws(ModelLoadError) {
         try c.validate(origin: r.origin)
+        guard r.precision.isAvailable else {
+            throw .architecture("precision \(r.precision.rawValue) needs a CPU with AVX512-BF16; use fp32", origin: r.origin)
+        }
+        precision = r.precision
         switch c.vision {
         case .transformer(let v):
             visual = .transformer(try VisionTransformer(r, v, embedDim: c.embedDim, activation: c.activation,

@@ -148,8 +148,11 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "An open_clip model config JSON whose activation and preprocessing apply to the checkpoint.")
     var openclipConfig: String?
 
+    @Option(help: "Arithmetic of the weight products: fp32 (default, as the reference) or bf16 (faster, needs AVX512-BF16).")
+    var precision: Precision = .fp32
+
     func pipeline() throws -> CLIPPipeline {
-        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig)
+        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, precision: precision)
     }
 }
 
@@ -402,6 +405,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Skip the text tower.")
     var imagesOnly = false
 
+    @Option(help: "fp32 or bf16 (AVX512-BF16) weight products.")
+    var precision: Precision = .fp32
+
     @Flag(help: "Measure SGEMM throughput on CLIP's matrix shapes instead of the model.")
     var gemm = false
 
@@ -427,10 +433,10 @@ struct Bench: ParsableCommand {
             let clip: CLIPModel
             let name: String
             if let model {
-                clip = try ModelHub().load(model).model
+                clip = try ModelHub().load(model, precision: precision).model
                 name = model
             } else {
-                clip = try CLIPModel(randomWeightsFor: CLIPConfiguration.openAI(architecture)!, seed: 1)
+                clip = try CLIPModel(randomWeightsFor: CLIPConfiguration.openAI(architecture)!, seed: 1, precision: precision)
                 name = "\(architecture) (random weights)"
             }
             let c = clip.configuration
@@ -449,7 +455,7 @@ struct Bench: ParsableCommand {
             let tokens = [[Int]](repeating: prompt + [Int](repeating: 0, count: max(0, ctx - prompt.count)), count: batch)
 
             print("model: \(name)")
-            print("threads: \(availableCores), GEMM kernel: \(GEMMKernel.best.rawValue)")
+            print("threads: \(availableCores), GEMM kernel: \(GEMMKernel.best.rawValue), precision: \(clip.precision.rawValue)")
             let imageTime = try median { _ = try clip.encodeImage(pixels) }
             print(String(format: "image batch %d: %.2f img/s (%.1f ms/img)", batch, Double(batch) / imageTime, imageTime * 1000 / Double(batch)))
             if !imagesOnly {
@@ -563,3 +569,5 @@ func monotonicSeconds() -> Double {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
+
+extension Precision: ExpressibleByArgument {}

@@ -47,10 +47,10 @@ public struct ModelHub: Sendable {
     }
 
     /// A model by name (downloaded into the cache when needed), file path or Hugging Face folder.
-    public func load(_ spec: String, openCLIPConfig: String? = nil) throws(HubError) -> LoadedModel {
+    public func load(_ spec: String, openCLIPConfig: String? = nil, precision: Precision = .fp32) throws(HubError) -> LoadedModel {
         let path = try resolve(spec)
         do {
-            return try CLIPModel.load(path: path, openCLIPConfig: openCLIPConfig)
+            return try CLIPModel.load(path: path, openCLIPConfig: openCLIPConfig, precision: precision)
         } catch {
             throw .load(error)
         }

@@ -19,7 +19,7 @@ public struct MultiheadSelfAttention: Sendable {
         // A single typed do/catch: `catch let … as` over mixed error types here was mis-compiled in release
         // builds (Swift 6.3) and corrupted the model being built.
         do throws(TensorError) {
-            fused = try Linear(weight: weight, bias: bias)
+            fused = try Linear(weight: weight, bias: bias, precision: r.precision)
         } catch {
             throw .architecture("\(prefix).in_proj_weight: \(error)", origin: r.origin)
         }

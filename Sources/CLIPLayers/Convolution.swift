@@ -12,7 +12,7 @@ public struct Conv2d: Sendable {
     public let inChannels: Int
     public var outChannels: Int { packedWeight.n }
 
-    public init(weight: Tensor, bias: Tensor, stride: Int, padding: Int) throws(TensorError) {
+    public init(weight: Tensor, bias: Tensor, stride: Int, padding: Int, precision: Precision = .fp32) throws(TensorError) {
         guard weight.rank == 4, weight.shape[2] == weight.shape[3], bias.shape == [weight.shape[0]] else {
             throw .shapeMismatch(operation: "Conv2d", weight.shape, bias.shape)
         }
@@ -28,7 +28,8 @@ public struct Conv2d: Sendable {
                 }
             }
         }
-        packedWeight = try PackedMatrix(Tensor(uncheckedShape: [o, k * k * c], scalars: reordered), transposed: true)
+        packedWeight = try PackedMatrix(Tensor(uncheckedShape: [o, k * k * c], scalars: reordered), transposed: true,
+                                        precision: precision)
         self.bias = bias
         self.kernel = k
         self.stride = stride
@@ -55,7 +56,8 @@ public struct Conv2d: Sendable {
         }
         do {
             try self.init(weight: Tensor(uncheckedShape: w.shape, scalars: folded),
-                          bias: Tensor(uncheckedShape: [o], scalars: bias), stride: stride, padding: padding)
+                          bias: Tensor(uncheckedShape: [o], scalars: bias), stride: stride, padding: padding,
+                          precision: r.precision)
         } catch {
             throw .architecture("\(conv).weight: \(error)", origin: r.origin)
         }

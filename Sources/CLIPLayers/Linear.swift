@@ -18,8 +18,8 @@ public struct Linear: Sendable {
         return Tensor(uncheckedShape: [n, k], scalars: out)
     }
 
-    public init(weight: Tensor, bias: Tensor?) throws(TensorError) {
-        packedWeight = try PackedMatrix(weight, transposed: true)
+    public init(weight: Tensor, bias: Tensor?, precision: Precision = .fp32) throws(TensorError) {
+        packedWeight = try PackedMatrix(weight, transposed: true, precision: precision)
         self.bias = bias
     }
 
@@ -28,7 +28,7 @@ public struct Linear: Sendable {
                 bias hasBias: Bool = true) throws(ModelLoadError) {
         let w = try r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures])
         do {
-            packedWeight = try PackedMatrix(w, transposed: true)
+            packedWeight = try PackedMatrix(w, transposed: true, precision: r.precision)
         } catch {
             throw .architecture("\(prefix).weight: \(error)", origin: r.origin)
         }

@@ -92,33 +92,76 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) throws(Te
     return out
 }
 
+/// Arithmetic of the matrix products with layer weights. `bf16` (opt-in) stores weights as bfloat16 and rounds
+/// activations to bfloat16 before each product, accumulating in fp32 (AVX512-BF16).
+public enum Precision: String, Sendable, CaseIterable {
+    case fp32, bf16
+
+    /// Whether this CPU can compute in this precision.
+    public var isAvailable: Bool {
+        switch self {
+        case .fp32: return true
+        case .bf16: return clip_bf16_available() != 0
+        }
+    }
+}
+
 /// A right-hand matrix B [k, n] packed once into the GEMM kernel's panel layout, for repeated products A·B
 /// (a layer's weights): no per-call packing, and the only copy of the weights kept in memory.
 public struct PackedMatrix: Sendable {
     public let k: Int
     public let n: Int
     public let kernel: GEMMKernel
+    public let precision: Precision
     let data: [Float]
+    let halves: [UInt16]
     let panel: Int
 
     /// Packs B [k, n], or Bᵀ when `transposed` (then `b` is [n, k], as a Linear layer's [out, in] weight).
-    public init(_ b: Tensor, transposed: Bool, kernel: GEMMKernel = .best) throws(TensorError) {
+    public init(_ b: Tensor, transposed: Bool, kernel: GEMMKernel = .best, precision: Precision = .fp32) throws(TensorError) {
         guard b.rank == 2 else { throw .shapeMismatch(operation: "PackedMatrix", b.shape, []) }
         guard kernel.isAvailable, kernel != .auto else { throw .gemmKernelUnavailable(kernel.rawValue) }
+        guard precision.isAvailable else { throw .gemmKernelUnavailable("\(precision.rawValue) (needs AVX512-BF16)") }
         let (k, n) = transposed ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
-        let count = Int(clip_packed_b_count(kernel.code, k, n))
-        var data = [Float](repeating: 0, count: max(count, 0))
+        var data: [Float] = []
+        var halves: [UInt16] = []
         b.scalars.withUnsafeBufferPointer { bp in
-            data.withUnsafeMutableBufferPointer { dp in
-                guard let src = bp.baseAddress, let dst = dp.baseAddress else { return }
-                _ = clip_pack_b(kernel.code, transposed ? 1 : 0, k, n, src, b.shape[1], dst)
+            guard let src = bp.baseAddress else { return }
+            switch precision {
+            case .fp32:
+                data = [Float](repeating: 0, count: max(Int(clip_packed_b_count(kernel.code, k, n)), 0))
+                data.withUnsafeMutableBufferPointer { dp in
+                    _ = clip_pack_b(kernel.code, transposed ? 1 : 0, k, n, src, b.shape[1], dp.baseAddress!)
+                }
+            case .bf16:
+                halves = [UInt16](repeating: 0, count: Int(clip_packed_b_bf16_count(k, n)))
+                halves.withUnsafeMutableBufferPointer { hp in
+                    _ = clip_pack_b_bf16(transposed ? 1 : 0, k, n, src, b.shape[1], hp.baseAddress!)
+                }
             }
         }
         self.k = k
         self.n = n
         self.kernel = kernel
+        self.precision = precision
         self.data = data
-        self.panel = Int(clip_gemm_panel_width(kernel.code))
+        self.halves = halves
+        self.panel = Int(precision == .bf16 ? clip_bf16_panel_width() : clip_gemm_panel_width(kernel.code))
+    }
+
+    /// One column range [j0, j1) (or all of it) of C = A·B over rows `m`.
+    private func run(_ m: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ j0: Int, _ j1: Int, _ beta: Float,
+                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        switch precision {
+        case .fp32:
+            data.withUnsafeBufferPointer { dp in
+                _ = clip_sgemm_packed(kernel.code, 0, m, n, k, 1, a, lda, dp.baseAddress!, j0, j1, beta, c, ldc)
+            }
+        case .bf16:
+            halves.withUnsafeBufferPointer { hp in
+                _ = clip_sgemm_packed_bf16(m, n, k, a, lda, hp.baseAddress!, j0, j1, beta, c, ldc)
+            }
+        }
     }
 
     /// C [m, n] (+)= A [m, k] · B, A with leading dimension `lda`, C with `ldc`; columns split over the cores.
@@ -126,31 +169,27 @@ public struct PackedMatrix: Sendable {
                          accumulate: Bool = false, parallel: Bool = true) {
         guard m > 0, n > 0 else { return }
         let beta: Float = accumulate ? 1 : 0
-        data.withUnsafeBufferPointer { dp in
-            let packed = dp.baseAddress!
-            let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
-            let panels = (n + panel - 1) / panel
-            if threads > 1 && panels < 2 * threads {
-                // Too few column panels to share (narrow convolutions): split the rows instead.
-                let bounds = chunkBounds(total: m, parts: threads, granule: 16)
-                parallelFor(bounds.count - 1) { t in
-                    let (i0, i1) = (bounds[t], bounds[t + 1])
-                    guard i1 > i0 else { return }
-                    _ = clip_sgemm_packed(kernel.code, 0, i1 - i0, n, k, 1, a + i0 * lda, lda, packed, 0, n, beta,
-                                          c + i0 * ldc, ldc)
-                }
-                return
-            }
-            let bounds = chunkBounds(total: n, parts: threads, granule: panel)
+        let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
+        let panels = (n + panel - 1) / panel
+        if threads > 1 && panels < 2 * threads {
+            // Too few column panels to share (narrow convolutions): split the rows instead.
+            let bounds = chunkBounds(total: m, parts: threads, granule: 16)
             parallelFor(bounds.count - 1) { t in
-                let (j0, j1) = (bounds[t], bounds[t + 1])
-                guard j1 > j0 else { return }
-                _ = clip_sgemm_packed(kernel.code, 0, m, n, k, 1, a, lda, packed, j0, j1, beta, c, ldc)
+                let (i0, i1) = (bounds[t], bounds[t + 1])
+                guard i1 > i0 else { return }
+                run(i1 - i0, a + i0 * lda, lda, 0, n, beta, c + i0 * ldc, ldc)
             }
+            return
+        }
+        let bounds = chunkBounds(total: n, parts: threads, granule: panel)
+        parallelFor(bounds.count - 1) { t in
+            let (j0, j1) = (bounds[t], bounds[t + 1])
+            guard j1 > j0 else { return }
+            run(m, a, lda, j0, j1, beta, c, ldc)
         }
     }
 
-    /// B [k, n] rebuilt from the packed panels.
+    /// B [k, n] rebuilt from the packed panels (bf16 values widened).
     public func unpacked() -> Tensor {
         let kc = Int(clip_gemm_block_k())
         let npad = (n + panel - 1) / panel * panel
@@ -159,7 +198,15 @@ public struct PackedMatrix: Sendable {
             let pc = p / kc * kc
             let blockK = min(kc, k - pc)
             for j in 0..<n {
-                out[p * n + j] = data[pc * npad + (j / panel) * blockK * panel + (p - pc) * panel + j % panel]
+                switch precision {
+                case .fp32:
+                    out[p * n + j] = data[pc * npad + (j / panel) * blockK * panel + (p - pc) * panel + j % panel]
+                case .bf16:
+                    let blockK2 = (blockK + 1) / 2 * 2
+                    let q = p - pc
+                    let h = halves[pc * npad + (j / panel) * blockK2 * panel + (q / 2) * panel * 2 + (j % panel) * 2 + q % 2]
+                    out[p * n + j] = Float(bitPattern: UInt32(h) << 16)
+                }
             }
         }
         return Tensor(uncheckedShape: [k, n], scalars: out)

@@ -136,3 +136,30 @@ func packedMatchesPlain(_ kernel: GEMMKernel) throws {
     }
     #expect(worst < 3e-7, "max relative error \(worst)")
 }
+
+@Test(.enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"))
+func bf16GEMMEqualsReferenceOnRoundedInputs() throws {
+    var rng = SplitMix(state: 11)
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256)] {
+        let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
+        let a = rng.array(m * k)
+        let packed = try PackedMatrix(w, transposed: true, precision: .bf16)
+        var c = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { ap in
+            c.withUnsafeMutableBufferPointer { cp in packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n) }
+        }
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k { s += Double(clip_bf16_round(a[i * k + p])) * Double(clip_bf16_round(w.scalars[j * k + p])) }
+                worst = max(worst, abs(s - Double(c[i * n + j])) / (Double(k).squareRoot() + 1))
+            }
+        }
+        #expect(worst < 1e-5, "m=\(m) n=\(n) k=\(k): \(worst)")
+        // Unpacking gives the bf16-rounded weight.
+        let back = packed.unpacked()
+        #expect(back.scalars[0] == clip_bf16_round(w.scalars[0]))
+        #expect(back.scalars[back.count - 1] == clip_bf16_round(w.scalars[w.count - 1]))
+    }
+}

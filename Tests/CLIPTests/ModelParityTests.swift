@@ -68,3 +68,28 @@ func modelMatchesReference(_ fixture: (weights: String, config: String)) throws 
     #expect(li <= parityTolerance, "logits_per_image relative error \(li)")
     #expect(lt <= parityTolerance, "logits_per_text relative error \(lt)")
 }
+
+/// Cosine similarity of two rows.
+func cosine(_ a: [Float], _ b: [Float]) -> Double {
+    var ab = 0.0, aa = 0.0, bb = 0.0
+    for (x, y) in zip(a, b) { ab += Double(x) * Double(y); aa += Double(x) * Double(x); bb += Double(y) * Double(y) }
+    return ab / (aa.squareRoot() * bb.squareRoot())
+}
+
+@Test("bf16 embeddings stay within cosine 0.999 of the reference", .enabled(if: Precision.bf16.isAvailable),
+      arguments: [("vit_small", "vit_small"), ("rn_small", "rn_small"), ("vit_hd32_r80", "vit_hd32_r80")])
+func bf16MatchesReferenceClosely(_ fixture: (weights: String, config: String)) throws {
+    let weights = try SafeTensorsFile(path: "\(fixtureDirectory)/\(fixture.weights).safetensors")
+    let expected = try FixtureConfig.load(fixture.config)
+    let model = try CLIPModel(weights: weights, configuration: configuration(for: weights, expected: expected), precision: .bf16)
+    #expect(model.precision == .bf16)
+    let ref = try Reference(path: "\(fixtureDirectory)/\(fixture.weights).reference.safetensors")
+    let image = try model.encodeImage(ref.pixels), text = try model.encodeText(ref.tokens)
+    for (ours, theirs) in [(image, ref.imageFeatures), (text, ref.textFeatures)] {
+        let e = ours.shape[1]
+        for r in 0..<ours.shape[0] {
+            let c = cosine(ours.row(r), Array(theirs.scalars[(r * e)..<((r + 1) * e)]))
+            #expect(c >= 0.999, "\(fixture.weights) row \(r): cosine \(c)")
+        }
+    }
+}

@@ -2,6 +2,7 @@
 #define CCLIPKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,6 +49,26 @@ int clip_pack_b(int kernel, int trans_b, ptrdiff_t k, ptrdiff_t n, const float *
 int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
                       ptrdiff_t lda, const float *packed_b, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
                       ptrdiff_t ldc);
+
+/// 1 when this CPU has AVX512-BF16 (the bf16 GEMM below can run).
+int clip_bf16_available(void);
+
+/// bf16 values needed to pack B ([k, n]) for the bf16 GEMM.
+ptrdiff_t clip_packed_b_bf16_count(ptrdiff_t k, ptrdiff_t n);
+
+/// Packs op(B) as bf16 (round to nearest even) in the bf16 GEMM's layout.
+int clip_pack_b_bf16(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb, uint16_t *out);
+
+/// C[:, j0..<j1] = A · B[:, j0..<j1] + beta · C with A [m, k] fp32 (rounded to bf16 while packed) and B pre-packed
+/// bf16; fp32 accumulation. Returns -1 without AVX512-BF16.
+int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const uint16_t *packed,
+                           ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc);
+
+/// Column-panel width of the bf16 GEMM.
+int clip_bf16_panel_width(void);
+
+/// `x` rounded to the nearest bf16 value (for tests and unpacking).
+float clip_bf16_round(float x);
 
 /// QuickGELU x·σ(1.702x) in place (vectorised exp, error ≤ 2 ulp).
 void clip_quick_gelu(float *x, ptrdiff_t n);

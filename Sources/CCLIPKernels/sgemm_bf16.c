@@ -1,0 +1,165 @@
+// bf16 × bf16 → fp32 GEMM with AVX512-BF16 (vdpbf16ps), for the opt-in reduced-precision mode: weights are packed
+// once as bf16 pairs along k, activations are rounded to bf16 (nearest even) while packed, sums stay fp32.
+#include "CCLIPKernels.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CLIP_X86 1
+#endif
+
+enum { B_MR = 12, B_NR = 32, B_KC = 256, B_MC_TILES = 16 };
+
+static inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static ptrdiff_t up(ptrdiff_t v, ptrdiff_t m) { return (v + m - 1) / m * m; }
+
+int clip_bf16_available(void) {
+#ifdef CLIP_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+ptrdiff_t clip_packed_b_bf16_count(ptrdiff_t k, ptrdiff_t n) { return up(k, 2) * up(n, B_NR); }
+
+// Layout: KC block at pc * npad (in bf16 units; KC is even, so only the last block may be padded to even),
+// its panel j at + j * kc2 * NR, holding for each k pair and column the two bf16 values (k, k+1) side by side.
+int clip_pack_b_bf16(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb, uint16_t *out) {
+    if (k < 0 || n < 0) return -1;
+    ptrdiff_t npad = up(n, B_NR);
+    for (ptrdiff_t pc = 0; pc < k; pc += B_KC) {
+        ptrdiff_t kc = k - pc < B_KC ? k - pc : B_KC, kc2 = up(kc, 2);
+        uint16_t *block = out + pc * npad;
+        for (ptrdiff_t jr = 0; jr < npad; jr += B_NR) {
+            uint16_t *panel = block + (jr / B_NR) * kc2 * B_NR;
+            for (ptrdiff_t p = 0; p < kc2; p++) {
+                for (ptrdiff_t j = 0; j < B_NR; j++) {
+                    float v = 0.0f;
+                    ptrdiff_t row = pc + p, col = jr + j;
+                    if (p < kc && col < n) v = trans_b ? b[col * ldb + row] : b[row * ldb + col];
+                    panel[(p / 2) * B_NR * 2 + j * 2 + (p % 2)] = to_bf16(v);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+#ifdef CLIP_X86
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, float *c, ptrdiff_t ldc, float alpha,
+                     float beta) {
+    __m512 acc[B_MR][2];
+    for (int i = 0; i < B_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    for (ptrdiff_t q = 0; q < pairs; q++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(pb + q * B_NR);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(pb + q * B_NR + 16);
+        const uint32_t *ap = pa + q * B_MR;
+        for (int i = 0; i < B_MR; i++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha);
+    for (int i = 0; i < B_MR; i++) {
+        float *ci = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
+        if (beta != 0.0f) {
+            __m512 vb = _mm512_set1_ps(beta);
+            r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
+        }
+        _mm512_storeu_ps(ci, r0);
+        _mm512_storeu_ps(ci + 16, r1);
+    }
+}
+#endif
+
+static _Thread_local uint32_t *scratch;
+static _Thread_local size_t scratch_cap;
+
+int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const uint16_t *packed,
+                           ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc) {
+#ifdef CLIP_X86
+    if (!clip_bf16_available()) return -1;
+    if (m < 0 || k < 0 || j0 < 0 || j1 > n || j0 > j1 || j0 % B_NR != 0) return -1;
+    if (m == 0 || j1 == j0) return 0;
+    const ptrdiff_t npad = up(n, B_NR), mc_max = B_MR * B_MC_TILES;
+    size_t need = (size_t)mc_max * (B_KC / 2);
+    if (scratch_cap < need) {
+        free(scratch);
+        scratch = aligned_alloc(64, (need * 4 + 63) & ~(size_t)63);
+        scratch_cap = scratch ? need : 0;
+        if (!scratch) return -1;
+    }
+    float tile[B_MR * B_NR] __attribute__((aligned(64)));
+    for (ptrdiff_t pc = 0; pc < k; pc += B_KC) {
+        const ptrdiff_t kc = k - pc < B_KC ? k - pc : B_KC, pairs = up(kc, 2) / 2;
+        const float beta_k = pc == 0 ? beta : 1.0f;
+        const uint16_t *block = packed + pc * npad;
+        for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
+            const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
+            // Pack A rows [ic, ic + mc) × k [pc, pc + kc) as bf16 pairs in MR-row panels.
+            for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
+                uint32_t *panel = scratch + ir * pairs;
+                for (ptrdiff_t q = 0; q < pairs; q++) {
+                    for (ptrdiff_t i = 0; i < B_MR; i++) {
+                        uint32_t lo = 0, hi = 0;
+                        if (ir + i < mc) {
+                            const float *row = a + (ic + ir + i) * lda + pc;
+                            lo = to_bf16(row[2 * q]);
+                            if (2 * q + 1 < kc) hi = to_bf16(row[2 * q + 1]);
+                        }
+                        panel[q * B_MR + i] = lo | hi << 16;
+                    }
+                }
+            }
+            for (ptrdiff_t jr = j0; jr < j1; jr += B_NR) {
+                const ptrdiff_t cols = j1 - jr < B_NR ? j1 - jr : B_NR;
+                const uint32_t *bp = (const uint32_t *)(block + (jr / B_NR) * pairs * 2 * B_NR);
+                for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
+                    const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
+                    float *cp = c + (ic + ir) * ldc + jr;
+                    if (rows == B_MR && cols == B_NR) {
+                        ukr_bf16(pairs, scratch + ir * pairs, bp, cp, ldc, 1.0f, beta_k);
+                    } else {
+                        ukr_bf16(pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f);
+                        for (ptrdiff_t i = 0; i < rows; i++) {
+                            for (ptrdiff_t j = 0; j < cols; j++) {
+                                float *cij = cp + i * ldc + j;
+                                *cij = beta_k == 0.0f ? tile[i * B_NR + j] : tile[i * B_NR + j] + beta_k * *cij;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+#else
+    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)packed; (void)j0; (void)j1; (void)beta; (void)c; (void)ldc;
+    return -1;
+#endif
+}
+
+int clip_bf16_panel_width(void) { return B_NR; }
+
+float clip_bf16_round(float x) {
+    uint32_t u = (uint32_t)to_bf16(x) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
