@@ -88,6 +88,36 @@ static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, fl
 }
 #endif
 
+#ifdef CLIP_X86
+// Rows [ic+ir, …) of A, k range [pc, pc + kc), into MR-row panels of bf16 pairs. A row converted to bf16 is already
+// the sequence of (k, k+1) pair words, so each row is converted 32 values at a time and scattered with stride MR.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void pack_a_bf16(const float *a, ptrdiff_t lda, ptrdiff_t row0, ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc,
+                        ptrdiff_t pairs, uint32_t *dst) {
+    uint32_t words[B_KC / 2 + 16] __attribute__((aligned(64)));
+    for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
+        uint32_t *panel = dst + ir * pairs;
+        for (ptrdiff_t i = 0; i < B_MR; i++) {
+            if (ir + i >= mc) {
+                for (ptrdiff_t q = 0; q < pairs; q++) panel[q * B_MR + i] = 0;
+                continue;
+            }
+            const float *row = a + (row0 + ir + i) * lda + pc;
+            ptrdiff_t p = 0;
+            for (; p + 32 <= kc; p += 32) {
+                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + p + 16), _mm512_loadu_ps(row + p));
+                _mm512_storeu_si512(words + p / 2, (__m512i)v);
+            }
+            for (; p < kc; p += 2) {
+                uint32_t lo = to_bf16(row[p]), hi = p + 1 < kc ? to_bf16(row[p + 1]) : 0;
+                words[p / 2] = lo | hi << 16;
+            }
+            for (ptrdiff_t q = 0; q < pairs; q++) panel[q * B_MR + i] = words[q];
+        }
+    }
+}
+#endif
+
 static _Thread_local uint32_t *scratch;
 static _Thread_local size_t scratch_cap;
 
@@ -112,21 +142,7 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
         const uint16_t *block = packed + pc * npad;
         for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
             const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
-            // Pack A rows [ic, ic + mc) × k [pc, pc + kc) as bf16 pairs in MR-row panels.
-            for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
-                uint32_t *panel = scratch + ir * pairs;
-                for (ptrdiff_t q = 0; q < pairs; q++) {
-                    for (ptrdiff_t i = 0; i < B_MR; i++) {
-                        uint32_t lo = 0, hi = 0;
-                        if (ir + i < mc) {
-                            const float *row = a + (ic + ir + i) * lda + pc;
-                            lo = to_bf16(row[2 * q]);
-                            if (2 * q + 1 < kc) hi = to_bf16(row[2 * q + 1]);
-                        }
-                        panel[q * B_MR + i] = lo | hi << 16;
-                    }
-                }
-            }
+            pack_a_bf16(a, lda, ic, mc, pc, kc, pairs, scratch);
             for (ptrdiff_t jr = j0; jr < j1; jr += B_NR) {
                 const ptrdiff_t cols = j1 - jr < B_NR ? j1 - jr : B_NR;
                 const uint32_t *bp = (const uint32_t *)(block + (jr / B_NR) * pairs * 2 * B_NR);

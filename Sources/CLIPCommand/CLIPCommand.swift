@@ -530,6 +530,23 @@ struct Bench: ParsableCommand {
                 print(String(format: "%@ %dx%dx%d (%@): %.1f GFLOP/s", kernel.rawValue, m, n, k, label, 2 * Double(m * n * k) / t / 1e9))
             }
         }
+        // Products with packed layer weights, as the model runs them.
+        for precision in Precision.allCases where precision.isAvailable {
+            for (m, n, k, label) in shapes {
+                let a = [Float](repeating: 0.5, count: m * k)
+                let w = try Tensor(shape: [n, k], scalars: [Float](repeating: 0.25, count: n * k))
+                let packed = try PackedMatrix(w, transposed: true, precision: precision)
+                var c = [Float](repeating: 0, count: m * n)
+                let t = try median {
+                    a.withUnsafeBufferPointer { ap in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n)
+                        }
+                    }
+                }
+                print(String(format: "packed %@ %dx%dx%d (%@): %.1f GFLOP/s", precision.rawValue, m, n, k, label, 2 * Double(m * n * k) / t / 1e9))
+            }
+        }
     }
 
     func median(_ body: () throws -> Void) throws -> Double {
