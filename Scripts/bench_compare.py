@@ -87,26 +87,35 @@ def main():
                         results[(name, "text", bs, "ort")] = bs / median_time(lambda: st.run(None, {"t": ti}), a.repeat)
             del m
     env = dict(os.environ, CLIP_NUM_THREADS=str(a.threads))
-    for name in archs:
-        for bs in (1, 16):
-            out = subprocess.run([a.clip, "bench", "--architecture", name, "--batch", str(bs), "--repeat", str(a.repeat)],
-                                 capture_output=True, text=True, env=env, check=True).stdout
-            results[(name, "image", bs, "ours")] = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
-            results[(name, "text", bs, "ours")] = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
-            rss = re.search(r"peak RSS: (\d+) MiB", out).group(1)
-            results[(name, "rss", bs, "ours")] = rss
-    print(f"{'case':<28}{'PyTorch':>10}{'ONNX RT':>10}{'swift-clip':>12}{'vs PyTorch':>12}{'vs ORT':>9}")
-    for name in archs:
-        for kind in ("image", "text"):
+    precisions = ["fp32"]
+    if "bf16" in subprocess.run([a.clip, "bench", "--gemm", "--repeat", "1"], capture_output=True, text=True).stdout:
+        precisions.append("bf16")
+    for precision in precisions:
+        for name in archs:
             for bs in (1, 16):
-                t = results.get((name, kind, bs, "torch"))
-                o = results.get((name, kind, bs, "ort"))
-                s = results[(name, kind, bs, "ours")]
-                unit = "img/s" if kind == "image" else "txt/s"
-                print(f"{name + ' ' + kind + ' bs' + str(bs) + ' (' + unit + ')':<28}{t:>10.2f}"
-                      f"{(f'{o:.2f}' if o else '-'):>10}{s:>12.2f}{s / t:>11.2f}×"
-                      f"{(f'{s / o:.2f}×' if o else '-'):>9}")
-    print(f"peak RSS swift-clip ViT-B/32 bs16 (image+text): {results[('ViT-B/32', 'rss', 16, 'ours')]} MiB")
+                out = subprocess.run([a.clip, "bench", "--architecture", name, "--batch", str(bs), "--repeat",
+                                      str(a.repeat), "--precision", precision],
+                                     capture_output=True, text=True, env=env, check=True).stdout
+                tag = "ours" if precision == "fp32" else "ours-bf16"
+                results[(name, "image", bs, tag)] = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
+                results[(name, "text", bs, tag)] = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
+                results[(name, "rss", bs, tag)] = re.search(r"peak RSS: (\d+) MiB", out).group(1)
+    for tag, label in [("ours", "swift-clip fp32"), ("ours-bf16", "swift-clip bf16 (vs fp32 PyTorch / ORT)")]:
+        if (list(archs)[0], "image", 1, tag) not in results:
+            continue
+        print(f"\n{label}")
+        print(f"{'case':<28}{'PyTorch':>10}{'ONNX RT':>10}{'swift-clip':>12}{'vs PyTorch':>12}{'vs ORT':>9}")
+        for name in archs:
+            for kind in ("image", "text"):
+                for bs in (1, 16):
+                    t = results.get((name, kind, bs, "torch"))
+                    o = results.get((name, kind, bs, "ort"))
+                    s = results[(name, kind, bs, tag)]
+                    unit = "img/s" if kind == "image" else "txt/s"
+                    print(f"{name + ' ' + kind + ' bs' + str(bs) + ' (' + unit + ')':<28}{t:>10.2f}"
+                          f"{(f'{o:.2f}' if o else '-'):>10}{s:>12.2f}{s / t:>11.2f}×"
+                          f"{(f'{s / o:.2f}×' if o else '-'):>9}")
+        print(f"peak RSS, ViT-B/32 bs16 (image+text): {results[('ViT-B/32', 'rss', 16, tag)]} MiB")
 
 
 if __name__ == "__main__":
