@@ -226,6 +226,38 @@ static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t p0, ptr
     }
 }
 
+// One packed A block (mc rows) against B panels at `bbase + jr * kc` for columns jr in [j0, j1) (j0 a multiple of NR):
+// C[0..mc, j0..j1] = alpha * A·B + beta * C, with `c` pointing at the block's first row and column 0. Edge tiles are
+// computed into a buffer and merged, so the micro-kernels only ever see full tiles.
+static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, ptrdiff_t mc, const float *bbase,
+                        ptrdiff_t j0, ptrdiff_t j1, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    const int mr = kd->mr, nr = kd->nr;
+    float tile[TILE_MAX] __attribute__((aligned(64)));
+    for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
+        const ptrdiff_t cols = j1 - jr < nr ? j1 - jr : nr;
+        const float *bp = bbase + jr * kc;
+        for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+            const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
+            const float *ap = pa + ir * kc;
+            float *cp = c + ir * ldc + jr;
+            if (rows == mr && cols == nr) {
+                kd->ukr(kc, ap, bp, cp, ldc, alpha, beta);
+                continue;
+            }
+            kd->ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f);
+            for (ptrdiff_t i = 0; i < rows; i++) {
+                float *ci = cp + i * ldc;
+                const float *ti = tile + i * nr;
+                if (beta == 0.0f) {
+                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j];
+                } else {
+                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+                }
+            }
+        }
+    }
+}
+
 int clip_sgemm(int kernel, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta, float *c,
                ptrdiff_t ldc) {
@@ -249,9 +281,6 @@ int clip_sgemm(int kernel, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, p
     float *pa = scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
     float *pb = scratch_get(&scratch_b, (size_t)(((nc_max + nr - 1) / nr) * nr * kc_max));
     if (!pa || !pb) return -1;
-    // Edge tiles are computed into this buffer and merged, so the micro-kernels only ever see full tiles.
-    float tile[TILE_MAX] __attribute__((aligned(64)));
-
     for (ptrdiff_t jc = 0; jc < n; jc += NC) {
         const ptrdiff_t nc = n - jc < NC ? n - jc : NC;
         for (ptrdiff_t pc = 0; pc < k; pc += KC) {
@@ -262,29 +291,7 @@ int clip_sgemm(int kernel, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, p
             for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
                 const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
                 pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, pa);
-                for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
-                    const ptrdiff_t cols = nc - jr < nr ? nc - jr : nr;
-                    const float *bp = pb + jr * kc;
-                    for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
-                        const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
-                        const float *ap = pa + ir * kc;
-                        float *cp = c + (ic + ir) * ldc + (jc + jr);
-                        if (rows == mr && cols == nr) {
-                            kd.ukr(kc, ap, bp, cp, ldc, alpha, beta_k);
-                        } else {
-                            kd.ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f);
-                            for (ptrdiff_t i = 0; i < rows; i++) {
-                                float *ci = cp + i * ldc;
-                                const float *ti = tile + i * nr;
-                                if (beta_k == 0.0f) {
-                                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j];
-                                } else {
-                                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j] + beta_k * ci[j];
-                                }
-                            }
-                        }
-                    }
-                }
+                macro_block(&kd, kc, pa, mc, pb, 0, nc, c + ic * ldc + jc, ldc, alpha, beta_k);
             }
         }
     }
@@ -341,7 +348,6 @@ int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff
     const ptrdiff_t kc_max = k < KC ? k : KC;
     float *pa = scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
     if (!pa) return -1;
-    float tile[TILE_MAX] __attribute__((aligned(64)));
     for (ptrdiff_t pc = 0; pc < k; pc += KC) {
         const ptrdiff_t kc = k - pc < KC ? k - pc : KC;
         const float beta_k = pc == 0 ? beta : 1.0f;
@@ -349,27 +355,7 @@ int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff
         for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
             const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
             pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, pa);
-            for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
-                const ptrdiff_t cols = j1 - jr < nr ? j1 - jr : nr;
-                const float *bp = block + (jr / nr) * kc * nr;
-                for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
-                    const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
-                    const float *ap = pa + ir * kc;
-                    float *cp = c + (ic + ir) * ldc + jr;
-                    if (rows == mr && cols == nr) {
-                        kd.ukr(kc, ap, bp, cp, ldc, alpha, beta_k);
-                    } else {
-                        kd.ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f);
-                        for (ptrdiff_t i = 0; i < rows; i++) {
-                            float *ci = cp + i * ldc;
-                            const float *ti = tile + i * nr;
-                            for (ptrdiff_t j = 0; j < cols; j++) {
-                                ci[j] = beta_k == 0.0f ? alpha * ti[j] : alpha * ti[j] + beta_k * ci[j];
-                            }
-                        }
-                    }
-                }
-            }
+            macro_block(&kd, kc, pa, mc, block, j0, j1, c + ic * ldc, ldc, alpha, beta_k);
         }
     }
     return 0;
