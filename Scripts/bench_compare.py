@@ -86,6 +86,28 @@ def main():
                         ti = tokens(bs).numpy()
                         results[(name, "text", bs, "ort")] = bs / median_time(lambda: st.run(None, {"t": ti}), a.repeat)
             del m
+    # End to end: a folder of 640x480 JPEGs (as the anchors make them), decoded, preprocessed and embedded with
+    # ViT-B/32 in batches of 16 — PyTorch with Pillow/torchvision in the loop, and `clip bench --folder`.
+    from PIL import Image
+    import clip as clip_package
+    folder = tempfile.mkdtemp()
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        arr = (rng.random((480, 640, 3)) * 255).astype(np.uint8) // 8 * 8
+        Image.fromarray(arr).save(os.path.join(folder, f"{i:02d}.jpg"), "JPEG", quality=90)
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
+    pre = clip_package.clip._transform(224)
+    m = archs["ViT-B/32"]().float().eval()
+
+    def torch_folder():
+        with torch.no_grad():
+            for s in range(0, len(files), 16):
+                x = torch.stack([pre(Image.open(f)) for f in files[s:s + 16]])
+                e = m.encode_image(x)
+                e / e.norm(dim=-1, keepdim=True)
+
+    results[("ViT-B/32", "folder", 16, "torch")] = len(files) / median_time(torch_folder, a.repeat)
+    del m
     env = dict(os.environ, CLIP_NUM_THREADS=str(a.threads))
     precisions = ["fp32"]
     if "bf16" in subprocess.run([a.clip, "bench", "--gemm", "--repeat", "1"], capture_output=True, text=True).stdout:
@@ -100,6 +122,11 @@ def main():
                 results[(name, "image", bs, tag)] = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
                 results[(name, "text", bs, tag)] = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
                 results[(name, "rss", bs, tag)] = re.search(r"peak RSS: (\d+) MiB", out).group(1)
+        out = subprocess.run([a.clip, "bench", "--architecture", "ViT-B/32", "--batch", "16", "--repeat", str(a.repeat),
+                              "--precision", precision, "--folder", folder],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        results[("ViT-B/32", "folder", 16, "ours" if precision == "fp32" else "ours-bf16")] = float(
+            re.search(r"([\d.]+) img/s end to end", out).group(1))
     for tag, label in [("ours", "swift-clip fp32"), ("ours-bf16", "swift-clip bf16 (vs fp32 PyTorch / ORT)")]:
         if (list(archs)[0], "image", 1, tag) not in results:
             continue
@@ -115,6 +142,8 @@ def main():
                     print(f"{name + ' ' + kind + ' bs' + str(bs) + ' (' + unit + ')':<28}{t:>10.2f}"
                           f"{(f'{o:.2f}' if o else '-'):>10}{s:>12.2f}{s / t:>11.2f}×"
                           f"{(f'{s / o:.2f}×' if o else '-'):>9}")
+        t, s_ = results[("ViT-B/32", "folder", 16, "torch")], results[("ViT-B/32", "folder", 16, tag)]
+        print(f"{'ViT-B/32 folder of 640x480 JPEGs, bs16 (img/s)':<48}{t:>8.2f} (PyTorch + Pillow){s_:>10.2f}{s_ / t:>8.2f}×")
         print(f"peak RSS, ViT-B/32 bs16 (image+text): {results[('ViT-B/32', 'rss', 16, tag)]} MiB")
 
 

@@ -414,6 +414,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Measure tokenizer throughput (single thread, cold cache) instead of the model.")
     var tokenizer = false
 
+    @Option(help: "Measure end-to-end embedding of every JPEG/PNG/WebP in this folder (decode, preprocess, encode in batches).")
+    var folder: String?
+
     @Option(parsing: .upToNextOption, help: "Measure decoding + preprocessing throughput on these image files instead of the model (one thread, then all cores).")
     var preprocess: [String] = []
 
@@ -455,6 +458,24 @@ struct Bench: ParsableCommand {
             let tokens = [[Int]](repeating: prompt + [Int](repeating: 0, count: max(0, ctx - prompt.count)), count: batch)
 
             print("model: \(name)")
+            if let folder {
+                let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+                let files = entries.filter { ["jpg", "jpeg", "png", "webp"].contains(($0 as NSString).pathExtension.lowercased()) }
+                    .sorted().map { (folder as NSString).appendingPathComponent($0) }
+                guard !files.isEmpty else { throw CLIError("\(folder): no JPEG, PNG or WebP files") }
+                let pre = ImagePreprocessor(resolution: r)
+                let t = try median {
+                    var start = 0
+                    while start < files.count {
+                        let chunk = Array(files[start..<min(start + batch, files.count)])
+                        _ = l2Normalized(try clip.encodeImage(try pre.tensor(files: chunk)))
+                        start += chunk.count
+                    }
+                }
+                print(String(format: "folder of %d images, batch %d: %.2f img/s end to end", files.count, batch, Double(files.count) / t))
+                print(String(format: "peak RSS: %.0f MiB", peakResidentMiB()))
+                return
+            }
             print("threads: \(availableCores), GEMM kernel: \(GEMMKernel.best.rawValue), precision: \(clip.precision.rawValue)")
             let imageTime = try median { _ = try clip.encodeImage(pixels) }
             print(String(format: "image batch %d: %.2f img/s (%.1f ms/img)", batch, Double(batch) / imageTime, imageTime * 1000 / Double(batch)))
