@@ -84,7 +84,7 @@ public struct CLIPModel: Sendable {
     private init(_ r: ParameterReader, _ c: CLIPConfiguration) throws(ModelLoadError) {
         try c.validate(origin: r.origin)
         guard r.precision.isAvailable else {
-            throw .architecture("precision \(r.precision.rawValue) needs a CPU with AVX512-BF16; use fp32", origin: r.origin)
+            throw .architecture("precision \(r.precision.rawValue) needs a CPU with \(r.precision.requirement); use fp32", origin: r.origin)
         }
         precision = r.precision
         switch c.vision {

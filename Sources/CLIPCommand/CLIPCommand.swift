@@ -148,7 +148,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "An open_clip model config JSON whose activation and preprocessing apply to the checkpoint.")
     var openclipConfig: String?
 
-    @Option(help: "Arithmetic of the weight products: fp32 (default, as the reference) or bf16 (faster, needs AVX512-BF16).")
+    @Option(help: "Arithmetic of the weight products: fp32 (default, as the reference), bf16 (AVX512-BF16) or int8 (AVX512-VNNI; dynamic quantisation).")
     var precision: Precision = .fp32
 
     func pipeline() throws -> CLIPPipeline {
@@ -405,7 +405,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Skip the text tower.")
     var imagesOnly = false
 
-    @Option(help: "fp32 or bf16 (AVX512-BF16) weight products.")
+    @Option(help: "fp32, bf16 (AVX512-BF16) or int8 (AVX512-VNNI) weight products.")
     var precision: Precision = .fp32
 
     @Flag(help: "Measure SGEMM throughput on CLIP's matrix shapes instead of the model.")

@@ -93,15 +93,26 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) throws(Te
 }
 
 /// Arithmetic of the matrix products with layer weights. `bf16` (opt-in) stores weights as bfloat16 and rounds
-/// activations to bfloat16 before each product, accumulating in fp32 (AVX512-BF16).
+/// activations to bfloat16 before each product, accumulating in fp32 (AVX512-BF16). `int8` (opt-in) quantises
+/// weights per output channel and activations per row dynamically, with exact int32 sums (AVX512-VNNI).
 public enum Precision: String, Sendable, CaseIterable {
-    case fp32, bf16
+    case fp32, bf16, int8
 
     /// Whether this CPU can compute in this precision.
     public var isAvailable: Bool {
         switch self {
         case .fp32: return true
         case .bf16: return clip_bf16_available() != 0
+        case .int8: return clip_int8_available() != 0
+        }
+    }
+
+    /// The instruction-set extension a reduced precision needs.
+    public var requirement: String {
+        switch self {
+        case .fp32: return "none"
+        case .bf16: return "AVX512-BF16"
+        case .int8: return "AVX512-VNNI"
         }
     }
 }
@@ -115,16 +126,24 @@ public struct PackedMatrix: Sendable {
     public let precision: Precision
     let data: [Float]
     let halves: [UInt16]
+    let codes: [Int8]
+    let columnScales: [Float]
+    let columnSums: [Int32]
     let panel: Int
 
     /// Packs B [k, n], or Bᵀ when `transposed` (then `b` is [n, k], as a Linear layer's [out, in] weight).
     public init(_ b: Tensor, transposed: Bool, kernel: GEMMKernel = .best, precision: Precision = .fp32) throws(TensorError) {
         guard b.rank == 2 else { throw .shapeMismatch(operation: "PackedMatrix", b.shape, []) }
         guard kernel.isAvailable, kernel != .auto else { throw .gemmKernelUnavailable(kernel.rawValue) }
-        guard precision.isAvailable else { throw .gemmKernelUnavailable("\(precision.rawValue) (needs AVX512-BF16)") }
+        guard precision.isAvailable else {
+            throw .gemmKernelUnavailable("\(precision.rawValue) (needs \(precision.requirement))")
+        }
         let (k, n) = transposed ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         var data: [Float] = []
         var halves: [UInt16] = []
+        var codes: [Int8] = []
+        var columnScales: [Float] = []
+        var columnSums: [Int32] = []
         b.scalars.withUnsafeBufferPointer { bp in
             guard let src = bp.baseAddress else { return }
             switch precision {
@@ -138,6 +157,19 @@ public struct PackedMatrix: Sendable {
                 halves.withUnsafeMutableBufferPointer { hp in
                     _ = clip_pack_b_bf16(transposed ? 1 : 0, k, n, src, b.shape[1], hp.baseAddress!)
                 }
+            case .int8:
+                codes = [Int8](repeating: 0, count: Int(clip_packed_b_int8_bytes(k, n)))
+                let columns = Int(clip_packed_b_int8_columns(n))
+                columnScales = [Float](repeating: 0, count: columns)
+                columnSums = [Int32](repeating: 0, count: columns)
+                codes.withUnsafeMutableBufferPointer { cp in
+                    columnScales.withUnsafeMutableBufferPointer { sp in
+                        columnSums.withUnsafeMutableBufferPointer { up in
+                            _ = clip_pack_b_int8(transposed ? 1 : 0, k, n, src, b.shape[1], cp.baseAddress!,
+                                                 sp.baseAddress!, up.baseAddress!)
+                        }
+                    }
+                }
             }
         }
         self.k = k
@@ -146,7 +178,10 @@ public struct PackedMatrix: Sendable {
         self.precision = precision
         self.data = data
         self.halves = halves
-        self.panel = Int(precision == .bf16 ? clip_bf16_panel_width() : clip_gemm_panel_width(kernel.code))
+        self.codes = codes
+        self.columnScales = columnScales
+        self.columnSums = columnSums
+        self.panel = Int(precision == .fp32 ? clip_gemm_panel_width(kernel.code) : clip_bf16_panel_width())
     }
 
     /// One column range [j0, j1) (or all of it) of C = A·B over rows `m`.
@@ -160,6 +195,15 @@ public struct PackedMatrix: Sendable {
         case .bf16:
             halves.withUnsafeBufferPointer { hp in
                 _ = clip_sgemm_packed_bf16(m, n, k, a, lda, hp.baseAddress!, j0, j1, beta, c, ldc)
+            }
+        case .int8:
+            codes.withUnsafeBufferPointer { cp in
+                columnScales.withUnsafeBufferPointer { sp in
+                    columnSums.withUnsafeBufferPointer { up in
+                        _ = clip_gemm_packed_int8(m, n, k, a, lda, cp.baseAddress!, sp.baseAddress!, up.baseAddress!,
+                                                  j0, j1, beta, c, ldc)
+                    }
+                }
             }
         }
     }
@@ -189,7 +233,7 @@ public struct PackedMatrix: Sendable {
         }
     }
 
-    /// B [k, n] rebuilt from the packed panels (bf16 values widened).
+    /// B [k, n] rebuilt from the packed panels (bf16 values widened, int8 codes dequantised).
     public func unpacked() -> Tensor {
         let kc = Int(clip_gemm_block_k())
         let npad = (n + panel - 1) / panel * panel
@@ -206,6 +250,10 @@ public struct PackedMatrix: Sendable {
                     let q = p - pc
                     let h = halves[pc * npad + (j / panel) * blockK2 * panel + (q / 2) * panel * 2 + (j % panel) * 2 + q % 2]
                     out[p * n + j] = Float(bitPattern: UInt32(h) << 16)
+                case .int8:
+                    let k4 = (k + 3) / 4 * 4
+                    let code = codes[(j / panel) * k4 * panel + (p / 4) * panel * 4 + (j % panel) * 4 + p % 4]
+                    out[p * n + j] = Float(code) * columnScales[j]
                 }
             }
         }

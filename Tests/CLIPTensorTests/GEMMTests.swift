@@ -163,3 +163,39 @@ func bf16GEMMEqualsReferenceOnRoundedInputs() throws {
         #expect(back.scalars[back.count - 1] == clip_bf16_round(w.scalars[w.count - 1]))
     }
 }
+
+/// Codes and scale as the int8 path quantises a vector: scale max|v|/127, round half to even, clamp to ±127.
+func quantised(_ v: [Float]) -> (codes: [Float], scale: Float) {
+    let m = v.map(abs).max() ?? 0
+    guard m > 0 else { return (v.map { _ in 0 }, 0) }
+    let inv = 127 / m
+    return (v.map { min(max(($0 * inv).rounded(.toNearestOrEven), -127), 127) }, m / 127)
+}
+
+@Test(.enabled(if: Precision.int8.isAvailable, "needs AVX512-VNNI"))
+func int8GEMMEqualsItsQuantisedProduct() throws {
+    var rng = SplitMix(state: 13)
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256)] {
+        let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
+        let a = rng.array(m * k)
+        let packed = try PackedMatrix(w, transposed: true, precision: .int8)
+        var c = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { ap in
+            c.withUnsafeMutableBufferPointer { cp in packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n) }
+        }
+        let rows = (0..<m).map { quantised(Array(a[($0 * k)..<(($0 + 1) * k)])) }
+        let cols = (0..<n).map { quantised(Array(w.scalars[($0 * k)..<(($0 + 1) * k)])) }
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k { s += Double(rows[i].codes[p]) * Double(cols[j].codes[p]) }
+                let expected = s * Double(rows[i].scale) * Double(cols[j].scale)
+                worst = max(worst, abs(expected - Double(c[i * n + j])) / (abs(expected) + 1e-3))
+            }
+        }
+        #expect(worst < 1e-5, "m=\(m) n=\(n) k=\(k): \(worst)")
+        // Unpacking dequantises the codes.
+        #expect(abs(packed.unpacked().scalars[0] - cols[0].codes[0] * cols[0].scale) < 1e-6)
+    }
+}

@@ -93,3 +93,20 @@ func bf16MatchesReferenceClosely(_ fixture: (weights: String, config: String)) t
         }
     }
 }
+
+@Test("int8 embeddings stay within cosine 0.99 of the reference", .enabled(if: Precision.int8.isAvailable),
+      arguments: [("vit_small", "vit_small"), ("rn_small", "rn_small"), ("vit_hd32_r80", "vit_hd32_r80")])
+func int8MatchesReferenceClosely(_ fixture: (weights: String, config: String)) throws {
+    let weights = try SafeTensorsFile(path: "\(fixtureDirectory)/\(fixture.weights).safetensors")
+    let expected = try FixtureConfig.load(fixture.config)
+    let model = try CLIPModel(weights: weights, configuration: configuration(for: weights, expected: expected), precision: .int8)
+    let ref = try Reference(path: "\(fixtureDirectory)/\(fixture.weights).reference.safetensors")
+    let image = try model.encodeImage(ref.pixels), text = try model.encodeText(ref.tokens)
+    for (ours, theirs) in [(image, ref.imageFeatures), (text, ref.textFeatures)] {
+        let e = ours.shape[1]
+        for r in 0..<ours.shape[0] {
+            let c = cosine(ours.row(r), Array(theirs.scalars[(r * e)..<((r + 1) * e)]))
+            #expect(c >= 0.99, "\(fixture.weights) row \(r): cosine \(c)")
+        }
+    }
+}

@@ -70,6 +70,23 @@ int clip_bf16_panel_width(void);
 /// `x` rounded to the nearest bf16 value (for tests and unpacking).
 float clip_bf16_round(float x);
 
+/// 1 when this CPU has AVX512-VNNI (the int8 GEMM below can run).
+int clip_int8_available(void);
+
+/// Bytes of int8 codes and entries of the per-column scale/sum arrays for B ([k, n]) packed for the int8 GEMM.
+ptrdiff_t clip_packed_b_int8_bytes(ptrdiff_t k, ptrdiff_t n);
+ptrdiff_t clip_packed_b_int8_columns(ptrdiff_t n);
+
+/// Quantises op(B) per column (scale max|b|/127) and packs it for the int8 GEMM.
+int clip_pack_b_int8(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb, int8_t *out, float *scales,
+                     int32_t *sums);
+
+/// C[:, j0..<j1] = A · B[:, j0..<j1] + beta · C with A [m, k] fp32 quantised per row on the fly and B packed int8;
+/// exact int32 sums, dequantised in fp32. Returns -1 without AVX512-VNNI.
+int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const int8_t *packed,
+                          const float *scales, const int32_t *sums, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
+                          ptrdiff_t ldc);
+
 /// QuickGELU x·σ(1.702x) in place (vectorised exp, error ≤ 2 ulp).
 void clip_quick_gelu(float *x, ptrdiff_t n);
 
