@@ -109,25 +109,25 @@ def main():
     results[("ViT-B/32", "folder", 16, "torch")] = len(files) / median_time(torch_folder, a.repeat)
     del m
     env = dict(os.environ, CLIP_NUM_THREADS=str(a.threads))
-    precisions = ["fp32"]
-    if "bf16" in subprocess.run([a.clip, "bench", "--gemm", "--repeat", "1"], capture_output=True, text=True).stdout:
-        precisions.append("bf16")
+    gemm = subprocess.run([a.clip, "bench", "--gemm", "--repeat", "1"], capture_output=True, text=True).stdout
+    precisions = ["fp32"] + [p for p in ("bf16", "int8") if f"packed {p}" in gemm]
     for precision in precisions:
         for name in archs:
             for bs in (1, 16):
                 out = subprocess.run([a.clip, "bench", "--architecture", name, "--batch", str(bs), "--repeat",
                                       str(a.repeat), "--precision", precision],
                                      capture_output=True, text=True, env=env, check=True).stdout
-                tag = "ours" if precision == "fp32" else "ours-bf16"
+                tag = "ours" if precision == "fp32" else f"ours-{precision}"
                 results[(name, "image", bs, tag)] = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
                 results[(name, "text", bs, tag)] = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
                 results[(name, "rss", bs, tag)] = re.search(r"peak RSS: (\d+) MiB", out).group(1)
         out = subprocess.run([a.clip, "bench", "--architecture", "ViT-B/32", "--batch", "16", "--repeat", str(a.repeat),
                               "--precision", precision, "--folder", folder],
                              capture_output=True, text=True, env=env, check=True).stdout
-        results[("ViT-B/32", "folder", 16, "ours" if precision == "fp32" else "ours-bf16")] = float(
+        results[("ViT-B/32", "folder", 16, "ours" if precision == "fp32" else f"ours-{precision}")] = float(
             re.search(r"([\d.]+) img/s end to end", out).group(1))
-    for tag, label in [("ours", "swift-clip fp32"), ("ours-bf16", "swift-clip bf16 (vs fp32 PyTorch / ORT)")]:
+    for tag, label in [("ours", "swift-clip fp32"), ("ours-bf16", "swift-clip bf16 (vs fp32 PyTorch / ORT)"),
+                       ("ours-int8", "swift-clip int8 (vs fp32 PyTorch / ORT)")]:
         if (list(archs)[0], "image", 1, tag) not in results:
             continue
         print(f"\n{label}")

@@ -58,11 +58,13 @@ public struct ModifiedResNet: Sendable {
         guard features.shape[1] * features.shape[2] == g * g else {
             throw .imageShape(pixels.shape, expected: "[N, 3, \(g * 32), \(g * 32)] (the final feature map is \(features.shape[1])×\(features.shape[2]); the attention pool needs \(g)×\(g))")
         }
-        do {
-            return try attentionPool(features)
+        let pooled: Tensor
+        do throws(TensorError) {
+            pooled = try attentionPool(features)
         } catch {
             throw .internalShape(error)
         }
+        return pooled
     }
 
     /// Stem and the four stages: [N, 3, H, W] → channels-last [N, H/32, W/32, 32·width].

@@ -49,11 +49,13 @@ public struct ModelHub: Sendable {
     /// A model by name (downloaded into the cache when needed), file path or Hugging Face folder.
     public func load(_ spec: String, openCLIPConfig: String? = nil, precision: Precision = .fp32) throws(HubError) -> LoadedModel {
         let path = try resolve(spec)
-        do {
-            return try CLIPModel.load(path: path, openCLIPConfig: openCLIPConfig, precision: precision)
+        let loaded: LoadedModel
+        do throws(ModelLoadError) {
+            loaded = try CLIPModel.load(path: path, openCLIPConfig: openCLIPConfig, precision: precision)
         } catch {
             throw .load(error)
         }
+        return loaded
     }
 
     /// The local path for `spec`: itself when it exists on disk, the cached (and verified) file for one of the

@@ -37,8 +37,6 @@ public struct CLIPPipeline: Sendable {
     /// Loads a model by name (downloading it like `clip.load`), checkpoint path or Hugging Face folder.
     public static func load(_ spec: String, cacheDirectory: String? = nil, openCLIPConfig: String? = nil,
                             precision: Precision = .fp32, showProgress: Bool = true) throws(PipelineError) -> CLIPPipeline {
-        // One typed error per do/catch: mixing them with `catch let … as` in typed-throws code was mis-compiled
-        // in release builds (Swift 6.3), corrupting the value being built.
         let loaded: LoadedModel
         do throws(HubError) {
             loaded = try ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)

@@ -16,8 +16,6 @@ public struct MultiheadSelfAttention: Sendable {
         let weight = try r.tensor("\(prefix).in_proj_weight", shape: [3 * width, width])
         let bias = try r.tensor("\(prefix).in_proj_bias", shape: [3 * width])
         let fused: Linear
-        // A single typed do/catch: `catch let … as` over mixed error types here was mis-compiled in release
-        // builds (Swift 6.3) and corrupted the model being built.
         do throws(TensorError) {
             fused = try Linear(weight: weight, bias: bias, precision: r.precision)
         } catch {

@@ -47,11 +47,13 @@ public final class ParameterReader {
         guard let source, let stored = shapes[name] else { throw .missingTensor(name, origin: origin) }
         guard stored == shape else { throw .shapeMismatch(name, expected: shape, found: stored, origin: origin) }
         taken.insert(name)
-        do {
-            return try source.floatTensor(name)
+        let tensor: Tensor
+        do throws(WeightFileError) {
+            tensor = try source.floatTensor(name)
         } catch {
             throw .weightFile(error)
         }
+        return tensor
     }
 
     /// Throws if the source holds tensors that no layer took and that are not ignorable.

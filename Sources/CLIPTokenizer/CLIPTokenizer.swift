@@ -280,11 +280,10 @@ public final class CLIPTokenizer: Sendable {
 
     private static func readJSON(_ path: String) throws(TokenizerError) -> Any {
         guard let data = FileManager.default.contents(atPath: path) else { throw .missingResource(path) }
-        do {
-            return try JSONSerialization.jsonObject(with: data)
-        } catch {
+        guard let object = try? JSONSerialization.jsonObject(with: data) else {
             throw .malformedData(file: path, line: 0, message: "invalid JSON")
         }
+        return object
     }
 
     private static func vocabulary(from map: [String: Any], merges: [Substring], source: String) throws(TokenizerError) -> Vocabulary {

@@ -163,11 +163,13 @@ public struct TorchCheckpoint: WeightSource {
         guard let values = bytes.withUnsafeBytes({ decodeFloats($0, dtype: dt, count: count) }) else {
             throw WeightFileError(file: origin, .notFloatingPoint(tensor: name, dtype: dt))
         }
-        do {
-            return try Tensor(shape: t.shape, scalars: values)
+        let tensor: Tensor
+        do throws(TensorError) {
+            tensor = try Tensor(shape: t.shape, scalars: values)
         } catch {
             throw WeightFileError(file: origin, .invalidEntry(tensor: name, message: error.description))
         }
+        return tensor
     }
 
     public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
