@@ -109,6 +109,12 @@ public struct ImagePreprocessor: Sendable {
         if applyEXIFOrientation, let o = image.exifOrientation, o != 1 { image = transposed(image, orientation: o) }
         let r = resolution
         let (nw, nh) = Self.resizedSize(width: image.width, height: image.height, resolution: r)
+        // An extreme aspect ratio (say 100000×1) scales to billions of pixels; the reference would try to allocate
+        // them. Refuse it like an oversized image.
+        let (resizedPixels, overflow) = nw.multipliedReportingOverflow(by: nh)
+        guard !overflow, resizedPixels <= maxPixels else {
+            throw ImageError(file: name, .tooManyPixels("a \(image.width)x\(image.height) image resizes to \(nw)x\(nh) for a \(r)-pixel crop, more than the limit of \(maxPixels) pixels"))
+        }
         let ch = image.mode.channels
         // torchvision's CenterCrop offsets: int(round((size - crop) / 2)), rounding half to even.
         let top = Int(((Double(nh - r)) / 2).rounded(.toNearestOrEven))

@@ -98,3 +98,18 @@ func crc32(_ bytes: [UInt8]) -> UInt32 {
     }
     #expect(throws: ImageError(file: "/tmp", .unreadable("is a directory"))) { try ImagePreprocessor().pixels(file: "/tmp") }
 }
+
+@Test func extremeAspectRatiosAreRefusedBeforeResizing() throws {
+    // 200000×1 is only 200,000 pixels but would resize to 44,800,000×224.
+    let image = DecodedImage(width: 200_000, height: 1, mode: .rgb, pixels: [UInt8](repeating: 7, count: 600_000))
+    #expect(throws: ImageError.self) { try ImagePreprocessor().croppedRGB(image, name: "thin.png") }
+    do {
+        _ = try ImagePreprocessor().croppedRGB(image, name: "thin.png")
+    } catch {
+        guard case .tooManyPixels(let m) = error.problem else { Issue.record("\(error)"); return }
+        #expect(m.contains("200000x1") && m.contains("44800000x224"))
+    }
+    // A long but reasonable panorama still works.
+    let wide = DecodedImage(width: 3000, height: 10, mode: .rgb, pixels: [UInt8](repeating: 7, count: 90_000))
+    #expect(try ImagePreprocessor(resolution: 32).croppedRGB(wide).count == 32 * 32 * 3)
+}
