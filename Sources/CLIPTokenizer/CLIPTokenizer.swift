@@ -10,7 +10,7 @@ import Synchronization
 /// let ids = try tokenizer.tokenize(["a diagram", "a dog", "a cat"])   // 3 rows × 77 ids
 /// ```
 public final class CLIPTokenizer: Sendable {
-    let vocabulary: Vocabulary
+    package let vocabulary: Vocabulary
     let characters: CharacterData
     let html: HTMLUnescaper
     let fixer: TextFixer

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The byte-level BPE vocabulary: token strings, ids, and merge ranks, with symbols handled as ids.
-struct Vocabulary: Sendable {
+package struct Vocabulary: Sendable {
     /// Token string (over the byte-to-unicode alphabet) for each id.
     let tokens: [String]
     let ids: [String: Int]
@@ -78,10 +78,18 @@ struct Vocabulary: Sendable {
         self.endOfText = eot
     }
 
-    /// Byte-pair merges of one pre-token's UTF-8 bytes, lowest rank first, as the reference's `bpe`.
-    func encodeWord(_ bytes: [UInt8]) -> [Int] {
+    /// Byte-pair merges of one pre-token's UTF-8 bytes, lowest rank first, as the reference's `bpe`. Words longer
+    /// than `longWord` symbols use the O(n log n) rounds below instead of rescanning every pair per merge, so one
+    /// enormous "word" cannot stall the tokenizer; both give the reference's result.
+    package func encodeWord(_ bytes: [UInt8], longWord: Int = 64) -> [Int] {
         guard let last = bytes.last else { return [] }
-        var word = bytes.dropLast().map { byteSymbol[Int($0)] } + [byteSymbolEndOfWord[Int(last)]]
+        let word = bytes.dropLast().map { byteSymbol[Int($0)] } + [byteSymbolEndOfWord[Int(last)]]
+        return word.count > longWord ? mergeInRounds(word) : mergeByScanning(word)
+    }
+
+    /// The reference loop: find the lowest-ranked adjacent pair, merge all its occurrences left to right, repeat.
+    private func mergeByScanning(_ initial: [Int32]) -> [Int] {
+        var word = initial
         while word.count > 1 {
             var best: (rank: Int32, merged: Int32, left: Int32, right: Int32)?
             for i in 0..<(word.count - 1) {
@@ -105,5 +113,90 @@ struct Vocabulary: Sendable {
             word = next
         }
         return word.map(Int.init)
+    }
+
+    /// The same merges with a heap of candidate pairs over a linked list of symbols. Each round takes the lowest
+    /// rank present and merges every occurrence of that pair left to right, holding newly formed pairs back until
+    /// the round ends — exactly the reference's order, in O(n log n).
+    private func mergeInRounds(_ initial: [Int32]) -> [Int] {
+        var ids = initial
+        let n = ids.count
+        var next = Array(1...n)  // n means "none"
+        var prev = Array(-1..<(n - 1))
+        var alive = [Bool](repeating: true, count: n)
+        var heap = PairHeap()
+        func candidate(_ i: Int) -> PairHeap.Entry? {
+            let j = next[i]
+            guard j < n, let m = merges[UInt64(ids[i]) << 32 | UInt64(ids[j])] else { return nil }
+            return PairHeap.Entry(rank: m.rank, position: Int32(i), left: ids[i], right: ids[j])
+        }
+        for i in 0..<(n - 1) { if let c = candidate(i) { heap.push(c) } }
+        while let top = heap.peek() {
+            var round: [PairHeap.Entry] = []
+            while let e = heap.peek(), e.rank == top.rank { round.append(heap.pop()!) }
+            round.sort { $0.position < $1.position }
+            var formed: [Int] = []
+            for e in round {
+                let i = Int(e.position)
+                guard alive[i], ids[i] == e.left else { continue }
+                let j = next[i]
+                guard j < n, ids[j] == e.right else { continue }
+                ids[i] = merges[UInt64(e.left) << 32 | UInt64(e.right)]!.merged
+                alive[j] = false
+                next[i] = next[j]
+                if next[j] < n { prev[next[j]] = i }
+                if prev[i] >= 0 { formed.append(prev[i]) }
+                formed.append(i)
+            }
+            for i in formed where alive[i] { if let c = candidate(i) { heap.push(c) } }
+        }
+        var out: [Int] = []
+        var i = 0
+        while i < n { out.append(Int(ids[i])); i = next[i] }
+        return out
+    }
+}
+
+/// A binary min-heap of candidate merges ordered by rank, then position.
+struct PairHeap {
+    struct Entry {
+        let rank: Int32
+        let position: Int32
+        let left: Int32
+        let right: Int32
+    }
+
+    private var items: [Entry] = []
+
+    private static func less(_ a: Entry, _ b: Entry) -> Bool { (a.rank, a.position) < (b.rank, b.position) }
+
+    func peek() -> Entry? { items.first }
+
+    mutating func push(_ e: Entry) {
+        items.append(e)
+        var c = items.count - 1
+        while c > 0 {
+            let p = (c - 1) / 2
+            guard Self.less(items[c], items[p]) else { break }
+            items.swapAt(c, p)
+            c = p
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var p = 0
+        while true {
+            let l = 2 * p + 1, r = l + 1
+            var m = p
+            if l < items.count && Self.less(items[l], items[m]) { m = l }
+            if r < items.count && Self.less(items[r], items[m]) { m = r }
+            guard m != p else { break }
+            items.swapAt(p, m)
+            p = m
+        }
+        return top
     }
 }

@@ -100,3 +100,21 @@ struct HFExpected: Decodable { let text: String; let ids: [Int] }
         for await ok in group { #expect(ok) }
     }
 }
+
+@Test func longWordsMergeExactlyWithoutQuadraticScans() throws {
+    let t = try CLIPTokenizer.shared()
+    var state: UInt64 = 99
+    func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+    // Long words from a small alphabet (many repeated and overlapping pairs) and from text-like letters.
+    for trial in 0..<60 {
+        let alphabet: [UInt8] = trial % 2 == 0 ? Array("ab".utf8) : Array("etaoinshrdlucmfwyp".utf8)
+        let length = 65 + Int(next() % 400)
+        let word = (0..<length).map { _ in alphabet[Int(next() % UInt64(alphabet.count))] }
+        #expect(t.vocabulary.encodeWord(word, longWord: 64) == t.vocabulary.encodeWord(word, longWord: .max), "trial \(trial)")
+    }
+    // A 200 KB word finishes (the quadratic scanning loop would take hours on it).
+    let huge = String(repeating: "abcdefghij", count: 20_000)
+    let ids = t.encode(huge)
+    #expect(!ids.isEmpty)
+    #expect(try t.tokenize([huge], truncate: true)[0].count == 77)
+}
