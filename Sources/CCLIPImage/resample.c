@@ -81,33 +81,79 @@ int clip_resample_bicubic(const uint8_t *src, int sw, int sh, int ch, uint8_t *d
     return clip_resample_bicubic_window(src, sw, sh, ch, dw, dh, 0, 0, dw, dh, dst);
 }
 
-// Horizontal pass for one source row into `out`: output columns [x0, x0 + n).
-static void horizontal_row(const uint8_t *line, int ch, const int *bounds, const int32_t *kk, int ksize, int x0, int n,
-                           uint8_t *out) {
-    for (int j = 0; j < n; j++) {
-        int xx = x0 + j;
-        int xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1];
-        const int32_t *k = kk + xx * ksize;
-        const uint8_t *p = line + xmin * ch;
-        if (ch == 3) {
-            int s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int x = 0; x < xmax; x++, p += 3) {
-                s0 += p[0] * k[x];
-                s1 += p[1] * k[x];
-                s2 += p[2] * k[x];
-            }
-            out[j * 3] = clip8(s0);
-            out[j * 3 + 1] = clip8(s1);
-            out[j * 3 + 2] = clip8(s2);
-        } else {
-            for (int c = 0; c < ch; c++) {
-                int ss = 1 << (PRECISION_BITS - 1);
-                for (int x = 0; x < xmax; x++) ss += p[x * ch + c] * k[x];
-                out[j * ch + c] = clip8(ss);
-            }
-        }
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef uint8_t v4u8 __attribute__((vector_size(4)));
+
+// The passes are compiled per ISA (target attributes, chosen at run time) because the 32-bit products need
+// pmulld, which x86-64's baseline lacks. Integer sums are exact, so any summation order gives Pillow's result.
+#define RESAMPLE_KERNELS(suffix, attr)                                                                          \
+    /* Horizontal pass for one source row of `sw` pixels into `out`: output columns [x0, x0 + n). RGB(A)       \
+       pixels are summed as one 4-lane vector per tap. */                                                       \
+    attr static inline __attribute__((always_inline)) void horizontal_body_##suffix(                           \
+        const uint8_t *line, int sw, int ch, const int *bounds, const int32_t *kk, int ksize, int x0, int n,    \
+        uint8_t *out) {                                                                                         \
+        for (int j = 0; j < n; j++) {                                                                           \
+            int xx = x0 + j;                                                                                    \
+            int xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1];                                               \
+            const int32_t *k = kk + (size_t)xx * ksize;                                                        \
+            const uint8_t *p = line + (size_t)xmin * ch;                                                       \
+            if (ch == 3 || ch == 4) {                                                                           \
+                v4i s = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),       \
+                         1 << (PRECISION_BITS - 1)};                                                            \
+                /* A 4-byte load of the row's last RGB pixel would read past the row (and the buffer). */       \
+                int vec = ch == 3 && xmin + xmax == sw ? xmax - 1 : xmax;                                       \
+                for (int x = 0; x < vec; x++) {                                                                 \
+                    v4u8 b;                                                                                     \
+                    memcpy(&b, p + (size_t)x * ch, 4);                                                          \
+                    s += __builtin_convertvector(b, v4i) * k[x];                                                \
+                }                                                                                               \
+                if (vec < xmax) {                                                                               \
+                    const uint8_t *q = p + (size_t)vec * 3;                                                     \
+                    v4i t = {q[0], q[1], q[2], 0};                                                              \
+                    s += t * k[vec];                                                                            \
+                }                                                                                               \
+                for (int c = 0; c < ch; c++) out[j * ch + c] = clip8(s[c]);                                     \
+            } else {                                                                                            \
+                for (int c = 0; c < ch; c++) {                                                                  \
+                    int ss = 1 << (PRECISION_BITS - 1);                                                         \
+                    for (int x = 0; x < xmax; x++) ss += p[x * ch + c] * k[x];                                  \
+                    out[j * ch + c] = clip8(ss);                                                                \
+                }                                                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+    }                                                                                                           \
+    /* Constant channel counts let the compiler drop the per-tap branches. */                                   \
+    attr static void horizontal_row_##suffix(const uint8_t *line, int sw, int ch, const int *bounds,            \
+                                             const int32_t *kk, int ksize, int x0, int n, uint8_t *out) {      \
+        if (ch == 3) horizontal_body_##suffix(line, sw, 3, bounds, kk, ksize, x0, n, out);                     \
+        else if (ch == 4) horizontal_body_##suffix(line, sw, 4, bounds, kk, ksize, x0, n, out);                \
+        else horizontal_body_##suffix(line, sw, ch, bounds, kk, ksize, x0, n, out);                            \
+    }                                                                                                           \
+    /* One output row of the vertical pass: the weighted sum of `taps` rows of `line` bytes. */                \
+    attr static void vertical_row_##suffix(const uint8_t *rows, size_t line, const int32_t *k, int taps,       \
+                                           int32_t *acc, uint8_t *out) {                                        \
+        for (size_t i = 0; i < line; i++) acc[i] = 1 << (PRECISION_BITS - 1);                                   \
+        for (int y = 0; y < taps; y++) {                                                                        \
+            const uint8_t *row = rows + line * (size_t)y;                                                       \
+            int32_t w = k[y];                                                                                   \
+            for (size_t i = 0; i < line; i++) acc[i] += row[i] * w;                                             \
+        }                                                                                                       \
+        for (size_t i = 0; i < line; i++) out[i] = clip8(acc[i]);                                               \
     }
+
+RESAMPLE_KERNELS(generic, )
+#if defined(__x86_64__) || defined(__i386__)
+RESAMPLE_KERNELS(avx2, __attribute__((target("avx2"))))
+static int use_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return cached;
 }
+#else
+static int use_avx2(void) { return 0; }
+#define horizontal_row_avx2 horizontal_row_generic
+#define vertical_row_avx2 vertical_row_generic
+#endif
 
 int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww,
                                  int wh, uint8_t *dst) {
@@ -126,25 +172,24 @@ int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int
     uint8_t *tmp = malloc(line * rows);
     int32_t *acc = need_v ? malloc(line * sizeof(int32_t)) : NULL;
     if (!tmp || (need_v && !acc)) { free(bh); free(kh); free(bv); free(kv); free(tmp); free(acc); return -1; }
+    int avx2 = use_avx2();
     // Horizontal pass (8-bit result, as Pillow's intermediate image), restricted to the window's columns.
     for (int y = 0; y < rows; y++) {
         const uint8_t *in = src + (size_t)(y + first) * sw * ch;
-        if (need_h) horizontal_row(in, ch, bh, kh, ksh, wx, ww, tmp + line * y);
+        if (need_h) {
+            if (avx2) horizontal_row_avx2(in, sw, ch, bh, kh, ksh, wx, ww, tmp + line * y);
+            else horizontal_row_generic(in, sw, ch, bh, kh, ksh, wx, ww, tmp + line * y);
+        }
         else memcpy(tmp + line * y, in + (size_t)wx * ch, line);
     }
     if (need_v) {
         // Vertical pass as a weighted sum of whole rows; integer sums are exact, so the order is free.
         for (int yy = 0; yy < wh; yy++) {
             int ymin = bv[(wy + yy) * 2] - first, ymax = bv[(wy + yy) * 2 + 1];
-            const int32_t *k = kv + (wy + yy) * ksv;
-            for (size_t i = 0; i < line; i++) acc[i] = 1 << (PRECISION_BITS - 1);
-            for (int y = 0; y < ymax; y++) {
-                const uint8_t *row = tmp + line * (size_t)(y + ymin);
-                int32_t w = k[y];
-                for (size_t i = 0; i < line; i++) acc[i] += row[i] * w;
-            }
-            uint8_t *out = dst + line * yy;
-            for (size_t i = 0; i < line; i++) out[i] = clip8(acc[i]);
+            const int32_t *k = kv + (size_t)(wy + yy) * ksv;
+            const uint8_t *rows0 = tmp + line * (size_t)ymin;
+            if (avx2) vertical_row_avx2(rows0, line, k, ymax, acc, dst + line * yy);
+            else vertical_row_generic(rows0, line, k, ymax, acc, dst + line * yy);
         }
     } else {
         memcpy(dst, tmp, line * wh);
