@@ -4,7 +4,10 @@
 2 threads each, median of --repeat runs. Prints a table of rates and ratios.
 
     swift build -c release --product clip
-    python Scripts/bench_compare.py [--repeat 3] [--clip .build/release/clip]
+    python Scripts/bench_compare.py [--repeat 3] [--clip .build/release/clip] [--preprocess-only]
+
+--preprocess-only compares just JPEG decoding + preprocessing: Pillow + torchvision (clip's `_transform(224)`) on one
+thread, as in the anchor table, against `clip bench --preprocess` (one thread and all cores).
 
 Needs: torch, clip-anytorch, onnxruntime, onnx, numpy.
 """
@@ -36,12 +39,41 @@ def tokens(bs):
     return t
 
 
+def jpeg_folder():
+    """32 640x480 JPEGs, as the anchors make them."""
+    from PIL import Image
+    folder = tempfile.mkdtemp()
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        arr = (rng.random((480, 640, 3)) * 255).astype(np.uint8) // 8 * 8
+        Image.fromarray(arr).save(os.path.join(folder, f"{i:02d}.jpg"), "JPEG", quality=90)
+    return folder, sorted(os.path.join(folder, f) for f in os.listdir(folder))
+
+
+def compare_preprocessing(a, files):
+    from PIL import Image
+    import clip as clip_package
+    torch.set_num_threads(1)
+    pre = clip_package.clip._transform(224)
+    ref = len(files) / median_time(lambda: [pre(Image.open(f)) for f in files], max(a.repeat, 5))
+    out = subprocess.run([a.clip, "bench", "--preprocess", *files], capture_output=True, text=True, check=True).stdout
+    one = float(re.search(r"decode \+ preprocess, 1 thread: ([\d.]+) img/s", out).group(1))
+    many = float(re.search(r"decode \+ preprocess, \d+ threads \(files\): ([\d.]+) img/s", out).group(1))
+    torch.set_num_threads(a.threads)
+    print(f"decode + preprocess 640x480 JPEG: Pillow + torchvision (1 thread) {ref:.1f} img/s; "
+          f"swift-clip 1 thread {one:.1f} img/s ({one / ref:.2f}x), all cores {many:.1f} img/s ({many / ref:.2f}x)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clip", default=".build/release/clip")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--preprocess-only", action="store_true")
     a = ap.parse_args()
+    if a.preprocess_only:
+        compare_preprocessing(a, jpeg_folder()[1])
+        return
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     archs = {"ViT-B/32": lambda: CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
@@ -90,12 +122,7 @@ def main():
     # ViT-B/32 in batches of 16 — PyTorch with Pillow/torchvision in the loop, and `clip bench --folder`.
     from PIL import Image
     import clip as clip_package
-    folder = tempfile.mkdtemp()
-    rng = np.random.default_rng(0)
-    for i in range(32):
-        arr = (rng.random((480, 640, 3)) * 255).astype(np.uint8) // 8 * 8
-        Image.fromarray(arr).save(os.path.join(folder, f"{i:02d}.jpg"), "JPEG", quality=90)
-    files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
+    folder, files = jpeg_folder()
     pre = clip_package.clip._transform(224)
     m = archs["ViT-B/32"]().float().eval()
 
@@ -145,6 +172,8 @@ def main():
         t, s_ = results[("ViT-B/32", "folder", 16, "torch")], results[("ViT-B/32", "folder", 16, tag)]
         print(f"{'ViT-B/32 folder of 640x480 JPEGs, bs16 (img/s)':<48}{t:>8.2f} (PyTorch + Pillow){s_:>10.2f}{s_ / t:>8.2f}×")
         print(f"peak RSS, ViT-B/32 bs16 (image+text): {results[('ViT-B/32', 'rss', 16, tag)]} MiB")
+    print()
+    compare_preprocessing(a, files)
 
 
 if __name__ == "__main__":
