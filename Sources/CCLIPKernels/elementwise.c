@@ -25,16 +25,61 @@ static inline float exp_poly(float x) {
     return p * scale.f;
 }
 
+typedef float v16f __attribute__((vector_size(64)));
+
+// Reductions keep 16 partial results: the compiler may not reorder a scalar float sum, which would leave the
+// loop one add per element on a latency chain.
 #define KERNELS(SUFFIX, ATTR)                                                                              \
+    ATTR static float sum_##SUFFIX(const float *x, ptrdiff_t n) {                                           \
+        v16f acc = {0};                                                                                    \
+        ptrdiff_t i = 0;                                                                                   \
+        for (; i + 16 <= n; i += 16) {                                                                     \
+            v16f v;                                                                                        \
+            memcpy(&v, x + i, sizeof v);                                                                   \
+            acc += v;                                                                                      \
+        }                                                                                                  \
+        float s = 0.0f;                                                                                    \
+        for (int l = 0; l < 16; l++) s += acc[l];                                                          \
+        for (; i < n; i++) s += x[i];                                                                      \
+        return s;                                                                                          \
+    }                                                                                                      \
+    ATTR static float squared_deviation_##SUFFIX(const float *x, ptrdiff_t n, float mean) {                 \
+        v16f acc = {0};                                                                                    \
+        ptrdiff_t i = 0;                                                                                   \
+        for (; i + 16 <= n; i += 16) {                                                                     \
+            v16f v;                                                                                        \
+            memcpy(&v, x + i, sizeof v);                                                                   \
+            v -= mean;                                                                                     \
+            acc += v * v;                                                                                  \
+        }                                                                                                  \
+        float q = 0.0f;                                                                                    \
+        for (int l = 0; l < 16; l++) q += acc[l];                                                          \
+        for (; i < n; i++) { float d = x[i] - mean; q += d * d; }                                          \
+        return q;                                                                                          \
+    }                                                                                                      \
+    ATTR static float max_##SUFFIX(const float *x, ptrdiff_t n) {                                           \
+        float m = x[0];                                                                                    \
+        ptrdiff_t i = 0;                                                                                   \
+        if (n >= 16) {                                                                                     \
+            v16f acc;                                                                                      \
+            memcpy(&acc, x, sizeof acc);                                                                   \
+            for (i = 16; i + 16 <= n; i += 16) {                                                           \
+                v16f v;                                                                                    \
+                memcpy(&v, x + i, sizeof v);                                                               \
+                acc = __builtin_elementwise_max(acc, v);                                                   \
+            }                                                                                              \
+            for (int l = 0; l < 16; l++) m = acc[l] > m ? acc[l] : m;                                      \
+        }                                                                                                  \
+        for (; i < n; i++) m = x[i] > m ? x[i] : m;                                                        \
+        return m;                                                                                          \
+    }                                                                                                      \
     ATTR static void quick_gelu_##SUFFIX(float *x, ptrdiff_t n) {                                           \
         for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + exp_poly(-1.702f * x[i]));                  \
     }                                                                                                      \
     ATTR static void softmax_##SUFFIX(float *x, ptrdiff_t n) {                                              \
-        float m = x[0];                                                                                    \
-        for (ptrdiff_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;                                         \
-        float s = 0.0f;                                                                                    \
-        for (ptrdiff_t i = 0; i < n; i++) { x[i] = exp_poly(x[i] - m); s += x[i]; }                         \
-        float inv = 1.0f / s;                                                                              \
+        float m = max_##SUFFIX(x, n);                                                                      \
+        for (ptrdiff_t i = 0; i < n; i++) x[i] = exp_poly(x[i] - m);                                       \
+        float inv = 1.0f / sum_##SUFFIX(x, n);                                                             \
         for (ptrdiff_t i = 0; i < n; i++) x[i] *= inv;                                                     \
     }                                                                                                      \
     ATTR static void layer_norm_##SUFFIX(const float *x, ptrdiff_t rows, ptrdiff_t w, const float *g,        \
@@ -42,11 +87,8 @@ static inline float exp_poly(float x) {
         for (ptrdiff_t r = 0; r < rows; r++) {                                                             \
             const float *xr = x + r * w;                                                                   \
             float *o = out + r * w;                                                                        \
-            float s = 0.0f;                                                                                \
-            for (ptrdiff_t i = 0; i < w; i++) s += xr[i];                                                  \
-            float mean = s / (float)w;                                                                     \
-            float q = 0.0f;                                                                                \
-            for (ptrdiff_t i = 0; i < w; i++) { float d = xr[i] - mean; q += d * d; }                      \
+            float mean = sum_##SUFFIX(xr, w) / (float)w;                                                   \
+            float q = squared_deviation_##SUFFIX(xr, w, mean);                                             \
             float inv = 1.0f / sqrtf(q / (float)w + eps);                                                  \
             for (ptrdiff_t i = 0; i < w; i++) o[i] = (xr[i] - mean) * inv * g[i] + b[i];                    \
         }                                                                                                  \
