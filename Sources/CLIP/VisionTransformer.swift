@@ -5,8 +5,9 @@ import CLIPTensor
 /// token, positional embeddings, `ln_pre`, a transformer, `ln_post` on the class token, and `proj`.
 public struct VisionTransformer: Sendable {
     public let configuration: CLIPConfiguration.VisionTransformerConfiguration
-    /// [width, 3·patch·patch]: `conv1.weight` flattened, so patch embedding is one GEMM.
-    let patchWeight: Tensor
+    /// `conv1.weight` flattened to [width, 3·patch·patch], so patch embedding is one GEMM (packed once, in the
+    /// model's precision like every other projection).
+    let patchEmbedding: Linear
     let classEmbedding: Tensor  // [width]
     let positionalEmbedding: Tensor  // [grid² + 1, width]
     let lnPre: LayerNorm
@@ -19,7 +20,12 @@ public struct VisionTransformer: Sendable {
         configuration = c
         let (w, p) = (c.width, c.patchSize)
         let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])
-        patchWeight = Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars)
+        do throws(TensorError) {
+            patchEmbedding = try Linear(weight: Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), bias: nil,
+                                        precision: r.precision)
+        } catch {
+            throw .architecture("visual.conv1.weight: \(error)", origin: r.origin)
+        }
         classEmbedding = try r.tensor("visual.class_embedding", shape: [w])
         positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.grid * c.grid + 1, w])
         lnPre = try LayerNorm(r, "visual.ln_pre", width: w, eps: eps)
@@ -60,7 +66,7 @@ public struct VisionTransformer: Sendable {
             }
         }
         do {
-            let embedded = try matmul(patches, patchWeight, transposeB: true)  // [N·g², width]
+            let embedded = try patchEmbedding(patches)  // [N·g², width]
             var x = Tensor(uncheckedZeros: [n, tokens, w])
             x.scalars.withUnsafeMutableBufferPointer { xp in
                 embedded.scalars.withUnsafeBufferPointer { ep in
