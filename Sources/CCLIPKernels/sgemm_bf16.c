@@ -58,15 +58,18 @@ int clip_pack_b_bf16(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 }
 
 #ifdef CLIP_X86
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+// no_builtin("memset"): see ukr_avx512 in sgemm.c.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), no_builtin("memset")))
 static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, float *c, ptrdiff_t ldc, float alpha,
                      float beta) {
     __m512 acc[B_MR][2];
+    #pragma clang loop unroll(full)
     for (int i = 0; i < B_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
     for (ptrdiff_t q = 0; q < pairs; q++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(pb + q * B_NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(pb + q * B_NR + 16);
         const uint32_t *ap = pa + q * B_MR;
+        #pragma clang loop unroll(full)
         for (int i = 0; i < B_MR; i++) {
             __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[i]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
@@ -74,6 +77,7 @@ static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, fl
         }
     }
     __m512 va = _mm512_set1_ps(alpha);
+    #pragma clang loop unroll(full)
     for (int i = 0; i < B_MR; i++) {
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);

@@ -66,15 +66,18 @@ int clip_pack_b_int8(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 }
 
 #ifdef CLIP_X86
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
+// no_builtin("memset"): see ukr_avx512 in sgemm.c.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), no_builtin("memset")))
 static void ukr_int8(ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, float *c, ptrdiff_t ldc, const float *sa,
                      const float *sb, const int32_t *sums, float beta) {
     __m512i acc[Q_MR][2];
+    #pragma clang loop unroll(full)
     for (int i = 0; i < Q_MR; i++) { acc[i][0] = _mm512_setzero_si512(); acc[i][1] = _mm512_setzero_si512(); }
     for (ptrdiff_t q = 0; q < quads; q++) {
         __m512i b0 = _mm512_loadu_si512(pb + q * Q_NR * 4);
         __m512i b1 = _mm512_loadu_si512(pb + q * Q_NR * 4 + 64);
         const uint32_t *ap = pa + q * Q_MR;
+        #pragma clang loop unroll(full)
         for (int i = 0; i < Q_MR; i++) {
             __m512i av = _mm512_set1_epi32((int)ap[i]);
             acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);
@@ -83,6 +86,7 @@ static void ukr_int8(ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, floa
     }
     __m512i off0 = _mm512_slli_epi32(_mm512_loadu_si512(sums), 7), off1 = _mm512_slli_epi32(_mm512_loadu_si512(sums + 16), 7);
     __m512 s0 = _mm512_loadu_ps(sb), s1 = _mm512_loadu_ps(sb + 16);
+    #pragma clang loop unroll(full)
     for (int i = 0; i < Q_MR; i++) {
         float *ci = c + i * ldc;
         __m512 scale = _mm512_set1_ps(sa[i]);
