@@ -140,7 +140,8 @@ func packedMatchesPlain(_ kernel: GEMMKernel) throws {
 @Test(.enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"))
 func bf16GEMMEqualsReferenceOnRoundedInputs() throws {
     var rng = SplitMix(state: 11)
-    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256)] {
+    // (200, 160, 129): enough rows and panels that both threads take rows of their own.
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129)] {
         let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
         let a = rng.array(m * k)
         let packed = try PackedMatrix(w, transposed: true, precision: .bf16)
@@ -175,7 +176,8 @@ func quantised(_ v: [Float]) -> (codes: [Float], scale: Float) {
 @Test(.enabled(if: Precision.int8.isAvailable, "needs AVX512-VNNI"))
 func int8GEMMEqualsItsQuantisedProduct() throws {
     var rng = SplitMix(state: 13)
-    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256)] {
+    // (200, 160, 129): enough rows and panels that both threads take rows of their own.
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129)] {
         let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
         let a = rng.array(m * k)
         let packed = try PackedMatrix(w, transposed: true, precision: .int8)
