@@ -2,6 +2,7 @@
 // The micro-kernels for wider ISAs are compiled with per-function target attributes, so the library builds
 // for the baseline ISA and picks the kernel at run time: it runs correctly on any x86-64 and on arm64.
 #include "CCLIPKernels.h"
+#include "tile_store.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -128,13 +129,7 @@ static void ukr_avx512(ptrdiff_t kc, const float *restrict pa, const float *rest
     for (int i = 0; i < A5_MR; i++) {
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
-        if (beta != 0.0f) {
-            __m512 vb = _mm512_set1_ps(beta);
-            r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
-        }
-        _mm512_storeu_ps(ci, r0);
-        _mm512_storeu_ps(ci + 16, r1);
+        clip_store_row32(ci, r0, r1, beta);
     }
 }
 

@@ -1,6 +1,7 @@
 // bf16 × bf16 → fp32 GEMM with AVX512-BF16 (vdpbf16ps), for the opt-in reduced-precision mode: weights are packed
 // once as bf16 pairs along k, activations are rounded to bf16 (nearest even) while packed, sums stay fp32.
 #include "CCLIPKernels.h"
+#include "tile_store.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -81,13 +82,7 @@ static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, fl
     for (int i = 0; i < B_MR; i++) {
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
-        if (beta != 0.0f) {
-            __m512 vb = _mm512_set1_ps(beta);
-            r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
-        }
-        _mm512_storeu_ps(ci, r0);
-        _mm512_storeu_ps(ci + 16, r1);
+        clip_store_row32(ci, r0, r1, beta);
     }
 }
 #endif

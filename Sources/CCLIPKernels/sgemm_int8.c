@@ -4,6 +4,7 @@
 // Sums are exact int32 over the whole k (|sum| ≤ 255·127·k < 2³¹ for k < 66,000); the result is
 // C = s_a[i] · s_b[j] · (Σ (q_a + 128)·q_b − 128 · Σ q_b) + beta · C.
 #include "CCLIPKernels.h"
+#include "tile_store.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -92,13 +93,7 @@ static void ukr_int8(ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, floa
         __m512 scale = _mm512_set1_ps(sa[i]);
         __m512 r0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], off0)), _mm512_mul_ps(s0, scale));
         __m512 r1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], off1)), _mm512_mul_ps(s1, scale));
-        if (beta != 0.0f) {
-            __m512 vb = _mm512_set1_ps(beta);
-            r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
-        }
-        _mm512_storeu_ps(ci, r0);
-        _mm512_storeu_ps(ci + 16, r1);
+        clip_store_row32(ci, r0, r1, beta);
     }
 }
 #endif
