@@ -22,7 +22,7 @@ typedef struct {
 } kernel_desc;
 
 // Cache blocking: a KC x NR sliver of B stays in L1, an MC x KC block of A in L2, a KC x NC block of B in L3.
-enum { KC = 256, NC = 2048, MC_TILES = 16, TILE_MAX = 12 * 32 };
+enum { KC = 384, NC = 2048, MC_TILES = 16, TILE_MAX = 12 * 32 };
 
 // ---------------------------------------------------------------------------------------------------------
 // Portable micro-kernel: 4 x 8 with 4-wide vectors (GCC/Clang vector extensions): NEON on arm64, SSE on baseline

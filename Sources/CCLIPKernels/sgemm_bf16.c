@@ -12,7 +12,7 @@
 #define CLIP_X86 1
 #endif
 
-enum { B_MR = 12, B_NR = 32, B_KC = 256, B_MC_TILES = 16 };
+enum { B_MR = 12, B_NR = 32, B_KC = 768, B_MC_TILES = 16 };
 
 static inline uint16_t to_bf16(float f) {
     uint32_t u;

@@ -215,9 +215,10 @@ public struct PackedMatrix: Sendable {
         let beta: Float = accumulate ? 1 : 0
         let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
         let panels = (n + panel - 1) / panel
-        if threads > 1 && (panels < 2 * threads || (precision != .fp32 && m >= 64 * threads)) {
-            // Too few column panels to share (narrow convolutions), or reduced precision, where converting the
-            // activations is a real cost that a column split would repeat in every thread: split the rows instead.
+        if threads > 1 && (panels < 2 * threads || m >= 64 * threads) {
+            // Too few column panels to share (narrow convolutions), or enough rows for each thread to keep its
+            // tiles full: then a row split packs (or converts, or quantises) each activation row once, where a
+            // column split would repeat that in every thread.
             let bounds = chunkBounds(total: m, parts: threads, granule: 16)
             parallelFor(bounds.count - 1) { t in
                 let (i0, i1) = (bounds[t], bounds[t + 1])

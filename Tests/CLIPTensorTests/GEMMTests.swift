@@ -17,9 +17,9 @@ struct SplitMix {
     mutating func array(_ n: Int) -> [Float] { (0..<n).map { _ in next() } }
 }
 
-/// Shapes around every kernel's tile and block sizes (MR 4/6/12, NR 8/16/32, KC 256, NC 2048).
+/// Shapes around every kernel's tile and block sizes (MR 4/6/12, NR 8/16/32, KC 384, NC 2048).
 let gemmShapes: [(Int, Int, Int)] = [
-    (1, 1, 1), (3, 5, 7), (12, 32, 256), (13, 33, 257), (50, 50, 64), (77, 64, 300),
+    (1, 1, 1), (3, 5, 7), (12, 32, 384), (13, 33, 385), (50, 50, 64), (77, 64, 300), (9, 40, 1153),
     (25, 3072, 17), (100, 2100, 40), (7, 9, 600), (64, 1, 513), (1, 100, 3),
 ]
 
@@ -98,7 +98,8 @@ func sgemmMatchesReference(_ gc: GEMMCase) {
 @Test("Pre-packed SGEMM equals the plain one", arguments: GEMMKernel.allCases.filter { $0.isAvailable && $0 != .auto })
 func packedMatchesPlain(_ kernel: GEMMKernel) throws {
     var rng = SplitMix(state: 7)
-    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 300), (12, 64, 256), (3, 768, 3072), (2, 512, 49408 % 1000 + 300)] {
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 300), (12, 64, 384), (3, 768, 3072), (2, 512, 49408 % 1000 + 300),
+                      (200, 160, 129)] {
         let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))   // a Linear weight [out, in]
         let a = rng.array(m * k)
         let packed = try PackedMatrix(w, transposed: true, kernel: kernel)
@@ -140,8 +141,10 @@ func packedMatchesPlain(_ kernel: GEMMKernel) throws {
 @Test(.enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"))
 func bf16GEMMEqualsReferenceOnRoundedInputs() throws {
     var rng = SplitMix(state: 11)
-    // (200, 160, 129): enough rows and panels that both threads take rows of their own.
-    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129)] {
+    // (200, 160, 129): enough rows and panels that both threads take rows of their own; k 1601 spans three
+    // K blocks of 768 with an odd remainder.
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129),
+                      (9, 70, 1601)] {
         let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
         let a = rng.array(m * k)
         let packed = try PackedMatrix(w, transposed: true, precision: .bf16)
