@@ -76,6 +76,24 @@ typedef float v16f __attribute__((vector_size(64)));
     ATTR static void quick_gelu_##SUFFIX(float *x, ptrdiff_t n) {                                           \
         for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + exp_poly(-1.702f * x[i]));                  \
     }                                                                                                      \
+    ATTR static void epilogue_##SUFFIX(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols,                \
+                                       const float *restrict bias, int act) {                              \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                                             \
+            float *restrict ci = c + r * ldc;                                                              \
+            /* One pass per row: a bias pass stored in half-width vectors and re-read at full width by the */ \
+            /* activation would stall on store forwarding. */                                              \
+            if (act == CLIP_ACTIVATION_QUICK_GELU && bias) {                                               \
+                for (ptrdiff_t j = 0; j < cols; j++) {                                                     \
+                    float v = ci[j] + bias[j];                                                             \
+                    ci[j] = v / (1.0f + exp_poly(-1.702f * v));                                            \
+                }                                                                                          \
+            } else if (act == CLIP_ACTIVATION_QUICK_GELU) {                                                \
+                for (ptrdiff_t j = 0; j < cols; j++) ci[j] = ci[j] / (1.0f + exp_poly(-1.702f * ci[j]));   \
+            } else if (bias) {                                                                             \
+                for (ptrdiff_t j = 0; j < cols; j++) ci[j] += bias[j];                                     \
+            }                                                                                              \
+        }                                                                                                  \
+    }                                                                                                      \
     ATTR static void softmax_##SUFFIX(float *x, ptrdiff_t n) {                                              \
         float m = max_##SUFFIX(x, n);                                                                      \
         for (ptrdiff_t i = 0; i < n; i++) x[i] = exp_poly(x[i] - m);                                       \
@@ -115,6 +133,23 @@ void clip_quick_gelu(float *x, ptrdiff_t n) {
     if (level() == 1) { quick_gelu_avx2(x, n); return; }
 #endif
     quick_gelu_generic(x, n);
+}
+
+void clip_epilogue_tile(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int activation) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (level() == 2) epilogue_avx512(c, ldc, rows, cols, bias, activation);
+    else if (level() == 1) epilogue_avx2(c, ldc, rows, cols, bias, activation);
+    else
+#endif
+    epilogue_generic(c, ldc, rows, cols, bias, activation);
+    // GELU's erff does not vectorise; it runs here, after the bias.
+    if (activation == CLIP_ACTIVATION_GELU) {
+        for (ptrdiff_t r = 0; r < rows; r++) clip_gelu(c + r * ldc, cols);
+    }
+}
+
+void clip_gelu(float *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 void clip_softmax(float *x, ptrdiff_t n) {

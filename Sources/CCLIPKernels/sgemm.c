@@ -13,8 +13,9 @@
 #define CLIP_X86 1
 #endif
 
+// A micro-kernel computes one full MR x NR tile and applies `ep` (NULL, or bias offset to the tile) to it.
 typedef void (*ukr_fn)(ptrdiff_t kc, const float *pa, const float *pb, float *c, ptrdiff_t ldc,
-                       float alpha, float beta);
+                       float alpha, float beta, const clip_epilogue *ep);
 
 typedef struct {
     int mr, nr;
@@ -39,7 +40,7 @@ static inline v4f load4(const float *p) {
 static inline void store4(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 
 static void ukr_portable(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
-                         ptrdiff_t ldc, float alpha, float beta) {
+                         ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
     v4f acc[P_MR][2];
     for (int i = 0; i < P_MR; i++) {
         acc[i][0] = (v4f){0, 0, 0, 0};
@@ -62,9 +63,14 @@ static void ukr_portable(ptrdiff_t kc, const float *restrict pa, const float *re
             r0 += vb * load4(ci);
             r1 += vb * load4(ci + 4);
         }
+        if (ep && ep->bias) {
+            r0 += load4(ep->bias);
+            r1 += load4(ep->bias + 4);
+        }
         store4(ci, r0);
         store4(ci + 4, r1);
     }
+    if (ep && ep->activation != CLIP_ACTIVATION_NONE) clip_epilogue_tile(c, ldc, P_MR, P_NR, NULL, ep->activation);
 }
 
 #ifdef CLIP_X86
@@ -74,7 +80,7 @@ enum { A2_MR = 6, A2_NR = 16 };
 
 __attribute__((target("avx2,fma")))
 static void ukr_avx2(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
-                     ptrdiff_t ldc, float alpha, float beta) {
+                     ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
     __m256 acc[A2_MR][2];
     for (int i = 0; i < A2_MR; i++) { acc[i][0] = _mm256_setzero_ps(); acc[i][1] = _mm256_setzero_ps(); }
     for (ptrdiff_t p = 0; p < kc; p++) {
@@ -96,9 +102,14 @@ static void ukr_avx2(ptrdiff_t kc, const float *restrict pa, const float *restri
             r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
             r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
         }
+        if (ep && ep->bias) {
+            r0 = _mm256_add_ps(r0, _mm256_loadu_ps(ep->bias));
+            r1 = _mm256_add_ps(r1, _mm256_loadu_ps(ep->bias + 8));
+        }
         _mm256_storeu_ps(ci, r0);
         _mm256_storeu_ps(ci + 8, r1);
     }
+    if (ep && ep->activation != CLIP_ACTIVATION_NONE) clip_epilogue_tile(c, ldc, A2_MR, A2_NR, NULL, ep->activation);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -109,7 +120,7 @@ enum { A5_MR = 12, A5_NR = 32 };
 // registers, costing ~100 cycles per call (most of a short-k attention tile).
 __attribute__((target("avx512f"), no_builtin("memset")))
 static void ukr_avx512(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
-                       ptrdiff_t ldc, float alpha, float beta) {
+                       ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
     __m512 acc[A5_MR][2];
     #pragma clang loop unroll(full)
     for (int i = 0; i < A5_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
@@ -125,12 +136,15 @@ static void ukr_avx512(ptrdiff_t kc, const float *restrict pa, const float *rest
         }
     }
     __m512 va = _mm512_set1_ps(alpha);
+    const float *bias = ep ? ep->bias : NULL;
+    const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
     #pragma clang loop unroll(full)
     for (int i = 0; i < A5_MR; i++) {
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
-        clip_store_row32(ci, r0, r1, beta);
+        clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
     }
+    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, A5_MR, A5_NR, NULL, act);
 }
 
 static int cpu_has_avx2(void) {
@@ -247,7 +261,8 @@ static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t p0, ptr
 // C[0..mc, j0..j1] = alpha * A·B + beta * C, with `c` pointing at the block's first row and column 0. Edge tiles are
 // computed into a buffer and merged, so the micro-kernels only ever see full tiles.
 static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, ptrdiff_t mc, const float *bbase,
-                        ptrdiff_t j0, ptrdiff_t j1, float *c, ptrdiff_t ldc, float alpha, float beta) {
+                        ptrdiff_t j0, ptrdiff_t j1, float *c, ptrdiff_t ldc, float alpha, float beta,
+                        const clip_epilogue *ep) {
     const int mr = kd->mr, nr = kd->nr;
     float tile[TILE_MAX] __attribute__((aligned(64)));
     for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
@@ -258,10 +273,11 @@ static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, pt
             const float *ap = pa + ir * kc;
             float *cp = c + ir * ldc + jr;
             if (rows == mr && cols == nr) {
-                kd->ukr(kc, ap, bp, cp, ldc, alpha, beta);
+                const clip_epilogue local = clip_tile_local(ep, jr);
+                kd->ukr(kc, ap, bp, cp, ldc, alpha, beta, ep ? &local : NULL);
                 continue;
             }
-            kd->ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f);
+            kd->ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f, NULL);
             for (ptrdiff_t i = 0; i < rows; i++) {
                 float *ci = cp + i * ldc;
                 const float *ti = tile + i * nr;
@@ -271,6 +287,7 @@ static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, pt
                     for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j] + beta * ci[j];
                 }
             }
+            clip_tile_epilogue(ep, cp, ldc, rows, cols, jr);
         }
     }
 }
@@ -308,7 +325,7 @@ int clip_sgemm(int kernel, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, p
             for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
                 const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
                 pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, pa);
-                macro_block(&kd, kc, pa, mc, pb, 0, nc, c + ic * ldc + jc, ldc, alpha, beta_k);
+                macro_block(&kd, kc, pa, mc, pb, 0, nc, c + ic * ldc + jc, ldc, alpha, beta_k, NULL);
             }
         }
     }
@@ -347,7 +364,7 @@ int clip_pack_b(int kernel, int trans_b, ptrdiff_t k, ptrdiff_t n, const float *
 
 int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
                       ptrdiff_t lda, const float *packed, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
-                      ptrdiff_t ldc) {
+                      ptrdiff_t ldc, const clip_epilogue *ep) {
     kernel_desc kd;
     if (describe(kernel, &kd) != 0) return -1;
     const int mr = kd.mr, nr = kd.nr;
@@ -358,6 +375,7 @@ int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff
             float *ci = c + i * ldc;
             for (ptrdiff_t j = j0; j < j1; j++) ci[j] = beta == 0.0f ? 0.0f : ci[j] * beta;
         }
+        clip_tile_epilogue(ep, c + j0, ldc, m, j1 - j0, j0);
         return 0;
     }
     const ptrdiff_t npad = round_up(n, nr);
@@ -372,7 +390,8 @@ int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff
         for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
             const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
             pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, pa);
-            macro_block(&kd, kc, pa, mc, block, j0, j1, c + ic * ldc, ldc, alpha, beta_k);
+            macro_block(&kd, kc, pa, mc, block, j0, j1, c + ic * ldc, ldc, alpha, beta_k,
+                        pc + kc == k ? ep : NULL);
         }
     }
     return 0;

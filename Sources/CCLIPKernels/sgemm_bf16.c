@@ -62,7 +62,7 @@ int clip_pack_b_bf16(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 // no_builtin("memset"): see ukr_avx512 in sgemm.c.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), no_builtin("memset")))
 static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, float *c, ptrdiff_t ldc, float alpha,
-                     float beta) {
+                     float beta, const clip_epilogue *ep) {
     __m512 acc[B_MR][2];
     #pragma clang loop unroll(full)
     for (int i = 0; i < B_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
@@ -78,12 +78,15 @@ static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, fl
         }
     }
     __m512 va = _mm512_set1_ps(alpha);
+    const float *bias = ep ? ep->bias : NULL;
+    const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
     #pragma clang loop unroll(full)
     for (int i = 0; i < B_MR; i++) {
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
-        clip_store_row32(ci, r0, r1, beta);
+        clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
     }
+    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, B_MR, B_NR, NULL, act);
 }
 #endif
 
@@ -121,11 +124,19 @@ static _Thread_local uint32_t *scratch;
 static _Thread_local size_t scratch_cap;
 
 int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const uint16_t *packed,
-                           ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc) {
+                           ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc, const clip_epilogue *ep) {
 #ifdef CLIP_X86
     if (!clip_bf16_available()) return -1;
     if (m < 0 || k < 0 || j0 < 0 || j1 > n || j0 > j1 || j0 % B_NR != 0) return -1;
     if (m == 0 || j1 == j0) return 0;
+    if (k == 0) {
+        for (ptrdiff_t i = 0; i < m; i++) {
+            float *ci = c + i * ldc;
+            for (ptrdiff_t j = j0; j < j1; j++) ci[j] = beta == 0.0f ? 0.0f : ci[j] * beta;
+        }
+        clip_tile_epilogue(ep, c + j0, ldc, m, j1 - j0, j0);
+        return 0;
+    }
     const ptrdiff_t npad = up(n, B_NR), mc_max = B_MR * B_MC_TILES;
     size_t need = (size_t)mc_max * (B_KC / 2);
     if (scratch_cap < need) {
@@ -138,6 +149,7 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
     for (ptrdiff_t pc = 0; pc < k; pc += B_KC) {
         const ptrdiff_t kc = k - pc < B_KC ? k - pc : B_KC, pairs = up(kc, 2) / 2;
         const float beta_k = pc == 0 ? beta : 1.0f;
+        const clip_epilogue *ep_k = pc + kc == k ? ep : NULL;
         const uint16_t *block = packed + pc * npad;
         for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
             const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
@@ -149,15 +161,17 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
                     const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
                     float *cp = c + (ic + ir) * ldc + jr;
                     if (rows == B_MR && cols == B_NR) {
-                        ukr_bf16(pairs, scratch + ir * pairs, bp, cp, ldc, 1.0f, beta_k);
+                        const clip_epilogue local = clip_tile_local(ep_k, jr);
+                        ukr_bf16(pairs, scratch + ir * pairs, bp, cp, ldc, 1.0f, beta_k, ep_k ? &local : NULL);
                     } else {
-                        ukr_bf16(pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f);
+                        ukr_bf16(pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
                         for (ptrdiff_t i = 0; i < rows; i++) {
                             for (ptrdiff_t j = 0; j < cols; j++) {
                                 float *cij = cp + i * ldc + j;
                                 *cij = beta_k == 0.0f ? tile[i * B_NR + j] : tile[i * B_NR + j] + beta_k * *cij;
                             }
                         }
+                        clip_tile_epilogue(ep_k, cp, ldc, rows, cols, jr);
                     }
                 }
             }
@@ -166,6 +180,7 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
     return 0;
 #else
     (void)m; (void)n; (void)k; (void)a; (void)lda; (void)packed; (void)j0; (void)j1; (void)beta; (void)c; (void)ldc;
+    (void)ep;
     return -1;
 #endif
 }

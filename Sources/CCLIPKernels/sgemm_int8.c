@@ -70,7 +70,7 @@ int clip_pack_b_int8(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 // no_builtin("memset"): see ukr_avx512 in sgemm.c.
 __attribute__((target("avx512f,avx512bw,avx512vnni"), no_builtin("memset")))
 static void ukr_int8(ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, float *c, ptrdiff_t ldc, const float *sa,
-                     const float *sb, const int32_t *sums, float beta) {
+                     const float *sb, const int32_t *sums, float beta, const clip_epilogue *ep) {
     __m512i acc[Q_MR][2];
     #pragma clang loop unroll(full)
     for (int i = 0; i < Q_MR; i++) { acc[i][0] = _mm512_setzero_si512(); acc[i][1] = _mm512_setzero_si512(); }
@@ -87,14 +87,17 @@ static void ukr_int8(ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, floa
     }
     __m512i off0 = _mm512_slli_epi32(_mm512_loadu_si512(sums), 7), off1 = _mm512_slli_epi32(_mm512_loadu_si512(sums + 16), 7);
     __m512 s0 = _mm512_loadu_ps(sb), s1 = _mm512_loadu_ps(sb + 16);
+    const float *bias = ep ? ep->bias : NULL;
+    const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
     #pragma clang loop unroll(full)
     for (int i = 0; i < Q_MR; i++) {
         float *ci = c + i * ldc;
         __m512 scale = _mm512_set1_ps(sa[i]);
         __m512 r0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], off0)), _mm512_mul_ps(s0, scale));
         __m512 r1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], off1)), _mm512_mul_ps(s1, scale));
-        clip_store_row32(ci, r0, r1, beta);
+        clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
     }
+    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, Q_MR, Q_NR, NULL, act);
 }
 #endif
 
@@ -130,7 +133,7 @@ static _Thread_local size_t qscratch_cap;
 
 int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const int8_t *packed,
                           const float *scales, const int32_t *sums, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
-                          ptrdiff_t ldc) {
+                          ptrdiff_t ldc, const clip_epilogue *ep) {
 #ifdef CLIP_X86
     if (!clip_int8_available()) return -1;
     if (m < 0 || k < 0 || j0 < 0 || j1 > n || j0 > j1 || j0 % Q_NR != 0) return -1;
@@ -169,15 +172,17 @@ int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                 const uint32_t *ap = pa + (ir / Q_MR) * Q_MR * quads;
                 float *cp = c + (ic + ir) * ldc + jr;
                 if (rows == Q_MR && cols == Q_NR) {
-                    ukr_int8(quads, ap, bp, cp, ldc, sa + ir, scales + jr, sums + jr, beta);
+                    const clip_epilogue local = clip_tile_local(ep, jr);
+                    ukr_int8(quads, ap, bp, cp, ldc, sa + ir, scales + jr, sums + jr, beta, ep ? &local : NULL);
                 } else {
-                    ukr_int8(quads, ap, bp, tile, Q_NR, sa + ir, scales + jr, sums + jr, 0.0f);
+                    ukr_int8(quads, ap, bp, tile, Q_NR, sa + ir, scales + jr, sums + jr, 0.0f, NULL);
                     for (ptrdiff_t i = 0; i < rows; i++) {
                         for (ptrdiff_t j = 0; j < cols; j++) {
                             float *cij = cp + i * ldc + j;
                             *cij = beta == 0.0f ? tile[i * Q_NR + j] : tile[i * Q_NR + j] + beta * *cij;
                         }
                     }
+                    clip_tile_epilogue(ep, cp, ldc, rows, cols, jr);
                 }
             }
         }
@@ -185,7 +190,7 @@ int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
     return 0;
 #else
     (void)m; (void)n; (void)k; (void)a; (void)lda; (void)packed; (void)scales; (void)sums; (void)j0; (void)j1;
-    (void)beta; (void)c; (void)ldc;
+    (void)beta; (void)c; (void)ldc; (void)ep;
     return -1;
 #endif
 }

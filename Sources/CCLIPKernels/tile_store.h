@@ -1,22 +1,77 @@
-// Private to CCLIPKernels: the store step every AVX-512 micro-kernel ends with.
+// Private to CCLIPKernels: the store step every AVX-512 micro-kernel ends with, and the epilogue every packed GEMM
+// applies to its finished tiles.
 #ifndef CLIP_TILE_STORE_H
 #define CLIP_TILE_STORE_H
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
-// One 32-wide row of a C tile: ci[0..32) = r + beta · ci (C is read only when beta ≠ 0, so it may hold garbage).
+// e^x with the polynomial of elementwise.c (error ≤ 2 ulp), 16 lanes at a time; scalef applies the 2^n.
+__attribute__((target("avx512f"), always_inline)) static inline __m512 clip_exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+// QuickGELU x·σ(1.702x) = x / (1 + e^(−1.702x)).
+__attribute__((target("avx512f"), always_inline)) static inline __m512 clip_quick_gelu16(__m512 x) {
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), clip_exp16(_mm512_mul_ps(x, _mm512_set1_ps(-1.702f)))));
+}
+
+// One 32-wide row of a C tile: ci[0..32) = act(r + beta · ci + bias) (C is read only when beta ≠ 0, so it may hold
+// garbage). Bias and QuickGELU are applied in registers: a separate pass would reload the tile right after these
+// stores. `act` is CLIP_ACTIVATION_NONE or _QUICK_GELU here (GELU's erff runs as a pass over the tile).
 // Inlined into each kernel, which compiles it for its own ISA (all include avx512f).
 __attribute__((target("avx512f"), always_inline)) static inline void clip_store_row32(float *ci, __m512 r0, __m512 r1,
-                                                                                      float beta) {
+                                                                                      float beta, const float *bias,
+                                                                                      int act) {
     if (beta != 0.0f) {
         __m512 vb = _mm512_set1_ps(beta);
         r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
         r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
     }
+    if (bias) {
+        r0 = _mm512_add_ps(r0, _mm512_loadu_ps(bias));
+        r1 = _mm512_add_ps(r1, _mm512_loadu_ps(bias + 16));
+    }
+    if (act == 1) {  // CLIP_ACTIVATION_QUICK_GELU
+        r0 = clip_quick_gelu16(r0);
+        r1 = clip_quick_gelu16(r1);
+    }
     _mm512_storeu_ps(ci, r0);
     _mm512_storeu_ps(ci + 16, r1);
 }
 #endif
+
+#include "CCLIPKernels.h"
+
+// The epilogue on one finished tile of C (rows x cols at c, first column col0 of the whole matrix), vectorised for
+// this CPU in elementwise.c.
+void clip_epilogue_tile(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int activation);
+
+static inline void clip_tile_epilogue(const clip_epilogue *ep, float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols,
+                                      ptrdiff_t col0) {
+    if (ep) clip_epilogue_tile(c, ldc, rows, cols, ep->bias ? ep->bias + col0 : NULL, ep->activation);
+}
+
+// The epilogue as a micro-kernel receives it for one full tile: bias already offset to the tile's first column.
+static inline clip_epilogue clip_tile_local(const clip_epilogue *ep, ptrdiff_t col0) {
+    clip_epilogue local = {NULL, CLIP_ACTIVATION_NONE};
+    if (ep) {
+        local.bias = ep->bias ? ep->bias + col0 : NULL;
+        local.activation = ep->activation;
+    }
+    return local;
+}
 
 #endif

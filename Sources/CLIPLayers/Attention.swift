@@ -50,9 +50,11 @@ public struct MultiheadSelfAttention: Sendable {
 
     /// Attention over `batch × tokens` rows of `width` at `x`, written to `out` (added to it when `accumulate`,
     /// which makes the residual connection free). `qkv` ([rows, 3·width]) and `context` ([rows, width]) are
-    /// scratch buffers the caller reuses across layers.
+    /// scratch buffers the caller reuses across layers. `directAttention` false forces the two-SGEMM path the
+    /// direct kernel is tested against.
     public func apply(_ x: UnsafePointer<Float>, batch: Int, tokens: Int, causal: Bool, qkv: UnsafeMutablePointer<Float>,
-                      context: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+                      context: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool,
+                      directAttention: Bool = directAttentionAvailable) {
         let (w, hd, heads) = (width, width / heads, heads)
         inProj.apply(x, rows: batch * tokens, out: qkv)  // one GEMM for all projections
         let scale = 1 / Float(hd).squareRoot()
@@ -60,6 +62,11 @@ public struct MultiheadSelfAttention: Sendable {
         parallelFor(batch * heads) { task in
             let (b, h) = (task / heads, task % heads)
             let q = qBase + b * tokens * 3 * w + h * hd
+            let o = cBase + b * tokens * w + h * hd
+            if directAttention && attentionHead(tokens: tokens, headDim: hd, scale: scale, causal: causal, q: q,
+                                                k: q + w, v: q + 2 * w, ld: 3 * w, out: o, ldo: w) {
+                return
+            }
             var scores = [Float](repeating: 0, count: tokens * tokens)
             scores.withUnsafeMutableBufferPointer { sp in
                 let s = sp.baseAddress!
@@ -73,7 +80,7 @@ public struct MultiheadSelfAttention: Sendable {
                     for j in valid..<tokens { row[j] = 0 }
                 }
                 sgemm(transA: false, transB: false, m: tokens, n: hd, k: tokens, a: s, lda: tokens,
-                      b: q + 2 * w, ldb: 3 * w, c: cBase + b * tokens * w + h * hd, ldc: w, parallel: false)
+                      b: q + 2 * w, ldb: 3 * w, c: o, ldc: w, parallel: false)
             }
         }
         outProj.apply(context, rows: batch * tokens, out: out, accumulate: accumulate)
@@ -85,10 +92,11 @@ public enum Activation: String, Sendable {
     case quickGELU = "quick_gelu"
     case gelu = "gelu"
 
-    func apply(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    /// The same function as a GEMM epilogue.
+    var output: OutputActivation {
         switch self {
-        case .quickGELU: quickGELUInPlace(x, count: count)
-        case .gelu: geluInPlace(x, count: count)
+        case .quickGELU: return .quickGELU
+        case .gelu: return .gelu
         }
     }
 }
@@ -109,17 +117,29 @@ public struct MLP: Sendable {
 
     /// `x` [.., width] → [.., width].
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        var h = try fc(x)
-        h.scalars.withUnsafeMutableBufferPointer { p in activation.apply(p.baseAddress!, count: p.count) }
-        return try proj(h)
+        guard x.rank >= 1, x.shape[x.rank - 1] == fc.inFeatures else {
+            throw .shapeMismatch(operation: "MLP", x.shape, [fc.inFeatures])
+        }
+        let rows = x.count / max(fc.inFeatures, 1)
+        var shape = x.shape
+        shape[shape.count - 1] = proj.outFeatures
+        var out = Tensor(uncheckedZeros: shape)
+        var hidden = [Float](repeating: 0, count: rows * fc.outFeatures)
+        x.scalars.withUnsafeBufferPointer { xp in
+            hidden.withUnsafeMutableBufferPointer { hp in
+                out.scalars.withUnsafeMutableBufferPointer { op in
+                    apply(xp.baseAddress!, rows: rows, hidden: hp.baseAddress!, out: op.baseAddress!, accumulate: false)
+                }
+            }
+        }
+        return out
     }
 
     /// `rows` vectors at `x` through the MLP into `out` (added to it when `accumulate`); `hidden` is scratch of
     /// rows × hidden width.
     public func apply(_ x: UnsafePointer<Float>, rows: Int, hidden: UnsafeMutablePointer<Float>,
                       out: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        fc.apply(x, rows: rows, out: hidden)
-        activation.apply(hidden, count: rows * fc.outFeatures)
+        fc.apply(x, rows: rows, out: hidden, activation: activation.output)
         proj.apply(hidden, rows: rows, out: out, accumulate: accumulate)
     }
 }

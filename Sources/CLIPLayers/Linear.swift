@@ -36,13 +36,19 @@ public struct Linear: Sendable {
     }
 
     /// Applies the layer to `rows` consecutive vectors of `inFeatures` at `x`, writing `rows × outFeatures`
-    /// to `out`, or adding to it when `accumulate` (a residual connection without a separate pass).
+    /// to `out`, or adding to it when `accumulate` (a residual connection without a separate pass). The bias and
+    /// `activation` are applied by the GEMM to each output tile as it finishes.
     public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
-                      parallel: Bool = true) {
+                      activation: OutputActivation = .none, parallel: Bool = true) {
         let n = outFeatures
-        packedWeight.multiply(x, rows: rows, lda: inFeatures, into: out, ldc: n, accumulate: accumulate, parallel: parallel)
-        if let bias {
-            bias.scalars.withUnsafeBufferPointer { b in addBiasRows(out, rows: rows, width: n, bias: b.baseAddress!) }
+        guard let bias else {
+            packedWeight.multiply(x, rows: rows, lda: inFeatures, into: out, ldc: n, accumulate: accumulate,
+                                  activation: activation, parallel: parallel)
+            return
+        }
+        bias.scalars.withUnsafeBufferPointer { b in
+            packedWeight.multiply(x, rows: rows, lda: inFeatures, into: out, ldc: n, accumulate: accumulate,
+                                  bias: b.baseAddress!, activation: activation, parallel: parallel)
         }
     }
 

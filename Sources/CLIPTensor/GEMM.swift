@@ -117,6 +117,24 @@ public enum Precision: String, Sendable, CaseIterable {
     }
 }
 
+/// An element-wise function a packed product applies to each output tile as it finishes (after the bias), so the
+/// activation costs no separate pass over the output.
+public enum OutputActivation: Sendable {
+    case none
+    /// x·σ(1.702x), OpenAI CLIP's MLP activation.
+    case quickGELU
+    /// x·Φ(x) with the exact error function.
+    case gelu
+
+    var code: Int32 {
+        switch self {
+        case .none: return Int32(CLIP_ACTIVATION_NONE.rawValue)
+        case .quickGELU: return Int32(CLIP_ACTIVATION_QUICK_GELU.rawValue)
+        case .gelu: return Int32(CLIP_ACTIVATION_GELU.rawValue)
+        }
+    }
+}
+
 /// A right-hand matrix B [k, n] packed once into the GEMM kernel's panel layout, for repeated products A·B
 /// (a layer's weights): no per-call packing, and the only copy of the weights kept in memory.
 public struct PackedMatrix: Sendable {
@@ -184,54 +202,61 @@ public struct PackedMatrix: Sendable {
         self.panel = Int(precision == .fp32 ? clip_gemm_panel_width(kernel.code) : clip_bf16_panel_width())
     }
 
-    /// One column range [j0, j1) (or all of it) of C = A·B over rows `m`.
+    /// One column range [j0, j1) (or all of it) of C = A·B over rows `m`, then the epilogue on those columns.
     private func run(_ m: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ j0: Int, _ j1: Int, _ beta: Float,
-                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ epilogue: UnsafePointer<clip_epilogue>?) {
         switch precision {
         case .fp32:
             data.withUnsafeBufferPointer { dp in
-                _ = clip_sgemm_packed(kernel.code, 0, m, n, k, 1, a, lda, dp.baseAddress!, j0, j1, beta, c, ldc)
+                _ = clip_sgemm_packed(kernel.code, 0, m, n, k, 1, a, lda, dp.baseAddress!, j0, j1, beta, c, ldc, epilogue)
             }
         case .bf16:
             halves.withUnsafeBufferPointer { hp in
-                _ = clip_sgemm_packed_bf16(m, n, k, a, lda, hp.baseAddress!, j0, j1, beta, c, ldc)
+                _ = clip_sgemm_packed_bf16(m, n, k, a, lda, hp.baseAddress!, j0, j1, beta, c, ldc, epilogue)
             }
         case .int8:
             codes.withUnsafeBufferPointer { cp in
                 columnScales.withUnsafeBufferPointer { sp in
                     columnSums.withUnsafeBufferPointer { up in
                         _ = clip_gemm_packed_int8(m, n, k, a, lda, cp.baseAddress!, sp.baseAddress!, up.baseAddress!,
-                                                  j0, j1, beta, c, ldc)
+                                                  j0, j1, beta, c, ldc, epilogue)
                     }
                 }
             }
         }
     }
 
-    /// C [m, n] (+)= A [m, k] · B, A with leading dimension `lda`, C with `ldc`; columns split over the cores.
+    /// C [m, n] (+)= A [m, k] · B, A with leading dimension `lda`, C with `ldc`; then, on each finished tile,
+    /// C += `bias` [n] (when given) and `activation`. Work is split over the cores by columns or rows.
     public func multiply(_ a: UnsafePointer<Float>, rows m: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
-                         accumulate: Bool = false, parallel: Bool = true) {
+                         accumulate: Bool = false, bias: UnsafePointer<Float>? = nil,
+                         activation: OutputActivation = .none, parallel: Bool = true) {
         guard m > 0, n > 0 else { return }
-        let beta: Float = accumulate ? 1 : 0
-        let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
-        let panels = (n + panel - 1) / panel
-        if threads > 1 && (panels < 2 * threads || m >= 64 * threads) {
-            // Too few column panels to share (narrow convolutions), or enough rows for each thread to keep its
-            // tiles full: then a row split packs (or converts, or quantises) each activation row once, where a
-            // column split would repeat that in every thread.
-            let bounds = chunkBounds(total: m, parts: threads, granule: 16)
-            parallelFor(bounds.count - 1) { t in
-                let (i0, i1) = (bounds[t], bounds[t + 1])
-                guard i1 > i0 else { return }
-                run(i1 - i0, a + i0 * lda, lda, 0, n, beta, c + i0 * ldc, ldc)
+        var ep = clip_epilogue(bias: bias, activation: activation.code)
+        let hasEpilogue = bias != nil || activation != .none
+        withUnsafePointer(to: &ep) { epp in
+            let epilogue = hasEpilogue ? epp : nil
+            let beta: Float = accumulate ? 1 : 0
+            let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
+            let panels = (n + panel - 1) / panel
+            if threads > 1 && (panels < 2 * threads || m >= 64 * threads) {
+                // Too few column panels to share (narrow convolutions), or enough rows for each thread to keep its
+                // tiles full: then a row split packs (or converts, or quantises) each activation row once, where a
+                // column split would repeat that in every thread.
+                let bounds = chunkBounds(total: m, parts: threads, granule: 16)
+                parallelFor(bounds.count - 1) { t in
+                    let (i0, i1) = (bounds[t], bounds[t + 1])
+                    guard i1 > i0 else { return }
+                    run(i1 - i0, a + i0 * lda, lda, 0, n, beta, c + i0 * ldc, ldc, epilogue)
+                }
+                return
             }
-            return
-        }
-        let bounds = chunkBounds(total: n, parts: threads, granule: panel)
-        parallelFor(bounds.count - 1) { t in
-            let (j0, j1) = (bounds[t], bounds[t + 1])
-            guard j1 > j0 else { return }
-            run(m, a, lda, j0, j1, beta, c, ldc)
+            let bounds = chunkBounds(total: n, parts: threads, granule: panel)
+            parallelFor(bounds.count - 1) { t in
+                let (j0, j1) = (bounds[t], bounds[t + 1])
+                guard j1 > j0 else { return }
+                run(m, a, lda, j0, j1, beta, c, ldc, epilogue)
+            }
         }
     }
 

@@ -204,3 +204,57 @@ func int8GEMMEqualsItsQuantisedProduct() throws {
         #expect(abs(packed.unpacked().scalars[0] - cols[0].codes[0] * cols[0].scale) < 1e-6)
     }
 }
+
+struct EpilogueCase: CustomTestStringConvertible, Sendable {
+    let precision: Precision
+    let kernel: GEMMKernel
+    let activation: OutputActivation
+    var testDescription: String { "\(precision.rawValue) \(kernel.rawValue) \(activation)" }
+}
+
+/// Every fp32 micro-kernel this CPU has (each applies the epilogue its own way), and the reduced precisions.
+let epilogueCases: [EpilogueCase] = {
+    let fp32 = GEMMKernel.allCases.filter { $0.isAvailable && $0 != .auto }.map { (Precision.fp32, $0) }
+    let reduced = [Precision.bf16, .int8].filter(\.isAvailable).map { ($0, GEMMKernel.best) }
+    return (fp32 + reduced).flatMap { p, k in
+        [OutputActivation.none, .quickGELU, .gelu].map { EpilogueCase(precision: p, kernel: k, activation: $0) }
+    }
+}()
+
+/// The fused bias + activation equals separate passes over the output: bitwise for the bias (the same additions),
+/// within 2e-7 relative for the activations (the micro-kernels evaluate QuickGELU's exponential in registers with
+/// their own instruction sequence). Checked on edge tiles, across K block boundaries (only the last block may apply
+/// it) and under both thread splits.
+@Test("GEMM epilogue equals separate bias and activation passes", arguments: epilogueCases)
+func epilogueEqualsSeparatePasses(_ ec: EpilogueCase) throws {
+    var rng = SplitMix(state: 17)
+    for (m, n, k) in [(1, 1, 1), (13, 70, 800), (50, 2304, 64), (200, 160, 129), (9, 33, 1601), (4, 5, 0)] {
+        let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
+        let a = rng.array(m * k), bias = rng.array(n).map { $0 * 4 }
+        let packed = try PackedMatrix(w, transposed: true, kernel: ec.kernel, precision: ec.precision)
+        for accumulate in [false, true] {
+            var separate = rng.array(m * n), fused = separate
+            a.withUnsafeBufferPointer { ap in
+                bias.withUnsafeBufferPointer { bp in
+                    separate.withUnsafeMutableBufferPointer { cp in
+                        let c = cp.baseAddress!
+                        packed.multiply(ap.baseAddress!, rows: m, lda: max(k, 1), into: c, ldc: n, accumulate: accumulate)
+                        addBiasRows(c, rows: m, width: n, bias: bp.baseAddress!)
+                        switch ec.activation {
+                        case .none: break
+                        case .quickGELU: quickGELUInPlace(c, count: m * n)
+                        case .gelu: geluInPlace(c, count: m * n)
+                        }
+                    }
+                    fused.withUnsafeMutableBufferPointer { cp in
+                        packed.multiply(ap.baseAddress!, rows: m, lda: max(k, 1), into: cp.baseAddress!, ldc: n,
+                                        accumulate: accumulate, bias: bp.baseAddress!, activation: ec.activation)
+                    }
+                }
+            }
+            let tolerance: Float = ec.activation == .none ? 0 : 2e-7
+            let differing = zip(separate, fused).filter { abs($0.0 - $0.1) > tolerance * max(1, abs($0.0)) }.count
+            #expect(differing == 0, "m=\(m) n=\(n) k=\(k) accumulate=\(accumulate): \(differing) of \(m * n) differ")
+        }
+    }
+}

@@ -16,6 +16,20 @@ typedef enum {
     CLIP_GEMM_AVX512 = 3,    // x86-64 AVX-512F, 12x32 register tile
 } clip_gemm_kernel;
 
+/// Element-wise activations a packed GEMM can apply to its output tiles.
+typedef enum {
+    CLIP_ACTIVATION_NONE = 0,
+    CLIP_ACTIVATION_QUICK_GELU = 1,  // x·σ(1.702x), OpenAI CLIP's MLP
+    CLIP_ACTIVATION_GELU = 2,        // x·Φ(x) with the exact error function
+} clip_activation;
+
+/// Work a packed GEMM does on each finished output tile while it is still in cache: C[i, j] += bias[j] (when `bias`
+/// is not NULL; indexed by absolute column), then the activation. Replaces separate passes over C.
+typedef struct {
+    const float *bias;
+    int activation;
+} clip_epilogue;
+
 /// 1 when `kernel` can run on this CPU (and OS), else 0.
 int clip_gemm_kernel_available(int kernel);
 
@@ -46,9 +60,10 @@ int clip_pack_b(int kernel, int trans_b, ptrdiff_t k, ptrdiff_t n, const float *
 
 /// C[:, j0..<j1] = alpha · op(A) · B[:, j0..<j1] + beta · C with B pre-packed for the same `kernel`;
 /// `j0` must be a multiple of the panel width. C columns are absolute (C points at column 0).
+/// `ep` (may be NULL) is applied to C[:, j0..<j1] after the product.
 int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
                       ptrdiff_t lda, const float *packed_b, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
-                      ptrdiff_t ldc);
+                      ptrdiff_t ldc, const clip_epilogue *ep);
 
 /// 1 when this CPU has AVX512-BF16 (the bf16 GEMM below can run).
 int clip_bf16_available(void);
@@ -62,7 +77,7 @@ int clip_pack_b_bf16(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 /// C[:, j0..<j1] = A · B[:, j0..<j1] + beta · C with A [m, k] fp32 (rounded to bf16 while packed) and B pre-packed
 /// bf16; fp32 accumulation. Returns -1 without AVX512-BF16.
 int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const uint16_t *packed,
-                           ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc);
+                           ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc, const clip_epilogue *ep);
 
 /// Column-panel width of the bf16 GEMM.
 int clip_bf16_panel_width(void);
@@ -85,10 +100,22 @@ int clip_pack_b_int8(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 /// exact int32 sums, dequantised in fp32. Returns -1 without AVX512-VNNI.
 int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const int8_t *packed,
                           const float *scales, const int32_t *sums, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
-                          ptrdiff_t ldc);
+                          ptrdiff_t ldc, const clip_epilogue *ep);
+
+/// 1 when `clip_attention_head` can run on this CPU (AVX-512F); elsewhere attention goes through the SGEMM.
+int clip_attention_available(void);
+
+/// One head of softmax(scale · Q·Kᵀ) · V over `tokens` rows: row i of Q, K and V at q, k, v + i·ld (hd values each),
+/// row i of the result at out + i·ldo. With `causal`, row i attends to rows 0...i only. Scratch is per thread.
+/// Returns -1 when unavailable or on invalid arguments.
+int clip_attention_head(ptrdiff_t tokens, ptrdiff_t hd, float scale, int causal, const float *q, const float *k,
+                        const float *v, ptrdiff_t ld, float *out, ptrdiff_t ldo);
 
 /// QuickGELU x·σ(1.702x) in place (vectorised exp, error ≤ 2 ulp).
 void clip_quick_gelu(float *x, ptrdiff_t n);
+
+/// GELU x·Φ(x) in place, with the exact error function (erff).
+void clip_gelu(float *x, ptrdiff_t n);
 
 /// Softmax over `n` values in place (max-subtracted).
 void clip_softmax(float *x, ptrdiff_t n);
