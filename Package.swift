@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CLIPTests",
-            dependencies: ["CLIP", "CLIPWeights", "CLIPTensor"],
+            dependencies: ["CLIP", "CLIPLayers", "CLIPWeights", "CLIPTensor"],
             resources: [.copy("Fixtures")]
         ),
     ],
