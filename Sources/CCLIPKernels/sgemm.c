@@ -214,13 +214,34 @@ static float *scratch_get(scratch *s, size_t count) {
     return s->ptr;
 }
 
+#ifdef CLIP_X86
+// A full 12-row panel of row-major A, 16 columns at a time through a register transpose (the scalar gather below
+// was 2 % of ViT and 12 % of ResNet inference); returns the columns done.
+__attribute__((target("avx512f")))
+static ptrdiff_t pack_a_rows12_avx512(const float *a, ptrdiff_t lda, ptrdiff_t kc, float *dst) {
+    ptrdiff_t p = 0;
+    for (; p + 16 <= kc; p += 16) {
+        __m512 r[12];
+        #pragma clang loop unroll(full)
+        for (int i = 0; i < 12; i++) r[i] = _mm512_loadu_ps(a + i * lda + p);
+        clip_store_columns12(r, dst + p * 12);
+    }
+    return p;
+}
+#endif
+
 // Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row panels, k-major inside a panel,
 // zero-padding the last panel.
 static void pack_a(int trans_a, const float *a, ptrdiff_t lda, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t p0,
                    ptrdiff_t kc, int mr, float *dst) {
     for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
         ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
-        for (ptrdiff_t p = 0; p < kc; p++) {
+        ptrdiff_t p = 0;
+#ifdef CLIP_X86
+        // mr is 12 only for the AVX-512 kernel, so the CPU has AVX-512F here.
+        if (!trans_a && mr == 12 && rows == 12) p = pack_a_rows12_avx512(a + (i0 + ir) * lda + p0, lda, kc, dst);
+#endif
+        for (; p < kc; p++) {
             float *d = dst + p * mr;
             ptrdiff_t i = 0;
             if (!trans_a) {

@@ -28,6 +28,41 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 clip_quic
     return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), clip_exp16(_mm512_mul_ps(x, _mm512_set1_ps(-1.702f)))));
 }
 
+// Twelve rows of 16 values (r[0..11], 32-bit lanes) written column by column: dst[c * 12 + i] = r[i][c] for the 16
+// columns c — the k-major panel layout of a 12-row micro-kernel. A 16 x 16 transpose with four zero rows (in-lane
+// unpack and shuffle, then two rounds of 128-bit lane shuffles), each column stored as 12 lanes.
+__attribute__((target("avx512f"), always_inline)) static inline void clip_store_columns12(const __m512 r[12],
+                                                                                          float *dst) {
+    __m512 t[16], u[16], v[16];
+    #pragma clang loop unroll(full)
+    for (int i = 0; i < 16; i += 2) {
+        const __m512 a = i < 12 ? r[i] : _mm512_setzero_ps(), b = i + 1 < 12 ? r[i + 1] : _mm512_setzero_ps();
+        t[i] = _mm512_unpacklo_ps(a, b);
+        t[i + 1] = _mm512_unpackhi_ps(a, b);
+    }
+    // u[4g + q]: lane L holds column 4L + q of rows 4g..4g+3.
+    #pragma clang loop unroll(full)
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    #pragma clang loop unroll(full)
+    for (int q = 0; q < 4; q++) {
+        v[q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+        v[4 + q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
+        v[8 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+        v[12 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
+    }
+    #pragma clang loop unroll(full)
+    for (int c = 0; c < 16; c++) {
+        const __m512 col = c < 8 ? _mm512_shuffle_f32x4(v[c], v[c + 8], 0x88)
+                                 : _mm512_shuffle_f32x4(v[c - 8], v[c], 0xDD);
+        _mm512_mask_storeu_ps(dst + c * 12, (__mmask16)0x0FFF, col);
+    }
+}
+
 // One 32-wide row of a C tile: ci[0..32) = act(r + beta · ci + bias) (C is read only when beta ≠ 0, so it may hold
 // garbage). Bias and QuickGELU are applied in registers: a separate pass would reload the tile right after these
 // stores. `act` is CLIP_ACTIVATION_NONE or _QUICK_GELU here (GELU's erff runs as a pass over the tile).
