@@ -92,20 +92,37 @@ static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, fl
 
 #ifdef CLIP_X86
 // Rows [ic+ir, …) of A, k range [pc, pc + kc), into MR-row panels of bf16 pairs. A row converted to bf16 is already
-// the sequence of (k, k+1) pair words, so each row is converted 32 values at a time and scattered with stride MR.
+// the sequence of (k, k+1) pair words; full panels are transposed in registers, the rest (the k tail, a last
+// partial panel) converted per row and scattered with stride MR.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 static void pack_a_bf16(const float *a, ptrdiff_t lda, ptrdiff_t row0, ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc,
                         ptrdiff_t pairs, uint32_t *dst) {
     uint32_t words[B_KC / 2 + 16] __attribute__((aligned(64)));
     for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
         uint32_t *panel = dst + ir * pairs;
+        ptrdiff_t done = 0;  // pairs already in the panel
+        if (ir + B_MR <= mc) {
+            // A full panel: 32 values of each of the 12 rows become 16 pair words per row, stored column-wise by
+            // one register transpose (no per-word scatter).
+            const float *base = a + (row0 + ir) * lda + pc;
+            for (; 2 * done + 32 <= kc; done += 16) {
+                __m512 r[B_MR];
+                #pragma clang loop unroll(full)
+                for (int i = 0; i < B_MR; i++) {
+                    const float *row = base + i * lda + 2 * done;
+                    r[i] = (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 16), _mm512_loadu_ps(row));
+                }
+                clip_store_columns12(r, (float *)(panel + done * B_MR));
+            }
+            if (done == pairs) continue;
+        }
         for (ptrdiff_t i = 0; i < B_MR; i++) {
             if (ir + i >= mc) {
                 for (ptrdiff_t q = 0; q < pairs; q++) panel[q * B_MR + i] = 0;
                 continue;
             }
             const float *row = a + (row0 + ir + i) * lda + pc;
-            ptrdiff_t p = 0;
+            ptrdiff_t p = 2 * done;
             for (; p + 32 <= kc; p += 32) {
                 __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + p + 16), _mm512_loadu_ps(row + p));
                 _mm512_storeu_si512(words + p / 2, (__m512i)v);
@@ -114,7 +131,7 @@ static void pack_a_bf16(const float *a, ptrdiff_t lda, ptrdiff_t row0, ptrdiff_t
                 uint32_t lo = to_bf16(row[p]), hi = p + 1 < kc ? to_bf16(row[p + 1]) : 0;
                 words[p / 2] = lo | hi << 16;
             }
-            for (ptrdiff_t q = 0; q < pairs; q++) panel[q * B_MR + i] = words[q];
+            for (ptrdiff_t q = done; q < pairs; q++) panel[q * B_MR + i] = words[q];
         }
     }
 }
