@@ -89,6 +89,11 @@ typedef float v16f __attribute__((vector_size(64)));
                 }                                                                                          \
             } else if (act == CLIP_ACTIVATION_QUICK_GELU) {                                                \
                 for (ptrdiff_t j = 0; j < cols; j++) ci[j] = ci[j] / (1.0f + exp_poly(-1.702f * ci[j]));   \
+            } else if (act == CLIP_ACTIVATION_RELU) {                                                      \
+                for (ptrdiff_t j = 0; j < cols; j++) {                                                     \
+                    float v = bias ? ci[j] + bias[j] : ci[j];                                              \
+                    ci[j] = v > 0.0f ? v : 0.0f;                                                           \
+                }                                                                                          \
             } else if (bias) {                                                                             \
                 for (ptrdiff_t j = 0; j < cols; j++) ci[j] += bias[j];                                     \
             }                                                                                              \

@@ -65,7 +65,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void clip_store_
 
 // One 32-wide row of a C tile: ci[0..32) = act(r + beta · ci + bias) (C is read only when beta ≠ 0, so it may hold
 // garbage). Bias and QuickGELU are applied in registers: a separate pass would reload the tile right after these
-// stores. `act` is CLIP_ACTIVATION_NONE or _QUICK_GELU here (GELU's erff runs as a pass over the tile).
+// stores. `act` is CLIP_ACTIVATION_NONE, _QUICK_GELU or _RELU here (GELU's erff runs as a pass over the tile).
 // Inlined into each kernel, which compiles it for its own ISA (all include avx512f).
 __attribute__((target("avx512f"), always_inline)) static inline void clip_store_row32(float *ci, __m512 r0, __m512 r1,
                                                                                       float beta, const float *bias,
@@ -82,6 +82,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void clip_store_
     if (act == 1) {  // CLIP_ACTIVATION_QUICK_GELU
         r0 = clip_quick_gelu16(r0);
         r1 = clip_quick_gelu16(r1);
+    } else if (act == 3) {  // CLIP_ACTIVATION_RELU
+        r0 = _mm512_max_ps(r0, _mm512_setzero_ps());
+        r1 = _mm512_max_ps(r1, _mm512_setzero_ps());
     }
     _mm512_storeu_ps(ci, r0);
     _mm512_storeu_ps(ci + 16, r1);

@@ -71,44 +71,38 @@ public struct Conv2d: Sendable {
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let ho = (h + 2 * padding - kernel) / stride + 1, wo = (w + 2 * padding - kernel) / stride + 1
         let o = outChannels, kdim = kernel * kernel * c, pixels = ho * wo
-        var out = Tensor(uncheckedZeros: [n, ho, wo, o])
-        x.scalars.withUnsafeBufferPointer { xp in
-            out.scalars.withUnsafeMutableBufferPointer { op in
-                let xBase = xp.baseAddress!, oBase = op.baseAddress!
-                if kernel == 1 && stride == 1 && padding == 0 {
-                    // Every pixel of the batch is a row: one GEMM, split over the cores by output channels.
-                    packedWeight.multiply(xBase, rows: n * pixels, lda: c, into: oBase, ldc: o)
-                } else {
+        guard kdim > 0 else { throw .shapeMismatch(operation: "Conv2d", x.shape, [o, c, kernel, kernel]) }
+        if n * pixels * o == 0 { return Tensor(uncheckedZeros: [n, ho, wo, o]) }
+        let activation: OutputActivation = relu ? .relu : .none
+        // Every output element is written by the GEMM, which also adds the bias and applies ReLU per tile.
+        return Tensor(uncheckedShape: [n, ho, wo, o]) { op in
+            x.scalars.withUnsafeBufferPointer { xp in
+                bias.scalars.withUnsafeBufferPointer { bp in
+                    let xBase = xp.baseAddress!, oBase = op.baseAddress!, b = bp.baseAddress!
+                    if kernel == 1 && stride == 1 && padding == 0 {
+                        // Every pixel of the batch is a row: one GEMM, split over the cores.
+                        packedWeight.multiply(xBase, rows: n * pixels, lda: c, into: oBase, ldc: o, bias: b,
+                                              activation: activation)
+                        return
+                    }
                     // Whole images per core when there are enough of them; otherwise each GEMM uses every core.
                     let acrossImages = n >= availableCores
                     let image: (Int) -> Void = { img in
-                        var col = [Float](repeating: 0, count: pixels * kdim)
-                        col.withUnsafeMutableBufferPointer { cp in
+                        // im2col writes every element (zeros outside the image), so the buffer starts uninitialised.
+                        let col = [Float](unsafeUninitializedCapacity: pixels * kdim) { cp, initialized in
                             im2colChannelsLast(xBase + img * h * w * c, height: h, width: w, channels: c, kernel: kernel,
                                                stride: stride, padding: padding, ho: ho, wo: wo, out: cp.baseAddress!)
+                            initialized = pixels * kdim
+                        }
+                        col.withUnsafeBufferPointer { cp in
                             packedWeight.multiply(cp.baseAddress!, rows: pixels, lda: kdim, into: oBase + img * pixels * o,
-                                                  ldc: o, parallel: !acrossImages)
+                                                  ldc: o, bias: b, activation: activation, parallel: !acrossImages)
                         }
                     }
                     if acrossImages { parallelFor(n, image) } else { for img in 0..<n { image(img) } }
                 }
-                bias.scalars.withUnsafeBufferPointer { bp in
-                    let rows = n * pixels
-                    let bounds = chunkBounds(total: rows, parts: availableCores, granule: 64)
-                    parallelFor(bounds.count - 1) { t in
-                        for r in bounds[t]..<bounds[t + 1] {
-                            let row = oBase + r * o
-                            if relu {
-                                for j in 0..<o { row[j] = max(row[j] + bp[j], 0) }
-                            } else {
-                                for j in 0..<o { row[j] += bp[j] }
-                            }
-                        }
-                    }
-                }
             }
         }
-        return out
     }
 }
 

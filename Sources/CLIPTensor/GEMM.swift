@@ -125,12 +125,15 @@ public enum OutputActivation: Sendable {
     case quickGELU
     /// x·Φ(x) with the exact error function.
     case gelu
+    /// max(x, 0).
+    case relu
 
     var code: Int32 {
         switch self {
         case .none: return Int32(CLIP_ACTIVATION_NONE.rawValue)
         case .quickGELU: return Int32(CLIP_ACTIVATION_QUICK_GELU.rawValue)
         case .gelu: return Int32(CLIP_ACTIVATION_GELU.rawValue)
+        case .relu: return Int32(CLIP_ACTIVATION_RELU.rawValue)
         }
     }
 }

@@ -38,6 +38,17 @@ public struct Tensor: Sendable, Equatable {
         self.scalars = [Float](repeating: 0, count: shape.reduce(1, *))
     }
 
+    /// For a validated shape every element of which `initialize` writes (within this package only): no zero-fill
+    /// pass over buffers that a GEMM or im2col overwrites anyway.
+    package init(uncheckedShape shape: [Int], initializingWith initialize: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.shape = shape
+        self.scalars = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialize(buffer)
+            initialized = count
+        }
+    }
+
     public var rank: Int { shape.count }
     public var count: Int { scalars.count }
 

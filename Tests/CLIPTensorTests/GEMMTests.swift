@@ -217,7 +217,7 @@ let epilogueCases: [EpilogueCase] = {
     let fp32 = GEMMKernel.allCases.filter { $0.isAvailable && $0 != .auto }.map { (Precision.fp32, $0) }
     let reduced = [Precision.bf16, .int8].filter(\.isAvailable).map { ($0, GEMMKernel.best) }
     return (fp32 + reduced).flatMap { p, k in
-        [OutputActivation.none, .quickGELU, .gelu].map { EpilogueCase(precision: p, kernel: k, activation: $0) }
+        [OutputActivation.none, .quickGELU, .gelu, .relu].map { EpilogueCase(precision: p, kernel: k, activation: $0) }
     }
 }()
 
@@ -244,6 +244,7 @@ func epilogueEqualsSeparatePasses(_ ec: EpilogueCase) throws {
                         case .none: break
                         case .quickGELU: quickGELUInPlace(c, count: m * n)
                         case .gelu: geluInPlace(c, count: m * n)
+                        case .relu: for i in 0..<(m * n) { c[i] = max(c[i], 0) }
                         }
                     }
                     fused.withUnsafeMutableBufferPointer { cp in
@@ -252,7 +253,7 @@ func epilogueEqualsSeparatePasses(_ ec: EpilogueCase) throws {
                     }
                 }
             }
-            let tolerance: Float = ec.activation == .none ? 0 : 2e-7
+            let tolerance: Float = ec.activation == .none || ec.activation == .relu ? 0 : 2e-7
             let differing = zip(separate, fused).filter { abs($0.0 - $0.1) > tolerance * max(1, abs($0.0)) }.count
             #expect(differing == 0, "m=\(m) n=\(n) k=\(k) accumulate=\(accumulate): \(differing) of \(m * n) differ")
         }

@@ -21,6 +21,7 @@ typedef enum {
     CLIP_ACTIVATION_NONE = 0,
     CLIP_ACTIVATION_QUICK_GELU = 1,  // x·σ(1.702x), OpenAI CLIP's MLP
     CLIP_ACTIVATION_GELU = 2,        // x·Φ(x) with the exact error function
+    CLIP_ACTIVATION_RELU = 3,        // max(x, 0), the ResNet's
 } clip_activation;
 
 /// Work a packed GEMM does on each finished output tile while it is still in cache: C[i, j] += bias[j] (when `bias`
