@@ -46,9 +46,8 @@ public struct VisionTransformer: Sendable {
         }
         let g = c.grid, w = c.width, tokens = g * g + 1, pdim = 3 * p * p
         // Gather patches into rows [N·g², 3·p·p] in the (channel, y, x) order of the convolution weight.
-        var patches = Tensor(uncheckedZeros: [n * g * g, pdim])
-        pixels.scalars.withUnsafeBufferPointer { src in
-            patches.scalars.withUnsafeMutableBufferPointer { dst in
+        let patches = Tensor(uncheckedShape: [n * g * g, pdim]) { dst in
+            pixels.scalars.withUnsafeBufferPointer { src in
                 for img in 0..<n {
                     for gy in 0..<g {
                         for gx in 0..<g {

@@ -209,11 +209,16 @@ public struct TransformerWorkspace {
     var context: [Float]
     var hidden: [Float]
 
+    /// Every buffer is written (LayerNorm, GEMM, attention) before it is read, so none is zero-filled first.
     public init(rows: Int, width: Int, hidden: Int) {
-        normed = [Float](repeating: 0, count: rows * width)
-        qkv = [Float](repeating: 0, count: rows * 3 * width)
-        context = [Float](repeating: 0, count: rows * width)
-        self.hidden = [Float](repeating: 0, count: rows * hidden)
+        normed = Self.scratch(rows * width)
+        qkv = Self.scratch(rows * 3 * width)
+        context = Self.scratch(rows * width)
+        self.hidden = Self.scratch(rows * hidden)
+    }
+
+    private static func scratch(_ count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 }
 
