@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIP", "CLIPHub", "CLIPKit", "CLIPTokenizer", "CLIPImage", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIP", "CLIPHub", "CLIPKit", "CLIPTokenizer", "CLIPImage", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor"]),

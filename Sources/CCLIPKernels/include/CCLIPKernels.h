@@ -128,6 +128,11 @@ void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const floa
 /// The exp used by the kernels above (for tests).
 float clip_exp(float x);
 
+/// Runs `iterations` of a register-only multiply-add loop on this thread (kind 0: fp32 with the GEMM's widest FMA,
+/// 1: AVX512-BF16 dot products, 2: AVX512-VNNI dot products) and returns the operations it did, or -1 when the CPU
+/// lacks that kind. Timing it on every core measures the arithmetic peak the GEMMs are compared with.
+double clip_peak_loop(int kind, long iterations, float *sink);
+
 /// CPUs this process may run on (affinity mask on Linux), at least 1.
 int clip_available_cpus(void);
 
