@@ -86,20 +86,21 @@ public struct Conv2d: Sendable {
                         return
                     }
                     // Whole images per core when there are enough of them; otherwise each GEMM uses every core.
+                    // Each core reuses one im2col buffer for its images (a fresh multi-megabyte buffer per image
+                    // would page-fault anew every time); im2col writes every element, zeros outside the image.
                     let acrossImages = n >= availableCores
-                    let image: (Int) -> Void = { img in
-                        // im2col writes every element (zeros outside the image), so the buffer starts uninitialised.
-                        let col = [Float](unsafeUninitializedCapacity: pixels * kdim) { cp, initialized in
+                    let bounds = chunkBounds(total: n, parts: acrossImages ? availableCores : 1, granule: 1)
+                    parallelFor(bounds.count - 1) { t in
+                        guard bounds[t + 1] > bounds[t] else { return }
+                        let col = UnsafeMutablePointer<Float>.allocate(capacity: pixels * kdim)
+                        defer { col.deallocate() }
+                        for img in bounds[t]..<bounds[t + 1] {
                             im2colChannelsLast(xBase + img * h * w * c, height: h, width: w, channels: c, kernel: kernel,
-                                               stride: stride, padding: padding, ho: ho, wo: wo, out: cp.baseAddress!)
-                            initialized = pixels * kdim
-                        }
-                        col.withUnsafeBufferPointer { cp in
-                            packedWeight.multiply(cp.baseAddress!, rows: pixels, lda: kdim, into: oBase + img * pixels * o,
-                                                  ldc: o, bias: b, activation: activation, parallel: !acrossImages)
+                                               stride: stride, padding: padding, ho: ho, wo: wo, out: col)
+                            packedWeight.multiply(col, rows: pixels, lda: kdim, into: oBase + img * pixels * o, ldc: o,
+                                                  bias: b, activation: activation, parallel: !acrossImages)
                         }
                     }
-                    if acrossImages { parallelFor(n, image) } else { for img in 0..<n { image(img) } }
                 }
             }
         }
