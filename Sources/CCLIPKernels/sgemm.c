@@ -17,9 +17,14 @@
 typedef void (*ukr_fn)(ptrdiff_t kc, const float *pa, const float *pb, float *c, ptrdiff_t ldc,
                        float alpha, float beta, const clip_epilogue *ep);
 
+// The same for a tile of `rows` < MR rows (full NR columns), written straight to C; NULL when a kernel has none.
+typedef void (*edge_fn)(ptrdiff_t rows, ptrdiff_t kc, const float *pa, const float *pb, float *c, ptrdiff_t ldc,
+                        float alpha, float beta, const clip_epilogue *ep);
+
 typedef struct {
     int mr, nr;
     ukr_fn ukr;
+    edge_fn edge;
 } kernel_desc;
 
 // Cache blocking: an MR x KC sliver of A stays in L1, an MC x KC block of A in L2, a KC x NC block of B in L2/L3.
@@ -116,20 +121,24 @@ static void ukr_avx2(ptrdiff_t kc, const float *restrict pa, const float *restri
 // AVX-512F micro-kernel: 12 x 32 (24 zmm accumulators, 2 for B, 1 broadcast).
 enum { A5_MR = 12, A5_NR = 32 };
 
+// The kernel for R <= 12 rows (R a compile-time constant after inlining); A panels keep their stride of 12.
 // no_builtin: otherwise the accumulator zeroing becomes a memset of a stack array that is then reloaded into
 // registers, costing ~100 cycles per call (most of a short-k attention tile).
-__attribute__((target("avx512f"), no_builtin("memset")))
-static void ukr_avx512(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
-                       ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
+__attribute__((target("avx512f"), no_builtin("memset"), always_inline))
+static inline void ukr_avx512_rows(const int R, ptrdiff_t kc, const float *restrict pa, const float *restrict pb,
+                                   float *restrict c, ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
     __m512 acc[A5_MR][2];
     #pragma clang loop unroll(full)
-    for (int i = 0; i < A5_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    for (int i = 0; i < A5_MR; i++) {
+        if (i < R) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    }
     for (ptrdiff_t p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(pb + p * A5_NR);
         __m512 b1 = _mm512_loadu_ps(pb + p * A5_NR + 16);
         const float *ap = pa + p * A5_MR;
         #pragma clang loop unroll(full)
         for (int i = 0; i < A5_MR; i++) {
+            if (i >= R) continue;
             __m512 av = _mm512_set1_ps(ap[i]);
             acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
@@ -140,11 +149,28 @@ static void ukr_avx512(ptrdiff_t kc, const float *restrict pa, const float *rest
     const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
     #pragma clang loop unroll(full)
     for (int i = 0; i < A5_MR; i++) {
+        if (i >= R) continue;
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
         clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, A5_MR, A5_NR, NULL, act);
+    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, A5_NR, NULL, act);
+}
+
+__attribute__((target("avx512f")))
+static void ukr_avx512(ptrdiff_t kc, const float *restrict pa, const float *restrict pb, float *restrict c,
+                       ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
+    ukr_avx512_rows(A5_MR, kc, pa, pb, c, ldc, alpha, beta, ep);
+}
+
+// The last row panel of a GEMM is usually partial (50 rows of a ViT-B/32 image are four panels and 2 rows): a kernel
+// per row count does only those rows instead of a full 12-row tile into a buffer.
+__attribute__((target("avx512f")))
+static void edge_avx512(ptrdiff_t rows, ptrdiff_t kc, const float *restrict pa, const float *restrict pb,
+                        float *restrict c, ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
+#define EDGE_CALL(R) ukr_avx512_rows(R, kc, pa, pb, c, ldc, alpha, beta, ep)
+    CLIP_EDGE_ROWS(rows, EDGE_CALL)
+#undef EDGE_CALL
 }
 
 static int cpu_has_avx2(void) {
@@ -187,10 +213,10 @@ static int describe(int kernel, kernel_desc *d) {
     if (!clip_gemm_kernel_available(kernel)) return -1;
     switch (kernel) {
 #ifdef CLIP_X86
-    case CLIP_GEMM_AVX512: d->mr = A5_MR; d->nr = A5_NR; d->ukr = ukr_avx512; return 0;
-    case CLIP_GEMM_AVX2: d->mr = A2_MR; d->nr = A2_NR; d->ukr = ukr_avx2; return 0;
+    case CLIP_GEMM_AVX512: d->mr = A5_MR; d->nr = A5_NR; d->ukr = ukr_avx512; d->edge = edge_avx512; return 0;
+    case CLIP_GEMM_AVX2: d->mr = A2_MR; d->nr = A2_NR; d->ukr = ukr_avx2; d->edge = NULL; return 0;
 #endif
-    case CLIP_GEMM_PORTABLE: d->mr = P_MR; d->nr = P_NR; d->ukr = ukr_portable; return 0;
+    case CLIP_GEMM_PORTABLE: d->mr = P_MR; d->nr = P_NR; d->ukr = ukr_portable; d->edge = NULL; return 0;
     default: return -1;
     }
 }
@@ -279,8 +305,8 @@ static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t p0, ptr
 }
 
 // One packed A block (mc rows) against B panels at `bbase + jr * kc` for columns jr in [j0, j1) (j0 a multiple of NR):
-// C[0..mc, j0..j1] = alpha * A·B + beta * C, with `c` pointing at the block's first row and column 0. Edge tiles are
-// computed into a buffer and merged, so the micro-kernels only ever see full tiles.
+// C[0..mc, j0..j1] = alpha * A·B + beta * C, with `c` pointing at the block's first row and column 0. Partial row
+// panels go to the kernel's edge variant when it has one; other edge tiles are computed into a buffer and merged.
 static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, ptrdiff_t mc, const float *bbase,
                         ptrdiff_t j0, ptrdiff_t j1, float *c, ptrdiff_t ldc, float alpha, float beta,
                         const clip_epilogue *ep) {
@@ -296,9 +322,10 @@ static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, pt
             const ptrdiff_t cols = j1 - jr < nr ? j1 - jr : nr;
             const float *bp = bbase + jr * kc;
             float *cp = c + ir * ldc + jr;
-            if (rows == mr && cols == nr) {
+            if (cols == nr && (rows == mr || kd->edge)) {
                 const clip_epilogue local = clip_tile_local(ep, jr);
-                kd->ukr(kc, ap, bp, cp, ldc, alpha, beta, ep ? &local : NULL);
+                if (rows == mr) kd->ukr(kc, ap, bp, cp, ldc, alpha, beta, ep ? &local : NULL);
+                else kd->edge(rows, kc, ap, bp, cp, ldc, alpha, beta, ep ? &local : NULL);
                 continue;
             }
             kd->ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f, NULL);

@@ -59,19 +59,22 @@ int clip_pack_b_bf16(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 }
 
 #ifdef CLIP_X86
-// no_builtin("memset"): see ukr_avx512 in sgemm.c.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), no_builtin("memset")))
-static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, float *c, ptrdiff_t ldc, float alpha,
-                     float beta, const clip_epilogue *ep) {
+// R <= 12 rows (a compile-time constant after inlining); no_builtin("memset"): see ukr_avx512 in sgemm.c.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), no_builtin("memset"), always_inline))
+static inline void ukr_bf16_rows(const int R, ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, float *c,
+                                 ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
     __m512 acc[B_MR][2];
     #pragma clang loop unroll(full)
-    for (int i = 0; i < B_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    for (int i = 0; i < B_MR; i++) {
+        if (i < R) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    }
     for (ptrdiff_t q = 0; q < pairs; q++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(pb + q * B_NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(pb + q * B_NR + 16);
         const uint32_t *ap = pa + q * B_MR;
         #pragma clang loop unroll(full)
         for (int i = 0; i < B_MR; i++) {
+            if (i >= R) continue;
             __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[i]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
@@ -82,11 +85,25 @@ static void ukr_bf16(ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, fl
     const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
     #pragma clang loop unroll(full)
     for (int i = 0; i < B_MR; i++) {
+        if (i >= R) continue;
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
         clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, B_MR, B_NR, NULL, act);
+    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, B_NR, NULL, act);
+}
+
+// A full tile, or `rows` < 12 of one (the last row panel), written straight to C.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void ukr_bf16(ptrdiff_t rows, ptrdiff_t pairs, const uint32_t *pa, const uint32_t *pb, float *c, ptrdiff_t ldc,
+                     float alpha, float beta, const clip_epilogue *ep) {
+    if (rows == B_MR) {
+        ukr_bf16_rows(B_MR, pairs, pa, pb, c, ldc, alpha, beta, ep);
+        return;
+    }
+#define EDGE_CALL(R) ukr_bf16_rows(R, pairs, pa, pb, c, ldc, alpha, beta, ep)
+    CLIP_EDGE_ROWS(rows, EDGE_CALL)
+#undef EDGE_CALL
 }
 #endif
 
@@ -178,11 +195,11 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
                     const ptrdiff_t cols = j1 - jr < B_NR ? j1 - jr : B_NR;
                     const uint32_t *bp = (const uint32_t *)(block + (jr / B_NR) * pairs * 2 * B_NR);
                     float *cp = c + (ic + ir) * ldc + jr;
-                    if (rows == B_MR && cols == B_NR) {
+                    if (cols == B_NR) {
                         const clip_epilogue local = clip_tile_local(ep_k, jr);
-                        ukr_bf16(pairs, scratch + ir * pairs, bp, cp, ldc, 1.0f, beta_k, ep_k ? &local : NULL);
+                        ukr_bf16(rows, pairs, scratch + ir * pairs, bp, cp, ldc, 1.0f, beta_k, ep_k ? &local : NULL);
                     } else {
-                        ukr_bf16(pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
+                        ukr_bf16(B_MR, pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
                         for (ptrdiff_t i = 0; i < rows; i++) {
                             for (ptrdiff_t j = 0; j < cols; j++) {
                                 float *cij = cp + i * ldc + j;

@@ -67,19 +67,23 @@ int clip_pack_b_int8(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 }
 
 #ifdef CLIP_X86
-// no_builtin("memset"): see ukr_avx512 in sgemm.c.
-__attribute__((target("avx512f,avx512bw,avx512vnni"), no_builtin("memset")))
-static void ukr_int8(ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, float *c, ptrdiff_t ldc, const float *sa,
-                     const float *sb, const int32_t *sums, float beta, const clip_epilogue *ep) {
+// R <= 12 rows (a compile-time constant after inlining); no_builtin("memset"): see ukr_avx512 in sgemm.c.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), no_builtin("memset"), always_inline))
+static inline void ukr_int8_rows(const int R, ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, float *c,
+                                 ptrdiff_t ldc, const float *sa, const float *sb, const int32_t *sums, float beta,
+                                 const clip_epilogue *ep) {
     __m512i acc[Q_MR][2];
     #pragma clang loop unroll(full)
-    for (int i = 0; i < Q_MR; i++) { acc[i][0] = _mm512_setzero_si512(); acc[i][1] = _mm512_setzero_si512(); }
+    for (int i = 0; i < Q_MR; i++) {
+        if (i < R) { acc[i][0] = _mm512_setzero_si512(); acc[i][1] = _mm512_setzero_si512(); }
+    }
     for (ptrdiff_t q = 0; q < quads; q++) {
         __m512i b0 = _mm512_loadu_si512(pb + q * Q_NR * 4);
         __m512i b1 = _mm512_loadu_si512(pb + q * Q_NR * 4 + 64);
         const uint32_t *ap = pa + q * Q_MR;
         #pragma clang loop unroll(full)
         for (int i = 0; i < Q_MR; i++) {
+            if (i >= R) continue;
             __m512i av = _mm512_set1_epi32((int)ap[i]);
             acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], av, b0);
             acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], av, b1);
@@ -91,13 +95,27 @@ static void ukr_int8(ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, floa
     const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
     #pragma clang loop unroll(full)
     for (int i = 0; i < Q_MR; i++) {
+        if (i >= R) continue;
         float *ci = c + i * ldc;
         __m512 scale = _mm512_set1_ps(sa[i]);
         __m512 r0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], off0)), _mm512_mul_ps(s0, scale));
         __m512 r1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], off1)), _mm512_mul_ps(s1, scale));
         clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, Q_MR, Q_NR, NULL, act);
+    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, Q_NR, NULL, act);
+}
+
+// A full tile, or `rows` < 12 of one (the last row panel), written straight to C.
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void ukr_int8(ptrdiff_t rows, ptrdiff_t quads, const uint32_t *pa, const int8_t *pb, float *c, ptrdiff_t ldc,
+                     const float *sa, const float *sb, const int32_t *sums, float beta, const clip_epilogue *ep) {
+    if (rows == Q_MR) {
+        ukr_int8_rows(Q_MR, quads, pa, pb, c, ldc, sa, sb, sums, beta, ep);
+        return;
+    }
+#define EDGE_CALL(R) ukr_int8_rows(R, quads, pa, pb, c, ldc, sa, sb, sums, beta, ep)
+    CLIP_EDGE_ROWS(rows, EDGE_CALL)
+#undef EDGE_CALL
 }
 #endif
 
@@ -171,11 +189,11 @@ int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                 const ptrdiff_t rows = mc - ir < Q_MR ? mc - ir : Q_MR;
                 const uint32_t *ap = pa + (ir / Q_MR) * Q_MR * quads;
                 float *cp = c + (ic + ir) * ldc + jr;
-                if (rows == Q_MR && cols == Q_NR) {
+                if (cols == Q_NR) {
                     const clip_epilogue local = clip_tile_local(ep, jr);
-                    ukr_int8(quads, ap, bp, cp, ldc, sa + ir, scales + jr, sums + jr, beta, ep ? &local : NULL);
+                    ukr_int8(rows, quads, ap, bp, cp, ldc, sa + ir, scales + jr, sums + jr, beta, ep ? &local : NULL);
                 } else {
-                    ukr_int8(quads, ap, bp, tile, Q_NR, sa + ir, scales + jr, sums + jr, 0.0f, NULL);
+                    ukr_int8(Q_MR, quads, ap, bp, tile, Q_NR, sa + ir, scales + jr, sums + jr, 0.0f, NULL);
                     for (ptrdiff_t i = 0; i < rows; i++) {
                         for (ptrdiff_t j = 0; j < cols; j++) {
                             float *cij = cp + i * ldc + j;

@@ -93,6 +93,22 @@ __attribute__((target("avx512f"), always_inline)) static inline void clip_store_
 
 #include "CCLIPKernels.h"
 
+// A row count 1...11 handed to CALL(R) as a compile-time constant, for the edge variants of the 12-row kernels.
+#define CLIP_EDGE_ROWS(rows, CALL)                                                                                   \
+    switch (rows) {                                                                                                  \
+    case 1: CALL(1); break;                                                                                          \
+    case 2: CALL(2); break;                                                                                          \
+    case 3: CALL(3); break;                                                                                          \
+    case 4: CALL(4); break;                                                                                          \
+    case 5: CALL(5); break;                                                                                          \
+    case 6: CALL(6); break;                                                                                          \
+    case 7: CALL(7); break;                                                                                          \
+    case 8: CALL(8); break;                                                                                          \
+    case 9: CALL(9); break;                                                                                          \
+    case 10: CALL(10); break;                                                                                        \
+    default: CALL(11); break;                                                                                        \
+    }
+
 // The epilogue on one finished tile of C (rows x cols at c, first column col0 of the whole matrix), vectorised for
 // this CPU in elementwise.c.
 void clip_epilogue_tile(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int activation);
