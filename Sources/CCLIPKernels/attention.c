@@ -4,31 +4,15 @@
 // only Kᵀ is materialised (once per head, with the scale folded in), the scores live in a per-thread buffer, and
 // the two products run on 6-row register tiles whose width follows the actual token count and head size.
 #include "CCLIPKernels.h"
+#include "scratch.h"
 #include "tile_store.h"
-
-#include <stdlib.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define CLIP_X86 1
 #endif
 
-typedef struct {
-    float *ptr;
-    size_t cap;
-} at_scratch;
-
-static _Thread_local at_scratch scores_scratch;
-
-static float *at_scratch_get(at_scratch *s, size_t count) {
-    if (s->cap < count) {
-        free(s->ptr);
-        size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
-        s->ptr = (float *)aligned_alloc(64, bytes);
-        s->cap = s->ptr ? count : 0;
-    }
-    return s->ptr;
-}
+static _Thread_local clip_scratch scores_scratch;
 
 int clip_attention_available(void) {
 #ifdef CLIP_X86
@@ -168,7 +152,7 @@ int clip_attention_head(ptrdiff_t tokens, ptrdiff_t hd, float scale, int causal,
     if (tokens == 0 || hd == 0) return 0;
 #ifdef CLIP_X86
     const ptrdiff_t tp = (tokens + 15) / 16 * 16;
-    float *buf = at_scratch_get(&scores_scratch, (size_t)((hd + tokens) * tp));
+    float *buf = clip_scratch_get(&scores_scratch, (size_t)((hd + tokens) * tp));
     if (!buf) return -1;
     attention_avx512(tokens, hd, scale, causal, q, k, v, ld, out, ldo, buf, buf + hd * tp, tp);
     return 0;

@@ -2,6 +2,7 @@
 // The micro-kernels for wider ISAs are compiled with per-function target attributes, so the library builds
 // for the baseline ISA and picks the kernel at run time: it runs correctly on any x86-64 and on arm64.
 #include "CCLIPKernels.h"
+#include "scratch.h"
 #include "tile_store.h"
 
 #include <stdint.h>
@@ -221,24 +222,7 @@ static int describe(int kernel, kernel_desc *d) {
     }
 }
 
-// Per-thread packing buffers, grown on demand and reused: a fresh multi-megabyte allocation per call would
-// page-fault on every small GEMM (attention runs thousands of them).
-typedef struct {
-    float *ptr;
-    size_t cap;
-} scratch;
-
-static _Thread_local scratch scratch_a, scratch_b;
-
-static float *scratch_get(scratch *s, size_t count) {
-    if (s->cap < count) {
-        free(s->ptr);
-        size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
-        s->ptr = (float *)aligned_alloc(64, bytes);
-        s->cap = s->ptr ? count : 0;
-    }
-    return s->ptr;
-}
+static _Thread_local clip_scratch scratch_a, scratch_b;
 
 #ifdef CLIP_X86
 // A full 12-row panel of row-major A, 16 columns at a time through a register transpose (the scalar gather below
@@ -363,8 +347,8 @@ int clip_sgemm(int kernel, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, p
     const ptrdiff_t mc_max = (ptrdiff_t)mr * MC_TILES;
     const ptrdiff_t kc_max = k < KC ? k : KC;
     const ptrdiff_t nc_max = n < NC ? n : NC;
-    float *pa = scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
-    float *pb = scratch_get(&scratch_b, (size_t)(((nc_max + nr - 1) / nr) * nr * kc_max));
+    float *pa = clip_scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
+    float *pb = clip_scratch_get(&scratch_b, (size_t)(((nc_max + nr - 1) / nr) * nr * kc_max));
     if (!pa || !pb) return -1;
     for (ptrdiff_t jc = 0; jc < n; jc += NC) {
         const ptrdiff_t nc = n - jc < NC ? n - jc : NC;
@@ -432,7 +416,7 @@ int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff
     const ptrdiff_t npad = round_up(n, nr);
     const ptrdiff_t mc_max = (ptrdiff_t)mr * MC_TILES;
     const ptrdiff_t kc_max = k < KC ? k : KC;
-    float *pa = scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
+    float *pa = clip_scratch_get(&scratch_a, (size_t)(mc_max * kc_max));
     if (!pa) return -1;
     for (ptrdiff_t pc = 0; pc < k; pc += KC) {
         const ptrdiff_t kc = k - pc < KC ? k - pc : KC;
