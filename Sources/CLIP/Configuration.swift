@@ -98,7 +98,23 @@ public struct CLIPConfiguration: Sendable, Equatable {
         guard layerNormEps > 0, layerNormEps.isFinite else {
             throw .architecture("configuration layerNormEps is \(layerNormEps); it must be positive", origin: origin)
         }
+        // Attention keeps a tokens × tokens score matrix per head in flight: beyond this a checkpoint's positional
+        // embedding would ask for gigabytes per head (ViT-L/14@336px has 577 tokens, the text tower 77).
+        func gridTokens(_ grid: Int) -> Int {
+            let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
+            return overflow || square >= Int.max ? Int.max : square + 1
+        }
+        var tokens = [("text.contextLength", text.contextLength)]
+        if case .transformer(let v) = vision { tokens.append(("vision tokens (grid² + 1)", gridTokens(v.grid))) }
+        if case .resnet(let r) = vision { tokens.append(("attention-pool tokens (grid² + 1)", gridTokens(r.outputGrid))) }
+        for (name, value) in tokens where value > Self.maximumTokens {
+            throw .architecture("configuration \(name) is \(value); at most \(Self.maximumTokens) tokens are supported",
+                                origin: origin)
+        }
     }
+
+    /// The most tokens a sequence may have (text context, or image patches plus the class token).
+    public static let maximumTokens = 16_384
 
     /// Derives the architecture from tensor names and shapes, following the reference `build_model`.
     public static func infer(from source: any WeightSource) throws(ModelLoadError) -> CLIPConfiguration {

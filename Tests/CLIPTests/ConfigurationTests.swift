@@ -28,6 +28,18 @@ let tinyConfiguration = CLIPConfiguration(
                                                 origin: "random initialisation")) {
         try CLIPModel(randomWeightsFor: zeroPatch)
     }
+    // A grid or context whose score matrices would need gigabytes per head is refused by name, not allocated.
+    var hugeGrid = tinyConfiguration
+    hugeGrid.vision = .transformer(.init(width: 64, layers: 1, heads: 2, patchSize: 4, grid: 200))
+    #expect(throws: ModelLoadError.architecture(
+        "configuration vision tokens (grid² + 1) is 40001; at most 16384 tokens are supported",
+        origin: "random initialisation")) { try CLIPModel(randomWeightsFor: hugeGrid) }
+    var overflowingGrid = tinyConfiguration
+    overflowingGrid.vision = .transformer(.init(width: 64, layers: 1, heads: 2, patchSize: 4, grid: Int.max / 2))
+    #expect(throws: ModelLoadError.self) { try CLIPModel(randomWeightsFor: overflowingGrid) }
+    var longContext = tinyConfiguration
+    longContext.text.contextLength = 100_000
+    #expect(throws: ModelLoadError.self) { try CLIPModel(randomWeightsFor: longContext) }
     var threeStages = tinyConfiguration
     threeStages.vision = .resnet(.init(layers: [1, 1, 1], width: 8, heads: 4, outputGrid: 2))
     #expect(throws: ModelLoadError.self) { try CLIPModel(randomWeightsFor: threeStages) }
