@@ -267,6 +267,63 @@ static void pack_a(int trans_a, const float *a, ptrdiff_t lda, ptrdiff_t i0, ptr
     }
 }
 
+// Source of im2col row `r` (an output pixel) for the kernel offset (dy, dx): the input pixel's channels, or NULL
+// outside the image.
+static inline const float *conv_field(const clip_conv_geometry *g, ptrdiff_t r, ptrdiff_t dy, ptrdiff_t dx) {
+    const ptrdiff_t oy = r / g->out_width, ox = r % g->out_width;
+    const ptrdiff_t iy = oy * g->stride + dy - g->padding, ix = ox * g->stride + dx - g->padding;
+    if (iy < 0 || iy >= g->height || ix < 0 || ix >= g->width) return NULL;
+    return g->image + (iy * g->width + ix) * g->channels;
+}
+
+#ifdef CLIP_X86
+// A full 12-row panel, 16 k values at a time: with channels a multiple of 16 and blocks starting at multiples of
+// 16, a block never straddles two kernel offsets, so each row contributes one contiguous (or all-zero) vector.
+__attribute__((target("avx512f")))
+static ptrdiff_t pack_a_conv12_avx512(const clip_conv_geometry *g, ptrdiff_t r0, ptrdiff_t p0, ptrdiff_t kc,
+                                      float *dst) {
+    const ptrdiff_t c = g->channels, k = g->kernel;
+    ptrdiff_t p = 0;
+    for (; p + 16 <= kc; p += 16) {
+        const ptrdiff_t q = p0 + p, span = q / c, ch = q % c;
+        const ptrdiff_t dy = span / k, dx = span % k;
+        __m512 r[12];
+        #pragma clang loop unroll(full)
+        for (int i = 0; i < 12; i++) {
+            const float *src = conv_field(g, r0 + i, dy, dx);
+            r[i] = src ? _mm512_loadu_ps(src + ch) : _mm512_setzero_ps();
+        }
+        clip_store_columns12(r, dst + p * 12);
+    }
+    return p;
+}
+#endif
+
+// Packs rows [i0, i0+mc) x k range [p0, p0+kc) of the implicit im2col matrix: row r is output pixel r (row-major
+// over the output), k index p is (dy, dx, channel) in that order, zero where the field leaves the image.
+static void pack_a_conv(const clip_conv_geometry *g, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t p0, ptrdiff_t kc, int mr,
+                        float *dst) {
+    const ptrdiff_t c = g->channels, k = g->kernel;
+    for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+        const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr, r0 = g->first_pixel + i0 + ir;
+        ptrdiff_t p = 0;
+#ifdef CLIP_X86
+        if (mr == 12 && rows == 12 && c % 16 == 0 && p0 % 16 == 0) p = pack_a_conv12_avx512(g, r0, p0, kc, dst);
+#endif
+        for (; p < kc; p++) {
+            const ptrdiff_t q = p0 + p, span = q / c, ch = q % c;
+            float *d = dst + p * mr;
+            ptrdiff_t i = 0;
+            for (; i < rows; i++) {
+                const float *src = conv_field(g, r0 + i, span / k, span % k);
+                d[i] = src ? src[ch] : 0.0f;
+            }
+            for (; i < mr; i++) d[i] = 0.0f;
+        }
+        dst += kc * mr;
+    }
+}
+
 // Packs rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into NR-column panels, zero-padding the last panel.
 static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
                    ptrdiff_t nc, int nr, float *dst) {
@@ -397,9 +454,24 @@ int clip_pack_b(int kernel, int trans_b, ptrdiff_t k, ptrdiff_t n, const float *
     return 0;
 }
 
-int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
-                      ptrdiff_t lda, const float *packed, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
-                      ptrdiff_t ldc, const clip_epilogue *ep) {
+// Where the left-hand rows of a packed product come from: a row-major matrix, or the receptive fields of a
+// channels-last image (implicit im2col).
+typedef struct {
+    int trans_a;
+    const float *a;
+    ptrdiff_t lda;
+    const clip_conv_geometry *conv;  // when set, A is the im2col of conv->image and `a`/`lda` are unused
+} a_source;
+
+static void pack_a_source(const a_source *src, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t p0, ptrdiff_t kc, int mr,
+                          float *dst) {
+    if (src->conv) pack_a_conv(src->conv, i0, mc, p0, kc, mr, dst);
+    else pack_a(src->trans_a, src->a, src->lda, i0, mc, p0, kc, mr, dst);
+}
+
+static int packed_driver(int kernel, const a_source *src, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                         const float *packed, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc,
+                         const clip_epilogue *ep) {
     kernel_desc kd;
     if (describe(kernel, &kd) != 0) return -1;
     const int mr = kd.mr, nr = kd.nr;
@@ -424,10 +496,32 @@ int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff
         const float *block = packed + pc * npad;
         for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
             const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
-            pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, pa);
+            pack_a_source(src, ic, mc, pc, kc, mr, pa);
             macro_block(&kd, kc, pa, mc, block, j0, j1, c + ic * ldc, ldc, alpha, beta_k,
                         pc + kc == k ? ep : NULL);
         }
     }
     return 0;
+}
+
+int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
+                      ptrdiff_t lda, const float *packed, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
+                      ptrdiff_t ldc, const clip_epilogue *ep) {
+    const a_source src = {trans_a, a, lda, NULL};
+    return packed_driver(kernel, &src, m, n, k, alpha, packed, j0, j1, beta, c, ldc, ep);
+}
+
+int clip_conv_packed(int kernel, const clip_conv_geometry *g, ptrdiff_t row0, ptrdiff_t rows, ptrdiff_t n,
+                     const float *packed, ptrdiff_t j0, ptrdiff_t j1, float *c, ptrdiff_t ldc,
+                     const clip_epilogue *ep) {
+    if (!g || !g->image || g->height <= 0 || g->width <= 0 || g->channels <= 0 || g->kernel <= 0 || g->stride <= 0 ||
+        g->padding < 0 || g->out_height <= 0 || g->out_width <= 0)
+        return -1;
+    if (row0 < 0 || rows < 0 || row0 + rows > g->out_height * g->out_width) return -1;
+    // Rows are relative to row0: shift the geometry's first pixel instead of the pack functions' indices.
+    clip_conv_geometry shifted = *g;
+    shifted.first_pixel = g->first_pixel + row0;
+    const a_source src = {0, NULL, 0, &shifted};
+    return packed_driver(kernel, &src, rows, n, g->kernel * g->kernel * g->channels, 1.0f, packed, j0, j1, 0.0f, c, ldc,
+                         ep);
 }

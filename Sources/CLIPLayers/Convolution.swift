@@ -65,6 +65,12 @@ public struct Conv2d: Sendable {
 
     /// `x` [N, H, W, in] → [N, H', W', out], optionally followed by ReLU.
     public func callAsFunction(_ x: Tensor, relu: Bool = false) throws(TensorError) -> Tensor {
+        try apply(x, relu: relu, explicitIm2col: false)
+    }
+
+    /// The convolution; `explicitIm2col` forces the im2col-buffer path that the implicit one (fp32, kernels > 1) is
+    /// tested against.
+    package func apply(_ x: Tensor, relu: Bool, explicitIm2col: Bool) throws(TensorError) -> Tensor {
         guard x.rank == 4, x.shape[3] == inChannels, x.shape[1] + 2 * padding >= kernel, x.shape[2] + 2 * padding >= kernel else {
             throw .shapeMismatch(operation: "Conv2d", x.shape, [outChannels, inChannels, kernel, kernel])
         }
@@ -90,6 +96,23 @@ public struct Conv2d: Sendable {
                     // would page-fault anew every time); im2col writes every element, zeros outside the image.
                     let acrossImages = n >= availableCores
                     let bounds = chunkBounds(total: n, parts: acrossImages ? availableCores : 1, granule: 1)
+                    if !explicitIm2col {
+                        // fp32: the GEMM packs the receptive fields straight from the image (no im2col buffer).
+                        var done = true
+                        let results = UnsafeMutableBufferPointer<Bool>.allocate(capacity: n)
+                        defer { results.deallocate() }
+                        parallelFor(bounds.count - 1) { t in
+                            for img in bounds[t]..<bounds[t + 1] {
+                                results[img] = packedWeight.convolve(
+                                    image: xBase + img * h * w * c, height: h, width: w, channels: c, kernel: kernel,
+                                    stride: stride, padding: padding, outHeight: ho, outWidth: wo,
+                                    into: oBase + img * pixels * o, bias: b, activation: activation,
+                                    parallel: !acrossImages)
+                            }
+                        }
+                        for img in 0..<n where !results[img] { done = false }
+                        if done { return }
+                    }
                     parallelFor(bounds.count - 1) { t in
                         guard bounds[t + 1] > bounds[t] else { return }
                         let col = UnsafeMutablePointer<Float>.allocate(capacity: pixels * kdim)

@@ -263,6 +263,42 @@ public struct PackedMatrix: Sendable {
         }
     }
 
+    /// A convolution without an im2col buffer: C [outHeight·outWidth, n] = im2col(image) · B, then `bias` [n] and
+    /// `activation`, for one channels-last image [height, width, channels] and B [kernel²·channels, n] in patch order
+    /// (y, x, channel). Rows are split over the cores when `parallel`. Returns false (C untouched) when this matrix is
+    /// not fp32 or its k is not kernel²·channels; the caller then builds the im2col rows itself.
+    public func convolve(image: UnsafePointer<Float>, height: Int, width: Int, channels: Int, kernel: Int, stride: Int,
+                         padding: Int, outHeight: Int, outWidth: Int, into c: UnsafeMutablePointer<Float>,
+                         bias: UnsafePointer<Float>? = nil, activation: OutputActivation = .none,
+                         parallel: Bool = true) -> Bool {
+        guard precision == .fp32, kernel * kernel * channels == k, outHeight > 0, outWidth > 0 else { return false }
+        var geometry = clip_conv_geometry(image: image, height: height, width: width, channels: channels,
+                                          kernel: kernel, stride: stride, padding: padding, out_height: outHeight,
+                                          out_width: outWidth, first_pixel: 0)
+        var ep = clip_epilogue(bias: bias, activation: activation.code)
+        let hasEpilogue = bias != nil || activation != .none
+        let rows = outHeight * outWidth
+        let threads = parallel && rows * n * k >= parallelGEMMThreshold ? availableCores : 1
+        let bounds = chunkBounds(total: rows, parts: threads, granule: 16)
+        var results = [Int32](repeating: 0, count: max(bounds.count - 1, 0))
+        let kernelCode = self.kernel.code
+        results.withUnsafeMutableBufferPointer { rp in
+            withUnsafePointer(to: &geometry) { g in
+                withUnsafePointer(to: &ep) { epp in
+                    data.withUnsafeBufferPointer { dp in
+                        parallelFor(bounds.count - 1) { t in
+                            let (r0, r1) = (bounds[t], bounds[t + 1])
+                            guard r1 > r0 else { return }
+                            rp[t] = clip_conv_packed(kernelCode, g, r0, r1 - r0, n, dp.baseAddress!, 0, n, c + r0 * n,
+                                                     n, hasEpilogue ? epp : nil)
+                        }
+                    }
+                }
+            }
+        }
+        return results.allSatisfy { $0 == 0 }
+    }
+
     /// B [k, n] rebuilt from the packed panels (bf16 values widened, int8 codes dequantised).
     public func unpacked() -> Tensor {
         let kc = Int(clip_gemm_block_k())

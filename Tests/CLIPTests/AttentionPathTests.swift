@@ -42,3 +42,34 @@ func directAttentionEqualsSGEMMPath(tokens: Int, causal: Bool) throws {
     let relative = (err / norm).squareRoot()
     #expect(relative <= 1e-6, "relative error \(relative)")
 }
+
+/// Convolution geometries around the implicit im2col's fast path (channels a multiple of 16) and off it (3 and 24
+/// channels), strided and padded, one image and several (images across cores or each GEMM over all cores).
+@Test("Implicit im2col equals the explicit im2col buffer", arguments: [
+    (images: 1, size: 14, channels: 32, out: 64, kernel: 3, stride: 1, padding: 1),
+    (images: 3, size: 9, channels: 16, out: 40, kernel: 3, stride: 2, padding: 1),
+    (images: 2, size: 11, channels: 3, out: 32, kernel: 3, stride: 2, padding: 1),
+    (images: 2, size: 7, channels: 24, out: 33, kernel: 3, stride: 1, padding: 0),
+    (images: 1, size: 8, channels: 48, out: 16, kernel: 5, stride: 1, padding: 2),
+])
+func implicitIm2colEqualsExplicit(images: Int, size: Int, channels: Int, out: Int, kernel: Int, stride: Int,
+                                  padding: Int) throws {
+    var state: UInt64 = UInt64(size * 1000 + channels)
+    func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
+    }
+    let weight = Tensor(uncheckedShape: [out, channels, kernel, kernel],
+                        scalars: (0..<(out * channels * kernel * kernel)).map { _ in next() })
+    let bias = Tensor(uncheckedShape: [out], scalars: (0..<out).map { _ in next() })
+    let conv = try Conv2d(weight: weight, bias: bias, stride: stride, padding: padding)
+    let x = Tensor(uncheckedShape: [images, size, size, channels],
+                   scalars: (0..<(images * size * size * channels)).map { _ in next() })
+    for relu in [false, true] {
+        let implicit = try conv.apply(x, relu: relu, explicitIm2col: false)
+        let explicit = try conv.apply(x, relu: relu, explicitIm2col: true)
+        #expect(implicit.shape == explicit.shape)
+        let differing = zip(implicit.scalars, explicit.scalars).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+        #expect(differing == 0, "relu=\(relu): \(differing) of \(explicit.count) differ")
+    }
+}

@@ -66,6 +66,23 @@ int clip_sgemm_packed(int kernel, int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff
                       ptrdiff_t lda, const float *packed_b, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
                       ptrdiff_t ldc, const clip_epilogue *ep);
 
+/// A convolution's left-hand side without im2col: output pixel r (row-major over out_height × out_width, counted from
+/// `first_pixel`) reads the kernel × kernel field of a channels-last [height, width, channels] image at
+/// (oy·stride − padding, ox·stride − padding), zero outside the image; k order (dy, dx, channel).
+typedef struct {
+    const float *image;
+    ptrdiff_t height, width, channels;
+    ptrdiff_t kernel, stride, padding;
+    ptrdiff_t out_height, out_width;
+    ptrdiff_t first_pixel;  // 0 for callers; used internally
+} clip_conv_geometry;
+
+/// C[0..rows, j0..<j1] = im2col(image)[row0 ..< row0+rows] · B[:, j0..<j1] with B pre-packed for `kernel` (k =
+/// kernel² · channels), then `ep`. The same result as packing an explicit im2col buffer, without writing one.
+int clip_conv_packed(int kernel, const clip_conv_geometry *g, ptrdiff_t row0, ptrdiff_t rows, ptrdiff_t n,
+                     const float *packed_b, ptrdiff_t j0, ptrdiff_t j1, float *c, ptrdiff_t ldc,
+                     const clip_epilogue *ep);
+
 /// 1 when this CPU has AVX512-BF16 (the bf16 GEMM below can run).
 int clip_bf16_available(void);
 
