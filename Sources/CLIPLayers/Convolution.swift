@@ -96,8 +96,9 @@ public struct Conv2d: Sendable {
                     // would page-fault anew every time); im2col writes every element, zeros outside the image.
                     let acrossImages = n >= availableCores
                     let bounds = chunkBounds(total: n, parts: acrossImages ? availableCores : 1, granule: 1)
-                    if !explicitIm2col {
-                        // fp32: the GEMM packs the receptive fields straight from the image (no im2col buffer).
+                    if !explicitIm2col && c % 16 == 0 {
+                        // fp32: the GEMM packs the receptive fields straight from the image (no im2col buffer), 16
+                        // channels at a time; the 3-channel stem keeps its im2col, which packs with full vectors.
                         var done = true
                         let results = UnsafeMutableBufferPointer<Bool>.allocate(capacity: n)
                         defer { results.deallocate() }

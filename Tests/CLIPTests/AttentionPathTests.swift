@@ -71,5 +71,25 @@ func implicitIm2colEqualsExplicit(images: Int, size: Int, channels: Int, out: In
         #expect(implicit.shape == explicit.shape)
         let differing = zip(implicit.scalars, explicit.scalars).filter { $0.0.bitPattern != $0.1.bitPattern }.count
         #expect(differing == 0, "relu=\(relu): \(differing) of \(explicit.count) differ")
+        // The layer keeps im2col for channel counts off the 16-wide fast path; the GEMM's own implicit packing
+        // (the scalar path there) must still give the same numbers.
+        let (ho, wo) = (explicit.shape[1], explicit.shape[2])
+        var direct = [Float](repeating: .nan, count: explicit.count)
+        let ok = x.scalars.withUnsafeBufferPointer { xp in
+            bias.scalars.withUnsafeBufferPointer { bp in
+                direct.withUnsafeMutableBufferPointer { dp in
+                    (0..<images).allSatisfy { img in
+                        conv.packedWeight.convolve(
+                            image: xp.baseAddress! + img * size * size * channels, height: size, width: size,
+                            channels: channels, kernel: kernel, stride: stride, padding: padding, outHeight: ho,
+                            outWidth: wo, into: dp.baseAddress! + img * ho * wo * out, bias: bp.baseAddress!,
+                            activation: relu ? .relu : .none)
+                    }
+                }
+            }
+        }
+        #expect(ok)
+        let differingDirect = zip(direct, explicit.scalars).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+        #expect(differingDirect == 0, "PackedMatrix.convolve, relu=\(relu): \(differingDirect) differ")
     }
 }
