@@ -145,17 +145,12 @@ static inline void ukr_avx512_rows(const int R, ptrdiff_t kc, const float *restr
             acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
         }
     }
-    __m512 va = _mm512_set1_ps(alpha);
-    const float *bias = ep ? ep->bias : NULL;
-    const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
+    const __m512 va = _mm512_set1_ps(alpha);
     #pragma clang loop unroll(full)
     for (int i = 0; i < A5_MR; i++) {
-        if (i >= R) continue;
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
-        clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
+        if (i < R) { acc[i][0] = _mm512_mul_ps(acc[i][0], va); acc[i][1] = _mm512_mul_ps(acc[i][1], va); }
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, A5_NR, NULL, act);
+    clip_store_tile32(R, c, ldc, acc, beta, ep);
 }
 
 __attribute__((target("avx512f")))
@@ -370,16 +365,7 @@ static void macro_block(const kernel_desc *kd, ptrdiff_t kc, const float *pa, pt
                 continue;
             }
             kd->ukr(kc, ap, bp, tile, nr, 1.0f, 0.0f, NULL);
-            for (ptrdiff_t i = 0; i < rows; i++) {
-                float *ci = cp + i * ldc;
-                const float *ti = tile + i * nr;
-                if (beta == 0.0f) {
-                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j];
-                } else {
-                    for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j] + beta * ci[j];
-                }
-            }
-            clip_tile_epilogue(ep, cp, ldc, rows, cols, jr);
+            clip_merge_tile(cp, ldc, tile, nr, rows, cols, alpha, beta, ep, jr);
         }
     }
 }

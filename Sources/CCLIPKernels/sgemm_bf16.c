@@ -80,17 +80,12 @@ static inline void ukr_bf16_rows(const int R, ptrdiff_t pairs, const uint32_t *p
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
         }
     }
-    __m512 va = _mm512_set1_ps(alpha);
-    const float *bias = ep ? ep->bias : NULL;
-    const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
+    const __m512 va = _mm512_set1_ps(alpha);
     #pragma clang loop unroll(full)
     for (int i = 0; i < B_MR; i++) {
-        if (i >= R) continue;
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
-        clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
+        if (i < R) { acc[i][0] = _mm512_mul_ps(acc[i][0], va); acc[i][1] = _mm512_mul_ps(acc[i][1], va); }
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, B_NR, NULL, act);
+    clip_store_tile32(R, c, ldc, acc, beta, ep);
 }
 
 // A full tile, or `rows` < 12 of one (the last row panel), written straight to C.
@@ -200,13 +195,7 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
                         ukr_bf16(rows, pairs, scratch + ir * pairs, bp, cp, ldc, 1.0f, beta_k, ep_k ? &local : NULL);
                     } else {
                         ukr_bf16(B_MR, pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
-                        for (ptrdiff_t i = 0; i < rows; i++) {
-                            for (ptrdiff_t j = 0; j < cols; j++) {
-                                float *cij = cp + i * ldc + j;
-                                *cij = beta_k == 0.0f ? tile[i * B_NR + j] : tile[i * B_NR + j] + beta_k * *cij;
-                            }
-                        }
-                        clip_tile_epilogue(ep_k, cp, ldc, rows, cols, jr);
+                        clip_merge_tile(cp, ldc, tile, B_NR, rows, cols, 1.0f, beta_k, ep_k, jr);
                     }
                 }
             }

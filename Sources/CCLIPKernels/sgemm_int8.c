@@ -91,18 +91,15 @@ static inline void ukr_int8_rows(const int R, ptrdiff_t quads, const uint32_t *p
     }
     __m512i off0 = _mm512_slli_epi32(_mm512_loadu_si512(sums), 7), off1 = _mm512_slli_epi32(_mm512_loadu_si512(sums + 16), 7);
     __m512 s0 = _mm512_loadu_ps(sb), s1 = _mm512_loadu_ps(sb + 16);
-    const float *bias = ep ? ep->bias : NULL;
-    const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
+    __m512 r[Q_MR][2];
     #pragma clang loop unroll(full)
     for (int i = 0; i < Q_MR; i++) {
         if (i >= R) continue;
-        float *ci = c + i * ldc;
-        __m512 scale = _mm512_set1_ps(sa[i]);
-        __m512 r0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], off0)), _mm512_mul_ps(s0, scale));
-        __m512 r1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], off1)), _mm512_mul_ps(s1, scale));
-        clip_store_row32(ci, r0, r1, beta, bias, act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act);
+        const __m512 scale = _mm512_set1_ps(sa[i]);
+        r[i][0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][0], off0)), _mm512_mul_ps(s0, scale));
+        r[i][1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][1], off1)), _mm512_mul_ps(s1, scale));
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, Q_NR, NULL, act);
+    clip_store_tile32(R, c, ldc, r, beta, ep);
 }
 
 // A full tile, or `rows` < 12 of one (the last row panel), written straight to C.
@@ -194,13 +191,7 @@ int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
                     ukr_int8(rows, quads, ap, bp, cp, ldc, sa + ir, scales + jr, sums + jr, beta, ep ? &local : NULL);
                 } else {
                     ukr_int8(Q_MR, quads, ap, bp, tile, Q_NR, sa + ir, scales + jr, sums + jr, 0.0f, NULL);
-                    for (ptrdiff_t i = 0; i < rows; i++) {
-                        for (ptrdiff_t j = 0; j < cols; j++) {
-                            float *cij = cp + i * ldc + j;
-                            *cij = beta == 0.0f ? tile[i * Q_NR + j] : tile[i * Q_NR + j] + beta * *cij;
-                        }
-                    }
-                    clip_tile_epilogue(ep, cp, ldc, rows, cols, jr);
+                    clip_merge_tile(cp, ldc, tile, Q_NR, rows, cols, 1.0f, beta, ep, jr);
                 }
             }
         }

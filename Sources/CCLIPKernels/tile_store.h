@@ -128,4 +128,38 @@ static inline clip_epilogue clip_tile_local(const clip_epilogue *ep, ptrdiff_t c
     return local;
 }
 
+// An edge tile computed into a buffer (`rows` x `cols` of `tile`, row stride `tile_ld`) merged into C as
+// alpha·tile + beta·C (C read only when beta ≠ 0), then the epilogue for columns from col0.
+static inline void clip_merge_tile(float *c, ptrdiff_t ldc, const float *tile, ptrdiff_t tile_ld, ptrdiff_t rows,
+                                   ptrdiff_t cols, float alpha, float beta, const clip_epilogue *ep, ptrdiff_t col0) {
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        float *ci = c + i * ldc;
+        const float *ti = tile + i * tile_ld;
+        if (beta == 0.0f) {
+            for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j];
+        } else {
+            for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+        }
+    }
+    clip_tile_epilogue(ep, c, ldc, rows, cols, col0);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+// The end of every AVX-512 12 x 32 micro-kernel: R finished rows r[i][0..1] (scaled or dequantised) stored as
+// act(r + beta·C + bias) by clip_store_row32; GELU, whose erff has no vector form here, as a pass over the tile.
+__attribute__((target("avx512f"), always_inline)) static inline void clip_store_tile32(const int R, float *c,
+                                                                                       ptrdiff_t ldc, __m512 r[12][2],
+                                                                                       float beta,
+                                                                                       const clip_epilogue *ep) {
+    const float *bias = ep ? ep->bias : NULL;
+    const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
+    const int in_store = act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act;
+    #pragma clang loop unroll(full)
+    for (int i = 0; i < 12; i++) {
+        if (i < R) clip_store_row32(c + i * ldc, r[i][0], r[i][1], beta, bias, in_store);
+    }
+    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, 32, NULL, act);
+}
+#endif
+
 #endif
