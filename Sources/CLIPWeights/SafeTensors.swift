@@ -157,13 +157,7 @@ public struct SafeTensorsFile: WeightSource {
         guard let values = decodeFloats(bytes, dtype: info.dtype, count: count) else {
             throw WeightFileError(file: origin, .notFloatingPoint(tensor: name, dtype: info.dtype))
         }
-        let tensor: Tensor
-        do throws(TensorError) {
-            tensor = try Tensor(shape: info.shape, scalars: values)
-        } catch {
-            throw WeightFileError(file: origin, .invalidEntry(tensor: name, message: error.description))
-        }
-        return tensor
+        return try Tensor(decoded: name, in: origin, shape: info.shape, scalars: values)
     }
 
     public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {

@@ -163,13 +163,7 @@ public struct TorchCheckpoint: WeightSource {
         guard let values = bytes.withUnsafeBytes({ decodeFloats($0, dtype: dt, count: count) }) else {
             throw WeightFileError(file: origin, .notFloatingPoint(tensor: name, dtype: dt))
         }
-        let tensor: Tensor
-        do throws(TensorError) {
-            tensor = try Tensor(shape: t.shape, scalars: values)
-        } catch {
-            throw WeightFileError(file: origin, .invalidEntry(tensor: name, message: error.description))
-        }
-        return tensor
+        return try Tensor(decoded: name, in: origin, shape: t.shape, scalars: values)
     }
 
     public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {

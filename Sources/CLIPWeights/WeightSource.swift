@@ -87,3 +87,14 @@ public struct WeightFileError: Error, CustomStringConvertible, Equatable {
         return "\(file): \(what)"
     }
 }
+
+extension Tensor {
+    /// A tensor decoded from tensor `name` of weight file `file`, with a shape/count mismatch reported against them.
+    init(decoded name: String, in file: String, shape: [Int], scalars: [Float]) throws(WeightFileError) {
+        do throws(TensorError) {
+            self = try Tensor(shape: shape, scalars: scalars)
+        } catch {
+            throw WeightFileError(file: file, .invalidEntry(tensor: name, message: error.description))
+        }
+    }
+}

@@ -148,8 +148,12 @@ public struct ZipArchive: Sendable {
                 ? "inflates to \(stream.total_out) bytes, not the declared \(e.uncompressedSize)"
                 : "inflates past its declared \(e.uncompressedSize) bytes or is corrupt (zlib code \(rc))")
         }
-        let crc = out.withUnsafeBytes { UInt32(crc32(0, $0.bindMemory(to: Bytef.self).baseAddress, uInt($0.count))) }
-        guard crc == e.crc32 else { throw fail("CRC mismatch") }
+        guard zipCRC32(out) == e.crc32 else { throw fail("CRC mismatch") }
         return out
     }
+}
+
+/// CRC-32 (ISO-HDLC, as zip entries and PNG chunks use it), computed by zlib.
+package func zipCRC32(_ bytes: [UInt8]) -> UInt32 {
+    bytes.withUnsafeBytes { UInt32(crc32(0, $0.bindMemory(to: Bytef.self).baseAddress, uInt($0.count))) }
 }

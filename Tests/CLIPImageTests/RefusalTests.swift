@@ -1,6 +1,7 @@
 import CLIPImage
 import Foundation
 import Testing
+import CLIPWeights
 
 func fixtureBytes(_ name: String) throws -> [UInt8] {
     [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(imageFixtures)/images/\(name)")))
@@ -52,19 +53,11 @@ func pngHeader(width w: UInt32, height h: UInt32) -> [UInt8] {
     var ihdr: [UInt8] = Array("IHDR".utf8)
     for v in [w, h] { ihdr += [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
     ihdr += [8, 2, 0, 0, 0]
-    let crc = crc32(ihdr)
+    let crc = zipCRC32(ihdr)
     return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + ihdr
         + [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)]
 }
 
-func crc32(_ bytes: [UInt8]) -> UInt32 {
-    var c: UInt32 = 0xFFFF_FFFF
-    for b in bytes {
-        c ^= UInt32(b)
-        for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
-    }
-    return ~c
-}
 
 @Test func decompressionBombsAreRefusedFromTheHeader() throws {
     // PNG declaring 20000 × 20000 = 400 M pixels.

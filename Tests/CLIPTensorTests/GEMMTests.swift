@@ -138,6 +138,20 @@ func packedMatchesPlain(_ kernel: GEMMKernel) throws {
     #expect(worst < 3e-7, "max relative error \(worst)")
 }
 
+/// A random A [m, k] and weight W [n, k] (a Linear layer's layout), W packed in `precision`, and C = A·Wᵀ computed
+/// by the packed GEMM.
+func packedProduct(_ m: Int, _ n: Int, _ k: Int, _ precision: Precision, _ rng: inout SplitMix) throws
+    -> (a: [Float], w: Tensor, packed: PackedMatrix, c: [Float]) {
+    let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
+    let a = rng.array(m * k)
+    let packed = try PackedMatrix(w, transposed: true, precision: precision)
+    var c = [Float](repeating: 0, count: m * n)
+    a.withUnsafeBufferPointer { ap in
+        c.withUnsafeMutableBufferPointer { cp in packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n) }
+    }
+    return (a, w, packed, c)
+}
+
 @Test(.enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"))
 func bf16GEMMEqualsReferenceOnRoundedInputs() throws {
     var rng = SplitMix(state: 11)
@@ -145,13 +159,7 @@ func bf16GEMMEqualsReferenceOnRoundedInputs() throws {
     // K blocks of 768 with an odd remainder.
     for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129),
                       (9, 70, 1601)] {
-        let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
-        let a = rng.array(m * k)
-        let packed = try PackedMatrix(w, transposed: true, precision: .bf16)
-        var c = [Float](repeating: 0, count: m * n)
-        a.withUnsafeBufferPointer { ap in
-            c.withUnsafeMutableBufferPointer { cp in packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n) }
-        }
+        let (a, w, packed, c) = try packedProduct(m, n, k, .bf16, &rng)
         var worst = 0.0
         for i in 0..<m {
             for j in 0..<n {
@@ -181,13 +189,7 @@ func int8GEMMEqualsItsQuantisedProduct() throws {
     var rng = SplitMix(state: 13)
     // (200, 160, 129): enough rows and panels that both threads take rows of their own.
     for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129)] {
-        let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
-        let a = rng.array(m * k)
-        let packed = try PackedMatrix(w, transposed: true, precision: .int8)
-        var c = [Float](repeating: 0, count: m * n)
-        a.withUnsafeBufferPointer { ap in
-            c.withUnsafeMutableBufferPointer { cp in packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n) }
-        }
+        let (a, w, packed, c) = try packedProduct(m, n, k, .int8, &rng)
         let rows = (0..<m).map { quantised(Array(a[($0 * k)..<(($0 + 1) * k)])) }
         let cols = (0..<n).map { quantised(Array(w.scalars[($0 * k)..<(($0 + 1) * k)])) }
         var worst = 0.0

@@ -13,7 +13,7 @@ func zipArchive(_ entries: [(name: String, data: [UInt8], deflated: (declaredSiz
         let payload = e.deflated?.payload ?? e.data
         let usize = e.deflated?.declaredSize ?? e.data.count
         let method = e.deflated == nil ? 0 : 8
-        let crc = Int(crc32(e.data))
+        let crc = Int(zipCRC32(e.data))
         let offset = out.count
         out += le32(0x0403_4B50) + le16(20) + le16(0) + le16(method) + le16(0) + le16(0) + le32(crc)
             + le32(payload.count) + le32(usize) + le16(name.count) + le16(0) + name + payload
@@ -28,14 +28,6 @@ func zipArchive(_ entries: [(name: String, data: [UInt8], deflated: (declaredSiz
     return out
 }
 
-func crc32(_ bytes: [UInt8]) -> UInt32 {
-    var c: UInt32 = 0xFFFF_FFFF
-    for b in bytes {
-        c ^= UInt32(b)
-        for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xEDB8_8320 : c >> 1 }
-    }
-    return ~c
-}
 
 /// Pickle building blocks (protocol 2).
 enum P {
