@@ -1,11 +1,15 @@
 // Scaled dot-product attention for one head, computed directly from the fused qkv rows.
 //
-// The general GEMM would pack Q, K, the scores and V for every head and pad 50-token products to 12 x 32 tiles; here
+// The general GEMM would pack Q, K, the scores and V for every head and pad 50-token products to whole tiles; here
 // only Kᵀ is materialised (once per head, with the scale folded in), the scores live in a per-thread buffer, and
-// the two products run on 6-row register tiles whose width follows the actual token count and head size.
+// the two products run on 6-row register tiles whose width follows the actual token count and head size. AVX-512
+// has its own kernel (masked vectors, no padding copies); the others share attention_vector.h.
 #include "CCLIPKernels.h"
 #include "scratch.h"
-#include "tile_store.h"
+#include "simd_avx512.h"
+
+#include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -14,14 +18,32 @@
 
 static _Thread_local clip_scratch scores_scratch;
 
-int clip_attention_available(void) {
-#ifdef CLIP_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+// The baseline ISA: SSE2 on x86-64 (16 registers), NEON on arm64 (32 registers, wider tiles).
+#define AT_NAME(x) at_base_##x
+#define AT_ATTR
+#define AT_W 4
+#if defined(__aarch64__)
+#define AT_NB 4
 #else
-    return 0;
+#define AT_NB 2
 #endif
-}
+#include "attention_vector.h"
+#undef AT_NAME
+#undef AT_ATTR
+#undef AT_W
+#undef AT_NB
+
+#ifdef CLIP_X86
+#define AT_NAME(x) at_avx2_##x
+#define AT_ATTR __attribute__((target("avx2,fma")))
+#define AT_W 8
+#define AT_NB 2
+#include "attention_vector.h"
+#undef AT_NAME
+#undef AT_ATTR
+#undef AT_W
+#undef AT_NB
+#endif
 
 #ifdef CLIP_X86
 enum { AT_MR = 6, AT_NB = 4 };  // register tile: 6 rows x 4 vectors of 16 (24 accumulators)
@@ -145,19 +167,33 @@ static void attention_avx512(ptrdiff_t tokens, ptrdiff_t hd, float scale, int ca
 }
 #endif
 
-int clip_attention_head(ptrdiff_t tokens, ptrdiff_t hd, float scale, int causal, const float *q, const float *k,
-                        const float *v, ptrdiff_t ld, float *out, ptrdiff_t ldo) {
+int clip_attention_head(int kernel, ptrdiff_t tokens, ptrdiff_t hd, float scale, int causal, const float *q,
+                        const float *k, const float *v, ptrdiff_t ld, float *out, ptrdiff_t ldo) {
     if (tokens < 0 || hd < 0 || ld < hd || ldo < hd) return -1;
-    if (!clip_attention_available()) return -1;
+    if (kernel == CLIP_GEMM_AUTO) kernel = clip_gemm_best_kernel();
+    if (!clip_gemm_kernel_available(kernel)) return -1;
     if (tokens == 0 || hd == 0) return 0;
 #ifdef CLIP_X86
-    const ptrdiff_t tp = (tokens + 15) / 16 * 16;
-    float *buf = clip_scratch_get(&scores_scratch, (size_t)((hd + tokens) * tp));
-    if (!buf) return -1;
-    attention_avx512(tokens, hd, scale, causal, q, k, v, ld, out, ldo, buf, buf + hd * tp, tp);
-    return 0;
-#else
-    (void)scale; (void)causal; (void)q; (void)k; (void)v; (void)out;
-    return -1;
+    if (kernel == CLIP_GEMM_AVX512) {
+        const ptrdiff_t tp = (tokens + 15) / 16 * 16;
+        float *buf = clip_scratch_get(&scores_scratch, (size_t)((hd + tokens) * tp));
+        if (!buf) return -1;
+        attention_avx512(tokens, hd, scale, causal, q, k, v, ld, out, ldo, buf, buf + hd * tp, tp);
+        return 0;
+    }
 #endif
+    // The vector kernels: AVX2 with 8 lanes, everything else (portable, NEON) with the baseline's 4.
+    const ptrdiff_t w = kernel == CLIP_GEMM_AVX2 ? 8 : 4;
+    const ptrdiff_t tp = (tokens + w - 1) / w * w, hp = (hd + w - 1) / w * w;
+    float *buf = clip_scratch_get(&scores_scratch, (size_t)(hd * tp + tp * hp + 6 * tp + 6 * hp));
+    if (!buf) return -1;
+    float *kt = buf, *vp = kt + hd * tp, *s = vp + tp * hp, *o = s + 6 * tp;
+#ifdef CLIP_X86
+    if (kernel == CLIP_GEMM_AVX2) {
+        at_avx2_head(tokens, hd, scale, causal, q, k, v, ld, out, ldo, kt, vp, s, o, tp, hp);
+        return 0;
+    }
+#endif
+    at_base_head(tokens, hd, scale, causal, q, k, v, ld, out, ldo, kt, vp, s, o, tp, hp);
+    return 0;
 }

@@ -124,12 +124,11 @@ KERNELS(avx512, __attribute__((target("avx512f,avx512dq"))))
 #endif
 
 static int level(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        int k = clip_gemm_best_kernel();
-        cached = k == CLIP_GEMM_AVX512 ? 2 : (k == CLIP_GEMM_AVX2 ? 1 : 0);
+    switch (clip_cpu_level()) {
+    case CLIP_LEVEL_AVX512: return 2;
+    case CLIP_LEVEL_AVX2: return 1;
+    default: return 0;
     }
-    return cached;
 }
 
 void clip_quick_gelu(float *x, ptrdiff_t n) {

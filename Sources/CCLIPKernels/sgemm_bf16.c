@@ -1,7 +1,7 @@
 // bf16 × bf16 → fp32 GEMM with AVX512-BF16 (vdpbf16ps), for the opt-in reduced-precision mode: weights are packed
 // once as bf16 pairs along k, activations are rounded to bf16 (nearest even) while packed, sums stay fp32.
 #include "CCLIPKernels.h"
-#include "tile_store.h"
+#include "simd_avx512.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,14 +24,7 @@ static inline uint16_t to_bf16(float f) {
 
 static ptrdiff_t up(ptrdiff_t v, ptrdiff_t m) { return (v + m - 1) / m * m; }
 
-int clip_bf16_available(void) {
-#ifdef CLIP_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
+int clip_bf16_available(void) { return (clip_cpu_features() & CLIP_CPU_AVX512_BF16) != 0; }
 
 ptrdiff_t clip_packed_b_bf16_count(ptrdiff_t k, ptrdiff_t n) { return up(k, 2) * up(n, B_NR); }
 

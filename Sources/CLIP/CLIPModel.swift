@@ -83,8 +83,10 @@ public struct CLIPModel: Sendable {
 
     private init(_ r: ParameterReader, _ c: CLIPConfiguration) throws(ModelLoadError) {
         try c.validate(origin: r.origin)
+        if let message = CPU.configurationError { throw .cpu(message) }
         guard r.precision.isAvailable else {
-            throw .architecture("precision \(r.precision.rawValue) needs a CPU with \(r.precision.requirement); use fp32", origin: r.origin)
+            throw .cpu("precision \(r.precision.rawValue) needs a CPU with \(r.precision.requirement) (this one has: "
+                       + "\(CPU.features.isEmpty ? "none of them" : CPU.features.joined(separator: ", "))); use fp32")
         }
         precision = r.precision
         switch c.vision {

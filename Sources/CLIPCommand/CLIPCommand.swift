@@ -21,9 +21,11 @@ struct CLIPCommand: ParsableCommand {
     )
 }
 
-/// Runs `body`, turning library errors into one line on stderr and exit code 1.
+/// Runs `body`, turning library errors into one line on stderr and exit code 1. A `CLIP_CPU` setting this CPU
+/// cannot honour is such an error for every command.
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
+        try CPU.validate()
         return try body()
     } catch let e as CustomStringConvertible & Error {
         FileHandle.standardError.write(Data("clip: \(e.description)\n".utf8))
@@ -149,7 +151,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "An open_clip model config JSON whose activation and preprocessing apply to the checkpoint.")
     var openclipConfig: String?
 
-    @Option(help: "Arithmetic of the weight products: fp32 (default, as the reference), bf16 (AVX512-BF16) or int8 (AVX512-VNNI; dynamic quantisation).")
+    @Option(help: "Arithmetic of the weight products: fp32 (default, as the reference), bf16 (AVX512-BF16) or int8 (AVX2, AVX512-VNNI or NEON DotProd; dynamic quantisation).")
     var precision: Precision = .fp32
 
     func pipeline() throws -> CLIPPipeline {
@@ -406,7 +408,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Skip the text tower.")
     var imagesOnly = false
 
-    @Option(help: "fp32, bf16 (AVX512-BF16) or int8 (AVX512-VNNI) weight products.")
+    @Option(help: "fp32, bf16 (AVX512-BF16) or int8 (AVX2, AVX512-VNNI or NEON DotProd) weight products.")
     var precision: Precision = .fp32
 
     @Flag(help: "Measure SGEMM throughput on CLIP's matrix shapes instead of the model.")
@@ -477,7 +479,8 @@ struct Bench: ParsableCommand {
                 print(String(format: "peak RSS: %.0f MiB", peakResidentMiB()))
                 return
             }
-            print("threads: \(availableCores), GEMM kernel: \(GEMMKernel.best.rawValue), precision: \(clip.precision.rawValue)")
+            print("threads: \(availableCores), CPU level: \(CPU.level) (\(CPU.features.joined(separator: ", "))), "
+                  + "precision: \(clip.precision.rawValue)")
             let imageTime = try median { _ = try clip.encodeImage(pixels) }
             print(String(format: "image batch %d: %.2f img/s (%.1f ms/img)", batch, Double(batch) / imageTime, imageTime * 1000 / Double(batch)))
             if !imagesOnly {

@@ -50,11 +50,11 @@ public struct MultiheadSelfAttention: Sendable {
 
     /// Attention over `batch × tokens` rows of `width` at `x`, written to `out` (added to it when `accumulate`,
     /// which makes the residual connection free). `qkv` ([rows, 3·width]) and `context` ([rows, width]) are
-    /// scratch buffers the caller reuses across layers. `directAttention` false forces the two-SGEMM path the
-    /// direct kernel is tested against.
+    /// scratch buffers the caller reuses across layers. `kernel` picks the attention kernel's instruction set (tests
+    /// run each against the portable one).
     public func apply(_ x: UnsafePointer<Float>, batch: Int, tokens: Int, causal: Bool, qkv: UnsafeMutablePointer<Float>,
                       context: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, accumulate: Bool,
-                      directAttention: Bool = directAttentionAvailable) {
+                      kernel: GEMMKernel = .auto) {
         let (w, hd, heads) = (width, width / heads, heads)
         inProj.apply(x, rows: batch * tokens, out: qkv)  // one GEMM for all projections
         let scale = 1 / Float(hd).squareRoot()
@@ -62,26 +62,12 @@ public struct MultiheadSelfAttention: Sendable {
         parallelFor(batch * heads) { task in
             let (b, h) = (task / heads, task % heads)
             let q = qBase + b * tokens * 3 * w + h * hd
-            let o = cBase + b * tokens * w + h * hd
-            if directAttention && attentionHead(tokens: tokens, headDim: hd, scale: scale, causal: causal, q: q,
-                                                k: q + w, v: q + 2 * w, ld: 3 * w, out: o, ldo: w) {
-                return
-            }
-            var scores = [Float](repeating: 0, count: tokens * tokens)
-            scores.withUnsafeMutableBufferPointer { sp in
-                let s = sp.baseAddress!
-                // scores = (q · kᵀ) / sqrt(head dim), read in place from the fused qkv rows.
-                sgemm(transA: false, transB: true, m: tokens, n: tokens, k: hd, alpha: scale,
-                      a: q, lda: 3 * w, b: q + w, ldb: 3 * w, c: s, ldc: tokens, parallel: false)
-                for i in 0..<tokens {
-                    let row = s + i * tokens
-                    let valid = causal ? i + 1 : tokens
-                    softmaxInPlace(row, count: valid)
-                    for j in valid..<tokens { row[j] = 0 }
-                }
-                sgemm(transA: false, transB: false, m: tokens, n: hd, k: tokens, a: s, lda: tokens,
-                      b: q + 2 * w, ldb: 3 * w, c: o, ldc: w, parallel: false)
-            }
+            let done = attentionHead(tokens: tokens, headDim: hd, scale: scale, causal: causal, q: q, k: q + w,
+                                     v: q + 2 * w, ld: 3 * w, out: cBase + b * tokens * w + h * hd, ldo: w,
+                                     kernel: kernel)
+            // The arguments are valid by construction and the token count is bounded when a model is loaded, so
+            // the kernel fails only when a few hundred KB of scratch cannot be allocated.
+            precondition(done, "attention: out of memory for \(tokens) tokens")
         }
         outProj.apply(context, rows: batch * tokens, out: out, accumulate: accumulate)
     }

@@ -74,6 +74,8 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(String, expected: [Int], found: [Int], origin: String)
     case architecture(String, origin: String)
     case weightFile(WeightFileError)
+    /// The CPU cannot run what was asked (`CLIP_CPU` names a level it lacks, or a precision needs an extension).
+    case cpu(String)
 
     public var description: String {
         switch self {
@@ -86,6 +88,7 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
             return "\(o): tensor '\(k)' has shape \(f), expected \(e)"
         case .architecture(let m, let o): return "\(o): \(m)"
         case .weightFile(let e): return e.description
+        case .cpu(let m): return m
         }
     }
 }

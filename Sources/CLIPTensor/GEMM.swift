@@ -1,9 +1,10 @@
 import CCLIPKernels
 
-/// The SGEMM micro-kernels. `auto` resolves to the fastest one the CPU supports; the others exist so that
-/// tests can check every kernel this CPU can run against a plain reference.
+/// The GEMM micro-kernels, one per instruction set (each also has an attention kernel, and the SIMD ones an int8
+/// GEMM). `auto` resolves to the fastest one `CPU` allows; the others exist so that tests and benchmarks can run
+/// every kernel this CPU has.
 public enum GEMMKernel: String, Sendable, CaseIterable {
-    case auto, portable, avx2, avx512
+    case auto, portable, avx2, avx512, neon
 
     var code: Int32 {
         switch self {
@@ -11,20 +12,23 @@ public enum GEMMKernel: String, Sendable, CaseIterable {
         case .portable: return Int32(CLIP_GEMM_PORTABLE.rawValue)
         case .avx2: return Int32(CLIP_GEMM_AVX2.rawValue)
         case .avx512: return Int32(CLIP_GEMM_AVX512.rawValue)
+        case .neon: return Int32(CLIP_GEMM_NEON.rawValue)
         }
     }
 
-    /// Whether this CPU can run the kernel.
+    init?(code: Int32) {
+        guard let kernel = GEMMKernel.allCases.first(where: { $0.code == code }) else { return nil }
+        self = kernel
+    }
+
+    /// Whether this CPU (as `CPU` allows) can run the kernel.
     public var isAvailable: Bool { clip_gemm_kernel_available(code) != 0 }
 
+    /// The kernels this CPU can run, `auto` excluded.
+    public static var available: [GEMMKernel] { allCases.filter { $0 != .auto && $0.isAvailable } }
+
     /// The kernel `auto` picks on this CPU.
-    public static var best: GEMMKernel {
-        switch Int(clip_gemm_best_kernel()) {
-        case Int(CLIP_GEMM_AVX512.rawValue): return .avx512
-        case Int(CLIP_GEMM_AVX2.rawValue): return .avx2
-        default: return .portable
-        }
-    }
+    public static var best: GEMMKernel { GEMMKernel(code: clip_gemm_best_kernel()) ?? .portable }
 }
 
 /// Below this many multiply-adds a GEMM runs on the calling thread: splitting costs more than it saves.
@@ -94,25 +98,31 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) throws(Te
 
 /// Arithmetic of the matrix products with layer weights. `bf16` (opt-in) stores weights as bfloat16 and rounds
 /// activations to bfloat16 before each product, accumulating in fp32 (AVX512-BF16). `int8` (opt-in) quantises
-/// weights per output channel and activations per row dynamically, with exact int32 sums (AVX512-VNNI).
+/// weights per output channel and activations per row dynamically, with exact int32 sums (AVX512-VNNI, AVX2, or NEON
+/// with DotProd; every one gives the same numbers).
 public enum Precision: String, Sendable, CaseIterable {
     case fp32, bf16, int8
 
     /// Whether this CPU can compute in this precision.
-    public var isAvailable: Bool {
+    public var isAvailable: Bool { !kernels.isEmpty }
+
+    /// The kernels that compute in this precision here, fastest first.
+    public var kernels: [GEMMKernel] {
         switch self {
-        case .fp32: return true
-        case .bf16: return clip_bf16_available() != 0
-        case .int8: return clip_int8_available() != 0
+        case .fp32: return [GEMMKernel.best] + GEMMKernel.available.filter { $0 != GEMMKernel.best }.reversed()
+        case .bf16: return clip_bf16_available() != 0 ? [.avx512] : []
+        case .int8:
+            guard let best = GEMMKernel(code: clip_int8_best_kernel()) else { return [] }
+            return [best] + GEMMKernel.available.filter { $0 != best && clip_int8_kernel_available($0.code) != 0 }
         }
     }
 
-    /// The instruction-set extension a reduced precision needs.
+    /// The instruction-set extensions a reduced precision needs (one of them).
     public var requirement: String {
         switch self {
         case .fp32: return "none"
         case .bf16: return "AVX512-BF16"
-        case .int8: return "AVX512-VNNI"
+        case .int8: return "AVX2, AVX512-VNNI or NEON DotProd"
         }
     }
 }
@@ -138,91 +148,104 @@ public enum OutputActivation: Sendable {
     }
 }
 
-/// A right-hand matrix B [k, n] packed once into the GEMM kernel's panel layout, for repeated products A·B
-/// (a layer's weights): no per-call packing, and the only copy of the weights kept in memory.
+/// A right-hand matrix B [k, n] packed once into a GEMM kernel's panel layout, for repeated products A·B (a layer's
+/// weights): no per-call packing, and the only copy of the weights kept in memory.
 public struct PackedMatrix: Sendable {
     public let k: Int
     public let n: Int
+    /// The kernel whose layout `storage` has (and that multiplies with it).
     public let kernel: GEMMKernel
-    public let precision: Precision
-    let data: [Float]
-    let halves: [UInt16]
-    let codes: [Int8]
-    let columnScales: [Float]
-    let columnSums: [Int32]
+    let storage: Storage
+    /// Column-panel width of the layout: the granule for splitting columns between threads.
     let panel: Int
 
-    /// Packs B [k, n], or Bᵀ when `transposed` (then `b` is [n, k], as a Linear layer's [out, in] weight).
-    public init(_ b: Tensor, transposed: Bool, kernel: GEMMKernel = .best, precision: Precision = .fp32) throws(TensorError) {
+    enum Storage: Sendable {
+        case fp32([Float])
+        case bf16([UInt16])
+        /// Codes in the kernel's layout (`group` consecutive k per column side by side), per-column scales and sums.
+        case int8(codes: [Int8], scales: [Float], sums: [Int32], group: Int)
+    }
+
+    public var precision: Precision {
+        switch storage {
+        case .fp32: return .fp32
+        case .bf16: return .bf16
+        case .int8: return .int8
+        }
+    }
+
+    /// Packs B [k, n], or Bᵀ when `transposed` (then `b` is [n, k], as a Linear layer's [out, in] weight), for
+    /// `kernel` (default: the fastest one for `precision` on this CPU).
+    public init(_ b: Tensor, transposed: Bool, kernel: GEMMKernel? = nil, precision: Precision = .fp32) throws(TensorError) {
         guard b.rank == 2 else { throw .shapeMismatch(operation: "PackedMatrix", b.shape, []) }
-        guard kernel.isAvailable, kernel != .auto else { throw .gemmKernelUnavailable(kernel.rawValue) }
-        guard precision.isAvailable else {
+        guard let chosen = kernel ?? precision.kernels.first else {
             throw .gemmKernelUnavailable("\(precision.rawValue) (needs \(precision.requirement))")
         }
+        guard chosen != .auto, precision.kernels.contains(chosen) else {
+            throw .gemmKernelUnavailable(precision == .fp32 ? chosen.rawValue : "\(chosen.rawValue) \(precision.rawValue)")
+        }
         let (k, n) = transposed ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
-        var data: [Float] = []
-        var halves: [UInt16] = []
-        var codes: [Int8] = []
-        var columnScales: [Float] = []
-        var columnSums: [Int32] = []
-        b.scalars.withUnsafeBufferPointer { bp in
-            guard let src = bp.baseAddress else { return }
+        let trans: Int32 = transposed ? 1 : 0, ldb = b.shape[1], code = chosen.code
+        let storage: Storage = b.scalars.withUnsafeBufferPointer { bp in
+            let src = bp.baseAddress ?? UnsafePointer(bitPattern: 64)!  // an empty matrix packs nothing
             switch precision {
             case .fp32:
-                data = [Float](repeating: 0, count: max(Int(clip_packed_b_count(kernel.code, k, n)), 0))
-                data.withUnsafeMutableBufferPointer { dp in
-                    _ = clip_pack_b(kernel.code, transposed ? 1 : 0, k, n, src, b.shape[1], dp.baseAddress!)
-                }
+                let count = max(Int(clip_packed_b_count(code, k, n)), 0)
+                return .fp32([Float](unsafeUninitializedCapacity: count) { buf, initialized in
+                    _ = clip_pack_b(code, trans, k, n, src, ldb, buf.baseAddress!)
+                    initialized = count
+                })
             case .bf16:
-                halves = [UInt16](repeating: 0, count: Int(clip_packed_b_bf16_count(k, n)))
-                halves.withUnsafeMutableBufferPointer { hp in
-                    _ = clip_pack_b_bf16(transposed ? 1 : 0, k, n, src, b.shape[1], hp.baseAddress!)
-                }
+                let count = max(Int(clip_packed_b_bf16_count(k, n)), 0)
+                return .bf16([UInt16](unsafeUninitializedCapacity: count) { buf, initialized in
+                    _ = clip_pack_b_bf16(trans, k, n, src, ldb, buf.baseAddress!)
+                    initialized = count
+                })
             case .int8:
-                codes = [Int8](repeating: 0, count: Int(clip_packed_b_int8_bytes(k, n)))
-                let columns = Int(clip_packed_b_int8_columns(n))
-                columnScales = [Float](repeating: 0, count: columns)
-                columnSums = [Int32](repeating: 0, count: columns)
+                var codes = [Int8](repeating: 0, count: max(Int(clip_packed_b_int8_bytes(code, k, n)), 0))
+                let columns = max(Int(clip_packed_b_int8_columns(code, n)), 0)
+                var scales = [Float](repeating: 0, count: columns)
+                var sums = [Int32](repeating: 0, count: columns)
                 codes.withUnsafeMutableBufferPointer { cp in
-                    columnScales.withUnsafeMutableBufferPointer { sp in
-                        columnSums.withUnsafeMutableBufferPointer { up in
-                            _ = clip_pack_b_int8(transposed ? 1 : 0, k, n, src, b.shape[1], cp.baseAddress!,
-                                                 sp.baseAddress!, up.baseAddress!)
+                    scales.withUnsafeMutableBufferPointer { sp in
+                        sums.withUnsafeMutableBufferPointer { up in
+                            _ = clip_pack_b_int8(code, trans, k, n, src, ldb, cp.baseAddress!, sp.baseAddress!,
+                                                 up.baseAddress!)
                         }
                     }
                 }
+                return .int8(codes: codes, scales: scales, sums: sums, group: Int(clip_int8_group(code)))
             }
         }
         self.k = k
         self.n = n
-        self.kernel = kernel
-        self.precision = precision
-        self.data = data
-        self.halves = halves
-        self.codes = codes
-        self.columnScales = columnScales
-        self.columnSums = columnSums
-        self.panel = Int(precision == .fp32 ? clip_gemm_panel_width(kernel.code) : clip_bf16_panel_width())
+        self.kernel = chosen
+        self.storage = storage
+        switch precision {
+        case .fp32: panel = Int(clip_gemm_panel_width(code))
+        case .bf16: panel = Int(clip_bf16_panel_width())
+        case .int8: panel = Int(clip_int8_panel_width(code))
+        }
     }
 
     /// One column range [j0, j1) (or all of it) of C = A·B over rows `m`, then the epilogue on those columns.
     private func run(_ m: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ j0: Int, _ j1: Int, _ beta: Float,
                      _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ epilogue: UnsafePointer<clip_epilogue>?) {
-        switch precision {
-        case .fp32:
+        switch storage {
+        case .fp32(let data):
             data.withUnsafeBufferPointer { dp in
                 _ = clip_sgemm_packed(kernel.code, 0, m, n, k, 1, a, lda, dp.baseAddress!, j0, j1, beta, c, ldc, epilogue)
             }
-        case .bf16:
+        case .bf16(let halves):
             halves.withUnsafeBufferPointer { hp in
                 _ = clip_sgemm_packed_bf16(m, n, k, a, lda, hp.baseAddress!, j0, j1, beta, c, ldc, epilogue)
             }
-        case .int8:
+        case .int8(let codes, let scales, let sums, _):
             codes.withUnsafeBufferPointer { cp in
-                columnScales.withUnsafeBufferPointer { sp in
-                    columnSums.withUnsafeBufferPointer { up in
-                        _ = clip_gemm_packed_int8(m, n, k, a, lda, cp.baseAddress!, sp.baseAddress!, up.baseAddress!,
-                                                  j0, j1, beta, c, ldc, epilogue)
+                scales.withUnsafeBufferPointer { sp in
+                    sums.withUnsafeBufferPointer { up in
+                        _ = clip_gemm_packed_int8(kernel.code, m, n, k, a, lda, cp.baseAddress!, sp.baseAddress!,
+                                                  up.baseAddress!, j0, j1, beta, c, ldc, epilogue)
                     }
                 }
             }
@@ -271,7 +294,9 @@ public struct PackedMatrix: Sendable {
                          padding: Int, outHeight: Int, outWidth: Int, into c: UnsafeMutablePointer<Float>,
                          bias: UnsafePointer<Float>? = nil, activation: OutputActivation = .none,
                          parallel: Bool = true) -> Bool {
-        guard precision == .fp32, kernel * kernel * channels == k, outHeight > 0, outWidth > 0 else { return false }
+        guard case .fp32(let data) = storage, kernel * kernel * channels == k, outHeight > 0, outWidth > 0 else {
+            return false
+        }
         var geometry = clip_conv_geometry(image: image, height: height, width: width, channels: channels,
                                           kernel: kernel, stride: stride, padding: padding, out_height: outHeight,
                                           out_width: outWidth, first_pixel: 0)
@@ -308,18 +333,18 @@ public struct PackedMatrix: Sendable {
             let pc = p / kc * kc
             let blockK = min(kc, k - pc)
             for j in 0..<n {
-                switch precision {
-                case .fp32:
+                switch storage {
+                case .fp32(let data):
                     out[p * n + j] = data[pc * npad + (j / panel) * blockK * panel + (p - pc) * panel + j % panel]
-                case .bf16:
+                case .bf16(let halves):
                     let blockK2 = (blockK + 1) / 2 * 2
                     let q = p - pc
                     let h = halves[pc * npad + (j / panel) * blockK2 * panel + (q / 2) * panel * 2 + (j % panel) * 2 + q % 2]
                     out[p * n + j] = Float(bitPattern: UInt32(h) << 16)
-                case .int8:
-                    let k4 = (k + 3) / 4 * 4
-                    let code = codes[(j / panel) * k4 * panel + (p / 4) * panel * 4 + (j % panel) * 4 + p % 4]
-                    out[p * n + j] = Float(code) * columnScales[j]
+                case .int8(let codes, let scales, _, let g):
+                    let kg = (k + g - 1) / g * g
+                    let code = codes[(j / panel) * kg * panel + (p / g) * panel * g + (j % panel) * g + p % g]
+                    out[p * n + j] = Float(code) * scales[j]
                 }
             }
         }

@@ -111,15 +111,13 @@ public func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     }
 }
 
-/// Whether `attentionHead` has a direct kernel on this CPU (AVX-512F). Without one, attention is two SGEMMs.
-public let directAttentionAvailable: Bool = clip_attention_available() != 0
-
 /// One head of softmax(scale · Q·Kᵀ) · V, read in place from fused projection rows: row i of Q, K and V is at
 /// `q`, `k`, `v` + i·`ld` ([tokens, headDim] each), row i of the result at `out` + i·`ldo` ([tokens, headDim]).
-/// With `causal`, row i attends to rows 0...i only. Single-threaded (callers run heads in parallel).
-/// Returns false, leaving `out` untouched, when the direct kernel is unavailable or its scratch cannot be allocated.
+/// With `causal`, row i attends to rows 0...i only. Single-threaded (callers run heads in parallel); `kernel` picks
+/// the instruction set (every `GEMMKernel` has one). Returns false, leaving `out` untouched, for invalid arguments,
+/// a kernel this CPU lacks, or scratch memory that cannot be allocated.
 public func attentionHead(tokens: Int, headDim: Int, scale: Float, causal: Bool, q: UnsafePointer<Float>,
                           k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
-                          out: UnsafeMutablePointer<Float>, ldo: Int) -> Bool {
-    clip_attention_head(tokens, headDim, scale, causal ? 1 : 0, q, k, v, ld, out, ldo) == 0
+                          out: UnsafeMutablePointer<Float>, ldo: Int, kernel: GEMMKernel = .auto) -> Bool {
+    clip_attention_head(kernel.code, tokens, headDim, scale, causal ? 1 : 0, q, k, v, ld, out, ldo) == 0
 }

@@ -86,6 +86,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case reshape(from: [Int], to: [Int])
     case shapeMismatch(operation: String, [Int], [Int])
     case gemmKernelUnavailable(String)
+    case cpuConfiguration(String)
 
     public var description: String {
         switch self {
@@ -94,6 +95,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case .reshape(let a, let b): return "cannot reshape \(a) to \(b): element counts differ"
         case .shapeMismatch(let op, let a, let b): return "\(op): incompatible shapes \(a) and \(b)"
         case .gemmKernelUnavailable(let k): return "GEMM kernel '\(k)' is not supported by this CPU"
+        case .cpuConfiguration(let message): return message
         }
     }
 }

@@ -28,8 +28,10 @@ struct AttentionCase: CustomTestStringConvertible, Sendable {
     var testDescription: String { "tokens \(tokens) head dim \(headDim) × \(heads)\(causal ? " causal" : "")" }
 }
 
-/// Token counts around the 6-row and 16-column tiles (1, 5, 17, 50 = ViT-B/32, 77 = text, 197 = ViT-B/16) and head
-/// sizes that are and are not multiples of 16 (the last vector of a row is masked).
+/// Every attention kernel this CPU has (each instruction set has one; `CLIP_CPU` limits which run here).
+
+/// Token counts around the 6-row tiles and 4-, 8- and 16-lane vectors (1, 5, 17, 50 = ViT-B/32, 77 = text, 197 =
+/// ViT-B/16) and head sizes that are and are not whole vectors (the last vector of a row is masked or padded).
 let attentionCases: [AttentionCase] = [
     AttentionCase(tokens: 1, headDim: 64, heads: 2, causal: false),
     AttentionCase(tokens: 5, headDim: 8, heads: 3, causal: true),
@@ -41,9 +43,8 @@ let attentionCases: [AttentionCase] = [
     AttentionCase(tokens: 70, headDim: 72, heads: 1, causal: true),
 ]
 
-@Test("Direct attention kernel equals a double-precision reference", arguments: attentionCases)
-func directAttentionMatchesReference(_ ac: AttentionCase) throws {
-    try #require(directAttentionAvailable, "no AVX-512F: attention runs through the SGEMM, tested by the models")
+@Test("Attention kernel equals a double-precision reference", arguments: GEMMKernel.available, attentionCases)
+func attentionKernelMatchesReference(_ kernel: GEMMKernel, _ ac: AttentionCase) throws {
     var rng = SplitMix(state: UInt64(ac.tokens * 1000 + ac.headDim))
     let w = ac.headDim * ac.heads, ld = 3 * w
     // Large enough logits that the softmax is far from uniform.
@@ -56,7 +57,7 @@ func directAttentionMatchesReference(_ ac: AttentionCase) throws {
                 let q = qp.baseAddress! + h * ac.headDim
                 return attentionHead(tokens: ac.tokens, headDim: ac.headDim, scale: 1 / Float(ac.headDim).squareRoot(),
                                      causal: ac.causal, q: q, k: q + w, v: q + 2 * w, ld: ld,
-                                     out: op.baseAddress! + h * ac.headDim, ldo: w)
+                                     out: op.baseAddress! + h * ac.headDim, ldo: w, kernel: kernel)
             }
         }
         #expect(ok)
@@ -79,13 +80,17 @@ func directAttentionMatchesReference(_ ac: AttentionCase) throws {
     #expect(untouched)
 }
 
-@Test("Direct attention refuses invalid arguments")
-func directAttentionRefusesInvalidArguments() {
+@Test("Attention refuses invalid arguments and kernels this CPU lacks")
+func attentionRefusesInvalidArguments() {
     var buffer = [Float](repeating: 1, count: 64)
     buffer.withUnsafeMutableBufferPointer { p in
         let b = p.baseAddress!
         // ld shorter than a head: rows would overlap.
         #expect(!attentionHead(tokens: 2, headDim: 8, scale: 1, causal: false, q: b, k: b, v: b, ld: 4, out: b, ldo: 8))
         #expect(!attentionHead(tokens: -1, headDim: 8, scale: 1, causal: false, q: b, k: b, v: b, ld: 8, out: b, ldo: 8))
+        for kernel in GEMMKernel.allCases where !kernel.isAvailable {
+            #expect(!attentionHead(tokens: 2, headDim: 8, scale: 1, causal: false, q: b, k: b, v: b, ld: 8, out: b, ldo: 8,
+                                   kernel: kernel))
+        }
     }
 }

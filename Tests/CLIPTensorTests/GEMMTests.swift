@@ -17,7 +17,7 @@ struct SplitMix {
     mutating func array(_ n: Int) -> [Float] { (0..<n).map { _ in next() } }
 }
 
-/// Shapes around every kernel's tile and block sizes (MR 4/6/12, NR 8/16/32, KC 384, NC 2048).
+/// Shapes around every kernel's tile and block sizes (MR 4/6/8/12, NR 8/12/16/32, KC 384, NC 2048).
 let gemmShapes: [(Int, Int, Int)] = [
     (1, 1, 1), (3, 5, 7), (12, 32, 384), (13, 33, 385), (50, 50, 64), (77, 64, 300), (9, 40, 1153),
     (25, 3072, 17), (100, 2100, 40), (7, 9, 600), (64, 1, 513), (1, 100, 3),
@@ -29,7 +29,7 @@ struct GEMMCase: CustomTestStringConvertible, Sendable {
     var testDescription: String { "\(kernel.rawValue) transA=\(transA) transB=\(transB)" }
 }
 
-let gemmCases: [GEMMCase] = GEMMKernel.allCases.filter(\.isAvailable).flatMap { k in
+let gemmCases: [GEMMCase] = ([.auto] + GEMMKernel.available).flatMap { k in
     [false, true].flatMap { ta in [false, true].map { tb in GEMMCase(kernel: k, transA: ta, transB: tb) } }
 }
 
@@ -76,9 +76,16 @@ func sgemmMatchesReference(_ gc: GEMMCase) {
 @Test func autoKernelIsTheBestAvailable() {
     #expect(GEMMKernel.best.isAvailable)
     #expect(GEMMKernel.portable.isAvailable)
+    #expect(CPU.configurationError == nil)
     #if arch(x86_64)
     if GEMMKernel.avx512.isAvailable { #expect(GEMMKernel.best == .avx512) }
+    else if GEMMKernel.avx2.isAvailable { #expect(GEMMKernel.best == .avx2) }
+    #expect(!GEMMKernel.neon.isAvailable)
+    #elseif arch(arm64)
+    #expect(GEMMKernel.best == .neon)
     #endif
+    // What the kernels may use is what the hardware has, limited by CLIP_CPU: never more.
+    #expect(Set(CPU.features).isSubset(of: Set(CPU.hardwareFeatures)))
 }
 
 @Test func betaZeroIgnoresNaNInOutput() {
@@ -95,7 +102,7 @@ func sgemmMatchesReference(_ gc: GEMMCase) {
     #expect(c == [1, 2, 3, 4])
 }
 
-@Test("Pre-packed SGEMM equals the plain one", arguments: GEMMKernel.allCases.filter { $0.isAvailable && $0 != .auto })
+@Test("Pre-packed SGEMM equals the plain one", arguments: GEMMKernel.available)
 func packedMatchesPlain(_ kernel: GEMMKernel) throws {
     var rng = SplitMix(state: 7)
     for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 300), (12, 64, 384), (3, 768, 3072), (2, 512, 49408 % 1000 + 300),
@@ -140,11 +147,11 @@ func packedMatchesPlain(_ kernel: GEMMKernel) throws {
 
 /// A random A [m, k] and weight W [n, k] (a Linear layer's layout), W packed in `precision`, and C = A·Wᵀ computed
 /// by the packed GEMM.
-func packedProduct(_ m: Int, _ n: Int, _ k: Int, _ precision: Precision, _ rng: inout SplitMix) throws
-    -> (a: [Float], w: Tensor, packed: PackedMatrix, c: [Float]) {
+func packedProduct(_ m: Int, _ n: Int, _ k: Int, _ precision: Precision, _ rng: inout SplitMix,
+                   kernel: GEMMKernel? = nil) throws -> (a: [Float], w: Tensor, packed: PackedMatrix, c: [Float]) {
     let w = try Tensor(shape: [n, k], scalars: rng.array(n * k))
     let a = rng.array(m * k)
-    let packed = try PackedMatrix(w, transposed: true, precision: precision)
+    let packed = try PackedMatrix(w, transposed: true, kernel: kernel, precision: precision)
     var c = [Float](repeating: 0, count: m * n)
     a.withUnsafeBufferPointer { ap in
         c.withUnsafeMutableBufferPointer { cp in packed.multiply(ap.baseAddress!, rows: m, lda: k, into: cp.baseAddress!, ldc: n) }
@@ -184,12 +191,15 @@ func quantised(_ v: [Float]) -> (codes: [Float], scale: Float) {
     return (v.map { min(max(($0 * inv).rounded(.toNearestOrEven), -127), 127) }, m / 127)
 }
 
-@Test(.enabled(if: Precision.int8.isAvailable, "needs AVX512-VNNI"))
-func int8GEMMEqualsItsQuantisedProduct() throws {
+@Test("int8 GEMM equals its quantised product", .enabled(if: Precision.int8.isAvailable, "needs AVX2, AVX512-VNNI or NEON DotProd"),
+      arguments: Precision.int8.kernels)
+func int8GEMMEqualsItsQuantisedProduct(_ kernel: GEMMKernel) throws {
     var rng = SplitMix(state: 13)
-    // (200, 160, 129): enough rows and panels that both threads take rows of their own.
-    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129)] {
-        let (a, w, packed, c) = try packedProduct(m, n, k, .int8, &rng)
+    // (200, 160, 129): enough rows and panels that both threads take rows of their own; odd k around the 2- and
+    // 4-code groups.
+    for (m, n, k) in [(1, 1, 1), (7, 100, 513), (50, 2304, 768), (33, 17, 301), (13, 64, 256), (200, 160, 129), (5, 30, 2)] {
+        let (a, w, packed, c) = try packedProduct(m, n, k, .int8, &rng, kernel: kernel)
+        #expect(packed.kernel == kernel)
         let rows = (0..<m).map { quantised(Array(a[($0 * k)..<(($0 + 1) * k)])) }
         let cols = (0..<n).map { quantised(Array(w.scalars[($0 * k)..<(($0 + 1) * k)])) }
         var worst = 0.0
@@ -207,6 +217,20 @@ func int8GEMMEqualsItsQuantisedProduct() throws {
     }
 }
 
+/// Every int8 kernel sums the same integer products and dequantises them the same way: identical outputs.
+@Test(.enabled(if: Precision.int8.kernels.count > 1, "one int8 kernel on this CPU"))
+func int8KernelsAgreeBitwise() throws {
+    for (m, n, k) in [(13, 70, 301), (200, 160, 129)] {
+        let outputs = try Precision.int8.kernels.map { kernel in
+            var rng = SplitMix(state: 19)
+            return try packedProduct(m, n, k, .int8, &rng, kernel: kernel).c
+        }
+        for (kernel, c) in zip(Precision.int8.kernels.dropFirst(), outputs.dropFirst()) {
+            #expect(c == outputs[0], "\(kernel.rawValue) differs from \(Precision.int8.kernels[0].rawValue) at m=\(m) n=\(n) k=\(k)")
+        }
+    }
+}
+
 struct EpilogueCase: CustomTestStringConvertible, Sendable {
     let precision: Precision
     let kernel: GEMMKernel
@@ -214,11 +238,10 @@ struct EpilogueCase: CustomTestStringConvertible, Sendable {
     var testDescription: String { "\(precision.rawValue) \(kernel.rawValue) \(activation)" }
 }
 
-/// Every fp32 micro-kernel this CPU has (each applies the epilogue its own way), and the reduced precisions.
+/// Every micro-kernel this CPU has in every precision (each applies the epilogue its own way).
 let epilogueCases: [EpilogueCase] = {
-    let fp32 = GEMMKernel.allCases.filter { $0.isAvailable && $0 != .auto }.map { (Precision.fp32, $0) }
-    let reduced = [Precision.bf16, .int8].filter(\.isAvailable).map { ($0, GEMMKernel.best) }
-    return (fp32 + reduced).flatMap { p, k in
+    let pairs = Precision.allCases.flatMap { p in p.kernels.map { (p, $0) } }
+    return pairs.flatMap { p, k in
         [OutputActivation.none, .quickGELU, .gelu, .relu].map { EpilogueCase(precision: p, kernel: k, activation: $0) }
     }
 }()

@@ -2,11 +2,12 @@ import Testing
 import CLIPLayers
 import CLIPTensor
 
-/// The direct attention kernel (AVX-512) and the two-SGEMM path other CPUs take compute the same layer; checked here
-/// on a CPU that has both, with odd sizes (head dim 32, 13 causal tokens, 50 tokens) and a bias that is not zero.
-@Test("Attention's direct kernel equals the two-SGEMM path", arguments: [(50, false), (13, true), (1, true)])
-func directAttentionEqualsSGEMMPath(tokens: Int, causal: Bool) throws {
-    try #require(directAttentionAvailable, "no AVX-512F: only the SGEMM path exists on this CPU")
+/// Every attention kernel this CPU has computes the same layer as the portable one, with odd sizes (head dim 32,
+/// 13 causal tokens, 50 tokens) and a bias that is not zero.
+@Test("Attention layer: every kernel equals the portable one",
+      arguments: GEMMKernel.available.filter { $0 != .portable }, [(50, false), (13, true), (1, true)])
+func attentionKernelsAgreeInTheLayer(kernel: GEMMKernel, shape: (tokens: Int, causal: Bool)) throws {
+    let (tokens, causal) = shape
     let (width, heads, batch) = (96, 3, 2)
     var state: UInt64 = 99
     func next() -> Float {
@@ -20,7 +21,7 @@ func directAttentionEqualsSGEMMPath(tokens: Int, causal: Bool) throws {
     let rows = batch * tokens
     let x = (0..<rows * width).map { _ in next() }
     var outputs: [[Float]] = []
-    for direct in [true, false] {
+    for k in [kernel, .portable] {
         var qkv = [Float](repeating: 0, count: rows * 3 * width)
         var context = [Float](repeating: 0, count: rows * width)
         var out = [Float](repeating: 0, count: rows * width)
@@ -30,7 +31,7 @@ func directAttentionEqualsSGEMMPath(tokens: Int, causal: Bool) throws {
                     out.withUnsafeMutableBufferPointer { op in
                         attention.apply(xp.baseAddress!, batch: batch, tokens: tokens, causal: causal,
                                         qkv: qp.baseAddress!, context: cp.baseAddress!, out: op.baseAddress!,
-                                        accumulate: false, directAttention: direct)
+                                        accumulate: false, kernel: k)
                     }
                 }
             }

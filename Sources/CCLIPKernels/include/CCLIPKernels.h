@@ -8,12 +8,46 @@
 extern "C" {
 #endif
 
-/// Micro-kernels the SGEMM can run. `CLIP_GEMM_AUTO` picks the fastest one this CPU supports.
+/// Instruction-set extensions the kernels use, as bits of `clip_cpu_features()`.
+enum {
+    CLIP_CPU_AVX2 = 1 << 0,         // x86-64 AVX2 and FMA
+    CLIP_CPU_AVX512 = 1 << 1,       // AVX-512 F, BW, DQ and VL
+    CLIP_CPU_AVX512_VNNI = 1 << 2,  // vpdpbusd on 512-bit vectors
+    CLIP_CPU_AVX512_BF16 = 1 << 3,  // vdpbf16ps
+    CLIP_CPU_AVX_VNNI = 1 << 4,     // vpdpbusd on 256-bit vectors without AVX-512 (Alder Lake and later)
+    CLIP_CPU_X86_ALL = (1 << 5) - 1,
+    CLIP_CPU_NEON = 1 << 5,         // AArch64 Advanced SIMD
+    CLIP_CPU_NEON_DOTPROD = 1 << 6, // sdot/udot (Armv8.2 DotProd)
+};
+
+/// The levels `CLIP_CPU` names (`portable`, `avx2`, `avx512`, `neon`; `native` or unset: all the CPU has).
+typedef enum {
+    CLIP_LEVEL_PORTABLE = 0,
+    CLIP_LEVEL_AVX2 = 1,
+    CLIP_LEVEL_AVX512 = 2,
+    CLIP_LEVEL_NEON = 3,
+} clip_level;
+
+/// The features this CPU and OS support, whatever `CLIP_CPU` says.
+unsigned clip_cpu_hardware(void);
+
+/// The features the kernels may use: the hardware's, limited to the level `CLIP_CPU` names. Read once per process.
+unsigned clip_cpu_features(void);
+
+/// The highest level within `clip_cpu_features()`.
+int clip_cpu_level(void);
+
+/// A message when `CLIP_CPU` names an unknown level or one this CPU lacks (the features are then the hardware's,
+/// and callers must refuse to run rather than ignore the setting), else NULL.
+const char *clip_cpu_error(void);
+
+/// Micro-kernels the SGEMM can run. `CLIP_GEMM_AUTO` picks the fastest one `clip_cpu_features()` allows.
 typedef enum {
     CLIP_GEMM_AUTO = 0,
     CLIP_GEMM_PORTABLE = 1,  // plain C, vectorised by the compiler for the baseline ISA (SSE2, NEON)
     CLIP_GEMM_AVX2 = 2,      // x86-64 AVX2 + FMA, 6x16 register tile
     CLIP_GEMM_AVX512 = 3,    // x86-64 AVX-512F, 12x32 register tile
+    CLIP_GEMM_NEON = 4,      // AArch64 NEON, 8x12 register tile
 } clip_gemm_kernel;
 
 /// Element-wise activations a packed GEMM can apply to its output tiles.
@@ -103,31 +137,40 @@ int clip_bf16_panel_width(void);
 /// `x` rounded to the nearest bf16 value (for tests and unpacking).
 float clip_bf16_round(float x);
 
-/// 1 when this CPU has AVX512-VNNI (the int8 GEMM below can run).
-int clip_int8_available(void);
+/// 1 when `kernel` (a `clip_gemm_kernel`) has an int8 GEMM on this CPU: AVX512-VNNI, AVX2, or NEON with DotProd.
+int clip_int8_kernel_available(int kernel);
 
-/// Bytes of int8 codes and entries of the per-column scale/sum arrays for B ([k, n]) packed for the int8 GEMM.
-ptrdiff_t clip_packed_b_int8_bytes(ptrdiff_t k, ptrdiff_t n);
-ptrdiff_t clip_packed_b_int8_columns(ptrdiff_t n);
+/// The int8 kernel `CLIP_GEMM_AUTO` resolves to, or -1 when this CPU has none.
+int clip_int8_best_kernel(void);
 
-/// Quantises op(B) per column (scale max|b|/127) and packs it for the int8 GEMM.
-int clip_pack_b_int8(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb, int8_t *out, float *scales,
-                     int32_t *sums);
+/// Column-panel width of `kernel`'s int8 GEMM, or -1.
+int clip_int8_panel_width(int kernel);
 
-/// C[:, j0..<j1] = A · B[:, j0..<j1] + beta · C with A [m, k] fp32 quantised per row on the fly and B packed int8;
-/// exact int32 sums, dequantised in fp32. Returns -1 without AVX512-VNNI.
-int clip_gemm_packed_int8(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const int8_t *packed,
-                          const float *scales, const int32_t *sums, ptrdiff_t j0, ptrdiff_t j1, float beta, float *c,
-                          ptrdiff_t ldc, const clip_epilogue *ep);
+/// Consecutive k values packed side by side per column in `kernel`'s int8 layout (4, or 2 for AVX2), or -1.
+int clip_int8_group(int kernel);
 
-/// 1 when `clip_attention_head` can run on this CPU (AVX-512F); elsewhere attention goes through the SGEMM.
-int clip_attention_available(void);
+/// Bytes of int8 codes, and entries of the per-column scale/sum arrays, for B ([k, n]) packed for `kernel`; -1 when
+/// it has no int8 GEMM.
+ptrdiff_t clip_packed_b_int8_bytes(int kernel, ptrdiff_t k, ptrdiff_t n);
+ptrdiff_t clip_packed_b_int8_columns(int kernel, ptrdiff_t n);
+
+/// Quantises op(B) per column (scale max|b|/127, codes rounded half to even) and packs it for `kernel`.
+int clip_pack_b_int8(int kernel, int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb, int8_t *out,
+                     float *scales, int32_t *sums);
+
+/// C[:, j0..<j1] = A · B[:, j0..<j1] + beta · C with A [m, k] fp32 quantised per row on the fly and B packed int8 for
+/// the same `kernel`; exact int32 sums, dequantised in fp32 (identical results on every kernel). Returns -1 when the
+/// kernel has no int8 GEMM here or on invalid arguments.
+int clip_gemm_packed_int8(int kernel, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                          const int8_t *packed, const float *scales, const int32_t *sums, ptrdiff_t j0, ptrdiff_t j1,
+                          float beta, float *c, ptrdiff_t ldc, const clip_epilogue *ep);
 
 /// One head of softmax(scale · Q·Kᵀ) · V over `tokens` rows: row i of Q, K and V at q, k, v + i·ld (hd values each),
-/// row i of the result at out + i·ldo. With `causal`, row i attends to rows 0...i only. Scratch is per thread.
-/// Returns -1 when unavailable or on invalid arguments.
-int clip_attention_head(ptrdiff_t tokens, ptrdiff_t hd, float scale, int causal, const float *q, const float *k,
-                        const float *v, ptrdiff_t ld, float *out, ptrdiff_t ldo);
+/// row i of the result at out + i·ldo. With `causal`, row i attends to rows 0...i only. `kernel` is the instruction
+/// set (a `clip_gemm_kernel`; every one has an attention kernel). Scratch is per thread. Returns -1 when the kernel is
+/// unavailable, its scratch cannot be allocated, or on invalid arguments.
+int clip_attention_head(int kernel, ptrdiff_t tokens, ptrdiff_t hd, float scale, int causal, const float *q,
+                        const float *k, const float *v, ptrdiff_t ld, float *out, ptrdiff_t ldo);
 
 /// QuickGELU x·σ(1.702x) in place (vectorised exp, error ≤ 2 ulp).
 void clip_quick_gelu(float *x, ptrdiff_t n);
@@ -146,8 +189,8 @@ void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const floa
 float clip_exp(float x);
 
 /// Runs `iterations` of a register-only multiply-add loop on this thread (kind 0: fp32 with the GEMM's widest FMA,
-/// 1: AVX512-BF16 dot products, 2: AVX512-VNNI dot products) and returns the operations it did, or -1 when the CPU
-/// lacks that kind. Timing it on every core measures the arithmetic peak the GEMMs are compared with.
+/// 1: AVX512-BF16 dot products, 2: the int8 GEMM's instruction — AVX512-VNNI, AVX2 vpmaddwd or NEON sdot) and returns
+/// the operations it did, or -1 when the CPU lacks that kind. Timing it on every core measures the arithmetic peak the GEMMs are compared with.
 double clip_peak_loop(int kind, long iterations, float *sink);
 
 /// CPUs this process may run on (affinity mask on Linux), at least 1.

@@ -1,10 +1,12 @@
-// Private to CCLIPKernels: the store step every AVX-512 micro-kernel ends with, and the epilogue every packed GEMM
-// applies to its finished tiles.
-#ifndef CLIP_TILE_STORE_H
-#define CLIP_TILE_STORE_H
+// Private to CCLIPKernels: AVX-512 building blocks shared by the kernels (exponential, QuickGELU, the register
+// transpose of A panels, the tile store every 12 x 32 micro-kernel ends with).
+#ifndef CLIP_SIMD_AVX512_H
+#define CLIP_SIMD_AVX512_H
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+
+#include "epilogue.h"
 
 // e^x with the polynomial of elementwise.c (error ≤ 2 ulp), 16 lanes at a time; scalef applies the 2^n.
 __attribute__((target("avx512f"), always_inline)) static inline __m512 clip_exp16(__m512 x) {
@@ -89,62 +91,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void clip_store_
     _mm512_storeu_ps(ci, r0);
     _mm512_storeu_ps(ci + 16, r1);
 }
-#endif
 
-#include "CCLIPKernels.h"
-
-// A row count 1...11 handed to CALL(R) as a compile-time constant, for the edge variants of the 12-row kernels.
-#define CLIP_EDGE_ROWS(rows, CALL)                                                                                   \
-    switch (rows) {                                                                                                  \
-    case 1: CALL(1); break;                                                                                          \
-    case 2: CALL(2); break;                                                                                          \
-    case 3: CALL(3); break;                                                                                          \
-    case 4: CALL(4); break;                                                                                          \
-    case 5: CALL(5); break;                                                                                          \
-    case 6: CALL(6); break;                                                                                          \
-    case 7: CALL(7); break;                                                                                          \
-    case 8: CALL(8); break;                                                                                          \
-    case 9: CALL(9); break;                                                                                          \
-    case 10: CALL(10); break;                                                                                        \
-    default: CALL(11); break;                                                                                        \
-    }
-
-// The epilogue on one finished tile of C (rows x cols at c, first column col0 of the whole matrix), vectorised for
-// this CPU in elementwise.c.
-void clip_epilogue_tile(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int activation);
-
-static inline void clip_tile_epilogue(const clip_epilogue *ep, float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols,
-                                      ptrdiff_t col0) {
-    if (ep) clip_epilogue_tile(c, ldc, rows, cols, ep->bias ? ep->bias + col0 : NULL, ep->activation);
-}
-
-// The epilogue as a micro-kernel receives it for one full tile: bias already offset to the tile's first column.
-static inline clip_epilogue clip_tile_local(const clip_epilogue *ep, ptrdiff_t col0) {
-    clip_epilogue local = {NULL, CLIP_ACTIVATION_NONE};
-    if (ep) {
-        local.bias = ep->bias ? ep->bias + col0 : NULL;
-        local.activation = ep->activation;
-    }
-    return local;
-}
-
-// An edge tile computed into a buffer (`rows` x `cols` of `tile`, row stride `tile_ld`) merged into C as
-// alpha·tile + beta·C (C read only when beta ≠ 0), then the epilogue for columns from col0.
-static inline void clip_merge_tile(float *c, ptrdiff_t ldc, const float *tile, ptrdiff_t tile_ld, ptrdiff_t rows,
-                                   ptrdiff_t cols, float alpha, float beta, const clip_epilogue *ep, ptrdiff_t col0) {
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        float *ci = c + i * ldc;
-        const float *ti = tile + i * tile_ld;
-        if (beta == 0.0f) {
-            for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j];
-        } else {
-            for (ptrdiff_t j = 0; j < cols; j++) ci[j] = alpha * ti[j] + beta * ci[j];
-        }
-    }
-    clip_tile_epilogue(ep, c, ldc, rows, cols, col0);
-}
-
-#if defined(__x86_64__) || defined(__i386__)
 // The end of every AVX-512 12 x 32 micro-kernel: R finished rows r[i][0..1] (scaled or dequantised) stored as
 // act(r + beta·C + bias) by clip_store_row32; GELU, whose erff has no vector form here, as a pass over the tile.
 __attribute__((target("avx512f"), always_inline)) static inline void clip_store_tile32(const int R, float *c,
