@@ -154,7 +154,7 @@ static void attention_avx512(ptrdiff_t tokens, ptrdiff_t hd, float scale, int ca
         const ptrdiff_t rows = tokens - i0 < AT_MR ? tokens - i0 : AT_MR;
         // Causal rows never look past their own position: the block's last row bounds the keys it needs.
         const ptrdiff_t keys = causal ? i0 + rows : tokens;
-        float *sb = s + i0 * tp;
+        float *sb = s;  // one row block's scores at a time: scratch stays O(tokens), not O(tokens²)
         at_rows(rows, keys, hd, q + i0 * ld, ld, kt, tp, sb, tp);
         for (ptrdiff_t i = 0; i < rows; i++) {
             float *row = sb + i * tp;
@@ -176,7 +176,7 @@ int clip_attention_head(int kernel, ptrdiff_t tokens, ptrdiff_t hd, float scale,
 #ifdef CLIP_X86
     if (kernel == CLIP_GEMM_AVX512) {
         const ptrdiff_t tp = (tokens + 15) / 16 * 16;
-        float *buf = clip_scratch_get(&scores_scratch, (size_t)((hd + tokens) * tp));
+        float *buf = clip_scratch_get(&scores_scratch, (size_t)((hd + AT_MR) * tp));
         if (!buf) return -1;
         attention_avx512(tokens, hd, scale, causal, q, k, v, ld, out, ldo, buf, buf + hd * tp, tp);
         return 0;

@@ -123,6 +123,7 @@ KERNELS(avx2, __attribute__((target("avx2,fma"))))
 KERNELS(avx512, __attribute__((target("avx512f,avx512dq"))))
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
 static int level(void) {
     switch (clip_cpu_level()) {
     case CLIP_LEVEL_AVX512: return 2;
@@ -130,6 +131,7 @@ static int level(void) {
     default: return 0;
     }
 }
+#endif
 
 void clip_quick_gelu(float *x, ptrdiff_t n) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -142,8 +142,10 @@ static void pack_a_bf16(const float *a, ptrdiff_t lda, ptrdiff_t row0, ptrdiff_t
 }
 #endif
 
+#ifdef CLIP_X86
 static _Thread_local uint32_t *scratch;
 static _Thread_local size_t scratch_cap;
+#endif
 
 int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const uint16_t *packed,
                            ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc, const clip_epilogue *ep) {

@@ -1,0 +1,393 @@
+// The C kernels tested on their own, without Swift: built natively and cross-compiled for arm64 and run under
+// qemu-user by Scripts/test_kernels.sh, so the NEON kernels are proven on a machine that cannot run arm64 Swift.
+// The cases mirror the Swift kernel tests (Tests/CLIPTensorTests): odd shapes around every tile and block size,
+// edge tiles, epilogues, implicit im2col, attention, int8, and the element-wise kernels. Every kernel the CPU has
+// (as CLIP_CPU allows) is checked against a double-precision reference or against the portable kernel.
+//
+// Exit code 0 when every check passes; each failure prints one line.
+#include "CCLIPKernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures, checks;
+
+#define CHECK(cond, ...)                                                                                             \
+    do {                                                                                                             \
+        checks++;                                                                                                    \
+        if (!(cond)) {                                                                                               \
+            failures++;                                                                                              \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                              \
+            printf(__VA_ARGS__);                                                                                     \
+            printf("\n");                                                                                            \
+        }                                                                                                            \
+    } while (0)
+
+// SplitMix64: deterministic values in [-1, 1), as the Swift tests draw them.
+static uint64_t rng_state;
+static float next_value(void) {
+    rng_state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = rng_state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+static float *random_array(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = next_value();
+    return p;
+}
+
+static const char *kernel_name(int k) {
+    switch (k) {
+    case CLIP_GEMM_PORTABLE: return "portable";
+    case CLIP_GEMM_AVX2: return "avx2";
+    case CLIP_GEMM_AVX512: return "avx512";
+    case CLIP_GEMM_NEON: return "neon";
+    default: return "auto";
+    }
+}
+
+static const int all_kernels[] = {CLIP_GEMM_PORTABLE, CLIP_GEMM_AVX2, CLIP_GEMM_AVX512, CLIP_GEMM_NEON};
+enum { KERNEL_COUNT = sizeof all_kernels / sizeof all_kernels[0] };
+
+// Shapes around every kernel's tile and block sizes (MR 4/6/8/12, NR 8/12/16/32, KC 384, NC 2048).
+static const ptrdiff_t gemm_shapes[][3] = {
+    {1, 1, 1}, {3, 5, 7}, {12, 32, 384}, {13, 33, 385}, {50, 50, 64}, {77, 64, 300}, {9, 40, 1153},
+    {25, 3072, 17}, {100, 2100, 40}, {7, 9, 600}, {64, 1, 513}, {1, 100, 3}, {8, 12, 5}, {17, 25, 9},
+};
+enum { SHAPE_COUNT = sizeof gemm_shapes / sizeof gemm_shapes[0] };
+
+static void test_sgemm(int kernel) {
+    for (int s = 0; s < SHAPE_COUNT; s++) {
+        const ptrdiff_t m = gemm_shapes[s][0], n = gemm_shapes[s][1], k = gemm_shapes[s][2];
+        for (int ta = 0; ta < 2; ta++) {
+            for (int tb = 0; tb < 2; tb++) {
+                const float alpha = tb ? 0.5f : 1.0f, beta = ta ? -1.25f : 0.0f;
+                const ptrdiff_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+                float *a = random_array((size_t)((ta ? k : m) * lda)), *b = random_array((size_t)((tb ? n : k) * ldb));
+                float *c = random_array((size_t)(m * ldc)), *c0 = malloc((size_t)(m * ldc) * sizeof(float));
+                memcpy(c0, c, (size_t)(m * ldc) * sizeof(float));
+                int rc = clip_sgemm(kernel, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                CHECK(rc == 0, "%s sgemm rc %d", kernel_name(kernel), rc);
+                double worst = 0;
+                int padding_touched = 0;
+                for (ptrdiff_t i = 0; i < m; i++) {
+                    for (ptrdiff_t j = 0; j < n; j++) {
+                        double acc = 0;
+                        for (ptrdiff_t p = 0; p < k; p++) {
+                            acc += (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+                        }
+                        const double ref = alpha * acc + beta * (double)c0[i * ldc + j];
+                        const double err = fabs(ref - c[i * ldc + j]) / (sqrt((double)k) + 1);
+                        worst = err > worst ? err : worst;
+                    }
+                    for (ptrdiff_t j = n; j < ldc; j++) padding_touched |= c[i * ldc + j] != c0[i * ldc + j];
+                }
+                CHECK(worst < 1e-5, "%s sgemm m=%td n=%td k=%td ta=%d tb=%d: error %g", kernel_name(kernel), m, n, k,
+                      ta, tb, worst);
+                CHECK(!padding_touched, "%s sgemm wrote past n (m=%td n=%td k=%td)", kernel_name(kernel), m, n, k);
+                free(a); free(b); free(c); free(c0);
+            }
+        }
+    }
+}
+
+// C = A · Wᵀ with W [n, k] packed for `kernel`, the way Linear layers run.
+static float *packed_product(int kernel, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, const float *w,
+                             const float *bias, int activation, const float *c_in) {
+    float *packed = malloc((size_t)(clip_packed_b_count(kernel, k, n) + 1) * sizeof(float));
+    clip_pack_b(kernel, 1, k, n, w, k, packed);
+    float *c = malloc((size_t)(m * n + 1) * sizeof(float));
+    if (c_in) memcpy(c, c_in, (size_t)(m * n) * sizeof(float));
+    const clip_epilogue ep = {bias, activation};
+    const int use_ep = bias || activation;
+    int rc = clip_sgemm_packed(kernel, 0, m, n, k, 1.0f, a, k, packed, 0, n, c_in ? 1.0f : 0.0f, c, n,
+                               use_ep ? &ep : NULL);
+    CHECK(rc == 0, "%s packed rc %d", kernel_name(kernel), rc);
+    free(packed);
+    return c;
+}
+
+static double quick_gelu(double x) { return x / (1.0 + exp(-1.702 * x)); }
+static double gelu(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+
+// Packed products equal plain SGEMM bitwise, and the fused epilogue equals separate passes (bias bitwise, the
+// activations within 2e-7 relative: the kernels evaluate QuickGELU's exponential in registers).
+static void test_packed(int kernel) {
+    static const ptrdiff_t shapes[][3] = {{1, 1, 1}, {13, 70, 800}, {50, 100, 64}, {33, 17, 300}, {9, 33, 1601},
+                                          {4, 5, 0}, {7, 25, 385}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const ptrdiff_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *a = random_array((size_t)(m * k)), *w = random_array((size_t)(n * k)), *bias = random_array((size_t)n);
+        float *c_in = random_array((size_t)(m * n));
+        for (int acc = 0; acc < 2; acc++) {
+            float *plain = malloc((size_t)(m * n + 1) * sizeof(float));
+            memcpy(plain, c_in, (size_t)(m * n) * sizeof(float));
+            clip_sgemm(kernel, 0, 1, m, n, k, 1.0f, a, k, w, k, acc ? 1.0f : 0.0f, plain, n);
+            float *fast = packed_product(kernel, m, n, k, a, w, NULL, 0, acc ? c_in : NULL);
+            CHECK(memcmp(plain, fast, (size_t)(m * n) * sizeof(float)) == 0,
+                  "%s packed != plain m=%td n=%td k=%td acc=%d", kernel_name(kernel), m, n, k, acc);
+            for (int act = 0; act <= CLIP_ACTIVATION_RELU; act++) {
+                float *fused = packed_product(kernel, m, n, k, a, w, bias, act, acc ? c_in : NULL);
+                int differing = 0;
+                for (ptrdiff_t i = 0; i < m; i++) {
+                    for (ptrdiff_t j = 0; j < n; j++) {
+                        const float x = fast[i * n + j] + bias[j];
+                        double want = x;
+                        if (act == CLIP_ACTIVATION_QUICK_GELU) want = quick_gelu(x);
+                        if (act == CLIP_ACTIVATION_GELU) want = gelu(x);
+                        if (act == CLIP_ACTIVATION_RELU) want = x > 0 ? x : 0;
+                        const double tol = act == CLIP_ACTIVATION_NONE || act == CLIP_ACTIVATION_RELU ? 0 : 4e-7;
+                        const double got = fused[i * n + j];
+                        if (fabs(got - want) > tol * (fabs(want) > 1 ? fabs(want) : 1)) differing++;
+                    }
+                }
+                CHECK(differing == 0, "%s epilogue %d m=%td n=%td k=%td acc=%d: %d differ", kernel_name(kernel), act,
+                      m, n, k, acc, differing);
+                free(fused);
+            }
+            free(plain);
+            free(fast);
+        }
+        free(a); free(w); free(bias); free(c_in);
+    }
+}
+
+// The implicit im2col equals an explicit im2col buffer multiplied by the same packed weights, bitwise.
+static void test_conv(int kernel) {
+    static const ptrdiff_t geometries[][6] = {
+        // size, channels, out, kernel, stride, padding
+        {14, 32, 64, 3, 1, 1}, {9, 16, 40, 3, 2, 1}, {11, 3, 32, 3, 2, 1}, {7, 24, 33, 3, 1, 0}, {8, 48, 16, 5, 1, 2},
+        {6, 8, 12, 1, 1, 0}, {10, 4, 20, 3, 1, 1},
+    };
+    for (size_t s = 0; s < sizeof geometries / sizeof geometries[0]; s++) {
+        const ptrdiff_t size = geometries[s][0], ch = geometries[s][1], out = geometries[s][2];
+        const ptrdiff_t kk = geometries[s][3], stride = geometries[s][4], pad = geometries[s][5];
+        const ptrdiff_t ho = (size + 2 * pad - kk) / stride + 1, wo = ho, kdim = kk * kk * ch, pixels = ho * wo;
+        float *image = random_array((size_t)(size * size * ch)), *w = random_array((size_t)(out * kdim));
+        float *bias = random_array((size_t)out);
+        float *col = calloc((size_t)(pixels * kdim), sizeof(float));
+        for (ptrdiff_t oy = 0; oy < ho; oy++) {
+            for (ptrdiff_t ox = 0; ox < wo; ox++) {
+                for (ptrdiff_t dy = 0; dy < kk; dy++) {
+                    for (ptrdiff_t dx = 0; dx < kk; dx++) {
+                        const ptrdiff_t iy = oy * stride + dy - pad, ix = ox * stride + dx - pad;
+                        if (iy < 0 || iy >= size || ix < 0 || ix >= size) continue;
+                        memcpy(col + (oy * wo + ox) * kdim + (dy * kk + dx) * ch, image + (iy * size + ix) * ch,
+                               (size_t)ch * sizeof(float));
+                    }
+                }
+            }
+        }
+        float *packed = malloc((size_t)(clip_packed_b_count(kernel, kdim, out) + 1) * sizeof(float));
+        clip_pack_b(kernel, 1, kdim, out, w, kdim, packed);
+        const clip_epilogue ep = {bias, CLIP_ACTIVATION_RELU};
+        float *explicit_c = malloc((size_t)(pixels * out) * sizeof(float));
+        float *implicit_c = malloc((size_t)(pixels * out) * sizeof(float));
+        clip_sgemm_packed(kernel, 0, pixels, out, kdim, 1.0f, col, kdim, packed, 0, out, 0.0f, explicit_c, out, &ep);
+        const clip_conv_geometry g = {image, size, size, ch, kk, stride, pad, ho, wo, 0};
+        // Two row ranges, as two threads would take them.
+        const ptrdiff_t half = pixels / 2;
+        int rc = clip_conv_packed(kernel, &g, 0, half, out, packed, 0, out, implicit_c, out, &ep);
+        rc |= clip_conv_packed(kernel, &g, half, pixels - half, out, packed, 0, out, implicit_c + half * out, out, &ep);
+        CHECK(rc == 0, "%s conv rc %d", kernel_name(kernel), rc);
+        CHECK(memcmp(explicit_c, implicit_c, (size_t)(pixels * out) * sizeof(float)) == 0,
+              "%s implicit im2col != explicit (size %td channels %td kernel %td stride %td)", kernel_name(kernel),
+              size, ch, kk, stride);
+        free(image); free(w); free(bias); free(col); free(packed); free(explicit_c); free(implicit_c);
+    }
+}
+
+// softmax(scale · Q·Kᵀ) · V per head in double precision, from a fused [tokens, 3·width] buffer.
+static void test_attention(int kernel) {
+    static const int cases[][4] = {
+        // tokens, head dim, heads, causal: around the 6-row tiles and 4/8/16-lane vectors.
+        {1, 64, 2, 0}, {5, 8, 3, 1}, {17, 24, 2, 0}, {50, 64, 3, 0}, {50, 32, 2, 1}, {77, 64, 2, 1}, {197, 80, 2, 0},
+        {70, 72, 1, 1}, {3, 5, 2, 0},
+    };
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const ptrdiff_t tokens = cases[s][0], hd = cases[s][1], heads = cases[s][2];
+        const int causal = cases[s][3];
+        const ptrdiff_t w = hd * heads, ld = 3 * w;
+        float *qkv = random_array((size_t)(tokens * ld));
+        for (ptrdiff_t i = 0; i < tokens * ld; i++) qkv[i] *= 3;  // far from uniform
+        float *out = malloc((size_t)(tokens * w + 16) * sizeof(float));
+        for (ptrdiff_t i = 0; i < tokens * w + 16; i++) out[i] = NAN;
+        const float scale = 1.0f / sqrtf((float)hd);
+        for (ptrdiff_t h = 0; h < heads; h++) {
+            const float *q = qkv + h * hd;
+            int rc = clip_attention_head(kernel, tokens, hd, scale, causal, q, q + w, q + 2 * w, ld, out + h * hd, w);
+            CHECK(rc == 0, "%s attention rc %d", kernel_name(kernel), rc);
+        }
+        double err = 0, norm = 0;
+        double *scores = malloc((size_t)tokens * sizeof(double));
+        for (ptrdiff_t h = 0; h < heads; h++) {
+            for (ptrdiff_t i = 0; i < tokens; i++) {
+                const ptrdiff_t valid = causal ? i + 1 : tokens;
+                double top = -INFINITY, total = 0;
+                for (ptrdiff_t j = 0; j < valid; j++) {
+                    double dot = 0;
+                    for (ptrdiff_t d = 0; d < hd; d++) dot += (double)qkv[i * ld + h * hd + d] * qkv[j * ld + w + h * hd + d];
+                    scores[j] = dot * scale;
+                    top = scores[j] > top ? scores[j] : top;
+                }
+                for (ptrdiff_t j = 0; j < valid; j++) total += scores[j] = exp(scores[j] - top);
+                for (ptrdiff_t d = 0; d < hd; d++) {
+                    double ref = 0;
+                    for (ptrdiff_t j = 0; j < valid; j++) ref += scores[j] / total * qkv[j * ld + 2 * w + h * hd + d];
+                    const double diff = out[i * w + h * hd + d] - ref;
+                    err += diff * diff;
+                    norm += ref * ref;
+                }
+            }
+        }
+        CHECK(sqrt(err / norm) <= 1e-6, "%s attention tokens %td hd %td causal %d: relative error %g",
+              kernel_name(kernel), tokens, hd, causal, sqrt(err / norm));
+        int sentinels = 1;
+        for (ptrdiff_t i = tokens * w; i < tokens * w + 16; i++) sentinels &= isnan(out[i]);
+        CHECK(sentinels, "%s attention wrote past its output", kernel_name(kernel));
+        free(qkv); free(out); free(scores);
+    }
+    float buf[64] = {0};
+    CHECK(clip_attention_head(kernel, 2, 8, 1, 0, buf, buf, buf, 4, buf, 8) != 0, "ld < head dim accepted");
+}
+
+// Codes and scale as every int8 kernel quantises: scale max|v|/127, round half to even, clamp to ±127.
+static float quantised(const float *v, ptrdiff_t n, ptrdiff_t stride, int *codes) {
+    float m = 0;
+    for (ptrdiff_t i = 0; i < n; i++) m = fabsf(v[i * stride]) > m ? fabsf(v[i * stride]) : m;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float q = m > 0 ? nearbyintf(v[i * stride] * (127.0f / m)) : 0;
+        codes[i] = q > 127 ? 127 : (q < -127 ? -127 : (int)q);
+    }
+    return m / 127.0f;
+}
+
+static float *int8_product(int kernel, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, const float *w,
+                           const clip_epilogue *ep) {
+    const ptrdiff_t bytes = clip_packed_b_int8_bytes(kernel, k, n), cols = clip_packed_b_int8_columns(kernel, n);
+    int8_t *codes = malloc((size_t)bytes + 1);
+    float *scales = malloc((size_t)cols * sizeof(float) + 4);
+    int32_t *sums = malloc((size_t)cols * sizeof(int32_t) + 4);
+    clip_pack_b_int8(kernel, 1, k, n, w, k, codes, scales, sums);
+    float *c = malloc((size_t)(m * n + 1) * sizeof(float));
+    int rc = clip_gemm_packed_int8(kernel, m, n, k, a, k, codes, scales, sums, 0, n, 0.0f, c, n, ep);
+    CHECK(rc == 0, "%s int8 rc %d", kernel_name(kernel), rc);
+    free(codes); free(scales); free(sums);
+    return c;
+}
+
+static void test_int8(int kernel, int reference_kernel) {
+    static const ptrdiff_t shapes[][3] = {{1, 1, 1}, {7, 100, 513}, {50, 230, 768}, {33, 17, 301}, {13, 64, 256},
+                                          {200, 160, 129}, {5, 30, 2}, {9, 12, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const ptrdiff_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *a = random_array((size_t)(m * k)), *w = random_array((size_t)(n * k));
+        float *c = int8_product(kernel, m, n, k, a, w, NULL);
+        int *ra = malloc((size_t)(m * k) * sizeof(int)), *rw = malloc((size_t)(n * k) * sizeof(int));
+        float *sa = malloc((size_t)m * sizeof(float)), *sw = malloc((size_t)n * sizeof(float));
+        for (ptrdiff_t i = 0; i < m; i++) sa[i] = quantised(a + i * k, k, 1, ra + i * k);
+        for (ptrdiff_t j = 0; j < n; j++) sw[j] = quantised(w + j * k, k, 1, rw + j * k);
+        double worst = 0;
+        for (ptrdiff_t i = 0; i < m; i++) {
+            for (ptrdiff_t j = 0; j < n; j++) {
+                long sum = 0;
+                for (ptrdiff_t p = 0; p < k; p++) sum += (long)ra[i * k + p] * rw[j * k + p];
+                const double want = (double)sum * sa[i] * sw[j];
+                const double err = fabs(want - c[i * n + j]) / (fabs(want) + 1e-3);
+                worst = err > worst ? err : worst;
+            }
+        }
+        CHECK(worst < 1e-5, "%s int8 m=%td n=%td k=%td: error %g", kernel_name(kernel), m, n, k, worst);
+        if (reference_kernel >= 0 && reference_kernel != kernel) {
+            float *other = int8_product(reference_kernel, m, n, k, a, w, NULL);
+            CHECK(memcmp(c, other, (size_t)(m * n) * sizeof(float)) == 0, "int8 %s != %s bitwise (m=%td n=%td k=%td)",
+                  kernel_name(kernel), kernel_name(reference_kernel), m, n, k);
+            free(other);
+        }
+        // The epilogue through the int8 store.
+        float *bias = random_array((size_t)n);
+        const clip_epilogue ep = {bias, CLIP_ACTIVATION_QUICK_GELU};
+        float *fused = int8_product(kernel, m, n, k, a, w, &ep);
+        int differing = 0;
+        for (ptrdiff_t i = 0; i < m * n; i++) {
+            const double want = quick_gelu((double)(c[i] + bias[i % n]));
+            if (fabs(fused[i] - want) > 4e-7 * (fabs(want) > 1 ? fabs(want) : 1)) differing++;
+        }
+        CHECK(differing == 0, "%s int8 epilogue m=%td n=%td k=%td: %d differ", kernel_name(kernel), m, n, k,
+              differing);
+        free(a); free(w); free(c); free(ra); free(rw); free(sa); free(sw); free(bias); free(fused);
+    }
+}
+
+static void test_elementwise(void) {
+    double worst = 0;
+    for (float x = -87; x < 88; x += 0.0137f) {
+        const double r = exp((double)x);
+        const double e = fabs(clip_exp(x) - r) / r;
+        worst = e > worst ? e : worst;
+    }
+    CHECK(worst < 3e-7, "exp: relative error %g", worst);
+    const ptrdiff_t rows = 5, width = 77;
+    float *x = random_array((size_t)(rows * width)), *g = random_array((size_t)width), *b = random_array((size_t)width);
+    float *out = malloc((size_t)(rows * width) * sizeof(float));
+    clip_layer_norm(x, rows, width, g, b, 1e-5f, out);
+    worst = 0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        double mean = 0, var = 0;
+        for (ptrdiff_t i = 0; i < width; i++) mean += x[r * width + i];
+        mean /= width;
+        for (ptrdiff_t i = 0; i < width; i++) var += (x[r * width + i] - mean) * (x[r * width + i] - mean);
+        var /= width;
+        for (ptrdiff_t i = 0; i < width; i++) {
+            const double want = (x[r * width + i] - mean) / sqrt(var + 1e-5) * g[i] + b[i];
+            const double e = fabs(out[r * width + i] - want);
+            worst = e > worst ? e : worst;
+        }
+    }
+    CHECK(worst < 1e-5, "layer norm: error %g", worst);
+    memcpy(out, x, (size_t)width * sizeof(float));
+    clip_softmax(out, width);
+    double top = -INFINITY, total = 0;
+    for (ptrdiff_t i = 0; i < width; i++) top = x[i] > top ? x[i] : top;
+    for (ptrdiff_t i = 0; i < width; i++) total += exp(x[i] - top);
+    worst = 0;
+    for (ptrdiff_t i = 0; i < width; i++) {
+        const double e = fabs(out[i] - exp(x[i] - top) / total);
+        worst = e > worst ? e : worst;
+    }
+    CHECK(worst < 1e-7, "softmax: error %g", worst);
+    free(x); free(g); free(b); free(out);
+}
+
+int main(void) {
+    CHECK(clip_cpu_error() == NULL, "CLIP_CPU: %s", clip_cpu_error());
+    CHECK((clip_cpu_features() & ~clip_cpu_hardware()) == 0, "features beyond the hardware");
+    printf("CPU level %d, features 0x%x (hardware 0x%x)\n", clip_cpu_level(), clip_cpu_features(), clip_cpu_hardware());
+    const int int8_reference = clip_int8_best_kernel();
+    for (int i = 0; i < KERNEL_COUNT; i++) {
+        const int kernel = all_kernels[i];
+        if (!clip_gemm_kernel_available(kernel)) {
+            printf("skipped %s: this CPU (or CLIP_CPU) does not have it\n", kernel_name(kernel));
+            continue;
+        }
+        rng_state = 42;
+        const int before = failures;
+        test_sgemm(kernel);
+        test_packed(kernel);
+        test_conv(kernel);
+        test_attention(kernel);
+        if (clip_int8_kernel_available(kernel)) test_int8(kernel, int8_reference);
+        printf("%s: fp32 GEMM, epilogues, implicit im2col, attention%s: %s\n", kernel_name(kernel),
+               clip_int8_kernel_available(kernel) ? ", int8" : "", failures == before ? "ok" : "FAILED");
+    }
+    test_elementwise();
+    printf("%d checks, %d failures\n", checks, failures);
+    return failures == 0 ? 0 : 1;
+}
