@@ -9,6 +9,10 @@
 --preprocess-only compares just JPEG decoding + preprocessing: Pillow + torchvision (clip's `_transform(224)`) on one
 thread, as in the anchor table, against `clip bench --preprocess` (one thread and all cores).
 
+ONNX Runtime also runs its own dynamic int8 quantisation of the image tower (`quantize_dynamic`, QInt8 weights),
+the peer of `--precision int8`. The first lines name the CPU (AVX-512 or AVX2) and the level `clip` runs at
+(`CLIP_CPU` forces a lower one: a proxy for an AVX2-only machine, labelled as such).
+
 Needs: torch, clip-anytorch, onnxruntime, onnx, numpy.
 """
 import argparse
@@ -76,6 +80,16 @@ def main():
         return
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    hw = "avx512f" if " avx512f" in flags else ("avx2" if " avx2" in flags else "neither AVX2 nor AVX-512")
+    model = re.search(r"model name\s*:\s*(.*)", flags)
+    level = re.search(r"CPU level: (\S+)", subprocess.run([a.clip, "bench", "--images-only", "--repeat", "1", "--batch", "1",
+                                                          "--architecture", "RN50"], capture_output=True,
+                                                         text=True).stdout)
+    forced = os.environ.get("CLIP_CPU")
+    print(f"CPU: {model.group(1) if model else 'unknown'} ({hw}); swift-clip runs at level "
+          f"{level.group(1) if level else '?'}" + (f" (forced by CLIP_CPU={forced}: a proxy, not that machine)"
+                                                   if forced and forced != "native" else ""))
     archs = {"ViT-B/32": lambda: CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
              "RN50": lambda: CLIP(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)}
     rows = []  # (case, torch, ort, ours)
@@ -112,11 +126,20 @@ def main():
                     so.intra_op_num_threads = a.threads
                     sv = ort.InferenceSession(os.path.join(tmp, "v.onnx"), so, providers=["CPUExecutionProvider"])
                     st = ort.InferenceSession(os.path.join(tmp, "t.onnx"), so, providers=["CPUExecutionProvider"])
+                    from onnxruntime.quantization import QuantType, quantize_dynamic
+                    quantize_dynamic(os.path.join(tmp, "v.onnx"), os.path.join(tmp, "v8.onnx"), weight_type=QuantType.QInt8)
+                    sq = ort.InferenceSession(os.path.join(tmp, "v8.onnx"), so, providers=["CPUExecutionProvider"])
                     for bs in (1, 16):
                         xi = np.random.randn(bs, 3, 224, 224).astype(np.float32)
                         results[(name, "image", bs, "ort")] = bs / median_time(lambda: sv.run(None, {"x": xi}), a.repeat)
+                        results[(name, "image", bs, "ort-int8")] = bs / median_time(lambda: sq.run(None, {"x": xi}),
+                                                                                    a.repeat)
                         ti = tokens(bs).numpy()
                         results[(name, "text", bs, "ort")] = bs / median_time(lambda: st.run(None, {"t": ti}), a.repeat)
+                    xi = np.random.randn(4, 3, 224, 224).astype(np.float32)
+                    f, q = sv.run(None, {"x": xi})[0], sq.run(None, {"x": xi})[0]
+                    cos = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
+                    print(f"ONNX Runtime int8 vs fp32 image embeddings (random weights): cosine min {cos.min():.5f}")
             del m
     # End to end: a folder of 640x480 JPEGs (as the anchors make them), decoded, preprocessed and embedded with
     # ViT-B/32 in batches of 16 — PyTorch with Pillow/torchvision in the loop, and `clip bench --folder`.
@@ -170,7 +193,16 @@ def main():
                           f"{(f'{o:.2f}' if o else '-'):>10}{s:>12.2f}{s / t:>11.2f}×"
                           f"{(f'{s / o:.2f}×' if o else '-'):>9}")
         t, s_ = results[("ViT-B/32", "folder", 16, "torch")], results[("ViT-B/32", "folder", 16, tag)]
-        print(f"{'ViT-B/32 folder of 640x480 JPEGs, bs16 (img/s)':<48}{t:>8.2f} (PyTorch + Pillow){s_:>10.2f}{s_ / t:>8.2f}×")
+        tower = results[("ViT-B/32", "image", 16, tag)]
+        print(f"{'ViT-B/32 folder of 640x480 JPEGs, bs16 (img/s)':<48}{t:>8.2f} (PyTorch + Pillow){s_:>10.2f}{s_ / t:>8.2f}×"
+              f"  ({s_ / tower:.2f}× its own image tower)")
+        if tag == "ours-int8":
+            for bs in (1, 16):
+                q = results.get(("ViT-B/32", "image", bs, "ort-int8"))
+                if q:
+                    s8 = results[("ViT-B/32", "image", bs, tag)]
+                    print(f"ViT-B/32 image bs{bs}: ONNX Runtime int8 (dynamic quantisation) {q:.2f} img/s; "
+                          f"swift-clip int8 {s8:.2f} ({s8 / q:.2f}× ORT int8)")
         print(f"peak RSS, ViT-B/32 bs16 (image+text): {results[('ViT-B/32', 'rss', 16, tag)]} MiB")
     print()
     compare_preprocessing(a, files)

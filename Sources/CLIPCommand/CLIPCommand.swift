@@ -466,15 +466,8 @@ struct Bench: ParsableCommand {
                 let files = entries.filter { ["jpg", "jpeg", "png", "webp"].contains(($0 as NSString).pathExtension.lowercased()) }
                     .sorted().map { (folder as NSString).appendingPathComponent($0) }
                 guard !files.isEmpty else { throw CLIError("\(folder): no JPEG, PNG or WebP files") }
-                let pre = ImagePreprocessor(resolution: r)
-                let t = try median {
-                    var start = 0
-                    while start < files.count {
-                        let chunk = Array(files[start..<min(start + batch, files.count)])
-                        _ = l2Normalized(try clip.encodeImage(try pre.tensor(files: chunk)))
-                        start += chunk.count
-                    }
-                }
+                let pipeline = try CLIPPipeline(model: clip, preprocessing: Preprocessing(resolution: r))
+                let t = try median { _ = try pipeline.imageEmbeddings(files: files, batchSize: batch) }
                 print(String(format: "folder of %d images, batch %d: %.2f img/s end to end", files.count, batch, Double(files.count) / t))
                 print(String(format: "peak RSS: %.0f MiB", peakResidentMiB()))
                 return

@@ -16,13 +16,11 @@ public struct CLIPPipeline: Sendable {
     public let model: CLIPModel
     public let preprocessor: ImagePreprocessor
     public let tokenizer: CLIPTokenizer
-    public let loaded: LoadedModel
+    /// Where the model came from, when it was loaded from a file.
+    public let loaded: LoadedModel?
 
     public init(_ loaded: LoadedModel) throws(PipelineError) {
-        self.loaded = loaded
-        self.model = loaded.model
-        let p = loaded.preprocessing
-        self.preprocessor = ImagePreprocessor(resolution: p.resolution, mean: p.mean, std: p.std)
+        let tokenizer: CLIPTokenizer
         do {
             if let folder = loaded.tokenizerFolder {
                 tokenizer = try CLIPTokenizer(huggingFaceFolder: folder)
@@ -32,6 +30,26 @@ public struct CLIPPipeline: Sendable {
         } catch {
             throw .tokenizer(error)
         }
+        self.init(model: loaded.model, preprocessing: loaded.preprocessing, tokenizer: tokenizer, loaded: loaded)
+    }
+
+    /// A model built in memory (random weights, or trained in this process) with its preprocessing; the tokenizer
+    /// is OpenAI's unless given.
+    public init(model: CLIPModel, preprocessing: Preprocessing, tokenizer: CLIPTokenizer? = nil) throws(PipelineError) {
+        let chosen: CLIPTokenizer
+        if let tokenizer {
+            chosen = tokenizer
+        } else {
+            do { chosen = try CLIPTokenizer.shared() } catch { throw .tokenizer(error) }
+        }
+        self.init(model: model, preprocessing: preprocessing, tokenizer: chosen, loaded: nil)
+    }
+
+    private init(model: CLIPModel, preprocessing p: Preprocessing, tokenizer: CLIPTokenizer, loaded: LoadedModel?) {
+        self.model = model
+        self.preprocessor = ImagePreprocessor(resolution: p.resolution, mean: p.mean, std: p.std)
+        self.tokenizer = tokenizer
+        self.loaded = loaded
     }
 
     /// Loads a model by name (downloading it like `clip.load`), checkpoint path or Hugging Face folder.
@@ -50,20 +68,37 @@ public struct CLIPPipeline: Sendable {
     // MARK: Encoding
 
     /// `encode_image` of image files in batches: [N, embed], unnormalised. `progress` is told how many are done.
+    /// The next batch is decoded while the current one is encoded, so the cores the model leaves idle (between
+    /// layers, in its single-threaded stretches) decode.
     public func encodeImages(files: [String], batchSize: Int = 16,
                              progress: (@Sendable (Int, Int) -> Void)? = nil) throws(PipelineError) -> Tensor {
         var out: [Float] = []
         out.reserveCapacity(files.count * model.configuration.embedDim)
-        var start = 0
-        while start < files.count {
-            let batch = Array(files[start..<min(start + max(batchSize, 1), files.count)])
+        let size = max(batchSize, 1)
+        let batches = stride(from: 0, to: files.count, by: size).map { Array(files[$0..<min($0 + size, files.count)]) }
+        var next = batches.first.map(decodeInBackground)
+        for (i, _) in batches.enumerated() {
+            guard let current = next else { break }
             let pixels: Tensor
-            do { pixels = try preprocessor.tensor(files: batch) } catch { throw .image(error) }
-            do { out += try model.encodeImage(pixels).scalars } catch { throw .model(error) }
-            start += batch.count
-            progress?(start, files.count)
+            do { pixels = try current.wait() } catch { throw .image(error) }
+            next = i + 1 < batches.count ? decodeInBackground(batches[i + 1]) : nil
+            do { out += try model.encodeImage(pixels).scalars } catch {
+                _ = try? next?.wait()  // the background decode must not outlive the call
+                throw .model(error)
+            }
+            progress?(min((i + 1) * size, files.count), files.count)
         }
         return makeTensor(out, rows: files.count)
+    }
+
+    private func decodeInBackground(_ files: [String]) -> PendingBatch {
+        let pending = PendingBatch()
+        let preprocessor = self.preprocessor
+        DispatchQueue.global().async {
+            pending.result = Result { () throws(ImageError) -> Tensor in try preprocessor.tensor(files: files) }
+            pending.done.signal()
+        }
+        return pending
     }
 
     /// `encode_text(clip.tokenize(texts))`: [N, embed], unnormalised. Texts longer than the context are an error
@@ -125,6 +160,22 @@ public struct CLIPPipeline: Sendable {
     /// `values` hold `rows` embeddings by construction (each encode call returns [batch, embed]).
     private func makeTensor(_ values: [Float], rows: Int) -> Tensor {
         Tensor(uncheckedShape: [rows, model.configuration.embedDim], scalars: values)
+    }
+}
+
+/// A batch being decoded on another thread; `result` is written once, before `done` is signalled, and read only
+/// after waiting for it.
+private final class PendingBatch: @unchecked Sendable {
+    var result: Result<Tensor, ImageError>?
+    let done = DispatchSemaphore(value: 0)
+
+    func wait() throws(ImageError) -> Tensor {
+        done.wait()
+        switch result {
+        case .success(let t): return t
+        case .failure(let e): throw e
+        case .none: return Tensor(uncheckedZeros: [0])  // unreachable: result is set before the signal
+        }
     }
 }
 
