@@ -18,13 +18,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
+        // Files that come from users: non-blocking opens of regular files only, checked reads, atomic output.
+        .target(name: "CLIPFiles"),
         // Hot numeric kernels in C: SGEMM with run-time CPU dispatch.
         .target(name: "CCLIPKernels"),
         // Tensor type and the numeric operations every layer is built from.
         .target(name: "CLIPTensor", dependencies: ["CCLIPKernels"]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         // Weight-file readers (safetensors, PyTorch zip archives, TorchScript); know nothing about CLIP's architecture.
-        .target(name: "CLIPWeights", dependencies: ["CLIPTensor", "CZlib"]),
+        .target(name: "CLIPWeights", dependencies: ["CLIPTensor", "CLIPFiles", "CZlib"]),
         // The reference BPE tokenizer and its text cleaning; independent of the model.
         .target(name: "CLIPTokenizer", resources: [.copy("Resources")]),
         // Image codecs from the system (libjpeg-turbo, libpng, libwebp), wrapped in C for setjmp-based errors.
@@ -33,21 +35,21 @@ let package = Package(
         .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"]), .brew(["webp"])]),
         .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP"]),
         // Image decoding and the reference preprocessing; independent of the model.
-        .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor"]),
+        .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"]),
         // Neural-network layers that load their own named parameters.
         .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"]),
         // The CLIP model: architecture inference, image and text towers, logits.
-        .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers"]),
+        .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers", "CLIPFiles"]),
         // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
-        .target(name: "CLIPHub", dependencies: ["CLIP"]),
+        .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
         .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIP", "CLIPHub", "CLIPKit", "CLIPTokenizer", "CLIPImage", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIP", "CLIPHub", "CLIPKit", "CLIPTokenizer", "CLIPImage", "CLIPFiles", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
-        .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor"]),
+        .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor", "CLIPFiles"]),
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP"]),
         .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand", "CLIPKit"]),

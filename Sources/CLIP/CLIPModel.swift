@@ -98,6 +98,10 @@ public struct CLIPModel: Sendable {
         }
         text = try TextTransformer(r, c.text, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
         logitScale = try r.tensor("logit_scale", shape: []).scalars[0]
+        // exp(logit_scale) multiplies every logit: one that overflows makes every probability NaN.
+        guard expf(logitScale).isFinite, expf(logitScale) > 0 else {
+            throw .architecture("logit_scale is \(logitScale); exp(logit_scale) must be a finite positive number (CLIP trains it below ln 100 ≈ 4.6)", origin: r.origin)
+        }
         try r.finish()
         self.configuration = c
     }
@@ -115,9 +119,19 @@ public struct CLIPModel: Sendable {
         }
         if pixels.shape[0] == 0 { return Tensor(uncheckedZeros: [0, configuration.embedDim]) }
         if pixels.scalars.contains(where: { !$0.isFinite }) { throw .nonFinitePixels }
+        let out: Tensor
         switch visual {
-        case .transformer(let vit): return try vit(pixels)
-        case .resnet(let resnet): return try resnet(pixels)
+        case .transformer(let vit): out = try vit(pixels)
+        case .resnet(let resnet): out = try resnet(pixels)
+        }
+        try Self.checkFinite(out, "image")
+        return out
+    }
+
+    /// Finite weights can still overflow (weights of 1e30 are finite); such outputs are an error, not NaN results.
+    private static func checkFinite(_ t: Tensor, _ what: String) throws(CLIPError) {
+        if let i = t.scalars.firstIndex(where: { !$0.isFinite }) {
+            throw .nonFiniteOutput(what: what, row: i / max(t.shape.last ?? 1, 1))
         }
     }
 
@@ -126,7 +140,9 @@ public struct CLIPModel: Sendable {
     /// id, the end-of-text token.
     public func encodeText(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
         if tokens.isEmpty { return Tensor(uncheckedZeros: [0, configuration.embedDim]) }
-        return try text(tokens)
+        let out = try text(tokens)
+        try Self.checkFinite(out, "text")
+        return out
     }
 
     /// The reference forward pass: `logitsPerImage` [N_img, N_txt] = exp(logit_scale) · cosine similarity
@@ -164,6 +180,8 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(text: Int, position: Int, id: Int, vocabularySize: Int)
     /// A shape inconsistency inside the model; indicates a bug, reported rather than crashing.
     case internalShape(TensorError)
+    /// The model's output overflowed (weights far outside any trained range).
+    case nonFiniteOutput(what: String, row: Int)
 
     public var description: String {
         switch self {
@@ -174,6 +192,8 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
         case .tokenOutOfRange(let t, let p, let id, let v):
             return "text \(t), position \(p): token id \(id) is outside the vocabulary 0..<\(v)"
         case .internalShape(let e): return "internal shape error: \(e)"
+        case .nonFiniteOutput(let what, let row):
+            return "the model's \(what) embedding \(row) is not finite: its weights overflow fp32 arithmetic"
         }
     }
 }

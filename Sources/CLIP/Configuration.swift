@@ -111,7 +111,14 @@ public struct CLIPConfiguration: Sendable, Equatable {
             throw .architecture("configuration \(name) is \(value); at most \(Self.maximumTokens) tokens are supported",
                                 origin: origin)
         }
+        guard imageResolution <= Preprocessing.maximumResolution else {
+            throw .architecture("configuration asks for \(imageResolution)×\(imageResolution) images; at most \(Preprocessing.maximumResolution) is supported", origin: origin)
+        }
     }
+
+    /// The largest extent any dimension of a weight may have when the architecture is inferred (CLIP's largest,
+    /// the token embedding, has 49,408 rows): beyond it the arithmetic on sizes could overflow.
+    public static let maximumDimension = 1 << 24
 
     /// The most tokens a sequence may have (text context, or image patches plus the class token).
     public static let maximumTokens = 16_384
@@ -126,10 +133,16 @@ public struct CLIPConfiguration: Sendable, Equatable {
             guard s.count == rank, s.allSatisfy({ $0 > 0 }) else {
                 throw .architecture("tensor '\(key)' has shape \(s), expected \(rank) positive dimensions", origin: origin)
             }
+            guard s.allSatisfy({ $0 <= maximumDimension }) else {
+                throw .architecture("tensor '\(key)' has shape \(s); no dimension of a CLIP model exceeds \(maximumDimension)", origin: origin)
+            }
             return s
         }
         func squareSide(_ key: String) throws(ModelLoadError) -> Int {
             let rows = try shape(key, rank: 2)[0]
+            guard rows <= maximumTokens else {
+                throw .architecture("tensor '\(key)' has \(rows) rows; at most \(maximumTokens) tokens are supported", origin: origin)
+            }
             let side = Int((Double(rows - 1)).squareRoot().rounded())
             guard side > 0, side * side + 1 == rows else {
                 throw .architecture("tensor '\(key)' has \(rows) rows, which is not a square grid plus one", origin: origin)

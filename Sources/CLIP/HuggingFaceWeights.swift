@@ -52,8 +52,11 @@ public struct HuggingFaceWeights: WeightSource {
                     guard parts.allSatisfy({ infos[$0]?.shape == t.shape }) else {
                         throw WeightFileError(file: base.origin, .invalidEntry(tensor: n, message: "q, k and v projections differ in shape or are incomplete"))
                     }
+                    guard t.shape.count == (kind == "weight" ? 2 : 1) else {
+                        throw WeightFileError(file: base.origin, .invalidEntry(tensor: n, message: "has shape \(t.shape); a projection \(kind) has \(kind == "weight" ? 2 : 1) dimension\(kind == "weight" ? "s" : "")"))
+                    }
                     var shape = t.shape
-                    shape[0] *= 3
+                    shape[0] = Checked.product(shape[0], 3) ?? Int.max
                     add("\(p).attn.in_proj_\(kind)", .concat(parts), shape, t.dtype)
                 } else if rest.hasPrefix("self_attn.k_proj.") || rest.hasPrefix("self_attn.v_proj.") {
                     continue  // fused with q above

@@ -1,3 +1,4 @@
+import CLIPFiles
 import CLIPLayers
 import CLIPTensor
 import CLIPWeights
@@ -11,6 +12,9 @@ public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
 
     public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
     public static let openAIStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    /// The largest input side a model may ask for (ViT-L/14@336px takes 336; SigLIP 512).
+    public static let maximumResolution = 4_096
 
     public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd) {
         self.resolution = resolution
@@ -56,9 +60,12 @@ extension CLIPModel {
             throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "no such file or directory")))
         }
         if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision) }
-        let file: MappedFile
-        do { file = try MappedFile(path: path) } catch { throw .weightFile(error) }
-        let head = Array(file.bytes.prefix(16))
+        let file: RegularFile
+        do { file = try RegularFile(opening: path) } catch { throw .weightFile(error) }
+        let head: [UInt8]
+        do { head = try file.read(at: 0, count: min(16, file.size)) } catch {
+            throw .weightFile(WeightFileError(file: path, .unreadable(error.reason)))
+        }
         let source: any WeightSource
         let format: WeightFormat
         do throws(WeightFileError) {
@@ -94,26 +101,56 @@ extension CLIPModel {
         return d
     }
 
+    /// Parameters as PyTorch counts them; saturates at Int.max rather than trapping on hostile shapes.
     static func parameterCount(_ s: any WeightSource) -> Int {
         s.tensorInfos.filter { $0.dtype.isFloatingPoint && !$0.name.hasSuffix("running_mean") && !$0.name.hasSuffix("running_var") }
-            .reduce(0) { $0 + $1.shape.reduce(1, *) }
+            .reduce(0) { Checked.sum($0, Checked.product($1.shape) ?? Int.max) ?? Int.max }
     }
 
+    /// A config file: a regular file of at most 16 MiB holding a JSON object.
     static func readJSON(_ path: String) throws(ModelLoadError) -> [String: Any] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "cannot read")))
+        let bytes: [UInt8]
+        do { bytes = try RegularFile.contents(of: path, limit: 16 << 20) } catch {
+            throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: error.reason)))
         }
-        guard let obj = try? JSONSerialization.jsonObject(with: data), let dict = obj as? [String: Any] else {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)), let dict = obj as? [String: Any] else {
             throw .architecture("not a JSON object", origin: path)
         }
         return dict
     }
 
-    static func int(_ v: Any?) -> Int? { (v as? NSNumber)?.intValue }
+    /// A whole number from a config, or nil when absent; present but fractional, not finite or outside `range` is
+    /// an error naming the key.
+    static func int(_ v: Any?, _ key: String, in range: ClosedRange<Int>, origin: String) throws(ModelLoadError) -> Int? {
+        guard let v else { return nil }
+        guard let number = v as? NSNumber, let i = Checked.int(number.doubleValue, in: range) else {
+            throw .architecture("\(key) is \(v); expected a whole number from \(range.lowerBound) to \(range.upperBound)", origin: origin)
+        }
+        return i
+    }
     static func floats(_ v: Any?) -> [Float]? {
         guard let a = v as? [Any], a.count == 3 else { return nil }
         let f = a.compactMap { ($0 as? NSNumber)?.floatValue }
-        return f.count == 3 ? f : nil
+        return f.count == 3 && f.allSatisfy(\.isFinite) ? f : nil
+    }
+
+    /// Attention heads from a config: they must divide the tower's width.
+    static func heads(_ v: Any?, _ key: String, width: Int, origin: String) throws(ModelLoadError) -> Int? {
+        guard let h = try int(v, key, in: 1...max(width, 1), origin: origin) else { return nil }
+        guard width % h == 0 else {
+            throw .architecture("\(key) is \(h), which does not divide the width \(width)", origin: origin)
+        }
+        return h
+    }
+
+    /// An input resolution from a config, which must be the one the weights were trained for (the positional
+    /// embedding fixes it); checked before anything is allocated for it.
+    static func resolution(_ v: Any?, _ key: String, model c: CLIPConfiguration, origin: String) throws(ModelLoadError) -> Int? {
+        guard let r = try int(v, key, in: 1...Preprocessing.maximumResolution, origin: origin) else { return nil }
+        guard r == c.imageResolution else {
+            throw .architecture("\(key) is \(r), but the checkpoint's image tower takes \(c.imageResolution)×\(c.imageResolution) inputs", origin: origin)
+        }
+        return r
     }
 
     /// open_clip model config: `quick_gelu` (otherwise GELU), `vision_cfg.head_width`, `text_cfg.heads`,
@@ -121,13 +158,19 @@ extension CLIPModel {
     static func applyOpenCLIPConfig(_ path: String, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
         let cfg = try readJSON(path)
         c.activation = (cfg["quick_gelu"] as? Bool) == true ? .quickGELU : .gelu
-        if let text = cfg["text_cfg"] as? [String: Any], let heads = int(text["heads"]) { c.text.heads = heads }
+        if let text = cfg["text_cfg"] as? [String: Any],
+           let heads = try heads(text["heads"], "text_cfg.heads", width: c.text.width, origin: path) {
+            c.text.heads = heads
+        }
         if let vision = cfg["vision_cfg"] as? [String: Any] {
             if case .transformer(var v) = c.vision {
-                v.heads = v.width / (int(vision["head_width"]) ?? 64)
+                let headWidth = try heads(vision["head_width"], "vision_cfg.head_width", width: v.width, origin: path) ?? 64
+                v.heads = max(v.width / headWidth, 1)
                 c.vision = .transformer(v)
             }
-            if let size = int(vision["image_size"]) { p.resolution = size }
+            if let size = try resolution(vision["image_size"], "vision_cfg.image_size", model: c, origin: path) {
+                p.resolution = size
+            }
         }
         if let pre = cfg["preprocess_cfg"] as? [String: Any] {
             if let m = floats(pre["mean"]) { p.mean = m }
@@ -156,9 +199,16 @@ extension CLIPModel {
         let source: HuggingFaceWeights
         do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
         var c = try CLIPConfiguration.infer(from: source)
-        if let h = int(text["num_attention_heads"]) { c.text.heads = h }
+        let configPath = folder + "/config.json"
+        if let h = try heads(text["num_attention_heads"], "text_config.num_attention_heads", width: c.text.width,
+                             origin: configPath) {
+            c.text.heads = h
+        }
         if case .transformer(var v) = c.vision {
-            if let h = int(vision["num_attention_heads"]) { v.heads = h }
+            if let h = try heads(vision["num_attention_heads"], "vision_config.num_attention_heads", width: v.width,
+                                 origin: configPath) {
+                v.heads = h
+            }
             c.vision = .transformer(v)
         }
         let acts = [text["hidden_act"], vision["hidden_act"]].compactMap { $0 as? String }
@@ -169,13 +219,16 @@ extension CLIPModel {
             c.activation = a
         }
         if let eps = (text["layer_norm_eps"] as? NSNumber)?.floatValue { c.layerNormEps = eps }
-        var p = Preprocessing(resolution: int(vision["image_size"]) ?? c.imageResolution)
+        var p = Preprocessing(resolution: try resolution(vision["image_size"], "vision_config.image_size", model: c,
+                                                         origin: configPath) ?? c.imageResolution)
         if fm.fileExists(atPath: folder + "/preprocessor_config.json") {
-            let pre = try readJSON(folder + "/preprocessor_config.json")
+            let prePath = folder + "/preprocessor_config.json"
+            let pre = try readJSON(prePath)
             if let m = floats(pre["image_mean"]) { p.mean = m }
             if let s = floats(pre["image_std"]) { p.std = s }
-            if let crop = int(pre["crop_size"]) ?? int((pre["crop_size"] as? [String: Any])?["height"]) { p.resolution = crop }
-            if let r = int(pre["resample"]), r != 3 {
+            let crop = pre["crop_size"] is [String: Any] ? (pre["crop_size"] as? [String: Any])?["height"] : pre["crop_size"]
+            if let size = try resolution(crop, "crop_size", model: c, origin: prePath) { p.resolution = size }
+            if let r = try int(pre["resample"], "resample", in: 0...5, origin: prePath), r != 3 {
                 throw .architecture("preprocessor_config.json asks for resample=\(r); only bicubic (3) is implemented", origin: folder)
             }
         }

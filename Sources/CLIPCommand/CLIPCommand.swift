@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIP
 import CLIPHub
+import CLIPFiles
 import CLIPImage
 import CLIPKit
 import CLIPTokenizer
@@ -19,6 +20,19 @@ struct CLIPCommand: ParsableCommand {
         abstract: "CLIP image and text embeddings, natively.",
         subcommands: [Classify.self, Embed.self, Similarity.self, Tokenize.self, Preprocess.self, Info.self, Bench.self]
     )
+
+    /// Refuses arguments that are not UTF-8 before parsing: Swift's strings would replace their bytes, and a file
+    /// name so changed would be reported as missing rather than as what it is.
+    static func main() {
+        for i in 1..<Int(CommandLine.argc) {
+            guard let raw = CommandLine.unsafeArgv[i], String(validatingCString: raw) == nil else { continue }
+            let bytes = UnsafeBufferPointer(start: raw, count: strlen(raw)).map { UInt8(bitPattern: $0) }
+            let shown = bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : String(format: "\\x%02x", $0) }
+            FileHandle.standardError.write(Data("clip: argument \(i) ('\(shown.joined())') is not valid UTF-8; clip needs UTF-8 file names and texts\n".utf8))
+            Self.exit(withError: ExitCode(1))
+        }
+        main(nil)
+    }
 }
 
 /// Runs `body`, turning library errors into one line on stderr and exit code 1. A `CLIP_CPU` setting this CPU
@@ -56,7 +70,11 @@ struct Tokenize: ParsableCommand {
                 for t in texts { print(jsonString(tokenizer.cleanedText(t))) }
                 return
             }
-            let rows = try tokenizer.tokenize(texts, contextLength: contextLength, truncate: truncate)
+            let rows: [[Int]]
+            do { rows = try tokenizer.tokenize(texts, contextLength: contextLength, truncate: truncate) } catch {
+                if case TokenizerError.invalidContextLength = error { throw CLIError("--context-length: \(error)") }
+                throw error
+            }
             print("[" + rows.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ",") + "]")
         }
     }
@@ -125,11 +143,7 @@ struct Preprocess: ParsableCommand {
                                       std: try triple(std, "--std") ?? ImagePreprocessor.openAIStd,
                                       applyEXIFOrientation: exifTranspose)
             let x = try p.tensor(files: images)
-            do {
-                try x.npyData().write(to: URL(fileURLWithPath: output), options: .atomic)
-            } catch {
-                throw CLIError("\(output): cannot write: \(error.localizedDescription)")
-            }
+            try write(x.npyData(), to: output)
         }
     }
 }
@@ -302,11 +316,12 @@ struct Embed: ParsableCommand {
     }
 }
 
+/// Writes an output file atomically (devices and FIFOs in place; see `OutputFile`), one line naming it on failure.
 func write(_ data: Data, to path: String) throws {
     do {
-        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try OutputFile.write([UInt8](data), to: path)
     } catch {
-        throw CLIError("\(path): cannot write: \(error.localizedDescription)")
+        throw CLIError("\(path): cannot write: \(error.reason)")
     }
 }
 
@@ -431,11 +446,17 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// The largest batch timed: ViT-L/14@336px activations for 4,096 images already take about 60 GB.
+    static let maximumBatch = 4_096
+
     func run() throws {
         if gemm { return try runGEMM() }
         if tokenizer { return try runTokenizer() }
         if !preprocess.isEmpty { return try runPreprocess() }
         try reportingErrors {
+            guard batch <= Self.maximumBatch else {
+                throw CLIError("--batch \(batch) is larger than \(Self.maximumBatch) images, the most clip bench times at once")
+            }
             let clip: CLIPModel
             let name: String
             if let model {

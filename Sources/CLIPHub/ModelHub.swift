@@ -1,4 +1,5 @@
 import CLIP
+import CLIPFiles
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -61,7 +62,8 @@ public struct ModelHub: Sendable {
     /// The local path for `spec`: itself when it exists on disk, the cached (and verified) file for one of the
     /// nine names; anything else is an error listing the names.
     public func resolve(_ spec: String) throws(HubError) -> String {
-        if FileManager.default.fileExists(atPath: spec) { return spec }
+        var st = stat()
+        if lstat(spec, &st) == 0 { return spec }  // whatever it is, the loader names its problem
         guard let s = Self.source(of: spec) else {
             throw .unknownModel(spec, available: Self.openAIModels.map(\.name))
         }
@@ -78,9 +80,17 @@ public struct ModelHub: Sendable {
     public func fetch(url: String, file: String, sha256: String) throws(HubError) -> String {
         let target = (cacheDirectory as NSString).appendingPathComponent(file)
         let fm = FileManager.default
-        if fm.fileExists(atPath: target) {
-            if SHA256.file(target) == sha256 { return target }
-            FileHandle.standardError.write(Data("clip: \(target) exists but its SHA-256 does not match; downloading it again\n".utf8))
+        var stale: String?
+        var st = stat()
+        if lstat(target, &st) == 0 {
+            // Whatever sits at the cache path is checked without blocking: a FIFO there must not hang us.
+            do throws(FileError) {
+                if try SHA256.file(target) == sha256 { return target }
+                stale = "\(target) exists but its SHA-256 does not match"
+            } catch {
+                guard case .notRegular = error.problem else { throw .cache("cannot read the cached \(error)") }
+                throw .cache("the cache entry \(error); remove it and try again")
+            }
         }
         do {
             try fm.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
@@ -89,8 +99,17 @@ public struct ModelHub: Sendable {
         }
         let temporary = target + ".download-\(ProcessInfo.processInfo.processIdentifier)"
         defer { try? fm.removeItem(atPath: temporary) }
-        try download(url, to: temporary, label: file, target: target, sha256: sha256)
-        guard let got = SHA256.file(temporary) else { throw .cache("cannot read the download \(temporary)") }
+        do throws(HubError) {
+            try download(url, to: temporary, label: file, target: target, sha256: sha256)
+        } catch {
+            // One line: why the cache did not do, then why the download failed.
+            if let stale, case .network(let u, let reason, let t, let sha) = error {
+                throw .network(url: u, reason: "\(stale), and downloading it again failed: \(reason)", target: t, sha256: sha)
+            }
+            throw error
+        }
+        let got: String
+        do { got = try SHA256.file(temporary) } catch { throw .cache("cannot read the download \(error)") }
         guard got == sha256 else {
             throw .checksum(url: url, expected: sha256, actual: got)
         }

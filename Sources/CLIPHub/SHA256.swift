@@ -1,3 +1,4 @@
+import CLIPFiles
 import Foundation
 
 /// SHA-256 (FIPS 180-4), streamed over files so multi-gigabyte checkpoints are verified in constant memory.
@@ -66,12 +67,15 @@ struct SHA256 {
     }
 
     /// Hex digest of a file's contents, or nil when it cannot be read.
-    static func file(_ path: String) -> String? {
-        guard let fh = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? fh.close() }
+    /// The digest of a regular file, read in 4 MiB chunks (a FIFO or device is refused without blocking).
+    static func file(_ path: String) throws(FileError) -> String {
+        let file = try RegularFile(path: path)
         var hasher = SHA256()
-        while let chunk = try? fh.read(upToCount: 1 << 22), !chunk.isEmpty {
+        var offset = 0
+        while offset < file.size {
+            let chunk = try file.read(at: offset, count: min(1 << 22, file.size - offset))
             chunk.withUnsafeBytes { hasher.update($0) }
+            offset += chunk.count
         }
         return hasher.finish()
     }

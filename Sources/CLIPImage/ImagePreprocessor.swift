@@ -1,4 +1,5 @@
 import CCLIPImage
+import CLIPFiles
 import CLIPTensor
 import Foundation
 
@@ -39,9 +40,14 @@ public struct ImagePreprocessor: Sendable {
         out.withUnsafeMutableBufferPointer { op in
             errors.withUnsafeMutableBufferPointer { ep in
                 let o = op.baseAddress!, e = ep.baseAddress!
+                let budget = DecodeBudget(bytes: Self.decodeMemoryBudget)
                 parallelFor(files.count) { i in
                     do throws(ImageError) {
                         let data = try readFile(files[i])
+                        // Large images take turns: two 178-megapixel RGBA PNGs at once would need gigabytes.
+                        let cost = Self.decodeCost(data)
+                        budget.acquire(cost)
+                        defer { budget.release(cost) }
                         let image = try decodeImage(data, name: files[i], maxPixels: maxPixels)
                         try process(image, name: files[i], into: o + i * plane)
                     } catch {
@@ -52,6 +58,19 @@ public struct ImagePreprocessor: Sendable {
         }
         if let first = errors.compactMap({ $0 }).first { throw first }
         return Tensor(uncheckedShape: [files.count, 3, r, r], scalars: out)
+    }
+
+    /// Bytes of decoded images in flight at once when files are decoded in parallel.
+    public static let decodeMemoryBudget = 512 << 20
+
+    /// What decoding `data` may take at its peak: the pixels at up to 8 bytes each (RGBA, 16-bit samples
+    /// included) and a working copy; a header that cannot be read costs nothing here (the decoder refuses it).
+    static func decodeCost(_ data: [UInt8]) -> Int {
+        var w: UInt32 = 0, h: UInt32 = 0
+        let known = data.withUnsafeBytes { raw in
+            raw.baseAddress.map { clip_image_probe($0.assumingMemoryBound(to: UInt8.self), raw.count, &w, &h) == 0 } ?? false
+        }
+        return known ? Int(w) * Int(h) * 8 : 0
     }
 
     /// Preprocesses one file → [3, resolution, resolution] values.
@@ -303,14 +322,36 @@ public struct ImagePreprocessor: Sendable {
 }
 
 /// Reads a whole file, refusing directories and reporting the OS error.
+/// The bytes of an image file: a regular file only (a FIFO or device is refused without blocking), at most
+/// `maxImageFileSize` bytes.
 func readFile(_ path: String) throws(ImageError) -> [UInt8] {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-        throw ImageError(file: path, .unreadable("no such file"))
+    do { return try RegularFile.contents(of: path, limit: maxImageFileSize) } catch {
+        throw ImageError(file: path, .unreadable(error.reason))
     }
-    guard !isDir.boolValue else { throw ImageError(file: path, .unreadable("is a directory")) }
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw ImageError(file: path, .unreadable("permission denied or I/O error"))
+}
+
+/// The largest image file read (a 178-megapixel PNG at 16 bits per channel, barely compressible, fits).
+let maxImageFileSize = 2 << 30
+
+/// Admits decodes while their summed cost stays within `bytes`; one that alone exceeds it runs by itself.
+final class DecodeBudget: @unchecked Sendable {
+    private let condition = NSCondition()
+    private let bytes: Int
+    private var inFlight = 0
+
+    init(bytes: Int) { self.bytes = bytes }
+
+    func acquire(_ cost: Int) {
+        condition.lock()
+        while inFlight > 0 && inFlight + cost > bytes { condition.wait() }
+        inFlight += cost
+        condition.unlock()
     }
-    return [UInt8](data)
+
+    func release(_ cost: Int) {
+        condition.lock()
+        inFlight -= cost
+        condition.broadcast()
+        condition.unlock()
+    }
 }

@@ -53,12 +53,16 @@ public final class ParameterReader {
         } catch {
             throw .weightFile(error)
         }
+        // A NaN or infinity in any weight turns every output into NaN; refuse the file instead.
+        if let i = tensor.scalars.firstIndex(where: { !$0.isFinite }) {
+            throw .nonFinite(name, index: i, value: tensor.scalars[i], origin: origin)
+        }
         return tensor
     }
 
     /// Throws if the source holds tensors that no layer took and that are not ignorable.
     public func finish() throws(ModelLoadError) {
-        let extra = shapes.keys.filter { !taken.contains($0) && !isIgnored($0) }
+        let extra = Set(shapes.keys.filter { !taken.contains($0) && !isIgnored($0) })
         guard extra.isEmpty else {
             // Report in stored order, as the file lists them.
             let order = source?.tensorInfos.map(\.name) ?? []
@@ -76,6 +80,8 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
     case weightFile(WeightFileError)
     /// The CPU cannot run what was asked (`CLIP_CPU` names a level it lacks, or a precision needs an extension).
     case cpu(String)
+    /// A weight holds NaN or an infinity (first at element `index`).
+    case nonFinite(String, index: Int, value: Float, origin: String)
 
     public var description: String {
         switch self {
@@ -89,6 +95,9 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
         case .architecture(let m, let o): return "\(o): \(m)"
         case .weightFile(let e): return e.description
         case .cpu(let m): return m
+        case .nonFinite(let k, let i, let v, let o):
+            let what = v.isNaN ? "NaN" : (v > 0 ? "+infinity" : "-infinity")
+            return "\(o): tensor '\(k)' holds \(what) at element \(i); a checkpoint's weights must be finite (corrupt or diverged training?)"
         }
     }
 }

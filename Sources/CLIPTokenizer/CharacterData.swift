@@ -67,7 +67,9 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .malformedData(let f, let l, let m): return "\(f):\(l): \(m)"
         case .textTooLong(let i, let n, let c):
             return "text \(i) is \(n) tokens long (with start and end tokens), more than the context length \(c); shorten it or enable truncation"
-        case .invalidContextLength(let c): return "context length \(c) is too small; it needs room for the start and end tokens (at least 2)"
+        case .invalidContextLength(let c):
+            return c < 2 ? "context length \(c) is too small; it needs room for the start and end tokens (at least 2)"
+                         : "context length \(c) is too large; at most \(CLIPTokenizer.maximumContextLength) tokens are supported"
         case .unknownTokenID(let p, let id): return "token id \(id) at position \(p) is not in the vocabulary"
         }
     }

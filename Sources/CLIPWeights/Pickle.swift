@@ -1,3 +1,5 @@
+import CLIPTensor
+
 /// A restricted pickle reader for PyTorch checkpoints. It builds an inert value tree and never executes
 /// anything: the only callables it gives meaning to are those PyTorch's `weights_only` loader admits for
 /// state dicts (OrderedDict, tensor and parameter rebuilding, storage types), and TorchScript's `__torch__.*`
@@ -17,6 +19,30 @@ public indirect enum PickleValue: Sendable {
     case object(PickleObject)
     case storage(StorageRef)
     case tensor(TensorRef)
+}
+
+extension PickleValue {
+    /// Takes `values` apart without recursion: every container's children move to a work list before the container
+    /// is released (and mutable containers are emptied, which also breaks reference cycles). Freeing a deep tree
+    /// the ordinary way recurses once per level and can overflow the stack.
+    static func dismantle(_ values: [PickleValue]) {
+        var work = values
+        while let value = work.popLast() {
+            switch value {
+            case .tuple(let items): work += items
+            case .list(let l):
+                work += l.items
+                l.items = []
+            case .dict(let d):
+                for (k, v) in d.items { work += [k, v] }
+                d.items = []
+            case .object(let o):
+                work.append(o.state)
+                o.state = .none
+            default: break
+            }
+        }
+    }
 }
 
 /// Mutable containers: pickles fill lists and dicts after memoising them, so they need reference semantics.
@@ -69,12 +95,51 @@ public struct Unpickler {
     private var stack: [PickleValue] = []
     private var marks: [Int] = []
     private var memo: [Int: PickleValue] = [:]
+    private var opcodes = 0
+
+    /// Deepest nesting a loaded value may have (a state dict is a handful of levels; a TorchScript module tree is
+    /// one level per submodule). Freeing a value recurses once per level, so this bound keeps that off the end of
+    /// the stack.
+    public static let maxDepth = 1_000
 
     public init(_ data: [UInt8]) { self.data = data }
 
+    /// The value the pickle builds. Whatever it fails on, the partial values are taken apart iteratively, so no
+    /// pickle, however deep or self-referential, can overflow the stack or leak when it is thrown away.
     public static func load(_ data: [UInt8]) throws(PickleError) -> PickleValue {
         var u = Unpickler(data)
-        return try u.run()
+        do {
+            let root = try u.run()
+            u.memo = [:]
+            return root
+        } catch {
+            PickleValue.dismantle(u.stack + Array(u.memo.values))
+            u.stack = []
+            u.memo = [:]
+            throw error
+        }
+    }
+
+    /// Nil when `root` is nested at most `maxDepth` deep and its expansion (shared values counted each time they
+    /// are reached) stays within `maxVisits` values; otherwise why not. A cycle exceeds any budget.
+    static func shapeProblem(_ root: PickleValue, maxVisits: Int) -> String? {
+        var work: [(value: PickleValue, depth: Int)] = [(root, 1)]
+        var visits = 0
+        while let (value, depth) = work.popLast() {
+            visits += 1
+            guard visits <= maxVisits else {
+                return "its values expand to more than \(maxVisits) (shared or self-referencing containers)"
+            }
+            guard depth <= maxDepth else { return "values are nested deeper than \(maxDepth)" }
+            switch value {
+            case .tuple(let items): work += items.map { ($0, depth + 1) }
+            case .list(let l): work += l.items.map { ($0, depth + 1) }
+            case .dict(let d): for (k, v) in d.items { work += [(k, depth + 1), (v, depth + 1)] }
+            case .object(let o): work.append((o.state, depth + 1))
+            default: break
+            }
+        }
+        return nil
     }
 
     private func fail(_ m: String, at o: Int? = nil) -> PickleError { PickleError(offset: o ?? pos, message: m) }
@@ -121,13 +186,18 @@ public struct Unpickler {
     private mutating func run() throws(PickleError) -> PickleValue {
         while true {
             let at = pos
-            let op = try read(1).first!
+            opcodes += 1
+            let op = try read(1)[at]
             switch op {
             case 0x80: _ = try read(1)                                           // PROTO
             case 0x95: _ = try read(8)                                           // FRAME
             case 0x2E:                                                           // STOP
                 guard stack.count == 1, marks.isEmpty else { throw fail("STOP with \(stack.count) values on the stack", at: at) }
-                return stack[0]
+                // Legitimate pickles reach each value a few times at most; 8 per opcode plus slack is generous.
+                if let problem = Self.shapeProblem(stack[0], maxVisits: 8 * opcodes + 1_000_000) {
+                    throw fail("refusing this pickle: \(problem)", at: at)
+                }
+                return stack.removeLast()
             case 0x28: marks.append(stack.count)                                 // MARK
             case 0x30: _ = try pop()                                             // POP
             case 0x31: _ = try popMark()                                         // POP_MARK
@@ -293,10 +363,14 @@ public struct Unpickler {
         }
     }
 
-    /// A tensor view, checked against its storage: no negative sizes or strides, no overflow, every element inside.
+    /// A tensor view, checked against its storage: no negative sizes or strides, an element count that fits, every
+    /// element inside the storage.
     private func tensor(_ s: StorageRef, _ offset: Int, _ shape: [Int], _ stride: [Int], _ at: Int) throws(PickleError) -> TensorRef {
         guard shape.count == stride.count, offset >= 0, shape.allSatisfy({ $0 >= 0 }), stride.allSatisfy({ $0 >= 0 }) else {
             throw fail("tensor with size \(shape), stride \(stride), offset \(offset) is malformed", at: at)
+        }
+        guard Checked.product(shape) != nil else {
+            throw fail("tensor of size \(shape) has more elements than can be counted", at: at)
         }
         if shape.contains(0) { return TensorRef(storage: s, offset: offset, shape: shape, stride: stride) }
         var last = offset

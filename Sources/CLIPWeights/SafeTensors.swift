@@ -1,8 +1,10 @@
+import CLIPFiles
 import CLIPTensor
 
-/// A memory-mapped `.safetensors` file, validated as the format's reference loader does before any tensor
-/// is read: header length within limits and within the file, UTF-8 JSON object, known dtypes, byte ranges
-/// that match shape × dtype size, contiguous, non-overlapping and covering exactly the data section.
+/// A `.safetensors` file, validated as the format's reference loader does before any tensor is read: header
+/// length within limits and within the file, UTF-8 JSON object, known dtypes, byte ranges that match shape × dtype
+/// size, contiguous, non-overlapping and covering exactly the data section. Tensors are read with `pread` when
+/// asked for, so a file truncated meanwhile gives an error, not a crash.
 public struct SafeTensorsFile: WeightSource {
     /// The reference loader's limit on the JSON header.
     public static let maxHeaderSize = 100_000_000
@@ -12,31 +14,31 @@ public struct SafeTensorsFile: WeightSource {
     /// The free-form `__metadata__` string map, if the file has one.
     public let metadata: [String: String]
 
-    private let file: MappedFile
+    private let file: RegularFile
     private let dataStart: Int
     private let ranges: [String: Range<Int>]
     private let byName: [String: TensorInfo]
 
-    /// Maps and validates the file at `path`.
+    /// Opens and validates the file at `path`.
     public init(path: String) throws(WeightFileError) {
-        let file = try MappedFile(path: path)
-        try self.init(file: file)
+        try self.init(file: RegularFile(opening: path))
     }
 
-    public init(file: MappedFile) throws(WeightFileError) {
+    public init(file: RegularFile) throws(WeightFileError) {
         let path = file.path
         func fail(_ p: WeightFileError.Problem) -> WeightFileError { WeightFileError(file: path, p) }
-        let bytes = file.bytes
-        guard bytes.count >= 8 else { throw fail(.fileTooSmall(size: bytes.count)) }
-        let declared = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        let size = file.size
+        guard size >= 8 else { throw fail(.fileTooSmall(size: size)) }
+        let lengthBytes = try file.checkedRead(at: 0, count: 8)
+        let declared = lengthBytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard declared <= UInt64(Self.maxHeaderSize) else {
             throw fail(.headerTooLarge(declared: declared, limit: Self.maxHeaderSize))
         }
         let headerLength = Int(declared)
-        guard 8 + headerLength <= bytes.count else {
-            throw fail(.headerPastEnd(declared: declared, fileSize: bytes.count))
+        guard headerLength <= size - 8 else {
+            throw fail(.headerPastEnd(declared: declared, fileSize: size))
         }
-        let headerBytes = Array(bytes[8..<(8 + headerLength)])
+        let headerBytes = try file.checkedRead(at: 8, count: headerLength)
         guard String(validating: headerBytes, as: UTF8.self) != nil else { throw fail(.headerNotUTF8) }
         guard headerBytes.first == UInt8(ascii: "{") else { throw fail(.headerNotObject) }
         let json: JSONValue
@@ -75,7 +77,7 @@ public struct SafeTensorsFile: WeightSource {
             }
             cursor = e.end
         }
-        let present = UInt64(bytes.count - 8 - headerLength)
+        let present = UInt64(size - 8 - headerLength)
         guard cursor == present else { throw fail(.dataSizeMismatch(described: cursor, present: present)) }
         // Every end is now ≤ the file's data size, so these conversions cannot trap.
         for e in entries { ranges[e.info.name] = Int(e.start)..<Int(e.end) }
@@ -111,6 +113,8 @@ public struct SafeTensorsFile: WeightSource {
                     guard let u = d.uint64 else {
                         throw fail(.invalidEntry(tensor: name, message: "shape holds a value that is not a non-negative integer"))
                     }
+                    // Every dimension must fit an Int on its own: [0, 2⁶⁴ − 1] has no elements but no valid shape.
+                    guard Checked.int(u) != nil else { throw fail(.shapeOverflow(tensor: name, shape: a.compactMap(\.uint64))) }
                     dims.append(u)
                 }
                 shape = dims
@@ -144,25 +148,36 @@ public struct SafeTensorsFile: WeightSource {
         return (TensorInfo(name: name, dtype: dtype, shape: shape.map { Int($0) }), offsets[0], offsets[1])
     }
 
-    /// Raw little-endian bytes of tensor `name`, pointing into the mapping.
-    public func rawBytes(_ name: String) throws(WeightFileError) -> (info: TensorInfo, bytes: UnsafeRawBufferPointer) {
+    /// The little-endian bytes of tensor `name`, read from the file now.
+    public func bytes(of name: String) throws(WeightFileError) -> (info: TensorInfo, bytes: [UInt8]) {
         guard let info = byName[name], let r = ranges[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
-        let slice = UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + r.lowerBound)..<(dataStart + r.upperBound)])
-        return (info, slice)
+        return (info, try file.checkedRead(at: dataStart + r.lowerBound, count: r.count))
     }
 
     public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
-        let (info, bytes) = try rawBytes(name)
+        guard let info = byName[name], let r = ranges[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
+        // Element counts fit Int: checked when the header was parsed.
         let count = info.shape.reduce(1, *)
-        guard let values = decodeFloats(bytes, dtype: info.dtype, count: count) else {
-            throw WeightFileError(file: origin, .notFloatingPoint(tensor: name, dtype: info.dtype))
+        guard info.dtype.isFloatingPoint else { throw WeightFileError(file: origin, .notFloatingPoint(tensor: name, dtype: info.dtype)) }
+        let values: [Float]
+        if info.dtype == .float32 {
+            // Straight into the tensor's storage: no byte copy to convert from.
+            #if _endian(little)
+            values = try file.checkedRead(at: dataStart + r.lowerBound, count: count, as: Float.self)
+            #else
+            values = try file.checkedRead(at: dataStart + r.lowerBound, count: count, as: UInt32.self)
+                .map { Float(bitPattern: UInt32(littleEndian: $0)) }
+            #endif
+        } else {
+            let bytes = try file.checkedRead(at: dataStart + r.lowerBound, count: r.count)
+            values = bytes.withUnsafeBytes { decodeFloats($0, dtype: info.dtype, count: count) } ?? []
         }
         return try Tensor(decoded: name, in: origin, shape: info.shape, scalars: values)
     }
 
     public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
-        let (info, bytes) = try rawBytes(name)
-        guard let values = decodeIntegers(bytes, dtype: info.dtype, count: info.shape.reduce(1, *)) else {
+        let (info, bytes) = try bytes(of: name)
+        guard let values = bytes.withUnsafeBytes({ decodeIntegers($0, dtype: info.dtype, count: info.shape.reduce(1, *)) }) else {
             throw WeightFileError(file: origin, .notInteger(tensor: name, dtype: info.dtype))
         }
         return (info.shape, values)

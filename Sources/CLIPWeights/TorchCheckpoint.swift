@@ -1,4 +1,6 @@
+import CLIPFiles
 import CLIPTensor
+import Synchronization
 
 /// A PyTorch zip checkpoint read without Python: a `torch.save` state dict (optionally wrapped as
 /// `{"state_dict": …}` by training code, keys optionally prefixed `module.`), or a TorchScript archive
@@ -14,12 +16,18 @@ public struct TorchCheckpoint: WeightSource {
     private let archive: ZipArchive
     private let prefix: String
     private let bigEndian: Bool
+    private let storages: StorageReader
+
+    /// The largest `data.pkl` read: a state dict of 200,000 tensors pickles to about 30 MB.
+    public static let maxPickleSize = 128 << 20
+    /// The most submodules a TorchScript module tree may have.
+    public static let maxModules = 100_000
 
     public init(path: String) throws(WeightFileError) {
-        try self.init(file: MappedFile(path: path))
+        try self.init(file: RegularFile(opening: path))
     }
 
-    public init(file: MappedFile) throws(WeightFileError) {
+    public init(file: RegularFile) throws(WeightFileError) {
         let path = file.path
         func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: m)) }
         let archive = try ZipArchive(file: file)
@@ -35,7 +43,7 @@ public struct TorchCheckpoint: WeightSource {
             bigEndian = text == "big"
         }
         let root: PickleValue
-        let pickleBytes = try archive.contents(pkl)
+        let pickleBytes = try archive.contents(pkl, limit: Self.maxPickleSize)
         do {
             root = try Unpickler.load(pickleBytes)
         } catch {
@@ -46,7 +54,8 @@ public struct TorchCheckpoint: WeightSource {
         switch root {
         case .object(let o):
             kind = .torchScript
-            try Self.walk(o, prefix: "", into: &found, depth: 0, path: path)
+            var modules = 0
+            try Self.walk(o, prefix: "", into: &found, depth: 0, modules: &modules, path: path)
         case .dict(var d):
             kind = .stateDict
             // Training checkpoints wrap the weights: {"state_dict": {...}, "epoch": ..., "optimizer": ...}.
@@ -70,15 +79,26 @@ public struct TorchCheckpoint: WeightSource {
             guard byName[k] == nil else { throw fail("tensor '\(k)' appears twice") }
             byName[k] = t
         }
-        // Every storage must exist with exactly the bytes its element count needs.
+        // Every storage must exist with the bytes its element count needs, and the tensors may not materialise much
+        // more than the storages hold: stride-0 views can describe gigabytes over a few bytes.
+        var storageElements: [String: Int] = [:]
+        var materialised = 0
         for (name, t) in found {
             guard let e = archive.entry(prefix + "data/" + t.storage.key) else {
                 throw WeightFileError(file: path, .invalidEntry(tensor: name, message: "storage '\(prefix)data/\(t.storage.key)' is missing from the archive"))
             }
-            let need = t.storage.count.multipliedReportingOverflow(by: Self.dtype(t.storage.dtype).size)
-            guard !need.overflow, e.uncompressedSize >= need.partialValue else {
+            guard let need = Checked.product(t.storage.count, Self.dtype(t.storage.dtype).size),
+                  e.uncompressedSize >= need else {
                 throw WeightFileError(file: path, .invalidEntry(tensor: name, message: "storage '\(t.storage.key)' declares \(t.storage.count) elements but holds \(e.uncompressedSize) bytes"))
             }
+            storageElements[t.storage.key] = t.storage.count
+            // Element counts fit Int (checked by the unpickler); their sum might not.
+            materialised = Checked.sum(materialised, t.shape.reduce(1, *)) ?? Int.max
+        }
+        let held = storageElements.values.reduce(0) { Checked.sum($0, $1) ?? Int.max }
+        let allowed = Checked.sum(Checked.product(2, held) ?? Int.max, 1 << 24) ?? Int.max
+        guard materialised <= allowed else {
+            throw fail("its tensors describe \(materialised) elements over storages holding \(held): views that repeat data (stride 0, or one storage shared by many tensors) would materialise more than \(allowed)")
         }
         self.origin = path
         self.kind = kind
@@ -87,19 +107,32 @@ public struct TorchCheckpoint: WeightSource {
         self.bigEndian = bigEndian
         self.tensors = byName
         self.tensorInfos = found.map { TensorInfo(name: $0.0, dtype: Self.dtype($0.1.storage.dtype), shape: $0.1.shape) }
+        // Reading may inflate or re-read storages; twice what the referenced entries hold is the most a legitimate
+        // file needs (each storage once, with room for tensors interleaving two).
+        let entryBytes = Set(found.map(\.1.storage.key)).reduce(0) { total, key in
+            Checked.sum(total, archive.entry(prefix + "data/" + key)?.uncompressedSize ?? 0) ?? Int.max
+        }
+        self.storages = StorageReader(budget: Checked.sum(Checked.product(2, entryBytes) ?? Int.max, 64 << 20) ?? Int.max)
+        PickleValue.dismantle([root])
     }
 
     private static func walk(_ o: PickleObject, prefix: String, into out: inout [(String, TensorRef)], depth: Int,
-                             path: String) throws(WeightFileError) {
+                             modules: inout Int, path: String) throws(WeightFileError) {
         guard depth < 64 else {
             throw WeightFileError(file: path, .invalidEntry(tensor: prefix, message: "module tree nested deeper than 64"))
+        }
+        // A module reachable along many paths (a DAG) would otherwise be walked once per path.
+        modules += 1
+        guard modules <= maxModules else {
+            throw WeightFileError(file: path, .invalidEntry(tensor: prefix, message: "module tree has more than \(maxModules) modules (shared submodules reached along many paths?)"))
         }
         guard case .dict(let d) = o.state else { return }
         for (k, v) in d.items {
             guard case .string(let name) = k else { continue }
             switch v {
             case .tensor(let t): out.append((prefix + name, t))
-            case .object(let child): try walk(child, prefix: prefix + name + ".", into: &out, depth: depth + 1, path: path)
+            case .object(let child):
+                try walk(child, prefix: prefix + name + ".", into: &out, depth: depth + 1, modules: &modules, path: path)
             default: continue
             }
         }
@@ -127,11 +160,13 @@ public struct TorchCheckpoint: WeightSource {
         }
         let dt = Self.dtype(t.storage.dtype)
         let size = dt.size
+        // Counts and the reachable extent were checked against the storage when the pickle was read.
         let count = t.shape.reduce(1, *)
+        let storage = try storages.contents(of: e, in: archive)
         var out = [UInt8](repeating: 0, count: count * size)
-        func copy(_ src: UnsafeRawBufferPointer) {
-            guard count > 0 else { return }
-            var index = [Int](repeating: 0, count: t.shape.count)
+        guard count > 0 else { return (t, dt, out) }
+        var index = [Int](repeating: 0, count: t.shape.count)
+        storage.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
                 for n in 0..<count {
                     var element = t.offset
@@ -147,12 +182,6 @@ public struct TorchCheckpoint: WeightSource {
                     }
                 }
             }
-        }
-        if let stored = archive.storedBytes(e) {
-            copy(stored)
-        } else {
-            let bytes = try archive.contents(e)
-            bytes.withUnsafeBytes { copy($0) }
         }
         return (t, dt, out)
     }
@@ -172,5 +201,40 @@ public struct TorchCheckpoint: WeightSource {
             throw WeightFileError(file: origin, .notInteger(tensor: name, dtype: dt))
         }
         return (t.shape, values)
+    }
+}
+
+/// Reads storages for a checkpoint: the last one read is kept (views of one storage follow each other), and the
+/// bytes read or inflated in all are bounded, so views re-reading a shared deflated storage cannot cost more than
+/// a small multiple of the archive.
+final class StorageReader: Sendable {
+    private struct State {
+        var lastName: String?
+        var last: [UInt8] = []
+        var spent = 0
+    }
+    private let state = Mutex(State())
+    private let budget: Int
+
+    init(budget: Int) { self.budget = budget }
+
+    func contents(of entry: ZipArchive.Entry, in archive: ZipArchive) throws(WeightFileError) -> [UInt8] {
+        let cached: [UInt8]? = state.withLock { s in s.lastName == entry.name ? s.last : nil }
+        if let cached { return cached }
+        let allowed = state.withLock { s -> Bool in
+            let next = Checked.sum(s.spent, entry.uncompressedSize) ?? Int.max
+            guard next <= budget else { return false }
+            s.spent = next
+            return true
+        }
+        guard allowed else {
+            throw WeightFileError(file: archive.file.path, .invalidEntry(tensor: entry.name, message: "reading the checkpoint's storages would take more than \(budget) bytes (tensors alternate between shared storages)"))
+        }
+        let bytes = try archive.contents(entry)
+        state.withLock { s in
+            s.lastName = entry.name
+            s.last = bytes
+        }
+        return bytes
     }
 }

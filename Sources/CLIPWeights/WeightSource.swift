@@ -28,9 +28,6 @@ public protocol WeightSource: Sendable {
     func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int])
 }
 
-extension WeightSource {
-    public func info(_ name: String) -> TensorInfo? { tensorInfos.first { $0.name == name } }
-}
 
 /// An error reading a weight file. `description` names the file, and the tensor where there is one.
 public struct WeightFileError: Error, CustomStringConvertible, Equatable {
@@ -44,6 +41,7 @@ public struct WeightFileError: Error, CustomStringConvertible, Equatable {
 
     public enum Problem: Equatable, Sendable {
         case cannotOpen(reason: String)
+        case unreadable(String)
         case fileTooSmall(size: Int)
         case headerTooLarge(declared: UInt64, limit: Int)
         case headerPastEnd(declared: UInt64, fileSize: Int)
@@ -65,6 +63,7 @@ public struct WeightFileError: Error, CustomStringConvertible, Equatable {
         let what: String
         switch problem {
         case .cannotOpen(let r): what = "cannot open: \(r)"
+        case .unreadable(let r): what = "cannot read: \(r)"
         case .fileTooSmall(let s): what = "file is \(s) bytes, too small to be a safetensors file (needs an 8-byte header length)"
         case .headerTooLarge(let d, let l): what = "header length \(d) exceeds the limit of \(l) bytes"
         case .headerPastEnd(let d, let s): what = "header length \(d) runs past the end of the \(s)-byte file"

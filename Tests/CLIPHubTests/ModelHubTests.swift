@@ -33,7 +33,7 @@ func temporaryCache() -> String {
     let server = try LoopbackServer(routes: ["/m/model.pt": .init(status: 200, body: bytes)])
     let hub = ModelHub(cacheDirectory: temporaryCache(), showProgress: false)
     let path = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
-    #expect(SHA256.file(path) == sha)
+    #expect(try SHA256.file(path) == sha)
     #expect(server.requests("/m/model.pt") == 1)
     // A second fetch uses the cache.
     _ = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
@@ -42,7 +42,7 @@ func temporaryCache() -> String {
     try Data("corrupted".utf8).write(to: URL(fileURLWithPath: path))
     _ = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
     #expect(server.requests("/m/model.pt") == 2)
-    #expect(SHA256.file(path) == sha)
+    #expect(try SHA256.file(path) == sha)
     // The downloaded checkpoint loads.
     let loaded = try hub.load(path)
     #expect(loaded.format == .torchScript)

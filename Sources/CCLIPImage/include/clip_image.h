@@ -40,6 +40,9 @@ int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
 int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
 void clip_image_free(clip_image *img);
 
+/// Width and height from a JPEG, PNG or WebP header without decoding (0 on success, -1 when unknown).
+int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+
 /// Pillow's separable resampling (ImagingResample, 8 bits per channel) with its BICUBIC filter (a = -0.5):
 /// horizontal pass over the rows the vertical pass needs, rounded to 8 bits, then the vertical pass.
 /// `src` is `sw * sh * channels` bytes, `dst` receives `dw * dh * channels`. Returns 0, or -1 without memory.

@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""Hostile inputs for the `clip` command: one generator per class of problem found by fuzzing (issue 12), written
+into DIR with a manifest that the gated test `HostileInputTests` (CLIPCommandTests) runs against a built `clip`,
+asserting the exit code, one stderr line naming the file and the problem, the wall time and the peak memory.
+
+    python3 Scripts/fuzz/make_hostile_cases.py DIR          # needs numpy and Pillow (for the image cases)
+    CLIP_HOSTILE_CASES=DIR CLIP_BINARY=.build/release/clip swift test --filter HostileInput
+
+Every case is deterministic. Checkpoints are written by hand (pickle opcodes and zip records), from the tensors of
+the small ViT fixture, so no PyTorch is needed. Arguments that are not valid UTF-8 are stored as "b64:<base64>".
+"""
+import base64
+import json
+import os
+import shutil
+import struct
+import sys
+import zlib
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL_VIT = os.path.join(ROOT, "Tests/CLIPTests/Fixtures/vit_small.safetensors")
+SMALL_RN = os.path.join(ROOT, "Tests/CLIPTests/Fixtures/rn_small.safetensors")
+# A small model with the full 49,408-token vocabulary, for cases that tokenize text.
+TINY_VIT = os.path.join(ROOT, "Tests/CLIPTests/Fixtures/pipeline/tiny_vit.safetensors")
+PHOTO = os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/images/jpeg_420_photo.jpg")
+
+
+# --- safetensors ------------------------------------------------------------------------------------------------
+
+def read_safetensors(path):
+    """{name: (dtype, shape, bytes)} in stored order."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, v in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                          key=lambda kv: kv[1]["data_offsets"][0]):
+        s, e = v["data_offsets"]
+        out[name] = (v["dtype"], v["shape"], data[8 + n + s:8 + n + e])
+    return out
+
+
+def write_safetensors(path, tensors, raw_header=None):
+    """tensors: {name: (dtype, shape, bytes)}; raw_header replaces the computed JSON header when given."""
+    header, blobs, offset = {}, [], 0
+    for name, (dtype, shape, blob) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = raw_header if raw_header is not None else json.dumps(header, separators=(",", ":"))
+    text = text.encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def with_tensor(tensors, name, dtype, shape, blob):
+    out = dict(tensors)
+    out[name] = (dtype, shape, blob)
+    return out
+
+
+# --- pickles (protocol 2) and zip archives, as torch.save writes them -------------------------------------------
+
+PROTO, MARK, TUPLE, EMPTY_TUPLE = b"\x80\x02", b"(", b"t", b")"
+EMPTY_DICT, EMPTY_LIST, SETITEMS, REDUCE = b"}", b"]", b"u", b"R"
+BINPERSID, NEWFALSE, STOP, NONE = b"Q", b"\x89", b".", b"N"
+LIST, DICT, BUILD, NEWOBJ = b"l", b"d", b"b", b"\x81"
+
+
+def p_str(s):
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def p_int(v):
+    if 0 <= v < 256:
+        return b"K" + bytes([v])
+    if 0 <= v < 65536:
+        return b"M" + struct.pack("<H", v)
+    if -2 ** 31 <= v < 2 ** 31:
+        return b"J" + struct.pack("<i", v)
+    n = (v.bit_length() + 8) // 8
+    return b"\x8a" + bytes([n]) + v.to_bytes(n, "little", signed=True)
+
+
+def p_global(module, name):
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def p_binput(i):
+    return b"r" + struct.pack("<I", i)
+
+
+def p_binget(i):
+    return b"j" + struct.pack("<I", i)
+
+
+STORAGE_TYPES = {"F32": "FloatStorage", "F16": "HalfStorage", "BF16": "BFloat16Storage", "I64": "LongStorage"}
+DTYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}
+
+
+def p_tensor(key, dtype, count, offset, shape, stride):
+    storage = (MARK + p_str("storage") + p_global("torch", STORAGE_TYPES[dtype]) + p_str(key) + p_str("cpu")
+               + p_int(count) + TUPLE + BINPERSID)
+    return (p_global("torch._utils", "_rebuild_tensor_v2") + MARK + storage + p_int(offset)
+            + MARK + b"".join(p_int(s) for s in shape) + TUPLE + MARK + b"".join(p_int(s) for s in stride) + TUPLE
+            + NEWFALSE + p_global("collections", "OrderedDict") + EMPTY_TUPLE + REDUCE + TUPLE + REDUCE)
+
+
+def contiguous_strides(shape):
+    strides, acc = [], 1
+    for n in reversed(shape):
+        strides.insert(0, acc)
+        acc *= n
+    return strides
+
+
+def p_state_dict(items):
+    """items: [(name, pickled value bytes)] → an OrderedDict pickle."""
+    out = PROTO + p_global("collections", "OrderedDict") + EMPTY_TUPLE + REDUCE + MARK
+    for name, value in items:
+        out += p_str(name) + value
+    return out + SETITEMS + STOP
+
+
+def zip_archive(entries, zip64_extra_offset=None, zip64_locator_offset=None):
+    """entries: [(name, data, deflate_declared_size or None, payload or None[, crc])]. Stored unless a payload is
+    given; the CRC is computed from `data` unless given (for payloads too large to hold inflated)."""
+    def le16(v): return struct.pack("<H", v)
+    def le32(v): return struct.pack("<I", v)
+    out, central = b"", b""
+    for entry in entries:
+        name, data, declared, payload = entry[:4]
+        nb = name.encode()
+        body = payload if payload is not None else data
+        usize = declared if declared is not None else len(data)
+        method = 8 if payload is not None else 0
+        crc = entry[4] if len(entry) > 4 else zlib.crc32(data) & 0xFFFFFFFF
+        offset = len(out)
+        out += (le32(0x04034B50) + le16(20) + le16(0) + le16(method) + le16(0) + le16(0) + le32(crc)
+                + le32(min(len(body), 0xFFFFFFFF)) + le32(min(usize, 0xFFFFFFFF)) + le16(len(nb)) + le16(0) + nb + body)
+        extra = b""
+        csize_field, usize_field, offset_field = len(body), usize, offset
+        if usize > 0xFFFFFFFF or (zip64_extra_offset is not None and name.endswith("data.pkl")):
+            fields = b""
+            if usize > 0xFFFFFFFF:
+                usize_field = 0xFFFFFFFF
+                fields += struct.pack("<Q", usize)
+            if zip64_extra_offset is not None and name.endswith("data.pkl"):
+                offset_field = 0xFFFFFFFF
+                fields += struct.pack("<Q", zip64_extra_offset)
+            extra = le16(1) + le16(len(fields)) + fields
+        central += (le32(0x02014B50) + le16(45) + le16(20) + le16(0) + le16(method) + le16(0) + le16(0) + le32(crc)
+                    + le32(csize_field) + le32(usize_field) + le16(len(nb)) + le16(len(extra)) + le16(0) + le16(0)
+                    + le16(0) + le32(0) + le32(offset_field) + nb + extra)
+    cd_offset = len(out)
+    out += central
+    count = len(entries)
+    if zip64_locator_offset is not None:
+        # A zip64 locator pointing far past the file; the EOCD fields are saturated so it is consulted.
+        out += le32(0x07064B50) + le32(0) + struct.pack("<Q", zip64_locator_offset) + le32(1)
+        out += le32(0x06054B50) + le16(0) + le16(0) + le16(0xFFFF) + le16(0xFFFF) + le32(0xFFFFFFFF) + le32(0xFFFFFFFF) + le16(0)
+    else:
+        out += (le32(0x06054B50) + le16(0) + le16(0) + le16(count) + le16(count) + le32(len(central))
+                + le32(cd_offset) + le16(0))
+    return out
+
+
+def checkpoint(tensors, overrides=None, extra_items=(), deflate=(), zip64_extra_offset=None,
+               zip64_locator_offset=None, pickle=None, storages=None):
+    """A torch.save zip of `tensors` ({name: (dtype, shape, bytes)}), one storage per tensor unless `overrides`
+    gives a tensor's pickled value directly. `deflate` names entries to store deflated."""
+    overrides = overrides or {}
+    items, entries = [], []
+    for i, (name, (dtype, shape, blob)) in enumerate(tensors.items()):
+        if name in overrides:
+            items.append((name, overrides[name]))
+            continue
+        count = len(blob) // DTYPE_SIZE[dtype]
+        items.append((name, p_tensor(str(i), dtype, count, 0, shape, contiguous_strides(shape))))
+        entries.append((f"archive/data/{i}", blob))
+    items += list(extra_items)
+    pkl = pickle if pickle is not None else p_state_dict(items)
+    all_entries = [("archive/data.pkl", pkl)] + entries + list((storages or {}).items())
+    zipped = []
+    for name, data in all_entries:
+        if name in deflate:
+            c = zlib.compressobj(9, zlib.DEFLATED, -15)
+            zipped.append((name, data, None, c.compress(data) + c.flush()))
+        else:
+            zipped.append((name, data, None, None))
+    return zip_archive(zipped, zip64_extra_offset, zip64_locator_offset)
+
+
+def deflated_zeros(size):
+    """Raw deflate of `size` zero bytes, compressed in chunks (never holding `size` bytes)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk, out, left = bytes(64 << 20), [], size
+    while left:
+        n = min(left, len(chunk))
+        out.append(c.compress(chunk[:n]))
+        left -= n
+    out.append(c.flush())
+    return b"".join(out), zlib.crc32(b"")  # the CRC is not the point of these cases
+
+
+def crc_of_zeros(size):
+    crc, chunk, left = 0, bytes(64 << 20), size
+    while left:
+        n = min(left, len(chunk))
+        crc = zlib.crc32(chunk[:n], crc)
+        left -= n
+    return crc & 0xFFFFFFFF
+
+
+# --- images ---------------------------------------------------------------------------------------------------------
+
+def progressive_jpeg_with_repeated_scan(path, side, repeats):
+    from PIL import Image
+    img = Image.new("L", (side, side), 128)
+    tmp = path + ".tmp.jpg"
+    img.save(tmp, "JPEG", quality=50, progressive=True)
+    data = open(tmp, "rb").read()
+    os.remove(tmp)
+    # Find the last SOS segment and its entropy-coded data (up to the EOI marker), then repeat it.
+    last_sos = data.rfind(b"\xff\xda")
+    eoi = data.rfind(b"\xff\xd9")
+    scan = data[last_sos:eoi]
+    with open(path, "wb") as f:
+        f.write(data[:eoi] + scan * repeats + data[eoi:])
+
+
+# --- the cases ------------------------------------------------------------------------------------------------------
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        sys.exit(64)
+    out = os.path.abspath(sys.argv[1])
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    cases = []
+    base = read_safetensors(SMALL_VIT)
+
+    def case(name, args, expect, seconds=5, rss_mib=1024, exit_code=1):
+        cases.append({"name": name, "args": args, "exit": exit_code, "stderr": expect, "seconds": seconds,
+                      "rss_mib": rss_mib})
+
+    def path(name):
+        return os.path.join(out, name)
+
+    # Safetensors shapes whose element count is zero but whose dimensions do not fit a signed integer.
+    write_safetensors(path("st_huge_dim.safetensors"), with_tensor(base, "extra", "F32", [0, 2 ** 64 - 1], b""))
+    case("safetensors shape [0, 2^64-1]", ["info", path("st_huge_dim.safetensors")], "st_huge_dim.safetensors")
+
+    # Deeply nested pickle values inside an otherwise valid state dict.
+    depth = 40000
+    nested = {
+        "tuples": NONE + b"\x85" * depth,                               # TUPLE1 again and again: ((((None,),),),…)
+        "lists": MARK * depth + LIST * depth,                           # [[[[…]]]]
+        "dicts": (MARK + p_str("k")) * depth + NONE + DICT * depth,     # {"k": {"k": … None}}
+    }
+    for kind, value in nested.items():
+        blob = checkpoint(base, extra_items=[("deep", value)])
+        open(path(f"deep_{kind}.pt"), "wb").write(blob)
+        case(f"pickle with {depth} nested {kind}", ["info", path(f"deep_{kind}.pt")], f"deep_{kind}.pt")
+
+    # zip64 extra field and zip64 locator pointing at 2^63-1.
+    open(path("zip64_extra.pt"), "wb").write(checkpoint(base, zip64_extra_offset=2 ** 63 - 1))
+    case("zip64 extra field offset 2^63-1", ["info", path("zip64_extra.pt")], "zip64_extra.pt")
+    open(path("zip64_locator.pt"), "wb").write(checkpoint(base, zip64_locator_offset=2 ** 63 - 1))
+    case("zip64 locator at 2^63-1", ["info", path("zip64_locator.pt")], "zip64_locator.pt")
+
+    # Stride-0 views of huge shapes over a one-element storage.
+    one = {"huge": b"\x00\x00\x80\x3f"}
+    resnet = read_safetensors(SMALL_RN)
+    for label, name, shape in [
+        # "input_resolution" is a TorchScript extra the loader ignores, so only parameter counting meets it.
+        ("stride-0 view of 2^31 x 2^31 elements (parameter counting)", "input_resolution", [2 ** 31, 2 ** 31]),
+        ("positional embedding of 2^63-1 rows", "visual.positional_embedding", [2 ** 63 - 1, 128]),
+        ("ResNet width 2^62", "visual.layer1.0.conv1.weight", [2 ** 62, 64, 1, 1]),
+        ("patch size 2^31", "visual.conv1.weight", [128, 3, 2 ** 31, 2 ** 31]),
+    ]:
+        t = dict(resnet if name.startswith("visual.layer1") else base)
+        if name not in t:
+            t[name] = ("F32", shape, b"")
+        override = p_tensor("huge", "F32", 1, 0, shape, [0] * len(shape))
+        fname = "stride0_" + name.replace(".", "_") + ".pt"
+        open(path(fname), "wb").write(checkpoint(t, overrides={name: override}, storages={"archive/data/huge": one["huge"]}))
+        case(label, ["info", path(fname)], fname)
+
+    # A stride-(0, 1) token embedding of 10M x 64 over a 64-element storage (materialises gigabytes).
+    t = dict(base)
+    emb_width = base["token_embedding.weight"][1][1]
+    override = p_tensor("wide", "F32", emb_width, 0, [10_000_000, emb_width], [0, 1])
+    open(path("stride0_embedding.pt"), "wb").write(checkpoint(
+        t, overrides={"token_embedding.weight": override}, storages={"archive/data/wide": bytes(4 * emb_width)}))
+    case("stride-(0,1) 10M-row token embedding over 64 elements", ["info", path("stride0_embedding.pt")],
+         "stride0_embedding.pt")
+
+    # open_clip config with head_width 0.
+    json.dump({"embed_dim": 48, "vision_cfg": {"head_width": 0}, "text_cfg": {}}, open(path("head_width_0.json"), "w"))
+    case("open_clip vision_cfg.head_width 0", ["info", SMALL_VIT, "--openclip-config", path("head_width_0.json")],
+         "head_width_0.json")
+
+    # Hugging Face folders: q/k/v weights of shape [], and absurd image sizes.
+    hf = os.path.join(ROOT, "Tests/CLIPTests/Fixtures/formats/hf_vit_hd32")
+    hf_tensors = read_safetensors(os.path.join(hf, "model.safetensors"))
+    config = json.load(open(os.path.join(hf, "config.json")))
+    scalar = dict(hf_tensors)
+    for k in list(scalar):
+        if ".self_attn.q_proj.weight" in k or ".self_attn.k_proj.weight" in k or ".self_attn.v_proj.weight" in k:
+            scalar[k] = ("F32", [], b"\x00\x00\x80\x3f")
+    os.makedirs(path("hf_scalar_qkv"))
+    write_safetensors(path("hf_scalar_qkv/model.safetensors"), scalar)
+    json.dump(config, open(path("hf_scalar_qkv/config.json"), "w"))
+    case("Hugging Face q/k/v weights of shape []", ["info", path("hf_scalar_qkv")], "hf_scalar_qkv")
+    for size in [3_000_000_000, 10 ** 12, 100_000, 10 ** 9, 16384]:
+        folder = path(f"hf_image_size_{size}")
+        shutil.copytree(hf, folder)
+        os.remove(os.path.join(folder, "preprocessor_config.json"))  # its crop_size would decide otherwise
+        c = dict(config)
+        c["vision_config"] = dict(config["vision_config"], image_size=size)
+        json.dump(c, open(os.path.join(folder, "config.json"), "w"))
+        args = ["embed", "--model", folder] + sum((["--image", PHOTO] for _ in range(8)), [])
+        case(f"Hugging Face image_size {size} with 8 images", args, f"hf_image_size_{size}")
+    folder = path("hf_crop_size_huge")
+    shutil.copytree(hf, folder)
+    json.dump({"crop_size": {"height": 3_000_000_000, "width": 3_000_000_000}, "resample": 3,
+               "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]},
+              open(os.path.join(folder, "preprocessor_config.json"), "w"))
+    case("Hugging Face crop_size 3e9", ["embed", "--model", folder, "--image", PHOTO], "hf_crop_size_huge")
+    json.dump({"embed_dim": 48, "quick_gelu": True, "vision_cfg": {"image_size": 1_000_000_000_000}},
+              open(path("openclip_image_size.json"), "w"))
+    case("open_clip image_size 1e12", ["embed", "--model", SMALL_VIT, "--openclip-config",
+                                       path("openclip_image_size.json"), "--image", PHOTO], "openclip_image_size.json")
+
+    # Arguments.
+    for n in ["9223372036854775807", "1000000000"]:
+        case(f"tokenize --context-length {n}", ["tokenize", "--context-length", n, "hello"], "--context-length")
+        case(f"bench --batch {n}", ["bench", "--batch", n, "--images-only"], "--batch")
+
+    # A TorchScript-like module tree shaped as a DAG: 62 modules each holding the next twice.
+    pkl = PROTO
+    # Build from the innermost module outwards: object i has state {"a": obj(i+1), "b": obj(i+1)} (memo shared).
+    pkl += p_global("__torch__.M", "M62") + EMPTY_TUPLE + NEWOBJ + EMPTY_DICT + BUILD + p_binput(62)
+    for i in range(61, -1, -1):
+        pkl += (b"0" + p_global("__torch__.M", f"M{i}") + EMPTY_TUPLE + NEWOBJ + MARK + p_str("a") + p_binget(i + 1)
+                + p_str("b") + p_binget(i + 1) + DICT + BUILD + p_binput(i))  # "0": POP the previous module
+    pkl += STOP
+    open(path("dag.pt"), "wb").write(zip_archive([("archive/data.pkl", pkl, None, None)]))
+    case("TorchScript module DAG of 62 levels", ["info", path("dag.pt")], "dag.pt")
+
+    # A deflated data.pkl declaring 4,000,000,000 bytes.
+    payload, _ = deflated_zeros(4_000_000_000)
+    blob = zip_archive([("archive/data.pkl", b"", 4_000_000_000, payload, crc_of_zeros(4_000_000_000))])
+    open(path("pkl_bomb.pt"), "wb").write(blob)
+    case("deflated data.pkl declaring 4e9 bytes", ["info", path("pkl_bomb.pt")], "pkl_bomb.pt")
+
+    # 38 tensors viewing one shared deflated 1 GiB storage.
+    gib = 1 << 30
+    payload, _ = deflated_zeros(gib)
+    items = [(f"view{i}", p_tensor("shared", "F32", gib // 4, 0, [gib // 4], [1])) for i in range(38)]
+    blob = zip_archive([("archive/data.pkl", p_state_dict(items), None, None),
+                        ("archive/data/shared", b"", gib, payload, crc_of_zeros(gib))])
+    open(path("shared_deflated.pt"), "wb").write(blob)
+    case("38 tensors over one deflated 1 GiB storage", ["info", path("shared_deflated.pt")], "shared_deflated.pt")
+
+    # A progressive 12000 x 12000 JPEG with its last scan repeated 1,000 times.
+    progressive_jpeg_with_repeated_scan(path("scans.jpg"), 12000, 1000)
+    case("progressive JPEG with 1,000 repeated scans", ["preprocess", "--output", path("scans.npy"), path("scans.jpg")],
+         "scans.jpg")
+
+    # 200,000 zero-size extra tensors.
+    t = dict(base)
+    for i in range(200_000):
+        t[f"extra.{i}"] = ("F32", [0], b"")
+    write_safetensors(path("many_extra.safetensors"), t)
+    case("200,000 unexpected zero-size tensors", ["info", path("many_extra.safetensors")], "many_extra.safetensors")
+
+    # FIFOs where a model or an image is expected, and the cache path.
+    os.mkfifo(path("fifo.safetensors"))
+    case("FIFO as --model", ["embed", "--model", path("fifo.safetensors"), "--text", "x"], "fifo.safetensors")
+    os.makedirs(path("cache"))
+    os.mkfifo(path("cache/ViT-B-32.pt"))
+    case("FIFO at the cache path", ["embed", "--model", "ViT-B/32", "--cache-dir", path("cache"), "--text", "x"],
+         "ViT-B-32.pt")
+    os.mkfifo(path("fifo.jpg"))
+    case("FIFO as an image", ["embed", "--model", TINY_VIT, "--image", path("fifo.jpg")], "fifo.jpg: cannot read: not a regular file")
+    case("/dev/null as an image", ["embed", "--model", TINY_VIT, "--image", "/dev/null"],
+         "/dev/null: cannot read: not a regular file")
+
+    # Two RGBA PNGs just under the pixel limit, decoded together.
+    from PIL import Image
+    side = 13376
+    big = Image.new("RGBA", (side, side), (10, 20, 30, 255))
+    big.save(path("big_a.png"), compress_level=9)
+    del big
+    shutil.copy(path("big_a.png"), path("big_b.png"))
+    case("two 13376² RGBA PNGs in one batch", ["preprocess", "--output", path("big.npy"), path("big_a.png"),
+                                               path("big_b.png")], "", exit_code=0, seconds=60)
+
+    # NaN and Inf weights, and a logit_scale whose exponential overflows (on the model with OpenAI's vocabulary).
+    tiny = read_safetensors(TINY_VIT)
+    numpy_dtypes = {"F32": "<f4", "F16": "<f2"}
+    dtype, shape, blob = tiny["visual.proj"]
+    for label, index, value in [("NaN", 3, np.nan), ("Inf", 5, np.inf)]:
+        broken = dict(tiny)
+        arr = np.frombuffer(blob, dtype=numpy_dtypes[dtype]).copy()
+        arr[index] = value
+        broken["visual.proj"] = (dtype, shape, arr.tobytes())
+        write_safetensors(path(f"{label.lower()}.safetensors"), broken)
+        case(f"{label} in a weight", ["embed", "--model", path(f"{label.lower()}.safetensors"), "--text", "x"],
+             f"'visual.proj' holds {'NaN' if label == 'NaN' else '+infinity'} at element {index}")
+    big_scale = dict(tiny)
+    big_scale["logit_scale"] = ("F32", [], struct.pack("<f", 1e30))
+    write_safetensors(path("logit_scale.safetensors"), big_scale)
+    case("logit_scale 1e30", ["classify", "--model", path("logit_scale.safetensors"), PHOTO, "--labels", "a", "b"],
+         "logit_scale")
+
+    # A stored zip entry whose CRC is wrong.
+    blob = bytearray(checkpoint(base))
+    # The central directory's CRC of the first storage (the one the reader checks).
+    record = blob.find(b"PK\x01\x02")
+    while record >= 0:
+        name_length = struct.unpack("<H", blob[record + 28:record + 30])[0]
+        if blob[record + 46:record + 46 + name_length] == b"archive/data/0":
+            break
+        record = blob.find(b"PK\x01\x02", record + 4)
+    blob[record + 16] ^= 0xFF
+    open(path("bad_crc.pt"), "wb").write(bytes(blob))
+    case("stored entry with a wrong CRC", ["info", path("bad_crc.pt")], "CRC")
+
+    # A file name that is not UTF-8; --output naming a directory or an unwritable place.
+    raw = os.path.join(out.encode(), b"\xff\xfe.jpg")
+    shutil.copy(PHOTO, raw)
+    cases.append({"name": "image path that is not UTF-8",
+                  "args": ["embed", "--model", TINY_VIT, "--image", "b64:" + base64.b64encode(raw).decode()],
+                  "exit": 1, "stderr": "UTF-8", "seconds": 5, "rss_mib": 1024})
+    os.makedirs(path("outdir"))
+    case("--output names a directory", ["embed", "--model", TINY_VIT, "--text", "x", "--output", path("outdir")],
+         "is a directory")
+    case("--output in a missing directory", ["embed", "--model", TINY_VIT, "--text", "x", "--output",
+                                             path("missing/out.json")], "no such directory")
+    case("--output under /proc", ["embed", "--model", TINY_VIT, "--text", "x", "--output", "/proc/version"],
+         "/proc/version")
+
+    # A corrupt model in the cache: one line.
+    os.makedirs(path("cache2"))
+    open(path("cache2/ViT-B-32.pt"), "wb").write(b"PK\x03\x04 not really a zip")
+    case("corrupt cached model", ["embed", "--model", "ViT-B/32", "--cache-dir", path("cache2"), "--text", "x"],
+         "ViT-B-32.pt")
+
+    json.dump({"cases": cases}, open(os.path.join(out, "manifest.json"), "w"), indent=1)
+    print(f"wrote {len(cases)} cases to {out}")
+
+
+if __name__ == "__main__":
+    main()
