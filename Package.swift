@@ -48,6 +48,11 @@ let package = Package(
             name: "CLIPCommand",
             dependencies: ["CLIP", "CLIPHub", "CLIPKit", "CLIPTokenizer", "CLIPImage", "CLIPFiles", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
+        // the committed corpora.
+        .executableTarget(name: "clip-fuzz-replay", dependencies: ["CLIPWeights", "CLIPImage", "CLIPFiles"],
+                          path: "Sources/CLIPFuzz"),
+        .testTarget(name: "CLIPFilesTests", dependencies: ["CLIPFiles"]),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor", "CLIPFiles"]),
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),

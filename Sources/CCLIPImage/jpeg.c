@@ -67,7 +67,7 @@ static void keep_exif(j_decompress_ptr cinfo, clip_image *out) {
 int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     error_ctx e;
-    memset(out, 0, sizeof *out);
+    clip_image_reset(out);
     cinfo.err = jpeg_std_error(&e.pub);
     e.pub.error_exit = on_error;
     e.pub.emit_message = on_message;
@@ -80,12 +80,12 @@ int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         break;
     case 2:
         jpeg_destroy_decompress(&cinfo);
-        free(pixels);
+        clip_image_drop_pixels(out, pixels);
         clip_image_free(out);
         return CLIP_IMAGE_TOO_LARGE;
     default:
         jpeg_destroy_decompress(&cinfo);
-        free(pixels);
+        clip_image_drop_pixels(out, pixels);
         clip_image_free(out);
         return CLIP_IMAGE_CORRUPT;
     }
@@ -131,7 +131,7 @@ int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip
     out->width = (int32_t)cinfo.output_width;
     out->height = (int32_t)cinfo.output_height;
     size_t stride = (size_t)out->width * out->channels;
-    pixels = malloc(stride * out->height);
+    pixels = clip_image_pixels(out, stride * out->height);
     if (!pixels) {
         snprintf(err, errlen, "out of memory for a %dx%d image", out->width, out->height);
         jpeg_destroy_decompress(&cinfo);
@@ -147,7 +147,7 @@ int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         snprintf(err, errlen, "truncated JPEG: the data ends after %u of %u rows", cinfo.output_scanline,
                  cinfo.output_height);
         jpeg_destroy_decompress(&cinfo);
-        free(pixels);
+        clip_image_drop_pixels(out, pixels);
         clip_image_free(out);
         return CLIP_IMAGE_CORRUPT;
     }
@@ -162,9 +162,32 @@ int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip
 }
 
 void clip_image_free(clip_image *img) {
-    free(img->pixels);
+    if (img->owns_pixels) free(img->pixels);
     free(img->exif);
     img->pixels = NULL;
+    img->owns_pixels = 0;
     img->exif = NULL;
     img->exif_size = 0;
+}
+
+void clip_image_reset(clip_image *img) {
+    uint8_t *buffer = img->buffer;
+    size_t capacity = img->buffer_capacity;
+    memset(img, 0, sizeof *img);
+    img->buffer = buffer;
+    img->buffer_capacity = capacity;
+}
+
+uint8_t *clip_image_pixels(clip_image *img, size_t bytes) {
+    if (img->buffer && img->buffer_capacity >= bytes) {
+        img->owns_pixels = 0;
+        return img->buffer;
+    }
+    img->owns_pixels = 1;
+    return malloc(bytes ? bytes : 1);
+}
+
+void clip_image_drop_pixels(clip_image *img, uint8_t *pixels) {
+    if (img->owns_pixels) free(pixels);
+    img->owns_pixels = 0;
 }

@@ -34,7 +34,7 @@ static void on_warning(png_structp png, png_const_charp msg) {
 }
 
 int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
+    clip_image_reset(out);
     // Refuse an oversized image from its IHDR alone, before libpng reads further (a bomb need not be complete).
     if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
         uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 | data[19];
@@ -56,7 +56,7 @@ int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
     volatile int code = CLIP_IMAGE_CORRUPT;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
-        free(pixels);
+        clip_image_drop_pixels(out, pixels);
         free(rows);
         clip_image_free(out);
         return code;
@@ -134,7 +134,7 @@ int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
         snprintf(err, errlen, "unexpected PNG row size");
         png_longjmp(png, 1);
     }
-    pixels = malloc(stride * h);
+    pixels = clip_image_pixels(out, stride * h);
     rows = malloc(sizeof(png_bytep) * h);
     if (!pixels || !rows) {
         snprintf(err, errlen, "out of memory for a %ux%u image", w, h);

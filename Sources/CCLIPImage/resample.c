@@ -78,7 +78,7 @@ static int coefficients(int in_size, int out_size, int **bounds_out, int32_t **k
 }
 
 int clip_resample_bicubic(const uint8_t *src, int sw, int sh, int ch, uint8_t *dst, int dw, int dh) {
-    return clip_resample_bicubic_window(src, sw, sh, ch, dw, dh, 0, 0, dw, dh, dst);
+    return clip_resample_bicubic_window(src, sw, sh, ch, dw, dh, 0, 0, dw, dh, 0, dst);
 }
 
 typedef int32_t v4i __attribute__((vector_size(16)));
@@ -155,8 +155,20 @@ static int use_avx2(void) { return 0; }
 #define vertical_row_avx2 vertical_row_generic
 #endif
 
+// Pillow's RGBA → RGBa (LA → La) of one row: colour × alpha / 255, rounded as its MULDIV255.
+static void premultiply_row(const uint8_t *in, int n, int ch, uint8_t *out) {
+    for (int i = 0; i < n; i++, in += ch, out += ch) {
+        const uint32_t a = in[ch - 1];
+        for (int c = 0; c < ch - 1; c++) {
+            const uint32_t t = in[c] * a + 128;
+            out[c] = (uint8_t)(((t >> 8) + t) >> 8);
+        }
+        out[ch - 1] = (uint8_t)a;
+    }
+}
+
 int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww,
-                                 int wh, uint8_t *dst) {
+                                 int wh, int premultiply, uint8_t *dst) {
     if (ww <= 0 || wh <= 0) return 0;
     int need_h = dw != sw, need_v = dh != sh;
     int *bh = NULL, *bv = NULL;
@@ -171,11 +183,20 @@ int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int
     size_t line = (size_t)ww * ch;
     uint8_t *tmp = malloc(line * rows);
     int32_t *acc = need_v ? malloc(line * sizeof(int32_t)) : NULL;
-    if (!tmp || (need_v && !acc)) { free(bh); free(kh); free(bv); free(kv); free(tmp); free(acc); return -1; }
+    // Alpha is premultiplied a row at a time as rows are read, so no premultiplied copy of the image is made.
+    uint8_t *row = premultiply ? malloc((size_t)sw * ch) : NULL;
+    if (!tmp || (need_v && !acc) || (premultiply && !row)) {
+        free(bh); free(kh); free(bv); free(kv); free(tmp); free(acc); free(row);
+        return -1;
+    }
     int avx2 = use_avx2();
     // Horizontal pass (8-bit result, as Pillow's intermediate image), restricted to the window's columns.
     for (int y = 0; y < rows; y++) {
         const uint8_t *in = src + (size_t)(y + first) * sw * ch;
+        if (premultiply) {
+            premultiply_row(in, sw, ch, row);
+            in = row;
+        }
         if (need_h) {
             if (avx2) horizontal_row_avx2(in, sw, ch, bh, kh, ksh, wx, ww, tmp + line * y);
             else horizontal_row_generic(in, sw, ch, bh, kh, ksh, wx, ww, tmp + line * y);
@@ -194,7 +215,7 @@ int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int
     } else {
         memcpy(dst, tmp, line * wh);
     }
-    free(bh); free(kh); free(bv); free(kv); free(tmp); free(acc);
+    free(bh); free(kh); free(bv); free(kv); free(tmp); free(acc); free(row);
     return 0;
 }
 

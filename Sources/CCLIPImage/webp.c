@@ -8,7 +8,7 @@
 #include <webp/decode.h>
 
 int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
+    clip_image_reset(out);
     WebPBitstreamFeatures f;
     if (WebPGetFeatures(data, size, &f) != VP8_STATUS_OK) {
         snprintf(err, errlen, "corrupt or truncated WebP header");
@@ -29,7 +29,7 @@ int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip
     out->width = f.width;
     out->height = f.height;
     size_t stride = (size_t)f.width * out->channels;
-    out->pixels = malloc(stride * f.height);
+    out->pixels = clip_image_pixels(out, stride * f.height);
     if (!out->pixels) {
         snprintf(err, errlen, "out of memory for a %dx%d image", f.width, f.height);
         return CLIP_IMAGE_NO_MEMORY;

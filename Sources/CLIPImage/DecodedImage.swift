@@ -103,13 +103,28 @@ func describeFirstBytes(_ bytes: UnsafeRawBufferPointer) -> String {
 /// allocated (Pillow refuses above 178,956,970 pixels, twice its warning threshold).
 public func decodeImage(_ data: [UInt8], name: String, maxPixels: Int = 178_956_970) throws(ImageError) -> DecodedImage {
     guard !data.isEmpty else { throw ImageError(file: name, .empty) }
-    let result: Result<DecodedImage, ImageError> = data.withUnsafeBytes { raw in
-        guard let format = ImageFormat.sniff(raw) else {
-            return .failure(ImageError(file: name, .unknownFormat(firstBytes: describeFirstBytes(raw))))
-        }
-        var img = clip_image()
+    let result = data.withUnsafeBytes { raw in
+        Result { () throws(ImageError) -> DecodedImage in try decode(raw, name, maxPixels) }
+    }
+    return try result.get()
+}
+
+private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: Int) throws(ImageError) -> DecodedImage {
+    guard let format = ImageFormat.sniff(raw) else {
+        throw ImageError(file: name, .unknownFormat(firstBytes: describeFirstBytes(raw)))
+    }
+    let base = raw.bindMemory(to: UInt8.self).baseAddress!
+    // The pixels are decoded straight into the array that keeps them (at most 4 bytes a pixel; pages past what
+    // the decoder writes are never touched), so a large image is not held twice while it is copied.
+    var w: UInt32 = 0, h: UInt32 = 0
+    let probed = clip_image_probe(base, raw.count, &w, &h) == 0 && UInt64(w) * UInt64(h) <= UInt64(max(maxPixels, 0))
+    let capacity = probed ? Int(w) * Int(h) * 4 : 0
+    var img = clip_image()
+    var failure: ImageError?
+    let pixels = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+        img.buffer = buffer.baseAddress
+        img.buffer_capacity = buffer.count
         var err = [CChar](repeating: 0, count: 512)
-        let base = raw.bindMemory(to: UInt8.self).baseAddress!
         let limit = UInt64(max(maxPixels, 0))
         let code: Int32
         switch format {
@@ -117,36 +132,38 @@ public func decodeImage(_ data: [UInt8], name: String, maxPixels: Int = 178_956_
         case .png: code = clip_decode_png(base, raw.count, limit, &img, &err, err.count)
         case .webp: code = clip_decode_webp(base, raw.count, limit, &img, &err, err.count)
         }
-        defer { clip_image_free(&img) }
         let message = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         switch Int(code) {
         case Int(CLIP_IMAGE_OK): break
-        case Int(CLIP_IMAGE_TOO_LARGE): return .failure(ImageError(file: name, .tooManyPixels(message)))
-        case Int(CLIP_IMAGE_UNSUPPORTED): return .failure(ImageError(file: name, .unsupported(message)))
-        default: return .failure(ImageError(file: name, .corrupt(message)))
+        case Int(CLIP_IMAGE_TOO_LARGE): failure = ImageError(file: name, .tooManyPixels(message))
+        case Int(CLIP_IMAGE_UNSUPPORTED): failure = ImageError(file: name, .unsupported(message))
+        default: failure = ImageError(file: name, .corrupt(message))
         }
-        let mode: PixelMode
-        switch Int(img.mode) {
-        case Int(CLIP_MODE_L): mode = .gray
-        case Int(CLIP_MODE_LA): mode = .grayAlpha
-        case Int(CLIP_MODE_RGB): mode = .rgb
-        case Int(CLIP_MODE_RGBA): mode = .rgba
-        case Int(CLIP_MODE_CMYK): mode = .cmyk
-        case Int(CLIP_MODE_P): mode = .palette
-        case Int(CLIP_MODE_I16): mode = .gray16
-        default: mode = .bilevel
-        }
-        let count = Int(img.width) * Int(img.height) * mode.channels
-        let pixels = Array(UnsafeBufferPointer(start: img.pixels, count: count))
-        let palette = withUnsafeBytes(of: img.palette) { Array($0.prefix(Int(img.palette_size) * 3)) }
-        var orientation: Int?
-        if let exif = img.exif, img.exif_size > 0 {
-            orientation = exifOrientation(UnsafeRawBufferPointer(start: exif, count: img.exif_size))
-        }
-        return .success(DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: pixels,
-                                     palette: palette, exifOrientation: orientation))
+        initialized = failure == nil && img.owns_pixels == 0 ? Int(img.width) * Int(img.height) * Int(img.channels) : 0
     }
-    return try result.get()
+    defer { clip_image_free(&img) }
+    if let failure { throw failure }
+    let mode: PixelMode
+    switch Int(img.mode) {
+    case Int(CLIP_MODE_L): mode = .gray
+    case Int(CLIP_MODE_LA): mode = .grayAlpha
+    case Int(CLIP_MODE_RGB): mode = .rgb
+    case Int(CLIP_MODE_RGBA): mode = .rgba
+    case Int(CLIP_MODE_CMYK): mode = .cmyk
+    case Int(CLIP_MODE_P): mode = .palette
+    case Int(CLIP_MODE_I16): mode = .gray16
+    default: mode = .bilevel
+    }
+    let count = Int(img.width) * Int(img.height) * mode.channels
+    // Decoded elsewhere (a header the probe could not read): copied once.
+    let owned = img.owns_pixels == 0 ? pixels : Array(UnsafeBufferPointer(start: img.pixels, count: count))
+    let palette = withUnsafeBytes(of: img.palette) { Array($0.prefix(Int(img.palette_size) * 3)) }
+    var orientation: Int?
+    if let exif = img.exif, img.exif_size > 0 {
+        orientation = exifOrientation(UnsafeRawBufferPointer(start: exif, count: img.exif_size))
+    }
+    return DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: owned,
+                        palette: palette, exifOrientation: orientation)
 }
 
 /// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed.

@@ -164,9 +164,8 @@ public struct ImagePreprocessor: Sendable {
                     region.replaceSubrange((y * ww * ch)..<((y + 1) * ww * ch), with: full[s..<(s + ww * ch)])
                 }
             case .rgba, .grayAlpha:
-                var pixels = image.pixels
-                premultiply(&pixels, channels: ch)
-                region = try bicubic(pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
+                region = try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name,
+                                     premultiplied: true)
                 unpremultiply(&region, channels: ch)
             case .gray, .rgb, .cmyk:
                 region = try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
@@ -212,12 +211,13 @@ public struct ImagePreprocessor: Sendable {
 
     /// The window [wx, wx+ww) × [wy, wy+wh) of Pillow's bicubic resize of `src` (w × h) to nw × nh.
     private func bicubic(_ src: [UInt8], _ w: Int, _ h: Int, _ ch: Int, _ nw: Int, _ nh: Int, _ wx: Int, _ wy: Int,
-                         _ ww: Int, _ wh: Int, _ name: String) throws(ImageError) -> [UInt8] {
+                         _ ww: Int, _ wh: Int, _ name: String, premultiplied: Bool = false) throws(ImageError) -> [UInt8] {
         var dst = [UInt8](repeating: 0, count: ww * wh * ch)
         let rc = src.withUnsafeBufferPointer { s in
             dst.withUnsafeMutableBufferPointer { d in
                 clip_resample_bicubic_window(s.baseAddress!, Int32(w), Int32(h), Int32(ch), Int32(nw), Int32(nh),
-                                             Int32(wx), Int32(wy), Int32(ww), Int32(wh), d.baseAddress!)
+                                             Int32(wx), Int32(wy), Int32(ww), Int32(wh), premultiplied ? 1 : 0,
+                                             d.baseAddress!)
             }
         }
         if rc != 0 { throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(nw)x\(nh)")) }
@@ -237,21 +237,6 @@ public struct ImagePreprocessor: Sendable {
         }
         if rc != 0 { throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(nw)x\(nh)")) }
         return out.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
-    }
-
-    /// Pillow's RGBA → RGBa (and LA → La): colour × alpha / 255, rounded as MULDIV255.
-    private func premultiply(_ p: inout [UInt8], channels ch: Int) {
-        p.withUnsafeMutableBufferPointer { b in
-            var i = 0
-            while i < b.count {
-                let a = UInt32(b[i + ch - 1])
-                for c in 0..<(ch - 1) {
-                    let t = UInt32(b[i + c]) * a + 128
-                    b[i + c] = UInt8(((t >> 8) + t) >> 8)
-                }
-                i += ch
-            }
-        }
     }
 
     /// Pillow's RGBa → RGBA: colour × 255 / alpha (integer division, clipped), unchanged at alpha 0 or 255.

@@ -93,6 +93,28 @@ let hostileCheckpoints: [Hostile] = {
     let memo = p.proto + [0x68, 5] + p.stop
     let underflow = p.proto + [0x86] + p.stop
     let good = p.stateDict(count: 4, shape: [2, 2])
+    // {"w": <deep>} with `depth` levels of one-element tuples (TUPLE1) around None: freeing it recursively would
+    // overflow the stack.
+    let deep = p.proto + p.emptyDict + p.str("w") + [0x4E] + [UInt8](repeating: 0x85, count: 40_000) + p.setitem + p.stop
+    // A list appended to itself, through the memo: a reference cycle.
+    let cycle = p.proto + p.emptyDict + p.str("w") + [0x5D, 0x71, 0x00, 0x68, 0x00, 0x61] + p.setitem + p.stop
+    // Modules m0 … m40, each holding the next one under two names: 2⁴⁰ paths through 41 objects.
+    var dag = p.proto + p.global("__torch__.M", "M40") + p.emptyTuple + [0x81] + p.emptyDict + [0x62, 0x72] + P.le32(40)
+    for i in stride(from: 39, through: 0, by: -1) {
+        dag += [0x30] + p.global("__torch__.M", "M\(i)") + p.emptyTuple + [0x81] + p.mark + p.str("a") + [0x6A] + P.le32(i + 1)
+            + p.str("b") + [0x6A] + P.le32(i + 1) + [0x64, 0x62, 0x72] + P.le32(i)
+    }
+    dag += p.stop
+    // A stride-0 view of 2³¹ × 2³¹ elements over one element.
+    let stride0 = p.proto + p.emptyDict + p.str("w") + p.global("torch._utils", "_rebuild_tensor_v2") + p.mark
+        + p.mark + p.str("storage") + p.global("torch", "FloatStorage") + p.str("0") + p.str("cpu") + p.int1(4) + p.tuple
+        + p.binpersid + p.int1(0) + p.mark + [0x4A] + P.le32(1 << 30) + [0x4A] + P.le32(1 << 30) + p.tuple + p.mark
+        + p.int1(0) + p.int1(0) + p.tuple + p.newfalse + p.global("collections", "OrderedDict") + p.emptyTuple + p.reduce
+        + p.tuple + p.reduce + p.setitem + p.stop
+    var badCRC = checkpoint(good)
+    if let at = (0..<(badCRC.count - 4)).last(where: { badCRC[$0..<($0 + 4)] == [0x50, 0x4B, 0x01, 0x02] }) {
+        badCRC[at + 16] ^= 0xFF  // the central directory's CRC of the last entry (the storage)
+    }
     return [
         Hostile(name: "pickle calling os.system", zip: checkpoint(osSystem), expect: "global 'os.system' is not allowed"),
         Hostile(name: "pickle calling builtins.eval", zip: checkpoint(evalCall), expect: "global 'builtins.eval' is not allowed"),
@@ -118,6 +140,19 @@ let hostileCheckpoints: [Hostile] = {
                 expect: "inflates past its declared 16 bytes"),
         Hostile(name: "not a zip", zip: Array("plain text".utf8), expect: "too short for a zip archive"),
         Hostile(name: "zip without data.pkl", zip: zipArchive([("archive/other", [1, 2], nil)]), expect: "no <archive>/data.pkl"),
+        Hostile(name: "40,000 nested tuples", zip: checkpoint(deep), expect: "nested deeper than 1000"),
+        Hostile(name: "a list that contains itself", zip: checkpoint(cycle), expect: "refusing this pickle"),
+        Hostile(name: "module DAG with 2^40 paths", zip: checkpoint(dag, storage: nil), expect: "expand to more than"),
+        Hostile(name: "stride-0 view of 2^60 elements", zip: checkpoint(stride0),
+                expect: "would materialise more than"),
+        Hostile(name: "stored entry with a wrong CRC", zip: badCRC, expect: "CRC mismatch"),
+        Hostile(name: "central directory offset near Int.max", zip: {
+            var z = checkpoint(good)
+            // EOCD: central directory offset field (the last 6 bytes are offset and comment length).
+            let o = z.count - 6
+            for i in 0..<4 { z[o + i] = 0xFF }
+            return z
+        }(), expect: "central directory"),
     ]
 }()
 

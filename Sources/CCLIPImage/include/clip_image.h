@@ -21,9 +21,16 @@ enum {
 };
 
 /// A decoded image: `width * height * channels` bytes, rows top to bottom, channels interleaved.
+///
+/// The caller may set `buffer` and `buffer_capacity` before decoding: when large enough, the pixels are decoded
+/// straight into it (`owns_pixels` 0), so a huge image is never held twice; otherwise they are malloc'd
+/// (`owns_pixels` 1) and `clip_image_free` frees them.
 typedef struct {
     int32_t width, height, channels, mode;
     uint8_t *pixels;
+    uint8_t *buffer;
+    size_t buffer_capacity;
+    int32_t owns_pixels;
     int32_t palette_size;
     uint8_t palette[768];
     uint8_t *exif;  // TIFF-structured EXIF block when the file has one, else NULL
@@ -40,6 +47,12 @@ int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
 int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
 void clip_image_free(clip_image *img);
 
+/// For decoders: clears `img` except the caller's buffer, and returns pixel memory of `bytes` (the caller's buffer
+/// when it is large enough, else malloc; NULL without memory). `clip_image_drop_pixels` undoes it on failure.
+void clip_image_reset(clip_image *img);
+uint8_t *clip_image_pixels(clip_image *img, size_t bytes);
+void clip_image_drop_pixels(clip_image *img, uint8_t *pixels);
+
 /// Width and height from a JPEG, PNG or WebP header without decoding (0 on success, -1 when unknown).
 int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
 
@@ -50,9 +63,11 @@ int clip_resample_bicubic(const uint8_t *src, int sw, int sh, int channels, uint
 
 /// The same resampling, computing only the window [wx, wx + ww) × [wy, wy + wh) of the `dw × dh` result
 /// (every output pixel depends only on the source, so the window equals that part of the full result).
+/// With `premultiply`, the last channel is alpha and the colour channels are premultiplied by it as each source row
+/// is read (Pillow resizes RGBA as RGBa), without a premultiplied copy of the image.
 /// `dst` receives `ww * wh * channels` bytes.
 int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int channels, int dw, int dh, int wx, int wy,
-                                 int ww, int wh, uint8_t *dst);
+                                 int ww, int wh, int premultiply, uint8_t *dst);
 
 /// Pillow's 16-bit resampling (ImagingResample*_16bpc) for "I;16" images: double-precision weights and sums,
 /// each stored sample rounded and clipped byte by byte as Pillow does. Window as above, in samples.

@@ -1,0 +1,91 @@
+import CLIPFiles
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A fresh directory for one test.
+func scratchDirectory(_ name: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-files-\(getpid())-\(name)").path
+    try? FileManager.default.removeItem(atPath: dir)
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+@Test func regularFileReadsRangesAndRefusesOthers() throws {
+    let dir = scratchDirectory("read")
+    let path = dir + "/data.bin"
+    _ = FileManager.default.createFile(atPath: path, contents: Data((0..<100).map { UInt8($0) }))
+    let file = try RegularFile(path: path)
+    #expect(file.size == 100)
+    #expect(try file.read(at: 10, count: 3) == [10, 11, 12])
+    #expect(try file.read(at: 96, count: 1, as: UInt32.self) == [UInt32(littleEndian: 0x6362_6160)])
+    // Past the end, and offsets whose sum overflows: errors, not traps.
+    #expect(throws: FileError.self) { try file.read(at: 99, count: 2) }
+    #expect(throws: FileError.self) { try file.read(at: Int.max - 1, count: 4) }
+    #expect(throws: FileError.self) { try file.read(at: 0, count: Int.max / 2, as: UInt64.self) }
+    #expect(throws: FileError(path: path, .tooLarge(size: 100, limit: 10))) { try file.readAll(limit: 10) }
+    #expect(throws: FileError(path: dir + "/missing", .noSuchFile)) { try RegularFile(path: dir + "/missing") }
+    #expect(throws: FileError(path: dir, .isDirectory)) { try RegularFile(path: dir) }
+}
+
+@Test func fifoIsRefusedWithoutBlocking() throws {
+    let dir = scratchDirectory("fifo")
+    let fifo = dir + "/pipe"
+    #expect(mkfifo(fifo, 0o600) == 0)
+    let start = Date()
+    #expect(throws: FileError(path: fifo, .notRegular(kind: "a FIFO"))) { try RegularFile(path: fifo) }
+    #expect(Date().timeIntervalSince(start) < 1)
+    #expect(throws: FileError(path: "/dev/null", .notRegular(kind: "a character device"))) { try RegularFile(path: "/dev/null") }
+}
+
+/// A file that shrinks after it was opened gives an error at the read (through a mapping it would be SIGBUS).
+@Test func fileTruncatedWhileOpenIsAnError() throws {
+    let dir = scratchDirectory("shrink")
+    let path = dir + "/weights.bin"
+    _ = FileManager.default.createFile(atPath: path, contents: Data(count: 1 << 20))
+    let file = try RegularFile(path: path)
+    #expect(truncate(path, 4096) == 0)
+    #expect(try file.read(at: 0, count: 4096).count == 4096)
+    #expect(throws: FileError(path: path, .truncated(needed: 1 << 20, size: 4096))) {
+        try file.read(at: 0, count: 1 << 20)
+    }
+}
+
+@Test func outputReplacesRegularFilesAtomicallyAndFollowsLinks() throws {
+    let dir = scratchDirectory("output")
+    let target = dir + "/out.json"
+    try OutputFile.write(Array("first".utf8), to: target)
+    #expect(FileManager.default.contents(atPath: target) == Data("first".utf8))
+    // The old contents are replaced whole; no temporary is left behind.
+    try OutputFile.write(Array("second".utf8), to: target)
+    #expect(FileManager.default.contents(atPath: target) == Data("second".utf8))
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out.json"])
+    // A symbolic link: its target is written and the link stays a link.
+    let link = dir + "/link.json"
+    #expect(symlink("out.json", link) == 0)
+    try OutputFile.write(Array("third".utf8), to: link)
+    #expect(FileManager.default.contents(atPath: target) == Data("third".utf8))
+    var st = stat()
+    #expect(lstat(link, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK)
+}
+
+@Test func outputNeverReplacesDevicesFIFOsOrDirectories() throws {
+    let dir = scratchDirectory("special")
+    // A device is written in place: /dev/null stays a character device.
+    try OutputFile.write(Array("discarded".utf8), to: "/dev/null")
+    var st = stat()
+    #expect(stat("/dev/null", &st) == 0 && st.st_mode & S_IFMT == S_IFCHR)
+    // A FIFO without a reader is an error at once, and it stays a FIFO.
+    let fifo = dir + "/pipe"
+    #expect(mkfifo(fifo, 0o600) == 0)
+    #expect(throws: FileError.self) { try OutputFile.write([1, 2, 3], to: fifo) }
+    #expect(lstat(fifo, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO)
+    #expect(throws: FileError(path: dir, .isDirectory)) { try OutputFile.write([1], to: dir) }
+    #expect(throws: FileError(path: dir + "/no/such/file", .noSuchDirectory(dir + "/no/such"))) {
+        try OutputFile.write([1], to: dir + "/no/such/file")
+    }
+}
