@@ -44,9 +44,14 @@ let package = Package(
         .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
         .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
+        // What the `clip` subcommands share: the error line, model options, output files, JSON.
+        .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // `clip bench`: timing the model, the kernels, the tokenizer and preprocessing, kept apart from the
+        // user-facing commands (the only command code that talks to the kernels).
+        .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIP", "CLIPHub", "CLIPKit", "CLIPTokenizer", "CLIPImage", "CLIPFiles", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.

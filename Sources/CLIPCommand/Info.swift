@@ -1,0 +1,43 @@
+import ArgumentParser
+import CLIP
+import CLIPCommandSupport
+import CLIPKit
+import CLIPTokenizer
+import Foundation
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a model's architecture (inferred from its weights), size, storage and preprocessing.")
+
+    @Argument(help: "A checkpoint file, a Hugging Face folder, or one of the nine OpenAI model names.")
+    var model: String
+
+    @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip).")
+    var cacheDir: String?
+
+    @Option(help: "An open_clip model config JSON for the checkpoint.")
+    var openclipConfig: String?
+
+    func run() throws {
+        try reportingErrors {
+            let pipeline = try CLIPPipeline.load(model, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig)
+            guard let loaded = pipeline.loaded else { return }  // a pipeline loaded by name always has its file
+            let c = loaded.model.configuration
+            print("path: \(loaded.path)")
+            print("format: \(loaded.format.rawValue)")
+            print("stored dtypes: \(loaded.storedDTypes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) (\($0.value) tensors)" }.joined(separator: ", "))")
+            print("parameters: \(loaded.parameterCount)")
+            print("embedding width: \(c.embedDim)")
+            switch c.vision {
+            case .transformer(let v):
+                print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize)")
+            case .resnet(let r):
+                print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
+            }
+            print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize)")
+            print("activation: \(c.activation.rawValue), LayerNorm eps \(c.layerNormEps)")
+            print("preprocessing: \(loaded.preprocessing)")
+            print(String(format: "logit scale: %.4f (exp: %.2f)", loaded.model.logitScale, exp(loaded.model.logitScale)))
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import CLIP
+import CLIPCommandSupport
+import CLIPImage
+import CLIPKit
+import CLIPTokenizer
+import Foundation
+
+struct Preprocess: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decode and preprocess images exactly as the reference clip package does; write a float32 .npy [N, 3, R, R].")
+
+    @Option(help: "Side of the square model input.")
+    var resolution = 224
+
+    @Option(help: "Per-channel mean, three comma-separated values (default: OpenAI's).")
+    var mean: String?
+
+    @Option(help: "Per-channel standard deviation, three comma-separated values (default: OpenAI's).")
+    var std: String?
+
+    @Flag(help: "Rotate/flip by the EXIF orientation first (the reference does not).")
+    var exifTranspose = false
+
+    @Option(help: "The .npy file to write.")
+    var output: String
+
+    @Argument(help: "JPEG, PNG or WebP files.")
+    var images: [String]
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        guard (1...4096).contains(resolution) else { throw ValidationError("--resolution must be between 1 and 4096") }
+        _ = try triple(mean, "--mean")
+        _ = try triple(std, "--std")
+    }
+
+    func triple(_ text: String?, _ flag: String) throws -> [Float]? {
+        guard let text else { return nil }
+        let values = text.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == 3, values.allSatisfy(\.isFinite) else {
+            throw ValidationError("\(flag) needs three comma-separated numbers, got '\(text)'")
+        }
+        return values
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let p = ImagePreprocessor(resolution: resolution,
+                                      mean: try triple(mean, "--mean") ?? ImagePreprocessor.openAIMean,
+                                      std: try triple(std, "--std") ?? ImagePreprocessor.openAIStd,
+                                      applyEXIFOrientation: exifTranspose)
+            let x = try p.tensor(files: images)
+            try write(x.npyData(), to: output)
+        }
+    }
+}

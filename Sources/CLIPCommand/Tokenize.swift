@@ -1,0 +1,40 @@
+import ArgumentParser
+import CLIP
+import CLIPCommandSupport
+import CLIPImage
+import CLIPKit
+import CLIPTokenizer
+import Foundation
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print token ids as clip.tokenize returns them: a JSON array with one array per text.")
+
+    @Option(help: "Ids per text, start and end tokens included; shorter texts are padded with 0.")
+    var contextLength = 77
+
+    @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
+    var truncate = false
+
+    @Flag(help: "Print the cleaned, lower-cased text each text is tokenized from, one JSON string per line (for debugging).")
+    var showCleaned = false
+
+    @Argument(help: "The texts.")
+    var texts: [String] = []
+
+    func run() throws {
+        try reportingErrors {
+            let tokenizer = try CLIPTokenizer.shared()
+            if showCleaned {
+                for t in texts { print(try jsonText(tokenizer.cleanedText(t))) }
+                return
+            }
+            let rows: [[Int]]
+            do { rows = try tokenizer.tokenize(texts, contextLength: contextLength, truncate: truncate) } catch {
+                if case TokenizerError.invalidContextLength = error { throw CLIError("--context-length: \(error)") }
+                throw error
+            }
+            print(try jsonText(rows))
+        }
+    }
+}

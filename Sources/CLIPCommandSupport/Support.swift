@@ -1,0 +1,93 @@
+// What every `clip` subcommand shares: the error line, the model options, progress, output files and JSON.
+import ArgumentParser
+import CLIP
+import CLIPFiles
+import CLIPKit
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A command-line error with a message that names the culprit.
+package struct CLIError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
+}
+
+/// Runs `body`, turning library errors into one line on stderr and exit code 1. A `CLIP_CPU` setting this CPU
+/// cannot honour is such an error for every command.
+package func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        try CPU.validate()
+        return try body()
+    } catch let e as CustomStringConvertible & Error {
+        FileHandle.standardError.write(Data("clip: \(e.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Where a model comes from, shared by every command that loads one.
+package struct ModelOptions: ParsableArguments {
+    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")).")
+    package var spec: String
+
+    @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip, as the reference).")
+    package var cacheDir: String?
+
+    @Option(help: "An open_clip model config JSON whose activation and preprocessing apply to the checkpoint.")
+    package var openclipConfig: String?
+
+    @Option(help: "Arithmetic of the weight products: fp32 (default, as the reference), bf16 (AVX512-BF16) or int8 (AVX2, AVX512-VNNI or NEON DotProd; dynamic quantisation).")
+    package var precision: Precision = .fp32
+
+    package init() {}
+
+    package func pipeline() throws -> CLIPPipeline {
+        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, precision: precision)
+    }
+}
+
+extension Precision: ExpressibleByArgument {}
+
+/// A progress line on standard error, drawn only when it is a terminal and the work is long.
+package func progressReporter(_ what: String, total: Int) -> (@Sendable (Int, Int) -> Void)? {
+    guard isatty(2) != 0, total >= 32 else { return nil }
+    return { done, total in
+        FileHandle.standardError.write(Data("\r\(what) \(done)/\(total)\(done == total ? "\n" : "")".utf8))
+    }
+}
+
+/// Writes an output file atomically (devices and FIFOs in place; see `OutputFile`), one line naming it on failure.
+package func write(_ data: Data, to path: String) throws {
+    do {
+        try OutputFile.write([UInt8](data), to: path)
+    } catch {
+        throw CLIError("\(path): cannot write: \(error.reason)")
+    }
+}
+
+/// Compact JSON for `value`, with every non-ASCII character escaped (\uXXXX) so the output is unambiguous on any
+/// terminal and in any locale.
+package func jsonText<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.withoutEscapingSlashes]
+    let utf8 = String(decoding: try encoder.encode(value), as: UTF8.self)
+    var out = ""
+    out.reserveCapacity(utf8.utf8.count)
+    for scalar in utf8.unicodeScalars {
+        if scalar.isASCII {
+            out.unicodeScalars.append(scalar)
+        } else {
+            for unit in String(scalar).utf16 { out += String(format: "\\u%04x", unit) }
+        }
+    }
+    return out
+}
+
+/// The rows of a [rows, width] tensor, for JSON.
+package func rows(_ t: Tensor) -> [[Float]] {
+    let w = t.shape.count == 2 ? t.shape[1] : 0
+    return (0..<(t.shape.first ?? 0)).map { Array(t.scalars[($0 * w)..<(($0 + 1) * w)]) }
+}
