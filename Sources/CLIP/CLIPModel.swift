@@ -37,25 +37,23 @@ public struct CLIPModel: Sendable {
         name.hasSuffix(".num_batches_tracked") || ["input_resolution", "context_length", "vocab_size"].contains(name)
     }
 
-    /// Builds the model from named tensors. The architecture is inferred from the weights unless given.
-    /// Fails on any missing, mis-shaped or unexpected tensor, naming it.
-    /// With `precision: .bf16`, layer weights are stored as bfloat16 and products run with AVX512-BF16 (opt-in;
-    /// an error on CPUs without it).
+    /// Builds the model from named tensors. The architecture is inferred from the weights unless given. Fails on
+    /// any missing, mis-shaped or unexpected tensor, naming it. `precision` other than fp32 is `converted(to:)`
+    /// applied to each tower as soon as it is built, so the fp32 weights of only one tower are ever held at once.
     public init(weights: any WeightSource, configuration: CLIPConfiguration? = nil,
                 ignoring extra: @escaping @Sendable (String) -> Bool = { _ in false },
                 precision: Precision = .fp32) throws(ModelLoadError) {
         let c: CLIPConfiguration
         if let configuration { c = configuration } else { c = try CLIPConfiguration.infer(from: weights) }
         let reader = ParameterReader(source: weights, ignoring: { Self.isIgnorable($0) || extra($0) })
-        reader.precision = precision
-        try self.init(reader, c)
+        try self.init(reader, c, precision: precision)
     }
 
     /// A model of the given architecture with freshly initialised weights, drawn as the reference's
     /// `initialize_parameters` does (normal, std 0.02 / 0.01 for the embeddings, fan-in scaled projections;
     /// LayerNorm and BatchNorm as identities). For benchmarks and as the start of training. Throws when the
     /// configuration is inconsistent (for example heads that do not divide a width).
-    public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0, precision: Precision = .fp32) throws(ModelLoadError) {
+    public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0) throws(ModelLoadError) {
         var rng = NormalGenerator(seed: seed)
         let reader = ParameterReader(origin: "random initialisation") { name, shape in
             let count = shape.reduce(1, *)
@@ -77,26 +75,24 @@ public struct CLIPModel: Sendable {
             }
             return Tensor(uncheckedShape: shape, scalars: values)
         }
-        reader.precision = precision
-        try self.init(reader, c)
+        try self.init(reader, c, precision: .fp32)
     }
 
-    private init(_ r: ParameterReader, _ c: CLIPConfiguration) throws(ModelLoadError) {
+    private init(_ r: ParameterReader, _ c: CLIPConfiguration, precision: Precision) throws(ModelLoadError) {
         try c.validate(origin: r.origin)
         if let message = CPU.configurationError { throw .cpu(message) }
-        guard r.precision.isAvailable else {
-            throw .cpu("precision \(r.precision.rawValue) needs a CPU with \(r.precision.requirement) (this one has: "
-                       + "\(CPU.features.isEmpty ? "none of them" : CPU.features.joined(separator: ", "))); use fp32")
-        }
-        precision = r.precision
+        try Self.checkAvailable(precision)
+        self.precision = precision
         switch c.vision {
         case .transformer(let v):
-            visual = .transformer(try VisionTransformer(r, v, embedDim: c.embedDim, activation: c.activation,
-                                                        eps: c.layerNormEps))
+            let tower = try VisionTransformer(r, v, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
+            visual = .transformer(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         case .resnet(let v):
-            visual = .resnet(try ModifiedResNet(r, v, embedDim: c.embedDim))
+            let tower = try ModifiedResNet(r, v, embedDim: c.embedDim)
+            visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
-        text = try TextTransformer(r, c.text, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
+        let textTower = try TextTransformer(r, c.text, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
+        text = try Self.convert(precision) { () throws(TensorError) in try textTower.converted(to: precision) }
         logitScale = try r.tensor("logit_scale", shape: []).scalars[0]
         // exp(logit_scale) multiplies every logit: one that overflows makes every probability NaN.
         guard expf(logitScale).isFinite, expf(logitScale) > 0 else {
@@ -104,6 +100,43 @@ public struct CLIPModel: Sendable {
         }
         try r.finish()
         self.configuration = c
+    }
+
+    private init(configuration: CLIPConfiguration, visual: VisualTower, text: TextTransformer, logitScale: Float,
+                 precision: Precision) {
+        (self.configuration, self.visual, self.text, self.logitScale, self.precision) =
+            (configuration, visual, text, logitScale, precision)
+    }
+
+    /// The same model computing its weight products in `precision`: `bf16` stores layer weights as bfloat16 and
+    /// rounds activations to it (AVX512-BF16); `int8` quantises weights per output channel and activations per row
+    /// (AVX2, AVX512-VNNI or NEON DotProd). Embeddings, LayerNorms and attention stay fp32. An error on a CPU
+    /// without the instructions, never a silent fallback. Converting back to fp32 keeps the rounded values.
+    public func converted(to precision: Precision) throws(ModelLoadError) -> CLIPModel {
+        guard precision != self.precision else { return self }
+        try Self.checkAvailable(precision)
+        let visual: VisualTower
+        switch self.visual {
+        case .transformer(let v):
+            visual = .transformer(try Self.convert(precision) { () throws(TensorError) in try v.converted(to: precision) })
+        case .resnet(let r):
+            visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try r.converted(to: precision) })
+        }
+        let text = try Self.convert(precision) { () throws(TensorError) in try self.text.converted(to: precision) }
+        return CLIPModel(configuration: configuration, visual: visual, text: text, logitScale: logitScale,
+                         precision: precision)
+    }
+
+    private static func checkAvailable(_ precision: Precision) throws(ModelLoadError) {
+        guard precision.isAvailable else {
+            throw .cpu("precision \(precision.rawValue) needs a CPU with \(precision.requirement) (this one has: "
+                       + "\(CPU.features.isEmpty ? "none of them" : CPU.features.joined(separator: ", "))); use fp32")
+        }
+    }
+
+    /// A tower conversion, its (internal, shape) errors reported as a load error.
+    private static func convert<T>(_ precision: Precision, _ body: () throws(TensorError) -> T) throws(ModelLoadError) -> T {
+        do { return try body() } catch { throw .cpu("cannot convert the model to \(precision.rawValue): \(error)") }
     }
 
     /// Loads a checkpoint file or Hugging Face folder (see `CLIPModel.load(path:)`, which also reports the
@@ -121,8 +154,8 @@ public struct CLIPModel: Sendable {
         if pixels.scalars.contains(where: { !$0.isFinite }) { throw .nonFinitePixels }
         let out: Tensor
         switch visual {
-        case .transformer(let vit): out = try vit(pixels)
-        case .resnet(let resnet): out = try resnet(pixels)
+        case .transformer(let vit): out = try vit.forward(pixels)
+        case .resnet(let resnet): out = try resnet.forward(pixels)
         }
         try Self.checkFinite(out, "image")
         return out
@@ -140,7 +173,7 @@ public struct CLIPModel: Sendable {
     /// id, the end-of-text token.
     public func encodeText(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
         if tokens.isEmpty { return Tensor(uncheckedZeros: [0, configuration.embedDim]) }
-        let out = try text(tokens)
+        let out = try text.forward(tokens)
         try Self.checkFinite(out, "text")
         return out
     }

@@ -22,8 +22,22 @@ public struct TextTransformer: Sendable {
         projection = try r.tensor("text_projection", shape: [c.width, embedDim])
     }
 
+    private init(configuration: CLIPConfiguration.Text, tokenEmbedding: Tensor, positionalEmbedding: Tensor,
+                 transformer: Transformer, lnFinal: LayerNorm, projection: Tensor) {
+        (self.configuration, self.tokenEmbedding, self.positionalEmbedding) =
+            (configuration, tokenEmbedding, positionalEmbedding)
+        (self.transformer, self.lnFinal, self.projection) = (transformer, lnFinal, projection)
+    }
+
+    /// The tower with its transformer computing in `precision`.
+    func converted(to precision: Precision) throws(TensorError) -> TextTransformer {
+        TextTransformer(configuration: configuration, tokenEmbedding: tokenEmbedding,
+                        positionalEmbedding: positionalEmbedding, transformer: try transformer.converted(to: precision),
+                        lnFinal: lnFinal, projection: projection)
+    }
+
     /// `tokens`: N rows of equal length ≤ context length, ids in 0..<vocab → [N, embed].
-    func callAsFunction(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
+    func forward(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
         let c = configuration
         let n = tokens.count
         let length = tokens.first?.count ?? 0
@@ -62,7 +76,7 @@ public struct TextTransformer: Sendable {
             }
         }
         do {
-            x = try transformer(x, causal: true)
+            try transformer.forward(&x, causal: true)
             var picked = Tensor(uncheckedZeros: [n, w])
             for t in 0..<n {
                 let start = (t * used + eot[t]) * w

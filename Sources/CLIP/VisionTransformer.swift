@@ -21,8 +21,7 @@ public struct VisionTransformer: Sendable {
         let (w, p) = (c.width, c.patchSize)
         let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])
         do throws(TensorError) {
-            patchEmbedding = try Linear(weight: Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), bias: nil,
-                                        precision: r.precision)
+            patchEmbedding = try Linear(weight: Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), bias: nil)
         } catch {
             throw .architecture("visual.conv1.weight: \(error)", origin: r.origin)
         }
@@ -35,9 +34,24 @@ public struct VisionTransformer: Sendable {
         proj = try r.tensor("visual.proj", shape: [w, embedDim])
     }
 
+    private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: Linear,
+                 classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm, transformer: Transformer,
+                 lnPost: LayerNorm, proj: Tensor) {
+        (self.configuration, self.patchEmbedding, self.classEmbedding, self.positionalEmbedding) =
+            (configuration, patchEmbedding, classEmbedding, positionalEmbedding)
+        (self.lnPre, self.transformer, self.lnPost, self.proj) = (lnPre, transformer, lnPost, proj)
+    }
+
+    /// The tower with its patch embedding and transformer computing in `precision`.
+    func converted(to precision: Precision) throws(TensorError) -> VisionTransformer {
+        VisionTransformer(configuration: configuration, patchEmbedding: try patchEmbedding.converted(to: precision),
+                          classEmbedding: classEmbedding, positionalEmbedding: positionalEmbedding, lnPre: lnPre,
+                          transformer: try transformer.converted(to: precision), lnPost: lnPost, proj: proj)
+    }
+
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
     /// whole patch are ignored; the patch grid must match the positional embedding.
-    func callAsFunction(_ pixels: Tensor) throws(CLIPError) -> Tensor {
+    func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
         let c = configuration
         let (n, h, wpx) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
         let p = c.patchSize
@@ -81,8 +95,8 @@ public struct VisionTransformer: Sendable {
                     }
                 }
             }
-            x = try lnPre(x)
-            x = try transformer(x, causal: false)
+            try lnPre.forward(x, into: &x)
+            try transformer.forward(&x, causal: false)
             var cls = Tensor(uncheckedZeros: [n, w])
             for img in 0..<n {
                 cls.scalars.replaceSubrange((img * w)..<((img + 1) * w), with: x.scalars[(img * tokens * w)..<(img * tokens * w + w)])

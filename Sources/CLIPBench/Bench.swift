@@ -72,7 +72,8 @@ package struct Bench: ParsableCommand {
                 clip = try CLIPPipeline.load(model, precision: precision).model
                 name = model
             } else {
-                clip = try CLIPModel(randomWeightsFor: CLIPConfiguration.openAI(architecture)!, seed: 1, precision: precision)
+                clip = try CLIPModel(randomWeightsFor: CLIPConfiguration.openAI(architecture)!, seed: 1)
+                    .converted(to: precision)
                 name = "\(architecture) (random weights)"
             }
             let c = clip.configuration

@@ -68,11 +68,11 @@ package func write(_ data: Data, to path: String) throws {
     }
 }
 
-/// Compact JSON for `value`, with every non-ASCII character escaped (\uXXXX) so the output is unambiguous on any
-/// terminal and in any locale.
+/// Compact JSON for `value`, keys sorted (the output is the same from run to run), every non-ASCII character escaped
+/// (\\uXXXX) so the output is unambiguous on any terminal and in any locale.
 package func jsonText<T: Encodable>(_ value: T) throws -> String {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.withoutEscapingSlashes]
+    encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
     let utf8 = String(decoding: try encoder.encode(value), as: UTF8.self)
     var out = ""
     out.reserveCapacity(utf8.utf8.count)

@@ -57,15 +57,26 @@ public struct Conv2d: Sendable {
         do {
             try self.init(weight: Tensor(uncheckedShape: w.shape, scalars: folded),
                           bias: Tensor(uncheckedShape: [o], scalars: bias), stride: stride, padding: padding,
-                          precision: r.precision)
+                          precision: .fp32)
         } catch {
             throw .architecture("\(conv).weight: \(error)", origin: r.origin)
         }
     }
 
+    private init(packedWeight: PackedMatrix, bias: Tensor, kernel: Int, stride: Int, padding: Int, inChannels: Int) {
+        (self.packedWeight, self.bias, self.kernel, self.stride, self.padding, self.inChannels) =
+            (packedWeight, bias, kernel, stride, padding, inChannels)
+    }
+
     /// `x` [N, H, W, in] → [N, H', W', out], optionally followed by ReLU.
-    public func callAsFunction(_ x: Tensor, relu: Bool = false) throws(TensorError) -> Tensor {
+    public func forward(_ x: Tensor, relu: Bool = false) throws(TensorError) -> Tensor {
         try apply(x, relu: relu, explicitIm2col: false)
+    }
+
+    /// The same convolution computing in `precision`.
+    public func converted(to precision: Precision) throws(TensorError) -> Conv2d {
+        Conv2d(packedWeight: try packedWeight.converted(to: precision), bias: bias, kernel: kernel, stride: stride,
+               padding: padding, inChannels: inChannels)
     }
 
     /// The convolution; `explicitIm2col` forces the im2col-buffer path that the implicit one (fp32, kernels > 1) is
@@ -155,168 +166,3 @@ func im2colChannelsLast(_ x: UnsafePointer<Float>, height h: Int, width w: Int, 
     }
 }
 
-/// Average pooling of channels-last [N, H, W, C] with a square window equal to its stride, dropping incomplete
-/// windows (PyTorch's floor mode) → [N, H/k, W/k, C].
-public func avgPoolChannelsLast(_ x: Tensor, kernel k: Int) throws(TensorError) -> Tensor {
-    guard x.rank == 4, k >= 1 else { throw .shapeMismatch(operation: "avgPool", x.shape, [k]) }
-    let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (ho, wo) = (h / k, w / k)
-    var out = Tensor(uncheckedZeros: [n, ho, wo, c])
-    let inv = 1 / Float(k * k)
-    x.scalars.withUnsafeBufferPointer { xp in
-        out.scalars.withUnsafeMutableBufferPointer { op in
-            for img in 0..<n {
-                for oy in 0..<ho {
-                    for ox in 0..<wo {
-                        let dst = op.baseAddress! + ((img * ho + oy) * wo + ox) * c
-                        for dy in 0..<k {
-                            for dx in 0..<k {
-                                let src = xp.baseAddress! + ((img * h + oy * k + dy) * w + ox * k + dx) * c
-                                for ch in 0..<c { dst[ch] += src[ch] }
-                            }
-                        }
-                        for ch in 0..<c { dst[ch] *= inv }
-                    }
-                }
-            }
-        }
-    }
-    return out
-}
-
-/// CLIP's ResNet bottleneck, channels-last: 1×1 → 3×3 → (average pool when strided) → 1×1 ×4 channels, with an
-/// anti-aliased shortcut (average pool, then 1×1 convolution) when the shape changes.
-public struct Bottleneck: Sendable {
-    public static let expansion = 4
-    public let conv1: Conv2d
-    public let conv2: Conv2d
-    public let conv3: Conv2d
-    public let downsample: Conv2d?
-    public let stride: Int
-
-    public init(_ r: ParameterReader, _ prefix: String, inplanes: Int, planes: Int, stride: Int) throws(ModelLoadError) {
-        conv1 = try Conv2d(r, conv: "\(prefix).conv1", batchNorm: "\(prefix).bn1", in: inplanes, out: planes, kernel: 1)
-        conv2 = try Conv2d(r, conv: "\(prefix).conv2", batchNorm: "\(prefix).bn2", in: planes, out: planes, kernel: 3,
-                           padding: 1)
-        conv3 = try Conv2d(r, conv: "\(prefix).conv3", batchNorm: "\(prefix).bn3", in: planes,
-                           out: planes * Self.expansion, kernel: 1)
-        if stride > 1 || inplanes != planes * Self.expansion {
-            downsample = try Conv2d(r, conv: "\(prefix).downsample.0", batchNorm: "\(prefix).downsample.1",
-                                    in: inplanes, out: planes * Self.expansion, kernel: 1)
-        } else {
-            downsample = nil
-        }
-        self.stride = stride
-    }
-
-    /// `x` [N, H, W, inplanes] → [N, H/stride, W/stride, 4·planes].
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        var out = try conv1(x, relu: true)
-        out = try conv2(out, relu: true)
-        if stride > 1 { out = try avgPoolChannelsLast(out, kernel: stride) }
-        out = try conv3(out)
-        var identity = x
-        if let downsample {
-            if stride > 1 { identity = try avgPoolChannelsLast(identity, kernel: stride) }
-            identity = try downsample(identity)
-        }
-        guard out.shape == identity.shape else { throw .shapeMismatch(operation: "Bottleneck", out.shape, identity.shape) }
-        out.scalars.withUnsafeMutableBufferPointer { o in
-            identity.scalars.withUnsafeBufferPointer { id in
-                for i in 0..<o.count { o[i] = max(o[i] + id[i], 0) }
-            }
-        }
-        return out
-    }
-}
-
-/// CLIP's attention-pooling head: the spatial mean joins the H·W feature vectors as a query token,
-/// positional embeddings are added, and one multi-head attention step with the mean as the only query gives
-/// the image embedding. Separate `q_proj`, `k_proj`, `v_proj` [embed, embed] and `c_proj` [out, embed].
-public struct AttentionPool2d: Sendable {
-    public let positionalEmbedding: Tensor
-    public let q: Linear, k: Linear, v: Linear, c: Linear
-    public let heads: Int
-
-    public var embedDim: Int { q.inFeatures }
-    public var outputDim: Int { c.outFeatures }
-    /// Side of the feature map the positional embedding was made for.
-    public let spatial: Int
-
-    public init(_ r: ParameterReader, _ prefix: String, spatial: Int, embedDim: Int, heads: Int,
-                outputDim: Int) throws(ModelLoadError) {
-        guard heads > 0, embedDim % heads == 0 else {
-            throw .architecture("\(prefix): embedding width \(embedDim) is not divisible into \(heads) heads",
-                                origin: r.origin)
-        }
-        positionalEmbedding = try r.tensor("\(prefix).positional_embedding", shape: [spatial * spatial + 1, embedDim])
-        q = try Linear(r, "\(prefix).q_proj", in: embedDim, out: embedDim)
-        k = try Linear(r, "\(prefix).k_proj", in: embedDim, out: embedDim)
-        v = try Linear(r, "\(prefix).v_proj", in: embedDim, out: embedDim)
-        c = try Linear(r, "\(prefix).c_proj", in: embedDim, out: outputDim)
-        self.heads = heads
-        self.spatial = spatial
-    }
-
-    /// `x` [N, H, W, embed] (channels-last) with H·W = spatial² → [N, outputDim].
-    public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        guard x.rank == 4, x.shape[3] == embedDim, x.shape[1] * x.shape[2] == spatial * spatial else {
-            throw .shapeMismatch(operation: "AttentionPool2d", x.shape, [spatial, spatial, embedDim])
-        }
-        let (n, e, hw) = (x.shape[0], embedDim, x.shape[1] * x.shape[2])
-        let len = hw + 1
-        // tokens [N, HW+1, E]: the spatial mean first, then the (channels-last) feature vectors, plus positions.
-        var tokens = Tensor(uncheckedZeros: [n, len, e])
-        x.scalars.withUnsafeBufferPointer { xp in
-            positionalEmbedding.scalars.withUnsafeBufferPointer { pp in
-                tokens.scalars.withUnsafeMutableBufferPointer { tp in
-                    for img in 0..<n {
-                        let src = xp.baseAddress! + img * hw * e
-                        let dst = tp.baseAddress! + img * len * e
-                        (dst + e).update(from: src, count: hw * e)
-                        for ch in 0..<e {
-                            var s: Float = 0
-                            for p in 0..<hw { s += src[p * e + ch] }
-                            dst[ch] = s / Float(hw)
-                        }
-                        for i in 0..<(len * e) { dst[i] += pp[i] }
-                    }
-                }
-            }
-        }
-        var means = Tensor(uncheckedZeros: [n, e])
-        for img in 0..<n {
-            let start = img * len * e
-            means.scalars.replaceSubrange((img * e)..<(img * e + e), with: tokens.scalars[start..<(start + e)])
-        }
-        let query = try q(means)  // [N, E]: only the mean token is queried
-        let keys = try k(tokens)  // [N, len, E]
-        let values = try v(tokens)
-        let hd = e / heads
-        let scale = 1 / Float(hd).squareRoot()
-        var pooled = Tensor(uncheckedZeros: [n, e])
-        query.scalars.withUnsafeBufferPointer { qp in
-            keys.scalars.withUnsafeBufferPointer { kp in
-                values.scalars.withUnsafeBufferPointer { vp in
-                    pooled.scalars.withUnsafeMutableBufferPointer { op in
-                        let (qB, kB, vB, oB) = (qp.baseAddress!, kp.baseAddress!, vp.baseAddress!, op.baseAddress!)
-                        parallelFor(n * heads) { task in
-                            let (img, h) = (task / heads, task % heads)
-                            var scores = [Float](repeating: 0, count: len)
-                            scores.withUnsafeMutableBufferPointer { sp in
-                                sgemm(transA: false, transB: true, m: 1, n: len, k: hd, alpha: scale,
-                                      a: qB + img * e + h * hd, lda: e, b: kB + img * len * e + h * hd, ldb: e,
-                                      c: sp.baseAddress!, ldc: len, parallel: false)
-                                softmaxInPlace(sp.baseAddress!, count: len)
-                                sgemm(transA: false, transB: false, m: 1, n: hd, k: len, a: sp.baseAddress!, lda: len,
-                                      b: vB + img * len * e + h * hd, ldb: e, c: oB + img * e + h * hd, ldc: e,
-                                      parallel: false)
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return try c(pooled)
-    }
-}

@@ -8,8 +8,9 @@ public struct Linear: Sendable {
 
     public var inFeatures: Int { packedWeight.k }
     public var outFeatures: Int { packedWeight.n }
+    public var precision: Precision { packedWeight.precision }
 
-    /// The weight [out, in], rebuilt from the packed form (for inspection and gradient code; not used by `apply`).
+    /// The weight [out, in], rebuilt from the packed form (for inspection and gradient code; not used by `forward`).
     public var weight: Tensor {
         let t = packedWeight.unpacked()  // [in, out]
         let (k, n) = (t.shape[0], t.shape[1])
@@ -18,8 +19,13 @@ public struct Linear: Sendable {
         return Tensor(uncheckedShape: [n, k], scalars: out)
     }
 
-    public init(weight: Tensor, bias: Tensor?, precision: Precision = .fp32) throws(TensorError) {
-        packedWeight = try PackedMatrix(weight, transposed: true, precision: precision)
+    public init(weight: Tensor, bias: Tensor?, precision: Precision = .fp32, kernel: GEMMKernel? = nil) throws(TensorError) {
+        packedWeight = try PackedMatrix(weight, transposed: true, kernel: kernel, precision: precision)
+        self.bias = bias
+    }
+
+    init(packedWeight: PackedMatrix, bias: Tensor?) {
+        self.packedWeight = packedWeight
         self.bias = bias
     }
 
@@ -28,45 +34,34 @@ public struct Linear: Sendable {
                 bias hasBias: Bool = true) throws(ModelLoadError) {
         let w = try r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures])
         do {
-            packedWeight = try PackedMatrix(w, transposed: true, precision: r.precision)
+            packedWeight = try PackedMatrix(w, transposed: true)
         } catch {
             throw .architecture("\(prefix).weight: \(error)", origin: r.origin)
         }
         bias = hasBias ? try r.tensor("\(prefix).bias", shape: [outFeatures]) : nil
     }
 
-    /// Applies the layer to `rows` consecutive vectors of `inFeatures` at `x`, writing `rows × outFeatures`
-    /// to `out`, or adding to it when `accumulate` (a residual connection without a separate pass). The bias and
-    /// `activation` are applied by the GEMM to each output tile as it finishes.
-    public func apply(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
-                      activation: OutputActivation = .none, parallel: Bool = true) {
-        let n = outFeatures
-        guard let bias else {
-            packedWeight.multiply(x, rows: rows, lda: inFeatures, into: out, ldc: n, accumulate: accumulate,
-                                  activation: activation, parallel: parallel)
-            return
-        }
-        bias.scalars.withUnsafeBufferPointer { b in
-            packedWeight.multiply(x, rows: rows, lda: inFeatures, into: out, ldc: n, accumulate: accumulate,
-                                  bias: b.baseAddress!, activation: activation, parallel: parallel)
-        }
+    /// `x` [.., in] → `y` [.., out]: y = x·Wᵀ + b, or y += x·Wᵀ + b when `accumulate` (a residual connection
+    /// without a separate pass), then `activation`; bias and activation are applied by the GEMM to each output tile
+    /// as it finishes. `y` must hold as many rows as `x` (its shape is kept).
+    public func forward(_ x: Tensor, into y: inout Tensor, accumulate: Bool = false,
+                        activation: OutputActivation = .none) throws(TensorError) {
+        try packedWeight.multiply(x, into: &y, accumulate: accumulate, bias: bias, activation: activation)
     }
 
     /// `x` [.., in] → [.., out].
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        guard x.rank >= 1, x.shape[x.rank - 1] == inFeatures else {
-            throw .shapeMismatch(operation: "Linear", x.shape, [outFeatures, inFeatures])
-        }
+        guard x.rank >= 1 else { throw .shapeMismatch(operation: "Linear", x.shape, [outFeatures, inFeatures]) }
         var shape = x.shape
         shape[shape.count - 1] = outFeatures
-        let rows = x.count / max(inFeatures, 1)
-        var out = Tensor(uncheckedZeros: shape)
-        x.scalars.withUnsafeBufferPointer { xp in
-            out.scalars.withUnsafeMutableBufferPointer { op in
-                apply(xp.baseAddress!, rows: rows, out: op.baseAddress!)
-            }
-        }
-        return out
+        var y = Tensor(uninitialized: shape)
+        try forward(x, into: &y)
+        return y
+    }
+
+    /// The same layer computing in `precision` (weights re-packed from their fp32 values).
+    public func converted(to precision: Precision, kernel: GEMMKernel? = nil) throws(TensorError) -> Linear {
+        Linear(packedWeight: try packedWeight.converted(to: precision, kernel: kernel), bias: bias)
     }
 }
 
@@ -76,14 +71,37 @@ public struct LayerNorm: Sendable {
     public let bias: Tensor
     public let eps: Float
 
+    public var width: Int { weight.count }
+
     public init(_ r: ParameterReader, _ prefix: String, width: Int, eps: Float = 1e-5) throws(ModelLoadError) {
         weight = try r.tensor("\(prefix).weight", shape: [width])
         bias = try r.tensor("\(prefix).bias", shape: [width])
         self.eps = eps
     }
 
+    /// `x` [.., width] → `y` [.., width] (same element count; `y`'s shape is kept), rows split over the cores.
+    public func forward(_ x: Tensor, into y: inout Tensor) throws(TensorError) {
+        guard x.rank >= 1, x.shape[x.rank - 1] == width, y.count == x.count else {
+            throw .shapeMismatch(operation: "LayerNorm", x.shape, [width])
+        }
+        let rows = width == 0 ? 0 : x.count / width
+        guard rows > 0 else { return }
+        x.scalars.withUnsafeBufferPointer { xp in
+            y.scalars.withUnsafeMutableBufferPointer { yp in
+                weight.scalars.withUnsafeBufferPointer { g in
+                    bias.scalars.withUnsafeBufferPointer { b in
+                        layerNormRows(xp.baseAddress!, rows: rows, width: width, weight: g.baseAddress!,
+                                      bias: b.baseAddress!, eps: eps, out: yp.baseAddress!)
+                    }
+                }
+            }
+        }
+    }
+
     /// `x` [.., width] → [.., width].
     public func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
-        try layerNorm(x, weight: weight, bias: bias, eps: eps)
+        var y = Tensor(uninitialized: x.shape)
+        try forward(x, into: &y)
+        return y
     }
 }

@@ -14,8 +14,6 @@ public final class ParameterReader {
     private let shapes: [String: [Int]]
     private var taken = Set<String>()
     private let isIgnored: (String) -> Bool
-    /// Arithmetic the layers pack their weights for.
-    public var precision: Precision = .fp32
 
     /// - Parameter ignoring: names that may be present without being used (BatchNorm's
     ///   `num_batches_tracked`, the TorchScript extras the reference deletes).

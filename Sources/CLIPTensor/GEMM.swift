@@ -34,12 +34,13 @@ public enum GEMMKernel: String, Sendable, CaseIterable {
 /// Below this many multiply-adds a GEMM runs on the calling thread: splitting costs more than it saves.
 @usableFromInline let parallelGEMMThreshold = 1 << 18
 
-/// Row-major C[m,n] = alpha · op(A)[m,k] · op(B)[k,n] + beta · C, the one matrix-product path every layer uses.
+/// Row-major C[m,n] = alpha · op(A)[m,k] · op(B)[k,n] + beta · C, for products of activations with each other (layer
+/// weights go through `PackedMatrix`).
 ///
 /// `op(A)` is A, stored `[m, lda]`, or Aᵀ with A stored `[k, lda]` when `transA`; likewise B. With
 /// `parallel`, large products are split over the available cores by columns (or rows when narrow).
 /// All sizes must be consistent with the buffers; callers derive them from validated tensor shapes.
-public func sgemm(
+package func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
@@ -252,9 +253,34 @@ public struct PackedMatrix: Sendable {
         }
     }
 
+    /// `c` [.., n] (+)= `a` [.., k] · B, then `bias` [n] and `activation` on each finished tile; the leading
+    /// dimensions of `a` are rows, and `c` must hold rows × n elements (its shape is kept). Work is split over the
+    /// cores by columns or rows.
+    public func multiply(_ a: Tensor, into c: inout Tensor, accumulate: Bool = false, bias: Tensor? = nil,
+                         activation: OutputActivation = .none) throws(TensorError) {
+        let rows = k == 0 ? 0 : a.count / k
+        guard a.rank >= 1, a.shape[a.rank - 1] == k, c.count == rows * n, bias.map({ $0.count == n }) ?? true else {
+            throw .shapeMismatch(operation: "PackedMatrix.multiply", a.shape, [k, n])
+        }
+        guard rows > 0 else { return }
+        a.scalars.withUnsafeBufferPointer { ap in
+            c.scalars.withUnsafeMutableBufferPointer { cp in
+                if let bias {
+                    bias.scalars.withUnsafeBufferPointer { bp in
+                        multiply(ap.baseAddress!, rows: rows, lda: k, into: cp.baseAddress!, ldc: n, accumulate: accumulate,
+                                 bias: bp.baseAddress!, activation: activation)
+                    }
+                } else {
+                    multiply(ap.baseAddress!, rows: rows, lda: k, into: cp.baseAddress!, ldc: n, accumulate: accumulate,
+                             activation: activation)
+                }
+            }
+        }
+    }
+
     /// C [m, n] (+)= A [m, k] · B, A with leading dimension `lda`, C with `ldc`; then, on each finished tile,
     /// C += `bias` [n] (when given) and `activation`. Work is split over the cores by columns or rows.
-    public func multiply(_ a: UnsafePointer<Float>, rows m: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+    package func multiply(_ a: UnsafePointer<Float>, rows m: Int, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                          accumulate: Bool = false, bias: UnsafePointer<Float>? = nil,
                          activation: OutputActivation = .none, parallel: Bool = true) {
         guard m > 0, n > 0 else { return }
@@ -290,7 +316,7 @@ public struct PackedMatrix: Sendable {
     /// `activation`, for one channels-last image [height, width, channels] and B [kernel²·channels, n] in patch order
     /// (y, x, channel). Rows are split over the cores when `parallel`. Returns false (C untouched) when this matrix is
     /// not fp32 or its k is not kernel²·channels; the caller then builds the im2col rows itself.
-    public func convolve(image: UnsafePointer<Float>, height: Int, width: Int, channels: Int, kernel: Int, stride: Int,
+    package func convolve(image: UnsafePointer<Float>, height: Int, width: Int, channels: Int, kernel: Int, stride: Int,
                          padding: Int, outHeight: Int, outWidth: Int, into c: UnsafeMutablePointer<Float>,
                          bias: UnsafePointer<Float>? = nil, activation: OutputActivation = .none,
                          parallel: Bool = true) -> Bool {
@@ -322,6 +348,13 @@ public struct PackedMatrix: Sendable {
             }
         }
         return results.allSatisfy { $0 == 0 }
+    }
+
+    /// The same matrix packed for `precision` (and `kernel`, default the fastest for it), from its values here: exact
+    /// from fp32; from bf16 or int8 the already-rounded values are packed again.
+    public func converted(to precision: Precision, kernel: GEMMKernel? = nil) throws(TensorError) -> PackedMatrix {
+        if precision == self.precision && (kernel == nil || kernel == self.kernel) { return self }
+        return try PackedMatrix(unpacked(), transposed: false, kernel: kernel, precision: precision)
     }
 
     /// B [k, n] rebuilt from the packed panels (bf16 values widened, int8 codes dequantised).

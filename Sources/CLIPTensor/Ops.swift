@@ -30,7 +30,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) thr
 }
 
 /// LayerNorm of `rows` rows of `width` elements from `x` into `out` (which may equal `x`), rows split over cores.
-public func layerNormRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: UnsafePointer<Float>,
+package func layerNormRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>, eps: Float, out: UnsafeMutablePointer<Float>) {
     let bounds = chunkBounds(total: rows, parts: rows * width >= 1 << 16 ? availableCores : 1, granule: 1)
     parallelFor(bounds.count - 1) { t in
@@ -41,7 +41,7 @@ public func layerNormRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, weig
 }
 
 /// QuickGELU, CLIP's activation: x · σ(1.702 · x), in place over `count` elements, split over cores.
-public func quickGELUInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+package func quickGELUInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     let bounds = chunkBounds(total: count, parts: count >= 1 << 16 ? availableCores : 1, granule: 64)
     parallelFor(bounds.count - 1) { t in
         let (a, b) = (bounds[t], bounds[t + 1])
@@ -51,13 +51,13 @@ public func quickGELUInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
 
 /// Softmax over `count` elements in place, max-subtracted for stability.
 @inlinable
-public func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+package func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     clip_softmax(x, count)
 }
 
 /// Adds `bias` [width] to every row of a [rows, width] buffer, optionally followed by ReLU.
 @inlinable
-public func addBiasRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, bias: UnsafePointer<Float>) {
+package func addBiasRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, bias: UnsafePointer<Float>) {
     for r in 0..<rows {
         let row = x + r * width
         for i in 0..<width { row[i] += bias[i] }
@@ -70,18 +70,6 @@ public func softmax(_ x: Tensor) -> Tensor {
     guard let n = x.shape.last, n > 0 else { return out }
     out.scalars.withUnsafeMutableBufferPointer { p in
         for r in 0..<(x.count / n) { softmaxInPlace(p.baseAddress! + r * n, count: n) }
-    }
-    return out
-}
-
-/// Element-wise sum of two tensors of equal shape.
-public func add(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
-    guard a.shape == b.shape else { throw .shapeMismatch(operation: "add", a.shape, b.shape) }
-    var out = a
-    out.scalars.withUnsafeMutableBufferPointer { o in
-        b.scalars.withUnsafeBufferPointer { bp in
-            for i in 0..<o.count { o[i] += bp[i] }
-        }
     }
     return out
 }
@@ -104,7 +92,7 @@ public func l2Normalized(_ x: Tensor) -> Tensor {
 
 /// GELU with the exact error function, x · Φ(x), in place over `count` elements.
 @inlinable
-public func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+package func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     for i in 0..<count {
         let v = x[i]
         x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752))
@@ -116,7 +104,7 @@ public func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
 /// With `causal`, row i attends to rows 0...i only. Single-threaded (callers run heads in parallel); `kernel` picks
 /// the instruction set (every `GEMMKernel` has one). Returns false, leaving `out` untouched, for invalid arguments,
 /// a kernel this CPU lacks, or scratch memory that cannot be allocated.
-public func attentionHead(tokens: Int, headDim: Int, scale: Float, causal: Bool, q: UnsafePointer<Float>,
+package func attentionHead(tokens: Int, headDim: Int, scale: Float, causal: Bool, q: UnsafePointer<Float>,
                           k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
                           out: UnsafeMutablePointer<Float>, ldo: Int, kernel: GEMMKernel = .auto) -> Bool {
     clip_attention_head(kernel.code, tokens, headDim, scale, causal ? 1 : 0, q, k, v, ld, out, ldo) == 0

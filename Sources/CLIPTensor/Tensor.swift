@@ -49,6 +49,12 @@ public struct Tensor: Sendable, Equatable {
         }
     }
 
+    /// For a validated shape every element of which the caller writes before reading any (within this package
+    /// only): activation buffers that a GEMM or a normalisation fills are not zero-filled first.
+    package init(uninitialized shape: [Int]) {
+        self.init(uncheckedShape: shape) { _ in }
+    }
+
     public var rank: Int { shape.count }
     public var count: Int { scalars.count }
 

@@ -18,25 +18,13 @@ func attentionKernelsAgreeInTheLayer(kernel: GEMMKernel, shape: (tokens: Int, ca
         Tensor(uncheckedShape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in next() * 0.3 })
     }
     let attention = try MultiheadSelfAttention(reader, "attn", width: width, heads: heads)
-    let rows = batch * tokens
-    let x = (0..<rows * width).map { _ in next() }
+    let x = try Tensor(shape: [batch, tokens, width], scalars: (0..<batch * tokens * width).map { _ in next() })
     var outputs: [[Float]] = []
     for k in [kernel, .portable] {
-        var qkv = [Float](repeating: 0, count: rows * 3 * width)
-        var context = [Float](repeating: 0, count: rows * width)
-        var out = [Float](repeating: 0, count: rows * width)
-        x.withUnsafeBufferPointer { xp in
-            qkv.withUnsafeMutableBufferPointer { qp in
-                context.withUnsafeMutableBufferPointer { cp in
-                    out.withUnsafeMutableBufferPointer { op in
-                        attention.apply(xp.baseAddress!, batch: batch, tokens: tokens, causal: causal,
-                                        qkv: qp.baseAddress!, context: cp.baseAddress!, out: op.baseAddress!,
-                                        accumulate: false, kernel: k)
-                    }
-                }
-            }
-        }
-        outputs.append(out)
+        var out = try Tensor(zeros: [batch, tokens, width])
+        var ws = MultiheadSelfAttention.Workspace(batch: batch, tokens: tokens, width: width)
+        try attention.forward(x, causal: causal, into: &out, workspace: &ws, kernel: k)
+        outputs.append(out.scalars)
     }
     var err: Float = 0, norm: Float = 0
     for (a, b) in zip(outputs[0], outputs[1]) { err += (a - b) * (a - b); norm += b * b }

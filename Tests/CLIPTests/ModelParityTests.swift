@@ -88,10 +88,10 @@ func reducedPrecisionMatchesReferenceClosely(_ c: (precision: Precision, minimum
     let config = try configuration(for: weights, expected: FixtureConfig.load(c.fixture))
     guard c.precision.isAvailable else {
         // Without the instruction set the request is refused, never silently served in fp32.
-        #expect(throws: ModelLoadError.self) { try CLIPModel(weights: weights, configuration: config, precision: c.precision) }
+        #expect(throws: ModelLoadError.self) { try CLIPModel(weights: weights, configuration: config).converted(to: c.precision) }
         return
     }
-    let model = try CLIPModel(weights: weights, configuration: config, precision: c.precision)
+    let model = try CLIPModel(weights: weights, configuration: config).converted(to: c.precision)
     #expect(model.precision == c.precision)
     let ref = try Reference(path: "\(fixtureDirectory)/\(c.fixture).reference.safetensors")
     let image = try model.encodeImage(ref.pixels), text = try model.encodeText(ref.tokens)

@@ -1,0 +1,133 @@
+import CLIPTensor
+
+/// The MLP's non-linearity. OpenAI's CLIP uses QuickGELU; some open_clip and Hugging Face models use GELU.
+public enum Activation: String, Sendable {
+    case quickGELU = "quick_gelu"
+    case gelu = "gelu"
+
+    /// The same function as a GEMM epilogue.
+    var output: OutputActivation {
+        switch self {
+        case .quickGELU: return .quickGELU
+        case .gelu: return .gelu
+        }
+    }
+}
+
+/// Two-layer MLP `c_fc` → activation → `c_proj`; `c_fc.weight` [hidden, width], `c_proj.weight` [width, hidden].
+public struct MLP: Sendable {
+    public let fc: Linear
+    public let proj: Linear
+    public let activation: Activation
+
+    public init(_ r: ParameterReader, _ prefix: String, width: Int, activation: Activation) throws(ModelLoadError) {
+        // The hidden width is read from the weights (4·width in CLIP; other ratios exist in open_clip).
+        let hidden = r.shape(of: "\(prefix).c_fc.weight").flatMap { $0.count == 2 ? $0[0] : nil } ?? 4 * width
+        fc = try Linear(r, "\(prefix).c_fc", in: width, out: hidden)
+        proj = try Linear(r, "\(prefix).c_proj", in: hidden, out: width)
+        self.activation = activation
+    }
+
+    init(fc: Linear, proj: Linear, activation: Activation) {
+        (self.fc, self.proj, self.activation) = (fc, proj, activation)
+    }
+
+    /// `x` [.., width] → `out` [.., width] (added to it when `accumulate`); `hidden` [.., hidden width] is scratch
+    /// (the activation is applied as the first product's tiles finish).
+    public func forward(_ x: Tensor, into out: inout Tensor, accumulate: Bool = false,
+                        hidden: inout Tensor) throws(TensorError) {
+        try fc.forward(x, into: &hidden, activation: activation.output)
+        try proj.forward(hidden, into: &out, accumulate: accumulate)
+    }
+
+    public func converted(to precision: Precision) throws(TensorError) -> MLP {
+        MLP(fc: try fc.converted(to: precision), proj: try proj.converted(to: precision), activation: activation)
+    }
+}
+
+/// Pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
+public struct ResidualAttentionBlock: Sendable {
+    public let ln1: LayerNorm
+    public let attention: MultiheadSelfAttention
+    public let ln2: LayerNorm
+    public let mlp: MLP
+
+    public init(_ r: ParameterReader, _ prefix: String, width: Int, heads: Int, activation: Activation,
+                eps: Float) throws(ModelLoadError) {
+        ln1 = try LayerNorm(r, "\(prefix).ln_1", width: width, eps: eps)
+        attention = try MultiheadSelfAttention(r, "\(prefix).attn", width: width, heads: heads)
+        ln2 = try LayerNorm(r, "\(prefix).ln_2", width: width, eps: eps)
+        mlp = try MLP(r, "\(prefix).mlp", width: width, activation: activation)
+    }
+
+    init(ln1: LayerNorm, attention: MultiheadSelfAttention, ln2: LayerNorm, mlp: MLP) {
+        (self.ln1, self.attention, self.ln2, self.mlp) = (ln1, attention, ln2, mlp)
+    }
+
+    /// The block in place on `x` [batch, tokens, width]: x += attn(ln_1(x)); x += mlp(ln_2(x)).
+    public func forward(_ x: inout Tensor, causal: Bool, workspace ws: inout TransformerWorkspace) throws(TensorError) {
+        ws.fitHidden(rows: x.count / max(ln1.width, 1), width: mlp.fc.outFeatures)
+        try ln1.forward(x, into: &ws.normed)
+        try attention.forward(ws.normed, causal: causal, into: &x, accumulate: true, workspace: &ws.attention)
+        try ln2.forward(x, into: &ws.normed)
+        try mlp.forward(ws.normed, into: &x, accumulate: true, hidden: &ws.hidden)
+    }
+
+    public func converted(to precision: Precision) throws(TensorError) -> ResidualAttentionBlock {
+        ResidualAttentionBlock(ln1: ln1, attention: try attention.converted(to: precision), ln2: ln2,
+                               mlp: try mlp.converted(to: precision))
+    }
+}
+
+/// Activation buffers for one forward pass of a transformer, allocated once and reused by every block; every
+/// element is written (LayerNorm, GEMM, attention) before it is read, so none is zero-filled first.
+public struct TransformerWorkspace {
+    var normed: Tensor
+    var hidden: Tensor
+    var attention: MultiheadSelfAttention.Workspace
+
+    public init(batch: Int, tokens: Int, width: Int, hidden: Int) {
+        normed = Tensor(uninitialized: [batch, tokens, width])
+        self.hidden = Tensor(uninitialized: [batch * tokens, hidden])
+        attention = MultiheadSelfAttention.Workspace(batch: batch, tokens: tokens, width: width)
+    }
+
+    /// A block whose MLP is wider or narrower than the last one gets a hidden buffer of its own width.
+    mutating func fitHidden(rows: Int, width: Int) {
+        if hidden.shape != [rows, width] { hidden = Tensor(uninitialized: [rows, width]) }
+    }
+}
+
+/// A stack of residual attention blocks named `<prefix>.resblocks.<i>`.
+public struct Transformer: Sendable {
+    public let blocks: [ResidualAttentionBlock]
+
+    public init(_ r: ParameterReader, _ prefix: String, width: Int, layers: Int, heads: Int,
+                activation: Activation, eps: Float) throws(ModelLoadError) {
+        var blocks: [ResidualAttentionBlock] = []
+        for i in 0..<layers {
+            blocks.append(try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
+                                                     activation: activation, eps: eps))
+        }
+        self.blocks = blocks
+    }
+
+    init(blocks: [ResidualAttentionBlock]) { self.blocks = blocks }
+
+    /// `x` [batch, tokens, width] in place, through every block with one shared workspace.
+    public func forward(_ x: inout Tensor, causal: Bool) throws(TensorError) {
+        guard let first = blocks.first else { return }
+        guard x.rank == 3, x.shape[2] == first.attention.width else {
+            throw .shapeMismatch(operation: "Transformer", x.shape, [first.attention.width])
+        }
+        var ws = TransformerWorkspace(batch: x.shape[0], tokens: x.shape[1], width: x.shape[2],
+                                      hidden: first.mlp.fc.outFeatures)
+        for block in blocks { try block.forward(&x, causal: causal, workspace: &ws) }
+    }
+
+    public func converted(to precision: Precision) throws(TensorError) -> Transformer {
+        var converted: [ResidualAttentionBlock] = []
+        for block in blocks { converted.append(try block.converted(to: precision)) }
+        return Transformer(blocks: converted)
+    }
+}
