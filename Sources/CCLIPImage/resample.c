@@ -62,23 +62,43 @@ static int coefficients_double(int in_size, int out_size, int **bounds_out, doub
     return ksize;
 }
 
-// The same coefficients as 22-bit fixed point, rounded half away from zero (Pillow's normalize_coeffs_8bpc).
-static int coefficients(int in_size, int out_size, int **bounds_out, int32_t **kk_out) {
-    double *k = NULL;
-    int ksize = coefficients_double(in_size, out_size, bounds_out, &k);
-    if (!ksize) return 0;
-    int32_t *kk = malloc((size_t)out_size * ksize * sizeof(int32_t));
-    if (!kk) { free(k); free(*bounds_out); return 0; }
-    for (size_t i = 0; i < (size_t)out_size * ksize; i++) {
+// Pillow's normalize_coeffs_8bpc: double weights as 22-bit fixed point, rounded half away from zero.
+static int32_t *fixed_point(const double *k, size_t count) {
+    int32_t *kk = malloc(count * sizeof(int32_t) + 1);
+    if (!kk) return NULL;
+    for (size_t i = 0; i < count; i++) {
         kk[i] = k[i] < 0 ? (int32_t)(-0.5 + k[i] * (1 << PRECISION_BITS)) : (int32_t)(0.5 + k[i] * (1 << PRECISION_BITS));
     }
-    free(k);
-    *kk_out = kk;
-    return ksize;
+    return kk;
 }
 
-int clip_resample_bicubic(const uint8_t *src, int sw, int sh, int ch, uint8_t *dst, int dw, int dh) {
-    return clip_resample_bicubic_window(src, sw, sh, ch, dw, dh, 0, 0, dw, dh, 0, dst);
+// What a window [wx, wx + ww) × [wy, wy + wh) of a sw × sh → dw × dh resample needs, for the 8- and 16-bit passes:
+// each direction's coefficients (only when that direction changes size) and the source rows its output rows read.
+typedef struct {
+    int need_h, need_v, ksh, ksv, first, rows;
+    int *bh, *bv;
+    double *kh, *kv;
+} window_plan;
+
+static void free_plan(window_plan *p) {
+    free(p->bh); free(p->kh); free(p->bv); free(p->kv);
+}
+
+// 0, or -1 without memory (nothing to free then).
+static int plan_window(int sw, int sh, int dw, int dh, int wy, int wh, window_plan *p) {
+    memset(p, 0, sizeof *p);
+    p->need_h = dw != sw;
+    p->need_v = dh != sh;
+    if ((p->need_h && !(p->ksh = coefficients_double(sw, dw, &p->bh, &p->kh))) ||
+        (p->need_v && !(p->ksv = coefficients_double(sh, dh, &p->bv, &p->kv)))) {
+        free_plan(p);
+        return -1;
+    }
+    // Source rows the window needs: all rows of its output rows' filters, or its own rows without a vertical pass.
+    p->first = p->need_v ? p->bv[wy * 2] : wy;
+    const int last = p->need_v ? p->bv[(wy + wh - 1) * 2] + p->bv[(wy + wh - 1) * 2 + 1] : wy + wh;
+    p->rows = last - p->first;
+    return 0;
 }
 
 typedef int32_t v4i __attribute__((vector_size(16)));
@@ -170,53 +190,45 @@ static void premultiply_row(const uint8_t *in, int n, int ch, uint8_t *out) {
 int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww,
                                  int wh, int premultiply, uint8_t *dst) {
     if (ww <= 0 || wh <= 0) return 0;
-    int need_h = dw != sw, need_v = dh != sh;
-    int *bh = NULL, *bv = NULL;
-    int32_t *kh = NULL, *kv = NULL;
-    int ksh = 0, ksv = 0;
-    if (need_h && !(ksh = coefficients(sw, dw, &bh, &kh))) return -1;
-    if (need_v && !(ksv = coefficients(sh, dh, &bv, &kv))) { free(bh); free(kh); return -1; }
-    // Source rows the window needs: all rows of its output rows' filters, or its own rows without a vertical pass.
-    int first = need_v ? bv[wy * 2] : wy;
-    int last = need_v ? bv[(wy + wh - 1) * 2] + bv[(wy + wh - 1) * 2 + 1] : wy + wh;
-    int rows = last - first;
-    size_t line = (size_t)ww * ch;
-    uint8_t *tmp = malloc(line * rows);
-    int32_t *acc = need_v ? malloc(line * sizeof(int32_t)) : NULL;
+    window_plan p;
+    if (plan_window(sw, sh, dw, dh, wy, wh, &p) != 0) return -1;
+    int32_t *kh = p.need_h ? fixed_point(p.kh, (size_t)dw * p.ksh) : NULL;
+    int32_t *kv = p.need_v ? fixed_point(p.kv, (size_t)dh * p.ksv) : NULL;
+    const size_t line = (size_t)ww * ch;
+    uint8_t *tmp = malloc(line * p.rows);
+    int32_t *acc = p.need_v ? malloc(line * sizeof(int32_t)) : NULL;
     // Alpha is premultiplied a row at a time as rows are read, so no premultiplied copy of the image is made.
     uint8_t *row = premultiply ? malloc((size_t)sw * ch) : NULL;
-    if (!tmp || (need_v && !acc) || (premultiply && !row)) {
-        free(bh); free(kh); free(bv); free(kv); free(tmp); free(acc); free(row);
-        return -1;
-    }
-    int avx2 = use_avx2();
+    int status = -1;
+    if ((p.need_h && !kh) || (p.need_v && (!kv || !acc)) || !tmp || (premultiply && !row)) goto done;
+    const int avx2 = use_avx2();
     // Horizontal pass (8-bit result, as Pillow's intermediate image), restricted to the window's columns.
-    for (int y = 0; y < rows; y++) {
-        const uint8_t *in = src + (size_t)(y + first) * sw * ch;
+    for (int y = 0; y < p.rows; y++) {
+        const uint8_t *in = src + (size_t)(y + p.first) * sw * ch;
         if (premultiply) {
             premultiply_row(in, sw, ch, row);
             in = row;
         }
-        if (need_h) {
-            if (avx2) horizontal_row_avx2(in, sw, ch, bh, kh, ksh, wx, ww, tmp + line * y);
-            else horizontal_row_generic(in, sw, ch, bh, kh, ksh, wx, ww, tmp + line * y);
-        }
-        else memcpy(tmp + line * y, in + (size_t)wx * ch, line);
+        if (!p.need_h) memcpy(tmp + line * y, in + (size_t)wx * ch, line);
+        else if (avx2) horizontal_row_avx2(in, sw, ch, p.bh, kh, p.ksh, wx, ww, tmp + line * y);
+        else horizontal_row_generic(in, sw, ch, p.bh, kh, p.ksh, wx, ww, tmp + line * y);
     }
-    if (need_v) {
-        // Vertical pass as a weighted sum of whole rows; integer sums are exact, so the order is free.
-        for (int yy = 0; yy < wh; yy++) {
-            int ymin = bv[(wy + yy) * 2] - first, ymax = bv[(wy + yy) * 2 + 1];
-            const int32_t *k = kv + (size_t)(wy + yy) * ksv;
-            const uint8_t *rows0 = tmp + line * (size_t)ymin;
-            if (avx2) vertical_row_avx2(rows0, line, k, ymax, acc, dst + line * yy);
-            else vertical_row_generic(rows0, line, k, ymax, acc, dst + line * yy);
+    // Vertical pass as a weighted sum of whole rows; integer sums are exact, so the order is free.
+    for (int yy = 0; yy < wh; yy++) {
+        if (!p.need_v) {
+            memcpy(dst + line * yy, tmp + line * yy, line);
+            continue;
         }
-    } else {
-        memcpy(dst, tmp, line * wh);
+        const int ymin = p.bv[(wy + yy) * 2] - p.first, ymax = p.bv[(wy + yy) * 2 + 1];
+        const int32_t *k = kv + (size_t)(wy + yy) * p.ksv;
+        if (avx2) vertical_row_avx2(tmp + line * (size_t)ymin, line, k, ymax, acc, dst + line * yy);
+        else vertical_row_generic(tmp + line * (size_t)ymin, line, k, ymax, acc, dst + line * yy);
     }
-    free(bh); free(kh); free(bv); free(kv); free(tmp); free(acc); free(row);
-    return 0;
+    status = 0;
+done:
+    free_plan(&p);
+    free(kh); free(kv); free(tmp); free(acc); free(row);
+    return status;
 }
 
 void clip_resize_nearest(const uint8_t *src, int sw, int sh, int ch, uint8_t *dst, int dw, int dh) {
@@ -257,24 +269,17 @@ static inline uint16_t store16(double ss) {
 int clip_resample_bicubic16_window(const uint16_t *src, int sw, int sh, int dw, int dh, int wx, int wy, int ww, int wh,
                                    uint16_t *dst) {
     if (ww <= 0 || wh <= 0) return 0;
-    int need_h = dw != sw, need_v = dh != sh;
-    int *bh = NULL, *bv = NULL;
-    double *kh = NULL, *kv = NULL;
-    int ksh = 0, ksv = 0;
-    if (need_h && !(ksh = coefficients_double(sw, dw, &bh, &kh))) return -1;
-    if (need_v && !(ksv = coefficients_double(sh, dh, &bv, &kv))) { free(bh); free(kh); return -1; }
-    int first = need_v ? bv[wy * 2] : wy;
-    int last = need_v ? bv[(wy + wh - 1) * 2] + bv[(wy + wh - 1) * 2 + 1] : wy + wh;
-    int rows = last - first;
-    uint16_t *tmp = malloc((size_t)ww * rows * sizeof(uint16_t));
-    if (!tmp) { free(bh); free(kh); free(bv); free(kv); return -1; }
-    for (int y = 0; y < rows; y++) {
-        const uint16_t *in = src + (size_t)(y + first) * sw;
+    window_plan p;
+    if (plan_window(sw, sh, dw, dh, wy, wh, &p) != 0) return -1;
+    uint16_t *tmp = malloc((size_t)ww * p.rows * sizeof(uint16_t));
+    if (!tmp) { free_plan(&p); return -1; }
+    for (int y = 0; y < p.rows; y++) {
+        const uint16_t *in = src + (size_t)(y + p.first) * sw;
         uint16_t *out = tmp + (size_t)y * ww;
         for (int j = 0; j < ww; j++) {
-            if (!need_h) { out[j] = in[wx + j]; continue; }
-            int xx = wx + j, xmin = bh[xx * 2], xmax = bh[xx * 2 + 1];
-            const double *k = kh + (size_t)xx * ksh;
+            if (!p.need_h) { out[j] = in[wx + j]; continue; }
+            const int xx = wx + j, xmin = p.bh[xx * 2], xmax = p.bh[xx * 2 + 1];
+            const double *k = p.kh + (size_t)xx * p.ksh;
             double ss = 0.0;
             for (int x = 0; x < xmax; x++) ss += in[x + xmin] * k[x];
             out[j] = store16(ss);
@@ -282,15 +287,16 @@ int clip_resample_bicubic16_window(const uint16_t *src, int sw, int sh, int dw, 
     }
     for (int yy = 0; yy < wh; yy++) {
         uint16_t *out = dst + (size_t)yy * ww;
-        if (!need_v) { memcpy(out, tmp + (size_t)yy * ww, (size_t)ww * sizeof(uint16_t)); continue; }
-        int ymin = bv[(wy + yy) * 2] - first, ymax = bv[(wy + yy) * 2 + 1];
-        const double *k = kv + (size_t)(wy + yy) * ksv;
+        if (!p.need_v) { memcpy(out, tmp + (size_t)yy * ww, (size_t)ww * sizeof(uint16_t)); continue; }
+        const int ymin = p.bv[(wy + yy) * 2] - p.first, ymax = p.bv[(wy + yy) * 2 + 1];
+        const double *k = p.kv + (size_t)(wy + yy) * p.ksv;
         for (int j = 0; j < ww; j++) {
             double ss = 0.0;
             for (int y = 0; y < ymax; y++) ss += tmp[(size_t)(y + ymin) * ww + j] * k[y];
             out[j] = store16(ss);
         }
     }
-    free(bh); free(kh); free(bv); free(kv); free(tmp);
+    free_plan(&p);
+    free(tmp);
     return 0;
 }

@@ -183,22 +183,19 @@ public struct CLIPModel: Sendable {
     public func logits(images: Tensor, texts: [[Int]]) throws(CLIPError) -> (logitsPerImage: Tensor, logitsPerText: Tensor) {
         let img = try encodeImage(images)
         let txt = try encodeText(texts)
-        return logits(imageEmbeddings: img, textEmbeddings: txt)
+        do { return try logits(imageEmbeddings: img, textEmbeddings: txt) } catch { throw .internalShape(error) }
     }
 
     /// Logits from embeddings already computed ([N_img, embed] and [N_txt, embed]).
-    public func logits(imageEmbeddings: Tensor, textEmbeddings: Tensor) -> (logitsPerImage: Tensor, logitsPerText: Tensor) {
-        let a = l2Normalized(imageEmbeddings), b = l2Normalized(textEmbeddings)
-        let (ni, nt, e) = (a.shape[0], b.shape[0], configuration.embedDim)
+    public func logits(imageEmbeddings: Tensor, textEmbeddings: Tensor) throws(TensorError) -> (logitsPerImage: Tensor, logitsPerText: Tensor) {
+        let cosine = try cosineSimilarity(imageEmbeddings, textEmbeddings)
+        let (ni, nt) = (cosine.shape[0], cosine.shape[1])
         let scale = expf(logitScale)
-        var perImage = Tensor(uncheckedZeros: [ni, nt])
-        var perText = Tensor(uncheckedZeros: [nt, ni])
+        var perImage = cosine, perText = Tensor(uncheckedZeros: [nt, ni])
         for i in 0..<ni {
             for t in 0..<nt {
-                var s: Float = 0
-                for j in 0..<e { s += a.scalars[i * e + j] * b.scalars[t * e + j] }
-                perImage.scalars[i * nt + t] = scale * s
-                perText.scalars[t * ni + i] = scale * s
+                perImage.scalars[i * nt + t] = scale * cosine.scalars[i * nt + t]
+                perText.scalars[t * ni + i] = perImage.scalars[i * nt + t]
             }
         }
         return (perImage, perText)
@@ -228,29 +225,5 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
         case .nonFiniteOutput(let what, let row):
             return "the model's \(what) embedding \(row) is not finite: its weights overflow fp32 arithmetic"
         }
-    }
-}
-
-/// Standard normal deviates (Box–Muller over SplitMix64), deterministic for a seed.
-struct NormalGenerator {
-    var state: UInt64
-    var spare: Float?
-
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-
-    mutating func uniform() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return (Double(z >> 11) + 0.5) / Double(1 << 53)
-    }
-
-    mutating func next() -> Float {
-        if let s = spare { spare = nil; return s }
-        let r = (-2 * log(uniform())).squareRoot(), t = 2 * Double.pi * uniform()
-        spare = Float(r * sin(t))
-        return Float(r * cos(t))
     }
 }

@@ -116,9 +116,4 @@ public struct HuggingFaceWeights: WeightSource {
             }
         }
     }
-
-    public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
-        guard case .rename(let n) = recipes[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
-        return try base.integerTensor(n)
-    }
 }

@@ -28,13 +28,6 @@ public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Where a model's weights came from.
-public enum WeightFormat: String, Sendable {
-    case safetensors
-    case torchStateDict = "PyTorch state dict (torch.save)"
-    case torchScript = "TorchScript archive"
-    case huggingFace = "Hugging Face CLIPModel folder"
-}
-
 /// A model with what is needed to use it: its preprocessing, and where its tokenizer files are if it has its own.
 public struct LoadedModel: Sendable {
     public let model: CLIPModel
@@ -60,31 +53,9 @@ extension CLIPModel {
             throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "no such file or directory")))
         }
         if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision) }
-        let file: RegularFile
-        do { file = try RegularFile(opening: path) } catch { throw .weightFile(error) }
-        let head: [UInt8]
-        do { head = try file.read(at: 0, count: min(16, file.size)) } catch {
-            throw .weightFile(WeightFileError(file: path, .unreadable(error.reason)))
-        }
         let source: any WeightSource
         let format: WeightFormat
-        do throws(WeightFileError) {
-            if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-                let ckpt = try TorchCheckpoint(file: file)
-                source = ckpt
-                format = ckpt.kind == .torchScript ? .torchScript : .torchStateDict
-            } else if head.count >= 9 && head[8] == UInt8(ascii: "{") {
-                source = try SafeTensorsFile(file: file)
-                format = .safetensors
-            } else if head.first == 0x80 {
-                throw WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: "legacy (pre-1.6) torch.save format; re-save it with a current PyTorch"))
-            } else {
-                let hex = head.map { String(format: "%02x", $0) }.joined(separator: " ")
-                throw WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: "not a safetensors file, PyTorch zip checkpoint or Hugging Face folder (first bytes: \(hex))"))
-            }
-        } catch {
-            throw .weightFile(error)
-        }
+        do { (source, format) = try openWeightFile(path: path) } catch { throw .weightFile(error) }
         var configuration = try CLIPConfiguration.infer(from: source)
         var preprocessing = Preprocessing(resolution: configuration.imageResolution)
         if let openCLIPConfig {

@@ -23,11 +23,10 @@ struct Embed: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(name: .customLong("image"), help: "An image file; repeat for more.")
-    var images: [String] = []
+    @OptionGroup var inputs: InputOptions
 
-    @Option(name: .customLong("text"), help: "A text; repeat for more.")
-    var texts: [String] = []
+    var images: [String] { inputs.images }
+    var texts: [String] { inputs.texts }
 
     @Flag(help: "Unnormalised encode_image / encode_text outputs.")
     var raw = false

@@ -51,6 +51,17 @@ package struct ModelOptions: ParsableArguments {
 
 extension Precision: ExpressibleByArgument {}
 
+/// Images and texts given one by one (`--image a.jpg --image b.png --text "a dog"`), in that order.
+package struct InputOptions: ParsableArguments {
+    @Option(name: .customLong("image"), help: "An image file; repeat for more.")
+    package var images: [String] = []
+
+    @Option(name: .customLong("text"), help: "A text; repeat for more.")
+    package var texts: [String] = []
+
+    package init() {}
+}
+
 /// A progress line on standard error, drawn only when it is a terminal and the work is long.
 package func progressReporter(_ what: String, total: Int) -> (@Sendable (Int, Int) -> Void)? {
     guard isatty(2) != 0, total >= 32 else { return nil }

@@ -1,4 +1,4 @@
-import CLIP
+@_exported import CLIP
 import CLIPHub
 import CLIPImage
 import CLIPTokenizer
@@ -193,24 +193,6 @@ public struct ZeroShotClassifier: Sendable {
         for i in scaled.scalars.indices { scaled.scalars[i] *= logitScale }
         return softmax(scaled)
     }
-}
-
-/// Cosine similarity of every row of `a` [N, E] with every row of `b` [M, E] → [N, M] (rows normalised first).
-public func cosineSimilarity(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
-    guard a.rank == 2, b.rank == 2, a.shape[1] == b.shape[1] else {
-        throw .shapeMismatch(operation: "cosineSimilarity", a.shape, b.shape)
-    }
-    let x = l2Normalized(a), y = l2Normalized(b)
-    let n = x.shape[0], m = y.shape[0], e = x.shape.last ?? 0
-    var out = [Float](repeating: 0, count: n * m)
-    for i in 0..<n {
-        for j in 0..<m {
-            var s: Float = 0
-            for k in 0..<e { s += x.scalars[i * e + k] * y.scalars[j * e + k] }
-            out[i * m + j] = s
-        }
-    }
-    return Tensor(uncheckedShape: [n, m], scalars: out)
 }
 
 /// The `k` largest scores with their indices, largest first (ties keep the earlier index first).

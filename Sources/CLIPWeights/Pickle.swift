@@ -64,7 +64,7 @@ public final class PickleObject: @unchecked Sendable {
 
 /// A storage named by a persistent id: ('storage', <type>, key, location, element count).
 public struct StorageRef: Sendable {
-    public let dtype: DTypeName
+    public let dtype: DType
     public let key: String
     public let count: Int
 }
@@ -77,11 +77,17 @@ public struct TensorRef: Sendable {
     public let stride: [Int]
 }
 
-/// Element types by PyTorch storage class.
-public enum DTypeName: String, Sendable {
-    case float = "FloatStorage", half = "HalfStorage", bfloat16 = "BFloat16Storage", double = "DoubleStorage"
-    case long = "LongStorage", int = "IntStorage", short = "ShortStorage", char = "CharStorage"
-    case byte = "ByteStorage", bool = "BoolStorage"
+extension DType {
+    /// The element type of a PyTorch storage class (`FloatStorage`, `HalfStorage`, …), or nil for another name.
+    init?(torchStorage name: String) {
+        let types: [String: DType] = [
+            "FloatStorage": .float32, "HalfStorage": .float16, "BFloat16Storage": .bfloat16, "DoubleStorage": .float64,
+            "LongStorage": .int64, "IntStorage": .int32, "ShortStorage": .int16, "CharStorage": .int8,
+            "ByteStorage": .uint8, "BoolStorage": .bool,
+        ]
+        guard let type = types[name] else { return nil }
+        self = type
+    }
 }
 
 public struct PickleError: Error, Sendable {
@@ -314,7 +320,7 @@ public struct Unpickler {
     private func global(_ module: String, _ name: String, _ at: Int) throws(PickleError) -> PickleValue {
         let full = "\(module).\(name)"
         if module.hasPrefix("__torch__") || Self.allowedGlobals.contains(full) { return .global(module: module, name: name) }
-        if module == "torch", DTypeName(rawValue: name) != nil { return .global(module: module, name: name) }
+        if module == "torch", DType(torchStorage: name) != nil { return .global(module: module, name: name) }
         if module == "torch", ["float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"].contains(name) {
             return .global(module: module, name: name)
         }
@@ -323,7 +329,7 @@ public struct Unpickler {
 
     private func persistent(_ pid: PickleValue, _ at: Int) throws(PickleError) -> PickleValue {
         guard case .tuple(let t) = pid, t.count == 5, case .string("storage") = t[0],
-              case .global("torch", let typeName) = t[1], let dtype = DTypeName(rawValue: typeName),
+              case .global("torch", let typeName) = t[1], let dtype = DType(torchStorage: typeName),
               case .string(let key) = t[2], case .int(let count) = t[4], count >= 0 else {
             throw fail("unsupported persistent id (expected ('storage', torch.<Type>Storage, key, location, count))", at: at)
         }

@@ -175,7 +175,8 @@ public struct SafeTensorsFile: WeightSource {
         return try Tensor(decoded: name, in: origin, shape: info.shape, scalars: values)
     }
 
-    public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
+    /// The integer tensor `name` (token ids in the reference fixtures) with its shape.
+    package func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
         let (info, bytes) = try bytes(of: name)
         guard let values = bytes.withUnsafeBytes({ decodeIntegers($0, dtype: info.dtype, count: info.shape.reduce(1, *)) }) else {
             throw WeightFileError(file: origin, .notInteger(tensor: name, dtype: info.dtype))

@@ -87,7 +87,7 @@ public struct TorchCheckpoint: WeightSource {
             guard let e = archive.entry(prefix + "data/" + t.storage.key) else {
                 throw WeightFileError(file: path, .invalidEntry(tensor: name, message: "storage '\(prefix)data/\(t.storage.key)' is missing from the archive"))
             }
-            guard let need = Checked.product(t.storage.count, Self.dtype(t.storage.dtype).size),
+            guard let need = Checked.product(t.storage.count, t.storage.dtype.size),
                   e.uncompressedSize >= need else {
                 throw WeightFileError(file: path, .invalidEntry(tensor: name, message: "storage '\(t.storage.key)' declares \(t.storage.count) elements but holds \(e.uncompressedSize) bytes"))
             }
@@ -106,7 +106,7 @@ public struct TorchCheckpoint: WeightSource {
         self.prefix = prefix
         self.bigEndian = bigEndian
         self.tensors = byName
-        self.tensorInfos = found.map { TensorInfo(name: $0.0, dtype: Self.dtype($0.1.storage.dtype), shape: $0.1.shape) }
+        self.tensorInfos = found.map { TensorInfo(name: $0.0, dtype: $0.1.storage.dtype, shape: $0.1.shape) }
         // Reading may inflate or re-read storages; twice what the referenced entries hold is the most a legitimate
         // file needs (each storage once, with room for tensors interleaving two).
         let entryBytes = Set(found.map(\.1.storage.key)).reduce(0) { total, key in
@@ -138,27 +138,13 @@ public struct TorchCheckpoint: WeightSource {
         }
     }
 
-    static func dtype(_ d: DTypeName) -> DType {
-        switch d {
-        case .float: return .float32
-        case .half: return .float16
-        case .bfloat16: return .bfloat16
-        case .double: return .float64
-        case .long: return .int64
-        case .int: return .int32
-        case .short: return .int16
-        case .char: return .int8
-        case .byte: return .uint8
-        case .bool: return .bool
-        }
-    }
 
     /// Copies the tensor's elements (following its offset and strides) into contiguous little-endian bytes.
     private func elementBytes(_ name: String) throws(WeightFileError) -> (TensorRef, DType, [UInt8]) {
         guard let t = tensors[name], let e = archive.entry(prefix + "data/" + t.storage.key) else {
             throw WeightFileError(file: origin, .missingTensor(name))
         }
-        let dt = Self.dtype(t.storage.dtype)
+        let dt = t.storage.dtype
         let size = dt.size
         // Counts and the reachable extent were checked against the storage when the pickle was read.
         let count = t.shape.reduce(1, *)
@@ -193,14 +179,6 @@ public struct TorchCheckpoint: WeightSource {
             throw WeightFileError(file: origin, .notFloatingPoint(tensor: name, dtype: dt))
         }
         return try Tensor(decoded: name, in: origin, shape: t.shape, scalars: values)
-    }
-
-    public func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int]) {
-        let (t, dt, bytes) = try elementBytes(name)
-        guard let values = bytes.withUnsafeBytes({ decodeIntegers($0, dtype: dt, count: t.shape.reduce(1, *)) }) else {
-            throw WeightFileError(file: origin, .notInteger(tensor: name, dtype: dt))
-        }
-        return (t.shape, values)
     }
 }
 

@@ -24,8 +24,6 @@ public protocol WeightSource: Sendable {
     var tensorInfos: [TensorInfo] { get }
     /// The tensor `name` converted to fp32. Throws if absent or not a floating-point type.
     func floatTensor(_ name: String) throws(WeightFileError) -> Tensor
-    /// The integer tensor `name` (token ids, counters) with its shape.
-    func integerTensor(_ name: String) throws(WeightFileError) -> (shape: [Int], values: [Int])
 }
 
 

@@ -4,17 +4,10 @@ import CCLIPKernels
 import Foundation
 
 /// Deterministic pseudo-random values in [-1, 1), so failures reproduce.
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> Float {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Float(z >> 40) / Float(1 << 24) * 2 - 1
-    }
-    mutating func array(_ n: Int) -> [Float] { (0..<n).map { _ in next() } }
+typealias SplitMix = SplitMix64
+
+extension SplitMix64 {
+    mutating func array(_ n: Int) -> [Float] { signedArray(n) }
 }
 
 /// Shapes around every kernel's tile and block sizes (MR 4/6/8/12, NR 8/12/16/32, KC 384, NC 2048).

@@ -10,7 +10,7 @@ func expectMatchesReference(_ model: CLIPModel, _ referenceName: String) throws 
     let ref = try Reference(path: "\(formatsDirectory)/\(referenceName).reference.safetensors")
     let image = try model.encodeImage(ref.pixels)
     let text = try model.encodeText(ref.tokens)
-    let (perImage, perText) = model.logits(imageEmbeddings: image, textEmbeddings: text)
+    let (perImage, perText) = try model.logits(imageEmbeddings: image, textEmbeddings: text)
     for (what, ours, theirs) in [("encode_image", image, ref.imageFeatures), ("encode_text", text, ref.textFeatures),
                                  ("logits_per_image", perImage, ref.logitsPerImage), ("logits_per_text", perText, ref.logitsPerText)] {
         #expect(ours.shape == theirs.shape, "\(referenceName) \(what) shape")

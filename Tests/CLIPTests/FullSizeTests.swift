@@ -19,7 +19,7 @@ func fullSizeModelMatchesReference(_ name: String) throws {
     let ref = try Reference(path: "\(dir)/\(name).reference.safetensors")
     let image = try model.encodeImage(ref.pixels)
     let text = try model.encodeText(ref.tokens)
-    let (perImage, perText) = model.logits(imageEmbeddings: image, textEmbeddings: text)
+    let (perImage, perText) = try model.logits(imageEmbeddings: image, textEmbeddings: text)
     let errors = [
         ("encode_image", relativeError(image.scalars, ref.imageFeatures.scalars)),
         ("encode_text", relativeError(text.scalars, ref.textFeatures.scalars)),

@@ -57,11 +57,8 @@ void clip_image_drop_pixels(clip_image *img, uint8_t *pixels);
 int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
 
 /// Pillow's separable resampling (ImagingResample, 8 bits per channel) with its BICUBIC filter (a = -0.5):
-/// horizontal pass over the rows the vertical pass needs, rounded to 8 bits, then the vertical pass.
-/// `src` is `sw * sh * channels` bytes, `dst` receives `dw * dh * channels`. Returns 0, or -1 without memory.
-int clip_resample_bicubic(const uint8_t *src, int sw, int sh, int channels, uint8_t *dst, int dw, int dh);
-
-/// The same resampling, computing only the window [wx, wx + ww) × [wy, wy + wh) of the `dw × dh` result
+/// horizontal pass over the rows the vertical pass needs, rounded to 8 bits, then the vertical pass. `src` is
+/// `sw * sh * channels` bytes. Returns 0, or -1 without memory. It computes only the window [wx, wx + ww) × [wy, wy + wh) of the `dw × dh` result
 /// (every output pixel depends only on the source, so the window equals that part of the full result).
 /// With `premultiply`, the last channel is alpha and the colour channels are premultiplied by it as each source row
 /// is read (Pillow resizes RGBA as RGBa), without a premultiplied copy of the image.
