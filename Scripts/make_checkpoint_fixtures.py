@@ -9,6 +9,8 @@ Tests/CLIPTests/Fixtures/formats (run after make_fixtures.py, whose weights it r
 - vit_small_bigendian.pt     the state dict with byteorder "big" and byte-swapped storages
 - rn_small_mixed.pt          a ResNet state dict stored in a mix of float64, bfloat16 and float16
 - hf_vit_hd32/               a Hugging Face CLIPModel folder (head dim 32) checked against transformers' CLIPModel
+- hf_mixed_towers/           the same weights with each tower's own hidden_act (vision GELU, text QuickGELU) and
+                             LayerNorm ε (vision 1e-6), as CLIPConfig allows; its reference is transformers' own output
 - vit_small_openclip.json    an open_clip config (GELU, own mean/std) with outputs of the GELU model
 - NAME.reference.safetensors reference outputs of clip's model on each form's (rounded) weights
 
@@ -135,7 +137,42 @@ def hf_state(state):
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def hf_mixed_towers():
+    """A Hugging Face folder whose towers differ in activation and LayerNorm ε; the reference is transformers'
+    CLIPModel itself (OpenAI's package has one activation for both towers)."""
+    from transformers import CLIPConfig, CLIPModel
+    hd = load_file(os.path.join(FIX, "vit_hd32_r80.safetensors"))
+    folder = os.path.join(OUT, "hf_mixed_towers")
+    os.makedirs(folder, exist_ok=True)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=300, hidden_size=96, intermediate_size=384, num_hidden_layers=1, num_attention_heads=3,
+                         max_position_embeddings=12, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=299,
+                         bos_token_id=298, pad_token_id=0),
+        vision_config=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=80, patch_size=16, hidden_act="gelu", layer_norm_eps=1e-6),
+        projection_dim=40)
+    hf = CLIPModel(cfg).eval()
+    hs = hf_state(hd)
+    hf.load_state_dict({k: v for k, v in hs.items() if "position_ids" not in k}, strict=False)
+    save_file(hs, os.path.join(folder, "model.safetensors"))
+    cfg.save_pretrained(folder)
+    io_ = load_file(os.path.join(FIX, "vit_hd32_r80.reference.safetensors"))
+    with torch.no_grad():
+        out = hf(input_ids=io_["tokens"], pixel_values=io_["pixels"])
+        img = hf.get_image_features(pixel_values=io_["pixels"])
+        txt = hf.get_text_features(input_ids=io_["tokens"])
+    img, txt = getattr(img, "pooler_output", img), getattr(txt, "pooler_output", txt)
+    save_file({"pixels": io_["pixels"], "tokens": io_["tokens"], "image_features": img.contiguous(),
+               "text_features": txt.contiguous(), "logits_per_image": out.logits_per_image.contiguous(),
+               "logits_per_text": out.logits_per_text.contiguous()},
+              os.path.join(OUT, "hf_mixed_towers.reference.safetensors"))
+
+
 def main():
+    import sys
+    if sys.argv[1:] == ["--only", "hf_mixed_towers"]:
+        hf_mixed_towers()
+        return
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(2)
     vit = load_file(os.path.join(FIX, "vit_small.safetensors"))
@@ -229,6 +266,7 @@ def main():
             if isinstance(child, QuickGELU):
                 setattr(mod, name, torch.nn.GELU())
     write_reference("vit_small_openclip", g, "vit_small")
+    hf_mixed_towers()
     print("wrote", sorted(os.listdir(OUT)))
 
 

@@ -85,13 +85,13 @@ public struct CLIPModel: Sendable {
         self.precision = precision
         switch c.vision {
         case .transformer(let v):
-            let tower = try VisionTransformer(r, v, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
+            let tower = try VisionTransformer(r, v, embedDim: c.embedDim)
             visual = .transformer(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         case .resnet(let v):
             let tower = try ModifiedResNet(r, v, embedDim: c.embedDim)
             visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
-        let textTower = try TextTransformer(r, c.text, embedDim: c.embedDim, activation: c.activation, eps: c.layerNormEps)
+        let textTower = try TextTransformer(r, c.text, embedDim: c.embedDim)
         text = try Self.convert(precision) { () throws(TensorError) in try textTower.converted(to: precision) }
         logitScale = try r.tensor("logit_scale", shape: []).scalars[0]
         // exp(logit_scale) multiplies every logit: one that overflows makes every probability NaN.

@@ -9,10 +9,25 @@ public struct CLIPConfiguration: Sendable, Equatable {
     public var embedDim: Int
     public var vision: Vision
     public var text: Text
-    /// Non-linearity of every transformer MLP.
-    public var activation: Activation = .quickGELU
-    /// ε of every LayerNorm.
-    public var layerNormEps: Float = 1e-5
+
+    /// The non-linearity of every transformer MLP: reading gives the text tower's; setting sets both towers'
+    /// (each tower keeps its own, as Hugging Face configs allow).
+    public var activation: Activation {
+        get { text.activation }
+        set {
+            text.activation = newValue
+            if case .transformer(var v) = vision { v.activation = newValue; vision = .transformer(v) }
+        }
+    }
+
+    /// ε of every LayerNorm: reading gives the text tower's; setting sets both towers'.
+    public var layerNormEps: Float {
+        get { text.layerNormEps }
+        set {
+            text.layerNormEps = newValue
+            if case .transformer(var v) = vision { v.layerNormEps = newValue; vision = .transformer(v) }
+        }
+    }
 
     public enum Vision: Sendable, Equatable {
         case transformer(VisionTransformerConfiguration)
@@ -34,9 +49,14 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var patchSize: Int
         /// Patches per side; the input resolution is `patchSize × grid`.
         public var grid: Int
+        /// The tower's MLP non-linearity and LayerNorm ε.
+        public var activation: Activation
+        public var layerNormEps: Float
 
-        public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int) {
+        public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int, activation: Activation = .quickGELU,
+                    layerNormEps: Float = 1e-5) {
             (self.width, self.layers, self.heads, self.patchSize, self.grid) = (width, layers, heads, patchSize, grid)
+            (self.activation, self.layerNormEps) = (activation, layerNormEps)
         }
     }
 
@@ -61,17 +81,20 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var width: Int
         public var heads: Int
         public var layers: Int
+        /// The tower's MLP non-linearity and LayerNorm ε.
+        public var activation: Activation
+        public var layerNormEps: Float
 
-        public init(contextLength: Int, vocabSize: Int, width: Int, heads: Int, layers: Int) {
+        public init(contextLength: Int, vocabSize: Int, width: Int, heads: Int, layers: Int,
+                    activation: Activation = .quickGELU, layerNormEps: Float = 1e-5) {
             (self.contextLength, self.vocabSize, self.width, self.heads, self.layers) =
                 (contextLength, vocabSize, width, heads, layers)
+            (self.activation, self.layerNormEps) = (activation, layerNormEps)
         }
     }
 
-    public init(embedDim: Int, vision: Vision, text: Text, activation: Activation = .quickGELU,
-                layerNormEps: Float = 1e-5) {
-        (self.embedDim, self.vision, self.text, self.activation, self.layerNormEps) =
-            (embedDim, vision, text, activation, layerNormEps)
+    public init(embedDim: Int, vision: Vision, text: Text) {
+        (self.embedDim, self.vision, self.text) = (embedDim, vision, text)
     }
 
     public var imageResolution: Int { vision.imageResolution }
@@ -95,8 +118,10 @@ public struct CLIPConfiguration: Sendable, Equatable {
         for (name, value) in sizes where value <= 0 {
             throw .architecture("configuration \(name) is \(value); it must be positive", origin: origin)
         }
-        guard layerNormEps > 0, layerNormEps.isFinite else {
-            throw .architecture("configuration layerNormEps is \(layerNormEps); it must be positive", origin: origin)
+        var epsilons = [("text.layerNormEps", text.layerNormEps)]
+        if case .transformer(let v) = vision { epsilons.append(("vision.layerNormEps", v.layerNormEps)) }
+        for (name, eps) in epsilons where !(eps > 0 && eps.isFinite) {
+            throw .architecture("configuration \(name) is \(eps); it must be positive", origin: origin)
         }
         // Attention keeps a tokens × tokens score matrix per head in flight: beyond this a checkpoint's positional
         // embedding would ask for gigabytes per head (ViT-L/14@336px has 577 tokens, the text tower 77).

@@ -105,6 +105,24 @@ extension CLIPModel {
         return f.count == 3 && f.allSatisfy(\.isFinite) ? f : nil
     }
 
+    /// A `hidden_act` from a config: quick_gelu or gelu (GELU with the exact error function).
+    static func activation(_ v: Any?, _ key: String, origin: String) throws(ModelLoadError) -> Activation? {
+        guard let v else { return nil }
+        guard let name = v as? String, let a = Activation(rawValue: name) else {
+            throw .architecture("\(key) is \(v); supported: quick_gelu, gelu", origin: origin)
+        }
+        return a
+    }
+
+    /// A LayerNorm ε from a config: a finite positive number.
+    static func epsilon(_ v: Any?, _ key: String, origin: String) throws(ModelLoadError) -> Float? {
+        guard let v else { return nil }
+        guard let e = (v as? NSNumber)?.floatValue, e > 0, e.isFinite else {
+            throw .architecture("\(key) is \(v); expected a finite positive number", origin: origin)
+        }
+        return e
+    }
+
     /// Attention heads from a config: they must divide the tower's width.
     static func heads(_ v: Any?, _ key: String, width: Int, origin: String) throws(ModelLoadError) -> Int? {
         guard let h = try int(v, key, in: 1...max(width, 1), origin: origin) else { return nil }
@@ -182,14 +200,22 @@ extension CLIPModel {
             }
             c.vision = .transformer(v)
         }
-        let acts = [text["hidden_act"], vision["hidden_act"]].compactMap { $0 as? String }
-        if let act = acts.first {
-            guard acts.allSatisfy({ $0 == act }), let a = Activation(rawValue: act) else {
-                throw .architecture("unsupported hidden_act \(acts) (supported: quick_gelu, gelu)", origin: folder)
-            }
-            c.activation = a
+        // Each tower takes its own activation and LayerNorm ε from its own section (CLIPConfig allows them to differ).
+        if let act = try activation(text["hidden_act"], "text_config.hidden_act", origin: configPath) {
+            c.text.activation = act
         }
-        if let eps = (text["layer_norm_eps"] as? NSNumber)?.floatValue { c.layerNormEps = eps }
+        if let eps = try epsilon(text["layer_norm_eps"], "text_config.layer_norm_eps", origin: configPath) {
+            c.text.layerNormEps = eps
+        }
+        if case .transformer(var v) = c.vision {
+            if let act = try activation(vision["hidden_act"], "vision_config.hidden_act", origin: configPath) {
+                v.activation = act
+            }
+            if let eps = try epsilon(vision["layer_norm_eps"], "vision_config.layer_norm_eps", origin: configPath) {
+                v.layerNormEps = eps
+            }
+            c.vision = .transformer(v)
+        }
         var p = Preprocessing(resolution: try resolution(vision["image_size"], "vision_config.image_size", model: c,
                                                          origin: configPath) ?? c.imageResolution)
         if fm.fileExists(atPath: folder + "/preprocessor_config.json") {

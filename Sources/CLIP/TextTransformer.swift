@@ -11,8 +11,8 @@ public struct TextTransformer: Sendable {
     let lnFinal: LayerNorm
     let projection: Tensor  // [width, embed]
 
-    init(_ r: ParameterReader, _ c: CLIPConfiguration.Text, embedDim: Int, activation: Activation,
-         eps: Float) throws(ModelLoadError) {
+    init(_ r: ParameterReader, _ c: CLIPConfiguration.Text, embedDim: Int) throws(ModelLoadError) {
+        let (activation, eps) = (c.activation, c.layerNormEps)
         configuration = c
         tokenEmbedding = try r.tensor("token_embedding.weight", shape: [c.vocabSize, c.width])
         positionalEmbedding = try r.tensor("positional_embedding", shape: [c.contextLength, c.width])

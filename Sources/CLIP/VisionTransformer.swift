@@ -15,8 +15,8 @@ public struct VisionTransformer: Sendable {
     let lnPost: LayerNorm
     let proj: Tensor  // [width, embed]
 
-    init(_ r: ParameterReader, _ c: CLIPConfiguration.VisionTransformerConfiguration, embedDim: Int,
-         activation: Activation, eps: Float) throws(ModelLoadError) {
+    init(_ r: ParameterReader, _ c: CLIPConfiguration.VisionTransformerConfiguration, embedDim: Int) throws(ModelLoadError) {
+        let (activation, eps) = (c.activation, c.layerNormEps)
         configuration = c
         let (w, p) = (c.width, c.patchSize)
         let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])

@@ -35,7 +35,10 @@ struct Info: ParsableCommand {
                 print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
             }
             print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize)")
-            print("activation: \(c.activation.rawValue), LayerNorm eps \(c.layerNormEps)")
+            if case .transformer(let v) = c.vision {
+                print("image activation: \(v.activation.rawValue), LayerNorm eps \(v.layerNormEps)")
+            }
+            print("text activation: \(c.text.activation.rawValue), LayerNorm eps \(c.text.layerNormEps)")
             print("preprocessing: \(loaded.preprocessing)")
             print(String(format: "logit scale: %.4f (exp: %.2f)", loaded.model.logitScale, exp(loaded.model.logitScale)))
         }

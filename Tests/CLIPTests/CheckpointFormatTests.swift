@@ -58,6 +58,17 @@ func torchCheckpointLoads(_ c: (file: String, reference: String, format: WeightF
     try expectMatchesReference(loaded.model, "hf_vit_hd32")
 }
 
+/// Each tower takes its own activation and LayerNorm ε (vision GELU with ε 1e-6, text QuickGELU with 1e-5), against
+/// transformers' own outputs.
+@Test func huggingFaceTowersKeepTheirOwnSettings() throws {
+    let loaded = try CLIPModel.load(path: "\(formatsDirectory)/hf_mixed_towers")
+    let c = loaded.model.configuration
+    #expect(c.text.activation == .quickGELU && c.text.layerNormEps == 1e-5)
+    guard case .transformer(let v) = c.vision else { Issue.record("expected a ViT"); return }
+    #expect(v.activation == .gelu && v.layerNormEps == 1e-6)
+    try expectMatchesReference(loaded.model, "hf_mixed_towers")
+}
+
 @Test func openCLIPConfigIsHonoured() throws {
     let plain = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors")
     #expect(plain.model.configuration.activation == .quickGELU)
