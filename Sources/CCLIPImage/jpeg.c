@@ -64,6 +64,28 @@ static void keep_exif(j_decompress_ptr cinfo, clip_image *out) {
     }
 }
 
+// The color space libjpeg converts to, matching the mode Pillow loads this JPEG in.
+static void set_layout(struct jpeg_decompress_struct *cinfo, clip_image *out) {
+    switch (cinfo->jpeg_color_space) {
+    case JCS_GRAYSCALE:
+        cinfo->out_color_space = JCS_GRAYSCALE;
+        out->mode = CLIP_MODE_L;
+        out->channels = 1;
+        break;
+    case JCS_CMYK:
+    case JCS_YCCK:
+        cinfo->out_color_space = JCS_CMYK;
+        out->mode = CLIP_MODE_CMYK;
+        out->channels = 4;
+        break;
+    default:
+        cinfo->out_color_space = JCS_RGB;
+        out->mode = CLIP_MODE_RGB;
+        out->channels = 3;
+        break;
+    }
+}
+
 int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     error_ctx e;
@@ -75,19 +97,18 @@ int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip
     e.err = err;
     e.errlen = errlen;
     uint8_t *volatile pixels = NULL;
+    int code = CLIP_IMAGE_CORRUPT;
     switch (setjmp(e.jump)) {  // longjmp(…, 1): a libjpeg error; 2: the scan limit
     case 0:
         break;
     case 2:
-        jpeg_destroy_decompress(&cinfo);
-        clip_image_drop_pixels(out, pixels);
-        clip_image_free(out);
-        return CLIP_IMAGE_TOO_LARGE;
+        code = CLIP_IMAGE_TOO_LARGE;
+        // fall through
     default:
         jpeg_destroy_decompress(&cinfo);
         clip_image_drop_pixels(out, pixels);
         clip_image_free(out);
-        return CLIP_IMAGE_CORRUPT;
+        return code;
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
@@ -105,24 +126,7 @@ int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         jpeg_destroy_decompress(&cinfo);
         return CLIP_IMAGE_TOO_LARGE;
     }
-    switch (cinfo.jpeg_color_space) {
-    case JCS_GRAYSCALE:
-        cinfo.out_color_space = JCS_GRAYSCALE;
-        out->mode = CLIP_MODE_L;
-        out->channels = 1;
-        break;
-    case JCS_CMYK:
-    case JCS_YCCK:
-        cinfo.out_color_space = JCS_CMYK;
-        out->mode = CLIP_MODE_CMYK;
-        out->channels = 4;
-        break;
-    default:
-        cinfo.out_color_space = JCS_RGB;
-        out->mode = CLIP_MODE_RGB;
-        out->channels = 3;
-        break;
-    }
+    set_layout(&cinfo, out);
     keep_exif(&cinfo, out);
     e.max_scans = scan_limit(npix);
     e.progress.progress_monitor = on_progress;

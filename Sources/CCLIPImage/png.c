@@ -33,48 +33,22 @@ static void on_warning(png_structp png, png_const_charp msg) {
     (void)msg;
 }
 
-int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
-    clip_image_reset(out);
-    // Refuse an oversized image from its IHDR alone, before libpng reads further (a bomb need not be complete).
-    if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
-        uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 | data[19];
-        uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | (uint32_t)data[22] << 8 | data[23];
-        uint64_t npix = (uint64_t)w * h;
-        if (npix > max_pixels) {
-            snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
-                     w, h, (unsigned long long)npix, (unsigned long long)max_pixels);
-            return CLIP_IMAGE_TOO_LARGE;
-        }
-    }
-    reader r = {data, size, 0, err, errlen};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, on_error, on_warning);
-    if (!png) { snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
-    png_infop info = png_create_info_struct(png);
-    if (!info) { png_destroy_read_struct(&png, NULL, NULL); snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
-    uint8_t *volatile pixels = NULL;
-    png_bytep *volatile rows = NULL;
-    volatile int code = CLIP_IMAGE_CORRUPT;
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_read_struct(&png, &info, NULL);
-        clip_image_drop_pixels(out, pixels);
-        free(rows);
-        clip_image_free(out);
-        return code;
-    }
-    png_set_read_fn(png, &r, read_data);
-    // Pillow checks chunk CRCs of critical chunks and ignores ancillary ones' errors.
-    png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_QUIET_USE);
-    png_read_info(png, info);
-    png_uint_32 w, h;
-    int depth, color, interlace;
-    png_get_IHDR(png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
+// Whether the IHDR chunk (when it is the first chunk) declares more than max_pixels pixels; err says so.
+static int ihdr_too_large(const uint8_t *data, size_t size, uint64_t max_pixels, char *err, size_t errlen) {
+    if (size < 24 || memcmp(data + 12, "IHDR", 4) != 0) return 0;
+    uint32_t w = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 | data[19];
+    uint32_t h = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | (uint32_t)data[22] << 8 | data[23];
     uint64_t npix = (uint64_t)w * h;
-    if (npix > max_pixels) {
-        snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
-                 w, h, (unsigned long long)npix, (unsigned long long)max_pixels);
-        code = CLIP_IMAGE_TOO_LARGE;
-        png_longjmp(png, 1);
-    }
+    if (npix <= max_pixels) return 0;
+    snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
+             w, h, (unsigned long long)npix, (unsigned long long)max_pixels);
+    return 1;
+}
+
+// Asks libpng for the layout Pillow loads this color type and depth into, and records mode, channels and
+// palette in out. An invalid color type longjmps to the caller's error handler.
+static void set_layout(png_structp png, png_infop info, int depth, int color, clip_image *out, char *err,
+                       size_t errlen) {
     int gray16 = color == PNG_COLOR_TYPE_GRAY && depth == 16;
     if (gray16) {
         png_set_swap(png);  // 16-bit gray stays 16-bit ("I;16"), as native little-endian samples
@@ -127,6 +101,42 @@ int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
         snprintf(err, errlen, "PNG color type %d is not valid", color);
         png_longjmp(png, 1);
     }
+}
+
+int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
+    clip_image_reset(out);
+    // Refuse an oversized image from its IHDR alone, before libpng reads further (a bomb need not be complete).
+    if (ihdr_too_large(data, size, max_pixels, err, errlen)) return CLIP_IMAGE_TOO_LARGE;
+    reader r = {data, size, 0, err, errlen};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, on_error, on_warning);
+    if (!png) { snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
+    png_infop info = png_create_info_struct(png);
+    if (!info) { png_destroy_read_struct(&png, NULL, NULL); snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
+    uint8_t *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile int code = CLIP_IMAGE_CORRUPT;
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        clip_image_drop_pixels(out, pixels);
+        free(rows);
+        clip_image_free(out);
+        return code;
+    }
+    png_set_read_fn(png, &r, read_data);
+    // Pillow checks chunk CRCs of critical chunks and ignores ancillary ones' errors.
+    png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_QUIET_USE);
+    png_read_info(png, info);
+    png_uint_32 w, h;
+    int depth, color, interlace;
+    png_get_IHDR(png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
+    uint64_t npix = (uint64_t)w * h;
+    if (npix > max_pixels) {
+        snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
+                 w, h, (unsigned long long)npix, (unsigned long long)max_pixels);
+        code = CLIP_IMAGE_TOO_LARGE;
+        png_longjmp(png, 1);
+    }
+    set_layout(png, info, depth, color, out, err, errlen);
     if (interlace != PNG_INTERLACE_NONE) png_set_interlace_handling(png);
     png_read_update_info(png, info);
     size_t stride = png_get_rowbytes(png, info);

@@ -150,82 +150,90 @@ public struct CLIPConfiguration: Sendable, Equatable {
 
     /// Derives the architecture from tensor names and shapes, following the reference `build_model`.
     public static func infer(from source: any WeightSource) throws(ModelLoadError) -> CLIPConfiguration {
-        let origin = source.origin
-        var shapes: [String: [Int]] = [:]
-        for t in source.tensorInfos { shapes[t.name] = t.shape }
-        func shape(_ key: String, rank: Int) throws(ModelLoadError) -> [Int] {
-            guard let s = shapes[key] else { throw .missingTensor(key, origin: origin) }
-            guard s.count == rank, s.allSatisfy({ $0 > 0 }) else {
-                throw .architecture("tensor '\(key)' has shape \(s), expected \(rank) positive dimensions", origin: origin)
-            }
-            guard s.allSatisfy({ $0 <= maximumDimension }) else {
-                throw .architecture("tensor '\(key)' has shape \(s); no dimension of a CLIP model exceeds \(maximumDimension)", origin: origin)
-            }
-            return s
-        }
-        func squareSide(_ key: String) throws(ModelLoadError) -> Int {
-            let rows = try shape(key, rank: 2)[0]
-            guard rows <= maximumTokens else {
-                throw .architecture("tensor '\(key)' has \(rows) rows; at most \(maximumTokens) tokens are supported", origin: origin)
-            }
-            let side = Int((Double(rows - 1)).squareRoot().rounded())
-            guard side > 0, side * side + 1 == rows else {
-                throw .architecture("tensor '\(key)' has \(rows) rows, which is not a square grid plus one", origin: origin)
-            }
-            return side
-        }
-        // "index" of keys like visual.transformer.resblocks.<i>.…
-        func distinctIndices(prefix: String) -> Set<String> {
-            var s = Set<String>()
-            for k in shapes.keys where k.hasPrefix(prefix) {
-                let rest = k.dropFirst(prefix.count)
-                if let idx = rest.split(separator: ".", maxSplits: 1).first { s.insert(String(idx)) }
-            }
-            return s
-        }
-        func contiguousCount(_ indices: Set<String>, what: String) throws(ModelLoadError) -> Int {
-            let n = indices.count
-            guard Set((0..<n).map(String.init)) == indices else {
-                throw .architecture("\(what) are not numbered 0..<\(n): \(indices.sorted())", origin: origin)
-            }
-            return n
-        }
-
+        let table = ShapeTable(source)
         let vision: Vision
-        if shapes["visual.proj"] != nil {
-            let conv = try shape("visual.conv1.weight", rank: 4)
+        if table.has("visual.proj") {
+            let conv = try table.shape("visual.conv1.weight", rank: 4)
             let width = conv[0]
-            let layers = try contiguousCount(distinctIndices(prefix: "visual.transformer.resblocks."),
-                                             what: "visual.transformer.resblocks")
             guard conv[1] == 3, conv[2] == conv[3] else {
-                throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: origin)
+                throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: source.origin)
             }
-            vision = .transformer(.init(width: width, layers: layers, heads: max(width / 64, 1), patchSize: conv[3],
-                                        grid: try squareSide("visual.positional_embedding")))
-        } else if shapes["visual.attnpool.positional_embedding"] != nil {
+            vision = .transformer(.init(width: width, layers: try table.blockCount("visual.transformer.resblocks"),
+                                        heads: max(width / 64, 1), patchSize: conv[3],
+                                        grid: try table.squareSide("visual.positional_embedding")))
+        } else if table.has("visual.attnpool.positional_embedding") {
             var counts: [Int] = []
-            for b in 1...4 {
-                counts.append(try contiguousCount(distinctIndices(prefix: "visual.layer\(b)."), what: "visual.layer\(b) blocks"))
-            }
+            for b in 1...4 { counts.append(try table.blockCount("visual.layer\(b)")) }
             guard counts.allSatisfy({ $0 > 0 }) else {
-                throw .architecture("ResNet stages have \(counts) blocks; every stage needs at least one", origin: origin)
+                throw .architecture("ResNet stages have \(counts) blocks; every stage needs at least one", origin: source.origin)
             }
-            let width = try shape("visual.layer1.0.conv1.weight", rank: 4)[0]
+            let width = try table.shape("visual.layer1.0.conv1.weight", rank: 4)[0]
             vision = .resnet(.init(layers: counts, width: width, heads: max(width * 32 / 64, 1),
-                                   outputGrid: try squareSide("visual.attnpool.positional_embedding")))
+                                   outputGrid: try table.squareSide("visual.attnpool.positional_embedding")))
         } else {
-            throw .architecture("neither 'visual.proj' (Vision Transformer) nor 'visual.attnpool.positional_embedding' (ResNet) is present; is this a CLIP checkpoint?", origin: origin)
+            throw .architecture("neither 'visual.proj' (Vision Transformer) nor 'visual.attnpool.positional_embedding' (ResNet) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
-
-        let embedDim = try shape("text_projection", rank: 2)[1]
-        let textWidth = try shape("ln_final.weight", rank: 1)[0]
+        let textWidth = try table.shape("ln_final.weight", rank: 1)[0]
         let text = Text(
-            contextLength: try shape("positional_embedding", rank: 2)[0],
-            vocabSize: try shape("token_embedding.weight", rank: 2)[0],
+            contextLength: try table.shape("positional_embedding", rank: 2)[0],
+            vocabSize: try table.shape("token_embedding.weight", rank: 2)[0],
             width: textWidth,
             heads: max(textWidth / 64, 1),
-            layers: try contiguousCount(distinctIndices(prefix: "transformer.resblocks."), what: "transformer.resblocks"))
-        return CLIPConfiguration(embedDim: embedDim, vision: vision, text: text)
+            layers: try table.blockCount("transformer.resblocks"))
+        return CLIPConfiguration(embedDim: try table.shape("text_projection", rank: 2)[1], vision: vision, text: text)
+    }
+}
+
+/// The tensor shapes of a checkpoint, asked the questions architecture inference needs, each answered with an
+/// error naming the tensor when the file does not fit a CLIP model.
+private struct ShapeTable {
+    let origin: String
+    var shapes: [String: [Int]] = [:]
+
+    init(_ source: any WeightSource) {
+        origin = source.origin
+        for t in source.tensorInfos { shapes[t.name] = t.shape }
+    }
+
+    func has(_ key: String) -> Bool { shapes[key] != nil }
+
+    /// The shape of `key`, which must have `rank` positive dimensions, none above `maximumDimension`.
+    func shape(_ key: String, rank: Int) throws(ModelLoadError) -> [Int] {
+        guard let s = shapes[key] else { throw .missingTensor(key, origin: origin) }
+        guard s.count == rank, s.allSatisfy({ $0 > 0 }) else {
+            throw .architecture("tensor '\(key)' has shape \(s), expected \(rank) positive dimensions", origin: origin)
+        }
+        guard s.allSatisfy({ $0 <= CLIPConfiguration.maximumDimension }) else {
+            throw .architecture("tensor '\(key)' has shape \(s); no dimension of a CLIP model exceeds \(CLIPConfiguration.maximumDimension)", origin: origin)
+        }
+        return s
+    }
+
+    /// The side of the square grid a positional embedding of `side² + 1` rows (class token first) covers.
+    func squareSide(_ key: String) throws(ModelLoadError) -> Int {
+        let rows = try shape(key, rank: 2)[0]
+        guard rows <= CLIPConfiguration.maximumTokens else {
+            throw .architecture("tensor '\(key)' has \(rows) rows; at most \(CLIPConfiguration.maximumTokens) tokens are supported", origin: origin)
+        }
+        let side = Int((Double(rows - 1)).squareRoot().rounded())
+        guard side > 0, side * side + 1 == rows else {
+            throw .architecture("tensor '\(key)' has \(rows) rows, which is not a square grid plus one", origin: origin)
+        }
+        return side
+    }
+
+    /// How many blocks `<prefix>.<i>.…` there are; the indices must be exactly `0..<n`.
+    func blockCount(_ prefix: String) throws(ModelLoadError) -> Int {
+        var indices = Set<String>()
+        for k in shapes.keys where k.hasPrefix(prefix + ".") {
+            let rest = k.dropFirst(prefix.count + 1)
+            if let idx = rest.split(separator: ".", maxSplits: 1).first { indices.insert(String(idx)) }
+        }
+        let n = indices.count
+        guard Set((0..<n).map(String.init)) == indices else {
+            throw .architecture("\(prefix) blocks are not numbered 0..<\(n): \(indices.sorted())", origin: origin)
+        }
+        return n
     }
 }
 

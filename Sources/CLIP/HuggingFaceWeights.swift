@@ -26,68 +26,68 @@ public struct HuggingFaceWeights: WeightSource {
         for t in base.tensorInfos { infos[t.name] = t }
         var recipes: [String: Recipe] = [:]
         var out: [TensorInfo] = []
-        func add(_ name: String, _ r: Recipe, _ shape: [Int], _ dtype: DType) {
-            recipes[name] = r
-            out.append(TensorInfo(name: name, dtype: dtype, shape: shape))
-        }
-        let layer = #/^(text_model|vision_model)\.encoder\.layers\.(\d+)\.(.+)$/#
         for t in base.tensorInfos where !Self.isIgnorable(t.name) {
-            let n = t.name
-            if let m = n.wholeMatch(of: layer) {
-                let tower = m.1 == "text_model" ? "transformer" : "visual.transformer"
-                let p = "\(tower).resblocks.\(m.2)"
-                let rest = String(m.3)
-                let simple: [String: String] = [
-                    "self_attn.out_proj.weight": "attn.out_proj.weight", "self_attn.out_proj.bias": "attn.out_proj.bias",
-                    "layer_norm1.weight": "ln_1.weight", "layer_norm1.bias": "ln_1.bias",
-                    "layer_norm2.weight": "ln_2.weight", "layer_norm2.bias": "ln_2.bias",
-                    "mlp.fc1.weight": "mlp.c_fc.weight", "mlp.fc1.bias": "mlp.c_fc.bias",
-                    "mlp.fc2.weight": "mlp.c_proj.weight", "mlp.fc2.bias": "mlp.c_proj.bias",
-                ]
-                if let target = simple[rest] {
-                    add("\(p).\(target)", .rename(n), t.shape, t.dtype)
-                } else if rest == "self_attn.q_proj.weight" || rest == "self_attn.q_proj.bias" {
-                    let kind = rest.hasSuffix("weight") ? "weight" : "bias"
-                    let parts = ["q", "k", "v"].map { "\(m.1).encoder.layers.\(m.2).self_attn.\($0)_proj.\(kind)" }
-                    guard parts.allSatisfy({ infos[$0]?.shape == t.shape }) else {
-                        throw WeightFileError(file: base.origin, .invalidEntry(tensor: n, message: "q, k and v projections differ in shape or are incomplete"))
-                    }
-                    guard t.shape.count == (kind == "weight" ? 2 : 1) else {
-                        throw WeightFileError(file: base.origin, .invalidEntry(tensor: n, message: "has shape \(t.shape); a projection \(kind) has \(kind == "weight" ? 2 : 1) dimension\(kind == "weight" ? "s" : "")"))
-                    }
-                    var shape = t.shape
-                    shape[0] = Checked.product(shape[0], 3) ?? Int.max
-                    add("\(p).attn.in_proj_\(kind)", .concat(parts), shape, t.dtype)
-                } else if rest.hasPrefix("self_attn.k_proj.") || rest.hasPrefix("self_attn.v_proj.") {
-                    continue  // fused with q above
-                } else {
-                    add(n, .rename(n), t.shape, t.dtype)
-                }
-                continue
-            }
-            let direct: [String: String] = [
-                "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
-                "text_model.embeddings.position_embedding.weight": "positional_embedding",
-                "text_model.final_layer_norm.weight": "ln_final.weight", "text_model.final_layer_norm.bias": "ln_final.bias",
-                "vision_model.embeddings.class_embedding": "visual.class_embedding",
-                "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
-                "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
-                "vision_model.pre_layrnorm.weight": "visual.ln_pre.weight", "vision_model.pre_layrnorm.bias": "visual.ln_pre.bias",
-                "vision_model.post_layernorm.weight": "visual.ln_post.weight", "vision_model.post_layernorm.bias": "visual.ln_post.bias",
-                "logit_scale": "logit_scale",
-            ]
-            if let target = direct[n] {
-                add(target, .rename(n), t.shape, t.dtype)
-            } else if n == "visual_projection.weight" || n == "text_projection.weight", t.shape.count == 2 {
-                add(n == "visual_projection.weight" ? "visual.proj" : "text_projection", .transpose(n), [t.shape[1], t.shape[0]], t.dtype)
-            } else {
-                add(n, .rename(n), t.shape, t.dtype)
-            }
+            guard let (name, recipe, shape) = try Self.mapping(of: t, among: infos, origin: base.origin) else { continue }
+            recipes[name] = recipe
+            out.append(TensorInfo(name: name, dtype: t.dtype, shape: shape))
         }
         self.origin = base.origin
         self.base = base
         self.recipes = recipes
         self.tensorInfos = out
+    }
+
+    /// Per-layer Hugging Face suffixes and their OpenAI names (q/k/v are fused separately).
+    private static let layerNames: [String: String] = [
+        "self_attn.out_proj.weight": "attn.out_proj.weight", "self_attn.out_proj.bias": "attn.out_proj.bias",
+        "layer_norm1.weight": "ln_1.weight", "layer_norm1.bias": "ln_1.bias",
+        "layer_norm2.weight": "ln_2.weight", "layer_norm2.bias": "ln_2.bias",
+        "mlp.fc1.weight": "mlp.c_fc.weight", "mlp.fc1.bias": "mlp.c_fc.bias",
+        "mlp.fc2.weight": "mlp.c_proj.weight", "mlp.fc2.bias": "mlp.c_proj.bias",
+    ]
+
+    /// Hugging Face names outside the layers and their OpenAI names.
+    private static let directNames: [String: String] = [
+        "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+        "text_model.embeddings.position_embedding.weight": "positional_embedding",
+        "text_model.final_layer_norm.weight": "ln_final.weight", "text_model.final_layer_norm.bias": "ln_final.bias",
+        "vision_model.embeddings.class_embedding": "visual.class_embedding",
+        "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
+        "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
+        "vision_model.pre_layrnorm.weight": "visual.ln_pre.weight", "vision_model.pre_layrnorm.bias": "visual.ln_pre.bias",
+        "vision_model.post_layernorm.weight": "visual.ln_post.weight", "vision_model.post_layernorm.bias": "visual.ln_post.bias",
+        "logit_scale": "logit_scale",
+    ]
+
+    /// The OpenAI name, recipe and shape for Hugging Face tensor `t`, or nil for the k/v projections (fused with q).
+    private static func mapping(of t: TensorInfo, among infos: [String: TensorInfo],
+                                origin: String) throws(WeightFileError) -> (String, Recipe, [Int])? {
+        let n = t.name
+        let layer = #/^(text_model|vision_model)\.encoder\.layers\.(\d+)\.(.+)$/#
+        guard let m = n.wholeMatch(of: layer) else {
+            if let target = directNames[n] { return (target, .rename(n), t.shape) }
+            if n == "visual_projection.weight" || n == "text_projection.weight", t.shape.count == 2 {
+                return (n == "visual_projection.weight" ? "visual.proj" : "text_projection", .transpose(n),
+                        [t.shape[1], t.shape[0]])
+            }
+            return (n, .rename(n), t.shape)
+        }
+        let p = "\(m.1 == "text_model" ? "transformer" : "visual.transformer").resblocks.\(m.2)"
+        let rest = String(m.3)
+        if let target = layerNames[rest] { return ("\(p).\(target)", .rename(n), t.shape) }
+        if rest.hasPrefix("self_attn.k_proj.") || rest.hasPrefix("self_attn.v_proj.") { return nil }
+        guard rest == "self_attn.q_proj.weight" || rest == "self_attn.q_proj.bias" else { return (n, .rename(n), t.shape) }
+        let kind = rest.hasSuffix("weight") ? "weight" : "bias"
+        let parts = ["q", "k", "v"].map { "\(m.1).encoder.layers.\(m.2).self_attn.\($0)_proj.\(kind)" }
+        guard parts.allSatisfy({ infos[$0]?.shape == t.shape }) else {
+            throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: "q, k and v projections differ in shape or are incomplete"))
+        }
+        guard t.shape.count == (kind == "weight" ? 2 : 1) else {
+            throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: "has shape \(t.shape); a projection \(kind) has \(kind == "weight" ? 2 : 1) dimension\(kind == "weight" ? "s" : "")"))
+        }
+        var shape = t.shape
+        shape[0] = Checked.product(shape[0], 3) ?? Int.max
+        return ("\(p).attn.in_proj_\(kind)", .concat(parts), shape)
     }
 
     public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {

@@ -175,47 +175,12 @@ extension CLIPModel {
             throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel folder?", origin: folder)
         }
         let fm = FileManager.default
-        let base: any WeightSource
-        do throws(WeightFileError) {
-            if fm.fileExists(atPath: folder + "/model.safetensors") {
-                base = try SafeTensorsFile(path: folder + "/model.safetensors")
-            } else if fm.fileExists(atPath: folder + "/pytorch_model.bin") {
-                base = try TorchCheckpoint(path: folder + "/pytorch_model.bin")
-            } else {
-                throw WeightFileError(file: folder, .cannotOpen(reason: "neither model.safetensors nor pytorch_model.bin is present"))
-            }
-        } catch { throw .weightFile(error) }
+        let base = try huggingFaceWeightFile(folder: folder)
         let source: HuggingFaceWeights
         do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
         var c = try CLIPConfiguration.infer(from: source)
         let configPath = folder + "/config.json"
-        if let h = try heads(text["num_attention_heads"], "text_config.num_attention_heads", width: c.text.width,
-                             origin: configPath) {
-            c.text.heads = h
-        }
-        if case .transformer(var v) = c.vision {
-            if let h = try heads(vision["num_attention_heads"], "vision_config.num_attention_heads", width: v.width,
-                                 origin: configPath) {
-                v.heads = h
-            }
-            c.vision = .transformer(v)
-        }
-        // Each tower takes its own activation and LayerNorm ε from its own section (CLIPConfig allows them to differ).
-        if let act = try activation(text["hidden_act"], "text_config.hidden_act", origin: configPath) {
-            c.text.activation = act
-        }
-        if let eps = try epsilon(text["layer_norm_eps"], "text_config.layer_norm_eps", origin: configPath) {
-            c.text.layerNormEps = eps
-        }
-        if case .transformer(var v) = c.vision {
-            if let act = try activation(vision["hidden_act"], "vision_config.hidden_act", origin: configPath) {
-                v.activation = act
-            }
-            if let eps = try epsilon(vision["layer_norm_eps"], "vision_config.layer_norm_eps", origin: configPath) {
-                v.layerNormEps = eps
-            }
-            c.vision = .transformer(v)
-        }
+        try applyTowerSettings(text: text, vision: vision, to: &c, origin: configPath)
         var p = Preprocessing(resolution: try resolution(vision["image_size"], "vision_config.image_size", model: c,
                                                          origin: configPath) ?? c.imageResolution)
         if fm.fileExists(atPath: folder + "/preprocessor_config.json") {
@@ -235,5 +200,46 @@ extension CLIPModel {
         return LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
                            storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
                            tokenizerFolder: hasTokenizer ? folder : nil)
+    }
+
+    /// `model.safetensors`, else `pytorch_model.bin`, of a Hugging Face folder.
+    private static func huggingFaceWeightFile(folder: String) throws(ModelLoadError) -> any WeightSource {
+        let fm = FileManager.default
+        do throws(WeightFileError) {
+            if fm.fileExists(atPath: folder + "/model.safetensors") {
+                return try SafeTensorsFile(path: folder + "/model.safetensors")
+            } else if fm.fileExists(atPath: folder + "/pytorch_model.bin") {
+                return try TorchCheckpoint(path: folder + "/pytorch_model.bin")
+            }
+            throw WeightFileError(file: folder, .cannotOpen(reason: "neither model.safetensors nor pytorch_model.bin is present"))
+        } catch { throw .weightFile(error) }
+    }
+
+    /// Heads, activation and LayerNorm ε from each tower's own section of `config.json` (CLIPConfig allows the
+    /// towers to differ); the ResNet tower has no such section.
+    private static func applyTowerSettings(text: [String: Any], vision: [String: Any], to c: inout CLIPConfiguration,
+                                           origin: String) throws(ModelLoadError) {
+        if let h = try heads(text["num_attention_heads"], "text_config.num_attention_heads", width: c.text.width,
+                             origin: origin) {
+            c.text.heads = h
+        }
+        if let act = try activation(text["hidden_act"], "text_config.hidden_act", origin: origin) {
+            c.text.activation = act
+        }
+        if let eps = try epsilon(text["layer_norm_eps"], "text_config.layer_norm_eps", origin: origin) {
+            c.text.layerNormEps = eps
+        }
+        guard case .transformer(var v) = c.vision else { return }
+        if let h = try heads(vision["num_attention_heads"], "vision_config.num_attention_heads", width: v.width,
+                             origin: origin) {
+            v.heads = h
+        }
+        if let act = try activation(vision["hidden_act"], "vision_config.hidden_act", origin: origin) {
+            v.activation = act
+        }
+        if let eps = try epsilon(vision["layer_norm_eps"], "vision_config.layer_norm_eps", origin: origin) {
+            v.layerNormEps = eps
+        }
+        c.vision = .transformer(v)
     }
 }

@@ -141,38 +141,7 @@ public struct ImagePreprocessor: Sendable {
         // Only the part of the resized image that survives the crop is computed.
         let wx = max(left, 0), wy = max(top, 0)
         let ww = min(left + r, nw) - wx, wh = min(top + r, nh) - wy
-        var region: [UInt8]
-        if (nw, nh) == (image.width, image.height) {
-            region = [UInt8](repeating: 0, count: ww * wh * ch)
-            for y in 0..<wh {
-                let s = ((y + wy) * nw + wx) * ch
-                region.replaceSubrange((y * ww * ch)..<((y + 1) * ww * ch), with: image.pixels[s..<(s + ww * ch)])
-            }
-        } else {
-            switch image.mode {
-            case .palette, .bilevel:
-                var full = [UInt8](repeating: 0, count: nw * nh * ch)
-                image.pixels.withUnsafeBufferPointer { s in
-                    full.withUnsafeMutableBufferPointer { d in
-                        clip_resize_nearest(s.baseAddress!, Int32(image.width), Int32(image.height), Int32(ch),
-                                            d.baseAddress!, Int32(nw), Int32(nh))
-                    }
-                }
-                region = [UInt8](repeating: 0, count: ww * wh * ch)
-                for y in 0..<wh {
-                    let s = ((y + wy) * nw + wx) * ch
-                    region.replaceSubrange((y * ww * ch)..<((y + 1) * ww * ch), with: full[s..<(s + ww * ch)])
-                }
-            case .rgba, .grayAlpha:
-                region = try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name,
-                                     premultiplied: true)
-                unpremultiply(&region, channels: ch)
-            case .gray, .rgb, .cmyk:
-                region = try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
-            case .gray16:
-                region = try bicubic16(image.pixels, image.width, image.height, nw, nh, wx, wy, ww, wh, name)
-            }
-        }
+        let region = try resizedWindow(image, width: nw, height: nh, x: wx, y: wy, w: ww, h: wh, name: name)
         var rgb = [UInt8](repeating: 0, count: r * r * 3)  // torchvision pads with 0 outside the image
         region.withUnsafeBufferPointer { src in
             for y in 0..<wh {
@@ -186,6 +155,47 @@ public struct ImagePreprocessor: Sendable {
             }
         }
         return rgb
+    }
+
+    /// The `w × h` window at `(x, y)` of `image` resized to `width × height`, in the image's own mode →
+    /// `w × h × channels` bytes. Only the window is resampled.
+    private func resizedWindow(_ image: DecodedImage, width nw: Int, height nh: Int, x wx: Int, y wy: Int, w ww: Int,
+                               h wh: Int, name: String) throws(ImageError) -> [UInt8] {
+        let ch = image.mode.channels
+        if (nw, nh) == (image.width, image.height) {
+            return Self.window(of: image.pixels, width: nw, channels: ch, x: wx, y: wy, w: ww, h: wh)
+        }
+        switch image.mode {
+        case .palette, .bilevel:
+            var full = [UInt8](repeating: 0, count: nw * nh * ch)
+            image.pixels.withUnsafeBufferPointer { s in
+                full.withUnsafeMutableBufferPointer { d in
+                    clip_resize_nearest(s.baseAddress!, Int32(image.width), Int32(image.height), Int32(ch),
+                                        d.baseAddress!, Int32(nw), Int32(nh))
+                }
+            }
+            return Self.window(of: full, width: nw, channels: ch, x: wx, y: wy, w: ww, h: wh)
+        case .rgba, .grayAlpha:
+            var region = try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name,
+                                     premultiplied: true)
+            unpremultiply(&region, channels: ch)
+            return region
+        case .gray, .rgb, .cmyk:
+            return try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
+        case .gray16:
+            return try bicubic16(image.pixels, image.width, image.height, nw, nh, wx, wy, ww, wh, name)
+        }
+    }
+
+    /// Rows `y..<y+h`, columns `x..<x+w` of a `width`-pixel-wide interleaved image.
+    private static func window(of pixels: [UInt8], width: Int, channels ch: Int, x: Int, y: Int, w: Int,
+                               h: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: w * h * ch)
+        for row in 0..<h {
+            let s = ((row + y) * width + x) * ch
+            out.replaceSubrange((row * w * ch)..<((row + 1) * w * ch), with: pixels[s..<(s + w * ch)])
+        }
+        return out
     }
 
     func process(_ image: DecodedImage, name: String, into out: UnsafeMutablePointer<Float>) throws(ImageError) {

@@ -34,7 +34,7 @@ public enum DType: String, Sendable, CaseIterable {
 
 /// Widens little-endian floating-point bytes to fp32. `bytes.count` must be `count * dtype.size`
 /// (callers validate this against the file before calling).
-public func decodeFloats(_ bytes: UnsafeRawBufferPointer, dtype: DType, count: Int) -> [Float]? {
+package func decodeFloats(_ bytes: UnsafeRawBufferPointer, dtype: DType, count: Int) -> [Float]? {
     guard dtype.isFloatingPoint, bytes.count == count * dtype.size else { return nil }
     return [Float](unsafeUninitializedCapacity: count) { out, initialized in
         switch dtype {
@@ -54,7 +54,7 @@ public func decodeFloats(_ bytes: UnsafeRawBufferPointer, dtype: DType, count: I
 }
 
 /// Reads little-endian integer bytes as `Int`s (token ids, counters). `bytes.count` must be `count * dtype.size`.
-public func decodeIntegers(_ bytes: UnsafeRawBufferPointer, dtype: DType, count: Int) -> [Int]? {
+package func decodeIntegers(_ bytes: UnsafeRawBufferPointer, dtype: DType, count: Int) -> [Int]? {
     guard dtype.isInteger, bytes.count == count * dtype.size else { return nil }
     var out = [Int](repeating: 0, count: count)
     for i in 0..<count {

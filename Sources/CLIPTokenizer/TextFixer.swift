@@ -44,17 +44,7 @@ struct TextFixer: Sendable {
             let n = i + 1
             guard f.count >= 2 else { throw .malformedData(file: file, line: n, message: "short line") }
             switch f[0] {
-            case "charmap":
-                let cps = try f[2...].map { (x) throws(TokenizerError) -> UInt32 in try parseHex(x, file: file, line: n) }
-                guard cps.count == 129 else { throw .malformedData(file: file, line: n, message: "charmap needs 129 entries") }
-                var enc: [UInt32: UInt8] = [:]
-                var allowed = ScalarSet(ranges: [(0, 0x19), (0x1B, 0x7F)])
-                for v in 0..<0x80 where v != 0x1A { enc[UInt32(v)] = UInt8(v) }
-                for (k, cp) in cps.enumerated() {
-                    enc[cp] = k == 128 ? 0x1A : UInt8(0x80 + k)
-                }
-                allowed = allowed.union(ScalarSet(ranges: cps.map { ($0, $0) }))
-                charmaps.append((String(f[1]), cps, enc, allowed))
+            case "charmap": charmaps.append(try Self.charmap(f, file: file, line: n))
             case "strict":
                 strict = f[2...].map { $0 == "-" ? nil : UInt32($0, radix: 16) }
                 guard strict.count == 128 else { throw .malformedData(file: file, line: n, message: "table needs 128 entries") }
@@ -74,15 +64,7 @@ struct TextFixer: Sendable {
         guard charmaps.count == 10, strict.count == 128 else {
             throw .malformedData(file: file, line: 0, message: "expected 10 charmaps and the strict windows-1252 table")
         }
-        for name in ["c1", "bad", "common", "law", "currency", "start_punctuation", "end_punctuation", "numeric",
-                     "kaomoji", "upper_accented", "lower_accented", "upper_common", "lower_common", "box"]
-        where categories[name] == nil {
-            throw .malformedData(file: file, line: 0, message: "missing category '\(name)'")
-        }
-        for name in ["utf8_first_of_2", "utf8_first_of_3", "utf8_first_of_4", "utf8_continuation",
-                     "utf8_continuation_strict"] where clues[name] == nil {
-            throw .malformedData(file: file, line: 0, message: "missing clue class '\(name)'")
-        }
+        try Self.checkRequired(categories: categories, clues: clues, file: file)
         self.charmaps = charmaps.map { (name: $0.0, decode: $0.1, encode: $0.2, allowed: $0.3) }
         self.strict1252 = strict
         self.categories = categories
@@ -93,6 +75,34 @@ struct TextFixer: Sendable {
         self.word = ScalarSet(ranges: wordRanges)
         self.respace = ScalarSet(ranges: spaceRanges)
         self.rules = BadnessRule.all(categories: categories, word: self.word, space: self.respace)
+    }
+
+    /// One `charmap <name> <129 hex code points>` record: what bytes 0x80...0xFF and 0x1A decode to.
+    private static func charmap(_ f: [Substring], file: String,
+                                line n: Int) throws(TokenizerError) -> (String, [UInt32], [UInt32: UInt8], ScalarSet) {
+        let cps = try f[2...].map { (x) throws(TokenizerError) -> UInt32 in try parseHex(x, file: file, line: n) }
+        guard cps.count == 129 else { throw .malformedData(file: file, line: n, message: "charmap needs 129 entries") }
+        var enc: [UInt32: UInt8] = [:]
+        for v in 0..<0x80 where v != 0x1A { enc[UInt32(v)] = UInt8(v) }
+        for (k, cp) in cps.enumerated() {
+            enc[cp] = k == 128 ? 0x1A : UInt8(0x80 + k)
+        }
+        let allowed = ScalarSet(ranges: [(0, 0x19), (0x1B, 0x7F)]).union(ScalarSet(ranges: cps.map { ($0, $0) }))
+        return (String(f[1]), cps, enc, allowed)
+    }
+
+    /// The badness rules and the UTF-8 detector need these classes; a data file without them is refused.
+    private static func checkRequired(categories: [String: ScalarSet], clues: [String: ScalarSet],
+                                      file: String) throws(TokenizerError) {
+        for name in ["c1", "bad", "common", "law", "currency", "start_punctuation", "end_punctuation", "numeric",
+                     "kaomoji", "upper_accented", "lower_accented", "upper_common", "lower_common", "box"]
+        where categories[name] == nil {
+            throw .malformedData(file: file, line: 0, message: "missing category '\(name)'")
+        }
+        for name in ["utf8_first_of_2", "utf8_first_of_3", "utf8_first_of_4", "utf8_continuation",
+                     "utf8_continuation_strict"] where clues[name] == nil {
+            throw .malformedData(file: file, line: 0, message: "missing clue class '\(name)'")
+        }
     }
 
     // MARK: fix_text

@@ -5,96 +5,6 @@ import CLIPTensor
 /// state dicts (OrderedDict, tensor and parameter rebuilding, storage types), and TorchScript's `__torch__.*`
 /// classes become plain objects whose attributes are read. Every other global, every unknown opcode, and every
 /// out-of-range memo or stack access is an error that names it.
-public indirect enum PickleValue: Sendable {
-    case none
-    case bool(Bool)
-    case int(Int)
-    case float(Double)
-    case string(String)
-    case bytes([UInt8])
-    case tuple([PickleValue])
-    case list(PickleList)
-    case dict(PickleDict)
-    case global(module: String, name: String)
-    case object(PickleObject)
-    case storage(StorageRef)
-    case tensor(TensorRef)
-}
-
-extension PickleValue {
-    /// Takes `values` apart without recursion: every container's children move to a work list before the container
-    /// is released (and mutable containers are emptied, which also breaks reference cycles). Freeing a deep tree
-    /// the ordinary way recurses once per level and can overflow the stack.
-    static func dismantle(_ values: [PickleValue]) {
-        var work = values
-        while let value = work.popLast() {
-            switch value {
-            case .tuple(let items): work += items
-            case .list(let l):
-                work += l.items
-                l.items = []
-            case .dict(let d):
-                for (k, v) in d.items { work += [k, v] }
-                d.items = []
-            case .object(let o):
-                work.append(o.state)
-                o.state = .none
-            default: break
-            }
-        }
-    }
-}
-
-/// Mutable containers: pickles fill lists and dicts after memoising them, so they need reference semantics.
-public final class PickleList: @unchecked Sendable {
-    public var items: [PickleValue] = []
-}
-
-public final class PickleDict: @unchecked Sendable {
-    public var items: [(key: PickleValue, value: PickleValue)] = []
-}
-
-/// An instance of a TorchScript class (`__torch__.…`): its pickled attribute dictionary.
-public final class PickleObject: @unchecked Sendable {
-    public let className: String
-    public var state: PickleValue = .none
-    init(className: String) { self.className = className }
-}
-// The classes above are only mutated while one unpickler builds them; afterwards the tree is read-only.
-
-/// A storage named by a persistent id: ('storage', <type>, key, location, element count).
-public struct StorageRef: Sendable {
-    public let dtype: DType
-    public let key: String
-    public let count: Int
-}
-
-/// A tensor view of a storage, as `torch._utils._rebuild_tensor_v2` describes it.
-public struct TensorRef: Sendable {
-    public let storage: StorageRef
-    public let offset: Int
-    public let shape: [Int]
-    public let stride: [Int]
-}
-
-extension DType {
-    /// The element type of a PyTorch storage class (`FloatStorage`, `HalfStorage`, …), or nil for another name.
-    init?(torchStorage name: String) {
-        let types: [String: DType] = [
-            "FloatStorage": .float32, "HalfStorage": .float16, "BFloat16Storage": .bfloat16, "DoubleStorage": .float64,
-            "LongStorage": .int64, "IntStorage": .int32, "ShortStorage": .int16, "CharStorage": .int8,
-            "ByteStorage": .uint8, "BoolStorage": .bool,
-        ]
-        guard let type = types[name] else { return nil }
-        self = type
-    }
-}
-
-public struct PickleError: Error, Sendable {
-    public let offset: Int
-    public let message: String
-}
-
 public struct Unpickler {
     private let data: [UInt8]
     private var pos = 0
@@ -194,6 +104,8 @@ public struct Unpickler {
             let at = pos
             opcodes += 1
             let op = try read(1)[at]
+            if try pushLiteral(op, at) { continue }
+            if try buildContainer(op, at) { continue }
             switch op {
             case 0x80: _ = try read(1)                                           // PROTO
             case 0x95: _ = try read(8)                                           // FRAME
@@ -207,60 +119,6 @@ public struct Unpickler {
             case 0x28: marks.append(stack.count)                                 // MARK
             case 0x30: _ = try pop()                                             // POP
             case 0x31: _ = try popMark()                                         // POP_MARK
-            case 0x4E: stack.append(.none)                                       // NONE
-            case 0x88: stack.append(.bool(true))                                 // NEWTRUE
-            case 0x89: stack.append(.bool(false))                                // NEWFALSE
-            case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))   // BININT
-            case 0x4B: stack.append(.int(try uint(1)))                           // BININT1
-            case 0x4D: stack.append(.int(try uint(2)))                           // BININT2
-            case 0x8A:                                                           // LONG1
-                let n = try uint(1)
-                guard n <= 8 else { throw fail("integer of \(n) bytes is too large", at: at) }
-                let b = try read(n)
-                var v: Int64 = 0
-                for (i, x) in b.enumerated() { v |= Int64(x) << (8 * Int64(i)) }
-                if n > 0 && n < 8 && b.last! & 0x80 != 0 { v -= Int64(1) << (8 * Int64(n)) }
-                stack.append(.int(Int(v)))
-            case 0x47:                                                           // BINFLOAT
-                var bits: UInt64 = 0
-                for x in try read(8) { bits = bits << 8 | UInt64(x) }
-                stack.append(.float(Double(bitPattern: bits)))
-            case 0x58: stack.append(.string(try text(try uint(4))))              // BINUNICODE
-            case 0x8C: stack.append(.string(try text(try uint(1))))              // SHORT_BINUNICODE
-            case 0x8D: stack.append(.string(try text(try uint(8))))              // BINUNICODE8
-            case 0x42: stack.append(.bytes(Array(try read(try uint(4)))))        // BINBYTES
-            case 0x43: stack.append(.bytes(Array(try read(try uint(1)))))        // SHORT_BINBYTES
-            case 0x8E: stack.append(.bytes(Array(try read(try uint(8)))))        // BINBYTES8
-            case 0x29: stack.append(.tuple([]))                                  // EMPTY_TUPLE
-            case 0x74: stack.append(.tuple(try popMark()))                       // TUPLE
-            case 0x85: let a = try pop(); stack.append(.tuple([a]))              // TUPLE1
-            case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b]))           // TUPLE2
-            case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); stack.append(.tuple([a, b, c]))  // TUPLE3
-            case 0x5D: stack.append(.list(PickleList()))                         // EMPTY_LIST
-            case 0x6C: let l = PickleList(); l.items = try popMark(); stack.append(.list(l))  // LIST
-            case 0x61:                                                           // APPEND
-                let v = try pop()
-                guard case .list(let l) = stack.last else { throw fail("APPEND to a non-list", at: at) }
-                l.items.append(v)
-            case 0x65:                                                           // APPENDS
-                let items = try popMark()
-                guard case .list(let l) = stack.last else { throw fail("APPENDS to a non-list", at: at) }
-                l.items += items
-            case 0x7D: stack.append(.dict(PickleDict()))                         // EMPTY_DICT
-            case 0x64:                                                           // DICT
-                let items = try popMark()
-                guard items.count % 2 == 0 else { throw fail("DICT with an odd number of items", at: at) }
-                let d = PickleDict()
-                for i in stride(from: 0, to: items.count, by: 2) { d.items.append((items[i], items[i + 1])) }
-                stack.append(.dict(d))
-            case 0x73:                                                           // SETITEM
-                let v = try pop(), k = try pop()
-                guard case .dict(let d) = stack.last else { throw fail("SETITEM on a non-dict", at: at) }
-                d.items.append((k, v))
-            case 0x75:                                                           // SETITEMS
-                let items = try popMark()
-                guard items.count % 2 == 0, case .dict(let d) = stack.last else { throw fail("SETITEMS on a non-dict", at: at) }
-                for i in stride(from: 0, to: items.count, by: 2) { d.items.append((items[i], items[i + 1])) }
             case 0x71: try put(try uint(1), at)                                  // BINPUT
             case 0x72: try put(try uint(4), at)                                  // LONG_BINPUT
             case 0x94: try put(memo.count, at)                                   // MEMOIZE
@@ -299,6 +157,78 @@ public struct Unpickler {
                 throw fail("unsupported pickle opcode 0x\(String(op, radix: 16)) at offset \(at)", at: at)
             }
         }
+    }
+
+    /// Pushes the value of a literal opcode (none, booleans, integers, floats, strings, bytes).
+    /// - Returns: false when `op` is not a literal.
+    private mutating func pushLiteral(_ op: UInt8, _ at: Int) throws(PickleError) -> Bool {
+        switch op {
+        case 0x4E: stack.append(.none)                                       // NONE
+        case 0x88: stack.append(.bool(true))                                 // NEWTRUE
+        case 0x89: stack.append(.bool(false))                                // NEWFALSE
+        case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))   // BININT
+        case 0x4B: stack.append(.int(try uint(1)))                           // BININT1
+        case 0x4D: stack.append(.int(try uint(2)))                           // BININT2
+        case 0x8A:                                                           // LONG1
+            let n = try uint(1)
+            guard n <= 8 else { throw fail("integer of \(n) bytes is too large", at: at) }
+            let b = try read(n)
+            var v: Int64 = 0
+            for (i, x) in b.enumerated() { v |= Int64(x) << (8 * Int64(i)) }
+            if n > 0 && n < 8 && b.last! & 0x80 != 0 { v -= Int64(1) << (8 * Int64(n)) }
+            stack.append(.int(Int(v)))
+        case 0x47:                                                           // BINFLOAT
+            var bits: UInt64 = 0
+            for x in try read(8) { bits = bits << 8 | UInt64(x) }
+            stack.append(.float(Double(bitPattern: bits)))
+        case 0x58: stack.append(.string(try text(try uint(4))))              // BINUNICODE
+        case 0x8C: stack.append(.string(try text(try uint(1))))              // SHORT_BINUNICODE
+        case 0x8D: stack.append(.string(try text(try uint(8))))              // BINUNICODE8
+        case 0x42: stack.append(.bytes(Array(try read(try uint(4)))))        // BINBYTES
+        case 0x43: stack.append(.bytes(Array(try read(try uint(1)))))        // SHORT_BINBYTES
+        case 0x8E: stack.append(.bytes(Array(try read(try uint(8)))))        // BINBYTES8
+        default: return false
+        }
+        return true
+    }
+
+    /// Builds or extends a tuple, list or dict.
+    /// - Returns: false when `op` is not a container opcode.
+    private mutating func buildContainer(_ op: UInt8, _ at: Int) throws(PickleError) -> Bool {
+        switch op {
+        case 0x29: stack.append(.tuple([]))                                  // EMPTY_TUPLE
+        case 0x74: stack.append(.tuple(try popMark()))                       // TUPLE
+        case 0x85: let a = try pop(); stack.append(.tuple([a]))              // TUPLE1
+        case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b]))           // TUPLE2
+        case 0x87: let c = try pop(); let b = try pop(); let a = try pop(); stack.append(.tuple([a, b, c]))  // TUPLE3
+        case 0x5D: stack.append(.list(PickleList()))                         // EMPTY_LIST
+        case 0x6C: let l = PickleList(); l.items = try popMark(); stack.append(.list(l))  // LIST
+        case 0x61:                                                           // APPEND
+            let v = try pop()
+            guard case .list(let l) = stack.last else { throw fail("APPEND to a non-list", at: at) }
+            l.items.append(v)
+        case 0x65:                                                           // APPENDS
+            let items = try popMark()
+            guard case .list(let l) = stack.last else { throw fail("APPENDS to a non-list", at: at) }
+            l.items += items
+        case 0x7D: stack.append(.dict(PickleDict()))                         // EMPTY_DICT
+        case 0x64:                                                           // DICT
+            let items = try popMark()
+            guard items.count % 2 == 0 else { throw fail("DICT with an odd number of items", at: at) }
+            let d = PickleDict()
+            for i in stride(from: 0, to: items.count, by: 2) { d.items.append((items[i], items[i + 1])) }
+            stack.append(.dict(d))
+        case 0x73:                                                           // SETITEM
+            let v = try pop(), k = try pop()
+            guard case .dict(let d) = stack.last else { throw fail("SETITEM on a non-dict", at: at) }
+            d.items.append((k, v))
+        case 0x75:                                                           // SETITEMS
+            let items = try popMark()
+            guard items.count % 2 == 0, case .dict(let d) = stack.last else { throw fail("SETITEMS on a non-dict", at: at) }
+            for i in stride(from: 0, to: items.count, by: 2) { d.items.append((items[i], items[i + 1])) }
+        default: return false
+        }
+        return true
     }
 
     private mutating func put(_ i: Int, _ at: Int) throws(PickleError) {

@@ -28,25 +28,7 @@ public struct SafeTensorsFile: WeightSource {
         let path = file.path
         func fail(_ p: WeightFileError.Problem) -> WeightFileError { WeightFileError(file: path, p) }
         let size = file.size
-        guard size >= 8 else { throw fail(.fileTooSmall(size: size)) }
-        let lengthBytes = try file.checkedRead(at: 0, count: 8)
-        let declared = lengthBytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard declared <= UInt64(Self.maxHeaderSize) else {
-            throw fail(.headerTooLarge(declared: declared, limit: Self.maxHeaderSize))
-        }
-        let headerLength = Int(declared)
-        guard headerLength <= size - 8 else {
-            throw fail(.headerPastEnd(declared: declared, fileSize: size))
-        }
-        let headerBytes = try file.checkedRead(at: 8, count: headerLength)
-        guard String(validating: headerBytes, as: UTF8.self) != nil else { throw fail(.headerNotUTF8) }
-        guard headerBytes.first == UInt8(ascii: "{") else { throw fail(.headerNotObject) }
-        let json: JSONValue
-        do {
-            json = try JSONParser.parse(headerBytes)
-        } catch {
-            throw fail(.invalidJSON(offset: 8 + error.offset, message: error.message))
-        }
+        let (headerLength, json) = try Self.readHeader(of: file)
         guard case .object(let members) = json else { throw fail(.headerNotObject) }
 
         var metadata: [String: String] = [:]
@@ -90,6 +72,34 @@ public struct SafeTensorsFile: WeightSource {
         // Stored order is the order of the bytes, which is how writers lay the state dict out.
         self.tensorInfos = entries.map(\.info)
         self.byName = Dictionary(uniqueKeysWithValues: entries.map { ($0.info.name, $0.info) })
+    }
+
+    /// Reads the 8-byte little-endian header length and the JSON header it announces.
+    /// - Returns: the header's length in bytes and its parsed value.
+    private static func readHeader(of file: RegularFile) throws(WeightFileError) -> (Int, JSONValue) {
+        let path = file.path
+        func fail(_ p: WeightFileError.Problem) -> WeightFileError { WeightFileError(file: path, p) }
+        let size = file.size
+        guard size >= 8 else { throw fail(.fileTooSmall(size: size)) }
+        let lengthBytes = try file.checkedRead(at: 0, count: 8)
+        let declared = lengthBytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard declared <= UInt64(Self.maxHeaderSize) else {
+            throw fail(.headerTooLarge(declared: declared, limit: Self.maxHeaderSize))
+        }
+        let headerLength = Int(declared)
+        guard headerLength <= size - 8 else {
+            throw fail(.headerPastEnd(declared: declared, fileSize: size))
+        }
+        let headerBytes = try file.checkedRead(at: 8, count: headerLength)
+        guard String(validating: headerBytes, as: UTF8.self) != nil else { throw fail(.headerNotUTF8) }
+        guard headerBytes.first == UInt8(ascii: "{") else { throw fail(.headerNotObject) }
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(headerBytes)
+        } catch {
+            throw fail(.invalidJSON(offset: 8 + error.offset, message: error.message))
+        }
+        return (headerLength, json)
     }
 
     private static func parseEntry(

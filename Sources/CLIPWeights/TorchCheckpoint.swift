@@ -49,15 +49,39 @@ public struct TorchCheckpoint: WeightSource {
         } catch {
             throw WeightFileError(file: path, .invalidEntry(tensor: pkl.name, message: "\(error.message) (pickle offset \(error.offset))"))
         }
+        let (kind, found) = try Self.tensors(in: root, path: path)
+        var byName: [String: TensorRef] = [:]
+        for (k, t) in found {
+            guard byName[k] == nil else { throw fail("tensor '\(k)' appears twice") }
+            byName[k] = t
+        }
+        try Self.checkStorages(of: found, in: archive, prefix: prefix, path: path)
+        self.origin = path
+        self.kind = kind
+        self.archive = archive
+        self.prefix = prefix
+        self.bigEndian = bigEndian
+        self.tensors = byName
+        self.tensorInfos = found.map { TensorInfo(name: $0.0, dtype: $0.1.storage.dtype, shape: $0.1.shape) }
+        // Reading may inflate or re-read storages; twice what the referenced entries hold is the most a legitimate
+        // file needs (each storage once, with room for tensors interleaving two).
+        let entryBytes = Set(found.map(\.1.storage.key)).reduce(0) { total, key in
+            Checked.sum(total, archive.entry(prefix + "data/" + key)?.uncompressedSize ?? 0) ?? Int.max
+        }
+        self.storages = StorageReader(budget: Checked.sum(Checked.product(2, entryBytes) ?? Int.max, 64 << 20) ?? Int.max)
+        PickleValue.dismantle([root])
+    }
+
+    /// The named tensors of an unpickled `data.pkl`: a TorchScript module tree, or a state dict (unwrapped from
+    /// `{"state_dict": …}` and stripped of a `module.` prefix on every key).
+    private static func tensors(in root: PickleValue, path: String) throws(WeightFileError) -> (Kind, [(String, TensorRef)]) {
         var found: [(String, TensorRef)] = []
-        let kind: Kind
         switch root {
         case .object(let o):
-            kind = .torchScript
             var modules = 0
-            try Self.walk(o, prefix: "", into: &found, depth: 0, modules: &modules, path: path)
+            try walk(o, prefix: "", into: &found, depth: 0, modules: &modules, path: path)
+            return (.torchScript, found)
         case .dict(var d):
-            kind = .stateDict
             // Training checkpoints wrap the weights: {"state_dict": {...}, "epoch": ..., "optimizer": ...}.
             if let inner = d.items.first(where: { if case .string("state_dict") = $0.key { true } else { false } }),
                case .dict(let sd) = inner.value {
@@ -71,16 +95,16 @@ public struct TorchCheckpoint: WeightSource {
             if !found.isEmpty, found.allSatisfy({ $0.0.hasPrefix("module.") }) {
                 found = found.map { (String($0.0.dropFirst("module.".count)), $0.1) }
             }
+            return (.stateDict, found)
         default:
-            throw fail("data.pkl holds neither a state dict nor a TorchScript module")
+            throw WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: "data.pkl holds neither a state dict nor a TorchScript module"))
         }
-        var byName: [String: TensorRef] = [:]
-        for (k, t) in found {
-            guard byName[k] == nil else { throw fail("tensor '\(k)' appears twice") }
-            byName[k] = t
-        }
-        // Every storage must exist with the bytes its element count needs, and the tensors may not materialise much
-        // more than the storages hold: stride-0 views can describe gigabytes over a few bytes.
+    }
+
+    /// Every storage must exist with the bytes its element count needs, and the tensors may not materialise much
+    /// more than the storages hold: stride-0 views can describe gigabytes over a few bytes.
+    private static func checkStorages(of found: [(String, TensorRef)], in archive: ZipArchive, prefix: String,
+                                      path: String) throws(WeightFileError) {
         var storageElements: [String: Int] = [:]
         var materialised = 0
         for (name, t) in found {
@@ -98,22 +122,8 @@ public struct TorchCheckpoint: WeightSource {
         let held = storageElements.values.reduce(0) { Checked.sum($0, $1) ?? Int.max }
         let allowed = Checked.sum(Checked.product(2, held) ?? Int.max, 1 << 24) ?? Int.max
         guard materialised <= allowed else {
-            throw fail("its tensors describe \(materialised) elements over storages holding \(held): views that repeat data (stride 0, or one storage shared by many tensors) would materialise more than \(allowed)")
+            throw WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: "its tensors describe \(materialised) elements over storages holding \(held): views that repeat data (stride 0, or one storage shared by many tensors) would materialise more than \(allowed)"))
         }
-        self.origin = path
-        self.kind = kind
-        self.archive = archive
-        self.prefix = prefix
-        self.bigEndian = bigEndian
-        self.tensors = byName
-        self.tensorInfos = found.map { TensorInfo(name: $0.0, dtype: $0.1.storage.dtype, shape: $0.1.shape) }
-        // Reading may inflate or re-read storages; twice what the referenced entries hold is the most a legitimate
-        // file needs (each storage once, with room for tensors interleaving two).
-        let entryBytes = Set(found.map(\.1.storage.key)).reduce(0) { total, key in
-            Checked.sum(total, archive.entry(prefix + "data/" + key)?.uncompressedSize ?? 0) ?? Int.max
-        }
-        self.storages = StorageReader(budget: Checked.sum(Checked.product(2, entryBytes) ?? Int.max, 64 << 20) ?? Int.max)
-        PickleValue.dismantle([root])
     }
 
     private static func walk(_ o: PickleObject, prefix: String, into out: inout [(String, TensorRef)], depth: Int,

@@ -27,9 +27,31 @@ public struct ZipArchive: Sendable {
     public static let maxCentralDirectory = 256 << 20
 
     public init(file: RegularFile) throws(WeightFileError) {
+        let path = file.path
+        func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: "zip", message: m)) }
+        let (count, cdSize, cdOffset) = try Self.centralDirectory(of: file)
+        let cd = ByteReader(bytes: try file.checkedRead(at: cdOffset, count: cdSize), base: cdOffset)
+        var entries: [Entry] = []
+        var names: [String: Int] = [:]
+        var p = cdOffset
+        for _ in 0..<count {
+            let (entry, next) = try Self.entry(in: cd, at: p, of: file)
+            guard names[entry.name] == nil else { throw fail("entry '\(entry.name)' appears twice") }
+            names[entry.name] = entries.count
+            entries.append(entry)
+            p = next
+        }
+        self.file = file
+        self.entries = entries
+        self.byName = names
+    }
+
+    /// Finds the end-of-central-directory record (the last signature within the final 64 KiB + 22 bytes), follows
+    /// a zip64 locator when a field is saturated, and checks the directory lies inside the file.
+    /// - Returns: the entry count and the directory's size and offset.
+    private static func centralDirectory(of file: RegularFile) throws(WeightFileError) -> (Int, Int, Int) {
         let path = file.path, size = file.size
         func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: "zip", message: m)) }
-        // End of central directory: the last signature within the final 64 KiB + 22 bytes.
         guard size >= 22 else { throw fail("file is \(size) bytes, too short for a zip archive") }
         let tailStart = max(0, size - 22 - 65_535)
         let tail = ByteReader(bytes: try file.checkedRead(at: tailStart, count: size - tailStart), base: tailStart)
@@ -43,7 +65,6 @@ public struct ZipArchive: Sendable {
         guard var count = tail.u16(eocd + 10), var cdSize = tail.u32(eocd + 12), var cdOffset = tail.u32(eocd + 16) else {
             throw fail("truncated end-of-central-directory record")
         }
-        // Zip64: the locator sits just before the EOCD and points at the zip64 EOCD record.
         if count == 0xFFFF || cdSize == 0xFFFF_FFFF || cdOffset == 0xFFFF_FFFF, tail.u32(eocd - 20) == 0x0706_4B50 {
             guard let z = tail.u64(eocd - 12), Checked.range(offset: z, count: 56, within: size) else {
                 throw fail("zip64 locator points outside the \(size)-byte file")
@@ -62,62 +83,59 @@ public struct ZipArchive: Sendable {
             throw fail("central directory of \(cdSize) bytes is larger than the limit of \(Self.maxCentralDirectory)")
         }
         guard count <= cdSize / 46 + 1 else { throw fail("central directory claims \(count) entries in \(cdSize) bytes") }
-        let cd = ByteReader(bytes: try file.checkedRead(at: cdOffset, count: cdSize), base: cdOffset)
-        var entries: [Entry] = []
-        var names: [String: Int] = [:]
-        var p = cdOffset
-        for _ in 0..<count {
-            guard cd.u32(p) == 0x0201_4B50, let method = cd.u16(p + 10), let crc = cd.u32(p + 16),
-                  var csize = cd.u32(p + 20), var usize = cd.u32(p + 24), let nlen = cd.u16(p + 28),
-                  let elen = cd.u16(p + 30), let clen = cd.u16(p + 32), var local = cd.u32(p + 42),
-                  let nameBytes = cd.bytes(p + 46, nlen) else {
-                throw fail("corrupt central directory entry at offset \(p)")
-            }
-            guard let name = String(validating: nameBytes, as: UTF8.self) else {
-                throw fail("entry name at offset \(p) is not valid UTF-8")
-            }
-            // Zip64 extra field (id 1) replaces whichever sizes/offset are saturated, in this order.
-            var e = p + 46 + nlen
-            let eEnd = e + elen
-            while e + 4 <= eEnd, let id = cd.u16(e), let len = cd.u16(e + 2), e + 4 + len <= eEnd {
-                if id == 1 {
-                    var q = e + 4
-                    if usize == 0xFFFF_FFFF, let v = cd.u64(q) { usize = v; q += 8 }
-                    if csize == 0xFFFF_FFFF, let v = cd.u64(q) { csize = v; q += 8 }
-                    if local == 0xFFFF_FFFF, let v = cd.u64(q) { local = v }
-                }
-                e += 4 + len
-            }
-            let parts = name.split(separator: "/", omittingEmptySubsequences: false)
-            guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\\"), !parts.contains("..") else {
-                throw fail("entry name '\(name)' is absolute or leaves the archive")
-            }
-            guard names[name] == nil else { throw fail("entry '\(name)' appears twice") }
-            guard Checked.range(offset: local, count: 30, within: size) else {
-                throw fail("entry '\(name)': local header at \(local) is outside the \(size)-byte file")
-            }
-            let header = ByteReader(bytes: try file.checkedRead(at: local, count: 30), base: local)
-            guard header.u32(local) == 0x0403_4B50, let lnlen = header.u16(local + 26), let lelen = header.u16(local + 28) else {
-                throw fail("entry '\(name)': no local header at \(local)")
-            }
-            let dataOffset = local + 30 + lnlen + lelen  // local ≤ size, the rest < 2¹⁸: no overflow
-            guard Checked.range(offset: dataOffset, count: csize, within: size) else {
-                throw fail("entry '\(name)': data [\(dataOffset), +\(csize)) runs past the end of the file")
-            }
-            guard method == 0 || method == 8 else {
-                throw fail("entry '\(name)' uses compression method \(method); only stored and deflate are supported")
-            }
-            if method == 0 && csize != usize {
-                throw fail("entry '\(name)' is stored but its sizes differ (\(csize) vs \(usize))")
-            }
-            names[name] = entries.count
-            entries.append(Entry(name: name, method: UInt16(method), compressedSize: csize, uncompressedSize: usize,
-                                 dataOffset: dataOffset, crc32: UInt32(crc)))
-            p += 46 + nlen + elen + clen
+        return (count, cdSize, cdOffset)
+    }
+
+    /// Reads the central-directory record at `p` and the local header it points to.
+    /// - Returns: the validated entry and the offset of the next record.
+    private static func entry(in cd: ByteReader, at p: Int, of file: RegularFile) throws(WeightFileError) -> (Entry, Int) {
+        let path = file.path, size = file.size
+        func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: "zip", message: m)) }
+        guard cd.u32(p) == 0x0201_4B50, let method = cd.u16(p + 10), let crc = cd.u32(p + 16),
+              var csize = cd.u32(p + 20), var usize = cd.u32(p + 24), let nlen = cd.u16(p + 28),
+              let elen = cd.u16(p + 30), let clen = cd.u16(p + 32), var local = cd.u32(p + 42),
+              let nameBytes = cd.bytes(p + 46, nlen) else {
+            throw fail("corrupt central directory entry at offset \(p)")
         }
-        self.file = file
-        self.entries = entries
-        self.byName = names
+        guard let name = String(validating: nameBytes, as: UTF8.self) else {
+            throw fail("entry name at offset \(p) is not valid UTF-8")
+        }
+        // Zip64 extra field (id 1) replaces whichever sizes/offset are saturated, in this order.
+        var e = p + 46 + nlen
+        let eEnd = e + elen
+        while e + 4 <= eEnd, let id = cd.u16(e), let len = cd.u16(e + 2), e + 4 + len <= eEnd {
+            if id == 1 {
+                var q = e + 4
+                if usize == 0xFFFF_FFFF, let v = cd.u64(q) { usize = v; q += 8 }
+                if csize == 0xFFFF_FFFF, let v = cd.u64(q) { csize = v; q += 8 }
+                if local == 0xFFFF_FFFF, let v = cd.u64(q) { local = v }
+            }
+            e += 4 + len
+        }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\\"), !parts.contains("..") else {
+            throw fail("entry name '\(name)' is absolute or leaves the archive")
+        }
+        guard Checked.range(offset: local, count: 30, within: size) else {
+            throw fail("entry '\(name)': local header at \(local) is outside the \(size)-byte file")
+        }
+        let header = ByteReader(bytes: try file.checkedRead(at: local, count: 30), base: local)
+        guard header.u32(local) == 0x0403_4B50, let lnlen = header.u16(local + 26), let lelen = header.u16(local + 28) else {
+            throw fail("entry '\(name)': no local header at \(local)")
+        }
+        let dataOffset = local + 30 + lnlen + lelen  // local ≤ size, the rest < 2¹⁸: no overflow
+        guard Checked.range(offset: dataOffset, count: csize, within: size) else {
+            throw fail("entry '\(name)': data [\(dataOffset), +\(csize)) runs past the end of the file")
+        }
+        guard method == 0 || method == 8 else {
+            throw fail("entry '\(name)' uses compression method \(method); only stored and deflate are supported")
+        }
+        if method == 0 && csize != usize {
+            throw fail("entry '\(name)' is stored but its sizes differ (\(csize) vs \(usize))")
+        }
+        let entry = Entry(name: name, method: UInt16(method), compressedSize: csize, uncompressedSize: usize,
+                          dataOffset: dataOffset, crc32: UInt32(crc))
+        return (entry, p + 46 + nlen + elen + clen)
     }
 
     public func entry(_ name: String) -> Entry? { byName[name].map { entries[$0] } }
