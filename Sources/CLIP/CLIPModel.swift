@@ -18,14 +18,18 @@ import CLIPWeights
 /// let probs = softmax(perImage)
 /// ```
 public struct CLIPModel: Sendable {
+    /// The architecture the towers were built for.
     public let configuration: CLIPConfiguration
+    /// The image tower: `[N, 3, resolution, resolution]` pixels → `[N, embedDim]`.
     public let visual: VisualTower
+    /// The text tower: `N × contextLength` token ids → `[N, embedDim]`.
     public let text: TextTransformer
     /// `logit_scale` as stored: the logits use exp(logitScale).
     public let logitScale: Float
     /// Arithmetic of the products with layer weights.
     public let precision: Precision
 
+    /// The two image towers CLIP comes with.
     public enum VisualTower: Sendable {
         case transformer(VisionTransformer)
         case resnet(ModifiedResNet)

@@ -7,7 +7,9 @@ import CLIPWeights
 public struct CLIPConfiguration: Sendable, Equatable {
     /// Width of the joint image–text embedding space.
     public var embedDim: Int
+    /// The image tower's architecture.
     public var vision: Vision
+    /// The text tower's architecture.
     public var text: Text
 
     /// The non-linearity of every transformer MLP: reading gives the text tower's; setting sets both towers'
@@ -29,6 +31,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
+    /// A Vision Transformer (ViT-B/32, ViT-L/14, …) or the modified ResNet (RN50, RN101, …).
     public enum Vision: Sendable, Equatable {
         case transformer(VisionTransformerConfiguration)
         case resnet(ResNetConfiguration)
@@ -42,17 +45,24 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
+    /// A Vision Transformer tower: `width`-wide tokens, one per `patchSize × patchSize` patch plus a class token.
     public struct VisionTransformerConfiguration: Sendable, Equatable {
+        /// Token width (768 for ViT-B).
         public var width: Int
+        /// Residual attention blocks.
         public var layers: Int
+        /// Attention heads per block (width/64 in the reference).
         public var heads: Int
+        /// Side of the square patches the stem convolution cuts, in pixels.
         public var patchSize: Int
         /// Patches per side; the input resolution is `patchSize × grid`.
         public var grid: Int
-        /// The tower's MLP non-linearity and LayerNorm ε.
+        /// The tower's MLP non-linearity.
         public var activation: Activation
+        /// ε of the tower's LayerNorms.
         public var layerNormEps: Float
 
+        /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
         public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int, activation: Activation = .quickGELU,
                     layerNormEps: Float = 1e-5) {
             (self.width, self.layers, self.heads, self.patchSize, self.grid) = (width, layers, heads, patchSize, grid)
@@ -60,6 +70,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
+    /// A modified ResNet tower: a three-convolution stem, four Bottleneck stages and an attention pool.
     public struct ResNetConfiguration: Sendable, Equatable {
         /// Bottleneck blocks in each of the four stages.
         public var layers: [Int]
@@ -70,21 +81,30 @@ public struct CLIPConfiguration: Sendable, Equatable {
         /// Side of the final feature map; the nominal input resolution is 32× this.
         public var outputGrid: Int
 
+        /// A tower of the given sizes.
         public init(layers: [Int], width: Int, heads: Int, outputGrid: Int) {
             (self.layers, self.width, self.heads, self.outputGrid) = (layers, width, heads, outputGrid)
         }
     }
 
+    /// The causal text transformer.
     public struct Text: Sendable, Equatable {
+        /// Tokens per sequence, start and end included (77).
         public var contextLength: Int
+        /// Rows of the token embedding (49,408 for OpenAI's BPE).
         public var vocabSize: Int
+        /// Token width (512 for ViT-B models).
         public var width: Int
+        /// Attention heads per block.
         public var heads: Int
+        /// Residual attention blocks.
         public var layers: Int
-        /// The tower's MLP non-linearity and LayerNorm ε.
+        /// The tower's MLP non-linearity.
         public var activation: Activation
+        /// ε of the tower's LayerNorms.
         public var layerNormEps: Float
 
+        /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
         public init(contextLength: Int, vocabSize: Int, width: Int, heads: Int, layers: Int,
                     activation: Activation = .quickGELU, layerNormEps: Float = 1e-5) {
             (self.contextLength, self.vocabSize, self.width, self.heads, self.layers) =
@@ -93,10 +113,12 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
+    /// A configuration from its parts; `validate(origin:)` checks them against each other.
     public init(embedDim: Int, vision: Vision, text: Text) {
         (self.embedDim, self.vision, self.text) = (embedDim, vision, text)
     }
 
+    /// The input side length the image tower was built for.
     public var imageResolution: Int { vision.imageResolution }
 
     /// Throws unless every size is positive and the ResNet has four stages.

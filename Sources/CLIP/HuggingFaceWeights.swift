@@ -6,7 +6,9 @@ import CLIPWeights
 /// (stored as `[embed, width]` Linear weights) transposed to OpenAI's `[width, embed]`. Tensors with no OpenAI
 /// counterpart keep their Hugging Face name, so loading reports them as unexpected.
 public struct HuggingFaceWeights: WeightSource {
+    /// The underlying file's path.
     public let origin: String
+    /// The tensors under their OpenAI names, in the underlying file's order.
     public let tensorInfos: [TensorInfo]
     private let base: any WeightSource
     /// OpenAI name → how to make it from Hugging Face tensors.
@@ -21,6 +23,8 @@ public struct HuggingFaceWeights: WeightSource {
     /// Buffers Hugging Face stores that are not parameters.
     static func isIgnorable(_ name: String) -> Bool { name.hasSuffix("position_ids") }
 
+    /// Maps the tensors of `base` (a Hugging Face `model.safetensors` or `pytorch_model.bin`), checking that each
+    /// layer's q, k and v projections have the same shape.
     public init(_ base: any WeightSource) throws(WeightFileError) {
         var infos: [String: TensorInfo] = [:]
         for t in base.tensorInfos { infos[t.name] = t }
@@ -90,6 +94,7 @@ public struct HuggingFaceWeights: WeightSource {
         return ("\(p).attn.in_proj_\(kind)", .concat(parts), shape)
     }
 
+    /// The tensor under its OpenAI name, fused or transposed as needed.
     public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
         guard let r = recipes[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
         switch r {

@@ -6,16 +6,22 @@ import Foundation
 
 /// How a model's images must be prepared: the values the image pipeline needs.
 public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
+    /// Side of the square the image is resized and centre-cropped to.
     public var resolution: Int
+    /// Per-channel (R, G, B) mean subtracted after scaling to [0, 1].
     public var mean: [Float]
+    /// Per-channel (R, G, B) standard deviation divided by.
     public var std: [Float]
 
+    /// The mean OpenAI's models were trained with.
     public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    /// The standard deviation OpenAI's models were trained with.
     public static let openAIStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
     /// The largest input side a model may ask for (ViT-L/14@336px takes 336; SigLIP 512).
     public static let maximumResolution = 4_096
 
+    /// Preprocessing for `resolution` pixels with OpenAI's normalisation unless given.
     public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd) {
         self.resolution = resolution
         self.mean = mean
@@ -30,9 +36,13 @@ public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
 /// Where a model's weights came from.
 /// A model with what is needed to use it: its preprocessing, and where its tokenizer files are if it has its own.
 public struct LoadedModel: Sendable {
+    /// The model itself.
     public let model: CLIPModel
+    /// How its images must be prepared.
     public let preprocessing: Preprocessing
+    /// The file format the weights were read from.
     public let format: WeightFormat
+    /// The file or folder the weights were read from.
     public let path: String
     /// Stored element types and how many tensors use each.
     public let storedDTypes: [DType: Int]

@@ -5,6 +5,7 @@ import CLIPTensor
 /// anti-aliased Bottleneck blocks, and an attention-pooling head. BatchNorm is folded into the convolutions, and the
 /// tower works channels-last ([N, H, W, C]) so 1×1 convolutions are plain GEMMs.
 public struct ModifiedResNet: Sendable {
+    /// The stage sizes and pool heads this tower was built with.
     public let configuration: CLIPConfiguration.ResNetConfiguration
     let stem: [Conv2d]  // conv1 (stride 2), conv2, conv3; each followed by ReLU
     let stages: [[Bottleneck]]

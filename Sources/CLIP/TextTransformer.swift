@@ -4,6 +4,7 @@ import CLIPTensor
 /// The text tower: token and positional embeddings, a causal transformer, `ln_final`, and the features at
 /// each text's end-of-text token (the position of its largest id) projected by `text_projection`.
 public struct TextTransformer: Sendable {
+    /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.Text
     let tokenEmbedding: Tensor  // [vocab, width]
     let positionalEmbedding: Tensor  // [context, width]

@@ -4,6 +4,7 @@ import CLIPTensor
 /// The ViT image tower: patch embedding (a convolution with kernel = stride = patch and no bias), a class
 /// token, positional embeddings, `ln_pre`, a transformer, `ln_post` on the class token, and `proj`.
 public struct VisionTransformer: Sendable {
+    /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.VisionTransformerConfiguration
     /// `conv1.weight` flattened to [width, 3·patch·patch], so patch embedding is one GEMM (packed once, in the
     /// model's precision like every other projection).

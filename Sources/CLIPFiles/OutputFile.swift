@@ -12,6 +12,7 @@ import Darwin
 /// replaced; the link stays a link). A FIFO or a device (`/dev/null`, `/dev/stdout`) is written in place: renaming
 /// a regular file over it would destroy the node. A directory is refused.
 public enum OutputFile {
+    /// Writes `bytes` to `path` as described above: atomically for regular files, in place for FIFOs and devices.
     public static func write(_ bytes: [UInt8], to path: String) throws(FileError) {
         let target = try resolvedTarget(path)
         var st = stat()

@@ -6,9 +6,12 @@ import Darwin
 
 /// Why a file could not be read or written; `description` starts with the path.
 public struct FileError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file the problem concerns.
     public let path: String
+    /// What went wrong.
     public let problem: Problem
 
+    /// What went wrong, each case with what a user needs to fix it.
     public enum Problem: Equatable, Sendable {
         case noSuchFile
         case noSuchDirectory(String)
@@ -23,6 +26,7 @@ public struct FileError: Error, Equatable, Sendable, CustomStringConvertible {
         case system(operation: String, message: String)
     }
 
+    /// An error for `path`.
     public init(path: String, _ problem: Problem) {
         self.path = path
         self.problem = problem
@@ -87,11 +91,13 @@ func parentDirectory(of path: String) -> String {
 /// way would wait forever for a writer). Reads copy into memory the caller owns, so a file truncated or rewritten by
 /// another process gives an error naming the shortfall — never a SIGBUS, as reading through a mapping would.
 public final class RegularFile: Sendable {
+    /// The path the file was opened by.
     public let path: String
     /// Size in bytes when the file was opened.
     public let size: Int
     private let fd: Int32
 
+    /// Opens `path` for reading without blocking; refuses directories, FIFOs, devices and sockets.
     public init(path: String) throws(FileError) {
         self.path = path
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)

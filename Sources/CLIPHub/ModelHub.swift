@@ -32,6 +32,8 @@ public struct ModelHub: Sendable {
     /// Draw a progress bar on standard error (only when it is a terminal).
     public var showProgress: Bool
 
+    /// A hub caching in `cacheDirectory` (else `$CLIP_CACHE_DIR`, else `~/.cache/clip`), fetching from `baseURL`
+    /// (else `$CLIP_MODEL_BASE_URL`, else OpenAI's host).
     public init(cacheDirectory: String? = nil, baseURL: String? = nil, showProgress: Bool = true) {
         let env = ProcessInfo.processInfo.environment
         self.cacheDirectory = cacheDirectory ?? env["CLIP_CACHE_DIR"]

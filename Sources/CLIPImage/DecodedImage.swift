@@ -21,15 +21,20 @@ public enum PixelMode: Sendable, Equatable {
 
 /// An image as decoded, before any resampling: `width × height × mode.channels` bytes, rows top to bottom.
 public struct DecodedImage: Sendable {
+    /// Pixels per row.
     public var width: Int
+    /// Rows.
     public var height: Int
+    /// How each pixel is stored (channels and their meaning).
     public var mode: PixelMode
+    /// `width × height × mode.channels` bytes (two little-endian bytes per sample for `.gray16`), rows top to bottom.
     public var pixels: [UInt8]
     /// RGB triples for `.palette` images.
     public var palette: [UInt8]
     /// The EXIF orientation tag (1–8) when the file carries one.
     public var exifOrientation: Int?
 
+    /// An image from its parts; `pixels` must hold `width × height × mode.channels` bytes.
     public init(width: Int, height: Int, mode: PixelMode, pixels: [UInt8], palette: [UInt8] = [], exifOrientation: Int? = nil) {
         self.width = width
         self.height = height
@@ -42,6 +47,7 @@ public struct DecodedImage: Sendable {
 
 /// Why an image could not be read. `description` names the file and the problem.
 public struct ImageError: Error, CustomStringConvertible, Equatable {
+    /// What went wrong.
     public enum Problem: Equatable, Sendable {
         case unreadable(String)
         case empty
@@ -52,9 +58,12 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
         case invalidBuffer(String)
     }
 
+    /// The file (or the name given for an in-memory image).
     public let file: String
+    /// What went wrong with it.
     public let problem: Problem
 
+    /// An error for `file`.
     public init(file: String, _ problem: Problem) {
         self.file = file
         self.problem = problem
@@ -75,6 +84,7 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// The image formats the decoders read.
 public enum ImageFormat: String, Sendable {
     case jpeg, png, webp
 

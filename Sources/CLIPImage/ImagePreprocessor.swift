@@ -10,17 +10,21 @@ import Foundation
 public struct ImagePreprocessor: Sendable {
     /// Side of the square model input.
     public var resolution: Int
-    /// Per-channel mean and standard deviation of the normalisation (OpenAI's by default).
+    /// Per-channel (R, G, B) mean subtracted after scaling to [0, 1] (OpenAI's by default).
     public var mean: [Float]
+    /// Per-channel (R, G, B) standard deviation divided by (OpenAI's by default).
     public var std: [Float]
     /// Rotate/flip by the EXIF orientation first. Off by default, as in the reference.
     public var applyEXIFOrientation: Bool
     /// Images declaring more pixels are refused before decoding (Pillow's default limit).
     public var maxPixels: Int
 
+    /// The mean OpenAI's models were trained with (R, G, B).
     public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    /// The standard deviation OpenAI's models were trained with (R, G, B).
     public static let openAIStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
+    /// A preprocessor for `resolution × resolution` inputs, normalised with `mean` and `std` (three values each).
     public init(resolution: Int = 224, mean: [Float] = openAIMean, std: [Float] = openAIStd,
                 applyEXIFOrientation: Bool = false, maxPixels: Int = 178_956_970) {
         self.resolution = resolution

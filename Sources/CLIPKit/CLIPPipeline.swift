@@ -13,12 +13,16 @@ import Foundation
 /// let probs = try classifier.probabilities(image)                     // [1, 3]
 /// ```
 public struct CLIPPipeline: Sendable {
+    /// The model the embeddings come from.
     public let model: CLIPModel
+    /// Decodes and prepares images as the model's reference preprocessing does.
     public let preprocessor: ImagePreprocessor
+    /// The model's BPE tokenizer (its own when the model folder has one, OpenAI's otherwise).
     public let tokenizer: CLIPTokenizer
     /// Where the model came from, when it was loaded from a file.
     public let loaded: LoadedModel?
 
+    /// A pipeline over a loaded model, with the tokenizer from the model's folder when it has one.
     public init(_ loaded: LoadedModel) throws(PipelineError) {
         let tokenizer: CLIPTokenizer
         do {
@@ -181,7 +185,9 @@ private final class PendingBatch: @unchecked Sendable {
 
 /// Class weights for zero-shot classification: [classes, embed], each row unit length.
 public struct ZeroShotClassifier: Sendable {
+    /// The class names, in the order of `weights`' rows.
     public let labels: [String]
+    /// One unit-length text embedding per class, averaged over the templates: `[classes, embed]`.
     public let weights: Tensor
     /// exp(logit_scale) of the model.
     public let logitScale: Float
@@ -201,6 +207,7 @@ public func topK(_ scores: [Float], k: Int) -> [(index: Int, score: Float)] {
         .prefix(max(k, 0)).map { (index: $0.offset, score: $0.element) })
 }
 
+/// Why a zero-shot classifier could not be built.
 public enum ClassifierError: Error, CustomStringConvertible, Equatable {
     case badTemplate(String)
     case noLabels

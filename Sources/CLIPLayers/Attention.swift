@@ -3,12 +3,18 @@ import CLIPTensor
 /// Multi-head self-attention with PyTorch's fused projection layout (`nn.MultiheadAttention`):
 /// `in_proj_weight` [3·width, width] holding q, k, v stacked, `in_proj_bias` [3·width], `out_proj` [width, width].
 public struct MultiheadSelfAttention: Sendable {
+    /// The fused q, k, v projection: `[.., width]` → `[.., 3·width]`.
     public let inProj: Linear
+    /// The output projection: `[.., width]` → `[.., width]`.
     public let outProj: Linear
+    /// Heads; each attends over `width / heads` channels.
     public let heads: Int
 
+    /// Token width.
     public var width: Int { outProj.outFeatures }
 
+    /// Reads `<prefix>.in_proj_weight` [3·width, width], `<prefix>.in_proj_bias` [3·width] and `<prefix>.out_proj.*`;
+    /// `heads` must divide `width`.
     public init(_ r: ParameterReader, _ prefix: String, width: Int, heads: Int) throws(ModelLoadError) {
         guard heads > 0, width % heads == 0 else {
             throw .architecture("\(prefix): width \(width) is not divisible into \(heads) heads", origin: r.origin)
@@ -34,6 +40,7 @@ public struct MultiheadSelfAttention: Sendable {
         var qkv: Tensor
         var context: Tensor
 
+        /// Scratch for `batch` sequences of `tokens` tokens of `width` channels.
         public init(batch: Int, tokens: Int, width: Int) {
             qkv = Tensor(uninitialized: [batch, tokens, 3 * width])
             context = Tensor(uninitialized: [batch, tokens, width])
@@ -53,21 +60,24 @@ public struct MultiheadSelfAttention: Sendable {
         try inProj.forward(x, into: &ws.qkv)  // one GEMM for all three projections
         let (w, hd, heads) = (width, width / heads, heads)
         let scale = 1 / Float(hd).squareRoot()
+        // Each task records whether its kernel found the scratch it needs (a few hundred KB; tokens are bounded when
+        // a model is loaded), so an allocation failure is an error rather than a crash.
+        var done = [Bool](repeating: false, count: batch * heads)
         ws.qkv.scalars.withUnsafeBufferPointer { qp in
             ws.context.scalars.withUnsafeMutableBufferPointer { cp in
-                let qBase = qp.baseAddress!, cBase = cp.baseAddress!
-                parallelFor(batch * heads) { task in
-                    let (b, h) = (task / heads, task % heads)
-                    let q = qBase + b * tokens * 3 * w + h * hd
-                    let done = attentionHead(tokens: tokens, headDim: hd, scale: scale, causal: causal, q: q,
-                                             k: q + w, v: q + 2 * w, ld: 3 * w, out: cBase + b * tokens * w + h * hd,
-                                             ldo: w, kernel: kernel)
-                    // The arguments are valid by construction and the token count is bounded when a model is
-                    // loaded, so the kernel fails only when a few hundred KB of scratch cannot be allocated.
-                    precondition(done, "attention: out of memory for \(tokens) tokens")
+                done.withUnsafeMutableBufferPointer { dp in
+                    let qBase = qp.baseAddress!, cBase = cp.baseAddress!, flags = dp.baseAddress!
+                    parallelFor(batch * heads) { task in
+                        let (b, h) = (task / heads, task % heads)
+                        let q = qBase + b * tokens * 3 * w + h * hd
+                        flags[task] = attentionHead(tokens: tokens, headDim: hd, scale: scale, causal: causal, q: q,
+                                                    k: q + w, v: q + 2 * w, ld: 3 * w,
+                                                    out: cBase + b * tokens * w + h * hd, ldo: w, kernel: kernel)
+                    }
                 }
             }
         }
+        guard done.allSatisfy({ $0 }) else { throw .outOfMemory("attention scratch for \(tokens) tokens") }
         try outProj.forward(ws.context, into: &out, accumulate: accumulate)
     }
 
@@ -80,6 +90,7 @@ public struct MultiheadSelfAttention: Sendable {
         return out
     }
 
+    /// The same layer computing its projections in `precision`.
     public func converted(to precision: Precision) throws(TensorError) -> MultiheadSelfAttention {
         MultiheadSelfAttention(inProj: try inProj.converted(to: precision), outProj: try outProj.converted(to: precision),
                                heads: heads)

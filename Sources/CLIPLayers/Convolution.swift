@@ -4,14 +4,22 @@ import CLIPTensor
 /// is the weight, packed once: 1×1 stride-1 convolutions multiply the pixels directly, others go through a
 /// channels-last im2col. `weight` is PyTorch's [out, in, kh, kw] (with any BatchNorm already folded in).
 public struct Conv2d: Sendable {
+    /// The weight as the GEMM's right-hand side `[kh·kw·in, out]`, patch order (y, x, channel).
     public let packedWeight: PackedMatrix   // [kh·kw·in, out], patch order (y, x, channel)
+    /// One bias per output channel: `[out]`.
     public let bias: Tensor
+    /// Side of the square kernel.
     public let kernel: Int
+    /// Step between patches, in pixels, both directions.
     public let stride: Int
+    /// Zero padding on every side, in pixels.
     public let padding: Int
+    /// Input channels.
     public let inChannels: Int
+    /// Output channels.
     public var outChannels: Int { packedWeight.n }
 
+    /// Packs `weight` [out, in, k, k] (square kernels only) with `bias` [out].
     public init(weight: Tensor, bias: Tensor, stride: Int, padding: Int, precision: Precision = .fp32) throws(TensorError) {
         guard weight.rank == 4, weight.shape[2] == weight.shape[3], bias.shape == [weight.shape[0]] else {
             throw .shapeMismatch(operation: "Conv2d", weight.shape, bias.shape)

@@ -3,11 +3,16 @@ import CLIPTensor
 /// y = x · Wᵀ + b, PyTorch's `nn.Linear` layout: `weight` [out, in], `bias` [out]. The weight is held only in
 /// the GEMM kernel's packed layout (packed once at load).
 public struct Linear: Sendable {
+    /// The weight as the GEMM's right-hand side `[in, out]`, in the kernel's packed layout.
     public let packedWeight: PackedMatrix
+    /// `[out]`, or nil for a layer without bias.
     public let bias: Tensor?
 
+    /// Width of an input row.
     public var inFeatures: Int { packedWeight.k }
+    /// Width of an output row.
     public var outFeatures: Int { packedWeight.n }
+    /// The arithmetic the product runs in.
     public var precision: Precision { packedWeight.precision }
 
     /// The weight [out, in], rebuilt from the packed form (for inspection and gradient code; not used by `forward`).
@@ -19,6 +24,8 @@ public struct Linear: Sendable {
         return Tensor(uncheckedShape: [n, k], scalars: out)
     }
 
+    /// Packs `weight` [out, in] for `kernel` (default: the fastest for `precision` on this CPU); `bias` is `[out]` or
+    /// nil.
     public init(weight: Tensor, bias: Tensor?, precision: Precision = .fp32, kernel: GEMMKernel? = nil) throws(TensorError) {
         packedWeight = try PackedMatrix(weight, transposed: true, kernel: kernel, precision: precision)
         self.bias = bias
@@ -67,12 +74,17 @@ public struct Linear: Sendable {
 
 /// LayerNorm over the last dimension, `weight` and `bias` [width].
 public struct LayerNorm: Sendable {
+    /// Per-channel scale γ: `[width]`.
     public let weight: Tensor
+    /// Per-channel shift β: `[width]`.
     public let bias: Tensor
+    /// Added to the variance before its square root.
     public let eps: Float
 
+    /// Channels normalised over.
     public var width: Int { weight.count }
 
+    /// Reads `<prefix>.weight` and `<prefix>.bias`, both `[width]`.
     public init(_ r: ParameterReader, _ prefix: String, width: Int, eps: Float = 1e-5) throws(ModelLoadError) {
         weight = try r.tensor("\(prefix).weight", shape: [width])
         bias = try r.tensor("\(prefix).bias", shape: [width])

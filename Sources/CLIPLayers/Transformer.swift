@@ -16,10 +16,14 @@ public enum Activation: String, Sendable {
 
 /// Two-layer MLP `c_fc` → activation → `c_proj`; `c_fc.weight` [hidden, width], `c_proj.weight` [width, hidden].
 public struct MLP: Sendable {
+    /// `c_fc`: `[.., width]` → `[.., hidden]`, with the activation applied in its epilogue.
     public let fc: Linear
+    /// `c_proj`: `[.., hidden]` → `[.., width]`.
     public let proj: Linear
+    /// The non-linearity between the two products.
     public let activation: Activation
 
+    /// Reads `<prefix>.c_fc.*` and `<prefix>.c_proj.*`; the hidden width comes from `c_fc.weight`.
     public init(_ r: ParameterReader, _ prefix: String, width: Int, activation: Activation) throws(ModelLoadError) {
         // The hidden width is read from the weights (4·width in CLIP; other ratios exist in open_clip).
         let hidden = r.shape(of: "\(prefix).c_fc.weight").flatMap { $0.count == 2 ? $0[0] : nil } ?? 4 * width
@@ -40,6 +44,7 @@ public struct MLP: Sendable {
         try proj.forward(hidden, into: &out, accumulate: accumulate)
     }
 
+    /// The same MLP computing its products in `precision`.
     public func converted(to precision: Precision) throws(TensorError) -> MLP {
         MLP(fc: try fc.converted(to: precision), proj: try proj.converted(to: precision), activation: activation)
     }
@@ -47,11 +52,16 @@ public struct MLP: Sendable {
 
 /// Pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
 public struct ResidualAttentionBlock: Sendable {
+    /// LayerNorm before attention (`ln_1`).
     public let ln1: LayerNorm
+    /// Self-attention (`attn`).
     public let attention: MultiheadSelfAttention
+    /// LayerNorm before the MLP (`ln_2`).
     public let ln2: LayerNorm
+    /// The MLP (`mlp`).
     public let mlp: MLP
 
+    /// Reads `<prefix>.ln_1`, `.attn`, `.ln_2` and `.mlp`.
     public init(_ r: ParameterReader, _ prefix: String, width: Int, heads: Int, activation: Activation,
                 eps: Float) throws(ModelLoadError) {
         ln1 = try LayerNorm(r, "\(prefix).ln_1", width: width, eps: eps)
@@ -73,6 +83,7 @@ public struct ResidualAttentionBlock: Sendable {
         try mlp.forward(ws.normed, into: &x, accumulate: true, hidden: &ws.hidden)
     }
 
+    /// The same block computing its products in `precision` (LayerNorms stay fp32).
     public func converted(to precision: Precision) throws(TensorError) -> ResidualAttentionBlock {
         ResidualAttentionBlock(ln1: ln1, attention: try attention.converted(to: precision), ln2: ln2,
                                mlp: try mlp.converted(to: precision))
@@ -86,6 +97,7 @@ public struct TransformerWorkspace {
     var hidden: Tensor
     var attention: MultiheadSelfAttention.Workspace
 
+    /// Buffers for `batch` sequences of `tokens` tokens of `width` channels and an MLP `hidden` wide.
     public init(batch: Int, tokens: Int, width: Int, hidden: Int) {
         normed = Tensor(uninitialized: [batch, tokens, width])
         self.hidden = Tensor(uninitialized: [batch * tokens, hidden])
@@ -100,8 +112,10 @@ public struct TransformerWorkspace {
 
 /// A stack of residual attention blocks named `<prefix>.resblocks.<i>`.
 public struct Transformer: Sendable {
+    /// The blocks, applied in order.
     public let blocks: [ResidualAttentionBlock]
 
+    /// Reads `layers` blocks `<prefix>.resblocks.0` … `<prefix>.resblocks.<layers-1>`.
     public init(_ r: ParameterReader, _ prefix: String, width: Int, layers: Int, heads: Int,
                 activation: Activation, eps: Float) throws(ModelLoadError) {
         var blocks: [ResidualAttentionBlock] = []
@@ -125,6 +139,7 @@ public struct Transformer: Sendable {
         for block in blocks { try block.forward(&x, causal: causal, workspace: &ws) }
     }
 
+    /// The same stack computing its products in `precision`.
     public func converted(to precision: Precision) throws(TensorError) -> Transformer {
         var converted: [ResidualAttentionBlock] = []
         for block in blocks { converted.append(try block.converted(to: precision)) }

@@ -33,15 +33,25 @@ public enum CPU {
 
     /// Extensions the kernels distinguish.
     public struct Feature: Sendable, Hashable {
+        /// The bit `clip_cpu_features()` sets for this feature.
         public let rawValue: UInt32
+        /// The name error messages and `clip bench` print.
         public let name: String
+        /// AVX2 with FMA (x86-64 since Haswell and Zen 1).
         public static let avx2 = Feature(rawValue: UInt32(CLIP_CPU_AVX2), name: "AVX2+FMA")
+        /// AVX-512 F, BW, DQ and VL (Skylake-SP, Ice Lake, Zen 4).
         public static let avx512 = Feature(rawValue: UInt32(CLIP_CPU_AVX512), name: "AVX-512")
+        /// AVX-512 VNNI: 8-bit dot products for int8.
         public static let avx512VNNI = Feature(rawValue: UInt32(CLIP_CPU_AVX512_VNNI), name: "AVX512-VNNI")
+        /// AVX-512 BF16: bf16 dot products for bf16.
         public static let avx512BF16 = Feature(rawValue: UInt32(CLIP_CPU_AVX512_BF16), name: "AVX512-BF16")
+        /// AVX-VNNI (VEX-encoded VNNI on AVX2 machines such as Alder Lake); detected, no kernel uses it yet.
         public static let avxVNNI = Feature(rawValue: UInt32(CLIP_CPU_AVX_VNNI), name: "AVX-VNNI")
+        /// Advanced SIMD on arm64.
         public static let neon = Feature(rawValue: UInt32(CLIP_CPU_NEON), name: "NEON")
+        /// arm64 SDOT/UDOT 8-bit dot products (Apple M1, Graviton 2 and later).
         public static let neonDotProd = Feature(rawValue: UInt32(CLIP_CPU_NEON_DOTPROD), name: "NEON DotProd")
+        /// Every feature, in the order `clip bench` lists them.
         public static let all: [Feature] = [.avx2, .avx512, .avx512VNNI, .avx512BF16, .avxVNNI, .neon, .neonDotProd]
     }
 

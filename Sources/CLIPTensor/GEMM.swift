@@ -152,7 +152,9 @@ public enum OutputActivation: Sendable {
 /// A right-hand matrix B [k, n] packed once into a GEMM kernel's panel layout, for repeated products A·B (a layer's
 /// weights): no per-call packing, and the only copy of the weights kept in memory.
 public struct PackedMatrix: Sendable {
+    /// Rows of B (the inner dimension of A·B).
     public let k: Int
+    /// Columns of B.
     public let n: Int
     /// The kernel whose layout `storage` has (and that multiplies with it).
     public let kernel: GEMMKernel
@@ -167,6 +169,7 @@ public struct PackedMatrix: Sendable {
         case int8(codes: [Int8], scales: [Float], sums: [Int32], group: Int)
     }
 
+    /// The arithmetic the packed values are multiplied in.
     public var precision: Precision {
         switch storage {
         case .fp32: return .fp32

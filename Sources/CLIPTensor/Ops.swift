@@ -5,29 +5,8 @@ import Glibc
 import Darwin
 #endif
 
-// Element-wise and normalisation kernels. Each takes validated tensors and returns a new one; the pointer-level
-// helpers are public so fused layer code can apply them to rows of a larger buffer without copying.
-
-/// LayerNorm over the last dimension of `x` [.., width]: (x − mean) / sqrt(var + eps) · weight + bias.
-/// `weight` and `bias` are [width].
-public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) throws(TensorError) -> Tensor {
-    guard let width = x.shape.last, weight.shape == [width], bias.shape == [width] else {
-        throw .shapeMismatch(operation: "layerNorm", x.shape, weight.shape)
-    }
-    var out = Tensor(uncheckedZeros: x.shape)
-    let rows = width == 0 ? 0 : x.count / width
-    x.scalars.withUnsafeBufferPointer { xp in
-        weight.scalars.withUnsafeBufferPointer { wp in
-            bias.scalars.withUnsafeBufferPointer { bp in
-                out.scalars.withUnsafeMutableBufferPointer { op in
-                    layerNormRows(xp.baseAddress!, rows: rows, width: width, weight: wp.baseAddress!,
-                                  bias: bp.baseAddress!, eps: eps, out: op.baseAddress!)
-                }
-            }
-        }
-    }
-    return out
-}
+// Element-wise and normalisation operations over validated tensors; the row-level helpers are package API so layer
+// code can apply them to rows of a larger buffer without copying.
 
 /// LayerNorm of `rows` rows of `width` elements from `x` into `out` (which may equal `x`), rows split over cores.
 package func layerNormRows(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: UnsafePointer<Float>,

@@ -7,8 +7,10 @@ import Darwin
 /// SplitMix64: a small, fast, deterministic generator, so random initialisation, synthetic data and tests
 /// reproduce exactly from a seed on every machine.
 public struct SplitMix64: Sendable {
+    /// The generator's whole state; the same state gives the same sequence.
     public var state: UInt64
 
+    /// A generator at `state`.
     public init(state: UInt64) { self.state = state }
 
     /// The next 64 random bits.
@@ -35,8 +37,10 @@ public struct NormalGenerator: Sendable {
     var bits: SplitMix64
     var spare: Float?
 
+    /// A generator for `seed`; the same seed gives the same deviates on every machine.
     public init(seed: UInt64) { bits = SplitMix64(state: seed &+ 0x9E37_79B9_7F4A_7C15) }
 
+    /// The next standard normal deviate (mean 0, variance 1).
     public mutating func next() -> Float {
         if let s = spare { spare = nil; return s }
         let r = (-2 * log(bits.nextOpenUnit())).squareRoot(), t = 2 * Double.pi * bits.nextOpenUnit()

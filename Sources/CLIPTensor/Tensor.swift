@@ -55,7 +55,9 @@ public struct Tensor: Sendable, Equatable {
         self.init(uncheckedShape: shape) { _ in }
     }
 
+    /// Number of dimensions.
     public var rank: Int { shape.count }
+    /// Number of elements (the product of `shape`).
     public var count: Int { scalars.count }
 
     /// The product of `shape`, refusing negative extents and overflow (shapes may come from untrusted files).
@@ -93,6 +95,8 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case shapeMismatch(operation: String, [Int], [Int])
     case gemmKernelUnavailable(String)
     case cpuConfiguration(String)
+    /// Scratch memory a kernel needs could not be allocated.
+    case outOfMemory(String)
 
     public var description: String {
         switch self {
@@ -102,6 +106,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case .shapeMismatch(let op, let a, let b): return "\(op): incompatible shapes \(a) and \(b)"
         case .gemmKernelUnavailable(let k): return "GEMM kernel '\(k)' is not supported by this CPU"
         case .cpuConfiguration(let message): return message
+        case .outOfMemory(let what): return "out of memory: \(what)"
         }
     }
 }

@@ -65,12 +65,12 @@ public final class CLIPTokenizer: Sendable {
         return ids
     }
 
-    /// `clip.tokenize`: for each text, start token, ids, end token, zero padding → `contextLength` ids.
-    /// A text longer than the context is an error naming it, unless `truncate`, which keeps the first
-    /// `contextLength` ids and makes the last one the end token.
     /// The longest context a text may be padded to (a model's positional embedding has at most this many rows).
     public static let maximumContextLength = 16_384
 
+    /// `clip.tokenize`: for each text, start token, ids, end token, zero padding → `contextLength` ids.
+    /// A text longer than the context is an error naming it, unless `truncate`, which keeps the first
+    /// `contextLength` ids and makes the last one the end token.
     public func tokenize(_ texts: [String], contextLength: Int = 77, truncate: Bool = false) throws(TokenizerError) -> [[Int]] {
         guard (2...Self.maximumContextLength).contains(contextLength) else { throw .invalidContextLength(contextLength) }
         var rows: [[Int]] = []

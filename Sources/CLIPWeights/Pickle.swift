@@ -5,7 +5,7 @@ import CLIPTensor
 /// state dicts (OrderedDict, tensor and parameter rebuilding, storage types), and TorchScript's `__torch__.*`
 /// classes become plain objects whose attributes are read. Every other global, every unknown opcode, and every
 /// out-of-range memo or stack access is an error that names it.
-public struct Unpickler {
+package struct Unpickler {
     private let data: [UInt8]
     private var pos = 0
     private var stack: [PickleValue] = []
@@ -16,13 +16,13 @@ public struct Unpickler {
     /// Deepest nesting a loaded value may have (a state dict is a handful of levels; a TorchScript module tree is
     /// one level per submodule). Freeing a value recurses once per level, so this bound keeps that off the end of
     /// the stack.
-    public static let maxDepth = 1_000
+    package static let maxDepth = 1_000
 
-    public init(_ data: [UInt8]) { self.data = data }
+    package init(_ data: [UInt8]) { self.data = data }
 
     /// The value the pickle builds. Whatever it fails on, the partial values are taken apart iteratively, so no
     /// pickle, however deep or self-referential, can overflow the stack or leak when it is thrown away.
-    public static func load(_ data: [UInt8]) throws(PickleError) -> PickleValue {
+    package static func load(_ data: [UInt8]) throws(PickleError) -> PickleValue {
         var u = Unpickler(data)
         do {
             let root = try u.run()

@@ -1,7 +1,7 @@
 import CLIPTensor
 
 /// A value `Unpickler` builds: inert data, never code.
-public indirect enum PickleValue: Sendable {
+package indirect enum PickleValue: Sendable {
     case none
     case bool(Bool)
     case int(Int)
@@ -42,35 +42,35 @@ extension PickleValue {
 }
 
 /// Mutable containers: pickles fill lists and dicts after memoising them, so they need reference semantics.
-public final class PickleList: @unchecked Sendable {
-    public var items: [PickleValue] = []
+package final class PickleList: @unchecked Sendable {
+    package var items: [PickleValue] = []
 }
 
-public final class PickleDict: @unchecked Sendable {
-    public var items: [(key: PickleValue, value: PickleValue)] = []
+package final class PickleDict: @unchecked Sendable {
+    package var items: [(key: PickleValue, value: PickleValue)] = []
 }
 
 /// An instance of a TorchScript class (`__torch__.…`): its pickled attribute dictionary.
-public final class PickleObject: @unchecked Sendable {
-    public let className: String
-    public var state: PickleValue = .none
+package final class PickleObject: @unchecked Sendable {
+    package let className: String
+    package var state: PickleValue = .none
     init(className: String) { self.className = className }
 }
 // The classes above are only mutated while one unpickler builds them; afterwards the tree is read-only.
 
 /// A storage named by a persistent id: ('storage', <type>, key, location, element count).
-public struct StorageRef: Sendable {
-    public let dtype: DType
-    public let key: String
-    public let count: Int
+package struct StorageRef: Sendable {
+    package let dtype: DType
+    package let key: String
+    package let count: Int
 }
 
 /// A tensor view of a storage, as `torch._utils._rebuild_tensor_v2` describes it.
-public struct TensorRef: Sendable {
-    public let storage: StorageRef
-    public let offset: Int
-    public let shape: [Int]
-    public let stride: [Int]
+package struct TensorRef: Sendable {
+    package let storage: StorageRef
+    package let offset: Int
+    package let shape: [Int]
+    package let stride: [Int]
 }
 
 extension DType {
@@ -86,7 +86,7 @@ extension DType {
     }
 }
 
-public struct PickleError: Error, Sendable {
-    public let offset: Int
-    public let message: String
+package struct PickleError: Error, Sendable {
+    package let offset: Int
+    package let message: String
 }

@@ -9,7 +9,9 @@ public struct SafeTensorsFile: WeightSource {
     /// The reference loader's limit on the JSON header.
     public static let maxHeaderSize = 100_000_000
 
+    /// The file's path.
     public let origin: String
+    /// Every tensor, in the order of its bytes in the file.
     public let tensorInfos: [TensorInfo]
     /// The free-form `__metadata__` string map, if the file has one.
     public let metadata: [String: String]
@@ -24,6 +26,8 @@ public struct SafeTensorsFile: WeightSource {
         try self.init(file: RegularFile(opening: path))
     }
 
+    /// Validates an opened file: header length, JSON, every entry's dtype, shape and offsets, and that the ranges
+    /// tile the data exactly.
     public init(file: RegularFile) throws(WeightFileError) {
         let path = file.path
         func fail(_ p: WeightFileError.Problem) -> WeightFileError { WeightFileError(file: path, p) }
@@ -164,6 +168,7 @@ public struct SafeTensorsFile: WeightSource {
         return (info, try file.checkedRead(at: dataStart + r.lowerBound, count: r.count))
     }
 
+    /// The tensor `name` widened to fp32 (from f16, bf16 or f64 as stored).
     public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
         guard let info = byName[name], let r = ranges[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
         // Element counts fit Int: checked when the header was parsed.

@@ -8,6 +8,7 @@ import CLIPTensor
 /// Writes fp32 tensors as a `.safetensors` file, in the given order, with the header padded to 8 bytes as
 /// the reference writer does.
 public enum SafeTensorsWriter {
+    /// Writes `tensors` (any shapes, fp32) with optional string `metadata` to `path`, atomically.
     public static func write(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:],
                              to path: String) throws(WeightFileError) {
         var offset = 0

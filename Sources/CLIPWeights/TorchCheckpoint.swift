@@ -7,10 +7,14 @@ import Synchronization
 /// (`torch.jit.save`, as OpenAI's `.pt` files), whose module tree is walked for its tensors without interpreting
 /// its code. Storages of any float type, storage offsets, strides and either byte order are honoured.
 public struct TorchCheckpoint: WeightSource {
+    /// What `torch.save` or `torch.jit.save` wrote.
     public enum Kind: String, Sendable { case stateDict = "torch.save state dict", torchScript = "TorchScript archive" }
 
+    /// The file's path.
     public let origin: String
+    /// Whether the file is a state dict or a TorchScript archive.
     public let kind: Kind
+    /// Every tensor, in the pickle's order.
     public let tensorInfos: [TensorInfo]
     private let tensors: [String: TensorRef]
     private let archive: ZipArchive
@@ -23,10 +27,13 @@ public struct TorchCheckpoint: WeightSource {
     /// The most submodules a TorchScript module tree may have.
     public static let maxModules = 100_000
 
+    /// Opens and validates the checkpoint at `path`.
     public init(path: String) throws(WeightFileError) {
         try self.init(file: RegularFile(opening: path))
     }
 
+    /// Validates an opened checkpoint: the zip archive, its `data.pkl` (restricted unpickling), and every storage its
+    /// tensors reference.
     public init(file: RegularFile) throws(WeightFileError) {
         let path = file.path
         func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: "checkpoint", message: m)) }
@@ -182,6 +189,7 @@ public struct TorchCheckpoint: WeightSource {
         return (t, dt, out)
     }
 
+    /// The tensor `name` in fp32, honouring its storage offset, strides and the archive's byte order.
     public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
         let (t, dt, bytes) = try elementBytes(name)
         let count = t.shape.reduce(1, *)

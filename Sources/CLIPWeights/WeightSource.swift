@@ -2,10 +2,14 @@ import CLIPTensor
 
 /// Name, element type and shape of one stored tensor.
 public struct TensorInfo: Sendable, Equatable {
+    /// The tensor's name (OpenAI's naming once mapped).
     public let name: String
+    /// The element type as stored.
     public let dtype: DType
+    /// The extents, outermost first.
     public let shape: [Int]
 
+    /// The facts of one stored tensor.
     public init(name: String, dtype: DType, shape: [Int]) {
         self.name = name
         self.dtype = dtype
@@ -29,14 +33,18 @@ public protocol WeightSource: Sendable {
 
 /// An error reading a weight file. `description` names the file, and the tensor where there is one.
 public struct WeightFileError: Error, CustomStringConvertible, Equatable {
+    /// The file the problem was found in.
     public let file: String
+    /// What is wrong.
     public let problem: Problem
 
+    /// An error for `file`.
     public init(file: String, _ problem: Problem) {
         self.file = file
         self.problem = problem
     }
 
+    /// What is wrong with a weight file; the tensor is named where there is one.
     public enum Problem: Equatable, Sendable {
         case cannotOpen(reason: String)
         case unreadable(String)

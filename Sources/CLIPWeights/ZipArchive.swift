@@ -8,25 +8,25 @@ import CZlib
 /// arithmetic. Entries are read with `pread` when asked for and their CRC-32 is checked; deflated ones are inflated
 /// with their declared size as a hard limit (a zip bomb cannot grow past what it declares, nor past the caller's
 /// limit).
-public struct ZipArchive: Sendable {
-    public struct Entry: Sendable {
-        public let name: String
-        public let method: UInt16
-        public let compressedSize: Int
-        public let uncompressedSize: Int
+package struct ZipArchive: Sendable {
+    package struct Entry: Sendable {
+        package let name: String
+        package let method: UInt16
+        package let compressedSize: Int
+        package let uncompressedSize: Int
         let dataOffset: Int
         let crc32: UInt32
     }
 
-    public let file: RegularFile
-    public let entries: [Entry]
+    package let file: RegularFile
+    package let entries: [Entry]
     private let byName: [String: Int]
     /// Largest size any entry may be read or inflated to (zlib's 32-bit counts).
-    public static let maxInflated = Int(UInt32.max)
+    package static let maxInflated = Int(UInt32.max)
     /// Largest central directory read (about 2 million entries).
-    public static let maxCentralDirectory = 256 << 20
+    package static let maxCentralDirectory = 256 << 20
 
-    public init(file: RegularFile) throws(WeightFileError) {
+    package init(file: RegularFile) throws(WeightFileError) {
         let path = file.path
         func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: "zip", message: m)) }
         let (count, cdSize, cdOffset) = try Self.centralDirectory(of: file)
@@ -138,11 +138,11 @@ public struct ZipArchive: Sendable {
         return (entry, p + 46 + nlen + elen + clen)
     }
 
-    public func entry(_ name: String) -> Entry? { byName[name].map { entries[$0] } }
+    package func entry(_ name: String) -> Entry? { byName[name].map { entries[$0] } }
 
     /// The entry's contents, CRC-checked. Deflated entries are inflated to exactly their declared size or refused;
     /// an entry declaring more than `limit` bytes is refused before anything is allocated.
-    public func contents(_ e: Entry, limit: Int = ZipArchive.maxInflated) throws(WeightFileError) -> [UInt8] {
+    package func contents(_ e: Entry, limit: Int = ZipArchive.maxInflated) throws(WeightFileError) -> [UInt8] {
         let path = file.path
         func fail(_ m: String) -> WeightFileError { WeightFileError(file: path, .invalidEntry(tensor: e.name, message: m)) }
         guard e.uncompressedSize <= min(limit, Self.maxInflated) else {
