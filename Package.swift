@@ -59,10 +59,14 @@ let package = Package(
                           path: "Sources/CLIPFuzz"),
         .testTarget(name: "CLIPFilesTests", dependencies: ["CLIPFiles"]),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
+        .testTarget(name: "CLIPLayersTests", dependencies: ["CLIPLayers", "CLIPTensor"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor", "CLIPFiles"]),
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP"]),
-        .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand", "CLIPKit"]),
+        // Fixture paths and the seed-example reference, shared by the two test targets that run it.
+        .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),
+        .testTarget(name: "CLIPKitTests", dependencies: ["CLIPKit", "CLIPTestSupport"]),
+        .testTarget(name: "CLIPCommandTests", dependencies: ["CLIPCommand", "CLIPKit", "CLIPTestSupport"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CLIPTests",

@@ -137,20 +137,27 @@ def hf_state(state):
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def hf_mixed_towers():
-    """A Hugging Face folder whose towers differ in activation and LayerNorm ε; the reference is transformers'
-    CLIPModel itself (OpenAI's package has one activation for both towers)."""
-    from transformers import CLIPConfig, CLIPModel
-    hd = load_file(os.path.join(FIX, "vit_hd32_r80.safetensors"))
-    folder = os.path.join(OUT, "hf_mixed_towers")
-    os.makedirs(folder, exist_ok=True)
-    cfg = CLIPConfig(
+def hf_config(vision_act="quick_gelu", vision_eps=1e-5):
+    """transformers' CLIPConfig for vit_hd32_r80 (head dim 32 in both towers); the vision tower's activation and
+    LayerNorm ε may differ from the text tower's, as CLIPConfig allows."""
+    from transformers import CLIPConfig
+    return CLIPConfig(
         text_config=dict(vocab_size=300, hidden_size=96, intermediate_size=384, num_hidden_layers=1, num_attention_heads=3,
                          max_position_embeddings=12, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=299,
                          bos_token_id=298, pad_token_id=0),
         vision_config=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=80, patch_size=16, hidden_act="gelu", layer_norm_eps=1e-6),
+                           image_size=80, patch_size=16, hidden_act=vision_act, layer_norm_eps=vision_eps),
         projection_dim=40)
+
+
+def hf_mixed_towers():
+    """A Hugging Face folder whose towers differ in activation and LayerNorm ε; the reference is transformers'
+    CLIPModel itself (OpenAI's package has one activation for both towers)."""
+    from transformers import CLIPModel
+    hd = load_file(os.path.join(FIX, "vit_hd32_r80.safetensors"))
+    folder = os.path.join(OUT, "hf_mixed_towers")
+    os.makedirs(folder, exist_ok=True)
+    cfg = hf_config(vision_act="gelu", vision_eps=1e-6)
     hf = CLIPModel(cfg).eval()
     hs = hf_state(hd)
     hf.load_state_dict({k: v for k, v in hs.items() if "position_ids" not in k}, strict=False)
@@ -222,17 +229,11 @@ def main():
     write_reference("rn_small_mixed", model_from(RN, mixed), "rn_small")
 
     # A Hugging Face folder (head dim 32 in both towers), checked against transformers.
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPModel
     hd = load_file(os.path.join(FIX, "vit_hd32_r80.safetensors"))
     folder = os.path.join(OUT, "hf_vit_hd32")
     os.makedirs(folder, exist_ok=True)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=300, hidden_size=96, intermediate_size=384, num_hidden_layers=1, num_attention_heads=3,
-                         max_position_embeddings=12, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=299,
-                         bos_token_id=298, pad_token_id=0),
-        vision_config=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=80, patch_size=16, hidden_act="quick_gelu", layer_norm_eps=1e-5),
-        projection_dim=40)
+    cfg = hf_config()
     hf = CLIPModel(cfg).eval()
     hs = hf_state(hd)
     missing, unexpected = hf.load_state_dict({k: v for k, v in hs.items() if "position_ids" not in k}, strict=False)

@@ -1,3 +1,4 @@
+import CLIPTestSupport
 import Foundation
 import Testing
 
@@ -57,9 +58,6 @@ func runClip(_ arguments: [String]) throws -> RunResult {
     #expect(r.stderr.hasPrefix("clip: '/nonexistent/model.safetensors' is neither a file, a folder, nor one of the models RN50"))
 }
 
-let checkpointDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../CLIPTests/Fixtures/formats").standardized.path
-
 @Test func infoDescribesATorchScriptCheckpoint() throws {
     let r = try runClip(["info", "\(checkpointDirectory)/vit_small_torchscript.pt"])
     #expect(r.status == 0, "\(r.stderr)")
@@ -69,10 +67,6 @@ let checkpointDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCompon
         #expect(r.stdout.contains(line), "missing '\(line)' in:\n\(r.stdout)")
     }
 }
-
-/// Image fixtures of the image tests, found from this source file's location.
-let imageDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../CLIPImageTests/Fixtures/images").standardized.path
 
 func scratchFile(_ name: String) -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clip-cli-\(getpid())")

@@ -1,34 +1,7 @@
 import CLIPKit
+import CLIPTestSupport
 import Foundation
 import Testing
-
-let pipelineDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../CLIPTests/Fixtures/pipeline").standardized.path
-let tinyModel = "\(pipelineDirectory)/tiny_vit.safetensors"
-
-struct PipelineReference: Decodable {
-    let files: [String]
-    let labels: [String]
-    let texts: [String]
-    let probs: [String: [[Float]]]
-    let seed_probs: [[Float]]
-    let image_embeddings_raw: [[Float]]
-    let image_embeddings: [[Float]]
-    let text_embeddings_raw: [[Float]]
-    let text_embeddings: [[Float]]
-    let cosine: [[Float]]
-
-    static func load() throws -> PipelineReference {
-        try JSONDecoder().decode(PipelineReference.self, from: Data(contentsOf: URL(fileURLWithPath: "\(pipelineDirectory)/reference.json")))
-    }
-    var imagePaths: [String] { files.map { "\(imageDirectory)/\($0)" } }
-}
-
-func relError(_ a: [Float], _ b: [Float]) -> Double {
-    var num = 0.0, den = 0.0
-    for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-    return a.count == b.count ? (num / den).squareRoot() : .infinity
-}
 
 struct ClassifyRecord: Decodable { let image: String; let labels: [String]; let probs: [Float] }
 
@@ -82,8 +55,8 @@ func embedMatchesReference(_ raw: Bool) throws {
     let refImages = raw ? ref.image_embeddings_raw : ref.image_embeddings
     let refTexts = raw ? ref.text_embeddings_raw : ref.text_embeddings
     #expect(images.count == refImages.count && texts.count == refTexts.count)
-    for (a, b) in zip(images, refImages) { #expect(relError(a, b) <= 1e-5, "image embedding error \(relError(a, b))") }
-    for (a, b) in zip(texts, refTexts) { #expect(relError(a, b) <= 1e-5, "text embedding error \(relError(a, b))") }
+    for (a, b) in zip(images, refImages) { #expect(relativeError(a, b) <= 1e-5, "image embedding error \(relativeError(a, b))") }
+    for (a, b) in zip(texts, refTexts) { #expect(relativeError(a, b) <= 1e-5, "text embedding error \(relativeError(a, b))") }
 }
 
 @Test func embedWritesNPYFiles() throws {
@@ -134,11 +107,4 @@ func usageErrors(_ args: [String]) throws {
     let r = try runClip(args)
     #expect(r.status == 64, "status \(r.status): \(r.stderr)")
     #expect(r.stderr.contains("Error:") && r.stderr.contains("Usage:"))
-}
-
-@Test func templatesAndTopK() throws {
-    #expect(PromptTemplates.imageNet.count == 80)
-    #expect(try PromptTemplates.apply("a photo of a {}.", to: "dog") == "a photo of a dog.")
-    #expect(throws: ClassifierError.badTemplate("{} and {}")) { try PromptTemplates.apply("{} and {}", to: "x") }
-    #expect(topK([0.1, 0.7, 0.2, 0.7], k: 3).map(\.index) == [1, 3, 2])
 }

@@ -103,3 +103,20 @@ func reducedPrecisionMatchesReferenceClosely(_ c: (precision: Precision, minimum
         }
     }
 }
+
+/// Loading with a precision converts each tower as it is built; that must be the same model as loading in fp32 and
+/// converting afterwards (bitwise: the same weights are quantised by the same code).
+@Test("Loading in a precision equals converting after loading",
+      .enabled(if: Precision.int8.isAvailable || Precision.bf16.isAvailable, "this CPU has neither int8 nor bf16 kernels"),
+      arguments: [Precision.int8, .bf16], ["vit_small", "rn_small"])
+func loadingInPrecisionEqualsConverting(_ precision: Precision, _ fixture: String) throws {
+    guard precision.isAvailable else { return }
+    let weights = try SafeTensorsFile(path: "\(fixtureDirectory)/\(fixture).safetensors")
+    let config = try configuration(for: weights, expected: FixtureConfig.load(fixture))
+    let atLoad = try CLIPModel(weights: weights, configuration: config, precision: precision)
+    let after = try CLIPModel(weights: weights, configuration: config).converted(to: precision)
+    #expect(atLoad.precision == precision && after.precision == precision)
+    let ref = try Reference(path: "\(fixtureDirectory)/\(fixture).reference.safetensors")
+    #expect(try atLoad.encodeImage(ref.pixels).scalars == after.encodeImage(ref.pixels).scalars)
+    #expect(try atLoad.encodeText(ref.tokens).scalars == after.encodeText(ref.tokens).scalars)
+}

@@ -1,0 +1,47 @@
+import Foundation
+
+// Fixture locations and the pipeline reference, shared by the test targets that run the seed example (through the
+// API and through the `clip` command). Paths are found from this file's location, so tests run from any directory.
+
+/// `Tests/`.
+package let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+/// The image fixtures written by Scripts/make_image_fixtures.py.
+package let imageDirectory = testsDirectory.appendingPathComponent("CLIPImageTests/Fixtures/images").path
+/// The checkpoint-format fixtures written by Scripts/make_checkpoint_fixtures.py.
+package let checkpointDirectory = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/formats").path
+/// The seed-example fixtures written by Scripts/make_pipeline_fixtures.py.
+package let pipelineDirectory = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/pipeline").path
+/// A random-weight ViT (32-wide embeddings) the pipeline reference was computed with.
+package let tinyModel = "\(pipelineDirectory)/tiny_vit.safetensors"
+
+/// What OpenAI's `clip` package computed for the seed example on `tinyModel` (reference.json).
+package struct PipelineReference: Decodable, Sendable {
+    package let files: [String]
+    package let labels: [String]
+    package let texts: [String]
+    /// Probabilities per template set ("verbatim", "default", "imagenet"): [image][label].
+    package let probs: [String: [[Float]]]
+    /// softmax(model(image, text)) of the seed example: [image][label].
+    package let seed_probs: [[Float]]
+    package let image_embeddings_raw: [[Float]]
+    package let image_embeddings: [[Float]]
+    package let text_embeddings_raw: [[Float]]
+    package let text_embeddings: [[Float]]
+    /// Image × text cosine similarities.
+    package let cosine: [[Float]]
+
+    package static func load() throws -> PipelineReference {
+        try JSONDecoder().decode(PipelineReference.self,
+                                 from: Data(contentsOf: URL(fileURLWithPath: "\(pipelineDirectory)/reference.json")))
+    }
+
+    /// The image files, in the reference's order.
+    package var imagePaths: [String] { files.map { "\(imageDirectory)/\($0)" } }
+}
+
+/// ‖a − b‖ / ‖b‖, or infinity when the lengths differ.
+package func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+    var num = 0.0, den = 0.0
+    for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
+    return a.count == b.count ? (num / den).squareRoot() : .infinity
+}
