@@ -57,7 +57,8 @@ public struct CLIPModel: Sendable {
     /// `initialize_parameters` does (normal, std 0.02 / 0.01 for the embeddings, fan-in scaled projections;
     /// LayerNorm and BatchNorm as identities). For benchmarks and as the start of training. Throws when the
     /// configuration is inconsistent (for example heads that do not divide a width).
-    public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0) throws(ModelLoadError) {
+    public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0,
+                precision: Precision = .fp32) throws(ModelLoadError) {
         var rng = NormalGenerator(seed: seed)
         let reader = ParameterReader(origin: "random initialisation") { name, shape in
             let count = shape.reduce(1, *)
@@ -79,7 +80,7 @@ public struct CLIPModel: Sendable {
             }
             return Tensor(uncheckedShape: shape, scalars: values)
         }
-        try self.init(reader, c, precision: .fp32)
+        try self.init(reader, c, precision: precision)
     }
 
     private init(_ r: ParameterReader, _ c: CLIPConfiguration, precision: Precision) throws(ModelLoadError) {

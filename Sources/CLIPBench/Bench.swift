@@ -72,8 +72,11 @@ package struct Bench: ParsableCommand {
                 clip = try CLIPPipeline.load(model, precision: precision).model
                 name = model
             } else {
-                clip = try CLIPModel(randomWeightsFor: CLIPConfiguration.openAI(architecture)!, seed: 1)
-                    .converted(to: precision)
+                guard let configuration = CLIPConfiguration.openAI(architecture) else {
+                    throw CLIError("unknown architecture '\(architecture)'; one of \(CLIPConfiguration.openAIModelNames.joined(separator: ", "))")
+                }
+                // Converted tower by tower as it is built, so the fp32 weights of only one tower are held at once.
+                clip = try CLIPModel(randomWeightsFor: configuration, seed: 1, precision: precision)
                 name = "\(architecture) (random weights)"
             }
             let c = clip.configuration
