@@ -401,8 +401,10 @@ def main():
     big.save(path("big_a.png"), compress_level=9)
     del big
     shutil.copy(path("big_a.png"), path("big_b.png"))
+    # Streamed row by row into the resampler, both at once: seconds and a few tens of MB (decoded whole, one at a
+    # time, they took 8.7 s and 724 MiB).
     case("two 13376² RGBA PNGs in one batch", ["preprocess", "--output", path("big.npy"), path("big_a.png"),
-                                               path("big_b.png")], "", exit_code=0, seconds=20)
+                                               path("big_b.png")], "", exit_code=0, seconds=5, rss_mib=256)
 
     # NaN and Inf weights, and a logit_scale whose exponential overflows (on the model with OpenAI's vocabulary).
     tiny = read_safetensors(TINY_VIT)

@@ -86,80 +86,135 @@ static void set_layout(struct jpeg_decompress_struct *cinfo, clip_image *out) {
     }
 }
 
-int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
+struct clip_jpeg_stream {
     struct jpeg_decompress_struct cinfo;
     error_ctx e;
+    int cmyk;
+    size_t stride;
+};
+
+void clip_jpeg_close(clip_jpeg_stream *s) {
+    if (!s) return;
+    jpeg_destroy_decompress(&s->cinfo);
+    free(s);
+}
+
+int clip_jpeg_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_jpeg_stream **stream, clip_image *out,
+                   char *err, size_t errlen) {
+    *stream = NULL;
     clip_image_reset(out);
-    cinfo.err = jpeg_std_error(&e.pub);
-    e.pub.error_exit = on_error;
-    e.pub.emit_message = on_message;
-    e.truncated = 0;
-    e.err = err;
-    e.errlen = errlen;
-    uint8_t *volatile pixels = NULL;
+    clip_jpeg_stream *s = calloc(1, sizeof *s);
+    if (!s) { snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
+    s->cinfo.err = jpeg_std_error(&s->e.pub);
+    s->e.pub.error_exit = on_error;
+    s->e.pub.emit_message = on_message;
+    s->e.err = err;
+    s->e.errlen = errlen;
     int code = CLIP_IMAGE_CORRUPT;
-    switch (setjmp(e.jump)) {  // longjmp(…, 1): a libjpeg error; 2: the scan limit
+    switch (setjmp(s->e.jump)) {  // longjmp(…, 1): a libjpeg error; 2: the scan limit (progressive files read
+    case 0:                       // their scans in jpeg_start_decompress)
+        break;
+    case 2:
+        code = CLIP_IMAGE_TOO_LARGE;
+        // fall through
+    default:
+        clip_jpeg_close(s);
+        clip_image_free(out);
+        return code;
+    }
+    jpeg_create_decompress(&s->cinfo);
+    jpeg_mem_src(&s->cinfo, data, (unsigned long)size);
+    jpeg_save_markers(&s->cinfo, JPEG_APP0 + 1, 0xFFFF);
+    jpeg_read_header(&s->cinfo, TRUE);
+    if (s->e.truncated) {
+        snprintf(err, errlen, "truncated JPEG: the data ends inside the header");
+        clip_jpeg_close(s);
+        return CLIP_IMAGE_CORRUPT;
+    }
+    uint64_t npix = (uint64_t)s->cinfo.image_width * s->cinfo.image_height;
+    if (npix > max_pixels) {
+        snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
+                 s->cinfo.image_width, s->cinfo.image_height, (unsigned long long)npix, (unsigned long long)max_pixels);
+        clip_jpeg_close(s);
+        return CLIP_IMAGE_TOO_LARGE;
+    }
+    set_layout(&s->cinfo, out);
+    keep_exif(&s->cinfo, out);
+    s->cmyk = out->mode == CLIP_MODE_CMYK;
+    s->e.max_scans = scan_limit(npix);
+    s->e.progress.progress_monitor = on_progress;
+    s->cinfo.progress = &s->e.progress;
+    jpeg_start_decompress(&s->cinfo);
+    out->width = (int32_t)s->cinfo.output_width;
+    out->height = (int32_t)s->cinfo.output_height;
+    s->stride = (size_t)out->width * out->channels;
+    *stream = s;
+    return CLIP_IMAGE_OK;
+}
+
+// Decodes every scanline in order into `rows` (the whole image) or, with `rs`, one row at a time into the resampler.
+static int read_scanlines(clip_jpeg_stream *s, uint8_t *rows, clip_resampler *rs, char *err, size_t errlen) {
+    s->e.err = err;
+    s->e.errlen = errlen;
+    uint8_t *volatile row = NULL;
+    int code = CLIP_IMAGE_CORRUPT;
+    switch (setjmp(s->e.jump)) {  // longjmp(…, 1): a libjpeg error; 2: the scan limit
     case 0:
         break;
     case 2:
         code = CLIP_IMAGE_TOO_LARGE;
         // fall through
     default:
-        jpeg_destroy_decompress(&cinfo);
-        clip_image_drop_pixels(out, pixels);
-        clip_image_free(out);
+        free(row);
         return code;
     }
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, data, (unsigned long)size);
-    jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
-    jpeg_read_header(&cinfo, TRUE);
-    if (e.truncated) {
-        snprintf(err, errlen, "truncated JPEG: the data ends inside the header");
-        jpeg_destroy_decompress(&cinfo);
+    if (!rows) {
+        row = malloc(s->stride ? s->stride : 1);
+        if (!row) { snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
+    }
+    const JDIMENSION first = rs ? (JDIMENSION)clip_resampler_first_row(rs) : 0;
+    const JDIMENSION end = rs ? first + (JDIMENSION)clip_resampler_row_count(rs) : 0;
+    while (s->cinfo.output_scanline < s->cinfo.output_height) {
+        const JDIMENSION y = s->cinfo.output_scanline;
+        JSAMPROW target = rows ? rows + s->stride * y : row;
+        jpeg_read_scanlines(&s->cinfo, &target, 1);
+        if (s->e.truncated) break;
+        // Pillow reads CMYK JPEGs with Adobe's inverted convention ("CMYK;I").
+        if (s->cmyk) for (size_t i = 0; i < s->stride; i++) target[i] = (uint8_t)~target[i];
+        if (rs && y >= first && y < end) clip_resampler_push(rs, target);
+    }
+    free(row);
+    row = NULL;
+    if (s->e.truncated) {
+        snprintf(err, errlen, "truncated JPEG: the data ends after %u of %u rows", s->cinfo.output_scanline,
+                 s->cinfo.output_height);
         return CLIP_IMAGE_CORRUPT;
     }
-    uint64_t npix = (uint64_t)cinfo.image_width * cinfo.image_height;
-    if (npix > max_pixels) {
-        snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
-                 cinfo.image_width, cinfo.image_height, (unsigned long long)npix, (unsigned long long)max_pixels);
-        jpeg_destroy_decompress(&cinfo);
-        return CLIP_IMAGE_TOO_LARGE;
-    }
-    set_layout(&cinfo, out);
-    keep_exif(&cinfo, out);
-    e.max_scans = scan_limit(npix);
-    e.progress.progress_monitor = on_progress;
-    cinfo.progress = &e.progress;
-    jpeg_start_decompress(&cinfo);
-    out->width = (int32_t)cinfo.output_width;
-    out->height = (int32_t)cinfo.output_height;
-    size_t stride = (size_t)out->width * out->channels;
-    pixels = clip_image_pixels(out, stride * out->height);
+    jpeg_finish_decompress(&s->cinfo);
+    return CLIP_IMAGE_OK;
+}
+
+int clip_jpeg_read_rows(clip_jpeg_stream *s, clip_resampler *rs, char *err, size_t errlen) {
+    return read_scanlines(s, NULL, rs, err, errlen);
+}
+
+int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
+    clip_jpeg_stream *s;
+    int code = clip_jpeg_open(data, size, max_pixels, &s, out, err, errlen);
+    if (code != CLIP_IMAGE_OK) return code;
+    uint8_t *pixels = clip_image_pixels(out, s->stride * (size_t)out->height);
     if (!pixels) {
         snprintf(err, errlen, "out of memory for a %dx%d image", out->width, out->height);
-        jpeg_destroy_decompress(&cinfo);
+        clip_jpeg_close(s);
         clip_image_free(out);
         return CLIP_IMAGE_NO_MEMORY;
     }
-    while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW row = pixels + stride * cinfo.output_scanline;
-        jpeg_read_scanlines(&cinfo, &row, 1);
-        if (e.truncated) break;
-    }
-    if (e.truncated) {
-        snprintf(err, errlen, "truncated JPEG: the data ends after %u of %u rows", cinfo.output_scanline,
-                 cinfo.output_height);
-        jpeg_destroy_decompress(&cinfo);
+    code = read_scanlines(s, pixels, NULL, err, errlen);
+    clip_jpeg_close(s);
+    if (code != CLIP_IMAGE_OK) {
         clip_image_drop_pixels(out, pixels);
         clip_image_free(out);
-        return CLIP_IMAGE_CORRUPT;
-    }
-    jpeg_finish_decompress(&cinfo);
-    jpeg_destroy_decompress(&cinfo);
-    if (out->mode == CLIP_MODE_CMYK) {
-        // Pillow reads CMYK JPEGs with Adobe's inverted convention ("CMYK;I").
-        for (size_t i = 0; i < stride * out->height; i++) pixels[i] = (uint8_t)~pixels[i];
+        return code;
     }
     out->pixels = pixels;
     return CLIP_IMAGE_OK;

@@ -103,68 +103,125 @@ static void set_layout(png_structp png, png_infop info, int depth, int color, cl
     }
 }
 
-int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
+struct clip_png_stream {
+    reader r;  // libpng's I/O and error pointers point here, so the stream owns it
+    png_structp png;
+    png_infop info;
+    png_uint_32 w, h;
+    int interlace;
+    size_t stride;
+};
+
+void clip_png_close(clip_png_stream *s) {
+    if (!s) return;
+    png_destroy_read_struct(&s->png, &s->info, NULL);
+    free(s);
+}
+
+int clip_png_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_png_stream **stream, clip_image *out,
+                  char *err, size_t errlen) {
+    *stream = NULL;
     clip_image_reset(out);
     // Refuse an oversized image from its IHDR alone, before libpng reads further (a bomb need not be complete).
     if (ihdr_too_large(data, size, max_pixels, err, errlen)) return CLIP_IMAGE_TOO_LARGE;
-    reader r = {data, size, 0, err, errlen};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, on_error, on_warning);
-    if (!png) { snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
-    png_infop info = png_create_info_struct(png);
-    if (!info) { png_destroy_read_struct(&png, NULL, NULL); snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
-    uint8_t *volatile pixels = NULL;
-    png_bytep *volatile rows = NULL;
+    clip_png_stream *s = calloc(1, sizeof *s);
+    if (!s) { snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
+    s->r = (reader){data, size, 0, err, errlen};
+    s->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &s->r, on_error, on_warning);
+    if (s->png) s->info = png_create_info_struct(s->png);
+    if (!s->png || !s->info) { clip_png_close(s); snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
     volatile int code = CLIP_IMAGE_CORRUPT;
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_read_struct(&png, &info, NULL);
-        clip_image_drop_pixels(out, pixels);
-        free(rows);
+    if (setjmp(png_jmpbuf(s->png))) {
+        clip_png_close(s);
         clip_image_free(out);
         return code;
     }
-    png_set_read_fn(png, &r, read_data);
+    png_set_read_fn(s->png, &s->r, read_data);
     // Pillow checks chunk CRCs of critical chunks and ignores ancillary ones' errors.
-    png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_QUIET_USE);
-    png_read_info(png, info);
-    png_uint_32 w, h;
-    int depth, color, interlace;
-    png_get_IHDR(png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
-    uint64_t npix = (uint64_t)w * h;
+    png_set_crc_action(s->png, PNG_CRC_DEFAULT, PNG_CRC_QUIET_USE);
+    png_read_info(s->png, s->info);
+    int depth, color;
+    png_get_IHDR(s->png, s->info, &s->w, &s->h, &depth, &color, &s->interlace, NULL, NULL);
+    uint64_t npix = (uint64_t)s->w * s->h;
     if (npix > max_pixels) {
         snprintf(err, errlen, "image is %ux%u = %llu pixels, more than the limit of %llu (a decompression bomb?)",
-                 w, h, (unsigned long long)npix, (unsigned long long)max_pixels);
+                 s->w, s->h, (unsigned long long)npix, (unsigned long long)max_pixels);
         code = CLIP_IMAGE_TOO_LARGE;
-        png_longjmp(png, 1);
+        png_longjmp(s->png, 1);
     }
-    set_layout(png, info, depth, color, out, err, errlen);
-    if (interlace != PNG_INTERLACE_NONE) png_set_interlace_handling(png);
-    png_read_update_info(png, info);
-    size_t stride = png_get_rowbytes(png, info);
-    if (stride != (size_t)w * out->channels) {
+    set_layout(s->png, s->info, depth, color, out, err, errlen);
+    if (s->interlace != PNG_INTERLACE_NONE) png_set_interlace_handling(s->png);
+    png_read_update_info(s->png, s->info);
+    s->stride = png_get_rowbytes(s->png, s->info);
+    if (s->stride != (size_t)s->w * out->channels) {
         snprintf(err, errlen, "unexpected PNG row size");
-        png_longjmp(png, 1);
+        png_longjmp(s->png, 1);
     }
-    pixels = clip_image_pixels(out, stride * h);
-    rows = malloc(sizeof(png_bytep) * h);
-    if (!pixels || !rows) {
-        snprintf(err, errlen, "out of memory for a %ux%u image", w, h);
-        code = CLIP_IMAGE_NO_MEMORY;
-        png_longjmp(png, 1);
-    }
-    for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + stride * y;
-    png_read_image(png, rows);
 #ifdef PNG_eXIf_SUPPORTED
+    // Chunks before the image data have been read; an eXIf chunk after it is not looked for (nor by the full decode).
     png_bytep exif = NULL;
     png_uint_32 exif_len = 0;
-    if (png_get_eXIf_1(png, info, &exif_len, &exif) && exif && exif_len > 0) {
+    if (png_get_eXIf_1(s->png, s->info, &exif_len, &exif) && exif && exif_len > 0) {
         out->exif = malloc(exif_len);
         if (out->exif) { memcpy(out->exif, exif, exif_len); out->exif_size = exif_len; }
     }
 #endif
-    png_destroy_read_struct(&png, &info, NULL);
+    out->width = (int32_t)s->w;
+    out->height = (int32_t)s->h;
+    *stream = s;
+    return CLIP_IMAGE_OK;
+}
+
+int clip_png_streamable(const clip_png_stream *s) { return s->interlace == PNG_INTERLACE_NONE; }
+
+int clip_png_read_rows(clip_png_stream *s, clip_resampler *rs, char *err, size_t errlen) {
+    s->r.err = err;
+    s->r.errlen = errlen;
+    uint8_t *volatile row = NULL;
+    if (setjmp(png_jmpbuf(s->png))) {
+        free(row);
+        return CLIP_IMAGE_CORRUPT;
+    }
+    if (s->interlace != PNG_INTERLACE_NONE) { snprintf(err, errlen, "an interlaced PNG cannot be read row by row"); return CLIP_IMAGE_UNSUPPORTED; }
+    row = malloc(s->stride ? s->stride : 1);
+    if (!row) { snprintf(err, errlen, "out of memory"); return CLIP_IMAGE_NO_MEMORY; }
+    const png_uint_32 first = (png_uint_32)clip_resampler_first_row(rs);
+    const png_uint_32 end = first + (png_uint_32)clip_resampler_row_count(rs);
+    // Every row is decoded, those past the window too: a corrupt or truncated tail is an error here as it is for
+    // the full decode, never a partial image taken for whole.
+    for (png_uint_32 y = 0; y < s->h; y++) {
+        png_read_row(s->png, row, NULL);
+        if (y >= first && y < end) clip_resampler_push(rs, row);
+    }
+    free(row);
+    return CLIP_IMAGE_OK;
+}
+
+int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
+    clip_png_stream *s;
+    int code = clip_png_open(data, size, max_pixels, &s, out, err, errlen);
+    if (code != CLIP_IMAGE_OK) return code;
+    uint8_t *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile int failure = CLIP_IMAGE_CORRUPT;
+    if (setjmp(png_jmpbuf(s->png))) {
+        clip_png_close(s);
+        clip_image_drop_pixels(out, pixels);
+        free(rows);
+        clip_image_free(out);
+        return failure;
+    }
+    pixels = clip_image_pixels(out, s->stride * s->h);
+    rows = malloc(sizeof(png_bytep) * (s->h ? s->h : 1));
+    if (!pixels || !rows) {
+        snprintf(err, errlen, "out of memory for a %ux%u image", s->w, s->h);
+        failure = CLIP_IMAGE_NO_MEMORY;
+        png_longjmp(s->png, 1);
+    }
+    for (png_uint_32 y = 0; y < s->h; y++) rows[y] = pixels + s->stride * y;
+    png_read_image(s->png, rows);
+    clip_png_close(s);
     free(rows);
-    out->width = (int32_t)w;
-    out->height = (int32_t)h;
     out->pixels = pixels;
     return CLIP_IMAGE_OK;
 }

@@ -187,47 +187,83 @@ static void premultiply_row(const uint8_t *in, int n, int ch, uint8_t *out) {
     }
 }
 
+struct clip_resampler {
+    window_plan p;
+    int sw, ch, wx, ww, wh, wy, premultiply, avx2, pushed;
+    int32_t *kh, *kv, *acc;
+    size_t line;
+    uint8_t *tmp, *row;
+};
+
+void clip_resampler_free(clip_resampler *r) {
+    if (!r) return;
+    free_plan(&r->p);
+    free(r->kh); free(r->kv); free(r->acc); free(r->tmp); free(r->row);
+    free(r);
+}
+
+clip_resampler *clip_resampler_new(int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww, int wh,
+                                   int premultiply) {
+    if (sw <= 0 || sh <= 0 || ch <= 0 || ch > 4 || ww <= 0 || wh <= 0) return NULL;
+    clip_resampler *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (plan_window(sw, sh, dw, dh, wy, wh, &r->p) != 0) { free(r); return NULL; }
+    r->sw = sw; r->ch = ch; r->wx = wx; r->ww = ww; r->wh = wh; r->wy = wy; r->premultiply = premultiply;
+    r->avx2 = use_avx2();
+    r->line = (size_t)ww * ch;
+    r->kh = r->p.need_h ? fixed_point(r->p.kh, (size_t)dw * r->p.ksh) : NULL;
+    r->kv = r->p.need_v ? fixed_point(r->p.kv, (size_t)dh * r->p.ksv) : NULL;
+    r->tmp = malloc(r->line * r->p.rows);
+    r->acc = r->p.need_v ? malloc(r->line * sizeof(int32_t)) : NULL;
+    // Alpha is premultiplied a row at a time as rows arrive, so no premultiplied copy of the image is made.
+    r->row = premultiply ? malloc((size_t)sw * ch) : NULL;
+    if ((r->p.need_h && !r->kh) || (r->p.need_v && (!r->kv || !r->acc)) || !r->tmp || (premultiply && !r->row)) {
+        clip_resampler_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+int clip_resampler_first_row(const clip_resampler *r) { return r->p.first; }
+int clip_resampler_row_count(const clip_resampler *r) { return r->p.rows; }
+
+void clip_resampler_push(clip_resampler *r, const uint8_t *in) {
+    if (r->pushed >= r->p.rows) return;
+    uint8_t *out = r->tmp + r->line * r->pushed++;
+    if (r->premultiply) {
+        premultiply_row(in, r->sw, r->ch, r->row);
+        in = r->row;
+    }
+    // Horizontal pass (8-bit result, as Pillow's intermediate image), restricted to the window's columns.
+    if (!r->p.need_h) memcpy(out, in + (size_t)r->wx * r->ch, r->line);
+    else if (r->avx2) horizontal_row_avx2(in, r->sw, r->ch, r->p.bh, r->kh, r->p.ksh, r->wx, r->ww, out);
+    else horizontal_row_generic(in, r->sw, r->ch, r->p.bh, r->kh, r->p.ksh, r->wx, r->ww, out);
+}
+
+int clip_resampler_finish(clip_resampler *r, uint8_t *dst) {
+    if (r->pushed != r->p.rows) return -1;
+    // Vertical pass as a weighted sum of whole rows; integer sums are exact, so the order is free.
+    for (int yy = 0; yy < r->wh; yy++) {
+        if (!r->p.need_v) {
+            memcpy(dst + r->line * yy, r->tmp + r->line * yy, r->line);
+            continue;
+        }
+        const int ymin = r->p.bv[(r->wy + yy) * 2] - r->p.first, ymax = r->p.bv[(r->wy + yy) * 2 + 1];
+        const int32_t *k = r->kv + (size_t)(r->wy + yy) * r->p.ksv;
+        if (r->avx2) vertical_row_avx2(r->tmp + r->line * (size_t)ymin, r->line, k, ymax, r->acc, dst + r->line * yy);
+        else vertical_row_generic(r->tmp + r->line * (size_t)ymin, r->line, k, ymax, r->acc, dst + r->line * yy);
+    }
+    return 0;
+}
+
 int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww,
                                  int wh, int premultiply, uint8_t *dst) {
     if (ww <= 0 || wh <= 0) return 0;
-    window_plan p;
-    if (plan_window(sw, sh, dw, dh, wy, wh, &p) != 0) return -1;
-    int32_t *kh = p.need_h ? fixed_point(p.kh, (size_t)dw * p.ksh) : NULL;
-    int32_t *kv = p.need_v ? fixed_point(p.kv, (size_t)dh * p.ksv) : NULL;
-    const size_t line = (size_t)ww * ch;
-    uint8_t *tmp = malloc(line * p.rows);
-    int32_t *acc = p.need_v ? malloc(line * sizeof(int32_t)) : NULL;
-    // Alpha is premultiplied a row at a time as rows are read, so no premultiplied copy of the image is made.
-    uint8_t *row = premultiply ? malloc((size_t)sw * ch) : NULL;
-    int status = -1;
-    if ((p.need_h && !kh) || (p.need_v && (!kv || !acc)) || !tmp || (premultiply && !row)) goto done;
-    const int avx2 = use_avx2();
-    // Horizontal pass (8-bit result, as Pillow's intermediate image), restricted to the window's columns.
-    for (int y = 0; y < p.rows; y++) {
-        const uint8_t *in = src + (size_t)(y + p.first) * sw * ch;
-        if (premultiply) {
-            premultiply_row(in, sw, ch, row);
-            in = row;
-        }
-        if (!p.need_h) memcpy(tmp + line * y, in + (size_t)wx * ch, line);
-        else if (avx2) horizontal_row_avx2(in, sw, ch, p.bh, kh, p.ksh, wx, ww, tmp + line * y);
-        else horizontal_row_generic(in, sw, ch, p.bh, kh, p.ksh, wx, ww, tmp + line * y);
-    }
-    // Vertical pass as a weighted sum of whole rows; integer sums are exact, so the order is free.
-    for (int yy = 0; yy < wh; yy++) {
-        if (!p.need_v) {
-            memcpy(dst + line * yy, tmp + line * yy, line);
-            continue;
-        }
-        const int ymin = p.bv[(wy + yy) * 2] - p.first, ymax = p.bv[(wy + yy) * 2 + 1];
-        const int32_t *k = kv + (size_t)(wy + yy) * p.ksv;
-        if (avx2) vertical_row_avx2(tmp + line * (size_t)ymin, line, k, ymax, acc, dst + line * yy);
-        else vertical_row_generic(tmp + line * (size_t)ymin, line, k, ymax, acc, dst + line * yy);
-    }
-    status = 0;
-done:
-    free_plan(&p);
-    free(kh); free(kv); free(tmp); free(acc); free(row);
+    clip_resampler *r = clip_resampler_new(sw, sh, ch, dw, dh, wx, wy, ww, wh, premultiply);
+    if (!r) return -1;
+    for (int y = 0; y < r->p.rows; y++) clip_resampler_push(r, src + (size_t)(y + r->p.first) * sw * ch);
+    int status = clip_resampler_finish(r, dst);
+    clip_resampler_free(r);
     return status;
 }
 

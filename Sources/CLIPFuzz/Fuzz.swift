@@ -21,9 +21,12 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
         _ = try? Unpickler.load(bytes)
     case .image:
         // A smaller pixel limit than the default keeps the sanitizer's memory within its bounds.
+        let preprocessor = ImagePreprocessor(resolution: 32, maxPixels: 16 << 20)
         if let image = try? decodeImage(bytes, name: "input", maxPixels: 16 << 20) {
-            _ = try? ImagePreprocessor(resolution: 32).pixels(image)
+            _ = try? preprocessor.pixels(image)
         }
+        // The row-by-row path large JPEGs and PNGs take, on every input.
+        _ = try? preprocessor.streamedCroppedRGB(bytes, name: "input")
     case .safetensors, .zip, .checkpoint:
         guard let file = memoryFile(bytes) else { return }
         switch target {

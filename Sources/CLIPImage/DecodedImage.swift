@@ -142,28 +142,12 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
         case .png: code = clip_decode_png(base, raw.count, limit, &img, &err, err.count)
         case .webp: code = clip_decode_webp(base, raw.count, limit, &img, &err, err.count)
         }
-        let message = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        switch Int(code) {
-        case Int(CLIP_IMAGE_OK): break
-        case Int(CLIP_IMAGE_TOO_LARGE): failure = ImageError(file: name, .tooManyPixels(message))
-        case Int(CLIP_IMAGE_UNSUPPORTED): failure = ImageError(file: name, .unsupported(message))
-        default: failure = ImageError(file: name, .corrupt(message))
-        }
+        failure = decodeError(code, err, name: name)
         initialized = failure == nil && img.owns_pixels == 0 ? Int(img.width) * Int(img.height) * Int(img.channels) : 0
     }
     defer { clip_image_free(&img) }
     if let failure { throw failure }
-    let mode: PixelMode
-    switch Int(img.mode) {
-    case Int(CLIP_MODE_L): mode = .gray
-    case Int(CLIP_MODE_LA): mode = .grayAlpha
-    case Int(CLIP_MODE_RGB): mode = .rgb
-    case Int(CLIP_MODE_RGBA): mode = .rgba
-    case Int(CLIP_MODE_CMYK): mode = .cmyk
-    case Int(CLIP_MODE_P): mode = .palette
-    case Int(CLIP_MODE_I16): mode = .gray16
-    default: mode = .bilevel
-    }
+    let mode = PixelMode(decoded: img.mode)
     let count = Int(img.width) * Int(img.height) * mode.channels
     // Decoded elsewhere (a header the probe could not read): copied once.
     let owned = img.owns_pixels == 0 ? pixels : Array(UnsafeBufferPointer(start: img.pixels, count: count))
@@ -174,6 +158,33 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
     }
     return DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: owned,
                         palette: palette, exifOrientation: orientation)
+}
+
+extension PixelMode {
+    /// The mode a C decoder reported (`CLIP_MODE_*`).
+    init(decoded mode: Int32) {
+        switch Int(mode) {
+        case Int(CLIP_MODE_L): self = .gray
+        case Int(CLIP_MODE_LA): self = .grayAlpha
+        case Int(CLIP_MODE_RGB): self = .rgb
+        case Int(CLIP_MODE_RGBA): self = .rgba
+        case Int(CLIP_MODE_CMYK): self = .cmyk
+        case Int(CLIP_MODE_P): self = .palette
+        case Int(CLIP_MODE_I16): self = .gray16
+        default: self = .bilevel
+        }
+    }
+}
+
+/// The error a C decoder's result code and message stand for, or nil for success.
+func decodeError(_ code: Int32, _ err: [CChar], name: String) -> ImageError? {
+    let message = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    switch Int(code) {
+    case Int(CLIP_IMAGE_OK): return nil
+    case Int(CLIP_IMAGE_TOO_LARGE): return ImageError(file: name, .tooManyPixels(message))
+    case Int(CLIP_IMAGE_UNSUPPORTED): return ImageError(file: name, .unsupported(message))
+    default: return ImageError(file: name, .corrupt(message))
+    }
 }
 
 /// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed.

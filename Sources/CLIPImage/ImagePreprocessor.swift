@@ -47,13 +47,7 @@ public struct ImagePreprocessor: Sendable {
                 let budget = DecodeBudget(bytes: Self.decodeMemoryBudget)
                 parallelFor(files.count) { i in
                     do throws(ImageError) {
-                        let data = try readFile(files[i])
-                        // Large images take turns: two 178-megapixel RGBA PNGs at once would need gigabytes.
-                        let cost = Self.decodeCost(data)
-                        budget.acquire(cost)
-                        defer { budget.release(cost) }
-                        let image = try decodeImage(data, name: files[i], maxPixels: maxPixels)
-                        try process(image, name: files[i], into: o + i * plane)
+                        try decodeAndProcess(readFile(files[i]), name: files[i], budget: budget, into: o + i * plane)
                     } catch {
                         e[i] = error
                     }
@@ -80,7 +74,13 @@ public struct ImagePreprocessor: Sendable {
     /// Preprocesses one file → [3, resolution, resolution] values.
     public func pixels(file: String) throws(ImageError) -> [Float] {
         try validate(name: file)
-        return try pixels(decodeImage(readFile(file), name: file, maxPixels: maxPixels), name: file)
+        var out = [Float](repeating: 0, count: 3 * resolution * resolution)
+        let data = try readFile(file)
+        try out.withUnsafeMutableBufferPointer { (p) throws(ImageError) in
+            try decodeAndProcess(data, name: file, budget: DecodeBudget(bytes: Self.decodeMemoryBudget),
+                                 into: p.baseAddress!)
+        }
+        return out
     }
 
     /// Preprocesses an image already in memory (an 8-bit RGB or RGBA buffer, rows top to bottom)
@@ -105,7 +105,7 @@ public struct ImagePreprocessor: Sendable {
         return out
     }
 
-    private func validate(name: String) throws(ImageError) {
+    func validate(name: String) throws(ImageError) {
         guard resolution >= 1, resolution <= 16384 else {
             throw ImageError(file: name, .invalidBuffer("resolution \(resolution) is outside 1...16384"))
         }
@@ -130,28 +130,49 @@ public struct ImagePreprocessor: Sendable {
         try validate(name: name)
         var image = input
         if applyEXIFOrientation, let o = image.exifOrientation, o != 1 { image = transposed(image, orientation: o) }
+        let g = try cropGeometry(width: image.width, height: image.height, name: name)
+        let region = try resizedWindow(image, width: g.width, height: g.height, x: g.x, y: g.y, w: g.w, h: g.h,
+                                       name: name)
+        return rgbCrop(region, g, mode: image.mode, palette: image.palette)
+    }
+
+    /// Where the centre crop lies in the resized image, and the part of it that the resized image covers.
+    struct CropGeometry {
+        /// Size of the resized image (shorter side = resolution).
+        let width, height: Int
+        /// torchvision's CenterCrop offsets (negative when the crop is larger than the image: zero padding).
+        let top, left: Int
+        /// The window of the resized image inside the crop: the only part that is computed.
+        let x, y, w, h: Int
+    }
+
+    func cropGeometry(width: Int, height: Int, name: String) throws(ImageError) -> CropGeometry {
         let r = resolution
-        let (nw, nh) = Self.resizedSize(width: image.width, height: image.height, resolution: r)
+        let (nw, nh) = Self.resizedSize(width: width, height: height, resolution: r)
         // An extreme aspect ratio (say 100000×1) scales to billions of pixels; the reference would try to allocate
         // them. Refuse it like an oversized image.
         let (resizedPixels, overflow) = nw.multipliedReportingOverflow(by: nh)
         guard !overflow, resizedPixels <= maxPixels else {
-            throw ImageError(file: name, .tooManyPixels("a \(image.width)x\(image.height) image resizes to \(nw)x\(nh) for a \(r)-pixel crop, more than the limit of \(maxPixels) pixels"))
+            throw ImageError(file: name, .tooManyPixels("a \(width)x\(height) image resizes to \(nw)x\(nh) for a \(r)-pixel crop, more than the limit of \(maxPixels) pixels"))
         }
-        let ch = image.mode.channels
         // torchvision's CenterCrop offsets: int(round((size - crop) / 2)), rounding half to even.
         let top = Int(((Double(nh - r)) / 2).rounded(.toNearestOrEven))
         let left = Int(((Double(nw - r)) / 2).rounded(.toNearestOrEven))
-        // Only the part of the resized image that survives the crop is computed.
         let wx = max(left, 0), wy = max(top, 0)
-        let ww = min(left + r, nw) - wx, wh = min(top + r, nh) - wy
-        let region = try resizedWindow(image, width: nw, height: nh, x: wx, y: wy, w: ww, h: wh, name: name)
-        var rgb = [UInt8](repeating: 0, count: r * r * 3)  // torchvision pads with 0 outside the image
+        return CropGeometry(width: nw, height: nh, top: top, left: left, x: wx, y: wy, w: min(left + r, nw) - wx,
+                            h: min(top + r, nh) - wy)
+    }
+
+    /// The crop as RGB bytes [resolution, resolution, 3] from the resized window `region` in `mode`; torchvision
+    /// pads with 0 outside the image.
+    func rgbCrop(_ region: [UInt8], _ g: CropGeometry, mode: PixelMode, palette: [UInt8]) -> [UInt8] {
+        let r = resolution, ch = mode.channels
+        var rgb = [UInt8](repeating: 0, count: r * r * 3)
         region.withUnsafeBufferPointer { src in
-            for y in 0..<wh {
-                for x in 0..<ww {
-                    let px = toRGB(src.baseAddress! + (y * ww + x) * ch, image.mode, image.palette)
-                    let o = ((y + wy - top) * r + (x + wx - left)) * 3
+            for y in 0..<g.h {
+                for x in 0..<g.w {
+                    let px = toRGB(src.baseAddress! + (y * g.w + x) * ch, mode, palette)
+                    let o = ((y + g.y - g.top) * r + (x + g.x - g.left)) * 3
                     rgb[o] = px.0
                     rgb[o + 1] = px.1
                     rgb[o + 2] = px.2
@@ -203,7 +224,11 @@ public struct ImagePreprocessor: Sendable {
     }
 
     func process(_ image: DecodedImage, name: String, into out: UnsafeMutablePointer<Float>) throws(ImageError) {
-        let rgb = try croppedRGB(image, name: name)
+        normalize(try croppedRGB(image, name: name), into: out)
+    }
+
+    /// `ToTensor` and `Normalize` of the crop's RGB bytes → [3, resolution, resolution] values in `out`.
+    func normalize(_ rgb: [UInt8], into out: UnsafeMutablePointer<Float>) {
         let plane = resolution * resolution
         // ToTensor then Normalize, in float32 and in this order, as torch computes them; a byte has 256 values,
         // so each channel's results are tabulated once per image instead of two divisions per sample.
@@ -254,7 +279,7 @@ public struct ImagePreprocessor: Sendable {
     }
 
     /// Pillow's RGBa → RGBA: colour × 255 / alpha (integer division, clipped), unchanged at alpha 0 or 255.
-    private func unpremultiply(_ p: inout [UInt8], channels ch: Int) {
+    func unpremultiply(_ p: inout [UInt8], channels ch: Int) {
         p.withUnsafeMutableBufferPointer { b in
             var i = 0
             while i < b.count {

@@ -107,9 +107,10 @@ func runBounded(_ binary: String, _ arguments: [[UInt8]], limit: Double) throws 
                       peakMiB: Double(usage.ru_maxrss) / 1024)
 }
 
+/// Serialized: each case's time bound is for the machine to itself (the image cases use every core).
 @Test("Hostile input: one clean error within time and memory bounds",
       .enabled(if: !hostileCases.isEmpty, "set CLIP_HOSTILE_CASES to a directory made by Scripts/fuzz/make_hostile_cases.py"),
-      arguments: hostileCases)
+      .serialized, arguments: hostileCases)
 func hostileInputIsRefusedCleanly(_ c: HostileCase) throws {
     let binary = ProcessInfo.processInfo.environment["CLIP_BINARY"] ?? clipBinary.path
     let r = try runBounded(binary, c.rawArguments, limit: max(c.seconds * 3, 15))

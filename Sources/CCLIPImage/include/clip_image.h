@@ -47,6 +47,25 @@ int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
 int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
 void clip_image_free(clip_image *img);
 
+/// PNG in two steps, for images too large to hold decoded: `clip_png_open` reads the header and sets `out`'s
+/// width, height, channels, mode, palette and EXIF (no pixels), then `clip_png_read_rows` decodes every row in
+/// order and hands the rows the resampler needs to it (non-interlaced files only: `clip_png_streamable`). Errors as
+/// for `clip_decode_png`; `clip_png_close` frees the stream (NULL is allowed).
+typedef struct clip_png_stream clip_png_stream;
+struct clip_resampler;
+int clip_png_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_png_stream **stream, clip_image *out,
+                  char *err, size_t errlen);
+int clip_png_streamable(const clip_png_stream *stream);
+int clip_png_read_rows(clip_png_stream *stream, struct clip_resampler *resampler, char *err, size_t errlen);
+void clip_png_close(clip_png_stream *stream);
+
+/// JPEG in the same two steps (every JPEG can be read row by row; CMYK rows arrive inverted as Pillow holds them).
+typedef struct clip_jpeg_stream clip_jpeg_stream;
+int clip_jpeg_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_jpeg_stream **stream, clip_image *out,
+                   char *err, size_t errlen);
+int clip_jpeg_read_rows(clip_jpeg_stream *stream, struct clip_resampler *resampler, char *err, size_t errlen);
+void clip_jpeg_close(clip_jpeg_stream *stream);
+
 /// For decoders: clears `img` except the caller's buffer, and returns pixel memory of `bytes` (the caller's buffer
 /// when it is large enough, else malloc; NULL without memory). `clip_image_drop_pixels` undoes it on failure.
 void clip_image_reset(clip_image *img);
@@ -65,6 +84,20 @@ int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t
 /// `dst` receives `ww * wh * channels` bytes.
 int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int channels, int dw, int dh, int wx, int wy,
                                  int ww, int wh, int premultiply, uint8_t *dst);
+
+/// The same resampling fed one source row at a time, for decoders that produce rows in order: only the window's
+/// horizontally resampled rows are kept (`ww * row_count * channels` bytes), never the whole image.
+/// `clip_resampler_new` returns NULL without memory or for empty sizes; feed exactly `row_count` rows, the source's
+/// rows `first_row`, `first_row + 1`, … (each `sw * channels` bytes), then `finish` writes `ww * wh * channels`
+/// bytes to `dst` (0, or -1 when rows are missing). The result is bitwise that of `clip_resample_bicubic_window`.
+typedef struct clip_resampler clip_resampler;
+clip_resampler *clip_resampler_new(int sw, int sh, int channels, int dw, int dh, int wx, int wy, int ww, int wh,
+                                   int premultiply);
+int clip_resampler_first_row(const clip_resampler *r);
+int clip_resampler_row_count(const clip_resampler *r);
+void clip_resampler_push(clip_resampler *r, const uint8_t *row);
+int clip_resampler_finish(clip_resampler *r, uint8_t *dst);
+void clip_resampler_free(clip_resampler *r);
 
 /// Pillow's 16-bit resampling (ImagingResample*_16bpc) for "I;16" images: double-precision weights and sums,
 /// each stored sample rounded and clipped byte by byte as Pillow does. Window as above, in samples.
