@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "CLIPImage", targets: ["CLIPImage"]),
         .library(name: "CLIPHub", targets: ["CLIPHub"]),
         .library(name: "CLIPKit", targets: ["CLIPKit"]),
+        .library(name: "CLIPTraining", targets: ["CLIPTraining"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
@@ -40,6 +41,8 @@ let package = Package(
         .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"]),
         // The CLIP model: architecture inference, image and text towers, logits.
         .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers", "CLIPFiles"]),
+        // Training: the contrastive loss, AdamW, the schedule, the training loop, checkpoints and data.
+        .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles"]),
         // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
         .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
@@ -62,6 +65,8 @@ let package = Package(
         .testTarget(name: "CLIPLayersTests", dependencies: ["CLIPLayers", "CLIPTensor"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor", "CLIPFiles"]),
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLIPTrainingTests", dependencies: ["CLIPTraining", "CLIP", "CLIPLayers", "CLIPWeights"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),

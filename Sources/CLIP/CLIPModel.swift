@@ -53,34 +53,65 @@ public struct CLIPModel: Sendable {
         try self.init(reader, c, precision: precision)
     }
 
-    /// A model of the given architecture with freshly initialised weights, drawn as the reference's
-    /// `initialize_parameters` does (normal, std 0.02 / 0.01 for the embeddings, fan-in scaled projections;
-    /// LayerNorm and BatchNorm as identities). For benchmarks and as the start of training. Throws when the
-    /// configuration is inconsistent (for example heads that do not divide a width).
+    /// A model of the given architecture with freshly initialised weights (see `initialValue(of:shape:in:using:)`).
+    /// For benchmarks and as the start of training. Throws when the configuration is inconsistent (for example
+    /// heads that do not divide a width).
     public init(randomWeightsFor c: CLIPConfiguration, seed: UInt64 = 0,
                 precision: Precision = .fp32) throws(ModelLoadError) {
         var rng = NormalGenerator(seed: seed)
         let reader = ParameterReader(origin: "random initialisation") { name, shape in
-            let count = shape.reduce(1, *)
-            let values: [Float]
-            if name == "logit_scale" {
-                values = [logf(1 / 0.07)]
-            } else if name.hasSuffix("running_var") || (name.hasSuffix(".weight") && shape.count == 1) {
-                values = [Float](repeating: 1, count: count)  // LayerNorm / BatchNorm scale
-            } else if name.hasSuffix("bias") || name.hasSuffix("running_mean") {
-                values = [Float](repeating: 0, count: count)
-            } else {
-                let std: Float
-                switch name {
-                case "token_embedding.weight": std = 0.02
-                case "positional_embedding": std = 0.01
-                default: std = 1 / Float(max(shape.dropFirst().reduce(1, *), shape.first ?? 1)).squareRoot()
-                }
-                values = (0..<count).map { _ in rng.next() * std }
-            }
-            return Tensor(uncheckedShape: shape, scalars: values)
+            Self.initialValue(of: name, shape: shape, in: c, using: &rng)
         }
         try self.init(reader, c, precision: precision)
+    }
+
+    /// The freshly initialised parameters of a model of architecture `c`, by checkpoint name in the order the
+    /// layers take them: the start of training from scratch. The same seed gives the same values everywhere.
+    public static func initialParameters(for c: CLIPConfiguration, seed: UInt64 = 0) throws(ModelLoadError) -> NamedTensors {
+        var rng = NormalGenerator(seed: seed)
+        var names: [String] = [], values: [String: Tensor] = [:]
+        let reader = ParameterReader(origin: "random initialisation") { name, shape in
+            let t = Self.initialValue(of: name, shape: shape, in: c, using: &rng)
+            names.append(name)
+            values[name] = t
+            return t
+        }
+        _ = try CLIPModel(reader, c, precision: .fp32)
+        return NamedTensors(names: names, values: values, origin: "random initialisation (seed \(seed))")
+    }
+
+    /// One parameter's initial value, as the reference's `initialize_parameters` draws the text tower (normal;
+    /// std 0.02 / 0.01 for token / positional embeddings, width^-½ for attention inputs and projections,
+    /// (2·width)^-½ for the MLP's first layer, width^-½·(2·layers)^-½ for the layers that write the residual
+    /// stream), applied to both towers' transformers; class embedding width^-½; LayerNorm and BatchNorm as
+    /// identities, biases zero, `logit_scale` ln(1/0.07), other weights fan-in scaled.
+    static func initialValue(of name: String, shape: [Int], in c: CLIPConfiguration,
+                             using rng: inout NormalGenerator) -> Tensor {
+        let count = shape.reduce(1, *)
+        if name == "logit_scale" { return Tensor(uncheckedShape: shape, scalars: [logf(1 / 0.07)]) }
+        if name.hasSuffix("running_var") || (name.hasSuffix(".weight") && shape.count == 1) {
+            return Tensor(uncheckedShape: shape, scalars: [Float](repeating: 1, count: count))
+        }
+        if name.hasSuffix("bias") || name.hasSuffix("running_mean") {
+            return Tensor(uncheckedShape: shape, scalars: [Float](repeating: 0, count: count))
+        }
+        var (width, layers) = (c.text.width, c.text.layers)
+        if name.hasPrefix("visual."), case .transformer(let v) = c.vision { (width, layers) = (v.width, v.layers) }
+        let w = Float(width), residual = 1 / (w.squareRoot() * Float(2 * max(layers, 1)).squareRoot())
+        let isTransformer = name.contains("transformer.resblocks.")
+        let std: Float
+        switch name {
+        case "token_embedding.weight": std = 0.02
+        case "positional_embedding": std = 0.01
+        case "visual.class_embedding", "visual.positional_embedding", "visual.proj", "text_projection":
+            std = 1 / w.squareRoot()
+        case _ where isTransformer && name.hasSuffix("attn.in_proj_weight"): std = 1 / w.squareRoot()
+        case _ where isTransformer && (name.hasSuffix("out_proj.weight") || name.hasSuffix("c_proj.weight")):
+            std = residual
+        case _ where isTransformer && name.hasSuffix("c_fc.weight"): std = 1 / (2 * w).squareRoot()
+        default: std = 1 / Float(max(shape.dropFirst().reduce(1, *), shape.first ?? 1)).squareRoot()
+        }
+        return Tensor(uncheckedShape: shape, scalars: (0..<count).map { _ in rng.next() * std })
     }
 
     private init(_ r: ParameterReader, _ c: CLIPConfiguration, precision: Precision) throws(ModelLoadError) {
@@ -217,6 +248,8 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
     case internalShape(TensorError)
     /// The model's output overflowed (weights far outside any trained range).
     case nonFiniteOutput(what: String, row: Int)
+    /// What was asked cannot be trained (a reduced precision, a ResNet tower).
+    case training(String)
 
     public var description: String {
         switch self {
@@ -229,6 +262,7 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
         case .internalShape(let e): return "internal shape error: \(e)"
         case .nonFiniteOutput(let what, let row):
             return "the model's \(what) embedding \(row) is not finite: its weights overflow fp32 arithmetic"
+        case .training(let message): return message
         }
     }
 }

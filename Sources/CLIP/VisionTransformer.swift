@@ -53,15 +53,28 @@ public struct VisionTransformer: Sendable {
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
     /// whole patch are ignored; the patch grid must match the positional embedding.
     func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
+        let patches = try patchRows(pixels)
+        do {
+            var x = try embed(patches)
+            try lnPre.forward(x, into: &x)
+            try transformer.forward(&x, causal: false)
+            return try matmul(lnPost(classTokens(x)), proj)
+        } catch {
+            throw .internalShape(error)
+        }
+    }
+
+    /// `pixels` [N, 3, H, W] → patches as rows [N·grid², 3·p·p] in the (channel, y, x) order of the convolution
+    /// weight, so patch embedding is one GEMM.
+    func patchRows(_ pixels: Tensor) throws(CLIPError) -> Tensor {
         let c = configuration
         let (n, h, wpx) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
         let p = c.patchSize
         guard h / p == c.grid, wpx / p == c.grid else {
             throw .imageShape(pixels.shape, expected: "[N, 3, \(c.grid * p), \(c.grid * p)] (a \(c.grid)×\(c.grid) grid of \(p)-pixel patches)")
         }
-        let g = c.grid, w = c.width, tokens = g * g + 1, pdim = 3 * p * p
-        // Gather patches into rows [N·g², 3·p·p] in the (channel, y, x) order of the convolution weight.
-        let patches = Tensor(uncheckedShape: [n * g * g, pdim]) { dst in
+        let g = c.grid, pdim = 3 * p * p
+        return Tensor(uncheckedShape: [n * g * g, pdim]) { dst in
             pixels.scalars.withUnsafeBufferPointer { src in
                 for img in 0..<n {
                     for gy in 0..<g {
@@ -79,32 +92,101 @@ public struct VisionTransformer: Sendable {
                 }
             }
         }
-        do {
-            let embedded = try patchEmbedding(patches)  // [N·g², width]
-            var x = Tensor(uncheckedZeros: [n, tokens, w])
-            x.scalars.withUnsafeMutableBufferPointer { xp in
-                embedded.scalars.withUnsafeBufferPointer { ep in
-                    classEmbedding.scalars.withUnsafeBufferPointer { cp in
-                        positionalEmbedding.scalars.withUnsafeBufferPointer { pp in
-                            for img in 0..<n {
-                                let dst = xp.baseAddress! + img * tokens * w
-                                for i in 0..<w { dst[i] = cp[i] + pp[i] }
-                                let src = ep.baseAddress! + img * g * g * w
-                                for i in 0..<(g * g * w) { dst[w + i] = src[i] + pp[w + i] }
-                            }
+    }
+
+    /// Patch rows [N·grid², 3·p·p] → tokens [N, grid² + 1, width]: the class token first, positions added.
+    func embed(_ patches: Tensor) throws(TensorError) -> Tensor {
+        let (g, w) = (configuration.grid, configuration.width)
+        let tokens = g * g + 1, n = patches.shape[0] / (g * g)
+        let embedded = try patchEmbedding(patches)  // [N·g², width]
+        var x = Tensor(uncheckedZeros: [n, tokens, w])
+        x.scalars.withUnsafeMutableBufferPointer { xp in
+            embedded.scalars.withUnsafeBufferPointer { ep in
+                classEmbedding.scalars.withUnsafeBufferPointer { cp in
+                    positionalEmbedding.scalars.withUnsafeBufferPointer { pp in
+                        for img in 0..<n {
+                            let dst = xp.baseAddress! + img * tokens * w
+                            for i in 0..<w { dst[i] = cp[i] + pp[i] }
+                            let src = ep.baseAddress! + img * g * g * w
+                            for i in 0..<(g * g * w) { dst[w + i] = src[i] + pp[w + i] }
                         }
                     }
                 }
             }
-            try lnPre.forward(x, into: &x)
-            try transformer.forward(&x, causal: false)
-            var cls = Tensor(uncheckedZeros: [n, w])
-            for img in 0..<n {
-                cls.scalars.replaceSubrange((img * w)..<((img + 1) * w), with: x.scalars[(img * tokens * w)..<(img * tokens * w + w)])
-            }
-            return try matmul(lnPost(cls), proj)
+        }
+        return x
+    }
+
+    /// Tokens [N, tokens, width] → the class token of each image [N, width].
+    func classTokens(_ x: Tensor) -> Tensor {
+        let (n, tokens, w) = (x.shape[0], x.shape[1], x.shape[2])
+        var cls = Tensor(uncheckedZeros: [n, w])
+        for img in 0..<n {
+            cls.scalars.replaceSubrange((img * w)..<((img + 1) * w), with: x.scalars[(img * tokens * w)..<(img * tokens * w + w)])
+        }
+        return cls
+    }
+}
+
+extension VisionTransformer {
+    /// What the backward pass needs from a training forward.
+    struct Trace: Sendable {
+        var patches: Tensor  // [N·grid², 3·p·p]
+        var embedded: Tensor  // [N, tokens, width], before ln_pre
+        var blocks: [ResidualAttentionBlock.Trace]
+        var classTokens: Tensor  // [N, width], before ln_post
+        var pooled: Tensor  // [N, width], after ln_post
+    }
+
+    /// The forward pass for training: `pixels` [N, 3, R, R] → [N, embed], keeping what `backward` needs.
+    func forwardTraining(_ pixels: Tensor) throws(CLIPError) -> (Tensor, Trace) {
+        let patches = try patchRows(pixels)
+        do {
+            let embedded = try embed(patches)
+            var x = try lnPre(embedded)
+            let blocks = try transformer.forwardTraining(&x, causal: false)
+            let cls = classTokens(x)
+            let pooled = try lnPost(cls)
+            let trace = Trace(patches: patches, embedded: embedded, blocks: blocks, classTokens: cls, pooled: pooled)
+            return (try matmul(pooled, proj), trace)
         } catch {
             throw .internalShape(error)
         }
+    }
+
+    /// The backward pass: `dy` [N, embed] the gradient of the features; adds the gradient of every `visual.*`
+    /// parameter (the input pixels get none).
+    func backward(_ trace: Trace, featureGradient dy: Tensor, parameters p: ParameterValues,
+                  into gradients: inout Gradients) throws(TensorError) {
+        let (g, w) = (configuration.grid, configuration.width)
+        let tokens = g * g + 1, n = trace.classTokens.shape[0]
+        let dPooled = try projectionBackward(input: trace.pooled, outputGradient: dy, projection: proj,
+                                             name: "visual.proj", into: &gradients)
+        let dCls = try lnPost.backward(input: trace.classTokens, outputGradient: dPooled, prefix: "visual.ln_post",
+                                       into: &gradients)
+        var dx = Tensor(uncheckedZeros: [n, tokens, w])
+        for img in 0..<n {
+            dx.scalars.replaceSubrange((img * tokens * w)..<(img * tokens * w + w), with: dCls.scalars[(img * w)..<((img + 1) * w)])
+        }
+        dx = try transformer.backward(trace.blocks, outputGradient: dx, prefix: "visual.transformer", parameters: p,
+                                      into: &gradients)
+        let dEmbedded = try lnPre.backward(input: trace.embedded, outputGradient: dx, prefix: "visual.ln_pre",
+                                           into: &gradients)
+        var dPatches = Tensor(uncheckedZeros: [n * g * g, w])
+        dEmbedded.scalars.withUnsafeBufferPointer { d in
+            for img in 0..<n {
+                let src = d.baseAddress! + img * tokens * w
+                gradients.add("visual.class_embedding", shape: [w], src)
+                gradients.add("visual.positional_embedding", shape: [tokens, w], src)
+                dPatches.scalars.withUnsafeMutableBufferPointer { dp in
+                    (dp.baseAddress! + img * g * g * w).update(from: src + w, count: g * g * w)
+                }
+            }
+        }
+        let conv = try p.value("visual.conv1.weight")
+        _ = try patchEmbedding.backward(input: trace.patches, outputGradient: dPatches,
+                                        weight: conv.reshaped([w, trace.patches.shape[1]]),
+                                        names: ("visual.conv1.weight", nil), into: &gradients, inputGradient: false)
+        try gradients.reshape("visual.conv1.weight", to: conv.shape)
     }
 }

@@ -96,3 +96,110 @@ public struct MultiheadSelfAttention: Sendable {
                                heads: heads)
     }
 }
+
+extension MultiheadSelfAttention {
+    /// What the backward pass needs from a training forward: the input, the fused projections, every head's
+    /// attention probabilities [batch, heads, tokens, tokens] and the heads' context [batch, tokens, width].
+    public struct Trace: Sendable {
+        var input: Tensor
+        var qkv: Tensor
+        var probabilities: [Float]
+        var context: Tensor
+    }
+
+    /// The forward pass for training: the same projections as `forward`, but each head's softmax(scale·Q·Kᵀ) is
+    /// formed explicitly and kept, because its backward needs it (`forward`'s fused kernel never materialises it).
+    /// `x` [batch, tokens, width] → [batch, tokens, width] added into `out`.
+    public func forward(_ x: Tensor, causal: Bool, addingTo out: inout Tensor) throws(TensorError) -> Trace {
+        guard x.rank == 3, x.shape[2] == width, out.count == x.count else {
+            throw .shapeMismatch(operation: "MultiheadSelfAttention", x.shape, [width])
+        }
+        let (batch, t, w, hd) = (x.shape[0], x.shape[1], width, width / heads)
+        var qkv = Tensor(uninitialized: [batch, t, 3 * w])
+        try inProj.forward(x, into: &qkv)
+        var probs = [Float](repeating: 0, count: batch * heads * t * t)
+        var context = Tensor(uninitialized: x.shape)
+        let scale = 1 / Float(hd).squareRoot()
+        qkv.scalars.withUnsafeBufferPointer { qp in
+            probs.withUnsafeMutableBufferPointer { pp in
+                context.scalars.withUnsafeMutableBufferPointer { cp in
+                    let (qBase, pBase, cBase) = (qp.baseAddress!, pp.baseAddress!, cp.baseAddress!)
+                    parallelFor(batch * heads) { task in
+                        let (b, h) = (task / heads, task % heads)
+                        let q = qBase + b * t * 3 * w + h * hd, p = pBase + task * t * t
+                        sgemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale, a: q, lda: 3 * w,
+                              b: q + w, ldb: 3 * w, c: p, ldc: t, parallel: false)
+                        for i in 0..<t {
+                            let visible = causal ? i + 1 : t
+                            softmaxInPlace(p + i * t, count: visible)
+                            for j in visible..<t { p[i * t + j] = 0 }
+                        }
+                        sgemm(transA: false, transB: false, m: t, n: hd, k: t, a: p, lda: t, b: q + 2 * w,
+                              ldb: 3 * w, c: cBase + b * t * w + h * hd, ldc: w, parallel: false)
+                    }
+                }
+            }
+        }
+        try outProj.forward(context, into: &out, accumulate: true)
+        return Trace(input: x, qkv: qkv, probabilities: probs, context: context)
+    }
+
+    /// The backward pass of `forward(_:causal:addingTo:)`: `dy` [batch, tokens, width] the gradient of the output.
+    /// Adds the projections' gradients under `prefix` (`in_proj_weight`, `in_proj_bias`, `out_proj.*`); `inProjWeight`
+    /// [3·width, width] and `outProjWeight` [width, width] are the values the layer was built from. Returns dx.
+    public func backward(_ trace: Trace, outputGradient dy: Tensor, prefix: String, inProjWeight: Tensor,
+                         outProjWeight: Tensor, into gradients: inout Gradients) throws(TensorError) -> Tensor {
+        let x = trace.input
+        let (batch, t, w, hd) = (x.shape[0], x.shape[1], width, width / heads)
+        guard let dContext = try outProj.backward(
+            input: trace.context, outputGradient: dy, weight: outProjWeight,
+            names: ("\(prefix).out_proj.weight", "\(prefix).out_proj.bias"), into: &gradients) else { return dy }
+        let scale = 1 / Float(hd).squareRoot()
+        var dqkv = Tensor(uninitialized: trace.qkv.shape)
+        trace.qkv.scalars.withUnsafeBufferPointer { qp in
+            trace.probabilities.withUnsafeBufferPointer { pp in
+                dContext.scalars.withUnsafeBufferPointer { dop in
+                    dqkv.scalars.withUnsafeMutableBufferPointer { dp in
+                        let (qBase, pBase, doBase, dBase) = (qp.baseAddress!, pp.baseAddress!, dop.baseAddress!, dp.baseAddress!)
+                        parallelFor(batch * heads) { task in
+                            let (b, h) = (task / heads, task % heads)
+                            let off = b * t * 3 * w + h * hd
+                            attentionHeadBackward(tokens: t, headDim: hd, scale: scale, q: qBase + off,
+                                                  probabilities: pBase + task * t * t,
+                                                  dOut: doBase + b * t * w + h * hd, ldo: w, dq: dBase + off, ld: 3 * w,
+                                                  width: w)
+                        }
+                    }
+                }
+            }
+        }
+        return try inProj.backward(input: x, outputGradient: dqkv, weight: inProjWeight,
+                                   names: ("\(prefix).in_proj_weight", "\(prefix).in_proj_bias"),
+                                   into: &gradients) ?? dqkv
+    }
+}
+
+/// One head's backward: with P the probabilities and dO the gradient of its output, dV = Pᵀ·dO, dP = dO·Vᵀ,
+/// dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale (zero where masked, since P is), dQ = dS·K, dK = dSᵀ·Q. Q, K, V and their
+/// gradients are read and written in the fused [tokens, 3·width] layout at `q`/`dq` (+width for K, +2·width for V).
+private func attentionHeadBackward(tokens t: Int, headDim hd: Int, scale: Float, q: UnsafePointer<Float>,
+                                   probabilities p: UnsafePointer<Float>, dOut: UnsafePointer<Float>, ldo: Int,
+                                   dq: UnsafeMutablePointer<Float>, ld: Int, width w: Int) {
+    var ds = [Float](repeating: 0, count: t * t)
+    ds.withUnsafeMutableBufferPointer { dsp in
+        let d = dsp.baseAddress!
+        sgemm(transA: true, transB: false, m: t, n: hd, k: t, a: p, lda: t, b: dOut, ldb: ldo,
+              c: dq + 2 * w, ldc: ld, parallel: false)  // dV
+        sgemm(transA: false, transB: true, m: t, n: t, k: hd, a: dOut, lda: ldo, b: q + 2 * w, ldb: ld,
+              c: d, ldc: t, parallel: false)  // dP
+        for i in 0..<t {
+            var dot: Float = 0
+            for j in 0..<t { dot += d[i * t + j] * p[i * t + j] }
+            for j in 0..<t { d[i * t + j] = p[i * t + j] * (d[i * t + j] - dot) * scale }
+        }
+        sgemm(transA: false, transB: false, m: t, n: hd, k: t, a: d, lda: t, b: q + w, ldb: ld,
+              c: dq, ldc: ld, parallel: false)  // dQ
+        sgemm(transA: true, transB: false, m: t, n: hd, k: t, a: d, lda: t, b: q, ldb: ld,
+              c: dq + w, ldc: ld, parallel: false)  // dK
+    }
+}

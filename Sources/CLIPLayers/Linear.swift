@@ -117,3 +117,98 @@ public struct LayerNorm: Sendable {
         return y
     }
 }
+
+extension Linear {
+    /// The backward pass of `forward` (without activation): `x` [rows, in] the input, `dy` [rows, out] the gradient
+    /// of the output, `weight` [out, in] the values this layer was packed from. Adds dW = dyᵀ·x to `names.weight`
+    /// and Σ_rows dy to `names.bias` in `gradients`; returns dx = dy·W [rows, in] when `inputGradient`.
+    public func backward(input x: Tensor, outputGradient dy: Tensor, weight: Tensor,
+                         names: (weight: String, bias: String?), into gradients: inout Gradients,
+                         inputGradient: Bool = true) throws(TensorError) -> Tensor? {
+        let (n, k) = (outFeatures, inFeatures)
+        let rows = x.count / max(k, 1)
+        guard x.count == rows * k, dy.count == rows * n, weight.shape == [n, k] else {
+            throw .shapeMismatch(operation: "Linear.backward", x.shape, dy.shape)
+        }
+        guard rows > 0 else { return inputGradient ? Tensor(uncheckedZeros: x.shape) : nil }
+        dy.scalars.withUnsafeBufferPointer { dyp in
+            x.scalars.withUnsafeBufferPointer { xp in
+                gradients.accumulate(names.weight, shape: [n, k]) { g in
+                    sgemm(transA: true, transB: false, m: n, n: k, k: rows, a: dyp.baseAddress!, lda: n,
+                          b: xp.baseAddress!, ldb: k, beta: 1, c: g, ldc: k)
+                }
+            }
+            if let biasName = names.bias {
+                gradients.accumulate(biasName, shape: [n]) { g in
+                    for r in 0..<rows { for j in 0..<n { g[j] += dyp[r * n + j] } }
+                }
+            }
+        }
+        guard inputGradient else { return nil }
+        return Tensor(uncheckedShape: x.shape) { dx in
+            dy.scalars.withUnsafeBufferPointer { dyp in
+                weight.scalars.withUnsafeBufferPointer { wp in
+                    sgemm(transA: false, transB: false, m: rows, n: k, k: n, a: dyp.baseAddress!, lda: n,
+                          b: wp.baseAddress!, ldb: k, c: dx.baseAddress!, ldc: k)
+                }
+            }
+        }
+    }
+}
+
+extension LayerNorm {
+    /// The backward pass of `forward`: `x` [.., width] the input, `dy` the gradient of the output (same shape).
+    /// Adds dγ and dβ to `<prefix>.weight` and `<prefix>.bias` in `gradients`; returns dx. Mean and variance are
+    /// recomputed from `x` (cheaper to keep than to store).
+    public func backward(input x: Tensor, outputGradient dy: Tensor, prefix: String,
+                         into gradients: inout Gradients) throws(TensorError) -> Tensor {
+        guard x.rank >= 1, x.shape[x.rank - 1] == width, dy.count == x.count else {
+            throw .shapeMismatch(operation: "LayerNorm.backward", x.shape, dy.shape)
+        }
+        let w = width, rows = w == 0 ? 0 : x.count / w
+        var dGamma = [Float](repeating: 0, count: w), dBeta = [Float](repeating: 0, count: w)
+        let dx = Tensor(uncheckedShape: x.shape) { dxp in
+            x.scalars.withUnsafeBufferPointer { xp in
+                dy.scalars.withUnsafeBufferPointer { dyp in
+                    weight.scalars.withUnsafeBufferPointer { gp in
+                        for r in 0..<rows {
+                            layerNormRowBackward(xp.baseAddress! + r * w, dyp.baseAddress! + r * w, gamma: gp.baseAddress!,
+                                                 width: w, eps: eps, dx: dxp.baseAddress! + r * w,
+                                                 dGamma: &dGamma, dBeta: &dBeta)
+                        }
+                    }
+                }
+            }
+        }
+        dGamma.withUnsafeBufferPointer { gradients.add("\(prefix).weight", shape: [w], $0.baseAddress!) }
+        dBeta.withUnsafeBufferPointer { gradients.add("\(prefix).bias", shape: [w], $0.baseAddress!) }
+        return dx
+    }
+}
+
+/// One row of LayerNorm's backward: with x̂ = (x − μ)·r, r = 1/√(σ² + ε) and g = dy·γ,
+/// dx = r·(g − mean(g) − x̂·mean(g·x̂)); dγ += dy·x̂, dβ += dy. Sums in double: rows are up to thousands wide.
+private func layerNormRowBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                                  width w: Int, eps: Float, dx: UnsafeMutablePointer<Float>,
+                                  dGamma: inout [Float], dBeta: inout [Float]) {
+    var mean = 0.0
+    for i in 0..<w { mean += Double(x[i]) }
+    mean /= Double(w)
+    var variance = 0.0
+    for i in 0..<w { let d = Double(x[i]) - mean; variance += d * d }
+    variance /= Double(w)
+    let r = 1 / (variance + Double(eps)).squareRoot()
+    var sumG = 0.0, sumGX = 0.0
+    for i in 0..<w {
+        let xhat = (Double(x[i]) - mean) * r, g = Double(dy[i]) * Double(gamma[i])
+        sumG += g
+        sumGX += g * xhat
+        dGamma[i] += Float(Double(dy[i]) * xhat)
+        dBeta[i] += dy[i]
+    }
+    let (meanG, meanGX) = (sumG / Double(w), sumGX / Double(w))
+    for i in 0..<w {
+        let xhat = (Double(x[i]) - mean) * r, g = Double(dy[i]) * Double(gamma[i])
+        dx[i] = Float(r * (g - meanG - xhat * meanGX))
+    }
+}

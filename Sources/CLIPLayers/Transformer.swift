@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CLIPTensor
 
 /// The MLP's non-linearity. OpenAI's CLIP uses QuickGELU; some open_clip and Hugging Face models use GELU.
@@ -144,5 +149,130 @@ public struct Transformer: Sendable {
         var converted: [ResidualAttentionBlock] = []
         for block in blocks { converted.append(try block.converted(to: precision)) }
         return Transformer(blocks: converted)
+    }
+}
+
+extension Activation {
+    /// f(z) in place over `count` elements.
+    func apply(_ z: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .quickGELU: quickGELUInPlace(z, count: count)
+        case .gelu: geluInPlace(z, count: count)
+        }
+    }
+
+    /// f′(z): QuickGELU z·σ(1.702z) → σ + 1.702·z·σ·(1 − σ); GELU z·Φ(z) → Φ(z) + z·φ(z).
+    func derivative(_ z: Float) -> Float {
+        switch self {
+        case .quickGELU:
+            let s = 1 / (1 + expf(-1.702 * z))
+            return s + 1.702 * z * s * (1 - s)
+        case .gelu:
+            let cdf = 0.5 * (1 + erff(z * 0.70710678118654752))
+            return cdf + z * expf(-0.5 * z * z) * 0.3989422804014327
+        }
+    }
+}
+
+extension MLP {
+    /// What the backward pass needs: the input, the pre-activation and the activation [rows, hidden].
+    public struct Trace: Sendable {
+        var input: Tensor
+        var preActivation: Tensor
+        var hidden: Tensor
+    }
+
+    /// The forward pass for training: as `forward`, with the activation applied as its own pass so that its input
+    /// is kept. `x` [.., width] → added into `out` [.., width].
+    public func forward(_ x: Tensor, addingTo out: inout Tensor) throws(TensorError) -> Trace {
+        var z = Tensor(uninitialized: [x.count / max(fc.inFeatures, 1), fc.outFeatures])
+        try fc.forward(x, into: &z)
+        var h = z
+        h.scalars.withUnsafeMutableBufferPointer { activation.apply($0.baseAddress!, count: $0.count) }
+        try proj.forward(h, into: &out, accumulate: true)
+        return Trace(input: x, preActivation: z, hidden: h)
+    }
+
+    /// The backward pass: `dy` the gradient of the output; adds `<prefix>.c_fc.*` and `<prefix>.c_proj.*`
+    /// gradients; returns dx.
+    public func backward(_ trace: Trace, outputGradient dy: Tensor, prefix: String, parameters p: ParameterValues,
+                         into gradients: inout Gradients) throws(TensorError) -> Tensor {
+        guard var dh = try proj.backward(input: trace.hidden, outputGradient: dy,
+                                         weight: p.value("\(prefix).c_proj.weight"),
+                                         names: ("\(prefix).c_proj.weight", "\(prefix).c_proj.bias"),
+                                         into: &gradients) else { return dy }
+        trace.preActivation.scalars.withUnsafeBufferPointer { z in
+            dh.scalars.withUnsafeMutableBufferPointer { d in
+                for i in d.indices { d[i] *= activation.derivative(z[i]) }
+            }
+        }
+        return try fc.backward(input: trace.input, outputGradient: dh, weight: p.value("\(prefix).c_fc.weight"),
+                               names: ("\(prefix).c_fc.weight", "\(prefix).c_fc.bias"), into: &gradients) ?? dh
+    }
+}
+
+extension ResidualAttentionBlock {
+    /// What the backward pass needs from one block: its input, the residual stream between the two halves, and
+    /// the sublayers' traces (the LayerNorms' outputs are the sublayers' inputs).
+    public struct Trace: Sendable {
+        var input: Tensor
+        var middle: Tensor
+        var attention: MultiheadSelfAttention.Trace
+        var mlp: MLP.Trace
+    }
+
+    /// The forward pass for training on `x` [batch, tokens, width] in place, keeping what backward needs.
+    public func forwardTraining(_ x: inout Tensor, causal: Bool) throws(TensorError) -> Trace {
+        let input = x
+        let attentionTrace = try attention.forward(ln1(x), causal: causal, addingTo: &x)
+        let middle = x
+        let mlpTrace = try mlp.forward(ln2(x), addingTo: &x)
+        return Trace(input: input, middle: middle, attention: attentionTrace, mlp: mlpTrace)
+    }
+
+    /// The backward pass: `dy` the gradient of the block's output; adds every parameter's gradient under
+    /// `prefix`; returns the gradient of its input.
+    public func backward(_ trace: Trace, outputGradient dy: Tensor, prefix: String, parameters p: ParameterValues,
+                         into gradients: inout Gradients) throws(TensorError) -> Tensor {
+        let dNormed2 = try mlp.backward(trace.mlp, outputGradient: dy, prefix: "\(prefix).mlp", parameters: p,
+                                        into: &gradients)
+        var dMiddle = try ln2.backward(input: trace.middle, outputGradient: dNormed2, prefix: "\(prefix).ln_2",
+                                       into: &gradients)
+        addInPlace(&dMiddle, dy)
+        let dNormed1 = try attention.backward(trace.attention, outputGradient: dMiddle, prefix: "\(prefix).attn",
+                                              inProjWeight: p.value("\(prefix).attn.in_proj_weight"),
+                                              outProjWeight: p.value("\(prefix).attn.out_proj.weight"),
+                                              into: &gradients)
+        var dx = try ln1.backward(input: trace.input, outputGradient: dNormed1, prefix: "\(prefix).ln_1",
+                                  into: &gradients)
+        addInPlace(&dx, dMiddle)
+        return dx
+    }
+}
+
+/// a += b, element by element (same counts).
+func addInPlace(_ a: inout Tensor, _ b: Tensor) {
+    b.scalars.withUnsafeBufferPointer { bp in
+        a.scalars.withUnsafeMutableBufferPointer { ap in for i in ap.indices { ap[i] += bp[i] } }
+    }
+}
+
+extension Transformer {
+    /// The forward pass for training on `x` [batch, tokens, width] in place; one trace per block.
+    public func forwardTraining(_ x: inout Tensor, causal: Bool) throws(TensorError) -> [ResidualAttentionBlock.Trace] {
+        var traces: [ResidualAttentionBlock.Trace] = []
+        for block in blocks { traces.append(try block.forwardTraining(&x, causal: causal)) }
+        return traces
+    }
+
+    /// The backward pass through every block, last first; blocks are `<prefix>.resblocks.<i>`. Returns dx.
+    public func backward(_ traces: [ResidualAttentionBlock.Trace], outputGradient dy: Tensor, prefix: String,
+                         parameters p: ParameterValues, into gradients: inout Gradients) throws(TensorError) -> Tensor {
+        var d = dy
+        for (i, block) in blocks.enumerated().reversed() {
+            d = try block.backward(traces[i], outputGradient: d, prefix: "\(prefix).resblocks.\(i)", parameters: p,
+                                   into: &gradients)
+        }
+        return d
     }
 }

@@ -97,6 +97,8 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case cpuConfiguration(String)
     /// Scratch memory a kernel needs could not be allocated.
     case outOfMemory(String)
+    /// A backward pass was not given the values of a parameter it needs.
+    case missingParameter(String)
 
     public var description: String {
         switch self {
@@ -107,6 +109,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case .gemmKernelUnavailable(let k): return "GEMM kernel '\(k)' is not supported by this CPU"
         case .cpuConfiguration(let message): return message
         case .outOfMemory(let what): return "out of memory: \(what)"
+        case .missingParameter(let name): return "no value for parameter '\(name)'"
         }
     }
 }
