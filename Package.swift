@@ -42,7 +42,7 @@ let package = Package(
         // The CLIP model: architecture inference, image and text towers, logits.
         .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers", "CLIPFiles"]),
         // Training: the contrastive loss, AdamW, the schedule, the training loop, checkpoints and data.
-        .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles"]),
+        .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles", "CLIPImage", "CLIPTokenizer"]),
         // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
         .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.

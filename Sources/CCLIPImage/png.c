@@ -225,3 +225,59 @@ int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
     out->pixels = pixels;
     return CLIP_IMAGE_OK;
 }
+
+typedef struct {
+    uint8_t *data;
+    size_t size, capacity;
+    int failed;
+} writer;
+
+static void write_data(png_structp png, png_bytep src, png_size_t n) {
+    writer *w = png_get_io_ptr(png);
+    if (w->size + n > w->capacity) {
+        size_t cap = w->capacity ? w->capacity : 4096;
+        while (cap < w->size + n) cap *= 2;
+        uint8_t *grown = realloc(w->data, cap);
+        if (!grown) png_error(png, "out of memory");
+        w->data = grown;
+        w->capacity = cap;
+    }
+    memcpy(w->data + w->size, src, n);
+    w->size += n;
+}
+
+static void flush_data(png_structp png) { (void)png; }
+
+int clip_encode_png(const uint8_t *rgb, int width, int height, uint8_t **out, size_t *out_size, char *err,
+                    size_t errlen) {
+    *out = NULL;
+    *out_size = 0;
+    if (width <= 0 || height <= 0) {
+        snprintf(err, errlen, "cannot write a %dx%d PNG", width, height);
+        return 1;
+    }
+    reader r = {NULL, 0, 0, err, errlen};
+    writer w = {NULL, 0, 0, 0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &r, on_error, on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_write_struct(&png, NULL);
+        snprintf(err, errlen, "out of memory");
+        return 1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        free(w.data);
+        return 1;
+    }
+    png_set_write_fn(png, &w, write_data, flush_data);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(rgb + (size_t)y * (size_t)width * 3));
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    *out = w.data;
+    *out_size = w.size;
+    return 0;
+}

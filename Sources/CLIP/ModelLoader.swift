@@ -213,7 +213,7 @@ extension CLIPModel {
     }
 
     /// `model.safetensors`, else `pytorch_model.bin`, of a Hugging Face folder.
-    private static func huggingFaceWeightFile(folder: String) throws(ModelLoadError) -> any WeightSource {
+    static func huggingFaceWeightFile(folder: String) throws(ModelLoadError) -> any WeightSource {
         let fm = FileManager.default
         do throws(WeightFileError) {
             if fm.fileExists(atPath: folder + "/model.safetensors") {
@@ -251,5 +251,32 @@ extension CLIPModel {
             v.layerNormEps = eps
         }
         c.vision = .transformer(v)
+    }
+}
+
+extension CLIPModel {
+    /// The fp32 parameters of a checkpoint by OpenAI name (a file, or a Hugging Face folder mapped to OpenAI's
+    /// names), with its architecture and preprocessing: the start of fine-tuning.
+    public static func loadParameters(path: String, openCLIPConfig: String? = nil) throws(ModelLoadError)
+        -> (parameters: NamedTensors, configuration: CLIPConfiguration, preprocessing: Preprocessing) {
+        let loaded = try load(path: path, openCLIPConfig: openCLIPConfig)
+        let source: any WeightSource
+        let ignorable: (String) -> Bool
+        let huggingFaceBase = loaded.format == .huggingFace ? try huggingFaceWeightFile(folder: path) : nil
+        do throws(WeightFileError) {
+            if let huggingFaceBase {
+                source = try HuggingFaceWeights(huggingFaceBase)
+                ignorable = { isIgnorable($0) || HuggingFaceWeights.isIgnorable($0) }
+            } else {
+                source = try openWeightFile(path: path).0
+                ignorable = isIgnorable
+            }
+            var all = try NamedTensors(source)
+            all.names = all.names.filter { !ignorable($0) }
+            return (NamedTensors(names: all.names, values: all.values.filter { !ignorable($0.key) }, origin: path),
+                    loaded.model.configuration, loaded.preprocessing)
+        } catch {
+            throw .weightFile(error)
+        }
     }
 }

@@ -150,6 +150,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case checkpoint(String)
     case data(String)
     case configuration(String)
+    /// Stopped by a signal after writing a checkpoint.
+    case interrupted(step: Int)
 
     public var description: String {
         switch self {
@@ -159,6 +161,8 @@ public enum TrainingError: Error, CustomStringConvertible {
         case .diverged(let s, let l):
             return "training diverged at step \(s) (loss \(l), or a gradient is not finite); lower --lr or raise --warmup"
         case .checkpoint(let m), .data(let m), .configuration(let m): return m
+        case .interrupted(let s): return "interrupted at step \(s); the checkpoint is written, --resume continues"
+
         }
     }
 }

@@ -11,6 +11,11 @@ public enum SafeTensorsWriter {
     /// Writes `tensors` (any shapes, fp32) with optional string `metadata` to `path`, atomically.
     public static func write(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:],
                              to path: String) throws(WeightFileError) {
+        try writeFile(encode(tensors, metadata: metadata), to: path)
+    }
+
+    /// The bytes of a `.safetensors` file holding `tensors` (fp32, in order) and `metadata`.
+    public static func encode(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:]) -> [UInt8] {
         var offset = 0
         var entries: [String] = []
         if !metadata.isEmpty {
@@ -29,9 +34,9 @@ public enum SafeTensorsWriter {
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: header)
         for (_, t) in tensors {
-            for v in t.scalars { withUnsafeBytes(of: v.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+            t.scalars.withUnsafeBytes { out.append(contentsOf: $0) }  // little-endian on every supported CPU
         }
-        try writeFile(out, to: path)
+        return out
     }
 
     /// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file.

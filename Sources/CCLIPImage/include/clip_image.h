@@ -51,6 +51,10 @@ void clip_image_free(clip_image *img);
 /// width, height, channels, mode, palette and EXIF (no pixels), then `clip_png_read_rows` decodes every row in
 /// order and hands the rows the resampler needs to it (non-interlaced files only: `clip_png_streamable`). Errors as
 /// for `clip_decode_png`; `clip_png_close` frees the stream (NULL is allowed).
+/// Encodes 8-bit RGB rows [height, width, 3] as a PNG in memory. On success *out (free it) holds *out_size bytes.
+int clip_encode_png(const uint8_t *rgb, int width, int height, uint8_t **out, size_t *out_size, char *err,
+                    size_t errlen);
+
 typedef struct clip_png_stream clip_png_stream;
 struct clip_resampler;
 int clip_png_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_png_stream **stream, clip_image *out,

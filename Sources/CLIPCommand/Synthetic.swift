@@ -1,0 +1,51 @@
+import ArgumentParser
+import CLIPCommandSupport
+import CLIPFiles
+import CLIPImage
+import CLIPTraining
+import Foundation
+
+struct Synthetic: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write captioned synthetic shape images (PNG + same-named .txt), the default model's data.",
+        discussion: """
+            The images are those `clip train --data synthetic` trains on (split train), or the evaluation streams \
+            (held-out: every colour–shape pair, from another stream; unseen: only the colour–shape pairs never shown in \
+            training). The folder is itself training data (`--data FOLDER`) and an evaluation set for `clip eval`: \
+            with --class-folders, images go to folders named by class ("a red circle/…").
+            """)
+
+    enum SplitName: String, ExpressibleByArgument { case train, heldOut = "held-out", unseen }
+
+    @Option(help: "Images to write.") var count: Int
+    @Option(help: "Output folder (created).") var output: String
+    @Option(help: "train, held-out or unseen.") var split: SplitName = .train
+    @Option(help: "Side of the images in pixels.") var size = 64
+    @Option(help: "Seed of the stream.") var seed: UInt64 = 0
+    @Option(help: "Index of the first image in the stream.") var start = 0
+    @Flag(help: "Put each image in a folder named by its class, the layout `clip eval --images` reads.") var classFolders = false
+
+    func validate() throws {
+        guard count >= 0, count <= 10_000_000, start >= 0 else { throw ValidationError("--count must be in 0...10,000,000, --start ≥ 0") }
+        guard size >= 8, size <= 1024 else { throw ValidationError("--size must be between 8 and 1024 pixels") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let splitValue: SyntheticShapes.Split = split == .train ? .train : (split == .heldOut ? .heldOut : .unseenCombinations)
+            let generator = SyntheticShapes(size: size, seed: seed, split: splitValue)
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+            for i in start..<(start + count) {
+                let s = generator.sample(i)
+                var folder = output
+                if classFolders {
+                    folder += "/" + SyntheticShapes.classNames[s.label]
+                    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                }
+                let stem = String(format: "%@/%08d", folder, i)
+                try OutputFile.write(try PNGEncoder.encode(rgb: s.rgb, width: size, height: size, name: stem + ".png"), to: stem + ".png")
+                try OutputFile.write(Array((s.caption + "\n").utf8), to: stem + ".txt")
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import CLIPFiles
+import CLIPImage
+import Foundation
+
+/// Image–caption pairs for training, addressed by position so that a run's data position is one integer.
+///
+/// Finite sources are read in epochs, each in its own seeded permutation. An example that cannot be read (a
+/// damaged image, a missing or empty caption) is `.failure` with a message naming it: the loader skips and counts
+/// it, never stops.
+public protocol TrainingData: Sendable {
+    /// Examples in one epoch, or nil for an endless stream (the synthetic generator).
+    var count: Int? { get }
+    /// What the data is, for progress lines and checkpoints.
+    var description: String { get }
+    /// Example `index` (0..<count): pixels [3, R, R] preprocessed for the model, and the caption.
+    func example(_ index: Int, preprocessor: ImagePreprocessor) -> Result<(pixels: [Float], caption: String), DataError>
+}
+
+/// One example that could not be used, and why.
+public struct DataError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The synthetic shapes stream (`SyntheticShapes`), rendered at the model's resolution.
+public struct SyntheticData: TrainingData {
+    public let generator: SyntheticShapes
+    public init(_ generator: SyntheticShapes) { self.generator = generator }
+    public var count: Int? { nil }
+    public var description: String { "synthetic shapes (\(generator.size) px, seed \(generator.seed))" }
+
+    public func example(_ index: Int, preprocessor: ImagePreprocessor) -> Result<(pixels: [Float], caption: String), DataError> {
+        let s = generator.sample(index)
+        do {
+            let pixels = try preprocessor.pixels(rgb: s.rgb, width: generator.size, height: generator.size, hasAlpha: false,
+                                                 name: "synthetic image \(index)")
+            return .success((pixels, s.caption))
+        } catch {
+            return .failure(DataError(error.description))
+        }
+    }
+}
+
+/// Images from files with their captions: a folder of images with same-named `.txt` captions, or open_clip's CSV/TSV.
+public struct FileData: TrainingData {
+    /// (image path, caption or the caption file to read).
+    let items: [(image: String, caption: Caption)]
+    public let description: String
+
+    enum Caption: Sendable {
+        case text(String)
+        case file(String)
+    }
+
+    public var count: Int? { items.count }
+
+    static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
+
+    /// Every image under `folder` (recursively, sorted) that has a caption file beside it (`x.jpg` + `x.txt`).
+    /// Images without a caption are not examples; the count of them is reported by `skippedWithoutCaption`.
+    public init(folder: String) throws(DataError) {
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(atPath: folder) else { throw DataError("\(folder): cannot list the folder") }
+        var images: [String] = [], texts = Set<String>()
+        while let relative = walker.nextObject() as? String {
+            let ext = (relative as NSString).pathExtension.lowercased()
+            if Self.imageExtensions.contains(ext) { images.append(relative) }
+            if ext == "txt" { texts.insert((relative as NSString).deletingPathExtension) }
+        }
+        images.sort()
+        let paired = images.filter { texts.contains(($0 as NSString).deletingPathExtension) }
+        guard !paired.isEmpty else {
+            throw DataError("\(folder): no image with a caption (.jpg/.png/.webp beside a same-named .txt) among \(images.count) images")
+        }
+        items = paired.map { ("\(folder)/\($0)", .file("\(folder)/\(($0 as NSString).deletingPathExtension).txt")) }
+        skippedWithoutCaption = images.count - paired.count
+        description = "\(folder): \(paired.count) captioned images"
+    }
+
+    /// Images without a caption file, left out.
+    public private(set) var skippedWithoutCaption = 0
+
+    /// open_clip's CSV (comma) or TSV (tab, for `.tsv`) with a header naming `imageKey` and `captionKey` columns.
+    /// Relative image paths are taken relative to the table's folder when they do not exist as given.
+    public init(table path: String, imageKey: String = "filepath", captionKey: String = "title") throws(DataError) {
+        let bytes: [UInt8]
+        do { bytes = try RegularFile.contents(of: path, limit: 1 << 30) } catch { throw DataError(error.description) }
+        let separator: UInt8 = path.lowercased().hasSuffix(".tsv") ? 9 : 44
+        let rows = try DelimitedTable.parse(bytes, separator: separator, name: path)
+        guard let header = rows.first else { throw DataError("\(path): the table is empty") }
+        guard let imageColumn = header.firstIndex(of: imageKey), let captionColumn = header.firstIndex(of: captionKey) else {
+            throw DataError("\(path): the header \(header) has no '\(imageKey)' and '\(captionKey)' columns (set them with --csv-image-key / --csv-caption-key)")
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        var items: [(String, Caption)] = []
+        for (line, row) in rows.dropFirst().enumerated() where !(row.count == 1 && row[0].isEmpty) {
+            guard row.count > max(imageColumn, captionColumn) else {
+                throw DataError("\(path): row \(line + 2) has \(row.count) fields, the header \(header.count)")
+            }
+            var image = row[imageColumn]
+            if !image.hasPrefix("/"), !FileManager.default.fileExists(atPath: image), !base.isEmpty { image = "\(base)/\(image)" }
+            items.append((image, .text(row[captionColumn])))
+        }
+        guard !items.isEmpty else { throw DataError("\(path): the table has a header but no rows") }
+        self.items = items
+        description = "\(path): \(items.count) rows"
+    }
+
+    public func example(_ index: Int, preprocessor: ImagePreprocessor) -> Result<(pixels: [Float], caption: String), DataError> {
+        let (image, caption) = items[index]
+        let text: String
+        switch caption {
+        case .text(let t): text = t
+        case .file(let f):
+            do {
+                let bytes = try RegularFile.contents(of: f, limit: 1 << 20)
+                text = String(decoding: bytes, as: UTF8.self)
+            } catch {
+                return .failure(DataError(error.description))
+            }
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { return .failure(DataError("\(image): empty caption")) }
+        do {
+            return .success((try preprocessor.pixels(file: image), trimmed))
+        } catch {
+            return .failure(DataError(error.description))
+        }
+    }
+}
+
+/// RFC 4180 fields: separators, quotes ("" inside quotes), CRLF or LF line ends.
+enum DelimitedTable {
+    static func parse(_ bytes: [UInt8], separator: UInt8, name: String) throws(DataError) -> [[String]] {
+        var rows: [[String]] = [], row: [String] = [], field: [UInt8] = []
+        var quoted = false, i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if quoted {
+                if b == 34 {
+                    if i + 1 < bytes.count && bytes[i + 1] == 34 { field.append(34); i += 1 } else { quoted = false }
+                } else { field.append(b) }
+            } else if b == 34 && field.isEmpty {
+                quoted = true
+            } else if b == separator {
+                row.append(String(decoding: field, as: UTF8.self)); field = []
+            } else if b == 10 || b == 13 {
+                if b == 13 && i + 1 < bytes.count && bytes[i + 1] == 10 { i += 1 }
+                row.append(String(decoding: field, as: UTF8.self)); field = []
+                rows.append(row); row = []
+            } else { field.append(b) }
+            i += 1
+        }
+        if quoted { throw DataError("\(name): a quoted field is not closed before the end of the file") }
+        if !field.isEmpty || !row.isEmpty { row.append(String(decoding: field, as: UTF8.self)); rows.append(row) }
+        return rows
+    }
+}

@@ -1,0 +1,100 @@
+import CLIP
+import CLIPLayers
+import Foundation
+
+/// Everything a training run is set by. `clip train` reads these from a JSON config file (the same names) and from
+/// flags; every setting not given is the default model's recipe.
+public struct TrainingSettings: Codable, Sendable, Equatable {
+    /// "synthetic" (the project's shapes), a folder of images with `.txt` captions, a `.csv`/`.tsv` table, or
+    /// webdataset `.tar` shards (a file or a folder of them).
+    public var data: String
+    /// Optimisation steps.
+    public var steps: Int
+    /// Image–caption pairs per step (the contrastive batch).
+    public var batchSize: Int
+    /// The trained weights (`.safetensors`, OpenAI names); the resumable state goes beside it.
+    public var output: String
+    /// A checkpoint to fine-tune from; nil trains `architecture` from scratch.
+    public var model: String? = nil
+    /// The architecture trained from scratch: "default" (the default model's) or "tiny" (for trials and tests).
+    public var architecture: String = "default"
+    /// Peak learning rate.
+    public var learningRate: Float = 1e-3
+    /// Linear warm-up steps (at most a tenth of the run when not given).
+    public var warmup: Int? = nil
+    /// Decoupled weight decay (not on gains, biases, embeddings or the temperature).
+    public var weightDecay: Float = 0.2
+    /// Gradient-norm clipping bound; 0 disables it.
+    public var maxGradientNorm: Float = 1
+    /// The batch is processed in this many slices (gradient accumulation with the whole batch's loss).
+    public var microBatches: Int = 1
+    /// LiT: keep the image tower fixed.
+    public var lockImageTower: Bool = false
+    /// Seed of initialisation, data order and synthetic images.
+    public var seed: UInt64 = 0
+    /// Steps between checkpoints.
+    public var checkpointEvery: Int = 100
+    /// Steps between progress lines.
+    public var logEvery: Int = 10
+    /// open_clip CSV/TSV column names.
+    public var csvImageKey: String = "filepath"
+    public var csvCaptionKey: String = "title"
+
+    public init(data: String, steps: Int, batchSize: Int, output: String) {
+        (self.data, self.steps, self.batchSize, self.output) = (data, steps, batchSize, output)
+    }
+
+    /// The warm-up actually used.
+    public var warmupSteps: Int { warmup ?? max(1, min(500, steps / 10)) }
+
+    /// Settings that must not change when a run resumes (changing them would not continue the same run).
+    var fingerprint: String {
+        var copy = self
+        copy.steps = 0
+        copy.checkpointEvery = 0
+        copy.logEvery = 0
+        copy.output = ""
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? String(decoding: encoder.encode(copy), as: UTF8.self)) ?? ""
+    }
+
+    /// Refuses values no run can use, naming the setting.
+    public func validate() throws(TrainingError) {
+        func check(_ ok: Bool, _ message: String) throws(TrainingError) { if !ok { throw .configuration(message) } }
+        try check(steps >= 1 && steps <= 100_000_000, "steps must be between 1 and 100,000,000 (got \(steps))")
+        try check(batchSize >= 2 && batchSize <= 65_536, "batch size must be between 2 and 65,536: the loss contrasts each pair with the others (got \(batchSize))")
+        try check(learningRate.isFinite && learningRate > 0 && learningRate < 1, "learning rate must be in (0, 1) (got \(learningRate))")
+        try check(weightDecay.isFinite && weightDecay >= 0 && weightDecay < 10, "weight decay must be in [0, 10) (got \(weightDecay))")
+        try check(maxGradientNorm.isFinite && maxGradientNorm >= 0, "max gradient norm must be ≥ 0 (got \(maxGradientNorm))")
+        try check(microBatches >= 1 && microBatches <= batchSize, "micro-batches must be between 1 and the batch size (got \(microBatches))")
+        try check(checkpointEvery >= 1 && logEvery >= 1, "checkpoint and log intervals must be at least 1 step")
+        try check((warmup ?? 0) >= 0, "warm-up must be ≥ 0 steps")
+        try check(output.hasSuffix(".safetensors"), "the output must be a .safetensors file (got '\(output)')")
+        try check(DefaultArchitecture.named(architecture) != nil, "unknown architecture '\(architecture)' (known: default, tiny)")
+    }
+}
+
+/// The default model's architecture: a small ViT CLIP (64-pixel images in 8-pixel patches, 4 layers of width 128;
+/// a 4-layer text tower of width 64 over CLIP's full BPE vocabulary), with 64-wide attention heads as the
+/// reference's `build_model` assumes.
+public enum DefaultArchitecture {
+    /// An architecture by name: "default", or "tiny" (16-pixel images in 8-pixel patches, one layer of width 64 per
+    /// tower: seconds per step even in a debug build).
+    public static func named(_ name: String) -> CLIPConfiguration? {
+        switch name {
+        case "default": return configuration
+        case "tiny":
+            return CLIPConfiguration(embedDim: 32, vision: .transformer(.init(width: 64, layers: 1, heads: 1, patchSize: 8, grid: 2)),
+                                     text: .init(contextLength: 77, vocabSize: 49408, width: 64, heads: 1, layers: 1))
+        default: return nil
+        }
+    }
+
+    public static var configuration: CLIPConfiguration {
+        CLIPConfiguration(
+            embedDim: 64,
+            vision: .transformer(.init(width: 128, layers: 4, heads: 2, patchSize: 8, grid: 8)),
+            text: .init(contextLength: 77, vocabSize: 49408, width: 64, heads: 1, layers: 4))
+    }
+}
