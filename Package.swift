@@ -44,7 +44,7 @@ let package = Package(
         // Training: the contrastive loss, AdamW, the schedule, the training loop, checkpoints and data.
         .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles", "CLIPImage", "CLIPTokenizer"]),
         // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
-        .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"]),
+        .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"], resources: [.copy("Resources")]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
         .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
         // What the `clip` subcommands share: the error line, model options, output files, JSON.

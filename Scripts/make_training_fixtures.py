@@ -14,6 +14,11 @@ trivial:
 Everything runs in float64, so the fixtures are the exact values that fp32 implementations approximate.
 
 Usage: python Scripts/make_training_fixtures.py [output-dir]   (needs torch, open_clip_torch, safetensors)
+
+       python Scripts/make_training_fixtures.py --check-checkpoint MODEL.safetensors [--clip .build/release/clip]
+           loads a checkpoint written by `clip train` in the reference `clip` package's build_model and in open_clip,
+           unchanged (strict key matching), and checks that both give swift-clip's embeddings (`clip embed --raw`)
+           for the example images and a few captions within 1e-5 relative error (fails otherwise).
 """
 import math
 import sys
@@ -89,7 +94,59 @@ def run(model, batches, steps=50, lr=2e-3, warmup=5, max_norm=1.0):
     return losses
 
 
+def check_checkpoint(path, clip_binary):
+    import json
+    import subprocess
+
+    import clip as clip_package
+    import open_clip
+    from clip.model import build_model
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    images = sorted(str(p) for p in (Path(__file__).parent.parent / "Examples").glob("*.png"))
+    texts = ["a blue star", "a red heart", "two small green circles on a white background"]
+    args = [clip_binary, "embed", "--model", path, "--raw"] + sum((["--image", i] for i in images), []) + \
+        sum((["--text", t] for t in texts), [])
+    ours = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+
+    reference = build_model({k: v.clone() for k, v in state.items()}).float().eval()  # strict load_state_dict
+    reference.load_state_dict(state, strict=True)  # build_model rounds to fp16; compare the fp32 values
+    resolution = reference.visual.input_resolution
+    preprocess = clip_package.clip._transform(resolution)
+    pixels = torch.stack([preprocess(Image.open(p)) for p in images])
+    tokens = clip_package.tokenize(texts)
+
+    vision = state["visual.conv1.weight"]
+    cfg = dict(embed_dim=state["text_projection"].shape[1],
+               vision_cfg=CLIPVisionCfg(layers=reference.visual.transformer.layers, width=vision.shape[0],
+                                        patch_size=vision.shape[2], image_size=resolution),
+               text_cfg=CLIPTextCfg(context_length=state["positional_embedding"].shape[0],
+                                    vocab_size=state["token_embedding.weight"].shape[0],
+                                    width=state["ln_final.weight"].shape[0],
+                                    heads=state["ln_final.weight"].shape[0] // 64,
+                                    layers=reference.transformer.layers), quick_gelu=True)
+    other = CLIP(**cfg).eval()
+    other.load_state_dict(state, strict=True)
+    worst = 0.0
+    with torch.no_grad():
+        for name, model in [("clip", reference), ("open_clip", other)]:
+            for kind, got, want in [("image", model.encode_image(pixels), ours["image_embeddings"]),
+                                    ("text", model.encode_text(tokens), ours["text_embeddings"])]:
+                want = torch.tensor(want)
+                e = ((got - want).norm() / want.norm()).item()
+                worst = max(worst, e)
+                print(f"{name:9} {kind:5} relative error {e:.2e}")
+    if worst > 1e-5:
+        sys.exit(f"FAIL: {path} differs from the references by {worst:.2e}")
+    print(f"OK: {path} loads unchanged in clip.build_model and open_clip; embeddings within {worst:.1e}")
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--check-checkpoint":
+        binary = sys.argv[sys.argv.index("--clip") + 1] if "--clip" in sys.argv else ".build/release/clip"
+        return check_checkpoint(sys.argv[2], binary)
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent.parent / "Tests/CLIPTrainingTests/Fixtures")
     out.mkdir(parents=True, exist_ok=True)
     metadata = {k: str(v) for k, v in CONFIG.items()}

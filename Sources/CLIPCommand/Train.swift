@@ -25,7 +25,7 @@ struct Train: ParsableCommand {
     @Option(help: "The trained weights (.safetensors).") var output: String?
     @Option(help: "A checkpoint to fine-tune (default: the default architecture from scratch).") var model: String?
     @Option(help: "The architecture trained from scratch: default or tiny.") var architecture: String?
-    @Option(help: "Peak learning rate (default 1e-3).") var learningRate: Float?
+    @Option(help: "Peak learning rate (default 5e-4).") var learningRate: Float?
     @Option(help: "Warm-up steps (default a tenth of the run, at most 500).") var warmup: Int?
     @Option(help: "Decoupled weight decay (default 0.2).") var weightDecay: Float?
     @Option(help: "Gradient-norm clipping bound, 0 for none (default 1).") var maxGradientNorm: Float?

@@ -30,8 +30,8 @@ package func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 
 /// Where a model comes from, shared by every command that loads one.
 package struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")).")
-    package var spec: String
+    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")) (downloaded once). Default: the shipped swift-clip-shapes model (offline; see docs/default-model.md).")
+    package var spec: String = "default"
 
     @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip, as the reference).")
     package var cacheDir: String?

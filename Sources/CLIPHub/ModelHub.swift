@@ -42,6 +42,18 @@ public struct ModelHub: Sendable {
         self.showProgress = showProgress
     }
 
+    /// Names of the model shipped in the package (`docs/default-model.md`), used when no model is given.
+    public static let defaultModelNames = ["default", "swift-clip-shapes"]
+
+    /// The shipped model's file: no download, works offline.
+    public static func defaultModelPath() throws(HubError) -> String {
+        guard let path = Bundle.module.path(forResource: "swift-clip-shapes", ofType: "safetensors") else {
+            throw .unknownModel("default (the shipped swift-clip-shapes.safetensors is missing from this build's resources)",
+                                available: openAIModels.map(\.name))
+        }
+        return path
+    }
+
     /// The URL, file name and expected SHA-256 of a named model.
     public static func source(of name: String) -> (url: String, file: String, sha256: String)? {
         guard let url = openAIModels.first(where: { $0.name == name })?.url else { return nil }
@@ -66,6 +78,7 @@ public struct ModelHub: Sendable {
     public func resolve(_ spec: String) throws(HubError) -> String {
         var st = stat()
         if lstat(spec, &st) == 0 { return spec }  // whatever it is, the loader names its problem
+        if Self.defaultModelNames.contains(spec) { return try Self.defaultModelPath() }
         guard let s = Self.source(of: spec) else {
             throw .unknownModel(spec, available: Self.openAIModels.map(\.name))
         }

@@ -139,9 +139,7 @@ extension Linear {
                 }
             }
             if let biasName = names.bias {
-                gradients.accumulate(biasName, shape: [n]) { g in
-                    for r in 0..<rows { for j in 0..<n { g[j] += dyp[r * n + j] } }
-                }
+                gradients.accumulate(biasName, shape: [n]) { g in addRowSums(dyp.baseAddress!, rows: rows, width: n, into: g) }
             }
         }
         guard inputGradient else { return nil }
@@ -171,11 +169,9 @@ extension LayerNorm {
             x.scalars.withUnsafeBufferPointer { xp in
                 dy.scalars.withUnsafeBufferPointer { dyp in
                     weight.scalars.withUnsafeBufferPointer { gp in
-                        for r in 0..<rows {
-                            layerNormRowBackward(xp.baseAddress! + r * w, dyp.baseAddress! + r * w, gamma: gp.baseAddress!,
-                                                 width: w, eps: eps, dx: dxp.baseAddress! + r * w,
-                                                 dGamma: &dGamma, dBeta: &dBeta)
-                        }
+                        guard rows > 0 else { return }
+                        layerNormBackwardRows(xp.baseAddress!, dyp.baseAddress!, rows: rows, width: w, gamma: gp.baseAddress!,
+                                              eps: eps, dx: dxp.baseAddress!, dGamma: &dGamma, dBeta: &dBeta)
                     }
                 }
             }
@@ -183,32 +179,5 @@ extension LayerNorm {
         dGamma.withUnsafeBufferPointer { gradients.add("\(prefix).weight", shape: [w], $0.baseAddress!) }
         dBeta.withUnsafeBufferPointer { gradients.add("\(prefix).bias", shape: [w], $0.baseAddress!) }
         return dx
-    }
-}
-
-/// One row of LayerNorm's backward: with x̂ = (x − μ)·r, r = 1/√(σ² + ε) and g = dy·γ,
-/// dx = r·(g − mean(g) − x̂·mean(g·x̂)); dγ += dy·x̂, dβ += dy. Sums in double: rows are up to thousands wide.
-private func layerNormRowBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
-                                  width w: Int, eps: Float, dx: UnsafeMutablePointer<Float>,
-                                  dGamma: inout [Float], dBeta: inout [Float]) {
-    var mean = 0.0
-    for i in 0..<w { mean += Double(x[i]) }
-    mean /= Double(w)
-    var variance = 0.0
-    for i in 0..<w { let d = Double(x[i]) - mean; variance += d * d }
-    variance /= Double(w)
-    let r = 1 / (variance + Double(eps)).squareRoot()
-    var sumG = 0.0, sumGX = 0.0
-    for i in 0..<w {
-        let xhat = (Double(x[i]) - mean) * r, g = Double(dy[i]) * Double(gamma[i])
-        sumG += g
-        sumGX += g * xhat
-        dGamma[i] += Float(Double(dy[i]) * xhat)
-        dBeta[i] += dy[i]
-    }
-    let (meanG, meanGX) = (sumG / Double(w), sumGX / Double(w))
-    for i in 0..<w {
-        let xhat = (Double(x[i]) - mean) * r, g = Double(dy[i]) * Double(gamma[i])
-        dx[i] = Float(r * (g - meanG - xhat * meanGX))
     }
 }

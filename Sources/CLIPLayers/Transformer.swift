@@ -161,16 +161,9 @@ extension Activation {
         }
     }
 
-    /// f′(z): QuickGELU z·σ(1.702z) → σ + 1.702·z·σ·(1 − σ); GELU z·Φ(z) → Φ(z) + z·φ(z).
-    func derivative(_ z: Float) -> Float {
-        switch self {
-        case .quickGELU:
-            let s = 1 / (1 + expf(-1.702 * z))
-            return s + 1.702 * z * s * (1 - s)
-        case .gelu:
-            let cdf = 0.5 * (1 + erff(z * 0.70710678118654752))
-            return cdf + z * expf(-0.5 * z * z) * 0.3989422804014327
-        }
+    /// dh *= f′(z) over `count` elements; `h` = f(z) from the forward pass.
+    func backward(_ z: UnsafePointer<Float>, _ h: UnsafePointer<Float>, _ dh: UnsafeMutablePointer<Float>, count: Int) {
+        activationBackward(gelu: self == .gelu, z, h, dh, count: count)
     }
 }
 
@@ -202,8 +195,10 @@ extension MLP {
                                          names: ("\(prefix).c_proj.weight", "\(prefix).c_proj.bias"),
                                          into: &gradients) else { return dy }
         trace.preActivation.scalars.withUnsafeBufferPointer { z in
-            dh.scalars.withUnsafeMutableBufferPointer { d in
-                for i in d.indices { d[i] *= activation.derivative(z[i]) }
+            trace.hidden.scalars.withUnsafeBufferPointer { h in
+                dh.scalars.withUnsafeMutableBufferPointer { d in
+                    activation.backward(z.baseAddress!, h.baseAddress!, d.baseAddress!, count: d.count)
+                }
             }
         }
         return try fc.backward(input: trace.input, outputGradient: dh, weight: p.value("\(prefix).c_fc.weight"),

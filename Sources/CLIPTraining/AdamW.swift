@@ -39,16 +39,18 @@ public struct AdamW: Sendable {
         let c1 = 1 - pow(b1, Double(step)), c2 = 1 - pow(b2, Double(step))
         let stepSize = Float(Double(lr) / c1), c2Root = Float(c2.squareRoot())
         for name in parameters.names {
-            guard let g = gradients[name], var p = parameters.values[name], p.count == g.count else { continue }
-            var (m, v) = moments[name] ?? ([Float](repeating: 0, count: p.count), [Float](repeating: 0, count: p.count))
+            // Taken out of their dictionaries so that updating them in place copies nothing.
+            guard let g = gradients[name], parameters.values[name]?.count == g.count,
+                  var p = parameters.values.removeValue(forKey: name) else { continue }
+            var (m, v) = moments.removeValue(forKey: name) ?? ([Float](repeating: 0, count: p.count), [Float](repeating: 0, count: p.count))
             let decay: Float = Self.decays(name, shape: p.shape) ? 1 - lr * weightDecay : 1
-            let (beta1, beta2, eps) = (betas.0, betas.1, epsilon)
             p.scalars.withUnsafeMutableBufferPointer { pp in
                 g.scalars.withUnsafeBufferPointer { gp in
-                    for i in pp.indices {
-                        m[i] = beta1 * m[i] + (1 - beta1) * gp[i]
-                        v[i] = beta2 * v[i] + (1 - beta2) * gp[i] * gp[i]
-                        pp[i] = pp[i] * decay - stepSize * m[i] / (v[i].squareRoot() / c2Root + eps)
+                    m.withUnsafeMutableBufferPointer { mp in
+                        v.withUnsafeMutableBufferPointer { vp in
+                            adamWUpdate(pp.baseAddress!, gp.baseAddress!, mp.baseAddress!, vp.baseAddress!, count: pp.count,
+                                        betas: betas, decay: decay, stepSize: stepSize, c2Root: c2Root, eps: epsilon)
+                        }
                     }
                 }
             }

@@ -19,7 +19,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     /// The architecture trained from scratch: "default" (the default model's) or "tiny" (for trials and tests).
     public var architecture: String = "default"
     /// Peak learning rate.
-    public var learningRate: Float = 1e-3
+    public var learningRate: Float = 5e-4
     /// Linear warm-up steps (at most a tenth of the run when not given).
     public var warmup: Int? = nil
     /// Decoupled weight decay (not on gains, biases, embeddings or the temperature).

@@ -185,6 +185,27 @@ void clip_softmax(float *x, ptrdiff_t n);
 void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const float *gamma, const float *beta,
                      float eps, float *out);
 
+/// Backward of QuickGELU: dh *= f'(z), with f'(z) recovered from z and the forward output h = f(z).
+void clip_quick_gelu_backward(const float *z, const float *h, float *dh, ptrdiff_t n);
+
+/// Backward of GELU: dh *= Φ(z) + z·φ(z).
+void clip_gelu_backward(const float *z, float *dh, ptrdiff_t n);
+
+/// Backward of LayerNorm over `rows` rows of width `w` (statistics recomputed from x): writes dx and adds this
+/// chunk's dγ = Σ dy·x̂ and dβ = Σ dy into `dgamma`, `dbeta`.
+void clip_layer_norm_backward(const float *x, const float *dy, ptrdiff_t rows, ptrdiff_t w, const float *gamma,
+                              float eps, float *dx, float *dgamma, float *dbeta);
+
+/// sum[i] += Σ_r x[r·w + i] (a bias gradient).
+void clip_add_rows(const float *x, ptrdiff_t rows, ptrdiff_t w, float *sum);
+
+/// One AdamW update of n parameters: m, v moments; p = p·decay − step_size·m / (√v / c2_root + eps).
+void clip_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float beta1, float beta2, float decay,
+                float step_size, float c2_root, float eps);
+
+/// Σ x², accumulated in double.
+double clip_sum_squares(const float *x, ptrdiff_t n);
+
 /// The exp used by the kernels above (for tests).
 float clip_exp(float x);
 

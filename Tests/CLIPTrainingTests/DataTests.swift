@@ -1,0 +1,114 @@
+import CLIPImage
+import Foundation
+import Testing
+@testable import CLIPTraining
+
+@Test("synthetic images are a pure function of (seed, index) and differ between streams")
+func syntheticImagesAreDeterministic() {
+    let a = SyntheticShapes(size: 32, seed: 3), b = SyntheticShapes(size: 32, seed: 3)
+    for i in [0, 1, 17, 1_000_003] {
+        #expect(a.sample(i).rgb == b.sample(i).rgb && a.sample(i).caption == b.sample(i).caption)
+    }
+    #expect(a.sample(0).rgb != SyntheticShapes(size: 32, seed: 4).sample(0).rgb)
+    #expect(a.sample(0).rgb != SyntheticShapes(size: 32, seed: 3, split: .heldOut).sample(0).rgb)
+}
+
+@Test("the training split never shows a held-out colour–shape pair; the unseen split shows only those; every class occurs")
+func splitsRespectHeldOutCombinations() {
+    let train = SyntheticShapes(size: 16, split: .train), unseen = SyntheticShapes(size: 16, split: .unseenCombinations)
+    let heldOut = SyntheticShapes(size: 16, split: .heldOut)
+    var seen = Set<Int>()
+    for i in 0..<3000 {
+        let s = train.sample(i)
+        #expect(!SyntheticShapes.heldOutCombinations.contains([s.colour, s.shape]))
+        let u = unseen.sample(i)
+        #expect(SyntheticShapes.heldOutCombinations.contains([u.colour, u.shape]))
+        seen.insert(heldOut.sample(i).label)
+    }
+    #expect(seen.count == 48)
+}
+
+@Test("captions name the image's colour and shape; the vocabulary has the issue's 8 colours and 6 shapes")
+func captionsNameColourAndShape() {
+    #expect(SyntheticShapes.colours.map(\.name) == ["red", "green", "blue", "yellow", "orange", "purple", "black", "white"])
+    #expect(SyntheticShapes.shapes == ["circle", "square", "triangle", "star", "heart", "cross"])
+    #expect(SyntheticShapes.classNames.count == 48)
+    let g = SyntheticShapes(size: 64, seed: 9)
+    var phrasings = Set<String>()
+    for i in 0..<500 {
+        let s = g.sample(i)
+        #expect(s.caption.contains(SyntheticShapes.colours[s.colour].name), "\(s.caption)")
+        #expect(s.caption.contains(SyntheticShapes.shapes[s.shape]), "\(s.caption)")
+        phrasings.insert(s.caption.split(separator: " ").prefix(2).joined(separator: " "))
+        // The shape's colour is drawn: some pixel is close to it (thin anti-aliased outlines never cover a whole pixel).
+        let c = SyntheticShapes.colours[s.colour].rgb
+        let close = { (a: UInt8, b: UInt8) in abs(Int(a) - Int(b)) <= 64 }
+        let found = stride(from: 0, to: s.rgb.count, by: 3).contains { close(s.rgb[$0], c.0) && close(s.rgb[$0 + 1], c.1) && close(s.rgb[$0 + 2], c.2) }
+        #expect(found, "image \(i) (\(s.caption), \(s.rgb.count) bytes) has no pixel of its colour")
+    }
+    #expect(phrasings.count >= 6)
+}
+
+@Test("CSV fields: quotes, doubled quotes, separators and newlines inside quotes, CRLF", arguments: [
+    ("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\r\n", [["a", "b"], ["x, y", "say \"hi\""]]),
+    ("a\tb\n1\t\"two\nlines\"\n", [["a", "b"], ["1", "two\nlines"]]),
+    ("a,b\n1,2", [["a", "b"], ["1", "2"]]),
+])
+func delimitedTablesParse(text: String, rows: [[String]]) throws {
+    let sep: UInt8 = text.contains("\t") ? 9 : 44
+    #expect(try DelimitedTable.parse(Array(text.utf8), separator: sep, name: "t") == rows)
+}
+
+@Test("an unterminated quote is an error naming the file")
+func unterminatedQuoteIsAnError() {
+    #expect(throws: DataError.self) { try DelimitedTable.parse(Array("a,b\n\"open,2\n".utf8), separator: 44, name: "t.csv") }
+}
+
+@Test("tar headers: octal sizes with NUL or space ends; garbage is refused", arguments: [
+    ("00000001750\0", 1000), ("1750 \0\0\0\0\0\0\0", 1000), ("          7 ", 7), ("1234567", 0o1234567),
+])
+func tarOctalSizes(field: String, value: Int) {
+    #expect(WebDataset.octal(ArraySlice(Array(field.utf8))) == value)
+}
+
+@Test func tarGarbageSizeIsRefused() {
+    #expect(WebDataset.octal(ArraySlice(Array("12x4".utf8))) == nil)
+    #expect(WebDataset.octal(ArraySlice(Array("\0\0\0".utf8))) == nil)
+}
+
+@Test("a truncated shard is an error naming the member and offset")
+func truncatedShardIsNamed() throws {
+    let dir = NSTemporaryDirectory() + "clip-tar-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var header = [UInt8](repeating: 0, count: 512)
+    for (i, b) in "x.jpg".utf8.enumerated() { header[i] = b }
+    for (i, b) in "00000010000\0".utf8.enumerated() { header[124 + i] = b }  // 4096 bytes declared
+    header[156] = 48
+    try Data(header + [UInt8](repeating: 1, count: 100)).write(to: URL(fileURLWithPath: "\(dir)/s.tar"))
+    #expect {
+        try WebDataset(shards: ["\(dir)/s.tar"])
+    } throws: { error in
+        "\(error)".contains("x.jpg") && "\(error)".contains("offset 0")
+    }
+}
+
+@Test("the learning rate warms up linearly, then follows a cosine to zero (open_clip's cosine_lr)")
+func learningRateSchedule() {
+    let s = LearningRateSchedule(base: 1, warmup: 4, totalSteps: 12)
+    #expect(s.rate(at: 0) == 0.25 && s.rate(at: 3) == 1)
+    #expect(abs(s.rate(at: 8) - 0.5) < 1e-6)
+    #expect(s.rate(at: 12) == 0 && s.rate(at: 100) == 0)
+}
+
+@Test("weight decay spares gains, biases, embeddings and the temperature")
+func weightDecayExclusions() {
+    #expect(AdamW.decays("visual.transformer.resblocks.0.attn.in_proj_weight", shape: [192, 64]))
+    #expect(AdamW.decays("text_projection", shape: [64, 32]))
+    #expect(!AdamW.decays("ln_final.weight", shape: [64]))
+    #expect(!AdamW.decays("transformer.resblocks.0.mlp.c_fc.bias", shape: [256]))
+    #expect(!AdamW.decays("token_embedding.weight", shape: [49408, 64]))
+    #expect(!AdamW.decays("positional_embedding", shape: [77, 64]))
+    #expect(!AdamW.decays("visual.class_embedding", shape: [64]))
+    #expect(!AdamW.decays("logit_scale", shape: []))
+}
