@@ -14,8 +14,10 @@ public enum SafeTensorsWriter {
         try writeFile(encode(tensors, metadata: metadata), to: path)
     }
 
-    /// The bytes of a `.safetensors` file holding `tensors` (fp32, in order) and `metadata`.
-    public static func encode(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:]) -> [UInt8] {
+    /// The bytes of a `.safetensors` file holding `tensors` (in order) and `metadata`, stored as fp32 or, with
+    /// `half`, as IEEE fp16 (rounded to nearest even; values beyond fp16's range become ±infinity).
+    public static func encode(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:],
+                              half: Bool = false) -> [UInt8] {
         var offset = 0
         var entries: [String] = []
         if !metadata.isEmpty {
@@ -23,8 +25,8 @@ public enum SafeTensorsWriter {
             entries.append("\"__metadata__\":{\(kv.joined(separator: ","))}")
         }
         for (name, t) in tensors {
-            let bytes = t.count * 4
-            entries.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            let bytes = t.count * (half ? 2 : 4)
+            entries.append("\(jsonString(name)):{\"dtype\":\"\(half ? "F16" : "F32")\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
         var header = Array("{\(entries.joined(separator: ","))}".utf8)
@@ -34,9 +36,35 @@ public enum SafeTensorsWriter {
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: header)
         for (_, t) in tensors {
-            t.scalars.withUnsafeBytes { out.append(contentsOf: $0) }  // little-endian on every supported CPU
+            if half {
+                for v in t.scalars { withUnsafeBytes(of: halfBits(v).littleEndian) { out.append(contentsOf: $0) } }
+            } else {
+                t.scalars.withUnsafeBytes { out.append(contentsOf: $0) }  // little-endian on every supported CPU
+            }
         }
         return out
+    }
+
+    /// IEEE binary16 bits of `v`, rounded to nearest even (written out: `Float16` is missing on macOS x86).
+    static func halfBits(_ v: Float) -> UInt16 {
+        let b = v.bitPattern
+        let sign = UInt16((b >> 16) & 0x8000)
+        let exponent = Int((b >> 23) & 0xFF), mantissa = b & 0x7F_FFFF
+        if exponent == 0xFF { return sign | 0x7C00 | (mantissa != 0 ? 0x200 : 0) }  // infinity, NaN
+        let e = exponent - 127 + 15
+        if e >= 0x1F { return sign | 0x7C00 }  // overflow
+        if e <= 0 {  // subnormal or zero in fp16
+            guard e >= -10 else { return sign }
+            let m = mantissa | 0x80_0000, shift = UInt32(14 - e)
+            var h = m >> shift
+            let rest = m & ((1 << shift) - 1), halfway = UInt32(1) << (shift - 1)
+            if rest > halfway || (rest == halfway && h & 1 == 1) { h += 1 }
+            return sign | UInt16(h)
+        }
+        var h = UInt32(e) << 10 | mantissa >> 13
+        let rest = mantissa & 0x1FFF
+        if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) { h += 1 }  // may carry into the exponent: still correct
+        return sign | UInt16(h)
     }
 
     /// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file.

@@ -84,3 +84,38 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
     return a.count == b.count ? (den == 0 ? num.squareRoot() : (num / den).squareRoot()) : .infinity
 }
+
+@Test("LiT: with the image tower locked, a step leaves every visual parameter bitwise as it was and trains the rest")
+func lockedImageTowerIsNotUpdated() throws {
+    let (c, parameters) = try smallCLIP()
+    let ref = try SafeTensorsFile(path: "\(trainingFixtures)/small_clip_gradients.safetensors")
+    var trainer = Trainer(configuration: c, parameters: parameters,
+                          schedule: LearningRateSchedule(base: 1e-3, warmup: 1, totalSteps: 2), lockedImageTower: true)
+    let (_, gradients) = try trainer.lossAndGradients(images: try ref.floatTensor("pixels"),
+                                                      texts: tokenRows(try ref.floatTensor("tokens")))
+    #expect(!gradients.tensors.keys.contains { $0.hasPrefix("visual.") })
+    _ = try trainer.step(images: try ref.floatTensor("pixels"), texts: tokenRows(try ref.floatTensor("tokens")))
+    for name in parameters.names {
+        let before = parameters.values[name]!.scalars, after = trainer.parameters.values[name]!.scalars
+        if name.hasPrefix("visual.") {
+            #expect(before == after, "\(name) changed")
+        } else if name != "logit_scale" && !name.hasPrefix("token_embedding") {
+            #expect(before != after, "\(name) did not change")
+        }
+    }
+}
+
+@Test("a ResNet image tower cannot be trained unlocked, and says so")
+func resnetTowerIsRefused() throws {
+    let config = CLIPConfiguration(embedDim: 16, vision: .resnet(.init(layers: [1, 1, 1, 1], width: 8, heads: 2, outputGrid: 1)),
+                                   text: .init(contextLength: 8, vocabSize: 50, width: 16, heads: 2, layers: 1))
+    let parameters = try CLIPModel.initialParameters(for: config, seed: 1)
+    let trainer = Trainer(configuration: config, parameters: parameters,
+                          schedule: LearningRateSchedule(base: 1e-3, warmup: 1, totalSteps: 1))
+    let images = try Tensor(zeros: [2, 3, 32, 32])
+    let texts = [[48, 1, 49, 0, 0, 0, 0, 0], [48, 2, 49, 0, 0, 0, 0, 0]]
+    #expect { try trainer.lossAndGradients(images: images, texts: texts) } throws: { "\($0)".contains("ResNet") }
+    var locked = trainer
+    locked.lockedImageTower = true
+    _ = try locked.lossAndGradients(images: images, texts: texts)
+}
