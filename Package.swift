@@ -42,7 +42,7 @@ let package = Package(
         // The CLIP model: architecture inference, image and text towers, logits.
         .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers", "CLIPFiles"]),
         // Training: the contrastive loss, AdamW, the schedule, the training loop, checkpoints and data.
-        .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles", "CLIPImage", "CLIPTokenizer"]),
+        .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPHub", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles", "CLIPImage", "CLIPTokenizer"]),
         // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
         .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"], resources: [.copy("Resources")]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.

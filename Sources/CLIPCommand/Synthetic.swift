@@ -12,7 +12,7 @@ struct Synthetic: ParsableCommand {
             The images are those `clip train --data synthetic` trains on (split train), or the evaluation streams \
             (held-out: every colour–shape pair, from another stream; unseen: only the colour–shape pairs never shown in \
             training). The folder is itself training data (`--data FOLDER`) and an evaluation set for `clip eval`: \
-            with --class-folders, images go to folders named by class ("a red circle/…").
+            with --class-folders, images go to folders named by class ("red circle/…"), one for each of the 48 classes.
             """)
 
     enum SplitName: String, ExpressibleByArgument { case train, heldOut = "held-out", unseen }
@@ -35,13 +35,16 @@ struct Synthetic: ParsableCommand {
             let splitValue: SyntheticShapes.Split = split == .train ? .train : (split == .heldOut ? .heldOut : .unseenCombinations)
             let generator = SyntheticShapes(size: size, seed: seed, split: splitValue)
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+            if classFolders {
+                // Every class gets its folder, so an evaluation of the unseen split still chooses among all 48.
+                for name in SyntheticShapes.classNames {
+                    try FileManager.default.createDirectory(atPath: "\(output)/\(name)", withIntermediateDirectories: true)
+                }
+            }
             for i in start..<(start + count) {
                 let s = generator.sample(i)
                 var folder = output
-                if classFolders {
-                    folder += "/" + SyntheticShapes.classNames[s.label]
-                    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                }
+                if classFolders { folder += "/" + SyntheticShapes.classNames[s.label] }
                 let stem = String(format: "%@/%08d", folder, i)
                 try OutputFile.write(try PNGEncoder.encode(rgb: s.rgb, width: size, height: size, name: stem + ".png"), to: stem + ".png")
                 try OutputFile.write(Array((s.caption + "\n").utf8), to: stem + ".txt")

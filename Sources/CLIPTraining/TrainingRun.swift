@@ -5,6 +5,7 @@ import Darwin
 #endif
 import CLIP
 import CLIPFiles
+import CLIPHub
 import CLIPImage
 import CLIPLayers
 import CLIPTensor
@@ -92,7 +93,9 @@ public struct TrainingRun {
     /// The trainer at step 0 and the preprocessing its images need.
     func start() throws(TrainingError) -> (Trainer, Preprocessing) {
         let parameters: NamedTensors, configuration: CLIPConfiguration, preprocessing: Preprocessing
-        if let path = settings.model {
+        if let spec = settings.model {
+            let path: String
+            do { path = try ModelHub().resolve(spec) } catch { throw .data(error.description) }
             do { (parameters, configuration, preprocessing) = try CLIPModel.loadParameters(path: path) } catch { throw .model(error) }
         } else {
             guard let named = DefaultArchitecture.named(settings.architecture) else {
