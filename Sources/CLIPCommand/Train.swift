@@ -31,6 +31,7 @@ struct Train: ParsableCommand {
     @Option(help: "Gradient-norm clipping bound, 0 for none (default 1).") var maxGradientNorm: Float?
     @Option(help: "Process each batch in this many slices (same gradient, less memory).") var microBatches: Int?
     @Flag(help: "Keep the image tower fixed (LiT).") var lockImage = false
+    @Option(help: "Augmentation of file data: crop (random resized crop, 90-100 % of the area; default) or none.") var augmentation: String?
     @Option(help: "Seed of initialisation, data order and synthetic images (default 0).") var seed: UInt64?
     @Option(help: "Steps between checkpoints (default 100).") var checkpointEvery: Int?
     @Option(help: "Steps between progress lines (default 10).") var logEvery: Int?
@@ -73,7 +74,7 @@ struct Train: ParsableCommand {
             throw CLIError("\(config ?? ""): setting '\(key)' has the wrong type (\(v))")
         }
         let known: Set<String> = ["data", "steps", "batch-size", "output", "model", "architecture", "learning-rate", "warmup", "weight-decay",
-                                  "max-gradient-norm", "micro-batches", "lock-image", "seed", "checkpoint-every", "log-every",
+                                  "max-gradient-norm", "micro-batches", "augmentation", "lock-image", "seed", "checkpoint-every", "log-every",
                                   "csv-image-key", "csv-caption-key"]
         if let unknown = file.keys.sorted().first(where: { !known.contains($0) }) {
             throw CLIError("\(config ?? ""): unknown setting '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
@@ -91,6 +92,10 @@ struct Train: ParsableCommand {
         if let v = try value("max-gradient-norm", maxGradientNorm, Float.self) { s.maxGradientNorm = v }
         if let v = try value("micro-batches", microBatches, Int.self) { s.microBatches = v }
         s.lockImageTower = try value("lock-image", lockImage ? true : nil, Bool.self) ?? false
+        if let v = try value("augmentation", augmentation, String.self) {
+            guard let a = Augmentation(rawValue: v) else { throw CLIError("augmentation must be crop or none (got '\(v)')") }
+            s.augmentation = a
+        }
         if let v = try value("seed", seed, UInt64.self) { s.seed = v }
         if let v = try value("checkpoint-every", checkpointEvery, Int.self) { s.checkpointEvery = v }
         if let v = try value("log-every", logEvery, Int.self) { s.logEvery = v }

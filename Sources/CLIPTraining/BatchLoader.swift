@@ -30,14 +30,15 @@ public final class BatchLoader: @unchecked Sendable {
     let tokenizer: CLIPTokenizer
     let contextLength: Int
     let seed: UInt64
+    let augmentation: Augmentation
     private let lock = NSLock()
     private var permutation: (epoch: Int, order: [Int])?
     private var pending: (position: Int, group: DispatchGroup, result: Result<Batch, DataError>?)?
 
     public init(data: any TrainingData, batchSize: Int, preprocessor: ImagePreprocessor, tokenizer: CLIPTokenizer,
-                contextLength: Int, seed: UInt64) {
+                contextLength: Int, seed: UInt64, augmentation: Augmentation = .none) {
         (self.data, self.batchSize, self.preprocessor, self.tokenizer) = (data, batchSize, preprocessor, tokenizer)
-        (self.contextLength, self.seed) = (contextLength, seed)
+        (self.contextLength, self.seed, self.augmentation) = (contextLength, seed, augmentation)
     }
 
     /// The source index of data position `p`.
@@ -63,9 +64,17 @@ public final class BatchLoader: @unchecked Sendable {
             let want = batchSize - captions.count
             var results = [Result<(pixels: [Float], caption: String), DataError>?](repeating: nil, count: want)
             let indices = (0..<want).map { sourceIndex(next + $0) }
+            let start = next
             results.withUnsafeMutableBufferPointer { r in
                 let base = r.baseAddress!
-                parallelFor(want) { i in base[i] = data.example(indices[i], preprocessor: preprocessor) }
+                parallelFor(want) { i in
+                    var result = data.example(indices[i], preprocessor: preprocessor)
+                    if case .success(var e) = result, augmentation != .none {
+                        augmentation.apply(&e.pixels, side: side, seed: seed, position: start + i)
+                        result = .success(e)
+                    }
+                    base[i] = result
+                }
             }
             for r in results {
                 switch r {

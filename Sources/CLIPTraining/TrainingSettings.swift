@@ -28,6 +28,9 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
     public var maxGradientNorm: Float = 1
     /// The batch is processed in this many slices (gradient accumulation with the whole batch's loss).
     public var microBatches: Int = 1
+    /// Augmentation of file data (`crop`: random resized crop, 90–100 % of the area); the synthetic generator is
+    /// random already and is never augmented.
+    public var augmentation: Augmentation = .crop
     /// LiT: keep the image tower fixed.
     public var lockImageTower: Bool = false
     /// Seed of initialisation, data order and synthetic images.

@@ -112,3 +112,18 @@ func weightDecayExclusions() {
     #expect(!AdamW.decays("visual.class_embedding", shape: [64]))
     #expect(!AdamW.decays("logit_scale", shape: []))
 }
+
+@Test("the random resized crop is deterministic per position, stays within the image's values, and varies by position")
+func randomResizedCrop() {
+    let side = 20
+    let image = (0..<(3 * side * side)).map { Float($0 % side) / Float(side) }  // a horizontal ramp per channel
+    var a = image, b = image, c = image
+    Augmentation.crop.apply(&a, side: side, seed: 1, position: 5)
+    Augmentation.crop.apply(&b, side: side, seed: 1, position: 5)
+    Augmentation.crop.apply(&c, side: side, seed: 1, position: 6)
+    #expect(a == b && a != c && a != image)
+    #expect(a.allSatisfy { $0 >= 0 && $0 <= Float(side - 1) / Float(side) })
+    var d = image
+    Augmentation.none.apply(&d, side: side, seed: 1, position: 5)
+    #expect(d == image)
+}
