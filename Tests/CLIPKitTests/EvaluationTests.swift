@@ -1,0 +1,44 @@
+import CLIPKit
+import Testing
+
+@Test("top-1 and top-5 count the true class's rank; ties count for it; per-class accuracy")
+func accuracyCountsRanks() {
+    let classes = ["a", "b", "c", "d", "e", "f"]
+    let scores: [Float] = [
+        0.9, 0.1, 0, 0, 0, 0,   // label 0: top-1
+        0.9, 0.8, 0, 0, 0, 0,   // label 1: rank 2
+        0.9, 0.9, 0.5, 0.6, 0.7, 0.8,  // label 5 (0.8): rank 3 → top-5
+        0.5, 0.5, 0, 0, 0, 0,   // label 1 tied with the best: counts as top-1
+        1, 0.9, 0.8, 0.7, 0.6, 0.5,  // label 5: rank 6 → neither
+    ]
+    let a = Evaluation.accuracy(scores, labels: [0, 1, 5, 1, 5], classes: classes)
+    #expect(a.top1 == 2.0 / 5 && a.top5 == 4.0 / 5 && a.count == 5)
+    #expect(a.perClassTop1 == ["a": 1, "b": 0.5, "f": 0])
+}
+
+@Test("recall@k in both directions; duplicate captions are interchangeable")
+func recallCountsDuplicatesAsHits() throws {
+    // Three images and captions; image 2 matches caption 1 best, whose text equals caption 2's.
+    let img = try Tensor(shape: [3, 2], scalars: [1, 0, 0, 1, 0.6, 0.8])
+    let txt = try Tensor(shape: [3, 2], scalars: [1, 0, 0.6, 0.8, 0, 1])
+    let r = try Evaluation.recall(imageEmbeddings: img, textEmbeddings: txt, captions: ["x", "y", "y"])
+    #expect(r.imageToText[1] == 1)  // image 1 → caption 2 ("y") or 1 ("y"), image 2 → caption 1 ("y")
+    #expect(r.textToImage[1] == 1)
+    let distinct = try Evaluation.recall(imageEmbeddings: img, textEmbeddings: txt, captions: ["x", "y", "z"])
+    #expect(distinct.imageToText[1] == 1.0 / 3 && distinct.imageToText[5] == 1)
+}
+
+@Test("a linear probe separates separable classes")
+func linearProbeSeparates() {
+    var x: [Float] = [], labels: [Int] = []
+    var rng = SplitMix64(state: 3)
+    for i in 0..<90 {
+        let c = i % 3
+        x += [Float(c == 0 ? 1 : 0) + 0.2 * rng.nextSigned(), Float(c == 1 ? 1 : 0) + 0.2 * rng.nextSigned(),
+              0.2 * rng.nextSigned()]
+        labels.append(c)
+    }
+    let probe = LinearProbe(features: x, labels: labels, classes: 3, iterations: 300)
+    let acc = Evaluation.accuracy(probe.scores(x), labels: labels, classes: ["0", "1", "2"])
+    #expect(acc.top1 >= 0.95)
+}
