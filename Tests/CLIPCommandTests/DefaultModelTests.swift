@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+
+/// The model that ships in the package: used when --model is omitted, offline.
+@Test("with no --model the shipped model classifies the README's example images")
+func defaultModelClassifiesExamples() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let labels = ["a red heart", "a blue star", "a green circle", "a yellow square"]
+    let r = try runClip(["classify", "--json", "--template", "{}", root.appendingPathComponent("Examples/blue-star.png").path,
+                         root.appendingPathComponent("Examples/red-heart.png").path, "--labels"] + labels)
+    #expect(r.status == 0, "\(r.stderr)")
+    let lines = r.stdout.split(separator: "\n")
+    try #require(lines.count == 2)
+    for (line, expected) in zip(lines, ["a blue star", "a red heart"]) {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let probs = try #require(object["probs"] as? [Double])
+        #expect(labels[probs.indices.max { probs[$0] < probs[$1] }!] == expected, "\(line)")
+    }
+}
+
+@Test("clip eval and clip linear-probe on held-out synthetic images with the shipped model")
+func evalAndLinearProbeOnSyntheticImages() throws {
+    let dir = NSTemporaryDirectory() + "clip-eval-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    for (name, start) in [("a", 0), ("b", 5000)] {
+        let made = try runClip(["synthetic", "--split", "held-out", "--count", "144", "--start", "\(start)", "--class-folders",
+                                "--output", "\(dir)/\(name)"])
+        #expect(made.status == 0, "\(made.stderr)")
+    }
+    let captions = try runClip(["synthetic", "--split", "held-out", "--count", "100", "--start", "9000", "--output", "\(dir)/captions"])
+    #expect(captions.status == 0)
+    let r = try runClip(["eval", "--images", "\(dir)/a", "--captions", "\(dir)/captions", "--template", "a {}"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    let zeroShot = try #require(object["zeroShot"] as? [String: Any])
+    let top1 = try #require(zeroShot["top1"] as? Double), top5 = try #require(zeroShot["top5"] as? Double)
+    #expect(top1 >= 0.5 && top5 >= 0.9, "zero-shot top-1 \(top1), top-5 \(top5) over 48 classes (chance 2 %)")
+    let retrieval = try #require(object["retrieval"] as? [String: Any])
+    let i2t = try #require(retrieval["imageToText"] as? [String: Double])
+    #expect((i2t["R@10"] ?? 0) >= 0.5, "\(retrieval)")
+    let probe = try runClip(["linear-probe", "--train", "\(dir)/a", "--test", "\(dir)/b", "--iterations", "200"])
+    #expect(probe.status == 0, "\(probe.stderr)")
+    let p = try #require(try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as? [String: Any])
+    #expect((p["top1"] as? Double ?? 0) >= 0.5, "\(probe.stdout)")
+}
