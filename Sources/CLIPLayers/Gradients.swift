@@ -42,9 +42,6 @@ public struct Gradients: Sendable {
         }
         return s.squareRoot()
     }
-
-    /// Removes every gradient (the start of an optimizer step).
-    public mutating func removeAll() { tensors.removeAll(keepingCapacity: true) }
 }
 
 /// The values of a model's parameters by checkpoint name, as backward passes read them (a Linear layer holds only

@@ -1,6 +1,7 @@
 import CLIP
 import CLIPLayers
 import CLIPTensor
+import CLIPTestSupport
 import CLIPWeights
 import Foundation
 import Testing
@@ -76,13 +77,6 @@ func fiftyStepsFollowOpenCLIP() throws {
         #expect(d <= 1e-3, "step \(step): loss \(report.loss), open_clip \(expected[step])")
     }
     print("50-step run: largest loss difference \(worst)")
-}
-
-/// relative ‖a − b‖ / ‖b‖.
-func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-    var num = 0.0, den = 0.0
-    for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-    return a.count == b.count ? (den == 0 ? num.squareRoot() : (num / den).squareRoot()) : .infinity
 }
 
 @Test("LiT: with the image tower locked, a step leaves every visual parameter bitwise as it was and trains the rest")
