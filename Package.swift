@@ -13,10 +13,12 @@ let package = Package(
         .library(name: "CLIPHub", targets: ["CLIPHub"]),
         .library(name: "CLIPKit", targets: ["CLIPKit"]),
         .library(name: "CLIPTraining", targets: ["CLIPTraining"]),
+        .library(name: "CLIPIndex", targets: ["CLIPIndex"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // Files that come from users: non-blocking opens of regular files only, checked reads, atomic output.
@@ -47,6 +49,10 @@ let package = Package(
         .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"], resources: [.copy("Resources")]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
         .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
+        // A searchable photo library: the SQLite index (through GRDB), incremental crash-safe indexing, composed
+        // queries and the vector scan.
+        .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTensor", "CCLIPKernels",
+                                                  .product(name: "GRDB", package: "GRDB.swift")]),
         // What the `clip` subcommands share: the error line, model options, output files, JSON.
         .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // `clip bench`: timing the model, the kernels, the tokenizer and preprocessing, kept apart from the
@@ -54,7 +60,7 @@ let package = Package(
         .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", "CLIPIndex", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.
@@ -67,7 +73,8 @@ let package = Package(
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPTrainingTests", dependencies: ["CLIPTraining", "CLIP", "CLIPLayers", "CLIPWeights", "CLIPTestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP"]),
+        .testTarget(name: "CLIPIndexTests", dependencies: ["CLIPIndex", "CLIPKit", "CLIPImage", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),
         .testTarget(name: "CLIPKitTests", dependencies: ["CLIPKit", "CLIPTestSupport"]),

@@ -88,6 +88,24 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
 public enum ImageFormat: String, Sendable {
     case jpeg, png, webp
 
+    /// File-name extensions (lowercase, without the dot) of the formats the decoders read.
+    public static let fileExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
+
+    /// Whether a path's extension names a readable format (case-insensitive).
+    public static func hasImageExtension(_ path: String) -> Bool {
+        guard let dot = path.lastIndex(of: "."), !path[dot...].contains("/") else { return false }
+        return fileExtensions.contains(path[path.index(after: dot)...].lowercased())
+    }
+
+    /// Width and height from an encoded image's header, without decoding it; nil when the header cannot be read.
+    public static func dimensions(_ data: [UInt8]) -> (width: Int, height: Int)? {
+        var w: UInt32 = 0, h: UInt32 = 0
+        let ok = data.withUnsafeBytes { raw in
+            raw.baseAddress.map { clip_image_probe($0.assumingMemoryBound(to: UInt8.self), raw.count, &w, &h) == 0 } ?? false
+        }
+        return ok ? (Int(w), Int(h)) : nil
+    }
+
     /// The format named by a file's first bytes, or nil.
     public static func sniff(_ bytes: UnsafeRawBufferPointer) -> ImageFormat? {
         if bytes.count >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF { return .jpeg }

@@ -83,6 +83,26 @@ public struct ImagePreprocessor: Sendable {
         return out
     }
 
+    /// Preprocesses an encoded image already read (the bytes of a JPEG, PNG or WebP file) → [3, resolution,
+    /// resolution] values; `name` is what errors call it.
+    public func pixels(encoded data: [UInt8], name: String) throws(ImageError) -> [Float] {
+        try validate(name: name)
+        var out = [Float](repeating: 0, count: 3 * resolution * resolution)
+        try out.withUnsafeMutableBufferPointer { (p) throws(ImageError) in
+            try decodeAndProcess(data, name: name, budget: Self.sharedBudget, into: p.baseAddress!)
+        }
+        return out
+    }
+
+    /// The budget of decodes started one by one from several threads (`pixels(encoded:name:)`).
+    static let sharedBudget = DecodeBudget(bytes: decodeMemoryBudget)
+
+    /// Reads an image file as `pixels(file:)` does (a regular file, at most 2 GiB), for callers that also need
+    /// the bytes (to hash them, say).
+    public static func readImageFile(_ path: String) throws(ImageError) -> [UInt8] {
+        try readFile(path)
+    }
+
     /// Preprocesses an image already in memory (an 8-bit RGB or RGBA buffer, rows top to bottom)
     /// → [3, resolution, resolution] values.
     public func pixels(rgb buffer: [UInt8], width: Int, height: Int, hasAlpha: Bool, name: String = "pixel buffer") throws(ImageError) -> [Float] {

@@ -39,9 +39,6 @@ public struct TrainingRun {
         (output.hasSuffix(".safetensors") ? String(output.dropLast(".safetensors".count)) : output) + "." + suffix
     }
 
-    /// Set by SIGINT/SIGTERM: the loop checkpoints and stops after the current step.
-    nonisolated(unsafe) static var stopRequested: sig_atomic_t = 0
-
     /// Runs (or, with `resume`, continues) the run; returns the final trainer.
     @discardableResult
     public func run(resume: Bool) throws(TrainingError) -> Trainer {
@@ -62,7 +59,7 @@ public struct TrainingRun {
                                  tokenizer: tokenizer, contextLength: trainer.configuration.text.contextLength, seed: settings.seed,
                                  augmentation: data is SyntheticData ? .none : settings.augmentation)
         log("training \(Self.describe(trainer)) on \(data.description): \(settings.steps) steps of \(settings.batchSize)")
-        Self.installStopHandlers()
+        StopSignal.install()  // SIGINT/SIGTERM: checkpoint and stop after the current step
         let started = Date()
         let firstStep = trainer.step
         while trainer.step < settings.steps {
@@ -78,7 +75,7 @@ public struct TrainingRun {
                 log(Self.progressLine(report, done: trainer.step - firstStep, total: settings.steps - firstStep,
                                       batch: settings.batchSize, elapsed: Date().timeIntervalSince(started)))
             }
-            let interrupted = Self.stopRequested != 0
+            let interrupted = StopSignal.requested
             if trainer.step % settings.checkpointEvery == 0 || trainer.step == settings.steps || interrupted {
                 try save(trainer, state)
             }
@@ -154,19 +151,6 @@ public struct TrainingRun {
     static func formatDuration(_ s: Double) -> String {
         let t = Int(s.rounded())
         return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
-    }
-
-    static func installStopHandlers() {
-        stopRequested = 0
-        // A parent may have started us with these signals blocked (the mask is inherited); Ctrl-C must still stop
-        // the run cleanly.
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        sigaddset(&unblock, SIGINT)
-        sigaddset(&unblock, SIGTERM)
-        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-        signal(SIGINT) { _ in TrainingRun.stopRequested = 1 }
-        signal(SIGTERM) { _ in TrainingRun.stopRequested = 1 }
     }
 
     /// Writes the weights, the state, the CSV and the plot, each atomically; the state last, so that a state file

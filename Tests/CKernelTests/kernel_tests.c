@@ -366,6 +366,32 @@ static void test_elementwise(void) {
     free(x); free(g); free(b); free(out);
 }
 
+// The vector-search scan at the level CLIP_CPU selects, against double-precision dot products, on dimensions and
+// row counts that leave every loop a tail.
+static void test_scan(void) {
+    const ptrdiff_t shapes[][2] = {{1, 1}, {3, 7}, {17, 64}, {33, 512}, {10, 77}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const ptrdiff_t n = shapes[s][0], d = shapes[s][1];
+        float *rows = random_array((size_t)(n * d)), *q = random_array((size_t)d);
+        float *out = malloc((size_t)(n + 1) * sizeof(float));
+        out[n] = 12345.0f;
+        clip_dot_rows(rows, n, d, q, out);
+        double worst = 0;
+        for (ptrdiff_t r = 0; r < n; r++) {
+            double exact = 0, magnitude = 0;
+            for (ptrdiff_t i = 0; i < d; i++) {
+                exact += (double)rows[r * d + i] * q[i];
+                magnitude += fabs((double)rows[r * d + i] * q[i]);
+            }
+            double e = fabs(out[r] - exact) / (magnitude > 0 ? magnitude : 1);
+            if (e > worst) worst = e;
+        }
+        CHECK(worst < 1e-6, "dot_rows n=%td d=%td: error %g", n, d, worst);
+        CHECK(out[n] == 12345.0f, "dot_rows n=%td d=%td wrote past its output", n, d);
+        free(rows); free(q); free(out);
+    }
+}
+
 int main(void) {
     CHECK(clip_cpu_error() == NULL, "CLIP_CPU: %s", clip_cpu_error());
     CHECK((clip_cpu_features() & ~clip_cpu_hardware()) == 0, "features beyond the hardware");
@@ -388,6 +414,7 @@ int main(void) {
                clip_int8_kernel_available(kernel) ? ", int8" : "", failures == before ? "ok" : "FAILED");
     }
     test_elementwise();
+    test_scan();
     printf("%d checks, %d failures\n", checks, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -89,3 +89,18 @@ func scratchDirectory(_ name: String) -> String {
         try OutputFile.write([1], to: dir + "/no/such/file")
     }
 }
+
+@Test("SHA-256 gives FIPS 180-4's digests, whatever the pieces the message arrives in", arguments: [1, 3, 63, 64, 65, 1000])
+func sha256MatchesKnownVectors(piece: Int) {
+    #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    let message = Array(String(repeating: "a", count: 1000).utf8)
+    var hasher = SHA256()
+    var offset = 0
+    while offset < message.count {
+        let end = min(offset + piece, message.count)
+        message[offset..<end].withUnsafeBytes { hasher.update($0) }
+        offset = end
+    }
+    #expect(hasher.finish() == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+}

@@ -1,5 +1,6 @@
 @testable import CLIPHub
 import CLIP
+import CLIPFiles
 import Foundation
 import Testing
 
@@ -9,12 +10,6 @@ let checkpointFixture = URL(fileURLWithPath: #filePath).deletingLastPathComponen
 func temporaryCache() -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clip-cache-\(UUID().uuidString)").path
     return dir
-}
-
-@Test func sha256MatchesKnownVectors() {
-    #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    #expect(SHA256.hex(Array(String(repeating: "a", count: 1000).utf8)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
 }
 
 @Test func theNineOpenAIModelsAreListed() throws {

@@ -206,6 +206,9 @@ void clip_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float
 /// Σ x², accumulated in double.
 double clip_sum_squares(const float *x, ptrdiff_t n);
 
+/// Vector search: out[r] = rows[r, :] · q for the n rows of a row-major [n, d] matrix.
+void clip_dot_rows(const float *rows, ptrdiff_t n, ptrdiff_t d, const float *q, float *out);
+
 /// The exp used by the kernels above (for tests).
 float clip_exp(float x);
 

@@ -1,8 +1,9 @@
-import CLIPFiles
 import Foundation
 
-/// SHA-256 (FIPS 180-4), streamed over files so multi-gigabyte checkpoints are verified in constant memory.
-struct SHA256 {
+/// SHA-256 (FIPS 180-4), streamed over files so multi-gigabyte checkpoints are verified in constant memory and
+/// photo libraries are fingerprinted without holding a file. Written here rather than taken from swift-crypto:
+/// this is the one primitive needed, and swift-crypto adds a minute and a half to every clean build.
+public struct SHA256: Sendable {
     private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var buffer: [UInt8] = []
     private var length: UInt64 = 0
@@ -18,7 +19,11 @@ struct SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    mutating func update(_ data: UnsafeRawBufferPointer) {
+    /// An empty hash state.
+    public init() {}
+
+    /// Adds bytes to the message.
+    public mutating func update(_ data: UnsafeRawBufferPointer) {
         length += UInt64(data.count)
         var rest = data[...]
         if !buffer.isEmpty {
@@ -34,7 +39,8 @@ struct SHA256 {
         buffer += rest
     }
 
-    mutating func finish() -> String {
+    /// The lowercase hex digest of everything added; the state is spent.
+    public mutating func finish() -> String {
         var tail = buffer + [0x80]
         while tail.count % 64 != 56 { tail.append(0) }
         let bits = length * 8
@@ -47,7 +53,13 @@ struct SHA256 {
     }
 
     private mutating func block(_ p: UnsafeRawBufferPointer) {
-        var w = [UInt32](repeating: 0, count: 64)
+        // The schedule lives on the stack: a heap array per 64-byte block costs more than the compression.
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+            compress(p, w)
+        }
+    }
+
+    private mutating func compress(_ p: UnsafeRawBufferPointer, _ w: UnsafeMutableBufferPointer<UInt32>) {
         for i in 0..<16 {
             w[i] = UInt32(p[4 * i]) << 24 | UInt32(p[4 * i + 1]) << 16 | UInt32(p[4 * i + 2]) << 8 | UInt32(p[4 * i + 3])
         }
@@ -66,9 +78,8 @@ struct SHA256 {
         h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
     }
 
-    /// Hex digest of a file's contents, or nil when it cannot be read.
     /// The digest of a regular file, read in 4 MiB chunks (a FIFO or device is refused without blocking).
-    static func file(_ path: String) throws(FileError) -> String {
+    public static func file(_ path: String) throws(FileError) -> String {
         let file = try RegularFile(path: path)
         var hasher = SHA256()
         var offset = 0
@@ -80,7 +91,8 @@ struct SHA256 {
         return hasher.finish()
     }
 
-    static func hex(_ data: [UInt8]) -> String {
+    /// The digest of bytes in memory.
+    public static func hex(_ data: [UInt8]) -> String {
         var hasher = SHA256()
         data.withUnsafeBytes { hasher.update($0) }
         return hasher.finish()

@@ -1,0 +1,184 @@
+import ArgumentParser
+import CLIPCommandSupport
+import CLIPFiles
+import CLIPIndex
+import CLIPKit
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where the index is, shared by `clip index` and `clip search`.
+struct IndexOptions: ParsableArguments {
+    @Option(help: "The index database (default: $XDG_DATA_HOME/swift-clip/index.sqlite, else ~/.local/share/swift-clip/index.sqlite). An index inside the photo folder (--db ./.clip-index.sqlite) stores paths relative to its folder and moves with it.")
+    var db: String?
+
+    var path: String { db ?? PhotoIndex.defaultPath() }
+
+    func open() throws -> PhotoIndex { try PhotoIndex(path: path) }
+}
+
+/// The model an index run or a query uses, with its fingerprint.
+func indexedModel(_ options: ModelOptions, index: PhotoIndex, registering: Bool) throws -> (CLIPPipeline, IndexedModel) {
+    let clip = try options.pipeline()
+    guard let loaded = clip.loaded else { throw CLIError("model \(options.spec) was not loaded from a file") }
+    let fingerprint = try ModelFingerprint.of(checkpoint: loaded.path, preprocessing: loaded.preprocessing,
+                                              precision: options.precision, cache: index)
+    let dimension = clip.model.configuration.embedDim
+    let model = registering ? try index.model(fingerprint: fingerprint, name: options.spec, dimension: dimension)
+        : try index.existingModel(fingerprint: fingerprint, name: options.spec)
+    return (clip, model)
+}
+
+struct Index: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Index photo folders for `clip search`: new and changed images are embedded, moved ones recognised, vanished ones marked deleted.",
+        subcommands: [Update.self, Merge.self, Stats.self],
+        defaultSubcommand: Update.self)
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "update",
+            abstract: "Index folders (the default: `clip index FOLDER…`).",
+            discussion: """
+                Files are recognised by size and modification time, then by a SHA-256 of their contents: a moved, \
+                renamed or copied file reuses its embedding. Embeddings are kept per model, so several models live \
+                side by side. A file that cannot be decoded is recorded with its reason and skipped (retried when \
+                it changes). Ctrl-C finishes the current batch, commits and stops; a killed run loses at most its \
+                last uncommitted batch, and running again continues. Hidden directories and @eaDir are skipped.
+                """)
+
+        @OptionGroup var model: ModelOptions
+        @OptionGroup var index: IndexOptions
+
+        @Argument(help: "Folders to index (default: the current folder).")
+        var folders: [String] = []
+
+        @Option(name: .customLong("exclude-dir"), help: "A directory name to skip wherever it occurs; repeat for more.")
+        var excludeDir: [String] = []
+
+        @Option(help: "Images per batch (and per committed transaction).")
+        var batchSize = 32
+
+        func validate() throws {
+            guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        }
+
+        func run() throws {
+            try reportingErrors { try update() }
+        }
+
+        /// The progress bar on a terminal: files looked at, encoding rate, time left.
+        static let progressLine: @Sendable (IndexingProgress) -> Void = { p in
+            let rate = Double(p.embedded) / max(p.elapsed, 1e-9)
+            let eta = Double(p.total - p.done) * p.elapsed / Double(max(p.done, 1))
+            let line = String(format: "\rindexing %d/%d  %.1f images/s  ETA %@   ", p.done, p.total, rate,
+                              formatSeconds(eta))
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+
+        private func update() throws {
+                // From the start, so Ctrl-C while the model loads also ends in a clean stop (before the first batch).
+                StopSignal.install()
+                let photoIndex = try index.open()
+                let lock = try WriterLock(database: photoIndex.path)
+                defer { lock.release() }
+                let (clip, indexed) = try indexedModel(model, index: photoIndex, registering: true)
+                var options = IndexingOptions()
+                options.batchSize = batchSize
+                options.excludedDirectories = excludeDir
+                let terminal = isatty(2) != 0
+                let progress = terminal ? Self.progressLine : nil
+                let report = try Indexer(index: photoIndex, pipeline: clip, model: indexed).run(
+                    folders: folders.isEmpty ? ["."] : folders, options: options,
+                    shouldStop: { StopSignal.requested }, progress: progress)
+                if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+                try VectorStore.refreshCache(index: photoIndex, model: indexed)
+                for (path, reason) in report.unreadableDirectories {
+                    FileHandle.standardError.write(Data("clip: \(path): cannot list: \(reason)\n".utf8))
+                }
+                for (path, reason) in report.failed {
+                    FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
+                }
+                print(String(format: "%@: %d images found: %d embedded, %d moved or copied (embedding reused), %d unchanged, %d deleted, %d failed%@ in %.1f s",
+                             photoIndex.path, report.scanned, report.embedded, report.reused, report.unchanged,
+                             report.deleted, report.failed.count,
+                             report.failedBefore > 0 ? " (and \(report.failedBefore) that failed before)" : "",
+                             report.seconds))
+                if report.interrupted {
+                    FileHandle.standardError.write(Data("clip: interrupted; everything up to the last batch is saved. Run the same command again to continue.\n".utf8))
+                    throw ExitCode(130)
+                }
+        }
+    }
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy another index's files, models and embeddings into this one (--db).",
+            discussion: "Paths are rewritten for this index's folder; a file both hold keeps the newer record.")
+
+        @OptionGroup var index: IndexOptions
+
+        @Argument(help: "Index databases to merge in.")
+        var sources: [String]
+
+        func run() throws {
+            try reportingErrors {
+                let photoIndex = try index.open()
+                let lock = try WriterLock(database: photoIndex.path)
+                defer { lock.release() }
+                for source in sources {
+                    let counts = try photoIndex.merge(from: source)
+                    print("\(source): \(counts.files) files, \(counts.embeddings) embeddings, \(counts.models) models merged into \(photoIndex.path)")
+                }
+                for model in try photoIndex.models() { try VectorStore.refreshCache(index: photoIndex, model: model) }
+            }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "What the index holds, and SQLite's integrity check of it.")
+
+        @OptionGroup var index: IndexOptions
+
+        func run() throws {
+            try reportingErrors {
+                let photoIndex = try index.open()
+                let s = try photoIndex.statistics()
+                print("\(photoIndex.path): \(s.files) files, \(s.failed) failed, \(s.deleted) deleted; integrity \(try photoIndex.integrityCheck())")
+                for m in try photoIndex.models() {
+                    print("model \(m.name): \(s.embeddings[m.name] ?? 0) embeddings of \(m.dimension) dimensions, fingerprint \(m.fingerprint.prefix(16))")
+                }
+            }
+        }
+    }
+}
+
+func formatSeconds(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}
+
+/// One writer per index: a second `clip index` on the same database is refused at once, naming it, rather than
+/// waiting on SQLite's lock. The lock is an flock on `<db>.lock`, released by the kernel if the process dies.
+struct WriterLock {
+    let fd: Int32
+
+    init(database: String) throws {
+        let path = database + ".lock"
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CLIError("\(path): cannot create the index's lock file: \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw CLIError("\(database): another clip process is writing to this index; wait for it to finish")
+        }
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}

@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CLIPImage
+import Foundation
+
+/// An image file found by a folder scan.
+struct ScannedFile: Sendable {
+    /// Absolute path.
+    var path: String
+    var size: Int64
+    /// Modification time in nanoseconds since 1970.
+    var modified: Int64
+}
+
+/// Walks folders for image files (by extension: the formats the decoders read). Directories named in `excluded`
+/// are skipped wherever they are, as are hidden directories (`.git`, `.thumbnails`) and Synology's `@eaDir`
+/// thumbnails. Symbolic links to files are followed; links to directories are not (a link cycle would never end,
+/// and a link into another indexed folder would index it twice).
+struct FolderScan {
+    var excluded: Set<String>
+    /// Directories that could not be listed, with the reason: reported, never fatal.
+    private(set) var unreadable: [(path: String, reason: String)] = []
+
+    static let alwaysExcluded: Set<String> = ["@eaDir"]
+
+    init(excluded: [String]) {
+        self.excluded = Set(excluded).union(Self.alwaysExcluded)
+    }
+
+    /// The image files under `root` (absolute), sorted by path so runs are repeatable.
+    mutating func files(under root: String, into out: inout [ScannedFile]) {
+        var pending = [root]
+        var found: [ScannedFile] = []
+        while let dir = pending.popLast() {
+            guard let handle = opendir(dir) else {
+                unreadable.append((dir, String(cString: strerror(errno))))
+                continue
+            }
+            defer { closedir(handle) }
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                let path = dir == "/" ? "/" + name : dir + "/" + name
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue }
+                let kind = st.st_mode & S_IFMT
+                if kind == S_IFDIR {
+                    if name.hasPrefix(".") || excluded.contains(name) { continue }
+                    pending.append(path)
+                    continue
+                }
+                guard ImageFormat.hasImageExtension(name) else { continue }
+                if kind == S_IFLNK {
+                    guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+                } else if kind != S_IFREG {
+                    continue
+                }
+                found.append(ScannedFile(path: path, size: Int64(st.st_size), modified: modificationNanoseconds(st)))
+            }
+        }
+        found.sort { $0.path < $1.path }
+        out += found
+    }
+}

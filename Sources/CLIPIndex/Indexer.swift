@@ -1,0 +1,282 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CLIPFiles
+import CLIPImage
+import CLIPKit
+import CLIPTensor
+import Foundation
+import GRDB
+
+/// How an index run behaves.
+public struct IndexingOptions: Sendable {
+    /// Images encoded at once, and files per committed transaction.
+    public var batchSize = 32
+    /// Directory names skipped wherever they occur (hidden directories and `@eaDir` always are).
+    public var excludedDirectories: [String] = []
+    public init() {}
+}
+
+/// Where an index run is: for progress bars.
+public struct IndexingProgress: Sendable {
+    /// Files looked at (new and changed ones), of `total`.
+    public var done: Int
+    public var total: Int
+    /// Images encoded so far.
+    public var embedded: Int
+    public var elapsed: Double
+}
+
+/// What an index run did.
+public struct IndexingReport: Sendable {
+    /// Image files found under the folders.
+    public var scanned = 0
+    /// Files whose size and modification time were unchanged and whose embedding the index has.
+    public var unchanged = 0
+    /// Images encoded by the model in this run.
+    public var embedded = 0
+    /// New or changed paths whose contents the index had already embedded (moved, renamed or copied files).
+    public var reused = 0
+    /// Files recorded in an earlier run that are gone now.
+    public var deleted = 0
+    /// Files that could not be read or decoded in this run, with the reason.
+    public var failed: [(path: String, reason: String)] = []
+    /// Unchanged files that failed in an earlier run (not retried until they change).
+    public var failedBefore = 0
+    /// Directories that could not be listed.
+    public var unreadableDirectories: [(path: String, reason: String)] = []
+    /// The run stopped early on request (Ctrl-C); everything up to the last batch is committed.
+    public var interrupted = false
+    public var seconds = 0.0
+}
+
+/// Brings an index up to date with folders: new and changed files are hashed and (if their contents are new to
+/// this model) decoded and encoded in batches, the next batch prepared on other cores while the model encodes
+/// the current one; each batch is one transaction. Files gone from the folders are marked deleted.
+public struct Indexer: Sendable {
+    public let index: PhotoIndex
+    public let pipeline: CLIPPipeline
+    public let model: IndexedModel
+
+    public init(index: PhotoIndex, pipeline: CLIPPipeline, model: IndexedModel) {
+        (self.index, self.pipeline, self.model) = (index, pipeline, model)
+    }
+
+    /// A file to look at, with the hash the index already knows for it (when only the model is new to it).
+    struct Work: Sendable {
+        var file: ScannedFile
+        var stored: String
+        var knownHash: String?
+    }
+
+    /// A file after reading (and, when its contents are new, decoding).
+    struct Prepared: Sendable {
+        var work: Work
+        var hash: String?
+        var width: Int?
+        var height: Int?
+        var error: String?
+        /// Preprocessed pixels [3, R, R] when the contents need an embedding.
+        var pixels: [Float]?
+    }
+
+    /// Updates the index for `folders`. `shouldStop` is asked between batches: when it says yes, the current
+    /// batch is committed and the run returns with `interrupted` set.
+    public func run(folders: [String], options: IndexingOptions = IndexingOptions(),
+                    shouldStop: @Sendable () -> Bool = { false },
+                    progress: (@Sendable (IndexingProgress) -> Void)? = nil) throws(IndexError) -> IndexingReport {
+        let start = Date()
+        var report = IndexingReport()
+        let roots = try folders.map { (f) throws(IndexError) -> String in try Self.resolveFolder(f) }
+        var scan = FolderScan(excluded: options.excludedDirectories)
+        var found: [ScannedFile] = []
+        for root in roots { scan.files(under: root, into: &found) }
+        report.scanned = found.count
+        report.unreadableDirectories = scan.unreadable
+
+        let known = try index.files()
+        var embedded = try index.embeddedHashes(model: model)
+        var work: [Work] = []
+        var seen = Set<String>()
+        for file in found {
+            let stored = index.storedPath(file.path)
+            guard seen.insert(stored).inserted else { continue }  // the same folder given twice
+            if let old = known[stored], !old.deleted, old.size == file.size, old.modified == file.modified {
+                if old.error != nil { report.failedBefore += 1; continue }
+                if let h = old.hash, embedded.contains(h) { report.unchanged += 1; continue }
+                work.append(Work(file: file, stored: stored, knownHash: old.hash))
+            } else {
+                work.append(Work(file: file, stored: stored, knownHash: nil))
+            }
+        }
+
+        let size = max(options.batchSize, 1)
+        let batches = stride(from: 0, to: work.count, by: size).map { Array(work[$0..<min($0 + size, work.count)]) }
+        var next = batches.first.map { prepareInBackground($0, embedded: embedded) }
+        var done = 0
+        for i in batches.indices {
+            guard let pending = next else { break }
+            let prepared = pending.wait()
+            if shouldStop() {
+                report.interrupted = true
+                break
+            }
+            next = i + 1 < batches.count ? prepareInBackground(batches[i + 1], embedded: embedded) : nil
+            let vectors = encode(prepared, report: &report)
+            try commit(prepared, vectors: vectors)
+            for (j, p) in prepared.enumerated() {
+                if let h = p.hash, vectors[j] != nil { embedded.insert(h) }
+                if p.error == nil && p.pixels == nil { report.reused += 1 }
+            }
+            done += prepared.count
+            progress?(IndexingProgress(done: done, total: work.count, embedded: report.embedded,
+                                       elapsed: Date().timeIntervalSince(start)))
+        }
+        _ = next?.wait()  // a background preparation must not outlive the run
+        if !report.interrupted {
+            report.deleted = try markVanished(known: known, seen: seen, roots: roots)
+        }
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    /// The real absolute path of a folder to index, or an error naming it.
+    static func resolveFolder(_ folder: String) throws(IndexError) -> String {
+        guard let real = realpath(folder, nil) else {
+            throw IndexError("\(folder): cannot index: \(String(cString: strerror(errno)))")
+        }
+        defer { free(real) }
+        let path = String(cString: real)
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw IndexError("\(folder): not a folder (clip index takes folders; it finds the images inside)")
+        }
+        return path
+    }
+
+    // MARK: Preparing
+
+    final class Pending: @unchecked Sendable {
+        private var value: [Prepared] = []
+        private let done = DispatchSemaphore(value: 0)
+        func set(_ v: [Prepared]) { value = v; done.signal() }
+        func wait() -> [Prepared] { done.wait(); done.signal(); return value }
+    }
+
+    private func prepareInBackground(_ batch: [Work], embedded: Set<String>) -> Pending {
+        let pending = Pending()
+        let preprocessor = pipeline.preprocessor
+        DispatchQueue.global().async {
+            pending.set(Self.prepare(batch, embedded: embedded, preprocessor: preprocessor))
+        }
+        return pending
+    }
+
+    /// Reads, hashes and (when the contents are not yet embedded) decodes a batch on all cores.
+    static func prepare(_ batch: [Work], embedded: Set<String>, preprocessor: ImagePreprocessor) -> [Prepared] {
+        var out = batch.map { Prepared(work: $0) }
+        out.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            parallelFor(batch.count) { i in
+                base[i] = prepareOne(batch[i], embedded: embedded, preprocessor: preprocessor)
+            }
+        }
+        return out
+    }
+
+    static func prepareOne(_ w: Work, embedded: Set<String>, preprocessor: ImagePreprocessor) -> Prepared {
+        var p = Prepared(work: w, hash: w.knownHash)
+        let bytes: [UInt8]
+        do { bytes = try ImagePreprocessor.readImageFile(w.file.path) } catch {
+            p.error = error.problemDescription
+            return p
+        }
+        let hash = w.knownHash ?? SHA256.hex(bytes)
+        p.hash = hash
+        if let d = ImageFormat.dimensions(bytes) { (p.width, p.height) = (d.width, d.height) }
+        guard !embedded.contains(hash) else { return p }
+        do { p.pixels = try preprocessor.pixels(encoded: bytes, name: w.file.path) } catch {
+            p.error = error.problemDescription
+        }
+        return p
+    }
+
+    // MARK: Encoding and committing
+
+    /// L2-normalised embeddings of the prepared files that carry pixels (nil for the others). A batch the model
+    /// refuses (non-finite outputs) is retried file by file, so one bad image fails alone.
+    private func encode(_ prepared: [Prepared], report: inout IndexingReport) -> [[Float]?] {
+        var out = [[Float]?](repeating: nil, count: prepared.count)
+        let which = prepared.indices.filter { prepared[$0].pixels != nil }
+        guard !which.isEmpty else { return out }
+        let r = pipeline.preprocessor.resolution, d = model.dimension
+        func run(_ rows: [Int]) throws -> [Float] {
+            let pixels = Tensor(uncheckedShape: [rows.count, 3, r, r], scalars: rows.flatMap { prepared[$0].pixels! })
+            return l2Normalized(try pipeline.model.encodeImage(pixels)).scalars
+        }
+        if let all = try? run(which) {
+            for (k, i) in which.enumerated() { out[i] = Array(all[(k * d)..<((k + 1) * d)]) }
+            report.embedded += which.count
+        } else {
+            for i in which {
+                do { out[i] = try run([i]); report.embedded += 1 } catch {
+                    report.failed.append((prepared[i].work.file.path, "\(error)"))
+                }
+            }
+        }
+        for i in prepared.indices where prepared[i].error != nil {
+            report.failed.append((prepared[i].work.file.path, prepared[i].error!))
+        }
+        return out
+    }
+
+    /// One transaction: the batch's file rows (failures with their reason) and new embeddings.
+    private func commit(_ prepared: [Prepared], vectors: [[Float]?]) throws(IndexError) {
+        let modelID = model.id
+        try index.write { db in
+            for (i, p) in prepared.enumerated() {
+                var error = p.error
+                if error == nil, p.pixels != nil, vectors[i] == nil { error = "the model could not encode it" }
+                try db.execute(sql: """
+                    INSERT INTO files (path, size, modified, hash, width, height, error, deleted)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+                    ON CONFLICT (path) DO UPDATE SET size = excluded.size, modified = excluded.modified,
+                        hash = excluded.hash, width = excluded.width, height = excluded.height,
+                        error = excluded.error, deleted = 0
+                    """, arguments: [p.work.stored, p.work.file.size, p.work.file.modified, p.hash, p.width,
+                                     p.height, error])
+                if let v = vectors[i], let h = p.hash {
+                    let blob = v.withUnsafeBufferPointer { vectorBlob($0) }
+                    try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
+                                   arguments: [h, modelID, blob])
+                }
+            }
+            try PhotoIndex.bumpGeneration(db)
+        }
+    }
+
+    /// Marks files under the scanned folders that the scan did not find as deleted; returns how many.
+    private func markVanished(known: [String: IndexedFile], seen: Set<String>, roots: [String]) throws(IndexError) -> Int {
+        let gone = known.values.filter { f in
+            guard !f.deleted, !seen.contains(f.path) else { return false }
+            let absolute = index.absolutePath(f.path)
+            return roots.contains { absolute.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+        }
+        guard !gone.isEmpty else { return 0 }
+        try index.write { db in
+            for f in gone { try db.execute(sql: "UPDATE files SET deleted = 1 WHERE id = ?", arguments: [f.id]) }
+            try PhotoIndex.bumpGeneration(db)
+        }
+        return gone.count
+    }
+}
+
+extension ImageError {
+    /// The problem without the file name (the index stores it beside the path).
+    var problemDescription: String {
+        let d = description
+        return d.hasPrefix(file + ": ") ? String(d.dropFirst(file.count + 2)) : d
+    }
+}

@@ -1,0 +1,62 @@
+import CLIPFiles
+import CLIPKit
+import Foundation
+
+/// What makes two embeddings comparable: the same weights (a hash of the checkpoint's bytes, so a renamed or
+/// re-downloaded file is recognised and an edited one is not), the same preprocessing and the same arithmetic.
+public enum ModelFingerprint {
+    /// The fingerprint of the checkpoint at `checkpoint` (a file, or a Hugging Face folder whose regular files
+    /// are all hashed) used with `preprocessing` and `precision`. File hashes are cached in `index` by path,
+    /// size and modification time, so a query does not reread a 600 MB checkpoint.
+    public static func of(checkpoint: String, preprocessing: Preprocessing, precision: Precision,
+                          cache index: PhotoIndex?) throws(IndexError) -> String {
+        var parts = ["swift-clip index v1"]
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else {
+            throw IndexError("\(checkpoint): no such checkpoint")
+        }
+        if isDir.boolValue {
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: checkpoint).sorted() } catch {
+                throw IndexError("\(checkpoint): cannot list the model folder (\(error.localizedDescription))")
+            }
+            for name in names {
+                let file = checkpoint + "/" + name
+                guard let a = try? FileManager.default.attributesOfItem(atPath: file),
+                      a[.type] as? FileAttributeType == .typeRegular else { continue }
+                parts.append(name + " " + (try fileHash(file, cache: index)))
+            }
+        } else {
+            parts.append(try fileHash(checkpoint, cache: index))
+        }
+        parts.append("resolution \(preprocessing.resolution) mean \(preprocessing.mean) std \(preprocessing.std)")
+        parts.append("precision \(precision.rawValue)")
+        return SHA256.hex(Array(parts.joined(separator: "\n").utf8))
+    }
+
+    static func fileHash(_ path: String, cache index: PhotoIndex?) throws(IndexError) -> String {
+        let absolute = PhotoIndex.absolute(path)
+        var st = stat()
+        guard stat(absolute, &st) == 0 else { throw IndexError("\(path): cannot read the checkpoint") }
+        let size = Int64(st.st_size), modified = modificationNanoseconds(st)
+        if let index, let known = try index.cachedCheckpointHash(path: absolute, size: size, modified: modified) {
+            return known
+        }
+        let digest: String
+        do { digest = try SHA256.file(absolute) } catch { throw IndexError("\(path): cannot hash the checkpoint: \(error.reason)") }
+        try index?.rememberCheckpointHash(path: absolute, size: size, modified: modified, sha256: digest)
+        return digest
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+func modificationNanoseconds(_ st: stat) -> Int64 {
+    Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+}
+#elseif canImport(Darwin)
+import Darwin
+func modificationNanoseconds(_ st: stat) -> Int64 {
+    Int64(st.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(st.st_mtimespec.tv_nsec)
+}
+#endif

@@ -1,0 +1,349 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import GRDB
+
+/// Why the index could not be opened, written or searched; every message names the database or the file.
+public struct IndexError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+
+    static func database(_ path: String, _ error: any Error) -> IndexError {
+        if let e = error as? IndexError { return e }
+        if let e = error as? DatabaseError {
+            let message = e.message ?? "\(e.resultCode)"
+            if e.resultCode == .SQLITE_NOTADB { return IndexError("\(path): not a clip index (not an SQLite database)") }
+            if e.resultCode == .SQLITE_CORRUPT { return IndexError("\(path): the database is corrupt (\(message))") }
+            if e.resultCode == .SQLITE_FULL { return IndexError("\(path): the disk is full; nothing after the last committed batch was written") }
+            if e.resultCode == .SQLITE_READONLY || e.resultCode == .SQLITE_CANTOPEN {
+                return IndexError("\(path): cannot open the database for writing (\(message))")
+            }
+            return IndexError("\(path): \(message)")
+        }
+        return IndexError("\(path): \(error)")
+    }
+}
+
+/// One file as the index records it.
+public struct IndexedFile: Sendable, Equatable {
+    /// Row id, stable while the file keeps its path.
+    public var id: Int64
+    /// The path as stored: relative to the index root when under it, absolute otherwise.
+    public var path: String
+    public var size: Int64
+    /// Modification time in nanoseconds since 1970.
+    public var modified: Int64
+    /// SHA-256 of the contents (hex), nil until read.
+    public var hash: String?
+    public var width: Int?
+    public var height: Int?
+    /// Why the file could not be embedded, when it could not.
+    public var error: String?
+    /// The file was gone at the last index run of its folder.
+    public var deleted: Bool
+}
+
+/// A model whose embeddings the index holds.
+public struct IndexedModel: Sendable, Equatable {
+    public var id: Int64
+    /// Hash of the checkpoint's bytes, the preprocessing and the precision: embeddings from another fingerprint
+    /// are not comparable.
+    public var fingerprint: String
+    /// What the user called it when it was first indexed (`default`, `ViT-B/32`, a path).
+    public var name: String
+    public var dimension: Int
+}
+
+/// The SQLite database of a photo index (through GRDB): files by path with size, modification time, content hash,
+/// dimensions and decode errors; embeddings by content hash and model, so a moved, renamed or copied file is never
+/// embedded twice and several models live side by side. WAL journal: readers never wait for the writer, and a
+/// killed writer loses at most its open transaction.
+public final class PhotoIndex: Sendable {
+    /// The database file.
+    public let path: String
+    /// The folder stored paths are relative to: the database's own folder, so an index kept inside a photo folder
+    /// moves with it. Files outside it are stored with absolute paths.
+    public let root: String
+    let pool: DatabasePool
+
+    /// Opens (creating when missing) the index at `path`.
+    public init(path: String) throws(IndexError) {
+        let absolute = PhotoIndex.absolute(path)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: absolute, isDirectory: &isDir), isDir.boolValue {
+            throw IndexError("\(path): is a directory; --db takes the database file (for example \(path)/.clip-index.sqlite)")
+        }
+        let folder = (absolute as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw IndexError("\(folder): cannot create the index's folder (\(error.localizedDescription))")
+        }
+        self.path = absolute
+        self.root = folder
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(30)
+        configuration.label = "clip-index"
+        do {
+            pool = try DatabasePool(path: absolute, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw IndexError.database(absolute, error)
+        }
+    }
+
+    /// The per-user index: `$XDG_DATA_HOME/swift-clip/index.sqlite`, else `~/.local/share/swift-clip/index.sqlite`.
+    public static func defaultPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let data = environment["XDG_DATA_HOME"], data.hasPrefix("/") {
+            return data + "/swift-clip/index.sqlite"
+        }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        return home + "/.local/share/swift-clip/index.sqlite"
+    }
+
+    static func absolute(_ path: String) -> String {
+        let joined = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        return (joined as NSString).standardizingPath
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                INSERT INTO meta (key, value) VALUES ('generation', '0');
+                CREATE TABLE models (
+                    id INTEGER PRIMARY KEY,
+                    fingerprint TEXT NOT NULL UNIQUE,
+                    name TEXT NOT NULL,
+                    dimension INTEGER NOT NULL CHECK (dimension > 0));
+                CREATE TABLE files (
+                    id INTEGER PRIMARY KEY,
+                    path TEXT NOT NULL UNIQUE,
+                    size INTEGER NOT NULL,
+                    modified INTEGER NOT NULL,
+                    hash TEXT,
+                    width INTEGER,
+                    height INTEGER,
+                    error TEXT,
+                    deleted INTEGER NOT NULL DEFAULT 0);
+                CREATE INDEX files_hash ON files (hash);
+                CREATE TABLE embeddings (
+                    hash TEXT NOT NULL,
+                    model INTEGER NOT NULL REFERENCES models (id) ON DELETE CASCADE,
+                    vector BLOB NOT NULL,
+                    PRIMARY KEY (hash, model)) WITHOUT ROWID;
+                CREATE TABLE checkpoints (
+                    path TEXT PRIMARY KEY NOT NULL,
+                    size INTEGER NOT NULL,
+                    modified INTEGER NOT NULL,
+                    sha256 TEXT NOT NULL);
+                """)
+        }
+        return m
+    }
+
+    // MARK: Reading
+
+    /// Runs `body` in a read transaction (a consistent snapshot while the writer goes on).
+    func read<T>(_ body: (Database) throws -> T) throws(IndexError) -> T {
+        do { return try pool.read(body) } catch { throw IndexError.database(path, error) }
+    }
+
+    /// Runs `body` in one write transaction: all of it lands or none of it.
+    func write<T>(_ body: (Database) throws -> T) throws(IndexError) -> T {
+        do { return try pool.write(body) } catch { throw IndexError.database(path, error) }
+    }
+
+    /// Every model in the index.
+    public func models() throws(IndexError) -> [IndexedModel] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, fingerprint, name, dimension FROM models ORDER BY id").map {
+                IndexedModel(id: $0[0], fingerprint: $0[1], name: $0[2], dimension: $0[3])
+            }
+        }
+    }
+
+    /// The model with this fingerprint, registered when new (indexing). A dimension that differs from the one
+    /// stored means the fingerprint collided or the database was edited: an error.
+    public func model(fingerprint: String, name: String, dimension: Int) throws(IndexError) -> IndexedModel {
+        let found = try write { db -> IndexedModel in
+            if let row = try Row.fetchOne(db, sql: "SELECT id, name, dimension FROM models WHERE fingerprint = ?",
+                                          arguments: [fingerprint]) {
+                return IndexedModel(id: row[0], fingerprint: fingerprint, name: row[1], dimension: row[2])
+            }
+            try db.execute(sql: "INSERT INTO models (fingerprint, name, dimension) VALUES (?, ?, ?)",
+                           arguments: [fingerprint, name, dimension])
+            return IndexedModel(id: db.lastInsertedRowID, fingerprint: fingerprint, name: name, dimension: dimension)
+        }
+        guard found.dimension == dimension else {
+            throw IndexError("\(path): model \(found.name) is stored with \(found.dimension)-dimensional embeddings, but \(name) gives \(dimension)")
+        }
+        return found
+    }
+
+    /// The model with this fingerprint when the index has it (searching), else an error naming both the model
+    /// asked for and those the index holds.
+    public func existingModel(fingerprint: String, name: String) throws(IndexError) -> IndexedModel {
+        let all = try models()
+        if let m = all.first(where: { $0.fingerprint == fingerprint }) { return m }
+        let held = all.isEmpty ? "none (index some folders first: clip index FOLDER)"
+            : all.map { "\($0.name) (\($0.fingerprint.prefix(12)))" }.joined(separator: ", ")
+        throw IndexError("\(path): the index has no embeddings from model \(name) (\(fingerprint.prefix(12))); it holds: \(held). Search with one of those (--model), or index with this one")
+    }
+
+    /// Every file row, deleted ones included, by stored path.
+    func files() throws(IndexError) -> [String: IndexedFile] {
+        try read { db in
+            var out: [String: IndexedFile] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, path, size, modified, hash, width, height, error, deleted FROM files")
+            while let r = try rows.next() {
+                let f = IndexedFile(id: r[0], path: r[1], size: r[2], modified: r[3], hash: r[4], width: r[5],
+                                    height: r[6], error: r[7], deleted: r[8])
+                out[f.path] = f
+            }
+            return out
+        }
+    }
+
+    /// Content hashes that have an embedding from `model`.
+    func embeddedHashes(model: IndexedModel) throws(IndexError) -> Set<String> {
+        try read { db in
+            Set(try String.fetchAll(db, sql: "SELECT hash FROM embeddings WHERE model = ?", arguments: [model.id]))
+        }
+    }
+
+    /// Counts for `clip index --stats` and summaries.
+    public func statistics() throws(IndexError) -> (files: Int, deleted: Int, failed: Int, embeddings: [String: Int]) {
+        try read { db in
+            let files = try Int.fetchOne(db, sql: "SELECT count(*) FROM files WHERE deleted = 0 AND error IS NULL") ?? 0
+            let deleted = try Int.fetchOne(db, sql: "SELECT count(*) FROM files WHERE deleted = 1") ?? 0
+            let failed = try Int.fetchOne(db, sql: "SELECT count(*) FROM files WHERE deleted = 0 AND error IS NOT NULL") ?? 0
+            var embeddings: [String: Int] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT m.name, count(e.hash) FROM models m LEFT JOIN embeddings e ON e.model = m.id GROUP BY m.id") {
+                embeddings[r[0]] = r[1]
+            }
+            return (files, deleted, failed, embeddings)
+        }
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: "ok", or what is wrong.
+    public func integrityCheck() throws(IndexError) -> String {
+        try read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    /// The generation counter: bumped by every transaction that changes which vectors a search sees.
+    func generation(_ db: Database) throws -> Int64 {
+        Int64(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'generation'") ?? "0") ?? 0
+    }
+
+    static func bumpGeneration(_ db: Database) throws {
+        try db.execute(sql: "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'")
+    }
+
+    // MARK: Paths
+
+    /// The stored form of an absolute path: relative when under the root.
+    public func storedPath(_ absolute: String) -> String {
+        let prefix = root == "/" ? "/" : root + "/"
+        return absolute.hasPrefix(prefix) && root != "/" ? String(absolute.dropFirst(prefix.count)) : absolute
+    }
+
+    /// The absolute path of a stored one.
+    public func absolutePath(_ stored: String) -> String {
+        stored.hasPrefix("/") ? stored : root + "/" + stored
+    }
+
+    // MARK: Merging
+
+    /// Copies another index's models (matched by fingerprint), embeddings and files into this one, in one
+    /// transaction. Paths are rewritten from the other index's root to this one's; a path both hold keeps the
+    /// record with the newer modification time. Returns how many rows of each kind were added or updated.
+    public func merge(from source: String) throws(IndexError) -> (files: Int, embeddings: Int, models: Int) {
+        let other = PhotoIndex.absolute(source)
+        guard other != path else { throw IndexError("\(source): cannot merge an index into itself") }
+        guard FileManager.default.fileExists(atPath: other) else { throw IndexError("\(source): no such index") }
+        // Opening it runs the migrations, so an index written by an older version is read in this schema.
+        let otherRoot = try PhotoIndex(path: other).root
+        do {
+            return try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "ATTACH DATABASE ? AS src", arguments: [other])
+                defer { try? db.execute(sql: "DETACH DATABASE src") }
+                var counts = (files: 0, embeddings: 0, models: 0)
+                try db.inTransaction {
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO models (fingerprint, name, dimension)
+                        SELECT fingerprint, name, dimension FROM src.models
+                        """)
+                    counts.models = db.changesCount
+                    // A model both hold must agree on the dimension, or the vectors would be misread.
+                    if let clash = try String.fetchOne(db, sql: """
+                        SELECT m.name FROM models m JOIN src.models s ON s.fingerprint = m.fingerprint
+                        WHERE s.dimension != m.dimension
+                        """) {
+                        throw IndexError("\(source): model \(clash) has another dimension there; not merged")
+                    }
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO embeddings (hash, model, vector)
+                        SELECT e.hash, m.id, e.vector FROM src.embeddings e
+                        JOIN src.models sm ON sm.id = e.model JOIN models m ON m.fingerprint = sm.fingerprint
+                        """)
+                    counts.embeddings = db.changesCount
+                    let prefix = root == "/" ? "" : root + "/"
+                    try db.execute(sql: """
+                        INSERT INTO files (path, size, modified, hash, width, height, error, deleted)
+                        SELECT CASE WHEN ? != '' AND substr(a, 1, length(?)) = ? THEN substr(a, length(?) + 1) ELSE a END,
+                               size, modified, hash, width, height, error, deleted
+                        FROM (SELECT CASE WHEN path LIKE '/%' THEN path ELSE ? || '/' || path END AS a, *
+                              FROM src.files) WHERE true
+                        ON CONFLICT (path) DO UPDATE SET size = excluded.size, modified = excluded.modified,
+                            hash = excluded.hash, width = excluded.width, height = excluded.height,
+                            error = excluded.error, deleted = excluded.deleted
+                        WHERE excluded.modified > files.modified
+                        """, arguments: [prefix, prefix, prefix, prefix, otherRoot])
+                    counts.files = db.changesCount
+                    try PhotoIndex.bumpGeneration(db)
+                    return .commit
+                }
+                return counts
+            }
+        } catch {
+            throw IndexError.database(path, error)
+        }
+    }
+
+    // MARK: Checkpoint hashes
+
+    /// SHA-256 of a checkpoint, from the cache when its size and modification time are unchanged.
+    func cachedCheckpointHash(path: String, size: Int64, modified: Int64) throws(IndexError) -> String? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT sha256 FROM checkpoints WHERE path = ? AND size = ? AND modified = ?",
+                                arguments: [path, size, modified])
+        }
+    }
+
+    func rememberCheckpointHash(path: String, size: Int64, modified: Int64, sha256: String) throws(IndexError) {
+        try write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO checkpoints (path, size, modified, sha256) VALUES (?, ?, ?, ?)",
+                           arguments: [path, size, modified, sha256])
+        }
+    }
+}
+
+/// An embedding as stored: little-endian float32.
+func vectorBlob(_ v: UnsafeBufferPointer<Float>) -> Data {
+    var d = Data(capacity: v.count * 4)
+    for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { d.append(contentsOf: $0) } }
+    return d
+}
+
+/// The floats of a stored embedding, or nil when the blob is not `dimension` float32 values.
+func floats(blob: Data, dimension: Int) -> [Float]? {
+    guard blob.count == dimension * 4 else { return nil }
+    return blob.withUnsafeBytes { raw in
+        (0..<dimension).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+    }
+}

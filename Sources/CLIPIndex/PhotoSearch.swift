@@ -1,0 +1,136 @@
+import CLIPImage
+import CLIPKit
+import CLIPTensor
+import Foundation
+import GRDB
+
+/// One term of a composed query: a text or an image, with a signed weight.
+public struct QueryTerm: Sendable, Equatable {
+    public enum Source: Sendable, Equatable {
+        case text(String)
+        case image(String)
+    }
+    public var source: Source
+    /// Negative for a subtracted term.
+    public var weight: Float
+
+    public init(_ source: Source, weight: Float = 1) { (self.source, self.weight) = (source, weight) }
+
+    /// Parses query words as rclip does: terms joined by `+` and `-` (separate words), each a text or the path of
+    /// an image file (an existing file with an image extension), optionally prefixed by a weight: `2:dog`,
+    /// `0.5:./cat.jpg`. `["2:golden retriever", "+", "./pool.jpg", "-", "fruit"]` is 2·text + image − text.
+    /// Words not separated by an operator are one text (`clip search dog on a beach`).
+    public static func parse(_ words: [String], isImageFile: (String) -> Bool = QueryTerm.isImageFile) throws(IndexError) -> [QueryTerm] {
+        var groups: [(sign: Float, words: [String], first: Int)] = []
+        var sign: Float = 1
+        var expectingTerm = true
+        for (i, word) in words.enumerated() {
+            if word == "+" || word == "-" {
+                guard !expectingTerm else {
+                    throw IndexError("query word \(i + 1) '\(word)': an operator must stand between two terms")
+                }
+                sign = word == "-" ? -1 : 1
+                expectingTerm = true
+            } else if expectingTerm {
+                groups.append((sign, [word], i))
+                expectingTerm = false
+            } else {
+                groups[groups.count - 1].words.append(word)
+            }
+        }
+        guard !groups.isEmpty else { throw IndexError("the query is empty: give a text or an image path") }
+        guard !expectingTerm else { throw IndexError("the query ends with an operator; a term must follow '+' or '-'") }
+        return try groups.map { (g) throws(IndexError) -> QueryTerm in
+            var text = g.words.joined(separator: " "), weight: Float = 1
+            if let colon = text.firstIndex(of: ":"), let w = Float(text[..<colon]) {
+                guard w.isFinite, w > 0 else {
+                    throw IndexError("query word \(g.first + 1) '\(g.words[0])': a weight must be a positive number (use '-' to subtract)")
+                }
+                weight = w
+                text = String(text[text.index(after: colon)...])
+            }
+            guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw IndexError("query word \(g.first + 1) '\(g.words[0])' leaves an empty term")
+            }
+            return QueryTerm(isImageFile(text) ? .image(text) : .text(text), weight: g.sign * weight)
+        }
+    }
+
+    /// An existing regular file named like an image.
+    public static func isImageFile(_ path: String) -> Bool {
+        guard ImageFormat.hasImageExtension(path) else { return false }
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
+    }
+}
+
+/// A file a search found.
+public struct SearchHit: Sendable, Equatable, Encodable {
+    /// Absolute path.
+    public var path: String
+    /// Cosine similarity with the query.
+    public var score: Float
+    public var width: Int?
+    public var height: Int?
+}
+
+/// Searches one model's embeddings in an index.
+public struct PhotoSearch: Sendable {
+    public let index: PhotoIndex
+    public let model: IndexedModel
+    public let vectors: VectorStore
+
+    /// Opens the vectors of `model` (mapping the cache, or building it when stale).
+    public init(index: PhotoIndex, model: IndexedModel) throws(IndexError) {
+        self.index = index
+        self.model = model
+        self.vectors = try VectorStore.load(index: index, model: model)
+    }
+
+    /// The unit-length query vector: the weighted sum of the terms' unit embeddings, renormalised.
+    public static func queryVector(_ terms: [QueryTerm], pipeline: CLIPPipeline) throws(IndexError) -> [Float] {
+        let texts = terms.compactMap { if case .text(let t) = $0.source { return t } else { return nil } }
+        let images = terms.compactMap { if case .image(let p) = $0.source { return p } else { return nil } }
+        let textVectors: Tensor?, imageVectors: Tensor?
+        do {
+            textVectors = texts.isEmpty ? nil : try pipeline.textEmbeddings(texts, truncate: true)
+            imageVectors = images.isEmpty ? nil : try pipeline.imageEmbeddings(files: images)
+        } catch {
+            throw IndexError("cannot embed the query: \(error)")
+        }
+        let d = pipeline.model.configuration.embedDim
+        var sum = [Float](repeating: 0, count: d)
+        var (ti, ii) = (0, 0)
+        for term in terms {
+            let source: Tensor, row: Int
+            switch term.source {
+            case .text: (source, row) = (textVectors!, ti); ti += 1
+            case .image: (source, row) = (imageVectors!, ii); ii += 1
+            }
+            for j in 0..<d { sum[j] += term.weight * source.scalars[row * d + j] }
+        }
+        let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        guard norm > 1e-6 else { throw IndexError("the query's terms cancel out; nothing is left to search for") }
+        return sum.map { $0 / norm }
+    }
+
+    /// The `top` files most similar to `query` (unit length, from `queryVector`), best first.
+    public func search(_ query: [Float], top: Int) throws(IndexError) -> [SearchHit] {
+        guard query.count == model.dimension else {
+            throw IndexError("the query has \(query.count) dimensions; model \(model.name) has \(model.dimension)")
+        }
+        let found = vectors.nearest(to: query, k: top)
+        guard !found.isEmpty else { return [] }
+        let ids = found.map { vectors.fileID($0.row) }
+        let rows = try index.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, path, width, height FROM files WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))",
+                             arguments: StatementArguments(ids))
+        }
+        var byID: [Int64: (String, Int?, Int?)] = [:]
+        for r in rows { byID[r[0]] = (r[1], r[2], r[3]) }
+        return found.compactMap { hit in
+            guard let (path, w, h) = byID[vectors.fileID(hit.row)] else { return nil }
+            return SearchHit(path: index.absolutePath(path), score: hit.score, width: w, height: h)
+        }
+    }
+}

@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CCLIPKernels
+import CLIPFiles
+import CLIPTensor
+import Foundation
+import GRDB
+
+/// One model's embeddings of the files a search can return, as one contiguous row-major [count, dimension]
+/// float32 matrix with the file id of each row: the layout a SIMD scan reads at memory bandwidth.
+///
+/// The matrix is cached beside the database (`<db>.model-<id>.vectors`) and memory-mapped, so a query reads no
+/// SQL rows and copies nothing; the cache carries the database's generation counter and is rebuilt when any
+/// committed change made it stale.
+public final class VectorStore: @unchecked Sendable {
+    // Immutable after init; the mapping is read-only and released in deinit.
+    public let count: Int
+    public let dimension: Int
+    private let ids: UnsafePointer<Int64>
+    private let vectors: UnsafePointer<Float>
+    private let mapping: (base: UnsafeMutableRawPointer, length: Int)?
+    private let owned: UnsafeMutableRawPointer?
+
+    static let magic = Array("CLIPVEC1".utf8)
+    static let headerSize = 64
+
+    /// The file id of row `row`.
+    public func fileID(_ row: Int) -> Int64 { ids[row] }
+
+    /// Row `row` of the matrix.
+    public func vector(_ row: Int) -> [Float] { Array(UnsafeBufferPointer(start: vectors + row * dimension, count: dimension)) }
+
+    private init(count: Int, dimension: Int, buffer: UnsafeMutableRawPointer, mapped: Bool, length: Int) {
+        self.count = count
+        self.dimension = dimension
+        ids = UnsafePointer(buffer.advanced(by: Self.headerSize).assumingMemoryBound(to: Int64.self))
+        vectors = UnsafePointer(buffer.advanced(by: Self.headerSize + count * 8).assumingMemoryBound(to: Float.self))
+        mapping = mapped ? (buffer, length) : nil
+        owned = mapped ? nil : buffer
+    }
+
+    deinit {
+        if let mapping { munmap(mapping.base, mapping.length) }
+        owned?.deallocate()
+    }
+
+    /// Where the cache of `model` lives.
+    static func cachePath(index: PhotoIndex, model: IndexedModel) -> String {
+        index.path + ".model-\(model.id).vectors"
+    }
+
+    /// The vectors of `model` for every live file, from the cache when it is current, else read from the database
+    /// and cached (a cache that cannot be written is skipped: the search still works, only slower to start).
+    public static func load(index: PhotoIndex, model: IndexedModel) throws(IndexError) -> VectorStore {
+        let path = cachePath(index: index, model: model)
+        let generation = try index.read { db in try index.generation(db) }
+        if let cached = map(path, generation: generation, dimension: model.dimension) { return cached }
+        let bytes = try build(index: index, model: model, generation: generation)
+        try? OutputFile.write(bytes, to: path)
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let count = Int(header(bytes, 16))
+        return VectorStore(count: count, dimension: model.dimension, buffer: buffer, mapped: false, length: bytes.count)
+    }
+
+    /// Rebuilds the cache now (after indexing), so the next query maps it at once.
+    public static func refreshCache(index: PhotoIndex, model: IndexedModel) throws(IndexError) {
+        _ = try load(index: index, model: model)
+    }
+
+    private static func header(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
+        bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+    }
+
+    /// The cache file's bytes: magic, generation, count, dimension (u64 little-endian), padding to 64 bytes, the
+    /// file ids (i64), the vectors (f32).
+    static func build(index: PhotoIndex, model: IndexedModel, generation: Int64) throws(IndexError) -> [UInt8] {
+        let d = model.dimension
+        var ids: [Int64] = []
+        var values: [Float] = []
+        var bad: String?
+        try index.read { db in
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT f.id, f.path, e.vector FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ?
+                WHERE f.deleted = 0 AND f.error IS NULL ORDER BY f.id
+                """, arguments: [model.id])
+            while let r = try rows.next() {
+                let blob: Data = r[2]
+                guard let v = floats(blob: blob, dimension: d) else {
+                    bad = "the embedding of \(r[1] as String) holds \(blob.count) bytes, not \(d) float32 values"
+                    break
+                }
+                ids.append(r[0])
+                values += v
+            }
+        }
+        if let bad { throw IndexError("\(index.path): \(bad); the database was altered (re-index the file)") }
+        var out = [UInt8](repeating: 0, count: headerSize)
+        out.replaceSubrange(0..<8, with: magic)
+        func put(_ v: UInt64, at o: Int) { withUnsafeBytes(of: v.littleEndian) { out.replaceSubrange(o..<(o + 8), with: $0) } }
+        put(UInt64(bitPattern: generation), at: 8)
+        put(UInt64(ids.count), at: 16)
+        put(UInt64(d), at: 24)
+        out.reserveCapacity(headerSize + ids.count * (8 + 4 * d))
+        for id in ids { withUnsafeBytes(of: id.littleEndian) { out += $0 } }
+        values.withUnsafeBytes { out += $0 }
+        return out
+    }
+
+    /// The cache mapped read-only when it exists, is whole and matches the generation and dimension.
+    static func map(_ path: String, generation: Int64, dimension: Int) -> VectorStore? {
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size >= headerSize else { return nil }
+        let length = Int(st.st_size)
+        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
+        let raw = UnsafeRawBufferPointer(start: base, count: length)
+        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
+        let count = Int(clamping: u64(16))
+        guard Array(raw[0..<8]) == magic, Int64(bitPattern: u64(8)) == generation, u64(24) == UInt64(dimension),
+              count <= (length - headerSize) / (8 + 4 * max(dimension, 1)),
+              length == headerSize + count * (8 + 4 * dimension) else {
+            munmap(base, length)
+            return nil
+        }
+        return VectorStore(count: count, dimension: dimension, buffer: base, mapped: true, length: length)
+    }
+
+    // MARK: Scanning
+
+    /// The `k` rows most similar to `query` (dot products; the stored vectors are unit length), best first,
+    /// ties to the lower row. Scanned on all cores in chunks, each keeping its own top `k`.
+    public func nearest(to query: [Float], k: Int) -> [(row: Int, score: Float)] {
+        guard k > 0, count > 0, query.count == dimension else { return [] }
+        let parts = min(max(availableCores, 1) * 4, max(count / 4096, 1))
+        let bounds = chunkBounds(total: count, parts: parts, granule: 1)
+        var partial = [[(row: Int, score: Float)]](repeating: [], count: bounds.count - 1)
+        partial.withUnsafeMutableBufferPointer { out in
+            let o = out.baseAddress!
+            query.withUnsafeBufferPointer { q in
+                let qp = q.baseAddress!
+                parallelFor(bounds.count - 1) { part in
+                    o[part] = self.scan(rows: bounds[part]..<bounds[part + 1], query: qp, k: k)
+                }
+            }
+        }
+        return Self.best(partial.flatMap { $0 }, k: k)
+    }
+
+    private func scan(rows: Range<Int>, query: UnsafePointer<Float>, k: Int) -> [(row: Int, score: Float)] {
+        let block = 2048
+        var scores = [Float](repeating: 0, count: block)
+        var top: [(row: Int, score: Float)] = []
+        top.reserveCapacity(k + 1)
+        var start = rows.lowerBound
+        while start < rows.upperBound {
+            let n = min(block, rows.upperBound - start)
+            scores.withUnsafeMutableBufferPointer { s in
+                clip_dot_rows(vectors + start * dimension, n, dimension, query, s.baseAddress!)
+            }
+            for j in 0..<n {
+                let score = scores[j]
+                if top.count == k, !(score > top[k - 1].score) { continue }
+                // Insertion into the sorted list: k is small, and past the first rows almost nothing gets in.
+                var at = top.count
+                while at > 0 && top[at - 1].score < score { at -= 1 }
+                top.insert((start + j, score), at: at)
+                if top.count > k { top.removeLast() }
+            }
+            start += n
+        }
+        return top
+    }
+
+    static func best(_ candidates: [(row: Int, score: Float)], k: Int) -> [(row: Int, score: Float)] {
+        Array(candidates.sorted { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }.prefix(k))
+    }
+}

@@ -1,0 +1,220 @@
+import CLIPImage
+@testable import CLIPIndex
+import CLIPKit
+import Foundation
+import GRDB
+import Testing
+
+/// A scratch folder removed by the caller.
+func scratch(_ name: String) throws -> String {
+    let dir = NSTemporaryDirectory() + "clip-index-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+/// A small PNG whose pixels depend on `seed` (a different seed, different contents and hash).
+func writeImage(_ path: String, seed: Int, width: Int = 37, height: Int = 29) throws {
+    var rgb = [UInt8](repeating: 0, count: width * height * 3)
+    var state = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15 &+ 1
+    let base = [UInt8(truncatingIfNeeded: seed * 67), UInt8(truncatingIfNeeded: seed * 131), UInt8(truncatingIfNeeded: seed * 29)]
+    for i in 0..<(width * height) {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        for c in 0..<3 { rgb[i * 3 + c] = base[c] &+ UInt8(truncatingIfNeeded: state >> (33 + c * 8)) / 4 }
+    }
+    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try Data(PNGEncoder.encode(rgb: rgb, width: width, height: height)).write(to: URL(fileURLWithPath: path))
+}
+
+let shippedPipeline: CLIPPipeline = {
+    // The shipped default model is in the package's resources: no network.
+    try! CLIPPipeline.load("default", showProgress: false)
+}()
+
+func openIndex(_ db: String) throws -> (PhotoIndex, IndexedModel) {
+    let index = try PhotoIndex(path: db)
+    let loaded = shippedPipeline.loaded!
+    let fingerprint = try ModelFingerprint.of(checkpoint: loaded.path, preprocessing: loaded.preprocessing,
+                                              precision: .fp32, cache: index)
+    let model = try index.model(fingerprint: fingerprint, name: "default", dimension: shippedPipeline.model.configuration.embedDim)
+    return (index, model)
+}
+
+func update(_ index: PhotoIndex, _ model: IndexedModel, _ folders: [String], batchSize: Int = 4) throws -> IndexingReport {
+    var options = IndexingOptions()
+    options.batchSize = batchSize
+    return try Indexer(index: index, pipeline: shippedPipeline, model: model).run(folders: folders, options: options)
+}
+
+@Suite("the photo index")
+struct IndexTests {
+    @Test("new, unchanged, moved, copied, changed, damaged and deleted files are each handled as their kind")
+    func lifecycle() throws {
+        let dir = try scratch("lifecycle")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let photos = dir + "/photos"
+        for i in 0..<7 { try writeImage("\(photos)/\(i < 4 ? "a" : "b/c")/\(i).png", seed: i) }
+        try Data("not an image".utf8).write(to: URL(fileURLWithPath: "\(photos)/broken.jpg"))
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: "\(photos)/notes.txt"))
+        try writeImage("\(photos)/.hidden/x.png", seed: 99)
+        try writeImage("\(photos)/skipme/y.png", seed: 98)
+        let (index, model) = try openIndex(dir + "/index.sqlite")
+        var options = IndexingOptions()
+        options.excludedDirectories = ["skipme"]
+        options.batchSize = 3
+        var r = try Indexer(index: index, pipeline: shippedPipeline, model: model).run(folders: [photos], options: options)
+        #expect((r.scanned, r.embedded, r.unchanged, r.reused, r.deleted) == (8, 7, 0, 0, 0))
+        #expect(r.failed.count == 1 && r.failed[0].path.hasSuffix("broken.jpg") && r.failed[0].reason.contains("not a"),
+                "\(r.failed)")
+
+        r = try Indexer(index: index, pipeline: shippedPipeline, model: model).run(folders: [photos], options: options)
+        #expect((r.embedded, r.unchanged, r.failedBefore, r.failed.count) == (0, 7, 1, 0))
+
+        // Moved and renamed: the embedding is reused; copied: reused; rewritten: embedded anew.
+        try FileManager.default.moveItem(atPath: "\(photos)/a/0.png", toPath: "\(photos)/b/moved.png")
+        try FileManager.default.copyItem(atPath: "\(photos)/a/1.png", toPath: "\(photos)/copy.png")
+        try writeImage("\(photos)/a/2.png", seed: 1002)
+        try FileManager.default.removeItem(atPath: "\(photos)/a/3.png")
+        r = try Indexer(index: index, pipeline: shippedPipeline, model: model).run(folders: [photos], options: options)
+        #expect((r.embedded, r.reused, r.deleted, r.unchanged) == (1, 2, 2, 4), "\(r)")
+
+        // Searching with an indexed image finds that image first, at cosine 1.
+        let search = try PhotoSearch(index: index, model: model)
+        #expect(search.vectors.count == 7)
+        let query = try PhotoSearch.queryVector([QueryTerm(.image("\(photos)/b/moved.png"))], pipeline: shippedPipeline)
+        let hits = try search.search(query, top: 3)
+        #expect(hits.count == 3)
+        #expect(hits[0].path == "\(photos)/b/moved.png" || hits[0].path == "\(photos)/b/c/0.png", "\(hits)")
+        #expect(abs(hits[0].score - 1) < 1e-5)
+        #expect(hits[0].width == 37 && hits[0].height == 29)
+        let s = try index.statistics()
+        #expect((s.files, s.failed, s.deleted) == (7, 1, 2))
+    }
+
+    @Test("an index kept inside its folder stores relative paths and works after the folder moves")
+    func movesWithTheFolder() throws {
+        let dir = try scratch("portable")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for i in 0..<3 { try writeImage("\(dir)/lib/\(i).png", seed: 10 + i) }
+        do {
+            let (index, model) = try openIndex("\(dir)/lib/.clip-index.sqlite")
+            _ = try update(index, model, ["\(dir)/lib"])
+            let stored = try index.read { db in try String.fetchAll(db, sql: "SELECT path FROM files ORDER BY path") }
+            #expect(stored == ["0.png", "1.png", "2.png"])
+        }
+        try FileManager.default.moveItem(atPath: "\(dir)/lib", toPath: "\(dir)/moved")
+        let (index, model) = try openIndex("\(dir)/moved/.clip-index.sqlite")
+        let r = try update(index, model, ["\(dir)/moved"])
+        #expect((r.unchanged, r.embedded, r.deleted) == (3, 0, 0))
+        let q = try PhotoSearch.queryVector([QueryTerm(.image("\(dir)/moved/1.png"))], pipeline: shippedPipeline)
+        #expect(try PhotoSearch(index: index, model: model).search(q, top: 1).first?.path == "\(dir)/moved/1.png")
+    }
+
+    @Test("the vector cache follows every commit, and a damaged cache is rebuilt rather than read")
+    func vectorCache() throws {
+        let dir = try scratch("cache")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for i in 0..<3 { try writeImage("\(dir)/p/\(i).png", seed: 20 + i) }
+        let (index, model) = try openIndex("\(dir)/index.sqlite")
+        _ = try update(index, model, ["\(dir)/p"])
+        #expect(try VectorStore.load(index: index, model: model).count == 3)
+        try writeImage("\(dir)/p/3.png", seed: 23)
+        _ = try update(index, model, ["\(dir)/p"])
+        #expect(try VectorStore.load(index: index, model: model).count == 4)
+        let cache = VectorStore.cachePath(index: index, model: model)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: cache))
+        bytes.removeLast(5)
+        try bytes.write(to: URL(fileURLWithPath: cache))
+        #expect(try VectorStore.load(index: index, model: model).count == 4)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: cache)).count == bytes.count + 5)
+    }
+
+    @Test("a query with a model the index lacks names it and the models the index holds")
+    func unknownModel() throws {
+        let dir = try scratch("model")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (index, _) = try openIndex("\(dir)/index.sqlite")
+        #expect {
+            _ = try index.existingModel(fingerprint: "0123456789abcdef", name: "ViT-B/32")
+        } throws: { error in
+            let m = "\(error)"
+            return m.contains("ViT-B/32") && m.contains("default")
+        }
+    }
+
+    @Test("merging two indexes rewrites paths to the target's folder and reuses the embeddings")
+    func merge() throws {
+        let dir = try scratch("merge")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for i in 0..<2 { try writeImage("\(dir)/one/\(i).png", seed: 30 + i) }
+        for i in 0..<3 { try writeImage("\(dir)/two/\(i).png", seed: 40 + i) }
+        let (a, modelA) = try openIndex("\(dir)/one/.clip-index.sqlite")
+        let (b, modelB) = try openIndex("\(dir)/two/.clip-index.sqlite")
+        _ = try update(a, modelA, ["\(dir)/one"])
+        _ = try update(b, modelB, ["\(dir)/two"])
+        let target = try PhotoIndex(path: "\(dir)/all.sqlite")
+        _ = try target.merge(from: a.path)
+        let counts = try target.merge(from: b.path)
+        #expect(counts.files == 3 && counts.embeddings == 3 && counts.models == 0)
+        let model = try target.existingModel(fingerprint: modelA.fingerprint, name: "default")
+        let paths = try target.read { db in try String.fetchAll(db, sql: "SELECT path FROM files ORDER BY path") }
+        #expect(paths == ["one/0.png", "one/1.png", "two/0.png", "two/1.png", "two/2.png"])
+        let q = try PhotoSearch.queryVector([QueryTerm(.image("\(dir)/two/2.png"))], pipeline: shippedPipeline)
+        #expect(try PhotoSearch(index: target, model: model).search(q, top: 1).first?.path == "\(dir)/two/2.png")
+        #expect(throws: IndexError.self) { try target.merge(from: target.path) }
+    }
+
+    @Test("files that are not an index are refused with the path named", arguments: ["text", "directory"])
+    func hostileDatabase(kind: String) throws {
+        let dir = try scratch("hostile")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = "\(dir)/index.sqlite"
+        if kind == "text" {
+            try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: path))
+        } else {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        #expect {
+            _ = try PhotoIndex(path: path)
+        } throws: { error in
+            "\(error)".contains(path)
+        }
+    }
+}
+
+@Suite("the vector scan")
+struct VectorScanTests {
+    /// The scan against a brute-force reference, on sizes that leave tails in every loop (odd dimensions, a row
+    /// count not a multiple of the block or the thread count).
+    @Test("top-k equals an exact brute-force ranking", arguments: [(1, 1, 1), (5, 13, 3), (4097, 512, 10), (10_001, 77, 25)])
+    func matchesBruteForce(count: Int, dimension: Int, k: Int) throws {
+        let dir = try scratch("scan")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let model = try index.model(fingerprint: "f", name: "random", dimension: dimension)
+        var rng = SystemRandomNumberGenerator()
+        var all: [[Float]] = []
+        try index.write { db in
+            for i in 0..<count {
+                var v = (0..<dimension).map { _ in Float.random(in: -1...1, using: &rng) }
+                let n = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                v = v.map { $0 / n }
+                all.append(v)
+                try db.execute(sql: "INSERT INTO files (path, size, modified, hash) VALUES (?, 1, 1, ?)", arguments: ["f\(i)", "h\(i)"])
+                try db.execute(sql: "INSERT INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
+                               arguments: ["h\(i)", model.id, v.withUnsafeBufferPointer { vectorBlob($0) }])
+            }
+            try PhotoIndex.bumpGeneration(db)
+        }
+        let store = try VectorStore.load(index: index, model: model)
+        let query = all[count / 2].map { $0 + Float.random(in: -0.1...0.1, using: &rng) }
+        let exact = all.enumerated().map { (i, v) in
+            (row: i, score: zip(v, query).reduce(Float(0)) { $0 + $1.0 * $1.1 })
+        }.sorted { $0.score > $1.score }
+        let found = store.nearest(to: query, k: k)
+        #expect(found.count == min(k, count))
+        for (f, e) in zip(found, exact) {
+            #expect(abs(f.score - e.score) <= 1e-5 * max(1, abs(e.score)))
+        }
+        #expect(Set(found.map { store.fileID($0.row) }) == Set(exact.prefix(k).map { Int64($0.row + 1) }))
+    }
+}
