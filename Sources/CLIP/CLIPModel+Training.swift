@@ -23,6 +23,7 @@ extension CLIPModel {
         if lockedImageTower {
             return (try encodeImage(images), text, TrainingTrace(image: nil, text: textTrace))
         }
+        if case .notLoaded = visual { throw .imageTowerNotLoaded }
         guard case .transformer(let vit) = visual else {
             throw .training("training the ResNet image tower is not supported yet; train it locked (LiT) or use a ViT")
         }

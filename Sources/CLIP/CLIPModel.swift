@@ -29,10 +29,19 @@ public struct CLIPModel: Sendable {
     /// Arithmetic of the products with layer weights.
     public let precision: Precision
 
-    /// The two image towers CLIP comes with.
+    /// The two image towers CLIP comes with, or none when only the text tower was loaded.
     public enum VisualTower: Sendable {
         case transformer(VisionTransformer)
         case resnet(ModifiedResNet)
+        /// Loaded with `towers: .textOnly`: text queries pay neither the time nor the memory of the image tower.
+        case notLoaded
+    }
+
+    /// Which towers to build from a checkpoint.
+    public enum Towers: Sendable {
+        case both
+        /// The text tower alone (the image tower's tensors are skipped unread): for text queries.
+        case textOnly
     }
 
     /// Names that checkpoints may carry without the model using them: BatchNorm's step counters and the
@@ -46,11 +55,14 @@ public struct CLIPModel: Sendable {
     /// applied to each tower as soon as it is built, so the fp32 weights of only one tower are ever held at once.
     public init(weights: any WeightSource, configuration: CLIPConfiguration? = nil,
                 ignoring extra: @escaping @Sendable (String) -> Bool = { _ in false },
-                precision: Precision = .fp32) throws(ModelLoadError) {
+                precision: Precision = .fp32, towers: Towers = .both) throws(ModelLoadError) {
         let c: CLIPConfiguration
         if let configuration { c = configuration } else { c = try CLIPConfiguration.infer(from: weights) }
-        let reader = ParameterReader(source: weights, ignoring: { Self.isIgnorable($0) || extra($0) })
-        try self.init(reader, c, precision: precision)
+        let skipVisual = towers == .textOnly
+        let reader = ParameterReader(source: weights, ignoring: {
+            Self.isIgnorable($0) || extra($0) || (skipVisual && $0.hasPrefix("visual."))
+        })
+        try self.init(reader, c, precision: precision, towers: towers)
     }
 
     /// A model of the given architecture with freshly initialised weights (see `initialValue(of:shape:in:using:)`).
@@ -114,12 +126,15 @@ public struct CLIPModel: Sendable {
         return Tensor(uncheckedShape: shape, scalars: (0..<count).map { _ in rng.next() * std })
     }
 
-    private init(_ r: ParameterReader, _ c: CLIPConfiguration, precision: Precision) throws(ModelLoadError) {
+    private init(_ r: ParameterReader, _ c: CLIPConfiguration, precision: Precision,
+                 towers: Towers = .both) throws(ModelLoadError) {
         try c.validate(origin: r.origin)
         if let message = CPU.configurationError { throw .cpu(message) }
         try Self.checkAvailable(precision)
         self.precision = precision
         switch c.vision {
+        case _ where towers == .textOnly:
+            visual = .notLoaded
         case .transformer(let v):
             let tower = try VisionTransformer(r, v, embedDim: c.embedDim)
             visual = .transformer(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
@@ -157,6 +172,8 @@ public struct CLIPModel: Sendable {
             visual = .transformer(try Self.convert(precision) { () throws(TensorError) in try v.converted(to: precision) })
         case .resnet(let r):
             visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try r.converted(to: precision) })
+        case .notLoaded:
+            visual = .notLoaded
         }
         let text = try Self.convert(precision) { () throws(TensorError) in try self.text.converted(to: precision) }
         return CLIPModel(configuration: configuration, visual: visual, text: text, logitScale: logitScale,
@@ -192,6 +209,7 @@ public struct CLIPModel: Sendable {
         switch visual {
         case .transformer(let vit): out = try vit.forward(pixels)
         case .resnet(let resnet): out = try resnet.forward(pixels)
+        case .notLoaded: throw .imageTowerNotLoaded
         }
         try Self.checkFinite(out, "image")
         return out
@@ -250,6 +268,8 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
     case nonFiniteOutput(what: String, row: Int)
     /// What was asked cannot be trained (a reduced precision, a ResNet tower).
     case training(String)
+    /// The model was loaded text-only.
+    case imageTowerNotLoaded
 
     public var description: String {
         switch self {
@@ -263,6 +283,7 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
         case .nonFiniteOutput(let what, let row):
             return "the model's \(what) embedding \(row) is not finite: its weights overflow fp32 arithmetic"
         case .training(let message): return message
+        case .imageTowerNotLoaded: return "the image tower was not loaded (the model was loaded text-only); load it with both towers to encode images"
         }
     }
 }

@@ -57,12 +57,14 @@ extension CLIPModel {
     /// state dict, wrapped training checkpoint, or TorchScript archive such as OpenAI's `.pt` files), or a Hugging
     /// Face `CLIPModel` folder. `openCLIPConfig` names an open_clip model-config JSON whose activation, head
     /// widths and preprocessing override what the weights imply.
-    public static func load(path: String, openCLIPConfig: String? = nil, precision: Precision = .fp32) throws(ModelLoadError) -> LoadedModel {
+    /// `towers: .textOnly` builds the text tower alone (for text queries).
+    public static func load(path: String, openCLIPConfig: String? = nil, precision: Precision = .fp32,
+                            towers: Towers = .both) throws(ModelLoadError) -> LoadedModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "no such file or directory")))
         }
-        if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision) }
+        if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision, towers: towers) }
         let source: any WeightSource
         let format: WeightFormat
         do { (source, format) = try openWeightFile(path: path) } catch { throw .weightFile(error) }
@@ -71,7 +73,7 @@ extension CLIPModel {
         if let openCLIPConfig {
             try applyOpenCLIPConfig(openCLIPConfig, to: &configuration, &preprocessing)
         }
-        let model = try CLIPModel(weights: source, configuration: configuration, precision: precision)
+        let model = try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
         return LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,
                            storedDTypes: dtypeCounts(source), parameterCount: parameterCount(source), tokenizerFolder: nil)
     }
@@ -179,7 +181,7 @@ extension CLIPModel {
 
     /// A Hugging Face `CLIPModel` folder: `config.json` plus `model.safetensors` or `pytorch_model.bin`;
     /// `preprocessor_config.json` and tokenizer files are used when present.
-    static func loadHuggingFace(folder: String, precision: Precision) throws(ModelLoadError) -> LoadedModel {
+    static func loadHuggingFace(folder: String, precision: Precision, towers: Towers) throws(ModelLoadError) -> LoadedModel {
         let cfg = try readJSON(folder + "/config.json")
         guard let text = cfg["text_config"] as? [String: Any], let vision = cfg["vision_config"] as? [String: Any] else {
             throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel folder?", origin: folder)
@@ -205,7 +207,7 @@ extension CLIPModel {
             }
         }
         let model = try CLIPModel(weights: source, configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
-                                  precision: precision)
+                                  precision: precision, towers: towers)
         let hasTokenizer = fm.fileExists(atPath: folder + "/vocab.json") || fm.fileExists(atPath: folder + "/tokenizer.json")
         return LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
                            storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),

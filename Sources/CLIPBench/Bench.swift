@@ -45,11 +45,20 @@ package struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Measure decoding + preprocessing throughput on these image files instead of the model (one thread, then all cores).")
     var preprocess: [String] = []
 
+    @Option(help: "Measure vector search instead of the model: fill the index --db with this many random unit vectors for the model (--model, default the shipped one) unless it holds them, then time top-10 queries.")
+    var searchVectors: Int?
+
+    @Option(help: "The index database --search-vectors fills and searches.")
+    var db: String?
+
     package init() {}
 
     package func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        if let searchVectors {
+            guard searchVectors >= 1, db != nil else { throw ValidationError("--search-vectors needs a positive count and --db") }
+        }
         if model == nil, CLIPConfiguration.openAI(architecture) == nil {
             throw ValidationError("unknown architecture '\(architecture)'; choose one of \(CLIPConfiguration.openAIModelNames.joined(separator: ", "))")
         }
@@ -62,6 +71,7 @@ package struct Bench: ParsableCommand {
         if gemm { return try runGEMM() }
         if tokenizer { return try runTokenizer() }
         if !preprocess.isEmpty { return try runPreprocess() }
+        if let searchVectors { return try runSearch(vectors: searchVectors) }
         try reportingErrors {
             guard batch <= Self.maximumBatch else {
                 throw CLIError("--batch \(batch) is larger than \(Self.maximumBatch) images, the most clip bench times at once")

@@ -20,16 +20,11 @@ struct IndexOptions: ParsableArguments {
     func open() throws -> PhotoIndex { try PhotoIndex(path: path) }
 }
 
-/// The model an index run or a query uses, with its fingerprint.
-func indexedModel(_ options: ModelOptions, index: PhotoIndex, registering: Bool) throws -> (CLIPPipeline, IndexedModel) {
-    let clip = try options.pipeline()
-    guard let loaded = clip.loaded else { throw CLIError("model \(options.spec) was not loaded from a file") }
-    let fingerprint = try ModelFingerprint.of(checkpoint: loaded.path, preprocessing: loaded.preprocessing,
-                                              precision: options.precision, cache: index)
-    let dimension = clip.model.configuration.embedDim
-    let model = registering ? try index.model(fingerprint: fingerprint, name: options.spec, dimension: dimension)
-        : try index.existingModel(fingerprint: fingerprint, name: options.spec)
-    return (clip, model)
+/// The model an index run or a query uses, with its record in the index.
+func indexedModel(_ options: ModelOptions, index: PhotoIndex, registering: Bool,
+                  towers: CLIPModel.Towers = .both) throws -> (CLIPPipeline, IndexedModel) {
+    let clip = try options.pipeline(towers: towers)
+    return (clip, try ModelFingerprint.indexedModel(clip, name: options.spec, in: index, registering: registering))
 }
 
 struct Index: ParsableCommand {

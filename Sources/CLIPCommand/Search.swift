@@ -28,6 +28,9 @@ struct Search: ParsableCommand {
     @Flag(help: "Paths only, one per line (for xargs).")
     var filepathOnly = false
 
+    @Flag(help: "Scan every fp32 vector. By default an index of 200,000 or more vectors is scanned in int8 for candidates that are then scored exactly (docs/search.md gives the recall).")
+    var exact = false
+
     func validate() throws {
         guard top >= 1 else { throw ValidationError("--top must be at least 1") }
         guard !(json && filepathOnly) else { throw ValidationError("--json and --filepath-only exclude each other") }
@@ -40,8 +43,11 @@ struct Search: ParsableCommand {
                 throw CLIError("\(index.path): no index here yet; build one with clip index FOLDER\(index.db.map { " --db \($0)" } ?? "")")
             }
             let photoIndex = try index.open()
-            let (clip, indexed) = try indexedModel(model, index: photoIndex, registering: false)
-            let search = try PhotoSearch(index: photoIndex, model: indexed)
+            // A query of texts alone never touches the image tower: it is not even read.
+            let needsImages = terms.contains { if case .image = $0.source { return true } else { return false } }
+            let (clip, indexed) = try indexedModel(model, index: photoIndex, registering: false,
+                                                   towers: needsImages ? .both : .textOnly)
+            let search = try PhotoSearch(index: photoIndex, model: indexed, mode: exact ? .exact : .automatic)
             let hits = try search.search(try PhotoSearch.queryVector(terms, pipeline: clip), top: top)
             if json {
                 print(try jsonText(hits))

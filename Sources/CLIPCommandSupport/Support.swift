@@ -44,8 +44,9 @@ package struct ModelOptions: ParsableArguments {
 
     package init() {}
 
-    package func pipeline() throws -> CLIPPipeline {
-        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, precision: precision)
+    package func pipeline(towers: CLIPModel.Towers = .both) throws -> CLIPPipeline {
+        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, precision: precision,
+                              towers: towers)
     }
 }
 

@@ -62,11 +62,12 @@ public struct ModelHub: Sendable {
     }
 
     /// A model by name (downloaded into the cache when needed), file path or Hugging Face folder.
-    public func load(_ spec: String, openCLIPConfig: String? = nil, precision: Precision = .fp32) throws(HubError) -> LoadedModel {
+    public func load(_ spec: String, openCLIPConfig: String? = nil, precision: Precision = .fp32,
+                     towers: CLIPModel.Towers = .both) throws(HubError) -> LoadedModel {
         let path = try resolve(spec)
         let loaded: LoadedModel
         do throws(ModelLoadError) {
-            loaded = try CLIPModel.load(path: path, openCLIPConfig: openCLIPConfig, precision: precision)
+            loaded = try CLIPModel.load(path: path, openCLIPConfig: openCLIPConfig, precision: precision, towers: towers)
         } catch {
             throw .load(error)
         }

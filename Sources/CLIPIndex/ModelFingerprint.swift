@@ -34,6 +34,19 @@ public enum ModelFingerprint {
         return SHA256.hex(Array(parts.joined(separator: "\n").utf8))
     }
 
+    /// The index's record of the model a pipeline runs: registered when `registering` (indexing), else it must
+    /// already be there (searching) and the error names the models the index holds. `name` is what the user
+    /// called the model.
+    public static func indexedModel(_ pipeline: CLIPPipeline, name: String, in index: PhotoIndex,
+                                    registering: Bool) throws(IndexError) -> IndexedModel {
+        guard let loaded = pipeline.loaded else { throw IndexError("model \(name) was not loaded from a file; an index needs its checkpoint to fingerprint it") }
+        let fingerprint = try of(checkpoint: loaded.path, preprocessing: loaded.preprocessing,
+                                 precision: pipeline.model.precision, cache: index)
+        let dimension = pipeline.model.configuration.embedDim
+        return registering ? try index.model(fingerprint: fingerprint, name: name, dimension: dimension)
+            : try index.existingModel(fingerprint: fingerprint, name: name)
+    }
+
     static func fileHash(_ path: String, cache index: PhotoIndex?) throws(IndexError) -> String {
         let absolute = PhotoIndex.absolute(path)
         var st = stat()

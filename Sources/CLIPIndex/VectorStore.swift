@@ -30,12 +30,29 @@ public final class VectorStore: @unchecked Sendable {
     /// The file id of row `row`.
     public func fileID(_ row: Int) -> Int64 { ids[row] }
 
+    /// Row `row` in place.
+    func rowPointer(_ row: Int) -> UnsafePointer<Float> { vectors + row * dimension }
+
+    /// The database generation these vectors are from.
+    public let generation: Int64
+    /// The cache file of the index and model.
+    let cachePath: String
+
+    /// The int8 form of these vectors (mapped from its cache, or made and cached): a quarter of the bytes to scan.
+    public func compressed() -> CompressedVectors {
+        CompressedVectors.load(for: self, path: cachePath.replacingOccurrences(of: ".vectors", with: ".int8", options: .backwards),
+                               generation: generation)
+    }
+
     /// Row `row` of the matrix.
     public func vector(_ row: Int) -> [Float] { Array(UnsafeBufferPointer(start: vectors + row * dimension, count: dimension)) }
 
-    private init(count: Int, dimension: Int, buffer: UnsafeMutableRawPointer, mapped: Bool, length: Int) {
+    private init(count: Int, dimension: Int, buffer: UnsafeMutableRawPointer, mapped: Bool, length: Int,
+                 generation: Int64, cachePath: String) {
         self.count = count
         self.dimension = dimension
+        self.generation = generation
+        self.cachePath = cachePath
         ids = UnsafePointer(buffer.advanced(by: Self.headerSize).assumingMemoryBound(to: Int64.self))
         vectors = UnsafePointer(buffer.advanced(by: Self.headerSize + count * 8).assumingMemoryBound(to: Float.self))
         mapping = mapped ? (buffer, length) : nil
@@ -58,12 +75,14 @@ public final class VectorStore: @unchecked Sendable {
         let path = cachePath(index: index, model: model)
         let generation = try index.read { db in try index.generation(db) }
         if let cached = map(path, generation: generation, dimension: model.dimension) { return cached }
+        // Stale: the compressed copy is too (its generation says so), and is remade from these vectors when asked.
         let bytes = try build(index: index, model: model, generation: generation)
         try? OutputFile.write(bytes, to: path)
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
         bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         let count = Int(header(bytes, 16))
-        return VectorStore(count: count, dimension: model.dimension, buffer: buffer, mapped: false, length: bytes.count)
+        return VectorStore(count: count, dimension: model.dimension, buffer: buffer, mapped: false, length: bytes.count,
+                           generation: generation, cachePath: path)
     }
 
     /// Rebuilds the cache now (after indexing), so the next query maps it at once.
@@ -83,18 +102,27 @@ public final class VectorStore: @unchecked Sendable {
         var values: [Float] = []
         var bad: String?
         try index.read { db in
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT f.id, f.path, e.vector FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ?
-                WHERE f.deleted = 0 AND f.error IS NULL ORDER BY f.id
-                """, arguments: [model.id])
+            let live = "FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ? WHERE f.deleted = 0 AND f.error IS NULL"
+            let expected = try Int.fetchOne(db, sql: "SELECT count(*) \(live)", arguments: [model.id]) ?? 0
+            ids.reserveCapacity(expected)
+            values.reserveCapacity(expected * d)
+            let rows = try Row.fetchCursor(db, sql: "SELECT f.id, e.vector, f.path \(live) ORDER BY f.id", arguments: [model.id])
             while let r = try rows.next() {
-                let blob: Data = r[2]
-                guard let v = floats(blob: blob, dimension: d) else {
-                    bad = "the embedding of \(r[1] as String) holds \(blob.count) bytes, not \(d) float32 values"
+                // The blob is read in place (no Data copy): this loop is the whole cost of rebuilding the cache.
+                let ok = try r.withUnsafeData(atIndex: 1) { (blob: Data?) -> Bool in
+                    guard let blob, blob.count == d * 4 else { return false }
+                    blob.withUnsafeBytes { raw in
+                        for j in 0..<d {
+                            values.append(Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: j * 4, as: UInt32.self))))
+                        }
+                    }
+                    return true
+                }
+                guard ok else {
+                    bad = "the embedding of \(r[2] as String) is not \(d) float32 values"
                     break
                 }
                 ids.append(r[0])
-                values += v
             }
         }
         if let bad { throw IndexError("\(index.path): \(bad); the database was altered (re-index the file)") }
@@ -128,15 +156,20 @@ public final class VectorStore: @unchecked Sendable {
             munmap(base, length)
             return nil
         }
-        return VectorStore(count: count, dimension: dimension, buffer: base, mapped: true, length: length)
+        return VectorStore(count: count, dimension: dimension, buffer: base, mapped: true, length: length,
+                           generation: generation, cachePath: path)
     }
 
     // MARK: Scanning
 
     /// The `k` rows most similar to `query` (dot products; the stored vectors are unit length), best first,
-    /// ties to the lower row. Scanned on all cores in chunks, each keeping its own top `k`.
-    public func nearest(to query: [Float], k: Int) -> [(row: Int, score: Float)] {
+    /// ties to the lower row. Scanned on all cores in chunks, each keeping its own best rows. With `compressed`,
+    /// the int8 codes are scanned for the best `candidates` rows (at least `k`), which are then re-scored exactly:
+    /// the scores are exact, the list is exact unless a true top-`k` row fell outside the candidates.
+    public func nearest(to query: [Float], k: Int, compressed: CompressedVectors? = nil,
+                        candidates: Int = 0) -> [(row: Int, score: Float)] {
         guard k > 0, count > 0, query.count == dimension else { return [] }
+        let keep = compressed == nil ? k : max(candidates, k)
         let parts = min(max(availableCores, 1) * 4, max(count / 4096, 1))
         let bounds = chunkBounds(total: count, parts: parts, granule: 1)
         var partial = [[(row: Int, score: Float)]](repeating: [], count: bounds.count - 1)
@@ -145,14 +178,25 @@ public final class VectorStore: @unchecked Sendable {
             query.withUnsafeBufferPointer { q in
                 let qp = q.baseAddress!
                 parallelFor(bounds.count - 1) { part in
-                    o[part] = self.scan(rows: bounds[part]..<bounds[part + 1], query: qp, k: k)
+                    o[part] = self.scan(rows: bounds[part]..<bounds[part + 1], query: qp, keep: keep, compressed: compressed)
                 }
             }
         }
-        return Self.best(partial.flatMap { $0 }, k: k)
+        let found = Self.best(partial.flatMap { $0 }, k: keep)
+        guard compressed != nil else { return found }
+        var exact = found
+        query.withUnsafeBufferPointer { q in
+            for i in exact.indices {
+                var s: Float = 0
+                clip_dot_rows(rowPointer(exact[i].row), 1, dimension, q.baseAddress!, &s)
+                exact[i].score = s
+            }
+        }
+        return Self.best(exact, k: k)
     }
 
-    private func scan(rows: Range<Int>, query: UnsafePointer<Float>, k: Int) -> [(row: Int, score: Float)] {
+    private func scan(rows: Range<Int>, query: UnsafePointer<Float>, keep k: Int,
+                      compressed: CompressedVectors?) -> [(row: Int, score: Float)] {
         let block = 2048
         var scores = [Float](repeating: 0, count: block)
         var top: [(row: Int, score: Float)] = []
@@ -161,7 +205,11 @@ public final class VectorStore: @unchecked Sendable {
         while start < rows.upperBound {
             let n = min(block, rows.upperBound - start)
             scores.withUnsafeMutableBufferPointer { s in
-                clip_dot_rows(vectors + start * dimension, n, dimension, query, s.baseAddress!)
+                if let compressed {
+                    compressed.scores(rows: start..<(start + n), query: query, into: s.baseAddress!)
+                } else {
+                    clip_dot_rows(vectors + start * dimension, n, dimension, query, s.baseAddress!)
+                }
             }
             for j in 0..<n {
                 let score = scores[j]

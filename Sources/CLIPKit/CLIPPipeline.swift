@@ -57,12 +57,14 @@ public struct CLIPPipeline: Sendable {
     }
 
     /// Loads a model by name (downloading it like `clip.load`), checkpoint path or Hugging Face folder.
+    /// `towers: .textOnly` skips the image tower (text queries start faster and smaller).
     public static func load(_ spec: String, cacheDirectory: String? = nil, openCLIPConfig: String? = nil,
-                            precision: Precision = .fp32, showProgress: Bool = true) throws(PipelineError) -> CLIPPipeline {
+                            precision: Precision = .fp32, showProgress: Bool = true,
+                            towers: CLIPModel.Towers = .both) throws(PipelineError) -> CLIPPipeline {
         let loaded: LoadedModel
         do throws(HubError) {
             loaded = try ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)
-                .load(spec, openCLIPConfig: openCLIPConfig, precision: precision)
+                .load(spec, openCLIPConfig: openCLIPConfig, precision: precision, towers: towers)
         } catch {
             throw .hub(error)
         }

@@ -388,6 +388,27 @@ static void test_scan(void) {
         }
         CHECK(worst < 1e-6, "dot_rows n=%td d=%td: error %g", n, d, worst);
         CHECK(out[n] == 12345.0f, "dot_rows n=%td d=%td wrote past its output", n, d);
+        // int8 codes with a scale per row, against the same sums over the codes in double precision.
+        int8_t *codes = malloc((size_t)(n * d));
+        float *scales = malloc((size_t)n * sizeof(float));
+        for (ptrdiff_t r = 0; r < n; r++) {
+            scales[r] = 0.01f * (float)(r + 1);
+            for (ptrdiff_t i = 0; i < d; i++) codes[r * d + i] = (int8_t)((r * 31 + i * 17) % 255 - 127);
+        }
+        clip_dot_rows_i8(codes, scales, n, d, q, out);
+        worst = 0;
+        for (ptrdiff_t r = 0; r < n; r++) {
+            double exact = 0, magnitude = 0;
+            for (ptrdiff_t i = 0; i < d; i++) {
+                exact += (double)codes[r * d + i] * q[i];
+                magnitude += fabs((double)codes[r * d + i] * q[i]);
+            }
+            double e = fabs(out[r] - exact * scales[r]) / (magnitude > 0 ? magnitude * scales[r] : 1);
+            if (e > worst) worst = e;
+        }
+        CHECK(worst < 1e-6, "dot_rows_i8 n=%td d=%td: error %g", n, d, worst);
+        CHECK(out[n] == 12345.0f, "dot_rows_i8 n=%td d=%td wrote past its output", n, d);
+        free(codes); free(scales);
         free(rows); free(q); free(out);
     }
 }

@@ -32,11 +32,7 @@ let shippedPipeline: CLIPPipeline = {
 
 func openIndex(_ db: String) throws -> (PhotoIndex, IndexedModel) {
     let index = try PhotoIndex(path: db)
-    let loaded = shippedPipeline.loaded!
-    let fingerprint = try ModelFingerprint.of(checkpoint: loaded.path, preprocessing: loaded.preprocessing,
-                                              precision: .fp32, cache: index)
-    let model = try index.model(fingerprint: fingerprint, name: "default", dimension: shippedPipeline.model.configuration.embedDim)
-    return (index, model)
+    return (index, try ModelFingerprint.indexedModel(shippedPipeline, name: "default", in: index, registering: true))
 }
 
 func update(_ index: PhotoIndex, _ model: IndexedModel, _ folders: [String], batchSize: Int = 4) throws -> IndexingReport {

@@ -209,6 +209,9 @@ double clip_sum_squares(const float *x, ptrdiff_t n);
 /// Vector search: out[r] = rows[r, :] · q for the n rows of a row-major [n, d] matrix.
 void clip_dot_rows(const float *rows, ptrdiff_t n, ptrdiff_t d, const float *q, float *out);
 
+/// The compressed scan: out[r] = scales[r] · (codes[r, :] · q) for int8 codes of a row-major [n, d] matrix.
+void clip_dot_rows_i8(const int8_t *rows, const float *scales, ptrdiff_t n, ptrdiff_t d, const float *q, float *out);
+
 /// The exp used by the kernels above (for tests).
 float clip_exp(float x);
 
