@@ -30,7 +30,7 @@ func indexedModel(_ options: ModelOptions, index: PhotoIndex, registering: Bool,
 struct Index: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Index photo folders for `clip search`: new and changed images are embedded, moved ones recognised, vanished ones marked deleted.",
-        subcommands: [Update.self, Merge.self, Stats.self],
+        subcommands: [Update.self, Merge.self, Stats.self, Export.self, Import.self],
         defaultSubcommand: Update.self)
 
     struct Update: ParsableCommand {
@@ -146,6 +146,52 @@ struct Index: ParsableCommand {
                 for m in try photoIndex.models() {
                     print("model \(m.name): \(s.embeddings[m.name] ?? 0) embeddings of \(m.dimension) dimensions, fingerprint \(m.fingerprint.prefix(16))")
                 }
+            }
+        }
+    }
+}
+
+extension Index {
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a model's embeddings in clip-retrieval's layout (img_emb/img_emb_{N}.npy + metadata/metadata_{N}.jsonl), for autofaiss, Milvus or pgvector.")
+
+        @OptionGroup var model: ModelOptions
+        @OptionGroup var index: IndexOptions
+
+        @Argument(help: "The output folder.")
+        var output: String
+
+        func run() throws {
+            try reportingErrors {
+                let photoIndex = try index.open()
+                let (_, indexed) = try indexedModel(model, index: photoIndex, registering: false, towers: .textOnly)
+                let rows = try RetrievalLayout.export(photoIndex, model: indexed, to: output)
+                print("\(output): \(rows) embeddings of model \(indexed.name)")
+            }
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Read embeddings in clip-retrieval's layout (float32 or float16 .npy, JSON-lines metadata with image_path) as embeddings of --model.",
+            discussion: "The embeddings must come from the same model and preprocessing as --model: they are stored under its fingerprint.")
+
+        @OptionGroup var model: ModelOptions
+        @OptionGroup var index: IndexOptions
+
+        @Argument(help: "The folder holding img_emb/ and metadata/.")
+        var input: String
+
+        func run() throws {
+            try reportingErrors {
+                let photoIndex = try index.open()
+                let lock = try WriterLock(database: photoIndex.path)
+                defer { lock.release() }
+                let (_, indexed) = try indexedModel(model, index: photoIndex, registering: true, towers: .textOnly)
+                let rows = try RetrievalLayout.importEmbeddings(from: input, into: photoIndex, model: indexed)
+                try VectorStore.refreshCache(index: photoIndex, model: indexed)
+                print("\(input): \(rows) embeddings imported into \(photoIndex.path) as model \(indexed.name)")
             }
         }
     }

@@ -214,3 +214,35 @@ struct VectorScanTests {
         #expect(Set(found.map { store.fileID($0.row) }) == Set(exact.prefix(k).map { Int64($0.row + 1) }))
     }
 }
+
+@Suite("clip-retrieval's layout")
+struct RetrievalLayoutTests {
+    @Test("an export imports into another index with the same vectors and paths; misaligned metadata is refused")
+    func roundTrip() throws {
+        let dir = try scratch("layout")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for i in 0..<5 { try writeImage("\(dir)/p/\(i).png", seed: 50 + i) }
+        let (a, modelA) = try openIndex("\(dir)/a.sqlite")
+        _ = try update(a, modelA, ["\(dir)/p"])
+        #expect(try RetrievalLayout.export(a, model: modelA, to: "\(dir)/out") == 5)
+        let header = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/out/img_emb/img_emb_0.npy")).prefix(80)
+        #expect(String(decoding: header, as: UTF8.self).contains("'shape': (5, 64)"))
+        let (b, modelB) = try openIndex("\(dir)/b.sqlite")
+        #expect(try RetrievalLayout.importEmbeddings(from: "\(dir)/out", into: b, model: modelB) == 5)
+        let va = try VectorStore.load(index: a, model: modelA), vb = try VectorStore.load(index: b, model: modelB)
+        #expect(va.count == vb.count)
+        for r in 0..<va.count { #expect(zip(va.vector(r), vb.vector(r)).allSatisfy { abs($0 - $1) <= 1e-6 }) }
+        // The imported rows are keyed by content: indexing the folder afterwards embeds nothing.
+        let r = try update(b, modelB, ["\(dir)/p"])
+        #expect((r.embedded, r.unchanged) == (0, 5))
+
+        var lines = try String(contentsOfFile: "\(dir)/out/metadata/metadata_0.jsonl", encoding: .utf8).split(separator: "\n")
+        lines.removeLast()
+        try (lines.joined(separator: "\n") + "\n").write(toFile: "\(dir)/out/metadata/metadata_0.jsonl", atomically: true, encoding: .utf8)
+        #expect {
+            _ = try RetrievalLayout.importEmbeddings(from: "\(dir)/out", into: b, model: modelB)
+        } throws: { error in
+            "\(error)".contains("metadata_0.jsonl has 4 rows") && "\(error)".contains("5")
+        }
+    }
+}
