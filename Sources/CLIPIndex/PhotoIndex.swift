@@ -87,6 +87,9 @@ public final class PhotoIndex: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         configuration.label = "clip-index"
+        // 16 KiB pages hold seven 2 KiB embeddings each; 4 KiB pages hold one and waste half the file. Only a new,
+        // empty database takes the setting (before WAL is turned on); an existing one keeps its size.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA page_size = 16384") }
         do {
             pool = try DatabasePool(path: absolute, configuration: configuration)
             try Self.migrator.migrate(pool)
@@ -132,10 +135,11 @@ public final class PhotoIndex: Sendable {
                     deleted INTEGER NOT NULL DEFAULT 0);
                 CREATE INDEX files_hash ON files (hash);
                 CREATE TABLE embeddings (
+                    id INTEGER PRIMARY KEY,
                     hash TEXT NOT NULL,
                     model INTEGER NOT NULL REFERENCES models (id) ON DELETE CASCADE,
                     vector BLOB NOT NULL,
-                    PRIMARY KEY (hash, model)) WITHOUT ROWID;
+                    UNIQUE (hash, model));
                 CREATE TABLE checkpoints (
                     path TEXT PRIMARY KEY NOT NULL,
                     size INTEGER NOT NULL,

@@ -61,6 +61,12 @@ public struct CLIPPipeline: Sendable {
     public static func load(_ spec: String, cacheDirectory: String? = nil, openCLIPConfig: String? = nil,
                             precision: Precision = .fp32, showProgress: Bool = true,
                             towers: CLIPModel.Towers = .both) throws(PipelineError) -> CLIPPipeline {
+        // The bundled tokenizer (about 70 ms to build) is built on another core while the weights load, unless
+        // the model is a folder that may bring its own.
+        var isFolder: ObjCBool = false
+        if !(FileManager.default.fileExists(atPath: spec, isDirectory: &isFolder) && isFolder.boolValue) {
+            DispatchQueue.global().async { _ = try? CLIPTokenizer.shared() }
+        }
         let loaded: LoadedModel
         do throws(HubError) {
             loaded = try ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)

@@ -35,14 +35,27 @@ package struct Vocabulary: Sendable {
         for b in 0..<256 where !bs.contains(b) { bs.append(b) }
         let base = bs.map { String(byteEncoder[$0]) }
         var vocab = base + base.map { $0 + "</w>" }
+        vocab.reserveCapacity(vocab.count + mergeLines.count + 2)
         for line in mergeLines {
-            vocab.append(line.split(separator: " ").joined())
+            let (l, r) = halves(line)
+            vocab.append(r.map { String(l) + $0 } ?? String(line))
         }
         return vocab + ["<|startoftext|>", "<|endoftext|>"]
     }
 
+    /// The two tokens of a merge line "left right", split at its one space byte; nil as the right one when the
+    /// line does not have exactly two non-empty parts.
+    static func halves(_ line: Substring) -> (Substring, Substring?) {
+        let utf8 = line.utf8
+        guard let space = utf8.firstIndex(of: UInt8(ascii: " ")) else { return (line, nil) }
+        let left = line[line.startIndex..<space], right = line[utf8.index(after: space)...]
+        guard !left.isEmpty, !right.isEmpty, !right.utf8.contains(UInt8(ascii: " ")) else { return (line, nil) }
+        return (left, right)
+    }
+
     init(tokens: [String], mergeLines: [Substring], source: String) throws(TokenizerError) {
         var ids: [String: Int] = [:]
+        ids.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() {
             guard ids[t] == nil else { throw .malformedData(file: source, line: 0, message: "token '\(t)' appears twice") }
             ids[t] = i
@@ -57,10 +70,11 @@ package struct Vocabulary: Sendable {
             byteEnd.append(Int32(e))
         }
         var merges: [UInt64: (Int32, Int32)] = [:]
+        merges.reserveCapacity(mergeLines.count)
         for (rank, line) in mergeLines.enumerated() {
-            let parts = line.split(separator: " ")
-            guard parts.count == 2, let l = ids[String(parts[0])], let r = ids[String(parts[1])],
-                  let m = ids[String(parts[0] + parts[1])] else {
+            let (left, right) = Self.halves(line)
+            guard let right, let l = ids[String(left)], let r = ids[String(right)],
+                  let m = ids[String(left) + right] else {
                 throw .malformedData(file: source, line: rank + 1, message: "merge '\(line)' names tokens that are not in the vocabulary")
             }
             let key = UInt64(l) << 32 | UInt64(r)
