@@ -178,3 +178,24 @@ void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const floa
 }
 
 float clip_exp(float x) { return exp_poly(x); }
+
+// Blocks of 1024 with a branch-free OR of "exponent all ones" (the compiler vectorises it); only a block that has
+// one is searched for the first.
+ptrdiff_t clip_first_non_finite(const float *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i += 1024) {
+        ptrdiff_t end = n - i < 1024 ? n : i + 1024;
+        uint32_t bad = 0;
+        for (ptrdiff_t j = i; j < end; j++) {
+            uint32_t bits;
+            memcpy(&bits, x + j, sizeof bits);
+            bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+        }
+        if (!bad) continue;
+        for (ptrdiff_t j = i; j < end; j++) {
+            uint32_t bits;
+            memcpy(&bits, x + j, sizeof bits);
+            if ((bits & 0x7f800000u) == 0x7f800000u) return j;
+        }
+    }
+    return -1;
+}

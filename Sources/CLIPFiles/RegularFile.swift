@@ -135,6 +135,7 @@ public final class RegularFile: Sendable {
         var failure: FileError?
         let values = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             let raw = UnsafeMutableRawBufferPointer(buffer)
+            adviseHugePages(raw)
             var done = 0
             while done < bytes {
                 let n = pread(fd, raw.baseAddress! + done, bytes - done, off_t(offset + done))
@@ -165,4 +166,18 @@ public final class RegularFile: Sendable {
     public static func contents(of path: String, limit: Int) throws(FileError) -> [UInt8] {
         try RegularFile(path: path).readAll(limit: limit)
     }
+}
+
+/// Asks the kernel to back a large, fresh buffer with transparent huge pages before it is first written: loading
+/// a 600 MB checkpoint otherwise takes a page fault (and a zeroed page) every 4 KiB, a third of the load's time.
+/// Only advice: where huge pages are off or unsupported, nothing changes.
+public func adviseHugePages(_ buffer: UnsafeMutableRawBufferPointer) {
+    #if os(Linux)
+    let huge = 2 << 20
+    guard let base = buffer.baseAddress, buffer.count >= 2 * huge else { return }
+    let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
+    let end = (Int(bitPattern: base) + buffer.count) & ~(huge - 1)
+    guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(p, end - start, 14)  // MADV_HUGEPAGE
+    #endif
 }

@@ -52,7 +52,7 @@ public final class ParameterReader {
             throw .weightFile(error)
         }
         // A NaN or infinity in any weight turns every output into NaN; refuse the file instead.
-        if let i = tensor.scalars.firstIndex(where: { !$0.isFinite }) {
+        if let i = tensor.firstNonFiniteIndex {
             throw .nonFinite(name, index: i, value: tensor.scalars[i], origin: origin)
         }
         return tensor

@@ -106,3 +106,12 @@ public func cosineSimilarity(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Te
     }
     return Tensor(uncheckedShape: [n, m], scalars: out)
 }
+
+extension Tensor {
+    /// The flat index of the first NaN or infinity, or nil when every value is finite (checked a block at a time
+    /// with vector instructions: loading a checkpoint checks every weight).
+    public var firstNonFiniteIndex: Int? {
+        let i = scalars.withUnsafeBufferPointer { p in p.baseAddress.map { clip_first_non_finite($0, p.count) } ?? -1 }
+        return i >= 0 ? i : nil
+    }
+}

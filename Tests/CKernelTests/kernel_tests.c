@@ -413,6 +413,20 @@ static void test_scan(void) {
     }
 }
 
+static void test_first_non_finite(void) {
+    float x[3000];
+    for (int i = 0; i < 3000; i++) x[i] = (float)i - 1500.0f;
+    CHECK(clip_first_non_finite(x, 3000) == -1, "finite values reported");
+    CHECK(clip_first_non_finite(x, 0) == -1, "empty input reported");
+    const int at[] = {0, 1023, 1024, 2999};
+    for (int k = 0; k < 4; k++) {
+        float saved = x[at[k]];
+        x[at[k]] = k % 2 ? NAN : -INFINITY;
+        CHECK(clip_first_non_finite(x, 3000) == at[k], "non-finite at %d reported at %td", at[k], clip_first_non_finite(x, 3000));
+        x[at[k]] = saved;
+    }
+}
+
 int main(void) {
     CHECK(clip_cpu_error() == NULL, "CLIP_CPU: %s", clip_cpu_error());
     CHECK((clip_cpu_features() & ~clip_cpu_hardware()) == 0, "features beyond the hardware");
@@ -436,6 +450,7 @@ int main(void) {
     }
     test_elementwise();
     test_scan();
+    test_first_non_finite();
     printf("%d checks, %d failures\n", checks, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -206,6 +206,9 @@ void clip_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float
 /// Σ x², accumulated in double.
 double clip_sum_squares(const float *x, ptrdiff_t n);
 
+/// The index of the first NaN or infinity among n floats, or -1.
+ptrdiff_t clip_first_non_finite(const float *x, ptrdiff_t n);
+
 /// Vector search: out[r] = rows[r, :] · q for the n rows of a row-major [n, d] matrix.
 void clip_dot_rows(const float *rows, ptrdiff_t n, ptrdiff_t d, const float *q, float *out);
 
