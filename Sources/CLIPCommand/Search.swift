@@ -3,6 +3,11 @@ import CLIPCommandSupport
 import CLIPIndex
 import CLIPKit
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 struct Search: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +33,14 @@ struct Search: ParsableCommand {
     @Flag(help: "Paths only, one per line (for xargs).")
     var filepathOnly = false
 
+    @Option(help: "Also write a contact sheet of the hits (thumbnails with rank and score) to this PNG file.")
+    var sheet: String?
+
+    @Option(help: "Inline thumbnails on terminals that speak the kitty graphics protocol: auto (when standard output is such a terminal), always, never.")
+    var preview: Preview = .auto
+
+    enum Preview: String, ExpressibleByArgument, CaseIterable { case auto, always, never }
+
     @Flag(help: "Scan every fp32 vector. By default an index of 200,000 or more vectors is scanned in int8 for candidates that are then scored exactly (docs/search.md gives the recall).")
     var exact = false
 
@@ -49,13 +62,41 @@ struct Search: ParsableCommand {
                                                    towers: needsImages ? .both : .textOnly)
             let search = try PhotoSearch(index: photoIndex, model: indexed, mode: exact ? .exact : .automatic)
             let hits = try search.search(try PhotoSearch.queryVector(terms, pipeline: clip), top: top)
+            if let sheet { try write(Data(try ContactSheet.png(hits)), to: sheet) }
             if json {
                 print(try jsonText(hits))
             } else if filepathOnly {
                 for h in hits { print(h.path) }
             } else {
-                for h in hits { print(String(format: "%.4f\t%@", h.score, h.path)) }
+                let inline = preview == .always || (preview == .auto && Self.terminalShowsKittyGraphics())
+                for h in hits {
+                    print(String(format: "%.4f\t%@", h.score, h.path))
+                    if inline, let png = ContactSheet.thumbnailPNG(h.path) { print(Self.kittyImage(png)) }
+                }
             }
         }
+    }
+
+    /// Standard output is a terminal that draws kitty graphics (kitty itself, and terminals that say so in TERM).
+    static func terminalShowsKittyGraphics() -> Bool {
+        guard isatty(1) != 0 else { return false }
+        let env = ProcessInfo.processInfo.environment
+        return env["KITTY_WINDOW_ID"] != nil || env["TERM"] == "xterm-kitty" || env["TERM_PROGRAM"] == "WezTerm"
+            || env["TERM_PROGRAM"] == "ghostty"
+    }
+
+    /// A PNG as kitty graphics-protocol escapes: base64 in chunks of at most 4096 bytes, `m=1` on all but the last.
+    static func kittyImage(_ png: [UInt8]) -> String {
+        let encoded = Array(Data(png).base64EncodedString().utf8)
+        var out = ""
+        var start = 0
+        repeat {
+            let end = min(start + 4096, encoded.count)
+            let more = end < encoded.count ? 1 : 0
+            let control = start == 0 ? "a=T,f=100,m=\(more)" : "m=\(more)"
+            out += "\u{1B}_G\(control);" + String(decoding: encoded[start..<end], as: UTF8.self) + "\u{1B}\\"
+            start = end
+        } while start < encoded.count
+        return out
     }
 }

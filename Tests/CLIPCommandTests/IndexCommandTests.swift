@@ -81,6 +81,15 @@ func searchCommand() throws {
     let lines = paths.stdout.split(separator: "\n")
     #expect(lines.count == 3 && lines[0] == query, "\(paths.stdout)")
 
+    // A contact sheet of the hits (two rows of five 160-px cells with captions), and kitty previews when asked.
+    let sheet = try runClip(["search", "--db", db, "--top", "7", "--sheet", "\(dir)/sheet.png", "a red circle"])
+    #expect(sheet.status == 0, "\(sheet.stderr)")
+    let png = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/sheet.png"))
+    let size = png.withUnsafeBytes { ($0.load(fromByteOffset: 16, as: UInt32.self).bigEndian, $0.load(fromByteOffset: 20, as: UInt32.self).bigEndian) }
+    #expect(size.0 == 5 * 168 + 8 && size.1 == 2 * 184 + 8, "\(size)")
+    let kitty = try runClip(["search", "--db", db, "--top", "2", "--preview", "always", "a red circle"])
+    #expect(kitty.stdout.components(separatedBy: "\u{1B}_Ga=T,f=100").count == 3, "\(kitty.stdout.prefix(200))")
+
     let missing = try runClip(["search", "--db", "\(dir)/none.sqlite", "cat"])
     #expect(missing.status == 1 && missing.stderr.contains("none.sqlite") && missing.stderr.contains("clip index"))
     let other = try runClip(["search", "--db", db, "--model", tinyModel, "cat"])

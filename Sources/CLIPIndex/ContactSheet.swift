@@ -1,0 +1,79 @@
+import CLIPImage
+import Foundation
+
+/// Pictures of search results drawn with the project's own image code: a contact sheet (a PNG grid of square
+/// thumbnails, each captioned with its rank and score) and single thumbnails for terminal previews.
+public enum ContactSheet {
+    /// Side of a thumbnail in pixels.
+    public static let thumbnail = 160
+    static let margin = 8
+    static let captionHeight = 16
+
+    /// A square thumbnail of an image file (shorter side resized, centre crop, as CLIP's preprocessing), RGB
+    /// bytes; nil when the file cannot be decoded.
+    public static func thumbnailRGB(_ path: String, side: Int = thumbnail) -> [UInt8]? {
+        let crop = ImagePreprocessor(resolution: side, applyEXIFOrientation: true)
+        guard let bytes = try? ImagePreprocessor.readImageFile(path),
+              let image = try? decodeImage(bytes, name: path) else { return nil }
+        return try? crop.croppedRGB(image, name: path)
+    }
+
+    /// A PNG thumbnail of an image file, for the kitty graphics protocol.
+    public static func thumbnailPNG(_ path: String, side: Int = 96) -> [UInt8]? {
+        guard let rgb = thumbnailRGB(path, side: side) else { return nil }
+        return try? PNGEncoder.encode(rgb: rgb, width: side, height: side)
+    }
+
+    /// The sheet of `hits` (best first), `columns` wide, as PNG bytes. A file that cannot be decoded is drawn as
+    /// a grey square, still captioned.
+    public static func png(_ hits: [SearchHit], columns: Int = 5) throws(IndexError) -> [UInt8] {
+        let cols = max(1, min(columns, hits.count)), rows = max(1, (hits.count + cols - 1) / cols)
+        let cellW = thumbnail + margin, cellH = thumbnail + captionHeight + margin
+        let width = cols * cellW + margin, height = rows * cellH + margin
+        var canvas = [UInt8](repeating: 255, count: width * height * 3)
+        for (i, hit) in hits.enumerated() {
+            let x0 = margin + (i % cols) * cellW, y0 = margin + (i / cols) * cellH
+            let thumb = thumbnailRGB(hit.path) ?? [UInt8](repeating: 200, count: thumbnail * thumbnail * 3)
+            for y in 0..<thumbnail {
+                let src = y * thumbnail * 3, dst = ((y0 + y) * width + x0) * 3
+                canvas.replaceSubrange(dst..<(dst + thumbnail * 3), with: thumb[src..<(src + thumbnail * 3)])
+            }
+            drawText(String(format: "%d  %.3f", i + 1, hit.score), x: x0 + 2, y: y0 + thumbnail + 3,
+                     into: &canvas, width: width)
+        }
+        do { return try PNGEncoder.encode(rgb: canvas, width: width, height: height) } catch {
+            throw IndexError("cannot encode the contact sheet: \(error)")
+        }
+    }
+
+    /// A 3×5 pixel font for the captions' characters (digits, '.', '-'), drawn at twice its size.
+    static let glyphs: [Character: [String]] = [
+        "0": ["###", "#.#", "#.#", "#.#", "###"], "1": [".#.", "##.", ".#.", ".#.", "###"],
+        "2": ["###", "..#", "###", "#..", "###"], "3": ["###", "..#", "###", "..#", "###"],
+        "4": ["#.#", "#.#", "###", "..#", "..#"], "5": ["###", "#..", "###", "..#", "###"],
+        "6": ["###", "#..", "###", "#.#", "###"], "7": ["###", "..#", "..#", "..#", "..#"],
+        "8": ["###", "#.#", "###", "#.#", "###"], "9": ["###", "#.#", "###", "..#", "###"],
+        ".": ["...", "...", "...", "...", ".#."], "-": ["...", "...", "###", "...", "..."],
+    ]
+
+    static func drawText(_ text: String, x: Int, y: Int, into canvas: inout [UInt8], width: Int) {
+        let scale = 2, height = canvas.count / (width * 3)
+        var cx = x
+        for ch in text {
+            defer { cx += 4 * scale }
+            guard let rows = glyphs[ch] else { continue }
+            for (gy, row) in rows.enumerated() {
+                for (gx, bit) in row.enumerated() where bit == "#" {
+                    for dy in 0..<scale {
+                        for dx in 0..<scale {
+                            let px = cx + gx * scale + dx, py = y + gy * scale + dy
+                            guard px < width, py < height else { continue }
+                            let o = (py * width + px) * 3
+                            canvas[o] = 30; canvas[o + 1] = 30; canvas[o + 2] = 30
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
