@@ -22,8 +22,8 @@ let package = Package(
     ],
     targets: [
         // Files that come from users: non-blocking opens of regular files only, checked reads, atomic output.
-        .target(name: "CLIPFiles"),
-        // Hot numeric kernels in C: SGEMM with run-time CPU dispatch.
+        .target(name: "CLIPFiles", dependencies: ["CCLIPKernels"]),
+        // Hot kernels in C with run-time CPU dispatch: SGEMM, attention, element-wise, vector scans, SHA-256.
         .target(name: "CCLIPKernels"),
         // Tensor type and the numeric operations every layer is built from.
         .target(name: "CLIPTensor", dependencies: ["CCLIPKernels"]),

@@ -13,6 +13,10 @@
 
 #include "CCLIPKernels.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMD
@@ -31,6 +35,11 @@ static unsigned detect_hardware(void) {
     // compiler-rt's CPU model also checks that the OS saves the wider registers (XCR0), not only CPUID.
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f |= CLIP_CPU_AVX2;
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    // CPUID leaf 7, EBX bit 29: the SHA extensions (XMM registers only, so no OS state to check).
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) && __builtin_cpu_supports("sse4.1")) f |= CLIP_CPU_SHA;
+#endif
     if (f & CLIP_CPU_AVX2) {
         if (__builtin_cpu_supports("avxvnni")) f |= CLIP_CPU_AVX_VNNI;
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -59,8 +68,8 @@ static const struct {
     unsigned needs, keeps;
 } levels[] = {
     {"portable", 0, 0},
-    {"avx2", CLIP_CPU_AVX2, CLIP_CPU_AVX2 | CLIP_CPU_AVX_VNNI},
-    {"avx512", CLIP_CPU_AVX512, CLIP_CPU_X86_ALL},
+    {"avx2", CLIP_CPU_AVX2, CLIP_CPU_AVX2 | CLIP_CPU_AVX_VNNI | CLIP_CPU_SHA},
+    {"avx512", CLIP_CPU_AVX512, CLIP_CPU_X86_ALL | CLIP_CPU_SHA},
     {"neon", CLIP_CPU_NEON, CLIP_CPU_NEON | CLIP_CPU_NEON_DOTPROD},
 };
 

@@ -51,8 +51,10 @@ public enum CPU {
         public static let neon = Feature(rawValue: UInt32(CLIP_CPU_NEON), name: "NEON")
         /// arm64 SDOT/UDOT 8-bit dot products (Apple M1, Graviton 2 and later).
         public static let neonDotProd = Feature(rawValue: UInt32(CLIP_CPU_NEON_DOTPROD), name: "NEON DotProd")
+        /// x86 SHA extensions: content hashes of indexed files.
+        public static let sha = Feature(rawValue: UInt32(CLIP_CPU_SHA), name: "SHA")
         /// Every feature, in the order `clip bench` lists them.
-        public static let all: [Feature] = [.avx2, .avx512, .avx512VNNI, .avx512BF16, .avxVNNI, .neon, .neonDotProd]
+        public static let all: [Feature] = [.avx2, .avx512, .avx512VNNI, .avx512BF16, .avxVNNI, .neon, .neonDotProd, .sha]
     }
 
     private static func names(_ mask: UInt32) -> [String] {

@@ -427,6 +427,33 @@ static void test_first_non_finite(void) {
     }
 }
 
+// SHA-256 blocks: FIPS 180-4's "abc" with the portable code and (where the CPU has them) the SHA extensions, and
+// both on the same random message of 1 to 37 blocks.
+static void test_sha256(void) {
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    static const uint32_t abc[8] = {0xba7816bf, 0x8f01cfea, 0x414140de, 0x5dae2223, 0xb00361a3, 0x96177a9c, 0xb410ff61, 0xf20015ad};
+    uint8_t block[64] = {'a', 'b', 'c', 0x80};
+    block[63] = 24;
+    const int fast = (clip_cpu_features() & CLIP_CPU_SHA) != 0;
+    for (int accelerated = 0; accelerated <= fast; accelerated++) {
+        uint32_t h[8];
+        memcpy(h, iv, sizeof h);
+        clip_sha256_blocks_with(accelerated, h, block, 1);
+        CHECK(memcmp(h, abc, sizeof h) == 0, "sha256('abc') wrong (accelerated %d)", accelerated);
+    }
+    uint8_t data[64 * 37];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(next_value() * 1000.0f);
+    for (size_t blocks = 1; blocks <= 37; blocks += 4) {
+        uint32_t a[8], b[8];
+        memcpy(a, iv, sizeof a);
+        memcpy(b, iv, sizeof b);
+        clip_sha256_blocks_with(0, a, data, blocks);
+        clip_sha256_blocks(b, data, blocks);
+        CHECK(memcmp(a, b, sizeof a) == 0, "sha256 of %zu blocks: dispatched and portable differ", blocks);
+    }
+    if (!fast) printf("skipped SHA extensions: this CPU (or CLIP_CPU) does not have them\n");
+}
+
 int main(void) {
     CHECK(clip_cpu_error() == NULL, "CLIP_CPU: %s", clip_cpu_error());
     CHECK((clip_cpu_features() & ~clip_cpu_hardware()) == 0, "features beyond the hardware");
@@ -451,6 +478,7 @@ int main(void) {
     test_elementwise();
     test_scan();
     test_first_non_finite();
+    test_sha256();
     printf("%d checks, %d failures\n", checks, failures);
     return failures == 0 ? 0 : 1;
 }

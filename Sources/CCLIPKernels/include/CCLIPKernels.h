@@ -18,6 +18,7 @@ enum {
     CLIP_CPU_X86_ALL = (1 << 5) - 1,
     CLIP_CPU_NEON = 1 << 5,         // AArch64 Advanced SIMD
     CLIP_CPU_NEON_DOTPROD = 1 << 6, // sdot/udot (Armv8.2 DotProd)
+    CLIP_CPU_SHA = 1 << 7,          // x86 SHA extensions (sha256rnds2), for content hashes
 };
 
 /// The levels `CLIP_CPU` names (`portable`, `avx2`, `avx512`, `neon`; `native` or unset: all the CPU has).
@@ -205,6 +206,13 @@ void clip_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float
 
 /// Σ x², accumulated in double.
 double clip_sum_squares(const float *x, ptrdiff_t n);
+
+/// SHA-256's compression of `blocks` 64-byte blocks into `state` (the eight working words), with the SHA
+/// extensions when `clip_cpu_features()` has them.
+void clip_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks);
+/// The same with the implementation chosen by the caller (tests): the SHA extensions when `accelerated` is non-zero
+/// (the caller checks the CPU has them), portable C otherwise.
+void clip_sha256_blocks_with(int accelerated, uint32_t state[8], const uint8_t *data, size_t blocks);
 
 /// The index of the first NaN or infinity among n floats, or -1.
 ptrdiff_t clip_first_non_finite(const float *x, ptrdiff_t n);
