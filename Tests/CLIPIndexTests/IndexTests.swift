@@ -1,6 +1,7 @@
 import CLIPImage
 @testable import CLIPIndex
 import CLIPKit
+import CLIPTestSupport
 import Foundation
 import GRDB
 import Testing
@@ -137,6 +138,25 @@ struct IndexTests {
         }
     }
 
+    @Test("two models side by side in one index: each query uses its own model's embeddings")
+    func twoModels() throws {
+        let dir = try scratch("models")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for i in 0..<3 { try writeImage("\(dir)/p/\(i).png", seed: 60 + i) }
+        let (index, shipped) = try openIndex("\(dir)/index.sqlite")
+        let tiny = try CLIPPipeline.load(tinyModel, showProgress: false)
+        let tinyModelRecord = try ModelFingerprint.indexedModel(tiny, name: "tiny", in: index, registering: true)
+        _ = try update(index, shipped, ["\(dir)/p"])
+        let r = try Indexer(index: index, pipeline: tiny, model: tinyModelRecord).run(folders: ["\(dir)/p"])
+        #expect((r.embedded, r.unchanged) == (3, 0), "the files are known, but not to this model")
+        #expect(try index.models().map(\.dimension).sorted() == [32, 64])
+        for (pipeline, model) in [(shippedPipeline, shipped), (tiny, tinyModelRecord)] {
+            let q = try PhotoSearch.queryVector([QueryTerm(.image("\(dir)/p/2.png"))], pipeline: pipeline)
+            let hit = try PhotoSearch(index: index, model: model).search(q, top: 1).first
+            #expect(hit?.path == "\(dir)/p/2.png" && abs((hit?.score ?? 0) - 1) < 1e-5)
+        }
+    }
+
     @Test("merging two indexes rewrites paths to the target's folder and reuses the embeddings")
     func merge() throws {
         let dir = try scratch("merge")
@@ -208,6 +228,12 @@ struct VectorScanTests {
         }.sorted { $0.score > $1.score }
         let found = store.nearest(to: query, k: k)
         #expect(found.count == min(k, count))
+        // The int8 scan with an exact re-rank of 4k candidates returns the exact scan's rows with its scores.
+        let compressed = store.compressed()
+        let approximate = store.nearest(to: query, k: k, compressed: compressed, candidates: max(40, 4 * k))
+        #expect(approximate.map(\.row) == found.map(\.row))
+        #expect(zip(approximate, found).allSatisfy { $0.score == $1.score })
+        #expect(try VectorStore.load(index: index, model: model).compressed().count == count, "the int8 cache maps back")
         for (f, e) in zip(found, exact) {
             #expect(abs(f.score - e.score) <= 1e-5 * max(1, abs(e.score)))
         }
