@@ -1,5 +1,6 @@
 import CLIPTensor
 import CLIPWeights
+import Synchronization
 
 /// Hands each layer the tensors it names, checking every shape, and remembers which tensors were taken so
 /// that loading can fail on any the model did not use.
@@ -12,7 +13,7 @@ public final class ParameterReader {
     private let source: (any WeightSource)?
     private let initializer: ((String, [Int]) -> Tensor)?
     private let shapes: [String: [Int]]
-    private var taken = Set<String>()
+    private let taken = Mutex(Set<String>())
     private let isIgnored: (String) -> Bool
 
     /// - Parameter ignoring: names that may be present without being used (BatchNorm's
@@ -34,6 +35,10 @@ public final class ParameterReader {
         self.isIgnored = { _ in false }
     }
 
+    /// Whether layers may take their tensors from several threads at once: a source that reads concurrently,
+    /// never an initialiser (its random draws must come in one order).
+    public var readsConcurrently: Bool { initializer == nil && source?.readsConcurrently == true }
+
     /// The stored shape of `name`, or nil when absent (always nil for an initialiser).
     public func shape(of name: String) -> [Int]? { shapes[name] }
 
@@ -44,7 +49,7 @@ public final class ParameterReader {
         }
         guard let source, let stored = shapes[name] else { throw .missingTensor(name, origin: origin) }
         guard stored == shape else { throw .shapeMismatch(name, expected: shape, found: stored, origin: origin) }
-        taken.insert(name)
+        _ = taken.withLock { $0.insert(name) }
         let tensor: Tensor
         do throws(WeightFileError) {
             tensor = try source.floatTensor(name)
@@ -60,7 +65,8 @@ public final class ParameterReader {
 
     /// Throws if the source holds tensors that no layer took and that are not ignorable.
     public func finish() throws(ModelLoadError) {
-        let extra = Set(shapes.keys.filter { !taken.contains($0) && !isIgnored($0) })
+        let used = taken.withLock { $0 }
+        let extra = Set(shapes.keys.filter { !used.contains($0) && !isIgnored($0) })
         guard extra.isEmpty else {
             // Report in stored order, as the file lists them.
             let order = source?.tensorInfos.map(\.name) ?? []

@@ -124,9 +124,26 @@ public struct Transformer: Sendable {
     public init(_ r: ParameterReader, _ prefix: String, width: Int, layers: Int, heads: Int,
                 activation: Activation, eps: Float) throws(ModelLoadError) {
         var blocks: [ResidualAttentionBlock] = []
-        for i in 0..<layers {
-            blocks.append(try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
-                                                     activation: activation, eps: eps))
+        if r.readsConcurrently && layers > 1 {
+            // Reading and packing a block's weights is memory-bound work on one core; the blocks are independent,
+            // so loading them on every core cuts a large model's start-up. Errors are reported for the first
+            // failing block, as a sequential load would.
+            var built = [Result<ResidualAttentionBlock, ModelLoadError>?](repeating: nil, count: layers)
+            built.withUnsafeMutableBufferPointer { out in
+                let o = out.baseAddress!
+                parallelFor(layers) { i in
+                    o[i] = Result { () throws(ModelLoadError) in
+                        try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
+                                                   activation: activation, eps: eps)
+                    }
+                }
+            }
+            for result in built { blocks.append(try result!.get()) }
+        } else {
+            for i in 0..<layers {
+                blocks.append(try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
+                                                         activation: activation, eps: eps))
+            }
         }
         self.blocks = blocks
     }

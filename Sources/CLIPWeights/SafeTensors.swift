@@ -6,6 +6,9 @@ import CLIPTensor
 /// size, contiguous, non-overlapping and covering exactly the data section. Tensors are read with `pread` when
 /// asked for, so a file truncated meanwhile gives an error, not a crash.
 public struct SafeTensorsFile: WeightSource {
+    /// Each tensor is one positioned read of the file: layers load in parallel.
+    public var readsConcurrently: Bool { true }
+
     /// The reference loader's limit on the JSON header.
     public static let maxHeaderSize = 100_000_000
 

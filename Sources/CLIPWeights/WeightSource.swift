@@ -28,6 +28,14 @@ public protocol WeightSource: Sendable {
     var tensorInfos: [TensorInfo] { get }
     /// The tensor `name` converted to fp32. Throws if absent or not a floating-point type.
     func floatTensor(_ name: String) throws(WeightFileError) -> Tensor
+    /// Whether tensors may be read from several threads at once to load faster: true where each read is an
+    /// independent positioned read (safetensors); false where reads share state that assumes an order (the
+    /// storage cache of PyTorch archives).
+    var readsConcurrently: Bool { get }
+}
+
+extension WeightSource {
+    public var readsConcurrently: Bool { false }
 }
 
 

@@ -272,3 +272,43 @@ struct RetrievalLayoutTests {
         }
     }
 }
+
+@Suite("hostile embeddings files")
+struct HostileNPYTests {
+    /// A .npy with the given header dictionary and payload size.
+    static func npy(_ header: String, payload: Int) -> Data {
+        var h = header
+        while (10 + h.count + 1) % 64 != 0 { h += " " }
+        h += "\n"
+        var d = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.utf8.count & 255), UInt8(h.utf8.count >> 8)])
+        d += Data(h.utf8)
+        d += Data(count: payload)
+        return d
+    }
+
+    @Test("each malformed .npy is refused with the file and the problem named", arguments: [
+        (npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 64), }", payload: 2 * 64 * 4 - 1), "bytes do not hold"),
+        (npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 64), }", payload: 2 * 64 * 4), "dtype"),
+        (npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 64), }", payload: 2 * 64 * 4), "Fortran"),
+        (npy("{'descr': '<f4', 'fortran_order': False, 'shape': (64,), }", payload: 64 * 4), "shape"),
+        (npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999, 64), }", payload: 16), "bytes do not hold"),
+        (npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 32), }", payload: 2 * 32 * 4), "32 dimensions"),
+        (Data("not numpy at all".utf8), "bad magic"),
+    ])
+    func refused(file: Data, message: String) throws {
+        let dir = try scratch("npy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: "\(dir)/out/img_emb", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(dir)/out/metadata", withIntermediateDirectories: true)
+        try file.write(to: URL(fileURLWithPath: "\(dir)/out/img_emb/img_emb_0.npy"))
+        try Data("{\"image_path\": \"a.jpg\"}\n{\"image_path\": \"b.jpg\"}\n".utf8)
+            .write(to: URL(fileURLWithPath: "\(dir)/out/metadata/metadata_0.jsonl"))
+        let (index, model) = try openIndex("\(dir)/index.sqlite")
+        #expect {
+            _ = try RetrievalLayout.importEmbeddings(from: "\(dir)/out", into: index, model: model)
+        } throws: { error in
+            "\(error)".contains("img_emb_0.npy") && "\(error)".contains(message)
+        }
+        #expect(try VectorStore.load(index: index, model: model).count == 0, "nothing half-imported")
+    }
+}
