@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "CLIPKit", targets: ["CLIPKit"]),
         .library(name: "CLIPTraining", targets: ["CLIPTraining"]),
         .library(name: "CLIPIndex", targets: ["CLIPIndex"]),
+        .library(name: "CLIPEmbedding", targets: ["CLIPEmbedding"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
@@ -53,6 +54,8 @@ let package = Package(
         // queries and the vector scan.
         .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTensor", "CCLIPKernels",
                                                   .product(name: "GRDB", package: "GRDB.swift")]),
+        // Embedding at scale: a worker that streams inputs into clip-retrieval's layout, one partition per task.
+        .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor"]),
         // What the `clip` subcommands share: the error line, model options, output files, JSON.
         .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // `clip bench`: timing the model, the kernels, the tokenizer and preprocessing, kept apart from the
@@ -60,7 +63,7 @@ let package = Package(
         .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CLIPIndex", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", "CLIPIndex", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.
@@ -74,6 +77,7 @@ let package = Package(
         .testTarget(name: "CLIPTrainingTests", dependencies: ["CLIPTraining", "CLIP", "CLIPLayers", "CLIPWeights", "CLIPTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPIndexTests", dependencies: ["CLIPIndex", "CLIPKit", "CLIPImage", "CLIPTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage"]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIP
 import CLIPCommandSupport
+import CLIPEmbedding
 import CLIPImage
 import CLIPKit
 import CLIPTokenizer
@@ -40,13 +41,67 @@ struct Embed: ParsableCommand {
     @Option(help: "Images per batch.")
     var batchSize = 16
 
+    @OptionGroup(title: "Embedding at scale (clip-retrieval's layout; docs/cluster.md)")
+    var stream: StreamOptions
+
+    struct StreamOptions: ParsableArguments {
+        @Option(help: "A file of inputs, one per line: a path, or path<TAB>caption; - for standard input.")
+        var inputList: String?
+
+        @Option(help: "A folder of images (recursive; captions from same-named .txt files).")
+        var inputDir: String?
+
+        @Option(help: "Write img_emb/img_emb_{N}.npy, text_emb/text_emb_{N}.npy (with --enable-text) and metadata/metadata_{N}.jsonl here, N the partition.")
+        var outputDir: String?
+
+        @Option(help: "This worker's share I/N (I from 1): every N-th input from the I-th. Default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX with CLIP_SHARD_COUNT; else everything.")
+        var shard: String?
+
+        @Option(help: "The output partition number N (default: the shard's I − 1, or 0).")
+        var part: Int?
+
+        @Flag(help: "Also embed the captions (text_emb/text_emb_{N}.npy).")
+        var enableText = false
+
+        init() {}
+    }
+
     func validate() throws {
-        guard !images.isEmpty || !texts.isEmpty else { throw ValidationError("give at least one --image or --text") }
+        if stream.inputList != nil || stream.inputDir != nil {
+            guard stream.outputDir != nil else { throw ValidationError("--input-list and --input-dir write to --output-dir") }
+            guard (stream.inputList == nil) != (stream.inputDir == nil) else { throw ValidationError("give --input-list or --input-dir, not both") }
+            guard images.isEmpty, texts.isEmpty else { throw ValidationError("--image/--text do not mix with --input-list/--input-dir") }
+            if let part = stream.part, part < 0 { throw ValidationError("--part must be 0 or more") }
+        } else {
+            guard !images.isEmpty || !texts.isEmpty else { throw ValidationError("give at least one --image or --text, or --input-list/--input-dir with --output-dir") }
+        }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    /// The streaming worker: one partition of clip-retrieval's layout.
+    func runStream(_ output: String) throws {
+        let shard = try stream.shard.map { (s) throws(EmbeddingJobError) -> Shard in try Shard(parsing: s) } ?? Shard.fromEnvironment()
+        let inputs = try stream.inputList.map { (p) throws(EmbeddingJobError) -> EmbeddingInputs in try EmbeddingInputs.list(p) }
+            ?? EmbeddingInputs.folder(stream.inputDir ?? ".")
+        let part = stream.part ?? ((shard?.index ?? 1) - 1)
+        var job = EmbeddingJob(pipeline: try model.pipeline())
+        job.batchSize = batchSize
+        let report = try job.run(inputs, shard: shard, directory: output, part: part, withText: stream.enableText)
+        for (path, reason) in report.failed {
+            FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
+        }
+        let rate = Double(report.embedded) / max(report.seconds, 1e-9)
+        print(String(format: "%@: partition %d%@: %d inputs, %d embedded, %d failed in %.1f s (%.1f images/s)",
+                     output, part, shard.map { " (shard \($0))" } ?? "", report.taken, report.embedded,
+                     report.failed.count, report.seconds, rate))
     }
 
     func run() throws {
         try reportingErrors {
+            if let output = stream.outputDir, stream.inputList != nil || stream.inputDir != nil {
+                try runStream(output)
+                return
+            }
             let clip = try model.pipeline()
             var imageEmbeddings: Tensor?
             var textEmbeddings: Tensor?
