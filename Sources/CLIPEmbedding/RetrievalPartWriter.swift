@@ -108,6 +108,19 @@ public final class RetrievalPartWriter {
         return d
     }
 
+    /// Temporaries of this partition left by attempts that were killed (`.img_emb_{N}.npy.PID.tmp` whose process is
+    /// gone from this host). Another host's attempts cannot be told dead from here and are left.
+    private func removeAbandonedTemporaries() {
+        for (sub, name) in [("img_emb", "img_emb_\(part).npy"), ("text_emb", "text_emb_\(part).npy"), ("metadata", "metadata_\(part).jsonl")] {
+            let folder = directory + "/" + sub
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where file.hasPrefix(".\(name).") && file.hasSuffix(".tmp") {
+                let pidText = file.dropFirst(name.count + 2).dropLast(4)
+                guard let pid = Int32(pidText), pid != getpid(), kill(pid, 0) == -1, errno == ESRCH else { continue }
+                unlink(folder + "/" + file)
+            }
+        }
+    }
+
     /// Writes the headers, syncs every file and renames them into place (metadata, texts, images last).
     public func finish() throws(EmbeddingJobError) {
         for o in [images] + (texts.map { [$0] } ?? []) {
@@ -129,6 +142,7 @@ public final class RetrievalPartWriter {
                 throw EmbeddingJobError("\(o.final): cannot rename into place: \(String(cString: strerror(errno)))")
             }
         }
+        removeAbandonedTemporaries()
         // The renames are durable once the folders are synced.
         for sub in ["metadata", "text_emb", "img_emb"] {
             let fd = open(directory + "/" + sub, O_RDONLY)
