@@ -66,20 +66,10 @@ public final class CompressedVectors: @unchecked Sendable {
     }
 
     static func map(_ path: String, generation: Int64, count: Int, dimension: Int) -> CompressedVectors? {
-        let fd = open(path, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        let length = headerSize + count * 4 + count * dimension
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, Int(st.st_size) == length else { return nil }
-        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
-        let raw = UnsafeRawBufferPointer(start: base, count: length)
-        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
-        guard Array(raw[0..<8]) == magic, Int64(bitPattern: u64(8)) == generation, u64(16) == UInt64(count),
-              u64(24) == UInt64(dimension) else {
-            munmap(base, length)
-            return nil
-        }
+        guard let (base, length) = mapCache(path, magic: magic, generation: generation, validate: { raw in
+            raw.count == headerSize + count * 4 + count * dimension && raw.u64(16) == UInt64(count)
+                && raw.u64(24) == UInt64(dimension)
+        }) else { return nil }
         return CompressedVectors(count: count, dimension: dimension, base: base, length: length, mapped: true)
     }
 

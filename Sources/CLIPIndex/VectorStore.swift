@@ -140,22 +140,12 @@ public final class VectorStore: @unchecked Sendable {
 
     /// The cache mapped read-only when it exists, is whole and matches the generation and dimension.
     static func map(_ path: String, generation: Int64, dimension: Int) -> VectorStore? {
-        let fd = open(path, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size >= headerSize else { return nil }
-        let length = Int(st.st_size)
-        guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
-        let raw = UnsafeRawBufferPointer(start: base, count: length)
-        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
-        let count = Int(clamping: u64(16))
-        guard Array(raw[0..<8]) == magic, Int64(bitPattern: u64(8)) == generation, u64(24) == UInt64(dimension),
-              count <= (length - headerSize) / (8 + 4 * max(dimension, 1)),
-              length == headerSize + count * (8 + 4 * dimension) else {
-            munmap(base, length)
-            return nil
-        }
+        guard let (base, length) = mapCache(path, magic: magic, generation: generation, validate: { raw in
+            let count = Int(clamping: raw.u64(16))
+            return raw.u64(24) == UInt64(dimension) && count <= (raw.count - headerSize) / (8 + 4 * max(dimension, 1))
+                && raw.count == headerSize + count * (8 + 4 * dimension)
+        }) else { return nil }
+        let count = Int(UnsafeRawBufferPointer(start: base, count: length).u64(16))
         return VectorStore(count: count, dimension: dimension, buffer: base, mapped: true, length: length,
                            generation: generation, cachePath: path)
     }
@@ -228,4 +218,29 @@ public final class VectorStore: @unchecked Sendable {
     static func best(_ candidates: [(row: Int, score: Float)], k: Int) -> [(row: Int, score: Float)] {
         Array(candidates.sorted { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }.prefix(k))
     }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The little-endian UInt64 at `offset`.
+    func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+}
+
+/// A cache file mapped read-only when it is a regular file of at least 64 bytes starting with `magic` and
+/// `generation` (u64 at 8) and `validate` accepts the rest of it; nil (and nothing mapped) otherwise. A cache
+/// that is missing, stale, truncated or damaged is simply rebuilt by the caller.
+func mapCache(_ path: String, magic: [UInt8], generation: Int64,
+              validate: (UnsafeRawBufferPointer) -> Bool) -> (UnsafeMutableRawPointer, Int)? {
+    let fd = open(path, O_RDONLY | O_NONBLOCK)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size >= 64 else { return nil }
+    let length = Int(st.st_size)
+    guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
+    let raw = UnsafeRawBufferPointer(start: base, count: length)
+    guard Array(raw[0..<8]) == magic, Int64(bitPattern: raw.u64(8)) == generation, validate(raw) else {
+        munmap(base, length)
+        return nil
+    }
+    return (base, length)
 }
