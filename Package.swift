@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTensor", "CCLIPKernels",
                                                   .product(name: "GRDB", package: "GRDB.swift")]),
         // Embedding at scale: a worker that streams inputs into clip-retrieval's layout, one partition per task.
-        .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor"]),
+        .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor", "CLIPFiles"]),
         // What the `clip` subcommands share: the error line, model options, output files, JSON.
         .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // `clip bench`: timing the model, the kernels, the tokenizer and preprocessing, kept apart from the
@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "CLIPTrainingTests", dependencies: ["CLIPTraining", "CLIP", "CLIPLayers", "CLIPWeights", "CLIPTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPIndexTests", dependencies: ["CLIPIndex", "CLIPKit", "CLIPImage", "CLIPTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage"]),
+        .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage", "CLIPFiles"]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Embed millions of images on a Spark cluster, with swift-clip as the worker.
 
-Spark splits an input list (one image per line: a path, or path<TAB>caption) into partitions; each task pipes its
-lines into `clip embed --input-list - --output-dir OUT --part N` on its executor, which writes partition N of
+Spark splits an input list (one image per line: a path, or path<TAB>caption) or a list of webdataset tar shards
+into partitions; each task pipes its lines into `clip embed --input-list - --output-dir OUT --part N` (or hands its
+shards to `clip embed --input-tar …`) on its executor, which writes partition N of
 clip-retrieval's layout (img_emb/img_emb_{N}.npy, text_emb/text_emb_{N}.npy, metadata/metadata_{N}.jsonl) and renames
 it into place only when whole. A retried task rewrites the same partition, so retries never duplicate rows. With
 pyarrow available, each task also writes metadata/metadata_{N}.parquet (clip-retrieval's own metadata format).
@@ -25,7 +26,9 @@ import time
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--input-list", required=True, help="text file (any path Spark reads): path or path<TAB>caption per line")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input-list", help="text file (any path Spark reads): path or path<TAB>caption per line")
+    source.add_argument("--tar-list", help="text file of webdataset tar shards, one path per line: whole shards go to each task")
     ap.add_argument("--output-dir", required=True, help="shared folder for clip-retrieval's layout")
     ap.add_argument("--partitions", type=int, default=0, help="partitions (default: Spark's default parallelism)")
     ap.add_argument("--clip", default="clip", help="the clip binary on the executors")
@@ -66,11 +69,19 @@ def embed_partition(args, index, lines):
     attempt = ctx.attemptNumber() if ctx else 0
     cpus = int(ctx.cpus()) if ctx and hasattr(ctx, "cpus") else 1
     env = dict(os.environ, CLIP_NUM_THREADS=str(max(cpus, 1)))
-    command = [args.clip, "embed", "--input-list", "-", "--output-dir", args.output_dir, "--part", str(index),
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        return
+    command = [args.clip, "embed", "--output-dir", args.output_dir, "--part", str(index),
                "--model", args.model, "--batch-size", str(args.batch_size)]
+    if args.tar_list:
+        command += ["--input-tar"] + lines
+        data = b""
+    else:
+        command += ["--input-list", "-"]
+        data = "".join(line + "\n" for line in lines).encode()
     if args.enable_text:
         command.append("--enable-text")
-    data = "".join(line + "\n" for line in lines).encode()
     started = time.time()
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     if index == args.kill_first_attempt_of and attempt == 0:
@@ -101,7 +112,7 @@ def main(argv=None):
     spark = SparkSession.builder.appName("swift-clip embed").getOrCreate()
     sc = spark.sparkContext
     partitions = args.partitions or sc.defaultParallelism
-    lines = sc.textFile(args.input_list, minPartitions=partitions)
+    lines = sc.textFile(args.input_list or args.tar_list, minPartitions=partitions)
     started = time.time()
     reports = lines.mapPartitionsWithIndex(lambda i, it: embed_partition(args, i, it)).collect()
     seconds = time.time() - started

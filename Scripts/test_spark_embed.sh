@@ -39,6 +39,38 @@ spark=$(echo "$(date +%s.%N) - $start" | bc)
 grep -q "killed on purpose" "$work/killed.log" || { echo "the test hook did not kill an attempt"; exit 1; }
 
 "$python" Scripts/check_spark_embed.py "$work"
+
+# The same images as four webdataset shards (img2dataset's layout: key.png + key.txt), two shards per task.
+"$python" - "$work" <<'PY'
+import os, sys, tarfile
+work = sys.argv[1]
+names = sorted(n[:-4] for n in os.listdir(f"{work}/images") if n.endswith(".png"))
+with open(f"{work}/tars.txt", "w") as listing:
+    for s in range(4):
+        path = f"{work}/shard-{s:05d}.tar"
+        with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for n in names[s::4]:
+                tar.add(f"{work}/images/{n}.png", arcname=f"{n}.png")
+                tar.add(f"{work}/images/{n}.txt", arcname=f"{n}.txt")
+        listing.write(path + "\n")
+PY
+"$python" Scripts/spark_embed.py --tar-list "$work/tars.txt" --output-dir "$work/tars" --partitions 2 \
+    --clip "$clip" --enable-text 2> "$work/tars.log" || { tail -n 40 "$work/tars.log"; exit 1; }
+"$python" - "$work" "$count" <<'PY'
+import glob, json, sys
+import numpy as np
+work, count = sys.argv[1], int(sys.argv[2])
+rows = 0
+paths = set()
+for part in sorted(glob.glob(f"{work}/tars/img_emb/img_emb_*.npy")):
+    n = part.rsplit("_", 1)[1][:-4]
+    meta = [json.loads(l) for l in open(f"{work}/tars/metadata/metadata_{n}.jsonl")]
+    assert np.load(part).shape[0] == len(meta) and all(m["caption"] for m in meta)
+    paths |= {m["image_path"] for m in meta}
+    rows += len(meta)
+assert rows == count == len(paths), f"tar shards: {rows} rows, {len(paths)} distinct, for {count} images"
+print(f"tar shards: {rows} images from 4 shards in 2 tasks, each once, captions attached")
+PY
 "$clip" index import "$work/spark" --db "$work/index.sqlite" > /dev/null
 query="$work/images/$(ls "$work/images" | grep png | sed -n 17p)"
 top=$("$clip" search --db "$work/index.sqlite" --filepath-only --top 1 "$query")

@@ -51,6 +51,9 @@ struct Embed: ParsableCommand {
         @Option(help: "A folder of images (recursive; captions from same-named .txt files).")
         var inputDir: String?
 
+        @Option(parsing: .upToNextOption, help: "webdataset tar shards as img2dataset writes them (key.jpg + key.txt); with --shard I/N, every N-th shard from the I-th.")
+        var inputTar: [String] = []
+
         @Option(help: "Write img_emb/img_emb_{N}.npy, text_emb/text_emb_{N}.npy (with --enable-text) and metadata/metadata_{N}.jsonl here, N the partition.")
         var outputDir: String?
 
@@ -67,10 +70,11 @@ struct Embed: ParsableCommand {
     }
 
     func validate() throws {
-        if stream.inputList != nil || stream.inputDir != nil {
-            guard stream.outputDir != nil else { throw ValidationError("--input-list and --input-dir write to --output-dir") }
-            guard (stream.inputList == nil) != (stream.inputDir == nil) else { throw ValidationError("give --input-list or --input-dir, not both") }
-            guard images.isEmpty, texts.isEmpty else { throw ValidationError("--image/--text do not mix with --input-list/--input-dir") }
+        let sources = [stream.inputList != nil, stream.inputDir != nil, !stream.inputTar.isEmpty].filter { $0 }.count
+        if sources > 0 {
+            guard stream.outputDir != nil else { throw ValidationError("--input-list, --input-dir and --input-tar write to --output-dir") }
+            guard sources == 1 else { throw ValidationError("give one of --input-list, --input-dir, --input-tar") }
+            guard images.isEmpty, texts.isEmpty else { throw ValidationError("--image/--text do not mix with --input-list/--input-dir/--input-tar") }
             if let part = stream.part, part < 0 { throw ValidationError("--part must be 0 or more") }
         } else {
             guard !images.isEmpty || !texts.isEmpty else { throw ValidationError("give at least one --image or --text, or --input-list/--input-dir with --output-dir") }
@@ -81,12 +85,23 @@ struct Embed: ParsableCommand {
     /// The streaming worker: one partition of clip-retrieval's layout.
     func runStream(_ output: String) throws {
         let shard = try stream.shard.map { (s) throws(EmbeddingJobError) -> Shard in try Shard(parsing: s) } ?? Shard.fromEnvironment()
-        let inputs = try stream.inputList.map { (p) throws(EmbeddingJobError) -> EmbeddingInputs in try EmbeddingInputs.list(p) }
-            ?? EmbeddingInputs.folder(stream.inputDir ?? ".")
         let part = stream.part ?? ((shard?.index ?? 1) - 1)
+        var inputShard = shard
+        let inputs: EmbeddingInputs
+        if !stream.inputTar.isEmpty {
+            // Whole shards per worker, as clip-retrieval hands them out: the inputs are this worker's tars.
+            let mine = stream.inputTar.enumerated().filter { shard?.takes($0.offset) ?? true }.map(\.element)
+            guard !mine.isEmpty else { throw CLIError("shard \(shard?.description ?? "") has none of the \(stream.inputTar.count) tar shards") }
+            inputs = try EmbeddingInputs.tars(mine)
+            inputShard = nil
+        } else if let list = stream.inputList {
+            inputs = try EmbeddingInputs.list(list)
+        } else {
+            inputs = try EmbeddingInputs.folder(stream.inputDir ?? ".")
+        }
         var job = EmbeddingJob(pipeline: try model.pipeline())
         job.batchSize = batchSize
-        let report = try job.run(inputs, shard: shard, directory: output, part: part, withText: stream.enableText)
+        let report = try job.run(inputs, shard: inputShard, directory: output, part: part, withText: stream.enableText)
         for (path, reason) in report.failed {
             FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
         }
@@ -98,7 +113,7 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if let output = stream.outputDir, stream.inputList != nil || stream.inputDir != nil {
+            if let output = stream.outputDir, stream.inputList != nil || stream.inputDir != nil || !stream.inputTar.isEmpty {
                 try runStream(output)
                 return
             }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CLIPFiles
 import CLIPImage
 import CLIPKit
 import CLIPTensor
@@ -10,9 +11,21 @@ import Foundation
 
 /// One input of an embedding job: an image file and, optionally, its caption.
 public struct EmbeddingInput: Sendable, Equatable {
+    /// The image's path; for a tar member, `shard.tar:member-name`.
     public var path: String
     public var caption: String?
-    public init(path: String, caption: String? = nil) { (self.path, self.caption) = (path, caption) }
+    /// Where a tar member's bytes are.
+    public var member: TarMember?
+
+    public struct TarMember: Sendable, Equatable {
+        public var tar: String
+        public var offset: Int
+        public var size: Int
+    }
+
+    public init(path: String, caption: String? = nil, member: TarMember? = nil) {
+        (self.path, self.caption, self.member) = (path, caption, member)
+    }
 }
 
 /// Which inputs this worker takes: `index` of `count` (counted from 1, as `--shard I/N`), every `count`-th input
@@ -60,16 +73,18 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(index)/\(count)" }
 
-    func takes(_ position: Int) -> Bool { position % count == index - 1 }
+    /// Whether the input at `position` (from 0) is this shard's.
+    public func takes(_ position: Int) -> Bool { position % count == index - 1 }
 }
 
 /// Inputs read one at a time, so a list of millions costs no memory: lines of a file or standard input (`path`
-/// or `path<TAB>caption`), or the images of a folder tree (captions from same-named `.txt` files).
+/// or `path<TAB>caption`), the images of a folder tree (captions from same-named `.txt` files), or the members of
+/// webdataset tar shards (`tars(_:)`).
 public final class EmbeddingInputs {
     private let next: () throws(EmbeddingJobError) -> EmbeddingInput?
     public let description: String
 
-    private init(description: String, next: @escaping () throws(EmbeddingJobError) -> EmbeddingInput?) {
+    init(description: String, next: @escaping () throws(EmbeddingJobError) -> EmbeddingInput?) {
         (self.description, self.next) = (description, next)
     }
 
@@ -279,7 +294,15 @@ public struct EmbeddingJob {
                 out.withUnsafeMutableBufferPointer { o in
                     let base = o.baseAddress!
                     parallelFor(batch.count) { i in
-                        do { base[i].pixels = try preprocessor.pixels(file: batch[i].path) } catch {
+                        do {
+                            if let m = batch[i].member {
+                                guard m.size <= 64 << 20 else { throw EmbeddingJobError("\(batch[i].path): image of \(m.size) bytes") }
+                                let bytes = try RegularFile(path: m.tar).read(at: m.offset, count: m.size)
+                                base[i].pixels = try preprocessor.pixels(encoded: bytes, name: batch[i].path)
+                            } else {
+                                base[i].pixels = try preprocessor.pixels(file: batch[i].path)
+                            }
+                        } catch {
                             base[i].error = "\(error)"
                         }
                     }

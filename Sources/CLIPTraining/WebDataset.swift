@@ -49,29 +49,14 @@ public struct WebDataset: TrainingData {
     /// The pairs of one shard, in stored order, and how many members had no partner.
     static func index(_ file: RegularFile, shard: Int) throws(DataError) -> ([Member], Int) {
         var images: [String: (Int, Int, String)] = [:], captions: [String: (Int, Int)] = [:], order: [String] = []
-        var offset = 0
-        while offset + 512 <= file.size {
-            let header: [UInt8]
-            do { header = try file.read(at: offset, count: 512) } catch { throw DataError(error.description) }
-            if header.allSatisfy({ $0 == 0 }) { break }  // end-of-archive blocks
-            let name = cString(header[0..<100]), prefix = cString(header[345..<500])
-            guard let size = octal(header[124..<136]) else {
-                throw DataError("\(file.path): the tar header at offset \(offset) has an invalid size field")
-            }
-            let data = offset + 512
-            guard size <= file.size - data else {
-                throw DataError("\(file.path): member '\(name)' at offset \(offset) runs past the end of the shard (\(size) bytes)")
-            }
-            let full = prefix.isEmpty ? name : "\(prefix)/\(name)"
-            if header[156] == 48 || header[156] == 0 {  // regular file
-                let base = (full as NSString).lastPathComponent, dir = (full as NSString).deletingLastPathComponent
-                if let dot = base.firstIndex(of: ".") {
-                    let key = dir + "/" + base[..<dot], ext = base[base.index(after: dot)...].lowercased()
-                    if FileData.imageExtensions.contains(ext) { if images[key] == nil { order.append(key) }; images[key] = (data, size, full) }
-                    if ext == "txt" { captions[key] = (data, size) }
-                }
-            }
-            offset = data + (size + 511) / 512 * 512
+        let stored: [TarArchive.Member]
+        do { stored = try TarArchive.members(of: file) } catch { throw DataError(error.description) }
+        for m in stored {
+            let base = (m.name as NSString).lastPathComponent, dir = (m.name as NSString).deletingLastPathComponent
+            guard let dot = base.firstIndex(of: ".") else { continue }
+            let key = dir + "/" + base[..<dot], ext = base[base.index(after: dot)...].lowercased()
+            if FileData.imageExtensions.contains(ext) { if images[key] == nil { order.append(key) }; images[key] = (m.offset, m.size, m.name) }
+            if ext == "txt" { captions[key] = (m.offset, m.size) }
         }
         var members: [Member] = []
         for key in order {
@@ -79,21 +64,6 @@ public struct WebDataset: TrainingData {
             members.append(Member(shard: shard, image: image, caption: caption))
         }
         return (members, images.count + captions.count - 2 * members.count)
-    }
-
-    static func cString(_ bytes: ArraySlice<UInt8>) -> String {
-        String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-    }
-
-    static func octal(_ bytes: ArraySlice<UInt8>) -> Int? {
-        var value = 0, digits = 0
-        for b in bytes {
-            if b == 0 || b == 32 { if digits > 0 { break } else { continue } }
-            guard b >= 48, b <= 55, value < 1 << 40 else { return nil }
-            value = value * 8 + Int(b - 48)
-            digits += 1
-        }
-        return digits > 0 ? value : nil
     }
 
     public func example(_ index: Int, preprocessor: ImagePreprocessor) -> Result<(pixels: [Float], caption: String), DataError> {

@@ -112,3 +112,68 @@ struct EmbeddingJobTests {
         #expect(files.isEmpty, "\(files)")
     }
 }
+
+/// A ustar archive of `files` (name, bytes), as img2dataset's shards are.
+func tarArchive(_ files: [(String, [UInt8])]) -> [UInt8] {
+    var out: [UInt8] = []
+    for (name, bytes) in files {
+        var header = [UInt8](repeating: 0, count: 512)
+        header.replaceSubrange(0..<name.utf8.count, with: Array(name.utf8))
+        let size = Array(String(format: "%011o", bytes.count).utf8)
+        header.replaceSubrange(124..<(124 + size.count), with: size)
+        header[156] = UInt8(ascii: "0")
+        header.replaceSubrange(257..<263, with: Array("ustar\0".utf8))
+        out += header + bytes + [UInt8](repeating: 0, count: (512 - bytes.count % 512) % 512)
+    }
+    return out + [UInt8](repeating: 0, count: 1024)
+}
+
+@Suite("webdataset shards")
+struct TarShardTests {
+    @Test("the images of tar shards, with their .txt captions, in stored order; a broken member is recorded, not fatal")
+    func tarInputs() throws {
+        let dir = try scratch("tar")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func png(_ seed: Int) throws -> [UInt8] {
+            try writeImage("\(dir)/x.png", seed: seed)
+            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/x.png")))
+        }
+        try Data(tarArchive([("000/a.png", try png(1)), ("000/a.txt", Array("a red circle".utf8)), ("000/a.json", Array("{}".utf8)),
+                             ("000/b.png", try png(2)), ("000/c.jpg", Array("broken".utf8))]))
+            .write(to: URL(fileURLWithPath: "\(dir)/s0.tar"))
+        try Data(tarArchive([("d.webp", [0x52]), ("e.png", try png(3)), ("e.txt", Array("an e".utf8))]))
+            .write(to: URL(fileURLWithPath: "\(dir)/s1.tar"))
+        let inputs = try EmbeddingInputs.tars(["\(dir)/s0.tar", "\(dir)/s1.tar"])
+        var got: [(String, String?)] = []
+        while let i = try inputs.read() { got.append((i.path, i.caption)) }
+        #expect(got.map(\.0) == ["\(dir)/s0.tar:000/a.png", "\(dir)/s0.tar:000/b.png", "\(dir)/s0.tar:000/c.jpg",
+                                 "\(dir)/s1.tar:d.webp", "\(dir)/s1.tar:e.png"])
+        #expect(got.map(\.1) == ["a red circle", nil, nil, nil, "an e"])
+
+        let report = try EmbeddingJob(pipeline: pipeline).run(try EmbeddingInputs.tars(["\(dir)/s0.tar", "\(dir)/s1.tar"]),
+                                                              shard: nil, directory: "\(dir)/out", part: 0, withText: true)
+        #expect(report.embedded == 3 && report.failed.count == 2)
+        let img = try npyRows("\(dir)/out/img_emb/img_emb_0.npy")
+        #expect(img.rows == 3)
+        // The member's embedding equals the same image's from a file.
+        try Data(try png(3)).write(to: URL(fileURLWithPath: "\(dir)/e.png"))
+        let direct = try pipeline.imageEmbeddings(files: ["\(dir)/e.png"]).scalars
+        #expect(zip(direct, img.values[(2 * 64)...]).allSatisfy { abs($0 - $1) <= 1e-6 })
+    }
+
+    @Test("a tar whose header lies is refused with the shard and offset named", arguments: ["size", "past end"])
+    func hostileTar(kind: String) throws {
+        let dir = try scratch("badtar")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var tar = tarArchive([("a.png", [UInt8](repeating: 1, count: 10))])
+        if kind == "size" { tar.replaceSubrange(124..<130, with: Array("9x9x9x".utf8)) } else {
+            tar.replaceSubrange(124..<135, with: Array(String(format: "%011o", 1 << 30).utf8))
+        }
+        try Data(tar).write(to: URL(fileURLWithPath: "\(dir)/bad.tar"))
+        #expect {
+            _ = try EmbeddingInputs.tars(["\(dir)/bad.tar"]).read()
+        } throws: { error in
+            "\(error)".contains("bad.tar") && "\(error)".contains("offset 0")
+        }
+    }
+}

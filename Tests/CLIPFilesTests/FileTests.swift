@@ -104,3 +104,16 @@ func sha256MatchesKnownVectors(piece: Int) {
     }
     #expect(hasher.finish() == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
 }
+
+@Test("tar headers: octal sizes with NUL or space ends; garbage is refused", arguments: [
+    ("00000001750\0", 1000), ("1750 \0\0\0\0\0\0\0", 1000), ("          7 ", 7), ("1234567", 0o1234567),
+])
+func tarOctalSizes(field: String, value: Int) {
+    #expect(TarArchive.octal(ArraySlice(Array(field.utf8))) == value)
+}
+
+@Test func tarGarbageSizeIsRefused() {
+    #expect(TarArchive.octal(ArraySlice(Array("12x4".utf8))) == nil)
+    #expect(TarArchive.octal(ArraySlice(Array("\0\0\0".utf8))) == nil)
+}
+

@@ -64,18 +64,6 @@ func unterminatedQuoteIsAnError() {
     #expect(throws: DataError.self) { try DelimitedTable.parse(Array("a,b\n\"open,2\n".utf8), separator: 44, name: "t.csv") }
 }
 
-@Test("tar headers: octal sizes with NUL or space ends; garbage is refused", arguments: [
-    ("00000001750\0", 1000), ("1750 \0\0\0\0\0\0\0", 1000), ("          7 ", 7), ("1234567", 0o1234567),
-])
-func tarOctalSizes(field: String, value: Int) {
-    #expect(WebDataset.octal(ArraySlice(Array(field.utf8))) == value)
-}
-
-@Test func tarGarbageSizeIsRefused() {
-    #expect(WebDataset.octal(ArraySlice(Array("12x4".utf8))) == nil)
-    #expect(WebDataset.octal(ArraySlice(Array("\0\0\0".utf8))) == nil)
-}
-
 @Test("a truncated shard is an error naming the member and offset")
 func truncatedShardIsNamed() throws {
     let dir = NSTemporaryDirectory() + "clip-tar-\(getpid())"
