@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
         // A searchable photo library: the SQLite index (through GRDB), incremental crash-safe indexing, composed
         // queries and the vector scan.
-        .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTensor", "CCLIPKernels",
+        .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPEmbedding", "CLIPImage", "CLIPFiles", "CLIPTensor", "CCLIPKernels",
                                                   .product(name: "GRDB", package: "GRDB.swift")]),
         // Embedding at scale: a worker that streams inputs into clip-retrieval's layout, one partition per task.
         .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor", "CLIPFiles"]),
@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "CLIPTrainingTests", dependencies: ["CLIPTraining", "CLIP", "CLIPLayers", "CLIPWeights", "CLIPTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPIndexTests", dependencies: ["CLIPIndex", "CLIPKit", "CLIPImage", "CLIPTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage", "CLIPFiles"]),
+        .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTestSupport"]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),

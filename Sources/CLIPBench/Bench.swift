@@ -107,7 +107,7 @@ package struct Bench: ParsableCommand {
             print("model: \(name)")
             if let folder {
                 let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-                let files = entries.filter { ["jpg", "jpeg", "png", "webp"].contains(($0 as NSString).pathExtension.lowercased()) }
+                let files = entries.filter { ImageFormat.hasImageExtension($0) }
                     .sorted().map { (folder as NSString).appendingPathComponent($0) }
                 guard !files.isEmpty else { throw CLIError("\(folder): no JPEG, PNG or WebP files") }
                 let pipeline = try CLIPPipeline(model: clip, preprocessing: Preprocessing(resolution: r))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIPCommandSupport
+import CLIPImage
 import CLIPKit
 import Foundation
 
@@ -61,7 +62,7 @@ func captionedFolder(_ root: String) throws -> ([String], [String]) {
     var files: [String] = [], texts: [String] = []
     var all: [String] = []
     while let p = walker.nextObject() as? String { all.append(p) }
-    for p in all.sorted() where ["jpg", "jpeg", "png", "webp"].contains((p as NSString).pathExtension.lowercased()) {
+    for p in all.sorted() where ImageFormat.hasImageExtension(p) {
         let txt = "\(root)/\((p as NSString).deletingPathExtension).txt"
         guard let caption = try? String(contentsOfFile: txt, encoding: .utf8) else { continue }
         files.append("\(root)/\(p)")

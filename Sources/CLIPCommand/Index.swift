@@ -3,6 +3,7 @@ import CLIPCommandSupport
 import CLIPFiles
 import CLIPIndex
 import CLIPKit
+import CLIPTraining
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -70,7 +71,7 @@ struct Index: ParsableCommand {
             let rate = Double(p.embedded) / max(p.elapsed, 1e-9)
             let eta = Double(p.total - p.done) * p.elapsed / Double(max(p.done, 1))
             let line = String(format: "\rindexing %d/%d  %.1f images/s  ETA %@   ", p.done, p.total, rate,
-                              formatSeconds(eta))
+                              TrainingRun.formatDuration(eta.isFinite ? eta : 0))
             FileHandle.standardError.write(Data(line.utf8))
         }
 
@@ -78,7 +79,7 @@ struct Index: ParsableCommand {
                 // From the start, so Ctrl-C while the model loads also ends in a clean stop (before the first batch).
                 StopSignal.install()
                 let photoIndex = try index.open()
-                let lock = try WriterLock(database: photoIndex.path)
+                let lock = try photoIndex.lockForWriting()
                 defer { lock.release() }
                 let (clip, indexed) = try indexedModel(model, index: photoIndex, registering: true)
                 var options = IndexingOptions()
@@ -122,7 +123,7 @@ struct Index: ParsableCommand {
         func run() throws {
             try reportingErrors {
                 let photoIndex = try index.open()
-                let lock = try WriterLock(database: photoIndex.path)
+                let lock = try photoIndex.lockForWriting()
                 defer { lock.release() }
                 for source in sources {
                     let counts = try photoIndex.merge(from: source)
@@ -186,7 +187,7 @@ extension Index {
         func run() throws {
             try reportingErrors {
                 let photoIndex = try index.open()
-                let lock = try WriterLock(database: photoIndex.path)
+                let lock = try photoIndex.lockForWriting()
                 defer { lock.release() }
                 let (_, indexed) = try indexedModel(model, index: photoIndex, registering: true, towers: .textOnly)
                 let rows = try RetrievalLayout.importEmbeddings(from: input, into: photoIndex, model: indexed)
@@ -194,32 +195,5 @@ extension Index {
                 print("\(input): \(rows) embeddings imported into \(photoIndex.path) as model \(indexed.name)")
             }
         }
-    }
-}
-
-func formatSeconds(_ s: Double) -> String {
-    guard s.isFinite else { return "?" }
-    let t = Int(s.rounded())
-    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
-}
-
-/// One writer per index: a second `clip index` on the same database is refused at once, naming it, rather than
-/// waiting on SQLite's lock. The lock is an flock on `<db>.lock`, released by the kernel if the process dies.
-struct WriterLock {
-    let fd: Int32
-
-    init(database: String) throws {
-        let path = database + ".lock"
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw CLIError("\(path): cannot create the index's lock file: \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw CLIError("\(database): another clip process is writing to this index; wait for it to finish")
-        }
-    }
-
-    func release() {
-        flock(fd, LOCK_UN)
-        close(fd)
     }
 }

@@ -224,11 +224,11 @@ public struct EmbeddingJob {
             }
             return batch
         }
-        var pending = Pending.start(try nextBatch(), preprocessor: pipeline.preprocessor)
+        var pending = Self.prepareInBackground(try nextBatch(), preprocessor: pipeline.preprocessor)
         while let current = pending {
             let prepared = current.wait()
             let following = try nextBatch()
-            pending = following.isEmpty ? nil : Pending.start(following, preprocessor: pipeline.preprocessor)
+            pending = Self.prepareInBackground(following, preprocessor: pipeline.preprocessor)
             report.taken += prepared.count
             let good = prepared.filter { $0.pixels != nil }
             for p in prepared where p.pixels == nil { report.failed.append((p.input.path, p.error ?? "unreadable")) }
@@ -282,37 +282,28 @@ public struct EmbeddingJob {
         var error: String?
     }
 
-    final class Pending: @unchecked Sendable {
-        private var value: [Prepared] = []
-        private let done = DispatchSemaphore(value: 0)
-
-        static func start(_ batch: [EmbeddingInput], preprocessor: ImagePreprocessor) -> Pending? {
-            guard !batch.isEmpty else { return nil }
-            let p = Pending()
-            DispatchQueue.global().async {
-                var out = batch.map { Prepared(input: $0) }
-                out.withUnsafeMutableBufferPointer { o in
-                    let base = o.baseAddress!
-                    parallelFor(batch.count) { i in
-                        do {
-                            if let m = batch[i].member {
-                                guard m.size <= 64 << 20 else { throw EmbeddingJobError("\(batch[i].path): image of \(m.size) bytes") }
-                                let bytes = try RegularFile(path: m.tar).read(at: m.offset, count: m.size)
-                                base[i].pixels = try preprocessor.pixels(encoded: bytes, name: batch[i].path)
-                            } else {
-                                base[i].pixels = try preprocessor.pixels(file: batch[i].path)
-                            }
-                        } catch {
-                            base[i].error = "\(error)"
+    /// Reads and preprocesses a batch on all cores, on another thread; nil for an empty batch.
+    static func prepareInBackground(_ batch: [EmbeddingInput], preprocessor: ImagePreprocessor) -> BackgroundWork<[Prepared]>? {
+        guard !batch.isEmpty else { return nil }
+        return BackgroundWork {
+            var out = batch.map { Prepared(input: $0) }
+            out.withUnsafeMutableBufferPointer { o in
+                let base = o.baseAddress!
+                parallelFor(batch.count) { i in
+                    do {
+                        if let m = batch[i].member {
+                            guard m.size <= 64 << 20 else { throw EmbeddingJobError("\(batch[i].path): image of \(m.size) bytes") }
+                            let bytes = try RegularFile(path: m.tar).read(at: m.offset, count: m.size)
+                            base[i].pixels = try preprocessor.pixels(encoded: bytes, name: batch[i].path)
+                        } else {
+                            base[i].pixels = try preprocessor.pixels(file: batch[i].path)
                         }
+                    } catch {
+                        base[i].error = "\(error)"
                     }
                 }
-                p.value = out
-                p.done.signal()
             }
-            return p
+            return out
         }
-
-        func wait() -> [Prepared] { done.wait(); done.signal(); return value }
     }
 }

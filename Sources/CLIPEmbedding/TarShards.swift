@@ -34,10 +34,7 @@ extension EmbeddingInputs {
         var images: [(key: String, member: TarArchive.Member)] = []
         var captions: [String: TarArchive.Member] = [:]
         for m in stored {
-            let base = (m.name as NSString).lastPathComponent
-            guard let dot = base.firstIndex(of: ".") else { continue }
-            let key = (m.name as NSString).deletingLastPathComponent + "/" + base[..<dot]
-            let ext = base[base.index(after: dot)...].lowercased()
+            guard let (key, ext) = m.sample else { continue }
             if ImageFormat.fileExtensions.contains(ext) { images.append((key, m)) }
             if ext == "txt" { captions[key] = m }
         }

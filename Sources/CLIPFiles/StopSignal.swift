@@ -25,7 +25,4 @@ public enum StopSignal {
         signal(SIGINT) { _ in StopSignal.flag = 1 }
         signal(SIGTERM) { _ in StopSignal.flag = 1 }
     }
-
-    /// Sets the request as a signal would (tests).
-    package static func request() { flag = 1 }
 }

@@ -8,6 +8,15 @@ public enum TarArchive {
         /// Offset of its bytes in the archive.
         public var offset: Int
         public var size: Int
+
+        /// webdataset's grouping: the key is the path up to the first dot of the file name (`dir/000123` for
+        /// `dir/000123.jpg`), the extension the rest, lowercased (`jpg`, `txt`, `seg.png`); nil without a dot.
+        public var sample: (key: String, extension: String)? {
+            let slash = name.lastIndex(of: "/").map { name.index(after: $0) } ?? name.startIndex
+            guard let dot = name[slash...].firstIndex(of: ".") else { return nil }
+            let dir = slash == name.startIndex ? "" : String(name[..<name.index(before: slash)])
+            return (dir + "/" + name[slash..<dot], name[name.index(after: dot)...].lowercased())
+        }
     }
 
     /// Every regular file in `file`, in stored order. A header whose size field is not octal, or a member that

@@ -41,27 +41,34 @@ public final class CompressedVectors: @unchecked Sendable {
         if let cached = map(path, generation: generation, count: store.count, dimension: store.dimension) { return cached }
         let (n, d) = (store.count, store.dimension)
         let length = headerSize + n * 4 + n * d
-        let base = UnsafeMutableRawPointer.allocate(byteCount: max(length, 1), alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
-        base.copyMemory(from: magic, byteCount: 8)
-        base.storeBytes(of: UInt64(bitPattern: generation).littleEndian, toByteOffset: 8, as: UInt64.self)
-        base.storeBytes(of: UInt64(n).littleEndian, toByteOffset: 16, as: UInt64.self)
-        base.storeBytes(of: UInt64(d).littleEndian, toByteOffset: 24, as: UInt64.self)
-        let scales = base.advanced(by: headerSize).assumingMemoryBound(to: Float.self)
-        let codes = base.advanced(by: headerSize + n * 4).assumingMemoryBound(to: Int8.self)
-        let bounds = chunkBounds(total: n, parts: min(max(availableCores, 1) * 4, max(n, 1)), granule: 1)
-        parallelFor(bounds.count - 1) { part in
-            for r in bounds[part]..<bounds[part + 1] {
-                let row = store.rowPointer(r)
-                var m: Float = 0
-                for j in 0..<d { m = max(m, abs(row[j])) }
-                let scale = m > 0 ? m / 127 : 1
-                scales[r] = scale
-                for j in 0..<d { codes[r * d + j] = Int8(max(-127, min(127, (row[j] / scale).rounded()))) }
+        var bytes = [UInt8](repeating: 0, count: length)
+        bytes.withUnsafeMutableBytes { raw in
+            let base = raw.baseAddress!
+            base.copyMemory(from: magic, byteCount: 8)
+            base.storeBytes(of: UInt64(bitPattern: generation).littleEndian, toByteOffset: 8, as: UInt64.self)
+            base.storeBytes(of: UInt64(n).littleEndian, toByteOffset: 16, as: UInt64.self)
+            base.storeBytes(of: UInt64(d).littleEndian, toByteOffset: 24, as: UInt64.self)
+            let scales = base.advanced(by: headerSize).assumingMemoryBound(to: Float.self)
+            let codes = base.advanced(by: headerSize + n * 4).assumingMemoryBound(to: Int8.self)
+            let bounds = chunkBounds(total: n, parts: min(max(availableCores, 1) * 4, max(n, 1)), granule: 1)
+            parallelFor(bounds.count - 1) { part in
+                for r in bounds[part]..<bounds[part + 1] {
+                    let row = store.rowPointer(r)
+                    var m: Float = 0
+                    for j in 0..<d { m = max(m, abs(row[j])) }
+                    let scale = m > 0 ? m / 127 : 1
+                    scales[r] = scale
+                    for j in 0..<d { codes[r * d + j] = Int8(max(-127, min(127, (row[j] / scale).rounded()))) }
+                }
             }
         }
-        let bytes = [UInt8](UnsafeRawBufferPointer(start: base, count: length))
-        try? OutputFile.write(bytes, to: path)
+        // The file just written is mapped like any cache; a private copy only when it could not be written.
+        if (try? OutputFile.write(bytes, to: path)) != nil,
+           let written = map(path, generation: generation, count: n, dimension: d) {
+            return written
+        }
+        let base = UnsafeMutableRawPointer.allocate(byteCount: max(length, 1), alignment: 64)
+        bytes.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: length) }
         return CompressedVectors(count: n, dimension: d, base: base, length: length, mapped: false)
     }
 

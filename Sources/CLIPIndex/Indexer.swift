@@ -158,20 +158,9 @@ public struct Indexer: Sendable {
 
     // MARK: Preparing
 
-    final class Pending: @unchecked Sendable {
-        private var value: [Prepared] = []
-        private let done = DispatchSemaphore(value: 0)
-        func set(_ v: [Prepared]) { value = v; done.signal() }
-        func wait() -> [Prepared] { done.wait(); done.signal(); return value }
-    }
-
-    private func prepareInBackground(_ batch: [Work], embedded: Set<String>) -> Pending {
-        let pending = Pending()
+    private func prepareInBackground(_ batch: [Work], embedded: Set<String>) -> BackgroundWork<[Prepared]> {
         let preprocessor = pipeline.preprocessor
-        DispatchQueue.global().async {
-            pending.set(Self.prepare(batch, embedded: embedded, preprocessor: preprocessor))
-        }
-        return pending
+        return BackgroundWork { Self.prepare(batch, embedded: embedded, preprocessor: preprocessor) }
     }
 
     /// Reads, hashes and (when the contents are not yet embedded) decodes a batch on all cores.

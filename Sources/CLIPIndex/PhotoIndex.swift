@@ -150,6 +150,33 @@ public final class PhotoIndex: Sendable {
         return m
     }
 
+    /// The index's one writer: a second process that asks while this lock is held is refused at once, naming the
+    /// database, rather than waiting on SQLite's lock. An flock on `<db>.lock`, released by `release()` or by the
+    /// kernel when the process dies.
+    public final class WriterLock: Sendable {
+        private let fd: Int32
+
+        init(database: String) throws(IndexError) {
+            let path = database + ".lock"
+            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                throw IndexError("\(path): cannot create the index's lock file: \(String(cString: strerror(errno)))")
+            }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                close(fd)
+                throw IndexError("\(database): another clip process is writing to this index; wait for it to finish")
+            }
+        }
+
+        public func release() {
+            flock(fd, LOCK_UN)
+            close(fd)
+        }
+    }
+
+    /// Takes the writer lock (indexing, merging, importing).
+    public func lockForWriting() throws(IndexError) -> WriterLock { try WriterLock(database: path) }
+
     // MARK: Reading
 
     /// Runs `body` in a read transaction (a consistent snapshot while the writer goes on).
@@ -252,8 +279,8 @@ public final class PhotoIndex: Sendable {
 
     /// The stored form of an absolute path: relative when under the root.
     public func storedPath(_ absolute: String) -> String {
-        let prefix = root == "/" ? "/" : root + "/"
-        return absolute.hasPrefix(prefix) && root != "/" ? String(absolute.dropFirst(prefix.count)) : absolute
+        guard root != "/", absolute.hasPrefix(root + "/") else { return absolute }
+        return String(absolute.dropFirst(root.count + 1))
     }
 
     /// The absolute path of a stored one.
@@ -342,12 +369,4 @@ func vectorBlob(_ v: UnsafeBufferPointer<Float>) -> Data {
     var d = Data(capacity: v.count * 4)
     for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { d.append(contentsOf: $0) } }
     return d
-}
-
-/// The floats of a stored embedding, or nil when the blob is not `dimension` float32 values.
-func floats(blob: Data, dimension: Int) -> [Float]? {
-    guard blob.count == dimension * 4 else { return nil }
-    return blob.withUnsafeBytes { raw in
-        (0..<dimension).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-    }
 }

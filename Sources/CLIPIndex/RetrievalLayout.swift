@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CLIPEmbedding
 import CLIPFiles
 import CLIPTensor
 import Foundation
@@ -17,45 +18,37 @@ public enum RetrievalLayout {
     public static let rowsPerPart = 100_000
 
     /// Writes the live files' embeddings of `model` to `directory`; returns the number of rows. Each part is
-    /// written atomically; the metadata rows carry `image_path` (absolute), `width` and `height`.
+    /// written atomically (`RetrievalPartWriter`, as `clip embed` writes them); the metadata rows carry
+    /// `image_path` (absolute), `width` and `height`.
     public static func export(_ index: PhotoIndex, model: IndexedModel, to directory: String) throws(IndexError) -> Int {
         let store = try VectorStore.load(index: index, model: model)
-        for sub in ["img_emb", "metadata"] {
-            do { try FileManager.default.createDirectory(atPath: directory + "/" + sub, withIntermediateDirectories: true) } catch {
-                throw IndexError("\(directory)/\(sub): cannot create (\(error.localizedDescription))")
-            }
-        }
-        let ids = (0..<store.count).map { store.fileID($0) }
-        var paths: [Int64: (String, Int?, Int?)] = [:]
+        var files: [Int64: (String, Int?, Int?)] = [:]
         try index.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT id, path, width, height FROM files WHERE deleted = 0")
-            while let r = try rows.next() { paths[r[0]] = (r[1], r[2], r[3]) }
+            while let r = try rows.next() { files[r[0]] = (r[1], r[2], r[3]) }
         }
-        var part = 0, start = 0
-        while start < store.count || (start == 0 && part == 0) {
-            let end = min(start + rowsPerPart, store.count)
-            var values: [Float] = []
-            values.reserveCapacity((end - start) * store.dimension)
-            var lines = ""
-            for row in start..<end {
-                values += store.vector(row)
-                let (path, w, h) = paths[ids[row]] ?? ("", nil, nil)
-                var object: [String: Any] = ["image_path": index.absolutePath(path)]
-                if let w, let h { object["width"] = w; object["height"] = h }
-                let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-                lines += String(decoding: data, as: UTF8.self) + "\n"
-            }
-            let tensor = Tensor(uncheckedShape: [end - start, store.dimension], scalars: values)
-            let npy = "\(directory)/img_emb/img_emb_\(part).npy", meta = "\(directory)/metadata/metadata_\(part).jsonl"
-            do {
-                try OutputFile.write([UInt8](tensor.npyData()), to: npy)
-                try OutputFile.write(Array(lines.utf8), to: meta)
-            } catch {
-                throw IndexError("\(error.path): cannot write: \(error.reason)")
-            }
-            part += 1
-            start = end
-            if end == store.count { break }
+        do throws(EmbeddingJobError) {
+            var part = 0, start = 0
+            repeat {
+                let end = min(start + rowsPerPart, store.count)
+                let writer = try RetrievalPartWriter(directory: directory, part: part, dimension: store.dimension, withText: false)
+                var values: [Float] = []
+                values.reserveCapacity((end - start) * store.dimension)
+                var objects: [[String: Any]] = []
+                for row in start..<end {
+                    values += store.vector(row)
+                    let (path, w, h) = files[store.fileID(row)] ?? ("", nil, nil)
+                    var object: [String: Any] = ["image_path": index.absolutePath(path)]
+                    if let w, let h { object["width"] = w; object["height"] = h }
+                    objects.append(object)
+                }
+                try writer.append(imageEmbeddings: values, textEmbeddings: nil, metadata: objects)
+                try writer.finish()
+                part += 1
+                start = end
+            } while start < store.count
+        } catch {
+            throw IndexError(error.description)
         }
         return store.count
     }

@@ -77,7 +77,11 @@ public final class VectorStore: @unchecked Sendable {
         if let cached = map(path, generation: generation, dimension: model.dimension) { return cached }
         // Stale: the compressed copy is too (its generation says so), and is remade from these vectors when asked.
         let bytes = try build(index: index, model: model, generation: generation)
-        try? OutputFile.write(bytes, to: path)
+        // The file just written is mapped like any cache; a private copy only when it could not be written.
+        if (try? OutputFile.write(bytes, to: path)) != nil,
+           let written = map(path, generation: generation, dimension: model.dimension) {
+            return written
+        }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
         bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         let count = Int(header(bytes, 16))

@@ -92,10 +92,10 @@ public struct CLIPPipeline: Sendable {
         for (i, _) in batches.enumerated() {
             guard let current = next else { break }
             let pixels: Tensor
-            do { pixels = try current.wait() } catch { throw .image(error) }
+            do { pixels = try current.wait().get() } catch { throw .image(error) }
             next = i + 1 < batches.count ? decodeInBackground(batches[i + 1]) : nil
             do { out += try model.encodeImage(pixels).scalars } catch {
-                _ = try? next?.wait()  // the background decode must not outlive the call
+                _ = next?.wait()  // the background decode must not outlive the call
                 throw .model(error)
             }
             progress?(min((i + 1) * size, files.count), files.count)
@@ -103,14 +103,9 @@ public struct CLIPPipeline: Sendable {
         return makeTensor(out, rows: files.count)
     }
 
-    private func decodeInBackground(_ files: [String]) -> PendingBatch {
-        let pending = PendingBatch()
+    private func decodeInBackground(_ files: [String]) -> BackgroundWork<Result<Tensor, ImageError>> {
         let preprocessor = self.preprocessor
-        DispatchQueue.global().async {
-            pending.result = Result { () throws(ImageError) -> Tensor in try preprocessor.tensor(files: files) }
-            pending.done.signal()
-        }
-        return pending
+        return BackgroundWork { Result { () throws(ImageError) -> Tensor in try preprocessor.tensor(files: files) } }
     }
 
     /// `encode_text(clip.tokenize(texts))`: [N, embed], unnormalised. Texts longer than the context are an error
@@ -172,22 +167,6 @@ public struct CLIPPipeline: Sendable {
     /// `values` hold `rows` embeddings by construction (each encode call returns [batch, embed]).
     private func makeTensor(_ values: [Float], rows: Int) -> Tensor {
         Tensor(uncheckedShape: [rows, model.configuration.embedDim], scalars: values)
-    }
-}
-
-/// A batch being decoded on another thread; `result` is written once, before `done` is signalled, and read only
-/// after waiting for it.
-private final class PendingBatch: @unchecked Sendable {
-    var result: Result<Tensor, ImageError>?
-    let done = DispatchSemaphore(value: 0)
-
-    func wait() throws(ImageError) -> Tensor {
-        done.wait()
-        switch result {
-        case .success(let t): return t
-        case .failure(let e): throw e
-        case .none: return Tensor(uncheckedZeros: [0])  // unreachable: result is set before the signal
-        }
     }
 }
 

@@ -1,4 +1,5 @@
 import CLIP
+import CLIPImage
 import CLIPTensor
 import Foundation
 
@@ -14,7 +15,7 @@ public enum Evaluation {
         var files: [String] = [], labels: [Int] = []
         for (c, name) in classes.enumerated() {
             let images = ((try? fm.contentsOfDirectory(atPath: "\(root)/\(name)")) ?? []).filter {
-                ["jpg", "jpeg", "png", "webp"].contains(($0 as NSString).pathExtension.lowercased())
+                ImageFormat.hasImageExtension($0)
             }.sorted()
             files += images.map { "\(root)/\(name)/\($0)" }
             labels += [Int](repeating: c, count: images.count)

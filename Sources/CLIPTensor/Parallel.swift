@@ -46,3 +46,24 @@ public func chunkBounds(total: Int, parts: Int, granule: Int) -> [Int] {
     }
     return bounds
 }
+
+/// Work started on another thread now and collected later: the next batch is decoded while the model encodes
+/// the current one. `wait()` blocks until the value is ready and may be called more than once.
+public final class BackgroundWork<Value: Sendable>: @unchecked Sendable {
+    // Written once by the worker before `done` is signalled; read only after waiting on it.
+    private var value: Value?
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(_ work: @escaping @Sendable () -> Value) {
+        DispatchQueue.global().async {
+            self.value = work()
+            self.done.signal()
+        }
+    }
+
+    public func wait() -> Value {
+        done.wait()
+        done.signal()
+        return value!
+    }
+}

@@ -55,8 +55,6 @@ public struct FileData: TrainingData {
 
     public var count: Int? { items.count }
 
-    static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
-
     /// Every image under `folder` (recursively, sorted) that has a caption file beside it (`x.jpg` + `x.txt`).
     /// Images without a caption are not examples; the count of them is reported by `skippedWithoutCaption`.
     public init(folder: String) throws(DataError) {
@@ -65,7 +63,7 @@ public struct FileData: TrainingData {
         var images: [String] = [], texts = Set<String>()
         while let relative = walker.nextObject() as? String {
             let ext = (relative as NSString).pathExtension.lowercased()
-            if Self.imageExtensions.contains(ext) { images.append(relative) }
+            if ImageFormat.fileExtensions.contains(ext) { images.append(relative) }
             if ext == "txt" { texts.insert((relative as NSString).deletingPathExtension) }
         }
         images.sort()

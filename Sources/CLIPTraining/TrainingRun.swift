@@ -148,7 +148,8 @@ public struct TrainingRun {
                       r.step + 1, r.loss, r.accuracy, 1 / r.logitScale, r.logitScale, r.learningRate, rate, formatDuration(eta))
     }
 
-    static func formatDuration(_ s: Double) -> String {
+    /// "1h05m" or "4m07s", for progress lines.
+    package static func formatDuration(_ s: Double) -> String {
         let t = Int(s.rounded())
         return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
     }

@@ -52,10 +52,8 @@ public struct WebDataset: TrainingData {
         let stored: [TarArchive.Member]
         do { stored = try TarArchive.members(of: file) } catch { throw DataError(error.description) }
         for m in stored {
-            let base = (m.name as NSString).lastPathComponent, dir = (m.name as NSString).deletingLastPathComponent
-            guard let dot = base.firstIndex(of: ".") else { continue }
-            let key = dir + "/" + base[..<dot], ext = base[base.index(after: dot)...].lowercased()
-            if FileData.imageExtensions.contains(ext) { if images[key] == nil { order.append(key) }; images[key] = (m.offset, m.size, m.name) }
+            guard let (key, ext) = m.sample else { continue }
+            if ImageFormat.fileExtensions.contains(ext) { if images[key] == nil { order.append(key) }; images[key] = (m.offset, m.size, m.name) }
             if ext == "txt" { captions[key] = (m.offset, m.size) }
         }
         var members: [Member] = []

@@ -2,12 +2,6 @@ import CLIPTestSupport
 import Foundation
 import Testing
 
-private func scratch(_ name: String) throws -> String {
-    let dir = NSTemporaryDirectory() + "clip-index-cmd-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
-
 /// The search results of an image query over the whole index, as path → score.
 private func scores(db: String, query: String) throws -> [String: Double] {
     let r = try runClip(["search", "--db", db, "--top", "1000", "--json", query])
@@ -21,7 +15,7 @@ private func scores(db: String, query: String) throws -> [String: Double] {
 @Test("clip index killed (kill -9) or interrupted (Ctrl-C) mid-run keeps a sound database; running it again ends as an uninterrupted run",
       arguments: [SIGKILL, SIGINT])
 func indexSurvivesBeingKilled(signal: Int32) throws {
-    let dir = try scratch("kill")
+    let dir = try scratchDirectory("kill")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let count = 60
     let made = try runClip(["synthetic", "--count", "\(count)", "--size", "64", "--output", "\(dir)/photos"])
@@ -69,7 +63,7 @@ func indexSurvivesBeingKilled(signal: Int32) throws {
 
 @Test("clip search: composed queries, --filepath-only for xargs, and clear errors for a missing index or an unknown model")
 func searchCommand() throws {
-    let dir = try scratch("search")
+    let dir = try scratchDirectory("search")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let made = try runClip(["synthetic", "--count", "12", "--size", "64", "--output", "\(dir)/photos"])
     #expect(made.status == 0, "\(made.stderr)")

@@ -1,3 +1,4 @@
+import CLIPTestSupport
 import Foundation
 import Testing
 
@@ -5,12 +6,6 @@ import Testing
 private func trainArguments(_ output: String, steps: Int = 8, data: String = "synthetic") -> [String] {
     ["train", "--data", data, "--architecture", "tiny", "--steps", "\(steps)", "--batch-size", "4",
      "--output", output, "--checkpoint-every", "1", "--log-every", "1"]
-}
-
-private func scratchDirectory(_ name: String) throws -> String {
-    let dir = NSTemporaryDirectory() + "clip-train-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
 }
 
 /// Starts `clip` with `arguments`, sends `signal` once its standard error has reported `afterStep` steps, waits.

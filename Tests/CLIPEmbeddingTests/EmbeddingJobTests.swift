@@ -1,14 +1,9 @@
 import CLIPEmbedding
 import CLIPImage
 import CLIPKit
+import CLIPTestSupport
 import Foundation
 import Testing
-
-private func scratch(_ name: String) throws -> String {
-    let dir = NSTemporaryDirectory() + "clip-embed-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 private func writeImage(_ path: String, seed: Int) throws {
     let (w, h) = (23, 31)
@@ -50,7 +45,7 @@ struct EmbeddingJobTests {
 
     @Test("an input list: paths and path<TAB>caption, blank and CRLF lines; an endless line is an error")
     func inputList() throws {
-        let dir = try scratch("list")
+        let dir = try scratchDirectory("list")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "a.jpg\n\n b c.png\tsome caption\r\nlast.webp".write(toFile: "\(dir)/list.txt", atomically: true, encoding: .utf8)
         let inputs = try EmbeddingInputs.list("\(dir)/list.txt")
@@ -66,7 +61,7 @@ struct EmbeddingJobTests {
     @Test("the shards of a folder together embed every image once, rows aligned with metadata; a bad image is recorded, not fatal",
           arguments: [1, 3])
     func shardsCoverEverything(shards: Int) throws {
-        let dir = try scratch("folder")
+        let dir = try scratchDirectory("folder")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: "\(dir)/in/sub", withIntermediateDirectories: true)
         for i in 0..<10 { try writeImage("\(dir)/in/\(i < 5 ? "" : "sub/")\(i).png", seed: i) }
@@ -102,7 +97,7 @@ struct EmbeddingJobTests {
 
     @Test("an unfinished partition leaves nothing behind: no final files, temporaries removed")
     func unfinishedPartition() throws {
-        let dir = try scratch("unfinished")
+        let dir = try scratchDirectory("unfinished")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let writer = try RetrievalPartWriter(directory: dir, part: 7, dimension: 4, withText: false)
@@ -132,7 +127,7 @@ func tarArchive(_ files: [(String, [UInt8])]) -> [UInt8] {
 struct TarShardTests {
     @Test("the images of tar shards, with their .txt captions, in stored order; a broken member is recorded, not fatal")
     func tarInputs() throws {
-        let dir = try scratch("tar")
+        let dir = try scratchDirectory("tar")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func png(_ seed: Int) throws -> [UInt8] {
             try writeImage("\(dir)/x.png", seed: seed)
@@ -163,7 +158,7 @@ struct TarShardTests {
 
     @Test("a tar whose header lies is refused with the shard and offset named", arguments: ["size", "past end"])
     func hostileTar(kind: String) throws {
-        let dir = try scratch("badtar")
+        let dir = try scratchDirectory("badtar")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var tar = tarArchive([("a.png", [UInt8](repeating: 1, count: 10))])
         if kind == "size" { tar.replaceSubrange(124..<130, with: Array("9x9x9x".utf8)) } else {

@@ -6,13 +6,6 @@ import Foundation
 import GRDB
 import Testing
 
-/// A scratch folder removed by the caller.
-func scratch(_ name: String) throws -> String {
-    let dir = NSTemporaryDirectory() + "clip-index-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir
-}
-
 /// A small PNG whose pixels depend on `seed` (a different seed, different contents and hash).
 func writeImage(_ path: String, seed: Int, width: Int = 37, height: Int = 29) throws {
     var rgb = [UInt8](repeating: 0, count: width * height * 3)
@@ -46,7 +39,7 @@ func update(_ index: PhotoIndex, _ model: IndexedModel, _ folders: [String], bat
 struct IndexTests {
     @Test("new, unchanged, moved, copied, changed, damaged and deleted files are each handled as their kind")
     func lifecycle() throws {
-        let dir = try scratch("lifecycle")
+        let dir = try scratchDirectory("lifecycle")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let photos = dir + "/photos"
         for i in 0..<7 { try writeImage("\(photos)/\(i < 4 ? "a" : "b/c")/\(i).png", seed: i) }
@@ -89,7 +82,7 @@ struct IndexTests {
 
     @Test("an index kept inside its folder stores relative paths and works after the folder moves")
     func movesWithTheFolder() throws {
-        let dir = try scratch("portable")
+        let dir = try scratchDirectory("portable")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for i in 0..<3 { try writeImage("\(dir)/lib/\(i).png", seed: 10 + i) }
         do {
@@ -108,7 +101,7 @@ struct IndexTests {
 
     @Test("the vector cache follows every commit, and a damaged cache is rebuilt rather than read")
     func vectorCache() throws {
-        let dir = try scratch("cache")
+        let dir = try scratchDirectory("cache")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for i in 0..<3 { try writeImage("\(dir)/p/\(i).png", seed: 20 + i) }
         let (index, model) = try openIndex("\(dir)/index.sqlite")
@@ -127,7 +120,7 @@ struct IndexTests {
 
     @Test("a query with a model the index lacks names it and the models the index holds")
     func unknownModel() throws {
-        let dir = try scratch("model")
+        let dir = try scratchDirectory("model")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (index, _) = try openIndex("\(dir)/index.sqlite")
         #expect {
@@ -140,7 +133,7 @@ struct IndexTests {
 
     @Test("two models side by side in one index: each query uses its own model's embeddings")
     func twoModels() throws {
-        let dir = try scratch("models")
+        let dir = try scratchDirectory("models")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for i in 0..<3 { try writeImage("\(dir)/p/\(i).png", seed: 60 + i) }
         let (index, shipped) = try openIndex("\(dir)/index.sqlite")
@@ -159,7 +152,7 @@ struct IndexTests {
 
     @Test("merging two indexes rewrites paths to the target's folder and reuses the embeddings")
     func merge() throws {
-        let dir = try scratch("merge")
+        let dir = try scratchDirectory("merge")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for i in 0..<2 { try writeImage("\(dir)/one/\(i).png", seed: 30 + i) }
         for i in 0..<3 { try writeImage("\(dir)/two/\(i).png", seed: 40 + i) }
@@ -181,7 +174,7 @@ struct IndexTests {
 
     @Test("files that are not an index are refused with the path named", arguments: ["text", "directory"])
     func hostileDatabase(kind: String) throws {
-        let dir = try scratch("hostile")
+        let dir = try scratchDirectory("hostile")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = "\(dir)/index.sqlite"
         if kind == "text" {
@@ -203,7 +196,7 @@ struct VectorScanTests {
     /// count not a multiple of the block or the thread count).
     @Test("top-k equals an exact brute-force ranking", arguments: [(1, 1, 1), (5, 13, 3), (4097, 512, 10), (10_001, 77, 25)])
     func matchesBruteForce(count: Int, dimension: Int, k: Int) throws {
-        let dir = try scratch("scan")
+        let dir = try scratchDirectory("scan")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let index = try PhotoIndex(path: "\(dir)/index.sqlite")
         let model = try index.model(fingerprint: "f", name: "random", dimension: dimension)
@@ -245,7 +238,7 @@ struct VectorScanTests {
 struct RetrievalLayoutTests {
     @Test("an export imports into another index with the same vectors and paths; misaligned metadata is refused")
     func roundTrip() throws {
-        let dir = try scratch("layout")
+        let dir = try scratchDirectory("layout")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for i in 0..<5 { try writeImage("\(dir)/p/\(i).png", seed: 50 + i) }
         let (a, modelA) = try openIndex("\(dir)/a.sqlite")
@@ -296,7 +289,7 @@ struct HostileNPYTests {
         (Data("not numpy at all".utf8), "bad magic"),
     ])
     func refused(file: Data, message: String) throws {
-        let dir = try scratch("npy")
+        let dir = try scratchDirectory("npy")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: "\(dir)/out/img_emb", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(dir)/out/metadata", withIntermediateDirectories: true)

@@ -45,3 +45,10 @@ package func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
     return a.count == b.count ? (num / den).squareRoot() : .infinity
 }
+
+/// A fresh, empty directory for one test (`clip-NAME-PID-RANDOM` under the temporary directory); the test removes it.
+package func scratchDirectory(_ name: String) throws -> String {
+    let dir = NSTemporaryDirectory() + "clip-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
