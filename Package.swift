@@ -15,11 +15,22 @@ let package = Package(
         .library(name: "CLIPTraining", targets: ["CLIPTraining"]),
         .library(name: "CLIPIndex", targets: ["CLIPIndex"]),
         .library(name: "CLIPEmbedding", targets: ["CLIPEmbedding"]),
+        .library(name: "CLIPServer", targets: ["CLIPServer"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        // clip serve: HTTP (Hummingbird 2, without its swift-configuration trait), multipart bodies (immich sends
+        // form data), Prometheus metrics through swift-metrics, logs through swift-log.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.9.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.14.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // Files that come from users: non-blocking opens of regular files only, checked reads, atomic output.
@@ -56,6 +67,18 @@ let package = Package(
                                                   .product(name: "GRDB", package: "GRDB.swift")]),
         // Embedding at scale: a worker that streams inputs into clip-retrieval's layout, one partition per task.
         .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor", "CLIPFiles"]),
+        // `clip serve`: the HTTP API (OpenAI embeddings, immich's /predict, clip-retrieval's back end, the search
+        // page) over one dynamic batcher per tower.
+        .target(name: "CLIPServer", dependencies: ["CLIPKit", "CLIPIndex", "CLIPImage", "CLIPFiles", "CLIPTensor",
+                                                   .product(name: "Hummingbird", package: "hummingbird"),
+                                                   .product(name: "MultipartKit", package: "multipart-kit"),
+                                                   .product(name: "Prometheus", package: "swift-prometheus"),
+                                                   .product(name: "Metrics", package: "swift-metrics"),
+                                                   .product(name: "Logging", package: "swift-log"),
+                                                   .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                                                   .product(name: "HTTPTypes", package: "swift-http-types")],
+                resources: [.copy("Resources")]),
         // What the `clip` subcommands share: the error line, model options, output files, JSON.
         .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // `clip bench`: timing the model, the kernels, the tokenizer and preprocessing, kept apart from the
@@ -63,7 +86,7 @@ let package = Package(
         .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CLIPIndex", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", "CLIPServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.
@@ -78,6 +101,10 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPIndexTests", dependencies: ["CLIPIndex", "CLIPKit", "CLIPImage", "CLIPTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTestSupport"]),
+        .testTarget(name: "CLIPServerTests", dependencies: ["CLIPServer", "CLIPKit", "CLIPIndex", "CLIPTestSupport",
+                                                            .product(name: "Hummingbird", package: "hummingbird"),
+                                                            .product(name: "HummingbirdTesting", package: "hummingbird")],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),

@@ -66,12 +66,17 @@ public struct QueryTerm: Sendable, Equatable {
 
 /// A file a search found.
 public struct SearchHit: Sendable, Equatable, Encodable {
+    /// The file's id in the index (stable while the file stays; `PhotoSearch.file(id:)`, `vector(fileID:)`).
+    public var id: Int64
     /// Absolute path.
     public var path: String
     /// Cosine similarity with the query.
     public var score: Float
     public var width: Int?
     public var height: Int?
+
+    // `clip search --json` prints path, score and size; the id is for programs that keep the index open.
+    enum CodingKeys: String, CodingKey { case path, score, width, height }
 }
 
 /// Searches one model's embeddings in an index.
@@ -129,7 +134,7 @@ public struct PhotoSearch: Sendable {
             throw IndexError("cannot embed the query: \(error)")
         }
         let d = pipeline.model.configuration.embedDim
-        var sum = [Float](repeating: 0, count: d)
+        var weighted: [(weight: Float, vector: ArraySlice<Float>)] = []
         var (ti, ii) = (0, 0)
         for term in terms {
             let source: Tensor, row: Int
@@ -137,7 +142,17 @@ public struct PhotoSearch: Sendable {
             case .text: (source, row) = (textVectors!, ti); ti += 1
             case .image: (source, row) = (imageVectors!, ii); ii += 1
             }
-            for j in 0..<d { sum[j] += term.weight * source.scalars[row * d + j] }
+            weighted.append((term.weight, source.scalars[row * d..<(row + 1) * d]))
+        }
+        return try combine(weighted)
+    }
+
+    /// The weighted sum of unit embeddings, renormalised: how terms make one query.
+    public static func combine(_ terms: [(weight: Float, vector: ArraySlice<Float>)]) throws(IndexError) -> [Float] {
+        guard let d = terms.first?.vector.count else { throw IndexError("the query is empty") }
+        var sum = [Float](repeating: 0, count: d)
+        for (weight, vector) in terms {
+            for (j, x) in vector.enumerated() { sum[j] += weight * x }
         }
         let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
         guard norm > 1e-6 else { throw IndexError("the query's terms cancel out; nothing is left to search for") }
@@ -160,7 +175,22 @@ public struct PhotoSearch: Sendable {
         for r in rows { byID[r[0]] = (r[1], r[2], r[3]) }
         return found.compactMap { hit in
             guard let (path, w, h) = byID[vectors.fileID(hit.row)] else { return nil }
-            return SearchHit(path: index.absolutePath(path), score: hit.score, width: w, height: h)
+            return SearchHit(id: vectors.fileID(hit.row), path: index.absolutePath(path), score: hit.score, width: w, height: h)
         }
+    }
+
+    /// The unit embedding of file `id` under this model ("more like this"), or nil when it has none.
+    public func vector(fileID id: Int64) -> [Float]? {
+        for row in 0..<vectors.count where vectors.fileID(row) == id { return vectors.vector(row) }
+        return nil
+    }
+
+    /// The embedded, present file `id`: its absolute path and size, or nil.
+    public func file(id: Int64) throws(IndexError) -> (path: String, width: Int?, height: Int?)? {
+        let row = try index.read { db in
+            try Row.fetchOne(db, sql: "SELECT path, width, height FROM files WHERE id = ? AND deleted = 0", arguments: [id])
+        }
+        guard let row else { return nil }
+        return (index.absolutePath(row[0]), row[1], row[2])
     }
 }

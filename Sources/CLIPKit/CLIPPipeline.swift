@@ -138,30 +138,10 @@ public struct CLIPPipeline: Sendable {
 
     /// A zero-shot classifier: per label, every template filled in, encoded, normalised, averaged, renormalised.
     public func zeroShotClassifier(labels: [String], templates: [String] = [PromptTemplates.defaultTemplate]) throws(PipelineError) -> ZeroShotClassifier {
-        guard !labels.isEmpty else { throw .classifier(.noLabels) }
-        guard !templates.isEmpty else { throw .classifier(.noTemplates) }
-        var prompts: [String] = []
-        for label in labels {
-            for t in templates {
-                do { prompts.append(try PromptTemplates.apply(t, to: label)) } catch { throw .classifier(error) }
-            }
-        }
-        let e = model.configuration.embedDim
+        let prompts = try ZeroShotClassifier.prompts(labels: labels, templates: templates)
         let all = try textEmbeddings(prompts)
-        var weights = [Float](repeating: 0, count: labels.count * e)
-        for c in 0..<labels.count {
-            var mean = [Double](repeating: 0, count: e)
-            for t in 0..<templates.count {
-                let row = (c * templates.count + t) * e
-                for j in 0..<e { mean[j] += Double(all.scalars[row + j]) }
-            }
-            var norm = 0.0
-            for j in 0..<e { mean[j] /= Double(templates.count); norm += mean[j] * mean[j] }
-            norm = norm.squareRoot()
-            for j in 0..<e { weights[c * e + j] = Float(norm > 0 ? mean[j] / norm : 0) }
-        }
-        return ZeroShotClassifier(labels: labels, weights: makeTensor(weights, rows: labels.count),
-                                  logitScale: expf(model.logitScale))
+        return ZeroShotClassifier(labels: labels, templateCount: templates.count, promptEmbeddings: all.scalars,
+                                  dimension: model.configuration.embedDim, logitScale: expf(model.logitScale))
     }
 
     /// `values` hold `rows` embeddings by construction (each encode call returns [batch, embed]).
@@ -178,6 +158,40 @@ public struct ZeroShotClassifier: Sendable {
     public let weights: Tensor
     /// exp(logit_scale) of the model.
     public let logitScale: Float
+
+    /// Every label in every template, label-major: the texts whose embeddings `init(labels:templateCount:…)`
+    /// averages.
+    public static func prompts(labels: [String], templates: [String]) throws(PipelineError) -> [String] {
+        guard !labels.isEmpty else { throw .classifier(.noLabels) }
+        guard !templates.isEmpty else { throw .classifier(.noTemplates) }
+        var prompts: [String] = []
+        for label in labels {
+            for t in templates {
+                do { prompts.append(try PromptTemplates.apply(t, to: label)) } catch { throw .classifier(error) }
+            }
+        }
+        return prompts
+    }
+
+    /// Per label, the unit embeddings of its prompts (`prompts(labels:templates:)`, [labels × templates,
+    /// dimension]) averaged and renormalised.
+    public init(labels: [String], templateCount: Int, promptEmbeddings all: [Float], dimension e: Int, logitScale: Float) {
+        var weights = [Float](repeating: 0, count: labels.count * e)
+        for c in 0..<labels.count {
+            var mean = [Double](repeating: 0, count: e)
+            for t in 0..<templateCount {
+                let row = (c * templateCount + t) * e
+                for j in 0..<e { mean[j] += Double(all[row + j]) }
+            }
+            var norm = 0.0
+            for j in 0..<e { mean[j] /= Double(templateCount); norm += mean[j] * mean[j] }
+            norm = norm.squareRoot()
+            for j in 0..<e { weights[c * e + j] = Float(norm > 0 ? mean[j] / norm : 0) }
+        }
+        self.labels = labels
+        self.weights = Tensor(uncheckedShape: [labels.count, e], scalars: weights)
+        self.logitScale = logitScale
+    }
 
     /// Softmax over classes of logitScale × cosine similarity; `imageEmbeddings` [N, embed] → [N, classes].
     public func probabilities(_ imageEmbeddings: Tensor) throws(TensorError) -> Tensor {

@@ -1,0 +1,151 @@
+import ArgumentParser
+import CLIPCommandSupport
+import CLIPIndex
+import CLIPKit
+import CLIPServer
+import Dispatch
+import Foundation
+import Logging
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the model over HTTP: OpenAI-style embeddings, immich's /predict, clip-retrieval's back end, and a search page.",
+        discussion: """
+            Routes: POST /v1/embeddings, POST /v1/classify, GET /v1/models; POST /predict and GET /ping (immich's \
+            machine-learning API); with --index, GET /indices-list, POST /knn-service, POST /metadata \
+            (clip-retrieval) and the search page at /. GET /healthz, GET /metrics (Prometheus), GET /openapi.json. \
+            Requests are batched across clients (--max-batch, --max-wait-ms); a full queue answers 503 with \
+            Retry-After at once. SIGINT or SIGTERM stop taking connections and finish what was accepted. \
+            docs/serve.md has the details.
+            """)
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: "An index from `clip index` to search (clip-retrieval's routes and the search page).")
+    var index: String?
+
+    @Option(help: "The address to listen on. Anything but loopback needs --api-key-file or --no-auth.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The port to listen on (0: any free port, printed at start).")
+    var port = 8080
+
+    @Option(help: "Inputs per model call at most.")
+    var maxBatch = 32
+
+    @Option(help: "How long a partial batch waits for more inputs, in milliseconds.")
+    var maxWaitMs = 5.0
+
+    @Option(help: "Inputs queued at most; beyond, requests get 503 with Retry-After at once.")
+    var queueCapacity = 256
+
+    @Option(help: "Texts or images per request at most.")
+    var maxInputs = 256
+
+    @Option(help: "Request bodies larger than this many bytes get 413.")
+    var maxBodyBytes = 32 << 20
+
+    @Option(help: "Seconds a client has to send a request's headers, and its body.")
+    var headerTimeout = 10
+
+    @Option(help: "Seconds a client has to send a request's body.")
+    var bodyTimeout = 60
+
+    @Option(help: "A file of API keys, one per line: requests must send Authorization: Bearer KEY.")
+    var apiKeyFile: String?
+
+    @Flag(help: "Serve without authentication on an address other than loopback (immich's server sends no key).")
+    var noAuth = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
+        guard maxBatch >= 1, queueCapacity >= 1, maxInputs >= 1 else {
+            throw ValidationError("--max-batch, --queue-capacity and --max-inputs must be at least 1")
+        }
+        guard maxWaitMs >= 0, maxWaitMs <= 10_000 else { throw ValidationError("--max-wait-ms must be within 0...10000") }
+        guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
+        guard headerTimeout >= 1, bodyTimeout >= 1 else { throw ValidationError("timeouts must be at least 1 second") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a swift-log level") }
+        if apiKeyFile == nil && !noAuth && !ServerOptions.isLoopback(host) {
+            throw ValidationError("--host \(host) accepts connections from other machines: give --api-key-file FILE, or --no-auth to serve without authentication")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            var options = ServerOptions()
+            options.host = host
+            options.port = port
+            options.maxBatch = maxBatch
+            options.maxWait = .microseconds(Int64(maxWaitMs * 1000))
+            options.queueCapacity = queueCapacity
+            options.maxInputsPerRequest = maxInputs
+            options.maxBodyBytes = maxBodyBytes
+            options.headerTimeout = .seconds(headerTimeout)
+            options.bodyTimeout = .seconds(bodyTimeout)
+            if let apiKeyFile { options.apiKeys = try Self.keys(apiKeyFile) }
+
+            var logger = Logger(label: "clip.serve")
+            logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            let started = ContinuousClock.now
+            let clip: CLIPPipeline
+            var served: ServedIndex?
+            if let index {
+                guard FileManager.default.fileExists(atPath: index) else {
+                    throw CLIError("\(index): no index here; build one with clip index FOLDER --db \(index)")
+                }
+                let photoIndex = try PhotoIndex(path: index)
+                let (pipeline, indexed) = try indexedModel(model, index: photoIndex, registering: false)
+                clip = pipeline
+                let name = ((index as NSString).lastPathComponent as NSString).deletingPathExtension
+                served = ServedIndex(name: name, search: try PhotoSearch(index: photoIndex, model: indexed))
+            } else {
+                clip = try model.pipeline()
+            }
+            let loadSeconds = Double(started.duration(to: .now).components.attoseconds) / 1e18
+                + Double(started.duration(to: .now).components.seconds)
+            let name = ModelHubNames.display(model.spec)
+            let service = EmbeddingService(pipeline: clip, modelName: name, maxBatch: maxBatch, maxWait: options.maxWait,
+                                           queueCapacity: queueCapacity, maxInputsPerRequest: maxInputs,
+                                           observer: CLIPServer.batchMetrics(modelLoadSeconds: loadSeconds))
+            logger.info("model loaded", metadata: ["model": "\(name)", "seconds": "\(String(format: "%.2f", loadSeconds))",
+                                                   "index": "\(served.map { "\($0.name) (\($0.search.vectors.count) vectors)" } ?? "none")"])
+            service.batcher.start()
+            let app = CLIPServer.application(service: service, index: served, options: options, logger: logger)
+            let done = DispatchSemaphore(value: 0)
+            let failure = ErrorBox()
+            Task {
+                do { try await app.runService() } catch { failure.error = error }
+                done.signal()
+            }
+            done.wait()
+            service.batcher.shutdown()
+            if let error = failure.error { throw CLIError("the server stopped: \(error)") }
+        }
+    }
+
+    /// Keys, one per line; blank lines and #-comments ignored. A file with none is an error (it would lock
+    /// everyone out, or, read wrongly, let everyone in).
+    static func keys(_ path: String) throws -> Set<String> {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CLIError("\(path): cannot read the API key file")
+        }
+        let keys = Set(text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") })
+        guard !keys.isEmpty else { throw CLIError("\(path): no API keys in the file (one per line)") }
+        return keys
+    }
+}
+
+/// The error of the server's task, handed to the waiting thread.
+private final class ErrorBox: @unchecked Sendable {
+    var error: (any Error)?
+}
+
+enum ModelHubNames {
+    /// The name a served model goes by: the shipped model's own name rather than "default".
+    static func display(_ spec: String) -> String { spec == "default" ? "swift-clip-shapes" : spec }
+}

@@ -1,0 +1,134 @@
+import CLIPImage
+import CLIPKit
+import CLIPTensor
+import Foundation
+
+/// A user mistake in a request: answered with 400 (or the status given) and this message.
+public struct RequestError: Error, CustomStringConvertible, Sendable {
+    public let status: Int
+    public let description: String
+    public init(_ description: String, status: Int = 400) { (self.description, self.status) = (description, status) }
+}
+
+/// The model behind every route: tokenizes and decodes in the request's task, embeds through the batcher.
+public final class EmbeddingService: Sendable {
+    public let pipeline: CLIPPipeline
+    public let batcher: InferenceBatcher
+    /// The name clients see (`model` in OpenAI responses, the index's model name).
+    public let modelName: String
+    /// Inputs (texts or images) one request may carry.
+    public let maxInputsPerRequest: Int
+    private let classifiers = ClassifierCache(capacity: 64)
+
+    public var dimension: Int { pipeline.model.configuration.embedDim }
+
+    public init(pipeline: CLIPPipeline, modelName: String, maxBatch: Int, maxWait: Duration, queueCapacity: Int,
+                maxInputsPerRequest: Int = 256, observer: BatchObserver? = nil) {
+        self.pipeline = pipeline
+        self.modelName = modelName
+        self.maxInputsPerRequest = maxInputsPerRequest
+        let model = pipeline.model
+        let resolution = model.configuration.imageResolution
+        batcher = InferenceBatcher(maxBatch: maxBatch, maxWait: maxWait, capacity: queueCapacity, observer: observer) { lane, inputs in
+            let out: Tensor
+            switch lane {
+            case .text:
+                let ids = inputs.map { if case .tokens(let t) = $0 { return t } else { return [] } }
+                out = try model.encodeText(ids)
+            case .image:
+                var pixels: [Float] = []
+                pixels.reserveCapacity(inputs.count * 3 * resolution * resolution)
+                for input in inputs { if case .pixels(let p) = input { pixels += p } }
+                out = try model.encodeImage(Tensor(shape: [inputs.count, 3, resolution, resolution], scalars: pixels))
+            }
+            let d = out.shape.last ?? 0
+            return (0..<inputs.count).map { unitLength(Array(out.scalars[$0 * d..<($0 + 1) * d])) }
+        }
+    }
+
+    /// Token ids of each text, padded to the context; a text longer than the context is an error naming its
+    /// position unless `truncate`.
+    public func tokens(_ texts: [String], truncate: Bool, names: (Int) -> String = { "input[\($0)]" }) throws(RequestError) -> [[Int]] {
+        let context = pipeline.model.configuration.text.contextLength
+        var out: [[Int]] = []
+        out.reserveCapacity(texts.count)
+        for (i, text) in texts.enumerated() {
+            do {
+                out += try pipeline.tokenizer.tokenize([text], contextLength: context, truncate: truncate)
+            } catch {
+                throw RequestError("\(names(i)): \(error)")
+            }
+        }
+        return out
+    }
+
+    /// Preprocessed pixels of an encoded image (JPEG, PNG, WebP bytes) and its size before preprocessing.
+    public func pixels(_ data: [UInt8], name: String) throws(RequestError) -> (pixels: [Float], width: Int, height: Int) {
+        guard let size = ImageFormat.dimensions(data) else {
+            throw RequestError("\(name): not a JPEG, PNG or WebP image (\(data.count) bytes)")
+        }
+        do {
+            return (try pipeline.preprocessor.pixels(encoded: data, name: name), size.width, size.height)
+        } catch {
+            throw RequestError("\(error)")
+        }
+    }
+
+    /// Unit-length text embeddings through the batcher.
+    public func embed(tokens: [[Int]], reservation: InferenceBatcher.Reservation) async throws -> [[Float]] {
+        try await reservation.run(.text, tokens.map { .tokens($0) })
+    }
+
+    /// Unit-length image embeddings through the batcher.
+    public func embed(pixels: [[Float]], reservation: InferenceBatcher.Reservation) async throws -> [[Float]] {
+        try await reservation.run(.image, pixels.map { .pixels($0) })
+    }
+
+    /// The zero-shot classifier for labels and templates; recent ones are kept, so a client that sends the same
+    /// labels with every image pays for their embeddings once.
+    public func classifier(labels: [String], templates: [String], reservation: InferenceBatcher.Reservation) async throws -> ZeroShotClassifier {
+        let key = ClassifierCache.Key(labels: labels, templates: templates)
+        if let known = classifiers[key] { return known }
+        let prompts: [String]
+        do { prompts = try ZeroShotClassifier.prompts(labels: labels, templates: templates) } catch {
+            throw RequestError("\(error)")
+        }
+        guard prompts.count <= 4096 else {
+            throw RequestError("\(labels.count) labels × \(templates.count) templates = \(prompts.count) prompts; at most 4096")
+        }
+        let ids = try tokens(prompts, truncate: true) { "prompt \(prompts[$0].debugDescription)" }
+        let rows = try await embed(tokens: ids, reservation: reservation)
+        let classifier = ZeroShotClassifier(labels: labels, templateCount: templates.count, promptEmbeddings: rows.flatMap { $0 },
+                                            dimension: dimension, logitScale: expf(pipeline.model.logitScale))
+        classifiers[key] = classifier
+        return classifier
+    }
+}
+
+/// `v / |v|` (zero stays zero).
+func unitLength(_ v: [Float]) -> [Float] {
+    let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+    return norm > 0 ? v.map { $0 / norm } : v
+}
+
+/// A small least-recently-inserted cache of classifiers.
+final class ClassifierCache: @unchecked Sendable {
+    struct Key: Hashable { var labels: [String]; var templates: [String] }
+    private let lock = NSLock()
+    private var entries: [Key: ZeroShotClassifier] = [:]
+    private var order: [Key] = []
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    subscript(key: Key) -> ZeroShotClassifier? {
+        get { lock.withLock { entries[key] } }
+        set {
+            lock.withLock {
+                guard let newValue else { return }
+                if entries.updateValue(newValue, forKey: key) == nil { order.append(key) }
+                while order.count > capacity { entries[order.removeFirst()] = nil }
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+import Foundation
+
+/// Why the batcher turned work away.
+public enum BatcherError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The queue is full: the client should come back after `retryAfter` seconds.
+    case overloaded(retryAfter: Int)
+    /// The server is shutting down and takes no new work.
+    case shuttingDown
+    /// The model failed on a batch (the message names the input when it can).
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .overloaded(let s): return "the server is at capacity; retry in \(s) s"
+        case .shuttingDown: return "the server is shutting down"
+        case .failed(let m): return m
+        }
+    }
+}
+
+/// Dynamic batching across concurrent requests: requests put their inputs into one of two lanes (texts, images);
+/// one thread takes up to `maxBatch` inputs of a lane at a time and runs the model once on them.
+///
+/// The thread runs the lane whose oldest input has waited longest. A lane with fewer than `maxBatch` inputs is held
+/// back for at most `maxWait` after its oldest input arrived, so a lone request pays at most that and a saturated
+/// server always runs full batches (inputs pile up while the previous batch runs). One thread for both lanes: the
+/// model already uses every core, so two batches at once would only slow each other down.
+///
+/// Admission is bounded: `admit` counts a request against `capacity` before its body is read, so a full server
+/// answers at once without reading or decoding anything, and memory is bounded by `capacity` inputs.
+public final class InferenceBatcher: @unchecked Sendable {
+    /// The two kinds of input, each with its own queue and model call.
+    public enum Lane: Int, Sendable, CaseIterable {
+        case text, image
+        var name: String { self == .text ? "text" : "image" }
+    }
+
+    /// One input and where its result goes.
+    struct Item {
+        var input: Input
+        var enqueued: ContinuousClock.Instant
+        var request: PendingRequest
+        var position: Int
+    }
+
+    /// A request's inputs in flight: resumed once, when the last of them has its embedding (or one failed).
+    /// Touched only by the batching thread after it is queued.
+    final class PendingRequest: @unchecked Sendable {
+        var results: [[Float]]
+        var remaining: Int
+        var continuation: CheckedContinuation<[[Float]], any Error>?
+
+        init(count: Int, continuation: CheckedContinuation<[[Float]], any Error>) {
+            results = Array(repeating: [], count: count)
+            remaining = count
+            self.continuation = continuation
+        }
+
+        func deliver(_ row: [Float], at i: Int) {
+            results[i] = row
+            remaining -= 1
+            if remaining == 0 { continuation?.resume(returning: results); continuation = nil }
+        }
+
+        func fail(_ error: any Error) {
+            continuation?.resume(throwing: error)
+            continuation = nil
+        }
+    }
+
+    /// A lane's input: token ids for texts, preprocessed pixels [3 × R × R] for images.
+    public enum Input: Sendable {
+        case tokens([Int])
+        case pixels([Float])
+    }
+
+    /// Runs the model on a batch of one lane: one L2-normalised embedding per input, in order.
+    public typealias Runner = @Sendable (Lane, [Input]) throws -> [[Float]]
+
+    public let maxBatch: Int
+    public let maxWait: Duration
+    public let capacity: Int
+    private let runner: Runner
+    private let observer: BatchObserver?
+
+    private let condition = NSCondition()
+    private var queues: [[Item]] = [[], []]
+    /// Inputs admitted (reserved) whose requests have not yet enqueued them: bodies being read, images decoded.
+    private var reserved = 0
+    private var stopping = false
+    private var running = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// - Parameters:
+    ///   - maxBatch: inputs per model call at most.
+    ///   - maxWait: how long a partial batch waits for company.
+    ///   - capacity: inputs queued or admitted at most; beyond, `admit` fails with `.overloaded`.
+    public init(maxBatch: Int, maxWait: Duration, capacity: Int, observer: BatchObserver? = nil, runner: @escaping Runner) {
+        self.maxBatch = max(1, maxBatch)
+        self.maxWait = maxWait
+        self.capacity = max(1, capacity)
+        self.runner = runner
+        self.observer = observer
+    }
+
+    /// Starts the batching thread (idempotent).
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard thread == nil else { return }
+        let t = Thread { [self] in loop() }
+        t.name = "clip-batcher"
+        t.stackSize = 8 << 20
+        thread = t
+        running = true
+        t.start()
+    }
+
+    /// Stops taking work, finishes everything queued, and returns when the thread has ended.
+    public func shutdown() {
+        condition.lock()
+        stopping = true
+        let wasRunning = running
+        condition.broadcast()
+        condition.unlock()
+        if wasRunning { finished.wait() }
+    }
+
+    /// Inputs queued or admitted now.
+    public var depth: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return reserved + queues[0].count + queues[1].count
+    }
+
+    /// Reserves `count` inputs' room for a request, or fails at once when the server is full or stopping.
+    /// Release what is not used with `release` (a `Reservation` does so when it ends).
+    public func admit(_ count: Int = 1) throws(BatcherError) -> Reservation {
+        condition.lock()
+        defer { condition.unlock() }
+        if stopping { throw .shuttingDown }
+        let depth = reserved + queues[0].count + queues[1].count
+        guard depth < capacity else {
+            observer?.rejected()
+            // A batch of maxBatch drains in about one model call; a second is a safe, simple hint.
+            throw .overloaded(retryAfter: 1)
+        }
+        reserved += count
+        observer?.depth(depth + count)
+        return Reservation(batcher: self, count: count)
+    }
+
+    /// A request's room in the queue; `grow` claims more once the request knows how many inputs it has.
+    public final class Reservation: @unchecked Sendable {
+        let batcher: InferenceBatcher
+        private let lock = NSLock()
+        private var count: Int
+
+        fileprivate init(batcher: InferenceBatcher, count: Int) { (self.batcher, self.count) = (batcher, count) }
+
+        /// Claims room for `total` inputs in all. Growing past capacity is allowed once admitted (a request is
+        /// never half-served); the per-request input limit bounds how far.
+        public func grow(to total: Int) {
+            let delta = lock.withLock { () -> Int in
+                let d = max(0, total - count)
+                count += d
+                return d
+            }
+            if delta > 0 { batcher.adjustReserved(by: delta) }
+        }
+
+        /// Runs inputs of one lane through the batcher; results in input order. The inputs are queued together, so
+        /// they share a batch when they fit. A request may run both lanes at once.
+        public func run(_ lane: Lane, _ inputs: [Input]) async throws -> [[Float]] {
+            guard !inputs.isEmpty else { return [] }
+            // Hand the room over to the queue: what this reservation holds first, more when it holds too little.
+            let extra = lock.withLock { () -> Int in
+                let fromHere = min(count, inputs.count)
+                count -= fromHere
+                return inputs.count - fromHere
+            }
+            if extra > 0 { batcher.adjustReserved(by: extra) }
+            return try await batcher.enqueue(lane, inputs)
+        }
+
+        deinit { if count > 0 { batcher.adjustReserved(by: -count) } }
+    }
+
+    private func adjustReserved(by delta: Int) {
+        condition.lock()
+        reserved = max(0, reserved + delta)
+        condition.unlock()
+    }
+
+    private func enqueue(_ lane: Lane, _ inputs: [Input]) async throws -> [[Float]] {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<[[Float]], any Error>) in
+            condition.lock()
+            reserved = max(0, reserved - inputs.count)
+            guard running else {
+                condition.unlock()
+                c.resume(throwing: BatcherError.shuttingDown)
+                return
+            }
+            let request = PendingRequest(count: inputs.count, continuation: c)
+            let now = ContinuousClock.now
+            for (i, input) in inputs.enumerated() {
+                queues[lane.rawValue].append(Item(input: input, enqueued: now, request: request, position: i))
+            }
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    // MARK: The batching thread
+
+    private func loop() {
+        let clock = ContinuousClock()
+        condition.lock()
+        while true {
+            // The lane whose head has waited longest.
+            let lane = Lane.allCases.filter { !queues[$0.rawValue].isEmpty }
+                .min { queues[$0.rawValue][0].enqueued < queues[$1.rawValue][0].enqueued }
+            guard let lane else {
+                if stopping && reserved == 0 { break }
+                _ = condition.wait(until: Date(timeIntervalSinceNow: stopping ? 0.01 : 1))
+                continue
+            }
+            let queue = queues[lane.rawValue]
+            let deadline = queue[0].enqueued.advanced(by: maxWait)
+            if queue.count < maxBatch && clock.now < deadline && !stopping {
+                let left = clock.now.duration(to: deadline)
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(left.components.seconds) + Double(left.components.attoseconds) * 1e-18))
+                continue
+            }
+            let take = min(maxBatch, queue.count)
+            let batch = Array(queue.prefix(take))
+            queues[lane.rawValue].removeFirst(take)
+            observer?.depth(reserved + queues[0].count + queues[1].count)
+            condition.unlock()
+
+            let started = clock.now
+            let outcome = Result { try runner(lane, batch.map(\.input)) }
+            observer?.batch(lane: lane, size: take, seconds: seconds(started.duration(to: clock.now)),
+                            queueSeconds: seconds(batch[0].enqueued.duration(to: started)))
+            switch outcome {
+            case .success(let rows) where rows.count == batch.count:
+                for (item, row) in zip(batch, rows) { item.request.deliver(row, at: item.position) }
+            case .success(let rows):
+                let e = BatcherError.failed("the model returned \(rows.count) embeddings for \(batch.count) inputs")
+                for item in batch { item.request.fail(e) }
+            case .failure(let error):
+                for item in batch { item.request.fail(error) }
+            }
+            condition.lock()
+        }
+        running = false
+        condition.unlock()
+        finished.signal()
+    }
+
+    private func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+}
+
+/// What the batcher reports to metrics.
+public protocol BatchObserver: Sendable {
+    func batch(lane: InferenceBatcher.Lane, size: Int, seconds: Double, queueSeconds: Double)
+    func depth(_ depth: Int)
+    func rejected()
+}

@@ -1,0 +1,154 @@
+import CLIPIndex
+import CLIPKit
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTPTypes
+
+/// Turns every error a route throws into a JSON answer `{"error": {"message", "type"}}` (OpenAI's error shape)
+/// with the status it deserves: a client's mistake 4xx naming it, overload 503 with Retry-After, the model's
+/// failure 500. Errors become responses here, so the CORS headers and the request metrics outside see them.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let (status, message, headers) = Self.classify(error)
+            if status.code >= 500 && status != .serviceUnavailable {
+                context.logger.error("\(request.method) \(request.uri.path): \(message)")
+            }
+            var response = try jsonResponse(ErrorBody(error: .init(message: message, type: Self.type(status))), status: status)
+            response.headers.append(contentsOf: headers)
+            return response
+        }
+    }
+
+    static func classify(_ error: any Error) -> (HTTPResponse.Status, String, HTTPFields) {
+        switch error {
+        case let e as RequestError:
+            return (HTTPResponse.Status(code: e.status), e.description, [:])
+        case let e as HTTPError:
+            return (e.status, e.body ?? e.status.reasonPhrase, e.headers)
+        case BatcherError.overloaded(let seconds):
+            return (.serviceUnavailable, BatcherError.overloaded(retryAfter: seconds).description, [.retryAfter: "\(seconds)"])
+        case BatcherError.shuttingDown:
+            return (.serviceUnavailable, BatcherError.shuttingDown.description, [.retryAfter: "5"])
+        default:
+            return (.internalServerError, "\(error)", [:])
+        }
+    }
+
+    static func type(_ status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 401: return "authentication_error"
+        case 404: return "not_found_error"
+        case 413: return "request_too_large"
+        case 429, 503: return "overloaded_error"
+        case 400..<500: return "invalid_request_error"
+        default: return "server_error"
+        }
+    }
+
+    struct ErrorBody: Encodable {
+        struct Detail: Encodable { var message: String; var type: String }
+        var error: Detail
+    }
+}
+
+/// Bearer-token authentication (`clip serve --api-key-file`). Health checks (`/healthz`, immich's `/ping`), CORS
+/// preflights and the search page's static files stay open; the page sends the key it asks for as a cookie, since
+/// an `<img>` cannot send headers.
+struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    let keys: [[UInt8]]
+
+    init(keys: Set<String>) { self.keys = keys.map { Array($0.utf8) } }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard !keys.isEmpty, request.method != .options, !openPaths.contains(request.uri.path) else {
+            return try await next(request, context)
+        }
+        var presented: [UInt8]?
+        if let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
+            presented = Array(header.dropFirst(7).trimmingCharacters(in: .whitespaces).utf8)
+        } else if let cookies = request.headers[.cookie] {
+            for part in cookies.split(separator: ";") {
+                let kv = part.trimmingCharacters(in: .whitespaces)
+                if kv.hasPrefix("clip_api_key=") { presented = Array(kv.dropFirst("clip_api_key=".count).utf8) }
+            }
+        }
+        guard let presented, keys.contains(where: { constantTimeEqual($0, presented) }) else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"],
+                            message: presented == nil ? "this server needs an API key: send Authorization: Bearer KEY"
+                                                      : "the API key is not one this server accepts")
+        }
+        return try await next(request, context)
+    }
+
+    /// Compares without leaking, through timing, how much of a key was right.
+    func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for i in a.indices { diff |= a[i] ^ b[i] }
+        return diff == 0
+    }
+}
+
+/// Paths served without a key: health checks, the page's static files, the API description.
+let openPaths: Set<String> = ["/healthz", "/ping", "/", "/index.html", "/static/app.js", "/static/style.css", "/openapi.json"]
+
+/// Closes a connection whose client is too slow: its first request's headers not complete within `header`, or a
+/// request's body not complete within `body` after its headers. Without this a client sending a byte every few
+/// seconds holds a connection (and, mid-body, an admitted place in the queue) for ever. Between requests the
+/// server's idle timeout applies; while a request is being answered nothing is timed here (the model may queue).
+final class ConnectionTimeouts: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    struct Configuration: Sendable {
+        var header: Duration
+        var body: Duration
+    }
+
+    private let configuration: Configuration
+    private var timer: Scheduled<Void>?
+
+    init(_ configuration: Configuration) { self.configuration = configuration }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context, configuration.header) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context, configuration.header)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: arm(context, configuration.body)
+        case .body: break
+        case .end: timer?.cancel(); timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func arm(_ context: ChannelHandlerContext, _ after: Duration) {
+        timer?.cancel()
+        let nanoseconds = after.components.seconds * 1_000_000_000 + after.components.attoseconds / 1_000_000_000
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
+            context.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+// The search page: GET /api/search?q=…&like=… and a grid of hits. The query stays in the address (back and
+// forward work, a search can be bookmarked). An API key, when the server asks for one, is kept as a cookie so
+// that thumbnails (plain <img>) are authorised too.
+"use strict";
+
+const form = document.getElementById("search-form");
+const input = document.getElementById("query");
+const status = document.getElementById("status");
+const results = document.getElementById("results");
+
+function render(data, like) {
+  results.replaceChildren();
+  for (const hit of data.hits) {
+    const card = document.createElement("figure");
+    card.className = "hit";
+    card.dataset.id = hit.id;
+    const link = document.createElement("a");
+    link.href = "/files/" + hit.id;
+    link.target = "_blank";
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.src = hit.thumbnail;
+    img.alt = hit.path;
+    link.append(img);
+    const meta = document.createElement("figcaption");
+    meta.className = "meta";
+    const path = document.createElement("span");
+    path.className = "path";
+    path.textContent = hit.path;
+    path.title = hit.path;
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = hit.score.toFixed(3);
+    meta.append(path, score);
+    const more = document.createElement("button");
+    more.className = "like";
+    more.type = "button";
+    more.textContent = "more like this";
+    more.addEventListener("click", () => go("", hit.id));
+    card.append(link, meta, more);
+    results.append(card);
+  }
+  const what = like ? "like #" + like + (data.query ? " + " + data.query : "") : JSON.stringify(data.query);
+  status.textContent = data.hits.length + " hits for " + what + " among " + data.vectors + " images (" +
+    data.milliseconds.toFixed(0) + " ms)";
+}
+
+async function run(q, like) {
+  const params = new URLSearchParams();
+  if (q) params.set("q", q);
+  if (like) params.set("like", like);
+  status.textContent = "searching…";
+  const response = await fetch("/api/search?" + params.toString(), { credentials: "same-origin" });
+  if (response.status === 401) {
+    const key = window.prompt("This server needs an API key:");
+    if (key) {
+      document.cookie = "clip_api_key=" + encodeURIComponent(key) + "; path=/; SameSite=Strict";
+      return run(q, like);
+    }
+  }
+  const data = await response.json();
+  if (!response.ok) {
+    results.replaceChildren();
+    status.textContent = data.error ? data.error.message : "error " + response.status;
+    return;
+  }
+  render(data, like);
+}
+
+function go(q, like) {
+  const params = new URLSearchParams();
+  if (q) params.set("q", q);
+  if (like) params.set("like", like);
+  history.pushState(null, "", "/?" + params.toString());
+  input.value = q;
+  run(q, like);
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const q = input.value.trim();
+  if (q) go(q, null);
+});
+
+function fromAddress() {
+  const params = new URLSearchParams(window.location.search);
+  const q = params.get("q") || "";
+  const like = params.get("like");
+  input.value = q;
+  if (q || like) run(q, like);
+}
+
+window.addEventListener("popstate", fromAddress);
+fromAddress();

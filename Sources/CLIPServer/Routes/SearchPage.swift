@@ -1,0 +1,133 @@
+import CLIPImage
+import CLIPIndex
+import Foundation
+import Hummingbird
+
+/// The search page for people (`GET /`): a query box with `clip search`'s `+`/`-`/`N:` terms, a grid of
+/// thumbnails with scores, "more like this" on every hit. Three static files and two JSON/PNG routes, no build step.
+enum SearchPage {
+    static func add(to router: Router<BasicRequestContext>, state: ServerState) {
+        router.get("/") { _, _ in try asset("index.html", type: "text/html; charset=utf-8") }
+        router.get("/index.html") { _, _ in try asset("index.html", type: "text/html; charset=utf-8") }
+        router.get("/static/app.js") { _, _ in try asset("app.js", type: "text/javascript; charset=utf-8") }
+        router.get("/static/style.css") { _, _ in try asset("style.css", type: "text/css; charset=utf-8") }
+        router.get("/api/search") { request, _ in try await search(request, state) }
+        router.get("/thumbnails/:id") { request, context in try thumbnail(request, context, state) }
+        router.get("/files/:id") { request, context in try original(request, context, state) }
+    }
+
+    static func asset(_ name: String, type: String) throws -> Response {
+        guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Resources/page"),
+              let data = try? Data(contentsOf: url) else {
+            throw HTTPError(.internalServerError, message: "the page's \(name) is missing from this build")
+        }
+        return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-cache"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    struct Hit: Encodable {
+        var id: Int64
+        var path: String
+        var score: Float
+        var width: Int?
+        var height: Int?
+        var thumbnail: String
+    }
+
+    struct Results: Encodable {
+        var query: String
+        var vectors: Int
+        var milliseconds: Double
+        var hits: [Hit]
+    }
+
+    /// `GET /api/search?q=TERMS&like=ID&top=N`: the terms as `clip search` reads them (texts only: a web query
+    /// never names a file on the server), plus the embedding of indexed file ID when `like` is given.
+    static func search(_ request: Request, _ state: ServerState) async throws -> Response {
+        let started = ContinuousClock.now
+        let reservation = try state.admit()
+        let index = try state.requireIndex()
+        let q = formParameter(request, "q") ?? ""
+        let top = formParameter(request, "top").map { Int($0) } ?? 60
+        guard let top, (1...1000).contains(top) else { throw RequestError("top must be a number within 1...1000") }
+        var weighted: [(weight: Float, vector: ArraySlice<Float>)] = []
+        if let like = formParameter(request, "like") {
+            guard let id = Int64(like), let v = index.search.vector(fileID: id) else {
+                throw RequestError("like=\(like): no indexed file has this id", status: 404)
+            }
+            weighted.append((1, v[...]))
+        }
+        let words = q.split(whereSeparator: \.isWhitespace).map(String.init)
+        if !words.isEmpty {
+            let terms: [QueryTerm]
+            do { terms = try QueryTerm.parse(words, isImageFile: { _ in false }) } catch { throw RequestError("\(error)") }
+            let texts = terms.map { term -> String in if case .text(let t) = term.source { return t } else { return "" } }
+            let tokens = try state.service.tokens(texts, truncate: true) { texts[$0].debugDescription }
+            let rows = try await state.service.embed(tokens: tokens, reservation: reservation)
+            for (term, row) in zip(terms, rows) { weighted.append((term.weight, row[...])) }
+        }
+        guard !weighted.isEmpty else { throw RequestError("type something to search for (q=…), or pick an image (like=ID)") }
+        let query: [Float]
+        do { query = try PhotoSearch.combine(weighted) } catch { throw RequestError("\(error)") }
+        let hits = try index.search.search(query, top: top)
+        let root = index.search.index.root
+        let results = Results(query: q, vectors: index.search.vectors.count,
+                              milliseconds: milliseconds(started.duration(to: .now)),
+                              hits: hits.map {
+                                  Hit(id: $0.id, path: $0.path.hasPrefix(root + "/") ? String($0.path.dropFirst(root.count + 1)) : $0.path,
+                                      score: $0.score, width: $0.width, height: $0.height, thumbnail: "/thumbnails/\($0.id)")
+                              })
+        return try jsonResponse(results)
+    }
+
+    /// A query parameter as a form encodes it (`+` is a space, `%2B` a plus), which the `+`/`-` terms need.
+    static func formParameter(_ request: Request, _ name: String) -> String? {
+        guard let query = request.uri.query else { return nil }
+        func decode(_ s: Substring) -> String? { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if decode(parts[0]) == name { return parts.count > 1 ? decode(parts[1]) : "" }
+        }
+        return nil
+    }
+
+    static func file(_ context: BasicRequestContext, _ state: ServerState) throws -> String {
+        let index = try state.requireIndex()
+        guard let raw = context.parameters.get("id"), let id = Int64(raw) else { throw RequestError("the file id must be a number") }
+        guard let file = try index.search.file(id: id) else { throw RequestError("no indexed file has id \(id)", status: 404) }
+        return file.path
+    }
+
+    /// `GET /thumbnails/ID?size=S`: a PNG at most S pixels on its longer side (default 256).
+    static func thumbnail(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) throws -> Response {
+        let path = try file(context, state)
+        let size = formParameter(request, "size").map { Int($0) } ?? 256
+        guard let size, (16...1024).contains(size) else { throw RequestError("size must be a number within 16...1024") }
+        guard let png = ContactSheet.thumbnailPNG(path, side: size) else {
+            throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
+        }
+        return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "max-age=3600"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: png)))
+    }
+
+    /// `GET /files/ID`: the indexed file itself (only files the index holds, by id: no path ever comes from the
+    /// request).
+    static func original(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) throws -> Response {
+        let path = try file(context, state)
+        let bytes: [UInt8]
+        do { bytes = try ImagePreprocessor.readImageFile(path) } catch {
+            throw RequestError("\((path as NSString).lastPathComponent) cannot be read any more", status: 404)
+        }
+        let type: String
+        switch (path as NSString).pathExtension.lowercased() {
+        case "png": type = "image/png"
+        case "webp": type = "image/webp"
+        default: type = "image/jpeg"
+        }
+        return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func milliseconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+    }
+}

@@ -1,0 +1,177 @@
+import CLIPIndex
+import CLIPKit
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// How `clip serve` listens, batches and protects itself.
+public struct ServerOptions: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Inputs per model call at most.
+    public var maxBatch = 32
+    /// How long a partial batch waits for more inputs.
+    public var maxWait: Duration = .milliseconds(5)
+    /// Inputs queued or admitted at most; beyond, requests get 503 with Retry-After at once.
+    public var queueCapacity = 256
+    /// Inputs (texts or images) per request at most.
+    public var maxInputsPerRequest = 256
+    /// Request bodies larger than this get 413 (before they are read, when Content-Length says so).
+    public var maxBodyBytes = 32 << 20
+    /// A connection must send a request's headers within this long, and its body within `bodyTimeout`.
+    public var headerTimeout: Duration = .seconds(10)
+    public var bodyTimeout: Duration = .seconds(60)
+    /// An idle keep-alive connection is closed after this long.
+    public var idleTimeout: Duration = .seconds(60)
+    /// Bearer tokens accepted; empty means no authentication.
+    public var apiKeys: Set<String> = []
+
+    public init() {}
+
+    /// Whether `host` only accepts connections from this machine.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// An index served next to the model (clip-retrieval's routes, the search page).
+public struct ServedIndex: Sendable {
+    /// The name clients select it by (clip-retrieval's `indice_name`).
+    public let name: String
+    public let search: PhotoSearch
+
+    public init(name: String, search: PhotoSearch) { (self.name, self.search) = (name, search) }
+}
+
+/// Everything a route needs.
+struct ServerState: Sendable {
+    let service: EmbeddingService
+    let index: ServedIndex?
+    let options: ServerOptions
+    let startedAt: ContinuousClock.Instant
+}
+
+/// Builds the HTTP application of `clip serve`.
+public enum CLIPServer {
+    /// The application: routes, middleware (errors, auth, limits, metrics, logs, CORS) and the server's timeouts.
+    /// The batcher must be started (`service.batcher.start()`) and is shut down by the caller after the
+    /// application returns (in-flight requests finish first).
+    public static func application(service: EmbeddingService, index: ServedIndex?, options: ServerOptions,
+                                   logger: Logger) -> some ApplicationProtocol {
+        let router = makeRouter(service: service, index: index, options: options)
+        let timeouts = ConnectionTimeouts.Configuration(header: options.headerTimeout, body: options.bodyTimeout)
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionTimeouts(timeouts)],
+                                                idleTimeout: .nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000))),
+            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "clip-serve"),
+            onServerRunning: { channel in
+                // With --port 0 this line is how a script learns the port.
+                let port = channel.localAddress?.port ?? options.port
+                logger.notice("listening", metadata: ["url": "http://\(options.host):\(port)"])
+                FileHandle.standardOutput.write(Data("clip serve: listening on http://\(options.host):\(port)\n".utf8))
+            },
+            logger: logger)
+    }
+
+    /// The router alone (the tests drive it without sockets).
+    package static func makeRouter(service: EmbeddingService, index: ServedIndex?, options: ServerOptions) -> Router<BasicRequestContext> {
+        let state = ServerState(service: service, index: index, options: options, startedAt: .now)
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: LogRequestsMiddleware(.info))
+        router.add(middleware: MetricsMiddleware())
+        // clip-retrieval's front end and browser clients of the API run on other origins.
+        router.add(middleware: CORSMiddleware(allowOrigin: .all, allowHeaders: [.accept, .authorization, .contentType, .origin],
+                                              allowMethods: [.get, .post, .options]))
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: AuthMiddleware(keys: options.apiKeys))
+        OperationsRoutes.add(to: router, state: state)
+        OpenAIRoutes.add(to: router, state: state)
+        ImmichRoutes.add(to: router, state: state)
+        RetrievalRoutes.add(to: router, state: state)
+        SearchPage.add(to: router, state: state)
+        return router
+    }
+}
+
+// MARK: - Shared request handling
+
+extension ServerState {
+    /// The request's body, at most `maxBodyBytes`: 413 at once when Content-Length says more, or as soon as more
+    /// has arrived.
+    func body(_ request: Request) async throws -> ByteBuffer {
+        let limit = options.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw HTTPError(.contentTooLarge, message: "the body is \(length) bytes; this server takes at most \(limit) (clip serve --max-body-bytes)")
+        }
+        var request = request
+        do {
+            return try await request.collectBody(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw HTTPError(.contentTooLarge, message: "the body is larger than \(limit) bytes, the most this server takes (clip serve --max-body-bytes)")
+        }
+    }
+
+    /// The body as JSON of type `T`; a body that is not gets 400 naming what is wrong and where.
+    func json<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
+        let buffer = try await body(request)
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+        } catch let error as DecodingError {
+            throw RequestError("the JSON body is not valid: \(describe(error))")
+        }
+    }
+
+    /// Room in the queue for a request that will run the model: 503 at once when the server is full.
+    func admit() throws -> InferenceBatcher.Reservation {
+        try service.batcher.admit()
+    }
+
+    /// The index, or 404 naming the flag that serves one.
+    func requireIndex() throws -> ServedIndex {
+        guard let index else { throw RequestError("this server has no index; start it with clip serve --index DB", status: 404) }
+        return index
+    }
+
+    /// Decodes base64 (plain or a data URL, as browsers and OpenAI clients send images).
+    static func imageBytes(_ text: String, name: String) throws(RequestError) -> [UInt8] {
+        var payload = Substring(text)
+        if payload.hasPrefix("data:") {
+            guard let comma = payload.firstIndex(of: ","), payload[..<comma].hasSuffix(";base64") else {
+                throw RequestError("\(name): a data URL must be base64 (data:image/…;base64,…)")
+            }
+            payload = payload[payload.index(after: comma)...]
+        }
+        guard let data = Data(base64Encoded: String(payload), options: .ignoreUnknownCharacters), !data.isEmpty else {
+            throw RequestError("\(name): not valid base64")
+        }
+        return [UInt8](data)
+    }
+}
+
+/// A DecodingError as one line: what, and at which key path.
+func describe(_ error: DecodingError) -> String {
+    func path(_ keys: [any CodingKey]) -> String {
+        keys.isEmpty ? "the top level" : keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            .trimmingCharacters(in: CharacterSet(charactersIn: "."))
+    }
+    switch error {
+    case .typeMismatch(let type, let c): return "\(path(c.codingPath)): expected \(type)"
+    case .valueNotFound(let type, let c): return "\(path(c.codingPath)): expected \(type), found null"
+    case .keyNotFound(let key, let c):
+        return "missing \"\(key.stringValue)\"" + (c.codingPath.isEmpty ? "" : " in \(path(c.codingPath))")
+    case .dataCorrupted(let c):
+        let underlying = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+        return "\(path(c.codingPath)): \(underlying ?? c.debugDescription)"
+    @unknown default: return "\(error)"
+    }
+}
+
+/// JSON responses with sorted keys (stable output) and no escaped slashes.
+func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+    let data = try encoder.encode(value)
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}

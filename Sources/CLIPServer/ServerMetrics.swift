@@ -1,0 +1,62 @@
+import Metrics
+import Prometheus
+
+/// The process's Prometheus registry, bootstrapped into swift-metrics once: Hummingbird's request metrics and ours
+/// land in it, and `GET /metrics` prints it.
+public enum ServerMetrics {
+    /// The registry (bootstrapping swift-metrics on first use; a process has one metrics system).
+    public static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // swift-metrics labels are dotted ("hb.requests"); Prometheus names allow [a-zA-Z0-9_:] only.
+        factory.nameAndLabelSanitizer = { name, dimensions in
+            (prometheusName(name), dimensions.map { (prometheusName($0.0), $0.1) })
+        }
+        factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }()
+
+    static func prometheusName(_ s: String) -> String {
+        String(s.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") ? $0 : "_" })
+    }
+
+    /// The text exposition of every metric.
+    public static func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+extension CLIPServer {
+    /// The batcher's observer reporting into the Prometheus registry, with the model's load time recorded.
+    public static func batchMetrics(modelLoadSeconds: Double) -> any BatchObserver {
+        let metrics = BatchMetrics()
+        Metrics.Gauge(label: "clip_model_load_seconds").record(modelLoadSeconds)
+        return metrics
+    }
+}
+
+/// The batcher's numbers as metrics: batch sizes and model time per lane, time queued, queue depth, rejections.
+final class BatchMetrics: BatchObserver {
+    private let sizes: [Recorder]
+    private let durations: [Metrics.Timer]
+    private let waits: [Metrics.Timer]
+    private let queueDepth: Metrics.Gauge
+    private let rejections: Metrics.Counter
+
+    init() {
+        _ = ServerMetrics.registry
+        sizes = InferenceBatcher.Lane.allCases.map { Recorder(label: "clip_batch_size", dimensions: [("lane", $0.name)]) }
+        durations = InferenceBatcher.Lane.allCases.map { Metrics.Timer(label: "clip_batch_duration_seconds", dimensions: [("lane", $0.name)]) }
+        waits = InferenceBatcher.Lane.allCases.map { Metrics.Timer(label: "clip_queue_wait_seconds", dimensions: [("lane", $0.name)]) }
+        queueDepth = Metrics.Gauge(label: "clip_queue_depth")
+        rejections = Metrics.Counter(label: "clip_rejected_requests_total")
+    }
+
+    func batch(lane: InferenceBatcher.Lane, size: Int, seconds: Double, queueSeconds: Double) {
+        sizes[lane.rawValue].record(size)
+        durations[lane.rawValue].recordNanoseconds(Int64(seconds * 1e9))
+        waits[lane.rawValue].recordNanoseconds(Int64(queueSeconds * 1e9))
+    }
+
+    func depth(_ depth: Int) { queueDepth.record(depth) }
+    func rejected() { rejections.increment() }
+}
