@@ -26,7 +26,8 @@ function render(data, like) {
     meta.className = "meta";
     const path = document.createElement("span");
     path.className = "path";
-    path.textContent = hit.path;
+    // Shown from its end (the file name) when too long; the marks keep the slashes in place under rtl.
+    path.textContent = "\u200E" + hit.path + "\u200E";
     path.title = hit.path;
     const score = document.createElement("span");
     score.className = "score";
