@@ -107,7 +107,8 @@ def summary(kind, route, seconds, ok, refused, errors, extra):
     out = {"mode": kind, "route": route, "seconds": round(seconds, 2), "ok": len(ok),
            "throughput_per_s": round(len(ok) / seconds, 2) if seconds else 0,
            "p50_ms": ms(percentile(ok, 50)), "p99_ms": ms(percentile(ok, 99)), "max_ms": ms(max(ok) if ok else None),
-           "refused": len(refused), "refused_p50_ms": ms(percentile(refused, 50)), "refused_max_ms": ms(max(refused) if refused else None),
+           "refused": len(refused), "refused_p50_ms": ms(percentile(refused, 50)), "refused_p99_ms": ms(percentile(refused, 99)),
+           "refused_max_ms": ms(max(refused) if refused else None),
            "errors": errors}
     out.update(extra)
     return out

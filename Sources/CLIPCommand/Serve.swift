@@ -36,8 +36,8 @@ struct Serve: ParsableCommand {
     @Option(help: "How long a partial batch waits for more inputs, in milliseconds.")
     var maxWaitMs = 5.0
 
-    @Option(help: "Inputs queued at most; beyond, requests get 503 with Retry-After at once.")
-    var queueCapacity = 256
+    @Option(help: "Inputs waiting at most (besides the batch being run); beyond, requests get 503 with Retry-After at once. It bounds the wait of an accepted input to the running batch plus ⌈capacity / max-batch⌉ batches. Default: --max-batch.")
+    var queueCapacity: Int?
 
     @Option(help: "Texts or images per request at most.")
     var maxInputs = 256
@@ -62,7 +62,7 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
-        guard maxBatch >= 1, queueCapacity >= 1, maxInputs >= 1 else {
+        guard maxBatch >= 1, (queueCapacity ?? 1) >= 1, maxInputs >= 1 else {
             throw ValidationError("--max-batch, --queue-capacity and --max-inputs must be at least 1")
         }
         guard maxWaitMs >= 0, maxWaitMs <= 10_000 else { throw ValidationError("--max-wait-ms must be within 0...10000") }
@@ -81,7 +81,7 @@ struct Serve: ParsableCommand {
             options.port = port
             options.maxBatch = maxBatch
             options.maxWait = .microseconds(Int64(maxWaitMs * 1000))
-            options.queueCapacity = queueCapacity
+            options.queueCapacity = queueCapacity ?? maxBatch
             options.maxInputsPerRequest = maxInputs
             options.maxBodyBytes = maxBodyBytes
             options.headerTimeout = .seconds(headerTimeout)
@@ -109,7 +109,7 @@ struct Serve: ParsableCommand {
                 + Double(started.duration(to: .now).components.seconds)
             let name = ModelHubNames.display(model.spec)
             let service = EmbeddingService(pipeline: clip, modelName: name, maxBatch: maxBatch, maxWait: options.maxWait,
-                                           queueCapacity: queueCapacity, maxInputsPerRequest: maxInputs,
+                                           queueCapacity: options.queueCapacity, maxInputsPerRequest: maxInputs,
                                            observer: CLIPServer.batchMetrics(modelLoadSeconds: loadSeconds))
             logger.info("model loaded", metadata: ["model": "\(name)", "seconds": "\(String(format: "%.2f", loadSeconds))",
                                                    "index": "\(served.map { "\($0.name) (\($0.search.vectors.count) vectors)" } ?? "none")"])

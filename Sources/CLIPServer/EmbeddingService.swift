@@ -1,6 +1,7 @@
 import CLIPImage
 import CLIPKit
 import CLIPTensor
+import CLIPTokenizer
 import Foundation
 
 /// A user mistake in a request: answered with 400 (or the status given) and this message.
@@ -55,6 +56,8 @@ public final class EmbeddingService: Sendable {
         for (i, text) in texts.enumerated() {
             do {
                 out += try pipeline.tokenizer.tokenize([text], contextLength: context, truncate: truncate)
+            } catch TokenizerError.textTooLong(_, let n, let c) {
+                throw RequestError("\(names(i)): the text is \(n) tokens long (with start and end tokens), more than the model's context of \(c); shorten it, or send \"truncate\": true")
             } catch {
                 throw RequestError("\(names(i)): \(error)")
             }

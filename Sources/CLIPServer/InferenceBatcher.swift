@@ -88,6 +88,8 @@ public final class InferenceBatcher: @unchecked Sendable {
     /// Inputs admitted (reserved) whose requests have not yet enqueued them: bodies being read, images decoded.
     private var reserved = 0
     private var stopping = false
+    /// Seconds the last batch took: the Retry-After hint is the queue's drain time at this pace.
+    private var lastBatchSeconds = 0.0
     private var running = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
@@ -143,8 +145,8 @@ public final class InferenceBatcher: @unchecked Sendable {
         let depth = reserved + queues[0].count + queues[1].count
         guard depth < capacity else {
             observer?.rejected()
-            // A batch of maxBatch drains in about one model call; a second is a safe, simple hint.
-            throw .overloaded(retryAfter: 1)
+            let batches = Double(depth) / Double(maxBatch) + 1
+            throw .overloaded(retryAfter: max(1, Int((batches * lastBatchSeconds).rounded(.up))))
         }
         reserved += count
         observer?.depth(depth + count)
@@ -241,8 +243,8 @@ public final class InferenceBatcher: @unchecked Sendable {
 
             let started = clock.now
             let outcome = Result { try runner(lane, batch.map(\.input)) }
-            observer?.batch(lane: lane, size: take, seconds: seconds(started.duration(to: clock.now)),
-                            queueSeconds: seconds(batch[0].enqueued.duration(to: started)))
+            let took = seconds(started.duration(to: clock.now))
+            observer?.batch(lane: lane, size: take, seconds: took, queueSeconds: seconds(batch[0].enqueued.duration(to: started)))
             switch outcome {
             case .success(let rows) where rows.count == batch.count:
                 for (item, row) in zip(batch, rows) { item.request.deliver(row, at: item.position) }
@@ -253,6 +255,7 @@ public final class InferenceBatcher: @unchecked Sendable {
                 for item in batch { item.request.fail(error) }
             }
             condition.lock()
+            lastBatchSeconds = took
         }
         running = false
         condition.unlock()

@@ -13,8 +13,11 @@ public struct ServerOptions: Sendable {
     public var maxBatch = 32
     /// How long a partial batch waits for more inputs.
     public var maxWait: Duration = .milliseconds(5)
-    /// Inputs queued or admitted at most; beyond, requests get 503 with Retry-After at once.
-    public var queueCapacity = 256
+    /// Inputs waiting (queued or admitted, not counting the batch being run) at most; beyond, requests get 503
+    /// with Retry-After at once. It bounds an accepted input's wait: at most the running batch's rest plus
+    /// ⌈queueCapacity / maxBatch⌉ batches, so one batch's worth keeps the worst case near twice an unloaded
+    /// request's time.
+    public var queueCapacity = 32
     /// Inputs (texts or images) per request at most.
     public var maxInputsPerRequest = 256
     /// Request bodies larger than this get 413 (before they are read, when Content-Length says so).

@@ -1,0 +1,69 @@
+import CLIPTestSupport
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+@Suite("clip serve (the command)")
+struct ServeCommandTests {
+    struct Refusal: Sendable, CustomTestStringConvertible {
+        let arguments: [String]
+        let status: Int32
+        let message: String
+        var testDescription: String { arguments.joined(separator: " ") }
+    }
+
+    static let refusals: [Refusal] = [
+        .init(arguments: ["--host", "0.0.0.0"], status: 64, message: "--api-key-file FILE, or --no-auth"),
+        .init(arguments: ["--port", "70000"], status: 64, message: "--port"),
+        .init(arguments: ["--max-batch", "0"], status: 64, message: "at least 1"),
+        .init(arguments: ["--api-key-file", "/nonexistent/keys"], status: 1, message: "cannot read the API key file"),
+        .init(arguments: ["--index", "/nonexistent/index.sqlite"], status: 1, message: "no index here"),
+    ]
+
+    @Test("settings that would be unsafe or cannot work are refused before serving", arguments: refusals)
+    func refused(_ refusal: Refusal) throws {
+        let r = try runClip(["serve", "--port", "0"] + refusal.arguments)
+        #expect(r.status == refusal.status, "\(r.stderr)")
+        #expect(r.stderr.contains(refusal.message), "\(r.stderr)")
+    }
+
+    @Test("an empty key file is refused rather than locking everyone out")
+    func emptyKeys() throws {
+        let dir = try scratchDirectory("serve-keys")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "# no keys yet\n\n".write(toFile: "\(dir)/keys", atomically: true, encoding: .utf8)
+        let r = try runClip(["serve", "--port", "0", "--api-key-file", "\(dir)/keys"])
+        #expect(r.status == 1 && r.stderr.contains("no API keys"), "\(r.stderr)")
+    }
+
+    @Test("serves on the port it prints, and exits 0 on SIGTERM")
+    func servesAndStops() async throws {
+        let p = Process()
+        p.executableURL = clipBinary
+        p.arguments = ["serve", "--port", "0", "--log-level", "warning"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        // The first line says where it listens.
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { break }
+            line += chunk
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        let url = try #require(text.components(separatedBy: "listening on ").last?.trimmingCharacters(in: .whitespacesAndNewlines),
+                               "\(text)")
+        let (data, response) = try await URLSession.shared.data(from: try #require(URL(string: url + "/healthz")))
+        #expect((response as? HTTPURLResponse)?.statusCode == 200)
+        let health = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(health["model"] as? String == "swift-clip-shapes" && health["dimension"] as? Int == 64)
+        p.terminate()  // SIGTERM
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && p.terminationReason == .exit)
+    }
+}
