@@ -45,7 +45,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Request bodies larger than this many bytes get 413.")
     var maxBodyBytes = 32 << 20
 
-    @Option(help: "Seconds a client has to send a request's headers, and its body.")
+    @Option(help: "Seconds a new connection has to send its request's headers.")
     var headerTimeout = 10
 
     @Option(help: "Seconds a client has to send a request's body.")
@@ -79,10 +79,6 @@ struct Serve: ParsableCommand {
             var options = ServerOptions()
             options.host = host
             options.port = port
-            options.maxBatch = maxBatch
-            options.maxWait = .microseconds(Int64(maxWaitMs * 1000))
-            options.queueCapacity = queueCapacity ?? maxBatch
-            options.maxInputsPerRequest = maxInputs
             options.maxBodyBytes = maxBodyBytes
             options.headerTimeout = .seconds(headerTimeout)
             options.bodyTimeout = .seconds(bodyTimeout)
@@ -108,8 +104,9 @@ struct Serve: ParsableCommand {
             let loadSeconds = Double(started.duration(to: .now).components.attoseconds) / 1e18
                 + Double(started.duration(to: .now).components.seconds)
             let name = ModelHubNames.display(model.spec)
-            let service = EmbeddingService(pipeline: clip, modelName: name, maxBatch: maxBatch, maxWait: options.maxWait,
-                                           queueCapacity: options.queueCapacity, maxInputsPerRequest: maxInputs,
+            let service = EmbeddingService(pipeline: clip, modelName: name, maxBatch: maxBatch,
+                                           maxWait: .microseconds(Int64(maxWaitMs * 1000)),
+                                           queueCapacity: queueCapacity ?? maxBatch, maxInputsPerRequest: maxInputs,
                                            observer: CLIPServer.batchMetrics(modelLoadSeconds: loadSeconds))
             logger.info("model loaded", metadata: ["model": "\(name)", "seconds": "\(String(format: "%.2f", loadSeconds))",
                                                    "index": "\(served.map { "\($0.name) (\($0.search.vectors.count) vectors)" } ?? "none")"])

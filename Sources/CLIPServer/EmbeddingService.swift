@@ -23,8 +23,16 @@ public final class EmbeddingService: Sendable {
 
     public var dimension: Int { pipeline.model.configuration.embedDim }
 
-    public init(pipeline: CLIPPipeline, modelName: String, maxBatch: Int, maxWait: Duration, queueCapacity: Int,
-                maxInputsPerRequest: Int = 256, observer: BatchObserver? = nil) {
+    /// - Parameters:
+    ///   - maxBatch: inputs per model call at most.
+    ///   - maxWait: how long a partial batch waits for more inputs.
+    ///   - queueCapacity: inputs waiting (queued or admitted, not counting the batch being run) at most; beyond,
+    ///     requests are refused at once. It bounds an accepted input's wait: at most the running batch's rest plus
+    ///     ⌈queueCapacity / maxBatch⌉ batches, so one batch's worth keeps the worst case near twice an unloaded
+    ///     request's time.
+    ///   - maxInputsPerRequest: texts or images one request may carry.
+    public init(pipeline: CLIPPipeline, modelName: String, maxBatch: Int = 32, maxWait: Duration = .milliseconds(5),
+                queueCapacity: Int = 32, maxInputsPerRequest: Int = 256, observer: BatchObserver? = nil) {
         self.pipeline = pipeline
         self.modelName = modelName
         self.maxInputsPerRequest = maxInputsPerRequest

@@ -5,21 +5,10 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// How `clip serve` listens, batches and protects itself.
+/// How `clip serve` listens and protects itself (batching is the `EmbeddingService`'s).
 public struct ServerOptions: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
-    /// Inputs per model call at most.
-    public var maxBatch = 32
-    /// How long a partial batch waits for more inputs.
-    public var maxWait: Duration = .milliseconds(5)
-    /// Inputs waiting (queued or admitted, not counting the batch being run) at most; beyond, requests get 503
-    /// with Retry-After at once. It bounds an accepted input's wait: at most the running batch's rest plus
-    /// ⌈queueCapacity / maxBatch⌉ batches, so one batch's worth keeps the worst case near twice an unloaded
-    /// request's time.
-    public var queueCapacity = 32
-    /// Inputs (texts or images) per request at most.
-    public var maxInputsPerRequest = 256
     /// Request bodies larger than this get 413 (before they are read, when Content-Length says so).
     public var maxBodyBytes = 32 << 20
     /// A connection must send a request's headers within this long, and its body within `bodyTimeout`.
