@@ -95,6 +95,31 @@ class Connection:
         self.reader = self.writer = None
 
 
+class Tally:
+    """Latencies of answered (200) and refused (429/503) requests, and counts of everything else by kind."""
+
+    def __init__(self):
+        self.ok, self.refused, self.errors = [], [], {}
+
+    async def send(self, conn, request):
+        """One request on `conn`; returns its status, or None when the connection failed (then closed)."""
+        start = time.monotonic()
+        try:
+            status = await conn.request(*request)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as e:
+            self.errors[type(e).__name__] = self.errors.get(type(e).__name__, 0) + 1
+            conn.close()
+            return None
+        took = time.monotonic() - start
+        if status == 200:
+            self.ok.append(took)
+        elif status in (429, 503):
+            self.refused.append(took)
+        else:
+            self.errors[str(status)] = self.errors.get(str(status), 0) + 1
+        return status
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -115,8 +140,8 @@ def summary(kind, route, seconds, ok, refused, errors, extra):
 
 
 async def closed_loop(host, port, key, route, concurrency, seconds, max_requests, image):
-    method, path, headers, body = bodies(route, image)
-    ok, refused, errors = [], [], {}
+    request = bodies(route, image)
+    tally = Tally()
     deadline = time.monotonic() + seconds
     count = 0
 
@@ -125,50 +150,24 @@ async def closed_loop(host, port, key, route, concurrency, seconds, max_requests
         conn = Connection(host, port, key)
         while time.monotonic() < deadline and count < max_requests:
             count += 1
-            start = time.monotonic()
-            try:
-                status = await conn.request(method, path, headers, body)
-            except (ConnectionError, OSError, asyncio.IncompleteReadError) as e:
-                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-                conn.close()
-                continue
-            took = time.monotonic() - start
-            if status == 200:
-                ok.append(took)
-            elif status in (429, 503):
-                refused.append(took)
+            if await tally.send(conn, request) in (429, 503):
                 await asyncio.sleep(0.05)
-            else:
-                errors[str(status)] = errors.get(str(status), 0) + 1
         conn.close()
 
     begin = time.monotonic()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return summary("closed", route, time.monotonic() - begin, ok, refused, errors, {"concurrency": concurrency})
+    return summary("closed", route, time.monotonic() - begin, tally.ok, tally.refused, tally.errors, {"concurrency": concurrency})
 
 
 async def open_loop(host, port, key, route, rate, seconds, image):
-    method, path, headers, body = bodies(route, image)
-    ok, refused, errors = [], [], {}
+    request = bodies(route, image)
+    tally = Tally()
     idle = []  # keep-alive connections not in use
 
     async def one():
         conn = idle.pop() if idle else Connection(host, port, key)
-        start = time.monotonic()
-        try:
-            status = await conn.request(method, path, headers, body)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError) as e:
-            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-            conn.close()
-            return
-        took = time.monotonic() - start
-        idle.append(conn)
-        if status == 200:
-            ok.append(took)
-        elif status in (429, 503):
-            refused.append(took)
-        else:
-            errors[str(status)] = errors.get(str(status), 0) + 1
+        if await tally.send(conn, request) is not None:
+            idle.append(conn)
 
     tasks = []
     begin = time.monotonic()
@@ -181,7 +180,7 @@ async def open_loop(host, port, key, route, rate, seconds, image):
     await asyncio.gather(*tasks)
     for c in idle:
         c.close()
-    return summary("open", route, time.monotonic() - begin, ok, refused, errors, {"rate_per_s": rate, "sent": n})
+    return summary("open", route, time.monotonic() - begin, tally.ok, tally.refused, tally.errors, {"rate_per_s": rate, "sent": n})
 
 
 def main():
