@@ -72,7 +72,7 @@ PY
 stop
 
 echo "== graceful shutdown with requests in flight"
-start --max-batch 1 --max-wait-ms 0 --max-inputs 256
+start --max-batch 1 --max-wait-ms 0 --max-inputs 256 --queue-capacity 1024
 "$PY" - "$url" "$pid" <<'PY'
 import asyncio, base64, json, os, signal, socket, sys, time, urllib.parse
 url, pid = sys.argv[1], int(sys.argv[2])

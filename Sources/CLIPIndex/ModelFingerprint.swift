@@ -64,12 +64,12 @@ public enum ModelFingerprint {
 
 #if canImport(Glibc)
 import Glibc
-func modificationNanoseconds(_ st: stat) -> Int64 {
+package func modificationNanoseconds(_ st: stat) -> Int64 {
     Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
 }
 #elseif canImport(Darwin)
 import Darwin
-func modificationNanoseconds(_ st: stat) -> Int64 {
+package func modificationNanoseconds(_ st: stat) -> Int64 {
     Int64(st.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(st.st_mtimespec.tv_nsec)
 }
 #endif

@@ -42,6 +42,7 @@ struct ServerState: Sendable {
     let index: ServedIndex?
     let options: ServerOptions
     let startedAt: ContinuousClock.Instant
+    let thumbnails = Thumbnails()
 }
 
 /// Builds the HTTP application of `clip serve`.

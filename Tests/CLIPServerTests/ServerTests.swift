@@ -142,6 +142,7 @@ struct OpenAIRouteTests {
         .init(name: "classify bad template", uri: "/v1/classify", body: #"{"images":["aGk="],"labels":["a"],"templates":["no braces"]}"#, status: 400, message: "templates[0]"),
         .init(name: "knn without a query", uri: "/knn-service", body: #"{"modality":"image","num_images":3}"#, status: 400, message: "must fill one of"),
         .init(name: "knn of a URL", uri: "/knn-service", body: #"{"image_url":"http://169.254.169.254/","modality":"image","num_images":3}"#, status: 400, message: "image_url is not fetched"),
+        .init(name: "knn multilingual", uri: "/knn-service", body: #"{"text":"un chat","modality":"image","num_images":3,"use_mclip":true}"#, status: 400, message: "use_mclip"),
         .init(name: "knn text modality", uri: "/knn-service", body: #"{"text":"a","modality":"text","num_images":3}"#, status: 400, message: "image embeddings only"),
         .init(name: "knn other index", uri: "/knn-service", body: #"{"text":"a","modality":"image","num_images":3,"indice_name":"laion5B"}"#, status: 404, message: "no index named"),
         .init(name: "knn wrong embedding", uri: "/knn-service", body: #"{"embedding_input":[1,2],"modality":"image","num_images":3}"#, status: 400, message: "embedding_input has 2 values"),

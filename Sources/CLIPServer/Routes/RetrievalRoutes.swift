@@ -23,9 +23,10 @@ enum RetrievalRoutes {
         var numResultIds: Int?
         var indiceName: String?
         var deduplicate: Bool?
+        var useMclip: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case text, image, modality, deduplicate
+            case text, image, modality, deduplicate, useMclip = "use_mclip"
             case imageURL = "image_url", embeddingInput = "embedding_input", numImages = "num_images"
             case numResultIds = "num_result_ids", indiceName = "indice_name"
         }
@@ -49,6 +50,9 @@ enum RetrievalRoutes {
         }
         if let modality = body.modality, modality != "image" {
             throw RequestError("modality \(modality.debugDescription): this index holds image embeddings only; use \"image\"")
+        }
+        if body.useMclip == true {
+            throw RequestError("use_mclip: multilingual CLIP is not served here; the query would be read by \(state.service.modelName)'s English text tower")
         }
         let numImages = body.numImages ?? 40
         guard (1...10_000).contains(numImages) else { throw RequestError("num_images must be within 1...10000") }

@@ -12,7 +12,7 @@ enum SearchPage {
         router.get("/static/app.js") { _, _ in try asset("app.js", type: "text/javascript; charset=utf-8") }
         router.get("/static/style.css") { _, _ in try asset("style.css", type: "text/css; charset=utf-8") }
         router.get("/api/search") { request, _ in try await search(request, state) }
-        router.get("/thumbnails/:id") { request, context in try thumbnail(request, context, state) }
+        router.get("/thumbnails/:id") { request, context in try await thumbnail(request, context, state) }
         router.get("/files/:id") { request, context in try original(request, context, state) }
     }
 
@@ -99,11 +99,11 @@ enum SearchPage {
     }
 
     /// `GET /thumbnails/ID?size=S`: a PNG at most S pixels on its longer side (default 256).
-    static func thumbnail(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) throws -> Response {
+    static func thumbnail(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
         let path = try file(context, state)
         let size = formParameter(request, "size").map { Int($0) } ?? 256
         guard let size, (16...1024).contains(size) else { throw RequestError("size must be a number within 16...1024") }
-        guard let png = ContactSheet.thumbnailPNG(path, side: size) else {
+        guard let png = await state.thumbnails.png(path, side: size) else {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "max-age=3600"],
