@@ -29,6 +29,8 @@ public enum BatcherError: Error, CustomStringConvertible, Sendable, Equatable {
 /// Admission is bounded: `admit` counts a request against `capacity` before its body is read, so a full server
 /// answers at once without reading or decoding anything, and memory is bounded by `capacity` inputs.
 public final class InferenceBatcher: @unchecked Sendable {
+    // @unchecked: the queues, counters and flags are read and written only under `condition`; a queued request's
+    // PendingRequest only by the batching thread.
     /// The two kinds of input, each with its own queue and model call.
     public enum Lane: Int, Sendable, CaseIterable {
         case text, image
@@ -97,7 +99,8 @@ public final class InferenceBatcher: @unchecked Sendable {
     /// - Parameters:
     ///   - maxBatch: inputs per model call at most.
     ///   - maxWait: how long a partial batch waits for company.
-    ///   - capacity: inputs queued or admitted at most; beyond, `admit` fails with `.overloaded`.
+    ///   - capacity: inputs waiting at most (queued, or admitted and not yet queued; the batch being run is not
+    ///     counted); beyond, `admit` fails with `.overloaded`.
     public init(maxBatch: Int, maxWait: Duration, capacity: Int, observer: BatchObserver? = nil, runner: @escaping Runner) {
         self.maxBatch = max(1, maxBatch)
         self.maxWait = maxWait
@@ -129,15 +132,15 @@ public final class InferenceBatcher: @unchecked Sendable {
         if wasRunning { finished.wait() }
     }
 
-    /// Inputs queued or admitted now.
+    /// Inputs waiting now: queued, or admitted and not yet queued.
     public var depth: Int {
         condition.lock()
         defer { condition.unlock() }
         return reserved + queues[0].count + queues[1].count
     }
 
-    /// Reserves `count` inputs' room for a request, or fails at once when the server is full or stopping.
-    /// Release what is not used with `release` (a `Reservation` does so when it ends).
+    /// Reserves `count` inputs' room for a request, or fails at once when the server is full or stopping. Room a
+    /// request does not use goes back when its `Reservation` ends.
     public func admit(_ count: Int = 1) throws(BatcherError) -> Reservation {
         condition.lock()
         defer { condition.unlock() }
@@ -155,6 +158,7 @@ public final class InferenceBatcher: @unchecked Sendable {
 
     /// A request's room in the queue; `grow` claims more once the request knows how many inputs it has.
     public final class Reservation: @unchecked Sendable {
+        // @unchecked: `count` is guarded by `lock`.
         let batcher: InferenceBatcher
         private let lock = NSLock()
         private var count: Int
