@@ -44,15 +44,14 @@ struct Classify: ParsableCommand {
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
         guard !labels.isEmpty else { throw ValidationError("give at least one label with --labels") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        for t in template where PromptTemplates.named(t) == nil && t.components(separatedBy: "{}").count != 2 {
+        for t in template where !PromptTemplates.isValid(t) {
             throw ValidationError("--template '\(t)' must contain exactly one {} (or be 'imagenet')")
         }
     }
 
     func run() throws {
         try reportingErrors {
-            let templates = template.isEmpty ? [PromptTemplates.defaultTemplate]
-                : template.flatMap { PromptTemplates.named($0) ?? [$0] }
+            let templates = PromptTemplates.expand(template)
             let clip = try model.pipeline()
             let classifier = try clip.zeroShotClassifier(labels: labels, templates: templates)
             let embeddings = try clip.imageEmbeddings(files: images, batchSize: batchSize,

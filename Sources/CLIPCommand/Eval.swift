@@ -40,7 +40,7 @@ struct Eval: ParsableCommand {
             var out = Output()
             if let images {
                 let (files, labels, classes) = try Evaluation.labelledFolder(images)
-                let templates = template.isEmpty ? [PromptTemplates.defaultTemplate] : template.flatMap { PromptTemplates.named($0) ?? [$0] }
+                let templates = PromptTemplates.expand(template)
                 out.zeroShot = try Evaluation.zeroShot(clip, files: files, labels: labels, classes: classes, templates: templates,
                                                        batchSize: batchSize)
             }

@@ -101,8 +101,7 @@ struct Serve: ParsableCommand {
             } else {
                 clip = try model.pipeline()
             }
-            let loadSeconds = Double(started.duration(to: .now).components.attoseconds) / 1e18
-                + Double(started.duration(to: .now).components.seconds)
+            let loadSeconds = started.duration(to: .now).inSeconds
             let name = ModelHubNames.display(model.spec)
             let service = EmbeddingService(pipeline: clip, modelName: name, maxBatch: maxBatch,
                                            maxWait: .microseconds(Int64(maxWaitMs * 1000)),

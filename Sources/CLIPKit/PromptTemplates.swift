@@ -92,6 +92,16 @@ public enum PromptTemplates {
         name.lowercased() == "imagenet" ? imageNet : nil
     }
 
+    /// Whether `template` can be used: a named ensemble, or text with exactly one `{}`.
+    public static func isValid(_ template: String) -> Bool {
+        named(template) != nil || template.components(separatedBy: "{}").count == 2
+    }
+
+    /// The templates to fill in: named ensembles expanded, the default template when none are given.
+    public static func expand(_ templates: [String]) -> [String] {
+        templates.isEmpty ? [defaultTemplate] : templates.flatMap { named($0) ?? [$0] }
+    }
+
     /// `template.format(label)`: the template must hold exactly one `{}`.
     public static func apply(_ template: String, to label: String) throws(ClassifierError) -> String {
         let parts = template.components(separatedBy: "{}")

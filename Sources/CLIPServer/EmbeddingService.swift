@@ -50,27 +50,22 @@ public final class EmbeddingService: Sendable {
                 for input in inputs { if case .pixels(let p) = input { pixels += p } }
                 out = try model.encodeImage(Tensor(shape: [inputs.count, 3, resolution, resolution], scalars: pixels))
             }
-            let d = out.shape.last ?? 0
-            return (0..<inputs.count).map { unitLength(Array(out.scalars[$0 * d..<($0 + 1) * d])) }
+            let unit = l2Normalized(out), d = out.shape.last ?? 0
+            return (0..<inputs.count).map { Array(unit.scalars[$0 * d..<($0 + 1) * d]) }
         }
     }
 
     /// Token ids of each text, padded to the context; a text longer than the context is an error naming its
     /// position unless `truncate`.
     public func tokens(_ texts: [String], truncate: Bool, names: (Int) -> String = { "input[\($0)]" }) throws(RequestError) -> [[Int]] {
-        let context = pipeline.model.configuration.text.contextLength
-        var out: [[Int]] = []
-        out.reserveCapacity(texts.count)
-        for (i, text) in texts.enumerated() {
-            do {
-                out += try pipeline.tokenizer.tokenize([text], contextLength: context, truncate: truncate)
-            } catch TokenizerError.textTooLong(_, let n, let c) {
-                throw RequestError("\(names(i)): the text is \(n) tokens long (with start and end tokens), more than the model's context of \(c); shorten it, or send \"truncate\": true")
-            } catch {
-                throw RequestError("\(names(i)): \(error)")
-            }
+        do {
+            return try pipeline.tokenizer.tokenize(texts, contextLength: pipeline.model.configuration.text.contextLength,
+                                                   truncate: truncate)
+        } catch TokenizerError.textTooLong(let i, let n, let c) {
+            throw RequestError("\(names(i)): the text is \(n) tokens long (with start and end tokens), more than the model's context of \(c); shorten it, or send \"truncate\": true")
+        } catch {
+            throw RequestError("\(error)")
         }
-        return out
     }
 
     /// Preprocessed pixels of an encoded image (JPEG, PNG, WebP bytes) and its size before preprocessing.
@@ -114,12 +109,6 @@ public final class EmbeddingService: Sendable {
         classifiers[key] = classifier
         return classifier
     }
-}
-
-/// `v / |v|` (zero stays zero).
-func unitLength(_ v: [Float]) -> [Float] {
-    let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
-    return norm > 0 ? v.map { $0 / norm } : v
 }
 
 /// A small least-recently-inserted cache of classifiers.

@@ -236,7 +236,7 @@ public final class InferenceBatcher: @unchecked Sendable {
             let deadline = queue[0].enqueued.advanced(by: maxWait)
             if queue.count < maxBatch && clock.now < deadline && !stopping {
                 let left = clock.now.duration(to: deadline)
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(left.components.seconds) + Double(left.components.attoseconds) * 1e-18))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: left.inSeconds))
                 continue
             }
             let take = min(maxBatch, queue.count)
@@ -247,8 +247,8 @@ public final class InferenceBatcher: @unchecked Sendable {
 
             let started = clock.now
             let outcome = Result { try runner(lane, batch.map(\.input)) }
-            let took = seconds(started.duration(to: clock.now))
-            observer?.batch(lane: lane, size: take, seconds: took, queueSeconds: seconds(batch[0].enqueued.duration(to: started)))
+            let took = started.duration(to: clock.now).inSeconds
+            observer?.batch(lane: lane, size: take, seconds: took, queueSeconds: batch[0].enqueued.duration(to: started).inSeconds)
             switch outcome {
             case .success(let rows) where rows.count == batch.count:
                 for (item, row) in zip(batch, rows) { item.request.deliver(row, at: item.position) }
@@ -265,10 +265,11 @@ public final class InferenceBatcher: @unchecked Sendable {
         condition.unlock()
         finished.signal()
     }
+}
 
-    private func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-    }
+extension Duration {
+    /// The duration in seconds, as a Double (for metrics, timers and reports).
+    package var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
 
 /// What the batcher reports to metrics.

@@ -176,12 +176,10 @@ enum OpenAIRoutes {
         guard body.images.count <= service.maxInputsPerRequest, body.labels.count <= 1000 else {
             throw RequestError("at most \(service.maxInputsPerRequest) images and 1000 labels per request")
         }
-        for (i, t) in (body.templates ?? []).enumerated()
-        where PromptTemplates.named(t) == nil && t.components(separatedBy: "{}").count != 2 {
+        for (i, t) in (body.templates ?? []).enumerated() where !PromptTemplates.isValid(t) {
             throw RequestError("templates[\(i)]: \(t.debugDescription) must contain exactly one {} (or be \"imagenet\")")
         }
-        let templates = (body.templates ?? []).isEmpty ? [PromptTemplates.defaultTemplate]
-            : body.templates!.flatMap { PromptTemplates.named($0) ?? [$0] }
+        let templates = PromptTemplates.expand(body.templates ?? [])
         reservation.grow(to: body.images.count)
         var pixels: [[Float]] = []
         for (i, encoded) in body.images.enumerated() {

@@ -1,4 +1,5 @@
 import CLIPIndex
+import CLIPTensor
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -69,7 +70,7 @@ enum RetrievalRoutes {
             guard embedding.count == service.dimension, embedding.allSatisfy(\.isFinite) else {
                 throw RequestError("embedding_input has \(embedding.count) values; the index's model has \(service.dimension) finite ones")
             }
-            query = unitLength(embedding)
+            query = l2Normalized(try Tensor(shape: [1, embedding.count], scalars: embedding)).scalars
         } else if body.imageURL != nil {
             throw RequestError("image_url is not fetched by this server (it would fetch any address for anyone); send the image itself as base64 in \"image\"")
         } else {

@@ -72,7 +72,7 @@ enum SearchPage {
         let hits = try index.search.search(query, top: top)
         let root = index.search.index.root
         let results = Results(query: q, vectors: index.search.vectors.count,
-                              milliseconds: milliseconds(started.duration(to: .now)),
+                              milliseconds: started.duration(to: .now).inSeconds * 1000,
                               hits: hits.map {
                                   Hit(id: $0.id, path: $0.path.hasPrefix(root + "/") ? String($0.path.dropFirst(root.count + 1)) : $0.path,
                                       score: $0.score, width: $0.width, height: $0.height, thumbnail: "/thumbnails/\($0.id)")
@@ -125,9 +125,5 @@ enum SearchPage {
         default: type = "image/jpeg"
         }
         return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-
-    static func milliseconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 }
