@@ -156,8 +156,12 @@ extension CLIPModel {
 
     /// open_clip model config: `quick_gelu` (otherwise GELU), `vision_cfg.head_width`, `text_cfg.heads`,
     /// `vision_cfg.image_size` and `preprocess_cfg.mean/std`.
+    /// The Hub's `open_clip_config.json` (`{"model_cfg": …, "preprocess_cfg": …}`) is read like a model config.
     static func applyOpenCLIPConfig(_ path: String, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
-        let cfg = try readJSON(path)
+        let file = try readJSON(path)
+        var cfg = file["model_cfg"] as? [String: Any] ?? file
+        if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
+        try refuseUnimplemented(cfg, origin: path)
         c.activation = (cfg["quick_gelu"] as? Bool) == true ? .quickGELU : .gelu
         if let text = cfg["text_cfg"] as? [String: Any],
            let heads = try heads(text["heads"], "text_cfg.heads", width: c.text.width, origin: path) {
@@ -177,6 +181,44 @@ extension CLIPModel {
             if let m = floats(pre["mean"]) { p.mean = m }
             if let s = floats(pre["std"]) { p.std = s }
         }
+    }
+
+    /// open_clip settings that change the numbers without changing the weights' names or shapes: each must have
+    /// the value this implementation computes, else the model is refused rather than run wrongly. (Settings that
+    /// add or remove weights, such as `ls_init_value` or `proj_bias`, are caught by the weights' names.)
+    static func refuseUnimplemented(_ cfg: [String: Any], origin: String) throws(ModelLoadError) {
+        func check(_ section: String, _ key: String, _ fine: (Any) -> Bool, _ supported: String) throws(ModelLoadError) {
+            let values = section.isEmpty ? cfg : cfg[section] as? [String: Any]
+            guard let v = values?[key], !(v is NSNull), !fine(v) else { return }
+            let name = section.isEmpty ? key : "\(section).\(key)"
+            throw .architecture("\(name) is \(v), which swift-clip does not implement yet (supported: \(supported))", origin: origin)
+        }
+        let isFalse: (Any) -> Bool = { ($0 as? Bool) == false }
+        let isTrue: (Any) -> Bool = { ($0 as? Bool) == true }
+        let isEmpty: (Any) -> Bool = { ($0 as? String)?.isEmpty == true }
+        let isEmptyDict: (Any) -> Bool = { ($0 as? [String: Any])?.isEmpty == true }
+        try check("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded")
+        try check("text_cfg", "hf_model_name", isEmpty, "none; Hugging Face text towers are not loaded")
+        try check("text_cfg", "hf_tokenizer_name", isEmpty, "none; OpenAI's BPE tokenizer")
+        try check("text_cfg", "tokenizer_kwargs", isEmptyDict, "none")
+        try check("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded")
+        try check("text_cfg", "pool_type", { ($0 as? String) == "argmax" }, "argmax")
+        try check("text_cfg", "final_ln_after_pool", isFalse, "false")
+        try check("text_cfg", "embed_cls", isFalse, "false")
+        try check("text_cfg", "no_causal_mask", isFalse, "false")
+        try check("text_cfg", "attn_mask", isTrue, "true")
+        try check("text_cfg", "act_kwargs", isEmptyDict, "none")
+        try check("text_cfg", "norm_kwargs", isEmptyDict, "none")
+        try check("vision_cfg", "pool_type", { ($0 as? String) == "tok" }, "tok")
+        try check("vision_cfg", "final_ln_after_pool", isFalse, "false")
+        try check("vision_cfg", "global_average_pool", isFalse, "false")
+        try check("vision_cfg", "attentional_pool", isFalse, "false")
+        try check("vision_cfg", "no_ln_pre", isFalse, "false")
+        try check("vision_cfg", "input_patchnorm", isFalse, "false")
+        try check("vision_cfg", "act_kwargs", isEmptyDict, "none")
+        try check("vision_cfg", "norm_kwargs", isEmptyDict, "none")
+        try check("preprocess_cfg", "resize_mode", { ($0 as? String) == "shortest" }, "shortest")
+        try check("preprocess_cfg", "interpolation", { ($0 as? String) == "bicubic" }, "bicubic")
     }
 
     /// A Hugging Face `CLIPModel` folder: `config.json` plus `model.safetensors` or `pytorch_model.bin`;

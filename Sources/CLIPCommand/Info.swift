@@ -9,8 +9,11 @@ struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a model's architecture (inferred from its weights), size, storage and preprocessing.")
 
-    @Argument(help: "A checkpoint file, a Hugging Face folder, or one of the nine OpenAI model names.")
+    @Argument(help: "A checkpoint file, a Hugging Face folder, hf-hub:ORG/NAME, or one of the nine OpenAI model names.")
     var model: String
+
+    @Option(help: "For hf-hub: models, a branch, tag or commit (default: main).")
+    var revision: String?
 
     @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip).")
     var cacheDir: String?
@@ -20,7 +23,7 @@ struct Info: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let pipeline = try CLIPPipeline.load(model, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig)
+            let pipeline = try CLIPPipeline.load(model, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision)
             guard let loaded = pipeline.loaded else { return }  // a pipeline loaded by name always has its file
             let c = loaded.model.configuration
             print("path: \(loaded.path)")

@@ -30,10 +30,13 @@ package func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 
 /// Where a model comes from, shared by every command that loads one.
 package struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")) (downloaded once). Default: the shipped swift-clip-shapes model (offline; see docs/default-model.md).")
+    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, hf-hub:ORG/NAME (an open_clip or Hugging Face repository on the Hub, cached as huggingface_hub caches), or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")) (downloaded once). Default: the shipped swift-clip-shapes model (offline; see docs/default-model.md).")
     package var spec: String = "default"
 
-    @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip, as the reference).")
+    @Option(help: "For hf-hub: models, a branch, tag or commit (default: main).")
+    package var revision: String?
+
+    @Option(help: "Where OpenAI's named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip, as the reference). hf-hub: models use $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub.")
     package var cacheDir: String?
 
     @Option(help: "An open_clip model config JSON whose activation and preprocessing apply to the checkpoint.")
@@ -45,8 +48,8 @@ package struct ModelOptions: ParsableArguments {
     package init() {}
 
     package func pipeline(towers: CLIPModel.Towers = .both) throws -> CLIPPipeline {
-        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, precision: precision,
-                              towers: towers)
+        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision,
+                              precision: precision, towers: towers)
     }
 }
 

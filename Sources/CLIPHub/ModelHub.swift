@@ -31,6 +31,10 @@ public struct ModelHub: Sendable {
     public var baseURL: String?
     /// Draw a progress bar on standard error (only when it is a terminal).
     public var showProgress: Bool
+    /// Where `hf-hub:` models come from and are cached (`HF_ENDPOINT`, `HF_HUB_CACHE`, `HF_TOKEN`, `HF_HUB_OFFLINE`).
+    public var huggingFace: HuggingFaceHub
+    /// The branch, tag or commit of an `hf-hub:` model (default `main`).
+    public var revision: String?
 
     /// A hub caching in `cacheDirectory` (else `$CLIP_CACHE_DIR`, else `~/.cache/clip`), fetching from `baseURL`
     /// (else `$CLIP_MODEL_BASE_URL`, else OpenAI's host).
@@ -40,6 +44,7 @@ public struct ModelHub: Sendable {
             ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/clip")
         self.baseURL = baseURL ?? env["CLIP_MODEL_BASE_URL"]
         self.showProgress = showProgress
+        huggingFace = HuggingFaceHub(environment: env, showProgress: showProgress)
     }
 
     /// Names of the model shipped in the package (`docs/default-model.md`), used when no model is given.
@@ -61,17 +66,62 @@ public struct ModelHub: Sendable {
         return (url, String(parts[parts.count - 1]), String(parts[parts.count - 2]))
     }
 
-    /// A model by name (downloaded into the cache when needed), file path or Hugging Face folder.
+    /// A model by name (downloaded into the cache when needed), file path, Hugging Face folder or `hf-hub:ORG/NAME`.
+    /// `openCLIPConfig` overrides the config an open_clip Hub repository brings.
     public func load(_ spec: String, openCLIPConfig: String? = nil, precision: Precision = .fp32,
                      towers: CLIPModel.Towers = .both) throws(HubError) -> LoadedModel {
-        let path = try resolve(spec)
+        let location = try locate(spec)
         let loaded: LoadedModel
         do throws(ModelLoadError) {
-            loaded = try CLIPModel.load(path: path, openCLIPConfig: openCLIPConfig, precision: precision, towers: towers)
+            loaded = try CLIPModel.load(path: location.path, openCLIPConfig: openCLIPConfig ?? location.openCLIPConfig,
+                                        precision: precision, towers: towers)
         } catch {
             throw .load(error)
         }
         return loaded
+    }
+
+    /// The prefix of a Hugging Face Hub repository as a model name, as open_clip spells it.
+    public static let hubPrefix = "hf-hub:"
+
+    /// Where a model's weights are, and the open_clip config that describes them when its source has one.
+    public struct Location: Sendable, Equatable {
+        /// A weight file or a Hugging Face `CLIPModel` folder.
+        public let path: String
+        /// An open_clip repository's `open_clip_config.json`.
+        public let openCLIPConfig: String?
+    }
+
+    /// The local files of `spec`: `resolve(spec)` for paths and OpenAI's names; for `hf-hub:ORG/NAME` the files of
+    /// an open_clip repository (`open_clip_config.json` and `open_clip_model.safetensors`, else
+    /// `open_clip_pytorch_model.bin`) or of a Hugging Face `CLIPModel` folder (`config.json`, `model.safetensors`
+    /// else `pytorch_model.bin`, the preprocessor and tokenizer files), fetched at `revision`.
+    public func locate(_ spec: String) throws(HubError) -> Location {
+        guard spec.hasPrefix(Self.hubPrefix) else { return Location(path: try resolve(spec), openCLIPConfig: nil) }
+        let repository = String(spec.dropFirst(Self.hubPrefix.count))
+        let rev = revision ?? "main"
+        let hub = huggingFace
+        func first(_ names: [String]) throws(HubError) -> String? {
+            for n in names { if let p = try hub.file(n, of: repository, revision: rev) { return p } }
+            return nil
+        }
+        if let config = try hub.file("open_clip_config.json", of: repository, revision: rev) {
+            guard let weights = try first(["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]) else {
+                throw .hub("\(repository) has open_clip_config.json but neither open_clip_model.safetensors nor open_clip_pytorch_model.bin")
+            }
+            return Location(path: weights, openCLIPConfig: config)
+        }
+        guard let config = try hub.file("config.json", of: repository, revision: rev) else {
+            throw .hub("\(repository) at \(rev) has neither open_clip_config.json (an open_clip model) nor config.json (a Hugging Face CLIPModel)")
+        }
+        guard try first(["model.safetensors", "pytorch_model.bin"]) != nil else {
+            throw .hub("\(repository) has config.json but neither model.safetensors nor pytorch_model.bin (sharded checkpoints are not supported yet)")
+        }
+        for optional in ["preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+                         "special_tokens_map.json"] {
+            _ = try hub.file(optional, of: repository, revision: rev)
+        }
+        return Location(path: (config as NSString).deletingLastPathComponent, openCLIPConfig: nil)
     }
 
     /// The local path for `spec`: itself when it exists on disk, the cached (and verified) file for one of the
@@ -139,65 +189,22 @@ public struct ModelHub: Sendable {
     }
 
     private func download(_ url: String, to path: String, label: String, target: String, sha256: String) throws(HubError) {
-        guard let u = URL(string: url) else { throw .network(url: url, reason: "invalid URL", target: target, sha256: sha256) }
-        let progress = showProgress && isatty(2) != 0
-        let delegate = DownloadDelegate(destination: path, label: label, progress: progress)
-        let session = URLSession(configuration: .ephemeral, delegate: delegate, delegateQueue: nil)
-        defer { session.finishTasksAndInvalidate() }
-        session.downloadTask(with: u).resume()
-        delegate.done.wait()
-        if let failure = delegate.failure { throw .network(url: url, reason: failure, target: target, sha256: sha256) }
-    }
-}
-
-/// Collects one download into a file, drawing progress; `done` is signalled once, success or failure.
-final class DownloadDelegate: NSObject, URLSessionDownloadDelegate, @unchecked Sendable {
-    // @unchecked: URLSession calls the delegate on its serial delegate queue; the caller reads `failure` only
-    // after `done` has been signalled.
-    let destination: String
-    let label: String
-    let progress: Bool
-    let done = DispatchSemaphore(value: 0)
-    var failure: String?
-    private var lastDrawn = Date.distantPast
-
-    init(destination: String, label: String, progress: Bool) {
-        self.destination = destination
-        self.label = label
-        self.progress = progress
-    }
-
-    func urlSession(_ session: URLSession, downloadTask: URLSessionDownloadTask, didFinishDownloadingTo location: URL) {
-        if let http = downloadTask.response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) {
-            failure = "HTTP status \(http.statusCode)"
-            return
+        guard let u = URL(string: url), u.scheme == "http" || u.scheme == "https" else {
+            throw .network(url: url, reason: "not an http(s) URL", target: target, sha256: sha256)
         }
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw .cache("cannot create \(path)")
+        }
+        let reply: HTTPReply
         do {
-            try? FileManager.default.removeItem(atPath: destination)
-            try FileManager.default.moveItem(at: location, to: URL(fileURLWithPath: destination))
+            reply = try HTTPTransfer.get(u, headers: [:], into: path, offset: 0,
+                                         progress: DownloadProgress(label: label, enabled: showProgress))
         } catch {
-            failure = "cannot store the download: \(error.localizedDescription)"
+            throw .network(url: url, reason: error.reason, target: target, sha256: sha256)
         }
-    }
-
-    func urlSession(_ session: URLSession, downloadTask: URLSessionDownloadTask, didWriteData bytesWritten: Int64,
-                    totalBytesWritten: Int64, totalBytesExpectedToWrite: Int64) {
-        guard progress, Date().timeIntervalSince(lastDrawn) > 0.1 || totalBytesWritten == totalBytesExpectedToWrite else { return }
-        lastDrawn = Date()
-        let mib = Double(totalBytesWritten) / 1_048_576
-        var line = String(format: "\r%@ %.1f MiB", label, mib)
-        if totalBytesExpectedToWrite > 0 {
-            let f = Double(totalBytesWritten) / Double(totalBytesExpectedToWrite)
-            let bar = String(repeating: "#", count: Int(f * 30)) + String(repeating: " ", count: 30 - Int(f * 30))
-            line += String(format: " / %.1f MiB [%@] %3.0f%%", Double(totalBytesExpectedToWrite) / 1_048_576, bar, f * 100)
+        guard (200..<300).contains(reply.status) else {
+            throw .network(url: url, reason: "HTTP status \(reply.status)", target: target, sha256: sha256)
         }
-        FileHandle.standardError.write(Data(line.utf8))
-    }
-
-    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-        if let error, failure == nil { failure = error.localizedDescription }
-        if progress { FileHandle.standardError.write(Data("\n".utf8)) }
-        done.signal()
     }
 }
 
@@ -208,6 +215,10 @@ public enum HubError: Error, CustomStringConvertible {
     case checksum(url: String, expected: String, actual: String)
     case cache(String)
     case load(ModelLoadError)
+    /// The Hugging Face Hub said no (no such repository, gated, bad revision) or the name is malformed.
+    case hub(String)
+    /// The Hub (or its mirror) did not answer; nothing usable was in the cache.
+    case unreachable(url: String, reason: String)
 
     public var description: String {
         switch self {
@@ -217,8 +228,10 @@ public enum HubError: Error, CustomStringConvertible {
             return "cannot download \(url) (\(reason)); without network, put that file at \(target) (SHA-256 \(sha))"
         case .checksum(let url, let expected, let actual):
             return "the download of \(url) has SHA-256 \(actual), expected \(expected); nothing was cached"
-        case .cache(let m): return m
+        case .cache(let m), .hub(let m): return m
         case .load(let e): return e.description
+        case .unreachable(let url, let reason):
+            return "cannot download \(url) (\(reason)); without network, fill the cache elsewhere (e.g. `hf download`) and set HF_HUB_OFFLINE=1"
         }
     }
 }

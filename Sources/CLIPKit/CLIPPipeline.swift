@@ -56,10 +56,12 @@ public struct CLIPPipeline: Sendable {
         self.loaded = loaded
     }
 
-    /// Loads a model by name (downloading it like `clip.load`), checkpoint path or Hugging Face folder.
+    /// Loads a model by name (downloading it like `clip.load`), checkpoint path, Hugging Face folder or Hub repository.
     /// `towers: .textOnly` skips the image tower (text queries start faster and smaller).
+    /// `hf-hub:ORG/NAME` fetches an open_clip or Hugging Face repository at `revision` (default `main`) into the
+    /// cache `huggingface_hub` shares.
     public static func load(_ spec: String, cacheDirectory: String? = nil, openCLIPConfig: String? = nil,
-                            precision: Precision = .fp32, showProgress: Bool = true,
+                            revision: String? = nil, precision: Precision = .fp32, showProgress: Bool = true,
                             towers: CLIPModel.Towers = .both) throws(PipelineError) -> CLIPPipeline {
         // The bundled tokenizer (about 70 ms to build) is built on another core while the weights load, unless
         // the model is a folder that may bring its own.
@@ -69,8 +71,9 @@ public struct CLIPPipeline: Sendable {
         }
         let loaded: LoadedModel
         do throws(HubError) {
-            loaded = try ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)
-                .load(spec, openCLIPConfig: openCLIPConfig, precision: precision, towers: towers)
+            var hub = ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)
+            hub.revision = revision
+            loaded = try hub.load(spec, openCLIPConfig: openCLIPConfig, precision: precision, towers: towers)
         } catch {
             throw .hub(error)
         }

@@ -92,9 +92,12 @@ public struct TrainingRun {
     func start() throws(TrainingError) -> (Trainer, Preprocessing) {
         let parameters: NamedTensors, configuration: CLIPConfiguration, preprocessing: Preprocessing
         if let spec = settings.model {
-            let path: String
-            do { path = try ModelHub().resolve(spec) } catch { throw .data(error.description) }
-            do { (parameters, configuration, preprocessing) = try CLIPModel.loadParameters(path: path) } catch { throw .model(error) }
+            let location: ModelHub.Location
+            do { location = try ModelHub().locate(spec) } catch { throw .data(error.description) }
+            do {
+                (parameters, configuration, preprocessing) = try CLIPModel.loadParameters(
+                    path: location.path, openCLIPConfig: location.openCLIPConfig)
+            } catch { throw .model(error) }
         } else {
             guard let named = DefaultArchitecture.named(settings.architecture) else {
                 throw .configuration("unknown architecture '\(settings.architecture)'")

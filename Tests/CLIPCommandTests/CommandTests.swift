@@ -16,10 +16,13 @@ struct RunResult {
     let stderr: String
 }
 
-func runClip(_ arguments: [String]) throws -> RunResult {
+func runClip(_ arguments: [String], environment: [String: String] = [:]) throws -> RunResult {
     let p = Process()
     p.executableURL = clipBinary
     p.arguments = arguments
+    if !environment.isEmpty {
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
@@ -50,6 +53,20 @@ func runClip(_ arguments: [String]) throws -> RunResult {
     #expect(r.status == 1)
     #expect(r.stderr == "clip: text 1 is 7 tokens long (with start and end tokens), more than the context length 4; shorten it or enable truncation\n")
     #expect(r.stdout.isEmpty)
+}
+
+@Test("clip info hf-hub:ORG/NAME reads a cache huggingface_hub wrote, offline; --revision picks the ref")
+func infoOnAHubModelFromThePythonCache() throws {
+    let cache = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../CLIPHubTests/Fixtures/hf_cache").standardized.path
+    let env = ["HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": cache]
+    let r = try runClip(["info", "hf-hub:test-org/tiny-openclip"], environment: env)
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("path: \(cache)/models--test-org--tiny-openclip/snapshots/"), "\(r.stdout)")
+    #expect(r.stdout.contains("image activation: gelu"))
+    let missing = try runClip(["info", "hf-hub:test-org/tiny-openclip", "--revision", "v2"], environment: env)
+    #expect(missing.status == 1)
+    #expect(missing.stderr.contains("HF_HUB_OFFLINE is set and open_clip_config.json of test-org/tiny-openclip at v2 is not in the cache"), "\(missing.stderr)")
 }
 
 @Test func infoOnMissingFileNamesIt() throws {

@@ -105,6 +105,31 @@ func sha256MatchesKnownVectors(piece: Int) {
     #expect(hasher.finish() == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
 }
 
+@Test("SHA-1 gives FIPS 180-4's digests in any pieces; git blob ids equal `git hash-object`'s", arguments: [1, 3, 63, 64, 65, 1000])
+func sha1MatchesKnownVectors(piece: Int) throws {
+    func digest(_ message: [UInt8]) -> String {
+        var hasher = SHA1()
+        var offset = 0
+        repeat {
+            let end = min(offset + piece, message.count)
+            message[offset..<end].withUnsafeBytes { hasher.update($0) }
+            offset = end
+        } while offset < message.count
+        return hasher.finish()
+    }
+    #expect(digest([]) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+    #expect(digest(Array("abc".utf8)) == "a9993e364706816aba3e25717850c26c9cd0d89d")
+    #expect(digest(Array(String(repeating: "a", count: 1000).utf8)) == "291e9a6c66994949b57ba5e650361e98fc36b1ba")
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sha1-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    for (content, id) in [("hello\n", "ce013625030ba8dba906f756967f9e9ca394464a"), ("", "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")] {
+        let path = dir.appendingPathComponent("f").path
+        try Data(content.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try SHA1.gitBlobID(path) == id)
+    }
+}
+
 @Test("tar headers: octal sizes with NUL or space ends; garbage is refused", arguments: [
     ("00000001750\0", 1000), ("1750 \0\0\0\0\0\0\0", 1000), ("          7 ", 7), ("1234567", 0o1234567),
 ])

@@ -5,19 +5,36 @@ import Glibc
 import Darwin
 #endif
 
-/// A minimal HTTP/1.0 server on 127.0.0.1 for download tests: serves fixed responses by path and counts requests.
-/// It handles one connection at a time and runs until the test process exits.
+/// A minimal HTTP/1.0 server on 127.0.0.1 for download tests: answers from fixed routes or a handler, records
+/// every request, and can cut a body short (a dropped connection). One connection at a time; it runs until the
+/// test process exits.
 final class LoopbackServer: @unchecked Sendable {
-    // @unchecked: `routes` is fixed at init; `counts` is guarded by `lock`.
-    struct Response { let status: Int; let body: [UInt8] }
-    private let routes: [String: Response]
+    // @unchecked: `handler` is fixed at init; `log` is guarded by `lock`.
+    struct Request: Sendable {
+        let method: String
+        let path: String
+        /// Header names lowercased.
+        let headers: [String: String]
+    }
+    struct Response {
+        var status: Int
+        var headers: [String: String] = [:]
+        var body: [UInt8] = []
+        /// Send only this many body bytes, then close (Content-Length still says the whole).
+        var cutAfter: Int? = nil
+    }
+    private let handler: @Sendable (Request) -> Response
     private let lock = NSLock()
-    private var counts: [String: Int] = [:]
+    private var log: [Request] = []
     private let fd: Int32
     let port: Int
 
-    init(routes: [String: Response]) throws {
-        self.routes = routes
+    convenience init(routes: [String: Response]) throws {
+        try self.init { routes[$0.path] ?? Response(status: 404, body: Array("not found".utf8)) }
+    }
+
+    init(handler: @escaping @Sendable (Request) -> Response) throws {
+        self.handler = handler
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -37,7 +54,11 @@ final class LoopbackServer: @unchecked Sendable {
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    func requests(_ path: String) -> Int { lock.lock(); defer { lock.unlock() }; return counts[path] ?? 0 }
+    /// Requests for `path` so far.
+    func requests(_ path: String) -> Int { lock.lock(); defer { lock.unlock() }; return log.filter { $0.path == path }.count }
+
+    /// Every request so far, in order.
+    var received: [Request] { lock.lock(); defer { lock.unlock() }; return log }
 
     private func serve() {
         while true {
@@ -50,12 +71,25 @@ final class LoopbackServer: @unchecked Sendable {
                 if n <= 0 { break }
                 request += chunk[0..<n]
             }
-            let line = String(decoding: request.prefix { $0 != 13 }, as: UTF8.self).split(separator: " ")
-            let path = line.count > 1 ? String(line[1]) : "/"
-            lock.lock(); counts[path, default: 0] += 1; lock.unlock()
-            let r = routes[path] ?? Response(status: 404, body: Array("not found".utf8))
-            let head = "HTTP/1.0 \(r.status) X\r\nContent-Length: \(r.body.count)\r\nContent-Type: application/octet-stream\r\n\r\n"
-            let out = Array(head.utf8) + r.body
+            let lines = String(decoding: request, as: UTF8.self).components(separatedBy: "\r\n")
+            let first = lines.first?.split(separator: " ") ?? []
+            var headers: [String: String] = [:]
+            for line in lines.dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            let r = Request(method: first.first.map(String.init) ?? "GET", path: first.count > 1 ? String(first[1]) : "/",
+                            headers: headers)
+            lock.lock(); log.append(r); lock.unlock()
+            let answer = handler(r)
+            var head = "HTTP/1.0 \(answer.status) X\r\n"
+            var fields = answer.headers
+            if fields["Content-Length"] == nil { fields["Content-Length"] = "\(answer.body.count)" }
+            if fields["Content-Type"] == nil { fields["Content-Type"] = "application/octet-stream" }
+            for (k, v) in fields { head += "\(k): \(v)\r\n" }
+            head += "\r\n"
+            let body = r.method == "HEAD" ? [] : Array(answer.body.prefix(answer.cutAfter ?? answer.body.count))
+            let out = Array(head.utf8) + body
             var sent = 0
             while sent < out.count {
                 let n = out[sent...].withUnsafeBytes { write(c, $0.baseAddress, $0.count) }

@@ -93,3 +93,32 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
     try Data(bytes).write(to: URL(fileURLWithPath: path))
     return path
 }
+
+/// open_clip settings that would change the numbers without changing the weights are refused, never ignored.
+@Test("open_clip configs asking for what is not implemented are refused, naming the key", arguments: [
+    ("text_cfg", "pool_type", "\"last\"", "text_cfg.pool_type"),
+    ("vision_cfg", "final_ln_after_pool", "true", "vision_cfg.final_ln_after_pool"),
+    ("vision_cfg", "attentional_pool", "true", "vision_cfg.attentional_pool"),
+    ("text_cfg", "hf_model_name", "\"roberta-base\"", "text_cfg.hf_model_name"),
+    ("preprocess_cfg", "resize_mode", "\"squash\"", "preprocess_cfg.resize_mode"),
+])
+func unimplementedOpenCLIPSettingsAreRefused(section: String, key: String, value: String, named: String) throws {
+    var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/vit_small_openclip.json"))) as! [String: Any]
+    var part = cfg[section] as? [String: Any] ?? [:]
+    part[key] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+    cfg[section] = part
+    // Both spellings: a bare model config, and the Hub's {"model_cfg", "preprocess_cfg"}.
+    var hub: [String: Any] = ["preprocess_cfg": cfg["preprocess_cfg"] as Any]
+    var model = cfg
+    model["preprocess_cfg"] = nil
+    hub["model_cfg"] = model
+    for (i, doc) in [cfg, hub].enumerated() {
+        let path = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: doc)), "refused_\(key)_\(i).json")
+        do {
+            _ = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors", openCLIPConfig: path)
+            Issue.record("\(named) was accepted")
+        } catch {
+            #expect(error.description.contains(named) && error.description.contains("does not implement"), "\(error)")
+        }
+    }
+}

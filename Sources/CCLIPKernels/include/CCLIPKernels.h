@@ -214,6 +214,10 @@ void clip_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks);
 /// (the caller checks the CPU has them), portable C otherwise.
 void clip_sha256_blocks_with(int accelerated, uint32_t state[8], const uint8_t *data, size_t blocks);
 
+/// SHA-1's compression of `blocks` 64-byte blocks into `state` (five words): git blob ids, as the Hugging Face
+/// Hub gives them for small files.
+void clip_sha1_blocks(uint32_t state[5], const uint8_t *data, size_t blocks);
+
 /// The index of the first NaN or infinity among n floats, or -1.
 ptrdiff_t clip_first_non_finite(const float *x, ptrdiff_t n);
 
