@@ -76,6 +76,12 @@ static int32_t *fixed_point(const double *k, size_t count) {
 // each direction's coefficients (only when that direction changes size) and the source rows its output rows read.
 typedef struct {
     int need_h, need_v, ksh, ksv, first, rows;
+    // Pillow 13's ImagingResampleInner resamples vertically first when the height shrinks by more than twice
+    // as many pixels as the width does (sh - dh > 0 and sh - dh > 2 (sw - dw)); Pillow 12 and earlier always go
+    // horizontally first. The orders round their 8-bit intermediate differently, by up to a few levels.
+    // `vertical_first` follows Pillow 13; the source columns [span0, span0 + span) are what the window's
+    // horizontal filters read.
+    int vertical_first, span0, span;
     int *bh, *bv;
     double *kh, *kv;
 } window_plan;
@@ -85,7 +91,7 @@ static void free_plan(window_plan *p) {
 }
 
 // 0, or -1 without memory (nothing to free then).
-static int plan_window(int sw, int sh, int dw, int dh, int wy, int wh, window_plan *p) {
+static int plan_window(int sw, int sh, int dw, int dh, int wx, int ww, int wy, int wh, window_plan *p) {
     memset(p, 0, sizeof *p);
     p->need_h = dw != sw;
     p->need_v = dh != sh;
@@ -93,6 +99,11 @@ static int plan_window(int sw, int sh, int dw, int dh, int wy, int wh, window_pl
         (p->need_v && !(p->ksv = coefficients_double(sh, dh, &p->bv, &p->kv)))) {
         free_plan(p);
         return -1;
+    }
+    p->vertical_first = p->need_h && p->need_v && sh - dh > 0 && (long)(sh - dh) > 2L * (sw - dw);
+    if (p->vertical_first) {
+        p->span0 = p->bh[wx * 2];
+        p->span = p->bh[(wx + ww - 1) * 2] + p->bh[(wx + ww - 1) * 2 + 1] - p->span0;
     }
     // Source rows the window needs: all rows of its output rows' filters, or its own rows without a vertical pass.
     p->first = p->need_v ? p->bv[wy * 2] : wy;
@@ -191,7 +202,7 @@ struct clip_resampler {
     window_plan p;
     int sw, ch, wx, ww, wh, wy, premultiply, avx2, pushed;
     int32_t *kh, *kv, *acc;
-    size_t line;
+    size_t line, stored;
     uint8_t *tmp, *row;
 };
 
@@ -207,17 +218,22 @@ clip_resampler *clip_resampler_new(int sw, int sh, int ch, int dw, int dh, int w
     if (sw <= 0 || sh <= 0 || ch <= 0 || ch > 4 || ww <= 0 || wh <= 0) return NULL;
     clip_resampler *r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    if (plan_window(sw, sh, dw, dh, wy, wh, &r->p) != 0) { free(r); return NULL; }
+    if (plan_window(sw, sh, dw, dh, wx, ww, wy, wh, &r->p) != 0) { free(r); return NULL; }
     r->sw = sw; r->ch = ch; r->wx = wx; r->ww = ww; r->wh = wh; r->wy = wy; r->premultiply = premultiply;
     r->avx2 = use_avx2();
     r->line = (size_t)ww * ch;
     r->kh = r->p.need_h ? fixed_point(r->p.kh, (size_t)dw * r->p.ksh) : NULL;
     r->kv = r->p.need_v ? fixed_point(r->p.kv, (size_t)dh * r->p.ksv) : NULL;
-    r->tmp = malloc(r->line * r->p.rows);
-    r->acc = r->p.need_v ? malloc(r->line * sizeof(int32_t)) : NULL;
-    // Alpha is premultiplied a row at a time as rows arrive, so no premultiplied copy of the image is made.
-    r->row = premultiply ? malloc((size_t)sw * ch) : NULL;
-    if ((r->p.need_h && !r->kh) || (r->p.need_v && (!r->kv || !r->acc)) || !r->tmp || (premultiply && !r->row)) {
+    // Horizontally first: the rows' window columns after the horizontal pass. Vertically first: the raw source
+    // columns the window's horizontal filters read.
+    r->stored = r->p.vertical_first ? (size_t)r->p.span * ch : r->line;
+    r->tmp = malloc(r->stored * r->p.rows);
+    r->acc = r->p.need_v ? malloc(r->stored * sizeof(int32_t)) : NULL;
+    // Alpha is premultiplied a row at a time as rows arrive, so no premultiplied copy of the image is made. The
+    // vertical-first pass also needs a whole-width row to hold one vertically resampled row.
+    r->row = premultiply || r->p.vertical_first ? malloc((size_t)sw * ch) : NULL;
+    if ((r->p.need_h && !r->kh) || (r->p.need_v && (!r->kv || !r->acc)) || !r->tmp ||
+        ((premultiply || r->p.vertical_first) && !r->row)) {
         clip_resampler_free(r);
         return NULL;
     }
@@ -227,9 +243,16 @@ clip_resampler *clip_resampler_new(int sw, int sh, int ch, int dw, int dh, int w
 int clip_resampler_first_row(const clip_resampler *r) { return r->p.first; }
 int clip_resampler_row_count(const clip_resampler *r) { return r->p.rows; }
 
+size_t clip_resampler_bytes(const clip_resampler *r) { return r->stored * (size_t)r->p.rows + (size_t)r->sw * r->ch; }
+
 void clip_resampler_push(clip_resampler *r, const uint8_t *in) {
     if (r->pushed >= r->p.rows) return;
-    uint8_t *out = r->tmp + r->line * r->pushed++;
+    uint8_t *out = r->tmp + r->stored * r->pushed++;
+    if (r->p.vertical_first) {
+        if (r->premultiply) premultiply_row(in + (size_t)r->p.span0 * r->ch, r->p.span, r->ch, out);
+        else memcpy(out, in + (size_t)r->p.span0 * r->ch, r->stored);
+        return;
+    }
     if (r->premultiply) {
         premultiply_row(in, r->sw, r->ch, r->row);
         in = r->row;
@@ -242,6 +265,21 @@ void clip_resampler_push(clip_resampler *r, const uint8_t *in) {
 
 int clip_resampler_finish(clip_resampler *r, uint8_t *dst) {
     if (r->pushed != r->p.rows) return -1;
+    if (r->p.vertical_first) {
+        // Each output row: the vertical pass over the stored columns into a whole-width row (8-bit, as Pillow's
+        // intermediate image), then the horizontal pass of the window's columns from it.
+        uint8_t *mid = r->row + (size_t)r->p.span0 * r->ch;
+        for (int yy = 0; yy < r->wh; yy++) {
+            const int ymin = r->p.bv[(r->wy + yy) * 2] - r->p.first, ymax = r->p.bv[(r->wy + yy) * 2 + 1];
+            const int32_t *k = r->kv + (size_t)(r->wy + yy) * r->p.ksv;
+            if (r->avx2) vertical_row_avx2(r->tmp + r->stored * (size_t)ymin, r->stored, k, ymax, r->acc, mid);
+            else vertical_row_generic(r->tmp + r->stored * (size_t)ymin, r->stored, k, ymax, r->acc, mid);
+            uint8_t *out = dst + r->line * yy;
+            if (r->avx2) horizontal_row_avx2(r->row, r->sw, r->ch, r->p.bh, r->kh, r->p.ksh, r->wx, r->ww, out);
+            else horizontal_row_generic(r->row, r->sw, r->ch, r->p.bh, r->kh, r->p.ksh, r->wx, r->ww, out);
+        }
+        return 0;
+    }
     // Vertical pass as a weighted sum of whole rows; integer sums are exact, so the order is free.
     for (int yy = 0; yy < r->wh; yy++) {
         if (!r->p.need_v) {
@@ -306,7 +344,32 @@ int clip_resample_bicubic16_window(const uint16_t *src, int sw, int sh, int dw, 
                                    uint16_t *dst) {
     if (ww <= 0 || wh <= 0) return 0;
     window_plan p;
-    if (plan_window(sw, sh, dw, dh, wy, wh, &p) != 0) return -1;
+    if (plan_window(sw, sh, dw, dh, wx, ww, wy, wh, &p) != 0) return -1;
+    if (p.vertical_first) {
+        // As the 8-bit resampler: each output row vertically over the columns the window reads, then horizontally.
+        uint16_t *mid = malloc((size_t)sw * sizeof(uint16_t));
+        if (!mid) { free_plan(&p); return -1; }
+        for (int yy = 0; yy < wh; yy++) {
+            const int ymin = p.bv[(wy + yy) * 2], ymax = p.bv[(wy + yy) * 2 + 1];
+            const double *k = p.kv + (size_t)(wy + yy) * p.ksv;
+            for (int x = p.span0; x < p.span0 + p.span; x++) {
+                double ss = 0.0;
+                for (int y = 0; y < ymax; y++) ss += src[(size_t)(y + ymin) * sw + x] * k[y];
+                mid[x] = store16(ss);
+            }
+            uint16_t *out = dst + (size_t)yy * ww;
+            for (int j = 0; j < ww; j++) {
+                const int xx = wx + j, xmin = p.bh[xx * 2], xmax = p.bh[xx * 2 + 1];
+                const double *kx = p.kh + (size_t)xx * p.ksh;
+                double ss = 0.0;
+                for (int x = 0; x < xmax; x++) ss += mid[x + xmin] * kx[x];
+                out[j] = store16(ss);
+            }
+        }
+        free(mid);
+        free_plan(&p);
+        return 0;
+    }
     uint16_t *tmp = malloc((size_t)ww * p.rows * sizeof(uint16_t));
     if (!tmp) { free_plan(&p); return -1; }
     for (int y = 0; y < p.rows; y++) {

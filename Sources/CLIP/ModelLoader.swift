@@ -21,15 +21,34 @@ public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
     /// The largest input side a model may ask for (ViT-L/14@336px takes 336; SigLIP 512).
     public static let maximumResolution = 4_096
 
-    /// Preprocessing for `resolution` pixels with OpenAI's normalisation unless given.
-    public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd) {
+    /// How the image becomes a square (open_clip's `resize_mode`).
+    public var resizeMode: ResizeMode
+
+    /// open_clip's resize modes (`ImagePreprocessor.ResizeMode` implements them).
+    public enum ResizeMode: String, Sendable, CaseIterable {
+        /// Shorter side to the resolution, centre crop (OpenAI's).
+        case shortest
+        /// Both sides to the resolution.
+        case squash
+        /// Longer side to the resolution, centred on zeros.
+        case longest
+    }
+
+    /// Preprocessing for `resolution` pixels with OpenAI's normalisation and resizing unless given.
+    public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd, resizeMode: ResizeMode = .shortest) {
         self.resolution = resolution
         self.mean = mean
         self.std = std
+        self.resizeMode = resizeMode
     }
 
     public var description: String {
-        "resize shorter side to \(resolution) (bicubic), center crop \(resolution)×\(resolution), mean \(mean), std \(std)"
+        let r = resolution
+        switch resizeMode {
+        case .shortest: return "resize shorter side to \(r) (bicubic), center crop \(r)×\(r), mean \(mean), std \(std)"
+        case .squash: return "resize to \(r)×\(r) (bicubic, aspect ratio not kept), mean \(mean), std \(std)"
+        case .longest: return "resize longer side to \(r) (bicubic), pad to \(r)×\(r) with black, mean \(mean), std \(std)"
+        }
     }
 }
 
@@ -52,6 +71,13 @@ public struct LoadedModel: Sendable {
     public let tokenizerFolder: String?
 }
 
+/// An open_clip config: a model config JSON (`ViT-B-32.json`, or a Hub repository's `open_clip_config.json`
+/// wrapping one with its `preprocess_cfg`) as a file, or as JSON in memory with the name errors give it.
+public enum OpenCLIPConfig: Sendable, Equatable {
+    case file(String)
+    case json([UInt8], origin: String)
+}
+
 extension CLIPModel {
     /// Loads a checkpoint in any supported form: a `.safetensors` file, a PyTorch zip checkpoint (`torch.save`
     /// state dict, wrapped training checkpoint, or TorchScript archive such as OpenAI's `.pt` files), or a Hugging
@@ -59,6 +85,12 @@ extension CLIPModel {
     /// widths and preprocessing override what the weights imply.
     /// `towers: .textOnly` builds the text tower alone (for text queries).
     public static func load(path: String, openCLIPConfig: String? = nil, precision: Precision = .fp32,
+                            towers: Towers = .both) throws(ModelLoadError) -> LoadedModel {
+        try load(path: path, openCLIP: openCLIPConfig.map(OpenCLIPConfig.file), precision: precision, towers: towers)
+    }
+
+    /// `load(path:openCLIPConfig:)` with the open_clip config given as a file or as JSON in memory.
+    public static func load(path: String, openCLIP openCLIPConfig: OpenCLIPConfig?, precision: Precision = .fp32,
                             towers: Towers = .both) throws(ModelLoadError) -> LoadedModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -96,8 +128,12 @@ extension CLIPModel {
         do { bytes = try RegularFile.contents(of: path, limit: 16 << 20) } catch {
             throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: error.reason)))
         }
+        return try parseJSON(bytes, origin: path)
+    }
+
+    static func parseJSON(_ bytes: [UInt8], origin: String) throws(ModelLoadError) -> [String: Any] {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)), let dict = obj as? [String: Any] else {
-            throw .architecture("not a JSON object", origin: path)
+            throw .architecture("not a JSON object", origin: origin)
         }
         return dict
     }
@@ -157,8 +193,12 @@ extension CLIPModel {
     /// open_clip model config: `quick_gelu` (otherwise GELU), `vision_cfg.head_width`, `text_cfg.heads`,
     /// `vision_cfg.image_size` and `preprocess_cfg.mean/std`.
     /// The Hub's `open_clip_config.json` (`{"model_cfg": …, "preprocess_cfg": …}`) is read like a model config.
-    static func applyOpenCLIPConfig(_ path: String, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
-        let file = try readJSON(path)
+    static func applyOpenCLIPConfig(_ source: OpenCLIPConfig, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
+        let file: [String: Any], path: String
+        switch source {
+        case .file(let f): (file, path) = (try readJSON(f), f)
+        case .json(let bytes, let origin): (file, path) = (try parseJSON(bytes, origin: origin), origin)
+        }
         var cfg = file["model_cfg"] as? [String: Any] ?? file
         if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
         try refuseUnimplemented(cfg, origin: path)
@@ -180,6 +220,26 @@ extension CLIPModel {
         if let pre = cfg["preprocess_cfg"] as? [String: Any] {
             if let m = floats(pre["mean"]) { p.mean = m }
             if let s = floats(pre["std"]) { p.std = s }
+            if let mode = pre["resize_mode"] as? String, let m = Preprocessing.ResizeMode(rawValue: mode) { p.resizeMode = m }
+        }
+    }
+
+    /// Checks an open_clip config without weights: nil when swift-clip implements everything it asks for, else the
+    /// reason it would be refused at load time.
+    public static func unsupportedOpenCLIPSetting(_ source: OpenCLIPConfig) -> String? {
+        do throws(ModelLoadError) {
+            let file: [String: Any], origin: String
+            switch source {
+            case .file(let f): (file, origin) = (try readJSON(f), f)
+            case .json(let bytes, let o): (file, origin) = (try parseJSON(bytes, origin: o), o)
+            }
+            var cfg = file["model_cfg"] as? [String: Any] ?? file
+            if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
+            try refuseUnimplemented(cfg, origin: origin)
+            return nil
+        } catch {
+            if case .architecture(let reason, _) = error { return reason }
+            return error.description
         }
     }
 
@@ -191,7 +251,9 @@ extension CLIPModel {
             let values = section.isEmpty ? cfg : cfg[section] as? [String: Any]
             guard let v = values?[key], !(v is NSNull), !fine(v) else { return }
             let name = section.isEmpty ? key : "\(section).\(key)"
-            throw .architecture("\(name) is \(v), which swift-clip does not implement yet (supported: \(supported))", origin: origin)
+            let shown = (try? JSONSerialization.data(withJSONObject: v, options: .fragmentsAllowed))
+                .map { String(decoding: $0, as: UTF8.self) } ?? "\(v)"
+            throw .architecture("\(name) is \(shown), which swift-clip does not implement yet (supported: \(supported))", origin: origin)
         }
         let isFalse: (Any) -> Bool = { ($0 as? Bool) == false }
         let isTrue: (Any) -> Bool = { ($0 as? Bool) == true }
@@ -217,7 +279,9 @@ extension CLIPModel {
         try check("vision_cfg", "input_patchnorm", isFalse, "false")
         try check("vision_cfg", "act_kwargs", isEmptyDict, "none")
         try check("vision_cfg", "norm_kwargs", isEmptyDict, "none")
-        try check("preprocess_cfg", "resize_mode", { ($0 as? String) == "shortest" }, "shortest")
+        try check("preprocess_cfg", "resize_mode", { ($0 as? String).flatMap(Preprocessing.ResizeMode.init) != nil },
+                  Preprocessing.ResizeMode.allCases.map(\.rawValue).joined(separator: ", "))
+        try check("preprocess_cfg", "fill_color", { ($0 as? NSNumber)?.intValue == 0 }, "0")
         try check("preprocess_cfg", "interpolation", { ($0 as? String) == "bicubic" }, "bicubic")
     }
 
@@ -301,9 +365,9 @@ extension CLIPModel {
 extension CLIPModel {
     /// The fp32 parameters of a checkpoint by OpenAI name (a file, or a Hugging Face folder mapped to OpenAI's
     /// names), with its architecture and preprocessing: the start of fine-tuning.
-    public static func loadParameters(path: String, openCLIPConfig: String? = nil) throws(ModelLoadError)
+    public static func loadParameters(path: String, openCLIP openCLIPConfig: OpenCLIPConfig? = nil) throws(ModelLoadError)
         -> (parameters: NamedTensors, configuration: CLIPConfiguration, preprocessing: Preprocessing) {
-        let loaded = try load(path: path, openCLIPConfig: openCLIPConfig)
+        let loaded = try load(path: path, openCLIP: openCLIPConfig)
         let source: any WeightSource
         let ignorable: (String) -> Bool
         let huggingFaceBase = loaded.format == .huggingFace ? try huggingFaceWeightFile(folder: path) : nil

@@ -12,7 +12,10 @@ struct Info: ParsableCommand {
     @Argument(help: "A checkpoint file, a Hugging Face folder, hf-hub:ORG/NAME, or one of the nine OpenAI model names.")
     var model: String
 
-    @Option(help: "For hf-hub: models, a branch, tag or commit (default: main).")
+    @Option(help: "An open_clip pretrained tag: the model is then an open_clip architecture.")
+    var pretrained: String?
+
+    @Option(help: "For hf-hub: models and open_clip tags, a branch, tag or commit (default: main).")
     var revision: String?
 
     @Option(help: "Where named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip).")
@@ -23,7 +26,7 @@ struct Info: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let pipeline = try CLIPPipeline.load(model, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision)
+            let pipeline = try CLIPPipeline.load(model, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision, pretrained: pretrained)
             guard let loaded = pipeline.loaded else { return }  // a pipeline loaded by name always has its file
             let c = loaded.model.configuration
             print("path: \(loaded.path)")

@@ -19,6 +19,9 @@ struct Preprocess: ParsableCommand {
     @Option(help: "Per-channel standard deviation, three comma-separated values (default: OpenAI's).")
     var std: String?
 
+    @Option(help: "shortest (the reference: shorter side, centre crop), squash (both sides, aspect not kept) or longest (longer side, padded with black), as open_clip's resize_mode.")
+    var resizeMode: ImagePreprocessor.ResizeMode = .shortest
+
     @Flag(help: "Rotate/flip by the EXIF orientation first (the reference does not).")
     var exifTranspose = false
 
@@ -49,9 +52,11 @@ struct Preprocess: ParsableCommand {
             let p = ImagePreprocessor(resolution: resolution,
                                       mean: try triple(mean, "--mean") ?? ImagePreprocessor.openAIMean,
                                       std: try triple(std, "--std") ?? ImagePreprocessor.openAIStd,
-                                      applyEXIFOrientation: exifTranspose)
+                                      applyEXIFOrientation: exifTranspose, resizeMode: resizeMode)
             let x = try p.tensor(files: images)
             try write(x.npyData(), to: output)
         }
     }
 }
+
+extension ImagePreprocessor.ResizeMode: ExpressibleByArgument {}

@@ -30,10 +30,13 @@ package func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 
 /// Where a model comes from, shared by every command that loads one.
 package struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, hf-hub:ORG/NAME (an open_clip or Hugging Face repository on the Hub, cached as huggingface_hub caches), or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")) (downloaded once). Default: the shipped swift-clip-shapes model (offline; see docs/default-model.md).")
+    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel folder, hf-hub:ORG/NAME (an open_clip or Hugging Face repository on the Hub, cached as huggingface_hub caches), an open_clip ARCH/TAG (see --pretrained), or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")) (downloaded once). Default: the shipped swift-clip-shapes model (offline; see docs/default-model.md).")
     package var spec: String = "default"
 
-    @Option(help: "For hf-hub: models, a branch, tag or commit (default: main).")
+    @Option(help: "An open_clip pretrained tag: --model is then an open_clip architecture, e.g. --model ViT-B-32 --pretrained laion2b_s34b_b79k (also written ViT-B-32/laion2b_s34b_b79k). `clip models` lists them.")
+    package var pretrained: String?
+
+    @Option(help: "For hf-hub: models and open_clip tags, a branch, tag or commit of the Hub repository (default: main).")
     package var revision: String?
 
     @Option(help: "Where OpenAI's named models are cached (default: $CLIP_CACHE_DIR, else ~/.cache/clip, as the reference). hf-hub: models use $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub.")
@@ -49,7 +52,7 @@ package struct ModelOptions: ParsableArguments {
 
     package func pipeline(towers: CLIPModel.Towers = .both) throws -> CLIPPipeline {
         try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision,
-                              precision: precision, towers: towers)
+                              pretrained: pretrained, precision: precision, towers: towers)
     }
 }
 

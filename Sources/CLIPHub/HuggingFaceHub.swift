@@ -130,6 +130,20 @@ public struct HuggingFaceHub: Sendable {
         return pointer
     }
 
+    /// The cached path of `file` at `revision`, without asking the Hub; nil when the cache does not hold it.
+    public func cachedFile(_ file: String, of repository: String, revision: String = "main") -> String? {
+        guard (try? Self.validate(repository: repository)) != nil, (try? Self.validate(revision: revision)) != nil else { return nil }
+        return cached(file, storage: storageFolder(repository), revision: revision)?.path
+    }
+
+    /// The model repositories the cache holds (`models--ORG--NAME` folders), as `ORG/NAME`.
+    public func cachedRepositories() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: cacheDirectory)) ?? []
+        return names.filter { $0.hasPrefix("models--") }.map {
+            String($0.dropFirst("models--".count)).replacingOccurrences(of: "--", with: "/")
+        }.sorted()
+    }
+
     /// What the cache knows of a file at a revision: its path, or that the repository lacks it (`path` nil).
     struct CacheEntry { let path: String? }
 

@@ -35,6 +35,9 @@ public struct ModelHub: Sendable {
     public var huggingFace: HuggingFaceHub
     /// The branch, tag or commit of an `hf-hub:` model (default `main`).
     public var revision: String?
+    /// An open_clip pretrained tag: the model name is then an open_clip architecture (`--model ViT-B-32
+    /// --pretrained laion2b_s34b_b79k`).
+    public var pretrained: String?
 
     /// A hub caching in `cacheDirectory` (else `$CLIP_CACHE_DIR`, else `~/.cache/clip`), fetching from `baseURL`
     /// (else `$CLIP_MODEL_BASE_URL`, else OpenAI's host).
@@ -73,7 +76,7 @@ public struct ModelHub: Sendable {
         let location = try locate(spec)
         let loaded: LoadedModel
         do throws(ModelLoadError) {
-            loaded = try CLIPModel.load(path: location.path, openCLIPConfig: openCLIPConfig ?? location.openCLIPConfig,
+            loaded = try CLIPModel.load(path: location.path, openCLIP: openCLIPConfig.map(OpenCLIPConfig.file) ?? location.openCLIPConfig,
                                         precision: precision, towers: towers)
         } catch {
             throw .load(error)
@@ -88,8 +91,8 @@ public struct ModelHub: Sendable {
     public struct Location: Sendable, Equatable {
         /// A weight file or a Hugging Face `CLIPModel` folder.
         public let path: String
-        /// An open_clip repository's `open_clip_config.json`.
-        public let openCLIPConfig: String?
+        /// An open_clip repository's `open_clip_config.json`, or the config of an open_clip pretrained tag.
+        public let openCLIPConfig: OpenCLIPConfig?
     }
 
     /// The local files of `spec`: `resolve(spec)` for paths and OpenAI's names; for `hf-hub:ORG/NAME` the files of
@@ -97,6 +100,22 @@ public struct ModelHub: Sendable {
     /// `open_clip_pytorch_model.bin`) or of a Hugging Face `CLIPModel` folder (`config.json`, `model.safetensors`
     /// else `pytorch_model.bin`, the preprocessor and tokenizer files), fetched at `revision`.
     public func locate(_ spec: String) throws(HubError) -> Location {
+        if let pretrained {
+            let table = try OpenCLIPPretrained.shared.get()
+            guard let entry = table.entry(model: spec, tag: pretrained) else {
+                let tags = table.tags(of: spec).map(\.tag)
+                if tags.isEmpty {
+                    throw .hub("--pretrained needs an open_clip architecture as the model; '\(spec)' is not one with pretrained weights (clip models lists them)")
+                }
+                throw .hub("open_clip has no tag '\(pretrained)' for \(OpenCLIPPretrained.cleaned(spec)); its tags: \(tags.joined(separator: ", "))")
+            }
+            return try locate(entry, in: table)
+        }
+        var st = stat()
+        if lstat(spec, &st) != 0, !spec.hasPrefix(Self.hubPrefix), case .success(let table) = OpenCLIPPretrained.shared,
+           let entry = table.entry(named: spec) {
+            return try locate(entry, in: table)
+        }
         guard spec.hasPrefix(Self.hubPrefix) else { return Location(path: try resolve(spec), openCLIPConfig: nil) }
         let repository = String(spec.dropFirst(Self.hubPrefix.count))
         let rev = revision ?? "main"
@@ -109,7 +128,7 @@ public struct ModelHub: Sendable {
             guard let weights = try first(["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]) else {
                 throw .hub("\(repository) has open_clip_config.json but neither open_clip_model.safetensors nor open_clip_pytorch_model.bin")
             }
-            return Location(path: weights, openCLIPConfig: config)
+            return Location(path: weights, openCLIPConfig: .file(config))
         }
         guard let config = try hub.file("config.json", of: repository, revision: rev) else {
             throw .hub("\(repository) at \(rev) has neither open_clip_config.json (an open_clip model) nor config.json (a Hugging Face CLIPModel)")
@@ -122,6 +141,21 @@ public struct ModelHub: Sendable {
             _ = try hub.file(optional, of: repository, revision: rev)
         }
         return Location(path: (config as NSString).deletingLastPathComponent, openCLIPConfig: nil)
+    }
+
+    /// An open_clip tag: checked before anything is downloaded, then its weight file (the `.safetensors`
+    /// alternative first) from its Hub repository at `revision`, with the table's config.
+    private func locate(_ entry: OpenCLIPPretrained.Entry, in table: OpenCLIPPretrained) throws(HubError) -> Location {
+        if let reason = table.unsupported(entry) {
+            throw .hub("open_clip's \(entry.name) cannot be loaded yet: \(reason)")
+        }
+        guard let config = table.config(for: entry) else { throw .hub("open_clip's \(entry.name) has no config in the table") }
+        for file in entry.weightFiles {
+            if let path = try huggingFace.file(file, of: entry.repository, revision: revision ?? "main") {
+                return Location(path: path, openCLIPConfig: config)
+            }
+        }
+        throw .hub("\(entry.repository) has none of \(entry.weightFiles.joined(separator: ", ")) (open_clip's \(entry.name))")
     }
 
     /// The local path for `spec`: itself when it exists on disk, the cached (and verified) file for one of the

@@ -18,6 +18,19 @@ public struct ImagePreprocessor: Sendable {
     public var applyEXIFOrientation: Bool
     /// Images declaring more pixels are refused before decoding (Pillow's default limit).
     public var maxPixels: Int
+    /// How the image is brought to the square: the reference's shorter side + centre crop, or one of open_clip's
+    /// other modes.
+    public var resizeMode: ResizeMode
+
+    /// open_clip's `resize_mode`.
+    public enum ResizeMode: String, Sendable, CaseIterable {
+        /// Shorter side to `resolution` (torchvision `Resize(r)`), centre crop: OpenAI's and most models'.
+        case shortest
+        /// Both sides to `resolution`, the aspect ratio not kept (torchvision `Resize((r, r))`): DFN, SigLIP.
+        case squash
+        /// Longer side to `resolution` (open_clip's `ResizeKeepRatio(longest=1)`), centred and padded with zeros.
+        case longest
+    }
 
     /// The mean OpenAI's models were trained with (R, G, B).
     public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
@@ -26,7 +39,8 @@ public struct ImagePreprocessor: Sendable {
 
     /// A preprocessor for `resolution × resolution` inputs, normalised with `mean` and `std` (three values each).
     public init(resolution: Int = 224, mean: [Float] = openAIMean, std: [Float] = openAIStd,
-                applyEXIFOrientation: Bool = false, maxPixels: Int = 178_956_970) {
+                applyEXIFOrientation: Bool = false, maxPixels: Int = 178_956_970, resizeMode: ResizeMode = .shortest) {
+        self.resizeMode = resizeMode
         self.resolution = resolution
         self.mean = mean
         self.std = std
@@ -168,6 +182,20 @@ public struct ImagePreprocessor: Sendable {
 
     func cropGeometry(width: Int, height: Int, name: String) throws(ImageError) -> CropGeometry {
         let r = resolution
+        switch resizeMode {
+        case .squash:
+            return CropGeometry(width: r, height: r, top: 0, left: 0, x: 0, y: 0, w: r, h: r)
+        case .longest:
+            // ResizeKeepRatio(longest=1): ratio = the larger of h/r and w/r, sides round(side / ratio) with Python's
+            // rounding; then center_crop_or_pad puts the image at ((r - w) // 2, (r - h) // 2) on zeros.
+            let ratio = max(Double(height) / Double(r), Double(width) / Double(r))
+            let nw = max(Int((Double(width) / ratio).rounded(.toNearestOrEven)), 1)
+            let nh = max(Int((Double(height) / ratio).rounded(.toNearestOrEven)), 1)
+            let left = -((r - min(nw, r)) / 2), top = -((r - min(nh, r)) / 2)
+            return CropGeometry(width: nw, height: nh, top: top, left: left, x: 0, y: 0, w: min(nw, r), h: min(nh, r))
+        case .shortest:
+            break
+        }
         let (nw, nh) = Self.resizedSize(width: width, height: height, resolution: r)
         // An extreme aspect ratio (say 100000×1) scales to billions of pixels; the reference would try to allocate
         // them. Refuse it like an oversized image.
@@ -183,11 +211,19 @@ public struct ImagePreprocessor: Sendable {
                             h: min(top + r, nh) - wy)
     }
 
-    /// The crop as RGB bytes [resolution, resolution, 3] from the resized window `region` in `mode`; torchvision
-    /// pads with 0 outside the image.
+    /// The crop as RGB bytes [resolution, resolution, 3] from the resized window `region` in `mode`. torchvision
+    /// pads with 0 outside the image in the image's own mode, before the conversion to RGB: black for most modes,
+    /// white for CMYK, palette entry 0 for a palette image.
     func rgbCrop(_ region: [UInt8], _ g: CropGeometry, mode: PixelMode, palette: [UInt8]) -> [UInt8] {
         let r = resolution, ch = mode.channels
         var rgb = [UInt8](repeating: 0, count: r * r * 3)
+        if g.w < r || g.h < r {
+            let zero = [UInt8](repeating: 0, count: ch)
+            let fill = zero.withUnsafeBufferPointer { toRGB($0.baseAddress!, mode, palette) }
+            if fill != (0, 0, 0) {
+                for i in 0..<(r * r) { (rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) = fill }
+            }
+        }
         region.withUnsafeBufferPointer { src in
             for y in 0..<g.h {
                 for x in 0..<g.w {

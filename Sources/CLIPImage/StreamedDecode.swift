@@ -63,8 +63,8 @@ extension ImagePreprocessor {
                 throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(g.width)x\(g.height)"))
             }
             defer { clip_resampler_free(resampler) }
-            // The resampler's rows, one source row, and the premultiplied copy of it.
-            let cost = g.w * ch * Int(clip_resampler_row_count(resampler)) + 2 * w * ch
+            // The resampler's rows and its whole-width row, and one source row.
+            let cost = Int(clip_resampler_bytes(resampler)) + w * ch
             budget.acquire(cost)
             defer { budget.release(cost) }
             if let error = decodeError(stream.readRows(resampler, &err), err, name: name) { throw error }

@@ -51,7 +51,8 @@ public struct CLIPPipeline: Sendable {
 
     private init(model: CLIPModel, preprocessing p: Preprocessing, tokenizer: CLIPTokenizer, loaded: LoadedModel?) {
         self.model = model
-        self.preprocessor = ImagePreprocessor(resolution: p.resolution, mean: p.mean, std: p.std)
+        self.preprocessor = ImagePreprocessor(resolution: p.resolution, mean: p.mean, std: p.std,
+                                              resizeMode: .init(rawValue: p.resizeMode.rawValue) ?? .shortest)
         self.tokenizer = tokenizer
         self.loaded = loaded
     }
@@ -59,9 +60,11 @@ public struct CLIPPipeline: Sendable {
     /// Loads a model by name (downloading it like `clip.load`), checkpoint path, Hugging Face folder or Hub repository.
     /// `towers: .textOnly` skips the image tower (text queries start faster and smaller).
     /// `hf-hub:ORG/NAME` fetches an open_clip or Hugging Face repository at `revision` (default `main`) into the
-    /// cache `huggingface_hub` shares.
+    /// cache `huggingface_hub` shares; with `pretrained`, `spec` is an open_clip architecture and `pretrained` its
+    /// tag (`ARCH/TAG` and `ARCH__TAG` name one too).
     public static func load(_ spec: String, cacheDirectory: String? = nil, openCLIPConfig: String? = nil,
-                            revision: String? = nil, precision: Precision = .fp32, showProgress: Bool = true,
+                            revision: String? = nil, pretrained: String? = nil, precision: Precision = .fp32,
+                            showProgress: Bool = true,
                             towers: CLIPModel.Towers = .both) throws(PipelineError) -> CLIPPipeline {
         // The bundled tokenizer (about 70 ms to build) is built on another core while the weights load, unless
         // the model is a folder that may bring its own.
@@ -73,6 +76,7 @@ public struct CLIPPipeline: Sendable {
         do throws(HubError) {
             var hub = ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)
             hub.revision = revision
+            hub.pretrained = pretrained
             loaded = try hub.load(spec, openCLIPConfig: openCLIPConfig, precision: precision, towers: towers)
         } catch {
             throw .hub(error)

@@ -55,7 +55,8 @@ public struct TrainingRun {
         let tokenizer: CLIPTokenizer
         do { tokenizer = try CLIPTokenizer.shared() } catch { throw .data("tokenizer: \(error)") }
         let loader = BatchLoader(data: data, batchSize: settings.batchSize,
-                                 preprocessor: ImagePreprocessor(resolution: preprocessing.resolution, mean: preprocessing.mean, std: preprocessing.std),
+                                 preprocessor: ImagePreprocessor(resolution: preprocessing.resolution, mean: preprocessing.mean, std: preprocessing.std,
+                                                                 resizeMode: .init(rawValue: preprocessing.resizeMode.rawValue) ?? .shortest),
                                  tokenizer: tokenizer, contextLength: trainer.configuration.text.contextLength, seed: settings.seed,
                                  augmentation: data is SyntheticData ? .none : settings.augmentation)
         log("training \(Self.describe(trainer)) on \(data.description): \(settings.steps) steps of \(settings.batchSize)")
@@ -96,7 +97,7 @@ public struct TrainingRun {
             do { location = try ModelHub().locate(spec) } catch { throw .data(error.description) }
             do {
                 (parameters, configuration, preprocessing) = try CLIPModel.loadParameters(
-                    path: location.path, openCLIPConfig: location.openCLIPConfig)
+                    path: location.path, openCLIP: location.openCLIPConfig)
             } catch { throw .model(error) }
         } else {
             guard let named = DefaultArchitecture.named(settings.architecture) else {

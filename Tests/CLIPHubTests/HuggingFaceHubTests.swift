@@ -65,13 +65,13 @@ struct HuggingFaceHubTests {
         let storage = client.storageFolder("test-org/tiny-openclip")
         #expect(storage.hasSuffix("/models--test-org--tiny-openclip"))
         #expect(location.path == "\(storage)/snapshots/\(commitA)/open_clip_model.safetensors")
-        #expect(location.openCLIPConfig == "\(storage)/snapshots/\(commitA)/open_clip_config.json")
+        #expect(location.openCLIPConfig == .file("\(storage)/snapshots/\(commitA)/open_clip_config.json"))
         // Pointers are relative links to blobs named by SHA-256 (large) and git blob id (small); refs/main names
         // the commit.
         let weights = try fixtureBytes("vit_small.safetensors")
         let link = try FileManager.default.destinationOfSymbolicLink(atPath: location.path)
         #expect(link == "../../blobs/\(SHA256.hex(weights))")
-        let configLink = try FileManager.default.destinationOfSymbolicLink(atPath: location.openCLIPConfig!)
+        let configLink = try FileManager.default.destinationOfSymbolicLink(atPath: "\(storage)/snapshots/\(commitA)/open_clip_config.json")
         #expect(configLink.hasPrefix("../../blobs/") && configLink.count == "../../blobs/".count + 40)
         #expect(try String(contentsOfFile: "\(storage)/refs/main", encoding: .utf8) == commitA)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(storage)/blobs").count == 2)

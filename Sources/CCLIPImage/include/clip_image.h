@@ -99,6 +99,8 @@ clip_resampler *clip_resampler_new(int sw, int sh, int channels, int dw, int dh,
                                    int premultiply);
 int clip_resampler_first_row(const clip_resampler *r);
 int clip_resampler_row_count(const clip_resampler *r);
+/// The bytes the resampler holds (its stored rows and one whole-width row).
+size_t clip_resampler_bytes(const clip_resampler *r);
 void clip_resampler_push(clip_resampler *r, const uint8_t *row);
 int clip_resampler_finish(clip_resampler *r, uint8_t *dst);
 void clip_resampler_free(clip_resampler *r);

@@ -1,0 +1,110 @@
+import CLIP
+import Foundation
+
+/// open_clip's pretrained table, as `open_clip.create_model(ARCH, pretrained=TAG)` resolves names: which Hub
+/// repository and file each tag downloads, the tag's preprocessing and activation, and each architecture's built-in
+/// config. Generated from open_clip by `Scripts/make_openclip_table.py` into `Resources/open_clip_pretrained.json`.
+public struct OpenCLIPPretrained: Sendable {
+    /// One architecture/tag pair.
+    public struct Entry: Sendable, Decodable, Equatable {
+        /// open_clip's architecture name (`ViT-B-32`).
+        public let model: String
+        /// The pretrained tag (`laion2b_s34b_b79k`).
+        public let tag: String
+        /// The Hub repository holding the weights.
+        public let repository: String
+        /// The weight file open_clip asks for; its `.safetensors` alternative is tried first, as open_clip does.
+        public let file: String
+        let quick_gelu: Bool?
+        let mean: [Float]?
+        let std: [Float]?
+        let interpolation: String?
+        let resize_mode: String?
+
+        /// `ARCH/TAG`.
+        public var name: String { "\(model)/\(tag)" }
+
+        /// The files to try, in open_clip's order.
+        public var weightFiles: [String] {
+            if file == "open_clip_pytorch_model.bin" { return ["open_clip_model.safetensors", file] }
+            if file.hasSuffix(".bin") || file.hasSuffix(".pth") { return [String(file.dropLast(4)) + ".safetensors", file] }
+            return [file]
+        }
+    }
+
+    private struct Table: Decodable {
+        let open_clip_version: String
+        let pretrained: [Entry]
+    }
+
+    /// Every tag, in open_clip's order.
+    public let entries: [Entry]
+    /// The open_clip release the table was generated from.
+    public let version: String
+    /// Each architecture's built-in config, as JSON.
+    private let configs: [String: [UInt8]]
+
+    /// The table shipped in this build.
+    public static let shared: Result<OpenCLIPPretrained, HubError> = {
+        guard let url = Bundle.module.url(forResource: "open_clip_pretrained", withExtension: "json"),
+              let data = try? Data(contentsOf: url) else {
+            return .failure(.cache("open_clip_pretrained.json is missing from this build's resources"))
+        }
+        do {
+            let table = try JSONDecoder().decode(Table.self, from: data)
+            let raw = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+            var configs: [String: [UInt8]] = [:]
+            for (name, cfg) in raw?["models"] as? [String: Any] ?? [:] {
+                configs[name] = [UInt8](try JSONSerialization.data(withJSONObject: cfg))
+            }
+            return .success(OpenCLIPPretrained(entries: table.pretrained, version: table.open_clip_version, configs: configs))
+        } catch {
+            return .failure(.cache("open_clip_pretrained.json in this build is unreadable: \(error)"))
+        }
+    }()
+
+    /// open_clip's architecture names (`ViT-B/32` is read as `ViT-B-32`, as open_clip does).
+    public var models: [String] {
+        var seen = Set<String>()
+        return entries.map(\.model).filter { seen.insert($0).inserted }
+    }
+
+    public static func cleaned(_ model: String) -> String { model.replacingOccurrences(of: "/", with: "-") }
+
+    public func tags(of model: String) -> [Entry] { entries.filter { $0.model == Self.cleaned(model) } }
+
+    public func entry(model: String, tag: String) -> Entry? {
+        entries.first { $0.model == Self.cleaned(model) && $0.tag == tag.lowercased() }
+    }
+
+    /// `ARCH/TAG` or immich's `ARCH__TAG`, when both halves are in the table.
+    public func entry(named spec: String) -> Entry? {
+        for separator in ["__", "/"] {
+            guard let r = spec.range(of: separator, options: .backwards) else { continue }
+            if let e = entry(model: String(spec[..<r.lowerBound]), tag: String(spec[r.upperBound...])) { return e }
+        }
+        return nil
+    }
+
+    /// The model config open_clip builds for this tag: the architecture's, with the tag's preprocessing; and the
+    /// activation the weights were trained with (open_clip keeps the architecture's and warns of a QuickGELU
+    /// mismatch, e.g. for `ViT-B-32/openai`; the numbers then are not the trained model's).
+    public func config(for entry: Entry) -> OpenCLIPConfig? {
+        guard let bytes = configs[entry.model],
+              var cfg = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { return nil }
+        if let q = entry.quick_gelu { cfg["quick_gelu"] = q }
+        var pre: [String: Any] = [:]
+        if let m = entry.mean { pre["mean"] = m }
+        if let s = entry.std { pre["std"] = s }
+        if let i = entry.interpolation { pre["interpolation"] = i }
+        if let r = entry.resize_mode { pre["resize_mode"] = r }
+        guard let data = try? JSONSerialization.data(withJSONObject: ["model_cfg": cfg, "preprocess_cfg": pre]) else { return nil }
+        return .json([UInt8](data), origin: "open_clip's \(entry.name)")
+    }
+
+    /// Nil when `clip` loads this architecture; else what it lacks.
+    public func unsupported(_ entry: Entry) -> String? {
+        guard let config = config(for: entry) else { return "no built-in config for \(entry.model)" }
+        return CLIPModel.unsupportedOpenCLIPSetting(config)
+    }
+}

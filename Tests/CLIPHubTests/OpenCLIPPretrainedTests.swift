@@ -1,0 +1,90 @@
+@testable import CLIPHub
+import CLIP
+import Foundation
+import Testing
+
+@Suite("open_clip's pretrained names")
+struct OpenCLIPPretrainedTests {
+    let table = try! OpenCLIPPretrained.shared.get()
+
+    @Test("the table holds open_clip's tags; the CLIP-tower families load, the others say what they lack")
+    func tableCoversOpenCLIP() throws {
+        #expect(table.entries.count >= 190)
+        #expect(Set(table.entries.map(\.name)).count == table.entries.count)
+        for entry in table.entries { #expect(table.config(for: entry) != nil, "\(entry.name) has no config") }
+        let loadable = ["ViT-B-32/laion2b_s34b_b79k", "ViT-B-32/openai", "ViT-B-16/datacomp_xl_s13b_b90k", "ViT-L-14/laion2b_s32b_b82k",
+                        "ViT-H-14/laion2b_s32b_b79k", "ViT-H-14/dfn5b", "ViT-H-14-378/dfn5b", "ViT-bigG-14/laion2b_s39b_b160k",
+                        "ViT-B-16-plus-240/laion400m_e32", "RN50/openai", "RN50-quickgelu/yfcc15m", "RN50x64/openai",
+                        "ViT-L-14-quickgelu/metaclip_fullcc", "ViT-B-32-256/datacomp_s34b_b86k"]
+        for name in loadable {
+            let entry = try #require(table.entry(named: name), "\(name) is not in the table")
+            #expect(table.unsupported(entry) == nil, "\(name): \(table.unsupported(entry) ?? "")")
+        }
+        let refused = ["ViT-B-16-SigLIP/webli": "custom_text", "coca_ViT-B-32/laion2b_s13b_b90k": "custom_text",
+                       "convnext_base_w/laion2b_s13b_b82k": "timm_model_name", "ViT-L-14-CLIPA/datacomp1b": "hf_tokenizer_name",
+                       "xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k": "hf_model_name"]
+        for (name, key) in refused {
+            let entry = try #require(table.entry(named: name), "\(name) is not in the table")
+            #expect(table.unsupported(entry)?.contains(key) == true, "\(name): \(table.unsupported(entry) ?? "accepted")")
+        }
+    }
+
+    @Test("names: ARCH/TAG, immich's ARCH__TAG, --model ARCH --pretrained TAG, OpenAI's ViT-B/32 spelling")
+    func names() throws {
+        #expect(table.entry(named: "ViT-B-32/laion2b_s34b_b79k")?.repository == "laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
+        #expect(table.entry(named: "ViT-B-32__laion2b_s34b_b79k") == table.entry(named: "ViT-B-32/laion2b_s34b_b79k"))
+        #expect(table.entry(model: "ViT-B/32", tag: "OpenAI")?.repository == "timm/vit_base_patch32_clip_224.openai")
+        #expect(table.entry(named: "ViT-B/32") == nil)  // OpenAI's name, not a tag
+        let entry = try #require(table.entry(named: "RN50/openai"))
+        #expect(entry.weightFiles == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])
+    }
+
+    @Test("a tag's config is the architecture's with the tag's preprocessing and the activation its weights were trained with")
+    func tagConfig() throws {
+        for (name, quick, resize) in [("ViT-B-32/openai", true, "shortest"), ("ViT-B-32/laion2b_s34b_b79k", false, "shortest"),
+                                      ("ViT-H-14/dfn5b", true, "squash")] {
+            let entry = try #require(table.entry(named: name))
+            guard case .json(let bytes, let origin) = table.config(for: entry) else { Issue.record("no config"); continue }
+            #expect(origin == "open_clip's \(name)")
+            let cfg = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+            let model = try #require(cfg["model_cfg"] as? [String: Any])
+            let pre = try #require(cfg["preprocess_cfg"] as? [String: Any])
+            #expect((model["quick_gelu"] as? Bool ?? false) == quick, "\(name)")
+            #expect(pre["resize_mode"] as? String == resize, "\(name)")
+        }
+    }
+
+    @Test("a tag resolves to its Hub repository's weights, .safetensors first, without a request for an unloadable one")
+    func locatesTagsOnTheHub() throws {
+        let weights = try fixtureBytes("vit_small.safetensors")
+        let hub = try FakeHub(repositories: [
+            "laion/CLIP-ViT-B-32-laion2B-s34B-b79K": .init(commit: commitA, files: ["open_clip_pytorch_model.bin": weights],
+                                                           large: ["open_clip_pytorch_model.bin"]),
+        ])
+        var models = hubModel(hub.client())
+        for spec in ["ViT-B-32/laion2b_s34b_b79k", "ViT-B-32__laion2b_s34b_b79k"] {
+            let location = try models.locate(spec)
+            #expect(location.path.hasSuffix("/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/snapshots/\(commitA)/open_clip_pytorch_model.bin"))
+            guard case .json(_, let origin) = location.openCLIPConfig else { Issue.record("no config for \(spec)"); continue }
+            #expect(origin == "open_clip's ViT-B-32/laion2b_s34b_b79k")
+        }
+        let asked = hub.server.received.filter { $0.method == "HEAD" }.map(\.path)
+        #expect(asked.first == "/laion/CLIP-ViT-B-32-laion2B-s34B-b79K/resolve/main/open_clip_model.safetensors")
+        models.pretrained = "laion2b_s34b_b79k"
+        #expect(try models.locate("ViT-B/32").path.hasSuffix("open_clip_pytorch_model.bin"))
+        // The architecture's config against those (small) weights: the shapes disagree, and the error says so.
+        #expect(throws: HubError.self) { try models.load("ViT-B-32") }
+
+        let before = hub.server.received.count
+        models.pretrained = nil
+        do {
+            _ = try models.locate("ViT-B-16-SigLIP/webli")
+            Issue.record("SigLIP was accepted")
+        } catch {
+            #expect(error.description.contains("cannot be loaded yet"), "\(error)")
+        }
+        models.pretrained = "nope"
+        #expect(throws: HubError.self) { try models.locate("ViT-B-32") }
+        #expect(hub.server.received.count == before)
+    }
+}
