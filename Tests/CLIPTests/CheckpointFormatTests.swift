@@ -100,7 +100,8 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
     ("vision_cfg", "final_ln_after_pool", "true", "vision_cfg.final_ln_after_pool"),
     ("vision_cfg", "attentional_pool", "true", "vision_cfg.attentional_pool"),
     ("text_cfg", "hf_model_name", "\"roberta-base\"", "text_cfg.hf_model_name"),
-    ("preprocess_cfg", "resize_mode", "\"squash\"", "preprocess_cfg.resize_mode"),
+    ("preprocess_cfg", "resize_mode", "\"stretch\"", "preprocess_cfg.resize_mode"),
+    ("preprocess_cfg", "interpolation", "\"bilinear\"", "preprocess_cfg.interpolation"),
 ])
 func unimplementedOpenCLIPSettingsAreRefused(section: String, key: String, value: String, named: String) throws {
     var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/vit_small_openclip.json"))) as! [String: Any]
@@ -120,5 +121,41 @@ func unimplementedOpenCLIPSettingsAreRefused(section: String, key: String, value
         } catch {
             #expect(error.description.contains(named) && error.description.contains("does not implement"), "\(error)")
         }
+    }
+}
+
+/// Random-weight models of every architecture of open_clip's pretrained table that clip loads, scaled down
+/// (Scripts/make_openclip_fixtures.py), against open_clip's own outputs; with `CLIP_OPENCLIP_FULL=DIR` also the
+/// full-size models the script writes with `--full DIR`.
+let openCLIPArchitectureFiles: [String] = {
+    var dirs = ["\(fixtureDirectory)/open_clip"]
+    if let full = ProcessInfo.processInfo.environment["CLIP_OPENCLIP_FULL"], !full.isEmpty { dirs.append(full) }
+    return dirs.flatMap { dir in
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])
+            .filter { $0.hasSuffix(".json") }.sorted().map { "\(dir)/\(String($0.dropLast(5)))" }
+    }
+}()
+
+@Test("open_clip's architectures on random weights: both towers within 1e-5 of open_clip", arguments: openCLIPArchitectureFiles)
+func openCLIPArchitectures(_ base: String) throws {
+    let loaded = try CLIPModel.load(path: base + ".safetensors", openCLIP: .file(base + ".json"))
+    let ref = try Reference(path: base + ".reference.safetensors")
+    let image = try loaded.model.encodeImage(ref.pixels)
+    let text = try loaded.model.encodeText(ref.tokens)
+    let (perImage, perText) = try loaded.model.logits(imageEmbeddings: image, textEmbeddings: text)
+    let name = (base as NSString).lastPathComponent
+    for (what, ours, theirs) in [("encode_image", image, ref.imageFeatures), ("encode_text", text, ref.textFeatures),
+                                 ("logits_per_image", perImage, ref.logitsPerImage), ("logits_per_text", perText, ref.logitsPerText)] {
+        #expect(ours.shape == theirs.shape, "\(name) \(what) shape")
+        let e = relativeError(ours.scalars, theirs.scalars)
+        #expect(e <= parityTolerance, "\(name) \(what) relative error \(e)")
+    }
+}
+
+@Test func everyLoadableOpenCLIPFamilyHasAFixture() {
+    let names = Set(openCLIPArchitectureFiles.map { ($0 as NSString).lastPathComponent })
+    for family in ["RN50-quickgelu", "ViT-B-32", "ViT-B-32-quickgelu", "ViT-B-16-plus-240", "ViT-H-14", "ViT-H-14-378-quickgelu-squash",
+                   "ViT-g-14", "ViT-bigG-14"] {
+        #expect(names.contains(family), "no fixture for \(family)")
     }
 }

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Random-weight models of every open_clip architecture `clip` loads, with open_clip's outputs for them.
+
+For each loadable tag of Sources/CLIPHub/Resources/open_clip_pretrained.json (loadable = what `clip models
+--loadable --json` says), the config `clip` builds for it (the architecture's, with the tag's quick_gelu and
+preprocessing) is made into a model by open_clip itself (`open_clip.CLIP(**model_cfg)`), given random weights
+with non-trivial LayerNorm and bias values, and run on fixed pixels and token ids. Tags whose configs coincide
+are written once. Per model NAME:
+
+  NAME.safetensors            the state dict, open_clip's key names (fp16 in the scaled-down fixtures: the
+                              weights are rounded to fp16 before the reference runs, so nothing is lost)
+  NAME.json                   the model config (open_clip's format, with preprocess_cfg)
+  NAME.reference.safetensors  pixels, tokens, image_features, text_features, logits_per_image, logits_per_text
+
+Default (the committed fixtures, Tests/CLIPTests/Fixtures/open_clip): each architecture scaled down while keeping
+what distinguishes it (head widths, MLP ratio, patch size, ResNet stem and attention pool, the odd grid of
+378-pixel models; GELU and QuickGELU once each for ViT and ResNet): 1 layer a tower, 2 heads in the image tower and 1 in the text tower, 1 Bottleneck a
+ResNet stage, vocabulary 300, embeddings of 32; architectures that scale down to the same structure are written once.
+With --full DIR: the architectures at full size into DIR (gigabytes; ViT-bigG alone is 10 GB in fp32), for the
+gated test `CLIP_OPENCLIP_FULL=DIR swift test --filter openCLIPArchitectures`; --only ARCH limits the set.
+
+Needs: torch, open_clip_torch, safetensors, and a built `clip` (swift build) for the loadable list.
+"""
+import argparse
+import copy
+import json
+import os
+import subprocess
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+TABLE = os.path.join(ROOT, "Sources", "CLIPHub", "Resources", "open_clip_pretrained.json")
+OUT = os.path.join(ROOT, "Tests", "CLIPTests", "Fixtures", "open_clip")
+
+
+def loadable_entries():
+    clip = os.path.join(ROOT, ".build", "debug", "clip")
+    lines = subprocess.run([clip, "models", "--loadable", "--json"], check=True, capture_output=True, text=True).stdout
+    names = {json.loads(l)["name"] for l in lines.splitlines() if l.strip()}
+    table = json.load(open(TABLE))
+    return table["models"], [e for e in table["pretrained"] if f"{e['model']}/{e['tag']}" in names]
+
+
+def effective_config(models, entry):
+    cfg = copy.deepcopy(models[entry["model"]])
+    if "quick_gelu" in entry:
+        cfg["quick_gelu"] = entry["quick_gelu"]
+    cfg["preprocess_cfg"] = {k: entry[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in entry}
+    return cfg
+
+
+def scaled_down(cfg):
+    c = copy.deepcopy(cfg)
+    v, t = c["vision_cfg"], c["text_cfg"]
+    if isinstance(v["layers"], (list, tuple)):
+        # ResNet: one Bottleneck a stage, a narrower stem; the attention pool keeps width*32/64 heads of 64.
+        v["layers"], v["width"] = [1, 1, 1, 1], 8
+        v["image_size"] = 64
+    else:
+        head = v.get("head_width", 64)
+        grid = v["image_size"] // v["patch_size"]
+        v["width"], v["layers"] = 2 * head, 1
+        # An odd grid stays odd (378 / 14 = 27), an even one even.
+        v["image_size"] = v["patch_size"] * (3 if grid % 2 else 4)
+    head_t = t["width"] // t["heads"]
+    t["width"], t["heads"], t["layers"], t["vocab_size"] = head_t, 1, 1, 300
+    c["embed_dim"] = 32
+    return c
+
+
+def structure(cfg, model):
+    """What the loader sees: the scaled config without preprocessing; the activation only for the first ViT
+    and ResNet (it is applied the same way in every architecture)."""
+    c = {k: v for k, v in cfg.items() if k not in ("preprocess_cfg", "quick_gelu")}
+    if model.removesuffix("-quickgelu") in ("ViT-B-32", "RN50"):
+        c["quick_gelu"] = cfg.get("quick_gelu", False)
+    return json.dumps(c, sort_keys=True)
+
+
+def build(cfg, seed):
+    import open_clip
+
+    torch.manual_seed(seed)
+    model_cfg = {k: v for k, v in cfg.items() if k != "preprocess_cfg"}
+    model = open_clip.CLIP(**model_cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias") or "ln" in name or name.endswith("bn1.weight") or ".bn" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+            # Values an fp16 file holds exactly, so the scaled-down fixtures are stored at half the size.
+            p.copy_(p.half().float())
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.rand_like(b) + 0.5)
+            elif name.endswith("running_mean"):
+                b.copy_(torch.randn_like(b) * 0.1)
+    return model.eval()
+
+
+def references(model, cfg, seed):
+    g = torch.Generator().manual_seed(seed)
+    r = cfg["vision_cfg"]["image_size"]
+    pixels = torch.randn(2, 3, r, r, generator=g)
+    ctx, vocab = cfg["text_cfg"]["context_length"], cfg["text_cfg"]["vocab_size"]
+    tokens = torch.zeros(3, ctx, dtype=torch.int64)
+    for i, n in enumerate((5, ctx, 2)):
+        tokens[i, :n] = torch.randint(1, vocab - 1, (n,), generator=g)
+        tokens[i, n - 1] = vocab - 1  # the end token is the largest id (argmax pooling)
+    with torch.no_grad():
+        img = model.encode_image(pixels)
+        txt = model.encode_text(tokens)
+        scale = model.logit_scale.exp()
+        a, b = img / img.norm(dim=-1, keepdim=True), txt / txt.norm(dim=-1, keepdim=True)
+        per_image = scale * a @ b.t()
+    return {"pixels": pixels, "tokens": tokens, "image_features": img, "text_features": txt,
+            "logits_per_image": per_image, "logits_per_text": per_image.t().contiguous()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", metavar="DIR", help="full-size models into DIR instead of the scaled-down fixtures")
+    ap.add_argument("--only", nargs="*", help="architectures to write")
+    args = ap.parse_args()
+    models, entries = loadable_entries()
+    out = args.full or OUT
+    os.makedirs(out, exist_ok=True)
+    written, seen = [], {}
+    for e in entries:
+        if args.only and e["model"] not in args.only:
+            continue
+        cfg = effective_config(models, e)
+        if not args.full:
+            cfg = scaled_down(cfg)
+        key = json.dumps(cfg, sort_keys=True) if args.full else structure(cfg, e["model"])
+        if key in seen:
+            continue
+        name = e["model"] + ("-quickgelu" if cfg.get("quick_gelu") and not e["model"].endswith("quickgelu") else "")
+        name += "" if cfg["preprocess_cfg"].get("resize_mode", "shortest") == "shortest" else "-" + cfg["preprocess_cfg"]["resize_mode"]
+        if name in written:
+            name += "-" + e["tag"]
+        seen[key] = name
+        seed = 1000 + len(written)
+        model = build(cfg, seed)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if not args.full:
+            state = {k: v.half() if v.is_floating_point() and "running_" not in k else v for k, v in state.items()}
+        save_file(state, os.path.join(out, name + ".safetensors"))
+        with open(os.path.join(out, name + ".json"), "w") as f:
+            json.dump(cfg, f, indent=1)
+        save_file({k: v.contiguous() for k, v in references(model, cfg, seed).items()},
+                  os.path.join(out, name + ".reference.safetensors"))
+        written.append(name)
+        print(f"{name}: from {e['model']}/{e['tag']}")
+    print(f"{len(written)} models -> {out}")
+
+
+if __name__ == "__main__":
+    main()
