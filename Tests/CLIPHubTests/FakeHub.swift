@@ -1,5 +1,6 @@
 @testable import CLIPHub
 import CLIPFiles
+import CLIPTestSupport
 import Foundation
 
 /// A loopback Hugging Face Hub that speaks the resolve protocol as huggingface.co does: a HEAD or GET of

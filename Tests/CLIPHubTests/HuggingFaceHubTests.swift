@@ -1,6 +1,7 @@
 @testable import CLIPHub
 import CLIP
 import CLIPFiles
+import CLIPTestSupport
 import Foundation
 import Testing
 

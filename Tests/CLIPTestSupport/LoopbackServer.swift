@@ -6,34 +6,41 @@ import Darwin
 #endif
 
 /// A minimal HTTP/1.0 server on 127.0.0.1 for download tests: answers from fixed routes or a handler, records
-/// every request, and can cut a body short (a dropped connection). One connection at a time; it runs until the
-/// test process exits.
-final class LoopbackServer: @unchecked Sendable {
+/// every request, and can cut a body short (a dropped connection) or stall it (a connection that stops moving).
+/// One connection at a time; it runs until the test process exits.
+package final class LoopbackServer: @unchecked Sendable {
     // @unchecked: `handler` is fixed at init; `log` is guarded by `lock`.
-    struct Request: Sendable {
-        let method: String
-        let path: String
+    package struct Request: Sendable {
+        package let method: String
+        package let path: String
         /// Header names lowercased.
-        let headers: [String: String]
+        package let headers: [String: String]
     }
-    struct Response {
-        var status: Int
-        var headers: [String: String] = [:]
-        var body: [UInt8] = []
+    package struct Response {
+        package var status: Int
+        package var headers: [String: String] = [:]
+        package var body: [UInt8] = []
         /// Send only this many body bytes, then close (Content-Length still says the whole).
-        var cutAfter: Int? = nil
+        package var cutAfter: Int? = nil
+        /// Send only this many body bytes, then wait, the connection open, until the client goes away.
+        package var stallAfter: Int? = nil
+
+        package init(status: Int, headers: [String: String] = [:], body: [UInt8] = [], cutAfter: Int? = nil,
+                     stallAfter: Int? = nil) {
+            (self.status, self.headers, self.body, self.cutAfter, self.stallAfter) = (status, headers, body, cutAfter, stallAfter)
+        }
     }
     private let handler: @Sendable (Request) -> Response
     private let lock = NSLock()
     private var log: [Request] = []
     private let fd: Int32
-    let port: Int
+    package let port: Int
 
-    convenience init(routes: [String: Response]) throws {
+    package convenience init(routes: [String: Response]) throws {
         try self.init { routes[$0.path] ?? Response(status: 404, body: Array("not found".utf8)) }
     }
 
-    init(handler: @escaping @Sendable (Request) -> Response) throws {
+    package init(handler: @escaping @Sendable (Request) -> Response) throws {
         self.handler = handler
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
@@ -52,13 +59,13 @@ final class LoopbackServer: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Requests for `path` so far.
-    func requests(_ path: String) -> Int { lock.lock(); defer { lock.unlock() }; return log.filter { $0.path == path }.count }
+    package func requests(_ path: String) -> Int { lock.lock(); defer { lock.unlock() }; return log.filter { $0.path == path }.count }
 
     /// Every request so far, in order.
-    var received: [Request] { lock.lock(); defer { lock.unlock() }; return log }
+    package var received: [Request] { lock.lock(); defer { lock.unlock() }; return log }
 
     private func serve() {
         while true {
@@ -88,13 +95,18 @@ final class LoopbackServer: @unchecked Sendable {
             if fields["Content-Type"] == nil { fields["Content-Type"] = "application/octet-stream" }
             for (k, v) in fields { head += "\(k): \(v)\r\n" }
             head += "\r\n"
-            let body = r.method == "HEAD" ? [] : Array(answer.body.prefix(answer.cutAfter ?? answer.body.count))
+            let limit = answer.stallAfter ?? answer.cutAfter ?? answer.body.count
+            let body = r.method == "HEAD" ? [] : Array(answer.body.prefix(limit))
             let out = Array(head.utf8) + body
             var sent = 0
             while sent < out.count {
                 let n = out[sent...].withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
                 if n <= 0 { break }
                 sent += n
+            }
+            if answer.stallAfter != nil && r.method != "HEAD" {
+                // Hold the connection until the client closes it (or is killed).
+                while read(c, &chunk, chunk.count) > 0 {}
             }
             close(c)
         }
