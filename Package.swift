@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor", "CLIPFiles"]),
         // `clip serve`: the HTTP API (OpenAI embeddings, immich's /predict, clip-retrieval's back end, the search
         // page) over one dynamic batcher per tower.
-        .target(name: "CLIPServer", dependencies: ["CLIPKit", "CLIPIndex", "CLIPImage", "CLIPFiles", "CLIPTensor", "CLIPTokenizer",
+        .target(name: "CLIPServer", dependencies: ["CLIPKit", "CLIPHub", "CLIPIndex", "CLIPImage", "CLIPFiles", "CLIPTensor", "CLIPTokenizer",
                                                    .product(name: "Hummingbird", package: "hummingbird"),
                                                    .product(name: "MultipartKit", package: "multipart-kit"),
                                                    .product(name: "Prometheus", package: "swift-prometheus"),

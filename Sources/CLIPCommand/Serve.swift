@@ -102,7 +102,7 @@ struct Serve: ParsableCommand {
                 clip = try model.pipeline()
             }
             let loadSeconds = started.duration(to: .now).inSeconds
-            let name = ModelHubNames.display(model.spec)
+            let name = ModelHubNames.display(model.spec, pretrained: model.pretrained)
             let service = EmbeddingService(pipeline: clip, modelName: name, maxBatch: maxBatch,
                                            maxWait: .microseconds(Int64(maxWaitMs * 1000)),
                                            queueCapacity: queueCapacity ?? maxBatch, maxInputsPerRequest: maxInputs,
@@ -143,5 +143,9 @@ private final class ErrorBox: @unchecked Sendable {
 
 enum ModelHubNames {
     /// The name a served model goes by: the shipped model's own name rather than "default".
-    static func display(_ spec: String) -> String { spec == "default" ? "swift-clip-shapes" : spec }
+    /// With `--pretrained`, immich's spelling `ARCH__TAG`, so the name immich sends can be compared with it.
+    static func display(_ spec: String, pretrained: String? = nil) -> String {
+        if let pretrained { return "\(spec.replacingOccurrences(of: "/", with: "-"))__\(pretrained)" }
+        return spec == "default" ? "swift-clip-shapes" : spec
+    }
 }

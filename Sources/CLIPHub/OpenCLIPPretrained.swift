@@ -108,3 +108,20 @@ public struct OpenCLIPPretrained: Sendable {
         return CLIPModel.unsupportedOpenCLIPSetting(config)
     }
 }
+
+extension OpenCLIPPretrained {
+    /// The catalogued weights a model name stands for, as open_clip's `ARCH/TAG`: OpenAI's nine names as their
+    /// `ARCH/openai` tags (`ViT-B/32` → `ViT-B-32/openai`, `ViT-L/14@336px` → `ViT-L-14-336/openai`), `ARCH/TAG`,
+    /// immich's `ARCH__TAG` (in any letter case, as immich capitalises some), or an architecture with `pretrained`.
+    /// Nil for anything else (files, folders, Hub repositories, the shipped model): their weights have no name.
+    public func catalogName(_ spec: String, pretrained: String? = nil) -> String? {
+        if let pretrained { return entry(model: spec, tag: pretrained)?.name }
+        if ModelHub.openAIModels.contains(where: { $0.name == spec }) {
+            return entry(model: spec.replacingOccurrences(of: "@336px", with: "-336"), tag: "openai")?.name
+        }
+        if let e = entry(named: spec) { return e.name }
+        guard let r = spec.range(of: "__", options: .backwards) else { return nil }
+        let model = spec[..<r.lowerBound].lowercased(), tag = spec[r.upperBound...].lowercased()
+        return entries.first { $0.model.lowercased() == model && $0.tag == tag }?.name
+    }
+}

@@ -39,6 +39,19 @@ struct OpenCLIPPretrainedTests {
         #expect(entry.weightFiles == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])
     }
 
+    @Test("catalog names: OpenAI's names are their openai tags; immich's capitalised names are found; files have none")
+    func catalogNames() {
+        #expect(table.catalogName("ViT-B/32") == "ViT-B-32/openai")
+        #expect(table.catalogName("ViT-L/14@336px") == "ViT-L-14-336/openai")
+        #expect(table.catalogName("RN50x64") == "RN50x64/openai")
+        #expect(table.catalogName("ViT-B-32__openai") == "ViT-B-32/openai")
+        #expect(table.catalogName("XLM-Roberta-Large-ViT-H-14__frozen_laion5b_s13b_b90k") == "xlm-roberta-large-ViT-H-14/frozen_laion5b_s13b_b90k")
+        #expect(table.catalogName("ViT-B-32", pretrained: "laion2b_s34b_b79k") == "ViT-B-32/laion2b_s34b_b79k")
+        #expect(table.catalogName("/models/mine.safetensors") == nil)
+        #expect(table.catalogName("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K") == nil)
+        #expect(table.catalogName("swift-clip-shapes") == nil)
+    }
+
     @Test("a tag's config is the architecture's with the tag's preprocessing and the activation its weights were trained with")
     func tagConfig() throws {
         for (name, quick, resize) in [("ViT-B-32/openai", true, "shortest"), ("ViT-B-32/laion2b_s34b_b79k", false, "shortest"),

@@ -206,6 +206,25 @@ struct ImmichTests {
         }
     }
 
+    @Test("a model immich names that is not the one served is refused; the same weights by another name are not", arguments: [
+        ("ViT-B-32__laion2b_s34b_b79k", 422), ("ViT-B/32", 200), ("ViT-B-32/openai", 200), ("swift-clip-shapes", 200),
+    ])
+    func modelNames(served: String, status: Int) async throws {
+        let named = EmbeddingService(pipeline: pipeline, modelName: served, maxBatch: 4, maxWait: .milliseconds(2),
+                                     queueCapacity: 8, maxInputsPerRequest: 4)
+        named.batcher.start()
+        defer { named.batcher.shutdown() }
+        let (textual, textualType) = try fixture("immich_textual")  // asks for ViT-B-32__openai
+        try await makeApp(named).test(.router) { client in
+            try await client.execute(uri: "/predict", method: .post, headers: [.contentType: textualType], body: textual) { response in
+                #expect(response.status.code == status, "\(served): \(String(buffer: response.body))")
+                if status == 422 {
+                    #expect(errorMessage(response.body).contains("this server serves ViT-B-32/laion2b_s34b_b79k"))
+                }
+            }
+        }
+    }
+
     @Test("immich's other tasks, broken forms and missing fields get 4xx naming the problem")
     func refusals() async throws {
         @Sendable func form(_ fields: [(String, String)]) -> (ByteBuffer, String) {

@@ -1,3 +1,4 @@
+import CLIPHub
 import Foundation
 import Hummingbird
 import Logging
@@ -59,6 +60,13 @@ enum ImmichRoutes {
             throw RequestError("clip serve answers CLIP only, one of {\"clip\": {\"textual\": …}} or {\"clip\": {\"visual\": …}}; asked for \(entriesText)", status: 422)
         }
         if entry.modelName != state.service.modelName {
+            // Embeddings of another model would land in immich's index beside this one's and match nothing: when
+            // both names say which weights they are, a mismatch is refused. A served file has no such name.
+            let table = try? OpenCLIPPretrained.shared.get()
+            if let served = table?.catalogName(state.service.modelName), let asked = table?.catalogName(entry.modelName),
+               served != asked {
+                throw RequestError("immich asked for \(entry.modelName) (open_clip's \(asked)), but this server serves \(served); start clip serve --model \(entry.modelName), or choose \(served.replacingOccurrences(of: "/", with: "__")) in immich", status: 422)
+            }
             context.logger.debug("immich asked for \(entry.modelName); serving \(state.service.modelName)")
         }
         let service = state.service
