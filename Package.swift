@@ -105,7 +105,7 @@ let package = Package(
                                                             .product(name: "Hummingbird", package: "hummingbird"),
                                                             .product(name: "HummingbirdTesting", package: "hummingbird")],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles", "CLIPTestSupport"]),
+        .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles", "CLIPTestSupport"], exclude: ["Fixtures"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),
         .testTarget(name: "CLIPKitTests", dependencies: ["CLIPKit", "CLIPTestSupport"]),
