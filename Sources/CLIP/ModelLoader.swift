@@ -320,16 +320,20 @@ extension CLIPModel {
                            tokenizerFolder: hasTokenizer ? folder : nil)
     }
 
-    /// `model.safetensors`, else `pytorch_model.bin`, of a Hugging Face folder.
+    /// `model.safetensors` (or its shards), else `pytorch_model.bin` (or its shards), of a Hugging Face folder.
     static func huggingFaceWeightFile(folder: String) throws(ModelLoadError) -> any WeightSource {
         let fm = FileManager.default
         do throws(WeightFileError) {
             if fm.fileExists(atPath: folder + "/model.safetensors") {
                 return try SafeTensorsFile(path: folder + "/model.safetensors")
+            } else if fm.fileExists(atPath: folder + "/model.safetensors.index.json") {
+                return try ShardedWeights(indexPath: folder + "/model.safetensors.index.json")
             } else if fm.fileExists(atPath: folder + "/pytorch_model.bin") {
                 return try TorchCheckpoint(path: folder + "/pytorch_model.bin")
+            } else if fm.fileExists(atPath: folder + "/pytorch_model.bin.index.json") {
+                return try ShardedWeights(indexPath: folder + "/pytorch_model.bin.index.json")
             }
-            throw WeightFileError(file: folder, .cannotOpen(reason: "neither model.safetensors nor pytorch_model.bin is present"))
+            throw WeightFileError(file: folder, .cannotOpen(reason: "none of model.safetensors, its sharded index model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json is present"))
         } catch { throw .weightFile(error) }
     }
 

@@ -133,8 +133,23 @@ public struct ModelHub: Sendable {
         guard let config = try hub.file("config.json", of: repository, revision: rev) else {
             throw .hub("\(repository) at \(rev) has neither open_clip_config.json (an open_clip model) nor config.json (a Hugging Face CLIPModel)")
         }
-        guard try first(["model.safetensors", "pytorch_model.bin"]) != nil else {
-            throw .hub("\(repository) has config.json but neither model.safetensors nor pytorch_model.bin (sharded checkpoints are not supported yet)")
+        if try first(["model.safetensors"]) == nil {
+            // A large model's weights are sharded: the index names the shards, each fetched like any file.
+            var found = false
+            for index in ["model.safetensors.index.json", "pytorch_model.bin"] {
+                guard let path = try hub.file(index, of: repository, revision: rev) else { continue }
+                found = true
+                guard index.hasSuffix(".index.json") else { break }
+                let shards: [String]
+                do { shards = try ShardedWeights.shardNames(indexPath: path) } catch { throw .load(.weightFile(error)) }
+                for shard in shards where try hub.file(shard, of: repository, revision: rev) == nil {
+                    throw .hub("\(repository): \(index) names the shard \(shard), which the repository does not have")
+                }
+                break
+            }
+            guard found else {
+                throw .hub("\(repository) has config.json but none of model.safetensors, model.safetensors.index.json, pytorch_model.bin")
+            }
         }
         for optional in ["preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                          "special_tokens_map.json"] {

@@ -295,3 +295,27 @@ func cacheWrittenByPython(environment: [String: String]) throws {
     // Nothing was written into the cache.
     #expect(!FileManager.default.fileExists(atPath: "\(fixture)/.locks"))
 }
+
+@Test("a sharded Hugging Face repository: the index's shards fetched, the snapshot folder loaded as the whole file")
+func shardedRepository() throws {
+    let hf = "formats/hf_vit_hd32"
+    let whole = try SafeTensorsFile(path: "\(clipFixtures)/\(hf)/model.safetensors")
+    let names = whole.tensorInfos.filter(\.dtype.isFloatingPoint).map(\.name)
+    var files: [String: [UInt8]] = [:]
+    var map: [String: String] = [:]
+    for (part, slice) in [names.prefix(names.count / 2), names.dropFirst(names.count / 2)].enumerated() {
+        let file = "model-0000\(part + 1)-of-00002.safetensors"
+        files[file] = SafeTensorsWriter.encode(try slice.map { ($0, try whole.floatTensor($0)) })
+        for n in slice { map[n] = file }
+    }
+    files["model.safetensors.index.json"] = [UInt8](try JSONSerialization.data(withJSONObject: ["weight_map": map]))
+    files["config.json"] = try fixtureBytes("\(hf)/config.json")
+    files["preprocessor_config.json"] = try fixtureBytes("\(hf)/preprocessor_config.json")
+    let hub = try FakeHub(repositories: ["test-org/sharded": .init(commit: commitB, files: files,
+                                                                   large: ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"])])
+    let models = hubModel(hub.client())
+    let location = try models.locate("hf-hub:test-org/sharded")
+    #expect(location.path.hasSuffix("/snapshots/\(commitB)"))
+    for f in files.keys { #expect(FileManager.default.fileExists(atPath: "\(location.path)/\(f)"), "\(f)") }
+    try expectSameModel(try models.load("hf-hub:test-org/sharded"), try CLIPModel.load(path: "\(clipFixtures)/\(hf)"))
+}

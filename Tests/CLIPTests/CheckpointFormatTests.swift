@@ -159,3 +159,55 @@ func openCLIPArchitectures(_ base: String) throws {
         #expect(names.contains(family), "no fixture for \(family)")
     }
 }
+
+/// The Hugging Face folder `hf_vit_hd32` with its weights split in two shards and a `model.safetensors.index.json`
+/// (as `save_pretrained(max_shard_size=…)` writes), the index edited by `edit`.
+func shardedFolder(_ name: String, edit: (inout [String: String]) -> Void = { _ in }) throws -> String {
+    let source = "\(formatsDirectory)/hf_vit_hd32"
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-sharded-\(name)-\(getpid())").path
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    for f in ["config.json", "preprocessor_config.json"] {
+        try FileManager.default.copyItem(atPath: "\(source)/\(f)", toPath: "\(dir)/\(f)")
+    }
+    let whole = try SafeTensorsFile(path: "\(source)/model.safetensors")
+    let names = whole.tensorInfos.filter(\.dtype.isFloatingPoint).map(\.name)  // position_ids (I64) is ignored by the loader
+    var map: [String: String] = [:]
+    for (part, slice) in [names.prefix(names.count / 2), names.dropFirst(names.count / 2)].enumerated() {
+        let file = "model-0000\(part + 1)-of-00002.safetensors"
+        try SafeTensorsWriter.write(try slice.map { ($0, try whole.floatTensor($0)) }, to: "\(dir)/\(file)")
+        for n in slice { map[n] = file }
+    }
+    edit(&map)
+    let index = try JSONSerialization.data(withJSONObject: ["metadata": ["total_size": 0], "weight_map": map])
+    try index.write(to: URL(fileURLWithPath: "\(dir)/model.safetensors.index.json"))
+    return dir
+}
+
+@Test("a sharded Hugging Face folder (model.safetensors.index.json) loads to the same outputs as the whole file")
+func shardedHuggingFaceFolderLoads() throws {
+    let loaded = try CLIPModel.load(path: try shardedFolder("ok"))
+    #expect(loaded.format == .huggingFace)
+    try expectMatchesReference(loaded.model, "hf_vit_hd32")
+}
+
+@Test("a hostile shard index is refused, naming the tensor and the file", arguments: [
+    ("escape", "not a plain file name"), ("missing", "does not hold it"), ("unindexed", "not in"), ("absent", "cannot open"),
+])
+func hostileShardIndexesAreRefused(kind: String, message: String) throws {
+    let dir = try shardedFolder(kind) { map in
+        let first = map.keys.sorted()[0]
+        switch kind {
+        case "escape": map[first] = "../model-00001-of-00002.safetensors"
+        case "missing": map["text_model.extra.weight"] = "model-00001-of-00002.safetensors"
+        case "unindexed": map[first] = nil
+        default: map[first] = "model-00009-of-00009.safetensors"
+        }
+    }
+    do {
+        _ = try CLIPModel.load(path: dir)
+        Issue.record("\(kind) was accepted")
+    } catch {
+        #expect(error.description.contains(message), "\(kind): \(error)")
+    }
+}
