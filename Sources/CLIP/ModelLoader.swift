@@ -194,14 +194,7 @@ extension CLIPModel {
     /// `vision_cfg.image_size` and `preprocess_cfg.mean/std`.
     /// The Hub's `open_clip_config.json` (`{"model_cfg": …, "preprocess_cfg": …}`) is read like a model config.
     static func applyOpenCLIPConfig(_ source: OpenCLIPConfig, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
-        let file: [String: Any], path: String
-        switch source {
-        case .file(let f): (file, path) = (try readJSON(f), f)
-        case .json(let bytes, let origin): (file, path) = (try parseJSON(bytes, origin: origin), origin)
-        }
-        var cfg = file["model_cfg"] as? [String: Any] ?? file
-        if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
-        try refuseUnimplemented(cfg, origin: path)
+        let (cfg, path) = try checkedModelConfig(source)
         c.activation = (cfg["quick_gelu"] as? Bool) == true ? .quickGELU : .gelu
         if let text = cfg["text_cfg"] as? [String: Any],
            let heads = try heads(text["heads"], "text_cfg.heads", width: c.text.width, origin: path) {
@@ -228,14 +221,7 @@ extension CLIPModel {
     /// reason it would be refused at load time.
     public static func unsupportedOpenCLIPSetting(_ source: OpenCLIPConfig) -> String? {
         do throws(ModelLoadError) {
-            let file: [String: Any], origin: String
-            switch source {
-            case .file(let f): (file, origin) = (try readJSON(f), f)
-            case .json(let bytes, let o): (file, origin) = (try parseJSON(bytes, origin: o), o)
-            }
-            var cfg = file["model_cfg"] as? [String: Any] ?? file
-            if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
-            try refuseUnimplemented(cfg, origin: origin)
+            _ = try checkedModelConfig(source)
             return nil
         } catch {
             if case .architecture(let reason, _) = error { return reason }
@@ -243,47 +229,77 @@ extension CLIPModel {
         }
     }
 
+    /// The model config of an open_clip config (unwrapped from the Hub's `model_cfg`, with its `preprocess_cfg`)
+    /// and the name errors give it, once every setting it asks for is one this implementation computes.
+    private static func checkedModelConfig(_ source: OpenCLIPConfig) throws(ModelLoadError) -> (config: [String: Any], origin: String) {
+        let file: [String: Any], origin: String
+        switch source {
+        case .file(let f): (file, origin) = (try readJSON(f), f)
+        case .json(let bytes, let o): (file, origin) = (try parseJSON(bytes, origin: o), o)
+        }
+        var cfg = file["model_cfg"] as? [String: Any] ?? file
+        if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
+        try refuseUnimplemented(cfg, origin: origin)
+        return (cfg, origin)
+    }
+
     /// open_clip settings that change the numbers without changing the weights' names or shapes: each must have
     /// the value this implementation computes, else the model is refused rather than run wrongly. (Settings that
     /// add or remove weights, such as `ls_init_value` or `proj_bias`, are caught by the weights' names.)
     static func refuseUnimplemented(_ cfg: [String: Any], origin: String) throws(ModelLoadError) {
-        func check(_ section: String, _ key: String, _ fine: (Any) -> Bool, _ supported: String) throws(ModelLoadError) {
-            let values = section.isEmpty ? cfg : cfg[section] as? [String: Any]
-            guard let v = values?[key], !(v is NSNull), !fine(v) else { return }
-            let name = section.isEmpty ? key : "\(section).\(key)"
+        for rule in unimplementedSettings {
+            let values = rule.section.isEmpty ? cfg : cfg[rule.section] as? [String: Any]
+            guard let v = values?[rule.key], !(v is NSNull), !rule.implemented(v) else { continue }
+            let name = rule.section.isEmpty ? rule.key : "\(rule.section).\(rule.key)"
             let shown = (try? JSONSerialization.data(withJSONObject: v, options: .fragmentsAllowed))
                 .map { String(decoding: $0, as: UTF8.self) } ?? "\(v)"
-            throw .architecture("\(name) is \(shown), which swift-clip does not implement yet (supported: \(supported))", origin: origin)
+            throw .architecture("\(name) is \(shown), which swift-clip does not implement yet (supported: \(rule.supported))", origin: origin)
         }
-        let isFalse: (Any) -> Bool = { ($0 as? Bool) == false }
-        let isTrue: (Any) -> Bool = { ($0 as? Bool) == true }
-        let isEmpty: (Any) -> Bool = { ($0 as? String)?.isEmpty == true }
-        let isEmptyDict: (Any) -> Bool = { ($0 as? [String: Any])?.isEmpty == true }
-        try check("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded")
-        try check("text_cfg", "hf_model_name", isEmpty, "none; Hugging Face text towers are not loaded")
-        try check("text_cfg", "hf_tokenizer_name", isEmpty, "none; OpenAI's BPE tokenizer")
-        try check("text_cfg", "tokenizer_kwargs", isEmptyDict, "none")
-        try check("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded")
-        try check("text_cfg", "pool_type", { ($0 as? String) == "argmax" }, "argmax")
-        try check("text_cfg", "final_ln_after_pool", isFalse, "false")
-        try check("text_cfg", "embed_cls", isFalse, "false")
-        try check("text_cfg", "no_causal_mask", isFalse, "false")
-        try check("text_cfg", "attn_mask", isTrue, "true")
-        try check("text_cfg", "act_kwargs", isEmptyDict, "none")
-        try check("text_cfg", "norm_kwargs", isEmptyDict, "none")
-        try check("vision_cfg", "pool_type", { ($0 as? String) == "tok" }, "tok")
-        try check("vision_cfg", "final_ln_after_pool", isFalse, "false")
-        try check("vision_cfg", "global_average_pool", isFalse, "false")
-        try check("vision_cfg", "attentional_pool", isFalse, "false")
-        try check("vision_cfg", "no_ln_pre", isFalse, "false")
-        try check("vision_cfg", "input_patchnorm", isFalse, "false")
-        try check("vision_cfg", "act_kwargs", isEmptyDict, "none")
-        try check("vision_cfg", "norm_kwargs", isEmptyDict, "none")
-        try check("preprocess_cfg", "resize_mode", { ($0 as? String).flatMap(Preprocessing.ResizeMode.init) != nil },
-                  Preprocessing.ResizeMode.allCases.map(\.rawValue).joined(separator: ", "))
-        try check("preprocess_cfg", "fill_color", { ($0 as? NSNumber)?.intValue == 0 }, "0")
-        try check("preprocess_cfg", "interpolation", { ($0 as? String) == "bicubic" }, "bicubic")
     }
+
+    /// Each checked setting: where it is, whether a value is the one computed here, and what to say is supported.
+    private struct SettingRule: Sendable {
+        let section: String, key: String
+        let implemented: @Sendable (Any) -> Bool
+        let supported: String
+        init(_ section: String, _ key: String, _ implemented: @escaping @Sendable (Any) -> Bool, _ supported: String) {
+            (self.section, self.key, self.implemented, self.supported) = (section, key, implemented, supported)
+        }
+    }
+
+    private static let unimplementedSettings: [SettingRule] = {
+        let isFalse: @Sendable (Any) -> Bool = { ($0 as? Bool) == false }
+        let isTrue: @Sendable (Any) -> Bool = { ($0 as? Bool) == true }
+        let isEmpty: @Sendable (Any) -> Bool = { ($0 as? String)?.isEmpty == true }
+        let isEmptyDict: @Sendable (Any) -> Bool = { ($0 as? [String: Any])?.isEmpty == true }
+        func equals(_ s: String) -> @Sendable (Any) -> Bool { { ($0 as? String) == s } }
+        return [
+            SettingRule("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded"),
+            SettingRule("text_cfg", "hf_model_name", isEmpty, "none; Hugging Face text towers are not loaded"),
+            SettingRule("text_cfg", "hf_tokenizer_name", isEmpty, "none; OpenAI's BPE tokenizer"),
+            SettingRule("text_cfg", "tokenizer_kwargs", isEmptyDict, "none"),
+            SettingRule("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded"),
+            SettingRule("text_cfg", "pool_type", equals("argmax"), "argmax"),
+            SettingRule("text_cfg", "final_ln_after_pool", isFalse, "false"),
+            SettingRule("text_cfg", "embed_cls", isFalse, "false"),
+            SettingRule("text_cfg", "no_causal_mask", isFalse, "false"),
+            SettingRule("text_cfg", "attn_mask", isTrue, "true"),
+            SettingRule("text_cfg", "act_kwargs", isEmptyDict, "none"),
+            SettingRule("text_cfg", "norm_kwargs", isEmptyDict, "none"),
+            SettingRule("vision_cfg", "pool_type", equals("tok"), "tok"),
+            SettingRule("vision_cfg", "final_ln_after_pool", isFalse, "false"),
+            SettingRule("vision_cfg", "global_average_pool", isFalse, "false"),
+            SettingRule("vision_cfg", "attentional_pool", isFalse, "false"),
+            SettingRule("vision_cfg", "no_ln_pre", isFalse, "false"),
+            SettingRule("vision_cfg", "input_patchnorm", isFalse, "false"),
+            SettingRule("vision_cfg", "act_kwargs", isEmptyDict, "none"),
+            SettingRule("vision_cfg", "norm_kwargs", isEmptyDict, "none"),
+            SettingRule("preprocess_cfg", "resize_mode", { ($0 as? String).flatMap(Preprocessing.ResizeMode.init) != nil },
+                        Preprocessing.ResizeMode.allCases.map(\.rawValue).joined(separator: ", ")),
+            SettingRule("preprocess_cfg", "fill_color", { ($0 as? NSNumber)?.intValue == 0 }, "0"),
+            SettingRule("preprocess_cfg", "interpolation", equals("bicubic"), "bicubic"),
+        ]
+    }()
 
     /// A Hugging Face `CLIPModel` folder: `config.json` plus `model.safetensors` or `pytorch_model.bin`;
     /// `preprocessor_config.json` and tokenizer files are used when present.

@@ -38,40 +38,46 @@ enum HTTPTransfer {
     /// HEAD `url`. Redirects to another host are not followed (their Location is the reply's); a relative one (the
     /// Hub's answer for a renamed repository) is, as `huggingface_hub` does.
     static func head(_ url: URL, headers: [String: String], timeout: TimeInterval = 10) throws(TransferError) -> HTTPReply {
-        try following(url, headers: headers, relativeOnly: true) { (u, h) throws(TransferError) in
-            var request = URLRequest(url: u, timeoutInterval: timeout)
+        try following(url, headers: headers, tokenFor: url, relativeOnly: true) { (u, h) throws(TransferError) in
+            var request = Self.request(u, h, timeout: timeout)
             request.httpMethod = "HEAD"
-            for (k, v) in h { request.setValue(v, forHTTPHeaderField: k) }
-            request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
             return try TransferDelegate(file: nil, offset: 0, progress: nil).run(request)
         }
     }
 
     /// GET `url` into the file at `path`, appending from `offset` (its current size) with a Range request; a server
-    /// that ignores the range starts the file over. Redirects are followed; the Authorization header does not
-    /// follow one to another host (a token for the Hub is not the CDN's business). Non-2xx answers write nothing.
-    static func get(_ url: URL, headers: [String: String], into path: String, offset: Int, timeout: TimeInterval = 60,
-                    progress: DownloadProgress?) throws(TransferError) -> HTTPReply {
+    /// that ignores the range starts the file over. Redirects are followed. An Authorization header goes only to
+    /// the host of `tokenFor` (default `url`): a token for the Hub is not the business of the CDN it sends
+    /// downloads to. Non-2xx answers write nothing.
+    static func get(_ url: URL, headers: [String: String], tokenFor origin: URL? = nil, into path: String, offset: Int,
+                    timeout: TimeInterval = 60, progress: DownloadProgress?) throws(TransferError) -> HTTPReply {
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TransferError(reason: "cannot open \(path) for writing")
         }
         defer { try? handle.close() }
-        return try following(url, headers: headers, relativeOnly: false) { (u, h) throws(TransferError) in
-            var request = URLRequest(url: u, timeoutInterval: timeout)
-            for (k, v) in h { request.setValue(v, forHTTPHeaderField: k) }
-            request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
+        return try following(url, headers: headers, tokenFor: origin ?? url, relativeOnly: false) { (u, h) throws(TransferError) in
+            var request = Self.request(u, h, timeout: timeout)
             if offset > 0 { request.setValue("bytes=\(offset)-", forHTTPHeaderField: "Range") }
             return try TransferDelegate(file: handle, offset: offset, progress: progress).run(request)
         }
     }
 
+    /// A request with `headers`, uncompressed (the sizes the Hub gives are of the file itself).
+    private static func request(_ url: URL, _ headers: [String: String], timeout: TimeInterval) -> URLRequest {
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+        request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
+        return request
+    }
+
     /// Redirects followed here rather than by URLSession, which carries every header to the next host: at most
-    /// ten hops, http(s) only, `Authorization` dropped once the host or port changes.
-    private static func following(_ url: URL, headers: [String: String], relativeOnly: Bool,
+    /// ten hops, http(s) only; `Authorization` is sent only while the request goes to the host and port of `origin`.
+    private static func following(_ url: URL, headers: [String: String], tokenFor origin: URL, relativeOnly: Bool,
                                   _ send: (URL, [String: String]) throws(TransferError) -> HTTPReply) throws(TransferError) -> HTTPReply {
         var current = url
-        var h = headers
         for _ in 0..<10 {
+            var h = headers
+            if current.host != origin.host || current.port != origin.port { h["Authorization"] = nil }
             let reply = try send(current, h)
             guard [301, 302, 303, 307, 308].contains(reply.status), let location = reply["location"] else { return reply }
             let relative = location.hasPrefix("/") && !location.hasPrefix("//")
@@ -80,7 +86,6 @@ enum HTTPTransfer {
                   next.scheme == "http" || next.scheme == "https" else {
                 throw TransferError(reason: "\(current) redirects to '\(location)', which is not an http(s) URL")
             }
-            if next.host != current.host || next.port != current.port { h["Authorization"] = nil }
             current = next
         }
         throw TransferError(reason: "more than ten redirects from \(url)")

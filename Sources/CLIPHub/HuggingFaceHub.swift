@@ -247,15 +247,12 @@ public struct HuggingFaceHub: Sendable {
         var offset = (try? RegularFile(path: partial).size) ?? 0
         if let size = meta.size, offset > size { offset = 0 }
         var retries = 0
-        var hubHeaders = headers
-        let origin = URL(string: meta.url)
-        if meta.location.host != origin?.host || meta.location.port != origin?.port {
-            hubHeaders["Authorization"] = nil  // the CDN the Hub redirects to gets no token
-        }
         while true {
             if let size = meta.size, offset == size { break }
             do throws(TransferError) {
-                let reply = try HTTPTransfer.get(meta.location, headers: hubHeaders, into: partial, offset: offset,
+                // The token is the Hub's: the CDN the Hub redirected to does not get it.
+                let reply = try HTTPTransfer.get(meta.location, headers: headers, tokenFor: URL(string: meta.url),
+                                                 into: partial, offset: offset,
                                                  progress: DownloadProgress(label: label, enabled: showProgress))
                 if reply.status == 416, offset > 0 {
                     // The range starts at or past the end: what we hold is judged by its hash below.

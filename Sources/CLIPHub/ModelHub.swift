@@ -134,20 +134,14 @@ public struct ModelHub: Sendable {
             throw .hub("\(repository) at \(rev) has neither open_clip_config.json (an open_clip model) nor config.json (a Hugging Face CLIPModel)")
         }
         if try first(["model.safetensors"]) == nil {
-            // A large model's weights are sharded: the index names the shards, each fetched like any file.
-            var found = false
-            for index in ["model.safetensors.index.json", "pytorch_model.bin"] {
-                guard let path = try hub.file(index, of: repository, revision: rev) else { continue }
-                found = true
-                guard index.hasSuffix(".index.json") else { break }
+            if let index = try hub.file("model.safetensors.index.json", of: repository, revision: rev) {
+                // A large model's weights are sharded: the index names the shards, each fetched like any file.
                 let shards: [String]
-                do { shards = try ShardedWeights.shardNames(indexPath: path) } catch { throw .load(.weightFile(error)) }
+                do { shards = try ShardedWeights.shardNames(indexPath: index) } catch { throw .load(.weightFile(error)) }
                 for shard in shards where try hub.file(shard, of: repository, revision: rev) == nil {
-                    throw .hub("\(repository): \(index) names the shard \(shard), which the repository does not have")
+                    throw .hub("\(repository): model.safetensors.index.json names the shard \(shard), which the repository does not have")
                 }
-                break
-            }
-            guard found else {
+            } else if try first(["pytorch_model.bin"]) == nil {
                 throw .hub("\(repository) has config.json but none of model.safetensors, model.safetensors.index.json, pytorch_model.bin")
             }
         }
