@@ -21,6 +21,14 @@ void clip_gelu_backward(const float *z, float *dh, ptrdiff_t n) {
     }
 }
 
+void clip_gelu_tanh_backward(const float *z, float *dh, ptrdiff_t n) {
+    const float beta = 0.7978845608028654f, kappa = 0.044715f;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float x = z[i], t = tanhf(beta * (x + kappa * x * x * x));
+        dh[i] *= 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * beta * (1.0f + 3.0f * kappa * x * x);
+    }
+}
+
 static double row_sum(const float *x, ptrdiff_t n) {
     double a = 0, b = 0, c = 0, d = 0;
     ptrdiff_t i = 0;

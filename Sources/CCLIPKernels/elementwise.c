@@ -148,9 +148,20 @@ void clip_epilogue_tile(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols,
     else
 #endif
     epilogue_generic(c, ldc, rows, cols, bias, activation);
-    // GELU's erff does not vectorise; it runs here, after the bias.
+    // GELU's erff and tanhf do not vectorise; they run here, after the bias.
     if (activation == CLIP_ACTIVATION_GELU) {
         for (ptrdiff_t r = 0; r < rows; r++) clip_gelu(c + r * ldc, cols);
+    } else if (activation == CLIP_ACTIVATION_GELU_TANH) {
+        for (ptrdiff_t r = 0; r < rows; r++) clip_gelu_tanh(c + r * ldc, cols);
+    }
+}
+
+void clip_gelu_tanh(float *x, ptrdiff_t n) {
+    // PyTorch's constants: β = √2 · (2/√π) · ½ = √(2/π), κ = 0.044715.
+    const float beta = 0.7978845608028654f, kappa = 0.044715f;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(beta * (v + kappa * v * v * v)));
     }
 }
 

@@ -100,12 +100,12 @@ CLIP_AVX2 void clip_store_tile16(const int R, float *c, ptrdiff_t ldc, __m256 r[
                                  const clip_epilogue *ep) {
     const float *bias = ep ? ep->bias : NULL;
     const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
-    const int in_store = act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act;
+    const int in_store = CLIP_ACTIVATION_IN_PASS(act) ? CLIP_ACTIVATION_NONE : act;
     #pragma clang loop unroll(full)
     for (int i = 0; i < 6; i++) {
         if (i < R) clip_store_row16(c + i * ldc, r[i][0], r[i][1], beta, bias, in_store);
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, 16, NULL, act);
+    if (CLIP_ACTIVATION_IN_PASS(act)) clip_epilogue_tile(c, ldc, R, 16, NULL, act);
 }
 
 #endif

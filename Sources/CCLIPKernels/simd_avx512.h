@@ -100,12 +100,12 @@ __attribute__((target("avx512f"), always_inline)) static inline void clip_store_
                                                                                        const clip_epilogue *ep) {
     const float *bias = ep ? ep->bias : NULL;
     const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
-    const int in_store = act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act;
+    const int in_store = CLIP_ACTIVATION_IN_PASS(act) ? CLIP_ACTIVATION_NONE : act;
     #pragma clang loop unroll(full)
     for (int i = 0; i < 12; i++) {
         if (i < R) clip_store_row32(c + i * ldc, r[i][0], r[i][1], beta, bias, in_store);
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, 32, NULL, act);
+    if (CLIP_ACTIVATION_IN_PASS(act)) clip_epilogue_tile(c, ldc, R, 32, NULL, act);
 }
 #endif
 

@@ -51,12 +51,12 @@ CLIP_NEON void clip_store_tile12(const int R, float *c, ptrdiff_t ldc, float32x4
                                  const clip_epilogue *ep) {
     const float *bias = ep ? ep->bias : NULL;
     const int act = ep ? ep->activation : CLIP_ACTIVATION_NONE;
-    const int in_store = act == CLIP_ACTIVATION_GELU ? CLIP_ACTIVATION_NONE : act;
+    const int in_store = CLIP_ACTIVATION_IN_PASS(act) ? CLIP_ACTIVATION_NONE : act;
     #pragma clang loop unroll(full)
     for (int i = 0; i < 8; i++) {
         if (i < R) clip_store_row12(c + i * ldc, r[i], beta, bias, in_store);
     }
-    if (act == CLIP_ACTIVATION_GELU) clip_epilogue_tile(c, ldc, R, 12, NULL, act);
+    if (CLIP_ACTIVATION_IN_PASS(act)) clip_epilogue_tile(c, ldc, R, 12, NULL, act);
 }
 
 // Four rows of 4 values transposed: out[c] = (r0[c], r1[c], r2[c], r3[c]).

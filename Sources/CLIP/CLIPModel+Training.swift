@@ -15,6 +15,10 @@ extension CLIPModel {
     public func trainingForward(images: Tensor, texts: [[Int]], lockedImageTower: Bool = false)
         throws(CLIPError) -> (image: Tensor, text: Tensor, trace: TrainingTrace) {
         guard precision == .fp32 else { throw .training("training needs fp32 weights, this model computes in \(precision.rawValue)") }
+        guard configuration.objective == .softmax, configuration.text.causal, configuration.text.pooling == .endOfText,
+              !configuration.text.projectionBias else {
+            throw .training("training SigLIP models (sigmoid loss, attention pooling, a non-causal text tower) is not supported yet; only CLIP architectures train")
+        }
         guard images.rank == 4, images.shape[1] == 3, images.shape[0] == texts.count else {
             throw .imageShape(images.shape, expected: "[\(texts.count), 3, \(configuration.imageResolution), \(configuration.imageResolution)] (one image per text)")
         }
@@ -26,6 +30,10 @@ extension CLIPModel {
         if case .notLoaded = visual { throw .imageTowerNotLoaded }
         guard case .transformer(let vit) = visual else {
             throw .training("training the ResNet image tower is not supported yet; train it locked (LiT) or use a ViT")
+        }
+        let v = vit.configuration
+        guard v.pooling == .classToken, v.preNorm, v.projection, !v.patchBias else {
+            throw .training("training this image tower (no class token, ln_pre or projection, or a patch bias) is not supported yet; train it locked (LiT)")
         }
         let (image, imageTrace) = try vit.forwardTraining(images)
         return (image, text, TrainingTrace(image: imageTrace, text: textTrace))

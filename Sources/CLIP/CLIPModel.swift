@@ -26,6 +26,8 @@ public struct CLIPModel: Sendable {
     public let text: TextTransformer
     /// `logit_scale` as stored: the logits use exp(logitScale).
     public let logitScale: Float
+    /// `logit_bias`, added to every logit of a SigLIP model (`objective` `.sigmoid`); 0 for CLIP.
+    public let logitBias: Float
     /// Arithmetic of the products with layer weights.
     public let precision: Precision
 
@@ -101,6 +103,8 @@ public struct CLIPModel: Sendable {
                              using rng: inout NormalGenerator) -> Tensor {
         let count = shape.reduce(1, *)
         if name == "logit_scale" { return Tensor(uncheckedShape: shape, scalars: [logf(1 / 0.07)]) }
+        // SigLIP initialises its bias at −10 (only read for `objective` `.sigmoid`).
+        if name == "logit_bias" { return Tensor(uncheckedShape: shape, scalars: [-10]) }
         if name.hasSuffix("running_var") || (name.hasSuffix(".weight") && shape.count == 1) {
             return Tensor(uncheckedShape: shape, scalars: [Float](repeating: 1, count: count))
         }
@@ -145,6 +149,7 @@ public struct CLIPModel: Sendable {
         let textTower = try TextTransformer(r, c.text, embedDim: c.embedDim)
         text = try Self.convert(precision) { () throws(TensorError) in try textTower.converted(to: precision) }
         logitScale = try r.tensor("logit_scale", shape: []).scalars[0]
+        logitBias = c.objective == .sigmoid ? try r.tensor("logit_bias", shape: []).scalars[0] : 0
         // exp(logit_scale) multiplies every logit: one that overflows makes every probability NaN.
         guard expf(logitScale).isFinite, expf(logitScale) > 0 else {
             throw .architecture("logit_scale is \(logitScale); exp(logit_scale) must be a finite positive number (CLIP trains it below ln 100 ≈ 4.6)", origin: r.origin)
@@ -154,9 +159,9 @@ public struct CLIPModel: Sendable {
     }
 
     private init(configuration: CLIPConfiguration, visual: VisualTower, text: TextTransformer, logitScale: Float,
-                 precision: Precision) {
-        (self.configuration, self.visual, self.text, self.logitScale, self.precision) =
-            (configuration, visual, text, logitScale, precision)
+                 logitBias: Float, precision: Precision) {
+        (self.configuration, self.visual, self.text, self.logitScale, self.logitBias, self.precision) =
+            (configuration, visual, text, logitScale, logitBias, precision)
     }
 
     /// The same model computing its weight products in `precision`: `bf16` stores layer weights as bfloat16 and
@@ -177,7 +182,7 @@ public struct CLIPModel: Sendable {
         }
         let text = try Self.convert(precision) { () throws(TensorError) in try self.text.converted(to: precision) }
         return CLIPModel(configuration: configuration, visual: visual, text: text, logitScale: logitScale,
-                         precision: precision)
+                         logitBias: logitBias, precision: precision)
     }
 
     private static func checkAvailable(_ precision: Precision) throws(ModelLoadError) {
@@ -233,7 +238,7 @@ public struct CLIPModel: Sendable {
     }
 
     /// The reference forward pass: `logitsPerImage` [N_img, N_txt] = exp(logit_scale) · cosine similarity
-    /// of the embeddings, and `logitsPerText`, its transpose.
+    /// of the embeddings (+ `logit_bias` for SigLIP), and `logitsPerText`, its transpose.
     public func logits(images: Tensor, texts: [[Int]]) throws(CLIPError) -> (logitsPerImage: Tensor, logitsPerText: Tensor) {
         let img = try encodeImage(images)
         let txt = try encodeText(texts)
@@ -248,7 +253,7 @@ public struct CLIPModel: Sendable {
         var perImage = cosine, perText = Tensor(uncheckedZeros: [nt, ni])
         for i in 0..<ni {
             for t in 0..<nt {
-                perImage.scalars[i * nt + t] = scale * cosine.scalars[i * nt + t]
+                perImage.scalars[i * nt + t] = scale * cosine.scalars[i * nt + t] + logitBias
                 perText.scalars[t * ni + i] = perImage.scalars[i * nt + t]
             }
         }

@@ -11,6 +11,16 @@ public struct CLIPConfiguration: Sendable, Equatable {
     public var vision: Vision
     /// The text tower's architecture.
     public var text: Text
+    /// How image–text logits become probabilities, and whether a learned `logit_bias` is added to them.
+    public var objective: Objective = .softmax
+
+    /// CLIP's contrastive softmax over the candidates, or SigLIP's independent sigmoid per pair.
+    public enum Objective: String, Sendable, Equatable {
+        /// logits = exp(logit_scale)·cos; probabilities are a softmax over the texts (CLIP).
+        case softmax
+        /// logits = exp(logit_scale)·cos + logit_bias; each pair's probability is sigmoid(logit) (SigLIP).
+        case sigmoid
+    }
 
     /// The non-linearity of every transformer MLP: reading gives the text tower's; setting sets both towers'
     /// (each tower keeps its own, as Hugging Face configs allow).
@@ -61,6 +71,30 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var activation: Activation
         /// ε of the tower's LayerNorms.
         public var layerNormEps: Float
+        /// How the tokens become one vector: CLIP's class token, or SigLIP's attention pooling over all patches
+        /// (no class token then).
+        public var pooling: Pooling = .classToken
+        /// Whether the patch convolution has a bias (`visual.conv1.bias`; SigLIP's has).
+        public var patchBias = false
+        /// Whether a LayerNorm (`visual.ln_pre`) precedes the transformer (CLIP's does, SigLIP's does not).
+        public var preNorm = true
+        /// Whether `visual.proj` maps the pooled width to the embedding (SigLIP's pooled width is the embedding).
+        public var projection = true
+
+        /// The image tower's pooling.
+        public enum Pooling: Sendable, Equatable {
+            /// `ln_post` of the class token (prepended to the patches).
+            case classToken
+            /// `ln_post` of every patch, then `AttentionPooling` (`visual.attn_pool`) with this many heads.
+            case attention(heads: Int)
+        }
+
+        /// Tokens the transformer sees: the patches, plus the class token when pooling reads one.
+        public var tokens: Int {
+            let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
+            if overflow { return Int.max }
+            return pooling == .classToken ? (square == Int.max ? Int.max : square + 1) : square
+        }
 
         /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
         public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int, activation: Activation = .quickGELU,
@@ -103,6 +137,20 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var activation: Activation
         /// ε of the tower's LayerNorms.
         public var layerNormEps: Float
+        /// Whether token i attends to tokens 0...i only (CLIP) or to every token (SigLIP).
+        public var causal = true
+        /// Which token's features become the text's.
+        public var pooling: Pooling = .endOfText
+        /// Whether `text_projection_bias` [embed] is added after the projection (SigLIP's head is a biased Linear).
+        public var projectionBias = false
+
+        /// The text tower's pooling.
+        public enum Pooling: String, Sendable, Equatable {
+            /// The position of each row's largest id (CLIP's end-of-text token, as `argmax`).
+            case endOfText
+            /// The last position of the row as given (SigLIP: rows are padded to the context length).
+            case last
+        }
 
         /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
         public init(contextLength: Int, vocabSize: Int, width: Int, heads: Int, layers: Int,
@@ -137,6 +185,12 @@ public struct CLIPConfiguration: Sendable, Equatable {
             sizes += [("vision.width", r.width), ("vision.heads", r.heads), ("vision.outputGrid", r.outputGrid)]
             sizes += r.layers.enumerated().map { ("vision.layers[\($0.offset)]", $0.element) }
         }
+        if case .transformer(let v) = vision {
+            if case .attention(let heads) = v.pooling { sizes.append(("vision.pooling heads", heads)) }
+            if !v.projection && v.width != embedDim {
+                throw .architecture("the image tower has no projection, so its width \(v.width) must equal embedDim \(embedDim)", origin: origin)
+            }
+        }
         for (name, value) in sizes where value <= 0 {
             throw .architecture("configuration \(name) is \(value); it must be positive", origin: origin)
         }
@@ -152,7 +206,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             return overflow || square >= Int.max ? Int.max : square + 1
         }
         var tokens = [("text.contextLength", text.contextLength)]
-        if case .transformer(let v) = vision { tokens.append(("vision tokens (grid² + 1)", gridTokens(v.grid))) }
+        if case .transformer(let v) = vision { tokens.append(("vision tokens", v.tokens)) }
         if case .resnet(let r) = vision { tokens.append(("attention-pool tokens (grid² + 1)", gridTokens(r.outputGrid))) }
         for (name, value) in tokens where value > Self.maximumTokens {
             throw .architecture("configuration \(name) is \(value); at most \(Self.maximumTokens) tokens are supported",
@@ -174,15 +228,21 @@ public struct CLIPConfiguration: Sendable, Equatable {
     public static func infer(from source: any WeightSource) throws(ModelLoadError) -> CLIPConfiguration {
         let table = ShapeTable(source)
         let vision: Vision
-        if table.has("visual.proj") {
+        if table.has("visual.proj") || table.has("visual.attn_pool.probe") {
             let conv = try table.shape("visual.conv1.weight", rank: 4)
             let width = conv[0]
             guard conv[1] == 3, conv[2] == conv[3] else {
                 throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: source.origin)
             }
-            vision = .transformer(.init(width: width, layers: try table.blockCount("visual.transformer.resblocks"),
-                                        heads: max(width / 64, 1), patchSize: conv[3],
-                                        grid: try table.squareSide("visual.positional_embedding")))
+            let classToken = !table.has("visual.attn_pool.probe")
+            var v = VisionTransformerConfiguration(
+                width: width, layers: try table.blockCount("visual.transformer.resblocks"), heads: max(width / 64, 1),
+                patchSize: conv[3], grid: try table.squareSide("visual.positional_embedding", plus: classToken ? 1 : 0))
+            if !classToken { v.pooling = .attention(heads: v.heads) }
+            v.patchBias = table.has("visual.conv1.bias")
+            v.preNorm = table.has("visual.ln_pre.weight")
+            v.projection = table.has("visual.proj")
+            vision = .transformer(v)
         } else if table.has("visual.attnpool.positional_embedding") {
             var counts: [Int] = []
             for b in 1...4 { counts.append(try table.blockCount("visual.layer\(b)")) }
@@ -202,7 +262,16 @@ public struct CLIPConfiguration: Sendable, Equatable {
             width: textWidth,
             heads: max(textWidth / 64, 1),
             layers: try table.blockCount("transformer.resblocks"))
-        return CLIPConfiguration(embedDim: try table.shape("text_projection", rank: 2)[1], vision: vision, text: text)
+        var c = CLIPConfiguration(embedDim: try table.shape("text_projection", rank: 2)[1], vision: vision, text: text)
+        // A learned logit bias is SigLIP's: every such model reads the last of its padded positions without a causal
+        // mask (configs that say otherwise are applied after inference).
+        if table.has("logit_bias") {
+            c.objective = .sigmoid
+            c.text.causal = false
+            c.text.pooling = .last
+        }
+        c.text.projectionBias = table.has("text_projection_bias")
+        return c
     }
 }
 
@@ -231,15 +300,16 @@ private struct ShapeTable {
         return s
     }
 
-    /// The side of the square grid a positional embedding of `side² + 1` rows (class token first) covers.
-    func squareSide(_ key: String) throws(ModelLoadError) -> Int {
+    /// The side of the square grid a positional embedding of `side² + plus` rows (a class token first when `plus` is
+    /// 1) covers.
+    func squareSide(_ key: String, plus: Int = 1) throws(ModelLoadError) -> Int {
         let rows = try shape(key, rank: 2)[0]
         guard rows <= CLIPConfiguration.maximumTokens else {
             throw .architecture("tensor '\(key)' has \(rows) rows; at most \(CLIPConfiguration.maximumTokens) tokens are supported", origin: origin)
         }
-        let side = Int((Double(rows - 1)).squareRoot().rounded())
-        guard side > 0, side * side + 1 == rows else {
-            throw .architecture("tensor '\(key)' has \(rows) rows, which is not a square grid plus one", origin: origin)
+        let side = Int((Double(rows - plus)).squareRoot().rounded())
+        guard side > 0, side * side + plus == rows else {
+            throw .architecture("tensor '\(key)' has \(rows) rows, which is not a square grid\(plus == 1 ? " plus one" : "")", origin: origin)
         }
         return side
     }
@@ -265,10 +335,11 @@ extension CLIPConfiguration: CustomStringConvertible {
         switch vision {
         case .transformer(let c):
             v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
+                + (c.pooling == .classToken ? "" : ", attention pooling")
         case .resnet(let c):
             v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
         }
         let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
-        return "embed \(embedDim); \(v); \(t)"
+        return "embed \(embedDim); \(v); \(t)" + (objective == .sigmoid ? "; sigmoid (SigLIP)" : "")
     }
 }

@@ -4,7 +4,10 @@ import CLIPWeights
 /// A Hugging Face `CLIPModel` checkpoint presented under OpenAI's tensor names: separate q/k/v projections
 /// fused into `in_proj_*`, `fc1`/`fc2` as `c_fc`/`c_proj`, `pre_layrnorm` as `ln_pre`, and the projections
 /// (stored as `[embed, width]` Linear weights) transposed to OpenAI's `[width, embed]`. Tensors with no OpenAI
-/// counterpart keep their Hugging Face name, so loading reports them as unexpected.
+/// counterpart keep their Hugging Face name, so loading reports them as unexpected. A `SiglipModel` maps the same
+/// way, its extra parts to the names `VisionTransformer` and `TextTransformer` read for SigLIP: the patch bias
+/// `visual.conv1.bias`, the attention-pooling head `visual.attn_pool.*`, the text head as `text_projection` and
+/// `text_projection_bias`, and the one-element `logit_scale` / `logit_bias` as scalars.
 public struct HuggingFaceWeights: WeightSource {
     /// The underlying file's path.
     public let origin: String
@@ -18,6 +21,8 @@ public struct HuggingFaceWeights: WeightSource {
         case rename(String)
         case transpose(String)
         case concat([String])
+        /// The same values under another shape (SigLIP's `[1]` scalars).
+        case reshape(String, [Int])
     }
 
     /// Buffers Hugging Face stores that are not parameters.
@@ -61,6 +66,19 @@ public struct HuggingFaceWeights: WeightSource {
         "vision_model.pre_layrnorm.weight": "visual.ln_pre.weight", "vision_model.pre_layrnorm.bias": "visual.ln_pre.bias",
         "vision_model.post_layernorm.weight": "visual.ln_post.weight", "vision_model.post_layernorm.bias": "visual.ln_post.bias",
         "logit_scale": "logit_scale",
+        "vision_model.embeddings.patch_embedding.bias": "visual.conv1.bias",
+        "vision_model.head.probe": "visual.attn_pool.probe",
+        "vision_model.head.attention.in_proj_weight": "visual.attn_pool.attn.in_proj_weight",
+        "vision_model.head.attention.in_proj_bias": "visual.attn_pool.attn.in_proj_bias",
+        "vision_model.head.attention.out_proj.weight": "visual.attn_pool.attn.out_proj.weight",
+        "vision_model.head.attention.out_proj.bias": "visual.attn_pool.attn.out_proj.bias",
+        "vision_model.head.layernorm.weight": "visual.attn_pool.norm.weight",
+        "vision_model.head.layernorm.bias": "visual.attn_pool.norm.bias",
+        "vision_model.head.mlp.fc1.weight": "visual.attn_pool.mlp.c_fc.weight",
+        "vision_model.head.mlp.fc1.bias": "visual.attn_pool.mlp.c_fc.bias",
+        "vision_model.head.mlp.fc2.weight": "visual.attn_pool.mlp.c_proj.weight",
+        "vision_model.head.mlp.fc2.bias": "visual.attn_pool.mlp.c_proj.bias",
+        "text_model.head.bias": "text_projection_bias",
     ]
 
     /// The OpenAI name, recipe and shape for Hugging Face tensor `t`, or nil for the k/v projections (fused with q).
@@ -69,10 +87,12 @@ public struct HuggingFaceWeights: WeightSource {
         let n = t.name
         let layer = #/^(text_model|vision_model)\.encoder\.layers\.(\d+)\.(.+)$/#
         guard let m = n.wholeMatch(of: layer) else {
+            if (n == "logit_scale" || n == "logit_bias") && t.shape == [1] { return (n, .reshape(n, []), []) }
             if let target = directNames[n] { return (target, .rename(n), t.shape) }
-            if n == "visual_projection.weight" || n == "text_projection.weight", t.shape.count == 2 {
-                return (n == "visual_projection.weight" ? "visual.proj" : "text_projection", .transpose(n),
-                        [t.shape[1], t.shape[0]])
+            let projections = ["visual_projection.weight": "visual.proj", "text_projection.weight": "text_projection",
+                               "text_model.head.weight": "text_projection"]
+            if let target = projections[n], t.shape.count == 2 {
+                return (target, .transpose(n), [t.shape[1], t.shape[0]])
             }
             return (n, .rename(n), t.shape)
         }
@@ -106,6 +126,11 @@ public struct HuggingFaceWeights: WeightSource {
             var out = [Float](repeating: 0, count: t.count)
             for i in 0..<rows { for j in 0..<cols { out[j * rows + i] = t.scalars[i * cols + j] } }
             do { return try Tensor(shape: [cols, rows], scalars: out) } catch {
+                throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: error.description))
+            }
+        case .reshape(let n, let shape):
+            let t = try base.floatTensor(n)
+            do { return try Tensor(shape: shape, scalars: t.scalars) } catch {
                 throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: error.description))
             }
         case .concat(let parts):

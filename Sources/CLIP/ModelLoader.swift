@@ -153,11 +153,13 @@ extension CLIPModel {
         return f.count == 3 && f.allSatisfy(\.isFinite) ? f : nil
     }
 
-    /// A `hidden_act` from a config: quick_gelu or gelu (GELU with the exact error function).
+    /// A `hidden_act` from a config: quick_gelu, gelu (GELU with the exact error function) or gelu_pytorch_tanh
+    /// (its tanh approximation, SigLIP's; `gelu_new` is the same function).
     static func activation(_ v: Any?, _ key: String, origin: String) throws(ModelLoadError) -> Activation? {
         guard let v else { return nil }
+        if let name = v as? String, name == "gelu_new" { return .geluTanh }
         guard let name = v as? String, let a = Activation(rawValue: name) else {
-            throw .architecture("\(key) is \(v); supported: quick_gelu, gelu", origin: origin)
+            throw .architecture("\(key) is \(v); supported: quick_gelu, gelu, gelu_pytorch_tanh, gelu_new", origin: origin)
         }
         return a
     }
@@ -324,6 +326,16 @@ extension CLIPModel {
             if let s = floats(pre["image_std"]) { p.std = s }
             let crop = pre["crop_size"] is [String: Any] ? (pre["crop_size"] as? [String: Any])?["height"] : pre["crop_size"]
             if let size = try resolution(crop, "crop_size", model: c, origin: prePath) { p.resolution = size }
+            // SiglipImageProcessor resizes both sides to size.height × size.width and crops nothing.
+            if pre["do_center_crop"] as? Bool != true, let size = pre["size"] as? [String: Any],
+               let height = size["height"], let width = size["width"] {
+                guard let side = try resolution(height, "size.height", model: c, origin: prePath),
+                      (width as? NSNumber)?.intValue == side else {
+                    throw .architecture("preprocessor_config.json asks for a \(width)×\(height) resize; only square inputs of the model's resolution are implemented", origin: folder)
+                }
+                p.resolution = side
+                p.resizeMode = .squash
+            }
             if let r = try int(pre["resample"], "resample", in: 0...5, origin: prePath), r != 3 {
                 throw .architecture("preprocessor_config.json asks for resample=\(r); only bicubic (3) is implemented", origin: folder)
             }
@@ -378,6 +390,8 @@ extension CLIPModel {
         if let eps = try epsilon(vision["layer_norm_eps"], "vision_config.layer_norm_eps", origin: origin) {
             v.layerNormEps = eps
         }
+        // SigLIP's pooling head attends with the tower's own head count.
+        if case .attention = v.pooling { v.pooling = .attention(heads: v.heads) }
         c.vision = .transformer(v)
     }
 }

@@ -2,7 +2,8 @@ import CLIPLayers
 import CLIPTensor
 
 /// The text tower: token and positional embeddings, a causal transformer, `ln_final`, and the features at
-/// each text's end-of-text token (the position of its largest id) projected by `text_projection`.
+/// each text's end-of-text token (the position of its largest id) projected by `text_projection`. SigLIP's variant
+/// attends without a causal mask, reads the last position and adds `text_projection_bias`.
 public struct TextTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.Text
@@ -11,6 +12,7 @@ public struct TextTransformer: Sendable {
     let transformer: Transformer
     let lnFinal: LayerNorm
     let projection: Tensor  // [width, embed]
+    let projectionBias: Tensor?  // [embed]
 
     init(_ r: ParameterReader, _ c: CLIPConfiguration.Text, embedDim: Int) throws(ModelLoadError) {
         let (activation, eps) = (c.activation, c.layerNormEps)
@@ -21,35 +23,48 @@ public struct TextTransformer: Sendable {
                                       activation: activation, eps: eps)
         lnFinal = try LayerNorm(r, "ln_final", width: c.width, eps: eps)
         projection = try r.tensor("text_projection", shape: [c.width, embedDim])
+        projectionBias = c.projectionBias ? try r.tensor("text_projection_bias", shape: [embedDim]) : nil
     }
 
     private init(configuration: CLIPConfiguration.Text, tokenEmbedding: Tensor, positionalEmbedding: Tensor,
-                 transformer: Transformer, lnFinal: LayerNorm, projection: Tensor) {
+                 transformer: Transformer, lnFinal: LayerNorm, projection: Tensor, projectionBias: Tensor?) {
         (self.configuration, self.tokenEmbedding, self.positionalEmbedding) =
             (configuration, tokenEmbedding, positionalEmbedding)
-        (self.transformer, self.lnFinal, self.projection) = (transformer, lnFinal, projection)
+        (self.transformer, self.lnFinal, self.projection, self.projectionBias) =
+            (transformer, lnFinal, projection, projectionBias)
     }
 
     /// The tower with its transformer computing in `precision`.
     func converted(to precision: Precision) throws(TensorError) -> TextTransformer {
         TextTransformer(configuration: configuration, tokenEmbedding: tokenEmbedding,
                         positionalEmbedding: positionalEmbedding, transformer: try transformer.converted(to: precision),
-                        lnFinal: lnFinal, projection: projection)
+                        lnFinal: lnFinal, projection: projection, projectionBias: projectionBias)
     }
 
     /// `tokens`: N rows of equal length ≤ context length, ids in 0..<vocab → [N, embed].
     func forward(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
         let eot = try endOfText(tokens)
+        let c = configuration
         do {
-            var x = embed(tokens, through: (eot.max() ?? 0) + 1)
-            try transformer.forward(&x, causal: true)
-            return try matmul(lnFinal(pick(x, at: eot)), projection)
+            // Without the causal mask every position reaches every feature: the whole rows run.
+            var x = embed(tokens, through: c.causal ? (eot.max() ?? 0) + 1 : tokens.first?.count ?? 0)
+            try transformer.forward(&x, causal: c.causal)
+            var y = try matmul(lnFinal(pick(x, at: eot)), projection)
+            if let projectionBias {
+                y.scalars.withUnsafeMutableBufferPointer { yp in
+                    projectionBias.scalars.withUnsafeBufferPointer { bp in
+                        addBiasRows(yp.baseAddress!, rows: eot.count, width: bp.count, bias: bp.baseAddress!)
+                    }
+                }
+            }
+            return y
         } catch {
             throw .internalShape(error)
         }
     }
 
-    /// Checks every row and returns each text's end-of-text position (its first largest id, as torch.argmax).
+    /// Checks every row and returns the position each text's features are read at: its end-of-text token (the first
+    /// largest id, as torch.argmax), or its last position with `.last` pooling.
     func endOfText(_ tokens: [[Int]]) throws(CLIPError) -> [Int] {
         let c = configuration
         let length = tokens.first?.count ?? 0
@@ -66,7 +81,7 @@ public struct TextTransformer: Sendable {
                 }
                 if id > row[best] { best = i }
             }
-            eot[t] = best
+            eot[t] = c.pooling == .last ? length - 1 : best
         }
         return eot
     }

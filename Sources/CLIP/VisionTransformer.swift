@@ -2,52 +2,65 @@ import CLIPLayers
 import CLIPTensor
 
 /// The ViT image tower: patch embedding (a convolution with kernel = stride = patch and no bias), a class
-/// token, positional embeddings, `ln_pre`, a transformer, `ln_post` on the class token, and `proj`.
+/// token, positional embeddings, `ln_pre`, a transformer, `ln_post` on the class token, and `proj`. SigLIP's
+/// variant: a patch bias, no class token and no `ln_pre`, `ln_post` on every patch, attention pooling
+/// (`visual.attn_pool`) and no projection.
 public struct VisionTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.VisionTransformerConfiguration
     /// `conv1.weight` flattened to [width, 3·patch·patch], so patch embedding is one GEMM (packed once, in the
     /// model's precision like every other projection).
     let patchEmbedding: Linear
-    let classEmbedding: Tensor  // [width]
-    let positionalEmbedding: Tensor  // [grid² + 1, width]
-    let lnPre: LayerNorm
+    let classEmbedding: Tensor  // [width]; empty without a class token
+    let positionalEmbedding: Tensor  // [tokens, width]
+    let lnPre: LayerNorm?
     let transformer: Transformer
     let lnPost: LayerNorm
-    let proj: Tensor  // [width, embed]
+    let attentionPooling: AttentionPooling?
+    let proj: Tensor?  // [width, embed]
 
     init(_ r: ParameterReader, _ c: CLIPConfiguration.VisionTransformerConfiguration, embedDim: Int) throws(ModelLoadError) {
         let (activation, eps) = (c.activation, c.layerNormEps)
         configuration = c
         let (w, p) = (c.width, c.patchSize)
         let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])
+        let bias = c.patchBias ? try r.tensor("visual.conv1.bias", shape: [w]) : nil
         do throws(TensorError) {
-            patchEmbedding = try Linear(weight: Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), bias: nil)
+            patchEmbedding = try Linear(weight: Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), bias: bias)
         } catch {
             throw .architecture("visual.conv1.weight: \(error)", origin: r.origin)
         }
-        classEmbedding = try r.tensor("visual.class_embedding", shape: [w])
-        positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.grid * c.grid + 1, w])
-        lnPre = try LayerNorm(r, "visual.ln_pre", width: w, eps: eps)
+        let hasClassToken = c.pooling == .classToken
+        classEmbedding = hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
+        positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.tokens, w])
+        lnPre = c.preNorm ? try LayerNorm(r, "visual.ln_pre", width: w, eps: eps) : nil
         transformer = try Transformer(r, "visual.transformer", width: w, layers: c.layers, heads: c.heads,
                                       activation: activation, eps: eps)
         lnPost = try LayerNorm(r, "visual.ln_post", width: w, eps: eps)
-        proj = try r.tensor("visual.proj", shape: [w, embedDim])
+        if case .attention(let heads) = c.pooling {
+            attentionPooling = try AttentionPooling(r, "visual.attn_pool", width: w, heads: heads,
+                                                    activation: activation, eps: eps)
+        } else {
+            attentionPooling = nil
+        }
+        proj = c.projection ? try r.tensor("visual.proj", shape: [w, embedDim]) : nil
     }
 
     private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: Linear,
-                 classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm, transformer: Transformer,
-                 lnPost: LayerNorm, proj: Tensor) {
+                 classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm?, transformer: Transformer,
+                 lnPost: LayerNorm, attentionPooling: AttentionPooling?, proj: Tensor?) {
         (self.configuration, self.patchEmbedding, self.classEmbedding, self.positionalEmbedding) =
             (configuration, patchEmbedding, classEmbedding, positionalEmbedding)
-        (self.lnPre, self.transformer, self.lnPost, self.proj) = (lnPre, transformer, lnPost, proj)
+        (self.lnPre, self.transformer, self.lnPost, self.attentionPooling, self.proj) =
+            (lnPre, transformer, lnPost, attentionPooling, proj)
     }
 
     /// The tower with its patch embedding and transformer computing in `precision`.
     func converted(to precision: Precision) throws(TensorError) -> VisionTransformer {
         VisionTransformer(configuration: configuration, patchEmbedding: try patchEmbedding.converted(to: precision),
                           classEmbedding: classEmbedding, positionalEmbedding: positionalEmbedding, lnPre: lnPre,
-                          transformer: try transformer.converted(to: precision), lnPost: lnPost, proj: proj)
+                          transformer: try transformer.converted(to: precision), lnPost: lnPost,
+                          attentionPooling: try attentionPooling?.converted(to: precision), proj: proj)
     }
 
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
@@ -56,9 +69,17 @@ public struct VisionTransformer: Sendable {
         let patches = try patchRows(pixels)
         do {
             var x = try embed(patches)
-            try lnPre.forward(x, into: &x)
+            if let lnPre { try lnPre.forward(x, into: &x) }
             try transformer.forward(&x, causal: false)
-            return try matmul(lnPost(classTokens(x)), proj)
+            let pooled: Tensor
+            if let attentionPooling {
+                try lnPost.forward(x, into: &x)
+                pooled = try attentionPooling.forward(x)
+            } else {
+                pooled = try lnPost(classTokens(x))
+            }
+            guard let proj else { return pooled }
+            return try matmul(pooled, proj)
         } catch {
             throw .internalShape(error)
         }
@@ -94,10 +115,12 @@ public struct VisionTransformer: Sendable {
         }
     }
 
-    /// Patch rows [N·grid², 3·p·p] → tokens [N, grid² + 1, width]: the class token first, positions added.
+    /// Patch rows [N·grid², 3·p·p] → tokens [N, tokens, width]: the class token first (when the tower has one),
+    /// positions added.
     func embed(_ patches: Tensor) throws(TensorError) -> Tensor {
         let (g, w) = (configuration.grid, configuration.width)
-        let tokens = g * g + 1, n = patches.shape[0] / (g * g)
+        let tokens = configuration.tokens, n = patches.shape[0] / (g * g)
+        let first = tokens - g * g  // 1 with a class token, else 0
         let embedded = try patchEmbedding(patches)  // [N·g², width]
         var x = Tensor(uncheckedZeros: [n, tokens, w])
         x.scalars.withUnsafeMutableBufferPointer { xp in
@@ -106,9 +129,9 @@ public struct VisionTransformer: Sendable {
                     positionalEmbedding.scalars.withUnsafeBufferPointer { pp in
                         for img in 0..<n {
                             let dst = xp.baseAddress! + img * tokens * w
-                            for i in 0..<w { dst[i] = cp[i] + pp[i] }
-                            let src = ep.baseAddress! + img * g * g * w
-                            for i in 0..<(g * g * w) { dst[w + i] = src[i] + pp[w + i] }
+                            if first == 1 { for i in 0..<w { dst[i] = cp[i] + pp[i] } }
+                            let src = ep.baseAddress! + img * g * g * w, patchStart = first * w
+                            for i in 0..<(g * g * w) { dst[patchStart + i] = src[i] + pp[patchStart + i] }
                         }
                     }
                 }
@@ -141,6 +164,9 @@ extension VisionTransformer {
     /// The forward pass for training: `pixels` [N, 3, R, R] → [N, embed], keeping what `backward` needs.
     func forwardTraining(_ pixels: Tensor) throws(CLIPError) -> (Tensor, Trace) {
         let patches = try patchRows(pixels)
+        guard let lnPre, let proj, configuration.pooling == .classToken else {
+            throw .training("this image tower (no class token, ln_pre or projection) cannot train yet")
+        }
         do {
             let embedded = try embed(patches)
             var x = try lnPre(embedded)
@@ -160,6 +186,7 @@ extension VisionTransformer {
                   into gradients: inout Gradients) throws(TensorError) {
         let (g, w) = (configuration.grid, configuration.width)
         let tokens = g * g + 1, n = trace.classTokens.shape[0]
+        guard let lnPre, let proj else { throw .shapeMismatch(operation: "VisionTransformer backward (no ln_pre or projection)", [], []) }
         let dPooled = try projectionBackward(input: trace.pooled, outputGradient: dy, projection: proj,
                                              name: "visual.proj", into: &gradients)
         let dCls = try lnPost.backward(input: trace.classTokens, outputGradient: dPooled, prefix: "visual.ln_post",

@@ -25,7 +25,25 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let (parameters, _, _) = try CLIPModel.loadParameters(path: input)
+            let (parameters, configuration, _) = try CLIPModel.loadParameters(path: input)
+            // OpenAI's format carries no config: a reader rebuilds QuickGELU, ε 1e-5 and CLIP's pooling from the
+            // names alone, so anything else would load as a different function.
+            var differences: [String] = []
+            if configuration.objective == .sigmoid { differences.append("it is a SigLIP model (sigmoid logits with logit_bias)") }
+            var activations = [configuration.text.activation], epsilons = [configuration.text.layerNormEps]
+            if case .transformer(let v) = configuration.vision {
+                activations.append(v.activation)
+                epsilons.append(v.layerNormEps)
+            }
+            if activations.contains(where: { $0 != .quickGELU }) {
+                differences.append("its MLPs use \(activations.map(\.rawValue).joined(separator: "/")) where OpenAI's format implies quick_gelu")
+            }
+            if epsilons.contains(where: { $0 != 1e-5 }) {
+                differences.append("its LayerNorm ε is \(epsilons.map { "\($0)" }.joined(separator: "/")) where OpenAI's format implies 1e-05")
+            }
+            guard differences.isEmpty else {
+                throw CLIError("cannot convert \(input) to OpenAI's format: \(differences.joined(separator: "; ")); use it as it is")
+            }
             let bytes = SafeTensorsWriter.encode(parameters.ordered, metadata: ["format": "pt", "producer": "swift-clip convert"],
                                                  half: dtype == "f16")
             try OutputFile.write(bytes, to: output)

@@ -5,16 +5,19 @@ import Darwin
 #endif
 import CLIPTensor
 
-/// The MLP's non-linearity. OpenAI's CLIP uses QuickGELU; some open_clip and Hugging Face models use GELU.
+/// The MLP's non-linearity. OpenAI's CLIP uses QuickGELU; some open_clip and Hugging Face models use GELU; SigLIP
+/// uses GELU's tanh approximation. Raw values are Hugging Face's `hidden_act` names.
 public enum Activation: String, Sendable {
     case quickGELU = "quick_gelu"
     case gelu = "gelu"
+    case geluTanh = "gelu_pytorch_tanh"
 
     /// The same function as a GEMM epilogue.
     var output: OutputActivation {
         switch self {
         case .quickGELU: return .quickGELU
         case .gelu: return .gelu
+        case .geluTanh: return .geluTanh
         }
     }
 }
@@ -175,12 +178,13 @@ extension Activation {
         switch self {
         case .quickGELU: quickGELUInPlace(z, count: count)
         case .gelu: geluInPlace(z, count: count)
+        case .geluTanh: geluTanhInPlace(z, count: count)
         }
     }
 
     /// dh *= f′(z) over `count` elements; `h` = f(z) from the forward pass.
     func backward(_ z: UnsafePointer<Float>, _ h: UnsafePointer<Float>, _ dh: UnsafeMutablePointer<Float>, count: Int) {
-        activationBackward(gelu: self == .gelu, z, h, dh, count: count)
+        activationBackward(output, z, h, dh, count: count)
     }
 }
 

@@ -38,14 +38,20 @@ package func addRowSums(_ x: UnsafePointer<Float>, rows: Int, width: Int, into s
     }
 }
 
-/// dh *= QuickGELU′(z) (with `h` = QuickGELU(z) from the forward pass), or GELU′(z) when `gelu`.
-package func activationBackward(gelu: Bool, _ z: UnsafePointer<Float>, _ h: UnsafePointer<Float>,
+/// dh *= f′(z) for `activation` (`h` = f(z) from the forward pass; QuickGELU's derivative is recovered from it).
+package func activationBackward(_ activation: OutputActivation, _ z: UnsafePointer<Float>, _ h: UnsafePointer<Float>,
                                 _ dh: UnsafeMutablePointer<Float>, count: Int) {
     let bounds = chunkBounds(total: count, parts: count >= 1 << 16 ? availableCores : 1, granule: 64)
     parallelFor(bounds.count - 1) { t in
         let (a, n) = (bounds[t], bounds[t + 1] - bounds[t])
         guard n > 0 else { return }
-        if gelu { clip_gelu_backward(z + a, dh + a, n) } else { clip_quick_gelu_backward(z + a, h + a, dh + a, n) }
+        switch activation {
+        case .gelu: clip_gelu_backward(z + a, dh + a, n)
+        case .geluTanh: clip_gelu_tanh_backward(z + a, dh + a, n)
+        case .quickGELU: clip_quick_gelu_backward(z + a, h + a, dh + a, n)
+        case .relu: for i in a..<(a + n) where z[i] <= 0 { dh[i] = 0 }
+        case .none: break
+        }
     }
 }
 

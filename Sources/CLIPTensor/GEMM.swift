@@ -138,6 +138,8 @@ public enum OutputActivation: Sendable {
     case gelu
     /// max(x, 0).
     case relu
+    /// GELU's tanh approximation (PyTorch's `approximate='tanh'`, SigLIP's `gelu_pytorch_tanh`).
+    case geluTanh
 
     var code: Int32 {
         switch self {
@@ -145,6 +147,7 @@ public enum OutputActivation: Sendable {
         case .quickGELU: return Int32(CLIP_ACTIVATION_QUICK_GELU.rawValue)
         case .gelu: return Int32(CLIP_ACTIVATION_GELU.rawValue)
         case .relu: return Int32(CLIP_ACTIVATION_RELU.rawValue)
+        case .geluTanh: return Int32(CLIP_ACTIVATION_GELU_TANH.rawValue)
         }
     }
 }

@@ -78,6 +78,11 @@ package func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     }
 }
 
+/// GELU's tanh approximation in place over `count` elements (`clip_gelu_tanh`).
+package func geluTanhInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    clip_gelu_tanh(x, count)
+}
+
 /// One head of softmax(scale · Q·Kᵀ) · V, read in place from fused projection rows: row i of Q, K and V is at
 /// `q`, `k`, `v` + i·`ld` ([tokens, headDim] each), row i of the result at `out` + i·`ldo` ([tokens, headDim]).
 /// With `causal`, row i attends to rows 0...i only. Single-threaded (callers run heads in parallel); `kernel` picks

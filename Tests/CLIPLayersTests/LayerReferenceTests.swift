@@ -66,6 +66,7 @@ func activationReference(_ v: Double, _ a: Activation) -> Double {
     switch a {
     case .quickGELU: return v / (1 + exp(-1.702 * v))
     case .gelu: return v * 0.5 * (1 + erf(v / 2.0.squareRoot()))
+    case .geluTanh: return 0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
     }
 }
 
@@ -164,7 +165,7 @@ func linearMatchesReference(rows: Int, inF: Int, outF: Int) throws {
     }
 }
 
-@Test("Linear applies its activation in the epilogue", arguments: [OutputActivation.quickGELU, .gelu, .relu])
+@Test("Linear applies its activation in the epilogue", arguments: [OutputActivation.quickGELU, .gelu, .relu, .geluTanh])
 func linearActivationMatchesReference(_ activation: OutputActivation) throws {
     var v = Values(seed: 7)
     let (rows, inF, outF) = (9, 24, 37)
@@ -177,6 +178,7 @@ func linearActivationMatchesReference(_ activation: OutputActivation) throws {
     switch activation {
     case .quickGELU: expected = plain.map { activationReference($0, .quickGELU) }
     case .gelu: expected = plain.map { activationReference($0, .gelu) }
+    case .geluTanh: expected = plain.map { activationReference($0, .geluTanh) }
     case .relu: expected = plain.map { max($0, 0) }
     case .none: expected = plain
     }
@@ -224,7 +226,7 @@ func attentionRefusesBadHeads() throws {
     #expect(message.contains("visual.transformer.resblocks.3.attn") && message.contains("40"), "\(message)")
 }
 
-@Test("MLP equals c_proj(act(c_fc(x)))", arguments: [Activation.quickGELU, .gelu])
+@Test("MLP equals c_proj(act(c_fc(x)))", arguments: [Activation.quickGELU, .gelu, .geluTanh])
 func mlpMatchesReference(_ activation: Activation) throws {
     var v = Values(seed: 11)
     let (rows, width) = (11, 36)
@@ -303,4 +305,73 @@ func conversionKeepsTheFunction(_ precision: Precision) throws {
     let error = relativeError(b.scalars, a.scalars.map(Double.init))
     #expect(error <= (precision == .int8 ? 0.03 : 0.01), "\(precision.rawValue): relative error \(error)")
     #expect(error > 0, "a reduced-precision product that equals fp32 exactly was not converted")
+}
+
+// MARK: attention pooling
+
+/// The tensors a reader handed out, by name (for references built from the same values).
+final class HandedOut: @unchecked Sendable {
+    var values: [String: Tensor] = [:]
+}
+
+/// SigLIP's pooling head as PyTorch computes it: `nn.MultiheadAttention(probe, x, x)` then a + mlp(norm(a)).
+func attentionPoolingReference(_ x: [Double], batch: Int, tokens: Int, width w: Int, heads: Int,
+                               _ p: [String: Tensor], eps: Double, activation: Activation) -> [Double] {
+    let weight = p["pool.attn.in_proj_weight"]!, bias = p["pool.attn.in_proj_bias"]!
+    func part(_ i: Int) -> (Tensor, Tensor) {
+        (Tensor(uncheckedShape: [w, w], scalars: Array(weight.scalars[(i * w * w)..<((i + 1) * w * w)])),
+         Tensor(uncheckedShape: [w], scalars: Array(bias.scalars[(i * w)..<((i + 1) * w)])))
+    }
+    let (wq, bq) = part(0), (wk, bk) = part(1), (wv, bv) = part(2)
+    let q = linearReference(p["pool.probe"]!.scalars.map(Double.init), rows: 1, wq, bq)
+    let k = linearReference(x, rows: batch * tokens, wk, bk), v = linearReference(x, rows: batch * tokens, wv, bv)
+    let hd = w / heads
+    var context = [Double](repeating: 0, count: batch * w)
+    for b in 0..<batch {
+        for h in 0..<heads {
+            var s = (0..<tokens).map { t in
+                (0..<hd).reduce(0.0) { $0 + q[h * hd + $1] * k[(b * tokens + t) * w + h * hd + $1] } / Double(hd).squareRoot()
+            }
+            let m = s.max()!
+            s = s.map { exp($0 - m) }
+            let total = s.reduce(0, +)
+            for t in 0..<tokens {
+                for d in 0..<hd { context[b * w + h * hd + d] += s[t] / total * v[(b * tokens + t) * w + h * hd + d] }
+            }
+        }
+    }
+    let a = linearReference(context, rows: batch, p["pool.attn.out_proj.weight"]!, p["pool.attn.out_proj.bias"]!)
+    let normed = layerNormReference(a, width: w, p["pool.norm.weight"]!, p["pool.norm.bias"]!, eps: eps)
+    let hidden = linearReference(normed, rows: batch, p["pool.mlp.c_fc.weight"]!, p["pool.mlp.c_fc.bias"]!)
+        .map { activationReference($0, activation) }
+    let mlp = linearReference(hidden, rows: batch, p["pool.mlp.c_proj.weight"]!, p["pool.mlp.c_proj.bias"]!)
+    return zip(a, mlp).map { $0 + $1 }
+}
+
+@Test("AttentionPooling equals nn.MultiheadAttention(probe, x, x) plus its MLP", arguments: [
+    (batch: 1, tokens: 1, width: 8, heads: 1), (batch: 3, tokens: 25, width: 48, heads: 3),
+    (batch: 2, tokens: 7, width: 36, heads: 4),
+])
+func attentionPoolingMatchesReference(batch: Int, tokens: Int, width: Int, heads: Int) throws {
+    var v = Values(seed: UInt64(tokens * 7 + width))
+    let handed = HandedOut()
+    var values = Values(seed: UInt64(width))
+    let reader = ParameterReader(origin: "test") { name, shape in
+        var t = values.tensor(shape, scale: 0.3)
+        if name == "pool.norm.weight" { t = Tensor(uncheckedShape: shape, scalars: t.scalars.map { 1 + $0 }) }
+        handed.values[name] = t
+        return t
+    }
+    let pool = try AttentionPooling(reader, "pool", width: width, heads: heads, activation: .geluTanh, eps: 1e-6)
+    let x = v.tensor([batch, tokens, width])
+    let expected = attentionPoolingReference(x.scalars.map(Double.init), batch: batch, tokens: tokens, width: width,
+                                             heads: heads, handed.values, eps: 1e-6, activation: .geluTanh)
+    let y = try pool.forward(x)
+    #expect(y.shape == [batch, width])
+    #expect(relativeError(y.scalars, expected) <= 1e-5)
+    var other = Values(seed: 1)
+    let badReader = other.reader()
+    #expect(throws: ModelLoadError.self) {
+        try AttentionPooling(badReader, "pool", width: 10, heads: 3, activation: .gelu, eps: 1e-6)
+    }
 }

@@ -235,7 +235,7 @@ struct EpilogueCase: CustomTestStringConvertible, Sendable {
 let epilogueCases: [EpilogueCase] = {
     let pairs = Precision.allCases.flatMap { p in p.kernels.map { (p, $0) } }
     return pairs.flatMap { p, k in
-        [OutputActivation.none, .quickGELU, .gelu, .relu].map { EpilogueCase(precision: p, kernel: k, activation: $0) }
+        [OutputActivation.none, .quickGELU, .gelu, .relu, .geluTanh].map { EpilogueCase(precision: p, kernel: k, activation: $0) }
     }
 }()
 
@@ -263,6 +263,7 @@ func epilogueEqualsSeparatePasses(_ ec: EpilogueCase) throws {
                         case .quickGELU: quickGELUInPlace(c, count: m * n)
                         case .gelu: geluInPlace(c, count: m * n)
                         case .relu: for i in 0..<(m * n) { c[i] = max(c[i], 0) }
+                        case .geluTanh: geluTanhInPlace(c, count: m * n)
                         }
                     }
                     fused.withUnsafeMutableBufferPointer { cp in

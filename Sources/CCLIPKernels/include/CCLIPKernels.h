@@ -57,7 +57,11 @@ typedef enum {
     CLIP_ACTIVATION_QUICK_GELU = 1,  // x·σ(1.702x), OpenAI CLIP's MLP
     CLIP_ACTIVATION_GELU = 2,        // x·Φ(x) with the exact error function
     CLIP_ACTIVATION_RELU = 3,        // max(x, 0), the ResNet's
+    CLIP_ACTIVATION_GELU_TANH = 4,   // GELU's tanh approximation (PyTorch's approximate='tanh'), SigLIP's MLP
 } clip_activation;
+
+/// Activations the register tiles do not compute: applied by `clip_epilogue_tile` as a pass over the stored tile.
+#define CLIP_ACTIVATION_IN_PASS(act) ((act) == CLIP_ACTIVATION_GELU || (act) == CLIP_ACTIVATION_GELU_TANH)
 
 /// Work a packed GEMM does on each finished output tile while it is still in cache: C[i, j] += bias[j] (when `bias`
 /// is not NULL; indexed by absolute column), then the activation. Replaces separate passes over C.
@@ -179,6 +183,9 @@ void clip_quick_gelu(float *x, ptrdiff_t n);
 /// GELU x·Φ(x) in place, with the exact error function (erff).
 void clip_gelu(float *x, ptrdiff_t n);
 
+/// GELU's tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) in place, as PyTorch's `approximate='tanh'`.
+void clip_gelu_tanh(float *x, ptrdiff_t n);
+
 /// Softmax over `n` values in place (max-subtracted).
 void clip_softmax(float *x, ptrdiff_t n);
 
@@ -191,6 +198,9 @@ void clip_quick_gelu_backward(const float *z, const float *h, float *dh, ptrdiff
 
 /// Backward of GELU: dh *= Φ(z) + z·φ(z).
 void clip_gelu_backward(const float *z, float *dh, ptrdiff_t n);
+
+/// Backward of GELU's tanh approximation: dh *= ½(1 + t) + ½z(1 − t²)·β(1 + 3κz²), t = tanh(β(z + κz³)).
+void clip_gelu_tanh_backward(const float *z, float *dh, ptrdiff_t n);
 
 /// Backward of LayerNorm over `rows` rows of width `w` (statistics recomputed from x): writes dx and adds this
 /// chunk's dγ = Σ dy·x̂ and dβ = Σ dy into `dgamma`, `dbeta`.

@@ -1,0 +1,77 @@
+import CLIP
+import CLIPLayers
+import CLIPTensor
+import CLIPWeights
+import Foundation
+import Testing
+
+// SigLIP as Hugging Face's `SiglipModel` computes it, on random weights of a scaled-down model
+// (Scripts/make_siglip_fixtures.py): every part that differs from CLIP, with sizes that do not divide evenly.
+
+let sigLIPDirectory = "\(fixtureDirectory)/siglip"
+
+@Test("A SiglipModel folder is read as SigLIP: attention pooling, no class token, sigmoid logits")
+func sigLIPConfiguration() throws {
+    let loaded = try CLIPModel.load(path: "\(sigLIPDirectory)/hf_siglip_tiny")
+    let c = loaded.model.configuration
+    guard case .transformer(let v) = c.vision else { Issue.record("not a ViT: \(c)"); return }
+    #expect(v.pooling == .attention(heads: 3) && v.heads == 3 && v.grid == 5 && v.patchSize == 8)
+    #expect(v.patchBias && !v.preNorm && !v.projection && v.tokens == 25)
+    #expect(v.activation == .geluTanh && v.layerNormEps == 1e-6)
+    #expect(c.objective == .sigmoid && !c.text.causal && c.text.pooling == .last && c.text.projectionBias)
+    #expect(c.text.activation == .geluTanh && c.text.layerNormEps == 1e-6 && c.text.contextLength == 16)
+    #expect(c.embedDim == 48 && c.text.width == 40)
+    #expect(loaded.preprocessing == Preprocessing(resolution: 40, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
+                                                  resizeMode: .squash))
+    #expect(abs(loaded.model.logitBias - -2.5) < 1e-6)
+}
+
+@Test("SigLIP embeddings and logits equal transformers'", arguments: [Precision.fp32])
+func sigLIPParity(_ precision: Precision) throws {
+    let base = "\(sigLIPDirectory)/hf_siglip_tiny"
+    let model = try CLIPModel.load(path: base, precision: precision).model
+    let ref = try Reference(path: base + ".reference.safetensors")
+    let image = try model.encodeImage(ref.pixels)
+    let text = try model.encodeText(ref.tokens)
+    let (perImage, perText) = try model.logits(imageEmbeddings: image, textEmbeddings: text)
+    let f = try SafeTensorsFile(path: base + ".reference.safetensors")
+    let (shape, ids) = try f.integerTensor("tokens_short")
+    let short = (0..<shape[0]).map { Array(ids[($0 * shape[1])..<(($0 + 1) * shape[1])]) }
+    let shortText = try model.encodeText(short)
+    for (what, ours, theirs) in [("image", image, ref.imageFeatures), ("text", text, ref.textFeatures),
+                                 ("text of rows shorter than the context", shortText, try f.floatTensor("text_features_short")),
+                                 ("logits_per_image", perImage, ref.logitsPerImage), ("logits_per_text", perText, ref.logitsPerText)] {
+        #expect(ours.shape == theirs.shape, "\(what) shape \(ours.shape) vs \(theirs.shape)")
+        let e = relativeError(ours.scalars, theirs.scalars)
+        #expect(e <= parityTolerance, "\(what): relative error \(e)")
+    }
+}
+
+@Test("SigLIP under our names alone (no config) is inferred from its tensors, except ε and activation")
+func sigLIPInferredFromWeights() throws {
+    let source = try HuggingFaceWeights(try SafeTensorsFile(path: "\(sigLIPDirectory)/hf_siglip_tiny/model.safetensors"))
+    var c = try CLIPConfiguration.infer(from: source)
+    guard case .transformer(var v) = c.vision else { Issue.record("not a ViT"); return }
+    #expect(v.pooling == .attention(heads: 1) && !v.preNorm && v.patchBias && !v.projection)
+    #expect(c.objective == .sigmoid && c.text.pooling == .last && !c.text.causal && c.text.projectionBias)
+    // Heads, activation and ε come from config.json; given them, the model is the folder's.
+    v.heads = 3
+    v.pooling = .attention(heads: 3)
+    c.vision = .transformer(v)
+    c.text.heads = 2
+    c.activation = .geluTanh
+    c.layerNormEps = 1e-6
+    let model = try CLIPModel(weights: source, configuration: c, ignoring: { $0.hasSuffix("position_ids") })
+    let ref = try Reference(path: "\(sigLIPDirectory)/hf_siglip_tiny.reference.safetensors")
+    #expect(relativeError(try model.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars) <= parityTolerance)
+}
+
+@Test("A SigLIP model refuses training with its reason")
+func sigLIPRefusesTraining() throws {
+    let model = try CLIPModel.load(path: "\(sigLIPDirectory)/hf_siglip_tiny").model
+    let ref = try Reference(path: "\(sigLIPDirectory)/hf_siglip_tiny.reference.safetensors")
+    let pixels = try Tensor(shape: [1, 3, 40, 40], scalars: Array(ref.pixels.scalars.prefix(3 * 40 * 40)))
+    #expect {
+        _ = try model.trainingForward(images: pixels, texts: [ref.tokens[0]])
+    } throws: { "\($0)".contains("SigLIP") }
+}
