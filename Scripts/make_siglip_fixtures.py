@@ -14,7 +14,21 @@ Per model NAME under Tests/CLIPTests/Fixtures/siglip:
   NAME.reference.safetensors  pixels, tokens, image_features, text_features, logits_per_image, logits_per_text,
                               tokens_short and text_features_short (rows shorter than the context)
 
-Needs: torch, transformers (5.x), safetensors.
+`hf_siglip_spm` is the same structure with the 3,000-piece SentencePiece model of the tokenizer tests
+(Tests/CLIPTokenizerTests/Fixtures/sentencepiece/unigram_nfkc.model) as its `spiece.model`, for the whole pipeline:
+its reference holds `Examples/blue-star.png` as SiglipImageProcessor prepares it, three labels' rows as open_clip
+tokenizes them (canonicalize, encode, </s>, padded with </s>), and the sigmoid probabilities
+(`classify_pixels`, `classify_tokens`, `classify_probabilities`).
+
+open_clip names SigLIP differently: a timm image tower (`visual.trunk.`, exact GELU, heads fixed by the timm
+family) and its own text tower (`text.`, GELU or its tanh form by `act_kwargs`). `openclip_ARCH` are open_clip's
+own configs for ARCH with the towers scaled down (timm.create_model given a smaller width, depth and image size;
+the text tower 40 wide, one layer, 300 tokens), built by open_clip as `open_clip.CustomTextCLIP`, weights
+rounded to fp16 and stored so, with NAME.json (the model config with its preprocess_cfg) and the same reference
+tensors as above.
+
+Needs: torch, transformers (5.x), safetensors, sentencepiece, open_clip_torch, timm, Pillow; run
+Scripts/make_sentencepiece_fixtures.py first.
 """
 import json
 import math
@@ -36,7 +50,16 @@ MODELS = {
                   vocab_size=300, max_position_embeddings=16, projection_size=48, layer_norm_eps=1e-6,
                   hidden_act="gelu_pytorch_tanh", pad_token_id=1, eos_token_id=1),
     ),
+    "hf_siglip_spm": dict(
+        vision=dict(hidden_size=48, intermediate_size=100, num_hidden_layers=2, num_attention_heads=3,
+                    image_size=40, patch_size=8, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh"),
+        text=dict(hidden_size=40, intermediate_size=72, num_hidden_layers=2, num_attention_heads=2,
+                  vocab_size=3000, max_position_embeddings=16, projection_size=48, layer_norm_eps=1e-6,
+                  hidden_act="gelu_pytorch_tanh", pad_token_id=1, eos_token_id=1),
+    ),
 }
+SPM = os.path.join(ROOT, "Tests", "CLIPTokenizerTests", "Fixtures", "sentencepiece", "unigram_nfkc.model")
+LABELS = ["a red heart", "a blue star", "A green circle!"]
 
 
 def randomize(model, seed):
@@ -57,8 +80,95 @@ def randomize(model, seed):
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(max(fan_in, 1)) * (1.0 if p.dim() > 1 else 0.1))
 
 
+def classification(model, folder, res, ctx):
+    import shutil
+
+    import sentencepiece as spm
+    from open_clip.tokenizer import basic_clean, canonicalize_text
+    from PIL import Image
+
+    shutil.copyfile(SPM, os.path.join(folder, "spiece.model"))
+    sp = spm.SentencePieceProcessor(model_file=SPM)
+    rows = []
+    for label in LABELS:
+        ids = sp.encode(canonicalize_text(basic_clean(label)))[: ctx - 1] + [sp.eos_id()]
+        rows.append(ids + [sp.eos_id()] * (ctx - len(ids)))
+    tokens = torch.tensor(rows, dtype=torch.int64)
+    image = Image.open(os.path.join(ROOT, "Examples", "blue-star.png")).convert("RGB")
+    pixels = SiglipImageProcessor(size={"height": res, "width": res})(image, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        out = model(input_ids=tokens, pixel_values=pixels)
+    return {"classify_pixels": pixels.contiguous(), "classify_tokens": tokens.contiguous(),
+            "classify_probabilities": torch.sigmoid(out.logits_per_image).contiguous()}
+
+
+# open_clip architecture → (scaled vision width, image size): heads stay timm's width (64 for base, 72 for so400m).
+OPENCLIP = {"ViT-B-16-SigLIP": (128, 48), "ViT-SO400M-14-SigLIP-384": (144, 56)}
+
+
+def openclip_fixtures():
+    import copy
+
+    import open_clip
+    import open_clip.timm_model as tm
+
+    configs = os.path.join(os.path.dirname(open_clip.__file__), "model_configs")
+    for i, (arch, (width, size)) in enumerate(OPENCLIP.items()):
+        cfg = json.load(open(os.path.join(configs, arch + ".json")))
+        cfg = copy.deepcopy(cfg)
+        cfg["embed_dim"] = width
+        cfg["vision_cfg"]["image_size"] = size
+        cfg["text_cfg"].update(width=40, heads=2, layers=1, vocab_size=300, context_length=16)
+        head = 72 if "SO400M" in arch else 64
+        real = tm.timm.create_model
+
+        def scaled(name, **kw):
+            return real(name, embed_dim=width, depth=1, num_heads=width // head, img_size=size, **kw)
+
+        tm.timm.create_model = scaled
+        try:
+            torch.manual_seed(200 + i)
+            model = open_clip.CustomTextCLIP(**{k: v for k, v in cfg.items() if k != "custom_text"}).eval()
+        finally:
+            tm.timm.create_model = real
+        g = torch.Generator().manual_seed(300 + i)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if p.dim() == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight"):
+                    p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+                elif name == "logit_scale":
+                    p.fill_(math.log(10) + 0.3)
+                elif name == "logit_bias":
+                    p.fill_(-2.5)
+                elif name.endswith("bias"):
+                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                else:
+                    fan_in = p.shape[-1] if p.dim() > 1 else 1
+                    p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(max(fan_in, 1)))
+                p.copy_(p.half().float())
+        name = "openclip_" + arch
+        state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(OUT, name + ".safetensors"))
+        cfg["preprocess_cfg"] = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+                                 "resize_mode": "squash"}
+        json.dump(cfg, open(os.path.join(OUT, name + ".json"), "w"), indent=1)
+        pixels = torch.randn(3, 3, size, size, generator=g)
+        tokens = torch.randint(0, 300, (4, 16), generator=g)
+        tokens[0, 5:] = 1
+        with torch.no_grad():
+            image = model.encode_image(pixels)
+            text = model.encode_text(tokens)
+            per_image = model.logit_scale.exp() * torch.nn.functional.normalize(image, dim=-1) @ \
+                torch.nn.functional.normalize(text, dim=-1).T + model.logit_bias
+        ref = {"pixels": pixels, "tokens": tokens, "image_features": image, "text_features": text,
+               "logits_per_image": per_image, "logits_per_text": per_image.T.contiguous()}
+        save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, name + ".reference.safetensors"))
+        print(name, sorted(state)[:3], len(state), "tensors")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    openclip_fixtures()
     for i, (name, sizes) in enumerate(MODELS.items()):
         config = SiglipConfig(text_config=sizes["text"], vision_config=sizes["vision"])
         model = SiglipModel(config).eval()
@@ -90,6 +200,8 @@ def main():
         with torch.no_grad():
             ref["image_features"] = model.vision_model(pixel_values=pixels).pooler_output.contiguous()
             ref["text_features"] = model.text_model(input_ids=tokens).pooler_output.contiguous()
+        if name == "hf_siglip_spm":
+            ref.update(classification(model, folder, res, sizes["text"]["max_position_embeddings"]))
         save_file(ref, os.path.join(OUT, name + ".reference.safetensors"))
         print(name, {k: list(v.shape) for k, v in ref.items()})
 

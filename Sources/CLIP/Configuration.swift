@@ -206,7 +206,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             return overflow || square >= Int.max ? Int.max : square + 1
         }
         var tokens = [("text.contextLength", text.contextLength)]
-        if case .transformer(let v) = vision { tokens.append(("vision tokens", v.tokens)) }
+        if case .transformer(let v) = vision {
+            tokens.append((v.pooling == .classToken ? "vision tokens (grid² + 1)" : "vision tokens (grid²)", v.tokens))
+        }
         if case .resnet(let r) = vision { tokens.append(("attention-pool tokens (grid² + 1)", gridTokens(r.outputGrid))) }
         for (name, value) in tokens where value > Self.maximumTokens {
             throw .architecture("configuration \(name) is \(value); at most \(Self.maximumTokens) tokens are supported",

@@ -17,13 +17,7 @@ public struct HuggingFaceWeights: WeightSource {
     /// OpenAI name → how to make it from Hugging Face tensors.
     private let recipes: [String: Recipe]
 
-    enum Recipe: Sendable {
-        case rename(String)
-        case transpose(String)
-        case concat([String])
-        /// The same values under another shape (SigLIP's `[1]` scalars).
-        case reshape(String, [Int])
-    }
+    typealias Recipe = WeightRecipe
 
     /// Buffers Hugging Face stores that are not parameters.
     static func isIgnorable(_ name: String) -> Bool { name.hasSuffix("position_ids") }
@@ -117,7 +111,24 @@ public struct HuggingFaceWeights: WeightSource {
     /// The tensor under its OpenAI name, fused or transposed as needed.
     public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
         guard let r = recipes[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
-        switch r {
+        return try r.make(name, from: base)
+    }
+}
+
+/// How a tensor under the name the towers read is made from a checkpoint's own tensors.
+enum WeightRecipe: Sendable {
+    case rename(String)
+    /// A `[rows, cols]` matrix as `[cols, rows]` (a Linear weight as OpenAI's projection layout).
+    case transpose(String)
+    /// Tensors stacked along their first dimension (q, k, v as one `in_proj`).
+    case concat([String])
+    /// The same values under another shape (`[1]` scalars as `[]`, `[1, N, w]` embeddings as `[N, w]`).
+    case reshape(String, [Int])
+
+    /// The tensor `name` made from `base`.
+    func make(_ name: String, from base: any WeightSource) throws(WeightFileError) -> Tensor {
+        let origin = base.origin
+        switch self {
         case .rename(let n):
             return try base.floatTensor(n)
         case .transpose(let n):

@@ -67,8 +67,15 @@ public struct LoadedModel: Sendable {
     public let storedDTypes: [DType: Int]
     /// Number of parameters as PyTorch counts them (BatchNorm running statistics excluded).
     public let parameterCount: Int
-    /// A Hugging Face folder's own tokenizer files, when present.
+    /// A Hugging Face folder's own tokenizer files (`vocab.json` + `merges.txt` or `tokenizer.json` for BPE,
+    /// `spiece.model` for SigLIP), when present.
     public let tokenizerFolder: String?
+
+    /// The same model with its tokenizer files in `folder` (a Hub download keeps them apart from the weights).
+    public func withTokenizerFolder(_ folder: String?) -> LoadedModel {
+        LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path, storedDTypes: storedDTypes,
+                    parameterCount: parameterCount, tokenizerFolder: folder)
+    }
 }
 
 /// An open_clip config: a model config JSON (`ViT-B-32.json`, or a Hub repository's `open_clip_config.json`
@@ -97,9 +104,12 @@ extension CLIPModel {
             throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "no such file or directory")))
         }
         if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision, towers: towers) }
-        let source: any WeightSource
+        var source: any WeightSource
         let format: WeightFormat
-        do { (source, format) = try openWeightFile(path: path) } catch { throw .weightFile(error) }
+        do {
+            (source, format) = try openWeightFile(path: path)
+            if OpenCLIPSigLIPWeights.matches(source) { source = try OpenCLIPSigLIPWeights(source) }
+        } catch { throw .weightFile(error) }
         var configuration = try CLIPConfiguration.infer(from: source)
         var preprocessing = Preprocessing(resolution: configuration.imageResolution)
         if let openCLIPConfig {
@@ -198,12 +208,13 @@ extension CLIPModel {
     static func applyOpenCLIPConfig(_ source: OpenCLIPConfig, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
         let (cfg, path) = try checkedModelConfig(source)
         c.activation = (cfg["quick_gelu"] as? Bool) == true ? .quickGELU : .gelu
+        if let family = sigLIPFamily(cfg) { try applySigLIP(cfg, family: family, to: &c, origin: path) }
         if let text = cfg["text_cfg"] as? [String: Any],
            let heads = try heads(text["heads"], "text_cfg.heads", width: c.text.width, origin: path) {
             c.text.heads = heads
         }
         if let vision = cfg["vision_cfg"] as? [String: Any] {
-            if case .transformer(var v) = c.vision {
+            if case .transformer(var v) = c.vision, sigLIPFamily(cfg) == nil {
                 let headWidth = try heads(vision["head_width"], "vision_cfg.head_width", width: v.width, origin: path) ?? 64
                 v.heads = max(v.width / headWidth, 1)
                 c.vision = .transformer(v)
@@ -217,6 +228,48 @@ extension CLIPModel {
             if let s = floats(pre["std"]) { p.std = s }
             if let mode = pre["resize_mode"] as? String, let m = Preprocessing.ResizeMode(rawValue: mode) { p.resizeMode = m }
         }
+    }
+
+    /// The head width of the timm image tower an open_clip SigLIP config names (`vit_base_patch16_siglip_224`, …),
+    /// or nil when the config is not a SigLIP one. timm fixes the heads by family: base and large 64 wide,
+    /// so400m 72, giantopt 96.
+    static func sigLIPFamily(_ cfg: [String: Any]) -> Int? {
+        guard cfg["custom_text"] as? Bool == true, let vision = cfg["vision_cfg"] as? [String: Any],
+              let name = vision["timm_model_name"] as? String,
+              let m = name.wholeMatch(of: #/vit_(base|large|so400m|giantopt)_patch\d+_siglip_\d+/#) else { return nil }
+        return ["base": 64, "large": 64, "so400m": 72, "giantopt": 96][String(m.1)]
+    }
+
+    /// open_clip's SigLIP: timm's tower (exact GELU, ε 1e-6, heads by family) and the text tower's settings.
+    private static func applySigLIP(_ cfg: [String: Any], family headWidth: Int, to c: inout CLIPConfiguration,
+                                    origin: String) throws(ModelLoadError) {
+        guard case .transformer(var v) = c.vision, case .attention = v.pooling else {
+            throw .architecture("the config describes a SigLIP model (\((cfg["vision_cfg"] as? [String: Any])?["timm_model_name"] ?? "")) but the weights are not one", origin: origin)
+        }
+        guard v.width % headWidth == 0 else {
+            throw .architecture("the image tower is \(v.width) wide, which timm's \(headWidth)-wide heads do not divide", origin: origin)
+        }
+        v.heads = v.width / headWidth
+        v.pooling = .attention(heads: v.heads)
+        v.activation = .gelu
+        v.layerNormEps = 1e-6
+        c.vision = .transformer(v)
+        let text = cfg["text_cfg"] as? [String: Any] ?? [:]
+        let approximate = (text["act_kwargs"] as? [String: Any])?["approximate"] as? String
+        c.text.activation = approximate == "tanh" ? .geluTanh : .gelu
+        if let eps = try epsilon((text["norm_kwargs"] as? [String: Any])?["eps"], "text_cfg.norm_kwargs.eps", origin: origin) {
+            c.text.layerNormEps = eps
+        }
+        c.text.causal = false
+        c.text.pooling = .last
+        c.objective = .sigmoid
+    }
+
+    /// The Hub repository of an open_clip config's own tokenizer (`text_cfg.hf_tokenizer_name`), when it names one.
+    public static func openCLIPTokenizerRepository(_ source: OpenCLIPConfig) -> String? {
+        guard let (cfg, _) = try? checkedModelConfig(source),
+              let name = (cfg["text_cfg"] as? [String: Any])?["hf_tokenizer_name"] as? String, !name.isEmpty else { return nil }
+        return name
     }
 
     /// Checks an open_clip config without weights: nil when swift-clip implements everything it asks for, else the
@@ -241,8 +294,50 @@ extension CLIPModel {
         }
         var cfg = file["model_cfg"] as? [String: Any] ?? file
         if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
-        try refuseUnimplemented(cfg, origin: origin)
+        if sigLIPFamily(cfg) != nil {
+            try refuseUnimplemented(try sigLIPGeneralPart(cfg, origin: origin), origin: origin)
+        } else {
+            try refuseUnimplemented(cfg, origin: origin)
+        }
         return (cfg, origin)
+    }
+
+    /// A SigLIP config's settings checked against what the SigLIP towers compute; returns the config without them,
+    /// for the general checks.
+    private static func sigLIPGeneralPart(_ cfg: [String: Any], origin: String) throws(ModelLoadError) -> [String: Any] {
+        var general = cfg
+        var vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
+        func require(_ ok: Bool, _ name: String, _ value: Any?, _ supported: String) throws(ModelLoadError) {
+            guard !ok else { return }
+            throw .architecture("\(name) is \(value.map { "\($0)" } ?? "absent"), which swift-clip does not implement for SigLIP yet (supported: \(supported))", origin: origin)
+        }
+        let textTower = text["hf_model_name"] as? String ?? ""
+        try require(textTower.isEmpty, "text_cfg.hf_model_name", textTower, "none; Hugging Face text towers are not loaded")
+        try require(vision["timm_pool"] as? String == "map", "vision_cfg.timm_pool", vision["timm_pool"], "map")
+        try require(vision["timm_proj"] as? String == "none", "vision_cfg.timm_proj", vision["timm_proj"], "none")
+        try require(text["no_causal_mask"] as? Bool == true, "text_cfg.no_causal_mask", text["no_causal_mask"], "true")
+        try require(text["pool_type"] as? String == "last", "text_cfg.pool_type", text["pool_type"], "last")
+        let clean = (text["tokenizer_kwargs"] as? [String: Any])?["clean"] as? String
+        try require(clean == "canonicalize", "text_cfg.tokenizer_kwargs.clean", clean, "canonicalize")
+        // SigLIP 2 and the multilingual models use Gemma-style SentencePiece BPE vocabularies; only the unigram
+        // models (SigLIP's English 32,000-piece vocabulary) are implemented.
+        let tokenizer = text["hf_tokenizer_name"] as? String ?? ""
+        try require(tokenizer == "timm/ViT-B-16-SigLIP", "text_cfg.hf_tokenizer_name", tokenizer,
+                    "timm/ViT-B-16-SigLIP, the unigram SentencePiece vocabulary; SigLIP 2's Gemma tokenizer is not implemented")
+        let act = text["act_kwargs"] as? [String: Any] ?? [:]
+        try require(act.isEmpty || (act.count == 1 && act["approximate"] as? String == "tanh"), "text_cfg.act_kwargs", act, "none or approximate: tanh")
+        let norm = text["norm_kwargs"] as? [String: Any] ?? [:]
+        try require(norm.keys.allSatisfy { $0 == "eps" }, "text_cfg.norm_kwargs", norm, "eps")
+        for key in ["timm_model_name", "timm_pool", "timm_proj", "timm_model_pretrained", "timm_drop", "timm_drop_path"] {
+            vision[key] = nil
+        }
+        for key in ["no_causal_mask", "pool_type", "tokenizer_kwargs", "hf_tokenizer_name", "act_kwargs", "norm_kwargs", "proj_bias"] {
+            text[key] = nil
+        }
+        general["custom_text"] = nil
+        general["vision_cfg"] = vision
+        general["text_cfg"] = text
+        return general
     }
 
     /// open_clip settings that change the numbers without changing the weights' names or shapes: each must have
@@ -308,7 +403,7 @@ extension CLIPModel {
     static func loadHuggingFace(folder: String, precision: Precision, towers: Towers) throws(ModelLoadError) -> LoadedModel {
         let cfg = try readJSON(folder + "/config.json")
         guard let text = cfg["text_config"] as? [String: Any], let vision = cfg["vision_config"] as? [String: Any] else {
-            throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel folder?", origin: folder)
+            throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel or SiglipModel folder?", origin: folder)
         }
         let fm = FileManager.default
         let base = try huggingFaceWeightFile(folder: folder)
@@ -342,7 +437,7 @@ extension CLIPModel {
         }
         let model = try CLIPModel(weights: source, configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
                                   precision: precision, towers: towers)
-        let hasTokenizer = fm.fileExists(atPath: folder + "/vocab.json") || fm.fileExists(atPath: folder + "/tokenizer.json")
+        let hasTokenizer = ["vocab.json", "tokenizer.json", "spiece.model"].contains { fm.fileExists(atPath: folder + "/" + $0) }
         return LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
                            storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
                            tokenizerFolder: hasTokenizer ? folder : nil)
@@ -410,7 +505,8 @@ extension CLIPModel {
                 source = try HuggingFaceWeights(huggingFaceBase)
                 ignorable = { isIgnorable($0) || HuggingFaceWeights.isIgnorable($0) }
             } else {
-                source = try openWeightFile(path: path).0
+                let file = try openWeightFile(path: path).0
+                source = OpenCLIPSigLIPWeights.matches(file) ? try OpenCLIPSigLIPWeights(file) : file
                 ignorable = isIgnorable
             }
             var all = try NamedTensors(source)

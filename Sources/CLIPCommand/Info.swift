@@ -36,17 +36,26 @@ struct Info: ParsableCommand {
             print("embedding width: \(c.embedDim)")
             switch c.vision {
             case .transformer(let v):
-                print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize)")
+                let pooling: String
+                switch v.pooling {
+                case .classToken: pooling = "class token"
+                case .attention(let heads): pooling = "attention pooling (\(heads) heads)"
+                }
+                print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(pooling)")
             case .resnet(let r):
                 print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
             }
-            print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize)")
+            print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(c.text.pooling == .last ? "the last position" : "the end-of-text token")")
+            print("tokenizer: \(pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece" : "byte-level BPE"), \(pipeline.tokenizer.vocabularySize) ids")
             if case .transformer(let v) = c.vision {
                 print("image activation: \(v.activation.rawValue), LayerNorm eps \(v.layerNormEps)")
             }
             print("text activation: \(c.text.activation.rawValue), LayerNorm eps \(c.text.layerNormEps)")
             print("preprocessing: \(loaded.preprocessing)")
             print(String(format: "logit scale: %.4f (exp: %.2f)", loaded.model.logitScale, exp(loaded.model.logitScale)))
+            if c.objective == .sigmoid {
+                print(String(format: "logit bias: %.4f; probabilities: sigmoid per label (SigLIP)", loaded.model.logitBias))
+            }
         }
     }
 }

@@ -81,6 +81,7 @@ public struct ModelHub: Sendable {
         } catch {
             throw .load(error)
         }
+        if let folder = location.tokenizerFolder { return loaded.withTokenizerFolder(folder) }
         return loaded
     }
 
@@ -93,6 +94,21 @@ public struct ModelHub: Sendable {
         public let path: String
         /// An open_clip repository's `open_clip_config.json`, or the config of an open_clip pretrained tag.
         public let openCLIPConfig: OpenCLIPConfig?
+        /// Where the tokenizer an open_clip config names (SigLIP's `spiece.model`) was fetched, when it was.
+        public var tokenizerFolder: String?
+
+        /// A location; `tokenizerFolder` only for models whose tokenizer lives apart from their weights.
+        public init(path: String, openCLIPConfig: OpenCLIPConfig?, tokenizerFolder: String? = nil) {
+            (self.path, self.openCLIPConfig, self.tokenizerFolder) = (path, openCLIPConfig, tokenizerFolder)
+        }
+    }
+
+    /// An open_clip config's own SentencePiece tokenizer (SigLIP's `spiece.model` in the repository
+    /// `text_cfg.hf_tokenizer_name` names), fetched into the Hub cache; nil when the config names none or the
+    /// repository has no such file (loading the pipeline then says what is missing).
+    private func tokenizer(for config: OpenCLIPConfig) throws(HubError) -> String? {
+        guard let repository = CLIPModel.openCLIPTokenizerRepository(config) else { return nil }
+        return try huggingFace.file("spiece.model", of: repository, revision: "main").map { ($0 as NSString).deletingLastPathComponent }
     }
 
     /// The local files of `spec`: `resolve(spec)` for paths and OpenAI's names; for `hf-hub:ORG/NAME` the files of
@@ -128,7 +144,7 @@ public struct ModelHub: Sendable {
             guard let weights = try first(["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]) else {
                 throw .hub("\(repository) has open_clip_config.json but neither open_clip_model.safetensors nor open_clip_pytorch_model.bin")
             }
-            return Location(path: weights, openCLIPConfig: .file(config))
+            return Location(path: weights, openCLIPConfig: .file(config), tokenizerFolder: try tokenizer(for: .file(config)))
         }
         guard let config = try hub.file("config.json", of: repository, revision: rev) else {
             throw .hub("\(repository) at \(rev) has neither open_clip_config.json (an open_clip model) nor config.json (a Hugging Face CLIPModel)")
@@ -146,7 +162,7 @@ public struct ModelHub: Sendable {
             }
         }
         for optional in ["preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-                         "special_tokens_map.json"] {
+                         "special_tokens_map.json", "spiece.model"] {
             _ = try hub.file(optional, of: repository, revision: rev)
         }
         return Location(path: (config as NSString).deletingLastPathComponent, openCLIPConfig: nil)
@@ -161,7 +177,7 @@ public struct ModelHub: Sendable {
         guard let config = table.config(for: entry) else { throw .hub("open_clip's \(entry.name) has no config in the table") }
         for file in entry.weightFiles {
             if let path = try huggingFace.file(file, of: entry.repository, revision: revision ?? "main") {
-                return Location(path: path, openCLIPConfig: config)
+                return Location(path: path, openCLIPConfig: config, tokenizerFolder: try tokenizer(for: config))
             }
         }
         throw .hub("\(entry.repository) has none of \(entry.weightFiles.joined(separator: ", ")) (open_clip's \(entry.name))")

@@ -17,30 +17,42 @@ public struct CLIPPipeline: Sendable {
     public let model: CLIPModel
     /// Decodes and prepares images as the model's reference preprocessing does.
     public let preprocessor: ImagePreprocessor
-    /// The model's BPE tokenizer (its own when the model folder has one, OpenAI's otherwise).
-    public let tokenizer: CLIPTokenizer
+    /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), or for SigLIP the
+    /// SentencePiece model of its folder.
+    public let tokenizer: any TextTokenizer
     /// Where the model came from, when it was loaded from a file.
     public let loaded: LoadedModel?
 
     /// A pipeline over a loaded model, with the tokenizer from the model's folder when it has one.
     public init(_ loaded: LoadedModel) throws(PipelineError) {
-        let tokenizer: CLIPTokenizer
+        let tokenizer: any TextTokenizer
         do {
-            if let folder = loaded.tokenizerFolder {
+            if loaded.model.configuration.objective == .sigmoid {
+                // SigLIP's vocabulary is its own SentencePiece model; OpenAI's BPE ids would index other rows.
+                let beside = (loaded.path as NSString).deletingLastPathComponent
+                let file = [loaded.tokenizerFolder, beside].compactMap { $0 }.map { $0 + "/spiece.model" }
+                    .first { FileManager.default.fileExists(atPath: $0) }
+                guard let file else {
+                    throw TokenizerError.missingResource("spiece.model (a SigLIP model is tokenized with its own SentencePiece model; put it beside the weights of \(loaded.path))")
+                }
+                tokenizer = try SentencePieceTokenizer(contentsOf: file)
+            } else if let folder = loaded.tokenizerFolder {
                 tokenizer = try CLIPTokenizer(huggingFaceFolder: folder)
             } else {
                 tokenizer = try CLIPTokenizer.shared()
             }
-        } catch {
+        } catch let error as TokenizerError {
             throw .tokenizer(error)
+        } catch {
+            throw .tokenizer(.missingResource("\(error)"))
         }
         self.init(model: loaded.model, preprocessing: loaded.preprocessing, tokenizer: tokenizer, loaded: loaded)
     }
 
     /// A model built in memory (random weights, or trained in this process) with its preprocessing; the tokenizer
     /// is OpenAI's unless given.
-    public init(model: CLIPModel, preprocessing: Preprocessing, tokenizer: CLIPTokenizer? = nil) throws(PipelineError) {
-        let chosen: CLIPTokenizer
+    public init(model: CLIPModel, preprocessing: Preprocessing, tokenizer: (any TextTokenizer)? = nil) throws(PipelineError) {
+        let chosen: any TextTokenizer
         if let tokenizer {
             chosen = tokenizer
         } else {
@@ -49,7 +61,7 @@ public struct CLIPPipeline: Sendable {
         self.init(model: model, preprocessing: preprocessing, tokenizer: chosen, loaded: nil)
     }
 
-    private init(model: CLIPModel, preprocessing p: Preprocessing, tokenizer: CLIPTokenizer, loaded: LoadedModel?) {
+    private init(model: CLIPModel, preprocessing p: Preprocessing, tokenizer: any TextTokenizer, loaded: LoadedModel?) {
         self.model = model
         self.preprocessor = ImagePreprocessor(resolution: p.resolution, mean: p.mean, std: p.std,
                                               resizeMode: .init(rawValue: p.resizeMode.rawValue) ?? .shortest)
@@ -148,7 +160,8 @@ public struct CLIPPipeline: Sendable {
         let prompts = try ZeroShotClassifier.prompts(labels: labels, templates: templates)
         let all = try textEmbeddings(prompts)
         return ZeroShotClassifier(labels: labels, templateCount: templates.count, promptEmbeddings: all.scalars,
-                                  dimension: model.configuration.embedDim, logitScale: expf(model.logitScale))
+                                  dimension: model.configuration.embedDim, logitScale: expf(model.logitScale),
+                                  logitBias: model.logitBias, objective: model.configuration.objective)
     }
 
     /// `values` hold `rows` embeddings by construction (each encode call returns [batch, embed]).
@@ -165,6 +178,11 @@ public struct ZeroShotClassifier: Sendable {
     public let weights: Tensor
     /// exp(logit_scale) of the model.
     public let logitScale: Float
+    /// The model's `logit_bias` (SigLIP), added to every logit; 0 for CLIP.
+    public let logitBias: Float
+    /// Softmax over the classes (CLIP), or an independent sigmoid per class (SigLIP: each label's probability
+    /// of matching, not a share of one).
+    public let objective: CLIPConfiguration.Objective
 
     /// Every label in every template, label-major: the texts whose embeddings `init(labels:templateCount:…)`
     /// averages.
@@ -182,7 +200,8 @@ public struct ZeroShotClassifier: Sendable {
 
     /// Per label, the unit embeddings of its prompts (`prompts(labels:templates:)`, [labels × templates,
     /// dimension]) averaged and renormalised.
-    public init(labels: [String], templateCount: Int, promptEmbeddings all: [Float], dimension e: Int, logitScale: Float) {
+    public init(labels: [String], templateCount: Int, promptEmbeddings all: [Float], dimension e: Int, logitScale: Float,
+                logitBias: Float = 0, objective: CLIPConfiguration.Objective = .softmax) {
         var weights = [Float](repeating: 0, count: labels.count * e)
         for c in 0..<labels.count {
             var mean = [Double](repeating: 0, count: e)
@@ -198,14 +217,18 @@ public struct ZeroShotClassifier: Sendable {
         self.labels = labels
         self.weights = Tensor(uncheckedShape: [labels.count, e], scalars: weights)
         self.logitScale = logitScale
+        self.logitBias = logitBias
+        self.objective = objective
     }
 
-    /// Softmax over classes of logitScale × cosine similarity; `imageEmbeddings` [N, embed] → [N, classes].
+    /// The probabilities of logitScale × cosine similarity + logitBias, `imageEmbeddings` [N, embed] → [N, classes]:
+    /// a softmax over the classes for CLIP, each class's sigmoid for SigLIP.
     public func probabilities(_ imageEmbeddings: Tensor) throws(TensorError) -> Tensor {
-        let logits = try cosineSimilarity(imageEmbeddings, weights)
-        var scaled = logits
-        for i in scaled.scalars.indices { scaled.scalars[i] *= logitScale }
-        return softmax(scaled)
+        var logits = try cosineSimilarity(imageEmbeddings, weights)
+        for i in logits.scalars.indices { logits.scalars[i] = logits.scalars[i] * logitScale + logitBias }
+        guard objective == .sigmoid else { return softmax(logits) }
+        for i in logits.scalars.indices { logits.scalars[i] = 1 / (1 + expf(-logits.scalars[i])) }
+        return logits
     }
 }
 

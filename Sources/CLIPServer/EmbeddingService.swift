@@ -105,7 +105,9 @@ public final class EmbeddingService: Sendable {
         let ids = try tokens(prompts, truncate: true) { "prompt \(prompts[$0].debugDescription)" }
         let rows = try await embed(tokens: ids, reservation: reservation)
         let classifier = ZeroShotClassifier(labels: labels, templateCount: templates.count, promptEmbeddings: rows.flatMap { $0 },
-                                            dimension: dimension, logitScale: expf(pipeline.model.logitScale))
+                                            dimension: dimension, logitScale: expf(pipeline.model.logitScale),
+                                            logitBias: pipeline.model.logitBias,
+                                            objective: pipeline.model.configuration.objective)
         classifiers[key] = classifier
         return classifier
     }

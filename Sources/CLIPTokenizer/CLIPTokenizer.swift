@@ -139,7 +139,7 @@ public final class CLIPTokenizer: Sendable {
     func clean(_ text: String) -> [Unicode.Scalar] {
         var t = fixer.fixText(text)
         t = html.unescape(html.unescape(t))
-        var s = strip(Array(t.unicodeScalars))
+        var s = characters.pythonStrip(Array(t.unicodeScalars))
         // Runs of the `regex` module's \s become one space.
         var collapsed: [Unicode.Scalar] = []
         collapsed.reserveCapacity(s.count)
@@ -153,44 +153,8 @@ public final class CLIPTokenizer: Sendable {
                 inSpace = false
             }
         }
-        s = strip(collapsed)
-        return lowercase(s)
-    }
-
-    /// Python's `str.strip()`.
-    private func strip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        var a = 0, b = s.count
-        while a < b && characters.flags(s[a].value) & CharacterData.pythonSpace != 0 { a += 1 }
-        while b > a && characters.flags(s[b - 1].value) & CharacterData.pythonSpace != 0 { b -= 1 }
-        return a == 0 && b == s.count ? s : Array(s[a..<b])
-    }
-
-    /// Python's `str.lower()`, including the final-sigma rule.
-    private func lowercase(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        var out: [Unicode.Scalar] = []
-        out.reserveCapacity(s.count)
-        for (i, c) in s.enumerated() {
-            let v = c.value
-            if v < 0x80 {
-                out.append(v >= 65 && v <= 90 ? Unicode.Scalar(v + 32)! : c)
-            } else if v == 0x3A3 {
-                out.append(isFinalSigma(s, i) ? "\u{3C2}" : "\u{3C3}")
-            } else if let m = characters.lowercase[v] {
-                out.append(contentsOf: m)
-            } else {
-                out.append(c)
-            }
-        }
-        return out
-    }
-
-    private func isFinalSigma(_ s: [Unicode.Scalar], _ i: Int) -> Bool {
-        var j = i - 1
-        while j >= 0 && s[j].properties.isCaseIgnorable { j -= 1 }
-        guard j >= 0 && s[j].properties.isCased else { return false }
-        j = i + 1
-        while j < s.count && s[j].properties.isCaseIgnorable { j += 1 }
-        return j == s.count || !s[j].properties.isCased
+        s = characters.pythonStrip(collapsed)
+        return characters.pythonLower(s)
     }
 
     // MARK: - Pre-tokenization

@@ -5,7 +5,7 @@ public enum WeightFormat: String, Sendable {
     case safetensors
     case torchStateDict = "PyTorch state dict (torch.save)"
     case torchScript = "TorchScript archive"
-    case huggingFace = "Hugging Face CLIPModel folder"
+    case huggingFace = "Hugging Face folder (CLIPModel or SiglipModel)"
 }
 
 /// Opens a weight file whatever its format, recognised by its first bytes: a zip archive (`torch.save` state dict

@@ -101,6 +101,31 @@ struct HuggingFaceHubTests {
         #expect(hub.server.received.count == count)
     }
 
+    @Test("an open_clip SigLIP repository: its spiece.model fetched from the repository the config names")
+    func openCLIPSigLIPRepository() throws {
+        let cfg = try fixtureBytes("siglip/openclip_ViT-B-16-SigLIP.json")
+        let weights = try fixtureBytes("siglip/openclip_ViT-B-16-SigLIP.safetensors")
+        let spm = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(clipFixtures)/../../CLIPTokenizerTests/Fixtures/sentencepiece/unigram_nfkc.model").standardized))
+        let hub = try FakeHub(repositories: [
+            // The tokenizer's own repository, as open_clip's configs name it for every SigLIP size.
+            "timm/ViT-B-16-SigLIP": .init(commit: commitA, files: [
+                "open_clip_config.json": cfg, "open_clip_model.safetensors": weights, "spiece.model": spm,
+            ], large: ["open_clip_model.safetensors", "spiece.model"]),
+            "timm/ViT-L-16-SigLIP-256": .init(commit: commitB, files: [
+                "open_clip_config.json": cfg, "open_clip_model.safetensors": weights,
+            ], large: ["open_clip_model.safetensors"]),
+        ])
+        let client = hub.client()
+        let models = hubModel(client)
+        let own = try models.load("hf-hub:timm/ViT-B-16-SigLIP")
+        let tokenizerSnapshot = "\(client.storageFolder("timm/ViT-B-16-SigLIP"))/snapshots/\(commitA)"
+        #expect(own.tokenizerFolder == tokenizerSnapshot)
+        #expect(own.model.configuration.objective == .sigmoid)
+        let other = try models.load("hf-hub:timm/ViT-L-16-SigLIP-256")
+        #expect(other.tokenizerFolder == tokenizerSnapshot, "the tokenizer comes from the repository text_cfg.hf_tokenizer_name names")
+        #expect(FileManager.default.fileExists(atPath: tokenizerSnapshot + "/spiece.model"))
+    }
+
     @Test("a Hugging Face CLIPModel repository: open_clip's config remembered as absent, the snapshot folder loaded")
     func huggingFaceRepository() throws {
         let hub = try standardHub()

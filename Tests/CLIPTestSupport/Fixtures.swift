@@ -13,6 +13,8 @@ package let checkpointDirectory = testsDirectory.appendingPathComponent("CLIPTes
 package let pipelineDirectory = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/pipeline").path
 /// A random-weight ViT (32-wide embeddings) the pipeline reference was computed with.
 package let tinyModel = "\(pipelineDirectory)/tiny_vit.safetensors"
+/// A scaled-down random SigLIP `SiglipModel` folder with a SentencePiece tokenizer (Scripts/make_siglip_fixtures.py).
+package let sigLIPFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/siglip/hf_siglip_spm").path
 
 /// What OpenAI's `clip` package computed for the seed example on `tinyModel` (reference.json).
 package struct PipelineReference: Decodable, Sendable {

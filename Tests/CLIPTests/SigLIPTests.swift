@@ -75,3 +75,45 @@ func sigLIPRefusesTraining() throws {
         _ = try model.trainingForward(images: pixels, texts: [ref.tokens[0]])
     } throws: { "\($0)".contains("SigLIP") }
 }
+
+@Test("open_clip's SigLIP (timm image tower, its own text tower) equals open_clip", arguments: [
+    "openclip_ViT-B-16-SigLIP", "openclip_ViT-SO400M-14-SigLIP-384",
+])
+func openCLIPSigLIPParity(_ name: String) throws {
+    let base = "\(sigLIPDirectory)/\(name)"
+    let loaded = try CLIPModel.load(path: base + ".safetensors", openCLIP: .file(base + ".json"))
+    let c = loaded.model.configuration
+    guard case .transformer(let v) = c.vision else { Issue.record("not a ViT"); return }
+    #expect(v.activation == .gelu && v.layerNormEps == 1e-6 && v.heads == 2 && v.pooling == .attention(heads: 2))
+    #expect(c.text.activation == .gelu && c.objective == .sigmoid && !c.text.causal)
+    #expect(loaded.preprocessing.resizeMode == .squash && loaded.preprocessing.mean == [0.5, 0.5, 0.5])
+    let ref = try Reference(path: base + ".reference.safetensors")
+    let image = try loaded.model.encodeImage(ref.pixels)
+    let text = try loaded.model.encodeText(ref.tokens)
+    let (perImage, perText) = try loaded.model.logits(imageEmbeddings: image, textEmbeddings: text)
+    for (what, ours, theirs) in [("image", image, ref.imageFeatures), ("text", text, ref.textFeatures),
+                                 ("logits_per_image", perImage, ref.logitsPerImage), ("logits_per_text", perText, ref.logitsPerText)] {
+        #expect(ours.shape == theirs.shape, "\(name) \(what) shape")
+        let e = relativeError(ours.scalars, theirs.scalars)
+        #expect(e <= parityTolerance, "\(name) \(what): relative error \(e)")
+    }
+}
+
+@Test("open_clip SigLIP settings swift-clip does not compute are refused by name", arguments: [
+    ("text_cfg", "pool_type", "\"argmax\"", "text_cfg.pool_type"),
+    ("text_cfg", "hf_tokenizer_name", "\"timm/ViT-B-16-SigLIP2\"", "Gemma"),
+    ("text_cfg", "tokenizer_kwargs", "{\"clean\": \"lower\"}", "canonicalize"),
+    ("vision_cfg", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
+    ("text_cfg", "act_kwargs", "{\"approximate\": \"none\", \"x\": 1}", "text_cfg.act_kwargs"),
+])
+func openCLIPSigLIPRefusals(_ section: String, _ key: String, _ value: String, _ named: String) throws {
+    let base = "\(sigLIPDirectory)/openclip_ViT-B-16-SigLIP"
+    var cfg = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as? [String: Any])
+    var part = cfg[section] as? [String: Any] ?? [:]
+    part[key] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+    cfg[section] = part
+    let json = try JSONSerialization.data(withJSONObject: cfg)
+    #expect {
+        _ = try CLIPModel.load(path: base + ".safetensors", openCLIP: .json([UInt8](json), origin: "edited.json"))
+    } throws: { "\($0)".contains(named) }
+}

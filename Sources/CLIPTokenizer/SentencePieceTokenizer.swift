@@ -1,0 +1,327 @@
+/// SigLIP's tokenizer: a SentencePiece unigram model (`spiece.model`) encoding exactly as the `sentencepiece`
+/// library does (precompiled-map normalization, whitespace rules, Viterbi over piece scores with its float
+/// arithmetic and tie-breaking, unknown runs merged, byte fallback), after open_clip's `canonicalize` cleaning (ftfy-style
+/// fixing, HTML unescaping, `_` as a space, ASCII punctuation removed, lowercase, whitespace collapsed). Rows end
+/// with `</s>` and are padded with it to the context length, as SigLIP was trained.
+///
+/// ```swift
+/// let tokenizer = try SentencePieceTokenizer(contentsOf: "siglip/spiece.model")
+/// let rows = try tokenizer.tokenize(["a photo of a cat"], contextLength: 64, truncate: true)   // 1 × 64 ids
+/// ```
+public final class SentencePieceTokenizer: TextTokenizer {
+    /// The model: pieces, scores, normalizer.
+    public let model: SentencePieceModel
+    /// How text is cleaned before encoding.
+    public let cleaning: Cleaning
+    /// The id each row ends with.
+    public let endOfText: Int
+    /// The id rows are padded with.
+    public let padding: Int
+    private let pieces: PieceTrie
+    private let userDefined: PieceTrie
+    private let minScore: Float, maxScore: Float
+    private let characters: CharacterData
+    private let html: HTMLUnescaper
+    private let fixer: TextFixer
+
+    /// Text cleaning before SentencePiece sees it.
+    public enum Cleaning: String, Sendable {
+        /// open_clip's `canonicalize` (SigLIP): fix, unescape, `_` → space, drop ASCII punctuation, lowercase,
+        /// collapse whitespace.
+        case canonicalize
+        /// None: the text is encoded as given.
+        case none
+    }
+
+    /// Number of pieces.
+    public var vocabularySize: Int { model.pieces.count }
+
+    /// A tokenizer for `model`; rows end with its `</s>` (the trainer's end-of-sequence id) and are padded with
+    /// `padding` (default: that same id, as SigLIP pads).
+    public init(model: SentencePieceModel, cleaning: Cleaning = .canonicalize, padding: Int? = nil) throws(TokenizerError) {
+        guard let eos = model.endOfSequenceID else {
+            throw .malformedData(file: model.origin, line: 0, message: "the model defines no end-of-sequence piece, which every row ends with")
+        }
+        guard padding.map({ $0 >= 0 && $0 < model.pieces.count }) ?? true else {
+            throw .malformedData(file: model.origin, line: 0, message: "padding id \(padding!) is outside the \(model.pieces.count) pieces")
+        }
+        self.model = model
+        self.cleaning = cleaning
+        self.endOfText = eos
+        self.padding = padding ?? eos
+        var minScore = Float.greatestFiniteMagnitude, maxScore = Float.leastNormalMagnitude
+        for p in model.pieces where p.type == .normal {
+            minScore = min(minScore, p.score)
+            maxScore = max(maxScore, p.score)
+        }
+        (self.minScore, self.maxScore) = (minScore, maxScore)
+        let types: Set<SentencePieceModel.PieceType> = [.normal, .userDefined, .unused]
+        pieces = PieceTrie(model.pieces.enumerated().filter { types.contains($0.element.type) }.map { ($0.element.bytes, $0.offset) })
+        userDefined = PieceTrie(model.pieces.enumerated().filter { $0.element.type == .userDefined }.map { ($0.element.bytes, $0.offset) })
+        characters = try CharacterData.shared.get()
+        html = try HTMLUnescaper()
+        fixer = try TextFixer(html: html)
+    }
+
+    /// Reads `spiece.model` (or any unigram SentencePiece model file).
+    public convenience init(contentsOf path: String, cleaning: Cleaning = .canonicalize) throws(TokenizerError) {
+        try self.init(model: SentencePieceModel(contentsOf: path), cleaning: cleaning)
+    }
+
+    // MARK: - Rows
+
+    /// One row of `contextLength` ids per text: the cleaned text's pieces, `</s>`, then padding. A text longer than
+    /// `contextLength − 1` pieces is cut there when `truncate` (as the reference truncates), else an error naming it.
+    public func tokenize(_ texts: [String], contextLength: Int, truncate: Bool) throws(TokenizerError) -> [[Int]] {
+        guard contextLength >= 1, contextLength <= CLIPTokenizer.maximumContextLength else {
+            throw .invalidContextLength(contextLength)
+        }
+        var rows: [[Int]] = []
+        rows.reserveCapacity(texts.count)
+        for (index, text) in texts.enumerated() {
+            var ids = try encode(cleanedText(text))
+            if ids.count + 1 > contextLength {
+                guard truncate else { throw .textTooLong(index: index, tokens: ids.count + 1, contextLength: contextLength) }
+                ids.removeLast(ids.count + 1 - contextLength)
+            }
+            ids.append(endOfText)
+            ids += [Int](repeating: padding, count: contextLength - ids.count)
+            rows.append(ids)
+        }
+        return rows
+    }
+
+    /// The text after `cleaning`.
+    public func cleanedText(_ text: String) -> String {
+        guard cleaning == .canonicalize else { return text }
+        var t = fixer.fixText(text)
+        t = html.unescape(html.unescape(t))
+        var s = characters.pythonStrip(Array(t.unicodeScalars))
+        s = s.compactMap { c in
+            if c == "_" { return " " }
+            return c.value < 0x80 && Self.punctuation.contains(UInt8(c.value)) ? nil : c
+        }
+        s = characters.pythonLower(s)
+        // " ".join(text.split()): runs of Python whitespace become one space, none at either end.
+        var out = String.UnicodeScalarView()
+        var pendingSpace = false
+        for c in s {
+            if characters.flags(c.value) & CharacterData.pythonSpace != 0 {
+                pendingSpace = !out.isEmpty
+            } else {
+                if pendingSpace { out.append(" ") }
+                pendingSpace = false
+                out.append(c)
+            }
+        }
+        return String(out)
+    }
+
+    /// Python's `string.punctuation`.
+    private static let punctuation = Set(Array("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".utf8))
+
+    // MARK: - SentencePiece
+
+    /// The piece ids of `text` as `SentencePieceProcessor.encode(text)` gives them (no cleaning, no end token).
+    public func encode(_ text: String) throws(TokenizerError) -> [Int] {
+        let normalized = try normalize(Array(text.utf8))
+        let n = normalized.count
+        guard n > 0 else { return [] }
+        // The best path ending at each byte position: its score, where its last piece starts, and that piece's id.
+        var score = [Float](repeating: 0, count: n + 1)
+        var start = [Int](repeating: -1, count: n + 1)
+        var id = [Int](repeating: -1, count: n + 1)
+        let unknownScore = minScore - 10
+        var s = 0
+        while s < n {
+            let here = score[s]
+            let charLength = min(Self.oneCharLength(normalized[s]), n - s)
+            var hasSingle = false
+            var node = 0, end = s
+            while end < n, let next = pieces.child(node, normalized[end]) {
+                node = next
+                end += 1
+                guard let piece = pieces.value(node), model.pieces[piece].type != .unused else { continue }
+                let length = end - s
+                // A user-defined piece gets a bonus so it is always chosen. Sums and comparisons are in float, as
+                // the library's scores are: ties (equal float sums) keep the path whose last piece starts first.
+                let pieceScore = model.pieces[piece].type == .userDefined
+                    ? Float(Double(Float(length) * maxScore) - 0.1) : model.pieces[piece].score
+                let candidate = pieceScore + here
+                if start[end] == -1 || candidate > score[end] {
+                    (score[end], start[end], id[end]) = (candidate, s, piece)
+                }
+                if length == charLength { hasSingle = true }
+            }
+            if !hasSingle {
+                let candidate = unknownScore + here
+                if start[s + charLength] == -1 || candidate > score[s + charLength] {
+                    (score[s + charLength], start[s + charLength], id[s + charLength]) = (candidate, s, model.unknownID)
+                }
+            }
+            s += charLength
+        }
+        var path: [(Int, Range<Int>)] = []
+        var end = n
+        while end > 0 {
+            path.append((id[end], start[end]..<end))
+            end = start[end]
+        }
+        var ids: [Int] = []
+        ids.reserveCapacity(path.count)
+        var previousUnknown = false
+        for (piece, range) in path.reversed() {
+            let unknown = piece == model.unknownID
+            if unknown && model.byteFallback {
+                for b in normalized[range] { ids.append(model.ids[SentencePieceModel.bytePiece(b)] ?? model.unknownID) }
+            } else if !(unknown && previousUnknown) {
+                ids.append(piece)  // a run of unknown characters is one unknown piece
+            }
+            previousUnknown = unknown
+        }
+        return ids
+    }
+
+    /// The normalizer's output for `input`'s UTF-8 bytes (`▁` for spaces when escaping).
+    func normalize(_ input: [UInt8]) throws(TokenizerError) -> [UInt8] {
+        let spec = model.normalizer
+        let space: [UInt8] = [0xE2, 0x96, 0x81]
+        var i = 0
+        if spec.removeExtraWhitespaces {
+            while i < input.count {
+                let (replacement, length) = try normalizedPrefix(input, at: i)
+                guard replacement.elementsEqual([0x20]) else { break }
+                i += length
+            }
+        }
+        guard i < input.count else { return [] }
+        var out: [UInt8] = []
+        out.reserveCapacity(input.count * 3)
+        let whitespace = spec.escapeWhitespaces ? space : [0x20]
+        if !model.treatWhitespaceAsSuffix && spec.addDummyPrefix { out += whitespace }
+        var previousSpace = spec.removeExtraWhitespaces
+        while i < input.count {
+            let (replacement, length) = try normalizedPrefix(input, at: i)
+            var piece = replacement[...]
+            while previousSpace, piece.first == 0x20 { piece = piece.dropFirst() }
+            if !piece.isEmpty {
+                for b in piece {
+                    if spec.escapeWhitespaces && b == 0x20 { out += space } else { out.append(b) }
+                }
+                previousSpace = piece.last == 0x20
+            }
+            i += length
+            if !spec.removeExtraWhitespaces { previousSpace = false }
+        }
+        if spec.removeExtraWhitespaces {
+            while out.count >= whitespace.count, out.suffix(whitespace.count).elementsEqual(whitespace) {
+                out.removeLast(whitespace.count)
+            }
+        }
+        if model.treatWhitespaceAsSuffix && spec.addDummyPrefix { out += whitespace }
+        return out
+    }
+
+    /// The normalized form of the longest rule matching at `i` and the bytes it consumes: a user-defined piece as
+    /// it is, else the precompiled map's longest match, else one character unchanged (a malformed byte as U+FFFD).
+    private func normalizedPrefix(_ input: [UInt8], at i: Int) throws(TokenizerError) -> ([UInt8], Int) {
+        var node = 0, longest = 0, end = i
+        while end < input.count, let next = userDefined.child(node, input[end]) {
+            node = next
+            end += 1
+            if userDefined.value(node) != nil { longest = end - i }
+        }
+        if longest > 0 { return (Array(input[i..<(i + longest)]), longest) }
+        let spec = model.normalizer
+        if !spec.trie.isEmpty, let (offset, length) = longestRule(input, at: i) {
+            guard offset < spec.replacements.count else {
+                throw .malformedData(file: model.origin, line: 0, message: "the precompiled character map points at byte \(offset) of its \(spec.replacements.count) replacement bytes")
+            }
+            let tail = spec.replacements[offset...]
+            return (Array(tail.prefix { $0 != 0 }), length)
+        }
+        let length = Self.validCharLength(input, at: i)
+        if length == 0 { return ([0xEF, 0xBF, 0xBD], 1) }
+        return (Array(input[i..<(i + length)]), length)
+    }
+
+    /// Darts-clone's common-prefix search of the precompiled map from `i`: the longest match's value and length.
+    private func longestRule(_ input: [UInt8], at i: Int) -> (Int, Int)? {
+        let units = model.normalizer.trie
+        func offset(_ u: UInt32) -> Int { Int((u >> 10) << ((u & (1 << 9)) >> 6)) }
+        var best: (Int, Int)?
+        var pos = offset(units[0])
+        var k = i
+        while k < input.count {
+            pos ^= Int(input[k])
+            guard pos >= 0, pos < units.count else { break }
+            let unit = units[pos]
+            guard unit & ((1 << 31) | 0xFF) == UInt32(input[k]) else { break }
+            pos ^= offset(unit)
+            k += 1
+            if (unit >> 8) & 1 == 1 {
+                guard pos < units.count else { break }
+                best = (Int(units[pos] & ((1 << 31) - 1)), k - i)
+            }
+        }
+        return best
+    }
+
+    /// sentencepiece's `OneCharLen`: the length a UTF-8 lead byte announces.
+    private static func oneCharLength(_ b: UInt8) -> Int {
+        switch b >> 4 {
+        case 0xC, 0xD: return 2
+        case 0xE: return 3
+        case 0xF: return 4
+        default: return 1
+        }
+    }
+
+    /// The length of the valid UTF-8 character at `i` (sentencepiece's `DecodeUTF8`), or 0 when malformed.
+    private static func validCharLength(_ s: [UInt8], at i: Int) -> Int {
+        let b0 = UInt32(s[i]), left = s.count - i
+        func trail(_ k: Int) -> UInt32? { s[i + k] & 0xC0 == 0x80 ? UInt32(s[i + k] & 0x3F) : nil }
+        func valid(_ c: UInt32) -> Bool { c < 0xD800 || (c >= 0xE000 && c <= 0x10FFFF) }
+        if b0 < 0x80 { return 1 }
+        if left >= 2, b0 & 0xE0 == 0xC0, let t1 = trail(1) {
+            let c = (b0 & 0x1F) << 6 | t1
+            return c >= 0x80 && valid(c) ? 2 : 0
+        }
+        if left >= 3, b0 & 0xF0 == 0xE0, let t1 = trail(1), let t2 = trail(2) {
+            let c = (b0 & 0x0F) << 12 | t1 << 6 | t2
+            return c >= 0x800 && valid(c) ? 3 : 0
+        }
+        if left >= 4, b0 & 0xF8 == 0xF0, let t1 = trail(1), let t2 = trail(2), let t3 = trail(3) {
+            let c = (b0 & 0x07) << 18 | t1 << 12 | t2 << 6 | t3
+            return c >= 0x10000 && valid(c) ? 4 : 0
+        }
+        return 0
+    }
+}
+
+/// A byte trie over pieces: children in one hash table keyed by (node, byte), so a 256,000-piece vocabulary costs
+/// one entry per distinct prefix rather than a table per node.
+struct PieceTrie: Sendable {
+    private var children: [UInt64: Int32] = [:]
+    private var values: [Int32] = [-1]
+
+    init(_ entries: [([UInt8], Int)]) {
+        for (bytes, id) in entries {
+            var node = 0
+            for b in bytes {
+                let key = UInt64(node) << 8 | UInt64(b)
+                if let next = children[key] {
+                    node = Int(next)
+                } else {
+                    values.append(-1)
+                    children[key] = Int32(values.count - 1)
+                    node = values.count - 1
+                }
+            }
+            values[node] = Int32(id)
+        }
+    }
+
+    func child(_ node: Int, _ byte: UInt8) -> Int? { children[UInt64(node) << 8 | UInt64(byte)].map(Int.init) }
+    func value(_ node: Int) -> Int? { values[node] >= 0 ? Int(values[node]) : nil }
+}

@@ -1,0 +1,92 @@
+import CLIPTokenizer
+import Foundation
+import Testing
+
+// SentencePiece against the `sentencepiece` library (Scripts/make_sentencepiece_fixtures.py): two unigram models
+// trained by its own trainer in the configurations SigLIP-family tokenizers use, on the CLIP tokenizer's 12,142
+// corpus strings. Encoding must be identical for every string.
+
+let sentencePieceDirectory: String = {
+    let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)
+    return (url?.path ?? "Tests/CLIPTokenizerTests/Fixtures") + "/sentencepiece"
+}()
+
+/// The golden and fuzz corpus strings, in the generator's order.
+func corpusTexts() throws -> [String] {
+    try loadCorpus("golden").map(\.text) + loadCorpus("fuzz").map(\.text)
+}
+
+func jsonLines(_ path: String) throws -> [[Int]] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return try data.split(separator: UInt8(ascii: "\n")).map { try JSONDecoder().decode([Int].self, from: Data($0)) }
+}
+
+@Test("SentencePiece encodes every corpus string as the sentencepiece library does",
+      arguments: ["unigram_nfkc", "unigram_bytes"])
+func sentencePieceMatchesLibrary(_ name: String) throws {
+    let tokenizer = try SentencePieceTokenizer(contentsOf: "\(sentencePieceDirectory)/\(name).model", cleaning: .none)
+    let texts = try corpusTexts()
+    let expected = try jsonLines("\(sentencePieceDirectory)/\(name).ids.jsonl")
+    #expect(texts.count == expected.count && texts.count >= 12_000)
+    var failures: [String] = []
+    for (text, ids) in zip(texts, expected) {
+        let ours = try tokenizer.encode(text)
+        if ours != ids { failures.append("\(escaped(text)): got \(ours.prefix(16)) expected \(ids.prefix(16))") }
+    }
+    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
+}
+
+@Test("SigLIP rows: open_clip's canonicalize cleaning, </s>, truncation and padding")
+func sigLIPRowsMatchOpenCLIP() throws {
+    let tokenizer = try SentencePieceTokenizer(contentsOf: "\(sentencePieceDirectory)/unigram_nfkc.model")
+    let texts = try corpusTexts()
+    let expected = try jsonLines("\(sentencePieceDirectory)/siglip_rows.jsonl")
+    var failures: [String] = []
+    for (text, row) in zip(texts, expected) {
+        let ours = try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
+        if ours != row { failures.append("\(escaped(text)): got \(ours) expected \(row)") }
+    }
+    // The cleaning runs the same ftfy-style fixer as CLIP's tokenizer, whose documented differences from ftfy
+    // (docs/tokenizer.md) stay under 0.1 %.
+    let identical = 1 - Double(failures.count) / Double(texts.count)
+    #expect(identical >= 0.999, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
+}
+
+@Test func sigLIPRowsEndWithTheEndTokenAndRefuseOverlongTextsUnlessTruncating() throws {
+    let tokenizer = try SentencePieceTokenizer(contentsOf: "\(sentencePieceDirectory)/unigram_nfkc.model")
+    let long = String(repeating: "a photo of a dog ", count: 20)
+    #expect(throws: TokenizerError.textTooLong(index: 1, tokens: try tokenizer.encode("a photo of a dog " + long).count + 0 + 1 - 5, contextLength: 16)) {
+        _ = try tokenizer.tokenize(["a dog", long], contextLength: 16, truncate: false)
+    }
+    let rows = try tokenizer.tokenize(["", "A Dog!", long], contextLength: 16, truncate: true)
+    #expect(rows.allSatisfy { $0.count == 16 })
+    #expect(rows[0] == [Int](repeating: tokenizer.endOfText, count: 16))
+    #expect(rows[1] == (try tokenizer.encode("a dog")) + [Int](repeating: tokenizer.endOfText, count: 16 - (try tokenizer.encode("a dog")).count))
+    #expect(rows[2].last == tokenizer.endOfText)
+    #expect(tokenizer.cleanedText("  Hello,   WORLD_wide!! ") == "hello world wide")
+}
+
+@Test("Hostile model files are refused with the reason", arguments: [
+    ("empty", [UInt8]()),
+    ("truncated varint", [0x0A, 0x85]),
+    ("length past the end", [0x0A, 0x7F, 0x0A]),
+    ("unknown wire type", [0x0B]),
+    ("no pieces", [0x12, 0x00]),
+])
+func hostileSentencePieceModels(_ name: String, _ bytes: [UInt8]) {
+    #expect(throws: TokenizerError.self, "\(name)") { try SentencePieceModel(bytes: bytes, origin: name) }
+}
+
+@Test func sentencePieceRefusesModelsItDoesNotImplement() throws {
+    let data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(sentencePieceDirectory)/unigram_nfkc.model")))
+    // A trainer spec saying BPE (field 3 = 2), appended: protobuf lets the last value win.
+    let bpe = data + [0x12, 0x02, 0x18, 0x02]
+    #expect {
+        try SentencePieceModel(bytes: bpe, origin: "bpe.model")
+    } throws: { "\($0)".contains("BPE") }
+    // A second unknown piece.
+    let twoUnknown = data + [0x0A, 0x07, 0x0A, 0x03] + Array("zzz".utf8) + [0x18, 0x02]
+    #expect {
+        try SentencePieceModel(bytes: twoUnknown, origin: "unk.model")
+    } throws: { "\($0)".contains("unknown piece") }
+}
