@@ -90,7 +90,7 @@ let package = Package(
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.
-        .executableTarget(name: "clip-fuzz-replay", dependencies: ["CLIPWeights", "CLIPImage", "CLIPFiles"],
+        .executableTarget(name: "clip-fuzz-replay", dependencies: ["CLIPWeights", "CLIPImage", "CLIPFiles", "CLIPTokenizer"],
                           path: "Sources/CLIPFuzz"),
         .testTarget(name: "CLIPFilesTests", dependencies: ["CLIPFiles"]),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),

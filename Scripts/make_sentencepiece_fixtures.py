@@ -20,6 +20,9 @@ Tests/CLIPTokenizerTests/Fixtures/sentencepiece/:
                         (canonicalize_text(basic_clean(text)), encode, </s>, truncated to 15 pieces + </s>,
                         padded with </s>)
 
+Also the seeds of the `sentencepiece` fuzz target (Tests/Fuzz/Corpus/sentencepiece): unigram_bytes.model and a
+small model whose normalization is a handful of custom rules, so its precompiled map stays a few hundred bytes.
+
 Needs: sentencepiece, open_clip_torch (for its cleaning functions), ftfy.
 """
 import glob
@@ -85,6 +88,22 @@ def main():
             ids = sp.encode(canonicalize_text(basic_clean(t)))[: CONTEXT - 1] + [eos]
             f.write(json.dumps(ids + [eos] * (CONTEXT - len(ids))) + "\n")
     print(len(texts), "strings;", {n: sp.get_piece_size() for n, sp in models.items()})
+    seeds = os.path.join(ROOT, "Tests", "Fuzz", "Corpus", "sentencepiece")
+    os.makedirs(seeds, exist_ok=True)
+    with open(os.path.join(OUT, "unigram_bytes.model"), "rb") as f, open(os.path.join(seeds, "bytes.model"), "wb") as g:
+        g.write(f.read())
+    rules = os.path.join(OUT, "rules.tsv")
+    with open(rules, "w") as f:
+        # source code points → target code points: fullwidth A, the fi ligature, an ideographic space, a removed
+        # zero-width space, a two-character source.
+        f.write("FF21\t41\nFB01\t66 69\n3000\t20\n200B\t\n41 42\t78\n")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(training_text()[:300]), model_writer=model, model_type="unigram",
+                                   vocab_size=150, normalization_rule_tsv=rules, minloglevel=2, num_threads=1,
+                                   user_defined_symbols=["<img>"])
+    os.remove(rules)
+    with open(os.path.join(seeds, "rules.model"), "wb") as f:
+        f.write(model.getvalue())
 
 
 if __name__ == "__main__":

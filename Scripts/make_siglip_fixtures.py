@@ -106,7 +106,7 @@ def classification(model, folder, res, ctx):
 OPENCLIP = {"ViT-B-16-SigLIP": (128, 48), "ViT-SO400M-14-SigLIP-384": (144, 56)}
 
 
-def openclip_fixtures():
+def openclip_fixtures(full=None, only=None):
     import copy
 
     import open_clip
@@ -114,18 +114,24 @@ def openclip_fixtures():
 
     configs = os.path.join(os.path.dirname(open_clip.__file__), "model_configs")
     for i, (arch, (width, size)) in enumerate(OPENCLIP.items()):
+        if only and arch not in only:
+            continue
         cfg = json.load(open(os.path.join(configs, arch + ".json")))
         cfg = copy.deepcopy(cfg)
-        cfg["embed_dim"] = width
-        cfg["vision_cfg"]["image_size"] = size
-        cfg["text_cfg"].update(width=40, heads=2, layers=1, vocab_size=300, context_length=16)
+        if not full:
+            cfg["embed_dim"] = width
+            cfg["vision_cfg"]["image_size"] = size
+            cfg["text_cfg"].update(width=40, heads=2, layers=1, vocab_size=300, context_length=16)
+        size = cfg["vision_cfg"]["image_size"]
+        vocab, ctx = cfg["text_cfg"]["vocab_size"], cfg["text_cfg"]["context_length"]
         head = 72 if "SO400M" in arch else 64
         real = tm.timm.create_model
 
         def scaled(name, **kw):
             return real(name, embed_dim=width, depth=1, num_heads=width // head, img_size=size, **kw)
 
-        tm.timm.create_model = scaled
+        if not full:
+            tm.timm.create_model = scaled
         try:
             torch.manual_seed(200 + i)
             model = open_clip.CustomTextCLIP(**{k: v for k, v in cfg.items() if k != "custom_text"}).eval()
@@ -145,15 +151,17 @@ def openclip_fixtures():
                 else:
                     fan_in = p.shape[-1] if p.dim() > 1 else 1
                     p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(max(fan_in, 1)))
-                p.copy_(p.half().float())
+                if not full:
+                    p.copy_(p.half().float())
         name = "openclip_" + arch
-        state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, os.path.join(OUT, name + ".safetensors"))
+        out = full or OUT
+        state = {k: (v if full else v.half()).contiguous() for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(out, name + ".safetensors"))
         cfg["preprocess_cfg"] = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
                                  "resize_mode": "squash"}
-        json.dump(cfg, open(os.path.join(OUT, name + ".json"), "w"), indent=1)
+        json.dump(cfg, open(os.path.join(out, name + ".json"), "w"), indent=1)
         pixels = torch.randn(3, 3, size, size, generator=g)
-        tokens = torch.randint(0, 300, (4, 16), generator=g)
+        tokens = torch.randint(0, vocab, (4, ctx), generator=g)
         tokens[0, 5:] = 1
         with torch.no_grad():
             image = model.encode_image(pixels)
@@ -162,11 +170,22 @@ def openclip_fixtures():
                 torch.nn.functional.normalize(text, dim=-1).T + model.logit_bias
         ref = {"pixels": pixels, "tokens": tokens, "image_features": image, "text_features": text,
                "logits_per_image": per_image, "logits_per_text": per_image.T.contiguous()}
-        save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, name + ".reference.safetensors"))
+        save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, name + ".reference.safetensors"))
         print(name, sorted(state)[:3], len(state), "tensors")
 
 
 def main():
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", metavar="DIR", help="open_clip's SigLIP architectures at full size into DIR, for the gated "
+                    "test CLIP_OPENCLIP_FULL=DIR swift test --filter openCLIPArchitectures")
+    ap.add_argument("--only", nargs="*", help="architectures to write with --full")
+    args = ap.parse_args()
+    if args.full:
+        os.makedirs(args.full, exist_ok=True)
+        openclip_fixtures(args.full, args.only)
+        return
     os.makedirs(OUT, exist_ok=True)
     openclip_fixtures()
     for i, (name, sizes) in enumerate(MODELS.items()):

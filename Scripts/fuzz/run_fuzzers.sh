@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # libFuzzer over the parsers that read untrusted bytes: safetensors headers, zip archives, whole PyTorch checkpoints
-# (zip + unpickler + tensor views), bare pickles, and the JPEG/PNG/WebP decoders. Each runs under AddressSanitizer
+# (zip + unpickler + tensor views), bare pickles, the JPEG/PNG/WebP decoders, and SentencePiece model files. Each runs under AddressSanitizer
 # and LeakSanitizer, starting from the committed corpus in Tests/Fuzz/Corpus/<target>.
 #
 #   bash Scripts/fuzz/run_fuzzers.sh                       # 20 s per target (what CI runs)
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=20
 update=0
-targets="safetensors,zip,checkpoint,pickle,image"
+targets="safetensors,zip,checkpoint,pickle,image,sentencepiece"
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) seconds=$2; shift 2 ;;
@@ -31,7 +31,7 @@ scratch=.build-fuzz
 swift build --target clip-fuzz-replay --scratch-path "$scratch" -c debug \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -DCLIP_FUZZ -Xcc -fsanitize=fuzzer-no-link,address
 objects=$(swift build --target clip-fuzz-replay --scratch-path "$scratch" -c debug --show-bin-path)
-objects=$(find "$objects"/{CCLIPImage,CCLIPKernels,CLIPFiles,CLIPTensor,CLIPWeights,CLIPImage,clip_fuzz_replay}.build \
+objects=$(find "$objects"/{CCLIPImage,CCLIPKernels,CLIPFiles,CLIPTensor,CLIPWeights,CLIPImage,CLIPTokenizer,clip_fuzz_replay}.build \
     -name '*.o')
 fuzzer="$scratch/clip-fuzzer"
 # shellcheck disable=SC2086

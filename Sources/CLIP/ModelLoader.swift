@@ -193,9 +193,11 @@ extension CLIPModel {
     }
 
     /// An input resolution from a config, which must be the one the weights were trained for (the positional
-    /// embedding fixes it); checked before anything is allocated for it.
+    /// embedding fixes it); checked before anything is allocated for it. A ViT takes any side whose whole patches
+    /// make its grid, as the strided convolution does (SigLIP SO400M/14 at 384: 27 patches of 14, 6 pixels unread).
     static func resolution(_ v: Any?, _ key: String, model c: CLIPConfiguration, origin: String) throws(ModelLoadError) -> Int? {
         guard let r = try int(v, key, in: 1...Preprocessing.maximumResolution, origin: origin) else { return nil }
+        if case .transformer(let t) = c.vision, r / t.patchSize == t.grid { return r }
         guard r == c.imageResolution else {
             throw .architecture("\(key) is \(r), but the checkpoint's image tower takes \(c.imageResolution)×\(c.imageResolution) inputs", origin: origin)
         }

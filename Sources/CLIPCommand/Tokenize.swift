@@ -10,8 +10,11 @@ struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print token ids as clip.tokenize returns them: a JSON array with one array per text.")
 
-    @Option(help: "Ids per text, start and end tokens included; shorter texts are padded with 0.")
+    @Option(help: "Ids per text, start and end tokens included; shorter texts are padded (with 0 for CLIP, </s> for SigLIP).")
     var contextLength = 77
+
+    @Option(help: "A SentencePiece model file (SigLIP's spiece.model): tokenize as open_clip does for SigLIP (canonicalized text, </s>, padded with </s>; use --context-length 64) instead of with CLIP's BPE.")
+    var sentencepiece: String?
 
     @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
     var truncate = false
@@ -24,7 +27,8 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let tokenizer = try CLIPTokenizer.shared()
+            let tokenizer: any TextTokenizer
+            if let sentencepiece { tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece) } else { tokenizer = try CLIPTokenizer.shared() }
             if showCleaned {
                 for t in texts { print(try jsonText(tokenizer.cleanedText(t))) }
                 return

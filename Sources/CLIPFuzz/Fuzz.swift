@@ -1,9 +1,10 @@
 // Fuzz entry points for the parsers that read untrusted bytes: the safetensors header, the zip reader, the
-// unpickler (through whole PyTorch checkpoints) and the image decoders. Built with libFuzzer by
+// unpickler (through whole PyTorch checkpoints), the image decoders and SentencePiece model files. Built with libFuzzer by
 // Scripts/fuzz/run_fuzzers.sh (`-sanitize=fuzzer,address`, `CLIP_FUZZ` defined); built normally, the same code is
 // `clip-fuzz-replay TARGET FILE…`, which runs saved inputs (the committed corpora) once each as a regression test.
 import CLIPFiles
 import CLIPImage
+import CLIPTokenizer
 import CLIPWeights
 import Foundation
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String, CaseIterable {
-    case safetensors, zip, checkpoint, pickle, image
+    case safetensors, zip, checkpoint, pickle, image, sentencepiece
 }
 
 /// Runs one input through `target`. Every failure must be a thrown error; a crash, hang or leak is a finding.
@@ -19,6 +20,13 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
     switch target {
     case .pickle:
         _ = try? Unpickler.load(bytes)
+    case .sentencepiece:
+        // A model file that parses is then used: its normalization map and pieces drive every lookup.
+        guard let model = try? SentencePieceModel(bytes: bytes, origin: "input"),
+              let tokenizer = try? SentencePieceTokenizer(model: model, cleaning: .none) else { return }
+        for text in ["a photo of a cat", "  \u{FB01}  \u{DC}\u{3000}x\t\n ", "<img>c++ 12345 \u{1F436}\u{1F436}", ""] {
+            _ = try? tokenizer.encode(text)
+        }
     case .image:
         // A smaller pixel limit than the default keeps the sanitizer's memory within its bounds.
         let preprocessor = ImagePreprocessor(resolution: 32, maxPixels: 16 << 20)

@@ -37,7 +37,8 @@ public final class EmbeddingService: Sendable {
         self.modelName = modelName
         self.maxInputsPerRequest = maxInputsPerRequest
         let model = pipeline.model
-        let resolution = model.configuration.imageResolution
+        // The preprocessing's side, which may exceed the tower's whole patches (SO400M/14 at 384 uses 27 × 14 = 378).
+        let resolution = pipeline.preprocessor.resolution
         batcher = InferenceBatcher(maxBatch: maxBatch, maxWait: maxWait, capacity: queueCapacity, observer: observer) { lane, inputs in
             let out: Tensor
             switch lane {

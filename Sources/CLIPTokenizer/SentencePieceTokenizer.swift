@@ -20,9 +20,8 @@ public final class SentencePieceTokenizer: TextTokenizer {
     private let pieces: PieceTrie
     private let userDefined: PieceTrie
     private let minScore: Float, maxScore: Float
-    private let characters: CharacterData
-    private let html: HTMLUnescaper
-    private let fixer: TextFixer
+    /// The cleaning's tables, loaded only when the tokenizer cleans.
+    private let cleaner: (characters: CharacterData, html: HTMLUnescaper, fixer: TextFixer)?
 
     /// Text cleaning before SentencePiece sees it.
     public enum Cleaning: String, Sendable {
@@ -58,9 +57,12 @@ public final class SentencePieceTokenizer: TextTokenizer {
         let types: Set<SentencePieceModel.PieceType> = [.normal, .userDefined, .unused]
         pieces = PieceTrie(model.pieces.enumerated().filter { types.contains($0.element.type) }.map { ($0.element.bytes, $0.offset) })
         userDefined = PieceTrie(model.pieces.enumerated().filter { $0.element.type == .userDefined }.map { ($0.element.bytes, $0.offset) })
-        characters = try CharacterData.shared.get()
-        html = try HTMLUnescaper()
-        fixer = try TextFixer(html: html)
+        if cleaning == .canonicalize {
+            let html = try HTMLUnescaper()
+            cleaner = (try CharacterData.shared.get(), html, try TextFixer(html: html))
+        } else {
+            cleaner = nil
+        }
     }
 
     /// Reads `spiece.model` (or any unigram SentencePiece model file).
@@ -93,7 +95,7 @@ public final class SentencePieceTokenizer: TextTokenizer {
 
     /// The text after `cleaning`.
     public func cleanedText(_ text: String) -> String {
-        guard cleaning == .canonicalize else { return text }
+        guard let (characters, html, fixer) = cleaner else { return text }
         var t = fixer.fixText(text)
         t = html.unescape(html.unescape(t))
         var s = characters.pythonStrip(Array(t.unicodeScalars))

@@ -48,6 +48,17 @@ func runClip(_ arguments: [String], environment: [String: String] = [:]) throws 
     #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[[49406,320,1125,49407]]")
 }
 
+@Test("clip tokenize --sentencepiece: SigLIP's rows, as the SentencePiece tests fix them")
+func tokenizeWithSentencePiece() throws {
+    let model = testsDirectory.appendingPathComponent("CLIPTokenizerTests/Fixtures/sentencepiece/unigram_nfkc.model").path
+    let r = try runClip(["tokenize", "--sentencepiece", model, "--context-length", "8", "A photo of a Cat."])
+    #expect(r.status == 0, "\(r.stderr)")
+    // ▁a ▁photo ▁of ▁a ▁cat, </s> (id 1), then </s> padding.
+    #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[[13,84,8,13,41,1,1,1]]")
+    let bad = try runClip(["tokenize", "--sentencepiece", "/nonexistent/spiece.model", "x"])
+    #expect(bad.status == 1 && bad.stderr.contains("/nonexistent/spiece.model"), "\(bad.stderr)")
+}
+
 @Test func tooLongTextFailsWithOneLine() throws {
     let r = try runClip(["tokenize", "--context-length", "4", "ok", "a photo of a dog"])
     #expect(r.status == 1)
