@@ -103,7 +103,7 @@ def classification(model, folder, res, ctx):
 
 
 # open_clip architecture → (scaled vision width, image size): heads stay timm's width (64 for base, 72 for so400m).
-OPENCLIP = {"ViT-B-16-SigLIP": (128, 48), "ViT-SO400M-14-SigLIP-384": (144, 56)}
+OPENCLIP = {"ViT-B-16-SigLIP": (128, 48), "ViT-SO400M-14-SigLIP-384": (144, 56), "ViT-B-16-SigLIP2": (128, 48)}
 
 
 def openclip_fixtures(full=None, only=None):

@@ -71,6 +71,10 @@ public struct LoadedModel: Sendable {
     /// `spiece.model` for SigLIP), when present.
     public let tokenizerFolder: String?
 
+    /// The names SigLIP's SentencePiece model files have: T5-style vocabularies as `spiece.model`, SigLIP 2's Gemma
+    /// vocabulary as `tokenizer.model`.
+    public static let sentencePieceFiles = ["spiece.model", "tokenizer.model"]
+
     /// The same model with its tokenizer files in `folder` (a Hub download keeps them apart from the weights).
     public func withTokenizerFolder(_ folder: String?) -> LoadedModel {
         LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path, storedDTypes: storedDTypes,
@@ -321,11 +325,11 @@ extension CLIPModel {
         try require(text["pool_type"] as? String == "last", "text_cfg.pool_type", text["pool_type"], "last")
         let clean = (text["tokenizer_kwargs"] as? [String: Any])?["clean"] as? String
         try require(clean == "canonicalize", "text_cfg.tokenizer_kwargs.clean", clean, "canonicalize")
-        // SigLIP 2 and the multilingual models use Gemma-style SentencePiece BPE vocabularies; only the unigram
-        // models (SigLIP's English 32,000-piece vocabulary) are implemented.
+        // open_clip's SigLIP tokenizers: T5-style unigram vocabularies (English c4, multilingual mc4) saved as
+        // spiece.model, and SigLIP 2's Gemma BPE vocabulary saved as tokenizer.model.
         let tokenizer = text["hf_tokenizer_name"] as? String ?? ""
-        try require(tokenizer == "timm/ViT-B-16-SigLIP", "text_cfg.hf_tokenizer_name", tokenizer,
-                    "timm/ViT-B-16-SigLIP, the unigram SentencePiece vocabulary; SigLIP 2's Gemma tokenizer is not implemented")
+        try require(tokenizer.wholeMatch(of: #/timm/ViT-[A-Za-z0-9-]*SigLIP[A-Za-z0-9-]*/#) != nil, "text_cfg.hf_tokenizer_name", tokenizer,
+                    "the SentencePiece tokenizers of timm's SigLIP repositories")
         let act = text["act_kwargs"] as? [String: Any] ?? [:]
         try require(act.isEmpty || (act.count == 1 && act["approximate"] as? String == "tanh"), "text_cfg.act_kwargs", act, "none or approximate: tanh")
         let norm = text["norm_kwargs"] as? [String: Any] ?? [:]
@@ -439,7 +443,7 @@ extension CLIPModel {
         }
         let model = try CLIPModel(weights: source, configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
                                   precision: precision, towers: towers)
-        let hasTokenizer = ["vocab.json", "tokenizer.json", "spiece.model"].contains { fm.fileExists(atPath: folder + "/" + $0) }
+        let hasTokenizer = (["vocab.json", "tokenizer.json"] + LoadedModel.sentencePieceFiles).contains { fm.fileExists(atPath: folder + "/" + $0) }
         return LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
                            storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
                            tokenizerFolder: hasTokenizer ? folder : nil)

@@ -103,12 +103,15 @@ public struct ModelHub: Sendable {
         }
     }
 
-    /// An open_clip config's own SentencePiece tokenizer (SigLIP's `spiece.model` in the repository
-    /// `text_cfg.hf_tokenizer_name` names), fetched into the Hub cache; nil when the config names none or the
-    /// repository has no such file (loading the pipeline then says what is missing).
+    /// An open_clip config's own SentencePiece tokenizer (SigLIP's `spiece.model`, SigLIP 2's Gemma
+    /// `tokenizer.model`, in the repository `text_cfg.hf_tokenizer_name` names), fetched into the Hub cache; nil when
+    /// the config names none or the repository has neither file (loading the pipeline then says what is missing).
     private func tokenizer(for config: OpenCLIPConfig) throws(HubError) -> String? {
         guard let repository = CLIPModel.openCLIPTokenizerRepository(config) else { return nil }
-        return try huggingFace.file("spiece.model", of: repository, revision: "main").map { ($0 as NSString).deletingLastPathComponent }
+        for file in LoadedModel.sentencePieceFiles {
+            if let path = try huggingFace.file(file, of: repository, revision: "main") { return (path as NSString).deletingLastPathComponent }
+        }
+        return nil
     }
 
     /// The local files of `spec`: `resolve(spec)` for paths and OpenAI's names; for `hf-hub:ORG/NAME` the files of
@@ -162,7 +165,7 @@ public struct ModelHub: Sendable {
             }
         }
         for optional in ["preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-                         "special_tokens_map.json", "spiece.model"] {
+                         "special_tokens_map.json"] + LoadedModel.sentencePieceFiles {
             _ = try hub.file(optional, of: repository, revision: rev)
         }
         return Location(path: (config as NSString).deletingLastPathComponent, openCLIPConfig: nil)

@@ -30,12 +30,13 @@ public struct CLIPPipeline: Sendable {
             if loaded.model.configuration.objective == .sigmoid {
                 // SigLIP's vocabulary is its own SentencePiece model; OpenAI's BPE ids would index other rows.
                 let beside = (loaded.path as NSString).deletingLastPathComponent
-                let file = [loaded.tokenizerFolder, beside].compactMap { $0 }.map { $0 + "/spiece.model" }
+                let file = [loaded.tokenizerFolder, beside].compactMap { $0 }
+                    .flatMap { folder in LoadedModel.sentencePieceFiles.map { folder + "/" + $0 } }
                     .first { FileManager.default.fileExists(atPath: $0) }
                 guard let file else {
-                    throw TokenizerError.missingResource("spiece.model (a SigLIP model is tokenized with its own SentencePiece model; put it beside the weights of \(loaded.path))")
+                    throw TokenizerError.missingResource("spiece.model or tokenizer.model (a SigLIP model is tokenized with its own SentencePiece model; put it beside the weights of \(loaded.path))")
                 }
-                tokenizer = try SentencePieceTokenizer(contentsOf: file)
+                tokenizer = try SentencePieceTokenizer.sigLIP(contentsOf: file)
             } else if let folder = loaded.tokenizerFolder {
                 tokenizer = try CLIPTokenizer(huggingFaceFolder: folder)
             } else {

@@ -40,6 +40,16 @@ public struct SentencePieceModel: Sendable {
     public let pieces: [Piece]
     /// The normalizer applied before encoding.
     public let normalizer: Normalizer
+    /// How text becomes pieces.
+    public let kind: Kind
+
+    /// SentencePiece's segmentation algorithms that are implemented.
+    public enum Kind: Int, Sendable {
+        /// The unigram language model: the most probable segmentation (SigLIP's, T5's vocabularies).
+        case unigram = 1
+        /// Byte-pair encoding: the highest-scoring adjacent pair merged first (Gemma's, SigLIP 2's).
+        case bpe = 2
+    }
     /// Unknown characters become their UTF-8 bytes' `<0xXX>` pieces instead of the unknown piece.
     public let byteFallback: Bool
     /// The space marker goes after words instead of before them.
@@ -96,10 +106,11 @@ public struct SentencePieceModel: Sendable {
         }
         guard !pieces.isEmpty else { throw fail("the model has no pieces") }
         let modelType = trainer.int(3) ?? 1
-        guard modelType == 1 else {
-            let names = [2: "BPE", 3: "word", 4: "character"]
-            throw fail("the model is a \(names[modelType] ?? "type \(modelType)") model; only unigram models (SigLIP's, T5's, Gemma's) are implemented")
+        guard let kind = Kind(rawValue: modelType) else {
+            let names = [3: "word", 4: "character"]
+            throw fail("the model is a \(names[modelType] ?? "type \(modelType)") model; only unigram (SigLIP's, T5's) and BPE (Gemma's) models are implemented")
         }
+        self.kind = kind
         var unknown: Int?
         var ids: [[UInt8]: Int] = [:]
         ids.reserveCapacity(pieces.count)

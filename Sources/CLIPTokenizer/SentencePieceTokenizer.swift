@@ -1,6 +1,6 @@
-/// SigLIP's tokenizer: a SentencePiece unigram model (`spiece.model`) encoding exactly as the `sentencepiece`
-/// library does (precompiled-map normalization, whitespace rules, Viterbi over piece scores with its float
-/// arithmetic and tie-breaking, unknown runs merged, byte fallback), after open_clip's `canonicalize` cleaning (ftfy-style
+/// SigLIP's tokenizer: a SentencePiece model (`spiece.model`; SigLIP 2's Gemma `tokenizer.model`) encoding exactly as
+/// the `sentencepiece` library does (precompiled-map normalization, whitespace rules, unigram Viterbi over piece scores
+/// with its float arithmetic and tie-breaking or BPE merges by score, unknown runs merged, byte fallback), after open_clip's `canonicalize` cleaning (ftfy-style
 /// fixing, HTML unescaping, `_` as a space, ASCII punctuation removed, lowercase, whitespace collapsed). Rows end
 /// with `</s>` and are padded with it to the context length, as SigLIP was trained.
 ///
@@ -65,9 +65,16 @@ public final class SentencePieceTokenizer: TextTokenizer {
         }
     }
 
-    /// Reads `spiece.model` (or any unigram SentencePiece model file).
+    /// Reads a SentencePiece model file; rows are padded with `</s>`.
     public convenience init(contentsOf path: String, cleaning: Cleaning = .canonicalize) throws(TokenizerError) {
         try self.init(model: SentencePieceModel(contentsOf: path), cleaning: cleaning)
+    }
+
+    /// SigLIP's tokenizer from its model file, padded as open_clip pads: SigLIP's T5-style unigram vocabularies
+    /// with `</s>`, SigLIP 2's Gemma BPE vocabulary with its `<pad>` (open_clip's `pad_token_id = 0 if gemma else 1`).
+    public static func sigLIP(contentsOf path: String) throws(TokenizerError) -> SentencePieceTokenizer {
+        let model = try SentencePieceModel(contentsOf: path)
+        return try SentencePieceTokenizer(model: model, padding: model.kind == .bpe ? model.paddingID ?? 0 : nil)
     }
 
     // MARK: - Rows
@@ -127,8 +134,26 @@ public final class SentencePieceTokenizer: TextTokenizer {
     /// The piece ids of `text` as `SentencePieceProcessor.encode(text)` gives them (no cleaning, no end token).
     public func encode(_ text: String) throws(TokenizerError) -> [Int] {
         let normalized = try normalize(Array(text.utf8))
+        guard !normalized.isEmpty else { return [] }
+        let path = model.kind == .unigram ? unigramPieces(normalized) : bytePairPieces(normalized)
+        var ids: [Int] = []
+        ids.reserveCapacity(path.count)
+        var previousUnknown = false
+        for (piece, range) in path {
+            let unknown = piece == model.unknownID
+            if unknown && model.byteFallback {
+                for b in normalized[range] { ids.append(model.ids[SentencePieceModel.bytePiece(b)] ?? model.unknownID) }
+            } else if !(unknown && previousUnknown) {
+                ids.append(piece)  // a run of unknown characters is one unknown piece
+            }
+            previousUnknown = unknown
+        }
+        return ids
+    }
+
+    /// The unigram model's best segmentation of `normalized`: each piece's id and bytes, in order.
+    private func unigramPieces(_ normalized: [UInt8]) -> [(Int, Range<Int>)] {
         let n = normalized.count
-        guard n > 0 else { return [] }
         // The best path ending at each byte position: its score, where its last piece starts, and that piece's id.
         var score = [Float](repeating: 0, count: n + 1)
         var start = [Int](repeating: -1, count: n + 1)
@@ -169,19 +194,70 @@ public final class SentencePieceTokenizer: TextTokenizer {
             path.append((id[end], start[end]..<end))
             end = start[end]
         }
-        var ids: [Int] = []
-        ids.reserveCapacity(path.count)
-        var previousUnknown = false
-        for (piece, range) in path.reversed() {
-            let unknown = piece == model.unknownID
-            if unknown && model.byteFallback {
-                for b in normalized[range] { ids.append(model.ids[SentencePieceModel.bytePiece(b)] ?? model.unknownID) }
-            } else if !(unknown && previousUnknown) {
-                ids.append(piece)  // a run of unknown characters is one unknown piece
+        return path.reversed()
+    }
+
+    /// BPE over `normalized`: characters (user-defined pieces whole and never merged), then repeatedly the adjacent
+    /// pair whose union is the highest-scoring piece (the leftmost on a tie) merged; a merged piece marked unused is
+    /// split back into what it was merged from. Each piece's id (the unknown id when not in the vocabulary) and bytes.
+    private func bytePairPieces(_ normalized: [UInt8]) -> [(Int, Range<Int>)] {
+        struct Symbol { var prev: Int, next: Int, range: Range<Int>, frozen: Bool }
+        var symbols: [Symbol] = []
+        var i = 0
+        while i < normalized.count {
+            var node = 0, longest = 0, end = i
+            while end < normalized.count, let next = userDefined.child(node, normalized[end]) {
+                node = next
+                end += 1
+                if userDefined.value(node) != nil { longest = end - i }
             }
-            previousUnknown = unknown
+            let length = longest > 0 ? longest : min(Self.oneCharLength(normalized[i]), normalized.count - i)
+            symbols.append(Symbol(prev: symbols.count - 1, next: i + length < normalized.count ? symbols.count + 1 : -1,
+                                  range: i..<(i + length), frozen: longest > 0))
+            i += length
         }
-        return ids
+        struct Pair { var score: Float, left: Int, right: Int, size: Int }
+        // The highest score first, the leftmost on a tie (sentencepiece's order).
+        var agenda = BinaryHeap<Pair> { $0.score > $1.score || ($0.score == $1.score && $0.left < $1.left) }
+        var unmerge: [[UInt8]: (Range<Int>, Range<Int>)] = [:]
+        func consider(_ left: Int, _ right: Int) {
+            guard left >= 0, right >= 0, !symbols[left].frozen, !symbols[right].frozen else { return }
+            let range = symbols[left].range.lowerBound..<symbols[right].range.upperBound
+            guard let id = pieces.lookup(normalized[range]) else { return }
+            agenda.push(.init(score: model.pieces[id].score, left: left, right: right, size: range.count))
+            if model.pieces[id].type == .unused {
+                unmerge[Array(normalized[range])] = (symbols[left].range, symbols[right].range)
+            }
+        }
+        for k in symbols.indices.dropFirst() { consider(k - 1, k) }
+        while let top = agenda.pop() {
+            let (l, r) = (symbols[top.left], symbols[top.right])
+            // A pair whose symbols changed since it was queued is stale.
+            guard !l.range.isEmpty, !r.range.isEmpty, l.range.count + r.range.count == top.size,
+                  l.range.upperBound == r.range.lowerBound else { continue }
+            symbols[top.left].range = l.range.lowerBound..<r.range.upperBound
+            symbols[top.left].next = r.next
+            if r.next >= 0 { symbols[r.next].prev = top.left }
+            symbols[top.right].range = r.range.lowerBound..<r.range.lowerBound
+            consider(symbols[top.left].prev, top.left)
+            consider(top.left, symbols[top.left].next)
+        }
+        var out: [(Int, Range<Int>)] = []
+        func emit(_ range: Range<Int>) {
+            let id = pieces.lookup(normalized[range]) ?? model.ids[Array(normalized[range])] ?? model.unknownID
+            if model.pieces[id].type == .unused, let (a, b) = unmerge[Array(normalized[range])] {
+                emit(a)
+                emit(b)
+            } else {
+                out.append((id, range))
+            }
+        }
+        var k = symbols.isEmpty ? -1 : 0
+        while k >= 0 {
+            emit(symbols[k].range)
+            k = symbols[k].next
+        }
+        return out
     }
 
     /// The normalizer's output for `input`'s UTF-8 bytes (`▁` for spaces when escaping).
@@ -326,4 +402,14 @@ struct PieceTrie: Sendable {
 
     func child(_ node: Int, _ byte: UInt8) -> Int? { children[UInt64(node) << 8 | UInt64(byte)].map(Int.init) }
     func value(_ node: Int) -> Int? { values[node] >= 0 ? Int(values[node]) : nil }
+
+    /// The id of the piece spelled exactly by `bytes`.
+    func lookup(_ bytes: ArraySlice<UInt8>) -> Int? {
+        var node = 0
+        for b in bytes {
+            guard let next = child(node, b) else { return nil }
+            node = next
+        }
+        return value(node)
+    }
 }

@@ -138,15 +138,15 @@ package struct Vocabulary: Sendable {
         var next = Array(1...n)  // n means "none"
         var prev = Array(-1..<(n - 1))
         var alive = [Bool](repeating: true, count: n)
-        var heap = PairHeap()
-        func candidate(_ i: Int) -> PairHeap.Entry? {
+        var heap = BinaryHeap<MergeCandidate> { ($0.rank, $0.position) < ($1.rank, $1.position) }
+        func candidate(_ i: Int) -> MergeCandidate? {
             let j = next[i]
             guard j < n, let m = merges[UInt64(ids[i]) << 32 | UInt64(ids[j])] else { return nil }
-            return PairHeap.Entry(rank: m.rank, position: Int32(i), left: ids[i], right: ids[j])
+            return MergeCandidate(rank: m.rank, position: Int32(i), left: ids[i], right: ids[j])
         }
         for i in 0..<(n - 1) { if let c = candidate(i) { heap.push(c) } }
         while let top = heap.peek() {
-            var round: [PairHeap.Entry] = []
+            var round: [MergeCandidate] = []
             while let e = heap.peek(), e.rank == top.rank { round.append(heap.pop()!) }
             round.sort { $0.position < $1.position }
             var formed: [Int] = []
@@ -171,46 +171,10 @@ package struct Vocabulary: Sendable {
     }
 }
 
-/// A binary min-heap of candidate merges ordered by rank, then position.
-struct PairHeap {
-    struct Entry {
-        let rank: Int32
-        let position: Int32
-        let left: Int32
-        let right: Int32
-    }
-
-    private var items: [Entry] = []
-
-    private static func less(_ a: Entry, _ b: Entry) -> Bool { (a.rank, a.position) < (b.rank, b.position) }
-
-    func peek() -> Entry? { items.first }
-
-    mutating func push(_ e: Entry) {
-        items.append(e)
-        var c = items.count - 1
-        while c > 0 {
-            let p = (c - 1) / 2
-            guard Self.less(items[c], items[p]) else { break }
-            items.swapAt(c, p)
-            c = p
-        }
-    }
-
-    mutating func pop() -> Entry? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        let top = items.removeLast()
-        var p = 0
-        while true {
-            let l = 2 * p + 1, r = l + 1
-            var m = p
-            if l < items.count && Self.less(items[l], items[m]) { m = l }
-            if r < items.count && Self.less(items[r], items[m]) { m = r }
-            guard m != p else { break }
-            items.swapAt(p, m)
-            p = m
-        }
-        return top
-    }
+/// A candidate merge of CLIP's BPE: its rank, then where it is.
+struct MergeCandidate {
+    let rank: Int32
+    let position: Int32
+    let left: Int32
+    let right: Int32
 }

@@ -54,7 +54,7 @@ func tokenizeWithSentencePiece() throws {
     let r = try runClip(["tokenize", "--sentencepiece", model, "--context-length", "8", "A photo of a Cat."])
     #expect(r.status == 0, "\(r.stderr)")
     // ▁a ▁photo ▁of ▁a ▁cat, </s> (id 1), then </s> padding.
-    #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[[13,84,8,13,41,1,1,1]]")
+    #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[[17,106,21,17,55,1,1,1]]")
     let bad = try runClip(["tokenize", "--sentencepiece", "/nonexistent/spiece.model", "x"])
     #expect(bad.status == 1 && bad.stderr.contains("/nonexistent/spiece.model"), "\(bad.stderr)")
 }

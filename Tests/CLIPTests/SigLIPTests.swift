@@ -77,7 +77,7 @@ func sigLIPRefusesTraining() throws {
 }
 
 @Test("open_clip's SigLIP (timm image tower, its own text tower) equals open_clip", arguments: [
-    "openclip_ViT-B-16-SigLIP", "openclip_ViT-SO400M-14-SigLIP-384",
+    "openclip_ViT-B-16-SigLIP", "openclip_ViT-SO400M-14-SigLIP-384", "openclip_ViT-B-16-SigLIP2",
 ])
 func openCLIPSigLIPParity(_ name: String) throws {
     let base = "\(sigLIPDirectory)/\(name)"
@@ -85,7 +85,8 @@ func openCLIPSigLIPParity(_ name: String) throws {
     let c = loaded.model.configuration
     guard case .transformer(let v) = c.vision else { Issue.record("not a ViT"); return }
     #expect(v.activation == .gelu && v.layerNormEps == 1e-6 && v.heads == 2 && v.pooling == .attention(heads: 2))
-    #expect(c.text.activation == .gelu && c.objective == .sigmoid && !c.text.causal)
+    // SigLIP 2's text tower uses GELU's tanh form (`act_kwargs`); timm's image tower exact GELU for both.
+    #expect(c.text.activation == (name.hasSuffix("SigLIP2") ? .geluTanh : .gelu) && c.objective == .sigmoid && !c.text.causal)
     #expect(loaded.preprocessing.resizeMode == .squash && loaded.preprocessing.mean == [0.5, 0.5, 0.5])
     let ref = try Reference(path: base + ".reference.safetensors")
     let image = try loaded.model.encodeImage(ref.pixels)
@@ -101,7 +102,7 @@ func openCLIPSigLIPParity(_ name: String) throws {
 
 @Test("open_clip SigLIP settings swift-clip does not compute are refused by name", arguments: [
     ("text_cfg", "pool_type", "\"argmax\"", "text_cfg.pool_type"),
-    ("text_cfg", "hf_tokenizer_name", "\"timm/ViT-B-16-SigLIP2\"", "Gemma"),
+    ("text_cfg", "hf_tokenizer_name", "\"bert-base-uncased\"", "text_cfg.hf_tokenizer_name"),
     ("text_cfg", "tokenizer_kwargs", "{\"clean\": \"lower\"}", "canonicalize"),
     ("vision_cfg", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
     ("text_cfg", "act_kwargs", "{\"approximate\": \"none\", \"x\": 1}", "text_cfg.act_kwargs"),

@@ -2,9 +2,9 @@ import CLIPTokenizer
 import Foundation
 import Testing
 
-// SentencePiece against the `sentencepiece` library (Scripts/make_sentencepiece_fixtures.py): two unigram models
-// trained by its own trainer in the configurations SigLIP-family tokenizers use, on the CLIP tokenizer's 12,142
-// corpus strings. Encoding must be identical for every string.
+// SentencePiece against the `sentencepiece` library (Scripts/make_sentencepiece_fixtures.py): unigram and BPE
+// models written by its own trainer in the configurations SigLIP-family tokenizers use (T5's and Gemma's), some with
+// pieces marked unused, on the CLIP tokenizer's 12,142 corpus strings. Encoding must be identical for every string.
 
 let sentencePieceDirectory: String = {
     let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)
@@ -22,7 +22,7 @@ func jsonLines(_ path: String) throws -> [[Int]] {
 }
 
 @Test("SentencePiece encodes every corpus string as the sentencepiece library does",
-      arguments: ["unigram_nfkc", "unigram_bytes"])
+      arguments: ["unigram_nfkc", "unigram_bytes", "unigram_unused", "bpe_bytes", "bpe_unused"])
 func sentencePieceMatchesLibrary(_ name: String) throws {
     let tokenizer = try SentencePieceTokenizer(contentsOf: "\(sentencePieceDirectory)/\(name).model", cleaning: .none)
     let texts = try corpusTexts()
@@ -36,11 +36,12 @@ func sentencePieceMatchesLibrary(_ name: String) throws {
     #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
 }
 
-@Test("SigLIP rows: open_clip's canonicalize cleaning, </s>, truncation and padding")
-func sigLIPRowsMatchOpenCLIP() throws {
-    let tokenizer = try SentencePieceTokenizer(contentsOf: "\(sentencePieceDirectory)/unigram_nfkc.model")
+@Test("SigLIP rows: open_clip's canonicalize cleaning, the end token, truncation and padding (</s> for SigLIP's T5-style vocabulary, <pad> for SigLIP 2's Gemma-style one)",
+      arguments: [("unigram_nfkc", "siglip_rows"), ("bpe_bytes", "siglip2_rows")])
+func sigLIPRowsMatchOpenCLIP(_ model: String, _ rows: String) throws {
+    let tokenizer = try SentencePieceTokenizer.sigLIP(contentsOf: "\(sentencePieceDirectory)/\(model).model")
     let texts = try corpusTexts()
-    let expected = try jsonLines("\(sentencePieceDirectory)/siglip_rows.jsonl")
+    let expected = try jsonLines("\(sentencePieceDirectory)/\(rows).jsonl")
     var failures: [String] = []
     for (text, row) in zip(texts, expected) {
         let ours = try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
@@ -78,14 +79,14 @@ func hostileSentencePieceModels(_ name: String, _ bytes: [UInt8]) {
 
 @Test func sentencePieceRefusesModelsItDoesNotImplement() throws {
     let data = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(sentencePieceDirectory)/unigram_nfkc.model")))
-    // A trainer spec saying BPE (field 3 = 2), appended: protobuf lets the last value win.
-    let bpe = data + [0x12, 0x02, 0x18, 0x02]
-    #expect {
-        try SentencePieceModel(bytes: bpe, origin: "bpe.model")
-    } throws: { "\($0)".contains("BPE") }
+    // A trainer spec saying "word" (field 3 = 3), appended: protobuf lets the last value win.
+    let word = data + [0x12, 0x02, 0x18, 0x03]
+    #expect(throws: TokenizerError.self) { _ = try SentencePieceModel(bytes: word, origin: "word.model") }
+    do { _ = try SentencePieceModel(bytes: word, origin: "word.model") } catch { #expect("\(error)".contains("word model")) }
     // A second unknown piece.
     let twoUnknown = data + [0x0A, 0x07, 0x0A, 0x03] + Array("zzz".utf8) + [0x18, 0x02]
-    #expect {
-        try SentencePieceModel(bytes: twoUnknown, origin: "unk.model")
-    } throws: { "\($0)".contains("unknown piece") }
+    do {
+        _ = try SentencePieceModel(bytes: twoUnknown, origin: "unk.model")
+        Issue.record("a second unknown piece was accepted")
+    } catch { #expect("\(error)".contains("unknown piece")) }
 }
