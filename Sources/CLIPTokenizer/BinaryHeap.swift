@@ -1,11 +1,18 @@
-/// A binary heap: `pop` returns the element that `precedes` all others. Both BPE tokenizers keep their candidate
+/// An element of a `BinaryHeap`: the order it is popped in, known statically so the heap's comparisons inline.
+protocol HeapElement {
+    /// Whether `a` is popped before `b`.
+    static func precedes(_ a: Self, _ b: Self) -> Bool
+}
+
+/// A binary heap: `pop` returns the element that precedes all others. Both BPE tokenizers keep their candidate
 /// merges in one (CLIP's by merge rank, SentencePiece's by piece score); written here rather than taken from
 /// swift-collections' `Heap` so the tokenizer module keeps depending on nothing.
-struct BinaryHeap<Element> {
+struct BinaryHeap<Element: HeapElement> {
     private var items: [Element] = []
-    private let precedes: (Element, Element) -> Bool
 
-    init(by precedes: @escaping (Element, Element) -> Bool) { self.precedes = precedes }
+    init() {}
+
+    private func precedes(_ a: Element, _ b: Element) -> Bool { Element.precedes(a, b) }
 
     func peek() -> Element? { items.first }
 

@@ -216,9 +216,12 @@ public final class SentencePieceTokenizer: TextTokenizer {
                                   range: i..<(i + length), frozen: longest > 0))
             i += length
         }
-        struct Pair { var score: Float, left: Int, right: Int, size: Int }
-        // The highest score first, the leftmost on a tie (sentencepiece's order).
-        var agenda = BinaryHeap<Pair> { $0.score > $1.score || ($0.score == $1.score && $0.left < $1.left) }
+        struct Pair: HeapElement {
+            var score: Float, left: Int, right: Int, size: Int
+            // The highest score first, the leftmost on a tie (sentencepiece's order).
+            static func precedes(_ a: Self, _ b: Self) -> Bool { a.score > b.score || (a.score == b.score && a.left < b.left) }
+        }
+        var agenda = BinaryHeap<Pair>()
         var unmerge: [[UInt8]: (Range<Int>, Range<Int>)] = [:]
         func consider(_ left: Int, _ right: Int) {
             guard left >= 0, right >= 0, !symbols[left].frozen, !symbols[right].frozen else { return }

@@ -138,7 +138,7 @@ package struct Vocabulary: Sendable {
         var next = Array(1...n)  // n means "none"
         var prev = Array(-1..<(n - 1))
         var alive = [Bool](repeating: true, count: n)
-        var heap = BinaryHeap<MergeCandidate> { ($0.rank, $0.position) < ($1.rank, $1.position) }
+        var heap = BinaryHeap<MergeCandidate>()
         func candidate(_ i: Int) -> MergeCandidate? {
             let j = next[i]
             guard j < n, let m = merges[UInt64(ids[i]) << 32 | UInt64(ids[j])] else { return nil }
@@ -171,10 +171,12 @@ package struct Vocabulary: Sendable {
     }
 }
 
-/// A candidate merge of CLIP's BPE: its rank, then where it is.
-struct MergeCandidate {
+/// A candidate merge of CLIP's BPE, popped by rank, then position.
+struct MergeCandidate: HeapElement {
     let rank: Int32
     let position: Int32
     let left: Int32
     let right: Int32
+
+    static func precedes(_ a: Self, _ b: Self) -> Bool { (a.rank, a.position) < (b.rank, b.position) }
 }
