@@ -83,7 +83,7 @@ let package = Package(
         .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // `clip bench`: timing the model, the kernels, the tokenizer and preprocessing, kept apart from the
         // user-facing commands (the only command code that talks to the kernels).
-        .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CLIPIndex", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CLIPHub", "CLIPIndex", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "CLIPCommand",
             dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", "CLIPServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIP
 import CLIPCommandSupport
+import CLIPHub
 import CLIPImage
 import CLIPKit
 import CLIPTokenizer
@@ -79,7 +80,8 @@ package struct Bench: ParsableCommand {
             let clip: CLIPModel
             let name: String
             if let model {
-                clip = try CLIPPipeline.load(model, precision: precision).model
+                // The model alone: timing needs no tokenizer (a SigLIP folder without its spiece.model times too).
+                clip = try ModelHub().load(model, precision: precision).model
                 name = model
             } else {
                 guard let configuration = CLIPConfiguration.openAI(architecture) else {

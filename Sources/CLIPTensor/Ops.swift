@@ -69,13 +69,9 @@ public func l2Normalized(_ x: Tensor) -> Tensor {
     return out
 }
 
-/// GELU with the exact error function, x · Φ(x), in place over `count` elements.
-@inlinable
+/// GELU x · Φ(x) with the exact normal CDF, in place over `count` elements (`clip_gelu`).
 package func geluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count {
-        let v = x[i]
-        x[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752))
-    }
+    clip_gelu(x, count)
 }
 
 /// GELU's tanh approximation in place over `count` elements (`clip_gelu_tanh`).

@@ -180,10 +180,11 @@ int clip_attention_head(int kernel, ptrdiff_t tokens, ptrdiff_t hd, float scale,
 /// QuickGELU x·σ(1.702x) in place (vectorised exp, error ≤ 2 ulp).
 void clip_quick_gelu(float *x, ptrdiff_t n);
 
-/// GELU x·Φ(x) in place, with the exact error function (erff).
+/// GELU x·Φ(x) in place, with the exact normal CDF (erfc fit, relative error < 2e-7; vectorised).
 void clip_gelu(float *x, ptrdiff_t n);
 
-/// GELU's tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) in place, as PyTorch's `approximate='tanh'`.
+/// GELU's tanh approximation ½x(1 + tanh(√(2/π)(x + 0.044715x³))) = x·σ(2√(2/π)(x + 0.044715x³)) in place, as
+/// PyTorch's `approximate='tanh'` (vectorised exp, error ≤ 2 ulp of the sigmoid).
 void clip_gelu_tanh(float *x, ptrdiff_t n);
 
 /// Softmax over `n` values in place (max-subtracted).
