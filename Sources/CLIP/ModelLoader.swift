@@ -408,6 +408,13 @@ extension CLIPModel {
     /// `preprocessor_config.json` and tokenizer files are used when present.
     static func loadHuggingFace(folder: String, precision: Precision, towers: Towers) throws(ModelLoadError) -> LoadedModel {
         let cfg = try readJSON(folder + "/config.json")
+        // Other Hugging Face image–text models share the config's shape but not the towers' function.
+        if let type = cfg["model_type"] as? String, !["clip", "siglip"].contains(type) {
+            let hint = type == "siglip2"
+                ? " (Siglip2Model's NaFlex towers take variable patch grids; the fixed-resolution SigLIP 2 checkpoints are published as SiglipModel folders, and open_clip's SigLIP 2 tags load)"
+                : ""
+            throw .architecture("config.json has model_type '\(type)'; CLIPModel ('clip') and SiglipModel ('siglip') folders load\(hint)", origin: folder)
+        }
         guard let text = cfg["text_config"] as? [String: Any], let vision = cfg["vision_config"] as? [String: Any] else {
             throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel or SiglipModel folder?", origin: folder)
         }

@@ -118,3 +118,23 @@ func openCLIPSigLIPRefusals(_ section: String, _ key: String, _ value: String, _
         _ = try CLIPModel.load(path: base + ".safetensors", openCLIP: .json([UInt8](json), origin: "edited.json"))
     } throws: { "\($0)".contains(named) }
 }
+
+@Test("A Hugging Face folder of another model type is refused by its model_type", arguments: ["siglip2", "altclip"])
+func otherHuggingFaceModelTypesAreRefused(_ type: String) throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-\(type)-\(getpid())").path
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let source = "\(sigLIPDirectory)/hf_siglip_tiny"
+    var cfg = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: source + "/config.json"))) as? [String: Any])
+    cfg["model_type"] = type
+    try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
+    try FileManager.default.copyItem(atPath: source + "/model.safetensors", toPath: dir + "/model.safetensors")
+    do {
+        _ = try CLIPModel.load(path: dir)
+        Issue.record("a \(type) folder was accepted")
+    } catch {
+        #expect("\(error)".contains("model_type '\(type)'"), "\(error)")
+        if type == "siglip2" { #expect("\(error)".contains("SiglipModel")) }
+    }
+}
