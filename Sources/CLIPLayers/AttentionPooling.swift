@@ -71,6 +71,7 @@ public struct AttentionPooling: Sendable {
             throw .shapeMismatch(operation: "AttentionPooling", x.shape, [width])
         }
         let (n, tokens, w) = (x.shape[0], x.shape[1], width)
+        guard n > 0 else { return Tensor(uncheckedZeros: [0, w]) }
         let hd = w / heads
         let scale = 1 / Float(hd).squareRoot()
         let kv = try keyValue(x)  // [N, tokens, 2·width]: keys then values per token

@@ -120,7 +120,7 @@ public struct SentencePieceModel: Sendable {
             }
             guard p.score.isFinite else { throw fail("piece \(i) has score \(p.score)") }
             if p.type == .unknown {
-                guard unknown == nil else { throw fail("pieces \(unknown!) and \(i) are both the unknown piece") }
+                if let first = unknown { throw fail("pieces \(first) and \(i) are both the unknown piece") }
                 unknown = i
             }
         }

@@ -1,11 +1,12 @@
 /// SigLIP's tokenizer: a SentencePiece model (`spiece.model`; SigLIP 2's Gemma `tokenizer.model`) encoding exactly as
-/// the `sentencepiece` library does (precompiled-map normalization, whitespace rules, unigram Viterbi over piece scores
-/// with its float arithmetic and tie-breaking or BPE merges by score, unknown runs merged, byte fallback), after open_clip's `canonicalize` cleaning (ftfy-style
-/// fixing, HTML unescaping, `_` as a space, ASCII punctuation removed, lowercase, whitespace collapsed). Rows end
-/// with `</s>` and are padded with it to the context length, as SigLIP was trained.
+/// the `sentencepiece` library does (precompiled-map normalization, whitespace rules, unigram Viterbi over piece
+/// scores with its float arithmetic and tie-breaking, or BPE merges by score; unknown runs merged, byte fallback),
+/// after open_clip's `canonicalize` cleaning (ftfy-style fixing, HTML unescaping, `_` as a space, ASCII punctuation
+/// removed, lowercase, whitespace collapsed). Rows end with the end-of-sequence token and are padded to the context
+/// length (`sigLIP(contentsOf:)` pads as open_clip does for each vocabulary).
 ///
 /// ```swift
-/// let tokenizer = try SentencePieceTokenizer(contentsOf: "siglip/spiece.model")
+/// let tokenizer = try SentencePieceTokenizer.sigLIP(contentsOf: "siglip/spiece.model")
 /// let rows = try tokenizer.tokenize(["a photo of a cat"], contextLength: 64, truncate: true)   // 1 × 64 ids
 /// ```
 public final class SentencePieceTokenizer: TextTokenizer {
@@ -41,8 +42,8 @@ public final class SentencePieceTokenizer: TextTokenizer {
         guard let eos = model.endOfSequenceID else {
             throw .malformedData(file: model.origin, line: 0, message: "the model defines no end-of-sequence piece, which every row ends with")
         }
-        guard padding.map({ $0 >= 0 && $0 < model.pieces.count }) ?? true else {
-            throw .malformedData(file: model.origin, line: 0, message: "padding id \(padding!) is outside the \(model.pieces.count) pieces")
+        if let padding, padding < 0 || padding >= model.pieces.count {
+            throw .malformedData(file: model.origin, line: 0, message: "padding id \(padding) is outside the \(model.pieces.count) pieces")
         }
         self.model = model
         self.cleaning = cleaning
