@@ -179,50 +179,60 @@ def main():
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", metavar="DIR", help="open_clip's SigLIP architectures at full size into DIR, for the gated "
-                    "test CLIP_OPENCLIP_FULL=DIR swift test --filter openCLIPArchitectures")
+                    "test CLIP_OPENCLIP_FULL=DIR swift test --filter openCLIPArchitectures, and a SiglipModel of "
+                    "google/siglip-base-patch16-224's configuration (hf_siglip_base) for CLIP_SIGLIP_FULL=DIR "
+                    "swift test --filter sigLIPParity")
     ap.add_argument("--only", nargs="*", help="architectures to write with --full")
     args = ap.parse_args()
     if args.full:
         os.makedirs(args.full, exist_ok=True)
-        openclip_fixtures(args.full, args.only)
+        if not args.only or "hf_siglip_base" in args.only:
+            hf_fixture("hf_siglip_base", SiglipConfig(), args.full, 400)
+        archs = [a for a in args.only or OPENCLIP if a != "hf_siglip_base"]
+        if archs:
+            openclip_fixtures(args.full, archs)
         return
     os.makedirs(OUT, exist_ok=True)
     openclip_fixtures()
     for i, (name, sizes) in enumerate(MODELS.items()):
-        config = SiglipConfig(text_config=sizes["text"], vision_config=sizes["vision"])
-        model = SiglipModel(config).eval()
-        randomize(model, 100 + i)
-        folder = os.path.join(OUT, name)
-        model.save_pretrained(folder, safe_serialization=True)
-        res = sizes["vision"]["image_size"]
-        SiglipImageProcessor(size={"height": res, "width": res}).save_pretrained(folder)
-        g = torch.Generator().manual_seed(7)
-        pixels = torch.randn(3, 3, res, res, generator=g)
-        ctx, vocab = sizes["text"]["max_position_embeddings"], sizes["text"]["vocab_size"]
-        tokens = torch.randint(0, vocab, (4, ctx), generator=g)
-        tokens[0, 5:] = 1  # a padded caption: text, then </s> to the end, as the tokenizer pads
-        tokens_short = torch.randint(0, vocab, (2, ctx - 5), generator=g)
-        with torch.no_grad():
-            out = model(input_ids=tokens, pixel_values=pixels)
-            short = model.text_model(input_ids=tokens_short).pooler_output
-        ref = {
-            "pixels": pixels.contiguous(),
-            "tokens": tokens.to(torch.int64).contiguous(),
-            "image_features": out.image_embeds.contiguous(),
-            "text_features": out.text_embeds.contiguous(),
-            "logits_per_image": out.logits_per_image.contiguous(),
-            "logits_per_text": out.logits_per_text.contiguous(),
-            "tokens_short": tokens_short.to(torch.int64).contiguous(),
-            "text_features_short": short.contiguous(),
-        }
-        # image_embeds / text_embeds are L2-normalised by SiglipModel; the raw pooled outputs are what encode* return.
-        with torch.no_grad():
-            ref["image_features"] = model.vision_model(pixel_values=pixels).pooler_output.contiguous()
-            ref["text_features"] = model.text_model(input_ids=tokens).pooler_output.contiguous()
-        if name == "hf_siglip_spm":
-            ref.update(classification(model, folder, res, sizes["text"]["max_position_embeddings"]))
-        save_file(ref, os.path.join(OUT, name + ".reference.safetensors"))
-        print(name, {k: list(v.shape) for k, v in ref.items()})
+        hf_fixture(name, SiglipConfig(text_config=sizes["text"], vision_config=sizes["vision"]), OUT, 100 + i)
+
+
+def hf_fixture(name, config, out, seed):
+    """A random SiglipModel folder `out/name` and its reference tensors (`name == "hf_siglip_spm"` adds the
+    classification of the example image)."""
+    model = SiglipModel(config).eval()
+    randomize(model, seed)
+    folder = os.path.join(out, name)
+    model.save_pretrained(folder, safe_serialization=True)
+    res = config.vision_config.image_size
+    SiglipImageProcessor(size={"height": res, "width": res}).save_pretrained(folder)
+    g = torch.Generator().manual_seed(7)
+    pixels = torch.randn(3, 3, res, res, generator=g)
+    ctx, vocab = config.text_config.max_position_embeddings, config.text_config.vocab_size
+    tokens = torch.randint(0, vocab, (4, ctx), generator=g)
+    tokens[0, 5:] = 1  # a padded caption: text, then </s> to the end, as the tokenizer pads
+    tokens_short = torch.randint(0, vocab, (2, ctx - 5), generator=g)
+    with torch.no_grad():
+        out_ = model(input_ids=tokens, pixel_values=pixels)
+        short = model.text_model(input_ids=tokens_short).pooler_output
+        # SiglipModel's image_embeds / text_embeds are L2-normalised; the pooled outputs are what encode* return.
+        image = model.vision_model(pixel_values=pixels).pooler_output
+        text = model.text_model(input_ids=tokens).pooler_output
+    ref = {
+        "pixels": pixels.contiguous(),
+        "tokens": tokens.to(torch.int64).contiguous(),
+        "image_features": image.contiguous(),
+        "text_features": text.contiguous(),
+        "logits_per_image": out_.logits_per_image.contiguous(),
+        "logits_per_text": out_.logits_per_text.contiguous(),
+        "tokens_short": tokens_short.to(torch.int64).contiguous(),
+        "text_features_short": short.contiguous(),
+    }
+    if name == "hf_siglip_spm":
+        ref.update(classification(model, folder, res, ctx))
+    save_file(ref, os.path.join(out, name + ".reference.safetensors"))
+    print(name, {k: list(v.shape) for k, v in ref.items()})
 
 
 if __name__ == "__main__":

@@ -26,10 +26,17 @@ func sigLIPConfiguration() throws {
     #expect(abs(loaded.model.logitBias - -2.5) < 1e-6)
 }
 
-@Test("SigLIP embeddings and logits equal transformers'", arguments: [Precision.fp32])
-func sigLIPParity(_ precision: Precision) throws {
-    let base = "\(sigLIPDirectory)/hf_siglip_tiny"
-    let model = try CLIPModel.load(path: base, precision: precision).model
+/// The committed scaled-down folders, and with `CLIP_SIGLIP_FULL=DIR` the full-size `hf_siglip_base` that
+/// `Scripts/make_siglip_fixtures.py --full DIR` writes (google/siglip-base-patch16-224's configuration).
+let sigLIPFolders: [String] = {
+    var folders = ["\(sigLIPDirectory)/hf_siglip_tiny", "\(sigLIPDirectory)/hf_siglip_spm"]
+    if let full = ProcessInfo.processInfo.environment["CLIP_SIGLIP_FULL"], !full.isEmpty { folders.append("\(full)/hf_siglip_base") }
+    return folders
+}()
+
+@Test("SigLIP embeddings and logits equal transformers'", arguments: sigLIPFolders)
+func sigLIPParity(_ base: String) throws {
+    let model = try CLIPModel.load(path: base).model
     let ref = try Reference(path: base + ".reference.safetensors")
     let image = try model.encodeImage(ref.pixels)
     let text = try model.encodeText(ref.tokens)
