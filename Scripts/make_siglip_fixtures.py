@@ -62,12 +62,21 @@ SPM = os.path.join(ROOT, "Tests", "CLIPTokenizerTests", "Fixtures", "sentencepie
 LABELS = ["a red heart", "a blue star", "A green circle!"]
 
 
-def randomize(model, seed):
-    g = torch.Generator().manual_seed(seed)
+def hf_norm(name, p):
+    return name.endswith("layer_norm1.weight") or name.endswith("layer_norm2.weight") or "layernorm.weight" in name \
+        or name.endswith("final_layer_norm.weight") or name.endswith("post_layernorm.weight")
+
+
+def openclip_norm(name, p):
+    return p.dim() == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight")
+
+
+def randomize(model, g, is_norm, vector_scale=1.0, half=False):
+    """Random weights from generator `g` with non-trivial LayerNorm (`is_norm`) and bias values and the SigLIP logit
+    scale and bias; other 1-D parameters scaled by `vector_scale`; `half` rounds every value to fp16."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("layer_norm1.weight") or name.endswith("layer_norm2.weight") or "layernorm.weight" in name \
-                    or name.endswith("final_layer_norm.weight") or name.endswith("post_layernorm.weight"):
+            if is_norm(name, p):
                 p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
             elif name == "logit_scale":
                 p.fill_(math.log(10) + 0.3)
@@ -77,7 +86,9 @@ def randomize(model, seed):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
             else:
                 fan_in = p.shape[-1] if p.dim() > 1 else 1
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(max(fan_in, 1)) * (1.0 if p.dim() > 1 else 0.1))
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(max(fan_in, 1)) * (1.0 if p.dim() > 1 else vector_scale))
+            if half:
+                p.copy_(p.half().float())
 
 
 def classification(model, folder, res, ctx):
@@ -138,21 +149,7 @@ def openclip_fixtures(full=None, only=None):
         finally:
             tm.timm.create_model = real
         g = torch.Generator().manual_seed(300 + i)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if p.dim() == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight"):
-                    p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
-                elif name == "logit_scale":
-                    p.fill_(math.log(10) + 0.3)
-                elif name == "logit_bias":
-                    p.fill_(-2.5)
-                elif name.endswith("bias"):
-                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
-                else:
-                    fan_in = p.shape[-1] if p.dim() > 1 else 1
-                    p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(max(fan_in, 1)))
-                if not full:
-                    p.copy_(p.half().float())
+        randomize(model, g, openclip_norm, half=not full)
         name = "openclip_" + arch
         out = full or OUT
         state = {k: (v if full else v.half()).contiguous() for k, v in model.state_dict().items()}
@@ -202,7 +199,7 @@ def hf_fixture(name, config, out, seed):
     """A random SiglipModel folder `out/name` and its reference tensors (`name == "hf_siglip_spm"` adds the
     classification of the example image)."""
     model = SiglipModel(config).eval()
-    randomize(model, seed)
+    randomize(model, torch.Generator().manual_seed(seed), hf_norm, vector_scale=0.1)
     folder = os.path.join(out, name)
     model.save_pretrained(folder, safe_serialization=True)
     res = config.vision_config.image_size

@@ -12,10 +12,8 @@ public struct HuggingFaceWeights: WeightSource {
     /// The underlying file's path.
     public let origin: String
     /// The tensors under their OpenAI names, in the underlying file's order.
-    public let tensorInfos: [TensorInfo]
-    private let base: any WeightSource
-    /// OpenAI name → how to make it from Hugging Face tensors.
-    private let recipes: [String: Recipe]
+    public var tensorInfos: [TensorInfo] { renamed.tensorInfos }
+    private let renamed: RenamedTensors
 
     typealias Recipe = WeightRecipe
 
@@ -25,19 +23,10 @@ public struct HuggingFaceWeights: WeightSource {
     /// Maps the tensors of `base` (a Hugging Face `model.safetensors` or `pytorch_model.bin`), checking that each
     /// layer's q, k and v projections have the same shape.
     public init(_ base: any WeightSource) throws(WeightFileError) {
-        var infos: [String: TensorInfo] = [:]
-        for t in base.tensorInfos { infos[t.name] = t }
-        var recipes: [String: Recipe] = [:]
-        var out: [TensorInfo] = []
-        for t in base.tensorInfos where !Self.isIgnorable(t.name) {
-            guard let (name, recipe, shape) = try Self.mapping(of: t, among: infos, origin: base.origin) else { continue }
-            recipes[name] = recipe
-            out.append(TensorInfo(name: name, dtype: t.dtype, shape: shape))
+        origin = base.origin
+        renamed = try RenamedTensors(base, skipping: Self.isIgnorable) { (t, infos) throws(WeightFileError) in
+            try Self.mapping(of: t, among: infos, origin: base.origin)
         }
-        self.origin = base.origin
-        self.base = base
-        self.recipes = recipes
-        self.tensorInfos = out
     }
 
     /// Per-layer Hugging Face suffixes and their OpenAI names (q/k/v are fused separately).
@@ -109,52 +98,5 @@ public struct HuggingFaceWeights: WeightSource {
     }
 
     /// The tensor under its OpenAI name, fused or transposed as needed.
-    public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
-        guard let r = recipes[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
-        return try r.make(name, from: base)
-    }
-}
-
-/// How a tensor under the name the towers read is made from a checkpoint's own tensors.
-enum WeightRecipe: Sendable {
-    case rename(String)
-    /// A `[rows, cols]` matrix as `[cols, rows]` (a Linear weight as OpenAI's projection layout).
-    case transpose(String)
-    /// Tensors stacked along their first dimension (q, k, v as one `in_proj`).
-    case concat([String])
-    /// The same values under another shape (`[1]` scalars as `[]`, `[1, N, w]` embeddings as `[N, w]`).
-    case reshape(String, [Int])
-
-    /// The tensor `name` made from `base`.
-    func make(_ name: String, from base: any WeightSource) throws(WeightFileError) -> Tensor {
-        let origin = base.origin
-        switch self {
-        case .rename(let n):
-            return try base.floatTensor(n)
-        case .transpose(let n):
-            let t = try base.floatTensor(n)
-            let (rows, cols) = (t.shape[0], t.shape[1])
-            var out = [Float](repeating: 0, count: t.count)
-            for i in 0..<rows { for j in 0..<cols { out[j * rows + i] = t.scalars[i * cols + j] } }
-            do { return try Tensor(shape: [cols, rows], scalars: out) } catch {
-                throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: error.description))
-            }
-        case .reshape(let n, let shape):
-            let t = try base.floatTensor(n)
-            do { return try Tensor(shape: shape, scalars: t.scalars) } catch {
-                throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: error.description))
-            }
-        case .concat(let parts):
-            var scalars: [Float] = []
-            var shape: [Int] = []
-            for p in parts {
-                let t = try base.floatTensor(p)
-                scalars += t.scalars
-                if shape.isEmpty { shape = t.shape } else { shape[0] += t.shape[0] }
-            }
-            do { return try Tensor(shape: shape, scalars: scalars) } catch {
-                throw WeightFileError(file: origin, .invalidEntry(tensor: name, message: error.description))
-            }
-        }
-    }
+    public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor { try renamed.floatTensor(name) }
 }

@@ -214,13 +214,14 @@ extension CLIPModel {
     static func applyOpenCLIPConfig(_ source: OpenCLIPConfig, to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
         let (cfg, path) = try checkedModelConfig(source)
         c.activation = (cfg["quick_gelu"] as? Bool) == true ? .quickGELU : .gelu
-        if let family = sigLIPFamily(cfg) { try applySigLIP(cfg, family: family, to: &c, origin: path) }
+        let sigLIP = sigLIPFamily(cfg)
+        if let sigLIP { try applySigLIP(cfg, family: sigLIP, to: &c, origin: path) }
         if let text = cfg["text_cfg"] as? [String: Any],
            let heads = try heads(text["heads"], "text_cfg.heads", width: c.text.width, origin: path) {
             c.text.heads = heads
         }
         if let vision = cfg["vision_cfg"] as? [String: Any] {
-            if case .transformer(var v) = c.vision, sigLIPFamily(cfg) == nil {
+            if case .transformer(var v) = c.vision, sigLIP == nil {
                 let headWidth = try heads(vision["head_width"], "vision_cfg.head_width", width: v.width, origin: path) ?? 64
                 v.heads = max(v.width / headWidth, 1)
                 c.vision = .transformer(v)

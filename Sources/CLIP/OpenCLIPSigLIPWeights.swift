@@ -11,9 +11,8 @@ public struct OpenCLIPSigLIPWeights: WeightSource {
     /// The underlying file's path.
     public let origin: String
     /// The tensors under the towers' names, in the underlying file's order.
-    public let tensorInfos: [TensorInfo]
-    private let base: any WeightSource
-    private let recipes: [String: WeightRecipe]
+    public var tensorInfos: [TensorInfo] { renamed.tensorInfos }
+    private let renamed: RenamedTensors
 
     /// Whether `source` is laid out as open_clip's SigLIP models are (a timm attention-pooling image tower).
     public static func matches(_ source: any WeightSource) -> Bool {
@@ -22,19 +21,13 @@ public struct OpenCLIPSigLIPWeights: WeightSource {
 
     /// Maps the tensors of `base`, checking the shapes the renaming relies on.
     public init(_ base: any WeightSource) throws(WeightFileError) {
-        var infos: [String: TensorInfo] = [:]
-        for t in base.tensorInfos { infos[t.name] = t }
-        var recipes: [String: WeightRecipe] = [:]
-        var out: [TensorInfo] = []
-        for t in base.tensorInfos {
-            guard let (name, recipe, shape) = try Self.mapping(of: t, among: infos, origin: base.origin) else { continue }
-            recipes[name] = recipe
-            out.append(TensorInfo(name: name, dtype: t.dtype, shape: shape))
+        origin = base.origin
+        renamed = try RenamedTensors(base) { (t, infos) throws(WeightFileError) in
+            try Self.mapping(of: t, among: infos, origin: base.origin)
         }
-        (self.origin, self.base, self.recipes, self.tensorInfos) = (base.origin, base, recipes, out)
     }
 
-    public var readsConcurrently: Bool { base.readsConcurrently }
+    public var readsConcurrently: Bool { renamed.base.readsConcurrently }
 
     /// Suffixes inside `visual.trunk.blocks.<i>.` and `text.transformer.resblocks.<i>.` and their names.
     private static let blockNames: [String: String] = [
@@ -103,8 +96,5 @@ public struct OpenCLIPSigLIPWeights: WeightSource {
         }
     }
 
-    public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor {
-        guard let r = recipes[name] else { throw WeightFileError(file: origin, .missingTensor(name)) }
-        return try r.make(name, from: base)
-    }
+    public func floatTensor(_ name: String) throws(WeightFileError) -> Tensor { try renamed.floatTensor(name) }
 }

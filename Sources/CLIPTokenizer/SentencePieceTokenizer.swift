@@ -206,12 +206,7 @@ public final class SentencePieceTokenizer: TextTokenizer {
         var symbols: [Symbol] = []
         var i = 0
         while i < normalized.count {
-            var node = 0, longest = 0, end = i
-            while end < normalized.count, let next = userDefined.child(node, normalized[end]) {
-                node = next
-                end += 1
-                if userDefined.value(node) != nil { longest = end - i }
-            }
+            let longest = userDefinedLength(normalized, at: i)
             let length = longest > 0 ? longest : min(Self.oneCharLength(normalized[i]), normalized.count - i)
             symbols.append(Symbol(prev: symbols.count - 1, next: i + length < normalized.count ? symbols.count + 1 : -1,
                                   range: i..<(i + length), frozen: longest > 0))
@@ -307,12 +302,7 @@ public final class SentencePieceTokenizer: TextTokenizer {
     /// The normalized form of the longest rule matching at `i` and the bytes it consumes: a user-defined piece as
     /// it is, else the precompiled map's longest match, else one character unchanged (a malformed byte as U+FFFD).
     private func normalizedPrefix(_ input: [UInt8], at i: Int) throws(TokenizerError) -> ([UInt8], Int) {
-        var node = 0, longest = 0, end = i
-        while end < input.count, let next = userDefined.child(node, input[end]) {
-            node = next
-            end += 1
-            if userDefined.value(node) != nil { longest = end - i }
-        }
+        let longest = userDefinedLength(input, at: i)
         if longest > 0 { return (Array(input[i..<(i + longest)]), longest) }
         let spec = model.normalizer
         if !spec.trie.isEmpty, let (offset, length) = longestRule(input, at: i) {
@@ -325,6 +315,18 @@ public final class SentencePieceTokenizer: TextTokenizer {
         let length = Self.validCharLength(input, at: i)
         if length == 0 { return ([0xEF, 0xBF, 0xBD], 1) }
         return (Array(input[i..<(i + length)]), length)
+    }
+
+    /// The length of the longest user-defined piece starting at `i` (0 when none does): such pieces are neither
+    /// normalized nor split.
+    private func userDefinedLength(_ bytes: [UInt8], at i: Int) -> Int {
+        var node = 0, longest = 0, end = i
+        while end < bytes.count, let next = userDefined.child(node, bytes[end]) {
+            node = next
+            end += 1
+            if userDefined.value(node) != nil { longest = end - i }
+        }
+        return longest
     }
 
     /// Darts-clone's common-prefix search of the precompiled map from `i`: the longest match's value and length.
