@@ -16,6 +16,8 @@ Default (the committed fixtures, Tests/CLIPTests/Fixtures/open_clip): each archi
 what distinguishes it (head widths, MLP ratio, patch size, ResNet stem and attention pool, the odd grid of
 378-pixel models; GELU and QuickGELU once each for ViT and ResNet): 1 layer a tower, 2 heads in the image tower and 1 in the text tower, 1 Bottleneck a
 ResNet stage, vocabulary 300, embeddings of 32; architectures that scale down to the same structure are written once.
+CoCa models are built as open_clip.CoCa (its caption decoder included, so the checkpoint has every tensor a real
+one has); one of their texts has a padding id inside it, which CoCa's key mask hides.
 With --full DIR: the architectures at full size into DIR (gigabytes; ViT-bigG alone is 10 GB in fp32), for the
 gated test `CLIP_OPENCLIP_FULL=DIR swift test --filter openCLIPArchitectures`; --only ARCH limits the set.
 
@@ -67,6 +69,12 @@ def scaled_down(cfg):
     head_t = t["width"] // t["heads"]
     t["width"], t["heads"], t["layers"], t["vocab_size"] = head_t, 1, 1, 300
     c["embed_dim"] = 32
+    if "multimodal_cfg" in c:
+        # CoCa: the pooler keeps its 8 heads (4 wide over the 32-wide embedding) and a few of its 256 queries; the
+        # caption decoder, which the embeddings never use, shrinks to one layer.
+        v["attn_pooler_queries"] = 4
+        m = c["multimodal_cfg"]
+        m["width"], m["heads"], m["layers"], m["vocab_size"] = head_t, 1, 1, 300
     return c
 
 
@@ -83,11 +91,11 @@ def build(cfg, seed):
     import open_clip
 
     torch.manual_seed(seed)
-    model_cfg = {k: v for k, v in cfg.items() if k != "preprocess_cfg"}
-    model = open_clip.CLIP(**model_cfg)
+    model_cfg = {k: v for k, v in cfg.items() if k not in ("preprocess_cfg", "custom_text")}
+    model = open_clip.CoCa(**model_cfg) if "multimodal_cfg" in cfg else open_clip.CLIP(**model_cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(".bias") or "ln" in name or name.endswith("bn1.weight") or ".bn" in name:
+            if name.endswith(".bias") or "ln" in name or name.endswith("bn1.weight") or ".bn" in name or name.endswith("cls_emb"):
                 p.add_(torch.randn_like(p) * 0.1)
             # Values an fp16 file holds exactly, so the scaled-down fixtures are stored at half the size.
             p.copy_(p.half().float())
@@ -108,9 +116,11 @@ def references(model, cfg, seed):
     for i, n in enumerate((5, ctx, 2)):
         tokens[i, :n] = torch.randint(1, vocab - 1, (n,), generator=g)
         tokens[i, n - 1] = vocab - 1  # the end token is the largest id (argmax pooling)
+    if "multimodal_cfg" in cfg:
+        tokens[0, 2] = 0  # CoCa masks keys after padding ids, so one inside a text is masked too
     with torch.no_grad():
-        img = model.encode_image(pixels)
-        txt = model.encode_text(tokens)
+        img = model.encode_image(pixels, normalize=False)
+        txt = model.encode_text(tokens, normalize=False)
         scale = model.logit_scale.exp()
         a, b = img / img.norm(dim=-1, keepdim=True), txt / txt.norm(dim=-1, keepdim=True)
         per_image = scale * a @ b.t()
@@ -131,7 +141,7 @@ def main():
         if args.only and e["model"] not in args.only:
             continue
         cfg = effective_config(models, e)
-        if cfg.get("custom_text"):
+        if cfg.get("custom_text") and "multimodal_cfg" not in cfg:
             continue  # SigLIP (timm image tower, own text tower): Scripts/make_siglip_fixtures.py writes those
         if not args.full:
             cfg = scaled_down(cfg)

@@ -85,15 +85,25 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public enum Pooling: Sendable, Equatable {
             /// `ln_post` of the class token (prepended to the patches).
             case classToken
-            /// `ln_post` of every patch, then `AttentionPooling` (`visual.attn_pool`) with this many heads.
+            /// `ln_post` of every patch, then `AttentionPooling` (`visual.attn_pool`) with this many heads (SigLIP's
+            /// MAP head; no class token).
             case attention(heads: Int)
+            /// CoCa's `AttentionalPooler` (`visual.attn_pool`) over the class token and the patches with this many
+            /// heads, then `ln_post` of its first query's output, `embedDim` wide.
+            case attentionalPooler(heads: Int)
         }
 
-        /// Tokens the transformer sees: the patches, plus the class token when pooling reads one.
+        /// Whether a class token precedes the patches (every pooling but SigLIP's).
+        public var hasClassToken: Bool {
+            if case .attention = pooling { return false }
+            return true
+        }
+
+        /// Tokens the transformer sees: the patches, plus the class token.
         public var tokens: Int {
             let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
             if overflow { return Int.max }
-            return pooling == .classToken ? (square == Int.max ? Int.max : square + 1) : square
+            return hasClassToken ? (square == Int.max ? Int.max : square + 1) : square
         }
 
         /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
@@ -150,6 +160,11 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case endOfText
             /// The last position of the row as given (SigLIP: rows are padded to the context length).
             case last
+            /// CoCa's: a learned token (`cls_emb`) appended after the row is read. Its positional embedding is the
+            /// one after the context (`positional_embedding` has contextLength + 1 rows), and every query also
+            /// skips padding keys by open_clip's CoCa mask: key j > 0 is hidden when the token at j − 1 is 0 (the
+            /// mask is shifted by one position, as the published CoCa weights were trained).
+            case appendedClassToken
         }
 
         /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
@@ -186,7 +201,16 @@ public struct CLIPConfiguration: Sendable, Equatable {
             sizes += r.layers.enumerated().map { ("vision.layers[\($0.offset)]", $0.element) }
         }
         if case .transformer(let v) = vision {
-            if case .attention(let heads) = v.pooling { sizes.append(("vision.pooling heads", heads)) }
+            switch v.pooling {
+            case .classToken: break
+            case .attention(let heads):
+                sizes.append(("vision.pooling heads", heads))
+            case .attentionalPooler(let heads):
+                sizes.append(("vision.pooling heads", heads))
+                if heads > 0 && embedDim % heads != 0 {
+                    throw .architecture("the attentional pooler's \(heads) heads do not divide embedDim \(embedDim)", origin: origin)
+                }
+            }
             if !v.projection && v.width != embedDim {
                 throw .architecture("the image tower has no projection, so its width \(v.width) must equal embedDim \(embedDim)", origin: origin)
             }
@@ -207,7 +231,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
         var tokens = [("text.contextLength", text.contextLength)]
         if case .transformer(let v) = vision {
-            tokens.append((v.pooling == .classToken ? "vision tokens (grid² + 1)" : "vision tokens (grid²)", v.tokens))
+            tokens.append((v.hasClassToken ? "vision tokens (grid² + 1)" : "vision tokens (grid²)", v.tokens))
         }
         if case .resnet(let r) = vision { tokens.append(("attention-pool tokens (grid² + 1)", gridTokens(r.outputGrid))) }
         for (name, value) in tokens where value > Self.maximumTokens {
@@ -241,6 +265,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
                 width: width, layers: try table.blockCount("visual.transformer.resblocks"), heads: max(width / 64, 1),
                 patchSize: conv[3], grid: try table.squareSide("visual.positional_embedding", plus: classToken ? 1 : 0))
             if !classToken { v.pooling = .attention(heads: v.heads) }
+            // CoCa's pooler has 8 heads unless its config says otherwise (open_clip's `attn_pooler_heads`).
+            if table.has("visual.attn_pool.query") { v.pooling = .attentionalPooler(heads: 8) }
             v.patchBias = table.has("visual.conv1.bias")
             v.preNorm = table.has("visual.ln_pre.weight")
             v.projection = table.has("visual.proj")
@@ -258,12 +284,19 @@ public struct CLIPConfiguration: Sendable, Equatable {
             throw .architecture("neither 'visual.proj' (Vision Transformer) nor 'visual.attnpool.positional_embedding' (ResNet) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
         let textWidth = try table.shape("ln_final.weight", rank: 1)[0]
-        let text = Text(
-            contextLength: try table.shape("positional_embedding", rank: 2)[0],
+        // CoCa's appended class token has the positional embedding's last row.
+        let appendedClassToken = table.has("cls_emb")
+        let positions = try table.shape("positional_embedding", rank: 2)[0]
+        guard !appendedClassToken || positions > 1 else {
+            throw .architecture("positional_embedding has 1 row; with cls_emb it needs the context plus one", origin: source.origin)
+        }
+        var text = Text(
+            contextLength: appendedClassToken ? positions - 1 : positions,
             vocabSize: try table.shape("token_embedding.weight", rank: 2)[0],
             width: textWidth,
             heads: max(textWidth / 64, 1),
             layers: try table.blockCount("transformer.resblocks"))
+        if appendedClassToken { text.pooling = .appendedClassToken }
         var c = CLIPConfiguration(embedDim: try table.shape("text_projection", rank: 2)[1], vision: vision, text: text)
         // A learned logit bias is SigLIP's: every such model reads the last of its padded positions without a causal
         // mask (configs that say otherwise are applied after inference).
@@ -337,7 +370,7 @@ extension CLIPConfiguration: CustomStringConvertible {
         switch vision {
         case .transformer(let c):
             v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
-                + (c.pooling == .classToken ? "" : ", attention pooling")
+                + (c.pooling == .classToken ? "" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
         case .resnet(let c):
             v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
         }

@@ -112,7 +112,7 @@ extension CLIPModel {
         let format: WeightFormat
         do {
             (source, format) = try openWeightFile(path: path)
-            if OpenCLIPSigLIPWeights.matches(source) { source = try OpenCLIPSigLIPWeights(source) }
+            source = try openCLIPLayout(source)
         } catch { throw .weightFile(error) }
         var configuration = try CLIPConfiguration.infer(from: source)
         var preprocessing = Preprocessing(resolution: configuration.imageResolution)
@@ -122,6 +122,14 @@ extension CLIPModel {
         let model = try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
         return LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,
                            storedDTypes: dtypeCounts(source), parameterCount: parameterCount(source), tokenizerFolder: nil)
+    }
+
+    /// `file` under the names the towers read when it is laid out as one of open_clip's custom-text models (SigLIP,
+    /// CoCa), else as it is.
+    static func openCLIPLayout(_ file: any WeightSource) throws(WeightFileError) -> any WeightSource {
+        if OpenCLIPSigLIPWeights.matches(file) { return try OpenCLIPSigLIPWeights(file) }
+        if OpenCLIPCoCaWeights.matches(file) { return try OpenCLIPCoCaWeights(file) }
+        return file
     }
 
     static func dtypeCounts(_ s: any WeightSource) -> [DType: Int] {
@@ -230,6 +238,7 @@ extension CLIPModel {
                 p.resolution = size
             }
         }
+        if isCoCa(cfg) { try applyCoCa(cfg, to: &c, origin: path) }
         if let pre = cfg["preprocess_cfg"] as? [String: Any] {
             if let m = floats(pre["mean"]) { p.mean = m }
             if let s = floats(pre["std"]) { p.std = s }
@@ -272,6 +281,25 @@ extension CLIPModel {
         c.objective = .sigmoid
     }
 
+    /// Whether an open_clip config describes CoCa (it has a caption decoder, `multimodal_cfg`).
+    static func isCoCa(_ cfg: [String: Any]) -> Bool { cfg["multimodal_cfg"] != nil }
+
+    /// open_clip's CoCa: the weights must have its attentional pooler and appended class token; the pooler's heads
+    /// come from `vision_cfg.attn_pooler_heads` (8 by default).
+    private static func applyCoCa(_ cfg: [String: Any], to c: inout CLIPConfiguration, origin: String) throws(ModelLoadError) {
+        guard case .transformer(var v) = c.vision, case .attentionalPooler = v.pooling,
+              c.text.pooling == .appendedClassToken else {
+            throw .architecture("the config describes a CoCa model (multimodal_cfg) but the weights lack its attentional pooler (visual.attn_pool.query) or class token (text.cls_emb)", origin: origin)
+        }
+        let vision = cfg["vision_cfg"] as? [String: Any] ?? [:]
+        let heads = try heads(vision["attn_pooler_heads"], "vision_cfg.attn_pooler_heads", width: c.embedDim, origin: origin) ?? 8
+        guard c.embedDim % heads == 0 else {
+            throw .architecture("vision_cfg.attn_pooler_heads is \(heads), which does not divide the pooled width \(c.embedDim)", origin: origin)
+        }
+        v.pooling = .attentionalPooler(heads: heads)
+        c.vision = .transformer(v)
+    }
+
     /// The Hub repository of an open_clip config's own tokenizer (`text_cfg.hf_tokenizer_name`), when it names one.
     public static func openCLIPTokenizerRepository(_ source: OpenCLIPConfig) -> String? {
         guard let (cfg, _) = try? checkedModelConfig(source),
@@ -303,6 +331,8 @@ extension CLIPModel {
         if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
         if sigLIPFamily(cfg) != nil {
             try refuseUnimplemented(try sigLIPGeneralPart(cfg, origin: origin), origin: origin)
+        } else if isCoCa(cfg) {
+            try refuseUnimplemented(try coCaGeneralPart(cfg, origin: origin), origin: origin)
         } else {
             try refuseUnimplemented(cfg, origin: origin)
         }
@@ -347,6 +377,29 @@ extension CLIPModel {
         return general
     }
 
+    /// A CoCa config's own settings checked against what the CoCa towers compute (the embeddings only: the caption
+    /// decoder is not run); returns the config without them, for the general checks.
+    private static func coCaGeneralPart(_ cfg: [String: Any], origin: String) throws(ModelLoadError) -> [String: Any] {
+        var general = cfg
+        var vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
+        func require(_ ok: Bool, _ name: String, _ value: Any?, _ supported: String) throws(ModelLoadError) {
+            guard !ok else { return }
+            throw .architecture("\(name) is \(value.map { "\($0)" } ?? "absent"), which swift-clip does not implement for CoCa yet (supported: \(supported))", origin: origin)
+        }
+        let textTower = text["hf_model_name"] as? String ?? ""
+        try require(textTower.isEmpty, "text_cfg.hf_model_name", textTower, "none; Hugging Face text towers are not loaded")
+        // `attentional_pool` may also name the paper's "parallel" or "cascade" poolers, which open_clip marks untested.
+        try require(vision["attentional_pool"] as? Bool == true, "vision_cfg.attentional_pool", vision["attentional_pool"], "true")
+        try require(text["embed_cls"] as? Bool == true, "text_cfg.embed_cls", text["embed_cls"], "true")
+        for key in ["attentional_pool", "attn_pooler_heads", "attn_pooler_queries", "output_tokens"] { vision[key] = nil }
+        for key in ["embed_cls", "output_tokens"] { text[key] = nil }
+        general["custom_text"] = nil
+        general["multimodal_cfg"] = nil
+        general["vision_cfg"] = vision
+        general["text_cfg"] = text
+        return general
+    }
+
     /// open_clip settings that change the numbers without changing the weights' names or shapes: each must have
     /// the value this implementation computes, else the model is refused rather than run wrongly. (Settings that
     /// add or remove weights, such as `ls_init_value` or `proj_bias`, are caught by the weights' names.)
@@ -385,7 +438,8 @@ extension CLIPModel {
             SettingRule("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded"),
             SettingRule("text_cfg", "pool_type", equals("argmax"), "argmax"),
             SettingRule("text_cfg", "final_ln_after_pool", isFalse, "false"),
-            SettingRule("text_cfg", "embed_cls", isFalse, "false"),
+            SettingRule("text_cfg", "embed_cls", isFalse, "false (true in CoCa configs)"),
+            SettingRule("text_cfg", "pad_id", { ($0 as? NSNumber)?.intValue == 0 }, "0"),
             SettingRule("text_cfg", "no_causal_mask", isFalse, "false"),
             SettingRule("text_cfg", "attn_mask", isTrue, "true"),
             SettingRule("text_cfg", "act_kwargs", isEmptyDict, "none"),
@@ -393,7 +447,7 @@ extension CLIPModel {
             SettingRule("vision_cfg", "pool_type", equals("tok"), "tok"),
             SettingRule("vision_cfg", "final_ln_after_pool", isFalse, "false"),
             SettingRule("vision_cfg", "global_average_pool", isFalse, "false"),
-            SettingRule("vision_cfg", "attentional_pool", isFalse, "false"),
+            SettingRule("vision_cfg", "attentional_pool", isFalse, "false (true in CoCa configs)"),
             SettingRule("vision_cfg", "no_ln_pre", isFalse, "false"),
             SettingRule("vision_cfg", "input_patchnorm", isFalse, "false"),
             SettingRule("vision_cfg", "act_kwargs", isEmptyDict, "none"),
@@ -520,7 +574,7 @@ extension CLIPModel {
                 ignorable = { isIgnorable($0) || HuggingFaceWeights.isIgnorable($0) }
             } else {
                 let file = try openWeightFile(path: path).0
-                source = OpenCLIPSigLIPWeights.matches(file) ? try OpenCLIPSigLIPWeights(file) : file
+                source = try openCLIPLayout(file)
                 ignorable = isIgnorable
             }
             var all = try NamedTensors(source)

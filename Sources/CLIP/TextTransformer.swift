@@ -3,12 +3,14 @@ import CLIPTensor
 
 /// The text tower: token and positional embeddings, a causal transformer, `ln_final`, and the features at
 /// each text's end-of-text token (the position of its largest id) projected by `text_projection`. SigLIP's variant
-/// attends without a causal mask, reads the last position and adds `text_projection_bias`.
+/// attends without a causal mask, reads the last position and adds `text_projection_bias`. CoCa's appends a learned
+/// token (`cls_emb`) to every row, masks padding keys, and reads that token.
 public struct TextTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.Text
     let tokenEmbedding: Tensor  // [vocab, width]
-    let positionalEmbedding: Tensor  // [context, width]
+    let positionalEmbedding: Tensor  // [context, width]; [context + 1, width] with CoCa's class token
+    let classEmbedding: Tensor?  // [width], CoCa's appended token
     let transformer: Transformer
     let lnFinal: LayerNorm
     let projection: Tensor  // [width, embed]
@@ -18,7 +20,9 @@ public struct TextTransformer: Sendable {
         let (activation, eps) = (c.activation, c.layerNormEps)
         configuration = c
         tokenEmbedding = try r.tensor("token_embedding.weight", shape: [c.vocabSize, c.width])
-        positionalEmbedding = try r.tensor("positional_embedding", shape: [c.contextLength, c.width])
+        let appended = c.pooling == .appendedClassToken
+        positionalEmbedding = try r.tensor("positional_embedding", shape: [c.contextLength + (appended ? 1 : 0), c.width])
+        classEmbedding = appended ? try r.tensor("cls_emb", shape: [c.width]) : nil
         transformer = try Transformer(r, "transformer", width: c.width, layers: c.layers, heads: c.heads,
                                       activation: activation, eps: eps)
         lnFinal = try LayerNorm(r, "ln_final", width: c.width, eps: eps)
@@ -27,9 +31,10 @@ public struct TextTransformer: Sendable {
     }
 
     private init(configuration: CLIPConfiguration.Text, tokenEmbedding: Tensor, positionalEmbedding: Tensor,
-                 transformer: Transformer, lnFinal: LayerNorm, projection: Tensor, projectionBias: Tensor?) {
-        (self.configuration, self.tokenEmbedding, self.positionalEmbedding) =
-            (configuration, tokenEmbedding, positionalEmbedding)
+                 classEmbedding: Tensor?, transformer: Transformer, lnFinal: LayerNorm, projection: Tensor,
+                 projectionBias: Tensor?) {
+        (self.configuration, self.tokenEmbedding, self.positionalEmbedding, self.classEmbedding) =
+            (configuration, tokenEmbedding, positionalEmbedding, classEmbedding)
         (self.transformer, self.lnFinal, self.projection, self.projectionBias) =
             (transformer, lnFinal, projection, projectionBias)
     }
@@ -37,7 +42,8 @@ public struct TextTransformer: Sendable {
     /// The tower with its transformer computing in `precision`.
     func converted(to precision: Precision) throws(TensorError) -> TextTransformer {
         TextTransformer(configuration: configuration, tokenEmbedding: tokenEmbedding,
-                        positionalEmbedding: positionalEmbedding, transformer: try transformer.converted(to: precision),
+                        positionalEmbedding: positionalEmbedding, classEmbedding: classEmbedding,
+                        transformer: try transformer.converted(to: precision),
                         lnFinal: lnFinal, projection: projection, projectionBias: projectionBias)
     }
 
@@ -46,9 +52,11 @@ public struct TextTransformer: Sendable {
         let eot = try endOfText(tokens)
         let c = configuration
         do {
-            // Without the causal mask every position reaches every feature: the whole rows run.
-            var x = embed(tokens, through: c.causal ? (eot.max() ?? 0) + 1 : tokens.first?.count ?? 0)
-            try transformer.forward(&x, causal: c.causal)
+            // Without the causal mask every position reaches every feature, and CoCa's appended token reads every
+            // position: the whole rows run.
+            let whole = !c.causal || classEmbedding != nil
+            var x = embed(tokens, through: whole ? tokens.first?.count ?? 0 : (eot.max() ?? 0) + 1)
+            try transformer.forward(&x, causal: c.causal, keyMask: classEmbedding == nil ? nil : paddingKeys(tokens))
             var y = try matmul(lnFinal(pick(x, at: eot)), projection)
             if let projectionBias {
                 y.scalars.withUnsafeMutableBufferPointer { yp in
@@ -64,7 +72,7 @@ public struct TextTransformer: Sendable {
     }
 
     /// Checks every row and returns the position each text's features are read at: its end-of-text token (the first
-    /// largest id, as torch.argmax), or its last position with `.last` pooling.
+    /// largest id, as torch.argmax), its last position with `.last` pooling, or the appended token after it.
     func endOfText(_ tokens: [[Int]]) throws(CLIPError) -> [Int] {
         let c = configuration
         let length = tokens.first?.count ?? 0
@@ -81,32 +89,55 @@ public struct TextTransformer: Sendable {
                 }
                 if id > row[best] { best = i }
             }
-            eot[t] = c.pooling == .last ? length - 1 : best
+            switch c.pooling {
+            case .endOfText: eot[t] = best
+            case .last: eot[t] = length - 1
+            case .appendedClassToken: eot[t] = length
+            }
         }
         return eot
     }
 
-    /// Token plus positional embeddings of the first `used` positions → [N, used, width]. The mask is causal, so
-    /// positions after the last end-of-text token in the batch cannot affect any feature that is read: running only
-    /// this prefix gives identical results (and identical gradients).
+    /// Token plus positional embeddings of the first `used` positions → [N, used, width], with CoCa's class token
+    /// appended at position `used` ([N, used + 1, width]). The mask is causal, so positions after the last
+    /// end-of-text token in the batch cannot affect any feature that is read: running only this prefix gives
+    /// identical results (and identical gradients).
     func embed(_ tokens: [[Int]], through used: Int) -> Tensor {
         let (n, w) = (tokens.count, configuration.width)
-        var x = Tensor(uncheckedZeros: [n, used, w])
+        let positions = used + (classEmbedding == nil ? 0 : 1)
+        var x = Tensor(uncheckedZeros: [n, positions, w])
         x.scalars.withUnsafeMutableBufferPointer { xp in
             tokenEmbedding.scalars.withUnsafeBufferPointer { te in
                 positionalEmbedding.scalars.withUnsafeBufferPointer { pe in
                     for t in 0..<n {
                         for i in 0..<used {
-                            let dst = xp.baseAddress! + (t * used + i) * w
+                            let dst = xp.baseAddress! + (t * positions + i) * w
                             let emb = te.baseAddress! + tokens[t][i] * w
                             let pos = pe.baseAddress! + i * w
                             for j in 0..<w { dst[j] = emb[j] + pos[j] }
+                        }
+                        if let classEmbedding {
+                            let dst = xp.baseAddress! + (t * positions + used) * w, pos = pe.baseAddress! + used * w
+                            for j in 0..<w { dst[j] = classEmbedding.scalars[j] + pos[j] }
                         }
                     }
                 }
             }
         }
         return x
+    }
+
+    /// CoCa's key mask over rows with the appended token, [N·(length + 1)]: key 0 and the keys whose preceding token
+    /// is not padding (id 0) are visible. open_clip puts the class token's entry before the row's instead of after
+    /// it (`correct_cls_mask` is off for CoCa), so the mask is shifted by one position; the published CoCa weights
+    /// were trained with it, and it is reproduced as it is.
+    func paddingKeys(_ tokens: [[Int]]) -> [Bool] {
+        let length = tokens.first?.count ?? 0
+        var keys = [Bool](repeating: true, count: tokens.count * (length + 1))
+        for (t, row) in tokens.enumerated() {
+            for j in 1...length { keys[t * (length + 1) + j] = row[j - 1] != 0 }
+        }
+        return keys
     }
 
     /// Tokens [N, used, width] → each text's features at its end-of-text position [N, width].

@@ -4,7 +4,8 @@ import CLIPTensor
 /// The ViT image tower: patch embedding (a convolution with kernel = stride = patch and no bias), a class
 /// token, positional embeddings, `ln_pre`, a transformer, `ln_post` on the class token, and `proj`. SigLIP's
 /// variant: a patch bias, no class token and no `ln_pre`, `ln_post` on every patch, attention pooling
-/// (`visual.attn_pool`) and no projection.
+/// (`visual.attn_pool`) and no projection. CoCa's: `AttentionalPooler` (`visual.attn_pool`) over every token, then
+/// `ln_post` of its first query and `proj`.
 public struct VisionTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.VisionTransformerConfiguration
@@ -17,6 +18,7 @@ public struct VisionTransformer: Sendable {
     let transformer: Transformer
     let lnPost: LayerNorm
     let attentionPooling: AttentionPooling?
+    let attentionalPooler: AttentionalPooler?
     let proj: Tensor?  // [width, embed]
 
     init(_ r: ParameterReader, _ c: CLIPConfiguration.VisionTransformerConfiguration, embedDim: Int) throws(ModelLoadError) {
@@ -30,29 +32,37 @@ public struct VisionTransformer: Sendable {
         } catch {
             throw .architecture("visual.conv1.weight: \(error)", origin: r.origin)
         }
-        let hasClassToken = c.pooling == .classToken
-        classEmbedding = hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
+        classEmbedding = c.hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
         positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.tokens, w])
         lnPre = c.preNorm ? try LayerNorm(r, "visual.ln_pre", width: w, eps: eps) : nil
         transformer = try Transformer(r, "visual.transformer", width: w, layers: c.layers, heads: c.heads,
                                       activation: activation, eps: eps)
-        lnPost = try LayerNorm(r, "visual.ln_post", width: w, eps: eps)
-        if case .attention(let heads) = c.pooling {
+        var pooledWidth = w
+        switch c.pooling {
+        case .classToken:
+            (attentionPooling, attentionalPooler) = (nil, nil)
+        case .attention(let heads):
             attentionPooling = try AttentionPooling(r, "visual.attn_pool", width: w, heads: heads,
                                                     activation: activation, eps: eps)
-        } else {
+            attentionalPooler = nil
+        case .attentionalPooler(let heads):
             attentionPooling = nil
+            attentionalPooler = try AttentionalPooler(r, "visual.attn_pool", width: w, pooled: embedDim, heads: heads,
+                                                      eps: eps)
+            pooledWidth = embedDim
         }
-        proj = c.projection ? try r.tensor("visual.proj", shape: [w, embedDim]) : nil
+        lnPost = try LayerNorm(r, "visual.ln_post", width: pooledWidth, eps: eps)
+        proj = c.projection ? try r.tensor("visual.proj", shape: [pooledWidth, embedDim]) : nil
     }
 
     private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: Linear,
                  classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm?, transformer: Transformer,
-                 lnPost: LayerNorm, attentionPooling: AttentionPooling?, proj: Tensor?) {
+                 lnPost: LayerNorm, attentionPooling: AttentionPooling?, attentionalPooler: AttentionalPooler?,
+                 proj: Tensor?) {
         (self.configuration, self.patchEmbedding, self.classEmbedding, self.positionalEmbedding) =
             (configuration, patchEmbedding, classEmbedding, positionalEmbedding)
-        (self.lnPre, self.transformer, self.lnPost, self.attentionPooling, self.proj) =
-            (lnPre, transformer, lnPost, attentionPooling, proj)
+        (self.lnPre, self.transformer, self.lnPost, self.attentionPooling, self.attentionalPooler, self.proj) =
+            (lnPre, transformer, lnPost, attentionPooling, attentionalPooler, proj)
     }
 
     /// The tower with its patch embedding and transformer computing in `precision`.
@@ -60,7 +70,8 @@ public struct VisionTransformer: Sendable {
         VisionTransformer(configuration: configuration, patchEmbedding: try patchEmbedding.converted(to: precision),
                           classEmbedding: classEmbedding, positionalEmbedding: positionalEmbedding, lnPre: lnPre,
                           transformer: try transformer.converted(to: precision), lnPost: lnPost,
-                          attentionPooling: try attentionPooling?.converted(to: precision), proj: proj)
+                          attentionPooling: try attentionPooling?.converted(to: precision),
+                          attentionalPooler: try attentionalPooler?.converted(to: precision), proj: proj)
     }
 
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
@@ -75,6 +86,8 @@ public struct VisionTransformer: Sendable {
             if let attentionPooling {
                 try lnPost.forward(x, into: &x)
                 pooled = try attentionPooling.forward(x)
+            } else if let attentionalPooler {
+                pooled = try lnPost(attentionalPooler.forward(x))
             } else {
                 pooled = try lnPost(classTokens(x))
             }

@@ -30,6 +30,9 @@ struct Convert: ParsableCommand {
             // names alone, so anything else would load as a different function.
             var differences: [String] = []
             if configuration.objective == .sigmoid { differences.append("it is a SigLIP model (sigmoid logits with logit_bias)") }
+            if configuration.text.pooling == .appendedClassToken {
+                differences.append("it is a CoCa model (attentional pooler, appended class token)")
+            }
             var activations = [configuration.text.activation], epsilons = [configuration.text.layerNormEps]
             if case .transformer(let v) = configuration.vision {
                 activations.append(v.activation)

@@ -40,12 +40,13 @@ struct Info: ParsableCommand {
                 switch v.pooling {
                 case .classToken: pooling = "class token"
                 case .attention(let heads): pooling = "attention pooling (\(heads) heads)"
+                case .attentionalPooler(let heads): pooling = "CoCa's attentional pooler (\(heads) heads), first query"
                 }
                 print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(pooling)")
             case .resnet(let r):
                 print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
             }
-            print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(c.text.pooling == .last ? "the last position" : "the end-of-text token")")
+            print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
             print("tokenizer: \(pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece" : "byte-level BPE"), \(pipeline.tokenizer.vocabularySize) ids")
             if case .transformer(let v) = c.vision {
                 print("image activation: \(v.activation.rawValue), LayerNorm eps \(v.layerNormEps)")
@@ -57,5 +58,14 @@ struct Info: ParsableCommand {
                 print(String(format: "logit bias: %.4f; probabilities: sigmoid per label (SigLIP)", loaded.model.logitBias))
             }
         }
+    }
+}
+
+/// Where the text tower reads a text's features, in words.
+private func textPooling(_ p: CLIPConfiguration.Text.Pooling) -> String {
+    switch p {
+    case .endOfText: return "the end-of-text token"
+    case .last: return "the last position"
+    case .appendedClassToken: return "an appended class token (CoCa), padding masked"
     }
 }

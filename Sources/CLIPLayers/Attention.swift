@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CLIPTensor
 
 /// Multi-head self-attention with PyTorch's fused projection layout (`nn.MultiheadAttention`):
@@ -48,18 +53,46 @@ public struct MultiheadSelfAttention: Sendable {
     }
 
     /// `x` [batch, tokens, width] → `out` [batch, tokens, width] (added to it when `accumulate`, which makes the
-    /// residual connection free). With `causal`, token i attends to tokens 0...i only. `kernel` picks the attention
-    /// kernel's instruction set (tests run each against the portable one).
-    public func forward(_ x: Tensor, causal: Bool, into out: inout Tensor, accumulate: Bool = false,
-                        workspace ws: inout Workspace, kernel: GEMMKernel = .auto) throws(TensorError) {
+    /// residual connection free). With `causal`, token i attends to tokens 0...i only. `keyMask` [batch·tokens],
+    /// when given, hides the keys marked false from every query of their sequence (CoCa's padding). `kernel` picks
+    /// the attention kernel's instruction set (tests run each against the portable one).
+    public func forward(_ x: Tensor, causal: Bool, keyMask: [Bool]? = nil, into out: inout Tensor,
+                        accumulate: Bool = false, workspace ws: inout Workspace,
+                        kernel: GEMMKernel = .auto) throws(TensorError) {
         guard x.rank == 3, x.shape[2] == width, out.count == x.count,
               ws.qkv.count == 3 * x.count, ws.context.count == x.count else {
             throw .shapeMismatch(operation: "MultiheadSelfAttention", x.shape, [width])
         }
         let (batch, tokens) = (x.shape[0], x.shape[1])
+        if let keyMask, keyMask.count != batch * tokens {
+            throw .shapeMismatch(operation: "MultiheadSelfAttention key mask", [keyMask.count], [batch, tokens])
+        }
         try inProj.forward(x, into: &ws.qkv)  // one GEMM for all three projections
         let (w, hd, heads) = (width, width / heads, heads)
         let scale = 1 / Float(hd).squareRoot()
+        if let keyMask {
+            // The fused kernels know only the causal mask; a key mask forms each head's probabilities explicitly,
+            // as the training path does (CoCa's text tower, 77 tokens, is the one user).
+            ws.qkv.scalars.withUnsafeBufferPointer { qp in
+                ws.context.scalars.withUnsafeMutableBufferPointer { cp in
+                    keyMask.withUnsafeBufferPointer { mp in
+                        let (qBase, cBase, mBase) = (qp.baseAddress!, cp.baseAddress!, mp.baseAddress!)
+                        parallelFor(batch * heads) { task in
+                            let (b, h) = (task / heads, task % heads)
+                            var p = [Float](repeating: 0, count: tokens * tokens)
+                            p.withUnsafeMutableBufferPointer { pp in
+                                explicitAttentionHead(tokens: tokens, headDim: hd, scale: scale, causal: causal,
+                                                      keys: mBase + b * tokens, q: qBase + b * tokens * 3 * w + h * hd,
+                                                      ld: 3 * w, width: w, probabilities: pp.baseAddress!,
+                                                      out: cBase + b * tokens * w + h * hd, ldo: w)
+                            }
+                        }
+                    }
+                }
+            }
+            try outProj.forward(ws.context, into: &out, accumulate: accumulate)
+            return
+        }
         // Each task records whether its kernel found the scratch it needs (a few hundred KB; tokens are bounded when
         // a model is loaded), so an allocation failure is an error rather than a crash.
         var done = [Bool](repeating: false, count: batch * heads)
@@ -126,16 +159,10 @@ extension MultiheadSelfAttention {
                     let (qBase, pBase, cBase) = (qp.baseAddress!, pp.baseAddress!, cp.baseAddress!)
                     parallelFor(batch * heads) { task in
                         let (b, h) = (task / heads, task % heads)
-                        let q = qBase + b * t * 3 * w + h * hd, p = pBase + task * t * t
-                        sgemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale, a: q, lda: 3 * w,
-                              b: q + w, ldb: 3 * w, c: p, ldc: t, parallel: false)
-                        for i in 0..<t {
-                            let visible = causal ? i + 1 : t
-                            softmaxInPlace(p + i * t, count: visible)
-                            for j in visible..<t { p[i * t + j] = 0 }
-                        }
-                        sgemm(transA: false, transB: false, m: t, n: hd, k: t, a: p, lda: t, b: q + 2 * w,
-                              ldb: 3 * w, c: cBase + b * t * w + h * hd, ldc: w, parallel: false)
+                        explicitAttentionHead(tokens: t, headDim: hd, scale: scale, causal: causal, keys: nil,
+                                              q: qBase + b * t * 3 * w + h * hd, ld: 3 * w, width: w,
+                                              probabilities: pBase + task * t * t, out: cBase + b * t * w + h * hd,
+                                              ldo: w)
                     }
                 }
             }
@@ -177,6 +204,37 @@ extension MultiheadSelfAttention {
                                    names: ("\(prefix).in_proj_weight", "\(prefix).in_proj_bias"),
                                    into: &gradients) ?? dqkv
     }
+}
+
+/// One head of attention with its probabilities formed explicitly: p [tokens, tokens] = softmax(scale·Q·Kᵀ) over
+/// the keys each query may see (0...i with `causal`; only those marked true in `keys` [tokens] when given; a query
+/// that sees none gets zeros), then out = p·V. Q, K and V are read in the fused [tokens, 3·width] layout at `q`
+/// (+`width` for K, +2·`width` for V, rows `ld` apart); row i of the result goes to out + i·ldo.
+private func explicitAttentionHead(tokens t: Int, headDim hd: Int, scale: Float, causal: Bool,
+                                   keys: UnsafePointer<Bool>?, q: UnsafePointer<Float>, ld: Int, width w: Int,
+                                   probabilities p: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+                                   ldo: Int) {
+    sgemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale, a: q, lda: ld, b: q + w, ldb: ld, c: p,
+          ldc: t, parallel: false)
+    for i in 0..<t {
+        let visible = causal ? i + 1 : t, row = p + i * t
+        if let keys {
+            var largest = -Float.infinity
+            for j in 0..<visible where keys[j] { largest = max(largest, row[j]) }
+            var total: Float = 0
+            for j in 0..<visible {
+                row[j] = keys[j] ? expf(row[j] - largest) : 0
+                total += row[j]
+            }
+            let inverse = total > 0 ? 1 / total : 0
+            for j in 0..<visible { row[j] *= inverse }
+        } else {
+            softmaxInPlace(row, count: visible)
+        }
+        for j in visible..<t { row[j] = 0 }
+    }
+    sgemm(transA: false, transB: false, m: t, n: hd, k: t, a: p, lda: t, b: q + 2 * w, ldb: ld, c: out, ldc: ldo,
+          parallel: false)
 }
 
 /// One head's backward: with P the probabilities and dO the gradient of its output, dV = Pᵀ·dO, dP = dO·Vᵀ,

@@ -70,43 +70,52 @@ public struct AttentionPooling: Sendable {
         guard x.rank == 3, x.shape[2] == width, x.shape[1] > 0 else {
             throw .shapeMismatch(operation: "AttentionPooling", x.shape, [width])
         }
-        let (n, tokens, w) = (x.shape[0], x.shape[1], width)
-        guard n > 0 else { return Tensor(uncheckedZeros: [0, w]) }
-        let hd = w / heads
-        let scale = 1 / Float(hd).squareRoot()
+        let n = x.shape[0]
+        guard n > 0 else { return Tensor(uncheckedZeros: [0, width]) }
         let kv = try keyValue(x)  // [N, tokens, 2·width]: keys then values per token
-        var context = Tensor(uncheckedZeros: [n, w])
-        kv.scalars.withUnsafeBufferPointer { kvp in
-            query.scalars.withUnsafeBufferPointer { qp in
-                context.scalars.withUnsafeMutableBufferPointer { cp in
-                    let (kvBase, q, cBase) = (kvp.baseAddress!, qp.baseAddress!, cp.baseAddress!)
-                    parallelFor(n * heads) { task in
-                        let (b, h) = (task / heads, task % heads)
-                        let rows = kvBase + b * tokens * 2 * w
-                        var p = [Float](repeating: 0, count: tokens)
-                        var largest = -Float.infinity
-                        for t in 0..<tokens {
-                            let k = rows + t * 2 * w + h * hd
-                            var s: Float = 0
-                            for d in 0..<hd { s += q[h * hd + d] * k[d] }
-                            p[t] = s * scale
-                            largest = max(largest, p[t])
-                        }
-                        var total: Float = 0
-                        for t in 0..<tokens { p[t] = expf(p[t] - largest); total += p[t] }
-                        let out = cBase + b * w + h * hd
-                        for t in 0..<tokens {
-                            let v = rows + t * 2 * w + w + h * hd, weight = p[t] / total
-                            for d in 0..<hd { out[d] += weight * v[d] }
-                        }
-                    }
-                }
-            }
-        }
+        let context = singleQueryAttention(query: query, keyValue: kv, heads: heads)
         var pooled = try outProj(context)  // [N, width]
         var hidden = Tensor(uninitialized: [n, mlp.fc.outFeatures])
         let normed = try norm(pooled)
         try mlp.forward(normed, into: &pooled, accumulate: true, hidden: &hidden)
         return pooled
     }
+}
+
+/// One query attending over every token of each sequence: `query` [width] (already projected), `kv` [N, tokens,
+/// 2·width] each token's projected key then value → the heads' context [N, width] (before the output projection).
+/// A single query needs no score matrix, so this is a dot product and a weighted sum per head.
+func singleQueryAttention(query: Tensor, keyValue kv: Tensor, heads: Int) -> Tensor {
+    let (n, tokens, w) = (kv.shape[0], kv.shape[1], query.count)
+    let hd = w / heads
+    let scale = 1 / Float(hd).squareRoot()
+    var context = Tensor(uncheckedZeros: [n, w])
+    kv.scalars.withUnsafeBufferPointer { kvp in
+        query.scalars.withUnsafeBufferPointer { qp in
+            context.scalars.withUnsafeMutableBufferPointer { cp in
+                let (kvBase, q, cBase) = (kvp.baseAddress!, qp.baseAddress!, cp.baseAddress!)
+                parallelFor(n * heads) { task in
+                    let (b, h) = (task / heads, task % heads)
+                    let rows = kvBase + b * tokens * 2 * w
+                    var p = [Float](repeating: 0, count: tokens)
+                    var largest = -Float.infinity
+                    for t in 0..<tokens {
+                        let k = rows + t * 2 * w + h * hd
+                        var s: Float = 0
+                        for d in 0..<hd { s += q[h * hd + d] * k[d] }
+                        p[t] = s * scale
+                        largest = max(largest, p[t])
+                    }
+                    var total: Float = 0
+                    for t in 0..<tokens { p[t] = expf(p[t] - largest); total += p[t] }
+                    let out = cBase + b * w + h * hd
+                    for t in 0..<tokens {
+                        let v = rows + t * 2 * w + w + h * hd, weight = p[t] / total
+                        for d in 0..<hd { out[d] += weight * v[d] }
+                    }
+                }
+            }
+        }
+    }
+    return context
 }

@@ -82,11 +82,14 @@ public struct ResidualAttentionBlock: Sendable {
         (self.ln1, self.attention, self.ln2, self.mlp) = (ln1, attention, ln2, mlp)
     }
 
-    /// The block in place on `x` [batch, tokens, width]: x += attn(ln_1(x)); x += mlp(ln_2(x)).
-    public func forward(_ x: inout Tensor, causal: Bool, workspace ws: inout TransformerWorkspace) throws(TensorError) {
+    /// The block in place on `x` [batch, tokens, width]: x += attn(ln_1(x)); x += mlp(ln_2(x)). `keyMask`
+    /// [batch·tokens] hides the keys marked false (see `MultiheadSelfAttention.forward`).
+    public func forward(_ x: inout Tensor, causal: Bool, keyMask: [Bool]? = nil,
+                        workspace ws: inout TransformerWorkspace) throws(TensorError) {
         ws.fitHidden(rows: x.count / max(ln1.width, 1), width: mlp.fc.outFeatures)
         try ln1.forward(x, into: &ws.normed)
-        try attention.forward(ws.normed, causal: causal, into: &x, accumulate: true, workspace: &ws.attention)
+        try attention.forward(ws.normed, causal: causal, keyMask: keyMask, into: &x, accumulate: true,
+                              workspace: &ws.attention)
         try ln2.forward(x, into: &ws.normed)
         try mlp.forward(ws.normed, into: &x, accumulate: true, hidden: &ws.hidden)
     }
@@ -153,15 +156,16 @@ public struct Transformer: Sendable {
 
     init(blocks: [ResidualAttentionBlock]) { self.blocks = blocks }
 
-    /// `x` [batch, tokens, width] in place, through every block with one shared workspace.
-    public func forward(_ x: inout Tensor, causal: Bool) throws(TensorError) {
+    /// `x` [batch, tokens, width] in place, through every block with one shared workspace; `keyMask`
+    /// [batch·tokens] hides the keys marked false in every block.
+    public func forward(_ x: inout Tensor, causal: Bool, keyMask: [Bool]? = nil) throws(TensorError) {
         guard let first = blocks.first else { return }
         guard x.rank == 3, x.shape[2] == first.attention.width else {
             throw .shapeMismatch(operation: "Transformer", x.shape, [first.attention.width])
         }
         var ws = TransformerWorkspace(batch: x.shape[0], tokens: x.shape[1], width: x.shape[2],
                                       hidden: first.mlp.fc.outFeatures)
-        for block in blocks { try block.forward(&x, causal: causal, workspace: &ws) }
+        for block in blocks { try block.forward(&x, causal: causal, keyMask: keyMask, workspace: &ws) }
     }
 
     /// The same stack computing its products in `precision`.

@@ -32,6 +32,56 @@ func attentionKernelsAgreeInTheLayer(kernel: GEMMKernel, shape: (tokens: Int, ca
     #expect(relative <= 1e-6, "relative error \(relative)")
 }
 
+/// A key mask (CoCa's padding) with every key visible computes what the fused kernels compute; with keys hidden,
+/// each query's output equals attention over the visible keys alone, whatever the hidden tokens hold.
+@Test("Attention with a key mask: all visible equals no mask; hidden keys have no influence",
+      arguments: [(tokens: 13, causal: true), (tokens: 9, causal: false), (tokens: 1, causal: true)])
+func attentionKeyMask(tokens: Int, causal: Bool) throws {
+    let (width, heads, batch) = (48, 3, 2)
+    var state: UInt64 = 7
+    func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
+    }
+    let reader = ParameterReader(origin: "test") { _, shape in
+        Tensor(uncheckedShape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in next() * 0.3 })
+    }
+    let attention = try MultiheadSelfAttention(reader, "attn", width: width, heads: heads)
+    var x = try Tensor(shape: [batch, tokens, width], scalars: (0..<batch * tokens * width).map { _ in next() })
+    func run(_ x: Tensor, _ mask: [Bool]?) throws -> [Float] {
+        var out = try Tensor(zeros: x.shape)
+        var ws = MultiheadSelfAttention.Workspace(batch: x.shape[0], tokens: x.shape[1], width: width)
+        try attention.forward(x, causal: causal, keyMask: mask, into: &out, workspace: &ws)
+        return out.scalars
+    }
+    func relative(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Float {
+        var err: Float = 0, norm: Float = 0
+        for (p, q) in zip(a, b) { err += (p - q) * (p - q); norm += q * q }
+        return norm == 0 ? err.squareRoot() : (err / norm).squareRoot()
+    }
+    let plain = try run(x, nil)
+    let allVisible = try run(x, [Bool](repeating: true, count: batch * tokens))
+    #expect(relative(allVisible[...], plain[...]) <= 1e-6)
+    // Hide every third key of the second sequence (never key 0): changing those tokens' values must not change
+    // any output of the rows that stay, and the first sequence is untouched.
+    var mask = [Bool](repeating: true, count: batch * tokens)
+    for j in stride(from: 2, to: tokens, by: 3) { mask[tokens + j] = false }
+    let masked = try run(x, mask)
+    for j in stride(from: 2, to: tokens, by: 3) {
+        for c in 0..<width { x.scalars[(tokens + j) * width + c] = next() * 5 }
+    }
+    let changed = try run(x, mask)
+    for i in 0..<tokens where mask[tokens + i] {
+        let row = (tokens + i) * width..<(tokens + i + 1) * width
+        #expect(relative(changed[row], masked[row]) <= 1e-6, "query \(i) saw a hidden key")
+    }
+    #expect(relative(masked[..<(tokens * width)], plain[..<(tokens * width)]) <= 1e-6)
+    do {
+        _ = try run(x, [true])
+        Issue.record("a mask of the wrong length was accepted")
+    } catch {}
+}
+
 /// Convolution geometries around the implicit im2col's fast path (channels a multiple of 16) and off it (3 and 24
 /// channels), strided and padded, one image and several (images across cores or each GEMM over all cores).
 @Test("Implicit im2col equals the explicit im2col buffer", arguments: [

@@ -155,7 +155,7 @@ func openCLIPArchitectures(_ base: String) throws {
 @Test func everyLoadableOpenCLIPFamilyHasAFixture() {
     let names = Set(openCLIPArchitectureFiles.map { ($0 as NSString).lastPathComponent })
     for family in ["RN50-quickgelu", "ViT-B-32", "ViT-B-32-quickgelu", "ViT-B-16-plus-240", "ViT-H-14", "ViT-H-14-378-quickgelu-squash",
-                   "ViT-g-14", "ViT-bigG-14"] {
+                   "ViT-g-14", "ViT-bigG-14", "coca_ViT-B-32", "coca_ViT-L-14"] {
         #expect(names.contains(family), "no fixture for \(family)")
     }
 }
@@ -209,5 +209,55 @@ func hostileShardIndexesAreRefused(kind: String, message: String) throws {
         Issue.record("\(kind) was accepted")
     } catch {
         #expect(error.description.contains(message), "\(kind): \(error)")
+    }
+}
+
+/// The scaled-down CoCa fixture's config with one setting changed, written to a scratch file.
+func editedCoCaConfig(_ section: String, _ key: String, _ value: Any, name: String) throws -> String {
+    let base = "\(fixtureDirectory)/open_clip/coca_ViT-B-32"
+    var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as! [String: Any]
+    var part = cfg[section] as? [String: Any] ?? [:]
+    part[key] = value
+    cfg[section] = part
+    return try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: cfg)), "coca_\(name).json")
+}
+
+/// CoCa settings other than the published models' are refused by their key: the paper's parallel and cascade
+/// poolers, a Hugging Face text tower, a text tower without the class token, another padding id.
+@Test("CoCa configs asking for what is not implemented are refused, naming the key", arguments: [
+    ("vision_cfg", "attentional_pool", "\"parallel\"", "vision_cfg.attentional_pool"),
+    ("text_cfg", "hf_model_name", "\"roberta-base\"", "text_cfg.hf_model_name"),
+    ("text_cfg", "embed_cls", "false", "text_cfg.embed_cls"),
+    ("text_cfg", "pad_id", "1", "text_cfg.pad_id"),
+    ("vision_cfg", "attn_pooler_heads", "5", "vision_cfg.attn_pooler_heads"),
+])
+func unimplementedCoCaSettingsAreRefused(section: String, key: String, value: String, named: String) throws {
+    let config = try editedCoCaConfig(section, key, try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed),
+                                      name: key)
+    do {
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/coca_ViT-B-32.safetensors", openCLIPConfig: config)
+        Issue.record("\(named) = \(value) was accepted")
+    } catch {
+        #expect(error.description.contains(named), "\(error)")
+    }
+}
+
+/// The pooler's head count comes from the config (the weights cannot tell it), and a CoCa config over weights
+/// without CoCa's pooler and class token is refused rather than run as plain CLIP.
+@Test func coCaConfigIsAppliedAndChecked() throws {
+    let base = "\(fixtureDirectory)/open_clip/coca_ViT-B-32"
+    let ref = try Reference(path: base + ".reference.safetensors")
+    let eight = try CLIPModel.load(path: base + ".safetensors", openCLIP: .file(base + ".json"))
+    let four = try CLIPModel.load(path: base + ".safetensors",
+                                  openCLIPConfig: try editedCoCaConfig("vision_cfg", "attn_pooler_heads", 4, name: "heads4"))
+    guard case .transformer(let v) = four.model.configuration.vision else { Issue.record("not a ViT"); return }
+    #expect(v.pooling == .attentionalPooler(heads: 4))
+    #expect(relativeError(try eight.model.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars) <= parityTolerance)
+    #expect(relativeError(try four.model.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars) > 1e-3)
+    do {
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/ViT-B-32.safetensors", openCLIP: .file(base + ".json"))
+        Issue.record("a CoCa config over CLIP weights was accepted")
+    } catch {
+        #expect(error.description.contains("CoCa"), "\(error)")
     }
 }
