@@ -21,7 +21,10 @@ one has); one of their texts has a padding id inside it, which CoCa's key mask h
 With --full DIR: the architectures at full size into DIR (gigabytes; ViT-bigG alone is 10 GB in fp32), for the
 gated test `CLIP_OPENCLIP_FULL=DIR swift test --filter openCLIPArchitectures`; --only ARCH limits the set.
 
-Needs: torch, open_clip_torch, safetensors, and a built `clip` (swift build) for the loadable list.
+Also (without --full or --only) Tests/CLIPTests/Fixtures/metaclip2: a MetaCLIP 2 model through the whole pipeline
+(see metaclip2_pipeline).
+
+Needs: torch, open_clip_torch, transformers, safetensors, and a built `clip` (swift build) for the loadable list.
 """
 import argparse
 import copy
@@ -113,9 +116,16 @@ def references(model, cfg, seed):
     pixels = torch.randn(2, 3, r, r, generator=g)
     ctx, vocab = cfg["text_cfg"]["context_length"], cfg["text_cfg"]["vocab_size"]
     tokens = torch.zeros(3, ctx, dtype=torch.int64)
-    for i, n in enumerate((5, ctx, 2)):
-        tokens[i, :n] = torch.randint(1, vocab - 1, (n,), generator=g)
-        tokens[i, n - 1] = vocab - 1  # the end token is the largest id (argmax pooling)
+    if cfg["text_cfg"].get("pool_type") == "eos":
+        # XLM-R rows (MetaCLIP 2): <s> 0, pieces from id 4, </s> (eos_id) where the features are read, <pad> 1.
+        tokens.fill_(1)
+        for i, n in enumerate((5, ctx, 2)):
+            tokens[i, :n] = torch.randint(4, vocab, (n,), generator=g)
+            tokens[i, 0], tokens[i, n - 1] = 0, cfg["text_cfg"].get("eos_id", 2)
+    else:
+        for i, n in enumerate((5, ctx, 2)):
+            tokens[i, :n] = torch.randint(1, vocab - 1, (n,), generator=g)
+            tokens[i, n - 1] = vocab - 1  # the end token is the largest id (argmax pooling)
     if "multimodal_cfg" in cfg:
         tokens[0, 2] = 0  # CoCa masks keys after padding ids, so one inside a text is masked too
     with torch.no_grad():
@@ -126,6 +136,46 @@ def references(model, cfg, seed):
         per_image = scale * a @ b.t()
     return {"pixels": pixels, "tokens": tokens, "image_features": img, "text_features": txt,
             "logits_per_image": per_image, "logits_per_text": per_image.t().contiguous()}
+
+
+PIPELINE = os.path.join(ROOT, "Tests", "CLIPTests", "Fixtures", "metaclip2")
+XLMR = os.path.join(ROOT, "Tests", "CLIPTokenizerTests", "Fixtures", "sentencepiece", "xlmr")
+LABELS = ["a red heart", "a blue star", "A green circle!"]
+
+
+def metaclip2_pipeline(models):
+    """MetaCLIP 2 worldwide through the whole pipeline: ViT-H-14-worldwide's structure scaled down, with the XLM-R
+    test tokenizer's 3,002 ids (Scripts/make_sentencepiece_fixtures.py) as its vocabulary, in an open_clip Hub
+    repository's layout (open_clip_config.json, open_clip_model.safetensors) with sentencepiece.bpe.model beside;
+    reference.safetensors holds Examples/blue-star.png as open_clip's transform prepares it, the labels' rows as
+    open_clip's HFTokenizer writes them, and the softmax probabilities."""
+    import shutil
+
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+    from PIL import Image
+
+    entry = next(e for e in json.load(open(TABLE))["pretrained"] if e["model"] == "ViT-H-14-worldwide")
+    cfg = scaled_down(effective_config(models, entry))
+    cfg["text_cfg"]["vocab_size"] = 3002
+    model = build(cfg, 4242)
+    os.makedirs(PIPELINE, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, os.path.join(PIPELINE, "open_clip_model.safetensors"))
+    pre = cfg.pop("preprocess_cfg")
+    with open(os.path.join(PIPELINE, "open_clip_config.json"), "w") as f:
+        json.dump({"model_cfg": cfg, "preprocess_cfg": pre}, f, indent=1)
+    shutil.copyfile(os.path.join(XLMR, "sentencepiece.bpe.model"), os.path.join(PIPELINE, "sentencepiece.bpe.model"))
+    tokens = HFTokenizer(XLMR, context_length=cfg["text_cfg"]["context_length"], clean="whitespace")(LABELS)
+    size = cfg["vision_cfg"]["image_size"]
+    transform = open_clip.image_transform(size, is_train=False, mean=pre["mean"], std=pre["std"],
+                                          interpolation=pre["interpolation"], resize_mode=pre["resize_mode"])
+    pixels = transform(Image.open(os.path.join(ROOT, "Examples", "blue-star.png")).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        img, txt = model.encode_image(pixels, normalize=True), model.encode_text(tokens, normalize=True)
+        probs = (model.logit_scale.exp() * img @ txt.t()).softmax(dim=-1)
+    save_file({"classify_pixels": pixels.contiguous(), "classify_tokens": tokens.contiguous(),
+               "classify_probabilities": probs.contiguous()}, os.path.join(PIPELINE, "reference.safetensors"))
+    print("metaclip2 pipeline ->", PIPELINE)
 
 
 def main():
@@ -166,6 +216,8 @@ def main():
         written.append(name)
         print(f"{name}: from {e['model']}/{e['tag']}")
     print(f"{len(written)} models -> {out}")
+    if not args.full and not args.only:
+        metaclip2_pipeline(models)
 
 
 if __name__ == "__main__":

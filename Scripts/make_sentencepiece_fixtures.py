@@ -23,6 +23,8 @@ Tests/CLIPTokenizerTests/Fixtures/sentencepiece/:
                         padded with </s>)
   siglip2_rows.jsonl    the same with bpe_bytes.model (Gemma's ids: <pad> 0, <eos> 1) as open_clip builds SigLIP 2's
                         rows: <eos> at the end, padded with <pad>
+  xlmr/                 an XLM-RoBERTa tokenizer (MetaCLIP 2's kind) and open_clip's ids and rows for it (see
+                        xlm_roberta below)
 
 Also the seeds of the `sentencepiece` fuzz target (Tests/Fuzz/Corpus/sentencepiece): unigram_bytes.model and a
 small model whose normalization is a handful of custom rules, so its precompiled map stays a few hundred bytes.
@@ -90,6 +92,45 @@ def with_unused(name, sp):
     return spm.SentencePieceProcessor(model_proto=data)
 
 
+# Strings for the XLM-RoBERTa tokenizer's own rules, after the corpus: special tokens written in the text, `▁`
+# inside and at the ends of words, a fullwidth `<s>` that normalizes to the special token's spelling, graphemes
+# under 6 bytes whose first character alone has a rule, and a 6-byte grapheme that is normalized per character.
+XLMR_EXTRA = ["x <s> y </s>", "<mask>zz <pad><unk>", "a\u2581b\u2581", "\u2581\u2581lead", "\uff1cs\uff1e fullwidth",
+              "e\u0301 \ufb01\u0301 x", "\uff76\uff9e", "tab\tand\u3000ideographic\u00a0nbsp", "<s", "</s>"]
+
+
+def xlm_roberta(texts):
+    """MetaCLIP 2's tokenizer kind: a unigram model in fairseq's layout (<unk> 0, <s> 1, </s> 2) saved as
+    xlmr/sentencepiece.bpe.model, loaded by open_clip's HFTokenizer through transformers' AutoTokenizer as
+    XLMRobertaTokenizer (tokenizers' Unigram, fairseq's ids):
+
+      xlmr/ids.jsonl    per corpus line and XLMR_EXTRA string: the ids of the cleaned text without <s> and </s>
+      xlmr/rows.jsonl   the same strings as open_clip's rows of 16 (<s> … </s>, <pad>, truncated)
+    """
+    from open_clip.tokenizer import HFTokenizer
+
+    folder = os.path.join(OUT, "xlmr")
+    os.makedirs(folder, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(training_text()), model_writer=model, model_type="unigram",
+                                   vocab_size=3000, normalization_rule_name="nmt_nfkc", character_coverage=0.995,
+                                   minloglevel=2, num_threads=1)
+    with open(os.path.join(folder, "sentencepiece.bpe.model"), "wb") as f:
+        f.write(model.getvalue())
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "XLMRobertaTokenizer"}, f)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"model_type": "xlm-roberta"}, f)
+    tokenizer = HFTokenizer(folder, context_length=CONTEXT, clean="whitespace")
+    strings = texts + XLMR_EXTRA
+    with open(os.path.join(folder, "ids.jsonl"), "w", encoding="utf-8") as f:
+        for t in strings:
+            f.write(json.dumps(tokenizer.tokenizer(tokenizer.clean_fn(t), add_special_tokens=False).input_ids) + "\n")
+    with open(os.path.join(folder, "rows.jsonl"), "w", encoding="utf-8") as f:
+        for t in strings:
+            f.write(json.dumps(tokenizer([t])[0].tolist()) + "\n")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     texts = corpus()
@@ -124,6 +165,7 @@ def main():
         for t in texts:
             ids = sp2.encode(canonicalize_text(basic_clean(t)))[: CONTEXT - 1] + [sp2.eos_id()]
             f.write(json.dumps(ids + [sp2.pad_id()] * (CONTEXT - len(ids))) + "\n")
+    xlm_roberta(texts)
     print(len(texts), "strings;", {n: sp.get_piece_size() for n, sp in models.items()})
     seeds = os.path.join(ROOT, "Tests", "Fuzz", "Corpus", "sentencepiece")
     os.makedirs(seeds, exist_ok=True)
@@ -138,8 +180,14 @@ def main():
     spm.SentencePieceTrainer.train(sentence_iterator=iter(training_text()[:300]), model_writer=model, model_type="unigram",
                                    vocab_size=100, normalization_rule_tsv=rules, minloglevel=2, num_threads=1,
                                    user_defined_symbols=["<img>"])
-    os.remove(rules)
     with open(os.path.join(seeds, "rules.model"), "wb") as f:
+        f.write(model.getvalue())
+    # The same without user-defined symbols: fairseq's layout, so the target also runs it as XLM-RoBERTa's.
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(training_text()[:300]), model_writer=model, model_type="unigram",
+                                   vocab_size=100, normalization_rule_tsv=rules, minloglevel=2, num_threads=1)
+    os.remove(rules)
+    with open(os.path.join(seeds, "xlmr.model"), "wb") as f:
         f.write(model.getvalue())
 
 

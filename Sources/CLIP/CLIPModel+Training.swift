@@ -19,7 +19,7 @@ extension CLIPModel {
               !configuration.text.projectionBias else {
             throw .training(configuration.objective == .sigmoid
                 ? "training SigLIP models (sigmoid loss, attention pooling, a non-causal text tower) is not supported yet; only CLIP architectures train"
-                : "training this text tower (features read at \(configuration.text.pooling.rawValue) rather than the end-of-text token, as in CoCa) is not supported yet; only CLIP architectures train")
+                : "training this text tower (features read at \(configuration.text.pooling) rather than the end-of-text token, as in CoCa and MetaCLIP 2) is not supported yet; only CLIP architectures train")
         }
         guard images.rank == 4, images.shape[1] == 3, images.shape[0] == texts.count else {
             throw .imageShape(images.shape, expected: "[\(texts.count), 3, \(configuration.imageResolution), \(configuration.imageResolution)] (one image per text)")

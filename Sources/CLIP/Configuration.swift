@@ -153,9 +153,21 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var pooling: Pooling = .endOfText
         /// Whether `text_projection_bias` [embed] is added after the projection (SigLIP's head is a biased Linear).
         public var projectionBias = false
+        /// The tokenizer whose ids index the token embedding.
+        public var vocabulary: Vocabulary = .openAIBPE
+
+        /// The tokenizers text towers are trained with.
+        public enum Vocabulary: String, Sendable, Equatable {
+            /// OpenAI's byte-level BPE (49,408 ids), or a Hugging Face folder's own BPE files.
+            case openAIBPE
+            /// SigLIP's SentencePiece model (`spiece.model`, SigLIP 2's `tokenizer.model`).
+            case sentencePiece
+            /// XLM-RoBERTa's over a SentencePiece model (`sentencepiece.bpe.model`): MetaCLIP 2's XLM-V vocabulary.
+            case xlmRoberta
+        }
 
         /// The text tower's pooling.
-        public enum Pooling: String, Sendable, Equatable {
+        public enum Pooling: Sendable, Equatable {
             /// The position of each row's largest id (CLIP's end-of-text token, as `argmax`).
             case endOfText
             /// The last position of the row as given (SigLIP: rows are padded to the context length).
@@ -165,6 +177,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             /// skips padding keys by open_clip's CoCa mask: key j > 0 is hidden when the token at j − 1 is 0 (the
             /// mask is shifted by one position, as the published CoCa weights were trained).
             case appendedClassToken
+            /// The first position holding this id (open_clip's `eos` pooling: MetaCLIP 2 reads its `</s>`, id 2),
+            /// position 0 in a row without it (as torch's argmax over an all-false mask gives).
+            case token(Int)
         }
 
         /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
@@ -304,6 +319,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             c.objective = .sigmoid
             c.text.causal = false
             c.text.pooling = .last
+            c.text.vocabulary = .sentencePiece
         }
         c.text.projectionBias = table.has("text_projection_bias")
         return c

@@ -71,9 +71,12 @@ public struct LoadedModel: Sendable {
     /// `spiece.model` for SigLIP), when present.
     public let tokenizerFolder: String?
 
-    /// The names SigLIP's SentencePiece model files have: T5-style vocabularies as `spiece.model`, SigLIP 2's Gemma
-    /// vocabulary as `tokenizer.model`.
-    public static let sentencePieceFiles = ["spiece.model", "tokenizer.model"]
+    /// The names SentencePiece model files have: SigLIP's T5-style vocabularies as `spiece.model`, SigLIP 2's Gemma
+    /// vocabulary as `tokenizer.model`, XLM-RoBERTa's as `sentencepiece.bpe.model`.
+    public static let sentencePieceFiles = ["spiece.model", "tokenizer.model", xlmRobertaFile]
+
+    /// The SentencePiece model of XLM-RoBERTa tokenizers (MetaCLIP 2's XLM-V vocabulary).
+    public static let xlmRobertaFile = "sentencepiece.bpe.model"
 
     /// The same model with its tokenizer files in `folder` (a Hub download keeps them apart from the weights).
     public func withTokenizerFolder(_ folder: String?) -> LoadedModel {
@@ -224,9 +227,16 @@ extension CLIPModel {
         c.activation = (cfg["quick_gelu"] as? Bool) == true ? .quickGELU : .gelu
         let sigLIP = sigLIPFamily(cfg)
         if let sigLIP { try applySigLIP(cfg, family: sigLIP, to: &c, origin: path) }
-        if let text = cfg["text_cfg"] as? [String: Any],
-           let heads = try heads(text["heads"], "text_cfg.heads", width: c.text.width, origin: path) {
-            c.text.heads = heads
+        if let text = cfg["text_cfg"] as? [String: Any] {
+            if let heads = try heads(text["heads"], "text_cfg.heads", width: c.text.width, origin: path) {
+                c.text.heads = heads
+            }
+            if sigLIP == nil, text["pool_type"] as? String == "eos" {
+                c.text.pooling = .token(try int(text["eos_id"], "text_cfg.eos_id", in: 0...(c.text.vocabSize - 1), origin: path) ?? 2)
+            }
+            if let name = text["hf_tokenizer_name"] as? String, xlmRobertaTokenizers.contains(name) {
+                c.text.vocabulary = .xlmRoberta
+            }
         }
         if let vision = cfg["vision_cfg"] as? [String: Any] {
             if case .transformer(var v) = c.vision, sigLIP == nil {
@@ -424,6 +434,9 @@ extension CLIPModel {
         }
     }
 
+    /// The Hugging Face tokenizers open_clip configs name that are XLM-RoBERTa's over a SentencePiece model.
+    static let xlmRobertaTokenizers: Set<String> = ["facebook/xlm-v-base"]
+
     private static let unimplementedSettings: [SettingRule] = {
         let isFalse: @Sendable (Any) -> Bool = { ($0 as? Bool) == false }
         let isTrue: @Sendable (Any) -> Bool = { ($0 as? Bool) == true }
@@ -433,10 +446,11 @@ extension CLIPModel {
         return [
             SettingRule("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded"),
             SettingRule("text_cfg", "hf_model_name", isEmpty, "none; Hugging Face text towers are not loaded"),
-            SettingRule("text_cfg", "hf_tokenizer_name", isEmpty, "none; OpenAI's BPE tokenizer"),
+            SettingRule("text_cfg", "hf_tokenizer_name", { ($0 as? String).map { $0.isEmpty || xlmRobertaTokenizers.contains($0) } == true },
+                        "none (OpenAI's BPE tokenizer) or \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's)"),
             SettingRule("text_cfg", "tokenizer_kwargs", isEmptyDict, "none"),
             SettingRule("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded"),
-            SettingRule("text_cfg", "pool_type", equals("argmax"), "argmax"),
+            SettingRule("text_cfg", "pool_type", { ["argmax", "eos"].contains($0 as? String) }, "argmax, eos"),
             SettingRule("text_cfg", "final_ln_after_pool", isFalse, "false"),
             SettingRule("text_cfg", "embed_cls", isFalse, "false (true in CoCa configs)"),
             SettingRule("text_cfg", "pad_id", { ($0 as? NSNumber)?.intValue == 0 }, "0"),

@@ -72,7 +72,8 @@ public struct TextTransformer: Sendable {
     }
 
     /// Checks every row and returns the position each text's features are read at: its end-of-text token (the first
-    /// largest id, as torch.argmax), its last position with `.last` pooling, or the appended token after it.
+    /// largest id, as torch.argmax), its last position with `.last` pooling, the appended token after it, or the
+    /// first position of a given id.
     func endOfText(_ tokens: [[Int]]) throws(CLIPError) -> [Int] {
         let c = configuration
         let length = tokens.first?.count ?? 0
@@ -93,6 +94,7 @@ public struct TextTransformer: Sendable {
             case .endOfText: eot[t] = best
             case .last: eot[t] = length - 1
             case .appendedClassToken: eot[t] = length
+            case .token(let id): eot[t] = row.firstIndex(of: id) ?? 0
             }
         }
         return eot

@@ -47,7 +47,9 @@ struct Info: ParsableCommand {
                 print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
             }
             print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
-            print("tokenizer: \(pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece" : "byte-level BPE"), \(pipeline.tokenizer.vocabularySize) ids")
+            let tokenizer = pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece"
+                : pipeline.tokenizer is XLMRobertaTokenizer ? "XLM-RoBERTa (SentencePiece unigram)" : "byte-level BPE"
+            print("tokenizer: \(tokenizer), \(pipeline.tokenizer.vocabularySize) ids")
             if case .transformer(let v) = c.vision {
                 print("image activation: \(v.activation.rawValue), LayerNorm eps \(v.layerNormEps)")
             }
@@ -67,5 +69,6 @@ private func textPooling(_ p: CLIPConfiguration.Text.Pooling) -> String {
     case .endOfText: return "the end-of-text token"
     case .last: return "the last position"
     case .appendedClassToken: return "an appended class token (CoCa), padding masked"
+    case .token(let id): return "the first token \(id)"
     }
 }

@@ -16,6 +16,9 @@ struct Tokenize: ParsableCommand {
     @Option(help: "A SentencePiece model file (SigLIP's spiece.model): tokenize as open_clip does for SigLIP (canonicalized text, </s>, padded with </s>; use --context-length 64) instead of with CLIP's BPE.")
     var sentencepiece: String?
 
+    @Option(help: "An XLM-RoBERTa SentencePiece model (MetaCLIP 2's XLM-V sentencepiece.bpe.model): tokenize as open_clip does for MetaCLIP 2 (<s> … </s>, padded with <pad> 1).")
+    var xlmRoberta: String?
+
     @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
     var truncate = false
 
@@ -28,7 +31,14 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let tokenizer: any TextTokenizer
-            if let sentencepiece { tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece) } else { tokenizer = try CLIPTokenizer.shared() }
+            guard sentencepiece == nil || xlmRoberta == nil else { throw CLIError("--sentencepiece and --xlm-roberta name different tokenizers; give one") }
+            if let sentencepiece {
+                tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece)
+            } else if let xlmRoberta {
+                tokenizer = try XLMRobertaTokenizer(contentsOf: xlmRoberta)
+            } else {
+                tokenizer = try CLIPTokenizer.shared()
+            }
             if showCleaned {
                 for t in texts { print(try jsonText(tokenizer.cleanedText(t))) }
                 return

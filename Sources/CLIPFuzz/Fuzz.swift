@@ -24,8 +24,13 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
         // A model file that parses is then used: its normalization map and pieces drive every lookup.
         guard let model = try? SentencePieceModel(bytes: bytes, origin: "input"),
               let tokenizer = try? SentencePieceTokenizer(model: model, cleaning: .none) else { return }
-        for text in ["a photo of a cat", "  \u{FB01}  \u{DC}\u{3000}x\t\n ", "<img>c++ 12345 \u{1F436}\u{1F436}", ""] {
+        // The same model run as XLM-RoBERTa's (grapheme-wise normalization, special tokens in the text) when its
+        // layout allows.
+        let xlmRoberta = try? XLMRobertaTokenizer(model: model)
+        for text in ["a photo of a cat", "  \u{FB01}  \u{DC}\u{3000}x\t\n ", "<img>c++ 12345 \u{1F436}\u{1F436}", "",
+                     "e\u{301}\u{FB01}\u{301} <s>\u{2581}\u{2581}x</s><mask>"] {
             _ = try? tokenizer.encode(text)
+            _ = try? xlmRoberta?.encode(text)
         }
     case .image:
         // A smaller pixel limit than the default keeps the sanitizer's memory within its bounds.

@@ -17,8 +17,8 @@ public struct CLIPPipeline: Sendable {
     public let model: CLIPModel
     /// Decodes and prepares images as the model's reference preprocessing does.
     public let preprocessor: ImagePreprocessor
-    /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), or for SigLIP the
-    /// SentencePiece model of its folder.
+    /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), for SigLIP the
+    /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`).
     public let tokenizer: any TextTokenizer
     /// Where the model came from, when it was loaded from a file.
     public let loaded: LoadedModel?
@@ -26,21 +26,31 @@ public struct CLIPPipeline: Sendable {
     /// A pipeline over a loaded model, with the tokenizer from the model's folder when it has one.
     public init(_ loaded: LoadedModel) throws(PipelineError) {
         let tokenizer: any TextTokenizer
+        // A vocabulary of its own is never replaced by OpenAI's BPE, whose ids would index other rows.
+        func modelFile(_ names: [String], _ description: String) throws -> String {
+            let beside = (loaded.path as NSString).deletingLastPathComponent
+            let file = [loaded.tokenizerFolder, beside].compactMap { $0 }
+                .flatMap { folder in names.map { folder + "/" + $0 } }
+                .first { FileManager.default.fileExists(atPath: $0) }
+            guard let file else {
+                throw TokenizerError.missingResource("\(names.joined(separator: " or ")) (\(description); put it beside the weights of \(loaded.path))")
+            }
+            return file
+        }
         do {
-            if loaded.model.configuration.objective == .sigmoid {
-                // SigLIP's vocabulary is its own SentencePiece model; OpenAI's BPE ids would index other rows.
-                let beside = (loaded.path as NSString).deletingLastPathComponent
-                let file = [loaded.tokenizerFolder, beside].compactMap { $0 }
-                    .flatMap { folder in LoadedModel.sentencePieceFiles.map { folder + "/" + $0 } }
-                    .first { FileManager.default.fileExists(atPath: $0) }
-                guard let file else {
-                    throw TokenizerError.missingResource("spiece.model or tokenizer.model (a SigLIP model is tokenized with its own SentencePiece model; put it beside the weights of \(loaded.path))")
-                }
+            switch loaded.model.configuration.text.vocabulary {
+            case .sentencePiece:
+                let file = try modelFile(["spiece.model", "tokenizer.model"], "a SigLIP model is tokenized with its own SentencePiece model")
                 tokenizer = try SentencePieceTokenizer.sigLIP(contentsOf: file)
-            } else if let folder = loaded.tokenizerFolder {
-                tokenizer = try CLIPTokenizer(huggingFaceFolder: folder)
-            } else {
-                tokenizer = try CLIPTokenizer.shared()
+            case .xlmRoberta:
+                let file = try modelFile([LoadedModel.xlmRobertaFile], "this model is tokenized with XLM-V's SentencePiece model, from the Hub repository facebook/xlm-v-base")
+                tokenizer = try XLMRobertaTokenizer(contentsOf: file)
+            case .openAIBPE:
+                if let folder = loaded.tokenizerFolder {
+                    tokenizer = try CLIPTokenizer(huggingFaceFolder: folder)
+                } else {
+                    tokenizer = try CLIPTokenizer.shared()
+                }
             }
         } catch let error as TokenizerError {
             throw .tokenizer(error)

@@ -29,6 +29,9 @@ public final class SentencePieceTokenizer: TextTokenizer {
         /// open_clip's `canonicalize` (SigLIP): fix, unescape, `_` → space, drop ASCII punctuation, lowercase,
         /// collapse whitespace.
         case canonicalize
+        /// open_clip's `whitespace` (its Hugging Face tokenizers, as for MetaCLIP 2): fix, unescape, collapse
+        /// whitespace; case and punctuation are kept.
+        case whitespace
         /// None: the text is encoded as given.
         case none
     }
@@ -58,7 +61,7 @@ public final class SentencePieceTokenizer: TextTokenizer {
         let types: Set<SentencePieceModel.PieceType> = [.normal, .userDefined, .unused]
         pieces = PieceTrie(model.pieces.enumerated().filter { types.contains($0.element.type) }.map { ($0.element.bytes, $0.offset) })
         userDefined = PieceTrie(model.pieces.enumerated().filter { $0.element.type == .userDefined }.map { ($0.element.bytes, $0.offset) })
-        if cleaning == .canonicalize {
+        if cleaning != .none {
             let html = try HTMLUnescaper()
             cleaner = (try CharacterData.shared.get(), html, try TextFixer(html: html))
         } else {
@@ -107,11 +110,13 @@ public final class SentencePieceTokenizer: TextTokenizer {
         var t = fixer.fixText(text)
         t = html.unescape(html.unescape(t))
         var s = characters.pythonStrip(Array(t.unicodeScalars))
-        s = s.compactMap { c in
-            if c == "_" { return " " }
-            return c.value < 0x80 && Self.punctuation.contains(UInt8(c.value)) ? nil : c
+        if cleaning == .canonicalize {
+            s = s.compactMap { c in
+                if c == "_" { return " " }
+                return c.value < 0x80 && Self.punctuation.contains(UInt8(c.value)) ? nil : c
+            }
+            s = characters.pythonLower(s)
         }
-        s = characters.pythonLower(s)
         // " ".join(text.split()): runs of Python whitespace become one space, none at either end.
         var out = String.UnicodeScalarView()
         var pendingSpace = false
@@ -154,48 +159,15 @@ public final class SentencePieceTokenizer: TextTokenizer {
 
     /// The unigram model's best segmentation of `normalized`: each piece's id and bytes, in order.
     private func unigramPieces(_ normalized: [UInt8]) -> [(Int, Range<Int>)] {
-        let n = normalized.count
-        // The best path ending at each byte position: its score, where its last piece starts, and that piece's id.
-        var score = [Float](repeating: 0, count: n + 1)
-        var start = [Int](repeating: -1, count: n + 1)
-        var id = [Int](repeating: -1, count: n + 1)
-        let unknownScore = minScore - 10
-        var s = 0
-        while s < n {
-            let here = score[s]
-            let charLength = min(Self.oneCharLength(normalized[s]), n - s)
-            var hasSingle = false
-            var node = 0, end = s
-            while end < n, let next = pieces.child(node, normalized[end]) {
-                node = next
-                end += 1
-                guard let piece = pieces.value(node), model.pieces[piece].type != .unused else { continue }
-                let length = end - s
-                // A user-defined piece gets a bonus so it is always chosen. Sums and comparisons are in float, as
-                // the library's scores are: ties (equal float sums) keep the path whose last piece starts first.
-                let pieceScore = model.pieces[piece].type == .userDefined
-                    ? Float(Double(Float(length) * maxScore) - 0.1) : model.pieces[piece].score
-                let candidate = pieceScore + here
-                if start[end] == -1 || candidate > score[end] {
-                    (score[end], start[end], id[end]) = (candidate, s, piece)
-                }
-                if length == charLength { hasSingle = true }
+        // A user-defined piece gets a bonus so it is always chosen; unused pieces are never chosen. Sums and
+        // comparisons are in float, as the library's scores are.
+        unigramViterbi(normalized, trie: pieces, unknown: (model.unknownID, minScore - 10)) { piece, length -> Float? in
+            switch model.pieces[piece].type {
+            case .unused: return nil
+            case .userDefined: return Float(Double(Float(length) * maxScore) - 0.1)
+            default: return model.pieces[piece].score
             }
-            if !hasSingle {
-                let candidate = unknownScore + here
-                if start[s + charLength] == -1 || candidate > score[s + charLength] {
-                    (score[s + charLength], start[s + charLength], id[s + charLength]) = (candidate, s, model.unknownID)
-                }
-            }
-            s += charLength
         }
-        var path: [(Int, Range<Int>)] = []
-        var end = n
-        while end > 0 {
-            path.append((id[end], start[end]..<end))
-            end = start[end]
-        }
-        return path.reversed()
     }
 
     /// BPE over `normalized`: characters (user-defined pieces whole and never merged), then repeatedly the adjacent
@@ -306,15 +278,20 @@ public final class SentencePieceTokenizer: TextTokenizer {
         if longest > 0 { return (Array(input[i..<(i + longest)]), longest) }
         let spec = model.normalizer
         if !spec.trie.isEmpty, let (offset, length) = longestRule(input, at: i) {
-            guard offset < spec.replacements.count else {
-                throw .malformedData(file: model.origin, line: 0, message: "the precompiled character map points at byte \(offset) of its \(spec.replacements.count) replacement bytes")
-            }
-            let tail = spec.replacements[offset...]
-            return (Array(tail.prefix { $0 != 0 }), length)
+            return (try replacement(at: offset), length)
         }
         let length = Self.validCharLength(input, at: i)
         if length == 0 { return ([0xEF, 0xBF, 0xBD], 1) }
         return (Array(input[i..<(i + length)]), length)
+    }
+
+    /// The precompiled map's replacement text starting at `offset` (up to its NUL).
+    func replacement(at offset: Int) throws(TokenizerError) -> [UInt8] {
+        let spec = model.normalizer
+        guard offset < spec.replacements.count else {
+            throw .malformedData(file: model.origin, line: 0, message: "the precompiled character map points at byte \(offset) of its \(spec.replacements.count) replacement bytes")
+        }
+        return Array(spec.replacements[offset...].prefix { $0 != 0 })
     }
 
     /// The length of the longest user-defined piece starting at `i` (0 when none does): such pieces are neither
@@ -329,14 +306,15 @@ public final class SentencePieceTokenizer: TextTokenizer {
         return longest
     }
 
-    /// Darts-clone's common-prefix search of the precompiled map from `i`: the longest match's value and length.
-    private func longestRule(_ input: [UInt8], at i: Int) -> (Int, Int)? {
+    /// Darts-clone's common-prefix search of the precompiled map from `i` (up to `limit`): the longest match's
+    /// value and length, or with `shortest` the first match's.
+    func longestRule(_ input: [UInt8], at i: Int, limit: Int? = nil, shortest: Bool = false) -> (Int, Int)? {
         let units = model.normalizer.trie
         func offset(_ u: UInt32) -> Int { Int((u >> 10) << ((u & (1 << 9)) >> 6)) }
         var best: (Int, Int)?
         var pos = offset(units[0])
         var k = i
-        while k < input.count {
+        while k < (limit ?? input.count) {
             pos ^= Int(input[k])
             guard pos >= 0, pos < units.count else { break }
             let unit = units[pos]
@@ -346,13 +324,14 @@ public final class SentencePieceTokenizer: TextTokenizer {
             if (unit >> 8) & 1 == 1 {
                 guard pos < units.count else { break }
                 best = (Int(units[pos] & ((1 << 31) - 1)), k - i)
+                if shortest { return best }
             }
         }
         return best
     }
 
     /// sentencepiece's `OneCharLen`: the length a UTF-8 lead byte announces.
-    private static func oneCharLength(_ b: UInt8) -> Int {
+    static func oneCharLength(_ b: UInt8) -> Int {
         switch b >> 4 {
         case 0xC, 0xD: return 2
         case 0xE: return 3
@@ -381,6 +360,47 @@ public final class SentencePieceTokenizer: TextTokenizer {
         }
         return 0
     }
+}
+
+/// The best segmentation of `normalized` under a unigram vocabulary, as both the `sentencepiece` library
+/// (`EncodeOptimized`) and Hugging Face's tokenizers (`encode_optimized`) compute it: for each byte position the
+/// best-scoring path ending there, extended by every piece of `trie` starting at each character boundary (`score`
+/// gives a piece's score given its byte length, nil for a piece never chosen), or by one unknown character when no
+/// single-character piece starts there. Ties keep the path found first, whose last piece starts earliest. `S` is
+/// the arithmetic: the library's float, or tokenizers' double. Returns each piece's id and bytes, in order.
+func unigramViterbi<S: BinaryFloatingPoint>(_ normalized: [UInt8], trie: PieceTrie, unknown: (id: Int, score: S),
+                                            score: (_ piece: Int, _ length: Int) -> S?) -> [(Int, Range<Int>)] {
+    let n = normalized.count
+    // The best path ending at each byte position: its score, where its last piece starts, and that piece's id.
+    var best = [S](repeating: 0, count: n + 1)
+    var start = [Int](repeating: -1, count: n + 1)
+    var id = [Int](repeating: -1, count: n + 1)
+    func offer(_ end: Int, _ candidate: S, from s: Int, _ piece: Int) {
+        if start[end] == -1 || candidate > best[end] { (best[end], start[end], id[end]) = (candidate, s, piece) }
+    }
+    var s = 0
+    while s < n {
+        let here = best[s]
+        let charLength = min(SentencePieceTokenizer.oneCharLength(normalized[s]), n - s)
+        var hasSingle = false
+        var node = 0, end = s
+        while end < n, let next = trie.child(node, normalized[end]) {
+            node = next
+            end += 1
+            guard let piece = trie.value(node), let pieceScore = score(piece, end - s) else { continue }
+            offer(end, pieceScore + here, from: s, piece)
+            if end - s == charLength { hasSingle = true }
+        }
+        if !hasSingle { offer(s + charLength, unknown.score + here, from: s, unknown.id) }
+        s += charLength
+    }
+    var path: [(Int, Range<Int>)] = []
+    var end = n
+    while end > 0 {
+        path.append((id[end], start[end]..<end))
+        end = start[end]
+    }
+    return path.reversed()
 }
 
 /// A byte trie over pieces: children in one hash table keyed by (node, byte), so a 256,000-piece vocabulary costs

@@ -59,6 +59,17 @@ func tokenizeWithSentencePiece() throws {
     #expect(bad.status == 1 && bad.stderr.contains("/nonexistent/spiece.model"), "\(bad.stderr)")
 }
 
+@Test("clip tokenize --xlm-roberta: MetaCLIP 2's rows (<s> … </s>, <pad>), as open_clip's HFTokenizer writes them")
+func tokenizeWithXLMRoberta() throws {
+    let model = testsDirectory.appendingPathComponent("CLIPTokenizerTests/Fixtures/sentencepiece/xlmr/sentencepiece.bpe.model").path
+    let r = try runClip(["tokenize", "--xlm-roberta", model, "--context-length", "12", "A photo of a CAT.", "x"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            == "[[0,471,104,19,15,4,3,877,683,119,2,1],[0,192,2,1,1,1,1,1,1,1,1,1]]")
+    let both = try runClip(["tokenize", "--xlm-roberta", model, "--sentencepiece", model, "x"])
+    #expect(both.status != 0 && both.stderr.contains("--xlm-roberta"), "\(both.stderr)")
+}
+
 @Test func tooLongTextFailsWithOneLine() throws {
     let r = try runClip(["tokenize", "--context-length", "4", "ok", "a photo of a dog"])
     #expect(r.status == 1)

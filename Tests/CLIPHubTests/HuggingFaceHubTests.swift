@@ -126,6 +126,24 @@ struct HuggingFaceHubTests {
         #expect(FileManager.default.fileExists(atPath: tokenizerSnapshot + "/spiece.model"))
     }
 
+    @Test("an open_clip MetaCLIP 2 repository: XLM-V's sentencepiece.bpe.model fetched from facebook/xlm-v-base")
+    func openCLIPMetaCLIP2Repository() throws {
+        let cfg = try fixtureBytes("metaclip2/open_clip_config.json")
+        let weights = try fixtureBytes("metaclip2/open_clip_model.safetensors")
+        let spm = try fixtureBytes("metaclip2/sentencepiece.bpe.model")
+        let hub = try FakeHub(repositories: [
+            "timm/vit_huge_patch14_clip_224.metaclip2_worldwide": .init(commit: commitA, files: [
+                "open_clip_config.json": cfg, "open_clip_model.safetensors": weights,
+            ], large: ["open_clip_model.safetensors"]),
+            "facebook/xlm-v-base": .init(commit: commitB, files: ["sentencepiece.bpe.model": spm], large: ["sentencepiece.bpe.model"]),
+        ])
+        let client = hub.client()
+        let loaded = try hubModel(client).load("hf-hub:timm/vit_huge_patch14_clip_224.metaclip2_worldwide")
+        #expect(loaded.tokenizerFolder == "\(client.storageFolder("facebook/xlm-v-base"))/snapshots/\(commitB)")
+        #expect(loaded.model.configuration.text.vocabulary == .xlmRoberta)
+        #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.xlmRobertaFile)"))
+    }
+
     @Test("a Hugging Face CLIPModel repository: open_clip's config remembered as absent, the snapshot folder loaded")
     func huggingFaceRepository() throws {
         let hub = try standardHub()

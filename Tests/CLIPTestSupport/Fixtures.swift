@@ -16,6 +16,10 @@ package let tinyModel = "\(pipelineDirectory)/tiny_vit.safetensors"
 /// A scaled-down random SigLIP `SiglipModel` folder with a SentencePiece tokenizer (Scripts/make_siglip_fixtures.py).
 package let sigLIPFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/siglip/hf_siglip_spm").path
 
+/// A MetaCLIP 2 worldwide model in an open_clip repository's layout with XLM-V-style `sentencepiece.bpe.model` beside
+/// it (Scripts/make_openclip_fixtures.py, `metaclip2_pipeline`).
+package let metaCLIP2Folder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/metaclip2").path
+
 /// What OpenAI's `clip` package computed for the seed example on `tinyModel` (reference.json).
 package struct PipelineReference: Decodable, Sendable {
     package let files: [String]

@@ -90,3 +90,41 @@ func hostileSentencePieceModels(_ name: String, _ bytes: [UInt8]) {
         Issue.record("a second unknown piece was accepted")
     } catch { #expect("\(error)".contains("unknown piece")) }
 }
+
+/// The strings after the corpus in `xlmr/ids.jsonl` (Scripts/make_sentencepiece_fixtures.py's `XLMR_EXTRA`).
+let xlmRobertaExtra = ["x <s> y </s>", "<mask>zz <pad><unk>", "a\u{2581}b\u{2581}", "\u{2581}\u{2581}lead", "\u{FF1C}s\u{FF1E} fullwidth",
+                       "e\u{301} \u{FB01}\u{301} x", "\u{FF76}\u{FF9E}", "tab\tand\u{3000}ideographic\u{A0}nbsp", "<s", "</s>"]
+
+/// MetaCLIP 2's tokenizer kind (XLM-RoBERTa over a SentencePiece unigram model) against open_clip's HFTokenizer,
+/// which runs it through transformers and tokenizers: the ids of every cleaned string, and the rows of 16.
+@Test("XLM-RoBERTa: ids and rows identical to open_clip's HFTokenizer on every corpus string",
+      arguments: ["ids", "rows"])
+func xlmRobertaMatchesOpenCLIP(_ kind: String) throws {
+    let tokenizer = try XLMRobertaTokenizer(contentsOf: "\(sentencePieceDirectory)/xlmr/sentencepiece.bpe.model")
+    #expect(tokenizer.vocabularySize == 3002)
+    let texts = try corpusTexts() + xlmRobertaExtra
+    let expected = try jsonLines("\(sentencePieceDirectory)/xlmr/\(kind).jsonl")
+    #expect(texts.count == expected.count)
+    var failures: [String] = []
+    for (text, ids) in zip(texts, expected) {
+        let ours = kind == "ids" ? try tokenizer.encode(tokenizer.cleanedText(text))
+                                 : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
+        if ours != ids { failures.append("\(escaped(text)): got \(ours.prefix(20)) expected \(ids.prefix(20))") }
+    }
+    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
+}
+
+@Test func xlmRobertaRowsAndRefusals() throws {
+    let tokenizer = try XLMRobertaTokenizer(contentsOf: "\(sentencePieceDirectory)/xlmr/sentencepiece.bpe.model")
+    let rows = try tokenizer.tokenize(["", "a dog"], contextLength: 8, truncate: false)
+    #expect(rows[0] == [0, 2, 1, 1, 1, 1, 1, 1])
+    #expect(rows[1].first == 0 && rows[1].contains(2) && rows[1].last == 1)
+    let long = String(repeating: "a photo of a dog ", count: 20)
+    #expect(throws: TokenizerError.self) { _ = try tokenizer.tokenize([long], contextLength: 16, truncate: false) }
+    #expect(try tokenizer.tokenize([long], contextLength: 16, truncate: true)[0].last == 2)
+    #expect(throws: TokenizerError.self) { _ = try tokenizer.tokenize(["a"], contextLength: 1, truncate: true) }
+    // SigLIP's T5-style model puts </s> at 1 and has user-defined pieces; Gemma's is BPE: neither is XLM-R's layout.
+    for name in ["unigram_nfkc", "bpe_bytes"] {
+        #expect(throws: TokenizerError.self) { _ = try XLMRobertaTokenizer(contentsOf: "\(sentencePieceDirectory)/\(name).model") }
+    }
+}
