@@ -6,6 +6,8 @@ committed test images (make_image_fixtures.py) in its other resize modes, for `I
                                   ToTensor (U8 [R, R, 3]); R = 64 for every image, the odd 37 for the odd, wide,
                                   tall and small ones
 - jpeg_420_photo/MODE/224/tensor  the whole transform's output (F32 [3, 224, 224])
+- the same as NAME/MODE-bilinear/R and jpeg_420_photo/MODE-bilinear/224/tensor for MODE shortest and squash with
+  interpolation="bilinear" (CLIPA's)
 
 open_clip.transform.image_transform(R, is_train=False, resize_mode=MODE) is a Compose whose last two steps are
 MaybeToTensor and Normalize; everything before them runs here on the PIL image.
@@ -40,6 +42,20 @@ def main():
         for name in ("jpeg_420_photo",):
             e = next(x for x in manifest if x["name"] == name)
             tensors[f"{name}/{mode}/224/tensor"] = full(Image.open(os.path.join(FIX, e["file"]))).numpy().astype(np.float32)
+    # CLIPA's bilinear filter (open_clip's interpolation="bilinear"), with the shortest and squash modes.
+    for mode in ("shortest", "squash"):
+        for r in (64, 37):
+            steps = image_transform(r, is_train=False, resize_mode=mode, interpolation="bilinear").transforms[:-2]
+            for e in manifest:
+                if r == 37 and not e["name"].endswith(("_odd", "_wide", "_tall", "_small")):
+                    continue
+                im = Image.open(os.path.join(FIX, e["file"]))
+                for t in steps:
+                    im = t(im)
+                tensors[f"{e['name']}/{mode}-bilinear/{r}"] = np.ascontiguousarray(np.array(im.convert("RGB"), dtype=np.uint8))
+        full = image_transform(224, is_train=False, resize_mode=mode, interpolation="bilinear")
+        e = next(x for x in manifest if x["name"] == "jpeg_420_photo")
+        tensors[f"jpeg_420_photo/{mode}-bilinear/224/tensor"] = full(Image.open(os.path.join(FIX, e["file"]))).numpy().astype(np.float32)
     save_file(tensors, os.path.join(FIX, "resize_modes.safetensors"))
     print(f"{len(tensors)} references")
 

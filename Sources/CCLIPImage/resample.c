@@ -17,6 +17,12 @@ static double bicubic(double x) {
     return 0.0;
 }
 
+// Pillow's BILINEAR filter (a triangle of support 1).
+static double bilinear(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
 static inline uint8_t clip8(int v) {
     v >>= PRECISION_BITS;
     return v < 0 ? 0 : (v > 255 ? 255 : (uint8_t)v);
@@ -24,10 +30,11 @@ static inline uint8_t clip8(int v) {
 
 // Coefficients for resampling `in_size` samples to `out_size`: per output sample the first input index,
 // the count of inputs, and `ksize` normalised double weights (Pillow's precompute_coeffs).
-static int coefficients_double(int in_size, int out_size, int **bounds_out, double **kk_out) {
+static int coefficients_double(int in_size, int out_size, int filter, int **bounds_out, double **kk_out) {
+    double (*const f)(double) = filter == CLIP_FILTER_BILINEAR ? bilinear : bicubic;
     double scale = (double)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 2.0 * filterscale;
+    double support = (filter == CLIP_FILTER_BILINEAR ? 1.0 : 2.0) * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
     int *bounds = malloc((size_t)out_size * 2 * sizeof(int));
     double *kk = malloc((size_t)out_size * ksize * sizeof(double));
@@ -46,7 +53,7 @@ static int coefficients_double(int in_size, int out_size, int **bounds_out, doub
         double *k = kk + (size_t)xx * ksize;
         int x;
         for (x = 0; x < xmax; x++) {
-            double w = bicubic((x + xmin - center + 0.5) * ss);
+            double w = f((x + xmin - center + 0.5) * ss);
             k[x] = w;
             ww += w;
         }
@@ -91,12 +98,12 @@ static void free_plan(window_plan *p) {
 }
 
 // 0, or -1 without memory (nothing to free then).
-static int plan_window(int sw, int sh, int dw, int dh, int wx, int ww, int wy, int wh, window_plan *p) {
+static int plan_window(int sw, int sh, int dw, int dh, int wx, int ww, int wy, int wh, int filter, window_plan *p) {
     memset(p, 0, sizeof *p);
     p->need_h = dw != sw;
     p->need_v = dh != sh;
-    if ((p->need_h && !(p->ksh = coefficients_double(sw, dw, &p->bh, &p->kh))) ||
-        (p->need_v && !(p->ksv = coefficients_double(sh, dh, &p->bv, &p->kv)))) {
+    if ((p->need_h && !(p->ksh = coefficients_double(sw, dw, filter, &p->bh, &p->kh))) ||
+        (p->need_v && !(p->ksv = coefficients_double(sh, dh, filter, &p->bv, &p->kv)))) {
         free_plan(p);
         return -1;
     }
@@ -214,11 +221,11 @@ void clip_resampler_free(clip_resampler *r) {
 }
 
 clip_resampler *clip_resampler_new(int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww, int wh,
-                                   int premultiply) {
+                                   int premultiply, int filter) {
     if (sw <= 0 || sh <= 0 || ch <= 0 || ch > 4 || ww <= 0 || wh <= 0) return NULL;
     clip_resampler *r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    if (plan_window(sw, sh, dw, dh, wx, ww, wy, wh, &r->p) != 0) { free(r); return NULL; }
+    if (plan_window(sw, sh, dw, dh, wx, ww, wy, wh, filter, &r->p) != 0) { free(r); return NULL; }
     r->sw = sw; r->ch = ch; r->wx = wx; r->ww = ww; r->wh = wh; r->wy = wy; r->premultiply = premultiply;
     r->avx2 = use_avx2();
     r->line = (size_t)ww * ch;
@@ -294,10 +301,10 @@ int clip_resampler_finish(clip_resampler *r, uint8_t *dst) {
     return 0;
 }
 
-int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww,
-                                 int wh, int premultiply, uint8_t *dst) {
+int clip_resample_window(const uint8_t *src, int sw, int sh, int ch, int dw, int dh, int wx, int wy, int ww,
+                         int wh, int premultiply, int filter, uint8_t *dst) {
     if (ww <= 0 || wh <= 0) return 0;
-    clip_resampler *r = clip_resampler_new(sw, sh, ch, dw, dh, wx, wy, ww, wh, premultiply);
+    clip_resampler *r = clip_resampler_new(sw, sh, ch, dw, dh, wx, wy, ww, wh, premultiply, filter);
     if (!r) return -1;
     for (int y = 0; y < r->p.rows; y++) clip_resampler_push(r, src + (size_t)(y + r->p.first) * sw * ch);
     int status = clip_resampler_finish(r, dst);
@@ -340,11 +347,11 @@ static inline uint16_t store16(double ss) {
     return (uint16_t)(lo | hi << 8);
 }
 
-int clip_resample_bicubic16_window(const uint16_t *src, int sw, int sh, int dw, int dh, int wx, int wy, int ww, int wh,
-                                   uint16_t *dst) {
+int clip_resample16_window(const uint16_t *src, int sw, int sh, int dw, int dh, int wx, int wy, int ww, int wh,
+                           int filter, uint16_t *dst) {
     if (ww <= 0 || wh <= 0) return 0;
     window_plan p;
-    if (plan_window(sw, sh, dw, dh, wx, ww, wy, wh, &p) != 0) return -1;
+    if (plan_window(sw, sh, dw, dh, wx, ww, wy, wh, filter, &p) != 0) return -1;
     if (p.vertical_first) {
         // As the 8-bit resampler: each output row vertically over the columns the window reads, then horizontally.
         uint16_t *mid = malloc((size_t)sw * sizeof(uint16_t));

@@ -34,20 +34,33 @@ public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
         case longest
     }
 
+    /// The resampling filter (open_clip's `interpolation`).
+    public var interpolation: Interpolation
+
+    /// open_clip's interpolations (`ImagePreprocessor.Interpolation` implements them, as Pillow does).
+    public enum Interpolation: String, Sendable, CaseIterable {
+        /// OpenAI's and most models'.
+        case bicubic
+        /// CLIPA's.
+        case bilinear
+    }
+
     /// Preprocessing for `resolution` pixels with OpenAI's normalisation and resizing unless given.
-    public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd, resizeMode: ResizeMode = .shortest) {
+    public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd, resizeMode: ResizeMode = .shortest,
+                interpolation: Interpolation = .bicubic) {
         self.resolution = resolution
         self.mean = mean
         self.std = std
         self.resizeMode = resizeMode
+        self.interpolation = interpolation
     }
 
     public var description: String {
-        let r = resolution
+        let (r, i) = (resolution, interpolation.rawValue)
         switch resizeMode {
-        case .shortest: return "resize shorter side to \(r) (bicubic), center crop \(r)×\(r), mean \(mean), std \(std)"
-        case .squash: return "resize to \(r)×\(r) (bicubic, aspect ratio not kept), mean \(mean), std \(std)"
-        case .longest: return "resize longer side to \(r) (bicubic), pad to \(r)×\(r) with black, mean \(mean), std \(std)"
+        case .shortest: return "resize shorter side to \(r) (\(i)), center crop \(r)×\(r), mean \(mean), std \(std)"
+        case .squash: return "resize to \(r)×\(r) (\(i), aspect ratio not kept), mean \(mean), std \(std)"
+        case .longest: return "resize longer side to \(r) (\(i)), pad to \(r)×\(r) with black, mean \(mean), std \(std)"
         }
     }
 }
@@ -253,6 +266,7 @@ extension CLIPModel {
             if let m = floats(pre["mean"]) { p.mean = m }
             if let s = floats(pre["std"]) { p.std = s }
             if let mode = pre["resize_mode"] as? String, let m = Preprocessing.ResizeMode(rawValue: mode) { p.resizeMode = m }
+            if let name = pre["interpolation"] as? String, let i = Preprocessing.Interpolation(rawValue: name) { p.interpolation = i }
         }
     }
 
@@ -469,7 +483,8 @@ extension CLIPModel {
             SettingRule("preprocess_cfg", "resize_mode", { ($0 as? String).flatMap(Preprocessing.ResizeMode.init) != nil },
                         Preprocessing.ResizeMode.allCases.map(\.rawValue).joined(separator: ", ")),
             SettingRule("preprocess_cfg", "fill_color", { ($0 as? NSNumber)?.intValue == 0 }, "0"),
-            SettingRule("preprocess_cfg", "interpolation", equals("bicubic"), "bicubic"),
+            SettingRule("preprocess_cfg", "interpolation", { ($0 as? String).flatMap(Preprocessing.Interpolation.init) != nil },
+                        Preprocessing.Interpolation.allCases.map(\.rawValue).joined(separator: ", ")),
         ]
     }()
 
@@ -513,8 +528,12 @@ extension CLIPModel {
                 p.resolution = side
                 p.resizeMode = .squash
             }
-            if let r = try int(pre["resample"], "resample", in: 0...5, origin: prePath), r != 3 {
-                throw .architecture("preprocessor_config.json asks for resample=\(r); only bicubic (3) is implemented", origin: folder)
+            // PIL's filter numbers: 2 bilinear, 3 bicubic.
+            if let r = try int(pre["resample"], "resample", in: 0...5, origin: prePath) {
+                guard r == 2 || r == 3 else {
+                    throw .architecture("preprocessor_config.json asks for resample=\(r); only bilinear (2) and bicubic (3) are implemented", origin: folder)
+                }
+                p.interpolation = r == 2 ? .bilinear : .bicubic
             }
         }
         let model = try CLIPModel(weights: source, configuration: c, ignoring: HuggingFaceWeights.isIgnorable,

@@ -22,6 +22,9 @@ struct Preprocess: ParsableCommand {
     @Option(help: "shortest (the reference: shorter side, centre crop), squash (both sides, aspect not kept) or longest (longer side, padded with black), as open_clip's resize_mode.")
     var resizeMode: ImagePreprocessor.ResizeMode = .shortest
 
+    @Option(help: "The resampling filter: bicubic (OpenAI's and most models') or bilinear (CLIPA's), as Pillow resamples.")
+    var interpolation: ImagePreprocessor.Interpolation = .bicubic
+
     @Flag(help: "Rotate/flip by the EXIF orientation first (the reference does not).")
     var exifTranspose = false
 
@@ -52,7 +55,8 @@ struct Preprocess: ParsableCommand {
             let p = ImagePreprocessor(resolution: resolution,
                                       mean: try triple(mean, "--mean") ?? ImagePreprocessor.openAIMean,
                                       std: try triple(std, "--std") ?? ImagePreprocessor.openAIStd,
-                                      applyEXIFOrientation: exifTranspose, resizeMode: resizeMode)
+                                      applyEXIFOrientation: exifTranspose, resizeMode: resizeMode,
+                                      interpolation: interpolation)
             let x = try p.tensor(files: images)
             try write(x.npyData(), to: output)
         }
@@ -60,3 +64,4 @@ struct Preprocess: ParsableCommand {
 }
 
 extension ImagePreprocessor.ResizeMode: ExpressibleByArgument {}
+extension ImagePreprocessor.Interpolation: ExpressibleByArgument {}

@@ -21,6 +21,19 @@ public struct ImagePreprocessor: Sendable {
     /// How the image is brought to the square: the reference's shorter side + centre crop, or one of open_clip's
     /// other modes.
     public var resizeMode: ResizeMode
+    /// The resampling filter (Pillow's, as torchvision applies it to PIL images): bicubic for nearly every model,
+    /// bilinear for CLIPA's.
+    public var interpolation: Interpolation
+
+    /// The resampling filter of torchvision's `Resize` (open_clip's `interpolation`).
+    public enum Interpolation: String, Sendable, CaseIterable {
+        /// Pillow's BICUBIC (a = −0.5): OpenAI's and most models'.
+        case bicubic
+        /// Pillow's BILINEAR (a triangle filter).
+        case bilinear
+
+        var filter: Int32 { Int32(self == .bilinear ? CLIP_FILTER_BILINEAR : CLIP_FILTER_BICUBIC) }
+    }
 
     /// open_clip's `resize_mode`.
     public enum ResizeMode: String, Sendable, CaseIterable {
@@ -39,8 +52,10 @@ public struct ImagePreprocessor: Sendable {
 
     /// A preprocessor for `resolution × resolution` inputs, normalised with `mean` and `std` (three values each).
     public init(resolution: Int = 224, mean: [Float] = openAIMean, std: [Float] = openAIStd,
-                applyEXIFOrientation: Bool = false, maxPixels: Int = 178_956_970, resizeMode: ResizeMode = .shortest) {
+                applyEXIFOrientation: Bool = false, maxPixels: Int = 178_956_970, resizeMode: ResizeMode = .shortest,
+                interpolation: Interpolation = .bicubic) {
         self.resizeMode = resizeMode
+        self.interpolation = interpolation
         self.resolution = resolution
         self.mean = mean
         self.std = std
@@ -257,14 +272,14 @@ public struct ImagePreprocessor: Sendable {
             }
             return Self.window(of: full, width: nw, channels: ch, x: wx, y: wy, w: ww, h: wh)
         case .rgba, .grayAlpha:
-            var region = try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name,
+            var region = try resampled(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name,
                                      premultiplied: true)
             unpremultiply(&region, channels: ch)
             return region
         case .gray, .rgb, .cmyk:
-            return try bicubic(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
+            return try resampled(image.pixels, image.width, image.height, ch, nw, nh, wx, wy, ww, wh, name)
         case .gray16:
-            return try bicubic16(image.pixels, image.width, image.height, nw, nh, wx, wy, ww, wh, name)
+            return try resampled16(image.pixels, image.width, image.height, nw, nh, wx, wy, ww, wh, name)
         }
     }
 
@@ -304,15 +319,15 @@ public struct ImagePreprocessor: Sendable {
         }
     }
 
-    /// The window [wx, wx+ww) × [wy, wy+wh) of Pillow's bicubic resize of `src` (w × h) to nw × nh.
-    private func bicubic(_ src: [UInt8], _ w: Int, _ h: Int, _ ch: Int, _ nw: Int, _ nh: Int, _ wx: Int, _ wy: Int,
+    /// The window [wx, wx+ww) × [wy, wy+wh) of Pillow's resize of `src` (w × h) to nw × nh with `interpolation`.
+    private func resampled(_ src: [UInt8], _ w: Int, _ h: Int, _ ch: Int, _ nw: Int, _ nh: Int, _ wx: Int, _ wy: Int,
                          _ ww: Int, _ wh: Int, _ name: String, premultiplied: Bool = false) throws(ImageError) -> [UInt8] {
         var dst = [UInt8](repeating: 0, count: ww * wh * ch)
         let rc = src.withUnsafeBufferPointer { s in
             dst.withUnsafeMutableBufferPointer { d in
-                clip_resample_bicubic_window(s.baseAddress!, Int32(w), Int32(h), Int32(ch), Int32(nw), Int32(nh),
-                                             Int32(wx), Int32(wy), Int32(ww), Int32(wh), premultiplied ? 1 : 0,
-                                             d.baseAddress!)
+                clip_resample_window(s.baseAddress!, Int32(w), Int32(h), Int32(ch), Int32(nw), Int32(nh),
+                                     Int32(wx), Int32(wy), Int32(ww), Int32(wh), premultiplied ? 1 : 0,
+                                     interpolation.filter, d.baseAddress!)
             }
         }
         if rc != 0 { throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(nw)x\(nh)")) }
@@ -320,14 +335,14 @@ public struct ImagePreprocessor: Sendable {
     }
 
     /// Pillow's 16-bit resampling of an "I;16" image; bytes in and out are little-endian samples.
-    private func bicubic16(_ src: [UInt8], _ w: Int, _ h: Int, _ nw: Int, _ nh: Int, _ wx: Int, _ wy: Int,
+    private func resampled16(_ src: [UInt8], _ w: Int, _ h: Int, _ nw: Int, _ nh: Int, _ wx: Int, _ wy: Int,
                            _ ww: Int, _ wh: Int, _ name: String) throws(ImageError) -> [UInt8] {
         let samples = (0..<(w * h)).map { UInt16(src[2 * $0]) | UInt16(src[2 * $0 + 1]) << 8 }
         var out = [UInt16](repeating: 0, count: ww * wh)
         let rc = samples.withUnsafeBufferPointer { s in
             out.withUnsafeMutableBufferPointer { d in
-                clip_resample_bicubic16_window(s.baseAddress!, Int32(w), Int32(h), Int32(nw), Int32(nh), Int32(wx),
-                                               Int32(wy), Int32(ww), Int32(wh), d.baseAddress!)
+                clip_resample16_window(s.baseAddress!, Int32(w), Int32(h), Int32(nw), Int32(nh), Int32(wx),
+                                       Int32(wy), Int32(ww), Int32(wh), interpolation.filter, d.baseAddress!)
             }
         }
         if rc != 0 { throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(nw)x\(nh)")) }

@@ -59,7 +59,7 @@ extension ImagePreprocessor {
             let premultiply = mode == .rgba || mode == .grayAlpha
             guard let resampler = clip_resampler_new(Int32(w), Int32(h), Int32(ch), Int32(g.width), Int32(g.height),
                                                      Int32(g.x), Int32(g.y), Int32(g.w), Int32(g.h),
-                                                     premultiply ? 1 : 0) else {
+                                                     premultiply ? 1 : 0, interpolation.filter) else {
                 throw ImageError(file: name, .corrupt("out of memory while resizing \(w)x\(h) to \(g.width)x\(g.height)"))
             }
             defer { clip_resampler_free(resampler) }

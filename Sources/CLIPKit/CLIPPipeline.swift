@@ -75,7 +75,8 @@ public struct CLIPPipeline: Sendable {
     private init(model: CLIPModel, preprocessing p: Preprocessing, tokenizer: any TextTokenizer, loaded: LoadedModel?) {
         self.model = model
         self.preprocessor = ImagePreprocessor(resolution: p.resolution, mean: p.mean, std: p.std,
-                                              resizeMode: .init(rawValue: p.resizeMode.rawValue) ?? .shortest)
+                                              resizeMode: .init(rawValue: p.resizeMode.rawValue) ?? .shortest,
+                                              interpolation: .init(rawValue: p.interpolation.rawValue) ?? .bicubic)
         self.tokenizer = tokenizer
         self.loaded = loaded
     }

@@ -56,7 +56,8 @@ public struct TrainingRun {
         do { tokenizer = try CLIPTokenizer.shared() } catch { throw .data("tokenizer: \(error)") }
         let loader = BatchLoader(data: data, batchSize: settings.batchSize,
                                  preprocessor: ImagePreprocessor(resolution: preprocessing.resolution, mean: preprocessing.mean, std: preprocessing.std,
-                                                                 resizeMode: .init(rawValue: preprocessing.resizeMode.rawValue) ?? .shortest),
+                                                                 resizeMode: .init(rawValue: preprocessing.resizeMode.rawValue) ?? .shortest,
+                                                                 interpolation: .init(rawValue: preprocessing.interpolation.rawValue) ?? .bicubic),
                                  tokenizer: tokenizer, contextLength: trainer.configuration.text.contextLength, seed: settings.seed,
                                  augmentation: data is SyntheticData ? .none : settings.augmentation)
         log("training \(Self.describe(trainer)) on \(data.description): \(settings.steps) steps of \(settings.batchSize)")

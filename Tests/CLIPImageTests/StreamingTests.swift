@@ -9,18 +9,18 @@ import Testing
 /// Crops of one pixel, odd sizes, and one larger than every fixture's shorter side (padded with zeros).
 let streamedResolutions = [1, 37, 224, 311]
 
-@Test("Row-by-row decoding gives the bytes of decoding whole", arguments: manifest)
-func streamedDecodeEqualsWhole(_ e: ManifestEntry) throws {
+@Test("Row-by-row decoding gives the bytes of decoding whole", arguments: manifest, ImagePreprocessor.Interpolation.allCases)
+func streamedDecodeEqualsWhole(_ e: ManifestEntry, interpolation: ImagePreprocessor.Interpolation) throws {
     let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(imageFixtures)/\(e.file)")))
     let whole = try decodeImage(data, name: e.file)
     for r in Set(e.resolutions + streamedResolutions).sorted() {
         for exif in [false, true] {
-            let p = ImagePreprocessor(resolution: r, applyEXIFOrientation: exif)
+            let p = ImagePreprocessor(resolution: r, applyEXIFOrientation: exif, interpolation: interpolation)
             guard let streamed = try p.streamedCroppedRGB(data, name: e.file) else { continue }
             let expected = try p.croppedRGB(whole, name: e.file)
             let differing = zip(streamed, expected).filter { $0 != $1 }.count
             #expect(streamed.count == expected.count && differing == 0,
-                    "\(e.file) at \(r) (EXIF \(exif)): \(differing) of \(expected.count) bytes differ")
+                    "\(e.file) at \(r) \(interpolation) (EXIF \(exif)): \(differing) of \(expected.count) bytes differ")
         }
     }
 }

@@ -79,24 +79,27 @@ void clip_image_drop_pixels(clip_image *img, uint8_t *pixels);
 /// Width and height from a JPEG, PNG or WebP header without decoding (0 on success, -1 when unknown).
 int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
 
-/// Pillow's separable resampling (ImagingResample, 8 bits per channel) with its BICUBIC filter (a = -0.5):
+/// Pillow's resampling filters: BICUBIC (a = -0.5, support 2) and BILINEAR (a triangle, support 1).
+enum { CLIP_FILTER_BICUBIC = 0, CLIP_FILTER_BILINEAR = 1 };
+
+/// Pillow's separable resampling (ImagingResample, 8 bits per channel) with `filter` (a CLIP_FILTER_*):
 /// horizontal pass over the rows the vertical pass needs, rounded to 8 bits, then the vertical pass. `src` is
 /// `sw * sh * channels` bytes. Returns 0, or -1 without memory. It computes only the window [wx, wx + ww) × [wy, wy + wh) of the `dw × dh` result
 /// (every output pixel depends only on the source, so the window equals that part of the full result).
 /// With `premultiply`, the last channel is alpha and the colour channels are premultiplied by it as each source row
 /// is read (Pillow resizes RGBA as RGBa), without a premultiplied copy of the image.
 /// `dst` receives `ww * wh * channels` bytes.
-int clip_resample_bicubic_window(const uint8_t *src, int sw, int sh, int channels, int dw, int dh, int wx, int wy,
-                                 int ww, int wh, int premultiply, uint8_t *dst);
+int clip_resample_window(const uint8_t *src, int sw, int sh, int channels, int dw, int dh, int wx, int wy,
+                         int ww, int wh, int premultiply, int filter, uint8_t *dst);
 
 /// The same resampling fed one source row at a time, for decoders that produce rows in order: only the window's
 /// horizontally resampled rows are kept (`ww * row_count * channels` bytes), never the whole image.
 /// `clip_resampler_new` returns NULL without memory or for empty sizes; feed exactly `row_count` rows, the source's
 /// rows `first_row`, `first_row + 1`, … (each `sw * channels` bytes), then `finish` writes `ww * wh * channels`
-/// bytes to `dst` (0, or -1 when rows are missing). The result is bitwise that of `clip_resample_bicubic_window`.
+/// bytes to `dst` (0, or -1 when rows are missing). The result is bitwise that of `clip_resample_window`.
 typedef struct clip_resampler clip_resampler;
 clip_resampler *clip_resampler_new(int sw, int sh, int channels, int dw, int dh, int wx, int wy, int ww, int wh,
-                                   int premultiply);
+                                   int premultiply, int filter);
 int clip_resampler_first_row(const clip_resampler *r);
 int clip_resampler_row_count(const clip_resampler *r);
 /// The bytes the resampler holds (its stored rows and one whole-width row).
@@ -107,8 +110,8 @@ void clip_resampler_free(clip_resampler *r);
 
 /// Pillow's 16-bit resampling (ImagingResample*_16bpc) for "I;16" images: double-precision weights and sums,
 /// each stored sample rounded and clipped byte by byte as Pillow does. Window as above, in samples.
-int clip_resample_bicubic16_window(const uint16_t *src, int sw, int sh, int dw, int dh, int wx, int wy, int ww, int wh,
-                                   uint16_t *dst);
+int clip_resample16_window(const uint16_t *src, int sw, int sh, int dw, int dh, int wx, int wy, int ww, int wh,
+                           int filter, uint16_t *dst);
 
 /// Pillow's NEAREST resize (ImagingScaleAffine with its double-precision stepping).
 void clip_resize_nearest(const uint8_t *src, int sw, int sh, int channels, uint8_t *dst, int dw, int dh);
