@@ -21,8 +21,8 @@ one has); one of their texts has a padding id inside it, which CoCa's key mask h
 With --full DIR: the architectures at full size into DIR (gigabytes; ViT-bigG alone is 10 GB in fp32), for the
 gated test `CLIP_OPENCLIP_FULL=DIR swift test --filter openCLIPArchitectures`; --only ARCH limits the set.
 
-Also (without --full or --only) Tests/CLIPTests/Fixtures/metaclip2: a MetaCLIP 2 model through the whole pipeline
-(see metaclip2_pipeline).
+Also (without --full or --only) Tests/CLIPTests/Fixtures/metaclip2 and clipa: MetaCLIP 2 and CLIPA models through
+the whole pipeline (see pipeline_fixture).
 
 Needs: torch, open_clip_torch, transformers, safetensors, and a built `clip` (swift build) for the loadable list.
 """
@@ -138,34 +138,41 @@ def references(model, cfg, seed):
             "logits_per_image": per_image, "logits_per_text": per_image.t().contiguous()}
 
 
-PIPELINE = os.path.join(ROOT, "Tests", "CLIPTests", "Fixtures", "metaclip2")
-XLMR = os.path.join(ROOT, "Tests", "CLIPTokenizerTests", "Fixtures", "sentencepiece", "xlmr")
+FIXTURES = os.path.join(ROOT, "Tests", "CLIPTests", "Fixtures")
+TOKENIZERS = os.path.join(ROOT, "Tests", "CLIPTokenizerTests", "Fixtures")
 LABELS = ["a red heart", "a blue star", "A green circle!"]
+# Whole-pipeline models: output folder, architecture, test tokenizer folder, its file, its vocabulary size, HFTokenizer
+# arguments.
+PIPELINES = [
+    ("metaclip2", "ViT-H-14-worldwide", "sentencepiece/xlmr", "sentencepiece.bpe.model", 3002, {"clean": "whitespace"}),
+    ("clipa", "ViT-L-14-CLIPA", "wordpiece", "vocab.txt", 3000, {"strip_sep_token": True}),
+]
 
 
-def metaclip2_pipeline(models):
-    """MetaCLIP 2 worldwide through the whole pipeline: ViT-H-14-worldwide's structure scaled down, with the XLM-R
-    test tokenizer's 3,002 ids (Scripts/make_sentencepiece_fixtures.py) as its vocabulary, in an open_clip Hub
-    repository's layout (open_clip_config.json, open_clip_model.safetensors) with sentencepiece.bpe.model beside;
-    reference.safetensors holds Examples/blue-star.png as open_clip's transform prepares it, the labels' rows as
-    open_clip's HFTokenizer writes them, and the softmax probabilities."""
+def pipeline_fixture(models, out, arch, tokenizer_dir, tokenizer_file, vocab, kwargs):
+    """A model through the whole pipeline: ARCH's structure scaled down, with a test tokenizer's vocabulary
+    (Scripts/make_sentencepiece_fixtures.py, make_wordpiece_fixtures.py), in an open_clip Hub repository's layout
+    (open_clip_config.json, open_clip_model.safetensors) with the tokenizer file beside; reference.safetensors holds
+    Examples/blue-star.png as open_clip's transform prepares it (the tag's resize mode and interpolation), the labels'
+    rows as open_clip's HFTokenizer writes them, and the softmax probabilities."""
     import shutil
 
     import open_clip
     from open_clip.tokenizer import HFTokenizer
     from PIL import Image
 
-    entry = next(e for e in json.load(open(TABLE))["pretrained"] if e["model"] == "ViT-H-14-worldwide")
+    folder, source = os.path.join(FIXTURES, out), os.path.join(TOKENIZERS, tokenizer_dir)
+    entry = next(e for e in json.load(open(TABLE))["pretrained"] if e["model"] == arch)
     cfg = scaled_down(effective_config(models, entry))
-    cfg["text_cfg"]["vocab_size"] = 3002
+    cfg["text_cfg"]["vocab_size"] = vocab
     model = build(cfg, 4242)
-    os.makedirs(PIPELINE, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, os.path.join(PIPELINE, "open_clip_model.safetensors"))
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, os.path.join(folder, "open_clip_model.safetensors"))
     pre = cfg.pop("preprocess_cfg")
-    with open(os.path.join(PIPELINE, "open_clip_config.json"), "w") as f:
+    with open(os.path.join(folder, "open_clip_config.json"), "w") as f:
         json.dump({"model_cfg": cfg, "preprocess_cfg": pre}, f, indent=1)
-    shutil.copyfile(os.path.join(XLMR, "sentencepiece.bpe.model"), os.path.join(PIPELINE, "sentencepiece.bpe.model"))
-    tokens = HFTokenizer(XLMR, context_length=cfg["text_cfg"]["context_length"], clean="whitespace")(LABELS)
+    shutil.copyfile(os.path.join(source, tokenizer_file), os.path.join(folder, tokenizer_file))
+    tokens = HFTokenizer(source, context_length=cfg["text_cfg"]["context_length"], **kwargs)(LABELS)
     size = cfg["vision_cfg"]["image_size"]
     transform = open_clip.image_transform(size, is_train=False, mean=pre["mean"], std=pre["std"],
                                           interpolation=pre["interpolation"], resize_mode=pre["resize_mode"])
@@ -174,8 +181,8 @@ def metaclip2_pipeline(models):
         img, txt = model.encode_image(pixels, normalize=True), model.encode_text(tokens, normalize=True)
         probs = (model.logit_scale.exp() * img @ txt.t()).softmax(dim=-1)
     save_file({"classify_pixels": pixels.contiguous(), "classify_tokens": tokens.contiguous(),
-               "classify_probabilities": probs.contiguous()}, os.path.join(PIPELINE, "reference.safetensors"))
-    print("metaclip2 pipeline ->", PIPELINE)
+               "classify_probabilities": probs.contiguous()}, os.path.join(folder, "reference.safetensors"))
+    print(f"{out} pipeline -> {folder}")
 
 
 def main():
@@ -217,7 +224,8 @@ def main():
         print(f"{name}: from {e['model']}/{e['tag']}")
     print(f"{len(written)} models -> {out}")
     if not args.full and not args.only:
-        metaclip2_pipeline(models)
+        for p in PIPELINES:
+            pipeline_fixture(models, *p)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             /// CoCa's `AttentionalPooler` (`visual.attn_pool`) over the class token and the patches with this many
             /// heads, then `ln_post` of its first query's output, `embedDim` wide.
             case attentionalPooler(heads: Int)
+            /// CLIPA's: the mean of the patch tokens (the class token left out), then `ln_post` (open_clip's
+            /// `pool_type: avg` with `final_ln_after_pool`).
+            case average
         }
 
         /// Whether a class token precedes the patches (every pooling but SigLIP's).
@@ -164,6 +167,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case sentencePiece
             /// XLM-RoBERTa's over a SentencePiece model (`sentencepiece.bpe.model`): MetaCLIP 2's XLM-V vocabulary.
             case xlmRoberta
+            /// BERT's WordPiece (`vocab.txt`, lower-casing) in open_clip's CLIPA rows: `bert-base-uncased`.
+            case wordPiece
         }
 
         /// The text tower's pooling.
@@ -217,7 +222,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
         if case .transformer(let v) = vision {
             switch v.pooling {
-            case .classToken: break
+            case .classToken, .average: break
             case .attention(let heads):
                 sizes.append(("vision.pooling heads", heads))
             case .attentionalPooler(let heads):
@@ -386,7 +391,7 @@ extension CLIPConfiguration: CustomStringConvertible {
         switch vision {
         case .transformer(let c):
             v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
-                + (c.pooling == .classToken ? "" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
+                + (c.pooling == .classToken ? "" : c.pooling == .average ? ", average pooling" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
         case .resnet(let c):
             v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
         }

@@ -91,6 +91,12 @@ public struct LoadedModel: Sendable {
     /// The SentencePiece model of XLM-RoBERTa tokenizers (MetaCLIP 2's XLM-V vocabulary).
     public static let xlmRobertaFile = "sentencepiece.bpe.model"
 
+    /// BERT's WordPiece vocabulary (CLIPA's `bert-base-uncased`).
+    public static let wordPieceFile = "vocab.txt"
+
+    /// The tokenizer files a model's own vocabulary may come in, in the order they are looked for.
+    public static let tokenizerModelFiles = sentencePieceFiles + [wordPieceFile]
+
     /// The same model with its tokenizer files in `folder` (a Hub download keeps them apart from the weights).
     public func withTokenizerFolder(_ folder: String?) -> LoadedModel {
         LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path, storedDTypes: storedDTypes,
@@ -249,6 +255,23 @@ extension CLIPModel {
             }
             if let name = text["hf_tokenizer_name"] as? String, xlmRobertaTokenizers.contains(name) {
                 c.text.vocabulary = .xlmRoberta
+            }
+            if let name = text["hf_tokenizer_name"] as? String, wordPieceTokenizers.contains(name) {
+                c.text.vocabulary = .wordPiece
+            }
+            if sigLIP == nil, text["no_causal_mask"] as? Bool == true { c.text.causal = false }
+            if sigLIP == nil, text["pool_type"] as? String == "last" { c.text.pooling = .last }
+        }
+        if let vision = cfg["vision_cfg"] as? [String: Any], case .transformer(var v) = c.vision, sigLIP == nil {
+            if vision["no_ln_pre"] as? Bool == true, v.preNorm {
+                throw .architecture("vision_cfg.no_ln_pre is true, but the weights have visual.ln_pre", origin: path)
+            }
+            if vision["pool_type"] as? String == "avg" {
+                guard v.pooling == .classToken else {
+                    throw .architecture("vision_cfg.pool_type is avg, but the weights have an attention pooling head", origin: path)
+                }
+                v.pooling = .average
+                c.vision = .transformer(v)
             }
         }
         if let vision = cfg["vision_cfg"] as? [String: Any] {
@@ -436,6 +459,15 @@ extension CLIPModel {
                 .map { String(decoding: $0, as: UTF8.self) } ?? "\(v)"
             throw .architecture("\(name) is \(shown), which swift-clip does not implement yet (supported: \(rule.supported))", origin: origin)
         }
+        // Settings implemented only together.
+        let vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
+        if vision["pool_type"] as? String == "avg", vision["final_ln_after_pool"] as? Bool != true {
+            throw .architecture("vision_cfg.pool_type is \"avg\" without final_ln_after_pool, which swift-clip does not implement yet (supported: avg with final_ln_after_pool, as CLIPA)", origin: origin)
+        }
+        let stripsSeparator = (text["tokenizer_kwargs"] as? [String: Any])?["strip_sep_token"] as? Bool == true
+        if stripsSeparator != wordPieceTokenizers.contains(text["hf_tokenizer_name"] as? String ?? "") {
+            throw .architecture("text_cfg.tokenizer_kwargs.strip_sep_token is \(stripsSeparator) with the tokenizer \(text["hf_tokenizer_name"] ?? "OpenAI's BPE"), which swift-clip does not implement yet (supported: BERT's WordPiece with strip_sep_token, as CLIPA)", origin: origin)
+        }
     }
 
     /// Each checked setting: where it is, whether a value is the one computed here, and what to say is supported.
@@ -450,6 +482,8 @@ extension CLIPModel {
 
     /// The Hugging Face tokenizers open_clip configs name that are XLM-RoBERTa's over a SentencePiece model.
     static let xlmRobertaTokenizers: Set<String> = ["facebook/xlm-v-base"]
+    /// The Hugging Face tokenizers open_clip configs name that are BERT's lower-casing WordPiece.
+    static let wordPieceTokenizers: Set<String> = ["bert-base-uncased", "google-bert/bert-base-uncased"]
 
     private static let unimplementedSettings: [SettingRule] = {
         let isFalse: @Sendable (Any) -> Bool = { ($0 as? Bool) == false }
@@ -460,23 +494,26 @@ extension CLIPModel {
         return [
             SettingRule("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded"),
             SettingRule("text_cfg", "hf_model_name", isEmpty, "none; Hugging Face text towers are not loaded"),
-            SettingRule("text_cfg", "hf_tokenizer_name", { ($0 as? String).map { $0.isEmpty || xlmRobertaTokenizers.contains($0) } == true },
-                        "none (OpenAI's BPE tokenizer) or \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's)"),
-            SettingRule("text_cfg", "tokenizer_kwargs", isEmptyDict, "none"),
+            SettingRule("text_cfg", "hf_tokenizer_name", { ($0 as? String).map { $0.isEmpty || xlmRobertaTokenizers.contains($0) || wordPieceTokenizers.contains($0) } == true },
+                        "none (OpenAI's BPE tokenizer), \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's) or \(wordPieceTokenizers.sorted().joined(separator: ", ")) (BERT's WordPiece, with strip_sep_token)"),
+            SettingRule("text_cfg", "tokenizer_kwargs", { v in
+                guard let d = v as? [String: Any] else { return false }
+                return d.isEmpty || (d.count == 1 && d["strip_sep_token"] as? Bool == true)
+            }, "none, or strip_sep_token: true with BERT's WordPiece"),
             SettingRule("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded"),
-            SettingRule("text_cfg", "pool_type", { ["argmax", "eos"].contains($0 as? String) }, "argmax, eos"),
+            SettingRule("text_cfg", "pool_type", { ["argmax", "eos", "last"].contains($0 as? String) }, "argmax, eos, last"),
             SettingRule("text_cfg", "final_ln_after_pool", isFalse, "false"),
             SettingRule("text_cfg", "embed_cls", isFalse, "false (true in CoCa configs)"),
             SettingRule("text_cfg", "pad_id", { ($0 as? NSNumber)?.intValue == 0 }, "0"),
-            SettingRule("text_cfg", "no_causal_mask", isFalse, "false"),
+            SettingRule("text_cfg", "no_causal_mask", { _ in true }, "true or false"),
             SettingRule("text_cfg", "attn_mask", isTrue, "true"),
             SettingRule("text_cfg", "act_kwargs", isEmptyDict, "none"),
             SettingRule("text_cfg", "norm_kwargs", isEmptyDict, "none"),
-            SettingRule("vision_cfg", "pool_type", equals("tok"), "tok"),
-            SettingRule("vision_cfg", "final_ln_after_pool", isFalse, "false"),
+            SettingRule("vision_cfg", "pool_type", { ["tok", "avg"].contains($0 as? String) }, "tok, avg (with final_ln_after_pool)"),
+            SettingRule("vision_cfg", "final_ln_after_pool", { _ in true }, "true or false"),
             SettingRule("vision_cfg", "global_average_pool", isFalse, "false"),
             SettingRule("vision_cfg", "attentional_pool", isFalse, "false (true in CoCa configs)"),
-            SettingRule("vision_cfg", "no_ln_pre", isFalse, "false"),
+            SettingRule("vision_cfg", "no_ln_pre", { _ in true }, "true or false"),
             SettingRule("vision_cfg", "input_patchnorm", isFalse, "false"),
             SettingRule("vision_cfg", "act_kwargs", isEmptyDict, "none"),
             SettingRule("vision_cfg", "norm_kwargs", isEmptyDict, "none"),

@@ -5,7 +5,7 @@ import CLIPTensor
 /// token, positional embeddings, `ln_pre`, a transformer, `ln_post` on the class token, and `proj`. SigLIP's
 /// variant: a patch bias, no class token and no `ln_pre`, `ln_post` on every patch, attention pooling
 /// (`visual.attn_pool`) and no projection. CoCa's: `AttentionalPooler` (`visual.attn_pool`) over every token, then
-/// `ln_post` of its first query and `proj`.
+/// `ln_post` of its first query and `proj`. CLIPA's: no `ln_pre`, the mean of the patch tokens, then `ln_post`.
 public struct VisionTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.VisionTransformerConfiguration
@@ -39,7 +39,7 @@ public struct VisionTransformer: Sendable {
                                       activation: activation, eps: eps)
         var pooledWidth = w
         switch c.pooling {
-        case .classToken:
+        case .classToken, .average:
             (attentionPooling, attentionalPooler) = (nil, nil)
         case .attention(let heads):
             attentionPooling = try AttentionPooling(r, "visual.attn_pool", width: w, heads: heads,
@@ -88,6 +88,8 @@ public struct VisionTransformer: Sendable {
                 pooled = try attentionPooling.forward(x)
             } else if let attentionalPooler {
                 pooled = try lnPost(attentionalPooler.forward(x))
+            } else if configuration.pooling == .average {
+                pooled = try lnPost(patchMean(x))
             } else {
                 pooled = try lnPost(classTokens(x))
             }
@@ -151,6 +153,26 @@ public struct VisionTransformer: Sendable {
             }
         }
         return x
+    }
+
+    /// Tokens [N, tokens, width] (the class token first) → each image's mean over its patch tokens [N, width].
+    func patchMean(_ x: Tensor) -> Tensor {
+        let (n, tokens, w) = (x.shape[0], x.shape[1], x.shape[2])
+        var mean = Tensor(uncheckedZeros: [n, w])
+        x.scalars.withUnsafeBufferPointer { xp in
+            mean.scalars.withUnsafeMutableBufferPointer { mp in
+                for img in 0..<n {
+                    let out = mp.baseAddress! + img * w
+                    for t in 1..<tokens {
+                        let row = xp.baseAddress! + (img * tokens + t) * w
+                        for j in 0..<w { out[j] += row[j] }
+                    }
+                    let scale = 1 / Float(tokens - 1)
+                    for j in 0..<w { out[j] *= scale }
+                }
+            }
+        }
+        return mean
     }
 
     /// Tokens [N, tokens, width] → the class token of each image [N, width].

@@ -41,6 +41,7 @@ struct Info: ParsableCommand {
                 case .classToken: pooling = "class token"
                 case .attention(let heads): pooling = "attention pooling (\(heads) heads)"
                 case .attentionalPooler(let heads): pooling = "CoCa's attentional pooler (\(heads) heads), first query"
+                case .average: pooling = "mean of the patch tokens, then ln_post"
                 }
                 print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(pooling)")
             case .resnet(let r):
@@ -48,7 +49,8 @@ struct Info: ParsableCommand {
             }
             print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
             let tokenizer = pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece"
-                : pipeline.tokenizer is XLMRobertaTokenizer ? "XLM-RoBERTa (SentencePiece unigram)" : "byte-level BPE"
+                : pipeline.tokenizer is XLMRobertaTokenizer ? "XLM-RoBERTa (SentencePiece unigram)"
+                : pipeline.tokenizer is WordPieceTokenizer ? "BERT WordPiece" : "byte-level BPE"
             print("tokenizer: \(tokenizer), \(pipeline.tokenizer.vocabularySize) ids")
             if case .transformer(let v) = c.vision {
                 print("image activation: \(v.activation.rawValue), LayerNorm eps \(v.layerNormEps)")

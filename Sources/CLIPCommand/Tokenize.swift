@@ -19,6 +19,9 @@ struct Tokenize: ParsableCommand {
     @Option(help: "An XLM-RoBERTa SentencePiece model (MetaCLIP 2's XLM-V sentencepiece.bpe.model): tokenize as open_clip does for MetaCLIP 2 (<s> … </s>, padded with <pad> 1).")
     var xlmRoberta: String?
 
+    @Option(help: "A BERT WordPiece vocabulary (CLIPA's bert-base-uncased vocab.txt): tokenize as open_clip does for CLIPA ([CLS] …, [SEP] as 0, padded with [PAD]; use --context-length 32).")
+    var wordpiece: String?
+
     @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
     var truncate = false
 
@@ -31,11 +34,15 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let tokenizer: any TextTokenizer
-            guard sentencepiece == nil || xlmRoberta == nil else { throw CLIError("--sentencepiece and --xlm-roberta name different tokenizers; give one") }
+            guard [sentencepiece, xlmRoberta, wordpiece].compactMap({ $0 }).count <= 1 else {
+                throw CLIError("--sentencepiece, --xlm-roberta and --wordpiece name different tokenizers; give one")
+            }
             if let sentencepiece {
                 tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece)
             } else if let xlmRoberta {
                 tokenizer = try XLMRobertaTokenizer(contentsOf: xlmRoberta)
+            } else if let wordpiece {
+                tokenizer = try WordPieceTokenizer(vocabulary: wordpiece)
             } else {
                 tokenizer = try CLIPTokenizer.shared()
             }

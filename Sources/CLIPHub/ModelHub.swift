@@ -103,12 +103,13 @@ public struct ModelHub: Sendable {
         }
     }
 
-    /// An open_clip config's own SentencePiece tokenizer (SigLIP's `spiece.model`, SigLIP 2's Gemma
-    /// `tokenizer.model`, in the repository `text_cfg.hf_tokenizer_name` names), fetched into the Hub cache; nil when
+    /// An open_clip config's own tokenizer (SigLIP's `spiece.model`, SigLIP 2's Gemma `tokenizer.model`, XLM-V's
+    /// `sentencepiece.bpe.model`, BERT's `vocab.txt`, in the repository `text_cfg.hf_tokenizer_name` names), fetched
+    /// into the Hub cache; nil when
     /// the config names none or the repository has neither file (loading the pipeline then says what is missing).
     private func tokenizer(for config: OpenCLIPConfig) throws(HubError) -> String? {
         guard let repository = CLIPModel.openCLIPTokenizerRepository(config) else { return nil }
-        for file in LoadedModel.sentencePieceFiles {
+        for file in LoadedModel.tokenizerModelFiles {
             if let path = try huggingFace.file(file, of: repository, revision: "main") { return (path as NSString).deletingLastPathComponent }
         }
         return nil

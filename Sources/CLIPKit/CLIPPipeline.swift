@@ -18,7 +18,8 @@ public struct CLIPPipeline: Sendable {
     /// Decodes and prepares images as the model's reference preprocessing does.
     public let preprocessor: ImagePreprocessor
     /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), for SigLIP the
-    /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`).
+    /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`), for CLIPA BERT's
+    /// (`WordPieceTokenizer`).
     public let tokenizer: any TextTokenizer
     /// Where the model came from, when it was loaded from a file.
     public let loaded: LoadedModel?
@@ -45,6 +46,9 @@ public struct CLIPPipeline: Sendable {
             case .xlmRoberta:
                 let file = try modelFile([LoadedModel.xlmRobertaFile], "this model is tokenized with XLM-V's SentencePiece model, from the Hub repository facebook/xlm-v-base")
                 tokenizer = try XLMRobertaTokenizer(contentsOf: file)
+            case .wordPiece:
+                let file = try modelFile([LoadedModel.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")
+                tokenizer = try WordPieceTokenizer(vocabulary: file)
             case .openAIBPE:
                 if let folder = loaded.tokenizerFolder {
                     tokenizer = try CLIPTokenizer(huggingFaceFolder: folder)

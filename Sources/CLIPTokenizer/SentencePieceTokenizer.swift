@@ -22,7 +22,7 @@ public final class SentencePieceTokenizer: TextTokenizer {
     private let userDefined: PieceTrie
     private let minScore: Float, maxScore: Float
     /// The cleaning's tables, loaded only when the tokenizer cleans.
-    private let cleaner: (characters: CharacterData, html: HTMLUnescaper, fixer: TextFixer)?
+    private let cleaner: OpenCLIPCleaner?
 
     /// Text cleaning before SentencePiece sees it.
     public enum Cleaning: String, Sendable {
@@ -61,12 +61,7 @@ public final class SentencePieceTokenizer: TextTokenizer {
         let types: Set<SentencePieceModel.PieceType> = [.normal, .userDefined, .unused]
         pieces = PieceTrie(model.pieces.enumerated().filter { types.contains($0.element.type) }.map { ($0.element.bytes, $0.offset) })
         userDefined = PieceTrie(model.pieces.enumerated().filter { $0.element.type == .userDefined }.map { ($0.element.bytes, $0.offset) })
-        if cleaning != .none {
-            let html = try HTMLUnescaper()
-            cleaner = (try CharacterData.shared.get(), html, try TextFixer(html: html))
-        } else {
-            cleaner = nil
-        }
+        cleaner = cleaning == .none ? nil : try OpenCLIPCleaner()
     }
 
     /// Reads a SentencePiece model file; rows are padded with `</s>`.
@@ -106,34 +101,8 @@ public final class SentencePieceTokenizer: TextTokenizer {
 
     /// The text after `cleaning`.
     public func cleanedText(_ text: String) -> String {
-        guard let (characters, html, fixer) = cleaner else { return text }
-        var t = fixer.fixText(text)
-        t = html.unescape(html.unescape(t))
-        var s = characters.pythonStrip(Array(t.unicodeScalars))
-        if cleaning == .canonicalize {
-            s = s.compactMap { c in
-                if c == "_" { return " " }
-                return c.value < 0x80 && Self.punctuation.contains(UInt8(c.value)) ? nil : c
-            }
-            s = characters.pythonLower(s)
-        }
-        // " ".join(text.split()): runs of Python whitespace become one space, none at either end.
-        var out = String.UnicodeScalarView()
-        var pendingSpace = false
-        for c in s {
-            if characters.flags(c.value) & CharacterData.pythonSpace != 0 {
-                pendingSpace = !out.isEmpty
-            } else {
-                if pendingSpace { out.append(" ") }
-                pendingSpace = false
-                out.append(c)
-            }
-        }
-        return String(out)
+        cleaner?.clean(text, canonicalize: cleaning == .canonicalize) ?? text
     }
-
-    /// Python's `string.punctuation`.
-    private static let punctuation = Set(Array("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".utf8))
 
     // MARK: - SentencePiece
 
@@ -360,6 +329,47 @@ public final class SentencePieceTokenizer: TextTokenizer {
         }
         return 0
     }
+}
+
+/// open_clip's text cleaning before a Hugging Face or SentencePiece tokenizer: `whitespace` (ftfy-style fixing, HTML
+/// unescaped twice, stripped, runs of whitespace one space) and `canonicalize` (also `_` as a space, ASCII
+/// punctuation removed, lower-cased).
+struct OpenCLIPCleaner: Sendable {
+    let characters: CharacterData, html: HTMLUnescaper, fixer: TextFixer
+
+    init() throws(TokenizerError) {
+        html = try HTMLUnescaper()
+        (characters, fixer) = (try CharacterData.shared.get(), try TextFixer(html: html))
+    }
+
+    func clean(_ text: String, canonicalize: Bool) -> String {
+        var t = fixer.fixText(text)
+        t = html.unescape(html.unescape(t))
+        var s = characters.pythonStrip(Array(t.unicodeScalars))
+        if canonicalize {
+            s = s.compactMap { c in
+                if c == "_" { return " " }
+                return c.value < 0x80 && Self.punctuation.contains(UInt8(c.value)) ? nil : c
+            }
+            s = characters.pythonLower(s)
+        }
+        // " ".join(text.split()): runs of Python whitespace become one space, none at either end.
+        var out = String.UnicodeScalarView()
+        var pendingSpace = false
+        for c in s {
+            if characters.flags(c.value) & CharacterData.pythonSpace != 0 {
+                pendingSpace = !out.isEmpty
+            } else {
+                if pendingSpace { out.append(" ") }
+                pendingSpace = false
+                out.append(c)
+            }
+        }
+        return String(out)
+    }
+
+    /// Python's `string.punctuation`.
+    private static let punctuation = Set(Array("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".utf8))
 }
 
 /// The best segmentation of `normalized` under a unigram vocabulary, as both the `sentencepiece` library

@@ -47,9 +47,13 @@ final class FakeHub: @unchecked Sendable {
 
     private func answer(_ r: LoopbackServer.Request) -> LoopbackServer.Response {
         if r.path.hasPrefix("/cdn/") { return cdn(r) }
-        let parts = r.path.split(separator: "/", maxSplits: 4).map(String.init)
+        var parts = r.path.split(separator: "/", maxSplits: 4).map(String.init)
+        // A repository named without an organisation (`bert-base-uncased`): NAME/resolve/REV/FILE.
+        if parts.count >= 4, parts[1] == "resolve" {
+            parts = [parts[0], ""] + r.path.split(separator: "/", maxSplits: 3).dropFirst().map(String.init)
+        }
         guard parts.count == 5, parts[2] == "resolve" else { return .init(status: 404) }
-        let id = parts[0] + "/" + parts[1]
+        let id = parts[1].isEmpty ? parts[0] : parts[0] + "/" + parts[1]
         if let to = renamed[id] {
             return .init(status: 307, headers: ["Location": "/\(to)/resolve/\(parts[3])/\(parts[4])"])
         }

@@ -144,6 +144,22 @@ struct HuggingFaceHubTests {
         #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.xlmRobertaFile)"))
     }
 
+    @Test("an open_clip CLIPA repository: BERT's vocab.txt fetched from bert-base-uncased (a name without an organisation)")
+    func openCLIPCLIPARepository() throws {
+        let hub = try FakeHub(repositories: [
+            "UCSC-VLAA/ViT-L-14-CLIPA-datacomp1B": .init(commit: commitA, files: [
+                "open_clip_config.json": try fixtureBytes("clipa/open_clip_config.json"),
+                "open_clip_model.safetensors": try fixtureBytes("clipa/open_clip_model.safetensors"),
+            ], large: ["open_clip_model.safetensors"]),
+            "bert-base-uncased": .init(commit: commitB, files: ["vocab.txt": try fixtureBytes("clipa/vocab.txt")], large: []),
+        ])
+        let client = hub.client()
+        let loaded = try hubModel(client).load("hf-hub:UCSC-VLAA/ViT-L-14-CLIPA-datacomp1B")
+        #expect(loaded.tokenizerFolder == "\(client.storageFolder("bert-base-uncased"))/snapshots/\(commitB)")
+        #expect(loaded.model.configuration.text.vocabulary == .wordPiece)
+        #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.wordPieceFile)"))
+    }
+
     @Test("a Hugging Face CLIPModel repository: open_clip's config remembered as absent, the snapshot folder loaded")
     func huggingFaceRepository() throws {
         let hub = try standardHub()

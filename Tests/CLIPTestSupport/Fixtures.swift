@@ -20,6 +20,10 @@ package let sigLIPFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixt
 /// it (Scripts/make_openclip_fixtures.py, `metaclip2_pipeline`).
 package let metaCLIP2Folder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/metaclip2").path
 
+/// A CLIPA model in an open_clip repository's layout with a BERT-style `vocab.txt` beside it
+/// (Scripts/make_openclip_fixtures.py, `pipeline_fixture`).
+package let clipaFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/clipa").path
+
 /// What OpenAI's `clip` package computed for the seed example on `tinyModel` (reference.json).
 package struct PipelineReference: Decodable, Sendable {
     package let files: [String]

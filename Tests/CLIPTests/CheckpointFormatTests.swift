@@ -96,12 +96,14 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
 
 /// open_clip settings that would change the numbers without changing the weights are refused, never ignored.
 @Test("open_clip configs asking for what is not implemented are refused, naming the key", arguments: [
-    ("text_cfg", "pool_type", "\"last\"", "text_cfg.pool_type"),
-    ("vision_cfg", "final_ln_after_pool", "true", "vision_cfg.final_ln_after_pool"),
+    ("text_cfg", "pool_type", "\"first\"", "text_cfg.pool_type"),
+    ("vision_cfg", "pool_type", "\"avg\"", "vision_cfg.pool_type"),  // without final_ln_after_pool
     ("vision_cfg", "attentional_pool", "true", "vision_cfg.attentional_pool"),
     ("text_cfg", "hf_model_name", "\"roberta-base\"", "text_cfg.hf_model_name"),
+    ("text_cfg", "hf_tokenizer_name", "\"xlm-roberta-base\"", "text_cfg.hf_tokenizer_name"),
+    ("text_cfg", "tokenizer_kwargs", "{\"strip_sep_token\": true}", "text_cfg.tokenizer_kwargs"),  // without BERT's
     ("preprocess_cfg", "resize_mode", "\"stretch\"", "preprocess_cfg.resize_mode"),
-    ("preprocess_cfg", "interpolation", "\"bilinear\"", "preprocess_cfg.interpolation"),
+    ("preprocess_cfg", "interpolation", "\"nearest\"", "preprocess_cfg.interpolation"),
 ])
 func unimplementedOpenCLIPSettingsAreRefused(section: String, key: String, value: String, named: String) throws {
     var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/vit_small_openclip.json"))) as! [String: Any]
@@ -260,4 +262,19 @@ func unimplementedCoCaSettingsAreRefused(section: String, key: String, value: St
     } catch {
         #expect(error.description.contains("CoCa"), "\(error)")
     }
+}
+
+/// CLIPA's config over weights that are not CLIPA's is refused by the key that does not fit, not run as another model.
+@Test func clipaConfigNeedsCLIPAWeights() throws {
+    let config = "\(fixtureDirectory)/open_clip/ViT-L-14-CLIPA-squash.json"
+    do {
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/ViT-B-32.safetensors", openCLIPConfig: config)
+        Issue.record("CLIPA's config over weights with ln_pre was accepted")
+    } catch {
+        #expect(error.description.contains("no_ln_pre") || error.description.contains("shape"), "\(error)")
+    }
+    let loaded = try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/ViT-L-14-CLIPA-squash.safetensors", openCLIPConfig: config)
+    guard case .transformer(let v) = loaded.model.configuration.vision else { Issue.record("not a ViT"); return }
+    #expect(v.pooling == .average && !v.preNorm)
+    #expect(loaded.model.configuration.text.vocabulary == .wordPiece && loaded.preprocessing.interpolation == .bilinear)
 }

@@ -128,3 +128,28 @@ func xlmRobertaMatchesOpenCLIP(_ kind: String) throws {
         #expect(throws: TokenizerError.self) { _ = try XLMRobertaTokenizer(contentsOf: "\(sentencePieceDirectory)/\(name).model") }
     }
 }
+
+/// The strings after the corpus in `wordpiece/ids.jsonl` (Scripts/make_wordpiece_fixtures.py's `WORDPIECE_EXTRA`).
+let wordPieceExtra = ["x [CLS] y [SEP]", "[mask] [MASK]z [PAD][UNK]", "Héllo wörld ÅNGSTRÖM", "日本語のテキスト 中文",
+                      String(repeating: "x", count: 101), String(repeating: "x", count: 100), "don't-stop e.g. U.S.A.",
+                      "\u{1F970} \u{1FAE8} face \u{E3F}\u{20C0}", "İstanbul ǅ ß", "tab\tnew\nline\u{A0}nbsp\u{200B}zero\u{2028}sep"]
+
+/// CLIPA's tokenizer kind (BERT's WordPiece, lower-casing) against open_clip's HFTokenizer with `strip_sep_token`,
+/// which runs it through transformers and tokenizers: the ids of every cleaned string, and the rows of 16.
+@Test("WordPiece: ids and CLIPA rows identical to open_clip's HFTokenizer on every corpus string",
+      arguments: ["ids", "rows"])
+func wordPieceMatchesOpenCLIP(_ kind: String) throws {
+    let directory = sentencePieceDirectory.replacingOccurrences(of: "/sentencepiece", with: "/wordpiece")
+    let tokenizer = try WordPieceTokenizer(vocabulary: "\(directory)/vocab.txt")
+    #expect(tokenizer.vocabularySize == 3000)
+    let texts = try corpusTexts() + wordPieceExtra
+    let expected = try jsonLines("\(directory)/\(kind).jsonl")
+    #expect(texts.count == expected.count)
+    var failures: [String] = []
+    for (text, ids) in zip(texts, expected) {
+        let ours = kind == "ids" ? tokenizer.encode(tokenizer.cleanedText(text))
+                                 : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
+        if ours != ids { failures.append("\(escaped(text)): got \(ours.prefix(20)) expected \(ids.prefix(20))") }
+    }
+    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
+}

@@ -1,0 +1,212 @@
+import Foundation
+
+/// CLIPA's tokenizer: BERT's WordPiece (`bert-base-uncased`'s `vocab.txt`), encoding as open_clip encodes it through
+/// Hugging Face's tokenizers library (`BertNormalizer`, `BertPreTokenizer`, `WordPiece`):
+///
+/// - open_clip's `whitespace` cleaning (ftfy-style fixing, HTML unescaping, whitespace collapsed);
+/// - `[PAD]`, `[UNK]`, `[CLS]`, `[SEP]` and `[MASK]` written in the text (as written, before lower-casing) are those
+///   tokens;
+/// - NUL, U+FFFD and "other" characters removed, whitespace made spaces, CJK ideographs set apart, accents
+///   stripped (NFD, then nonspacing marks removed), lower-cased — with the character classes of tokenizers'
+///   own tables (`bert_classes.txt`, older than Swift's Unicode);
+/// - words split at spaces, each punctuation character a word of its own;
+/// - each word the longest vocabulary entries from its start, later ones as `##` continuations; a word of more than
+///   100 characters, or with a part no entry matches, is one `[UNK]`.
+///
+/// open_clip's CLIPA rows (`strip_sep_token`): `[CLS]`, the pieces, 0 where `[SEP]` was, then `[PAD]`; a text too
+/// long keeps its first `contextLength − 2` pieces.
+///
+/// ```swift
+/// let tokenizer = try WordPieceTokenizer(vocabulary: "bert-base-uncased/vocab.txt")
+/// let rows = try tokenizer.tokenize(["a photo of a cat"], contextLength: 32, truncate: true)   // 1 × 32 ids
+/// ```
+public final class WordPieceTokenizer: TextTokenizer {
+    /// The vocabulary file's path.
+    public let origin: String
+    private let ids: [String: Int]
+    private let tokens: Int
+    private let specials: [(bytes: [UInt8], id: Int)]
+    /// The row's first id, `[CLS]`.
+    public let classToken: Int
+    /// `[SEP]`, which open_clip's CLIPA rows replace by 0.
+    public let separator: Int
+    /// The padding id, `[PAD]`.
+    public let padding: Int
+    /// `[UNK]`.
+    public let unknown: Int
+    private let cleaner: OpenCLIPCleaner
+    private let classes: BertClasses
+
+    /// The longest word WordPiece splits; longer ones are `[UNK]`.
+    public static let maximumWordLength = 100
+
+    /// Ids in the vocabulary.
+    public var vocabularySize: Int { tokens }
+
+    /// Reads a `vocab.txt` (one entry per line, its id the line's index), which must hold `[PAD]`, `[UNK]`, `[CLS]`
+    /// and `[SEP]`.
+    public init(vocabulary path: String) throws(TokenizerError) {
+        guard let data = FileManager.default.contents(atPath: path) else { throw .missingResource(path) }
+        guard data.count <= 64 << 20 else {
+            throw .malformedData(file: path, line: 0, message: "\(data.count) bytes is too large for a WordPiece vocabulary")
+        }
+        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        if data.last == UInt8(ascii: "\n") { lines.removeLast() }
+        var ids: [String: Int] = [:]
+        for (index, entry) in lines.enumerated() {
+            guard let token = String(validating: entry, as: UTF8.self) else {
+                throw .malformedData(file: path, line: index + 1, message: "not UTF-8")
+            }
+            ids[token] = index  // a repeated entry takes its last line's id, as transformers reads the file
+        }
+        func required(_ name: String) throws(TokenizerError) -> Int {
+            guard let id = ids[name] else { throw .malformedData(file: path, line: 0, message: "the vocabulary has no \(name)") }
+            return id
+        }
+        origin = path
+        tokens = lines.count
+        (classToken, separator, padding, unknown) = (try required("[CLS]"), try required("[SEP]"), try required("[PAD]"), try required("[UNK]"))
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { name in ids[name].map { (Array(name.utf8), $0) } }
+        self.ids = ids
+        cleaner = try OpenCLIPCleaner()
+        classes = try BertClasses.shared.get()
+    }
+
+    /// One row of `contextLength` ids per text as open_clip writes CLIPA's: `[CLS]`, the pieces, 0 for `[SEP]`,
+    /// `[PAD]` to the end. A text of more than `contextLength − 2` pieces keeps its first ones when `truncate`, else is
+    /// an error naming it.
+    public func tokenize(_ texts: [String], contextLength: Int, truncate: Bool) throws(TokenizerError) -> [[Int]] {
+        guard contextLength >= 2, contextLength <= CLIPTokenizer.maximumContextLength else {
+            throw .invalidContextLength(contextLength)
+        }
+        var rows: [[Int]] = []
+        rows.reserveCapacity(texts.count)
+        for (index, text) in texts.enumerated() {
+            var ids = encode(cleanedText(text))
+            if ids.count + 2 > contextLength {
+                guard truncate else { throw .textTooLong(index: index, tokens: ids.count + 2, contextLength: contextLength) }
+                ids.removeLast(ids.count + 2 - contextLength)
+            }
+            // strip_sep_token: every [SEP] becomes 0, a [SEP] written in the text too.
+            var row = ([classToken] + ids + [separator]).map { $0 == separator ? 0 : $0 }
+            row += [Int](repeating: padding, count: contextLength - row.count)
+            rows.append(row)
+        }
+        return rows
+    }
+
+    /// The text after open_clip's `whitespace` cleaning.
+    public func cleanedText(_ text: String) -> String { cleaner.clean(text, canonicalize: false) }
+
+    /// The ids of `text` without `[CLS]` and `[SEP]` (tokenizers' `encode(text, add_special_tokens=False)`).
+    public func encode(_ text: String) -> [Int] {
+        var ids: [Int] = []
+        let bytes = Array(text.utf8)
+        var segmentStart = 0, i = 0
+        while i < bytes.count {
+            guard let special = specials.filter({ bytes[i...].starts(with: $0.bytes) }).max(by: { $0.bytes.count < $1.bytes.count }) else {
+                i += 1
+                continue
+            }
+            ids += encodeSegment(String(decoding: bytes[segmentStart..<i], as: UTF8.self))
+            ids.append(special.id)
+            i += special.bytes.count
+            segmentStart = i
+        }
+        ids += encodeSegment(String(decoding: bytes[segmentStart...], as: UTF8.self))
+        return ids
+    }
+
+    private func encodeSegment(_ text: String) -> [Int] {
+        var ids: [Int] = []
+        var word: [Unicode.Scalar] = []
+        func flush() {
+            if !word.isEmpty { ids += wordPieces(word) }
+            word.removeAll(keepingCapacity: true)
+        }
+        for c in normalize(text) {
+            if classes.space.contains(c) {
+                flush()
+            } else if classes.punctuation.contains(c) {
+                flush()
+                ids += wordPieces([c])
+            } else {
+                word.append(c)
+            }
+        }
+        flush()
+        return ids
+    }
+
+    /// BertNormalizer: clean, CJK set apart, accents stripped, lower-cased.
+    func normalize(_ text: String) -> [Unicode.Scalar] {
+        var cleaned = String.UnicodeScalarView()
+        for c in text.unicodeScalars where !classes.removed.contains(c) {
+            if classes.space.contains(c) {
+                cleaned.append(" ")
+            } else if Self.isCJK(c.value) {
+                cleaned.append(" ")
+                cleaned.append(c)
+                cleaned.append(" ")
+            } else {
+                cleaned.append(c)
+            }
+        }
+        var out: [Unicode.Scalar] = []
+        for c in String(cleaned).decomposedStringWithCanonicalMapping.unicodeScalars where !classes.nonspacingMark.contains(c) {
+            out += c.properties.lowercaseMapping.unicodeScalars
+        }
+        return out
+    }
+
+    /// WordPiece on one word: the longest entries, greedily from the start.
+    private func wordPieces(_ word: [Unicode.Scalar]) -> [Int] {
+        guard word.count <= Self.maximumWordLength else { return [unknown] }
+        var pieces: [Int] = []
+        var start = 0
+        while start < word.count {
+            var end = word.count, found: Int?
+            while end > start {
+                var piece = String(String.UnicodeScalarView(word[start..<end]))
+                if start > 0 { piece = "##" + piece }
+                if let id = ids[piece] { found = id; break }
+                end -= 1
+            }
+            guard let found else { return [unknown] }
+            pieces.append(found)
+            start = end
+        }
+        return pieces
+    }
+
+    /// BERT's CJK Unified Ideographs blocks.
+    private static func isCJK(_ v: UInt32) -> Bool {
+        switch v {
+        case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F, 0x2B740...0x2B81F,
+             0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F: return true
+        default: return false
+        }
+    }
+}
+
+/// The character classes of tokenizers' BERT normalizer and pre-tokenizer (`bert_classes.txt`).
+struct BertClasses: Sendable {
+    var removed = ScalarSet(), space = ScalarSet(), nonspacingMark = ScalarSet(), punctuation = ScalarSet()
+
+    static let shared = Result { () throws(TokenizerError) -> BertClasses in try BertClasses() }
+
+    init() throws(TokenizerError) {
+        let file = "bert_classes.txt"
+        var ranges: [String: [(UInt32, UInt32)]] = [:]
+        for (n, line) in try resourceLines("bert_classes").enumerated() {
+            let parts = line.split(separator: " ")
+            guard parts.count == 3 else { throw .malformedData(file: file, line: n + 2, message: "expected CLASS FIRST LAST") }
+            ranges[String(parts[0]), default: []].append((try parseHex(parts[1], file: file, line: n + 2),
+                                                           try parseHex(parts[2], file: file, line: n + 2)))
+        }
+        removed = ScalarSet(ranges: ranges["R"] ?? [])
+        space = ScalarSet(ranges: ranges["W"] ?? [])
+        nonspacingMark = ScalarSet(ranges: ranges["M"] ?? [])
+        punctuation = ScalarSet(ranges: ranges["P"] ?? [])
+    }
+}
