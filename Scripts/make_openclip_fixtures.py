@@ -222,10 +222,34 @@ def main():
                   os.path.join(out, name + ".reference.safetensors"))
         written.append(name)
         print(f"{name}: from {e['model']}/{e['tag']}")
+    if not args.full and not args.only:
+        # Settings open_clip implements that no pretrained tag uses, on ViT-B-32's scaled structure.
+        base = scaled_down(effective_config(models, next(e for e in entries if e["model"] == "ViT-B-32")))
+        for name, section, changes in VARIANTS:
+            cfg = copy.deepcopy(base)
+            cfg[section].update(changes)
+            seed = 1000 + len(written)
+            model = build(cfg, seed)
+            state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, os.path.join(out, name + ".safetensors"))
+            with open(os.path.join(out, name + ".json"), "w") as f:
+                json.dump(cfg, f, indent=1)
+            save_file({k: v.contiguous() for k, v in references(model, cfg, seed).items()},
+                      os.path.join(out, name + ".reference.safetensors"))
+            written.append(name)
+            print(f"{name}: ViT-B-32 with {section} {changes}")
     print(f"{len(written)} models -> {out}")
     if not args.full and not args.only:
         for p in PIPELINES:
             pipeline_fixture(models, *p)
+
+
+# Variants of ViT-B-32 with open_clip settings that no pretrained tag uses: text pooling at the first position, and
+# average pooling with ln_post before it (CLIPA's puts it after).
+VARIANTS = [
+    ("ViT-B-32-text-first", "text_cfg", {"pool_type": "first"}),
+    ("ViT-B-32-avg-ln-first", "vision_cfg", {"pool_type": "avg", "final_ln_after_pool": False}),
+]
 
 
 if __name__ == "__main__":

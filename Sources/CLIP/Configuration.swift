@@ -94,6 +94,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             /// CLIPA's: the mean of the patch tokens (the class token left out), then `ln_post` (open_clip's
             /// `pool_type: avg` with `final_ln_after_pool`).
             case average
+            /// `ln_post` of every token, then the mean of the patch tokens (`pool_type: avg` without
+            /// `final_ln_after_pool`).
+            case normalizedAverage
         }
 
         /// Whether a class token precedes the patches (every pooling but SigLIP's).
@@ -182,6 +185,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
             /// skips padding keys by open_clip's CoCa mask: key j > 0 is hidden when the token at j − 1 is 0 (the
             /// mask is shifted by one position, as the published CoCa weights were trained).
             case appendedClassToken
+            /// The first position (open_clip's `first`).
+            case first
             /// The first position holding this id (open_clip's `eos` pooling: MetaCLIP 2 reads its `</s>`, id 2),
             /// position 0 in a row without it (as torch's argmax over an all-false mask gives).
             case token(Int)
@@ -222,7 +227,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
         if case .transformer(let v) = vision {
             switch v.pooling {
-            case .classToken, .average: break
+            case .classToken, .average, .normalizedAverage: break
             case .attention(let heads):
                 sizes.append(("vision.pooling heads", heads))
             case .attentionalPooler(let heads):
@@ -391,7 +396,7 @@ extension CLIPConfiguration: CustomStringConvertible {
         switch vision {
         case .transformer(let c):
             v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
-                + (c.pooling == .classToken ? "" : c.pooling == .average ? ", average pooling" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
+                + (c.pooling == .classToken ? "" : [.average, .normalizedAverage].contains(c.pooling) ? ", average pooling" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
         case .resnet(let c):
             v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
         }

@@ -261,6 +261,7 @@ extension CLIPModel {
             }
             if sigLIP == nil, text["no_causal_mask"] as? Bool == true { c.text.causal = false }
             if sigLIP == nil, text["pool_type"] as? String == "last" { c.text.pooling = .last }
+            if sigLIP == nil, text["pool_type"] as? String == "first" { c.text.pooling = .first }
         }
         if let vision = cfg["vision_cfg"] as? [String: Any], case .transformer(var v) = c.vision, sigLIP == nil {
             if vision["no_ln_pre"] as? Bool == true, v.preNorm {
@@ -270,7 +271,7 @@ extension CLIPModel {
                 guard v.pooling == .classToken else {
                     throw .architecture("vision_cfg.pool_type is avg, but the weights have an attention pooling head", origin: path)
                 }
-                v.pooling = .average
+                v.pooling = vision["final_ln_after_pool"] as? Bool == true ? .average : .normalizedAverage
                 c.vision = .transformer(v)
             }
         }
@@ -460,10 +461,7 @@ extension CLIPModel {
             throw .architecture("\(name) is \(shown), which swift-clip does not implement yet (supported: \(rule.supported))", origin: origin)
         }
         // Settings implemented only together.
-        let vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
-        if vision["pool_type"] as? String == "avg", vision["final_ln_after_pool"] as? Bool != true {
-            throw .architecture("vision_cfg.pool_type is \"avg\" without final_ln_after_pool, which swift-clip does not implement yet (supported: avg with final_ln_after_pool, as CLIPA)", origin: origin)
-        }
+        let text = cfg["text_cfg"] as? [String: Any] ?? [:]
         let stripsSeparator = (text["tokenizer_kwargs"] as? [String: Any])?["strip_sep_token"] as? Bool == true
         if stripsSeparator != wordPieceTokenizers.contains(text["hf_tokenizer_name"] as? String ?? "") {
             throw .architecture("text_cfg.tokenizer_kwargs.strip_sep_token is \(stripsSeparator) with the tokenizer \(text["hf_tokenizer_name"] ?? "OpenAI's BPE"), which swift-clip does not implement yet (supported: BERT's WordPiece with strip_sep_token, as CLIPA)", origin: origin)
@@ -501,15 +499,16 @@ extension CLIPModel {
                 return d.isEmpty || (d.count == 1 && d["strip_sep_token"] as? Bool == true)
             }, "none, or strip_sep_token: true with BERT's WordPiece"),
             SettingRule("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded"),
-            SettingRule("text_cfg", "pool_type", { ["argmax", "eos", "last"].contains($0 as? String) }, "argmax, eos, last"),
-            SettingRule("text_cfg", "final_ln_after_pool", isFalse, "false"),
+            SettingRule("text_cfg", "pool_type", { ["argmax", "eos", "last", "first"].contains($0 as? String) }, "argmax, eos, last, first"),
+            // open_clip's text tower does not read it (LayerNorm is per token, so before or after pooling agree).
+            SettingRule("text_cfg", "final_ln_after_pool", { _ in true }, "true or false"),
             SettingRule("text_cfg", "embed_cls", isFalse, "false (true in CoCa configs)"),
             SettingRule("text_cfg", "pad_id", { ($0 as? NSNumber)?.intValue == 0 }, "0"),
             SettingRule("text_cfg", "no_causal_mask", { _ in true }, "true or false"),
             SettingRule("text_cfg", "attn_mask", isTrue, "true"),
             SettingRule("text_cfg", "act_kwargs", isEmptyDict, "none"),
             SettingRule("text_cfg", "norm_kwargs", isEmptyDict, "none"),
-            SettingRule("vision_cfg", "pool_type", { ["tok", "avg"].contains($0 as? String) }, "tok, avg (with final_ln_after_pool)"),
+            SettingRule("vision_cfg", "pool_type", { ["tok", "avg"].contains($0 as? String) }, "tok, avg"),
             SettingRule("vision_cfg", "final_ln_after_pool", { _ in true }, "true or false"),
             SettingRule("vision_cfg", "global_average_pool", isFalse, "false"),
             SettingRule("vision_cfg", "attentional_pool", isFalse, "false (true in CoCa configs)"),

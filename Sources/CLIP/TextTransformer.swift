@@ -95,6 +95,7 @@ public struct TextTransformer: Sendable {
             case .last: eot[t] = length - 1
             case .appendedClassToken: eot[t] = length
             case .token(let id): eot[t] = row.firstIndex(of: id) ?? 0
+            case .first: eot[t] = 0
             }
         }
         return eot

@@ -39,7 +39,7 @@ public struct VisionTransformer: Sendable {
                                       activation: activation, eps: eps)
         var pooledWidth = w
         switch c.pooling {
-        case .classToken, .average:
+        case .classToken, .average, .normalizedAverage:
             (attentionPooling, attentionalPooler) = (nil, nil)
         case .attention(let heads):
             attentionPooling = try AttentionPooling(r, "visual.attn_pool", width: w, heads: heads,
@@ -90,6 +90,9 @@ public struct VisionTransformer: Sendable {
                 pooled = try lnPost(attentionalPooler.forward(x))
             } else if configuration.pooling == .average {
                 pooled = try lnPost(patchMean(x))
+            } else if configuration.pooling == .normalizedAverage {
+                try lnPost.forward(x, into: &x)
+                pooled = patchMean(x)
             } else {
                 pooled = try lnPost(classTokens(x))
             }

@@ -42,6 +42,7 @@ struct Info: ParsableCommand {
                 case .attention(let heads): pooling = "attention pooling (\(heads) heads)"
                 case .attentionalPooler(let heads): pooling = "CoCa's attentional pooler (\(heads) heads), first query"
                 case .average: pooling = "mean of the patch tokens, then ln_post"
+                case .normalizedAverage: pooling = "ln_post of every token, then the mean of the patch tokens"
                 }
                 print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(pooling)")
             case .resnet(let r):
@@ -72,5 +73,6 @@ private func textPooling(_ p: CLIPConfiguration.Text.Pooling) -> String {
     case .last: return "the last position"
     case .appendedClassToken: return "an appended class token (CoCa), padding masked"
     case .token(let id): return "the first token \(id)"
+    case .first: return "the first position"
     }
 }

@@ -96,8 +96,8 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
 
 /// open_clip settings that would change the numbers without changing the weights are refused, never ignored.
 @Test("open_clip configs asking for what is not implemented are refused, naming the key", arguments: [
-    ("text_cfg", "pool_type", "\"first\"", "text_cfg.pool_type"),
-    ("vision_cfg", "pool_type", "\"avg\"", "vision_cfg.pool_type"),  // without final_ln_after_pool
+    ("text_cfg", "pool_type", "\"none\"", "text_cfg.pool_type"),
+    ("vision_cfg", "pool_type", "\"none\"", "vision_cfg.pool_type"),
     ("vision_cfg", "attentional_pool", "true", "vision_cfg.attentional_pool"),
     ("text_cfg", "hf_model_name", "\"roberta-base\"", "text_cfg.hf_model_name"),
     ("text_cfg", "hf_tokenizer_name", "\"xlm-roberta-base\"", "text_cfg.hf_tokenizer_name"),
