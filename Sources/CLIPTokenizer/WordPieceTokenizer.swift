@@ -100,21 +100,7 @@ public final class WordPieceTokenizer: TextTokenizer {
 
     /// The ids of `text` without `[CLS]` and `[SEP]` (tokenizers' `encode(text, add_special_tokens=False)`).
     public func encode(_ text: String) -> [Int] {
-        var ids: [Int] = []
-        let bytes = Array(text.utf8)
-        var segmentStart = 0, i = 0
-        while i < bytes.count {
-            guard let special = specials.filter({ bytes[i...].starts(with: $0.bytes) }).max(by: { $0.bytes.count < $1.bytes.count }) else {
-                i += 1
-                continue
-            }
-            ids += encodeSegment(String(decoding: bytes[segmentStart..<i], as: UTF8.self))
-            ids.append(special.id)
-            i += special.bytes.count
-            segmentStart = i
-        }
-        ids += encodeSegment(String(decoding: bytes[segmentStart...], as: UTF8.self))
-        return ids
+        encodingSpecialTokens(text, specials) { encodeSegment(String(decoding: $0, as: UTF8.self)) }
     }
 
     private func encodeSegment(_ text: String) -> [Int] {

@@ -105,22 +105,7 @@ public final class XLMRobertaTokenizer: TextTokenizer {
 
     /// The ids of `text` without `<s>` and `</s>` (tokenizers' `encode(text, add_special_tokens=False)`).
     public func encode(_ text: String) throws(TokenizerError) -> [Int] {
-        var ids: [Int] = []
-        let bytes = Array(text.utf8)
-        var segmentStart = 0, i = 0
-        while i < bytes.count {
-            // A special token written in the text: the longest one starting here, else none.
-            guard let special = specials.filter({ bytes[i...].starts(with: $0.bytes) }).max(by: { $0.bytes.count < $1.bytes.count }) else {
-                i += 1
-                continue
-            }
-            ids += try encodeSegment(bytes[segmentStart..<i])
-            ids.append(special.id)
-            i += special.bytes.count
-            segmentStart = i
-        }
-        ids += try encodeSegment(bytes[segmentStart..<bytes.count])
-        return ids
+        try encodingSpecialTokens(text, specials) { (bytes) throws(TokenizerError) in try encodeSegment(bytes) }
     }
 
     /// Text between special tokens: normalized, split into words and pieces, each piece segmented.
