@@ -98,7 +98,7 @@ def build(cfg, seed):
     model = open_clip.CoCa(**model_cfg) if "multimodal_cfg" in cfg else open_clip.CLIP(**model_cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(".bias") or "ln" in name or name.endswith("bn1.weight") or ".bn" in name or name.endswith("cls_emb"):
+            if name.endswith(".bias") or "ln" in name or name.endswith("bn1.weight") or ".bn" in name or name.endswith(("cls_emb", "gamma")):
                 p.add_(torch.randn_like(p) * 0.1)
             # Values an fp16 file holds exactly, so the scaled-down fixtures are stored at half the size.
             p.copy_(p.half().float())
@@ -244,11 +244,13 @@ def main():
             pipeline_fixture(models, *p)
 
 
-# Variants of ViT-B-32 with open_clip settings that no pretrained tag uses: text pooling at the first position, and
-# average pooling with ln_post before it (CLIPA's puts it after).
+# Variants of ViT-B-32 with open_clip settings that no pretrained tag uses: text pooling at the first position,
+# average pooling with ln_post before it (CLIPA's puts it after), layer scale with patch dropout.
 VARIANTS = [
     ("ViT-B-32-text-first", "text_cfg", {"pool_type": "first"}),
     ("ViT-B-32-avg-ln-first", "vision_cfg", {"pool_type": "avg", "final_ln_after_pool": False}),
+    # Layer scale (ViT-M-16-alt's ls_init_value, larger so that it shows) and patch dropout, off at inference.
+    ("ViT-B-32-layer-scale", "vision_cfg", {"ls_init_value": 0.5, "patch_dropout": 0.5}),
 ]
 
 

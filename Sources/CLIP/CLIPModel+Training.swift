@@ -25,6 +25,11 @@ extension CLIPModel {
             throw .imageShape(images.shape, expected: "[\(texts.count), 3, \(configuration.imageResolution), \(configuration.imageResolution)] (one image per text)")
         }
         if images.scalars.contains(where: { !$0.isFinite }) { throw .nonFinitePixels }
+        var blocks = text.transformer.blocks
+        if case .transformer(let vit) = visual, !lockedImageTower { blocks += vit.transformer.blocks }
+        guard !blocks.contains(where: \.layerScaled) else {
+            throw .training("training blocks with layer scale (open_clip's ls_init_value) is not supported yet")
+        }
         let (text, textTrace) = try self.text.forwardTraining(texts)
         if lockedImageTower {
             return (try encodeImage(images), text, TrainingTrace(image: nil, text: textTrace))

@@ -30,6 +30,9 @@ struct Convert: ParsableCommand {
             // names alone, so anything else would load as a different function.
             var differences: [String] = []
             if configuration.objective == .sigmoid { differences.append("it is a SigLIP model (sigmoid logits with logit_bias)") }
+            if parameters.names.contains(where: { $0.hasSuffix(".ls_1.gamma") }) {
+                differences.append("its blocks have layer scale (ls_1.gamma, ls_2.gamma)")
+            }
             if configuration.text.pooling == .appendedClassToken {
                 differences.append("it is a CoCa model (attentional pooler, appended class token)")
             }

@@ -58,7 +58,8 @@ public struct MLP: Sendable {
     }
 }
 
-/// Pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
+/// Pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). With open_clip's layer scale
+/// (`ls_init_value`: `ls_1.gamma`, `ls_2.gamma` [width]) each branch is multiplied by its gamma.
 public struct ResidualAttentionBlock: Sendable {
     /// LayerNorm before attention (`ln_1`).
     public let ln1: LayerNorm
@@ -68,18 +69,49 @@ public struct ResidualAttentionBlock: Sendable {
     public let ln2: LayerNorm
     /// The MLP (`mlp`).
     public let mlp: MLP
+    /// Whether the block has layer scale; its gammas are folded into the rows of `attn.out_proj` and `mlp.c_proj`
+    /// (gamma ⊙ (W·h + b) = (diag(gamma)·W)·h + gamma ⊙ b), so the forward pass costs nothing more.
+    public let layerScaled: Bool
 
-    /// Reads `<prefix>.ln_1`, `.attn`, `.ln_2` and `.mlp`.
+    /// Reads `<prefix>.ln_1`, `.attn`, `.ln_2` and `.mlp`, and `.ls_1.gamma` and `.ls_2.gamma` when present.
     public init(_ r: ParameterReader, _ prefix: String, width: Int, heads: Int, activation: Activation,
                 eps: Float) throws(ModelLoadError) {
         ln1 = try LayerNorm(r, "\(prefix).ln_1", width: width, eps: eps)
-        attention = try MultiheadSelfAttention(r, "\(prefix).attn", width: width, heads: heads)
+        var attention = try MultiheadSelfAttention(r, "\(prefix).attn", width: width, heads: heads)
         ln2 = try LayerNorm(r, "\(prefix).ln_2", width: width, eps: eps)
-        mlp = try MLP(r, "\(prefix).mlp", width: width, activation: activation)
+        var mlp = try MLP(r, "\(prefix).mlp", width: width, activation: activation)
+        layerScaled = r.shape(of: "\(prefix).ls_1.gamma") != nil || r.shape(of: "\(prefix).ls_2.gamma") != nil
+        if layerScaled {
+            let g1 = try r.tensor("\(prefix).ls_1.gamma", shape: [width])
+            let g2 = try r.tensor("\(prefix).ls_2.gamma", shape: [width])
+            attention = MultiheadSelfAttention(
+                inProj: attention.inProj, outProj: try Self.scaled(r, "\(prefix).attn.out_proj", by: g1, in: width),
+                heads: heads)
+            mlp = MLP(fc: mlp.fc, proj: try Self.scaled(r, "\(prefix).mlp.c_proj", by: g2, in: mlp.fc.outFeatures),
+                      activation: activation)
+        }
+        (self.attention, self.mlp) = (attention, mlp)
     }
 
-    init(ln1: LayerNorm, attention: MultiheadSelfAttention, ln2: LayerNorm, mlp: MLP) {
-        (self.ln1, self.attention, self.ln2, self.mlp) = (ln1, attention, ln2, mlp)
+    /// The Linear `<prefix>.weight` [width, inputs], `<prefix>.bias` [width] with row i multiplied by gamma[i].
+    private static func scaled(_ r: ParameterReader, _ prefix: String, by gamma: Tensor,
+                               in inputs: Int) throws(ModelLoadError) -> Linear {
+        let width = gamma.count
+        var weight = try r.tensor("\(prefix).weight", shape: [width, inputs])
+        var bias = try r.tensor("\(prefix).bias", shape: [width])
+        for o in 0..<width {
+            bias.scalars[o] *= gamma.scalars[o]
+            for i in 0..<inputs { weight.scalars[o * inputs + i] *= gamma.scalars[o] }
+        }
+        do throws(TensorError) {
+            return try Linear(weight: weight, bias: bias)
+        } catch {
+            throw .architecture("\(prefix).weight: \(error)", origin: r.origin)
+        }
+    }
+
+    init(ln1: LayerNorm, attention: MultiheadSelfAttention, ln2: LayerNorm, mlp: MLP, layerScaled: Bool) {
+        (self.ln1, self.attention, self.ln2, self.mlp, self.layerScaled) = (ln1, attention, ln2, mlp, layerScaled)
     }
 
     /// The block in place on `x` [batch, tokens, width]: x += attn(ln_1(x)); x += mlp(ln_2(x)). `keyMask`
@@ -97,7 +129,7 @@ public struct ResidualAttentionBlock: Sendable {
     /// The same block computing its products in `precision` (LayerNorms stay fp32).
     public func converted(to precision: Precision) throws(TensorError) -> ResidualAttentionBlock {
         ResidualAttentionBlock(ln1: ln1, attention: try attention.converted(to: precision), ln2: ln2,
-                               mlp: try mlp.converted(to: precision))
+                               mlp: try mlp.converted(to: precision), layerScaled: layerScaled)
     }
 }
 

@@ -278,3 +278,18 @@ func unimplementedCoCaSettingsAreRefused(section: String, key: String, value: St
     #expect(v.pooling == .average && !v.preNorm)
     #expect(loaded.model.configuration.text.vocabulary == .wordPiece && loaded.preprocessing.interpolation == .bilinear)
 }
+
+/// Layer scale is folded into the output projections for inference, so training such a model is refused rather
+/// than given gradients of the folded weights.
+@Test func layerScaleIsFoldedAndTrainingItIsRefused() throws {
+    let base = "\(fixtureDirectory)/open_clip/ViT-B-32-layer-scale"
+    let loaded = try CLIPModel.load(path: base + ".safetensors", openCLIP: .file(base + ".json"))
+    let ref = try Reference(path: base + ".reference.safetensors")
+    #expect(relativeError(try loaded.model.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars) <= parityTolerance)
+    do {
+        _ = try loaded.model.trainingForward(images: ref.pixels, texts: Array(ref.tokens.prefix(2)))
+        Issue.record("training with layer scale was accepted")
+    } catch {
+        #expect(error.description.contains("layer scale"), "\(error)")
+    }
+}
