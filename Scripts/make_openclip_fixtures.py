@@ -56,6 +56,26 @@ def effective_config(models, entry):
     return cfg
 
 
+# Hugging Face text towers (open_clip's HFTextEncoder) by hf_model_name: transformers' configuration at full size,
+# and scaled down to one 64-wide layer over a 302-id vocabulary. The Hub, where AutoConfig would read them, is out of
+# reach, so AutoConfig.from_pretrained is answered from here.
+HF_TEXT = {
+    "xlm-roberta-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=250002),
+    "xlm-roberta-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, vocab_size=250002),
+}
+HF_SCALED = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=1, intermediate_size=128, vocab_size=302)
+
+
+def hf_text_config(name, scaled, vocab=None):
+    from transformers import XLMRobertaConfig
+
+    sizes = dict(HF_SCALED if scaled else HF_TEXT[name])
+    if vocab:
+        sizes["vocab_size"] = vocab
+    return XLMRobertaConfig(max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
+                            bos_token_id=0, eos_token_id=2, hidden_act="gelu", **sizes)
+
+
 def scaled_down(cfg):
     c = copy.deepcopy(cfg)
     v, t = c["vision_cfg"], c["text_cfg"]
@@ -69,8 +89,9 @@ def scaled_down(cfg):
         v["width"], v["layers"] = 2 * head, 1
         # An odd grid stays odd (378 / 14 = 27), an even one even.
         v["image_size"] = v["patch_size"] * (3 if grid % 2 else 4)
-    head_t = t["width"] // t["heads"]
-    t["width"], t["heads"], t["layers"], t["vocab_size"] = head_t, 1, 1, 300
+    if "hf_model_name" not in t:
+        head_t = t["width"] // t["heads"]
+        t["width"], t["heads"], t["layers"], t["vocab_size"] = head_t, 1, 1, 300
     c["embed_dim"] = 32
     if "multimodal_cfg" in c:
         # CoCa: the pooler keeps its 8 heads (4 wide over the 32-wide embedding) and a few of its 256 queries; the
@@ -90,16 +111,29 @@ def structure(cfg, model):
     return json.dumps(c, sort_keys=True)
 
 
-def build(cfg, seed):
+def build(cfg, seed, scaled=True):
     import open_clip
+    from transformers import AutoConfig
 
     torch.manual_seed(seed)
     model_cfg = {k: v for k, v in cfg.items() if k not in ("preprocess_cfg", "custom_text")}
-    model = open_clip.CoCa(**model_cfg) if "multimodal_cfg" in cfg else open_clip.CLIP(**model_cfg)
+    if "hf_model_name" in cfg["text_cfg"]:
+        vocab = cfg["text_cfg"].get("vocab_size")
+        AutoConfig.from_pretrained = lambda name, **kw: hf_text_config(name, scaled, vocab)
+        model_cfg["text_cfg"] = dict(cfg["text_cfg"], hf_model_pretrained=False)
+        model = open_clip.CustomTextCLIP(**model_cfg)
+    elif "multimodal_cfg" in cfg:
+        model = open_clip.CoCa(**model_cfg)
+    else:
+        model = open_clip.CLIP(**model_cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(".bias") or "ln" in name or name.endswith("bn1.weight") or ".bn" in name or name.endswith(("cls_emb", "gamma")):
+            if name.endswith(".bias") or "ln" in name or name.endswith("bn1.weight") or ".bn" in name or name.endswith(("cls_emb", "gamma")) or "LayerNorm" in name:
                 p.add_(torch.randn_like(p) * 0.1)
+            # CoCa's decoder projection is left uninitialised (torch.empty) by open_clip: give it values, so that
+            # the file regenerates byte-identical (it takes no part in the embeddings).
+            if name == "text_decoder.text_projection":
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)) * 0.02)
             # Values an fp16 file holds exactly, so the scaled-down fixtures are stored at half the size.
             p.copy_(p.half().float())
         for name, b in model.named_buffers():
@@ -114,9 +148,11 @@ def references(model, cfg, seed):
     g = torch.Generator().manual_seed(seed)
     r = cfg["vision_cfg"]["image_size"]
     pixels = torch.randn(2, 3, r, r, generator=g)
-    ctx, vocab = cfg["text_cfg"]["context_length"], cfg["text_cfg"]["vocab_size"]
+    text = cfg["text_cfg"]
+    ctx = text.get("context_length", 77)
+    vocab = text["vocab_size"] if "vocab_size" in text else model.text.config.vocab_size
     tokens = torch.zeros(3, ctx, dtype=torch.int64)
-    if cfg["text_cfg"].get("pool_type") == "eos":
+    if text.get("pool_type") == "eos" or "hf_model_name" in text:
         # XLM-R rows (MetaCLIP 2): <s> 0, pieces from id 4, </s> (eos_id) where the features are read, <pad> 1.
         tokens.fill_(1)
         for i, n in enumerate((5, ctx, 2)):
@@ -146,6 +182,7 @@ LABELS = ["a red heart", "a blue star", "A green circle!"]
 PIPELINES = [
     ("metaclip2", "ViT-H-14-worldwide", "sentencepiece/xlmr", "sentencepiece.bpe.model", 3002, {"clean": "whitespace"}),
     ("clipa", "ViT-L-14-CLIPA", "wordpiece", "vocab.txt", 3000, {"strip_sep_token": True}),
+    ("xlm-roberta", "xlm-roberta-base-ViT-B-32", "sentencepiece/xlmr", "sentencepiece.bpe.model", 3002, {"clean": "whitespace"}),
 ]
 
 
@@ -172,7 +209,7 @@ def pipeline_fixture(models, out, arch, tokenizer_dir, tokenizer_file, vocab, kw
     with open(os.path.join(folder, "open_clip_config.json"), "w") as f:
         json.dump({"model_cfg": cfg, "preprocess_cfg": pre}, f, indent=1)
     shutil.copyfile(os.path.join(source, tokenizer_file), os.path.join(folder, tokenizer_file))
-    tokens = HFTokenizer(source, context_length=cfg["text_cfg"]["context_length"], **kwargs)(LABELS)
+    tokens = HFTokenizer(source, context_length=cfg["text_cfg"].get("context_length", 77), **kwargs)(LABELS)
     size = cfg["vision_cfg"]["image_size"]
     transform = open_clip.image_transform(size, is_train=False, mean=pre["mean"], std=pre["std"],
                                           interpolation=pre["interpolation"], resize_mode=pre["resize_mode"])
@@ -194,24 +231,10 @@ def main():
     out = args.full or OUT
     os.makedirs(out, exist_ok=True)
     written, seen = [], {}
-    for e in entries:
-        if args.only and e["model"] not in args.only:
-            continue
-        cfg = effective_config(models, e)
-        if cfg.get("custom_text") and "multimodal_cfg" not in cfg:
-            continue  # SigLIP (timm image tower, own text tower): Scripts/make_siglip_fixtures.py writes those
-        if not args.full:
-            cfg = scaled_down(cfg)
-        key = json.dumps(cfg, sort_keys=True) if args.full else structure(cfg, e["model"])
-        if key in seen:
-            continue
-        name = e["model"] + ("-quickgelu" if cfg.get("quick_gelu") and not e["model"].endswith("quickgelu") else "")
-        name += "" if cfg["preprocess_cfg"].get("resize_mode", "shortest") == "shortest" else "-" + cfg["preprocess_cfg"]["resize_mode"]
-        if name in written:
-            name += "-" + e["tag"]
-        seen[key] = name
+
+    def write(cfg, name, note):
         seed = 1000 + len(written)
-        model = build(cfg, seed)
+        model = build(cfg, seed, scaled=not args.full)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         if not args.full:
             state = {k: v.half() if v.is_floating_point() and "running_" not in k else v for k, v in state.items()}
@@ -221,23 +244,40 @@ def main():
         save_file({k: v.contiguous() for k, v in references(model, cfg, seed).items()},
                   os.path.join(out, name + ".reference.safetensors"))
         written.append(name)
-        print(f"{name}: from {e['model']}/{e['tag']}")
+        print(f"{name}: {note}")
+
+    def tags(hugging_face_text):
+        for e in entries:
+            if args.only and e["model"] not in args.only:
+                continue
+            cfg = effective_config(models, e)
+            if cfg.get("custom_text") and "multimodal_cfg" not in cfg:
+                continue  # SigLIP (timm image tower, own text tower): Scripts/make_siglip_fixtures.py writes those
+            if ("hf_model_name" in cfg["text_cfg"]) != hugging_face_text:
+                continue
+            if not args.full:
+                cfg = scaled_down(cfg)
+            key = json.dumps(cfg, sort_keys=True) if args.full else structure(cfg, e["model"])
+            if key in seen:
+                continue
+            name = e["model"] + ("-quickgelu" if cfg.get("quick_gelu") and not e["model"].endswith("quickgelu") else "")
+            name += "" if cfg["preprocess_cfg"].get("resize_mode", "shortest") == "shortest" else "-" + cfg["preprocess_cfg"]["resize_mode"]
+            if name in written:
+                name += "-" + e["tag"]
+            seen[key] = name
+            write(cfg, name, f"from {e['model']}/{e['tag']}")
+
+    # Seeds follow the order models are written in; models added later come last, so earlier fixtures regenerate
+    # byte-identical.
+    tags(hugging_face_text=False)
     if not args.full and not args.only:
         # Settings open_clip implements that no pretrained tag uses, on ViT-B-32's scaled structure.
         base = scaled_down(effective_config(models, next(e for e in entries if e["model"] == "ViT-B-32")))
         for name, section, changes in VARIANTS:
             cfg = copy.deepcopy(base)
             cfg[section].update(changes)
-            seed = 1000 + len(written)
-            model = build(cfg, seed)
-            state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, os.path.join(out, name + ".safetensors"))
-            with open(os.path.join(out, name + ".json"), "w") as f:
-                json.dump(cfg, f, indent=1)
-            save_file({k: v.contiguous() for k, v in references(model, cfg, seed).items()},
-                      os.path.join(out, name + ".reference.safetensors"))
-            written.append(name)
-            print(f"{name}: ViT-B-32 with {section} {changes}")
+            write(cfg, name, f"ViT-B-32 with {section} {changes}")
+    tags(hugging_face_text=True)
     print(f"{len(written)} models -> {out}")
     if not args.full and not args.only:
         for p in PIPELINES:

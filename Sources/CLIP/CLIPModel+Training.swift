@@ -25,12 +25,15 @@ extension CLIPModel {
             throw .imageShape(images.shape, expected: "[\(texts.count), 3, \(configuration.imageResolution), \(configuration.imageResolution)] (one image per text)")
         }
         if images.scalars.contains(where: { !$0.isFinite }) { throw .nonFinitePixels }
-        var blocks = text.transformer.blocks
+        guard case .transformer(let textTower) = self.text else {
+            throw .training("training a Hugging Face text tower is not supported yet; only CLIP's text transformer trains")
+        }
+        var blocks = textTower.transformer.blocks
         if case .transformer(let vit) = visual, !lockedImageTower { blocks += vit.transformer.blocks }
         guard !blocks.contains(where: \.layerScaled) else {
             throw .training("training blocks with layer scale (open_clip's ls_init_value) is not supported yet")
         }
-        let (text, textTrace) = try self.text.forwardTraining(texts)
+        let (text, textTrace) = try textTower.forwardTraining(texts)
         if lockedImageTower {
             return (try encodeImage(images), text, TrainingTrace(image: nil, text: textTrace))
         }
@@ -51,7 +54,10 @@ extension CLIPModel {
     /// gradient of every parameter that was used to `gradients`.
     public func backward(_ trace: TrainingTrace, imageGradient: Tensor, textGradient: Tensor,
                          parameters: ParameterValues, into gradients: inout Gradients) throws(TensorError) {
-        try text.backward(trace.text, featureGradient: textGradient, parameters: parameters, into: &gradients)
+        guard case .transformer(let textTower) = text else {
+            throw .shapeMismatch(operation: "backward through a Hugging Face text tower", [], [])
+        }
+        try textTower.backward(trace.text, featureGradient: textGradient, parameters: parameters, into: &gradients)
         if let imageTrace = trace.image, case .transformer(let vit) = visual {
             try vit.backward(imageTrace, featureGradient: imageGradient, parameters: parameters, into: &gradients)
         }

@@ -23,7 +23,7 @@ public struct CLIPModel: Sendable {
     /// The image tower: `[N, 3, resolution, resolution]` pixels → `[N, embedDim]`.
     public let visual: VisualTower
     /// The text tower: `N × contextLength` token ids → `[N, embedDim]`.
-    public let text: TextTransformer
+    public let text: TextTower
     /// `logit_scale` as stored: the logits use exp(logitScale).
     public let logitScale: Float
     /// `logit_bias`, added to every logit of a SigLIP model (`objective` `.sigmoid`); 0 for CLIP.
@@ -39,6 +39,26 @@ public struct CLIPModel: Sendable {
         case notLoaded
     }
 
+    /// CLIP's text transformer, or a Hugging Face RoBERTa tower (open_clip's XLM-RoBERTa models).
+    public enum TextTower: Sendable {
+        case transformer(TextTransformer)
+        case roberta(RobertaTextEncoder)
+
+        func forward(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
+            switch self {
+            case .transformer(let t): return try t.forward(tokens)
+            case .roberta(let r): return try r.forward(tokens)
+            }
+        }
+
+        func converted(to precision: Precision) throws(TensorError) -> TextTower {
+            switch self {
+            case .transformer(let t): return .transformer(try t.converted(to: precision))
+            case .roberta(let r): return .roberta(try r.converted(to: precision))
+            }
+        }
+    }
+
     /// Which towers to build from a checkpoint.
     public enum Towers: Sendable {
         case both
@@ -50,6 +70,7 @@ public struct CLIPModel: Sendable {
     /// TorchScript extras that the reference `build_model` deletes.
     public static func isIgnorable(_ name: String) -> Bool {
         name.hasSuffix(".num_batches_tracked") || ["input_resolution", "context_length", "vocab_size"].contains(name)
+            || name == "text.transformer.embeddings.position_ids"  // a buffer older transformers saved
     }
 
     /// Builds the model from named tensors. The architecture is inferred from the weights unless given. Fails on
@@ -146,7 +167,8 @@ public struct CLIPModel: Sendable {
             let tower = try ModifiedResNet(r, v, embedDim: c.embedDim)
             visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
-        let textTower = try TextTransformer(r, c.text, embedDim: c.embedDim)
+        let textTower: TextTower = c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
+                                                          : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
         text = try Self.convert(precision) { () throws(TensorError) in try textTower.converted(to: precision) }
         logitScale = try r.tensor("logit_scale", shape: []).scalars[0]
         logitBias = c.objective == .sigmoid ? try r.tensor("logit_bias", shape: []).scalars[0] : 0
@@ -158,7 +180,7 @@ public struct CLIPModel: Sendable {
         self.configuration = c
     }
 
-    private init(configuration: CLIPConfiguration, visual: VisualTower, text: TextTransformer, logitScale: Float,
+    private init(configuration: CLIPConfiguration, visual: VisualTower, text: TextTower, logitScale: Float,
                  logitBias: Float, precision: Precision) {
         (self.configuration, self.visual, self.text, self.logitScale, self.logitBias, self.precision) =
             (configuration, visual, text, logitScale, logitBias, precision)

@@ -161,6 +161,23 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var projectionBias = false
         /// The tokenizer whose ids index the token embedding.
         public var vocabulary: Vocabulary = .openAIBPE
+        /// Set for a Hugging Face (XLM-)RoBERTa tower (`RobertaTextEncoder`) instead of CLIP's text transformer.
+        public var roberta: RobertaConfiguration?
+
+        /// What a Hugging Face RoBERTa tower has beyond the shared sizes.
+        public struct RobertaConfiguration: Sendable, Equatable {
+            /// Rows of the position table (514: 512 tokens after `padding_idx` 1).
+            public var positions: Int
+            /// Rows of the token-type table (1; type 0 is used).
+            public var tokenTypes: Int
+            /// The width between open_clip's two projection Linears (`hf_proj_type: mlp`), or nil for one Linear.
+            public var projectionHidden: Int?
+
+            /// A RoBERTa tower's extra sizes.
+            public init(positions: Int, tokenTypes: Int = 1, projectionHidden: Int?) {
+                (self.positions, self.tokenTypes, self.projectionHidden) = (positions, tokenTypes, projectionHidden)
+            }
+        }
 
         /// The tokenizers text towers are trained with.
         public enum Vocabulary: String, Sendable, Equatable {
@@ -187,6 +204,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case appendedClassToken
             /// The first position (open_clip's `first`).
             case first
+            /// The mean over the positions that are not padding (open_clip's `mean_pooler`, RoBERTa towers).
+            case mean
             /// The first position holding this id (open_clip's `eos` pooling: MetaCLIP 2 reads its `</s>`, id 2),
             /// position 0 in a row without it (as torch's argmax over an all-false mask gives).
             case token(Int)
@@ -238,6 +257,14 @@ public struct CLIPConfiguration: Sendable, Equatable {
             }
             if !v.projection && v.width != embedDim {
                 throw .architecture("the image tower has no projection, so its width \(v.width) must equal embedDim \(embedDim)", origin: origin)
+            }
+        }
+        if let roberta = text.roberta {
+            sizes += [("text.roberta.positions", roberta.positions), ("text.roberta.tokenTypes", roberta.tokenTypes)]
+            // RoBERTa's positions start after padding_idx 1: a row of contextLength tokens reads position
+            // contextLength + 1.
+            guard text.contextLength + 1 < roberta.positions else {
+                throw .architecture("the text context of \(text.contextLength) tokens needs \(text.contextLength + 2) positions; text.transformer.embeddings.position_embeddings has \(roberta.positions)", origin: origin)
             }
         }
         for (name, value) in sizes where value <= 0 {
@@ -308,6 +335,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
         } else {
             throw .architecture("neither 'visual.proj' (Vision Transformer) nor 'visual.attnpool.positional_embedding' (ResNet) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
+        if table.has("text.transformer.embeddings.word_embeddings.weight") {
+            return try inferRoberta(table, vision: vision, origin: source.origin)
+        }
         let textWidth = try table.shape("ln_final.weight", rank: 1)[0]
         // CoCa's appended class token has the positional embedding's last row.
         let appendedClassToken = table.has("cls_emb")
@@ -333,6 +363,34 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
         c.text.projectionBias = table.has("text_projection_bias")
         return c
+    }
+}
+
+extension CLIPConfiguration {
+    /// An open_clip checkpoint whose text tower is a Hugging Face (XLM-)RoBERTa (`text.transformer.*`,
+    /// `text.proj.*`): sizes from the tensors; heads 64 wide (xlm-roberta-base's 12, large's 16), GELU, ε 1e-5,
+    /// rows of 77 (open_clip's tokenizer context) read as XLM-R ids and pooled by their mean.
+    fileprivate static func inferRoberta(_ table: ShapeTable, vision: Vision, origin: String) throws(ModelLoadError) -> CLIPConfiguration {
+        let p = "text.transformer"
+        let words = try table.shape("\(p).embeddings.word_embeddings.weight", rank: 2)
+        let positions = try table.shape("\(p).embeddings.position_embeddings.weight", rank: 2)[0]
+        let tokenTypes = try table.shape("\(p).embeddings.token_type_embeddings.weight", rank: 2)[0]
+        let width = words[1]
+        let embedDim: Int, hidden: Int?
+        if table.has("text.proj.0.weight") {
+            hidden = try table.shape("text.proj.0.weight", rank: 2)[0]
+            embedDim = try table.shape("text.proj.2.weight", rank: 2)[0]
+        } else {
+            hidden = nil
+            embedDim = try table.shape("text.proj.weight", rank: 2)[0]
+        }
+        var text = Text(contextLength: 77, vocabSize: words[0], width: width, heads: max(width / 64, 1),
+                        layers: try table.blockCount("\(p).encoder.layer"), activation: .gelu)
+        text.causal = false
+        text.pooling = .mean
+        text.vocabulary = .xlmRoberta
+        text.roberta = .init(positions: positions, tokenTypes: tokenTypes, projectionHidden: hidden)
+        return CLIPConfiguration(embedDim: embedDim, vision: vision, text: text)
     }
 }
 

@@ -286,6 +286,9 @@ extension CLIPModel {
             }
         }
         if isCoCa(cfg) { try applyCoCa(cfg, to: &c, origin: path) }
+        if let name = (cfg["text_cfg"] as? [String: Any])?["hf_model_name"] as? String, !name.isEmpty, c.text.roberta == nil {
+            throw .architecture("text_cfg.hf_model_name is \(name), a Hugging Face text tower, but the weights have CLIP's text transformer (no text.transformer.embeddings.word_embeddings.weight)", origin: path)
+        }
         if let pre = cfg["preprocess_cfg"] as? [String: Any] {
             if let m = floats(pre["mean"]) { p.mean = m }
             if let s = floats(pre["std"]) { p.std = s }
@@ -479,7 +482,10 @@ extension CLIPModel {
     }
 
     /// The Hugging Face tokenizers open_clip configs name that are XLM-RoBERTa's over a SentencePiece model.
-    static let xlmRobertaTokenizers: Set<String> = ["facebook/xlm-v-base"]
+    static let xlmRobertaTokenizers: Set<String> = ["facebook/xlm-v-base", "xlm-roberta-base", "xlm-roberta-large",
+                                                     "FacebookAI/xlm-roberta-base", "FacebookAI/xlm-roberta-large"]
+    /// The Hugging Face text towers open_clip configs name that `RobertaTextEncoder` computes.
+    static let robertaTextTowers: Set<String> = ["xlm-roberta-base", "xlm-roberta-large", "roberta-base"]
     /// The Hugging Face tokenizers open_clip configs name that are BERT's lower-casing WordPiece.
     static let wordPieceTokenizers: Set<String> = ["bert-base-uncased", "google-bert/bert-base-uncased"]
 
@@ -491,7 +497,10 @@ extension CLIPModel {
         func equals(_ s: String) -> @Sendable (Any) -> Bool { { ($0 as? String) == s } }
         return [
             SettingRule("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded"),
-            SettingRule("text_cfg", "hf_model_name", isEmpty, "none; Hugging Face text towers are not loaded"),
+            SettingRule("text_cfg", "hf_model_name", { ($0 as? String).map { $0.isEmpty || robertaTextTowers.contains($0) } == true },
+                        "none, or the RoBERTa towers \(robertaTextTowers.sorted().joined(separator: ", "))"),
+            SettingRule("text_cfg", "hf_pooler_type", equals("mean_pooler"), "mean_pooler"),
+            SettingRule("text_cfg", "hf_proj_type", { ["mlp", "linear"].contains($0 as? String) }, "mlp, linear"),
             SettingRule("text_cfg", "hf_tokenizer_name", { ($0 as? String).map { $0.isEmpty || xlmRobertaTokenizers.contains($0) || wordPieceTokenizers.contains($0) } == true },
                         "none (OpenAI's BPE tokenizer), \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's) or \(wordPieceTokenizers.sorted().joined(separator: ", ")) (BERT's WordPiece, with strip_sep_token)"),
             SettingRule("text_cfg", "tokenizer_kwargs", { v in

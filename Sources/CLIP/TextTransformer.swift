@@ -18,6 +18,9 @@ public struct TextTransformer: Sendable {
 
     init(_ r: ParameterReader, _ c: CLIPConfiguration.Text, embedDim: Int) throws(ModelLoadError) {
         let (activation, eps) = (c.activation, c.layerNormEps)
+        guard c.pooling != .mean else {
+            throw .architecture("mean pooling over tokens belongs to Hugging Face RoBERTa towers, not CLIP's text transformer", origin: r.origin)
+        }
         configuration = c
         tokenEmbedding = try r.tensor("token_embedding.weight", shape: [c.vocabSize, c.width])
         let appended = c.pooling == .appendedClassToken
@@ -95,7 +98,7 @@ public struct TextTransformer: Sendable {
             case .last: eot[t] = length - 1
             case .appendedClassToken: eot[t] = length
             case .token(let id): eot[t] = row.firstIndex(of: id) ?? 0
-            case .first: eot[t] = 0
+            case .first, .mean: eot[t] = 0  // .mean is refused when the tower is built
             }
         }
         return eot

@@ -33,6 +33,9 @@ struct Convert: ParsableCommand {
             if parameters.names.contains(where: { $0.hasSuffix(".ls_1.gamma") }) {
                 differences.append("its blocks have layer scale (ls_1.gamma, ls_2.gamma)")
             }
+            if configuration.text.roberta != nil {
+                differences.append("its text tower is a Hugging Face RoBERTa")
+            }
             if configuration.text.pooling == .appendedClassToken {
                 differences.append("it is a CoCa model (attentional pooler, appended class token)")
             }

@@ -74,5 +74,6 @@ private func textPooling(_ p: CLIPConfiguration.Text.Pooling) -> String {
     case .appendedClassToken: return "an appended class token (CoCa), padding masked"
     case .token(let id): return "the first token \(id)"
     case .first: return "the first position"
+    case .mean: return "the mean over the tokens that are not padding (Hugging Face RoBERTa tower)"
     }
 }

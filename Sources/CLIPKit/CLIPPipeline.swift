@@ -44,7 +44,7 @@ public struct CLIPPipeline: Sendable {
                 let file = try modelFile(["spiece.model", "tokenizer.model"], "a SigLIP model is tokenized with its own SentencePiece model")
                 tokenizer = try SentencePieceTokenizer.sigLIP(contentsOf: file)
             case .xlmRoberta:
-                let file = try modelFile([LoadedModel.xlmRobertaFile], "this model is tokenized with XLM-V's SentencePiece model, from the Hub repository facebook/xlm-v-base")
+                let file = try modelFile([LoadedModel.xlmRobertaFile], "this model is tokenized with an XLM-RoBERTa SentencePiece model, from the Hub repository its config's hf_tokenizer_name names: facebook/xlm-v-base for MetaCLIP 2, xlm-roberta-base or -large")
                 tokenizer = try XLMRobertaTokenizer(contentsOf: file)
             case .wordPiece:
                 let file = try modelFile([LoadedModel.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")

@@ -160,6 +160,22 @@ struct HuggingFaceHubTests {
         #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.wordPieceFile)"))
     }
 
+    @Test("an open_clip repository with an XLM-RoBERTa text tower: sentencepiece.bpe.model fetched from xlm-roberta-base")
+    func openCLIPXLMRobertaRepository() throws {
+        let hub = try FakeHub(repositories: [
+            "laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k": .init(commit: commitA, files: [
+                "open_clip_config.json": try fixtureBytes("xlm-roberta/open_clip_config.json"),
+                "open_clip_model.safetensors": try fixtureBytes("xlm-roberta/open_clip_model.safetensors"),
+            ], large: ["open_clip_model.safetensors"]),
+            "xlm-roberta-base": .init(commit: commitB, files: ["sentencepiece.bpe.model": try fixtureBytes("xlm-roberta/sentencepiece.bpe.model")],
+                                      large: ["sentencepiece.bpe.model"]),
+        ])
+        let client = hub.client()
+        let loaded = try hubModel(client).load("hf-hub:laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k")
+        #expect(loaded.tokenizerFolder == "\(client.storageFolder("xlm-roberta-base"))/snapshots/\(commitB)")
+        #expect(loaded.model.configuration.text.roberta != nil && loaded.model.configuration.text.vocabulary == .xlmRoberta)
+    }
+
     @Test("a Hugging Face CLIPModel repository: open_clip's config remembered as absent, the snapshot folder loaded")
     func huggingFaceRepository() throws {
         let hub = try standardHub()

@@ -6,9 +6,10 @@ import Foundation
 import Testing
 
 // Models with a vocabulary of their own through the whole pipeline (Scripts/make_openclip_fixtures.py,
-// `pipeline_fixture`): MetaCLIP 2 worldwide (XLM-V-style `sentencepiece.bpe.model`, rows read at their </s>) and
-// CLIPA (BERT-style `vocab.txt`, [SEP] stripped, read at the last position, bilinear squash resizing), each found
-// beside the weights, against open_clip's HFTokenizer rows, transform and probabilities.
+// `pipeline_fixture`): MetaCLIP 2 worldwide (XLM-V-style `sentencepiece.bpe.model`, rows read at their </s>), CLIPA
+// (BERT-style `vocab.txt`, [SEP] stripped, read at the last position, bilinear squash resizing) and an XLM-RoBERTa
+// text tower (Hugging Face's encoder, mean over the tokens), each found beside the weights, against open_clip's
+// HFTokenizer rows, transform and probabilities.
 
 struct OwnVocabularyModel: Sendable, CustomTestStringConvertible {
     let name: String, folder: String, tokenizerFile: String
@@ -18,6 +19,7 @@ struct OwnVocabularyModel: Sendable, CustomTestStringConvertible {
 let ownVocabularyModels = [
     OwnVocabularyModel(name: "MetaCLIP 2", folder: metaCLIP2Folder, tokenizerFile: "sentencepiece.bpe.model"),
     OwnVocabularyModel(name: "CLIPA", folder: clipaFolder, tokenizerFile: "vocab.txt"),
+    OwnVocabularyModel(name: "XLM-RoBERTa text tower", folder: xlmRobertaFolder, tokenizerFile: "sentencepiece.bpe.model"),
 ]
 
 @Test("Zero-shot with the model's own tokenizer beside the weights: rows, pixels and probabilities equal open_clip's",
@@ -32,7 +34,7 @@ func ownVocabularyPipelineMatchesReference(_ m: OwnVocabularyModel) throws {
         #expect(clip.preprocessor.interpolation == .bilinear && clip.preprocessor.resizeMode == .squash)
     default:
         #expect(clip.tokenizer is XLMRobertaTokenizer)
-        #expect(clip.model.configuration.text.pooling == .token(2))
+        #expect(clip.model.configuration.text.pooling == (m.folder == xlmRobertaFolder ? .mean : .token(2)))
     }
     let ref = try SafeTensorsFile(path: "\(m.folder)/reference.safetensors")
     let labels = ["a red heart", "a blue star", "A green circle!"]

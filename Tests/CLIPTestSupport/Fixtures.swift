@@ -24,6 +24,10 @@ package let metaCLIP2Folder = testsDirectory.appendingPathComponent("CLIPTests/F
 /// (Scripts/make_openclip_fixtures.py, `pipeline_fixture`).
 package let clipaFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/clipa").path
 
+/// An open_clip model with a Hugging Face XLM-RoBERTa text tower, in an open_clip repository's layout with an
+/// XLM-R `sentencepiece.bpe.model` beside it (Scripts/make_openclip_fixtures.py, `pipeline_fixture`).
+package let xlmRobertaFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/xlm-roberta").path
+
 /// What OpenAI's `clip` package computed for the seed example on `tinyModel` (reference.json).
 package struct PipelineReference: Decodable, Sendable {
     package let files: [String]

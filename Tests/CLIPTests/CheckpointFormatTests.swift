@@ -99,8 +99,8 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
     ("text_cfg", "pool_type", "\"none\"", "text_cfg.pool_type"),
     ("vision_cfg", "pool_type", "\"none\"", "vision_cfg.pool_type"),
     ("vision_cfg", "attentional_pool", "true", "vision_cfg.attentional_pool"),
-    ("text_cfg", "hf_model_name", "\"roberta-base\"", "text_cfg.hf_model_name"),
-    ("text_cfg", "hf_tokenizer_name", "\"xlm-roberta-base\"", "text_cfg.hf_tokenizer_name"),
+    ("text_cfg", "hf_model_name", "\"facebook/nllb-200-distilled-600M\"", "text_cfg.hf_model_name"),
+    ("text_cfg", "hf_tokenizer_name", "\"roberta-base\"", "text_cfg.hf_tokenizer_name"),
     ("text_cfg", "tokenizer_kwargs", "{\"strip_sep_token\": true}", "text_cfg.tokenizer_kwargs"),  // without BERT's
     ("preprocess_cfg", "resize_mode", "\"stretch\"", "preprocess_cfg.resize_mode"),
     ("preprocess_cfg", "interpolation", "\"nearest\"", "preprocess_cfg.interpolation"),
@@ -116,7 +116,7 @@ func unimplementedOpenCLIPSettingsAreRefused(section: String, key: String, value
     model["preprocess_cfg"] = nil
     hub["model_cfg"] = model
     for (i, doc) in [cfg, hub].enumerated() {
-        let path = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: doc)), "refused_\(key)_\(i).json")
+        let path = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: doc)), "refused_\(section)_\(key)_\(i).json")
         do {
             _ = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors", openCLIPConfig: path)
             Issue.record("\(named) was accepted")
@@ -291,5 +291,16 @@ func unimplementedCoCaSettingsAreRefused(section: String, key: String, value: St
         Issue.record("training with layer scale was accepted")
     } catch {
         #expect(error.description.contains("layer scale"), "\(error)")
+    }
+}
+
+/// A config naming a Hugging Face text tower over weights with CLIP's text transformer is refused by that key.
+@Test func huggingFaceTextConfigNeedsItsWeights() throws {
+    let config = "\(fixtureDirectory)/open_clip/xlm-roberta-base-ViT-B-32.json"
+    do {
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/ViT-B-32.safetensors", openCLIPConfig: config)
+        Issue.record("an XLM-RoBERTa config over CLIP weights was accepted")
+    } catch {
+        #expect(error.description.contains("text_cfg.hf_model_name"), "\(error)")
     }
 }

@@ -1,0 +1,123 @@
+import CLIPLayers
+import CLIPTensor
+
+/// open_clip's Hugging Face text tower for XLM-RoBERTa (`hf_model_name: xlm-roberta-base | xlm-roberta-large`,
+/// `HFTextEncoder` over transformers' `XLMRobertaModel`): word, position and token-type embeddings and their
+/// LayerNorm, post-norm encoder layers (`BertEncoderLayer`) attending to every token that is not padding, the mean
+/// over those tokens (open_clip's `mean_pooler`), then open_clip's projection: Linear → GELU → Linear without biases
+/// (`hf_proj_type: mlp`) or one Linear (`linear`). Tensors are read under `text.transformer.*` and `text.proj.*`.
+///
+/// Positions follow RoBERTa's: padding tokens take position 1 (`padding_idx`), the others 2, 3, … counting only
+/// tokens that are not padding.
+public struct RobertaTextEncoder: Sendable {
+    /// The sizes this tower was built with.
+    public let configuration: CLIPConfiguration.Text
+    let wordEmbedding: Tensor  // [vocab, width]
+    let positionEmbedding: Tensor  // [positions, width]
+    let tokenType: Tensor  // [width], type 0's embedding
+    let embeddingNorm: LayerNorm
+    let layers: [BertEncoderLayer]
+    /// The projection: [fc, proj] with GELU between, or [proj].
+    let projection: [Linear]
+
+    /// RoBERTa's padding id (and `padding_idx`, the position padding takes).
+    static let padding = 1
+
+    init(_ r: ParameterReader, _ c: CLIPConfiguration.Text, embedDim: Int) throws(ModelLoadError) {
+        guard let roberta = c.roberta else {
+            throw .architecture("the text tower is not a Hugging Face RoBERTa tower", origin: r.origin)
+        }
+        configuration = c
+        let (w, p) = (c.width, "text.transformer")
+        wordEmbedding = try r.tensor("\(p).embeddings.word_embeddings.weight", shape: [c.vocabSize, w])
+        positionEmbedding = try r.tensor("\(p).embeddings.position_embeddings.weight", shape: [roberta.positions, w])
+        tokenType = Tensor(uncheckedShape: [w], scalars: Array(try r.tensor("\(p).embeddings.token_type_embeddings.weight",
+                                                                         shape: [roberta.tokenTypes, w]).scalars.prefix(w)))
+        embeddingNorm = try LayerNorm(r, "\(p).embeddings.LayerNorm", width: w, eps: c.layerNormEps)
+        var layers: [BertEncoderLayer] = []
+        for i in 0..<c.layers {
+            layers.append(try BertEncoderLayer(r, "\(p).encoder.layer.\(i)", width: w, heads: c.heads, eps: c.layerNormEps))
+        }
+        self.layers = layers
+        if let hidden = roberta.projectionHidden {
+            projection = [try Linear(r, "text.proj.0", in: w, out: hidden, bias: false),
+                          try Linear(r, "text.proj.2", in: hidden, out: embedDim, bias: false)]
+        } else {
+            projection = [try Linear(r, "text.proj", in: w, out: embedDim, bias: false)]
+        }
+    }
+
+    private init(configuration: CLIPConfiguration.Text, wordEmbedding: Tensor, positionEmbedding: Tensor,
+                 tokenType: Tensor, embeddingNorm: LayerNorm, layers: [BertEncoderLayer], projection: [Linear]) {
+        (self.configuration, self.wordEmbedding, self.positionEmbedding, self.tokenType) =
+            (configuration, wordEmbedding, positionEmbedding, tokenType)
+        (self.embeddingNorm, self.layers, self.projection) = (embeddingNorm, layers, projection)
+    }
+
+    /// The tower with its products computed in `precision`.
+    func converted(to precision: Precision) throws(TensorError) -> RobertaTextEncoder {
+        var layers: [BertEncoderLayer] = []
+        for l in self.layers { layers.append(try l.converted(to: precision)) }
+        var projection: [Linear] = []
+        for l in self.projection { projection.append(try l.converted(to: precision)) }
+        return RobertaTextEncoder(configuration: configuration, wordEmbedding: wordEmbedding,
+                                  positionEmbedding: positionEmbedding, tokenType: tokenType,
+                                  embeddingNorm: embeddingNorm, layers: layers, projection: projection)
+    }
+
+    /// `tokens`: N rows of equal length ≤ the context length, ids in 0..<vocab → [N, embed].
+    func forward(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
+        let c = configuration
+        let (n, w) = (tokens.count, c.width)
+        let length = tokens.first?.count ?? 0
+        for (t, row) in tokens.enumerated() {
+            guard row.count == length, length >= 1, length <= c.contextLength else {
+                throw .tokenLength(text: t, count: row.count, expected: length >= 1 ? length : c.contextLength,
+                                   contextLength: c.contextLength)
+            }
+            if let (i, id) = row.enumerated().first(where: { $0.element < 0 || $0.element >= c.vocabSize }) {
+                throw .tokenOutOfRange(text: t, position: i, id: id, vocabularySize: c.vocabSize)
+            }
+        }
+        let keys = tokens.flatMap { $0.map { $0 != Self.padding } }
+        do {
+            var x = Tensor(uncheckedZeros: [n, length, w])
+            x.scalars.withUnsafeMutableBufferPointer { xp in
+                wordEmbedding.scalars.withUnsafeBufferPointer { we in
+                    positionEmbedding.scalars.withUnsafeBufferPointer { pe in
+                        for (t, row) in tokens.enumerated() {
+                            var seen = 0
+                            for (i, id) in row.enumerated() {
+                                if id != Self.padding { seen += 1 }
+                                let position = id != Self.padding ? seen + Self.padding : Self.padding
+                                let dst = xp.baseAddress! + (t * length + i) * w
+                                let word = we.baseAddress! + id * w, pos = pe.baseAddress! + position * w
+                                for j in 0..<w { dst[j] = word[j] + tokenType.scalars[j] + pos[j] }
+                            }
+                        }
+                    }
+                }
+            }
+            try embeddingNorm.forward(x, into: &x)
+            for layer in layers { try layer.forward(&x, keyMask: keys) }
+            // open_clip's mean_pooler: the mean over the tokens that are not padding.
+            var pooled = Tensor(uncheckedZeros: [n, w])
+            for t in 0..<n {
+                let count = Float(tokens[t].filter { $0 != Self.padding }.count)
+                for i in 0..<length where keys[t * length + i] {
+                    for j in 0..<w { pooled.scalars[t * w + j] += x.scalars[(t * length + i) * w + j] }
+                }
+                for j in 0..<w { pooled.scalars[t * w + j] /= count }
+            }
+            guard projection.count == 2 else { return try projection[0](pooled) }
+            var hidden = Tensor(uninitialized: [n, projection[0].outFeatures])
+            try projection[0].forward(pooled, into: &hidden, activation: .gelu)
+            return try projection[1](hidden)
+        } catch {
+            throw .internalShape(error)
+        }
+    }
+
+    /// The largest position a row of `length` tokens reads, which the position table must hold.
+    static func lastPosition(length: Int) -> Int { length + padding }
+}
