@@ -144,15 +144,15 @@ struct HuggingFaceHubTests {
         #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.xlmRobertaFile)"))
     }
 
-    @Test("an open_clip CLIPA repository: BERT's vocab.txt fetched from bert-base-uncased (a name without an organisation)")
+    @Test("an open_clip CLIPA repository: BERT's vocab.txt fetched from bert-base-uncased, which the Hub redirects to google-bert/bert-base-uncased")
     func openCLIPCLIPARepository() throws {
         let hub = try FakeHub(repositories: [
             "UCSC-VLAA/ViT-L-14-CLIPA-datacomp1B": .init(commit: commitA, files: [
                 "open_clip_config.json": try fixtureBytes("clipa/open_clip_config.json"),
                 "open_clip_model.safetensors": try fixtureBytes("clipa/open_clip_model.safetensors"),
             ], large: ["open_clip_model.safetensors"]),
-            "bert-base-uncased": .init(commit: commitB, files: ["vocab.txt": try fixtureBytes("clipa/vocab.txt")], large: []),
-        ])
+            "google-bert/bert-base-uncased": .init(commit: commitB, files: ["vocab.txt": try fixtureBytes("clipa/vocab.txt")], large: []),
+        ], renamed: ["bert-base-uncased": "google-bert/bert-base-uncased"])
         let client = hub.client()
         let loaded = try hubModel(client).load("hf-hub:UCSC-VLAA/ViT-L-14-CLIPA-datacomp1B")
         #expect(loaded.tokenizerFolder == "\(client.storageFolder("bert-base-uncased"))/snapshots/\(commitB)")
@@ -160,16 +160,16 @@ struct HuggingFaceHubTests {
         #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.wordPieceFile)"))
     }
 
-    @Test("an open_clip repository with an XLM-RoBERTa text tower: sentencepiece.bpe.model fetched from xlm-roberta-base")
+    @Test("an open_clip repository with an XLM-RoBERTa text tower: sentencepiece.bpe.model fetched from xlm-roberta-base, redirected to FacebookAI/xlm-roberta-base")
     func openCLIPXLMRobertaRepository() throws {
         let hub = try FakeHub(repositories: [
             "laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k": .init(commit: commitA, files: [
                 "open_clip_config.json": try fixtureBytes("xlm-roberta/open_clip_config.json"),
                 "open_clip_model.safetensors": try fixtureBytes("xlm-roberta/open_clip_model.safetensors"),
             ], large: ["open_clip_model.safetensors"]),
-            "xlm-roberta-base": .init(commit: commitB, files: ["sentencepiece.bpe.model": try fixtureBytes("xlm-roberta/sentencepiece.bpe.model")],
-                                      large: ["sentencepiece.bpe.model"]),
-        ])
+            "FacebookAI/xlm-roberta-base": .init(commit: commitB, files: ["sentencepiece.bpe.model": try fixtureBytes("xlm-roberta/sentencepiece.bpe.model")],
+                                                 large: ["sentencepiece.bpe.model"]),
+        ], renamed: ["xlm-roberta-base": "FacebookAI/xlm-roberta-base"])
         let client = hub.client()
         let loaded = try hubModel(client).load("hf-hub:laion/CLIP-ViT-B-32-xlm-roberta-base-laion5B-s13B-b90k")
         #expect(loaded.tokenizerFolder == "\(client.storageFolder("xlm-roberta-base"))/snapshots/\(commitB)")
