@@ -393,11 +393,9 @@ extension CLIPModel {
     /// A SigLIP config's settings checked against what the SigLIP towers compute; returns the config without them,
     /// for the general checks.
     private static func sigLIPGeneralPart(_ cfg: [String: Any], origin: String) throws(ModelLoadError) -> [String: Any] {
-        var general = cfg
-        var vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
+        let vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
         func require(_ ok: Bool, _ name: String, _ value: Any?, _ supported: String) throws(ModelLoadError) {
-            guard !ok else { return }
-            throw .architecture("\(name) is \(value.map { "\($0)" } ?? "absent"), which swift-clip does not implement for SigLIP yet (supported: \(supported))", origin: origin)
+            try requireSetting(ok, name, value, supported, family: "SigLIP", origin: origin)
         }
         let textTower = text["hf_model_name"] as? String ?? ""
         try require(textTower.isEmpty, "text_cfg.hf_model_name", textTower, "none; Hugging Face text towers are not loaded")
@@ -416,38 +414,44 @@ extension CLIPModel {
         try require(act.isEmpty || (act.count == 1 && act["approximate"] as? String == "tanh"), "text_cfg.act_kwargs", act, "none or approximate: tanh")
         let norm = text["norm_kwargs"] as? [String: Any] ?? [:]
         try require(norm.keys.allSatisfy { $0 == "eps" }, "text_cfg.norm_kwargs", norm, "eps")
-        for key in ["timm_model_name", "timm_pool", "timm_proj", "timm_model_pretrained", "timm_drop", "timm_drop_path"] {
-            vision[key] = nil
-        }
-        for key in ["no_causal_mask", "pool_type", "tokenizer_kwargs", "hf_tokenizer_name", "act_kwargs", "norm_kwargs", "proj_bias"] {
-            text[key] = nil
-        }
-        general["custom_text"] = nil
-        general["vision_cfg"] = vision
-        general["text_cfg"] = text
-        return general
+        return removing(from: cfg, top: ["custom_text"],
+                        vision: ["timm_model_name", "timm_pool", "timm_proj", "timm_model_pretrained", "timm_drop", "timm_drop_path"],
+                        text: ["no_causal_mask", "pool_type", "tokenizer_kwargs", "hf_tokenizer_name", "act_kwargs", "norm_kwargs", "proj_bias"])
     }
 
     /// A CoCa config's own settings checked against what the CoCa towers compute (the embeddings only: the caption
     /// decoder is not run); returns the config without them, for the general checks.
     private static func coCaGeneralPart(_ cfg: [String: Any], origin: String) throws(ModelLoadError) -> [String: Any] {
-        var general = cfg
-        var vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
+        let vision = cfg["vision_cfg"] as? [String: Any] ?? [:], text = cfg["text_cfg"] as? [String: Any] ?? [:]
         func require(_ ok: Bool, _ name: String, _ value: Any?, _ supported: String) throws(ModelLoadError) {
-            guard !ok else { return }
-            throw .architecture("\(name) is \(value.map { "\($0)" } ?? "absent"), which swift-clip does not implement for CoCa yet (supported: \(supported))", origin: origin)
+            try requireSetting(ok, name, value, supported, family: "CoCa", origin: origin)
         }
         let textTower = text["hf_model_name"] as? String ?? ""
         try require(textTower.isEmpty, "text_cfg.hf_model_name", textTower, "none; Hugging Face text towers are not loaded")
         // `attentional_pool` may also name the paper's "parallel" or "cascade" poolers, which open_clip marks untested.
         try require(vision["attentional_pool"] as? Bool == true, "vision_cfg.attentional_pool", vision["attentional_pool"], "true")
         try require(text["embed_cls"] as? Bool == true, "text_cfg.embed_cls", text["embed_cls"], "true")
-        for key in ["attentional_pool", "attn_pooler_heads", "attn_pooler_queries", "output_tokens"] { vision[key] = nil }
-        for key in ["embed_cls", "output_tokens"] { text[key] = nil }
-        general["custom_text"] = nil
-        general["multimodal_cfg"] = nil
-        general["vision_cfg"] = vision
-        general["text_cfg"] = text
+        return removing(from: cfg, top: ["custom_text", "multimodal_cfg"],
+                        vision: ["attentional_pool", "attn_pooler_heads", "attn_pooler_queries", "output_tokens"],
+                        text: ["embed_cls", "output_tokens"])
+    }
+
+    /// A family's setting check: throws, naming the setting, its value and what is supported, unless `ok`.
+    private static func requireSetting(_ ok: Bool, _ name: String, _ value: Any?, _ supported: String, family: String,
+                                       origin: String) throws(ModelLoadError) {
+        guard !ok else { return }
+        throw .architecture("\(name) is \(value.map { "\($0)" } ?? "absent"), which swift-clip does not implement for \(family) yet (supported: \(supported))", origin: origin)
+    }
+
+    /// `cfg` without the given top-level, `vision_cfg` and `text_cfg` keys: what a family's own checks have covered.
+    private static func removing(from cfg: [String: Any], top: [String], vision: [String], text: [String]) -> [String: Any] {
+        var general = cfg
+        for key in top { general[key] = nil }
+        for (section, keys) in [("vision_cfg", vision), ("text_cfg", text)] {
+            var part = cfg[section] as? [String: Any] ?? [:]
+            for key in keys { part[key] = nil }
+            general[section] = part
+        }
         return general
     }
 

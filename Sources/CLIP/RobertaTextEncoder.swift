@@ -117,7 +117,4 @@ public struct RobertaTextEncoder: Sendable {
             throw .internalShape(error)
         }
     }
-
-    /// The largest position a row of `length` tokens reads, which the position table must hold.
-    static func lastPosition(length: Int) -> Int { length + padding }
 }

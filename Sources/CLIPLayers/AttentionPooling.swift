@@ -32,13 +32,7 @@ public struct AttentionPooling: Sendable {
         let probe = try r.tensor("\(prefix).probe", shape: [1, 1, width])
         let weight = try r.tensor("\(prefix).attn.in_proj_weight", shape: [3 * width, width])
         let bias = try r.tensor("\(prefix).attn.in_proj_bias", shape: [3 * width])
-        var q = [Float](repeating: 0, count: width)
-        for o in 0..<width {
-            var s = Double(bias.scalars[o])
-            for i in 0..<width { s += Double(probe.scalars[i]) * Double(weight.scalars[o * width + i]) }
-            q[o] = Float(s)
-        }
-        query = Tensor(uncheckedShape: [width], scalars: q)
+        query = projectedQuery(probe.scalars, weight: weight.scalars, bias: bias.scalars, width: width)
         do throws(TensorError) {
             keyValue = try Linear(
                 weight: Tensor(uncheckedShape: [2 * width, width], scalars: Array(weight.scalars[(width * width)...])),
@@ -118,4 +112,17 @@ func singleQueryAttention(query: Tensor, keyValue kv: Tensor, heads: Int) -> Ten
         }
     }
     return context
+}
+
+/// A learned query through the attention's query projection, x·W_qᵀ + b_q, in double: `x` [width], `weight` whose
+/// first width·width values are W_q [width, width], `bias` whose first width values are b_q → [width]. It is the same
+/// for every input, so pooling layers compute it once at load.
+func projectedQuery(_ x: [Float], weight: [Float], bias: [Float], width: Int) -> Tensor {
+    var q = [Float](repeating: 0, count: width)
+    for o in 0..<width {
+        var s = Double(bias[o])
+        for i in 0..<width { s += Double(x[i]) * Double(weight[o * width + i]) }
+        q[o] = Float(s)
+    }
+    return Tensor(uncheckedShape: [width], scalars: q)
 }

@@ -46,19 +46,13 @@ public struct AttentionalPooler: Sendable {
                 + r.tensor("\(a).v_proj_weight", shape: [pooled, width]).scalars
         }
         let bias = try r.tensor("\(a).in_proj_bias", shape: [3 * pooled]).scalars
-        var q0: Tensor
+        let q0: Tensor
         do throws(TensorError) {
             q0 = try lnQ(Tensor(shape: [1, pooled], scalars: Array(queries.scalars[..<pooled])))
         } catch {
             throw .architecture("\(prefix).query: \(error)", origin: r.origin)
         }
-        var q = [Float](repeating: 0, count: pooled)
-        for o in 0..<pooled {
-            var s = Double(bias[o])
-            for i in 0..<pooled { s += Double(q0.scalars[i]) * Double(wq[o * pooled + i]) }
-            q[o] = Float(s)
-        }
-        query = Tensor(uncheckedShape: [pooled], scalars: q)
+        query = projectedQuery(q0.scalars, weight: wq, bias: bias, width: pooled)
         do throws(TensorError) {
             keyValue = try Linear(weight: Tensor(shape: [2 * pooled, width], scalars: wkv),
                                   bias: Tensor(shape: [2 * pooled], scalars: Array(bias[pooled...])))

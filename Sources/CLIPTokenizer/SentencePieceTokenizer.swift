@@ -81,22 +81,8 @@ public final class SentencePieceTokenizer: TextTokenizer {
     /// One row of `contextLength` ids per text: the cleaned text's pieces, `</s>`, then padding. A text longer than
     /// `contextLength − 1` pieces is cut there when `truncate` (as the reference truncates), else an error naming it.
     public func tokenize(_ texts: [String], contextLength: Int, truncate: Bool) throws(TokenizerError) -> [[Int]] {
-        guard contextLength >= 1, contextLength <= CLIPTokenizer.maximumContextLength else {
-            throw .invalidContextLength(contextLength)
-        }
-        var rows: [[Int]] = []
-        rows.reserveCapacity(texts.count)
-        for (index, text) in texts.enumerated() {
-            var ids = try encode(cleanedText(text))
-            if ids.count + 1 > contextLength {
-                guard truncate else { throw .textTooLong(index: index, tokens: ids.count + 1, contextLength: contextLength) }
-                ids.removeLast(ids.count + 1 - contextLength)
-            }
-            ids.append(endOfText)
-            ids += [Int](repeating: padding, count: contextLength - ids.count)
-            rows.append(ids)
-        }
-        return rows
+        try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [], end: endOfText,
+                       padding: padding) { (text) throws(TokenizerError) in try encode(cleanedText(text)) }
     }
 
     /// The text after `cleaning`.

@@ -19,9 +19,11 @@ func encodingSpecialTokens<E: Error>(_ text: String, _ specials: [(bytes: [UInt8
                                      _ encode: (ArraySlice<UInt8>) throws(E) -> [Int]) throws(E) -> [Int] {
     var ids: [Int] = []
     let bytes = Array(text.utf8)
+    let firstBytes = Set(specials.compactMap(\.bytes.first))
     var segmentStart = 0, i = 0
     while i < bytes.count {
-        guard let special = specials.filter({ bytes[i...].starts(with: $0.bytes) }).max(by: { $0.bytes.count < $1.bytes.count }) else {
+        guard firstBytes.contains(bytes[i]),
+              let special = specials.filter({ bytes[i...].starts(with: $0.bytes) }).max(by: { $0.bytes.count < $1.bytes.count }) else {
             i += 1
             continue
         }
@@ -32,4 +34,28 @@ func encodingSpecialTokens<E: Error>(_ text: String, _ specials: [(bytes: [UInt8
     }
     ids += try encode(bytes[segmentStart...])
     return ids
+}
+
+/// One row of `contextLength` ids per text: `start`, the text's ids, `end`, then `padding`, as the Hugging Face and
+/// SentencePiece tokenizers' callers in open_clip write them. A text whose ids do not fit keeps its first ones when
+/// `truncate` (as the reference truncates), else is an error naming it.
+func paddedRows(_ texts: [String], contextLength: Int, truncate: Bool, start: [Int], end: Int, padding: Int,
+                encode: (String) throws(TokenizerError) -> [Int]) throws(TokenizerError) -> [[Int]] {
+    let framing = start.count + 1
+    guard contextLength >= framing, contextLength <= CLIPTokenizer.maximumContextLength else {
+        throw .invalidContextLength(contextLength)
+    }
+    var rows: [[Int]] = []
+    rows.reserveCapacity(texts.count)
+    for (index, text) in texts.enumerated() {
+        var ids = try encode(text)
+        if ids.count + framing > contextLength {
+            guard truncate else { throw .textTooLong(index: index, tokens: ids.count + framing, contextLength: contextLength) }
+            ids.removeLast(ids.count + framing - contextLength)
+        }
+        var row = start + ids + [end]
+        row += [Int](repeating: padding, count: contextLength - row.count)
+        rows.append(row)
+    }
+    return rows
 }

@@ -76,23 +76,9 @@ public final class WordPieceTokenizer: TextTokenizer {
     /// `[PAD]` to the end. A text of more than `contextLength − 2` pieces keeps its first ones when `truncate`, else is
     /// an error naming it.
     public func tokenize(_ texts: [String], contextLength: Int, truncate: Bool) throws(TokenizerError) -> [[Int]] {
-        guard contextLength >= 2, contextLength <= CLIPTokenizer.maximumContextLength else {
-            throw .invalidContextLength(contextLength)
-        }
-        var rows: [[Int]] = []
-        rows.reserveCapacity(texts.count)
-        for (index, text) in texts.enumerated() {
-            var ids = encode(cleanedText(text))
-            if ids.count + 2 > contextLength {
-                guard truncate else { throw .textTooLong(index: index, tokens: ids.count + 2, contextLength: contextLength) }
-                ids.removeLast(ids.count + 2 - contextLength)
-            }
-            // strip_sep_token: every [SEP] becomes 0, a [SEP] written in the text too.
-            var row = ([classToken] + ids + [separator]).map { $0 == separator ? 0 : $0 }
-            row += [Int](repeating: padding, count: contextLength - row.count)
-            rows.append(row)
-        }
-        return rows
+        // strip_sep_token: every [SEP] becomes 0, the row's last and any written in the text.
+        try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [classToken], end: 0,
+                       padding: padding) { encode(cleanedText($0)).map { $0 == separator ? 0 : $0 } }
     }
 
     /// The text after open_clip's `whitespace` cleaning.

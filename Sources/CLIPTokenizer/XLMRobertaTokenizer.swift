@@ -82,22 +82,8 @@ public final class XLMRobertaTokenizer: TextTokenizer {
     /// of more than `contextLength − 2` pieces keeps its first ones when `truncate` (as the reference truncates),
     /// else is an error naming it.
     public func tokenize(_ texts: [String], contextLength: Int, truncate: Bool) throws(TokenizerError) -> [[Int]] {
-        guard contextLength >= 2, contextLength <= CLIPTokenizer.maximumContextLength else {
-            throw .invalidContextLength(contextLength)
-        }
-        var rows: [[Int]] = []
-        rows.reserveCapacity(texts.count)
-        for (index, text) in texts.enumerated() {
-            var ids = try encode(cleanedText(text))
-            if ids.count + 2 > contextLength {
-                guard truncate else { throw .textTooLong(index: index, tokens: ids.count + 2, contextLength: contextLength) }
-                ids.removeLast(ids.count + 2 - contextLength)
-            }
-            var row = [Self.beginning] + ids + [Self.end]
-            row += [Int](repeating: Self.padding, count: contextLength - row.count)
-            rows.append(row)
-        }
-        return rows
+        try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [Self.beginning], end: Self.end,
+                       padding: Self.padding) { (text) throws(TokenizerError) in try encode(cleanedText(text)) }
     }
 
     /// The text after open_clip's `whitespace` cleaning.

@@ -2,6 +2,18 @@ import Testing
 import CLIPLayers
 import CLIPTensor
 
+/// Values in [−1, 1] from a fixed seed (a 64-bit LCG), so the layers' inputs and weights are the same on every run.
+struct SeededValues {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
+    }
+}
+
 /// Every attention kernel this CPU has computes the same layer as the portable one, with odd sizes (head dim 32,
 /// 13 causal tokens, 50 tokens) and a bias that is not zero.
 @Test("Attention layer: every kernel equals the portable one",
@@ -9,11 +21,8 @@ import CLIPTensor
 func attentionKernelsAgreeInTheLayer(kernel: GEMMKernel, shape: (tokens: Int, causal: Bool)) throws {
     let (tokens, causal) = shape
     let (width, heads, batch) = (96, 3, 2)
-    var state: UInt64 = 99
-    func next() -> Float {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
-    }
+    var values = SeededValues(seed: 99)
+    func next() -> Float { values.next() }
     let reader = ParameterReader(origin: "test") { _, shape in
         Tensor(uncheckedShape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in next() * 0.3 })
     }
@@ -38,11 +47,8 @@ func attentionKernelsAgreeInTheLayer(kernel: GEMMKernel, shape: (tokens: Int, ca
       arguments: [(tokens: 13, causal: true), (tokens: 9, causal: false), (tokens: 1, causal: true)])
 func attentionKeyMask(tokens: Int, causal: Bool) throws {
     let (width, heads, batch) = (48, 3, 2)
-    var state: UInt64 = 7
-    func next() -> Float {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
-    }
+    var values = SeededValues(seed: 7)
+    func next() -> Float { values.next() }
     let reader = ParameterReader(origin: "test") { _, shape in
         Tensor(uncheckedShape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in next() * 0.3 })
     }
@@ -93,11 +99,8 @@ func attentionKeyMask(tokens: Int, causal: Bool) throws {
 ])
 func implicitIm2colEqualsExplicit(images: Int, size: Int, channels: Int, out: Int, kernel: Int, stride: Int,
                                   padding: Int) throws {
-    var state: UInt64 = UInt64(size * 1000 + channels)
-    func next() -> Float {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000
-    }
+    var values = SeededValues(seed: UInt64(size * 1000 + channels))
+    func next() -> Float { values.next() }
     let weight = Tensor(uncheckedShape: [out, channels, kernel, kernel],
                         scalars: (0..<(out * channels * kernel * kernel)).map { _ in next() })
     let bias = Tensor(uncheckedShape: [out], scalars: (0..<out).map { _ in next() })
