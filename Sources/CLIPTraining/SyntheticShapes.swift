@@ -97,8 +97,13 @@ struct Scene {
         outlined = rng.next() % 4 == 0
         antialiased = rng.next() % 3 != 0
         repeat { background = Int(rng.next() % 5) } while (colour == 7 && (background == 0 || background == 4)) || (background == 1 && colour == 6)
-        radius = count == 1 ? (large ? 0.28 : 0.15) : (large ? 0.17 : 0.10)
-        radius *= 0.9 + 0.2 * rng.nextOpenUnit()
+        // A single shape spans every size a group's shapes have, so that the singular nouns of zero-shot prompts
+        // ("a red square") are grounded on small shapes too, not only the plurals of the groups' captions.
+        if count == 1 {
+            radius = large ? 0.17 + 0.13 * rng.nextOpenUnit() : 0.09 + 0.07 * rng.nextOpenUnit()
+        } else {
+            radius = (large ? 0.17 : 0.10) * (0.9 + 0.2 * rng.nextOpenUnit())
+        }
         placements = []
         region = nil
         if count == 1 && rng.next() % 2 == 0 {
@@ -130,6 +135,10 @@ struct Scene {
             "\(number) \(c) \(noun)", "\(number) \(size) \(c) \(noun)", "a photo of \(count == 1 ? "a" : number) \(c) \(noun)",
             "\(number) \(c) \(noun) on a \(backgroundName) background", "\(number) \(size) \(style) \(c) \(noun)",
             "an image of \(number) \(size) \(c) \(noun) on a \(backgroundName) background",
+            // The singular noun for a group too ("three red square shapes"): BPE gives "square" and "squares"
+            // unrelated tokens, and the zero-shot prompts use the singular.
+            "\(number) \(c) \(s) \(count == 1 ? "shape" : "shapes")",
+            "\(number) \(size) \(c) \(s) \(count == 1 ? "shape" : "shapes") on a \(backgroundName) background",
         ]
         if let region { options.append("a \(c) \(s) in the \(region)"); options.append("a \(size) \(c) \(s) at the \(region)") }
         return options[Int(rng.next() % UInt64(options.count))]
