@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Evaluates a model as docs/default-model.md reports it (default: the shipped swift-clip-shapes):
-#   zero-shot top-1/top-5 over the 48 "a {colour} {shape}" classes on 4,800 held-out synthetic images (a stream
-#   training never drew from) and on 1,200 images of the six colour–shape pairs never shown in training;
+#   zero-shot top-1/top-5 over the 48 "{colour} {shape}" classes, with the one prompt "a {colour} {shape}" and with
+#   the "shapes" ensemble (one, two or three shapes of either size: "two small {} shapes", …), on 4,800 held-out
+#   synthetic images (a stream training never drew from) and on 1,200 images of the six colour–shape pairs never
+#   shown in training;
 #   image↔text recall@1/5/10 over 1,000 held-out captions; and, when Python with Pillow is available, zero-shot on
 #   shapes drawn by another renderer (Scripts/make_external_shapes.py, 20 per class).
 #
@@ -17,10 +19,17 @@ trap 'rm -rf "$dir"' EXIT
 summary() { python3 -c 'import json,sys; d=json.load(sys.stdin); z=d.get("zeroShot"); r=d.get("retrieval")
 if z: print("  zero-shot top-1 %.1f %%, top-5 %.1f %% (%d images)" % (100*z["top1"], 100*z["top5"], z["count"]))
 if r: print("  image->text R@1/5/10 %.1f / %.1f / %.1f %%; text->image %.1f / %.1f / %.1f %% (%d pairs)" % tuple([100*r["imageToText"][k] for k in ("R@1","R@5","R@10")] + [100*r["textToImage"][k] for k in ("R@1","R@5","R@10")] + [r["count"]]))'; }
-echo "held-out synthetic images:"; "$clip" eval --model "$model" --images "$dir/heldout" --template "a {}" | summary
-echo "colour-shape pairs never seen in training:"; "$clip" eval --model "$model" --images "$dir/unseen" --template "a {}" | summary
+for templates in "a {}" shapes; do
+    echo "held-out synthetic images, --template '$templates':"
+    "$clip" eval --model "$model" --images "$dir/heldout" --template "$templates" | summary
+    echo "colour-shape pairs never seen in training, --template '$templates':"
+    "$clip" eval --model "$model" --images "$dir/unseen" --template "$templates" | summary
+done
 echo "held-out captions:"; "$clip" eval --model "$model" --captions "$dir/captions" | summary
 if python3 -c "import PIL" 2>/dev/null; then
     python3 "$(dirname "$0")/make_external_shapes.py" "$dir/external" --per-class 20
-    echo "shapes drawn by Pillow:"; "$clip" eval --model "$model" --images "$dir/external" --template "a {}" | summary
+    for templates in "a {}" shapes; do
+        echo "shapes drawn by Pillow, --template '$templates':"
+        "$clip" eval --model "$model" --images "$dir/external" --template "$templates" | summary
+    done
 fi

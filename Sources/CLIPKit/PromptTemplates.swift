@@ -87,9 +87,20 @@ public enum PromptTemplates {
         "a tattoo of the {}.",
     ]
 
-    /// Named ensembles: "imagenet" (80 templates).
+    /// The default model's ensemble over what its captions say besides colour and shape: one, two or three shapes,
+    /// of either size ("two small {} shapes"). A prompt naming one count and no size ("a {}") is nearer the
+    /// single shapes it was captioned with, and pulls small or grouped shapes towards the thinnest ones (cross, star).
+    public static let shapes: [String] = ["a", "two", "three"].flatMap { number in
+        ["", "small ", "large "].map { size in number == "a" ? "a \(size){} shape" : "\(number) \(size){} shapes" }
+    }
+
+    /// Named ensembles: "imagenet" (80 templates), "shapes" (9, for the default model's classes).
     public static func named(_ name: String) -> [String]? {
-        name.lowercased() == "imagenet" ? imageNet : nil
+        switch name.lowercased() {
+        case "imagenet": imageNet
+        case "shapes": shapes
+        default: nil
+        }
     }
 
     /// Whether `template` can be used: a named ensemble, or text with exactly one `{}`.

@@ -134,6 +134,9 @@ func inMemoryModelPipeline() throws {
 @Test func templatesAndTopK() throws {
     #expect(PromptTemplates.imageNet.count == 80)
     #expect(PromptTemplates.named("imagenet") == PromptTemplates.imageNet)
+    #expect(PromptTemplates.named("Shapes") == ["a {} shape", "a small {} shape", "a large {} shape", "two {} shapes", "two small {} shapes",
+                                                "two large {} shapes", "three {} shapes", "three small {} shapes", "three large {} shapes"])
+    #expect(PromptTemplates.expand(["shapes", "a {}"]).count == 10)
     #expect(try PromptTemplates.apply("a photo of a {}.", to: "dog") == "a photo of a dog.")
     #expect(throws: ClassifierError.badTemplate("{} and {}")) { try PromptTemplates.apply("{} and {}", to: "x") }
     #expect(topK([0.1, 0.7, 0.2, 0.7], k: 3).map(\.index) == [1, 3, 2])
