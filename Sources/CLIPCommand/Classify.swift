@@ -31,7 +31,7 @@ struct Classify: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "The labels to choose between.")
     var labels: [String]
 
-    @Option(help: "A prompt template with {} for the label, 'imagenet' or 'shapes'; repeat for an ensemble.")
+    @Option(help: "A prompt template with {} for the label, \(PromptTemplates.ensembleNamesPhrase(quote: "'")); repeat for an ensemble.")
     var template: [String] = []
 
     @Flag(help: "One JSON object per image: {\"image\", \"labels\", \"probs\"}, labels in the given order.")
@@ -45,7 +45,7 @@ struct Classify: ParsableCommand {
         guard !labels.isEmpty else { throw ValidationError("give at least one label with --labels") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         for t in template where !PromptTemplates.isValid(t) {
-            throw ValidationError("--template '\(t)' must contain exactly one {} (or be 'imagenet' or 'shapes')")
+            throw ValidationError("--template '\(t)' must contain exactly one {} (or be \(PromptTemplates.ensembleNamesPhrase(quote: "'")))")
         }
     }
 

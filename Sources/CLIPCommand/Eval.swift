@@ -26,7 +26,7 @@ struct Eval: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @Option(help: "A labelled folder: class name/*.jpg.") var images: String?
     @Option(help: "A folder of images with same-named .txt captions.") var captions: String?
-    @Option(help: "Prompt template(s) for zero-shot, {} for the class name, 'imagenet' or 'shapes'.") var template: [String] = []
+    @Option(help: "Prompt template(s) for zero-shot, {} for the class name, \(PromptTemplates.ensembleNamesPhrase(quote: "'")).") var template: [String] = []
     @Option(help: "Images per batch.") var batchSize = 64
 
     func validate() throws {

@@ -94,6 +94,9 @@ public enum PromptTemplates {
         ["", "small ", "large "].map { size in number == "a" ? "a \(size){} shape" : "\(number) \(size){} shapes" }
     }
 
+    /// The names of the ensembles `named` knows, in the order messages list them.
+    public static let ensembleNames = ["imagenet", "shapes"]
+
     /// Named ensembles: "imagenet" (80 templates), "shapes" (9, for the default model's classes).
     public static func named(_ name: String) -> [String]? {
         switch name.lowercased() {
@@ -101,6 +104,11 @@ public enum PromptTemplates {
         case "shapes": shapes
         default: nil
         }
+    }
+
+    /// The ensemble names for a message, each between `quote`s: "'imagenet' or 'shapes'".
+    public static func ensembleNamesPhrase(quote: String) -> String {
+        ensembleNames.map { quote + $0 + quote }.joined(separator: " or ")
     }
 
     /// Whether `template` can be used: a named ensemble, or text with exactly one `{}`.

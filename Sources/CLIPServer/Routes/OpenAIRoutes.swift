@@ -177,7 +177,7 @@ enum OpenAIRoutes {
             throw RequestError("at most \(service.maxInputsPerRequest) images and 1000 labels per request")
         }
         for (i, t) in (body.templates ?? []).enumerated() where !PromptTemplates.isValid(t) {
-            throw RequestError("templates[\(i)]: \(t.debugDescription) must contain exactly one {} (or be \"imagenet\" or \"shapes\")")
+            throw RequestError("templates[\(i)]: \(t.debugDescription) must contain exactly one {} (or be \(PromptTemplates.ensembleNamesPhrase(quote: "\"")))")
         }
         let templates = PromptTemplates.expand(body.templates ?? [])
         reservation.grow(to: body.images.count)
