@@ -20,14 +20,22 @@ struct Synthetic: ParsableCommand {
     @Option(help: "Images to write.") var count: Int
     @Option(help: "Output folder (created).") var output: String
     @Option(help: "train, held-out or unseen.") var split: SplitName = .train
-    @Option(help: "Side of the images in pixels.") var size = 64
+    @Option(help: "Side of the images in pixels: the default model's input size, which it was trained at, unless given.")
+    var size = DefaultArchitecture.configuration.imageResolution
     @Option(help: "Seed of the stream.") var seed: UInt64 = 0
     @Option(help: "Index of the first image in the stream.") var start = 0
     @Flag(help: "Put each image in a folder named by its class, the layout `clip eval --images` reads.") var classFolders = false
+    @Flag(help: """
+        Also print, as JSON, the image↔text recall@1 of the ideal contrastive critic on these images and captions: \
+        about the best a model can reach, below 100 % because a caption fits other images too.
+        """) var retrievalCeiling = false
 
     func validate() throws {
         guard count >= 0, count <= 10_000_000, start >= 0 else { throw ValidationError("--count must be in 0...10,000,000, --start ≥ 0") }
         guard size >= 8, size <= 1024 else { throw ValidationError("--size must be between 8 and 1024 pixels") }
+        guard !retrievalCeiling || count <= 10_000 else {
+            throw ValidationError("--retrieval-ceiling compares every image with every caption: use it with --count ≤ 10,000")
+        }
     }
 
     func run() throws {
@@ -48,6 +56,10 @@ struct Synthetic: ParsableCommand {
                 let stem = String(format: "%@/%08d", folder, i)
                 try OutputFile.write(try PNGEncoder.encode(rgb: s.rgb, width: size, height: size, name: stem + ".png"), to: stem + ".png")
                 try OutputFile.write(Array((s.caption + "\n").utf8), to: stem + ".txt")
+            }
+            if retrievalCeiling {
+                let best = generator.retrievalCeiling(start..<(start + count))
+                print(#"{"retrievalCeiling":{"imageToText":{"R@1":\#(best.imageToText)},"textToImage":{"R@1":\#(best.textToImage)},"count":\#(count)}}"#)
             }
         }
     }

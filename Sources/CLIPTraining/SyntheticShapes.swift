@@ -61,6 +61,13 @@ public struct SyntheticShapes: Sendable {
 
     /// Image `index` of the stream.
     public func sample(_ index: Int) -> Sample {
+        var (scene, rng) = self.scene(index)
+        return Sample(rgb: scene.render(size: size, random: &rng), caption: scene.caption(random: &rng),
+                      colour: scene.colour, shape: scene.shape)
+    }
+
+    /// What image `index` shows, and the random stream positioned after it (rendering and the caption draw next).
+    func scene(_ index: Int) -> (Scene, SplitMix64) {
         let stream: UInt64 = split == .train ? 0x7472_6169_6E00 : (split == .heldOut ? 0x6865_6C64 : 0x756E_7365_656E)
         var rng = SplitMix64(state: seed &* 0x9E37_79B9_7F4A_7C15 ^ stream ^ UInt64(index) &* 0xD1B5_4A32_D192_ED03)
         var colour = 0, shape = 0
@@ -70,9 +77,52 @@ public struct SyntheticShapes: Sendable {
             let heldOut = Self.heldOutCombinations.contains([colour, shape])
             if split == .train ? !heldOut : (split == .heldOut || heldOut) { break }
         } while true
-        let scene = Scene(random: &rng, colour: colour, shape: shape)
-        return Sample(rgb: scene.render(size: size, random: &rng), caption: scene.caption(random: &rng),
-                      colour: colour, shape: shape)
+        return (Scene(random: &rng, colour: colour, shape: shape), rng)
+    }
+
+    /// The image↔text recall@1 of the ideal contrastive critic on images `indices` of this stream and their
+    /// captions: about the best a model can reach there.
+    ///
+    /// A caption is one of several true phrasings of its image ("a red circle", "a small red circle on a white
+    /// background", …), and other images of the set often fit it as well, so even a perfect model cannot always
+    /// tell which caption was written for which image. This scores every pair with the critic the contrastive loss
+    /// is minimised by, p(caption | image) / p(caption), where p(caption | image) is the share of the image's
+    /// possible captions that read so and p(caption) is averaged over `marginalSamples` other images of the stream,
+    /// and ranks as recall does (identical texts are interchangeable; a tie at the top counts the right caption's
+    /// share of it). It is an expectation, not a bound on every set: on a small one, lucky tie-breaking can put a
+    /// model above it.
+    public func retrievalCeiling(_ indices: Range<Int>, marginalSamples: Int = 200_000) -> (imageToText: Double, textToImage: Double) {
+        let n = indices.count
+        guard n > 0 else { return (0, 0) }
+        var marginal: [String: Double] = [:]
+        // Far past any index an evaluation uses, so the estimate does not include the images scored.
+        let base = 1 << 40
+        for i in 0..<marginalSamples {
+            let options = scene(base + i).0.captionOptions
+            for o in options { marginal[o, default: 0] += 1 / Double(options.count * marginalSamples) }
+        }
+        let captions = indices.map { sample($0).caption }
+        let likelihoods: [[String: Double]] = indices.map { index in
+            let options = scene(index).0.captionOptions
+            return options.reduce(into: [:]) { $0[$1, default: 0] += 1 / Double(options.count) }
+        }
+        // Captions never seen among the marginal samples are rarer than any seen: give them the smallest share.
+        let floor = 1 / Double(2 * marginalSamples)
+        var score = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in 0..<n { score[i * n + j] = (likelihoods[i][captions[j]] ?? 0) / (marginal[captions[j]] ?? floor) }
+        }
+        func hitShare(_ values: [Double], right: (Int) -> Bool) -> Double {
+            guard let best = values.max(), best > 0 else { return 0 }
+            let top = values.indices.filter { values[$0] >= best * (1 - 1e-9) }
+            return Double(top.filter(right).count) / Double(top.count)
+        }
+        var i2t = 0.0, t2i = 0.0
+        for i in 0..<n {
+            i2t += hitShare((0..<n).map { score[i * n + $0] }) { captions[$0] == captions[i] }
+            t2i += hitShare((0..<n).map { score[$0 * n + i] }) { captions[$0] == captions[i] }
+        }
+        return (i2t / Double(n), t2i / Double(n))
     }
 }
 
@@ -125,6 +175,12 @@ struct Scene {
     }
 
     func caption(random rng: inout SplitMix64) -> String {
+        let options = captionOptions
+        return options[Int(rng.next() % UInt64(options.count))]
+    }
+
+    /// Every caption the image may get, each equally likely.
+    var captionOptions: [String] {
         let c = SyntheticShapes.colours[colour].name, s = SyntheticShapes.shapes[shape]
         let noun = count == 1 ? s : (s == "cross" ? "crosses" : s + "s")
         let number = ["a", "two", "three"][count - 1]
@@ -141,7 +197,7 @@ struct Scene {
             "\(number) \(size) \(c) \(s) \(count == 1 ? "shape" : "shapes") on a \(backgroundName) background",
         ]
         if let region { options.append("a \(c) \(s) in the \(region)"); options.append("a \(size) \(c) \(s) at the \(region)") }
-        return options[Int(rng.next() % UInt64(options.count))]
+        return options
     }
 
     func render(size n: Int, random rng: inout SplitMix64) -> [UInt8] {

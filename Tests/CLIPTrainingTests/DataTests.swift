@@ -62,8 +62,9 @@ func singularNounsCoverEverySize() {
         if scene.placements.count == 1 && scene.count == 1 { single.append(scene.radius) } else if scene.count > 1 { group.append(scene.radius) }
     }
     single.sort()
-    // Within half a pixel at the default model's 64 pixels.
-    let uncovered = group.filter { r in !single.contains { abs($0 - r) < 0.5 / 64 } }
+    // Within half a pixel at the default model's input size.
+    let pixel = 1 / Double(DefaultArchitecture.configuration.imageResolution)
+    let uncovered = group.filter { r in !single.contains { abs($0 - r) < 0.5 * pixel } }
     #expect(uncovered.count == 0, "\(uncovered.count) of \(group.count) group radii have no single shape within half a pixel, e.g. \(uncovered.prefix(3))")
     let g = SyntheticShapes(size: 16)
     var singularForGroups = Set<String>()
@@ -140,4 +141,26 @@ func randomResizedCrop() {
     var d = image
     Augmentation.none.apply(&d, side: side, seed: 1, position: 5)
     #expect(d == image)
+}
+
+@Test("the retrieval ceiling: one image is always found; on held-out images the ideal critic p(c|x)/p(c) beats p(c|x) alone and stays well below 100 %")
+func retrievalCeilingOfSyntheticCaptions() {
+    let g = SyntheticShapes(size: 16, split: .heldOut)
+    let one = g.retrievalCeiling(7..<8, marginalSamples: 1000)
+    #expect(one.imageToText == 1 && one.textToImage == 1)
+    let indices = 1_000_000..<1_000_400
+    let best = g.retrievalCeiling(indices, marginalSamples: 50_000)
+    // Ranking captions by how likely the image is to get them, without dividing by how common they are, prefers
+    // the short generic captions ("a red circle") that many images share.
+    let captions = indices.map { g.sample($0).caption }
+    var likelihoodHits = 0.0
+    for (i, index) in indices.enumerated() {
+        let options = g.scene(index).0.captionOptions
+        let p = captions.map { c in Double(options.filter { $0 == c }.count) }
+        let top = p.indices.filter { p[$0] == p.max() }
+        likelihoodHits += Double(top.filter { captions[$0] == captions[i] }.count) / Double(top.count)
+    }
+    let likelihoodOnly = likelihoodHits / Double(indices.count)
+    #expect(best.imageToText > likelihoodOnly + 0.05, "ceiling \(best.imageToText), likelihood-only ranking \(likelihoodOnly)")
+    #expect(best.imageToText > 0.3 && best.imageToText < 0.9 && best.textToImage > 0.3 && best.textToImage < 0.9, "\(best)")
 }
