@@ -20,9 +20,10 @@ trap 'rm -rf "$dir"' EXIT
 "$clip" synthetic "${size[@]}" --split held-out --count 4800 --class-folders --output "$dir/heldout"
 "$clip" synthetic "${size[@]}" --split unseen --count 1200 --class-folders --output "$dir/unseen"
 "$clip" synthetic "${size[@]}" --split held-out --count 1000 --start 1000000 --output "$dir/captions" --retrieval-ceiling > "$dir/ceiling.json"
-summary() { python3 -c 'import json,sys; d=json.load(sys.stdin); z=d.get("zeroShot"); r=d.get("retrieval")
+summary() { python3 -c 'import json,sys; d=json.load(sys.stdin); z=d.get("zeroShot"); r=d.get("retrieval"); c=d.get("retrievalCeiling")
 if z: print("  zero-shot top-1 %.1f %%, top-5 %.1f %% (%d images)" % (100*z["top1"], 100*z["top5"], z["count"]))
-if r: print("  image->text R@1/5/10 %.1f / %.1f / %.1f %%; text->image %.1f / %.1f / %.1f %% (%d pairs)" % tuple([100*r["imageToText"][k] for k in ("R@1","R@5","R@10")] + [100*r["textToImage"][k] for k in ("R@1","R@5","R@10")] + [r["count"]]))'; }
+if r: print("  image->text R@1/5/10 %.1f / %.1f / %.1f %%; text->image %.1f / %.1f / %.1f %% (%d pairs)" % tuple([100*r["imageToText"][k] for k in ("R@1","R@5","R@10")] + [100*r["textToImage"][k] for k in ("R@1","R@5","R@10")] + [r["count"]]))
+if c: print("  ideal critic p(caption|image)/p(caption), about the best possible: image->text R@1 %.1f %%, text->image %.1f %%" % (100*c["imageToText"]["R@1"], 100*c["textToImage"]["R@1"]))'; }
 for templates in "a {}" shapes; do
     echo "held-out synthetic images, --template '$templates':"
     "$clip" eval --model "$model" --images "$dir/heldout" --template "$templates" | summary
@@ -31,7 +32,7 @@ for templates in "a {}" shapes; do
 done
 echo "held-out captions:"; "$clip" eval --model "$model" --captions "$dir/captions" | summary
 # A caption fits other images of the set too ("a red circle"), so no model reaches 100 %.
-python3 -c 'import json,sys; c=json.load(sys.stdin)["retrievalCeiling"]; print("  ideal critic p(caption|image)/p(caption), about the best possible: image->text R@1 %.1f %%, text->image %.1f %%" % (100*c["imageToText"]["R@1"], 100*c["textToImage"]["R@1"]))' < "$dir/ceiling.json"
+summary < "$dir/ceiling.json"
 if python3 -c "import PIL" 2>/dev/null; then
     python3 "$(dirname "$0")/make_external_shapes.py" "$dir/external" --per-class 20
     for templates in "a {}" shapes; do

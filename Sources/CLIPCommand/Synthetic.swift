@@ -59,7 +59,8 @@ struct Synthetic: ParsableCommand {
             }
             if retrievalCeiling {
                 let best = generator.retrievalCeiling(start..<(start + count))
-                print(#"{"retrievalCeiling":{"imageToText":{"R@1":\#(best.imageToText)},"textToImage":{"R@1":\#(best.textToImage)},"count":\#(count)}}"#)
+                print(try jsonText(["retrievalCeiling": Eval.RecallOutput(imageToText: ["R@1": best.imageToText],
+                                                                          textToImage: ["R@1": best.textToImage], count: count)]))
             }
         }
     }

@@ -101,10 +101,14 @@ public struct SyntheticShapes: Sendable {
             let options = scene(base + i).0.captionOptions
             for o in options { marginal[o, default: 0] += 1 / Double(options.count * marginalSamples) }
         }
-        let captions = indices.map { sample($0).caption }
-        let likelihoods: [[String: Double]] = indices.map { index in
-            let options = scene(index).0.captionOptions
-            return options.reduce(into: [:]) { $0[$1, default: 0] += 1 / Double(options.count) }
+        var captions: [String] = [], likelihoods: [[String: Double]] = []
+        for index in indices {
+            // The caption is drawn after rendering, whose draws depend on the size, so render to reach it.
+            var (scene, rng) = scene(index)
+            _ = scene.render(size: size, random: &rng)
+            captions.append(scene.caption(random: &rng))
+            let options = scene.captionOptions
+            likelihoods.append(options.reduce(into: [:]) { $0[$1, default: 0] += 1 / Double(options.count) })
         }
         // Captions never seen among the marginal samples are rarer than any seen: give them the smallest share.
         let floor = 1 / Double(2 * marginalSamples)

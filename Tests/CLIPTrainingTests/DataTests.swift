@@ -156,8 +156,8 @@ func retrievalCeilingOfSyntheticCaptions() {
     var likelihoodHits = 0.0
     for (i, index) in indices.enumerated() {
         let options = g.scene(index).0.captionOptions
-        let p = captions.map { c in Double(options.filter { $0 == c }.count) }
-        let top = p.indices.filter { p[$0] == p.max() }
+        let p = captions.map { c in options.filter { $0 == c }.count }, best = p.max()
+        let top = p.indices.filter { p[$0] == best }
         likelihoodHits += Double(top.filter { captions[$0] == captions[i] }.count) / Double(top.count)
     }
     let likelihoodOnly = likelihoodHits / Double(indices.count)
