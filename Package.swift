@@ -86,7 +86,7 @@ let package = Package(
         .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CLIPHub", "CLIPIndex", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", "CLIPServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTensor", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", "CLIPServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.

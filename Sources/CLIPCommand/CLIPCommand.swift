@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIPBench
 import CLIPCommandSupport
+import CLIPTensor
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,7 @@ struct CLIPCommand: ParsableCommand {
             FileHandle.standardError.write(Data("clip: argument \(i) ('\(shown.joined())') is not valid UTF-8; clip needs UTF-8 file names and texts\n".utf8))
             Self.exit(withError: ExitCode(1))
         }
+        ProcessMemory.retainFreedMemory()
         main(nil)
     }
 }

@@ -249,6 +249,10 @@ double clip_peak_loop(int kind, long iterations, float *sink);
 /// CPUs this process may run on (affinity mask on Linux), at least 1.
 int clip_available_cpus(void);
 
+/// Makes glibc's malloc keep freed memory for reuse instead of returning it to the kernel (blocks up to 32 MiB come
+/// from the heap, which is trimmed only beyond 1 GiB free). Returns 1 when applied, 0 where malloc is not glibc's.
+int clip_retain_freed_memory(void);
+
 #ifdef __cplusplus
 }
 #endif
