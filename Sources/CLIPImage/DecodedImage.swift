@@ -51,7 +51,9 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
     public enum Problem: Equatable, Sendable {
         case unreadable(String)
         case empty
-        case unknownFormat(firstBytes: String)
+        /// What the data looks like instead ("text", "a PDF document"): its kind, never its bytes, since an
+        /// error may be stored, logged or served where the file itself must not be.
+        case unknownFormat(looksLike: String)
         case unsupported(String)
         case corrupt(String)
         case tooManyPixels(String)
@@ -74,7 +76,7 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
         switch problem {
         case .unreadable(let m): what = "cannot read: \(m)"
         case .empty: what = "file is empty (0 bytes)"
-        case .unknownFormat(let b): what = "not a JPEG, PNG or WebP image (first bytes: \(b))"
+        case .unknownFormat(let kind): what = "not a JPEG, PNG or WebP image (it looks like \(kind))"
         case .unsupported(let m): what = m
         case .corrupt(let m): what = m
         case .tooManyPixels(let m): what = m
@@ -117,14 +119,32 @@ public enum ImageFormat: String, Sendable {
     }
 }
 
-/// Describes the first bytes of unrecognised data in hex and printable ASCII, so the error says what it was.
-func describeFirstBytes(_ bytes: UnsafeRawBufferPointer) -> String {
-    let head = bytes.prefix(16)
-    let hex = head.map { String(format: "%02x", $0) }.joined(separator: " ")
-    let ascii = String(head.map { $0 >= 0x20 && $0 < 0x7F ? Character(Unicode.Scalar($0)) : "." })
-    var hint = ""
-    if head.starts(with: Array("GIF8".utf8)) { hint = "; a GIF image, which is not supported" } else if head.starts(with: Array("BM".utf8)) { hint = "; possibly a BMP image, which is not supported" } else if head.allSatisfy({ $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || ($0 >= 0x20 && $0 < 0x7F) }) { hint = "; looks like text" }
-    return "\(hex) \"\(ascii)\"\(hint)"
+/// What unrecognised data looks like, by its signature or, failing that, its bytes' range: a kind, never content.
+func describeContent(_ bytes: UnsafeRawBufferPointer) -> String {
+    let head = Array(bytes.prefix(64))
+    func starts(_ s: String) -> Bool { head.starts(with: Array(s.utf8)) }
+    if starts("GIF8") { return "a GIF image, which is not supported" }
+    if starts("BM") && head.count >= 14 { return "a BMP image, which is not supported" }
+    if head.starts(with: [0x49, 0x49, 0x2A, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) {
+        return "a TIFF image (or camera RAW), which is not supported"
+    }
+    if head.count >= 12 && Array(head[4..<8]) == Array("ftyp".utf8) {
+        let brand = String(decoding: head[8..<12], as: UTF8.self)
+        if ["heic", "heix", "hevc", "mif1", "msf1", "heim", "heis"].contains(brand) { return "a HEIC/HEIF image, which is not supported" }
+        if ["avif", "avis"].contains(brand) { return "an AVIF image, which is not supported" }
+        return "an MP4/QuickTime video or other ISO media file"
+    }
+    if starts("%PDF") { return "a PDF document" }
+    if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "a ZIP archive (or a document stored as one)" }
+    if head.starts(with: [0x1F, 0x8B]) { return "gzip-compressed data" }
+    if starts("SQLite format 3") { return "an SQLite database" }
+    if head.starts(with: [0x7F, 0x45, 0x4C, 0x46]) { return "an executable (ELF)" }
+    let text = head.allSatisfy { $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || ($0 >= 0x20 && $0 != 0x7F) }
+    if text, String(validating: head.prefix { $0 < 0x80 }, as: UTF8.self) != nil {
+        let trimmed = head.drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        return trimmed.first == UInt8(ascii: "<") ? "HTML or XML text" : "text"
+    }
+    return "binary data of no known image format"
 }
 
 /// Decodes JPEG, PNG and WebP data. `maxPixels` is checked against the header before pixel memory is
@@ -139,7 +159,7 @@ public func decodeImage(_ data: [UInt8], name: String, maxPixels: Int = 178_956_
 
 private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: Int) throws(ImageError) -> DecodedImage {
     guard let format = ImageFormat.sniff(raw) else {
-        throw ImageError(file: name, .unknownFormat(firstBytes: describeFirstBytes(raw)))
+        throw ImageError(file: name, .unknownFormat(looksLike: describeContent(raw)))
     }
     let base = raw.bindMemory(to: UInt8.self).baseAddress!
     // The pixels are decoded straight into the array that keeps them (at most 4 bytes a pixel; pages past what
