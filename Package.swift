@@ -64,7 +64,10 @@ let package = Package(
         // A searchable photo library: the SQLite index (through GRDB), incremental crash-safe indexing, composed
         // queries and the vector scan.
         .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPEmbedding", "CLIPImage", "CLIPFiles", "CLIPTensor", "CCLIPKernels",
-                                                  .product(name: "GRDB", package: "GRDB.swift")]),
+                                                  "CSQLiteGuard", .product(name: "GRDB", package: "GRDB.swift"),
+                                                  .product(name: "GRDBSQLite", package: "GRDB.swift")]),
+        // SQLite's defensive settings for index files that may be hostile (sqlite3_db_config is variadic: C).
+        .target(name: "CSQLiteGuard", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
         // Embedding at scale: a worker that streams inputs into clip-retrieval's layout, one partition per task.
         .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor", "CLIPFiles"]),
         // `clip serve`: the HTTP API (OpenAI embeddings, immich's /predict, clip-retrieval's back end, the search
@@ -76,6 +79,7 @@ let package = Package(
                                                    .product(name: "Metrics", package: "swift-metrics"),
                                                    .product(name: "Logging", package: "swift-log"),
                                                    .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOHTTP1", package: "swift-nio"),
                                                    .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                                                    .product(name: "HTTPTypes", package: "swift-http-types")],
                 resources: [.copy("Resources")]),

@@ -13,14 +13,20 @@ struct ScannedFile: Sendable {
     var size: Int64
     /// Modification time in nanoseconds since 1970.
     var modified: Int64
+    /// Why it is recorded without being read (a link out of the indexed folders), or nil.
+    var problem: String? = nil
 }
 
 /// Walks folders for image files (by extension: the formats the decoders read). Directories named in `excluded`
 /// are skipped wherever they are, as are hidden directories (`.git`, `.thumbnails`) and Synology's `@eaDir`
-/// thumbnails. Symbolic links to files are followed; links to directories are not (a link cycle would never end,
-/// and a link into another indexed folder would index it twice).
+/// thumbnails. Symbolic links to files are followed when they lead to a file inside `folders` (the run's folders);
+/// one that leads out (`photo.jpg -> /etc/hostname`) is recorded as failed and never read, since whatever the index
+/// holds may be served. Links to directories are not followed (a link cycle would never end, and a link into
+/// another indexed folder would index it twice).
 struct FolderScan {
     var excluded: Set<String>
+    /// Real paths of the folders being indexed.
+    var folders: [String] = []
     /// Directories that could not be listed, with the reason: reported, never fatal.
     private(set) var unreadable: [(path: String, reason: String)] = []
 
@@ -55,12 +61,21 @@ struct FolderScan {
                     continue
                 }
                 guard ImageFormat.hasImageExtension(name) else { continue }
+                var problem: String?
                 if kind == S_IFLNK {
                     guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+                    if let real = realpath(path, nil) {
+                        defer { free(real) }
+                        if !PhotoIndex.isInside(String(cString: real), folders: folders) {
+                            problem = "a link to a file outside the indexed folders; not followed"
+                        }
+                    } else {
+                        continue
+                    }
                 } else if kind != S_IFREG {
                     continue
                 }
-                found.append(ScannedFile(path: path, size: Int64(st.st_size), modified: modificationNanoseconds(st)))
+                found.append(ScannedFile(path: path, size: Int64(st.st_size), modified: modificationNanoseconds(st), problem: problem))
             }
         }
         found.sort { $0.path < $1.path }

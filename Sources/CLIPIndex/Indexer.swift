@@ -90,7 +90,9 @@ public struct Indexer: Sendable {
         let start = Date()
         var report = IndexingReport()
         let roots = try folders.map { (f) throws(IndexError) -> String in try Self.resolveFolder(f) }
+        try index.recordFolders(roots)
         var scan = FolderScan(excluded: options.excludedDirectories)
+        scan.folders = roots
         var found: [ScannedFile] = []
         for root in roots { scan.files(under: root, into: &found) }
         report.scanned = found.count
@@ -103,7 +105,9 @@ public struct Indexer: Sendable {
         for file in found {
             let stored = index.storedPath(file.path)
             guard seen.insert(stored).inserted else { continue }  // the same folder given twice
-            if let old = known[stored], !old.deleted, old.size == file.size, old.modified == file.modified {
+            // A file now refused unread (a link that leads out) is recorded again even when it looks unchanged.
+            if let old = known[stored], !old.deleted, old.size == file.size, old.modified == file.modified,
+               file.problem == nil || old.error != nil {
                 if old.error != nil { report.failedBefore += 1; continue }
                 if let h = old.hash, embedded.contains(h) { report.unchanged += 1; continue }
                 work.append(Work(file: file, stored: stored, knownHash: old.hash))
@@ -177,6 +181,10 @@ public struct Indexer: Sendable {
 
     static func prepareOne(_ w: Work, embedded: Set<String>, preprocessor: ImagePreprocessor) -> Prepared {
         var p = Prepared(work: w, hash: w.knownHash)
+        if let problem = w.file.problem {
+            p.error = problem
+            return p
+        }
         let bytes: [UInt8]
         do { bytes = try ImagePreprocessor.readImageFile(w.file.path) } catch {
             p.error = error.problemDescription

@@ -84,15 +84,20 @@ public final class PhotoIndex: Sendable {
         }
         self.path = absolute
         self.root = folder
+        // Before anything can write to it: another application's database, or a hostile one, is refused as it is.
+        try IndexSchema.check(absolute, shownAs: path)
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         configuration.label = "clip-index"
-        // 16 KiB pages hold seven 2 KiB embeddings each; 4 KiB pages hold one and waste half the file. Only a new,
-        // empty database takes the setting (before WAL is turned on); an existing one keeps its size.
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA page_size = 16384") }
+        configuration.prepareDatabase { db in
+            try IndexSchema.harden(db)
+            // 16 KiB pages hold seven 2 KiB embeddings each; 4 KiB pages hold one and waste half the file. Only a
+            // new, empty database takes the setting (before WAL is turned on); an existing one keeps its size.
+            try db.execute(sql: "PRAGMA page_size = 16384")
+        }
         do {
             pool = try DatabasePool(path: absolute, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            try IndexSchema.migrator.migrate(pool)
         } catch {
             throw IndexError.database(absolute, error)
         }
@@ -110,44 +115,6 @@ public final class PhotoIndex: Sendable {
     static func absolute(_ path: String) -> String {
         let joined = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         return (joined as NSString).standardizingPath
-    }
-
-    private static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
-                INSERT INTO meta (key, value) VALUES ('generation', '0');
-                CREATE TABLE models (
-                    id INTEGER PRIMARY KEY,
-                    fingerprint TEXT NOT NULL UNIQUE,
-                    name TEXT NOT NULL,
-                    dimension INTEGER NOT NULL CHECK (dimension > 0));
-                CREATE TABLE files (
-                    id INTEGER PRIMARY KEY,
-                    path TEXT NOT NULL UNIQUE,
-                    size INTEGER NOT NULL,
-                    modified INTEGER NOT NULL,
-                    hash TEXT,
-                    width INTEGER,
-                    height INTEGER,
-                    error TEXT,
-                    deleted INTEGER NOT NULL DEFAULT 0);
-                CREATE INDEX files_hash ON files (hash);
-                CREATE TABLE embeddings (
-                    id INTEGER PRIMARY KEY,
-                    hash TEXT NOT NULL,
-                    model INTEGER NOT NULL REFERENCES models (id) ON DELETE CASCADE,
-                    vector BLOB NOT NULL,
-                    UNIQUE (hash, model));
-                CREATE TABLE checkpoints (
-                    path TEXT PRIMARY KEY NOT NULL,
-                    size INTEGER NOT NULL,
-                    modified INTEGER NOT NULL,
-                    sha256 TEXT NOT NULL);
-                """)
-        }
-        return m
     }
 
     /// The index's one writer: a second process that asks while this lock is held is refused at once, naming the
@@ -277,6 +244,25 @@ public final class PhotoIndex: Sendable {
 
     // MARK: Paths
 
+    /// The folders indexed into this index (real paths), the only places the server serves files from. An index
+    /// written before folders were recorded has its own folder.
+    public func indexedFolders() throws(IndexError) -> [String] {
+        let folders = try read { db in try String.fetchAll(db, sql: "SELECT path FROM folders ORDER BY path") }
+        return folders.isEmpty ? [root] : folders
+    }
+
+    /// Records folders (real paths) as indexed.
+    func recordFolders(_ folders: [String]) throws(IndexError) {
+        try write { db in
+            for f in folders { try db.execute(sql: "INSERT OR IGNORE INTO folders (path) VALUES (?)", arguments: [f]) }
+        }
+    }
+
+    /// Whether a real path lies inside one of `folders`.
+    public static func isInside(_ path: String, folders: [String]) -> Bool {
+        folders.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+    }
+
     /// The stored form of an absolute path: relative when under the root.
     public func storedPath(_ absolute: String) -> String {
         guard root != "/", absolute.hasPrefix(root + "/") else { return absolute }
@@ -336,6 +322,12 @@ public final class PhotoIndex: Sendable {
                         WHERE excluded.modified > files.modified
                         """, arguments: [prefix, prefix, prefix, prefix, otherRoot])
                     counts.files = db.changesCount
+                    // The other index's folders come along, so its files are served from here too. An older index
+                    // recorded none: its own folder is its files' place.
+                    let folders = try String.fetchAll(db, sql: "SELECT path FROM src.folders")
+                    for f in folders.isEmpty ? [otherRoot] : folders {
+                        try db.execute(sql: "INSERT OR IGNORE INTO folders (path) VALUES (?)", arguments: [f])
+                    }
                     try PhotoIndex.bumpGeneration(db)
                     return .commit
                 }

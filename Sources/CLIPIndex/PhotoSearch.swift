@@ -185,10 +185,12 @@ public struct PhotoSearch: Sendable {
         return nil
     }
 
-    /// The embedded, present file `id`: its absolute path and size, or nil.
+    /// The present file `id` that decoded as an image: its absolute path and size, or nil (also for files the index
+    /// recorded as failed).
     public func file(id: Int64) throws(IndexError) -> (path: String, width: Int?, height: Int?)? {
         let row = try index.read { db in
-            try Row.fetchOne(db, sql: "SELECT path, width, height FROM files WHERE id = ? AND deleted = 0", arguments: [id])
+            try Row.fetchOne(db, sql: "SELECT path, width, height FROM files WHERE id = ? AND deleted = 0 AND error IS NULL",
+                             arguments: [id])
         }
         guard let row else { return nil }
         return (index.absolutePath(row[0]), row[1], row[2])
