@@ -45,11 +45,29 @@ struct Serve: ParsableCommand {
     @Option(help: "Request bodies larger than this many bytes get 413.")
     var maxBodyBytes = 32 << 20
 
-    @Option(help: "Seconds a new connection has to send its request's headers.")
+    @Option(help: "Seconds a client has to send a request's headers (from the connection's start, or a later request's first byte); 1...3600.")
     var headerTimeout = 10
 
-    @Option(help: "Seconds a client has to send a request's body.")
+    @Option(help: "Seconds a client has to send a request's body; 1...3600.")
     var bodyTimeout = 60
+
+    @Option(help: "Seconds an idle keep-alive connection stays open; 1...3600.")
+    var idleTimeout = 60
+
+    @Option(help: "Pixels (from the header) one request image may have; more is 413 before decoding. At most 178956970.")
+    var maxImagePixels = ServerOptions().maxImagePixels
+
+    @Option(help: "Pixels all images of one request may have together.")
+    var maxRequestPixels = ServerOptions().maxRequestPixels
+
+    @Option(help: "Pixels of request images decoded at once; a request waits its turn (then 503), other routes do not. At least --max-image-pixels.")
+    var decodingPixels = ServerOptions().decodingPixels
+
+    @Option(help: "UTF-8 bytes one text may have (an input, a label, a form field, a query); more is 413.")
+    var maxTextBytes = ServerOptions().maxTextBytes
+
+    @Option(help: "Parts a multipart form (immich's /predict) may have.")
+    var maxFormParts = ServerOptions().maxFormParts
 
     @Option(help: "A file of API keys, one per line: requests must send Authorization: Bearer KEY.")
     var apiKeyFile: String?
@@ -66,8 +84,10 @@ struct Serve: ParsableCommand {
             throw ValidationError("--max-batch, --queue-capacity and --max-inputs must be at least 1")
         }
         guard maxWaitMs >= 0, maxWaitMs <= 10_000 else { throw ValidationError("--max-wait-ms must be within 0...10000") }
-        guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
-        guard headerTimeout >= 1, bodyTimeout >= 1 else { throw ValidationError("timeouts must be at least 1 second") }
+        guard maxBatch <= 4096, (queueCapacity ?? 1) <= 1 << 20, maxInputs <= 1 << 16 else {
+            throw ValidationError("--max-batch is at most 4096, --queue-capacity at most 1048576 and --max-inputs at most 65536")
+        }
+        do { try options().validate() } catch { throw ValidationError(error.description) }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a swift-log level") }
         if apiKeyFile == nil && !noAuth && !ServerOptions.isLoopback(host) {
             throw ValidationError("--host \(host) accepts connections from other machines: give --api-key-file FILE, or --no-auth to serve without authentication")
@@ -76,12 +96,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            var options = ServerOptions()
-            options.host = host
-            options.port = port
-            options.maxBodyBytes = maxBodyBytes
-            options.headerTimeout = .seconds(headerTimeout)
-            options.bodyTimeout = .seconds(bodyTimeout)
+            var options = options()
             if let apiKeyFile { options.apiKeys = try Self.keys(apiKeyFile) }
 
             var logger = Logger(label: "clip.serve")
@@ -121,6 +136,24 @@ struct Serve: ParsableCommand {
             service.batcher.shutdown()
             if let error = failure.error { throw CLIError("the server stopped: \(error)") }
         }
+    }
+
+    /// The server's options from the flags (the API keys are read in `run`).
+    func options() -> ServerOptions {
+        var options = ServerOptions()
+        options.host = host
+        options.port = port
+        options.maxBodyBytes = maxBodyBytes
+        // Seconds as given: a value past Int64's nanoseconds is refused by `validate`, not wrapped.
+        options.headerTimeout = .seconds(headerTimeout)
+        options.bodyTimeout = .seconds(bodyTimeout)
+        options.idleTimeout = .seconds(idleTimeout)
+        options.maxImagePixels = maxImagePixels
+        options.maxRequestPixels = maxRequestPixels
+        options.decodingPixels = decodingPixels
+        options.maxTextBytes = maxTextBytes
+        options.maxFormParts = maxFormParts
+        return options
     }
 
     /// Keys, one per line; blank lines and #-comments ignored. A file with none is an error (it would lock

@@ -69,18 +69,6 @@ public final class EmbeddingService: Sendable {
         }
     }
 
-    /// Preprocessed pixels of an encoded image (JPEG, PNG, WebP bytes) and its size before preprocessing.
-    public func pixels(_ data: [UInt8], name: String) throws(RequestError) -> (pixels: [Float], width: Int, height: Int) {
-        guard let size = ImageFormat.dimensions(data) else {
-            throw RequestError("\(name): not a JPEG, PNG or WebP image (\(data.count) bytes)")
-        }
-        do {
-            return (try pipeline.preprocessor.pixels(encoded: data, name: name), size.width, size.height)
-        } catch {
-            throw RequestError("\(error)")
-        }
-    }
-
     /// Unit-length text embeddings through the batcher.
     public func embed(tokens: [[Int]], reservation: InferenceBatcher.Reservation) async throws -> [[Float]] {
         try await reservation.run(.text, tokens.map { .tokens($0) })
@@ -93,7 +81,9 @@ public final class EmbeddingService: Sendable {
 
     /// The zero-shot classifier for labels and templates; recent ones are kept, so a client that sends the same
     /// labels with every image pays for their embeddings once.
-    public func classifier(labels: [String], templates: [String], reservation: InferenceBatcher.Reservation) async throws -> ZeroShotClassifier {
+    /// `tokenize` makes the prompts' token ids (the server runs it off its request threads).
+    public func classifier(labels: [String], templates: [String], reservation: InferenceBatcher.Reservation,
+                           tokenize: ([String]) async throws -> [[Int]]) async throws -> ZeroShotClassifier {
         let key = ClassifierCache.Key(labels: labels, templates: templates)
         if let known = classifiers[key] { return known }
         let prompts: [String]
@@ -103,7 +93,7 @@ public final class EmbeddingService: Sendable {
         guard prompts.count <= 4096 else {
             throw RequestError("\(labels.count) labels × \(templates.count) templates = \(prompts.count) prompts; at most 4096")
         }
-        let ids = try tokens(prompts, truncate: true) { "prompt \(prompts[$0].debugDescription)" }
+        let ids = try await tokenize(prompts)
         let rows = try await embed(tokens: ids, reservation: reservation)
         let classifier = ZeroShotClassifier(labels: labels, templateCount: templates.count, promptEmbeddings: rows.flatMap { $0 },
                                             dimension: dimension, logitScale: expf(pipeline.model.logitScale),

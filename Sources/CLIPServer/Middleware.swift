@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// Turns every error a route throws into a JSON answer `{"error": {"message", "type"}}` (OpenAI's error shape)
@@ -30,6 +31,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return (HTTPResponse.Status(code: e.status), e.description, [:])
         case let e as HTTPError:
             return (e.status, e.body ?? e.status.reasonPhrase, e.headers)
+        case let e as HTTPParserError:
+            // Met while a route reads the body (a chunk size that overflows, bytes that are not HTTP): the client's.
+            return (.badRequest, "the request is not valid HTTP: \(e)", [.connection: "close"])
+        case is NIOTooManyBytesError:
+            return (.contentTooLarge, "the body is larger than this server takes (clip serve --max-body-bytes)", [:])
         case BatcherError.overloaded(let seconds):
             return (.serviceUnavailable, BatcherError.overloaded(retryAfter: seconds).description, [.retryAfter: "\(seconds)"])
         case BatcherError.shuttingDown:
@@ -96,59 +102,3 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// Paths served without a key: health checks, the page's static files, the API description.
 let openPaths: Set<String> = ["/healthz", "/ping", "/", "/index.html", "/static/app.js", "/static/style.css", "/openapi.json"]
-
-/// Closes a connection whose client is too slow: its first request's headers not complete within `header`, or a
-/// request's body not complete within `body` after its headers. Without this a client sending a byte every few
-/// seconds holds a connection (and, mid-body, an admitted place in the queue) for ever. Between requests the
-/// server's idle timeout applies; while a request is being answered nothing is timed here (the model may queue).
-final class ConnectionTimeouts: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-
-    struct Configuration: Sendable {
-        var header: Duration
-        var body: Duration
-    }
-
-    private let configuration: Configuration
-    private var timer: Scheduled<Void>?
-
-    init(_ configuration: Configuration) { self.configuration = configuration }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { arm(context, configuration.header) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        arm(context, configuration.header)
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head: arm(context, configuration.body)
-        case .body: break
-        case .end: timer?.cancel(); timer = nil
-        }
-        context.fireChannelRead(data)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-        context.fireChannelInactive()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-    }
-
-    private func arm(_ context: ChannelHandlerContext, _ after: Duration) {
-        timer?.cancel()
-        let nanoseconds = after.components.seconds * 1_000_000_000 + after.components.attoseconds / 1_000_000_000
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
-            context.close(promise: nil)
-        }
-    }
-}

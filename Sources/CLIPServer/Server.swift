@@ -5,28 +5,6 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// How `clip serve` listens and protects itself (batching is the `EmbeddingService`'s).
-public struct ServerOptions: Sendable {
-    public var host = "127.0.0.1"
-    public var port = 8080
-    /// Request bodies larger than this get 413 (before they are read, when Content-Length says so).
-    public var maxBodyBytes = 32 << 20
-    /// A connection must send a request's headers within this long, and its body within `bodyTimeout`.
-    public var headerTimeout: Duration = .seconds(10)
-    public var bodyTimeout: Duration = .seconds(60)
-    /// An idle keep-alive connection is closed after this long.
-    public var idleTimeout: Duration = .seconds(60)
-    /// Bearer tokens accepted; empty means no authentication.
-    public var apiKeys: Set<String> = []
-
-    public init() {}
-
-    /// Whether `host` only accepts connections from this machine.
-    public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
-    }
-}
-
 /// An index served next to the model (clip-retrieval's routes, the search page).
 public struct ServedIndex: Sendable {
     /// The name clients select it by (clip-retrieval's `indice_name`).
@@ -43,6 +21,12 @@ struct ServerState: Sendable {
     let options: ServerOptions
     let startedAt: ContinuousClock.Instant
     let thumbnails = Thumbnails()
+    let work: RequestWork
+
+    init(service: EmbeddingService, index: ServedIndex?, options: ServerOptions, startedAt: ContinuousClock.Instant) {
+        (self.service, self.index, self.options, self.startedAt) = (service, index, options, startedAt)
+        work = RequestWork(options: options)
+    }
 }
 
 /// Builds the HTTP application of `clip serve`.
@@ -53,11 +37,11 @@ public enum CLIPServer {
     public static func application(service: EmbeddingService, index: ServedIndex?, options: ServerOptions,
                                    logger: Logger) -> some ApplicationProtocol {
         let router = makeRouter(service: service, index: index, options: options)
-        let timeouts = ConnectionTimeouts.Configuration(header: options.headerTimeout, body: options.bodyTimeout)
+        let limits = ConnectionGuard.Limits(options)
         return Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionTimeouts(timeouts)],
-                                                idleTimeout: .nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000))),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(limits)],
+                                                idleTimeout: .nanoseconds(options.idleTimeout.saturatingNanoseconds))),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "clip-serve"),
             onServerRunning: { channel in
                 // With --port 0 this line is how a script learns the port.
@@ -103,6 +87,9 @@ extension ServerState {
             return try await request.collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw HTTPError(.contentTooLarge, message: "the body is larger than \(limit) bytes, the most this server takes (clip serve --max-body-bytes)")
+        } catch is NIOTooManyBytesError {
+            // A chunked body has no Content-Length to refuse it by; it is refused when it passes the limit.
+            throw HTTPError(.contentTooLarge, message: "the body is larger than \(limit) bytes, the most this server takes (clip serve --max-body-bytes)")
         }
     }
 
@@ -114,6 +101,23 @@ extension ServerState {
         } catch let error as DecodingError {
             throw RequestError("the JSON body is not valid: \(describe(error))")
         }
+    }
+
+    /// Token ids of each text (see `EmbeddingService.tokens`), made on the request-work pool; a text of more than
+    /// `maxTextBytes` is refused before any work.
+    func tokens(_ texts: [String], truncate: Bool, names: @escaping @Sendable (Int) -> String) async throws -> [[Int]] {
+        let limit = options.maxTextBytes
+        for (i, text) in texts.enumerated() where text.utf8.count > limit {
+            throw RequestError("\(names(i)): the text is \(text.utf8.count) bytes; this server reads at most \(limit) (clip serve --max-text-bytes; the model reads \(service.pipeline.model.configuration.text.contextLength) tokens)", status: 413)
+        }
+        let service = self.service
+        return try await work.run { try service.tokens(texts, truncate: truncate, names: names) }
+    }
+
+    /// Preprocessed pixels of encoded images (JPEG, PNG, WebP bytes) with their sizes, decoded on the request-work
+    /// pool within its pixel limits.
+    func pixels(_ images: [[UInt8]], names: @escaping @Sendable (Int) -> String) async throws -> [(pixels: [Float], width: Int, height: Int)] {
+        try await work.pixels(images, names: names, preprocessor: service.pipeline.preprocessor)
     }
 
     /// Room in the queue for a request that will run the model: 503 at once when the server is full.

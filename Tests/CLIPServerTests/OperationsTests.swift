@@ -258,14 +258,17 @@ struct SlowClientTests {
         let app = CLIPServer.application(service: service, index: nil, options: options, logger: .init(label: "test"))
         try await app.test(.live) { client in
             let port = try #require(client.port)
-            let partialHeaders = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: appl"
-            #expect(try closedAfterSending(partialHeaders, port: port, within: 4), "headers never finished")
-            let partialBody = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"input\": "
-            #expect(try closedAfterSending(partialBody, port: port, within: 4), "body never finished")
-            // A prompt client on the same server is served.
-            let body = #"{"input": "a dog"}"#
-            #expect(try reply(to: "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)", port: port)
-                .hasPrefix("HTTP/1.1 200"))
+            // Off the cooperative threads, which the server under test answers on.
+            try await blocking { [self] () throws -> Void in
+                let partialHeaders = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: appl"
+                #expect(try closedAfterSending(partialHeaders, port: port, within: 4), "headers never finished")
+                let partialBody = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"input\": "
+                #expect(try closedAfterSending(partialBody, port: port, within: 4), "body never finished")
+                // A prompt client on the same server is served.
+                let body = #"{"input": "a dog"}"#
+                #expect(try reply(to: "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)", port: port)
+                    .hasPrefix("HTTP/1.1 200"))
+            }
         }
     }
 }

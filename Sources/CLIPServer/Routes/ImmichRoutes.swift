@@ -1,5 +1,10 @@
 import CLIPHub
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Hummingbird
 import Logging
 import MultipartKit
@@ -36,6 +41,11 @@ enum ImmichRoutes {
             throw RequestError("the multipart Content-Type has no boundary parameter")
         }
         let body = try await state.body(request)
+        // MultipartKit's decoding costs far more per part than this count: 20,000 empty parts took seconds.
+        let delimiters = occurrences(of: Array("--\(boundary)".utf8), in: body, atMost: state.options.maxFormParts + 2)
+        guard delimiters <= state.options.maxFormParts + 1 else {
+            throw RequestError("the form has more than \(state.options.maxFormParts) parts; immich sends two (clip serve --max-form-parts)", status: 413)
+        }
         // MultipartKit passes over a part cut short; a body without its closing boundary is reported as such
         // rather than as a missing field.
         guard body.readableBytesView.firstRange(of: Array("--\(boundary)--".utf8)) != nil else {
@@ -73,14 +83,14 @@ enum ImmichRoutes {
         switch type {
         case "textual":
             guard let text = form.text else { throw RequestError("a textual request needs a \"text\" field") }
-            let tokens = try service.tokens([text], truncate: true) { _ in "text" }
+            let tokens = try await state.tokens([text], truncate: true) { _ in "text" }
             let row = try await service.embed(tokens: tokens, reservation: reservation)[0]
             return try jsonResponse(TextualResponse(clip: serialize(row)))
         default:
             guard let image = form.image else {
                 throw RequestError(form.text == nil ? "Either image or text must be provided" : "a visual request needs an \"image\" file")
             }
-            let decoded = try service.pixels([UInt8](image), name: "image")
+            let decoded = try await state.pixels([[UInt8](image)]) { _ in "image" }[0]
             let row = try await service.embed(pixels: [decoded.pixels], reservation: reservation)[0]
             return try jsonResponse(VisualResponse(clip: serialize(row), imageHeight: decoded.height, imageWidth: decoded.width))
         }
@@ -92,6 +102,28 @@ enum ImmichRoutes {
     /// The embedding as immich sends it on: a JSON array inside a string (its server stores it as pgvector text).
     static func serialize(_ v: [Float]) -> String {
         "[" + v.map { "\($0)" }.joined(separator: ",") + "]"
+    }
+
+    /// How many times `needle` occurs in `buffer` (not overlapping), counting no further than `atMost`.
+    static func occurrences(of needle: [UInt8], in buffer: ByteBuffer, atMost: Int) -> Int {
+        buffer.withUnsafeReadableBytes { haystack in
+            needle.withUnsafeBytes { n in
+                guard let base = haystack.baseAddress, let nb = n.baseAddress, n.count > 0 else { return 0 }
+                // memchr for the first byte, memcmp for the rest (Glibc's memmem is not visible to Swift).
+                var count = 0, offset = 0
+                while count < atMost, offset + n.count <= haystack.count,
+                      let hit = memchr(base + offset, Int32(needle[0]), haystack.count - offset - n.count + 1) {
+                    let at = base.distance(to: UnsafeRawPointer(hit))
+                    if memcmp(hit, nb, n.count) == 0 {
+                        count += 1
+                        offset = at + n.count
+                    } else {
+                        offset = at + 1
+                    }
+                }
+                return count
+            }
+        }
     }
 
     /// The boundary parameter of a multipart Content-Type, quoted or not.

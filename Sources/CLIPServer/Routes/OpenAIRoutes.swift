@@ -115,17 +115,17 @@ enum OpenAIRoutes {
         reservation.grow(to: body.input.count)
 
         var textPositions: [Int] = [], texts: [String] = []
-        var imagePositions: [Int] = [], pixels: [[Float]] = []
+        var imagePositions: [Int] = [], images: [[UInt8]] = []
         for (i, item) in body.input.enumerated() {
             switch item {
             case .text(let t): textPositions.append(i); texts.append(t)
             case .image(let encoded):
-                let bytes = try ServerState.imageBytes(encoded, name: "input[\(i)].image")
-                pixels.append(try service.pixels(bytes, name: "input[\(i)].image").pixels)
+                images.append(try ServerState.imageBytes(encoded, name: "input[\(i)].image"))
                 imagePositions.append(i)
             }
         }
-        let tokens = try service.tokens(texts, truncate: body.truncate ?? false) { "input[\(textPositions[$0])]" }
+        let tokens = try await state.tokens(texts, truncate: body.truncate ?? false) { [textPositions] in "input[\(textPositions[$0])]" }
+        let pixels = try await state.pixels(images) { [imagePositions] in "input[\(imagePositions[$0])].image" }.map(\.pixels)
         async let textRows = service.embed(tokens: tokens, reservation: reservation)
         async let imageRows = service.embed(pixels: pixels, reservation: reservation)
         var rows = [[Float]](repeating: [], count: body.input.count)
@@ -181,13 +181,14 @@ enum OpenAIRoutes {
         }
         let templates = PromptTemplates.expand(body.templates ?? [])
         reservation.grow(to: body.images.count)
-        var pixels: [[Float]] = []
-        for (i, encoded) in body.images.enumerated() {
-            let bytes = try ServerState.imageBytes(encoded, name: "images[\(i)]")
-            pixels.append(try service.pixels(bytes, name: "images[\(i)]").pixels)
+        let images = try body.images.enumerated().map { (i, encoded) throws(RequestError) in
+            try ServerState.imageBytes(encoded, name: "images[\(i)]")
         }
+        let pixels = try await state.pixels(images) { "images[\($0)]" }.map(\.pixels)
         async let rows = service.embed(pixels: pixels, reservation: reservation)
-        let classifier = try await service.classifier(labels: body.labels, templates: templates, reservation: reservation)
+        let classifier = try await service.classifier(labels: body.labels, templates: templates, reservation: reservation) { prompts in
+            try await state.tokens(prompts, truncate: true) { "prompt \(prompts[$0].debugDescription)" }
+        }
         let embeddings = try await rows
         let probs = try classifier.probabilities(Tensor(shape: [embeddings.count, service.dimension], scalars: embeddings.flatMap { $0 }))
         let n = body.labels.count

@@ -61,16 +61,20 @@ enum RetrievalRoutes {
         let service = state.service
         let query: [Float]
         if let text = body.text, !text.isEmpty {
-            let tokens = try service.tokens([text], truncate: true) { _ in "text" }
+            let tokens = try await state.tokens([text], truncate: true) { _ in "text" }
             query = try await service.embed(tokens: tokens, reservation: reservation)[0]
         } else if let image = body.image, !image.isEmpty {
             let bytes = try ServerState.imageBytes(image, name: "image")
-            query = try await service.embed(pixels: [try service.pixels(bytes, name: "image").pixels], reservation: reservation)[0]
+            let pixels = try await state.pixels([bytes]) { _ in "image" }[0].pixels
+            query = try await service.embed(pixels: [pixels], reservation: reservation)[0]
         } else if let embedding = body.embeddingInput {
             guard embedding.count == service.dimension, embedding.allSatisfy(\.isFinite) else {
                 throw RequestError("embedding_input has \(embedding.count) values; the index's model has \(service.dimension) finite ones")
             }
-            query = l2Normalized(try Tensor(shape: [1, embedding.count], scalars: embedding)).scalars
+            // In double precision: the squares of values near Float's smallest would vanish in single precision.
+            let norm = embedding.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            guard norm > 0 else { throw RequestError("embedding_input is all zeros: it has no direction to search along") }
+            query = embedding.map { Float(Double($0) / norm) }
         } else if body.imageURL != nil {
             throw RequestError("image_url is not fetched by this server (it would fetch any address for anyone); send the image itself as base64 in \"image\"")
         } else {

@@ -1,6 +1,12 @@
 import CLIPImage
 import CLIPIndex
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import HTTPTypes
 import Hummingbird
 
 /// The search page for people (`GET /`): a query box with `clip search`'s `+`/`-`/`N:` terms, a grid of
@@ -62,7 +68,7 @@ enum SearchPage {
             let terms: [QueryTerm]
             do { terms = try QueryTerm.parse(words, isImageFile: { _ in false }) } catch { throw RequestError("\(error)") }
             let texts = terms.map { term -> String in if case .text(let t) = term.source { return t } else { return "" } }
-            let tokens = try state.service.tokens(texts, truncate: true) { texts[$0].debugDescription }
+            let tokens = try await state.tokens(texts, truncate: true) { texts[$0].debugDescription }
             let rows = try await state.service.embed(tokens: tokens, reservation: reservation)
             for (term, row) in zip(terms, rows) { weighted.append((term.weight, row[...])) }
         }
@@ -91,16 +97,23 @@ enum SearchPage {
         return nil
     }
 
-    static func file(_ context: BasicRequestContext, _ state: ServerState) throws -> String {
+    /// The real path of indexed file ID, if it may be served: a row that decoded as an image (not one the index
+    /// recorded as failed), present, whose path after resolving links lies inside a folder the index was built from,
+    /// and whose bytes still start as an image. Anything else is 404, saying no more than that.
+    static func servable(_ context: BasicRequestContext, _ state: ServerState) throws -> String {
         let index = try state.requireIndex()
         guard let raw = context.parameters.get("id"), let id = Int64(raw) else { throw RequestError("the file id must be a number") }
-        guard let file = try index.search.file(id: id) else { throw RequestError("no indexed file has id \(id)", status: 404) }
-        return file.path
+        let notServed = RequestError("no indexed image has id \(id)", status: 404)
+        guard let file = try index.search.file(id: id), let resolved = realpath(file.path, nil) else { throw notServed }
+        let real = String(cString: resolved)
+        free(resolved)
+        guard PhotoIndex.isInside(real, folders: try index.search.index.indexedFolders()) else { throw notServed }
+        return real
     }
 
     /// `GET /thumbnails/ID?size=S`: a PNG at most S pixels on its longer side (default 256).
     static func thumbnail(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
-        let path = try file(context, state)
+        let path = try servable(context, state)
         let size = formParameter(request, "size").map { Int($0) } ?? 256
         guard let size, (16...1024).contains(size) else { throw RequestError("size must be a number within 16...1024") }
         guard let png = await state.thumbnails.png(path, side: size) else {
@@ -113,17 +126,21 @@ enum SearchPage {
     /// `GET /files/ID`: the indexed file itself (only files the index holds, by id: no path ever comes from the
     /// request).
     static func original(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) throws -> Response {
-        let path = try file(context, state)
+        let path = try servable(context, state)
         let bytes: [UInt8]
         do { bytes = try ImagePreprocessor.readImageFile(path) } catch {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be read any more", status: 404)
         }
+        // The file may have changed since it was indexed: only image bytes leave, typed by what they are.
+        let format = bytes.withUnsafeBytes { ImageFormat.sniff($0) }
         let type: String
-        switch (path as NSString).pathExtension.lowercased() {
-        case "png": type = "image/png"
-        case "webp": type = "image/webp"
-        default: type = "image/jpeg"
+        switch format {
+        case .png: type = "image/png"
+        case .webp: type = "image/webp"
+        case .jpeg: type = "image/jpeg"
+        case nil: throw RequestError("\((path as NSString).lastPathComponent) is no longer an image", status: 404)
         }
-        return Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        return Response(status: .ok, headers: [.contentType: type, HTTPField.Name("X-Content-Type-Options")!: "nosniff"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

@@ -1,0 +1,157 @@
+import CLIPImage
+import Foundation
+
+/// The CPU work of a request that is not the model's (decoding images, tokenizing texts), run on a pool of its own
+/// rather than on Swift's cooperative threads. Those threads also run every route: with two cores, two requests
+/// decoding 12000 × 12000 images there would leave `/healthz` unanswered until they finish. Images are also
+/// bounded in pixels: one image (`maxImagePixels`, from its header, before anything is decoded), one request
+/// (`maxRequestPixels`) and all decoding at once (`decodingPixels`; a request waits its turn, at most `wait`, then
+/// gets 503).
+final class RequestWork: Sendable {
+    let maxImagePixels: Int
+    let maxRequestPixels: Int
+    let wait: Duration
+    private let budget: PixelBudget
+    private let pool: OperationQueue
+
+    init(options: ServerOptions) {
+        maxImagePixels = options.maxImagePixels
+        maxRequestPixels = options.maxRequestPixels
+        wait = options.decodeWait
+        budget = PixelBudget(options.decodingPixels)
+        pool = OperationQueue()
+        pool.name = "clip.request-work"
+        pool.maxConcurrentOperationCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Runs `body` on the pool and returns its result to the waiting task.
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.addOperation { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    /// The images' pixel counts from their headers, checked against the per-image and per-request limits; nothing
+    /// is decoded. `names` say what errors call each image.
+    func checkedSizes(_ images: [[UInt8]], names: (Int) -> String) throws(RequestError) -> [(width: Int, height: Int)] {
+        var total = 0
+        return try images.enumerated().map { (i, bytes) throws(RequestError) in
+            guard let size = ImageFormat.dimensions(bytes) else {
+                throw RequestError("\(names(i)): not a JPEG, PNG or WebP image (\(bytes.count) bytes)")
+            }
+            let pixels = size.width * size.height
+            guard pixels <= maxImagePixels else {
+                throw RequestError("\(names(i)): the image is \(size.width)×\(size.height) = \(pixels) pixels; this server decodes at most \(maxImagePixels) (clip serve --max-image-pixels)", status: 413)
+            }
+            total += pixels
+            guard total <= maxRequestPixels else {
+                throw RequestError("the request's images have more than \(maxRequestPixels) pixels in all (at \(names(i))); send them in several requests", status: 413)
+            }
+            return size
+        }
+    }
+
+    /// Preprocessed pixels of each image, decoded on the pool one at a time within the shared pixel budget.
+    func pixels(_ images: [[UInt8]], names: @escaping @Sendable (Int) -> String,
+                preprocessor: ImagePreprocessor) async throws -> [(pixels: [Float], width: Int, height: Int)] {
+        let sizes = try checkedSizes(images, names: names)
+        var out: [(pixels: [Float], width: Int, height: Int)] = []
+        out.reserveCapacity(images.count)
+        for (i, bytes) in images.enumerated() {
+            let cost = max(1, sizes[i].width * sizes[i].height)
+            guard await budget.acquire(cost, within: wait) else {
+                throw RequestError("the server is decoding as many pixels as it may at once; retry in a few seconds", status: 503)
+            }
+            let decoded: [Float]
+            do {
+                decoded = try await run {
+                    do { return try preprocessor.pixels(encoded: bytes, name: names(i)) } catch { throw RequestError("\(error)") }
+                }
+            } catch {
+                budget.release(cost)
+                throw error
+            }
+            budget.release(cost)
+            out.append((decoded, sizes[i].width, sizes[i].height))
+        }
+        return out
+    }
+}
+
+/// A count of pixels shared by every request's decoding: `acquire` waits (without holding a thread) until its
+/// amount fits, first come first served, or gives up after a while.
+final class PixelBudget: @unchecked Sendable {
+    // @unchecked: `available` and `waiters` are touched under `lock` only.
+    private struct Waiter {
+        let id: UInt64
+        let amount: Int
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private let lock = NSLock()
+    private let capacity: Int
+    private var available: Int
+    private var waiters: [Waiter] = []
+    private var nextID: UInt64 = 0
+
+    init(_ capacity: Int) { (self.capacity, available) = (capacity, capacity) }
+
+    /// Takes `amount` (at most the capacity), waiting at most `within`; false when it did not fit in time.
+    func acquire(_ amount: Int, within: Duration) async -> Bool {
+        let amount = min(amount, capacity)
+        let id: UInt64? = lock.withLock {
+            if waiters.isEmpty && available >= amount {
+                available -= amount
+                return nil
+            }
+            nextID += 1
+            return nextID
+        }
+        guard let id else { return true }
+        return await withCheckedContinuation { continuation in
+            let queued = lock.withLock { () -> Bool in
+                // Room may have come back between the first look and now.
+                if waiters.isEmpty && available >= amount {
+                    available -= amount
+                    return false
+                }
+                waiters.append(Waiter(id: id, amount: amount, continuation: continuation))
+                return true
+            }
+            guard queued else { continuation.resume(returning: true); return }
+            Task { [weak self] in
+                try? await Task.sleep(for: within)
+                self?.expire(id)
+            }
+        }
+    }
+
+    func release(_ amount: Int) {
+        let ready: [Waiter] = lock.withLock {
+            available = min(capacity, available + min(amount, capacity))
+            return admitWaiting()
+        }
+        for w in ready { w.continuation.resume(returning: true) }
+    }
+
+    private func expire(_ id: UInt64) {
+        let (expired, ready): (Waiter?, [Waiter]) = lock.withLock {
+            guard let i = waiters.firstIndex(where: { $0.id == id }) else { return (nil, []) }
+            let w = waiters.remove(at: i)
+            // The head of the line may have been the one holding the others back.
+            return (w, admitWaiting())
+        }
+        expired?.continuation.resume(returning: false)
+        for w in ready { w.continuation.resume(returning: true) }
+    }
+
+    /// Waiters that fit now, in order; call with `lock` held.
+    private func admitWaiting() -> [Waiter] {
+        var ready: [Waiter] = []
+        while let first = waiters.first, first.amount <= available {
+            available -= first.amount
+            ready.append(waiters.removeFirst())
+        }
+        return ready
+    }
+}
