@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -29,6 +34,45 @@ struct TransferError: Error {
     var bytesWritten: Int = 0
 }
 
+/// The bounds every transfer keeps, whatever the server does. URLSession's timeout only bounds the wait for the
+/// next byte, so a server dripping a byte a second would hold a download for ever; these bound the whole.
+public struct TransferLimits: Sendable {
+    /// A HEAD must be answered within this long, all of it.
+    public var headDeadline: Duration = .seconds(30)
+    /// After `grace`, a download that has averaged fewer bytes per second than this since its start is stopped
+    /// (what it wrote is kept for the next attempt): a deadline that grows with the file's size.
+    public var minimumBytesPerSecond = 50_000
+    public var grace: Duration = .seconds(30)
+    /// A size announced above this is refused before anything is written: no model file is this large.
+    public var maximumFileBytes = 1 << 40
+    /// Free space left on the cache's file system after a download; one that would leave less is refused first.
+    public var reserveBytes = 256 << 20
+
+    public init() {}
+
+    /// Whether `written` bytes after `elapsed` is too slow.
+    func tooSlow(written: Int, elapsed: Duration) -> Bool {
+        let counted = elapsed - grace
+        guard counted > .zero else { return false }
+        return Double(written) < Double(minimumBytesPerSecond) * counted.seconds
+    }
+
+    /// An error when `bytes` more would not fit on the file system of `folder`, keeping `reserveBytes` free.
+    func checkRoom(for bytes: Int, in folder: String) -> String? {
+        var fs = statvfs()
+        guard statvfs(folder, &fs) == 0 else { return nil }
+        let free = Int(clamping: UInt64(fs.f_bavail).multipliedReportingOverflow(by: UInt64(fs.f_frsize)).partialValue)
+        guard bytes > free - reserveBytes else { return nil }
+        return "it needs \(megabytes(bytes)) and \(folder) has \(megabytes(free)) free (\(megabytes(reserveBytes)) are kept free)"
+    }
+}
+
+func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1e6) }
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
 /// The two exchanges a model download needs, over URLSession (FoundationNetworking on Linux: libcurl), synchronous
 /// because model loading is: a HEAD that reads a redirect's own headers (the Hub puts the file's hash and size on
 /// the redirect to its CDN), and a GET that streams into a file and resumes it with a Range request. URLSession's
@@ -37,11 +81,14 @@ struct TransferError: Error {
 enum HTTPTransfer {
     /// HEAD `url`. Redirects to another host are not followed (their Location is the reply's); a relative one (the
     /// Hub's answer for a renamed repository) is, as `huggingface_hub` does.
-    static func head(_ url: URL, headers: [String: String], timeout: TimeInterval = 10) throws(TransferError) -> HTTPReply {
-        try following(url, headers: headers, tokenFor: url, relativeOnly: true) { (u, h) throws(TransferError) in
+    static func head(_ url: URL, headers: [String: String], limits: TransferLimits,
+                     timeout: TimeInterval = 10) throws(TransferError) -> HTTPReply {
+        let deadline = ContinuousClock.now + limits.headDeadline
+        return try following(url, headers: headers, tokenFor: url, relativeOnly: true) { (u, h) throws(TransferError) in
             var request = Self.request(u, h, timeout: timeout)
             request.httpMethod = "HEAD"
-            return try TransferDelegate(file: nil, offset: 0, progress: nil).run(request)
+            return try TransferDelegate(file: nil, offset: 0, progress: nil, limits: limits, expectedSize: nil,
+                                        folder: nil, headDeadline: deadline).run(request)
         }
     }
 
@@ -49,16 +96,22 @@ enum HTTPTransfer {
     /// that ignores the range starts the file over. Redirects are followed. An Authorization header goes only to
     /// the host of `tokenFor` (default `url`): a token for the Hub is not the business of the CDN it sends
     /// downloads to. Non-2xx answers write nothing.
+    ///
+    /// `expectedSize` (the Hub's announced size) bounds the file: a server that sends more is cut off. Without it,
+    /// the answer's Content-Length does, and without that, `limits.maximumFileBytes` and the free space.
     static func get(_ url: URL, headers: [String: String], tokenFor origin: URL? = nil, into path: String, offset: Int,
-                    timeout: TimeInterval = 60, progress: DownloadProgress?) throws(TransferError) -> HTTPReply {
+                    expectedSize: Int? = nil, limits: TransferLimits, timeout: TimeInterval = 60,
+                    progress: DownloadProgress?) throws(TransferError) -> HTTPReply {
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TransferError(reason: "cannot open \(path) for writing")
         }
         defer { try? handle.close() }
+        let folder = (path as NSString).deletingLastPathComponent
         return try following(url, headers: headers, tokenFor: origin ?? url, relativeOnly: false) { (u, h) throws(TransferError) in
             var request = Self.request(u, h, timeout: timeout)
             if offset > 0 { request.setValue("bytes=\(offset)-", forHTTPHeaderField: "Range") }
-            return try TransferDelegate(file: handle, offset: offset, progress: progress).run(request)
+            return try TransferDelegate(file: handle, offset: offset, progress: progress, limits: limits,
+                                        expectedSize: expectedSize, folder: folder, headDeadline: nil).run(request)
         }
     }
 
@@ -120,37 +173,77 @@ final class DownloadProgress: @unchecked Sendable {
     func end() { if drewAny { FileHandle.standardError.write(Data("\n".utf8)) } }
 }
 
-/// One request's callbacks; `run` blocks until the task completes.
+/// One request's callbacks; `run` blocks until the task completes, watching the limits once a second.
 private final class TransferDelegate: NSObject, URLSessionDataDelegate, @unchecked Sendable {
-    // @unchecked: URLSession calls the delegate on its serial delegate queue; `run` reads the results only after
-    // `done` has been signalled.
+    // @unchecked: URLSession calls the delegate on its serial delegate queue; the state both it and `run`'s watch
+    // read (`written`, `failure`) is under `lock`; the rest is read by `run` only after `done` is signalled.
     private let file: FileHandle?
     private let progress: DownloadProgress?
+    private let limits: TransferLimits
+    /// The size the file must have at most (the Hub's announcement), when known before the answer.
+    private let expectedSize: Int?
+    private let folder: String?
+    private let headDeadline: ContinuousClock.Instant?
     private let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
     private var reply: HTTPReply?
     private var failure: String?
     private var written: Int
+    /// Bytes received in this exchange (the rate is judged by them, whatever the file held before).
+    private var received = 0
     private var expected: Int?
     private var writing = false
+    /// Bytes written since the free space was last checked (a download of unknown size checks as it goes).
+    private var sinceRoomCheck = 0
 
-    init(file: FileHandle?, offset: Int, progress: DownloadProgress?) {
+    init(file: FileHandle?, offset: Int, progress: DownloadProgress?, limits: TransferLimits, expectedSize: Int?,
+         folder: String?, headDeadline: ContinuousClock.Instant?) {
         self.file = file
         self.written = offset
         self.progress = progress
+        self.limits = limits
+        self.expectedSize = expectedSize
+        self.folder = folder
+        self.headDeadline = headDeadline
     }
 
     func run(_ request: URLRequest) throws(TransferError) -> HTTPReply {
         let session = URLSession(configuration: .ephemeral, delegate: self, delegateQueue: nil)
         defer { session.finishTasksAndInvalidate() }
-        session.dataTask(with: request).resume()
-        done.wait()
+        let task = session.dataTask(with: request)
+        let started = ContinuousClock.now
+        task.resume()
+        while done.wait(timeout: .now() + 1) == .timedOut {
+            if let reason = overdue(since: started) {
+                fail(reason)
+                task.cancel()
+                done.wait()
+                break
+            }
+        }
         progress?.end()
+        let (failure, written) = lock.withLock { (self.failure, self.written) }
         if let failure { throw TransferError(reason: failure, bytesWritten: written) }
         guard let reply else { throw TransferError(reason: "no HTTP answer", bytesWritten: written) }
         if writing, let expected, written < expected {
             throw TransferError(reason: "the connection closed after \(written) of \(expected) bytes", bytesWritten: written)
         }
         return reply
+    }
+
+    /// Why the transfer must stop now, if it must.
+    private func overdue(since started: ContinuousClock.Instant) -> String? {
+        if let headDeadline, ContinuousClock.now > headDeadline {
+            return "no complete answer within \(Int(limits.headDeadline.seconds)) s"
+        }
+        let elapsed = started.duration(to: .now)
+        let got = lock.withLock { received }
+        guard file != nil, limits.tooSlow(written: got, elapsed: elapsed) else { return nil }
+        return "the transfer is slower than \(limits.minimumBytesPerSecond / 1000) kB/s (\(got) bytes in \(Int(elapsed.seconds)) s)"
+    }
+
+    private func fail(_ reason: String) {
+        lock.withLock { if failure == nil { failure = reason } }
     }
 
     /// Never followed by URLSession: `HTTPTransfer` follows them itself, choosing the headers each hop gets.
@@ -162,7 +255,7 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
                     completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
         guard let http = response as? HTTPURLResponse, let url = dataTask.currentRequest?.url ?? dataTask.originalRequest?.url else {
-            failure = "not an HTTP answer"
+            fail("not an HTTP answer")
             completionHandler(.cancel)
             return
         }
@@ -173,27 +266,40 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
             completionHandler(file == nil ? .allow : .cancel)
             return
         }
-        let length = r["content-length"].flatMap { Int($0) }
+        let lengthHeader = r["content-length"]
+        let length = lengthHeader.flatMap { Int($0) }
+        if lengthHeader != nil && (length == nil || length! < 0) {
+            fail("the answer's Content-Length '\(lengthHeader!)' is not a size")
+            completionHandler(.cancel)
+            return
+        }
+        var start = 0
         if r.status == 200 {
             // A full answer (the server ignored the Range, or none was sent): the file starts over.
             do { try file.truncate(atOffset: 0) } catch {
-                failure = "cannot truncate the download: \(error.localizedDescription)"
+                fail("cannot truncate the download: \(error.localizedDescription)")
                 completionHandler(.cancel)
                 return
             }
-            written = 0
-            expected = length
+            lock.withLock { written = 0 }
         } else {
-            let start = r["content-range"].flatMap(Self.rangeStart)
-            guard start == written else {
-                failure = "the server answered the range bytes=\(written)- with Content-Range \(r["content-range"] ?? "(none)")"
+            let rangeStart = r["content-range"].flatMap(Self.rangeStart)
+            guard rangeStart == written else {
+                fail("the server answered the range bytes=\(written)- with Content-Range \(r["content-range"] ?? "(none)")")
                 completionHandler(.cancel)
                 return
             }
-            expected = length.map { $0 + written }
+            start = written
         }
+        let total = length.map { $0.addingReportingOverflow(start).overflow ? Int.max : $0 + start }
+        if let problem = sizeProblem(total: total) {
+            fail(problem)
+            completionHandler(.cancel)
+            return
+        }
+        expected = total ?? expectedSize
         do { try file.seekToEnd() } catch {
-            failure = "cannot write the download: \(error.localizedDescription)"
+            fail("cannot write the download: \(error.localizedDescription)")
             completionHandler(.cancel)
             return
         }
@@ -201,23 +307,54 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         completionHandler(.allow)
     }
 
+    /// Why a download of `total` bytes (nil: not announced) cannot be right or cannot fit.
+    private func sizeProblem(total: Int?) -> String? {
+        if let total, let expectedSize, total != expectedSize {
+            return "the server announces \(total) bytes where the Hub said \(expectedSize)"
+        }
+        guard let size = total ?? expectedSize else { return nil }
+        if size > limits.maximumFileBytes {
+            return "the server announces \(size) bytes, more than any model file (\(megabytes(limits.maximumFileBytes)))"
+        }
+        if let folder, let problem = limits.checkRoom(for: size - written, in: folder) {
+            return "the download does not fit: \(problem)"
+        }
+        return nil
+    }
+
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
-        guard writing, failure == nil, let file else { return }
+        guard writing, let file, lock.withLock({ failure == nil }) else { return }
+        let total = lock.withLock { written } + data.count
+        // Never past the announced size, nor, unannounced, past the largest file or the disk's free space.
+        if let limit = expected ?? (total > limits.maximumFileBytes ? limits.maximumFileBytes : nil), total > limit {
+            fail("the server sent more than the \(limit) bytes it announced")
+            dataTask.cancel()
+            return
+        }
+        sinceRoomCheck += data.count
+        if expected == nil, sinceRoomCheck >= 64 << 20, let folder {
+            sinceRoomCheck = 0
+            if let problem = limits.checkRoom(for: 0, in: folder) {
+                fail("the download stopped before filling the disk: \(problem)")
+                dataTask.cancel()
+                return
+            }
+        }
         do {
             try file.write(contentsOf: data)
-            written += data.count
-            progress?.draw(written, of: expected)
+            lock.withLock { written = total; received += data.count }
+            progress?.draw(total, of: expected)
         } catch {
-            failure = "cannot write the download (is the disk full?): \(error.localizedDescription)"
+            fail("cannot write the download (is the disk full?): \(error.localizedDescription)")
             dataTask.cancel()
         }
     }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
-        if let error, failure == nil {
+        if let error {
             // A cancel of ours after an error status is not a failure: the status is the answer.
             let cancelled = (error as NSError).code == NSURLErrorCancelled
-            if !(cancelled && reply != nil && !writing) { failure = error.localizedDescription }
+            if !(cancelled && reply != nil && !writing) { fail(error.localizedDescription) }
         }
         done.signal()
     }

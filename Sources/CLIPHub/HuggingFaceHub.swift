@@ -32,6 +32,8 @@ public struct HuggingFaceHub: Sendable {
     public var offline: Bool
     /// Draw a progress bar on standard error (only when it is a terminal).
     public var showProgress: Bool
+    /// Deadlines, rates and sizes every transfer keeps.
+    public var limits = TransferLimits()
 
     /// The Hub as `huggingface_hub` would see it with these environment variables.
     public init(environment env: [String: String] = ProcessInfo.processInfo.environment, showProgress: Bool = true) {
@@ -92,7 +94,12 @@ public struct HuggingFaceHub: Sendable {
 
     /// The local path of `file` of `repository` at `revision`, downloaded when the cache lacks it; nil when the
     /// repository has no such file (the Hub's "entry not found", remembered in the cache as `huggingface_hub` does).
-    public func file(_ file: String, of repository: String, revision: String = "main") throws(HubError) -> String? {
+    ///
+    /// `optional` marks a file looked for to choose between layouts (open_clip's config, tokenizer files): offline,
+    /// a cached snapshot of the revision that neither holds it nor says it is absent is taken to lack it, as
+    /// transformers takes optional files offline (`hf download` writes no absent markers: it fetches what the
+    /// repository lists, never asks for the rest).
+    public func file(_ file: String, of repository: String, revision: String = "main", optional: Bool = false) throws(HubError) -> String? {
         try Self.validate(repository: repository)
         try Self.validate(revision: revision)
         let storage = storageFolder(repository)
@@ -101,6 +108,7 @@ public struct HuggingFaceHub: Sendable {
         }
         if offline {
             if let known = cached(file, storage: storage, revision: revision) { return known.path }
+            if optional, let commit = commit(of: revision, storage: storage), exists(storage + "/snapshots/\(commit)") { return nil }
             throw .hub("HF_HUB_OFFLINE is set and \(file) of \(repository) at \(revision) is not in the cache \(cacheDirectory)")
         }
         let url = resolveURL(repository: repository, revision: revision, file: file)
@@ -149,16 +157,30 @@ public struct HuggingFaceHub: Sendable {
 
     /// What the cache says about `file` at `revision` without asking the Hub; nil when it does not know.
     func cached(_ file: String, storage: String, revision: String) -> CacheEntry? {
-        var commit: String? = Self.isCommit(revision) ? revision : nil
-        if commit == nil, let bytes = try? RegularFile.contents(of: storage + "/refs/\(revision)", limit: 256) {
-            let c = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if Self.isCommit(c) { commit = c }
-        }
-        guard let commit else { return nil }
+        guard let commit = commit(of: revision, storage: storage) else { return nil }
         let pointer = storage + "/snapshots/\(commit)/\(file)"
         if exists(pointer) { return CacheEntry(path: pointer) }
         if exists(storage + "/.no_exist/\(commit)/\(file)") { return CacheEntry(path: nil) }
+        // huggingface_hub's snapshot_download keeps the repository's file list per commit: a file it does not
+        // list is not in the repository.
+        if let listed = treeListing(storage: storage, commit: commit), !listed.contains(file) { return CacheEntry(path: nil) }
         return nil
+    }
+
+    /// The commit a revision names in the cache: itself when it is one, else what `refs/<revision>` says.
+    func commit(of revision: String, storage: String) -> String? {
+        if Self.isCommit(revision) { return revision }
+        guard let bytes = try? RegularFile.contents(of: storage + "/refs/\(revision)", limit: 256) else { return nil }
+        let c = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return Self.isCommit(c) ? c : nil
+    }
+
+    /// The files of `trees/<commit>.json` (huggingface_hub's tree cache, format 1), or nil when there is none.
+    func treeListing(storage: String, commit: String) -> Set<String>? {
+        guard let bytes = try? RegularFile.contents(of: storage + "/trees/\(commit).json", limit: 64 << 20),
+              let root = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+              root["format_version"] as? Int == 1, let files = root["files"] as? [String: Any] else { return nil }
+        return Set(files.keys)
     }
 
     func resolveURL(repository: String, revision: String, file: String) -> String {
@@ -192,14 +214,16 @@ public struct HuggingFaceHub: Sendable {
             throw .hub("HF_ENDPOINT gives \(url), which is not an http(s) URL")
         }
         let reply: HTTPReply
-        do { reply = try HTTPTransfer.head(u, headers: headers) } catch {
+        do { reply = try HTTPTransfer.head(u, headers: headers, limits: limits) } catch {
             throw .unreachable(url: url, reason: error.reason)
         }
         let code = reply["x-error-code"]
         let message = reply["x-error-message"].map { ": \($0)" } ?? ""
         if code == "EntryNotFound" || (reply.status == 404 && code == nil) {
+            // Remembered as huggingface_hub remembers it: the marker, and the commit the revision named.
             if let commit = reply["x-repo-commit"], Self.isCommit(commit) {
                 try? writeAtomically([], to: storage + "/.no_exist/\(commit)/\(file)")
+                if revision != commit { try? writeAtomically(Array(commit.utf8), to: storage + "/refs/\(revision)") }
             }
             return nil
         }
@@ -226,6 +250,12 @@ public struct HuggingFaceHub: Sendable {
         guard safe else { throw .hub("\(url) answered with an unusable ETag '\(rawTag)'") }
         let sizeHeader = reply["x-linked-size"] ?? ((300..<400).contains(reply.status) ? nil : reply["content-length"])
         let size = sizeHeader.flatMap { Int($0) }.flatMap { $0 >= 0 ? $0 : nil }
+        if let sizeHeader, size == nil {
+            throw .hub("\(url) announces a size '\(sizeHeader.prefix(40))' that is not one")
+        }
+        if let size, size > limits.maximumFileBytes {
+            throw .hub("\(url) announces \(size) bytes, more than any model file (\(megabytes(limits.maximumFileBytes))); is HF_ENDPOINT a Hugging Face Hub?")
+        }
         var location = reply.url
         if (300..<400).contains(reply.status), let to = reply["location"] {
             guard let target = URL(string: to, relativeTo: reply.url)?.absoluteURL,
@@ -252,7 +282,7 @@ public struct HuggingFaceHub: Sendable {
             do throws(TransferError) {
                 // The token is the Hub's: the CDN the Hub redirected to does not get it.
                 let reply = try HTTPTransfer.get(meta.location, headers: headers, tokenFor: URL(string: meta.url),
-                                                 into: partial, offset: offset,
+                                                 into: partial, offset: offset, expectedSize: meta.size, limits: limits,
                                                  progress: DownloadProgress(label: label, enabled: showProgress))
                 if reply.status == 416, offset > 0 {
                     // The range starts at or past the end: what we hold is judged by its hash below.

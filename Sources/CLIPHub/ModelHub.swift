@@ -110,7 +110,7 @@ public struct ModelHub: Sendable {
     private func tokenizer(for config: OpenCLIPConfig) throws(HubError) -> String? {
         guard let repository = CLIPModel.openCLIPTokenizerRepository(config) else { return nil }
         for file in LoadedModel.tokenizerModelFiles {
-            if let path = try huggingFace.file(file, of: repository, revision: "main") { return (path as NSString).deletingLastPathComponent }
+            if let path = try huggingFace.file(file, of: repository, revision: "main", optional: true) { return (path as NSString).deletingLastPathComponent }
         }
         return nil
     }
@@ -141,10 +141,10 @@ public struct ModelHub: Sendable {
         let rev = revision ?? "main"
         let hub = huggingFace
         func first(_ names: [String]) throws(HubError) -> String? {
-            for n in names { if let p = try hub.file(n, of: repository, revision: rev) { return p } }
+            for n in names { if let p = try hub.file(n, of: repository, revision: rev, optional: true) { return p } }
             return nil
         }
-        if let config = try hub.file("open_clip_config.json", of: repository, revision: rev) {
+        if let config = try hub.file("open_clip_config.json", of: repository, revision: rev, optional: true) {
             guard let weights = try first(["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]) else {
                 throw .hub("\(repository) has open_clip_config.json but neither open_clip_model.safetensors nor open_clip_pytorch_model.bin")
             }
@@ -154,7 +154,7 @@ public struct ModelHub: Sendable {
             throw .hub("\(repository) at \(rev) has neither open_clip_config.json (an open_clip model) nor config.json (a Hugging Face CLIPModel)")
         }
         if try first(["model.safetensors"]) == nil {
-            if let index = try hub.file("model.safetensors.index.json", of: repository, revision: rev) {
+            if let index = try hub.file("model.safetensors.index.json", of: repository, revision: rev, optional: true) {
                 // A large model's weights are sharded: the index names the shards, each fetched like any file.
                 let shards: [String]
                 do { shards = try ShardedWeights.shardNames(indexPath: index) } catch { throw .load(.weightFile(error)) }
@@ -167,7 +167,7 @@ public struct ModelHub: Sendable {
         }
         for optional in ["preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                          "special_tokens_map.json"] + LoadedModel.sentencePieceFiles {
-            _ = try hub.file(optional, of: repository, revision: rev)
+            _ = try hub.file(optional, of: repository, revision: rev, optional: true)
         }
         return Location(path: (config as NSString).deletingLastPathComponent, openCLIPConfig: nil)
     }
@@ -180,7 +180,7 @@ public struct ModelHub: Sendable {
         }
         guard let config = table.config(for: entry) else { throw .hub("open_clip's \(entry.name) has no config in the table") }
         for file in entry.weightFiles {
-            if let path = try huggingFace.file(file, of: entry.repository, revision: revision ?? "main") {
+            if let path = try huggingFace.file(file, of: entry.repository, revision: revision ?? "main", optional: true) {
                 return Location(path: path, openCLIPConfig: config, tokenizerFolder: try tokenizer(for: config))
             }
         }
@@ -260,7 +260,7 @@ public struct ModelHub: Sendable {
         }
         let reply: HTTPReply
         do {
-            reply = try HTTPTransfer.get(u, headers: [:], into: path, offset: 0,
+            reply = try HTTPTransfer.get(u, headers: [:], into: path, offset: 0, limits: huggingFace.limits,
                                          progress: DownloadProgress(label: label, enabled: showProgress))
         } catch {
             throw .network(url: url, reason: error.reason, target: target, sha256: sha256)

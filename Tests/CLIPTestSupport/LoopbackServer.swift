@@ -24,10 +24,15 @@ package final class LoopbackServer: @unchecked Sendable {
         package var cutAfter: Int? = nil
         /// Send only this many body bytes, then wait, the connection open, until the client goes away.
         package var stallAfter: Int? = nil
+        /// A hostile server: send the head (and body) one byte every this many seconds.
+        package var drip: Double? = nil
+        /// A hostile server: after the head (and `body`), send bytes without end until the client goes away.
+        package var endless = false
 
         package init(status: Int, headers: [String: String] = [:], body: [UInt8] = [], cutAfter: Int? = nil,
-                     stallAfter: Int? = nil) {
+                     stallAfter: Int? = nil, drip: Double? = nil, endless: Bool = false) {
             (self.status, self.headers, self.body, self.cutAfter, self.stallAfter) = (status, headers, body, cutAfter, stallAfter)
+            (self.drip, self.endless) = (drip, endless)
         }
     }
     private let handler: @Sendable (Request) -> Response
@@ -91,18 +96,36 @@ package final class LoopbackServer: @unchecked Sendable {
             let answer = handler(r)
             var head = "HTTP/1.0 \(answer.status) X\r\n"
             var fields = answer.headers
-            if fields["Content-Length"] == nil { fields["Content-Length"] = "\(answer.body.count)" }
+            if fields["Content-Length"] == nil && !answer.endless { fields["Content-Length"] = "\(answer.body.count)" }
             if fields["Content-Type"] == nil { fields["Content-Type"] = "application/octet-stream" }
             for (k, v) in fields { head += "\(k): \(v)\r\n" }
             head += "\r\n"
             let limit = answer.stallAfter ?? answer.cutAfter ?? answer.body.count
             let body = r.method == "HEAD" ? [] : Array(answer.body.prefix(limit))
             let out = Array(head.utf8) + body
-            var sent = 0
-            while sent < out.count {
-                let n = out[sent...].withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
-                if n <= 0 { break }
-                sent += n
+            // MSG_NOSIGNAL: a client that went away is an error here, not a SIGPIPE for the test process.
+            #if canImport(Glibc)
+            let flags = Int32(MSG_NOSIGNAL)
+            #else
+            let flags: Int32 = 0
+            #endif
+            func transmit(_ bytes: ArraySlice<UInt8>) -> Bool {
+                var sent = bytes.startIndex
+                while sent < bytes.endIndex {
+                    let n = bytes[sent...].withUnsafeBytes { send(c, $0.baseAddress, $0.count, flags) }
+                    if n <= 0 { return false }
+                    sent += n
+                }
+                return true
+            }
+            if let drip = answer.drip {
+                for i in out.indices {
+                    guard transmit(out[i...i]) else { break }
+                    usleep(UInt32(drip * 1_000_000))
+                }
+            } else if transmit(out[...]), answer.endless, r.method != "HEAD" {
+                let filler = [UInt8](repeating: 0x61, count: 65536)
+                while transmit(filler[...]) {}
             }
             if answer.stallAfter != nil && r.method != "HEAD" {
                 // Hold the connection until the client closes it (or is killed).
