@@ -289,6 +289,8 @@ extension CLIPModel {
         if let name = (cfg["text_cfg"] as? [String: Any])?["hf_model_name"] as? String, !name.isEmpty, c.text.roberta == nil {
             throw .architecture("text_cfg.hf_model_name is \(name), a Hugging Face text tower, but the weights have CLIP's text transformer (no text.transformer.embeddings.word_embeddings.weight)", origin: path)
         }
+        // Last, so a family's own checks (CoCa, CLIPA, SigLIP) name a mismatch first.
+        try checkSizes(cfg, against: c, origin: path)
         if let pre = cfg["preprocess_cfg"] as? [String: Any] {
             if let m = floats(pre["mean"]) { p.mean = m }
             if let s = floats(pre["std"]) { p.std = s }

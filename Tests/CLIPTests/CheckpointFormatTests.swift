@@ -304,3 +304,38 @@ func unimplementedCoCaSettingsAreRefused(section: String, key: String, value: St
         #expect(error.description.contains("text_cfg.hf_model_name"), "\(error)")
     }
 }
+
+/// The sizes an open_clip config states must be whole numbers in range and the weights' own: a config of another
+/// model (or a nonsense one) is refused by the key, never ignored.
+@Test("a config whose sizes are not the weights' is refused, naming the key", arguments: [
+    ("vision_cfg", "width", "-768", "vision_cfg.width"),
+    ("vision_cfg", "layers", "4611686018427387904", "vision_cfg.layers"),
+    ("vision_cfg", "layers", "3", "vision_cfg.layers is 3, but the weights' image tower depth is 2"),
+    ("vision_cfg", "patch_size", "8", "vision_cfg.patch_size"),
+    ("text_cfg", "context_length", "-1", "text_cfg.context_length"),
+    ("text_cfg", "context_length", "77", "text_cfg.context_length is 77, but the weights' context length is 16"),
+    ("text_cfg", "vocab_size", "49408", "text_cfg.vocab_size"),
+    ("text_cfg", "width", "64.5", "text_cfg.width"),
+    ("", "embed_dim", "512", "embed_dim"),
+])
+func configSizesMustBeTheWeights(section: String, key: String, value: String, named: String) throws {
+    let path = "\(fixtureDirectory)/formats/vit_small_openclip.json"
+    var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+    let parsed = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+    if section.isEmpty {
+        cfg[key] = parsed
+    } else {
+        var part = cfg[section] as! [String: Any]
+        part[key] = parsed
+        cfg[section] = part
+    }
+    let edited = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: cfg)), "sizes_\(key)_\(value).json")
+    // The unedited config loads.
+    _ = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors", openCLIPConfig: path)
+    do {
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors", openCLIPConfig: edited)
+        Issue.record("\(key) = \(value) was accepted")
+    } catch {
+        #expect(error.description.contains(named), "\(error)")
+    }
+}
