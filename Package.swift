@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(name: "CLIPLayersTests", dependencies: ["CLIPLayers", "CLIPTensor"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor", "CLIPFiles"]),
         .testTarget(name: "CLIPImageTests", dependencies: ["CLIPImage", "CLIPTensor", "CLIPWeights"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLIPTrainingTests", dependencies: ["CLIPTraining", "CLIP", "CLIPLayers", "CLIPWeights", "CLIPTestSupport"],
+        .testTarget(name: "CLIPTrainingTests", dependencies: ["CLIPTraining", "CLIP", "CLIPLayers", "CLIPWeights", "CLIPFiles", "CLIPTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPIndexTests", dependencies: ["CLIPIndex", "CLIPKit", "CLIPImage", "CLIPTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTestSupport"]),

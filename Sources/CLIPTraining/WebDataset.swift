@@ -67,7 +67,9 @@ public struct WebDataset: TrainingData {
     public func example(_ index: Int, preprocessor: ImagePreprocessor) -> Result<(pixels: [Float], caption: String), DataError> {
         let m = members[index], file = shards[m.shard], name = "\(file.path):\(m.image.name)"
         do {
-            guard m.caption.size <= 1 << 20 else { return .failure(DataError("\(name): caption of \(m.caption.size) bytes")) }
+            guard m.caption.size <= maximumCaptionBytes else {
+                return .failure(DataError("\(name): a caption of \(m.caption.size) bytes, more than the \(maximumCaptionBytes) read"))
+            }
             let caption = String(decoding: try file.read(at: m.caption.offset, count: m.caption.size), as: UTF8.self)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             guard !caption.isEmpty else { return .failure(DataError("\(name): empty caption")) }

@@ -1,5 +1,7 @@
+import CLIPFiles
 import CLIPImage
 import CLIPTensor
+import CLIPTestSupport
 import Foundation
 import Testing
 @testable import CLIPTraining
@@ -88,7 +90,20 @@ func delimitedTablesParse(text: String, rows: [[String]]) throws {
 
 @Test("an unterminated quote is an error naming the file")
 func unterminatedQuoteIsAnError() {
-    #expect(throws: DataError.self) { try DelimitedTable.parse(Array("a,b\n\"open,2\n".utf8), separator: 44, name: "t.csv") }
+    #expect(throws: TableError.self) { try DelimitedTable.parse(Array("a,b\n\"open,2\n".utf8), separator: 44, name: "t.csv") }
+}
+
+/// A 40 MB caption took 28.6 s and 3 GiB to tokenize; a field past the caption limit is an error naming its line,
+/// found before the field is kept.
+@Test("a caption longer than the limit is an error naming the table and line")
+func longCaptionIsAnError() throws {
+    let dir = try scratchDirectory("long-caption")
+    let caption = String(repeating: "a cat and a dog ", count: 10_000)
+    try Data("filepath,title\nx.jpg,a cat\ny.jpg,\"\(caption)\"\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/t.csv"))
+    #expect { _ = try FileData(table: "\(dir)/t.csv") } throws: { "\($0)".contains("t.csv: line 3: a field is longer than 65536 bytes") }
+    #expect(throws: Never.self) {
+        try DelimitedTable.parse(Array("a,\(String(repeating: "x", count: 100))\n".utf8), separator: 44, name: "t", maxFieldBytes: 100)
+    }
 }
 
 @Test("a truncated shard is an error naming the member and offset")
