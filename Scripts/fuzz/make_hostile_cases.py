@@ -3,7 +3,8 @@
 into DIR with a manifest that the gated test `HostileInputTests` (CLIPCommandTests) runs against a built `clip`,
 asserting the exit code, one stderr line naming the file and the problem, the wall time and the peak memory.
 
-    python3 Scripts/fuzz/make_hostile_cases.py DIR          # needs numpy and Pillow (for the image cases)
+    python3 Scripts/fuzz/make_hostile_cases.py DIR [--seed-index INDEX]   # numpy and Pillow (the image cases);
+                                       # INDEX: a real index (clip index Examples) to mutate
     CLIP_HOSTILE_CASES=DIR CLIP_BINARY=.build/release/clip swift test --filter HostileInput
 
 Every case is deterministic. Checkpoints are written by hand (pickle opcodes and zip records), from the tensors of
@@ -236,19 +237,26 @@ def progressive_jpeg_with_repeated_scan(path, side, repeats):
 # --- the cases ------------------------------------------------------------------------------------------------------
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    seed_index = None
+    if len(args) == 3 and args[1] == "--seed-index":
+        seed_index = os.path.abspath(args[2])
+        args = args[:1]
+    if len(args) != 1:
         print(__doc__)
         sys.exit(64)
-    out = os.path.abspath(sys.argv[1])
+    out = os.path.abspath(args[0])
     if os.path.exists(out):
         shutil.rmtree(out)
     os.makedirs(out)
     cases = []
     base = read_safetensors(SMALL_VIT)
 
-    def case(name, args, expect, seconds=5, rss_mib=1024, exit_code=1):
+    def case(name, args, expect, seconds=5, rss_mib=1024, exit_code=1, unchanged=(), exits=None):
+        """`unchanged`: files that must be byte for byte the same after the run; `exits`: the exit codes allowed
+        when more than one is right (a mutated database may still be readable)."""
         cases.append({"name": name, "args": args, "exit": exit_code, "stderr": expect, "seconds": seconds,
-                      "rss_mib": rss_mib})
+                      "rss_mib": rss_mib, "unchanged": list(unchanged), "exits": exits or [exit_code]})
 
     def path(name):
         return os.path.join(out, name)
@@ -457,8 +465,100 @@ def main():
     case("corrupt cached model", ["embed", "--model", "ViT-B/32", "--cache-dir", path("cache2"), "--text", "x"],
          "ViT-B-32.pt")
 
+    wave3_cases(case, path)
+    if seed_index:
+        mutated_indexes(case, path, seed_index)
+
     json.dump({"cases": cases}, open(os.path.join(out, "manifest.json"), "w"), indent=1)
     print(f"wrote {len(cases)} cases to {out}")
+
+
+# The clip index schema as its first migration wrote it (Sources/CLIPIndex/IndexSchema.swift), for hostile variants.
+INDEX_V1 = """
+CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+INSERT INTO grdb_migrations VALUES ('v1');
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('generation', '0');
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    dimension INTEGER NOT NULL CHECK (dimension > 0));
+CREATE TABLE real_files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
+    modified INTEGER NOT NULL, hash TEXT, width INTEGER, height INTEGER, error TEXT, deleted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE embeddings (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    model INTEGER NOT NULL REFERENCES models (id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    UNIQUE (hash, model));
+CREATE TABLE checkpoints (path TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL, modified INTEGER NOT NULL, sha256 TEXT NOT NULL);
+"""
+
+
+def wave3_cases(case, path):
+    """Issue 30: server flags past their bounds, configs of impossible sizes, an unbounded caption, databases that
+    are not clip indexes (left byte for byte as they were)."""
+    import sqlite3
+    for flag, value in [("--header-timeout", "4611686018427387904"), ("--body-timeout", "0"), ("--idle-timeout", "86400"),
+                        ("--max-image-pixels", "999999999999"), ("--max-text-bytes", "1"), ("--max-body-bytes", "99999999999")]:
+        case(f"clip serve {flag} {value}", ["serve", flag, value], "", exit_code=64)
+    for name, cfg, key in [("negative width", {"vision_cfg": {"width": -768}}, "vision_cfg.width"),
+                           ("2^62 layers", {"vision_cfg": {"layers": 2 ** 62}}, "vision_cfg.layers"),
+                           ("context_length -1", {"text_cfg": {"context_length": -1}}, "text_cfg.context_length")]:
+        with open(path(f"config_{key}.json"), "w") as f:
+            json.dump(cfg, f)
+        case(f"--openclip-config with {name}, shipped model", ["classify", os.path.join(ROOT, "Examples/blue-star.png"),
+             "--labels", "a", "b", "--openclip-config", path(f"config_{key}.json")], key)
+    # One 40 MB caption in an open_clip CSV.
+    with open(path("long_caption.csv"), "w") as f:
+        f.write("filepath,title\n")
+        f.write(PHOTO + ",a photo of a cat " + "and a dog " * 4_000_000 + "\n")
+        f.write(PHOTO + ",a photo\n")
+    case("a 40 MB caption in a training CSV", ["train", "--data", path("long_caption.csv"), "--steps", "1", "--batch-size", "2",
+         "--output", path("long_caption_out.safetensors")], "long_caption.csv: line 2")
+    # Another application's database given as an index, and an index with an endless view and a trigger.
+    other = sqlite3.connect(path("other-app.sqlite"))
+    other.executescript("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');")
+    other.commit()
+    other.close()
+    hostile = sqlite3.connect(path("view-trigger.sqlite"))
+    hostile.executescript(INDEX_V1 + """
+        CREATE VIEW files AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
+            SELECT i AS id, 'x' || i AS path, 0 AS size, 0 AS modified, NULL AS hash, NULL AS width, NULL AS height,
+                   NULL AS error, 0 AS deleted FROM n;
+        CREATE TRIGGER spy AFTER INSERT ON embeddings BEGIN DELETE FROM models; END;
+    """)
+    hostile.commit()
+    hostile.close()
+    for db in ("other-app.sqlite", "view-trigger.sqlite"):
+        case(f"clip search --db {db}", ["search", "--db", path(db), "a cat"], "not a clip index",
+             unchanged=[path(db)])
+        case(f"clip index --db {db}", ["index", os.path.join(ROOT, "Examples"), "--db", path(db)], "not a clip index",
+             unchanged=[path(db)])
+
+
+def mutated_indexes(case, path, seed):
+    """A real index (`clip index Examples`, given with --seed-index) cut short and with bytes changed where SQLite
+    keeps its header, its schema and its b-trees: each search ends in one clear error or a result, within bounds."""
+    import random
+    data = open(seed, "rb").read()
+    rng = random.Random(30)
+    mutants = [("cut to 100 bytes", data[:100]), ("cut to one page", data[:16384]), ("cut mid-page", data[:40000])]
+    for offset, label in [(16, "page size"), (28, "page count"), (40, "schema cookie"), (56, "text encoding"),
+                          (100, "first b-tree header"), (105, "first cell pointer")]:
+        mutated = bytearray(data)
+        mutated[offset] ^= 0xFF
+        mutants.append((f"{label} flipped", bytes(mutated)))
+    for i in range(12):
+        mutated = bytearray(data)
+        for _ in range(8):
+            mutated[rng.randrange(100, len(mutated))] = rng.randrange(256)
+        mutants.append((f"8 random bytes #{i}", bytes(mutated)))
+    for i, (label, blob) in enumerate(mutants):
+        name = f"mutated-{i}.sqlite"
+        open(path(name), "wb").write(blob)
+        case(f"index {label}", ["search", "--db", path(name), "a blue star"], name, exits=[0, 1])
 
 
 if __name__ == "__main__":

@@ -61,6 +61,21 @@ def main():
                  "webp_lossy_mid.webp", "jpeg_progressive_mid.jpg", "png_rgb_small.png", "webp_lossy_alpha_mid.webp",
                  "jpeg_exif_rotated.jpg"]:
         shutil.copy(os.path.join(images, name), out("image", "seed-" + name))
+
+    # Training tables and texts (issue 30): quoted fields, CRLF, tabs; ftfy's mojibake, entities, every script.
+    for target in ["table", "text"]:
+        os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
+    tables = {"seed-basic.csv": 'filepath,title\nimages/a.jpg,a cat\nb.png,"a dog, running"\n',
+              "seed-quotes.csv": 'filepath,title\r\n"x.jpg","say ""hi"""\r\n"y.jpg","two\nlines"\r\n',
+              "seed-tabs.tsv": "filepath\ttitle\n1.jpg\ta photo\n2.jpg\t\n"}
+    for name, text in tables.items():
+        open(out("table", name), "w").write(text)
+    texts = {"seed-plain.txt": "a photo of a cat",
+             "seed-mojibake.txt": "The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows. &amp; &lt;b&gt; caf\u00e9",
+             "seed-scripts.txt": "\u4e00\u53ea\u732b \u0642\u0637\u0629 \u092c\u093f\u0932\u094d\u0932\u0940 \U0001F431\u200d\U0001F464 \u1e9e\u017f",
+             "seed-special.txt": "<|startoftext|>it's  a\t\tdog's\n\nlife<|endoftext|> 12345 ... !!!"}
+    for name, text in texts.items():
+        open(out("text", name), "w", encoding="utf-8").write(text)
     print(f"seeds written under {CORPUS}")
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # libFuzzer over the parsers that read untrusted bytes: safetensors headers, zip archives, whole PyTorch checkpoints
-# (zip + unpickler + tensor views), bare pickles, the JPEG/PNG/WebP decoders, and SentencePiece model files. Each runs under AddressSanitizer
+# (zip + unpickler + tensor views), bare pickles, the JPEG/PNG/WebP decoders, SentencePiece model files, training
+# tables (CSV/TSV) and the CLIP tokenizer on arbitrary text. Each runs under AddressSanitizer
 # and LeakSanitizer, starting from the committed corpus in Tests/Fuzz/Corpus/<target>.
 #
 #   bash Scripts/fuzz/run_fuzzers.sh                       # 20 s per target (what CI runs)
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=20
 update=0
-targets="safetensors,zip,checkpoint,pickle,image,sentencepiece"
+targets="safetensors,zip,checkpoint,pickle,image,sentencepiece,table,text"
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) seconds=$2; shift 2 ;;

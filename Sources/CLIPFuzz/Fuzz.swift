@@ -1,5 +1,6 @@
 // Fuzz entry points for the parsers that read untrusted bytes: the safetensors header, the zip reader, the
-// unpickler (through whole PyTorch checkpoints), the image decoders and SentencePiece model files. Built with libFuzzer by
+// unpickler (through whole PyTorch checkpoints), the image decoders, SentencePiece model files, training tables
+// and the CLIP tokenizer's cleaning and BPE (texts from requests and captions). Built with libFuzzer by
 // Scripts/fuzz/run_fuzzers.sh (`-sanitize=fuzzer,address`, `CLIP_FUZZ` defined); built normally, the same code is
 // `clip-fuzz-replay TARGET FILE…`, which runs saved inputs (the committed corpora) once each as a regression test.
 import CLIPFiles
@@ -12,7 +13,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String, CaseIterable {
-    case safetensors, zip, checkpoint, pickle, image, sentencepiece
+    case safetensors, zip, checkpoint, pickle, image, sentencepiece, table, text
 }
 
 /// Runs one input through `target`. Every failure must be a thrown error; a crash, hang or leak is a finding.
@@ -20,6 +21,16 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
     switch target {
     case .pickle:
         _ = try? Unpickler.load(bytes)
+    case .table:
+        // open_clip's CSV/TSV of training data, with the caption limit training reads it with.
+        _ = try? DelimitedTable.parse(bytes, separator: 44, name: "input", maxFieldBytes: 4096)
+        _ = try? DelimitedTable.parse(bytes, separator: 9, name: "input", maxFieldBytes: 4096)
+    case .text:
+        // Texts from requests and captions: cleaning (ftfy, HTML entities) and BPE, cut to the context and not.
+        guard let tokenizer = try? CLIPTokenizer.shared() else { return }
+        let text = String(decoding: bytes, as: UTF8.self)
+        _ = try? tokenizer.tokenize([text], contextLength: 77, truncate: true)
+        _ = try? tokenizer.tokenize([text, text.uppercased()], contextLength: 77, truncate: false)
     case .sentencepiece:
         // A model file that parses is then used: its normalization map and pieces drive every lookup.
         guard let model = try? SentencePieceModel(bytes: bytes, origin: "input"),
