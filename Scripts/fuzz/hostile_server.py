@@ -274,6 +274,22 @@ def run_cases(port, work, lib):
     form = multipart(boundary, [(b"entries", textual, None), (b"text", b"a cat " * (5 << 20), None)])
     status, _ = timed(5, "a 30 MiB text part", lambda: request(port, "POST", "/predict", form, headers))
     check(status == 413, f"a 30 MiB text part: {status} (want 413)")
+    # Four at once, and four 30 MiB JSON bodies: decoded off the threads that answer /healthz.
+    big_json = json.dumps({"input": ["a cat " * (5 << 20)]}).encode()
+    results.clear()
+    def heavy(path, body, hdrs):
+        try:
+            results.append(request(port, "POST", path, body, hdrs, timeout=30)[0])
+        except Exception as e:
+            results.append(repr(e))
+    threads = [threading.Thread(target=heavy, args=("/predict", form, headers)) for _ in range(4)]
+    threads += [threading.Thread(target=heavy, args=("/v1/embeddings", big_json, {"Content-Type": "application/json"}))
+                for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(all(r == 413 for r in results), f"eight concurrent 30 MiB bodies: {sorted(set(map(str, results)))}")
     form = multipart(boundary, [(b"entries", textual, None)] + [(b"p%d" % i, b"x", None) for i in range(20000)])
     status, _ = timed(5, "20,000 form parts", lambda: request(port, "POST", "/predict", form, headers))
     check(status == 413, f"20,000 form parts: {status} (want 413)")

@@ -93,13 +93,16 @@ extension ServerState {
         }
     }
 
-    /// The body as JSON of type `T`; a body that is not gets 400 naming what is wrong and where.
-    func json<T: Decodable>(_ request: Request, as type: T.Type) async throws -> T {
+    /// The body as JSON of type `T`; a body that is not gets 400 naming what is wrong and where. Decoded on the
+    /// request-work pool: 32 MiB of JSON takes a while.
+    func json<T: Decodable & Sendable>(_ request: Request, as type: T.Type) async throws -> T {
         let buffer = try await body(request)
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
-        } catch let error as DecodingError {
-            throw RequestError("the JSON body is not valid: \(describe(error))")
+        return try await work.run {
+            do {
+                return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+            } catch let error as DecodingError {
+                throw RequestError("the JSON body is not valid: \(describe(error))")
+            }
         }
     }
 
@@ -118,6 +121,14 @@ extension ServerState {
     /// pool within its pixel limits.
     func pixels(_ images: [[UInt8]], names: @escaping @Sendable (Int) -> String) async throws -> [(pixels: [Float], width: Int, height: Int)] {
         try await work.pixels(images, names: names, preprocessor: service.pipeline.preprocessor)
+    }
+
+    /// The same for images sent as base64 (plain or data URLs), decoded from base64 on the pool too.
+    func pixels(base64 encoded: [String], names: @escaping @Sendable (Int) -> String) async throws -> [(pixels: [Float], width: Int, height: Int)] {
+        let images = try await work.run {
+            try encoded.enumerated().map { (i, text) throws(RequestError) in try ServerState.imageBytes(text, name: names(i)) }
+        }
+        return try await pixels(images, names: names)
     }
 
     /// Room in the queue for a request that will run the model: 503 at once when the server is full.

@@ -115,17 +115,15 @@ enum OpenAIRoutes {
         reservation.grow(to: body.input.count)
 
         var textPositions: [Int] = [], texts: [String] = []
-        var imagePositions: [Int] = [], images: [[UInt8]] = []
+        var imagePositions: [Int] = [], images: [String] = []
         for (i, item) in body.input.enumerated() {
             switch item {
             case .text(let t): textPositions.append(i); texts.append(t)
-            case .image(let encoded):
-                images.append(try ServerState.imageBytes(encoded, name: "input[\(i)].image"))
-                imagePositions.append(i)
+            case .image(let encoded): imagePositions.append(i); images.append(encoded)
             }
         }
         let tokens = try await state.tokens(texts, truncate: body.truncate ?? false) { [textPositions] in "input[\(textPositions[$0])]" }
-        let pixels = try await state.pixels(images) { [imagePositions] in "input[\(imagePositions[$0])].image" }.map(\.pixels)
+        let pixels = try await state.pixels(base64: images) { [imagePositions] in "input[\(imagePositions[$0])].image" }.map(\.pixels)
         async let textRows = service.embed(tokens: tokens, reservation: reservation)
         async let imageRows = service.embed(pixels: pixels, reservation: reservation)
         var rows = [[Float]](repeating: [], count: body.input.count)
@@ -181,10 +179,7 @@ enum OpenAIRoutes {
         }
         let templates = PromptTemplates.expand(body.templates ?? [])
         reservation.grow(to: body.images.count)
-        let images = try body.images.enumerated().map { (i, encoded) throws(RequestError) in
-            try ServerState.imageBytes(encoded, name: "images[\(i)]")
-        }
-        let pixels = try await state.pixels(images) { "images[\($0)]" }.map(\.pixels)
+        let pixels = try await state.pixels(base64: body.images) { "images[\($0)]" }.map(\.pixels)
         async let rows = service.embed(pixels: pixels, reservation: reservation)
         let classifier = try await service.classifier(labels: body.labels, templates: templates, reservation: reservation) { prompts in
             try await state.tokens(prompts, truncate: true) { "prompt \(prompts[$0].debugDescription)" }

@@ -64,8 +64,7 @@ enum RetrievalRoutes {
             let tokens = try await state.tokens([text], truncate: true) { _ in "text" }
             query = try await service.embed(tokens: tokens, reservation: reservation)[0]
         } else if let image = body.image, !image.isEmpty {
-            let bytes = try ServerState.imageBytes(image, name: "image")
-            let pixels = try await state.pixels([bytes]) { _ in "image" }[0].pixels
+            let pixels = try await state.pixels(base64: [image]) { _ in "image" }[0].pixels
             query = try await service.embed(pixels: [pixels], reservation: reservation)[0]
         } else if let embedding = body.embeddingInput {
             guard embedding.count == service.dimension, embedding.allSatisfy(\.isFinite) else {
