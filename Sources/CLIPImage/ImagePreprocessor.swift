@@ -97,7 +97,9 @@ public struct ImagePreprocessor: Sendable {
         let known = data.withUnsafeBytes { raw in
             raw.baseAddress.map { clip_image_probe($0.assumingMemoryBound(to: UInt8.self), raw.count, &w, &h) == 0 } ?? false
         }
-        return known ? Int(w) * Int(h) * 8 : 0
+        guard known else { return 0 }
+        let (pixels, overflow) = Int(w).multipliedReportingOverflow(by: Int(h))
+        return overflow || pixels > Int.max / 8 ? Int.max : pixels * 8
     }
 
     /// Preprocesses one file → [3, resolution, resolution] values.

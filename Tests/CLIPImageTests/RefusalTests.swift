@@ -86,6 +86,18 @@ func pngHeader(width w: UInt32, height h: UInt32) -> [UInt8] {
     #expect(throws: ImageError.self) { try decodeImage(small, name: "x", maxPixels: 100) }
 }
 
+/// Sides past the PNG specification's 2^31 - 1 (4294967295² overflows a signed 64-bit product) are not sizes:
+/// the header probe refuses them, so no caller multiplies them.
+@Test("PNG headers with sides of 2^32 - 1 or 0 are refused, not multiplied", arguments: [
+    (UInt32.max, UInt32.max), (0x8000_0000, 1), (0, 10), (10, 0),
+])
+func impossiblePNGSides(width: UInt32, height: UInt32) {
+    let header = pngHeader(width: width, height: height)
+    #expect(ImageFormat.dimensions(header) == nil)
+    #expect(problem(header) != nil)
+    #expect(throws: ImageError.self) { try ImagePreprocessor(resolution: 32).pixels(encoded: header, name: "x.png") }
+}
+
 @Test func corruptDataIsRefused() throws {
     var png = try fixtureBytes("png_rgb_mid.png")
     // Flip bytes in the middle of the compressed data.
