@@ -152,6 +152,9 @@ def main():
     os.makedirs(lib)
     for name in ("blue-star.png", "red-heart.png"):
         shutil.copy(os.path.join(ROOT, "Examples", name), lib)
+    # A large photo, for a client that never reads its answer.
+    from PIL import Image
+    Image.frombytes("RGB", (2000, 2000), os.urandom(2000 * 2000 * 3)).save(os.path.join(lib, "noise.png"))
     with open(os.path.join(lib, "secret.jpg"), "wb") as f:
         f.write(SECRET + b"\n")
     os.symlink("/etc/hostname", os.path.join(lib, "system.jpg"))
@@ -180,18 +183,18 @@ def main():
 def run_cases(port, work, lib):
     # Disclosure: only files that decoded as images, inside the indexed folders after resolving links.
     hostname = open("/etc/hostname", "rb").read().strip()
-    for i in range(1, 5):
+    for i in range(1, 6):
         for route in ("/files/", "/thumbnails/"):
             status, body = request(port, "GET", f"{route}{i}")
             check(SECRET not in body and body.strip() != hostname, f"GET {route}{i}: no secret bytes ({status})")
-    failed = [i for i in range(1, 5) if request(port, "GET", f"/files/{i}")[0] == 200]
-    check(len(failed) == 2, f"only the 2 images are served by /files (served: {failed})")
+    served = [i for i in range(1, 6) if request(port, "GET", f"/files/{i}")[0] == 200]
+    check(len(served) == 3, f"only the 3 images are served by /files (served: {served})")
     # A served file swapped for a link out of the library after indexing.
     star = os.path.join(lib, "blue-star.png")
     os.rename(star, star + ".bak")
     os.symlink("/etc/hostname", star)
-    statuses = [request(port, "GET", f"/files/{i}")[0] for i in range(1, 5)]
-    check(statuses.count(200) == 1, f"a file replaced by a link out of the library is not served ({statuses})")
+    statuses = [request(port, "GET", f"/files/{i}")[0] for i in range(1, 6)]
+    check(statuses.count(200) == 2, f"a file replaced by a link out of the library is not served ({statuses})")
     os.remove(star)
     os.rename(star + ".bak", star)
 
@@ -203,6 +206,11 @@ def run_cases(port, work, lib):
     status, out, _ = timed(5, "chunked body over the limit", lambda: raw(port, b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked))
     check(status == 413, f"chunked body over the limit: {status} (want 413)")
+    # A PNG header of 2^32 - 1 by 2^32 - 1: a product that does not fit 64 bits must not be computed.
+    huge = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + b"\xff" * 8).decode()
+    status, _ = request(port, "POST", "/v1/embeddings", json.dumps({"input": [{"image": huge}]}),
+                        {"Content-Type": "text/plain"})
+    check(status == 400, f"a PNG header of 2^32-1 squared: {status} (want 400)")
     for values, want in (([1e-45] * 64, 200), ([0.0] * 64, 400)):
         status, body = request(port, "POST", "/knn-service", json.dumps({"embedding_input": values}),
                                {"Content-Type": "application/json"})
@@ -218,6 +226,31 @@ def run_cases(port, work, lib):
             return repr(e)
     status = timed(5, "64 MiB body from urllib", urllib_big)
     check(status == 413, f"64 MiB body from urllib (no Expect: 100-continue) sees 413: {status}")
+
+    # A client that asks for a 12 MB file and never reads: closed after the body timeout (3 s here) without progress.
+    ids = range(1, 8)
+    noise = None
+    for i in ids:
+        status, body = request(port, "GET", f"/files/{i}")
+        if status == 200 and len(body) > 5_000_000:
+            noise = i
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET /files/{noise} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(6)
+    s.settimeout(5)
+    closed = False
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                closed = True
+                break
+    except (socket.timeout, ConnectionResetError):
+        closed = isinstance(sys.exc_info()[1], ConnectionResetError)
+    s.close()
+    check(noise is not None and closed, f"a client that never reads a 12 MB answer is closed (file {noise})")
 
     # Slow clients: a keep-alive connection dripping its second request's headers is closed.
     s = socket.create_connection(("127.0.0.1", port))

@@ -510,6 +510,9 @@ def wave3_cases(case, path):
             json.dump(cfg, f)
         case(f"--openclip-config with {name}, shipped model", ["classify", os.path.join(ROOT, "Examples/blue-star.png"),
              "--labels", "a", "b", "--openclip-config", path(f"config_{key}.json")], key)
+    # A PNG header of 2^32 - 1 by 2^32 - 1: the pixel count does not fit 64 bits.
+    open(path("sides_2e32.png"), "wb").write(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + b"\xff" * 8 + b"\x08\x02\x00\x00\x00")
+    case("PNG of (2^32-1)^2 pixels", ["embed", "--image", path("sides_2e32.png")], "sides_2e32.png")
     # One 40 MB caption in an open_clip CSV.
     with open(path("long_caption.csv"), "w") as f:
         f.write("filepath,title\n")

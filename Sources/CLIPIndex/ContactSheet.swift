@@ -12,15 +12,26 @@ public enum ContactSheet {
     /// A square thumbnail of an image file (shorter side resized, centre crop, as CLIP's preprocessing), RGB
     /// bytes; nil when the file cannot be decoded.
     public static func thumbnailRGB(_ path: String, side: Int = thumbnail) -> [UInt8]? {
+        guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
+        return thumbnailRGB(encoded: bytes, name: path, side: side)
+    }
+
+    /// The same of an encoded image already read.
+    public static func thumbnailRGB(encoded bytes: [UInt8], name: String, side: Int = thumbnail) -> [UInt8]? {
         let crop = ImagePreprocessor(resolution: side, applyEXIFOrientation: true)
-        guard let bytes = try? ImagePreprocessor.readImageFile(path),
-              let image = try? decodeImage(bytes, name: path) else { return nil }
-        return try? crop.croppedRGB(image, name: path)
+        guard let image = try? decodeImage(bytes, name: name) else { return nil }
+        return try? crop.croppedRGB(image, name: name)
     }
 
     /// A PNG thumbnail of an image file, for the kitty graphics protocol.
     public static func thumbnailPNG(_ path: String, side: Int = 96) -> [UInt8]? {
-        guard let rgb = thumbnailRGB(path, side: side) else { return nil }
+        guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
+        return thumbnailPNG(encoded: bytes, name: path, side: side)
+    }
+
+    /// A PNG thumbnail of an encoded image already read.
+    public static func thumbnailPNG(encoded bytes: [UInt8], name: String, side: Int = 96) -> [UInt8]? {
+        guard let rgb = thumbnailRGB(encoded: bytes, name: name, side: side) else { return nil }
         return try? PNGEncoder.encode(rgb: rgb, width: side, height: side)
     }
 

@@ -185,6 +185,16 @@ public struct PhotoSearch: Sendable {
         return nil
     }
 
+    /// The unit embeddings of several files in one pass over the vectors (those without one are left out).
+    public func vectors(fileIDs: Set<Int64>) -> [Int64: [Float]] {
+        var out: [Int64: [Float]] = [:]
+        for row in 0..<vectors.count where fileIDs.contains(vectors.fileID(row)) {
+            out[vectors.fileID(row)] = vectors.vector(row)
+            if out.count == fileIDs.count { break }
+        }
+        return out
+    }
+
     /// The present file `id` that decoded as an image: its absolute path and size, or nil (also for files the index
     /// recorded as failed).
     public func file(id: Int64) throws(IndexError) -> (path: String, width: Int?, height: Int?)? {

@@ -4,16 +4,20 @@ import NIOHTTPTypes
 
 /// One connection's defences against slow and oversized clients, between the HTTP decoder and Hummingbird:
 ///
-/// - A request's headers must be complete within `header`: on a new connection from its start, on a keep-alive
-///   connection from the next request's first byte (a client dripping a second request's headers a byte at a time
-///   would otherwise hold the connection for ever: Hummingbird's idle timer only sees whole request parts).
+/// - A request's headers must be complete within `header`: on a new connection from its start, later from the next
+///   request's first byte (a client dripping a second request's headers a byte at a time would otherwise hold the
+///   connection for ever: Hummingbird's idle timer only sees whole request parts).
 /// - A request's body must be complete within `body` after its headers.
-/// - While a request is being answered nothing is timed here (the model may queue).
+/// - A response being sent must make progress (the socket taking more of it) at least every `send`: a client that
+///   never reads would otherwise hold the connection and the response's memory for ever.
+/// - While a request is being answered nothing else is timed (the model may queue).
 /// - Lingering close: a response sent before its request was read (413 on Content-Length) leaves the client still
 ///   sending; closing then makes the kernel answer the rest with a reset, and a client that sends its whole body
 ///   before reading (Python's urllib) sees the reset, not the 413. The rest of the body is read and dropped for at
 ///   most `linger` and `lingerBytes`, as nginx does, also when the client asked for `Connection: close` (which
 ///   Hummingbird honours by closing without reading on).
+///
+/// Requests may be pipelined: each has its own record, answered in order.
 final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -23,35 +27,40 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     struct Limits: Sendable {
         var header: TimeAmount
         var body: TimeAmount
+        var send: TimeAmount
         var linger: TimeAmount
         var lingerBytes: Int
 
         init(_ options: ServerOptions) {
             header = .nanoseconds(options.headerTimeout.saturatingNanoseconds)
             body = .nanoseconds(options.bodyTimeout.saturatingNanoseconds)
+            send = .nanoseconds(options.bodyTimeout.saturatingNanoseconds)
             linger = .nanoseconds(options.lingerTimeout.saturatingNanoseconds)
             lingerBytes = options.lingerBytes
         }
     }
 
-    private enum Phase {
-        /// Waiting for a request's headers (timed from the connection's start, or from the first byte of a later one).
-        case awaitingHead(timed: Bool)
-        /// Headers read, body arriving.
-        case readingBody
-        /// The request is read; the response is being made.
-        case answering
-        /// The response is sent but the request's body is still arriving: read and dropped.
-        case lingering(dropped: Int)
+    /// A request from its head until its response has ended.
+    private struct Exchange {
+        /// The client sent `Connection: close`.
+        var closeAfter: Bool
+        /// The client sent `Expect: 100-continue`: answered before its body was read, it never sent the body.
+        var expectsContinue: Bool
+        /// Its end has arrived.
+        var read = false
+        /// Its response says `Connection: close` (Hummingbird's answer to a parse error, say).
+        var responseCloses = false
     }
 
     private let limits: Limits
-    private var phase = Phase.awaitingHead(timed: true)
-    private var timer: Scheduled<Void>?
-    /// The client sent `Connection: close`: the connection closes once the request is read and answered.
-    private var closeAfterResponse = false
-    /// The client sent `Expect: 100-continue`: if it is answered before its body is read, it never sent the body.
-    private var expectsContinue = false
+    /// Requests not yet answered, oldest first; only the last can still be arriving.
+    private var exchanges: [Exchange] = []
+    /// A request answered before it was read: the bytes dropped so far, and whether to close once it ends.
+    private var lingering: (dropped: Int, close: Bool)?
+    /// Header, body or linger deadline (reading), and the response's progress deadline (sending).
+    private var readTimer: Scheduled<Void>?
+    private var sendTimer: Scheduled<Void>?
+    private var sending = false
 
     init(_ limits: Limits) { self.limits = limits }
 
@@ -60,114 +69,139 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         // noticed.
         let watcher = ByteWatcher { [weak self] in self?.bytesArrived(context) }
         _ = try? context.pipeline.syncOperations.addHandler(watcher, position: .first)
-        if context.channel.isActive { arm(context, limits.header) }
+        if context.channel.isActive { arm(&readTimer, context, limits.header) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        arm(context, limits.header)
+        arm(&readTimer, context, limits.header)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        cancelTimer()
+        cancelTimers()
         context.fireChannelInactive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { cancelTimer() }
+    func handlerRemoved(context: ChannelHandlerContext) { cancelTimers() }
 
+    /// Bytes between requests start the next one's header deadline.
     private func bytesArrived(_ context: ChannelHandlerContext) {
-        if case .awaitingHead(timed: false) = phase {
-            phase = .awaitingHead(timed: true)
-            arm(context, limits.header)
-        }
+        let reading = lingering != nil || exchanges.last.map { !$0.read } ?? false
+        if !reading && readTimer == nil { arm(&readTimer, context, limits.header) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(var head):
-            phase = .readingBody
-            arm(context, limits.body)
-            expectsContinue = head.headerFields[.expect]?.lowercased() == "100-continue"
-            if let connection = head.headerFields[.connection], connection.lowercased().split(separator: ",")
-                .contains(where: { $0.trimmingCharacters(in: .whitespaces) == "close" }) {
+            arm(&readTimer, context, limits.body)
+            let close = head.headerFields[.connection].map(Self.saysClose) ?? false
+            exchanges.append(Exchange(closeAfter: close, expectsContinue: head.headerFields[.expect]?.lowercased() == "100-continue"))
+            if close {
                 // Hummingbird would close without reading the rest of the body; the close is this handler's.
-                closeAfterResponse = true
                 head.headerFields[.connection] = nil
                 context.fireChannelRead(wrapInboundOut(.head(head)))
                 return
             }
         case .body(let buffer):
-            if case .lingering(let dropped) = phase {
-                let total = dropped + buffer.readableBytes
-                phase = .lingering(dropped: total)
-                if total > limits.lingerBytes { close(context); return }
+            if let l = lingering {
+                let dropped = l.dropped + buffer.readableBytes
+                lingering = (dropped, l.close)
+                if dropped > limits.lingerBytes { close(context); return }
             }
         case .end:
-            cancelTimer()
-            if case .lingering = phase {
+            cancel(&readTimer)
+            if let l = lingering {
+                lingering = nil
                 context.fireChannelRead(data)
-                finishExchange(context)
+                if l.close { close(context) }
                 return
             }
-            phase = .answering
+            if !exchanges.isEmpty { exchanges[exchanges.count - 1].read = true }
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(var head) where closeAfterResponse:
-            head.headerFields[.connection] = "close"
-            context.write(wrapOutboundOut(.head(head)), promise: promise)
-        case .end:
-            if case .readingBody = phase {
-                if expectsContinue {
-                    // The client waited for a 100 Continue that never came: it has no body in flight.
-                    closeAfterResponse = true
-                    phase = .answering
-                    context.writeAndFlush(data, promise: promise)
-                    finishExchange(context)
-                    return
-                }
-                phase = .lingering(dropped: 0)
-                arm(context, limits.linger)
-                context.write(data, promise: promise)
-            } else {
-                context.writeAndFlush(data, promise: promise)
-                finishExchange(context)
+        case .head(var head):
+            sending = true
+            arm(&sendTimer, context, limits.send)
+            if head.headerFields[.connection].map(Self.saysClose) ?? false {
+                if !exchanges.isEmpty { exchanges[0].responseCloses = true }
             }
-        default:
+            // Said in the answer when the connection will close after it: asked for, or a client still waiting to
+            // send the body it announced with Expect: 100-continue.
+            if let first = exchanges.first, first.closeAfter || (first.expectsContinue && !first.read) {
+                head.headerFields[.connection] = "close"
+                context.write(wrapOutboundOut(.head(head)), promise: promise)
+                return
+            }
             context.write(data, promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            // The deadline holds until the last byte has gone to the socket: a client that does not read stops that.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            if let promise { written.futureResult.cascade(to: promise) }
+            written.futureResult.assumeIsolated().whenComplete { [weak self] _ in
+                self?.sending = false
+                if let self { self.cancel(&self.sendTimer) }
+            }
+            context.writeAndFlush(data, promise: written)
+            responseEnded(context)
         }
     }
 
-    /// The request is read and answered: close when the client asked, else wait for the next one.
-    private func finishExchange(_ context: ChannelHandlerContext) {
-        cancelTimer()
-        if closeAfterResponse {
-            close(context)
-        } else {
-            phase = .awaitingHead(timed: false)
+    /// The oldest request is answered: close when it or its response said so, linger when it is still arriving.
+    private func responseEnded(_ context: ChannelHandlerContext) {
+        guard !exchanges.isEmpty else { return }
+        let answered = exchanges.removeFirst()
+        let close = answered.closeAfter || answered.responseCloses
+        if !answered.read {
+            if answered.expectsContinue {
+                // The client waited for a 100 Continue that never came: it has no body in flight.
+                self.close(context)
+                return
+            }
+            lingering = (0, close)
+            arm(&readTimer, context, limits.linger)
+        } else if close {
+            self.close(context)
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // The socket took more of the response: progress.
+        if sending && context.channel.isWritable { arm(&sendTimer, context, limits.send) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private static func saysClose(_ value: String) -> Bool {
+        value.lowercased().split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "close" }
     }
 
     private func close(_ context: ChannelHandlerContext) {
-        cancelTimer()
+        cancelTimers()
         context.flush()
         context.close(promise: nil)
     }
 
-    private func arm(_ context: ChannelHandlerContext, _ after: TimeAmount) {
-        cancelTimer()
+    private func arm(_ timer: inout Scheduled<Void>?, _ context: ChannelHandlerContext, _ after: TimeAmount) {
+        timer?.cancel()
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: after) { [weak self] in
-            self?.timer = nil
+            self?.cancelTimers()
             context.close(promise: nil)
         }
     }
 
-    private func cancelTimer() {
+    private func cancel(_ timer: inout Scheduled<Void>?) {
         timer?.cancel()
         timer = nil
+    }
+
+    private func cancelTimers() {
+        cancel(&readTimer)
+        cancel(&sendTimer)
     }
 }
 

@@ -1,4 +1,5 @@
 import CLIPImage
+import CLIPIndex
 import Foundation
 
 /// The CPU work of a request that is not the model's (decoding images, tokenizing texts), run on a pool of its own
@@ -39,16 +40,31 @@ final class RequestWork: Sendable {
             guard let size = ImageFormat.dimensions(bytes) else {
                 throw RequestError("\(names(i)): not a JPEG, PNG or WebP image (\(bytes.count) bytes)")
             }
-            let pixels = size.width * size.height
-            guard pixels <= maxImagePixels else {
-                throw RequestError("\(names(i)): the image is \(size.width)×\(size.height) = \(pixels) pixels; this server decodes at most \(maxImagePixels) (clip serve --max-image-pixels)", status: 413)
+            // Headers are checked to 2^31 - 1 a side, but a product is computed only where it cannot trap.
+            let (pixels, overflow) = size.width.multipliedReportingOverflow(by: size.height)
+            guard !overflow, pixels <= maxImagePixels else {
+                throw RequestError("\(names(i)): the image is \(size.width)×\(size.height) pixels; this server decodes at most \(maxImagePixels) (clip serve --max-image-pixels)", status: 413)
             }
-            total += pixels
+            total = total.addingReportingOverflow(pixels).overflow ? .max : total + pixels
             guard total <= maxRequestPixels else {
                 throw RequestError("the request's images have more than \(maxRequestPixels) pixels in all (at \(names(i))); send them in several requests", status: 413)
             }
             return size
         }
+    }
+
+    /// A PNG thumbnail of a library file, made on the pool within the pixel budget (a file larger than the budget
+    /// takes all of it, so it is decoded alone); nil when the file cannot be read or decoded.
+    func thumbnail(_ path: String, side: Int) async throws -> [UInt8]? {
+        guard let bytes = try? await run({ try ImagePreprocessor.readImageFile(path) }),
+              let size = ImageFormat.dimensions(bytes) else { return nil }
+        let (product, overflow) = size.width.multipliedReportingOverflow(by: size.height)
+        let cost = overflow ? Int.max : max(1, product)
+        guard await budget.acquire(cost, within: wait) else {
+            throw RequestError("the server is decoding as many pixels as it may at once; retry in a few seconds", status: 503)
+        }
+        defer { budget.release(cost) }
+        return try await run { ContactSheet.thumbnailPNG(encoded: bytes, name: path, side: side) }
     }
 
     /// Preprocessed pixels of each image, decoded on the pool one at a time within the shared pixel budget.
@@ -81,11 +97,23 @@ final class RequestWork: Sendable {
 /// A count of pixels shared by every request's decoding: `acquire` waits (without holding a thread) until its
 /// amount fits, first come first served, or gives up after a while.
 final class PixelBudget: @unchecked Sendable {
-    // @unchecked: `available` and `waiters` are touched under `lock` only.
-    private struct Waiter {
+    // @unchecked: `available`, `waiters` and a waiter's `timer` are touched under `lock` only (a waiter's timer is
+    // set before it is queued).
+    private final class Waiter {
         let id: UInt64
         let amount: Int
         let continuation: CheckedContinuation<Bool, Never>
+        /// Gives up for it after its wait; cancelled when it is admitted first.
+        var timer: Task<Void, Never>?
+
+        init(id: UInt64, amount: Int, continuation: CheckedContinuation<Bool, Never>) {
+            (self.id, self.amount, self.continuation) = (id, amount, continuation)
+        }
+
+        func resume(_ admitted: Bool) {
+            timer?.cancel()
+            continuation.resume(returning: admitted)
+        }
     }
 
     private let lock = NSLock()
@@ -109,20 +137,21 @@ final class PixelBudget: @unchecked Sendable {
         }
         guard let id else { return true }
         return await withCheckedContinuation { continuation in
+            let waiter = Waiter(id: id, amount: amount, continuation: continuation)
             let queued = lock.withLock { () -> Bool in
                 // Room may have come back between the first look and now.
                 if waiters.isEmpty && available >= amount {
                     available -= amount
                     return false
                 }
-                waiters.append(Waiter(id: id, amount: amount, continuation: continuation))
+                waiter.timer = Task { [weak self] in
+                    guard (try? await Task.sleep(for: within)) != nil else { return }
+                    self?.expire(id)
+                }
+                waiters.append(waiter)
                 return true
             }
-            guard queued else { continuation.resume(returning: true); return }
-            Task { [weak self] in
-                try? await Task.sleep(for: within)
-                self?.expire(id)
-            }
+            if !queued { continuation.resume(returning: true) }
         }
     }
 
@@ -131,7 +160,7 @@ final class PixelBudget: @unchecked Sendable {
             available = min(capacity, available + min(amount, capacity))
             return admitWaiting()
         }
-        for w in ready { w.continuation.resume(returning: true) }
+        for w in ready { w.resume(true) }
     }
 
     private func expire(_ id: UInt64) {
@@ -142,7 +171,7 @@ final class PixelBudget: @unchecked Sendable {
             return (w, admitWaiting())
         }
         expired?.continuation.resume(returning: false)
-        for w in ready { w.continuation.resume(returning: true) }
+        for w in ready { w.resume(true) }
     }
 
     /// Waiters that fit now, in order; call with `lock` held.

@@ -1,11 +1,12 @@
+import CLIPImage
 import CLIPIndex
 import Foundation
 
-/// Thumbnails for the search page and clip-front: made off Swift's cooperative threads (a page asks for sixty at
-/// once, and decoding a 12-megapixel JPEG takes a tenth of a second: on the two threads that also admit and refuse
-/// requests, that would stall every route), two at a time, and kept in a small cache keyed by the file's size and
-/// modification time, so a changed file gets a new thumbnail.
+/// Thumbnails for the search page and clip-front, kept in a small cache keyed by the file's size and modification
+/// time (a changed file gets a new one). They are made on the request-work pool within the same pixel budget as
+/// request images: a page asks for sixty at once, and a library's 100-megapixel photo decodes to 400 MB.
 final class Thumbnails: @unchecked Sendable {
+    // @unchecked: `cache`, `order` and `bytes` are touched under `lock` only.
     struct Key: Hashable {
         var path: String
         var side: Int
@@ -18,28 +19,17 @@ final class Thumbnails: @unchecked Sendable {
     private var order: [Key] = []
     private var bytes = 0
     private let budget: Int
-    private let queue = DispatchQueue(label: "clip.thumbnails", attributes: .concurrent)
-    private let slots: DispatchSemaphore
 
-    init(budget: Int = 64 << 20, concurrent: Int = 2) {
-        self.budget = budget
-        slots = DispatchSemaphore(value: concurrent)
-    }
+    init(budget: Int = 64 << 20) { self.budget = budget }
 
     /// A PNG of `path` at most `side` pixels on its longer side, or nil when the file cannot be read or decoded.
-    func png(_ path: String, side: Int) async -> [UInt8]? {
+    func png(_ path: String, side: Int, work: RequestWork) async throws -> [UInt8]? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         let key = Key(path: path, side: side, size: Int64(st.st_size), modified: modificationNanoseconds(st))
         if let hit = lock.withLock({ cache[key] }) { return hit }
-        let made: [UInt8]? = await withCheckedContinuation { continuation in
-            queue.async { [slots] in
-                slots.wait()
-                defer { slots.signal() }
-                continuation.resume(returning: ContactSheet.thumbnailPNG(path, side: side))
-            }
-        }
-        if let made { store(made, for: key) }
+        guard let made = try await work.thumbnail(path, side: side) else { return nil }
+        store(made, for: key)
         return made
     }
 

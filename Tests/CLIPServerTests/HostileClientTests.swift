@@ -199,6 +199,13 @@ struct HostileClientTests {
                 #expect(try waiting.receive().hasPrefix("HTTP/1.1 413"))
                 #expect(waiting.closedByPeer(waiting: 5))
             }
+            await step("pipelined requests, the second asking to close: both answered, then closed") {
+                let pipelined = try RawConnection(port: port)
+                try pipelined.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                var answers = ""
+                while !pipelined.closedByPeer(waiting: 3) { answers += try pipelined.receive() }
+                #expect(answers.components(separatedBy: "HTTP/1.1 200").count - 1 == 2, "\(answers)")
+            }
             await step("chunked past the limit") {
                 let chunked = try RawConnection(port: port)
                 try chunked.send("POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + String(repeating: "400\r\n" + String(repeating: "a", count: 1024) + "\r\n", count: 8) + "0\r\n\r\n")

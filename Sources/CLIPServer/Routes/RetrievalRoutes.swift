@@ -79,8 +79,14 @@ enum RetrievalRoutes {
         } else {
             throw RequestError("must fill one of text, image and embedding_input")
         }
-        var hits = try index.search.search(query, top: numResults)
-        if body.deduplicate ?? false { hits = deduplicated(hits, search: index.search) }
+        let deduplicate = body.deduplicate ?? false
+        // Each hit is compared with those kept: bounded so a request stays a fraction of a second.
+        guard !deduplicate || numImages <= 1000 else { throw RequestError("num_images must be within 1...1000 with deduplicate") }
+        let search = index.search
+        let hits = try await state.work.run { () throws -> [SearchHit] in
+            let found = try search.search(query, top: numResults)
+            return deduplicate ? deduplicated(found, keeping: numImages, search: search) : found
+        }
         let base = baseURL(request)
         return try jsonResponse(hits.prefix(numImages).map { hit in
             Hit(id: hit.id, similarity: hit.score, url: "\(base)/thumbnails/\(hit.id)", imagePath: hit.path,
@@ -90,10 +96,11 @@ enum RetrievalRoutes {
 
     /// Drops a hit whose embedding is within cosine 0.94 of a better one (clip back's threshold): bursts of the
     /// same shot show once.
-    static func deduplicated(_ hits: [SearchHit], search: PhotoSearch) -> [SearchHit] {
+    static func deduplicated(_ hits: [SearchHit], keeping limit: Int, search: PhotoSearch) -> [SearchHit] {
+        let vectors = search.vectors(fileIDs: Set(hits.map(\.id)))
         var kept: [SearchHit] = [], keptVectors: [[Float]] = []
-        for hit in hits {
-            guard let v = search.vector(fileID: hit.id) else { kept.append(hit); continue }
+        for hit in hits where kept.count < limit {
+            guard let v = vectors[hit.id] else { kept.append(hit); continue }
             let duplicate = keptVectors.contains { k in zip(k, v).reduce(Float(0)) { $0 + $1.0 * $1.1 } >= 0.94 }
             if !duplicate { kept.append(hit); keptVectors.append(v) }
         }

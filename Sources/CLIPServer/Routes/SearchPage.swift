@@ -19,7 +19,7 @@ enum SearchPage {
         router.get("/static/style.css") { _, _ in try asset("style.css", type: "text/css; charset=utf-8") }
         router.get("/api/search") { request, _ in try await search(request, state) }
         router.get("/thumbnails/:id") { request, context in try await thumbnail(request, context, state) }
-        router.get("/files/:id") { request, context in try original(request, context, state) }
+        router.get("/files/:id") { request, context in try await original(request, context, state) }
     }
 
     static func asset(_ name: String, type: String) throws -> Response {
@@ -67,6 +67,10 @@ enum SearchPage {
         if !words.isEmpty {
             let terms: [QueryTerm]
             do { terms = try QueryTerm.parse(words, isImageFile: { _ in false }) } catch { throw RequestError("\(error)") }
+            // Each term is one input to the model, as an item of /v1/embeddings is.
+            guard terms.count <= state.service.maxInputsPerRequest else {
+                throw RequestError("the query has \(terms.count) terms; at most \(state.service.maxInputsPerRequest) (clip serve --max-inputs)")
+            }
             let texts = terms.map { term -> String in if case .text(let t) = term.source { return t } else { return "" } }
             let tokens = try await state.tokens(texts, truncate: true) { texts[$0].debugDescription }
             let rows = try await state.service.embed(tokens: tokens, reservation: reservation)
@@ -75,7 +79,8 @@ enum SearchPage {
         guard !weighted.isEmpty else { throw RequestError("type something to search for (q=…), or pick an image (like=ID)") }
         let query: [Float]
         do { query = try PhotoSearch.combine(weighted) } catch { throw RequestError("\(error)") }
-        let hits = try index.search.search(query, top: top)
+        let search = index.search
+        let hits = try await state.work.run { try search.search(query, top: top) }
         let root = index.search.index.root
         let results = Results(query: q, vectors: index.search.vectors.count,
                               milliseconds: started.duration(to: .now).inSeconds * 1000,
@@ -116,7 +121,7 @@ enum SearchPage {
         let path = try servable(context, state)
         let size = formParameter(request, "size").map { Int($0) } ?? 256
         guard let size, (16...1024).contains(size) else { throw RequestError("size must be a number within 16...1024") }
-        guard let png = await state.thumbnails.png(path, side: size) else {
+        guard let png = try await state.thumbnails.png(path, side: size, work: state.work) else {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "max-age=3600"],
@@ -125,10 +130,10 @@ enum SearchPage {
 
     /// `GET /files/ID`: the indexed file itself (only files the index holds, by id: no path ever comes from the
     /// request).
-    static func original(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) throws -> Response {
+    static func original(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
         let path = try servable(context, state)
         let bytes: [UInt8]
-        do { bytes = try ImagePreprocessor.readImageFile(path) } catch {
+        do { bytes = try await state.work.run { try ImagePreprocessor.readImageFile(path) } } catch {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be read any more", status: 404)
         }
         // The file may have changed since it was indexed: only image bytes leave, typed by what they are.
