@@ -92,8 +92,10 @@ enum IndexSchema {
     /// Refuses a file that is not a clip index, without writing to it. A missing or empty file is a new index.
     static func check(_ path: String, shownAs name: String) throws(IndexError) {
         var st = stat()
-        guard stat(path, &st) == 0, st.st_size > 0 else { return }
+        guard stat(path, &st) == 0 else { return }
+        // The kind first: a FIFO or a device has no size, and opening one would wait for ever.
         guard st.st_mode & S_IFMT == S_IFREG else { throw IndexError("\(name): not a clip index (not a regular file)") }
+        guard st.st_size > 0 else { return }
         var configuration = Configuration()
         configuration.readonly = true
         configuration.label = "clip-index-check"
@@ -135,7 +137,9 @@ enum IndexSchema {
         guard clip_sqlite_harden(db.sqliteConnection) == SQLITE_OK else {
             throw IndexError("cannot configure SQLite defensively: \(String(cString: sqlite3_errmsg(db.sqliteConnection)))")
         }
-        try db.execute(sql: "PRAGMA trusted_schema = OFF")
+        // SQLite's advice for files from elsewhere: check cell sizes as pages are read, and read pages with read()
+        // rather than a mapping that a truncated file turns into SIGBUS.
+        try db.execute(sql: "PRAGMA trusted_schema = OFF; PRAGMA cell_size_check = ON; PRAGMA mmap_size = 0")
     }
 
     /// Runs `body`, interrupting SQLite if it takes longer than `seconds` (a schema check reads a few rows).

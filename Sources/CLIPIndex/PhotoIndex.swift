@@ -97,7 +97,9 @@ public final class PhotoIndex: Sendable {
         }
         do {
             pool = try DatabasePool(path: absolute, configuration: configuration)
+            let before = try pool.read { db in try IndexSchema.migrator.appliedIdentifiers(db) }
             try IndexSchema.migrator.migrate(pool)
+            if before.contains("v1") && !before.contains("v2") { try Self.recordFoldersOfOlderIndex(pool, root: folder) }
         } catch {
             throw IndexError.database(absolute, error)
         }
@@ -244,11 +246,11 @@ public final class PhotoIndex: Sendable {
 
     // MARK: Paths
 
-    /// The folders indexed into this index (real paths), the only places the server serves files from. An index
-    /// written before folders were recorded has its own folder.
+    /// The folders indexed into this index (real paths), the only places the server serves files from: absolute,
+    /// and never the root of the file system (a hostile index could claim it).
     public func indexedFolders() throws(IndexError) -> [String] {
-        let folders = try read { db in try String.fetchAll(db, sql: "SELECT path FROM folders ORDER BY path") }
-        return folders.isEmpty ? [root] : folders
+        try read { db in try String.fetchAll(db, sql: "SELECT path FROM folders ORDER BY path") }
+            .filter { $0.hasPrefix("/") && $0 != "/" && !$0.hasSuffix("/") }
     }
 
     /// Records folders (real paths) as indexed.
@@ -258,9 +260,29 @@ public final class PhotoIndex: Sendable {
         }
     }
 
-    /// Whether a real path lies inside one of `folders`.
+    /// Whether a real path lies inside one of `folders` (absolute real paths; "/" contains nothing here).
     public static func isInside(_ path: String, folders: [String]) -> Bool {
-        folders.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+        folders.contains { $0.hasPrefix("/") && $0 != "/" && path.hasPrefix($0 + "/") }
+    }
+
+    /// An index written before the folders table records none: its folders are taken to be those its images are
+    /// in (their real parent folders), so the server serves what it served before, and nothing more.
+    static func recordFoldersOfOlderIndex(_ pool: DatabasePool, root: String) throws {
+        try pool.write { db in
+            guard try Int.fetchOne(db, sql: "SELECT count(*) FROM folders") == 0 else { return }
+            let paths = try String.fetchAll(db, sql: "SELECT path FROM files WHERE error IS NULL AND deleted = 0")
+            var folders = Set<String>()
+            for stored in paths {
+                let absolute = stored.hasPrefix("/") ? stored : root + "/" + stored
+                let parent = (absolute as NSString).deletingLastPathComponent
+                guard !folders.contains(parent), let real = realpath(parent, nil) else { continue }
+                folders.insert(String(cString: real))
+                free(real)
+            }
+            for f in folders where f != "/" {
+                try db.execute(sql: "INSERT OR IGNORE INTO folders (path) VALUES (?)", arguments: [f])
+            }
+        }
     }
 
     /// The stored form of an absolute path: relative when under the root.
@@ -324,8 +346,10 @@ public final class PhotoIndex: Sendable {
                     counts.files = db.changesCount
                     // The other index's folders come along, so its files are served from here too. An older index
                     // recorded none: its own folder is its files' place.
-                    let folders = try String.fetchAll(db, sql: "SELECT path FROM src.folders")
-                    for f in folders.isEmpty ? [otherRoot] : folders {
+                    // Only folders that exist here as directories: a merged index cannot claim more than is there.
+                    for f in try String.fetchAll(db, sql: "SELECT path FROM src.folders") where f.hasPrefix("/") && f != "/" {
+                        var st = stat()
+                        guard stat(f, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { continue }
                         try db.execute(sql: "INSERT OR IGNORE INTO folders (path) VALUES (?)", arguments: [f])
                     }
                     try PhotoIndex.bumpGeneration(db)

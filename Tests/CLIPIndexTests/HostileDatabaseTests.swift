@@ -71,6 +71,17 @@ struct HostileDatabaseTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
     }
 
+    @Test("a served index claims no more than real folders: not the root, not an empty path")
+    func claimedFolders() throws {
+        let index = try PhotoIndex(path: try scratchDirectory("hostile-db") + "/claims.sqlite")
+        try index.write { db in
+            for f in ["/", "", "relative/dir", "/tmp/"] { try db.execute(sql: "INSERT INTO folders (path) VALUES (?)", arguments: [f]) }
+        }
+        #expect(try index.indexedFolders().isEmpty)
+        #expect(!PhotoIndex.isInside("/etc/passwd", folders: ["/", ""]))
+        #expect(PhotoIndex.isInside("/photos/a.jpg", folders: ["/photos"]) && !PhotoIndex.isInside("/photos2/a.jpg", folders: ["/photos"]))
+    }
+
     @Test("random bytes, and a folder, are refused by name")
     func notADatabase() throws {
         let dir = try scratchDirectory("hostile-db")
@@ -84,7 +95,8 @@ struct HostileDatabaseTests {
     func olderIndex() throws {
         let path = try clipIndex("older", extra: "INSERT INTO files (path, size, modified) VALUES ('a.png', 1, 1);")
         let index = try PhotoIndex(path: path)
-        #expect(try index.indexedFolders() == [index.root])
+        // Its folders are taken to be those its images are in.
+        #expect(try index.indexedFolders() == [URL(fileURLWithPath: index.root).resolvingSymlinksInPath().path])
         #expect(try index.read { try Int32.fetchOne($0, sql: "PRAGMA application_id") } == IndexSchema.applicationID)
         // And opened again, now as a current index.
         _ = try PhotoIndex(path: path)
