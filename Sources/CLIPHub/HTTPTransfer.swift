@@ -274,15 +274,7 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
             return
         }
         var start = 0
-        if r.status == 200 {
-            // A full answer (the server ignored the Range, or none was sent): the file starts over.
-            do { try file.truncate(atOffset: 0) } catch {
-                fail("cannot truncate the download: \(error.localizedDescription)")
-                completionHandler(.cancel)
-                return
-            }
-            lock.withLock { written = 0 }
-        } else {
+        if r.status == 206 {
             let rangeStart = r["content-range"].flatMap(Self.rangeStart)
             guard rangeStart == written else {
                 fail("the server answered the range bytes=\(written)- with Content-Range \(r["content-range"] ?? "(none)")")
@@ -291,11 +283,21 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
             }
             start = written
         }
+        // Judged before anything is truncated: a proxy's 200 of another size must not cost the bytes resumed so far.
         let total = length.map { $0.addingReportingOverflow(start).overflow ? Int.max : $0 + start }
-        if let problem = sizeProblem(total: total) {
+        if let problem = sizeProblem(total: total, kept: start) {
             fail(problem)
             completionHandler(.cancel)
             return
+        }
+        if r.status == 200 {
+            // A full answer (the server ignored the Range, or none was sent): the file starts over.
+            do { try file.truncate(atOffset: 0) } catch {
+                fail("cannot truncate the download: \(error.localizedDescription)")
+                completionHandler(.cancel)
+                return
+            }
+            lock.withLock { written = 0 }
         }
         expected = total ?? expectedSize
         do { try file.seekToEnd() } catch {
@@ -308,7 +310,7 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
     }
 
     /// Why a download of `total` bytes (nil: not announced) cannot be right or cannot fit.
-    private func sizeProblem(total: Int?) -> String? {
+    private func sizeProblem(total: Int?, kept: Int) -> String? {
         if let total, let expectedSize, total != expectedSize {
             return "the server announces \(total) bytes where the Hub said \(expectedSize)"
         }
@@ -316,7 +318,7 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         if size > limits.maximumFileBytes {
             return "the server announces \(size) bytes, more than any model file (\(megabytes(limits.maximumFileBytes)))"
         }
-        if let folder, let problem = limits.checkRoom(for: size - written, in: folder) {
+        if let folder, let problem = limits.checkRoom(for: size - kept, in: folder) {
             return "the download does not fit: \(problem)"
         }
         return nil

@@ -75,6 +75,18 @@ struct HostileHubTests {
         #expect(message.contains("announces 1000000 bytes where the Hub said 100"), "\(message)")
     }
 
+    @Test("a resumed download answered 200 with another size keeps what it had")
+    func resumedKeepsItsBytes() throws {
+        let (_, hub) = try hostile(announced: "100000", cdn: .init(status: 200, headers: ["Content-Length": "999"],
+                                                                   body: [UInt8](repeating: 7, count: 999)))
+        let blobs = hub.storageFolder("evil/repo") + "/blobs"
+        try FileManager.default.createDirectory(atPath: blobs, withIntermediateDirectories: true)
+        try Data(repeating: 1, count: 500).write(to: URL(fileURLWithPath: "\(blobs)/\(Self.sha).incomplete"))
+        let (message, _) = failure(hub)
+        #expect(message.contains("announces 999 bytes where the Hub said 100000"), "\(message)")
+        #expect(incomplete(hub)["\(Self.sha).incomplete"] == 500)
+    }
+
     @Test("sizes that cannot be right are refused before anything is written", arguments: ["4611686018427387904", "-5", "12abc"])
     func impossibleSizes(_ size: String) throws {
         let (server, hub) = try hostile(announced: size, cdn: .init(status: 200, endless: true))
