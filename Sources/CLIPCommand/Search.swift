@@ -45,7 +45,8 @@ struct Search: ParsableCommand {
     var exact = false
 
     func validate() throws {
-        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        // The scan keeps the best `top` in a sorted list: it is for the hits a person looks at, not the whole index.
+        guard (1...10_000).contains(top) else { throw ValidationError("--top must be within 1...10000") }
         guard !(json && filepathOnly) else { throw ValidationError("--json and --filepath-only exclude each other") }
     }
 

@@ -43,8 +43,8 @@ public struct QueryTerm: Sendable, Equatable {
         return try groups.map { (g) throws(IndexError) -> QueryTerm in
             var text = g.words.joined(separator: " "), weight: Float = 1
             if let colon = text.firstIndex(of: ":"), let w = Float(text[..<colon]) {
-                guard w.isFinite, w > 0 else {
-                    throw IndexError("query word \(g.first + 1) '\(g.words[0])': a weight must be a positive number (use '-' to subtract)")
+                guard w.isFinite, w > 0, w <= 1000 else {
+                    throw IndexError("query word \(g.first + 1) '\(g.words[0])': a weight must be a positive number, at most 1000 (use '-' to subtract)")
                 }
                 weight = w
                 text = String(text[text.index(after: colon)...])
@@ -150,13 +150,16 @@ public struct PhotoSearch: Sendable {
     /// The weighted sum of unit embeddings, renormalised: how terms make one query.
     public static func combine(_ terms: [(weight: Float, vector: ArraySlice<Float>)]) throws(IndexError) -> [Float] {
         guard let d = terms.first?.vector.count else { throw IndexError("the query is empty") }
-        var sum = [Float](repeating: 0, count: d)
+        // In double precision: weights near Float's largest (3e38) would overflow the sum and leave NaN scores.
+        var sum = [Double](repeating: 0, count: d)
         for (weight, vector) in terms {
-            for (j, x) in vector.enumerated() { sum[j] += weight * x }
+            guard weight.isFinite else { throw IndexError("a query weight is not a finite number") }
+            for (j, x) in vector.enumerated() { sum[j] += Double(weight) * Double(x) }
         }
+        let largest = terms.map { abs(Double($0.weight)) }.max() ?? 1
         let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        guard norm > 1e-6 else { throw IndexError("the query's terms cancel out; nothing is left to search for") }
-        return sum.map { $0 / norm }
+        guard norm.isFinite, norm > 1e-6 * largest else { throw IndexError("the query's terms cancel out; nothing is left to search for") }
+        return sum.map { Float($0 / norm) }
     }
 
     /// The `top` files most similar to `query` (unit length, from `queryVector`), best first.
@@ -167,12 +170,16 @@ public struct PhotoSearch: Sendable {
         let found = vectors.nearest(to: query, k: top, compressed: compressed, candidates: max(candidates, top))
         guard !found.isEmpty else { return [] }
         let ids = found.map { vectors.fileID($0.row) }
-        let rows = try index.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, path, width, height FROM files WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))",
-                             arguments: StatementArguments(ids))
-        }
         var byID: [Int64: (String, Int?, Int?)] = [:]
-        for r in rows { byID[r[0]] = (r[1], r[2], r[3]) }
+        // In groups: SQLite takes at most 32,766 parameters a statement.
+        for start in stride(from: 0, to: ids.count, by: 10_000) {
+            let group = Array(ids[start..<min(start + 10_000, ids.count)])
+            let rows = try index.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, path, width, height FROM files WHERE id IN (\(group.map { _ in "?" }.joined(separator: ",")))",
+                                 arguments: StatementArguments(group))
+            }
+            for r in rows { byID[r[0]] = (r[1], r[2], r[3]) }
+        }
         return found.compactMap { hit in
             guard let (path, w, h) = byID[vectors.fileID(hit.row)] else { return nil }
             return SearchHit(id: vectors.fileID(hit.row), path: index.absolutePath(path), score: hit.score, width: w, height: h)

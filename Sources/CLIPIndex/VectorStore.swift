@@ -163,7 +163,9 @@ public final class VectorStore: @unchecked Sendable {
     public func nearest(to query: [Float], k: Int, compressed: CompressedVectors? = nil,
                         candidates: Int = 0) -> [(row: Int, score: Float)] {
         guard k > 0, count > 0, query.count == dimension else { return [] }
-        let keep = compressed == nil ? k : max(candidates, k)
+        // More than every row is every row: a k of 2^63 reserved that much and overflowed.
+        let k = min(k, count)
+        let keep = min(compressed == nil ? k : max(candidates, k), count)
         let parts = min(max(availableCores, 1) * 4, max(count / 4096, 1))
         let bounds = chunkBounds(total: count, parts: parts, granule: 1)
         var partial = [[(row: Int, score: Float)]](repeating: [], count: bounds.count - 1)
