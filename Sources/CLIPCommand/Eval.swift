@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIPFiles
 import CLIPCommandSupport
 import CLIPImage
 import CLIPKit
@@ -64,7 +65,13 @@ func captionedFolder(_ root: String) throws -> ([String], [String]) {
     while let p = walker.nextObject() as? String { all.append(p) }
     for p in all.sorted() where ImageFormat.hasImageExtension(p) {
         let txt = "\(root)/\((p as NSString).deletingPathExtension).txt"
-        guard let caption = try? String(contentsOfFile: txt, encoding: .utf8) else { continue }
+        // Read to the caption limit training reads with: a 200 MB .txt took 7 GB to tokenize.
+        let bytes: [UInt8]
+        do { bytes = try RegularFile.contents(of: txt, limit: maximumCaptionBytes) } catch {
+            if case .noSuchFile = error.problem { continue }
+            throw CLIError(error.description)
+        }
+        guard let caption = String(validating: bytes, as: UTF8.self) else { throw CLIError("\(txt): the caption is not UTF-8 text") }
         files.append("\(root)/\(p)")
         texts.append(caption.trimmingCharacters(in: .whitespacesAndNewlines))
     }
@@ -80,8 +87,14 @@ struct LinearProbeCommand: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @Option(help: "Training images: class name/*.jpg.") var train: String
     @Option(help: "Test images with the same class folders.") var test: String
-    @Option(help: "L2 penalty on the weights.") var lambda: Float = 1e-4
-    @Option(help: "Optimisation iterations.") var iterations = 500
+    @Option(help: "L2 penalty on the weights, within 0...1e6.") var lambda: Float = 1e-4
+    @Option(help: "Optimisation iterations, within 1...100000.") var iterations = 500
+
+    func validate() throws {
+        // NaN or infinity made every score equal and reported a perfect 1.0.
+        guard lambda.isFinite, (0...1e6).contains(lambda) else { throw ValidationError("--lambda must be a number within 0...1e6") }
+        guard (1...100_000).contains(iterations) else { throw ValidationError("--iterations must be within 1...100000") }
+    }
 
     func run() throws {
         try reportingErrors {

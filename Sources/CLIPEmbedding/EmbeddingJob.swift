@@ -16,6 +16,8 @@ public struct EmbeddingInput: Sendable, Equatable {
     public var caption: String?
     /// Where a tar member's bytes are.
     public var member: TarMember?
+    /// Why the input is recorded as failed without being read (a caption past the limit), or nil.
+    public var problem: String?
 
     public struct TarMember: Sendable, Equatable {
         public var tar: String
@@ -139,8 +141,20 @@ public final class EmbeddingInputs {
             defer { i += 1 }
             let path = paths[i]
             let txt = (path as NSString).deletingPathExtension + ".txt"
-            let caption = (try? String(contentsOfFile: txt, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-            return EmbeddingInput(path: path, caption: caption)
+            // Read to the caption limit (a 200 MB .txt took 7 GB to tokenize); one past it, or not UTF-8, fails its
+            // input rather than being embedded as an empty caption.
+            var input = EmbeddingInput(path: path)
+            do throws(FileError) {
+                let bytes = try RegularFile.contents(of: txt, limit: maximumCaptionBytes)
+                if let text = String(validating: bytes, as: UTF8.self) {
+                    input.caption = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                } else {
+                    input.problem = "\(txt): the caption is not UTF-8 text"
+                }
+            } catch {
+                if error.problem != .noSuchFile { input.problem = error.description }
+            }
+            return input
         }
     }
 }
@@ -291,6 +305,7 @@ public struct EmbeddingJob {
                 let base = o.baseAddress!
                 parallelFor(batch.count) { i in
                     do {
+                        if let problem = batch[i].problem { throw EmbeddingJobError(problem) }
                         if let m = batch[i].member {
                             guard m.size <= 64 << 20 else { throw EmbeddingJobError("\(batch[i].path): image of \(m.size) bytes") }
                             let bytes = try RegularFile(path: m.tar).read(at: m.offset, count: m.size)

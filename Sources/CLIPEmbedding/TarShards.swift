@@ -39,15 +39,20 @@ extension EmbeddingInputs {
             if ext == "txt" { captions[key] = m }
         }
         return try images.map { (i) throws(EmbeddingJobError) -> EmbeddingInput in
-            var caption: String?
-            if let c = captions[i.key], c.size <= 1 << 20 {
+            var input = EmbeddingInput(path: "\(path):\(i.member.name)",
+                                       member: .init(tar: path, offset: i.member.offset, size: i.member.size))
+            if let c = captions[i.key] {
+                // Past the caption limit the input fails, named, rather than being embedded as an empty caption.
+                guard c.size <= maximumCaptionBytes else {
+                    input.problem = "\(path):\(c.name): a caption of \(c.size) bytes, more than the \(maximumCaptionBytes) read"
+                    return input
+                }
                 do {
-                    caption = String(decoding: try file.read(at: c.offset, count: c.size), as: UTF8.self)
+                    input.caption = String(decoding: try file.read(at: c.offset, count: c.size), as: UTF8.self)
                         .trimmingCharacters(in: .whitespacesAndNewlines)
                 } catch { throw EmbeddingJobError("\(error)") }
             }
-            return EmbeddingInput(path: "\(path):\(i.member.name)", caption: caption,
-                                  member: .init(tar: path, offset: i.member.offset, size: i.member.size))
+            return input
         }
     }
 }

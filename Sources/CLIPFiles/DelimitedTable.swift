@@ -1,3 +1,8 @@
+/// The longest caption read (training tables and `.txt` files, webdataset members, evaluation and embedding
+/// folders), in UTF-8 bytes: CLIP reads 77 tokens (a few hundred characters), and cleaning and tokenizing cost about a
+/// microsecond a byte, so a 40 MB caption took 28 s and 3 GiB before this bound.
+package let maximumCaptionBytes = 64 << 10
+
 /// Why a table (open_clip's CSV/TSV of image paths and captions) could not be read; names the file and line.
 package struct TableError: Error, CustomStringConvertible, Sendable {
     package let description: String
@@ -7,10 +12,26 @@ package struct TableError: Error, CustomStringConvertible, Sendable {
 /// RFC 4180 fields: separators, quotes ("" inside quotes), CRLF or LF line ends. A field longer than
 /// `maxFieldBytes` is an error naming its line, found before the field is kept.
 package enum DelimitedTable {
+    /// Every row, blank lines left out.
     package static func parse(_ bytes: [UInt8], separator: UInt8, name: String,
                               maxFieldBytes: Int = .max) throws(TableError) -> [[String]] {
-        var rows: [[String]] = [], row: [String] = [], field: [UInt8] = []
-        var quoted = false, i = 0, line = 1
+        var rows: [[String]] = []
+        try forEachRow(bytes, separator: separator, name: name, maxFieldBytes: maxFieldBytes) { (row, _) in rows.append(row) }
+        return rows
+    }
+
+    /// Hands each row to `body` with its first line's number, without keeping them: a table of millions of rows
+    /// (or of 50 million blank lines) costs only what `body` keeps.
+    package static func forEachRow(_ bytes: [UInt8], separator: UInt8, name: String, maxFieldBytes: Int = .max,
+                                   _ body: ([String], Int) throws(TableError) -> Void) throws(TableError) {
+        var row: [String] = [], field: [UInt8] = []
+        var quoted = false, i = 0, line = 1, rowLine = 1
+        func endRow() throws(TableError) {
+            row.append(String(decoding: field, as: UTF8.self))
+            field = []
+            if !(row.count == 1 && row[0].isEmpty) { try body(row, rowLine) }
+            row = []
+        }
         while i < bytes.count {
             let b = bytes[i]
             if b == 10 { line += 1 }
@@ -26,14 +47,13 @@ package enum DelimitedTable {
             } else if b == separator {
                 row.append(String(decoding: field, as: UTF8.self)); field = []
             } else if b == 10 || b == 13 {
-                if b == 13 && i + 1 < bytes.count && bytes[i + 1] == 10 { i += 1 }
-                row.append(String(decoding: field, as: UTF8.self)); field = []
-                rows.append(row); row = []
+                if b == 13 && i + 1 < bytes.count && bytes[i + 1] == 10 { i += 1; line += 1 }
+                try endRow()
+                rowLine = line
             } else { field.append(b) }
             i += 1
         }
         if quoted { throw TableError("\(name): a quoted field is not closed before the end of the file") }
-        if !field.isEmpty || !row.isEmpty { row.append(String(decoding: field, as: UTF8.self)); rows.append(row) }
-        return rows
+        if !field.isEmpty || !row.isEmpty { try endRow() }
     }
 }

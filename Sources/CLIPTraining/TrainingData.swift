@@ -42,10 +42,6 @@ public struct SyntheticData: TrainingData {
     }
 }
 
-/// The longest caption read, in UTF-8 bytes: CLIP reads 77 tokens (a few hundred characters), and cleaning and
-/// tokenizing cost about a microsecond a byte, so a 40 MB caption took 28 s and 3 GiB before this bound.
-public let maximumCaptionBytes = 64 << 10
-
 /// Images from files with their captions: a folder of images with same-named `.txt` captions, or open_clip's CSV/TSV.
 public struct FileData: TrainingData {
     /// (image path, caption or the caption file to read).
@@ -89,24 +85,29 @@ public struct FileData: TrainingData {
         let bytes: [UInt8]
         do { bytes = try RegularFile.contents(of: path, limit: 1 << 30) } catch { throw DataError(error.description) }
         let separator: UInt8 = path.lowercased().hasSuffix(".tsv") ? 9 : 44
-        let rows: [[String]]
-        do { rows = try DelimitedTable.parse(bytes, separator: separator, name: path, maxFieldBytes: maximumCaptionBytes) } catch {
+        let base = (path as NSString).deletingLastPathComponent
+        var header: [String]?, columns = (image: 0, caption: 0)
+        var items: [(String, Caption)] = []
+        do {
+            try DelimitedTable.forEachRow(bytes, separator: separator, name: path, maxFieldBytes: maximumCaptionBytes) { (row, line) throws(TableError) in
+                guard let header else {
+                    guard let i = row.firstIndex(of: imageKey), let c = row.firstIndex(of: captionKey) else {
+                        throw TableError("\(path): the header \(row) has no '\(imageKey)' and '\(captionKey)' columns (set them with --csv-image-key / --csv-caption-key)")
+                    }
+                    (header, columns) = (row, (i, c))
+                    return
+                }
+                guard row.count > max(columns.image, columns.caption) else {
+                    throw TableError("\(path): line \(line) has \(row.count) fields, the header \(header.count)")
+                }
+                var image = row[columns.image]
+                if !image.hasPrefix("/"), !FileManager.default.fileExists(atPath: image), !base.isEmpty { image = "\(base)/\(image)" }
+                items.append((image, .text(row[columns.caption])))
+            }
+        } catch {
             throw DataError(error.description)
         }
-        guard let header = rows.first else { throw DataError("\(path): the table is empty") }
-        guard let imageColumn = header.firstIndex(of: imageKey), let captionColumn = header.firstIndex(of: captionKey) else {
-            throw DataError("\(path): the header \(header) has no '\(imageKey)' and '\(captionKey)' columns (set them with --csv-image-key / --csv-caption-key)")
-        }
-        let base = (path as NSString).deletingLastPathComponent
-        var items: [(String, Caption)] = []
-        for (line, row) in rows.dropFirst().enumerated() where !(row.count == 1 && row[0].isEmpty) {
-            guard row.count > max(imageColumn, captionColumn) else {
-                throw DataError("\(path): row \(line + 2) has \(row.count) fields, the header \(header.count)")
-            }
-            var image = row[imageColumn]
-            if !image.hasPrefix("/"), !FileManager.default.fileExists(atPath: image), !base.isEmpty { image = "\(base)/\(image)" }
-            items.append((image, .text(row[captionColumn])))
-        }
+        guard header != nil else { throw DataError("\(path): the table is empty") }
         guard !items.isEmpty else { throw DataError("\(path): the table has a header but no rows") }
         self.items = items
         description = "\(path): \(items.count) rows"

@@ -156,6 +156,22 @@ struct TarShardTests {
         #expect(zip(direct, img.values[(2 * 64)...]).allSatisfy { abs($0 - $1) <= 1e-6 })
     }
 
+    /// A caption past the limit fails its input, named, instead of being embedded as an empty caption.
+    @Test("a caption member past the caption limit fails its input")
+    func oversizedTarCaption() throws {
+        let dir = try scratchDirectory("tar-caption")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeImage("\(dir)/x.png", seed: 4)
+        let image = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/x.png")))
+        try Data(tarArchive([("k1.png", image), ("k1.txt", [UInt8](repeating: 0x61, count: 70_000)),
+                             ("k2.png", image), ("k2.txt", Array("a cat".utf8))]))
+            .write(to: URL(fileURLWithPath: "\(dir)/s.tar"))
+        let report = try EmbeddingJob(pipeline: pipeline).run(try EmbeddingInputs.tars(["\(dir)/s.tar"]),
+                                                              shard: nil, directory: "\(dir)/out", part: 0, withText: true)
+        #expect(report.embedded == 1 && report.failed.count == 1)
+        #expect(report.failed.first?.reason.contains("k1.txt: a caption of 70000 bytes") == true, "\(report.failed)")
+    }
+
     @Test("a tar whose header lies is refused with the shard and offset named", arguments: ["size", "past end"])
     func hostileTar(kind: String) throws {
         let dir = try scratchDirectory("badtar")
