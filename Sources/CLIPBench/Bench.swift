@@ -56,9 +56,12 @@ package struct Bench: ParsableCommand {
 
     package func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        guard (1...1000).contains(`repeat`) else { throw ValidationError("--repeat must be within 1...1000") }
         if let searchVectors {
-            guard searchVectors >= 1, db != nil else { throw ValidationError("--search-vectors needs a positive count and --db") }
+            // 2^27 vectors of 512 floats is 256 GiB of index: more than any disk here, and a bench is not a fill.
+            guard (1...(1 << 27)).contains(searchVectors), db != nil else {
+                throw ValidationError("--search-vectors needs a count within 1...134217728 and --db")
+            }
         }
         if model == nil, CLIPConfiguration.openAI(architecture) == nil {
             throw ValidationError("unknown architecture '\(architecture)'; choose one of \(CLIPConfiguration.openAIModelNames.joined(separator: ", "))")

@@ -75,7 +75,7 @@ struct Embed: ParsableCommand {
             guard stream.outputDir != nil else { throw ValidationError("--input-list, --input-dir and --input-tar write to --output-dir") }
             guard sources == 1 else { throw ValidationError("give one of --input-list, --input-dir, --input-tar") }
             guard images.isEmpty, texts.isEmpty else { throw ValidationError("--image/--text do not mix with --input-list/--input-dir/--input-tar") }
-            if let part = stream.part, part < 0 { throw ValidationError("--part must be 0 or more") }
+            if let part = stream.part, !(0...(1 << 40)).contains(part) { throw ValidationError("--part must be within 0...1,099,511,627,776") }
         } else {
             guard !images.isEmpty || !texts.isEmpty else { throw ValidationError("give at least one --image or --text, or --input-list/--input-dir with --output-dir") }
         }
@@ -106,9 +106,9 @@ struct Embed: ParsableCommand {
             FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
         }
         let rate = Double(report.embedded) / max(report.seconds, 1e-9)
-        print(String(format: "%@: partition %d%@: %d inputs, %d embedded, %d failed in %.1f s (%.1f images/s)",
-                     output, part, shard.map { " (shard \($0))" } ?? "", report.taken, report.embedded,
-                     report.failed.count, report.seconds, rate))
+        // Interpolated, not %d: String(format:)'s %d keeps 32 bits of a partition number.
+        print("\(output): partition \(part)\(shard.map { " (shard \($0))" } ?? ""): \(report.taken) inputs, \(report.embedded) embedded, "
+              + "\(report.failed.count) failed in \(String(format: "%.1f", report.seconds)) s (\(String(format: "%.1f", rate)) images/s)")
     }
 
     func run() throws {

@@ -70,7 +70,7 @@ struct Index: ParsableCommand {
         static let progressLine: @Sendable (IndexingProgress) -> Void = { p in
             let rate = Double(p.embedded) / max(p.elapsed, 1e-9)
             let eta = Double(p.total - p.done) * p.elapsed / Double(max(p.done, 1))
-            let line = String(format: "\rindexing %d/%d  %.1f images/s  ETA %@   ", p.done, p.total, rate,
+            let line = String(format: "\rindexing %ld/%ld  %.1f images/s  ETA %@   ", p.done, p.total, rate,
                               TrainingRun.formatDuration(eta.isFinite ? eta : 0))
             FileHandle.standardError.write(Data(line.utf8))
         }
@@ -98,11 +98,10 @@ struct Index: ParsableCommand {
                 for (path, reason) in report.failed {
                     FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
                 }
-                print(String(format: "%@: %d images found: %d embedded, %d moved or copied (embedding reused), %d unchanged, %d deleted, %d failed%@ in %.1f s",
-                             photoIndex.path, report.scanned, report.embedded, report.reused, report.unchanged,
-                             report.deleted, report.failed.count,
-                             report.failedBefore > 0 ? " (and \(report.failedBefore) that failed before)" : "",
-                             report.seconds))
+                print("\(photoIndex.path): \(report.scanned) images found: \(report.embedded) embedded, \(report.reused) moved or copied (embedding reused), "
+                      + "\(report.unchanged) unchanged, \(report.deleted) deleted, \(report.failed.count) failed"
+                      + (report.failedBefore > 0 ? " (and \(report.failedBefore) that failed before)" : "")
+                      + " in \(String(format: "%.1f", report.seconds)) s")
                 if report.interrupted {
                     FileHandle.standardError.write(Data("clip: interrupted; everything up to the last batch is saved. Run the same command again to continue.\n".utf8))
                     throw ExitCode(130)

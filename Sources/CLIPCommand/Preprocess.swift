@@ -43,9 +43,12 @@ struct Preprocess: ParsableCommand {
 
     func triple(_ text: String?, _ flag: String) throws -> [Float]? {
         guard let text else { return nil }
-        let values = text.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard values.count == 3, values.allSatisfy(\.isFinite) else {
-            throw ValidationError("\(flag) needs three comma-separated numbers, got '\(text)'")
+        // Every field a number (none dropped), finite, and a standard deviation not so small its quotients overflow.
+        let fields = text.split(separator: ",", omittingEmptySubsequences: false)
+        let values = fields.compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard fields.count == 3, values.count == 3, values.allSatisfy(\.isFinite),
+              flag != "--std" || values.allSatisfy({ $0 >= 1e-6 }) else {
+            throw ValidationError("\(flag) needs three comma-separated numbers\(flag == "--std" ? " of at least 1e-6" : ""), got '\(text)'")
         }
         return values
     }

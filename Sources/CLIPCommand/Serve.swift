@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIPCommandSupport
+import CLIPFiles
 import CLIPIndex
 import CLIPKit
 import CLIPServer
@@ -159,11 +160,21 @@ struct Serve: ParsableCommand {
     /// Keys, one per line; blank lines and #-comments ignored. A file with none is an error (it would lock
     /// everyone out, or, read wrongly, let everyone in).
     static func keys(_ path: String) throws -> Set<String> {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw CLIError("\(path): cannot read the API key file")
+        // A key file is a few lines: 1 MiB at most, keys of printable ASCII up to 4 KiB (as a header carries them).
+        let bytes: [UInt8]
+        do { bytes = try RegularFile.contents(of: path, limit: 1 << 20) } catch {
+            throw CLIError("\(path): cannot read the API key file: \(error.reason)")
         }
-        let keys = Set(text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty && !$0.hasPrefix("#") })
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError("\(path): the API key file is not UTF-8 text") }
+        var keys = Set<String>()
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let key = line.trimmingCharacters(in: .whitespaces.union(.init(charactersIn: "\r")))
+            guard !key.isEmpty, !key.hasPrefix("#") else { continue }
+            guard key.utf8.count <= 4096, key.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) }) else {
+                throw CLIError("\(path): line \(n + 1): an API key is printable ASCII without spaces, at most 4096 characters")
+            }
+            keys.insert(key)
+        }
         guard !keys.isEmpty else { throw CLIError("\(path): no API keys in the file (one per line)") }
         return keys
     }

@@ -31,7 +31,10 @@ struct Synthetic: ParsableCommand {
         """) var retrievalCeiling = false
 
     func validate() throws {
-        guard count >= 0, count <= 10_000_000, start >= 0 else { throw ValidationError("--count must be in 0...10,000,000, --start ≥ 0") }
+        // Files are named by index: the range keeps start + count from overflowing and the names distinct.
+        guard count >= 0, count <= 10_000_000, (0...(1 << 40)).contains(start) else {
+            throw ValidationError("--count must be in 0...10,000,000 and --start in 0...1,099,511,627,776")
+        }
         guard size >= 8, size <= 1024 else { throw ValidationError("--size must be between 8 and 1024 pixels") }
         guard !retrievalCeiling || count <= 10_000 else {
             throw ValidationError("--retrieval-ceiling compares every image with every caption: use it with --count ≤ 10,000")
@@ -53,7 +56,9 @@ struct Synthetic: ParsableCommand {
                 let s = generator.sample(i)
                 var folder = output
                 if classFolders { folder += "/" + SyntheticShapes.classNames[s.label] }
-                let stem = String(format: "%@/%08d", folder, i)
+                // Swift's own formatting: %d keeps 32 bits, and image 2^32 overwrote image 0.
+                let digits = String(i)
+                let stem = "\(folder)/" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
                 try OutputFile.write(try PNGEncoder.encode(rgb: s.rgb, width: size, height: size, name: stem + ".png"), to: stem + ".png")
                 try OutputFile.write(Array((s.caption + "\n").utf8), to: stem + ".txt")
             }

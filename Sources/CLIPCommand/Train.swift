@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIPCommandSupport
+import CLIPFiles
 import CLIPTraining
 import Foundation
 
@@ -55,52 +56,86 @@ struct Train: ParsableCommand {
 
     /// The config file's settings, then the flags over them.
     func resolvedSettings() throws -> TrainingSettings {
-        var file: [String: Any] = [:]
-        if let config {
-            let bytes = try Data(contentsOf: URL(fileURLWithPath: config))
-            guard let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any] else {
-                throw CLIError("\(config): not a JSON object of settings")
-            }
-            file = object
-        }
-        func value<T>(_ key: String, _ flag: T?, _ type: T.Type) throws -> T? {
-            if let flag { return flag }
-            guard let v = file[key] else { return nil }
-            if T.self == Float.self, let n = v as? NSNumber { return (n.floatValue as! T) }
-            if T.self == Int.self, let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() { return (n.intValue as! T) }
-            if T.self == UInt64.self, let n = v as? NSNumber, n.int64Value >= 0 { return (n.uint64Value as! T) }
-            if T.self == Bool.self, let b = v as? Bool { return (b as! T) }
-            if let t = v as? T { return t }
-            throw CLIError("\(config ?? ""): setting '\(key)' has the wrong type (\(v))")
-        }
-        let known: Set<String> = ["data", "steps", "batch-size", "output", "model", "architecture", "learning-rate", "warmup", "weight-decay",
-                                  "max-gradient-norm", "micro-batches", "augmentation", "lock-image", "seed", "checkpoint-every", "log-every",
-                                  "csv-image-key", "csv-caption-key"]
-        if let unknown = file.keys.sorted().first(where: { !known.contains($0) }) {
-            throw CLIError("\(config ?? ""): unknown setting '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
-        }
-        guard let data = try value("data", data, String.self), let steps = try value("steps", steps, Int.self),
-              let batchSize = try value("batch-size", batchSize, Int.self), let output = try value("output", output, String.self) else {
+        let file = try config.map(ConfigFile.read) ?? ConfigFile()
+        guard let data = data ?? file.data, let steps = steps ?? file.steps, let batchSize = batchSize ?? file.batchSize,
+              let output = output ?? file.output else {
             throw CLIError("train needs --data, --steps, --batch-size and --output (as flags or in --config)")
         }
         var s = TrainingSettings(data: data, steps: steps, batchSize: batchSize, output: output)
-        s.model = try value("model", model, String.self)
-        if let v = try value("architecture", architecture, String.self) { s.architecture = v }
-        if let v = try value("learning-rate", learningRate, Float.self) { s.learningRate = v }
-        s.warmup = try value("warmup", warmup, Int.self)
-        if let v = try value("weight-decay", weightDecay, Float.self) { s.weightDecay = v }
-        if let v = try value("max-gradient-norm", maxGradientNorm, Float.self) { s.maxGradientNorm = v }
-        if let v = try value("micro-batches", microBatches, Int.self) { s.microBatches = v }
-        s.lockImageTower = try value("lock-image", lockImage ? true : nil, Bool.self) ?? false
-        if let v = try value("augmentation", augmentation, String.self) {
+        s.model = model ?? file.model
+        if let v = architecture ?? file.architecture { s.architecture = v }
+        if let v = learningRate ?? file.learningRate { s.learningRate = v }
+        s.warmup = warmup ?? file.warmup
+        if let v = weightDecay ?? file.weightDecay { s.weightDecay = v }
+        if let v = maxGradientNorm ?? file.maxGradientNorm { s.maxGradientNorm = v }
+        if let v = microBatches ?? file.microBatches { s.microBatches = v }
+        s.lockImageTower = lockImage || file.lockImage == true
+        if let v = augmentation ?? file.augmentation {
             guard let a = Augmentation(rawValue: v) else { throw CLIError("augmentation must be crop or none (got '\(v)')") }
             s.augmentation = a
         }
-        if let v = try value("seed", seed, UInt64.self) { s.seed = v }
-        if let v = try value("checkpoint-every", checkpointEvery, Int.self) { s.checkpointEvery = v }
-        if let v = try value("log-every", logEvery, Int.self) { s.logEvery = v }
-        if let v = try value("csv-image-key", csvImageKey, String.self) { s.csvImageKey = v }
-        if let v = try value("csv-caption-key", csvCaptionKey, String.self) { s.csvCaptionKey = v }
+        if let v = seed ?? file.seed { s.seed = v }
+        if let v = checkpointEvery ?? file.checkpointEvery { s.checkpointEvery = v }
+        if let v = logEvery ?? file.logEvery { s.logEvery = v }
+        if let v = csvImageKey ?? file.csvImageKey { s.csvImageKey = v }
+        if let v = csvCaptionKey ?? file.csvCaptionKey { s.csvCaptionKey = v }
         return s
+    }
+
+    /// `--config`: the settings a JSON object may hold, by their option names, each of its own type exactly (a seed
+    /// of 1.5, a batch size of `true` or a flag of `1` is an error naming the key, not rounded or cast).
+    struct ConfigFile: Decodable {
+        var data, output, model, architecture, augmentation, csvImageKey, csvCaptionKey: String?
+        var steps, batchSize, warmup, microBatches, checkpointEvery, logEvery: Int?
+        var learningRate, weightDecay, maxGradientNorm: Float?
+        var lockImage: Bool?
+        var seed: UInt64?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case data, output, model, architecture, augmentation, steps, warmup, seed
+            case csvImageKey = "csv-image-key", csvCaptionKey = "csv-caption-key", batchSize = "batch-size"
+            case microBatches = "micro-batches", checkpointEvery = "checkpoint-every", logEvery = "log-every"
+            case learningRate = "learning-rate", weightDecay = "weight-decay", maxGradientNorm = "max-gradient-norm"
+            case lockImage = "lock-image"
+        }
+
+        init() {}
+
+        /// Each key decoded on its own, so an error names it (JSONDecoder's path is empty for a number that does not
+        /// fit, as a seed of 1.5).
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            func get<T: Decodable>(_ key: CodingKeys, _ type: T.Type) throws -> T? {
+                do { return try c.decodeIfPresent(T.self, forKey: key) } catch { throw BadSetting(key: key.rawValue) }
+            }
+            (data, output, model) = (try get(.data, String.self), try get(.output, String.self), try get(.model, String.self))
+            (architecture, augmentation) = (try get(.architecture, String.self), try get(.augmentation, String.self))
+            (csvImageKey, csvCaptionKey) = (try get(.csvImageKey, String.self), try get(.csvCaptionKey, String.self))
+            (steps, batchSize, warmup) = (try get(.steps, Int.self), try get(.batchSize, Int.self), try get(.warmup, Int.self))
+            (microBatches, checkpointEvery, logEvery) = (try get(.microBatches, Int.self), try get(.checkpointEvery, Int.self),
+                                                         try get(.logEvery, Int.self))
+            (learningRate, weightDecay) = (try get(.learningRate, Float.self), try get(.weightDecay, Float.self))
+            maxGradientNorm = try get(.maxGradientNorm, Float.self)
+            lockImage = try get(.lockImage, Bool.self)
+            seed = try get(.seed, UInt64.self)
+        }
+
+        struct BadSetting: Error { let key: String }
+
+        /// A regular file of at most 1 MiB holding such an object; unknown keys are errors.
+        static func read(_ path: String) throws -> ConfigFile {
+            let bytes: [UInt8]
+            do { bytes = try RegularFile.contents(of: path, limit: 1 << 20) } catch { throw CLIError(error.description) }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+                throw CLIError("\(path): not a JSON object of settings")
+            }
+            let known = Set(CodingKeys.allCases.map(\.rawValue))
+            if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+                throw CLIError("\(path): unknown setting '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            do { return try JSONDecoder().decode(ConfigFile.self, from: Data(bytes)) } catch let error as BadSetting {
+                throw CLIError("\(path): setting '\(error.key)' has the wrong type or value (a whole number, a number, true/false or a string, as the option takes)")
+            }
+        }
     }
 }

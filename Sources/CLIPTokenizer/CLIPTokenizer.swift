@@ -221,7 +221,7 @@ public final class CLIPTokenizer: Sendable {
             guard let map = vocab as? [String: Any] else {
                 throw .malformedData(file: vocabPath, line: 0, message: "expected a JSON object of token → id")
             }
-            guard let text = try? String(contentsOfFile: mergesPath, encoding: .utf8) else {
+            guard let text = String(validating: try readTokenizerFile(mergesPath), as: UTF8.self) else {
                 throw .malformedData(file: mergesPath, line: 0, message: "not readable as UTF-8 text")
             }
             let lines = text.split(separator: "\n", omittingEmptySubsequences: true).filter { !$0.hasPrefix("#version") }
@@ -246,7 +246,7 @@ public final class CLIPTokenizer: Sendable {
     }
 
     private static func readJSON(_ path: String) throws(TokenizerError) -> Any {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .missingResource(path) }
+        let data = Data(try readTokenizerFile(path))
         guard let object = try? JSONSerialization.jsonObject(with: data) else {
             throw .malformedData(file: path, line: 0, message: "invalid JSON")
         }

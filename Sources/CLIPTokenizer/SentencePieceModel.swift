@@ -67,10 +67,7 @@ public struct SentencePieceModel: Sendable {
 
     /// Reads a model file.
     public init(contentsOf path: String) throws(TokenizerError) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .malformedData(file: path, line: 0, message: "cannot read the SentencePiece model file")
-        }
-        try self.init(bytes: [UInt8](data), origin: path)
+        try self.init(bytes: try readTokenizerFile(path), origin: path)
     }
 
     /// Parses the bytes of a model file; `origin` names it in errors.
