@@ -520,6 +520,36 @@ def wave3_cases(case, path):
         f.write(PHOTO + ",a photo\n")
     case("a 40 MB caption in a training CSV", ["train", "--data", path("long_caption.csv"), "--steps", "1", "--batch-size", "2",
          "--output", path("long_caption_out.safetensors")], "long_caption.csv: line 2")
+    # Options past their bounds found by a sweep of every command (exit 64, or one line).
+    for args in (["search", "--db", path("none.sqlite"), "--top", "9223372036854775807", "x"],
+                 ["linear-probe", "--train", ".", "--test", ".", "--lambda", "nan"],
+                 ["linear-probe", "--train", ".", "--test", ".", "--iterations", "4611686018427387904"],
+                 ["synthetic", "--count", "2", "--output", path("syn"), "--start", "9223372036854775807"],
+                 ["embed", "--input-list", path("none.txt"), "--output-dir", path("eo"), "--part", "4611686018427387904"],
+                 ["bench", "--repeat", "4611686018427387904"],
+                 ["preprocess", "--output", path("p.npy"), "--std", "1e-45,1e-45,1e-45", PHOTO],
+                 ["preprocess", "--output", path("p.npy"), "--mean", "1,junk,2,3", PHOTO]):
+        case(f"clip {' '.join(a if len(a) < 30 else '…' for a in args[:1] + args[-3:])}", args, "", exit_code=64)
+    case("a query weight of 3e38", ["search", "--db", path("none.sqlite"), "3e38:red circle", "+", "3e38:red circle"],
+         "at most 1000")
+    case("/dev/zero as the API key file", ["serve", "--port", "0", "--api-key-file", "/dev/zero"], "/dev/zero")
+    case("/dev/zero as a training config", ["train", "--config", "/dev/zero"], "/dev/zero")
+    with open(path("seed15.json"), "w") as f:
+        json.dump({"data": "synthetic", "steps": 1, "batch-size": 2, "output": path("o.safetensors"), "seed": 1.5}, f)
+    case("a training config with a seed of 1.5", ["train", "--config", path("seed15.json")], "'seed'")
+    with open(path("vocab_lines.txt"), "wb") as f:
+        f.write(b"\n" * 5_000_000)
+    case("a WordPiece vocabulary of 5 million empty lines", ["tokenize", "--wordpiece", path("vocab_lines.txt"), "hello"],
+         "vocab_lines.txt", rss_mib=256)
+    with open(path("blank_lines.csv"), "w") as f:
+        f.write("filepath,title\n" + "\n" * 5_000_000)
+    case("a training CSV of 5 million blank lines", ["train", "--data", path("blank_lines.csv"), "--steps", "1",
+         "--batch-size", "2", "--output", path("blank_out.safetensors")], "no rows", rss_mib=256)
+    os.makedirs(path("captioned"))
+    for name in ("a", "b"):
+        shutil.copy(PHOTO, path(f"captioned/{name}.jpg"))
+        open(path(f"captioned/{name}.txt"), "w").write("a photo " * (20_000 if name == "b" else 1))
+    case("an evaluation caption of 160 KB", ["eval", "--captions", path("captioned")], "b.txt")
     # Another application's database given as an index, and an index with an endless view and a trigger.
     other = sqlite3.connect(path("other-app.sqlite"))
     other.executescript("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');")
