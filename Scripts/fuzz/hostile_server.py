@@ -252,6 +252,34 @@ def run_cases(port, work, lib):
     s.close()
     check(noise is not None and closed, f"a client that never reads a 12 MB answer is closed (file {noise})")
 
+    # Three such requests pipelined: the first answer read whole, then nothing. The second answer's deadline must not
+    # be cancelled when the first one's last byte goes out.
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(f"GET /files/{noise} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 3)
+    s.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+    while len(body) < length:
+        body += s.recv(min(1 << 20, length - len(body)))
+    time.sleep(8)
+    closed = False
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                closed = True
+                break
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+    s.close()
+    check(closed, "pipelined answers to a client that stopped reading after the first: closed")
+
     # Slow clients: a keep-alive connection dripping its second request's headers is closed.
     s = socket.create_connection(("127.0.0.1", port))
     s.settimeout(10)

@@ -8,8 +8,10 @@ import NIOHTTPTypes
 ///   request's first byte (a client dripping a second request's headers a byte at a time would otherwise hold the
 ///   connection for ever: Hummingbird's idle timer only sees whole request parts).
 /// - A request's body must be complete within `body` after its headers.
-/// - A response being sent must make progress (the socket taking more of it) at least every `send`: a client that
-///   never reads would otherwise hold the connection and the response's memory for ever.
+/// - A response being sent must make progress (the bytes waiting for the socket going down) at least every `send`,
+///   until its last byte is written: a client that never reads would otherwise hold the connection and the
+///   response's memory for ever. A connection that is to close closes once its last response is written, so
+///   nothing queued is thrown away.
 /// - While a request is being answered nothing else is timed (the model may queue).
 /// - Lingering close: a response sent before its request was read (413 on Content-Length) leaves the client still
 ///   sending; closing then makes the kernel answer the rest with a reset, and a client that sends its whole body
@@ -50,6 +52,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         var read = false
         /// Its response says `Connection: close` (Hummingbird's answer to a parse error, say).
         var responseCloses = false
+        /// Some of its body has arrived (a client that announced Expect: 100-continue may send it anyway).
+        var bodySeen = false
     }
 
     private let limits: Limits
@@ -60,7 +64,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Header, body or linger deadline (reading), and the response's progress deadline (sending).
     private var readTimer: Scheduled<Void>?
     private var sendTimer: Scheduled<Void>?
-    private var sending = false
+    /// Responses whose head is written and whose last byte is not yet: the send deadline runs while there are any.
+    private var responsesInFlight = 0
+    /// Bytes waiting for the socket when the send deadline was last armed: fewer when it fires is progress.
+    private var bufferedAtArm = 0
+    /// A response without a request (Hummingbird's 400 for bytes it cannot parse) that says `Connection: close`.
+    private var closeAfterOrphanResponse = false
 
     init(_ limits: Limits) { self.limits = limits }
 
@@ -103,6 +112,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
         case .body(let buffer):
+            if !exchanges.isEmpty { exchanges[exchanges.count - 1].bodySeen = true }
             if let l = lingering {
                 let dropped = l.dropped + buffer.readableBytes
                 lingering = (dropped, l.close)
@@ -124,14 +134,14 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head):
-            sending = true
-            arm(&sendTimer, context, limits.send)
+            responsesInFlight += 1
+            if sendTimer == nil { armSend(context) }
             if head.headerFields[.connection].map(Self.saysClose) ?? false {
-                if !exchanges.isEmpty { exchanges[0].responseCloses = true }
+                if exchanges.isEmpty { closeAfterOrphanResponse = true } else { exchanges[0].responseCloses = true }
             }
             // Said in the answer when the connection will close after it: asked for, or a client still waiting to
             // send the body it announced with Expect: 100-continue.
-            if let first = exchanges.first, first.closeAfter || (first.expectsContinue && !first.read) {
+            if let first = exchanges.first, first.closeAfter || (first.expectsContinue && !first.read && !first.bodySeen) {
                 head.headerFields[.connection] = "close"
                 context.write(wrapOutboundOut(.head(head)), promise: promise)
                 return
@@ -140,40 +150,61 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .body:
             context.write(data, promise: promise)
         case .end:
-            // The deadline holds until the last byte has gone to the socket: a client that does not read stops that.
+            let closeWhenWritten = responseEnded(context)
             let written = context.eventLoop.makePromise(of: Void.self)
             if let promise { written.futureResult.cascade(to: promise) }
             written.futureResult.assumeIsolated().whenComplete { [weak self] _ in
-                self?.sending = false
-                if let self { self.cancel(&self.sendTimer) }
+                guard let self else { return }
+                self.responsesInFlight = max(0, self.responsesInFlight - 1)
+                if self.responsesInFlight == 0 { self.cancel(&self.sendTimer) }
+                if closeWhenWritten { self.close(context) }
             }
             context.writeAndFlush(data, promise: written)
-            responseEnded(context)
         }
     }
 
-    /// The oldest request is answered: close when it or its response said so, linger when it is still arriving.
-    private func responseEnded(_ context: ChannelHandlerContext) {
-        guard !exchanges.isEmpty else { return }
+    /// The oldest request is answered: whether to close once the answer is written; lingers when the request is still
+    /// arriving.
+    private func responseEnded(_ context: ChannelHandlerContext) -> Bool {
+        guard !exchanges.isEmpty else {
+            defer { closeAfterOrphanResponse = false }
+            return closeAfterOrphanResponse
+        }
         let answered = exchanges.removeFirst()
         let close = answered.closeAfter || answered.responseCloses
-        if !answered.read {
-            if answered.expectsContinue {
-                // The client waited for a 100 Continue that never came: it has no body in flight.
-                self.close(context)
-                return
-            }
-            lingering = (0, close)
-            arm(&readTimer, context, limits.linger)
-        } else if close {
-            self.close(context)
-        }
+        guard !answered.read else { return close }
+        // The client waited for a 100 Continue that never came and sent nothing: it has no body in flight.
+        if answered.expectsContinue && !answered.bodySeen { return true }
+        lingering = (0, close)
+        arm(&readTimer, context, limits.linger)
+        return false
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        // The socket took more of the response: progress.
-        if sending && context.channel.isWritable { arm(&sendTimer, context, limits.send) }
+        // The socket took more of the responses: progress.
+        if responsesInFlight > 0 && context.channel.isWritable { armSend(context) }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// The send deadline: when it fires, fewer bytes waiting than when it was armed is progress, and it runs again;
+    /// otherwise the client has stopped reading and the connection closes.
+    private func armSend(_ context: ChannelHandlerContext) {
+        sendTimer?.cancel()
+        bufferedAtArm = buffered(context)
+        sendTimer = context.eventLoop.assumeIsolated().scheduleTask(in: limits.send) { [weak self] in
+            guard let self else { return }
+            self.sendTimer = nil
+            if self.responsesInFlight > 0 && self.buffered(context) < self.bufferedAtArm {
+                self.armSend(context)
+            } else {
+                self.cancelTimers()
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func buffered(_ context: ChannelHandlerContext) -> Int {
+        (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     private static func saysClose(_ value: String) -> Bool {

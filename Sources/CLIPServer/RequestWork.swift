@@ -1,3 +1,4 @@
+import CLIPFiles
 import CLIPImage
 import CLIPIndex
 import Foundation
@@ -56,15 +57,24 @@ final class RequestWork: Sendable {
     /// A PNG thumbnail of a library file, made on the pool within the pixel budget (a file larger than the budget
     /// takes all of it, so it is decoded alone); nil when the file cannot be read or decoded.
     func thumbnail(_ path: String, side: Int) async throws -> [UInt8]? {
-        guard let bytes = try? await run({ try ImagePreprocessor.readImageFile(path) }),
-              let size = ImageFormat.dimensions(bytes) else { return nil }
-        let (product, overflow) = size.width.multipliedReportingOverflow(by: size.height)
-        let cost = overflow ? Int.max : max(1, product)
+        // The size from the header first (its first 256 KiB; EXIF may push a JPEG's frame header far in), so a file
+        // is read whole only once its pixels have room: sixty requests for large photos do not hold sixty files.
+        guard let head = try? await run({ () throws -> [UInt8] in
+            let file = try RegularFile(path: path)
+            return try file.read(at: 0, count: min(file.size, 256 << 10))
+        }) else { return nil }
+        let size = ImageFormat.dimensions(head)
+        let (product, overflow) = (size?.width ?? 0).multipliedReportingOverflow(by: size?.height ?? 0)
+        // Unknown from the prefix: the most it could be, so it is decoded alone.
+        let cost = size == nil || overflow ? Int.max : max(1, product)
         guard await budget.acquire(cost, within: wait) else {
             throw RequestError("the server is decoding as many pixels as it may at once; retry in a few seconds", status: 503)
         }
         defer { budget.release(cost) }
-        return try await run { ContactSheet.thumbnailPNG(encoded: bytes, name: path, side: side) }
+        return try await run {
+            guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
+            return ContactSheet.thumbnailPNG(encoded: bytes, name: path, side: side)
+        }
     }
 
     /// Preprocessed pixels of each image, decoded on the pool one at a time within the shared pixel budget.
