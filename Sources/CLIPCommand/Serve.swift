@@ -161,14 +161,12 @@ struct Serve: ParsableCommand {
     /// everyone out, or, read wrongly, let everyone in).
     static func keys(_ path: String) throws -> Set<String> {
         // A key file is a few lines: 1 MiB at most, keys of printable ASCII up to 4 KiB (as a header carries them).
-        let bytes: [UInt8]
-        do { bytes = try RegularFile.contents(of: path, limit: 1 << 20) } catch {
-            throw CLIError("\(path): cannot read the API key file: \(error.reason)")
-        }
+        let bytes = try readSmallFile(path, limit: 1 << 20, what: "the API key file")
         guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError("\(path): the API key file is not UTF-8 text") }
         var keys = Set<String>()
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let key = line.trimmingCharacters(in: .whitespaces.union(.init(charactersIn: "\r")))
+        // By newline characters: "\r\n" is one Character, so a split on "\n" would not split a CRLF file.
+        for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+            let key = line.trimmingCharacters(in: .whitespaces)
             guard !key.isEmpty, !key.hasPrefix("#") else { continue }
             guard key.utf8.count <= 4096, key.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) }) else {
                 throw CLIError("\(path): line \(n + 1): an API key is printable ASCII without spaces, at most 4096 characters")

@@ -124,8 +124,7 @@ struct Train: ParsableCommand {
 
         /// A regular file of at most 1 MiB holding such an object; unknown keys are errors.
         static func read(_ path: String) throws -> ConfigFile {
-            let bytes: [UInt8]
-            do { bytes = try RegularFile.contents(of: path, limit: 1 << 20) } catch { throw CLIError(error.description) }
+            let bytes = try readSmallFile(path, limit: 1 << 20, what: "the settings file")
             guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 throw CLIError("\(path): not a JSON object of settings")
             }

@@ -109,3 +109,25 @@ package func rows(_ t: Tensor) -> [[Float]] {
     let w = t.shape.count == 2 ? t.shape[1] : 0
     return (0..<(t.shape.first ?? 0)).map { Array(t.scalars[($0 * w)..<(($0 + 1) * w)]) }
 }
+
+/// A small input file the user names (an API key file, a settings file): a regular file of at most `limit` bytes,
+/// or a pipe such as `<(pass show key)` or /dev/stdin read to at most `limit` bytes (one that gives more, as
+/// /dev/zero does, is refused after `limit` + 1). The error names the file.
+package func readSmallFile(_ path: String, limit: Int, what: String) throws -> [UInt8] {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw CLIError("\(path): cannot read \(what): \(String(cString: strerror(errno)))") }
+    let kind = st.st_mode & S_IFMT
+    if kind == S_IFREG {
+        do { return try RegularFile.contents(of: path, limit: limit) } catch { throw CLIError("\(path): cannot read \(what): \(error.reason)") }
+    }
+    guard kind == S_IFIFO || kind == S_IFCHR, let handle = FileHandle(forReadingAtPath: path) else {
+        throw CLIError("\(path): cannot read \(what): \(kind == S_IFDIR ? "is a directory" : "not a file or a pipe")")
+    }
+    defer { try? handle.close() }
+    var bytes: [UInt8] = []
+    while bytes.count <= limit, let chunk = try? handle.read(upToCount: min(65536, limit + 1 - bytes.count)), !chunk.isEmpty {
+        bytes += chunk
+    }
+    guard bytes.count <= limit else { throw CLIError("\(path): \(what) is more than \(limit) bytes") }
+    return bytes
+}

@@ -32,25 +32,29 @@ package enum DelimitedTable {
             if !(row.count == 1 && row[0].isEmpty) { try body(row, rowLine) }
             row = []
         }
+        // `line` counts physical lines (LF, CRLF or a lone CR, inside quotes too) for messages.
         while i < bytes.count {
             let b = bytes[i]
-            if b == 10 { line += 1 }
-            if field.count > maxFieldBytes {
-                throw TableError("\(name): line \(line): a field is longer than \(maxFieldBytes) bytes; captions are read to the model's context (77 tokens), so cut it")
-            }
             if quoted {
                 if b == 34 {
                     if i + 1 < bytes.count && bytes[i + 1] == 34 { field.append(34); i += 1 } else { quoted = false }
-                } else { field.append(b) }
+                } else {
+                    field.append(b)
+                    if b == 10 || (b == 13 && !(i + 1 < bytes.count && bytes[i + 1] == 10)) { line += 1 }
+                }
             } else if b == 34 && field.isEmpty {
                 quoted = true
             } else if b == separator {
                 row.append(String(decoding: field, as: UTF8.self)); field = []
             } else if b == 10 || b == 13 {
-                if b == 13 && i + 1 < bytes.count && bytes[i + 1] == 10 { i += 1; line += 1 }
+                if b == 13 && i + 1 < bytes.count && bytes[i + 1] == 10 { i += 1 }
                 try endRow()
+                line += 1
                 rowLine = line
             } else { field.append(b) }
+            if field.count > maxFieldBytes {
+                throw TableError("\(name): line \(line): a field is longer than \(maxFieldBytes) bytes; captions are read to the model's context (77 tokens), so cut it")
+            }
             i += 1
         }
         if quoted { throw TableError("\(name): a quoted field is not closed before the end of the file") }

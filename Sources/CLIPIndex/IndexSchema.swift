@@ -15,7 +15,11 @@ enum IndexSchema {
     /// SQLite's application id for clip indexes ('CLIP'), set by the migration that added the folders table.
     static let applicationID: Int32 = 0x434C_4950
 
-    static var migrator: DatabaseMigrator {
+    static var migrator: DatabaseMigrator { migrator(root: nil) }
+
+    /// The migrations; `root` (the index's folder) lets the one that adds the folders table record an older index's
+    /// folders in the same transaction.
+    static func migrator(root: String?) -> DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
             try db.execute(sql: """
@@ -54,6 +58,7 @@ enum IndexSchema {
         m.registerMigration("v2") { db in
             try db.execute(sql: "CREATE TABLE folders (path TEXT PRIMARY KEY NOT NULL)")
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+            if let root { try PhotoIndex.recordFoldersOfOlderIndex(db, root: root) }
         }
         return m
     }

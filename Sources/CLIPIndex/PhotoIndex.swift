@@ -97,9 +97,7 @@ public final class PhotoIndex: Sendable {
         }
         do {
             pool = try DatabasePool(path: absolute, configuration: configuration)
-            let before = try pool.read { db in try IndexSchema.migrator.appliedIdentifiers(db) }
-            try IndexSchema.migrator.migrate(pool)
-            if before.contains("v1") && !before.contains("v2") { try Self.recordFoldersOfOlderIndex(pool, root: folder) }
+            try IndexSchema.migrator(root: folder).migrate(pool)
         } catch {
             throw IndexError.database(absolute, error)
         }
@@ -266,22 +264,23 @@ public final class PhotoIndex: Sendable {
     }
 
     /// An index written before the folders table records none: its folders are taken to be those its images are
-    /// in (their real parent folders), so the server serves what it served before, and nothing more.
-    static func recordFoldersOfOlderIndex(_ pool: DatabasePool, root: String) throws {
-        try pool.write { db in
-            guard try Int.fetchOne(db, sql: "SELECT count(*) FROM folders") == 0 else { return }
-            let paths = try String.fetchAll(db, sql: "SELECT path FROM files WHERE error IS NULL AND deleted = 0")
-            var folders = Set<String>()
-            for stored in paths {
-                let absolute = stored.hasPrefix("/") ? stored : root + "/" + stored
-                let parent = (absolute as NSString).deletingLastPathComponent
-                guard !folders.contains(parent), let real = realpath(parent, nil) else { continue }
-                folders.insert(String(cString: real))
+    /// in (their real parent folders, or as stored when a disk is not mounted now), so the server serves what it
+    /// served before, and nothing more. Run inside the migration that adds the table.
+    static func recordFoldersOfOlderIndex(_ db: Database, root: String) throws {
+        let paths = try String.fetchAll(db, sql: "SELECT path FROM files WHERE error IS NULL AND deleted = 0")
+        var parents = Set<String>()
+        for stored in paths {
+            let absolute = stored.hasPrefix("/") ? stored : root + "/" + stored
+            parents.insert((absolute as NSString).deletingLastPathComponent)
+        }
+        for parent in parents {
+            var folder = parent
+            if let real = realpath(parent, nil) {
+                folder = String(cString: real)
                 free(real)
             }
-            for f in folders where f != "/" {
-                try db.execute(sql: "INSERT OR IGNORE INTO folders (path) VALUES (?)", arguments: [f])
-            }
+            guard folder.hasPrefix("/"), folder != "/" else { continue }
+            try db.execute(sql: "INSERT OR IGNORE INTO folders (path) VALUES (?)", arguments: [folder])
         }
     }
 

@@ -72,7 +72,7 @@ public struct TrainingSettings: Codable, Sendable, Equatable {
         try check(maxGradientNorm.isFinite && maxGradientNorm >= 0, "max gradient norm must be ≥ 0 (got \(maxGradientNorm))")
         try check(microBatches >= 1 && microBatches <= batchSize, "micro-batches must be between 1 and the batch size (got \(microBatches))")
         try check(checkpointEvery >= 1 && logEvery >= 1, "checkpoint and log intervals must be at least 1 step")
-        try check((0...steps).contains(warmup ?? 0), "warm-up must be within 0...\(steps) steps (the run's length)")
+        try check((0...100_000_000).contains(warmup ?? 0), "warm-up must be within 0...100,000,000 steps (got \(warmup ?? 0))")
         try check(output.hasSuffix(".safetensors"), "the output must be a .safetensors file (got '\(output)')")
         try check(DefaultArchitecture.named(architecture) != nil, "unknown architecture '\(architecture)' (known: default, tiny)")
     }

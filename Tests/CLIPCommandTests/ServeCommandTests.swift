@@ -1,9 +1,13 @@
+@testable import CLIPCommand
 import CLIPTestSupport
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("clip serve (the command)")
 struct ServeCommandTests {
@@ -36,6 +40,24 @@ struct ServeCommandTests {
         try "# no keys yet\n\n".write(toFile: "\(dir)/keys", atomically: true, encoding: .utf8)
         let r = try runClip(["serve", "--port", "0", "--api-key-file", "\(dir)/keys"])
         #expect(r.status == 1 && r.stderr.contains("no API keys"), "\(r.stderr)")
+    }
+
+    /// Keys saved with Windows line ends, or given through a pipe, are keys; a key file that never ends is not.
+    @Test("API keys from a CRLF file and from a pipe; /dev/zero refused by its size")
+    @MainActor func keyFiles() throws {
+        let dir = try scratchDirectory("serve-keys-crlf")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "# keys\r\nalpha-key\r\nbeta-key\r\n".write(toFile: "\(dir)/keys", atomically: true, encoding: .utf8)
+        #expect(try Serve.keys("\(dir)/keys") == ["alpha-key", "beta-key"])
+        mkfifo("\(dir)/pipe", 0o600)
+        let writer = Thread {
+            let fd = open("\(dir)/pipe", O_WRONLY)
+            _ = "gamma-key\n".withCString { write(fd, $0, 10) }
+            close(fd)
+        }
+        writer.start()
+        #expect(try Serve.keys("\(dir)/pipe") == ["gamma-key"])
+        #expect { try Serve.keys("/dev/zero") } throws: { "\($0)".contains("more than 1048576 bytes") }
     }
 
     @Test("serves on the port it prints, and exits 0 on SIGTERM")

@@ -179,3 +179,16 @@ func retrievalCeilingOfSyntheticCaptions() {
     #expect(best.imageToText > likelihoodOnly + 0.05, "ceiling \(best.imageToText), likelihood-only ranking \(likelihoodOnly)")
     #expect(best.imageToText > 0.3 && best.imageToText < 0.9 && best.textToImage > 0.3 && best.textToImage < 0.9, "\(best)")
 }
+
+/// Messages name the physical line: LF, CRLF and lone CR ends, newlines inside quotes.
+@Test("table rows carry their first line's number whatever the line ends", arguments: [
+    ("h\na\n\"b\nc\"\nd\n", [1, 2, 3, 5]), ("h\r\na\r\n\r\nd\r\n", [1, 2, 4]), ("h\ra\rd", [1, 2, 3]),
+])
+func tableLineNumbers(text: String, lines: [Int]) throws {
+    var seen: [Int] = []
+    try DelimitedTable.forEachRow(Array(text.utf8), separator: 44, name: "t") { (_, line) throws(TableError) in seen.append(line) }
+    #expect(seen == lines)
+    // A field too long on line 2 of a lone-CR table is reported there.
+    #expect { try DelimitedTable.parse(Array("h\r\(String(repeating: "x", count: 50))\r".utf8), separator: 44, name: "t", maxFieldBytes: 10) }
+        throws: { "\($0)".contains("t: line 2:") }
+}
