@@ -187,10 +187,7 @@ public struct PhotoSearch: Sendable {
     }
 
     /// The unit embedding of file `id` under this model ("more like this"), or nil when it has none.
-    public func vector(fileID id: Int64) -> [Float]? {
-        for row in 0..<vectors.count where vectors.fileID(row) == id { return vectors.vector(row) }
-        return nil
-    }
+    public func vector(fileID id: Int64) -> [Float]? { vectors(fileIDs: [id])[id] }
 
     /// The unit embeddings of several files in one pass over the vectors (those without one are left out).
     public func vectors(fileIDs: Set<Int64>) -> [Int64: [Float]] {

@@ -8,7 +8,7 @@ import NIOHTTPTypes
 ///   request's first byte (a client dripping a second request's headers a byte at a time would otherwise hold the
 ///   connection for ever: Hummingbird's idle timer only sees whole request parts).
 /// - A request's body must be complete within `body` after its headers.
-/// - A response being sent must make progress (the bytes waiting for the socket going down) at least every `send`,
+/// - A response being sent must make progress (the bytes waiting for the socket going down) at least every `body`,
 ///   until its last byte is written: a client that never reads would otherwise hold the connection and the
 ///   response's memory for ever. A connection that is to close closes once its last response is written, so
 ///   nothing queued is thrown away.
@@ -29,14 +29,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     struct Limits: Sendable {
         var header: TimeAmount
         var body: TimeAmount
-        var send: TimeAmount
         var linger: TimeAmount
         var lingerBytes: Int
 
         init(_ options: ServerOptions) {
             header = .nanoseconds(options.headerTimeout.saturatingNanoseconds)
             body = .nanoseconds(options.bodyTimeout.saturatingNanoseconds)
-            send = .nanoseconds(options.bodyTimeout.saturatingNanoseconds)
             linger = .nanoseconds(options.lingerTimeout.saturatingNanoseconds)
             lingerBytes = options.lingerBytes
         }
@@ -191,7 +189,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private func armSend(_ context: ChannelHandlerContext) {
         sendTimer?.cancel()
         bufferedAtArm = buffered(context)
-        sendTimer = context.eventLoop.assumeIsolated().scheduleTask(in: limits.send) { [weak self] in
+        sendTimer = context.eventLoop.assumeIsolated().scheduleTask(in: limits.body) { [weak self] in
             guard let self else { return }
             self.sendTimer = nil
             if self.responsesInFlight > 0 && self.buffered(context) < self.bufferedAtArm {

@@ -1,6 +1,7 @@
 import CLIPFiles
 import CLIPImage
 import CLIPIndex
+import CLIPTensor
 import Foundation
 
 /// The CPU work of a request that is not the model's (decoding images, tokenizing texts), run on a pool of its own
@@ -42,11 +43,10 @@ final class RequestWork: Sendable {
                 throw RequestError("\(names(i)): not a JPEG, PNG or WebP image (\(bytes.count) bytes)")
             }
             // Headers are checked to 2^31 - 1 a side, but a product is computed only where it cannot trap.
-            let (pixels, overflow) = size.width.multipliedReportingOverflow(by: size.height)
-            guard !overflow, pixels <= maxImagePixels else {
+            guard let pixels = Checked.product(size.width, size.height), pixels <= maxImagePixels else {
                 throw RequestError("\(names(i)): the image is \(size.width)×\(size.height) pixels; this server decodes at most \(maxImagePixels) (clip serve --max-image-pixels)", status: 413)
             }
-            total = total.addingReportingOverflow(pixels).overflow ? .max : total + pixels
+            total = Checked.sum(total, pixels) ?? .max
             guard total <= maxRequestPixels else {
                 throw RequestError("the request's images have more than \(maxRequestPixels) pixels in all (at \(names(i))); send them in several requests", status: 413)
             }
@@ -63,18 +63,22 @@ final class RequestWork: Sendable {
             let file = try RegularFile(path: path)
             return try file.read(at: 0, count: min(file.size, 256 << 10))
         }) else { return nil }
-        let size = ImageFormat.dimensions(head)
-        let (product, overflow) = (size?.width ?? 0).multipliedReportingOverflow(by: size?.height ?? 0)
         // Unknown from the prefix: the most it could be, so it is decoded alone.
-        let cost = size == nil || overflow ? Int.max : max(1, product)
+        let cost = ImageFormat.dimensions(head).flatMap { Checked.product($0.width, $0.height) } ?? .max
+        return try await decoding(pixels: cost) {
+            guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
+            return ContactSheet.thumbnailPNG(encoded: bytes, name: path, side: side)
+        }
+    }
+
+    /// Runs `body` on the pool once `pixels` fit the shared budget (503 after `wait`), giving them back after.
+    private func decoding<T: Sendable>(pixels: Int, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let cost = max(1, pixels)
         guard await budget.acquire(cost, within: wait) else {
             throw RequestError("the server is decoding as many pixels as it may at once; retry in a few seconds", status: 503)
         }
         defer { budget.release(cost) }
-        return try await run {
-            guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
-            return ContactSheet.thumbnailPNG(encoded: bytes, name: path, side: side)
-        }
+        return try await run(body)
     }
 
     /// Preprocessed pixels of each image, decoded on the pool one at a time within the shared pixel budget.
@@ -84,20 +88,9 @@ final class RequestWork: Sendable {
         var out: [(pixels: [Float], width: Int, height: Int)] = []
         out.reserveCapacity(images.count)
         for (i, bytes) in images.enumerated() {
-            let cost = max(1, sizes[i].width * sizes[i].height)
-            guard await budget.acquire(cost, within: wait) else {
-                throw RequestError("the server is decoding as many pixels as it may at once; retry in a few seconds", status: 503)
+            let decoded = try await decoding(pixels: sizes[i].width * sizes[i].height) {
+                do { return try preprocessor.pixels(encoded: bytes, name: names(i)) } catch { throw RequestError("\(error)") }
             }
-            let decoded: [Float]
-            do {
-                decoded = try await run {
-                    do { return try preprocessor.pixels(encoded: bytes, name: names(i)) } catch { throw RequestError("\(error)") }
-                }
-            } catch {
-                budget.release(cost)
-                throw error
-            }
-            budget.release(cost)
             out.append((decoded, sizes[i].width, sizes[i].height))
         }
         return out

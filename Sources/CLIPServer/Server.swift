@@ -20,12 +20,13 @@ struct ServerState: Sendable {
     let index: ServedIndex?
     let options: ServerOptions
     let startedAt: ContinuousClock.Instant
-    let thumbnails = Thumbnails()
     let work: RequestWork
+    let thumbnails: Thumbnails
 
     init(service: EmbeddingService, index: ServedIndex?, options: ServerOptions, startedAt: ContinuousClock.Instant) {
         (self.service, self.index, self.options, self.startedAt) = (service, index, options, startedAt)
         work = RequestWork(options: options)
+        thumbnails = Thumbnails(work: work)
     }
 }
 

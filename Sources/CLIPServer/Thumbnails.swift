@@ -19,11 +19,12 @@ final class Thumbnails: @unchecked Sendable {
     private var order: [Key] = []
     private var bytes = 0
     private let budget: Int
+    private let work: RequestWork
 
-    init(budget: Int = 64 << 20) { self.budget = budget }
+    init(work: RequestWork, budget: Int = 64 << 20) { (self.work, self.budget) = (work, budget) }
 
     /// A PNG of `path` at most `side` pixels on its longer side, or nil when the file cannot be read or decoded.
-    func png(_ path: String, side: Int, work: RequestWork) async throws -> [UInt8]? {
+    func png(_ path: String, side: Int) async throws -> [UInt8]? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         let key = Key(path: path, side: side, size: Int64(st.st_size), modified: modificationNanoseconds(st))

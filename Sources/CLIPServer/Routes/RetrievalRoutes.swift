@@ -1,5 +1,4 @@
 import CLIPIndex
-import CLIPTensor
 import Foundation
 import HTTPTypes
 import Hummingbird

@@ -121,7 +121,7 @@ enum SearchPage {
         let path = try servable(context, state)
         let size = formParameter(request, "size").map { Int($0) } ?? 256
         guard let size, (16...1024).contains(size) else { throw RequestError("size must be a number within 16...1024") }
-        guard let png = try await state.thumbnails.png(path, side: size, work: state.work) else {
+        guard let png = try await state.thumbnails.png(path, side: size) else {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "max-age=3600"],
