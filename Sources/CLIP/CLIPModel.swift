@@ -88,6 +88,18 @@ public struct CLIPModel: Sendable {
         try self.init(reader, c, precision: precision, towers: towers)
     }
 
+    /// `init(weights:configuration:precision:towers:)` reading through `packed` (a packed-weight cache file of
+    /// these weights) where it holds a tensor or layer; with `record`, also what the load handed out, for writing one.
+    static func build(weights: any WeightSource, configuration c: CLIPConfiguration, precision: Precision, towers: Towers,
+                      packed: (any PackedWeightSource)?, record: Bool) throws(ModelLoadError) -> (CLIPModel, ParameterReader.Recording) {
+        let skipVisual = towers == .textOnly
+        let reader = ParameterReader(source: weights, ignoring: {
+            Self.isIgnorable($0) || (skipVisual && $0.hasPrefix("visual."))
+        }, packed: packed, record: record)
+        let model = try CLIPModel(reader, c, precision: precision, towers: towers)
+        return (model, reader.recorded)
+    }
+
     /// A model of the given architecture with freshly initialised weights (see `initialValue(of:shape:in:using:)`).
     /// For benchmarks and as the start of training. Throws when the configuration is inconsistent (for example
     /// heads that do not divide a width).

@@ -117,14 +117,18 @@ extension CLIPModel {
     /// Face `CLIPModel` folder. `openCLIPConfig` names an open_clip model-config JSON whose activation, head
     /// widths and preprocessing override what the weights imply.
     /// `towers: .textOnly` builds the text tower alone (for text queries).
+    /// With a `cache`, the first load of a checkpoint file writes its weights as the layers hold them (packed,
+    /// converted to `precision`) and later loads map that file instead of decoding and packing (see
+    /// `PackedWeightCache`); a cache that cannot be read or written is passed over, never an error.
     public static func load(path: String, openCLIPConfig: String? = nil, precision: Precision = .fp32,
-                            towers: Towers = .both) throws(ModelLoadError) -> LoadedModel {
-        try load(path: path, openCLIP: openCLIPConfig.map(OpenCLIPConfig.file), precision: precision, towers: towers)
+                            towers: Towers = .both, cache: PackedWeightCache? = nil) throws(ModelLoadError) -> LoadedModel {
+        try load(path: path, openCLIP: openCLIPConfig.map(OpenCLIPConfig.file), precision: precision, towers: towers,
+                 cache: cache)
     }
 
     /// `load(path:openCLIPConfig:)` with the open_clip config given as a file or as JSON in memory.
     public static func load(path: String, openCLIP openCLIPConfig: OpenCLIPConfig?, precision: Precision = .fp32,
-                            towers: Towers = .both) throws(ModelLoadError) -> LoadedModel {
+                            towers: Towers = .both, cache: PackedWeightCache? = nil) throws(ModelLoadError) -> LoadedModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "no such file or directory")))
@@ -141,9 +145,30 @@ extension CLIPModel {
         if let openCLIPConfig {
             try applyOpenCLIPConfig(openCLIPConfig, to: &configuration, &preprocessing)
         }
-        let model = try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
+        let model = try loadThroughCache(cache, path: path, source: source, configuration: configuration,
+                                         precision: precision, towers: towers)
         return LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,
                            storedDTypes: dtypeCounts(source), parameterCount: parameterCount(source), tokenizerFolder: nil)
+    }
+
+    /// The model from `source`, through the packed-weight cache when there is one: a valid cache file for this
+    /// content, precision and CPU serves every layer it holds; a missing or partial one is (re)written after the
+    /// build. Loading a text tower may use the file written for both towers.
+    private static func loadThroughCache(_ cache: PackedWeightCache?, path: String, source: any WeightSource,
+                                         configuration: CLIPConfiguration, precision: Precision,
+                                         towers: Towers) throws(ModelLoadError) -> CLIPModel {
+        guard let cache, let digest = try? cache.digest(of: path) else {
+            return try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
+        }
+        let key = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: towers)
+        let bothKey = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: .both)
+        let file = (towers == .textOnly ? cache.open(key: bothKey) : nil) ?? cache.open(key: key)
+        let (model, recording) = try CLIPModel.build(weights: source, configuration: configuration, precision: precision,
+                                                     towers: towers, packed: file, record: true)
+        if file == nil || recording.misses > 0 || recording.tensorMisses > 0 {
+            try? cache.store(model, recording: recording, key: key, source: path)
+        }
+        return model
     }
 
     /// `file` under the names the towers read when it is laid out as one of open_clip's custom-text models (SigLIP,

@@ -25,12 +25,11 @@ public struct VisionTransformer: Sendable {
         let (activation, eps) = (c.activation, c.layerNormEps)
         configuration = c
         let (w, p) = (c.width, c.patchSize)
-        let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])
-        let bias = c.patchBias ? try r.tensor("visual.conv1.bias", shape: [w]) : nil
-        do throws(TensorError) {
-            patchEmbedding = try Linear(weight: Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), bias: bias)
-        } catch {
-            throw .architecture("visual.conv1.weight: \(error)", origin: r.origin)
+        patchEmbedding = try Linear(r, packed: "visual.conv1.weight", in: 3 * p * p, out: w, bias: c.patchBias,
+                                    consumes: ["visual.conv1.weight"] + (c.patchBias ? ["visual.conv1.bias"] : [])) { () throws(ModelLoadError) in
+            let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])
+            return (Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars),
+                    c.patchBias ? try r.tensor("visual.conv1.bias", shape: [w]) : nil)
         }
         classEmbedding = c.hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
         positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.tokens, w])

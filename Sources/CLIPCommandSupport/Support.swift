@@ -52,7 +52,8 @@ package struct ModelOptions: ParsableArguments {
 
     package func pipeline(towers: CLIPModel.Towers = .both) throws -> CLIPPipeline {
         try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision,
-                              pretrained: pretrained, precision: precision, towers: towers)
+                              pretrained: pretrained, precision: precision, towers: towers,
+                              weightCache: PackedWeightCache.user)
     }
 }
 

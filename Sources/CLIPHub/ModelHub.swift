@@ -38,6 +38,8 @@ public struct ModelHub: Sendable {
     /// An open_clip pretrained tag: the model name is then an open_clip architecture (`--model ViT-B-32
     /// --pretrained laion2b_s34b_b79k`).
     public var pretrained: String?
+    /// Where loads keep checkpoint files' weights packed for the kernels (nil: every load decodes and packs).
+    public var weightCache: PackedWeightCache?
 
     /// A hub caching in `cacheDirectory` (else `$CLIP_CACHE_DIR`, else `~/.cache/clip`), fetching from `baseURL`
     /// (else `$CLIP_MODEL_BASE_URL`, else OpenAI's host).
@@ -77,7 +79,7 @@ public struct ModelHub: Sendable {
         let loaded: LoadedModel
         do throws(ModelLoadError) {
             loaded = try CLIPModel.load(path: location.path, openCLIP: openCLIPConfig.map(OpenCLIPConfig.file) ?? location.openCLIPConfig,
-                                        precision: precision, towers: towers)
+                                        precision: precision, towers: towers, cache: weightCache)
         } catch {
             throw .load(error)
         }

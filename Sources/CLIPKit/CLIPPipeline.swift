@@ -86,14 +86,15 @@ public struct CLIPPipeline: Sendable {
     }
 
     /// Loads a model by name (downloading it like `clip.load`), checkpoint path, Hugging Face folder or Hub repository.
-    /// `towers: .textOnly` skips the image tower (text queries start faster and smaller).
+    /// `towers: .textOnly` skips the image tower (text queries start faster and smaller). With a `weightCache`
+    /// (`PackedWeightCache.user` is the user's), later loads of a checkpoint file map its packed weights.
     /// `hf-hub:ORG/NAME` fetches an open_clip or Hugging Face repository at `revision` (default `main`) into the
     /// cache `huggingface_hub` shares; with `pretrained`, `spec` is an open_clip architecture and `pretrained` its
     /// tag (`ARCH/TAG` and `ARCH__TAG` name one too).
     public static func load(_ spec: String, cacheDirectory: String? = nil, openCLIPConfig: String? = nil,
                             revision: String? = nil, pretrained: String? = nil, precision: Precision = .fp32,
-                            showProgress: Bool = true,
-                            towers: CLIPModel.Towers = .both) throws(PipelineError) -> CLIPPipeline {
+                            showProgress: Bool = true, towers: CLIPModel.Towers = .both,
+                            weightCache: PackedWeightCache? = nil) throws(PipelineError) -> CLIPPipeline {
         // The bundled tokenizer (about 70 ms to build) is built on another core while the weights load, unless
         // the model is a folder that may bring its own.
         var isFolder: ObjCBool = false
@@ -105,6 +106,7 @@ public struct CLIPPipeline: Sendable {
             var hub = ModelHub(cacheDirectory: cacheDirectory, showProgress: showProgress)
             hub.revision = revision
             hub.pretrained = pretrained
+            hub.weightCache = weightCache
             loaded = try hub.load(spec, openCLIPConfig: openCLIPConfig, precision: precision, towers: towers)
         } catch {
             throw .hub(error)

@@ -24,12 +24,10 @@ public struct MultiheadSelfAttention: Sendable {
         guard heads > 0, width % heads == 0 else {
             throw .architecture("\(prefix): width \(width) is not divisible into \(heads) heads", origin: r.origin)
         }
-        let weight = try r.tensor("\(prefix).in_proj_weight", shape: [3 * width, width])
-        let bias = try r.tensor("\(prefix).in_proj_bias", shape: [3 * width])
-        do throws(TensorError) {
-            inProj = try Linear(weight: weight, bias: bias)
-        } catch {
-            throw .architecture("\(prefix).in_proj_weight: \(error)", origin: r.origin)
+        inProj = try Linear(r, packed: "\(prefix).in_proj_weight", in: width, out: 3 * width,
+                            consumes: ["\(prefix).in_proj_weight", "\(prefix).in_proj_bias"]) { () throws(ModelLoadError) in
+            (try r.tensor("\(prefix).in_proj_weight", shape: [3 * width, width]),
+             try r.tensor("\(prefix).in_proj_bias", shape: [3 * width]))
         }
         outProj = try Linear(r, "\(prefix).out_proj", in: width, out: width)
         self.heads = heads

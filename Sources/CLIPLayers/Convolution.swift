@@ -49,26 +49,32 @@ public struct Conv2d: Sendable {
     /// folding the normalisation into the convolution: W' = W·γ/√(var+ε), b' = β − mean·γ/√(var+ε).
     public init(_ r: ParameterReader, conv: String, batchNorm bn: String, in c: Int, out o: Int, kernel k: Int,
                 stride: Int = 1, padding: Int = 0, eps: Double = 1e-5) throws(ModelLoadError) {
-        let w = try r.tensor("\(conv).weight", shape: [o, c, k, k])
-        let gamma = try r.tensor("\(bn).weight", shape: [o])
-        let beta = try r.tensor("\(bn).bias", shape: [o])
-        let mean = try r.tensor("\(bn).running_mean", shape: [o])
-        let variance = try r.tensor("\(bn).running_var", shape: [o])
-        var folded = w.scalars
-        var bias = [Float](repeating: 0, count: o)
-        let per = c * k * k
-        for ch in 0..<o {
-            let scale = Double(gamma.scalars[ch]) / (Double(variance.scalars[ch]) + eps).squareRoot()
-            for i in 0..<per { folded[ch * per + i] = Float(Double(folded[ch * per + i]) * scale) }
-            bias[ch] = Float(Double(beta.scalars[ch]) - Double(mean.scalars[ch]) * scale)
+        let names = ["\(conv).weight"] + ["weight", "bias", "running_mean", "running_var"].map { "\(bn).\($0)" }
+        let (packed, folded) = try r.packed(names[0], k: k * k * c, n: o, bias: true, consumes: names) { () throws(ModelLoadError) in
+            let w = try r.tensor(names[0], shape: [o, c, k, k])
+            let gamma = try r.tensor(names[1], shape: [o])
+            let beta = try r.tensor(names[2], shape: [o])
+            let mean = try r.tensor(names[3], shape: [o])
+            let variance = try r.tensor(names[4], shape: [o])
+            var folded = w.scalars
+            var bias = [Float](repeating: 0, count: o)
+            let per = c * k * k
+            for ch in 0..<o {
+                let scale = Double(gamma.scalars[ch]) / (Double(variance.scalars[ch]) + eps).squareRoot()
+                for i in 0..<per { folded[ch * per + i] = Float(Double(folded[ch * per + i]) * scale) }
+                bias[ch] = Float(Double(beta.scalars[ch]) - Double(mean.scalars[ch]) * scale)
+            }
+            do {
+                let layer = try Conv2d(weight: Tensor(uncheckedShape: w.shape, scalars: folded),
+                                       bias: Tensor(uncheckedShape: [o], scalars: bias), stride: stride, padding: padding,
+                                       precision: .fp32)
+                return (layer.packedWeight, layer.bias)
+            } catch {
+                throw .architecture("\(conv).weight: \(error)", origin: r.origin)
+            }
         }
-        do {
-            try self.init(weight: Tensor(uncheckedShape: w.shape, scalars: folded),
-                          bias: Tensor(uncheckedShape: [o], scalars: bias), stride: stride, padding: padding,
-                          precision: .fp32)
-        } catch {
-            throw .architecture("\(conv).weight: \(error)", origin: r.origin)
-        }
+        guard let folded else { throw .architecture("\(conv): no folded bias", origin: r.origin) }
+        self.init(packedWeight: packed, bias: folded, kernel: k, stride: stride, padding: padding, inChannels: c)
     }
 
     private init(packedWeight: PackedMatrix, bias: Tensor, kernel: Int, stride: Int, padding: Int, inChannels: Int) {

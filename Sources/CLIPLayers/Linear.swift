@@ -39,13 +39,31 @@ public struct Linear: Sendable {
     /// Loads `<prefix>.weight` [out, in] and, if `hasBias`, `<prefix>.bias` [out].
     public init(_ r: ParameterReader, _ prefix: String, in inFeatures: Int, out outFeatures: Int,
                 bias hasBias: Bool = true) throws(ModelLoadError) {
-        let w = try r.tensor("\(prefix).weight", shape: [outFeatures, inFeatures])
-        do {
-            packedWeight = try PackedMatrix(w, transposed: true)
-        } catch {
-            throw .architecture("\(prefix).weight: \(error)", origin: r.origin)
+        let names = ["\(prefix).weight"] + (hasBias ? ["\(prefix).bias"] : [])
+        (packedWeight, bias) = try r.packed(names[0], k: inFeatures, n: outFeatures, bias: hasBias, consumes: names) { () throws(ModelLoadError) in
+            let w = try r.tensor(names[0], shape: [outFeatures, inFeatures])
+            let packed: PackedMatrix
+            do {
+                packed = try PackedMatrix(w, transposed: true)
+            } catch {
+                throw .architecture("\(prefix).weight: \(error)", origin: r.origin)
+            }
+            return (packed, hasBias ? try r.tensor(names[1], shape: [outFeatures]) : nil)
         }
-        bias = hasBias ? try r.tensor("\(prefix).bias", shape: [outFeatures]) : nil
+    }
+
+    /// A layer whose weight [out, in] and bias [out] `values` derives from the checkpoint tensors `consumes` (fused
+    /// or rescaled), packed under the name `packed` so that a packed-weight cache serves it next time.
+    package init(_ r: ParameterReader, packed name: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true,
+                 consumes: [String], values: () throws(ModelLoadError) -> (weight: Tensor, bias: Tensor?)) throws(ModelLoadError) {
+        (packedWeight, bias) = try r.packed(name, k: inFeatures, n: outFeatures, bias: hasBias, consumes: consumes) { () throws(ModelLoadError) in
+            let (weight, bias) = try values()
+            do {
+                return (try PackedMatrix(weight, transposed: true), bias)
+            } catch {
+                throw .architecture("\(name): \(error)", origin: r.origin)
+            }
+        }
     }
 
     /// `x` [.., in] → `y` [.., out]: y = x·Wᵀ + b, or y += x·Wᵀ + b when `accumulate` (a residual connection

@@ -15,16 +15,44 @@ public final class ParameterReader {
     private let shapes: [String: [Int]]
     private let taken = Mutex(Set<String>())
     private let isIgnored: (String) -> Bool
+    private let packedSource: (any PackedWeightSource)?
+    private let record: Bool
+    private let recording = Mutex(Recording())
+
+    /// What a load hands out, kept for writing a packed-weight cache: plain tensors by name, and each packed
+    /// weight's bias and the checkpoint tensors it consumed (those are not stored again).
+    package struct Recording: Sendable {
+        package var tensors: [String: Tensor] = [:]
+        package var biases: [String: Tensor?] = [:]
+        package var consumed: Set<String> = []
+        /// Packed weights a layer asked for that the packed source did not hold (they were packed from the checkpoint).
+        package var misses = 0
+        /// Plain tensors not already in the packed source.
+        package var tensorMisses = 0
+    }
 
     /// - Parameter ignoring: names that may be present without being used (BatchNorm's
     ///   `num_batches_tracked`, the TorchScript extras the reference deletes).
-    public init(source: any WeightSource, ignoring: @escaping (String) -> Bool = { _ in false }) {
+    public convenience init(source: any WeightSource, ignoring: @escaping (String) -> Bool = { _ in false }) {
+        self.init(source: source, ignoring: ignoring, packed: nil, record: false)
+    }
+
+    /// A reader that serves what `packed` holds (a cache file of this checkpoint's packed weights) instead of
+    /// reading and packing it, and reads the rest from `source`; with `record`, it keeps what it hands out for
+    /// `recording`.
+    package init(source: any WeightSource, ignoring: @escaping (String) -> Bool = { _ in false },
+                 packed: (any PackedWeightSource)?, record: Bool) {
         self.origin = source.origin
         self.source = source
         self.initializer = nil
         self.shapes = Dictionary(source.tensorInfos.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         self.isIgnored = ignoring
+        self.packedSource = packed
+        self.record = record
     }
+
+    /// What was handed out (empty unless the reader records).
+    package var recorded: Recording { recording.withLock { $0 } }
 
     /// A reader that creates every tensor a layer asks for with `initializer(name, shape)`.
     public init(origin: String, initializer: @escaping (String, [Int]) -> Tensor) {
@@ -33,6 +61,8 @@ public final class ParameterReader {
         self.initializer = initializer
         self.shapes = [:]
         self.isIgnored = { _ in false }
+        self.packedSource = nil
+        self.record = false
     }
 
     /// Whether layers may take their tensors from several threads at once: a source that reads concurrently,
@@ -50,6 +80,48 @@ public final class ParameterReader {
         guard let source, let stored = shapes[name] else { throw .missingTensor(name, origin: origin) }
         guard stored == shape else { throw .shapeMismatch(name, expected: shape, found: stored, origin: origin) }
         _ = taken.withLock { $0.insert(name) }
+        let cached = packedSource?.tensor(name, shape: shape)
+        let tensor: Tensor
+        if let cached { tensor = cached } else { tensor = try read(name) }
+        if record {
+            recording.withLock {
+                $0.tensors[name] = tensor
+                if cached == nil && packedSource != nil { $0.tensorMisses += 1 }
+            }
+        }
+        return tensor
+    }
+
+    /// A layer's packed weight `name` ([k, n] as the GEMM's right-hand side) and its bias [n] (when `bias`): from the packed source
+    /// when it holds them, else `build` makes them from the checkpoint tensors `consumes` (the reader records the
+    /// bias and leaves the consumed tensors out of its recording: the packed form replaces them). Either way the
+    /// consumed tensors count as taken.
+    package func packed(_ name: String, k: Int, n: Int, bias hasBias: Bool, consumes: [String],
+                        build: () throws(ModelLoadError) -> (PackedMatrix, Tensor?)) throws(ModelLoadError) -> (PackedMatrix, Tensor?) {
+        if initializer == nil, let (matrix, bias) = packedSource?.packed(name), matrix.k == k, matrix.n == n,
+           (bias != nil) == hasBias, bias.map({ $0.shape == [n] }) ?? true {
+            for consumed in consumes {
+                guard shapes[consumed] != nil else { throw .missingTensor(consumed, origin: origin) }
+            }
+            taken.withLock { $0.formUnion(consumes) }
+            if record { recording.withLock { $0.biases[name] = bias; $0.consumed.formUnion(consumes) } }
+            return (matrix, bias)
+        }
+        var (matrix, bias) = try build()
+        matrix.name = name
+        if record {
+            recording.withLock {
+                $0.biases[name] = bias
+                $0.consumed.formUnion(consumes)
+                for consumed in consumes { $0.tensors[consumed] = nil }
+                if packedSource != nil { $0.misses += 1 }
+            }
+        }
+        return (matrix, bias)
+    }
+
+    private func read(_ name: String) throws(ModelLoadError) -> Tensor {
+        guard let source else { throw .missingTensor(name, origin: origin) }
         let tensor: Tensor
         do throws(WeightFileError) {
             tensor = try source.floatTensor(name)
@@ -104,4 +176,13 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
             return "\(o): tensor '\(k)' holds \(what) at element \(i); a checkpoint's weights must be finite (corrupt or diverged training?)"
         }
     }
+}
+
+/// Values a packed-weight cache file holds for one checkpoint, precision and kernel level: what a `ParameterReader`
+/// serves instead of reading and packing. Both return nil for a name the file does not hold.
+package protocol PackedWeightSource: Sendable {
+    /// The fp32 tensor `name`, which must have `shape`.
+    func tensor(_ name: String, shape: [Int]) -> Tensor?
+    /// The packed weight `name` and its bias (nil for a layer without one).
+    func packed(_ name: String) -> (PackedMatrix, Tensor?)?
 }

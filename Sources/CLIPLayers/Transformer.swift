@@ -97,16 +97,15 @@ public struct ResidualAttentionBlock: Sendable {
     private static func scaled(_ r: ParameterReader, _ prefix: String, by gamma: Tensor,
                                in inputs: Int) throws(ModelLoadError) -> Linear {
         let width = gamma.count
-        var weight = try r.tensor("\(prefix).weight", shape: [width, inputs])
-        var bias = try r.tensor("\(prefix).bias", shape: [width])
-        for o in 0..<width {
-            bias.scalars[o] *= gamma.scalars[o]
-            for i in 0..<inputs { weight.scalars[o * inputs + i] *= gamma.scalars[o] }
-        }
-        do throws(TensorError) {
-            return try Linear(weight: weight, bias: bias)
-        } catch {
-            throw .architecture("\(prefix).weight: \(error)", origin: r.origin)
+        return try Linear(r, packed: "\(prefix).weight", in: inputs, out: width,
+                          consumes: ["\(prefix).weight", "\(prefix).bias"]) { () throws(ModelLoadError) in
+            var weight = try r.tensor("\(prefix).weight", shape: [width, inputs])
+            var bias = try r.tensor("\(prefix).bias", shape: [width])
+            for o in 0..<width {
+                bias.scalars[o] *= gamma.scalars[o]
+                for i in 0..<inputs { weight.scalars[o * inputs + i] *= gamma.scalars[o] }
+            }
+            return (weight, bias)
         }
     }
 

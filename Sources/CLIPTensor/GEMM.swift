@@ -165,11 +165,15 @@ public struct PackedMatrix: Sendable {
     /// Column-panel width of the layout: the granule for splitting columns between threads.
     let panel: Int
 
+    /// The name a packed-weight cache knows this matrix by (the checkpoint tensor it was packed from), kept through
+    /// `converted(to:)`; nil for matrices packed outside a model load.
+    package var name: String?
+
     enum Storage: Sendable {
-        case fp32([Float])
-        case bf16([UInt16])
+        case fp32(Elements<Float>)
+        case bf16(Elements<UInt16>)
         /// Codes in the kernel's layout (`group` consecutive k per column side by side), per-column scales and sums.
-        case int8(codes: [Int8], scales: [Float], sums: [Int32], group: Int)
+        case int8(codes: Elements<Int8>, scales: Elements<Float>, sums: Elements<Int32>, group: Int)
     }
 
     /// The arithmetic the packed values are multiplied in.
@@ -198,16 +202,16 @@ public struct PackedMatrix: Sendable {
             switch precision {
             case .fp32:
                 let count = max(Int(clip_packed_b_count(code, k, n)), 0)
-                return .fp32([Float](unsafeUninitializedCapacity: count) { buf, initialized in
+                return .fp32(Elements([Float](unsafeUninitializedCapacity: count) { buf, initialized in
                     _ = clip_pack_b(code, trans, k, n, src, ldb, buf.baseAddress!)
                     initialized = count
-                })
+                }))
             case .bf16:
                 let count = max(Int(clip_packed_b_bf16_count(k, n)), 0)
-                return .bf16([UInt16](unsafeUninitializedCapacity: count) { buf, initialized in
+                return .bf16(Elements([UInt16](unsafeUninitializedCapacity: count) { buf, initialized in
                     _ = clip_pack_b_bf16(trans, k, n, src, ldb, buf.baseAddress!)
                     initialized = count
-                })
+                }))
             case .int8:
                 var codes = [Int8](repeating: 0, count: max(Int(clip_packed_b_int8_bytes(code, k, n)), 0))
                 let columns = max(Int(clip_packed_b_int8_columns(code, n)), 0)
@@ -221,7 +225,8 @@ public struct PackedMatrix: Sendable {
                         }
                     }
                 }
-                return .int8(codes: codes, scales: scales, sums: sums, group: Int(clip_int8_group(code)))
+                return .int8(codes: Elements(codes), scales: Elements(scales), sums: Elements(sums),
+                             group: Int(clip_int8_group(code)))
             }
         }
         self.k = k
@@ -360,7 +365,9 @@ public struct PackedMatrix: Sendable {
     /// from fp32; from bf16 or int8 the already-rounded values are packed again.
     public func converted(to precision: Precision, kernel: GEMMKernel? = nil) throws(TensorError) -> PackedMatrix {
         if precision == self.precision && (kernel == nil || kernel == self.kernel) { return self }
-        return try PackedMatrix(unpacked(), transposed: false, kernel: kernel, precision: precision)
+        var converted = try PackedMatrix(unpacked(), transposed: false, kernel: kernel, precision: precision)
+        converted.name = name
+        return converted
     }
 
     /// B [k, n] rebuilt from the packed panels (bf16 values widened, int8 codes dequantised).
@@ -368,22 +375,32 @@ public struct PackedMatrix: Sendable {
         let kc = Int(clip_gemm_block_k())
         let npad = (n + panel - 1) / panel * panel
         var out = [Float](repeating: 0, count: k * n)
-        for p in 0..<k {
-            let pc = p / kc * kc
-            let blockK = min(kc, k - pc)
-            for j in 0..<n {
-                switch storage {
-                case .fp32(let data):
-                    out[p * n + j] = data[pc * npad + (j / panel) * blockK * panel + (p - pc) * panel + j % panel]
-                case .bf16(let halves):
-                    let blockK2 = (blockK + 1) / 2 * 2
-                    let q = p - pc
-                    let h = halves[pc * npad + (j / panel) * blockK2 * panel + (q / 2) * panel * 2 + (j % panel) * 2 + q % 2]
-                    out[p * n + j] = Float(bitPattern: UInt32(h) << 16)
-                case .int8(let codes, let scales, _, let g):
-                    let kg = (k + g - 1) / g * g
-                    let code = codes[(j / panel) * kg * panel + (p / g) * panel * g + (j % panel) * g + p % g]
-                    out[p * n + j] = Float(code) * scales[j]
+        // One pass per storage kind, so the element loop holds no switch.
+        func each(_ value: (_ p: Int, _ j: Int, _ pc: Int, _ blockK: Int) -> Float) {
+            for p in 0..<k {
+                let pc = p / kc * kc
+                let blockK = min(kc, k - pc)
+                for j in 0..<n { out[p * n + j] = value(p, j, pc, blockK) }
+            }
+        }
+        switch storage {
+        case .fp32(let data):
+            data.withUnsafeBufferPointer { d in
+                each { p, j, pc, blockK in d[pc * npad + (j / panel) * blockK * panel + (p - pc) * panel + j % panel] }
+            }
+        case .bf16(let halves):
+            halves.withUnsafeBufferPointer { h in
+                each { p, j, pc, blockK in
+                    let blockK2 = (blockK + 1) / 2 * 2, q = p - pc
+                    let half = h[pc * npad + (j / panel) * blockK2 * panel + (q / 2) * panel * 2 + (j % panel) * 2 + q % 2]
+                    return Float(bitPattern: UInt32(half) << 16)
+                }
+            }
+        case .int8(let codes, let scales, _, let g):
+            let kg = (k + g - 1) / g * g
+            codes.withUnsafeBufferPointer { c in
+                scales.withUnsafeBufferPointer { s in
+                    each { p, j, _, _ in Float(c[(j / panel) * kg * panel + (p / g) * panel * g + (j % panel) * g + p % g]) * s[j] }
                 }
             }
         }

@@ -99,6 +99,8 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case outOfMemory(String)
     /// A backward pass was not given the values of a parameter it needs.
     case missingParameter(String)
+    /// A file could not be mapped into memory (the message names it and why).
+    case mappedFile(String)
 
     public var description: String {
         switch self {
@@ -110,6 +112,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case .cpuConfiguration(let message): return message
         case .outOfMemory(let what): return "out of memory: \(what)"
         case .missingParameter(let name): return "no value for parameter '\(name)'"
+        case .mappedFile(let message): return message
         }
     }
 }

@@ -1,0 +1,171 @@
+import CLIP
+import CLIPTensor
+import Foundation
+import Testing
+
+/// Checkpoints covering every way a layer's packed weight is made: plain Linear layers, fused q/k/v (BERT), LayerScale
+/// folded into a projection, BatchNorm folded into convolutions (ResNet), a TorchScript fp16-free archive, and the
+/// pooling heads whose key/value projection is left out of the cache (SigLIP's MAP head, CoCa's attentional pooler).
+private let cacheFixtures: [(checkpoint: String, config: String?)] = [
+    ("vit_small.safetensors", nil),
+    ("rn_small.safetensors", nil),
+    ("formats/vit_small_torchscript.pt", nil),
+    ("open_clip/ViT-B-32-layer-scale.safetensors", "open_clip/ViT-B-32-layer-scale.json"),
+    ("open_clip/xlm-roberta-base-ViT-B-32.safetensors", "open_clip/xlm-roberta-base-ViT-B-32.json"),
+    ("siglip/openclip_ViT-B-16-SigLIP.safetensors", "siglip/openclip_ViT-B-16-SigLIP.json"),
+    ("open_clip/coca_ViT-B-32.safetensors", "open_clip/coca_ViT-B-32.json"),
+]
+
+private func temporaryDirectory() throws -> String {
+    let path = NSTemporaryDirectory() + "packed-cache-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// Image and text embeddings of a loaded model on fixed inputs, as raw values (compared bit for bit).
+private func outputs(_ loaded: LoadedModel) throws -> [Float] {
+    let model = loaded.model
+    let r = loaded.preprocessing.resolution
+    let pixels = try Tensor(shape: [2, 3, r, r], scalars: (0..<(2 * 3 * r * r)).map { Float(($0 * 7919) % 255) / 127.5 - 1 })
+    let context = model.configuration.text.contextLength
+    let tokens = [[1, 5, 9, 2] + [Int](repeating: 0, count: context - 4), [3, 4, 2] + [Int](repeating: 0, count: context - 3)]
+    var values = try model.encodeText(tokens).scalars
+    if case .notLoaded = model.visual {} else { values += try model.encodeImage(pixels).scalars }
+    return values
+}
+
+private func inode(_ path: String) -> UInt64? {
+    (try? FileManager.default.attributesOfItem(atPath: path))?[.systemFileNumber] as? UInt64
+}
+
+@Suite("packed-weight cache")
+struct PackedWeightCacheTests {
+    static let precisions = Precision.allCases.filter(\.isAvailable)
+
+    @Test("a cached load equals an uncached one bit for bit, and the second load reuses the file",
+          arguments: cacheFixtures.indices)
+    func cachedLoadsAreExact(fixture: Int) throws {
+        let (checkpoint, config) = cacheFixtures[fixture]
+        let path = "\(fixtureDirectory)/\(checkpoint)", configPath = config.map { "\(fixtureDirectory)/\($0)" }
+        for precision in Self.precisions {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let cache = PackedWeightCache(directory: dir)
+            let expected = try outputs(CLIPModel.load(path: path, openCLIPConfig: configPath, precision: precision))
+            let first = try outputs(CLIPModel.load(path: path, openCLIPConfig: configPath, precision: precision, cache: cache))
+            let entries = cache.entries()
+            try #require(entries.count == 1, "\(checkpoint) \(precision): \(entries.map(\.path))")
+            #expect(entries[0].source == path && entries[0].precision == precision.rawValue)
+            let written = inode(entries[0].path)
+            let second = try outputs(CLIPModel.load(path: path, openCLIPConfig: configPath, precision: precision, cache: cache))
+            #expect(first == expected, "\(checkpoint) \(precision): first (writing) load differs")
+            #expect(second == expected, "\(checkpoint) \(precision): load from the cache differs")
+            #expect(inode(entries[0].path) == written, "\(checkpoint) \(precision): a complete cache file was rewritten")
+        }
+    }
+
+    enum Damage: String, CaseIterable {
+        case truncated, emptied, trailerPointsOutside, headerGarbage, packOffsetOutside, foreignKey
+    }
+
+    @Test("a damaged or foreign cache file is refused, the load is still exact, and the file is rebuilt",
+          arguments: Damage.allCases)
+    func damagedFilesAreRebuilt(damage: Damage) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = PackedWeightCache(directory: dir)
+        let path = "\(fixtureDirectory)/vit_small.safetensors"
+        let expected = try outputs(CLIPModel.load(path: path))
+        _ = try CLIPModel.load(path: path, cache: cache)
+        let file = try #require(cache.entries().first).path
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+        let n = bytes.count
+        switch damage {
+        case .truncated: bytes = Array(bytes[..<(n / 2)])
+        case .emptied: bytes = []
+        case .trailerPointsOutside:
+            for i in 0..<8 { bytes[n - 24 + i] = 0xFF }
+        case .headerGarbage:
+            let offset = Int(bytes[(n - 24)...].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            for i in offset..<min(offset + 40, n - 24) { bytes[i] = UInt8(ascii: "{") }
+        case .packOffsetOutside:
+            let text = String(decoding: bytes, as: UTF8.self)
+            // Every stored offset made huge: the JSON stays valid, the offsets point past the end.
+            let edited = text.replacingOccurrences(of: "\"offsets\":[", with: "\"offsets\":[99999999999,")
+            bytes = Array(edited.utf8)
+        case .foreignKey:
+            let other = "\(fixtureDirectory)/vit_small_f16.safetensors"
+            let otherDir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: otherDir) }
+            let otherCache = PackedWeightCache(directory: otherDir)
+            _ = try CLIPModel.load(path: other, cache: otherCache)
+            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try #require(otherCache.entries().first).path)))
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        let loaded = try outputs(CLIPModel.load(path: path, cache: cache))
+        #expect(loaded == expected)
+        let rebuilt = try #require(cache.entries().first)
+        #expect(cache.entries().count == 1)
+        #expect(rebuilt.source == path, "the rebuilt file names \(rebuilt.source)")
+        #expect(try outputs(CLIPModel.load(path: path, cache: cache)) == expected)
+    }
+
+    @Test("a checkpoint rewritten in place gets its own cache file, not the old one's weights")
+    func rewrittenCheckpointIsNotConfused() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = PackedWeightCache(directory: dir + "/cache")
+        let path = dir + "/model.safetensors"
+        try FileManager.default.copyItem(atPath: "\(fixtureDirectory)/vit_small.safetensors", toPath: path)
+        _ = try CLIPModel.load(path: path, cache: cache)
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.copyItem(atPath: "\(fixtureDirectory)/vit_small_f16.safetensors", toPath: path)
+        let expected = try outputs(CLIPModel.load(path: path))
+        #expect(try outputs(CLIPModel.load(path: path, cache: cache)) == expected)
+        #expect(try outputs(CLIPModel.load(path: path, cache: cache)) == expected)
+        #expect(cache.entries().count == 2)
+    }
+
+    @Test("a text-only load uses the file written for both towers; loading both after a text-only load writes one")
+    func textOnlyLoadsShareTheFullFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = PackedWeightCache(directory: dir)
+        let path = "\(fixtureDirectory)/vit_small.safetensors"
+        let expected = try outputs(CLIPModel.load(path: path, towers: .textOnly))
+        #expect(try outputs(CLIPModel.load(path: path, towers: .textOnly, cache: cache)) == expected)
+        #expect(cache.entries().count == 1)
+        _ = try CLIPModel.load(path: path, cache: cache)
+        #expect(cache.entries().count == 2)
+        let both = try #require(cache.entries().first)  // most recently used
+        let before = cache.entries().map(\.path).sorted()
+        #expect(try outputs(CLIPModel.load(path: path, towers: .textOnly, cache: cache)) == expected)
+        #expect(cache.entries().map(\.path).sorted() == before)
+        #expect(cache.entries().first?.path == both.path, "the text-only load did not use the file for both towers")
+    }
+
+    @Test("the directory is kept under its size limit, least recently used first; clear empties it")
+    func sizeLimitAndClear() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = PackedWeightCache(directory: dir, sizeLimit: 1)
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/vit_small.safetensors", cache: cache)
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/rn_small.safetensors", cache: cache)
+        let left = cache.entries()
+        #expect(left.count == 1 && left.first?.source.hasSuffix("rn_small.safetensors") == true, "\(left.map(\.source))")
+        let freed = try cache.clear()
+        #expect(freed == left.first?.bytes)
+        #expect(cache.entries().isEmpty)
+    }
+
+    @Test("an unwritable cache directory is passed over: the load still succeeds")
+    func unwritableCacheIsPassedOver() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let blocker = dir + "/file"
+        try Data("not a directory".utf8).write(to: URL(fileURLWithPath: blocker))
+        let cache = PackedWeightCache(directory: blocker + "/cache")
+        let path = "\(fixtureDirectory)/vit_small.safetensors"
+        #expect(try outputs(CLIPModel.load(path: path, cache: cache)) == outputs(CLIPModel.load(path: path)))
+    }
+}
