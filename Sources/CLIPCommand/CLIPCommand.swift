@@ -14,7 +14,7 @@ struct CLIPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clip",
         abstract: "CLIP image and text embeddings, natively.",
-        subcommands: [Classify.self, Embed.self, Similarity.self, Tokenize.self, Preprocess.self, Info.self, Models.self, Convert.self, Train.self, Eval.self, LinearProbeCommand.self, Synthetic.self, Index.self, Search.self, Serve.self, Bench.self]
+        subcommands: [Classify.self, Embed.self, Similarity.self, Tokenize.self, Preprocess.self, Info.self, Models.self, Convert.self, Train.self, Eval.self, LinearProbeCommand.self, Synthetic.self, Index.self, Search.self, Serve.self, Cache.self, Bench.self]
     )
 
     /// Refuses arguments that are not UTF-8 before parsing: Swift's strings would replace their bytes, and a file

@@ -117,7 +117,8 @@ struct Embed: ParsableCommand {
                 try runStream(output)
                 return
             }
-            let clip = try model.pipeline()
+            // Texts alone need no image tower: neither its load nor its memory.
+            let clip = try model.pipeline(towers: images.isEmpty ? .textOnly : .both)
             var imageEmbeddings: Tensor?
             var textEmbeddings: Tensor?
             if !images.isEmpty {

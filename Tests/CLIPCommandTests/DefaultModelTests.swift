@@ -56,3 +56,28 @@ func retrievalCeilingIsBounded() throws {
     let r = try runClip(["synthetic", "--count", "20000", "--output", NSTemporaryDirectory() + "clip-ceiling-\(getpid())", "--retrieval-ceiling"])
     #expect(r.status != 0 && r.stderr.contains("--retrieval-ceiling") && r.stderr.contains("10,000"), "\(r.stderr)")
 }
+
+@Test("clip writes the packed-weight cache on the first run and reads it on the next; clip cache lists and clears it")
+func packedWeightCacheThroughTheCommand() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let dir = NSTemporaryDirectory() + "clip-weight-cache-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let env = ["CLIP_WEIGHT_CACHE": dir]
+    let arguments = ["classify", "--json", root.appendingPathComponent("Examples/blue-star.png").path,
+                     "--labels", "a red heart", "a blue star"]
+    let off = try runClip(arguments, environment: ["CLIP_WEIGHT_CACHE": "off"])
+    let first = try runClip(arguments, environment: env)
+    let second = try runClip(arguments, environment: env)
+    #expect(off.status == 0 && first.status == 0 && second.status == 0, "\(first.stderr) \(second.stderr)")
+    #expect(first.stdout == off.stdout && second.stdout == off.stdout)
+    let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".clippack") }
+    #expect(files.count == 1, "\(files)")
+    let list = try runClip(["cache", "list"], environment: env)
+    #expect(list.status == 0 && list.stdout.contains("swift-clip-shapes.safetensors") && list.stdout.contains("1 file,"),
+            "\(list.stdout) \(list.stderr)")
+    let clear = try runClip(["cache", "clear"], environment: env)
+    #expect(clear.status == 0 && clear.stdout.hasPrefix("freed "), "\(clear.stdout) \(clear.stderr)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".clippack") }.isEmpty)
+    let disabled = try runClip(["cache", "list"], environment: ["CLIP_WEIGHT_CACHE": "off"])
+    #expect(disabled.status == 1 && disabled.stderr.contains("off"), "\(disabled.stderr)")
+}
