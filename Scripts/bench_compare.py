@@ -10,10 +10,12 @@
 thread, as in the anchor table, against `clip bench --preprocess` (one thread and all cores).
 
 ONNX Runtime also runs its own dynamic int8 quantisation of the image tower (`quantize_dynamic`, QInt8 weights),
-the peer of `--precision int8`. The first lines name the CPU (AVX-512 or AVX2) and the level `clip` runs at
+the peer of `--precision int8`. OpenVINO (when installed) runs the same exported image tower in fp32 (best of its
+latency and throughput hints) and in int8 from NNCF post-training quantisation (calibrated on random inputs). The first lines name the CPU (AVX-512 or AVX2) and the level `clip` runs at
 (`CLIP_CPU` forces a lower one: a proxy for an AVX2-only machine, labelled as such).
 
-Needs: torch, clip-anytorch, onnxruntime, onnx, numpy.
+Needs: torch, clip-anytorch, onnxruntime, onnx, numpy; optionally openvino and nncf. Whole processes (model load
+included) are compared by Scripts/bench_process.py.
 """
 import argparse
 import os
@@ -24,7 +26,18 @@ import time
 
 import numpy as np
 import torch
-from clip.model import CLIP
+
+try:
+    from clip.model import CLIP
+except ImportError:  # clip's package imports torchvision; its model.py alone does not need it
+    import importlib.util
+    import site
+    _path = next(os.path.join(b, "clip", "model.py") for b in site.getsitepackages()
+                 if os.path.exists(os.path.join(b, "clip", "model.py")))
+    _spec = importlib.util.spec_from_file_location("clip_model", _path)
+    _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    CLIP = _module.CLIP
 
 
 def median_time(fn, reps):
@@ -54,11 +67,33 @@ def jpeg_folder():
     return folder, sorted(os.path.join(folder, f) for f in os.listdir(folder))
 
 
+def reference_transform():
+    """clip's `_transform(224)`; without torchvision, the same steps in Pillow and numpy (said so in the output)."""
+    try:
+        import clip as clip_package
+        return clip_package.clip._transform(224)
+    except ImportError:
+        from PIL import Image
+        print("(torchvision missing: the peers preprocess with Pillow + numpy, the same steps as clip's _transform)")
+        mean = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(3, 1, 1)
+        std = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(3, 1, 1)
+
+        def pre(im):
+            im = im.convert("RGB")
+            w, h = im.size
+            s = 224 / min(w, h)
+            im = im.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
+            w, h = im.size
+            left, top = (w - 224) // 2, (h - 224) // 2
+            x = np.asarray(im.crop((left, top, left + 224, top + 224)), dtype=np.float32).transpose(2, 0, 1) / 255
+            return torch.from_numpy((x - mean) / std)
+        return pre
+
+
 def compare_preprocessing(a, files):
     from PIL import Image
-    import clip as clip_package
     torch.set_num_threads(1)
-    pre = clip_package.clip._transform(224)
+    pre = reference_transform()
     ref = len(files) / median_time(lambda: [pre(Image.open(f)) for f in files], max(a.repeat, 5))
     out = subprocess.run([a.clip, "bench", "--preprocess", *files], capture_output=True, text=True, check=True).stdout
     one = float(re.search(r"decode \+ preprocess, 1 thread: ([\d.]+) img/s", out).group(1))
@@ -66,6 +101,43 @@ def compare_preprocessing(a, files):
     torch.set_num_threads(a.threads)
     print(f"decode + preprocess 640x480 JPEG: Pillow + torchvision (1 thread) {ref:.1f} img/s; "
           f"swift-clip 1 thread {one:.1f} img/s ({one / ref:.2f}x), all cores {many:.1f} img/s ({many / ref:.2f}x)")
+
+
+def openvino_tower(a, onnx_path, results, reference, xi):
+    """OpenVINO fp32 (best of its latency and throughput hints) and NNCF int8 on the exported image tower."""
+    try:
+        import openvino as ov
+    except ImportError:
+        print("OpenVINO not installed: pip install openvino nncf")
+        return
+    core = ov.Core()
+
+    def best_rate(model, bs, precision_hint):
+        rates = []
+        for hint in ("LATENCY", "THROUGHPUT"):
+            req = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": hint,
+                                                    "INFERENCE_PRECISION_HINT": precision_hint}).create_infer_request()
+            x = np.random.randn(bs, 3, 224, 224).astype(np.float32)
+            rates.append(bs / median_time(lambda: req.infer({0: x}), a.repeat))
+        return max(rates)
+
+    model = core.read_model(onnx_path)
+    for bs in (1, 16):
+        results[("ViT-B/32", "image", bs, "ov")] = best_rate(model, bs, "f32")
+    try:
+        import nncf
+    except ImportError:
+        print("NNCF not installed: no OpenVINO int8 (pip install nncf)")
+        return
+    rng = np.random.default_rng(1)
+    calibration = [rng.standard_normal((4, 3, 224, 224)).astype(np.float32) for _ in range(8)]
+    quantized = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(calibration))
+    for bs in (1, 16):
+        results[("ViT-B/32", "image", bs, "ov-int8")] = best_rate(quantized, bs, "f32")
+    q = core.compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": a.threads}).create_infer_request().infer({0: xi})[0]
+    cos = (reference * q).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(q, axis=1)
+    print(f"OpenVINO NNCF int8 vs fp32 image embeddings (random weights): cosine min {cos.min():.5f}")
 
 
 def main():
@@ -140,13 +212,13 @@ def main():
                     f, q = sv.run(None, {"x": xi})[0], sq.run(None, {"x": xi})[0]
                     cos = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
                     print(f"ONNX Runtime int8 vs fp32 image embeddings (random weights): cosine min {cos.min():.5f}")
+                    openvino_tower(a, os.path.join(tmp, "v.onnx"), results, f, xi)
             del m
     # End to end: a folder of 640x480 JPEGs (as the anchors make them), decoded, preprocessed and embedded with
     # ViT-B/32 in batches of 16 — PyTorch with Pillow/torchvision in the loop, and `clip bench --folder`.
     from PIL import Image
-    import clip as clip_package
     folder, files = jpeg_folder()
-    pre = clip_package.clip._transform(224)
+    pre = reference_transform()
     m = archs["ViT-B/32"]().float().eval()
 
     def torch_folder():
@@ -196,6 +268,12 @@ def main():
         tower = results[("ViT-B/32", "image", 16, tag)]
         print(f"{'ViT-B/32 folder of 640x480 JPEGs, bs16 (img/s)':<48}{t:>8.2f} (PyTorch + Pillow){s_:>10.2f}{s_ / t:>8.2f}×"
               f"  ({s_ / tower:.2f}× its own image tower)")
+        for bs in (1, 16):
+            s_ = results[("ViT-B/32", "image", bs, tag)]
+            for peer, name in (("ov", "OpenVINO fp32"), ("ov-int8", "OpenVINO NNCF int8")):
+                v = results.get(("ViT-B/32", "image", bs, peer))
+                if v and (peer == "ov" or tag == "ours-int8"):
+                    print(f"ViT-B/32 image bs{bs}: {name} {v:.2f} img/s; {label} {s_:.2f} ({s_ / v:.2f}× {name})")
         if tag == "ours-int8":
             for bs in (1, 16):
                 q = results.get(("ViT-B/32", "image", bs, "ort-int8"))

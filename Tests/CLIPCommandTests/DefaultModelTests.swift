@@ -1,6 +1,20 @@
 import Foundation
 import Testing
 
+/// Whether this machine's kernels already run at the portable level (no SIMD level above it).
+enum CLIPCPULevel {
+    static var isPortable: Bool {
+        let env = ProcessInfo.processInfo.environment["CLIP_CPU"]
+        if env == "portable" { return true }
+        #if arch(x86_64)
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        return !(flags.contains(" avx2") && flags.contains(" fma"))
+        #else
+        return false
+        #endif
+    }
+}
+
 /// The model that ships in the package: used when --model is omitted, offline.
 @Test("with no --model the shipped model classifies the README's example images")
 func defaultModelClassifiesExamples() throws {
@@ -72,8 +86,16 @@ func packedWeightCacheThroughTheCommand() throws {
     #expect(first.stdout == off.stdout && second.stdout == off.stdout)
     let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".clippack") }
     #expect(files.count == 1, "\(files)")
+    // Another kernel level packs differently: it gets a file of its own, and its numbers are its own.
+    let portableOff = try runClip(arguments, environment: ["CLIP_WEIGHT_CACHE": "off", "CLIP_CPU": "portable"])
+    let portable = try runClip(arguments, environment: env.merging(["CLIP_CPU": "portable"]) { $1 })
+    let portableAgain = try runClip(arguments, environment: env.merging(["CLIP_CPU": "portable"]) { $1 })
+    #expect(portable.status == 0 && portable.stdout == portableOff.stdout && portableAgain.stdout == portableOff.stdout,
+            "\(portable.stderr)")
+    let expectedFiles = CLIPCPULevel.isPortable ? 1 : 2
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".clippack") }.count == expectedFiles)
     let list = try runClip(["cache", "list"], environment: env)
-    #expect(list.status == 0 && list.stdout.contains("swift-clip-shapes.safetensors") && list.stdout.contains("1 file,"),
+    #expect(list.status == 0 && list.stdout.contains("swift-clip-shapes.safetensors") && list.stdout.contains("\(expectedFiles) file"),
             "\(list.stdout) \(list.stderr)")
     let clear = try runClip(["cache", "clear"], environment: env)
     #expect(clear.status == 0 && clear.stdout.hasPrefix("freed "), "\(clear.stdout) \(clear.stderr)")
