@@ -136,6 +136,7 @@ extension CLIPModel {
         if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision, towers: towers) }
         var source: any WeightSource
         let format: WeightFormat
+        let identity = cache == nil ? nil : PackedWeightCache.identity(of: path)
         do {
             (source, format) = try openWeightFile(path: path)
             source = try openCLIPLayout(source)
@@ -145,7 +146,7 @@ extension CLIPModel {
         if let openCLIPConfig {
             try applyOpenCLIPConfig(openCLIPConfig, to: &configuration, &preprocessing)
         }
-        let model = try loadThroughCache(cache, path: path, source: source, configuration: configuration,
+        let model = try loadThroughCache(cache, path: path, identity: identity, source: source, configuration: configuration,
                                          precision: precision, towers: towers)
         return LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,
                            storedDTypes: dtypeCounts(source), parameterCount: parameterCount(source), tokenizerFolder: nil)
@@ -154,17 +155,23 @@ extension CLIPModel {
     /// The model from `source`, through the packed-weight cache when there is one: a valid cache file for this
     /// content, precision and CPU serves every layer it holds; a missing or partial one is (re)written after the
     /// build. Loading a text tower may use the file written for both towers.
-    private static func loadThroughCache(_ cache: PackedWeightCache?, path: String, source: any WeightSource,
+    private static func loadThroughCache(_ cache: PackedWeightCache?, path: String, identity: String?, source: any WeightSource,
                                          configuration: CLIPConfiguration, precision: Precision,
                                          towers: Towers) throws(ModelLoadError) -> CLIPModel {
-        guard let cache, let digest = try? cache.digest(of: path) else {
+        // The checkpoint's identity before and after: a file replaced while it loads (a download renamed over it)
+        // must neither be served another content's cache nor have its cache filled from the other content.
+        guard let cache, let identity = identity, let digest = cache.digest(of: path, identity: identity) else {
             return try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
         }
         let key = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: towers)
         let bothKey = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: .both)
-        let file = (towers == .textOnly ? cache.open(key: bothKey) : nil) ?? cache.open(key: key)
+        let file = (towers == .textOnly ? cache.open(key: bothKey, precision: precision) : nil)
+            ?? cache.open(key: key, precision: precision)
         let (model, recording) = try CLIPModel.build(weights: source, configuration: configuration, precision: precision,
                                                      towers: towers, packed: file, record: true)
+        guard PackedWeightCache.identity(of: path) == identity else {
+            return try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
+        }
         if file == nil || recording.misses > 0 || recording.tensorMisses > 0 {
             try? cache.store(model, recording: recording, key: key, source: path)
         }

@@ -28,8 +28,10 @@ public struct PackedWeightCache: Sendable {
     /// `$CLIP_WEIGHT_CACHE_LIMIT` (GiB, default 8). Nil when disabled or no home directory is known.
     public static var user: PackedWeightCache? {
         let env = ProcessInfo.processInfo.environment
-        let limit = env["CLIP_WEIGHT_CACHE_LIMIT"].flatMap(Double.init).flatMap { Checked.int($0 * Double(1 << 30), in: 0...(1 << 50)) }
-            ?? (8 << 30)
+        // GiB, fractions allowed; anything not a number from 0 to 1 PiB keeps the default.
+        let limit = env["CLIP_WEIGHT_CACHE_LIMIT"].flatMap(Double.init).flatMap {
+            Checked.int(($0 * Double(1 << 30)).rounded(.down), in: 0...(1 << 50))
+        } ?? (8 << 30)
         if let dir = env["CLIP_WEIGHT_CACHE"], !dir.isEmpty {
             return dir == "off" ? nil : PackedWeightCache(directory: dir, sizeLimit: limit)
         }
@@ -55,6 +57,12 @@ public struct PackedWeightCache: Sendable {
     }
 
     static let suffix = ".clippack"
+    /// The folder of remembered checkpoint digests, one small file per checkpoint path.
+    static let digestFolder = ".clip-checkpoint-digests"
+    /// A remembered digest's file name: 32 hex digits.
+    static func isDigestFileName(_ name: String) -> Bool { name.count == 32 && name.allSatisfy(\.isHexDigit) }
+    /// Temporaries older than this are left by a killed writer (a live one finishes a model in seconds).
+    static let abandonedAfter: TimeInterval = 3600
 
     /// The cache files, most recently used first (unreadable ones are listed with an empty source).
     public func entries() -> [Entry] {
@@ -69,25 +77,46 @@ public struct PackedWeightCache: Sendable {
         }.sorted { $0.lastUsed > $1.lastUsed }
     }
 
-    /// Removes every cache file and remembered checkpoint digest; returns the bytes freed.
+    /// Removes every cache file, temporary and remembered checkpoint digest (only files this cache names: nothing
+    /// else in the directory is touched); returns the bytes freed.
     @discardableResult
     public func clear() throws(PackedWeightFileError) -> Int {
         var freed = 0
         for entry in entries() {
             guard unlink(entry.path) == 0 || errno == ENOENT else {
-                throw PackedWeightFileError(path: entry.path, message: "cannot remove: \(String(cString: strerror(errno)))")
+                throw PackedWeightFileError(path: entry.path, message: "cannot remove: \(String(cString: strerror(errno)))",
+                                            damaged: false)
             }
             freed += entry.bytes
         }
-        try? FileManager.default.removeItem(atPath: directory + "/checkpoints")
+        freed += removeTemporaries(olderThan: 0)
+        let digests = directory + "/" + Self.digestFolder
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: digests)) ?? [] where Self.isDigestFileName(name) {
+            unlink(digests + "/" + name)
+        }
+        rmdir(digests)  // only when empty
+        return freed
+    }
+
+    /// Removes temporaries (`NAME.clippack.partial-…`) last modified more than `age` seconds ago; returns their bytes.
+    @discardableResult
+    func removeTemporaries(olderThan age: TimeInterval) -> Int {
+        var freed = 0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        where name.contains(Self.suffix + PackedWeightFile.partialMarker) {
+            let path = directory + "/" + name
+            guard let a = try? FileManager.default.attributesOfItem(atPath: path), a[.type] as? FileAttributeType == .typeRegular,
+                  let modified = a[.modificationDate] as? Date, Date().timeIntervalSince(modified) >= age else { continue }
+            if unlink(path) == 0 { freed += (a[.size] as? Int) ?? 0 }
+        }
         return freed
     }
 
     // MARK: Keys
 
-    /// The SHA-256 of the checkpoint at `path`, read once per content: remembered under the file's identity (device,
-    /// inode, size, modification and change times), which any rewrite changes.
-    func digest(of path: String) throws(FileError) -> String? {
+    /// A regular file's identity: device, inode, size, modification and change times. Any rewrite, rename over it
+    /// or `touch` changes it. Nil when `path` is not a regular file.
+    static func identity(of path: String) -> String? {
         var st = stat()
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         #if canImport(Darwin)
@@ -95,18 +124,28 @@ public struct PackedWeightCache: Sendable {
         #else
         let (mtime, ctime) = (st.st_mtim, st.st_ctim)
         #endif
-        let identity = "\(st.st_dev) \(st.st_ino) \(st.st_size) \(mtime.tv_sec).\(mtime.tv_nsec) \(ctime.tv_sec).\(ctime.tv_nsec)"
+        return "\(st.st_dev) \(st.st_ino) \(st.st_size) \(mtime.tv_sec).\(mtime.tv_nsec) \(ctime.tv_sec).\(ctime.tv_nsec)"
+    }
+
+    /// The SHA-256 of the checkpoint at `path`, whose identity is `identity`, read once per content: remembered
+    /// under the identity. Nil when the file changed while it was hashed. An identity younger than two seconds is
+    /// not remembered (a rewrite within the file system's timestamp granularity would keep it).
+    func digest(of path: String, identity: String) -> String? {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        let memo = directory + "/checkpoints/" + SHA256.hex(Array(absolute.utf8)).prefix(32)
+        let folder = directory + "/" + Self.digestFolder
+        let memo = folder + "/" + SHA256.hex(Array(absolute.utf8)).prefix(32)
         if let text = try? String(contentsOfFile: memo, encoding: .utf8) {
             let lines = text.split(separator: "\n").map(String.init)
             if lines.count == 2, lines[0] == identity, lines[1].count == 64, lines[1].allSatisfy(\.isHexDigit) {
                 return lines[1]
             }
         }
-        let digest = try SHA256.file(path)
-        try? FileManager.default.createDirectory(atPath: directory + "/checkpoints", withIntermediateDirectories: true)
-        try? Data((identity + "\n" + digest).utf8).write(to: URL(fileURLWithPath: memo), options: .atomic)
+        guard let digest = try? SHA256.file(path), Self.identity(of: path) == identity else { return nil }
+        let changed = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+        if let changed, Date().timeIntervalSince(changed) >= 2 {
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try? Data((identity + "\n" + digest).utf8).write(to: URL(fileURLWithPath: memo), options: .atomic)
+        }
         return digest
     }
 
@@ -120,17 +159,22 @@ public struct PackedWeightCache: Sendable {
 
     func path(forKey key: String) -> String { directory + "/" + SHA256.hex(Array(key.utf8)) + Self.suffix }
 
-    /// The valid cache file for `key`, marked as used; a file that fails validation is deleted (and rebuilt by
-    /// the load).
-    func open(key: String) -> PackedWeightFile? {
+    /// The valid cache file for `key`, marked as used; a file found damaged or foreign is deleted (and rebuilt by
+    /// the load), one that cannot be opened (not a regular file, no permission) is left alone.
+    func open(key: String, precision: Precision) -> PackedWeightFile? {
         let path = path(forKey: key)
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            if (st.st_mode & S_IFMT) == S_IFLNK { unlink(path) }  // never ours: the writer renames regular files
+            return nil
+        }
         do {
-            let file = try PackedWeightFile(path: path, key: key)
+            let file = try PackedWeightFile(path: path, key: key, precision: precision)
             utimes(path, nil)  // last used, for the size bound
             return file
         } catch {
-            unlink(path)
+            if error.damaged { unlink(path) }
             return nil
         }
     }
@@ -140,7 +184,13 @@ public struct PackedWeightCache: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw PackedWeightFileError(path: directory, message: "cannot create the cache directory (\(error.localizedDescription))")
+            throw PackedWeightFileError(path: directory, message: "cannot create the cache directory (\(error.localizedDescription))",
+                                        damaged: false)
+        }
+        var st = stat()
+        if lstat(path(forKey: key), &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
+            // Something else holds the name (a directory, a FIFO): writing would fail at the rename every time.
+            throw PackedWeightFileError(path: path(forKey: key), message: "not a regular file; remove it", damaged: false)
         }
         var packs: [String: PackedMatrix] = [:]
         Self.collectPackedMatrices(in: model, into: &packs)
@@ -155,8 +205,10 @@ public struct PackedWeightCache: Sendable {
         trim(keeping: path)
     }
 
-    /// Removes the least recently used files until the rest fit `sizeLimit` (never `kept`).
+    /// Removes the least recently used files until the rest fit `sizeLimit` (never `kept`), and temporaries a
+    /// killed writer left.
     func trim(keeping kept: String) {
+        removeTemporaries(olderThan: Self.abandonedAfter)
         var total = entries().reduce(0) { $0 + $1.bytes }
         for entry in entries().reversed() where total > sizeLimit && entry.path != kept {
             if unlink(entry.path) == 0 { total -= entry.bytes }

@@ -1,21 +1,26 @@
 import CLIPLayers
 import CLIPTensor
+import CCLIPKernels
 import Foundation
+import Synchronization
 
 /// One checkpoint's weights as a load hands them to the layers: each layer weight already in the GEMM kernel's
 /// packed layout (fp32 panels, bf16, or int8 codes with scales and sums) with its bias, and the plain tensors
 /// (embeddings, LayerNorms, projections) in fp32. Memory-mapped on load: packed weights are used where they lie.
 ///
 /// Layout: `CLIPPACK` and 56 zero bytes; the arrays, each at a 64-byte-aligned offset; the header (JSON: the cache
-/// key, the checkpoint path, and every entry's name, shape and offsets); a 24-byte trailer: the header's offset and
-/// length (UInt64 little-endian) and `CLIPPACK` again. A truncated file loses its trailer; every offset and size is
-/// checked against the file and against what the kernel expects, so a damaged or foreign file is refused, never
-/// read out of bounds.
+/// key, the checkpoint path, and every entry's name, shape, offsets and checksums); a 32-byte trailer: the header's
+/// offset, length and checksum (UInt64 little-endian) and `CLIPPACK` again. A truncated file loses its trailer; every
+/// offset and size is checked against the file and against what the kernel expects, every entry against the key's
+/// precision and kernel (a damaged or foreign file is refused, never read out of bounds), and every array against its
+/// checksum (`clip_checksum64`, seeded with the entry's name so that swapped arrays differ too) when a layer first
+/// takes it: a damaged entry is never used, the layer is built from the checkpoint and the load rewrites the file.
 package final class PackedWeightFile: PackedWeightSource {
     static let magic = Array("CLIPPACK".utf8)
-    static let format = 1
-    /// Headers of real models are a few hundred kB; anything near this is not ours.
-    static let maxHeaderBytes = 64 << 20
+    static let format = 2
+    /// Headers of real models are a few hundred kB (ViT-bigG: about 1,000 entries); anything near this is not ours.
+    static let maxHeaderBytes = 8 << 20
+    static let trailerBytes = 32
 
     struct Header: Codable {
         var format: Int
@@ -30,6 +35,7 @@ package final class PackedWeightFile: PackedWeightSource {
         var name: String
         var shape: [Int]
         var offset: Int
+        var checksum: UInt64
     }
 
     struct PackEntry: Codable {
@@ -40,8 +46,15 @@ package final class PackedWeightFile: PackedWeightSource {
         var precision: String
         var group: Int
         var offsets: [Int]
+        var checksums: [UInt64]
         /// Offset of the bias ([n] fp32), or nil for a layer without one.
         var bias: Int?
+        var biasChecksum: UInt64?
+    }
+
+    /// The checksum of an array stored under `name` (its role in `what`: values, scales, sums, bias).
+    static func checksum(_ bytes: UnsafeRawBufferPointer, name: String, _ what: Int) -> UInt64 {
+        clip_checksum64(bytes.baseAddress, bytes.count, clip_checksum64(name, name.utf8.count, UInt64(what)))
     }
 
     let path: String
@@ -49,56 +62,108 @@ package final class PackedWeightFile: PackedWeightSource {
     private let file: MappedFile
     private let tensors: [String: TensorEntry]
     private let packs: [String: (PackedMatrix, Tensor?)]
+    private let arrays: [String: [StoredArray]]
+    private let checked = Mutex<[String: Bool]>([:])
 
-    /// Opens and validates the cache file at `path`, which must have been written under `key`.
-    package init(path: String, key: String) throws(PackedWeightFileError) {
+    /// Opens and validates the cache file at `path`, which must have been written under `key` for `precision`.
+    package init(path: String, key: String, precision: Precision) throws(PackedWeightFileError) {
         self.path = path
-        func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message) }
-        do { file = try MappedFile(path: path) } catch { throw fail("\(error)") }
+        func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message, damaged: true) }
+        do { file = try MappedFile(path: path) } catch {
+            throw PackedWeightFileError(path: path, message: "\(error)", damaged: false)
+        }
         header = try Self.header(of: file, path: path)
         guard header.format == Self.format else { throw fail("format \(header.format), this build reads \(Self.format)") }
-        guard header.key == key else { throw fail("written for another checkpoint, precision or CPU") }
+        guard header.key == key, header.precision == precision.rawValue else {
+            throw fail("written for another checkpoint, precision or CPU")
+        }
+        // The one kernel the key's layout names: a pack claiming another would be read in the wrong layout.
+        guard let kernel = precision.kernels.first else { throw fail("no \(precision.rawValue) kernel on this CPU") }
+        var arrays: [String: [StoredArray]] = [:]
         var tensors: [String: TensorEntry] = [:]
         for t in header.tensors {
-            guard let count = Checked.product(t.shape), t.shape.allSatisfy({ $0 >= 0 }),
+            guard tensors[t.name] == nil else { throw fail("tensor '\(t.name)' is listed twice") }
+            guard t.shape.allSatisfy({ $0 >= 0 }), let count = Checked.product(t.shape),
                   Elements<Float>(file: file, offset: t.offset, count: count) != nil else {
                 throw fail("tensor '\(t.name)' of shape \(t.shape) at offset \(t.offset) does not fit the file")
             }
             tensors[t.name] = t
+            arrays[Self.tensorPrefix + t.name] = [StoredArray(offset: t.offset, bytes: count * 4, checksum: t.checksum, role: 0)]
         }
         var packs: [String: (PackedMatrix, Tensor?)] = [:]
         for p in header.packs {
-            guard let kernel = GEMMKernel(rawValue: p.kernel), let precision = Precision(rawValue: p.precision),
+            guard packs[p.name] == nil else { throw fail("packed weight '\(p.name)' is listed twice") }
+            guard p.kernel == kernel.rawValue, p.precision == precision.rawValue,
                   let matrix = PackedMatrix(name: p.name, k: p.k, n: p.n, kernel: kernel, precision: precision,
-                                            group: p.group, file: file, offsets: p.offsets) else {
-                throw fail("packed weight '\(p.name)' (\(p.k)×\(p.n), \(p.kernel) \(p.precision)) does not fit the file or this CPU's kernels")
+                                            group: p.group, file: file, offsets: p.offsets),
+                  let counts = PackedMatrix.storedCounts(kernel: kernel, precision: precision, k: p.k, n: p.n),
+                  p.checksums.count == counts.count else {
+                throw fail("packed weight '\(p.name)' (\(p.k)×\(p.n), \(p.kernel) \(p.precision)) does not fit the file or this CPU's \(kernel.rawValue) \(precision.rawValue) layout")
+            }
+            let sizes = PackedMatrix.storedElementSizes(precision)
+            var stored = counts.indices.map {
+                StoredArray(offset: p.offsets[$0], bytes: counts[$0] * sizes[$0], checksum: p.checksums[$0], role: $0 + 1)
             }
             var bias: Tensor?
             if let offset = p.bias {
-                guard let values = Elements<Float>(file: file, offset: offset, count: p.n) else {
+                guard let values = Elements<Float>(file: file, offset: offset, count: p.n), let sum = p.biasChecksum else {
                     throw fail("bias of '\(p.name)' at offset \(offset) does not fit the file")
                 }
+                stored.append(StoredArray(offset: offset, bytes: p.n * 4, checksum: sum, role: 9))
                 bias = Tensor(uncheckedShape: [p.n], scalars: values.withUnsafeBufferPointer { Array($0) })
                 guard bias?.firstNonFiniteIndex == nil else { throw fail("bias of '\(p.name)' is not finite") }
             }
             packs[p.name] = (matrix, bias)
+            arrays[p.name] = stored
+        }
+        // int8 scales multiply every output: a non-finite one would pass NaN through silently.
+        for (name, (matrix, _)) in packs where matrix.precision == .int8 {
+            guard matrix.storedScalesAreFinite else { throw fail("int8 scales of '\(name)' are not finite") }
         }
         self.tensors = tensors
         self.packs = packs
+        self.arrays = arrays
+    }
+
+    /// One stored array: where, how long, its checksum and its role (seed) within its entry.
+    struct StoredArray {
+        var offset: Int
+        var bytes: Int
+        var checksum: UInt64
+        var role: Int
+    }
+
+    /// Plain tensors' checksum entries are kept apart from packed weights' (a tensor may share a pack's name).
+    static let tensorPrefix = "tensor:"
+
+    /// Whether the arrays of `entry` match their checksums, computed on first use: a load verifies what it uses and
+    /// nothing else (a text-only load does not read the image tower's pages).
+    private func verified(_ entry: String, name: String) -> Bool {
+        if checked.withLock({ $0[entry] }) == true { return true }
+        let bytes = file.bytes
+        let ok = (arrays[entry] ?? []).allSatisfy { a in
+            Self.checksum(UnsafeRawBufferPointer(rebasing: bytes[a.offset..<(a.offset + a.bytes)]), name: name, a.role) == a.checksum
+        }
+        checked.withLock { $0[entry] = ok }
+        return ok
     }
 
     /// The header of a mapped cache file, after checking its magic and trailer.
     static func header(of file: MappedFile, path: String) throws(PackedWeightFileError) -> Header {
-        func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message) }
+        func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message, damaged: true) }
         let bytes = file.bytes
-        guard bytes.count >= 64 + 24, Array(bytes[0..<8]) == magic, Array(bytes[(bytes.count - 8)...]) == magic else {
+        guard bytes.count >= 64 + trailerBytes, Array(bytes[0..<8]) == magic, Array(bytes[(bytes.count - 8)...]) == magic else {
             throw fail("not a packed-weight file, or cut short (\(bytes.count) bytes)")
         }
-        let trailer = bytes.count - 24
+        let trailer = bytes.count - trailerBytes
         let offset = Int(clamping: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: trailer, as: UInt64.self)))
         let length = Int(clamping: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: trailer + 8, as: UInt64.self)))
+        let sum = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: trailer + 16, as: UInt64.self))
         guard offset >= 64, length <= maxHeaderBytes, let end = Checked.sum(offset, length), end == trailer else {
             throw fail("the trailer points outside the file (header at \(offset), \(length) bytes)")
+        }
+        guard checksum(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), name: "header", 0) == sum else {
+            throw fail("the header does not match its checksum (damaged)")
         }
         do {
             return try JSONDecoder().decode(Header.self, from: Data(bytes[offset..<end]))
@@ -108,7 +173,8 @@ package final class PackedWeightFile: PackedWeightSource {
     }
 
     package func tensor(_ name: String, shape: [Int]) -> Tensor? {
-        guard let t = tensors[name], t.shape == shape, let count = Checked.product(shape),
+        guard let t = tensors[name], t.shape == shape, verified(Self.tensorPrefix + name, name: name),
+              let count = Checked.product(shape),
               let values = Elements<Float>(file: file, offset: t.offset, count: count) else { return nil }
         let tensor = Tensor(uncheckedShape: shape, initializingWith: { out in
             values.withUnsafeBufferPointer { src in
@@ -118,15 +184,27 @@ package final class PackedWeightFile: PackedWeightSource {
         return tensor.firstNonFiniteIndex == nil ? tensor : nil
     }
 
-    package func packed(_ name: String) -> (PackedMatrix, Tensor?)? { packs[name] }
+    /// The packed weight `name` and its bias, when its arrays match their checksums (else nil: the layer is then
+    /// built from the checkpoint, and the load rewrites the file).
+    package func packed(_ name: String) -> (PackedMatrix, Tensor?)? {
+        guard let entry = packs[name], verified(name, name: name) else { return nil }
+        return entry
+    }
 
     /// Writes a cache file at `path` atomically (a temporary file beside it, flushed, then renamed): a crash or a
     /// full disk leaves either the old file or none, never a partial one under the name.
     static func write(to path: String, key: String, source: String, precision: Precision, tensors: [(String, Tensor)],
                       packs: [(PackedMatrix, Tensor?)]) throws(PackedWeightFileError) {
-        let temporary = path + ".partial-\(getpid())"
-        func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message) }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message, damaged: false) }
+        // A name no other writer uses (processes in other containers share pids), created exclusively: a
+        // concurrent writer never truncates or interleaves with this one.
+        var fd: Int32 = -1
+        var temporary = ""
+        for _ in 0..<8 where fd < 0 {
+            temporary = path + Self.partialMarker + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+            if fd < 0 && errno != EEXIST { break }
+        }
         guard fd >= 0 else { throw fail("cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var position = 0
         var failure: String?
@@ -149,33 +227,38 @@ package final class PackedWeightFile: PackedWeightSource {
         var header = Header(format: format, key: key, source: source, precision: precision.rawValue, tensors: [], packs: [])
         for (name, tensor) in tensors {
             pad()
-            header.tensors.append(TensorEntry(name: name, shape: tensor.shape, offset: position))
+            let sum = tensor.scalars.withUnsafeBytes { checksum($0, name: name, 0) }
+            header.tensors.append(TensorEntry(name: name, shape: tensor.shape, offset: position, checksum: sum))
             tensor.scalars.withUnsafeBytes(put)
         }
         for (matrix, bias) in packs {
-            var offsets: [Int] = []
+            let name = matrix.name ?? ""
+            var offsets: [Int] = [], sums: [UInt64] = []
             matrix.withStoredBytes { arrays in
-                for array in arrays {
+                for (i, array) in arrays.enumerated() {
                     pad()
                     offsets.append(position)
+                    sums.append(checksum(array, name: name, i + 1))
                     put(array)
                 }
             }
-            var biasOffset: Int?
+            var biasOffset: Int?, biasSum: UInt64?
             if let bias {
                 pad()
                 biasOffset = position
+                biasSum = bias.scalars.withUnsafeBytes { checksum($0, name: name, 9) }
                 bias.scalars.withUnsafeBytes(put)
             }
-            header.packs.append(PackEntry(name: matrix.name ?? "", k: matrix.k, n: matrix.n, kernel: matrix.kernel.rawValue,
+            header.packs.append(PackEntry(name: name, k: matrix.k, n: matrix.n, kernel: matrix.kernel.rawValue,
                                           precision: matrix.precision.rawValue, group: matrix.storedGroup,
-                                          offsets: offsets, bias: biasOffset))
+                                          offsets: offsets, checksums: sums, bias: biasOffset, biasChecksum: biasSum))
         }
         let json = (try? JSONEncoder().encode(header)).map { [UInt8]($0) } ?? []
         let headerOffset = position
         json.withUnsafeBytes(put)
         var trailer = [UInt8]()
-        for v in [UInt64(headerOffset), UInt64(json.count)] { withUnsafeBytes(of: v.littleEndian) { trailer += $0 } }
+        let headerSum = json.withUnsafeBytes { checksum($0, name: "header", 0) }
+        for v in [UInt64(headerOffset), UInt64(json.count), headerSum] { withUnsafeBytes(of: v.littleEndian) { trailer += $0 } }
         (trailer + magic).withUnsafeBytes(put)
         if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
         close(fd)
@@ -184,7 +267,14 @@ package final class PackedWeightFile: PackedWeightSource {
             unlink(temporary)
             throw fail("cannot write: \(failure)")
         }
+        // The rename itself made durable (a crash after it must not bring the old name back).
+        let parent = (path as NSString).deletingLastPathComponent
+        let directory = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directory >= 0 { fsync(directory); close(directory) }
     }
+
+    /// What temporary files carry in their names, between the final name and a random suffix.
+    static let partialMarker = ".partial-"
 }
 
 #if canImport(Glibc)
@@ -199,5 +289,7 @@ public struct PackedWeightFileError: Error, CustomStringConvertible {
     public let path: String
     /// What is wrong with it.
     public let message: String
+    /// Whether the file was read and found wrong (then it is replaced), rather than not readable at all.
+    public let damaged: Bool
     public var description: String { "\(path): \(message)" }
 }

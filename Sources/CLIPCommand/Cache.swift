@@ -30,9 +30,13 @@ struct Cache: ParsableCommand {
                 let cache = try Cache.userCache()
                 let entries = cache.entries()
                 let formatter = ISO8601DateFormatter()
+                // The header's strings are the file's: printed escaped, so a crafted one cannot drive the terminal.
+                func shown(_ text: String) -> String {
+                    text.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
+                }
                 for e in entries {
                     let mib = String(format: "%8.1f MiB", Double(e.bytes) / 1_048_576)
-                    print("\(mib)  \(e.precision.isEmpty ? "?" : e.precision)  \(formatter.string(from: e.lastUsed))  \(e.source.isEmpty ? "(unreadable: rebuilt on next use)" : e.source)")
+                    print("\(mib)  \(e.precision.isEmpty ? "?" : shown(e.precision))  \(formatter.string(from: e.lastUsed))  \(e.source.isEmpty ? "(unreadable: rebuilt on next use)" : shown(e.source))")
                 }
                 let total = entries.reduce(0) { $0 + $1.bytes }
                 print(String(format: "%d file%@, %.1f MiB of %.1f GiB in %@", entries.count, entries.count == 1 ? "" : "s",

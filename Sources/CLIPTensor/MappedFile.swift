@@ -17,7 +17,8 @@ public final class MappedFile: @unchecked Sendable {  // immutable; the pages ar
     /// Maps `path` (a regular file). Throws with the reason when it cannot be opened or mapped.
     public init(path: String) throws(TensorError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // Non-blocking: a FIFO put in a file's place must not hang the open (the type is checked next).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw .mappedFile("\(path): cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var st = stat()

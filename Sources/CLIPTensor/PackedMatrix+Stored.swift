@@ -16,7 +16,9 @@ extension PackedMatrix {
     /// Elements of each stored array for B [k, n] packed for `kernel` in `precision`; nil for a kernel that does not
     /// run `precision` on this CPU.
     package static func storedCounts(kernel: GEMMKernel, precision: Precision, k: Int, n: Int) -> [Int]? {
-        guard kernel != .auto, precision.kernels.contains(kernel), k >= 0, n >= 0 else { return nil }
+        // Bounds before the C size functions, whose arithmetic is unchecked: no layer comes near 2^24 per side.
+        guard kernel != .auto, precision.kernels.contains(kernel), (0...(1 << 24)).contains(k), (0...(1 << 24)).contains(n)
+        else { return nil }
         let code = kernel.code
         switch precision {
         case .fp32: return [max(Int(clip_packed_b_count(code, k, n)), 0)]
@@ -31,6 +33,12 @@ extension PackedMatrix {
     package var storedGroup: Int {
         if case .int8(_, _, _, let g) = storage { return g }
         return 0
+    }
+
+    /// Whether every int8 per-column scale is finite (true for other precisions).
+    package var storedScalesAreFinite: Bool {
+        guard case .int8(_, let scales, _, _) = storage else { return true }
+        return scales.withUnsafeBufferPointer { $0.allSatisfy(\.isFinite) }
     }
 
     /// Calls `body` with the bytes of each stored array, in the order of `storedElementSizes`.

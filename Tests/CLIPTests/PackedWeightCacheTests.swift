@@ -2,6 +2,9 @@ import CLIP
 import CLIPTensor
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Checkpoints covering every way a layer's packed weight is made: plain Linear layers, fused q/k/v (BERT), LayerScale
 /// folded into a projection, BatchNorm folded into convolutions (ResNet), a TorchScript fp16-free archive, and the
@@ -66,6 +69,7 @@ struct PackedWeightCacheTests {
 
     enum Damage: String, CaseIterable {
         case truncated, emptied, trailerPointsOutside, headerGarbage, packOffsetOutside, foreignKey
+        case flippedWeightBit, zeroedPage, headerKernelRenamed, fifo, directory
     }
 
     @Test("a damaged or foreign cache file is refused, the load is still exact, and the file is rebuilt",
@@ -84,10 +88,10 @@ struct PackedWeightCacheTests {
         case .truncated: bytes = Array(bytes[..<(n / 2)])
         case .emptied: bytes = []
         case .trailerPointsOutside:
-            for i in 0..<8 { bytes[n - 24 + i] = 0xFF }
+            for i in 0..<8 { bytes[n - 32 + i] = 0xFF }
         case .headerGarbage:
-            let offset = Int(bytes[(n - 24)...].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
-            for i in offset..<min(offset + 40, n - 24) { bytes[i] = UInt8(ascii: "{") }
+            let offset = Int(bytes[(n - 32)...].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            for i in offset..<min(offset + 40, n - 32) { bytes[i] = UInt8(ascii: "{") }
         case .packOffsetOutside:
             let text = String(decoding: bytes, as: UTF8.self)
             // Every stored offset made huge: the JSON stays valid, the offsets point past the end.
@@ -100,9 +104,30 @@ struct PackedWeightCacheTests {
             let otherCache = PackedWeightCache(directory: otherDir)
             _ = try CLIPModel.load(path: other, cache: otherCache)
             bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try #require(otherCache.entries().first).path)))
+        case .flippedWeightBit:
+            bytes[n / 3] ^= 0x10
+        case .zeroedPage:
+            for i in (n / 2)..<(n / 2 + 4096) { bytes[i] = 0 }
+        case .headerKernelRenamed:
+            let text = String(decoding: bytes, as: UTF8.self)
+            bytes = Array(text.replacingOccurrences(of: "\"kernel\":\"\(Precision.fp32.kernels[0].rawValue)\"",
+                                                    with: "\"kernel\":\"portable\"").utf8)
+        case .fifo, .directory:
+            bytes = []
         }
-        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        try FileManager.default.removeItem(atPath: file)
+        switch damage {
+        case .fifo: #expect(mkfifo(file, 0o644) == 0)
+        case .directory: try FileManager.default.createDirectory(atPath: file, withIntermediateDirectories: false)
+        default: try Data(bytes).write(to: URL(fileURLWithPath: file))
+        }
         let loaded = try outputs(CLIPModel.load(path: path, cache: cache))
+        if damage == .fifo || damage == .directory {
+            // Not ours to remove: the load goes on without the cache, and does not hang on the FIFO.
+            #expect(loaded == expected)
+            #expect(cache.entries().isEmpty)
+            return
+        }
         #expect(loaded == expected)
         let rebuilt = try #require(cache.entries().first)
         #expect(cache.entries().count == 1)
@@ -156,6 +181,32 @@ struct PackedWeightCacheTests {
         let freed = try cache.clear()
         #expect(freed == left.first?.bytes)
         #expect(cache.entries().isEmpty)
+    }
+
+    @Test("clear removes the cache's own files only, temporaries included; trim removes abandoned temporaries")
+    func clearTouchesOnlyItsOwnFiles() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = PackedWeightCache(directory: dir)
+        let checkpoint = dir + "/checkpoints/mine.safetensors"
+        try FileManager.default.createDirectory(atPath: dir + "/checkpoints", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(fixtureDirectory)/vit_small.safetensors", toPath: checkpoint)
+        let notes = dir + "/notes.txt"
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: notes))
+        // Old enough that the digest is remembered.
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: checkpoint)
+        _ = try CLIPModel.load(path: checkpoint, cache: cache)
+        let abandoned = try #require(cache.entries().first).path + ".partial-0123abcd"
+        try Data(count: 1000).write(to: URL(fileURLWithPath: abandoned))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -7200)], ofItemAtPath: abandoned)
+        _ = try CLIPModel.load(path: "\(fixtureDirectory)/rn_small.safetensors", cache: cache)
+        #expect(!FileManager.default.fileExists(atPath: abandoned), "an abandoned temporary survived a store")
+        try Data(count: 1000).write(to: URL(fileURLWithPath: abandoned))
+        try cache.clear()
+        #expect(cache.entries().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: abandoned))
+        #expect(FileManager.default.fileExists(atPath: checkpoint) && FileManager.default.fileExists(atPath: notes))
+        #expect(try outputs(CLIPModel.load(path: checkpoint, cache: cache)) == outputs(CLIPModel.load(path: checkpoint)))
     }
 
     @Test("an unwritable cache directory is passed over: the load still succeeds")

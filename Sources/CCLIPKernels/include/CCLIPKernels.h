@@ -253,6 +253,9 @@ int clip_available_cpus(void);
 /// from the heap, which is trimmed only beyond 1 GiB free). Returns 1 when applied, 0 where malloc is not glibc's.
 int clip_retain_freed_memory(void);
 
+/// A 64-bit checksum of `bytes` bytes (not cryptographic): the packed-weight cache's guard against damaged arrays.
+uint64_t clip_checksum64(const void *data, size_t bytes, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif
