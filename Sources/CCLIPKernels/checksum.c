@@ -33,7 +33,7 @@ uint64_t clip_checksum64(const void *data, size_t bytes, uint64_t seed) {
         a = mix(a ^ w);
     }
     uint64_t last = 0;
-    memcpy(&last, p + i, bytes - i);
+    if (bytes > i) memcpy(&last, p + i, bytes - i);
     a = mix(a ^ last);
     uint64_t h = mix(a) ^ mix(b + 0x9E3779B97F4A7C15ull) ^ mix(c + 2 * 0x9E3779B97F4A7C15ull) ^ mix(d + 3 * 0x9E3779B97F4A7C15ull);
     return mix(h ^ (uint64_t)bytes);

@@ -201,7 +201,7 @@ public struct PackedWeightCache: Sendable {
         }
         let path = path(forKey: key)
         try PackedWeightFile.write(to: path, key: key, source: source, precision: model.precision,
-                                   tensors: tensors.map { ($0.key, $0.value) }, packs: layers)
+                                   tensors: tensors.map { ($0.key, $0.value.shape, $0.value.values) }, packs: layers)
         trim(keeping: path)
     }
 

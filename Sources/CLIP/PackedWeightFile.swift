@@ -52,9 +52,34 @@ package final class PackedWeightFile: PackedWeightSource {
         var biasChecksum: UInt64?
     }
 
-    /// The checksum of an array stored under `name` (its role in `what`: values, scales, sums, bias).
-    static func checksum(_ bytes: UnsafeRawBufferPointer, name: String, _ what: Int) -> UInt64 {
-        clip_checksum64(bytes.baseAddress, bytes.count, clip_checksum64(name, name.utf8.count, UInt64(what)))
+    /// Arrays are checksummed in chunks of this size, on all cores, and the chunks' sums summed again.
+    static let checksumChunk = 1 << 20
+
+    /// The checksum of an array stored under `name` (its role in `what`: values, scales, sums, bias); with `copy`,
+    /// the array is also copied there, each chunk checksummed from the copy while it is in cache (one pass over the
+    /// mapped pages for the big embedding tables).
+    static func checksum(_ bytes: UnsafeRawBufferPointer, name: String, _ what: Int,
+                         copyingTo copy: UnsafeMutableRawPointer? = nil) -> UInt64 {
+        let seed = clip_checksum64(name, name.utf8.count, UInt64(what))
+        let chunks = max(1, (bytes.count + checksumChunk - 1) / checksumChunk)
+        var sums = [UInt64](repeating: 0, count: chunks)
+        sums.withUnsafeMutableBufferPointer { out in
+            let o = out.baseAddress!
+            parallelFor(chunks) { i in
+                let from = i * checksumChunk, count = min(bytes.count - from, checksumChunk)
+                guard count > 0, let base = bytes.baseAddress else {
+                    o[i] = clip_checksum64(nil, 0, seed)
+                    return
+                }
+                if let copy {
+                    (copy + from).copyMemory(from: base + from, byteCount: count)
+                    o[i] = clip_checksum64(copy + from, count, seed &+ UInt64(i))
+                } else {
+                    o[i] = clip_checksum64(base + from, count, seed &+ UInt64(i))
+                }
+            }
+        }
+        return sums.withUnsafeBytes { clip_checksum64($0.baseAddress, $0.count, seed) }
     }
 
     let path: String
@@ -173,15 +198,23 @@ package final class PackedWeightFile: PackedWeightSource {
     }
 
     package func tensor(_ name: String, shape: [Int]) -> Tensor? {
-        guard let t = tensors[name], t.shape == shape, verified(Self.tensorPrefix + name, name: name),
-              let count = Checked.product(shape),
+        guard let t = tensors[name], t.shape == shape, let count = Checked.product(shape),
               let values = Elements<Float>(file: file, offset: t.offset, count: count) else { return nil }
+        var sum: UInt64 = 0
         let tensor = Tensor(uncheckedShape: shape, initializingWith: { out in
             values.withUnsafeBufferPointer { src in
-                if let s = src.baseAddress, let d = out.baseAddress { d.update(from: s, count: count) }
+                sum = Self.checksum(UnsafeRawBufferPointer(src), name: name, 0, copyingTo: out.baseAddress.map(UnsafeMutableRawPointer.init))
             }
         })
-        return tensor.firstNonFiniteIndex == nil ? tensor : nil
+        // Matching its checksum, it is what the writer stored: a tensor the checkpoint reader had found finite.
+        return sum == t.checksum ? tensor : nil
+    }
+
+    package func mappedTensor(_ name: String, shape: [Int]) -> Elements<Float>? {
+        guard let t = tensors[name], t.shape == shape, let count = Checked.product(shape),
+              let values = Elements<Float>(file: file, offset: t.offset, count: count),
+              verified(Self.tensorPrefix + name, name: name) else { return nil }
+        return values
     }
 
     /// The packed weight `name` and its bias, when its arrays match their checksums (else nil: the layer is then
@@ -193,7 +226,8 @@ package final class PackedWeightFile: PackedWeightSource {
 
     /// Writes a cache file at `path` atomically (a temporary file beside it, flushed, then renamed): a crash or a
     /// full disk leaves either the old file or none, never a partial one under the name.
-    static func write(to path: String, key: String, source: String, precision: Precision, tensors: [(String, Tensor)],
+    static func write(to path: String, key: String, source: String, precision: Precision,
+                      tensors: [(String, [Int], Elements<Float>)],
                       packs: [(PackedMatrix, Tensor?)]) throws(PackedWeightFileError) {
         func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message, damaged: false) }
         // A name no other writer uses (processes in other containers share pids), created exclusively: a
@@ -225,11 +259,13 @@ package final class PackedWeightFile: PackedWeightSource {
         }
         (magic + [UInt8](repeating: 0, count: 56)).withUnsafeBytes(put)
         var header = Header(format: format, key: key, source: source, precision: precision.rawValue, tensors: [], packs: [])
-        for (name, tensor) in tensors {
+        for (name, shape, values) in tensors {
             pad()
-            let sum = tensor.scalars.withUnsafeBytes { checksum($0, name: name, 0) }
-            header.tensors.append(TensorEntry(name: name, shape: tensor.shape, offset: position, checksum: sum))
-            tensor.scalars.withUnsafeBytes(put)
+            values.withUnsafeBufferPointer { v in
+                let bytes = UnsafeRawBufferPointer(v)
+                header.tensors.append(TensorEntry(name: name, shape: shape, offset: position, checksum: checksum(bytes, name: name, 0)))
+                put(bytes)
+            }
         }
         for (matrix, bias) in packs {
             let name = matrix.name ?? ""

@@ -8,7 +8,9 @@ import CLIPTensor
 public struct TextTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.Text
-    let tokenEmbedding: Tensor  // [vocab, width]
+    /// [vocab, width]; mapped from the packed-weight cache when loaded through one (only the rows of the tokens used
+    /// are read, so a text query does not copy or fault in the whole table).
+    let tokenEmbedding: Elements<Float>
     let positionalEmbedding: Tensor  // [context, width]; [context + 1, width] with CoCa's class token
     let classEmbedding: Tensor?  // [width], CoCa's appended token
     let transformer: Transformer
@@ -22,7 +24,7 @@ public struct TextTransformer: Sendable {
             throw .architecture("mean pooling over tokens belongs to Hugging Face RoBERTa towers, not CLIP's text transformer", origin: r.origin)
         }
         configuration = c
-        tokenEmbedding = try r.tensor("token_embedding.weight", shape: [c.vocabSize, c.width])
+        tokenEmbedding = try r.table("token_embedding.weight", shape: [c.vocabSize, c.width])
         let appended = c.pooling == .appendedClassToken
         positionalEmbedding = try r.tensor("positional_embedding", shape: [c.contextLength + (appended ? 1 : 0), c.width])
         classEmbedding = appended ? try r.tensor("cls_emb", shape: [c.width]) : nil
@@ -33,7 +35,7 @@ public struct TextTransformer: Sendable {
         projectionBias = c.projectionBias ? try r.tensor("text_projection_bias", shape: [embedDim]) : nil
     }
 
-    private init(configuration: CLIPConfiguration.Text, tokenEmbedding: Tensor, positionalEmbedding: Tensor,
+    private init(configuration: CLIPConfiguration.Text, tokenEmbedding: Elements<Float>, positionalEmbedding: Tensor,
                  classEmbedding: Tensor?, transformer: Transformer, lnFinal: LayerNorm, projection: Tensor,
                  projectionBias: Tensor?) {
         (self.configuration, self.tokenEmbedding, self.positionalEmbedding, self.classEmbedding) =
@@ -113,7 +115,7 @@ public struct TextTransformer: Sendable {
         let positions = used + (classEmbedding == nil ? 0 : 1)
         var x = Tensor(uncheckedZeros: [n, positions, w])
         x.scalars.withUnsafeMutableBufferPointer { xp in
-            tokenEmbedding.scalars.withUnsafeBufferPointer { te in
+            tokenEmbedding.withUnsafeBufferPointer { te in
                 positionalEmbedding.scalars.withUnsafeBufferPointer { pe in
                     for t in 0..<n {
                         for i in 0..<used {

@@ -22,7 +22,7 @@ public final class ParameterReader {
     /// What a load hands out, kept for writing a packed-weight cache: plain tensors by name, and each packed
     /// weight's bias and the checkpoint tensors it consumed (those are not stored again).
     package struct Recording: Sendable {
-        package var tensors: [String: Tensor] = [:]
+        package var tensors: [String: (shape: [Int], values: Elements<Float>)] = [:]
         package var biases: [String: Tensor?] = [:]
         package var consumed: Set<String> = []
         /// Packed weights a layer asked for that the packed source did not hold (they were packed from the checkpoint).
@@ -85,11 +85,24 @@ public final class ParameterReader {
         if let cached { tensor = cached } else { tensor = try read(name) }
         if record {
             recording.withLock {
-                $0.tensors[name] = tensor
+                $0.tensors[name] = (shape, Elements(tensor.scalars))
                 if cached == nil && packedSource != nil { $0.tensorMisses += 1 }
             }
         }
         return tensor
+    }
+
+    /// The fp32 tensor `name` ([rows, width] tables read a few rows at a time, such as token embeddings) as
+    /// elements: mapped from the packed source when it holds them (nothing copied), else read as `tensor` reads.
+    package func table(_ name: String, shape: [Int]) throws(ModelLoadError) -> Elements<Float> {
+        guard initializer == nil, let mapped = packedSource?.mappedTensor(name, shape: shape) else {
+            return Elements(try tensor(name, shape: shape).scalars)
+        }
+        guard let stored = shapes[name] else { throw .missingTensor(name, origin: origin) }
+        guard stored == shape else { throw .shapeMismatch(name, expected: shape, found: stored, origin: origin) }
+        _ = taken.withLock { $0.insert(name) }
+        if record { recording.withLock { $0.tensors[name] = (shape, mapped) } }
+        return mapped
     }
 
     /// A layer's packed weight `name` ([k, n] as the GEMM's right-hand side) and its bias [n] (when `bias`): from the packed source
@@ -185,4 +198,6 @@ package protocol PackedWeightSource: Sendable {
     func tensor(_ name: String, shape: [Int]) -> Tensor?
     /// The packed weight `name` and its bias (nil for a layer without one).
     func packed(_ name: String) -> (PackedMatrix, Tensor?)?
+    /// The fp32 tensor `name` with `shape`, in place in the file (checked, not copied).
+    func mappedTensor(_ name: String, shape: [Int]) -> Elements<Float>?
 }
