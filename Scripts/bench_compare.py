@@ -73,21 +73,9 @@ def reference_transform():
         import clip as clip_package
         return clip_package.clip._transform(224)
     except ImportError:
-        from PIL import Image
+        from bench_process import preprocess  # the same steps in Pillow and numpy
         print("(torchvision missing: the peers preprocess with Pillow + numpy, the same steps as clip's _transform)")
-        mean = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(3, 1, 1)
-        std = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(3, 1, 1)
-
-        def pre(im):
-            im = im.convert("RGB")
-            w, h = im.size
-            s = 224 / min(w, h)
-            im = im.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
-            w, h = im.size
-            left, top = (w - 224) // 2, (h - 224) // 2
-            x = np.asarray(im.crop((left, top, left + 224, top + 224)), dtype=np.float32).transpose(2, 0, 1) / 255
-            return torch.from_numpy((x - mean) / std)
-        return pre
+        return lambda im: torch.from_numpy(preprocess(im))
 
 
 def compare_preprocessing(a, files):

@@ -49,8 +49,9 @@ ARCHS = {"ViT-B-32": (512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
          "RN50": (1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)}
 
 
-def preprocess(path):
-    im = Image.open(path).convert("RGB")
+def preprocess(source):
+    """clip's `_transform(224)` of a file or a PIL image: [3, 224, 224] float32."""
+    im = (source if isinstance(source, Image.Image) else Image.open(source)).convert("RGB")
     w, h = im.size
     s = 224 / min(w, h)
     im = im.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
