@@ -175,6 +175,9 @@ extension CLIPModel {
         if file == nil || recording.misses > 0 || recording.tensorMisses > 0 {
             try? cache.store(model, recording: recording, key: key, source: path)
         }
+        // A damaged file written for both towers and used by a text-only load: the text-only file just written
+        // replaces it for such loads, and leaving it would send every later one through the same rebuild.
+        if let file, file.foundDamage, file.path != cache.path(forKey: key) { unlink(file.path) }
         return model
     }
 

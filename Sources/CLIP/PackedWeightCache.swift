@@ -141,8 +141,15 @@ public struct PackedWeightCache: Sendable {
             }
         }
         guard let digest = try? SHA256.file(path), Self.identity(of: path) == identity else { return nil }
-        let changed = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
-        if let changed, Date().timeIntervalSince(changed) >= 2 {
+        // The later of the modification and change times: a copy that kept an old mtime (cp -p, tar, rsync -t) is
+        // still new.
+        var st = stat()
+        #if canImport(Darwin)
+        let changed = stat(path, &st) == 0 ? max(st.st_mtimespec.tv_sec, st.st_ctimespec.tv_sec) : Int.max
+        #else
+        let changed = stat(path, &st) == 0 ? max(st.st_mtim.tv_sec, st.st_ctim.tv_sec) : Int.max
+        #endif
+        if Int(time(nil)) - changed >= 2 {
             try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             try? Data((identity + "\n" + digest).utf8).write(to: URL(fileURLWithPath: memo), options: .atomic)
         }
@@ -152,7 +159,7 @@ public struct PackedWeightCache: Sendable {
     /// The key of the cache file for a checkpoint's content, loaded as `configuration` in `precision` with `towers`.
     static func key(digest: String, configuration: CLIPConfiguration, precision: Precision,
                     towers: CLIPModel.Towers) -> String {
-        ["swift-clip packed weights", "checkpoint sha256 \(digest)", "configuration \(configuration)",
+        ["swift-clip packed weights, file format \(PackedWeightFile.format)", "checkpoint sha256 \(digest)", "configuration \(configuration)",
          "precision \(precision.rawValue)", "towers \(towers == .both ? "both" : "text")",
          PackedMatrix.layoutDescription].joined(separator: "\n")
     }

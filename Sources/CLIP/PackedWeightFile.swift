@@ -17,7 +17,7 @@ import Synchronization
 /// takes it: a damaged entry is never used, the layer is built from the checkpoint and the load rewrites the file.
 package final class PackedWeightFile: PackedWeightSource {
     static let magic = Array("CLIPPACK".utf8)
-    static let format = 2
+    static let format = 3
     /// Headers of real models are a few hundred kB (ViT-bigG: about 1,000 entries); anything near this is not ours.
     static let maxHeaderBytes = 8 << 20
     static let trailerBytes = 32
@@ -117,7 +117,9 @@ package final class PackedWeightFile: PackedWeightSource {
         }
         var packs: [String: (PackedMatrix, Tensor?)] = [:]
         for p in header.packs {
-            guard packs[p.name] == nil else { throw fail("packed weight '\(p.name)' is listed twice") }
+            guard packs[p.name] == nil, !p.name.hasPrefix(Self.tensorPrefix) else {
+                throw fail("packed weight '\(p.name)' is listed twice or misnamed")
+            }
             guard p.kernel == kernel.rawValue, p.precision == precision.rawValue,
                   let matrix = PackedMatrix(name: p.name, k: p.k, n: p.n, kernel: kernel, precision: precision,
                                             group: p.group, file: file, offsets: p.offsets),
@@ -164,7 +166,7 @@ package final class PackedWeightFile: PackedWeightSource {
     /// Whether the arrays of `entry` match their checksums, computed on first use: a load verifies what it uses and
     /// nothing else (a text-only load does not read the image tower's pages).
     private func verified(_ entry: String, name: String) -> Bool {
-        if checked.withLock({ $0[entry] }) == true { return true }
+        if let known = checked.withLock({ $0[entry] }) { return known }
         let bytes = file.bytes
         let ok = (arrays[entry] ?? []).allSatisfy { a in
             Self.checksum(UnsafeRawBufferPointer(rebasing: bytes[a.offset..<(a.offset + a.bytes)]), name: name, a.role) == a.checksum
@@ -172,6 +174,9 @@ package final class PackedWeightFile: PackedWeightSource {
         checked.withLock { $0[entry] = ok }
         return ok
     }
+
+    /// Whether some entry taken so far failed its checksum (the file is then to be replaced).
+    package var foundDamage: Bool { checked.withLock { $0.values.contains(false) } }
 
     /// The header of a mapped cache file, after checking its magic and trailer.
     static func header(of file: MappedFile, path: String) throws(PackedWeightFileError) -> Header {
@@ -198,7 +203,8 @@ package final class PackedWeightFile: PackedWeightSource {
     }
 
     package func tensor(_ name: String, shape: [Int]) -> Tensor? {
-        guard let t = tensors[name], t.shape == shape, let count = Checked.product(shape),
+        let entry = Self.tensorPrefix + name
+        guard checked.withLock({ $0[entry] }) != false, let t = tensors[name], t.shape == shape, let count = Checked.product(shape),
               let values = Elements<Float>(file: file, offset: t.offset, count: count) else { return nil }
         var sum: UInt64 = 0
         let tensor = Tensor(uncheckedShape: shape, initializingWith: { out in
@@ -207,6 +213,7 @@ package final class PackedWeightFile: PackedWeightSource {
             }
         })
         // Matching its checksum, it is what the writer stored: a tensor the checkpoint reader had found finite.
+        checked.withLock { $0[entry] = sum == t.checksum }
         return sum == t.checksum ? tensor : nil
     }
 

@@ -105,9 +105,9 @@ struct PackedWeightCacheTests {
             _ = try CLIPModel.load(path: other, cache: otherCache)
             bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try #require(otherCache.entries().first).path)))
         case .flippedWeightBit:
-            bytes[n / 3] ^= 0x10
+            bytes[64] ^= 0x10  // the first array starts at 64
         case .zeroedPage:
-            for i in (n / 2)..<(n / 2 + 4096) { bytes[i] = 0 }
+            for i in 64..<(64 + 4096) { bytes[i] = 0 }
         case .headerKernelRenamed:
             let text = String(decoding: bytes, as: UTF8.self)
             bytes = Array(text.replacingOccurrences(of: "\"kernel\":\"\(Precision.fp32.kernels[0].rawValue)\"",
@@ -121,7 +121,11 @@ struct PackedWeightCacheTests {
         case .directory: try FileManager.default.createDirectory(atPath: file, withIntermediateDirectories: false)
         default: try Data(bytes).write(to: URL(fileURLWithPath: file))
         }
+        let damagedInode = inode(file)
         let loaded = try outputs(CLIPModel.load(path: path, cache: cache))
+        if damage == .flippedWeightBit || damage == .zeroedPage {
+            #expect(inode(file) != damagedInode, "the damaged file was not rewritten")
+        }
         if damage == .fifo || damage == .directory {
             // Not ours to remove: the load goes on without the cache, and does not hang on the FIFO.
             #expect(loaded == expected)
@@ -167,6 +171,28 @@ struct PackedWeightCacheTests {
         #expect(try outputs(CLIPModel.load(path: path, towers: .textOnly, cache: cache)) == expected)
         #expect(cache.entries().map(\.path).sorted() == before)
         #expect(cache.entries().first?.path == both.path, "the text-only load did not use the file for both towers")
+    }
+
+    @Test("a damaged file for both towers is dropped by the text-only load that met the damage, not met again")
+    func textOnlyLoadDropsDamagedFullFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = PackedWeightCache(directory: dir)
+        let path = "\(fixtureDirectory)/vit_small.safetensors"
+        let expected = try outputs(CLIPModel.load(path: path, towers: .textOnly))
+        _ = try CLIPModel.load(path: path, cache: cache)
+        let both = try #require(cache.entries().first).path
+        // Damage every array: whatever the text tower takes first fails its checksum.
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: both)))
+        let headerAt = Int(bytes[(bytes.count - 32)...].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        for i in stride(from: 64, to: headerAt, by: 4) { bytes[i] ^= 0x01 }
+        try Data(bytes).write(to: URL(fileURLWithPath: both))
+        #expect(try outputs(CLIPModel.load(path: path, towers: .textOnly, cache: cache)) == expected)
+        #expect(!FileManager.default.fileExists(atPath: both), "the damaged file for both towers was kept")
+        let text = try #require(cache.entries().first).path
+        let written = inode(text)
+        #expect(try outputs(CLIPModel.load(path: path, towers: .textOnly, cache: cache)) == expected)
+        #expect(inode(text) == written, "the text-only file was rewritten again")
     }
 
     @Test("the directory is kept under its size limit, least recently used first; clear empties it")
