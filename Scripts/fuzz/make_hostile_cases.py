@@ -424,8 +424,18 @@ def main():
         arr[index] = value
         broken["visual.proj"] = (dtype, shape, arr.tobytes())
         write_safetensors(path(f"{label.lower()}.safetensors"), broken)
-        case(f"{label} in a weight", ["embed", "--model", path(f"{label.lower()}.safetensors"), "--text", "x"],
+        # With an image: `embed` with texts alone loads the text tower only and never reads visual.proj.
+        case(f"{label} in a weight", ["embed", "--model", path(f"{label.lower()}.safetensors"), "--image", PHOTO, "--text", "x"],
              f"'visual.proj' holds {'NaN' if label == 'NaN' else '+infinity'} at element {index}")
+    # A text-only load (texts alone) reads the text tower's weights, and refuses them as any load does.
+    dtype, shape, blob = tiny["text_projection"]
+    broken = dict(tiny)
+    arr = np.frombuffer(blob, dtype=numpy_dtypes[dtype]).copy()
+    arr[2] = np.nan
+    broken["text_projection"] = (dtype, shape, arr.tobytes())
+    write_safetensors(path("nan_text.safetensors"), broken)
+    case("NaN in a text weight, texts alone", ["embed", "--model", path("nan_text.safetensors"), "--text", "x"],
+         "'text_projection' holds NaN at element 2")
     big_scale = dict(tiny)
     big_scale["logit_scale"] = ("F32", [], struct.pack("<f", 1e30))
     write_safetensors(path("logit_scale.safetensors"), big_scale)
