@@ -1,3 +1,4 @@
+import CLIPFiles
 import CLIPLayers
 import CLIPTensor
 import CCLIPKernels
@@ -237,27 +238,12 @@ package final class PackedWeightFile: PackedWeightSource {
                       tensors: [(String, [Int], Elements<Float>)],
                       packs: [(PackedMatrix, Tensor?)]) throws(PackedWeightFileError) {
         func fail(_ message: String) -> PackedWeightFileError { PackedWeightFileError(path: path, message: message, damaged: false) }
-        // A name no other writer uses (processes in other containers share pids), created exclusively: a
-        // concurrent writer never truncates or interleaves with this one.
-        var fd: Int32 = -1
-        var temporary = ""
-        for _ in 0..<8 where fd < 0 {
-            temporary = path + Self.partialMarker + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            if fd < 0 && errno != EEXIST { break }
-        }
-        guard fd >= 0 else { throw fail("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        // Exclusive temporary: a concurrent writer never truncates or interleaves with this one.
+        let file: PartialFile
+        do { file = try PartialFile(destination: path) } catch { throw fail("cannot create a temporary: \(error.reason)") }
         var position = 0
-        var failure: String?
         func put(_ bytes: UnsafeRawBufferPointer) {
-            guard failure == nil, let base = bytes.baseAddress else { return }
-            var done = 0
-            while done < bytes.count {
-                let n = posixWrite(fd, base + done, bytes.count - done)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { failure = String(cString: strerror(errno)); return }
-                done += n
-            }
+            file.write(bytes, at: position)
             position += bytes.count
         }
         func pad() {
@@ -303,28 +289,13 @@ package final class PackedWeightFile: PackedWeightSource {
         let headerSum = json.withUnsafeBytes { checksum($0, name: "header", 0) }
         for v in [UInt64(headerOffset), UInt64(json.count), headerSum] { withUnsafeBytes(of: v.littleEndian) { trailer += $0 } }
         (trailer + magic).withUnsafeBytes(put)
-        if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
-        close(fd)
-        if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
-        if let failure {
-            unlink(temporary)
-            throw fail("cannot write: \(failure)")
-        }
-        // The rename itself made durable (a crash after it must not bring the old name back).
-        let parent = (path as NSString).deletingLastPathComponent
-        let directory = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 { fsync(directory); close(directory) }
+        do { try file.commit() } catch { throw fail("cannot write: \(error.reason)") }
     }
 
     /// What temporary files carry in their names, between the final name and a random suffix.
-    static let partialMarker = ".partial-"
+    static let partialMarker = PartialFile.partialMarker
 }
 
-#if canImport(Glibc)
-private let posixWrite = Glibc.write
-#elseif canImport(Darwin)
-private let posixWrite = Darwin.write
-#endif
 
 /// A packed-weight cache file that cannot be used (it is then rebuilt) or written (the load goes on without it).
 public struct PackedWeightFileError: Error, CustomStringConvertible {

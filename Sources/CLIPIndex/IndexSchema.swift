@@ -60,6 +60,15 @@ enum IndexSchema {
             try db.execute(sql: "PRAGMA application_id = \(applicationID)")
             if let root { try PhotoIndex.recordFoldersOfOlderIndex(db, root: root) }
         }
+        // The generation at which each file row last changed what a search sees (its vector, or whether it is
+        // live): the vector cache takes in only the rows changed since its own generation, not the whole table.
+        // Rows of an older index start at 0, below any cache this program writes.
+        m.registerMigration("v3") { db in
+            try db.execute(sql: """
+                ALTER TABLE files ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX files_changed ON files (changed);
+                """)
+        }
         return m
     }
 

@@ -52,6 +52,17 @@ public struct IndexingReport: Sendable {
     public var seconds = 0.0
 }
 
+/// Which contents `model` has embedded: those of the files under the folders being indexed, known at the start,
+/// and any other (a file copied from a folder not scanned now, or committed by an earlier batch) asked of the
+/// database, rather than every hash of a large index read into memory at each run.
+struct EmbeddedContents: Sendable {
+    let index: PhotoIndex
+    let model: IndexedModel
+    let known: Set<String>
+
+    func contains(_ hash: String) -> Bool { known.contains(hash) || index.hasEmbedding(hash, model: model) }
+}
+
 /// Brings an index up to date with folders: new and changed files are hashed and (if their contents are new to
 /// this model) decoded and encoded in batches, the next batch prepared on other cores while the model encodes
 /// the current one; each batch is one transaction. Files gone from the folders are marked deleted.
@@ -98,8 +109,9 @@ public struct Indexer: Sendable {
         report.scanned = found.count
         report.unreadableDirectories = scan.unreadable
 
-        let known = try index.files()
-        var embedded = try index.embeddedHashes(model: model)
+        // Only the rows under the folders scanned: the other folders' millions of files cost nothing here.
+        let known = try index.files(under: roots)
+        let embedded = EmbeddedContents(index: index, model: model, known: try index.embeddedHashes(model: model, under: roots))
         var work: [Work] = []
         var seen = Set<String>()
         for file in found {
@@ -130,10 +142,7 @@ public struct Indexer: Sendable {
             next = i + 1 < batches.count ? prepareInBackground(batches[i + 1], embedded: embedded) : nil
             let vectors = encode(prepared, report: &report)
             try commit(prepared, vectors: vectors)
-            for (j, p) in prepared.enumerated() {
-                if let h = p.hash, vectors[j] != nil { embedded.insert(h) }
-                if p.error == nil && p.pixels == nil { report.reused += 1 }
-            }
+            for p in prepared where p.error == nil && p.pixels == nil { report.reused += 1 }
             done += prepared.count
             progress?(IndexingProgress(done: done, total: work.count, embedded: report.embedded,
                                        elapsed: Date().timeIntervalSince(start)))
@@ -162,13 +171,13 @@ public struct Indexer: Sendable {
 
     // MARK: Preparing
 
-    private func prepareInBackground(_ batch: [Work], embedded: Set<String>) -> BackgroundWork<[Prepared]> {
+    private func prepareInBackground(_ batch: [Work], embedded: EmbeddedContents) -> BackgroundWork<[Prepared]> {
         let preprocessor = pipeline.preprocessor
         return BackgroundWork { Self.prepare(batch, embedded: embedded, preprocessor: preprocessor) }
     }
 
     /// Reads, hashes and (when the contents are not yet embedded) decodes a batch on all cores.
-    static func prepare(_ batch: [Work], embedded: Set<String>, preprocessor: ImagePreprocessor) -> [Prepared] {
+    static func prepare(_ batch: [Work], embedded: EmbeddedContents, preprocessor: ImagePreprocessor) -> [Prepared] {
         var out = batch.map { Prepared(work: $0) }
         out.withUnsafeMutableBufferPointer { buffer in
             let base = buffer.baseAddress!
@@ -179,7 +188,7 @@ public struct Indexer: Sendable {
         return out
     }
 
-    static func prepareOne(_ w: Work, embedded: Set<String>, preprocessor: ImagePreprocessor) -> Prepared {
+    static func prepareOne(_ w: Work, embedded: EmbeddedContents, preprocessor: ImagePreprocessor) -> Prepared {
         var p = Prepared(work: w, hash: w.knownHash)
         if let problem = w.file.problem {
             p.error = problem
@@ -233,24 +242,25 @@ public struct Indexer: Sendable {
     private func commit(_ prepared: [Prepared], vectors: [[Float]?]) throws(IndexError) {
         let modelID = model.id
         try index.write { db in
+            let generation = try PhotoIndex.bumpGeneration(db)
             for (i, p) in prepared.enumerated() {
                 var error = p.error
                 if error == nil, p.pixels != nil, vectors[i] == nil { error = "the model could not encode it" }
                 try db.execute(sql: """
-                    INSERT INTO files (path, size, modified, hash, width, height, error, deleted)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+                    INSERT INTO files (path, size, modified, hash, width, height, error, deleted, changed)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)
                     ON CONFLICT (path) DO UPDATE SET size = excluded.size, modified = excluded.modified,
                         hash = excluded.hash, width = excluded.width, height = excluded.height,
-                        error = excluded.error, deleted = 0
+                        error = excluded.error, deleted = 0, changed = excluded.changed
                     """, arguments: [p.work.stored, p.work.file.size, p.work.file.modified, p.hash, p.width,
-                                     p.height, error])
+                                     p.height, error, generation])
                 if let v = vectors[i], let h = p.hash {
                     let blob = v.withUnsafeBufferPointer { vectorBlob($0) }
                     try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
                                    arguments: [h, modelID, blob])
+                    if db.changesCount > 0 { try PhotoIndex.filesChanged(hash: h, generation: generation, db) }
                 }
             }
-            try PhotoIndex.bumpGeneration(db)
         }
     }
 
@@ -263,8 +273,10 @@ public struct Indexer: Sendable {
         }
         guard !gone.isEmpty else { return 0 }
         try index.write { db in
-            for f in gone { try db.execute(sql: "UPDATE files SET deleted = 1 WHERE id = ?", arguments: [f.id]) }
-            try PhotoIndex.bumpGeneration(db)
+            let generation = try PhotoIndex.bumpGeneration(db)
+            for f in gone {
+                try db.execute(sql: "UPDATE files SET deleted = 1, changed = ? WHERE id = ?", arguments: [generation, f.id])
+            }
         }
         return gone.count
     }

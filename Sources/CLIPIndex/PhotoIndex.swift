@@ -193,25 +193,72 @@ public final class PhotoIndex: Sendable {
         throw IndexError("\(path): the index has no embeddings from model \(name) (\(fingerprint.prefix(12))); it holds: \(held). Search with one of those (--model), or index with this one")
     }
 
-    /// Every file row, deleted ones included, by stored path.
-    func files() throws(IndexError) -> [String: IndexedFile] {
+    /// The file rows under `folders` (absolute real paths), deleted ones included, by stored path: read by ranges
+    /// of the path index, so an index run's start-up does not grow with the files in other folders.
+    func files(under folders: [String]) throws(IndexError) -> [String: IndexedFile] {
         try read { db in
             var out: [String: IndexedFile] = [:]
-            let rows = try Row.fetchCursor(db, sql: "SELECT id, path, size, modified, hash, width, height, error, deleted FROM files")
-            while let r = try rows.next() {
-                let f = IndexedFile(id: r[0], path: r[1], size: r[2], modified: r[3], hash: r[4], width: r[5],
-                                    height: r[6], error: r[7], deleted: r[8])
-                out[f.path] = f
+            for (where_, arguments) in pathRanges(folders) {
+                let rows = try Row.fetchCursor(db, sql: """
+                    SELECT id, path, size, modified, hash, width, height, error, deleted FROM files WHERE \(where_)
+                    """, arguments: arguments)
+                while let r = try rows.next() {
+                    let f = IndexedFile(id: r[0], path: r[1], size: r[2], modified: r[3], hash: r[4], width: r[5],
+                                        height: r[6], error: r[7], deleted: r[8])
+                    let absolute = absolutePath(f.path)
+                    guard folders.contains(where: { $0 == "/" || absolute.hasPrefix($0 + "/") }) else { continue }
+                    out[f.path] = f
+                }
             }
             return out
         }
     }
 
-    /// Content hashes that have an embedding from `model`.
-    func embeddedHashes(model: IndexedModel) throws(IndexError) -> Set<String> {
-        try read { db in
-            Set(try String.fetchAll(db, sql: "SELECT hash FROM embeddings WHERE model = ?", arguments: [model.id]))
+    /// SQL conditions on `path` (with their arguments) that together cover every stored path under `folders`
+    /// (and possibly more, which the caller filters).
+    func pathRanges(_ folders: [String]) -> [(String, StatementArguments)] {
+        func range(_ prefix: String) -> (String, StatementArguments) {
+            // Every string starting with `prefix` (ending in "/") sorts at or after it and before it with "0" for
+            // the "/" (the next byte): a range of the unique index on path.
+            ("path >= ? AND path < ?", [prefix, String(prefix.dropLast()) + "0"])
         }
+        var out: [(String, StatementArguments)] = []
+        for folder in Set(folders) {
+            if folder == "/" { return [("1", [])] }
+            if root != "/" && folder == root {
+                // Relative paths are all under the root; an absolute one there too, in case one was stored so.
+                out.append(("(path < '/' OR path >= '0')", []))
+                out.append(range(folder + "/"))
+            } else if root != "/" && folder.hasPrefix(root + "/") {
+                out.append(range(storedPath(folder) + "/"))
+                out.append(range(folder + "/"))
+            } else {
+                out.append(range(folder + "/"))
+            }
+        }
+        return out
+    }
+
+    /// Content hashes of the files under `folders` that have an embedding from `model`.
+    func embeddedHashes(model: IndexedModel, under folders: [String]) throws(IndexError) -> Set<String> {
+        try read { db in
+            var out = Set<String>()
+            for (where_, arguments) in pathRanges(folders) {
+                var all: StatementArguments = [model.id]
+                all += arguments
+                out.formUnion(try String.fetchAll(db, sql: """
+                    SELECT e.hash FROM files JOIN embeddings e ON e.hash = files.hash AND e.model = ? WHERE \(where_)
+                    """, arguments: all))
+            }
+            return out
+        }
+    }
+
+    /// Whether content `hash` has an embedding from `model`.
+    func hasEmbedding(_ hash: String, model: IndexedModel) -> Bool {
+        (try? read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM embeddings WHERE hash = ? AND model = ?", arguments: [hash, model.id])
+        }) == true
     }
 
     /// Counts for `clip index --stats` and summaries.
@@ -234,12 +281,24 @@ public final class PhotoIndex: Sendable {
     }
 
     /// The generation counter: bumped by every transaction that changes which vectors a search sees.
-    func generation(_ db: Database) throws -> Int64 {
+    func generation(_ db: Database) throws -> Int64 { try Self.generationValue(db) }
+
+    /// Starts a change: bumps the generation and returns the new one, which every file row the transaction
+    /// changes must carry in `changed` (see `filesChanged`), so the vector cache finds it.
+    @discardableResult
+    static func bumpGeneration(_ db: Database) throws -> Int64 {
+        try db.execute(sql: "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'")
+        return try generationValue(db)
+    }
+
+    static func generationValue(_ db: Database) throws -> Int64 {
         Int64(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'generation'") ?? "0") ?? 0
     }
 
-    static func bumpGeneration(_ db: Database) throws {
-        try db.execute(sql: "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'")
+    /// Marks the files holding `hash` as changed at `generation`: a new or replaced embedding of a hash changes
+    /// what every file with that content shows, not only the file being indexed.
+    static func filesChanged(hash: String, generation: Int64, _ db: Database) throws {
+        try db.execute(sql: "UPDATE files SET changed = ? WHERE hash = ? AND changed != ?", arguments: [generation, hash, generation])
     }
 
     // MARK: Paths
@@ -312,6 +371,7 @@ public final class PhotoIndex: Sendable {
                 defer { try? db.execute(sql: "DETACH DATABASE src") }
                 var counts = (files: 0, embeddings: 0, models: 0)
                 try db.inTransaction {
+                    let generation = try PhotoIndex.bumpGeneration(db)
                     try db.execute(sql: """
                         INSERT OR IGNORE INTO models (fingerprint, name, dimension)
                         SELECT fingerprint, name, dimension FROM src.models
@@ -332,17 +392,20 @@ public final class PhotoIndex: Sendable {
                     counts.embeddings = db.changesCount
                     let prefix = root == "/" ? "" : root + "/"
                     try db.execute(sql: """
-                        INSERT INTO files (path, size, modified, hash, width, height, error, deleted)
+                        INSERT INTO files (path, size, modified, hash, width, height, error, deleted, changed)
                         SELECT CASE WHEN ? != '' AND substr(a, 1, length(?)) = ? THEN substr(a, length(?) + 1) ELSE a END,
-                               size, modified, hash, width, height, error, deleted
+                               size, modified, hash, width, height, error, deleted, ?
                         FROM (SELECT CASE WHEN path LIKE '/%' THEN path ELSE ? || '/' || path END AS a, *
                               FROM src.files) WHERE true
                         ON CONFLICT (path) DO UPDATE SET size = excluded.size, modified = excluded.modified,
                             hash = excluded.hash, width = excluded.width, height = excluded.height,
-                            error = excluded.error, deleted = excluded.deleted
+                            error = excluded.error, deleted = excluded.deleted, changed = excluded.changed
                         WHERE excluded.modified > files.modified
-                        """, arguments: [prefix, prefix, prefix, prefix, otherRoot])
+                        """, arguments: [prefix, prefix, prefix, prefix, generation, otherRoot])
                     counts.files = db.changesCount
+                    // Files here whose content just gained an embedding of some model show it now.
+                    try db.execute(sql: "UPDATE files SET changed = ? WHERE changed != ? AND hash IN (SELECT hash FROM src.embeddings)",
+                                   arguments: [generation, generation])
                     // The other index's folders come along, so its files are served from here too. An older index
                     // recorded none: its own folder is its files' place.
                     // Only folders that exist here as directories: a merged index cannot claim more than is there.
@@ -351,7 +414,6 @@ public final class PhotoIndex: Sendable {
                         guard stat(f, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { continue }
                         try db.execute(sql: "INSERT OR IGNORE INTO folders (path) VALUES (?)", arguments: [f])
                     }
-                    try PhotoIndex.bumpGeneration(db)
                     return .commit
                 }
                 return counts

@@ -84,8 +84,8 @@ public struct PhotoSearch: Sendable {
     public let index: PhotoIndex
     public let model: IndexedModel
     public let vectors: VectorStore
-    /// The int8 copy scanned for candidates, when the index is large enough for it to pay.
-    public let compressed: CompressedVectors?
+    /// Whether the int8 codes are scanned for candidates (the index is large enough for it to pay, or asked).
+    public let compressed: Bool
 
     /// How the vectors are scanned.
     public enum ScanMode: Sendable {
@@ -113,12 +113,11 @@ public struct PhotoSearch: Sendable {
         self.vectors = vectors
         switch mode {
         case .exact:
-            (compressed, candidates) = (nil, 0)
+            (compressed, candidates) = (false, 0)
         case .compressed(let c):
-            (compressed, candidates) = (vectors.compressed(), c)
+            (compressed, candidates) = (true, c)
         case .automatic:
-            let use = vectors.count >= Self.compressedFrom
-            (compressed, candidates) = (use ? vectors.compressed() : nil, Self.defaultCandidates)
+            (compressed, candidates) = (vectors.count >= Self.compressedFrom, Self.defaultCandidates)
         }
     }
 
@@ -192,7 +191,7 @@ public struct PhotoSearch: Sendable {
     /// The unit embeddings of several files in one pass over the vectors (those without one are left out).
     public func vectors(fileIDs: Set<Int64>) -> [Int64: [Float]] {
         var out: [Int64: [Float]] = [:]
-        for row in 0..<vectors.count where fileIDs.contains(vectors.fileID(row)) {
+        for row in 0..<vectors.rows where vectors.isLive(row) && fileIDs.contains(vectors.fileID(row)) {
             out[vectors.fileID(row)] = vectors.vector(row)
             if out.count == fileIDs.count { break }
         }

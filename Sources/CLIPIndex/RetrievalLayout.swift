@@ -27,15 +27,16 @@ public enum RetrievalLayout {
             let rows = try Row.fetchCursor(db, sql: "SELECT id, path, width, height FROM files WHERE deleted = 0")
             while let r = try rows.next() { files[r[0]] = (r[1], r[2], r[3]) }
         }
+        let live = store.liveRowsByID()
         do throws(EmbeddingJobError) {
             var part = 0, start = 0
             repeat {
-                let end = min(start + rowsPerPart, store.count)
+                let end = min(start + rowsPerPart, live.count)
                 let writer = try RetrievalPartWriter(directory: directory, part: part, dimension: store.dimension, withText: false)
                 var values: [Float] = []
                 values.reserveCapacity((end - start) * store.dimension)
                 var objects: [[String: Any]] = []
-                for row in start..<end {
+                for row in live[start..<end] {
                     values += store.vector(row)
                     let (path, w, h) = files[store.fileID(row)] ?? ("", nil, nil)
                     var object: [String: Any] = ["image_path": index.absolutePath(path)]
@@ -46,11 +47,11 @@ public enum RetrievalLayout {
                 try writer.finish()
                 part += 1
                 start = end
-            } while start < store.count
+            } while start < live.count
         } catch {
             throw IndexError(error.description)
         }
-        return store.count
+        return live.count
     }
 
     /// Reads `img_emb/img_emb_{N}.npy` with `metadata/metadata_{N}.jsonl` for N = 0, 1, … from `directory` into
@@ -88,16 +89,17 @@ public enum RetrievalLayout {
                 }
             }
             try index.write { db in
+                let generation = try PhotoIndex.bumpGeneration(db)
                 for rec in records {
                     try db.execute(sql: """
-                        INSERT INTO files (path, size, modified, hash, error, deleted) VALUES (?, ?, ?, ?, NULL, 0)
+                        INSERT INTO files (path, size, modified, hash, error, deleted, changed) VALUES (?, ?, ?, ?, NULL, 0, ?)
                         ON CONFLICT (path) DO UPDATE SET size = excluded.size, modified = excluded.modified,
-                            hash = excluded.hash, error = NULL, deleted = 0
-                        """, arguments: [rec.stored, rec.size, rec.modified, rec.hash])
+                            hash = excluded.hash, error = NULL, deleted = 0, changed = excluded.changed
+                        """, arguments: [rec.stored, rec.size, rec.modified, rec.hash, generation])
                     try db.execute(sql: "INSERT OR REPLACE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
                                    arguments: [rec.hash, model.id, rec.vector.withUnsafeBufferPointer { vectorBlob($0) }])
+                    try PhotoIndex.filesChanged(hash: rec.hash, generation: generation, db)
                 }
-                try PhotoIndex.bumpGeneration(db)
             }
             total += rows
             part += 1

@@ -18,6 +18,7 @@ package enum SyntheticVectors {
         while done < count {
             let n = min(10_000, count - done)
             try index.write { db in
+                let generation = try PhotoIndex.bumpGeneration(db)
                 for i in 0..<n {
                     var norm: Float = 0
                     for j in 0..<d {
@@ -28,12 +29,11 @@ package enum SyntheticVectors {
                     let scale = 1 / norm.squareRoot()
                     for j in 0..<d { v[j] *= scale }
                     let key = "synthetic-\(seed)-\(done + i)"
-                    try db.execute(sql: "INSERT OR IGNORE INTO files (path, size, modified, hash) VALUES (?, 0, 0, ?)",
-                                   arguments: [String(format: "synthetic/%08d-%llu.jpg", done + i, seed), key])
+                    try db.execute(sql: "INSERT OR IGNORE INTO files (path, size, modified, hash, changed) VALUES (?, 0, 0, ?, ?)",
+                                   arguments: [String(format: "synthetic/%08d-%llu.jpg", done + i, seed), key, generation])
                     try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
                                    arguments: [key, model.id, v.withUnsafeBufferPointer { vectorBlob($0) }])
                 }
-                try PhotoIndex.bumpGeneration(db)
             }
             done += n
         }

@@ -4,64 +4,66 @@ import Glibc
 import Darwin
 #endif
 import CCLIPKernels
-import CLIPFiles
 import CLIPTensor
 import Foundation
-import GRDB
 
-/// One model's embeddings of the files a search can return, as one contiguous row-major [count, dimension]
-/// float32 matrix with the file id of each row: the layout a SIMD scan reads at memory bandwidth.
+/// One model's embeddings of the files a search can return: row-major float32 matrices (one per cache segment)
+/// with the file id of each row and an int8 copy of each row: the layout a SIMD scan reads at memory bandwidth.
 ///
-/// The matrix is cached beside the database (`<db>.model-<id>.vectors`) and memory-mapped, so a query reads no
-/// SQL rows and copies nothing; the cache carries the database's generation counter and is rebuilt when any
-/// committed change made it stale.
+/// The rows live in the vector cache beside the database (`VectorCacheFormat`), memory-mapped, so a query reads
+/// no SQL rows and copies nothing. Rows a later segment superseded (the file changed, vanished or failed) are
+/// dead: kept in the file, skipped by every scan.
 public final class VectorStore: @unchecked Sendable {
-    // Immutable after init; the mapping is read-only and released in deinit.
+    // Immutable after init; the segments point into `memory`, which lives as long as the store.
+    /// Live vectors: one per file a search can return.
     public let count: Int
     public let dimension: Int
-    private let ids: UnsafePointer<Int64>
-    private let vectors: UnsafePointer<Float>
-    private let mapping: (base: UnsafeMutableRawPointer, length: Int)?
-    private let owned: UnsafeMutableRawPointer?
-
-    static let magic = Array("CLIPVEC1".utf8)
-    static let headerSize = 64
-
-    /// The file id of row `row`.
-    public func fileID(_ row: Int) -> Int64 { ids[row] }
-
-    /// Row `row` in place.
-    func rowPointer(_ row: Int) -> UnsafePointer<Float> { vectors + row * dimension }
-
     /// The database generation these vectors are from.
     public let generation: Int64
+    /// Rows, dead ones included: row numbers run over `0..<rows`.
+    package let rows: Int
+    /// The segments that hold rows, in row order.
+    private let segments: [VectorCacheFormat.Segment]
+    private let starts: [Int]
+    /// One bit per row, set when the row is dead; empty when none is.
+    private let dead: [UInt64]
+    private let memory: CacheMemory
     /// The cache file of the index and model.
     let cachePath: String
+    /// Segments in the cache, empty ones included (what compaction counts).
+    let segmentCount: Int
+    /// Rows of the first segment (the last full build's).
+    let baseRows: Int
 
-    /// The int8 form of these vectors (mapped from its cache, or made and cached): a quarter of the bytes to scan.
-    public func compressed() -> CompressedVectors {
-        CompressedVectors.load(for: self, path: cachePath.replacingOccurrences(of: ".vectors", with: ".int8", options: .backwards),
-                               generation: generation)
-    }
-
-    /// Row `row` of the matrix.
-    public func vector(_ row: Int) -> [Float] { Array(UnsafeBufferPointer(start: vectors + row * dimension, count: dimension)) }
-
-    private init(count: Int, dimension: Int, buffer: UnsafeMutableRawPointer, mapped: Bool, length: Int,
-                 generation: Int64, cachePath: String) {
-        self.count = count
-        self.dimension = dimension
-        self.generation = generation
+    /// Nil when the segments under `header` are not all inside `memory`.
+    init?(memory: CacheMemory, header: VectorCacheFormat.Header, cachePath: String) {
+        let raw = UnsafeRawBufferPointer(start: memory.base, count: memory.length)
+        guard let all = VectorCacheFormat.segments(raw, header: header) else { return nil }
+        var dead: [UInt64] = []
+        var deadCount = 0
+        for (s, segment) in all.enumerated() where !segment.superseded.isEmpty {
+            if dead.isEmpty { dead = [UInt64](repeating: 0, count: (header.rows + 63) / 64) }
+            for stored in segment.superseded {
+                let id = Int64(littleEndian: stored)
+                for earlier in all[..<s] {
+                    guard let r = earlier.row(of: id) else { continue }
+                    let row = earlier.start + r
+                    if dead[row >> 6] & (1 << UInt64(row & 63)) == 0 { deadCount += 1 }
+                    dead[row >> 6] |= 1 << UInt64(row & 63)
+                }
+            }
+        }
+        self.memory = memory
+        self.dead = dead
+        self.rows = header.rows
+        self.count = header.rows - deadCount
+        self.dimension = header.dimension
+        self.generation = header.generation
         self.cachePath = cachePath
-        ids = UnsafePointer(buffer.advanced(by: Self.headerSize).assumingMemoryBound(to: Int64.self))
-        vectors = UnsafePointer(buffer.advanced(by: Self.headerSize + count * 8).assumingMemoryBound(to: Float.self))
-        mapping = mapped ? (buffer, length) : nil
-        owned = mapped ? nil : buffer
-    }
-
-    deinit {
-        if let mapping { munmap(mapping.base, mapping.length) }
-        owned?.deallocate()
+        self.segmentCount = all.count
+        self.baseRows = all.first?.rows ?? 0
+        segments = all.filter { $0.rows > 0 }
+        starts = segments.map(\.start)
     }
 
     /// Where the cache of `model` lives.
@@ -69,105 +71,115 @@ public final class VectorStore: @unchecked Sendable {
         index.path + ".model-\(model.id).vectors"
     }
 
-    /// The vectors of `model` for every live file, from the cache when it is current, else read from the database
-    /// and cached (a cache that cannot be written is skipped: the search still works, only slower to start).
+    /// The vectors of `model` for every live file, from the cache when it is current; else the cache is brought up
+    /// to date (the rows changed since it was written are appended, or it is rebuilt) and mapped. A cache that
+    /// cannot be written is skipped: the vectors are read into memory, and the search works, only slower to start.
     public static func load(index: PhotoIndex, model: IndexedModel) throws(IndexError) -> VectorStore {
         let path = cachePath(index: index, model: model)
         let generation = try index.read { db in try index.generation(db) }
-        if let cached = map(path, generation: generation, dimension: model.dimension) { return cached }
-        // Stale: the compressed copy is too (its generation says so), and is remade from these vectors when asked.
-        let bytes = try build(index: index, model: model, generation: generation)
-        // The file just written is mapped like any cache; a private copy only when it could not be written.
-        if (try? OutputFile.write(bytes, to: path)) != nil,
-           let written = map(path, generation: generation, dimension: model.dimension) {
-            return written
-        }
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
-        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        let count = Int(header(bytes, 16))
-        return VectorStore(count: count, dimension: model.dimension, buffer: buffer, mapped: false, length: bytes.count,
-                           generation: generation, cachePath: path)
+        if let current = mapped(path, generation: generation, dimension: model.dimension) { return current }
+        return try VectorCacheWriter(index: index, model: model, path: path).bringUpToDate()
     }
 
-    /// Rebuilds the cache now (after indexing), so the next query maps it at once.
+    /// Brings the cache up to date now (after indexing), so the next query maps it at once.
     public static func refreshCache(index: PhotoIndex, model: IndexedModel) throws(IndexError) {
         _ = try load(index: index, model: model)
     }
 
-    private static func header(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
-        bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+    /// The cache at `path` mapped read-only, when it is a regular file whose header holds (and names `generation`,
+    /// when given) and whose committed segments are whole; nil otherwise.
+    static func mapped(_ path: String, generation: Int64?, dimension: Int) -> VectorStore? {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return mapped(fd: fd, path: path, generation: generation, dimension: dimension)
     }
 
-    /// The cache file's bytes: magic, generation, count, dimension (u64 little-endian), padding to 64 bytes, the
-    /// file ids (i64), the vectors (f32).
-    static func build(index: PhotoIndex, model: IndexedModel, generation: Int64) throws(IndexError) -> [UInt8] {
-        let d = model.dimension
-        var ids: [Int64] = []
-        var values: [Float] = []
-        var bad: String?
-        try index.read { db in
-            let live = "FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ? WHERE f.deleted = 0 AND f.error IS NULL"
-            let expected = try Int.fetchOne(db, sql: "SELECT count(*) \(live)", arguments: [model.id]) ?? 0
-            ids.reserveCapacity(expected)
-            values.reserveCapacity(expected * d)
-            let rows = try Row.fetchCursor(db, sql: "SELECT f.id, e.vector, f.path \(live) ORDER BY f.id", arguments: [model.id])
-            while let r = try rows.next() {
-                // The blob is read in place (no Data copy): this loop is the whole cost of rebuilding the cache.
-                let ok = try r.withUnsafeData(atIndex: 1) { (blob: Data?) -> Bool in
-                    guard let blob, blob.count == d * 4 else { return false }
-                    blob.withUnsafeBytes { raw in
-                        for j in 0..<d {
-                            values.append(Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: j * 4, as: UInt32.self))))
-                        }
-                    }
-                    return true
-                }
-                guard ok else {
-                    bad = "the embedding of \(r[2] as String) is not \(d) float32 values"
-                    break
-                }
-                ids.append(r[0])
-            }
+    static func mapped(fd: Int32, path: String, generation: Int64?, dimension: Int) -> VectorStore? {
+        guard let header = header(fd: fd), header.dimension == dimension,
+              generation == nil || header.generation == generation,
+              let memory = CacheMemory(fd: fd, length: header.committed) else { return nil }
+        return VectorStore(memory: memory, header: header, cachePath: path)
+    }
+
+    /// The header of the regular file `fd` when it holds and the file is at least as long as it says.
+    static func header(fd: Int32) -> VectorCacheFormat.Header? {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size >= 64 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 64)
+        guard bytes.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 64, 0) }) == 64,
+              let header = bytes.withUnsafeBytes(VectorCacheFormat.header),
+              header.committed >= 64, header.committed <= Int(st.st_size) else { return nil }
+        return header
+    }
+
+    // MARK: Rows
+
+    private func locate(_ row: Int) -> (segment: VectorCacheFormat.Segment, local: Int) {
+        var (lo, hi) = (0, starts.count - 1)
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if starts[mid] <= row { lo = mid } else { hi = mid - 1 }
         }
-        if let bad { throw IndexError("\(index.path): \(bad); the database was altered (re-index the file)") }
-        var out = [UInt8](repeating: 0, count: headerSize)
-        out.replaceSubrange(0..<8, with: magic)
-        func put(_ v: UInt64, at o: Int) { withUnsafeBytes(of: v.littleEndian) { out.replaceSubrange(o..<(o + 8), with: $0) } }
-        put(UInt64(bitPattern: generation), at: 8)
-        put(UInt64(ids.count), at: 16)
-        put(UInt64(d), at: 24)
-        out.reserveCapacity(headerSize + ids.count * (8 + 4 * d))
-        for id in ids { withUnsafeBytes(of: id.littleEndian) { out += $0 } }
-        values.withUnsafeBytes { out += $0 }
-        return out
+        return (segments[lo], row - segments[lo].start)
     }
 
-    /// The cache mapped read-only when it exists, is whole and matches the generation and dimension.
-    static func map(_ path: String, generation: Int64, dimension: Int) -> VectorStore? {
-        guard let (base, length) = mapCache(path, magic: magic, generation: generation, validate: { raw in
-            let count = Int(clamping: raw.u64(16))
-            return raw.u64(24) == UInt64(dimension) && count <= (raw.count - headerSize) / (8 + 4 * max(dimension, 1))
-                && raw.count == headerSize + count * (8 + 4 * dimension)
-        }) else { return nil }
-        let count = Int(UnsafeRawBufferPointer(start: base, count: length).u64(16))
-        return VectorStore(count: count, dimension: dimension, buffer: base, mapped: true, length: length,
-                           generation: generation, cachePath: path)
+    /// The file id of row `row`.
+    public func fileID(_ row: Int) -> Int64 {
+        let (s, r) = locate(row)
+        return Int64(littleEndian: s.ids[r])
+    }
+
+    /// Row `row` in place.
+    func rowPointer(_ row: Int) -> UnsafePointer<Float> {
+        let (s, r) = locate(row)
+        return s.vectors + r * dimension
+    }
+
+    /// Row `row` of the matrix.
+    public func vector(_ row: Int) -> [Float] { Array(UnsafeBufferPointer(start: rowPointer(row), count: dimension)) }
+
+    /// Whether row `row` is a live file's (not superseded by a later segment).
+    package func isLive(_ row: Int) -> Bool {
+        dead.isEmpty || dead[row >> 6] & (1 << UInt64(row & 63)) == 0
+    }
+
+    /// The live rows in ascending file id: the order a full build writes, whatever the segments.
+    package func liveRowsByID() -> [Int] {
+        var live = (0..<rows).filter(isLive)
+        if segments.count > 1 { live.sort { fileID($0) < fileID($1) } }
+        return live
+    }
+
+    /// Every live row with its file id, segment by segment (for the writer's compaction).
+    func forEachLive(_ body: (_ row: Int, _ id: Int64, _ segment: VectorCacheFormat.Segment, _ local: Int) -> Void) {
+        for s in segments {
+            for r in 0..<s.rows where isLive(s.start + r) { body(s.start + r, Int64(littleEndian: s.ids[r]), s, r) }
+        }
+    }
+
+    /// The live row holding file `id`, searching the newest segment first.
+    func liveRow(of id: Int64) -> Int? {
+        for s in segments.reversed() {
+            if let r = s.row(of: id), isLive(s.start + r) { return s.start + r }
+        }
+        return nil
     }
 
     // MARK: Scanning
 
-    /// The `k` rows most similar to `query` (dot products; the stored vectors are unit length), best first,
+    /// The `k` live rows most similar to `query` (dot products; the stored vectors are unit length), best first,
     /// ties to the lower row. Scanned on all cores in chunks, each keeping its own best rows. With `compressed`,
     /// the int8 codes are scanned for the best `candidates` rows (at least `k`), which are then re-scored exactly:
     /// the scores are exact, the list is exact unless a true top-`k` row fell outside the candidates.
-    public func nearest(to query: [Float], k: Int, compressed: CompressedVectors? = nil,
+    public func nearest(to query: [Float], k: Int, compressed: Bool = false,
                         candidates: Int = 0) -> [(row: Int, score: Float)] {
         guard k > 0, count > 0, query.count == dimension else { return [] }
         // More than every row is every row: a k of 2^63 reserved that much and overflowed.
         let k = min(k, count)
-        let keep = min(compressed == nil ? k : max(candidates, k), count)
-        let parts = min(max(availableCores, 1) * 4, max(count / 4096, 1))
-        let bounds = chunkBounds(total: count, parts: parts, granule: 1)
+        let keep = min(compressed ? max(candidates, k) : k, count)
+        let parts = min(max(availableCores, 1) * 4, max(rows / 4096, 1))
+        let bounds = chunkBounds(total: rows, parts: parts, granule: 1)
         var partial = [[(row: Int, score: Float)]](repeating: [], count: bounds.count - 1)
         partial.withUnsafeMutableBufferPointer { out in
             let o = out.baseAddress!
@@ -179,7 +191,7 @@ public final class VectorStore: @unchecked Sendable {
             }
         }
         let found = Self.best(partial.flatMap { $0 }, k: keep)
-        guard compressed != nil else { return found }
+        guard compressed else { return found }
         var exact = found
         query.withUnsafeBufferPointer { q in
             for i in exact.indices {
@@ -192,24 +204,27 @@ public final class VectorStore: @unchecked Sendable {
     }
 
     private func scan(rows: Range<Int>, query: UnsafePointer<Float>, keep k: Int,
-                      compressed: CompressedVectors?) -> [(row: Int, score: Float)] {
+                      compressed: Bool) -> [(row: Int, score: Float)] {
         let block = 2048
         var scores = [Float](repeating: 0, count: block)
         var top: [(row: Int, score: Float)] = []
         top.reserveCapacity(k + 1)
         var start = rows.lowerBound
         while start < rows.upperBound {
-            let n = min(block, rows.upperBound - start)
+            let (segment, local) = locate(start)
+            // A block never crosses a segment: each is its own matrix.
+            let n = min(block, rows.upperBound - start, segment.rows - local)
             scores.withUnsafeMutableBufferPointer { s in
-                if let compressed {
-                    compressed.scores(rows: start..<(start + n), query: query, into: s.baseAddress!)
+                if compressed {
+                    clip_dot_rows_i8(segment.codes + local * dimension, segment.scales + local, n, dimension, query, s.baseAddress!)
                 } else {
-                    clip_dot_rows(vectors + start * dimension, n, dimension, query, s.baseAddress!)
+                    clip_dot_rows(segment.vectors + local * dimension, n, dimension, query, s.baseAddress!)
                 }
             }
             for j in 0..<n {
                 let score = scores[j]
                 if top.count == k, !(score > top[k - 1].score) { continue }
+                guard isLive(start + j) else { continue }
                 // Insertion into the sorted list: k is small, and past the first rows almost nothing gets in.
                 var at = top.count
                 while at > 0 && top[at - 1].score < score { at -= 1 }
@@ -226,27 +241,28 @@ public final class VectorStore: @unchecked Sendable {
     }
 }
 
-extension UnsafeRawBufferPointer {
-    /// The little-endian UInt64 at `offset`.
-    func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
-}
+/// The bytes a `VectorStore` reads: a read-only mapping of a cache file, or memory of its own (a cache that could
+/// not be written).
+final class CacheMemory: @unchecked Sendable {
+    // Immutable; released in deinit.
+    let base: UnsafeMutableRawPointer
+    let length: Int
+    private let mapped: Bool
 
-/// A cache file mapped read-only when it is a regular file of at least 64 bytes starting with `magic` and
-/// `generation` (u64 at 8) and `validate` accepts the rest of it; nil (and nothing mapped) otherwise. A cache
-/// that is missing, stale, truncated or damaged is simply rebuilt by the caller.
-func mapCache(_ path: String, magic: [UInt8], generation: Int64,
-              validate: (UnsafeRawBufferPointer) -> Bool) -> (UnsafeMutableRawPointer, Int)? {
-    let fd = open(path, O_RDONLY | O_NONBLOCK)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size >= 64 else { return nil }
-    let length = Int(st.st_size)
-    guard let base = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
-    let raw = UnsafeRawBufferPointer(start: base, count: length)
-    guard Array(raw[0..<8]) == magic, Int64(bitPattern: raw.u64(8)) == generation, validate(raw) else {
-        munmap(base, length)
-        return nil
+    /// The first `length` bytes of `fd`, mapped read-only.
+    init?(fd: Int32, length: Int) {
+        guard length > 0, let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+        (base, self.length, mapped) = (p, length, true)
     }
-    return (base, length)
+
+    /// `length` zeroed bytes of its own, 64-byte aligned.
+    init(owned length: Int) {
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(length, 64), alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(length, 64))
+        (self.length, mapped) = (length, false)
+    }
+
+    deinit {
+        if mapped { munmap(base, length) } else { base.deallocate() }
+    }
 }
