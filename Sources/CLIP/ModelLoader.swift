@@ -55,6 +55,16 @@ public struct Preprocessing: Sendable, Equatable, CustomStringConvertible {
         self.interpolation = interpolation
     }
 
+    /// Every field as text, for fingerprints of the embeddings it makes: two preprocessings that differ in any field
+    /// give different texts. The resize mode and the interpolation appear only when not OpenAI's, so the text of
+    /// OpenAI's preprocessing (and the fingerprints of indexes made before they were added) stays as it was.
+    package var fingerprintText: String {
+        var text = "resolution \(resolution) mean \(mean) std \(std)"
+        if resizeMode != .shortest { text += " resize \(resizeMode.rawValue)" }
+        if interpolation != .bicubic { text += " interpolation \(interpolation.rawValue)" }
+        return text
+    }
+
     public var description: String {
         let (r, i) = (resolution, interpolation.rawValue)
         switch resizeMode {

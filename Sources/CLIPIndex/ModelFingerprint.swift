@@ -29,7 +29,8 @@ public enum ModelFingerprint {
         } else {
             parts.append(try fileHash(checkpoint, cache: index))
         }
-        parts.append("resolution \(preprocessing.resolution) mean \(preprocessing.mean) std \(preprocessing.std)")
+        // Every field: embeddings made under another resize mode or interpolation are not comparable either.
+        parts.append(preprocessing.fingerprintText)
         parts.append("precision \(precision.rawValue)")
         return SHA256.hex(Array(parts.joined(separator: "\n").utf8))
     }
