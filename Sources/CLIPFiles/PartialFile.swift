@@ -79,12 +79,13 @@ package final class PartialFile {
         let name = slash.map { String(destination[destination.index(after: $0)...]) } ?? destination
         guard let dir = opendir(parent.isEmpty ? "/" : parent) else { return }
         defer { closedir(dir) }
-        let prefix = name + partialMarker
+        // Bytes, not Strings: String comparison treats two spellings of "é" as one name, the file system does not.
+        let prefix = Array((name + partialMarker).utf8)
         while let entry = readdir(dir) {
-            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            if entryName.starts(with: prefix) {
+                unlink((parent.isEmpty ? "" : parent) + "/" + String(decoding: entryName, as: UTF8.self))
             }
-            if entryName.hasPrefix(prefix) { unlink((parent.isEmpty ? "" : parent) + "/" + entryName) }
         }
     }
 }

@@ -63,11 +63,16 @@ enum IndexSchema {
         // The generation at which each file row last changed what a search sees (its vector, or whether it is
         // live): the vector cache takes in only the rows changed since its own generation, not the whole table.
         // Rows of an older index start at 0, below any cache this program writes.
+        // And a random nonce per recent generation: a cache appends only onto the state it was written from, not
+        // onto a recreated database or a restored copy that reached the same generation by another history.
         m.registerMigration("v3") { db in
             try db.execute(sql: """
                 ALTER TABLE files ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
                 CREATE INDEX files_changed ON files (changed);
+                CREATE TABLE generations (generation INTEGER PRIMARY KEY, nonce INTEGER NOT NULL);
                 """)
+            try db.execute(sql: "INSERT INTO generations (generation, nonce) VALUES (?, ?)",
+                           arguments: [try PhotoIndex.generationValue(db), Int64.random(in: .min ... .max)])
         }
         return m
     }

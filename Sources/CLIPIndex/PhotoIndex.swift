@@ -229,6 +229,10 @@ public final class PhotoIndex: Sendable {
                 // Relative paths are all under the root; an absolute one there too, in case one was stored so.
                 out.append(("(path < '/' OR path >= '0')", []))
                 out.append(range(folder + "/"))
+            } else if root != "/" && root.hasPrefix(folder + "/") {
+                // The index's folder is inside this one: its relative paths are all under it.
+                out.append(("(path < '/' OR path >= '0')", []))
+                out.append(range(folder + "/"))
             } else if root != "/" && folder.hasPrefix(root + "/") {
                 out.append(range(storedPath(folder) + "/"))
                 out.append(range(folder + "/"))
@@ -283,12 +287,32 @@ public final class PhotoIndex: Sendable {
     /// The generation counter: bumped by every transaction that changes which vectors a search sees.
     func generation(_ db: Database) throws -> Int64 { try Self.generationValue(db) }
 
+    /// The current generation and its nonce (0 when the database holds none for it: no cache matches it then).
+    func state(_ db: Database) throws -> (generation: Int64, nonce: Int64) {
+        let generation = try generation(db)
+        return (generation, try Self.nonce(of: generation, db) ?? 0)
+    }
+
     /// Starts a change: bumps the generation and returns the new one, which every file row the transaction
     /// changes must carry in `changed` (see `filesChanged`), so the vector cache finds it.
     @discardableResult
     static func bumpGeneration(_ db: Database) throws -> Int64 {
         try db.execute(sql: "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'")
-        return try generationValue(db)
+        let generation = try generationValue(db)
+        try db.execute(sql: "INSERT OR REPLACE INTO generations (generation, nonce) VALUES (?, ?)",
+                       arguments: [generation, Int64.random(in: .min ... .max)])
+        // The recent history is enough: a cache older than that is rebuilt.
+        try db.execute(sql: "DELETE FROM generations WHERE generation < ? OR generation > ?",
+                       arguments: [generation &- historyKept, generation])
+        return generation
+    }
+
+    /// Generations whose nonces are kept.
+    static let historyKept: Int64 = 10_000
+
+    /// The nonce of `generation`, when the database still holds it.
+    static func nonce(of generation: Int64, _ db: Database) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT nonce FROM generations WHERE generation = ?", arguments: [generation])
     }
 
     static func generationValue(_ db: Database) throws -> Int64 {

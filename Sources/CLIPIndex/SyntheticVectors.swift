@@ -33,6 +33,8 @@ package enum SyntheticVectors {
                                    arguments: [String(format: "synthetic/%08d-%llu.jpg", done + i, seed), key, generation])
                     try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
                                    arguments: [key, model.id, v.withUnsafeBufferPointer { vectorBlob($0) }])
+                    // The file may be there already (another model's vectors from the same seed).
+                    if db.changesCount > 0 { try PhotoIndex.filesChanged(hash: key, generation: generation, db) }
                 }
             }
             done += n

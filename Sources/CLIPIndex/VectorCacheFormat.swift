@@ -12,8 +12,8 @@ import CLIPTensor
 /// by the next writer), or a torn header, which its checksum shows (the cache is then rebuilt).
 ///
 /// All integers little-endian.
-/// - header (64 bytes): `CLIPVEC2`, generation i64, dimension, segments, committed length, rows (u64 each), 0,
-///   checksum of bytes 0..<56.
+/// - header (64 bytes): `CLIPVEC2`, generation i64, dimension, segments, committed length, rows (u64 each), the
+///   nonce the database drew for that generation (i64), checksum of bytes 0..<56.
 /// - segment, at a multiple of 64: a 64-byte header (`CLIPSEG1`, rows, superseded, generation, 0, 0, 0, checksum),
 ///   then `rows` file ids (i64, ascending), the `superseded` file ids whose rows in earlier segments are dead
 ///   (ascending), the vectors ([rows, dimension] f32), their int8 codes' scales ([rows] f32) and the codes
@@ -29,6 +29,7 @@ enum VectorCacheFormat {
         var segments: Int
         var committed: Int
         var rows: Int
+        var nonce: Int64
     }
 
     static func checksum(_ raw: UnsafeRawBufferPointer) -> UInt64 {
@@ -44,22 +45,24 @@ enum VectorCacheFormat {
         return out
     }
 
-    /// The five u64 fields of a 64-byte block at `offset` that starts with `magic` and whose checksum holds.
+    /// The six u64 fields of a 64-byte block at `offset` that starts with `magic` and whose checksum holds.
     static func fields(_ raw: UnsafeRawBufferPointer, at offset: Int, magic: [UInt8]) -> [UInt64]? {
         guard offset >= 0, offset <= raw.count - 64, raw[offset..<(offset + 8)].elementsEqual(magic) else { return nil }
         let block = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + 64)])
         guard block.u64(56) == checksum(UnsafeRawBufferPointer(rebasing: block[0..<56])) else { return nil }
-        return (0..<5).map { block.u64(8 + 8 * $0) }
+        return (0..<6).map { block.u64(8 + 8 * $0) }
     }
 
     static func encode(_ h: Header) -> [UInt8] {
-        block(magic, [UInt64(bitPattern: h.generation), UInt64(h.dimension), UInt64(h.segments), UInt64(h.committed), UInt64(h.rows)])
+        block(magic, [UInt64(bitPattern: h.generation), UInt64(h.dimension), UInt64(h.segments), UInt64(h.committed),
+                      UInt64(h.rows), UInt64(bitPattern: h.nonce)])
     }
 
     static func header(_ raw: UnsafeRawBufferPointer) -> Header? {
         guard let f = fields(raw, at: 0, magic: magic), let d = Checked.int(f[1]), let s = Checked.int(f[2]),
               let c = Checked.int(f[3]), let r = Checked.int(f[4]) else { return nil }
-        return Header(generation: Int64(bitPattern: f[0]), dimension: d, segments: s, committed: c, rows: r)
+        return Header(generation: Int64(bitPattern: f[0]), dimension: d, segments: s, committed: c, rows: r,
+                      nonce: Int64(bitPattern: f[5]))
     }
 
     /// Where a segment's parts lie, relative to its start.

@@ -59,17 +59,20 @@ struct VectorCacheWriter {
     /// What the database says to do with the cache, read in one snapshot with the generation.
     enum Step {
         case current
-        case append(generation: Int64, changes: [(id: Int64, vector: [Float]?)])
+        case append(generation: Int64, nonce: Int64, changes: [(id: Int64, vector: [Float]?)])
         case rebuild
     }
 
     /// Under the lock: appends, compacts or rebuilds, then maps the result.
     private func update(_ fd: Int32) throws(IndexError) -> VectorStore {
         let d = model.dimension
-        let existing = VectorStore.mapped(fd: fd, path: path, generation: nil, dimension: d)
+        let existing = VectorStore.mapped(fd: fd, path: path, dimension: d)
         let step = try index.read { db -> Step in
-            let generation = try index.generation(db)
-            guard let existing, existing.generation <= generation else { return .rebuild }
+            let (generation, nonce) = try index.state(db)
+            // Only onto the state it was written from: a recreated database, or a restored copy that went on to
+            // the same or a later generation by another history, gets a new cache.
+            guard let existing, existing.generation <= generation,
+                  try PhotoIndex.nonce(of: existing.generation, db) == existing.nonce else { return .rebuild }
             if existing.generation == generation { return .current }
             let n = try Int.fetchOne(db, sql: "SELECT count(*) FROM files WHERE changed > ?", arguments: [existing.generation]) ?? 0
             guard n <= Self.appendLimit else { return .rebuild }
@@ -85,14 +88,16 @@ struct VectorCacheWriter {
                 guard let v = Self.floats(blob, dimension: d) else { throw badEmbedding(r[2]) }
                 changes.append((r[0], v))
             }
-            return .append(generation: generation, changes: changes)
+            return .append(generation: generation, nonce: nonce, changes: changes)
         }
         switch step {
         case .current:
             if let existing { return existing }
-        case .append(let generation, let changes):
+        case .append(let generation, let nonce, let changes):
             // An append that fails (a full disk) leaves the committed cache as it was; a rebuild tries next.
-            if let existing, let store = try? append(fd, existing, generation: generation, changes: changes) { return store }
+            if let existing, let store = try? append(fd, existing, generation: generation, nonce: nonce, changes: changes) {
+                return store
+            }
         case .rebuild:
             break
         }
@@ -119,7 +124,7 @@ struct VectorCacheWriter {
 
     // MARK: Appending
 
-    private func append(_ fd: Int32, _ existing: VectorStore, generation: Int64,
+    private func append(_ fd: Int32, _ existing: VectorStore, generation: Int64, nonce: Int64,
                         changes: [(id: Int64, vector: [Float]?)]) throws(IndexError) -> VectorStore {
         let d = model.dimension
         // A changed file's old row is dead whether or not it has a new one.
@@ -128,11 +133,11 @@ struct VectorCacheWriter {
         let rows = existing.rows + added.count
         let dead = existing.rows - existing.count + superseded.count
         if Self.compactionDue(segments: existing.segmentCount, rows: rows, baseRows: existing.baseRows, dead: dead) {
-            return try compact(existing, generation: generation, superseded: Set(superseded), added: added)
+            return try compact(existing, generation: generation, nonce: nonce, superseded: Set(superseded), added: added)
         }
         guard let h = VectorStore.header(fd: fd) else { throw IndexError("\(path): the cache changed while locked") }
         var header = h
-        header.generation = generation
+        (header.generation, header.nonce) = (generation, nonce)
         if !superseded.isEmpty || !added.isEmpty {
             guard let plan = VectorCacheFormat.Plan(rows: added.count, superseded: superseded.count, dimension: d),
                   let end = Checked.sum(h.committed, plan.length) else { throw IndexError("\(path): the cache is too large to append to") }
@@ -153,9 +158,11 @@ struct VectorCacheWriter {
             header.committed = end
             header.rows = rows
         }
-        let bytes = VectorCacheFormat.encode(header)
-        bytes.withUnsafeBytes { DescriptorOutput(fd: fd).write($0, at: 0) }
-        guard fsync(fd) == 0, let store = VectorStore.mapped(fd: fd, path: path, generation: generation, dimension: d) else {
+        let headerOutput = DescriptorOutput(fd: fd)
+        VectorCacheFormat.encode(header).withUnsafeBytes { headerOutput.write($0, at: 0) }
+        if let failure = headerOutput.failure { throw IndexError("\(path): \(failure)") }
+        guard fsync(fd) == 0, let store = VectorStore.mapped(fd: fd, path: path, dimension: d),
+              store.generation == generation else {
             throw IndexError("\(path): the appended cache does not read back")
         }
         return store
@@ -164,14 +171,14 @@ struct VectorCacheWriter {
     // MARK: Rewriting
 
     /// The live rows of `existing` but `superseded`, and `added`, as one segment in a new file renamed over.
-    private func compact(_ existing: VectorStore, generation: Int64, superseded: Set<Int64>,
+    private func compact(_ existing: VectorStore, generation: Int64, nonce: Int64, superseded: Set<Int64>,
                          added: [(id: Int64, vector: [Float]?)]) throws(IndexError) -> VectorStore {
         var sources: [(id: Int64, row: Int)] = []
         sources.reserveCapacity(existing.count + added.count)
         existing.forEachLive { row, id, _, _ in if !superseded.contains(id) { sources.append((id, row)) } }
         for (i, a) in added.enumerated() { sources.append((a.id, -1 - i)) }
         sources.sort { $0.id < $1.id }
-        return try write(rows: sources.count, generation: generation) { segment in
+        return try write(rows: sources.count, generation: generation, nonce: nonce) { segment in
             for s in sources {
                 if s.row >= 0 {
                     segment.add(id: s.id, vector: existing.rowPointer(s.row))
@@ -185,10 +192,10 @@ struct VectorCacheWriter {
     /// Every live row from the database, read in one snapshot, as a new file renamed over the cache.
     private func rebuild() throws(IndexError) -> VectorStore {
         // The int8 file of the format before this one is part of the cache now.
-        unlink(path.replacingOccurrences(of: ".vectors", with: ".int8", options: .backwards))
+        if path.hasSuffix(".vectors") { unlink(String(path.dropLast(".vectors".count)) + ".int8") }
         do {
-            return try fromDatabase { (generation, rows, fill) throws(IndexError) -> VectorStore in
-                try write(rows: rows, generation: generation, fill)
+            return try fromDatabase { (generation, nonce, rows, fill) throws(IndexError) -> VectorStore in
+                try write(rows: rows, generation: generation, nonce: nonce, fill)
             }
         } catch {
             // A full disk, a read-only folder: the search goes on from memory.
@@ -198,7 +205,7 @@ struct VectorCacheWriter {
 
     /// The cache read into memory of its own (a cache that cannot be written).
     private func inMemory() throws(IndexError) -> VectorStore {
-        try fromDatabase { generation, rows, fill throws(IndexError) -> VectorStore in
+        try fromDatabase { generation, nonce, rows, fill throws(IndexError) -> VectorStore in
             guard let plan = VectorCacheFormat.Plan(rows: rows, superseded: 0, dimension: model.dimension) else {
                 throw IndexError("\(index.path): too many vectors")
             }
@@ -207,7 +214,7 @@ struct VectorCacheWriter {
             try fill(segment)
             segment.finish(superseded: [])
             let header = VectorCacheFormat.Header(generation: generation, dimension: model.dimension, segments: 1,
-                                                  committed: VectorCacheFormat.headerSize + plan.length, rows: rows)
+                                                  committed: VectorCacheFormat.headerSize + plan.length, rows: rows, nonce: nonce)
             VectorCacheFormat.encode(header).withUnsafeBytes { out.write($0, at: 0) }
             guard let store = VectorStore(memory: out.memory, header: header, cachePath: path) else {
                 throw IndexError("\(index.path): the vectors read do not form a store")
@@ -216,16 +223,16 @@ struct VectorCacheWriter {
         }
     }
 
-    /// Calls `make` inside one read transaction with the generation, the number of live rows, and a function that
-    /// adds them to a segment in ascending file id.
-    private func fromDatabase(_ make: (Int64, Int, (SegmentWriter) throws(IndexError) -> Void) throws(IndexError) -> VectorStore) throws(IndexError) -> VectorStore {
+    /// Calls `make` inside one read transaction with the generation and its nonce, the number of live rows, and a
+    /// function that adds them to a segment in ascending file id.
+    private func fromDatabase(_ make: (Int64, Int64, Int, (SegmentWriter) throws(IndexError) -> Void) throws(IndexError) -> VectorStore) throws(IndexError) -> VectorStore {
         let d = model.dimension
         let modelID = model.id
         return try index.read { db in
-            let generation = try index.generation(db)
+            let (generation, nonce) = try index.state(db)
             let live = "FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ? WHERE f.deleted = 0 AND f.error IS NULL"
             let expected = try Int.fetchOne(db, sql: "SELECT count(*) \(live)", arguments: [modelID]) ?? 0
-            return try make(generation, expected) { segment throws(IndexError) in
+            return try make(generation, nonce, expected) { segment throws(IndexError) in
                 var row = [Float](repeating: 0, count: d)
                 var bad: String?
                 do {
@@ -254,7 +261,7 @@ struct VectorCacheWriter {
     }
 
     /// A new cache file of one segment of `rows` rows, filled by `fill`, renamed over the old one and mapped.
-    private func write(rows: Int, generation: Int64,
+    private func write(rows: Int, generation: Int64, nonce: Int64,
                        _ fill: (SegmentWriter) throws(IndexError) -> Void) throws(IndexError) -> VectorStore {
         let d = model.dimension
         guard let plan = VectorCacheFormat.Plan(rows: rows, superseded: 0, dimension: d) else {
@@ -269,10 +276,12 @@ struct VectorCacheWriter {
         let segment = SegmentWriter(output: file, at: VectorCacheFormat.headerSize, plan: plan, generation: generation)
         try fill(segment)
         segment.finish(superseded: [])
-        let header = VectorCacheFormat.Header(generation: generation, dimension: d, segments: 1, committed: length, rows: rows)
+        let header = VectorCacheFormat.Header(generation: generation, dimension: d, segments: 1, committed: length, rows: rows,
+                                              nonce: nonce)
         VectorCacheFormat.encode(header).withUnsafeBytes { file.write($0, at: 0) }
         do { try file.commit() } catch { throw IndexError(error.description) }
-        guard let store = VectorStore.mapped(path, generation: generation, dimension: d) else {
+        // Another process may have appended a later generation onto the renamed file already: that one is newer.
+        guard let store = VectorStore.mapped(path, dimension: d), store.generation >= generation else {
             throw IndexError("\(path): the written cache does not read back")
         }
         return store

@@ -20,6 +20,8 @@ public final class VectorStore: @unchecked Sendable {
     public let dimension: Int
     /// The database generation these vectors are from.
     public let generation: Int64
+    /// The database's nonce for that generation.
+    let nonce: Int64
     /// Rows, dead ones included: row numbers run over `0..<rows`.
     package let rows: Int
     /// The segments that hold rows, in row order.
@@ -59,6 +61,7 @@ public final class VectorStore: @unchecked Sendable {
         self.count = header.rows - deadCount
         self.dimension = header.dimension
         self.generation = header.generation
+        self.nonce = header.nonce
         self.cachePath = cachePath
         self.segmentCount = all.count
         self.baseRows = all.first?.rows ?? 0
@@ -76,8 +79,8 @@ public final class VectorStore: @unchecked Sendable {
     /// cannot be written is skipped: the vectors are read into memory, and the search works, only slower to start.
     public static func load(index: PhotoIndex, model: IndexedModel) throws(IndexError) -> VectorStore {
         let path = cachePath(index: index, model: model)
-        let generation = try index.read { db in try index.generation(db) }
-        if let current = mapped(path, generation: generation, dimension: model.dimension) { return current }
+        let state = try index.read { db in try index.state(db) }
+        if let current = mapped(path, dimension: model.dimension), (current.generation, current.nonce) == state { return current }
         return try VectorCacheWriter(index: index, model: model, path: path).bringUpToDate()
     }
 
@@ -86,18 +89,17 @@ public final class VectorStore: @unchecked Sendable {
         _ = try load(index: index, model: model)
     }
 
-    /// The cache at `path` mapped read-only, when it is a regular file whose header holds (and names `generation`,
-    /// when given) and whose committed segments are whole; nil otherwise.
-    static func mapped(_ path: String, generation: Int64?, dimension: Int) -> VectorStore? {
+    /// The cache at `path` mapped read-only, when it is a regular file whose header holds and whose committed
+    /// segments are whole; nil otherwise. Which database state it is from is the caller's to check.
+    static func mapped(_ path: String, dimension: Int) -> VectorStore? {
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        return mapped(fd: fd, path: path, generation: generation, dimension: dimension)
+        return mapped(fd: fd, path: path, dimension: dimension)
     }
 
-    static func mapped(fd: Int32, path: String, generation: Int64?, dimension: Int) -> VectorStore? {
+    static func mapped(fd: Int32, path: String, dimension: Int) -> VectorStore? {
         guard let header = header(fd: fd), header.dimension == dimension,
-              generation == nil || header.generation == generation,
               let memory = CacheMemory(fd: fd, length: header.committed) else { return nil }
         return VectorStore(memory: memory, header: header, cachePath: path)
     }
@@ -223,6 +225,8 @@ public final class VectorStore: @unchecked Sendable {
             }
             for j in 0..<n {
                 let score = scores[j]
+                // A NaN (a vector merged in from elsewhere) would sort nowhere and stop every later row from entering.
+                guard score.isFinite else { continue }
                 if top.count == k, !(score > top[k - 1].score) { continue }
                 guard isLive(start + j) else { continue }
                 // Insertion into the sorted list: k is small, and past the first rows almost nothing gets in.

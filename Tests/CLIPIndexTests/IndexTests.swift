@@ -100,6 +100,23 @@ struct IndexTests {
         #expect(try index.statistics().files == 4)
     }
 
+    @Test("an index kept in a subfolder of the folder scanned sees the deletions and unchanged files under itself")
+    func indexInsideTheScannedFolder() throws {
+        let dir = try scratchDirectory("ranges-inside")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for j in 0..<2 {
+            try writeImage("\(dir)/2024/\(j).png", seed: 200 + j)
+            try writeImage("\(dir)/2025/\(j).png", seed: 210 + j)
+        }
+        // The database's own folder is 2024: its photos are stored relative to it, the others absolute.
+        let (index, model) = try openIndex("\(dir)/2024/.clip-index.sqlite")
+        #expect(try update(index, model, [dir]).embedded == 4)
+        try FileManager.default.removeItem(atPath: "\(dir)/2024/0.png")
+        try FileManager.default.removeItem(atPath: "\(dir)/2025/0.png")
+        let r = try update(index, model, [dir])
+        #expect((r.scanned, r.unchanged, r.embedded, r.deleted) == (2, 2, 0, 2))
+    }
+
     @Test("an index kept inside its folder stores relative paths and works after the folder moves")
     func movesWithTheFolder() throws {
         let dir = try scratchDirectory("portable")
@@ -136,7 +153,7 @@ struct IndexTests {
         try bytes.write(to: URL(fileURLWithPath: cache))
         let rebuilt = try VectorStore.load(index: index, model: model)
         #expect(rebuilt.count == 4)
-        #expect(VectorStore.mapped(cache, generation: rebuilt.generation, dimension: model.dimension)?.count == 4,
+        #expect(VectorStore.mapped(cache, dimension: model.dimension).map { ($0.generation, $0.count) } ?? (0, 0) == (rebuilt.generation, 4),
                 "the cache on disk is whole again")
     }
 

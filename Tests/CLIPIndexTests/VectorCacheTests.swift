@@ -132,6 +132,24 @@ struct VectorCacheTests {
         #expect(try expectCurrent(index, model, "older database").generation == 1)
     }
 
+    /// The database deleted and made again (or put back from a copy that went on by another history): its
+    /// generation numbers repeat, with other rows behind them. The cache must not be taken, nor appended onto.
+    @Test("a cache beside a database made again is not used, whether the new one's generation is equal or past it",
+          arguments: [2, 3])
+    func recreatedDatabase(generations: Int) throws {
+        let (dir, index, model) = try syntheticIndex("vector-recreated", dimension: 11, count: 30)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try SyntheticVectors.add(3, index: index, model: model, seed: 2)
+        #expect(try expectCurrent(index, model, "first database").generation == 2)
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: "\(dir)/index.sqlite\(suffix)") }
+        let again = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let model2 = try again.model(fingerprint: "f", name: "random", dimension: 11)
+        #expect(model2.id == model.id, "the same cache file name")
+        for g in 0..<generations { try SyntheticVectors.add(4, index: again, model: model2, seed: UInt64(50 + g)) }
+        let store = try expectCurrent(again, model2, "second database at generation \(generations)")
+        #expect(store.count == 4 * generations)
+    }
+
     /// Headers forged with valid checksums (anyone can compute one): each must be refused by its sizes and the
     /// cache rebuilt, never read out of bounds.
     @Test("a forged cache header or segment header is refused and the cache rebuilt", arguments: [
@@ -163,7 +181,7 @@ struct VectorCacheTests {
         }
         bytes.replaceSubrange(0..<64, with: VectorCacheFormat.encode(header))
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        #expect(VectorStore.mapped(path, generation: nil, dimension: 9).map { _ in forgery == "generation ahead" } ?? true,
+        #expect(VectorStore.mapped(path, dimension: 9).map { _ in forgery == "generation ahead" } ?? true,
                 "the forged cache is not mapped as it is")
         let store = try expectCurrent(index, model, forgery)
         #expect(store.count == 45 && store.segmentCount == 1, "rebuilt")
