@@ -57,9 +57,7 @@ package final class PartialFile {
         }
         close(fd)
         fd = -1
-        let slash = destination.lastIndex(of: "/")
-        let parent = slash.map { String(destination[..<$0]) } ?? "."
-        let directory = open(parent.isEmpty ? "/" : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let directory = open(parentDirectory(of: destination), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if directory >= 0 { fsync(directory); close(directory) }
     }
 
@@ -74,17 +72,16 @@ package final class PartialFile {
     /// Removes the temporaries crashed writers of `destination` left. Only for a caller that holds the lock every
     /// writer of `destination` takes: a live writer's temporary would go too.
     package static func removeLeftovers(of destination: String) {
-        let slash = destination.lastIndex(of: "/")
-        let parent = slash.map { String(destination[..<$0]) } ?? "."
-        let name = slash.map { String(destination[destination.index(after: $0)...]) } ?? destination
-        guard let dir = opendir(parent.isEmpty ? "/" : parent) else { return }
+        let parent = parentDirectory(of: destination)
+        let name = destination.lastIndex(of: "/").map { String(destination[destination.index(after: $0)...]) } ?? destination
+        guard let dir = opendir(parent) else { return }
         defer { closedir(dir) }
         // Bytes, not Strings: String comparison treats two spellings of "é" as one name, the file system does not.
         let prefix = Array((name + partialMarker).utf8)
         while let entry = readdir(dir) {
             let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
             if entryName.starts(with: prefix) {
-                unlink((parent.isEmpty ? "" : parent) + "/" + String(decoding: entryName, as: UTF8.self))
+                unlink(parent + "/" + String(decoding: entryName, as: UTF8.self))
             }
         }
     }

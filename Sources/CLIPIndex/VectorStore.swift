@@ -225,10 +225,10 @@ public final class VectorStore: @unchecked Sendable {
             }
             for j in 0..<n {
                 let score = scores[j]
-                // A NaN (a vector merged in from elsewhere) would sort nowhere and stop every later row from entering.
-                guard score.isFinite else { continue }
                 if top.count == k, !(score > top[k - 1].score) { continue }
-                guard isLive(start + j) else { continue }
+                // Only rows that would enter pay these checks. A NaN (a vector merged in from elsewhere) would sort
+                // nowhere and stop every later row from entering.
+                guard score.isFinite, isLive(start + j) else { continue }
                 // Insertion into the sorted list: k is small, and past the first rows almost nothing gets in.
                 var at = top.count
                 while at > 0 && top[at - 1].score < score { at -= 1 }
