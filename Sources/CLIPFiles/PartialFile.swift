@@ -35,6 +35,9 @@ package final class PartialFile {
 
     deinit { abandon() }
 
+    /// The temporary's descriptor until `commit` or `abandon` closes it (to map what was written before the rename).
+    package var descriptor: Int32? { fd >= 0 ? fd : nil }
+
     /// Writes `bytes` at `offset`; the first failure is kept and reported by `commit`.
     package func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) {
         guard failure == nil, fd >= 0 else { return }

@@ -80,11 +80,6 @@ func fileKind(_ mode: mode_t) -> String {
     }
 }
 
-func parentDirectory(of path: String) -> String {
-    guard let slash = path.lastIndex(of: "/") else { return "." }
-    return slash == path.startIndex ? "/" : String(path[..<slash])
-}
-
 /// A regular file opened for reading, read with `pread` at checked offsets.
 ///
 /// Opening never blocks: a FIFO or device where a file is expected is refused by its kind (a FIFO opened the usual

@@ -113,12 +113,13 @@ public struct Indexer: Sendable {
         let known = try index.files(under: roots)
         let embedded = EmbeddedContents(index: index, model: model, known: try index.embeddedHashes(model: model, under: roots))
         var work: [Work] = []
-        var seen = Set<String>()
+        // Paths as bytes, as the file system tells them apart.
+        var seen = Set<[UInt8]>()
         for file in found {
             let stored = index.storedPath(file.path)
-            guard seen.insert(stored).inserted else { continue }  // the same folder given twice
+            guard seen.insert(Array(stored.utf8)).inserted else { continue }  // the same folder given twice
             // A file now refused unread (a link that leads out) is recorded again even when it looks unchanged.
-            if let old = known[stored], !old.deleted, old.size == file.size, old.modified == file.modified,
+            if let old = known[Array(stored.utf8)], !old.deleted, old.size == file.size, old.modified == file.modified,
                file.problem == nil || old.error != nil {
                 if old.error != nil { report.failedBefore += 1; continue }
                 if let h = old.hash, embedded.contains(h) { report.unchanged += 1; continue }
@@ -265,16 +266,16 @@ public struct Indexer: Sendable {
     }
 
     /// Marks files under the scanned folders that the scan did not find as deleted; returns how many.
-    private func markVanished(known: [String: IndexedFile], seen: Set<String>, roots: [String]) throws(IndexError) -> Int {
-        let gone = known.values.filter { f in
-            guard !f.deleted, !seen.contains(f.path) else { return false }
+    private func markVanished(known: [[UInt8]: IndexedFile], seen: Set<[UInt8]>, roots: [String]) throws(IndexError) -> Int {
+        let gone = known.filter { path, f in
+            guard !f.deleted, !seen.contains(path) else { return false }
             let absolute = index.absolutePath(f.path)
-            return roots.contains { absolute.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+            return roots.contains { isPath(absolute, inside: $0) }
         }
         guard !gone.isEmpty else { return 0 }
         try index.write { db in
             let generation = try PhotoIndex.bumpGeneration(db)
-            for f in gone {
+            for f in gone.values {
                 try db.execute(sql: "UPDATE files SET deleted = 1, changed = ? WHERE id = ?", arguments: [generation, f.id])
             }
         }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CLIPFiles
 import Foundation
 import GRDB
 
@@ -83,7 +84,14 @@ public final class PhotoIndex: Sendable {
             throw IndexError("\(folder): cannot create the index's folder (\(error.localizedDescription))")
         }
         self.path = absolute
-        self.root = folder
+        // The real folder: scanned folders are real paths, so a database reached through a symbolic link must
+        // compare its root with them as it is on disk.
+        if let real = realpath(folder, nil) {
+            self.root = String(cString: real)
+            free(real)
+        } else {
+            self.root = folder
+        }
         // Before anything can write to it: another application's database, or a hostile one, is refused as it is.
         try IndexSchema.check(absolute, shownAs: path)
         var configuration = Configuration()
@@ -193,11 +201,12 @@ public final class PhotoIndex: Sendable {
         throw IndexError("\(path): the index has no embeddings from model \(name) (\(fingerprint.prefix(12))); it holds: \(held). Search with one of those (--model), or index with this one")
     }
 
-    /// The file rows under `folders` (absolute real paths), deleted ones included, by stored path: read by ranges
-    /// of the path index, so an index run's start-up does not grow with the files in other folders.
-    func files(under folders: [String]) throws(IndexError) -> [String: IndexedFile] {
+    /// The file rows under `folders` (absolute real paths), deleted ones included, by the bytes of their stored
+    /// path (two names Swift calls equal are two files on disk): read by ranges of the path index, so an index
+    /// run's start-up does not grow with the files in other folders.
+    func files(under folders: [String]) throws(IndexError) -> [[UInt8]: IndexedFile] {
         try read { db in
-            var out: [String: IndexedFile] = [:]
+            var out: [[UInt8]: IndexedFile] = [:]
             for (where_, arguments) in pathRanges(folders) {
                 let rows = try Row.fetchCursor(db, sql: """
                     SELECT id, path, size, modified, hash, width, height, error, deleted FROM files WHERE \(where_)
@@ -206,8 +215,8 @@ public final class PhotoIndex: Sendable {
                     let f = IndexedFile(id: r[0], path: r[1], size: r[2], modified: r[3], hash: r[4], width: r[5],
                                         height: r[6], error: r[7], deleted: r[8])
                     let absolute = absolutePath(f.path)
-                    guard folders.contains(where: { $0 == "/" || absolute.hasPrefix($0 + "/") }) else { continue }
-                    out[f.path] = f
+                    guard folders.contains(where: { isPath(absolute, inside: $0) }) else { continue }
+                    out[Array(f.path.utf8)] = f
                 }
             }
             return out
@@ -223,17 +232,19 @@ public final class PhotoIndex: Sendable {
             ("path >= ? AND path < ?", [prefix, String(prefix.dropLast()) + "0"])
         }
         var out: [(String, StatementArguments)] = []
-        for folder in Set(folders) {
+        // Deduplicated by bytes: a Set of Strings would merge two folders whose names differ only in Unicode form.
+        var seen = Set<[UInt8]>()
+        for folder in folders where seen.insert(Array(folder.utf8)).inserted {
             if folder == "/" { return [("1", [])] }
-            if root != "/" && folder == root {
+            if root != "/" && isSamePath(folder, root) {
                 // Relative paths are all under the root; an absolute one there too, in case one was stored so.
                 out.append(("(path < '/' OR path >= '0')", []))
                 out.append(range(folder + "/"))
-            } else if root != "/" && root.hasPrefix(folder + "/") {
+            } else if root != "/" && isPath(root, inside: folder) {
                 // The index's folder is inside this one: its relative paths are all under it.
                 out.append(("(path < '/' OR path >= '0')", []))
                 out.append(range(folder + "/"))
-            } else if root != "/" && folder.hasPrefix(root + "/") {
+            } else if root != "/" && isPath(folder, inside: root) {
                 out.append(range(storedPath(folder) + "/"))
                 out.append(range(folder + "/"))
             } else {
@@ -287,23 +298,29 @@ public final class PhotoIndex: Sendable {
     /// The generation counter: bumped by every transaction that changes which vectors a search sees.
     func generation(_ db: Database) throws -> Int64 { try Self.generationValue(db) }
 
-    /// The current generation and its nonce (0 when the database holds none for it: no cache matches it then).
-    func state(_ db: Database) throws -> (generation: Int64, nonce: Int64) {
+    /// The current generation and its nonce; nil when the database holds none for it (an altered database: no
+    /// cache matches it then, see `VectorStore.isCurrent`).
+    func state(_ db: Database) throws -> (generation: Int64, nonce: Int64?) {
         let generation = try generation(db)
-        return (generation, try Self.nonce(of: generation, db) ?? 0)
+        return (generation, try Self.nonce(of: generation, db))
     }
 
     /// Starts a change: bumps the generation and returns the new one, which every file row the transaction
     /// changes must carry in `changed` (see `filesChanged`), so the vector cache finds it.
     @discardableResult
     static func bumpGeneration(_ db: Database) throws -> Int64 {
-        try db.execute(sql: "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'generation'")
-        let generation = try generationValue(db)
+        let previous = try generationValue(db)
+        // Only an altered database holds a counter this far from where every index starts.
+        guard previous >= 0, previous < Int64.max - historyKept else {
+            throw IndexError("the index's generation counter reads \(previous); the database was altered (make a new index)")
+        }
+        let generation = previous + 1
+        try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'generation'", arguments: [String(generation)])
         try db.execute(sql: "INSERT OR REPLACE INTO generations (generation, nonce) VALUES (?, ?)",
                        arguments: [generation, Int64.random(in: .min ... .max)])
         // The recent history is enough: a cache older than that is rebuilt.
         try db.execute(sql: "DELETE FROM generations WHERE generation < ? OR generation > ?",
-                       arguments: [generation &- historyKept, generation])
+                       arguments: [generation - historyKept, generation])
         return generation
     }
 
@@ -343,7 +360,7 @@ public final class PhotoIndex: Sendable {
 
     /// Whether a real path lies inside one of `folders` (absolute real paths; "/" contains nothing here).
     public static func isInside(_ path: String, folders: [String]) -> Bool {
-        folders.contains { $0.hasPrefix("/") && $0 != "/" && path.hasPrefix($0 + "/") }
+        folders.contains { $0.hasPrefix("/") && $0 != "/" && isPath(path, inside: $0) }
     }
 
     /// An index written before the folders table records none: its folders are taken to be those its images are
@@ -369,8 +386,9 @@ public final class PhotoIndex: Sendable {
 
     /// The stored form of an absolute path: relative when under the root.
     public func storedPath(_ absolute: String) -> String {
-        guard root != "/", absolute.hasPrefix(root + "/") else { return absolute }
-        return String(absolute.dropFirst(root.count + 1))
+        guard root != "/", isPath(absolute, inside: root),
+              let relative = String(absolute.utf8.dropFirst(root.utf8.count + 1)) else { return absolute }
+        return relative
     }
 
     /// The absolute path of a stored one.

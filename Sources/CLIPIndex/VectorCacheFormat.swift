@@ -36,7 +36,7 @@ enum VectorCacheFormat {
         clip_checksum64(raw.baseAddress, raw.count, 0x434C_4950_5645_4332)
     }
 
-    /// 64 bytes: `magic`, five u64 fields, 0, the checksum of the 56 before it.
+    /// 64 bytes: `magic`, six u64 fields (`fields` padded with zeros), the checksum of the 56 bytes before it.
     static func block(_ magic: [UInt8], _ fields: [UInt64]) -> [UInt8] {
         var out = magic
         for v in fields + [UInt64](repeating: 0, count: 6 - fields.count) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }

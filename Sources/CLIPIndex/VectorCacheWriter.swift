@@ -71,9 +71,9 @@ struct VectorCacheWriter {
             let (generation, nonce) = try index.state(db)
             // Only onto the state it was written from: a recreated database, or a restored copy that went on to
             // the same or a later generation by another history, gets a new cache.
-            guard let existing, existing.generation <= generation,
+            guard let existing, let nonce, existing.generation <= generation,
                   try PhotoIndex.nonce(of: existing.generation, db) == existing.nonce else { return .rebuild }
-            if existing.generation == generation { return .current }
+            if VectorStore.isCurrent(existing, (generation, nonce)) { return .current }
             let n = try Int.fetchOne(db, sql: "SELECT count(*) FROM files WHERE changed > ?", arguments: [existing.generation]) ?? 0
             guard n <= Self.appendLimit else { return .rebuild }
             var changes: [(id: Int64, vector: [Float]?)] = []
@@ -229,7 +229,10 @@ struct VectorCacheWriter {
         let d = model.dimension
         let modelID = model.id
         return try index.read { db in
-            let (generation, nonce) = try index.state(db)
+            let (generation, stateNonce) = try index.state(db)
+            // A generation the database holds no nonce for (an altered database) gets a cache no load takes as
+            // current: every search rebuilds it, none trusts it.
+            let nonce = stateNonce ?? 0
             let live = "FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ? WHERE f.deleted = 0 AND f.error IS NULL"
             let expected = try Int.fetchOne(db, sql: "SELECT count(*) \(live)", arguments: [modelID]) ?? 0
             return try make(generation, nonce, expected) { segment throws(IndexError) in
@@ -279,9 +282,11 @@ struct VectorCacheWriter {
         let header = VectorCacheFormat.Header(generation: generation, dimension: d, segments: 1, committed: length, rows: rows,
                                               nonce: nonce)
         VectorCacheFormat.encode(header).withUnsafeBytes { file.write($0, at: 0) }
+        // Mapped through the temporary's own descriptor, before the rename: by path it could be another writer's
+        // file by the time it is read back.
+        let store = file.descriptor.flatMap { VectorStore.mapped(fd: $0, path: path, dimension: d) }
         do { try file.commit() } catch { throw IndexError(error.description) }
-        // Another process may have appended a later generation onto the renamed file already: that one is newer.
-        guard let store = VectorStore.mapped(path, dimension: d), store.generation >= generation else {
+        guard let store, store.generation == generation, store.nonce == nonce else {
             throw IndexError("\(path): the written cache does not read back")
         }
         return store

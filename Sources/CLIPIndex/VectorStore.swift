@@ -80,8 +80,15 @@ public final class VectorStore: @unchecked Sendable {
     public static func load(index: PhotoIndex, model: IndexedModel) throws(IndexError) -> VectorStore {
         let path = cachePath(index: index, model: model)
         let state = try index.read { db in try index.state(db) }
-        if let current = mapped(path, dimension: model.dimension), (current.generation, current.nonce) == state { return current }
+        if let current = mapped(path, dimension: model.dimension), isCurrent(current, state) { return current }
         return try VectorCacheWriter(index: index, model: model, path: path).bringUpToDate()
+    }
+
+    /// Whether `store` shows the database state `state` (a generation and its nonce): the one check both the
+    /// fast path of `load` and the writer make, so they never disagree about a cache.
+    static func isCurrent(_ store: VectorStore, _ state: (generation: Int64, nonce: Int64?)) -> Bool {
+        guard let nonce = state.nonce else { return false }
+        return store.generation == state.generation && store.nonce == nonce
     }
 
     /// Brings the cache up to date now (after indexing), so the next query maps it at once.
@@ -202,7 +209,8 @@ public final class VectorStore: @unchecked Sendable {
                 exact[i].score = s
             }
         }
-        return Self.best(exact, k: k)
+        // The codes may be finite where the row is not (a vector written by another program).
+        return Self.best(exact.filter { $0.score.isFinite }, k: k)
     }
 
     private func scan(rows: Range<Int>, query: UnsafePointer<Float>, keep k: Int,

@@ -142,3 +142,19 @@ func tarOctalSizes(field: String, value: Int) {
     #expect(TarArchive.octal(ArraySlice(Array("\0\0\0".utf8))) == nil)
 }
 
+
+@Test("paths are inside a folder by their bytes, not by Swift's canonical equivalence", arguments: [
+    ("/a/b/c.jpg", "/a/b", true), ("/a/b", "/a/b", false), ("/a/bc/d", "/a/b", false), ("/a/b/", "/a/b", false),
+    ("/x", "/", true), ("/", "/", false), ("rel/x", "/", false),
+    ("/p/caf\u{E9}/x.jpg", "/p/caf\u{E9}", true), ("/p/cafe\u{301}/x.jpg", "/p/caf\u{E9}", false),
+    ("/p/caf\u{E9}/x.jpg", "/p/cafe\u{301}", false),
+])
+func pathInsideFolder(path: String, folder: String, inside: Bool) {
+    #expect(isPath(path, inside: folder) == inside)
+}
+
+@Test func samePathComparesBytes() {
+    #expect("caf\u{E9}" == "cafe\u{301}")
+    #expect(!isSamePath("caf\u{E9}", "cafe\u{301}"))
+    #expect(isSamePath("/a/b", "/a/b"))
+}

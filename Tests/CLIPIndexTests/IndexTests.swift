@@ -117,6 +117,46 @@ struct IndexTests {
         #expect((r.scanned, r.unchanged, r.embedded, r.deleted) == (2, 2, 0, 2))
     }
 
+    /// Linux holds "é" as one scalar and as "e" with a combining accent as two names; Swift's Strings call them
+    /// equal. The index compares paths as bytes, as the file system does.
+    @Test("sibling folders whose names differ only in Unicode form stay two folders")
+    func unicodeFormSiblings() throws {
+        let dir = try scratchDirectory("unicode-forms")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let composed = "\(dir)/caf\u{E9}", decomposed = "\(dir)/cafe\u{301}"
+        #expect(composed == decomposed, "Swift compares them by canonical equivalence")
+        for (i, f) in [composed, decomposed].enumerated() { for j in 0..<2 { try writeImage("\(f)/\(j).png", seed: 300 + 10 * i + j) } }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == 2, "two folders on disk")
+        let (index, model) = try openIndex("\(dir)/index.sqlite")
+        #expect(try update(index, model, [composed, decomposed]).embedded == 4)
+        var r = try update(index, model, [composed, decomposed])
+        #expect((r.scanned, r.unchanged, r.embedded, r.deleted) == (4, 4, 0, 0), "both folders' rows read")
+        try FileManager.default.removeItem(atPath: "\(decomposed)/0.png")
+        r = try update(index, model, [composed])
+        #expect((r.scanned, r.unchanged, r.deleted) == (2, 2, 0), "the sibling's vanished file is not this folder's")
+        #expect(!PhotoIndex.isInside("\(decomposed)/1.png", folders: [composed]), "nor served as inside it")
+        #expect(PhotoIndex.isInside("\(composed)/1.png", folders: [composed]))
+    }
+
+    /// Linux's Foundation resolves the link when it standardizes the path; Darwin's does not, and the index
+    /// takes the real folder itself.
+    @Test("an index opened through a symbolic link to its folder finds the rows it stored relative to that folder")
+    func openedThroughALink() throws {
+        let dir = try scratchDirectory("index-link")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for j in 0..<3 { try writeImage("\(dir)/real/2024/\(j).png", seed: 400 + j) }
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/link", withDestinationPath: "\(dir)/real")
+        do {
+            let (index, model) = try openIndex("\(dir)/real/2024/.clip-index.sqlite")
+            #expect(try update(index, model, ["\(dir)/real"]).embedded == 3)
+        }
+        let (index, model) = try openIndex("\(dir)/link/2024/.clip-index.sqlite")
+        try FileManager.default.removeItem(atPath: "\(dir)/real/2024/0.png")
+        let r = try update(index, model, ["\(dir)/link"])
+        #expect((r.scanned, r.unchanged, r.embedded, r.deleted) == (2, 2, 0, 1))
+        #expect(try index.statistics().files == 2)
+    }
+
     @Test("an index kept inside its folder stores relative paths and works after the folder moves")
     func movesWithTheFolder() throws {
         let dir = try scratchDirectory("portable")

@@ -150,6 +150,33 @@ struct VectorCacheTests {
         #expect(store.count == 4 * generations)
     }
 
+    @Test("a generation counter altered to near either end of its range is refused, not wrapped",
+          arguments: ["-1", "-9223372036854775800", "9223372036854775807", "9223372036854770000"])
+    func alteredGenerationCounter(value: String) throws {
+        let (dir, index, model) = try syntheticIndex("vector-counter", dimension: 5, count: 10)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try index.write { db in try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'generation'", arguments: [value]) }
+        #expect {
+            try SyntheticVectors.add(2, index: index, model: model, seed: 3)
+        } throws: { ($0 as? IndexError)?.description.contains("generation counter reads \(value)") == true }
+    }
+
+    @Test("when the database lost the current generation's nonce every load reads its vectors and none trusts the cache")
+    func lostNonce() throws {
+        let (dir, index, model) = try syntheticIndex("vector-nonce", dimension: 6, count: 12)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try index.write { db in try db.execute(sql: "DELETE FROM generations") }
+        let state = try index.read { db in try index.state(db) }
+        #expect(state.nonce == nil)
+        for step in 0..<2 {
+            let store = try expectCurrent(index, model, "load \(step)")
+            #expect(!VectorStore.isCurrent(store, state), "a cache of a state without a nonce is never current")
+        }
+        try SyntheticVectors.add(3, index: index, model: model, seed: 4)
+        let store = try expectCurrent(index, model, "after a new generation")
+        #expect(VectorStore.isCurrent(store, try index.read { db in try index.state(db) }))
+    }
+
     /// Headers forged with valid checksums (anyone can compute one): each must be refused by its sizes and the
     /// cache rebuilt, never read out of bounds.
     @Test("a forged cache header or segment header is refused and the cache rebuilt", arguments: [

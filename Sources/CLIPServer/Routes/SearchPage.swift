@@ -81,11 +81,11 @@ enum SearchPage {
         do { query = try PhotoSearch.combine(weighted) } catch { throw RequestError("\(error)") }
         let search = index.search
         let hits = try await state.work.run { try search.search(query, top: top) }
-        let root = index.search.index.root
+        let photos = index.search.index
         let results = Results(query: q, vectors: index.search.vectors.count,
                               milliseconds: started.duration(to: .now).inSeconds * 1000,
                               hits: hits.map {
-                                  Hit(id: $0.id, path: $0.path.hasPrefix(root + "/") ? String($0.path.dropFirst(root.count + 1)) : $0.path,
+                                  Hit(id: $0.id, path: photos.storedPath($0.path),
                                       score: $0.score, width: $0.width, height: $0.height, thumbnail: "/thumbnails/\($0.id)")
                               })
         return try jsonResponse(results)
