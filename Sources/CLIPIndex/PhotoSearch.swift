@@ -104,11 +104,14 @@ public struct PhotoSearch: Sendable {
     public static let defaultCandidates = 100
 
     let candidates: Int
+    /// As asked, for `current()`.
+    let mode: ScanMode
 
     /// Opens the vectors of `model` (mapping the caches, or building them when stale).
     public init(index: PhotoIndex, model: IndexedModel, mode: ScanMode = .automatic) throws(IndexError) {
         self.index = index
         self.model = model
+        self.mode = mode
         let vectors = try VectorStore.load(index: index, model: model)
         self.vectors = vectors
         switch mode {
@@ -119,6 +122,15 @@ public struct PhotoSearch: Sendable {
         case .automatic:
             (compressed, candidates) = (vectors.count >= Self.compressedFrom, Self.defaultCandidates)
         }
+    }
+
+    /// This search while the index shows what its vectors hold; after an index run (another process) changed
+    /// the index, the search reopened over it as it is now (the vector cache takes in the changed rows). One
+    /// SQLite read when nothing changed: what a long-running server asks before a query.
+    public func current() throws(IndexError) -> PhotoSearch {
+        let state = try index.read { db in try index.state(db) }
+        if VectorStore.isCurrent(vectors, state) { return self }
+        return try PhotoSearch(index: index, model: model, mode: mode)
     }
 
     /// The unit-length query vector: the weighted sum of the terms' unit embeddings, renormalised.

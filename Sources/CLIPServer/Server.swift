@@ -4,14 +4,65 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// An index served next to the model (clip-retrieval's routes, the search page).
 public struct ServedIndex: Sendable {
     /// The name clients select it by (clip-retrieval's `indice_name`).
     public let name: String
-    public let search: PhotoSearch
+    private let live: LiveSearch
 
-    public init(name: String, search: PhotoSearch) { (self.name, self.search) = (name, search) }
+    /// The search over the index as it is now: `clip index` runs while the server runs show up within
+    /// `recheckInterval`.
+    public var search: PhotoSearch { live.current() }
+
+    public init(name: String, search: PhotoSearch) {
+        self.init(name: name, search: search, recheckInterval: .milliseconds(500))
+    }
+
+    package init(name: String, search: PhotoSearch, recheckInterval: Duration) {
+        self.name = name
+        live = LiveSearch(search, recheckInterval: recheckInterval)
+    }
+}
+
+/// The served search, reopened when the index changed (a `clip index` run in another process): asked at most once
+/// per `recheckInterval`, so a busy server pays one SQLite read per interval, not per request.
+final class LiveSearch: Sendable {
+    private struct State {
+        var search: PhotoSearch
+        var checked: ContinuousClock.Instant
+        var failing: String?
+    }
+    private let state: Mutex<State>
+    private let recheckInterval: Duration
+    private let logger = Logger(label: "clip-serve.index")
+
+    init(_ search: PhotoSearch, recheckInterval: Duration) {
+        state = Mutex(State(search: search, checked: .now, failing: nil))
+        self.recheckInterval = recheckInterval
+    }
+
+    func current() -> PhotoSearch {
+        state.withLock { s in
+            let now = ContinuousClock.now
+            guard now - s.checked >= recheckInterval else { return s.search }
+            s.checked = now
+            do {
+                s.search = try s.search.current()
+                if s.failing != nil { logger.notice("the index can be read again; serving it as it is now") }
+                s.failing = nil
+            } catch {
+                // The vectors already open stay served (a database being restored, a disk gone for a moment);
+                // said once, not per request.
+                if s.failing != "\(error)" {
+                    logger.error("cannot reopen the index; serving its vectors as they were", metadata: ["error": "\(error)"])
+                }
+                s.failing = "\(error)"
+            }
+            return s.search
+        }
+    }
 }
 
 /// Everything a route needs.

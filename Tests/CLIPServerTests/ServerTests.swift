@@ -300,6 +300,40 @@ struct RetrievalTests {
         }
     }
 
+    @Test("a clip index run while the server runs shows in its results, its deletions too, without a restart")
+    func indexRunWhileServing() async throws {
+        let dir = try scratchDirectory("serve-live")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: "\(dir)/photos", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(examplesFolder)/blue-star.png", toPath: "\(dir)/photos/blue-star.png")
+        let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let model = try ModelFingerprint.indexedModel(pipeline, name: "default", in: index, registering: true)
+        let indexer = Indexer(index: index, pipeline: pipeline, model: model)
+        _ = try indexer.run(folders: ["\(dir)/photos"])
+        let served = ServedIndex(name: "live", search: try PhotoSearch(index: index, model: model), recheckInterval: .zero)
+        @Sendable func names(_ client: some TestClientProtocol) async throws -> [String] {
+            try await client.execute(uri: "/api/search?q=a+red+heart&top=5", method: .get) { response in
+                let hits = (json(response.body) as? [String: Any])?["hits"] as? [[String: Any]] ?? []
+                return hits.compactMap { ($0["path"] as? String).map { ($0 as NSString).lastPathComponent } }
+            }
+        }
+        try await makeApp(service, index: served).test(.router) { client in
+            var found = try await names(client)
+            #expect(found == ["blue-star.png"])
+            // Another process's index run, as far as the server can tell: through its own connections.
+            let other = try PhotoIndex(path: "\(dir)/index.sqlite")
+            let otherModel = try ModelFingerprint.indexedModel(pipeline, name: "default", in: other, registering: true)
+            try FileManager.default.copyItem(atPath: "\(examplesFolder)/red-heart.png", toPath: "\(dir)/photos/red-heart.png")
+            _ = try Indexer(index: other, pipeline: pipeline, model: otherModel).run(folders: ["\(dir)/photos"])
+            found = try await names(client)
+            #expect(found == ["red-heart.png", "blue-star.png"])
+            try FileManager.default.removeItem(atPath: "\(dir)/photos/blue-star.png")
+            _ = try Indexer(index: other, pipeline: pipeline, model: otherModel).run(folders: ["\(dir)/photos"])
+            found = try await names(client)
+            #expect(found == ["red-heart.png"])
+        }
+    }
+
     @Test("the search page's API: composed terms, more like this, thumbnails and originals by id only")
     func page() async throws {
         try await makeApp(service).test(.router) { client in

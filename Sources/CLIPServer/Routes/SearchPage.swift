@@ -81,8 +81,8 @@ enum SearchPage {
         do { query = try PhotoSearch.combine(weighted) } catch { throw RequestError("\(error)") }
         let search = index.search
         let hits = try await state.work.run { try search.search(query, top: top) }
-        let photos = index.search.index
-        let results = Results(query: q, vectors: index.search.vectors.count,
+        let photos = search.index
+        let results = Results(query: q, vectors: search.vectors.count,
                               milliseconds: started.duration(to: .now).inSeconds * 1000,
                               hits: hits.map {
                                   Hit(id: $0.id, path: photos.storedPath($0.path),
