@@ -90,6 +90,9 @@ public struct LoadedModel: Sendable {
     public let storedDTypes: [DType: Int]
     /// Number of parameters as PyTorch counts them (BatchNorm running statistics excluded).
     public let parameterCount: Int
+    /// The SHA-256 of the checkpoint file, when a load through a packed-weight cache knew it (remembered per file:
+    /// no second read); what keys anything derived from these weights alone, such as cached label embeddings.
+    public internal(set) var checkpointDigest: String? = nil
     /// A Hugging Face folder's own tokenizer files (`vocab.json` + `merges.txt` or `tokenizer.json` for BPE,
     /// `spiece.model` for SigLIP), when present.
     public let tokenizerFolder: String?
@@ -156,10 +159,12 @@ extension CLIPModel {
         if let openCLIPConfig {
             try applyOpenCLIPConfig(openCLIPConfig, to: &configuration, &preprocessing)
         }
-        let model = try loadThroughCache(cache, path: path, identity: identity, source: source, configuration: configuration,
-                                         precision: precision, towers: towers)
-        return LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,
-                           storedDTypes: dtypeCounts(source), parameterCount: parameterCount(source), tokenizerFolder: nil)
+        let (model, digest) = try loadThroughCache(cache, path: path, identity: identity, source: source,
+                                                   configuration: configuration, precision: precision, towers: towers)
+        var loaded = LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,
+                                 storedDTypes: dtypeCounts(source), parameterCount: parameterCount(source), tokenizerFolder: nil)
+        loaded.checkpointDigest = digest
+        return loaded
     }
 
     /// The model from `source`, through the packed-weight cache when there is one: a valid cache file for this
@@ -167,11 +172,11 @@ extension CLIPModel {
     /// build. Loading a text tower may use the file written for both towers.
     private static func loadThroughCache(_ cache: PackedWeightCache?, path: String, identity: String?, source: any WeightSource,
                                          configuration: CLIPConfiguration, precision: Precision,
-                                         towers: Towers) throws(ModelLoadError) -> CLIPModel {
+                                         towers: Towers) throws(ModelLoadError) -> (CLIPModel, digest: String?) {
         // The checkpoint's identity before and after: a file replaced while it loads (a download renamed over it)
         // must neither be served another content's cache nor have its cache filled from the other content.
         guard let cache, let identity = identity, let digest = cache.digest(of: path, identity: identity) else {
-            return try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
+            return (try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers), nil)
         }
         let key = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: towers)
         let bothKey = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: .both)
@@ -180,7 +185,7 @@ extension CLIPModel {
         let (model, recording) = try CLIPModel.build(weights: source, configuration: configuration, precision: precision,
                                                      towers: towers, packed: file, record: true)
         guard PackedWeightCache.identity(of: path) == identity else {
-            return try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers)
+            return (try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers), nil)
         }
         if file == nil || recording.misses > 0 || recording.tensorMisses > 0 {
             try? cache.store(model, recording: recording, key: key, source: path)
@@ -188,7 +193,7 @@ extension CLIPModel {
         // A damaged file written for both towers and used by a text-only load: the text-only file just written
         // replaces it for such loads, and leaving it would send every later one through the same rebuild.
         if let file, file.foundDamage, file.path != cache.path(forKey: key) { unlink(file.path) }
-        return model
+        return (model, digest)
     }
 
     /// `file` under the names the towers read when it is laid out as one of open_clip's custom-text models (SigLIP,

@@ -67,12 +67,19 @@ public struct PackedWeightCache: Sendable {
     /// The cache files, most recently used first (unreadable ones are listed with an empty source).
     public func entries() -> [Entry] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasSuffix(Self.suffix) }.compactMap { name -> Entry? in
+        return names.filter { $0.hasSuffix(Self.suffix) || $0.hasSuffix(Self.labelSuffix) }.compactMap { name -> Entry? in
             let path = directory + "/" + name
             guard let a = try? FileManager.default.attributesOfItem(atPath: path),
                   a[.type] as? FileAttributeType == .typeRegular else { return nil }
-            let header = (try? MappedFile(path: path)).flatMap { try? PackedWeightFile.header(of: $0, path: path) }
-            return Entry(path: path, source: header?.source ?? "", precision: header?.precision ?? "",
+            let (source, precision): (String?, String?)
+            if name.hasSuffix(Self.labelSuffix) {
+                let header = Self.labelHeader(path)
+                (source, precision) = (header.map { "\($0.source) (label embeddings: \($0.rows) labels)" }, header?.precision)
+            } else {
+                let header = (try? MappedFile(path: path)).flatMap { try? PackedWeightFile.header(of: $0, path: path) }
+                (source, precision) = (header?.source, header?.precision)
+            }
+            return Entry(path: path, source: source ?? "", precision: precision ?? "",
                          bytes: (a[.size] as? Int) ?? 0, lastUsed: (a[.modificationDate] as? Date) ?? .distantPast)
         }.sorted { $0.lastUsed > $1.lastUsed }
     }
@@ -103,7 +110,7 @@ public struct PackedWeightCache: Sendable {
     func removeTemporaries(olderThan age: TimeInterval) -> Int {
         var freed = 0
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        where name.contains(Self.suffix + PackedWeightFile.partialMarker) {
+        where name.contains(Self.suffix + PackedWeightFile.partialMarker) || name.contains(Self.labelSuffix + PackedWeightFile.partialMarker) {
             let path = directory + "/" + name
             guard let a = try? FileManager.default.attributesOfItem(atPath: path), a[.type] as? FileAttributeType == .typeRegular,
                   let modified = a[.modificationDate] as? Date, Date().timeIntervalSince(modified) >= age else { continue }

@@ -20,7 +20,9 @@ struct Classify: ParsableCommand {
             Probabilities are the softmax over labels of exp(logit_scale) × cosine(image, label). Each label is put \
             into every --template ("{}" marks where; default "\(PromptTemplates.defaultTemplate)"; "imagenet" \
             names the paper's 80-template ensemble, "shapes" the default model's 9 over count and size); a label's templated embeddings are normalised, averaged and \
-            renormalised. --template "{}" uses the labels verbatim, as the seed example does.
+            renormalised. --template "{}" uses the labels verbatim, as the seed example does. The label \
+            embeddings are kept in the packed-weight cache (clip cache list), so a second run with the same model, \
+            labels and templates does not encode the prompts again.
             """)
 
     @OptionGroup var model: ModelOptions
@@ -53,7 +55,8 @@ struct Classify: ParsableCommand {
         try reportingErrors {
             let templates = PromptTemplates.expand(template)
             let clip = try model.pipeline()
-            let classifier = try clip.zeroShotClassifier(labels: labels, templates: templates)
+            // Label embeddings are kept beside the packed weights: the same labels and templates skip the text tower.
+            let classifier = try clip.zeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
             let embeddings = try clip.imageEmbeddings(files: images, batchSize: batchSize,
                                                       progress: progressReporter("images", total: images.count))
             let probs = try classifier.probabilities(embeddings)

@@ -182,6 +182,46 @@ public struct CLIPPipeline: Sendable {
                                   logitBias: model.logitBias, objective: model.configuration.objective)
     }
 
+    /// A zero-shot classifier as `zeroShotClassifier(labels:templates:)` builds it, kept in `cache` (beside the
+    /// packed weights) so that the same model, labels and templates skip the text tower next time: an ImageNet
+    /// classifier of 1,000 classes × 80 templates is 80,000 prompts. Used when the weights' content is known (a
+    /// checkpoint file loaded through a packed-weight cache) and the tokenizer is the bundled BPE; otherwise, and
+    /// when the cache cannot be written, the classifier is built as without a cache.
+    public func zeroShotClassifier(labels: [String], templates: [String], cache: PackedWeightCache?) throws(PipelineError) -> ZeroShotClassifier {
+        guard let cache, let key = labelCacheKey(labels: labels, templates: templates) else {
+            return try zeroShotClassifier(labels: labels, templates: templates)
+        }
+        let e = model.configuration.embedDim
+        if let weights = cache.labelEmbeddings(key: key, rows: labels.count, dimension: e) {
+            return ZeroShotClassifier(labels: labels, weights: Tensor(uncheckedShape: [labels.count, e], scalars: weights),
+                                      logitScale: expf(model.logitScale), logitBias: model.logitBias,
+                                      objective: model.configuration.objective)
+        }
+        let classifier = try zeroShotClassifier(labels: labels, templates: templates)
+        // A cache that cannot be written (a full disk, a read-only home) costs the next run the text tower, no more.
+        try? cache.storeLabelEmbeddings(classifier.weights.scalars, key: key, rows: labels.count, dimension: e,
+                                        source: loaded?.path ?? "", precision: model.precision)
+        return classifier
+    }
+
+    /// What the text tower's output for these prompts depends on: the weights' content, architecture and
+    /// precision, this CPU's kernels, the tokenizer and context length, the templates and labels (each
+    /// length-prefixed, so no two lists give one key). Nil when the weights' content is not known.
+    package func labelCacheKey(labels: [String], templates: [String]) -> String? {
+        guard let loaded, let digest = loaded.checkpointDigest, loaded.tokenizerFolder == nil,
+              model.configuration.text.vocabulary == .openAIBPE else { return nil }
+        func listed(_ name: String, _ items: [String]) -> String {
+            "\(name) \(items.count)\n" + items.map { "\($0.utf8.count) \($0)" }.joined(separator: "\n")
+        }
+        return ["swift-clip label embeddings, format \(Self.labelCacheFormat)", "checkpoint sha256 \(digest)",
+                "configuration \(model.configuration)", "precision \(model.precision.rawValue)", PackedMatrix.layoutDescription,
+                "tokenizer \(type(of: tokenizer)) context \(model.configuration.text.contextLength)",
+                listed("templates", templates), listed("labels", labels)].joined(separator: "\n")
+    }
+
+    /// Bump when the tokenizer's output or the text tower's arithmetic changes for a given checkpoint.
+    static let labelCacheFormat = 1
+
     /// `values` hold `rows` embeddings by construction (each encode call returns [batch, embed]).
     private func makeTensor(_ values: [Float], rows: Int) -> Tensor {
         Tensor(uncheckedShape: [rows, model.configuration.embedDim], scalars: values)
@@ -237,6 +277,12 @@ public struct ZeroShotClassifier: Sendable {
         self.logitScale = logitScale
         self.logitBias = logitBias
         self.objective = objective
+    }
+
+    /// A classifier over class embeddings computed before (`weights` [classes, embed], unit rows).
+    public init(labels: [String], weights: Tensor, logitScale: Float, logitBias: Float = 0,
+                objective: CLIPConfiguration.Objective = .softmax) {
+        (self.labels, self.weights, self.logitScale, self.logitBias, self.objective) = (labels, weights, logitScale, logitBias, objective)
     }
 
     /// The probabilities of logitScale × cosine similarity + logitBias, `imageEmbeddings` [N, embed] → [N, classes]:
