@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
         // A searchable photo library: the SQLite index (through GRDB), incremental crash-safe indexing, composed
         // queries and the vector scan.
-        .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPEmbedding", "CLIPImage", "CLIPFiles", "CLIPTensor", "CCLIPKernels",
+        .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPEmbedding", "CLIPImage", "CLIPFiles", "CLIPTensor",
                                                   "CSQLiteGuard", .product(name: "GRDB", package: "GRDB.swift"),
                                                   .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         // SQLite's defensive settings for index files that may be hostile (sqlite3_db_config is variadic: C).

@@ -1,7 +1,6 @@
 import CLIPFiles
 import CLIPLayers
 import CLIPTensor
-import CCLIPKernels
 import Foundation
 import Synchronization
 
@@ -14,7 +13,7 @@ import Synchronization
 /// offset, length and checksum (UInt64 little-endian) and `CLIPPACK` again. A truncated file loses its trailer; every
 /// offset and size is checked against the file and against what the kernel expects, every entry against the key's
 /// precision and kernel (a damaged or foreign file is refused, never read out of bounds), and every array against its
-/// checksum (`clip_checksum64`, seeded with the entry's name so that swapped arrays differ too) when a layer first
+/// checksum (`checksum64`, seeded with the entry's name so that swapped arrays differ too) when a layer first
 /// takes it: a damaged entry is never used, the layer is built from the checkpoint and the load rewrites the file.
 package final class PackedWeightFile: PackedWeightSource {
     static let magic = Array("CLIPPACK".utf8)
@@ -61,7 +60,7 @@ package final class PackedWeightFile: PackedWeightSource {
     /// mapped pages for the big embedding tables).
     static func checksum(_ bytes: UnsafeRawBufferPointer, name: String, _ what: Int,
                          copyingTo copy: UnsafeMutableRawPointer? = nil) -> UInt64 {
-        let seed = clip_checksum64(name, name.utf8.count, UInt64(what))
+        let seed = checksum64(name, count: name.utf8.count, seed: UInt64(what))
         let chunks = max(1, (bytes.count + checksumChunk - 1) / checksumChunk)
         var sums = [UInt64](repeating: 0, count: chunks)
         sums.withUnsafeMutableBufferPointer { out in
@@ -69,18 +68,18 @@ package final class PackedWeightFile: PackedWeightSource {
             parallelFor(chunks) { i in
                 let from = i * checksumChunk, count = min(bytes.count - from, checksumChunk)
                 guard count > 0, let base = bytes.baseAddress else {
-                    o[i] = clip_checksum64(nil, 0, seed)
+                    o[i] = checksum64(nil, count: 0, seed: seed)
                     return
                 }
                 if let copy {
                     (copy + from).copyMemory(from: base + from, byteCount: count)
-                    o[i] = clip_checksum64(copy + from, count, seed &+ UInt64(i))
+                    o[i] = checksum64(copy + from, count: count, seed: seed &+ UInt64(i))
                 } else {
-                    o[i] = clip_checksum64(base + from, count, seed &+ UInt64(i))
+                    o[i] = checksum64(base + from, count: count, seed: seed &+ UInt64(i))
                 }
             }
         }
-        return sums.withUnsafeBytes { clip_checksum64($0.baseAddress, $0.count, seed) }
+        return sums.withUnsafeBytes { checksum64($0.baseAddress, count: $0.count, seed: seed) }
     }
 
     let path: String

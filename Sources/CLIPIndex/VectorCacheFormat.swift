@@ -1,4 +1,3 @@
-import CCLIPKernels
 import CLIPTensor
 
 /// The vector cache's file: one model's embeddings of the live files, as the scan reads them, kept beside the
@@ -33,7 +32,7 @@ enum VectorCacheFormat {
     }
 
     static func checksum(_ raw: UnsafeRawBufferPointer) -> UInt64 {
-        clip_checksum64(raw.baseAddress, raw.count, 0x434C_4950_5645_4332)
+        checksum64(raw.baseAddress, count: raw.count, seed: 0x434C_4950_5645_4332)
     }
 
     /// 64 bytes: `magic`, six u64 fields (`fields` padded with zeros), the checksum of the 56 bytes before it.

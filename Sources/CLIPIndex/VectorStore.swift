@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import CCLIPKernels
 import CLIPTensor
 import Foundation
 
@@ -205,7 +204,7 @@ public final class VectorStore: @unchecked Sendable {
         query.withUnsafeBufferPointer { q in
             for i in exact.indices {
                 var s: Float = 0
-                clip_dot_rows(rowPointer(exact[i].row), 1, dimension, q.baseAddress!, &s)
+                VectorScan.dot(rows: rowPointer(exact[i].row), count: 1, dimension: dimension, query: q.baseAddress!, into: &s)
                 exact[i].score = s
             }
         }
@@ -226,9 +225,11 @@ public final class VectorStore: @unchecked Sendable {
             let n = min(block, rows.upperBound - start, segment.rows - local)
             scores.withUnsafeMutableBufferPointer { s in
                 if compressed {
-                    clip_dot_rows_i8(segment.codes + local * dimension, segment.scales + local, n, dimension, query, s.baseAddress!)
+                    VectorScan.dot(codes: segment.codes + local * dimension, scales: segment.scales + local, count: n,
+                                   dimension: dimension, query: query, into: s.baseAddress!)
                 } else {
-                    clip_dot_rows(segment.vectors + local * dimension, n, dimension, query, s.baseAddress!)
+                    VectorScan.dot(rows: segment.vectors + local * dimension, count: n, dimension: dimension, query: query,
+                                   into: s.baseAddress!)
                 }
             }
             for j in 0..<n {
