@@ -90,11 +90,12 @@ public struct CLIPModel: Sendable {
 
     /// `init(weights:configuration:precision:towers:)` reading through `packed` (a packed-weight cache file of
     /// these weights) where it holds a tensor or layer; with `record`, also what the load handed out, for writing one.
-    static func build(weights: any WeightSource, configuration c: CLIPConfiguration, precision: Precision, towers: Towers,
+    static func build(weights: any WeightSource, configuration c: CLIPConfiguration,
+                      ignoring extra: @escaping @Sendable (String) -> Bool = { _ in false }, precision: Precision, towers: Towers,
                       packed: (any PackedWeightSource)?, record: Bool) throws(ModelLoadError) -> (CLIPModel, ParameterReader.Recording) {
         let skipVisual = towers == .textOnly
         let reader = ParameterReader(source: weights, ignoring: {
-            Self.isIgnorable($0) || (skipVisual && $0.hasPrefix("visual."))
+            Self.isIgnorable($0) || extra($0) || (skipVisual && $0.hasPrefix("visual."))
         }, packed: packed, record: record)
         let model = try CLIPModel(reader, c, precision: precision, towers: towers)
         return (model, reader.recorded)

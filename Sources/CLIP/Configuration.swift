@@ -448,6 +448,16 @@ private struct ShapeTable {
     }
 }
 
+extension CLIPConfiguration {
+    /// Every stored field, nested ones included (`description` names only the architecture's shape): for keys of
+    /// what the model computes, which activation, LayerNorm ε and every other setting change.
+    package var fingerprintText: String {
+        var text = ""
+        dump(self, to: &text)
+        return text
+    }
+}
+
 extension CLIPConfiguration: CustomStringConvertible {
     public var description: String {
         let v: String

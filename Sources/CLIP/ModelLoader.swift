@@ -146,7 +146,7 @@ extension CLIPModel {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw .weightFile(WeightFileError(file: path, .cannotOpen(reason: "no such file or directory")))
         }
-        if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision, towers: towers) }
+        if isDir.boolValue { return try loadHuggingFace(folder: path, precision: precision, towers: towers, cache: cache) }
         var source: any WeightSource
         let format: WeightFormat
         let identity = cache == nil ? nil : PackedWeightCache.identity(of: path)
@@ -171,24 +171,26 @@ extension CLIPModel {
     /// content, precision and CPU serves every layer it holds; a missing or partial one is (re)written after the
     /// build. Loading a text tower may use the file written for both towers.
     private static func loadThroughCache(_ cache: PackedWeightCache?, path: String, identity: String?, source: any WeightSource,
-                                         configuration: CLIPConfiguration, precision: Precision,
-                                         towers: Towers) throws(ModelLoadError) -> (CLIPModel, digest: String?) {
+                                         configuration: CLIPConfiguration,
+                                         ignoring: @escaping @Sendable (String) -> Bool = { _ in false }, precision: Precision,
+                                         towers: Towers, shownAs: String? = nil) throws(ModelLoadError) -> (CLIPModel, digest: String?) {
+        func uncached() throws(ModelLoadError) -> CLIPModel {
+            try CLIPModel(weights: source, configuration: configuration, ignoring: ignoring, precision: precision, towers: towers)
+        }
         // The checkpoint's identity before and after: a file replaced while it loads (a download renamed over it)
         // must neither be served another content's cache nor have its cache filled from the other content.
         guard let cache, let identity = identity, let digest = cache.digest(of: path, identity: identity) else {
-            return (try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers), nil)
+            return (try uncached(), nil)
         }
         let key = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: towers)
         let bothKey = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: .both)
         let file = (towers == .textOnly ? cache.open(key: bothKey, precision: precision) : nil)
             ?? cache.open(key: key, precision: precision)
-        let (model, recording) = try CLIPModel.build(weights: source, configuration: configuration, precision: precision,
-                                                     towers: towers, packed: file, record: true)
-        guard PackedWeightCache.identity(of: path) == identity else {
-            return (try CLIPModel(weights: source, configuration: configuration, precision: precision, towers: towers), nil)
-        }
+        let (model, recording) = try CLIPModel.build(weights: source, configuration: configuration, ignoring: ignoring,
+                                                     precision: precision, towers: towers, packed: file, record: true)
+        guard PackedWeightCache.identity(of: path) == identity else { return (try uncached(), nil) }
         if file == nil || recording.misses > 0 || recording.tensorMisses > 0 {
-            try? cache.store(model, recording: recording, key: key, source: path)
+            try? cache.store(model, recording: recording, key: key, source: shownAs ?? path)
         }
         // A damaged file written for both towers and used by a text-only load: the text-only file just written
         // replaces it for such loads, and leaving it would send every later one through the same rebuild.
@@ -591,7 +593,8 @@ extension CLIPModel {
 
     /// A Hugging Face `CLIPModel` folder: `config.json` plus `model.safetensors` or `pytorch_model.bin`;
     /// `preprocessor_config.json` and tokenizer files are used when present.
-    static func loadHuggingFace(folder: String, precision: Precision, towers: Towers) throws(ModelLoadError) -> LoadedModel {
+    static func loadHuggingFace(folder: String, precision: Precision, towers: Towers,
+                                cache: PackedWeightCache?) throws(ModelLoadError) -> LoadedModel {
         let cfg = try readJSON(folder + "/config.json")
         // Other Hugging Face image–text models share the config's shape but not the towers' function.
         if let type = cfg["model_type"] as? String, !["clip", "siglip"].contains(type) {
@@ -604,6 +607,13 @@ extension CLIPModel {
             throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel or SiglipModel folder?", origin: folder)
         }
         let fm = FileManager.default
+        // A folder of one weight file loads through the packed-weight cache, keyed by that file's content and the
+        // configuration config.json gives; its identity is taken before it is opened, as for a checkpoint file.
+        // Shards load uncached. The order is `huggingFaceWeightFile`'s.
+        let single: String? = fm.fileExists(atPath: folder + "/model.safetensors") ? folder + "/model.safetensors"
+            : fm.fileExists(atPath: folder + "/model.safetensors.index.json") ? nil
+            : fm.fileExists(atPath: folder + "/pytorch_model.bin") ? folder + "/pytorch_model.bin" : nil
+        let identity = cache == nil ? nil : single.flatMap(PackedWeightCache.identity(of:))
         let base = try huggingFaceWeightFile(folder: folder)
         let source: HuggingFaceWeights
         do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
@@ -637,12 +647,15 @@ extension CLIPModel {
                 p.interpolation = r == 2 ? .bilinear : .bicubic
             }
         }
-        let model = try CLIPModel(weights: source, configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
-                                  precision: precision, towers: towers)
+        let (model, digest) = try loadThroughCache(cache, path: single ?? folder, identity: identity, source: source,
+                                                   configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
+                                                   precision: precision, towers: towers, shownAs: folder)
         let hasTokenizer = (["vocab.json", "tokenizer.json"] + LoadedModel.sentencePieceFiles).contains { fm.fileExists(atPath: folder + "/" + $0) }
-        return LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
-                           storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
-                           tokenizerFolder: hasTokenizer ? folder : nil)
+        var loaded = LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
+                                 storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
+                                 tokenizerFolder: hasTokenizer ? folder : nil)
+        loaded.checkpointDigest = digest
+        return loaded
     }
 
     /// `model.safetensors` (or its shards), else `pytorch_model.bin` (or its shards), of a Hugging Face folder.

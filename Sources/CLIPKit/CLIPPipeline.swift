@@ -214,7 +214,7 @@ public struct CLIPPipeline: Sendable {
             "\(name) \(items.count)\n" + items.map { "\($0.utf8.count) \($0)" }.joined(separator: "\n")
         }
         return ["swift-clip label embeddings, format \(Self.labelCacheFormat)", "checkpoint sha256 \(digest)",
-                "configuration \(model.configuration)", "precision \(model.precision.rawValue)", PackedMatrix.layoutDescription,
+                "configuration \(model.configuration.fingerprintText)", "precision \(model.precision.rawValue)", PackedMatrix.layoutDescription,
                 "tokenizer \(type(of: tokenizer)) context \(model.configuration.text.contextLength)",
                 listed("templates", templates), listed("labels", labels)].joined(separator: "\n")
     }

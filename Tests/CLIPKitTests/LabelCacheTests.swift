@@ -63,7 +63,7 @@ struct LabelCacheTests {
     }
 
     @Test("other labels, their order, other templates or another precision are other keys", arguments: [
-        "labels", "order", "templates", "split", "precision",
+        "labels", "order", "templates", "split", "precision", "activation",
     ])
     func keysDiffer(change: String) throws {
         let dir = try cacheDirectory()
@@ -78,6 +78,12 @@ struct LabelCacheTests {
         // One label "a\n1 b" against two labels "a" and "b": the lengths keep the lists apart.
         case "split": other = clip.labelCacheKey(labels: ["a\n1 b"], templates: templates)
             #expect(clip.labelCacheKey(labels: ["a", "b"], templates: templates) != other)
+        case "activation":
+            // A setting the shapes do not show (an open_clip config's act_layer) is in the key's configuration.
+            var configuration = clip.model.configuration
+            configuration.text.activation = configuration.text.activation == .gelu ? .quickGELU : .gelu
+            #expect(base.contains(clip.model.configuration.fingerprintText))
+            other = base.replacingOccurrences(of: clip.model.configuration.fingerprintText, with: configuration.fingerprintText)
         default:
             let int8 = try CLIPPipeline.load(tinyModel, precision: .int8, showProgress: false,
                                              weightCache: PackedWeightCache(directory: dir))

@@ -17,6 +17,10 @@ private let cacheFixtures: [(checkpoint: String, config: String?)] = [
     ("open_clip/xlm-roberta-base-ViT-B-32.safetensors", "open_clip/xlm-roberta-base-ViT-B-32.json"),
     ("siglip/openclip_ViT-B-16-SigLIP.safetensors", "siglip/openclip_ViT-B-16-SigLIP.json"),
     ("open_clip/coca_ViT-B-32.safetensors", "open_clip/coca_ViT-B-32.json"),
+    // Hugging Face folders (CLIPModel, towers of different widths, SiglipModel): keyed by model.safetensors.
+    ("formats/hf_vit_hd32", nil),
+    ("formats/hf_mixed_towers", nil),
+    ("siglip/hf_siglip_tiny", nil),
 ]
 
 private func temporaryDirectory() throws -> String {
@@ -65,6 +69,29 @@ struct PackedWeightCacheTests {
             #expect(second == expected, "\(checkpoint) \(precision): load from the cache differs")
             #expect(inode(entries[0].path) == written, "\(checkpoint) \(precision): a complete cache file was rewritten")
         }
+    }
+
+    /// The packed layout depends on the weights and the shapes alone, so the file is shared; what the
+    /// configuration changes at run time (here the text tower's activation) must still follow config.json.
+    @Test("a Hugging Face folder whose config.json changes loads as the new config says, through the cache")
+    func huggingFaceConfigIsInTheKey() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let folder = dir + "/model"
+        try FileManager.default.copyItem(atPath: "\(fixtureDirectory)/formats/hf_vit_hd32", toPath: folder)
+        let cache = PackedWeightCache(directory: dir + "/cache")
+        let before = try outputs(CLIPModel.load(path: folder, cache: cache))
+        #expect(cache.entries().count == 1)
+        let configPath = folder + "/config.json"
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+        var text = try #require(config["text_config"] as? [String: Any])
+        text["hidden_act"] = "gelu"
+        config["text_config"] = text
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+        let expected = try outputs(CLIPModel.load(path: folder))
+        #expect(expected != before, "the edit changes the outputs")
+        #expect(try outputs(CLIPModel.load(path: folder, cache: cache)) == expected)
+        #expect(try outputs(CLIPModel.load(path: folder, cache: cache)) == expected)
     }
 
     enum Damage: String, CaseIterable {
