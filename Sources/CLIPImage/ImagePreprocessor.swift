@@ -180,7 +180,7 @@ public struct ImagePreprocessor: Sendable {
     public func croppedRGB(_ input: DecodedImage, name: String = "image") throws(ImageError) -> [UInt8] {
         try validate(name: name)
         var image = input
-        if applyEXIFOrientation, let o = image.exifOrientation, o != 1 { image = transposed(image, orientation: o) }
+        if applyEXIFOrientation { image = image.exifTransposed() }
         let g = try cropGeometry(width: image.width, height: image.height, name: name)
         let region = try resizedWindow(image, width: g.width, height: g.height, x: g.x, y: g.y, w: g.w, h: g.h,
                                        name: name)
@@ -388,8 +388,17 @@ public struct ImagePreprocessor: Sendable {
         }
     }
 
-    /// Pillow's `ImageOps.exif_transpose` for orientations 2–8.
-    func transposed(_ img: DecodedImage, orientation: Int) -> DecodedImage {
+}
+
+extension DecodedImage {
+    /// The image as Pillow's `ImageOps.exif_transpose` returns it: turned and flipped by its EXIF orientation
+    /// (2–8), which then reads 1; as it is for orientation 1, none, or a value outside 1–8.
+    public func exifTransposed() -> DecodedImage {
+        guard let o = exifOrientation, (2...8).contains(o) else { return self }
+        return Self.transposed(self, orientation: o)
+    }
+
+    static func transposed(_ img: DecodedImage, orientation: Int) -> DecodedImage {
         let (w, h, ch) = (img.width, img.height, img.mode.channels)
         let swaps = orientation >= 5
         let (ow, oh) = swaps ? (h, w) : (w, h)

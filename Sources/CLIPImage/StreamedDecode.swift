@@ -77,6 +77,26 @@ extension ImagePreprocessor {
     }
 }
 
+extension ImageFormat {
+    /// The EXIF orientation (1–8) an encoded JPEG or PNG declares, as the decoders read it, from its header alone
+    /// (no pixels are decoded; a progressive JPEG's scans are read); nil when it declares none, for other
+    /// formats (WebP's EXIF chunk is not read, by the decoder either), and when the header cannot be read.
+    public static func exifOrientation(encoded data: [UInt8], maxPixels: Int = 178_956_970) -> Int? {
+        let format = data.withUnsafeBytes { sniff($0) }
+        guard format == .png || format == .jpeg, !data.isEmpty else { return nil }
+        return data.withUnsafeBufferPointer { bytes -> Int? in
+            var stream = DecoderStream(format: format == .png ? .png : .jpeg)
+            defer { stream.close() }
+            var header = clip_image()
+            defer { clip_image_free(&header) }
+            var err = [CChar](repeating: 0, count: 512)
+            guard stream.open(bytes.baseAddress!, bytes.count, UInt64(max(maxPixels, 0)), &header, &err) == 0,
+                  let exif = header.exif, header.exif_size > 0 else { return nil }
+            return CLIPImage.exifOrientation(UnsafeRawBufferPointer(start: exif, count: header.exif_size))
+        }
+    }
+}
+
 /// A JPEG or PNG decoder positioned after the header, reading rows in order.
 private struct DecoderStream {
     enum Format { case png, jpeg }
