@@ -39,6 +39,9 @@ struct Classify: ParsableCommand {
     @Flag(help: "One JSON object per image: {\"image\", \"labels\", \"probs\"}, labels in the given order.")
     var json = false
 
+    @Flag(help: "Turn and flip images by their EXIF orientation first (the reference's preprocess does not).")
+    var applyOrientation = false
+
     @Option(help: "Images per batch.")
     var batchSize = 16
 
@@ -54,7 +57,7 @@ struct Classify: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let templates = PromptTemplates.expand(template)
-            let clip = try model.pipeline()
+            let clip = try model.pipeline().orientingImages(applyOrientation)
             // Label embeddings are kept beside the packed weights: the same labels and templates skip the text tower.
             let classifier = try clip.zeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
             let embeddings = try clip.imageEmbeddings(files: images, batchSize: batchSize,

@@ -35,6 +35,9 @@ struct Embed: ParsableCommand {
     @Flag(help: "Cut texts longer than the context instead of failing.")
     var truncate = false
 
+    @Flag(inversion: .prefixedNo, help: "Turn and flip images by their EXIF orientation first. Default: off for --image (the reference's preprocess), on for --input-list/--input-dir/--input-tar (a photo collection, as it is shown).")
+    var applyOrientation: Bool?
+
     @Option(help: "Write to this file (.json, or .npy for float32 arrays) instead of standard output.")
     var output: String?
 
@@ -99,7 +102,7 @@ struct Embed: ParsableCommand {
         } else {
             inputs = try EmbeddingInputs.folder(stream.inputDir ?? ".")
         }
-        var job = EmbeddingJob(pipeline: try model.pipeline())
+        var job = EmbeddingJob(pipeline: try model.pipeline().orientingImages(applyOrientation ?? true))
         job.batchSize = batchSize
         let report = try job.run(inputs, shard: inputShard, directory: output, part: part, withText: stream.enableText)
         for (path, reason) in report.failed {
@@ -118,7 +121,7 @@ struct Embed: ParsableCommand {
                 return
             }
             // Texts alone need no image tower: neither its load nor its memory.
-            let clip = try model.pipeline(towers: images.isEmpty ? .textOnly : .both)
+            let clip = try model.pipeline(towers: images.isEmpty ? .textOnly : .both).orientingImages(applyOrientation ?? false)
             var imageEmbeddings: Tensor?
             var textEmbeddings: Tensor?
             if !images.isEmpty {

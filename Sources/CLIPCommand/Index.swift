@@ -21,11 +21,25 @@ struct IndexOptions: ParsableArguments {
     func open() throws -> PhotoIndex { try PhotoIndex(path: path) }
 }
 
-/// The model an index run or a query uses, with its record in the index.
-func indexedModel(_ options: ModelOptions, index: PhotoIndex, registering: Bool,
+/// Whether images are turned by their EXIF orientation: on for the photo index, its queries and the server.
+struct OrientationOption: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: "Turn and flip images by their EXIF orientation before embedding them, as they are shown (the reference's preprocess does not). The index records which was used; an index made without is still searched, and `clip index` turns its rotated photos and keeps the other embeddings.")
+    var applyOrientation = true
+}
+
+/// The model an index run or a query uses, with its record in the index. A query falls back to an entry made
+/// without orientation (with the pipeline that made it), and says so.
+func indexedModel(_ options: ModelOptions, orientation: Bool = true, index: PhotoIndex, registering: Bool,
                   towers: CLIPModel.Towers = .both) throws -> (CLIPPipeline, IndexedModel) {
-    let clip = try options.pipeline(towers: towers)
-    return (clip, try ModelFingerprint.indexedModel(clip, name: options.spec, in: index, registering: registering))
+    let clip = try options.pipeline(towers: towers).orientingImages(orientation)
+    if registering {
+        return (clip, try ModelFingerprint.indexedModel(clip, name: options.spec, in: index, registering: true))
+    }
+    let found = try ModelFingerprint.searchedModel(clip, name: options.spec, in: index)
+    if orientation && !found.pipeline.preprocessor.applyEXIFOrientation {
+        FileHandle.standardError.write(Data("clip: \(index.path): its \(options.spec) embeddings were made without EXIF orientation; `clip index` turns its rotated photos (the others keep theirs)\n".utf8))
+    }
+    return found
 }
 
 struct Index: ParsableCommand {
@@ -48,6 +62,7 @@ struct Index: ParsableCommand {
 
         @OptionGroup var model: ModelOptions
         @OptionGroup var index: IndexOptions
+        @OptionGroup var orientation: OrientationOption
 
         @Argument(help: "Folders to index (default: the current folder).")
         var folders: [String] = []
@@ -81,13 +96,15 @@ struct Index: ParsableCommand {
                 let photoIndex = try index.open()
                 let lock = try photoIndex.lockForWriting()
                 defer { lock.release() }
-                let (clip, indexed) = try indexedModel(model, index: photoIndex, registering: true)
+                let (clip, indexed) = try indexedModel(model, orientation: orientation.applyOrientation, index: photoIndex,
+                                                       registering: true)
+                let unoriented = ModelFingerprint.unorientedModel(clip, name: model.spec, in: photoIndex)
                 var options = IndexingOptions()
                 options.batchSize = batchSize
                 options.excludedDirectories = excludeDir
                 let terminal = isatty(2) != 0
                 let progress = terminal ? Self.progressLine : nil
-                let report = try Indexer(index: photoIndex, pipeline: clip, model: indexed).run(
+                let report = try Indexer(index: photoIndex, pipeline: clip, model: indexed, unoriented: unoriented).run(
                     folders: folders.isEmpty ? ["."] : folders, options: options,
                     shouldStop: { StopSignal.requested }, progress: progress)
                 if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -99,6 +116,7 @@ struct Index: ParsableCommand {
                     FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
                 }
                 print("\(photoIndex.path): \(report.scanned) images found: \(report.embedded) embedded, \(report.reused) moved or copied (embedding reused), "
+                      + (report.carriedOver > 0 ? "\(report.carriedOver) not rotated (embedding made without orientation kept), " : "")
                       + "\(report.unchanged) unchanged, \(report.deleted) deleted, \(report.failed.count) failed"
                       + (report.failedBefore > 0 ? " (and \(report.failedBefore) that failed before)" : "")
                       + " in \(String(format: "%.1f", report.seconds)) s")
@@ -158,6 +176,7 @@ extension Index {
 
         @OptionGroup var model: ModelOptions
         @OptionGroup var index: IndexOptions
+        @OptionGroup var orientation: OrientationOption
 
         @Argument(help: "The output folder.")
         var output: String
@@ -165,7 +184,8 @@ extension Index {
         func run() throws {
             try reportingErrors {
                 let photoIndex = try index.open()
-                let (_, indexed) = try indexedModel(model, index: photoIndex, registering: false, towers: .textOnly)
+                let (_, indexed) = try indexedModel(model, orientation: orientation.applyOrientation, index: photoIndex,
+                                                    registering: false, towers: .textOnly)
                 let rows = try RetrievalLayout.export(photoIndex, model: indexed, to: output)
                 print("\(output): \(rows) embeddings of model \(indexed.name)")
             }
@@ -180,6 +200,9 @@ extension Index {
         @OptionGroup var model: ModelOptions
         @OptionGroup var index: IndexOptions
 
+        @Flag(help: "The embeddings were made from images turned by their EXIF orientation (clip embed --input-dir does; clip-retrieval's inference does not).")
+        var applyOrientation = false
+
         @Argument(help: "The folder holding img_emb/ and metadata/.")
         var input: String
 
@@ -188,7 +211,8 @@ extension Index {
                 let photoIndex = try index.open()
                 let lock = try photoIndex.lockForWriting()
                 defer { lock.release() }
-                let (_, indexed) = try indexedModel(model, index: photoIndex, registering: true, towers: .textOnly)
+                let (_, indexed) = try indexedModel(model, orientation: applyOrientation, index: photoIndex, registering: true,
+                                                    towers: .textOnly)
                 let rows = try RetrievalLayout.importEmbeddings(from: input, into: photoIndex, model: indexed)
                 try VectorStore.refreshCache(index: photoIndex, model: indexed)
                 print("\(input): \(rows) embeddings imported into \(photoIndex.path) as model \(indexed.name)")

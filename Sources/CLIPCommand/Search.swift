@@ -20,6 +20,7 @@ struct Search: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var index: IndexOptions
+    @OptionGroup var orientation: OrientationOption
 
     @Argument(parsing: .allUnrecognized, help: "The query: texts and image paths, joined by + and -.")
     var query: [String] = []
@@ -59,8 +60,8 @@ struct Search: ParsableCommand {
             let photoIndex = try index.open()
             // A query of texts alone never touches the image tower: it is not even read.
             let needsImages = terms.contains { if case .image = $0.source { return true } else { return false } }
-            let (clip, indexed) = try indexedModel(model, index: photoIndex, registering: false,
-                                                   towers: needsImages ? .both : .textOnly)
+            let (clip, indexed) = try indexedModel(model, orientation: orientation.applyOrientation, index: photoIndex,
+                                                   registering: false, towers: needsImages ? .both : .textOnly)
             let search = try PhotoSearch(index: photoIndex, model: indexed, mode: exact ? .exact : .automatic)
             let hits = try search.search(try PhotoSearch.queryVector(terms, pipeline: clip), top: top)
             if let sheet { try write(Data(try ContactSheet.png(hits)), to: sheet) }

@@ -21,6 +21,7 @@ struct Serve: ParsableCommand {
             """)
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var orientation: OrientationOption
 
     @Option(help: "An index from `clip index` to search (clip-retrieval's routes and the search page).")
     var index: String?
@@ -110,12 +111,13 @@ struct Serve: ParsableCommand {
                     throw CLIError("\(index): no index here; build one with clip index FOLDER --db \(index)")
                 }
                 let photoIndex = try PhotoIndex(path: index)
-                let (pipeline, indexed) = try indexedModel(model, index: photoIndex, registering: false)
+                let (pipeline, indexed) = try indexedModel(model, orientation: orientation.applyOrientation, index: photoIndex,
+                                                           registering: false)
                 clip = pipeline
                 let name = ((index as NSString).lastPathComponent as NSString).deletingPathExtension
                 served = ServedIndex(name: name, search: try PhotoSearch(index: photoIndex, model: indexed))
             } else {
-                clip = try model.pipeline()
+                clip = try model.pipeline().orientingImages(orientation.applyOrientation)
             }
             let loadSeconds = started.duration(to: .now).inSeconds
             let name = ModelHubNames.display(model.spec, pretrained: model.pretrained)

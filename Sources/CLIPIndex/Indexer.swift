@@ -39,6 +39,9 @@ public struct IndexingReport: Sendable {
     public var embedded = 0
     /// New or changed paths whose contents the index had already embedded (moved, renamed or copied files).
     public var reused = 0
+    /// Photos without an EXIF turn whose embedding made before orientation was applied was taken over (their
+    /// pixels are the same either way); photos with one are embedded again.
+    public var carriedOver = 0
     /// Files recorded in an earlier run that are gone now.
     public var deleted = 0
     /// Files that could not be read or decoded in this run, with the reason.
@@ -70,9 +73,13 @@ public struct Indexer: Sendable {
     public let index: PhotoIndex
     public let pipeline: CLIPPipeline
     public let model: IndexedModel
+    /// The same weights' entry made without EXIF orientation (an index from before it was applied): contents
+    /// embedded there whose files declare no turn keep that embedding instead of being encoded again.
+    public let unoriented: IndexedModel?
 
-    public init(index: PhotoIndex, pipeline: CLIPPipeline, model: IndexedModel) {
+    public init(index: PhotoIndex, pipeline: CLIPPipeline, model: IndexedModel, unoriented: IndexedModel? = nil) {
         (self.index, self.pipeline, self.model) = (index, pipeline, model)
+        self.unoriented = pipeline.preprocessor.applyEXIFOrientation ? unoriented : nil
     }
 
     /// A file to look at, with the hash the index already knows for it (when only the model is new to it).
@@ -91,6 +98,8 @@ public struct Indexer: Sendable {
         var error: String?
         /// Preprocessed pixels [3, R, R] when the contents need an embedding.
         var pixels: [Float]?
+        /// The embedding taken over from the unoriented entry (the file declares no turn).
+        var carried: [Float]?
     }
 
     /// Updates the index for `folders`. `shouldStop` is asked between batches: when it says yes, the current
@@ -143,7 +152,9 @@ public struct Indexer: Sendable {
             next = i + 1 < batches.count ? prepareInBackground(batches[i + 1], embedded: embedded) : nil
             let vectors = encode(prepared, report: &report)
             try commit(prepared, vectors: vectors)
-            for p in prepared where p.error == nil && p.pixels == nil { report.reused += 1 }
+            for p in prepared where p.error == nil && p.pixels == nil {
+                if p.carried != nil { report.carriedOver += 1 } else { report.reused += 1 }
+            }
             done += prepared.count
             progress?(IndexingProgress(done: done, total: work.count, embedded: report.embedded,
                                        elapsed: Date().timeIntervalSince(start)))
@@ -174,22 +185,26 @@ public struct Indexer: Sendable {
 
     private func prepareInBackground(_ batch: [Work], embedded: EmbeddedContents) -> BackgroundWork<[Prepared]> {
         let preprocessor = pipeline.preprocessor
-        return BackgroundWork { Self.prepare(batch, embedded: embedded, preprocessor: preprocessor) }
+        let (index, unoriented) = (index, unoriented)
+        return BackgroundWork { Self.prepare(batch, embedded: embedded, preprocessor: preprocessor, index: index, unoriented: unoriented) }
     }
 
     /// Reads, hashes and (when the contents are not yet embedded) decodes a batch on all cores.
-    static func prepare(_ batch: [Work], embedded: EmbeddedContents, preprocessor: ImagePreprocessor) -> [Prepared] {
+    static func prepare(_ batch: [Work], embedded: EmbeddedContents, preprocessor: ImagePreprocessor,
+                        index: PhotoIndex, unoriented: IndexedModel?) -> [Prepared] {
         var out = batch.map { Prepared(work: $0) }
         out.withUnsafeMutableBufferPointer { buffer in
             let base = buffer.baseAddress!
             parallelFor(batch.count) { i in
-                base[i] = prepareOne(batch[i], embedded: embedded, preprocessor: preprocessor)
+                base[i] = prepareOne(batch[i], embedded: embedded, preprocessor: preprocessor, index: index,
+                                     unoriented: unoriented)
             }
         }
         return out
     }
 
-    static func prepareOne(_ w: Work, embedded: EmbeddedContents, preprocessor: ImagePreprocessor) -> Prepared {
+    static func prepareOne(_ w: Work, embedded: EmbeddedContents, preprocessor: ImagePreprocessor,
+                           index: PhotoIndex, unoriented: IndexedModel?) -> Prepared {
         var p = Prepared(work: w, hash: w.knownHash)
         if let problem = w.file.problem {
             p.error = problem
@@ -202,8 +217,17 @@ public struct Indexer: Sendable {
         }
         let hash = w.knownHash ?? SHA256.hex(bytes)
         p.hash = hash
-        if let d = ImageFormat.dimensions(bytes) { (p.width, p.height) = (d.width, d.height) }
+        // The size as shown: turned when the preprocessing turns the photo.
+        let orientation = preprocessor.applyEXIFOrientation ? ImageFormat.exifOrientation(encoded: bytes) : nil
+        if let d = ImageFormat.dimensions(bytes) {
+            (p.width, p.height) = (orientation ?? 1) >= 5 ? (d.height, d.width) : (d.width, d.height)
+        }
         guard !embedded.contains(hash) else { return p }
+        // No turn declared: the pixels, and so the embedding, are those the unoriented entry holds.
+        if let unoriented, orientation == nil || orientation == 1, let v = index.storedEmbedding(hash, model: unoriented) {
+            p.carried = v
+            return p
+        }
         do { p.pixels = try preprocessor.pixels(encoded: bytes, name: w.file.path) } catch {
             p.error = error.problemDescription
         }
@@ -255,7 +279,7 @@ public struct Indexer: Sendable {
                         error = excluded.error, deleted = 0, changed = excluded.changed
                     """, arguments: [p.work.stored, p.work.file.size, p.work.file.modified, p.hash, p.width,
                                      p.height, error, generation])
-                if let v = vectors[i], let h = p.hash {
+                if let v = vectors[i] ?? p.carried, let h = p.hash {
                     let blob = v.withUnsafeBufferPointer { vectorBlob($0) }
                     try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
                                    arguments: [h, modelID, blob])

@@ -9,7 +9,7 @@ public enum ModelFingerprint {
     /// are all hashed) used with `preprocessing` and `precision`. File hashes are cached in `index` by path,
     /// size and modification time, so a query does not reread a 600 MB checkpoint.
     public static func of(checkpoint: String, preprocessing: Preprocessing, precision: Precision,
-                          cache index: PhotoIndex?) throws(IndexError) -> String {
+                          orientation: Bool = false, cache index: PhotoIndex?) throws(IndexError) -> String {
         var parts = ["swift-clip index v1"]
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else {
@@ -32,6 +32,8 @@ public enum ModelFingerprint {
         // Every field: embeddings made under another resize mode or interpolation are not comparable either.
         parts.append(preprocessing.fingerprintText)
         parts.append("precision \(precision.rawValue)")
+        // Only when applied, so the fingerprints of indexes made before orientation was applied stay as they were.
+        if orientation { parts.append("exif orientation applied") }
         return SHA256.hex(Array(parts.joined(separator: "\n").utf8))
     }
 
@@ -42,10 +44,35 @@ public enum ModelFingerprint {
                                     registering: Bool) throws(IndexError) -> IndexedModel {
         guard let loaded = pipeline.loaded else { throw IndexError("model \(name) was not loaded from a file; an index needs its checkpoint to fingerprint it") }
         let fingerprint = try of(checkpoint: loaded.path, preprocessing: loaded.preprocessing,
-                                 precision: pipeline.model.precision, cache: index)
+                                 precision: pipeline.model.precision, orientation: pipeline.preprocessor.applyEXIFOrientation,
+                                 cache: index)
         let dimension = pipeline.model.configuration.embedDim
         return registering ? try index.model(fingerprint: fingerprint, name: name, dimension: dimension)
             : try index.existingModel(fingerprint: fingerprint, name: name)
+    }
+
+    /// The model to search an index with: the entry of `pipeline` as it is, or, when the pipeline turns images by
+    /// their EXIF orientation and the index holds only embeddings made without (an index from before swift-clip
+    /// applied it, or imported from a program that does not), that entry with the pipeline that matches it:
+    /// image queries must be prepared as the index's images were.
+    public static func searchedModel(_ pipeline: CLIPPipeline, name: String,
+                                     in index: PhotoIndex) throws(IndexError) -> (pipeline: CLIPPipeline, model: IndexedModel) {
+        do {
+            return (pipeline, try indexedModel(pipeline, name: name, in: index, registering: false))
+        } catch {
+            guard pipeline.preprocessor.applyEXIFOrientation,
+                  let model = try? indexedModel(pipeline.orientingImages(false), name: name, in: index, registering: false) else {
+                throw error
+            }
+            return (pipeline.orientingImages(false), model)
+        }
+    }
+
+    /// For an index run that turns images: the same weights' entry made without orientation, when the index holds
+    /// one (its embeddings of photos that declare no turn are taken over, see `Indexer.unoriented`).
+    public static func unorientedModel(_ pipeline: CLIPPipeline, name: String, in index: PhotoIndex) -> IndexedModel? {
+        guard pipeline.preprocessor.applyEXIFOrientation else { return nil }
+        return try? indexedModel(pipeline.orientingImages(false), name: name, in: index, registering: false)
     }
 
     static func fileHash(_ path: String, cache index: PhotoIndex?) throws(IndexError) -> String {

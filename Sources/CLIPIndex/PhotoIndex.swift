@@ -276,6 +276,14 @@ public final class PhotoIndex: Sendable {
         }) == true
     }
 
+    /// The embedding `model` holds for the content `hash`, when it holds one of the model's dimension.
+    func storedEmbedding(_ hash: String, model: IndexedModel) -> [Float]? {
+        let blob = try? read { db in
+            try Data.fetchOne(db, sql: "SELECT vector FROM embeddings WHERE hash = ? AND model = ?", arguments: [hash, model.id])
+        }
+        return blob.flatMap { $0 }.flatMap { VectorCacheWriter.floats($0, dimension: model.dimension) }
+    }
+
     /// Counts for `clip index --stats` and summaries.
     public func statistics() throws(IndexError) -> (files: Int, deleted: Int, failed: Int, embeddings: [String: Int]) {
         try read { db in

@@ -15,8 +15,9 @@ import Foundation
 public struct CLIPPipeline: Sendable {
     /// The model the embeddings come from.
     public let model: CLIPModel
-    /// Decodes and prepares images as the model's reference preprocessing does.
-    public let preprocessor: ImagePreprocessor
+    /// Decodes and prepares images as the model's reference preprocessing does (turned by their EXIF orientation
+    /// first only in a pipeline from `orientingImages()`).
+    public private(set) var preprocessor: ImagePreprocessor
     /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), for SigLIP the
     /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`), for CLIPA BERT's
     /// (`WordPieceTokenizer`).
@@ -180,6 +181,15 @@ public struct CLIPPipeline: Sendable {
         return ZeroShotClassifier(labels: labels, templateCount: templates.count, promptEmbeddings: all.scalars,
                                   dimension: model.configuration.embedDim, logitScale: expf(model.logitScale),
                                   logitBias: model.logitBias, objective: model.configuration.objective)
+    }
+
+    /// This pipeline with images turned and flipped by their EXIF orientation before they are prepared (the photo
+    /// as its owner sees it, as Pillow's `ImageOps.exif_transpose` gives it), or, with `false`, not (the
+    /// reference's `preprocess`, which ignores the tag). A photo index records which was used.
+    public func orientingImages(_ apply: Bool = true) -> CLIPPipeline {
+        var copy = self
+        copy.preprocessor.applyEXIFOrientation = apply
+        return copy
     }
 
     /// A zero-shot classifier as `zeroShotClassifier(labels:templates:)` builds it, kept in `cache` (beside the

@@ -94,12 +94,14 @@ func packedWeightCacheThroughTheCommand() throws {
             "\(portable.stderr)")
     let expectedFiles = CLIPCPULevel.isPortable ? 1 : 2
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".clippack") }.count == expectedFiles)
+    // classify keeps its label embeddings beside the weights: one file per kernel level too.
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".cliplabels") }.count == expectedFiles)
     let list = try runClip(["cache", "list"], environment: env)
-    #expect(list.status == 0 && list.stdout.contains("swift-clip-shapes.safetensors") && list.stdout.contains("\(expectedFiles) file"),
-            "\(list.stdout) \(list.stderr)")
+    #expect(list.status == 0 && list.stdout.contains("swift-clip-shapes.safetensors") && list.stdout.contains("\(2 * expectedFiles) files")
+            && list.stdout.contains("label embeddings: 2 labels"), "\(list.stdout) \(list.stderr)")
     let clear = try runClip(["cache", "clear"], environment: env)
     #expect(clear.status == 0 && clear.stdout.hasPrefix("freed "), "\(clear.stdout) \(clear.stderr)")
-    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".clippack") }.isEmpty)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".clippack") || $0.hasSuffix(".cliplabels") }.isEmpty)
     let disabled = try runClip(["cache", "list"], environment: ["CLIP_WEIGHT_CACHE": "off"])
     #expect(disabled.status == 1 && disabled.stderr.contains("off"), "\(disabled.stderr)")
 }

@@ -91,3 +91,23 @@ func searchCommand() throws {
     let cancel = try runClip(["search", "--db", db, "cat", "-", "cat"])
     #expect(cancel.status == 1 && cancel.stderr.contains("cancel out"), "\(cancel.stderr)")
 }
+
+@Test("clip index turns photos by their EXIF orientation; an index made with --no-apply-orientation is searched and then taken over")
+func indexOrientationThroughTheCommand() throws {
+    let dir = try scratchDirectory("orientation-command")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let fixtures = testsDirectory.appendingPathComponent("CLIPImageTests/Fixtures/orientation").path
+    try FileManager.default.createDirectory(atPath: "\(dir)/photos", withIntermediateDirectories: true)
+    for (from, to) in [("orientation_6.jpg", "a.jpg"), ("orientation_1.jpg", "b.jpg"), ("orientation_8.png", "c.png")] {
+        try FileManager.default.copyItem(atPath: "\(fixtures)/\(from)", toPath: "\(dir)/photos/\(to)")
+    }
+    let db = "\(dir)/index.sqlite"
+    let old = try runClip(["index", "\(dir)/photos", "--db", db, "--no-apply-orientation"])
+    #expect(old.status == 0 && old.stdout.contains("3 embedded"), "\(old.stdout) \(old.stderr)")
+    let search = try runClip(["search", "--db", db, "a picture"])
+    #expect(search.status == 0 && search.stderr.contains("without EXIF orientation"), "\(search.stderr)")
+    let taken = try runClip(["index", "\(dir)/photos", "--db", db])
+    #expect(taken.status == 0 && taken.stdout.contains("2 embedded") && taken.stdout.contains("1 not rotated"), "\(taken.stdout) \(taken.stderr)")
+    let after = try runClip(["search", "--db", db, "a picture"])
+    #expect(after.status == 0 && !after.stderr.contains("without EXIF orientation"), "\(after.stderr)")
+}

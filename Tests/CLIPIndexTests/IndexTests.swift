@@ -383,3 +383,74 @@ struct HostileNPYTests {
         #expect(try VectorStore.load(index: index, model: model).count == 0, "nothing half-imported")
     }
 }
+
+/// EXIF orientation in the index: the photo as it is shown, the index's fingerprint saying so, and an index made
+/// before orientation was applied taken over without encoding its unturned photos again.
+@Suite("the photo index and EXIF orientation")
+struct OrientationIndexTests {
+    static let fixtures = testsDirectory.appendingPathComponent("CLIPImageTests/Fixtures/orientation").path
+
+    /// a.jpg declares a quarter turn, b.jpg the same picture with orientation 1, c.png a turn the other way.
+    func library(_ name: String) throws -> String {
+        let dir = try scratchDirectory(name)
+        try FileManager.default.createDirectory(atPath: "\(dir)/photos", withIntermediateDirectories: true)
+        for (from, to) in [("orientation_6.jpg", "a.jpg"), ("orientation_1.jpg", "b.jpg"), ("orientation_8.png", "c.png")] {
+            try FileManager.default.copyItem(atPath: "\(Self.fixtures)/\(from)", toPath: "\(dir)/photos/\(to)")
+        }
+        return dir
+    }
+
+    func stored(_ index: PhotoIndex, _ model: IndexedModel, _ name: String) throws -> (vector: [Float]?, width: Int?, height: Int?) {
+        let row = try index.read { db in
+            try Row.fetchOne(db, sql: "SELECT hash, width, height FROM files WHERE path LIKE ?", arguments: ["%/\(name)"])
+        }
+        let hash: String = try #require(row?[0])
+        return (index.storedEmbedding(hash, model: model), row?[1], row?[2])
+    }
+
+    @Test("an index run turns each photo by its orientation, records it in the fingerprint, and stores the size as shown")
+    func orientedRun() throws {
+        let dir = try library("orient-run")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let oriented = shippedPipeline.orientingImages()
+        let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let model = try ModelFingerprint.indexedModel(oriented, name: "default", in: index, registering: true)
+        let plain = try ModelFingerprint.indexedModel(shippedPipeline, name: "default", in: index, registering: true)
+        #expect(model.fingerprint != plain.fingerprint)
+        let report = try Indexer(index: index, pipeline: oriented, model: model).run(folders: ["\(dir)/photos"])
+        #expect(report.embedded == 3)
+        for name in ["a.jpg", "c.png"] {
+            let (vector, width, height) = try stored(index, model, name)
+            let shown = try oriented.imageEmbeddings(files: ["\(dir)/photos/\(name)"]).scalars
+            let asStored = try shippedPipeline.imageEmbeddings(files: ["\(dir)/photos/\(name)"]).scalars
+            #expect(relativeError(try #require(vector), shown) <= 1e-5, "\(name): the embedding of the photo as shown")
+            #expect(relativeError(try #require(vector), asStored) > 1e-3, "\(name): not of the pixels as stored")
+            #expect((width, height) == (15, 23), "\(name): the size as shown")
+        }
+        #expect(try stored(index, model, "b.jpg").width == 23)
+    }
+
+    @Test("an index made without orientation is searched as it was, and a run with it keeps the unturned photos' embeddings")
+    func takesOverAnUnorientedIndex() throws {
+        let dir = try library("orient-migrate")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let plain = try ModelFingerprint.indexedModel(shippedPipeline, name: "default", in: index, registering: true)
+        #expect(try Indexer(index: index, pipeline: shippedPipeline, model: plain).run(folders: ["\(dir)/photos"]).embedded == 3)
+        let oriented = shippedPipeline.orientingImages()
+        // A query before the index is run again: the entry made without, with the pipeline that made it.
+        let found = try ModelFingerprint.searchedModel(oriented, name: "default", in: index)
+        #expect(found.model.id == plain.id && !found.pipeline.preprocessor.applyEXIFOrientation)
+        let unoriented = try #require(ModelFingerprint.unorientedModel(oriented, name: "default", in: index))
+        #expect(unoriented.id == plain.id)
+        let model = try ModelFingerprint.indexedModel(oriented, name: "default", in: index, registering: true)
+        let report = try Indexer(index: index, pipeline: oriented, model: model, unoriented: unoriented).run(folders: ["\(dir)/photos"])
+        #expect((report.embedded, report.carriedOver, report.reused) == (2, 1, 0), "only the turned photos are encoded")
+        #expect(try stored(index, model, "b.jpg").vector == (try stored(index, plain, "b.jpg").vector))
+        #expect(try stored(index, model, "a.jpg").vector != (try stored(index, plain, "a.jpg").vector))
+        let now = try ModelFingerprint.searchedModel(oriented, name: "default", in: index)
+        #expect(now.model.id == model.id && now.pipeline.preprocessor.applyEXIFOrientation)
+        let again = try Indexer(index: index, pipeline: oriented, model: model, unoriented: unoriented).run(folders: ["\(dir)/photos"])
+        #expect((again.unchanged, again.embedded, again.carriedOver) == (3, 0, 0))
+    }
+}
