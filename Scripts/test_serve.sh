@@ -5,8 +5,10 @@
 #      screenshot is kept (CLIP_ARTIFACTS, default .ci/artifacts);
 #   3. graceful shutdown: requests in flight when SIGTERM arrives are all answered 200, then the port closes;
 #   4. a short load run over every route (no errors), and an overload run (a queue of 8 under 4× its rate):
-#      refusals are 503 with Retry-After, nothing accepted is lost.
-# Needs: CLIP_BINARY (default .build/release/clip), PYTHON with schemathesis and selenium, chromium and
+#      refusals are 503 with Retry-After, nothing accepted is lost;
+#   5. real clients with their defaults (Scripts/check_serve_clients.py): LangChain's OpenAIEmbeddings and 16 OpenAI
+#      SDK clients sending 64 images each at once.
+# Needs: CLIP_BINARY (default .build/release/clip), PYTHON with schemathesis, selenium, openai and langchain-openai, chromium and
 # chromium-driver (Debian).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +71,11 @@ assert opened["errors"] == {}, f"accepted requests lost or failed: {opened['erro
 assert opened["refused"] > 0, "4x the saturation rate refused nothing: the queue is not bounded"
 assert opened["ok"] + opened["refused"] == opened["sent"], "every request is either answered or refused"
 PY
+stop
+
+echo "== the clients' defaults: LangChain's OpenAIEmbeddings (1,000 texts a request), 16 OpenAI SDK clients x 64 images"
+start
+"$PY" Scripts/check_serve_clients.py --url "$url" --image Examples/blue-star.png
 stop
 
 echo "== graceful shutdown with requests in flight"

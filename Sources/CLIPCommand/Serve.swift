@@ -38,11 +38,14 @@ struct Serve: ParsableCommand {
     @Option(help: "How long a partial batch waits for more inputs, in milliseconds.")
     var maxWaitMs = 5.0
 
-    @Option(help: "Inputs waiting at most (besides the batch being run); beyond, requests get 503 with Retry-After at once. It bounds the wait of an accepted input to the running batch plus ⌈capacity / max-batch⌉ batches. Default: --max-batch.")
+    @Option(help: "Inputs waiting at most (besides the batch being run): the queue's memory bound. Default: 1024, at least --max-batch.")
     var queueCapacity: Int?
 
-    @Option(help: "Texts or images per request at most.")
-    var maxInputs = 256
+    @Option(help: "The longest predicted wait, in seconds, a request is admitted to (less when the client says it waits less, as the OpenAI SDK's X-Stainless-Timeout does); beyond, 503 with Retry-After at once. 0.1...3600.")
+    var maxQueueWait = 30.0
+
+    @Option(help: "Texts or images per request at most (OpenAI's API takes 2048).")
+    var maxInputs = 2048
 
     @Option(help: "Request bodies larger than this many bytes get 413.")
     var maxBodyBytes = 32 << 20
@@ -82,6 +85,7 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
+        guard (0.1...3600).contains(maxQueueWait) else { throw ValidationError("--max-queue-wait must be within 0.1...3600 seconds") }
         guard maxBatch >= 1, (queueCapacity ?? 1) >= 1, maxInputs >= 1 else {
             throw ValidationError("--max-batch, --queue-capacity and --max-inputs must be at least 1")
         }
@@ -123,7 +127,8 @@ struct Serve: ParsableCommand {
             let name = ModelHubNames.display(model.spec, pretrained: model.pretrained)
             let service = EmbeddingService(pipeline: clip, modelName: name, maxBatch: maxBatch,
                                            maxWait: .microseconds(Int64(maxWaitMs * 1000)),
-                                           queueCapacity: queueCapacity ?? maxBatch, maxInputsPerRequest: maxInputs,
+                                           queueCapacity: queueCapacity ?? max(1024, maxBatch),
+                                           maxQueueWait: .milliseconds(Int64(maxQueueWait * 1000)), maxInputsPerRequest: maxInputs,
                                            observer: CLIPServer.batchMetrics(modelLoadSeconds: loadSeconds))
             logger.info("model loaded", metadata: ["model": "\(name)", "seconds": "\(String(format: "%.2f", loadSeconds))",
                                                    "index": "\(served.map { "\($0.name) (\($0.search.vectors.count) vectors)" } ?? "none")"])
@@ -136,8 +141,10 @@ struct Serve: ParsableCommand {
                 done.signal()
             }
             done.wait()
+            logger.info("stopping: no new connections; finishing the requests accepted", metadata: ["queued": "\(service.batcher.depth)"])
             service.batcher.shutdown()
             if let error = failure.error { throw CLIError("the server stopped: \(error)") }
+            logger.info("stopped", metadata: ["uptime_seconds": "\(Int(started.duration(to: .now).inSeconds))"])
         }
     }
 
@@ -188,8 +195,16 @@ private final class ErrorBox: @unchecked Sendable {
 enum ModelHubNames {
     /// The name a served model goes by: the shipped model's own name rather than "default".
     /// With `--pretrained`, immich's spelling `ARCH__TAG`, so the name immich sends can be compared with it.
+    /// A checkpoint file or folder goes by its name, not its path: the path says where the server's files are,
+    /// which is nobody's business over HTTP.
     static func display(_ spec: String, pretrained: String? = nil) -> String {
         if let pretrained { return "\(spec.replacingOccurrences(of: "/", with: "-"))__\(pretrained)" }
-        return spec == "default" ? "swift-clip-shapes" : spec
+        if spec == "default" { return "swift-clip-shapes" }
+        if !spec.hasPrefix("hf-hub:"), FileManager.default.fileExists(atPath: spec) {
+            let name = (spec as NSString).lastPathComponent
+            let stem = (name as NSString).deletingPathExtension
+            return stem.isEmpty ? name : stem
+        }
+        return spec
     }
 }

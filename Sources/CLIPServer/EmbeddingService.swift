@@ -27,19 +27,20 @@ public final class EmbeddingService: Sendable {
     ///   - maxBatch: inputs per model call at most.
     ///   - maxWait: how long a partial batch waits for more inputs.
     ///   - queueCapacity: inputs waiting (queued or admitted, not counting the batch being run) at most; beyond,
-    ///     requests are refused at once. It bounds an accepted input's wait: at most the running batch's rest plus
-    ///     ⌈queueCapacity / maxBatch⌉ batches, so one batch's worth keeps the worst case near twice an unloaded
-    ///     request's time.
+    ///     requests are refused at once. The queue's memory bound.
+    ///   - maxQueueWait: the longest predicted wait a request is admitted to (see `InferenceBatcher`).
     ///   - maxInputsPerRequest: texts or images one request may carry.
     public init(pipeline: CLIPPipeline, modelName: String, maxBatch: Int = 32, maxWait: Duration = .milliseconds(5),
-                queueCapacity: Int = 32, maxInputsPerRequest: Int = 256, observer: BatchObserver? = nil) {
+                queueCapacity: Int = 1024, maxQueueWait: Duration = .seconds(30), maxInputsPerRequest: Int = 2048,
+                observer: BatchObserver? = nil) {
         self.pipeline = pipeline
         self.modelName = modelName
         self.maxInputsPerRequest = maxInputsPerRequest
         let model = pipeline.model
         // The preprocessing's side, which may exceed the tower's whole patches (SO400M/14 at 384 uses 27 × 14 = 378).
         let resolution = pipeline.preprocessor.resolution
-        batcher = InferenceBatcher(maxBatch: maxBatch, maxWait: maxWait, capacity: queueCapacity, observer: observer) { lane, inputs in
+        batcher = InferenceBatcher(maxBatch: maxBatch, maxWait: maxWait, capacity: queueCapacity, maxQueueWait: maxQueueWait,
+                                   observer: observer) { lane, inputs in
             let out: Tensor
             switch lane {
             case .text:

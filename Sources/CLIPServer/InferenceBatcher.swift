@@ -26,8 +26,11 @@ public enum BatcherError: Error, CustomStringConvertible, Sendable, Equatable {
 /// server always runs full batches (inputs pile up while the previous batch runs). One thread for both lanes: the
 /// model already uses every core, so two batches at once would only slow each other down.
 ///
-/// Admission is bounded: `admit` counts a request against `capacity` before its body is read, so a full server
-/// answers at once without reading or decoding anything, and memory is bounded by `capacity` inputs.
+/// Admission is decided before a request's body is read, so a full server answers at once without reading or
+/// decoding anything: a request is admitted when the queue's predicted drain time (its inputs by lane, at each
+/// lane's last batch time) is within the request's deadline (`maxQueueWait`, or less when the client says it
+/// waits less), and fewer than `capacity` inputs wait (the memory bound). An idle server admits any request, so a
+/// request larger than the queue is served rather than refused forever.
 public final class InferenceBatcher: @unchecked Sendable {
     // @unchecked: the queues, counters and flags are read and written only under `condition`; a queued request's
     // PendingRequest only by the batching thread.
@@ -82,6 +85,8 @@ public final class InferenceBatcher: @unchecked Sendable {
     public let maxBatch: Int
     public let maxWait: Duration
     public let capacity: Int
+    /// The longest predicted wait a request is admitted to.
+    public let maxQueueWait: Duration
     private let runner: Runner
     private let observer: BatchObserver?
 
@@ -90,8 +95,8 @@ public final class InferenceBatcher: @unchecked Sendable {
     /// Inputs admitted (reserved) whose requests have not yet enqueued them: bodies being read, images decoded.
     private var reserved = 0
     private var stopping = false
-    /// Seconds the last batch took: the Retry-After hint is the queue's drain time at this pace.
-    private var lastBatchSeconds = 0.0
+    /// Seconds the last batch of each lane took: the queue's predicted drain time is counted at this pace.
+    private var lastBatchSeconds = [0.0, 0.0]
     private var running = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
@@ -100,11 +105,14 @@ public final class InferenceBatcher: @unchecked Sendable {
     ///   - maxBatch: inputs per model call at most.
     ///   - maxWait: how long a partial batch waits for company.
     ///   - capacity: inputs waiting at most (queued, or admitted and not yet queued; the batch being run is not
-    ///     counted); beyond, `admit` fails with `.overloaded`.
-    public init(maxBatch: Int, maxWait: Duration, capacity: Int, observer: BatchObserver? = nil, runner: @escaping Runner) {
+    ///     counted); beyond, `admit` fails with `.overloaded`. The memory bound.
+    ///   - maxQueueWait: the longest predicted wait a request is admitted to.
+    public init(maxBatch: Int, maxWait: Duration, capacity: Int, maxQueueWait: Duration = .seconds(30),
+                observer: BatchObserver? = nil, runner: @escaping Runner) {
         self.maxBatch = max(1, maxBatch)
         self.maxWait = maxWait
         self.capacity = max(1, capacity)
+        self.maxQueueWait = maxQueueWait
         self.runner = runner
         self.observer = observer
     }
@@ -140,20 +148,38 @@ public final class InferenceBatcher: @unchecked Sendable {
     }
 
     /// Reserves `count` inputs' room for a request, or fails at once when the server is full or stopping. Room a
-    /// request does not use goes back when its `Reservation` ends.
-    public func admit(_ count: Int = 1) throws(BatcherError) -> Reservation {
+    /// request does not use goes back when its `Reservation` ends. `deadline` is how long the client waits, when
+    /// it says (it only lowers `maxQueueWait`).
+    public func admit(_ count: Int = 1, deadline: Duration? = nil) throws(BatcherError) -> Reservation {
         condition.lock()
         defer { condition.unlock() }
         if stopping { throw .shuttingDown }
         let depth = reserved + queues[0].count + queues[1].count
-        guard depth < capacity else {
+        let wait = predictedWait(adding: count)
+        let limit = min(maxQueueWait, deadline ?? maxQueueWait).inSeconds
+        guard depth == 0 || (depth + count <= capacity && wait <= limit) else {
             observer?.rejected()
-            let batches = Double(depth) / Double(maxBatch) + 1
-            throw .overloaded(retryAfter: max(1, Int((batches * lastBatchSeconds).rounded(.up))))
+            throw .overloaded(retryAfter: Self.retryAfter(drain: predictedWait(adding: 0)))
         }
         reserved += count
         observer?.depth(depth + count)
         return Reservation(batcher: self, count: count)
+    }
+
+    /// Seconds until `extra` more inputs would be done: the running batch and the queue, by lane at each lane's
+    /// last batch time (inputs admitted but not yet queued, and the new ones, at the slower lane's). Under the lock.
+    private func predictedWait(adding extra: Int) -> Double {
+        let slowest = lastBatchSeconds.max() ?? 0
+        func batches(_ n: Int) -> Double { Double((n + maxBatch - 1) / maxBatch) }
+        return slowest + batches(queues[0].count) * lastBatchSeconds[0] + batches(queues[1].count) * lastBatchSeconds[1]
+            + batches(reserved + extra) * slowest
+    }
+
+    /// A Retry-After spread over half to one and a half times the drain time (at least 1 s), so that clients told
+    /// at the same moment do not all come back at the same moment.
+    static func retryAfter(drain: Double) -> Int {
+        let base = max(1.0, drain)
+        return max(1, Int((base * Double.random(in: 0.5...1.5)).rounded(.up)))
     }
 
     /// A request's room in the queue; `grow` claims more once the request knows how many inputs it has.
@@ -196,6 +222,8 @@ public final class InferenceBatcher: @unchecked Sendable {
     private func adjustReserved(by delta: Int) {
         condition.lock()
         reserved = max(0, reserved + delta)
+        // Room given back by a request that never ran (a 400, a 404) must show in the gauge too.
+        observer?.depth(reserved + queues[0].count + queues[1].count)
         condition.unlock()
     }
 
@@ -259,7 +287,7 @@ public final class InferenceBatcher: @unchecked Sendable {
                 for item in batch { item.request.fail(error) }
             }
             condition.lock()
-            lastBatchSeconds = took
+            lastBatchSeconds[lane.rawValue] = took
         }
         running = false
         condition.unlock()

@@ -102,3 +102,60 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// Paths served without a key: health checks, the page's static files, the API description.
 let openPaths: Set<String> = ["/healthz", "/ping", "/", "/index.html", "/static/app.js", "/static/style.css", "/openapi.json"]
+
+/// Methods by route, as /openapi.json documents them: a documented route asked with another method gets 405 with
+/// `Allow` instead of 404. (The router decides the route before middleware runs, so HEAD is routed by
+/// `getAndHead`, not here.)
+struct MethodMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Path templates (`/thumbnails/{id}`) split into segments, with their methods.
+    let routes: [(segments: [Substring], methods: Set<HTTPRequest.Method>)]
+
+    init() { routes = Self.documentedRoutes }
+
+    static var documentedRoutes: [(segments: [Substring], methods: Set<HTTPRequest.Method>)] {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "Resources"),
+              let data = try? Data(contentsOf: url),
+              let paths = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["paths"] as? [String: [String: Any]] else {
+            return []
+        }
+        return paths.map { path, operations in
+            (path.split(separator: "/", omittingEmptySubsequences: false),
+             Set(operations.keys.compactMap { HTTPRequest.Method($0.uppercased()) }))
+        }
+    }
+
+    func methods(for path: String) -> Set<HTTPRequest.Method>? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        return routes.first { route in
+            route.segments.count == parts.count
+                && zip(route.segments, parts).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+        }?.methods
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.method != .options, let documented = methods(for: request.uri.path) else {
+            return try await next(request, context)
+        }
+        // Every GET route answers HEAD too (`Router.getAndHead`).
+        let allowed = documented.contains(.get) ? documented.union([.head]) : documented
+        guard !allowed.contains(request.method) else { return try await next(request, context) }
+        let allow = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+        throw HTTPError(.methodNotAllowed, headers: [.allow: allow],
+                        message: "\(request.uri.path) answers \(allow), not \(request.method.rawValue)")
+    }
+}
+
+extension Router {
+    /// GET, and HEAD answered by the same handler with the body left out (what load balancers and uptime checks
+    /// send).
+    @discardableResult
+    func getAndHead(_ path: RouterPath, use handler: @escaping @Sendable (Request, Context) async throws -> some ResponseGenerator) -> Self {
+        get(path, use: handler)
+        head(path) { request, context in
+            var response = try await handler(request, context).response(from: request, context: context)
+            response.body = .init()
+            return response
+        }
+        return self
+    }
+}

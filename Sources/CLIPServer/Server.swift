@@ -1,6 +1,7 @@
 import CLIPIndex
 import CLIPKit
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -108,12 +109,14 @@ public enum CLIPServer {
     package static func makeRouter(service: EmbeddingService, index: ServedIndex?, options: ServerOptions) -> Router<BasicRequestContext> {
         let state = ServerState(service: service, index: index, options: options, startedAt: .now)
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: LogRequestsMiddleware(.info))
-        router.add(middleware: MetricsMiddleware())
+        // Per request at debug (--log-level debug): at info a busy server or a scraper would drown the rest.
+        router.add(middleware: LogRequestsMiddleware(.debug))
+        router.add(middleware: RequestMetricsMiddleware())
         // clip-retrieval's front end and browser clients of the API run on other origins.
         router.add(middleware: CORSMiddleware(allowOrigin: .all, allowHeaders: [.accept, .authorization, .contentType, .origin],
                                               allowMethods: [.get, .post, .options]))
         router.add(middleware: ErrorMiddleware())
+        router.add(middleware: MethodMiddleware())
         router.add(middleware: AuthMiddleware(keys: options.apiKeys))
         OperationsRoutes.add(to: router, state: state)
         OpenAIRoutes.add(to: router, state: state)
@@ -183,9 +186,16 @@ extension ServerState {
         return try await pixels(images, names: names)
     }
 
-    /// Room in the queue for a request that will run the model: 503 at once when the server is full.
-    func admit() throws -> InferenceBatcher.Reservation {
-        try service.batcher.admit()
+    static let clientTimeout = HTTPField.Name("X-Stainless-Timeout")!
+
+    /// Room in the queue for a request that will run the model: 503 at once when the server is full, or when the
+    /// queue would outlast the client's own timeout (the OpenAI SDKs send it as `X-Stainless-Timeout`, seconds).
+    func admit(_ request: Request) throws -> InferenceBatcher.Reservation {
+        var deadline: Duration?
+        if let text = request.headers[Self.clientTimeout], let seconds = Double(text), seconds.isFinite, seconds > 0, seconds < 1e6 {
+            deadline = .milliseconds(Int64(seconds * 1000))
+        }
+        return try service.batcher.admit(deadline: deadline)
     }
 
     /// The index, or 404 naming the flag that serves one.

@@ -26,6 +26,15 @@ struct ServeCommandTests {
         .init(arguments: ["--index", "/nonexistent/index.sqlite"], status: 1, message: "no index here"),
     ]
 
+    @Test("a model given by path is served under its file's name, not the server's path")
+    func modelNameIsNotAPath() throws {
+        let file = tinyModel
+        #expect(ModelHubNames.display(file) == "tiny_vit")
+        #expect(ModelHubNames.display("ViT-B/32") == "ViT-B/32")
+        #expect(ModelHubNames.display("default") == "swift-clip-shapes")
+        #expect(ModelHubNames.display("hf-hub:org/name") == "hf-hub:org/name")
+    }
+
     @Test("settings that would be unsafe or cannot work are refused before serving", arguments: refusals)
     func refused(_ refusal: Refusal) throws {
         let r = try runClip(["serve", "--port", "0"] + refusal.arguments)

@@ -17,7 +17,7 @@ import MultipartKit
 /// server's model's, so a library must be indexed and searched with the same one.
 enum ImmichRoutes {
     static func add(to router: Router<BasicRequestContext>, state: ServerState) {
-        router.get("/ping") { _, _ in "pong" }
+        router.getAndHead("/ping") { _, _ in "pong" }
         router.post("/predict") { request, context in try await predict(request, context, state) }
     }
 
@@ -32,7 +32,7 @@ enum ImmichRoutes {
     }
 
     static func predict(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
-        let reservation = try state.admit()
+        let reservation = try state.admit(request)
         guard let contentType = request.headers[.contentType],
               contentType.lowercased().hasPrefix("multipart/form-data") else {
             throw RequestError("POST /predict takes multipart/form-data (entries, and text or image), not \(request.headers[.contentType] ?? "a body without Content-Type")")

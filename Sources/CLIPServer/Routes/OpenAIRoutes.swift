@@ -96,7 +96,7 @@ enum OpenAIRoutes {
     }
 
     static func embeddings(_ request: Request, _ state: ServerState) async throws -> Response {
-        let reservation = try state.admit()
+        let reservation = try state.admit(request)
         let body = try await state.json(request, as: EmbeddingsRequest.self)
         let service = state.service
         guard !body.input.isEmpty else { throw RequestError("\"input\" is empty") }
@@ -166,7 +166,7 @@ enum OpenAIRoutes {
     }
 
     static func classify(_ request: Request, _ state: ServerState) async throws -> Response {
-        let reservation = try state.admit()
+        let reservation = try state.admit(request)
         let body = try await state.json(request, as: ClassifyRequest.self)
         let service = state.service
         guard !body.images.isEmpty else { throw RequestError("\"images\" is empty") }

@@ -4,17 +4,17 @@ import Hummingbird
 /// Health, metrics and the API's own description.
 enum OperationsRoutes {
     static func add(to router: Router<BasicRequestContext>, state: ServerState) {
-        router.get("/healthz") { _, _ in
+        router.getAndHead("/healthz") { _, _ in
             try jsonResponse(Health(status: "ok", model: state.service.modelName, dimension: state.service.dimension,
                                     queueDepth: state.service.batcher.depth, queueCapacity: state.service.batcher.capacity,
                                     index: state.index?.name, vectors: state.index?.search.vectors.count,
                                     uptimeSeconds: Int(state.startedAt.duration(to: .now).components.seconds)))
         }
-        router.get("/metrics") { _, _ in
+        router.getAndHead("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: ServerMetrics.exposition())))
         }
-        router.get("/openapi.json") { _, _ in
+        router.getAndHead("/openapi.json") { _, _ in
             guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "Resources"),
                   let data = try? Data(contentsOf: url) else {
                 throw HTTPError(.internalServerError, message: "the OpenAPI document is missing from this build")
@@ -22,7 +22,7 @@ enum OperationsRoutes {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         // OpenAI clients list models before they use one.
-        router.get("/v1/models") { _, _ in
+        router.getAndHead("/v1/models") { _, _ in
             try jsonResponse(ModelList(data: [.init(id: state.service.modelName)]))
         }
     }

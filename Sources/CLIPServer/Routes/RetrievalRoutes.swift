@@ -8,7 +8,7 @@ import Hummingbird
 /// Hits carry `url` (this server's thumbnail of the file), `image_path` and `caption` (the file name).
 enum RetrievalRoutes {
     static func add(to router: Router<BasicRequestContext>, state: ServerState) {
-        router.get("/indices-list") { _, _ in try jsonResponse(state.index.map { [$0.name] } ?? []) }
+        router.getAndHead("/indices-list") { _, _ in try jsonResponse([try state.requireIndex().name]) }
         router.post("/knn-service") { request, _ in try await knn(request, state) }
         router.post("/metadata") { request, _ in try await metadata(request, state) }
     }
@@ -42,7 +42,7 @@ enum RetrievalRoutes {
     }
 
     static func knn(_ request: Request, _ state: ServerState) async throws -> Response {
-        let reservation = try state.admit()
+        let reservation = try state.admit(request)
         let body = try await state.json(request, as: KnnRequest.self)
         let index = try state.requireIndex()
         if let name = body.indiceName, !name.isEmpty, name != index.name {

@@ -13,13 +13,13 @@ import Hummingbird
 /// thumbnails with scores, "more like this" on every hit. Three static files and two JSON/PNG routes, no build step.
 enum SearchPage {
     static func add(to router: Router<BasicRequestContext>, state: ServerState) {
-        router.get("/") { _, _ in try asset("index.html", type: "text/html; charset=utf-8") }
-        router.get("/index.html") { _, _ in try asset("index.html", type: "text/html; charset=utf-8") }
-        router.get("/static/app.js") { _, _ in try asset("app.js", type: "text/javascript; charset=utf-8") }
-        router.get("/static/style.css") { _, _ in try asset("style.css", type: "text/css; charset=utf-8") }
-        router.get("/api/search") { request, _ in try await search(request, state) }
-        router.get("/thumbnails/:id") { request, context in try await thumbnail(request, context, state) }
-        router.get("/files/:id") { request, context in try await original(request, context, state) }
+        router.getAndHead("/") { _, _ in try asset("index.html", type: "text/html; charset=utf-8") }
+        router.getAndHead("/index.html") { _, _ in try asset("index.html", type: "text/html; charset=utf-8") }
+        router.getAndHead("/static/app.js") { _, _ in try asset("app.js", type: "text/javascript; charset=utf-8") }
+        router.getAndHead("/static/style.css") { _, _ in try asset("style.css", type: "text/css; charset=utf-8") }
+        router.getAndHead("/api/search") { request, _ in try await search(request, state) }
+        router.getAndHead("/thumbnails/:id") { request, context in try await thumbnail(request, context, state) }
+        router.getAndHead("/files/:id") { request, context in try await original(request, context, state) }
     }
 
     static func asset(_ name: String, type: String) throws -> Response {
@@ -51,7 +51,7 @@ enum SearchPage {
     /// never names a file on the server), plus the embedding of indexed file ID when `like` is given.
     static func search(_ request: Request, _ state: ServerState) async throws -> Response {
         let started = ContinuousClock.now
-        let reservation = try state.admit()
+        let reservation = try state.admit(request)
         let index = try state.requireIndex()
         let q = formParameter(request, "q") ?? ""
         let top = formParameter(request, "top").map { Int($0) } ?? 60
