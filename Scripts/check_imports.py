@@ -13,7 +13,10 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SYSTEM = {"Foundation", "Glibc", "Darwin", "Dispatch", "Synchronization", "FoundationNetworking", "Musl", "Android"}
-IMPORT = re.compile(r"^\s*(?:@\w+(?:\([^)]*\))?\s+)*import\s+(?:(?:struct|class|enum|func|protocol|typealias|var|let)\s+)?([A-Za-z_][A-Za-z0-9_]*)", re.M)
+# At a line's start or after ";": attributes (@preconcurrency, @_exported, @testable, @_spi(X)…) and an access level
+# (Swift 6's `public import`, `package import`…) in any order, then `import`, an optional kind, the module.
+_ATTR = r"(?:@\w+(?:\([^)]*\))?\s+|(?:public|package|internal|fileprivate|private)\s+)*"
+IMPORT = re.compile(r"(?:^|;)[ \t]*" + _ATTR + r"import\s+(?:(?:struct|class|enum|func|protocol|typealias|var|let)\s+)?([A-Za-z_][A-Za-z0-9_]*)", re.M)
 
 
 def table():
@@ -32,10 +35,40 @@ def table():
     return allowed
 
 
+def code_only(text):
+    """The text with comments and string literals blanked (newlines kept), so that the word "import" in a message
+    or a doc comment is not taken for an import."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append("\n" * text.count("\n", i, j))
+            i = j
+        elif text.startswith('"""', i):
+            j = text.find('"""', i + 3)
+            j = n if j < 0 else j + 3
+            out.append("\n" * text.count("\n", i, j))
+            i = j
+        elif text[i] == '"':
+            j = i + 1
+            while j < n and text[j] not in '"\n':
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            out.append('""')
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
 def imports(module_dir):
     found = {}
     for path in sorted(module_dir.rglob("*.swift")):
-        for name in IMPORT.findall(path.read_text(encoding="utf-8")):
+        for name in IMPORT.findall(code_only(path.read_text(encoding="utf-8"))):
             if name not in SYSTEM:
                 found.setdefault(name, path.relative_to(ROOT))
     return found

@@ -608,13 +608,13 @@ extension CLIPModel {
         }
         let fm = FileManager.default
         // A folder of one weight file loads through the packed-weight cache, keyed by that file's content and the
-        // configuration config.json gives; its identity is taken before it is opened, as for a checkpoint file.
-        // Shards load uncached. The order is `huggingFaceWeightFile`'s.
-        let single: String? = fm.fileExists(atPath: folder + "/model.safetensors") ? folder + "/model.safetensors"
-            : fm.fileExists(atPath: folder + "/model.safetensors.index.json") ? nil
-            : fm.fileExists(atPath: folder + "/pytorch_model.bin") ? folder + "/pytorch_model.bin" : nil
+        // configuration config.json gives. The file is chosen once, its identity taken before it is opened (as for
+        // a checkpoint file) and that same path opened: a file appearing in between cannot key one content's cache
+        // with another's. Shards load uncached.
+        let weights = try huggingFaceWeightPath(folder: folder)
+        let single = weights.sharded ? nil : weights.path
         let identity = cache == nil ? nil : single.flatMap(PackedWeightCache.identity(of:))
-        let base = try huggingFaceWeightFile(folder: folder)
+        let base = try openHuggingFaceWeights(weights)
         let source: HuggingFaceWeights
         do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
         var c = try CLIPConfiguration.infer(from: source)
@@ -660,18 +660,25 @@ extension CLIPModel {
 
     /// `model.safetensors` (or its shards), else `pytorch_model.bin` (or its shards), of a Hugging Face folder.
     static func huggingFaceWeightFile(folder: String) throws(ModelLoadError) -> any WeightSource {
+        try openHuggingFaceWeights(try huggingFaceWeightPath(folder: folder))
+    }
+
+    /// Which weight file of a Hugging Face folder loads, in that order: `model.safetensors`, its sharded index,
+    /// `pytorch_model.bin`, its sharded index.
+    static func huggingFaceWeightPath(folder: String) throws(ModelLoadError) -> (path: String, sharded: Bool) {
         let fm = FileManager.default
+        for (name, sharded) in [("model.safetensors", false), ("model.safetensors.index.json", true),
+                                ("pytorch_model.bin", false), ("pytorch_model.bin.index.json", true)]
+        where fm.fileExists(atPath: folder + "/" + name) {
+            return (folder + "/" + name, sharded)
+        }
+        throw .weightFile(WeightFileError(file: folder, .cannotOpen(reason: "none of model.safetensors, its sharded index model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json is present")))
+    }
+
+    static func openHuggingFaceWeights(_ weights: (path: String, sharded: Bool)) throws(ModelLoadError) -> any WeightSource {
         do throws(WeightFileError) {
-            if fm.fileExists(atPath: folder + "/model.safetensors") {
-                return try SafeTensorsFile(path: folder + "/model.safetensors")
-            } else if fm.fileExists(atPath: folder + "/model.safetensors.index.json") {
-                return try ShardedWeights(indexPath: folder + "/model.safetensors.index.json")
-            } else if fm.fileExists(atPath: folder + "/pytorch_model.bin") {
-                return try TorchCheckpoint(path: folder + "/pytorch_model.bin")
-            } else if fm.fileExists(atPath: folder + "/pytorch_model.bin.index.json") {
-                return try ShardedWeights(indexPath: folder + "/pytorch_model.bin.index.json")
-            }
-            throw WeightFileError(file: folder, .cannotOpen(reason: "none of model.safetensors, its sharded index model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json is present"))
+            if weights.sharded { return try ShardedWeights(indexPath: weights.path) }
+            return weights.path.hasSuffix(".safetensors") ? try SafeTensorsFile(path: weights.path) : try TorchCheckpoint(path: weights.path)
         } catch { throw .weightFile(error) }
     }
 

@@ -37,7 +37,7 @@ func indexedModel(_ options: ModelOptions, orientation: Bool = true, index: Phot
     }
     let found = try ModelFingerprint.searchedModel(clip, name: options.spec, in: index)
     if orientation && !found.pipeline.preprocessor.applyEXIFOrientation {
-        FileHandle.standardError.write(Data("clip: \(index.path): its \(options.spec) embeddings were made without EXIF orientation; `clip index` turns its rotated photos (the others keep theirs)\n".utf8))
+        FileHandle.standardError.write(Data("clip: \(index.path): searching its \(options.spec) embeddings made without EXIF orientation (they cover the most photos); `clip index` on all its folders turns its rotated photos (the others keep theirs)\n".utf8))
     }
     return found
 }
@@ -200,8 +200,8 @@ extension Index {
         @OptionGroup var model: ModelOptions
         @OptionGroup var index: IndexOptions
 
-        @Flag(help: "The embeddings were made from images turned by their EXIF orientation (clip embed --input-dir does; clip-retrieval's inference does not).")
-        var applyOrientation = false
+        @Flag(inversion: .prefixedNo, help: "Whether the embeddings were made from images turned by their EXIF orientation. Default: what the folder's metadata/preprocessing_N.json files (written by clip embed) say, else no (clip-retrieval's inference does not turn images).")
+        var applyOrientation: Bool?
 
         @Argument(help: "The folder holding img_emb/ and metadata/.")
         var input: String
@@ -211,7 +211,8 @@ extension Index {
                 let photoIndex = try index.open()
                 let lock = try photoIndex.lockForWriting()
                 defer { lock.release() }
-                let (_, indexed) = try indexedModel(model, orientation: applyOrientation, index: photoIndex, registering: true,
+                let orientation = try applyOrientation ?? RetrievalLayout.recordedOrientation(in: input) ?? false
+                let (_, indexed) = try indexedModel(model, orientation: orientation, index: photoIndex, registering: true,
                                                     towers: .textOnly)
                 let rows = try RetrievalLayout.importEmbeddings(from: input, into: photoIndex, model: indexed)
                 try VectorStore.refreshCache(index: photoIndex, model: indexed)

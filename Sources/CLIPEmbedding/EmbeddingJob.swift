@@ -267,9 +267,21 @@ public struct EmbeddingJob {
             progress?(report.taken)
         }
         try writeFailures(report.failed, directory: directory, part: part)
+        try writePreprocessing(directory: directory, part: part)
         try writer.finish()
         report.seconds = Date().timeIntervalSince(start)
         return report
+    }
+
+    /// `metadata/preprocessing_{N}.json`: how this partition's images were prepared, which clip-retrieval's layout
+    /// does not record: `{"exif_orientation": true}` when they were turned by their EXIF orientation, so that
+    /// `clip index import` files the embeddings under the matching model entry.
+    private func writePreprocessing(directory: String, part: Int) throws(EmbeddingJobError) {
+        let path = "\(directory)/metadata/preprocessing_\(part).json"
+        let text = "{\"exif_orientation\": \(pipeline.preprocessor.applyEXIFOrientation)}\n"
+        do { try OutputFile.write(Array(text.utf8), to: path) } catch {
+            throw EmbeddingJobError("\(path): cannot write (\(error.reason))")
+        }
     }
 
     /// `metadata/failed_{N}.jsonl`: the inputs left out, with why (always written, so a partition's record of its

@@ -242,7 +242,9 @@ func exifOrientation(_ b: UnsafeRawBufferPointer) -> Int? {
     for i in 0..<min(n, 1000) {
         let e = ifd + 2 + i * 12
         guard let tag = u16(e) else { return nil }
-        if tag == 0x0112, let type = u16(e + 2), type == 3, let v = u16(e + 8), (1...8).contains(v) { return v }
+        // SHORT as the standard says, or LONG as some writers store it (Pillow reads either).
+        if tag == 0x0112, let type = u16(e + 2), let v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : nil,
+           (1...8).contains(v) { return v }
     }
     return nil
 }

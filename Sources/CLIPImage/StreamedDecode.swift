@@ -78,22 +78,39 @@ extension ImagePreprocessor {
 }
 
 extension ImageFormat {
-    /// The EXIF orientation (1–8) an encoded JPEG or PNG declares, as the decoders read it, from its header alone
-    /// (no pixels are decoded; a progressive JPEG's scans are read); nil when it declares none, for other
-    /// formats (WebP's EXIF chunk is not read, by the decoder either), and when the header cannot be read.
-    public static func exifOrientation(encoded data: [UInt8], maxPixels: Int = 178_956_970) -> Int? {
+    /// What an encoded image's header says of its EXIF orientation, read as the decoders read it, without
+    /// decoding its pixels (a progressive JPEG's scans are read).
+    public enum OrientationRead: Equatable, Sendable {
+        /// The header was read: the orientation (1–8) it declares, or nil for none. Formats whose orientation the
+        /// decoders do not read (WebP's EXIF chunk) declare none.
+        case read(Int?)
+        /// The header could not be read (damaged, over `maxPixels`, out of memory): nothing is known.
+        case unreadable
+    }
+
+    public static func orientationRead(encoded data: [UInt8], maxPixels: Int = 178_956_970) -> OrientationRead {
         let format = data.withUnsafeBytes { sniff($0) }
-        guard format == .png || format == .jpeg, !data.isEmpty else { return nil }
-        return data.withUnsafeBufferPointer { bytes -> Int? in
+        guard let format else { return .unreadable }
+        guard format == .png || format == .jpeg else { return .read(nil) }
+        return data.withUnsafeBufferPointer { bytes -> OrientationRead in
             var stream = DecoderStream(format: format == .png ? .png : .jpeg)
             defer { stream.close() }
             var header = clip_image()
             defer { clip_image_free(&header) }
             var err = [CChar](repeating: 0, count: 512)
-            guard stream.open(bytes.baseAddress!, bytes.count, UInt64(max(maxPixels, 0)), &header, &err) == 0,
-                  let exif = header.exif, header.exif_size > 0 else { return nil }
-            return CLIPImage.exifOrientation(UnsafeRawBufferPointer(start: exif, count: header.exif_size))
+            guard stream.open(bytes.baseAddress!, bytes.count, UInt64(max(maxPixels, 0)), &header, &err) == 0 else {
+                return .unreadable
+            }
+            guard let exif = header.exif, header.exif_size > 0 else { return .read(nil) }
+            return .read(CLIPImage.exifOrientation(UnsafeRawBufferPointer(start: exif, count: header.exif_size)))
         }
+    }
+
+    /// The EXIF orientation (1–8) the header declares; nil when it declares none or cannot be read
+    /// (`orientationRead` tells the two apart).
+    public static func exifOrientation(encoded data: [UInt8], maxPixels: Int = 178_956_970) -> Int? {
+        if case .read(let o) = orientationRead(encoded: data, maxPixels: maxPixels) { return o }
+        return nil
     }
 }
 

@@ -215,16 +215,21 @@ public struct Indexer: Sendable {
             p.error = error.problemDescription
             return p
         }
-        let hash = w.knownHash ?? SHA256.hex(bytes)
+        // Hashed again even when the index knows a hash for an unchanged size and time: the bytes are read anyway,
+        // and a tag rewritten in place (exiftool -P keeps the time) must not keep the old content's hash.
+        let hash = SHA256.hex(bytes)
         p.hash = hash
+        let read = preprocessor.applyEXIFOrientation
+            ? ImageFormat.orientationRead(encoded: bytes, maxPixels: preprocessor.maxPixels) : .read(nil)
+        let orientation: Int? = if case .read(let o) = read { o } else { nil }
         // The size as shown: turned when the preprocessing turns the photo.
-        let orientation = preprocessor.applyEXIFOrientation ? ImageFormat.exifOrientation(encoded: bytes) : nil
         if let d = ImageFormat.dimensions(bytes) {
             (p.width, p.height) = (orientation ?? 1) >= 5 ? (d.height, d.width) : (d.width, d.height)
         }
         guard !embedded.contains(hash) else { return p }
-        // No turn declared: the pixels, and so the embedding, are those the unoriented entry holds.
-        if let unoriented, orientation == nil || orientation == 1, let v = index.storedEmbedding(hash, model: unoriented) {
+        // A header read that declares no turn: the pixels, and so the embedding, are those the unoriented entry
+        // holds. A header that could not be read is decoded like any other (its error, if any, recorded).
+        if let unoriented, read == .read(nil) || read == .read(1), let v = index.storedEmbedding(hash, model: unoriented) {
             p.carried = v
             return p
         }

@@ -52,20 +52,28 @@ public enum ModelFingerprint {
     }
 
     /// The model to search an index with: the entry of `pipeline` as it is, or, when the pipeline turns images by
-    /// their EXIF orientation and the index holds only embeddings made without (an index from before swift-clip
-    /// applied it, or imported from a program that does not), that entry with the pipeline that matches it:
-    /// image queries must be prepared as the index's images were.
+    /// their EXIF orientation and the index also holds embeddings made without (an index from before swift-clip
+    /// applied it, or imported from a program that does not), whichever entry covers more of the live files, with
+    /// the pipeline that matches it (image queries must be prepared as the index's images were). So an index whose
+    /// first oriented run covered one folder of many, or was interrupted, is still searched whole; the oriented
+    /// entry takes over once it covers as much.
     public static func searchedModel(_ pipeline: CLIPPipeline, name: String,
                                      in index: PhotoIndex) throws(IndexError) -> (pipeline: CLIPPipeline, model: IndexedModel) {
+        let plain = pipeline.orientingImages(false)
+        let unoriented = pipeline.preprocessor.applyEXIFOrientation
+            ? try? indexedModel(plain, name: name, in: index, registering: false) : nil
+        let oriented: IndexedModel
         do {
-            return (pipeline, try indexedModel(pipeline, name: name, in: index, registering: false))
+            oriented = try indexedModel(pipeline, name: name, in: index, registering: false)
         } catch {
-            guard pipeline.preprocessor.applyEXIFOrientation,
-                  let model = try? indexedModel(pipeline.orientingImages(false), name: name, in: index, registering: false) else {
-                throw error
-            }
-            return (pipeline.orientingImages(false), model)
+            guard let unoriented else { throw error }
+            return (plain, unoriented)
         }
+        guard let unoriented else { return (pipeline, oriented) }
+        // Live rows of each entry, from their vector caches (mapped; the search opens the chosen one next).
+        let covered = try VectorStore.load(index: index, model: oriented).count
+        let coveredBefore = try VectorStore.load(index: index, model: unoriented).count
+        return covered >= coveredBefore ? (pipeline, oriented) : (plain, unoriented)
     }
 
     /// For an index run that turns images: the same weights' entry made without orientation, when the index holds

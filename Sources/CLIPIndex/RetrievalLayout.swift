@@ -58,6 +58,29 @@ public enum RetrievalLayout {
     /// the index as embeddings of `model`. A row whose file exists here is keyed by the file's content hash (so
     /// a later `clip index` of it reuses the embedding); one whose file does not is recorded by path. Returns
     /// the rows imported. Each part is one transaction.
+    /// Whether the embeddings in `directory` were made from images turned by their EXIF orientation, as the
+    /// `metadata/preprocessing_{N}.json` files `clip embed` writes say; nil when none says (clip-retrieval's own
+    /// output), an error when partitions disagree.
+    public static func recordedOrientation(in directory: String) throws(IndexError) -> Bool? {
+        let folder = "\(directory)/metadata"
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+            .filter { $0.hasPrefix("preprocessing_") && $0.hasSuffix(".json") }.sorted()
+        var seen = Set<Bool>()
+        for name in names {
+            let path = "\(folder)/\(name)"
+            guard let bytes = try? RegularFile.contents(of: path, limit: 1 << 16),
+                  let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+                  let flag = object["exif_orientation"] as? Bool else {
+                throw IndexError("\(path): not {\"exif_orientation\": true|false}")
+            }
+            seen.insert(flag)
+        }
+        guard seen.count <= 1 else {
+            throw IndexError("\(folder): some partitions were embedded with EXIF orientation and some without; import them separately")
+        }
+        return seen.first
+    }
+
     public static func importEmbeddings(from directory: String, into index: PhotoIndex,
                                         model: IndexedModel) throws(IndexError) -> Int {
         var part = 0, total = 0

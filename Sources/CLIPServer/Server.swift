@@ -27,12 +27,15 @@ public struct ServedIndex: Sendable {
     }
 }
 
-/// The served search, reopened when the index changed (a `clip index` run in another process): asked at most once
-/// per `recheckInterval`, so a busy server pays one SQLite read per interval, not per request.
+/// The served search, reopened when the index changed (a `clip index` run in another process). At most once per
+/// `recheckInterval` a request starts a check in the background and goes on with the search it has; the check (one
+/// SQLite read when nothing changed; otherwise the vector cache takes in the changed rows, which may wait for
+/// another process's lock or rewrite the cache) swaps the new search in when it is done. Requests never wait for it.
 final class LiveSearch: Sendable {
     private struct State {
         var search: PhotoSearch
         var checked: ContinuousClock.Instant
+        var checking = false
         var failing: String?
     }
     private let state: Mutex<State>
@@ -40,28 +43,40 @@ final class LiveSearch: Sendable {
     private let logger = Logger(label: "clip-serve.index")
 
     init(_ search: PhotoSearch, recheckInterval: Duration) {
-        state = Mutex(State(search: search, checked: .now, failing: nil))
+        state = Mutex(State(search: search, checked: .now))
         self.recheckInterval = recheckInterval
     }
 
     func current() -> PhotoSearch {
+        let (search, start) = state.withLock { s -> (PhotoSearch, Bool) in
+            guard !s.checking, ContinuousClock.now - s.checked >= recheckInterval else { return (s.search, false) }
+            s.checking = true
+            return (s.search, true)
+        }
+        if start {
+            Thread.detachNewThread { [self] in recheck(search) }
+        }
+        return search
+    }
+
+    private func recheck(_ search: PhotoSearch) {
+        let outcome = Result { () throws(IndexError) -> PhotoSearch in try search.current() }
         state.withLock { s in
-            let now = ContinuousClock.now
-            guard now - s.checked >= recheckInterval else { return s.search }
-            s.checked = now
-            do {
-                s.search = try s.search.current()
+            s.checking = false
+            s.checked = .now
+            switch outcome {
+            case .success(let next):
+                s.search = next
                 if s.failing != nil { logger.notice("the index can be read again; serving it as it is now") }
                 s.failing = nil
-            } catch {
+            case .failure(let error):
                 // The vectors already open stay served (a database being restored, a disk gone for a moment);
-                // said once, not per request.
-                if s.failing != "\(error)" {
+                // said once, not per check.
+                if s.failing != error.description {
                     logger.error("cannot reopen the index; serving its vectors as they were", metadata: ["error": "\(error)"])
                 }
-                s.failing = "\(error)"
+                s.failing = error.description
             }
-            return s.search
         }
     }
 }

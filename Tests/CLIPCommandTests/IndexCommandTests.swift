@@ -110,4 +110,17 @@ func indexOrientationThroughTheCommand() throws {
     #expect(taken.status == 0 && taken.stdout.contains("2 embedded") && taken.stdout.contains("1 not rotated"), "\(taken.stdout) \(taken.stderr)")
     let after = try runClip(["search", "--db", db, "a picture"])
     #expect(after.status == 0 && !after.stderr.contains("without EXIF orientation"), "\(after.stderr)")
+
+    // clip embed --input-dir turns photos and records it; clip index import files them accordingly.
+    let embedded = try runClip(["embed", "--input-dir", "\(dir)/photos", "--output-dir", "\(dir)/out"])
+    #expect(embedded.status == 0, "\(embedded.stderr)")
+    let recorded = try String(contentsOfFile: "\(dir)/out/metadata/preprocessing_0.json", encoding: .utf8)
+    #expect(recorded.contains("\"exif_orientation\": true"), "\(recorded)")
+    for (flags, note) in [([String](), false), (["--no-apply-orientation"], true)] {
+        let imported = "\(dir)/imported\(flags.count).sqlite"
+        let r = try runClip(["index", "import", "\(dir)/out", "--db", imported] + flags)
+        #expect(r.status == 0 && r.stdout.contains("3 embeddings imported"), "\(r.stdout) \(r.stderr)")
+        let s = try runClip(["search", "--db", imported, "a picture"])
+        #expect(s.status == 0 && s.stderr.contains("without EXIF orientation") == note, "\(flags): \(s.stderr)")
+    }
 }

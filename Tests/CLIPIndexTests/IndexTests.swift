@@ -430,6 +430,36 @@ struct OrientationIndexTests {
         #expect(try stored(index, model, "b.jpg").width == 23)
     }
 
+    /// exiftool -P rewrites the orientation tag in place and keeps the modification time: size and time say
+    /// "unchanged", but a run that reads the bytes must not file them under the old content's hash.
+    @Test("a tag rewritten in place with size and time kept is hashed as the content it now is")
+    func tagRewrittenInPlace() throws {
+        let dir = try library("orient-rewrite")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = "\(dir)/photos/a.jpg", b = "\(dir)/photos/b.jpg"
+        let before = try FileManager.default.attributesOfItem(atPath: a)
+        let replacement = try Data(contentsOf: URL(fileURLWithPath: b))
+        try #require(replacement.count == (before[.size] as? Int), "the fixtures differ only in the tag's value")
+        let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let plain = try ModelFingerprint.indexedModel(shippedPipeline, name: "default", in: index, registering: true)
+        _ = try Indexer(index: index, pipeline: shippedPipeline, model: plain).run(folders: ["\(dir)/photos"])
+        var st = stat()
+        try #require(stat(a, &st) == 0)
+        try replacement.write(to: URL(fileURLWithPath: a))
+        // The time to the nanosecond, as exiftool -P keeps it.
+        #if canImport(Darwin)
+        var times = [st.st_atimespec, st.st_mtimespec]
+        #else
+        var times = [st.st_atim, st.st_mtim]
+        #endif
+        try #require(utimensat(AT_FDCWD, a, &times, 0) == 0)
+        let oriented = shippedPipeline.orientingImages()
+        let model = try ModelFingerprint.indexedModel(oriented, name: "default", in: index, registering: true)
+        _ = try Indexer(index: index, pipeline: oriented, model: model, unoriented: plain).run(folders: ["\(dir)/photos"])
+        let hashes = try index.read { db in try String.fetchAll(db, sql: "SELECT hash FROM files WHERE path LIKE '%.jpg' ORDER BY path") }
+        #expect(hashes.count == 2 && hashes[0] == hashes[1], "a.jpg now holds b.jpg's bytes")
+    }
+
     @Test("an index made without orientation is searched as it was, and a run with it keeps the unturned photos' embeddings")
     func takesOverAnUnorientedIndex() throws {
         let dir = try library("orient-migrate")
@@ -444,6 +474,8 @@ struct OrientationIndexTests {
         let unoriented = try #require(ModelFingerprint.unorientedModel(oriented, name: "default", in: index))
         #expect(unoriented.id == plain.id)
         let model = try ModelFingerprint.indexedModel(oriented, name: "default", in: index, registering: true)
+        // Registered, nothing embedded yet (a run that failed or was stopped at once): the older entry covers more.
+        #expect(try ModelFingerprint.searchedModel(oriented, name: "default", in: index).model.id == plain.id)
         let report = try Indexer(index: index, pipeline: oriented, model: model, unoriented: unoriented).run(folders: ["\(dir)/photos"])
         #expect((report.embedded, report.carriedOver, report.reused) == (2, 1, 0), "only the turned photos are encoded")
         #expect(try stored(index, model, "b.jpg").vector == (try stored(index, plain, "b.jpg").vector))
@@ -453,4 +485,18 @@ struct OrientationIndexTests {
         let again = try Indexer(index: index, pipeline: oriented, model: model, unoriented: unoriented).run(folders: ["\(dir)/photos"])
         #expect((again.unchanged, again.embedded, again.carriedOver) == (3, 0, 0))
     }
+}
+
+@Test("the orientation clip embed records is read back for an import; partitions that disagree are refused")
+func recordedOrientationOfAnExport() throws {
+    let dir = try scratchDirectory("recorded-orientation")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try FileManager.default.createDirectory(atPath: "\(dir)/metadata", withIntermediateDirectories: true)
+    #expect(try RetrievalLayout.recordedOrientation(in: dir) == nil, "clip-retrieval's own output says nothing")
+    try Data(#"{"exif_orientation": true}"#.utf8).write(to: URL(fileURLWithPath: "\(dir)/metadata/preprocessing_0.json"))
+    #expect(try RetrievalLayout.recordedOrientation(in: dir) == true)
+    try Data(#"{"exif_orientation": false}"#.utf8).write(to: URL(fileURLWithPath: "\(dir)/metadata/preprocessing_1.json"))
+    #expect(throws: IndexError.self) { try RetrievalLayout.recordedOrientation(in: dir) }
+    try Data("nonsense".utf8).write(to: URL(fileURLWithPath: "\(dir)/metadata/preprocessing_1.json"))
+    #expect(throws: IndexError.self) { try RetrievalLayout.recordedOrientation(in: dir) }
 }
