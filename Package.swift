@@ -48,7 +48,10 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"]), .brew(["jpeg-turbo"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
         .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"]), .brew(["webp"])]),
-        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP"]),
+        // HEIC (iPhones) through libheif with its HEVC decoder; AVIF through libavif, as Pillow reads it.
+        .systemLibrary(name: "CHeif", pkgConfig: "libheif", providers: [.apt(["libheif-dev"]), .brew(["libheif"])]),
+        .systemLibrary(name: "CAvif", pkgConfig: "libavif", providers: [.apt(["libavif-dev"]), .brew(["libavif"])]),
+        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif"]),
         // Image decoding and the reference preprocessing; independent of the model.
         .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"]),
         // Neural-network layers that load their own named parameters.

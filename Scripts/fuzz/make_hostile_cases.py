@@ -383,6 +383,27 @@ def main():
     case("progressive JPEG with 1,000 repeated scans", ["preprocess", "--output", path("scans.npy"), path("scans.jpg")],
          "scans.jpg")
 
+    # HEIC (libheif) and AVIF (libavif): a size past any limit in the image's ispe box, a file cut in half, a box
+    # whose size field claims 4 GiB.
+    heif_dir = os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/heif")
+    for source in ("heic_rgb.heic", "avif_rgb.avif"):
+        data = open(os.path.join(heif_dir, source), "rb").read()
+        stem, ext = source.split(".")
+        i = data.index(b"ispe")
+        # Every ispe (the image's, its tiles', a thumbnail's) claims 65535 x 65535.
+        bomb = data
+        j = bomb.find(b"ispe")
+        while j >= 0:
+            bomb = bomb[:j + 8] + struct.pack(">II", 65535, 65535) + bomb[j + 16:]
+            j = bomb.find(b"ispe", j + 4)
+        variants = {"bomb": bomb, "truncated": data[:len(data) // 2],
+                    "box4g": data[:i - 4] + struct.pack(">I", 0xFFFFFFFF) + data[i:]}
+        for kind, blob in variants.items():
+            fname = f"{stem}_{kind}.{ext}"
+            with open(path(fname), "wb") as f:
+                f.write(blob)
+            case(f"{ext.upper()} {kind}", ["preprocess", "--output", path(fname + ".npy"), path(fname)], fname)
+
     # 200,000 zero-size extra tensors.
     t = dict(base)
     for i in range(200_000):

@@ -47,6 +47,10 @@ int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t
         *height = h;
         return 0;
     }
+    if (size >= 12 && memcmp(data + 4, "ftyp", 4) == 0) {
+        if (memcmp(data + 8, "avif", 4) == 0 || memcmp(data + 8, "avis", 4) == 0) return clip_avif_probe(data, size, width, height);
+        return clip_heif_probe(data, size, width, height);
+    }
     if (size >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0) {
         int w = 0, h = 0;
         if (!WebPGetInfo(data, size, &w, &h)) return -1;

@@ -76,7 +76,7 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
         switch problem {
         case .unreadable(let m): what = "cannot read: \(m)"
         case .empty: what = "file is empty (0 bytes)"
-        case .unknownFormat(let kind): what = "not a JPEG, PNG or WebP image (it looks like \(kind))"
+        case .unknownFormat(let kind): what = "not a JPEG, PNG, WebP, HEIC or AVIF image (it looks like \(kind))"
         case .unsupported(let m): what = m
         case .corrupt(let m): what = m
         case .tooManyPixels(let m): what = m
@@ -89,9 +89,16 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
 /// The image formats the decoders read.
 public enum ImageFormat: String, Sendable {
     case jpeg, png, webp
+    /// HEIF (HEIC from iPhones) and AVIF, through libheif.
+    case heif
 
     /// File-name extensions (lowercase, without the dot) of the formats the decoders read.
-    public static let fileExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
+    public static let fileExtensions: Set<String> = ["jpg", "jpeg", "png", "webp", "heic", "heif", "hif", "avif"]
+
+    /// ISO-media brands of still images libheif decodes (HEVC-coded HEIF and AV1-coded AVIF, single images and
+    /// collections); other `ftyp` files are videos.
+    static let heifBrands: Set<String> = ["heic", "heix", "hevc", "hevx", "heim", "heis", "hevm", "hevs", "mif1", "msf1",
+                                          "avif", "avis"]
 
     /// Whether a path's extension names a readable format (case-insensitive).
     public static func hasImageExtension(_ path: String) -> Bool {
@@ -115,6 +122,10 @@ public enum ImageFormat: String, Sendable {
         if bytes.count >= 12 && Array(bytes[0..<4]) == Array("RIFF".utf8) && Array(bytes[8..<12]) == Array("WEBP".utf8) {
             return .webp
         }
+        if bytes.count >= 12 && Array(bytes[4..<8]) == Array("ftyp".utf8),
+           heifBrands.contains(String(decoding: bytes[8..<12], as: UTF8.self)) {
+            return .heif
+        }
         return nil
     }
 }
@@ -129,9 +140,6 @@ func describeContent(_ bytes: UnsafeRawBufferPointer) -> String {
         return "a TIFF image (or camera RAW), which is not supported"
     }
     if head.count >= 12 && Array(head[4..<8]) == Array("ftyp".utf8) {
-        let brand = String(decoding: head[8..<12], as: UTF8.self)
-        if ["heic", "heix", "hevc", "mif1", "msf1", "heim", "heis"].contains(brand) { return "a HEIC/HEIF image, which is not supported" }
-        if ["avif", "avis"].contains(brand) { return "an AVIF image, which is not supported" }
         return "an MP4/QuickTime video or other ISO media file"
     }
     if starts("%PDF") { return "a PDF document" }
@@ -147,7 +155,7 @@ func describeContent(_ bytes: UnsafeRawBufferPointer) -> String {
     return "binary data of no known image format"
 }
 
-/// Decodes JPEG, PNG and WebP data. `maxPixels` is checked against the header before pixel memory is
+/// Decodes JPEG, PNG, WebP, HEIF/HEIC and AVIF data. `maxPixels` is checked against the header before pixel memory is
 /// allocated (Pillow refuses above 178,956,970 pixels, twice its warning threshold).
 public func decodeImage(_ data: [UInt8], name: String, maxPixels: Int = 178_956_970) throws(ImageError) -> DecodedImage {
     guard !data.isEmpty else { throw ImageError(file: name, .empty) }
@@ -179,6 +187,10 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
         case .jpeg: code = clip_decode_jpeg(base, raw.count, limit, &img, &err, err.count)
         case .png: code = clip_decode_png(base, raw.count, limit, &img, &err, err.count)
         case .webp: code = clip_decode_webp(base, raw.count, limit, &img, &err, err.count)
+        case .heif:
+            let brand = raw.count >= 12 ? String(decoding: UnsafeRawBufferPointer(rebasing: raw[8..<12]), as: UTF8.self) : ""
+            code = ["avif", "avis"].contains(brand) ? clip_decode_avif(base, raw.count, limit, &img, &err, err.count)
+                : clip_decode_heif(base, raw.count, limit, &img, &err, err.count)
         }
         failure = decodeError(code, err, name: name)
         initialized = failure == nil && img.owns_pixels == 0 ? Int(img.width) * Int(img.height) * Int(img.channels) : 0
@@ -225,8 +237,18 @@ func decodeError(_ code: Int32, _ err: [CChar], name: String) -> ImageError? {
     }
 }
 
-/// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed.
-func exifOrientation(_ b: UnsafeRawBufferPointer) -> Int? {
+/// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed. A HEIF/AVIF
+/// Exif item's block may come after a 4-byte offset and "Exif\0\0": those are skipped.
+func exifOrientation(_ block: UnsafeRawBufferPointer) -> Int? {
+    var b = block
+    if b.count >= 10, !(b[0] == 0x49 && b[1] == 0x49) && !(b[0] == 0x4D && b[1] == 0x4D) {
+        let offset = Int(b[0]) << 24 | Int(b[1]) << 16 | Int(b[2]) << 8 | Int(b[3])
+        guard offset >= 0, 4 + offset < b.count else { return nil }
+        b = UnsafeRawBufferPointer(rebasing: b[(4 + offset)...])
+        if b.count >= 6, b[0] == 0x45, b[1] == 0x78, b[2] == 0x69, b[3] == 0x66, b[4] == 0, b[5] == 0 {
+            b = UnsafeRawBufferPointer(rebasing: b[6...])
+        }
+    }
     guard b.count >= 8 else { return nil }
     let little: Bool
     if b[0] == 0x49 && b[1] == 0x49 { little = true } else if b[0] == 0x4D && b[1] == 0x4D { little = false } else { return nil }

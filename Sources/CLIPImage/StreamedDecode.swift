@@ -91,6 +91,17 @@ extension ImageFormat {
     public static func orientationRead(encoded data: [UInt8], maxPixels: Int = 178_956_970) -> OrientationRead {
         let format = data.withUnsafeBytes { sniff($0) }
         guard let format else { return .unreadable }
+        if format == .heif {
+            // AVIF reports irot/imir as an orientation (as Pillow does); libheif turns HEIC pixels itself.
+            guard data.count >= 12, ["avif", "avis"].contains(String(decoding: data[8..<12], as: UTF8.self)) else { return .read(nil) }
+            return data.withUnsafeBufferPointer { bytes -> OrientationRead in
+                var header = clip_image()
+                defer { clip_image_free(&header) }
+                guard clip_avif_header(bytes.baseAddress!, bytes.count, &header) == 0 else { return .unreadable }
+                guard let exif = header.exif, header.exif_size > 0 else { return .read(nil) }
+                return .read(CLIPImage.exifOrientation(UnsafeRawBufferPointer(start: exif, count: header.exif_size)))
+            }
+        }
         guard format == .png || format == .jpeg else { return .read(nil) }
         return data.withUnsafeBufferPointer { bytes -> OrientationRead in
             var stream = DecoderStream(format: format == .png ? .png : .jpeg)

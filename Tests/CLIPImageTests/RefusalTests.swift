@@ -45,7 +45,7 @@ func truncatedFileIsRefused(_ file: String) throws {
     ("GIF89a\u{1}\u{0}\u{1}\u{0}", "GIF"),
     ("%PDF-1.7\n%secret", "PDF"),
     ("SQLite format 3\u{0}secret", "SQLite"),
-    ("\u{0}\u{0}\u{0}\u{18}ftypheic\u{0}\u{0}", "HEIC"),
+    ("\u{0}\u{0}\u{0}\u{18}ftypisom\u{0}\u{0}", "video"),
     ("\u{0}\u{1}\u{2}\u{3}\u{FF}secret", "binary data"),
 ])
 func unknownDataIsDescribedByKind(content: String, kind: String) {

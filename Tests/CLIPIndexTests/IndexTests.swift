@@ -500,3 +500,24 @@ func recordedOrientationOfAnExport() throws {
     try Data("nonsense".utf8).write(to: URL(fileURLWithPath: "\(dir)/metadata/preprocessing_1.json"))
     #expect(throws: IndexError.self) { try RetrievalLayout.recordedOrientation(in: dir) }
 }
+
+@Test("HEIC and AVIF photos are found, embedded and turned like the others")
+func indexesHEICAndAVIF() throws {
+    let dir = try scratchDirectory("heif-index")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let fixtures = testsDirectory.appendingPathComponent("CLIPImageTests/Fixtures/heif").path
+    try FileManager.default.createDirectory(atPath: "\(dir)/photos", withIntermediateDirectories: true)
+    for name in ["heic_rgb.heic", "heic_rotated.heic", "avif_rgba.avif", "avif_rotated.avif"] {
+        try FileManager.default.copyItem(atPath: "\(fixtures)/\(name)", toPath: "\(dir)/photos/\(name)")
+    }
+    let oriented = shippedPipeline.orientingImages()
+    let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+    let model = try ModelFingerprint.indexedModel(oriented, name: "default", in: index, registering: true)
+    let report = try Indexer(index: index, pipeline: oriented, model: model).run(folders: ["\(dir)/photos"])
+    #expect(report.scanned == 4 && report.embedded == 4 && report.failed.isEmpty, "\(report.failed)")
+    let sizes = try index.read { db in
+        try Row.fetchAll(db, sql: "SELECT path, width, height FROM files ORDER BY path").map { [$0[0] as String, "\($0[1] as Int)x\($0[2] as Int)"] }
+    }
+    // As shown: the AVIF's irot turns it; libheif has already turned the HEIC.
+    #expect(sizes.contains(["photos/avif_rotated.avif", "26x40"]) && sizes.contains(["photos/heic_rotated.heic", "26x40"]), "\(sizes)")
+}

@@ -45,6 +45,15 @@ enum { CLIP_IMAGE_OK = 0, CLIP_IMAGE_CORRUPT = 1, CLIP_IMAGE_TOO_LARGE = 2, CLIP
 int clip_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
 int clip_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
 int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+/// HEIF/HEIC and AVIF (libheif): the primary image with its rotation and mirroring applied, RGB or RGBA, 8-bit.
+int clip_decode_heif(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+/// Width and height of a HEIF file's primary image as decoded (rotation applied), from its boxes alone.
+int clip_heif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+/// AVIF (libavif): the first image as stored, RGB or RGBA, 8-bit; irot/imir reported as an EXIF orientation.
+int clip_decode_avif(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+int clip_avif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+/// An AVIF file's size and orientation (as `exif`) from its boxes, without decoding (0, or -1 when unreadable).
+int clip_avif_header(const uint8_t *data, size_t size, clip_image *out);
 void clip_image_free(clip_image *img);
 
 /// PNG in two steps, for images too large to hold decoded: `clip_png_open` reads the header and sets `out`'s
@@ -76,7 +85,7 @@ void clip_image_reset(clip_image *img);
 uint8_t *clip_image_pixels(clip_image *img, size_t bytes);
 void clip_image_drop_pixels(clip_image *img, uint8_t *pixels);
 
-/// Width and height from a JPEG, PNG or WebP header without decoding (0 on success, -1 when unknown).
+/// Width and height from a JPEG, PNG, WebP, HEIF or AVIF header without decoding (0 on success, -1 when unknown).
 int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
 
 /// Pillow's resampling filters: BICUBIC (a = -0.5, support 2) and BILINEAR (a triangle, support 1).
