@@ -62,6 +62,11 @@ def main():
         Image.fromarray(picture(40, 26)).save(p, format="AVIF", quality=90, exif=exif.tobytes())
     made["avif_rotated.avif"] = avif_rotated
 
+    def avif_animated(p):
+        frames = [Image.fromarray(picture(45, 31)), Image.fromarray(255 - picture(45, 31))]
+        frames[0].save(p, format="AVIF", quality=90, save_all=True, append_images=frames[1:], duration=100)
+    made["avif_animated.avif"] = avif_animated
+
     tensors, manifest = {}, []
     for name, make in made.items():
         path = os.path.join(OUT, name)

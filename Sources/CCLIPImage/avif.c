@@ -18,7 +18,8 @@ static int irot_imir_orientation(const avifImage *image) {
     return table[angle][mirror + 1];
 }
 
-/// The orientation as a TIFF-structured EXIF block of one tag (irot/imir), or the file's Exif item, into `out`.
+/// The orientation irot/imir stand for, as a TIFF-structured EXIF block of one tag, into `out`. Only these boxes:
+/// Pillow's AVIF plugin sets the Orientation from them (1 without), whatever an Exif item says.
 static void keep_orientation(const avifImage *image, clip_image *out) {
     if (image->transformFlags & (AVIF_TRANSFORM_IROT | AVIF_TRANSFORM_IMIR)) {
         static const uint8_t block[26] = {'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -28,10 +29,14 @@ static void keep_orientation(const avifImage *image, clip_image *out) {
             out->exif[18] = (uint8_t)irot_imir_orientation(image);
             out->exif_size = sizeof block;
         }
-    } else if (image->exif.size > 0 && image->exif.size < (1u << 24)) {
-        out->exif = malloc(image->exif.size);
-        if (out->exif) { memcpy(out->exif, image->exif.data, image->exif.size); out->exif_size = image->exif.size; }
     }
+}
+
+/// libavif's result with its diagnostic, on one line.
+static void describe(char *err, size_t errlen, const char *what, avifResult r, const avifDecoder *decoder) {
+    const char *detail = decoder->diag.error[0] ? decoder->diag.error : "";
+    snprintf(err, errlen, "%s: %s%s%s", what, avifResultToString(r), detail[0] ? ": " : "", detail);
+    for (size_t i = 0; err[i]; i++) if ((unsigned char)err[i] < 0x20) err[i] = ' ';
 }
 
 int clip_avif_header(const uint8_t *data, size_t size, clip_image *out) {
@@ -40,7 +45,6 @@ int clip_avif_header(const uint8_t *data, size_t size, clip_image *out) {
     if (!decoder) return -1;
     int result = -1;
     decoder->strictFlags = AVIF_STRICT_DISABLED;
-    decoder->imageCountLimit = 1;
     if (avifDecoderSetIOMemory(decoder, data, size) == AVIF_RESULT_OK && avifDecoderParse(decoder) == AVIF_RESULT_OK) {
         out->width = (int32_t)decoder->image->width;
         out->height = (int32_t)decoder->image->height;
@@ -72,17 +76,19 @@ int clip_decode_avif(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         snprintf(err, errlen, "out of memory for the AVIF reader");
         return CLIP_IMAGE_NO_MEMORY;
     }
-    // One thread: the caller decodes several images at once, one per core. The first image of a sequence only.
+    // One thread: the caller decodes several images at once, one per core. Of a sequence, the first image is
+    // decoded (as Pillow opens it); libavif's default bounds the frames a file may declare.
     decoder->maxThreads = 1;
-    decoder->imageCountLimit = 1;
     decoder->strictFlags = AVIF_STRICT_DISABLED;
     decoder->imageSizeLimit = max_pixels > AVIF_DEFAULT_IMAGE_SIZE_LIMIT ? AVIF_DEFAULT_IMAGE_SIZE_LIMIT : (uint32_t)max_pixels;
     int code = CLIP_IMAGE_OK;
     avifResult r = avifDecoderSetIOMemory(decoder, data, size);
     if (r == AVIF_RESULT_OK) r = avifDecoderParse(decoder);
     if (r != AVIF_RESULT_OK) {
-        snprintf(err, errlen, "corrupt or truncated AVIF: %s", avifResultToString(r));
-        code = r == AVIF_RESULT_NOT_IMPLEMENTED ? CLIP_IMAGE_UNSUPPORTED : CLIP_IMAGE_CORRUPT;
+        describe(err, errlen, "corrupt or truncated AVIF", r, decoder);
+        // libavif refuses a grid past its size limit while parsing: a size problem, not damage.
+        code = r == AVIF_RESULT_NOT_IMPLEMENTED ? CLIP_IMAGE_UNSUPPORTED
+             : strstr(decoder->diag.error, "too large") ? CLIP_IMAGE_TOO_LARGE : CLIP_IMAGE_CORRUPT;
         goto done;
     }
     uint32_t w = decoder->image->width, h = decoder->image->height;
@@ -100,11 +106,17 @@ int clip_decode_avif(const uint8_t *data, size_t size, uint64_t max_pixels, clip
     }
     r = avifDecoderNextImage(decoder);
     if (r != AVIF_RESULT_OK) {
-        snprintf(err, errlen, "corrupt AVIF image data: %s", avifResultToString(r));
+        describe(err, errlen, "corrupt AVIF image data", r, decoder);
         code = CLIP_IMAGE_CORRUPT;
         goto done;
     }
     avifImage *image = decoder->image;
+    // The buffer below is sized from the parsed size: the decoded image must have it.
+    if (image->width != w || image->height != h) {
+        snprintf(err, errlen, "the AVIF image decoded as %ux%u, not the %ux%u it declares", image->width, image->height, w, h);
+        code = CLIP_IMAGE_CORRUPT;
+        goto done;
+    }
     int alpha = image->alphaPlane != NULL;
     avifRGBImage rgb;
     avifRGBImageSetDefaults(&rgb, image);

@@ -18,10 +18,22 @@ static int fail(char *err, size_t errlen, struct heif_error e, const char *what,
     return code;
 }
 
+int clip_isobmff_is_avif(const uint8_t *data, size_t size) {
+    if (size < 16 || memcmp(data + 4, "ftyp", 4) != 0) return 0;
+    if (memcmp(data + 8, "avif", 4) == 0 || memcmp(data + 8, "avis", 4) == 0) return 1;
+    // A general major brand (mif1, msf1) with AVIF among the compatible ones, and not HEIC.
+    uint32_t box = (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
+    size_t end = box < 16 ? 16 : (box > size ? size : box);
+    int avif = 0, heic = 0;
+    for (size_t i = 16; i + 4 <= end; i += 4) {
+        if (memcmp(data + i, "avif", 4) == 0 || memcmp(data + i, "avis", 4) == 0) avif = 1;
+        if (memcmp(data + i, "heic", 4) == 0 || memcmp(data + i, "heix", 4) == 0) heic = 1;
+    }
+    return avif && !heic;
+}
+
 int clip_heif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height) {
-    if (size < 12 || memcmp(data + 4, "ftyp", 4) != 0) return -1;
-    enum heif_filetype_result t = heif_check_filetype(data, (int)(size > 0x7fffffff ? 0x7fffffff : size));
-    if (t != heif_filetype_yes_supported) return -1;
+    if (size < 12 || size > 0x7fffffff || memcmp(data + 4, "ftyp", 4) != 0) return -1;
     struct heif_context *ctx = heif_context_alloc();
     if (!ctx) return -1;
     int result = -1;
@@ -39,8 +51,10 @@ int clip_heif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t 
 
 int clip_decode_heif(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen) {
     clip_image_reset(out);
-    if (size < 12 || size > 0x7fffffff || heif_check_filetype(data, (int)size) != heif_filetype_yes_supported) {
-        snprintf(err, errlen, "not a HEIF or AVIF file libheif reads (an unknown brand, or the file is truncated)");
+    // The brands are libheif's to judge as it reads (a mif1 file with HEIC inside is common); only the size is
+    // checked here, for the int libheif takes.
+    if (size < 12 || size > 0x7fffffff) {
+        snprintf(err, errlen, "a HEIF file of %zu bytes (at most 2 GiB are read)", size);
         return CLIP_IMAGE_CORRUPT;
     }
     struct heif_context *ctx = heif_context_alloc();
@@ -48,6 +62,8 @@ int clip_decode_heif(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         snprintf(err, errlen, "out of memory for the HEIF reader");
         return CLIP_IMAGE_NO_MEMORY;
     }
+    // No threads of its own for grid tiles: callers decode one image per core already.
+    heif_context_set_max_decoding_threads(ctx, 0);
     // libheif's own security limits stay at their defaults (a side of 32768, and more): a file whose boxes claim
     // more is refused as it is read; the pixel limit below applies to the size the image will have.
     struct heif_image_handle *handle = NULL;

@@ -48,7 +48,7 @@ int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t
         return 0;
     }
     if (size >= 12 && memcmp(data + 4, "ftyp", 4) == 0) {
-        if (memcmp(data + 8, "avif", 4) == 0 || memcmp(data + 8, "avis", 4) == 0) return clip_avif_probe(data, size, width, height);
+        if (clip_isobmff_is_avif(data, size)) return clip_avif_probe(data, size, width, height);
         return clip_heif_probe(data, size, width, height);
     }
     if (size >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0) {

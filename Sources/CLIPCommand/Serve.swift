@@ -200,9 +200,11 @@ enum ModelHubNames {
     static func display(_ spec: String, pretrained: String? = nil) -> String {
         if let pretrained { return "\(spec.replacingOccurrences(of: "/", with: "-"))__\(pretrained)" }
         if spec == "default" { return "swift-clip-shapes" }
-        if !spec.hasPrefix("hf-hub:"), FileManager.default.fileExists(atPath: spec) {
+        var isFolder: ObjCBool = false
+        if !spec.hasPrefix("hf-hub:"), FileManager.default.fileExists(atPath: spec, isDirectory: &isFolder) {
             let name = (spec as NSString).lastPathComponent
-            let stem = (name as NSString).deletingPathExtension
+            // A folder's name is its name (x.v2 stays x.v2); a file's loses its extension.
+            let stem = isFolder.boolValue ? name : (name as NSString).deletingPathExtension
             return stem.isEmpty ? name : stem
         }
         return spec

@@ -115,6 +115,12 @@ public enum ImageFormat: String, Sendable {
         return ok ? (Int(w), Int(h)) : nil
     }
 
+    /// Whether ISO-media bytes are AVIF (read by libavif) rather than HEIC (libheif): the major brand, or a general
+    /// one (mif1) that lists AVIF and not HEIC among the compatible brands.
+    public static func isAVIF(_ data: [UInt8]) -> Bool {
+        data.withUnsafeBufferPointer { $0.baseAddress.map { clip_isobmff_is_avif($0, data.count) != 0 } ?? false }
+    }
+
     /// The format named by a file's first bytes, or nil.
     public static func sniff(_ bytes: UnsafeRawBufferPointer) -> ImageFormat? {
         if bytes.count >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF { return .jpeg }
@@ -188,8 +194,7 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
         case .png: code = clip_decode_png(base, raw.count, limit, &img, &err, err.count)
         case .webp: code = clip_decode_webp(base, raw.count, limit, &img, &err, err.count)
         case .heif:
-            let brand = raw.count >= 12 ? String(decoding: UnsafeRawBufferPointer(rebasing: raw[8..<12]), as: UTF8.self) : ""
-            code = ["avif", "avis"].contains(brand) ? clip_decode_avif(base, raw.count, limit, &img, &err, err.count)
+            code = clip_isobmff_is_avif(base, raw.count) != 0 ? clip_decode_avif(base, raw.count, limit, &img, &err, err.count)
                 : clip_decode_heif(base, raw.count, limit, &img, &err, err.count)
         }
         failure = decodeError(code, err, name: name)
@@ -237,18 +242,8 @@ func decodeError(_ code: Int32, _ err: [CChar], name: String) -> ImageError? {
     }
 }
 
-/// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed. A HEIF/AVIF
-/// Exif item's block may come after a 4-byte offset and "Exif\0\0": those are skipped.
-func exifOrientation(_ block: UnsafeRawBufferPointer) -> Int? {
-    var b = block
-    if b.count >= 10, !(b[0] == 0x49 && b[1] == 0x49) && !(b[0] == 0x4D && b[1] == 0x4D) {
-        let offset = Int(b[0]) << 24 | Int(b[1]) << 16 | Int(b[2]) << 8 | Int(b[3])
-        guard offset >= 0, 4 + offset < b.count else { return nil }
-        b = UnsafeRawBufferPointer(rebasing: b[(4 + offset)...])
-        if b.count >= 6, b[0] == 0x45, b[1] == 0x78, b[2] == 0x69, b[3] == 0x66, b[4] == 0, b[5] == 0 {
-            b = UnsafeRawBufferPointer(rebasing: b[6...])
-        }
-    }
+/// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed.
+func exifOrientation(_ b: UnsafeRawBufferPointer) -> Int? {
     guard b.count >= 8 else { return nil }
     let little: Bool
     if b[0] == 0x49 && b[1] == 0x49 { little = true } else if b[0] == 0x4D && b[1] == 0x4D { little = false } else { return nil }

@@ -93,8 +93,8 @@ extension ImageFormat {
         guard let format else { return .unreadable }
         if format == .heif {
             // AVIF reports irot/imir as an orientation (as Pillow does); libheif turns HEIC pixels itself.
-            guard data.count >= 12, ["avif", "avis"].contains(String(decoding: data[8..<12], as: UTF8.self)) else { return .read(nil) }
             return data.withUnsafeBufferPointer { bytes -> OrientationRead in
+                guard clip_isobmff_is_avif(bytes.baseAddress!, bytes.count) != 0 else { return .read(nil) }
                 var header = clip_image()
                 defer { clip_image_free(&header) }
                 guard clip_avif_header(bytes.baseAddress!, bytes.count, &header) == 0 else { return .unreadable }

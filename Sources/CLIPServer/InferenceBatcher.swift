@@ -98,6 +98,8 @@ public final class InferenceBatcher: @unchecked Sendable {
     /// Seconds the last batch of each lane took: the queue's predicted drain time is counted at this pace.
     private var lastBatchSeconds = [0.0, 0.0]
     private var running = false
+    /// The batch being run, for the predicted wait: its lane and when it started.
+    private var current: (lane: Lane, started: ContinuousClock.Instant)?
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -163,15 +165,36 @@ public final class InferenceBatcher: @unchecked Sendable {
         }
         reserved += count
         observer?.depth(depth + count)
-        return Reservation(batcher: self, count: count)
+        return Reservation(batcher: self, count: count, deadline: deadline)
     }
 
-    /// Seconds until `extra` more inputs would be done: the running batch and the queue, by lane at each lane's
-    /// last batch time (inputs admitted but not yet queued, and the new ones, at the slower lane's). Under the lock.
+    /// Room for `delta` more inputs of a request that holds `own` already: refused like an admission when others
+    /// wait and the queue would pass its capacity or the deadline (a request is admitted on one input, before its
+    /// body says how many it brings).
+    fileprivate func claim(_ delta: Int, own: Int, deadline: Duration?) throws(BatcherError) {
+        condition.lock()
+        defer { condition.unlock() }
+        let depth = reserved + queues[0].count + queues[1].count
+        let limit = min(maxQueueWait, deadline ?? maxQueueWait).inSeconds
+        if depth > own && (depth + delta > capacity || predictedWait(adding: delta) > limit) {
+            observer?.rejected()
+            throw .overloaded(retryAfter: Self.retryAfter(drain: predictedWait(adding: 0)))
+        }
+        reserved += delta
+        observer?.depth(depth + delta)
+    }
+
+    /// Seconds until `extra` more inputs would be done: the rest of the batch being run (if one is), then the queue,
+    /// by lane at each lane's last batch time (inputs admitted but not yet queued, and the new ones, at the slower
+    /// lane's). Under the lock.
     private func predictedWait(adding extra: Int) -> Double {
         let slowest = lastBatchSeconds.max() ?? 0
         func batches(_ n: Int) -> Double { Double((n + maxBatch - 1) / maxBatch) }
-        return slowest + batches(queues[0].count) * lastBatchSeconds[0] + batches(queues[1].count) * lastBatchSeconds[1]
+        var rest = 0.0
+        if let current {
+            rest = max(0, lastBatchSeconds[current.lane.rawValue] - current.started.duration(to: .now).inSeconds)
+        }
+        return rest + batches(queues[0].count) * lastBatchSeconds[0] + batches(queues[1].count) * lastBatchSeconds[1]
             + batches(reserved + extra) * slowest
     }
 
@@ -188,18 +211,20 @@ public final class InferenceBatcher: @unchecked Sendable {
         let batcher: InferenceBatcher
         private let lock = NSLock()
         private var count: Int
+        private let deadline: Duration?
 
-        fileprivate init(batcher: InferenceBatcher, count: Int) { (self.batcher, self.count) = (batcher, count) }
+        fileprivate init(batcher: InferenceBatcher, count: Int, deadline: Duration?) {
+            (self.batcher, self.count, self.deadline) = (batcher, count, deadline)
+        }
 
-        /// Claims room for `total` inputs in all. Growing past capacity is allowed once admitted (a request is
-        /// never half-served); the per-request input limit bounds how far.
-        public func grow(to total: Int) {
-            let delta = lock.withLock { () -> Int in
-                let d = max(0, total - count)
-                count += d
-                return d
-            }
-            if delta > 0 { batcher.adjustReserved(by: delta) }
+        /// Claims room for `total` inputs in all, once the request knows how many it brings: refused (503) when
+        /// others wait and the queue cannot take them within its capacity and the deadline; a request alone in the
+        /// queue is always served, bounded by the per-request input limit.
+        public func grow(to total: Int) throws(BatcherError) {
+            let (own, delta) = lock.withLock { (count, max(0, total - count)) }
+            guard delta > 0 else { return }
+            try batcher.claim(delta, own: own, deadline: deadline)
+            lock.withLock { count += delta }
         }
 
         /// Runs inputs of one lane through the batcher; results in input order. The inputs are queued together, so
@@ -270,6 +295,7 @@ public final class InferenceBatcher: @unchecked Sendable {
             let take = min(maxBatch, queue.count)
             let batch = Array(queue.prefix(take))
             queues[lane.rawValue].removeFirst(take)
+            current = (lane, clock.now)
             observer?.depth(reserved + queues[0].count + queues[1].count)
             condition.unlock()
 
@@ -288,6 +314,7 @@ public final class InferenceBatcher: @unchecked Sendable {
             }
             condition.lock()
             lastBatchSeconds[lane.rawValue] = took
+            current = nil
         }
         running = false
         condition.unlock()

@@ -125,7 +125,9 @@ struct MethodMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     func methods(for path: String) -> Set<HTTPRequest.Method>? {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        // As the router matches: a trailing slash makes no other route.
+        var parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        while parts.count > 2, parts.last == "" { parts.removeLast() }
         return routes.first { route in
             route.segments.count == parts.count
                 && zip(route.segments, parts).allSatisfy { $0.hasPrefix("{") || $0 == $1 }

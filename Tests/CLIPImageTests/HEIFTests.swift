@@ -25,6 +25,8 @@ struct HEIFTests {
         .init(file: "heic_10bit.heic", tolerance: 2), .init(file: "heic_rotated.heic", tolerance: 1),
         .init(file: "avif_rgb.avif", tolerance: 0), .init(file: "avif_rgba.avif", tolerance: 0),
         .init(file: "avif_rotated.avif", tolerance: 0),
+        // An AVIF sequence: its first frame, as Pillow opens it.
+        .init(file: "avif_animated.avif", tolerance: 0),
     ]
 
     @Test("decoded pixels equal Pillow's with pillow-heif, rotation applied, alpha kept", arguments: cases)
@@ -50,6 +52,16 @@ struct HEIFTests {
         // And through the preprocessing, as clip embed and the index take it.
         let pixels = try ImagePreprocessor(resolution: 32).pixels(file: path)
         #expect(pixels.count == 3 * 32 * 32 && pixels.allSatisfy(\.isFinite))
+    }
+
+    /// Many HEIC files carry the general brand mif1 with heic among the compatible ones: libheif decides.
+    @Test("a HEIC whose major brand is mif1 decodes as the same image")
+    func generalBrand() throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(heifFixtures)/heic_rgb.heic")))
+        let original = try decodeImage(bytes, name: "a.heic")
+        bytes.replaceSubrange(8..<12, with: Array("mif1".utf8))
+        let general = try decodeImage(bytes, name: "b.heic")
+        #expect(general.pixels == original.pixels && !ImageFormat.isAVIF(bytes))
     }
 
     @Test("truncated, oversized and foreign ISO-media files end in one clear error", arguments: [

@@ -112,7 +112,7 @@ struct BatcherTests {
         let batcher = InferenceBatcher(maxBatch: 4, maxWait: .zero, capacity: 2) { doubling($0, $1) }
         do {
             let a = try batcher.admit()
-            a.grow(to: 2)
+            try a.grow(to: 2)
             #expect(batcher.depth == 2)
             #expect(throws: BatcherError.self) { _ = try batcher.admit() }
         }
@@ -126,7 +126,7 @@ struct BatcherTests {
         batcher.start()
         defer { batcher.shutdown() }
         let reservation = try batcher.admit()
-        reservation.grow(to: 10)
+        try reservation.grow(to: 10)
         let rows = try await reservation.run(.text, (0..<10).map { .tokens([$0]) })
         #expect(rows.count == 10)
     }
@@ -148,7 +148,7 @@ struct BatcherTests {
         tasks.append(Task { try await first.run(.image, [.pixels([0])]) })
         while batcher.depth > 0 { try await Task.sleep(for: .milliseconds(2)) }
         let many = try batcher.admit()
-        many.grow(to: 10)
+        try many.grow(to: 10)
         tasks.append(Task { try await many.run(.image, (1...10).map { .pixels([Float($0)]) }) })
         while batcher.depth < 10 { try await Task.sleep(for: .milliseconds(2)) }
         _ = try batcher.admit(deadline: .seconds(5))
@@ -157,6 +157,17 @@ struct BatcherTests {
         }
         gate.open(100)
         for t in tasks { _ = try await t.value }
+    }
+
+    @Test("a request admitted on one input is refused when its body brings more than the queue can take")
+    func growthIsAdmittedToo() throws {
+        let batcher = InferenceBatcher(maxBatch: 4, maxWait: .zero, capacity: 200) { doubling($0, $1) }
+        let alone = try batcher.admit()
+        try alone.grow(to: 150)  // alone in the queue: served whatever its size
+        let other = try batcher.admit()
+        #expect(throws: BatcherError.self, "151 waiting, 59 more past a capacity of 200") { try other.grow(to: 60) }
+        #expect(batcher.depth == 151, "the refused growth claimed nothing")
+        try other.grow(to: 40)
     }
 
     @Test("Retry-After is spread over half to one and a half times the drain time")
@@ -172,7 +183,7 @@ struct BatcherTests {
         let batcher = InferenceBatcher(maxBatch: 4, maxWait: .zero, capacity: 8, observer: observer) { doubling($0, $1) }
         do {
             let r = try batcher.admit()
-            r.grow(to: 3)
+            try r.grow(to: 3)
             #expect(observer.last == 3)
         }
         #expect(observer.last == 0)
@@ -202,6 +213,9 @@ struct ProtectionTests {
             }
             try await client.execute(uri: "/thumbnails/1", method: .delete) { response in
                 #expect(response.status == .methodNotAllowed && response.headers[.allow] == "GET, HEAD")
+            }
+            try await client.execute(uri: "/v1/embeddings/", method: .get) { response in
+                #expect(response.status == .methodNotAllowed && response.headers[.allow] == "POST")
             }
             try await client.execute(uri: "/no/such/route", method: .get) { response in #expect(response.status == .notFound) }
         }

@@ -52,6 +52,8 @@ int clip_heif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t 
 /// AVIF (libavif): the first image as stored, RGB or RGBA, 8-bit; irot/imir reported as an EXIF orientation.
 int clip_decode_avif(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
 int clip_avif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+/// Whether an ISO-media file is AVIF (major brand avif/avis, or a general one listing AVIF and not HEIC): libavif's.
+int clip_isobmff_is_avif(const uint8_t *data, size_t size);
 /// An AVIF file's size and orientation (as `exif`) from its boxes, without decoding (0, or -1 when unreadable).
 int clip_avif_header(const uint8_t *data, size_t size, clip_image *out);
 void clip_image_free(clip_image *img);

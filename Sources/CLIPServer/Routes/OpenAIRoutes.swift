@@ -112,7 +112,7 @@ enum OpenAIRoutes {
         case "base64": base64 = true
         case let other: throw RequestError("\"encoding_format\": \(other.debugDescription) is neither \"float\" nor \"base64\"")
         }
-        reservation.grow(to: body.input.count)
+        try reservation.grow(to: body.input.count)
 
         var textPositions: [Int] = [], texts: [String] = []
         var imagePositions: [Int] = [], images: [String] = []
@@ -178,7 +178,7 @@ enum OpenAIRoutes {
             throw RequestError("templates[\(i)]: \(t.debugDescription) must contain exactly one {} (or be \(PromptTemplates.ensembleNamesPhrase(quote: "\"")))")
         }
         let templates = PromptTemplates.expand(body.templates ?? [])
-        reservation.grow(to: body.images.count)
+        try reservation.grow(to: body.images.count)
         let pixels = try await state.pixels(base64: body.images) { "images[\($0)]" }.map(\.pixels)
         async let rows = service.embed(pixels: pixels, reservation: reservation)
         let classifier = try await service.classifier(labels: body.labels, templates: templates, reservation: reservation) { prompts in

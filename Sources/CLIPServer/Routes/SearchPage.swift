@@ -143,7 +143,7 @@ enum SearchPage {
         case .png: type = "image/png"
         case .webp: type = "image/webp"
         case .jpeg: type = "image/jpeg"
-        case .heif: type = bytes.count >= 12 && ["avif", "avis"].contains(String(decoding: bytes[8..<12], as: UTF8.self)) ? "image/avif" : "image/heic"
+        case .heif: type = ImageFormat.isAVIF(bytes) ? "image/avif" : "image/heic"
         case nil: throw RequestError("\((path as NSString).lastPathComponent) is no longer an image", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: type, HTTPField.Name("X-Content-Type-Options")!: "nosniff"],
