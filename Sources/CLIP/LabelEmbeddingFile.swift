@@ -75,13 +75,7 @@ extension PackedWeightCache {
     /// file is damaged or another key's (then it is removed, and written again by the caller).
     package func labelEmbeddings(key: String, rows: Int, dimension: Int) -> [Float]? {
         let path = labelPath(forKey: key)
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return nil }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            if (st.st_mode & S_IFMT) == S_IFLNK { unlink(path) }  // never ours: the writer renames regular files
-            return nil
-        }
-        guard let expected = Checked.product([rows, dimension, 4]), let limit = Checked.sum(expected, LabelEmbeddingFile.headerLimit + 80),
+        guard Self.isCacheFile(path), let expected = Checked.product([rows, dimension, 4]), let limit = Checked.sum(expected, LabelEmbeddingFile.headerLimit + 80),
               let bytes = try? RegularFile.contents(of: path, limit: limit) else { return nil }
         guard let values = LabelEmbeddingFile.values(bytes, key: key, rows: rows, dimension: dimension) else {
             unlink(path)

@@ -177,12 +177,7 @@ public struct PackedWeightCache: Sendable {
     /// the load), one that cannot be opened (not a regular file, no permission) is left alone.
     func open(key: String, precision: Precision) -> PackedWeightFile? {
         let path = path(forKey: key)
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return nil }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            if (st.st_mode & S_IFMT) == S_IFLNK { unlink(path) }  // never ours: the writer renames regular files
-            return nil
-        }
+        guard Self.isCacheFile(path) else { return nil }
         do {
             let file = try PackedWeightFile(path: path, key: key, precision: precision)
             utimes(path, nil)  // last used, for the size bound
@@ -191,6 +186,18 @@ public struct PackedWeightCache: Sendable {
             if error.damaged { unlink(path) }
             return nil
         }
+    }
+
+    /// Whether a regular file is at `path`. A symbolic link there is removed: never ours, since writers rename
+    /// regular files into place. Anything else (a FIFO, a directory) is left alone and not read.
+    static func isCacheFile(_ path: String) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return false }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            if (st.st_mode & S_IFMT) == S_IFLNK { unlink(path) }
+            return false
+        }
+        return true
     }
 
     /// Writes the cache file for `key` from a model just built, then trims the directory to `sizeLimit`.
