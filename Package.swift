@@ -51,7 +51,10 @@ let package = Package(
         // HEIC (iPhones) through libheif with its HEVC decoder; AVIF through libavif, as Pillow reads it.
         .systemLibrary(name: "CHeif", pkgConfig: "libheif", providers: [.apt(["libheif-dev"]), .brew(["libheif"])]),
         .systemLibrary(name: "CAvif", pkgConfig: "libavif", providers: [.apt(["libavif-dev"]), .brew(["libavif"])]),
-        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif"]),
+        // GIF through giflib, TIFF through libtiff (BMP is read by hand: bmp.c says why).
+        .systemLibrary(name: "CGif", pkgConfig: "libgif", providers: [.apt(["libgif-dev"]), .brew(["giflib"])]),
+        .systemLibrary(name: "CTiff", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"]), .brew(["libtiff"])]),
+        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif", "CGif", "CTiff"]),
         // Image decoding and the reference preprocessing; independent of the model.
         .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"]),
         // Neural-network layers that load their own named parameters.

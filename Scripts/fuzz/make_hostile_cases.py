@@ -404,6 +404,69 @@ def main():
                 f.write(blob)
             case(f"{ext.upper()} {kind}", ["preprocess", "--output", path(fname + ".npy"), path(fname)], fname)
 
+    # GIF (giflib), BMP (bmp.c), TIFF (libtiff): sizes past the limit, data that ends early, a million frames or
+    # pages where one is read, a strip that claims 4 GiB, an IFD that points at itself, an RLE stream for a large
+    # image that ends at once.
+    formats = os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/formats")
+    gif = open(os.path.join(formats, "gif_p.gif"), "rb").read()
+    bmp = open(os.path.join(formats, "bmp_rle8.bmp"), "rb").read()
+    tif = open(os.path.join(formats, "tiff_rgb.tif"), "rb").read()
+    def gif_screen(w, h):
+        return gif[:6] + struct.pack("<HH", w, h) + gif[10:]
+    at = gif.index(b"\x2c", 13 + (3 << ((gif[10] & 7) + 1)))
+    # The first image, then 1,000,000 more (each a 1×1 frame of 4 bytes of LZW data).
+    one = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00\x02\x02\x44\x01\x00"
+    many_frames = gif[:-1] + one * 1_000_000 + b"\x3b"
+    # 200,000 comment extensions before the image.
+    many_ext = gif[:at] + b"\x21\xfe\x01x\x00" * 200_000 + gif[at:]
+    bmp_bomb = bmp[:18] + struct.pack("<ii", 2 ** 31 - 1, 100) + bmp[26:]
+    # 10,000 × 10,000 declared (under the limit), the RLE data ends after one row.
+    bmp_short = bmp[:18] + struct.pack("<ii", 10_000, 10_000) + bmp[26:]
+    bmp_palette = bmp[:46] + struct.pack("<I", 0xFFFFFFFF) + bmp[50:]
+    def tiff_tag(data, tag, value):
+        """Rewrites a SHORT or LONG tag of the first IFD in place (little-endian files)."""
+        d = bytearray(data)
+        ifd = struct.unpack_from("<I", d, 4)[0]
+        n = struct.unpack_from("<H", d, ifd)[0]
+        for i in range(n):
+            e = ifd + 2 + 12 * i
+            t, typ, count = struct.unpack_from("<HHI", d, e)
+            if t == tag:
+                if typ == 3 and count == 1:
+                    struct.pack_into("<H", d, e + 8, value)
+                elif typ == 4 and count == 1:
+                    struct.pack_into("<I", d, e + 8, value)
+                else:  # several values: the first one, wherever it is
+                    where = e + 8 if count * (2 if typ == 3 else 4) <= 4 else struct.unpack_from("<I", d, e + 8)[0]
+                    struct.pack_into("<H" if typ == 3 else "<I", d, where, value)
+                return bytes(d)
+        raise KeyError(tag)
+    tif_bomb = tiff_tag(tiff_tag(tif, 256, 65535), 257, 65535)
+    # LZW-compressed, so libtiff would read the strip whole: it is refused, not read to the end of the file.
+    tif_strip = tiff_tag(open(os.path.join(formats, "tiff_rgb_lzw.tif"), "rb").read(), 279, 0xFFFFFFFF)
+    ifd_at = struct.unpack_from("<I", tif, 4)[0]
+    n = struct.unpack_from("<H", tif, ifd_at)[0]
+    tif_loop = bytearray(tif)
+    struct.pack_into("<I", tif_loop, ifd_at + 2 + 12 * n, ifd_at)  # the next IFD is this one
+    for kind, blob, ext in (("GIF 65535x65535 screen", gif_screen(65535, 65535), "gif"),
+                            ("GIF cut in half", gif[:len(gif) // 2], "gif"),
+                            ("GIF with 1,000,000 frames", many_frames, "gif"),
+                            ("GIF with 200,000 extensions before its image", many_ext, "gif"),
+                            ("BMP 2^31-1 x 100", bmp_bomb, "bmp"),
+                            ("BMP RLE of 10000x10000 ending early", bmp_short, "bmp"),
+                            ("BMP palette of 2^32 colours", bmp_palette, "bmp"),
+                            ("TIFF 65535x65535", tif_bomb, "tif"),
+                            ("TIFF strip claiming 4 GiB", tif_strip, "tif"),
+                            ("TIFF cut in half", tif[:len(tif) // 2], "tif"),
+                            ("TIFF whose next IFD is itself", bytes(tif_loop), "tif")):
+        fname = kind.lower().replace(" ", "_").replace(",", "").replace("^", "").replace("/", "") + "." + ext
+        with open(path(fname), "wb") as f:
+            f.write(blob)
+        # A file with a million frames or a self-referencing IFD still has a readable first image: decoded, exit 0.
+        readable = "1,000,000 frames" in kind or "200,000 extensions" in kind or "itself" in kind
+        case(kind, ["preprocess", "--output", path(fname + ".npy"), path(fname)], "" if readable else fname,
+             exit_code=0 if readable else 1)
+
     # 200,000 zero-size extra tensors.
     t = dict(base)
     for i in range(200_000):

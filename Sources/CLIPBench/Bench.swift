@@ -114,7 +114,7 @@ package struct Bench: ParsableCommand {
                 let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
                 let files = entries.filter { ImageFormat.hasImageExtension($0) }
                     .sorted().map { (folder as NSString).appendingPathComponent($0) }
-                guard !files.isEmpty else { throw CLIError("\(folder): no JPEG, PNG, WebP, HEIC or AVIF files") }
+                guard !files.isEmpty else { throw CLIError("\(folder): no JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF files") }
                 let pipeline = try CLIPPipeline(model: clip, preprocessing: Preprocessing(resolution: r))
                 let t = try median { _ = try pipeline.imageEmbeddings(files: files, batchSize: batch) }
                 print(String(format: "folder of %d images, batch %d: %.2f img/s end to end", files.count, batch, Double(files.count) / t))

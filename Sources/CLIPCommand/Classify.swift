@@ -27,7 +27,7 @@ struct Classify: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Argument(help: "Image files (JPEG, PNG, WebP, HEIC, AVIF).")
+    @Argument(help: "Image files (JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP, TIFF).")
     var images: [String]
 
     @Option(parsing: .upToNextOption, help: "The labels to choose between.")

@@ -31,7 +31,7 @@ struct Preprocess: ParsableCommand {
     @Option(help: "The .npy file to write.")
     var output: String
 
-    @Argument(help: "JPEG, PNG, WebP, HEIC or AVIF files.")
+    @Argument(help: "JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF files.")
     var images: [String]
 
     func validate() throws {

@@ -76,7 +76,7 @@ public struct ImageError: Error, CustomStringConvertible, Equatable {
         switch problem {
         case .unreadable(let m): what = "cannot read: \(m)"
         case .empty: what = "file is empty (0 bytes)"
-        case .unknownFormat(let kind): what = "not a JPEG, PNG, WebP, HEIC or AVIF image (it looks like \(kind))"
+        case .unknownFormat(let kind): what = "not a JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF image (it looks like \(kind))"
         case .unsupported(let m): what = m
         case .corrupt(let m): what = m
         case .tooManyPixels(let m): what = m
@@ -91,9 +91,12 @@ public enum ImageFormat: String, Sendable {
     case jpeg, png, webp
     /// HEIF (HEIC from iPhones) and AVIF, through libheif.
     case heif
+    /// GIF (the first frame), BMP and TIFF (the first page, turned by its Orientation tag as Pillow turns it).
+    case gif, bmp, tiff
 
     /// File-name extensions (lowercase, without the dot) of the formats the decoders read.
-    public static let fileExtensions: Set<String> = ["jpg", "jpeg", "png", "webp", "heic", "heif", "hif", "avif"]
+    public static let fileExtensions: Set<String> = ["jpg", "jpeg", "png", "webp", "heic", "heif", "hif", "avif",
+                                                     "gif", "bmp", "dib", "tif", "tiff"]
 
     /// ISO-media brands of still images libheif decodes (HEVC-coded HEIF and AV1-coded AVIF, single images and
     /// collections); other `ftyp` files are videos.
@@ -132,6 +135,13 @@ public enum ImageFormat: String, Sendable {
            heifBrands.contains(String(decoding: bytes[8..<12], as: UTF8.self)) {
             return .heif
         }
+        if bytes.count >= 6 && (Array(bytes[0..<6]) == Array("GIF87a".utf8) || Array(bytes[0..<6]) == Array("GIF89a".utf8)) {
+            return .gif
+        }
+        if bytes.count >= 14 && bytes[0] == 0x42 && bytes[1] == 0x4D { return .bmp }
+        if bytes.count >= 8 && (Array(bytes[0..<4]) == [0x49, 0x49, 0x2A, 0x00] || Array(bytes[0..<4]) == [0x4D, 0x4D, 0x00, 0x2A]) {
+            return .tiff
+        }
         return nil
     }
 }
@@ -140,11 +150,13 @@ public enum ImageFormat: String, Sendable {
 func describeContent(_ bytes: UnsafeRawBufferPointer) -> String {
     let head = Array(bytes.prefix(64))
     func starts(_ s: String) -> Bool { head.starts(with: Array(s.utf8)) }
-    if starts("GIF8") { return "a GIF image, which is not supported" }
-    if starts("BM") && head.count >= 14 { return "a BMP image, which is not supported" }
-    if head.starts(with: [0x49, 0x49, 0x2A, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) {
-        return "a TIFF image (or camera RAW), which is not supported"
+    if starts("GIF8") { return "a GIF file of an unknown version" }
+    if starts("BM") { return "a truncated BMP image" }
+    if head.starts(with: [0x49, 0x49, 0x2A, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) { return "a truncated TIFF image" }
+    if head.starts(with: [0x49, 0x49, 0x2B, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2B]) {
+        return "a BigTIFF image, which is not supported"
     }
+    if starts("IIRO") || starts("IIU") || starts("FUJIFILM") { return "a camera RAW file, which is not supported" }
     if head.count >= 12 && Array(head[4..<8]) == Array("ftyp".utf8) {
         return "an MP4/QuickTime video or other ISO media file"
     }
@@ -161,7 +173,7 @@ func describeContent(_ bytes: UnsafeRawBufferPointer) -> String {
     return "binary data of no known image format"
 }
 
-/// Decodes JPEG, PNG, WebP, HEIF/HEIC and AVIF data. `maxPixels` is checked against the header before pixel memory is
+/// Decodes JPEG, PNG, WebP, HEIF/HEIC, AVIF, GIF, BMP and TIFF data. `maxPixels` is checked against the header before pixel memory is
 /// allocated (Pillow refuses above 178,956,970 pixels, twice its warning threshold).
 public func decodeImage(_ data: [UInt8], name: String, maxPixels: Int = 178_956_970) throws(ImageError) -> DecodedImage {
     guard !data.isEmpty else { throw ImageError(file: name, .empty) }
@@ -196,6 +208,9 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
         case .heif:
             code = clip_isobmff_is_avif(base, raw.count) != 0 ? clip_decode_avif(base, raw.count, limit, &img, &err, err.count)
                 : clip_decode_heif(base, raw.count, limit, &img, &err, err.count)
+        case .gif: code = clip_decode_gif(base, raw.count, limit, &img, &err, err.count)
+        case .bmp: code = clip_decode_bmp(base, raw.count, limit, &img, &err, err.count)
+        case .tiff: code = clip_decode_tiff(base, raw.count, limit, &img, &err, err.count)
         }
         failure = decodeError(code, err, name: name)
         initialized = failure == nil && img.owns_pixels == 0 ? Int(img.width) * Int(img.height) * Int(img.channels) : 0
@@ -211,8 +226,15 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
     if let exif = img.exif, img.exif_size > 0 {
         orientation = exifOrientation(UnsafeRawBufferPointer(start: exif, count: img.exif_size))
     }
-    return DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: owned,
-                        palette: palette, exifOrientation: orientation)
+    let image = DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: owned,
+                             palette: palette, exifOrientation: orientation)
+    // Pillow turns a TIFF as it loads it (and forgets the tag): so does this, whatever the caller's setting.
+    if format == .tiff, (2...8).contains(Int(img.orientation)) {
+        var turned = DecodedImage.transposed(image, orientation: Int(img.orientation))
+        turned.exifOrientation = nil
+        return turned
+    }
+    return image
 }
 
 extension PixelMode {

@@ -114,7 +114,7 @@ public struct ImagePreprocessor: Sendable {
         return out
     }
 
-    /// Preprocesses an encoded image already read (the bytes of a JPEG, PNG, WebP, HEIC or AVIF file) → [3, resolution,
+    /// Preprocesses an encoded image already read (the bytes of a JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF file) → [3, resolution,
     /// resolution] values; `name` is what errors call it.
     public func pixels(encoded data: [UInt8], name: String) throws(ImageError) -> [Float] {
         try validate(name: name)

@@ -40,7 +40,7 @@ final class RequestWork: Sendable {
         var total = 0
         return try images.enumerated().map { (i, bytes) throws(RequestError) in
             guard let size = ImageFormat.dimensions(bytes) else {
-                throw RequestError("\(names(i)): not a JPEG, PNG, WebP, HEIC or AVIF image (\(bytes.count) bytes)")
+                throw RequestError("\(names(i)): not a JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF image (\(bytes.count) bytes)")
             }
             // Headers are checked to 2^31 - 1 a side, but a product is computed only where it cannot trap.
             guard let pixels = Checked.product(size.width, size.height), pixels <= maxImagePixels else {

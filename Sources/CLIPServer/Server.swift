@@ -187,7 +187,7 @@ extension ServerState {
         return try await work.run { try service.tokens(texts, truncate: truncate, names: names) }
     }
 
-    /// Preprocessed pixels of encoded images (JPEG, PNG, WebP bytes) with their sizes, decoded on the request-work
+    /// Preprocessed pixels of encoded images (JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF bytes) with their sizes, decoded on the request-work
     /// pool within its pixel limits.
     func pixels(_ images: [[UInt8]], names: @escaping @Sendable (Int) -> String) async throws -> [(pixels: [Float], width: Int, height: Int)] {
         try await work.pixels(images, names: names, preprocessor: service.pipeline.preprocessor)

@@ -132,7 +132,7 @@ func scratchFile(_ name: String) -> String {
     try Data("just some text\n".utf8).write(to: URL(fileURLWithPath: bad))
     let r = try runClip(["preprocess", "--output", scratchFile("y.npy"), "\(imageDirectory)/jpeg_420_mid.jpg", bad])
     #expect(r.status == 1)
-    #expect(r.stderr.hasPrefix("clip: \(bad): not a JPEG, PNG, WebP, HEIC or AVIF image"))
+    #expect(r.stderr.hasPrefix("clip: \(bad): not a JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF image"))
     #expect(r.stderr.components(separatedBy: "\n").filter { !$0.isEmpty }.count == 1)
     let usage = try runClip(["preprocess", "--resolution", "0", "--output", "z.npy", bad])
     #expect(usage.status != 0 && usage.stderr.contains("--resolution"))

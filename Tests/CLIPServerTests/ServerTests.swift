@@ -152,7 +152,7 @@ struct OpenAIRouteTests {
         .init(name: "token ids", uri: "/v1/embeddings", body: #"{"input":[[1,2,3]]}"#, status: 400, message: "input[0]"),
         .init(name: "wrong type", uri: "/v1/embeddings", body: #"{"input":[true]}"#, status: 400, message: "input[0]: expected a string"),
         .init(name: "bad base64", uri: "/v1/embeddings", body: #"{"input":[{"image":"%%%"}]}"#, status: 400, message: "input[0].image: not valid base64"),
-        .init(name: "not an image", uri: "/v1/embeddings", body: #"{"input":["a",{"image":"aGVsbG8gd29ybGQ="}]}"#, status: 400, message: "input[1].image: not a JPEG, PNG, WebP, HEIC or AVIF"),
+        .init(name: "not an image", uri: "/v1/embeddings", body: #"{"input":["a",{"image":"aGVsbG8gd29ybGQ="}]}"#, status: 400, message: "input[1].image: not a JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF"),
         .init(name: "truncated PNG", uri: "/v1/embeddings", body: #"{"input":[{"image":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"}]}"#, status: 400, message: "input[0].image"),
         .init(name: "text too long", uri: "/v1/embeddings", body: #"{"input":["ok","\#(String(repeating: "word ", count: 100))"]}"#, status: 400, message: "input[1]"),
         .init(name: "too many inputs", uri: "/v1/embeddings", body: #"{"input":[\#(Array(repeating: "\"a\"", count: 17).joined(separator: ","))]}"#, status: 400, message: "at most 16"),

@@ -35,6 +35,8 @@ typedef struct {
     uint8_t palette[768];
     uint8_t *exif;  // TIFF-structured EXIF block when the file has one, else NULL
     size_t exif_size;
+    int32_t orientation;  // TIFF's Orientation tag (1 when absent), which Pillow applies as it loads: the caller turns
+                          // the pixels by it whatever its own orientation setting
 } clip_image;
 
 /// Result codes. On failure `err` holds a message (NUL-terminated, at most `errlen` bytes).
@@ -56,6 +58,16 @@ int clip_avif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t 
 int clip_isobmff_is_avif(const uint8_t *data, size_t size);
 /// An AVIF file's size and orientation (as `exif`) from its boxes, without decoding (0, or -1 when unreadable).
 int clip_avif_header(const uint8_t *data, size_t size, clip_image *out);
+/// GIF (giflib): the first frame on the logical screen, as palette indices ("P") or gray ("L") as Pillow opens it.
+int clip_decode_gif(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+int clip_gif_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+/// BMP (read here, as Pillow's BmpImagePlugin reads it): palette, gray, bilevel, RGB or RGBA; RLE4/RLE8 included.
+int clip_decode_bmp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+int clip_bmp_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+/// TIFF (libtiff): the first page in Pillow's mode for its layout; `orientation` set from the tag, not applied.
+int clip_decode_tiff(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+/// A TIFF's first page's size as shown (turned by its Orientation tag, as Pillow reports it).
+int clip_tiff_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
 void clip_image_free(clip_image *img);
 
 /// PNG in two steps, for images too large to hold decoded: `clip_png_open` reads the header and sets `out`'s
@@ -87,7 +99,7 @@ void clip_image_reset(clip_image *img);
 uint8_t *clip_image_pixels(clip_image *img, size_t bytes);
 void clip_image_drop_pixels(clip_image *img, uint8_t *pixels);
 
-/// Width and height from a JPEG, PNG, WebP, HEIF or AVIF header without decoding (0 on success, -1 when unknown).
+/// Width and height from a JPEG, PNG, WebP, HEIF, AVIF, GIF, BMP or TIFF header without decoding (0 on success, -1 when unknown).
 int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
 
 /// Pillow's resampling filters: BICUBIC (a = -0.5, support 2) and BILINEAR (a triangle, support 1).

@@ -144,6 +144,9 @@ enum SearchPage {
         case .webp: type = "image/webp"
         case .jpeg: type = "image/jpeg"
         case .heif: type = ImageFormat.isAVIF(bytes) ? "image/avif" : "image/heic"
+        case .gif: type = "image/gif"
+        case .bmp: type = "image/bmp"
+        case .tiff: type = "image/tiff"
         case nil: throw RequestError("\((path as NSString).lastPathComponent) is no longer an image", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: type, HTTPField.Name("X-Content-Type-Options")!: "nosniff"],
