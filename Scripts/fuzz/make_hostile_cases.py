@@ -467,6 +467,27 @@ def main():
         case(kind, ["preprocess", "--output", path(fname + ".npy"), path(fname)], "" if readable else fname,
              exit_code=0 if readable else 1)
 
+    # Camera RAW (LibRaw): a DNG declaring 65535 x 65535, one cut in half, one whose tags point past its end, and
+    # Canon CR3 / Fuji RAF signatures over garbage.
+    dng = open(os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/raw/bayer.dng"), "rb").read()
+    def dng_size(w, h):
+        d = bytearray(dng)
+        ifd = struct.unpack_from("<I", d, 4)[0]
+        for i in range(struct.unpack_from("<H", d, ifd)[0]):
+            e = ifd + 2 + 12 * i
+            tag, typ = struct.unpack_from("<HH", d, e)
+            if tag in (256, 257):
+                struct.pack_into("<I" if typ == 4 else "<H", d, e + 8, w if tag == 256 else h)
+        return bytes(d)
+    for kind, blob in (("DNG 65535x65535", dng_size(65535, 65535)), ("DNG cut in half", dng[:len(dng) // 2]),
+                       ("DNG missing its last 10 bytes", dng[:-10]),
+                       ("CR3 signature over garbage", b"\0\0\0\x18ftypcrx " + bytes(range(256)) * 64),
+                       ("RAF signature over garbage", b"FUJIFILMCCD-RAW 0201" + bytes(range(256)) * 64)):
+        fname = kind.lower().replace(" ", "_") + (".cr3" if "CR3" in kind else ".raf" if "RAF" in kind else ".dng")
+        with open(path(fname), "wb") as f:
+            f.write(blob)
+        case(kind, ["preprocess", "--output", path(fname + ".npy"), path(fname)], fname)
+
     # 200,000 zero-size extra tensors.
     t = dict(base)
     for i in range(200_000):

@@ -70,6 +70,9 @@ def main():
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
         for name in names:
             shutil.copy(os.path.join(formats, name), out(target, "seed-" + name))
+    os.makedirs(os.path.join(CORPUS, "raw"), exist_ok=True)
+    for name in ["bayer.dng", "preview_small.dng"]:
+        shutil.copy(os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/raw", name), out("raw", "seed-" + name))
 
     # Training tables and texts (issue 30): quoted fields, CRLF, tabs; ftfy's mojibake, entities, every script.
     for target in ["table", "text"]:

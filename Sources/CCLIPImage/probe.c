@@ -51,6 +51,7 @@ int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t
         if (clip_isobmff_is_avif(data, size)) return clip_avif_probe(data, size, width, height);
         return clip_heif_probe(data, size, width, height);
     }
+    if (clip_is_camera_raw(data, size)) return clip_raw_probe(data, size, width, height);
     if (size >= 4 && memcmp(data, "GIF8", 4) == 0) return clip_gif_probe(data, size, width, height);
     if (size >= 2 && memcmp(data, "BM", 2) == 0) return clip_bmp_probe(data, size, width, height);
     if (size >= 4 && (memcmp(data, "II*\0", 4) == 0 || memcmp(data, "MM\0*", 4) == 0)) return clip_tiff_probe(data, size, width, height);

@@ -1,5 +1,5 @@
 // Fuzz entry points for the parsers that read untrusted bytes: the safetensors header, the zip reader, the
-// unpickler (through whole PyTorch checkpoints), the image decoders (GIF, BMP and TIFF with corpora of their own), SentencePiece model files, training tables
+// unpickler (through whole PyTorch checkpoints), the image decoders (GIF, BMP, TIFF and camera RAW with corpora of their own), SentencePiece model files, training tables
 // and the CLIP tokenizer's cleaning and BPE (texts from requests and captions). Built with libFuzzer by
 // Scripts/fuzz/run_fuzzers.sh (`-sanitize=fuzzer,address`, `CLIP_FUZZ` defined); built normally, the same code is
 // `clip-fuzz-replay TARGET FILE…`, which runs saved inputs (the committed corpora) once each as a regression test.
@@ -15,7 +15,7 @@ import Glibc
 enum FuzzTarget: String, CaseIterable {
     case safetensors, zip, checkpoint, pickle, image, sentencepiece, table, text
     /// The image path again, each from a corpus of its own format, so that each decoder gets its own time.
-    case gif, bmp, tiff
+    case gif, bmp, tiff, raw
 }
 
 /// Runs one input through `target`. Every failure must be a thrown error; a crash, hang or leak is a finding.
@@ -45,7 +45,7 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
             _ = try? tokenizer.encode(text)
             _ = try? xlmRoberta?.encode(text)
         }
-    case .image, .gif, .bmp, .tiff:
+    case .image, .gif, .bmp, .tiff, .raw:
         // A smaller pixel limit than the default keeps the sanitizer's memory within its bounds.
         let preprocessor = ImagePreprocessor(resolution: 32, maxPixels: 16 << 20)
         if let image = try? decodeImage(bytes, name: "input", maxPixels: 16 << 20) {

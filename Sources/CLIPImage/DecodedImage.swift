@@ -93,10 +93,16 @@ public enum ImageFormat: String, Sendable {
     case heif
     /// GIF (the first frame), BMP and TIFF (the first page, turned by its Orientation tag as Pillow turns it).
     case gif, bmp, tiff
+    /// Camera RAW through LibRaw (CR2, CR3, NEF, ARW, DNG, RAF, ORF, RW2, PEF, …): the full-size JPEG preview, else
+    /// the demosaiced sensor data, shown as the camera was held.
+    case cameraRaw
 
     /// File-name extensions (lowercase, without the dot) of the formats the decoders read.
     public static let fileExtensions: Set<String> = ["jpg", "jpeg", "png", "webp", "heic", "heif", "hif", "avif",
-                                                     "gif", "bmp", "dib", "tif", "tiff"]
+                                                     "gif", "bmp", "dib", "tif", "tiff",
+                                                     // camera RAW
+                                                     "dng", "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf",
+                                                     "orf", "rw2", "rwl", "pef", "srw", "3fr", "iiq", "erf", "kdc", "mrw", "x3f"]
 
     /// ISO-media brands of still images libheif decodes (HEVC-coded HEIF and AV1-coded AVIF, single images and
     /// collections); other `ftyp` files are videos.
@@ -126,6 +132,9 @@ public enum ImageFormat: String, Sendable {
 
     /// The format named by a file's first bytes, or nil.
     public static func sniff(_ bytes: UnsafeRawBufferPointer) -> ImageFormat? {
+        if let base = bytes.baseAddress, clip_is_camera_raw(base.assumingMemoryBound(to: UInt8.self), bytes.count) != 0 {
+            return .cameraRaw
+        }
         if bytes.count >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF { return .jpeg }
         if bytes.count >= 8 && Array(bytes[0..<8]) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] { return .png }
         if bytes.count >= 12 && Array(bytes[0..<4]) == Array("RIFF".utf8) && Array(bytes[8..<12]) == Array("WEBP".utf8) {
@@ -156,7 +165,6 @@ func describeContent(_ bytes: UnsafeRawBufferPointer) -> String {
     if head.starts(with: [0x49, 0x49, 0x2B, 0x00]) || head.starts(with: [0x4D, 0x4D, 0x00, 0x2B]) {
         return "a BigTIFF image, which is not supported"
     }
-    if starts("IIRO") || starts("IIU") || starts("FUJIFILM") { return "a camera RAW file, which is not supported" }
     if head.count >= 12 && Array(head[4..<8]) == Array("ftyp".utf8) {
         return "an MP4/QuickTime video or other ISO media file"
     }
@@ -211,6 +219,7 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
         case .gif: code = clip_decode_gif(base, raw.count, limit, &img, &err, err.count)
         case .bmp: code = clip_decode_bmp(base, raw.count, limit, &img, &err, err.count)
         case .tiff: code = clip_decode_tiff(base, raw.count, limit, &img, &err, err.count)
+        case .cameraRaw: code = clip_decode_raw(base, raw.count, limit, &img, &err, err.count)
         }
         failure = decodeError(code, err, name: name)
         initialized = failure == nil && img.owns_pixels == 0 ? Int(img.width) * Int(img.height) * Int(img.channels) : 0
@@ -228,8 +237,9 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
     }
     let image = DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: owned,
                              palette: palette, exifOrientation: orientation)
-    // Pillow turns a TIFF as it loads it (and forgets the tag): so does this, whatever the caller's setting.
-    if format == .tiff, (2...8).contains(Int(img.orientation)) {
+    // Pillow turns a TIFF as it loads it (and forgets the tag), RAW viewers turn a RAW's preview: so does this,
+    // whatever the caller's setting.
+    if (2...8).contains(Int(img.orientation)) {
         var turned = DecodedImage.transposed(image, orientation: Int(img.orientation))
         turned.exifOrientation = nil
         return turned

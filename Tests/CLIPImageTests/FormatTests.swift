@@ -115,7 +115,10 @@ struct FormatTests {
     }
 
     @Test("layouts Pillow reads into modes CLIP does not use are refused by name", arguments: [
-        ("big-endian 16-bit gray", "I;16B"), ("float samples", "sample format 3"), ("camera RAW (DNG)", "DNG"),
+        ("big-endian 16-bit gray", "unsupported TIFF: big-endian 16-bit gray (Pillow's I;16B)"),
+        ("float samples", "unsupported TIFF: sample format 3"),
+        // A DNG is camera RAW: LibRaw's to read (this one holds no mosaic it knows).
+        ("camera RAW (DNG)", "a camera RAW file LibRaw"),
     ])
     func refusedLayouts(_ c: (String, String)) throws {
         let bytes = tiffWithTagChanged(c.0)
@@ -123,7 +126,7 @@ struct FormatTests {
             _ = try decodeImage(bytes, name: "x.tif")
             Issue.record("\(c.0): decoded")
         } catch {
-            #expect(error.description.contains(c.1) && error.description.hasPrefix("x.tif: unsupported TIFF"), "\(error)")
+            #expect(error.description.hasPrefix("x.tif: \(c.1)"), "\(error)")
         }
     }
 }

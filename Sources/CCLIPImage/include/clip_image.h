@@ -35,8 +35,8 @@ typedef struct {
     uint8_t palette[768];
     uint8_t *exif;  // TIFF-structured EXIF block when the file has one, else NULL
     size_t exif_size;
-    int32_t orientation;  // TIFF's Orientation tag (1 when absent), which Pillow applies as it loads: the caller turns
-                          // the pixels by it whatever its own orientation setting
+    int32_t orientation;  // a turn the caller applies whatever its own orientation setting: TIFF's Orientation tag
+                          // (Pillow applies it as it loads), a camera RAW preview's (as every RAW viewer does)
 } clip_image;
 
 /// Result codes. On failure `err` holds a message (NUL-terminated, at most `errlen` bytes).
@@ -68,6 +68,13 @@ int clip_bmp_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *
 int clip_decode_tiff(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
 /// A TIFF's first page's size as shown (turned by its Orientation tag, as Pillow reports it).
 int clip_tiff_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+/// Camera RAW (LibRaw): the embedded JPEG preview when it is at least half the photo's size, else the demosaiced
+/// sensor data (turned by LibRaw); a preview's turn is set in `orientation`.
+int clip_decode_raw(const uint8_t *data, size_t size, uint64_t max_pixels, clip_image *out, char *err, size_t errlen);
+/// A camera RAW file's size as shown (the preview's, or the demosaiced image's, turned).
+int clip_raw_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
+/// Whether the bytes are a camera RAW file (by signature, and for TIFF-structured ones by their first IFD).
+int clip_is_camera_raw(const uint8_t *data, size_t size);
 void clip_image_free(clip_image *img);
 
 /// PNG in two steps, for images too large to hold decoded: `clip_png_open` reads the header and sets `out`'s

@@ -147,6 +147,7 @@ enum SearchPage {
         case .gif: type = "image/gif"
         case .bmp: type = "image/bmp"
         case .tiff: type = "image/tiff"
+        case .cameraRaw: type = "application/octet-stream"
         case nil: throw RequestError("\((path as NSString).lastPathComponent) is no longer an image", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: type, HTTPField.Name("X-Content-Type-Options")!: "nosniff"],
