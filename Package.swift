@@ -56,7 +56,12 @@ let package = Package(
         .systemLibrary(name: "CTiff", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"]), .brew(["libtiff"])]),
         // Camera RAW through LibRaw's thread-safe build.
         .systemLibrary(name: "CRaw", pkgConfig: "libraw_r", providers: [.apt(["libraw-dev"]), .brew(["libraw"])]),
-        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif", "CGif", "CTiff", "CRaw"]),
+        // Videos through FFmpeg (libavformat, libavcodec, libswscale, libavutil).
+        .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev"]), .brew(["ffmpeg"])]),
+        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif", "CGif", "CTiff", "CRaw", "CFFmpeg"],
+                // libavformat's pkg-config names only itself; the libraries video.c calls directly:
+                linkerSettings: [.linkedLibrary("avcodec"), .linkedLibrary("swscale"), .linkedLibrary("avutil")]),
         // Image decoding and the reference preprocessing; independent of the model.
         .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"]),
         // Neural-network layers that load their own named parameters.

@@ -115,6 +115,10 @@ public final class RegularFile: Sendable {
 
     deinit { close(fd) }
 
+    /// The open descriptor, for C readers that pull bytes as they need them (a video is never read whole); valid
+    /// while this object lives.
+    package var descriptor: Int32 { fd }
+
     /// `count` bytes at `offset`, which must lie within the file as opened.
     public func read(at offset: Int, count: Int) throws(FileError) -> [UInt8] {
         try read(at: offset, count: count, as: UInt8.self)

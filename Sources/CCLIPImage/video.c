@@ -1,0 +1,308 @@
+// Videos through FFmpeg (libavformat, libavcodec, libswscale): frames sampled at scene changes and at least every
+// `interval` seconds, each handed over as 8-bit RGB with the stream's rotation as an orientation, one frame at a time,
+// so memory stays flat however long the video is.
+//
+// Hostile files: the container is read through the caller's descriptor only (no file names, no protocols: a playlist
+// or reference movie cannot make FFmpeg open anything else), only the demuxers of the formats a photo library holds
+// are allowed, the frame size is checked against the pixel limit before the decoder opens, and every call runs
+// against a deadline that FFmpeg's interrupt callback enforces.
+#include "clip_image.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+
+enum { THUMB = 32, IO_BUFFER = 1 << 16 };
+
+struct clip_video {
+    int fd;
+    int64_t position, size;
+    AVIOContext *io;
+    AVFormatContext *format;
+    AVCodecContext *codec;
+    AVPacket *packet;
+    AVFrame *frame;
+    struct SwsContext *to_rgb, *to_thumb;
+    int stream, orientation, draining, finished;
+    double interval, threshold, last_kept, time_base, start;
+    int64_t frames_decoded;
+    uint64_t max_pixels;
+    double deadline;         // monotonic seconds; 0 = none
+    double call_seconds;
+    uint8_t last_thumb[THUMB * THUMB], thumb[THUMB * THUMB];
+    int have_last;
+};
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int read_packet(void *opaque, uint8_t *buf, int n) {
+    clip_video *v = opaque;
+    if (v->position >= v->size) return AVERROR_EOF;
+    ssize_t got = pread(v->fd, buf, (size_t)n, (off_t)v->position);
+    if (got < 0) return AVERROR(errno);
+    if (got == 0) return AVERROR_EOF;
+    v->position += got;
+    return (int)got;
+}
+
+static int64_t seek_packet(void *opaque, int64_t offset, int whence) {
+    clip_video *v = opaque;
+    whence &= ~AVSEEK_FORCE;
+    if (whence == AVSEEK_SIZE) return v->size;
+    int64_t base = whence == SEEK_CUR ? v->position : whence == SEEK_END ? v->size : 0;
+    if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END) return AVERROR(EINVAL);
+    if (base + offset < 0) return AVERROR(EINVAL);
+    v->position = base + offset;
+    return v->position;
+}
+
+static int interrupted(void *opaque) {
+    clip_video *v = opaque;
+    return v->deadline > 0 && now_seconds() > v->deadline;
+}
+
+// Nested opens (playlists, reference movies, image sequences) are refused: one file, the one given.
+static int refuse_open(struct AVFormatContext *s, AVIOContext **pb, const char *url, int flags, AVDictionary **options) {
+    (void)s; (void)pb; (void)url; (void)flags; (void)options;
+    return AVERROR(EPERM);
+}
+
+static int av_fail(char *err, size_t errlen, int e, const char *what, clip_video *v) {
+    char msg[AV_ERROR_MAX_STRING_SIZE] = {0};
+    if (v && interrupted(v)) {
+        snprintf(err, errlen, "%s: gave up after %.0f s (the video takes too long to read)", what, v->call_seconds);
+        return CLIP_IMAGE_CORRUPT;
+    }
+    av_strerror(e, msg, sizeof msg);
+    snprintf(err, errlen, "%s: %s", what, msg);
+    return e == AVERROR(ENOMEM) ? CLIP_IMAGE_NO_MEMORY : e == AVERROR_DECODER_NOT_FOUND || e == AVERROR_PATCHWELCOME
+        ? CLIP_IMAGE_UNSUPPORTED : CLIP_IMAGE_CORRUPT;
+}
+
+void clip_video_close(clip_video *v) {
+    if (!v) return;
+    sws_freeContext(v->to_rgb);
+    sws_freeContext(v->to_thumb);
+    av_frame_free(&v->frame);
+    av_packet_free(&v->packet);
+    avcodec_free_context(&v->codec);
+    if (v->format) avformat_close_input(&v->format);
+    if (v->io) {
+        av_freep(&v->io->buffer);
+        avio_context_free(&v->io);
+    }
+    free(v);
+}
+
+int clip_video_open(int fd, uint64_t max_pixels, double interval, double threshold, double seconds_per_call,
+                    clip_video **out, clip_video_info *info, char *err, size_t errlen) {
+    *out = NULL;
+    memset(info, 0, sizeof *info);
+    clip_video *v = calloc(1, sizeof *v);
+    if (!v) { snprintf(err, errlen, "out of memory for the video reader"); return CLIP_IMAGE_NO_MEMORY; }
+    struct stat st;
+    if (fstat(fd, &st) != 0) { free(v); snprintf(err, errlen, "cannot stat the video"); return CLIP_IMAGE_CORRUPT; }
+    v->fd = fd;
+    v->size = st.st_size;
+    v->max_pixels = max_pixels;
+    v->interval = interval > 0 ? interval : 2;
+    v->threshold = threshold;
+    v->call_seconds = seconds_per_call;
+    v->deadline = seconds_per_call > 0 ? now_seconds() + seconds_per_call : 0;
+    v->last_kept = -INFINITY;
+    int code = CLIP_IMAGE_OK, e;
+    uint8_t *buffer = av_malloc(IO_BUFFER);
+    v->io = buffer ? avio_alloc_context(buffer, IO_BUFFER, 0, v, read_packet, NULL, seek_packet) : NULL;
+    v->format = avformat_alloc_context();
+    if (!v->io || !v->format) {
+        if (!v->io) av_free(buffer);
+        snprintf(err, errlen, "out of memory for the video reader");
+        code = CLIP_IMAGE_NO_MEMORY;
+        goto fail;
+    }
+    v->format->pb = v->io;
+    v->format->flags |= AVFMT_FLAG_CUSTOM_IO;
+    v->format->interrupt_callback.callback = interrupted;
+    v->format->interrupt_callback.opaque = v;
+    v->format->io_open = refuse_open;
+    v->format->format_whitelist = av_strdup("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi");
+    v->format->protocol_whitelist = av_strdup("none");
+    // Probing reads at most 5 MB and 5 s of the stream before the first frame.
+    v->format->probesize = 5 << 20;
+    v->format->max_analyze_duration = 5 * AV_TIME_BASE;
+    if ((e = avformat_open_input(&v->format, NULL, NULL, NULL)) < 0) {
+        v->format = NULL;  // freed by FFmpeg on failure
+        code = av_fail(err, errlen, e, "not a video this build reads (MP4, MOV, MKV, WebM, AVI)", v);
+        goto fail;
+    }
+    if ((e = avformat_find_stream_info(v->format, NULL)) < 0) { code = av_fail(err, errlen, e, "corrupt video", v); goto fail; }
+    const AVCodec *decoder = NULL;
+    v->stream = av_find_best_stream(v->format, AVMEDIA_TYPE_VIDEO, -1, -1, &decoder, 0);
+    if (v->stream < 0 || !decoder) {
+        code = v->stream == AVERROR_DECODER_NOT_FOUND ? CLIP_IMAGE_UNSUPPORTED : CLIP_IMAGE_CORRUPT;
+        snprintf(err, errlen, v->stream == AVERROR_DECODER_NOT_FOUND ? "a video codec this FFmpeg cannot decode"
+                                                                     : "the file holds no video stream");
+        goto fail;
+    }
+    AVStream *stream = v->format->streams[v->stream];
+    AVCodecParameters *par = stream->codecpar;
+    uint64_t npix = (uint64_t)(par->width > 0 ? par->width : 0) * (uint64_t)(par->height > 0 ? par->height : 0);
+    if (par->width <= 0 || par->height <= 0) {
+        snprintf(err, errlen, "the video declares frames of %dx%d", par->width, par->height);
+        code = CLIP_IMAGE_CORRUPT;
+        goto fail;
+    }
+    if (npix > max_pixels) {
+        snprintf(err, errlen, "video frames are %dx%d = %llu pixels, more than the limit of %llu", par->width,
+                 par->height, (unsigned long long)npix, (unsigned long long)max_pixels);
+        code = CLIP_IMAGE_TOO_LARGE;
+        goto fail;
+    }
+    v->codec = avcodec_alloc_context3(decoder);
+    if (!v->codec) { snprintf(err, errlen, "out of memory for the decoder"); code = CLIP_IMAGE_NO_MEMORY; goto fail; }
+    if ((e = avcodec_parameters_to_context(v->codec, par)) < 0) { code = av_fail(err, errlen, e, "corrupt video", v); goto fail; }
+    // One thread: callers decode one file per core already.
+    v->codec->thread_count = 1;
+    if ((e = avcodec_open2(v->codec, decoder, NULL)) < 0) { code = av_fail(err, errlen, e, "cannot open the video decoder", v); goto fail; }
+    v->packet = av_packet_alloc();
+    v->frame = av_frame_alloc();
+    if (!v->packet || !v->frame) { snprintf(err, errlen, "out of memory for the decoder"); code = CLIP_IMAGE_NO_MEMORY; goto fail; }
+    v->time_base = av_q2d(stream->time_base);
+    v->start = stream->start_time != AV_NOPTS_VALUE ? stream->start_time * v->time_base : 0;
+    // The display matrix's rotation (counter-clockwise degrees), as FFmpeg's autorotate reads it.
+    const uint8_t *matrix = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, NULL);
+    v->orientation = 1;
+    if (matrix) {
+        double theta = -av_display_rotation_get((const int32_t *)matrix);
+        theta -= 360 * floor(theta / 360 + 0.9 / 360);
+        if (fabs(theta - 90) < 1) v->orientation = 6;
+        else if (fabs(theta - 180) < 1) v->orientation = 3;
+        else if (fabs(theta - 270) < 1) v->orientation = 8;
+    }
+    info->width = par->width;
+    info->height = par->height;
+    info->orientation = v->orientation;
+    info->duration = v->format->duration != AV_NOPTS_VALUE ? v->format->duration / (double)AV_TIME_BASE : -1;
+    snprintf(info->codec, sizeof info->codec, "%s", decoder->name);
+    *out = v;
+    return CLIP_IMAGE_OK;
+fail:
+    clip_video_close(v);
+    return code;
+}
+
+// The mean absolute difference of two 32×32 gray thumbnails, 0–255.
+static double difference(const uint8_t *a, const uint8_t *b) {
+    long sum = 0;
+    for (int i = 0; i < THUMB * THUMB; i++) sum += abs((int)a[i] - (int)b[i]);
+    return (double)sum / (THUMB * THUMB);
+}
+
+// Converts the current frame to RGB into `out` (malloc'd pixels).
+static int emit(clip_video *v, clip_image *out, char *err, size_t errlen) {
+    AVFrame *f = v->frame;
+    if ((uint64_t)f->width * (uint64_t)f->height > v->max_pixels || f->width <= 0 || f->height <= 0) {
+        snprintf(err, errlen, "a video frame of %dx%d is past the pixel limit", f->width, f->height);
+        return CLIP_IMAGE_TOO_LARGE;
+    }
+    v->to_rgb = sws_getCachedContext(v->to_rgb, f->width, f->height, f->format, f->width, f->height, AV_PIX_FMT_RGB24,
+                                     SWS_BICUBIC, NULL, NULL, NULL);
+    if (!v->to_rgb) { snprintf(err, errlen, "cannot convert video frames of pixel format %d to RGB", f->format); return CLIP_IMAGE_UNSUPPORTED; }
+    size_t row = (size_t)f->width * 3;
+    uint8_t *pixels = clip_image_pixels(out, row * (size_t)f->height);
+    if (!pixels) { snprintf(err, errlen, "out of memory for a %dx%d frame", f->width, f->height); return CLIP_IMAGE_NO_MEMORY; }
+    uint8_t *planes[4] = {pixels, NULL, NULL, NULL};
+    int strides[4] = {(int)row, 0, 0, 0};
+    sws_scale(v->to_rgb, (const uint8_t *const *)f->data, f->linesize, 0, f->height, planes, strides);
+    out->pixels = pixels;
+    out->width = f->width;
+    out->height = f->height;
+    out->channels = 3;
+    out->mode = CLIP_MODE_RGB;
+    out->orientation = v->orientation;
+    return CLIP_IMAGE_OK;
+}
+
+// Whether the decoded frame at time `t` is kept: the first, one due by the interval, or a scene change.
+static int keep(clip_video *v, double t) {
+    AVFrame *f = v->frame;
+    v->to_thumb = sws_getCachedContext(v->to_thumb, f->width, f->height, f->format, THUMB, THUMB, AV_PIX_FMT_GRAY8,
+                                       SWS_AREA, NULL, NULL, NULL);
+    int scene = 0;
+    if (v->to_thumb) {
+        uint8_t *planes[4] = {v->thumb, NULL, NULL, NULL};
+        int strides[4] = {THUMB, 0, 0, 0};
+        sws_scale(v->to_thumb, (const uint8_t *const *)f->data, f->linesize, 0, f->height, planes, strides);
+        // A cut: the picture differs from the last kept one by more than the threshold (and a quarter second passed).
+        scene = v->have_last && v->threshold > 0 && t >= v->last_kept + 0.25 && difference(v->thumb, v->last_thumb) > v->threshold;
+    }
+    if (!v->have_last || t >= v->last_kept + v->interval - 1e-6 || scene) {
+        memcpy(v->last_thumb, v->thumb, sizeof v->thumb);
+        v->have_last = 1;
+        v->last_kept = t;
+        return 1;
+    }
+    return 0;
+}
+
+int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err, size_t errlen) {
+    clip_image_reset(out);
+    v->deadline = v->call_seconds > 0 ? now_seconds() + v->call_seconds : 0;
+    int e;
+    while (!v->finished) {
+        e = avcodec_receive_frame(v->codec, v->frame);
+        if (e == 0) {
+            v->frames_decoded++;
+            int64_t pts = v->frame->best_effort_timestamp;
+            double t = pts != AV_NOPTS_VALUE ? pts * v->time_base - v->start : v->last_kept + v->interval;
+            if (t < 0) t = 0;
+            int kept = keep(v, t);
+            if (kept) {
+                int code = emit(v, out, err, errlen);
+                av_frame_unref(v->frame);
+                if (code != CLIP_IMAGE_OK) { clip_image_free(out); return -code; }
+                *timestamp = t;
+                return 1;
+            }
+            av_frame_unref(v->frame);
+            if (interrupted(v)) return -av_fail(err, errlen, AVERROR_EXIT, "reading the video", v);
+            continue;
+        }
+        if (e == AVERROR_EOF) { v->finished = 1; break; }
+        if (e != AVERROR(EAGAIN)) return -av_fail(err, errlen, e, "corrupt video frame", v);
+        if (v->draining) { v->finished = 1; break; }
+        // The decoder wants input: the next packet of the video stream, or the end.
+        for (;;) {
+            e = av_read_frame(v->format, v->packet);
+            if (e == AVERROR_EOF) {
+                v->draining = 1;
+                if ((e = avcodec_send_packet(v->codec, NULL)) < 0 && e != AVERROR_EOF)
+                    return -av_fail(err, errlen, e, "corrupt video", v);
+                break;
+            }
+            if (e < 0) return -av_fail(err, errlen, e, "corrupt or truncated video", v);
+            if (v->packet->stream_index != v->stream) { av_packet_unref(v->packet); continue; }
+            e = avcodec_send_packet(v->codec, v->packet);
+            av_packet_unref(v->packet);
+            // A damaged packet is skipped, as players skip it; the frames around it still decode.
+            if (e < 0 && e != AVERROR(EAGAIN) && e != AVERROR_INVALIDDATA) return -av_fail(err, errlen, e, "corrupt video", v);
+            break;
+        }
+    }
+    return 0;
+}

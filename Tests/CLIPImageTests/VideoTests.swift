@@ -1,0 +1,93 @@
+import CLIPImage
+import CLIPWeights
+import Foundation
+import Testing
+
+// Videos through Debian's FFmpeg against the frames FFmpeg's CLI decodes (Scripts/make_video_fixtures.py): three
+// scenes (red 0–2 s, bars 2–4.5 s, blue 4.5–6 s) sampled with a 2 s interval and scene detection.
+
+private let videoFixtures = "\(imageFixtures)/video"
+private let videoReference = Result { try SafeTensorsFile(path: "\(videoFixtures)/reference.safetensors") }
+
+struct VideoCase: Sendable, CustomTestStringConvertible {
+    let file: String
+    let codec: String
+    let width: Int
+    let height: Int
+    var testDescription: String { file }
+}
+
+@Suite("Videos")
+struct VideoTests {
+    static let cases: [VideoCase] = [
+        .init(file: "scenes.mp4", codec: "h264", width: 64, height: 48),
+        .init(file: "scenes.webm", codec: "vp9", width: 64, height: 48),
+        .init(file: "scenes.mkv", codec: "mpeg4", width: 64, height: 48),
+        // Recorded with a 90° display matrix: shown upright, as players and FFmpeg's CLI show it.
+        .init(file: "rotated.mov", codec: "h264", width: 48, height: 64),
+    ]
+
+    @Test("frames at each scene change and every 2 s, equal to FFmpeg's CLI decoding", arguments: cases)
+    func sampledFrames(_ c: VideoCase) throws {
+        let path = "\(videoFixtures)/\(c.file)"
+        #expect(VideoReader.hasVideoExtension(path) && !ImageFormat.hasImageExtension(path))
+        let reader = try VideoReader(path: path)
+        #expect(reader.info.codec == c.codec && reader.info.width == c.width && reader.info.height == c.height)
+        #expect(abs((reader.info.duration ?? 0) - 6) < 0.2)
+        var frames: [VideoReader.Frame] = []
+        while let f = try reader.next() { frames.append(f) }
+        #expect(frames.map { ($0.time * 10).rounded() / 10 } == [0, 2, 4, 4.5])
+        #expect(try reader.next() == nil, "the end stays the end")
+        for f in frames {
+            let (shape, expected) = try videoReference.get().integerTensor(String(format: "\(c.file)/%.1f", f.time))
+            #expect([f.image.height, f.image.width, 3] == shape)
+            let worst = zip(f.image.pixels, expected).map { abs(Int($0) - $1) }.max() ?? 0
+            #expect(f.image.mode == .rgb && f.image.pixels.count == expected.count && worst == 0,
+                    "\(c.file) at \(f.time) s: largest difference \(worst)")
+        }
+    }
+
+    @Test("an hour-long video is sampled to its end, one frame at a time")
+    func hour() throws {
+        let reader = try VideoReader(path: "\(videoFixtures)/hour.mp4", interval: 60, sceneThreshold: 0)
+        var count = 0, last = -1.0
+        while let f = try reader.next() {
+            #expect(f.time > last)
+            last = f.time
+            count += 1
+        }
+        #expect(count == 60 && last == 3540, "\(count) frames, the last at \(last) s")
+    }
+
+    @Test("a truncated video is an error, not a shorter video")
+    func truncated() throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: "\(videoFixtures)/hour.mp4"))
+        let cut = FileManager.default.temporaryDirectory.appendingPathComponent("cut-\(UUID().uuidString).mp4")
+        try bytes.prefix(bytes.count / 2).write(to: cut)
+        defer { try? FileManager.default.removeItem(at: cut) }
+        do {
+            let reader = try VideoReader(path: cut.path, interval: 60, sceneThreshold: 0)
+            var count = 0
+            while try reader.next() != nil { count += 1 }
+            Issue.record("read \(count) frames of a video cut in half")
+        } catch {
+            #expect(error.description.hasPrefix("\(cut.path): "), "\(error)")
+        }
+    }
+
+    @Test("what is not a video is refused, naming the file", arguments: ["text", "image", "empty"])
+    func notAVideo(_ kind: String) throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("not-\(UUID().uuidString).mp4")
+        defer { try? FileManager.default.removeItem(at: file) }
+        switch kind {
+        case "text": try Data("just some text\n".utf8).write(to: file)
+        case "image": try Data(contentsOf: URL(fileURLWithPath: "\(imageFixtures)/formats/gif_p.gif")).write(to: file)
+        default: try Data().write(to: file)
+        }
+        #expect(throws: ImageError.self) { _ = try VideoReader(path: file.path) }
+    }
+}
+
+extension VideoReader.Frame: Equatable {
+    public static func == (a: Self, b: Self) -> Bool { a.time == b.time && a.image.pixels == b.image.pixels }
+}
