@@ -69,6 +69,12 @@ struct Embed: ParsableCommand {
         @Flag(help: "Also embed the captions (text_emb/text_emb_{N}.npy).")
         var enableText = false
 
+        @Option(help: "Videos (mp4, mov, mkv, webm, avi) among the inputs: the longest gap between sampled frames, in seconds; frames are also taken at scene changes. Written as videos/K.npy + K.json (clip-video-encode's layout).")
+        var videoInterval = 2.0
+
+        @Option(help: "Videos: the mean difference (0–255) between 32×32 gray thumbnails that counts as a scene change; 0 samples by --video-interval alone.")
+        var sceneThreshold = 12.0
+
         init() {}
     }
 
@@ -83,6 +89,8 @@ struct Embed: ParsableCommand {
             guard !images.isEmpty || !texts.isEmpty else { throw ValidationError("give at least one --image or --text, or --input-list/--input-dir with --output-dir") }
         }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        guard stream.videoInterval > 0, stream.videoInterval <= 86_400 else { throw ValidationError("--video-interval must be within (0, 86400] seconds") }
+        guard (0...255).contains(stream.sceneThreshold) else { throw ValidationError("--scene-threshold must be within 0...255") }
     }
 
     /// The streaming worker: one partition of clip-retrieval's layout.
@@ -112,6 +120,17 @@ struct Embed: ParsableCommand {
         // Interpolated, not %d: String(format:)'s %d keeps 32 bits of a partition number.
         print("\(output): partition \(part)\(shard.map { " (shard \($0))" } ?? ""): \(report.taken) inputs, \(report.embedded) embedded, "
               + "\(report.failed.count) failed in \(String(format: "%.1f", report.seconds)) s (\(String(format: "%.1f", rate)) images/s)")
+        guard !inputs.videos.isEmpty else { return }
+        var videoJob = VideoEmbeddingJob(pipeline: job.pipeline)
+        videoJob.batchSize = batchSize
+        videoJob.interval = stream.videoInterval
+        videoJob.sceneThreshold = stream.sceneThreshold
+        let videos = try videoJob.run(inputs.videos, shard: inputShard, directory: output)
+        for (path, reason) in videos.failed {
+            FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
+        }
+        print("\(output)/videos: \(videos.taken) videos, \(videos.embedded) embedded (\(videos.frames) frames), "
+              + "\(videos.skipped) done before, \(videos.failed.count) failed in \(String(format: "%.1f", videos.seconds)) s")
     }
 
     func run() throws {

@@ -83,15 +83,18 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
 /// or `path<TAB>caption`), the images of a folder tree (captions from same-named `.txt` files), or the members of
 /// webdataset tar shards (`tars(_:)`).
 public final class EmbeddingInputs {
-    private let next: () throws(EmbeddingJobError) -> EmbeddingInput?
+    private let next: (EmbeddingInputs) throws(EmbeddingJobError) -> EmbeddingInput?
     public let description: String
+    /// The videos met so far (a folder's all at once, a list's as its lines are read), for `VideoEmbeddingJob`:
+    /// they are not image inputs.
+    public fileprivate(set) var videos: [String] = []
 
-    init(description: String, next: @escaping () throws(EmbeddingJobError) -> EmbeddingInput?) {
-        (self.description, self.next) = (description, next)
+    init(description: String, videos: [String] = [], next: @escaping (EmbeddingInputs) throws(EmbeddingJobError) -> EmbeddingInput?) {
+        (self.description, self.videos, self.next) = (description, videos, next)
     }
 
-    /// The next input, or nil at the end.
-    public func read() throws(EmbeddingJobError) -> EmbeddingInput? { try next() }
+    /// The next image input, or nil at the end.
+    public func read() throws(EmbeddingJobError) -> EmbeddingInput? { try next(self) }
 
     /// Lines of `path` ("-": standard input). Relative image paths are relative to the current directory; blank
     /// lines are skipped; a line over 64 KiB is an error naming its number.
@@ -102,10 +105,15 @@ public final class EmbeddingInputs {
             guard fd >= 0 else { throw EmbeddingJobError("\(path): cannot open the input list: \(String(cString: strerror(errno)))") }
         }
         let reader = LineReader(fd: fd, name: path == "-" ? "standard input" : path, closes: path != "-")
-        return EmbeddingInputs(description: path == "-" ? "standard input" : path) { () throws(EmbeddingJobError) -> EmbeddingInput? in
+        return EmbeddingInputs(description: path == "-" ? "standard input" : path) { (inputs) throws(EmbeddingJobError) -> EmbeddingInput? in
             while let line = try reader.next() {
                 let trimmed = line.hasSuffix("\r") ? String(line.dropLast()) : line
                 if trimmed.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                let file = trimmed.firstIndex(of: "\t").map { String(trimmed[..<$0]) } ?? trimmed
+                if VideoReader.hasVideoExtension(file) {
+                    inputs.videos.append(file)
+                    continue
+                }
                 if let tab = trimmed.firstIndex(of: "\t") {
                     return EmbeddingInput(path: String(trimmed[..<tab]), caption: String(trimmed[trimmed.index(after: tab)...]))
                 }
@@ -116,7 +124,7 @@ public final class EmbeddingInputs {
     }
 
     /// The images under `folder` (recursive, sorted, hidden directories skipped), each with the text of a
-    /// same-named `.txt` beside it as caption when there is one.
+    /// same-named `.txt` beside it as caption when there is one; its videos, sorted, in `videos`.
     public static func folder(_ folder: String) throws(EmbeddingJobError) -> EmbeddingInputs {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
@@ -124,6 +132,7 @@ public final class EmbeddingInputs {
         }
         // Paths only (a few hundred bytes each); the images are read as the job reaches them.
         var paths: [String] = []
+        var videos: [String] = []
         var pending = [folder]
         while let dir = pending.popLast() {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
@@ -132,11 +141,12 @@ public final class EmbeddingInputs {
                 var sub: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: path, isDirectory: &sub) else { continue }
                 if sub.boolValue { pending.append(path) } else if ImageFormat.hasImageExtension(name) { paths.append(path) }
+                else if VideoReader.hasVideoExtension(name) { videos.append(path) }
             }
         }
         paths.sort()
         var i = 0
-        return EmbeddingInputs(description: folder) { () throws(EmbeddingJobError) -> EmbeddingInput? in
+        return EmbeddingInputs(description: folder, videos: videos.sorted()) { (_) throws(EmbeddingJobError) -> EmbeddingInput? in
             guard i < paths.count else { return nil }
             defer { i += 1 }
             let path = paths[i]

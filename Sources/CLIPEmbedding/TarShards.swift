@@ -12,7 +12,7 @@ extension EmbeddingInputs {
         var shardIndex = 0
         var members: [EmbeddingInput] = []
         var position = 0
-        return EmbeddingInputs(description: "\(shards.count) tar shard\(shards.count == 1 ? "" : "s")") { () throws(EmbeddingJobError) -> EmbeddingInput? in
+        return EmbeddingInputs(description: "\(shards.count) tar shard\(shards.count == 1 ? "" : "s")") { (_) throws(EmbeddingJobError) -> EmbeddingInput? in
             while position >= members.count {
                 guard shardIndex < shards.count else { return nil }
                 members = try Self.members(of: shards[shardIndex])

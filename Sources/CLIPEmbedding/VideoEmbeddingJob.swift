@@ -1,0 +1,170 @@
+import CLIPFiles
+import CLIPImage
+import CLIPKit
+import CLIPTensor
+import Foundation
+
+/// Embeds videos into clip-video-encode's per-video layout: for the video at position K of the sorted input,
+/// `videos/K.npy` (float32 [frames, dim], L2-normalised like `img_emb`) and `videos/K.json` (its path, each frame's
+/// time in seconds, the sampling, the frame size, the model), K zero-padded to nine digits. The `.json` is written
+/// last and atomically: a video with one is done, and a run after an interruption skips it.
+///
+/// Frames are sampled by `VideoReader` (scene changes, and at least one every `interval` seconds); the next batch is
+/// decoded while the model encodes the current one, and a video is never held whole in memory.
+public struct VideoEmbeddingJob {
+    public let pipeline: CLIPPipeline
+    public var batchSize = 16
+    public var interval = 2.0
+    public var sceneThreshold = 12.0
+
+    public init(pipeline: CLIPPipeline) { self.pipeline = pipeline }
+
+    /// What a run did.
+    public struct Report: Sendable {
+        /// Videos this shard took.
+        public var taken = 0
+        /// Videos embedded now (not counting those a previous run finished).
+        public var embedded = 0
+        /// Videos a previous run finished.
+        public var skipped = 0
+        /// Frames embedded.
+        public var frames = 0
+        public var failed: [(path: String, reason: String)] = []
+        public var seconds = 0.0
+    }
+
+    /// Embeds the `shard`'s share of `videos` (positions counted in the whole list, so shards agree on keys).
+    public func run(_ videos: [String], shard: Shard?, directory: String) throws(EmbeddingJobError) -> Report {
+        let start = Date()
+        var report = Report()
+        let folder = directory + "/videos"
+        do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+            throw EmbeddingJobError("\(folder): cannot create the output folder: \(error.localizedDescription)")
+        }
+        let model = modelFingerprint
+        for (position, path) in videos.enumerated() where shard?.takes(position) ?? true {
+            report.taken += 1
+            let key = String(format: "%09d", position)
+            if Self.finished(json: "\(folder)/\(key).json", path: path, model: model) {
+                report.skipped += 1
+                continue
+            }
+            do {
+                let frames = try embed(path, key: key, folder: folder, model: model)
+                report.embedded += 1
+                report.frames += frames
+            } catch {
+                report.failed.append((path, error.description))
+            }
+        }
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    /// SHA-256 of what makes two embeddings comparable: the architecture, the checkpoint's bytes, the preprocessing.
+    var modelFingerprint: String {
+        let parts = [pipeline.model.configuration.fingerprintText, pipeline.loaded?.checkpointDigest ?? "no checkpoint",
+                     "\(pipeline.preprocessor)"]
+        return SHA256.hex(Array(parts.joined(separator: "\n").utf8))
+    }
+
+    /// Whether `json` records `path` embedded by `model` (a damaged or foreign file is not).
+    static func finished(json: String, path: String, model: String) -> Bool {
+        guard let bytes = try? RegularFile.contents(of: json, limit: 64 << 20),
+              let record = try? JSONDecoder().decode(VideoRecord.self, from: Data(bytes)) else { return false }
+        return record.path == path && record.model == model
+    }
+
+    /// Embeds one video; the number of frames.
+    private func embed(_ path: String, key: String, folder: String, model: String) throws(EmbeddingJobError) -> Int {
+        let reader: VideoReader
+        do { reader = try VideoReader(path: path, interval: interval, sceneThreshold: sceneThreshold,
+                                      maxPixels: pipeline.preprocessor.maxPixels) } catch {
+            throw EmbeddingJobError(error.description)
+        }
+        let source = FrameSource(reader: reader, preprocessor: pipeline.preprocessor, batchSize: max(batchSize, 1))
+        var rows: [Float] = []
+        var times: [Double] = []
+        var pending = BackgroundWork { source.nextBatch() }
+        while true {
+            let batch: FrameBatch
+            do { batch = try pending.wait().get() } catch { throw EmbeddingJobError(error.description) }
+            guard !batch.times.isEmpty else { break }
+            pending = BackgroundWork { source.nextBatch() }
+            let r = pipeline.preprocessor.resolution
+            do {
+                let pixels = try Tensor(shape: [batch.times.count, 3, r, r], scalars: batch.pixels)
+                rows += try l2Normalized(pipeline.model.encodeImage(pixels)).scalars
+            } catch {
+                _ = pending.wait()  // the background decode must not outlive the call
+                throw EmbeddingJobError("\(path): \(error)")
+            }
+            times += batch.times
+        }
+        let dimension = pipeline.model.configuration.embedDim
+        let record = VideoRecord(path: path, timestamps: times, interval: interval, sceneThreshold: sceneThreshold,
+                                 width: reader.info.width, height: reader.info.height, duration: reader.info.duration,
+                                 codec: reader.info.codec, model: model)
+        do {
+            let embeddings = try Tensor(shape: [times.count, dimension], scalars: rows)
+            try OutputFile.write([UInt8](embeddings.npyData()), to: "\(folder)/\(key).npy")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try OutputFile.write([UInt8](try encoder.encode(record)), to: "\(folder)/\(key).json")
+        } catch {
+            throw EmbeddingJobError("\(folder)/\(key): cannot write: \(error)")
+        }
+        return times.count
+    }
+}
+
+/// `videos/K.json`.
+struct VideoRecord: Codable, Equatable {
+    var path: String
+    /// Seconds from the start of the stream, one per row of `K.npy`.
+    var timestamps: [Double]
+    var interval: Double
+    var sceneThreshold: Double
+    var width: Int
+    var height: Int
+    var duration: Double?
+    var codec: String
+    /// SHA-256 of the architecture, checkpoint and preprocessing: embeddings of another model are not these.
+    var model: String
+
+    enum CodingKeys: String, CodingKey {
+        case path, timestamps, interval, width, height, duration, codec
+        case sceneThreshold = "scene_threshold"
+        case model = "model_fingerprint"
+    }
+}
+
+/// Preprocessed frames of a batch.
+struct FrameBatch: Sendable {
+    var pixels: [Float] = []
+    var times: [Double] = []
+}
+
+/// The reader behind a background decode. Only one `nextBatch` runs at a time (the job waits for one before it
+/// starts the next), which is what makes handing the non-Sendable reader to another thread sound.
+final class FrameSource: @unchecked Sendable {
+    private let reader: VideoReader
+    private let preprocessor: ImagePreprocessor
+    private let batchSize: Int
+
+    init(reader: VideoReader, preprocessor: ImagePreprocessor, batchSize: Int) {
+        (self.reader, self.preprocessor, self.batchSize) = (reader, preprocessor, batchSize)
+    }
+
+    /// Up to `batchSize` frames; none at the end of the video.
+    func nextBatch() -> Result<FrameBatch, ImageError> {
+        Result { () throws(ImageError) -> FrameBatch in
+            var batch = FrameBatch()
+            while batch.times.count < batchSize, let frame = try reader.next() {
+                batch.pixels += try preprocessor.pixels(frame.image, name: "\(reader.path) at \(frame.time) s")
+                batch.times.append(frame.time)
+            }
+            return batch
+        }
+    }
+}
