@@ -70,6 +70,9 @@ def main():
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
         for name in names:
             shutil.copy(os.path.join(formats, name), out(target, "seed-" + name))
+    os.makedirs(os.path.join(CORPUS, "video"), exist_ok=True)
+    for name in ["scenes.mp4", "scenes.webm", "scenes.mkv", "rotated.mov"]:
+        shutil.copy(os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/video", name), out("video", "seed-" + name))
     os.makedirs(os.path.join(CORPUS, "raw"), exist_ok=True)
     for name in ["bayer.dng", "preview_small.dng"]:
         shutil.copy(os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/raw", name), out("raw", "seed-" + name))

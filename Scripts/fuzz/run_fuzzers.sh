@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # libFuzzer over the parsers that read untrusted bytes: safetensors headers, zip archives, whole PyTorch checkpoints
-# (zip + unpickler + tensor views), bare pickles, the image decoders (GIF, BMP, TIFF, camera RAW each from its own corpus), SentencePiece model files, training
+# (zip + unpickler + tensor views), bare pickles, the image decoders (GIF, BMP, TIFF, camera RAW, videos each from its own corpus), SentencePiece model files, training
 # tables (CSV/TSV) and the CLIP tokenizer on arbitrary text. Each runs under AddressSanitizer
 # and LeakSanitizer, starting from the committed corpus in Tests/Fuzz/Corpus/<target>.
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=20
 update=0
-targets="safetensors,zip,checkpoint,pickle,image,gif,bmp,tiff,raw,sentencepiece,table,text"
+targets="safetensors,zip,checkpoint,pickle,image,gif,bmp,tiff,raw,video,sentencepiece,table,text"
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) seconds=$2; shift 2 ;;
@@ -36,7 +36,7 @@ objects=$(find "$objects"/{CCLIPImage,CCLIPKernels,CLIPFiles,CLIPTensor,CLIPWeig
     -name '*.o')
 fuzzer="$scratch/clip-fuzzer"
 # shellcheck disable=SC2086
-swiftc -sanitize=fuzzer,address $objects -o "$fuzzer" -lz -ljpeg -lpng16 -lwebp -lheif -lavif -lgif -ltiff -lraw_r 2>&1 | grep -v "Cannot export local symbol" || true
+swiftc -sanitize=fuzzer,address $objects -o "$fuzzer" -lz -ljpeg -lpng16 -lwebp -lheif -lavif -lgif -ltiff -lraw_r -lavformat -lavcodec -lswscale -lavutil 2>&1 | grep -v "Cannot export local symbol" || true
 [ -x "$fuzzer" ]
 
 status=0

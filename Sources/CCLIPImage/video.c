@@ -36,7 +36,8 @@ struct clip_video {
     struct SwsContext *to_rgb, *to_thumb;
     int stream, orientation, draining, finished;
     double interval, threshold, last_kept, time_base, start;
-    int64_t frames_decoded;
+    int64_t frames_decoded, packets_read, declared_frames;
+    double declared_duration, stream_end;   // what the container says; how far the packets read reach
     uint64_t max_pixels;
     double deadline;         // monotonic seconds; 0 = none
     double call_seconds;
@@ -183,6 +184,8 @@ int clip_video_open(int fd, uint64_t max_pixels, double interval, double thresho
     v->frame = av_frame_alloc();
     if (!v->packet || !v->frame) { snprintf(err, errlen, "out of memory for the decoder"); code = CLIP_IMAGE_NO_MEMORY; goto fail; }
     v->time_base = av_q2d(stream->time_base);
+    v->declared_frames = stream->nb_frames;
+    v->declared_duration = v->format->duration != AV_NOPTS_VALUE ? v->format->duration / (double)AV_TIME_BASE : -1;
     v->start = stream->start_time != AV_NOPTS_VALUE ? stream->start_time * v->time_base : 0;
     // The display matrix's rotation (counter-clockwise degrees), as FFmpeg's autorotate reads it.
     const uint8_t *matrix = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, NULL);
@@ -290,6 +293,20 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
         for (;;) {
             e = av_read_frame(v->format, v->packet);
             if (e == AVERROR_EOF) {
+                // The container said how many frames or how long: a stream that ends short of it is cut off (the
+                // demuxers stop quietly at a sample past the end of the file).
+                double reached = v->stream_end - v->start;
+                if (v->declared_frames > 0 && v->packets_read < v->declared_frames) {
+                    snprintf(err, errlen, "truncated video: the data ends after %lld of its %lld frames (%.1f s)",
+                             (long long)v->packets_read, (long long)v->declared_frames, reached > 0 ? reached : 0);
+                    return -CLIP_IMAGE_CORRUPT;
+                }
+                if (v->declared_frames <= 0 && v->declared_duration > 0 &&
+                    reached < v->declared_duration - 1.0 - 0.05 * v->declared_duration) {
+                    snprintf(err, errlen, "truncated video: the data ends at %.1f s of its %.1f s", reached > 0 ? reached : 0,
+                             v->declared_duration);
+                    return -CLIP_IMAGE_CORRUPT;
+                }
                 v->draining = 1;
                 if ((e = avcodec_send_packet(v->codec, NULL)) < 0 && e != AVERROR_EOF)
                     return -av_fail(err, errlen, e, "corrupt video", v);
@@ -297,10 +314,24 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
             }
             if (e < 0) return -av_fail(err, errlen, e, "corrupt or truncated video", v);
             if (v->packet->stream_index != v->stream) { av_packet_unref(v->packet); continue; }
-            e = avcodec_send_packet(v->codec, v->packet);
-            av_packet_unref(v->packet);
-            // A damaged packet is skipped, as players skip it; the frames around it still decode.
-            if (e < 0 && e != AVERROR(EAGAIN) && e != AVERROR_INVALIDDATA) return -av_fail(err, errlen, e, "corrupt video", v);
+            AVPacket *p = v->packet;
+            double at = p->pts != AV_NOPTS_VALUE ? p->pts * v->time_base : p->dts != AV_NOPTS_VALUE ? p->dts * v->time_base : v->stream_end;
+            v->packets_read++;
+            if (at + p->duration * v->time_base > v->stream_end) v->stream_end = at + p->duration * v->time_base;
+            // A packet the demuxer could read only in part: the file is cut or damaged there. (Players skip such
+            // packets and go on; an index must not take a video with holes for the whole one.)
+            if (p->flags & AV_PKT_FLAG_CORRUPT) {
+                av_packet_unref(p);
+                snprintf(err, errlen, "corrupt or truncated video data at %.1f s", at - v->start > 0 ? at - v->start : 0);
+                return -CLIP_IMAGE_CORRUPT;
+            }
+            e = avcodec_send_packet(v->codec, p);
+            av_packet_unref(p);
+            if (e < 0 && e != AVERROR(EAGAIN)) {
+                char what[64];
+                snprintf(what, sizeof what, "corrupt video data at %.1f s", at - v->start > 0 ? at - v->start : 0);
+                return -av_fail(err, errlen, e, what, v);
+            }
             break;
         }
     }

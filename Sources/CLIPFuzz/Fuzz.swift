@@ -1,5 +1,5 @@
 // Fuzz entry points for the parsers that read untrusted bytes: the safetensors header, the zip reader, the
-// unpickler (through whole PyTorch checkpoints), the image decoders (GIF, BMP, TIFF and camera RAW with corpora of their own), SentencePiece model files, training tables
+// unpickler (through whole PyTorch checkpoints), the image decoders (GIF, BMP, TIFF, camera RAW and videos with corpora of their own), SentencePiece model files, training tables
 // and the CLIP tokenizer's cleaning and BPE (texts from requests and captions). Built with libFuzzer by
 // Scripts/fuzz/run_fuzzers.sh (`-sanitize=fuzzer,address`, `CLIP_FUZZ` defined); built normally, the same code is
 // `clip-fuzz-replay TARGET FILE…`, which runs saved inputs (the committed corpora) once each as a regression test.
@@ -16,6 +16,8 @@ enum FuzzTarget: String, CaseIterable {
     case safetensors, zip, checkpoint, pickle, image, sentencepiece, table, text
     /// The image path again, each from a corpus of its own format, so that each decoder gets its own time.
     case gif, bmp, tiff, raw
+    /// Videos through FFmpeg: every sampled frame of the input, read as a file.
+    case video
 }
 
 /// Runs one input through `target`. Every failure must be a thrown error; a crash, hang or leak is a finding.
@@ -53,6 +55,12 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
         }
         // The row-by-row path large JPEGs and PNGs take, on every input.
         _ = try? preprocessor.streamedCroppedRGB(bytes, name: "input")
+    case .video:
+        guard let file = memoryFile(bytes),
+              let reader = try? VideoReader(path: file.path, interval: 0.5, maxPixels: 1 << 20, secondsPerFrame: 5) else { return }
+        for _ in 0..<10_000 {
+            guard case .some(.some) = try? reader.next() else { break }
+        }
     case .safetensors, .zip, .checkpoint:
         guard let file = memoryFile(bytes) else { return }
         switch target {

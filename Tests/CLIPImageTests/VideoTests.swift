@@ -75,6 +75,45 @@ struct VideoTests {
         }
     }
 
+    /// Patched copies of scenes.mp4 (moov at 32, stsz at 966, stco at 1226, mdat at 1348): each ends in an error
+    /// naming the file within 5 s, never a crash, a hang or a shorter video presented as whole.
+    @Test("hostile MP4s end in one clear error", arguments: ["moov 4 GiB", "stsz 2^31 samples", "stco past the end",
+                                                             "mdat cut", "sample of 2 GiB", "no video stream"])
+    func hostile(_ kind: String) throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(videoFixtures)/scenes.mp4")))
+        func put32(_ at: Int, _ v: UInt32) { for k in 0..<4 { bytes[at + k] = UInt8((v >> (24 - 8 * k)) & 0xFF) } }
+        let stsz = 966 - 4, stco = 1226 - 4
+        switch kind {
+        case "moov 4 GiB": put32(32, 0xFFFF_FFFF)
+        case "stsz 2^31 samples": put32(stsz + 16, 0x8000_0000)
+        case "stco past the end": put32(stco + 16, 0x7FFF_0000)
+        case "mdat cut": bytes = Array(bytes.prefix(1348 + 600))
+        case "sample of 2 GiB":
+            // stsz: version/flags, sample_size 0, count, then the sizes: the first one claims 2 GiB.
+            put32(stsz + 20, 0x8000_0000)
+        default:
+            // The track's handler type "vide" renamed: no video stream left.
+            if let at = (0..<(bytes.count - 4)).first(where: { bytes[$0..<($0 + 4)] == [0x76, 0x69, 0x64, 0x65] }) {
+                bytes.replaceSubrange(at..<(at + 4), with: Array("soun".utf8))
+            }
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString).mp4")
+        try Data(bytes).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let start = Date()
+        do {
+            let reader = try VideoReader(path: file.path, secondsPerFrame: 5)
+            var times: [Double] = []
+            while let f = try reader.next() { times.append(f.time) }
+            // A moov box claiming more than the file holds, read to the file's end: the whole video, or nothing.
+            if kind == "moov 4 GiB" && times == [0, 2, 4, 4.5] { return }
+            Issue.record("\(kind): read \(times.count) frames at \(times)")
+        } catch {
+            #expect(error.description.hasPrefix("\(file.path): "), "\(error)")
+        }
+        #expect(Date().timeIntervalSince(start) < 5, "\(kind)")
+    }
+
     @Test("what is not a video is refused, naming the file", arguments: ["text", "image", "empty"])
     func notAVideo(_ kind: String) throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("not-\(UUID().uuidString).mp4")
