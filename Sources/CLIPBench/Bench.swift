@@ -40,7 +40,7 @@ package struct Bench: ParsableCommand {
     @Flag(help: "Measure tokenizer throughput (single thread, cold cache) instead of the model.")
     var tokenizer = false
 
-    @Option(help: "Measure end-to-end embedding of every JPEG/PNG/WebP in this folder (decode, preprocess, encode in batches).")
+    @Option(help: "Measure end-to-end embedding of every image in this folder (any format the decoders read) (decode, preprocess, encode in batches).")
     var folder: String?
 
     @Option(parsing: .upToNextOption, help: "Measure decoding + preprocessing throughput on these image files instead of the model (one thread, then all cores).")

@@ -122,7 +122,7 @@ void clip_image_reset(clip_image *img);
 uint8_t *clip_image_pixels(clip_image *img, size_t bytes);
 void clip_image_drop_pixels(clip_image *img, uint8_t *pixels);
 
-/// Width and height from a JPEG, PNG, WebP, HEIF, AVIF, GIF, BMP or TIFF header without decoding (0 on success, -1 when unknown).
+/// Width and height from an image header (any format the decoders read, camera RAW included) without decoding (0 on success, -1 when unknown).
 int clip_image_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *height);
 
 /// Pillow's resampling filters: BICUBIC (a = -0.5, support 2) and BILINEAR (a triangle, support 1).
