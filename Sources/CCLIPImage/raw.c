@@ -12,6 +12,8 @@
 
 #include <libraw/libraw.h>
 
+#include "tiff_bytes.h"
+
 typedef struct {
     int failed;
     char what[160];
@@ -51,15 +53,12 @@ typedef struct {
 // the missing values as zeros and demosaic a different photo without a word. Walks the IFD chain, SubIFDs and the
 // EXIF IFD (at most 64 IFDs, each once); returns 0, or the offset of the first reference past the end.
 static uint64_t tiff_reference_past_end(const uint8_t *d, size_t size) {
-    if (size < 8 || !(memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0)) return 0;
-    int big = d[0] == 'M';
-    #define U16(p) (big ? (uint32_t)(p)[0] << 8 | (p)[1] : (uint32_t)(p)[1] << 8 | (p)[0])
-    #define U32(p) (big ? (uint32_t)(p)[0] << 24 | (uint32_t)(p)[1] << 16 | (uint32_t)(p)[2] << 8 | (p)[3] \
-                        : (uint32_t)(p)[3] << 24 | (uint32_t)(p)[2] << 16 | (uint32_t)(p)[1] << 8 | (p)[0])
+    tiff_bytes t;
+    if (!tiff_bytes_open(&t, d, size)) return 0;
     static const uint8_t type_size[19] = {0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8, 8, 8};
     uint64_t queue[64], seen[64];
     int nq = 0, ns = 0;
-    queue[nq++] = U32(d + 4);
+    queue[nq++] = tiff_u32(&t, 4);
     while (nq > 0) {
         uint64_t at = queue[--nq];
         if (at == 0) continue;
@@ -68,18 +67,18 @@ static uint64_t tiff_reference_past_end(const uint8_t *d, size_t size) {
         if (again || ns == 64) continue;
         seen[ns++] = at;
         if (at + 2 > size) return at;
-        uint32_t n = U16(d + at);
+        uint32_t n = tiff_u16(&t, at);
         if (at + 2 + 12 * (uint64_t)n + 4 > size) return at;
-        uint64_t strips[2][2] = {{0, 0}, {0, 0}};  // offsets and counts: (value or pointer, count) of 273/279 or 324/325
+        uint64_t strips[2][2] = {{0, 0}, {0, 0}};  // where the offsets and the byte counts are, and how many
         uint32_t strip_type[2] = {0, 0};
         for (uint32_t i = 0; i < n; i++) {
-            const uint8_t *e = d + at + 2 + 12 * i;
-            uint32_t tag = U16(e), type = U16(e + 2), count = U32(e + 4);
+            uint64_t e = at + 2 + 12 * (uint64_t)i;
+            uint32_t tag = tiff_u16(&t, e), type = tiff_u16(&t, e + 2), count = tiff_u32(&t, e + 4);
             uint64_t bytes = (uint64_t)count * (type < 19 ? type_size[type] : 0);
-            uint64_t where = bytes <= 4 ? (uint64_t)(e + 8 - d) : U32(e + 8);
+            uint64_t where = bytes <= 4 ? e + 8 : tiff_u32(&t, e + 8);
             if (bytes > 4 && where + bytes > size) return where;
             if ((tag == 330 || tag == 34665) && (type == 4 || type == 13)) {
-                for (uint32_t k = 0; k < count && k < 8 && nq < 64; k++) queue[nq++] = U32(d + where + 4 * k);
+                for (uint32_t k = 0; k < count && k < 8 && nq < 64; k++) queue[nq++] = tiff_u32(&t, where + 4 * k);
             }
             int slot = tag == 273 || tag == 324 ? 0 : tag == 279 || tag == 325 ? 1 : -1;
             if (slot >= 0 && (type == 3 || type == 4)) {
@@ -90,16 +89,14 @@ static uint64_t tiff_reference_past_end(const uint8_t *d, size_t size) {
         }
         if (strips[0][1] && strips[0][1] == strips[1][1]) {
             for (uint64_t k = 0; k < strips[0][1]; k++) {
-                uint64_t off = strip_type[0] == 3 ? U16(d + strips[0][0] + 2 * k) : U32(d + strips[0][0] + 4 * k);
-                uint64_t len = strip_type[1] == 3 ? U16(d + strips[1][0] + 2 * k) : U32(d + strips[1][0] + 4 * k);
+                uint64_t off = strip_type[0] == 3 ? tiff_u16(&t, strips[0][0] + 2 * k) : tiff_u32(&t, strips[0][0] + 4 * k);
+                uint64_t len = strip_type[1] == 3 ? tiff_u16(&t, strips[1][0] + 2 * k) : tiff_u32(&t, strips[1][0] + 4 * k);
                 if (off + len > size) return off;
             }
         }
-        if (nq < 64) queue[nq++] = U32(d + at + 2 + 12 * (uint64_t)n);
+        if (nq < 64) queue[nq++] = tiff_u32(&t, at + 2 + 12 * (uint64_t)n);
     }
     return 0;
-    #undef U16
-    #undef U32
 }
 
 static int raw_open(raw_file *f, const uint8_t *data, size_t size, uint64_t max_pixels, char *err, size_t errlen) {
@@ -239,28 +236,23 @@ int clip_is_camera_raw(const uint8_t *d, size_t size) {
     if (size >= 4 && (memcmp(d, "IIRO", 4) == 0 || memcmp(d, "IIRS", 4) == 0 || memcmp(d, "MMOR", 4) == 0)) return 1;
     if (size >= 4 && memcmp(d, "IIU\0", 4) == 0) return 1;
     if (size >= 12 && memcmp(d + 4, "ftypcrx ", 8) == 0) return 1;
-    if (size < 16 || !(memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0)) return 0;
+    tiff_bytes t;
+    uint64_t at;
+    uint32_t n;
+    if (size < 16 || !tiff_bytes_open(&t, d, size)) return 0;
     if (d[8] == 'C' && d[9] == 'R') return 1;
-    int big = d[0] == 'M';
-    #define U16(p) (big ? (uint32_t)(p)[0] << 8 | (p)[1] : (uint32_t)(p)[1] << 8 | (p)[0])
-    #define U32(p) (big ? (uint32_t)(p)[0] << 24 | (uint32_t)(p)[1] << 16 | (uint32_t)(p)[2] << 8 | (p)[3] \
-                        : (uint32_t)(p)[3] << 24 | (uint32_t)(p)[2] << 16 | (uint32_t)(p)[1] << 8 | (p)[0])
-    uint64_t at = U32(d + 4);
-    if (at + 2 > size) return 0;
-    uint32_t n = U16(d + at);
+    if (!tiff_first_ifd(&t, &at, &n)) return 0;
     for (uint32_t i = 0; i < n && at + 2 + 12 * (uint64_t)(i + 1) <= size; i++) {
-        const uint8_t *e = d + at + 2 + 12 * i;
-        uint32_t tag = U16(e), type = U16(e + 2);
-        uint32_t value = type == 3 ? U16(e + 8) : type == 4 ? U32(e + 8) : 0;
-        if (tag == 50706) return 1;                                  // DNGVersion
+        uint64_t e = at + 2 + 12 * (uint64_t)i;
+        uint32_t tag = tiff_u16(&t, e), type = tiff_u16(&t, e + 2);
+        uint32_t value = type == 3 ? tiff_u16(&t, e + 8) : type == 4 ? tiff_u32(&t, e + 8) : 0;
+        if (tag == 50706) return 1;                                           // DNGVersion
         if (tag == 254 && (type == 3 || type == 4) && (value & 1)) return 1;  // NewSubfileType: reduced resolution
-        if (tag == 262 && (value == 32803 || value == 34892)) return 1;   // CFA, LinearRaw
+        if (tag == 262 && (value == 32803 || value == 34892)) return 1;       // CFA, LinearRaw
         if (tag == 259 && (type == 3 || type == 4) && value >= 32767 && value != 32773 && value != 32946 &&
             value != 34712 && value != 34887 && value != 50000 && value != 50001 && value != 32909 && value != 34676 &&
             value != 34677 && value != 34925 && value != 34933 && value != 34934)
-            return 1;                                                 // a vendor's compression (Pentax, Nikon, Sony)
+            return 1;                                                         // a vendor's compression (Pentax, Nikon, Sony)
     }
     return 0;
-    #undef U16
-    #undef U32
 }

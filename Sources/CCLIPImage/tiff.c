@@ -13,6 +13,8 @@
 
 #include <tiffio.h>
 
+#include "tiff_bytes.h"
+
 typedef struct {
     const uint8_t *data;
     size_t size;
@@ -119,19 +121,13 @@ static int refuse(char *err, size_t errlen, const char *fmt, ...) {
 // Whether the first IFD holds `tag` itself: libtiff fills in ExtraSamples for an RGB image with a fourth sample and
 // no tag, where Pillow reads that sample as alpha.
 static int ifd0_has_tag(const uint8_t *d, size_t size, uint16_t tag) {
-    if (size < 8) return 0;
-    int big = d[0] == 'M';
-    #define U16(p) (big ? (uint32_t)(p)[0] << 8 | (p)[1] : (uint32_t)(p)[1] << 8 | (p)[0])
-    #define U32(p) (big ? (uint32_t)(p)[0] << 24 | (uint32_t)(p)[1] << 16 | (uint32_t)(p)[2] << 8 | (p)[3] \
-                        : (uint32_t)(p)[3] << 24 | (uint32_t)(p)[2] << 16 | (uint32_t)(p)[1] << 8 | (p)[0])
-    uint64_t at = U32(d + 4);
-    if (at + 2 > size) return 0;
-    uint32_t n = U16(d + at);
+    tiff_bytes t;
+    uint64_t at;
+    uint32_t n;
+    if (!tiff_bytes_open(&t, d, size) || !tiff_first_ifd(&t, &at, &n)) return 0;
     for (uint32_t i = 0; i < n && at + 2 + 12 * (uint64_t)(i + 1) <= size; i++)
-        if (U16(d + at + 2 + 12 * i) == tag) return 1;
+        if (tiff_u16(&t, at + 2 + 12 * i) == tag) return 1;
     return 0;
-    #undef U16
-    #undef U32
 }
 
 // Pillow's OPEN_INFO, for the layouts kept: gray (1, 2, 4, 8, 16 bits; extra samples ignored or alpha), palette
