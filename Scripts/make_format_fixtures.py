@@ -19,6 +19,7 @@ import io
 import json
 import os
 import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -216,13 +217,16 @@ def bmp_files():
     out["bmp_rle8.bmp"] = bmp_file(w, h, 8, None, palette=pal256, compression=1, data=rle8(rows_up))
     out["bmp_rle4.bmp"] = bmp_file(w, h, 4, None, palette=pal16, compression=2,
                                    data=rle4([list(int(x) for x in r) for r in idx4[::-1]]))
+    # The last row without its padding: Pillow reads it (its decoder never needs the padding).
+    out["bmp_last_row_unpadded.bmp"] = out["bmp_top_down.bmp"][:-((4 - (w * 3) % 4) % 4)]
     return out
 
 
 # ---------------------------------------------------------------------------------------------------------- TIFF
 def tiff_file(w, h, bits, spp, photometric, planes, extra=(), tile=None, orientation=None, colormap=None, big=False,
-              planar=1):
-    """An uncompressed TIFF. `planes`: for planar 1 one bytes object per row; for planar 2 a list per sample."""
+              planar=1, deflate=False):
+    """A TIFF, uncompressed or Deflate. `planes`: for planar 1 one bytes object per row; for planar 2 a list per
+    sample."""
     e = ">" if big else "<"
     entries = []
     def tag(t, typ, vals):
@@ -245,8 +249,10 @@ def tiff_file(w, h, bits, spp, photometric, planes, extra=(), tile=None, orienta
         data_blocks = [b"".join(p) for p in planes]
     else:
         data_blocks = [b"".join(planes)]
+    if deflate:
+        data_blocks = [zlib.compress(b) for b in data_blocks]
     tag(256, 4, [w]); tag(257, 4, [h])
-    tag(258, 3, [bits] * spp); tag(259, 3, [1]); tag(262, 3, [photometric])
+    tag(258, 3, [bits] * spp); tag(259, 3, [8 if deflate else 1]); tag(262, 3, [photometric])
     if orientation:
         tag(274, 3, [orientation])
     tag(277, 3, [spp])
@@ -339,6 +345,9 @@ def tiff_files():
     out["tiff_p2.tif"] = tiff_file(w, h, 2, 1, 3, pack2, colormap=cm)
     out["tiff_planar.tif"] = tiff_file(w, h, 8, 3, 2, [[img[y, :, c].tobytes() for y in range(h)] for c in range(3)], planar=2)
     out["tiff_tiled.tif"] = tiff_file(w, h, 8, 3, 2, rgb_rows, tile=(16, 16))
+    # Planar RGB with a fourth, unspecified plane, Deflate (Pillow reads it through libtiff): RGB, the plane dropped.
+    out["tiff_planar_extra0.tif"] = tiff_file(w, h, 8, 4, 2, [[rgba[y, :, c].tobytes() for y in range(h)] for c in range(4)],
+                                              extra=(0,), planar=2, deflate=True)
     return out
 
 

@@ -448,6 +448,30 @@ def main():
     n = struct.unpack_from("<H", tif, ifd_at)[0]
     tif_loop = bytearray(tif)
     struct.pack_into("<I", tif_loop, ifd_at + 2 + 12 * n, ifd_at)  # the next IFD is this one
+    def tiff_le(entries, data_at_end=b""):
+        """A little-endian TIFF of one IFD (tag, type, values) followed by `data_at_end` at offset 8 + IFD."""
+        n = len(entries)
+        ifd_size = 2 + 12 * n + 4
+        body = bytearray(b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", n))
+        for tag, typ, value in sorted(entries):
+            v = 8 + ifd_size if value == "DATA" else value
+            body += struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", v, 0) if typ == 3 else struct.pack("<I", v))
+        return bytes(body + b"\0\0\0\0" + data_at_end)
+    # A 16 x 16 RGB image in one 16384 x 16384 Deflate tile of zeros (780 KB on disk, 805 MB decoded).
+    z = zlib.compressobj(9)
+    chunk = bytes(1 << 20)
+    tile = b"".join(z.compress(chunk) for _ in range(16384 * 16384 * 3 // len(chunk))) + z.flush()
+    tif_tile = tiff_le([(256, 3, 16), (257, 3, 16), (258, 3, 8), (259, 3, 8), (262, 3, 2), (277, 3, 3), (284, 3, 1),
+                        (322, 4, 16384), (323, 4, 16384), (324, 4, "DATA"), (325, 4, len(tile))], tile)
+    # A 13000 x 13000 RGBA header whose one strip is missing (142 bytes).
+    tif_header = tiff_le([(256, 4, 13000), (257, 4, 13000), (258, 3, 8), (259, 3, 1), (262, 3, 2), (277, 3, 4),
+                          (338, 3, 2), (273, 4, 1 << 20), (278, 4, 13000), (279, 4, 13000 * 13000 * 4)])
+    for kind, blob in (("TIFF 16x16 in a 16384x16384 tile", tif_tile), ("TIFF 13000x13000 header without data", tif_header)):
+        fname = kind.lower().replace(" ", "_") + ".tif"
+        with open(path(fname), "wb") as f:
+            f.write(blob)
+        # Bounded well below 1 GiB: neither the tile nor the image may be allocated before data is there.
+        case(kind, ["preprocess", "--output", path(fname + ".npy"), path(fname)], fname, rss_mib=200)
     for kind, blob, ext in (("GIF 65535x65535 screen", gif_screen(65535, 65535), "gif"),
                             ("GIF cut in half", gif[:len(gif) // 2], "gif"),
                             ("GIF with 1,000,000 frames", many_frames, "gif"),

@@ -291,9 +291,11 @@ int clip_decode_bmp(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
     uint64_t row = (uint64_t)b.width * channels;
     int rle = b.compression == 1 || b.compression == 2;
     uint64_t stride = (((uint64_t)b.width * b.bits + 31) >> 3) & ~(uint64_t)3;
-    if (!rle && (b.offset > size || stride * b.height > size - b.offset)) {
+    // The last row needs its pixels, not its padding (Pillow's raw decoder reads no further).
+    uint64_t needed = stride * (b.height - 1) + (((uint64_t)b.width * b.bits + 7) >> 3);
+    if (!rle && (b.offset > size || needed > size - b.offset)) {
         snprintf(err, errlen, "truncated BMP: %llu bytes of pixel data expected at offset %llu, the file has %zu",
-                 (unsigned long long)(stride * b.height), (unsigned long long)b.offset, size);
+                 (unsigned long long)needed, (unsigned long long)b.offset, size);
         return CLIP_IMAGE_CORRUPT;
     }
     uint8_t *pixels = clip_image_pixels(out, (size_t)(row * b.height));

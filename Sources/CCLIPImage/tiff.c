@@ -57,8 +57,18 @@ static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, 
     snprintf(s->err, s->errlen, "corrupt TIFF (%s: %s)", module ? module : "libtiff", msg);
     return 1;
 }
+// Warnings are ignored but one: a compressed strip that ends early (libjpeg's "Premature end of JPEG file", the fax
+// decoder's "Premature EOF"), after which libtiff fills the rest with grey or garbage: an image with missing pixels.
 static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap) {
-    (void)tif; (void)user; (void)module; (void)fmt; (void)ap;
+    (void)tif;
+    tiff_source *s = user;
+    char msg[400];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (s && !s->failed && strstr(msg, "Premature")) {
+        s->failed = 1;
+        for (char *c = msg; *c; c++) if ((unsigned char)*c < 0x20) *c = ' ';
+        snprintf(s->err, s->errlen, "truncated TIFF data (%s: %s)", module ? module : "libtiff", msg);
+    }
     return 1;
 }
 
@@ -130,6 +140,23 @@ static int ifd0_has_tag(const uint8_t *d, size_t size, uint16_t tag) {
     return 0;
 }
 
+// IFD 0's entry for `tag`: its value count, and its first value when that is a SHORT or LONG stored inline.
+static int ifd0_entry(const uint8_t *d, size_t size, uint16_t tag, uint32_t *count, uint32_t *value) {
+    tiff_bytes t;
+    uint64_t at;
+    uint32_t n;
+    if (!tiff_bytes_open(&t, d, size) || !tiff_first_ifd(&t, &at, &n)) return 0;
+    for (uint32_t i = 0; i < n && at + 2 + 12 * (uint64_t)(i + 1) <= size; i++) {
+        uint64_t e = at + 2 + 12 * (uint64_t)i;
+        if (tiff_u16(&t, e) != tag) continue;
+        uint32_t type = tiff_u16(&t, e + 2);
+        *count = tiff_u32(&t, e + 4);
+        *value = type == 3 ? tiff_u16(&t, e + 8) : tiff_u32(&t, e + 8);
+        return 1;
+    }
+    return 0;
+}
+
 // Pillow's OPEN_INFO, for the layouts kept: gray (1, 2, 4, 8, 16 bits; extra samples ignored or alpha), palette
 // (1–8 bits), RGB and RGBA (8 and 16 bits, the 16-bit ones keeping each sample's high byte), CMYK (8, 16 bits),
 // and YCbCr JPEG, which libtiff converts to RGB as Pillow asks it to.
@@ -145,6 +172,26 @@ static int choose_layout(TIFF *tif, const uint8_t *data, size_t size, layout *L,
     TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
     if (!has_photometric) photometric = 0;  // Pillow's default when the required tag is missing
     if (!ifd0_has_tag(data, size, TIFFTAG_EXTRASAMPLES)) nextra = 0;
+    // One strip or tile offset per strip or tile: Pillow's own reader takes the last of several for a single strip,
+    // libtiff the first; a file that disagrees with itself is refused rather than shown one way.
+    // (Counted from the file's own tags: libtiff cuts a large uncompressed strip into virtual ones as it reads.)
+    int tiled = TIFFIsTiled(tif);
+    uint32_t noffsets = 0, first = 0, rows = 0xFFFFFFFF, rows_count = 0, w = 0, h = 0;
+    TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+    if (!tiled && h > 0 && ifd0_entry(data, size, TIFFTAG_STRIPOFFSETS, &noffsets, &first)) {
+        ifd0_entry(data, size, TIFFTAG_ROWSPERSTRIP, &rows_count, &rows);
+        uint64_t per = rows == 0 || rows > h ? h : rows;
+        uint64_t expected = (h + per - 1) / per * (planar == PLANARCONFIG_SEPARATE ? spp : 1);
+        if (noffsets != expected) {
+            snprintf(err, errlen, "corrupt TIFF: %u strip offsets for the %llu strips the image has", noffsets,
+                     (unsigned long long)expected);
+            return CLIP_IMAGE_CORRUPT;
+        }
+    } else if (tiled && ifd0_entry(data, size, TIFFTAG_TILEOFFSETS, &noffsets, &first) && noffsets != TIFFNumberOfTiles(tif)) {
+        snprintf(err, errlen, "corrupt TIFF: %u tile offsets for the %u tiles the image has", noffsets, TIFFNumberOfTiles(tif));
+        return CLIP_IMAGE_CORRUPT;
+    }
     // Camera RAW files are TIFF-structured; their first page is a thumbnail or sensor data, not the photo.
     void *dng = NULL;
     uint32_t subfile = 0;
@@ -154,11 +201,13 @@ static int choose_layout(TIFF *tif, const uint8_t *data, size_t size, layout *L,
     if (compression == COMPRESSION_OJPEG) return refuse(err, errlen, "old-style JPEG compression");
     if (spp < 1 || spp > 8) return refuse(err, errlen, "%u samples per pixel", spp);
     if (nextra > spp) return refuse(err, errlen, "%u extra samples of %u", nextra, spp);
-    // Separate planes with unspecified extras: Pillow drops the extras.
+    // Separate planes with unspecified extras: Pillow drops the extras (their planes are read and ignored).
+    int dropped = 0;
+    int tagged = ifd0_has_tag(data, size, TIFFTAG_EXTRASAMPLES);
     if (planar == PLANARCONFIG_SEPARATE && nextra > 0) {
         int unspecified = 1;
         for (int i = 0; i < nextra; i++) if (extra[i] != EXTRASAMPLE_UNSPECIFIED) unspecified = 0;
-        if (unspecified) nextra = 0;
+        if (unspecified) { dropped = nextra; nextra = 0; }
     }
     if (format != SAMPLEFORMAT_UINT && !(format == SAMPLEFORMAT_INT && bits == 8 && spp == 1 && photometric == PHOTOMETRIC_MINISBLACK))
         return refuse(err, errlen, "sample format %u at %u bits (only unsigned integers are read)", format, bits);
@@ -168,8 +217,8 @@ static int choose_layout(TIFF *tif, const uint8_t *data, size_t size, layout *L,
     L->planar = planar;
     for (int i = 0; i < 8; i++) L->map[i] = i < spp ? i : -1;
     // Four RGB samples and no ExtraSamples tag: Pillow reads the fourth as alpha.
-    int rgba4 = photometric == PHOTOMETRIC_RGB && spp == 4 && nextra == 0;
-    int base = rgba4 ? 3 : spp - nextra;  // colour samples
+    int rgba4 = photometric == PHOTOMETRIC_RGB && spp == 4 && !tagged;
+    int base = rgba4 ? 3 : spp - nextra - dropped;  // colour samples
     int alpha_at = rgba4 ? 3 : -1;        // the extra sample Pillow reads as alpha, if any
     if (nextra >= 1 && (extra[0] == EXTRASAMPLE_ASSOCALPHA))
         return refuse(err, errlen, "premultiplied (associated) alpha");
@@ -334,9 +383,8 @@ int clip_decode_tiff(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         code = CLIP_IMAGE_NO_MEMORY;
         goto done;
     }
-    // Alpha of an image whose extra sample is ignored stays unset: fill (no layout leaves an output channel unwritten
-    // except by refusal, but a zeroed image never shows another's memory).
-    memset(pixels, 0, row * h);
+    // Not zeroed first: every output channel is written by the reads below (a file that ends early is an error and
+    // its pixels are dropped), and zeroing 700 MB for a header without data is what a hostile file would ask for.
     int planes = L.planar == PLANARCONFIG_SEPARATE ? L.spp : 1;
     int per_pixel = L.planar == PLANARCONFIG_SEPARATE ? 1 : L.spp;
     if (TIFFIsTiled(tif)) {
@@ -346,6 +394,13 @@ int clip_decode_tiff(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         tmsize_t tsize = TIFFTileSize(tif);
         if (!tw || !th || tsize <= 0) {
             if (!s.failed) snprintf(err, errlen, "corrupt TIFF: tiles of %ux%u", tw, th);
+            code = CLIP_IMAGE_CORRUPT;
+            goto done;
+        }
+        // A tile larger than the image (beyond the multiple of 16 the specification asks for) or than libtiff's own
+        // allocation cap: a 16x16 image in one 16384x16384 tile would take 800 MB to read 256 pixels.
+        if ((uint64_t)tw > ((uint64_t)w + 15) / 16 * 16 || (uint64_t)th > ((uint64_t)h + 15) / 16 * 16 || tsize > TIFF_MAX_ALLOC) {
+            snprintf(err, errlen, "corrupt TIFF: tiles of %ux%u (%lld bytes) for a %ux%u image", tw, th, (long long)tsize, w, h);
             code = CLIP_IMAGE_CORRUPT;
             goto done;
         }

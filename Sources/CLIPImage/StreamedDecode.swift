@@ -17,6 +17,8 @@ extension ImagePreprocessor {
             normalize(rgb, into: out)
             return
         }
+        // A size the crop refuses (an extreme aspect ratio) is refused from the header, before seconds of decoding.
+        if let size = ImageFormat.dimensions(data) { _ = try cropGeometry(width: size.width, height: size.height, name: name) }
         // Large images decoded whole take turns: two 178-megapixel RGBA PNGs at once would need gigabytes.
         let cost = Self.decodeCost(data)
         budget.acquire(cost)

@@ -31,7 +31,7 @@ private func formatBytes(_ file: String) throws -> [UInt8] {
 @Suite("GIF, BMP and TIFF")
 struct FormatTests {
     @Test func everyFormatAndModeIsCovered() {
-        #expect(formatCases.count >= 45)
+        #expect(formatCases.count >= 51)
         for ext in ["gif", "bmp", "tif"] { #expect(formatCases.contains { $0.file.hasSuffix(ext) }) }
         #expect(Set(formatCases.map(\.mode)) == ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16"])
     }
