@@ -130,16 +130,6 @@ static int refuse(char *err, size_t errlen, const char *fmt, ...) {
 
 // Whether the first IFD holds `tag` itself: libtiff fills in ExtraSamples for an RGB image with a fourth sample and
 // no tag, where Pillow reads that sample as alpha.
-static int ifd0_has_tag(const uint8_t *d, size_t size, uint16_t tag) {
-    tiff_bytes t;
-    uint64_t at;
-    uint32_t n;
-    if (!tiff_bytes_open(&t, d, size) || !tiff_first_ifd(&t, &at, &n)) return 0;
-    for (uint32_t i = 0; i < n && at + 2 + 12 * (uint64_t)(i + 1) <= size; i++)
-        if (tiff_u16(&t, at + 2 + 12 * i) == tag) return 1;
-    return 0;
-}
-
 // IFD 0's entry for `tag`: its value count, and its first value when that is a SHORT or LONG stored inline.
 static int ifd0_entry(const uint8_t *d, size_t size, uint16_t tag, uint32_t *count, uint32_t *value) {
     tiff_bytes t;
@@ -157,10 +147,16 @@ static int ifd0_entry(const uint8_t *d, size_t size, uint16_t tag, uint32_t *cou
     return 0;
 }
 
+static int ifd0_has_tag(const uint8_t *d, size_t size, uint16_t tag) {
+    uint32_t count, value;
+    return ifd0_entry(d, size, tag, &count, &value);
+}
+
 // Pillow's OPEN_INFO, for the layouts kept: gray (1, 2, 4, 8, 16 bits; extra samples ignored or alpha), palette
 // (1–8 bits), RGB and RGBA (8 and 16 bits, the 16-bit ones keeping each sample's high byte), CMYK (8, 16 bits),
 // and YCbCr JPEG, which libtiff converts to RGB as Pillow asks it to.
-static int choose_layout(TIFF *tif, const uint8_t *data, size_t size, layout *L, clip_image *out, char *err, size_t errlen) {
+static int choose_layout(TIFF *tif, const uint8_t *data, size_t size, uint32_t h, layout *L, clip_image *out, char *err,
+                         size_t errlen) {
     uint16_t photometric = 0, bits = 1, spp = 1, planar = 1, format = 1, compression = 1;
     uint16_t nextra = 0, *extra = NULL;
     int has_photometric = TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric);
@@ -171,14 +167,13 @@ static int choose_layout(TIFF *tif, const uint8_t *data, size_t size, layout *L,
     TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
     TIFFGetFieldDefaulted(tif, TIFFTAG_EXTRASAMPLES, &nextra, &extra);
     if (!has_photometric) photometric = 0;  // Pillow's default when the required tag is missing
-    if (!ifd0_has_tag(data, size, TIFFTAG_EXTRASAMPLES)) nextra = 0;
+    int tagged = ifd0_has_tag(data, size, TIFFTAG_EXTRASAMPLES);
+    if (!tagged) nextra = 0;
     // One strip or tile offset per strip or tile: Pillow's own reader takes the last of several for a single strip,
     // libtiff the first; a file that disagrees with itself is refused rather than shown one way.
     // (Counted from the file's own tags: libtiff cuts a large uncompressed strip into virtual ones as it reads.)
     int tiled = TIFFIsTiled(tif);
-    uint32_t noffsets = 0, first = 0, rows = 0xFFFFFFFF, rows_count = 0, w = 0, h = 0;
-    TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
-    TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+    uint32_t noffsets = 0, first = 0, rows = 0xFFFFFFFF, rows_count = 0;
     if (!tiled && h > 0 && ifd0_entry(data, size, TIFFTAG_STRIPOFFSETS, &noffsets, &first)) {
         ifd0_entry(data, size, TIFFTAG_ROWSPERSTRIP, &rows_count, &rows);
         uint64_t per = rows == 0 || rows > h ? h : rows;
@@ -203,7 +198,6 @@ static int choose_layout(TIFF *tif, const uint8_t *data, size_t size, layout *L,
     if (nextra > spp) return refuse(err, errlen, "%u extra samples of %u", nextra, spp);
     // Separate planes with unspecified extras: Pillow drops the extras (their planes are read and ignored).
     int dropped = 0;
-    int tagged = ifd0_has_tag(data, size, TIFFTAG_EXTRASAMPLES);
     if (planar == PLANARCONFIG_SEPARATE && nextra > 0) {
         int unspecified = 1;
         for (int i = 0; i < nextra; i++) if (extra[i] != EXTRASAMPLE_UNSPECIFIED) unspecified = 0;
@@ -375,7 +369,7 @@ int clip_decode_tiff(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         goto done;
     }
     layout L;
-    if ((code = choose_layout(tif, data, size, &L, out, err, errlen)) != CLIP_IMAGE_OK) goto done;
+    if ((code = choose_layout(tif, data, size, h, &L, out, err, errlen)) != CLIP_IMAGE_OK) goto done;
     size_t row = (size_t)w * (size_t)L.channels;
     pixels = clip_image_pixels(out, row * h);
     if (!pixels) {

@@ -111,8 +111,13 @@ public enum ImageFormat: String, Sendable {
 
     /// Whether a path's extension names a readable format (case-insensitive).
     public static func hasImageExtension(_ path: String) -> Bool {
-        guard let dot = path.lastIndex(of: "."), !path[dot...].contains("/") else { return false }
-        return fileExtensions.contains(path[path.index(after: dot)...].lowercased())
+        lowercasedExtension(path).map(fileExtensions.contains) ?? false
+    }
+
+    /// A path's file-name extension, lowercased, without the dot; nil when the last component has none.
+    static func lowercasedExtension(_ path: String) -> String? {
+        guard let dot = path.lastIndex(of: "."), !path[dot...].contains("/") else { return nil }
+        return path[path.index(after: dot)...].lowercased()
     }
 
     /// Width and height from an encoded image's header, without decoding it; nil when the header cannot be read.

@@ -92,13 +92,12 @@ public struct ImagePreprocessor: Sendable {
 
     /// What decoding `data` may take at its peak: the pixels at up to 8 bytes each (RGBA, 16-bit samples
     /// included) and a working copy; a header that cannot be read costs nothing here (the decoder refuses it).
-    static func decodeCost(_ data: [UInt8]) -> Int {
-        var w: UInt32 = 0, h: UInt32 = 0
-        let known = data.withUnsafeBytes { raw in
-            raw.baseAddress.map { clip_image_probe($0.assumingMemoryBound(to: UInt8.self), raw.count, &w, &h) == 0 } ?? false
-        }
-        guard known else { return 0 }
-        let (pixels, overflow) = Int(w).multipliedReportingOverflow(by: Int(h))
+    static func decodeCost(_ data: [UInt8]) -> Int { decodeCost(ImageFormat.dimensions(data)) }
+
+    /// The same from a size already probed (nil: unknown, 0).
+    static func decodeCost(_ size: (width: Int, height: Int)?) -> Int {
+        guard let size else { return 0 }
+        let (pixels, overflow) = size.width.multipliedReportingOverflow(by: size.height)
         return overflow || pixels > Int.max / 8 ? Int.max : pixels * 8
     }
 

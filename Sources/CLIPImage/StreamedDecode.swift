@@ -18,9 +18,10 @@ extension ImagePreprocessor {
             return
         }
         // A size the crop refuses (an extreme aspect ratio) is refused from the header, before seconds of decoding.
-        if let size = ImageFormat.dimensions(data) { _ = try cropGeometry(width: size.width, height: size.height, name: name) }
+        let size = ImageFormat.dimensions(data)
+        if let size { _ = try cropGeometry(width: size.width, height: size.height, name: name) }
         // Large images decoded whole take turns: two 178-megapixel RGBA PNGs at once would need gigabytes.
-        let cost = Self.decodeCost(data)
+        let cost = Self.decodeCost(size)
         budget.acquire(cost)
         defer { budget.release(cost) }
         try process(decodeImage(data, name: name, maxPixels: maxPixels), name: name, into: out)

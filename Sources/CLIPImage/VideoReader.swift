@@ -13,8 +13,7 @@ public final class VideoReader {
 
     /// Whether a path's extension names a video container this reader opens (case-insensitive).
     public static func hasVideoExtension(_ path: String) -> Bool {
-        guard let dot = path.lastIndex(of: "."), !path[dot...].contains("/") else { return false }
-        return fileExtensions.contains(path[path.index(after: dot)...].lowercased())
+        ImageFormat.lowercasedExtension(path).map(fileExtensions.contains) ?? false
     }
 
     /// What the container says before any frame is decoded.

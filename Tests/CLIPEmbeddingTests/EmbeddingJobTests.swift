@@ -13,7 +13,7 @@ private func writeImage(_ path: String, seed: Int) throws {
 }
 
 /// The rows of a float32 .npy written by the job.
-private func npyRows(_ path: String) throws -> (rows: Int, dim: Int, values: [Float]) {
+func npyRows(_ path: String) throws -> (rows: Int, dim: Int, values: [Float]) {
     let d = try Data(contentsOf: URL(fileURLWithPath: path))
     let headerLength = Int(d[8]) | Int(d[9]) << 8
     let header = String(decoding: d[10..<(10 + headerLength)], as: UTF8.self)

@@ -86,14 +86,3 @@ struct VideoEmbeddingTests {
         #expect(images == ["a.jpg", "b.png"] && inputs.videos == ["\(videoFixtures)/scenes.mp4", "clip.MOV"])
     }
 }
-
-/// The rows of a float32 .npy.
-private func npyRows(_ path: String) throws -> (rows: Int, dim: Int, values: [Float]) {
-    let d = try Data(contentsOf: URL(fileURLWithPath: path))
-    let headerLength = Int(d[8]) | Int(d[9]) << 8
-    let header = String(decoding: d[10..<(10 + headerLength)], as: UTF8.self)
-    let shape = header.components(separatedBy: "'shape': (")[1].components(separatedBy: ")")[0]
-        .split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-    let values = d[(10 + headerLength)...].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-    return (shape[0], shape[1], values)
-}
