@@ -77,34 +77,15 @@ public struct VideoEmbeddingJob {
 
     /// Embeds one video; the number of frames.
     private func embed(_ path: String, key: String, folder: String, model: String) throws(EmbeddingJobError) -> Int {
-        let reader: VideoReader
-        do { reader = try VideoReader(path: path, interval: interval, sceneThreshold: sceneThreshold,
-                                      maxPixels: pipeline.preprocessor.maxPixels) } catch {
-            throw EmbeddingJobError(error.description)
-        }
-        let source = FrameSource(reader: reader, preprocessor: pipeline.preprocessor, batchSize: max(batchSize, 1))
-        var rows: [Float] = []
-        var times: [Double] = []
-        var pending = BackgroundWork { source.nextBatch() }
-        while true {
-            let batch: FrameBatch
-            do { batch = try pending.wait().get() } catch { throw EmbeddingJobError(error.description) }
-            guard !batch.times.isEmpty else { break }
-            pending = BackgroundWork { source.nextBatch() }
-            let r = pipeline.preprocessor.resolution
-            do {
-                let pixels = try Tensor(shape: [batch.times.count, 3, r, r], scalars: batch.pixels)
-                rows += try l2Normalized(pipeline.model.encodeImage(pixels)).scalars
-            } catch {
-                _ = pending.wait()  // the background decode must not outlive the call
-                throw EmbeddingJobError("\(path): \(error)")
-            }
-            times += batch.times
-        }
+        var frames = VideoFrameEncoder(pipeline: pipeline)
+        (frames.batchSize, frames.interval, frames.sceneThreshold) = (batchSize, interval, sceneThreshold)
+        let video: VideoFrameEncoder.Result
+        do { video = try frames.embed(path) } catch { throw EmbeddingJobError(error.description) }
+        let (times, rows, info) = (video.times, video.rows, video.info)
         let dimension = pipeline.model.configuration.embedDim
         let record = VideoRecord(path: path, timestamps: times, interval: interval, sceneThreshold: sceneThreshold,
-                                 width: reader.info.width, height: reader.info.height, duration: reader.info.duration,
-                                 codec: reader.info.codec, model: model)
+                                 width: info.width, height: info.height, duration: info.duration,
+                                 codec: info.codec, model: model)
         do {
             let embeddings = try Tensor(shape: [times.count, dimension], scalars: rows)
             try OutputFile.write([UInt8](embeddings.npyData()), to: "\(folder)/\(key).npy")
@@ -136,35 +117,5 @@ struct VideoRecord: Codable, Equatable {
         case path, timestamps, interval, width, height, duration, codec
         case sceneThreshold = "scene_threshold"
         case model = "model_fingerprint"
-    }
-}
-
-/// Preprocessed frames of a batch.
-struct FrameBatch: Sendable {
-    var pixels: [Float] = []
-    var times: [Double] = []
-}
-
-/// The reader behind a background decode. Only one `nextBatch` runs at a time (the job waits for one before it
-/// starts the next), which is what makes handing the non-Sendable reader to another thread sound.
-final class FrameSource: @unchecked Sendable {
-    private let reader: VideoReader
-    private let preprocessor: ImagePreprocessor
-    private let batchSize: Int
-
-    init(reader: VideoReader, preprocessor: ImagePreprocessor, batchSize: Int) {
-        (self.reader, self.preprocessor, self.batchSize) = (reader, preprocessor, batchSize)
-    }
-
-    /// Up to `batchSize` frames; none at the end of the video.
-    func nextBatch() -> Result<FrameBatch, ImageError> {
-        Result { () throws(ImageError) -> FrameBatch in
-            var batch = FrameBatch()
-            while batch.times.count < batchSize, let frame = try reader.next() {
-                batch.pixels += try preprocessor.pixels(frame.image, name: "\(reader.path) at \(frame.time) s")
-                batch.times.append(frame.time)
-            }
-            return batch
-        }
     }
 }
