@@ -43,6 +43,8 @@ struct clip_video {
     double call_seconds;
     uint8_t last_thumb[THUMB * THUMB], thumb[THUMB * THUMB];
     int have_last;
+    double skip_before;      // after a seek: frames before this time are decoded, not kept
+    int seeked;              // the frame and duration counts no longer cover the whole stream
 };
 
 static double now_seconds(void) {
@@ -274,7 +276,7 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
             int64_t pts = v->frame->best_effort_timestamp;
             double t = pts != AV_NOPTS_VALUE ? pts * v->time_base - v->start : v->last_kept + v->interval;
             if (t < 0) t = 0;
-            int kept = keep(v, t);
+            int kept = t >= v->skip_before - 1e-6 && keep(v, t);
             if (kept) {
                 int code = emit(v, out, err, errlen);
                 av_frame_unref(v->frame);
@@ -296,12 +298,12 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
                 // The container said how many frames or how long: a stream that ends short of it is cut off (the
                 // demuxers stop quietly at a sample past the end of the file).
                 double reached = v->stream_end - v->start;
-                if (v->declared_frames > 0 && v->packets_read < v->declared_frames) {
+                if (!v->seeked && v->declared_frames > 0 && v->packets_read < v->declared_frames) {
                     snprintf(err, errlen, "truncated video: the data ends after %lld of its %lld frames (%.1f s)",
                              (long long)v->packets_read, (long long)v->declared_frames, reached > 0 ? reached : 0);
                     return -CLIP_IMAGE_CORRUPT;
                 }
-                if (v->declared_frames <= 0 && v->declared_duration > 0 &&
+                if (!v->seeked && v->declared_frames <= 0 && v->declared_duration > 0 &&
                     reached < v->declared_duration - 1.0 - 0.05 * v->declared_duration) {
                     snprintf(err, errlen, "truncated video: the data ends at %.1f s of its %.1f s", reached > 0 ? reached : 0,
                              v->declared_duration);
@@ -336,4 +338,22 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
         }
     }
     return 0;
+}
+
+int clip_video_seek(clip_video *v, double t, char *err, size_t errlen) {
+    v->deadline = v->call_seconds > 0 ? now_seconds() + v->call_seconds : 0;
+    if (!(t >= 0) || !isfinite(t)) { snprintf(err, errlen, "a video time must be a number of seconds >= 0"); return CLIP_IMAGE_UNSUPPORTED; }
+    AVStream *st = v->format->streams[v->stream];
+    double base = av_q2d(st->time_base);
+    if (!(base > 0)) { snprintf(err, errlen, "the video stream has no time base to seek by"); return CLIP_IMAGE_UNSUPPORTED; }
+    double ticks = (t + v->start) / base;
+    if (ticks > 9e18) ticks = 9e18;
+    // To the key frame at or before the time; the frames from there up to it are decoded and dropped.
+    int e = av_seek_frame(v->format, v->stream, (int64_t)ticks, AVSEEK_FLAG_BACKWARD);
+    if (e < 0) return av_fail(err, errlen, e, "cannot seek in the video", v);
+    avcodec_flush_buffers(v->codec);
+    v->finished = v->draining = v->have_last = 0;
+    v->skip_before = t;
+    v->seeked = 1;
+    return CLIP_IMAGE_OK;
 }

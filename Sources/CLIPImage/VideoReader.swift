@@ -16,6 +16,33 @@ public final class VideoReader {
         ImageFormat.lowercasedExtension(path).map(fileExtensions.contains) ?? false
     }
 
+    /// The media type of a video container from its first bytes (at least 64 for Matroska's doctype), for serving
+    /// it to a browser; nil when they are not one of the containers read.
+    public static func mediaType(_ head: [UInt8]) -> String? {
+        func at(_ offset: Int, _ ascii: String) -> Bool {
+            let b = Array(ascii.utf8)
+            return head.count >= offset + b.count && Array(head[offset..<(offset + b.count)]) == b
+        }
+        if at(4, "ftyp") {
+            if at(8, "qt  ") { return "video/quicktime" }
+            if at(8, "3gp") { return "video/3gpp" }
+            return "video/mp4"
+        }
+        // QuickTime files from before ftyp start with their movie or data atom.
+        if at(4, "moov") || at(4, "mdat") || at(4, "wide") || at(4, "free") { return "video/quicktime" }
+        if head.starts(with: [0x1A, 0x45, 0xDF, 0xA3]) {
+            // The EBML header's DocType element (0x4282) says webm or matroska.
+            let prefix = head.prefix(64)
+            if let i = prefix.indices.dropLast(6).first(where: { prefix[$0] == 0x42 && prefix[$0 + 1] == 0x82 }),
+               Array(prefix[(i + 3)..<min(i + 7, prefix.endIndex)]) == Array("webm".utf8) {
+                return "video/webm"
+            }
+            return "video/x-matroska"
+        }
+        if at(0, "RIFF") && at(8, "AVI ") { return "video/x-msvideo" }
+        return nil
+    }
+
     /// What the container says before any frame is decoded.
     public struct Info: Sendable, Equatable {
         /// Frame size as shown (rotation applied).
@@ -68,6 +95,28 @@ public final class VideoReader {
     }
 
     deinit { clip_video_close(handle) }
+
+    /// Moves on to `time` (seconds from the start): the next frame is the first at or after it, and sampling goes
+    /// on from there.
+    public func seek(to time: Double) throws(ImageError) {
+        var err = [CChar](repeating: 0, count: 512)
+        if let error = decodeError(clip_video_seek(handle, time, &err, err.count), err, name: path) { throw error }
+        finished = false
+    }
+
+    /// The frame shown at `time` seconds (the first at or after it; the first frame when `time` is past the end): a
+    /// poster for a video, or the picture of a moment a search found.
+    public static func frame(of path: String, at time: Double = 0, maxPixels: Int = 178_956_970) throws(ImageError) -> Frame {
+        let reader = try VideoReader(path: path, interval: 1e9, sceneThreshold: 0, maxPixels: maxPixels)
+        if time > 0 {
+            try reader.seek(to: time)
+            if let frame = try reader.next() { return frame }
+            // Past the last frame: the start's, rather than nothing.
+            try reader.seek(to: 0)
+        }
+        guard let frame = try reader.next() else { throw ImageError(file: path, .corrupt("the video has no frames")) }
+        return frame
+    }
 
     /// The next sampled frame, or nil at the end of the video. A damaged or truncated stream is an error naming the
     /// file and the time reached, never a shorter video presented as whole.

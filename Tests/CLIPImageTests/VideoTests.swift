@@ -47,6 +47,26 @@ struct VideoTests {
         }
     }
 
+    @Test("the frame at a sampled moment, reached by seeking, is the one sampling decoded", arguments: cases)
+    func frameAtMoment(_ c: VideoCase) throws {
+        let path = "\(videoFixtures)/\(c.file)"
+        // Backwards too: each seek starts from the key frame before it.
+        for t in [4.5, 2.0, 4.0, 0.0] {
+            let f = try VideoReader.frame(of: path, at: t)
+            #expect(abs(f.time - t) < 0.05, "\(c.file) at \(t) s: got \(f.time)")
+            let (_, expected) = try videoReference.get().integerTensor(String(format: "\(c.file)/%.1f", t))
+            let worst = zip(f.image.pixels, expected).map { abs(Int($0) - $1) }.max() ?? 0
+            #expect(f.image.pixels.count == expected.count && worst == 0, "\(c.file) at \(t) s: largest difference \(worst)")
+        }
+        // Past the end: the first frame, not nothing.
+        #expect(try VideoReader.frame(of: path, at: 600).time == 0)
+        let reader = try VideoReader(path: path)
+        try reader.seek(to: 3)
+        #expect(try reader.next().map { ($0.time * 10).rounded() / 10 } == 3)
+        #expect(throws: ImageError.self) { try reader.seek(to: -1) }
+        #expect(throws: ImageError.self) { try reader.seek(to: .nan) }
+    }
+
     @Test("an hour-long video is sampled to its end, one frame at a time")
     func hour() throws {
         let reader = try VideoReader(path: "\(videoFixtures)/hour.mp4", interval: 60, sceneThreshold: 0)

@@ -90,6 +90,9 @@ int clip_video_open(int fd, uint64_t max_pixels, double interval, double thresho
 /// 1 and a frame (pixels malloc'd or in the caller's buffer, free with clip_image_free) with its time in seconds;
 /// 0 at the end; a negated CLIP_IMAGE_* code with `err` set on failure.
 int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err, size_t errlen);
+// Positions the reader so that the next frame returned is the first at or after `t` seconds (then sampled as usual
+// from there). Returns CLIP_IMAGE_OK or an error code with `err` filled.
+int clip_video_seek(clip_video *v, double t, char *err, size_t errlen);
 void clip_video_close(clip_video *v);
 void clip_image_free(clip_image *img);
 
