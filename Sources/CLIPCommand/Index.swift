@@ -73,8 +73,16 @@ struct Index: ParsableCommand {
         @Option(help: "Images per batch (and per committed transaction).")
         var batchSize = 32
 
+        @Option(help: "Videos (mp4, mov, mkv, webm, avi): the longest gap between the moments embedded, in seconds; a moment is also taken at each scene change. clip search finds a video at its best moment.")
+        var videoInterval = 2.0
+
+        @Option(help: "Videos: the mean difference (0–255) between 32×32 gray thumbnails that counts as a scene change; 0 samples by --video-interval alone.")
+        var sceneThreshold = 12.0
+
         func validate() throws {
             guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+            guard videoInterval > 0, videoInterval <= 86_400 else { throw ValidationError("--video-interval must be within (0, 86400] seconds") }
+            guard (0...255).contains(sceneThreshold) else { throw ValidationError("--scene-threshold must be within 0...255") }
         }
 
         func run() throws {
@@ -102,6 +110,7 @@ struct Index: ParsableCommand {
                 var options = IndexingOptions()
                 options.batchSize = batchSize
                 options.excludedDirectories = excludeDir
+                (options.videoInterval, options.sceneThreshold) = (videoInterval, sceneThreshold)
                 let terminal = isatty(2) != 0
                 let progress = terminal ? Self.progressLine : nil
                 let report = try Indexer(index: photoIndex, pipeline: clip, model: indexed, unoriented: unoriented).run(
@@ -115,7 +124,9 @@ struct Index: ParsableCommand {
                 for (path, reason) in report.failed {
                     FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
                 }
-                print("\(photoIndex.path): \(report.scanned) images found: \(report.embedded) embedded, \(report.reused) moved or copied (embedding reused), "
+                print("\(photoIndex.path): \(report.scanned) images and videos found: \(report.embedded) embedded"
+                      + (report.videos > 0 ? " (\(report.videos) videos, \(report.frames) moments)" : "") + ", "
+                      + "\(report.reused) moved or copied (embedding reused), "
                       + (report.carriedOver > 0 ? "\(report.carriedOver) not rotated (embedding made without orientation kept), " : "")
                       + "\(report.unchanged) unchanged, \(report.deleted) deleted, \(report.failed.count) failed"
                       + (report.failedBefore > 0 ? " (and \(report.failedBefore) that failed before)" : "")

@@ -15,7 +15,8 @@ struct Search: ParsableCommand {
         discussion: """
             Terms are texts or image paths joined by + and - (separate words); N: weights a term: \
             clip search "2:golden retriever" + ./pool.jpg - fruit. Words without an operator between them are one \
-            text. Prints score and path per hit, best first.
+            text. Prints score and path per hit, best first; a video's hit is the moment that matched best, its time after \
+            the path (path@1:23.4).
             """)
 
     @OptionGroup var model: ModelOptions
@@ -28,8 +29,11 @@ struct Search: ParsableCommand {
     @Option(help: "How many hits.")
     var top = 10
 
-    @Flag(help: "A JSON array of {\"path\", \"score\", \"width\", \"height\"}.")
+    @Flag(help: "A JSON array of {\"path\", \"score\", \"width\", \"height\"}, and \"time\" (seconds) for a video's moment.")
     var json = false
+
+    @Flag(help: "Every matching moment of a video is a hit of its own (by default a video appears once, at its best moment).")
+    var everyMoment = false
 
     @Flag(help: "Paths only, one per line (for xargs).")
     var filepathOnly = false
@@ -63,7 +67,7 @@ struct Search: ParsableCommand {
             let (clip, indexed) = try indexedModel(model, orientation: orientation.applyOrientation, index: photoIndex,
                                                    registering: false, towers: needsImages ? .both : .textOnly)
             let search = try PhotoSearch(index: photoIndex, model: indexed, mode: exact ? .exact : .automatic)
-            let hits = try search.search(try PhotoSearch.queryVector(terms, pipeline: clip), top: top)
+            let hits = try search.search(try PhotoSearch.queryVector(terms, pipeline: clip), top: top, everyMoment: everyMoment)
             if let sheet { try write(Data(try ContactSheet.png(hits)), to: sheet) }
             if json {
                 print(try jsonText(hits))
@@ -72,11 +76,18 @@ struct Search: ParsableCommand {
             } else {
                 let inline = preview == .always || (preview == .auto && Self.terminalShowsKittyGraphics())
                 for h in hits {
-                    print(String(format: "%.4f\t%@", h.score, h.path))
-                    if inline, let png = ContactSheet.thumbnailPNG(h.path) { print(Self.kittyImage(png)) }
+                    print(String(format: "%.4f\t%@", h.score, h.path) + (h.time.map { "@" + Self.clock($0) } ?? ""))
+                    if inline, let png = ContactSheet.thumbnailPNG(h.path, time: h.time) { print(Self.kittyImage(png)) }
                 }
             }
         }
+    }
+
+    /// A video time as a player shows it: `m:ss.s`, or `h:mm:ss.s` from an hour.
+    static func clock(_ seconds: Double) -> String {
+        let tenths = Int((max(seconds, 0) * 10).rounded())
+        let (h, m, s) = (tenths / 36_000, tenths / 600 % 60, Double(tenths % 600) / 10)
+        return h > 0 ? String(format: "%d:%02d:%04.1f", h, m, s) : String(format: "%d:%04.1f", m, s)
     }
 
     /// Standard output is a terminal that draws kitty graphics (kitty itself, and terminals that say so in TERM).

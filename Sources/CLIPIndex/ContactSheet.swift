@@ -9,9 +9,13 @@ public enum ContactSheet {
     static let margin = 8
     static let captionHeight = 16
 
-    /// A square thumbnail of an image file (shorter side resized, centre crop, as CLIP's preprocessing), RGB
-    /// bytes; nil when the file cannot be decoded.
-    public static func thumbnailRGB(_ path: String, side: Int = thumbnail) -> [UInt8]? {
+    /// A square thumbnail of an image file, or of a video's frame at `time` seconds (its poster at 0), shorter side
+    /// resized and centre cropped as CLIP's preprocessing, RGB bytes; nil when the file cannot be decoded.
+    public static func thumbnailRGB(_ path: String, side: Int = thumbnail, time: Double? = nil) -> [UInt8]? {
+        if VideoReader.hasVideoExtension(path) {
+            guard let frame = try? VideoReader.frame(of: path, at: time ?? 0) else { return nil }
+            return try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(frame.image, name: path)
+        }
         guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
         return thumbnailRGB(encoded: bytes, name: path, side: side)
     }
@@ -23,10 +27,16 @@ public enum ContactSheet {
         return try? crop.croppedRGB(image, name: name)
     }
 
-    /// A PNG thumbnail of an image file, for the kitty graphics protocol.
-    public static func thumbnailPNG(_ path: String, side: Int = 96) -> [UInt8]? {
-        guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
-        return thumbnailPNG(encoded: bytes, name: path, side: side)
+    /// A PNG thumbnail of an image file or a video's frame at `time`, for the kitty graphics protocol.
+    public static func thumbnailPNG(_ path: String, side: Int = 96, time: Double? = nil) -> [UInt8]? {
+        guard let rgb = thumbnailRGB(path, side: side, time: time) else { return nil }
+        return try? PNGEncoder.encode(rgb: rgb, width: side, height: side)
+    }
+
+    /// A PNG thumbnail of a decoded picture (a video's frame).
+    public static func thumbnailPNG(_ image: DecodedImage, name: String, side: Int = 96) -> [UInt8]? {
+        guard let rgb = try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(image, name: name) else { return nil }
+        return try? PNGEncoder.encode(rgb: rgb, width: side, height: side)
     }
 
     /// A PNG thumbnail of an encoded image already read.
@@ -44,7 +54,7 @@ public enum ContactSheet {
         var canvas = [UInt8](repeating: 255, count: width * height * 3)
         for (i, hit) in hits.enumerated() {
             let x0 = margin + (i % cols) * cellW, y0 = margin + (i / cols) * cellH
-            let thumb = thumbnailRGB(hit.path) ?? [UInt8](repeating: 200, count: thumbnail * thumbnail * 3)
+            let thumb = thumbnailRGB(hit.path, time: hit.time) ?? [UInt8](repeating: 200, count: thumbnail * thumbnail * 3)
             for y in 0..<thumbnail {
                 let src = y * thumbnail * 3, dst = ((y0 + y) * width + x0) * 3
                 canvas.replaceSubrange(dst..<(dst + thumbnail * 3), with: thumb[src..<(src + thumbnail * 3)])

@@ -15,9 +15,11 @@ struct ScannedFile: Sendable {
     var modified: Int64
     /// Why it is recorded without being read (a link out of the indexed folders), or nil.
     var problem: String? = nil
+    /// Named as a video container (its moments are embedded, not its bytes as one image).
+    var isVideo = false
 }
 
-/// Walks folders for image files (by extension: the formats the decoders read). Directories named in `excluded`
+/// Walks folders for image and video files (by extension: the formats the decoders read). Directories named in `excluded`
 /// are skipped wherever they are, as are hidden directories (`.git`, `.thumbnails`) and Synology's `@eaDir`
 /// thumbnails. Symbolic links to files are followed when they lead to a file inside `folders` (the run's folders);
 /// one that leads out (`photo.jpg -> /etc/hostname`) is recorded as failed and never read, since whatever the index
@@ -36,7 +38,7 @@ struct FolderScan {
         self.excluded = Set(excluded).union(Self.alwaysExcluded)
     }
 
-    /// The image files under `root` (absolute), sorted by path so runs are repeatable.
+    /// The image and video files under `root` (absolute), sorted by path so runs are repeatable.
     mutating func files(under root: String, into out: inout [ScannedFile]) {
         var pending = [root]
         var found: [ScannedFile] = []
@@ -60,7 +62,8 @@ struct FolderScan {
                     pending.append(path)
                     continue
                 }
-                guard ImageFormat.hasImageExtension(name) else { continue }
+                let isVideo = VideoReader.hasVideoExtension(name)
+                guard isVideo || ImageFormat.hasImageExtension(name) else { continue }
                 var problem: String?
                 if kind == S_IFLNK {
                     guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
@@ -75,7 +78,8 @@ struct FolderScan {
                 } else if kind != S_IFREG {
                     continue
                 }
-                found.append(ScannedFile(path: path, size: Int64(st.st_size), modified: modificationNanoseconds(st), problem: problem))
+                found.append(ScannedFile(path: path, size: Int64(st.st_size), modified: modificationNanoseconds(st), problem: problem,
+                                         isVideo: isVideo))
             }
         }
         found.sort { $0.path < $1.path }

@@ -74,6 +74,18 @@ enum IndexSchema {
             try db.execute(sql: "INSERT INTO generations (generation, nonce) VALUES (?, ?)",
                            arguments: [try PhotoIndex.generationValue(db), Int64.random(in: .min ... .max)])
         }
+        // Videos: one vector per sampled moment (the embeddings row of a video's contents holds the mean of its
+        // frames, normalised, and is written in the same transaction: its presence says the frames are whole).
+        m.registerMigration("v4") { db in
+            try db.execute(sql: """
+                CREATE TABLE frames (
+                    hash TEXT NOT NULL,
+                    model INTEGER NOT NULL REFERENCES models (id) ON DELETE CASCADE,
+                    time REAL NOT NULL,
+                    vector BLOB NOT NULL,
+                    PRIMARY KEY (hash, model, time)) WITHOUT ROWID
+                """)
+        }
         return m
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CLIPEmbedding
 import CLIPFiles
 import CLIPImage
 import CLIPKit
@@ -16,6 +17,10 @@ public struct IndexingOptions: Sendable {
     public var batchSize = 32
     /// Directory names skipped wherever they occur (hidden directories and `@eaDir` always are).
     public var excludedDirectories: [String] = []
+    /// A video's moments: at least one every `videoInterval` seconds, and one at each scene change (the mean
+    /// difference of 32×32 gray thumbnails at least `sceneThreshold` of 255; 0 turns it off).
+    public var videoInterval = 2.0
+    public var sceneThreshold = 12.0
     public init() {}
 }
 
@@ -24,19 +29,22 @@ public struct IndexingProgress: Sendable {
     /// Files looked at (new and changed ones), of `total`.
     public var done: Int
     public var total: Int
-    /// Images encoded so far.
+    /// Images and video frames encoded so far.
     public var embedded: Int
     public var elapsed: Double
 }
 
 /// What an index run did.
 public struct IndexingReport: Sendable {
-    /// Image files found under the folders.
+    /// Image and video files found under the folders.
     public var scanned = 0
     /// Files whose size and modification time were unchanged and whose embedding the index has.
     public var unchanged = 0
-    /// Images encoded by the model in this run.
+    /// Images (and videos) encoded by the model in this run.
     public var embedded = 0
+    /// Of `embedded`, videos; and the moments sampled from them, each its own vector.
+    public var videos = 0
+    public var frames = 0
     /// New or changed paths whose contents the index had already embedded (moved, renamed or copied files).
     public var reused = 0
     /// Photos without an EXIF turn whose embedding made before orientation was applied was taken over (their
@@ -138,8 +146,11 @@ public struct Indexer: Sendable {
             }
         }
 
+        // Images first, in batches; then videos one at a time (each is a batch of its own moments).
+        let videos = work.filter(\.file.isVideo)
+        let images = work.filter { !$0.file.isVideo }
         let size = max(options.batchSize, 1)
-        let batches = stride(from: 0, to: work.count, by: size).map { Array(work[$0..<min($0 + size, work.count)]) }
+        let batches = stride(from: 0, to: images.count, by: size).map { Array(images[$0..<min($0 + size, images.count)]) }
         var next = batches.first.map { prepareInBackground($0, embedded: embedded) }
         var done = 0
         for i in batches.indices {
@@ -160,6 +171,18 @@ public struct Indexer: Sendable {
                                        elapsed: Date().timeIntervalSince(start)))
         }
         _ = next?.wait()  // a background preparation must not outlive the run
+        var frames = VideoFrameEncoder(pipeline: pipeline)
+        (frames.batchSize, frames.interval, frames.sceneThreshold) = (size, options.videoInterval, options.sceneThreshold)
+        for w in videos where !report.interrupted {
+            if shouldStop() {
+                report.interrupted = true
+                break
+            }
+            try indexVideo(w, embedded: embedded, encoder: frames, report: &report, shouldStop: shouldStop)
+            done += 1
+            progress?(IndexingProgress(done: done, total: work.count, embedded: report.embedded + report.frames,
+                                       elapsed: Date().timeIntervalSince(start)))
+        }
         if !report.interrupted {
             report.deleted = try markVanished(known: known, seen: seen, roots: roots)
         }
@@ -268,8 +291,9 @@ public struct Indexer: Sendable {
         return out
     }
 
-    /// One transaction: the batch's file rows (failures with their reason) and new embeddings.
-    private func commit(_ prepared: [Prepared], vectors: [[Float]?]) throws(IndexError) {
+    /// One transaction: the batch's file rows (failures with their reason) and new embeddings; for one video, its
+    /// moments and, as the contents' embedding, their mean renormalised.
+    private func commit(_ prepared: [Prepared], vectors: [[Float]?], moments: VideoFrameEncoder.Result? = nil) throws(IndexError) {
         let modelID = model.id
         try index.write { db in
             let generation = try PhotoIndex.bumpGeneration(db)
@@ -284,7 +308,27 @@ public struct Indexer: Sendable {
                         error = excluded.error, deleted = 0, changed = excluded.changed
                     """, arguments: [p.work.stored, p.work.file.size, p.work.file.modified, p.hash, p.width,
                                      p.height, error, generation])
-                if let v = vectors[i] ?? p.carried, let h = p.hash {
+                if let m = moments, let h = p.hash {
+                    let d = m.dimension
+                    var mean = [Float](repeating: 0, count: d)
+                    // Moments of a run that never finished cannot be here (one transaction), but an altered database's
+                    // stray rows must not mix with these.
+                    try db.execute(sql: "DELETE FROM frames WHERE hash = ? AND model = ?", arguments: [h, modelID])
+                    for (k, t) in m.times.enumerated() {
+                        let row = m.rows[(k * d)..<((k + 1) * d)]
+                        for (j, x) in row.enumerated() { mean[j] += x }
+                        let blob = row.withUnsafeBufferPointer { vectorBlob($0) }
+                        try db.execute(sql: "INSERT OR IGNORE INTO frames (hash, model, time, vector) VALUES (?, ?, ?, ?)",
+                                       arguments: [h, modelID, t, blob])
+                    }
+                    let norm = mean.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                    // Moments that cancel out (never, for unit vectors of one video, but a vector must be a unit one).
+                    let unit = norm > 1e-6 ? mean.map { $0 / norm } : Array(m.rows[0..<d])
+                    let blob = unit.withUnsafeBufferPointer { vectorBlob($0) }
+                    try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
+                                   arguments: [h, modelID, blob])
+                    if db.changesCount > 0 { try PhotoIndex.filesChanged(hash: h, generation: generation, db) }
+                } else if let v = vectors[i] ?? p.carried, let h = p.hash {
                     let blob = v.withUnsafeBufferPointer { vectorBlob($0) }
                     try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
                                    arguments: [h, modelID, blob])
@@ -292,6 +336,64 @@ public struct Indexer: Sendable {
                 }
             }
         }
+    }
+
+    // MARK: Videos
+
+    /// Hashes a video and, when its contents are new to the model, embeds its moments; commits the file row, the
+    /// moments and their mean (the contents' embedding, which says they are whole) in one transaction. A video
+    /// stopped on request leaves nothing of itself: the next run embeds it again.
+    private func indexVideo(_ w: Work, embedded: EmbeddedContents, encoder: VideoFrameEncoder,
+                            report: inout IndexingReport, shouldStop: @Sendable () -> Bool) throws(IndexError) {
+        var p = Prepared(work: w, hash: w.knownHash)
+        var moments: VideoFrameEncoder.Result?
+        defer {
+            if let error = p.error { report.failed.append((w.file.path, error)) }
+        }
+        if let problem = w.file.problem {
+            p.error = problem
+        } else {
+            do {
+                // Hashed from the file in chunks: a video may be larger than memory.
+                p.hash = try SHA256.file(w.file.path)
+                if embedded.contains(p.hash!) {
+                    // The contents are embedded (a moved or copied video): its size from the header alone.
+                    let reader = try VideoReader(path: w.file.path, maxPixels: pipeline.preprocessor.maxPixels)
+                    (p.width, p.height) = (reader.info.width, reader.info.height)
+                } else {
+                    moments = try encoder.embed(w.file.path, shouldStop: shouldStop)
+                }
+            } catch let error as VideoFrameEncoder.Failure {
+                if case .stopped = error {
+                    report.interrupted = true
+                    return
+                }
+                p.error = Self.problem(error.description, file: w.file.path)
+            } catch let error as ImageError {
+                p.error = error.problemDescription
+            } catch let error as FileError {
+                p.error = Self.problem(error.description, file: w.file.path)
+            } catch {
+                p.error = "\(error)"
+            }
+        }
+        if let m = moments {
+            (p.width, p.height) = (m.info.width, m.info.height)
+            if m.times.isEmpty { p.error = "the video has no frames"; moments = nil }
+        }
+        try commit([p], vectors: [nil], moments: moments)
+        if let m = moments {
+            report.embedded += 1
+            report.videos += 1
+            report.frames += m.times.count
+        } else if p.error == nil {
+            report.reused += 1
+        }
+    }
+
+    /// `message` without the file name in front (the index stores it beside the path).
+    static func problem(_ message: String, file: String) -> String {
+        message.hasPrefix(file + ": ") ? String(message.dropFirst(file.count + 2)) : message
     }
 
     /// Marks files under the scanned folders that the scan did not find as deleted; returns how many.

@@ -440,6 +440,12 @@ public final class PhotoIndex: Sendable {
                         JOIN src.models sm ON sm.id = e.model JOIN models m ON m.fingerprint = sm.fingerprint
                         """)
                     counts.embeddings = db.changesCount
+                    // A video's moments come with its embedding.
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO frames (hash, model, time, vector)
+                        SELECT f.hash, m.id, f.time, f.vector FROM src.frames f
+                        JOIN src.models sm ON sm.id = f.model JOIN models m ON m.fingerprint = sm.fingerprint
+                        """)
                     let prefix = root == "/" ? "" : root + "/"
                     try db.execute(sql: """
                         INSERT INTO files (path, size, modified, hash, width, height, error, deleted, changed)

@@ -64,7 +64,7 @@ public struct QueryTerm: Sendable, Equatable {
     }
 }
 
-/// A file a search found.
+/// A file a search found: an image, or a video at one of its moments.
 public struct SearchHit: Sendable, Equatable, Encodable {
     /// The file's id in the index (stable while the file stays; `PhotoSearch.file(id:)`, `vector(fileID:)`).
     public var id: Int64
@@ -74,9 +74,12 @@ public struct SearchHit: Sendable, Equatable, Encodable {
     public var score: Float
     public var width: Int?
     public var height: Int?
+    /// For a video, the moment that matched, in seconds from its start; nil for an image.
+    public var time: Double?
 
-    // `clip search --json` prints path, score and size; the id is for programs that keep the index open.
-    enum CodingKeys: String, CodingKey { case path, score, width, height }
+    // `clip search --json` prints path, score, size and a video's time; the id is for programs that keep the index
+    // open.
+    enum CodingKeys: String, CodingKey { case path, score, width, height, time }
 }
 
 /// Searches one model's embeddings in an index.
@@ -173,12 +176,31 @@ public struct PhotoSearch: Sendable {
         return sum.map { Float($0 / norm) }
     }
 
-    /// The `top` files most similar to `query` (unit length, from `queryVector`), best first.
-    public func search(_ query: [Float], top: Int) throws(IndexError) -> [SearchHit] {
+    /// The `top` files most similar to `query` (unit length, from `queryVector`), best first. A video is one hit,
+    /// at its best-matching moment; with `everyMoment`, each of its moments is a hit of its own.
+    public func search(_ query: [Float], top: Int, everyMoment: Bool = false) throws(IndexError) -> [SearchHit] {
         guard query.count == model.dimension else {
             throw IndexError("the query has \(query.count) dimensions; model \(model.name) has \(model.dimension)")
         }
-        let found = vectors.nearest(to: query, k: top, compressed: compressed, candidates: max(candidates, top))
+        guard top > 0 else { return [] }
+        var found: [(row: Int, score: Float)]
+        if everyMoment || !vectors.hasMoments {
+            found = vectors.nearest(to: query, k: top, compressed: compressed, candidates: max(candidates, top))
+        } else {
+            // A video's moments may crowd the best rows: more rows until `top` files are among them, or all are.
+            var k = top
+            while true {
+                found = []
+                var files = Set<Int64>()
+                for hit in vectors.nearest(to: query, k: k, compressed: compressed, candidates: max(candidates, k))
+                where files.insert(vectors.fileID(hit.row)).inserted {
+                    found.append(hit)
+                }
+                if found.count >= top || k >= vectors.count { break }
+                k = min(k.multipliedReportingOverflow(by: 4).overflow ? .max : k * 4, vectors.count)
+            }
+            found = Array(found.prefix(top))
+        }
         guard !found.isEmpty else { return [] }
         let ids = found.map { vectors.fileID($0.row) }
         var byID: [Int64: (String, Int?, Int?)] = [:]
@@ -193,19 +215,29 @@ public struct PhotoSearch: Sendable {
         }
         return found.compactMap { hit in
             guard let (path, w, h) = byID[vectors.fileID(hit.row)] else { return nil }
-            return SearchHit(id: vectors.fileID(hit.row), path: index.absolutePath(path), score: hit.score, width: w, height: h)
+            return SearchHit(id: vectors.fileID(hit.row), path: index.absolutePath(path), score: hit.score, width: w,
+                             height: h, time: vectors.time(hit.row))
         }
     }
 
     /// The unit embedding of file `id` under this model ("more like this"), or nil when it has none.
     public func vector(fileID id: Int64) -> [Float]? { vectors(fileIDs: [id])[id] }
 
-    /// The unit embeddings of several files in one pass over the vectors (those without one are left out).
+    /// The unit embeddings of several files in one pass over the vectors (those without one are left out). A
+    /// video's is the mean of its moments, renormalised, as the index stores it for its contents.
     public func vectors(fileIDs: Set<Int64>) -> [Int64: [Float]] {
         var out: [Int64: [Float]] = [:]
+        var videos: [Int64] = []
         for row in 0..<vectors.rows where vectors.isLive(row) && fileIDs.contains(vectors.fileID(row)) {
-            out[vectors.fileID(row)] = vectors.vector(row)
+            let id = vectors.fileID(row)
+            guard out[id] == nil else { continue }
+            if vectors.time(row) != nil { videos.append(id) }
+            out[id] = vectors.vector(row)
             if out.count == fileIDs.count { break }
+        }
+        for id in videos {
+            let hash = try? index.read { db in try String.fetchOne(db, sql: "SELECT hash FROM files WHERE id = ?", arguments: [id]) }
+            if let hash = hash.flatMap({ $0 }), let mean = index.storedEmbedding(hash, model: model) { out[id] = mean }
         }
         return out
     }

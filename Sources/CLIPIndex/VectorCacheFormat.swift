@@ -11,15 +11,17 @@ import CLIPTensor
 /// by the next writer), or a torn header, which its checksum shows (the cache is then rebuilt).
 ///
 /// All integers little-endian.
-/// - header (64 bytes): `CLIPVEC2`, generation i64, dimension, segments, committed length, rows (u64 each), the
+/// - header (64 bytes): `CLIPVEC3`, generation i64, dimension, segments, committed length, rows (u64 each), the
 ///   nonce the database drew for that generation (i64), checksum of bytes 0..<56.
-/// - segment, at a multiple of 64: a 64-byte header (`CLIPSEG1`, rows, superseded, generation, 0, 0, 0, checksum),
-///   then `rows` file ids (i64, ascending), the `superseded` file ids whose rows in earlier segments are dead
-///   (ascending), the vectors ([rows, dimension] f32), their int8 codes' scales ([rows] f32) and the codes
-///   ([rows, dimension] i8, row ≈ scale · codes with scale = max|x| / 127), each part starting at a multiple of 64.
+/// - segment, at a multiple of 64: a 64-byte header (`CLIPSEG2`, rows, superseded, generation, 0, 0, 0, checksum),
+///   then `rows` file ids (i64, ascending; a video's moments are consecutive rows with its id), the `superseded`
+///   file ids all of whose rows in earlier segments are dead (ascending), the vectors ([rows, dimension] f32), their
+///   int8 codes' scales ([rows] f32), each row's time in its video ([rows] f32 seconds; -1 for a still image) and
+///   the codes ([rows, dimension] i8, row ≈ scale · codes with scale = max|x| / 127), each part starting at a
+///   multiple of 64.
 enum VectorCacheFormat {
-    static let magic = Array("CLIPVEC2".utf8)
-    static let segmentMagic = Array("CLIPSEG1".utf8)
+    static let magic = Array("CLIPVEC3".utf8)
+    static let segmentMagic = Array("CLIPSEG2".utf8)
     static let headerSize = 64
 
     struct Header: Equatable {
@@ -67,7 +69,7 @@ enum VectorCacheFormat {
     /// Where a segment's parts lie, relative to its start.
     struct Plan {
         let rows: Int, superseded: Int, dimension: Int
-        let ids: Int, supersededIDs: Int, vectors: Int, scales: Int, codes: Int, length: Int
+        let ids: Int, supersededIDs: Int, vectors: Int, scales: Int, times: Int, codes: Int, length: Int
 
         /// Nil when the sizes overflow (a damaged or hostile header).
         init?(rows: Int, superseded: Int, dimension: Int) {
@@ -76,10 +78,11 @@ enum VectorCacheFormat {
                   let idBytes = Checked.product(rows, 8), let supBytes = Checked.product(superseded, 8),
                   let codeBytes = Checked.product(rows, dimension), let vectorBytes = Checked.product(codeBytes, 4),
                   let a = Checked.sum(64, idBytes), let b = Checked.sum(a, supBytes).flatMap(up),
-                  let c = Checked.sum(b, vectorBytes).flatMap(up), let e = Checked.sum(c, rows * 4).flatMap(up),
+                  let c = Checked.sum(b, vectorBytes).flatMap(up), let t = Checked.sum(c, rows * 4).flatMap(up),
+                  let e = Checked.sum(t, rows * 4).flatMap(up),
                   let end = Checked.sum(e, codeBytes).flatMap(up) else { return nil }
             (self.rows, self.superseded, self.dimension) = (rows, superseded, dimension)
-            (ids, supersededIDs, vectors, scales, codes, length) = (64, a, b, c, e, end)
+            (ids, supersededIDs, vectors, scales, times, codes, length) = (64, a, b, c, t, e, end)
         }
     }
 
@@ -92,18 +95,22 @@ enum VectorCacheFormat {
         let superseded: UnsafeBufferPointer<Int64>
         let vectors: UnsafePointer<Float>
         let scales: UnsafePointer<Float>
+        /// Seconds into the video, -1 for a still image.
+        let times: UnsafePointer<Float>
         let codes: UnsafePointer<Int8>
 
-        /// The row (within this segment) holding file `id`, by binary search over the ascending ids.
-        func row(of id: Int64) -> Int? {
-            var (lo, hi) = (0, rows)
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                let v = Int64(littleEndian: ids[mid])
-                if v == id { return mid }
-                if v < id { lo = mid + 1 } else { hi = mid }
+        /// The rows (within this segment) holding file `id`, by binary search over the ascending ids: one for an
+        /// image, one per moment for a video, none for a file the segment does not hold.
+        func rows(of id: Int64) -> Range<Int> {
+            func bound(_ strictlyBelow: (Int64) -> Bool) -> Int {
+                var (lo, hi) = (0, rows)
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if strictlyBelow(Int64(littleEndian: ids[mid])) { lo = mid + 1 } else { hi = mid }
+                }
+                return lo
             }
-            return nil
+            return bound { $0 < id }..<bound { $0 <= id }
         }
     }
 
@@ -126,6 +133,7 @@ enum VectorCacheFormat {
                 superseded: UnsafeBufferPointer(start: (p + plan.supersededIDs).assumingMemoryBound(to: Int64.self), count: superseded),
                 vectors: (p + plan.vectors).assumingMemoryBound(to: Float.self),
                 scales: (p + plan.scales).assumingMemoryBound(to: Float.self),
+                times: (p + plan.times).assumingMemoryBound(to: Float.self),
                 codes: (p + plan.codes).assumingMemoryBound(to: Int8.self)))
             (offset, start) = (end, next)
         }

@@ -56,10 +56,30 @@ struct VectorCacheWriter {
         return true
     }
 
+    /// A changed file's row: its new vector (nil when it has none now: gone, failed) and, for a video's moment,
+    /// the time.
+    struct Change {
+        var id: Int64
+        var vector: [Float]?
+        var time: Double?
+    }
+
+    /// The rows a search sees, in ascending file id, a video's moments in time order: a still image's embedding,
+    /// or each frame of a video (whose embeddings row, the mean, is not searched itself). Columns: file id, vector,
+    /// time (NULL for a still), stored path; the model id is the one argument before `filter`'s.
+    static func liveRows(_ filter: String) -> String {
+        """
+        SELECT f.id, coalesce(fr.vector, e.vector), fr.time, f.path
+        FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ?
+        LEFT JOIN frames fr ON fr.hash = e.hash AND fr.model = e.model
+        WHERE \(filter) ORDER BY f.id, fr.time
+        """
+    }
+
     /// What the database says to do with the cache, read in one snapshot with the generation.
     enum Step {
         case current
-        case append(generation: Int64, nonce: Int64, changes: [(id: Int64, vector: [Float]?)])
+        case append(generation: Int64, nonce: Int64, changes: [Change])
         case rebuild
     }
 
@@ -76,17 +96,17 @@ struct VectorCacheWriter {
             if VectorStore.isCurrent(existing, (generation, nonce)) { return .current }
             let n = try Int.fetchOne(db, sql: "SELECT count(*) FROM files WHERE changed > ?", arguments: [existing.generation]) ?? 0
             guard n <= Self.appendLimit else { return .rebuild }
-            var changes: [(id: Int64, vector: [Float]?)] = []
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT f.id, CASE WHEN f.deleted = 0 AND f.error IS NULL THEN e.vector END, f.path
-                FROM files f LEFT JOIN embeddings e ON e.hash = f.hash AND e.model = ?
-                WHERE f.changed > ? ORDER BY f.id
-                """, arguments: [model.id, existing.generation])
+            var changes: [Change] = []
+            // Every changed file supersedes its old rows; those live now bring their new ones.
+            for id in try Int64.fetchAll(db, sql: "SELECT id FROM files WHERE changed > ? ORDER BY id", arguments: [existing.generation]) {
+                changes.append(Change(id: id))
+            }
+            let rows = try Row.fetchCursor(db, sql: Self.liveRows("f.changed > ? AND f.deleted = 0 AND f.error IS NULL"),
+                                           arguments: [model.id, existing.generation])
             while let r = try rows.next() {
                 let blob: Data? = r[1]
-                guard let blob else { changes.append((r[0], nil)); continue }
-                guard let v = Self.floats(blob, dimension: d) else { throw badEmbedding(r[2]) }
-                changes.append((r[0], v))
+                guard let blob, let v = Self.floats(blob, dimension: d) else { throw badEmbedding(r[3]) }
+                changes.append(Change(id: r[0], vector: v, time: r[2]))
             }
             return .append(generation: generation, nonce: nonce, changes: changes)
         }
@@ -125,10 +145,10 @@ struct VectorCacheWriter {
     // MARK: Appending
 
     private func append(_ fd: Int32, _ existing: VectorStore, generation: Int64, nonce: Int64,
-                        changes: [(id: Int64, vector: [Float]?)]) throws(IndexError) -> VectorStore {
+                        changes: [Change]) throws(IndexError) -> VectorStore {
         let d = model.dimension
-        // A changed file's old row is dead whether or not it has a new one.
-        let superseded = changes.compactMap { existing.liveRow(of: $0.id) != nil ? $0.id : nil }
+        // A changed file's old rows are dead whether or not it has new ones.
+        let superseded = changes.compactMap { $0.vector == nil && !existing.liveRows(of: $0.id).isEmpty ? $0.id : nil }
         let added = changes.filter { $0.vector != nil }
         let rows = existing.rows + added.count
         let dead = existing.rows - existing.count + superseded.count
@@ -146,7 +166,7 @@ struct VectorCacheWriter {
             let out = DescriptorOutput(fd: fd)
             let segment = SegmentWriter(output: out, at: h.committed, plan: plan, generation: generation)
             for change in added {
-                change.vector!.withUnsafeBufferPointer { segment.add(id: change.id, vector: $0.baseAddress!) }
+                change.vector!.withUnsafeBufferPointer { segment.add(id: change.id, time: change.time, vector: $0.baseAddress!) }
             }
             segment.finish(superseded: superseded)
             if let failure = out.failure { throw IndexError("\(path): \(failure)") }
@@ -172,18 +192,21 @@ struct VectorCacheWriter {
 
     /// The live rows of `existing` but `superseded`, and `added`, as one segment in a new file renamed over.
     private func compact(_ existing: VectorStore, generation: Int64, nonce: Int64, superseded: Set<Int64>,
-                         added: [(id: Int64, vector: [Float]?)]) throws(IndexError) -> VectorStore {
+                         added: [Change]) throws(IndexError) -> VectorStore {
         var sources: [(id: Int64, row: Int)] = []
         sources.reserveCapacity(existing.count + added.count)
         existing.forEachLive { row, id, _, _ in if !superseded.contains(id) { sources.append((id, row)) } }
         for (i, a) in added.enumerated() { sources.append((a.id, -1 - i)) }
-        sources.sort { $0.id < $1.id }
+        // Stable in each file's rows (a video's moments stay in time order): old rows come in row order, new ones in
+        // the order read, and never both for one file.
+        sources.sort { $0.id != $1.id ? $0.id < $1.id : ($0.row >= 0 ? $0.row < $1.row : $0.row > $1.row) }
         return try write(rows: sources.count, generation: generation, nonce: nonce) { segment in
             for s in sources {
                 if s.row >= 0 {
-                    segment.add(id: s.id, vector: existing.rowPointer(s.row))
+                    segment.add(id: s.id, time: existing.time(s.row), vector: existing.rowPointer(s.row))
                 } else {
-                    added[-1 - s.row].vector!.withUnsafeBufferPointer { segment.add(id: s.id, vector: $0.baseAddress!) }
+                    let a = added[-1 - s.row]
+                    a.vector!.withUnsafeBufferPointer { segment.add(id: s.id, time: a.time, vector: $0.baseAddress!) }
                 }
             }
         }
@@ -233,13 +256,13 @@ struct VectorCacheWriter {
             // A generation the database holds no nonce for (an altered database) gets a cache no load takes as
             // current: every search rebuilds it, none trusts it.
             let nonce = stateNonce ?? 0
-            let live = "FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ? WHERE f.deleted = 0 AND f.error IS NULL"
-            let expected = try Int.fetchOne(db, sql: "SELECT count(*) \(live)", arguments: [modelID]) ?? 0
+            let live = Self.liveRows("f.deleted = 0 AND f.error IS NULL")
+            let expected = try Int.fetchOne(db, sql: "SELECT count(*) FROM (\(live))", arguments: [modelID]) ?? 0
             return try make(generation, nonce, expected) { segment throws(IndexError) in
                 var row = [Float](repeating: 0, count: d)
                 var bad: String?
                 do {
-                    let rows = try Row.fetchCursor(db, sql: "SELECT f.id, e.vector, f.path \(live) ORDER BY f.id", arguments: [modelID])
+                    let rows = try Row.fetchCursor(db, sql: live, arguments: [modelID])
                     while let r = try rows.next() {
                         // The blob is read in place (no Data copy): this loop is the whole cost of a rebuild.
                         let ok = try r.withUnsafeData(atIndex: 1) { (blob: Data?) -> Bool in
@@ -251,8 +274,9 @@ struct VectorCacheWriter {
                             }
                             return true
                         }
-                        guard ok else { bad = r[2]; break }
-                        row.withUnsafeBufferPointer { segment.add(id: r[0], vector: $0.baseAddress!) }
+                        guard ok else { bad = r[3]; break }
+                        let time: Double? = r[2]
+                        row.withUnsafeBufferPointer { segment.add(id: r[0], time: time, vector: $0.baseAddress!) }
                     }
                 } catch {
                     throw IndexError.database(index.path, error)
@@ -333,6 +357,7 @@ final class SegmentWriter {
     private var ids: [Int64] = []
     private var vectors: [Float] = []
     private var scales: [Float] = []
+    private var times: [Float] = []
     private var codes: [Int8] = []
     private var flushed = 0
     static let chunk = 1024
@@ -342,12 +367,15 @@ final class SegmentWriter {
         ids.reserveCapacity(plan.rows)
     }
 
-    /// Adds a row; rows past the plan's count are dropped (the caller checks `added`).
-    func add(id: Int64, vector: UnsafePointer<Float>) {
+    /// Adds a row (`time`: its moment in a video, nil for a still); rows past the plan's count are dropped (the
+    /// caller checks `added`).
+    func add(id: Int64, time: Double?, vector: UnsafePointer<Float>) {
         guard added < plan.rows else { added += 1; return }
         let d = plan.dimension
         ids.append(id.littleEndian)
         vectors.append(contentsOf: UnsafeBufferPointer(start: vector, count: d))
+        // A time the database holds out of range (an altered row) is still a moment, at 0.
+        times.append(time.map { $0.isFinite && $0 >= 0 ? Float($0) : 0 } ?? -1)
         scales.append(0)
         codes.append(contentsOf: repeatElement(0, count: d))
         let r = scales.count - 1
@@ -364,10 +392,12 @@ final class SegmentWriter {
         let d = plan.dimension
         vectors.withUnsafeBytes { output.write($0, at: offset + plan.vectors + flushed * d * 4) }
         scales.withUnsafeBytes { output.write($0, at: offset + plan.scales + flushed * 4) }
+        times.map { $0.bitPattern.littleEndian }.withUnsafeBytes { output.write($0, at: offset + plan.times + flushed * 4) }
         codes.withUnsafeBytes { output.write($0, at: offset + plan.codes + flushed * d) }
         flushed += scales.count
         vectors.removeAll(keepingCapacity: true)
         scales.removeAll(keepingCapacity: true)
+        times.removeAll(keepingCapacity: true)
         codes.removeAll(keepingCapacity: true)
     }
 

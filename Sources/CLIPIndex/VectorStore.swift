@@ -14,8 +14,10 @@ import Foundation
 /// dead: kept in the file, skipped by every scan.
 public final class VectorStore: @unchecked Sendable {
     // Immutable after init; the segments point into `memory`, which lives as long as the store.
-    /// Live vectors: one per file a search can return.
+    /// Live vectors: one per image and one per sampled moment of each video a search can return.
     public let count: Int
+    /// Whether any row is a video's moment (then a file may own several rows).
+    public let hasMoments: Bool
     public let dimension: Int
     /// The database generation these vectors are from.
     public let generation: Int64
@@ -47,10 +49,11 @@ public final class VectorStore: @unchecked Sendable {
             for stored in segment.superseded {
                 let id = Int64(littleEndian: stored)
                 for earlier in all[..<s] {
-                    guard let r = earlier.row(of: id) else { continue }
-                    let row = earlier.start + r
-                    if dead[row >> 6] & (1 << UInt64(row & 63)) == 0 { deadCount += 1 }
-                    dead[row >> 6] |= 1 << UInt64(row & 63)
+                    for r in earlier.rows(of: id) {
+                        let row = earlier.start + r
+                        if dead[row >> 6] & (1 << UInt64(row & 63)) == 0 { deadCount += 1 }
+                        dead[row >> 6] |= 1 << UInt64(row & 63)
+                    }
                 }
             }
         }
@@ -65,6 +68,7 @@ public final class VectorStore: @unchecked Sendable {
         self.segmentCount = all.count
         self.baseRows = all.first?.rows ?? 0
         segments = all.filter { $0.rows > 0 }
+        hasMoments = segments.contains { s in (0..<s.rows).contains { s.times[$0] >= 0 } }
         starts = segments.map(\.start)
     }
 
@@ -138,6 +142,13 @@ public final class VectorStore: @unchecked Sendable {
         return Int64(littleEndian: s.ids[r])
     }
 
+    /// The time in its video (seconds) of row `row`, or nil for a still image.
+    public func time(_ row: Int) -> Double? {
+        let (s, r) = locate(row)
+        let t = s.times[r]
+        return t >= 0 ? Double(t) : nil
+    }
+
     /// Row `row` in place.
     func rowPointer(_ row: Int) -> UnsafePointer<Float> {
         let (s, r) = locate(row)
@@ -155,7 +166,8 @@ public final class VectorStore: @unchecked Sendable {
     /// The live rows in ascending file id: the order a full build writes, whatever the segments.
     package func liveRowsByID() -> [Int] {
         var live = (0..<rows).filter(isLive)
-        if segments.count > 1 { live.sort { fileID($0) < fileID($1) } }
+        // A video's rows keep their time order: they are consecutive in one segment.
+        if segments.count > 1 { live.sort { (fileID($0), $0) < (fileID($1), $1) } }
         return live
     }
 
@@ -166,12 +178,14 @@ public final class VectorStore: @unchecked Sendable {
         }
     }
 
-    /// The live row holding file `id`, searching the newest segment first.
-    func liveRow(of id: Int64) -> Int? {
+    /// The live rows holding file `id` (one for an image, one per moment for a video), from the newest segment
+    /// that holds any: a file's rows are all in one segment, and a later one supersedes them all.
+    func liveRows(of id: Int64) -> [Int] {
         for s in segments.reversed() {
-            if let r = s.row(of: id), isLive(s.start + r) { return s.start + r }
+            let live = s.rows(of: id).map { s.start + $0 }.filter(isLive)
+            if !live.isEmpty { return live }
         }
-        return nil
+        return []
     }
 
     // MARK: Scanning

@@ -6,9 +6,7 @@ import CLIPTestSupport
 import Foundation
 import Testing
 
-/// The videos Scripts/make_video_fixtures.py writes for the image tests.
-private let videoFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("CLIPImageTests/Fixtures/video").path
+private let videoFixtures = videoDirectory
 
 @Suite("videos in clip-video-encode's layout")
 struct VideoEmbeddingTests {

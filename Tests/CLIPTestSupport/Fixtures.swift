@@ -66,3 +66,6 @@ package func scratchDirectory(_ name: String) throws -> String {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
+
+/// Generated videos (Scripts/make_video_fixtures.py): scenes.mp4 is red 0–2 s, colour bars 2–4.5 s, blue 4.5–6 s.
+package let videoDirectory = testsDirectory.appendingPathComponent("CLIPImageTests/Fixtures/video").path
