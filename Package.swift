@@ -118,7 +118,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLIPIndexTests", dependencies: ["CLIPIndex", "CLIPKit", "CLIPImage", "CLIPTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "CLIPEmbeddingTests", dependencies: ["CLIPEmbedding", "CLIPKit", "CLIPImage", "CLIPFiles", "CLIPTestSupport"]),
-        .testTarget(name: "CLIPServerTests", dependencies: ["CLIPServer", "CLIPKit", "CLIPIndex", "CLIPTestSupport",
+        .testTarget(name: "CLIPServerTests", dependencies: ["CLIPServer", "CLIPKit", "CLIPIndex", "CLIPImage", "CLIPTestSupport",
                                                             .product(name: "Hummingbird", package: "hummingbird"),
                                                             .product(name: "HummingbirdTesting", package: "hummingbird")],
                     resources: [.copy("Fixtures")]),

@@ -155,7 +155,10 @@ extension Router {
         get(path, use: handler)
         head(path) { request, context in
             var response = try await handler(request, context).response(from: request, context: context)
+            // The length GET would send (RFC 9110 §9.3.2): a player asks it before it asks for ranges.
+            let length = response.body.contentLength
             response.body = .init()
+            if let length { response.headers[.contentLength] = "\(length)" }
             return response
         }
         return self

@@ -71,6 +71,19 @@ final class RequestWork: Sendable {
         }
     }
 
+    /// A PNG thumbnail of a library video's frame at `time` seconds (its poster at 0), decoded within the pixel
+    /// budget like a photo's; nil when the video cannot be read or decoded.
+    func videoThumbnail(_ path: String, side: Int, time: Double) async throws -> [UInt8]? {
+        let limit = maxImagePixels
+        guard let info = try? await run({ try VideoReader(path: path, interval: 1e9, sceneThreshold: 0, maxPixels: limit).info }) else {
+            return nil
+        }
+        return try await decoding(pixels: Checked.product(info.width, info.height) ?? .max) {
+            guard let frame = try? VideoReader.frame(of: path, at: time, maxPixels: limit) else { return nil }
+            return ContactSheet.thumbnailPNG(frame.image, name: path, side: side)
+        }
+    }
+
     /// Runs `body` on the pool once `pixels` fit the shared budget (503 after `wait`), giving them back after.
     private func decoding<T: Sendable>(pixels: Int, _ body: @escaping @Sendable () throws -> T) async throws -> T {
         let cost = max(1, pixels)

@@ -12,6 +12,8 @@ final class Thumbnails: @unchecked Sendable {
         var side: Int
         var size: Int64
         var modified: Int64
+        /// A video's moment in seconds; -1 for a photo.
+        var time: Double
     }
 
     private let lock = NSLock()
@@ -23,13 +25,17 @@ final class Thumbnails: @unchecked Sendable {
 
     init(work: RequestWork, budget: Int = 64 << 20) { (self.work, self.budget) = (work, budget) }
 
-    /// A PNG of `path` at most `side` pixels on its longer side, or nil when the file cannot be read or decoded.
-    func png(_ path: String, side: Int) async throws -> [UInt8]? {
+    /// A PNG of `path` (of a video, its frame at `time` seconds), `side` pixels square, or nil when the file cannot
+    /// be read or decoded.
+    func png(_ path: String, side: Int, time: Double? = nil) async throws -> [UInt8]? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
-        let key = Key(path: path, side: side, size: Int64(st.st_size), modified: modificationNanoseconds(st))
+        let key = Key(path: path, side: side, size: Int64(st.st_size), modified: modificationNanoseconds(st), time: time ?? -1)
         if let hit = lock.withLock({ cache[key] }) { return hit }
-        guard let made = try await work.thumbnail(path, side: side) else { return nil }
+        let made = if let time { try await work.videoThumbnail(path, side: side, time: time) } else {
+            try await work.thumbnail(path, side: side)
+        }
+        guard let made else { return nil }
         store(made, for: key)
         return made
     }

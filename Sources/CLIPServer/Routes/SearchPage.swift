@@ -1,3 +1,4 @@
+import CLIPFiles
 import CLIPImage
 import CLIPIndex
 import Foundation
@@ -37,7 +38,10 @@ enum SearchPage {
         var score: Float
         var width: Int?
         var height: Int?
+        /// A video's best moment, in seconds (the page plays it from there); absent for a photo.
+        var time: Double?
         var thumbnail: String
+        var file: String
     }
 
     struct Results: Encodable {
@@ -56,6 +60,8 @@ enum SearchPage {
         let q = formParameter(request, "q") ?? ""
         let top = formParameter(request, "top").map { Int($0) } ?? 60
         guard let top, (1...1000).contains(top) else { throw RequestError("top must be a number within 1...1000") }
+        let moments = formParameter(request, "moments")
+        guard moments == nil || moments == "best" || moments == "all" else { throw RequestError("moments must be best or all") }
         var weighted: [(weight: Float, vector: ArraySlice<Float>)] = []
         if let like = formParameter(request, "like") {
             guard let id = Int64(like), let v = index.search.vector(fileID: id) else {
@@ -80,13 +86,15 @@ enum SearchPage {
         let query: [Float]
         do { query = try PhotoSearch.combine(weighted) } catch { throw RequestError("\(error)") }
         let search = index.search
-        let hits = try await state.work.run { try search.search(query, top: top) }
+        let hits = try await state.work.run { try search.search(query, top: top, everyMoment: moments == "all") }
         let photos = search.index
         let results = Results(query: q, vectors: search.vectors.count,
                               milliseconds: started.duration(to: .now).inSeconds * 1000,
                               hits: hits.map {
-                                  Hit(id: $0.id, path: photos.storedPath($0.path),
-                                      score: $0.score, width: $0.width, height: $0.height, thumbnail: "/thumbnails/\($0.id)")
+                                  Hit(id: $0.id, path: photos.storedPath($0.path), score: $0.score, width: $0.width,
+                                      height: $0.height, time: $0.time,
+                                      thumbnail: "/thumbnails/\($0.id)" + ($0.time.map { "?t=\($0)" } ?? ""),
+                                      file: "/files/\($0.id)")
                               })
         return try jsonResponse(results)
     }
@@ -116,12 +124,20 @@ enum SearchPage {
         return real
     }
 
-    /// `GET /thumbnails/ID?size=S`: a PNG at most S pixels on its longer side (default 256).
+    /// `GET /thumbnails/ID?size=S&t=T`: a PNG S pixels square (default 256); of a video, its frame at T seconds
+    /// (default 0: the poster).
     static func thumbnail(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
         let path = try servable(context, state)
         let size = formParameter(request, "size").map { Int($0) } ?? 256
         guard let size, (16...1024).contains(size) else { throw RequestError("size must be a number within 16...1024") }
-        guard let png = try await state.thumbnails.png(path, side: size) else {
+        var time: Double?
+        if VideoReader.hasVideoExtension(path) {
+            let t = formParameter(request, "t").map { Double($0) } ?? 0
+            // Whole milliseconds: a key for the cache, not a float a client can vary without end.
+            guard let t, t.isFinite, (0...1e7).contains(t) else { throw RequestError("t must be a number of seconds within 0...10000000") }
+            time = (t * 1000).rounded() / 1000
+        }
+        guard let png = try await state.thumbnails.png(path, side: size, time: time) else {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "max-age=3600"],
@@ -129,14 +145,31 @@ enum SearchPage {
     }
 
     /// `GET /files/ID`: the indexed file itself (only files the index holds, by id: no path ever comes from the
-    /// request).
+    /// request), streamed, with byte ranges (a video seeks by them).
     static func original(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
         let path = try servable(context, state)
-        let bytes: [UInt8]
-        do { bytes = try await state.work.run { try ImagePreprocessor.readImageFile(path) } } catch {
+        let opened: (RegularFile, [UInt8])
+        do {
+            opened = try await state.work.run {
+                let file = try RegularFile(path: path)
+                return (file, try file.read(at: 0, count: min(file.size, 4096)))
+            }
+        } catch {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be read any more", status: 404)
         }
-        // The file may have changed since it was indexed: only image bytes leave, typed by what they are.
+        let (file, head) = opened
+        // The file may have changed since it was indexed: only image and video bytes leave, typed by what they are.
+        let type: String
+        if let video = VideoReader.mediaType(head) {
+            type = video
+        } else {
+            type = try imageType(head, path: path)
+        }
+        return FileResponse.response(file, type: type, rangeHeader: request.headers[.range], work: state.work)
+    }
+
+    /// The media type of an image by its first bytes, or 404 when they are no longer an image.
+    static func imageType(_ bytes: [UInt8], path: String) throws -> String {
         let format = bytes.withUnsafeBytes { ImageFormat.sniff($0) }
         let type: String
         switch format {
@@ -148,9 +181,8 @@ enum SearchPage {
         case .bmp: type = "image/bmp"
         case .tiff: type = "image/tiff"
         case .cameraRaw: type = "application/octet-stream"
-        case nil: throw RequestError("\((path as NSString).lastPathComponent) is no longer an image", status: 404)
+        case nil: throw RequestError("\((path as NSString).lastPathComponent) is no longer an image or a video", status: 404)
         }
-        return Response(status: .ok, headers: [.contentType: type, HTTPField.Name("X-Content-Type-Options")!: "nosniff"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        return type
     }
 }

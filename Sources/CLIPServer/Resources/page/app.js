@@ -1,12 +1,35 @@
 // The search page: GET /api/search?q=…&like=… and a grid of hits. The query stays in the address (back and
 // forward work, a search can be bookmarked). An API key, when the server asks for one, is kept as a cookie so
-// that thumbnails (plain <img>) are authorised too.
+// that thumbnails (plain <img>) are authorised too. A video's hit shows the frame of its best moment; opening it
+// plays the video from there (the server answers the byte ranges a <video> seeks by).
 "use strict";
 
 const form = document.getElementById("search-form");
 const input = document.getElementById("query");
 const status = document.getElementById("status");
 const results = document.getElementById("results");
+const viewer = document.getElementById("viewer");
+const player = document.getElementById("player");
+
+function clock(seconds) {
+  const tenths = Math.round(seconds * 10);
+  const h = Math.floor(tenths / 36000), m = Math.floor(tenths / 600) % 60, s = (tenths % 600) / 10;
+  const ss = s.toFixed(1).padStart(4, "0");
+  return h > 0 ? h + ":" + String(m).padStart(2, "0") + ":" + ss : m + ":" + ss;
+}
+
+function play(hit) {
+  player.src = hit.file + "#t=" + hit.time;
+  player.addEventListener("loadedmetadata", () => {
+    if (Math.abs(player.currentTime - hit.time) > 0.5) player.currentTime = hit.time;
+  }, { once: true });
+  viewer.querySelector(".caption").textContent = hit.path + " at " + clock(hit.time);
+  viewer.showModal();
+  player.play().catch(() => {});
+}
+
+viewer.addEventListener("close", () => { player.pause(); player.removeAttribute("src"); player.load(); });
+viewer.querySelector("button.close").addEventListener("click", () => viewer.close());
 
 function render(data, like) {
   results.replaceChildren();
@@ -15,13 +38,22 @@ function render(data, like) {
     card.className = "hit";
     card.dataset.id = hit.id;
     const link = document.createElement("a");
-    link.href = "/files/" + hit.id;
+    link.href = hit.file;
     link.target = "_blank";
     const img = document.createElement("img");
     img.loading = "lazy";
     img.src = hit.thumbnail;
     img.alt = hit.path;
     link.append(img);
+    if (hit.time !== undefined && hit.time !== null) {
+      card.classList.add("video");
+      const badge = document.createElement("span");
+      badge.className = "moment";
+      badge.textContent = "\u25B6 " + clock(hit.time);
+      link.append(badge);
+      link.setAttribute("aria-label", "play " + hit.path + " from " + clock(hit.time));
+      link.addEventListener("click", (event) => { event.preventDefault(); play(hit); });
+    }
     const meta = document.createElement("figcaption");
     meta.className = "meta";
     const path = document.createElement("span");
@@ -42,7 +74,7 @@ function render(data, like) {
     results.append(card);
   }
   const what = like ? "like #" + like + (data.query ? " + " + data.query : "") : JSON.stringify(data.query);
-  status.textContent = data.hits.length + " hits for " + what + " among " + data.vectors + " images (" +
+  status.textContent = data.hits.length + " hits for " + what + " among " + data.vectors + " images and video moments (" +
     data.milliseconds.toFixed(0) + " ms)";
 }
 

@@ -1,0 +1,115 @@
+import CLIPImage
+import CLIPIndex
+import CLIPKit
+@testable import CLIPServer
+import CLIPTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// scenes.mp4 (red 0–2 s, colour bars 2–4.5 s, blue 4.5–6 s) and a photo, indexed once.
+private let library: (served: ServedIndex, video: String) = {
+    let dir = try! scratchDirectory("serve-video")
+    try! FileManager.default.createDirectory(atPath: "\(dir)/library", withIntermediateDirectories: true)
+    let video = "\(dir)/library/scenes.mp4"
+    try! FileManager.default.copyItem(atPath: "\(videoDirectory)/scenes.mp4", toPath: video)
+    try! FileManager.default.copyItem(atPath: "\(examplesFolder)/red-heart.png", toPath: "\(dir)/library/red-heart.png")
+    let index = try! PhotoIndex(path: "\(dir)/index.sqlite")
+    let model = try! ModelFingerprint.indexedModel(pipeline, name: "default", in: index, registering: true)
+    _ = try! Indexer(index: index, pipeline: pipeline, model: model).run(folders: ["\(dir)/library"])
+    return (ServedIndex(name: "videos", search: try! PhotoSearch(index: index, model: model)), video)
+}()
+
+@Suite("clip serve: videos on the search page")
+struct VideoServingTests {
+    let service = makeService()
+
+    @Test("a video's hit carries its best moment; its thumbnail is that frame; the file is served in byte ranges")
+    func videoHits() async throws {
+        let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: library.video)))
+        try await makeApp(service, index: library.served).test(.router) { client in
+            var hit: [String: Any] = [:]
+            try await client.execute(uri: "/api/search?q=a+blue+circle&top=5", method: .get) { response in
+                let hits = try #require((json(response.body) as? [String: Any])?["hits"] as? [[String: Any]])
+                #expect(hits.count == 2, "\(hits)")
+                hit = try #require(hits.first { ($0["path"] as? String)?.hasSuffix(".mp4") == true })
+            }
+            let time = try #require((hit["time"] as? NSNumber)?.doubleValue)
+            #expect((4.5...6).contains(time))
+            let id = try #require(hit["id"] as? Int)
+            #expect(hit["thumbnail"] as? String == "/thumbnails/\(id)?t=\(time)")
+            #expect(hit["file"] as? String == "/files/\(id)")
+            try await client.execute(uri: "/api/search?q=a+blue+circle&top=10&moments=all", method: .get) { response in
+                let hits = (json(response.body) as? [String: Any])?["hits"] as? [[String: Any]] ?? []
+                #expect(hits.count == 5 && hits.filter { $0["time"] != nil }.count == 4, "\(hits)")
+            }
+
+            // The thumbnail at the moment is blue; the poster (t=0) is red.
+            @Sendable func centre(_ uri: String) async throws -> [UInt8] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(response.status == .ok && response.headers[.contentType] == "image/png", "\(uri)")
+                    let image = try decodeImage([UInt8](Data(buffer: response.body)), name: uri)
+                    let o = (image.height / 2 * image.width + image.width / 2) * 3
+                    return Array(image.pixels[o..<(o + 3)])
+                }
+            }
+            let blue = try await centre("/thumbnails/\(id)?t=\(time)&size=32")
+            let red = try await centre("/thumbnails/\(id)?size=32")
+            #expect(blue[2] > 200 && blue[0] < 50, "\(blue)")
+            #expect(red[0] > 200 && red[2] < 50, "\(red)")
+
+            try await client.execute(uri: "/files/\(id)", method: .get) { response in
+                #expect(response.status == .ok && response.headers[.contentType] == "video/mp4")
+                #expect(response.headers[.acceptRanges] == "bytes")
+                #expect([UInt8](Data(buffer: response.body)) == original)
+            }
+            let n = original.count
+            for (range, expected) in [("bytes=0-99", 0..<100), ("bytes=100-", 100..<n), ("bytes=-10", (n - 10)..<n),
+                                      ("bytes=5-999999", 5..<n)] {
+                try await client.execute(uri: "/files/\(id)", method: .get, headers: [.range: range]) { response in
+                    #expect(response.status == .partialContent, "\(range)")
+                    #expect(response.headers[.contentRange] == "bytes \(expected.lowerBound)-\(expected.upperBound - 1)/\(n)", "\(range)")
+                    #expect([UInt8](Data(buffer: response.body)) == Array(original[expected]), "\(range)")
+                }
+            }
+            try await client.execute(uri: "/files/\(id)", method: .get, headers: [.range: "bytes=\(n)-"]) { response in
+                #expect(response.status == .rangeNotSatisfiable && response.headers[.contentRange] == "bytes */\(n)")
+            }
+            // Several ranges, another unit or nonsense: the whole file, as a server may answer.
+            for range in ["bytes=0-1,5-6", "items=0-1", "bytes=9-3", "bytes=1e3-", "bytes=99999999999999999999-"] {
+                try await client.execute(uri: "/files/\(id)", method: .get, headers: [.range: range]) { response in
+                    #expect(response.status == .ok && response.body.readableBytes == n, "\(range)")
+                }
+            }
+            for (uri, status) in [("/thumbnails/\(id)?t=-1", 400), ("/thumbnails/\(id)?t=nan", 400), ("/thumbnails/\(id)?t=1e99", 400),
+                                  ("/thumbnails/\(id)?t=9999", 200), ("/api/search?q=a&moments=some", 400)] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(response.status.code == status, "\(uri): \(String(buffer: response.body))")
+                }
+            }
+        }
+    }
+
+    @Test("a video replaced by other bytes after indexing is served only while it is still a video")
+    func replacedVideo() async throws {
+        let dir = try scratchDirectory("serve-video-replaced")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: "\(dir)/library", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(videoDirectory)/scenes.webm", toPath: "\(dir)/library/clip.webm")
+        let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let model = try ModelFingerprint.indexedModel(pipeline, name: "default", in: index, registering: true)
+        _ = try Indexer(index: index, pipeline: pipeline, model: model).run(folders: ["\(dir)/library"])
+        let served = ServedIndex(name: "r", search: try PhotoSearch(index: index, model: model))
+        try await makeApp(service, index: served).test(.router) { client in
+            try await client.execute(uri: "/files/1", method: .get) { response in
+                #expect(response.status == .ok && response.headers[.contentType] == "video/webm")
+            }
+            try Data("#!/bin/sh\necho hi\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/library/clip.webm"))
+            try await client.execute(uri: "/files/1", method: .get) { response in
+                #expect(response.status == .notFound, "\(String(buffer: response.body))")
+            }
+        }
+    }
+}
