@@ -4,10 +4,12 @@
 phone held upright: a display matrix of 90°), one an hour long, and what FFmpeg's own CLI decodes:
 
 - NAME                      the videos: scenes.mp4 (H.264), scenes.webm (VP9), scenes.mkv (MPEG-4 part 2),
-                            rotated.mov (H.264, a 90° display matrix), hour.mp4 (an hour of 32×24 at 1 frame a second, moving)
+                            rotated.mov (H.264, a 90° display matrix), hour.mp4 (an hour of 32×24 at 1 frame a second, moving),
+                            keyframes.mp4 (10 s of 64×48 at 30 frames a second, moving, B-frames, a key frame every
+                            second: what a phone records, sampled at its key frames alone)
 - reference.safetensors     NAME/TIME: U8 [h, w, 3], the frame at TIME seconds as `ffmpeg -i NAME -f rawvideo
                             -pix_fmt rgb24` gives it (rotation applied, as the CLI applies it), for the times a
-                            2-second interval with scene detection samples
+                            2-second interval with scene detection samples; keyframes.mp4/TIME for 0, 2, 4, 6, 8
 
     apt-get install ffmpeg && python3 -m venv /tmp/venv-pil && /tmp/venv-pil/bin/pip install numpy safetensors
     /tmp/venv-pil/bin/python Scripts/make_video_fixtures.py
@@ -43,12 +45,12 @@ def rotate_90(path):
     open(path, "wb").write(data)
 
 
-def frames(path, w, h):
+def frames(path, w, h, count=60):
     raw = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", path, "-f", "rawvideo", "-pix_fmt",
                           "rgb24", "-"], check=True, capture_output=True).stdout
     assert len(raw) % (w * h * 3) == 0, f"{path}: not {w}x{h} frames"
     a = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
-    assert len(a) == 60, f"{path}: {len(a)} frames"
+    assert len(a) == count, f"{path}: {len(a)} frames"
     return a
 
 
@@ -64,7 +66,13 @@ def main():
     # An hour at one frame a second: a slowly moving pattern (no cuts), for memory that stays flat.
     ffmpeg("-f", "lavfi", "-i", "testsrc=s=32x24:r=1:d=3600", "-c:v", "libx264", "-preset", "veryslow", "-crf", "35",
            "-g", "600", "-pix_fmt", "yuv420p", p("hour.mp4"))
+    # A phone's kind of stream: many frames a second, a key frame every second, B-frames between.
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x48:r=30:d=10", "-c:v", "libx264", "-preset", "medium", "-crf", "20",
+           "-g", "30", "-bf", "2", "-pix_fmt", "yuv420p", "-movflags", "+faststart", p("keyframes.mp4"))
     tensors = {}
+    key = frames(p("keyframes.mp4"), 64, 48, count=300)
+    for t in (0, 2, 4, 6, 8):
+        tensors[f"keyframes.mp4/{t:.1f}"] = np.ascontiguousarray(key[t * 30])
     for name, (w, h) in (("scenes.mp4", (64, 48)), ("scenes.webm", (64, 48)), ("scenes.mkv", (64, 48)),
                          ("rotated.mov", (48, 64))):
         all_frames = frames(p(name), w, h)

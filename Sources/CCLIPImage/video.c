@@ -45,7 +45,28 @@ struct clip_video {
     int have_last;
     double skip_before;      // after a seek: frames before this time are decoded, not kept
     int seeked;              // the frame and duration counts no longer cover the whole stream
+    int key_frames_only;     // only key frames are sent to the decoder (see key_frames_cover)
 };
+
+// Whether the stream's key frames, as the container's index lists them, are never more than `interval` apart from
+// the start to the end: then they alone can carry the sampling. A phone records 30 or 60 frames a second with a key
+// frame every second or two; decoding only those is 30–60 times less work, and the frames kept are the same moments
+// within a key-frame gap. A cut between key frames is seen at the next one (encoders put one at a cut anyway).
+static int key_frames_cover(AVStream *st, double interval, double base, double start, double duration) {
+    int n = avformat_index_get_entries_count(st), keys = 0;
+    double previous = 0;
+    // The index holds decoding times, which run a few frames ahead of display times when there are B-frames.
+    interval += 0.1 + 0.05 * interval;
+    for (int i = 0; i < n; i++) {
+        const AVIndexEntry *e = avformat_index_get_entry(st, i);
+        if (!e || !(e->flags & AVINDEX_KEYFRAME) || e->timestamp == AV_NOPTS_VALUE) continue;
+        double t = e->timestamp * base - start;
+        if (!isfinite(t) || t - previous > interval) return 0;
+        previous = t;
+        keys++;
+    }
+    return keys >= 2 && duration > 0 && duration - previous <= interval;
+}
 
 static double now_seconds(void) {
     struct timespec t;
@@ -113,7 +134,7 @@ void clip_video_close(clip_video *v) {
 }
 
 int clip_video_open(int fd, uint64_t max_pixels, double interval, double threshold, double seconds_per_call,
-                    clip_video **out, clip_video_info *info, char *err, size_t errlen) {
+                    int every_frame, clip_video **out, clip_video_info *info, char *err, size_t errlen) {
     *out = NULL;
     memset(info, 0, sizeof *info);
     clip_video *v = calloc(1, sizeof *v);
@@ -189,6 +210,10 @@ int clip_video_open(int fd, uint64_t max_pixels, double interval, double thresho
     v->declared_frames = stream->nb_frames;
     v->declared_duration = v->format->duration != AV_NOPTS_VALUE ? v->format->duration / (double)AV_TIME_BASE : -1;
     v->start = stream->start_time != AV_NOPTS_VALUE ? stream->start_time * v->time_base : 0;
+    if (!every_frame && key_frames_cover(stream, v->interval, v->time_base, v->start, v->declared_duration)) {
+        v->key_frames_only = 1;
+        v->codec->skip_frame = AVDISCARD_NONKEY;
+    }
     // The display matrix's rotation (counter-clockwise degrees), as FFmpeg's autorotate reads it.
     const uint8_t *matrix = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, NULL);
     v->orientation = 1;
@@ -203,6 +228,7 @@ int clip_video_open(int fd, uint64_t max_pixels, double interval, double thresho
     info->height = par->height;
     info->orientation = v->orientation;
     info->duration = v->format->duration != AV_NOPTS_VALUE ? v->format->duration / (double)AV_TIME_BASE : -1;
+    info->key_frames_only = v->key_frames_only;
     snprintf(info->codec, sizeof info->codec, "%s", decoder->name);
     *out = v;
     return CLIP_IMAGE_OK;
@@ -276,7 +302,8 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
             int64_t pts = v->frame->best_effort_timestamp;
             double t = pts != AV_NOPTS_VALUE ? pts * v->time_base - v->start : v->last_kept + v->interval;
             if (t < 0) t = 0;
-            int kept = t >= v->skip_before - 1e-6 && keep(v, t);
+            // A millisecond of slack: the time asked for may have been stored as a float or rounded.
+            int kept = t >= v->skip_before - 1e-3 && keep(v, t);
             if (kept) {
                 int code = emit(v, out, err, errlen);
                 av_frame_unref(v->frame);
@@ -317,6 +344,7 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
             if (e < 0) return -av_fail(err, errlen, e, "corrupt or truncated video", v);
             if (v->packet->stream_index != v->stream) { av_packet_unref(v->packet); continue; }
             AVPacket *p = v->packet;
+            int skipped = v->key_frames_only && !(p->flags & AV_PKT_FLAG_KEY);
             double at = p->pts != AV_NOPTS_VALUE ? p->pts * v->time_base : p->dts != AV_NOPTS_VALUE ? p->dts * v->time_base : v->stream_end;
             v->packets_read++;
             if (at + p->duration * v->time_base > v->stream_end) v->stream_end = at + p->duration * v->time_base;
@@ -327,6 +355,8 @@ int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err
                 snprintf(err, errlen, "corrupt or truncated video data at %.1f s", at - v->start > 0 ? at - v->start : 0);
                 return -CLIP_IMAGE_CORRUPT;
             }
+            // Read (the truncation checks count it) but not decoded.
+            if (skipped) { av_packet_unref(p); continue; }
             e = avcodec_send_packet(v->codec, p);
             av_packet_unref(p);
             if (e < 0 && e != AVERROR(EAGAIN)) {

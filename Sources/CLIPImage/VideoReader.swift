@@ -52,6 +52,9 @@ public final class VideoReader {
         public let duration: Double?
         /// FFmpeg's name of the decoder ("h264", "hevc", "vp9", …).
         public let codec: String
+        /// Whether the key frames alone are decoded: they are never more than the interval apart, so they carry the
+        /// sampling (a moment is then a key frame's time; a cut between two is seen at the next).
+        public let keyFramesOnly: Bool
     }
 
     /// One sampled frame.
@@ -71,9 +74,10 @@ public final class VideoReader {
     /// Opens `path`. `interval`: the longest gap between sampled frames, in seconds; `sceneThreshold`: the mean
     /// absolute difference (0–255) between 32×32 gray thumbnails of a frame and the last sampled one that counts as a
     /// scene change (0 turns scene detection off); `secondsPerFrame`: how long finding one sampled frame may take
-    /// before the file is given up as hostile.
+    /// before the file is given up as hostile; `everyFrame`: decode every frame even when the key frames are close
+    /// enough to sample by (exact moments, at 30–60 times the work for a phone's video).
     public init(path: String, interval: Double = 2, sceneThreshold: Double = 12, maxPixels: Int = 178_956_970,
-                secondsPerFrame: Double = 60) throws(ImageError) {
+                secondsPerFrame: Double = 60, everyFrame: Bool = false) throws(ImageError) {
         guard interval > 0, interval.isFinite, sceneThreshold >= 0, secondsPerFrame >= 0 else {
             throw ImageError(file: path, .unsupported("video sampling needs an interval > 0 s and a threshold ≥ 0"))
         }
@@ -83,7 +87,7 @@ public final class VideoReader {
         var handle: OpaquePointer?
         var raw = clip_video_info()
         let code = clip_video_open(file.descriptor, UInt64(max(maxPixels, 0)), interval, sceneThreshold, secondsPerFrame,
-                                   &handle, &raw, &err, err.count)
+                                   everyFrame ? 1 : 0, &handle, &raw, &err, err.count)
         if let error = decodeError(code, err, name: path) { throw error }
         guard let handle else { throw ImageError(file: path, .corrupt("the video reader did not open")) }
         self.path = path
@@ -91,7 +95,7 @@ public final class VideoReader {
         let turned = raw.orientation >= 5
         let codec = withUnsafeBytes(of: raw.codec) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         info = Info(width: Int(turned ? raw.height : raw.width), height: Int(turned ? raw.width : raw.height),
-                    duration: raw.duration >= 0 ? raw.duration : nil, codec: codec)
+                    duration: raw.duration >= 0 ? raw.duration : nil, codec: codec, keyFramesOnly: raw.key_frames_only != 0)
     }
 
     deinit { clip_video_close(handle) }
@@ -104,16 +108,17 @@ public final class VideoReader {
         finished = false
     }
 
-    /// The frame shown at `time` seconds (the first at or after it; the first frame when `time` is past the end): a
-    /// poster for a video, or the picture of a moment a search found.
-    public static func frame(of path: String, at time: Double = 0, maxPixels: Int = 178_956_970) throws(ImageError) -> Frame {
-        let reader = try VideoReader(path: path, interval: 1e9, sceneThreshold: 0, maxPixels: maxPixels)
+    /// The frame shown at `time` seconds (the first at or after it): a poster for a video, or the picture of a
+    /// moment a search found. Past the end, or in a file that cannot seek (an AVI without an index), the first frame.
+    public static func frame(of path: String, at time: Double = 0, maxPixels: Int = 178_956_970,
+                             secondsPerFrame: Double = 60) throws(ImageError) -> Frame {
         if time > 0 {
-            try reader.seek(to: time)
-            if let frame = try reader.next() { return frame }
-            // Past the last frame: the start's, rather than nothing.
-            try reader.seek(to: 0)
+            let reader = try VideoReader(path: path, interval: 1e9, sceneThreshold: 0, maxPixels: maxPixels,
+                                         secondsPerFrame: secondsPerFrame, everyFrame: true)
+            if (try? reader.seek(to: time)) != nil, let frame = try? reader.next() { return frame }
         }
+        let reader = try VideoReader(path: path, interval: 1e9, sceneThreshold: 0, maxPixels: maxPixels,
+                                     secondsPerFrame: secondsPerFrame, everyFrame: true)
         guard let frame = try reader.next() else { throw ImageError(file: path, .corrupt("the video has no frames")) }
         return frame
     }

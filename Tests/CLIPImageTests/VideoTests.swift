@@ -67,6 +67,38 @@ struct VideoTests {
         #expect(throws: ImageError.self) { try reader.seek(to: .nan) }
     }
 
+    @Test("a stream with a key frame every second is sampled at its key frames alone, the frames FFmpeg's CLI decodes")
+    func keyFrames() throws {
+        let path = "\(videoFixtures)/keyframes.mp4"
+        for everyFrame in [false, true] {
+            let reader = try VideoReader(path: path, sceneThreshold: 0, everyFrame: everyFrame)
+            #expect(reader.info.keyFramesOnly == !everyFrame)
+            var frames: [VideoReader.Frame] = []
+            while let f = try reader.next() { frames.append(f) }
+            #expect(frames.map { ($0.time * 10).rounded() / 10 } == [0, 2, 4, 6, 8], "every frame: \(everyFrame)")
+            for f in frames {
+                let (_, expected) = try videoReference.get().integerTensor(String(format: "keyframes.mp4/%.1f", f.time))
+                let worst = zip(f.image.pixels, expected).map { abs(Int($0) - $1) }.max() ?? 0
+                #expect(f.image.pixels.count == expected.count && worst == 0, "at \(f.time) s: largest difference \(worst)")
+            }
+        }
+        // Key frames two seconds apart do not carry a one-second interval: every frame is decoded then.
+        #expect(try VideoReader(path: "\(videoFixtures)/scenes.mp4", interval: 1).info.keyFramesOnly == false)
+    }
+
+    @Test("one reader seeks back and forth in an hour-long video")
+    func seekInHour() throws {
+        let reader = try VideoReader(path: "\(videoFixtures)/hour.mp4", interval: 60, sceneThreshold: 0)
+        for t in [1800.0, 600, 3599, 0, 2400] {
+            try reader.seek(to: t)
+            #expect(try reader.next()?.time == t)
+        }
+        // After the last frame, the end.
+        try reader.seek(to: 3599)
+        _ = try reader.next()
+        #expect(try reader.next() == nil)
+    }
+
     @Test("an hour-long video is sampled to its end, one frame at a time")
     func hour() throws {
         let reader = try VideoReader(path: "\(videoFixtures)/hour.mp4", interval: 60, sceneThreshold: 0)

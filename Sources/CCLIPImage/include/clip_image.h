@@ -77,16 +77,18 @@ int clip_raw_probe(const uint8_t *data, size_t size, uint32_t *width, uint32_t *
 int clip_is_camera_raw(const uint8_t *data, size_t size);
 /// Videos (FFmpeg): frames at scene changes and at least every `interval` seconds, 8-bit RGB with the stream's
 /// rotation in `orientation`. Opened over `fd` (a regular file the caller keeps open), each call bounded by
-/// `seconds_per_call` (0: none). `threshold`: the mean absolute difference (0–255) of 32×32 gray thumbnails that counts
+/// `seconds_per_call` (0: none). Unless `every_frame`, a stream whose key frames are at most `interval` apart is
+/// sampled at its key frames alone (only they are decoded). `threshold`: the mean absolute difference (0–255) of 32×32 gray thumbnails that counts
 /// as a scene change (0: none).
 typedef struct clip_video clip_video;
 typedef struct {
     int32_t width, height, orientation;
     double duration;  // seconds, or -1 when the container does not say
+    int32_t key_frames_only;  // the key frames, never more than `interval` apart, alone are decoded
     char codec[32];
 } clip_video_info;
 int clip_video_open(int fd, uint64_t max_pixels, double interval, double threshold, double seconds_per_call,
-                    clip_video **out, clip_video_info *info, char *err, size_t errlen);
+                    int every_frame, clip_video **out, clip_video_info *info, char *err, size_t errlen);
 /// 1 and a frame (pixels malloc'd or in the caller's buffer, free with clip_image_free) with its time in seconds;
 /// 0 at the end; a negated CLIP_IMAGE_* code with `err` set on failure.
 int clip_video_next(clip_video *v, clip_image *out, double *timestamp, char *err, size_t errlen);
