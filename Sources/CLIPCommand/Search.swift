@@ -85,7 +85,8 @@ struct Search: ParsableCommand {
 
     /// A video time as a player shows it: `m:ss.s`, or `h:mm:ss.s` from an hour.
     static func clock(_ seconds: Double) -> String {
-        let tenths = Int((max(seconds, 0) * 10).rounded())
+        // Clamped first: a hostile container's timestamps may be past any Int.
+        let tenths = Int((min(max(seconds, 0), 1e12) * 10).rounded())
         let (h, m, s) = (tenths / 36_000, tenths / 600 % 60, Double(tenths % 600) / 10)
         return h > 0 ? String(format: "%d:%02d:%04.1f", h, m, s) : String(format: "%d:%04.1f", m, s)
     }

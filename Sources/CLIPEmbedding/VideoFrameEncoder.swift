@@ -15,6 +15,8 @@ public struct VideoFrameEncoder: Sendable {
     public var interval = 2.0
     /// Mean absolute difference (0–255) of 32×32 gray thumbnails that counts as a scene change; 0 turns it off.
     public var sceneThreshold = 12.0
+    /// Moments one video may have (a day at a 2 s interval): their vectors are held until the video is whole.
+    public var maxMoments = 50_000
 
     public init(pipeline: CLIPPipeline) { self.pipeline = pipeline }
 
@@ -72,6 +74,10 @@ public struct VideoFrameEncoder: Sendable {
                 throw .video("\(path): \(error)")
             }
             times += batch.times
+            guard times.count <= maxMoments else {
+                _ = pending.wait()
+                throw .video("\(path): more than \(maxMoments) moments at a \(interval) s interval with scene threshold \(sceneThreshold); sample fewer (a longer --video-interval, a higher --scene-threshold)")
+            }
         }
         return Result(info: reader.info, times: times, rows: rows, dimension: pipeline.model.configuration.embedDim)
     }

@@ -75,7 +75,8 @@ enum IndexSchema {
                            arguments: [try PhotoIndex.generationValue(db), Int64.random(in: .min ... .max)])
         }
         // Videos: one vector per sampled moment (the embeddings row of a video's contents holds the mean of its
-        // frames, normalised, and is written in the same transaction: its presence says the frames are whole).
+        // frames, normalised, and is written in the same transaction: its presence says the frames are whole), and
+        // the sampling that chose them (a run with another samples the video again).
         m.registerMigration("v4") { db in
             try db.execute(sql: """
                 CREATE TABLE frames (
@@ -83,6 +84,7 @@ enum IndexSchema {
                     model INTEGER NOT NULL REFERENCES models (id) ON DELETE CASCADE,
                     time REAL NOT NULL,
                     vector BLOB NOT NULL,
+                    sampling TEXT NOT NULL,
                     PRIMARY KEY (hash, model, time)) WITHOUT ROWID
                 """)
         }

@@ -21,6 +21,9 @@ public struct IndexingOptions: Sendable {
     /// difference of 32×32 gray thumbnails at least `sceneThreshold` of 255; 0 turns it off).
     public var videoInterval = 2.0
     public var sceneThreshold = 12.0
+
+    /// How the moments were chosen, as the index records it beside them.
+    var sampling: String { "interval \(videoInterval) s, scene threshold \(sceneThreshold)" }
     public init() {}
 }
 
@@ -139,7 +142,12 @@ public struct Indexer: Sendable {
             if let old = known[Array(stored.utf8)], !old.deleted, old.size == file.size, old.modified == file.modified,
                file.problem == nil || old.error != nil {
                 if old.error != nil { report.failedBefore += 1; continue }
-                if let h = old.hash, embedded.contains(h) { report.unchanged += 1; continue }
+                // A video sampled otherwise than this run asks is sampled again.
+                if let h = old.hash, embedded.contains(h),
+                   !file.isVideo || index.hasMoments(h, model: model, sampling: options.sampling) {
+                    report.unchanged += 1
+                    continue
+                }
                 work.append(Work(file: file, stored: stored, knownHash: old.hash))
             } else {
                 work.append(Work(file: file, stored: stored, knownHash: nil))
@@ -178,7 +186,8 @@ public struct Indexer: Sendable {
                 report.interrupted = true
                 break
             }
-            try indexVideo(w, embedded: embedded, encoder: frames, report: &report, shouldStop: shouldStop)
+            try indexVideo(w, embedded: embedded, encoder: frames, sampling: options.sampling, report: &report,
+                           shouldStop: shouldStop)
             done += 1
             progress?(IndexingProgress(done: done, total: work.count, embedded: report.embedded + report.frames,
                                        elapsed: Date().timeIntervalSince(start)))
@@ -293,7 +302,8 @@ public struct Indexer: Sendable {
 
     /// One transaction: the batch's file rows (failures with their reason) and new embeddings; for one video, its
     /// moments and, as the contents' embedding, their mean renormalised.
-    private func commit(_ prepared: [Prepared], vectors: [[Float]?], moments: VideoFrameEncoder.Result? = nil) throws(IndexError) {
+    private func commit(_ prepared: [Prepared], vectors: [[Float]?],
+                        moments: (VideoFrameEncoder.Result, sampling: String)? = nil) throws(IndexError) {
         let modelID = model.id
         try index.write { db in
             let generation = try PhotoIndex.bumpGeneration(db)
@@ -308,26 +318,25 @@ public struct Indexer: Sendable {
                         error = excluded.error, deleted = 0, changed = excluded.changed
                     """, arguments: [p.work.stored, p.work.file.size, p.work.file.modified, p.hash, p.width,
                                      p.height, error, generation])
-                if let m = moments, let h = p.hash {
+                if let (m, sampling) = moments, let h = p.hash {
                     let d = m.dimension
                     var mean = [Float](repeating: 0, count: d)
-                    // Moments of a run that never finished cannot be here (one transaction), but an altered database's
-                    // stray rows must not mix with these.
+                    // Moments of another sampling go; so would an altered database's stray rows.
                     try db.execute(sql: "DELETE FROM frames WHERE hash = ? AND model = ?", arguments: [h, modelID])
                     for (k, t) in m.times.enumerated() {
                         let row = m.rows[(k * d)..<((k + 1) * d)]
                         for (j, x) in row.enumerated() { mean[j] += x }
                         let blob = row.withUnsafeBufferPointer { vectorBlob($0) }
-                        try db.execute(sql: "INSERT OR IGNORE INTO frames (hash, model, time, vector) VALUES (?, ?, ?, ?)",
-                                       arguments: [h, modelID, t, blob])
+                        try db.execute(sql: "INSERT OR IGNORE INTO frames (hash, model, time, vector, sampling) VALUES (?, ?, ?, ?, ?)",
+                                       arguments: [h, modelID, t, blob, sampling])
                     }
                     let norm = mean.reduce(0) { $0 + $1 * $1 }.squareRoot()
                     // Moments that cancel out (never, for unit vectors of one video, but a vector must be a unit one).
                     let unit = norm > 1e-6 ? mean.map { $0 / norm } : Array(m.rows[0..<d])
                     let blob = unit.withUnsafeBufferPointer { vectorBlob($0) }
-                    try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
+                    try db.execute(sql: "INSERT OR REPLACE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
                                    arguments: [h, modelID, blob])
-                    if db.changesCount > 0 { try PhotoIndex.filesChanged(hash: h, generation: generation, db) }
+                    try PhotoIndex.filesChanged(hash: h, generation: generation, db)
                 } else if let v = vectors[i] ?? p.carried, let h = p.hash {
                     let blob = v.withUnsafeBufferPointer { vectorBlob($0) }
                     try db.execute(sql: "INSERT OR IGNORE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
@@ -343,7 +352,7 @@ public struct Indexer: Sendable {
     /// Hashes a video and, when its contents are new to the model, embeds its moments; commits the file row, the
     /// moments and their mean (the contents' embedding, which says they are whole) in one transaction. A video
     /// stopped on request leaves nothing of itself: the next run embeds it again.
-    private func indexVideo(_ w: Work, embedded: EmbeddedContents, encoder: VideoFrameEncoder,
+    private func indexVideo(_ w: Work, embedded: EmbeddedContents, encoder: VideoFrameEncoder, sampling: String,
                             report: inout IndexingReport, shouldStop: @Sendable () -> Bool) throws(IndexError) {
         var p = Prepared(work: w, hash: w.knownHash)
         var moments: VideoFrameEncoder.Result?
@@ -356,7 +365,7 @@ public struct Indexer: Sendable {
             do {
                 // Hashed from the file in chunks: a video may be larger than memory.
                 p.hash = try SHA256.file(w.file.path)
-                if embedded.contains(p.hash!) {
+                if embedded.contains(p.hash!), index.hasMoments(p.hash!, model: model, sampling: sampling) {
                     // The contents are embedded (a moved or copied video): its size from the header alone.
                     let reader = try VideoReader(path: w.file.path, maxPixels: pipeline.preprocessor.maxPixels)
                     (p.width, p.height) = (reader.info.width, reader.info.height)
@@ -381,7 +390,7 @@ public struct Indexer: Sendable {
             (p.width, p.height) = (m.info.width, m.info.height)
             if m.times.isEmpty { p.error = "the video has no frames"; moments = nil }
         }
-        try commit([p], vectors: [nil], moments: moments)
+        try commit([p], vectors: [nil], moments: moments.map { ($0, sampling) })
         if let m = moments {
             report.embedded += 1
             report.videos += 1

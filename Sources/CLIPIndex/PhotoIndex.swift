@@ -276,6 +276,14 @@ public final class PhotoIndex: Sendable {
         }) == true
     }
 
+    /// Whether `model`'s moments of the video `hash` were sampled as `sampling` says.
+    func hasMoments(_ hash: String, model: IndexedModel, sampling: String) -> Bool {
+        (try? read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM frames WHERE hash = ? AND model = ? AND sampling = ? LIMIT 1",
+                              arguments: [hash, model.id, sampling])
+        }) == true
+    }
+
     /// The embedding `model` holds for the content `hash`, when it holds one of the model's dimension.
     func storedEmbedding(_ hash: String, model: IndexedModel) -> [Float]? {
         let blob = try? read { db in
@@ -434,18 +442,20 @@ public final class PhotoIndex: Sendable {
                         """) {
                         throw IndexError("\(source): model \(clash) has another dimension there; not merged")
                     }
+                    // A video's moments come with its embedding, and only then: contents both indexes hold keep
+                    // this one's moments and mean, not a mix of two samplings.
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO frames (hash, model, time, vector, sampling)
+                        SELECT f.hash, m.id, f.time, f.vector, f.sampling FROM src.frames f
+                        JOIN src.models sm ON sm.id = f.model JOIN models m ON m.fingerprint = sm.fingerprint
+                        WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.hash = f.hash AND e.model = m.id)
+                        """)
                     try db.execute(sql: """
                         INSERT OR IGNORE INTO embeddings (hash, model, vector)
                         SELECT e.hash, m.id, e.vector FROM src.embeddings e
                         JOIN src.models sm ON sm.id = e.model JOIN models m ON m.fingerprint = sm.fingerprint
                         """)
                     counts.embeddings = db.changesCount
-                    // A video's moments come with its embedding.
-                    try db.execute(sql: """
-                        INSERT OR IGNORE INTO frames (hash, model, time, vector)
-                        SELECT f.hash, m.id, f.time, f.vector FROM src.frames f
-                        JOIN src.models sm ON sm.id = f.model JOIN models m ON m.fingerprint = sm.fingerprint
-                        """)
                     let prefix = root == "/" ? "" : root + "/"
                     try db.execute(sql: """
                         INSERT INTO files (path, size, modified, hash, width, height, error, deleted, changed)

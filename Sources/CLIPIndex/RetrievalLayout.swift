@@ -5,6 +5,7 @@ import Darwin
 #endif
 import CLIPEmbedding
 import CLIPFiles
+import CLIPImage
 import CLIPTensor
 import Foundation
 import GRDB
@@ -19,15 +20,25 @@ public enum RetrievalLayout {
 
     /// Writes the live files' embeddings of `model` to `directory`; returns the number of rows. Each part is
     /// written atomically (`RetrievalPartWriter`, as `clip embed` writes them); the metadata rows carry
-    /// `image_path` (absolute), `width` and `height`.
+    /// `image_path` (absolute), `width` and `height`. A video is one row, the mean of its moments (the layout has
+    /// no times; `clip embed` writes a video's moments in `videos/`).
     public static func export(_ index: PhotoIndex, model: IndexedModel, to directory: String) throws(IndexError) -> Int {
         let store = try VectorStore.load(index: index, model: model)
         var files: [Int64: (String, Int?, Int?)] = [:]
+        var means: [Int64: [Float]] = [:]
         try index.read { db in
             let rows = try Row.fetchCursor(db, sql: "SELECT id, path, width, height FROM files WHERE deleted = 0")
             while let r = try rows.next() { files[r[0]] = (r[1], r[2], r[3]) }
+            let videos = try Row.fetchCursor(db, sql: """
+                SELECT f.id, e.vector FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ?
+                WHERE f.deleted = 0 AND EXISTS (SELECT 1 FROM frames fr WHERE fr.hash = e.hash AND fr.model = e.model)
+                """, arguments: [model.id])
+            while let r = try videos.next() {
+                if let v = VectorCacheWriter.floats(r[1], dimension: model.dimension) { means[r[0]] = v }
+            }
         }
-        let live = store.liveRowsByID()
+        var seenVideos = Set<Int64>()
+        let live = store.liveRowsByID().filter { store.time($0) == nil || seenVideos.insert(store.fileID($0)).inserted }
         do throws(EmbeddingJobError) {
             var part = 0, start = 0
             repeat {
@@ -37,7 +48,7 @@ public enum RetrievalLayout {
                 values.reserveCapacity((end - start) * store.dimension)
                 var objects: [[String: Any]] = []
                 for row in live[start..<end] {
-                    values += store.vector(row)
+                    values += store.time(row) != nil ? means[store.fileID(row)] ?? store.vector(row) : store.vector(row)
                     let (path, w, h) = files[store.fileID(row)] ?? ("", nil, nil)
                     var object: [String: Any] = ["image_path": index.absolutePath(path)]
                     if let w, let h { object["width"] = w; object["height"] = h }
@@ -57,7 +68,8 @@ public enum RetrievalLayout {
     /// Reads `img_emb/img_emb_{N}.npy` with `metadata/metadata_{N}.jsonl` for N = 0, 1, … from `directory` into
     /// the index as embeddings of `model`. A row whose file exists here is keyed by the file's content hash (so
     /// a later `clip index` of it reuses the embedding); one whose file does not is recorded by path. Returns
-    /// the rows imported. Each part is one transaction.
+    /// the rows imported. A row naming a video file here records the file without its vector: `clip index` embeds
+    /// its moments (one vector cannot stand for them). Each part is one transaction.
     /// Whether the embeddings in `directory` were made from images turned by their EXIF orientation, as the
     /// `metadata/preprocessing_{N}.json` files `clip embed` writes say; nil when none says (clip-retrieval's own
     /// output), an error when partitions disagree.
@@ -97,7 +109,7 @@ public enum RetrievalLayout {
                 throw IndexError("\(directory)/metadata/metadata_\(part).parquet: Parquet metadata is not read; convert it to JSON lines first: python -c \"import pandas as p; p.read_parquet('metadata_\(part).parquet').to_json('metadata_\(part).jsonl', orient='records', lines=True)\"")
             }
             let paths = try readMetadata(metaPath, rows: rows)
-            var records: [(stored: String, size: Int64, modified: Int64, hash: String, vector: [Float])] = []
+            var records: [(stored: String, size: Int64, modified: Int64, hash: String, vector: [Float]?)] = []
             for r in 0..<rows {
                 var v = Array(values[(r * dim)..<((r + 1) * dim)])
                 let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
@@ -106,7 +118,8 @@ public enum RetrievalLayout {
                 let absolute = paths[r].hasPrefix("/") ? paths[r] : PhotoIndex.absolute(directory + "/" + paths[r])
                 var st = stat()
                 if stat(absolute, &st) == 0, st.st_mode & S_IFMT == S_IFREG, let hash = try? SHA256.file(absolute) {
-                    records.append((index.storedPath(absolute), Int64(st.st_size), modificationNanoseconds(st), hash, v))
+                    let video = VideoReader.hasVideoExtension(absolute)
+                    records.append((index.storedPath(absolute), Int64(st.st_size), modificationNanoseconds(st), hash, video ? nil : v))
                 } else {
                     records.append((index.storedPath(absolute), 0, 0, "path:" + SHA256.hex(Array(absolute.utf8)), v))
                 }
@@ -119,12 +132,13 @@ public enum RetrievalLayout {
                         ON CONFLICT (path) DO UPDATE SET size = excluded.size, modified = excluded.modified,
                             hash = excluded.hash, error = NULL, deleted = 0, changed = excluded.changed
                         """, arguments: [rec.stored, rec.size, rec.modified, rec.hash, generation])
+                    guard let vector = rec.vector else { continue }
                     try db.execute(sql: "INSERT OR REPLACE INTO embeddings (hash, model, vector) VALUES (?, ?, ?)",
-                                   arguments: [rec.hash, model.id, rec.vector.withUnsafeBufferPointer { vectorBlob($0) }])
+                                   arguments: [rec.hash, model.id, vector.withUnsafeBufferPointer { vectorBlob($0) }])
                     try PhotoIndex.filesChanged(hash: rec.hash, generation: generation, db)
                 }
             }
-            total += rows
+            total += records.filter { $0.vector != nil }.count
             part += 1
         }
         guard part > 0 else { throw IndexError("\(directory): no img_emb/img_emb_0.npy (clip-retrieval's layout)") }

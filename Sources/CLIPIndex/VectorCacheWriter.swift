@@ -22,7 +22,8 @@ struct VectorCacheWriter {
 
     /// How long a process waits for another to finish updating the cache before it reads the vectors itself.
     static let lockWait: Double = 120
-    /// More changed rows than this are read by a rebuild, not held in memory for an append.
+    /// More changed rows (a video's moments each count) than this are read by a rebuild, not held in memory for an
+    /// append.
     static let appendLimit = 65_536
     /// Segments after which the next update compacts.
     static let segmentLimit = 32
@@ -96,6 +97,9 @@ struct VectorCacheWriter {
             if VectorStore.isCurrent(existing, (generation, nonce)) { return .current }
             let n = try Int.fetchOne(db, sql: "SELECT count(*) FROM files WHERE changed > ?", arguments: [existing.generation]) ?? 0
             guard n <= Self.appendLimit else { return .rebuild }
+            let rowCount = try Int.fetchOne(db, sql: "SELECT count(*) FROM (\(Self.liveRows("f.changed > ? AND f.deleted = 0 AND f.error IS NULL")))",
+                                            arguments: [model.id, existing.generation]) ?? 0
+            guard rowCount <= Self.appendLimit else { return .rebuild }
             var changes: [Change] = []
             // Every changed file supersedes its old rows; those live now bring their new ones.
             for id in try Int64.fetchAll(db, sql: "SELECT id FROM files WHERE changed > ? ORDER BY id", arguments: [existing.generation]) {
@@ -148,10 +152,15 @@ struct VectorCacheWriter {
                         changes: [Change]) throws(IndexError) -> VectorStore {
         let d = model.dimension
         // A changed file's old rows are dead whether or not it has new ones.
-        let superseded = changes.compactMap { $0.vector == nil && !existing.liveRows(of: $0.id).isEmpty ? $0.id : nil }
+        var superseded: [Int64] = []
+        var newlyDead = 0
+        for change in changes where change.vector == nil {
+            let old = existing.liveRows(of: change.id).count
+            if old > 0 { superseded.append(change.id); newlyDead += old }
+        }
         let added = changes.filter { $0.vector != nil }
         let rows = existing.rows + added.count
-        let dead = existing.rows - existing.count + superseded.count
+        let dead = existing.rows - existing.count + newlyDead
         if Self.compactionDue(segments: existing.segmentCount, rows: rows, baseRows: existing.baseRows, dead: dead) {
             return try compact(existing, generation: generation, nonce: nonce, superseded: Set(superseded), added: added)
         }

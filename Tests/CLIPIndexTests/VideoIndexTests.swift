@@ -158,7 +158,7 @@ struct VideoIndexTests {
         #expect((again.failedBefore, again.embedded) == (2, 0))
     }
 
-    @Test("merging an index brings its videos' moments")
+    @Test("merging an index brings its videos' moments; contents both hold keep this index's sampling")
     func merge() throws {
         let (dir, photos) = try videoLibrary("video-merge")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -166,8 +166,69 @@ struct VideoIndexTests {
         _ = try update(other, otherModel, [photos])
         let (index, model) = try openIndex(dir + "/index.sqlite")
         _ = try index.merge(from: dir + "/other.sqlite")
-        let hits = try PhotoSearch(index: index, model: model).search(try query("a blue circle"), top: 10, everyMoment: true)
+        var hits = try PhotoSearch(index: index, model: model).search(try query("a blue circle"), top: 10, everyMoment: true)
         #expect(hits.compactMap(\.time).sorted() == [0, 2, 4, 4.5], "\(hits)")
+
+        // A third index sampled every second, merged in: the moments here stay as they are, not a mix.
+        let (third, thirdModel) = try openIndex(dir + "/third.sqlite")
+        var options = IndexingOptions()
+        options.videoInterval = 1
+        _ = try Indexer(index: third, pipeline: shippedPipeline, model: thirdModel).run(folders: [photos], options: options)
+        _ = try index.merge(from: dir + "/third.sqlite")
+        hits = try PhotoSearch(index: index, model: model).search(try query("a blue circle"), top: 20, everyMoment: true)
+        #expect(hits.compactMap(\.time).sorted() == [0, 2, 4, 4.5], "\(hits)")
+    }
+
+    @Test("a run with another sampling samples the videos again; the next run with it leaves them")
+    func resampling() throws {
+        let (dir, photos) = try videoLibrary("video-resample")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (index, model) = try openIndex(dir + "/index.sqlite")
+        _ = try update(index, model, [photos])
+        _ = try VectorStore.load(index: index, model: model)
+        var options = IndexingOptions()
+        options.videoInterval = 1
+        options.sceneThreshold = 0
+        let indexer = Indexer(index: index, pipeline: shippedPipeline, model: model)
+        var r = try indexer.run(folders: [photos], options: options)
+        #expect((r.videos, r.frames, r.unchanged) == (1, 6, 2), "\(r)")
+        let store = try VectorStore.load(index: index, model: model)
+        #expect(same(storeRows(store), try liveRows(index, model)) && store.count == 2 + 6)
+        r = try indexer.run(folders: [photos], options: options)
+        #expect((r.videos, r.unchanged) == (0, 3), "\(r)")
+    }
+
+    @Test("export writes a video as one row, its mean; an import leaves its moments to clip index")
+    func exportImport() throws {
+        let (dir, photos) = try videoLibrary("video-export")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (index, model) = try openIndex(dir + "/index.sqlite")
+        _ = try update(index, model, [photos])
+        #expect(try RetrievalLayout.export(index, model: model, to: "\(dir)/out") == 3)
+        let (fresh, freshModel) = try openIndex(dir + "/fresh.sqlite")
+        #expect(try RetrievalLayout.importEmbeddings(from: "\(dir)/out", into: fresh, model: freshModel) == 2)
+        #expect(try PhotoSearch(index: fresh, model: freshModel).vectors.count == 2)
+        let r = try update(fresh, freshModel, [photos])
+        #expect((r.videos, r.frames, r.unchanged) == (1, 4, 2), "\(r)")
+        #expect(try PhotoSearch(index: fresh, model: freshModel).vectors.count == 2 + 4)
+    }
+
+    @Test("past the segment limit the cache is compacted with every moment of every video kept in order")
+    func compaction() throws {
+        let (dir, photos) = try videoLibrary("video-compact")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (index, model) = try openIndex(dir + "/index.sqlite")
+        _ = try update(index, model, [photos])
+        var store = try VectorStore.load(index: index, model: model)
+        for i in 0...VectorCacheWriter.segmentLimit {
+            try writeImage("\(photos)/more/\(i).png", seed: 100 + i)
+            if i == 5 { try FileManager.default.copyItem(atPath: "\(videoDirectory)/scenes.webm", toPath: "\(photos)/more/v.webm") }
+            _ = try update(index, model, [photos])
+            store = try VectorStore.load(index: index, model: model)
+        }
+        #expect(store.segmentCount < VectorCacheWriter.segmentLimit, "\(store.segmentCount) segments")
+        #expect(same(storeRows(store), try liveRows(index, model)))
+        #expect(store.count == 2 + 4 + VectorCacheWriter.segmentLimit + 1 + 4)
     }
 }
 
