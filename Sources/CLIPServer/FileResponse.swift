@@ -1,13 +1,36 @@
 import CLIPFiles
+import CLIPIndex
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import HTTPTypes
 import Hummingbird
 
 /// A library file as an HTTP response, streamed from its open descriptor in chunks (a video of gigabytes is never
-/// held in memory), with the single byte ranges a `<video>` element asks for to seek (RFC 9110 §14).
+/// held in memory), with the single byte ranges a `<video>` element asks for to seek (RFC 9110 §14) and the
+/// validators that keep a browser from joining ranges of two versions of a file.
 enum FileResponse {
     /// Bytes read and written at a time.
     static let chunk = 256 << 10
+
+    /// Reads run on a queue of their own: on the request-work pool they would wait behind the thumbnails a results
+    /// page asks for, and a playing video would stall.
+    private static let io: OperationQueue = {
+        let q = OperationQueue()
+        q.name = "clip.file-io"
+        q.maxConcurrentOperationCount = 4
+        return q
+    }()
+
+    /// Runs `body` on the file-reading queue.
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            io.addOperation { continuation.resume(with: Result { try body() }) }
+        }
+    }
 
     /// Where a `Range` header asks to start and end (exclusive) in a file of `size` bytes: nil for the whole file
     /// (no header, a unit other than bytes, several ranges, or one that does not parse: a server may ignore them),
@@ -44,11 +67,25 @@ enum FileResponse {
         return .part(first..<(last + 1))
     }
 
-    /// `file` as `type`, whole or the range `rangeHeader` asks for. The file stays open until the body is written.
-    static func response(_ file: RegularFile, type: String, rangeHeader: String?, work: RequestWork) -> Response {
-        var headers: HTTPFields = [.contentType: type, .acceptRanges: "bytes", .cacheControl: "private, max-age=3600"]
+    /// `file` as `type`, whole or the range the request asks for. The file stays open until the body is written.
+    static func response(_ file: RegularFile, type: String, request: Request) -> Response {
+        var headers: HTTPFields = [.contentType: type, .acceptRanges: "bytes", .cacheControl: "private, no-cache"]
         headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
         let size = file.size
+        // The size and modification time (nanoseconds) of the open file: a file replaced since gets another tag.
+        var st = stat()
+        let modified = fstat(file.descriptor, &st) == 0 ? modificationNanoseconds(st) : 0
+        let etag = "\"\(String(size, radix: 16))-\(String(modified, radix: 16))\""
+        headers[.eTag] = etag
+        headers[.lastModified] = httpDate(seconds: modified / 1_000_000_000)
+        if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: {
+            $0.trimmingCharacters(in: .whitespaces) == etag || $0.trimmingCharacters(in: .whitespaces) == "*"
+        }) {
+            return Response(status: .notModified, headers: headers)
+        }
+        // A range of the version the client holds: of another version, the whole file instead.
+        var rangeHeader = request.headers[.range]
+        if let ifRange = request.headers[.ifRange], ifRange != etag { rangeHeader = nil }
         let span: Range<Int>
         let status: HTTPResponse.Status
         switch range(rangeHeader, size: size) {
@@ -66,9 +103,9 @@ enum FileResponse {
             while offset < span.upperBound {
                 let n = min(chunk, span.upperBound - offset)
                 let at = offset
-                let bytes = try await work.run { try file.read(at: at, count: n) }
-                // A file cut since it was opened ends the body short: the connection closes rather than pad.
-                guard bytes.count == n else { throw RequestError("the file changed while it was sent", status: 500) }
+                // A file cut since it was opened fails the read: the body ends short and the connection closes,
+                // rather than padding it.
+                let bytes = try await run { try file.read(at: at, count: n) }
                 try await writer.write(ByteBuffer(bytes: bytes))
                 offset += n
             }
@@ -76,4 +113,14 @@ enum FileResponse {
         }
         return Response(status: status, headers: headers, body: body)
     }
+}
+
+/// An HTTP date (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+func httpDate(seconds: Int64) -> String {
+    var t = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    var out = [CChar](repeating: 0, count: 64)
+    let n = strftime(&out, out.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+    return String(decoding: out.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

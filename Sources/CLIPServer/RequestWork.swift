@@ -78,8 +78,11 @@ final class RequestWork: Sendable {
         guard let info = try? await run({ try VideoReader(path: path, interval: 1e9, sceneThreshold: 0, maxPixels: limit).info }) else {
             return nil
         }
+        // A time past the end would decode to the end first: the poster instead.
+        let time = info.duration.map { time <= $0 + 1 } ?? true ? time : 0
         return try await decoding(pixels: Checked.product(info.width, info.height) ?? .max) {
-            guard let frame = try? VideoReader.frame(of: path, at: time, maxPixels: limit) else { return nil }
+            // A page asks for sixty at once: a video that takes longer than this to reach its frame is a grey square.
+            guard let frame = try? VideoReader.frame(of: path, at: time, maxPixels: limit, secondsPerFrame: 10) else { return nil }
             return ContactSheet.thumbnailPNG(frame.image, name: path, side: side)
         }
     }

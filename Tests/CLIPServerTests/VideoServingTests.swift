@@ -16,6 +16,9 @@ private let library: (served: ServedIndex, video: String) = {
     let video = "\(dir)/library/scenes.mp4"
     try! FileManager.default.copyItem(atPath: "\(videoDirectory)/scenes.mp4", toPath: video)
     try! FileManager.default.copyItem(atPath: "\(examplesFolder)/red-heart.png", toPath: "\(dir)/library/red-heart.png")
+    // An ISO media file too, with a brand of its own: served as the image it is.
+    try! FileManager.default.copyItem(atPath: testsDirectory.appendingPathComponent("CLIPImageTests/Fixtures/heif/heic_rgb.heic").path,
+                                      toPath: "\(dir)/library/photo.heic")
     let index = try! PhotoIndex(path: "\(dir)/index.sqlite")
     let model = try! ModelFingerprint.indexedModel(pipeline, name: "default", in: index, registering: true)
     _ = try! Indexer(index: index, pipeline: pipeline, model: model).run(folders: ["\(dir)/library"])
@@ -33,7 +36,7 @@ struct VideoServingTests {
             var hit: [String: Any] = [:]
             try await client.execute(uri: "/api/search?q=a+blue+circle&top=5", method: .get) { response in
                 let hits = try #require((json(response.body) as? [String: Any])?["hits"] as? [[String: Any]])
-                #expect(hits.count == 2, "\(hits)")
+                #expect(hits.count == 3, "\(hits)")
                 hit = try #require(hits.first { ($0["path"] as? String)?.hasSuffix(".mp4") == true })
             }
             let time = try #require((hit["time"] as? NSNumber)?.doubleValue)
@@ -43,7 +46,7 @@ struct VideoServingTests {
             #expect(hit["file"] as? String == "/files/\(id)")
             try await client.execute(uri: "/api/search?q=a+blue+circle&top=10&moments=all", method: .get) { response in
                 let hits = (json(response.body) as? [String: Any])?["hits"] as? [[String: Any]] ?? []
-                #expect(hits.count == 5 && hits.filter { $0["time"] != nil }.count == 4, "\(hits)")
+                #expect(hits.count == 6 && hits.filter { $0["time"] != nil }.count == 4, "\(hits)")
             }
 
             // The thumbnail at the moment is blue; the poster (t=0) is red.
@@ -60,10 +63,34 @@ struct VideoServingTests {
             #expect(blue[2] > 200 && blue[0] < 50, "\(blue)")
             #expect(red[0] > 200 && red[2] < 50, "\(red)")
 
+            var etag = ""
             try await client.execute(uri: "/files/\(id)", method: .get) { response in
                 #expect(response.status == .ok && response.headers[.contentType] == "video/mp4")
                 #expect(response.headers[.acceptRanges] == "bytes")
                 #expect([UInt8](Data(buffer: response.body)) == original)
+                etag = response.headers[.eTag] ?? ""
+                #expect(response.headers[.lastModified]?.hasSuffix(" GMT") == true)
+            }
+            // HEAD says what GET would send; a tag the client holds gets 304; a range of another version, the whole.
+            try await client.execute(uri: "/files/\(id)", method: .head) { response in
+                #expect(response.status == .ok && response.headers[.contentLength] == "\(original.count)")
+                #expect(response.body.readableBytes == 0)
+            }
+            try await client.execute(uri: "/files/\(id)", method: .get, headers: [.ifNoneMatch: etag]) { response in
+                #expect(response.status == .notModified && response.body.readableBytes == 0, "\(etag)")
+            }
+            try await client.execute(uri: "/files/\(id)", method: .get, headers: [.range: "bytes=0-9", .ifRange: etag]) { response in
+                #expect(response.status == .partialContent && response.body.readableBytes == 10)
+            }
+            try await client.execute(uri: "/files/\(id)", method: .get, headers: [.range: "bytes=0-9", .ifRange: "\"other\""]) { response in
+                #expect(response.status == .ok && response.body.readableBytes == original.count)
+            }
+            try await client.execute(uri: "/api/search?q=a+photo&top=10", method: .get) { response in
+                let hits = (json(response.body) as? [String: Any])?["hits"] as? [[String: Any]] ?? []
+                let heic = try #require(hits.first { ($0["path"] as? String)?.hasSuffix(".heic") == true })
+                try await client.execute(uri: "/files/\(heic["id"] as? Int ?? 0)", method: .get) { response in
+                    #expect(response.status == .ok && response.headers[.contentType] == "image/heic")
+                }
             }
             let n = original.count
             for (range, expected) in [("bytes=0-99", 0..<100), ("bytes=100-", 100..<n), ("bytes=-10", (n - 10)..<n),

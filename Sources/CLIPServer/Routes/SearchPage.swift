@@ -110,10 +110,11 @@ enum SearchPage {
         return nil
     }
 
-    /// The real path of indexed file ID, if it may be served: a row that decoded as an image (not one the index
-    /// recorded as failed), present, whose path after resolving links lies inside a folder the index was built from,
-    /// and whose bytes still start as an image. Anything else is 404, saying no more than that.
-    static func servable(_ context: BasicRequestContext, _ state: ServerState) throws -> String {
+    /// The real path of indexed file ID, if it may be served: a row that decoded as an image or a video (not one the
+    /// index recorded as failed), present, whose path after resolving links lies inside a folder the index was built
+    /// from. Anything else is 404, saying no more than that. `isVideo`: whether the index took it for a video (by
+    /// the name it was found under, which a link's target need not share).
+    static func servable(_ context: BasicRequestContext, _ state: ServerState) throws -> (path: String, isVideo: Bool) {
         let index = try state.requireIndex()
         guard let raw = context.parameters.get("id"), let id = Int64(raw) else { throw RequestError("the file id must be a number") }
         let notServed = RequestError("no indexed image has id \(id)", status: 404)
@@ -121,21 +122,22 @@ enum SearchPage {
         let real = String(cString: resolved)
         free(resolved)
         guard PhotoIndex.isInside(real, folders: try index.search.index.indexedFolders()) else { throw notServed }
-        return real
+        return (real, VideoReader.hasVideoExtension(file.path))
     }
 
     /// `GET /thumbnails/ID?size=S&t=T`: a PNG S pixels square (default 256); of a video, its frame at T seconds
     /// (default 0: the poster).
     static func thumbnail(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
-        let path = try servable(context, state)
+        let (path, isVideo) = try servable(context, state)
         let size = formParameter(request, "size").map { Int($0) } ?? 256
         guard let size, (16...1024).contains(size) else { throw RequestError("size must be a number within 16...1024") }
         var time: Double?
-        if VideoReader.hasVideoExtension(path) {
+        if isVideo {
             let t = formParameter(request, "t").map { Double($0) } ?? 0
-            // Whole milliseconds: a key for the cache, not a float a client can vary without end.
             guard let t, t.isFinite, (0...1e7).contains(t) else { throw RequestError("t must be a number of seconds within 0...10000000") }
-            time = (t * 1000).rounded() / 1000
+            // Whole milliseconds, rounded down: a key for the cache rather than a float a client can vary without
+            // end, and never past the frame the time names (the first frame at or after it is shown).
+            time = (t * 1000).rounded(.down) / 1000
         }
         guard let png = try await state.thumbnails.png(path, side: size, time: time) else {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
@@ -147,10 +149,10 @@ enum SearchPage {
     /// `GET /files/ID`: the indexed file itself (only files the index holds, by id: no path ever comes from the
     /// request), streamed, with byte ranges (a video seeks by them).
     static func original(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
-        let path = try servable(context, state)
+        let (path, _) = try servable(context, state)
         let opened: (RegularFile, [UInt8])
         do {
-            opened = try await state.work.run {
+            opened = try await FileResponse.run {
                 let file = try RegularFile(path: path)
                 return (file, try file.read(at: 0, count: min(file.size, 4096)))
             }
@@ -159,13 +161,14 @@ enum SearchPage {
         }
         let (file, head) = opened
         // The file may have changed since it was indexed: only image and video bytes leave, typed by what they are.
+        // Images first: HEIC, AVIF and CR3 are ISO media files too.
         let type: String
-        if let video = VideoReader.mediaType(head) {
+        if head.withUnsafeBytes({ ImageFormat.sniff($0) }) == nil, let video = VideoReader.mediaType(head) {
             type = video
         } else {
             type = try imageType(head, path: path)
         }
-        return FileResponse.response(file, type: type, rangeHeader: request.headers[.range], work: state.work)
+        return FileResponse.response(file, type: type, request: request)
     }
 
     /// The media type of an image by its first bytes, or 404 when they are no longer an image.
