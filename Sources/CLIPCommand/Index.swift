@@ -44,7 +44,7 @@ func indexedModel(_ options: ModelOptions, orientation: Bool = true, index: Phot
 
 struct Index: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Index photo folders for `clip search`: new and changed images are embedded, moved ones recognised, vanished ones marked deleted.",
+        abstract: "Index photo folders for `clip search`: new and changed images and videos are embedded, moved ones recognised, vanished ones marked deleted.",
         subcommands: [Update.self, Merge.self, Stats.self, Export.self, Import.self],
         defaultSubcommand: Update.self)
 
@@ -57,7 +57,10 @@ struct Index: ParsableCommand {
                 renamed or copied file reuses its embedding. Embeddings are kept per model, so several models live \
                 side by side. A file that cannot be decoded is recorded with its reason and skipped (retried when \
                 it changes). Ctrl-C finishes the current batch, commits and stops; a killed run loses at most its \
-                last uncommitted batch, and running again continues. Hidden directories and @eaDir are skipped.
+                last uncommitted batch, and running again continues. Hidden directories and @eaDir are skipped. \
+                Videos (mp4, mov, mkv, webm, avi) are embedded at their moments (scene changes, and at least every \
+                --video-interval seconds), one video per transaction after the images; clip search finds a video at \
+                its best moment.
                 """)
 
         @OptionGroup var model: ModelOptions

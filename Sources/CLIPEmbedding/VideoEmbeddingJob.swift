@@ -85,7 +85,7 @@ public struct VideoEmbeddingJob {
         let dimension = pipeline.model.configuration.embedDim
         let record = VideoRecord(path: path, timestamps: times, interval: interval, sceneThreshold: sceneThreshold,
                                  width: info.width, height: info.height, duration: info.duration,
-                                 codec: info.codec, model: model)
+                                 codec: info.codec, keyFramesOnly: info.keyFramesOnly, model: model)
         do {
             let embeddings = try Tensor(shape: [times.count, dimension], scalars: rows)
             try OutputFile.write([UInt8](embeddings.npyData()), to: "\(folder)/\(key).npy")
@@ -110,12 +110,15 @@ struct VideoRecord: Codable, Equatable {
     var height: Int
     var duration: Double?
     var codec: String
+    /// Whether the key frames alone were decoded (they were never more than the interval apart).
+    var keyFramesOnly: Bool?
     /// SHA-256 of the architecture, checkpoint and preprocessing: embeddings of another model are not these.
     var model: String
 
     enum CodingKeys: String, CodingKey {
         case path, timestamps, interval, width, height, duration, codec
         case sceneThreshold = "scene_threshold"
+        case keyFramesOnly = "key_frames_only"
         case model = "model_fingerprint"
     }
 }
