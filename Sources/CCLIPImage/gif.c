@@ -94,6 +94,12 @@ int clip_decode_gif(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
     }
     if (DGifGetImageDesc(gif) == GIF_ERROR) { code = gif_fail(err, errlen, gif->Error, "corrupt GIF image descriptor"); goto done; }
     GifImageDesc *d = &gif->Image;
+    // An empty first frame has nothing to show (Pillow fails on it too); a blank canvas would pass for a picture.
+    if (d->Width <= 0 || d->Height <= 0) {
+        snprintf(err, errlen, "the GIF's first frame is empty (%dx%d)", d->Width, d->Height);
+        code = CLIP_IMAGE_CORRUPT;
+        goto done;
+    }
     uint64_t x1 = (uint64_t)d->Left + (uint64_t)d->Width, y1 = (uint64_t)d->Top + (uint64_t)d->Height;
     uint64_t w = x1 > (uint64_t)gif->SWidth ? x1 : (uint64_t)gif->SWidth;
     uint64_t h = y1 > (uint64_t)gif->SHeight ? y1 : (uint64_t)gif->SHeight;
@@ -133,7 +139,7 @@ int clip_decode_gif(const uint8_t *data, size_t size, uint64_t max_pixels, clip_
         goto done;
     }
     memset(pixels, transparency >= 0 ? transparency : 0, (size_t)(w * h));
-    if (d->Width > 0 && d->Height > 0) {
+    {
         // Interlaced images arrive in four passes: every 8th row from 0, every 8th from 4, every 4th from 2, every 2nd from 1.
         static const int start[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
         int passes = d->Interlace ? 4 : 1;

@@ -99,6 +99,19 @@ struct FormatTests {
         }
     }
 
+    @Test("a GIF whose first frame is empty is an error, as it is for Pillow, not a blank canvas")
+    func emptyGIFFrame() {
+        // A 4×4 screen with a two-colour table, then a 0×0 image.
+        let bytes: [UInt8] = Array("GIF89a".utf8) + [4, 0, 4, 0, 0x80, 0, 0, 0, 0, 0, 255, 255, 255,
+                                                     0x2C, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 0x44, 0x01, 0, 0x3B]
+        do {
+            _ = try decodeImage(bytes, name: "empty.gif")
+            Issue.record("decoded")
+        } catch {
+            #expect(error.description == "empty.gif: the GIF's first frame is empty (0x0)", "\(error)")
+        }
+    }
+
     @Test("a TIFF's orientation is applied as Pillow applies it on load, also without --apply-orientation")
     func tiffOrientation() throws {
         let plain = try decodeImage(try formatBytes("tiff_big_endian_rgb.tif"), name: "a.tif")
