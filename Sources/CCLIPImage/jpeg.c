@@ -52,14 +52,17 @@ static void on_message(j_common_ptr cinfo, int level) {
 }
 
 static void keep_exif(j_decompress_ptr cinfo, clip_image *out) {
+    static const char xmp[] = "http://ns.adobe.com/xap/1.0/";
     for (jpeg_saved_marker_ptr m = cinfo->marker_list; m; m = m->next) {
-        if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
+        if (m->marker != JPEG_APP0 + 1) continue;
+        if (!out->exif && m->data_length > 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
             out->exif = malloc(m->data_length - 6);
             if (out->exif) {
                 memcpy(out->exif, m->data + 6, m->data_length - 6);
                 out->exif_size = m->data_length - 6;
             }
-            return;
+        } else if (out->xmp_orientation < 0 && m->data_length > sizeof xmp && memcmp(m->data, xmp, sizeof xmp) == 0) {
+            out->xmp_orientation = clip_xmp_orientation(m->data + sizeof xmp, m->data_length - sizeof xmp);
         }
     }
 }
@@ -235,6 +238,7 @@ void clip_image_reset(clip_image *img) {
     memset(img, 0, sizeof *img);
     img->buffer = buffer;
     img->buffer_capacity = capacity;
+    img->xmp_orientation = -1;
 }
 
 uint8_t *clip_image_pixels(clip_image *img, size_t bytes) {

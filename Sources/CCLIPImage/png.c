@@ -158,7 +158,7 @@ int clip_png_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_pn
         png_longjmp(s->png, 1);
     }
 #ifdef PNG_eXIf_SUPPORTED
-    // Chunks before the image data have been read; an eXIf chunk after it is not looked for (nor by the full decode).
+    // Chunks before the image data have been read; the rest of the file is walked for an eXIf after it below.
     png_bytep exif = NULL;
     png_uint_32 exif_len = 0;
     if (png_get_eXIf_1(s->png, s->info, &exif_len, &exif) && exif && exif_len > 0) {
@@ -166,6 +166,7 @@ int clip_png_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_pn
         if (out->exif) { memcpy(out->exif, exif, exif_len); out->exif_size = exif_len; }
     }
 #endif
+    clip_png_metadata(data, size, out);
     out->width = (int32_t)s->w;
     out->height = (int32_t)s->h;
     *stream = s;

@@ -41,5 +41,6 @@ int clip_decode_webp(const uint8_t *data, size_t size, uint64_t max_pixels, clip
         snprintf(err, errlen, "corrupt or truncated WebP data");
         return CLIP_IMAGE_CORRUPT;
     }
+    clip_webp_metadata(data, size, out);
     return CLIP_IMAGE_OK;
 }

@@ -236,12 +236,8 @@ private func decode(_ raw: UnsafeRawBufferPointer, _ name: String, _ maxPixels: 
     // Decoded elsewhere (a header the probe could not read): copied once.
     let owned = img.owns_pixels == 0 ? pixels : Array(UnsafeBufferPointer(start: img.pixels, count: count))
     let palette = withUnsafeBytes(of: img.palette) { Array($0.prefix(Int(img.palette_size) * 3)) }
-    var orientation: Int?
-    if let exif = img.exif, img.exif_size > 0 {
-        orientation = exifOrientation(UnsafeRawBufferPointer(start: exif, count: img.exif_size))
-    }
     let image = DecodedImage(width: Int(img.width), height: Int(img.height), mode: mode, pixels: owned,
-                             palette: palette, exifOrientation: orientation)
+                             palette: palette, exifOrientation: declaredOrientation(img))
     // Pillow turns a TIFF as it loads it (and forgets the tag), RAW viewers turn a RAW's preview: so does this,
     // whatever the caller's setting.
     if (2...8).contains(Int(img.orientation)) {
@@ -277,6 +273,15 @@ func decodeError(_ code: Int32, _ err: [CChar], name: String) -> ImageError? {
     case Int(CLIP_IMAGE_UNSUPPORTED): return ImageError(file: name, .unsupported(message))
     default: return ImageError(file: name, .corrupt(message))
     }
+}
+
+/// The orientation a decoded header declares, as Pillow's `getexif` reads it: EXIF's Orientation tag, else XMP's
+/// tiff:Orientation; nil for none.
+func declaredOrientation(_ img: clip_image) -> Int? {
+    if let exif = img.exif, img.exif_size > 0, let o = exifOrientation(UnsafeRawBufferPointer(start: exif, count: img.exif_size)) {
+        return o
+    }
+    return (1...8).contains(Int(img.xmp_orientation)) ? Int(img.xmp_orientation) : nil
 }
 
 /// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed.

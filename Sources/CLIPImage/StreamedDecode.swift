@@ -84,8 +84,8 @@ extension ImageFormat {
     /// What an encoded image's header says of its EXIF orientation, read as the decoders read it, without
     /// decoding its pixels (a progressive JPEG's scans are read).
     public enum OrientationRead: Equatable, Sendable {
-        /// The header was read: the orientation (1–8) it declares, or nil for none. Formats whose orientation the
-        /// decoders do not read (WebP's EXIF chunk) declare none.
+        /// The header was read: the orientation (1–8) it declares (EXIF, else XMP's tiff:Orientation, as Pillow
+        /// reads them), or nil for none. Formats whose orientation the decoders do not read declare none.
         case read(Int?)
         /// The header could not be read (damaged, over `maxPixels`, out of memory): nothing is known.
         case unreadable
@@ -105,6 +105,15 @@ extension ImageFormat {
                 return .read(CLIPImage.exifOrientation(UnsafeRawBufferPointer(start: exif, count: header.exif_size)))
             }
         }
+        if format == .webp {
+            return data.withUnsafeBufferPointer { bytes -> OrientationRead in
+                var header = clip_image()
+                clip_image_reset(&header)
+                defer { clip_image_free(&header) }
+                guard clip_webp_metadata(bytes.baseAddress!, bytes.count, &header) == 0 else { return .unreadable }
+                return .read(declaredOrientation(header))
+            }
+        }
         guard format == .png || format == .jpeg else { return .read(nil) }
         return data.withUnsafeBufferPointer { bytes -> OrientationRead in
             var stream = DecoderStream(format: format == .png ? .png : .jpeg)
@@ -115,8 +124,7 @@ extension ImageFormat {
             guard stream.open(bytes.baseAddress!, bytes.count, UInt64(max(maxPixels, 0)), &header, &err) == 0 else {
                 return .unreadable
             }
-            guard let exif = header.exif, header.exif_size > 0 else { return .read(nil) }
-            return .read(CLIPImage.exifOrientation(UnsafeRawBufferPointer(start: exif, count: header.exif_size)))
+            return .read(declaredOrientation(header))
         }
     }
 

@@ -1,3 +1,4 @@
+import CCLIPImage
 import CLIPImage
 import CLIPWeights
 import Foundation
@@ -12,9 +13,9 @@ private let orientationReference = Result { try SafeTensorsFile(path: "\(orienta
 @Suite("EXIF orientation")
 struct OrientationTests {
     @Test("each orientation read from the header and applied as Pillow's exif_transpose",
-          arguments: ["png", "jpeg"], Array(1...8))
+          arguments: ["png", "jpeg", "webp"], Array(1...8))
     func transposeMatchesPillow(format: String, orientation: Int) throws {
-        let path = "\(orientationFixtures)/orientation_\(orientation).\(format == "png" ? "png" : "jpg")"
+        let path = "\(orientationFixtures)/orientation_\(orientation).\(format == "jpeg" ? "jpg" : format)"
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(ImageFormat.exifOrientation(encoded: bytes) == orientation, "read from the header alone")
         let image = try decodeImage(bytes, name: path)
@@ -23,7 +24,7 @@ struct OrientationTests {
         let (shape, values) = try orientationReference.get().integerTensor("\(format)/\(orientation)")
         #expect([turned.height, turned.width, 3] == shape, "size after turning")
         #expect(turned.exifOrientation == 1)
-        let tolerance = format == "png" ? 0 : 1
+        let tolerance = format == "jpeg" ? 1 : 0
         let worst = zip(turned.pixels, values).map { abs(Int($0) - Int($1)) }.max() ?? 0
         #expect(turned.pixels.count == values.count && worst <= tolerance, "largest difference \(worst)")
         // The preprocessor turns before it resizes when asked, and not otherwise (the reference's behaviour).
@@ -32,6 +33,35 @@ struct OrientationTests {
         if orientation != 1 {
             #expect(try ImagePreprocessor(resolution: 16).croppedRGB(image) != asked)
         }
+    }
+
+    /// Pillow's getexif also takes XMP's tiff:Orientation when EXIF has none, and a PNG's eXIf after the image data.
+    @Test("orientation from XMP (JPEG, PNG, WebP) and from a PNG's eXIf after its image data, as Pillow reads them",
+          arguments: ["xmp-png", "xmp-jpeg", "xmp-webp", "late-png"], [3, 6, 8])
+    func otherSources(kind: String, orientation: Int) throws {
+        let file = kind == "late-png" ? "late_exif_\(orientation).png"
+            : "xmp_\(orientation).\(kind == "xmp-jpeg" ? "jpg" : String(kind.dropFirst(4)))"
+        let path = "\(orientationFixtures)/\(file)"
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(ImageFormat.exifOrientation(encoded: bytes) == orientation, "read from the header alone")
+        let image = try decodeImage(bytes, name: path)
+        #expect(image.exifOrientation == orientation)
+        let turned = image.exifTransposed()
+        let (shape, values) = try orientationReference.get().integerTensor("\(kind)/\(orientation)")
+        #expect([turned.height, turned.width, 3] == shape, "size after turning")
+        let worst = zip(turned.pixels, values).map { abs(Int($0) - Int($1)) }.max() ?? 0
+        #expect(turned.pixels.count == values.count && worst <= (kind == "xmp-jpeg" ? 1 : 0), "largest difference \(worst)")
+    }
+
+    @Test("XMP packets: Pillow's pattern, nothing read past the end")
+    func xmpPattern() {
+        func read(_ s: String) -> Int32 { Array(s.utf8).withUnsafeBufferPointer { clip_xmp_orientation($0.baseAddress, $0.count) } }
+        #expect(read(#"<d tiff:Orientation="6"/>"#) == 6)
+        #expect(read("<tiff:Orientation>8</tiff:Orientation>") == 8)
+        #expect(read(#"tiff:Orientation="x" tiff:Orientation="3""#) == 3)
+        #expect(read(#"tiff:Orientation=""#) == -1)
+        #expect(read("tiff:Orientation") == -1)
+        #expect(read(#"exif:Orientation="6""#) == -1)
     }
 
     @Test("no orientation for files without one, other formats, and damaged headers")

@@ -37,6 +37,7 @@ typedef struct {
     size_t exif_size;
     int32_t orientation;  // a turn the caller applies whatever its own orientation setting: TIFF's Orientation tag
                           // (Pillow applies it as it loads), a camera RAW preview's (as every RAW viewer does)
+    int32_t xmp_orientation;  // XMP's tiff:Orientation digit (Pillow's fallback when EXIF has none), -1 when absent
 } clip_image;
 
 /// Result codes. On failure `err` holds a message (NUL-terminated, at most `errlen` bytes).
@@ -124,6 +125,14 @@ void clip_jpeg_close(clip_jpeg_stream *stream);
 /// For decoders: clears `img` except the caller's buffer, and returns pixel memory of `bytes` (the caller's buffer
 /// when it is large enough, else malloc; NULL without memory). `clip_image_drop_pixels` undoes it on failure.
 void clip_image_reset(clip_image *img);
+/// The digit after the first `tiff:Orientation="` or `tiff:Orientation>` in an XMP packet (Pillow's reading), or -1.
+int clip_xmp_orientation(const uint8_t *xmp, size_t size);
+/// A PNG's metadata wherever its chunks are: the eXIf chunk (after the image data too, where Pillow finds it on
+/// load) into `exif` when it is not set, and an uncompressed iTXt XML:com.adobe.xmp's orientation.
+void clip_png_metadata(const uint8_t *data, size_t size, clip_image *out);
+/// A WebP file's EXIF chunk (without an `Exif\0\0` prefix) into `exif` and its XMP chunk's orientation; 0, or -1
+/// when the file is not a readable WebP.
+int clip_webp_metadata(const uint8_t *data, size_t size, clip_image *out);
 uint8_t *clip_image_pixels(clip_image *img, size_t bytes);
 void clip_image_drop_pixels(clip_image *img, uint8_t *pixels);
 
