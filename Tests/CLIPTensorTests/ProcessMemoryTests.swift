@@ -35,16 +35,20 @@ private func onOwnThread(_ body: @escaping @Sendable () -> Int) -> Int {
 @Test(arguments: [1 << 20, 4 << 20, 8 << 20])
 func freedActivationsAreReusedWithoutPageFaults(blockBytes: Int) {
     #expect(ProcessMemory.retainFreedMemory())
-    let faults = onOwnThread { () -> Int in
-        func round() -> Bool {
-            let blocks = (0..<6).map { i in [UInt8](repeating: UInt8(i + 1), count: blockBytes) }
-            return blocks.allSatisfy { $0.count == blockBytes }
+    // The best of three: tests running alongside share the allocator, and one of them may take the retained memory
+    // in between (20,485 faults once at 8 MiB on CI); without retention every attempt faults about 5 × per round.
+    let faults = (0..<3).map { _ in
+        onOwnThread { () -> Int in
+            func round() -> Bool {
+                let blocks = (0..<6).map { i in [UInt8](repeating: UInt8(i + 1), count: blockBytes) }
+                return blocks.allSatisfy { $0.count == blockBytes }
+            }
+            _ = round()
+            let before = threadPageFaults()
+            for _ in 0..<5 { _ = round() }
+            return threadPageFaults() - before
         }
-        _ = round()
-        let before = threadPageFaults()
-        for _ in 0..<5 { _ = round() }
-        return threadPageFaults() - before
-    }
+    }.min() ?? .max
     let pagesPerRound = 6 * blockBytes / 4096
     // Without retention this is about 5 × pagesPerRound.
     #expect(faults < pagesPerRound, "\(faults) page faults in 5 rounds of 6 × \(blockBytes >> 20) MiB")
