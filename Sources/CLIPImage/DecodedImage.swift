@@ -109,6 +109,15 @@ public enum ImageFormat: String, Sendable {
     static let heifBrands: Set<String> = ["heic", "heix", "hevc", "hevx", "heim", "heis", "hevm", "hevs", "mif1", "msf1",
                                           "avif", "avis"]
 
+    /// Extensions of the formats every browser shows as they are (HEIC only Safari, TIFF and RAW none: those are
+    /// shown as a preview decoded here).
+    public static let browserExtensions: Set<String> = ["jpg", "jpeg", "png", "webp", "avif", "gif", "bmp", "dib"]
+
+    /// Whether a path's extension names a format every browser shows (case-insensitive).
+    public static func isBrowserViewable(_ path: String) -> Bool {
+        lowercasedExtension(path).map(browserExtensions.contains) ?? false
+    }
+
     /// Whether a path's extension names a readable format (case-insensitive).
     public static func hasImageExtension(_ path: String) -> Bool {
         lowercasedExtension(path).map(fileExtensions.contains) ?? false

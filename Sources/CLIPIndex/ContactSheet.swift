@@ -33,6 +33,26 @@ public enum ContactSheet {
         return try? PNGEncoder.encode(rgb: rgb, width: side, height: side)
     }
 
+    /// A PNG of `image` as shown (turned by its orientation), its longer side at most `longest` pixels (never
+    /// enlarged), the whole picture resized with the preprocessing's resampling: what a browser that cannot show a
+    /// HEIC, TIFF or RAW file shows instead.
+    public static func previewPNG(_ input: DecodedImage, longest: Int, name: String) throws(ImageError) -> [UInt8] {
+        let image = input.exifTransposed()
+        let r = max(1, min(longest, max(image.width, image.height)))
+        // A square of side r with the picture fitted inside (ResizeKeepRatio), then the picture cut out of it.
+        let square = try ImagePreprocessor(resolution: r, resizeMode: .longest).croppedRGB(image, name: name)
+        let ratio = max(Double(image.height) / Double(r), Double(image.width) / Double(r))
+        let w = min(r, max(Int((Double(image.width) / ratio).rounded(.toNearestOrEven)), 1))
+        let h = min(r, max(Int((Double(image.height) / ratio).rounded(.toNearestOrEven)), 1))
+        let left = (r - w) / 2, top = (r - h) / 2
+        var rgb = [UInt8](repeating: 0, count: w * h * 3)
+        for y in 0..<h {
+            let s = ((y + top) * r + left) * 3
+            rgb.replaceSubrange((y * w * 3)..<((y + 1) * w * 3), with: square[s..<(s + w * 3)])
+        }
+        return try PNGEncoder.encode(rgb: rgb, width: w, height: h, name: name)
+    }
+
     /// A PNG thumbnail of a decoded picture (a video's frame).
     public static func thumbnailPNG(_ image: DecodedImage, name: String, side: Int = 96) -> [UInt8]? {
         guard let rgb = try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(image, name: name) else { return nil }

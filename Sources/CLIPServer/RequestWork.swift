@@ -71,6 +71,22 @@ final class RequestWork: Sendable {
         }
     }
 
+    /// A PNG preview of a library photo (longer side at most `longest`), decoded within the pixel budget; nil when
+    /// it cannot be read or decoded.
+    func preview(_ path: String, longest: Int) async throws -> [UInt8]? {
+        guard let head = try? await run({ () throws -> [UInt8] in
+            let file = try RegularFile(path: path)
+            return try file.read(at: 0, count: min(file.size, 256 << 10))
+        }) else { return nil }
+        let cost = ImageFormat.dimensions(head).flatMap { Checked.product($0.width, $0.height) } ?? .max
+        let limit = maxImagePixels
+        return try await decoding(pixels: cost) {
+            guard let bytes = try? ImagePreprocessor.readImageFile(path),
+                  let image = try? decodeImage(bytes, name: path, maxPixels: limit) else { return nil }
+            return try? ContactSheet.previewPNG(image, longest: longest, name: path)
+        }
+    }
+
     /// A PNG thumbnail of a library video's frame at `time` seconds (its poster at 0), decoded within the pixel
     /// budget like a photo's; nil when the video cannot be read or decoded.
     func videoThumbnail(_ path: String, side: Int, time: Double) async throws -> [UInt8]? {

@@ -91,6 +91,28 @@ struct VideoServingTests {
                 try await client.execute(uri: "/files/\(heic["id"] as? Int ?? 0)", method: .get) { response in
                     #expect(response.status == .ok && response.headers[.contentType] == "image/heic")
                 }
+                // Browsers other than Safari do not show HEIC: the page links a PNG preview, turned as shown.
+                let heicID = heic["id"] as? Int ?? 0
+                #expect(heic["view"] as? String == "/previews/\(heicID)")
+                try await client.execute(uri: "/previews/\(heicID)?size=64", method: .get) { response in
+                    #expect(response.status == .ok && response.headers[.contentType] == "image/png")
+                    let image = try decodeImage([UInt8](Data(buffer: response.body)), name: "preview")
+                    let w = (heic["width"] as? Int) ?? 0, h = (heic["height"] as? Int) ?? 0
+                    #expect(max(image.width, image.height) == min(64, max(w, h)), "\(image.width)x\(image.height) of \(w)x\(h)")
+                    #expect(abs(Double(image.width) / Double(image.height) - Double(w) / Double(h)) < 0.1)
+                }
+                let png = try #require(hits.first { ($0["path"] as? String)?.hasSuffix(".png") == true })
+                #expect(png["view"] as? String == "/files/\(png["id"] as? Int ?? 0)")
+                let video = try #require(hits.first { $0["time"] != nil })
+                #expect(video["view"] as? String == video["file"] as? String)
+                try await client.execute(uri: "/previews/\(video["id"] as? Int ?? 0)", method: .get) { response in
+                    #expect(response.status == .badRequest)
+                }
+                for size in ["8", "99999", "x"] {
+                    try await client.execute(uri: "/previews/\(heicID)?size=\(size)", method: .get) { response in
+                        #expect(response.status == .badRequest, "size \(size)")
+                    }
+                }
             }
             let n = original.count
             for (range, expected) in [("bytes=0-99", 0..<100), ("bytes=100-", 100..<n), ("bytes=-10", (n - 10)..<n),

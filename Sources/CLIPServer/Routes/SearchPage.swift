@@ -21,6 +21,7 @@ enum SearchPage {
         router.getAndHead("/api/search") { request, _ in try await search(request, state) }
         router.getAndHead("/thumbnails/:id") { request, context in try await thumbnail(request, context, state) }
         router.getAndHead("/files/:id") { request, context in try await original(request, context, state) }
+        router.getAndHead("/previews/:id") { request, context in try await preview(request, context, state) }
     }
 
     static func asset(_ name: String, type: String) throws -> Response {
@@ -42,6 +43,8 @@ enum SearchPage {
         var time: Double?
         var thumbnail: String
         var file: String
+        /// What a browser shows: the file itself when browsers show its format, else a preview decoded here.
+        var view: String
     }
 
     struct Results: Encodable {
@@ -94,7 +97,8 @@ enum SearchPage {
                                   Hit(id: $0.id, path: photos.storedPath($0.path), score: $0.score, width: $0.width,
                                       height: $0.height, time: $0.time,
                                       thumbnail: "/thumbnails/\($0.id)" + ($0.time.map { "?t=\($0)" } ?? ""),
-                                      file: "/files/\($0.id)")
+                                      file: "/files/\($0.id)",
+                                      view: $0.time != nil || ImageFormat.isBrowserViewable($0.path) ? "/files/\($0.id)" : "/previews/\($0.id)")
                               })
         return try jsonResponse(results)
     }
@@ -143,6 +147,20 @@ enum SearchPage {
             throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
         }
         return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "max-age=3600"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: png)))
+    }
+
+    /// `GET /previews/ID?size=S`: an indexed photo as a PNG, turned as shown, its longer side at most S (default
+    /// 2048, never enlarged): for the formats browsers do not show (HEIC, TIFF, RAW).
+    static func preview(_ request: Request, _ context: BasicRequestContext, _ state: ServerState) async throws -> Response {
+        let (path, isVideo) = try servable(context, state)
+        guard !isVideo else { throw RequestError("a video has no preview; /files/ID plays it and /thumbnails/ID?t= shows a moment") }
+        let size = formParameter(request, "size").map { Int($0) } ?? 2048
+        guard let size, (64...4096).contains(size) else { throw RequestError("size must be a number within 64...4096") }
+        guard let png = try await state.work.preview(path, longest: size) else {
+            throw RequestError("\((path as NSString).lastPathComponent) cannot be decoded any more (changed or removed since it was indexed)", status: 404)
+        }
+        return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "private, max-age=3600"],
                         body: .init(byteBuffer: ByteBuffer(bytes: png)))
     }
 

@@ -38,7 +38,7 @@ function render(data, like) {
     card.className = "hit";
     card.dataset.id = hit.id;
     const link = document.createElement("a");
-    link.href = hit.file;
+    link.href = hit.view;
     link.target = "_blank";
     const img = document.createElement("img");
     img.loading = "lazy";
