@@ -1,9 +1,19 @@
 #!/usr/bin/env python3
-"""The search page of `clip serve`, driven in headless Chromium (Debian's chromium and chromium-driver, selenium
-from PyPI): types a query, waits for the hits, checks the best one and that its thumbnail loaded, clicks "more like
-this" on another hit and checks that image comes first, and keeps a screenshot.
+"""The search page of `clip serve`, driven in headless Chromium (Debian's chromium and chromium-driver, selenium and
+axe-selenium-python from PyPI), as a person uses it:
 
-  python Scripts/check_search_page.py --url http://127.0.0.1:8080 --expect blue-star.png --screenshot page.png
+- the empty state says what is indexed and the query box has the focus;
+- a typed query finds the expected file first, its thumbnail loads, the query is in the address;
+- the viewer opens on a hit with the full image and its details, the arrow keys move, Esc closes and gives the focus
+  back to the grid;
+- "more like this" puts that image first and names it (not its id); Back restores the query;
+- a photo picked from disk finds itself first;
+- axe-core finds no serious or critical accessibility violation;
+- at 390 px the grid has two columns; with the system's dark theme the page is dark;
+- screenshots at desktop and phone size are kept.
+
+  python Scripts/check_search_page.py --url http://127.0.0.1:8080 --expect blue-star.png \
+      --image Examples/blue-star.png --screenshot page.png --phone-screenshot phone.png
 """
 import argparse
 import os
@@ -11,6 +21,7 @@ import sys
 
 os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager fetch a driver: Debian's is used
 
+from axe_selenium_python import Axe
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -18,12 +29,22 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 
+def fail(message):
+    sys.exit("search page: " + message)
+
+
+def first_path(driver):
+    return driver.find_elements(By.CSS_SELECTOR, ".hit .path")[0].get_attribute("title")
+
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True)
     p.add_argument("--query", default="a blue star")
     p.add_argument("--expect", default="blue-star.png", help="the file the query must find first")
+    p.add_argument("--image", help="an indexed image to search by (picked from disk): it must come first")
     p.add_argument("--screenshot", required=True)
+    p.add_argument("--phone-screenshot")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--driver", default="/usr/bin/chromedriver")
     args = p.parse_args()
@@ -36,32 +57,105 @@ def main():
     wait = WebDriverWait(driver, 30)
     try:
         driver.get(args.url)
+        wait.until(lambda d: "photo" in d.find_element(By.ID, "library").text)
+        library = driver.find_element(By.ID, "library").text
+        print(f"empty state: {library}")
+        if driver.switch_to.active_element.get_attribute("id") != "query":
+            fail("the query box does not have the focus on load")
+
         box = driver.find_element(By.ID, "query")
         box.send_keys(args.query)
         box.send_keys(Keys.ENTER)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit") and "hits for" in d.find_element(By.ID, "status").text)
+        # Hits far below the best are folded away; unfolded, they follow.
+        folded = driver.find_element(By.ID, "weaker")
+        if folded.is_displayed():
+            print(folded.text)
+            folded.click()
         hits = driver.find_elements(By.CSS_SELECTOR, ".hit")
         paths = [h.find_element(By.CSS_SELECTOR, ".path").get_attribute("title") for h in hits]
         print(f"query {args.query!r}: {len(hits)} hits, first {paths[0]!r}; status: {driver.find_element(By.ID, 'status').text}")
         if not paths[0].endswith(args.expect):
-            sys.exit(f"the best hit for {args.query!r} is {paths[0]!r}, not {args.expect!r}")
+            fail(f"the best hit for {args.query!r} is {paths[0]!r}, not {args.expect!r}")
         if "q=" not in driver.current_url:
-            sys.exit(f"the query is not in the address: {driver.current_url}")
+            fail(f"the query is not in the address: {driver.current_url}")
+        if driver.find_element(By.ID, "empty").is_displayed():
+            fail("the empty state stays with results shown")
         wait.until(lambda d: d.execute_script(
             "return Array.from(document.querySelectorAll('.hit img')).every(i => i.complete && i.naturalWidth > 0)"))
         driver.save_screenshot(args.screenshot)
+
+        # The viewer: the full image and its details; arrows move; Esc closes and the focus returns to the grid.
+        hits[0].find_element(By.CSS_SELECTOR, "a").click()
+        wait.until(lambda d: d.execute_script("return document.getElementById('viewer').open"))
+        wait.until(lambda d: d.execute_script("const i = document.getElementById('viewer-image'); return i.complete && i.naturalWidth > 0"))
+        caption = driver.find_element(By.ID, "viewer-caption").text
+        print(f"viewer: {caption}")
+        if args.expect not in caption or "score" not in caption:
+            fail(f"the viewer's caption {caption!r} does not name the file and its score")
+        if len(hits) > 1:
+            driver.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
+            wait.until(lambda d: d.find_element(By.ID, "viewer-caption").text != caption)
+        driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+        wait.until(lambda d: not d.execute_script("return document.getElementById('viewer').open"))
+        if not driver.execute_script("return document.activeElement.closest('.hit') !== null"):
+            fail("closing the viewer does not give the focus back to the grid")
+
+        results = Axe(driver)
+        results.inject()
+        found = results.run()
+        serious = [v for v in found["violations"] if v.get("impact") in ("serious", "critical")]
+        for v in found["violations"]:
+            print(f"axe: {v.get('impact')}: {v['id']}: {v['help']}: {[n['target'] for n in v['nodes']][:5]}")
+        if serious:
+            fail(f"{len(serious)} serious or critical accessibility violations: {', '.join(v['id'] for v in serious)}")
+
         if len(hits) > 1:
             other = paths[1]
             hits[1].find_element(By.CSS_SELECTOR, "button.like").click()
-            wait.until(lambda d: "like=" in d.current_url and "like #" in d.find_element(By.ID, "status").text)
-            first = driver.find_elements(By.CSS_SELECTOR, ".hit .path")[0].get_attribute("title")
-            print(f"more like {other!r}: first {first!r}")
+            wait.until(lambda d: "like=" in d.current_url and "photos like" in d.find_element(By.ID, "status").text)
+            status = driver.find_element(By.ID, "status").text
+            first = first_path(driver)
+            print(f"more like {other!r}: first {first!r}; status: {status}")
             if first != other:
-                sys.exit(f"'more like this' on {other!r} put {first!r} first")
+                fail(f"'more like this' on {other!r} put {first!r} first")
+            if os.path.basename(other) not in status:
+                fail(f"'more like this' does not name the file: {status!r}")
+            if not driver.execute_script("return document.activeElement.closest('.hit') !== null"):
+                fail("the focus is lost after 'more like this'")
             driver.back()
-            wait.until(lambda d: "like=" not in d.current_url and
-                       d.find_elements(By.CSS_SELECTOR, ".hit .path")[0].get_attribute("title") == paths[0])
-        print(f"screenshot: {args.screenshot}")
+            wait.until(lambda d: "like=" not in d.current_url and first_path(d) == paths[0])
+
+        if args.image:
+            picker = driver.find_element(By.ID, "file")
+            driver.execute_script("arguments[0].hidden = false", picker)
+            driver.find_element(By.ID, "query").clear()
+            picker.send_keys(os.path.abspath(args.image))
+            wait.until(lambda d: "photos like " + os.path.basename(args.image) in d.find_element(By.ID, "status").text)
+            first = first_path(driver)
+            print(f"search by {args.image!r}: first {first!r}")
+            if os.path.basename(first) != os.path.basename(args.image):
+                fail(f"searching by {args.image!r} put {first!r} first")
+
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        background = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+        print(f"dark theme: body {background}")
+        channels = [int(x) for x in background[background.index("(") + 1:background.index(")")].split(",")[:3]]
+        if sum(channels) > 3 * 80:
+            fail(f"the dark theme is not dark: {background}")
+
+        if args.phone_screenshot:
+            driver.set_window_size(390, 844)
+            driver.get(args.url.rstrip("/") + "/?q=" + args.query.replace(" ", "+"))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit"))
+            wait.until(lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll('.hit img')).every(i => i.complete && i.naturalWidth > 0)"))
+            columns = driver.execute_script("return getComputedStyle(document.getElementById('results')).gridTemplateColumns.split(' ').length")
+            print(f"phone: {columns} columns")
+            if columns != 2:
+                fail(f"{columns} columns at 390 px, not 2")
+            driver.save_screenshot(args.phone_screenshot)
+        print(f"screenshots: {args.screenshot} {args.phone_screenshot or ''}")
     finally:
         driver.quit()
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # clip serve end to end on loopback (CI runs this after the unit tests; docs/serve.md):
 #   1. schemathesis fuzzes every route of /openapi.json: no 5xx, statuses, content types and bodies as documented;
-#   2. the search page in headless Chromium: a typed query finds the right image, "more like this" works, and a
-#      screenshot is kept (CLIP_ARTIFACTS, default .ci/artifacts);
+#   2. the search page in headless Chromium (Scripts/check_search_page.py: query, viewer, more like this, search by a
+#      photo, axe-core audit, phone width, dark theme); screenshots at desktop and phone size are kept
+#      (CLIP_ARTIFACTS, default .ci/artifacts);
 #   3. graceful shutdown: requests in flight when SIGTERM arrives are all answered 200, then the port closes;
 #   4. a short load run over every route (no errors), and an overload run (a queue of 8 under 4× its rate):
 #      refusals are 503 with Retry-After, nothing accepted is lost;
 #   5. real clients with their defaults (Scripts/check_serve_clients.py): LangChain's OpenAIEmbeddings and 16 OpenAI
 #      SDK clients sending 64 images each at once.
-# Needs: CLIP_BINARY (default .build/release/clip), PYTHON with schemathesis, selenium, openai and langchain-openai, chromium and
+# Needs: CLIP_BINARY (default .build/release/clip), PYTHON with schemathesis, selenium, axe-selenium-python, openai and langchain-openai, chromium and
 # chromium-driver (Debian).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,8 @@ echo "== schemathesis against $url/openapi.json"
     --report junit --report-junit-path "$ART/schemathesis.xml"
 
 echo "== the search page in headless Chromium"
-"$PY" Scripts/check_search_page.py --url "$url/" --query "a blue star" --expect blue-star.png --screenshot "$ART/search-page.png"
+"$PY" Scripts/check_search_page.py --url "$url/" --query "a blue star" --expect blue-star.png --image Examples/red-heart.png \
+    --screenshot "$ART/search-page.png" --phone-screenshot "$ART/search-page-phone.png"
 
 echo "== load over every route (3 s each)"
 "$PY" Scripts/load_test.py --url "$url" --json "$ART/load.json" all --seconds 3 --concurrency 4

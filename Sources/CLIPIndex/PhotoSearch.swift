@@ -1,3 +1,4 @@
+import CLIPFiles
 import CLIPImage
 import CLIPKit
 import CLIPTensor
@@ -76,6 +77,8 @@ public struct SearchHit: Sendable, Equatable, Encodable {
     public var height: Int?
     /// For a video, the moment that matched, in seconds from its start; nil for an image.
     public var time: Double?
+    /// The file's modification time, seconds since 1970.
+    public var modified: Double?
 
     // `clip search --json` prints path, score, size and a video's time; the id is for programs that keep the index
     // open.
@@ -176,48 +179,91 @@ public struct PhotoSearch: Sendable {
         return sum.map { Float($0 / norm) }
     }
 
+    /// Which files a search may return: those under a folder, modified within a time range.
+    public struct Filter: Sendable, Equatable {
+        /// An absolute folder: only files under it.
+        public var folder: String?
+        /// Modification times, seconds since 1970, inclusive.
+        public var modified: ClosedRange<Double>?
+        public init(folder: String? = nil, modified: ClosedRange<Double>? = nil) { (self.folder, self.modified) = (folder, modified) }
+
+        func admits(_ hit: SearchHit) -> Bool {
+            if let folder, !isPath(hit.path, inside: folder) { return false }
+            if let modified, !(hit.modified.map(modified.contains) ?? false) { return false }
+            return true
+        }
+    }
+
     /// The `top` files most similar to `query` (unit length, from `queryVector`), best first. A video is one hit,
-    /// at its best-matching moment; with `everyMoment`, each of its moments is a hit of its own.
-    public func search(_ query: [Float], top: Int, everyMoment: Bool = false) throws(IndexError) -> [SearchHit] {
+    /// at its best-matching moment; with `everyMoment`, each of its moments is a hit of its own. With a `filter`,
+    /// the best `top` of the files it admits.
+    public func search(_ query: [Float], top: Int, everyMoment: Bool = false, filter: Filter? = nil) throws(IndexError) -> [SearchHit] {
         guard query.count == model.dimension else {
             throw IndexError("the query has \(query.count) dimensions; model \(model.name) has \(model.dimension)")
         }
         guard top > 0 else { return [] }
-        var found: [(row: Int, score: Float)]
-        if everyMoment || !vectors.hasMoments {
-            found = vectors.nearest(to: query, k: top, compressed: compressed, candidates: max(candidates, top))
-        } else {
-            // A video's moments may crowd the best rows: more rows until `top` files are among them, or all are.
-            var k = top
-            while true {
-                found = []
-                var files = Set<Int64>()
-                for hit in vectors.nearest(to: query, k: k, compressed: compressed, candidates: max(candidates, k))
-                where files.insert(vectors.fileID(hit.row)).inserted {
-                    found.append(hit)
-                }
-                if found.count >= top || k >= vectors.count { break }
-                k = min(k.multipliedReportingOverflow(by: 4).overflow ? .max : k * 4, vectors.count)
+        // A video's moments, or files the filter leaves out, may crowd the best rows: more rows until `top` hits
+        // are among them, or every row is.
+        var k = top
+        while true {
+            var found: [(row: Int, score: Float)] = []
+            var files = Set<Int64>()
+            for hit in vectors.nearest(to: query, k: k, compressed: compressed, candidates: max(candidates, k))
+            where everyMoment || !vectors.hasMoments || files.insert(vectors.fileID(hit.row)).inserted {
+                found.append(hit)
             }
-            found = Array(found.prefix(top))
+            var hits = try hits(found)
+            if let filter { hits = hits.filter(filter.admits) }
+            if hits.count >= top || k >= vectors.count || (filter == nil && (everyMoment || !vectors.hasMoments)) {
+                return Array(hits.prefix(top))
+            }
+            k = min(k.multipliedReportingOverflow(by: 4).overflow ? .max : k * 4, vectors.count)
         }
+    }
+
+    /// The files of rows found, with their paths and sizes (a row whose file is gone is left out).
+    private func hits(_ found: [(row: Int, score: Float)]) throws(IndexError) -> [SearchHit] {
         guard !found.isEmpty else { return [] }
         let ids = found.map { vectors.fileID($0.row) }
-        var byID: [Int64: (String, Int?, Int?)] = [:]
+        var byID: [Int64: (String, Int?, Int?, Int64)] = [:]
         // In groups: SQLite takes at most 32,766 parameters a statement.
         for start in stride(from: 0, to: ids.count, by: 10_000) {
             let group = Array(ids[start..<min(start + 10_000, ids.count)])
             let rows = try index.read { db in
-                try Row.fetchAll(db, sql: "SELECT id, path, width, height FROM files WHERE id IN (\(group.map { _ in "?" }.joined(separator: ",")))",
+                try Row.fetchAll(db, sql: "SELECT id, path, width, height, modified FROM files WHERE id IN (\(group.map { _ in "?" }.joined(separator: ",")))",
                                  arguments: StatementArguments(group))
             }
-            for r in rows { byID[r[0]] = (r[1], r[2], r[3]) }
+            for r in rows { byID[r[0]] = (r[1], r[2], r[3], r[4]) }
         }
         return found.compactMap { hit in
-            guard let (path, w, h) = byID[vectors.fileID(hit.row)] else { return nil }
+            guard let (path, w, h, modified) = byID[vectors.fileID(hit.row)] else { return nil }
             return SearchHit(id: vectors.fileID(hit.row), path: index.absolutePath(path), score: hit.score, width: w,
-                             height: h, time: vectors.time(hit.row))
+                             height: h, time: vectors.time(hit.row), modified: Double(modified) / 1e9)
         }
+    }
+
+    /// What the index holds for this model, for a page's empty state: photos and videos a search can return, the
+    /// folders indexed, and up to `subfolders` folders one level inside them that hold files (for a filter).
+    public func library(subfolders: Int = 200) throws(IndexError) -> (photos: Int, videos: Int, folders: [String], subfolders: [String]) {
+        let roots = try index.indexedFolders()
+        let (photos, videos, paths) = try index.read { db -> (Int, Int, [String]) in
+            let live = "FROM files f JOIN embeddings e ON e.hash = f.hash AND e.model = ? WHERE f.deleted = 0 AND f.error IS NULL"
+            let videoClause = "EXISTS (SELECT 1 FROM frames fr WHERE fr.hash = e.hash AND fr.model = e.model)"
+            let videos = try Int.fetchOne(db, sql: "SELECT count(*) \(live) AND \(videoClause)", arguments: [model.id]) ?? 0
+            let all = try Int.fetchOne(db, sql: "SELECT count(*) \(live)", arguments: [model.id]) ?? 0
+            return (all - videos, videos, try String.fetchAll(db, sql: "SELECT f.path \(live) LIMIT 1000000", arguments: [model.id]))
+        }
+        var seen = Set<String>()
+        var inner: [String] = []
+        for stored in paths where inner.count < subfolders {
+            let path = index.absolutePath(stored)
+            guard let root = roots.first(where: { isPath(path, inside: $0) }) else { continue }
+            let rest = path.dropFirst(root.count + 1)
+            guard let slash = rest.firstIndex(of: "/") else { continue }
+            let folder = root + "/" + rest[..<slash]
+            if seen.insert(folder).inserted { inner.append(folder) }
+        }
+        return (photos, videos, roots, inner.sorted())
     }
 
     /// The unit embedding of file `id` under this model ("more like this"), or nil when it has none.

@@ -101,7 +101,8 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// Paths served without a key: health checks, the page's static files, the API description.
-let openPaths: Set<String> = ["/healthz", "/ping", "/", "/index.html", "/static/app.js", "/static/style.css", "/openapi.json"]
+let openPaths: Set<String> = ["/healthz", "/ping", "/", "/index.html", "/static/app.js", "/static/style.css", "/openapi.json", "/favicon.svg",
+                            "/favicon.ico"]
 
 /// Methods by route, as /openapi.json documents them: a documented route asked with another method gets 405 with
 /// `Allow` instead of 404. (The router decides the route before middleware runs, so HEAD is routed by

@@ -141,6 +141,41 @@ struct VideoServingTests {
         }
     }
 
+    @Test("the page's library summary, folder and date filters, a search by a posted photo, the icon")
+    func pageRoutes() async throws {
+        let folder = (library.video as NSString).deletingLastPathComponent
+        let heart = try Data(contentsOf: URL(fileURLWithPath: "\(examplesFolder)/red-heart.png"))
+        try await makeApp(service, index: library.served).test(.router) { client in
+            try await client.execute(uri: "/api/library", method: .get) { response in
+                let body = try #require(json(response.body) as? [String: Any])
+                #expect(body["photos"] as? Int == 2 && body["videos"] as? Int == 1, "\(body)")
+                #expect(body["folders"] as? [String] == [folder] && body["model"] as? String == "swift-clip-shapes")
+            }
+            @Sendable func names(_ uri: String, method: HTTPRequest.Method = .get, body: ByteBuffer? = nil) async throws -> [String] {
+                try await client.execute(uri: uri, method: method, headers: [.contentType: "image/png"], body: body) { response in
+                    #expect(response.status == .ok, "\(uri): \(String(buffer: response.body))")
+                    let hits = (json(response.body) as? [String: Any])?["hits"] as? [[String: Any]] ?? []
+                    return hits.compactMap { ($0["path"] as? String).map { ($0 as NSString).lastPathComponent } }
+                }
+            }
+            #expect(try await names("/api/search?q=a+photo&top=10&folder=\(folder)").count == 3)
+            // Modified today (the copies were made now): a range around today holds them, one in the past none.
+            let today = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
+            #expect(try await names("/api/search?q=a+photo&from=\(today)&to=\(today)").count == 3)
+            #expect(try await names("/api/search?q=a+photo&to=2001-01-01").isEmpty)
+            // A posted photo is a term of its own: the heart finds itself first, also with a text beside it.
+            #expect(try await names("/api/search?top=3", method: .post, body: ByteBuffer(data: heart)).first == "red-heart.png")
+            #expect(try await names("/api/search?q=red&top=3", method: .post, body: ByteBuffer(data: heart)).first == "red-heart.png")
+            for (uri, method, status) in [("/api/search?q=a&folder=/etc", HTTPRequest.Method.get, 400), ("/api/search?q=a&from=2024-13-01", .get, 400),
+                                          ("/api/search?q=a&from=2024-02-02&to=2024-01-01", .get, 400), ("/api/search?q=a&to=yesterday", .get, 400),
+                                          ("/api/search", .post, 400), ("/favicon.svg", .get, 200)] {
+                try await client.execute(uri: uri, method: method, body: method == .post ? ByteBuffer(string: "not an image") : nil) { response in
+                    #expect(response.status.code == status, "\(uri): \(String(buffer: response.body))")
+                }
+            }
+        }
+    }
+
     @Test("a video replaced by other bytes after indexing is served only while it is still a video")
     func replacedVideo() async throws {
         let dir = try scratchDirectory("serve-video-replaced")

@@ -19,6 +19,10 @@ enum SearchPage {
         router.getAndHead("/static/app.js") { _, _ in try asset("app.js", type: "text/javascript; charset=utf-8") }
         router.getAndHead("/static/style.css") { _, _ in try asset("style.css", type: "text/css; charset=utf-8") }
         router.getAndHead("/api/search") { request, _ in try await search(request, state) }
+        router.post("/api/search") { request, _ in try await search(request, state, image: try await state.body(request)) }
+        router.getAndHead("/api/library") { _, _ in try await library(state) }
+        router.getAndHead("/favicon.svg") { _, _ in try asset("favicon.svg", type: "image/svg+xml") }
+        router.getAndHead("/favicon.ico") { _, _ in try asset("favicon.svg", type: "image/svg+xml") }
         router.getAndHead("/thumbnails/:id") { request, context in try await thumbnail(request, context, state) }
         router.getAndHead("/files/:id") { request, context in try await original(request, context, state) }
         router.getAndHead("/previews/:id") { request, context in try await preview(request, context, state) }
@@ -45,6 +49,60 @@ enum SearchPage {
         var file: String
         /// What a browser shows: the file itself when browsers show its format, else a preview decoded here.
         var view: String
+        /// Modification time, seconds since 1970.
+        var modified: Double?
+    }
+
+    struct Library: Encodable {
+        var name: String
+        var model: String
+        var photos: Int
+        var videos: Int
+        var folders: [String]
+        var subfolders: [String]
+    }
+
+    /// `GET /api/library`: what the index holds (the page's empty state and folder filter).
+    static func library(_ state: ServerState) async throws -> Response {
+        let index = try state.requireIndex()
+        let search = index.search
+        let summary = try await state.work.run { try search.library() }
+        return try jsonResponse(Library(name: index.name, model: state.service.modelName, photos: summary.photos,
+                                        videos: summary.videos, folders: summary.folders, subfolders: summary.subfolders))
+    }
+
+    /// The `folder`, `from` and `to` (YYYY-MM-DD, inclusive, UTC) parameters as a search filter; nil when none.
+    static func filter(_ request: Request, index: ServedIndex) throws -> PhotoSearch.Filter? {
+        var filter = PhotoSearch.Filter()
+        if let folder = formParameter(request, "folder"), !folder.isEmpty {
+            // A folder the index was built from, or one inside it; never a way to name other paths.
+            let absolute = folder.hasPrefix("/") ? folder : index.search.index.absolutePath(folder)
+            guard !absolute.contains("/../"), !absolute.hasSuffix("/.."),
+                  try index.search.index.indexedFolders().contains(where: { isPath(absolute, inside: $0) || absolute == $0 }) else {
+                throw RequestError("folder=\(folder): not a folder of this index")
+            }
+            filter.folder = absolute.hasSuffix("/") ? String(absolute.dropLast()) : absolute
+        }
+        func day(_ name: String, end: Bool) throws -> Double? {
+            guard let text = formParameter(request, name), !text.isEmpty else { return nil }
+            let parts = text.split(separator: "-").compactMap { Int($0) }
+            guard parts.count == 3, text.count == 10, (1...9999).contains(parts[0]), (1...12).contains(parts[1]), (1...31).contains(parts[2]) else {
+                throw RequestError("\(name)=\(text): a date is YYYY-MM-DD")
+            }
+            var c = DateComponents()
+            (c.year, c.month, c.day) = (parts[0], parts[1], parts[2])
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            guard let date = calendar.date(from: c) else { throw RequestError("\(name)=\(text): not a date") }
+            return date.timeIntervalSince1970 + (end ? 86_400 - 0.001 : 0)
+        }
+        let from = try day("from", end: false), to = try day("to", end: true)
+        if from != nil || to != nil {
+            let lower = from ?? -Double.greatestFiniteMagnitude, upper = to ?? Double.greatestFiniteMagnitude
+            guard lower <= upper else { throw RequestError("from is after to") }
+            filter.modified = lower...upper
+        }
+        return filter == PhotoSearch.Filter() ? nil : filter
     }
 
     struct Results: Encodable {
@@ -54,9 +112,11 @@ enum SearchPage {
         var hits: [Hit]
     }
 
-    /// `GET /api/search?q=TERMS&like=ID&top=N`: the terms as `clip search` reads them (texts only: a web query
-    /// never names a file on the server), plus the embedding of indexed file ID when `like` is given.
-    static func search(_ request: Request, _ state: ServerState) async throws -> Response {
+    /// `GET /api/search?q=TERMS&like=ID&top=N&folder=F&from=D&to=D&moments=best|all`: the terms as `clip search`
+    /// reads them (texts only: a web query never names a file on the server), plus the embedding of indexed file ID
+    /// when `like` is given, among the files under folder F modified within the dates. `POST` with an image as the
+    /// body (a photo dropped on the page) adds that image's embedding.
+    static func search(_ request: Request, _ state: ServerState, image: ByteBuffer? = nil) async throws -> Response {
         let started = ContinuousClock.now
         let reservation = try state.admit(request)
         let index = try state.requireIndex()
@@ -65,12 +125,19 @@ enum SearchPage {
         guard let top, (1...1000).contains(top) else { throw RequestError("top must be a number within 1...1000") }
         let moments = formParameter(request, "moments")
         guard moments == nil || moments == "best" || moments == "all" else { throw RequestError("moments must be best or all") }
+        let filter = try filter(request, index: index)
         var weighted: [(weight: Float, vector: ArraySlice<Float>)] = []
         if let like = formParameter(request, "like") {
             guard let id = Int64(like), let v = index.search.vector(fileID: id) else {
                 throw RequestError("like=\(like): no indexed file has this id", status: 404)
             }
             weighted.append((1, v[...]))
+        }
+        if let image {
+            guard image.readableBytes > 0 else { throw RequestError("the body is empty: POST an image (JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP, TIFF)") }
+            let decoded = try await state.pixels([[UInt8](buffer: image)]) { _ in "the image" }[0]
+            let row = try await state.service.embed(pixels: [decoded.pixels], reservation: reservation)[0]
+            weighted.append((1, row[...]))
         }
         let words = q.split(whereSeparator: \.isWhitespace).map(String.init)
         if !words.isEmpty {
@@ -85,11 +152,11 @@ enum SearchPage {
             let rows = try await state.service.embed(tokens: tokens, reservation: reservation)
             for (term, row) in zip(terms, rows) { weighted.append((term.weight, row[...])) }
         }
-        guard !weighted.isEmpty else { throw RequestError("type something to search for (q=…), or pick an image (like=ID)") }
+        guard !weighted.isEmpty else { throw RequestError("type something to search for (q=…), or pick an image (like=ID, or POST one)") }
         let query: [Float]
         do { query = try PhotoSearch.combine(weighted) } catch { throw RequestError("\(error)") }
         let search = index.search
-        let hits = try await state.work.run { try search.search(query, top: top, everyMoment: moments == "all") }
+        let hits = try await state.work.run { try search.search(query, top: top, everyMoment: moments == "all", filter: filter) }
         let photos = search.index
         let results = Results(query: q, vectors: search.vectors.count,
                               milliseconds: started.duration(to: .now).inSeconds * 1000,
@@ -98,7 +165,8 @@ enum SearchPage {
                                       height: $0.height, time: $0.time,
                                       thumbnail: "/thumbnails/\($0.id)" + ($0.time.map { "?t=\($0)" } ?? ""),
                                       file: "/files/\($0.id)",
-                                      view: $0.time != nil || ImageFormat.isBrowserViewable($0.path) ? "/files/\($0.id)" : "/previews/\($0.id)")
+                                      view: $0.time != nil || ImageFormat.isBrowserViewable($0.path) ? "/files/\($0.id)" : "/previews/\($0.id)",
+                                      modified: $0.modified)
                               })
         return try jsonResponse(results)
     }
