@@ -33,6 +33,15 @@ def picture(w, h):
     return a
 
 
+def chunk_list(data):
+    chunks, at = [], 8
+    while at < len(data):
+        n = struct.unpack(">I", data[at:at + 4])[0]
+        chunks.append(data[at:at + 12 + n])
+        at += 12 + n
+    return chunks
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     tensors = {}
@@ -83,6 +92,35 @@ def main():
         with Image.open(path) as im:
             assert im.getexif().get(0x0112) == o
             tensors[f"late-png/{o}"] = np.ascontiguousarray(np.array(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8))
+    # Both EXIF (6) and XMP (3): EXIF wins. Two eXIf chunks, 3 before the image data and 6 after: the last wins.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    xmp3 = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="3"/></rdf:RDF></x:xmpmeta>')
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp3)
+    path = os.path.join(OUT, "exif_and_xmp.png")
+    base.save(path, format="PNG", exif=exif.tobytes(), pnginfo=info)
+    with Image.open(path) as im:
+        assert im.getexif().get(0x0112) == 6
+        tensors["exif-and-xmp/6"] = np.ascontiguousarray(np.array(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8))
+    early = Image.Exif()
+    early[0x0112] = 3
+    buffer = io.BytesIO()
+    base.save(buffer, format="PNG", exif=early.tobytes())
+    data = buffer.getvalue()
+    late = open(os.path.join(OUT, "late_exif_6.png"), "rb").read()
+    late_chunk = next(c for c in chunk_list(late) if c[4:8] == b"eXIf")
+    chunks = chunk_list(data)
+    last_idat = max(i for i, c in enumerate(chunks) if c[4:8] == b"IDAT")
+    chunks.insert(last_idat + 1, late_chunk)
+    path = os.path.join(OUT, "two_exif.png")
+    with open(path, "wb") as f:
+        f.write(data[:8] + b"".join(chunks))
+    with Image.open(path) as im:
+        turned = ImageOps.exif_transpose(im)
+        print("two eXIf chunks: Pillow reads", im.getexif().get(0x0112))
+        tensors[f"two-exif/{im.getexif().get(0x0112)}"] = np.ascontiguousarray(np.array(turned.convert("RGB"), dtype=np.uint8))
     save_file(tensors, os.path.join(OUT, "reference.safetensors"))
     print(f"{len(tensors)} references in {OUT}")
 

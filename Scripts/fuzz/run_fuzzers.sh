@@ -36,7 +36,7 @@ objects=$(find "$objects"/{CCLIPImage,CCLIPKernels,CLIPFiles,CLIPTensor,CLIPWeig
     -name '*.o')
 fuzzer="$scratch/clip-fuzzer"
 # shellcheck disable=SC2086
-swiftc -sanitize=fuzzer,address $objects -o "$fuzzer" -lz -ljpeg -lpng16 -lwebp -lheif -lavif -lgif -ltiff -lraw_r -lavformat -lavcodec -lswscale -lavutil 2>&1 | grep -v "Cannot export local symbol" || true
+swiftc -sanitize=fuzzer,address $objects -o "$fuzzer" -lz -ljpeg -lpng16 -lwebp -lwebpdemux -lheif -lavif -lgif -ltiff -lraw_r -lavformat -lavcodec -lswscale -lavutil 2>&1 | grep -v "Cannot export local symbol" || true
 [ -x "$fuzzer" ]
 
 status=0

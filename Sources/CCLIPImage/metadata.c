@@ -31,10 +31,16 @@ void clip_png_metadata(const uint8_t *data, size_t size, clip_image *out) {
         uint32_t n = be32(data + at);
         if (n > size - at - 12) return;  // a chunk past the end: nothing more to find
         const uint8_t *type = data + at + 4, *body = data + at + 8;
-        if (!out->exif && memcmp(type, "eXIf", 4) == 0 && n > 0) {
-            out->exif = malloc(n);
-            if (out->exif) { memcpy(out->exif, body, n); out->exif_size = n; }
-        } else if (out->xmp_orientation < 0 && memcmp(type, "iTXt", 4) == 0 && n > sizeof xmp_key + 2 &&
+        // Pillow keeps the last of each (its chunk handlers overwrite), the one after the image data included.
+        if (memcmp(type, "eXIf", 4) == 0 && n > 0) {
+            uint8_t *copy = malloc(n);
+            if (copy) {
+                memcpy(copy, body, n);
+                free(out->exif);
+                out->exif = copy;
+                out->exif_size = n;
+            }
+        } else if (memcmp(type, "iTXt", 4) == 0 && n > sizeof xmp_key + 2 &&
                    memcmp(body, xmp_key, sizeof xmp_key) == 0 && body[sizeof xmp_key] == 0) {
             // keyword NUL, compression flag, method, language NUL, translated keyword NUL, text. A compressed
             // packet is not inflated (writers leave XMP uncompressed so that it can be found).

@@ -287,14 +287,20 @@ func decodeError(_ code: Int32, _ err: [CChar], name: String) -> ImageError? {
 /// The orientation a decoded header declares, as Pillow's `getexif` reads it: EXIF's Orientation tag, else XMP's
 /// tiff:Orientation; nil for none.
 func declaredOrientation(_ img: clip_image) -> Int? {
-    if let exif = img.exif, img.exif_size > 0, let o = exifOrientation(UnsafeRawBufferPointer(start: exif, count: img.exif_size)) {
-        return o
+    if let exif = img.exif, img.exif_size > 0, let tag = exifOrientationTag(UnsafeRawBufferPointer(start: exif, count: img.exif_size)) {
+        // The tag is there: Pillow looks no further, and a value outside 1–8 turns nothing.
+        return (1...8).contains(tag) ? tag : nil
     }
     return (1...8).contains(Int(img.xmp_orientation)) ? Int(img.xmp_orientation) : nil
 }
 
 /// Reads the Orientation tag (0x0112) from a TIFF-structured EXIF block; nil when absent or malformed.
 func exifOrientation(_ b: UnsafeRawBufferPointer) -> Int? {
+    exifOrientationTag(b).flatMap { (1...8).contains($0) ? $0 : nil }
+}
+
+/// The Orientation tag's value, whatever it is, when the block holds the tag as SHORT or LONG; nil when it does not.
+func exifOrientationTag(_ b: UnsafeRawBufferPointer) -> Int? {
     guard b.count >= 8 else { return nil }
     let little: Bool
     if b[0] == 0x49 && b[1] == 0x49 { little = true } else if b[0] == 0x4D && b[1] == 0x4D { little = false } else { return nil }
@@ -311,8 +317,7 @@ func exifOrientation(_ b: UnsafeRawBufferPointer) -> Int? {
         let e = ifd + 2 + i * 12
         guard let tag = u16(e) else { return nil }
         // SHORT as the standard says, or LONG as some writers store it (Pillow reads either).
-        if tag == 0x0112, let type = u16(e + 2), let v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : nil,
-           (1...8).contains(v) { return v }
+        if tag == 0x0112, let type = u16(e + 2), let v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : nil { return v }
     }
     return nil
 }

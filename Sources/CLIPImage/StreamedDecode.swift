@@ -51,10 +51,8 @@ extension ImagePreprocessor {
             let opened = stream.open(bytes.baseAddress!, bytes.count, UInt64(max(maxPixels, 0)), &header, &err)
             if let error = decodeError(opened, err, name: name) { throw error }
             let mode = PixelMode(decoded: header.mode)
-            var orientation: Int?
-            if let exif = header.exif, header.exif_size > 0 {
-                orientation = exifOrientation(UnsafeRawBufferPointer(start: exif, count: header.exif_size))
-            }
+            // Turned images are decoded whole (the turn needs every row first).
+            let orientation = declaredOrientation(header)
             guard stream.streamable, [.gray, .grayAlpha, .rgb, .rgba, .cmyk].contains(mode),
                   !(applyEXIFOrientation && orientation != nil && orientation != 1) else { return nil }
             let (w, h, ch) = (Int(header.width), Int(header.height), mode.channels)

@@ -51,6 +51,22 @@ struct OrientationTests {
         #expect([turned.height, turned.width, 3] == shape, "size after turning")
         let worst = zip(turned.pixels, values).map { abs(Int($0) - Int($1)) }.max() ?? 0
         #expect(turned.pixels.count == values.count && worst <= (kind == "xmp-jpeg" ? 1 : 0), "largest difference \(worst)")
+        // The preprocessing from encoded bytes (a PNG or JPEG streamed row by row when it need not turn) turns it too.
+        let pre = ImagePreprocessor(resolution: 16, applyEXIFOrientation: true)
+        #expect(try pre.pixels(encoded: bytes, name: path) == (try pre.pixels(image, name: path)))
+    }
+
+    /// EXIF's tag wins over XMP's; of two eXIf chunks the last (after the image data) wins, as Pillow overwrites.
+    @Test("which orientation wins when a file declares two, as Pillow decides", arguments: [("exif_and_xmp.png", "exif-and-xmp/6", 6),
+                                                                                           ("two_exif.png", "two-exif/6", 6)])
+    func precedence(file: String, reference: String, orientation: Int) throws {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(orientationFixtures)/\(file)")))
+        #expect(ImageFormat.exifOrientation(encoded: bytes) == orientation)
+        let image = try decodeImage(bytes, name: file)
+        #expect(image.exifOrientation == orientation)
+        let (shape, values) = try orientationReference.get().integerTensor(reference)
+        let turned = image.exifTransposed()
+        #expect([turned.height, turned.width, 3] == shape && turned.pixels == values.map { UInt8($0) })
     }
 
     @Test("XMP packets: Pillow's pattern, nothing read past the end")

@@ -127,8 +127,8 @@ void clip_jpeg_close(clip_jpeg_stream *stream);
 void clip_image_reset(clip_image *img);
 /// The digit after the first `tiff:Orientation="` or `tiff:Orientation>` in an XMP packet (Pillow's reading), or -1.
 int clip_xmp_orientation(const uint8_t *xmp, size_t size);
-/// A PNG's metadata wherever its chunks are: the eXIf chunk (after the image data too, where Pillow finds it on
-/// load) into `exif` when it is not set, and an uncompressed iTXt XML:com.adobe.xmp's orientation.
+/// A PNG's metadata wherever its chunks are, the last of each as Pillow keeps it: the eXIf chunk (after the image
+/// data too, where Pillow finds it on load) into `exif`, and an uncompressed iTXt XML:com.adobe.xmp's orientation.
 void clip_png_metadata(const uint8_t *data, size_t size, clip_image *out);
 /// A WebP file's EXIF chunk (without an `Exif\0\0` prefix) into `exif` and its XMP chunk's orientation; 0, or -1
 /// when the file is not a readable WebP.
