@@ -186,36 +186,68 @@ public struct PhotoSearch: Sendable {
         /// Modification times, seconds since 1970, inclusive.
         public var modified: ClosedRange<Double>?
         public init(folder: String? = nil, modified: ClosedRange<Double>? = nil) { (self.folder, self.modified) = (folder, modified) }
+    }
 
-        func admits(_ hit: SearchHit) -> Bool {
-            if let folder, !isPath(hit.path, inside: folder) { return false }
-            if let modified, !(hit.modified.map(modified.contains) ?? false) { return false }
-            return true
+    /// Files the filter admits this many or fewer are scored row by row; more, by the scan with the others skipped.
+    static let filteredExactly = 50_000
+
+    /// The live files `filter` admits, from the path index and the modification times.
+    func admitted(_ filter: Filter) throws(IndexError) -> Set<Int64> {
+        var clauses: [String] = ["deleted = 0", "error IS NULL"]
+        var arguments: StatementArguments = []
+        if let folder = filter.folder {
+            let ranges = index.pathRanges([folder])
+            clauses.append("(" + ranges.map { "(\($0.0))" }.joined(separator: " OR ") + ")")
+            for r in ranges { arguments += r.1 }
         }
+        if let m = filter.modified {
+            func ns(_ s: Double) -> Int64 { s <= -9.2e9 ? .min : s >= 9.2e9 ? .max : Int64(s * 1e9) }
+            clauses.append("modified BETWEEN ? AND ?")
+            arguments += [ns(m.lowerBound), ns(m.upperBound)]
+        }
+        let sql = "SELECT id FROM files WHERE " + clauses.joined(separator: " AND ")
+        return try index.read { db in Set(try Int64.fetchAll(db, sql: sql, arguments: arguments)) }
     }
 
     /// The `top` files most similar to `query` (unit length, from `queryVector`), best first. A video is one hit,
     /// at its best-matching moment; with `everyMoment`, each of its moments is a hit of its own. With a `filter`,
     /// the best `top` of the files it admits.
     public func search(_ query: [Float], top: Int, everyMoment: Bool = false, filter: Filter? = nil) throws(IndexError) -> [SearchHit] {
+        try search(query, top: top, everyMoment: everyMoment, filter: filter, scoredOneByOne: Self.filteredExactly)
+    }
+
+    /// `scoredOneByOne`: at most how many admitted files are scored row by row (tests take the scan's path with 0).
+    package func search(_ query: [Float], top: Int, everyMoment: Bool, filter: Filter?, scoredOneByOne: Int) throws(IndexError) -> [SearchHit] {
         guard query.count == model.dimension else {
             throw IndexError("the query has \(query.count) dimensions; model \(model.name) has \(model.dimension)")
         }
         guard top > 0 else { return [] }
+        let allowed = try filter.map { (f) throws(IndexError) -> Set<Int64> in try admitted(f) }
+        let oneRowPerFile = !everyMoment && vectors.hasMoments
+        if let allowed, allowed.count <= scoredOneByOne {
+            // Few files: their rows alone are scored.
+            let rows = allowed.flatMap { vectors.liveRows(of: $0) }
+            let scores = vectors.scores(rows: rows, query: query)
+            var files = Set<Int64>()
+            let found = zip(rows, scores).filter { $0.1.isFinite }.map { (row: $0.0, score: $0.1) }
+                .sorted { $0.score != $1.score ? $0.score > $1.score : $0.row < $1.row }
+                .filter { !oneRowPerFile || files.insert(vectors.fileID($0.row)).inserted }
+            return try hits(Array(found.prefix(top)))
+        }
         // A video's moments, or files the filter leaves out, may crowd the best rows: more rows until `top` hits
         // are among them, or every row is.
         var k = top
         while true {
             var found: [(row: Int, score: Float)] = []
             var files = Set<Int64>()
-            for hit in vectors.nearest(to: query, k: k, compressed: compressed, candidates: max(candidates, k))
-            where everyMoment || !vectors.hasMoments || files.insert(vectors.fileID(hit.row)).inserted {
+            for hit in vectors.nearest(to: query, k: k, compressed: compressed, candidates: max(candidates, k)) {
+                let id = vectors.fileID(hit.row)
+                if let allowed, !allowed.contains(id) { continue }
+                if oneRowPerFile, !files.insert(id).inserted { continue }
                 found.append(hit)
             }
-            var hits = try hits(found)
-            if let filter { hits = hits.filter(filter.admits) }
-            if hits.count >= top || k >= vectors.count || (filter == nil && (everyMoment || !vectors.hasMoments)) {
-                return Array(hits.prefix(top))
+            if found.count >= top || k >= vectors.count || (allowed == nil && !oneRowPerFile) {
+                return try hits(Array(found.prefix(top)))
             }
             k = min(k.multipliedReportingOverflow(by: 4).overflow ? .max : k * 4, vectors.count)
         }

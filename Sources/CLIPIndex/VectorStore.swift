@@ -158,6 +158,17 @@ public final class VectorStore: @unchecked Sendable {
     /// Row `row` of the matrix.
     public func vector(_ row: Int) -> [Float] { Array(UnsafeBufferPointer(start: rowPointer(row), count: dimension)) }
 
+    /// The dot products of `query` with the given rows, in their order.
+    func scores(rows: [Int], query: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: rows.count)
+        query.withUnsafeBufferPointer { q in
+            for (i, row) in rows.enumerated() {
+                VectorScan.dot(rows: rowPointer(row), count: 1, dimension: dimension, query: q.baseAddress!, into: &out[i])
+            }
+        }
+        return out
+    }
+
     /// Whether row `row` is a live file's (not superseded by a later segment).
     package func isLive(_ row: Int) -> Bool {
         dead.isEmpty || dead[row >> 6] & (1 << UInt64(row & 63)) == 0

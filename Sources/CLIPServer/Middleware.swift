@@ -80,7 +80,11 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
         } else if let cookies = request.headers[.cookie] {
             for part in cookies.split(separator: ";") {
                 let kv = part.trimmingCharacters(in: .whitespaces)
-                if kv.hasPrefix("clip_api_key=") { presented = Array(kv.dropFirst("clip_api_key=".count).utf8) }
+                // The page stores the key percent-encoded (a base64 key's + / = would not survive a cookie).
+                if kv.hasPrefix("clip_api_key=") {
+                    let raw = String(kv.dropFirst("clip_api_key=".count))
+                    presented = Array((raw.removingPercentEncoding ?? raw).utf8)
+                }
             }
         }
         guard let presented, keys.contains(where: { constantTimeEqual($0, presented) }) else {

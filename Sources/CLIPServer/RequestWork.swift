@@ -57,6 +57,21 @@ final class RequestWork: Sendable {
     /// A PNG thumbnail of a library file, made on the pool within the pixel budget (a file larger than the budget
     /// takes all of it, so it is decoded alone); nil when the file cannot be read or decoded.
     func thumbnail(_ path: String, side: Int) async throws -> [UInt8]? {
+        try await decodingLibraryFile(path) { bytes in ContactSheet.thumbnailPNG(encoded: bytes, name: path, side: side) }
+    }
+
+    /// A PNG preview of a library photo (longer side at most `longest`), decoded within the pixel budget; nil when
+    /// it cannot be read or decoded.
+    func preview(_ path: String, longest: Int) async throws -> [UInt8]? {
+        let limit = maxImagePixels
+        return try await decodingLibraryFile(path) { bytes in
+            guard let image = try? decodeImage(bytes, name: path, maxPixels: limit) else { return nil }
+            return try? ContactSheet.previewPNG(image, longest: longest, name: path)
+        }
+    }
+
+    /// `make` of a library file's bytes, run once the file's pixels fit the budget; nil when it cannot be read.
+    private func decodingLibraryFile(_ path: String, _ make: @escaping @Sendable ([UInt8]) -> [UInt8]?) async throws -> [UInt8]? {
         // The size from the header first (its first 256 KiB; EXIF may push a JPEG's frame header far in), so a file
         // is read whole only once its pixels have room: sixty requests for large photos do not hold sixty files.
         guard let head = try? await run({ () throws -> [UInt8] in
@@ -67,23 +82,7 @@ final class RequestWork: Sendable {
         let cost = ImageFormat.dimensions(head).flatMap { Checked.product($0.width, $0.height) } ?? .max
         return try await decoding(pixels: cost) {
             guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
-            return ContactSheet.thumbnailPNG(encoded: bytes, name: path, side: side)
-        }
-    }
-
-    /// A PNG preview of a library photo (longer side at most `longest`), decoded within the pixel budget; nil when
-    /// it cannot be read or decoded.
-    func preview(_ path: String, longest: Int) async throws -> [UInt8]? {
-        guard let head = try? await run({ () throws -> [UInt8] in
-            let file = try RegularFile(path: path)
-            return try file.read(at: 0, count: min(file.size, 256 << 10))
-        }) else { return nil }
-        let cost = ImageFormat.dimensions(head).flatMap { Checked.product($0.width, $0.height) } ?? .max
-        let limit = maxImagePixels
-        return try await decoding(pixels: cost) {
-            guard let bytes = try? ImagePreprocessor.readImageFile(path),
-                  let image = try? decodeImage(bytes, name: path, maxPixels: limit) else { return nil }
-            return try? ContactSheet.previewPNG(image, longest: longest, name: path)
+            return make(bytes)
         }
     }
 

@@ -158,7 +158,7 @@ struct VideoServingTests {
                     return hits.compactMap { ($0["path"] as? String).map { ($0 as NSString).lastPathComponent } }
                 }
             }
-            #expect(try await names("/api/search?q=a+photo&top=10&folder=\(folder)").count == 3)
+            #expect(try await names("/api/search?q=a+photo&top=10&folder=\(folder)/").count == 3)
             // Modified today (the copies were made now): a range around today holds them, one in the past none.
             let today = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
             #expect(try await names("/api/search?q=a+photo&from=\(today)&to=\(today)").count == 3)
@@ -170,6 +170,47 @@ struct VideoServingTests {
                                           ("/api/search?q=a&from=2024-02-02&to=2024-01-01", .get, 400), ("/api/search?q=a&to=yesterday", .get, 400),
                                           ("/api/search", .post, 400), ("/favicon.svg", .get, 200)] {
                 try await client.execute(uri: uri, method: method, body: method == .post ? ByteBuffer(string: "not an image") : nil) { response in
+                    #expect(response.status.code == status, "\(uri): \(String(buffer: response.body))")
+                }
+            }
+        }
+    }
+
+    @Test("the folder filter keeps a folder's files and not its sibling's whose name it starts; few or many files admitted")
+    func folderFilter() async throws {
+        let dir = try scratchDirectory("serve-filter")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (sub, name) in [("sub", "red-heart.png"), ("subway", "blue-star.png")] {
+            try FileManager.default.createDirectory(atPath: "\(dir)/library/\(sub)", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(examplesFolder)/\(name)", toPath: "\(dir)/library/\(sub)/\(name)")
+        }
+        let index = try PhotoIndex(path: "\(dir)/index.sqlite")
+        let model = try ModelFingerprint.indexedModel(pipeline, name: "default", in: index, registering: true)
+        _ = try Indexer(index: index, pipeline: pipeline, model: model).run(folders: ["\(dir)/library"])
+        let search = try PhotoSearch(index: index, model: model)
+        let query = try PhotoSearch.queryVector([QueryTerm(.text("a blue star"))], pipeline: pipeline)
+        let sub = try search.search(query, top: 5, filter: .init(folder: "\(dir)/library/sub"))
+        #expect(sub.map { ($0.path as NSString).lastPathComponent } == ["red-heart.png"], "\(sub)")
+        #expect(try search.search(query, top: 5, filter: .init(folder: "\(dir)/library/nope")).isEmpty)
+        #expect(try search.search(query, top: 5, filter: .init(modified: 0...1)).isEmpty)
+        let all = try search.search(query, top: 5, filter: .init(folder: "\(dir)/library", modified: 0...4e9))
+        #expect(all.map { ($0.path as NSString).lastPathComponent } == ["blue-star.png", "red-heart.png"], "\(all)")
+        // The same answers from the scan that skips what the filter leaves out (taken when many files are admitted).
+        for filter in [PhotoSearch.Filter(folder: "\(dir)/library/sub"), .init(folder: "\(dir)/library", modified: 0...4e9), .init(modified: 0...1)] {
+            #expect(try search.search(query, top: 5, everyMoment: false, filter: filter, scoredOneByOne: 0).map(\.path)
+                    == search.search(query, top: 5, filter: filter).map(\.path))
+        }
+        #expect(try search.search(query, top: 5).map(\.path) == all.map(\.path))
+        let served = ServedIndex(name: "f", search: search)
+        try await makeApp(service, index: served).test(.router) { client in
+            try await client.execute(uri: "/api/library", method: .get) { response in
+                let body = try #require(json(response.body) as? [String: Any])
+                #expect(body["subfolders"] as? [String] == ["\(dir)/library/sub", "\(dir)/library/subway"], "\(body)")
+            }
+            // 2024-02-31 is no day; a day in the browser's zone (tz minutes, UTC - local).
+            for (uri, status) in [("/api/search?q=a&from=2024-02-31", 400), ("/api/search?q=a&from=2024-02-29&tz=300", 200),
+                                  ("/api/search?q=a&from=2024-01-01&tz=9999", 400)] {
+                try await client.execute(uri: uri, method: .get) { response in
                     #expect(response.status.code == status, "\(uri): \(String(buffer: response.body))")
                 }
             }

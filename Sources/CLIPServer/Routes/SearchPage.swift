@@ -9,6 +9,7 @@ import Darwin
 #endif
 import HTTPTypes
 import Hummingbird
+import Synchronization
 
 /// The search page for people (`GET /`): a query box with `clip search`'s `+`/`-`/`N:` terms, a grid of
 /// thumbnails with scores, "more like this" on every hit. Three static files and two JSON/PNG routes, no build step.
@@ -19,7 +20,7 @@ enum SearchPage {
         router.getAndHead("/static/app.js") { _, _ in try asset("app.js", type: "text/javascript; charset=utf-8") }
         router.getAndHead("/static/style.css") { _, _ in try asset("style.css", type: "text/css; charset=utf-8") }
         router.getAndHead("/api/search") { request, _ in try await search(request, state) }
-        router.post("/api/search") { request, _ in try await search(request, state, image: try await state.body(request)) }
+        router.post("/api/search") { request, _ in try await search(request, state, postedImage: true) }
         router.getAndHead("/api/library") { _, _ in try await library(state) }
         router.getAndHead("/favicon.svg") { _, _ in try asset("favicon.svg", type: "image/svg+xml") }
         router.getAndHead("/favicon.ico") { _, _ in try asset("favicon.svg", type: "image/svg+xml") }
@@ -53,7 +54,7 @@ enum SearchPage {
         var modified: Double?
     }
 
-    struct Library: Encodable {
+    struct Library: Encodable, Sendable {
         var name: String
         var model: String
         var photos: Int
@@ -62,27 +63,39 @@ enum SearchPage {
         var subfolders: [String]
     }
 
+    /// The last summary made, by index and generation: a page load does not count a large index again.
+    static let libraryCache = Mutex<(key: String, value: Library)?>(nil)
+
     /// `GET /api/library`: what the index holds (the page's empty state and folder filter).
     static func library(_ state: ServerState) async throws -> Response {
         let index = try state.requireIndex()
         let search = index.search
+        let key = "\(search.index.path) \(search.vectors.generation) \(search.vectors.rows)"
+        if let cached = libraryCache.withLock({ $0 }), cached.key == key { return try jsonResponse(cached.value) }
         let summary = try await state.work.run { try search.library() }
-        return try jsonResponse(Library(name: index.name, model: state.service.modelName, photos: summary.photos,
-                                        videos: summary.videos, folders: summary.folders, subfolders: summary.subfolders))
+        let value = Library(name: index.name, model: state.service.modelName, photos: summary.photos,
+                            videos: summary.videos, folders: summary.folders, subfolders: summary.subfolders)
+        libraryCache.withLock { $0 = (key, value) }
+        return try jsonResponse(value)
     }
 
     /// The `folder`, `from` and `to` (YYYY-MM-DD, inclusive, UTC) parameters as a search filter; nil when none.
     static func filter(_ request: Request, index: ServedIndex) throws -> PhotoSearch.Filter? {
         var filter = PhotoSearch.Filter()
-        if let folder = formParameter(request, "folder"), !folder.isEmpty {
+        if var folder = formParameter(request, "folder"), !folder.isEmpty {
+            while folder.count > 1 && folder.hasSuffix("/") { folder.removeLast() }
             // A folder the index was built from, or one inside it; never a way to name other paths.
             let absolute = folder.hasPrefix("/") ? folder : index.search.index.absolutePath(folder)
             guard !absolute.contains("/../"), !absolute.hasSuffix("/.."),
                   try index.search.index.indexedFolders().contains(where: { isPath(absolute, inside: $0) || absolute == $0 }) else {
                 throw RequestError("folder=\(folder): not a folder of this index")
             }
-            filter.folder = absolute.hasSuffix("/") ? String(absolute.dropLast()) : absolute
+            filter.folder = absolute
         }
+        // The page's days are the browser's: `tz` is its offset in minutes (JavaScript's getTimezoneOffset, UTC −
+        // local), so a day runs from local midnight to local midnight.
+        let tz = formParameter(request, "tz").map { Int($0) } ?? 0
+        guard let tz, (-900...900).contains(tz) else { throw RequestError("tz must be a number of minutes within -900...900") }
         func day(_ name: String, end: Bool) throws -> Double? {
             guard let text = formParameter(request, name), !text.isEmpty else { return nil }
             let parts = text.split(separator: "-").compactMap { Int($0) }
@@ -93,8 +106,12 @@ enum SearchPage {
             (c.year, c.month, c.day) = (parts[0], parts[1], parts[2])
             var calendar = Calendar(identifier: .gregorian)
             calendar.timeZone = TimeZone(identifier: "UTC")!
-            guard let date = calendar.date(from: c) else { throw RequestError("\(name)=\(text): not a date") }
-            return date.timeIntervalSince1970 + (end ? 86_400 - 0.001 : 0)
+            // 2024-02-31 is not a day (Calendar would make it 2 March).
+            guard let date = calendar.date(from: c),
+                  calendar.dateComponents([.year, .month, .day], from: date) == DateComponents(year: parts[0], month: parts[1], day: parts[2]) else {
+                throw RequestError("\(name)=\(text): not a date")
+            }
+            return date.timeIntervalSince1970 + Double(tz * 60) + (end ? 86_400 - 0.001 : 0)
         }
         let from = try day("from", end: false), to = try day("to", end: true)
         if from != nil || to != nil {
@@ -116,9 +133,11 @@ enum SearchPage {
     /// reads them (texts only: a web query never names a file on the server), plus the embedding of indexed file ID
     /// when `like` is given, among the files under folder F modified within the dates. `POST` with an image as the
     /// body (a photo dropped on the page) adds that image's embedding.
-    static func search(_ request: Request, _ state: ServerState, image: ByteBuffer? = nil) async throws -> Response {
+    static func search(_ request: Request, _ state: ServerState, postedImage: Bool = false) async throws -> Response {
         let started = ContinuousClock.now
         let reservation = try state.admit(request)
+        // Read once admitted: an overloaded server refuses before it buffers a body.
+        let image = postedImage ? try await state.body(request) : nil
         let index = try state.requireIndex()
         let q = formParameter(request, "q") ?? ""
         let top = formParameter(request, "top").map { Int($0) } ?? 60

@@ -17,6 +17,8 @@ const CUTOFF = 0.1;
 let current = { q: "", like: null, image: null, imageName: null, top: PAGE };
 let shown = [];
 let opened = -1;
+// Each search's number: an answer to an older one (a slow image search, then a typed query) is dropped.
+let generation = 0;
 
 function clock(seconds) {
   const tenths = Math.round(seconds * 10);
@@ -60,6 +62,8 @@ function show(index) {
   $("prev").disabled = index === 0;
   $("next").disabled = index === shown.length - 1;
   if (!viewer.open) viewer.showModal();
+  // The focus where the keys act: the player for a video (its arrows seek), else the dialog's buttons.
+  if (video) player.focus(); else if (document.activeElement === player || !viewer.contains(document.activeElement)) viewer.querySelector("button.close").focus();
 }
 
 viewer.addEventListener("close", () => {
@@ -71,6 +75,8 @@ viewer.querySelector("button.close").addEventListener("click", () => viewer.clos
 $("prev").addEventListener("click", () => show(opened - 1));
 $("next").addEventListener("click", () => show(opened + 1));
 viewer.addEventListener("keydown", (event) => {
+  // The player's own arrow keys seek.
+  if (event.target === player && !player.hidden) return;
   if (event.key === "ArrowLeft") { event.preventDefault(); show(opened - 1); }
   if (event.key === "ArrowRight") { event.preventDefault(); show(opened + 1); }
 });
@@ -118,6 +124,8 @@ function card(hit, index) {
 }
 
 function render(data, showWeaker) {
+  // The viewer walks the list it was opened on: a new list closes it.
+  if (viewer.open) viewer.close();
   results.replaceChildren();
   const best = data.hits.length ? data.hits[0].score : 0;
   const strong = data.hits.filter((h) => h.score >= best - CUTOFF);
@@ -143,6 +151,8 @@ function params() {
   if (folder.value) p.set("folder", folder.value);
   if (from.value) p.set("from", from.value);
   if (to.value) p.set("to", to.value);
+  // The dates are this browser's days.
+  if (from.value || to.value) p.set("tz", new Date().getTimezoneOffset());
   return p;
 }
 
@@ -170,11 +180,13 @@ async function run(focusResults) {
   }
   const p = params();
   p.set("top", current.top);
+  const mine = ++generation;
   status.textContent = "searching…";
   const options = current.image ? { method: "POST", body: current.image, headers: { "Content-Type": current.image.type || "application/octet-stream" } } : {};
   const response = await fetchAuthorised("/api/search?" + p.toString(), options);
   let data = {};
   try { data = await response.json(); } catch (e) { data = {}; }
+  if (mine !== generation) return;
   if (!response.ok) {
     results.replaceChildren();
     if (response.status === 401) {
@@ -212,18 +224,22 @@ for (const control of [folder, from, to]) {
 
 // Search by a photo: picked, dropped anywhere on the page, or pasted.
 function byImage(blob, name) {
-  if (!blob || !blob.type.startsWith("image/")) { status.textContent = "That is not an image."; return; }
+  // A HEIC or RAW file may come without a type: the server says whether it is an image it reads.
+  if (!blob || (blob.type && !blob.type.startsWith("image/"))) { status.textContent = "That is not an image."; return; }
   go({ q: input.value.trim(), image: blob, imageName: name || "the pasted image" });
 }
 $("pick").addEventListener("click", () => file.click());
 file.addEventListener("change", () => { if (file.files[0]) byImage(file.files[0], file.files[0].name); file.value = ""; });
 let dragDepth = 0;
 document.addEventListener("dragenter", (event) => {
-  if (event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files")) { dragDepth++; drop.hidden = false; }
+  if (dragsFiles(event)) { dragDepth++; drop.hidden = false; }
 });
 document.addEventListener("dragleave", () => { dragDepth = Math.max(0, dragDepth - 1); if (dragDepth === 0) drop.hidden = true; });
-document.addEventListener("dragover", (event) => event.preventDefault());
+const dragsFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
+// Only a file dragged in is taken: text dragged into the box drops as usual.
+document.addEventListener("dragover", (event) => { if (dragsFiles(event)) event.preventDefault(); });
 document.addEventListener("drop", (event) => {
+  if (!dragsFiles(event)) return;
   event.preventDefault();
   dragDepth = 0; drop.hidden = true;
   const f = event.dataTransfer && event.dataTransfer.files[0];
@@ -247,15 +263,25 @@ async function library() {
     option.textContent = f;
     folder.append(option);
   }
-  const wanted = new URLSearchParams(window.location.search).get("folder");
-  if (wanted) folder.value = wanted;
+}
+
+// A folder from the address that the list lacks (a bookmark of a deeper folder) gets an option of its own, rather
+// than the select falling back to every folder without a word.
+function selectFolder(value) {
+  if (value && !Array.from(folder.options).some((o) => o.value === value)) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = value;
+    folder.append(option);
+  }
+  folder.value = value;
 }
 
 function fromAddress() {
   const p = new URLSearchParams(window.location.search);
   current = { q: p.get("q") || "", like: p.get("like"), likeName: null, image: null, imageName: null, top: PAGE };
   input.value = current.q;
-  folder.value = p.get("folder") || "";
+  selectFolder(p.get("folder") || "");
   from.value = p.get("from") || "";
   to.value = p.get("to") || "";
   run(false);
