@@ -10,7 +10,9 @@ axe-selenium-python from PyPI), as a person uses it:
 - a photo picked from disk finds itself first;
 - axe-core finds no serious or critical accessibility violation;
 - at 390 px the grid has two columns; with the system's dark theme the page is dark;
-- screenshots at desktop and phone size are kept.
+- screenshots at desktop and phone size are kept;
+- with --key (a server started with --api-key-file): a wrong key in the cookie is said to be refused and dropped,
+  and the right one, percent-encoded as the page stores it, is let in.
 
   python Scripts/check_search_page.py --url http://127.0.0.1:8080 --expect blue-star.png \
       --image Examples/blue-star.png --screenshot page.png --phone-screenshot phone.png
@@ -37,6 +39,38 @@ def first_path(driver):
     return driver.find_elements(By.CSS_SELECTOR, ".hit .path")[0].get_attribute("title")
 
 
+def check_key(driver, wait, url, key):
+    """A wrong key is refused out loud and not kept; the right one (with + / = in it) is let in."""
+    from urllib.parse import quote
+    driver.get(url)
+    # Without a key the page asks for one.
+    wait.until(lambda d: alert_text(d) is not None)
+    print(f"without a key: prompt {alert_text(driver)!r}")
+    driver.switch_to.alert.dismiss()
+    driver.add_cookie({"name": "clip_api_key", "value": "wrong", "path": "/"})
+    driver.get(url)
+    wait.until(lambda d: alert_text(d) is not None)
+    prompt = alert_text(driver)
+    print(f"with a wrong key: prompt {prompt!r}")
+    if "refused" not in prompt:
+        fail(f"a refused key is not said so: {prompt!r}")
+    driver.switch_to.alert.dismiss()
+    wait.until(lambda d: "refused" in d.find_element(By.ID, "library").text or "refused" in d.find_element(By.ID, "status").text)
+    if any(c["name"] == "clip_api_key" for c in driver.get_cookies()):
+        fail("the refused key stays in the cookie")
+    driver.add_cookie({"name": "clip_api_key", "value": quote(key, safe=""), "path": "/"})
+    driver.get(url)
+    wait.until(lambda d: "photo" in d.find_element(By.ID, "library").text)
+    print(f"with the right key: {driver.find_element(By.ID, 'library').text}")
+
+
+def alert_text(driver):
+    try:
+        return driver.switch_to.alert.text
+    except Exception:
+        return None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True)
@@ -45,6 +79,7 @@ def main():
     p.add_argument("--image", help="an indexed image to search by (picked from disk): it must come first")
     p.add_argument("--screenshot", required=True)
     p.add_argument("--phone-screenshot")
+    p.add_argument("--key", help="the server's API key: only the key checks run")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--driver", default="/usr/bin/chromedriver")
     args = p.parse_args()
@@ -56,6 +91,9 @@ def main():
     driver = webdriver.Chrome(service=Service(args.driver), options=options)
     wait = WebDriverWait(driver, 30)
     try:
+        if args.key:
+            check_key(driver, wait, args.url, args.key)
+            return
         driver.get(args.url)
         wait.until(lambda d: "photo" in d.find_element(By.ID, "library").text)
         library = driver.find_element(By.ID, "library").text

@@ -75,6 +75,12 @@ assert opened["ok"] + opened["refused"] == opened["sent"], "every request is eit
 PY
 stop
 
+echo "== the page with an API key: a wrong one refused and dropped, the right one (base64-like) let in"
+printf 'k+ey/with=chars\n' > "$work/keys"
+start --api-key-file "$work/keys"
+"$PY" Scripts/check_search_page.py --url "$url/" --key 'k+ey/with=chars' --screenshot "$ART/search-page-key.png"
+stop
+
 echo "== the clients' defaults: LangChain's OpenAIEmbeddings (1,000 texts a request), 16 OpenAI SDK clients x 64 images"
 start
 "$PY" Scripts/check_serve_clients.py --url "$url" --image Examples/blue-star.png

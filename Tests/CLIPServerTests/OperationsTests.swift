@@ -269,8 +269,12 @@ struct ProtectionTests {
     @Test("with API keys, requests need one; health checks, preflights and the page do not")
     func authentication() async throws {
         var options = ServerOptions()
-        options.apiKeys = ["s3cret-key"]
+        options.apiKeys = ["s3cret-key", "k+ey/with=chars"]
         try await makeApp(makeService(), options: options).test(.router) { client in
+            // The page stores a key percent-encoded in its cookie: a base64-like key's + / = come back decoded.
+            try await client.execute(uri: "/api/search?q=star", method: .get, headers: [.cookie: "clip_api_key=k%2Bey%2Fwith%3Dchars"]) { response in
+                #expect(response.status == .ok, "\(errorMessage(response.body))")
+            }
             let body = jsonBody(["input": "a dog"])
             try await client.execute(uri: "/v1/embeddings", method: .post, body: body) { response in
                 #expect(response.status == .unauthorized && response.headers[.wwwAuthenticate] == "Bearer")
@@ -284,7 +288,7 @@ struct ProtectionTests {
             try await client.execute(uri: "/api/search?q=star", method: .get, headers: [.cookie: "theme=dark; clip_api_key=s3cret-key"]) { response in
                 #expect(response.status == .ok)
             }
-            for open in ["/healthz", "/ping", "/", "/static/app.js", "/openapi.json"] {
+            for open in ["/healthz", "/ping", "/", "/static/app.js", "/openapi.json", "/favicon.svg"] {
                 try await client.execute(uri: open, method: .get) { response in #expect(response.status == .ok, "\(open)") }
             }
             try await client.execute(uri: "/metrics", method: .get) { response in #expect(response.status == .unauthorized) }

@@ -252,6 +252,7 @@ document.addEventListener("paste", (event) => {
 
 async function library() {
   const response = await fetchAuthorised("/api/library", {});
+  if (response.status === 401) { $("library").textContent = "The API key was refused."; return; }
   if (!response.ok) { $("library").textContent = "No index is served: start clip serve with --index DB."; return; }
   const data = await response.json();
   const count = (n, one, many) => n.toLocaleString() + " " + (n === 1 ? one : many);
