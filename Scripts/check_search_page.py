@@ -7,7 +7,7 @@ axe-selenium-python from PyPI), as a person uses it:
 - the viewer opens on a hit with the full image and its details, the arrow keys move, Esc closes and gives the focus
   back to the grid;
 - "more like this" puts that image first and names it (not its id); Back restores the query;
-- a photo picked from disk finds itself first;
+- a photo picked from disk, dropped on the page, or pasted finds itself first;
 - axe-core finds no serious or critical accessibility violation;
 - at 390 px the grid has two columns; with the system's dark theme the page is dark;
 - screenshots at desktop and phone size are kept;
@@ -62,6 +62,14 @@ def check_key(driver, wait, url, key):
     driver.get(url)
     wait.until(lambda d: "photo" in d.find_element(By.ID, "library").text)
     print(f"with the right key: {driver.find_element(By.ID, 'library').text}")
+
+
+def image_url(driver, image):
+    """The /files URL of the indexed file named like `image`, from a search for it by name's hits."""
+    for link in driver.find_elements(By.CSS_SELECTOR, ".hit"):
+        if link.find_element(By.CSS_SELECTOR, ".path").get_attribute("title").endswith("/" + os.path.basename(image)):
+            return link.find_element(By.CSS_SELECTOR, "a").get_attribute("href")
+    fail(f"{image} is not among the hits to drop it from")
 
 
 def alert_text(driver):
@@ -174,6 +182,33 @@ def main():
             print(f"search by {args.image!r}: first {first!r}")
             if os.path.basename(first) != os.path.basename(args.image):
                 fail(f"searching by {args.image!r} put {first!r} first")
+
+        # Dropped on the page, and pasted: the same image, handed over as the browser hands files to the page.
+        if args.image:
+            for kind in ("drop", "paste"):
+                driver.find_element(By.ID, "query").clear()
+                driver.execute_script("""
+                    const [kind, name, url] = arguments;
+                    fetch(url).then(r => r.blob()).then(blob => {
+                        const data = new DataTransfer();
+                        data.items.add(new File([blob], name, { type: "image/png" }));
+                        if (kind === "drop") {
+                            document.dispatchEvent(new DragEvent("dragenter", { dataTransfer: data, bubbles: true }));
+                            document.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+                        } else {
+                            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+                        }
+                    });
+                """, kind, "dropped-" + os.path.basename(args.image), image_url(driver, args.image))
+                # Named apart from the picked file, so the status shows this search's answer, not the last one's.
+                wanted = "photos like " + ("dropped-" + os.path.basename(args.image) if kind == "drop" else "the pasted image")
+                wait.until(lambda d: wanted in d.find_element(By.ID, "status").text)
+                first = first_path(driver)
+                print(f"{kind}: first {first!r}")
+                if os.path.basename(first) != os.path.basename(args.image):
+                    fail(f"a {kind}ped {args.image!r} put {first!r} first")
+                if not driver.find_element(By.ID, "drop").get_attribute("hidden") and kind == "drop":
+                    fail("the drop overlay stays after the drop")
 
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
         background = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
