@@ -14,7 +14,7 @@ public enum ContactSheet {
     public static func thumbnailRGB(_ path: String, side: Int = thumbnail, time: Double? = nil) -> [UInt8]? {
         if VideoReader.hasVideoExtension(path) {
             guard let frame = try? VideoReader.frame(of: path, at: time ?? 0) else { return nil }
-            return try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(frame.image, name: path)
+            return thumbnailRGB(frame.image, name: path, side: side)
         }
         guard let bytes = try? ImagePreprocessor.readImageFile(path) else { return nil }
         return thumbnailRGB(encoded: bytes, name: path, side: side)
@@ -22,9 +22,13 @@ public enum ContactSheet {
 
     /// The same of an encoded image already read.
     public static func thumbnailRGB(encoded bytes: [UInt8], name: String, side: Int = thumbnail) -> [UInt8]? {
-        let crop = ImagePreprocessor(resolution: side, applyEXIFOrientation: true)
         guard let image = try? decodeImage(bytes, name: name) else { return nil }
-        return try? crop.croppedRGB(image, name: name)
+        return thumbnailRGB(image, name: name, side: side)
+    }
+
+    /// The same of a decoded picture (a video's frame): turned as shown, shorter side resized, centre cropped.
+    static func thumbnailRGB(_ image: DecodedImage, name: String, side: Int) -> [UInt8]? {
+        try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(image, name: name)
     }
 
     /// A PNG thumbnail of an image file or a video's frame at `time`, for the kitty graphics protocol.
@@ -55,7 +59,7 @@ public enum ContactSheet {
 
     /// A PNG thumbnail of a decoded picture (a video's frame).
     public static func thumbnailPNG(_ image: DecodedImage, name: String, side: Int = 96) -> [UInt8]? {
-        guard let rgb = try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(image, name: name) else { return nil }
+        guard let rgb = thumbnailRGB(image, name: name, side: side) else { return nil }
         return try? PNGEncoder.encode(rgb: rgb, width: side, height: side)
     }
 

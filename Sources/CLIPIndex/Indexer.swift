@@ -425,8 +425,5 @@ public struct Indexer: Sendable {
 
 extension ImageError {
     /// The problem without the file name (the index stores it beside the path).
-    var problemDescription: String {
-        let d = description
-        return d.hasPrefix(file + ": ") ? String(d.dropFirst(file.count + 2)) : d
-    }
+    var problemDescription: String { Indexer.problem(description, file: file) }
 }
