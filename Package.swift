@@ -5,17 +5,7 @@ let package = Package(
     name: "swift-clip",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "CLIP", targets: ["CLIP"]),
-        .library(name: "CLIPWeights", targets: ["CLIPWeights"]),
-        .library(name: "CLIPTensor", targets: ["CLIPTensor"]),
-        .library(name: "CLIPTokenizer", targets: ["CLIPTokenizer"]),
-        .library(name: "CLIPImage", targets: ["CLIPImage"]),
-        .library(name: "CLIPHub", targets: ["CLIPHub"]),
         .library(name: "CLIPKit", targets: ["CLIPKit"]),
-        .library(name: "CLIPTraining", targets: ["CLIPTraining"]),
-        .library(name: "CLIPIndex", targets: ["CLIPIndex"]),
-        .library(name: "CLIPEmbedding", targets: ["CLIPEmbedding"]),
-        .library(name: "CLIPServer", targets: ["CLIPServer"]),
         .executable(name: "clip", targets: ["CLIPCommand"]),
     ],
     dependencies: [
@@ -34,56 +24,60 @@ let package = Package(
     ],
     targets: [
         // Files that come from users: non-blocking opens of regular files only, checked reads, atomic output.
-        .target(name: "CLIPFiles", dependencies: ["CCLIPKernels"]),
+        .target(name: "CLIPFiles", dependencies: ["CCLIPKernels"], path: "Sources/Inputs/CLIPFiles"),
         // Hot kernels in C with run-time CPU dispatch: SGEMM, attention, element-wise, vector scans, SHA-256.
-        .target(name: "CCLIPKernels"),
+        .target(name: "CCLIPKernels", path: "Sources/C/CCLIPKernels"),
         // Tensor type and the numeric operations every layer is built from.
-        .target(name: "CLIPTensor", dependencies: ["CCLIPKernels"]),
-        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        .target(name: "CLIPTensor", dependencies: ["CCLIPKernels"], path: "Sources/Model/CLIPTensor"),
+        .systemLibrary(name: "CZlib", path: "Sources/C/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         // Weight-file readers (safetensors, PyTorch zip archives, TorchScript); know nothing about CLIP's architecture.
-        .target(name: "CLIPWeights", dependencies: ["CLIPTensor", "CLIPFiles", "CZlib"]),
+        .target(name: "CLIPWeights", dependencies: ["CLIPTensor", "CLIPFiles", "CZlib"], path: "Sources/Model/CLIPWeights"),
         // The reference BPE tokenizer and its text cleaning; independent of the model.
-        .target(name: "CLIPTokenizer", resources: [.copy("Resources")]),
+        .target(name: "CLIPTokenizer", path: "Sources/Inputs/CLIPTokenizer", resources: [.copy("Resources")]),
         // Image codecs from the system (libjpeg-turbo, libpng, libwebp), wrapped in C for setjmp-based errors.
-        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"]), .brew(["jpeg-turbo"])]),
-        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
-        .systemLibrary(name: "CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"]), .brew(["webp"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/C/CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"]), .brew(["jpeg-turbo"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/C/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        .systemLibrary(name: "CWebP", path: "Sources/C/CWebP", pkgConfig: "libwebp", providers: [.apt(["libwebp-dev"]), .brew(["webp"])]),
         // HEIC (iPhones) through libheif with its HEVC decoder; AVIF through libavif, as Pillow reads it.
-        .systemLibrary(name: "CHeif", pkgConfig: "libheif", providers: [.apt(["libheif-dev"]), .brew(["libheif"])]),
-        .systemLibrary(name: "CAvif", pkgConfig: "libavif", providers: [.apt(["libavif-dev"]), .brew(["libavif"])]),
+        .systemLibrary(name: "CHeif", path: "Sources/C/CHeif", pkgConfig: "libheif", providers: [.apt(["libheif-dev"]), .brew(["libheif"])]),
+        .systemLibrary(name: "CAvif", path: "Sources/C/CAvif", pkgConfig: "libavif", providers: [.apt(["libavif-dev"]), .brew(["libavif"])]),
         // GIF through giflib, TIFF through libtiff (BMP is read by hand: bmp.c says why).
-        .systemLibrary(name: "CGif", pkgConfig: "libgif", providers: [.apt(["libgif-dev"]), .brew(["giflib"])]),
-        .systemLibrary(name: "CTiff", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"]), .brew(["libtiff"])]),
+        .systemLibrary(name: "CGif", path: "Sources/C/CGif", pkgConfig: "libgif", providers: [.apt(["libgif-dev"]), .brew(["giflib"])]),
+        .systemLibrary(name: "CTiff", path: "Sources/C/CTiff", pkgConfig: "libtiff-4", providers: [.apt(["libtiff-dev"]), .brew(["libtiff"])]),
         // Camera RAW through LibRaw's thread-safe build.
-        .systemLibrary(name: "CRaw", pkgConfig: "libraw_r", providers: [.apt(["libraw-dev"]), .brew(["libraw"])]),
+        .systemLibrary(name: "CRaw", path: "Sources/C/CRaw", pkgConfig: "libraw_r", providers: [.apt(["libraw-dev"]), .brew(["libraw"])]),
         // Videos through FFmpeg (libavformat, libavcodec, libswscale, libavutil).
-        .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
+        .systemLibrary(name: "CFFmpeg", path: "Sources/C/CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev"]), .brew(["ffmpeg"])]),
-        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif", "CGif", "CTiff", "CRaw", "CFFmpeg"],
+        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif", "CGif", "CTiff", "CRaw", "CFFmpeg"], path: "Sources/C/CCLIPImage",
                 // libavformat's pkg-config names only itself; the libraries video.c calls directly:
                 linkerSettings: [.linkedLibrary("avcodec"), .linkedLibrary("swscale"), .linkedLibrary("avutil"),
                                  .linkedLibrary("webpdemux")]),
         // Image decoding and the reference preprocessing; independent of the model.
-        .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"]),
+        .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"], path: "Sources/Inputs/CLIPImage"),
         // Neural-network layers that load their own named parameters.
-        .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"]),
+        .target(name: "CLIPLayers", dependencies: ["CLIPTensor", "CLIPWeights"], path: "Sources/Model/CLIPLayers"),
         // The CLIP model: architecture inference, image and text towers, logits.
-        .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers", "CLIPFiles"]),
+        .target(name: "CLIP", dependencies: ["CLIPTensor", "CLIPWeights", "CLIPLayers", "CLIPFiles"], path: "Sources/Model/CLIP"),
         // Training: the contrastive loss, AdamW, the schedule, the training loop, checkpoints and data.
-        .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPHub", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles", "CLIPImage", "CLIPTokenizer"]),
+        .target(name: "CLIPData", dependencies: ["CLIPFiles", "CLIPImage"], path: "Sources/Inputs/CLIPData"),
+
+        .target(name: "CLIPLoading", dependencies: ["CLIP", "CLIPImage", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles", "CLIPTokenizer"], path: "Sources/Loading/CLIPLoading"),
+
+        .target(name: "CLIPTraining", dependencies: ["CLIP", "CLIPData", "CLIPLoading", "CLIPHub", "CLIPLayers", "CLIPTensor", "CLIPWeights", "CLIPFiles", "CLIPImage", "CLIPTokenizer"], path: "Sources/Apps/CLIPTraining"),
         // Named models: OpenAI's URLs, the download cache, SHA-256 verification.
-        .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPFiles"], resources: [.copy("Resources")]),
+        .target(name: "CLIPHub", dependencies: ["CLIP", "CLIPLoading", "CLIPFiles"], path: "Sources/Loading/CLIPHub", resources: [.copy("Resources")]),
         // The seed example as an API: model + preprocessing + tokenizer, zero-shot classification, similarity.
-        .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPHub", "CLIPImage", "CLIPTokenizer"]),
+        .target(name: "CLIPKit", dependencies: ["CLIP", "CLIPData", "CLIPLoading", "CLIPHub", "CLIPImage", "CLIPTokenizer", "CLIPFiles"], path: "Sources/Kit/CLIPKit"),
         // A searchable photo library: the SQLite index (through GRDB), incremental crash-safe indexing, composed
         // queries and the vector scan.
-        .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPEmbedding", "CLIPImage", "CLIPFiles", "CLIPTensor",
+        .target(name: "CLIPIndex", dependencies: ["CLIPKit", "CLIPData", "CLIPEmbedding", "CLIPImage", "CLIPFiles", "CLIPTensor",
                                                   "CSQLiteGuard", .product(name: "GRDB", package: "GRDB.swift"),
-                                                  .product(name: "GRDBSQLite", package: "GRDB.swift")]),
+                                                  .product(name: "GRDBSQLite", package: "GRDB.swift")], path: "Sources/Apps/CLIPIndex"),
         // SQLite's defensive settings for index files that may be hostile (sqlite3_db_config is variadic: C).
-        .target(name: "CSQLiteGuard", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
+        .target(name: "CSQLiteGuard", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")], path: "Sources/C/CSQLiteGuard"),
         // Embedding at scale: a worker that streams inputs into clip-retrieval's layout, one partition per task.
-        .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPImage", "CLIPTensor", "CLIPFiles"]),
+        .target(name: "CLIPEmbedding", dependencies: ["CLIPKit", "CLIPData", "CLIPImage", "CLIPTensor", "CLIPFiles"], path: "Sources/Apps/CLIPEmbedding"),
         // `clip serve`: the HTTP API (OpenAI embeddings, immich's /predict, clip-retrieval's back end, the search
         // page) over one dynamic batcher per tower.
         .target(name: "CLIPServer", dependencies: ["CLIPKit", "CLIPHub", "CLIPIndex", "CLIPImage", "CLIPFiles", "CLIPTensor", "CLIPTokenizer",
@@ -95,22 +89,24 @@ let package = Package(
                                                    .product(name: "NIOCore", package: "swift-nio"),
                                                    .product(name: "NIOHTTP1", package: "swift-nio"),
                                                    .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
-                                                   .product(name: "HTTPTypes", package: "swift-http-types")],
+                                                   .product(name: "HTTPTypes", package: "swift-http-types")], path: "Sources/Apps/CLIPServer",
                 resources: [.copy("Resources")]),
         // What the `clip` subcommands share: the error line, model options, output files, JSON.
-        .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "CLIPCommandSupport", dependencies: ["CLIPKit", "CLIPFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Sources/Commands/CLIPCommandSupport"),
         // `clip bench`: timing the model, the kernels, the tokenizer and preprocessing, kept apart from the
         // user-facing commands (the only command code that talks to the kernels).
-        .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CLIPHub", "CLIPIndex", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .target(name: "CLIPBench", dependencies: ["CLIPCommandSupport", "CLIPKit", "CLIPHub", "CLIPIndex", "CCLIPKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Sources/Commands/CLIPBench"),
         .executableTarget(
             name: "CLIPCommand",
-            dependencies: ["CLIPKit", "CLIPCommandSupport", "CLIPBench", "CLIPTensor", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", "CLIPServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CLIPKit", "CLIPData", "CLIPLoading", "CLIPCommandSupport", "CLIPBench", "CLIPTensor", "CLIPTraining", "CLIPIndex", "CLIPEmbedding", "CLIPServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/Commands/CLIPCommand"
         ),
         // Fuzz entry points for the untrusted-input parsers (Scripts/fuzz/run_fuzzers.sh); built normally it replays
         // the committed corpora.
         .executableTarget(name: "clip-fuzz-replay", dependencies: ["CLIPWeights", "CLIPImage", "CLIPFiles", "CLIPTokenizer"],
-                          path: "Sources/CLIPFuzz"),
+                          path: "Sources/Commands/CLIPFuzz"),
         .testTarget(name: "CLIPFilesTests", dependencies: ["CLIPFiles"]),
+        .testTarget(name: "CLIPDataTests", dependencies: ["CLIPData", "CLIPFiles", "CLIPTestSupport"]),
         .testTarget(name: "CLIPTensorTests", dependencies: ["CLIPTensor", "CCLIPKernels"]),
         .testTarget(name: "CLIPLayersTests", dependencies: ["CLIPLayers", "CLIPTensor"]),
         .testTarget(name: "CLIPWeightsTests", dependencies: ["CLIPWeights", "CLIPTensor", "CLIPFiles"]),
@@ -123,7 +119,7 @@ let package = Package(
                                                             .product(name: "Hummingbird", package: "hummingbird"),
                                                             .product(name: "HummingbirdTesting", package: "hummingbird")],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPFiles", "CLIPTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "CLIPHubTests", dependencies: ["CLIPHub", "CLIP", "CLIPLoading", "CLIPFiles", "CLIPTestSupport"], exclude: ["Fixtures"]),
         // Fixture paths and the seed-example reference, shared by the two test targets that run it.
         .target(name: "CLIPTestSupport", path: "Tests/CLIPTestSupport"),
         .testTarget(name: "CLIPKitTests", dependencies: ["CLIPKit", "CLIPTestSupport"]),
@@ -131,7 +127,7 @@ let package = Package(
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "CLIPTests",
-            dependencies: ["CLIP", "CLIPLayers", "CLIPWeights", "CLIPTensor"],
+            dependencies: ["CLIP", "CLIPLoading", "CLIPImage", "CLIPLayers", "CLIPWeights", "CLIPTensor"],
             resources: [.copy("Fixtures")]
         ),
     ],

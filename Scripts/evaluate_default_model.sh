@@ -7,7 +7,7 @@
 #   image↔text recall@1/5/10 over 1,000 held-out captions, beside the ideal critic's recall@1 on them (about the
 #   best any model can reach);
 #   and, when Python with Pillow is available, zero-shot on shapes drawn by another renderer
-#   (Scripts/make_external_shapes.py, 20 per class).
+#   (Scripts/fixtures/make_external_shapes.py, 20 per class).
 #
 #   swift build -c release --product clip && bash Scripts/evaluate_default_model.sh [MODEL]
 #   SIZE=64 bash Scripts/evaluate_default_model.sh OTHER.safetensors  # images drawn at another model's input size
@@ -34,7 +34,7 @@ echo "held-out captions:"; "$clip" eval --model "$model" --captions "$dir/captio
 # A caption fits other images of the set too ("a red circle"), so no model reaches 100 %.
 summary < "$dir/ceiling.json"
 if python3 -c "import PIL" 2>/dev/null; then
-    python3 "$(dirname "$0")/make_external_shapes.py" "$dir/external" --per-class 20
+    python3 "$(dirname "$0")/fixtures/make_external_shapes.py" "$dir/external" --per-class 20
     for templates in "a {}" shapes; do
         echo "shapes drawn by Pillow, --template '$templates':"
         "$clip" eval --model "$model" --images "$dir/external" --template "$templates" | summary

@@ -612,7 +612,7 @@ def main():
     print(f"wrote {len(cases)} cases to {out}")
 
 
-# The clip index schema as its first migration wrote it (Sources/CLIPIndex/IndexSchema.swift), for hostile variants.
+# The clip index schema as its first migration wrote it (Sources/Apps/CLIPIndex/IndexSchema.swift), for hostile variants.
 INDEX_V1 = """
 CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
 INSERT INTO grdb_migrations VALUES ('v1');

@@ -61,7 +61,7 @@ def main():
                  "webp_lossy_mid.webp", "jpeg_progressive_mid.jpg", "png_rgb_small.png", "webp_lossy_alpha_mid.webp",
                  "jpeg_exif_rotated.jpg"]:
         shutil.copy(os.path.join(images, name), out("image", "seed-" + name))
-    # GIF, BMP and TIFF seeds: the small files of each layout (Scripts/make_format_fixtures.py).
+    # GIF, BMP and TIFF seeds: the small files of each layout (Scripts/fixtures/make_format_fixtures.py).
     formats = os.path.join(ROOT, "Tests/CLIPImageTests/Fixtures/formats")
     for target, names in {"gif": ["gif_interlaced.gif", "gif_offset_frame.gif", "gif_gray.gif"],
                           "bmp": ["bmp_rle8.bmp", "bmp_rle4.bmp", "bmp_p4.bmp", "bmp_32_bgra_v4.bmp", "bmp_os2.bmp"],

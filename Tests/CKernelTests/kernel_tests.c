@@ -1,5 +1,5 @@
 // The C kernels tested on their own, without Swift: built natively and cross-compiled for arm64 and run under
-// qemu-user by Scripts/test_kernels.sh, so the NEON kernels are proven on a machine that cannot run arm64 Swift.
+// qemu-user by Scripts/ci/test_kernels.sh, so the NEON kernels are proven on a machine that cannot run arm64 Swift.
 // The cases mirror the Swift kernel tests (Tests/CLIPTensorTests): odd shapes around every tile and block size,
 // edge tiles, epilogues, implicit im2col, attention, int8, and the element-wise kernels. Every kernel the CPU has
 // (as CLIP_CPU allows) is checked against a double-precision reference or against the portable kernel.

@@ -101,26 +101,11 @@ struct EmbeddingJobTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let writer = try RetrievalPartWriter(directory: dir, part: 7, dimension: 4, withText: false)
-            try writer.append(imageEmbeddings: [1, 0, 0, 0], textEmbeddings: nil, metadata: [["image_path": "a"]])
+            try writer.append(imageEmbeddings: [1, 0, 0, 0], textEmbeddings: nil, metadata: [RetrievalMetadata(imagePath: "a")])
         }
         let files = try FileManager.default.subpathsOfDirectory(atPath: dir).filter { !["img_emb", "metadata"].contains($0) }
         #expect(files.isEmpty, "\(files)")
     }
-}
-
-/// A ustar archive of `files` (name, bytes), as img2dataset's shards are.
-func tarArchive(_ files: [(String, [UInt8])]) -> [UInt8] {
-    var out: [UInt8] = []
-    for (name, bytes) in files {
-        var header = [UInt8](repeating: 0, count: 512)
-        header.replaceSubrange(0..<name.utf8.count, with: Array(name.utf8))
-        let size = Array(String(format: "%011o", bytes.count).utf8)
-        header.replaceSubrange(124..<(124 + size.count), with: size)
-        header[156] = UInt8(ascii: "0")
-        header.replaceSubrange(257..<263, with: Array("ustar\0".utf8))
-        out += header + bytes + [UInt8](repeating: 0, count: (512 - bytes.count % 512) % 512)
-    }
-    return out + [UInt8](repeating: 0, count: 1024)
 }
 
 @Suite("webdataset shards")

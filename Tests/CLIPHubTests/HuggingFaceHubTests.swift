@@ -1,5 +1,6 @@
 @testable import CLIPHub
 import CLIP
+import CLIPLoading
 import CLIPFiles
 import CLIPTestSupport
 import Foundation
@@ -335,7 +336,7 @@ struct HuggingFaceHubTests {
 }
 
 /// A cache as huggingface_hub wrote it when open_clip loaded `hf-hub:test-org/tiny-openclip` in Python
-/// (Scripts/make_hub_fixtures.py), with open_clip's outputs for that model.
+/// (Scripts/fixtures/make_hub_fixtures.py), with open_clip's outputs for that model.
 @Test("a cache written by huggingface_hub is read, offline or with the Hub unreachable, to open_clip's numbers",
       arguments: [["HF_HUB_OFFLINE": "1"], ["HF_ENDPOINT": "http://127.0.0.1:9"]])
 func cacheWrittenByPython(environment: [String: String]) throws {

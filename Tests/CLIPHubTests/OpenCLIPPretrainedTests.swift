@@ -1,5 +1,6 @@
 @testable import CLIPHub
 import CLIP
+import CLIPLoading
 import Foundation
 import Testing
 
@@ -62,13 +63,11 @@ struct OpenCLIPPretrainedTests {
         for (name, quick, resize) in [("ViT-B-32/openai", true, "shortest"), ("ViT-B-32/laion2b_s34b_b79k", false, "shortest"),
                                       ("ViT-H-14/dfn5b", true, "squash")] {
             let entry = try #require(table.entry(named: name))
-            guard case .json(let bytes, let origin) = table.config(for: entry) else { Issue.record("no config"); continue }
-            #expect(origin == "open_clip's \(name)")
-            let cfg = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
-            let model = try #require(cfg["model_cfg"] as? [String: Any])
-            let pre = try #require(cfg["preprocess_cfg"] as? [String: Any])
-            #expect((model["quick_gelu"] as? Bool ?? false) == quick, "\(name)")
-            #expect(pre["resize_mode"] as? String == resize, "\(name)")
+            let config = try #require(table.config(for: entry))
+            #expect(config.origin == "open_clip's \(name)")
+            let cfg = try config.document()
+            #expect((cfg["model_cfg"]?["quick_gelu"]?.bool ?? false) == quick, "\(name)")
+            #expect(cfg["preprocess_cfg"]?["resize_mode"]?.string == resize, "\(name)")
         }
     }
 
@@ -83,8 +82,7 @@ struct OpenCLIPPretrainedTests {
         for spec in ["ViT-B-32/laion2b_s34b_b79k", "ViT-B-32__laion2b_s34b_b79k"] {
             let location = try models.locate(spec)
             #expect(location.path.hasSuffix("/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/snapshots/\(commitA)/open_clip_pytorch_model.bin"))
-            guard case .json(_, let origin) = location.openCLIPConfig else { Issue.record("no config for \(spec)"); continue }
-            #expect(origin == "open_clip's ViT-B-32/laion2b_s34b_b79k")
+            #expect(location.openCLIPConfig?.origin == "open_clip's ViT-B-32/laion2b_s34b_b79k", "\(spec)")
         }
         let asked = hub.server.received.filter { $0.method == "HEAD" }.map(\.path)
         #expect(asked.first == "/laion/CLIP-ViT-B-32-laion2B-s34B-b79K/resolve/main/open_clip_model.safetensors")

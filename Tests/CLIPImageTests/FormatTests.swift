@@ -3,7 +3,7 @@ import CLIPWeights
 import Foundation
 import Testing
 
-// GIF (giflib), BMP (bmp.c) and TIFF (libtiff) against Pillow 13 on files written by Scripts/make_format_fixtures.py:
+// GIF (giflib), BMP (bmp.c) and TIFF (libtiff) against Pillow 13 on files written by Scripts/fixtures/make_format_fixtures.py:
 // the decoded pixels in Pillow's own mode byte for byte, and the reference's Resize(40) + CenterCrop(40) + RGB
 // within one 8-bit step (the resampler's tolerance for every format).
 

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 // HEIC through Debian's libheif (1.15) and AVIF through Debian's libavif (0.11) against Pillow + pillow-heif
-// (libheif 1.23) and Pillow's AVIF plugin (Scripts/make_heif_fixtures.py). The HEVC and AV1 decoders are exact; the
+// (libheif 1.23) and Pillow's AVIF plugin (Scripts/fixtures/make_heif_fixtures.py). The HEVC and AV1 decoders are exact; the
 // YCbCr → RGB conversions round differently across versions: `tolerance` is the largest difference allowed per
 // channel, in 8-bit steps.
 

@@ -4,7 +4,7 @@ import CLIPWeights
 import Foundation
 import Testing
 
-// EXIF orientation 1–8 against Pillow's ImageOps.exif_transpose (Scripts/make_orientation_fixtures.py): a 23×15
+// EXIF orientation 1–8 against Pillow's ImageOps.exif_transpose (Scripts/fixtures/make_orientation_fixtures.py): a 23×15
 // picture saved with each orientation as PNG (exact) and JPEG (decoders may differ by one step).
 
 private let orientationFixtures = "\(imageFixtures)/orientation"

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 // Camera RAW through Debian's LibRaw (0.20) against rawpy 0.28 (LibRaw 0.22) on DNGs written byte by byte
-// (Scripts/make_raw_fixtures.py). A full-size JPEG preview is what is shown, decoded by libjpeg as Pillow decodes
+// (Scripts/fixtures/make_raw_fixtures.py). A full-size JPEG preview is what is shown, decoded by libjpeg as Pillow decodes
 // it; without one, LibRaw demosaics with rawpy's postprocess(use_camera_wb=True) settings. `tolerance` is the largest
 // difference per channel in 8-bit steps, `meanTolerance` the mean.
 

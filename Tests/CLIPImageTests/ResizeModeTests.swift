@@ -4,7 +4,7 @@ import CLIPWeights
 import Foundation
 import Testing
 
-/// open_clip's outputs for the other resize modes (Scripts/make_resize_fixtures.py).
+/// open_clip's outputs for the other resize modes (Scripts/fixtures/make_resize_fixtures.py).
 let resizeReference = Result { try SafeTensorsFile(path: "\(imageFixtures)/resize_modes.safetensors") }
 
 @Test("open_clip's squash and longest resize modes, within one 8-bit step at 64 and the odd 37",

@@ -3,7 +3,7 @@ import CLIPWeights
 import Foundation
 import Testing
 
-// Videos through Debian's FFmpeg against the frames FFmpeg's CLI decodes (Scripts/make_video_fixtures.py): three
+// Videos through Debian's FFmpeg against the frames FFmpeg's CLI decodes (Scripts/fixtures/make_video_fixtures.py): three
 // scenes (red 0–2 s, bars 2–4.5 s, blue 4.5–6 s) sampled with a 2 s interval and scene detection.
 
 private let videoFixtures = "\(imageFixtures)/video"

@@ -5,7 +5,7 @@ import CLIPWeights
 import Foundation
 import Testing
 
-// Models with a vocabulary of their own through the whole pipeline (Scripts/make_openclip_fixtures.py,
+// Models with a vocabulary of their own through the whole pipeline (Scripts/fixtures/make_openclip_fixtures.py,
 // `pipeline_fixture`): MetaCLIP 2 worldwide (XLM-V-style `sentencepiece.bpe.model`, rows read at their </s>), CLIPA
 // (BERT-style `vocab.txt`, [SEP] stripped, read at the last position, bilinear squash resizing) and an XLM-RoBERTa
 // text tower (Hugging Face's encoder, mean over the tokens), each found beside the weights, against open_clip's

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 // CLIPKit's API against the reference: the seed example (model, preprocess, tokenize, softmax of the logits) run
-// by OpenAI's `clip` package on a small random-weight ViT (Scripts/make_pipeline_fixtures.py writes the model and
+// by OpenAI's `clip` package on a small random-weight ViT (Scripts/fixtures/make_pipeline_fixtures.py writes the model and
 // reference.json). Tolerances: embeddings relative L2 error ≤ 1e-5, probabilities and cosines absolute ≤ 1e-5.
 
 let pipeline: Result<CLIPPipeline, PipelineError> = Result { () throws(PipelineError) in

@@ -5,7 +5,7 @@ import CLIPWeights
 import Foundation
 import Testing
 
-// A SigLIP folder through the whole pipeline (Scripts/make_siglip_fixtures.py, `hf_siglip_spm`): its own
+// A SigLIP folder through the whole pipeline (Scripts/fixtures/make_siglip_fixtures.py, `hf_siglip_spm`): its own
 // SentencePiece tokenizer, squash preprocessing with mean/std 0.5, and sigmoid probabilities, against
 // transformers' SiglipModel on SiglipImageProcessor's pixels and open_clip's token rows.
 

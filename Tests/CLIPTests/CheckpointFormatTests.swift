@@ -1,4 +1,6 @@
 import CLIP
+import CLIPImage
+import CLIPLoading
 import CLIPWeights
 import Foundation
 import Testing
@@ -127,7 +129,7 @@ func unimplementedOpenCLIPSettingsAreRefused(section: String, key: String, value
 }
 
 /// Random-weight models of every architecture of open_clip's pretrained table that clip loads, scaled down
-/// (Scripts/make_openclip_fixtures.py), against open_clip's own outputs; with `CLIP_OPENCLIP_FULL=DIR` also the
+/// (Scripts/fixtures/make_openclip_fixtures.py), against open_clip's own outputs; with `CLIP_OPENCLIP_FULL=DIR` also the
 /// full-size models the script writes with `--full DIR`.
 let openCLIPArchitectureFiles: [String] = {
     var dirs = ["\(fixtureDirectory)/open_clip"]
@@ -315,7 +317,10 @@ func unimplementedCoCaSettingsAreRefused(section: String, key: String, value: St
     ("text_cfg", "context_length", "-1", "text_cfg.context_length"),
     ("text_cfg", "context_length", "77", "text_cfg.context_length is 77, but the weights' context length is 16"),
     ("text_cfg", "vocab_size", "49408", "text_cfg.vocab_size"),
-    ("text_cfg", "width", "64.5", "text_cfg.width"),
+    ("text_cfg", "width", "64.5", "text_cfg.width is 64.5; expected a whole number"),
+    ("text_cfg", "width", "\"64\"", "text_cfg.width is \"64\"; expected a whole number"),
+    ("text_cfg", "heads", "true", "text_cfg.heads is true; expected a whole number"),
+    ("vision_cfg", "head_width", "[64]", "vision_cfg.head_width is [64]; expected a whole number"),
     ("", "embed_dim", "512", "embed_dim"),
 ])
 func configSizesMustBeTheWeights(section: String, key: String, value: String, named: String) throws {

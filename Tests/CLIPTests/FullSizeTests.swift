@@ -1,8 +1,10 @@
 import CLIP
+import CLIPImage
+import CLIPLoading
 import Foundation
 import Testing
 
-/// Directory holding full-size fixtures made by `python Scripts/make_fixtures.py --full DIR`; the tests
+/// Directory holding full-size fixtures made by `python Scripts/fixtures/make_fixtures.py --full DIR`; the tests
 /// below run only when `CLIP_FULL_FIXTURES` names it (they need ≈1 GB of generated files).
 let fullFixtureDirectory = ProcessInfo.processInfo.environment["CLIP_FULL_FIXTURES"]
 

@@ -1,4 +1,6 @@
 import CLIP
+import CLIPImage
+import CLIPLoading
 import CLIPTensor
 import CLIPWeights
 import Foundation

@@ -1,12 +1,14 @@
 import CLIP
+import CLIPImage
 import CLIPLayers
+import CLIPLoading
 import CLIPTensor
 import CLIPWeights
 import Foundation
 import Testing
 
 // SigLIP as Hugging Face's `SiglipModel` computes it, on random weights of a scaled-down model
-// (Scripts/make_siglip_fixtures.py): every part that differs from CLIP, with sizes that do not divide evenly.
+// (Scripts/fixtures/make_siglip_fixtures.py): every part that differs from CLIP, with sizes that do not divide evenly.
 
 let sigLIPDirectory = "\(fixtureDirectory)/siglip"
 
@@ -27,7 +29,7 @@ func sigLIPConfiguration() throws {
 }
 
 /// The committed scaled-down folders, and with `CLIP_SIGLIP_FULL=DIR` the full-size `hf_siglip_base` that
-/// `Scripts/make_siglip_fixtures.py --full DIR` writes (google/siglip-base-patch16-224's configuration).
+/// `Scripts/fixtures/make_siglip_fixtures.py --full DIR` writes (google/siglip-base-patch16-224's configuration).
 let sigLIPFolders: [String] = {
     var folders = ["\(sigLIPDirectory)/hf_siglip_tiny", "\(sigLIPDirectory)/hf_siglip_spm"]
     if let full = ProcessInfo.processInfo.environment["CLIP_SIGLIP_FULL"], !full.isEmpty { folders.append("\(full)/hf_siglip_base") }

@@ -3,7 +3,7 @@ import CLIPTensor
 import CLIPWeights
 import Foundation
 
-/// Directory of the committed fixtures written by Scripts/make_fixtures.py.
+/// Directory of the committed fixtures written by Scripts/fixtures/make_fixtures.py.
 let fixtureDirectory: String = {
     guard let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil) else {
         return "Tests/CLIPTests/Fixtures"

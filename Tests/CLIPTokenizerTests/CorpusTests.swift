@@ -48,7 +48,7 @@ func escaped(_ s: String) -> String {
     #expect(rate >= 0.999, "\(failures.count) differ (\(rate * 100) % identical):\n\(failures.prefix(20).joined(separator: "\n"))")
 }
 
-/// A large local corpus (`python Scripts/make_tokenizer_fixtures.py --stress FILE`), checked when
+/// A large local corpus (`python Scripts/fixtures/make_tokenizer_fixtures.py --stress FILE`), checked when
 /// `CLIP_TOKENIZER_CORPUS` names it; prints every difference.
 @Test(.enabled(if: ProcessInfo.processInfo.environment["CLIP_TOKENIZER_CORPUS"] != nil))
 func stressCorpusMatchesReference() throws {

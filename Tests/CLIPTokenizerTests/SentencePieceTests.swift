@@ -2,7 +2,7 @@ import CLIPTokenizer
 import Foundation
 import Testing
 
-// SentencePiece against the `sentencepiece` library (Scripts/make_sentencepiece_fixtures.py): unigram and BPE
+// SentencePiece against the `sentencepiece` library (Scripts/fixtures/make_sentencepiece_fixtures.py): unigram and BPE
 // models written by its own trainer in the configurations SigLIP-family tokenizers use (T5's and Gemma's), some with
 // pieces marked unused, on the CLIP tokenizer's 12,142 corpus strings. Encoding must be identical for every string.
 
@@ -91,7 +91,7 @@ func hostileSentencePieceModels(_ name: String, _ bytes: [UInt8]) {
     } catch { #expect("\(error)".contains("unknown piece")) }
 }
 
-/// The strings after the corpus in `xlmr/ids.jsonl` (Scripts/make_sentencepiece_fixtures.py's `XLMR_EXTRA`).
+/// The strings after the corpus in `xlmr/ids.jsonl` (Scripts/fixtures/make_sentencepiece_fixtures.py's `XLMR_EXTRA`).
 let xlmRobertaExtra = ["x <s> y </s>", "<mask>zz <pad><unk>", "a\u{2581}b\u{2581}", "\u{2581}\u{2581}lead", "\u{FF1C}s\u{FF1E} fullwidth",
                        "e\u{301} \u{FB01}\u{301} x", "\u{FF76}\u{FF9E}", "tab\tand\u{3000}ideographic\u{A0}nbsp", "<s", "</s>"]
 
@@ -129,7 +129,7 @@ func xlmRobertaMatchesOpenCLIP(_ kind: String) throws {
     }
 }
 
-/// The strings after the corpus in `wordpiece/ids.jsonl` (Scripts/make_wordpiece_fixtures.py's `WORDPIECE_EXTRA`).
+/// The strings after the corpus in `wordpiece/ids.jsonl` (Scripts/fixtures/make_wordpiece_fixtures.py's `WORDPIECE_EXTRA`).
 let wordPieceExtra = ["x [CLS] y [SEP]", "[mask] [MASK]z [PAD][UNK]", "Héllo wörld ÅNGSTRÖM", "日本語のテキスト 中文",
                       String(repeating: "x", count: 101), String(repeating: "x", count: 100), "don't-stop e.g. U.S.A.",
                       "\u{1F970} \u{1FAE8} face \u{E3F}\u{20C0}", "İstanbul ǅ ß", "tab\tnew\nline\u{A0}nbsp\u{200B}zero\u{2028}sep"]

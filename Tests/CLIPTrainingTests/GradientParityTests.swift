@@ -7,7 +7,7 @@ import Foundation
 import Testing
 @testable import CLIPTraining
 
-/// Fixtures from Scripts/make_training_fixtures.py: open_clip in float64 on a small CLIP with odd sizes.
+/// Fixtures from Scripts/fixtures/make_training_fixtures.py: open_clip in float64 on a small CLIP with odd sizes.
 let trainingFixtures = Bundle.module.resourcePath! + "/Fixtures"
 
 func smallCLIP() throws -> (CLIPConfiguration, NamedTensors) {

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""SigLIP ViT-B/16 (224 px, 64 tokens) side by side in one run: transformers' SiglipModel and open_clip's
+ViT-B-16-SigLIP (timm image tower) in PyTorch, against `clip bench` on the same random SiglipModel folder. fp32,
+2 threads each, median of --repeat timed runs after a warm-up; rates and ratios.
+
+    swift build -c release --product clip
+    python Scripts/bench/bench_siglip.py [--batch 8] [--repeat 5] [--clip .build/release/clip]
+
+Needs: torch, transformers, open_clip_torch, timm (and bench_compare.py's clip-anytorch). The folder (800 MB) is written to a temporary directory and
+removed afterwards.
+"""
+import argparse
+import re
+import shutil
+import subprocess
+import tempfile
+
+import torch
+
+from bench_compare import median_time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--clip", default=".build/release/clip")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    cpu = open("/proc/cpuinfo").read()
+    print("CPU:", re.search(r"model name\s*:\s*(.*)", cpu).group(1),
+          "| AVX-512" if " avx512f" in cpu else "| AVX2 (no AVX-512)", "| torch", torch.__version__, "| threads 2")
+
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+    import open_clip
+
+    b = args.batch
+    pixels = torch.randn(b, 3, 224, 224)
+    tokens = torch.randint(0, 32000, (b, 64))
+    rows = []
+
+    hf = SiglipModel(SiglipConfig()).eval()
+    with torch.inference_mode():
+        rows.append(("transformers SiglipModel",
+                     b / median_time(lambda: hf.vision_model(pixel_values=pixels), args.repeat),
+                     b / median_time(lambda: hf.text_model(input_ids=tokens), args.repeat)))
+    folder = tempfile.mkdtemp()
+    try:
+        hf.save_pretrained(folder)
+        SiglipImageProcessor(size={"height": 224, "width": 224}).save_pretrained(folder)
+        del hf
+        oc = open_clip.create_model("ViT-B-16-SigLIP").eval()
+        with torch.inference_mode():
+            rows.append(("open_clip ViT-B-16-SigLIP",
+                         b / median_time(lambda: oc.encode_image(pixels), args.repeat),
+                         b / median_time(lambda: oc.encode_text(tokens), args.repeat)))
+        del oc
+        out = subprocess.run([args.clip, "bench", "--model", folder, "--batch", str(b), "--repeat", str(args.repeat)],
+                             check=True, capture_output=True, text=True).stdout
+        img = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
+        txt = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
+        level = re.search(r"CPU level: (\S+)", out).group(1)
+        rows.append((f"swift-clip ({level})", img, txt))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    base_img, base_txt = rows[0][1], rows[0][2]
+    print(f"batch {b}, fp32")
+    print(f"{'':28s} {'img/s':>8s} {'× HF':>6s} {'txt/s':>8s} {'× HF':>6s}")
+    for name, i, t in rows:
+        print(f"{name:28s} {i:8.2f} {i / base_img:6.2f} {t:8.2f} {t / base_txt:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

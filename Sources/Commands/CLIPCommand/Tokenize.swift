@@ -1,0 +1,59 @@
+import ArgumentParser
+import CLIP
+import CLIPCommandSupport
+import CLIPImage
+import CLIPKit
+import CLIPTokenizer
+import Foundation
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print token ids as clip.tokenize returns them: a JSON array with one array per text.")
+
+    @Option(help: "Ids per text, start and end tokens included; shorter texts are padded (with 0 for CLIP, </s> for SigLIP).")
+    var contextLength = 77
+
+    @Option(help: "A SentencePiece model file (SigLIP's spiece.model): tokenize as open_clip does for SigLIP (canonicalized text, </s>, padded with </s>; use --context-length 64) instead of with CLIP's BPE.")
+    var sentencepiece: String?
+
+    @Option(help: "An XLM-RoBERTa SentencePiece model (MetaCLIP 2's XLM-V sentencepiece.bpe.model): tokenize as open_clip does for MetaCLIP 2 (<s> … </s>, padded with <pad> 1).")
+    var xlmRoberta: String?
+
+    @Option(help: "A BERT WordPiece vocabulary (CLIPA's bert-base-uncased vocab.txt): tokenize as open_clip does for CLIPA ([CLS] …, [SEP] as 0, padded with [PAD]; use --context-length 32).")
+    var wordpiece: String?
+
+    @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
+    var truncate = false
+
+    @Flag(help: "Print the cleaned, lower-cased text each text is tokenized from, one JSON string per line (for debugging).")
+    var showCleaned = false
+
+    @Argument(help: "The texts.")
+    var texts: [String] = []
+
+    func run() throws {
+        let tokenizer: any TextTokenizer
+        guard [sentencepiece, xlmRoberta, wordpiece].compactMap({ $0 }).count <= 1 else {
+            throw CLIError("--sentencepiece, --xlm-roberta and --wordpiece name different tokenizers; give one")
+        }
+        if let sentencepiece {
+            tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece)
+        } else if let xlmRoberta {
+            tokenizer = try XLMRobertaTokenizer(contentsOf: xlmRoberta)
+        } else if let wordpiece {
+            tokenizer = try WordPieceTokenizer(vocabulary: wordpiece)
+        } else {
+            tokenizer = try CLIPTokenizer.shared()
+        }
+        if showCleaned {
+            for t in texts { print(try jsonText(tokenizer.cleanedText(t))) }
+            return
+        }
+        let rows: [[Int]]
+        do { rows = try tokenizer.tokenize(texts, contextLength: contextLength, truncate: truncate) } catch {
+            if case TokenizerError.invalidContextLength = error { throw CLIError("--context-length: \(error)") }
+            throw error
+        }
+        print(try jsonText(rows))
+    }
+}

@@ -1,0 +1,122 @@
+import CLIP
+import CLIPImage
+import CLIPWeights
+import Foundation
+
+extension CLIPModel {
+    /// A Hugging Face `CLIPModel` folder: `config.json` plus `model.safetensors` or `pytorch_model.bin`;
+    /// `preprocessor_config.json` and tokenizer files are used when present.
+    static func loadHuggingFace(folder: String, precision: Precision, towers: Towers,
+                                cache: PackedWeightCache?) throws(ModelLoadError) -> LoadedModel {
+        let configPath = folder + "/config.json"
+        let cfg = try ConfigReader.read(configPath)
+        let r = ConfigReader(origin: configPath)
+        // Other Hugging Face image–text models share the config's shape but not the towers' function.
+        if let type = cfg["model_type"]?.string, !["clip", "siglip"].contains(type) {
+            let hint = type == "siglip2"
+                ? " (Siglip2Model's NaFlex towers take variable patch grids; the fixed-resolution SigLIP 2 checkpoints are published as SiglipModel folders, and open_clip's SigLIP 2 tags load)"
+                : ""
+            throw .architecture("config.json has model_type '\(type)'; CLIPModel ('clip') and SiglipModel ('siglip') folders load\(hint)", origin: folder)
+        }
+        guard let text = cfg["text_config"], text.object != nil, let vision = cfg["vision_config"], vision.object != nil else {
+            throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel or SiglipModel folder?", origin: folder)
+        }
+        let fm = FileManager.default
+        // A folder of one weight file loads through the packed-weight cache, keyed by that file's content and the
+        // configuration config.json gives. The file is chosen once, its identity taken before it is opened (as for
+        // a checkpoint file) and that same path opened: a file appearing in between cannot key one content's cache
+        // with another's. Shards load uncached.
+        let weights = try huggingFaceWeightPath(folder: folder)
+        let single = weights.sharded ? nil : weights.path
+        let identity = cache == nil ? nil : single.flatMap(PackedWeightCache.identity(of:))
+        let base = try openHuggingFaceWeights(weights)
+        let source: HuggingFaceWeights
+        do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
+        var c = try CLIPConfiguration.infer(from: source)
+        try applyTowerSettings(text: text, vision: vision, to: &c, r)
+        var p = Preprocessing(resolution: try r.resolution(vision["image_size"], "vision_config.image_size", model: c)
+            ?? c.imageResolution)
+        let prePath = folder + "/preprocessor_config.json"
+        if fm.fileExists(atPath: prePath) {
+            try applyImageProcessor(try ConfigReader.read(prePath), to: &p, model: c, ConfigReader(origin: prePath), folder: folder)
+        }
+        let (model, digest) = try loadThroughCache(cache, path: single ?? folder, identity: identity, source: source,
+                                                   configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
+                                                   precision: precision, towers: towers, shownAs: folder)
+        let hasTokenizer = (["vocab.json", "tokenizer.json"] + LoadedModel.sentencePieceFiles).contains { fm.fileExists(atPath: folder + "/" + $0) }
+        var loaded = LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
+                                 storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
+                                 tokenizerFolder: hasTokenizer ? folder : nil)
+        loaded.checkpointDigest = digest
+        return loaded
+    }
+
+    /// `preprocessor_config.json`: CLIPImageProcessor's mean, std, crop and filter, or SiglipImageProcessor's
+    /// resize of both sides.
+    private static func applyImageProcessor(_ pre: [String: JSONValue], to p: inout Preprocessing, model c: CLIPConfiguration,
+                                            _ r: ConfigReader, folder: String) throws(ModelLoadError) {
+        if let m = r.floats(pre["image_mean"]) { p.mean = m }
+        if let s = r.floats(pre["image_std"]) { p.std = s }
+        let crop = pre["crop_size"]?.object != nil ? pre["crop_size"]?["height"] : pre["crop_size"]
+        if let size = try r.resolution(crop, "crop_size", model: c) { p.resolution = size }
+        // SiglipImageProcessor resizes both sides to size.height × size.width and crops nothing.
+        if pre["do_center_crop"]?.bool != true, let size = pre["size"], let height = size["height"], let width = size["width"] {
+            guard let side = try r.resolution(height, "size.height", model: c), width.number == Double(side) else {
+                throw .architecture("preprocessor_config.json asks for a \(width)×\(height) resize; only square inputs of the model's resolution are implemented", origin: folder)
+            }
+            p.resolution = side
+            p.resizeMode = .squash
+        }
+        // PIL's filter numbers: 2 bilinear, 3 bicubic.
+        if let filter = try r.int(pre["resample"], "resample", in: 0...5) {
+            guard filter == 2 || filter == 3 else {
+                throw .architecture("preprocessor_config.json asks for resample=\(filter); only bilinear (2) and bicubic (3) are implemented", origin: folder)
+            }
+            p.interpolation = filter == 2 ? .bilinear : .bicubic
+        }
+    }
+
+    /// `model.safetensors` (or its shards), else `pytorch_model.bin` (or its shards), of a Hugging Face folder.
+    static func huggingFaceWeightFile(folder: String) throws(ModelLoadError) -> any WeightSource {
+        try openHuggingFaceWeights(try huggingFaceWeightPath(folder: folder))
+    }
+
+    /// Which weight file of a Hugging Face folder loads, in that order: `model.safetensors`, its sharded index,
+    /// `pytorch_model.bin`, its sharded index.
+    static func huggingFaceWeightPath(folder: String) throws(ModelLoadError) -> (path: String, sharded: Bool) {
+        let fm = FileManager.default
+        for (name, sharded) in [("model.safetensors", false), ("model.safetensors.index.json", true),
+                                ("pytorch_model.bin", false), ("pytorch_model.bin.index.json", true)]
+        where fm.fileExists(atPath: folder + "/" + name) {
+            return (folder + "/" + name, sharded)
+        }
+        throw .weightFile(WeightFileError(file: folder, .cannotOpen(reason: "none of model.safetensors, its sharded index model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json is present")))
+    }
+
+    static func openHuggingFaceWeights(_ weights: (path: String, sharded: Bool)) throws(ModelLoadError) -> any WeightSource {
+        do throws(WeightFileError) {
+            if weights.sharded { return try ShardedWeights(indexPath: weights.path) }
+            return weights.path.hasSuffix(".safetensors") ? try SafeTensorsFile(path: weights.path) : try TorchCheckpoint(path: weights.path)
+        } catch { throw .weightFile(error) }
+    }
+
+    /// Heads, activation and LayerNorm ε from each tower's own section of `config.json` (CLIPConfig allows the
+    /// towers to differ); the ResNet tower has no such section.
+    private static func applyTowerSettings(text: JSONValue, vision: JSONValue, to c: inout CLIPConfiguration,
+                                           _ r: ConfigReader) throws(ModelLoadError) {
+        if let h = try r.heads(text["num_attention_heads"], "text_config.num_attention_heads", width: c.text.width) {
+            c.text.heads = h
+        }
+        if let act = try r.activation(text["hidden_act"], "text_config.hidden_act") { c.text.activation = act }
+        if let eps = try r.epsilon(text["layer_norm_eps"], "text_config.layer_norm_eps") { c.text.layerNormEps = eps }
+        guard case .transformer(var v) = c.vision else { return }
+        if let h = try r.heads(vision["num_attention_heads"], "vision_config.num_attention_heads", width: v.width) {
+            v.heads = h
+        }
+        if let act = try r.activation(vision["hidden_act"], "vision_config.hidden_act") { v.activation = act }
+        if let eps = try r.epsilon(vision["layer_norm_eps"], "vision_config.layer_norm_eps") { v.layerNormEps = eps }
+        // SigLIP's pooling head attends with the tower's own head count.
+        if case .attention = v.pooling { v.pooling = .attention(heads: v.heads) }
+        c.vision = .transformer(v)
+    }
+}

@@ -1,0 +1,140 @@
+import CLIP
+
+/// The families of open_clip configs, each recognised by its config and each checking and applying its own
+/// settings; what a config of none of them asks for is checked by the general rules (`OpenCLIPRules`). A new
+/// family is a case here with its recognition, its checks and its settings.
+enum OpenCLIPFamily: Equatable {
+    /// open_clip's SigLIP (`custom_text` with a timm `vit_*_siglip_*` image tower), with timm's head width for its
+    /// size: base and large 64 wide, so400m 72, giantopt 96.
+    case sigLIP(headWidth: Int)
+    /// CoCa: a caption decoder (`multimodal_cfg`), an attentional pooler and an appended class token.
+    case coCa
+    /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
+    case clip
+
+    /// The family a model config describes.
+    init(_ cfg: [String: JSONValue]) {
+        if cfg["custom_text"]?.bool == true, let name = cfg["vision_cfg"]?["timm_model_name"]?.string,
+           let m = name.wholeMatch(of: #/vit_(base|large|so400m|giantopt)_patch\d+_siglip_\d+/#),
+           let width = ["base": 64, "large": 64, "so400m": 72, "giantopt": 96][String(m.1)] {
+            self = .sigLIP(headWidth: width)
+        } else if cfg["multimodal_cfg"] != nil {
+            self = .coCa
+        } else {
+            self = .clip
+        }
+    }
+
+    /// The family's own settings checked against what its towers compute; returns the config without them, for the
+    /// general checks.
+    func generalPart(_ cfg: [String: JSONValue], _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+        switch self {
+        case .sigLIP: return try Self.sigLIPGeneralPart(cfg, r)
+        case .coCa: return try Self.coCaGeneralPart(cfg, r)
+        case .clip: return cfg
+        }
+    }
+
+    private static func sigLIPGeneralPart(_ cfg: [String: JSONValue], _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+        let vision = cfg["vision_cfg"], text = cfg["text_cfg"]
+        func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
+            try requireSetting(ok, name, value, supported, family: "SigLIP", r)
+        }
+        let textTower = text?["hf_model_name"]?.string ?? ""
+        try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; Hugging Face text towers are not loaded")
+        try require(vision?["timm_pool"]?.string == "map", "vision_cfg.timm_pool", vision?["timm_pool"], "map")
+        try require(vision?["timm_proj"]?.string == "none", "vision_cfg.timm_proj", vision?["timm_proj"], "none")
+        try require(text?["no_causal_mask"]?.bool == true, "text_cfg.no_causal_mask", text?["no_causal_mask"], "true")
+        try require(text?["pool_type"]?.string == "last", "text_cfg.pool_type", text?["pool_type"], "last")
+        let clean = text?["tokenizer_kwargs"]?["clean"]
+        try require(clean?.string == "canonicalize", "text_cfg.tokenizer_kwargs.clean", clean, "canonicalize")
+        // open_clip's SigLIP tokenizers: T5-style unigram vocabularies (English c4, multilingual mc4) saved as
+        // spiece.model, and SigLIP 2's Gemma BPE vocabulary saved as tokenizer.model.
+        let tokenizer = text?["hf_tokenizer_name"]?.string ?? ""
+        try require(tokenizer.wholeMatch(of: #/timm/ViT-[A-Za-z0-9-]*SigLIP[A-Za-z0-9-]*/#) != nil, "text_cfg.hf_tokenizer_name",
+                    .string(tokenizer), "the SentencePiece tokenizers of timm's SigLIP repositories")
+        let act = text?["act_kwargs"]?.object ?? [:]
+        try require(act.isEmpty || (act.count == 1 && act["approximate"]?.string == "tanh"), "text_cfg.act_kwargs", .object(act),
+                    "none or approximate: tanh")
+        let norm = text?["norm_kwargs"]?.object ?? [:]
+        try require(norm.keys.allSatisfy { $0 == "eps" }, "text_cfg.norm_kwargs", .object(norm), "eps")
+        return removing(from: cfg, top: ["custom_text"],
+                        vision: ["timm_model_name", "timm_pool", "timm_proj", "timm_model_pretrained", "timm_drop", "timm_drop_path"],
+                        text: ["no_causal_mask", "pool_type", "tokenizer_kwargs", "hf_tokenizer_name", "act_kwargs", "norm_kwargs", "proj_bias"])
+    }
+
+    /// CoCa's own settings (the embeddings only: the caption decoder is not run).
+    private static func coCaGeneralPart(_ cfg: [String: JSONValue], _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+        let vision = cfg["vision_cfg"], text = cfg["text_cfg"]
+        func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
+            try requireSetting(ok, name, value, supported, family: "CoCa", r)
+        }
+        let textTower = text?["hf_model_name"]?.string ?? ""
+        try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; Hugging Face text towers are not loaded")
+        // `attentional_pool` may also name the paper's "parallel" or "cascade" poolers, which open_clip marks untested.
+        try require(vision?["attentional_pool"]?.bool == true, "vision_cfg.attentional_pool", vision?["attentional_pool"], "true")
+        try require(text?["embed_cls"]?.bool == true, "text_cfg.embed_cls", text?["embed_cls"], "true")
+        return removing(from: cfg, top: ["custom_text", "multimodal_cfg"],
+                        vision: ["attentional_pool", "attn_pooler_heads", "attn_pooler_queries", "output_tokens"],
+                        text: ["embed_cls", "output_tokens"])
+    }
+
+    /// A family's setting check: throws, naming the setting, its value and what is supported, unless `ok`.
+    private static func requireSetting(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String, family: String,
+                                       _ r: ConfigReader) throws(ModelLoadError) {
+        guard !ok else { return }
+        throw .architecture("\(name) is \(value.map { "\($0)" } ?? "absent"), which swift-clip does not implement for \(family) yet (supported: \(supported))", origin: r.origin)
+    }
+
+    /// `cfg` without the given top-level, `vision_cfg` and `text_cfg` keys: what a family's own checks have covered.
+    private static func removing(from cfg: [String: JSONValue], top: [String], vision: [String], text: [String]) -> [String: JSONValue] {
+        var general = cfg
+        for key in top { general[key] = nil }
+        for (section, keys) in [("vision_cfg", vision), ("text_cfg", text)] {
+            var part = cfg[section]?.object ?? [:]
+            for key in keys { part[key] = nil }
+            general[section] = .object(part)
+        }
+        return general
+    }
+
+    /// The family's settings applied before the general ones (SigLIP's towers), which then leave them alone.
+    func applyFirst(_ cfg: [String: JSONValue], to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) {
+        guard case .sigLIP(let headWidth) = self else { return }
+        // timm's tower: exact GELU, ε 1e-6, heads by family.
+        guard case .transformer(var v) = c.vision, case .attention = v.pooling else {
+            throw .architecture("the config describes a SigLIP model (\(cfg["vision_cfg"]?["timm_model_name"]?.string ?? "")) but the weights are not one", origin: r.origin)
+        }
+        guard v.width % headWidth == 0 else {
+            throw .architecture("the image tower is \(v.width) wide, which timm's \(headWidth)-wide heads do not divide", origin: r.origin)
+        }
+        v.heads = v.width / headWidth
+        v.pooling = .attention(heads: v.heads)
+        v.activation = .gelu
+        v.layerNormEps = 1e-6
+        c.vision = .transformer(v)
+        let text = cfg["text_cfg"]
+        c.text.activation = text?["act_kwargs"]?["approximate"]?.string == "tanh" ? .geluTanh : .gelu
+        if let eps = try r.epsilon(text?["norm_kwargs"]?["eps"], "text_cfg.norm_kwargs.eps") { c.text.layerNormEps = eps }
+        c.text.causal = false
+        c.text.pooling = .last
+        c.objective = .sigmoid
+    }
+
+    /// The family's settings applied after the general ones (CoCa's pooler heads).
+    func applyLast(_ cfg: [String: JSONValue], to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) {
+        guard self == .coCa else { return }
+        // The weights must have the attentional pooler and the appended class token; the pooler's heads come from
+        // `vision_cfg.attn_pooler_heads` (8 by default).
+        guard case .transformer(var v) = c.vision, case .attentionalPooler = v.pooling,
+              c.text.pooling == .appendedClassToken else {
+            throw .architecture("the config describes a CoCa model (multimodal_cfg) but the weights lack its attentional pooler (visual.attn_pool.query) or class token (text.cls_emb)", origin: r.origin)
+        }
+        let heads = try r.heads(cfg["vision_cfg"]?["attn_pooler_heads"], "vision_cfg.attn_pooler_heads", width: c.embedDim) ?? 8
+        guard c.embedDim % heads == 0 else {
+            throw .architecture("vision_cfg.attn_pooler_heads is \(heads), which does not divide the pooled width \(c.embedDim)", origin: r.origin)
+        }
+        v.pooling = .attentionalPooler(heads: heads)
+        c.vision = .transformer(v)
+    }
+}

@@ -1,0 +1,91 @@
+import CLIP
+import CLIPImage
+
+extension OpenCLIPConfig {
+    /// The Hub repository of the config's own tokenizer (`text_cfg.hf_tokenizer_name`), when it names one.
+    public var tokenizerRepository: String? {
+        guard let cfg = try? checked().config, let name = cfg["text_cfg"]?["hf_tokenizer_name"]?.string, !name.isEmpty else {
+            return nil
+        }
+        return name
+    }
+
+    /// Nil when swift-clip implements everything the config asks for, else the reason it would be refused at load
+    /// time (checked without weights).
+    public var unsupportedSetting: String? {
+        do throws(ModelLoadError) {
+            _ = try checked()
+            return nil
+        } catch {
+            if case .architecture(let reason, _) = error { return reason }
+            return error.description
+        }
+    }
+
+    /// The model config (unwrapped from the Hub's `model_cfg`, with its `preprocess_cfg`), its family and a reader
+    /// naming its origin, once every setting it asks for is one this implementation computes.
+    func checked() throws(ModelLoadError) -> (config: [String: JSONValue], family: OpenCLIPFamily, reader: ConfigReader) {
+        let file = try document()
+        var cfg = file["model_cfg"]?.object ?? file
+        if cfg["preprocess_cfg"] == nil, let pre = file["preprocess_cfg"] { cfg["preprocess_cfg"] = pre }
+        let reader = ConfigReader(origin: origin)
+        let family = OpenCLIPFamily(cfg)
+        try OpenCLIPRules.refuseUnimplemented(try family.generalPart(cfg, reader), reader)
+        return (cfg, family, reader)
+    }
+
+    /// The config's settings over what the weights imply: `quick_gelu` (otherwise GELU), the heads
+    /// (`vision_cfg.head_width`, `text_cfg.heads`), poolings, the tokenizer, `vision_cfg.image_size` and
+    /// `preprocess_cfg`, then the family's own.
+    func apply(to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
+        let (cfg, family, r) = try checked()
+        c.activation = cfg["quick_gelu"]?.bool == true ? .quickGELU : .gelu
+        try family.applyFirst(cfg, to: &c, r)
+        let isSigLIP = if case .sigLIP = family { true } else { false }
+        if let text = cfg["text_cfg"], text.object != nil {
+            if let heads = try r.heads(text["heads"], "text_cfg.heads", width: c.text.width) { c.text.heads = heads }
+            let pool = text["pool_type"]?.string
+            if !isSigLIP, pool == "eos" {
+                c.text.pooling = .token(try r.int(text["eos_id"], "text_cfg.eos_id", in: 0...(c.text.vocabSize - 1)) ?? 2)
+            }
+            if let name = text["hf_tokenizer_name"]?.string, OpenCLIPRules.xlmRobertaTokenizers.contains(name) {
+                c.text.vocabulary = .xlmRoberta
+            }
+            if let name = text["hf_tokenizer_name"]?.string, OpenCLIPRules.wordPieceTokenizers.contains(name) {
+                c.text.vocabulary = .wordPiece
+            }
+            if !isSigLIP, text["no_causal_mask"]?.bool == true { c.text.causal = false }
+            if !isSigLIP, pool == "last" { c.text.pooling = .last }
+            if !isSigLIP, pool == "first" { c.text.pooling = .first }
+        }
+        if let vision = cfg["vision_cfg"], vision.object != nil {
+            if case .transformer(var v) = c.vision, !isSigLIP {
+                if vision["no_ln_pre"]?.bool == true, v.preNorm {
+                    throw .architecture("vision_cfg.no_ln_pre is true, but the weights have visual.ln_pre", origin: r.origin)
+                }
+                if vision["pool_type"]?.string == "avg" {
+                    guard v.pooling == .classToken else {
+                        throw .architecture("vision_cfg.pool_type is avg, but the weights have an attention pooling head", origin: r.origin)
+                    }
+                    v.pooling = vision["final_ln_after_pool"]?.bool == true ? .average : .normalizedAverage
+                }
+                let headWidth = try r.heads(vision["head_width"], "vision_cfg.head_width", width: v.width) ?? 64
+                v.heads = max(v.width / headWidth, 1)
+                c.vision = .transformer(v)
+            }
+            if let size = try r.resolution(vision["image_size"], "vision_cfg.image_size", model: c) { p.resolution = size }
+        }
+        try family.applyLast(cfg, to: &c, r)
+        if let name = cfg["text_cfg"]?["hf_model_name"]?.string, !name.isEmpty, c.text.roberta == nil {
+            throw .architecture("text_cfg.hf_model_name is \(name), a Hugging Face text tower, but the weights have CLIP's text transformer (no text.transformer.embeddings.word_embeddings.weight)", origin: r.origin)
+        }
+        // Last, so a family's own checks (CoCa, CLIPA, SigLIP) name a mismatch first.
+        try OpenCLIPRules.checkSizes(cfg, against: c, r)
+        if let pre = cfg["preprocess_cfg"] {
+            if let m = r.floats(pre["mean"]) { p.mean = m }
+            if let s = r.floats(pre["std"]) { p.std = s }
+            if let mode = pre["resize_mode"]?.string, let m = Preprocessing.ResizeMode(rawValue: mode) { p.resizeMode = m }
+            if let name = pre["interpolation"]?.string, let i = Preprocessing.Interpolation(rawValue: name) { p.interpolation = i }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import CLIP
+import CLIPTokenizer
+import Foundation
+
+extension LoadedModel {
+    /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), for SigLIP the
+    /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`), for CLIPA BERT's
+    /// (`WordPieceTokenizer`). A vocabulary of its own is never replaced by OpenAI's BPE, whose ids would index
+    /// other rows: a missing file is an error naming it.
+    public func tokenizer() throws(TokenizerError) -> any TextTokenizer {
+        func modelFile(_ names: [String], _ description: String) throws(TokenizerError) -> String {
+            let beside = (path as NSString).deletingLastPathComponent
+            let file = [tokenizerFolder, beside].compactMap { $0 }
+                .flatMap { folder in names.map { folder + "/" + $0 } }
+                .first { FileManager.default.fileExists(atPath: $0) }
+            guard let file else {
+                throw .missingResource("\(names.joined(separator: " or ")) (\(description); put it beside the weights of \(path))")
+            }
+            return file
+        }
+        switch model.configuration.text.vocabulary {
+        case .sentencePiece:
+            let file = try modelFile(["spiece.model", "tokenizer.model"], "a SigLIP model is tokenized with its own SentencePiece model")
+            return try SentencePieceTokenizer.sigLIP(contentsOf: file)
+        case .xlmRoberta:
+            let file = try modelFile([Self.xlmRobertaFile], "this model is tokenized with an XLM-RoBERTa SentencePiece model, from the Hub repository its config's hf_tokenizer_name names: facebook/xlm-v-base for MetaCLIP 2, xlm-roberta-base or -large")
+            return try XLMRobertaTokenizer(contentsOf: file)
+        case .wordPiece:
+            let file = try modelFile([Self.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")
+            return try WordPieceTokenizer(vocabulary: file)
+        case .openAIBPE:
+            if let tokenizerFolder { return try CLIPTokenizer(huggingFaceFolder: tokenizerFolder) }
+            return try CLIPTokenizer.shared()
+        }
+    }
+}

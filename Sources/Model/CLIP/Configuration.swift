@@ -1,0 +1,477 @@
+import CLIPLayers
+import CLIPWeights
+
+/// The architecture of a CLIP model. `infer(from:)` derives it from the weights alone, as the reference
+/// `build_model` does; fields may be changed before building when a model's config says otherwise (for
+/// example attention heads that are not width/64).
+public struct CLIPConfiguration: Sendable, Equatable {
+    /// The largest input side a model may ask for (ViT-L/14@336px takes 336; SigLIP 512).
+    public static let maximumImageResolution = 4_096
+
+    /// Width of the joint image–text embedding space.
+    public var embedDim: Int
+    /// The image tower's architecture.
+    public var vision: Vision
+    /// The text tower's architecture.
+    public var text: Text
+    /// How image–text logits become probabilities, and whether a learned `logit_bias` is added to them.
+    public var objective: Objective = .softmax
+
+    /// CLIP's contrastive softmax over the candidates, or SigLIP's independent sigmoid per pair.
+    public enum Objective: String, Sendable, Equatable {
+        /// logits = exp(logit_scale)·cos; probabilities are a softmax over the texts (CLIP).
+        case softmax
+        /// logits = exp(logit_scale)·cos + logit_bias; each pair's probability is sigmoid(logit) (SigLIP).
+        case sigmoid
+    }
+
+    /// The non-linearity of every transformer MLP: reading gives the text tower's; setting sets both towers'
+    /// (each tower keeps its own, as Hugging Face configs allow).
+    public var activation: Activation {
+        get { text.activation }
+        set {
+            text.activation = newValue
+            if case .transformer(var v) = vision { v.activation = newValue; vision = .transformer(v) }
+        }
+    }
+
+    /// ε of every LayerNorm: reading gives the text tower's; setting sets both towers'.
+    public var layerNormEps: Float {
+        get { text.layerNormEps }
+        set {
+            text.layerNormEps = newValue
+            if case .transformer(var v) = vision { v.layerNormEps = newValue; vision = .transformer(v) }
+        }
+    }
+
+    /// A Vision Transformer (ViT-B/32, ViT-L/14, …) or the modified ResNet (RN50, RN101, …).
+    public enum Vision: Sendable, Equatable {
+        case transformer(VisionTransformerConfiguration)
+        case resnet(ResNetConfiguration)
+
+        /// The input side length the model was built for.
+        public var imageResolution: Int {
+            switch self {
+            case .transformer(let c): return c.patchSize * c.grid
+            case .resnet(let c): return c.outputGrid * 32
+            }
+        }
+    }
+
+    /// A Vision Transformer tower: `width`-wide tokens, one per `patchSize × patchSize` patch plus a class token.
+    public struct VisionTransformerConfiguration: Sendable, Equatable {
+        /// Token width (768 for ViT-B).
+        public var width: Int
+        /// Residual attention blocks.
+        public var layers: Int
+        /// Attention heads per block (width/64 in the reference).
+        public var heads: Int
+        /// Side of the square patches the stem convolution cuts, in pixels.
+        public var patchSize: Int
+        /// Patches per side; the input resolution is `patchSize × grid`.
+        public var grid: Int
+        /// The tower's MLP non-linearity.
+        public var activation: Activation
+        /// ε of the tower's LayerNorms.
+        public var layerNormEps: Float
+        /// How the tokens become one vector: CLIP's class token, or SigLIP's attention pooling over all patches
+        /// (no class token then).
+        public var pooling: Pooling = .classToken
+        /// Whether the patch convolution has a bias (`visual.conv1.bias`; SigLIP's has).
+        public var patchBias = false
+        /// Whether a LayerNorm (`visual.ln_pre`) precedes the transformer (CLIP's does, SigLIP's does not).
+        public var preNorm = true
+        /// Whether `visual.proj` maps the pooled width to the embedding (SigLIP's pooled width is the embedding).
+        public var projection = true
+
+        /// The image tower's pooling.
+        public enum Pooling: Sendable, Equatable {
+            /// `ln_post` of the class token (prepended to the patches).
+            case classToken
+            /// `ln_post` of every patch, then `AttentionPooling` (`visual.attn_pool`) with this many heads (SigLIP's
+            /// MAP head; no class token).
+            case attention(heads: Int)
+            /// CoCa's `AttentionalPooler` (`visual.attn_pool`) over the class token and the patches with this many
+            /// heads, then `ln_post` of its first query's output, `embedDim` wide.
+            case attentionalPooler(heads: Int)
+            /// CLIPA's: the mean of the patch tokens (the class token left out), then `ln_post` (open_clip's
+            /// `pool_type: avg` with `final_ln_after_pool`).
+            case average
+            /// `ln_post` of every token, then the mean of the patch tokens (`pool_type: avg` without
+            /// `final_ln_after_pool`).
+            case normalizedAverage
+        }
+
+        /// Whether a class token precedes the patches (every pooling but SigLIP's).
+        public var hasClassToken: Bool {
+            if case .attention = pooling { return false }
+            return true
+        }
+
+        /// Tokens the transformer sees: the patches, plus the class token.
+        public var tokens: Int {
+            let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
+            if overflow { return Int.max }
+            return hasClassToken ? (square == Int.max ? Int.max : square + 1) : square
+        }
+
+        /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
+        public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int, activation: Activation = .quickGELU,
+                    layerNormEps: Float = 1e-5) {
+            (self.width, self.layers, self.heads, self.patchSize, self.grid) = (width, layers, heads, patchSize, grid)
+            (self.activation, self.layerNormEps) = (activation, layerNormEps)
+        }
+    }
+
+    /// A modified ResNet tower: a three-convolution stem, four Bottleneck stages and an attention pool.
+    public struct ResNetConfiguration: Sendable, Equatable {
+        /// Bottleneck blocks in each of the four stages.
+        public var layers: [Int]
+        /// Channels of the stem's output (64 for RN50); stage i has width·2ⁱ planes.
+        public var width: Int
+        /// Heads of the attention pool (width·32/64 in the reference).
+        public var heads: Int
+        /// Side of the final feature map; the nominal input resolution is 32× this.
+        public var outputGrid: Int
+
+        /// A tower of the given sizes.
+        public init(layers: [Int], width: Int, heads: Int, outputGrid: Int) {
+            (self.layers, self.width, self.heads, self.outputGrid) = (layers, width, heads, outputGrid)
+        }
+    }
+
+    /// The causal text transformer.
+    public struct Text: Sendable, Equatable {
+        /// Tokens per sequence, start and end included (77).
+        public var contextLength: Int
+        /// Rows of the token embedding (49,408 for OpenAI's BPE).
+        public var vocabSize: Int
+        /// Token width (512 for ViT-B models).
+        public var width: Int
+        /// Attention heads per block.
+        public var heads: Int
+        /// Residual attention blocks.
+        public var layers: Int
+        /// The tower's MLP non-linearity.
+        public var activation: Activation
+        /// ε of the tower's LayerNorms.
+        public var layerNormEps: Float
+        /// Whether token i attends to tokens 0...i only (CLIP) or to every token (SigLIP).
+        public var causal = true
+        /// Which token's features become the text's.
+        public var pooling: Pooling = .endOfText
+        /// Whether `text_projection_bias` [embed] is added after the projection (SigLIP's head is a biased Linear).
+        public var projectionBias = false
+        /// The tokenizer whose ids index the token embedding.
+        public var vocabulary: Vocabulary = .openAIBPE
+        /// Set for a Hugging Face (XLM-)RoBERTa tower (`RobertaTextEncoder`) instead of CLIP's text transformer.
+        public var roberta: RobertaConfiguration?
+
+        /// What a Hugging Face RoBERTa tower has beyond the shared sizes.
+        public struct RobertaConfiguration: Sendable, Equatable {
+            /// Rows of the position table (514: 512 tokens after `padding_idx` 1).
+            public var positions: Int
+            /// Rows of the token-type table (1; type 0 is used).
+            public var tokenTypes: Int
+            /// The width between open_clip's two projection Linears (`hf_proj_type: mlp`), or nil for one Linear.
+            public var projectionHidden: Int?
+
+            /// A RoBERTa tower's extra sizes.
+            public init(positions: Int, tokenTypes: Int = 1, projectionHidden: Int?) {
+                (self.positions, self.tokenTypes, self.projectionHidden) = (positions, tokenTypes, projectionHidden)
+            }
+        }
+
+        /// The tokenizers text towers are trained with.
+        public enum Vocabulary: String, Sendable, Equatable {
+            /// OpenAI's byte-level BPE (49,408 ids), or a Hugging Face folder's own BPE files.
+            case openAIBPE
+            /// SigLIP's SentencePiece model (`spiece.model`, SigLIP 2's `tokenizer.model`).
+            case sentencePiece
+            /// XLM-RoBERTa's over a SentencePiece model (`sentencepiece.bpe.model`): MetaCLIP 2's XLM-V vocabulary.
+            case xlmRoberta
+            /// BERT's WordPiece (`vocab.txt`, lower-casing) in open_clip's CLIPA rows: `bert-base-uncased`.
+            case wordPiece
+        }
+
+        /// The text tower's pooling.
+        public enum Pooling: Sendable, Equatable {
+            /// The position of each row's largest id (CLIP's end-of-text token, as `argmax`).
+            case endOfText
+            /// The last position of the row as given (SigLIP: rows are padded to the context length).
+            case last
+            /// CoCa's: a learned token (`cls_emb`) appended after the row is read. Its positional embedding is the
+            /// one after the context (`positional_embedding` has contextLength + 1 rows), and every query also
+            /// skips padding keys by open_clip's CoCa mask: key j > 0 is hidden when the token at j − 1 is 0 (the
+            /// mask is shifted by one position, as the published CoCa weights were trained).
+            case appendedClassToken
+            /// The first position (open_clip's `first`).
+            case first
+            /// The mean over the positions that are not padding (open_clip's `mean_pooler`, RoBERTa towers).
+            case mean
+            /// The first position holding this id (open_clip's `eos` pooling: MetaCLIP 2 reads its `</s>`, id 2),
+            /// position 0 in a row without it (as torch's argmax over an all-false mask gives).
+            case token(Int)
+        }
+
+        /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
+        public init(contextLength: Int, vocabSize: Int, width: Int, heads: Int, layers: Int,
+                    activation: Activation = .quickGELU, layerNormEps: Float = 1e-5) {
+            (self.contextLength, self.vocabSize, self.width, self.heads, self.layers) =
+                (contextLength, vocabSize, width, heads, layers)
+            (self.activation, self.layerNormEps) = (activation, layerNormEps)
+        }
+    }
+
+    /// A configuration from its parts; `validate(origin:)` checks them against each other.
+    public init(embedDim: Int, vision: Vision, text: Text) {
+        (self.embedDim, self.vision, self.text) = (embedDim, vision, text)
+    }
+
+    /// The input side length the image tower was built for.
+    public var imageResolution: Int { vision.imageResolution }
+
+    /// Throws unless every size is positive and the ResNet has four stages.
+    public func validate(origin: String) throws(ModelLoadError) {
+        var sizes: [(String, Int)] = [("embedDim", embedDim), ("text.contextLength", text.contextLength),
+                                      ("text.vocabSize", text.vocabSize), ("text.width", text.width),
+                                      ("text.heads", text.heads), ("text.layers", text.layers)]
+        switch vision {
+        case .transformer(let v):
+            sizes += [("vision.width", v.width), ("vision.layers", v.layers), ("vision.heads", v.heads),
+                      ("vision.patchSize", v.patchSize), ("vision.grid", v.grid)]
+        case .resnet(let r):
+            guard r.layers.count == 4 else {
+                throw .architecture("a ResNet needs 4 stages, got \(r.layers)", origin: origin)
+            }
+            sizes += [("vision.width", r.width), ("vision.heads", r.heads), ("vision.outputGrid", r.outputGrid)]
+            sizes += r.layers.enumerated().map { ("vision.layers[\($0.offset)]", $0.element) }
+        }
+        if case .transformer(let v) = vision {
+            switch v.pooling {
+            case .classToken, .average, .normalizedAverage: break
+            case .attention(let heads):
+                sizes.append(("vision.pooling heads", heads))
+            case .attentionalPooler(let heads):
+                sizes.append(("vision.pooling heads", heads))
+                if heads > 0 && embedDim % heads != 0 {
+                    throw .architecture("the attentional pooler's \(heads) heads do not divide embedDim \(embedDim)", origin: origin)
+                }
+            }
+            if !v.projection && v.width != embedDim {
+                throw .architecture("the image tower has no projection, so its width \(v.width) must equal embedDim \(embedDim)", origin: origin)
+            }
+        }
+        if let roberta = text.roberta {
+            sizes += [("text.roberta.positions", roberta.positions), ("text.roberta.tokenTypes", roberta.tokenTypes)]
+            // RoBERTa's positions start after padding_idx 1: a row of contextLength tokens reads position
+            // contextLength + 1.
+            guard text.contextLength + 1 < roberta.positions else {
+                throw .architecture("the text context of \(text.contextLength) tokens needs \(text.contextLength + 2) positions; text.transformer.embeddings.position_embeddings has \(roberta.positions)", origin: origin)
+            }
+        }
+        for (name, value) in sizes where value <= 0 {
+            throw .architecture("configuration \(name) is \(value); it must be positive", origin: origin)
+        }
+        var epsilons = [("text.layerNormEps", text.layerNormEps)]
+        if case .transformer(let v) = vision { epsilons.append(("vision.layerNormEps", v.layerNormEps)) }
+        for (name, eps) in epsilons where !(eps > 0 && eps.isFinite) {
+            throw .architecture("configuration \(name) is \(eps); it must be positive", origin: origin)
+        }
+        // Attention keeps a tokens × tokens score matrix per head in flight: beyond this a checkpoint's positional
+        // embedding would ask for gigabytes per head (ViT-L/14@336px has 577 tokens, the text tower 77).
+        func gridTokens(_ grid: Int) -> Int {
+            let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
+            return overflow || square >= Int.max ? Int.max : square + 1
+        }
+        var tokens = [("text.contextLength", text.contextLength)]
+        if case .transformer(let v) = vision {
+            tokens.append((v.hasClassToken ? "vision tokens (grid² + 1)" : "vision tokens (grid²)", v.tokens))
+        }
+        if case .resnet(let r) = vision { tokens.append(("attention-pool tokens (grid² + 1)", gridTokens(r.outputGrid))) }
+        for (name, value) in tokens where value > Self.maximumTokens {
+            throw .architecture("configuration \(name) is \(value); at most \(Self.maximumTokens) tokens are supported",
+                                origin: origin)
+        }
+        guard imageResolution <= Self.maximumImageResolution else {
+            throw .architecture("configuration asks for \(imageResolution)×\(imageResolution) images; at most \(Self.maximumImageResolution) is supported", origin: origin)
+        }
+    }
+
+    /// The largest extent any dimension of a weight may have when the architecture is inferred (CLIP's largest,
+    /// the token embedding, has 49,408 rows): beyond it the arithmetic on sizes could overflow.
+    public static let maximumDimension = 1 << 24
+
+    /// The most tokens a sequence may have (text context, or image patches plus the class token).
+    public static let maximumTokens = 16_384
+
+    /// Derives the architecture from tensor names and shapes, following the reference `build_model`.
+    public static func infer(from source: any WeightSource) throws(ModelLoadError) -> CLIPConfiguration {
+        let table = ShapeTable(source)
+        let vision: Vision
+        if table.has("visual.proj") || table.has("visual.attn_pool.probe") {
+            let conv = try table.shape("visual.conv1.weight", rank: 4)
+            let width = conv[0]
+            guard conv[1] == 3, conv[2] == conv[3] else {
+                throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: source.origin)
+            }
+            let classToken = !table.has("visual.attn_pool.probe")
+            var v = VisionTransformerConfiguration(
+                width: width, layers: try table.blockCount("visual.transformer.resblocks"), heads: max(width / 64, 1),
+                patchSize: conv[3], grid: try table.squareSide("visual.positional_embedding", plus: classToken ? 1 : 0))
+            if !classToken { v.pooling = .attention(heads: v.heads) }
+            // CoCa's pooler has 8 heads unless its config says otherwise (open_clip's `attn_pooler_heads`).
+            if table.has("visual.attn_pool.query") { v.pooling = .attentionalPooler(heads: 8) }
+            v.patchBias = table.has("visual.conv1.bias")
+            v.preNorm = table.has("visual.ln_pre.weight")
+            v.projection = table.has("visual.proj")
+            vision = .transformer(v)
+        } else if table.has("visual.attnpool.positional_embedding") {
+            var counts: [Int] = []
+            for b in 1...4 { counts.append(try table.blockCount("visual.layer\(b)")) }
+            guard counts.allSatisfy({ $0 > 0 }) else {
+                throw .architecture("ResNet stages have \(counts) blocks; every stage needs at least one", origin: source.origin)
+            }
+            let width = try table.shape("visual.layer1.0.conv1.weight", rank: 4)[0]
+            vision = .resnet(.init(layers: counts, width: width, heads: max(width * 32 / 64, 1),
+                                   outputGrid: try table.squareSide("visual.attnpool.positional_embedding")))
+        } else {
+            throw .architecture("neither 'visual.proj' (Vision Transformer) nor 'visual.attnpool.positional_embedding' (ResNet) is present; is this a CLIP checkpoint?", origin: source.origin)
+        }
+        if table.has("text.transformer.embeddings.word_embeddings.weight") {
+            return try inferRoberta(table, vision: vision, origin: source.origin)
+        }
+        let textWidth = try table.shape("ln_final.weight", rank: 1)[0]
+        // CoCa's appended class token has the positional embedding's last row.
+        let appendedClassToken = table.has("cls_emb")
+        let positions = try table.shape("positional_embedding", rank: 2)[0]
+        guard !appendedClassToken || positions > 1 else {
+            throw .architecture("positional_embedding has 1 row; with cls_emb it needs the context plus one", origin: source.origin)
+        }
+        var text = Text(
+            contextLength: appendedClassToken ? positions - 1 : positions,
+            vocabSize: try table.shape("token_embedding.weight", rank: 2)[0],
+            width: textWidth,
+            heads: max(textWidth / 64, 1),
+            layers: try table.blockCount("transformer.resblocks"))
+        if appendedClassToken { text.pooling = .appendedClassToken }
+        var c = CLIPConfiguration(embedDim: try table.shape("text_projection", rank: 2)[1], vision: vision, text: text)
+        // A learned logit bias is SigLIP's: every such model reads the last of its padded positions without a causal
+        // mask (configs that say otherwise are applied after inference).
+        if table.has("logit_bias") {
+            c.objective = .sigmoid
+            c.text.causal = false
+            c.text.pooling = .last
+            c.text.vocabulary = .sentencePiece
+        }
+        c.text.projectionBias = table.has("text_projection_bias")
+        return c
+    }
+}
+
+extension CLIPConfiguration {
+    /// An open_clip checkpoint whose text tower is a Hugging Face (XLM-)RoBERTa (`text.transformer.*`,
+    /// `text.proj.*`): sizes from the tensors; heads 64 wide (xlm-roberta-base's 12, large's 16), GELU, ε 1e-5,
+    /// rows of 77 (open_clip's tokenizer context) read as XLM-R ids and pooled by their mean.
+    fileprivate static func inferRoberta(_ table: ShapeTable, vision: Vision, origin: String) throws(ModelLoadError) -> CLIPConfiguration {
+        let p = "text.transformer"
+        let words = try table.shape("\(p).embeddings.word_embeddings.weight", rank: 2)
+        let positions = try table.shape("\(p).embeddings.position_embeddings.weight", rank: 2)[0]
+        let tokenTypes = try table.shape("\(p).embeddings.token_type_embeddings.weight", rank: 2)[0]
+        let width = words[1]
+        let embedDim: Int, hidden: Int?
+        if table.has("text.proj.0.weight") {
+            hidden = try table.shape("text.proj.0.weight", rank: 2)[0]
+            embedDim = try table.shape("text.proj.2.weight", rank: 2)[0]
+        } else {
+            hidden = nil
+            embedDim = try table.shape("text.proj.weight", rank: 2)[0]
+        }
+        var text = Text(contextLength: 77, vocabSize: words[0], width: width, heads: max(width / 64, 1),
+                        layers: try table.blockCount("\(p).encoder.layer"), activation: .gelu)
+        text.causal = false
+        text.pooling = .mean
+        text.vocabulary = .xlmRoberta
+        text.roberta = .init(positions: positions, tokenTypes: tokenTypes, projectionHidden: hidden)
+        return CLIPConfiguration(embedDim: embedDim, vision: vision, text: text)
+    }
+}
+
+/// The tensor shapes of a checkpoint, asked the questions architecture inference needs, each answered with an
+/// error naming the tensor when the file does not fit a CLIP model.
+private struct ShapeTable {
+    let origin: String
+    var shapes: [String: [Int]] = [:]
+
+    init(_ source: any WeightSource) {
+        origin = source.origin
+        for t in source.tensorInfos { shapes[t.name] = t.shape }
+    }
+
+    func has(_ key: String) -> Bool { shapes[key] != nil }
+
+    /// The shape of `key`, which must have `rank` positive dimensions, none above `maximumDimension`.
+    func shape(_ key: String, rank: Int) throws(ModelLoadError) -> [Int] {
+        guard let s = shapes[key] else { throw .missingTensor(key, origin: origin) }
+        guard s.count == rank, s.allSatisfy({ $0 > 0 }) else {
+            throw .architecture("tensor '\(key)' has shape \(s), expected \(rank) positive dimensions", origin: origin)
+        }
+        guard s.allSatisfy({ $0 <= CLIPConfiguration.maximumDimension }) else {
+            throw .architecture("tensor '\(key)' has shape \(s); no dimension of a CLIP model exceeds \(CLIPConfiguration.maximumDimension)", origin: origin)
+        }
+        return s
+    }
+
+    /// The side of the square grid a positional embedding of `side² + plus` rows (a class token first when `plus` is
+    /// 1) covers.
+    func squareSide(_ key: String, plus: Int = 1) throws(ModelLoadError) -> Int {
+        let rows = try shape(key, rank: 2)[0]
+        guard rows <= CLIPConfiguration.maximumTokens else {
+            throw .architecture("tensor '\(key)' has \(rows) rows; at most \(CLIPConfiguration.maximumTokens) tokens are supported", origin: origin)
+        }
+        let side = Int((Double(rows - plus)).squareRoot().rounded())
+        guard side > 0, side * side + plus == rows else {
+            throw .architecture("tensor '\(key)' has \(rows) rows, which is not a square grid\(plus == 1 ? " plus one" : "")", origin: origin)
+        }
+        return side
+    }
+
+    /// How many blocks `<prefix>.<i>.…` there are; the indices must be exactly `0..<n`.
+    func blockCount(_ prefix: String) throws(ModelLoadError) -> Int {
+        var indices = Set<String>()
+        for k in shapes.keys where k.hasPrefix(prefix + ".") {
+            let rest = k.dropFirst(prefix.count + 1)
+            if let idx = rest.split(separator: ".", maxSplits: 1).first { indices.insert(String(idx)) }
+        }
+        let n = indices.count
+        guard Set((0..<n).map(String.init)) == indices else {
+            throw .architecture("\(prefix) blocks are not numbered 0..<\(n): \(indices.sorted())", origin: origin)
+        }
+        return n
+    }
+}
+
+extension CLIPConfiguration {
+    /// Every stored field, nested ones included (`description` names only the architecture's shape): for keys of
+    /// what the model computes, which activation, LayerNorm ε and every other setting change.
+    package var fingerprintText: String {
+        var text = ""
+        dump(self, to: &text)
+        return text
+    }
+}
+
+extension CLIPConfiguration: CustomStringConvertible {
+    public var description: String {
+        let v: String
+        switch vision {
+        case .transformer(let c):
+            v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
+                + (c.pooling == .classToken ? "" : [.average, .normalizedAverage].contains(c.pooling) ? ", average pooling" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
+        case .resnet(let c):
+            v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
+        }
+        let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
+        return "embed \(embedDim); \(v); \(t)" + (objective == .sigmoid ? "; sigmoid (SigLIP)" : "")
+    }
+}
