@@ -94,4 +94,18 @@ struct DataTests {
         guard case .failure(let error) = shard.caption(shard.samples[2]) else { Issue.record("a non-UTF-8 caption was read"); return }
         #expect(error.description.contains("s.tar:k4.txt"), "\(error)")
     }
+
+    @Test("a key stored twice is one sample: the last image under it, in the key's first place")
+    func shardDuplicateKeys() throws {
+        let root = try scratch("shard-dup")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let tar = tarArchive([("a.jpg", [1]), ("b.jpg", [2]), ("a.txt", Array("first".utf8)), ("a.png", [3]),
+                              ("b.jpg", [4, 4]), ("a.txt", Array("second".utf8))])
+        try Data(tar).write(to: URL(fileURLWithPath: "\(root)/s.tar"))
+        let shard = try WebDatasetShard(path: "\(root)/s.tar")
+        #expect(shard.samples.map(\.key) == ["/a", "/b"])
+        #expect(shard.samples.map(\.image.name) == ["a.png", "b.jpg"])
+        #expect(shard.samples[1].image.size == 2)
+        #expect(try shard.caption(shard.samples[0]).get() == "second")
+    }
 }

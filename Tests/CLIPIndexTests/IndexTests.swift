@@ -382,4 +382,20 @@ struct HostileNPYTests {
         }
         #expect(try VectorStore.load(index: index, model: model).count == 0, "nothing half-imported")
     }
+
+    @Test("metadata lines from other writers (null captions, float widths, extra columns) import by their image_path")
+    func foreignMetadataFields() throws {
+        let dir = try scratchDirectory("npy-meta")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: "\(dir)/out/img_emb", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(dir)/out/metadata", withIntermediateDirectories: true)
+        var npy = Self.npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 64), }", payload: 0)
+        for v in (0..<128).map({ Float($0 % 7) + 1 }) { withUnsafeBytes(of: v.bitPattern.littleEndian) { npy.append(contentsOf: $0) } }
+        try npy.write(to: URL(fileURLWithPath: "\(dir)/out/img_emb/img_emb_0.npy"))
+        try Data(("{\"image_path\": \"a.jpg\", \"caption\": null, \"width\": 512.0, \"height\": \"384\"}\n" +
+                  "{\"image_path\": \"b.jpg\", \"caption\": 7, \"exif\": {\"Make\": \"x\"}, \"similarity\": 0.31}\n").utf8)
+            .write(to: URL(fileURLWithPath: "\(dir)/out/metadata/metadata_0.jsonl"))
+        let (index, model) = try openIndex("\(dir)/index.sqlite")
+        #expect(try RetrievalLayout.importEmbeddings(from: "\(dir)/out", into: index, model: model) == 2)
+    }
 }

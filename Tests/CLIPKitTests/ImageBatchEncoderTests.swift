@@ -57,4 +57,15 @@ struct ImageBatchEncoderTests {
         }
         #expect(try encoder.embeddings(pixels: []) == [])
     }
+
+    @Test("a model without its image tower fails every image with the model's reason")
+    func wholeModelRefusal() throws {
+        let textOnly = try CLIPPipeline.load(tinyModel, showProgress: false, towers: .textOnly)
+        let r = textOnly.preprocessor.resolution
+        let outcomes = ImageBatchEncoder(pipeline: textOnly).embeddingsPerImage(pixels: [[Float](repeating: 0, count: 3 * r * r), [Float](repeating: 0.5, count: 3 * r * r)])
+        #expect(outcomes.count == 2)
+        for outcome in outcomes {
+            guard case .failure(.imageTowerNotLoaded) = outcome else { Issue.record("\(outcome)"); continue }
+        }
+    }
 }

@@ -344,3 +344,65 @@ func configSizesMustBeTheWeights(section: String, key: String, value: String, na
         #expect(error.description.contains(named), "\(error)")
     }
 }
+
+/// An open_clip fixture's config with `section.key` (top level when `section` is empty) set to the JSON `value`.
+func editedOpenCLIPConfig(_ base: String, _ section: String, _ key: String, _ value: String) throws -> [UInt8] {
+    var cfg = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as? [String: Any])
+    let v = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+    if section.isEmpty { cfg[key] = v } else {
+        var part = cfg[section] as? [String: Any] ?? [:]
+        part[key] = v
+        cfg[section] = part
+    }
+    return [UInt8](try JSONSerialization.data(withJSONObject: cfg))
+}
+
+@Test("open_clip flags written as 1 or 0 load as Python reads them", arguments: [
+    ("ViT-B-32-quickgelu", "", "quick_gelu", "1"), ("ViT-B-32", "", "quick_gelu", "0"),
+    ("ViT-B-32-avg-ln-first", "vision_cfg", "final_ln_after_pool", "0"), ("ViT-B-32", "text_cfg", "no_causal_mask", "0"),
+])
+func numericFlagsLoad(_ name: String, _ section: String, _ key: String, _ value: String) throws {
+    let base = "\(fixtureDirectory)/open_clip/\(name)"
+    let json = try editedOpenCLIPConfig(base, section, key, value)
+    let loaded = try CLIPModel.load(path: base + ".safetensors", openCLIP: .json(json, origin: "edited.json"))
+    let ref = try Reference(path: base + ".reference.safetensors")
+    for (what, ours, theirs) in [("image", try loaded.model.encodeImage(ref.pixels), ref.imageFeatures),
+                                 ("text", try loaded.model.encodeText(ref.tokens), ref.textFeatures)] {
+        let e = relativeError(ours.scalars, theirs.scalars)
+        #expect(e <= parityTolerance, "\(name) \(key)=\(value) \(what): relative error \(e)")
+    }
+}
+
+@Test("an open_clip flag that is neither a boolean nor 0 or 1 is refused by name, not read as false", arguments: [
+    ("", "quick_gelu", "2"), ("", "quick_gelu", "\"true\""), ("text_cfg", "no_causal_mask", "\"false\""),
+    ("vision_cfg", "final_ln_after_pool", "[]"), ("vision_cfg", "no_ln_pre", "0.5"),
+])
+func nonBooleanFlagsAreRefused(_ section: String, _ key: String, _ value: String) throws {
+    let base = "\(fixtureDirectory)/open_clip/ViT-B-32"
+    let json = try editedOpenCLIPConfig(base, section, key, value)
+    let named = section.isEmpty ? key : "\(section).\(key)"
+    #expect {
+        _ = try CLIPModel.load(path: base + ".safetensors", openCLIP: .json(json, origin: "edited.json"))
+    } throws: { "\($0)".contains(named) && "\($0)".contains("edited.json") }
+}
+
+@Test("preprocessor_config.json's do_center_crop: 1 is true, a string is refused by name", arguments: [
+    ("1", nil), ("\"yes\"", "do_center_crop"), ("2", "do_center_crop"),
+] as [(String, String?)])
+func huggingFaceCenterCropFlag(_ value: String, _ refusal: String?) throws {
+    let source = "\(formatsDirectory)/hf_vit_hd32"
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-crop-\(getpid())-\(value.count)").path
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    for f in ["config.json", "model.safetensors"] { try FileManager.default.copyItem(atPath: "\(source)/\(f)", toPath: "\(dir)/\(f)") }
+    let pre = try String(contentsOfFile: "\(source)/preprocessor_config.json", encoding: .utf8)
+        .replacingOccurrences(of: "\"do_center_crop\": true", with: "\"do_center_crop\": \(value)")
+    try pre.write(toFile: "\(dir)/preprocessor_config.json", atomically: true, encoding: .utf8)
+    if let refusal {
+        #expect { _ = try CLIPModel.load(path: dir) } throws: { "\($0)".contains(refusal) }
+    } else {
+        let loaded = try CLIPModel.load(path: dir)
+        #expect(loaded.preprocessing.resolution == 80 && loaded.preprocessing.resizeMode == .shortest)
+    }
+}

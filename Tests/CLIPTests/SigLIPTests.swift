@@ -115,16 +115,13 @@ func openCLIPSigLIPParity(_ name: String) throws {
     ("text_cfg", "tokenizer_kwargs", "{\"clean\": \"lower\"}", "canonicalize"),
     ("vision_cfg", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
     ("text_cfg", "act_kwargs", "{\"approximate\": \"none\", \"x\": 1}", "text_cfg.act_kwargs"),
+    ("", "multimodal_cfg", "{\"width\": 768}", "multimodal_cfg"),
 ])
 func openCLIPSigLIPRefusals(_ section: String, _ key: String, _ value: String, _ named: String) throws {
     let base = "\(sigLIPDirectory)/openclip_ViT-B-16-SigLIP"
-    var cfg = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as? [String: Any])
-    var part = cfg[section] as? [String: Any] ?? [:]
-    part[key] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
-    cfg[section] = part
-    let json = try JSONSerialization.data(withJSONObject: cfg)
+    let json = try editedOpenCLIPConfig(base, section, key, value)
     #expect {
-        _ = try CLIPModel.load(path: base + ".safetensors", openCLIP: .json([UInt8](json), origin: "edited.json"))
+        _ = try CLIPModel.load(path: base + ".safetensors", openCLIP: .json(json, origin: "edited.json"))
     } throws: { "\($0)".contains(named) }
 }
 

@@ -142,13 +142,17 @@ package enum RetrievalLayout {
         return total
     }
 
+    /// One metadata line as the index reads it: only `image_path` is required, so other writers' fields (a caption
+    /// that is null or a number, widths as floats, columns of their own) never make a line unreadable.
+    private struct ImagePathOnly: Decodable { let image_path: String }
+
     /// The `image_path` of each line of a JSON-lines metadata file, which must have exactly `rows` lines.
     static func readMetadata(_ path: String, rows: Int) throws(IndexError) -> [String] {
         let bytes: [UInt8]
         do { bytes = try RegularFile.contents(of: path, limit: 1 << 30) } catch { throw IndexError("\(path): \(error.reason)") }
         var out: [String] = []
         for (i, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).enumerated() {
-            guard let p = try? JSONDecoder().decode(RetrievalMetadata.self, from: Data(line)).image_path, !p.isEmpty else {
+            guard let p = try? JSONDecoder().decode(ImagePathOnly.self, from: Data(line)).image_path, !p.isEmpty else {
                 throw IndexError("\(path): line \(i + 1) is not a JSON object with an image_path string")
             }
             out.append(p)

@@ -17,7 +17,7 @@ package struct WebDatasetShard: Sendable {
 
     /// The shard file.
     package let file: RegularFile
-    /// Every image member, in stored order.
+    /// One image member per key (the last stored under it), in the order keys first appear.
     package let samples: [Sample]
     /// Caption members whose key has no image.
     package let loneCaptions: Int
@@ -30,11 +30,19 @@ package struct WebDatasetShard: Sendable {
     /// Indexes an opened shard.
     package init(file: RegularFile) throws(FileError) {
         self.file = file
+        // One sample per key: a later member under a key replaces an earlier one (as tar extracts it: the last
+        // copy of a name wins) but keeps the key's first place, so a key is never trained on or embedded twice.
         var images: [(key: String, member: TarArchive.Member)] = []
+        var imageIndex: [String: Int] = [:]
         var captions: [String: TarArchive.Member] = [:]
         for m in try TarArchive.members(of: file) {
             guard let (key, ext) = m.sample else { continue }
-            if ImageFormat.fileExtensions.contains(ext) { images.append((key, m)) }
+            if ImageFormat.fileExtensions.contains(ext) {
+                if let i = imageIndex[key] { images[i].member = m } else {
+                    imageIndex[key] = images.count
+                    images.append((key, m))
+                }
+            }
             if ext == "txt" { captions[key] = m }
         }
         samples = images.map { Sample(key: $0.key, image: $0.member, caption: captions[$0.key]) }

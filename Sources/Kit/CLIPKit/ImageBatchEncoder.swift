@@ -92,8 +92,15 @@ public struct ImageBatchEncoder: Sendable {
 
     /// `embeddings(pixels:)` with an outcome per image: when the model refuses the batch (an image whose outputs
     /// are not finite), each image is encoded alone and only the ones it refuses fail.
+    /// A refusal of the whole model (no image tower, an internal error) fails every image at once: retrying them one
+    /// by one would only repeat it.
     public func embeddingsPerImage(pixels rows: [[Float]]) -> [Result<[Float], CLIPError>] {
-        if let all = try? embeddings(pixels: rows) { return all.map { .success($0) } }
+        do { return try embeddings(pixels: rows).map { .success($0) } } catch {
+            switch error {
+            case .nonFinitePixels, .nonFiniteOutput, .imageShape: break
+            default: return rows.map { _ in .failure(error) }
+            }
+        }
         return rows.map { row in Result { () throws(CLIPError) -> [Float] in try embeddings(pixels: [row])[0] } }
     }
 }

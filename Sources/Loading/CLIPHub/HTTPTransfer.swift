@@ -293,29 +293,28 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
             completionHandler(.cancel)
             return
         }
-        if r.status == 200 {
-            // A full answer (the server ignored the Range, or none was sent): the file starts over.
-            let truncated: Result<Void, any Error>? = lock.withLock {
-                guard failure == nil else { return nil }
-                do { try file.truncate(atOffset: 0); written = 0; return .success(()) } catch { return .failure(error) }
-            }
-            switch truncated {
-            case .success?: break
-            case .failure(let error)?:
-                fail("cannot truncate the download: \(error.localizedDescription)")
-                completionHandler(.cancel)
-                return
-            case nil:
-                completionHandler(.cancel)
-                return
-            }
+        // Under the lock and only while nothing has failed, as every write: a transfer `run` has given up on (and
+        // whose file it may have closed) is not touched. A full answer (the server ignored the Range, or none was
+        // sent) starts the file over; a partial one continues at its end.
+        let positioned: Result<Void, any Error>? = lock.withLock {
+            guard failure == nil else { return nil }
+            do {
+                if r.status == 200 { try file.truncate(atOffset: 0); written = 0 }
+                try file.seekToEnd()
+                return .success(())
+            } catch { return .failure(error) }
         }
-        expected = total ?? expectedSize
-        do { try file.seekToEnd() } catch {
+        switch positioned {
+        case .success?: break
+        case .failure(let error)?:
             fail("cannot write the download: \(error.localizedDescription)")
             completionHandler(.cancel)
             return
+        case nil:
+            completionHandler(.cancel)
+            return
         }
+        expected = total ?? expectedSize
         writing = true
         completionHandler(.allow)
     }

@@ -34,7 +34,16 @@ package enum JSONValue: Sendable, Hashable, Decodable, CustomStringConvertible {
     }
     package var object: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
     package var string: String? { if case .string(let s) = self { s } else { nil } }
-    package var bool: Bool? { if case .bool(let b) = self { b } else { nil } }
+    /// A boolean, or the numbers 0 and 1, which Python's `json` and open_clip's truth tests read as false and true
+    /// (configs written by hand or by other tools carry them).
+    package var bool: Bool? {
+        switch self {
+        case .bool(let b): return b
+        case .number(0): return false
+        case .number(1): return true
+        default: return nil
+        }
+    }
     package var number: Double? { if case .number(let n) = self { n } else { nil } }
     package var array: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
 
@@ -44,7 +53,8 @@ package enum JSONValue: Sendable, Hashable, Decodable, CustomStringConvertible {
         case .null: return "null"
         case .bool(let b): return b ? "true" : "false"
         case .number(let n):
-            if n == n.rounded(), abs(n) < 1e15 { return String(Int64(n)) }
+            // Every whole number an Int64 holds prints as one (2^63 itself does not fit).
+            if n == n.rounded(), abs(n) < 0x1p63 { return String(Int64(n)) }
             return "\(n)"
         case .string(let s): return Self.quoted(s)
         case .array(let a): return "[" + a.map(\.description).joined(separator: ",") + "]"

@@ -59,6 +59,9 @@ extension CLIPModel {
         if let s = r.floats(pre["image_std"]) { p.std = s }
         let crop = pre["crop_size"]?.object != nil ? pre["crop_size"]?["height"] : pre["crop_size"]
         if let size = try r.resolution(crop, "crop_size", model: c) { p.resolution = size }
+        if let crops = pre["do_center_crop"], crops != .null, crops.bool == nil {
+            throw .architecture("do_center_crop is \(crops); expected true or false", origin: folder)
+        }
         // SiglipImageProcessor resizes both sides to size.height × size.width and crops nothing.
         if pre["do_center_crop"]?.bool != true, let size = pre["size"], let height = size["height"], let width = size["width"] {
             guard let side = try r.resolution(height, "size.height", model: c), width.number == Double(side) else {

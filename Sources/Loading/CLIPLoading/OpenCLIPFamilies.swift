@@ -42,6 +42,7 @@ enum OpenCLIPFamily: Equatable {
         }
         let textTower = text?["hf_model_name"]?.string ?? ""
         try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; Hugging Face text towers are not loaded")
+        try require(cfg["multimodal_cfg"] == nil, "multimodal_cfg", cfg["multimodal_cfg"], "none; a SigLIP model has no caption decoder")
         try require(vision?["timm_pool"]?.string == "map", "vision_cfg.timm_pool", vision?["timm_pool"], "map")
         try require(vision?["timm_proj"]?.string == "none", "vision_cfg.timm_proj", vision?["timm_proj"], "none")
         try require(text?["no_causal_mask"]?.bool == true, "text_cfg.no_causal_mask", text?["no_causal_mask"], "true")

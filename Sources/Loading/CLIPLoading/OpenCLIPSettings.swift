@@ -84,11 +84,14 @@ enum OpenCLIPRules {
     private static let rules: [Rule] = {
         let isFalse: @Sendable (JSONValue) -> Bool = { $0.bool == false }
         let isTrue: @Sendable (JSONValue) -> Bool = { $0.bool == true }
-        let any: @Sendable (JSONValue) -> Bool = { _ in true }
+        // A flag must be one (true, false, 1 or 0): Python tests any value for truth, so "false" or 2 would mean
+        // true there while meaning nothing here.
+        let isFlag: @Sendable (JSONValue) -> Bool = { $0.bool != nil }
         let isEmpty: @Sendable (JSONValue) -> Bool = { $0.string?.isEmpty == true }
         let isEmptyObject: @Sendable (JSONValue) -> Bool = { $0.object?.isEmpty == true }
         func oneOf(_ names: [String]) -> @Sendable (JSONValue) -> Bool { { $0.string.map(names.contains) == true } }
         return [
+            Rule("", "quick_gelu", isFlag, "true or false"),
             Rule("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded"),
             Rule("text_cfg", "hf_model_name", { $0.string.map { $0.isEmpty || robertaTextTowers.contains($0) } == true },
                  "none, or the RoBERTa towers \(robertaTextTowers.sorted().joined(separator: ", "))"),
@@ -103,18 +106,18 @@ enum OpenCLIPRules {
             Rule("vision_cfg", "timm_model_name", isEmpty, "none; timm image towers are not loaded"),
             Rule("text_cfg", "pool_type", oneOf(["argmax", "eos", "last", "first"]), "argmax, eos, last, first"),
             // open_clip's text tower does not read it (LayerNorm is per token, so before or after pooling agree).
-            Rule("text_cfg", "final_ln_after_pool", any, "true or false"),
+            Rule("text_cfg", "final_ln_after_pool", isFlag, "true or false"),
             Rule("text_cfg", "embed_cls", isFalse, "false (true in CoCa configs)"),
             Rule("text_cfg", "pad_id", { $0.number == 0 }, "0"),
-            Rule("text_cfg", "no_causal_mask", any, "true or false"),
+            Rule("text_cfg", "no_causal_mask", isFlag, "true or false"),
             Rule("text_cfg", "attn_mask", isTrue, "true"),
             Rule("text_cfg", "act_kwargs", isEmptyObject, "none"),
             Rule("text_cfg", "norm_kwargs", isEmptyObject, "none"),
             Rule("vision_cfg", "pool_type", oneOf(["tok", "avg"]), "tok, avg"),
-            Rule("vision_cfg", "final_ln_after_pool", any, "true or false"),
+            Rule("vision_cfg", "final_ln_after_pool", isFlag, "true or false"),
             Rule("vision_cfg", "global_average_pool", isFalse, "false"),
             Rule("vision_cfg", "attentional_pool", isFalse, "false (true in CoCa configs)"),
-            Rule("vision_cfg", "no_ln_pre", any, "true or false"),
+            Rule("vision_cfg", "no_ln_pre", isFlag, "true or false"),
             Rule("vision_cfg", "input_patchnorm", isFalse, "false"),
             Rule("vision_cfg", "act_kwargs", isEmptyObject, "none"),
             Rule("vision_cfg", "norm_kwargs", isEmptyObject, "none"),
