@@ -27,6 +27,11 @@ struct VideoEmbeddingTests {
         let report = try job.run(inputs.videos, shard: nil, directory: "\(dir)/out")
         #expect(report.taken == 3 && report.embedded == 2 && report.frames == 8 && report.failed.count == 1)
         #expect(report.failed.first?.path == "\(dir)/in/broken.webm")
+        // The failure is recorded beside the videos, as the image job records its own.
+        let failures = try String(contentsOfFile: "\(dir)/out/videos/failed_0.jsonl", encoding: .utf8).split(separator: "\n")
+        #expect(failures.count == 1)
+        let record = try JSONSerialization.jsonObject(with: Data(failures[0].utf8)) as? [String: String]
+        #expect(record?["path"] == "\(dir)/in/broken.webm" && record?["error"]?.isEmpty == false, "\(failures)")
 
         // Row by row the image tower's embedding of the frame the reader samples at that time.
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/out/videos/000000002.json"))) as? [String: Any]
@@ -50,6 +55,11 @@ struct VideoEmbeddingTests {
         // Done before: skipped. The failed one is tried again.
         let again = try job.run(inputs.videos, shard: nil, directory: "\(dir)/out")
         #expect(again.skipped == 2 && again.embedded == 0 && again.failed.count == 1)
+        // Once the broken video is gone, a rerun's record says nothing failed.
+        try FileManager.default.removeItem(atPath: "\(dir)/in/broken.webm")
+        let clean = try job.run(Array(inputs.videos.dropFirst()), shard: nil, directory: "\(dir)/out")
+        #expect(clean.failed.isEmpty && clean.taken == 2)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/out/videos/failed_0.jsonl")).isEmpty)
         // Another model's record is not "done".
         var other = job
         other.interval = 1
@@ -66,11 +76,12 @@ struct VideoEmbeddingTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let videos = ["scenes.mp4", "scenes.webm", "scenes.mkv"].map { "\(videoFixtures)/\($0)" }
         let job = VideoEmbeddingJob(pipeline: pipeline)
-        let first = try job.run(videos, shard: try Shard(index: 1, count: 2), directory: dir)
-        let second = try job.run(videos, shard: try Shard(index: 2, count: 2), directory: dir)
+        let first = try job.run(videos, shard: try Shard(index: 1, count: 2), directory: dir, part: 0)
+        let second = try job.run(videos, shard: try Shard(index: 2, count: 2), directory: dir, part: 1)
         #expect(first.taken == 2 && second.taken == 1)
         let names = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/videos").sorted()
-        #expect(names == ["000000000.json", "000000000.npy", "000000001.json", "000000001.npy", "000000002.json", "000000002.npy"])
+        #expect(names == ["000000000.json", "000000000.npy", "000000001.json", "000000001.npy", "000000002.json", "000000002.npy",
+                          "failed_0.jsonl", "failed_1.jsonl"])
     }
 
     @Test("an input list's video lines go to the video job")

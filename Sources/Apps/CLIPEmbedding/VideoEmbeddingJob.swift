@@ -9,6 +9,10 @@ import Foundation
 /// time in seconds, the sampling, the frame size, the model), K zero-padded to nine digits. The `.json` is written
 /// last and atomically: a video with one is done, and a run after an interruption skips it.
 ///
+/// The videos a run could not embed are recorded with why in `videos/failed_{N}.jsonl` (N the partition, as the image
+/// job's `metadata/failed_{N}.jsonl`), rewritten atomically by every run: a rerun retries them and leaves the record of
+/// what still fails.
+///
 /// Frames are sampled by `VideoReader` (scene changes, and at least one every `interval` seconds); the next batch is
 /// decoded while the model encodes the current one, and a video is never held whole in memory.
 package struct VideoEmbeddingJob {
@@ -33,8 +37,9 @@ package struct VideoEmbeddingJob {
         package var seconds = 0.0
     }
 
-    /// Embeds the `shard`'s share of `videos` (positions counted in the whole list, so shards agree on keys).
-    package func run(_ videos: [String], shard: Shard?, directory: String) throws(EmbeddingJobError) -> Report {
+    /// Embeds the `shard`'s share of `videos` (positions counted in the whole list, so shards agree on keys); the
+    /// failures go to `videos/failed_{part}.jsonl`.
+    package func run(_ videos: [String], shard: Shard?, directory: String, part: Int = 0) throws(EmbeddingJobError) -> Report {
         let start = Date()
         var report = Report()
         let folder = directory + "/videos"
@@ -57,8 +62,20 @@ package struct VideoEmbeddingJob {
                 report.failed.append((path, error.description))
             }
         }
+        try Self.writeFailures(report.failed, to: "\(folder)/failed_\(part).jsonl")
         report.seconds = Date().timeIntervalSince(start)
         return report
+    }
+
+    /// One JSON line per failed video: `{"path", "error"}`; written even when empty, so the file says this run's
+    /// failures and no earlier run's.
+    static func writeFailures(_ failed: [(path: String, reason: String)], to path: String) throws(EmbeddingJobError) {
+        struct Failure: Encodable { var path: String, error: String }
+        do {
+            try OutputFile.write(try JSONOutput.lines(failed.map { Failure(path: $0.path, error: $0.reason) }), to: path)
+        } catch {
+            throw EmbeddingJobError("\(path): cannot write (\(error)); is the disk full?")
+        }
     }
 
     /// SHA-256 of what makes two embeddings comparable: the architecture, the checkpoint's bytes, the preprocessing.

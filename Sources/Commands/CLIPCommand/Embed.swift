@@ -125,7 +125,7 @@ struct Embed: ParsableCommand {
         videoJob.batchSize = batchSize
         videoJob.interval = stream.videoInterval
         videoJob.sceneThreshold = stream.sceneThreshold
-        let videos = try videoJob.run(inputs.videos, shard: inputShard, directory: output)
+        let videos = try videoJob.run(inputs.videos, shard: inputShard, directory: output, part: part)
         for (path, reason) in videos.failed {
             FileHandle.standardError.write(Data("clip: \(path): skipped: \(reason)\n".utf8))
         }
