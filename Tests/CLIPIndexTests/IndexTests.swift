@@ -339,7 +339,7 @@ struct RetrievalLayoutTests {
         #expect {
             _ = try RetrievalLayout.importEmbeddings(from: "\(dir)/out", into: b, model: modelB)
         } throws: { error in
-            "\(error)".contains("metadata_0.jsonl has 4 rows") && "\(error)".contains("5")
+            "\(error)".contains("metadata_0.jsonl: it has 4 rows") && "\(error)".contains("5")
         }
     }
 }

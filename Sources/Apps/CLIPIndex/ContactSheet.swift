@@ -87,7 +87,7 @@ package enum ContactSheet {
                      into: &canvas, width: width)
         }
         do { return try PNGEncoder.encode(rgb: canvas, width: width, height: height) } catch {
-            throw IndexError("cannot encode the contact sheet: \(error)")
+            throw IndexError.internal("cannot encode the contact sheet: \(error)")
         }
     }
 

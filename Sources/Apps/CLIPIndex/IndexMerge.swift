@@ -8,8 +8,8 @@ extension PhotoIndex {
     /// record with the newer modification time. Returns how many rows of each kind were added or updated.
     package func merge(from source: String) throws(IndexError) -> (files: Int, embeddings: Int, models: Int) {
         let other = PhotoIndex.absolute(source)
-        guard other != path else { throw IndexError("\(source): cannot merge an index into itself") }
-        guard FileManager.default.fileExists(atPath: other) else { throw IndexError("\(source): no such index") }
+        guard other != path else { throw IndexError.unusable(path: source, reason: "cannot merge an index into itself") }
+        guard FileManager.default.fileExists(atPath: other) else { throw IndexError.unusable(path: source, reason: "no such index") }
         // Opening it runs the migrations, so an index written by an older version is read in this schema.
         let otherRoot = try PhotoIndex(path: other).root
         do {
@@ -29,7 +29,7 @@ extension PhotoIndex {
                         SELECT m.name FROM models m JOIN src.models s ON s.fingerprint = m.fingerprint
                         WHERE s.dimension != m.dimension
                         """) {
-                        throw IndexError("\(source): model \(clash) has another dimension there; not merged")
+                        throw IndexError.mismatch(subject: source, reason: "model \(clash) has another dimension there; not merged")
                     }
                     // A video's moments come with its embedding, and only then: contents both indexes hold keep
                     // this one's moments and mean, not a mix of two samplings.

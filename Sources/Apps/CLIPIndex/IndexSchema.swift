@@ -127,7 +127,7 @@ enum IndexSchema {
         var st = stat()
         guard stat(path, &st) == 0 else { return }
         // The kind first: a FIFO or a device has no size, and opening one would wait for ever.
-        guard st.st_mode & S_IFMT == S_IFREG else { throw IndexError("\(name): not a clip index (not a regular file)") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw IndexError.notAnIndex(path: name, reason: "not a regular file") }
         guard st.st_size > 0 else { return }
         var configuration = Configuration()
         configuration.readonly = true
@@ -137,7 +137,7 @@ enum IndexSchema {
         do {
             let queue = try DatabaseQueue(path: path, configuration: configuration)
             defer { try? queue.close() }
-            problem = try withDeadline(queue, seconds: 5) {
+            problem = try withDeadline(queue, seconds: 5, path: name) {
                 try queue.read { db -> String? in
                     let id = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
                     guard id == 0 || id == applicationID else { return "another application's database (application id \(id))" }
@@ -162,13 +162,13 @@ enum IndexSchema {
         } catch {
             throw IndexError.database(path, error)
         }
-        if let problem { throw IndexError("\(name): not a clip index: \(problem); nothing was written to it") }
+        if let problem { throw IndexError.notAnIndex(path: name, reason: "\(problem); nothing was written to it") }
     }
 
     /// Defensive settings for a connection to a file that may be hostile.
     static func harden(_ db: Database) throws {
         guard clip_sqlite_harden(db.sqliteConnection) == SQLITE_OK else {
-            throw IndexError("cannot configure SQLite defensively: \(String(cString: sqlite3_errmsg(db.sqliteConnection)))")
+            throw IndexError.internal("cannot configure SQLite defensively: \(String(cString: sqlite3_errmsg(db.sqliteConnection)))")
         }
         // SQLite's advice for files from elsewhere: check cell sizes as pages are read, and read pages with read()
         // rather than a mapping that a truncated file turns into SIGBUS.
@@ -176,14 +176,14 @@ enum IndexSchema {
     }
 
     /// Runs `body`, interrupting SQLite if it takes longer than `seconds` (a schema check reads a few rows).
-    static func withDeadline<T>(_ queue: DatabaseQueue, seconds: Double, _ body: () throws -> T) throws -> T {
+    static func withDeadline<T>(_ queue: DatabaseQueue, seconds: Double, path: String, _ body: () throws -> T) throws -> T {
         let timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + seconds)
         timer.setEventHandler { queue.interrupt() }
         timer.resume()
         defer { timer.cancel() }
         do { return try body() } catch let error as DatabaseError where error.resultCode == .SQLITE_INTERRUPT {
-            throw IndexError("reading its schema took more than \(Int(seconds)) s")
+            throw IndexError.notAnIndex(path: path, reason: "reading its schema took more than \(Int(seconds)) s")
         }
     }
 }

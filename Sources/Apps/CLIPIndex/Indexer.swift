@@ -202,13 +202,13 @@ package struct Indexer: Sendable {
     /// The real absolute path of a folder to index, or an error naming it.
     static func resolveFolder(_ folder: String) throws(IndexError) -> String {
         guard let real = realpath(folder, nil) else {
-            throw IndexError("\(folder): cannot index: \(String(cString: strerror(errno)))")
+            throw IndexError.unusable(path: folder, reason: "cannot index: \(String(cString: strerror(errno)))")
         }
         defer { free(real) }
         let path = String(cString: real)
         var st = stat()
         guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
-            throw IndexError("\(folder): not a folder (clip index takes folders; it finds the images inside)")
+            throw IndexError.unusable(path: folder, reason: "not a folder (clip index takes folders; it finds the images inside)")
         }
         return path
     }

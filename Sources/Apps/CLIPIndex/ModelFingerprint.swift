@@ -14,12 +14,12 @@ package enum ModelFingerprint {
         var parts = ["swift-clip index v1"]
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) else {
-            throw IndexError("\(checkpoint): no such checkpoint")
+            throw IndexError.unusable(path: checkpoint, reason: "no such checkpoint")
         }
         if isDir.boolValue {
             let names: [String]
             do { names = try FileManager.default.contentsOfDirectory(atPath: checkpoint).sorted() } catch {
-                throw IndexError("\(checkpoint): cannot list the model folder (\(error.localizedDescription))")
+                throw IndexError.unusable(path: checkpoint, reason: "cannot list the model folder (\(error.localizedDescription))")
             }
             for name in names {
                 let file = checkpoint + "/" + name
@@ -43,7 +43,7 @@ package enum ModelFingerprint {
     /// called the model.
     package static func indexedModel(_ pipeline: CLIPPipeline, name: String, in index: PhotoIndex,
                                     registering: Bool) throws(IndexError) -> IndexedModel {
-        guard let loaded = pipeline.loaded else { throw IndexError("model \(name) was not loaded from a file; an index needs its checkpoint to fingerprint it") }
+        guard let loaded = pipeline.loaded else { throw IndexError.mismatch(subject: "model \(name)", reason: "not loaded from a file; an index needs its checkpoint to fingerprint it") }
         let fingerprint = try of(checkpoint: loaded.path, preprocessing: loaded.preprocessing,
                                  precision: pipeline.model.precision, orientation: pipeline.preprocessor.applyEXIFOrientation,
                                  cache: index)
@@ -87,13 +87,13 @@ package enum ModelFingerprint {
     static func fileHash(_ path: String, cache index: PhotoIndex?) throws(IndexError) -> String {
         let absolute = PhotoIndex.absolute(path)
         var st = stat()
-        guard stat(absolute, &st) == 0 else { throw IndexError("\(path): cannot read the checkpoint") }
+        guard stat(absolute, &st) == 0 else { throw IndexError.unusable(path: path, reason: "cannot read the checkpoint") }
         let size = Int64(st.st_size), modified = modificationNanoseconds(st)
         if let index, let known = try index.cachedCheckpointHash(path: absolute, size: size, modified: modified) {
             return known
         }
         let digest: String
-        do { digest = try SHA256.file(absolute) } catch { throw IndexError("\(path): cannot hash the checkpoint: \(error.reason)") }
+        do { digest = try SHA256.file(absolute) } catch { throw IndexError.unusable(path: path, reason: "cannot hash the checkpoint: \(error.reason)") }
         try index?.rememberCheckpointHash(path: absolute, size: size, modified: modified, sha256: digest)
         return digest
     }

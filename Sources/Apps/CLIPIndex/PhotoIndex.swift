@@ -3,28 +3,68 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CLIPEmbedding
 import CLIPFiles
 import Foundation
 import GRDB
 
-/// Why the index could not be opened, written or searched; every message names the database or the file.
-package struct IndexError: Error, CustomStringConvertible, Sendable {
-    package let description: String
-    package init(_ description: String) { self.description = description }
+/// Why the index could not be opened, written or searched, by what a user does about it; every case but a query's
+/// names the database or the file.
+package enum IndexError: Error, CustomStringConvertible, Sendable {
+    /// The search query is not one (empty, a weight out of range, an operator out of place): rewrite it.
+    case query(String)
+    /// The file is not a clip index (another application's database, not SQLite, not a regular file); nothing was
+    /// written to it.
+    case notAnIndex(path: String, reason: String)
+    /// The database or its vector cache was altered or damaged: re-index.
+    case corrupt(path: String, reason: String)
+    /// Another clip process is writing to the index.
+    case busy(path: String)
+    /// The disk filled up; what was committed before stays.
+    case diskFull(path: String)
+    /// A model and the index, a query or imported embeddings disagree (dimension, fingerprint, a model not in the
+    /// index).
+    case mismatch(subject: String, reason: String)
+    /// A file the operation reads or writes.
+    case file(FileError)
+    /// A file or folder the operation uses, with what is wrong with it.
+    case unusable(path: String, reason: String)
+    /// Writing the index out in clip-retrieval's layout failed.
+    case export(EmbeddingJobError)
+    /// A failure of this program rather than of its input.
+    case `internal`(String)
 
+    package var description: String {
+        switch self {
+        case .query(let reason), .internal(let reason): return reason
+        case .notAnIndex(let path, let reason): return "\(path): not a clip index (\(reason))"
+        case .corrupt(let path, let reason), .unusable(let path, let reason): return path.isEmpty ? reason : "\(path): \(reason)"
+        case .busy(let path): return "\(path): another clip process is writing to this index; wait for it to finish"
+        case .diskFull(let path): return "\(path): the disk is full; nothing after the last committed batch was written"
+        case .mismatch(let subject, let reason): return "\(subject): \(reason)"
+        case .file(let error): return error.description
+        case .export(let error): return error.description
+        }
+    }
+
+    /// A database error of the index at `path` as the case a user acts on.
     static func database(_ path: String, _ error: any Error) -> IndexError {
-        if let e = error as? IndexError { return e }
+        if let e = error as? IndexError {
+            // Raised inside a transaction, where the path is not at hand.
+            if case .corrupt("", let reason) = e { return .corrupt(path: path, reason: reason) }
+            return e
+        }
         if let e = error as? DatabaseError {
             let message = e.message ?? "\(e.resultCode)"
-            if e.resultCode == .SQLITE_NOTADB { return IndexError("\(path): not a clip index (not an SQLite database)") }
-            if e.resultCode == .SQLITE_CORRUPT { return IndexError("\(path): the database is corrupt (\(message))") }
-            if e.resultCode == .SQLITE_FULL { return IndexError("\(path): the disk is full; nothing after the last committed batch was written") }
+            if e.resultCode == .SQLITE_NOTADB { return .notAnIndex(path: path, reason: "not an SQLite database") }
+            if e.resultCode == .SQLITE_CORRUPT { return .corrupt(path: path, reason: "the database is corrupt (\(message))") }
+            if e.resultCode == .SQLITE_FULL { return .diskFull(path: path) }
             if e.resultCode == .SQLITE_READONLY || e.resultCode == .SQLITE_CANTOPEN {
-                return IndexError("\(path): cannot open the database for writing (\(message))")
+                return .unusable(path: path, reason: "cannot open the database for writing (\(message))")
             }
-            return IndexError("\(path): \(message)")
+            return .unusable(path: path, reason: message)
         }
-        return IndexError("\(path): \(error)")
+        return .unusable(path: path, reason: "\(error)")
     }
 }
 
@@ -75,13 +115,13 @@ package final class PhotoIndex: Sendable {
         let absolute = PhotoIndex.absolute(path)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: absolute, isDirectory: &isDir), isDir.boolValue {
-            throw IndexError("\(path): is a directory; --db takes the database file (for example \(path)/.clip-index.sqlite)")
+            throw IndexError.unusable(path: path, reason: "is a directory; --db takes the database file (for example \(path)/.clip-index.sqlite)")
         }
         let folder = (absolute as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw IndexError("\(folder): cannot create the index's folder (\(error.localizedDescription))")
+            throw IndexError.unusable(path: folder, reason: "cannot create the index's folder (\(error.localizedDescription))")
         }
         self.path = absolute
         // The real folder: scanned folders are real paths, so a database reached through a symbolic link must
@@ -135,11 +175,11 @@ package final class PhotoIndex: Sendable {
             let path = database + ".lock"
             fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
-                throw IndexError("\(path): cannot create the index's lock file: \(String(cString: strerror(errno)))")
+                throw IndexError.unusable(path: path, reason: "cannot create the index's lock file: \(String(cString: strerror(errno)))")
             }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)
-                throw IndexError("\(database): another clip process is writing to this index; wait for it to finish")
+                throw IndexError.busy(path: database)
             }
         }
 
@@ -186,7 +226,7 @@ package final class PhotoIndex: Sendable {
             return IndexedModel(id: db.lastInsertedRowID, fingerprint: fingerprint, name: name, dimension: dimension)
         }
         guard found.dimension == dimension else {
-            throw IndexError("\(path): model \(found.name) is stored with \(found.dimension)-dimensional embeddings, but \(name) gives \(dimension)")
+            throw IndexError.mismatch(subject: path, reason: "model \(found.name) is stored with \(found.dimension)-dimensional embeddings, but \(name) gives \(dimension)")
         }
         return found
     }
@@ -198,7 +238,7 @@ package final class PhotoIndex: Sendable {
         if let m = all.first(where: { $0.fingerprint == fingerprint }) { return m }
         let held = all.isEmpty ? "none (index some folders first: clip index FOLDER)"
             : all.map { "\($0.name) (\($0.fingerprint.prefix(12)))" }.joined(separator: ", ")
-        throw IndexError("\(path): the index has no embeddings from model \(name) (\(fingerprint.prefix(12))); it holds: \(held). Search with one of those (--model), or index with this one")
+        throw IndexError.mismatch(subject: path, reason: "the index has no embeddings from model \(name) (\(fingerprint.prefix(12))); it holds: \(held). Search with one of those (--model), or index with this one")
     }
 
     /// The file rows under `folders` (absolute real paths), deleted ones included, by the bytes of their stored
@@ -328,7 +368,7 @@ package final class PhotoIndex: Sendable {
         let previous = try generationValue(db)
         // Only an altered database holds a counter this far from where every index starts.
         guard previous >= 0, previous < Int64.max - historyKept else {
-            throw IndexError("the index's generation counter reads \(previous); the database was altered (make a new index)")
+            throw IndexError.corrupt(path: "", reason: "the index's generation counter reads \(previous); the database was altered (make a new index)")
         }
         let generation = previous + 1
         try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'generation'", arguments: [String(generation)])

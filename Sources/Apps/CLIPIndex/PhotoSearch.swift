@@ -28,7 +28,7 @@ package struct QueryTerm: Sendable, Equatable {
         for (i, word) in words.enumerated() {
             if word == "+" || word == "-" {
                 guard !expectingTerm else {
-                    throw IndexError("query word \(i + 1) '\(word)': an operator must stand between two terms")
+                    throw IndexError.query("query word \(i + 1) '\(word)': an operator must stand between two terms")
                 }
                 sign = word == "-" ? -1 : 1
                 expectingTerm = true
@@ -39,19 +39,19 @@ package struct QueryTerm: Sendable, Equatable {
                 groups[groups.count - 1].words.append(word)
             }
         }
-        guard !groups.isEmpty else { throw IndexError("the query is empty: give a text or an image path") }
-        guard !expectingTerm else { throw IndexError("the query ends with an operator; a term must follow '+' or '-'") }
+        guard !groups.isEmpty else { throw IndexError.query("the query is empty: give a text or an image path") }
+        guard !expectingTerm else { throw IndexError.query("the query ends with an operator; a term must follow '+' or '-'") }
         return try groups.map { (g) throws(IndexError) -> QueryTerm in
             var text = g.words.joined(separator: " "), weight: Float = 1
             if let colon = text.firstIndex(of: ":"), let w = Float(text[..<colon]) {
                 guard w.isFinite, w > 0, w <= 1000 else {
-                    throw IndexError("query word \(g.first + 1) '\(g.words[0])': a weight must be a positive number, at most 1000 (use '-' to subtract)")
+                    throw IndexError.query("query word \(g.first + 1) '\(g.words[0])': a weight must be a positive number, at most 1000 (use '-' to subtract)")
                 }
                 weight = w
                 text = String(text[text.index(after: colon)...])
             }
             guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-                throw IndexError("query word \(g.first + 1) '\(g.words[0])' leaves an empty term")
+                throw IndexError.query("query word \(g.first + 1) '\(g.words[0])' leaves an empty term")
             }
             return QueryTerm(isImageFile(text) ? .image(text) : .text(text), weight: g.sign * weight)
         }
@@ -148,7 +148,7 @@ package struct PhotoSearch: Sendable {
             textVectors = texts.isEmpty ? nil : try pipeline.textEmbeddings(texts, truncate: true)
             imageVectors = images.isEmpty ? nil : try pipeline.imageEmbeddings(files: images)
         } catch {
-            throw IndexError("cannot embed the query: \(error)")
+            throw IndexError.query("cannot embed the query: \(error)")
         }
         let d = pipeline.model.configuration.embedDim
         var weighted: [(weight: Float, vector: ArraySlice<Float>)] = []
@@ -166,16 +166,16 @@ package struct PhotoSearch: Sendable {
 
     /// The weighted sum of unit embeddings, renormalised: how terms make one query.
     package static func combine(_ terms: [(weight: Float, vector: ArraySlice<Float>)]) throws(IndexError) -> [Float] {
-        guard let d = terms.first?.vector.count else { throw IndexError("the query is empty") }
+        guard let d = terms.first?.vector.count else { throw IndexError.query("the query is empty") }
         // In double precision: weights near Float's largest (3e38) would overflow the sum and leave NaN scores.
         var sum = [Double](repeating: 0, count: d)
         for (weight, vector) in terms {
-            guard weight.isFinite else { throw IndexError("a query weight is not a finite number") }
+            guard weight.isFinite else { throw IndexError.query("a query weight is not a finite number") }
             for (j, x) in vector.enumerated() { sum[j] += Double(weight) * Double(x) }
         }
         let largest = terms.map { abs(Double($0.weight)) }.max() ?? 1
         let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        guard norm.isFinite, norm > 1e-6 * largest else { throw IndexError("the query's terms cancel out; nothing is left to search for") }
+        guard norm.isFinite, norm > 1e-6 * largest else { throw IndexError.query("the query's terms cancel out; nothing is left to search for") }
         return sum.map { Float($0 / norm) }
     }
 
@@ -219,7 +219,7 @@ package struct PhotoSearch: Sendable {
     /// `scoredOneByOne`: at most how many admitted files are scored row by row (tests take the scan's path with 0).
     package func search(_ query: [Float], top: Int, everyMoment: Bool, filter: Filter?, scoredOneByOne: Int) throws(IndexError) -> [SearchHit] {
         guard query.count == model.dimension else {
-            throw IndexError("the query has \(query.count) dimensions; model \(model.name) has \(model.dimension)")
+            throw IndexError.mismatch(subject: "the query", reason: "\(query.count) dimensions, but model \(model.name) has \(model.dimension)")
         }
         guard top > 0 else { return [] }
         let allowed = try filter.map { (f) throws(IndexError) -> Set<Int64> in try admitted(f) }

@@ -58,7 +58,7 @@ package enum RetrievalLayout {
                 start = end
             } while start < live.count
         } catch {
-            throw IndexError(error.description)
+            throw IndexError.export(error)
         }
         return live.count
     }
@@ -80,12 +80,12 @@ package enum RetrievalLayout {
             let path = "\(folder)/\(name)"
             guard let bytes = try? RegularFile.contents(of: path, limit: 1 << 16),
                   let flag = try? JSONDecoder().decode(PreprocessingRecord.self, from: Data(bytes)).exif_orientation else {
-                throw IndexError("\(path): not {\"exif_orientation\": true|false}")
+                throw IndexError.unusable(path: path, reason: "not {\"exif_orientation\": true|false}")
             }
             seen.insert(flag)
         }
         guard seen.count <= 1 else {
-            throw IndexError("\(folder): some partitions were embedded with EXIF orientation and some without; import them separately")
+            throw IndexError.unusable(path: folder, reason: "some partitions were embedded with EXIF orientation and some without; import them separately")
         }
         return seen.first
     }
@@ -98,19 +98,19 @@ package enum RetrievalLayout {
             guard FileManager.default.fileExists(atPath: npy) else { break }
             let (rows, dim, values) = try readNPY(npy)
             guard dim == model.dimension else {
-                throw IndexError("\(npy): rows have \(dim) dimensions; model \(model.name) has \(model.dimension)")
+                throw IndexError.mismatch(subject: npy, reason: "rows have \(dim) dimensions; model \(model.name) has \(model.dimension)")
             }
             let metaPath = "\(directory)/metadata/metadata_\(part).jsonl"
             if !FileManager.default.fileExists(atPath: metaPath),
                FileManager.default.fileExists(atPath: "\(directory)/metadata/metadata_\(part).parquet") {
-                throw IndexError("\(directory)/metadata/metadata_\(part).parquet: Parquet metadata is not read; convert it to JSON lines first: python -c \"import pandas as p; p.read_parquet('metadata_\(part).parquet').to_json('metadata_\(part).jsonl', orient='records', lines=True)\"")
+                throw IndexError.unusable(path: "\(directory)/metadata/metadata_\(part).parquet", reason: "Parquet metadata is not read; convert it to JSON lines first: python -c \"import pandas as p; p.read_parquet('metadata_\(part).parquet').to_json('metadata_\(part).jsonl', orient='records', lines=True)\"")
             }
             let paths = try readMetadata(metaPath, rows: rows)
             var records: [(stored: String, size: Int64, modified: Int64, hash: String, vector: [Float]?)] = []
             for r in 0..<rows {
                 var v = Array(values[(r * dim)..<((r + 1) * dim)])
                 let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
-                guard norm.isFinite, norm > 0 else { throw IndexError("\(npy): row \(r) is zero or not finite") }
+                guard norm.isFinite, norm > 0 else { throw IndexError.unusable(path: npy, reason: "row \(r) is zero or not finite") }
                 v = v.map { $0 / norm }
                 let absolute = paths[r].hasPrefix("/") ? paths[r] : PhotoIndex.absolute(directory + "/" + paths[r])
                 var st = stat()
@@ -138,7 +138,7 @@ package enum RetrievalLayout {
             total += records.filter { $0.vector != nil }.count
             part += 1
         }
-        guard part > 0 else { throw IndexError("\(directory): no img_emb/img_emb_0.npy (clip-retrieval's layout)") }
+        guard part > 0 else { throw IndexError.unusable(path: directory, reason: "no img_emb/img_emb_0.npy (clip-retrieval's layout)") }
         return total
     }
 
@@ -149,16 +149,16 @@ package enum RetrievalLayout {
     /// The `image_path` of each line of a JSON-lines metadata file, which must have exactly `rows` lines.
     static func readMetadata(_ path: String, rows: Int) throws(IndexError) -> [String] {
         let bytes: [UInt8]
-        do { bytes = try RegularFile.contents(of: path, limit: 1 << 30) } catch { throw IndexError("\(path): \(error.reason)") }
+        do { bytes = try RegularFile.contents(of: path, limit: 1 << 30) } catch { throw IndexError.file(error) }
         var out: [String] = []
         for (i, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).enumerated() {
             guard let p = try? JSONDecoder().decode(ImagePathOnly.self, from: Data(line)).image_path, !p.isEmpty else {
-                throw IndexError("\(path): line \(i + 1) is not a JSON object with an image_path string")
+                throw IndexError.unusable(path: path, reason: "line \(i + 1) is not a JSON object with an image_path string")
             }
             out.append(p)
         }
         guard out.count == rows else {
-            throw IndexError("\(path) has \(out.count) rows but its embeddings file has \(rows); the two must be row-aligned")
+            throw IndexError.mismatch(subject: path, reason: "it has \(out.count) rows but its embeddings file has \(rows); the two must be row-aligned")
         }
         return out
     }
@@ -166,10 +166,10 @@ package enum RetrievalLayout {
     /// A 2-D little-endian float32 or float16 C-order `.npy` → (rows, columns, values as fp32).
     static func readNPY(_ path: String) throws(IndexError) -> (Int, Int, [Float]) {
         let file: RegularFile
-        do { file = try RegularFile(path: path) } catch { throw IndexError("\(path): \(error.reason)") }
-        func fail(_ why: String) -> IndexError { IndexError("\(path): not an embeddings .npy: \(why)") }
+        do { file = try RegularFile(path: path) } catch { throw IndexError.file(error) }
+        func fail(_ why: String) -> IndexError { .unusable(path: path, reason: "not an embeddings .npy: \(why)") }
         let head: [UInt8]
-        do { head = try file.read(at: 0, count: min(file.size, 12)) } catch { throw IndexError("\(path): \(error.reason)") }
+        do { head = try file.read(at: 0, count: min(file.size, 12)) } catch { throw IndexError.file(error) }
         guard head.count >= 10, head[0] == 0x93, Array(head[1..<6]) == Array("NUMPY".utf8) else { throw fail("bad magic") }
         let major = head[6]
         let headerLength: Int, headerStart: Int
@@ -182,7 +182,7 @@ package enum RetrievalLayout {
         }
         guard headerLength <= 1 << 16, headerStart + headerLength <= file.size else { throw fail("header of \(headerLength) bytes") }
         let headerBytes: [UInt8]
-        do { headerBytes = try file.read(at: headerStart, count: headerLength) } catch { throw IndexError("\(path): \(error.reason)") }
+        do { headerBytes = try file.read(at: headerStart, count: headerLength) } catch { throw IndexError.file(error) }
         let header = String(decoding: headerBytes, as: UTF8.self).replacingOccurrences(of: " ", with: "")
         let half: Bool
         if header.contains("'descr':'<f4'") { half = false } else if header.contains("'descr':'<f2'") { half = true } else {
@@ -201,7 +201,7 @@ package enum RetrievalLayout {
             throw fail("\(file.size) bytes do not hold \(rows) x \(cols) values after the header")
         }
         let raw: [UInt8]
-        do { raw = try file.read(at: headerStart + headerLength, count: bytes) } catch { throw IndexError("\(path): \(error.reason)") }
+        do { raw = try file.read(at: headerStart + headerLength, count: bytes) } catch { throw IndexError.file(error) }
         let values: [Float] = raw.withUnsafeBytes { p in
             (0..<(rows * cols)).map { i in
                 half ? halfToFloat(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))

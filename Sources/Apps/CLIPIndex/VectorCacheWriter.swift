@@ -129,7 +129,7 @@ struct VectorCacheWriter {
     }
 
     private func badEmbedding(_ stored: String) -> IndexError {
-        IndexError("\(index.path): the embedding of \(stored) is not \(model.dimension) float32 values; the database was altered (re-index the file)")
+        IndexError.corrupt(path: index.path, reason: "the embedding of \(stored) is not \(model.dimension) float32 values; the database was altered (re-index the file)")
     }
 
     /// `blob` as `dimension` little-endian float32 values, or nil when it has another size.
@@ -164,35 +164,35 @@ struct VectorCacheWriter {
         if Self.compactionDue(segments: existing.segmentCount, rows: rows, baseRows: existing.baseRows, dead: dead) {
             return try compact(existing, generation: generation, nonce: nonce, superseded: Set(superseded), added: added)
         }
-        guard let h = VectorStore.header(fd: fd) else { throw IndexError("\(path): the cache changed while locked") }
+        guard let h = VectorStore.header(fd: fd) else { throw IndexError.unusable(path: path, reason: "the cache changed while locked") }
         var header = h
         (header.generation, header.nonce) = (generation, nonce)
         if !superseded.isEmpty || !added.isEmpty {
             guard let plan = VectorCacheFormat.Plan(rows: added.count, superseded: superseded.count, dimension: d),
-                  let end = Checked.sum(h.committed, plan.length) else { throw IndexError("\(path): the cache is too large to append to") }
+                  let end = Checked.sum(h.committed, plan.length) else { throw IndexError.unusable(path: path, reason: "the cache is too large to append to") }
             // What a crashed writer left past the committed bytes goes; the committed bytes stay as they are.
-            guard ftruncate(fd, off_t(h.committed)) == 0 else { throw IndexError("\(path): \(String(cString: strerror(errno)))") }
+            guard ftruncate(fd, off_t(h.committed)) == 0 else { throw IndexError.unusable(path: path, reason: String(cString: strerror(errno))) }
             let out = DescriptorOutput(fd: fd)
             let segment = SegmentWriter(output: out, at: h.committed, plan: plan, generation: generation)
             for change in added {
                 change.vector!.withUnsafeBufferPointer { segment.add(id: change.id, time: change.time, vector: $0.baseAddress!) }
             }
             segment.finish(superseded: superseded)
-            if let failure = out.failure { throw IndexError("\(path): \(failure)") }
+            if let failure = out.failure { throw IndexError.unusable(path: path, reason: "\(failure)") }
             // The last part's padding is not written: the length makes it.
-            guard ftruncate(fd, off_t(end)) == 0 else { throw IndexError("\(path): \(String(cString: strerror(errno)))") }
+            guard ftruncate(fd, off_t(end)) == 0 else { throw IndexError.unusable(path: path, reason: String(cString: strerror(errno))) }
             // The segment is on disk before the header that counts it.
-            guard fsync(fd) == 0 else { throw IndexError("\(path): \(String(cString: strerror(errno)))") }
+            guard fsync(fd) == 0 else { throw IndexError.unusable(path: path, reason: String(cString: strerror(errno))) }
             header.segments += 1
             header.committed = end
             header.rows = rows
         }
         let headerOutput = DescriptorOutput(fd: fd)
         VectorCacheFormat.encode(header).withUnsafeBytes { headerOutput.write($0, at: 0) }
-        if let failure = headerOutput.failure { throw IndexError("\(path): \(failure)") }
+        if let failure = headerOutput.failure { throw IndexError.unusable(path: path, reason: "\(failure)") }
         guard fsync(fd) == 0, let store = VectorStore.mapped(fd: fd, path: path, dimension: d),
               store.generation == generation else {
-            throw IndexError("\(path): the appended cache does not read back")
+            throw IndexError.unusable(path: path, reason: "the appended cache does not read back")
         }
         return store
     }
@@ -239,7 +239,7 @@ struct VectorCacheWriter {
     private func inMemory() throws(IndexError) -> VectorStore {
         try fromDatabase { generation, nonce, rows, fill throws(IndexError) -> VectorStore in
             guard let plan = VectorCacheFormat.Plan(rows: rows, superseded: 0, dimension: model.dimension) else {
-                throw IndexError("\(index.path): too many vectors")
+                throw IndexError.unusable(path: index.path, reason: "too many vectors")
             }
             let out = MemoryOutput(length: VectorCacheFormat.headerSize + plan.length)
             let segment = SegmentWriter(output: out, at: VectorCacheFormat.headerSize, plan: plan, generation: generation)
@@ -249,7 +249,7 @@ struct VectorCacheWriter {
                                                   committed: VectorCacheFormat.headerSize + plan.length, rows: rows, nonce: nonce)
             VectorCacheFormat.encode(header).withUnsafeBytes { out.write($0, at: 0) }
             guard let store = VectorStore(memory: out.memory, header: header, cachePath: path) else {
-                throw IndexError("\(index.path): the vectors read do not form a store")
+                throw IndexError.corrupt(path: index.path, reason: "the vectors read do not form a store")
             }
             return store
         }
@@ -291,7 +291,7 @@ struct VectorCacheWriter {
                     throw IndexError.database(index.path, error)
                 }
                 if let bad { throw badEmbedding(bad) }
-                guard segment.added == expected else { throw IndexError("\(index.path): the live files changed while read") }
+                guard segment.added == expected else { throw IndexError.unusable(path: index.path, reason: "the live files changed while read") }
             }
         }
     }
@@ -301,12 +301,12 @@ struct VectorCacheWriter {
                        _ fill: (SegmentWriter) throws(IndexError) -> Void) throws(IndexError) -> VectorStore {
         let d = model.dimension
         guard let plan = VectorCacheFormat.Plan(rows: rows, superseded: 0, dimension: d) else {
-            throw IndexError("\(index.path): too many vectors")
+            throw IndexError.unusable(path: index.path, reason: "too many vectors")
         }
         // Under the lock every writer takes: a temporary left here is a crashed writer's.
         PartialFile.removeLeftovers(of: path)
         let file: PartialFile
-        do { file = try PartialFile(destination: path) } catch { throw IndexError(error.description) }
+        do { file = try PartialFile(destination: path) } catch { throw IndexError.file(error) }
         let length = VectorCacheFormat.headerSize + plan.length
         file.setLength(length)
         let segment = SegmentWriter(output: file, at: VectorCacheFormat.headerSize, plan: plan, generation: generation)
@@ -318,9 +318,9 @@ struct VectorCacheWriter {
         // Mapped through the temporary's own descriptor, before the rename: by path it could be another writer's
         // file by the time it is read back.
         let store = file.descriptor.flatMap { VectorStore.mapped(fd: $0, path: path, dimension: d) }
-        do { try file.commit() } catch { throw IndexError(error.description) }
+        do { try file.commit() } catch { throw IndexError.file(error) }
         guard let store, store.generation == generation, store.nonce == nonce else {
-            throw IndexError("\(path): the written cache does not read back")
+            throw IndexError.unusable(path: path, reason: "the written cache does not read back")
         }
         return store
     }
