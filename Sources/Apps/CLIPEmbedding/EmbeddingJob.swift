@@ -39,7 +39,7 @@ package struct Shard: Sendable, Equatable, CustomStringConvertible {
 
     package init(index: Int, count: Int) throws(EmbeddingJobError) {
         guard count >= 1, index >= 1, index <= count else {
-            throw EmbeddingJobError("shard \(index)/\(count): I must be between 1 and N (shards are counted from 1)")
+            throw EmbeddingJobError.shard("shard \(index)/\(count): I must be between 1 and N (shards are counted from 1)")
         }
         (self.index, self.count) = (index, count)
     }
@@ -48,7 +48,7 @@ package struct Shard: Sendable, Equatable, CustomStringConvertible {
     package init(parsing text: String) throws(EmbeddingJobError) {
         let parts = text.split(separator: "/")
         guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else {
-            throw EmbeddingJobError("--shard '\(text)': expected I/N, for example 3/10")
+            throw EmbeddingJobError.shard("--shard '\(text)': expected I/N, for example 3/10")
         }
         try self.init(index: i, count: n)
     }
@@ -59,7 +59,7 @@ package struct Shard: Sendable, Equatable, CustomStringConvertible {
     package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(EmbeddingJobError) -> Shard? {
         if let id = env["SLURM_ARRAY_TASK_ID"], let count = env["SLURM_ARRAY_TASK_COUNT"] {
             guard let i = Int(id), let n = Int(count) else {
-                throw EmbeddingJobError("SLURM_ARRAY_TASK_ID=\(id), SLURM_ARRAY_TASK_COUNT=\(count): not whole numbers")
+                throw EmbeddingJobError.shard("SLURM_ARRAY_TASK_ID=\(id), SLURM_ARRAY_TASK_COUNT=\(count): not whole numbers")
             }
             // Slurm arrays usually count from 0 (--array=0-9) but may start at 1 (--array=1-10).
             let minimum = Int(env["SLURM_ARRAY_TASK_MIN"] ?? "0") ?? 0
@@ -67,7 +67,7 @@ package struct Shard: Sendable, Equatable, CustomStringConvertible {
         }
         if let id = env["JOB_COMPLETION_INDEX"] {
             guard let i = Int(id), let n = Int(env["CLIP_SHARD_COUNT"] ?? "") else {
-                throw EmbeddingJobError("JOB_COMPLETION_INDEX=\(id) needs CLIP_SHARD_COUNT (the Job's completions) as a whole number")
+                throw EmbeddingJobError.shard("JOB_COMPLETION_INDEX=\(id) needs CLIP_SHARD_COUNT (the Job's completions) as a whole number")
             }
             return try Shard(index: i + 1, count: n)
         }
@@ -103,7 +103,7 @@ package final class EmbeddingInputs {
         let fd: Int32
         if path == "-" { fd = 0 } else {
             fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw EmbeddingJobError("\(path): cannot open the input list: \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw EmbeddingJobError.input(path: path, reason: "cannot open the input list: \(String(cString: strerror(errno)))") }
         }
         let reader = LineReader(fd: fd, name: path == "-" ? "standard input" : path, closes: path != "-")
         return EmbeddingInputs(description: path == "-" ? "standard input" : path) { (inputs) throws(EmbeddingJobError) -> EmbeddingInput? in
@@ -129,7 +129,7 @@ package final class EmbeddingInputs {
     package static func folder(_ folder: String) throws(EmbeddingJobError) -> EmbeddingInputs {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
-            throw EmbeddingJobError("\(folder): not a folder")
+            throw EmbeddingJobError.input(path: folder, reason: "not a folder")
         }
         // Paths only (a few hundred bytes each); the images are read as the job reaches them.
         var walk = FolderWalk()
@@ -172,7 +172,7 @@ final class LineReader {
                 return line
             }
             if buffer.count - start > Self.maxLine {
-                throw EmbeddingJobError("\(name): line \(number + 1) is longer than \(Self.maxLine) bytes; not an input list")
+                throw EmbeddingJobError.input(path: name, reason: "line \(number + 1) is longer than \(Self.maxLine) bytes; not an input list")
             }
             if eof {
                 guard start < buffer.count else { return nil }
@@ -187,7 +187,7 @@ final class LineReader {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw EmbeddingJobError("\(name): cannot read: \(String(cString: strerror(errno)))")
+                throw EmbeddingJobError.input(path: name, reason: "cannot read: \(String(cString: strerror(errno)))")
             }
             if n == 0 { eof = true } else { buffer += chunk[0..<n] }
         }
@@ -256,7 +256,7 @@ package struct EmbeddingJob {
                 texts = withText ? try pipeline.textEmbeddings(good.map { $0.input.caption ?? "" }, truncate: true).scalars : nil
             } catch {
                 _ = pending?.wait()
-                throw EmbeddingJobError("cannot embed the captions of the batch starting with \(good[0].input.path): \(error)")
+                throw EmbeddingJobError.model("cannot embed the captions of the batch starting with \(good[0].input.path): \(error)")
             }
             let rows = good.map { RetrievalMetadata(imagePath: $0.input.path, caption: withText ? $0.input.caption ?? "" : nil) }
             try writer.append(imageEmbeddings: images, textEmbeddings: texts, metadata: rows)
@@ -277,7 +277,7 @@ package struct EmbeddingJob {
         let path = "\(directory)/metadata/preprocessing_\(part).json"
         let text = "{\"exif_orientation\": \(pipeline.preprocessor.applyEXIFOrientation)}\n"
         do { try OutputFile.write(Array(text.utf8), to: path) } catch {
-            throw EmbeddingJobError("\(path): cannot write (\(error.reason))")
+            throw EmbeddingJobError.output(path: path, reason: "cannot write (\(error.reason))")
         }
     }
 
@@ -287,16 +287,16 @@ package struct EmbeddingJob {
         struct Failure: Encodable { var image_path: String, error: String }
         let lines: [UInt8]
         do { lines = try JSONOutput.lines(failed.map { Failure(image_path: $0.path, error: $0.reason) }) } catch {
-            throw EmbeddingJobError("internal: a failure record is not JSON: \(error)")
+            throw EmbeddingJobError.internal("a failure record is not JSON: \(error)")
         }
         let path = "\(directory)/metadata/failed_\(part).jsonl"
         let temporary = "\(directory)/metadata/.failed_\(part).jsonl.\(getpid()).tmp"
         do {
             try Data(lines).write(to: URL(fileURLWithPath: temporary))
         } catch {
-            throw EmbeddingJobError("\(temporary): cannot write (\(error.localizedDescription))")
+            throw EmbeddingJobError.output(path: temporary, reason: "cannot write (\(error.localizedDescription))")
         }
-        guard rename(temporary, path) == 0 else { throw EmbeddingJobError("\(path): cannot rename into place") }
+        guard rename(temporary, path) == 0 else { throw EmbeddingJobError.output(path: path, reason: "cannot rename into place") }
     }
 
     struct Prepared: Sendable {

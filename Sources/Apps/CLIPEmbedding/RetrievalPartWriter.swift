@@ -7,9 +7,31 @@ import CLIPFiles
 import Foundation
 
 /// Why an embedding job could not read its inputs or write its outputs; the message names the file.
-package struct EmbeddingJobError: Error, CustomStringConvertible, Sendable {
-    package let description: String
-    package init(_ description: String) { self.description = description }
+package enum EmbeddingJobError: Error, CustomStringConvertible, Sendable {
+    /// The shard this process is asked to take (`--shard`, Slurm's or Kubernetes' variables) is not one.
+    case shard(String)
+    /// An input (the list, the folder, a tar shard, a video) cannot be used at all.
+    case input(path: String, reason: String)
+    /// A file could not be read.
+    case file(FileError)
+    /// A video could not be read, decoded or encoded (the failure names it).
+    case video(VideoFrameEncoder.Failure)
+    /// An output file or folder cannot be written; what was renamed into place before stays whole.
+    case output(path: String, reason: String)
+    /// The model refused a batch as a whole.
+    case model(String)
+    /// A failure of this program rather than of its input.
+    case `internal`(String)
+
+    package var description: String {
+        switch self {
+        case .shard(let reason), .model(let reason): return reason
+        case .input(let path, let reason), .output(let path, let reason): return "\(path): \(reason)"
+        case .file(let e): return e.description
+        case .video(let e): return e.description
+        case .internal(let reason): return "internal: \(reason)"
+        }
+    }
 }
 
 /// One output partition in clip-retrieval's layout, written as rows arrive so memory stays flat:
@@ -43,13 +65,13 @@ package final class RetrievalPartWriter {
         func open(_ sub: String, _ name: String) throws(EmbeddingJobError) -> Output {
             let folder = directory + "/" + sub
             do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
-                throw EmbeddingJobError("\(folder): cannot create (\(error.localizedDescription))")
+                throw EmbeddingJobError.output(path: folder, reason: "cannot create (\(error.localizedDescription))")
             }
             let final = folder + "/" + name
             let temporary = folder + "/.\(name).\(getpid()).tmp"
             guard FileManager.default.createFile(atPath: temporary, contents: nil),
                   let handle = FileHandle(forWritingAtPath: temporary) else {
-                throw EmbeddingJobError("\(temporary): cannot create: \(String(cString: strerror(errno)))")
+                throw EmbeddingJobError.output(path: temporary, reason: "cannot create: \(String(cString: strerror(errno)))")
             }
             return Output(final: final, temporary: temporary, handle: handle)
         }
@@ -70,7 +92,7 @@ package final class RetrievalPartWriter {
 
     private func write(_ data: Data, to output: Output) throws(EmbeddingJobError) {
         do { try output.handle.write(contentsOf: data) } catch {
-            throw EmbeddingJobError("\(output.temporary): cannot write (\(error.localizedDescription)); is the disk full?")
+            throw EmbeddingJobError.output(path: output.temporary, reason: "cannot write (\(error.localizedDescription)); is the disk full?")
         }
     }
 
@@ -79,14 +101,14 @@ package final class RetrievalPartWriter {
     package func append(imageEmbeddings: [Float], textEmbeddings: [Float]?, metadata objects: [RetrievalMetadata]) throws(EmbeddingJobError) {
         let n = objects.count
         guard imageEmbeddings.count == n * dimension, (textEmbeddings?.count ?? n * dimension) == n * dimension else {
-            throw EmbeddingJobError("internal: \(n) metadata rows for \(imageEmbeddings.count / max(dimension, 1)) embeddings")
+            throw EmbeddingJobError.internal("\(n) metadata rows for \(imageEmbeddings.count / max(dimension, 1)) embeddings")
         }
         try write(imageEmbeddings.withUnsafeBytes { Data($0) }, to: images)
         if let texts {
             try write((textEmbeddings ?? [Float](repeating: 0, count: n * dimension)).withUnsafeBytes { Data($0) }, to: texts)
         }
         let lines: [UInt8]
-        do { lines = try JSONOutput.lines(objects) } catch { throw EmbeddingJobError("internal: a metadata row is not JSON: \(error)") }
+        do { lines = try JSONOutput.lines(objects) } catch { throw EmbeddingJobError.internal("a metadata row is not JSON: \(error)") }
         try write(Data(lines), to: metadata)
         rows += n
     }
@@ -123,7 +145,7 @@ package final class RetrievalPartWriter {
                 try o.handle.seek(toOffset: 0)
                 try o.handle.write(contentsOf: Self.npyHeader(rows: rows, dimension: dimension))
             } catch {
-                throw EmbeddingJobError("\(o.temporary): cannot write the header (\(error.localizedDescription))")
+                throw EmbeddingJobError.output(path: o.temporary, reason: "cannot write the header (\(error.localizedDescription))")
             }
         }
         for o in [metadata] + (texts.map { [$0] } ?? []) + [images] {
@@ -131,10 +153,10 @@ package final class RetrievalPartWriter {
                 try o.handle.synchronize()
                 try o.handle.close()
             } catch {
-                throw EmbeddingJobError("\(o.temporary): cannot sync (\(error.localizedDescription)); is the disk full?")
+                throw EmbeddingJobError.output(path: o.temporary, reason: "cannot sync (\(error.localizedDescription)); is the disk full?")
             }
             guard rename(o.temporary, o.final) == 0 else {
-                throw EmbeddingJobError("\(o.final): cannot rename into place: \(String(cString: strerror(errno)))")
+                throw EmbeddingJobError.output(path: o.final, reason: "cannot rename into place: \(String(cString: strerror(errno)))")
             }
         }
         removeAbandonedTemporaries()

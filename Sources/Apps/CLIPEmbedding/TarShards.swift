@@ -9,7 +9,7 @@ import Foundation
 extension EmbeddingInputs {
     /// The image members of `shards` in stored order, shard after shard, each with its `.txt` caption when present.
     package static func tars(_ shards: [String]) throws(EmbeddingJobError) -> EmbeddingInputs {
-        guard !shards.isEmpty else { throw EmbeddingJobError("no tar shards given") }
+        guard !shards.isEmpty else { throw EmbeddingJobError.input(path: "--input-tar", reason: "no tar shards given") }
         var shardIndex = 0
         var members: [EmbeddingInput] = []
         var position = 0
@@ -28,7 +28,7 @@ extension EmbeddingInputs {
     /// One shard's image members with their captions (`Captions`' rule).
     static func members(of path: String) throws(EmbeddingJobError) -> [EmbeddingInput] {
         let shard: WebDatasetShard
-        do { shard = try WebDatasetShard(path: path) } catch { throw EmbeddingJobError(error.description) }
+        do { shard = try WebDatasetShard(path: path) } catch { throw .file(error) }
         return shard.samples.map { sample in
             var input = EmbeddingInput(path: shard.name(sample.image),
                                        member: .init(tar: path, offset: sample.image.offset, size: sample.image.size))

@@ -44,7 +44,7 @@ package struct VideoEmbeddingJob {
         var report = Report()
         let folder = directory + "/videos"
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
-            throw EmbeddingJobError("\(folder): cannot create the output folder: \(error.localizedDescription)")
+            throw EmbeddingJobError.output(path: folder, reason: "cannot create the output folder: \(error.localizedDescription)")
         }
         let model = modelFingerprint
         for (position, path) in videos.enumerated() where shard?.takes(position) ?? true {
@@ -74,7 +74,7 @@ package struct VideoEmbeddingJob {
         do {
             try OutputFile.write(try JSONOutput.lines(failed.map { Failure(path: $0.path, error: $0.reason) }), to: path)
         } catch {
-            throw EmbeddingJobError("\(path): cannot write (\(error)); is the disk full?")
+            throw EmbeddingJobError.output(path: path, reason: "cannot write (\(error)); is the disk full?")
         }
     }
 
@@ -97,7 +97,7 @@ package struct VideoEmbeddingJob {
         var frames = VideoFrameEncoder(pipeline: pipeline)
         (frames.batchSize, frames.interval, frames.sceneThreshold) = (batchSize, interval, sceneThreshold)
         let video: VideoFrameEncoder.Result
-        do { video = try frames.embed(path) } catch { throw EmbeddingJobError(error.description) }
+        do { video = try frames.embed(path) } catch { throw .video(error) }
         let (times, rows, info) = (video.times, video.rows, video.info)
         let dimension = pipeline.model.configuration.embedDim
         let record = VideoRecord(path: path, timestamps: times, interval: interval, sceneThreshold: sceneThreshold,
@@ -108,7 +108,7 @@ package struct VideoEmbeddingJob {
             try OutputFile.write([UInt8](embeddings.npyData()), to: "\(folder)/\(key).npy")
             try OutputFile.write(try JSONOutput.pretty(record), to: "\(folder)/\(key).json")
         } catch {
-            throw EmbeddingJobError("\(folder)/\(key): cannot write: \(error)")
+            throw EmbeddingJobError.output(path: "\(folder)/\(key)", reason: "cannot write: \(error)")
         }
         return times.count
     }

@@ -51,7 +51,7 @@ package enum IndexError: Error, CustomStringConvertible, Sendable {
     static func database(_ path: String, _ error: any Error) -> IndexError {
         if let e = error as? IndexError {
             // Raised inside a transaction, where the path is not at hand.
-            if case .corrupt("", let reason) = e { return .corrupt(path: path, reason: reason) }
+            if case .corrupt(let unnamed, let reason) = e, unnamed.isEmpty { return .corrupt(path: path, reason: reason) }
             return e
         }
         if let e = error as? DatabaseError {

@@ -79,21 +79,21 @@ package final class BatchLoader: @unchecked Sendable {
             for r in results {
                 switch r {
                 case .success(let e)?: pixels += e.pixels; captions.append(e.caption)
-                case .failure(let e)?: skipped += 1; if reasons.count < 5 { reasons.append(e.message) }
+                case .failure(let e)?: skipped += 1; if reasons.count < 5 { reasons.append(e.description) }
                 case nil: break
                 }
             }
             next += want
             if skipped > 10 * batchSize + 100 && captions.isEmpty {
-                throw DataError("\(data.description): \(skipped) examples in a row could not be used; first: \(reasons.first ?? "?")")
+                throw DataError.dataset(subject: data.description, reason: "\(skipped) examples in a row could not be used; first: \(reasons.first ?? "?")")
             }
         }
         let tokens: [[Int]]
         do { tokens = try tokenizer.tokenize(captions, contextLength: contextLength, truncate: true) } catch {
-            throw DataError("tokenizing captions: \(error)")
+            throw DataError.tokenizer("\(error)")
         }
         guard let images = try? Tensor(shape: [batchSize, 3, side, side], scalars: pixels), pixels.count == batchSize * per else {
-            throw DataError("internal: \(pixels.count) pixel values for \(batchSize) images")
+            throw DataError.internal("\(pixels.count) pixel values for \(batchSize) images")
         }
         return Batch(images: images, tokens: tokens, captions: captions, nextPosition: next, skipped: skipped, skipReasons: reasons)
     }

@@ -17,11 +17,36 @@ package protocol TrainingData: Sendable {
     func example(_ index: Int, preprocessor: ImagePreprocessor) -> Result<(pixels: [Float], caption: String), DataError>
 }
 
-/// One example that could not be used, and why.
-package struct DataError: Error, CustomStringConvertible, Sendable {
-    package let message: String
-    package init(_ message: String) { self.message = message }
-    package var description: String { message }
+/// Why training data, or one example of it, could not be used.
+package enum DataError: Error, CustomStringConvertible, Sendable {
+    /// The data set as a whole (`subject`: its file, folder or shards) cannot be trained on.
+    case dataset(subject: String, reason: String)
+    /// One example (`subject`: its image or member) is left out.
+    case example(subject: String, reason: String)
+    /// A file could not be read.
+    case file(FileError)
+    /// A caption file or member could not be read.
+    case caption(CaptionError)
+    /// An image could not be decoded or preprocessed.
+    case image(ImageError)
+    /// The caption table is malformed.
+    case table(TableError)
+    /// The captions of a batch could not be tokenized.
+    case tokenizer(String)
+    /// A failure of this program rather than of its data.
+    case `internal`(String)
+
+    package var description: String {
+        switch self {
+        case .dataset(let subject, let reason), .example(let subject, let reason): return "\(subject): \(reason)"
+        case .file(let e): return e.description
+        case .caption(let e): return e.description
+        case .image(let e): return e.description
+        case .table(let e): return e.description
+        case .tokenizer(let reason): return "tokenizing captions: \(reason)"
+        case .internal(let reason): return "internal: \(reason)"
+        }
+    }
 }
 
 /// The synthetic shapes stream (`SyntheticShapes`), rendered at the model's resolution.
@@ -38,7 +63,7 @@ package struct SyntheticData: TrainingData {
                                                  name: "synthetic image \(index)")
             return .success((pixels, s.caption))
         } catch {
-            return .failure(DataError(error.description))
+            return .failure(.image(error))
         }
     }
 }
@@ -62,12 +87,12 @@ package struct FileData: TrainingData {
     package init(folder: String) throws(DataError) {
         var walk = FolderWalk()
         let found = walk.files(under: folder) { ImageFormat.hasImageExtension($0) || $0.hasSuffix(".txt") }
-        if found.isEmpty, let (path, reason) = walk.unreadable.first { throw DataError("\(path): cannot list the folder (\(reason))") }
+        if found.isEmpty, let (path, reason) = walk.unreadable.first { throw DataError.dataset(subject: path, reason: "cannot list the folder (\(reason))") }
         let texts = Set(found.map(\.path).filter { $0.hasSuffix(".txt") }.map { ($0 as NSString).deletingPathExtension })
         let images = found.map(\.path).filter(ImageFormat.hasImageExtension)
         let paired = images.filter { texts.contains(($0 as NSString).deletingPathExtension) }
         guard !paired.isEmpty else {
-            throw DataError("\(folder): no image with a caption (.jpg/.png/.webp beside a same-named .txt) among \(images.count) images")
+            throw DataError.dataset(subject: folder, reason: "no image with a caption (.jpg/.png/.webp beside a same-named .txt) among \(images.count) images")
         }
         items = paired.map { ($0, .file(Captions.path(forImage: $0))) }
         skippedWithoutCaption = images.count - paired.count
@@ -81,7 +106,7 @@ package struct FileData: TrainingData {
     /// Relative image paths are taken relative to the table's folder when they do not exist as given.
     package init(table path: String, imageKey: String = "filepath", captionKey: String = "title") throws(DataError) {
         let bytes: [UInt8]
-        do { bytes = try RegularFile.contents(of: path, limit: 1 << 30) } catch { throw DataError(error.description) }
+        do { bytes = try RegularFile.contents(of: path, limit: 1 << 30) } catch { throw .file(error) }
         let separator: UInt8 = path.lowercased().hasSuffix(".tsv") ? 9 : 44
         let base = (path as NSString).deletingLastPathComponent
         var header: [String]?, columns = (image: 0, caption: 0)
@@ -90,23 +115,23 @@ package struct FileData: TrainingData {
             try DelimitedTable.forEachRow(bytes, separator: separator, name: path, maxFieldBytes: maximumCaptionBytes) { (row, line) throws(TableError) in
                 guard let header else {
                     guard let i = row.firstIndex(of: imageKey), let c = row.firstIndex(of: captionKey) else {
-                        throw TableError("\(path): the header \(row) has no '\(imageKey)' and '\(captionKey)' columns (set them with --csv-image-key / --csv-caption-key)")
+                        throw TableError.missingColumns(table: path, header: row, wanted: [imageKey, captionKey], hint: "set them with --csv-image-key / --csv-caption-key")
                     }
                     (header, columns) = (row, (i, c))
                     return
                 }
                 guard row.count > max(columns.image, columns.caption) else {
-                    throw TableError("\(path): line \(line) has \(row.count) fields, the header \(header.count)")
+                    throw TableError.shortRow(table: path, line: line, fields: row.count, headerFields: header.count)
                 }
                 var image = row[columns.image]
                 if !image.hasPrefix("/"), !FileManager.default.fileExists(atPath: image), !base.isEmpty { image = "\(base)/\(image)" }
                 items.append((image, .text(row[columns.caption])))
             }
         } catch {
-            throw DataError(error.description)
+            throw .table(error)
         }
-        guard header != nil else { throw DataError("\(path): the table is empty") }
-        guard !items.isEmpty else { throw DataError("\(path): the table has a header but no rows") }
+        guard header != nil else { throw DataError.dataset(subject: path, reason: "the table is empty") }
+        guard !items.isEmpty else { throw DataError.dataset(subject: path, reason: "the table has a header but no rows") }
         self.items = items
         description = "\(path): \(items.count) rows"
     }
@@ -119,16 +144,16 @@ package struct FileData: TrainingData {
         case .file:
             switch Captions.read(forImage: image) {
             case .success(let caption?): text = caption
-            case .success(nil): return .failure(DataError("\(Captions.path(forImage: image)): the caption file is gone"))
-            case .failure(let error): return .failure(DataError(error.description))
+            case .success(nil): return .failure(.example(subject: Captions.path(forImage: image), reason: "the caption file is gone"))
+            case .failure(let error): return .failure(.caption(error))
             }
         }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty else { return .failure(DataError("\(image): empty caption")) }
+        guard !trimmed.isEmpty else { return .failure(.example(subject: image, reason: "empty caption")) }
         do {
             return .success((try preprocessor.pixels(file: image), trimmed))
         } catch {
-            return .failure(DataError(error.description))
+            return .failure(.image(error))
         }
     }
 }

@@ -65,7 +65,7 @@ package struct TrainingRun {
         let firstStep = trainer.step
         while trainer.step < settings.steps {
             let batch: Batch
-            do { batch = try loader.next(at: state.position) } catch { throw .data(error.message) }
+            do { batch = try loader.next(at: state.position) } catch { throw .data(error.description) }
             if trainer.step + 1 < settings.steps { loader.prefetch(at: batch.nextPosition) }
             let report = try trainer.step(images: batch.images, texts: batch.tokens, microBatches: settings.microBatches)
             state.record(report, batch: batch)
@@ -128,7 +128,7 @@ package struct TrainingRun {
             if lower.hasSuffix(".tar") { return try WebDataset(shards: [path]) }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                throw DataError("\(path): no such file or folder (give a folder of images with .txt captions, a .csv/.tsv, .tar shards, or 'synthetic')")
+                throw DataError.dataset(subject: path, reason: "no such file or folder (give a folder of images with .txt captions, a .csv/.tsv, .tar shards, or 'synthetic')")
             }
             let listing = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
             if isDirectory.boolValue, listing.contains(where: { $0.hasSuffix(".tar") }) { return try WebDataset(shards: [path]) }
@@ -136,7 +136,7 @@ package struct TrainingRun {
             if folder.skippedWithoutCaption > 0 { log("\(folder.skippedWithoutCaption) images without a .txt caption are left out") }
             return folder
         } catch {
-            throw .data(error.message)
+            throw .data(error.description)
         }
     }
 

@@ -31,17 +31,17 @@ package struct WebDataset: TrainingData {
                 files.append(path)
             }
         }
-        guard !files.isEmpty else { throw DataError("\(paths.joined(separator: ", ")): no .tar shards") }
+        guard !files.isEmpty else { throw DataError.dataset(subject: paths.joined(separator: ", "), reason: "no .tar shards") }
         var opened: [WebDatasetShard] = [], members: [Member] = [], unpaired = 0
         for (s, path) in files.enumerated() {
             let shard: WebDatasetShard
-            do { shard = try WebDatasetShard(path: path) } catch { throw DataError(error.description) }
+            do { shard = try WebDatasetShard(path: path) } catch { throw .file(error) }
             opened.append(shard)
             let paired = shard.samples.filter { $0.caption != nil }
             members += paired.map { Member(shard: s, sample: $0) }
             unpaired += shard.samples.count - paired.count + shard.loneCaptions
         }
-        guard !members.isEmpty else { throw DataError("\(files.joined(separator: ", ")): no image with a .txt caption in the shards") }
+        guard !members.isEmpty else { throw DataError.dataset(subject: files.joined(separator: ", "), reason: "no image with a .txt caption in the shards") }
         (shards, self.members, self.unpaired) = (opened, members, unpaired)
         description = "\(files.count) webdataset shard\(files.count == 1 ? "" : "s"): \(members.count) pairs"
     }
@@ -51,23 +51,23 @@ package struct WebDataset: TrainingData {
         let caption: String
         switch shard.caption(m.sample) {
         case .success(let text?): caption = text
-        case .success(nil): return .failure(DataError("\(name): no caption"))
-        case .failure(let error): return .failure(DataError(error.description))
+        case .success(nil): return .failure(.example(subject: name, reason: "no caption"))
+        case .failure(let error): return .failure(.caption(error))
         }
-        guard !caption.isEmpty else { return .failure(DataError("\(name): empty caption")) }
+        guard !caption.isEmpty else { return .failure(.example(subject: name, reason: "empty caption")) }
         let image = m.sample.image
         guard image.size <= WebDatasetShard.maxImageBytes else {
-            return .failure(DataError("\(name): image of \(image.size) bytes"))
+            return .failure(.example(subject: name, reason: "image of \(image.size) bytes"))
         }
         do {
             let bytes = try shard.file.read(at: image.offset, count: image.size)
             return .success((try preprocessor.pixels(try decodeImage(bytes, name: name, maxPixels: preprocessor.maxPixels), name: name), caption))
         } catch let e as FileError {
-            return .failure(DataError(e.description))
+            return .failure(.file(e))
         } catch let e as ImageError {
-            return .failure(DataError(e.description))
+            return .failure(.image(e))
         } catch {
-            return .failure(DataError("\(name): \(error)"))
+            return .failure(.example(subject: name, reason: "\(error)"))
         }
     }
 }

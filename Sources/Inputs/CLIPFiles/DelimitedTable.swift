@@ -4,9 +4,27 @@
 package let maximumCaptionBytes = 64 << 10
 
 /// Why a table (open_clip's CSV/TSV of image paths and captions) could not be read; names the file and line.
-package struct TableError: Error, CustomStringConvertible, Sendable {
-    package let description: String
-    package init(_ description: String) { self.description = description }
+package enum TableError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// A field at `line` longer than the limit.
+    case fieldTooLong(table: String, line: Int, limit: Int)
+    /// A quote opened and never closed.
+    case unclosedQuote(table: String)
+    /// The header lacks the columns asked for.
+    case missingColumns(table: String, header: [String], wanted: [String], hint: String)
+    /// A row with too few fields for the columns read.
+    case shortRow(table: String, line: Int, fields: Int, headerFields: Int)
+
+    package var description: String {
+        switch self {
+        case .fieldTooLong(let table, let line, let limit):
+            return "\(table): line \(line): a field is longer than \(limit) bytes; captions are read to the model's context (77 tokens), so cut it"
+        case .unclosedQuote(let table): return "\(table): a quoted field is not closed before the end of the file"
+        case .missingColumns(let table, let header, let wanted, let hint):
+            return "\(table): the header \(header) has no \(wanted.map { "'\($0)'" }.joined(separator: " and ")) columns (\(hint))"
+        case .shortRow(let table, let line, let fields, let headerFields):
+            return "\(table): line \(line) has \(fields) fields, the header \(headerFields)"
+        }
+    }
 }
 
 /// RFC 4180 fields: separators, quotes ("" inside quotes), CRLF or LF line ends. A field longer than
@@ -53,11 +71,11 @@ package enum DelimitedTable {
                 rowLine = line
             } else { field.append(b) }
             if field.count > maxFieldBytes {
-                throw TableError("\(name): line \(line): a field is longer than \(maxFieldBytes) bytes; captions are read to the model's context (77 tokens), so cut it")
+                throw TableError.fieldTooLong(table: name, line: line, limit: maxFieldBytes)
             }
             i += 1
         }
-        if quoted { throw TableError("\(name): a quoted field is not closed before the end of the file") }
+        if quoted { throw TableError.unclosedQuote(table: name) }
         if !field.isEmpty || !row.isEmpty { try endRow() }
     }
 }
