@@ -77,7 +77,7 @@ package struct Bench: ParsableCommand {
         if !preprocess.isEmpty { return try runPreprocess() }
         if let searchVectors { return try runSearch(vectors: searchVectors) }
         guard batch <= Self.maximumBatch else {
-            throw CLIError("--batch \(batch) is larger than \(Self.maximumBatch) images, the most clip bench times at once")
+            throw ValidationError("--batch \(batch) is larger than \(Self.maximumBatch) images, the most clip bench times at once")
         }
         let clip: CLIPModel
         let name: String
@@ -87,7 +87,7 @@ package struct Bench: ParsableCommand {
             name = model
         } else {
             guard let configuration = CLIPConfiguration.openAI(architecture) else {
-                throw CLIError("unknown architecture '\(architecture)'; one of \(CLIPConfiguration.openAIModelNames.joined(separator: ", "))")
+                throw ValidationError("unknown architecture '\(architecture)'; one of \(CLIPConfiguration.openAIModelNames.joined(separator: ", "))")
             }
             // Converted tower by tower as it is built, so the fp32 weights of only one tower are held at once.
             clip = try CLIPModel(randomWeightsFor: configuration, seed: 1, precision: precision)
@@ -113,7 +113,7 @@ package struct Bench: ParsableCommand {
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
             let files = entries.filter { ImageFormat.hasImageExtension($0) }
                 .sorted().map { (folder as NSString).appendingPathComponent($0) }
-            guard !files.isEmpty else { throw CLIError("\(folder): no JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF files") }
+            guard !files.isEmpty else { throw CLIError.input(subject: folder, reason: "no JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF files") }
             let pipeline = try CLIPPipeline(model: clip, preprocessing: Preprocessing(resolution: r))
             let t = try median { _ = try pipeline.imageEmbeddings(files: files, batchSize: batch) }
             print(String(format: "folder of %d images, batch %d: %.2f img/s end to end", files.count, batch, Double(files.count) / t))

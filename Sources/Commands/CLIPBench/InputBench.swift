@@ -27,7 +27,7 @@ extension Bench {
     func runPreprocess() throws {
         let p = ImagePreprocessor()
         let blobs = try preprocess.map { path -> [UInt8] in
-            guard let d = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read") }
+            guard let d = FileManager.default.contents(atPath: path) else { throw CLIError.file(path: path, reason: "cannot read") }
             return [UInt8](d)
         }
         let decodeOnly = try median {

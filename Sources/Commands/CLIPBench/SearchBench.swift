@@ -1,3 +1,4 @@
+import ArgumentParser
 import CLIPCommandSupport
 import CLIPIndex
 import CLIPKit
@@ -8,7 +9,7 @@ extension Bench {
     /// `vectors` random unit vectors (the scan's cost does not depend on their values), with the memory bandwidth it
     /// reaches; and the time to open the index's vectors (mapping the cache, and rebuilding it from SQL).
     func runSearch(vectors count: Int) throws {
-        guard let db else { throw CLIError("--search-vectors needs --db") }
+        guard let db else { throw ValidationError("--search-vectors needs --db") }
         let index = try PhotoIndex(path: db)
         let clip = try CLIPPipeline.load(model ?? "default", precision: precision)
         let model = try ModelFingerprint.indexedModel(clip, name: model ?? "default", in: index, registering: true)

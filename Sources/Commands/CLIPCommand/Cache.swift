@@ -17,7 +17,7 @@ struct Cache: ParsableCommand {
 
     static func userCache() throws -> PackedWeightCache {
         guard let cache = PackedWeightCache.user else {
-            throw CLIError("the packed-weight cache is off (CLIP_WEIGHT_CACHE=off, or no HOME to put it under)")
+            throw CLIError.unavailable("the packed-weight cache is off (CLIP_WEIGHT_CACHE=off, or no HOME to put it under)")
         }
         return cache
     }

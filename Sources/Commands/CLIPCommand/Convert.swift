@@ -50,7 +50,7 @@ struct Convert: ParsableCommand {
             differences.append("its LayerNorm ε is \(epsilons.map { "\($0)" }.joined(separator: "/")) where OpenAI's format implies 1e-05")
         }
         guard differences.isEmpty else {
-            throw CLIError("cannot convert \(input) to OpenAI's format: \(differences.joined(separator: "; ")); use it as it is")
+            throw CLIError.input(subject: input, reason: "cannot convert it to OpenAI's format: \(differences.joined(separator: "; ")); use it as it is")
         }
         let bytes = SafeTensorsWriter.encode(parameters.ordered, metadata: ["format": "pt", "producer": "swift-clip convert"],
                                              half: dtype == "f16")

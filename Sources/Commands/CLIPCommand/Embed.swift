@@ -102,7 +102,7 @@ struct Embed: ParsableCommand {
         if !stream.inputTar.isEmpty {
             // Whole shards per worker, as clip-retrieval hands them out: the inputs are this worker's tars.
             let mine = stream.inputTar.enumerated().filter { shard?.takes($0.offset) ?? true }.map(\.element)
-            guard !mine.isEmpty else { throw CLIError("shard \(shard?.description ?? "") has none of the \(stream.inputTar.count) tar shards") }
+            guard !mine.isEmpty else { throw CLIError.input(subject: "shard \(shard?.description ?? "")", reason: "none of the \(stream.inputTar.count) tar shards is this shard's") }
             inputs = try EmbeddingInputs.tars(mine)
             inputShard = nil
         } else if let list = stream.inputList {

@@ -60,14 +60,14 @@ struct Eval: ParsableCommand {
 func captionedFolder(_ root: String) throws -> ([String], [String]) {
     var walk = FolderWalk()
     let images = walk.images(under: root)
-    if images.isEmpty, let (path, reason) = walk.unreadable.first { throw CLIError("\(path): cannot list the folder (\(reason))") }
+    if images.isEmpty, let (path, reason) = walk.unreadable.first { throw CLIError.file(path: path, reason: "cannot list the folder (\(reason))") }
     var files: [String] = [], texts: [String] = []
     for image in images {
         guard let caption = try Captions.read(forImage: image.path).get() else { continue }
         files.append(image.path)
         texts.append(caption)
     }
-    guard files.count >= 2 else { throw CLIError("\(root): needs at least two images with .txt captions") }
+    guard files.count >= 2 else { throw CLIError.input(subject: root, reason: "needs at least two images with .txt captions") }
     return (files, texts)
 }
 
@@ -94,7 +94,7 @@ struct LinearProbeCommand: ParsableCommand {
         let (testFiles, testLabelsRaw, testClasses) = try Evaluation.labelledFolder(test)
         let map = testClasses.map { classes.firstIndex(of: $0) }
         guard map.allSatisfy({ $0 != nil }) else {
-            throw CLIError("\(test): class folders \(testClasses.filter { !classes.contains($0) }) are not among the training classes")
+            throw CLIError.input(subject: test, reason: "class folders \(testClasses.filter { !classes.contains($0) }) are not among the training classes")
         }
         let testLabels = testLabelsRaw.map { map[$0]! }
         let xTrain = try clip.imageEmbeddings(files: trainFiles, batchSize: 64).scalars

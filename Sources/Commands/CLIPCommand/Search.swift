@@ -58,7 +58,7 @@ struct Search: ParsableCommand {
     func run() throws {
         let terms = try QueryTerm.parse(query)
         guard FileManager.default.fileExists(atPath: index.path) else {
-            throw CLIError("\(index.path): no index here yet; build one with clip index FOLDER\(index.db.map { " --db \($0)" } ?? "")")
+            throw CLIError.input(subject: index.path, reason: "no index here yet; build one with clip index FOLDER\(index.db.map { " --db \($0)" } ?? "")")
         }
         let photoIndex = try index.open()
         // A query of texts alone never touches the image tower: it is not even read.

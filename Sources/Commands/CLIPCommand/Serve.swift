@@ -111,7 +111,7 @@ struct Serve: AsyncParsableCommand {
         var served: ServedIndex?
         if let index {
             guard FileManager.default.fileExists(atPath: index) else {
-                throw CLIError("\(index): no index here; build one with clip index FOLDER --db \(index)")
+                throw CLIError.input(subject: index, reason: "no index here; build one with clip index FOLDER --db \(index)")
             }
             let photoIndex = try PhotoIndex(path: index)
             let (pipeline, indexed) = try indexedModel(model, orientation: orientation.applyOrientation, index: photoIndex,
@@ -137,7 +137,7 @@ struct Serve: AsyncParsableCommand {
         do { try await app.runService() } catch { failure = error }
         logger.info("stopping: no new connections; finishing the requests accepted", metadata: ["queued": "\(service.batcher.depth)"])
         service.batcher.shutdown()
-        if let failure { throw CLIError("the server stopped: \(failure)") }
+        if let failure { throw CLIError.unavailable("the server stopped: \(failure)") }
         logger.info("stopped", metadata: ["uptime_seconds": "\(Int(started.duration(to: .now).inSeconds))"])
     }
 
@@ -164,18 +164,18 @@ struct Serve: AsyncParsableCommand {
     static func keys(_ path: String) throws -> Set<String> {
         // A key file is a few lines: 1 MiB at most, keys of printable ASCII up to 4 KiB (as a header carries them).
         let bytes = try readSmallFile(path, limit: 1 << 20, what: "the API key file")
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError("\(path): the API key file is not UTF-8 text") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw CLIError.settings(path: path, reason: "the API key file is not UTF-8 text") }
         var keys = Set<String>()
         // By newline characters: "\r\n" is one Character, so a split on "\n" would not split a CRLF file.
         for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let key = line.trimmingCharacters(in: .whitespaces)
             guard !key.isEmpty, !key.hasPrefix("#") else { continue }
             guard key.utf8.count <= 4096, key.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) }) else {
-                throw CLIError("\(path): line \(n + 1): an API key is printable ASCII without spaces, at most 4096 characters")
+                throw CLIError.settings(path: path, reason: "line \(n + 1): an API key is printable ASCII without spaces, at most 4096 characters")
             }
             keys.insert(key)
         }
-        guard !keys.isEmpty else { throw CLIError("\(path): no API keys in the file (one per line)") }
+        guard !keys.isEmpty else { throw CLIError.settings(path: path, reason: "no API keys in the file (one per line)") }
         return keys
     }
 }

@@ -34,7 +34,7 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         let tokenizer: any TextTokenizer
         guard [sentencepiece, xlmRoberta, wordpiece].compactMap({ $0 }).count <= 1 else {
-            throw CLIError("--sentencepiece, --xlm-roberta and --wordpiece name different tokenizers; give one")
+            throw ValidationError("--sentencepiece, --xlm-roberta and --wordpiece name different tokenizers; give one")
         }
         if let sentencepiece {
             tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece)
@@ -51,7 +51,7 @@ struct Tokenize: ParsableCommand {
         }
         let rows: [[Int]]
         do { rows = try tokenizer.tokenize(texts, contextLength: contextLength, truncate: truncate) } catch {
-            if case TokenizerError.invalidContextLength = error { throw CLIError("--context-length: \(error)") }
+            if case TokenizerError.invalidContextLength = error { throw ValidationError("--context-length: \(error)") }
             throw error
         }
         print(try jsonText(rows))

@@ -58,7 +58,7 @@ struct Train: ParsableCommand {
         let file = try config.map(ConfigFile.read) ?? ConfigFile()
         guard let data = data ?? file.data, let steps = steps ?? file.steps, let batchSize = batchSize ?? file.batchSize,
               let output = output ?? file.output else {
-            throw CLIError("train needs --data, --steps, --batch-size and --output (as flags or in --config)")
+            throw ValidationError("train needs --data, --steps, --batch-size and --output (as flags or in --config)")
         }
         var s = TrainingSettings(data: data, steps: steps, batchSize: batchSize, output: output)
         s.model = model ?? file.model
@@ -70,7 +70,7 @@ struct Train: ParsableCommand {
         if let v = microBatches ?? file.microBatches { s.microBatches = v }
         s.lockImageTower = lockImage || file.lockImage == true
         if let v = augmentation ?? file.augmentation {
-            guard let a = Augmentation(rawValue: v) else { throw CLIError("augmentation must be crop or none (got '\(v)')") }
+            guard let a = Augmentation(rawValue: v) else { throw ValidationError("augmentation must be crop or none (got '\(v)')") }
             s.augmentation = a
         }
         if let v = seed ?? file.seed { s.seed = v }
@@ -124,13 +124,13 @@ struct Train: ParsableCommand {
         /// A regular file of at most 1 MiB holding such an object; unknown keys are errors.
         static func read(_ path: String) throws -> ConfigFile {
             let bytes = try readSmallFile(path, limit: 1 << 20, what: "the settings file")
-            guard let object = JSONValue.parse(bytes)?.object else { throw CLIError("\(path): not a JSON object of settings") }
+            guard let object = JSONValue.parse(bytes)?.object else { throw CLIError.settings(path: path, reason: "not a JSON object of settings") }
             let known = Set(CodingKeys.allCases.map(\.rawValue))
             if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
-                throw CLIError("\(path): unknown setting '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
+                throw CLIError.settings(path: path, reason: "unknown setting '\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
             }
             do { return try JSONDecoder().decode(ConfigFile.self, from: Data(bytes)) } catch let error as BadSetting {
-                throw CLIError("\(path): setting '\(error.key)' has the wrong type or value (a whole number, a number, true/false or a string, as the option takes)")
+                throw CLIError.settings(path: path, reason: "setting '\(error.key)' has the wrong type or value (a whole number, a number, true/false or a string, as the option takes)")
             }
         }
     }

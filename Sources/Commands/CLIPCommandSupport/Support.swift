@@ -10,10 +10,25 @@ import Glibc
 import Darwin
 #endif
 
-/// A command-line error with a message that names the culprit.
-package struct CLIError: Error, CustomStringConvertible {
-    package let description: String
-    package init(_ description: String) { self.description = description }
+/// A command's own error, by what the user fixes; every case names the culprit. (Wrong or missing options are
+/// ArgumentParser's `ValidationError`.)
+package enum CLIError: Error, CustomStringConvertible {
+    /// A file the command reads or writes.
+    case file(path: String, reason: String)
+    /// A settings file (`--config`, an API key file) holds something the command does not take.
+    case settings(path: String, reason: String)
+    /// What the command was given (a folder, an index, a checkpoint, shards) does not hold what it needs.
+    case input(subject: String, reason: String)
+    /// The command cannot do its work here (a cache switched off, a server that stopped).
+    case unavailable(String)
+
+    package var description: String {
+        switch self {
+        case .file(let subject, let reason), .settings(let subject, let reason), .input(let subject, let reason):
+            return "\(subject): \(reason)"
+        case .unavailable(let reason): return reason
+        }
+    }
 }
 
 /// Runs a parsed command the way every `clip` command ends: an error it throws becomes one line on standard error
@@ -92,7 +107,7 @@ package func write(_ data: Data, to path: String) throws {
     do {
         try OutputFile.write([UInt8](data), to: path)
     } catch {
-        throw CLIError("\(path): cannot write: \(error.reason)")
+        throw CLIError.file(path: path, reason: "cannot write: \(error.reason)")
     }
 }
 
@@ -123,19 +138,19 @@ package func rows(_ t: Tensor) -> [[Float]] {
 /// /dev/zero does, is refused after `limit` + 1). The error names the file.
 package func readSmallFile(_ path: String, limit: Int, what: String) throws -> [UInt8] {
     var st = stat()
-    guard stat(path, &st) == 0 else { throw CLIError("\(path): cannot read \(what): \(String(cString: strerror(errno)))") }
+    guard stat(path, &st) == 0 else { throw CLIError.file(path: path, reason: "cannot read \(what): \(String(cString: strerror(errno)))") }
     let kind = st.st_mode & S_IFMT
     if kind == S_IFREG {
-        do { return try RegularFile.contents(of: path, limit: limit) } catch { throw CLIError("\(path): cannot read \(what): \(error.reason)") }
+        do { return try RegularFile.contents(of: path, limit: limit) } catch { throw CLIError.file(path: path, reason: "cannot read \(what): \(error.reason)") }
     }
     guard kind == S_IFIFO || kind == S_IFCHR, let handle = FileHandle(forReadingAtPath: path) else {
-        throw CLIError("\(path): cannot read \(what): \(kind == S_IFDIR ? "is a directory" : "not a file or a pipe")")
+        throw CLIError.file(path: path, reason: "cannot read \(what): \(kind == S_IFDIR ? "is a directory" : "not a file or a pipe")")
     }
     defer { try? handle.close() }
     var bytes: [UInt8] = []
     while bytes.count <= limit, let chunk = try? handle.read(upToCount: min(65536, limit + 1 - bytes.count)), !chunk.isEmpty {
         bytes += chunk
     }
-    guard bytes.count <= limit else { throw CLIError("\(path): \(what) is more than \(limit) bytes") }
+    guard bytes.count <= limit else { throw CLIError.file(path: path, reason: "\(what) is more than \(limit) bytes") }
     return bytes
 }
