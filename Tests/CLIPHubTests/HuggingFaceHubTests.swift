@@ -177,6 +177,29 @@ struct HuggingFaceHubTests {
         #expect(loaded.model.configuration.text.roberta != nil && loaded.model.configuration.text.vocabulary == .xlmRoberta)
     }
 
+    @Test("an open_clip roberta-ViT-B-32 repository: RoBERTa's vocab.json and merges.txt both fetched from roberta-base")
+    func openCLIPRobertaRepository() throws {
+        let xlmr = String(decoding: try fixtureBytes("xlm-roberta/open_clip_config.json"), as: UTF8.self)
+        let cfg = xlmr.replacingOccurrences(of: "\"xlm-roberta-base\"", with: "\"roberta-base\"")
+        #expect(cfg != xlmr)
+        let gpt2 = "../../CLIPTokenizerTests/Fixtures/gpt2_bpe"
+        let hub = try FakeHub(repositories: [
+            "laion/CLIP-ViT-B-32-roberta-base-laion2B-s12B-b32k": .init(commit: commitA, files: [
+                "open_clip_config.json": Array(cfg.utf8),
+                "open_clip_model.safetensors": try fixtureBytes("xlm-roberta/open_clip_model.safetensors"),
+            ], large: ["open_clip_model.safetensors"]),
+            "FacebookAI/roberta-base": .init(commit: commitB, files: [
+                "vocab.json": try fixtureBytes("\(gpt2)/vocab.json"), "merges.txt": try fixtureBytes("\(gpt2)/merges.txt"),
+            ], large: []),
+        ], renamed: ["roberta-base": "FacebookAI/roberta-base"])
+        let client = hub.client()
+        let loaded = try hubModel(client).load("hf-hub:laion/CLIP-ViT-B-32-roberta-base-laion2B-s12B-b32k")
+        #expect(loaded.model.configuration.text.vocabulary == .gpt2BPE)
+        let folder = try #require(loaded.tokenizerFolder)
+        for file in ["vocab.json", "merges.txt"] { #expect(FileManager.default.fileExists(atPath: "\(folder)/\(file)"), "\(file)") }
+        #expect(try loaded.tokenizer().vocabularySize == 3000)
+    }
+
     @Test("a Hugging Face CLIPModel repository: open_clip's config remembered as absent, the snapshot folder loaded")
     func huggingFaceRepository() throws {
         let hub = try standardHub()

@@ -102,7 +102,7 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
     ("vision_cfg", "pool_type", "\"none\"", "vision_cfg.pool_type"),
     ("vision_cfg", "attentional_pool", "true", "vision_cfg.attentional_pool"),
     ("text_cfg", "hf_model_name", "\"facebook/nllb-200-distilled-600M\"", "text_cfg.hf_model_name"),
-    ("text_cfg", "hf_tokenizer_name", "\"roberta-base\"", "text_cfg.hf_tokenizer_name"),
+    ("text_cfg", "hf_tokenizer_name", "\"facebook/nllb-200-distilled-600M\"", "text_cfg.hf_tokenizer_name"),
     ("text_cfg", "tokenizer_kwargs", "{\"strip_sep_token\": true}", "text_cfg.tokenizer_kwargs"),  // without BERT's
     ("preprocess_cfg", "resize_mode", "\"stretch\"", "preprocess_cfg.resize_mode"),
     ("preprocess_cfg", "interpolation", "\"nearest\"", "preprocess_cfg.interpolation"),
@@ -405,4 +405,27 @@ func huggingFaceCenterCropFlag(_ value: String, _ refusal: String?) throws {
         let loaded = try CLIPModel.load(path: dir)
         #expect(loaded.preprocessing.resolution == 80 && loaded.preprocessing.resizeMode == .shortest)
     }
+}
+
+/// open_clip's `roberta-ViT-B-32` kind: a RoBERTa text tower (the XLM-R fixture's, the same architecture) read as
+/// RoBERTa's byte-level BPE ids, its tokenizer from the folder the Hub fetched `roberta-base`'s files into.
+@Test func robertaBaseConfigLoadsWithItsTokenizer() throws {
+    let base = "\(fixtureDirectory)/open_clip/xlm-roberta-base-ViT-B-32"
+    let json = try editedOpenCLIPConfig(base, "text_cfg", "hf_tokenizer_name", "\"roberta-base\"")
+    var cfg = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
+    var text = try #require(cfg["text_cfg"] as? [String: Any])
+    text["hf_model_name"] = "roberta-base"
+    cfg["text_cfg"] = text
+    let loaded = try CLIPModel.load(path: base + ".safetensors",
+                                    openCLIP: .json([UInt8](try JSONSerialization.data(withJSONObject: cfg)), origin: "roberta.json"))
+    #expect(loaded.model.configuration.text.vocabulary == .gpt2BPE)
+    let ref = try Reference(path: base + ".reference.safetensors")
+    #expect(relativeError(try loaded.model.encodeText(ref.tokens).scalars, ref.textFeatures.scalars) <= parityTolerance)
+    // Without roberta-base's files the tokenizer is an error naming them, never OpenAI's BPE.
+    #expect { _ = try loaded.tokenizer() } throws: { "\($0)".contains("vocab.json") && "\($0)".contains("roberta-base") }
+    let gpt2 = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../CLIPTokenizerTests/Fixtures/gpt2_bpe").standardized.path
+    let tokenizer = try loaded.withTokenizerFolder(gpt2).tokenizer()
+    #expect("\(type(of: tokenizer))" == "GPT2BPETokenizer" && tokenizer.vocabularySize == 3000)
+    #expect(try tokenizer.tokenize(["a photo"], contextLength: 8, truncate: false)[0].prefix(1) == [0])
 }

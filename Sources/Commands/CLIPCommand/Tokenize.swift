@@ -22,6 +22,9 @@ struct Tokenize: ParsableCommand {
     @Option(help: "A BERT WordPiece vocabulary (CLIPA's bert-base-uncased vocab.txt): tokenize as open_clip does for CLIPA ([CLS] …, [SEP] as 0, padded with [PAD]; use --context-length 32).")
     var wordpiece: String?
 
+    @Option(help: "A folder holding RoBERTa's vocab.json and merges.txt (roberta-base's, for open_clip's roberta-ViT-B-32): tokenize as open_clip does for it (<s> … </s>, padded with <pad>).")
+    var gpt2Bpe: String?
+
     @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
     var truncate = false
 
@@ -33,8 +36,8 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         let tokenizer: any TextTokenizer
-        guard [sentencepiece, xlmRoberta, wordpiece].compactMap({ $0 }).count <= 1 else {
-            throw ValidationError("--sentencepiece, --xlm-roberta and --wordpiece name different tokenizers; give one")
+        guard [sentencepiece, xlmRoberta, wordpiece, gpt2Bpe].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("--sentencepiece, --xlm-roberta, --wordpiece and --gpt2-bpe name different tokenizers; give one")
         }
         if let sentencepiece {
             tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece)
@@ -42,6 +45,8 @@ struct Tokenize: ParsableCommand {
             tokenizer = try XLMRobertaTokenizer(contentsOf: xlmRoberta)
         } else if let wordpiece {
             tokenizer = try WordPieceTokenizer(vocabulary: wordpiece)
+        } else if let gpt2Bpe {
+            tokenizer = try GPT2BPETokenizer(folder: gpt2Bpe)
         } else {
             tokenizer = try CLIPTokenizer.shared()
         }

@@ -107,13 +107,16 @@ public struct ModelHub: Sendable {
     }
 
     /// An open_clip config's own tokenizer (SigLIP's `spiece.model`, SigLIP 2's Gemma `tokenizer.model`, XLM-V's
-    /// `sentencepiece.bpe.model`, BERT's `vocab.txt`, in the repository `text_cfg.hf_tokenizer_name` names), fetched
+    /// `sentencepiece.bpe.model`, BERT's `vocab.txt`, RoBERTa's `vocab.json` and `merges.txt`, in the repository `text_cfg.hf_tokenizer_name` names), fetched
     /// into the Hub cache; nil when
     /// the config names none or the repository has neither file (loading the pipeline then says what is missing).
     private func tokenizer(for config: OpenCLIPConfig) throws(HubError) -> String? {
         guard let repository = config.tokenizerRepository else { return nil }
-        for file in LoadedModel.tokenizerModelFiles {
-            if let path = try huggingFace.file(file, of: repository, revision: "main", optional: true) { return (path as NSString).deletingLastPathComponent }
+        for files in LoadedModel.tokenizerModelFiles {
+            // A vocabulary in two files (RoBERTa's vocab.json and merges.txt) needs the second once the first is there.
+            guard let path = try huggingFace.file(files[0], of: repository, revision: "main", optional: true) else { continue }
+            for file in files.dropFirst() { _ = try huggingFace.file(file, of: repository, revision: "main", optional: false) }
+            return (path as NSString).deletingLastPathComponent
         }
         return nil
     }

@@ -1,5 +1,6 @@
 import CLIP
 import CLIPImage
+import CLIPTokenizer
 import CLIPWeights
 
 /// A model with what is needed to use it: its preprocessing, and where its tokenizer files are if it has its own
@@ -34,8 +35,9 @@ public struct LoadedModel: Sendable {
     /// BERT's WordPiece vocabulary (CLIPA's `bert-base-uncased`).
     public static let wordPieceFile = "vocab.txt"
 
-    /// The tokenizer files a model's own vocabulary may come in, in the order they are looked for.
-    public static let tokenizerModelFiles = sentencePieceFiles + [wordPieceFile]
+    /// The tokenizer files a model's own vocabulary may come in, in the order they are looked for: each a file, or
+    /// a first file and the ones it needs beside it.
+    public static let tokenizerModelFiles: [[String]] = (sentencePieceFiles + [wordPieceFile]).map { [$0] } + [GPT2BPETokenizer.files]
 
     /// The same model with its tokenizer files in `folder` (a Hub download keeps them apart from the weights).
     public func withTokenizerFolder(_ folder: String?) -> LoadedModel {

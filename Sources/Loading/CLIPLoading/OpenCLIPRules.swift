@@ -54,6 +54,9 @@ extension OpenCLIPConfig {
             if let name = text["hf_tokenizer_name"]?.string, OpenCLIPRules.wordPieceTokenizers.contains(name) {
                 c.text.vocabulary = .wordPiece
             }
+            if let name = text["hf_tokenizer_name"]?.string, OpenCLIPRules.gpt2Tokenizers.contains(name) {
+                c.text.vocabulary = .gpt2BPE
+            }
             if !isSigLIP, text["no_causal_mask"]?.bool == true { c.text.causal = false }
             if !isSigLIP, pool == "last" { c.text.pooling = .last }
             if !isSigLIP, pool == "first" { c.text.pooling = .first }

@@ -12,6 +12,8 @@ enum OpenCLIPRules {
     static let robertaTextTowers: Set<String> = ["xlm-roberta-base", "xlm-roberta-large", "roberta-base"]
     /// The Hugging Face tokenizers open_clip configs name that are BERT's lower-casing WordPiece.
     static let wordPieceTokenizers: Set<String> = ["bert-base-uncased", "google-bert/bert-base-uncased"]
+    /// The Hugging Face tokenizers open_clip configs name that are RoBERTa's byte-level BPE.
+    static let gpt2Tokenizers: Set<String> = ["roberta-base", "FacebookAI/roberta-base"]
 
     /// open_clip settings that change the numbers without changing the weights' names or shapes: each must have
     /// the value this implementation computes, else the model is refused rather than run wrongly. (Settings that
@@ -97,8 +99,8 @@ enum OpenCLIPRules {
                  "none, or the RoBERTa towers \(robertaTextTowers.sorted().joined(separator: ", "))"),
             Rule("text_cfg", "hf_pooler_type", oneOf(["mean_pooler"]), "mean_pooler"),
             Rule("text_cfg", "hf_proj_type", oneOf(["mlp", "linear"]), "mlp, linear"),
-            Rule("text_cfg", "hf_tokenizer_name", { $0.string.map { $0.isEmpty || xlmRobertaTokenizers.contains($0) || wordPieceTokenizers.contains($0) } == true },
-                 "none (OpenAI's BPE tokenizer), \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's) or \(wordPieceTokenizers.sorted().joined(separator: ", ")) (BERT's WordPiece, with strip_sep_token)"),
+            Rule("text_cfg", "hf_tokenizer_name", { $0.string.map { $0.isEmpty || xlmRobertaTokenizers.contains($0) || wordPieceTokenizers.contains($0) || gpt2Tokenizers.contains($0) } == true },
+                 "none (OpenAI's BPE tokenizer), \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's), \(gpt2Tokenizers.sorted().joined(separator: ", ")) (RoBERTa's byte-level BPE) or \(wordPieceTokenizers.sorted().joined(separator: ", ")) (BERT's WordPiece, with strip_sep_token)"),
             Rule("text_cfg", "tokenizer_kwargs", { v in
                 guard let d = v.object else { return false }
                 return d.isEmpty || (d.count == 1 && d["strip_sep_token"]?.bool == true)

@@ -5,8 +5,8 @@ import Foundation
 extension LoadedModel {
     /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), for SigLIP the
     /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`), for CLIPA BERT's
-    /// (`WordPieceTokenizer`). A vocabulary of its own is never replaced by OpenAI's BPE, whose ids would index
-    /// other rows: a missing file is an error naming it.
+    /// (`WordPieceTokenizer`), for `roberta-ViT-B-32` RoBERTa's (`GPT2BPETokenizer`). A vocabulary of its own is
+    /// never replaced by OpenAI's BPE, whose ids would index other rows: a missing file is an error naming it.
     public func tokenizer() throws(TokenizerError) -> any TextTokenizer {
         func modelFile(_ names: [String], _ description: String) throws(TokenizerError) -> String {
             let beside = (path as NSString).deletingLastPathComponent
@@ -28,6 +28,9 @@ extension LoadedModel {
         case .wordPiece:
             let file = try modelFile([Self.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")
             return try WordPieceTokenizer(vocabulary: file)
+        case .gpt2BPE:
+            let file = try modelFile([GPT2BPETokenizer.files[0]], "this model is tokenized with RoBERTa's byte-level BPE (vocab.json and merges.txt), from the Hub repository roberta-base")
+            return try GPT2BPETokenizer(folder: (file as NSString).deletingLastPathComponent)
         case .openAIBPE:
             if let tokenizerFolder { return try CLIPTokenizer(huggingFaceFolder: tokenizerFolder) }
             return try CLIPTokenizer.shared()

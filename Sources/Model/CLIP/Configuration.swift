@@ -192,6 +192,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case xlmRoberta
             /// BERT's WordPiece (`vocab.txt`, lower-casing) in open_clip's CLIPA rows: `bert-base-uncased`.
             case wordPiece
+            /// RoBERTa's byte-level BPE (GPT-2's merges, fairseq's ids; `vocab.json` + `merges.txt`) in open_clip's
+            /// `roberta-ViT-B-32`: `roberta-base`.
+            case gpt2BPE
         }
 
         /// The text tower's pooling.

@@ -1,0 +1,56 @@
+import CLIPTokenizer
+import Foundation
+import Testing
+
+// RoBERTa's tokenizer kind (GPT-2's byte-level BPE, fairseq's ids) against transformers' RobertaTokenizer as open_clip's
+// HFTokenizer runs it for roberta-ViT-B-32 (Scripts/fixtures/make_gpt2_bpe_fixtures.py): a vocabulary trained by
+// tokenizers and laid out as roberta-base's, the CLIP tokenizer's 12,142 corpus strings and the script's EXTRA ones.
+
+let gpt2Directory: String = {
+    let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)
+    return (url?.path ?? "Tests/CLIPTokenizerTests/Fixtures") + "/gpt2_bpe"
+}()
+
+/// The strings after the corpus in `gpt2_bpe/ids.jsonl` (the generator's `EXTRA`).
+let gpt2Extra = ["x <s> y </s>", "a <mask> b", "a   <mask>b", "<mask>", "<s", "</s>x<pad><unk>", "it's I'M we'll they'VE 'd",
+                 "hello     world", "tab\tand\nnewline", "1234 56.78 $9", "café naïve Ωmega 日本語 🙂", "  lead and trail  ",
+                 "a'''s", "''", "x\u{A0}y\u{3000}z"]
+
+@Test("GPT-2 BPE (RoBERTa): ids and rows identical to transformers' on every corpus string", arguments: ["ids", "rows"])
+func gpt2BPEMatchesTransformers(_ kind: String) throws {
+    let tokenizer = try GPT2BPETokenizer(folder: gpt2Directory)
+    #expect(tokenizer.vocabularySize == 3000 && tokenizer.beginning == 0 && tokenizer.padding == 1 && tokenizer.end == 2)
+    let texts = try corpusTexts() + gpt2Extra
+    let expected = try jsonLines("\(gpt2Directory)/\(kind).jsonl")
+    #expect(texts.count == expected.count)
+    var failures: [String] = []
+    for (text, ids) in zip(texts, expected) {
+        let ours = kind == "ids" ? tokenizer.encode(tokenizer.cleanedText(text))
+                                 : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
+        if ours != ids { failures.append("\(escaped(text)): got \(ours.prefix(20)) expected \(ids.prefix(20))") }
+    }
+    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
+}
+
+@Test("GPT-2 BPE: rows, truncation and malformed files named")
+func gpt2BPERowsAndRefusals() throws {
+    let tokenizer = try GPT2BPETokenizer(folder: gpt2Directory)
+    #expect(try tokenizer.tokenize([""], contextLength: 6, truncate: false)[0] == [0, 2, 1, 1, 1, 1])
+    let long = String(repeating: "a photo of a dog ", count: 20)
+    #expect(throws: TokenizerError.self) { _ = try tokenizer.tokenize([long], contextLength: 16, truncate: false) }
+    #expect(try tokenizer.tokenize([long], contextLength: 16, truncate: true)[0].last == 2)
+    let vocab = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(gpt2Directory)/vocab.json")))
+    let merges = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(gpt2Directory)/merges.txt")))
+    let cases: [(vocab: [UInt8], merges: [UInt8], named: String)] = [
+        (Array("[1, 2]".utf8), merges, "vocab.json"),
+        (Array("{\"<s>\": 0, \"</s>\": 2}".utf8), merges, "<pad>"),
+        (vocab, merges + Array("\nzzqq xxyy\n".utf8), "merges.txt"),
+        (Array("{\"<s>\": 0, \"<pad>\": 1, \"</s>\": 2, \"x\": -4}".utf8), merges, "-4"),
+        (Array("{\"<s>\": 0, \"<pad>\": 1, \"</s>\": 1}".utf8), merges, "twice"),
+    ]
+    for c in cases {
+        #expect {
+            _ = try GPT2BPETokenizer(vocabularyJSON: c.vocab, merges: c.merges, source: "bad")
+        } throws: { "\($0)".contains(c.named) }
+    }
+}
