@@ -20,16 +20,9 @@ let gpt2Extra = ["x <s> y </s>", "a <mask> b", "a   <mask>b", "<mask>", "<s", "<
 func gpt2BPEMatchesTransformers(_ kind: String) throws {
     let tokenizer = try GPT2BPETokenizer(folder: gpt2Directory)
     #expect(tokenizer.vocabularySize == 3000 && tokenizer.beginning == 0 && tokenizer.padding == 1 && tokenizer.end == 2)
-    let texts = try corpusTexts() + gpt2Extra
-    let expected = try jsonLines("\(gpt2Directory)/\(kind).jsonl")
-    #expect(texts.count == expected.count)
-    var failures: [String] = []
-    for (text, ids) in zip(texts, expected) {
-        let ours = kind == "ids" ? tokenizer.encode(tokenizer.cleanedText(text))
-                                 : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
-        if ours != ids { failures.append("\(escaped(text)): got \(ours.prefix(20)) expected \(ids.prefix(20))") }
+    try expectIdentical(try corpusTexts() + gpt2Extra, "\(gpt2Directory)/\(kind).jsonl") { text in
+        kind == "ids" ? tokenizer.encode(tokenizer.cleanedText(text)) : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
     }
-    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
 }
 
 @Test("GPT-2 BPE: rows, truncation and malformed files named")

@@ -21,6 +21,18 @@ func jsonLines(_ path: String) throws -> [[Int]] {
     return try data.split(separator: UInt8(ascii: "\n")).map { try JSONDecoder().decode([Int].self, from: Data($0)) }
 }
 
+/// `ours` of each text against the generator's line for it in `path`, the differing strings named (the first 20).
+func expectIdentical(_ texts: [String], _ path: String, _ ours: (String) throws -> [Int]) throws {
+    let expected = try jsonLines(path)
+    #expect(texts.count == expected.count)
+    var failures: [String] = []
+    for (text, ids) in zip(texts, expected) {
+        let got = try ours(text)
+        if got != ids { failures.append("\(escaped(text)): got \(got.prefix(20)) expected \(ids.prefix(20))") }
+    }
+    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
+}
+
 @Test("SentencePiece encodes every corpus string as the sentencepiece library does",
       arguments: ["unigram_nfkc", "unigram_bytes", "unigram_unused", "bpe_bytes", "bpe_unused"])
 func sentencePieceMatchesLibrary(_ name: String) throws {
@@ -102,16 +114,9 @@ let xlmRobertaExtra = ["x <s> y </s>", "<mask>zz <pad><unk>", "a\u{2581}b\u{2581
 func xlmRobertaMatchesOpenCLIP(_ kind: String) throws {
     let tokenizer = try XLMRobertaTokenizer(contentsOf: "\(sentencePieceDirectory)/xlmr/sentencepiece.bpe.model")
     #expect(tokenizer.vocabularySize == 3002)
-    let texts = try corpusTexts() + xlmRobertaExtra
-    let expected = try jsonLines("\(sentencePieceDirectory)/xlmr/\(kind).jsonl")
-    #expect(texts.count == expected.count)
-    var failures: [String] = []
-    for (text, ids) in zip(texts, expected) {
-        let ours = kind == "ids" ? try tokenizer.encode(tokenizer.cleanedText(text))
-                                 : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
-        if ours != ids { failures.append("\(escaped(text)): got \(ours.prefix(20)) expected \(ids.prefix(20))") }
+    try expectIdentical(try corpusTexts() + xlmRobertaExtra, "\(sentencePieceDirectory)/xlmr/\(kind).jsonl") { text in
+        kind == "ids" ? try tokenizer.encode(tokenizer.cleanedText(text)) : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
     }
-    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
 }
 
 @Test func xlmRobertaRowsAndRefusals() throws {
@@ -142,14 +147,7 @@ func wordPieceMatchesOpenCLIP(_ kind: String) throws {
     let directory = sentencePieceDirectory.replacingOccurrences(of: "/sentencepiece", with: "/wordpiece")
     let tokenizer = try WordPieceTokenizer(vocabulary: "\(directory)/vocab.txt")
     #expect(tokenizer.vocabularySize == 3000)
-    let texts = try corpusTexts() + wordPieceExtra
-    let expected = try jsonLines("\(directory)/\(kind).jsonl")
-    #expect(texts.count == expected.count)
-    var failures: [String] = []
-    for (text, ids) in zip(texts, expected) {
-        let ours = kind == "ids" ? tokenizer.encode(tokenizer.cleanedText(text))
-                                 : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
-        if ours != ids { failures.append("\(escaped(text)): got \(ours.prefix(20)) expected \(ids.prefix(20))") }
+    try expectIdentical(try corpusTexts() + wordPieceExtra, "\(directory)/\(kind).jsonl") { text in
+        kind == "ids" ? tokenizer.encode(tokenizer.cleanedText(text)) : try tokenizer.tokenize([text], contextLength: 16, truncate: true)[0]
     }
-    #expect(failures.isEmpty, "\(failures.count) of \(texts.count) differ:\n\(failures.prefix(20).joined(separator: "\n"))")
 }
