@@ -285,18 +285,7 @@ package struct EmbeddingJob {
     /// failures is as whole as its rows).
     private func writeFailures(_ failed: [(path: String, reason: String)], directory: String, part: Int) throws(EmbeddingJobError) {
         struct Failure: Encodable { var image_path: String, error: String }
-        let lines: [UInt8]
-        do { lines = try JSONOutput.lines(failed.map { Failure(image_path: $0.path, error: $0.reason) }) } catch {
-            throw EmbeddingJobError.internal("a failure record is not JSON: \(error)")
-        }
-        let path = "\(directory)/metadata/failed_\(part).jsonl"
-        let temporary = "\(directory)/metadata/.failed_\(part).jsonl.\(getpid()).tmp"
-        do {
-            try Data(lines).write(to: URL(fileURLWithPath: temporary))
-        } catch {
-            throw EmbeddingJobError.output(path: temporary, reason: "cannot write (\(error.localizedDescription))")
-        }
-        guard rename(temporary, path) == 0 else { throw EmbeddingJobError.output(path: path, reason: "cannot rename into place") }
+        try writeFailureLines(failed.map { Failure(image_path: $0.path, error: $0.reason) }, to: "\(directory)/metadata/failed_\(part).jsonl")
     }
 
     struct Prepared: Sendable {
@@ -324,5 +313,15 @@ package struct EmbeddingJob {
             }
             return out
         }
+    }
+}
+
+/// A job's record of the inputs it left out: one JSON line each, written atomically even when there are none, so that
+/// the file says what this run could not do and nothing of an earlier run.
+func writeFailureLines<T: Encodable>(_ records: [T], to path: String) throws(EmbeddingJobError) {
+    let lines: [UInt8]
+    do { lines = try JSONOutput.lines(records) } catch { throw .internal("a failure record is not JSON: \(error)") }
+    do { try OutputFile.write(lines, to: path) } catch {
+        throw .output(path: path, reason: "cannot write (\(error.reason)); is the disk full?")
     }
 }

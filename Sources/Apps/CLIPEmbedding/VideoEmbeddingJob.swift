@@ -71,11 +71,7 @@ package struct VideoEmbeddingJob {
     /// failures and no earlier run's.
     static func writeFailures(_ failed: [(path: String, reason: String)], to path: String) throws(EmbeddingJobError) {
         struct Failure: Encodable { var path: String, error: String }
-        do {
-            try OutputFile.write(try JSONOutput.lines(failed.map { Failure(path: $0.path, error: $0.reason) }), to: path)
-        } catch {
-            throw EmbeddingJobError.output(path: path, reason: "cannot write (\(error)); is the disk full?")
-        }
+        try writeFailureLines(failed.map { Failure(path: $0.path, error: $0.reason) }, to: path)
     }
 
     /// SHA-256 of what makes two embeddings comparable: the architecture, the checkpoint's bytes, the preprocessing.

@@ -99,31 +99,10 @@ public final class GPT2BPETokenizer: TextTokenizer {
     public func cleanedText(_ text: String) -> String { cleaner.clean(text, canonicalize: false) }
 
     /// The ids of `text` without `<s>` and `</s>` (tokenizers' `encode(text, add_special_tokens=False)`): the special
-    /// tokens written in it kept whole (the longest at each position), the text between them pre-tokenized and merged.
+    /// tokens written in it kept whole (`<mask>` with the whitespace before it), the text between them pre-tokenized
+    /// and merged.
     public func encode(_ text: String) -> [Int] {
-        let bytes = Array(text.utf8)
-        var ids: [Int] = []
-        var segmentStart = 0, i = 0
-        while i < bytes.count {
-            guard bytes[i] == UInt8(ascii: "<"),
-                  let special = specials.filter({ bytes[i...].starts(with: $0.bytes) }).max(by: { $0.bytes.count < $1.bytes.count }) else {
-                i += 1
-                continue
-            }
-            // `<mask>` is declared with lstrip: the whitespace before it belongs to it.
-            var segmentEnd = i
-            if special.id == mask {
-                while segmentEnd > segmentStart, bytes[segmentEnd - 1] < 0x80, Unicode.Scalar(bytes[segmentEnd - 1]).properties.isWhitespace {
-                    segmentEnd -= 1
-                }
-            }
-            ids += encodeStretch(bytes[segmentStart..<segmentEnd])
-            ids.append(special.id)
-            i += special.bytes.count
-            segmentStart = i
-        }
-        ids += encodeStretch(bytes[segmentStart...])
-        return ids
+        encodingSpecialTokens(text, specials, lstrip: mask.map { [$0] } ?? []) { encodeStretch($0) }
     }
 
     /// Text between special tokens, pre-tokenized and merged.
@@ -132,9 +111,7 @@ public final class GPT2BPETokenizer: TextTokenizer {
         let scalars = Array(String(decoding: bytes, as: UTF8.self).unicodeScalars)
         var ids: [Int] = []
         for piece in Self.pretokenize(scalars) {
-            var utf8: [UInt8] = []
-            for c in piece { utf8 += Array(String(c).utf8) }
-            ids += merges.apply(utf8.map { byteSymbol[Int($0)] })
+            ids += merges.apply(String(String.UnicodeScalarView(piece)).utf8.map { byteSymbol[Int($0)] })
         }
         return ids
     }

@@ -14,8 +14,9 @@ extension CLIPTokenizer: TextTokenizer {}
 
 /// The ids of `text` with the special tokens written in it kept whole, as Hugging Face tokenizers' added vocabulary
 /// splits text before its normalizer sees it: at each position the longest special token starting there becomes
-/// its id, and the text between them is encoded by `encode`.
-func encodingSpecialTokens<E: Error>(_ text: String, _ specials: [(bytes: [UInt8], id: Int)],
+/// its id, and the text between them is encoded by `encode`. A token in `lstrip` (RoBERTa's `<mask>`) takes the
+/// ASCII whitespace before it.
+func encodingSpecialTokens<E: Error>(_ text: String, _ specials: [(bytes: [UInt8], id: Int)], lstrip: Set<Int> = [],
                                      _ encode: (ArraySlice<UInt8>) throws(E) -> [Int]) throws(E) -> [Int] {
     var ids: [Int] = []
     let bytes = Array(text.utf8)
@@ -27,7 +28,13 @@ func encodingSpecialTokens<E: Error>(_ text: String, _ specials: [(bytes: [UInt8
             i += 1
             continue
         }
-        ids += try encode(bytes[segmentStart..<i])
+        var segmentEnd = i
+        if lstrip.contains(special.id) {
+            while segmentEnd > segmentStart, bytes[segmentEnd - 1] < 0x80, Unicode.Scalar(bytes[segmentEnd - 1]).properties.isWhitespace {
+                segmentEnd -= 1
+            }
+        }
+        ids += try encode(bytes[segmentStart..<segmentEnd])
         ids.append(special.id)
         i += special.bytes.count
         segmentStart = i

@@ -56,25 +56,11 @@ package enum JSONValue: Sendable, Hashable, Decodable, CustomStringConvertible {
             // Every whole number an Int64 holds prints as one (2^63 itself does not fit).
             if n == n.rounded(), abs(n) < 0x1p63 { return String(Int64(n)) }
             return "\(n)"
-        case .string(let s): return Self.quoted(s)
+        case .string(let s): return SafeTensorsWriter.jsonString(s)
         case .array(let a): return "[" + a.map(\.description).joined(separator: ",") + "]"
         case .object(let o):
-            return "{" + o.keys.sorted().map { Self.quoted($0) + ":" + o[$0]!.description }.joined(separator: ",") + "}"
+            return "{" + o.keys.sorted().map { SafeTensorsWriter.jsonString($0) + ":" + o[$0]!.description }.joined(separator: ",") + "}"
         }
-    }
-
-    private static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -81,7 +81,8 @@ public enum SafeTensorsWriter {
         }
     }
 
-    static func jsonString(_ s: String) -> String {
+    /// `s` as a JSON string literal (quotes, backslashes and control characters escaped).
+    package static func jsonString(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
