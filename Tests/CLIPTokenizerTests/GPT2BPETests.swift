@@ -47,3 +47,27 @@ func gpt2BPERowsAndRefusals() throws {
         } throws: { "\($0)".contains(c.named) }
     }
 }
+
+@Test("GPT-2 BPE: a merge listed twice takes its last rank, as tokenizers' BPE builder does")
+func gpt2BPERepeatedMergeTakesItsLastRank() throws {
+    let data = try Data(contentsOf: URL(fileURLWithPath: "\(gpt2Directory)/vocab.json"))
+    var vocab = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Int])
+    let next = (vocab.values.max() ?? 0) + 1
+    vocab["qz"] = next
+    vocab["zx"] = next + 1
+    let json = [UInt8](try JSONSerialization.data(withJSONObject: vocab))
+    // q z, z x, q z again: with the first rank "qzx" would merge q z first; with the last, z x (tokenizers 0.23.3
+    // gives a, bc for the same pattern over "abc").
+    let tokenizer = try GPT2BPETokenizer(vocabularyJSON: json, merges: Array("#version: 0.2\nq z\nz x\nq z\n".utf8), source: "test")
+    #expect(tokenizer.encode("qzx") == [try #require(vocab["q"]), next + 1])
+}
+
+@Test("GPT-2 BPE: <mask> takes every Unicode whitespace before it, as tokenizers' lstrip does", arguments: [
+    ("a\u{A0}<mask>b", [68, 2999, 69]), ("a \u{3000} <mask>b", [68, 2999, 69]), ("x\u{2003}\u{85}<mask>", [91, 2999]),
+    ("a\u{200B}<mask>", [68, 558, 237, 2999]), ("a\u{1C}<mask>", [68, 220, 2999]), ("\u{1680}<mask>", [2999]),
+])
+func gpt2BPEMaskStripsUnicodeWhitespace(text: String, ids: [Int]) throws {
+    // transformers 5.24.0's RobertaTokenizer over this folder with <mask> declared lstrip (as roberta-base's is), on
+    // the text as given (no cleaning).
+    #expect(try GPT2BPETokenizer(folder: gpt2Directory).encode(text) == ids)
+}

@@ -76,9 +76,9 @@ public final class GPT2BPETokenizer: TextTokenizer {
             guard let right, let l = map[String(left)], let r = map[String(right)], let m = map[String(left) + right] else {
                 throw .malformedData(file: mergesFile, line: number + 1, message: "merge '\(text)' names tokens that are not in the vocabulary")
             }
-            // A repeated merge keeps its first rank, as tokenizers' BPE builder does.
-            let key = UInt64(l) << 32 | UInt64(r)
-            if table[key] == nil { table[key] = (rank, Int32(m)) }
+            // A repeated merge takes its last rank: tokenizers' BPE builder collects the merges into a map, a later
+            // entry replacing an earlier one (checked: merges a b, b c, a b give "abc" → a, bc with tokenizers 0.23.3).
+            table[UInt64(l) << 32 | UInt64(r)] = (rank, Int32(m))
             rank += 1
         }
         ids = map

@@ -15,7 +15,7 @@ extension CLIPTokenizer: TextTokenizer {}
 /// The ids of `text` with the special tokens written in it kept whole, as Hugging Face tokenizers' added vocabulary
 /// splits text before its normalizer sees it: at each position the longest special token starting there becomes
 /// its id, and the text between them is encoded by `encode`. A token in `lstrip` (RoBERTa's `<mask>`) takes the
-/// ASCII whitespace before it.
+/// whitespace before it.
 func encodingSpecialTokens<E: Error>(_ text: String, _ specials: [(bytes: [UInt8], id: Int)], lstrip: Set<Int> = [],
                                      _ encode: (ArraySlice<UInt8>) throws(E) -> [Int]) throws(E) -> [Int] {
     var ids: [Int] = []
@@ -30,8 +30,15 @@ func encodingSpecialTokens<E: Error>(_ text: String, _ specials: [(bytes: [UInt8
         }
         var segmentEnd = i
         if lstrip.contains(special.id) {
-            while segmentEnd > segmentStart, bytes[segmentEnd - 1] < 0x80, Unicode.Scalar(bytes[segmentEnd - 1]).properties.isWhitespace {
-                segmentEnd -= 1
+            // Whole scalars with Unicode's White_Space property, as Rust's char::is_whitespace in tokenizers (U+3000
+            // and U+00A0 go, U+200B stays).
+            while segmentEnd > segmentStart {
+                var start = segmentEnd - 1
+                while start > segmentStart, bytes[start] & 0xC0 == 0x80 { start -= 1 }
+                var decoder = UTF8()
+                var iterator = bytes[start..<segmentEnd].makeIterator()
+                guard case .scalarValue(let scalar) = decoder.decode(&iterator), scalar.properties.isWhitespace else { break }
+                segmentEnd = start
             }
         }
         ids += try encode(bytes[segmentStart..<segmentEnd])
