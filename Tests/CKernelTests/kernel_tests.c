@@ -369,6 +369,38 @@ static void test_elementwise(void) {
     free(x); free(g); free(b); free(out);
 }
 
+// The depthwise convolution at the level CLIP_CPU selects, against double precision: channel counts around the
+// 16-lane vectors, output widths around the 4-pixel tiles, 7×7 and 3×3 windows, and a band of rows (y0 > 0).
+static void test_depthwise(void) {
+    static const ptrdiff_t shapes[][4] = {{5, 9, 7, 7}, {16, 6, 8, 7}, {37, 11, 5, 7}, {64, 4, 13, 3}, {48, 7, 7, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const ptrdiff_t c = shapes[s][0], h = shapes[s][1], w = shapes[s][2], k = shapes[s][3], pad = k / 2;
+        const ptrdiff_t hp = h + 2 * pad, wp = w + 2 * pad;
+        float *x = calloc((size_t)(hp * wp * c), sizeof(float));
+        for (ptrdiff_t y = 0; y < h; y++)
+            for (ptrdiff_t i = 0; i < w * c; i++) x[((y + pad) * wp + pad) * c + i] = next_value();
+        float *wt = random_array((size_t)(k * k * c)), *b = random_array((size_t)c);
+        float *out = malloc((size_t)(h * w * c) * sizeof(float));
+        for (ptrdiff_t i = 0; i < h * w * c; i++) out[i] = NAN;
+        const ptrdiff_t split = h / 2;
+        clip_depthwise_conv2d(x, wp, c, wt, b, k, 0, split, w, out);
+        clip_depthwise_conv2d(x, wp, c, wt, b, k, split, h, w, out);
+        double worst = 0;
+        for (ptrdiff_t y = 0; y < h; y++)
+            for (ptrdiff_t xx = 0; xx < w; xx++)
+                for (ptrdiff_t ch = 0; ch < c; ch++) {
+                    double want = b[ch];
+                    for (ptrdiff_t dy = 0; dy < k; dy++)
+                        for (ptrdiff_t dx = 0; dx < k; dx++)
+                            want += (double)x[((y + dy) * wp + xx + dx) * c + ch] * wt[(dy * k + dx) * c + ch];
+                    const double e = fabs(out[(y * w + xx) * c + ch] - want);
+                    worst = e > worst || e != e ? e : worst;
+                }
+        CHECK(worst < 1e-5, "depthwise c=%td h=%td w=%td k=%td: error %g", c, h, w, k, worst);
+        free(x); free(wt); free(b); free(out);
+    }
+}
+
 // The vector-search scan at the level CLIP_CPU selects, against double-precision dot products, on dimensions and
 // row counts that leave every loop a tail.
 static void test_scan(void) {
@@ -479,6 +511,7 @@ int main(void) {
                clip_int8_kernel_available(kernel) ? ", int8" : "", failures == before ? "ok" : "FAILED");
     }
     test_elementwise();
+    test_depthwise();
     test_scan();
     test_first_non_finite();
     test_sha256();

@@ -159,7 +159,8 @@ func openCLIPArchitectures(_ base: String) throws {
 @Test func everyLoadableOpenCLIPFamilyHasAFixture() {
     let names = Set(openCLIPArchitectureFiles.map { ($0 as NSString).lastPathComponent })
     for family in ["RN50-quickgelu", "ViT-B-32", "ViT-B-32-quickgelu", "ViT-B-16-plus-240", "ViT-H-14", "ViT-H-14-378-quickgelu-squash",
-                   "ViT-g-14", "ViT-bigG-14", "coca_ViT-B-32", "coca_ViT-L-14"] {
+                   "ViT-g-14", "ViT-bigG-14", "coca_ViT-B-32", "coca_ViT-L-14", "roberta-ViT-B-32-quickgelu", "convnext_base",
+                   "convnext_base_w_320", "convnext_large_d", "convnext_xxlarge"] {
         #expect(names.contains(family), "no fixture for \(family)")
     }
 }
@@ -391,7 +392,8 @@ func nonBooleanFlagsAreRefused(_ section: String, _ key: String, _ value: String
 ] as [(String, String?)])
 func huggingFaceCenterCropFlag(_ value: String, _ refusal: String?) throws {
     let source = "\(formatsDirectory)/hf_vit_hd32"
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-crop-\(getpid())-\(value.count)").path
+    // One folder per value: the cases run in parallel ("1" and "2" once shared one by length).
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-crop-\(getpid())-\(value.unicodeScalars.map { String($0.value) }.joined(separator: "-"))").path
     try? FileManager.default.removeItem(atPath: dir)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }

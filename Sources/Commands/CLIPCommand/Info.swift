@@ -46,6 +46,12 @@ struct Info: ParsableCommand {
             print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(pooling)")
         case .resnet(let r):
             print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
+        case .convNeXt(let v):
+            let head = switch v.head {
+            case .linear(let bias): "a Linear\(bias ? " with bias" : "")"
+            case .mlp(let hidden, _): "an MLP (\(hidden) hidden, GELU)"
+            }
+            print("image tower: ConvNeXt, stages \(v.depths), widths \(v.widths), \(v.kernel)×\(v.kernel) depthwise, mean pool, LayerNorm (eps \(v.layerNormEps)), \(head)")
         }
         print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
         let tokenizer = pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece"

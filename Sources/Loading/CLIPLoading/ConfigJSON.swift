@@ -135,6 +135,13 @@ struct ConfigReader {
     func resolution(_ v: JSONValue?, _ key: String, model c: CLIPConfiguration) throws(ModelLoadError) -> Int? {
         guard let r = try int(v, key, in: 1...CLIPConfiguration.maximumImageResolution) else { return nil }
         if case .transformer(let t) = c.vision, r / t.patchSize == t.grid { return r }
+        // A ConvNeXt is convolutional: it takes any side that leaves its last stage a pixel.
+        if case .convNeXt(let t) = c.vision {
+            guard r >= t.minimumResolution else {
+                throw .architecture("\(key) is \(r), below the \(t.minimumResolution) pixels the ConvNeXt tower needs", origin: origin)
+            }
+            return r
+        }
         guard r == c.imageResolution else {
             throw .architecture("\(key) is \(r), but the checkpoint's image tower takes \(c.imageResolution)×\(c.imageResolution) inputs", origin: origin)
         }

@@ -9,6 +9,9 @@ enum OpenCLIPFamily: Equatable {
     case sigLIP(headWidth: Int)
     /// CoCa: a caption decoder (`multimodal_cfg`), an attentional pooler and an appended class token.
     case coCa
+    /// A timm ConvNeXt image tower (`vision_cfg.timm_model_name` `convnext_tiny` … `convnext_xxlarge`) with CLIP's
+    /// text tower, and the LayerNorm ε timm gives that size.
+    case convNeXt(layerNormEps: Float)
     /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
     case clip
 
@@ -18,6 +21,10 @@ enum OpenCLIPFamily: Equatable {
            let m = name.wholeMatch(of: #/vit_(base|large|so400m|giantopt)_patch\d+_siglip_\d+/#),
            let width = ["base": 64, "large": 64, "so400m": 72, "giantopt": 96][String(m.1)] {
             self = .sigLIP(headWidth: width)
+        } else if cfg["custom_text"]?.bool != true, let name = cfg["vision_cfg"]?["timm_model_name"]?.string,
+                  let m = name.wholeMatch(of: #/convnext_(tiny|small|base|large|xlarge|xxlarge)/#) {
+            // timm's convnext_xxlarge is built with norm_eps 1e-5; the others keep LayerNorm's 1e-6.
+            self = .convNeXt(layerNormEps: m.1 == "xxlarge" ? 1e-5 : 1e-6)
         } else if cfg["multimodal_cfg"] != nil {
             self = .coCa
         } else {
@@ -31,6 +38,7 @@ enum OpenCLIPFamily: Equatable {
         switch self {
         case .sigLIP: return try Self.sigLIPGeneralPart(cfg, r)
         case .coCa: return try Self.coCaGeneralPart(cfg, r)
+        case .convNeXt: return try Self.convNeXtGeneralPart(cfg, r)
         case .clip: return cfg
         }
     }
@@ -80,6 +88,27 @@ enum OpenCLIPFamily: Equatable {
                         text: ["embed_cls", "output_tokens"])
     }
 
+    /// ConvNeXt's own settings: timm's default pooling (the mean, as `timm_pool` "" or "avg" gives) and open_clip's
+    /// Linear or MLP projection (its bias is the weights' business).
+    private static func convNeXtGeneralPart(_ cfg: [String: JSONValue], _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+        let vision = cfg["vision_cfg"]
+        func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
+            try requireSetting(ok, name, value, supported, family: "ConvNeXt", r)
+        }
+        let pool = vision?["timm_pool"]
+        try require(pool == nil || pool == .null || ["", "avg"].contains(pool?.string ?? "-"), "vision_cfg.timm_pool", pool,
+                    "\"\" or avg (the mean over the feature map)")
+        let proj = vision?["timm_proj"]
+        try require(proj == nil || proj == .null || ["linear", "mlp"].contains(proj?.string ?? "-"), "vision_cfg.timm_proj", proj,
+                    "linear or mlp")
+        let bias = vision?["timm_proj_bias"]
+        try require(bias == nil || bias == .null || bias?.bool != nil, "vision_cfg.timm_proj_bias", bias, "true or false")
+        return removing(from: cfg, top: [],
+                        vision: ["timm_model_name", "timm_pool", "timm_proj", "timm_proj_bias", "timm_model_pretrained", "timm_drop",
+                                 "timm_drop_path"],
+                        text: [])
+    }
+
     /// A family's setting check: throws, naming the setting, its value and what is supported, unless `ok`.
     private static func requireSetting(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String, family: String,
                                        _ r: ConfigReader) throws(ModelLoadError) {
@@ -101,6 +130,7 @@ enum OpenCLIPFamily: Equatable {
 
     /// The family's settings applied before the general ones (SigLIP's towers), which then leave them alone.
     func applyFirst(_ cfg: [String: JSONValue], to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) {
+        if case .convNeXt(let eps) = self { return try Self.applyConvNeXt(cfg, eps: eps, to: &c, r) }
         guard case .sigLIP(let headWidth) = self else { return }
         // timm's tower: exact GELU, ε 1e-6, heads by family.
         guard case .transformer(var v) = c.vision, case .attention = v.pooling else {
@@ -120,6 +150,23 @@ enum OpenCLIPFamily: Equatable {
         c.text.causal = false
         c.text.pooling = .last
         c.objective = .sigmoid
+    }
+
+    /// timm's ε for the size, checked against the head the weights have.
+    private static func applyConvNeXt(_ cfg: [String: JSONValue], eps: Float, to c: inout CLIPConfiguration,
+                                      _ r: ConfigReader) throws(ModelLoadError) {
+        let vision = cfg["vision_cfg"], name = vision?["timm_model_name"]?.string ?? ""
+        guard case .convNeXt(var v) = c.vision else {
+            throw .architecture("the config describes a ConvNeXt image tower (\(name)) but the weights have none (no visual.trunk.stem.0.weight)", origin: r.origin)
+        }
+        let proj = vision?["timm_proj"]?.string ?? "linear", projBias = vision?["timm_proj_bias"]?.bool ?? false
+        switch (proj, v.head) {
+        case ("linear", .linear(let bias)) where bias == projBias, ("mlp", .mlp(_, let bias)) where bias == projBias: break
+        default:
+            throw .architecture("vision_cfg.timm_proj is \(proj) with timm_proj_bias \(projBias), but the weights' head is \(v.head)", origin: r.origin)
+        }
+        v.layerNormEps = eps
+        c.vision = .convNeXt(v)
     }
 
     /// The family's settings applied after the general ones (CoCa's pooler heads).

@@ -76,7 +76,13 @@ extension OpenCLIPConfig {
                 v.heads = max(v.width / headWidth, 1)
                 c.vision = .transformer(v)
             }
-            if let size = try r.resolution(vision["image_size"], "vision_cfg.image_size", model: c) { p.resolution = size }
+            if let size = try r.resolution(vision["image_size"], "vision_cfg.image_size", model: c) {
+                p.resolution = size
+                if case .convNeXt(var v) = c.vision {
+                    v.resolution = size
+                    c.vision = .convNeXt(v)
+                }
+            }
         }
         try family.applyLast(cfg, to: &c, r)
         if let name = cfg["text_cfg"]?["hf_model_name"]?.string, !name.isEmpty, c.text.roberta == nil {

@@ -10,8 +10,8 @@ extension CLIPModel {
 
     /// The forward pass for training: `images` [N, 3, R, R] and N rows of token ids → unnormalised features
     /// ([N, embed] each) and what `backward` needs. With `lockedImageTower` (LiT) the image tower runs its inference
-    /// path and `backward` gives it no gradient. Only ViT image towers in fp32 train; a ResNet tower can be trained
-    /// locked.
+    /// path and `backward` gives it no gradient. Only ViT image towers in fp32 train; a ResNet or ConvNeXt tower can
+    /// be trained locked.
     package func trainingForward(images: Tensor, texts: [[Int]], lockedImageTower: Bool = false)
         throws(CLIPError) -> (image: Tensor, text: Tensor, trace: TrainingTrace) {
         guard precision == .fp32 else { throw .training("training needs fp32 weights, this model computes in \(precision.rawValue)") }
@@ -39,7 +39,8 @@ extension CLIPModel {
         }
         if case .notLoaded = visual { throw .imageTowerNotLoaded }
         guard case .transformer(let vit) = visual else {
-            throw .training("training the ResNet image tower is not supported yet; train it locked (LiT) or use a ViT")
+            let kind = if case .convNeXt = visual { "ConvNeXt" } else { "ResNet" }
+            throw .training("training the \(kind) image tower is not supported yet; train it locked (LiT) or use a ViT")
         }
         let v = vit.configuration
         guard v.pooling == .classToken, v.preNorm, v.projection, !v.patchBias else {

@@ -31,10 +31,11 @@ public struct CLIPModel: Sendable {
     /// Arithmetic of the products with layer weights.
     public let precision: Precision
 
-    /// The two image towers CLIP comes with, or none when only the text tower was loaded.
+    /// The two image towers CLIP comes with, open_clip's ConvNeXt, or none when only the text tower was loaded.
     public enum VisualTower: Sendable {
         case transformer(VisionTransformer)
         case resnet(ModifiedResNet)
+        case convNeXt(ConvNeXt)
         /// Loaded with `towers: .textOnly`: text queries pay neither the time nor the memory of the image tower.
         case notLoaded
     }
@@ -179,6 +180,9 @@ public struct CLIPModel: Sendable {
         case .resnet(let v):
             let tower = try ModifiedResNet(r, v, embedDim: c.embedDim)
             visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
+        case .convNeXt(let v):
+            let tower = try ConvNeXt(r, v, embedDim: c.embedDim)
+            visual = .convNeXt(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
         let textTower: TextTower = c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
                                                           : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
@@ -212,6 +216,8 @@ public struct CLIPModel: Sendable {
             visual = .transformer(try Self.convert(precision) { () throws(TensorError) in try v.converted(to: precision) })
         case .resnet(let r):
             visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try r.converted(to: precision) })
+        case .convNeXt(let c):
+            visual = .convNeXt(try Self.convert(precision) { () throws(TensorError) in try c.converted(to: precision) })
         case .notLoaded:
             visual = .notLoaded
         }
@@ -243,6 +249,7 @@ public struct CLIPModel: Sendable {
         switch visual {
         case .transformer(let vit): out = try vit.forward(pixels)
         case .resnet(let resnet): out = try resnet.forward(pixels)
+        case .convNeXt(let convNeXt): out = try convNeXt.forward(pixels)
         case .notLoaded: throw .imageTowerNotLoaded
         }
         try Self.checkFinite(out, "image")

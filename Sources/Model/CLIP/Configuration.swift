@@ -44,16 +44,19 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
-    /// A Vision Transformer (ViT-B/32, ViT-L/14, …) or the modified ResNet (RN50, RN101, …).
+    /// A Vision Transformer (ViT-B/32, ViT-L/14, …), the modified ResNet (RN50, RN101, …) or a ConvNeXt.
     public enum Vision: Sendable, Equatable {
         case transformer(VisionTransformerConfiguration)
         case resnet(ResNetConfiguration)
+        /// timm's ConvNeXt (open_clip's `convnext_*` models).
+        case convNeXt(ConvNeXtConfiguration)
 
         /// The input side length the model was built for.
         public var imageResolution: Int {
             switch self {
             case .transformer(let c): return c.patchSize * c.grid
             case .resnet(let c): return c.outputGrid * 32
+            case .convNeXt(let c): return c.resolution
             }
         }
     }
@@ -249,6 +252,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
             }
             sizes += [("vision.width", r.width), ("vision.heads", r.heads), ("vision.outputGrid", r.outputGrid)]
             sizes += r.layers.enumerated().map { ("vision.layers[\($0.offset)]", $0.element) }
+        case .convNeXt(let c):
+            try c.validate(origin: origin)
         }
         if case .transformer(let v) = vision {
             switch v.pooling {
@@ -338,8 +343,11 @@ public struct CLIPConfiguration: Sendable, Equatable {
             let width = try table.shape("visual.layer1.0.conv1.weight", rank: 4)[0]
             vision = .resnet(.init(layers: counts, width: width, heads: max(width * 32 / 64, 1),
                                    outputGrid: try table.squareSide("visual.attnpool.positional_embedding")))
+        } else if let convNeXt = try ConvNeXtConfiguration.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
+                                                                 has: table.has, blocks: table.blockCount, origin: source.origin) {
+            vision = .convNeXt(convNeXt)
         } else {
-            throw .architecture("neither 'visual.proj' (Vision Transformer) nor 'visual.attnpool.positional_embedding' (ResNet) is present; is this a CLIP checkpoint?", origin: source.origin)
+            throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet) nor 'visual.trunk.stem.0.weight' (ConvNeXt) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
         if table.has("text.transformer.embeddings.word_embeddings.weight") {
             return try inferRoberta(table, vision: vision, origin: source.origin)
@@ -461,20 +469,5 @@ extension CLIPConfiguration {
         var text = ""
         dump(self, to: &text)
         return text
-    }
-}
-
-extension CLIPConfiguration: CustomStringConvertible {
-    public var description: String {
-        let v: String
-        switch vision {
-        case .transformer(let c):
-            v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
-                + (c.pooling == .classToken ? "" : [.average, .normalizedAverage].contains(c.pooling) ? ", average pooling" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
-        case .resnet(let c):
-            v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
-        }
-        let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
-        return "embed \(embedDim); \(v); \(t)" + (objective == .sigmoid ? "; sigmoid (SigLIP)" : "")
     }
 }

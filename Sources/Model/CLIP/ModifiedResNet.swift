@@ -82,18 +82,6 @@ public struct ModifiedResNet: Sendable {
         return ModifiedResNet(configuration: configuration, stem: stem, stages: stages,
                               attentionPool: try attentionPool.converted(to: precision))
     }
-
-    /// [N, C, H, W] → [N, H, W, C].
-    private func channelsLast(_ x: Tensor) -> Tensor {
-        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        var out = [Float](repeating: 0, count: x.count)
-        for img in 0..<n {
-            for ch in 0..<c {
-                for p in 0..<(h * w) { out[(img * h * w + p) * c + ch] = x.scalars[(img * c + ch) * h * w + p] }
-            }
-        }
-        return Tensor(uncheckedShape: [n, h, w, c], scalars: out)
-    }
 }
 
 /// Average pooling of channels-last [N, H, W, C] with a square window equal to its stride, dropping incomplete

@@ -159,22 +159,7 @@ public struct VisionTransformer: Sendable {
 
     /// Tokens [N, tokens, width] (the class token first) → each image's mean over its patch tokens [N, width].
     func patchMean(_ x: Tensor) -> Tensor {
-        let (n, tokens, w) = (x.shape[0], x.shape[1], x.shape[2])
-        var mean = Tensor(uncheckedZeros: [n, w])
-        x.scalars.withUnsafeBufferPointer { xp in
-            mean.scalars.withUnsafeMutableBufferPointer { mp in
-                for img in 0..<n {
-                    let out = mp.baseAddress! + img * w
-                    for t in 1..<tokens {
-                        let row = xp.baseAddress! + (img * tokens + t) * w
-                        for j in 0..<w { out[j] += row[j] }
-                    }
-                    let scale = 1 / Float(tokens - 1)
-                    for j in 0..<w { out[j] *= scale }
-                }
-            }
-        }
-        return mean
+        meanOfRows(x, images: x.shape[0], rows: x.shape[1], width: x.shape[2], from: 1)
     }
 
     /// Tokens [N, tokens, width] → the class token of each image [N, width].

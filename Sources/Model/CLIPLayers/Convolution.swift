@@ -77,6 +77,24 @@ package struct Conv2d: Sendable {
         self.init(packedWeight: packed, bias: folded, kernel: k, stride: stride, padding: padding, inChannels: c)
     }
 
+    /// Loads a convolution with its own bias: `<prefix>.weight` [out, in, k, k] and `<prefix>.bias` [out].
+    package init(_ r: ParameterReader, _ prefix: String, in c: Int, out o: Int, kernel k: Int, stride: Int,
+                 padding: Int = 0) throws(ModelLoadError) {
+        let names = ["\(prefix).weight", "\(prefix).bias"]
+        let (packed, bias) = try r.packed(names[0], k: k * k * c, n: o, bias: true, consumes: names) { () throws(ModelLoadError) in
+            let w = try r.tensor(names[0], shape: [o, c, k, k])
+            let b = try r.tensor(names[1], shape: [o])
+            do {
+                let layer = try Conv2d(weight: w, bias: b, stride: stride, padding: padding, precision: .fp32)
+                return (layer.packedWeight, layer.bias)
+            } catch {
+                throw .architecture("\(names[0]): \(error)", origin: r.origin)
+            }
+        }
+        guard let bias else { throw .architecture("\(prefix): no bias", origin: r.origin) }
+        self.init(packedWeight: packed, bias: bias, kernel: k, stride: stride, padding: padding, inChannels: c)
+    }
+
     private init(packedWeight: PackedMatrix, bias: Tensor, kernel: Int, stride: Int, padding: Int, inChannels: Int) {
         (self.packedWeight, self.bias, self.kernel, self.stride, self.padding, self.inChannels) =
             (packedWeight, bias, kernel, stride, padding, inChannels)

@@ -128,6 +128,21 @@ package struct LayerNorm: Sendable {
         }
     }
 
+    /// `x` [.., width] normalised in place.
+    package func normalize(_ x: inout Tensor) throws(TensorError) {
+        guard x.rank >= 1, x.shape[x.rank - 1] == width else { throw .shapeMismatch(operation: "LayerNorm", x.shape, [width]) }
+        let rows = width == 0 ? 0 : x.count / width
+        guard rows > 0 else { return }
+        x.scalars.withUnsafeMutableBufferPointer { xp in
+            weight.scalars.withUnsafeBufferPointer { g in
+                bias.scalars.withUnsafeBufferPointer { b in
+                    layerNormRows(xp.baseAddress!, rows: rows, width: width, weight: g.baseAddress!, bias: b.baseAddress!,
+                                  eps: eps, out: xp.baseAddress!)
+                }
+            }
+        }
+    }
+
     /// `x` [.., width] → [.., width].
     package func callAsFunction(_ x: Tensor) throws(TensorError) -> Tensor {
         var y = Tensor(uninitialized: x.shape)

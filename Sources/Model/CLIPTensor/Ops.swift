@@ -116,3 +116,25 @@ extension Tensor {
         return i >= 0 ? i : nil
     }
 }
+
+/// Each image's mean over rows `first..<rows` of its [rows, width] block, `x` holding `images` such blocks →
+/// [images, width]: a sum, then one multiplication by the reciprocal of the count. (A ViT's patch tokens after its
+/// class token; a ConvNeXt's pixels.)
+package func meanOfRows(_ x: Tensor, images n: Int, rows: Int, width w: Int, from first: Int = 0) -> Tensor {
+    var mean = Tensor(uncheckedZeros: [n, w])
+    guard rows > first, x.count >= n * rows * w else { return mean }
+    x.scalars.withUnsafeBufferPointer { xp in
+        mean.scalars.withUnsafeMutableBufferPointer { mp in
+            for img in 0..<n {
+                let out = mp.baseAddress! + img * w
+                for t in first..<rows {
+                    let row = xp.baseAddress! + (img * rows + t) * w
+                    for j in 0..<w { out[j] += row[j] }
+                }
+                let scale = 1 / Float(rows - first)
+                for j in 0..<w { out[j] *= scale }
+            }
+        }
+    }
+    return mean
+}

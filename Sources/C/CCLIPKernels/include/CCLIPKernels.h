@@ -194,6 +194,13 @@ void clip_softmax(float *x, ptrdiff_t n);
 void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const float *gamma, const float *beta,
                      float eps, float *out);
 
+/// Depthwise convolution, stride 1, of one channels-last image zero-padded to `padded_width` columns (and enough rows):
+/// out[oy][ox][ch] = bias[ch] + Σ_{dy,dx < kernel} x[oy + dy][ox + dx][ch] · weight[dy][dx][ch], for output rows
+/// y0..<y1 of `out` [rows][out_width][channels]. `weight` is [kernel][kernel][channels].
+void clip_depthwise_conv2d(const float *x, ptrdiff_t padded_width, ptrdiff_t channels, const float *weight,
+                           const float *bias, ptrdiff_t kernel, ptrdiff_t y0, ptrdiff_t y1, ptrdiff_t out_width,
+                           float *out);
+
 /// Backward of QuickGELU: dh *= f'(z), with f'(z) recovered from z and the forward output h = f(z).
 void clip_quick_gelu_backward(const float *z, const float *h, float *dh, ptrdiff_t n);
 

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""open_clip's timm image towers side by side in one run: PyTorch (open_clip + timm, fp32, --threads threads) against
+swift-clip's `clip bench --model FILE --images-only`, on random weights of the real architectures (throughput does not
+depend on weight values), batch 1 and 16, median of --repeat runs each. Prints rates and ratios.
+
+    swift build -c release --product clip
+    python Scripts/bench/bench_timm_towers.py [--models convnext_base convnext_large_d] [--repeat 5]
+
+Each model is written once to a temporary safetensors file; both sides time 224-pixel images (the towers are
+convolutional; convnext_large_d's tags use 256 or 320, which scales both sides alike). The first lines name the CPU and the level
+`clip` runs at (CLIP_CPU forces a lower one). Needs torch, open_clip_torch, timm, safetensors (the versions of
+Scripts/fixtures/requirements-reference.txt).
+"""
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+
+import open_clip
+import torch
+from safetensors.torch import save_file
+
+from bench_compare import median_time
+
+
+def cpu_name():
+    with open("/proc/cpuinfo") as f:
+        text = f.read()
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    flags = re.search(r"flags\s*:\s*(.*)", text).group(1).split()
+    kind = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model.group(1) if model else 'unknown CPU'} ({kind})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="*", default=["convnext_base", "convnext_large_d"])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clip", default=".build/release/clip")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"CPU: {cpu_name()}; {a.threads} threads each; CLIP_CPU={os.environ.get('CLIP_CPU', '(native)')}")
+    tmp = tempfile.mkdtemp()
+    print(f"{'model':<18} {'batch':>5} {'PyTorch img/s':>14} {'swift-clip img/s':>17} {'ratio':>6}")
+    for name in a.models:
+        model, _, _ = open_clip.create_model_and_transforms(name, pretrained=None)
+        model.eval()
+        # The checkpoint alone: `clip bench` infers the tower from it and times it at 224 pixels; PyTorch gets the same.
+        size = 224
+        path = os.path.join(tmp, name + ".safetensors")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+        for bs in (1, 16):
+            x = torch.randn(bs, 3, size, size)
+            with torch.inference_mode():
+                ref = bs / median_time(lambda: model.encode_image(x), a.repeat)
+            out = subprocess.run([a.clip, "bench", "--model", path, "--images-only",
+                                  "--batch", str(bs), "--repeat", str(a.repeat)],
+                                 capture_output=True, text=True, check=True).stdout
+            ours = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
+            print(f"{name:<18} {bs:>5} {ref:>14.2f} {ours:>17.2f} {ours / ref:>5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+extension CLIPConfiguration: CustomStringConvertible {
+    public var description: String {
+        let v: String
+        switch vision {
+        case .transformer(let c):
+            v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
+                + (c.pooling == .classToken ? "" : [.average, .normalizedAverage].contains(c.pooling) ? ", average pooling" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
+        case .resnet(let c):
+            v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
+        case .convNeXt(let c):
+            v = "ConvNeXt stages \(c.depths), widths \(c.widths), resolution \(c.resolution)"
+        }
+        let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
+        return "embed \(embedDim); \(v); \(t)" + (objective == .sigmoid ? "; sigmoid (SigLIP)" : "")
+    }
+}

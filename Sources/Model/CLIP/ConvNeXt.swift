@@ -1,0 +1,198 @@
+import CLIPLayers
+import CLIPTensor
+
+/// timm's ConvNeXt image tower with open_clip's head (`visual.trunk.*`, `visual.head.*`). It works channels-last
+/// ([N, H, W, C]) throughout, so every LayerNorm is over a row, the MLPs are plain GEMMs over the pixels, the stem and
+/// the 2×2 downsampling convolutions are GEMMs over non-overlapping patches, and only the depthwise convolution is a
+/// kernel of its own.
+public struct ConvNeXt: Sendable {
+    /// The stage sizes and head this tower was built with.
+    public let configuration: CLIPConfiguration.ConvNeXtConfiguration
+    let stem: Conv2d
+    let stemNorm: LayerNorm
+    let stages: [Stage]
+    let headNorm: LayerNorm
+    let head: [Linear]  // one Linear, or the MLP's two (GELU between)
+
+    /// One stage: the downsampling (LayerNorm, then a 2×2 convolution of stride 2) for all but the first, then its
+    /// blocks.
+    struct Stage: Sendable {
+        let downsample: (norm: LayerNorm, conv: Conv2d)?
+        let blocks: [Block]
+    }
+
+    init(_ r: ParameterReader, _ c: CLIPConfiguration.ConvNeXtConfiguration, embedDim: Int) throws(ModelLoadError) {
+        configuration = c
+        let t = "visual.trunk", eps = c.layerNormEps
+        stem = try Conv2d(r, "\(t).stem.0", in: 3, out: c.widths[0], kernel: c.patchSize, stride: c.patchSize)
+        stemNorm = try LayerNorm(r, "\(t).stem.1", width: c.widths[0], eps: eps)
+        var stages: [Stage] = []
+        for (i, width) in c.widths.enumerated() {
+            let p = "\(t).stages.\(i)"
+            var downsample: (LayerNorm, Conv2d)?
+            if i > 0 {
+                downsample = (try LayerNorm(r, "\(p).downsample.0", width: c.widths[i - 1], eps: eps),
+                              try Conv2d(r, "\(p).downsample.1", in: c.widths[i - 1], out: width, kernel: 2, stride: 2))
+            }
+            var blocks: [Block] = []
+            for b in 0..<c.depths[i] { blocks.append(try Block(r, "\(p).blocks.\(b)", width: width, c)) }
+            stages.append(Stage(downsample: downsample, blocks: blocks))
+        }
+        self.stages = stages
+        let width = c.widths[3]
+        headNorm = try LayerNorm(r, "\(t).head.norm", width: width, eps: eps)
+        switch c.head {
+        case .linear(let bias):
+            head = [try Linear(r, "visual.head.proj", in: width, out: embedDim, bias: bias)]
+        case .mlp(let hidden, let outputBias):
+            head = [try Linear(r, "visual.head.mlp.fc1", in: width, out: hidden),
+                    try Linear(r, "visual.head.mlp.fc2", in: hidden, out: embedDim, bias: outputBias)]
+        }
+    }
+
+    private init(configuration: CLIPConfiguration.ConvNeXtConfiguration, stem: Conv2d, stemNorm: LayerNorm, stages: [Stage],
+                 headNorm: LayerNorm, head: [Linear]) {
+        (self.configuration, self.stem, self.stemNorm, self.stages, self.headNorm, self.head) =
+            (configuration, stem, stemNorm, stages, headNorm, head)
+    }
+
+    /// `pixels` [N, 3, H, W] → [N, embed]. Any side of at least `minimumResolution` is accepted, as in timm (the
+    /// feature map is averaged whatever its size).
+    func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
+        let minimum = configuration.minimumResolution
+        guard min(pixels.shape[2], pixels.shape[3]) >= minimum else {
+            throw .imageShape(pixels.shape, expected: "[N, 3, \(configuration.resolution), \(configuration.resolution)] (each side at least \(minimum))")
+        }
+        do throws(TensorError) {
+            var x = try stem.forward(channelsLast(pixels))
+            try stemNorm.normalize(&x)
+            for stage in stages {
+                if let (norm, conv) = stage.downsample {
+                    var normalised = Tensor(uninitialized: x.shape)
+                    try norm.forward(x, into: &normalised)
+                    x = try conv.forward(normalised)
+                }
+                for block in stage.blocks { try block.forward(&x) }
+            }
+            // timm's global average pool.
+            var pooled = meanOfRows(x, images: x.shape[0], rows: x.shape[1] * x.shape[2], width: x.shape[3])
+            try headNorm.normalize(&pooled)
+            if head.count == 2 {
+                var hidden = Tensor(uninitialized: [pooled.shape[0], head[0].outFeatures])
+                try head[0].forward(pooled, into: &hidden, activation: .gelu)
+                return try head[1](hidden)
+            }
+            return try head[0](pooled)
+        } catch {
+            throw .internalShape(error)
+        }
+    }
+
+    func converted(to precision: Precision) throws(TensorError) -> ConvNeXt {
+        var stages: [Stage] = []
+        for stage in self.stages {
+            var blocks: [Block] = []
+            for block in stage.blocks { blocks.append(try block.converted(to: precision)) }
+            var downsample: (LayerNorm, Conv2d)?
+            if let (norm, conv) = stage.downsample { downsample = (norm, try conv.converted(to: precision)) }
+            stages.append(Stage(downsample: downsample, blocks: blocks))
+        }
+        var head: [Linear] = []
+        for layer in self.head { head.append(try layer.converted(to: precision)) }
+        return ConvNeXt(configuration: configuration, stem: try stem.converted(to: precision), stemNorm: stemNorm,
+                        stages: stages, headNorm: headNorm, head: head)
+    }
+}
+
+extension ConvNeXt {
+    /// A ConvNeXt block: x + γ·fc2(GELU(fc1(LayerNorm(dwconv(x))))), channels-last. γ (layer scale) is folded into
+    /// fc2's rows and bias at load, and fc2 adds straight into the residual stream.
+    struct Block: Sendable {
+        let depthwise: DepthwiseConv2d
+        let norm: LayerNorm
+        let fc1: Linear
+        let fc2: Linear
+
+        init(_ r: ParameterReader, _ p: String, width: Int, _ c: CLIPConfiguration.ConvNeXtConfiguration) throws(ModelLoadError) {
+            let hidden = width * c.mlpRatio
+            depthwise = try DepthwiseConv2d(r, "\(p).conv_dw", channels: width, kernel: c.kernel)
+            norm = try LayerNorm(r, "\(p).norm", width: width, eps: c.layerNormEps)
+            fc1 = try Linear(r, "\(p).mlp.fc1", in: width, out: hidden)
+            guard c.layerScale else {
+                fc2 = try Linear(r, "\(p).mlp.fc2", in: hidden, out: width)
+                return
+            }
+            let names = ["\(p).mlp.fc2.weight", "\(p).mlp.fc2.bias", "\(p).gamma"]
+            fc2 = try Linear(r, packed: names[0], in: hidden, out: width, consumes: names) { () throws(ModelLoadError) in
+                let w = try r.tensor(names[0], shape: [width, hidden])
+                let b = try r.tensor(names[1], shape: [width])
+                let gamma = try r.tensor(names[2], shape: [width])
+                var scaled = w.scalars, bias = b.scalars
+                for o in 0..<width {
+                    let g = Double(gamma.scalars[o])
+                    for i in 0..<hidden { scaled[o * hidden + i] = Float(Double(scaled[o * hidden + i]) * g) }
+                    bias[o] = Float(Double(bias[o]) * g)
+                }
+                return (Tensor(uncheckedShape: [width, hidden], scalars: scaled), Tensor(uncheckedShape: [width], scalars: bias))
+            }
+        }
+
+        private init(depthwise: DepthwiseConv2d, norm: LayerNorm, fc1: Linear, fc2: Linear) {
+            (self.depthwise, self.norm, self.fc1, self.fc2) = (depthwise, norm, fc1, fc2)
+        }
+
+        func converted(to precision: Precision) throws(TensorError) -> Block {
+            Block(depthwise: depthwise, norm: norm, fc1: try fc1.converted(to: precision), fc2: try fc2.converted(to: precision))
+        }
+
+        /// `x` [N, H, W, C] → the same shape, in place. The MLP runs over bands of pixels whose hidden activations
+        /// (4·C wide) stay in cache between the two products, instead of one [N·H·W, 4·C] tensor written out and read
+        /// back (100 MB per block at batch 16 in convnext_base's first stage).
+        func forward(_ x: inout Tensor) throws(TensorError) {
+            var mixed = try depthwise(x)
+            try norm.normalize(&mixed)
+            let (width, hiddenWidth) = (norm.width, fc1.outFeatures)
+            let rows = mixed.count / width
+            let band = min(rows, max(64, Self.bandElements / hiddenWidth))
+            let hidden = UnsafeMutablePointer<Float>.allocate(capacity: band * hiddenWidth)
+            defer { hidden.deallocate() }
+            let (fc1, fc2) = (self.fc1.packedWeight, self.fc2.packedWeight)
+            mixed.scalars.withUnsafeBufferPointer { m in
+                x.scalars.withUnsafeMutableBufferPointer { out in
+                    withOptionalPointer(self.fc1.bias) { b1 in
+                        withOptionalPointer(self.fc2.bias) { b2 in
+                            for r0 in stride(from: 0, to: rows, by: band) {
+                                let count = min(band, rows - r0)
+                                fc1.multiply(m.baseAddress! + r0 * width, rows: count, lda: width, into: hidden, ldc: hiddenWidth,
+                                             bias: b1, activation: .gelu)
+                                fc2.multiply(hidden, rows: count, lda: hiddenWidth, into: out.baseAddress! + r0 * width,
+                                             ldc: width, accumulate: true, bias: b2)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Hidden activations per band: 512K floats (2 MiB), about what the two cores' L2 caches hold.
+        static let bandElements = 1 << 19
+    }
+}
+
+/// `body` with the tensor's elements, or nil.
+private func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let t else { return body(nil) }
+    return t.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+/// [N, C, H, W] → [N, H, W, C].
+func channelsLast(_ x: Tensor) -> Tensor {
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    var out = [Float](repeating: 0, count: x.count)
+    for img in 0..<n {
+        for ch in 0..<c {
+            for p in 0..<(h * w) { out[(img * h * w + p) * c + ch] = x.scalars[(img * c + ch) * h * w + p] }
+        }
+    }
+    return Tensor(uncheckedShape: [n, h, w, c], scalars: out)
+}

@@ -1,0 +1,106 @@
+import CLIP
+import CLIPLoading
+import CLIPTensor
+import Foundation
+import Testing
+
+/// The scaled-down ConvNeXt fixture (Scripts/fixtures/make_openclip_fixtures.py) with its config edited by `edit`.
+private func convNeXtLoad(_ name: String, weights: String = "open_clip/convnext_base",
+                          edit: (inout [String: Any]) -> Void) throws -> LoadedModel {
+    let base = "\(fixtureDirectory)/open_clip/convnext_base"
+    var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as! [String: Any]
+    edit(&cfg)
+    let path = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: cfg)), "convnext_\(name).json")
+    return try CLIPModel.load(path: "\(fixtureDirectory)/\(weights).safetensors", openCLIPConfig: path)
+}
+
+private func setVision(_ key: String, _ value: Any?) -> (inout [String: Any]) -> Void {
+    { cfg in
+        var vision = cfg["vision_cfg"] as! [String: Any]
+        vision[key] = value
+        cfg["vision_cfg"] = vision
+    }
+}
+
+@Test("ConvNeXt settings that change the numbers are refused by name", arguments: [
+    ("pool-max", "timm_pool", "\"max\"", "vision_cfg.timm_pool"),
+    ("proj-none", "timm_proj", "\"none\"", "vision_cfg.timm_proj"),
+    ("proj-mlp", "timm_proj", "\"mlp\"", "timm_proj is mlp"),              // the weights have a Linear head
+    ("proj-bias", "timm_proj_bias", "true", "timm_proj_bias true"),        // …without bias
+    ("convnextv2", "timm_model_name", "\"convnextv2_base\"", "vision_cfg.timm_model_name"),
+    ("too-small", "image_size", "31", "below the 32 pixels"),
+])
+func convNeXtSettingsAreRefused(name: String, key: String, json: String, message: String) throws {
+    let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
+    do {
+        _ = try convNeXtLoad(name, edit: setVision(key, value))
+        Issue.record("\(key) = \(json) was accepted")
+    } catch {
+        #expect("\(error)".contains(message), "\(error)")
+    }
+}
+
+@Test("a ConvNeXt config with other weights, or ConvNeXt weights with another config, is refused")
+func convNeXtConfigAndWeightsMustAgree() throws {
+    do {
+        _ = try convNeXtLoad("vit-weights", weights: "open_clip/ViT-B-32") { _ in }
+        Issue.record("ViT weights with a ConvNeXt config were accepted")
+    } catch {
+        #expect("\(error)".contains("describes a ConvNeXt image tower"), "\(error)")
+    }
+    do {
+        _ = try convNeXtLoad("no-timm", edit: setVision("timm_model_name", nil))
+        Issue.record("ConvNeXt weights with a config naming no timm model were accepted")
+    } catch {
+        #expect("\(error)".contains("visual.trunk"), "\(error)")
+    }
+}
+
+@Test("ConvNeXt: the config's image size is the input side; xxlarge's ε is 1e-5, the others' 1e-6")
+func convNeXtSettingsApply() throws {
+    let loaded = try convNeXtLoad("size", edit: setVision("image_size", 100))
+    #expect(loaded.preprocessing.resolution == 100)
+    guard case .convNeXt(let v) = loaded.model.configuration.vision else { Issue.record("not a ConvNeXt"); return }
+    #expect(v.resolution == 100 && v.layerNormEps == 1e-6 && v.depths == [1, 2, 1, 1] && v.widths == [12, 16, 40, 24])
+    let xxl = try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/convnext_xxlarge.safetensors",
+                                 openCLIPConfig: "\(fixtureDirectory)/open_clip/convnext_xxlarge.json")
+    guard case .convNeXt(let x) = xxl.model.configuration.vision else { Issue.record("not a ConvNeXt"); return }
+    #expect(x.layerNormEps == 1e-5)
+    // The tower is convolutional: other sides run (down to the stem and three halvings), smaller ones are refused.
+    let pixels = Tensor(uncheckedZeros: [1, 3, 40, 33])
+    #expect(try loaded.model.encodeImage(pixels).shape == [1, 32])
+    #expect(throws: CLIPError.self) { try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 31, 64])) }
+}
+
+@Test("ConvNeXt in int8 and bf16 stays close to fp32", arguments: [Precision.int8, .bf16])
+func convNeXtReducedPrecision(_ precision: Precision) throws {
+    guard precision.isAvailable else {
+        print("skipped: \(precision.rawValue) needs \(precision.requirement), which this CPU lacks")
+        return
+    }
+    let base = "\(fixtureDirectory)/open_clip/convnext_large_d"
+    let fp32 = try CLIPModel.load(path: base + ".safetensors", openCLIPConfig: base + ".json").model
+    let reduced = try fp32.converted(to: precision)
+    let ref = try Reference(path: base + ".reference.safetensors")
+    let a = try fp32.encodeImage(ref.pixels), b = try reduced.encodeImage(ref.pixels)
+    let e = relativeError(b.scalars, a.scalars)
+    #expect(e < 0.05, "\(precision.rawValue) relative error \(e)")
+}
+
+@Test("ConvNeXt sizes beyond the bounds are refused before anything is allocated; random weights build and run")
+func convNeXtBounds() throws {
+    let text = CLIPConfiguration.Text(contextLength: 8, vocabSize: 50, width: 16, heads: 1, layers: 1)
+    func config(_ edit: (inout CLIPConfiguration.ConvNeXtConfiguration) -> Void) -> CLIPConfiguration {
+        var v = CLIPConfiguration.ConvNeXtConfiguration(depths: [1, 1, 1, 1], widths: [8, 16, 16, 24], resolution: 64)
+        edit(&v)
+        return CLIPConfiguration(embedDim: 16, vision: .convNeXt(v), text: text)
+    }
+    for (edit, named) in [({ (v: inout CLIPConfiguration.ConvNeXtConfiguration) in v.kernel = 33 }, "kernel"),
+                          ({ $0.kernel = 6 }, "odd windows"), ({ $0.widths[2] = 20_000 }, "widths[2]"),
+                          ({ $0.depths = [1, 1, 1] }, "4 stages"), ({ $0.resolution = 16 }, "below 32")] {
+        #expect { _ = try CLIPModel(randomWeightsFor: config(edit)) } throws: { "\($0)".contains(named) }
+    }
+    let model = try CLIPModel(randomWeightsFor: config { _ in }, seed: 7)
+    let out = try model.encodeImage(Tensor(uncheckedZeros: [2, 3, 64, 64]))
+    #expect(out.shape == [2, 16] && out.scalars.allSatisfy(\.isFinite))
+}
