@@ -145,6 +145,26 @@ struct HuggingFaceHubTests {
         #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.xlmRobertaFile)"))
     }
 
+    @Test("the tokenizer repository is read for the kind the config names, whatever else it holds")
+    func tokenizerFilesByKind() throws {
+        let cfg = try fixtureBytes("metaclip2/open_clip_config.json")
+        let weights = try fixtureBytes("metaclip2/open_clip_model.safetensors")
+        let spm = try fixtureBytes("metaclip2/sentencepiece.bpe.model")
+        // A SigLIP-style spiece.model beside XLM-V's file: looked for first in a fixed order, it was fetched instead.
+        let hub = try FakeHub(repositories: [
+            "timm/vit_huge_patch14_clip_224.metaclip2_worldwide": .init(commit: commitA, files: [
+                "open_clip_config.json": cfg, "open_clip_model.safetensors": weights,
+            ], large: ["open_clip_model.safetensors"]),
+            "facebook/xlm-v-base": .init(commit: commitB, files: ["spiece.model": Array("not this one".utf8),
+                                                                   "sentencepiece.bpe.model": spm], large: ["sentencepiece.bpe.model"]),
+        ])
+        let loaded = try hubModel(hub.client()).load("hf-hub:timm/vit_huge_patch14_clip_224.metaclip2_worldwide")
+        let folder = try #require(loaded.tokenizerFolder)
+        #expect(FileManager.default.fileExists(atPath: "\(folder)/\(LoadedModel.xlmRobertaFile)"))
+        #expect(!FileManager.default.fileExists(atPath: "\(folder)/spiece.model"))
+        #expect("\(type(of: try loaded.tokenizer()))" == "XLMRobertaTokenizer")
+    }
+
     @Test("an open_clip CLIPA repository: BERT's vocab.txt fetched from bert-base-uncased, which the Hub redirects to google-bert/bert-base-uncased")
     func openCLIPCLIPARepository() throws {
         let hub = try FakeHub(repositories: [

@@ -56,6 +56,12 @@ struct ImageBatchEncoderTests {
             #expect(try outcomes[i].get() == alone.scalars)
         }
         #expect(try encoder.embeddings(pixels: []) == [])
+        // Rows that add up to a batch but are not images each: refused, naming the image.
+        let doubled = [pixels[0] + pixels[1], []]
+        #expect { _ = try encoder.embeddings(pixels: doubled) } throws: { "\($0)".contains("for image 0") }
+        let outcomes2 = encoder.embeddingsPerImage(pixels: [pixels[0], Array(pixels[1].prefix(7))])
+        #expect((try? outcomes2[0].get()) == l2Normalized(try clip.model.encodeImage(Tensor(shape: [1, 3, r, r], scalars: pixels[0]))).scalars)
+        if case .success = outcomes2[1] { Issue.record("a 7-value image was embedded") }
     }
 
     @Test("a model without its image tower fails every image with the model's reason")

@@ -60,9 +60,13 @@ extension Bench {
                       + (kernel == .best ? share(rate, .fp32) : ""))
             }
         }
-        // Products with packed layer weights, as the model runs them.
+        // Products with packed layer weights, as the model runs them; also ConvNeXt-B's MLPs (4 images at 224: the
+        // first stage's K of 128 and the third's 784-row bands) and its last stage at batch 1 (49 rows).
+        let convNeXt = [(12544, 512, 128, "ConvNeXt-B stage 1 fc1"), (12544, 128, 512, "ConvNeXt-B stage 1 fc2"),
+                        (784, 2048, 512, "ConvNeXt-B stage 3 fc1"), (784, 512, 2048, "ConvNeXt-B stage 3 fc2"),
+                        (49, 4096, 1024, "ConvNeXt-B stage 4 fc1, 1 image")]
         for precision in Precision.allCases where precision.isAvailable {
-            for (m, n, k, label) in shapes {
+            for (m, n, k, label) in shapes + convNeXt {
                 let a = [Float](repeating: 0.5, count: m * k)
                 let w = try Tensor(shape: [n, k], scalars: [Float](repeating: 0.25, count: n * k))
                 let packed = try PackedMatrix(w, transposed: true, precision: precision)

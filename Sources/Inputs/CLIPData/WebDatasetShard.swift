@@ -12,12 +12,15 @@ package struct WebDatasetShard: Sendable {
         package var caption: TarArchive.Member?
     }
 
+    /// open_clip's image extensions in the order its webdataset pipeline takes them.
+    static let preferredImageExtensions = ["jpg", "png", "jpeg", "webp"]
+
     /// The largest image member read (img2dataset's images are a few hundred kB).
     package static let maxImageBytes = 64 << 20
 
     /// The shard file.
     package let file: RegularFile
-    /// One image member per key (the last stored under it), in the order keys first appear.
+    /// One image member per key (open_clip's preferred extension, the last copy of it), in the order keys first appear.
     package let samples: [Sample]
     /// Caption members whose key has no image.
     package let loneCaptions: Int
@@ -30,17 +33,22 @@ package struct WebDatasetShard: Sendable {
     /// Indexes an opened shard.
     package init(file: RegularFile) throws(FileError) {
         self.file = file
-        // One sample per key: a later member under a key replaces an earlier one (as tar extracts it: the last
-        // copy of a name wins) but keeps the key's first place, so a key is never trained on or embedded twice.
-        var images: [(key: String, member: TarArchive.Member)] = []
+        // One sample per key, in the order keys first appear, so a key is never trained on or embedded twice. Of
+        // several images under a key, open_clip's choice (`to_tuple("jpg;png;jpeg;webp", …)`: the first of those
+        // extensions, then any other the decoders read); of several copies of one name, the last (as tar extracts it).
+        var images: [(key: String, member: TarArchive.Member, preference: Int)] = []
         var imageIndex: [String: Int] = [:]
         var captions: [String: TarArchive.Member] = [:]
         for m in try TarArchive.members(of: file) {
-            guard let (key, ext) = m.sample else { continue }
+            // webdataset's key needs a name before the extension: a member called ".jpg" is no sample.
+            guard let (key, ext) = m.sample, !key.hasSuffix("/") else { continue }
             if ImageFormat.fileExtensions.contains(ext) {
-                if let i = imageIndex[key] { images[i].member = m } else {
+                let preference = Self.preferredImageExtensions.firstIndex(of: ext) ?? Self.preferredImageExtensions.count
+                if let i = imageIndex[key] {
+                    if preference <= images[i].preference { images[i].member = m; images[i].preference = preference }
+                } else {
                     imageIndex[key] = images.count
-                    images.append((key, m))
+                    images.append((key, m, preference))
                 }
             }
             if ext == "txt" { captions[key] = m }

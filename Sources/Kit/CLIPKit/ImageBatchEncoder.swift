@@ -76,13 +76,15 @@ public struct ImageBatchEncoder: Sendable {
     /// unless `normalized` is false.
     public func embeddings(pixels rows: [[Float]], normalized: Bool = true) throws(CLIPError) -> [[Float]] {
         guard !rows.isEmpty else { return [] }
-        let r = pipeline.preprocessor.resolution
-        var flat: [Float] = []
-        flat.reserveCapacity(rows.count * 3 * r * r)
-        for row in rows { flat += row }
-        let pixels: Tensor
-        do { pixels = try Tensor(shape: [rows.count, 3, r, r], scalars: flat) } catch {
-            throw .imageShape([rows.count, flat.count / max(rows.count, 1)], expected: "[N, 3, \(r), \(r)]")
+        let r = pipeline.preprocessor.resolution, per = 3 * r * r
+        // Each image its own size: rows of 2·per and 0 elements add up to a whole batch but are not two images.
+        if let (index, row) = rows.enumerated().first(where: { $0.element.count != per }) {
+            throw .imageShape([row.count], expected: "\(per) values ([3, \(r), \(r)]) for image \(index)")
+        }
+        let pixels = Tensor(uncheckedShape: [rows.count, 3, r, r]) { out in
+            for (i, row) in rows.enumerated() {
+                row.withUnsafeBufferPointer { (out.baseAddress! + i * per).update(from: $0.baseAddress!, count: per) }
+            }
         }
         let out = try pipeline.model.encodeImage(pixels)
         let unit = normalized ? l2Normalized(out) : out

@@ -112,7 +112,9 @@ public struct ModelHub: Sendable {
     /// the config names none or the repository has neither file (loading the pipeline then says what is missing).
     private func tokenizer(for config: OpenCLIPConfig) throws(HubError) -> String? {
         guard let repository = config.tokenizerRepository else { return nil }
-        for files in LoadedModel.tokenizerModelFiles {
+        // Only the files of the kind the config names: a repository holding several (roberta-base has vocab.json,
+        // merges.txt and tokenizer.json) is read for the one the model was trained with.
+        for files in config.tokenizerFileGroups {
             // A vocabulary in two files (RoBERTa's vocab.json and merges.txt) needs the second once the first is there.
             guard let path = try huggingFace.file(files[0], of: repository, revision: "main", optional: true) else { continue }
             for file in files.dropFirst() { _ = try huggingFace.file(file, of: repository, revision: "main", optional: false) }

@@ -35,10 +35,6 @@ public struct LoadedModel: Sendable {
     /// BERT's WordPiece vocabulary (CLIPA's `bert-base-uncased`).
     public static let wordPieceFile = "vocab.txt"
 
-    /// The tokenizer files a model's own vocabulary may come in, in the order they are looked for: each a file, or
-    /// a first file and the ones it needs beside it.
-    public static let tokenizerModelFiles: [[String]] = (sentencePieceFiles + [wordPieceFile]).map { [$0] } + [GPT2BPETokenizer.files]
-
     /// The same model with its tokenizer files in `folder` (a Hub download keeps them apart from the weights).
     public func withTokenizerFolder(_ folder: String?) -> LoadedModel {
         var copy = LoadedModel(model: model, preprocessing: preprocessing, format: format, path: path,

@@ -1,5 +1,6 @@
 import CLIP
 import CLIPImage
+import CLIPTokenizer
 
 extension OpenCLIPConfig {
     /// The Hub repository of the config's own tokenizer (`text_cfg.hf_tokenizer_name`), when it names one.
@@ -8,6 +9,17 @@ extension OpenCLIPConfig {
             return nil
         }
         return name
+    }
+
+    /// The files the config's own tokenizer comes in, by the kind its `text_cfg.hf_tokenizer_name` names: each
+    /// alternative a file and the ones it needs beside it (SigLIP: `spiece.model`, or SigLIP 2's `tokenizer.model`;
+    /// RoBERTa: `vocab.json` with `merges.txt`). Empty when the config names no tokenizer of its own.
+    public var tokenizerFileGroups: [[String]] {
+        guard let name = tokenizerRepository else { return [] }
+        if OpenCLIPRules.xlmRobertaTokenizers.contains(name) { return [[LoadedModel.xlmRobertaFile]] }
+        if OpenCLIPRules.wordPieceTokenizers.contains(name) { return [[LoadedModel.wordPieceFile]] }
+        if OpenCLIPRules.gpt2Tokenizers.contains(name) { return [GPT2BPETokenizer.files] }
+        return [["spiece.model"], ["tokenizer.model"]]
     }
 
     /// Nil when swift-clip implements everything the config asks for, else the reason it would be refused at load
