@@ -409,6 +409,31 @@ func huggingFaceCenterCropFlag(_ value: String, _ refusal: String?) throws {
     }
 }
 
+@Test("preprocessor_config.json's resize and crop as CLIPImageProcessor applies them", arguments: [
+    // size {height, width} squashes; with a center crop to the same side that is all it does.
+    ("\"size\": {\"height\": 80, \"width\": 80}", nil, Preprocessing.ResizeMode.squash),
+    ("\"size\": {\"height\": 80, \"width\": 80}, \"crop_size\": 64", "crop_size is 64", .squash),
+    // Shortest edge without the crop: what transformers computes for every image it accepts (square ones).
+    ("\"size\": {\"shortest_edge\": 80}, \"do_center_crop\": false", nil, .shortest),
+    ("\"size\": {\"shortest_edge\": 80}", nil, .shortest),
+] as [(String, String?, Preprocessing.ResizeMode)])
+func huggingFaceResizeAndCrop(_ settings: String, _ refusal: String?, _ mode: Preprocessing.ResizeMode) throws {
+    let source = "\(formatsDirectory)/hf_vit_hd32"
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-resize-\(getpid())-\(abs(settings.hashValue))").path
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    for f in ["config.json", "model.safetensors"] { try FileManager.default.copyItem(atPath: "\(source)/\(f)", toPath: "\(dir)/\(f)") }
+    let pre = "{\(settings), \"image_mean\": [0.5, 0.5, 0.5], \"image_std\": [0.25, 0.25, 0.25], \"resample\": 3, \"image_processor_type\": \"CLIPImageProcessor\"}"
+    try pre.write(toFile: "\(dir)/preprocessor_config.json", atomically: true, encoding: .utf8)
+    if let refusal {
+        #expect { _ = try CLIPModel.load(path: dir) } throws: { "\($0)".contains(refusal) && "\($0)".contains("preprocessor_config.json") }
+    } else {
+        let loaded = try CLIPModel.load(path: dir)
+        #expect(loaded.preprocessing.resolution == 80 && loaded.preprocessing.resizeMode == mode)
+    }
+}
+
 /// open_clip's `roberta-ViT-B-32` kind: a RoBERTa text tower (the XLM-R fixture's, the same architecture) read as
 /// RoBERTa's byte-level BPE ids, its tokenizer from the folder the Hub fetched `roberta-base`'s files into.
 @Test func robertaBaseConfigLoadsWithItsTokenizer() throws {

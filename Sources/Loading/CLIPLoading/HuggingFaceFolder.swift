@@ -60,16 +60,24 @@ extension CLIPModel {
         let crop = pre["crop_size"]?.object != nil ? pre["crop_size"]?["height"] : pre["crop_size"]
         if let size = try r.resolution(crop, "crop_size", model: c) { p.resolution = size }
         if let crops = pre["do_center_crop"], crops != .null, crops.bool == nil {
-            throw .architecture("do_center_crop is \(crops); expected true or false", origin: folder)
+            throw .architecture("do_center_crop is \(crops); expected true or false", origin: r.origin)
         }
-        // SiglipImageProcessor resizes both sides to size.height × size.width and crops nothing.
-        if pre["do_center_crop"]?.bool != true, let size = pre["size"], let height = size["height"], let width = size["width"] {
+        // CLIPImageProcessor crops unless told not to; SiglipImageProcessor has no crop.
+        let crops = pre["do_center_crop"]?.bool ?? (pre["image_processor_type"]?.string == "CLIPImageProcessor")
+        // SiglipImageProcessor resizes both sides to size.height × size.width and crops nothing; CLIPImageProcessor
+        // does the same with such a size, then crops to crop_size when do_center_crop.
+        if let size = pre["size"], let height = size["height"], let width = size["width"] {
             guard let side = try r.resolution(height, "size.height", model: c), width.number == Double(side) else {
-                throw .architecture("preprocessor_config.json asks for a \(width)×\(height) resize; only square inputs of the model's resolution are implemented", origin: folder)
+                throw .architecture("preprocessor_config.json asks for a \(width)×\(height) resize; only square inputs of the model's resolution are implemented", origin: r.origin)
+            }
+            guard !crops || side == p.resolution else {
+                throw .architecture("preprocessor_config.json resizes to \(side)×\(side) and then crops \(p.resolution)×\(p.resolution) (do_center_crop); only one of the two is implemented with a height × width size", origin: r.origin)
             }
             p.resolution = side
             p.resizeMode = .squash
         }
+        // A shortest-edge resize with do_center_crop false is read as with the crop: transformers feeds such images
+        // uncropped, which its ViT refuses unless they are square, and for square ones the crop changes nothing.
         // PIL's filter numbers: 2 bilinear, 3 bicubic.
         if let filter = try r.int(pre["resample"], "resample", in: 0...5) {
             guard filter == 2 || filter == 3 else {
