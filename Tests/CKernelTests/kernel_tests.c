@@ -384,6 +384,10 @@ static void test_depthwise(void) {
         for (ptrdiff_t i = 0; i < h * w * c; i++) out[i] = NAN;
         const ptrdiff_t split = h / 2;
         clip_depthwise_conv2d(x, wp, c, wt, b, k, 0, split, w, out);
+        // A band writes its own rows only.
+        int untouched = 1;
+        for (ptrdiff_t i = split * w * c; i < h * w * c; i++) untouched &= out[i] != out[i];
+        CHECK(untouched, "depthwise c=%td h=%td w=%td k=%td: rows past the band were written", c, h, w, k);
         clip_depthwise_conv2d(x, wp, c, wt, b, k, split, h, w, out);
         double worst = 0;
         for (ptrdiff_t y = 0; y < h; y++)

@@ -28,7 +28,10 @@ private func setVision(_ key: String, _ value: Any?) -> (inout [String: Any]) ->
     ("proj-mlp", "timm_proj", "\"mlp\"", "timm_proj is mlp"),              // the weights have a Linear head
     ("proj-bias", "timm_proj_bias", "true", "timm_proj_bias true"),        // …without bias
     ("convnextv2", "timm_model_name", "\"convnextv2_base\"", "vision_cfg.timm_model_name"),
-    ("too-small", "image_size", "31", "below the 32 pixels"),
+    ("too-small", "image_size", "31", "outside the 32...1024 pixels"),
+    ("too-large", "image_size", "2048", "outside the 32...1024 pixels"),
+    ("proj-null", "timm_proj", "null", "vision_cfg.timm_proj"),            // falsy to open_clip: timm's own head
+    ("proj-empty", "timm_proj", "\"\"", "vision_cfg.timm_proj"),
 ])
 func convNeXtSettingsAreRefused(name: String, key: String, json: String, message: String) throws {
     let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
@@ -48,11 +51,13 @@ func convNeXtConfigAndWeightsMustAgree() throws {
     } catch {
         #expect("\(error)".contains("describes a ConvNeXt image tower"), "\(error)")
     }
-    do {
-        _ = try convNeXtLoad("no-timm", edit: setVision("timm_model_name", nil))
-        Issue.record("ConvNeXt weights with a config naming no timm model were accepted")
-    } catch {
-        #expect("\(error)".contains("visual.trunk"), "\(error)")
+    for (name, value) in [("no-timm", nil), ("null-timm", NSNull() as Any?), ("empty-timm", "" as Any?)] {
+        do {
+            _ = try convNeXtLoad(name, edit: setVision("timm_model_name", value))
+            Issue.record("ConvNeXt weights with a config naming no timm model (\(name)) were accepted")
+        } catch {
+            #expect("\(error)".contains("names no timm_model_name"), "\(error)")
+        }
     }
 }
 
@@ -87,7 +92,7 @@ func convNeXtReducedPrecision(_ precision: Precision) throws {
     #expect(e < 0.05, "\(precision.rawValue) relative error \(e)")
 }
 
-@Test("ConvNeXt sizes beyond the bounds are refused before anything is allocated; random weights build and run")
+@Test("ConvNeXt sizes beyond the bounds are refused; random weights build and run")
 func convNeXtBounds() throws {
     let text = CLIPConfiguration.Text(contextLength: 8, vocabSize: 50, width: 16, heads: 1, layers: 1)
     func config(_ edit: (inout CLIPConfiguration.ConvNeXtConfiguration) -> Void) -> CLIPConfiguration {
@@ -97,7 +102,8 @@ func convNeXtBounds() throws {
     }
     for (edit, named) in [({ (v: inout CLIPConfiguration.ConvNeXtConfiguration) in v.kernel = 33 }, "kernel"),
                           ({ $0.kernel = 6 }, "odd windows"), ({ $0.widths[2] = 20_000 }, "widths[2]"),
-                          ({ $0.depths = [1, 1, 1] }, "4 stages"), ({ $0.resolution = 16 }, "below 32")] {
+                          ({ $0.depths = [1, 1, 1] }, "4 stages"), ({ $0.resolution = 16 }, "below 32"),
+                          ({ $0.resolution = 1_040 }, "above 1024")] {
         #expect { _ = try CLIPModel(randomWeightsFor: config(edit)) } throws: { "\($0)".contains(named) }
     }
     let model = try CLIPModel(randomWeightsFor: config { _ in }, seed: 7)

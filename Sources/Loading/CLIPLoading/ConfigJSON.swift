@@ -137,8 +137,8 @@ struct ConfigReader {
         if case .transformer(let t) = c.vision, r / t.patchSize == t.grid { return r }
         // A ConvNeXt is convolutional: it takes any side that leaves its last stage a pixel.
         if case .convNeXt(let t) = c.vision {
-            guard r >= t.minimumResolution else {
-                throw .architecture("\(key) is \(r), below the \(t.minimumResolution) pixels the ConvNeXt tower needs", origin: origin)
+            guard r >= t.minimumResolution, r <= CLIPConfiguration.ConvNeXtConfiguration.maximumResolution else {
+                throw .architecture("\(key) is \(r), outside the \(t.minimumResolution)...\(CLIPConfiguration.ConvNeXtConfiguration.maximumResolution) pixels the ConvNeXt tower takes here", origin: origin)
             }
             return r
         }

@@ -98,8 +98,9 @@ enum OpenCLIPFamily: Equatable {
         let pool = vision?["timm_pool"]
         try require(pool == nil || pool == .null || ["", "avg"].contains(pool?.string ?? "-"), "vision_cfg.timm_pool", pool,
                     "\"\" or avg (the mean over the feature map)")
+        // null or "" is falsy to open_clip: timm's own classifier becomes the projection, as with "none".
         let proj = vision?["timm_proj"]
-        try require(proj == nil || proj == .null || ["linear", "mlp"].contains(proj?.string ?? "-"), "vision_cfg.timm_proj", proj,
+        try require(proj == nil || ["linear", "mlp"].contains(proj?.string ?? "-"), "vision_cfg.timm_proj", proj,
                     "linear or mlp")
         let bias = vision?["timm_proj_bias"]
         try require(bias == nil || bias == .null || bias?.bool != nil, "vision_cfg.timm_proj_bias", bias, "true or false")

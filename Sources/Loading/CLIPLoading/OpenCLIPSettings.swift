@@ -56,7 +56,7 @@ enum OpenCLIPRules {
             try same(vision?["patch_size"], "vision_cfg.patch_size", v.patchSize, "patch size")
         case .convNeXt:
             // The family's checks matched the timm model name; a config without one describes another tower.
-            if vision?["timm_model_name"] == nil {
+            if (vision?["timm_model_name"]?.string ?? "").isEmpty {
                 throw .architecture("the weights have a ConvNeXt image tower (visual.trunk.*), but the config's vision_cfg names no timm_model_name", origin: r.origin)
             }
         case .resnet(let resnet):

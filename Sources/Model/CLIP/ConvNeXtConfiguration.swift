@@ -42,6 +42,10 @@ extension CLIPConfiguration {
             (self.mlpRatio, self.layerScale, self.layerNormEps, self.head) = (mlpRatio, layerScale, layerNormEps, head)
         }
 
+        /// The largest input side accepted (open_clip's ConvNeXt tags use 224 to 320): at 1,024 the first stage of
+        /// convnext_xxlarge holds 256²·384 floats (100 MB) per image and buffer.
+        public static let maximumResolution = 1_024
+
         /// The smallest input side that leaves every stage at least one pixel: the stem and three halvings.
         public var minimumResolution: Int { patchSize * 8 }
 
@@ -66,6 +70,9 @@ extension CLIPConfiguration {
             }
             guard kernel % 2 == 1 else {
                 throw .architecture("the depthwise convolution's window is \(kernel) wide; timm's ConvNeXt pads odd windows only", origin: origin)
+            }
+            guard resolution <= Self.maximumResolution else {
+                throw .architecture("ConvNeXt input side \(resolution) is above \(Self.maximumResolution): its first stage alone would hold gigabytes per image", origin: origin)
             }
             guard resolution >= minimumResolution else {
                 throw .architecture("ConvNeXt input side \(resolution) is below \(minimumResolution) (a \(patchSize)-pixel stem and three halvings)", origin: origin)
@@ -105,8 +112,12 @@ extension CLIPConfiguration {
                 _ = try shape("visual.head.proj.weight", 2)
                 head = .linear(bias: has("visual.head.proj.bias"))
             }
+            // Without a config only the shapes tell the sizes apart: timm's convnext_xxlarge (these widths) is the one
+            // built with ε 1e-5. A config's timm_model_name decides when there is one.
+            let eps: Float = widths == [384, 768, 1536, 3072] ? 1e-5 : 1e-6
             return ConvNeXtConfiguration(depths: depths, widths: widths, resolution: 224, kernel: kernel, patchSize: stem[3],
-                                         mlpRatio: hidden / widths[0], layerScale: has("\(t).stages.0.blocks.0.gamma"), head: head)
+                                         mlpRatio: hidden / widths[0], layerScale: has("\(t).stages.0.blocks.0.gamma"),
+                                         layerNormEps: eps, head: head)
         }
     }
 }
