@@ -4,14 +4,16 @@ swift-clip's `clip bench --model FILE --images-only`, on random weights of the r
 depend on weight values), batch 1 and 16, median of --repeat runs each. Prints rates and ratios.
 
     swift build -c release --product clip
-    python Scripts/bench/bench_timm_towers.py [--models convnext_base convnext_large_d] [--repeat 5]
+    python Scripts/bench/bench_timm_towers.py [--models convnext_base convnext_large_d EVA02-B-16] [--repeat 5]
 
-Each model is written once to a temporary safetensors file; both sides time 224-pixel images (the towers are
-convolutional; convnext_large_d's tags use 256 or 320, which scales both sides alike). The first lines name the CPU and the level
+Each model is written once to a temporary safetensors file, with its open_clip config beside it (EVA's heads and
+rotary embedding are not in the weights); ConvNeXt is timed at 224 pixels (the towers are convolutional;
+convnext_large_d's tags use 256 or 320, which scales both sides alike), EVA at its config's size. The first lines name the CPU and the level
 `clip` runs at (CLIP_CPU forces a lower one). Needs torch, open_clip_torch, timm, safetensors (the versions of
 Scripts/fixtures/requirements-reference.txt).
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -35,7 +37,7 @@ def cpu_name():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="*", default=["convnext_base", "convnext_large_d"])
+    ap.add_argument("--models", nargs="*", default=["convnext_base", "convnext_large_d", "EVA02-B-16"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clip", default=".build/release/clip")
@@ -47,15 +49,18 @@ def main():
     for name in a.models:
         model, _, _ = open_clip.create_model_and_transforms(name, pretrained=None)
         model.eval()
-        # The checkpoint alone: `clip bench` infers the tower from it and times it at 224 pixels; PyTorch gets the same.
-        size = 224
+        # The checkpoint and its config: `clip bench` times the tower at the config's size; PyTorch gets the same.
+        cfg = open_clip.get_model_config(name)
+        size = cfg["vision_cfg"]["image_size"] if name.startswith("EVA") else 224
         path = os.path.join(tmp, name + ".safetensors")
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+        with open(path + ".json", "w") as f:
+            json.dump(cfg, f)
         for bs in (1, 16):
             x = torch.randn(bs, 3, size, size)
             with torch.inference_mode():
                 ref = bs / median_time(lambda: model.encode_image(x), a.repeat)
-            out = subprocess.run([a.clip, "bench", "--model", path, "--images-only",
+            out = subprocess.run([a.clip, "bench", "--model", path, "--openclip-config", path + ".json", "--images-only",
                                   "--batch", str(bs), "--repeat", str(a.repeat)],
                                  capture_output=True, text=True, check=True).stdout
             ours = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))

@@ -367,6 +367,45 @@ static void test_elementwise(void) {
     }
     CHECK(worst < 1e-7, "softmax: error %g", worst);
     free(x); free(g); free(b); free(out);
+
+    // SwiGLU on hidden widths around the vector lengths, gates spanning the exp clamp; rotary on odd pair counts.
+    const ptrdiff_t hiddens[] = {1, 7, 16, 33, 2730};
+    for (size_t c = 0; c < sizeof hiddens / sizeof hiddens[0]; c++) {
+        const ptrdiff_t h = hiddens[c], n = 3;
+        float *gx = random_array((size_t)(n * 2 * h)), *y = malloc((size_t)(n * h) * sizeof(float));
+        for (ptrdiff_t i = 0; i < n * 2 * h; i += 5) gx[i] *= 120.0f;
+        clip_swiglu(gx, n, h, y);
+        worst = 0;
+        for (ptrdiff_t r = 0; r < n; r++) {
+            for (ptrdiff_t i = 0; i < h; i++) {
+                const double gate = gx[r * 2 * h + i], v = gx[r * 2 * h + h + i];
+                const double want = gate / (1.0 + exp(-gate)) * v;
+                // Below 1e-20 only the absolute error counts: exp's clamp at 88.3 leaves silu(-100) at -5e-37.
+                const double e = fabs(y[r * h + i] - want) / fmax(fabs(want), 1e-20);
+                worst = e > worst ? e : worst;
+            }
+        }
+        CHECK(worst < 1e-6, "swiglu hidden %td: relative error %g", h, worst);
+        free(gx); free(y);
+    }
+    const ptrdiff_t dims[] = {2, 8, 14, 34, 64, 112};
+    for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++) {
+        const ptrdiff_t d = dims[c];
+        float *v = random_array((size_t)d), *s = random_array((size_t)d), *co = random_array((size_t)d);
+        float *rotated = malloc((size_t)d * sizeof(float));
+        memcpy(rotated, v, (size_t)d * sizeof(float));
+        clip_rotary_interleaved(rotated, d, s, co);
+        worst = 0;
+        for (ptrdiff_t i = 0; i < d; i += 2) {
+            const double a = v[i], b = v[i + 1];
+            const double e0 = fabs(rotated[i] - (a * co[i] - b * s[i]));
+            const double e1 = fabs(rotated[i + 1] - (b * co[i + 1] + a * s[i + 1]));
+            worst = e0 > worst ? e0 : worst;
+            worst = e1 > worst ? e1 : worst;
+        }
+        CHECK(worst < 1e-6, "rotary %td values: error %g", d, worst);
+        free(v); free(s); free(co); free(rotated);
+    }
 }
 
 // The depthwise convolution at the level CLIP_CPU selects, against double precision: channel counts around the

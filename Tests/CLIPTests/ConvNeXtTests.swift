@@ -4,22 +4,10 @@ import CLIPTensor
 import Foundation
 import Testing
 
-/// The scaled-down ConvNeXt fixture (Scripts/fixtures/make_openclip_fixtures.py) with its config edited by `edit`.
-private func convNeXtLoad(_ name: String, weights: String = "open_clip/convnext_base",
+/// The scaled-down convnext_base fixture with its config edited by `edit`, over the weights of fixture `weights`.
+private func convNeXtLoad(_ name: String, weights: String = "convnext_base",
                           edit: (inout [String: Any]) -> Void) throws -> LoadedModel {
-    let base = "\(fixtureDirectory)/open_clip/convnext_base"
-    var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as! [String: Any]
-    edit(&cfg)
-    let path = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: cfg)), "convnext_\(name).json")
-    return try CLIPModel.load(path: "\(fixtureDirectory)/\(weights).safetensors", openCLIPConfig: path)
-}
-
-private func setVision(_ key: String, _ value: Any?) -> (inout [String: Any]) -> Void {
-    { cfg in
-        var vision = cfg["vision_cfg"] as! [String: Any]
-        vision[key] = value
-        cfg["vision_cfg"] = vision
-    }
+    try loadOpenCLIPFixture("convnext_base", as: name, weights: weights, edit: edit)
 }
 
 @Test("ConvNeXt settings that change the numbers are refused by name", arguments: [
@@ -36,7 +24,7 @@ private func setVision(_ key: String, _ value: Any?) -> (inout [String: Any]) ->
 func convNeXtSettingsAreRefused(name: String, key: String, json: String, message: String) throws {
     let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
     do {
-        _ = try convNeXtLoad(name, edit: setVision(key, value))
+        _ = try convNeXtLoad(name, edit: settingVision(key, value))
         Issue.record("\(key) = \(json) was accepted")
     } catch {
         #expect("\(error)".contains(message), "\(error)")
@@ -46,14 +34,14 @@ func convNeXtSettingsAreRefused(name: String, key: String, json: String, message
 @Test("a ConvNeXt config with other weights, or ConvNeXt weights with another config, is refused")
 func convNeXtConfigAndWeightsMustAgree() throws {
     do {
-        _ = try convNeXtLoad("vit-weights", weights: "open_clip/ViT-B-32") { _ in }
+        _ = try convNeXtLoad("vit-weights", weights: "ViT-B-32") { _ in }
         Issue.record("ViT weights with a ConvNeXt config were accepted")
     } catch {
         #expect("\(error)".contains("describes a ConvNeXt image tower"), "\(error)")
     }
     for (name, value) in [("no-timm", nil), ("null-timm", NSNull() as Any?), ("empty-timm", "" as Any?)] {
         do {
-            _ = try convNeXtLoad(name, edit: setVision("timm_model_name", value))
+            _ = try convNeXtLoad(name, edit: settingVision("timm_model_name", value))
             Issue.record("ConvNeXt weights with a config naming no timm model (\(name)) were accepted")
         } catch {
             #expect("\(error)".contains("names no timm_model_name"), "\(error)")
@@ -63,7 +51,7 @@ func convNeXtConfigAndWeightsMustAgree() throws {
 
 @Test("ConvNeXt: the config's image size is the input side; xxlarge's ε is 1e-5, the others' 1e-6")
 func convNeXtSettingsApply() throws {
-    let loaded = try convNeXtLoad("size", edit: setVision("image_size", 100))
+    let loaded = try convNeXtLoad("size", edit: settingVision("image_size", 100))
     #expect(loaded.preprocessing.resolution == 100)
     guard case .convNeXt(let v) = loaded.model.configuration.vision else { Issue.record("not a ConvNeXt"); return }
     #expect(v.resolution == 100 && v.layerNormEps == 1e-6 && v.depths == [1, 2, 1, 1] && v.widths == [12, 16, 40, 24])
@@ -77,19 +65,19 @@ func convNeXtSettingsApply() throws {
     #expect(throws: CLIPError.self) { try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 31, 64])) }
 }
 
-@Test("ConvNeXt in int8 and bf16 stays close to fp32", arguments: [Precision.int8, .bf16])
-func convNeXtReducedPrecision(_ precision: Precision) throws {
+@Test("timm towers (ConvNeXt, EVA02) in int8 and bf16 stay close to fp32",
+      arguments: ["convnext_large_d", "EVA02-L-14"], [Precision.int8, .bf16])
+func timmTowersInReducedPrecision(_ arch: String, _ precision: Precision) throws {
     guard precision.isAvailable else {
         print("skipped: \(precision.rawValue) needs \(precision.requirement), which this CPU lacks")
         return
     }
-    let base = "\(fixtureDirectory)/open_clip/convnext_large_d"
+    let base = "\(fixtureDirectory)/open_clip/\(arch)"
     let fp32 = try CLIPModel.load(path: base + ".safetensors", openCLIPConfig: base + ".json").model
     let reduced = try fp32.converted(to: precision)
     let ref = try Reference(path: base + ".reference.safetensors")
-    let a = try fp32.encodeImage(ref.pixels), b = try reduced.encodeImage(ref.pixels)
-    let e = relativeError(b.scalars, a.scalars)
-    #expect(e < 0.05, "\(precision.rawValue) relative error \(e)")
+    let e = relativeError(try reduced.encodeImage(ref.pixels).scalars, try fp32.encodeImage(ref.pixels).scalars)
+    #expect(e < 0.05, "\(arch) \(precision.rawValue) relative error \(e)")
 }
 
 @Test("ConvNeXt sizes beyond the bounds are refused; random weights build and run")

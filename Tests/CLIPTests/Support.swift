@@ -1,4 +1,5 @@
 import CLIP
+import CLIPLoading
 import CLIPTensor
 import CLIPWeights
 import Foundation
@@ -78,5 +79,25 @@ struct Reference {
         textFeatures = try f.floatTensor("text_features")
         logitsPerImage = try f.floatTensor("logits_per_image")
         logitsPerText = try f.floatTensor("logits_per_text")
+    }
+}
+
+/// The scaled-down open_clip fixture `arch` (Tests/CLIPTests/Fixtures/open_clip) with its config edited by `edit` and
+/// written to a scratch file for `name`, loaded over the weights of fixture `weights` (default: its own).
+func loadOpenCLIPFixture(_ arch: String, as name: String, weights: String? = nil,
+                         edit: (inout [String: Any]) -> Void) throws -> LoadedModel {
+    let base = "\(fixtureDirectory)/open_clip/\(arch)"
+    var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as! [String: Any]
+    edit(&cfg)
+    let path = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: cfg)), "\(arch)_\(name).json")
+    return try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/\(weights ?? arch).safetensors", openCLIPConfig: path)
+}
+
+/// A config edit setting `vision_cfg.<key>` to `value` (nil removes it).
+func settingVision(_ key: String, _ value: Any?) -> (inout [String: Any]) -> Void {
+    { cfg in
+        var vision = cfg["vision_cfg"] as! [String: Any]
+        vision[key] = value
+        cfg["vision_cfg"] = vision
     }
 }

@@ -129,6 +129,21 @@ typedef float v16f __attribute__((vector_size(64)));
             }                                                                                              \
         }                                                                                                  \
     }                                                                                                      \
+    /* silu(g)·x = g·σ(g)·x, with g the first half of the row and x the second (timm's SwiGLU fc1_g, fc1_x). */ \
+    ATTR static void swiglu_##SUFFIX(const float *restrict gx, ptrdiff_t hidden, float *restrict out) {          \
+        for (ptrdiff_t i = 0; i < hidden; i++) {                                                           \
+            float g = gx[i];                                                                               \
+            out[i] = g / (1.0f + exp_poly(-g)) * gx[hidden + i];                                           \
+        }                                                                                                  \
+    }                                                                                                      \
+    ATTR static void rotary_##SUFFIX(float *restrict x, ptrdiff_t n, const float *restrict s,                \
+                                     const float *restrict c) {                                            \
+        for (ptrdiff_t i = 0; i + 1 < n; i += 2) {                                                         \
+            float a = x[i], b = x[i + 1];                                                                  \
+            x[i] = a * c[i] - b * s[i];                                                                    \
+            x[i + 1] = b * c[i + 1] + a * s[i + 1];                                                        \
+        }                                                                                                  \
+    }                                                                                                      \
     ATTR static void softmax_##SUFFIX(float *x, ptrdiff_t n) {                                              \
         float m = max_##SUFFIX(x, n);                                                                      \
         for (ptrdiff_t i = 0; i < n; i++) x[i] = exp_poly(x[i] - m);                                       \
@@ -242,4 +257,24 @@ ptrdiff_t clip_first_non_finite(const float *x, ptrdiff_t n) {
         }
     }
     return -1;
+}
+
+void clip_swiglu(const float *gx, ptrdiff_t rows, ptrdiff_t hidden, float *out) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *in = gx + r * 2 * hidden;
+        float *o = out + r * hidden;
+#if defined(__x86_64__) || defined(__i386__)
+        if (level() == 2) { swiglu_avx512(in, hidden, o); continue; }
+        if (level() == 1) { swiglu_avx2(in, hidden, o); continue; }
+#endif
+        swiglu_generic(in, hidden, o);
+    }
+}
+
+void clip_rotary_interleaved(float *x, ptrdiff_t n, const float *sin, const float *cos) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (level() == 2) { rotary_avx512(x, n, sin, cos); return; }
+    if (level() == 1) { rotary_avx2(x, n, sin, cos); return; }
+#endif
+    rotary_generic(x, n, sin, cos);
 }

@@ -22,6 +22,9 @@ package struct Bench: ParsableCommand {
     @Option(help: "A checkpoint, Hugging Face folder or model name to time instead of random weights.")
     var model: String?
 
+    @Option(help: "An open_clip model config JSON describing --model (needed for timm towers such as EVA, whose settings the weights do not hold).")
+    var openclipConfig: String?
+
     @Option(help: "Images and texts per batch.")
     var batch = 16
 
@@ -63,6 +66,9 @@ package struct Bench: ParsableCommand {
                 throw ValidationError("--search-vectors needs a count within 1...134217728 and --db")
             }
         }
+        if openclipConfig != nil, model == nil {
+            throw ValidationError("--openclip-config describes a checkpoint: give it with --model")
+        }
         if model == nil, CLIPConfiguration.openAI(architecture) == nil {
             throw ValidationError("unknown architecture '\(architecture)'; choose one of \(CLIPConfiguration.openAIModelNames.joined(separator: ", "))")
         }
@@ -83,7 +89,11 @@ package struct Bench: ParsableCommand {
         let name: String
         if let model {
             // The model alone: timing needs no tokenizer (a SigLIP folder without its spiece.model times too).
-            clip = try ModelHub().load(model, precision: precision).model
+            if let openclipConfig {
+                clip = try CLIPModel.load(path: model, openCLIPConfig: openclipConfig, precision: precision).model
+            } else {
+                clip = try ModelHub().load(model, precision: precision).model
+            }
             name = model
         } else {
             guard let configuration = CLIPConfiguration.openAI(architecture) else {

@@ -52,6 +52,14 @@ struct Info: ParsableCommand {
             case .mlp(let hidden, _): "an MLP (\(hidden) hidden, GELU)"
             }
             print("image tower: ConvNeXt, stages \(v.depths), widths \(v.widths), \(v.kernel)×\(v.kernel) depthwise, mean pool, LayerNorm (eps \(v.layerNormEps)), \(head)")
+        case .eva(let v):
+            let mlp = switch v.mlp {
+            case .gelu(let hidden): "GELU MLP (\(hidden) hidden)"
+            case .swiGLU(let hidden, let normed): "SwiGLU (\(hidden) hidden\(normed ? ", sub-LN" : ""))"
+            }
+            let extras = [v.rotaryReferenceGrid.map { "rotary embedding (reference grid \($0))" }, v.attentionNorm ? "attention sub-LN" : nil,
+                          v.postNorm ? "post-norm blocks" : nil].compactMap { $0 }
+            print("image tower: EVA (\(v.timmModel ?? "timm")), width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(mlp)\(extras.isEmpty ? "" : ", " + extras.joined(separator: ", ")), class token\(v.head ? " through timm's head" : "")")
         }
         print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
         let tokenizer = pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece"

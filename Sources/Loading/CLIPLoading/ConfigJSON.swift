@@ -135,6 +135,7 @@ struct ConfigReader {
     func resolution(_ v: JSONValue?, _ key: String, model c: CLIPConfiguration) throws(ModelLoadError) -> Int? {
         guard let r = try int(v, key, in: 1...CLIPConfiguration.maximumImageResolution) else { return nil }
         if case .transformer(let t) = c.vision, r / t.patchSize == t.grid { return r }
+        if case .eva(let t) = c.vision, r / t.patchSize == t.grid { return r }
         // A ConvNeXt is convolutional: it takes any side that leaves its last stage a pixel.
         if case .convNeXt(let t) = c.vision {
             guard r >= t.minimumResolution, r <= CLIPConfiguration.ConvNeXtConfiguration.maximumResolution else {

@@ -90,7 +90,7 @@ extension CLIPModel {
     /// CoCa), else as it is.
     static func openCLIPLayout(_ file: any WeightSource) throws(WeightFileError) -> any WeightSource {
         if OpenCLIPSigLIPWeights.matches(file) { return try OpenCLIPSigLIPWeights(file) }
-        if OpenCLIPCoCaWeights.matches(file) { return try OpenCLIPCoCaWeights(file) }
+        if OpenCLIPCustomTextWeights.matches(file) { return try OpenCLIPCustomTextWeights(file) }
         return file
     }
 

@@ -12,6 +12,8 @@ enum OpenCLIPFamily: Equatable {
     /// A timm ConvNeXt image tower (`vision_cfg.timm_model_name` `convnext_tiny` … `convnext_xxlarge`) with CLIP's
     /// text tower, and the LayerNorm ε timm gives that size.
     case convNeXt(layerNormEps: Float)
+    /// A timm EVA image tower (`vision_cfg.timm_model_name` one of `evaModels`) with CLIP's text tower under `text.`.
+    case eva(String)
     /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
     case clip
 
@@ -25,6 +27,8 @@ enum OpenCLIPFamily: Equatable {
                   let m = name.wholeMatch(of: #/convnext_(tiny|small|base|large|xlarge|xxlarge)/#) {
             // timm's convnext_xxlarge is built with norm_eps 1e-5; the others keep LayerNorm's 1e-6.
             self = .convNeXt(layerNormEps: m.1 == "xxlarge" ? 1e-5 : 1e-6)
+        } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.evaModels[name] != nil {
+            self = .eva(name)
         } else if cfg["multimodal_cfg"] != nil {
             self = .coCa
         } else {
@@ -39,6 +43,7 @@ enum OpenCLIPFamily: Equatable {
         case .sigLIP: return try Self.sigLIPGeneralPart(cfg, r)
         case .coCa: return try Self.coCaGeneralPart(cfg, r)
         case .convNeXt: return try Self.convNeXtGeneralPart(cfg, r)
+        case .eva: return try Self.evaGeneralPart(cfg, r)
         case .clip: return cfg
         }
     }
@@ -110,6 +115,41 @@ enum OpenCLIPFamily: Equatable {
                         text: [])
     }
 
+    /// What timm builds for each EVA model open_clip names, beyond what the weights show: heads, EVA02's rotary
+    /// embedding (positions scaled to a 16-patch grid), EVA02-E's post-norm blocks, and whether the blocks are EVA02's
+    /// (SwiGLU with sub-LNs, attention sub-LN) or EVA01's (GELU MLP).
+    static let evaModels: [String: (heads: Int, rotaryReferenceGrid: Int?, postNorm: Bool, eva02Blocks: Bool)] = [
+        "eva_giant_patch14_224": (16, nil, false, false),
+        "eva_giant_patch14_clip_224": (16, nil, false, false),
+        "eva02_base_patch16_clip_224": (12, 16, false, true),
+        "eva02_large_patch14_clip_224": (16, 16, false, true),
+        "eva02_large_patch14_clip_336": (16, 16, false, true),
+        "eva02_enormous_patch14_clip_224": (16, nil, true, false),
+    ]
+
+    /// EVA's own settings: class-token pooling (`timm_pool` token) and timm's head as the projection (`timm_proj`
+    /// null or "", as open_clip's EVA configs have it) or none ("none").
+    private static func evaGeneralPart(_ cfg: [String: JSONValue], _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+        let vision = cfg["vision_cfg"]
+        func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
+            try requireSetting(ok, name, value, supported, family: "EVA", r)
+        }
+        try require(vision?["timm_pool"]?.string == "token", "vision_cfg.timm_pool", vision?["timm_pool"], "token")
+        // Absent, open_clip's default "linear" adds a head of its own over timm's pooled features.
+        let proj = vision?["timm_proj"]
+        try require(proj == .null || ["", "none"].contains(proj?.string ?? "-"), "vision_cfg.timm_proj", proj,
+                    "null or \"\" (timm's head projects) or none")
+        let textTower = cfg["text_cfg"]?["hf_model_name"]?.string ?? ""
+        try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; EVA models use CLIP's text tower")
+        try require(cfg["multimodal_cfg"] == nil, "multimodal_cfg", cfg["multimodal_cfg"], "none")
+        let custom = cfg["custom_text"]
+        try require(custom == nil || custom?.bool != nil, "custom_text", custom, "true or false")
+        return removing(from: cfg, top: ["custom_text"],
+                        vision: ["timm_model_name", "timm_pool", "timm_proj", "timm_proj_bias", "timm_model_pretrained", "timm_drop",
+                                 "timm_drop_path"],
+                        text: [])
+    }
+
     /// A family's setting check: throws, naming the setting, its value and what is supported, unless `ok`.
     private static func requireSetting(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String, family: String,
                                        _ r: ConfigReader) throws(ModelLoadError) {
@@ -132,6 +172,7 @@ enum OpenCLIPFamily: Equatable {
     /// The family's settings applied before the general ones (SigLIP's towers), which then leave them alone.
     func applyFirst(_ cfg: [String: JSONValue], to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) {
         if case .convNeXt(let eps) = self { return try Self.applyConvNeXt(cfg, eps: eps, to: &c, r) }
+        if case .eva(let name) = self { return try Self.applyEVA(cfg, name: name, to: &c, r) }
         guard case .sigLIP(let headWidth) = self else { return }
         // timm's tower: exact GELU, ε 1e-6, heads by family.
         guard case .transformer(var v) = c.vision, case .attention = v.pooling else {
@@ -168,6 +209,29 @@ enum OpenCLIPFamily: Equatable {
         }
         v.layerNormEps = eps
         c.vision = .convNeXt(v)
+    }
+
+    /// timm's settings for the named EVA model, checked against the blocks and head the weights have.
+    private static func applyEVA(_ cfg: [String: JSONValue], name: String, to c: inout CLIPConfiguration,
+                                 _ r: ConfigReader) throws(ModelLoadError) {
+        guard case .eva(var v) = c.vision, let model = evaModels[name] else {
+            throw .architecture("the config describes an EVA image tower (\(name)) but the weights have none (no visual.trunk.blocks.0.attn.q_bias or .q_proj.weight)", origin: r.origin)
+        }
+        let isEVA02Blocks = v.mlp == .swiGLU(hidden: v.mlp.hidden, normed: true) && v.attentionNorm
+        let isEVA01Blocks = v.mlp == .gelu(hidden: v.mlp.hidden) && !v.attentionNorm
+        guard model.eva02Blocks ? isEVA02Blocks : isEVA01Blocks else {
+            throw .architecture("vision_cfg.timm_model_name is \(name), whose blocks have \(model.eva02Blocks ? "a SwiGLU MLP with sub-LNs and an attention sub-LN" : "a GELU MLP and no sub-LNs"), but the weights' blocks have \(v.mlp) and \(v.attentionNorm ? "an" : "no") attention sub-LN", origin: r.origin)
+        }
+        let wantsHead = cfg["vision_cfg"]?["timm_proj"]?.string != "none"
+        guard wantsHead == v.head else {
+            throw .architecture(wantsHead ? "the config projects with timm's head (vision_cfg.timm_proj null), but the weights have no visual.trunk.head.weight"
+                                          : "vision_cfg.timm_proj is none, but the weights have timm's head (visual.trunk.head.weight)", origin: r.origin)
+        }
+        if !v.head && v.width != c.embedDim {
+            throw .architecture("vision_cfg.timm_proj is none, so the EVA tower's width \(v.width) must equal embed_dim \(c.embedDim)", origin: r.origin)
+        }
+        (v.heads, v.rotaryReferenceGrid, v.postNorm, v.timmModel) = (model.heads, model.rotaryReferenceGrid, model.postNorm, name)
+        c.vision = .eva(v)
     }
 
     /// The family's settings applied after the general ones (CoCa's pooler heads).

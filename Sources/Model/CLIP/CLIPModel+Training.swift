@@ -39,7 +39,11 @@ extension CLIPModel {
         }
         if case .notLoaded = visual { throw .imageTowerNotLoaded }
         guard case .transformer(let vit) = visual else {
-            let kind = if case .convNeXt = visual { "ConvNeXt" } else { "ResNet" }
+            let kind = switch visual {
+            case .convNeXt: "ConvNeXt"
+            case .eva: "EVA"
+            default: "ResNet"
+            }
             throw .training("training the \(kind) image tower is not supported yet; train it locked (LiT) or use a ViT")
         }
         let v = vit.configuration

@@ -31,11 +31,13 @@ public struct CLIPModel: Sendable {
     /// Arithmetic of the products with layer weights.
     public let precision: Precision
 
-    /// The two image towers CLIP comes with, open_clip's ConvNeXt, or none when only the text tower was loaded.
+    /// The two image towers CLIP comes with, open_clip's ConvNeXt or EVA, or none when only the text tower was loaded.
     public enum VisualTower: Sendable {
         case transformer(VisionTransformer)
         case resnet(ModifiedResNet)
         case convNeXt(ConvNeXt)
+        /// timm's EVA (open_clip's EVA01 and EVA02).
+        case eva(EVAVisionTransformer)
         /// Loaded with `towers: .textOnly`: text queries pay neither the time nor the memory of the image tower.
         case notLoaded
     }
@@ -183,6 +185,9 @@ public struct CLIPModel: Sendable {
         case .convNeXt(let v):
             let tower = try ConvNeXt(r, v, embedDim: c.embedDim)
             visual = .convNeXt(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
+        case .eva(let v):
+            let tower = try EVAVisionTransformer(r, v, embedDim: c.embedDim)
+            visual = .eva(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
         let textTower: TextTower = c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
                                                           : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
@@ -218,6 +223,8 @@ public struct CLIPModel: Sendable {
             visual = .resnet(try Self.convert(precision) { () throws(TensorError) in try r.converted(to: precision) })
         case .convNeXt(let c):
             visual = .convNeXt(try Self.convert(precision) { () throws(TensorError) in try c.converted(to: precision) })
+        case .eva(let e):
+            visual = .eva(try Self.convert(precision) { () throws(TensorError) in try e.converted(to: precision) })
         case .notLoaded:
             visual = .notLoaded
         }
@@ -250,6 +257,7 @@ public struct CLIPModel: Sendable {
         case .transformer(let vit): out = try vit.forward(pixels)
         case .resnet(let resnet): out = try resnet.forward(pixels)
         case .convNeXt(let convNeXt): out = try convNeXt.forward(pixels)
+        case .eva(let eva): out = try eva.forward(pixels)
         case .notLoaded: throw .imageTowerNotLoaded
         }
         try Self.checkFinite(out, "image")

@@ -9,6 +9,8 @@ extension CLIPConfiguration: CustomStringConvertible {
             v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
         case .convNeXt(let c):
             v = "ConvNeXt stages \(c.depths), widths \(c.widths), resolution \(c.resolution)"
+        case .eva(let c):
+            v = "EVA width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.resolution)"
         }
         let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
         return "embed \(embedDim); \(v); \(t)" + (objective == .sigmoid ? "; sigmoid (SigLIP)" : "")

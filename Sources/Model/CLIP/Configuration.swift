@@ -44,12 +44,14 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
-    /// A Vision Transformer (ViT-B/32, ViT-L/14, …), the modified ResNet (RN50, RN101, …) or a ConvNeXt.
+    /// A Vision Transformer (ViT-B/32, ViT-L/14, …), the modified ResNet (RN50, RN101, …), a ConvNeXt or an EVA.
     public enum Vision: Sendable, Equatable {
         case transformer(VisionTransformerConfiguration)
         case resnet(ResNetConfiguration)
         /// timm's ConvNeXt (open_clip's `convnext_*` models).
         case convNeXt(ConvNeXtConfiguration)
+        /// timm's EVA (open_clip's `EVA01-*` and `EVA02-*` models).
+        case eva(EVAConfiguration)
 
         /// The input side length the model was built for.
         public var imageResolution: Int {
@@ -57,6 +59,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case .transformer(let c): return c.patchSize * c.grid
             case .resnet(let c): return c.outputGrid * 32
             case .convNeXt(let c): return c.resolution
+            case .eva(let c): return c.resolution
             }
         }
     }
@@ -254,6 +257,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
             sizes += r.layers.enumerated().map { ("vision.layers[\($0.offset)]", $0.element) }
         case .convNeXt(let c):
             try c.validate(origin: origin)
+        case .eva(let c):
+            try c.validate(origin: origin)
         }
         if case .transformer(let v) = vision {
             switch v.pooling {
@@ -297,6 +302,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             tokens.append((v.hasClassToken ? "vision tokens (grid² + 1)" : "vision tokens (grid²)", v.tokens))
         }
         if case .resnet(let r) = vision { tokens.append(("attention-pool tokens (grid² + 1)", gridTokens(r.outputGrid))) }
+        if case .eva(let e) = vision { tokens.append(("vision tokens (grid² + 1)", gridTokens(e.grid))) }
         for (name, value) in tokens where value > Self.maximumTokens {
             throw .architecture("configuration \(name) is \(value); at most \(Self.maximumTokens) tokens are supported",
                                 origin: origin)
@@ -346,8 +352,11 @@ public struct CLIPConfiguration: Sendable, Equatable {
         } else if let convNeXt = try ConvNeXtConfiguration.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
                                                                  has: table.has, blocks: table.blockCount, origin: source.origin) {
             vision = .convNeXt(convNeXt)
+        } else if let eva = try EVAConfiguration.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
+                                                       has: table.has, blocks: table.blockCount, origin: source.origin) {
+            vision = .eva(eva)
         } else {
-            throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet) nor 'visual.trunk.stem.0.weight' (ConvNeXt) is present; is this a CLIP checkpoint?", origin: source.origin)
+            throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet), 'visual.trunk.stem.0.weight' (ConvNeXt) nor 'visual.trunk.blocks.0.attn.q_bias' or '.q_proj.weight' (EVA) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
         if table.has("text.transformer.embeddings.word_embeddings.weight") {
             return try inferRoberta(table, vision: vision, origin: source.origin)

@@ -105,56 +105,14 @@ public struct VisionTransformer: Sendable {
     /// `pixels` [N, 3, H, W] → patches as rows [N·grid², 3·p·p] in the (channel, y, x) order of the convolution
     /// weight, so patch embedding is one GEMM.
     func patchRows(_ pixels: Tensor) throws(CLIPError) -> Tensor {
-        let c = configuration
-        let (n, h, wpx) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
-        let p = c.patchSize
-        guard h / p == c.grid, wpx / p == c.grid else {
-            throw .imageShape(pixels.shape, expected: "[N, 3, \(c.grid * p), \(c.grid * p)] (a \(c.grid)×\(c.grid) grid of \(p)-pixel patches)")
-        }
-        let g = c.grid, pdim = 3 * p * p
-        return Tensor(uncheckedShape: [n * g * g, pdim]) { dst in
-            pixels.scalars.withUnsafeBufferPointer { src in
-                for img in 0..<n {
-                    for gy in 0..<g {
-                        for gx in 0..<g {
-                            let row = dst.baseAddress! + ((img * g + gy) * g + gx) * pdim
-                            for ch in 0..<3 {
-                                for y in 0..<p {
-                                    let s = src.baseAddress! + ((img * 3 + ch) * h + gy * p + y) * wpx + gx * p
-                                    let d = row + (ch * p + y) * p
-                                    for x in 0..<p { d[x] = s[x] }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        try imagePatchRows(pixels, patchSize: configuration.patchSize, grid: configuration.grid)
     }
 
     /// Patch rows [N·grid², 3·p·p] → tokens [N, tokens, width]: the class token first (when the tower has one),
     /// positions added.
     func embed(_ patches: Tensor) throws(TensorError) -> Tensor {
-        let (g, w) = (configuration.grid, configuration.width)
-        let tokens = configuration.tokens, n = patches.shape[0] / (g * g)
-        let first = tokens - g * g  // 1 with a class token, else 0
-        let embedded = try patchEmbedding(patches)  // [N·g², width]
-        var x = Tensor(uncheckedZeros: [n, tokens, w])
-        x.scalars.withUnsafeMutableBufferPointer { xp in
-            embedded.scalars.withUnsafeBufferPointer { ep in
-                classEmbedding.scalars.withUnsafeBufferPointer { cp in
-                    positionalEmbedding.scalars.withUnsafeBufferPointer { pp in
-                        for img in 0..<n {
-                            let dst = xp.baseAddress! + img * tokens * w
-                            if first == 1 { for i in 0..<w { dst[i] = cp[i] + pp[i] } }
-                            let src = ep.baseAddress! + img * g * g * w, patchStart = first * w
-                            for i in 0..<(g * g * w) { dst[patchStart + i] = src[i] + pp[patchStart + i] }
-                        }
-                    }
-                }
-            }
-        }
-        return x
+        tokenRows(try patchEmbedding(patches), classEmbedding: classEmbedding, positions: positionalEmbedding,
+                  grid: configuration.grid)
     }
 
     /// Tokens [N, tokens, width] (the class token first) → each image's mean over its patch tokens [N, width].
@@ -163,14 +121,17 @@ public struct VisionTransformer: Sendable {
     }
 
     /// Tokens [N, tokens, width] → the class token of each image [N, width].
-    func classTokens(_ x: Tensor) -> Tensor {
-        let (n, tokens, w) = (x.shape[0], x.shape[1], x.shape[2])
-        var cls = Tensor(uncheckedZeros: [n, w])
-        for img in 0..<n {
-            cls.scalars.replaceSubrange((img * w)..<((img + 1) * w), with: x.scalars[(img * tokens * w)..<(img * tokens * w + w)])
-        }
-        return cls
+    func classTokens(_ x: Tensor) -> Tensor { firstTokens(x) }
+}
+
+/// Tokens [N, tokens, width] → the first token of each image [N, width].
+func firstTokens(_ x: Tensor) -> Tensor {
+    let (n, tokens, w) = (x.shape[0], x.shape[1], x.shape[2])
+    var cls = Tensor(uncheckedZeros: [n, w])
+    for img in 0..<n {
+        cls.scalars.replaceSubrange((img * w)..<((img + 1) * w), with: x.scalars[(img * tokens * w)..<(img * tokens * w + w)])
     }
+    return cls
 }
 
 extension VisionTransformer {
@@ -238,4 +199,57 @@ extension VisionTransformer {
                                         names: ("visual.conv1.weight", nil), into: &gradients, inputGradient: false)
         try gradients.reshape("visual.conv1.weight", to: conv.shape)
     }
+}
+
+/// `pixels` [N, 3, H, W] → the patches of a `grid` × `grid` grid as rows [N·grid², 3·p·p], in the (channel, y, x)
+/// order of a patch convolution's weight. As with the reference's strided convolution, pixels past the last whole
+/// patch are ignored; the grid they make must be `grid`.
+func imagePatchRows(_ pixels: Tensor, patchSize p: Int, grid g: Int) throws(CLIPError) -> Tensor {
+    let (n, h, wpx) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
+    guard h / p == g, wpx / p == g else {
+        throw .imageShape(pixels.shape, expected: "[N, 3, \(g * p), \(g * p)] (a \(g)×\(g) grid of \(p)-pixel patches)")
+    }
+    let pdim = 3 * p * p
+    return Tensor(uncheckedShape: [n * g * g, pdim]) { dst in
+        pixels.scalars.withUnsafeBufferPointer { src in
+            for img in 0..<n {
+                for gy in 0..<g {
+                    for gx in 0..<g {
+                        let row = dst.baseAddress! + ((img * g + gy) * g + gx) * pdim
+                        for ch in 0..<3 {
+                            for y in 0..<p {
+                                let s = src.baseAddress! + ((img * 3 + ch) * h + gy * p + y) * wpx + gx * p
+                                let d = row + (ch * p + y) * p
+                                for x in 0..<p { d[x] = s[x] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Embedded patches [N·grid², width] → tokens [N, tokens, width]: the class token (`classEmbedding` [width]; empty
+/// for a tower without one) first, then the patches, each plus its row of `positions` [tokens, width].
+func tokenRows(_ embedded: Tensor, classEmbedding: Tensor, positions: Tensor, grid g: Int) -> Tensor {
+    let (tokens, w) = (positions.shape[0], positions.shape[1])
+    let n = embedded.shape[0] / (g * g)
+    let first = tokens - g * g  // 1 with a class token, else 0
+    var x = Tensor(uncheckedZeros: [n, tokens, w])
+    x.scalars.withUnsafeMutableBufferPointer { xp in
+        embedded.scalars.withUnsafeBufferPointer { ep in
+            classEmbedding.scalars.withUnsafeBufferPointer { cp in
+                positions.scalars.withUnsafeBufferPointer { pp in
+                    for img in 0..<n {
+                        let dst = xp.baseAddress! + img * tokens * w
+                        if first == 1 { for i in 0..<w { dst[i] = cp[i] + pp[i] } }
+                        let src = ep.baseAddress! + img * g * g * w, patchStart = first * w
+                        for i in 0..<(g * g * w) { dst[patchStart + i] = src[i] + pp[patchStart + i] }
+                    }
+                }
+            }
+        }
+    }
+    return x
 }

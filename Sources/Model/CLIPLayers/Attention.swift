@@ -14,6 +14,10 @@ package struct MultiheadSelfAttention: Sendable {
     package let outProj: Linear
     /// Heads; each attends over `width / heads` channels.
     package let heads: Int
+    /// EVA02's rotary position embedding, applied to the patch tokens' queries and keys after the projection.
+    package let rotary: RotaryEmbedding?
+    /// EVA02's sub-LN (timm's `scale_attn_inner`): a LayerNorm over the heads' context before the output projection.
+    package let contextNorm: LayerNorm?
 
     /// Token width.
     package var width: Int { outProj.outFeatures }
@@ -31,10 +35,12 @@ package struct MultiheadSelfAttention: Sendable {
         }
         outProj = try Linear(r, "\(prefix).out_proj", in: width, out: width)
         self.heads = heads
+        (rotary, contextNorm) = (nil, nil)
     }
 
-    init(inProj: Linear, outProj: Linear, heads: Int) {
-        (self.inProj, self.outProj, self.heads) = (inProj, outProj, heads)
+    /// The layer from its projections; `inProj` yields q, k, v side by side, each `outProj.inFeatures` wide.
+    package init(inProj: Linear, outProj: Linear, heads: Int, rotary: RotaryEmbedding? = nil, contextNorm: LayerNorm? = nil) {
+        (self.inProj, self.outProj, self.heads, self.rotary, self.contextNorm) = (inProj, outProj, heads, rotary, contextNorm)
     }
 
     /// Scratch one attention pass fills: the fused projections [batch, tokens, 3·width] and the heads' context
@@ -66,6 +72,7 @@ package struct MultiheadSelfAttention: Sendable {
             throw .shapeMismatch(operation: "MultiheadSelfAttention key mask", [keyMask.count], [batch, tokens])
         }
         try inProj.forward(x, into: &ws.qkv)  // one GEMM for all three projections
+        if let rotary { try rotary.apply(to: &ws.qkv, width: width) }
         let (w, hd, heads) = (width, width / heads, heads)
         let scale = 1 / Float(hd).squareRoot()
         if let keyMask {
@@ -88,6 +95,7 @@ package struct MultiheadSelfAttention: Sendable {
                     }
                 }
             }
+            if let contextNorm { try contextNorm.normalize(&ws.context) }
             try outProj.forward(ws.context, into: &out, accumulate: accumulate)
             return
         }
@@ -109,6 +117,7 @@ package struct MultiheadSelfAttention: Sendable {
             }
         }
         guard done.allSatisfy({ $0 }) else { throw .outOfMemory("attention scratch for \(tokens) tokens") }
+        if let contextNorm { try contextNorm.normalize(&ws.context) }
         try outProj.forward(ws.context, into: &out, accumulate: accumulate)
     }
 
@@ -124,7 +133,7 @@ package struct MultiheadSelfAttention: Sendable {
     /// The same layer computing its projections in `precision`.
     package func converted(to precision: Precision) throws(TensorError) -> MultiheadSelfAttention {
         MultiheadSelfAttention(inProj: try inProj.converted(to: precision), outProj: try outProj.converted(to: precision),
-                               heads: heads)
+                               heads: heads, rotary: rotary, contextNorm: contextNorm)
     }
 }
 
@@ -144,6 +153,10 @@ extension MultiheadSelfAttention {
     package func forward(_ x: Tensor, causal: Bool, addingTo out: inout Tensor) throws(TensorError) -> Trace {
         guard x.rank == 3, x.shape[2] == width, out.count == x.count else {
             throw .shapeMismatch(operation: "MultiheadSelfAttention", x.shape, [width])
+        }
+        // EVA02's attention is inference-only here: its backward would have to undo the rotation and the sub-LN.
+        guard rotary == nil, contextNorm == nil else {
+            throw .shapeMismatch(operation: "MultiheadSelfAttention training with rotary embedding or context norm", x.shape, [])
         }
         let (batch, t, w, hd) = (x.shape[0], x.shape[1], width, width / heads)
         var qkv = Tensor(uninitialized: [batch, t, 3 * w])

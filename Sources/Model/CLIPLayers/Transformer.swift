@@ -40,7 +40,8 @@ package struct MLP: Sendable {
         self.activation = activation
     }
 
-    init(fc: Linear, proj: Linear, activation: Activation) {
+    /// The MLP from its two layers (`fc.outFeatures` == `proj.inFeatures`).
+    package init(fc: Linear, proj: Linear, activation: Activation) {
         (self.fc, self.proj, self.activation) = (fc, proj, activation)
     }
 

@@ -28,6 +28,24 @@ package func quickGELUInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     }
 }
 
+/// SwiGLU over `rows` rows of `gated` [rows, 2·hidden] (gate then value) into `out` [rows, hidden]:
+/// silu(g)·x, split over cores.
+package func swiGLURows(_ gated: UnsafePointer<Float>, rows: Int, hidden: Int, out: UnsafeMutablePointer<Float>) {
+    let bounds = chunkBounds(total: rows, parts: rows * hidden >= 1 << 16 ? availableCores : 1, granule: 1)
+    parallelFor(bounds.count - 1) { t in
+        let (r0, r1) = (bounds[t], bounds[t + 1])
+        if r1 > r0 { clip_swiglu(gated + r0 * 2 * hidden, r1 - r0, hidden, out + r0 * hidden) }
+    }
+}
+
+/// Rotates `count` values (an even number) in place as pairs, timm's interleaved rotary layout: (a, b) →
+/// (a·cos − b·sin, b·cos + a·sin) with the angles' `sin` and `cos` given per value.
+@inlinable
+package func rotateInterleaved(_ x: UnsafeMutablePointer<Float>, count: Int, sin: UnsafePointer<Float>,
+                               cos: UnsafePointer<Float>) {
+    clip_rotary_interleaved(x, count, sin, cos)
+}
+
 /// Softmax over `count` elements in place, max-subtracted for stability.
 @inlinable
 package func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {

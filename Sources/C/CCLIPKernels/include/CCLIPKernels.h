@@ -187,6 +187,14 @@ void clip_gelu(float *x, ptrdiff_t n);
 /// PyTorch's `approximate='tanh'` (vectorised exp, error ≤ 2 ulp of the sigmoid).
 void clip_gelu_tanh(float *x, ptrdiff_t n);
 
+/// SwiGLU over `rows` rows: row r of `gx` (2·hidden values) holds the gate g then the value x; row r of `out`
+/// (hidden values) gets silu(g)·x, silu(g) = g·σ(g) (vectorised exp, error ≤ 2 ulp of the sigmoid).
+void clip_swiglu(const float *gx, ptrdiff_t rows, ptrdiff_t hidden, float *out);
+
+/// Rotary position embedding in place over `n` values in timm's interleaved layout: each pair (a, b) = (x[2i],
+/// x[2i+1]) becomes (a·cos[2i] − b·sin[2i], b·cos[2i+1] + a·sin[2i+1]). `n` even.
+void clip_rotary_interleaved(float *x, ptrdiff_t n, const float *sin, const float *cos);
+
 /// Softmax over `n` values in place (max-subtracted).
 void clip_softmax(float *x, ptrdiff_t n);
 

@@ -1,0 +1,104 @@
+import CLIP
+import CLIPLoading
+import CLIPTensor
+import CLIPWeights
+import Foundation
+import Testing
+
+@Test("EVA: each setting the timm name decides changes the image features (the fixtures test it)", arguments: [
+    ("EVA02-B-16", "no rotary"), ("EVA02-B-16", "reference grid 14"), ("EVA02-B-16", "6 heads"),
+    ("EVA02-L-14-336", "reference grid 24"), ("EVA02-E-14", "pre-norm"), ("EVA01-g-14-plus", "post-norm"),
+    ("EVA01-g-14-plus", "8 heads"),
+])
+func evaSettingsMatter(arch: String, change: String) throws {
+    let base = "\(fixtureDirectory)/open_clip/\(arch)"
+    let loaded = try CLIPModel.load(path: base + ".safetensors", openCLIPConfig: base + ".json")
+    let ref = try Reference(path: base + ".reference.safetensors")
+    guard case .eva(var v) = loaded.model.configuration.vision else { Issue.record("not an EVA"); return }
+    #expect(relativeError(try loaded.model.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars) <= parityTolerance)
+    switch change {
+    case "no rotary": v.rotaryReferenceGrid = nil
+    case "reference grid 14": v.rotaryReferenceGrid = 14
+    case "reference grid 24": v.rotaryReferenceGrid = 24
+    case "6 heads": v.heads = 6
+    case "8 heads": v.heads = 8
+    case "pre-norm": v.postNorm = false
+    case "post-norm": v.postNorm = true
+    default: Issue.record("unknown change \(change)")
+    }
+    var c = loaded.model.configuration
+    c.vision = .eva(v)
+    let file = try OpenCLIPCustomTextWeights(try SafeTensorsFile(path: base + ".safetensors"))
+    let changed = try CLIPModel(weights: file, configuration: c)
+    let e = relativeError(try changed.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars)
+    // Ten times the parity tolerance: the fixture's check would fail.
+    #expect(e > 10 * parityTolerance, "\(arch) with \(change): relative error only \(e)")
+}
+
+@Test("EVA settings that change the numbers are refused by name", arguments: [
+    ("pool-avg", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
+    ("proj-linear", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
+    ("proj-absent", "timm_proj", nil, "vision_cfg.timm_proj is absent"),   // open_clip's default is "linear"
+    ("proj-none", "timm_proj", "\"none\"", "timm_proj is none, but the weights have timm's head"),
+    ("base-name", "timm_model_name", "\"eva02_base_patch16_clip_224\"", "whose blocks have a SwiGLU MLP"),
+    ("size", "image_size", "80", "takes 64×64 inputs"),
+] as [(String, String, String?, String)])
+func evaSettingsAreRefused(name: String, key: String, json: String?, message: String) throws {
+    let value = try json.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
+    // EVA02-B-16's weights, except for the name check (EVA01's blocks under EVA02-B's name).
+    let arch = name == "base-name" ? "EVA01-g-14-plus" : "EVA02-B-16"
+    do {
+        _ = try loadOpenCLIPFixture(arch, as: name, edit: settingVision(key, value))
+        Issue.record("\(key) = \(json ?? "absent") was accepted")
+    } catch {
+        #expect("\(error)".contains(message), "\(error)")
+    }
+}
+
+@Test("EVA weights without their open_clip config, or with another tower's config, are refused")
+func evaNeedsItsConfig() throws {
+    let base = "\(fixtureDirectory)/open_clip/EVA02-B-16"
+    #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
+        "\($0)".contains("load it with its open_clip config")
+    }
+    do {
+        _ = try loadOpenCLIPFixture("EVA02-B-16", as: "vit-weights", weights: "ViT-B-32") { _ in }
+        Issue.record("ViT weights with an EVA config were accepted")
+    } catch {
+        #expect("\(error)".contains("describes an EVA image tower"), "\(error)")
+    }
+    do {
+        _ = try loadOpenCLIPFixture("EVA02-B-16", as: "no-timm") { cfg in
+            settingVision("timm_model_name", nil)(&cfg)
+            cfg["custom_text"] = nil
+        }
+        Issue.record("EVA weights with a config naming no timm model were accepted")
+    } catch {
+        #expect("\(error)".contains("names no timm_model_name"), "\(error)")
+    }
+}
+
+@Test("EVA sizes beyond the bounds are refused; random weights build and run")
+func evaBounds() throws {
+    let text = CLIPConfiguration.Text(contextLength: 8, vocabSize: 50, width: 16, heads: 1, layers: 1)
+    func config(_ edit: (inout CLIPConfiguration.EVAConfiguration) -> Void) -> CLIPConfiguration {
+        var v = CLIPConfiguration.EVAConfiguration(width: 32, layers: 2, heads: 4, patchSize: 8, grid: 3,
+                                                   mlp: .swiGLU(hidden: 40, normed: true), attentionNorm: true,
+                                                   rotaryReferenceGrid: 16, timmModel: "eva02_base_patch16_clip_224")
+        edit(&v)
+        return CLIPConfiguration(embedDim: 16, vision: .eva(v), text: text)
+    }
+    for (edit, named) in [({ (v: inout CLIPConfiguration.EVAConfiguration) in v.timmModel = nil }, "open_clip config"),
+                          ({ $0.heads = 5 }, "do not divide"), ({ $0.heads = 0 }, "heads is 0"),
+                          ({ $0.heads = 16 }, "multiple of 4"), ({ $0.grid = 200 }, "grid is 200"),
+                          ({ $0.width = 20_000 }, "width is 20000"), ({ $0.mlp = .gelu(hidden: 100_000) }, "MLP hidden width")] {
+        #expect { _ = try CLIPModel(randomWeightsFor: config(edit)) } throws: { "\($0)".contains(named) }
+    }
+    for edit in [{ (v: inout CLIPConfiguration.EVAConfiguration) in }, { $0.postNorm = true; $0.rotaryReferenceGrid = nil },
+                 { $0.mlp = .gelu(hidden: 24); $0.attentionNorm = false; $0.head = false; $0.width = 16; $0.heads = 2 }] {
+        let model = try CLIPModel(randomWeightsFor: config(edit), seed: 7)
+        let out = try model.encodeImage(Tensor(uncheckedZeros: [2, 3, 24, 24]))
+        #expect(out.shape == [2, 16] && out.scalars.allSatisfy(\.isFinite))
+        #expect(throws: CLIPError.self) { try model.encodeImage(Tensor(uncheckedZeros: [1, 3, 32, 32])) }
+    }
+}
