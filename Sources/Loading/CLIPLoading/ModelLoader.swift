@@ -89,7 +89,7 @@ extension CLIPModel {
     /// `file` under the names the towers read when it is laid out as one of open_clip's custom-text models (SigLIP,
     /// CoCa), else as it is.
     static func openCLIPLayout(_ file: any WeightSource) throws(WeightFileError) -> any WeightSource {
-        if OpenCLIPSigLIPWeights.matches(file) { return try OpenCLIPSigLIPWeights(file) }
+        if OpenCLIPTimmViTWeights.matches(file) { return try OpenCLIPTimmViTWeights(file) }
         if OpenCLIPCustomTextWeights.matches(file) { return try OpenCLIPCustomTextWeights(file) }
         return file
     }

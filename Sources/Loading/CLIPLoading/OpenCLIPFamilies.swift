@@ -14,6 +14,9 @@ enum OpenCLIPFamily: Equatable {
     case convNeXt(layerNormEps: Float)
     /// A timm EVA image tower (`vision_cfg.timm_model_name` one of `evaModels`) with CLIP's text tower under `text.`.
     case eva(String)
+    /// Meta's Perception Encoder (`vision_cfg.timm_model_name` one of `peCoreModels`): a timm ViT with a rotary
+    /// embedding and an attention-pooling head, CLIP's text tower under `text.`.
+    case peCore(String)
     /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
     case clip
 
@@ -29,6 +32,8 @@ enum OpenCLIPFamily: Equatable {
             self = .convNeXt(layerNormEps: m.1 == "xxlarge" ? 1e-5 : 1e-6)
         } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.evaModels[name] != nil {
             self = .eva(name)
+        } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.peCoreModels[name] != nil {
+            self = .peCore(name)
         } else if cfg["multimodal_cfg"] != nil {
             self = .coCa
         } else {
@@ -43,7 +48,8 @@ enum OpenCLIPFamily: Equatable {
         case .sigLIP: return try Self.sigLIPGeneralPart(cfg, r)
         case .coCa: return try Self.coCaGeneralPart(cfg, r)
         case .convNeXt: return try Self.convNeXtGeneralPart(cfg, r)
-        case .eva: return try Self.evaGeneralPart(cfg, r)
+        case .eva: return try Self.timmTowerGeneralPart(cfg, pool: "token", family: "EVA", r)
+        case .peCore: return try Self.timmTowerGeneralPart(cfg, pool: "map", family: "PE-Core", r)
         case .clip: return cfg
         }
     }
@@ -127,20 +133,22 @@ enum OpenCLIPFamily: Equatable {
         "eva02_enormous_patch14_clip_224": (16, nil, true, false),
     ]
 
-    /// EVA's own settings: class-token pooling (`timm_pool` token) and timm's head as the projection (`timm_proj`
-    /// null or "", as open_clip's EVA configs have it) or none ("none").
-    private static func evaGeneralPart(_ cfg: [String: JSONValue], _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+    /// A timm tower's own settings (EVA, PE-Core): the pooling timm builds it with (`timm_pool`: EVA's class token
+    /// `token`, PE-Core's `map`) and timm's head as the projection (`timm_proj` null or "", as open_clip's configs
+    /// have it) or none ("none"), with CLIP's text tower.
+    private static func timmTowerGeneralPart(_ cfg: [String: JSONValue], pool: String, family: String,
+                                             _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
         let vision = cfg["vision_cfg"]
         func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
-            try requireSetting(ok, name, value, supported, family: "EVA", r)
+            try requireSetting(ok, name, value, supported, family: family, r)
         }
-        try require(vision?["timm_pool"]?.string == "token", "vision_cfg.timm_pool", vision?["timm_pool"], "token")
+        try require(vision?["timm_pool"]?.string == pool, "vision_cfg.timm_pool", vision?["timm_pool"], pool)
         // Absent, open_clip's default "linear" adds a head of its own over timm's pooled features.
         let proj = vision?["timm_proj"]
         try require(proj == .null || ["", "none"].contains(proj?.string ?? "-"), "vision_cfg.timm_proj", proj,
                     "null or \"\" (timm's head projects) or none")
         let textTower = cfg["text_cfg"]?["hf_model_name"]?.string ?? ""
-        try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; EVA models use CLIP's text tower")
+        try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; \(family) models use CLIP's text tower")
         try require(cfg["multimodal_cfg"] == nil, "multimodal_cfg", cfg["multimodal_cfg"], "none")
         let custom = cfg["custom_text"]
         try require(custom == nil || custom?.bool != nil, "custom_text", custom, "true or false")
@@ -148,6 +156,26 @@ enum OpenCLIPFamily: Equatable {
                         vision: ["timm_model_name", "timm_pool", "timm_proj", "timm_proj_bias", "timm_model_pretrained", "timm_drop",
                                  "timm_drop_path"],
                         text: [])
+    }
+
+    /// What timm builds for each PE-Core model open_clip names, beyond what the weights show: heads, the rotary
+    /// embedding's reference grid and offset (every one indexes 'xy': columns first), and whether a class token
+    /// leads (all but gigantic). Every one pools with 8 heads and has LayerNorms of ε 1e-5.
+    static let peCoreModels: [String: (heads: Int, referenceGrid: Int, offset: Float, classToken: Bool)] = [
+        "vit_pe_core_tiny_patch16_384": (3, 24, 1, true),
+        "vit_pe_core_small_patch16_384": (6, 24, 1, true),
+        "vit_pe_core_base_patch16_224": (12, 14, 1, true),
+        "vit_pe_core_large_patch14_336": (16, 24, 1, true),
+        "vit_pe_core_gigantic_patch14_448": (16, 32, 0, false),
+    ]
+
+    /// Whether the family sets the image tower's heads and pooling itself (the general `head_width` rule does not
+    /// apply).
+    var setsImageTower: Bool {
+        switch self {
+        case .sigLIP, .peCore: return true
+        default: return false
+        }
     }
 
     /// A family's setting check: throws, naming the setting, its value and what is supported, unless `ok`.
@@ -173,9 +201,10 @@ enum OpenCLIPFamily: Equatable {
     func applyFirst(_ cfg: [String: JSONValue], to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) {
         if case .convNeXt(let eps) = self { return try Self.applyConvNeXt(cfg, eps: eps, to: &c, r) }
         if case .eva(let name) = self { return try Self.applyEVA(cfg, name: name, to: &c, r) }
+        if case .peCore(let name) = self { return try Self.applyPECore(cfg, name: name, to: &c, r) }
         guard case .sigLIP(let headWidth) = self else { return }
         // timm's tower: exact GELU, ε 1e-6, heads by family.
-        guard case .transformer(var v) = c.vision, case .attention = v.pooling else {
+        guard case .transformer(var v) = c.vision, case .attention = v.pooling, !v.hasClassToken else {
             throw .architecture("the config describes a SigLIP model (\(cfg["vision_cfg"]?["timm_model_name"]?.string ?? "")) but the weights are not one", origin: r.origin)
         }
         guard v.width % headWidth == 0 else {
@@ -232,6 +261,32 @@ enum OpenCLIPFamily: Equatable {
         }
         (v.heads, v.rotaryReferenceGrid, v.postNorm, v.timmModel) = (model.heads, model.rotaryReferenceGrid, model.postNorm, name)
         c.vision = .eva(v)
+    }
+
+    /// timm's settings for the named PE-Core model, checked against the tower the weights have.
+    private static func applyPECore(_ cfg: [String: JSONValue], name: String, to c: inout CLIPConfiguration,
+                                    _ r: ConfigReader) throws(ModelLoadError) {
+        guard case .transformer(var v) = c.vision, case .attention = v.pooling, let model = peCoreModels[name] else {
+            throw .architecture("the config describes a PE-Core image tower (\(name)) but the weights have none (no visual.trunk.attn_pool.latent)", origin: r.origin)
+        }
+        guard v.hasClassToken == model.classToken, v.preNorm else {
+            throw .architecture("\(name) has \(model.classToken ? "a" : "no") class token and a LayerNorm before its blocks, but the weights have \(v.hasClassToken ? "a" : "no") class token and \(v.preNorm ? "a" : "no") norm_pre", origin: r.origin)
+        }
+        let wantsHead = cfg["vision_cfg"]?["timm_proj"]?.string != "none"
+        guard wantsHead == (v.projection && v.projectionBias) else {
+            throw .architecture(wantsHead ? "the config projects with timm's head (vision_cfg.timm_proj null), but the weights have no visual.trunk.head.weight and .bias"
+                                          : "vision_cfg.timm_proj is none, but the weights have timm's head (visual.trunk.head.weight)", origin: r.origin)
+        }
+        guard v.width % model.heads == 0, v.width % 8 == 0 else {
+            throw .architecture("the image tower is \(v.width) wide, which \(name)'s \(model.heads) heads (and its pooling's 8) do not divide", origin: r.origin)
+        }
+        v.heads = model.heads
+        v.pooling = .attention(heads: 8)
+        v.activation = .gelu
+        v.layerNormEps = 1e-5
+        v.rotary = .init(referenceGrid: model.referenceGrid, offset: model.offset, columnsFirst: true)
+        v.timmModel = name
+        c.vision = .transformer(v)
     }
 
     /// The family's settings applied after the general ones (CoCa's pooler heads).

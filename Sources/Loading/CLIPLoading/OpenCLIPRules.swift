@@ -74,7 +74,7 @@ extension OpenCLIPConfig {
             if !isSigLIP, pool == "first" { c.text.pooling = .first }
         }
         if let vision = cfg["vision_cfg"], vision.object != nil {
-            if case .transformer(var v) = c.vision, !isSigLIP {
+            if case .transformer(var v) = c.vision, !family.setsImageTower {
                 if vision["no_ln_pre"]?.bool == true, v.preNorm {
                     throw .architecture("vision_cfg.no_ln_pre is true, but the weights have visual.ln_pre", origin: r.origin)
                 }

@@ -3,8 +3,14 @@ extension CLIPConfiguration: CustomStringConvertible {
         let v: String
         switch vision {
         case .transformer(let c):
-            v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)"
-                + (c.pooling == .classToken ? "" : [.average, .normalizedAverage].contains(c.pooling) ? ", average pooling" : c.hasClassToken ? ", attentional pooler" : ", attention pooling")
+            // The text is part of the packed-weight cache's key: unchanged for the towers it described before.
+            let pooling = switch c.pooling {
+            case .classToken: ""
+            case .average, .normalizedAverage: ", average pooling"
+            case .attentionalPooler: ", attentional pooler"
+            case .attention: ", attention pooling"
+            }
+            v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)" + pooling
         case .resnet(let c):
             v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
         case .convNeXt(let c):

@@ -64,71 +64,6 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
-    /// A Vision Transformer tower: `width`-wide tokens, one per `patchSize × patchSize` patch plus a class token.
-    public struct VisionTransformerConfiguration: Sendable, Equatable {
-        /// Token width (768 for ViT-B).
-        public var width: Int
-        /// Residual attention blocks.
-        public var layers: Int
-        /// Attention heads per block (width/64 in the reference).
-        public var heads: Int
-        /// Side of the square patches the stem convolution cuts, in pixels.
-        public var patchSize: Int
-        /// Patches per side; the input resolution is `patchSize × grid`.
-        public var grid: Int
-        /// The tower's MLP non-linearity.
-        public var activation: Activation
-        /// ε of the tower's LayerNorms.
-        public var layerNormEps: Float
-        /// How the tokens become one vector: CLIP's class token, or SigLIP's attention pooling over all patches
-        /// (no class token then).
-        public var pooling: Pooling = .classToken
-        /// Whether the patch convolution has a bias (`visual.conv1.bias`; SigLIP's has).
-        public var patchBias = false
-        /// Whether a LayerNorm (`visual.ln_pre`) precedes the transformer (CLIP's does, SigLIP's does not).
-        public var preNorm = true
-        /// Whether `visual.proj` maps the pooled width to the embedding (SigLIP's pooled width is the embedding).
-        public var projection = true
-
-        /// The image tower's pooling.
-        public enum Pooling: Sendable, Equatable {
-            /// `ln_post` of the class token (prepended to the patches).
-            case classToken
-            /// `ln_post` of every patch, then `AttentionPooling` (`visual.attn_pool`) with this many heads (SigLIP's
-            /// MAP head; no class token).
-            case attention(heads: Int)
-            /// CoCa's `AttentionalPooler` (`visual.attn_pool`) over the class token and the patches with this many
-            /// heads, then `ln_post` of its first query's output, `embedDim` wide.
-            case attentionalPooler(heads: Int)
-            /// CLIPA's: the mean of the patch tokens (the class token left out), then `ln_post` (open_clip's
-            /// `pool_type: avg` with `final_ln_after_pool`).
-            case average
-            /// `ln_post` of every token, then the mean of the patch tokens (`pool_type: avg` without
-            /// `final_ln_after_pool`).
-            case normalizedAverage
-        }
-
-        /// Whether a class token precedes the patches (every pooling but SigLIP's).
-        public var hasClassToken: Bool {
-            if case .attention = pooling { return false }
-            return true
-        }
-
-        /// Tokens the transformer sees: the patches, plus the class token.
-        public var tokens: Int {
-            let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
-            if overflow { return Int.max }
-            return hasClassToken ? (square == Int.max ? Int.max : square + 1) : square
-        }
-
-        /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
-        public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int, activation: Activation = .quickGELU,
-                    layerNormEps: Float = 1e-5) {
-            (self.width, self.layers, self.heads, self.patchSize, self.grid) = (width, layers, heads, patchSize, grid)
-            (self.activation, self.layerNormEps) = (activation, layerNormEps)
-        }
-    }
-
     /// A modified ResNet tower: a three-convolution stem, four Bottleneck stages and an attention pool.
     public struct ResNetConfiguration: Sendable, Equatable {
         /// Bottleneck blocks in each of the four stages.
@@ -274,6 +209,15 @@ public struct CLIPConfiguration: Sendable, Equatable {
             if !v.projection && v.width != embedDim {
                 throw .architecture("the image tower has no projection, so its width \(v.width) must equal embedDim \(embedDim)", origin: origin)
             }
+            if case .attention = v.pooling, v.hasClassToken, v.timmModel == nil {
+                throw .architecture("the weights have PE-Core's image tower (a class token and attention pooling), whose heads and rotary embedding are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_pe_core_*)", origin: origin)
+            }
+            if let rotary = v.rotary {
+                let headDim = v.heads > 0 ? v.width / v.heads : 0
+                guard headDim % 4 == 0, (1...1_024).contains(rotary.referenceGrid), rotary.offset.isFinite, abs(rotary.offset) <= 1_024 else {
+                    throw .architecture("the rotary embedding needs heads a multiple of 4 wide (\(headDim)), a reference grid within 1...1024 (\(rotary.referenceGrid)) and a finite offset (\(rotary.offset))", origin: origin)
+                }
+            }
         }
         if let roberta = text.roberta {
             sizes += [("text.roberta.positions", roberta.positions), ("text.roberta.tokenTypes", roberta.tokenTypes)]
@@ -329,11 +273,13 @@ public struct CLIPConfiguration: Sendable, Equatable {
             guard conv[1] == 3, conv[2] == conv[3] else {
                 throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: source.origin)
             }
-            let classToken = !table.has("visual.attn_pool.probe")
+            let classToken = table.has("visual.class_embedding")
             var v = VisionTransformerConfiguration(
                 width: width, layers: try table.blockCount("visual.transformer.resblocks"), heads: max(width / 64, 1),
                 patchSize: conv[3], grid: try table.squareSide("visual.positional_embedding", plus: classToken ? 1 : 0))
-            if !classToken { v.pooling = .attention(heads: v.heads) }
+            v.hasClassToken = classToken
+            if table.has("visual.attn_pool.probe") { v.pooling = .attention(heads: v.heads) }
+            v.projectionBias = table.has("visual.proj_bias")
             // CoCa's pooler has 8 heads unless its config says otherwise (open_clip's `attn_pooler_heads`).
             if table.has("visual.attn_pool.query") { v.pooling = .attentionalPooler(heads: 8) }
             v.patchBias = table.has("visual.conv1.bias")

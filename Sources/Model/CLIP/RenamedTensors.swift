@@ -2,7 +2,7 @@ import CLIPTensor
 import CLIPWeights
 
 /// A checkpoint's tensors under the names the towers read, each made by a recipe from the checkpoint's own tensors:
-/// what `HuggingFaceWeights` and `OpenCLIPSigLIPWeights` share, each supplying its own name mapping.
+/// what `HuggingFaceWeights` and `OpenCLIPTimmViTWeights` share, each supplying its own name mapping.
 struct RenamedTensors: Sendable {
     let base: any WeightSource
     /// The mapped tensors, in the underlying file's order.

@@ -20,6 +20,7 @@ public struct VisionTransformer: Sendable {
     let attentionPooling: AttentionPooling?
     let attentionalPooler: AttentionalPooler?
     let proj: Tensor?  // [width, embed]
+    let projBias: Tensor?  // [embed]
 
     init(_ r: ParameterReader, _ c: CLIPConfiguration.VisionTransformerConfiguration, embedDim: Int) throws(ModelLoadError) {
         let (activation, eps) = (c.activation, c.layerNormEps)
@@ -34,8 +35,12 @@ public struct VisionTransformer: Sendable {
         classEmbedding = c.hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
         positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.tokens, w])
         lnPre = c.preNorm ? try LayerNorm(r, "visual.ln_pre", width: w, eps: eps) : nil
+        let rotary = c.rotary.map {
+            RotaryEmbedding(grid: c.grid, headDim: w / c.heads, referenceGrid: $0.referenceGrid, offset: $0.offset,
+                            columnsFirst: $0.columnsFirst, prefixTokens: c.hasClassToken ? 1 : 0)
+        }
         transformer = try Transformer(r, "visual.transformer", width: w, layers: c.layers, heads: c.heads,
-                                      activation: activation, eps: eps)
+                                      activation: activation, eps: eps, rotary: rotary)
         var pooledWidth = w
         switch c.pooling {
         case .classToken, .average, .normalizedAverage:
@@ -52,16 +57,18 @@ public struct VisionTransformer: Sendable {
         }
         lnPost = try LayerNorm(r, "visual.ln_post", width: pooledWidth, eps: eps)
         proj = c.projection ? try r.tensor("visual.proj", shape: [pooledWidth, embedDim]) : nil
+        projBias = c.projection && c.projectionBias ? try r.tensor("visual.proj_bias", shape: [embedDim]) : nil
     }
 
     private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: Linear,
                  classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm?, transformer: Transformer,
                  lnPost: LayerNorm, attentionPooling: AttentionPooling?, attentionalPooler: AttentionalPooler?,
-                 proj: Tensor?) {
+                 proj: Tensor?, projBias: Tensor?) {
         (self.configuration, self.patchEmbedding, self.classEmbedding, self.positionalEmbedding) =
             (configuration, patchEmbedding, classEmbedding, positionalEmbedding)
         (self.lnPre, self.transformer, self.lnPost, self.attentionPooling, self.attentionalPooler, self.proj) =
             (lnPre, transformer, lnPost, attentionPooling, attentionalPooler, proj)
+        self.projBias = projBias
     }
 
     /// The tower with its patch embedding and transformer computing in `precision`.
@@ -70,7 +77,7 @@ public struct VisionTransformer: Sendable {
                           classEmbedding: classEmbedding, positionalEmbedding: positionalEmbedding, lnPre: lnPre,
                           transformer: try transformer.converted(to: precision), lnPost: lnPost,
                           attentionPooling: try attentionPooling?.converted(to: precision),
-                          attentionalPooler: try attentionalPooler?.converted(to: precision), proj: proj)
+                          attentionalPooler: try attentionalPooler?.converted(to: precision), proj: proj, projBias: projBias)
     }
 
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
@@ -96,7 +103,15 @@ public struct VisionTransformer: Sendable {
                 pooled = try lnPost(classTokens(x))
             }
             guard let proj else { return pooled }
-            return try matmul(pooled, proj)
+            var out = try matmul(pooled, proj)
+            if let projBias {
+                out.scalars.withUnsafeMutableBufferPointer { o in
+                    projBias.scalars.withUnsafeBufferPointer { b in
+                        addBiasRows(o.baseAddress!, rows: out.shape[0], width: b.count, bias: b.baseAddress!)
+                    }
+                }
+            }
+            return out
         } catch {
             throw .internalShape(error)
         }

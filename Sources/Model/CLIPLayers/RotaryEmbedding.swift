@@ -6,10 +6,12 @@ import Darwin
 import CLIPTensor
 
 /// Axial 2-D rotary position embedding over a square patch grid, as timm's `RotaryEmbeddingCat` builds it for EVA02
-/// (`in_pixels=False`, `ref_feat_shape`, interleaved pairs): of each head's `headDim` channels the first half turns by
-/// the patch's row, the second by its column, at headDim/4 frequencies 1/temperature^(j/(headDim/4)), each angle
-/// used by one interleaved pair. Positions are scaled to a reference grid (`i / grid · referenceGrid`), which is how
-/// EVA02 keeps the angles it was trained with at another resolution. Prefix tokens (the class token) are not turned.
+/// and PE-Core (`in_pixels=False`, `ref_feat_shape`, interleaved pairs): of each head's `headDim` channels the first
+/// half turns by the patch's row (its column with `columnsFirst`, timm's `grid_indexing='xy'`), the second by the
+/// other coordinate, at headDim/4 frequencies 1/temperature^(j/(headDim/4)), each angle used by one interleaved pair.
+/// Positions are offset (`grid_offset`) and scaled to a reference grid (`(i + offset) / grid · referenceGrid`), which
+/// is how EVA02 keeps the angles it was trained with at another resolution. Prefix tokens (the class token) are not
+/// turned.
 package struct RotaryEmbedding: Sendable {
     /// Sine and cosine of each patch's angles: [grid², headDim] each.
     let sines: [Float]
@@ -23,19 +25,21 @@ package struct RotaryEmbedding: Sendable {
 
     /// The angles of a `grid` × `grid` patch grid. The arithmetic is timm's, in fp32 up to the sine and cosine, so
     /// the tables equal the buffers timm computes (to one rounding of sin/cos).
-    package init(grid: Int, headDim: Int, referenceGrid: Int, prefixTokens: Int = 1, temperature: Float = 10_000) {
+    package init(grid: Int, headDim: Int, referenceGrid: Int, offset: Float = 0, columnsFirst: Bool = false,
+                 prefixTokens: Int = 1, temperature: Float = 10_000) {
         let bands = headDim / 4
         let frequencies = (0..<bands).map { j in 1 / Float(pow(Double(temperature), Double(Float(j) / Float(bands)))) }
-        let positions = (0..<grid).map { Float($0) / Float(grid) * Float(referenceGrid) }
+        let positions = (0..<grid).map { (Float($0) + offset) / Float(grid) * Float(referenceGrid) }
         var sines = [Float](repeating: 0, count: grid * grid * headDim)
         var cosines = sines
         for y in 0..<grid {
             for x in 0..<grid {
                 let row = (y * grid + x) * headDim
                 for d in 0..<headDim {
-                    // Channel d: axis d / (headDim/2) (row, then column), frequency (d % (headDim/2)) / 2.
+                    // Channel d: axis d / (headDim/2) (row, then column, or the reverse), frequency (d % (headDim/2)) / 2.
                     let axis = d / (2 * bands), band = (d % (2 * bands)) / 2
-                    let angle = Double((axis == 0 ? positions[y] : positions[x]) * frequencies[band])
+                    let byRow = (axis == 0) != columnsFirst
+                    let angle = Double((byRow ? positions[y] : positions[x]) * frequencies[band])
                     sines[row + d] = Float(sin(angle))
                     cosines[row + d] = Float(cos(angle))
                 }

@@ -74,11 +74,15 @@ package struct ResidualAttentionBlock: Sendable {
     /// (gamma ⊙ (W·h + b) = (diag(gamma)·W)·h + gamma ⊙ b), so the forward pass costs nothing more.
     package let layerScaled: Bool
 
-    /// Reads `<prefix>.ln_1`, `.attn`, `.ln_2` and `.mlp`, and `.ls_1.gamma` and `.ls_2.gamma` when present.
+    /// Reads `<prefix>.ln_1`, `.attn`, `.ln_2` and `.mlp`, and `.ls_1.gamma` and `.ls_2.gamma` when present;
+    /// `rotary` turns the attention's patch queries and keys (PE-Core).
     package init(_ r: ParameterReader, _ prefix: String, width: Int, heads: Int, activation: Activation,
-                eps: Float) throws(ModelLoadError) {
+                eps: Float, rotary: RotaryEmbedding? = nil) throws(ModelLoadError) {
         ln1 = try LayerNorm(r, "\(prefix).ln_1", width: width, eps: eps)
         var attention = try MultiheadSelfAttention(r, "\(prefix).attn", width: width, heads: heads)
+        if let rotary {
+            attention = MultiheadSelfAttention(inProj: attention.inProj, outProj: attention.outProj, heads: heads, rotary: rotary)
+        }
         ln2 = try LayerNorm(r, "\(prefix).ln_2", width: width, eps: eps)
         var mlp = try MLP(r, "\(prefix).mlp", width: width, activation: activation)
         layerScaled = r.shape(of: "\(prefix).ls_1.gamma") != nil || r.shape(of: "\(prefix).ls_2.gamma") != nil
@@ -87,7 +91,7 @@ package struct ResidualAttentionBlock: Sendable {
             let g2 = try r.tensor("\(prefix).ls_2.gamma", shape: [width])
             attention = MultiheadSelfAttention(
                 inProj: attention.inProj, outProj: try Self.scaled(r, "\(prefix).attn.out_proj", by: g1, in: width),
-                heads: heads)
+                heads: heads, rotary: rotary)
             mlp = MLP(fc: mlp.fc, proj: try Self.scaled(r, "\(prefix).mlp.c_proj", by: g2, in: mlp.fc.outFeatures),
                       activation: activation)
         }
@@ -158,9 +162,10 @@ package struct Transformer: Sendable {
     /// The blocks, applied in order.
     package let blocks: [ResidualAttentionBlock]
 
-    /// Reads `layers` blocks `<prefix>.resblocks.0` … `<prefix>.resblocks.<layers-1>`.
+    /// Reads `layers` blocks `<prefix>.resblocks.0` … `<prefix>.resblocks.<layers-1>`; `rotary` goes to every
+    /// block's attention.
     package init(_ r: ParameterReader, _ prefix: String, width: Int, layers: Int, heads: Int,
-                activation: Activation, eps: Float) throws(ModelLoadError) {
+                activation: Activation, eps: Float, rotary: RotaryEmbedding? = nil) throws(ModelLoadError) {
         var blocks: [ResidualAttentionBlock] = []
         if r.readsConcurrently && layers > 1 {
             // Reading and packing a block's weights is memory-bound work on one core; the blocks are independent,
@@ -172,7 +177,7 @@ package struct Transformer: Sendable {
                 parallelFor(layers) { i in
                     o[i] = Result { () throws(ModelLoadError) in
                         try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
-                                                   activation: activation, eps: eps)
+                                                   activation: activation, eps: eps, rotary: rotary)
                     }
                 }
             }
@@ -180,7 +185,7 @@ package struct Transformer: Sendable {
         } else {
             for i in 0..<layers {
                 blocks.append(try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
-                                                         activation: activation, eps: eps))
+                                                         activation: activation, eps: eps, rotary: rotary))
             }
         }
         self.blocks = blocks

@@ -5,51 +5,74 @@ import CLIPWeights
 import Foundation
 import Testing
 
-@Test("EVA: each setting the timm name decides changes the image features (the fixtures test it)", arguments: [
+/// (A global offset cannot show without a class token: rotary attention depends on position differences only, so
+/// gigantic's offset is not among the changes.)
+@Test("EVA and PE-Core: each setting the timm name decides changes the image features (the fixtures test it)", arguments: [
     ("EVA02-B-16", "no rotary"), ("EVA02-B-16", "reference grid 14"), ("EVA02-B-16", "6 heads"),
     ("EVA02-L-14-336", "reference grid 24"), ("EVA02-E-14", "pre-norm"), ("EVA01-g-14-plus", "post-norm"),
-    ("EVA01-g-14-plus", "8 heads"),
+    ("EVA01-g-14-plus", "8 heads"), ("PE-Core-T-16-384", "no rotary"), ("PE-Core-T-16-384", "rows first"),
+    ("PE-Core-B-16", "offset 0"), ("PE-Core-B-16", "reference grid 16"), ("PE-Core-B-16", "6 heads"),
+    ("PE-Core-bigG-14-448", "reference grid 16"), ("PE-Core-L-14-336", "pooling 4 heads"),
 ])
-func evaSettingsMatter(arch: String, change: String) throws {
+func timmSettingsMatter(arch: String, change: String) throws {
     let base = "\(fixtureDirectory)/open_clip/\(arch)"
     let loaded = try CLIPModel.load(path: base + ".safetensors", openCLIPConfig: base + ".json")
     let ref = try Reference(path: base + ".reference.safetensors")
-    guard case .eva(var v) = loaded.model.configuration.vision else { Issue.record("not an EVA"); return }
     #expect(relativeError(try loaded.model.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars) <= parityTolerance)
-    switch change {
-    case "no rotary": v.rotaryReferenceGrid = nil
-    case "reference grid 14": v.rotaryReferenceGrid = 14
-    case "reference grid 24": v.rotaryReferenceGrid = 24
-    case "6 heads": v.heads = 6
-    case "8 heads": v.heads = 8
-    case "pre-norm": v.postNorm = false
-    case "post-norm": v.postNorm = true
-    default: Issue.record("unknown change \(change)")
-    }
     var c = loaded.model.configuration
-    c.vision = .eva(v)
-    let file = try OpenCLIPCustomTextWeights(try SafeTensorsFile(path: base + ".safetensors"))
+    switch c.vision {
+    case .eva(var v):
+        switch change {
+        case "no rotary": v.rotaryReferenceGrid = nil
+        case "reference grid 14": v.rotaryReferenceGrid = 14
+        case "reference grid 24": v.rotaryReferenceGrid = 24
+        case "6 heads": v.heads = 6
+        case "8 heads": v.heads = 8
+        case "pre-norm": v.postNorm = false
+        case "post-norm": v.postNorm = true
+        default: Issue.record("unknown change \(change)")
+        }
+        c.vision = .eva(v)
+    case .transformer(var v):
+        switch change {
+        case "no rotary": v.rotary = nil
+        case "rows first": v.rotary?.columnsFirst = false
+        case "offset 0": v.rotary?.offset = 0
+        case "offset 1": v.rotary?.offset = 1
+        case "reference grid 16": v.rotary?.referenceGrid = 16
+        case "6 heads": v.heads = 6
+        case "pooling 4 heads": v.pooling = .attention(heads: 4)
+        default: Issue.record("unknown change \(change)")
+        }
+        c.vision = .transformer(v)
+    default:
+        Issue.record("\(arch) is neither EVA nor a ViT")
+    }
+    let stored = try SafeTensorsFile(path: base + ".safetensors")
+    let file: any WeightSource = arch.hasPrefix("PE") ? try OpenCLIPTimmViTWeights(stored) : try OpenCLIPCustomTextWeights(stored)
     let changed = try CLIPModel(weights: file, configuration: c)
     let e = relativeError(try changed.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars)
     // Ten times the parity tolerance: the fixture's check would fail.
     #expect(e > 10 * parityTolerance, "\(arch) with \(change): relative error only \(e)")
 }
 
-@Test("EVA settings that change the numbers are refused by name", arguments: [
-    ("pool-avg", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
-    ("proj-linear", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
-    ("proj-absent", "timm_proj", nil, "vision_cfg.timm_proj is absent"),   // open_clip's default is "linear"
-    ("proj-none", "timm_proj", "\"none\"", "timm_proj is none, but the weights have timm's head"),
-    ("base-name", "timm_model_name", "\"eva02_base_patch16_clip_224\"", "whose blocks have a SwiGLU MLP"),
-    ("size", "image_size", "80", "takes 64×64 inputs"),
+@Test("EVA and PE-Core settings that change the numbers are refused by name", arguments: [
+    ("EVA02-B-16", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
+    ("EVA02-B-16", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
+    ("EVA02-B-16", "timm_proj", nil, "vision_cfg.timm_proj is absent"),   // open_clip's default is "linear"
+    ("EVA02-B-16", "timm_proj", "\"none\"", "timm_proj is none, but the weights have timm's head"),
+    ("EVA01-g-14-plus", "timm_model_name", "\"eva02_base_patch16_clip_224\"", "whose blocks have a SwiGLU MLP"),
+    ("EVA02-B-16", "image_size", "80", "takes 64×64 inputs"),
+    ("PE-Core-B-16", "timm_pool", "\"token\"", "vision_cfg.timm_pool"),
+    ("PE-Core-B-16", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
+    ("PE-Core-B-16", "timm_proj", "\"none\"", "timm_proj is none, but the weights have timm's head"),
+    ("PE-Core-B-16", "timm_model_name", "\"vit_pe_core_gigantic_patch14_448\"", "has no class token"),
 ] as [(String, String, String?, String)])
-func evaSettingsAreRefused(name: String, key: String, json: String?, message: String) throws {
+func timmSettingsAreRefused(arch: String, key: String, json: String?, message: String) throws {
     let value = try json.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
-    // EVA02-B-16's weights, except for the name check (EVA01's blocks under EVA02-B's name).
-    let arch = name == "base-name" ? "EVA01-g-14-plus" : "EVA02-B-16"
     do {
-        _ = try loadOpenCLIPFixture(arch, as: name, edit: settingVision(key, value))
-        Issue.record("\(key) = \(json ?? "absent") was accepted")
+        _ = try loadOpenCLIPFixture(arch, as: "\(key)-\((json ?? "absent").filter { $0.isLetter || $0.isNumber })", edit: settingVision(key, value))
+        Issue.record("\(arch) with \(key) = \(json ?? "absent") was accepted")
     } catch {
         #expect("\(error)".contains(message), "\(error)")
     }
@@ -75,6 +98,23 @@ func evaNeedsItsConfig() throws {
         Issue.record("EVA weights with a config naming no timm model were accepted")
     } catch {
         #expect("\(error)".contains("names no timm_model_name"), "\(error)")
+    }
+}
+
+@Test("PE-Core weights without their config, or with SigLIP's, are refused")
+func peCoreNeedsItsConfig() throws {
+    let base = "\(fixtureDirectory)/open_clip/PE-Core-B-16"
+    #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
+        "\($0)".contains("load it with its open_clip config")
+    }
+    do {
+        _ = try loadOpenCLIPFixture("PE-Core-B-16", as: "siglip") { cfg in
+            settingVision("timm_model_name", "vit_base_patch16_siglip_224")(&cfg)
+            settingVision("timm_proj", "none")(&cfg)
+        }
+        Issue.record("PE-Core weights with a SigLIP config were accepted")
+    } catch {
+        #expect("\(error)".contains("SigLIP"), "\(error)")
     }
 }
 

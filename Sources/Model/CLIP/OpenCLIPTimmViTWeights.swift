@@ -1,20 +1,22 @@
 import CLIPTensor
 import CLIPWeights
 
-/// An open_clip SigLIP checkpoint (`ViT-B-16-SigLIP`, `ViT-SO400M-14-SigLIP-384`, …: a timm image tower under
-/// `visual.trunk.`, open_clip's text tower under `text.`) under the names `VisionTransformer` and `TextTransformer`
-/// read: timm's fused `attn.qkv` is already `in_proj`, the pooling head's separate `q` and `kv` are stacked into
-/// one, `pos_embed` [1, N, width] and the latent probe lose their batch dimension, and the text head (a Linear)
-/// becomes `text_projection` [width, embed] plus `text_projection_bias`. Tensors with no counterpart keep their
-/// name, so loading reports them as unexpected.
-package struct OpenCLIPSigLIPWeights: WeightSource {
+/// An open_clip checkpoint with a timm ViT image tower and its attention-pooling (MAP) head under `visual.trunk.`
+/// and open_clip's text tower under `text.`: SigLIP (`ViT-B-16-SigLIP`, `ViT-SO400M-14-SigLIP-384`, …) and PE-Core
+/// (`PE-Core-B-16`, …), under the names `VisionTransformer` and `TextTransformer` read: timm's fused `attn.qkv` is
+/// already `in_proj`, the pooling head's separate `q` and `kv` are stacked into one, `pos_embed` [1, N, width], the
+/// class token [1, 1, width] and the latent probe lose their batch dimension, PE's `norm_pre` is `ln_pre` and its
+/// head (a Linear with bias) becomes `visual.proj` [width, embed] plus `visual.proj_bias`; SigLIP's text head (a
+/// Linear) becomes `text_projection` [width, embed] plus `text_projection_bias`, PE's text projection keeps its
+/// layout. Tensors with no counterpart keep their name, so loading reports them as unexpected.
+package struct OpenCLIPTimmViTWeights: WeightSource {
     /// The underlying file's path.
     package let origin: String
     /// The tensors under the towers' names, in the underlying file's order.
     package var tensorInfos: [TensorInfo] { renamed.tensorInfos }
     private let renamed: RenamedTensors
 
-    /// Whether `source` is laid out as open_clip's SigLIP models are (a timm attention-pooling image tower).
+    /// Whether `source` is laid out as open_clip's SigLIP and PE-Core models are (a timm attention-pooling image tower).
     package static func matches(_ source: any WeightSource) -> Bool {
         source.tensorInfos.contains { $0.name == "visual.trunk.attn_pool.latent" }
     }
@@ -42,6 +44,8 @@ package struct OpenCLIPSigLIPWeights: WeightSource {
         "visual.trunk.patch_embed.proj.weight": "visual.conv1.weight",
         "visual.trunk.patch_embed.proj.bias": "visual.conv1.bias",
         "visual.trunk.norm.weight": "visual.ln_post.weight", "visual.trunk.norm.bias": "visual.ln_post.bias",
+        "visual.trunk.norm_pre.weight": "visual.ln_pre.weight", "visual.trunk.norm_pre.bias": "visual.ln_pre.bias",
+        "visual.trunk.head.bias": "visual.proj_bias", "text.text_projection": "text_projection",
         "visual.trunk.attn_pool.proj.weight": "visual.attn_pool.attn.out_proj.weight",
         "visual.trunk.attn_pool.proj.bias": "visual.attn_pool.attn.out_proj.bias",
         "visual.trunk.attn_pool.norm.weight": "visual.attn_pool.norm.weight",
@@ -76,9 +80,12 @@ package struct OpenCLIPSigLIPWeights: WeightSource {
             guard t.shape.count == 3, t.shape[0] == 1 else { throw invalid("has shape \(t.shape), expected [1, tokens, width]") }
             return n == "visual.trunk.pos_embed" ? ("visual.positional_embedding", .reshape(n, [t.shape[1], t.shape[2]]), [t.shape[1], t.shape[2]])
                                                  : ("visual.attn_pool.probe", .rename(n), t.shape)
-        case "text.text_projection.weight":
+        case "text.text_projection.weight", "visual.trunk.head.weight":
             guard t.shape.count == 2 else { throw invalid("has shape \(t.shape), expected [embed, width]") }
-            return ("text_projection", .transpose(n), [t.shape[1], t.shape[0]])
+            return (n.hasPrefix("text.") ? "text_projection" : "visual.proj", .transpose(n), [t.shape[1], t.shape[0]])
+        case "visual.trunk.cls_token":
+            guard t.shape.count == 3, t.shape[0] == 1, t.shape[1] == 1 else { throw invalid("has shape \(t.shape), expected [1, 1, width]") }
+            return ("visual.class_embedding", .reshape(n, [t.shape[2]]), [t.shape[2]])
         case "visual.trunk.attn_pool.kv.weight", "visual.trunk.attn_pool.kv.bias":
             return nil
         case "visual.trunk.attn_pool.q.weight", "visual.trunk.attn_pool.q.bias":

@@ -1,0 +1,86 @@
+import CLIPLayers
+
+extension CLIPConfiguration {
+    /// A Vision Transformer tower: `width`-wide tokens, one per `patchSize × patchSize` patch plus a class token.
+    public struct VisionTransformerConfiguration: Sendable, Equatable {
+        /// Token width (768 for ViT-B).
+        public var width: Int
+        /// Residual attention blocks.
+        public var layers: Int
+        /// Attention heads per block (width/64 in the reference).
+        public var heads: Int
+        /// Side of the square patches the stem convolution cuts, in pixels.
+        public var patchSize: Int
+        /// Patches per side; the input resolution is `patchSize × grid`.
+        public var grid: Int
+        /// The tower's MLP non-linearity.
+        public var activation: Activation
+        /// ε of the tower's LayerNorms.
+        public var layerNormEps: Float
+        /// How the tokens become one vector: CLIP's class token, or attention pooling over all tokens (SigLIP's,
+        /// PE-Core's).
+        public var pooling: Pooling = .classToken
+        /// Whether a class token precedes the patches (every tower but SigLIP's).
+        public var hasClassToken = true
+        /// Whether the projection adds `visual.proj_bias` [embed] (PE-Core's head is timm's Linear with bias).
+        public var projectionBias = false
+        /// PE-Core's rotary position embedding in every block's attention; nil for none.
+        public var rotary: Rotary?
+        /// The timm model an open_clip config named, for towers whose settings the weights do not hold (PE-Core's
+        /// heads and rotary embedding); nil otherwise.
+        public var timmModel: String?
+
+        /// timm's axial rotary embedding as PE-Core builds it (see `RotaryEmbedding`).
+        public struct Rotary: Sendable, Equatable {
+            /// Patches per side the positions are scaled to (`ref_feat_shape`).
+            public var referenceGrid: Int
+            /// Added to each patch index before scaling (`rope_grid_offset`).
+            public var offset: Float
+            /// Whether the first half of each head turns by the column (`rope_grid_indexing='xy'`).
+            public var columnsFirst: Bool
+
+            /// The embedding's settings.
+            public init(referenceGrid: Int, offset: Float = 0, columnsFirst: Bool = false) {
+                (self.referenceGrid, self.offset, self.columnsFirst) = (referenceGrid, offset, columnsFirst)
+            }
+        }
+        /// Whether the patch convolution has a bias (`visual.conv1.bias`; SigLIP's has).
+        public var patchBias = false
+        /// Whether a LayerNorm (`visual.ln_pre`) precedes the transformer (CLIP's does, SigLIP's does not).
+        public var preNorm = true
+        /// Whether `visual.proj` maps the pooled width to the embedding (SigLIP's pooled width is the embedding).
+        public var projection = true
+
+        /// The image tower's pooling.
+        public enum Pooling: Sendable, Equatable {
+            /// `ln_post` of the class token (prepended to the patches).
+            case classToken
+            /// `ln_post` of every token, then `AttentionPooling` (`visual.attn_pool`) with this many heads (the MAP
+            /// head of SigLIP, without a class token, and of PE-Core, with one).
+            case attention(heads: Int)
+            /// CoCa's `AttentionalPooler` (`visual.attn_pool`) over the class token and the patches with this many
+            /// heads, then `ln_post` of its first query's output, `embedDim` wide.
+            case attentionalPooler(heads: Int)
+            /// CLIPA's: the mean of the patch tokens (the class token left out), then `ln_post` (open_clip's
+            /// `pool_type: avg` with `final_ln_after_pool`).
+            case average
+            /// `ln_post` of every token, then the mean of the patch tokens (`pool_type: avg` without
+            /// `final_ln_after_pool`).
+            case normalizedAverage
+        }
+
+        /// Tokens the transformer sees: the patches, plus the class token.
+        public var tokens: Int {
+            let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
+            if overflow { return Int.max }
+            return hasClassToken ? (square == Int.max ? Int.max : square + 1) : square
+        }
+
+        /// A tower of the given sizes; QuickGELU and ε 1e-5 as in OpenAI's models unless given.
+        public init(width: Int, layers: Int, heads: Int, patchSize: Int, grid: Int, activation: Activation = .quickGELU,
+                    layerNormEps: Float = 1e-5) {
+            (self.width, self.layers, self.heads, self.patchSize, self.grid) = (width, layers, heads, patchSize, grid)
+            (self.activation, self.layerNormEps) = (activation, layerNormEps)
+        }
+    }
+}
