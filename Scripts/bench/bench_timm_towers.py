@@ -8,7 +8,7 @@ depend on weight values), batch 1 and 16, median of --repeat runs each. Prints r
 
 Each model is written once to a temporary safetensors file, with its open_clip config beside it (EVA's heads and
 rotary embedding are not in the weights); ConvNeXt is timed at 224 pixels (the towers are convolutional;
-convnext_large_d's tags use 256 or 320, which scales both sides alike), EVA at its config's size. The first lines name the CPU and the level
+convnext_large_d's tags use 256 or 320, which scales both sides alike), EVA and PE-Core at their config's size. The first lines name the CPU and the level
 `clip` runs at (CLIP_CPU forces a lower one). Needs torch, open_clip_torch, timm, safetensors (the versions of
 Scripts/fixtures/requirements-reference.txt).
 """
@@ -37,7 +37,7 @@ def cpu_name():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="*", default=["convnext_base", "convnext_large_d", "EVA02-B-16"])
+    ap.add_argument("--models", nargs="*", default=["convnext_base", "convnext_large_d", "EVA02-B-16", "PE-Core-B-16"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clip", default=".build/release/clip")
@@ -51,7 +51,7 @@ def main():
         model.eval()
         # The checkpoint and its config: `clip bench` times the tower at the config's size; PyTorch gets the same.
         cfg = open_clip.get_model_config(name)
-        size = cfg["vision_cfg"]["image_size"] if name.startswith("EVA") else 224
+        size = 224 if name.startswith("convnext") else cfg["vision_cfg"]["image_size"]
         path = os.path.join(tmp, name + ".safetensors")
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
         with open(path + ".json", "w") as f:
