@@ -127,26 +127,8 @@ struct HuggingFaceHubTests {
         #expect(FileManager.default.fileExists(atPath: tokenizerSnapshot + "/spiece.model"))
     }
 
-    @Test("an open_clip MetaCLIP 2 repository: XLM-V's sentencepiece.bpe.model fetched from facebook/xlm-v-base")
+    @Test("an open_clip MetaCLIP 2 repository: XLM-V's sentencepiece.bpe.model fetched from facebook/xlm-v-base, the kind the config names whatever else it holds")
     func openCLIPMetaCLIP2Repository() throws {
-        let cfg = try fixtureBytes("metaclip2/open_clip_config.json")
-        let weights = try fixtureBytes("metaclip2/open_clip_model.safetensors")
-        let spm = try fixtureBytes("metaclip2/sentencepiece.bpe.model")
-        let hub = try FakeHub(repositories: [
-            "timm/vit_huge_patch14_clip_224.metaclip2_worldwide": .init(commit: commitA, files: [
-                "open_clip_config.json": cfg, "open_clip_model.safetensors": weights,
-            ], large: ["open_clip_model.safetensors"]),
-            "facebook/xlm-v-base": .init(commit: commitB, files: ["sentencepiece.bpe.model": spm], large: ["sentencepiece.bpe.model"]),
-        ])
-        let client = hub.client()
-        let loaded = try hubModel(client).load("hf-hub:timm/vit_huge_patch14_clip_224.metaclip2_worldwide")
-        #expect(loaded.tokenizerFolder == "\(client.storageFolder("facebook/xlm-v-base"))/snapshots/\(commitB)")
-        #expect(loaded.model.configuration.text.vocabulary == .xlmRoberta)
-        #expect(FileManager.default.fileExists(atPath: "\(loaded.tokenizerFolder ?? "")/\(LoadedModel.xlmRobertaFile)"))
-    }
-
-    @Test("the tokenizer repository is read for the kind the config names, whatever else it holds")
-    func tokenizerFilesByKind() throws {
         let cfg = try fixtureBytes("metaclip2/open_clip_config.json")
         let weights = try fixtureBytes("metaclip2/open_clip_model.safetensors")
         let spm = try fixtureBytes("metaclip2/sentencepiece.bpe.model")
@@ -158,7 +140,10 @@ struct HuggingFaceHubTests {
             "facebook/xlm-v-base": .init(commit: commitB, files: ["spiece.model": Array("not this one".utf8),
                                                                    "sentencepiece.bpe.model": spm], large: ["sentencepiece.bpe.model"]),
         ])
-        let loaded = try hubModel(hub.client()).load("hf-hub:timm/vit_huge_patch14_clip_224.metaclip2_worldwide")
+        let client = hub.client()
+        let loaded = try hubModel(client).load("hf-hub:timm/vit_huge_patch14_clip_224.metaclip2_worldwide")
+        #expect(loaded.tokenizerFolder == "\(client.storageFolder("facebook/xlm-v-base"))/snapshots/\(commitB)")
+        #expect(loaded.model.configuration.text.vocabulary == .xlmRoberta)
         let folder = try #require(loaded.tokenizerFolder)
         #expect(FileManager.default.fileExists(atPath: "\(folder)/\(LoadedModel.xlmRobertaFile)"))
         #expect(!FileManager.default.fileExists(atPath: "\(folder)/spiece.model"))

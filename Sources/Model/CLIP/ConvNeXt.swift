@@ -159,8 +159,8 @@ extension ConvNeXt {
             let (fc1, fc2) = (self.fc1.packedWeight, self.fc2.packedWeight)
             mixed.scalars.withUnsafeBufferPointer { m in
                 x.scalars.withUnsafeMutableBufferPointer { out in
-                    withOptionalPointer(self.fc1.bias) { b1 in
-                        withOptionalPointer(self.fc2.bias) { b2 in
+                    self.fc1.bias.withUnsafeElements { b1 in
+                        self.fc2.bias.withUnsafeElements { b2 in
                             for r0 in stride(from: 0, to: rows, by: band) {
                                 let count = min(band, rows - r0)
                                 fc1.multiply(m.baseAddress! + r0 * width, rows: count, lda: width, into: hidden, ldc: hiddenWidth,
@@ -177,12 +177,6 @@ extension ConvNeXt {
         /// Hidden activations per band: 512K floats (2 MiB), about what the two cores' L2 caches hold.
         static let bandElements = 1 << 19
     }
-}
-
-/// `body` with the tensor's elements, or nil.
-private func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-    guard let t else { return body(nil) }
-    return t.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 
 /// [N, C, H, W] → [N, H, W, C].

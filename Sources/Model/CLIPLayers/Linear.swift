@@ -111,34 +111,32 @@ package struct LayerNorm: Sendable {
 
     /// `x` [.., width] → `y` [.., width] (same element count; `y`'s shape is kept), rows split over the cores.
     package func forward(_ x: Tensor, into y: inout Tensor) throws(TensorError) {
-        guard x.rank >= 1, x.shape[x.rank - 1] == width, y.count == x.count else {
-            throw .shapeMismatch(operation: "LayerNorm", x.shape, [width])
-        }
-        let rows = width == 0 ? 0 : x.count / width
+        guard y.count == x.count else { throw .shapeMismatch(operation: "LayerNorm", x.shape, [width]) }
+        let rows = try rowCount(x)
         guard rows > 0 else { return }
         x.scalars.withUnsafeBufferPointer { xp in
-            y.scalars.withUnsafeMutableBufferPointer { yp in
-                weight.scalars.withUnsafeBufferPointer { g in
-                    bias.scalars.withUnsafeBufferPointer { b in
-                        layerNormRows(xp.baseAddress!, rows: rows, width: width, weight: g.baseAddress!,
-                                      bias: b.baseAddress!, eps: eps, out: yp.baseAddress!)
-                    }
-                }
-            }
+            y.scalars.withUnsafeMutableBufferPointer { yp in normalizeRows(xp.baseAddress!, rows: rows, into: yp.baseAddress!) }
         }
     }
 
     /// `x` [.., width] normalised in place.
     package func normalize(_ x: inout Tensor) throws(TensorError) {
-        guard x.rank >= 1, x.shape[x.rank - 1] == width else { throw .shapeMismatch(operation: "LayerNorm", x.shape, [width]) }
-        let rows = width == 0 ? 0 : x.count / width
+        let rows = try rowCount(x)
         guard rows > 0 else { return }
-        x.scalars.withUnsafeMutableBufferPointer { xp in
-            weight.scalars.withUnsafeBufferPointer { g in
-                bias.scalars.withUnsafeBufferPointer { b in
-                    layerNormRows(xp.baseAddress!, rows: rows, width: width, weight: g.baseAddress!, bias: b.baseAddress!,
-                                  eps: eps, out: xp.baseAddress!)
-                }
+        x.scalars.withUnsafeMutableBufferPointer { xp in normalizeRows(xp.baseAddress!, rows: rows, into: xp.baseAddress!) }
+    }
+
+    /// The rows of `x` [.., width]; throws unless its last dimension is the width.
+    private func rowCount(_ x: Tensor) throws(TensorError) -> Int {
+        guard x.rank >= 1, x.shape[x.rank - 1] == width else { throw .shapeMismatch(operation: "LayerNorm", x.shape, [width]) }
+        return width == 0 ? 0 : x.count / width
+    }
+
+    /// `rows` rows from `x` into `out` (which may be `x`).
+    private func normalizeRows(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        weight.scalars.withUnsafeBufferPointer { g in
+            bias.scalars.withUnsafeBufferPointer { b in
+                layerNormRows(x, rows: rows, width: width, weight: g.baseAddress!, bias: b.baseAddress!, eps: eps, out: out)
             }
         }
     }

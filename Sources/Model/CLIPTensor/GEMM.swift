@@ -276,14 +276,9 @@ package struct PackedMatrix: Sendable {
         guard rows > 0 else { return }
         a.scalars.withUnsafeBufferPointer { ap in
             c.scalars.withUnsafeMutableBufferPointer { cp in
-                if let bias {
-                    bias.scalars.withUnsafeBufferPointer { bp in
-                        multiply(ap.baseAddress!, rows: rows, lda: k, into: cp.baseAddress!, ldc: n, accumulate: accumulate,
-                                 bias: bp.baseAddress!, activation: activation)
-                    }
-                } else {
+                bias.withUnsafeElements { bp in
                     multiply(ap.baseAddress!, rows: rows, lda: k, into: cp.baseAddress!, ldc: n, accumulate: accumulate,
-                             activation: activation)
+                             bias: bp, activation: activation)
                 }
             }
         }

@@ -116,3 +116,11 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension Optional where Wrapped == Tensor {
+    /// `body` with the tensor's elements, or with nil when there is none (a layer's optional bias).
+    package func withUnsafeElements<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let t = self else { return body(nil) }
+        return t.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}
