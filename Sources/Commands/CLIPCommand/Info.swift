@@ -43,7 +43,9 @@ struct Info: ParsableCommand {
             case .average: pooling = "mean of the patch tokens, then ln_post"
             case .normalizedAverage: pooling = "ln_post of every token, then the mean of the patch tokens"
             }
-            print("image tower: Vision Transformer, width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(pooling)")
+            let rotary = v.rotary.map { ", rotary embedding (reference grid \($0.referenceGrid), offset \($0.offset), \($0.columnsFirst ? "columns" : "rows") first)" } ?? ""
+            let timm = v.timmModel.map { " (\($0))" } ?? ""
+            print("image tower: Vision Transformer\(timm), width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize)\(v.hasClassToken ? "" : ", no class token")\(rotary), \(pooling)\(v.projectionBias ? ", projection with bias" : "")")
         case .resnet(let r):
             print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
         case .convNeXt(let v):
