@@ -67,6 +67,13 @@ func timmSettingsMatter(arch: String, change: String) throws {
     ("PE-Core-B-16", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
     ("PE-Core-B-16", "timm_proj", "\"none\"", "timm_proj is none, but the weights have timm's head"),
     ("PE-Core-B-16", "timm_model_name", "\"vit_pe_core_gigantic_patch14_448\"", "has no class token"),
+    ("PE-Core-B-16", "timm_model_name", "\"vit_pe_core_small_patch16_384\"", "width 384"),      // small's width
+    ("PE-Core-T-16-384", "timm_model_name", "\"vit_pe_core_small_patch16_384\"", "width 384"),  // tiny's weights
+    ("PE-Core-L-14-336", "timm_model_name", "\"vit_pe_core_base_patch16_224\"", "patch 16"),
+    ("EVA02-E-14", "timm_model_name", "\"eva_giant_patch14_224\"", "MLP 279 wide"),          // EVA01-g's ratio
+    ("EVA01-g-14-plus", "timm_model_name", "\"eva02_enormous_patch14_clip_224\"", "MLP 548 wide"),
+    ("EVA02-L-14", "timm_model_name", "\"eva02_base_patch16_clip_224\"", "patch 16"),
+    ("PE-Core-B-16", "image_size", "50", "takes 48×48 inputs"),                                  // timm's one size
 ] as [(String, String, String?, String)])
 func timmSettingsAreRefused(arch: String, key: String, json: String?, message: String) throws {
     let value = try json.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
@@ -101,20 +108,41 @@ func evaNeedsItsConfig() throws {
     }
 }
 
-@Test("PE-Core weights without their config, or with SigLIP's, are refused")
-func peCoreNeedsItsConfig() throws {
-    let base = "\(fixtureDirectory)/open_clip/PE-Core-B-16"
+@Test("PE-Core weights without their config, with SigLIP's, or with a head timm_proj none does not build, are refused",
+      arguments: ["PE-Core-B-16", "PE-Core-bigG-14-448"])
+func peCoreNeedsItsConfig(_ arch: String) throws {
+    let base = "\(fixtureDirectory)/open_clip/\(arch)"
     #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
         "\($0)".contains("load it with its open_clip config")
     }
     do {
-        _ = try loadOpenCLIPFixture("PE-Core-B-16", as: "siglip") { cfg in
+        _ = try loadOpenCLIPFixture(arch, as: "siglip") { cfg in
             settingVision("timm_model_name", "vit_base_patch16_siglip_224")(&cfg)
             settingVision("timm_proj", "none")(&cfg)
+            var text = cfg["text_cfg"] as! [String: Any]
+            text["no_causal_mask"] = true
+            text["pool_type"] = "last"
+            text["tokenizer_kwargs"] = ["clean": "canonicalize"]
+            text["hf_tokenizer_name"] = "timm/ViT-B-16-SigLIP"
+            cfg["text_cfg"] = text
         }
         Issue.record("PE-Core weights with a SigLIP config were accepted")
     } catch {
-        #expect("\(error)".contains("SigLIP"), "\(error)")
+        // SigLIP's own check of the tower, past its text settings.
+        #expect("\(error)".contains("describes a SigLIP model") && "\(error)".contains("but the weights are not one"), "\(error)")
+    }
+    // timm_proj none builds no head: weights with one (even without a bias) are another model's.
+    let file = try SafeTensorsFile(path: base + ".safetensors")
+    let names = file.tensorInfos.map(\.name).filter { $0 != "visual.trunk.head.bias" }
+    let cut = FileManager.default.temporaryDirectory.appendingPathComponent("pe-no-head-bias-\(arch)-\(getpid()).safetensors").path
+    try SafeTensorsWriter.write(try names.map { ($0, try file.floatTensor($0)) }, to: cut)
+    defer { try? FileManager.default.removeItem(atPath: cut) }
+    let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as! [String: Any]
+    var edited = cfg
+    settingVision("timm_proj", "none")(&edited)
+    let cfgPath = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: edited)), "\(arch)-proj-none.json")
+    #expect { _ = try CLIPModel.load(path: cut, openCLIPConfig: cfgPath) } throws: {
+        "\($0)".contains("timm_proj is none, but the weights have timm's head")
     }
 }
 

@@ -134,8 +134,10 @@ struct ConfigReader {
     /// the strided convolution does (SigLIP SO400M/14 at 384: 27 patches of 14, 6 pixels unread).
     func resolution(_ v: JSONValue?, _ key: String, model c: CLIPConfiguration) throws(ModelLoadError) -> Int? {
         guard let r = try int(v, key, in: 1...CLIPConfiguration.maximumImageResolution) else { return nil }
-        if case .transformer(let t) = c.vision, r / t.patchSize == t.grid { return r }
-        if case .eva(let t) = c.vision, r / t.patchSize == t.grid { return r }
+        // timm's patch embedding (EVA, PE-Core) is built for one input size; SigLIP's open_clip towers take the
+        // strided convolution's floor (SO400M/14 at 384: 27 patches, 6 pixels unread).
+        if case .transformer(let t) = c.vision, t.timmModel == nil ? r / t.patchSize == t.grid : r == t.patchSize * t.grid { return r }
+        if case .eva(let t) = c.vision, r == t.patchSize * t.grid { return r }
         // A ConvNeXt is convolutional: it takes any side that leaves its last stage a pixel.
         if case .convNeXt(let t) = c.vision {
             guard r >= t.minimumResolution, r <= CLIPConfiguration.ConvNeXtConfiguration.maximumResolution else {

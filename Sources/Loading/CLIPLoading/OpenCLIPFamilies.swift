@@ -123,15 +123,28 @@ enum OpenCLIPFamily: Equatable {
 
     /// What timm builds for each EVA model open_clip names, beyond what the weights show: heads, EVA02's rotary
     /// embedding (positions scaled to a 16-patch grid), EVA02-E's post-norm blocks, and whether the blocks are EVA02's
-    /// (SwiGLU with sub-LNs, attention sub-LN) or EVA01's (GELU MLP).
-    static let evaModels: [String: (heads: Int, rotaryReferenceGrid: Int?, postNorm: Bool, eva02Blocks: Bool)] = [
-        "eva_giant_patch14_224": (16, nil, false, false),
-        "eva_giant_patch14_clip_224": (16, nil, false, false),
-        "eva02_base_patch16_clip_224": (12, 16, false, true),
-        "eva02_large_patch14_clip_224": (16, 16, false, true),
-        "eva02_large_patch14_clip_336": (16, 16, false, true),
-        "eva02_enormous_patch14_clip_224": (16, nil, true, false),
+    /// (SwiGLU with sub-LNs, attention sub-LN) or EVA01's (GELU MLP); and what the weights must then have: the patch
+    /// size and timm's MLP ratio (hidden = int(width · ratio)), which tell EVA01-g's pre-norm weights from EVA02-E's
+    /// post-norm ones and EVA02-B's from -L's (the config's image size then tells the grids apart).
+    static let evaModels: [String: (heads: Int, rotaryReferenceGrid: Int?, postNorm: Bool, eva02Blocks: Bool, patch: Int,
+                                    mlpRatio: Double)] = [
+        "eva_giant_patch14_224": (16, nil, false, false, 14, 6144 / 1408),
+        "eva_giant_patch14_clip_224": (16, nil, false, false, 14, 6144 / 1408),
+        "eva02_base_patch16_clip_224": (12, 16, false, true, 16, 4 * 2 / 3),
+        "eva02_large_patch14_clip_224": (16, 16, false, true, 14, 4 * 2 / 3),
+        "eva02_large_patch14_clip_336": (16, 16, false, true, 14, 4 * 2 / 3),
+        "eva02_enormous_patch14_clip_224": (16, nil, true, false, 14, 15360 / 1792),
     ]
+
+    /// Throws unless the weights have the timm model's patch size and MLP ratio (hidden = int(width · ratio), timm's
+    /// rounding), and, when given, its width.
+    private static func requireTimmSizes(_ name: String, patch: Int, mlpRatio: Double, width: Int? = nil,
+                                         weights v: (patch: Int, width: Int, hidden: Int), _ r: ConfigReader) throws(ModelLoadError) {
+        let hidden = Int(Double(v.width) * mlpRatio)
+        guard v.patch == patch, v.hidden == hidden, width.map({ $0 == v.width }) ?? true else {
+            throw .architecture("vision_cfg.timm_model_name is \(name) (patch \(patch), MLP \(hidden) wide at width \(v.width)\(width.map { ", width \($0)" } ?? "")), but the weights' tower has patch \(v.patch), MLP \(v.hidden), width \(v.width): they are another model's", origin: r.origin)
+        }
+    }
 
     /// A timm tower's own settings (EVA, PE-Core): the pooling timm builds it with (`timm_pool`: EVA's class token
     /// `token`, PE-Core's `map`) and timm's head as the projection (`timm_proj` null or "", as open_clip's configs
@@ -161,12 +174,15 @@ enum OpenCLIPFamily: Equatable {
     /// What timm builds for each PE-Core model open_clip names, beyond what the weights show: heads, the rotary
     /// embedding's reference grid and offset (every one indexes 'xy': columns first), and whether a class token
     /// leads (all but gigantic). Every one pools with 8 heads and has LayerNorms of ε 1e-5.
-    static let peCoreModels: [String: (heads: Int, referenceGrid: Int, offset: Float, classToken: Bool)] = [
-        "vit_pe_core_tiny_patch16_384": (3, 24, 1, true),
-        "vit_pe_core_small_patch16_384": (6, 24, 1, true),
-        "vit_pe_core_base_patch16_224": (12, 14, 1, true),
-        "vit_pe_core_large_patch14_336": (16, 24, 1, true),
-        "vit_pe_core_gigantic_patch14_448": (16, 32, 0, false),
+    /// Checked against the weights: the patch size and MLP ratio, and for tiny and small, which nothing else tells apart
+    /// (both 384 pixels of 16-pixel patches, MLP ratio 4, the same text tower), the width.
+    static let peCoreModels: [String: (heads: Int, referenceGrid: Int, offset: Float, classToken: Bool, patch: Int,
+                                       mlpRatio: Double, width: Int?)] = [
+        "vit_pe_core_tiny_patch16_384": (3, 24, 1, true, 16, 4, 192),
+        "vit_pe_core_small_patch16_384": (6, 24, 1, true, 16, 4, 384),
+        "vit_pe_core_base_patch16_224": (12, 14, 1, true, 16, 4, nil),
+        "vit_pe_core_large_patch14_336": (16, 24, 1, true, 14, 4, nil),
+        "vit_pe_core_gigantic_patch14_448": (16, 32, 0, false, 14, 8960 / 1536, nil),
     ]
 
     /// Whether the family sets the image tower's heads and pooling itself (the general `head_width` rule does not
@@ -204,7 +220,9 @@ enum OpenCLIPFamily: Equatable {
         if case .peCore(let name) = self { return try Self.applyPECore(cfg, name: name, to: &c, r) }
         guard case .sigLIP(let headWidth) = self else { return }
         // timm's tower: exact GELU, ε 1e-6, heads by family.
-        guard case .transformer(var v) = c.vision, case .attention = v.pooling, !v.hasClassToken else {
+        // timm's SigLIP towers: a patch bias, no class token, no norm_pre, no head (PE-Core's have all four).
+        guard case .transformer(var v) = c.vision, case .attention = v.pooling, !v.hasClassToken, v.patchBias, !v.preNorm,
+              !v.projection else {
             throw .architecture("the config describes a SigLIP model (\(cfg["vision_cfg"]?["timm_model_name"]?.string ?? "")) but the weights are not one", origin: r.origin)
         }
         guard v.width % headWidth == 0 else {
@@ -251,6 +269,8 @@ enum OpenCLIPFamily: Equatable {
         guard model.eva02Blocks ? isEVA02Blocks : isEVA01Blocks else {
             throw .architecture("vision_cfg.timm_model_name is \(name), whose blocks have \(model.eva02Blocks ? "a SwiGLU MLP with sub-LNs and an attention sub-LN" : "a GELU MLP and no sub-LNs"), but the weights' blocks have \(v.mlp) and \(v.attentionNorm ? "an" : "no") attention sub-LN", origin: r.origin)
         }
+        try requireTimmSizes(name, patch: model.patch, mlpRatio: model.mlpRatio,
+                             weights: (v.patchSize, v.width, v.mlp.hidden), r)
         let wantsHead = cfg["vision_cfg"]?["timm_proj"]?.string != "none"
         guard wantsHead == v.head else {
             throw .architecture(wantsHead ? "the config projects with timm's head (vision_cfg.timm_proj null), but the weights have no visual.trunk.head.weight"
@@ -269,11 +289,13 @@ enum OpenCLIPFamily: Equatable {
         guard case .transformer(var v) = c.vision, case .attention = v.pooling, let model = peCoreModels[name] else {
             throw .architecture("the config describes a PE-Core image tower (\(name)) but the weights have none (no visual.trunk.attn_pool.latent)", origin: r.origin)
         }
-        guard v.hasClassToken == model.classToken, v.preNorm else {
-            throw .architecture("\(name) has \(model.classToken ? "a" : "no") class token and a LayerNorm before its blocks, but the weights have \(v.hasClassToken ? "a" : "no") class token and \(v.preNorm ? "a" : "no") norm_pre", origin: r.origin)
+        guard v.hasClassToken == model.classToken, v.preNorm, !v.patchBias else {
+            throw .architecture("\(name) has \(model.classToken ? "a" : "no") class token, a LayerNorm before its blocks and no patch bias, but the weights have \(v.hasClassToken ? "a" : "no") class token, \(v.preNorm ? "a" : "no") norm_pre and \(v.patchBias ? "a" : "no") patch bias", origin: r.origin)
         }
+        try requireTimmSizes(name, patch: model.patch, mlpRatio: model.mlpRatio, width: model.width,
+                             weights: (v.patchSize, v.width, v.mlpWidth ?? 0), r)
         let wantsHead = cfg["vision_cfg"]?["timm_proj"]?.string != "none"
-        guard wantsHead == (v.projection && v.projectionBias) else {
+        guard wantsHead ? v.projection && v.projectionBias : !v.projection else {
             throw .architecture(wantsHead ? "the config projects with timm's head (vision_cfg.timm_proj null), but the weights have no visual.trunk.head.weight and .bias"
                                           : "vision_cfg.timm_proj is none, but the weights have timm's head (visual.trunk.head.weight)", origin: r.origin)
         }

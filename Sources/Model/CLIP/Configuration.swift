@@ -209,8 +209,10 @@ public struct CLIPConfiguration: Sendable, Equatable {
             if !v.projection && v.width != embedDim {
                 throw .architecture("the image tower has no projection, so its width \(v.width) must equal embedDim \(embedDim)", origin: origin)
             }
-            if case .attention = v.pooling, v.hasClassToken, v.timmModel == nil {
-                throw .architecture("the weights have PE-Core's image tower (a class token and attention pooling), whose heads and rotary embedding are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_pe_core_*)", origin: origin)
+            // PE-Core's signature beside SigLIP's (which has neither): ln_pre, a projection bias, no patch bias, or a class
+            // token with attention pooling.
+            if case .attention = v.pooling, v.timmModel == nil, v.hasClassToken || v.preNorm || v.projectionBias || !v.patchBias {
+                throw .architecture("the weights have PE-Core's image tower (attention pooling with norm_pre, a class token or timm's head), whose heads and rotary embedding are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_pe_core_*)", origin: origin)
             }
             if let rotary = v.rotary {
                 let headDim = v.heads > 0 ? v.width / v.heads : 0
@@ -280,6 +282,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             v.hasClassToken = classToken
             if table.has("visual.attn_pool.probe") { v.pooling = .attention(heads: v.heads) }
             v.projectionBias = table.has("visual.proj_bias")
+            if table.has("visual.transformer.resblocks.0.mlp.c_fc.weight") {
+                v.mlpWidth = try table.shape("visual.transformer.resblocks.0.mlp.c_fc.weight", rank: 2)[0]
+            }
             // CoCa's pooler has 8 heads unless its config says otherwise (open_clip's `attn_pooler_heads`).
             if table.has("visual.attn_pool.query") { v.pooling = .attentionalPooler(heads: 8) }
             v.patchBias = table.has("visual.conv1.bias")

@@ -26,6 +26,9 @@ extension CLIPConfiguration {
         public var projectionBias = false
         /// PE-Core's rotary position embedding in every block's attention; nil for none.
         public var rotary: Rotary?
+        /// The blocks' MLP hidden width as the weights have it (nil when not inferred from weights; the blocks read
+        /// theirs from the weights either way). Checked against what a named timm model builds.
+        public var mlpWidth: Int?
         /// The timm model an open_clip config named, for towers whose settings the weights do not hold (PE-Core's
         /// heads and rotary embedding); nil otherwise.
         public var timmModel: String?
