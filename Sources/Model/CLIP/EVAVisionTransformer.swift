@@ -19,11 +19,8 @@ public struct EVAVisionTransformer: Sendable {
     init(_ r: ParameterReader, _ c: CLIPConfiguration.EVAConfiguration, embedDim: Int) throws(ModelLoadError) {
         configuration = c
         let t = "visual.trunk", (w, p) = (c.width, c.patchSize)
-        patchEmbedding = try Linear(r, packed: "\(t).patch_embed.proj.weight", in: 3 * p * p, out: w,
-                                    consumes: ["\(t).patch_embed.proj.weight", "\(t).patch_embed.proj.bias"]) { () throws(ModelLoadError) in
-            let conv = try r.tensor("\(t).patch_embed.proj.weight", shape: [w, 3, p, p])
-            return (Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), try r.tensor("\(t).patch_embed.proj.bias", shape: [w]))
-        }
+        patchEmbedding = try patchEmbeddingLayer(r, weight: "\(t).patch_embed.proj.weight", bias: "\(t).patch_embed.proj.bias",
+                                                 width: w, patch: p)
         classEmbedding = Tensor(uncheckedShape: [w], scalars: try r.tensor("\(t).cls_token", shape: [1, 1, w]).scalars)
         positionalEmbedding = Tensor(uncheckedShape: [c.tokens, w], scalars: try r.tensor("\(t).pos_embed", shape: [1, c.tokens, w]).scalars)
         let rotary = c.rotaryReferenceGrid.map { RotaryEmbedding(grid: c.grid, headDim: w / c.heads, referenceGrid: $0) }

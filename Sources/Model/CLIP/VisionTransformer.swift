@@ -26,12 +26,8 @@ public struct VisionTransformer: Sendable {
         let (activation, eps) = (c.activation, c.layerNormEps)
         configuration = c
         let (w, p) = (c.width, c.patchSize)
-        patchEmbedding = try Linear(r, packed: "visual.conv1.weight", in: 3 * p * p, out: w, bias: c.patchBias,
-                                    consumes: ["visual.conv1.weight"] + (c.patchBias ? ["visual.conv1.bias"] : [])) { () throws(ModelLoadError) in
-            let conv = try r.tensor("visual.conv1.weight", shape: [w, 3, p, p])
-            return (Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars),
-                    c.patchBias ? try r.tensor("visual.conv1.bias", shape: [w]) : nil)
-        }
+        patchEmbedding = try patchEmbeddingLayer(r, weight: "visual.conv1.weight",
+                                                 bias: c.patchBias ? "visual.conv1.bias" : nil, width: w, patch: p)
         classEmbedding = c.hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
         positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.tokens, w])
         lnPre = c.preNorm ? try LayerNorm(r, "visual.ln_pre", width: w, eps: eps) : nil
@@ -213,6 +209,19 @@ extension VisionTransformer {
                                         weight: conv.reshaped([w, trace.patches.shape[1]]),
                                         names: ("visual.conv1.weight", nil), into: &gradients, inputGradient: false)
         try gradients.reshape("visual.conv1.weight", to: conv.shape)
+    }
+}
+
+/// A patch convolution, `weight` [width, 3, p, p] with `bias` [width] when named, as one Linear over patch rows
+/// [.., 3·p·p] (see `imagePatchRows`), packed under the weight's name.
+func patchEmbeddingLayer(_ r: ParameterReader, weight: String, bias: String?, width w: Int,
+                         patch p: Int) throws(ModelLoadError) -> Linear {
+    try Linear(r, packed: weight, in: 3 * p * p, out: w, bias: bias != nil,
+               consumes: [weight] + (bias.map { [$0] } ?? [])) { () throws(ModelLoadError) in
+        let conv = try r.tensor(weight, shape: [w, 3, p, p])
+        var b: Tensor?
+        if let bias { b = try r.tensor(bias, shape: [w]) }
+        return (Tensor(uncheckedShape: [w, 3 * p * p], scalars: conv.scalars), b)
     }
 }
 
