@@ -25,12 +25,13 @@ struct OpenCLIPPretrainedTests {
                         "roberta-ViT-B-32/laion2b_s12b_b32k", "convnext_base/laion400m_s13b_b51k", "convnext_base_w/laion2b_s13b_b82k",
                         "convnext_large_d_320/laion2b_s29b_b131k_ft_soup", "convnext_xxlarge/laion2b_s34b_b82k_augreg",
                         "EVA01-g-14/laion400m_s11b_b41k", "EVA02-B-16/merged2b_s8b_b131k", "EVA02-L-14-336/merged2b_s6b_b61k",
-                        "EVA02-E-14-plus/laion2b_s9b_b144k", "PE-Core-T-16-384/meta", "PE-Core-bigG-14-448/meta"]
+                        "EVA02-E-14-plus/laion2b_s9b_b144k", "PE-Core-T-16-384/meta", "PE-Core-bigG-14-448/meta",
+                        "MobileCLIP-S1/datacompdr", "MobileCLIP-S2/datacompdr", "MobileCLIP2-S0/dfndr2b", "MobileCLIP2-S4/dfndr2b"]
         for name in loadable {
             let entry = try #require(table.entry(named: name), "\(name) is not in the table")
             #expect(table.unsupported(entry) == nil, "\(name): \(table.unsupported(entry) ?? "")")
         }
-        let refused = ["nllb-clip-base-siglip/v1": "hf_model_name", "MobileCLIP-S2/datacompdr": "custom_text",
+        let refused = ["nllb-clip-base-siglip/v1": "hf_model_name", "MobileCLIP-B/datacompdr": "custom_text",
                        "ViTamin-S/datacomp1b": "custom_text"]
         for (name, key) in refused {
             let entry = try #require(table.entry(named: name), "\(name) is not in the table")
@@ -97,7 +98,7 @@ struct OpenCLIPPretrainedTests {
         let before = hub.server.received.count
         models.pretrained = nil
         do {
-            _ = try models.locate("MobileCLIP-S2/datacompdr")
+            _ = try models.locate("MobileCLIP-B/datacompdr")
             Issue.record("MobileCLIP was accepted")
         } catch {
             #expect(error.description.contains("cannot be loaded yet"), "\(error)")

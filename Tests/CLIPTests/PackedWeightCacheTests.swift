@@ -19,6 +19,7 @@ private let cacheFixtures: [(checkpoint: String, config: String?)] = [
     ("open_clip/xlm-roberta-base-ViT-B-32.safetensors", "open_clip/xlm-roberta-base-ViT-B-32.json"),
     ("siglip/openclip_ViT-B-16-SigLIP.safetensors", "siglip/openclip_ViT-B-16-SigLIP.json"),
     ("open_clip/coca_ViT-B-32.safetensors", "open_clip/coca_ViT-B-32.json"),
+    ("open_clip/MobileCLIP-S2.safetensors", "open_clip/MobileCLIP-S2.json"),  // folded branches packed, depthwise read
     // Hugging Face folders (CLIPModel, towers of different widths, SiglipModel): keyed by model.safetensors.
     ("formats/hf_vit_hd32", nil),
     ("formats/hf_mixed_towers", nil),

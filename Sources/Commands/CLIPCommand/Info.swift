@@ -62,6 +62,10 @@ struct Info: ParsableCommand {
             let extras = [v.rotaryReferenceGrid.map { "rotary embedding (reference grid \($0))" }, v.attentionNorm ? "attention sub-LN" : nil,
                           v.postNorm ? "post-norm blocks" : nil].compactMap { $0 }
             print("image tower: EVA (\(v.timmModel ?? "timm")), width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize), \(mlp)\(extras.isEmpty ? "" : ", " + extras.joined(separator: ", ")), class token\(v.head ? " through timm's head" : "")")
+        case .fastViT(let v):
+            let mixers = v.attention.map { $0 ? "attention" : "RepMixer" }
+            let norm = v.attentionNorm == .batchNorm ? "BatchNorm" : "LayerNorm"
+            print("image tower: FastViT (\(v.timmModel ?? "timm")), stages \(v.depths), widths \(v.widths), token mixers \(mixers), attention after a \(norm), MLP widths \(v.mlpHidden), final width \(v.finalWidth), reparameterised at load, mean pool, timm's classifier as the projection")
         }
         print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
         let tokenizer = pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece"

@@ -145,6 +145,12 @@ struct ConfigReader {
             }
             return r
         }
+        if case .fastViT(let t) = c.vision {
+            guard r >= t.minimumResolution, r <= CLIPConfiguration.FastViTConfiguration.maximumResolution else {
+                throw .architecture("\(key) is \(r), outside the \(t.minimumResolution)...\(CLIPConfiguration.FastViTConfiguration.maximumResolution) pixels the FastViT tower takes here", origin: origin)
+            }
+            return r
+        }
         guard r == c.imageResolution else {
             throw .architecture("\(key) is \(r), but the checkpoint's image tower takes \(c.imageResolution)×\(c.imageResolution) inputs", origin: origin)
         }

@@ -17,6 +17,9 @@ enum OpenCLIPFamily: Equatable {
     /// Meta's Perception Encoder (`vision_cfg.timm_model_name` one of `peCoreModels`): a timm ViT with a rotary
     /// embedding and an attention-pooling head, CLIP's text tower under `text.`.
     case peCore(String)
+    /// Apple's MobileCLIP (`vision_cfg.timm_model_name` one of `fastViTModels`): a timm FastViT image tower, CLIP's
+    /// text tower under `text.`.
+    case fastViT(String)
     /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
     case clip
 
@@ -34,6 +37,8 @@ enum OpenCLIPFamily: Equatable {
             self = .eva(name)
         } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.peCoreModels[name] != nil {
             self = .peCore(name)
+        } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.fastViTModels[name] != nil {
+            self = .fastViT(name)
         } else if cfg["multimodal_cfg"] != nil {
             self = .coCa
         } else {
@@ -50,6 +55,7 @@ enum OpenCLIPFamily: Equatable {
         case .convNeXt: return try Self.convNeXtGeneralPart(cfg, r)
         case .eva: return try Self.timmTowerGeneralPart(cfg, pool: "token", family: "EVA", r)
         case .peCore: return try Self.timmTowerGeneralPart(cfg, pool: "map", family: "PE-Core", r)
+        case .fastViT: return try Self.timmTowerGeneralPart(cfg, pool: "avg", family: "MobileCLIP", r)
         case .clip: return cfg
         }
     }
@@ -185,6 +191,20 @@ enum OpenCLIPFamily: Equatable {
         "vit_pe_core_gigantic_patch14_448": (16, 32, 0, false, 14, 8960 / 1536, nil),
     ]
 
+    /// What timm builds for each FastViT model open_clip names (MobileCLIP's MCi encoders), checked against the tower
+    /// the weights have: the stage count, the MLP ratio (hidden = int(width · ratio)), which stages attend (those also
+    /// have RepCPE), which downsamplings squeeze-excite, the attention blocks' norm, and whether the stem has 1×1 branches.
+    /// Widths and depths are the weights' (mci0 and mci1 differ only in depth). What the weights cannot show is the same
+    /// for all five: GELU after the large-kernel convolutions (`lkc_use_act`), 32-wide heads, BatchNorm ε 1e-5.
+    static let fastViTModels: [String: (mlpRatio: Double, attention: [Bool], squeezeExcite: [Bool],
+                                        norm: CLIPConfiguration.FastViTConfiguration.Norm, stemScaleBranch: Bool)] = [
+        "fastvit_mci0": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
+        "fastvit_mci1": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
+        "fastvit_mci2": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
+        "fastvit_mci3": (4, [false, false, false, true, true], [false, false, false, false, false], .layerNorm, false),
+        "fastvit_mci4": (4, [false, false, false, true, true], [false, false, false, false, false], .layerNorm, false),
+    ]
+
     /// Whether the family sets the image tower's heads and pooling itself (the general `head_width` rule does not
     /// apply).
     var setsImageTower: Bool {
@@ -218,6 +238,7 @@ enum OpenCLIPFamily: Equatable {
         if case .convNeXt(let eps) = self { return try Self.applyConvNeXt(cfg, eps: eps, to: &c, r) }
         if case .eva(let name) = self { return try Self.applyEVA(cfg, name: name, to: &c, r) }
         if case .peCore(let name) = self { return try Self.applyPECore(cfg, name: name, to: &c, r) }
+        if case .fastViT(let name) = self { return try Self.applyFastViT(cfg, name: name, to: &c, r) }
         guard case .sigLIP(let headWidth) = self else { return }
         // timm's tower: exact GELU, ε 1e-6, heads by family.
         // timm's SigLIP towers: a patch bias, no class token, no norm_pre, no head (PE-Core's have all four).
@@ -309,6 +330,26 @@ enum OpenCLIPFamily: Equatable {
         v.rotary = .init(referenceGrid: model.referenceGrid, offset: model.offset, columnsFirst: true)
         v.timmModel = name
         c.vision = .transformer(v)
+    }
+
+    /// timm's settings for the named FastViT model, checked against the tower the weights have.
+    private static func applyFastViT(_ cfg: [String: JSONValue], name: String, to c: inout CLIPConfiguration,
+                                     _ r: ConfigReader) throws(ModelLoadError) {
+        guard case .fastViT(var v) = c.vision, let model = fastViTModels[name] else {
+            throw .architecture("the config describes a FastViT image tower (\(name)) but the weights have none (no visual.trunk.stem.0.conv_kxk.0.conv.weight)", origin: r.origin)
+        }
+        guard cfg["vision_cfg"]?["timm_proj"]?.string != "none" else {
+            throw .architecture("vision_cfg.timm_proj is none, which swift-clip does not implement for MobileCLIP yet (supported: null or \"\", timm's classifier projects)", origin: r.origin)
+        }
+        let hidden = v.widths.map { Int(Double($0) * model.mlpRatio) }
+        let stages = model.attention.count
+        guard v.depths.count == stages, v.mlpHidden == hidden, v.attention == model.attention, v.positionalEmbedding == model.attention,
+              v.squeezeExcite == model.squeezeExcite, v.attentionNorm == model.norm, v.stemScaleBranch == model.stemScaleBranch else {
+            let norm = { (n: CLIPConfiguration.FastViTConfiguration.Norm) in n == .batchNorm ? "BatchNorm" : "LayerNorm" }
+            throw .architecture("vision_cfg.timm_model_name is \(name) (\(stages) stages, MLP ratio \(model.mlpRatio), attention in stages \(model.attention), squeeze-excitation \(model.squeezeExcite), \(norm(model.norm)) before attention, stem 1×1 branches \(model.stemScaleBranch)), but the weights' tower has \(v.depths.count) stages, MLP widths \(v.mlpHidden) at widths \(v.widths), attention \(v.attention), RepCPE \(v.positionalEmbedding), squeeze-excitation \(v.squeezeExcite), \(norm(v.attentionNorm)), stem 1×1 branches \(v.stemScaleBranch): they are another model's", origin: r.origin)
+        }
+        v.timmModel = name
+        c.vision = .fastViT(v)
     }
 
     /// The family's settings applied after the general ones (CoCa's pooler heads).

@@ -94,6 +94,10 @@ extension OpenCLIPConfig {
                     v.resolution = size
                     c.vision = .convNeXt(v)
                 }
+                if case .fastViT(var v) = c.vision {
+                    v.resolution = size
+                    c.vision = .fastViT(v)
+                }
             }
         }
         try family.applyLast(cfg, to: &c, r)

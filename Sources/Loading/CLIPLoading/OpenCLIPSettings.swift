@@ -54,10 +54,14 @@ enum OpenCLIPRules {
                 try same(vision?["layers"], "vision_cfg.layers", v.layers, "image tower depth")
             }
             try same(vision?["patch_size"], "vision_cfg.patch_size", v.patchSize, "patch size")
-        case .convNeXt, .eva:
+        case .convNeXt, .eva, .fastViT:
             // The family's checks matched the timm model name; a config without one describes another tower.
             if (vision?["timm_model_name"]?.string ?? "").isEmpty {
-                let kind = if case .eva = c.vision { "an EVA" } else { "a ConvNeXt" }
+                let kind = switch c.vision {
+                case .eva: "an EVA"
+                case .fastViT: "a FastViT"
+                default: "a ConvNeXt"
+                }
                 throw .architecture("the weights have \(kind) image tower (visual.trunk.*), but the config's vision_cfg names no timm_model_name", origin: r.origin)
             }
         case .resnet(let resnet):
@@ -111,7 +115,7 @@ enum OpenCLIPRules {
                 guard let d = v.object else { return false }
                 return d.isEmpty || (d.count == 1 && d["strip_sep_token"]?.bool == true)
             }, "none, or strip_sep_token: true with BERT's WordPiece"),
-            Rule("vision_cfg", "timm_model_name", isEmpty, "none, convnext_tiny … convnext_xxlarge, vit_pe_core_{tiny,small,base,large,gigantic}_*, eva_giant_patch14_224, eva_giant_patch14_clip_224, eva02_{base_patch16,large_patch14,enormous_patch14}_clip_224, eva02_large_patch14_clip_336, or SigLIP's vit_*_siglip_* with custom_text"),
+            Rule("vision_cfg", "timm_model_name", isEmpty, "none, convnext_tiny … convnext_xxlarge, vit_pe_core_{tiny,small,base,large,gigantic}_*, eva_giant_patch14_224, eva_giant_patch14_clip_224, eva02_{base_patch16,large_patch14,enormous_patch14}_clip_224, eva02_large_patch14_clip_336, fastvit_mci0 … fastvit_mci4, or SigLIP's vit_*_siglip_* with custom_text"),
             Rule("text_cfg", "pool_type", oneOf(["argmax", "eos", "last", "first"]), "argmax, eos, last, first"),
             // open_clip's text tower does not read it (LayerNorm is per token, so before or after pooling agree).
             Rule("text_cfg", "final_ln_after_pool", isFlag, "true or false"),

@@ -42,6 +42,7 @@ extension CLIPModel {
             let kind = switch visual {
             case .convNeXt: "ConvNeXt"
             case .eva: "EVA"
+            case .fastViT: "FastViT"
             default: "ResNet"
             }
             throw .training("training the \(kind) image tower is not supported yet; train it locked (LiT) or use a ViT")

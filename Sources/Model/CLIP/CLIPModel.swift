@@ -31,13 +31,15 @@ public struct CLIPModel: Sendable {
     /// Arithmetic of the products with layer weights.
     public let precision: Precision
 
-    /// The two image towers CLIP comes with, open_clip's ConvNeXt or EVA, or none when only the text tower was loaded.
+    /// The two image towers CLIP comes with, open_clip's ConvNeXt, EVA or FastViT, or none when only the text tower was loaded.
     public enum VisualTower: Sendable {
         case transformer(VisionTransformer)
         case resnet(ModifiedResNet)
         case convNeXt(ConvNeXt)
         /// timm's EVA (open_clip's EVA01 and EVA02).
         case eva(EVAVisionTransformer)
+        /// timm's FastViT (open_clip's MobileCLIP).
+        case fastViT(FastViT)
         /// Loaded with `towers: .textOnly`: text queries pay neither the time nor the memory of the image tower.
         case notLoaded
     }
@@ -188,6 +190,9 @@ public struct CLIPModel: Sendable {
         case .eva(let v):
             let tower = try EVAVisionTransformer(r, v, embedDim: c.embedDim)
             visual = .eva(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
+        case .fastViT(let v):
+            let tower = try FastViT(r, v, embedDim: c.embedDim)
+            visual = .fastViT(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
         let textTower: TextTower = c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
                                                           : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
@@ -225,6 +230,8 @@ public struct CLIPModel: Sendable {
             visual = .convNeXt(try Self.convert(precision) { () throws(TensorError) in try c.converted(to: precision) })
         case .eva(let e):
             visual = .eva(try Self.convert(precision) { () throws(TensorError) in try e.converted(to: precision) })
+        case .fastViT(let f):
+            visual = .fastViT(try Self.convert(precision) { () throws(TensorError) in try f.converted(to: precision) })
         case .notLoaded:
             visual = .notLoaded
         }
@@ -258,6 +265,7 @@ public struct CLIPModel: Sendable {
         case .resnet(let resnet): out = try resnet.forward(pixels)
         case .convNeXt(let convNeXt): out = try convNeXt.forward(pixels)
         case .eva(let eva): out = try eva.forward(pixels)
+        case .fastViT(let fastViT): out = try fastViT.forward(pixels)
         case .notLoaded: throw .imageTowerNotLoaded
         }
         try Self.checkFinite(out, "image")

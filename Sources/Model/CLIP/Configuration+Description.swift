@@ -17,6 +17,8 @@ extension CLIPConfiguration: CustomStringConvertible {
             v = "ConvNeXt stages \(c.depths), widths \(c.widths), resolution \(c.resolution)"
         case .eva(let c):
             v = "EVA width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.resolution)"
+        case .fastViT(let c):
+            v = "FastViT stages \(c.depths), widths \(c.widths), resolution \(c.resolution)"
         }
         let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
         return "embed \(embedDim); \(v); \(t)" + (objective == .sigmoid ? "; sigmoid (SigLIP)" : "")

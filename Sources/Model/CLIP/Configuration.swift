@@ -44,7 +44,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
-    /// A Vision Transformer (ViT-B/32, ViT-L/14, …), the modified ResNet (RN50, RN101, …), a ConvNeXt or an EVA.
+    /// A Vision Transformer (ViT-B/32, ViT-L/14, …), the modified ResNet (RN50, RN101, …), a ConvNeXt, an EVA or a FastViT.
     public enum Vision: Sendable, Equatable {
         case transformer(VisionTransformerConfiguration)
         case resnet(ResNetConfiguration)
@@ -52,6 +52,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
         case convNeXt(ConvNeXtConfiguration)
         /// timm's EVA (open_clip's `EVA01-*` and `EVA02-*` models).
         case eva(EVAConfiguration)
+        /// timm's FastViT (open_clip's MobileCLIP models: `fastvit_mci*`).
+        case fastViT(FastViTConfiguration)
 
         /// The input side length the model was built for.
         public var imageResolution: Int {
@@ -60,6 +62,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case .resnet(let c): return c.outputGrid * 32
             case .convNeXt(let c): return c.resolution
             case .eva(let c): return c.resolution
+            case .fastViT(let c): return c.resolution
             }
         }
     }
@@ -194,6 +197,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
             try c.validate(origin: origin)
         case .eva(let c):
             try c.validate(origin: origin)
+        case .fastViT(let c):
+            try c.validate(origin: origin)
         }
         if case .transformer(let v) = vision {
             switch v.pooling {
@@ -306,8 +311,11 @@ public struct CLIPConfiguration: Sendable, Equatable {
         } else if let eva = try EVAConfiguration.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
                                                        has: table.has, blocks: table.blockCount, origin: source.origin) {
             vision = .eva(eva)
+        } else if let fastViT = try FastViTConfiguration.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
+                                                               has: table.has, blocks: table.blockCount, origin: source.origin) {
+            vision = .fastViT(fastViT)
         } else {
-            throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet), 'visual.trunk.stem.0.weight' (ConvNeXt) nor 'visual.trunk.blocks.0.attn.q_bias' or '.q_proj.weight' (EVA) is present; is this a CLIP checkpoint?", origin: source.origin)
+            throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet), 'visual.trunk.stem.0.weight' (ConvNeXt), 'visual.trunk.stem.0.conv_kxk.0.conv.weight' (FastViT) nor 'visual.trunk.blocks.0.attn.q_bias' or '.q_proj.weight' (EVA) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
         if table.has("text.transformer.embeddings.word_embeddings.weight") {
             return try inferRoberta(table, vision: vision, origin: source.origin)

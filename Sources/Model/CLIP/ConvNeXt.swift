@@ -106,76 +106,58 @@ public struct ConvNeXt: Sendable {
 
 extension ConvNeXt {
     /// A ConvNeXt block: x + γ·fc2(GELU(fc1(LayerNorm(dwconv(x))))), channels-last. γ (layer scale) is folded into
-    /// fc2's rows and bias at load, and fc2 adds straight into the residual stream.
+    /// fc2's rows and bias at load.
     struct Block: Sendable {
         let depthwise: DepthwiseConv2d
         let norm: LayerNorm
-        let fc1: Linear
-        let fc2: Linear
+        let mlp: PointwiseMLP
 
         init(_ r: ParameterReader, _ p: String, width: Int, _ c: CLIPConfiguration.ConvNeXtConfiguration) throws(ModelLoadError) {
             let hidden = width * c.mlpRatio
             depthwise = try DepthwiseConv2d(r, "\(p).conv_dw", channels: width, kernel: c.kernel)
             norm = try LayerNorm(r, "\(p).norm", width: width, eps: c.layerNormEps)
-            fc1 = try Linear(r, "\(p).mlp.fc1", in: width, out: hidden)
+            let fc1 = try Linear(r, "\(p).mlp.fc1", in: width, out: hidden)
             guard c.layerScale else {
-                fc2 = try Linear(r, "\(p).mlp.fc2", in: hidden, out: width)
+                mlp = PointwiseMLP(fc1: fc1, fc2: try Linear(r, "\(p).mlp.fc2", in: hidden, out: width))
                 return
             }
-            let names = ["\(p).mlp.fc2.weight", "\(p).mlp.fc2.bias", "\(p).gamma"]
-            fc2 = try Linear(r, packed: names[0], in: hidden, out: width, consumes: names) { () throws(ModelLoadError) in
-                let w = try r.tensor(names[0], shape: [width, hidden])
-                let b = try r.tensor(names[1], shape: [width])
-                let gamma = try r.tensor(names[2], shape: [width])
-                var scaled = w.scalars, bias = b.scalars
-                for o in 0..<width {
-                    let g = Double(gamma.scalars[o])
-                    for i in 0..<hidden { scaled[o * hidden + i] = Float(Double(scaled[o * hidden + i]) * g) }
-                    bias[o] = Float(Double(bias[o]) * g)
-                }
-                return (Tensor(uncheckedShape: [width, hidden], scalars: scaled), Tensor(uncheckedShape: [width], scalars: bias))
-            }
+            mlp = PointwiseMLP(fc1: fc1, fc2: try scaledLinear(r, "\(p).mlp.fc2", scale: "\(p).gamma", scaleShape: [width],
+                                                              in: hidden, out: width))
         }
 
-        private init(depthwise: DepthwiseConv2d, norm: LayerNorm, fc1: Linear, fc2: Linear) {
-            (self.depthwise, self.norm, self.fc1, self.fc2) = (depthwise, norm, fc1, fc2)
+        private init(depthwise: DepthwiseConv2d, norm: LayerNorm, mlp: PointwiseMLP) {
+            (self.depthwise, self.norm, self.mlp) = (depthwise, norm, mlp)
         }
 
         func converted(to precision: Precision) throws(TensorError) -> Block {
-            Block(depthwise: depthwise, norm: norm, fc1: try fc1.converted(to: precision), fc2: try fc2.converted(to: precision))
+            Block(depthwise: depthwise, norm: norm, mlp: try mlp.converted(to: precision))
         }
 
-        /// `x` [N, H, W, C] → the same shape, in place. The MLP runs over bands of pixels whose hidden activations
-        /// (4·C wide) stay in cache between the two products, instead of one [N·H·W, 4·C] tensor written out and read
-        /// back (100 MB per block at batch 16 in convnext_base's first stage).
+        /// `x` [N, H, W, C] → the same shape, in place.
         func forward(_ x: inout Tensor) throws(TensorError) {
             var mixed = try depthwise(x)
             try norm.normalize(&mixed)
-            let (width, hiddenWidth) = (norm.width, fc1.outFeatures)
-            let rows = mixed.count / width
-            let band = min(rows, max(64, Self.bandElements / hiddenWidth))
-            let hidden = UnsafeMutablePointer<Float>.allocate(capacity: band * hiddenWidth)
-            defer { hidden.deallocate() }
-            let (fc1, fc2) = (self.fc1.packedWeight, self.fc2.packedWeight)
-            mixed.scalars.withUnsafeBufferPointer { m in
-                x.scalars.withUnsafeMutableBufferPointer { out in
-                    self.fc1.bias.withUnsafeElements { b1 in
-                        self.fc2.bias.withUnsafeElements { b2 in
-                            for r0 in stride(from: 0, to: rows, by: band) {
-                                let count = min(band, rows - r0)
-                                fc1.multiply(m.baseAddress! + r0 * width, rows: count, lda: width, into: hidden, ldc: hiddenWidth,
-                                             bias: b1, activation: .gelu)
-                                fc2.multiply(hidden, rows: count, lda: hiddenWidth, into: out.baseAddress! + r0 * width,
-                                             ldc: width, accumulate: true, bias: b2)
-                            }
-                        }
-                    }
-                }
-            }
+            try mlp.forward(mixed, addingTo: &x)
         }
+    }
+}
 
-        /// Hidden activations per band: 512K floats (2 MiB), about what the two cores' L2 caches hold.
-        static let bandElements = 1 << 19
+/// `<prefix>.weight` [out, in] (or [out, in, 1, 1], a 1×1 convolution) and `<prefix>.bias` [out] with every output row
+/// and bias scaled by `<scale>` [out] (timm's layer scale, stored as `scaleShape`), packed under the weight's name.
+func scaledLinear(_ r: ParameterReader, _ prefix: String, scale: String, scaleShape: [Int], in inFeatures: Int, out: Int,
+                  weightShape: [Int]? = nil) throws(ModelLoadError) -> Linear {
+    let names = ["\(prefix).weight", "\(prefix).bias", scale]
+    return try Linear(r, packed: names[0], in: inFeatures, out: out, consumes: names) { () throws(ModelLoadError) in
+        let w = try r.tensor(names[0], shape: weightShape ?? [out, inFeatures])
+        let b = try r.tensor(names[1], shape: [out])
+        let gamma = try r.tensor(names[2], shape: scaleShape)
+        var scaled = w.scalars, bias = b.scalars
+        for o in 0..<out {
+            let g = Double(gamma.scalars[o])
+            for i in 0..<inFeatures { scaled[o * inFeatures + i] = Float(Double(scaled[o * inFeatures + i]) * g) }
+            bias[o] = Float(Double(bias[o]) * g)
+        }
+        return (Tensor(uncheckedShape: [out, inFeatures], scalars: scaled), Tensor(uncheckedShape: [out], scalars: bias))
     }
 }
 

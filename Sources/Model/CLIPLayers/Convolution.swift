@@ -45,54 +45,53 @@ package struct Conv2d: Sendable {
         self.inChannels = c
     }
 
+    /// A convolution whose weight [out, in, k, k] and bias [out] `values` derives from the checkpoint tensors
+    /// `consumes` (BatchNorms folded in, branches summed), packed under the name `packed` so that a packed-weight cache
+    /// serves it next time.
+    package init(_ r: ParameterReader, packed name: String, in c: Int, out o: Int, kernel k: Int, stride: Int = 1,
+                 padding: Int = 0, consumes: [String],
+                 values: () throws(ModelLoadError) -> (weight: Tensor, bias: Tensor)) throws(ModelLoadError) {
+        let (packed, bias) = try r.packed(name, k: k * k * c, n: o, bias: true, consumes: consumes) { () throws(ModelLoadError) in
+            let (w, b) = try values()
+            guard w.shape == [o, c, k, k], b.shape == [o] else {
+                throw .architecture("\(name): folded to \(w.shape), expected [\(o), \(c), \(k), \(k)]", origin: r.origin)
+            }
+            do {
+                let layer = try Conv2d(weight: w, bias: b, stride: stride, padding: padding, precision: .fp32)
+                return (layer.packedWeight, layer.bias)
+            } catch {
+                throw .architecture("\(name): \(error)", origin: r.origin)
+            }
+        }
+        guard let bias else { throw .architecture("\(name): no bias", origin: r.origin) }
+        self.init(packedWeight: packed, bias: bias, kernel: k, stride: stride, padding: padding, inChannels: c)
+    }
+
     /// Loads a bias-free convolution `<conv>.weight` and the inference-mode BatchNorm `<bn>` that follows it,
     /// folding the normalisation into the convolution: W' = W·γ/√(var+ε), b' = β − mean·γ/√(var+ε).
     package init(_ r: ParameterReader, conv: String, batchNorm bn: String, in c: Int, out o: Int, kernel k: Int,
                 stride: Int = 1, padding: Int = 0, eps: Double = 1e-5) throws(ModelLoadError) {
-        let names = ["\(conv).weight"] + ["weight", "bias", "running_mean", "running_var"].map { "\(bn).\($0)" }
-        let (packed, folded) = try r.packed(names[0], k: k * k * c, n: o, bias: true, consumes: names) { () throws(ModelLoadError) in
+        let names = ["\(conv).weight"] + BatchNormAffine.names(bn)
+        try self.init(r, packed: names[0], in: c, out: o, kernel: k, stride: stride, padding: padding, consumes: names) { () throws(ModelLoadError) in
             let w = try r.tensor(names[0], shape: [o, c, k, k])
-            let gamma = try r.tensor(names[1], shape: [o])
-            let beta = try r.tensor(names[2], shape: [o])
-            let mean = try r.tensor(names[3], shape: [o])
-            let variance = try r.tensor(names[4], shape: [o])
+            let norm = try BatchNormAffine(r, bn, channels: o, eps: eps)
             var folded = w.scalars
-            var bias = [Float](repeating: 0, count: o)
             let per = c * k * k
             for ch in 0..<o {
-                let scale = Double(gamma.scalars[ch]) / (Double(variance.scalars[ch]) + eps).squareRoot()
-                for i in 0..<per { folded[ch * per + i] = Float(Double(folded[ch * per + i]) * scale) }
-                bias[ch] = Float(Double(beta.scalars[ch]) - Double(mean.scalars[ch]) * scale)
+                for i in 0..<per { folded[ch * per + i] = Float(Double(folded[ch * per + i]) * norm.scale[ch]) }
             }
-            do {
-                let layer = try Conv2d(weight: Tensor(uncheckedShape: w.shape, scalars: folded),
-                                       bias: Tensor(uncheckedShape: [o], scalars: bias), stride: stride, padding: padding,
-                                       precision: .fp32)
-                return (layer.packedWeight, layer.bias)
-            } catch {
-                throw .architecture("\(conv).weight: \(error)", origin: r.origin)
-            }
+            let bias = norm.shift.map { Float($0) }
+            return (Tensor(uncheckedShape: w.shape, scalars: folded), Tensor(uncheckedShape: [o], scalars: bias))
         }
-        guard let folded else { throw .architecture("\(conv): no folded bias", origin: r.origin) }
-        self.init(packedWeight: packed, bias: folded, kernel: k, stride: stride, padding: padding, inChannels: c)
     }
 
     /// Loads a convolution with its own bias: `<prefix>.weight` [out, in, k, k] and `<prefix>.bias` [out].
     package init(_ r: ParameterReader, _ prefix: String, in c: Int, out o: Int, kernel k: Int, stride: Int,
                  padding: Int = 0) throws(ModelLoadError) {
         let names = ["\(prefix).weight", "\(prefix).bias"]
-        let (packed, bias) = try r.packed(names[0], k: k * k * c, n: o, bias: true, consumes: names) { () throws(ModelLoadError) in
-            let w = try r.tensor(names[0], shape: [o, c, k, k])
-            let b = try r.tensor(names[1], shape: [o])
-            do {
-                let layer = try Conv2d(weight: w, bias: b, stride: stride, padding: padding, precision: .fp32)
-                return (layer.packedWeight, layer.bias)
-            } catch {
-                throw .architecture("\(names[0]): \(error)", origin: r.origin)
-            }
+        try self.init(r, packed: names[0], in: c, out: o, kernel: k, stride: stride, padding: padding, consumes: names) { () throws(ModelLoadError) in
+            (try r.tensor(names[0], shape: [o, c, k, k]), try r.tensor(names[1], shape: [o]))
         }
-        guard let bias else { throw .architecture("\(prefix): no bias", origin: r.origin) }
-        self.init(packedWeight: packed, bias: bias, kernel: k, stride: stride, padding: padding, inChannels: c)
     }
 
     private init(packedWeight: PackedMatrix, bias: Tensor, kernel: Int, stride: Int, padding: Int, inChannels: Int) {
@@ -102,7 +101,12 @@ package struct Conv2d: Sendable {
 
     /// `x` [N, H, W, in] → [N, H', W', out], optionally followed by ReLU.
     package func forward(_ x: Tensor, relu: Bool = false) throws(TensorError) -> Tensor {
-        try apply(x, relu: relu, explicitIm2col: false)
+        try apply(x, activation: relu ? .relu : .none, explicitIm2col: false)
+    }
+
+    /// `x` [N, H, W, in] → [N, H', W', out], followed by `activation` (applied by the GEMM to each output tile).
+    package func forward(_ x: Tensor, activation: OutputActivation) throws(TensorError) -> Tensor {
+        try apply(x, activation: activation, explicitIm2col: false)
     }
 
     /// The same convolution computing in `precision`.
@@ -114,6 +118,10 @@ package struct Conv2d: Sendable {
     /// The convolution; `explicitIm2col` forces the im2col-buffer path that the implicit one (fp32, kernels > 1) is
     /// tested against.
     package func apply(_ x: Tensor, relu: Bool, explicitIm2col: Bool) throws(TensorError) -> Tensor {
+        try apply(x, activation: relu ? .relu : .none, explicitIm2col: explicitIm2col)
+    }
+
+    private func apply(_ x: Tensor, activation: OutputActivation, explicitIm2col: Bool) throws(TensorError) -> Tensor {
         guard x.rank == 4, x.shape[3] == inChannels, x.shape[1] + 2 * padding >= kernel, x.shape[2] + 2 * padding >= kernel else {
             throw .shapeMismatch(operation: "Conv2d", x.shape, [outChannels, inChannels, kernel, kernel])
         }
@@ -122,7 +130,6 @@ package struct Conv2d: Sendable {
         let o = outChannels, kdim = kernel * kernel * c, pixels = ho * wo
         guard kdim > 0 else { throw .shapeMismatch(operation: "Conv2d", x.shape, [o, c, kernel, kernel]) }
         if n * pixels * o == 0 { return Tensor(uncheckedZeros: [n, ho, wo, o]) }
-        let activation: OutputActivation = relu ? .relu : .none
         // Every output element is written by the GEMM, which also adds the bias and applies ReLU per tile.
         return Tensor(uncheckedShape: [n, ho, wo, o]) { op in
             x.scalars.withUnsafeBufferPointer { xp in

@@ -36,12 +36,14 @@ package struct Linear: Sendable {
         self.bias = bias
     }
 
-    /// Loads `<prefix>.weight` [out, in] and, if `hasBias`, `<prefix>.bias` [out].
+    /// Loads `<prefix>.weight` [out, in] (stored as `weightShape` when given: a 1×1 convolution's [out, in, 1, 1])
+    /// and, if `hasBias`, `<prefix>.bias` [out].
     package init(_ r: ParameterReader, _ prefix: String, in inFeatures: Int, out outFeatures: Int,
-                bias hasBias: Bool = true) throws(ModelLoadError) {
+                bias hasBias: Bool = true, weightShape: [Int]? = nil) throws(ModelLoadError) {
         let names = ["\(prefix).weight"] + (hasBias ? ["\(prefix).bias"] : [])
         (packedWeight, bias) = try r.packed(names[0], k: inFeatures, n: outFeatures, bias: hasBias, consumes: names) { () throws(ModelLoadError) in
-            let w = try r.tensor(names[0], shape: [outFeatures, inFeatures])
+            let stored = try r.tensor(names[0], shape: weightShape ?? [outFeatures, inFeatures])
+            let w = Tensor(uncheckedShape: [outFeatures, inFeatures], scalars: stored.scalars)
             let packed: PackedMatrix
             do {
                 packed = try PackedMatrix(w, transposed: true)

@@ -1,0 +1,105 @@
+import CLIP
+import CLIPLoading
+import CLIPTensor
+import CLIPWeights
+import Foundation
+import Testing
+
+// MobileCLIP's FastViT towers. Parity with open_clip + timm (training-form checkpoints folded at load) is
+// `openCLIPArchitectures` over the MobileCLIP-S2 (mci0–mci2's structure) and MobileCLIP2-S4 (mci3/mci4's) fixtures.
+
+@Test("MobileCLIP settings that change the numbers, and configs of another MCi structure, are refused by name", arguments: [
+    ("MobileCLIP-S2", "timm_pool", "\"token\"", "vision_cfg.timm_pool"),
+    ("MobileCLIP-S2", "timm_proj", "\"none\"", "timm_proj is none"),
+    ("MobileCLIP-S2", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
+    ("MobileCLIP-S2", "timm_model_name", "\"fastvit_mci3\"", "they are another model's"),
+    ("MobileCLIP-S2", "timm_model_name", "\"fastvit_sa12\"", "does not implement"),
+    ("MobileCLIP2-S4", "timm_model_name", "\"fastvit_mci2\"", "they are another model's"),
+    ("MobileCLIP2-S4", "image_size", "31", "outside the 64...1024 pixels"),
+    ("MobileCLIP-S2", "image_size", "2048", "outside the 32...1024 pixels"),
+])
+func fastViTSettingsAreRefused(arch: String, key: String, json: String, message: String) throws {
+    let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
+    do {
+        _ = try loadOpenCLIPFixture(arch, as: "\(key)-\(json.filter(\.isLetter))", edit: settingVision(key, value))
+        Issue.record("\(key) = \(json) was accepted")
+    } catch {
+        #expect("\(error)".contains(message), "\(error)")
+    }
+}
+
+@Test("FastViT weights without their open_clip config, or with another tower's config, are refused")
+func fastViTNeedsItsConfig() throws {
+    let base = "\(fixtureDirectory)/open_clip/MobileCLIP-S2"
+    #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
+        "\($0)".contains("load it with its open_clip config")
+    }
+    do {
+        _ = try loadOpenCLIPFixture("MobileCLIP-S2", as: "vit-weights", weights: "ViT-B-32") { _ in }
+        Issue.record("ViT weights with a MobileCLIP config were accepted")
+    } catch {
+        #expect("\(error)".contains("describes a FastViT image tower"), "\(error)")
+    }
+    do {
+        _ = try loadOpenCLIPFixture("MobileCLIP-S2", as: "no-timm") { cfg in
+            settingVision("timm_model_name", nil)(&cfg)
+            cfg["custom_text"] = nil
+        }
+        Issue.record("FastViT weights with a config naming no timm model were accepted")
+    } catch {
+        #expect("\(error)".contains("names no timm_model_name"), "\(error)")
+    }
+}
+
+@Test("MobileCLIP: the config's image size is the input side; any side down to the stem and halvings runs")
+func fastViTSides() throws {
+    let loaded = try loadOpenCLIPFixture("MobileCLIP-S2", as: "size", edit: settingVision("image_size", 256))
+    #expect(loaded.preprocessing.resolution == 256)
+    guard case .fastViT(let v) = loaded.model.configuration.vision else { Issue.record("not a FastViT"); return }
+    #expect(v.resolution == 256 && v.depths == [1, 2, 1, 2] && v.widths == [12, 24, 24, 96] && v.finalWidth == 192)
+    #expect(v.mlpHidden == [36, 72, 72, 288] && v.attention == [false, false, false, true] && v.attentionNorm == .batchNorm)
+    #expect(v.timmModel == "fastvit_mci2" && v.minimumResolution == 32)
+    #expect(try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 33, 47])).shape == [1, 32])
+    #expect(throws: CLIPError.self) { try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 31, 64])) }
+}
+
+@Test("a FastViT checkpoint whose BatchNorm variance is below −ε is refused, naming the tensor")
+func fastViTNegativeVariance() throws {
+    let base = "\(fixtureDirectory)/open_clip/MobileCLIP-S2"
+    let stored = try SafeTensorsFile(path: base + ".safetensors")
+    let target = "visual.trunk.stages.1.blocks.0.token_mixer.mixer.identity.running_var"
+    var tensors: [(String, Tensor)] = []
+    for info in stored.tensorInfos where info.dtype.isFloatingPoint {  // num_batches_tracked (I64) is ignored anyway
+        var t = try stored.floatTensor(info.name)
+        if info.name == target { t.scalars[3] = -0.5 }
+        tensors.append((info.name, t))
+    }
+    let path = try writeScratchBytes([], "fastvit-negative-variance.safetensors")
+    try SafeTensorsWriter.write(tensors, to: path)
+    #expect { _ = try CLIPModel.load(path: path, openCLIPConfig: base + ".json") } throws: {
+        "\($0)".contains(target) && "\($0)".contains("element 3")
+    }
+}
+
+@Test("FastViT sizes beyond the bounds are refused; random weights build and run")
+func fastViTBounds() throws {
+    let text = CLIPConfiguration.Text(contextLength: 8, vocabSize: 50, width: 16, heads: 1, layers: 1)
+    func config(_ edit: (inout CLIPConfiguration.FastViTConfiguration) -> Void) -> CLIPConfiguration {
+        var v = CLIPConfiguration.FastViTConfiguration(
+            depths: [1, 1, 1], widths: [8, 16, 32], mlpHidden: [24, 48, 96], attention: [false, false, true],
+            positionalEmbedding: [false, false, true], squeezeExcite: [false, true, true], finalWidth: 64, resolution: 64,
+            timmModel: "test")
+        edit(&v)
+        return CLIPConfiguration(embedDim: 16, vision: .fastViT(v), text: text)
+    }
+    for (edit, named) in [({ (v: inout CLIPConfiguration.FastViTConfiguration) in v.repMixerKernel = 4 }, "odd windows"),
+                          ({ $0.widths[1] = 12 }, "not a multiple"), ({ $0.widths[2] = 48; $0.finalWidth = 96 }, "32-wide heads"),
+                          ({ $0.finalWidth = 40 }, "final convolution"), ({ $0.depths[0] = 0 }, "must be positive"),
+                          ({ $0.attention = [true] }, "one setting each"), ({ $0.resolution = 8 }, "below 16"),
+                          ({ $0.timmModel = nil }, "load it with its open_clip config")] {
+        #expect { _ = try CLIPModel(randomWeightsFor: config(edit)) } throws: { "\($0)".contains(named) }
+    }
+    let model = try CLIPModel(randomWeightsFor: config { _ in }, seed: 7)
+    let out = try model.encodeImage(Tensor(uncheckedZeros: [2, 3, 64, 64]))
+    #expect(out.shape == [2, 16] && out.scalars.allSatisfy(\.isFinite))
+}
