@@ -1,4 +1,5 @@
-// Depthwise convolution over channels-last images (ConvNeXt's 7×7 token mixer), stride 1. Channels are the vector
+// Depthwise convolution over channels-last images (ConvNeXt's and FastViT's token mixers, FastViT's stride-2
+// downsampling). Channels are the vector
 // lanes: each output pixel is a sum of k² input pixels times per-channel weights, so 16 channels of four adjacent
 // output pixels are kept in registers while the kernel window is walked, and each weight vector is loaded once for
 // the four. The input comes zero-padded, so the window needs no bounds checks. Compiled once per ISA through target
@@ -15,9 +16,9 @@ typedef float v16f __attribute__((vector_size(64)));
 
 #define DEPTHWISE(SUFFIX, ATTR)                                                                                    \
     ATTR static void depthwise_##SUFFIX(const float *x, ptrdiff_t wp, ptrdiff_t c, const float *wt,                \
-                                        const float *bias, ptrdiff_t k, ptrdiff_t y0, ptrdiff_t y1, ptrdiff_t wo,  \
-                                        float *out) {                                                              \
-        const ptrdiff_t vec = c - c % 16;                                                                          \
+                                        const float *bias, ptrdiff_t k, ptrdiff_t s, ptrdiff_t y0, ptrdiff_t y1,   \
+                                        ptrdiff_t wo, float *out) {                                                \
+        const ptrdiff_t vec = c - c % 16, step = s * c;                                                            \
         for (ptrdiff_t oy = y0; oy < y1; oy++) {                                                                   \
             float *orow = out + oy * wo * c;                                                                       \
             ptrdiff_t ox = 0;                                                                                      \
@@ -27,15 +28,15 @@ typedef float v16f __attribute__((vector_size(64)));
                     LOAD16(a0, bias + ch);                                                                         \
                     a1 = a0, a2 = a0, a3 = a0;                                                                     \
                     for (ptrdiff_t dy = 0; dy < k; dy++) {                                                         \
-                        const float *in = x + ((oy + dy) * wp + ox) * c + ch;                                      \
+                        const float *in = x + ((oy * s + dy) * wp + ox * s) * c + ch;                              \
                         const float *w = wt + dy * k * c + ch;                                                     \
                         for (ptrdiff_t dx = 0; dx < k; dx++) {                                                     \
                             v16f wv, i0, i1, i2, i3;                                                               \
                             LOAD16(wv, w + dx * c);                                                                \
                             LOAD16(i0, in + dx * c);                                                               \
-                            LOAD16(i1, in + (dx + 1) * c);                                                         \
-                            LOAD16(i2, in + (dx + 2) * c);                                                         \
-                            LOAD16(i3, in + (dx + 3) * c);                                                         \
+                            LOAD16(i1, in + dx * c + step);                                                        \
+                            LOAD16(i2, in + dx * c + 2 * step);                                                    \
+                            LOAD16(i3, in + dx * c + 3 * step);                                                    \
                             a0 += i0 * wv;                                                                         \
                             a1 += i1 * wv;                                                                         \
                             a2 += i2 * wv;                                                                         \
@@ -53,7 +54,7 @@ typedef float v16f __attribute__((vector_size(64)));
                     v16f a, iv, wv;                                                                                \
                     LOAD16(a, bias + ch);                                                                          \
                     for (ptrdiff_t dy = 0; dy < k; dy++) {                                                         \
-                        const float *in = x + ((oy + dy) * wp + ox) * c + ch;                                      \
+                        const float *in = x + ((oy * s + dy) * wp + ox * s) * c + ch;                              \
                         const float *w = wt + dy * k * c + ch;                                                     \
                         for (ptrdiff_t dx = 0; dx < k; dx++) {                                                     \
                             LOAD16(iv, in + dx * c);                                                               \
@@ -69,7 +70,7 @@ typedef float v16f __attribute__((vector_size(64)));
                 for (ptrdiff_t ox2 = 0; ox2 < wo; ox2++) {                                                         \
                     float a = bias[ch];                                                                            \
                     for (ptrdiff_t dy = 0; dy < k; dy++) {                                                         \
-                        const float *in = x + ((oy + dy) * wp + ox2) * c + ch;                                     \
+                        const float *in = x + ((oy * s + dy) * wp + ox2 * s) * c + ch;                             \
                         const float *w = wt + dy * k * c + ch;                                                     \
                         for (ptrdiff_t dx = 0; dx < k; dx++) a += in[dx * c] * w[dx * c];                          \
                     }                                                                                              \
@@ -88,17 +89,23 @@ DEPTHWISE(avx512, __attribute__((target("avx512f,avx512dq"))))
 void clip_depthwise_conv2d(const float *x, ptrdiff_t padded_width, ptrdiff_t channels, const float *weight,
                            const float *bias, ptrdiff_t kernel, ptrdiff_t y0, ptrdiff_t y1, ptrdiff_t out_width,
                            float *out) {
-    if (channels <= 0 || kernel <= 0 || out_width <= 0 || y1 <= y0) return;
+    clip_depthwise_conv2d_strided(x, padded_width, channels, weight, bias, kernel, 1, y0, y1, out_width, out);
+}
+
+void clip_depthwise_conv2d_strided(const float *x, ptrdiff_t padded_width, ptrdiff_t channels, const float *weight,
+                                   const float *bias, ptrdiff_t kernel, ptrdiff_t stride, ptrdiff_t y0, ptrdiff_t y1,
+                                   ptrdiff_t out_width, float *out) {
+    if (channels <= 0 || kernel <= 0 || stride <= 0 || out_width <= 0 || y1 <= y0) return;
 #if defined(__x86_64__) || defined(__i386__)
     switch (clip_cpu_level()) {
     case CLIP_LEVEL_AVX512:
-        depthwise_avx512(x, padded_width, channels, weight, bias, kernel, y0, y1, out_width, out);
+        depthwise_avx512(x, padded_width, channels, weight, bias, kernel, stride, y0, y1, out_width, out);
         return;
     case CLIP_LEVEL_AVX2:
-        depthwise_avx2(x, padded_width, channels, weight, bias, kernel, y0, y1, out_width, out);
+        depthwise_avx2(x, padded_width, channels, weight, bias, kernel, stride, y0, y1, out_width, out);
         return;
     default: break;
     }
 #endif
-    depthwise_generic(x, padded_width, channels, weight, bias, kernel, y0, y1, out_width, out);
+    depthwise_generic(x, padded_width, channels, weight, bias, kernel, stride, y0, y1, out_width, out);
 }

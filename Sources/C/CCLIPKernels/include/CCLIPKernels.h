@@ -209,6 +209,12 @@ void clip_depthwise_conv2d(const float *x, ptrdiff_t padded_width, ptrdiff_t cha
                            const float *bias, ptrdiff_t kernel, ptrdiff_t y0, ptrdiff_t y1, ptrdiff_t out_width,
                            float *out);
 
+/// The same with stride `stride`: out[oy][ox][ch] = bias[ch] + Σ x[oy·stride + dy][ox·stride + dx][ch] · weight[dy][dx][ch]
+/// (FastViT's stride-2 downsampling; a channel multiplier is the caller's, by repeating input channels).
+void clip_depthwise_conv2d_strided(const float *x, ptrdiff_t padded_width, ptrdiff_t channels, const float *weight,
+                                   const float *bias, ptrdiff_t kernel, ptrdiff_t stride, ptrdiff_t y0, ptrdiff_t y1,
+                                   ptrdiff_t out_width, float *out);
+
 /// Backward of QuickGELU: dh *= f'(z), with f'(z) recovered from z and the forward output h = f(z).
 void clip_quick_gelu_backward(const float *z, const float *h, float *dh, ptrdiff_t n);
 
