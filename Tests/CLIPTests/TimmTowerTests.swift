@@ -7,12 +7,13 @@ import Testing
 
 /// (A global offset cannot show without a class token: rotary attention depends on position differences only, so
 /// gigantic's offset is not among the changes.)
-@Test("EVA and PE-Core: each setting the timm name decides changes the image features (the fixtures test it)", arguments: [
+@Test("EVA, PE-Core, timm's CLIP ViT: each setting the timm name decides changes the image features (the fixtures test it)", arguments: [
     ("EVA02-B-16", "no rotary"), ("EVA02-B-16", "reference grid 14"), ("EVA02-B-16", "6 heads"),
     ("EVA02-L-14-336", "reference grid 24"), ("EVA02-E-14", "pre-norm"), ("EVA01-g-14-plus", "post-norm"),
     ("EVA01-g-14-plus", "8 heads"), ("PE-Core-T-16-384", "no rotary"), ("PE-Core-T-16-384", "rows first"),
     ("PE-Core-B-16", "offset 0"), ("PE-Core-B-16", "reference grid 16"), ("PE-Core-B-16", "6 heads"),
-    ("PE-Core-bigG-14-448", "reference grid 16"), ("PE-Core-L-14-336", "pooling 4 heads"),
+    ("PE-Core-bigG-14-448", "reference grid 16"), ("PE-Core-L-14-336", "pooling 4 heads"), ("MobileCLIP2-L-14", "8 heads"),
+    ("MobileCLIP2-L-14", "QuickGELU"),
 ])
 func timmSettingsMatter(arch: String, change: String) throws {
     let base = "\(fixtureDirectory)/open_clip/\(arch)"
@@ -41,6 +42,8 @@ func timmSettingsMatter(arch: String, change: String) throws {
         case "offset 1": v.rotary?.offset = 1
         case "reference grid 16": v.rotary?.referenceGrid = 16
         case "6 heads": v.heads = 6
+        case "8 heads": v.heads = 8
+        case "QuickGELU": v.activation = .quickGELU
         case "pooling 4 heads": v.pooling = .attention(heads: 4)
         default: Issue.record("unknown change \(change)")
         }
@@ -49,14 +52,14 @@ func timmSettingsMatter(arch: String, change: String) throws {
         Issue.record("\(arch) is neither EVA nor a ViT")
     }
     let stored = try SafeTensorsFile(path: base + ".safetensors")
-    let file: any WeightSource = arch.hasPrefix("PE") ? try OpenCLIPTimmViTWeights(stored) : try OpenCLIPCustomTextWeights(stored)
+    let file: any WeightSource = arch.hasPrefix("PE") || arch.hasPrefix("MobileCLIP2-L") ? try OpenCLIPTimmViTWeights(stored) : try OpenCLIPCustomTextWeights(stored)
     let changed = try CLIPModel(weights: file, configuration: c)
     let e = relativeError(try changed.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars)
     // Ten times the parity tolerance: the fixture's check would fail.
     #expect(e > 10 * parityTolerance, "\(arch) with \(change): relative error only \(e)")
 }
 
-@Test("EVA and PE-Core settings that change the numbers are refused by name", arguments: [
+@Test("EVA, PE-Core and timm CLIP ViT settings that change the numbers are refused by name", arguments: [
     ("EVA02-B-16", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
     ("EVA02-B-16", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
     ("EVA02-B-16", "timm_proj", nil, "vision_cfg.timm_proj is absent"),   // open_clip's default is "linear"
@@ -74,6 +77,11 @@ func timmSettingsMatter(arch: String, change: String) throws {
     ("EVA01-g-14-plus", "timm_model_name", "\"eva02_enormous_patch14_clip_224\"", "MLP 548 wide"),
     ("EVA02-L-14", "timm_model_name", "\"eva02_base_patch16_clip_224\"", "patch 16"),
     ("PE-Core-B-16", "image_size", "50", "takes 48×48 inputs"),                                  // timm's one size
+    ("MobileCLIP2-L-14", "timm_pool", "\"avg\"", "vision_cfg.timm_pool"),
+    ("MobileCLIP2-L-14", "timm_proj", "\"none\"", "timm_proj is none, but the weights have timm's head"),
+    ("MobileCLIP2-L-14", "image_size", "56", "takes 42×42 inputs"),
+    ("MobileCLIP2-L-14", "timm_model_name", "\"vit_pe_core_large_patch14_336\"", "vision_cfg.timm_pool is \"token\""),  // PE pools with map
+    ("PE-Core-L-14-336", "timm_model_name", "\"vit_large_patch14_clip_224\"", "vision_cfg.timm_pool is \"map\""),
 ] as [(String, String, String?, String)])
 func timmSettingsAreRefused(arch: String, key: String, json: String?, message: String) throws {
     let value = try json.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
@@ -82,6 +90,14 @@ func timmSettingsAreRefused(arch: String, key: String, json: String?, message: S
         Issue.record("\(arch) with \(key) = \(json ?? "absent") was accepted")
     } catch {
         #expect("\(error)".contains(message), "\(error)")
+    }
+}
+
+@Test("timm CLIP ViT weights (MobileCLIP2-L-14) without their open_clip config are refused")
+func timmCLIPViTNeedsItsConfig() throws {
+    let base = "\(fixtureDirectory)/open_clip/MobileCLIP2-L-14"
+    #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
+        "\($0)".contains("load it with its open_clip config")
     }
 }
 

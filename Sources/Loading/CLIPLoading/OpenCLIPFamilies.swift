@@ -20,6 +20,9 @@ enum OpenCLIPFamily: Equatable {
     /// Apple's MobileCLIP (`vision_cfg.timm_model_name` one of `fastViTModels`): a timm FastViT image tower, CLIP's
     /// text tower under `text.`.
     case fastViT(String)
+    /// A timm ViT built as CLIP's (`vision_cfg.timm_model_name` one of `timmCLIPViTModels`: norm_pre, a class token, no
+    /// patch bias, timm's head with bias as the projection) with CLIP's text tower under `text.`: MobileCLIP2-L-14.
+    case timmCLIPViT(String)
     /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
     case clip
 
@@ -39,6 +42,8 @@ enum OpenCLIPFamily: Equatable {
             self = .peCore(name)
         } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.fastViTModels[name] != nil {
             self = .fastViT(name)
+        } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.timmCLIPViTModels[name] != nil {
+            self = .timmCLIPViT(name)
         } else if cfg["multimodal_cfg"] != nil {
             self = .coCa
         } else {
@@ -56,6 +61,7 @@ enum OpenCLIPFamily: Equatable {
         case .eva: return try Self.timmTowerGeneralPart(cfg, pool: "token", family: "EVA", r)
         case .peCore: return try Self.timmTowerGeneralPart(cfg, pool: "map", family: "PE-Core", r)
         case .fastViT: return try Self.timmTowerGeneralPart(cfg, pool: "avg", family: "MobileCLIP", r)
+        case .timmCLIPViT: return try Self.timmTowerGeneralPart(cfg, pool: "token", family: "a timm CLIP ViT", r)
         case .clip: return cfg
         }
     }
@@ -205,11 +211,17 @@ enum OpenCLIPFamily: Equatable {
         "fastvit_mci4": (4, [false, false, false, true, true], [false, false, false, false, false], .layerNorm, false),
     ]
 
+    /// What timm builds for each of its CLIP ViTs open_clip names beyond what the weights show: heads and the LayerNorm
+    /// ε (timm's `partial(LayerNorm, eps=1e-5)`); checked against the weights: the patch size and MLP ratio.
+    static let timmCLIPViTModels: [String: (heads: Int, patch: Int, mlpRatio: Double)] = [
+        "vit_large_patch14_clip_224": (16, 14, 4),
+    ]
+
     /// Whether the family sets the image tower's heads and pooling itself (the general `head_width` rule does not
     /// apply).
     var setsImageTower: Bool {
         switch self {
-        case .sigLIP, .peCore: return true
+        case .sigLIP, .peCore, .timmCLIPViT: return true
         default: return false
         }
     }
@@ -239,6 +251,7 @@ enum OpenCLIPFamily: Equatable {
         if case .eva(let name) = self { return try Self.applyEVA(cfg, name: name, to: &c, r) }
         if case .peCore(let name) = self { return try Self.applyPECore(cfg, name: name, to: &c, r) }
         if case .fastViT(let name) = self { return try Self.applyFastViT(cfg, name: name, to: &c, r) }
+        if case .timmCLIPViT(let name) = self { return try Self.applyTimmCLIPViT(cfg, name: name, to: &c, r) }
         guard case .sigLIP(let headWidth) = self else { return }
         // timm's tower: exact GELU, ε 1e-6, heads by family.
         // timm's SigLIP towers: a patch bias, no class token, no norm_pre, no head (PE-Core's have all four).
@@ -328,6 +341,30 @@ enum OpenCLIPFamily: Equatable {
         v.activation = .gelu
         v.layerNormEps = 1e-5
         v.rotary = .init(referenceGrid: model.referenceGrid, offset: model.offset, columnsFirst: true)
+        v.timmModel = name
+        c.vision = .transformer(v)
+    }
+
+    /// timm's settings for the named CLIP ViT, checked against the tower the weights have.
+    private static func applyTimmCLIPViT(_ cfg: [String: JSONValue], name: String, to c: inout CLIPConfiguration,
+                                         _ r: ConfigReader) throws(ModelLoadError) {
+        guard case .transformer(var v) = c.vision, v.pooling == .classToken, v.timmModel == nil, v.rotary == nil,
+              let model = timmCLIPViTModels[name] else {
+            throw .architecture("the config describes timm's CLIP ViT (\(name)) but the weights' image tower is not one (no visual.trunk.cls_token with norm_pre and head)", origin: r.origin)
+        }
+        guard v.hasClassToken, v.preNorm, !v.patchBias, v.projection, v.projectionBias else {
+            throw .architecture("\(name) has a class token, a LayerNorm before its blocks, no patch bias and timm's head with bias, but the weights have \(v.hasClassToken ? "a" : "no") class token, \(v.preNorm ? "a" : "no") norm_pre, \(v.patchBias ? "a" : "no") patch bias and \(v.projection ? (v.projectionBias ? "a head with bias" : "a head without bias") : "no head")", origin: r.origin)
+        }
+        guard cfg["vision_cfg"]?["timm_proj"]?.string != "none" else {
+            throw .architecture("vision_cfg.timm_proj is none, but the weights have timm's head (visual.trunk.head.weight)", origin: r.origin)
+        }
+        try requireTimmSizes(name, patch: model.patch, mlpRatio: model.mlpRatio, weights: (v.patchSize, v.width, v.mlpWidth ?? 0), r)
+        guard v.width % model.heads == 0 else {
+            throw .architecture("the image tower is \(v.width) wide, which \(name)'s \(model.heads) heads do not divide", origin: r.origin)
+        }
+        v.heads = model.heads
+        v.activation = .gelu
+        v.layerNormEps = 1e-5
         v.timmModel = name
         c.vision = .transformer(v)
     }

@@ -219,6 +219,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             if case .attention = v.pooling, v.timmModel == nil, v.hasClassToken || v.preNorm || v.projectionBias || !v.patchBias {
                 throw .architecture("the weights have PE-Core's image tower (attention pooling with norm_pre, a class token or timm's head), whose heads and rotary embedding are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_pe_core_*)", origin: origin)
             }
+            if v.pooling == .classToken, v.projectionBias, v.timmModel == nil {
+                throw .architecture("the weights have a timm CLIP ViT image tower (a class token and timm's head with bias, as MobileCLIP2-L-14), whose heads and activation are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_large_patch14_clip_224)", origin: origin)
+            }
             if let rotary = v.rotary {
                 let headDim = v.heads > 0 ? v.width / v.heads : 0
                 guard headDim % 4 == 0, (1...1_024).contains(rotary.referenceGrid), rotary.offset.isFinite, abs(rotary.offset) <= 1_024 else {

@@ -1,9 +1,9 @@
 import CLIPTensor
 import CLIPWeights
 
-/// An open_clip checkpoint with a timm ViT image tower and its attention-pooling (MAP) head under `visual.trunk.`
-/// and open_clip's text tower under `text.`: SigLIP (`ViT-B-16-SigLIP`, `ViT-SO400M-14-SigLIP-384`, …) and PE-Core
-/// (`PE-Core-B-16`, …), under the names `VisionTransformer` and `TextTransformer` read: timm's fused `attn.qkv` is
+/// An open_clip checkpoint with a timm ViT image tower under `visual.trunk.` (with its attention-pooling (MAP) head,
+/// or class-token pooling) and open_clip's text tower under `text.`: SigLIP (`ViT-B-16-SigLIP`,
+/// `ViT-SO400M-14-SigLIP-384`, …), PE-Core (`PE-Core-B-16`, …) and timm's CLIP ViTs (`MobileCLIP2-L-14`), under the names `VisionTransformer` and `TextTransformer` read: timm's fused `attn.qkv` is
 /// already `in_proj`, the pooling head's separate `q` and `kv` are stacked into one, `pos_embed` [1, N, width], the
 /// class token [1, 1, width] and the latent probe lose their batch dimension, PE's `norm_pre` is `ln_pre` and its
 /// head (a Linear with bias) becomes `visual.proj` [width, embed] plus `visual.proj_bias`; SigLIP's text head (a
@@ -16,9 +16,14 @@ package struct OpenCLIPTimmViTWeights: WeightSource {
     package var tensorInfos: [TensorInfo] { renamed.tensorInfos }
     private let renamed: RenamedTensors
 
-    /// Whether `source` is laid out as open_clip's SigLIP and PE-Core models are (a timm attention-pooling image tower).
+    /// Whether `source` is laid out as open_clip's SigLIP and PE-Core models are (a timm attention-pooling image tower),
+    /// or as a timm CLIP ViT (MobileCLIP2-L-14: a class token, norm_pre and timm's fused qkv, which EVA's blocks have
+    /// only with separate q and v biases).
     package static func matches(_ source: any WeightSource) -> Bool {
-        source.tensorInfos.contains { $0.name == "visual.trunk.attn_pool.latent" }
+        let names = Set(source.tensorInfos.map(\.name))
+        if names.contains("visual.trunk.attn_pool.latent") { return true }
+        return names.contains("visual.trunk.cls_token") && names.contains("visual.trunk.norm_pre.weight")
+            && names.contains("visual.trunk.blocks.0.attn.qkv.weight") && !names.contains("visual.trunk.blocks.0.attn.q_bias")
     }
 
     /// Maps the tensors of `base`, checking the shapes the renaming relies on.
