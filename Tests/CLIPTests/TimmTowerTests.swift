@@ -13,7 +13,7 @@ import Testing
     ("EVA01-g-14-plus", "8 heads"), ("PE-Core-T-16-384", "no rotary"), ("PE-Core-T-16-384", "rows first"),
     ("PE-Core-B-16", "offset 0"), ("PE-Core-B-16", "reference grid 16"), ("PE-Core-B-16", "6 heads"),
     ("PE-Core-bigG-14-448", "reference grid 16"), ("PE-Core-L-14-336", "pooling 4 heads"), ("MobileCLIP2-L-14", "8 heads"),
-    ("MobileCLIP2-L-14", "QuickGELU"),
+    ("MobileCLIP2-L-14", "QuickGELU"), ("MobileCLIP-B", "8 heads"), ("MobileCLIP-B", "QuickGELU"),
 ])
 func timmSettingsMatter(arch: String, change: String) throws {
     let base = "\(fixtureDirectory)/open_clip/\(arch)"
@@ -52,7 +52,7 @@ func timmSettingsMatter(arch: String, change: String) throws {
         Issue.record("\(arch) is neither EVA nor a ViT")
     }
     let stored = try SafeTensorsFile(path: base + ".safetensors")
-    let file: any WeightSource = arch.hasPrefix("PE") || arch.hasPrefix("MobileCLIP2-L") ? try OpenCLIPTimmViTWeights(stored) : try OpenCLIPCustomTextWeights(stored)
+    let file: any WeightSource = arch.hasPrefix("PE") || arch.hasPrefix("MobileCLIP") ? try OpenCLIPTimmViTWeights(stored) : try OpenCLIPCustomTextWeights(stored)
     let changed = try CLIPModel(weights: file, configuration: c)
     let e = relativeError(try changed.encodeImage(ref.pixels).scalars, ref.imageFeatures.scalars)
     // Ten times the parity tolerance: the fixture's check would fail.
@@ -82,6 +82,9 @@ func timmSettingsMatter(arch: String, change: String) throws {
     ("MobileCLIP2-L-14", "image_size", "56", "takes 42×42 inputs"),
     ("MobileCLIP2-L-14", "timm_model_name", "\"vit_pe_core_large_patch14_336\"", "vision_cfg.timm_pool is \"token\""),  // PE pools with map
     ("PE-Core-L-14-336", "timm_model_name", "\"vit_large_patch14_clip_224\"", "vision_cfg.timm_pool is \"map\""),
+    ("MobileCLIP-B", "timm_model_name", "\"vit_large_patch14_clip_224\"", "a patch convolution without bias"),
+    ("MobileCLIP2-L-14", "timm_model_name", "\"vit_base_mci_224\"", "a convolutional stem [4, 2, 2]"),
+    ("MobileCLIP-B", "image_size", "80", "takes 64×64 inputs"),
 ] as [(String, String, String?, String)])
 func timmSettingsAreRefused(arch: String, key: String, json: String?, message: String) throws {
     let value = try json.map { try JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed) }
@@ -93,11 +96,13 @@ func timmSettingsAreRefused(arch: String, key: String, json: String?, message: S
     }
 }
 
-@Test("timm CLIP ViT weights (MobileCLIP2-L-14) without their open_clip config are refused")
+@Test("timm CLIP ViT weights (MobileCLIP2-L-14, MobileCLIP-B) without their open_clip config are refused")
 func timmCLIPViTNeedsItsConfig() throws {
-    let base = "\(fixtureDirectory)/open_clip/MobileCLIP2-L-14"
-    #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
-        "\($0)".contains("load it with its open_clip config")
+    for arch in ["MobileCLIP2-L-14", "MobileCLIP-B"] {
+        let base = "\(fixtureDirectory)/open_clip/\(arch)"
+        #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
+            "\($0)".contains("load it with its open_clip config")
+        }
     }
 }
 

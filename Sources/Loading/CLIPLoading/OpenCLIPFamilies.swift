@@ -20,8 +20,9 @@ enum OpenCLIPFamily: Equatable {
     /// Apple's MobileCLIP (`vision_cfg.timm_model_name` one of `fastViTModels`): a timm FastViT image tower, CLIP's
     /// text tower under `text.`.
     case fastViT(String)
-    /// A timm ViT built as CLIP's (`vision_cfg.timm_model_name` one of `timmCLIPViTModels`: norm_pre, a class token, no
-    /// patch bias, timm's head with bias as the projection) with CLIP's text tower under `text.`: MobileCLIP2-L-14.
+    /// A timm ViT pooled by its class token (`vision_cfg.timm_model_name` one of `timmCLIPViTModels`: timm's head with bias
+    /// as the projection) with CLIP's text tower under `text.`: MobileCLIP2-L-14, and MobileCLIP-B's convolutional-stem
+    /// ViT.
     case timmCLIPViT(String)
     /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
     case clip
@@ -212,9 +213,12 @@ enum OpenCLIPFamily: Equatable {
     ]
 
     /// What timm builds for each of its CLIP ViTs open_clip names beyond what the weights show: heads and the LayerNorm
-    /// ε (timm's `partial(LayerNorm, eps=1e-5)`); checked against the weights: the patch size and MLP ratio.
-    static let timmCLIPViTModels: [String: (heads: Int, patch: Int, mlpRatio: Double)] = [
-        "vit_large_patch14_clip_224": (16, 14, 4),
+    /// ε (1e-5 for `vit_large_patch14_clip_224`'s `partial(LayerNorm, eps=1e-5)`, timm's default 1e-6 for MobileCLIP-B's
+    /// `vit_base_mci_224`); checked against the weights: the patch size, MLP ratio, norm_pre, and the convolutional
+    /// stem (MobileCLIP-B's 4×4, 2×2, 2×2, whose positions leave the class token out).
+    static let timmCLIPViTModels: [String: (heads: Int, patch: Int, mlpRatio: Double, eps: Float, preNorm: Bool, convStem: [Int]?)] = [
+        "vit_large_patch14_clip_224": (16, 14, 4, 1e-5, true, nil),
+        "vit_base_mci_224": (12, 16, 4, 1e-6, false, [4, 2, 2]),
     ]
 
     /// Whether the family sets the image tower's heads and pooling itself (the general `head_width` rule does not
@@ -352,8 +356,10 @@ enum OpenCLIPFamily: Equatable {
               let model = timmCLIPViTModels[name] else {
             throw .architecture("the config describes timm's CLIP ViT (\(name)) but the weights' image tower is not one (no visual.trunk.cls_token with norm_pre and head)", origin: r.origin)
         }
-        guard v.hasClassToken, v.preNorm, !v.patchBias, v.projection, v.projectionBias else {
-            throw .architecture("\(name) has a class token, a LayerNorm before its blocks, no patch bias and timm's head with bias, but the weights have \(v.hasClassToken ? "a" : "no") class token, \(v.preNorm ? "a" : "no") norm_pre, \(v.patchBias ? "a" : "no") patch bias and \(v.projection ? (v.projectionBias ? "a head with bias" : "a head without bias") : "no head")", origin: r.origin)
+        guard v.hasClassToken, v.preNorm == model.preNorm, !v.patchBias, v.projection, v.projectionBias,
+              v.convStem?.kernels == model.convStem else {
+            let stem = { (k: [Int]?) in k.map { "a convolutional stem \($0)" } ?? "a patch convolution" }
+            throw .architecture("\(name) has a class token, \(model.preNorm ? "a" : "no") LayerNorm before its blocks, \(stem(model.convStem)) without bias and timm's head with bias, but the weights have \(v.hasClassToken ? "a" : "no") class token, \(v.preNorm ? "a" : "no") norm_pre, \(stem(v.convStem?.kernels))\(v.patchBias ? " with bias" : "") and \(v.projection ? (v.projectionBias ? "a head with bias" : "a head without bias") : "no head")", origin: r.origin)
         }
         guard cfg["vision_cfg"]?["timm_proj"]?.string != "none" else {
             throw .architecture("vision_cfg.timm_proj is none, but the weights have timm's head (visual.trunk.head.weight)", origin: r.origin)
@@ -364,7 +370,7 @@ enum OpenCLIPFamily: Equatable {
         }
         v.heads = model.heads
         v.activation = .gelu
-        v.layerNormEps = 1e-5
+        v.layerNormEps = model.eps
         v.timmModel = name
         c.vision = .transformer(v)
     }

@@ -115,7 +115,7 @@ enum OpenCLIPRules {
                 guard let d = v.object else { return false }
                 return d.isEmpty || (d.count == 1 && d["strip_sep_token"]?.bool == true)
             }, "none, or strip_sep_token: true with BERT's WordPiece"),
-            Rule("vision_cfg", "timm_model_name", isEmpty, "none, convnext_tiny … convnext_xxlarge, vit_pe_core_{tiny,small,base,large,gigantic}_*, eva_giant_patch14_224, eva_giant_patch14_clip_224, eva02_{base_patch16,large_patch14,enormous_patch14}_clip_224, eva02_large_patch14_clip_336, fastvit_mci0 … fastvit_mci4, vit_large_patch14_clip_224, or SigLIP's vit_*_siglip_* with custom_text"),
+            Rule("vision_cfg", "timm_model_name", isEmpty, "none, convnext_tiny … convnext_xxlarge, vit_pe_core_{tiny,small,base,large,gigantic}_*, eva_giant_patch14_224, eva_giant_patch14_clip_224, eva02_{base_patch16,large_patch14,enormous_patch14}_clip_224, eva02_large_patch14_clip_336, fastvit_mci0 … fastvit_mci4, vit_large_patch14_clip_224, vit_base_mci_224, or SigLIP's vit_*_siglip_* with custom_text"),
             Rule("text_cfg", "pool_type", oneOf(["argmax", "eos", "last", "first"]), "argmax, eos, last, first"),
             // open_clip's text tower does not read it (LayerNorm is per token, so before or after pooling agree).
             Rule("text_cfg", "final_ln_after_pool", isFlag, "true or false"),

@@ -48,8 +48,9 @@ extension CLIPModel {
             throw .training("training the \(kind) image tower is not supported yet; train it locked (LiT) or use a ViT")
         }
         let v = vit.configuration
-        guard v.pooling == .classToken, v.preNorm, v.projection, !v.patchBias, !v.projectionBias, v.rotary == nil else {
-            throw .training("training this image tower (no class token, ln_pre or projection, a patch or projection bias, or a rotary embedding) is not supported yet; train it locked (LiT)")
+        guard v.pooling == .classToken, v.preNorm, v.projection, !v.patchBias, !v.projectionBias, v.rotary == nil,
+              v.convStem == nil, v.classTokenPosition else {
+            throw .training("training this image tower (no class token, ln_pre or projection, a patch or projection bias, a rotary embedding or a convolutional stem) is not supported yet; train it locked (LiT)")
         }
         let (image, imageTrace) = try vit.forwardTraining(images)
         return (image, text, TrainingTrace(image: imageTrace, text: textTrace))

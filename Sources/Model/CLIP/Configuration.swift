@@ -219,8 +219,15 @@ public struct CLIPConfiguration: Sendable, Equatable {
             if case .attention = v.pooling, v.timmModel == nil, v.hasClassToken || v.preNorm || v.projectionBias || !v.patchBias {
                 throw .architecture("the weights have PE-Core's image tower (attention pooling with norm_pre, a class token or timm's head), whose heads and rotary embedding are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_pe_core_*)", origin: origin)
             }
+            if let stem = v.convStem {
+                guard !stem.kernels.isEmpty, stem.kernels.count == stem.channels.count, stem.channels.last == v.width,
+                      stem.kernels.allSatisfy({ (1...16).contains($0) }), stem.channels.allSatisfy({ (1...16_384).contains($0) }),
+                      stem.kernels.count <= 8, stem.kernels.reduce(1, *) == v.patchSize else {
+                    throw .architecture("the convolutional stem's kernels \(stem.kernels) and channels \(stem.channels) do not make \(v.patchSize)-pixel patches \(v.width) wide", origin: origin)
+                }
+            }
             if v.pooling == .classToken, v.projectionBias, v.timmModel == nil {
-                throw .architecture("the weights have a timm CLIP ViT image tower (a class token and timm's head with bias, as MobileCLIP2-L-14), whose heads and activation are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_large_patch14_clip_224)", origin: origin)
+                throw .architecture("the weights have a timm CLIP ViT image tower (a class token and timm's head with bias, as MobileCLIP2-L-14 and MobileCLIP-B), whose heads and activation are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_large_patch14_clip_224 or vit_base_mci_224)", origin: origin)
             }
             if let rotary = v.rotary {
                 let headDim = v.heads > 0 ? v.width / v.heads : 0
@@ -278,15 +285,43 @@ public struct CLIPConfiguration: Sendable, Equatable {
         let table = ShapeTable(source)
         let vision: Vision
         if table.has("visual.proj") || table.has("visual.attn_pool.probe") {
-            let conv = try table.shape("visual.conv1.weight", rank: 4)
-            let width = conv[0]
-            guard conv[1] == 3, conv[2] == conv[3] else {
-                throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: source.origin)
-            }
             let classToken = table.has("visual.class_embedding")
+            let (width, patch): (Int, Int)
+            var stem: VisionTransformerConfiguration.ConvStem?
+            if table.has("visual.trunk.patch_embed.backbone.0.conv.weight") {
+                // timm's convolutional stem (MobileCLIP-B), whose positions leave the class token out.
+                var s = VisionTransformerConfiguration.ConvStem(kernels: [], channels: [])
+                let count = try table.blockCount("visual.trunk.patch_embed.backbone")
+                guard (1...8).contains(count) else {
+                    throw .architecture("visual.trunk.patch_embed.backbone has \(count) convolutions; a stem here has 1 to 8", origin: source.origin)
+                }
+                var inputs = 3, side = 1
+                for i in 0..<count {
+                    let key = "visual.trunk.patch_embed.backbone.\(i).conv.weight"
+                    let conv = try table.shape(key, rank: 4)
+                    guard conv[1] == inputs, conv[2] == conv[3], (1...16).contains(conv[2]) else {
+                        throw .architecture("\(key) has shape \(conv), expected [channels, \(inputs), k, k] with k in 1...16", origin: source.origin)
+                    }
+                    s.kernels.append(conv[2])
+                    s.channels.append(conv[0])
+                    (inputs, side) = (conv[0], side * conv[2])
+                }
+                guard side <= 64 else {
+                    throw .architecture("visual.trunk.patch_embed.backbone's convolutions make \(side)-pixel patches; at most 64 are supported", origin: source.origin)
+                }
+                (width, patch, stem) = (inputs, side, s)
+            } else {
+                let conv = try table.shape("visual.conv1.weight", rank: 4)
+                guard conv[1] == 3, conv[2] == conv[3] else {
+                    throw .architecture("visual.conv1.weight has shape \(conv), expected [width, 3, patch, patch]", origin: source.origin)
+                }
+                (width, patch) = (conv[0], conv[3])
+            }
             var v = VisionTransformerConfiguration(
                 width: width, layers: try table.blockCount("visual.transformer.resblocks"), heads: max(width / 64, 1),
-                patchSize: conv[3], grid: try table.squareSide("visual.positional_embedding", plus: classToken ? 1 : 0))
+                patchSize: patch, grid: try table.squareSide("visual.positional_embedding", plus: classToken && stem == nil ? 1 : 0))
+            v.convStem = stem
+            v.classTokenPosition = stem == nil
             v.hasClassToken = classToken
             if table.has("visual.attn_pool.probe") { v.pooling = .attention(heads: v.heads) }
             v.projectionBias = table.has("visual.proj_bias")

@@ -18,11 +18,12 @@ package struct OpenCLIPTimmViTWeights: WeightSource {
 
     /// Whether `source` is laid out as open_clip's SigLIP and PE-Core models are (a timm attention-pooling image tower),
     /// or as a timm CLIP ViT (MobileCLIP2-L-14: a class token, norm_pre and timm's fused qkv, which EVA's blocks have
-    /// only with separate q and v biases).
+    /// only with separate q and v biases; MobileCLIP-B: a convolutional stem in place of norm_pre).
     package static func matches(_ source: any WeightSource) -> Bool {
         let names = Set(source.tensorInfos.map(\.name))
         if names.contains("visual.trunk.attn_pool.latent") { return true }
-        return names.contains("visual.trunk.cls_token") && names.contains("visual.trunk.norm_pre.weight")
+        let stem = names.contains("visual.trunk.norm_pre.weight") || names.contains("visual.trunk.patch_embed.backbone.0.conv.weight")
+        return names.contains("visual.trunk.cls_token") && stem
             && names.contains("visual.trunk.blocks.0.attn.qkv.weight") && !names.contains("visual.trunk.blocks.0.attn.q_bias")
     }
 

@@ -10,8 +10,10 @@ public struct VisionTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.VisionTransformerConfiguration
     /// `conv1.weight` flattened to [width, 3·patch·patch], so patch embedding is one GEMM (packed once, in the
-    /// model's precision like every other projection).
-    let patchEmbedding: Linear
+    /// model's precision like every other projection); nil with a convolutional stem.
+    let patchEmbedding: Linear?
+    /// timm's convolutional stem (BatchNorms folded in), when it replaces the patch convolution.
+    let convStem: [Conv2d]?
     let classEmbedding: Tensor  // [width]; empty without a class token
     let positionalEmbedding: Tensor  // [tokens, width]
     let lnPre: LayerNorm?
@@ -26,10 +28,30 @@ public struct VisionTransformer: Sendable {
         let (activation, eps) = (c.activation, c.layerNormEps)
         configuration = c
         let (w, p) = (c.width, c.patchSize)
-        patchEmbedding = try patchEmbeddingLayer(r, weight: "visual.conv1.weight",
-                                                 bias: c.patchBias ? "visual.conv1.bias" : nil, width: w, patch: p)
+        if let stem = c.convStem {
+            patchEmbedding = nil
+            var layers: [Conv2d] = [], inputs = 3
+            for (i, (k, out)) in zip(stem.kernels, stem.channels).enumerated() {
+                let prefix = "visual.trunk.patch_embed.backbone.\(i)"
+                layers.append(i == stem.kernels.count - 1
+                    ? try Conv2d(r, "\(prefix).conv", in: inputs, out: out, kernel: k, stride: k)
+                    : try Conv2d(r, conv: "\(prefix).conv", batchNorm: "\(prefix).bn", in: inputs, out: out, kernel: k, stride: k))
+                inputs = out
+            }
+            convStem = layers
+        } else {
+            patchEmbedding = try patchEmbeddingLayer(r, weight: "visual.conv1.weight",
+                                                     bias: c.patchBias ? "visual.conv1.bias" : nil, width: w, patch: p)
+            convStem = nil
+        }
         classEmbedding = c.hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
-        positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.tokens, w])
+        if c.hasClassToken && !c.classTokenPosition {
+            // No position for the class token: a zero row in its place.
+            let patches = try r.tensor("visual.positional_embedding", shape: [c.tokens - 1, w])
+            positionalEmbedding = Tensor(uncheckedShape: [c.tokens, w], scalars: [Float](repeating: 0, count: w) + patches.scalars)
+        } else {
+            positionalEmbedding = try r.tensor("visual.positional_embedding", shape: [c.tokens, w])
+        }
         lnPre = c.preNorm ? try LayerNorm(r, "visual.ln_pre", width: w, eps: eps) : nil
         let rotary = c.rotary.map {
             RotaryEmbedding(grid: c.grid, headDim: w / c.heads, referenceGrid: $0.referenceGrid, offset: $0.offset,
@@ -56,12 +78,12 @@ public struct VisionTransformer: Sendable {
         projBias = c.projection && c.projectionBias ? try r.tensor("visual.proj_bias", shape: [embedDim]) : nil
     }
 
-    private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: Linear,
-                 classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm?, transformer: Transformer,
+    private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: Linear?,
+                 convStem: [Conv2d]?, classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm?, transformer: Transformer,
                  lnPost: LayerNorm, attentionPooling: AttentionPooling?, attentionalPooler: AttentionalPooler?,
                  proj: Tensor?, projBias: Tensor?) {
-        (self.configuration, self.patchEmbedding, self.classEmbedding, self.positionalEmbedding) =
-            (configuration, patchEmbedding, classEmbedding, positionalEmbedding)
+        (self.configuration, self.patchEmbedding, self.convStem, self.classEmbedding, self.positionalEmbedding) =
+            (configuration, patchEmbedding, convStem, classEmbedding, positionalEmbedding)
         (self.lnPre, self.transformer, self.lnPost, self.attentionPooling, self.attentionalPooler, self.proj) =
             (lnPre, transformer, lnPost, attentionPooling, attentionalPooler, proj)
         self.projBias = projBias
@@ -69,7 +91,12 @@ public struct VisionTransformer: Sendable {
 
     /// The tower with its patch embedding and transformer computing in `precision`.
     func converted(to precision: Precision) throws(TensorError) -> VisionTransformer {
-        VisionTransformer(configuration: configuration, patchEmbedding: try patchEmbedding.converted(to: precision),
+        VisionTransformer(configuration: configuration, patchEmbedding: try patchEmbedding?.converted(to: precision),
+                          convStem: try convStem.map { (layers) throws(TensorError) in
+                              var converted: [Conv2d] = []
+                              for layer in layers { converted.append(try layer.converted(to: precision)) }
+                              return converted
+                          },
                           classEmbedding: classEmbedding, positionalEmbedding: positionalEmbedding, lnPre: lnPre,
                           transformer: try transformer.converted(to: precision), lnPost: lnPost,
                           attentionPooling: try attentionPooling?.converted(to: precision),
@@ -79,7 +106,7 @@ public struct VisionTransformer: Sendable {
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
     /// whole patch are ignored; the patch grid must match the positional embedding.
     func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
-        let patches = try patchRows(pixels)
+        let patches = convStem == nil ? try patchRows(pixels) : try stemInput(pixels)
         do {
             var x = try embed(patches)
             if let lnPre { try lnPre.forward(x, into: &x) }
@@ -119,11 +146,32 @@ public struct VisionTransformer: Sendable {
         try imagePatchRows(pixels, patchSize: configuration.patchSize, grid: configuration.grid)
     }
 
-    /// Patch rows [N·grid², 3·p·p] → tokens [N, tokens, width]: the class token first (when the tower has one),
-    /// positions added.
+    /// Patch rows [N·grid², 3·p·p] (with a convolutional stem: channels-last pixels [N, H, W, 3]) → tokens
+    /// [N, tokens, width]: the class token first (when the tower has one), positions added.
     func embed(_ patches: Tensor) throws(TensorError) -> Tensor {
-        tokenRows(try patchEmbedding(patches), classEmbedding: classEmbedding, positions: positionalEmbedding,
-                  grid: configuration.grid)
+        let embedded: Tensor
+        if let convStem {
+            var x = patches
+            for (i, layer) in convStem.enumerated() {
+                x = try layer.forward(x, activation: i == convStem.count - 1 ? .none : .gelu)
+            }
+            embedded = Tensor(uncheckedShape: [x.count / configuration.width, configuration.width], scalars: x.scalars)
+        } else if let patchEmbedding {
+            embedded = try patchEmbedding(patches)
+        } else {
+            throw .shapeMismatch(operation: "VisionTransformer without a patch embedding", patches.shape, [])
+        }
+        return tokenRows(embedded, classEmbedding: classEmbedding, positions: positionalEmbedding, grid: configuration.grid)
+    }
+
+    /// `pixels` [N, 3, H, W] → channels-last [N, H, W, 3] for the convolutional stem, which takes exactly the size timm
+    /// builds it for (its grid times the patch).
+    func stemInput(_ pixels: Tensor) throws(CLIPError) -> Tensor {
+        let side = configuration.patchSize * configuration.grid
+        guard pixels.shape[2] == side, pixels.shape[3] == side else {
+            throw .imageShape(pixels.shape, expected: "[N, 3, \(side), \(side)]")
+        }
+        return channelsLast(pixels)
     }
 
     /// Tokens [N, tokens, width] (the class token first) → each image's mean over its patch tokens [N, width].
@@ -205,6 +253,7 @@ extension VisionTransformer {
             }
         }
         let conv = try p.value("visual.conv1.weight")
+        guard let patchEmbedding else { throw .shapeMismatch(operation: "patch embedding backward (a convolutional stem does not train)", conv.shape, []) }
         _ = try patchEmbedding.backward(input: trace.patches, outputGradient: dPatches,
                                         weight: conv.reshaped([w, trace.patches.shape[1]]),
                                         names: ("visual.conv1.weight", nil), into: &gradients, inputGradient: false)

@@ -53,6 +53,25 @@ extension CLIPConfiguration {
         public var preNorm = true
         /// Whether `visual.proj` maps the pooled width to the embedding (SigLIP's pooled width is the embedding).
         public var projection = true
+        /// timm's convolutional stem in place of the patch convolution (`vit_base_mci_224`, MobileCLIP-B); nil for the
+        /// patch convolution.
+        public var convStem: ConvStem?
+        /// Whether the positional table has a row for the class token (timm's `no_embed_class` false); without one the
+        /// class token enters the blocks without a position (MobileCLIP-B).
+        public var classTokenPosition = true
+
+        /// timm's `ConvStem` as a patch embedding: non-overlapping convolutions (kernel = stride, no padding), each
+        /// but the last followed by a BatchNorm and GELU, the last with a bias and `width` outputs
+        /// (`visual.trunk.patch_embed.backbone.<i>`). The patch side is the product of the kernels.
+        public struct ConvStem: Sendable, Equatable {
+            /// Each convolution's kernel side (= stride).
+            public var kernels: [Int]
+            /// Each convolution's output channels (the last is the tower's width).
+            public var channels: [Int]
+
+            /// A stem of these convolutions.
+            public init(kernels: [Int], channels: [Int]) { (self.kernels, self.channels) = (kernels, channels) }
+        }
 
         /// The image tower's pooling.
         public enum Pooling: Sendable, Equatable {
