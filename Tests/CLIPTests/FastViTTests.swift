@@ -10,6 +10,7 @@ import Testing
 
 @Test("MobileCLIP settings that change the numbers, and configs of another MCi structure, are refused by name", arguments: [
     ("MobileCLIP-S2", "timm_pool", "\"token\"", "vision_cfg.timm_pool"),
+    ("MobileCLIP-S2", "timm_pool", "null", "vision_cfg.timm_pool"),
     ("MobileCLIP-S2", "timm_proj", "\"none\"", "timm_proj is none"),
     ("MobileCLIP-S2", "timm_proj", "\"linear\"", "vision_cfg.timm_proj"),
     ("MobileCLIP-S2", "timm_model_name", "\"fastvit_mci3\"", "they are another model's"),
@@ -60,6 +61,8 @@ func fastViTSides() throws {
     #expect(v.mlpHidden == [36, 72, 72, 288] && v.attention == [false, false, false, true] && v.attentionNorm == .batchNorm)
     #expect(v.timmModel == "fastvit_mci2" && v.minimumResolution == 32)
     #expect(try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 33, 47])).shape == [1, 32])
+    // timm_pool absent is open_clip's default, avg.
+    _ = try loadOpenCLIPFixture("MobileCLIP-S2", as: "pool-absent", edit: settingVision("timm_pool", nil))
     #expect(throws: CLIPError.self) { try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 31, 64])) }
 }
 
@@ -88,7 +91,7 @@ func fastViTBounds() throws {
         var v = CLIPConfiguration.FastViTConfiguration(
             depths: [1, 1, 1], widths: [8, 16, 32], mlpHidden: [24, 48, 96], attention: [false, false, true],
             positionalEmbedding: [false, false, true], squeezeExcite: [false, true, true], finalWidth: 64, resolution: 64,
-            timmModel: "test")
+            timmModel: "fastvit_mci0")
         edit(&v)
         return CLIPConfiguration(embedDim: 16, vision: .fastViT(v), text: text)
     }
@@ -96,10 +99,57 @@ func fastViTBounds() throws {
                           ({ $0.widths[1] = 12 }, "not a multiple"), ({ $0.widths[2] = 48; $0.finalWidth = 96 }, "32-wide heads"),
                           ({ $0.finalWidth = 40 }, "final convolution"), ({ $0.depths[0] = 0 }, "must be positive"),
                           ({ $0.attention = [true] }, "one setting each"), ({ $0.resolution = 8 }, "below 16"),
-                          ({ $0.timmModel = nil }, "load it with its open_clip config")] {
+                          ({ $0.timmModel = nil }, "load it with its open_clip config"),
+                          ({ $0.timmModel = "fastvit_sa12" }, "load it with its open_clip config"),  // no GELU after its large kernels
+                          ({ $0.widths = [1_024, 2_048, 4_096]; $0.finalWidth = 8_192 }, "widths[0] is 1024"),
+                          ({ $0.widths[2] = 8_192; $0.finalWidth = 16_384 }, "at most")] {
         #expect { _ = try CLIPModel(randomWeightsFor: config(edit)) } throws: { "\($0)".contains(named) }
     }
     let model = try CLIPModel(randomWeightsFor: config { _ in }, seed: 7)
     let out = try model.encodeImage(Tensor(uncheckedZeros: [2, 3, 64, 64]))
     #expect(out.shape == [2, 16] && out.scalars.allSatisfy(\.isFinite))
+    // Sides above 1,024 are refused before anything is allocated for them (attention over the pixels is global).
+    #expect(throws: CLIPError.self) { try model.encodeImage(Tensor(uncheckedZeros: [1, 3, 1_040, 64])) }
+}
+
+/// The MobileCLIP-S2 fixture with `edit` applied to its tensors, written to a scratch file.
+private func editedMobileCLIP(_ name: String, _ edit: (String, inout Tensor) -> Void, drop: (String) -> Bool = { _ in false }) throws -> String {
+    let stored = try SafeTensorsFile(path: "\(fixtureDirectory)/open_clip/MobileCLIP-S2.safetensors")
+    var tensors: [(String, Tensor)] = []
+    for info in stored.tensorInfos where info.dtype.isFloatingPoint && !drop(info.name) {
+        var t = try stored.floatTensor(info.name)
+        edit(info.name, &t)
+        tensors.append((info.name, t))
+    }
+    let path = try writeScratchBytes([], "fastvit-\(name).safetensors")
+    try SafeTensorsWriter.write(tensors, to: path)
+    return path
+}
+
+@Test("a FastViT BatchNorm whose folded scale leaves the float range is refused, naming it")
+func fastViTFoldOverflow() throws {
+    let target = "visual.trunk.stages.2.blocks.0.mlp.conv.bn"
+    let path = try editedMobileCLIP("overflow") { name, t in
+        if name == target + ".weight" { t.scalars[1] = 1e37 }
+        if name == target + ".running_var" { t.scalars[1] = 1e-30 }
+    }
+    let config = "\(fixtureDirectory)/open_clip/MobileCLIP-S2.json"
+    #expect { _ = try CLIPModel.load(path: path, openCLIPConfig: config) } throws: {
+        "\($0)".contains(target) && "\($0)".contains("channel 1")
+    }
+}
+
+@Test("a MobileCLIP file already reparameterised for inference is refused, saying so")
+func fastViTReparameterisedFile() throws {
+    let path = try editedMobileCLIP("reparameterised", { _, _ in }, drop: { $0.contains(".stem.0.") })
+    // A reparameterised stem block: one convolution with bias in place of the branches.
+    let file = try SafeTensorsFile(path: path)
+    var tensors: [(String, Tensor)] = []
+    for info in file.tensorInfos { tensors.append((info.name, try file.floatTensor(info.name))) }
+    tensors.append(("visual.trunk.stem.0.reparam_conv.weight", Tensor(uncheckedZeros: [12, 3, 3, 3])))
+    tensors.append(("visual.trunk.stem.0.reparam_conv.bias", Tensor(uncheckedZeros: [12])))
+    try SafeTensorsWriter.write(tensors, to: path)
+    #expect { _ = try CLIPModel.load(path: path, openCLIPConfig: "\(fixtureDirectory)/open_clip/MobileCLIP-S2.json") } throws: {
+        "\($0)".contains("already reparameterised")
+    }
 }

@@ -168,7 +168,9 @@ enum OpenCLIPFamily: Equatable {
         func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
             try requireSetting(ok, name, value, supported, family: family, r)
         }
-        try require(vision?["timm_pool"]?.string == pool, "vision_cfg.timm_pool", vision?["timm_pool"], pool)
+        // Absent, open_clip's default is avg.
+        let stated = vision?["timm_pool"]
+        try require(stated?.string == pool || (stated == nil && pool == "avg"), "vision_cfg.timm_pool", stated, pool)
         // Absent, open_clip's default "linear" adds a head of its own over timm's pooled features.
         let proj = vision?["timm_proj"]
         try require(proj == .null || ["", "none"].contains(proj?.string ?? "-"), "vision_cfg.timm_proj", proj,

@@ -219,6 +219,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             if case .attention = v.pooling, v.timmModel == nil, v.hasClassToken || v.preNorm || v.projectionBias || !v.patchBias {
                 throw .architecture("the weights have PE-Core's image tower (attention pooling with norm_pre, a class token or timm's head), whose heads and rotary embedding are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_pe_core_*)", origin: origin)
             }
+            if v.convStem != nil || !v.classTokenPosition, v.timmModel != "vit_base_mci_224" {
+                throw .architecture("the weights have a convolutional stem (visual.trunk.patch_embed.backbone.*) and positions without the class token, timm's vit_base_mci_224 (MobileCLIP-B); load it with its open_clip config", origin: origin)
+            }
             if let stem = v.convStem {
                 guard !stem.kernels.isEmpty, stem.kernels.count == stem.channels.count, stem.channels.last == v.width,
                       stem.kernels.allSatisfy({ (1...16).contains($0) }), stem.channels.allSatisfy({ (1...16_384).contains($0) }),
@@ -353,6 +356,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
                                                                has: table.has, blocks: table.blockCount, origin: source.origin) {
             vision = .fastViT(fastViT)
         } else {
+            if table.shapes.keys.contains(where: { $0.hasSuffix(".reparam_conv.weight") }) {
+                throw .architecture("the weights are a MobileCLIP tower already reparameterised for inference (…reparam_conv.weight); swift-clip folds the training-time branches itself and reads open_clip's checkpoints as the Hub has them (conv_kxk, conv_scale, identity)", origin: source.origin)
+            }
             throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet), 'visual.trunk.stem.0.weight' (ConvNeXt), 'visual.trunk.stem.0.conv_kxk.0.conv.weight' (FastViT) nor 'visual.trunk.blocks.0.attn.q_bias' or '.q_proj.weight' (EVA) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
         if table.has("text.transformer.embeddings.word_embeddings.weight") {

@@ -84,9 +84,10 @@ public struct FastViT: Sendable {
     /// `pixels` [N, 3, H, W] → [N, embed]. Any side of at least `minimumResolution` is accepted, as in timm (the
     /// feature map is averaged whatever its size).
     func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
-        let minimum = configuration.minimumResolution
-        guard pixels.rank == 4, pixels.shape[1] == 3, min(pixels.shape[2], pixels.shape[3]) >= minimum else {
-            throw .imageShape(pixels.shape, expected: "[N, 3, \(configuration.resolution), \(configuration.resolution)] (each side at least \(minimum))")
+        let (minimum, maximum) = (configuration.minimumResolution, CLIPConfiguration.FastViTConfiguration.maximumResolution)
+        guard pixels.rank == 4, pixels.shape[1] == 3, min(pixels.shape[2], pixels.shape[3]) >= minimum,
+              max(pixels.shape[2], pixels.shape[3]) <= maximum else {
+            throw .imageShape(pixels.shape, expected: "[N, 3, \(configuration.resolution), \(configuration.resolution)] (each side \(minimum)...\(maximum))")
         }
         do throws(TensorError) {
             var x = try stem.0.forward(channelsLast(pixels), activation: .gelu)
@@ -229,13 +230,18 @@ struct MobileOneBranches {
     /// depthwise convolution and 1 for a dense one.
     func fold(_ r: ParameterReader, in c: Int, out o: Int, kernel k: Int, depthwise: Bool) throws(ModelLoadError) -> (weight: [Double], bias: [Double]) {
         let perGroup = depthwise ? 1 : c
-        var weight = [Double](repeating: 0, count: o * perGroup * k * k), bias = [Double](repeating: 0, count: o)
+        // Every branch is read (its shape checked against the file) before the sum is allocated.
+        var branches: [(prefix: String, kernel: Int, weight: Tensor, norm: BatchNormAffine)] = []
         for (prefix, kb) in convolutions {
             guard kb <= k, kb % 2 == k % 2 else {
                 throw .architecture("\(prefix): a \(kb)×\(kb) branch does not centre in a \(k)×\(k) window", origin: r.origin)
             }
-            let w = try r.tensor("\(prefix).conv.weight", shape: [o, perGroup, kb, kb])
-            let bn = try BatchNormAffine(r, "\(prefix).bn", channels: o)
+            branches.append((prefix, kb, try r.tensor("\(prefix).conv.weight", shape: [o, perGroup, kb, kb]),
+                             try BatchNormAffine(r, "\(prefix).bn", channels: o)))
+        }
+        let identityNorm = try identity.map { (name) throws(ModelLoadError) in try BatchNormAffine(r, name, channels: o) }
+        var weight = [Double](repeating: 0, count: o * perGroup * k * k), bias = [Double](repeating: 0, count: o)
+        for (_, kb, w, bn) in branches {
             let pad = (k - kb) / 2
             for oc in 0..<o {
                 for ic in 0..<perGroup {
@@ -249,11 +255,10 @@ struct MobileOneBranches {
                 bias[oc] += bn.shift[oc]
             }
         }
-        if let identity {
+        if let identity, let bn = identityNorm {
             guard c == o else {
                 throw .architecture("\(identity): an identity branch needs as many outputs as inputs (\(o) vs \(c))", origin: r.origin)
             }
-            let bn = try BatchNormAffine(r, identity, channels: o)
             for ch in 0..<o {
                 weight[((ch * perGroup + (depthwise ? 0 : ch)) * k + k / 2) * k + k / 2] += bn.scale[ch]
                 bias[ch] += bn.shift[ch]
@@ -275,10 +280,10 @@ private func depthwiseLayer(_ r: ParameterReader, _ name: String, weight: [Doubl
     guard c > 0, o % c == 0 else {
         throw .architecture("\(name): \(o) output channels are not a multiple of the \(c) inputs", origin: r.origin)
     }
+    let (w, b) = (try folded(weight, name, r), try folded(bias, name, r))
     do {
-        return try DepthwiseConv2d(weight: Tensor(uncheckedShape: [o, 1, k, k], scalars: weight.map { Float($0) }),
-                                   bias: Tensor(uncheckedShape: [o], scalars: bias.map { Float($0) }), stride: stride,
-                                   multiplier: o / c)
+        return try DepthwiseConv2d(weight: Tensor(uncheckedShape: [o, 1, k, k], scalars: w),
+                                   bias: Tensor(uncheckedShape: [o], scalars: b), stride: stride, multiplier: o / c)
     } catch {
         throw .architecture("\(name): \(error)", origin: r.origin)
     }
@@ -292,7 +297,8 @@ private func denseConvolution(_ r: ParameterReader, _ branches: MobileOneBranche
     return try Conv2d(r, packed: name, in: c, out: o, kernel: k, stride: stride, padding: (stride - 1 + k - 1) / 2,
                       consumes: branches.names) { () throws(ModelLoadError) in
         let (w, b) = try branches.fold(r, in: c, out: o, kernel: k, depthwise: false)
-        return (Tensor(uncheckedShape: [o, c, k, k], scalars: w.map { Float($0) }), Tensor(uncheckedShape: [o], scalars: b.map { Float($0) }))
+        return (Tensor(uncheckedShape: [o, c, k, k], scalars: try folded(w, name, r)),
+                Tensor(uncheckedShape: [o], scalars: try folded(b, name, r)))
     }
 }
 
@@ -340,8 +346,21 @@ private func batchNormThenLinear(_ r: ParameterReader, batchNorm: String, linear
             }
             bias[row] = Float(sum)
         }
+        guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else {
+            throw .architecture("\(names[0]) with the BatchNorm \(batchNorm) folded in leaves the float range; the weights are not a trained model's", origin: r.origin)
+        }
         return (Tensor(uncheckedShape: [o, n], scalars: weight), Tensor(uncheckedShape: [o], scalars: bias))
     }
+}
+
+/// Folded double-precision values as floats, refusing any that leave the float range (a BatchNorm scale of 1e37 is
+/// finite in the file, infinite once folded), naming the layer.
+private func folded(_ values: [Double], _ name: String, _ r: ParameterReader) throws(ModelLoadError) -> [Float] {
+    let floats = values.map { Float($0) }
+    guard floats.allSatisfy(\.isFinite) else {
+        throw .architecture("\(name) with its branches and BatchNorms folded in leaves the float range; the weights are not a trained model's", origin: r.origin)
+    }
+    return floats
 }
 
 /// timm's `make_divisible(channels · ratio, divisor, round_limit=0)`: the squeeze-excitation's reduced width.

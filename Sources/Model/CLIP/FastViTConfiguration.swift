@@ -57,11 +57,15 @@ extension CLIPConfiguration {
             (self.resolution, self.timmModel) = (resolution, timmModel)
         }
 
+        /// The timm models this tower computes: MobileCLIP's MCi encoders, which all apply GELU after the large-kernel
+        /// convolutions (`lkc_use_act`; timm's other FastViTs do not).
+        public static let timmModels: Set<String> = ["fastvit_mci0", "fastvit_mci1", "fastvit_mci2", "fastvit_mci3", "fastvit_mci4"]
+
         /// Width of every attention head (timm's FastViT `Attention(head_dim=32)`).
         public static let headWidth = 32
 
-        /// The largest input side accepted (MobileCLIP's tags use 256): at 1,024 the stem's output alone holds
-        /// 256²·128 floats (32 MB) per image.
+        /// The largest input side accepted, in the config and in `encodeImage` (MobileCLIP's tags use 256): at 1,024
+        /// mci4's stem output holds 512²·128 floats (128 MB) per image.
         public static let maximumResolution = 1_024
 
         /// The smallest input side that leaves every stage at least one pixel: the stride-4 stem and a halving per
@@ -70,7 +74,7 @@ extension CLIPConfiguration {
 
         /// Throws unless the sizes describe a tower timm builds and a config has named its timm model.
         func validate(origin: String) throws(ModelLoadError) {
-            guard let timmModel else {
+            guard let timmModel, Self.timmModels.contains(timmModel) else {
                 throw .architecture("the weights have a FastViT image tower (visual.trunk.stem.0.conv_kxk.*: MobileCLIP), whose activations after the large-kernel convolutions are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name fastvit_mci0 … fastvit_mci4)", origin: origin)
             }
             let stages = depths.count
@@ -78,9 +82,13 @@ extension CLIPConfiguration {
                                              squeezeExcite.count].allSatisfy({ $0 == stages }) else {
                 throw .architecture("a FastViT tower has 1 to 8 stages with one setting each, got depths \(depths) and widths \(widths)", origin: origin)
             }
-            var sizes = [("repMixerKernel", repMixerKernel, 31), ("finalWidth", finalWidth, 32_768), ("resolution", resolution, Self.maximumResolution)]
+            var sizes = [("repMixerKernel", repMixerKernel, 31), ("finalWidth", finalWidth, 8_192), ("resolution", resolution, Self.maximumResolution)]
+            // Widths bounded so that a 1,024-pixel image's activations stay bounded: the stem's output, (side/2)² ·
+            // widths[0], is 512 MB per image at 512 channels (mci4 has 128), each later stage's at most a quarter of
+            // that at 4,096 (mci4: 2,048).
+            sizes.append(("widths[0]", widths.first ?? 0, 512))
             for i in 0..<stages {
-                sizes += [("depths[\(i)]", depths[i], 1_024), ("widths[\(i)]", widths[i], 16_384), ("mlpHidden[\(i)]", mlpHidden[i], 65_536)]
+                sizes += [("depths[\(i)]", depths[i], 1_024), ("widths[\(i)]", widths[i], 4_096), ("mlpHidden[\(i)]", mlpHidden[i], 32_768)]
             }
             for (name, value, limit) in sizes {
                 guard value > 0 else {

@@ -27,6 +27,9 @@ package struct BatchNormAffine: Sendable {
             }
             scale[ch] = Double(gamma.scalars[ch]) / v.squareRoot()
             shift[ch] = Double(beta.scalars[ch]) - Double(mean.scalars[ch]) * scale[ch]
+            guard Float(scale[ch]).isFinite, Float(shift[ch]).isFinite else {
+                throw .architecture("\(prefix) at channel \(ch) scales by \(scale[ch]) and shifts by \(shift[ch]), beyond the float range (running_var \(variance.scalars[ch]), weight \(gamma.scalars[ch]))", origin: r.origin)
+            }
         }
         (self.scale, self.shift) = (scale, shift)
     }
