@@ -138,16 +138,10 @@ struct ConfigReader {
         // strided convolution's floor (SO400M/14 at 384: 27 patches, 6 pixels unread).
         if case .transformer(let t) = c.vision, t.timmModel == nil ? r / t.patchSize == t.grid : r == t.patchSize * t.grid { return r }
         if case .eva(let t) = c.vision, r == t.patchSize * t.grid { return r }
-        // A ConvNeXt is convolutional: it takes any side that leaves its last stage a pixel.
-        if case .convNeXt(let t) = c.vision {
-            guard r >= t.minimumResolution, r <= CLIPConfiguration.ConvNeXtConfiguration.maximumResolution else {
-                throw .architecture("\(key) is \(r), outside the \(t.minimumResolution)...\(CLIPConfiguration.ConvNeXtConfiguration.maximumResolution) pixels the ConvNeXt tower takes here", origin: origin)
-            }
-            return r
-        }
-        if case .fastViT(let t) = c.vision {
-            guard r >= t.minimumResolution, r <= CLIPConfiguration.FastViTConfiguration.maximumResolution else {
-                throw .architecture("\(key) is \(r), outside the \(t.minimumResolution)...\(CLIPConfiguration.FastViTConfiguration.maximumResolution) pixels the FastViT tower takes here", origin: origin)
+        // A convolutional tower (ConvNeXt, FastViT) takes any side that leaves its last stage a pixel.
+        if let (sides, kind) = c.vision.convolutionalSides {
+            guard sides.contains(r) else {
+                throw .architecture("\(key) is \(r), outside the \(sides.lowerBound)...\(sides.upperBound) pixels the \(kind) tower takes here", origin: origin)
             }
             return r
         }

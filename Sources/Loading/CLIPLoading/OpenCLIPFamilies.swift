@@ -17,7 +17,7 @@ enum OpenCLIPFamily: Equatable {
     /// Meta's Perception Encoder (`vision_cfg.timm_model_name` one of `peCoreModels`): a timm ViT with a rotary
     /// embedding and an attention-pooling head, CLIP's text tower under `text.`.
     case peCore(String)
-    /// Apple's MobileCLIP (`vision_cfg.timm_model_name` one of `fastViTModels`): a timm FastViT image tower, CLIP's
+    /// Apple's MobileCLIP (`vision_cfg.timm_model_name` one of `FastViTConfiguration.timmModels`): a timm FastViT image tower, CLIP's
     /// text tower under `text.`.
     case fastViT(String)
     /// A timm ViT pooled by its class token (`vision_cfg.timm_model_name` one of `timmCLIPViTModels`: timm's head with bias
@@ -41,7 +41,7 @@ enum OpenCLIPFamily: Equatable {
             self = .eva(name)
         } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.peCoreModels[name] != nil {
             self = .peCore(name)
-        } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.fastViTModels[name] != nil {
+        } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, CLIPConfiguration.FastViTConfiguration.timmModels[name] != nil {
             self = .fastViT(name)
         } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.timmCLIPViTModels[name] != nil {
             self = .timmCLIPViT(name)
@@ -198,20 +198,6 @@ enum OpenCLIPFamily: Equatable {
         "vit_pe_core_base_patch16_224": (12, 14, 1, true, 16, 4, nil),
         "vit_pe_core_large_patch14_336": (16, 24, 1, true, 14, 4, nil),
         "vit_pe_core_gigantic_patch14_448": (16, 32, 0, false, 14, 8960 / 1536, nil),
-    ]
-
-    /// What timm builds for each FastViT model open_clip names (MobileCLIP's MCi encoders), checked against the tower
-    /// the weights have: the stage count, the MLP ratio (hidden = int(width · ratio)), which stages attend (those also
-    /// have RepCPE), which downsamplings squeeze-excite, the attention blocks' norm, and whether the stem has 1×1 branches.
-    /// Widths and depths are the weights' (mci0 and mci1 differ only in depth). What the weights cannot show is the same
-    /// for all five: GELU after the large-kernel convolutions (`lkc_use_act`), 32-wide heads, BatchNorm ε 1e-5.
-    static let fastViTModels: [String: (mlpRatio: Double, attention: [Bool], squeezeExcite: [Bool],
-                                        norm: CLIPConfiguration.FastViTConfiguration.Norm, stemScaleBranch: Bool)] = [
-        "fastvit_mci0": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
-        "fastvit_mci1": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
-        "fastvit_mci2": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
-        "fastvit_mci3": (4, [false, false, false, true, true], [false, false, false, false, false], .layerNorm, false),
-        "fastvit_mci4": (4, [false, false, false, true, true], [false, false, false, false, false], .layerNorm, false),
     ]
 
     /// What timm builds for each of its CLIP ViTs open_clip names beyond what the weights show: heads and the LayerNorm
@@ -380,7 +366,7 @@ enum OpenCLIPFamily: Equatable {
     /// timm's settings for the named FastViT model, checked against the tower the weights have.
     private static func applyFastViT(_ cfg: [String: JSONValue], name: String, to c: inout CLIPConfiguration,
                                      _ r: ConfigReader) throws(ModelLoadError) {
-        guard case .fastViT(var v) = c.vision, let model = fastViTModels[name] else {
+        guard case .fastViT(var v) = c.vision, let model = CLIPConfiguration.FastViTConfiguration.timmModels[name] else {
             throw .architecture("the config describes a FastViT image tower (\(name)) but the weights have none (no visual.trunk.stem.0.conv_kxk.0.conv.weight)", origin: r.origin)
         }
         guard cfg["vision_cfg"]?["timm_proj"]?.string != "none" else {

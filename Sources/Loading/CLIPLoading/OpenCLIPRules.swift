@@ -90,14 +90,7 @@ extension OpenCLIPConfig {
             }
             if let size = try r.resolution(vision["image_size"], "vision_cfg.image_size", model: c) {
                 p.resolution = size
-                if case .convNeXt(var v) = c.vision {
-                    v.resolution = size
-                    c.vision = .convNeXt(v)
-                }
-                if case .fastViT(var v) = c.vision {
-                    v.resolution = size
-                    c.vision = .fastViT(v)
-                }
+                c.vision = c.vision.trained(at: size)
             }
         }
         try family.applyLast(cfg, to: &c, r)

@@ -65,6 +65,25 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case .fastViT(let c): return c.resolution
             }
         }
+
+        /// The input sides a convolutional tower takes (ConvNeXt, FastViT: any side that leaves its last stage a pixel,
+        /// up to a bound), with a name for messages; nil for towers built for one size.
+        package var convolutionalSides: (range: ClosedRange<Int>, kind: String)? {
+            switch self {
+            case .convNeXt(let c): return (c.minimumResolution...ConvNeXtConfiguration.maximumResolution, "ConvNeXt")
+            case .fastViT(let c): return (c.minimumResolution...FastViTConfiguration.maximumResolution, "FastViT")
+            default: return nil
+            }
+        }
+
+        /// The tower trained at `side` pixels, for a convolutional tower (unchanged for others, whose side the weights fix).
+        package func trained(at side: Int) -> Vision {
+            switch self {
+            case .convNeXt(var c): c.resolution = side; return .convNeXt(c)
+            case .fastViT(var c): c.resolution = side; return .fastViT(c)
+            default: return self
+            }
+        }
     }
 
     /// A modified ResNet tower: a three-convolution stem, four Bottleneck stages and an attention pool.
@@ -291,28 +310,10 @@ public struct CLIPConfiguration: Sendable, Equatable {
             let classToken = table.has("visual.class_embedding")
             let (width, patch): (Int, Int)
             var stem: VisionTransformerConfiguration.ConvStem?
-            if table.has("visual.trunk.patch_embed.backbone.0.conv.weight") {
+            if let s = try VisionTransformerConfiguration.ConvStem.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
+                                                                        has: table.has, blocks: table.blockCount, origin: source.origin) {
                 // timm's convolutional stem (MobileCLIP-B), whose positions leave the class token out.
-                var s = VisionTransformerConfiguration.ConvStem(kernels: [], channels: [])
-                let count = try table.blockCount("visual.trunk.patch_embed.backbone")
-                guard (1...8).contains(count) else {
-                    throw .architecture("visual.trunk.patch_embed.backbone has \(count) convolutions; a stem here has 1 to 8", origin: source.origin)
-                }
-                var inputs = 3, side = 1
-                for i in 0..<count {
-                    let key = "visual.trunk.patch_embed.backbone.\(i).conv.weight"
-                    let conv = try table.shape(key, rank: 4)
-                    guard conv[1] == inputs, conv[2] == conv[3], (1...16).contains(conv[2]) else {
-                        throw .architecture("\(key) has shape \(conv), expected [channels, \(inputs), k, k] with k in 1...16", origin: source.origin)
-                    }
-                    s.kernels.append(conv[2])
-                    s.channels.append(conv[0])
-                    (inputs, side) = (conv[0], side * conv[2])
-                }
-                guard side <= 64 else {
-                    throw .architecture("visual.trunk.patch_embed.backbone's convolutions make \(side)-pixel patches; at most 64 are supported", origin: source.origin)
-                }
-                (width, patch, stem) = (inputs, side, s)
+                (width, patch, stem) = (s.channels.last ?? 0, s.kernels.reduce(1, *), s)
             } else {
                 let conv = try table.shape("visual.conv1.weight", rank: 4)
                 guard conv[1] == 3, conv[2] == conv[3] else {

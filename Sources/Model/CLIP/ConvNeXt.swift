@@ -121,7 +121,7 @@ extension ConvNeXt {
                 mlp = PointwiseMLP(fc1: fc1, fc2: try Linear(r, "\(p).mlp.fc2", in: hidden, out: width))
                 return
             }
-            mlp = PointwiseMLP(fc1: fc1, fc2: try scaledLinear(r, "\(p).mlp.fc2", scale: "\(p).gamma", scaleShape: [width],
+            mlp = PointwiseMLP(fc1: fc1, fc2: try Linear(r, "\(p).mlp.fc2", scaledBy: "\(p).gamma", scaleShape: [width],
                                                               in: hidden, out: width))
         }
 
@@ -139,25 +139,6 @@ extension ConvNeXt {
             try norm.normalize(&mixed)
             try mlp.forward(mixed, addingTo: &x)
         }
-    }
-}
-
-/// `<prefix>.weight` [out, in] (or [out, in, 1, 1], a 1×1 convolution) and `<prefix>.bias` [out] with every output row
-/// and bias scaled by `<scale>` [out] (timm's layer scale, stored as `scaleShape`), packed under the weight's name.
-func scaledLinear(_ r: ParameterReader, _ prefix: String, scale: String, scaleShape: [Int], in inFeatures: Int, out: Int,
-                  weightShape: [Int]? = nil) throws(ModelLoadError) -> Linear {
-    let names = ["\(prefix).weight", "\(prefix).bias", scale]
-    return try Linear(r, packed: names[0], in: inFeatures, out: out, consumes: names) { () throws(ModelLoadError) in
-        let w = try r.tensor(names[0], shape: weightShape ?? [out, inFeatures])
-        let b = try r.tensor(names[1], shape: [out])
-        let gamma = try r.tensor(names[2], shape: scaleShape)
-        var scaled = w.scalars, bias = b.scalars
-        for o in 0..<out {
-            let g = Double(gamma.scalars[o])
-            for i in 0..<inFeatures { scaled[o * inFeatures + i] = Float(Double(scaled[o * inFeatures + i]) * g) }
-            bias[o] = Float(Double(bias[o]) * g)
-        }
-        return (Tensor(uncheckedShape: [out, inFeatures], scalars: scaled), Tensor(uncheckedShape: [out], scalars: bias))
     }
 }
 

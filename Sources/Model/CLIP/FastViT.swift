@@ -102,7 +102,9 @@ public struct FastViT: Sendable {
                     x = try d.pointwise.forward(x, activation: .gelu)
                 }
                 if let positions = stage.positionalEmbedding { x = try positions(x) }
-                for block in stage.blocks { try block.forward(&x) }
+                // One attention scratch for the stage's blocks (its feature map keeps one size).
+                var workspace: MultiheadSelfAttention.Workspace?
+                for block in stage.blocks { try block.forward(&x, workspace: &workspace) }
             }
             x = try finalConv(x)
             try finalExcite.forward(&x)
@@ -164,8 +166,8 @@ extension FastViT {
                     norm = try LayerNorm(r, "\(p).norm", width: width, eps: 1e-5)
                     qkv = try Linear(r, "\(p).token_mixer.qkv", in: width, out: 3 * width, bias: false)
                 }
-                let proj = try scaledLinear(r, "\(p).token_mixer.proj", scale: "\(p).layer_scale_1.gamma", scaleShape: gammaShape,
-                                            in: width, out: width)
+                let proj = try Linear(r, "\(p).token_mixer.proj", scaledBy: "\(p).layer_scale_1.gamma", scaleShape: gammaShape,
+                                      in: width, out: width)
                 mixer = .attention(norm: norm, MultiheadSelfAttention(inProj: qkv, outProj: proj, heads: heads))
             } else {
                 mixer = .repMixer(try repMixer(r, "\(p).token_mixer", channels: width, kernel: c.repMixerKernel))
@@ -173,8 +175,8 @@ extension FastViT {
             mlpConv = try MobileOneBranches(convolutions: [("\(p).mlp.conv", 7)]).depthwise(r, in: width, out: width, kernel: 7, stride: 1)
             let scale = attention ? "\(p).layer_scale_2.gamma" : "\(p).layer_scale.gamma"
             mlp = PointwiseMLP(fc1: try Linear(r, "\(p).mlp.fc1", in: width, out: hidden, weightShape: [hidden, width, 1, 1]),
-                               fc2: try scaledLinear(r, "\(p).mlp.fc2", scale: scale, scaleShape: gammaShape, in: hidden,
-                                                     out: width, weightShape: [width, hidden, 1, 1]))
+                               fc2: try Linear(r, "\(p).mlp.fc2", scaledBy: scale, scaleShape: gammaShape, in: hidden,
+                                               out: width, weightShape: [width, hidden, 1, 1]))
         }
 
         private init(mixer: Mixer, mlpConv: DepthwiseConv2d, mlp: PointwiseMLP) {
@@ -190,8 +192,8 @@ extension FastViT {
             return Block(mixer: mixer, mlpConv: mlpConv, mlp: try mlp.converted(to: precision))
         }
 
-        /// `x` [N, H, W, C] → the same shape, in place.
-        func forward(_ x: inout Tensor) throws(TensorError) {
+        /// `x` [N, H, W, C] → the same shape, in place; an attention block makes `workspace` the first time.
+        func forward(_ x: inout Tensor, workspace: inout MultiheadSelfAttention.Workspace?) throws(TensorError) {
             switch mixer {
             case .repMixer(let conv):
                 x = try conv(x)
@@ -201,8 +203,9 @@ extension FastViT {
                 var tokens = Tensor(uncheckedShape: [shape[0], shape[1] * shape[2], shape[3]], scalars: x.scalars)
                 var input = tokens
                 if let norm { try norm.normalize(&input) }
-                var ws = MultiheadSelfAttention.Workspace(batch: shape[0], tokens: shape[1] * shape[2], width: shape[3])
+                var ws = workspace ?? MultiheadSelfAttention.Workspace(batch: shape[0], tokens: shape[1] * shape[2], width: shape[3])
                 try attention.forward(input, causal: false, into: &tokens, accumulate: true, workspace: &ws)
+                workspace = ws
                 x = Tensor(uncheckedShape: shape, scalars: tokens.scalars)
             }
             try mlp.forward(try mlpConv(x), addingTo: &x)
@@ -336,20 +339,16 @@ private func batchNormThenLinear(_ r: ParameterReader, batchNorm: String, linear
     return try Linear(r, packed: names[0], in: n, out: o, consumes: names) { () throws(ModelLoadError) in
         let w = try r.tensor(names[0], shape: [o, n])
         let bn = try BatchNormAffine(r, batchNorm, channels: n)
-        var weight = [Float](repeating: 0, count: o * n), bias = [Float](repeating: 0, count: o)
+        var weight = [Double](repeating: 0, count: o * n), bias = [Double](repeating: 0, count: o)
         for row in 0..<o {
-            var sum = 0.0
             for j in 0..<n {
                 let v = Double(w.scalars[row * n + j])
-                weight[row * n + j] = Float(v * bn.scale[j])
-                sum += v * bn.shift[j]
+                weight[row * n + j] = v * bn.scale[j]
+                bias[row] += v * bn.shift[j]
             }
-            bias[row] = Float(sum)
         }
-        guard weight.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite) else {
-            throw .architecture("\(names[0]) with the BatchNorm \(batchNorm) folded in leaves the float range; the weights are not a trained model's", origin: r.origin)
-        }
-        return (Tensor(uncheckedShape: [o, n], scalars: weight), Tensor(uncheckedShape: [o], scalars: bias))
+        return (Tensor(uncheckedShape: [o, n], scalars: try folded(weight, names[0], r)),
+                Tensor(uncheckedShape: [o], scalars: try folded(bias, names[0], r)))
     }
 }
 

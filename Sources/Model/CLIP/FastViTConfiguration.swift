@@ -57,9 +57,20 @@ extension CLIPConfiguration {
             (self.resolution, self.timmModel) = (resolution, timmModel)
         }
 
-        /// The timm models this tower computes: MobileCLIP's MCi encoders, which all apply GELU after the large-kernel
-        /// convolutions (`lkc_use_act`; timm's other FastViTs do not).
-        public static let timmModels: Set<String> = ["fastvit_mci0", "fastvit_mci1", "fastvit_mci2", "fastvit_mci3", "fastvit_mci4"]
+        /// What timm builds for each model this tower computes, MobileCLIP's MCi encoders, beyond what the weights show
+        /// (checked against them by open_clip's loader): the stage count, the MLP ratio (hidden = int(width · ratio)),
+        /// which stages attend (those also have RepCPE), which downsamplings squeeze-excite, the attention blocks'
+        /// norm, and whether the stem has 1×1 branches. Widths and depths are the weights' (mci0 and mci1 differ only
+        /// in depth). What the weights cannot show is the same for all five and built in: GELU after the large-kernel
+        /// convolutions (`lkc_use_act`; timm's other FastViTs have none), 32-wide heads, BatchNorm ε 1e-5.
+        package static let timmModels: [String: (mlpRatio: Double, attention: [Bool], squeezeExcite: [Bool], norm: Norm,
+                                                 stemScaleBranch: Bool)] = [
+            "fastvit_mci0": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
+            "fastvit_mci1": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
+            "fastvit_mci2": (3, [false, false, false, true], [false, false, true, true], .batchNorm, true),
+            "fastvit_mci3": (4, [false, false, false, true, true], [false, false, false, false, false], .layerNorm, false),
+            "fastvit_mci4": (4, [false, false, false, true, true], [false, false, false, false, false], .layerNorm, false),
+        ]
 
         /// Width of every attention head (timm's FastViT `Attention(head_dim=32)`).
         public static let headWidth = 32
@@ -74,7 +85,7 @@ extension CLIPConfiguration {
 
         /// Throws unless the sizes describe a tower timm builds and a config has named its timm model.
         func validate(origin: String) throws(ModelLoadError) {
-            guard let timmModel, Self.timmModels.contains(timmModel) else {
+            guard let timmModel, Self.timmModels[timmModel] != nil else {
                 throw .architecture("the weights have a FastViT image tower (visual.trunk.stem.0.conv_kxk.*: MobileCLIP), whose activations after the large-kernel convolutions are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name fastvit_mci0 … fastvit_mci4)", origin: origin)
             }
             let stages = depths.count

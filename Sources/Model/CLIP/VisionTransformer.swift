@@ -9,11 +9,27 @@ import CLIPTensor
 public struct VisionTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.VisionTransformerConfiguration
-    /// `conv1.weight` flattened to [width, 3·patch·patch], so patch embedding is one GEMM (packed once, in the
-    /// model's precision like every other projection); nil with a convolutional stem.
-    let patchEmbedding: Linear?
-    /// timm's convolutional stem (BatchNorms folded in), when it replaces the patch convolution.
-    let convStem: [Conv2d]?
+    /// Pixels to patch embeddings: the patch convolution, or timm's convolutional stem.
+    let patchEmbedding: PatchEmbedding
+
+    /// How pixels become patch embeddings.
+    enum PatchEmbedding: Sendable {
+        /// `conv1.weight` flattened to [width, 3·patch·patch], so patch embedding is one GEMM over patch rows (packed
+        /// once, in the model's precision like every other projection).
+        case patches(Linear)
+        /// timm's convolutional stem (BatchNorms folded in) over channels-last pixels: GELU after all but the last.
+        case convStem([Conv2d])
+
+        func converted(to precision: Precision) throws(TensorError) -> PatchEmbedding {
+            switch self {
+            case .patches(let linear): return .patches(try linear.converted(to: precision))
+            case .convStem(let layers):
+                var converted: [Conv2d] = []
+                for layer in layers { converted.append(try layer.converted(to: precision)) }
+                return .convStem(converted)
+            }
+        }
+    }
     let classEmbedding: Tensor  // [width]; empty without a class token
     let positionalEmbedding: Tensor  // [tokens, width]
     let lnPre: LayerNorm?
@@ -29,7 +45,6 @@ public struct VisionTransformer: Sendable {
         configuration = c
         let (w, p) = (c.width, c.patchSize)
         if let stem = c.convStem {
-            patchEmbedding = nil
             var layers: [Conv2d] = [], inputs = 3
             for (i, (k, out)) in zip(stem.kernels, stem.channels).enumerated() {
                 let prefix = "visual.trunk.patch_embed.backbone.\(i)"
@@ -38,11 +53,10 @@ public struct VisionTransformer: Sendable {
                     : try Conv2d(r, conv: "\(prefix).conv", batchNorm: "\(prefix).bn", in: inputs, out: out, kernel: k, stride: k))
                 inputs = out
             }
-            convStem = layers
+            patchEmbedding = .convStem(layers)
         } else {
-            patchEmbedding = try patchEmbeddingLayer(r, weight: "visual.conv1.weight",
-                                                     bias: c.patchBias ? "visual.conv1.bias" : nil, width: w, patch: p)
-            convStem = nil
+            patchEmbedding = .patches(try patchEmbeddingLayer(r, weight: "visual.conv1.weight",
+                                                              bias: c.patchBias ? "visual.conv1.bias" : nil, width: w, patch: p))
         }
         classEmbedding = c.hasClassToken ? try r.tensor("visual.class_embedding", shape: [w]) : Tensor(uncheckedZeros: [0])
         if c.hasClassToken && !c.classTokenPosition {
@@ -78,12 +92,12 @@ public struct VisionTransformer: Sendable {
         projBias = c.projection && c.projectionBias ? try r.tensor("visual.proj_bias", shape: [embedDim]) : nil
     }
 
-    private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: Linear?,
-                 convStem: [Conv2d]?, classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm?, transformer: Transformer,
+    private init(configuration: CLIPConfiguration.VisionTransformerConfiguration, patchEmbedding: PatchEmbedding,
+                 classEmbedding: Tensor, positionalEmbedding: Tensor, lnPre: LayerNorm?, transformer: Transformer,
                  lnPost: LayerNorm, attentionPooling: AttentionPooling?, attentionalPooler: AttentionalPooler?,
                  proj: Tensor?, projBias: Tensor?) {
-        (self.configuration, self.patchEmbedding, self.convStem, self.classEmbedding, self.positionalEmbedding) =
-            (configuration, patchEmbedding, convStem, classEmbedding, positionalEmbedding)
+        (self.configuration, self.patchEmbedding, self.classEmbedding, self.positionalEmbedding) =
+            (configuration, patchEmbedding, classEmbedding, positionalEmbedding)
         (self.lnPre, self.transformer, self.lnPost, self.attentionPooling, self.attentionalPooler, self.proj) =
             (lnPre, transformer, lnPost, attentionPooling, attentionalPooler, proj)
         self.projBias = projBias
@@ -91,12 +105,7 @@ public struct VisionTransformer: Sendable {
 
     /// The tower with its patch embedding and transformer computing in `precision`.
     func converted(to precision: Precision) throws(TensorError) -> VisionTransformer {
-        VisionTransformer(configuration: configuration, patchEmbedding: try patchEmbedding?.converted(to: precision),
-                          convStem: try convStem.map { (layers) throws(TensorError) in
-                              var converted: [Conv2d] = []
-                              for layer in layers { converted.append(try layer.converted(to: precision)) }
-                              return converted
-                          },
+        VisionTransformer(configuration: configuration, patchEmbedding: try patchEmbedding.converted(to: precision),
                           classEmbedding: classEmbedding, positionalEmbedding: positionalEmbedding, lnPre: lnPre,
                           transformer: try transformer.converted(to: precision), lnPost: lnPost,
                           attentionPooling: try attentionPooling?.converted(to: precision),
@@ -106,7 +115,8 @@ public struct VisionTransformer: Sendable {
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
     /// whole patch are ignored; the patch grid must match the positional embedding.
     func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
-        let patches = convStem == nil ? try patchRows(pixels) : try stemInput(pixels)
+        let patches: Tensor
+        if case .convStem = patchEmbedding { patches = try stemInput(pixels) } else { patches = try patchRows(pixels) }
         do {
             var x = try embed(patches)
             if let lnPre { try lnPre.forward(x, into: &x) }
@@ -150,16 +160,13 @@ public struct VisionTransformer: Sendable {
     /// [N, tokens, width]: the class token first (when the tower has one), positions added.
     func embed(_ patches: Tensor) throws(TensorError) -> Tensor {
         let embedded: Tensor
-        if let convStem {
+        switch patchEmbedding {
+        case .patches(let linear):
+            embedded = try linear(patches)
+        case .convStem(let layers):
             var x = patches
-            for (i, layer) in convStem.enumerated() {
-                x = try layer.forward(x, activation: i == convStem.count - 1 ? .none : .gelu)
-            }
+            for (i, layer) in layers.enumerated() { x = try layer.forward(x, activation: i == layers.count - 1 ? .none : .gelu) }
             embedded = Tensor(uncheckedShape: [x.count / configuration.width, configuration.width], scalars: x.scalars)
-        } else if let patchEmbedding {
-            embedded = try patchEmbedding(patches)
-        } else {
-            throw .shapeMismatch(operation: "VisionTransformer without a patch embedding", patches.shape, [])
         }
         return tokenRows(embedded, classEmbedding: classEmbedding, positions: positionalEmbedding, grid: configuration.grid)
     }
@@ -253,7 +260,9 @@ extension VisionTransformer {
             }
         }
         let conv = try p.value("visual.conv1.weight")
-        guard let patchEmbedding else { throw .shapeMismatch(operation: "patch embedding backward (a convolutional stem does not train)", conv.shape, []) }
+        guard case .patches(let patchEmbedding) = patchEmbedding else {
+            throw .shapeMismatch(operation: "patch embedding backward (a convolutional stem does not train)", conv.shape, [])
+        }
         _ = try patchEmbedding.backward(input: trace.patches, outputGradient: dPatches,
                                         weight: conv.reshaped([w, trace.patches.shape[1]]),
                                         names: ("visual.conv1.weight", nil), into: &gradients, inputGradient: false)

@@ -71,6 +71,33 @@ extension CLIPConfiguration {
 
             /// A stem of these convolutions.
             public init(kernels: [Int], channels: [Int]) { (self.kernels, self.channels) = (kernels, channels) }
+
+            /// The stem as `visual.trunk.patch_embed.backbone.<i>.conv.weight` describe it (1 to 8 convolutions of
+            /// kernels 1...16 making patches of at most 64 pixels), or nil when the checkpoint has none.
+            static func infer(_ shape: (String, Int) throws(ModelLoadError) -> [Int], has: (String) -> Bool,
+                              blocks: (String) throws(ModelLoadError) -> Int, origin: String) throws(ModelLoadError) -> ConvStem? {
+                let prefix = "visual.trunk.patch_embed.backbone"
+                guard has("\(prefix).0.conv.weight") else { return nil }
+                let count = try blocks(prefix)
+                guard (1...8).contains(count) else {
+                    throw .architecture("\(prefix) has \(count) convolutions; a stem here has 1 to 8", origin: origin)
+                }
+                var s = ConvStem(kernels: [], channels: []), inputs = 3, side = 1
+                for i in 0..<count {
+                    let key = "\(prefix).\(i).conv.weight"
+                    let conv = try shape(key, 4)
+                    guard conv[1] == inputs, conv[2] == conv[3], (1...16).contains(conv[2]) else {
+                        throw .architecture("\(key) has shape \(conv), expected [channels, \(inputs), k, k] with k in 1...16", origin: origin)
+                    }
+                    s.kernels.append(conv[2])
+                    s.channels.append(conv[0])
+                    (inputs, side) = (conv[0], side * conv[2])
+                }
+                guard side <= 64 else {
+                    throw .architecture("\(prefix)'s convolutions make \(side)-pixel patches; at most 64 are supported", origin: origin)
+                }
+                return s
+            }
         }
 
         /// The image tower's pooling.

@@ -68,6 +68,27 @@ package struct Linear: Sendable {
         }
     }
 
+    /// `<prefix>.weight` [out, in] (stored as `weightShape` when given: a 1×1 convolution's [out, in, 1, 1]) and
+    /// `<prefix>.bias` [out] with every output row and bias scaled by `<scale>` [out] (timm's layer scale, stored as
+    /// `scaleShape`), packed under the weight's name.
+    package init(_ r: ParameterReader, _ prefix: String, scaledBy scale: String, scaleShape: [Int], in inFeatures: Int,
+                 out outFeatures: Int, weightShape: [Int]? = nil) throws(ModelLoadError) {
+        let names = ["\(prefix).weight", "\(prefix).bias", scale]
+        try self.init(r, packed: names[0], in: inFeatures, out: outFeatures, consumes: names) { () throws(ModelLoadError) in
+            let w = try r.tensor(names[0], shape: weightShape ?? [outFeatures, inFeatures])
+            let b = try r.tensor(names[1], shape: [outFeatures])
+            let gamma = try r.tensor(names[2], shape: scaleShape)
+            var scaled = w.scalars, bias = b.scalars
+            for o in 0..<outFeatures {
+                let g = Double(gamma.scalars[o])
+                for i in 0..<inFeatures { scaled[o * inFeatures + i] = Float(Double(scaled[o * inFeatures + i]) * g) }
+                bias[o] = Float(Double(bias[o]) * g)
+            }
+            return (Tensor(uncheckedShape: [outFeatures, inFeatures], scalars: scaled),
+                    Tensor(uncheckedShape: [outFeatures], scalars: bias))
+        }
+    }
+
     /// `x` [.., in] → `y` [.., out]: y = x·Wᵀ + b, or y += x·Wᵀ + b when `accumulate` (a residual connection
     /// without a separate pass), then `activation`; bias and activation are applied by the GEMM to each output tile
     /// as it finishes. `y` must hold as many rows as `x` (its shape is kept).
