@@ -27,13 +27,13 @@ struct OpenCLIPPretrainedTests {
                         "EVA01-g-14/laion400m_s11b_b41k", "EVA02-B-16/merged2b_s8b_b131k", "EVA02-L-14-336/merged2b_s6b_b61k",
                         "EVA02-E-14-plus/laion2b_s9b_b144k", "PE-Core-T-16-384/meta", "PE-Core-bigG-14-448/meta",
                         "MobileCLIP-S1/datacompdr", "MobileCLIP-S2/datacompdr", "MobileCLIP2-S0/dfndr2b", "MobileCLIP2-S4/dfndr2b", "MobileCLIP2-L-14/dfndr2b",
-                        "MobileCLIP-B/datacompdr", "MobileCLIP-B/datacompdr_lt", "MobileCLIP2-B/dfndr2b"]
+                        "MobileCLIP-B/datacompdr", "MobileCLIP-B/datacompdr_lt", "MobileCLIP2-B/dfndr2b", "ViTamin-S/datacomp1b",
+                        "ViTamin-B-LTT/datacomp1b", "ViTamin-L2-384/datacomp1b", "ViTamin-XL-256/datacomp1b", "ViTamin-XL-384/datacomp1b"]
         for name in loadable {
             let entry = try #require(table.entry(named: name), "\(name) is not in the table")
             #expect(table.unsupported(entry) == nil, "\(name): \(table.unsupported(entry) ?? "")")
         }
-        let refused = ["nllb-clip-base-siglip/v1": "hf_model_name", "ViTamin-B/datacomp1b": "custom_text",
-                       "ViTamin-S/datacomp1b": "custom_text"]
+        let refused = ["nllb-clip-base-siglip/v1": "hf_model_name", "nllb-clip-large/v1": "hf_model_name"]
         for (name, key) in refused {
             let entry = try #require(table.entry(named: name), "\(name) is not in the table")
             #expect(table.unsupported(entry)?.contains(key) == true, "\(name): \(table.unsupported(entry) ?? "accepted")")
@@ -99,8 +99,8 @@ struct OpenCLIPPretrainedTests {
         let before = hub.server.received.count
         models.pretrained = nil
         do {
-            _ = try models.locate("ViTamin-B/datacomp1b")
-            Issue.record("ViTamin was accepted")
+            _ = try models.locate("nllb-clip-base/v1")
+            Issue.record("NLLB-CLIP was accepted")
         } catch {
             #expect(error.description.contains("cannot be loaded yet"), "\(error)")
         }

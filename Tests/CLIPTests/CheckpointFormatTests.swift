@@ -160,7 +160,8 @@ func openCLIPArchitectures(_ base: String) throws {
     let names = Set(openCLIPArchitectureFiles.map { ($0 as NSString).lastPathComponent })
     for family in ["RN50-quickgelu", "ViT-B-32", "ViT-B-32-quickgelu", "ViT-B-16-plus-240", "ViT-H-14", "ViT-H-14-378-quickgelu-squash",
                    "ViT-g-14", "ViT-bigG-14", "PE-Core-T-16-384", "PE-Core-B-16", "PE-Core-L-14-336", "PE-Core-bigG-14-448", "coca_ViT-B-32", "coca_ViT-L-14", "roberta-ViT-B-32-quickgelu", "convnext_base",
-                   "convnext_base_w_320", "convnext_large_d", "convnext_xxlarge", "MobileCLIP-S2", "MobileCLIP2-S4", "MobileCLIP2-L-14", "MobileCLIP-B"] {
+                   "convnext_base_w_320", "convnext_large_d", "convnext_xxlarge", "MobileCLIP-S2", "MobileCLIP2-S4", "MobileCLIP2-L-14", "MobileCLIP-B",
+                   "ViTamin-S", "ViTamin-XL-384"] {
         #expect(names.contains(family), "no fixture for \(family)")
     }
 }

@@ -65,8 +65,8 @@ func convNeXtSettingsApply() throws {
     #expect(throws: CLIPError.self) { try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 31, 64])) }
 }
 
-@Test("timm towers (ConvNeXt, EVA02, FastViT) in int8 and bf16 stay close to fp32",
-      arguments: ["convnext_large_d", "EVA02-L-14", "MobileCLIP-S2", "MobileCLIP2-S4"], [Precision.int8, .bf16])
+@Test("timm towers (ConvNeXt, EVA02, FastViT, ViTamin) in int8 and bf16 stay close to fp32",
+      arguments: ["convnext_large_d", "EVA02-L-14", "MobileCLIP-S2", "MobileCLIP2-S4", "ViTamin-S"], [Precision.int8, .bf16])
 func timmTowersInReducedPrecision(_ arch: String, _ precision: Precision) throws {
     guard precision.isAvailable else {
         print("skipped: \(precision.rawValue) needs \(precision.requirement), which this CPU lacks")

@@ -20,36 +20,12 @@ import Testing
     ("MobileCLIP-S2", "image_size", "2048", "outside the 32...1024 pixels"),
 ])
 func fastViTSettingsAreRefused(arch: String, key: String, json: String, message: String) throws {
-    let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
-    do {
-        _ = try loadOpenCLIPFixture(arch, as: "\(key)-\(json.filter(\.isLetter))", edit: settingVision(key, value))
-        Issue.record("\(key) = \(json) was accepted")
-    } catch {
-        #expect("\(error)".contains(message), "\(error)")
-    }
+    try expectVisionSettingRefused(arch, key, json, message)
 }
 
 @Test("FastViT weights without their open_clip config, or with another tower's config, are refused")
 func fastViTNeedsItsConfig() throws {
-    let base = "\(fixtureDirectory)/open_clip/MobileCLIP-S2"
-    #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
-        "\($0)".contains("load it with its open_clip config")
-    }
-    do {
-        _ = try loadOpenCLIPFixture("MobileCLIP-S2", as: "vit-weights", weights: "ViT-B-32") { _ in }
-        Issue.record("ViT weights with a MobileCLIP config were accepted")
-    } catch {
-        #expect("\(error)".contains("describes a FastViT image tower"), "\(error)")
-    }
-    do {
-        _ = try loadOpenCLIPFixture("MobileCLIP-S2", as: "no-timm") { cfg in
-            settingVision("timm_model_name", nil)(&cfg)
-            cfg["custom_text"] = nil
-        }
-        Issue.record("FastViT weights with a config naming no timm model were accepted")
-    } catch {
-        #expect("\(error)".contains("names no timm_model_name"), "\(error)")
-    }
+    try expectTimmTowerNeedsItsConfig("MobileCLIP-S2", otherWeights: "ViT-B-32", tower: "a FastViT image tower")
 }
 
 @Test("MobileCLIP: the config's image size is the input side; any side down to the stem and halvings runs")

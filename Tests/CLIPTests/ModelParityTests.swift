@@ -39,7 +39,7 @@ func configuration(for weights: any WeightSource, expected: FixtureConfig) throw
         #expect(FixtureConfig.Layers.stages(r.layers) == expected.vision.layers)
         #expect(r.outputGrid == expected.vision.output_grid)
         #expect(r.heads == expected.vision.heads, "reference rule: heads = width · 32 / 64")
-    case .convNeXt, .eva, .fastViT:
+    case .convNeXt, .eva, .fastViT, .viTamin:
         Issue.record("the OpenAI-format fixtures have no timm tower")
     }
     return c

@@ -3,6 +3,7 @@ import CLIPLoading
 import CLIPTensor
 import CLIPWeights
 import Foundation
+import Testing
 
 /// Directory of the committed fixtures written by Scripts/fixtures/make_fixtures.py.
 let fixtureDirectory: String = {
@@ -91,6 +92,41 @@ func loadOpenCLIPFixture(_ arch: String, as name: String, weights: String? = nil
     edit(&cfg)
     let path = try writeScratchBytes([UInt8](try JSONSerialization.data(withJSONObject: cfg)), "\(arch)_\(name).json")
     return try CLIPModel.load(path: "\(fixtureDirectory)/open_clip/\(weights ?? arch).safetensors", openCLIPConfig: path)
+}
+
+/// Expects fixture `arch` with `vision_cfg.<key>` set to the JSON `json` to be refused with an error containing `message`.
+func expectVisionSettingRefused(_ arch: String, _ key: String, _ json: String, _ message: String) throws {
+    let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
+    do {
+        _ = try loadOpenCLIPFixture(arch, as: "\(key)-\(json.filter(\.isLetter))", edit: settingVision(key, value))
+        Issue.record("\(arch): \(key) = \(json) was accepted")
+    } catch {
+        #expect("\(error)".contains(message), "\(error)")
+    }
+}
+
+/// Expects the timm-tower fixture `arch` to be refused without its config, with its config over `otherWeights` (the
+/// error saying the config "describes `tower`"), and with a config naming no timm model.
+func expectTimmTowerNeedsItsConfig(_ arch: String, otherWeights: String, tower: String) throws {
+    let base = "\(fixtureDirectory)/open_clip/\(arch)"
+    #expect { _ = try CLIPModel.load(path: base + ".safetensors") } throws: {
+        "\($0)".contains("load it with its open_clip config")
+    }
+    do {
+        _ = try loadOpenCLIPFixture(arch, as: "other-weights", weights: otherWeights) { _ in }
+        Issue.record("\(otherWeights) weights with \(arch)'s config were accepted")
+    } catch {
+        #expect("\(error)".contains("describes \(tower)"), "\(error)")
+    }
+    do {
+        _ = try loadOpenCLIPFixture(arch, as: "no-timm") { cfg in
+            settingVision("timm_model_name", nil)(&cfg)
+            cfg["custom_text"] = nil
+        }
+        Issue.record("\(arch)'s weights with a config naming no timm model were accepted")
+    } catch {
+        #expect("\(error)".contains("names no timm_model_name"), "\(error)")
+    }
 }
 
 /// A config edit setting `vision_cfg.<key>` to `value` (nil removes it).

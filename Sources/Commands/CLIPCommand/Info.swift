@@ -66,6 +66,8 @@ struct Info: ParsableCommand {
             let mixers = v.attention.map { $0 ? "attention" : "RepMixer" }
             let norm = v.attentionNorm == .batchNorm ? "BatchNorm" : "LayerNorm"
             print("image tower: FastViT (\(v.timmModel ?? "timm")), stages \(v.depths), widths \(v.widths), token mixers \(mixers), attention after a \(norm), MLP widths \(v.mlpHidden), final width \(v.finalWidth), reparameterised at load, mean pool, timm's classifier as the projection")
+        case .viTamin(let v):
+            print("image tower: ViTamin (\(v.timmModel ?? "timm")), stem \(v.stemWidth), MbConv stages \(v.stageDepths), widths \(v.stageWidths) (expanded \(v.expandedWidths)), then width \(v.width), \(v.layers) layers, \(v.heads) heads, GeGLU MLP (\(v.mlpHidden) hidden), \(v.positionGrid.map { "positions for a \($0)×\($0) grid" } ?? "no positions"), mean pool, LayerNorm, a Linear\(v.projectionBias ? " with bias" : "")")
         }
         print("text tower: width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
         let tokenizer = pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece"

@@ -138,6 +138,13 @@ struct ConfigReader {
         // strided convolution's floor (SO400M/14 at 384: 27 patches, 6 pixels unread).
         if case .transformer(let t) = c.vision, t.timmModel == nil ? r / t.patchSize == t.grid : r == t.patchSize * t.grid { return r }
         if case .eva(let t) = c.vision, r == t.patchSize * t.grid { return r }
+        // ViTamin's positions fix its side; without them (XL) it is convolutional up to its last step.
+        if case .viTamin(let t) = c.vision, t.positionGrid != nil {
+            guard t.sides.contains(r) else {
+                throw .architecture("\(key) is \(r), but the ViTamin tower's positions are for \(t.sides.lowerBound)×\(t.sides.lowerBound) inputs", origin: origin)
+            }
+            return r
+        }
         // A convolutional tower (ConvNeXt, FastViT) takes any side that leaves its last stage a pixel.
         if let (sides, kind) = c.vision.convolutionalSides {
             guard sides.contains(r) else {

@@ -24,6 +24,9 @@ enum OpenCLIPFamily: Equatable {
     /// as the projection) with CLIP's text tower under `text.`: MobileCLIP2-L-14, and MobileCLIP-B's convolutional-stem
     /// ViT.
     case timmCLIPViT(String)
+    /// ViTamin (`vision_cfg.timm_model_name` one of `ViTaminConfiguration.timmModels`): MbConv stages before ViT blocks
+    /// with GeGLU MLPs, open_clip's linear projection, CLIP's text tower under `text.`.
+    case viTamin(String)
     /// CLIP's towers, OpenAI's or open_clip's, with the Hugging Face RoBERTa text towers open_clip builds.
     case clip
 
@@ -45,6 +48,8 @@ enum OpenCLIPFamily: Equatable {
             self = .fastViT(name)
         } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, Self.timmCLIPViTModels[name] != nil {
             self = .timmCLIPViT(name)
+        } else if let name = cfg["vision_cfg"]?["timm_model_name"]?.string, CLIPConfiguration.ViTaminConfiguration.timmModels[name] != nil {
+            self = .viTamin(name)
         } else if cfg["multimodal_cfg"] != nil {
             self = .coCa
         } else {
@@ -63,6 +68,7 @@ enum OpenCLIPFamily: Equatable {
         case .peCore: return try Self.timmTowerGeneralPart(cfg, pool: "map", family: "PE-Core", r)
         case .fastViT: return try Self.timmTowerGeneralPart(cfg, pool: "avg", family: "MobileCLIP", r)
         case .timmCLIPViT: return try Self.timmTowerGeneralPart(cfg, pool: "token", family: "a timm CLIP ViT", r)
+        case .viTamin: return try Self.viTaminGeneralPart(cfg, r)
         case .clip: return cfg
         }
     }
@@ -134,6 +140,25 @@ enum OpenCLIPFamily: Equatable {
                         text: [])
     }
 
+    /// ViTamin's own settings: timm's own pooling (the mean of the tokens, which `timm_pool` "" keeps) and open_clip's
+    /// linear projection (its bias is the weights' business), with CLIP's text tower.
+    private static func viTaminGeneralPart(_ cfg: [String: JSONValue], _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+        let vision = cfg["vision_cfg"]
+        func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
+            try requireSetting(ok, name, value, supported, family: "ViTamin", r)
+        }
+        // "" keeps timm's avg; absent, open_clip's default is avg too.
+        let pool = vision?["timm_pool"]
+        try require(pool == nil || ["", "avg"].contains(pool?.string ?? "-"), "vision_cfg.timm_pool", pool,
+                    "\"\" or avg (the mean of the tokens)")
+        // Absent, open_clip's default is linear.
+        let proj = vision?["timm_proj"]
+        try require(proj == nil || proj?.string == "linear", "vision_cfg.timm_proj", proj, "linear")
+        let bias = vision?["timm_proj_bias"]
+        try require(bias == nil || bias == .null || bias?.bool != nil, "vision_cfg.timm_proj_bias", bias, "true or false")
+        return try timmImageTowerPart(cfg, family: "ViTamin", r)
+    }
+
     /// What timm builds for each EVA model open_clip names, beyond what the weights show: heads, EVA02's rotary
     /// embedding (positions scaled to a 16-patch grid), EVA02-E's post-norm blocks, and whether the blocks are EVA02's
     /// (SwiGLU with sub-LNs, attention sub-LN) or EVA01's (GELU MLP); and what the weights must then have: the patch
@@ -175,6 +200,15 @@ enum OpenCLIPFamily: Equatable {
         let proj = vision?["timm_proj"]
         try require(proj == .null || ["", "none"].contains(proj?.string ?? "-"), "vision_cfg.timm_proj", proj,
                     "null or \"\" (timm's head projects) or none")
+        return try timmImageTowerPart(cfg, family: family, r)
+    }
+
+    /// The settings every timm image tower paired with CLIP's text tower shares (no Hugging Face text tower, no caption
+    /// decoder, `custom_text` a boolean); returns the config without the timm keys the family's checks covered.
+    private static func timmImageTowerPart(_ cfg: [String: JSONValue], family: String, _ r: ConfigReader) throws(ModelLoadError) -> [String: JSONValue] {
+        func require(_ ok: Bool, _ name: String, _ value: JSONValue?, _ supported: String) throws(ModelLoadError) {
+            try requireSetting(ok, name, value, supported, family: family, r)
+        }
         let textTower = cfg["text_cfg"]?["hf_model_name"]?.string ?? ""
         try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; \(family) models use CLIP's text tower")
         try require(cfg["multimodal_cfg"] == nil, "multimodal_cfg", cfg["multimodal_cfg"], "none")
@@ -244,6 +278,7 @@ enum OpenCLIPFamily: Equatable {
         if case .peCore(let name) = self { return try Self.applyPECore(cfg, name: name, to: &c, r) }
         if case .fastViT(let name) = self { return try Self.applyFastViT(cfg, name: name, to: &c, r) }
         if case .timmCLIPViT(let name) = self { return try Self.applyTimmCLIPViT(cfg, name: name, to: &c, r) }
+        if case .viTamin(let name) = self { return try Self.applyViTamin(cfg, name: name, to: &c, r) }
         guard case .sigLIP(let headWidth) = self else { return }
         // timm's tower: exact GELU, ε 1e-6, heads by family.
         // timm's SigLIP towers: a patch bias, no class token, no norm_pre, no head (PE-Core's have all four).
@@ -381,6 +416,32 @@ enum OpenCLIPFamily: Equatable {
         }
         v.timmModel = name
         c.vision = .fastViT(v)
+    }
+
+    /// timm's settings for the named ViTamin model, checked against the tower the weights have.
+    private static func applyViTamin(_ cfg: [String: JSONValue], name: String, to c: inout CLIPConfiguration,
+                                     _ r: ConfigReader) throws(ModelLoadError) {
+        guard case .viTamin(var v) = c.vision, let model = CLIPConfiguration.ViTaminConfiguration.timmModels[name] else {
+            throw .architecture("the config describes a ViTamin image tower (\(name)) but the weights have none (no visual.trunk.patch_embed.backbone.stem.conv1.weight)", origin: r.origin)
+        }
+        let projBias = cfg["vision_cfg"]?["timm_proj_bias"]?.bool ?? false
+        guard projBias == v.projectionBias else {
+            throw .architecture("vision_cfg.timm_proj_bias is \(projBias), but the weights' projection \(v.projectionBias ? "has" : "has no") bias (visual.head.proj.bias)", origin: r.origin)
+        }
+        // timm's GeGluMlp ratio 2 for every ViTamin, and its MbConv expansion make_divisible(4 · width).
+        let expanded = v.stageWidths.map { (w: Int) -> Int in
+            let rounded = max(8, (4 * w + 4) / 8 * 8)  // make_divisible(4·w, 8), round_limit 0.9
+            return Double(rounded) < 0.9 * Double(4 * w) ? rounded + 8 : rounded
+        }
+        guard v.mlpHidden == 2 * v.width, v.expandedWidths == expanded, (v.positionGrid != nil) == model.positions else {
+            throw .architecture("vision_cfg.timm_model_name is \(name) (GeGLU \(2 * v.width) wide at width \(v.width), MbConv expansion \(expanded), \(model.positions ? "learned positions" : "no positions")), but the weights' tower has GeGLU \(v.mlpHidden), expansion \(v.expandedWidths), \(v.positionGrid != nil ? "positions" : "no positions"): they are another model's", origin: r.origin)
+        }
+        guard v.width % model.heads == 0 else {
+            throw .architecture("the image tower is \(v.width) wide, which \(name)'s \(model.heads) heads do not divide", origin: r.origin)
+        }
+        v.heads = model.heads
+        v.timmModel = name
+        c.vision = .viTamin(v)
     }
 
     /// The family's settings applied after the general ones (CoCa's pooler heads).

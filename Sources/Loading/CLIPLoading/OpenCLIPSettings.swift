@@ -54,12 +54,13 @@ enum OpenCLIPRules {
                 try same(vision?["layers"], "vision_cfg.layers", v.layers, "image tower depth")
             }
             try same(vision?["patch_size"], "vision_cfg.patch_size", v.patchSize, "patch size")
-        case .convNeXt, .eva, .fastViT:
+        case .convNeXt, .eva, .fastViT, .viTamin:
             // The family's checks matched the timm model name; a config without one describes another tower.
             if (vision?["timm_model_name"]?.string ?? "").isEmpty {
                 let kind = switch c.vision {
                 case .eva: "an EVA"
                 case .fastViT: "a FastViT"
+                case .viTamin: "a ViTamin"
                 default: "a ConvNeXt"
                 }
                 throw .architecture("the weights have \(kind) image tower (visual.trunk.*), but the config's vision_cfg names no timm_model_name", origin: r.origin)

@@ -43,6 +43,7 @@ extension CLIPModel {
             case .convNeXt: "ConvNeXt"
             case .eva: "EVA"
             case .fastViT: "FastViT"
+            case .viTamin: "ViTamin"
             default: "ResNet"
             }
             throw .training("training the \(kind) image tower is not supported yet; train it locked (LiT) or use a ViT")

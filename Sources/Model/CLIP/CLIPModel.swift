@@ -40,6 +40,8 @@ public struct CLIPModel: Sendable {
         case eva(EVAVisionTransformer)
         /// timm's FastViT (open_clip's MobileCLIP).
         case fastViT(FastViT)
+        /// timm's ViTamin (open_clip's ViTamin models).
+        case viTamin(ViTamin)
         /// Loaded with `towers: .textOnly`: text queries pay neither the time nor the memory of the image tower.
         case notLoaded
     }
@@ -193,6 +195,9 @@ public struct CLIPModel: Sendable {
         case .fastViT(let v):
             let tower = try FastViT(r, v, embedDim: c.embedDim)
             visual = .fastViT(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
+        case .viTamin(let v):
+            let tower = try ViTamin(r, v, embedDim: c.embedDim)
+            visual = .viTamin(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
         let textTower: TextTower = c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
                                                           : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
@@ -232,6 +237,8 @@ public struct CLIPModel: Sendable {
             visual = .eva(try Self.convert(precision) { () throws(TensorError) in try e.converted(to: precision) })
         case .fastViT(let f):
             visual = .fastViT(try Self.convert(precision) { () throws(TensorError) in try f.converted(to: precision) })
+        case .viTamin(let v):
+            visual = .viTamin(try Self.convert(precision) { () throws(TensorError) in try v.converted(to: precision) })
         case .notLoaded:
             visual = .notLoaded
         }
@@ -266,6 +273,7 @@ public struct CLIPModel: Sendable {
         case .convNeXt(let convNeXt): out = try convNeXt.forward(pixels)
         case .eva(let eva): out = try eva.forward(pixels)
         case .fastViT(let fastViT): out = try fastViT.forward(pixels)
+        case .viTamin(let viTamin): out = try viTamin.forward(pixels)
         case .notLoaded: throw .imageTowerNotLoaded
         }
         try Self.checkFinite(out, "image")

@@ -19,6 +19,8 @@ extension CLIPConfiguration: CustomStringConvertible {
             v = "EVA width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.resolution)"
         case .fastViT(let c):
             v = "FastViT stages \(c.depths), widths \(c.widths), resolution \(c.resolution)"
+        case .viTamin(let c):
+            v = "ViTamin stages \(c.stageDepths), widths \(c.stageWidths), width \(c.width), \(c.layers) layers, \(c.heads) heads, resolution \(c.resolution)"
         }
         let t = "text width \(text.width), \(text.layers) layers, \(text.heads) heads, context \(text.contextLength), vocabulary \(text.vocabSize)"
         return "embed \(embedDim); \(v); \(t)" + (objective == .sigmoid ? "; sigmoid (SigLIP)" : "")

@@ -44,7 +44,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
         }
     }
 
-    /// A Vision Transformer (ViT-B/32, ViT-L/14, …), the modified ResNet (RN50, RN101, …), a ConvNeXt, an EVA or a FastViT.
+    /// A Vision Transformer (ViT-B/32, ViT-L/14, …), the modified ResNet (RN50, RN101, …), a ConvNeXt, an EVA, a FastViT or a ViTamin.
     public enum Vision: Sendable, Equatable {
         case transformer(VisionTransformerConfiguration)
         case resnet(ResNetConfiguration)
@@ -54,6 +54,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
         case eva(EVAConfiguration)
         /// timm's FastViT (open_clip's MobileCLIP models: `fastvit_mci*`).
         case fastViT(FastViTConfiguration)
+        /// timm's ViTamin (open_clip's `ViTamin-*` models).
+        case viTamin(ViTaminConfiguration)
 
         /// The input side length the model was built for.
         public var imageResolution: Int {
@@ -63,6 +65,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             case .convNeXt(let c): return c.resolution
             case .eva(let c): return c.resolution
             case .fastViT(let c): return c.resolution
+            case .viTamin(let c): return c.resolution
             }
         }
 
@@ -72,6 +75,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             switch self {
             case .convNeXt(let c): return (c.minimumResolution...ConvNeXtConfiguration.maximumResolution, "ConvNeXt")
             case .fastViT(let c): return (c.minimumResolution...FastViTConfiguration.maximumResolution, "FastViT")
+            case .viTamin(let c) where c.positionGrid == nil: return (c.sides, "ViTamin")
             default: return nil
             }
         }
@@ -81,6 +85,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             switch self {
             case .convNeXt(var c): c.resolution = side; return .convNeXt(c)
             case .fastViT(var c): c.resolution = side; return .fastViT(c)
+            case .viTamin(var c) where c.positionGrid == nil: c.resolution = side; return .viTamin(c)
             default: return self
             }
         }
@@ -197,104 +202,6 @@ public struct CLIPConfiguration: Sendable, Equatable {
     /// The input side length the image tower was built for.
     public var imageResolution: Int { vision.imageResolution }
 
-    /// Throws unless every size is positive and the ResNet has four stages.
-    public func validate(origin: String) throws(ModelLoadError) {
-        var sizes: [(String, Int)] = [("embedDim", embedDim), ("text.contextLength", text.contextLength),
-                                      ("text.vocabSize", text.vocabSize), ("text.width", text.width),
-                                      ("text.heads", text.heads), ("text.layers", text.layers)]
-        switch vision {
-        case .transformer(let v):
-            sizes += [("vision.width", v.width), ("vision.layers", v.layers), ("vision.heads", v.heads),
-                      ("vision.patchSize", v.patchSize), ("vision.grid", v.grid)]
-        case .resnet(let r):
-            guard r.layers.count == 4 else {
-                throw .architecture("a ResNet needs 4 stages, got \(r.layers)", origin: origin)
-            }
-            sizes += [("vision.width", r.width), ("vision.heads", r.heads), ("vision.outputGrid", r.outputGrid)]
-            sizes += r.layers.enumerated().map { ("vision.layers[\($0.offset)]", $0.element) }
-        case .convNeXt(let c):
-            try c.validate(origin: origin)
-        case .eva(let c):
-            try c.validate(origin: origin)
-        case .fastViT(let c):
-            try c.validate(origin: origin)
-        }
-        if case .transformer(let v) = vision {
-            switch v.pooling {
-            case .classToken, .average, .normalizedAverage: break
-            case .attention(let heads):
-                sizes.append(("vision.pooling heads", heads))
-            case .attentionalPooler(let heads):
-                sizes.append(("vision.pooling heads", heads))
-                if heads > 0 && embedDim % heads != 0 {
-                    throw .architecture("the attentional pooler's \(heads) heads do not divide embedDim \(embedDim)", origin: origin)
-                }
-            }
-            if !v.projection && v.width != embedDim {
-                throw .architecture("the image tower has no projection, so its width \(v.width) must equal embedDim \(embedDim)", origin: origin)
-            }
-            // PE-Core's signature beside SigLIP's (which has neither): ln_pre, a projection bias, no patch bias, or a class
-            // token with attention pooling.
-            if case .attention = v.pooling, v.timmModel == nil, v.hasClassToken || v.preNorm || v.projectionBias || !v.patchBias {
-                throw .architecture("the weights have PE-Core's image tower (attention pooling with norm_pre, a class token or timm's head), whose heads and rotary embedding are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_pe_core_*)", origin: origin)
-            }
-            if v.convStem != nil || !v.classTokenPosition, v.timmModel != "vit_base_mci_224" {
-                throw .architecture("the weights have a convolutional stem (visual.trunk.patch_embed.backbone.*) and positions without the class token, timm's vit_base_mci_224 (MobileCLIP-B); load it with its open_clip config", origin: origin)
-            }
-            if let stem = v.convStem {
-                guard !stem.kernels.isEmpty, stem.kernels.count == stem.channels.count, stem.channels.last == v.width,
-                      stem.kernels.allSatisfy({ (1...16).contains($0) }), stem.channels.allSatisfy({ (1...16_384).contains($0) }),
-                      stem.kernels.count <= 8, stem.kernels.reduce(1, *) == v.patchSize else {
-                    throw .architecture("the convolutional stem's kernels \(stem.kernels) and channels \(stem.channels) do not make \(v.patchSize)-pixel patches \(v.width) wide", origin: origin)
-                }
-            }
-            if v.pooling == .classToken, v.projectionBias, v.timmModel == nil {
-                throw .architecture("the weights have a timm CLIP ViT image tower (a class token and timm's head with bias, as MobileCLIP2-L-14 and MobileCLIP-B), whose heads and activation are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_large_patch14_clip_224 or vit_base_mci_224)", origin: origin)
-            }
-            if let rotary = v.rotary {
-                let headDim = v.heads > 0 ? v.width / v.heads : 0
-                guard headDim % 4 == 0, (1...1_024).contains(rotary.referenceGrid), rotary.offset.isFinite, abs(rotary.offset) <= 1_024 else {
-                    throw .architecture("the rotary embedding needs heads a multiple of 4 wide (\(headDim)), a reference grid within 1...1024 (\(rotary.referenceGrid)) and a finite offset (\(rotary.offset))", origin: origin)
-                }
-            }
-        }
-        if let roberta = text.roberta {
-            sizes += [("text.roberta.positions", roberta.positions), ("text.roberta.tokenTypes", roberta.tokenTypes)]
-            // RoBERTa's positions start after padding_idx 1: a row of contextLength tokens reads position
-            // contextLength + 1.
-            guard text.contextLength + 1 < roberta.positions else {
-                throw .architecture("the text context of \(text.contextLength) tokens needs \(text.contextLength + 2) positions; text.transformer.embeddings.position_embeddings has \(roberta.positions)", origin: origin)
-            }
-        }
-        for (name, value) in sizes where value <= 0 {
-            throw .architecture("configuration \(name) is \(value); it must be positive", origin: origin)
-        }
-        var epsilons = [("text.layerNormEps", text.layerNormEps)]
-        if case .transformer(let v) = vision { epsilons.append(("vision.layerNormEps", v.layerNormEps)) }
-        for (name, eps) in epsilons where !(eps > 0 && eps.isFinite) {
-            throw .architecture("configuration \(name) is \(eps); it must be positive", origin: origin)
-        }
-        // Attention keeps a tokens × tokens score matrix per head in flight: beyond this a checkpoint's positional
-        // embedding would ask for gigabytes per head (ViT-L/14@336px has 577 tokens, the text tower 77).
-        func gridTokens(_ grid: Int) -> Int {
-            let (square, overflow) = grid.multipliedReportingOverflow(by: grid)
-            return overflow || square >= Int.max ? Int.max : square + 1
-        }
-        var tokens = [("text.contextLength", text.contextLength)]
-        if case .transformer(let v) = vision {
-            tokens.append((v.hasClassToken ? "vision tokens (grid² + 1)" : "vision tokens (grid²)", v.tokens))
-        }
-        if case .resnet(let r) = vision { tokens.append(("attention-pool tokens (grid² + 1)", gridTokens(r.outputGrid))) }
-        if case .eva(let e) = vision { tokens.append(("vision tokens (grid² + 1)", gridTokens(e.grid))) }
-        for (name, value) in tokens where value > Self.maximumTokens {
-            throw .architecture("configuration \(name) is \(value); at most \(Self.maximumTokens) tokens are supported",
-                                origin: origin)
-        }
-        guard imageResolution <= Self.maximumImageResolution else {
-            throw .architecture("configuration asks for \(imageResolution)×\(imageResolution) images; at most \(Self.maximumImageResolution) is supported", origin: origin)
-        }
-    }
-
     /// The largest extent any dimension of a weight may have when the architecture is inferred (CLIP's largest,
     /// the token embedding, has 49,408 rows): beyond it the arithmetic on sizes could overflow.
     public static let maximumDimension = 1 << 24
@@ -356,11 +263,14 @@ public struct CLIPConfiguration: Sendable, Equatable {
         } else if let fastViT = try FastViTConfiguration.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
                                                                has: table.has, blocks: table.blockCount, origin: source.origin) {
             vision = .fastViT(fastViT)
+        } else if let viTamin = try ViTaminConfiguration.infer({ (key, rank) throws(ModelLoadError) in try table.shape(key, rank: rank) },
+                                                               has: table.has, blocks: table.blockCount, origin: source.origin) {
+            vision = .viTamin(viTamin)
         } else {
             if table.shapes.keys.contains(where: { $0.hasSuffix(".reparam_conv.weight") }) {
                 throw .architecture("the weights are a MobileCLIP tower already reparameterised for inference (…reparam_conv.weight); swift-clip folds the training-time branches itself and reads open_clip's checkpoints as the Hub has them (conv_kxk, conv_scale, identity)", origin: source.origin)
             }
-            throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet), 'visual.trunk.stem.0.weight' (ConvNeXt), 'visual.trunk.stem.0.conv_kxk.0.conv.weight' (FastViT) nor 'visual.trunk.blocks.0.attn.q_bias' or '.q_proj.weight' (EVA) is present; is this a CLIP checkpoint?", origin: source.origin)
+            throw .architecture("neither 'visual.proj' (Vision Transformer), 'visual.attnpool.positional_embedding' (ResNet), 'visual.trunk.stem.0.weight' (ConvNeXt), 'visual.trunk.stem.0.conv_kxk.0.conv.weight' (FastViT), 'visual.trunk.patch_embed.backbone.stem.conv1.weight' (ViTamin) nor 'visual.trunk.blocks.0.attn.q_bias' or '.q_proj.weight' (EVA) is present; is this a CLIP checkpoint?", origin: source.origin)
         }
         if table.has("text.transformer.embeddings.word_embeddings.weight") {
             return try inferRoberta(table, vision: vision, origin: source.origin)

@@ -73,14 +73,7 @@ extension CLIPConfiguration {
             let sizes = [("width", width, 16_384), ("layers", layers, 1_024), ("heads", heads, 1_024), ("patchSize", patchSize, 64),
                          ("grid", grid, 128), ("MLP hidden width", mlp.hidden, 65_536)]
                 + (rotaryReferenceGrid.map { [("rotary reference grid", $0, 1_024)] } ?? [])
-            for (name, value, limit) in sizes {
-                guard value > 0 else {
-                    throw .architecture("configuration vision.\(name) is \(value); it must be positive", origin: origin)
-                }
-                guard value <= limit else {
-                    throw .architecture("configuration vision.\(name) is \(value); an EVA tower here takes at most \(limit)", origin: origin)
-                }
-            }
+            try CLIPConfiguration.checkBounded(sizes, tower: "an EVA", origin: origin)
             guard width % heads == 0 else {
                 throw .architecture("\(timmModel)'s \(heads) heads do not divide the EVA tower's width \(width)", origin: origin)
             }

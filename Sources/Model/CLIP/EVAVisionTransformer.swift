@@ -71,7 +71,7 @@ extension EVAVisionTransformer {
     /// The feed-forward half of a block.
     enum Feedforward: Sendable {
         case gelu(MLP)
-        case swiGLU(SwiGLU)
+        case swiGLU(GatedMLP)
     }
 
     /// Buffers one forward pass reuses in every block; every element is written before it is read.
@@ -138,7 +138,8 @@ extension EVAVisionTransformer {
                 feedforward = .gelu(MLP(fc: try Linear(r, "\(p).mlp.fc1", in: w, out: hidden),
                                         proj: try Linear(r, "\(p).mlp.fc2", in: hidden, out: w), activation: .gelu))
             case .swiGLU(let hidden, let normed):
-                feedforward = .swiGLU(try SwiGLU(r, "\(p).mlp", width: w, hidden: hidden, normed: normed, eps: eps))
+                feedforward = .swiGLU(try GatedMLP(r, "\(p).mlp", names: .swiGLU, width: w, hidden: hidden, gate: .silu,
+                                                   norm: normed ? .hidden : .none, eps: eps))
             }
             postNorm = c.postNorm
         }

@@ -368,7 +368,7 @@ func timmReducedChannels(_ channels: Int, ratio: Double, divisor: Int) -> Int {
 }
 
 /// Exact GELU over every element, in place.
-private func gelu(_ x: inout Tensor) {
+func gelu(_ x: inout Tensor) {
     let count = x.count
     guard count > 0 else { return }
     x.scalars.withUnsafeMutableBufferPointer { geluInPlace($0.baseAddress!, count: count) }

@@ -101,14 +101,7 @@ extension CLIPConfiguration {
             for i in 0..<stages {
                 sizes += [("depths[\(i)]", depths[i], 1_024), ("widths[\(i)]", widths[i], 4_096), ("mlpHidden[\(i)]", mlpHidden[i], 32_768)]
             }
-            for (name, value, limit) in sizes {
-                guard value > 0 else {
-                    throw .architecture("configuration vision.\(name) is \(value); it must be positive", origin: origin)
-                }
-                guard value <= limit else {
-                    throw .architecture("configuration vision.\(name) is \(value); a FastViT tower here takes at most \(limit)", origin: origin)
-                }
-            }
+            try CLIPConfiguration.checkBounded(sizes, tower: "a FastViT", origin: origin)
             guard repMixerKernel % 2 == 1 else {
                 throw .architecture("RepMixer's window is \(repMixerKernel) wide; timm pads odd windows only", origin: origin)
             }

@@ -38,6 +38,20 @@ package func swiGLURows(_ gated: UnsafePointer<Float>, rows: Int, hidden: Int, o
     }
 }
 
+/// GeGLU over `rows` rows of `gated` [rows, 2·hidden] (gate then value) into `out` [rows, hidden]:
+/// gelu(g)·x with the exact GELU, split over cores.
+package func geGLURows(_ gated: UnsafePointer<Float>, rows: Int, hidden: Int, out: UnsafeMutablePointer<Float>) {
+    let bounds = chunkBounds(total: rows, parts: rows * hidden >= 1 << 16 ? availableCores : 1, granule: 1)
+    parallelFor(bounds.count - 1) { t in
+        for r in bounds[t]..<bounds[t + 1] {
+            let (g, o) = (gated + r * 2 * hidden, out + r * hidden)
+            o.update(from: g, count: hidden)
+            clip_gelu(o, hidden)
+            for i in 0..<hidden { o[i] *= g[hidden + i] }
+        }
+    }
+}
+
 /// Rotates `count` values (an even number) in place as pairs, timm's interleaved rotary layout: (a, b) →
 /// (a·cos − b·sin, b·cos + a·sin) with the angles' `sin` and `cos` given per value.
 @inlinable
