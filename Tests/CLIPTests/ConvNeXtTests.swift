@@ -63,6 +63,8 @@ func convNeXtSettingsApply() throws {
     let pixels = Tensor(uncheckedZeros: [1, 3, 40, 33])
     #expect(try loaded.model.encodeImage(pixels).shape == [1, 32])
     #expect(throws: CLIPError.self) { try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 31, 64])) }
+    // Nor larger than the config may ask for: the first stage would be gigabytes per image.
+    #expect(throws: CLIPError.self) { try loaded.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 64, 1_025])) }
 }
 
 @Test("timm towers (ConvNeXt, EVA02, FastViT, ViTamin) in int8 and bf16 stay close to fp32",

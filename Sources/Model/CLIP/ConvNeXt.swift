@@ -59,9 +59,11 @@ public struct ConvNeXt: Sendable {
     /// `pixels` [N, 3, H, W] → [N, embed]. Any side of at least `minimumResolution` is accepted, as in timm (the
     /// feature map is averaged whatever its size).
     func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
-        let minimum = configuration.minimumResolution
-        guard min(pixels.shape[2], pixels.shape[3]) >= minimum else {
-            throw .imageShape(pixels.shape, expected: "[N, 3, \(configuration.resolution), \(configuration.resolution)] (each side at least \(minimum))")
+        let (minimum, maximum) = (configuration.minimumResolution, CLIPConfiguration.ConvNeXtConfiguration.maximumResolution)
+        // The config's bound holds for encodeImage too: a larger side would make the first stage gigabytes per image.
+        guard pixels.rank == 4, pixels.shape[1] == 3, min(pixels.shape[2], pixels.shape[3]) >= minimum,
+              max(pixels.shape[2], pixels.shape[3]) <= maximum else {
+            throw .imageShape(pixels.shape, expected: "[N, 3, \(configuration.resolution), \(configuration.resolution)] (each side \(minimum)...\(maximum))")
         }
         do throws(TensorError) {
             var x = try stem.forward(channelsLast(pixels))

@@ -77,7 +77,7 @@ package final class ParameterReader {
         if let initializer {
             return initializer(name, shape)
         }
-        guard let source, let stored = shapes[name] else { throw .missingTensor(name, origin: origin) }
+        guard source != nil, let stored = shapes[name] else { throw .missingTensor(name, origin: origin) }
         guard stored == shape else { throw .shapeMismatch(name, expected: shape, found: stored, origin: origin) }
         _ = taken.withLock { $0.insert(name) }
         let cached = packedSource?.tensor(name, shape: shape)
