@@ -370,6 +370,26 @@ static void test_elementwise(void) {
     CHECK(worst < 1e-7, "softmax: error %g", worst);
     free(x); free(g); free(b); free(out);
 
+    // Exact GELU (clip_gelu, at the level CLIP_CPU selects) over the whole range: every argument of its reciprocal's
+    // Newton steps, the cut past |x| = 16·√2 and beyond, to ±1e38; within 4e-7 of double, absolute below 1.
+    {
+        enum { count = 8192 + 6 };
+        float *v = malloc(count * sizeof(float)), *want_in = malloc(count * sizeof(float));
+        for (int i = 0; i < 8192; i++) v[i] = -40.0f + 80.0f * (float)i / 8191.0f;
+        const float extremes[] = {-1e38f, -3e30f, -23.0f, 23.0f, 1e30f, 1e38f};
+        for (int i = 0; i < 6; i++) v[8192 + i] = extremes[i];
+        memcpy(want_in, v, count * sizeof(float));
+        clip_gelu(v, count);
+        worst = 0;
+        for (int i = 0; i < count; i++) {
+            const double x = want_in[i], want = 0.5 * x * erfc(-x / sqrt(2.0));
+            const double e = fabs(v[i] - want) / (fabs(want) > 1 ? fabs(want) : 1);
+            worst = e > worst ? e : worst;
+        }
+        CHECK(worst < 4e-7, "gelu: error %g", worst);
+        free(v); free(want_in);
+    }
+
     // SwiGLU on hidden widths around the vector lengths, gates spanning the exp clamp; rotary on odd pair counts.
     const ptrdiff_t hiddens[] = {1, 7, 16, 33, 2730};
     for (size_t c = 0; c < sizeof hiddens / sizeof hiddens[0]; c++) {
