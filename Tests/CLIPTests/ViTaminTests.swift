@@ -15,7 +15,8 @@ import Testing
     ("ViTamin-S", "timm_proj_bias", "true", "timm_proj_bias is true"),
     ("ViTamin-S", "timm_model_name", "\"vitamin_xlarge_256\"", "they are another model's"),
     ("ViTamin-XL-384", "timm_model_name", "\"vitamin_large_384\"", "they are another model's"),
-    ("ViTamin-S", "image_size", "80", "positions are for 64×64"),
+    ("ViTamin-S", "image_size", "80", "positions are for sides of 49...64 pixels"),
+    ("ViTamin-S", "image_size", "48", "positions are for sides of 49...64 pixels"),
     ("ViTamin-XL-384", "image_size", "2048", "outside the 16...1024 pixels"),
     ("ViTamin-XL-384", "image_size", "8", "outside the 16...1024 pixels"),
 ])
@@ -48,7 +49,11 @@ func viTaminHeadsMatter() throws {
 func viTaminSides() throws {
     let s = try loadOpenCLIPFixture("ViTamin-S", as: "size", edit: settingVision("image_size", 64))
     #expect(s.preprocessing.resolution == 64)
-    #expect(throws: CLIPError.self) { try s.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 63, 64])) }
+    #expect(throws: CLIPError.self) { try s.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 48, 64])) }
+    // Any side whose 16-pixel steps round up to the positions' grid runs, as in timm.
+    let odd = try loadOpenCLIPFixture("ViTamin-S", as: "odd-size", edit: settingVision("image_size", 50))
+    #expect(odd.preprocessing.resolution == 50 && odd.model.configuration.imageResolution == 50)
+    #expect(try odd.model.encodeImage(Tensor(uncheckedZeros: [1, 3, 50, 63])).shape == [1, 32])
     let xl = try loadOpenCLIPFixture("ViTamin-XL-384", as: "size", edit: settingVision("image_size", 100))
     #expect(xl.preprocessing.resolution == 100 && xl.model.configuration.imageResolution == 100)
     #expect(try xl.model.encodeImage(Tensor(uncheckedZeros: [2, 3, 33, 47])).shape == [2, 32])
@@ -71,7 +76,9 @@ func viTaminBounds() throws {
                           ({ $0.timmModel = "vitamin_tiny" }, "load it with its open_clip config"),
                           ({ $0.stageWidths = [8] }, "two MbConv stages"), ({ $0.layers = 0 }, "must be positive"),
                           ({ $0.stemWidth = 4_096 }, "at most 1024"), ({ $0.positionGrid = nil }, "another model's"),
-                          ({ $0.resolution = 48 }, "not one the tower takes"),
+                          ({ $0.resolution = 16 }, "not one the tower takes"),
+                          ({ $0.timmModel = "vitamin_xlarge_256"; $0.positionGrid = nil; $0.resolution = 1_024; $0.expandedWidths = [8_192, 64] },
+                           "in one activation per image"),
                           ({ $0.timmModel = "vitamin_xlarge_256"; $0.positionGrid = nil; $0.resolution = 2_000 }, "at most 1024")] {
         #expect { _ = try CLIPModel(randomWeightsFor: config(edit)) } throws: { "\($0)".contains(named) }
     }

@@ -141,7 +141,7 @@ struct ConfigReader {
         // ViTamin's positions fix its side; without them (XL) it is convolutional up to its last step.
         if case .viTamin(let t) = c.vision, t.positionGrid != nil {
             guard t.sides.contains(r) else {
-                throw .architecture("\(key) is \(r), but the ViTamin tower's positions are for \(t.sides.lowerBound)×\(t.sides.lowerBound) inputs", origin: origin)
+                throw .architecture("\(key) is \(r), but the ViTamin tower's positions are for sides of \(t.sides.lowerBound)...\(t.sides.upperBound) pixels", origin: origin)
             }
             return r
         }

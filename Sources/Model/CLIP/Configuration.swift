@@ -85,7 +85,7 @@ public struct CLIPConfiguration: Sendable, Equatable {
             switch self {
             case .convNeXt(var c): c.resolution = side; return .convNeXt(c)
             case .fastViT(var c): c.resolution = side; return .fastViT(c)
-            case .viTamin(var c) where c.positionGrid == nil: c.resolution = side; return .viTamin(c)
+            case .viTamin(var c): c.resolution = side; return .viTamin(c)
             default: return self
             }
         }

@@ -115,8 +115,8 @@ public struct ViTamin: Sendable {
 
 extension ViTamin {
     /// timm's MbConvLNBlock: shortcut + 1×1(GELU(depthwise 3×3(GELU(1×1(LayerNorm2d(x)))))), the depthwise at the block's
-    /// stride. The shortcut of a stride-2 block is a 3×3 average pool (stride 2, padding not counted) then a 1×1
-    /// convolution when the width changes; of a stride-1 block, a 1×1 convolution when the width changes, else x.
+    /// stride. The shortcut of a stride-2 block (each stage's first) is a 3×3 average pool (stride 2, padding not
+    /// counted) then a 1×1 convolution when the width changes; of the others (as wide as their input), x.
     struct MbConv: Sendable {
         let shortcut: Shortcut
         let norm: LayerNorm
@@ -126,7 +126,6 @@ extension ViTamin {
 
         enum Shortcut: Sendable {
             case identity
-            case projection(Linear)
             case pool(expand: Linear?)
         }
 
@@ -134,7 +133,10 @@ extension ViTamin {
             if stride == 2 {
                 shortcut = .pool(expand: c == o ? nil : try Linear(r, "\(p).shortcut.expand", in: c, out: o, weightShape: [o, c, 1, 1]))
             } else {
-                shortcut = c == o ? .identity : .projection(try Linear(r, "\(p).shortcut", in: c, out: o, weightShape: [o, c, 1, 1]))
+                guard c == o else {
+                    throw .architecture("\(p): a stride-1 MbConv block of timm's ViTamin keeps its width (\(c) in, \(o) out)", origin: r.origin)
+                }
+                shortcut = .identity
             }
             norm = try LayerNorm(r, "\(p).pre_norm", width: c, eps: CLIPConfiguration.ViTaminConfiguration.layerNormEps)
             expand = try Linear(r, "\(p).conv1_1x1", in: c, out: e, weightShape: [e, c, 1, 1])
@@ -153,7 +155,6 @@ extension ViTamin {
             let shortcut: Shortcut
             switch self.shortcut {
             case .identity: shortcut = .identity
-            case .projection(let l): shortcut = .projection(try l.converted(to: precision))
             case .pool(let l): shortcut = .pool(expand: try l?.converted(to: precision))
             }
             return MbConv(shortcut: shortcut, norm: norm, expand: try expand.converted(to: precision), depthwise: depthwise,
@@ -165,7 +166,6 @@ extension ViTamin {
             var out: Tensor
             switch shortcut {
             case .identity: out = x
-            case .projection(let l): out = try l(x)
             case .pool(let expand):
                 let pooled = averagePool3x3Stride2(x)
                 out = try expand?(pooled) ?? pooled

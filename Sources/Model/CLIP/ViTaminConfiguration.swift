@@ -66,12 +66,16 @@ extension CLIPConfiguration {
         /// Tokens per side for an input side: each stride-2 step (padding 1) rounds up.
         public static func grid(forSide side: Int) -> Int { (side + reduction - 1) / reduction }
 
-        /// The input sides the tower takes: exactly 16 × the positions' grid, or, without positions, any side up to
-        /// `maximumResolution`.
+        /// The input sides the tower takes: with positions, those that make their grid (16 × grid − 15 ... 16 × grid,
+        /// as timm's stride-2 steps round up), or, without, any side up to `maximumResolution`.
         public var sides: ClosedRange<Int> {
-            if let g = positionGrid { return g * Self.reduction...g * Self.reduction }
+            if let g = positionGrid { return max(g * Self.reduction - Self.reduction + 1, 1)...g * Self.reduction }
             return Self.reduction...Self.maximumResolution
         }
+
+        /// The most floats one image's largest activation may hold (1 GiB): the stem's output, and each MbConv stage's
+        /// expansion at its input side (real XL at 1,024 pixels: 512² · 768, 201M).
+        public static let maximumActivation = 1 << 28
 
         /// Throws unless the sizes describe a tower timm builds and a config has named its timm model.
         func validate(origin: String) throws(ModelLoadError) {
@@ -99,6 +103,13 @@ extension CLIPConfiguration {
             }
             guard sides.contains(resolution) else {
                 throw .architecture("ViTamin input side \(resolution) is not one the tower takes (\(sides.lowerBound)...\(sides.upperBound))", origin: origin)
+            }
+            // Widths are not tied to the timm name (scaled structures load too), so their product with the largest side
+            // is bounded here: a small file could otherwise ask for gigabytes per image.
+            let side = sides.upperBound, stem = (side + 1) / 2, stage1 = (stem + 1) / 2
+            let largest = max(stem * stem * max(stemWidth, expandedWidths[0]), stage1 * stage1 * expandedWidths[1])
+            guard largest <= Self.maximumActivation else {
+                throw .architecture("a ViTamin tower of stem \(stemWidth) and expansions \(expandedWidths) at \(side) pixels holds \(largest) floats in one activation per image; at most \(Self.maximumActivation) are supported", origin: origin)
             }
         }
 
