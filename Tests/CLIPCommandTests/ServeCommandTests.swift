@@ -69,6 +69,30 @@ struct ServeCommandTests {
         #expect { try Serve.keys("/dev/zero") } throws: { "\($0)".contains("more than 1048576 bytes") }
     }
 
+    @Test("with CLIP_EXIT_WITH_PARENT=1 (set for every clip the tests start), clip serve stops once its parent is gone")
+    func stopsWithItsParent() throws {
+        // A shell starts the server in the background, prints its pid and exits two seconds later, orphaning it.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "\"$0\" serve --port 0 --log-level warning >/dev/null 2>&1 & echo $!; sleep 2", clipBinary.path]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let pid = try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), "\(text)")
+        defer { kill(pid, SIGKILL) }
+        // Gone, or a zombie no one reaps (a container's init may not): either way it has stopped.
+        func stopped() -> Bool {
+            guard kill(pid, 0) == 0 else { return true }
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while !stopped() && Date() < deadline { usleep(100_000) }
+        #expect(stopped(), "clip serve (pid \(pid)) still runs after its parent exited")
+    }
+
     @Test("serves on the port it prints, and exits 0 on SIGTERM")
     func servesAndStops() async throws {
         let p = Process()

@@ -28,10 +28,24 @@ struct CLIPCommand: AsyncParsableCommand {
             Self.exit(withError: ExitCode(1))
         }
         ProcessMemory.retainFreedMemory()
+        if ProcessInfo.processInfo.environment["CLIP_EXIT_WITH_PARENT"] == "1" { exitWithParent() }
         // Parsing (and each command's `validate()`) fails as ArgumentParser reports it, with the usage; what a
         // command's run throws is reported by `runReportingErrors` as one line.
         let command: any ParsableCommand
         do { command = try parseAsRoot() } catch { exit(withError: error) }
         do { try await runReportingErrors(command) } catch { exit(withError: error) }
+    }
+
+    /// With `CLIP_EXIT_WITH_PARENT=1` (the test suites set it), the process sends itself SIGTERM once its parent is
+    /// gone (it is re-parented), so a test run that crashes leaves no `clip serve` behind. Polled once a second:
+    /// Linux's PR_SET_PDEATHSIG fires when the spawning *thread* exits, which a thread pool's idle thread may do
+    /// while the parent lives on.
+    private static func exitWithParent() {
+        let parent = getppid()
+        let watcher = Thread {
+            while getppid() == parent { sleep(1) }
+            kill(getpid(), SIGTERM)
+        }
+        watcher.start()
     }
 }
