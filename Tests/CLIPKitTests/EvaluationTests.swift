@@ -14,6 +14,8 @@ func accuracyCountsRanks() {
     let a = Evaluation.accuracy(scores, labels: [0, 1, 5, 1, 5], classes: classes)
     #expect(a.top1 == 2.0 / 5 && a.top5 == 4.0 / 5 && a.count == 5)
     #expect(a.perClassTop1 == ["a": 1, "b": 0.5, "f": 0])
+    // Row 2 is mistaken for a; row 3's ties (a and b at 0.9) go to the first; row 4's tie with the truth counts for it.
+    #expect(a.confusion == ["a": ["a": 1], "b": ["a": 1, "b": 1], "f": ["a": 2]])
 }
 
 @Test("recall@k in both directions; duplicate captions are interchangeable")

@@ -36,6 +36,9 @@ public enum Evaluation {
         public var top5: Double
         public var count: Int
         public var perClassTop1: [String: Double]
+        /// How often each true class (outer key) got each top-1 prediction (inner key): what a class is mistaken for
+        /// (a tie with the true class counts for it, as in `top1`; other ties go to the first class in order).
+        public var confusion: [String: [String: Int]]
     }
 
     /// Zero-shot accuracy of `pipeline` on `files` with `labels`, the classes named by `classes` put into `templates`.
@@ -54,9 +57,13 @@ public enum Evaluation {
         let k = classes.count
         var top1 = 0, top5 = 0
         var perClass = [Int](repeating: 0, count: k), perClassCount = [Int](repeating: 0, count: k)
+        var confusion: [String: [String: Int]] = [:]
         for (i, label) in labels.enumerated() {
             let row = Array(scores[(i * k)..<((i + 1) * k)])
             let better = row.filter { $0 > row[label] }.count  // rank of the true class (ties count for it)
+            // The top-1 prediction: the true class when it ties for the best, as top-1 counts it, else the first best.
+            let predicted = better == 0 ? label : row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) } ?? label
+            confusion[classes[label], default: [:]][classes[predicted], default: 0] += 1
             if better == 0 { top1 += 1; perClass[label] += 1 }
             if better < 5 { top5 += 1 }
             perClassCount[label] += 1
@@ -64,7 +71,7 @@ public enum Evaluation {
         let n = Double(max(labels.count, 1))
         var per: [String: Double] = [:]
         for c in 0..<k where perClassCount[c] > 0 { per[classes[c]] = Double(perClass[c]) / Double(perClassCount[c]) }
-        return Accuracy(top1: Double(top1) / n, top5: Double(top5) / n, count: labels.count, perClassTop1: per)
+        return Accuracy(top1: Double(top1) / n, top5: Double(top5) / n, count: labels.count, perClassTop1: per, confusion: confusion)
     }
 
     /// Recall@1/5/10 in both directions.
