@@ -14,7 +14,8 @@ import Foundation
 ///   100 characters, or with a part no entry matches, is one `[UNK]`.
 ///
 /// open_clip's CLIPA rows (`strip_sep_token`): `[CLS]`, the pieces, 0 where `[SEP]` was, then `[PAD]`; a text too
-/// long keeps its first `contextLength − 2` pieces.
+/// long keeps its first `contextLength − 2` pieces. With `rows: .bert`, transformers' `BertTokenizer` rows as
+/// Chinese-CLIP's processor writes them: the text as given (no cleaning), `[CLS]`, the pieces, `[SEP]`, `[PAD]`.
 ///
 /// ```swift
 /// let tokenizer = try WordPieceTokenizer(vocabulary: "bert-base-uncased/vocab.txt")
@@ -40,12 +41,24 @@ public final class WordPieceTokenizer: TextTokenizer {
     /// The longest word WordPiece splits; longer ones are `[UNK]`.
     public static let maximumWordLength = 100
 
+    /// How texts become rows.
+    public enum Rows: Sendable {
+        /// open_clip's CLIPA rows: cleaned text, `[SEP]` written as 0.
+        case openCLIPStrippingSeparator
+        /// transformers' BERT rows: the text as given, `[CLS]` … `[SEP]`.
+        case bert
+    }
+
+    /// The rows `tokenize` writes.
+    public let rows: Rows
+
     /// Ids in the vocabulary.
     public var vocabularySize: Int { tokens }
 
     /// Reads a `vocab.txt` (one entry per line, its id the line's index), which must hold `[PAD]`, `[UNK]`, `[CLS]`
     /// and `[SEP]`.
-    public init(vocabulary path: String) throws(TokenizerError) {
+    public init(vocabulary path: String, rows: Rows = .openCLIPStrippingSeparator) throws(TokenizerError) {
+        self.rows = rows
         let data = try readTokenizerFile(path, limit: 64 << 20)
         // Entries, before they are split out: 50 million empty lines took 1.2 GB as subsequences.
         let count = data.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
@@ -78,8 +91,12 @@ public final class WordPieceTokenizer: TextTokenizer {
     /// `[PAD]` to the end. A text of more than `contextLength − 2` pieces keeps its first ones when `truncate`, else is
     /// an error naming it.
     public func tokenize(_ texts: [String], contextLength: Int, truncate: Bool) throws(TokenizerError) -> [[Int]] {
+        if rows == .bert {
+            return try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [classToken], end: separator,
+                                  padding: padding) { encode($0) }
+        }
         // strip_sep_token: every [SEP] becomes 0, the row's last and any written in the text.
-        try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [classToken], end: 0,
+        return try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [classToken], end: 0,
                        padding: padding) { encode(cleanedText($0)).map { $0 == separator ? 0 : $0 } }
     }
 

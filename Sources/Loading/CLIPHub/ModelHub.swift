@@ -173,7 +173,7 @@ public struct ModelHub: Sendable {
                 throw .hub("\(repository) has config.json but none of model.safetensors, model.safetensors.index.json, pytorch_model.bin")
             }
         }
-        for optional in ["preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+        for optional in ["preprocessor_config.json", "vocab.json", "merges.txt", LoadedModel.wordPieceFile, "tokenizer.json", "tokenizer_config.json",
                          "special_tokens_map.json"] + LoadedModel.sentencePieceFiles {
             _ = try hub.file(optional, of: repository, revision: rev, optional: true)
         }

@@ -4,19 +4,20 @@ import CLIPWeights
 import Foundation
 
 extension CLIPModel {
-    /// A Hugging Face `CLIPModel` folder: `config.json` plus `model.safetensors` or `pytorch_model.bin`;
-    /// `preprocessor_config.json` and tokenizer files are used when present.
+    /// A Hugging Face `CLIPModel`, `SiglipModel` or `ChineseCLIPModel` folder: `config.json` plus `model.safetensors` or
+    /// `pytorch_model.bin`; `preprocessor_config.json` and tokenizer files are used when present.
     static func loadHuggingFace(folder: String, precision: Precision, towers: Towers,
                                 cache: PackedWeightCache?) throws(ModelLoadError) -> LoadedModel {
         let configPath = folder + "/config.json"
         let cfg = try ConfigReader.read(configPath)
         let r = ConfigReader(origin: configPath)
         // Other Hugging Face image–text models share the config's shape but not the towers' function.
-        if let type = cfg["model_type"]?.string, !["clip", "siglip"].contains(type) {
+        let modelType = cfg["model_type"]?.string
+        if let type = modelType, !["clip", "siglip", "chinese_clip"].contains(type) {
             let hint = type == "siglip2"
                 ? " (Siglip2Model's NaFlex towers take variable patch grids; the fixed-resolution SigLIP 2 checkpoints are published as SiglipModel folders, and open_clip's SigLIP 2 tags load)"
                 : ""
-            throw .architecture("config.json has model_type '\(type)'; CLIPModel ('clip') and SiglipModel ('siglip') folders load\(hint)", origin: folder)
+            throw .architecture("config.json has model_type '\(type)'; CLIPModel ('clip'), SiglipModel ('siglip') and ChineseCLIPModel ('chinese_clip') folders load\(hint)", origin: folder)
         }
         guard let text = cfg["text_config"], text.object != nil, let vision = cfg["vision_config"], vision.object != nil else {
             throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel or SiglipModel folder?", origin: folder)
@@ -34,6 +35,10 @@ extension CLIPModel {
         do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
         var c = try CLIPConfiguration.infer(from: source)
         try applyTowerSettings(text: text, vision: vision, to: &c, r)
+        if modelType == "chinese_clip" { try applyChineseCLIP(text: text, to: &c, r) }
+        else if c.text.roberta != nil {
+            throw .architecture("the weights have a BERT text tower (text_model.embeddings.word_embeddings), which only a ChineseCLIPModel folder has; config.json says model_type '\(modelType ?? "")'", origin: folder)
+        }
         var p = Preprocessing(resolution: try r.resolution(vision["image_size"], "vision_config.image_size", model: c)
             ?? c.imageResolution)
         let prePath = folder + "/preprocessor_config.json"
@@ -43,7 +48,9 @@ extension CLIPModel {
         let (model, digest) = try loadThroughCache(cache, path: single ?? folder, identity: identity, source: source,
                                                    configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
                                                    precision: precision, towers: towers, shownAs: folder)
-        let hasTokenizer = (["vocab.json", "tokenizer.json"] + LoadedModel.sentencePieceFiles).contains { fm.fileExists(atPath: folder + "/" + $0) }
+        let tokenizerFiles = c.text.vocabulary == .bertWordPiece ? [LoadedModel.wordPieceFile]
+                                                                 : ["vocab.json", "tokenizer.json"] + LoadedModel.sentencePieceFiles
+        let hasTokenizer = tokenizerFiles.contains { fm.fileExists(atPath: folder + "/" + $0) }
         var loaded = LoadedModel(model: model, preprocessing: p, format: .huggingFace, path: folder,
                                  storedDTypes: dtypeCounts(base), parameterCount: parameterCount(base),
                                  tokenizerFolder: hasTokenizer ? folder : nil)
@@ -109,6 +116,26 @@ extension CLIPModel {
             if weights.sharded { return try ShardedWeights(indexPath: weights.path) }
             return weights.path.hasSuffix(".safetensors") ? try SafeTensorsFile(path: weights.path) : try TorchCheckpoint(path: weights.path)
         } catch { throw .weightFile(error) }
+    }
+
+    /// ChineseCLIPModel's text tower: a BERT (absolute positions from 0, padding id 0, token type 0) whose features are
+    /// the first position's (`[CLS]`) through `text_projection`, tokenized by its folder's `vocab.txt` in BERT's rows
+    /// of cn_clip's 52 tokens (fewer when the position table is shorter).
+    private static func applyChineseCLIP(text: JSONValue, to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) {
+        guard var bert = c.text.roberta, bert.projectionHidden == nil else {
+            throw .architecture("config.json describes a ChineseCLIPModel, but the weights have no BERT text tower (text_model.embeddings.word_embeddings.weight and text_projection.weight)", origin: r.origin)
+        }
+        if let kind = text["position_embedding_type"]?.string, kind != "absolute" {
+            throw .architecture("text_config.position_embedding_type is \(kind); only absolute positions are implemented", origin: r.origin)
+        }
+        if let pad = try r.int(text["pad_token_id"], "text_config.pad_token_id", in: 0...Int(Int32.max)), pad != 0 {
+            throw .architecture("text_config.pad_token_id is \(pad); BERT's vocabularies pad with 0, which is implemented", origin: r.origin)
+        }
+        bert.bert = true
+        c.text.roberta = bert
+        c.text.pooling = .first
+        c.text.vocabulary = .bertWordPiece
+        c.text.contextLength = min(52, bert.positions)
     }
 
     /// Heads, activation and LayerNorm ε from each tower's own section of `config.json` (CLIPConfig allows the

@@ -28,6 +28,9 @@ extension LoadedModel {
         case .wordPiece:
             let file = try modelFile([Self.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")
             return try WordPieceTokenizer(vocabulary: file)
+        case .bertWordPiece:
+            let file = try modelFile([Self.wordPieceFile], "this model is tokenized with its BERT WordPiece vocabulary (vocab.txt, in its Hugging Face folder)")
+            return try WordPieceTokenizer(vocabulary: file, rows: .bert)
         case .gpt2BPE:
             let file = try modelFile([GPT2BPETokenizer.files[0]], "this model is tokenized with RoBERTa's byte-level BPE (vocab.json and merges.txt), from the Hub repository roberta-base")
             return try GPT2BPETokenizer(folder: (file as NSString).deletingLastPathComponent)

@@ -69,7 +69,14 @@ extension CLIPConfiguration {
             sizes += [("text.roberta.positions", roberta.positions), ("text.roberta.tokenTypes", roberta.tokenTypes)]
             // RoBERTa's positions start after padding_idx 1: a row of contextLength tokens reads position
             // contextLength + 1.
-            guard text.contextLength + 1 < roberta.positions else {
+            if roberta.bert {
+                guard text.contextLength <= roberta.positions else {
+                    throw .architecture("the text context of \(text.contextLength) tokens needs as many positions; text.transformer.embeddings.position_embeddings has \(roberta.positions)", origin: origin)
+                }
+                guard text.pooling == .first else {
+                    throw .architecture("a BERT text tower here reads its features at the first position ([CLS]), not \(text.pooling)", origin: origin)
+                }
+            } else if text.contextLength + 1 >= roberta.positions {
                 throw .architecture("the text context of \(text.contextLength) tokens needs \(text.contextLength + 2) positions; text.transformer.embeddings.position_embeddings has \(roberta.positions)", origin: origin)
             }
         }

@@ -143,6 +143,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             public var tokenTypes: Int
             /// The width between open_clip's two projection Linears (`hf_proj_type: mlp`), or nil for one Linear.
             public var projectionHidden: Int?
+            /// BERT's embeddings in place of RoBERTa's (Chinese-CLIP): padding id 0 and positions 0, 1, … for every
+            /// token, where RoBERTa's padding id 1 is also its `padding_idx` and only other tokens count positions.
+            public var bert = false
 
             /// A RoBERTa tower's extra sizes.
             public init(positions: Int, tokenTypes: Int = 1, projectionHidden: Int?) {
@@ -163,6 +166,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             /// RoBERTa's byte-level BPE (GPT-2's merges, fairseq's ids; `vocab.json` + `merges.txt`) in open_clip's
             /// `roberta-ViT-B-32`: `roberta-base`.
             case gpt2BPE
+            /// BERT's WordPiece (`vocab.txt`, lower-casing) in BERT's rows, `[CLS]` … `[SEP]` `[PAD]`, the text not
+            /// cleaned first: transformers' `BertTokenizer`, as Chinese-CLIP's processor tokenizes.
+            case bertWordPiece
         }
 
         /// The text tower's pooling.

@@ -7,7 +7,9 @@ import CLIPWeights
 /// counterpart keep their Hugging Face name, so loading reports them as unexpected. A `SiglipModel` maps the same
 /// way, its extra parts to the names `VisionTransformer` and `TextTransformer` read for SigLIP: the patch bias
 /// `visual.conv1.bias`, the attention-pooling head `visual.attn_pool.*`, the text head as `text_projection` and
-/// `text_projection_bias`, and the one-element `logit_scale` / `logit_bias` as scalars.
+/// `text_projection_bias`, and the one-element `logit_scale` / `logit_bias` as scalars. A `ChineseCLIPModel`'s BERT
+/// text tower (`text_model.embeddings.*`, `text_model.encoder.layer.*`) goes under the names `RobertaTextEncoder`
+/// reads (`text.transformer.*`), its `text_projection` as that tower's `text.proj` Linear.
 package struct HuggingFaceWeights: WeightSource {
     /// The underlying file's path.
     package let origin: String
@@ -68,6 +70,13 @@ package struct HuggingFaceWeights: WeightSource {
     private static func mapping(of t: TensorInfo, among infos: [String: TensorInfo],
                                 origin: String) throws(WeightFileError) -> (String, Recipe, [Int])? {
         let n = t.name
+        // A BERT text tower (ChineseCLIPModel) has word embeddings where CLIP's has token embeddings.
+        if infos["text_model.embeddings.word_embeddings.weight"] != nil {
+            if n.hasPrefix("text_model.embeddings.") || n.hasPrefix("text_model.encoder.layer.") {
+                return ("text.transformer." + n.dropFirst("text_model.".count), .rename(n), t.shape)
+            }
+            if n == "text_projection.weight" { return ("text.proj.weight", .rename(n), t.shape) }
+        }
         let layer = #/^(text_model|vision_model)\.encoder\.layers\.(\d+)\.(.+)$/#
         guard let m = n.wholeMatch(of: layer) else {
             if (n == "logit_scale" || n == "logit_bias") && t.shape == [1] { return (n, .reshape(n, []), []) }

@@ -9,6 +9,9 @@ import CLIPTensor
 ///
 /// Positions follow RoBERTa's: padding tokens take position 1 (`padding_idx`), the others 2, 3, … counting only
 /// tokens that are not padding.
+///
+/// The same tower computes transformers' `ChineseCLIPTextModel` (a BERT) when `roberta.bert`: padding id 0, positions
+/// 0, 1, … for every token, the features at the first position (`[CLS]`), then `text_projection` (read as `text.proj`).
 public struct RobertaTextEncoder: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.Text
@@ -22,6 +25,9 @@ public struct RobertaTextEncoder: Sendable {
 
     /// RoBERTa's padding id (and `padding_idx`, the position padding takes).
     static let padding = 1
+
+    /// The padding id: RoBERTa's 1, BERT's 0.
+    var padding: Int { configuration.roberta?.bert == true ? 0 : Self.padding }
 
     init(_ r: ParameterReader, _ c: CLIPConfiguration.Text, embedDim: Int) throws(ModelLoadError) {
         guard let roberta = c.roberta else {
@@ -79,7 +85,8 @@ public struct RobertaTextEncoder: Sendable {
                 throw .tokenOutOfRange(text: t, position: i, id: id, vocabularySize: c.vocabSize)
             }
         }
-        let keys = tokens.flatMap { $0.map { $0 != Self.padding } }
+        let (padding, bert) = (self.padding, c.roberta?.bert == true)
+        let keys = tokens.flatMap { $0.map { $0 != padding } }
         do {
             var x = Tensor(uncheckedZeros: [n, length, w])
             x.scalars.withUnsafeMutableBufferPointer { xp in
@@ -88,8 +95,8 @@ public struct RobertaTextEncoder: Sendable {
                         for (t, row) in tokens.enumerated() {
                             var seen = 0
                             for (i, id) in row.enumerated() {
-                                if id != Self.padding { seen += 1 }
-                                let position = id != Self.padding ? seen + Self.padding : Self.padding
+                                if id != padding { seen += 1 }
+                                let position = bert ? i : id != padding ? seen + padding : padding
                                 let dst = xp.baseAddress! + (t * length + i) * w
                                 let word = we.baseAddress! + id * w, pos = pe.baseAddress! + position * w
                                 for j in 0..<w { dst[j] = word[j] + tokenType.scalars[j] + pos[j] }
@@ -100,10 +107,13 @@ public struct RobertaTextEncoder: Sendable {
             }
             try embeddingNorm.forward(x, into: &x)
             for layer in layers { try layer.forward(&x, keyMask: keys) }
-            // open_clip's mean_pooler: the mean over the tokens that are not padding.
             var pooled = Tensor(uncheckedZeros: [n, w])
-            for t in 0..<n {
-                let count = Float(tokens[t].filter { $0 != Self.padding }.count)
+            for t in 0..<n where c.pooling == .first {
+                for j in 0..<w { pooled.scalars[t * w + j] = x.scalars[t * length * w + j] }
+            }
+            // open_clip's mean_pooler: the mean over the tokens that are not padding.
+            for t in 0..<n where c.pooling != .first {
+                let count = Float(tokens[t].filter { $0 != padding }.count)
                 for i in 0..<length where keys[t * length + i] {
                     for j in 0..<w { pooled.scalars[t * w + j] += x.scalars[(t * length + i) * w + j] }
                 }

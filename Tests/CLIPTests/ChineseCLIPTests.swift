@@ -1,0 +1,66 @@
+import CLIP
+import CLIPLoading
+import CLIPTensor
+import CLIPTokenizer
+import CLIPWeights
+import Foundation
+import Testing
+
+// transformers' ChineseCLIPModel: a Hugging Face folder (Scripts/fixtures/make_chinese_clip_fixtures.py, float64
+// references from transformers 5.24) whose BERT text tower is read at [CLS], tokenized by its own vocab.txt.
+
+@Test("a ChineseCLIPModel folder loads: BERT text tower at [CLS], CLIP's ViT, both within 1e-5 of transformers")
+func chineseCLIPFolderMatchesTransformers() throws {
+    let loaded = try CLIPModel.load(path: "\(formatsDirectory)/hf_chinese_clip")
+    let c = loaded.model.configuration
+    #expect(loaded.format == .huggingFace)
+    #expect(c.text.roberta?.bert == true && c.text.pooling == .first && c.text.vocabulary == .bertWordPiece)
+    #expect(c.text.contextLength == 52 && c.text.heads == 2 && c.text.layerNormEps == 1e-12 && c.text.activation == .gelu)
+    guard case .transformer(let v) = c.vision else { Issue.record("expected a ViT"); return }
+    #expect(v.activation == .quickGELU && v.heads == 2 && v.grid == 3)
+    #expect(loaded.preprocessing.resolution == 48)
+    try expectMatchesReference(loaded.model, "hf_chinese_clip")
+}
+
+@Test("Chinese-CLIP's tokenizer: transformers' BertTokenizer rows for Chinese, English, Arabic, Hindi and emoji text")
+func chineseCLIPTokenizerMatchesTransformers() throws {
+    let loaded = try CLIPModel.load(path: "\(formatsDirectory)/hf_chinese_clip")
+    let tokenizer = try loaded.tokenizer()
+    let texts = try JSONDecoder().decode([String].self, from: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/hf_chinese_clip.texts.json")))
+    let ref = try Reference(path: "\(formatsDirectory)/hf_chinese_clip.reference.safetensors")
+    let rows = try tokenizer.tokenize(texts, contextLength: 52, truncate: true)
+    #expect(rows == ref.tokens)
+    // Read at the first position: what follows [SEP] (padding) does not change the features.
+    let short = try loaded.model.encodeText(rows.map { Array($0.prefix(20)) })
+    let whole = try loaded.model.encodeText(rows)
+    #expect(relativeError(Array(short.scalars.prefix(32 * 5)), Array(whole.scalars.prefix(32 * 5))) < 1e-6)
+}
+
+@Test("a BERT text tower outside a ChineseCLIPModel folder, or a ChineseCLIPModel config over CLIP weights, is refused")
+func chineseCLIPNeedsItsConfig() throws {
+    let dir = try scratchFolder("chinese-clip-as-clip")
+    for file in ["model.safetensors", "vocab.txt", "preprocessor_config.json"] {
+        try FileManager.default.copyItem(atPath: "\(formatsDirectory)/hf_chinese_clip/\(file)", toPath: "\(dir)/\(file)")
+    }
+    var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/hf_chinese_clip/config.json"))) as! [String: Any]
+    cfg["model_type"] = "clip"
+    try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: "\(dir)/config.json"))
+    #expect { _ = try CLIPModel.load(path: dir) } throws: { "\($0)".contains("only a ChineseCLIPModel folder has") }
+
+    let clip = try scratchFolder("clip-as-chinese-clip")
+    for file in ["model.safetensors", "preprocessor_config.json"] {
+        try FileManager.default.copyItem(atPath: "\(formatsDirectory)/hf_vit_hd32/\(file)", toPath: "\(clip)/\(file)")
+    }
+    var clipConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/hf_vit_hd32/config.json"))) as! [String: Any]
+    clipConfig["model_type"] = "chinese_clip"
+    try JSONSerialization.data(withJSONObject: clipConfig).write(to: URL(fileURLWithPath: "\(clip)/config.json"))
+    #expect { _ = try CLIPModel.load(path: clip) } throws: { "\($0)".contains("no BERT text tower") }
+}
+
+/// An empty scratch folder for `name`.
+private func scratchFolder(_ name: String) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-\(name)-\(getpid())").path
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
