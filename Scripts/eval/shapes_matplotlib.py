@@ -56,7 +56,11 @@ def redmean(a, b):
 
 
 def far_from(c, avoid, minimum):
-    return all(redmean(c, a) >= minimum for a in avoid)
+    """Every colour in `avoid` is `minimum` away from c; a near-miss must also differ in luma (Rec. 601), because a
+    hue-only difference such as blue on violet stays hard to see even at a fair RGB distance."""
+    luma = np.array([0.299, 0.587, 0.114])
+    return all(redmean(c, a) >= minimum and (redmean(c, a) >= 1.4 * minimum or abs(luma @ (c - a)) >= 0.1)
+               for a in avoid)
 
 
 def any_rgb(rng, exclude_name):
