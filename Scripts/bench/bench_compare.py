@@ -18,8 +18,10 @@ Needs: torch, clip-anytorch, onnxruntime, onnx, numpy; optionally openvino and n
 included) are compared by Scripts/bench/bench_process.py.
 """
 import argparse
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -60,6 +62,7 @@ def jpeg_folder():
     """32 640x480 JPEGs, as the anchors make them."""
     from PIL import Image
     folder = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # checkpoints and ONNX exports are gigabytes
     rng = np.random.default_rng(0)
     for i in range(32):
         arr = (rng.random((480, 640, 3)) * 255).astype(np.uint8) // 8 * 8
@@ -169,6 +172,7 @@ def main():
                     ort = None
                 if ort is not None:
                     tmp = tempfile.mkdtemp()
+                    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # checkpoints and ONNX exports are gigabytes
 
                     class V(torch.nn.Module):
                         def __init__(s, m): super().__init__(); s.m = m
