@@ -64,3 +64,31 @@ private func scratchFolder(_ name: String) throws -> String {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
+
+@Test("a cn_clip checkpoint (its own .pt: bert.*, text_projection, module. prefix) loads within 1e-5 of cn_clip")
+func cnCLIPCheckpointMatchesCNCLIP() throws {
+    let loaded = try CLIPModel.load(path: "\(formatsDirectory)/cn_clip_vit.pt")
+    let c = loaded.model.configuration
+    #expect(c.text.roberta?.bert == true && c.text.pooling == .first && c.text.vocabulary == .cnCLIPWordPiece)
+    #expect(c.text.contextLength == 52 && c.text.heads == 2 && c.text.activation == .gelu && c.text.width == 128)
+    #expect(c.text.layerNormEps == 1e-12)
+    guard case .transformer(let v) = c.vision else { Issue.record("expected a ViT"); return }
+    #expect(v.activation == .quickGELU && v.heads == 1 && v.grid == 3)
+    // cn_clip resizes both sides to the resolution; no crop.
+    #expect(loaded.preprocessing.resolution == 48 && loaded.preprocessing.resizeMode == .squash)
+    try expectMatchesReference(loaded.model, "cn_clip_vit")
+    // Its 1,200-id vocabulary is not Chinese-CLIP's: without a vocab.txt beside it, the error names the file.
+    #expect { _ = try loaded.tokenizer() } throws: { "\($0)".contains("vocab.txt") }
+}
+
+@Test("the bundled Chinese-CLIP vocabulary tokenizes as cn_clip's tokenize does (its BERT FullTokenizer)")
+func cnCLIPTokenizerMatchesCNCLIP() throws {
+    struct Expected: Decodable { let texts: [String]; let rows: [[Int]] }
+    let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/cn_clip.tokens.json")))
+    let tokenizer = try WordPieceTokenizer.chineseCLIP()
+    #expect(tokenizer.vocabularySize == WordPieceTokenizer.chineseCLIPVocabularySize)
+    let rows = try tokenizer.tokenize(expected.texts, contextLength: 52, truncate: true)
+    for (i, (ours, theirs)) in zip(rows, expected.rows).enumerated() {
+        #expect(ours == theirs, "text \(i) '\(expected.texts[i])'")
+    }
+}

@@ -47,6 +47,9 @@ public final class WordPieceTokenizer: TextTokenizer {
         case openCLIPStrippingSeparator
         /// transformers' BERT rows: the text as given, `[CLS]` … `[SEP]`.
         case bert
+        /// cn_clip's rows (Google BERT's `FullTokenizer`): as `bert`, but `[CLS]`, `[MASK]` … written in the text are
+        /// text.
+        case cnCLIP
     }
 
     /// The rows `tokenize` writes.
@@ -87,6 +90,21 @@ public final class WordPieceTokenizer: TextTokenizer {
         classes = try BertClasses.shared.get()
     }
 
+    /// Chinese-CLIP's vocabulary (Google's Chinese BERT `vocab.txt`, 21,128 entries, as the `cn_clip` package ships
+    /// it), bundled so that cn_clip's checkpoints, which hold no vocabulary, tokenize offline; in `rows` (cn_clip's own
+    /// by default).
+    public static func chineseCLIP(rows: Rows = .cnCLIP) throws(TokenizerError) -> WordPieceTokenizer {
+        guard let url = Bundle.module.url(forResource: chineseVocabularyResource, withExtension: "txt", subdirectory: "Resources") else {
+            throw .missingResource("\(chineseVocabularyResource).txt")
+        }
+        return try WordPieceTokenizer(vocabulary: url.path, rows: rows)
+    }
+
+    /// The bundled Chinese BERT vocabulary's resource name, and its size.
+    static let chineseVocabularyResource = "chinese_bert_vocab"
+    /// Entries in the bundled Chinese BERT vocabulary.
+    public static let chineseCLIPVocabularySize = 21_128
+
     /// One row of `contextLength` ids per text as open_clip writes CLIPA's: `[CLS]`, the pieces, 0 for `[SEP]`,
     /// `[PAD]` to the end. A text of more than `contextLength − 2` pieces keeps its first ones when `truncate`, else is
     /// an error naming it.
@@ -94,6 +112,10 @@ public final class WordPieceTokenizer: TextTokenizer {
         if rows == .bert {
             return try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [classToken], end: separator,
                                   padding: padding) { encode($0) }
+        }
+        if rows == .cnCLIP {
+            return try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [classToken], end: separator,
+                                  padding: padding) { encodeSegment($0) }
         }
         // strip_sep_token: every [SEP] becomes 0, the row's last and any written in the text.
         return try paddedRows(texts, contextLength: contextLength, truncate: truncate, start: [classToken], end: 0,

@@ -44,6 +44,11 @@ extension CLIPModel {
         } catch { throw .weightFile(error) }
         var configuration = try CLIPConfiguration.infer(from: source)
         var preprocessing = Preprocessing(resolution: configuration.imageResolution)
+        if source is CNCLIPWeights {
+            // cn_clip resizes both sides to the model's resolution (no crop) and tokenizes BERT rows of 52.
+            CNCLIPWeights.configure(&configuration)
+            preprocessing.resizeMode = .squash
+        }
         if let openCLIPConfig {
             try openCLIPConfig.apply(to: &configuration, &preprocessing)
         }
@@ -90,6 +95,7 @@ extension CLIPModel {
     /// CoCa), else as it is.
     static func openCLIPLayout(_ file: any WeightSource) throws(WeightFileError) -> any WeightSource {
         if OpenCLIPTimmViTWeights.matches(file) { return try OpenCLIPTimmViTWeights(file) }
+        if CNCLIPWeights.matches(file) { return try CNCLIPWeights(file) }
         if OpenCLIPCustomTextWeights.matches(file) { return try OpenCLIPCustomTextWeights(file) }
         return file
     }

@@ -28,9 +28,18 @@ extension LoadedModel {
         case .wordPiece:
             let file = try modelFile([Self.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")
             return try WordPieceTokenizer(vocabulary: file)
-        case .bertWordPiece:
-            let file = try modelFile([Self.wordPieceFile], "this model is tokenized with its BERT WordPiece vocabulary (vocab.txt, in its Hugging Face folder)")
-            return try WordPieceTokenizer(vocabulary: file, rows: .bert)
+        case .bertWordPiece, .cnCLIPWordPiece:
+            let rows: WordPieceTokenizer.Rows = model.configuration.text.vocabulary == .cnCLIPWordPiece ? .cnCLIP : .bert
+            // cn_clip's checkpoints hold no vocabulary: Chinese-CLIP's own (21,128 entries) is bundled.
+            do {
+                let file = try modelFile([Self.wordPieceFile], "this model is tokenized with its BERT WordPiece vocabulary (vocab.txt, in its Hugging Face folder or beside its weights)")
+                return try WordPieceTokenizer(vocabulary: file, rows: rows)
+            } catch .missingResource(let what) {
+                guard model.configuration.text.vocabSize == WordPieceTokenizer.chineseCLIPVocabularySize else {
+                    throw .missingResource(what)
+                }
+                return try WordPieceTokenizer.chineseCLIP(rows: rows)
+            }
         case .gpt2BPE:
             let file = try modelFile([GPT2BPETokenizer.files[0]], "this model is tokenized with RoBERTa's byte-level BPE (vocab.json and merges.txt), from the Hub repository roberta-base")
             return try GPT2BPETokenizer(folder: (file as NSString).deletingLastPathComponent)

@@ -169,6 +169,10 @@ public struct CLIPConfiguration: Sendable, Equatable {
             /// BERT's WordPiece (`vocab.txt`, lower-casing) in BERT's rows, `[CLS]` … `[SEP]` `[PAD]`, the text not
             /// cleaned first: transformers' `BertTokenizer`, as Chinese-CLIP's processor tokenizes.
             case bertWordPiece
+            /// cn_clip's own tokenizer over a BERT WordPiece vocabulary: Google BERT's `FullTokenizer` in BERT's rows,
+            /// where `[CLS]` or `[MASK]` written in the text is text, not a token (its checkpoints hold no vocabulary:
+            /// Chinese-CLIP's is bundled).
+            case cnCLIPWordPiece
         }
 
         /// The text tower's pooling.
