@@ -19,6 +19,7 @@ included) are compared by Scripts/bench/bench_process.py.
 """
 import argparse
 import atexit
+import gc
 import os
 import re
 import shutil
@@ -205,6 +206,10 @@ def main():
                     cos = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
                     print(f"ONNX Runtime int8 vs fp32 image embeddings (random weights): cosine min {cos.min():.5f}")
                     openvino_tower(a, os.path.join(tmp, "v.onnx"), results, f, xi)
+                    # Live sessions keep spinning intra-op threads that take the cores from the `clip` processes
+                    # timed below (bench_timm_towers.py measured ~40 % of them).
+                    del sv, st, sq
+                    gc.collect()
             del m
     # End to end: a folder of 640x480 JPEGs (as the anchors make them), decoded, preprocessed and embedded with
     # ViT-B/32 in batches of 16 — PyTorch with Pillow/torchvision in the loop, and `clip bench --folder`.

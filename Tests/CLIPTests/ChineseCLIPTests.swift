@@ -92,3 +92,40 @@ func cnCLIPTokenizerMatchesCNCLIP() throws {
         #expect(ours == theirs, "text \(i) '\(expected.texts[i])'")
     }
 }
+
+@Test("cn_clip's ViT-H/14 attends with 16 heads of 80 (its vision_head_width), not the inferred 20 of 64")
+func cnCLIPHugeHeads() throws {
+    var text = CLIPConfiguration.Text(contextLength: 77, vocabSize: 21_128, width: 1_024, heads: 16, layers: 24, activation: .gelu)
+    text.roberta = .init(positions: 512, tokenTypes: 2, projectionHidden: nil)
+    text.pooling = .mean
+    for (width, heads) in [(1_280, 16), (1_024, 16), (768, 12)] {
+        var c = CLIPConfiguration(embedDim: 1_024, vision: .transformer(.init(width: width, layers: 32, heads: width / 64,
+                                                                              patchSize: 14, grid: 16)), text: text)
+        CNCLIPWeights.configure(&c)
+        guard case .transformer(let v) = c.vision else { Issue.record("not a ViT"); return }
+        #expect(v.heads == heads, "width \(width)")
+        #expect(c.text.contextLength == 52 && c.text.layerNormEps == 1e-12 && c.text.pooling == .first)
+    }
+}
+
+@Test("a cn_clip checkpoint takes a vocab.txt beside it only when it fits its text tower")
+func cnCLIPVocabularyMustFit() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-clip-cn-vocab-\(getpid())").path
+    try? FileManager.default.removeItem(atPath: dir)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: "\(formatsDirectory)/cn_clip_vit.pt", toPath: "\(dir)/model.pt")
+    // The HF fixture's 3,000-entry vocabulary beside a 1,200-row text tower.
+    try FileManager.default.copyItem(atPath: "\(formatsDirectory)/hf_chinese_clip/vocab.txt", toPath: "\(dir)/vocab.txt")
+    let loaded = try CLIPModel.load(path: "\(dir)/model.pt")
+    #expect { _ = try loaded.tokenizer() } throws: { "\($0)".contains("has 3000 entries") && "\($0)".contains("1200 rows") }
+}
+
+@Test("CJK set apart as each reference does: tokenizers from U+2B920, Google BERT (cn_clip) from U+2B820", arguments: [
+    ("a\u{2B820}b", WordPieceTokenizer.Rows.bert, [2, 1, 3]), ("a\u{2B920}b", .bert, [2, 43, 1, 44, 3]),
+    ("a\u{2B81F}b", .bert, [2, 43, 1, 44, 3]), ("a\u{2B820}b", .cnCLIP, [2, 43, 1, 44, 3]),
+])
+func cjkRangesFollowTheirReference(text: String, rows: WordPieceTokenizer.Rows, expected: [Int]) throws {
+    // Expected ids: transformers' BertTokenizer and cn_clip's FullTokenizer over the fixture's vocabulary.
+    let tokenizer = try WordPieceTokenizer(vocabulary: "\(formatsDirectory)/hf_chinese_clip/vocab.txt", rows: rows)
+    #expect(try tokenizer.tokenize([text], contextLength: 8, truncate: false)[0].prefix(expected.count) == expected[...])
+}

@@ -38,7 +38,8 @@ public final class WordPieceTokenizer: TextTokenizer {
     private let cleaner: OpenCLIPCleaner
     private let classes: BertClasses
 
-    /// The longest word WordPiece splits; longer ones are `[UNK]`.
+    /// The longest word WordPiece splits; longer ones are `[UNK]` (tokenizers' limit; cn_clip's FullTokenizer's is
+    /// 200, used with `rows: .cnCLIP`).
     public static let maximumWordLength = 100
 
     /// How texts become rows.
@@ -48,7 +49,9 @@ public final class WordPieceTokenizer: TextTokenizer {
         /// transformers' BERT rows: the text as given, `[CLS]` … `[SEP]`.
         case bert
         /// cn_clip's rows (Google BERT's `FullTokenizer`): as `bert`, but `[CLS]`, `[MASK]` … written in the text are
-        /// text.
+        /// text and words of up to 200 characters are split. The character classes stay tokenizers': they differ
+        /// from the FullTokenizer's (Python's Unicode tables) for private-use characters (dropped here, `[UNK]` there),
+        /// final sigma (σ here, ς there) and about 500 code points Unicode classed differently between versions.
         case cnCLIP
     }
 
@@ -157,7 +160,7 @@ public final class WordPieceTokenizer: TextTokenizer {
         for c in text.unicodeScalars where !classes.removed.contains(c) {
             if classes.space.contains(c) {
                 cleaned.append(" ")
-            } else if Self.isCJK(c.value) {
+            } else if isCJK(c.value) {
                 cleaned.append(" ")
                 cleaned.append(c)
                 cleaned.append(" ")
@@ -174,7 +177,7 @@ public final class WordPieceTokenizer: TextTokenizer {
 
     /// WordPiece on one word: the longest entries, greedily from the start.
     private func wordPieces(_ word: [Unicode.Scalar]) -> [Int] {
-        guard word.count <= Self.maximumWordLength else { return [unknown] }
+        guard word.count <= (rows == .cnCLIP ? 200 : Self.maximumWordLength) else { return [unknown] }
         var pieces: [Int] = []
         var start = 0
         while start < word.count {
@@ -193,10 +196,12 @@ public final class WordPieceTokenizer: TextTokenizer {
     }
 
     /// BERT's CJK Unified Ideographs blocks.
-    private static func isCJK(_ v: UInt32) -> Bool {
+    private func isCJK(_ v: UInt32) -> Bool {
         switch v {
         case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F, 0x2B740...0x2B81F,
-             0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F: return true
+             0x2B920...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F: return true
+        // Google BERT's range starts at 0x2B820; tokenizers' BertNormalizer (transformers, open_clip) at 0x2B920.
+        case 0x2B820...0x2B91F: return rows == .cnCLIP
         default: return false
         }
     }

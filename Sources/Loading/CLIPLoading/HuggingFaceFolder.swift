@@ -131,6 +131,11 @@ extension CLIPModel {
         if let pad = try r.int(text["pad_token_id"], "text_config.pad_token_id", in: 0...Int(Int32.max)), pad != 0 {
             throw .architecture("text_config.pad_token_id is \(pad); BERT's vocabularies pad with 0, which is implemented", origin: r.origin)
         }
+        // BertEncoderLayer computes exact GELU; transformers' default ε for this config is 1e-12.
+        guard c.text.activation == .gelu else {
+            throw .architecture("text_config.hidden_act is \(c.text.activation.rawValue); a BERT text tower here computes gelu only", origin: r.origin)
+        }
+        if text["layer_norm_eps"] == nil { c.text.layerNormEps = 1e-12 }
         bert.bert = true
         c.text.roberta = bert
         c.text.pooling = .first

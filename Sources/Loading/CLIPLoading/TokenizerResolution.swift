@@ -28,18 +28,21 @@ extension LoadedModel {
         case .wordPiece:
             let file = try modelFile([Self.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")
             return try WordPieceTokenizer(vocabulary: file)
-        case .bertWordPiece, .cnCLIPWordPiece:
-            let rows: WordPieceTokenizer.Rows = model.configuration.text.vocabulary == .cnCLIPWordPiece ? .cnCLIP : .bert
-            // cn_clip's checkpoints hold no vocabulary: Chinese-CLIP's own (21,128 entries) is bundled.
-            do {
-                let file = try modelFile([Self.wordPieceFile], "this model is tokenized with its BERT WordPiece vocabulary (vocab.txt, in its Hugging Face folder or beside its weights)")
-                return try WordPieceTokenizer(vocabulary: file, rows: rows)
-            } catch .missingResource(let what) {
-                guard model.configuration.text.vocabSize == WordPieceTokenizer.chineseCLIPVocabularySize else {
-                    throw .missingResource(what)
-                }
-                return try WordPieceTokenizer.chineseCLIP(rows: rows)
+        case .bertWordPiece:
+            // A Hugging Face folder's own vocab.txt, never one from the folder's parent.
+            let file = tokenizerFolder.map { $0 + "/" + Self.wordPieceFile }
+            guard let file, FileManager.default.fileExists(atPath: file) else {
+                throw .missingResource("\(Self.wordPieceFile) (this model is tokenized with its BERT WordPiece vocabulary; put it in its Hugging Face folder \(path))")
             }
+            return try checkedBERTVocabulary(WordPieceTokenizer(vocabulary: file, rows: .bert))
+        case .cnCLIPWordPiece:
+            // cn_clip tokenizes with the vocabulary it ships whatever lies beside a checkpoint, so the bundled one
+            // wins when it fits the text tower; another vocab.txt beside the weights only for another vocabulary size.
+            if model.configuration.text.vocabSize == WordPieceTokenizer.chineseCLIPVocabularySize {
+                return try WordPieceTokenizer.chineseCLIP(rows: .cnCLIP)
+            }
+            let file = try modelFile([Self.wordPieceFile], "this cn_clip model's text tower has \(model.configuration.text.vocabSize) rows, not Chinese-CLIP's 21,128: its BERT WordPiece vocabulary is needed")
+            return try checkedBERTVocabulary(WordPieceTokenizer(vocabulary: file, rows: .cnCLIP))
         case .gpt2BPE:
             let file = try modelFile([GPT2BPETokenizer.files[0]], "this model is tokenized with RoBERTa's byte-level BPE (vocab.json and merges.txt), from the Hub repository roberta-base")
             return try GPT2BPETokenizer(folder: (file as NSString).deletingLastPathComponent)
@@ -47,5 +50,15 @@ extension LoadedModel {
             if let tokenizerFolder { return try CLIPTokenizer(huggingFaceFolder: tokenizerFolder) }
             return try CLIPTokenizer.shared()
         }
+    }
+
+    /// A BERT vocabulary the text tower can use: as many entries as its embedding has rows, `[PAD]` at 0 (the id the
+    /// tower masks).
+    private func checkedBERTVocabulary(_ t: WordPieceTokenizer) throws(TokenizerError) -> WordPieceTokenizer {
+        let rows = model.configuration.text.vocabSize
+        guard t.vocabularySize == rows, t.padding == 0 else {
+            throw .malformedData(file: t.origin, line: 0, message: "has \(t.vocabularySize) entries with [PAD] at \(t.padding); the text tower has \(rows) rows and masks id 0 as padding")
+        }
+        return t
     }
 }

@@ -39,10 +39,16 @@ package struct CNCLIPWeights: WeightSource {
 
     package func floatTensor(_ name: String) throws(WeightFileError) -> Tensor { try renamed.floatTensor(name) }
 
-    /// cn_clip's text settings on the architecture the weights give: BERT's embeddings (padding id 0, positions from
-    /// 0), LayerNorm ε 1e-12 (cn_clip's `BertConfig`), the features at `[CLS]`, its WordPiece vocabulary through its
-    /// own tokenizer in BERT's rows of 52 tokens (cn_clip's `context_length`), fewer when the position table is shorter.
+    /// cn_clip's settings on the architecture the weights give: BERT's embeddings (padding id 0, positions from 0),
+    /// LayerNorm ε 1e-12 (cn_clip's `BertConfig`), the features at `[CLS]`, its WordPiece vocabulary through its own
+    /// tokenizer in BERT's rows of 52 tokens (cn_clip's `context_length`), fewer when the position table is shorter;
+    /// and the image tower's heads: 64 wide, but 80 for its only 1,280-wide ViT (`ViT-H-14.json`'s
+    /// `vision_head_width`), where the inferred 20 would divide the width too and be silently wrong.
     package static func configure(_ c: inout CLIPConfiguration) {
+        if case .transformer(var v) = c.vision, v.width == 1_280 {
+            v.heads = 16
+            c.vision = .transformer(v)
+        }
         guard var bert = c.text.roberta else { return }
         bert.bert = true
         c.text.roberta = bert

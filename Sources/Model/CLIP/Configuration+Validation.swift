@@ -76,6 +76,8 @@ extension CLIPConfiguration {
                 guard text.pooling == .first else {
                     throw .architecture("a BERT text tower here reads its features at the first position ([CLS]), not \(text.pooling)", origin: origin)
                 }
+            } else if text.pooling != .mean {
+                throw .architecture("a RoBERTa text tower here reads the mean over its tokens (open_clip's mean_pooler), not \(text.pooling)", origin: origin)
             } else if text.contextLength + 1 >= roberta.positions {
                 throw .architecture("the text context of \(text.contextLength) tokens needs \(text.contextLength + 2) positions; text.transformer.embeddings.position_embeddings has \(roberta.positions)", origin: origin)
             }
