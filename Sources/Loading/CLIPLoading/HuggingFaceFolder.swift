@@ -122,7 +122,7 @@ extension CLIPModel {
     /// the first position's (`[CLS]`) through `text_projection`, tokenized by its folder's `vocab.txt` in BERT's rows
     /// of cn_clip's 52 tokens (fewer when the position table is shorter).
     private static func applyChineseCLIP(text: JSONValue, to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) {
-        guard var bert = c.text.roberta, bert.projectionHidden == nil else {
+        guard let bert = c.text.roberta, bert.projectionHidden == nil else {
             throw .architecture("config.json describes a ChineseCLIPModel, but the weights have no BERT text tower (text_model.embeddings.word_embeddings.weight and text_projection.weight)", origin: r.origin)
         }
         if let kind = text["position_embedding_type"]?.string, kind != "absolute" {
@@ -136,11 +136,7 @@ extension CLIPModel {
             throw .architecture("text_config.hidden_act is \(c.text.activation.rawValue); a BERT text tower here computes gelu only", origin: r.origin)
         }
         if text["layer_norm_eps"] == nil { c.text.layerNormEps = 1e-12 }
-        bert.bert = true
-        c.text.roberta = bert
-        c.text.pooling = .first
-        c.text.vocabulary = .bertWordPiece
-        c.text.contextLength = min(52, bert.positions)
+        c.text.readAsChineseCLIP(vocabulary: .bertWordPiece)
     }
 
     /// Heads, activation and LayerNorm ε from each tower's own section of `config.json` (CLIPConfig allows the

@@ -429,10 +429,7 @@ enum OpenCLIPFamily: Equatable {
             throw .architecture("vision_cfg.timm_proj_bias is \(projBias), but the weights' projection \(v.projectionBias ? "has" : "has no") bias (visual.head.proj.bias)", origin: r.origin)
         }
         // timm's GeGluMlp ratio 2 for every ViTamin, and its MbConv expansion make_divisible(4 · width).
-        let expanded = v.stageWidths.map { (w: Int) -> Int in
-            let rounded = max(8, (4 * w + 4) / 8 * 8)  // make_divisible(4·w, 8), round_limit 0.9
-            return Double(rounded) < 0.9 * Double(4 * w) ? rounded + 8 : rounded
-        }
+        let expanded = v.stageWidths.map { timmMakeDivisible(Double(4 * $0), divisor: 8) }
         guard v.mlpHidden == 2 * v.width, v.expandedWidths == expanded, (v.positionGrid != nil) == model.positions else {
             throw .architecture("vision_cfg.timm_model_name is \(name) (GeGLU \(2 * v.width) wide at width \(v.width), MbConv expansion \(expanded), \(model.positions ? "learned positions" : "no positions")), but the weights' tower has GeGLU \(v.mlpHidden), expansion \(v.expandedWidths), \(v.positionGrid != nil ? "positions" : "no positions"): they are another model's", origin: r.origin)
         }

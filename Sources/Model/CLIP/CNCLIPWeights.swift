@@ -49,12 +49,8 @@ package struct CNCLIPWeights: WeightSource {
             v.heads = 16
             c.vision = .transformer(v)
         }
-        guard var bert = c.text.roberta else { return }
-        bert.bert = true
-        c.text.roberta = bert
-        c.text.pooling = .first
-        c.text.vocabulary = .cnCLIPWordPiece
+        guard c.text.roberta != nil else { return }
+        c.text.readAsChineseCLIP(vocabulary: .cnCLIPWordPiece)
         c.text.layerNormEps = 1e-12
-        c.text.contextLength = min(52, bert.positions)
     }
 }

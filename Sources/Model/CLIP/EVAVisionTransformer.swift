@@ -139,7 +139,7 @@ extension EVAVisionTransformer {
                                         proj: try Linear(r, "\(p).mlp.fc2", in: hidden, out: w), activation: .gelu))
             case .swiGLU(let hidden, let normed):
                 feedforward = .swiGLU(try GatedMLP(r, "\(p).mlp", names: .swiGLU, width: w, hidden: hidden, gate: .silu,
-                                                   norm: normed ? .hidden : .none, eps: eps))
+                                                   hiddenNorm: normed, eps: eps))
             }
             postNorm = c.postNorm
         }

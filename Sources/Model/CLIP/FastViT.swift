@@ -52,7 +52,7 @@ public struct FastViT: Sendable {
                 downsample = Downsample(
                     depthwise: try large.depthwise(r, in: previous, out: width, kernel: 7, stride: 2),
                     excite: c.squeezeExcite[i] ? try SqueezeExcite(r, "\(p).0.se", channels: width,
-                                                                   reduced: timmReducedChannels(width, ratio: 0.25, divisor: 8)) : nil,
+                                                                   reduced: timmMakeDivisible(Double(width) * 0.25, divisor: 8, roundLimit: 0)) : nil,
                     pointwise: try denseConvolution(r, MobileOneBranches(convolutions: [("\(p).1.conv_kxk.0", 1)], identity: "\(p).1.identity"),
                                                     in: width, out: width, kernel: 1, stride: 1))
             }
@@ -71,7 +71,7 @@ public struct FastViT: Sendable {
         finalConv = try MobileOneBranches(convolutions: [("\(t).final_conv.conv_kxk.0", 3), ("\(t).final_conv.conv_scale", 1)])
             .depthwise(r, in: last, out: c.finalWidth, kernel: 3, stride: 1)
         finalExcite = try SqueezeExcite(r, "\(t).final_conv.se", channels: c.finalWidth,
-                                        reduced: timmReducedChannels(c.finalWidth, ratio: 1.0 / 16, divisor: 1))
+                                        reduced: timmMakeDivisible(Double(c.finalWidth) / 16, divisor: 1, roundLimit: 0))
         head = try Linear(r, "\(t).head.fc", in: c.finalWidth, out: embedDim)
     }
 
@@ -362,9 +362,12 @@ private func folded(_ values: [Double], _ name: String, _ r: ParameterReader) th
     return floats
 }
 
-/// timm's `make_divisible(channels · ratio, divisor, round_limit=0)`: the squeeze-excitation's reduced width.
-func timmReducedChannels(_ channels: Int, ratio: Double, divisor: Int) -> Int {
-    max(divisor, Int(Double(channels) * ratio + Double(divisor) / 2) / divisor * divisor)
+/// timm's `make_divisible(value, divisor, round_limit=…)`: `value` rounded to a multiple of `divisor` (at least
+/// one), then one `divisor` more if that fell below `roundLimit · value` (FastViT's squeeze-excitation widths use 0,
+/// ViTamin's MbConv expansion timm's default 0.9).
+package func timmMakeDivisible(_ value: Double, divisor: Int, roundLimit: Double = 0.9) -> Int {
+    let rounded = max(divisor, Int(value + Double(divisor) / 2) / divisor * divisor)
+    return Double(rounded) < roundLimit * value ? rounded + divisor : rounded
 }
 
 /// Exact GELU over every element, in place.

@@ -128,3 +128,17 @@ public struct RobertaTextEncoder: Sendable {
         }
     }
 }
+
+extension CLIPConfiguration.Text {
+    /// The inferred Hugging Face text tower read as Chinese-CLIP's BERT, in either of its formats: BERT's embeddings
+    /// (padding id 0, positions from 0), the features at `[CLS]`, `vocabulary`'s rows of cn_clip's 52 tokens (fewer
+    /// when the position table is shorter). Nothing changes for a tower without RoBERTa's layout.
+    package mutating func readAsChineseCLIP(vocabulary: Vocabulary) {
+        guard var bert = roberta else { return }
+        bert.bert = true
+        roberta = bert
+        pooling = .first
+        self.vocabulary = vocabulary
+        contextLength = min(52, bert.positions)
+    }
+}

@@ -88,18 +88,15 @@ public struct ViTamin: Sendable {
             x = try poolConv.forward(x)
             // [N, gh, gw, width] is the token rows [N, gh·gw, width] in memory.
             let (n, tokens, width) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
-            x = Tensor(uncheckedShape: [n, tokens, width], scalars: x.scalars)
             if let positions = positionalEmbedding {
-                guard positions.count == tokens * width else {
+                guard x.shape[1] == x.shape[2], positions.count == tokens * width else {
                     throw TensorError.shapeMismatch(operation: "ViTamin positions", positions.shape, [tokens, width])
                 }
-                x.scalars.withUnsafeMutableBufferPointer { xp in
-                    positions.scalars.withUnsafeBufferPointer { pp in
-                        for img in 0..<n {
-                            for i in 0..<(tokens * width) { xp[img * tokens * width + i] += pp[i] }
-                        }
-                    }
-                }
+                // No class token: the patches plus their positions, as a ViT's tokens are made.
+                x = tokenRows(Tensor(uncheckedShape: [n * tokens, width], scalars: x.scalars), classEmbedding: Tensor(uncheckedZeros: [0]),
+                              positions: positions, grid: x.shape[1])
+            } else {
+                x = Tensor(uncheckedShape: [n, tokens, width], scalars: x.scalars)
             }
             var ws = Workspace(batch: n, tokens: tokens, width: width, hidden: configuration.mlpHidden)
             for block in blocks { try block.forward(&x, workspace: &ws) }
@@ -183,11 +180,13 @@ extension ViTamin {
         }
     }
 
-    /// A ViT block with ViTamin's MLP: x + attn(norm1(x)), then + GeGLU(norm2(x)), the GeGLU normalising its input again.
+    /// A ViT block with ViTamin's MLP: x + attn(norm1(x)), then + GeGLU(mlpNorm(norm2(x))), timm's `GeGluMlp`
+    /// normalising its input again (`mlp.norm`).
     struct Block: Sendable {
         let norm1: LayerNorm
         let attention: MultiheadSelfAttention
         let norm2: LayerNorm
+        let mlpNorm: LayerNorm
         let mlp: GatedMLP
 
         init(_ r: ParameterReader, _ p: String, _ c: CLIPConfiguration.ViTaminConfiguration) throws(ModelLoadError) {
@@ -196,15 +195,17 @@ extension ViTamin {
             attention = MultiheadSelfAttention(inProj: try Linear(r, "\(p).attn.qkv", in: w, out: 3 * w),
                                                outProj: try Linear(r, "\(p).attn.proj", in: w, out: w), heads: c.heads)
             norm2 = try LayerNorm(r, "\(p).norm2", width: w, eps: eps)
-            mlp = try GatedMLP(r, "\(p).mlp", names: .geGLU, width: w, hidden: c.mlpHidden, gate: .gelu, norm: .input, eps: eps)
+            mlpNorm = try LayerNorm(r, "\(p).mlp.norm", width: w, eps: eps)
+            mlp = try GatedMLP(r, "\(p).mlp", names: .geGLU, width: w, hidden: c.mlpHidden, gate: .gelu, hiddenNorm: false, eps: eps)
         }
 
-        private init(norm1: LayerNorm, attention: MultiheadSelfAttention, norm2: LayerNorm, mlp: GatedMLP) {
-            (self.norm1, self.attention, self.norm2, self.mlp) = (norm1, attention, norm2, mlp)
+        private init(norm1: LayerNorm, attention: MultiheadSelfAttention, norm2: LayerNorm, mlpNorm: LayerNorm, mlp: GatedMLP) {
+            (self.norm1, self.attention, self.norm2, self.mlpNorm, self.mlp) = (norm1, attention, norm2, mlpNorm, mlp)
         }
 
         func converted(to precision: Precision) throws(TensorError) -> Block {
-            Block(norm1: norm1, attention: try attention.converted(to: precision), norm2: norm2, mlp: try mlp.converted(to: precision))
+            Block(norm1: norm1, attention: try attention.converted(to: precision), norm2: norm2, mlpNorm: mlpNorm,
+                  mlp: try mlp.converted(to: precision))
         }
 
         /// The block in place on `x` [batch, tokens, width].
@@ -212,6 +213,7 @@ extension ViTamin {
             try norm1.forward(x, into: &ws.normed)
             try attention.forward(ws.normed, causal: false, into: &x, accumulate: true, workspace: &ws.attention)
             try norm2.forward(x, into: &ws.normed)
+            try mlpNorm.normalize(&ws.normed)
             try mlp.forward(ws.normed, into: &x, accumulate: true, gated: &ws.gated, hidden: &ws.hidden)
         }
     }

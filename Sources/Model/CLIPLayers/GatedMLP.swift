@@ -2,7 +2,7 @@ import CLIPTensor
 
 /// timm's gated MLPs: fc2(norm(act(fc1_gate(x)) ⊙ fc1_value(x))). EVA02's SwiGLU (`act` SiLU, `fc1_g`, `fc1_x`,
 /// `fc2`, with a sub-LN over the hidden width when `scale_mlp`) and ViTamin's GeGLU (`act` exact GELU, `w0`, `w1`,
-/// `w2`, with a LayerNorm over its input instead). The gate and value weights [hidden, width] are stacked into one
+/// `w2`; its LayerNorm over the input is its block's). The gate and value weights [hidden, width] are stacked into one
 /// product (gate rows first) so the input is read once.
 package struct GatedMLP: Sendable {
     /// The gate's non-linearity.
@@ -11,16 +11,6 @@ package struct GatedMLP: Sendable {
         case silu
         /// Exact GELU: GeGLU.
         case gelu
-    }
-
-    /// Where the MLP's own LayerNorm sits, if it has one.
-    package enum Norm: Sendable, Equatable {
-        /// None.
-        case none
-        /// Over the input width, before the products (ViTamin's `mlp.norm`).
-        case input
-        /// Over the hidden width, after the gating (EVA02's sub-LN).
-        case hidden
     }
 
     /// The checkpoint names of the three products under the MLP's prefix.
@@ -34,10 +24,8 @@ package struct GatedMLP: Sendable {
 
     /// `[.., width]` → `[.., 2·hidden]`: the gate, then the value.
     package let fc1: Linear
-    /// The MLP's own LayerNorm (over the width or the hidden width, as `normPlace` says), or nil.
+    /// LayerNorm over the hidden width after the gating (EVA02's sub-LN), or nil.
     package let norm: LayerNorm?
-    /// Where `norm` applies.
-    package let normPlace: Norm
     /// `[.., hidden]` → `[.., width]`.
     package let fc2: Linear
     /// The gate's non-linearity.
@@ -46,9 +34,9 @@ package struct GatedMLP: Sendable {
     /// The hidden width.
     package var hidden: Int { fc2.inFeatures }
 
-    /// Reads `<prefix>.<gate>.*`, `<prefix>.<value>.*` (each [hidden, width] with bias), `<prefix>.norm.*` (unless
-    /// `norm` is `.none`) and `<prefix>.<out>.*`.
-    package init(_ r: ParameterReader, _ prefix: String, names: Names, width: Int, hidden: Int, gate: Gate, norm: Norm,
+    /// Reads `<prefix>.<gate>.*`, `<prefix>.<value>.*` (each [hidden, width] with bias), `<prefix>.norm.*` over the
+    /// hidden width (when `hiddenNorm`) and `<prefix>.<out>.*`.
+    package init(_ r: ParameterReader, _ prefix: String, names: Names, width: Int, hidden: Int, gate: Gate, hiddenNorm: Bool,
                  eps: Float) throws(ModelLoadError) {
         let p = ["\(prefix).\(names.gate)", "\(prefix).\(names.value)"]
         let stacked = ["\(p[0]).weight", "\(p[0]).bias", "\(p[1]).weight", "\(p[1]).bias"]
@@ -58,19 +46,12 @@ package struct GatedMLP: Sendable {
             return (Tensor(uncheckedShape: [2 * hidden, width], scalars: g.scalars + x.scalars),
                     Tensor(uncheckedShape: [2 * hidden], scalars: gb.scalars + xb.scalars))
         }
-        switch norm {
-        case .none: self.norm = nil
-        case .input: self.norm = try LayerNorm(r, "\(prefix).norm", width: width, eps: eps)
-        case .hidden: self.norm = try LayerNorm(r, "\(prefix).norm", width: hidden, eps: eps)
-        }
-        normPlace = norm
+        norm = hiddenNorm ? try LayerNorm(r, "\(prefix).norm", width: hidden, eps: eps) : nil
         fc2 = try Linear(r, "\(prefix).\(names.out)", in: hidden, out: width)
         self.gate = gate
     }
 
-    init(fc1: Linear, norm: LayerNorm?, normPlace: Norm, fc2: Linear, gate: Gate) {
-        (self.fc1, self.norm, self.normPlace, self.fc2, self.gate) = (fc1, norm, normPlace, fc2, gate)
-    }
+    init(fc1: Linear, norm: LayerNorm?, fc2: Linear, gate: Gate) { (self.fc1, self.norm, self.fc2, self.gate) = (fc1, norm, fc2, gate) }
 
     /// `x` [rows.., width] → `out` (added to it when `accumulate`); `gated` [rows, 2·hidden] and `hidden`
     /// [rows, hidden] are scratch, every element written before it is read.
@@ -80,11 +61,7 @@ package struct GatedMLP: Sendable {
         guard gated.count == rows * 2 * hidden, h.count == rows * hidden else {
             throw .shapeMismatch(operation: "GatedMLP scratch", gated.shape, [rows, 2 * hidden])
         }
-        if normPlace == .input, let norm {
-            try fc1.forward(try norm(x), into: &gated)
-        } else {
-            try fc1.forward(x, into: &gated)
-        }
+        try fc1.forward(x, into: &gated)
         let (hiddenWidth, gate) = (hidden, gate)
         gated.scalars.withUnsafeBufferPointer { g in
             h.scalars.withUnsafeMutableBufferPointer { hp in
@@ -94,13 +71,12 @@ package struct GatedMLP: Sendable {
                 }
             }
         }
-        if normPlace == .hidden, let norm { try norm.normalize(&h) }
+        if let norm { try norm.normalize(&h) }
         try fc2.forward(h, into: &out, accumulate: accumulate)
     }
 
     /// The same MLP computing its products in `precision` (the norm stays fp32).
     package func converted(to precision: Precision) throws(TensorError) -> GatedMLP {
-        GatedMLP(fc1: try fc1.converted(to: precision), norm: norm, normPlace: normPlace, fc2: try fc2.converted(to: precision),
-                 gate: gate)
+        GatedMLP(fc1: try fc1.converted(to: precision), norm: norm, fc2: try fc2.converted(to: precision), gate: gate)
     }
 }
