@@ -254,3 +254,56 @@ void clip_image_drop_pixels(clip_image *img, uint8_t *pixels) {
     if (img->owns_pixels) free(pixels);
     img->owns_pixels = 0;
 }
+
+int clip_encode_jpeg(const uint8_t *rgb, int width, int height, int quality, uint8_t **out, size_t *out_size, char *err,
+                     size_t errlen) {
+    *out = NULL;
+    *out_size = 0;
+    if (width <= 0 || height <= 0 || width > JPEG_MAX_DIMENSION || height > JPEG_MAX_DIMENSION || quality < 1 ||
+        quality > 100) {
+        snprintf(err, errlen, "cannot write a %dx%d JPEG at quality %d", width, height, quality);
+        return 1;
+    }
+    struct jpeg_compress_struct cinfo;
+    error_ctx e;
+    memset(&e, 0, sizeof e);
+    e.err = err;
+    e.errlen = errlen;
+    cinfo.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = on_error;
+    e.pub.emit_message = on_message;
+    // Our own buffer, sized past the largest JPEG these dimensions give (libjpeg-turbo's tjBufSize bound), so libjpeg
+    // never reallocates it: the error path then owns exactly one allocation to free.
+    size_t capacity = (((size_t)width + 15) & ~(size_t)15) * (((size_t)height + 15) & ~(size_t)15) * 6 + 2048;
+    unsigned char *mine = malloc(capacity);
+    if (!mine) {
+        snprintf(err, errlen, "out of memory for a %dx%d JPEG", width, height);
+        return 1;
+    }
+    unsigned char *b = mine;
+    unsigned long size = capacity;
+    if (setjmp(e.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        free(mine);
+        return 1;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, &b, &size);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)cinfo.next_scanline * (size_t)width * 3);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    if (b != mine) free(mine);
+    *out = b;
+    *out_size = size;
+    return 0;
+}

@@ -106,6 +106,10 @@ void clip_image_free(clip_image *img);
 /// Encodes 8-bit RGB rows [height, width, 3] as a PNG in memory. On success *out (free it) holds *out_size bytes.
 int clip_encode_png(const uint8_t *rgb, int width, int height, uint8_t **out, size_t *out_size, char *err,
                     size_t errlen);
+// 8-bit RGB [height][width][3] -> a baseline JPEG at `quality` (1-100, 4:2:0 chroma as libjpeg's default), in
+// malloc'd *out (the caller frees it). Returns 0, or non-zero with err set.
+int clip_encode_jpeg(const uint8_t *rgb, int width, int height, int quality, uint8_t **out, size_t *out_size, char *err,
+                     size_t errlen);
 
 typedef struct clip_png_stream clip_png_stream;
 struct clip_resampler;
