@@ -13,16 +13,22 @@
 #   rasterised by CairoSVG: any background colour, gradients, textures, distractors), 20 per class each, with the
 #   accuracy of the colour and of the shape alone (issue 36's bar: 90 % top-1, 97 % colour).
 #
+#   With STYLE=varied the held-out synthetic images are the varied style's (`clip synthetic --style varied`, the data of
+#   `clip train --data synthetic-varied`; it holds no pair out, so there is no unseen set), and with SHAPES_PYTHON set
+#   a third renderer, Scripts/eval/shapes_pillow.py, is the validation set that may choose between training runs.
+#
 #   swift build -c release --product clip && bash Scripts/evaluate_default_model.sh [MODEL]
 #   SIZE=64 bash Scripts/evaluate_default_model.sh OTHER.safetensors  # images drawn at another model's input size
 set -euo pipefail
 model=${1:-default}
 clip=${CLIP:-.build/release/clip}
 size=(); [ -n "${SIZE:-}" ] && size=(--size "$SIZE")
+style=${STYLE:-plain}
+size+=(--style "$style")
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$clip" synthetic "${size[@]}" --split held-out --count 4800 --class-folders --output "$dir/heldout"
-"$clip" synthetic "${size[@]}" --split unseen --count 1200 --class-folders --output "$dir/unseen"
+[ "$style" = plain ] && "$clip" synthetic "${size[@]}" --split unseen --count 1200 --class-folders --output "$dir/unseen"
 "$clip" synthetic "${size[@]}" --split held-out --count 1000 --start 1000000 --output "$dir/captions" --retrieval-ceiling > "$dir/ceiling.json"
 summary() { python3 -c 'import json,sys; d=json.load(sys.stdin); z=d.get("zeroShot"); r=d.get("retrieval"); c=d.get("retrievalCeiling")
 if z: print("  zero-shot top-1 %.1f %%, top-5 %.1f %% (%d images)" % (100*z["top1"], 100*z["top5"], z["count"]))
@@ -31,8 +37,10 @@ if c: print("  ideal critic p(caption|image)/p(caption), about the best possible
 for templates in "a {}" shapes; do
     echo "held-out synthetic images, --template '$templates':"
     "$clip" eval --model "$model" --images "$dir/heldout" --template "$templates" | summary
-    echo "colour-shape pairs never seen in training, --template '$templates':"
-    "$clip" eval --model "$model" --images "$dir/unseen" --template "$templates" | summary
+    if [ "$style" = plain ]; then
+        echo "colour-shape pairs never seen in training, --template '$templates':"
+        "$clip" eval --model "$model" --images "$dir/unseen" --template "$templates" | summary
+    fi
 done
 echo "held-out captions:"; "$clip" eval --model "$model" --captions "$dir/captions" | summary
 # A caption fits other images of the set too ("a red circle"), so no model reaches 100 %.
@@ -51,6 +59,12 @@ colour=sum(k for t,p in c.items() for q,k in p.items() if q.split()[0]==t.split(
 shape=sum(k for t,p in c.items() for q,k in p.items() if q.split()[1]==t.split()[1])
 print("  zero-shot top-1 %.1f %%, top-5 %.1f %%; colour right %.1f %%, shape right %.1f %% (%d images)" % (100*d["top1"], 100*d["top5"], 100*colour/n, 100*shape/n, n))'; }
 if [ -n "${SHAPES_PYTHON:-}" ]; then
+    echo "held-out synthetic images ($style), colour and shape, --template 'a {}':"
+    "$clip" eval --model "$model" --images "$dir/heldout" --template "a {}" | parts
+    "$SHAPES_PYTHON" "$(dirname "$0")/eval/shapes_pillow.py" "$dir/pillow" --per-class 20 --seed 0 > /dev/null
+    echo "shapes drawn with Pillow (validation renderer, may choose between runs), --template 'a {}':"
+    "$clip" eval --model "$model" --images "$dir/pillow" --template "a {}" | parts
+    [ -n "${VALIDATION_ONLY:-}" ] && exit 0
     for renderer in matplotlib svg; do
         "$SHAPES_PYTHON" "$(dirname "$0")/eval/shapes_$renderer.py" "$dir/$renderer" --per-class 20 --seed 0 > /dev/null
         echo "shapes drawn with $renderer (independent renderer), --template 'a {}':"

@@ -71,6 +71,18 @@ func retrievalCeilingIsBounded() throws {
     #expect(r.status != 0 && r.stderr.contains("--retrieval-ceiling") && r.stderr.contains("10,000"), "\(r.stderr)")
 }
 
+@Test("clip synthetic --style varied writes captioned images of every pair, and has no unseen split")
+func variedSyntheticImages() throws {
+    let dir = NSTemporaryDirectory() + "clip-varied-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let made = try runClip(["synthetic", "--style", "varied", "--count", "6", "--size", "48", "--output", dir])
+    #expect(made.status == 0, "\(made.stderr)")
+    let files = try FileManager.default.contentsOfDirectory(atPath: dir)
+    #expect(files.filter { $0.hasSuffix(".png") }.count == 6 && files.filter { $0.hasSuffix(".txt") }.count == 6, "\(files)")
+    let unseen = try runClip(["synthetic", "--style", "varied", "--split", "unseen", "--count", "1", "--output", dir + "-u"])
+    #expect(unseen.status != 0 && unseen.stderr.contains("--split unseen"), "\(unseen.stderr)")
+}
+
 @Test("clip writes the packed-weight cache on the first run and reads it on the next; clip cache lists and clears it")
 func packedWeightCacheThroughTheCommand() throws {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -33,15 +33,28 @@ package struct SyntheticShapes: Sendable {
         case unseenCombinations
     }
 
+    /// How the shapes are drawn.
+    package enum Style: String, Sendable, CaseIterable {
+        /// One to three shapes of one colour on white, black, gray, noisy or light backgrounds: the data of the
+        /// shipped default model. Six colour–shape pairs are held out of training.
+        case plain
+        /// Every colour of background, gradients and textures, a second named shape, unnamed distractors, strokes of
+        /// any width, lighting, shape proportions, blur, noise and JPEG: shapes as others draw them. No pair is held
+        /// out, so `.unseenCombinations` has no meaning here.
+        case varied
+    }
+
     /// Side of the square images.
     package let size: Int
+    /// How the shapes are drawn.
+    package let style: Style
     /// The stream's seed.
     package let seed: UInt64
     /// The split.
     package let split: Split
 
-    package init(size: Int, seed: UInt64 = 0, split: Split = .train) {
-        (self.size, self.seed, self.split) = (size, seed, split)
+    package init(size: Int, seed: UInt64 = 0, split: Split = .train, style: Style = .plain) {
+        (self.size, self.seed, self.split, self.style) = (size, seed, split, style)
     }
 
     /// One picture: RGB bytes [size, size, 3], the caption, and the colour and shape indices (its class).
@@ -67,17 +80,22 @@ package struct SyntheticShapes: Sendable {
     }
 
     /// What image `index` shows, and the random stream positioned after it (rendering and the caption draw next).
-    func scene(_ index: Int) -> (Scene, SplitMix64) {
-        let stream: UInt64 = split == .train ? 0x7472_6169_6E00 : (split == .heldOut ? 0x6865_6C64 : 0x756E_7365_656E)
+    func scene(_ index: Int) -> (any ShapeScene, SplitMix64) {
+        var stream: UInt64 = split == .train ? 0x7472_6169_6E00 : (split == .heldOut ? 0x6865_6C64 : 0x756E_7365_656E)
+        // The varied style's streams are others, so its held-out images are not the plain style's redrawn.
+        if style == .varied { stream ^= 0x7661_7269_6564_0000 }
         var rng = SplitMix64(state: seed &* 0x9E37_79B9_7F4A_7C15 ^ stream ^ UInt64(index) &* 0xD1B5_4A32_D192_ED03)
         var colour = 0, shape = 0
         repeat {
             colour = Int(rng.next() % UInt64(Self.colours.count))
             shape = Int(rng.next() % UInt64(Self.shapes.count))
-            let heldOut = Self.heldOutCombinations.contains([colour, shape])
-            if split == .train ? !heldOut : (split == .heldOut || heldOut) { break }
+            let heldOut = style == .plain && Self.heldOutCombinations.contains([colour, shape])
+            if split == .train ? !heldOut : (split == .heldOut || Self.heldOutCombinations.contains([colour, shape])) { break }
         } while true
-        return (Scene(random: &rng, colour: colour, shape: shape), rng)
+        switch style {
+        case .plain: return (Scene(random: &rng, colour: colour, shape: shape), rng)
+        case .varied: return (VariedScene(random: &rng, colour: colour, shape: shape), rng)
+        }
     }
 
     /// The image↔text recall@1 of the ideal contrastive critic on images `indices` of this stream and their
@@ -131,7 +149,25 @@ package struct SyntheticShapes: Sendable {
 }
 
 /// What one image shows; rendering and captioning both read it.
-struct Scene {
+protocol ShapeScene {
+    /// The class: indices into `SyntheticShapes.colours` and `.shapes`.
+    var colour: Int { get }
+    var shape: Int { get }
+    /// Every caption the image may get, each equally likely.
+    var captionOptions: [String] { get }
+    /// RGB bytes [size, size, 3]; draws from `random` so the caption's draw comes after.
+    func render(size: Int, random: inout SplitMix64) -> [UInt8]
+}
+
+extension ShapeScene {
+    func caption(random rng: inout SplitMix64) -> String {
+        let options = captionOptions
+        return options[Int(rng.next() % UInt64(options.count))]
+    }
+}
+
+/// A scene of the plain style.
+struct Scene: ShapeScene {
     var colour: Int, shape: Int, count: Int
     var large: Bool, outlined: Bool, antialiased: Bool
     var background: Int  // 0 white, 1 black, 2 gray, 3 noise, 4 light colour
@@ -178,12 +214,6 @@ struct Scene {
         func clampCenter(_ v: Double) -> Double { min(max(v, radius + 0.02), 1 - radius - 0.02) }
     }
 
-    func caption(random rng: inout SplitMix64) -> String {
-        let options = captionOptions
-        return options[Int(rng.next() % UInt64(options.count))]
-    }
-
-    /// Every caption the image may get, each equally likely.
     var captionOptions: [String] {
         let c = SyntheticShapes.colours[colour].name, s = SyntheticShapes.shapes[shape]
         let noun = count == 1 ? s : (s == "cross" ? "crosses" : s + "s")

@@ -54,7 +54,7 @@ package struct SyntheticData: TrainingData {
     package let generator: SyntheticShapes
     package init(_ generator: SyntheticShapes) { self.generator = generator }
     package var count: Int? { nil }
-    package var description: String { "synthetic shapes (\(generator.size) px, seed \(generator.seed))" }
+    package var description: String { "synthetic shapes (\(generator.style.rawValue), \(generator.size) px, seed \(generator.seed))" }
 
     package func example(_ index: Int, preprocessor: ImagePreprocessor) -> Result<(pixels: [Float], caption: String), DataError> {
         let s = generator.sample(index)

@@ -121,6 +121,7 @@ package struct TrainingRun {
         let path = settings.data
         do throws(DataError) {
             if path == "synthetic" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed)) }
+            if path == "synthetic-varied" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed, style: .varied)) }
             let lower = path.lowercased()
             if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") {
                 return try FileData(table: path, imageKey: settings.csvImageKey, captionKey: settings.csvCaptionKey)
@@ -128,7 +129,7 @@ package struct TrainingRun {
             if lower.hasSuffix(".tar") { return try WebDataset(shards: [path]) }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                throw DataError.dataset(subject: path, reason: "no such file or folder (give a folder of images with .txt captions, a .csv/.tsv, .tar shards, or 'synthetic')")
+                throw DataError.dataset(subject: path, reason: "no such file or folder (give a folder of images with .txt captions, a .csv/.tsv, .tar shards, or 'synthetic' / 'synthetic-varied')")
             }
             let listing = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
             if isDirectory.boolValue, listing.contains(where: { $0.hasSuffix(".tar") }) { return try WebDataset(shards: [path]) }

@@ -23,6 +23,10 @@ struct Synthetic: ParsableCommand {
     @Option(help: "Side of the images in pixels: the default model's input size, which it was trained at, unless given.")
     var size = DefaultArchitecture.configuration.imageResolution
     @Option(help: "Seed of the stream.") var seed: UInt64 = 0
+    @Option(help: """
+        plain (the default model's data: white, black, gray, noisy or light backgrounds) or varied (backgrounds of \
+        every colour and texture, other shapes, lighting, blur, noise, JPEG; `clip train --data synthetic-varied`).
+        """) var style: SyntheticShapes.Style = .plain
     @Option(help: "Index of the first image in the stream.") var start = 0
     @Flag(help: "Put each image in a folder named by its class, the layout `clip eval --images` reads.") var classFolders = false
     @Flag(help: """
@@ -36,6 +40,9 @@ struct Synthetic: ParsableCommand {
             throw ValidationError("--count must be in 0...10,000,000 and --start in 0...1,099,511,627,776")
         }
         guard size >= 8, size <= 1024 else { throw ValidationError("--size must be between 8 and 1024 pixels") }
+        guard style == .plain || split != .unseen else {
+            throw ValidationError("--split unseen is the plain style's: the varied style trains on every colour–shape pair")
+        }
         guard !retrievalCeiling || count <= 10_000 else {
             throw ValidationError("--retrieval-ceiling compares every image with every caption: use it with --count ≤ 10,000")
         }
@@ -43,7 +50,7 @@ struct Synthetic: ParsableCommand {
 
     func run() throws {
         let splitValue: SyntheticShapes.Split = split == .train ? .train : (split == .heldOut ? .heldOut : .unseenCombinations)
-        let generator = SyntheticShapes(size: size, seed: seed, split: splitValue)
+        let generator = SyntheticShapes(size: size, seed: seed, split: splitValue, style: style)
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         if classFolders {
             // Every class gets its folder, so an evaluation of the unseen split still chooses among all 48.
@@ -68,3 +75,4 @@ struct Synthetic: ParsableCommand {
         }
     }
 }
+extension SyntheticShapes.Style: ExpressibleByArgument {}
