@@ -67,10 +67,7 @@ enum ShapeColours {
     static func difference(_ a: SIMD3<Double>, _ b: SIMD3<Double>) -> Double { let d = a - b; return (d * d).sum().squareRoot() }
 
     /// CIE 1976 ΔE between two sRGB colours: Euclidean distance in L*a*b* (D65).
-    static func distance(_ a: RGB, _ b: RGB) -> Double {
-        let d = lab(a) - lab(b)
-        return (d * d).sum().squareRoot()
-    }
+    static func distance(_ a: RGB, _ b: RGB) -> Double { difference(lab(a), lab(b)) }
 
     static func lab(_ c: RGB) -> SIMD3<Double> {
         func linear(_ v: Double) -> Double { let s = v / 255; return s <= 0.04045 ? s / 12.92 : pow((s + 0.055) / 1.055, 2.4) }

@@ -86,11 +86,15 @@ package struct SyntheticShapes: Sendable {
         if style == .varied { stream ^= 0x7661_7269_6564_0000 }
         var rng = SplitMix64(state: seed &* 0x9E37_79B9_7F4A_7C15 ^ stream ^ UInt64(index) &* 0xD1B5_4A32_D192_ED03)
         var colour = 0, shape = 0
-        repeat {
+        pick: repeat {
             colour = Int(rng.next() % UInt64(Self.colours.count))
             shape = Int(rng.next() % UInt64(Self.shapes.count))
-            let heldOut = style == .plain && Self.heldOutCombinations.contains([colour, shape])
-            if split == .train ? !heldOut : (split == .heldOut || Self.heldOutCombinations.contains([colour, shape])) { break }
+            let heldOutPair = Self.heldOutCombinations.contains([colour, shape])
+            switch split {
+            case .train: if style == .varied || !heldOutPair { break pick }
+            case .heldOut: break pick
+            case .unseenCombinations: if heldOutPair { break pick }
+            }
         } while true
         switch style {
         case .plain: return (Scene(random: &rng, colour: colour, shape: shape), rng)
