@@ -72,6 +72,21 @@ func tokenizeWithXLMRoberta() throws {
     #expect(both.status != 0 && both.stderr.contains("--xlm-roberta"), "\(both.stderr)")
 }
 
+@Test("clip tokenize --nllb: NLLB-CLIP's rows (language code … </s>, <pad>), eng_Latn's or another code's")
+func tokenizeWithNLLB() throws {
+    let model = testsDirectory.appendingPathComponent("CLIPTokenizerTests/Fixtures/sentencepiece/nllb/sentencepiece.bpe.model").path
+    // The fixture's rows_fra.jsonl: fra_Latn (3057), ▁x, </s>, <pad>.
+    let r = try runClip(["tokenize", "--nllb", model, "--context-length", "5", "x"])
+    let french = try runClip(["tokenize", "--nllb", model, "--language", "fra_Latn", "--context-length", "5", "x"])
+    #expect(r.status == 0 && french.status == 0, "\(r.stderr) \(french.stderr)")
+    #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[[3047,330,2,1,1]]")
+    #expect(french.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[[3057,330,2,1,1]]")
+    let unknown = try runClip(["tokenize", "--nllb", model, "--language", "french", "x"])
+    #expect(unknown.status != 0 && unknown.stderr.contains("'french' is not one of NLLB's 202 language codes"), "\(unknown.stderr)")
+    let alone = try runClip(["tokenize", "--language", "fra_Latn", "x"])
+    #expect(alone.status != 0 && alone.stderr.contains("--nllb"), "\(alone.stderr)")
+}
+
 @Test func tooLongTextFailsWithOneLine() throws {
     let r = try runClip(["tokenize", "--context-length", "4", "ok", "a photo of a dog"])
     #expect(r.status == 1)

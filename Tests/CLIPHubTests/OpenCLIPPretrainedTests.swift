@@ -8,7 +8,7 @@ import Testing
 struct OpenCLIPPretrainedTests {
     let table = try! OpenCLIPPretrained.shared.get()
 
-    @Test("the table holds open_clip's tags; the CLIP-tower families load, the others say what they lack")
+    @Test("the table holds open_clip's tags, and every one of them loads")
     func tableCoversOpenCLIP() throws {
         #expect(table.entries.count >= 190)
         #expect(Set(table.entries.map(\.name)).count == table.entries.count)
@@ -28,16 +28,16 @@ struct OpenCLIPPretrainedTests {
                         "EVA02-E-14-plus/laion2b_s9b_b144k", "PE-Core-T-16-384/meta", "PE-Core-bigG-14-448/meta",
                         "MobileCLIP-S1/datacompdr", "MobileCLIP-S2/datacompdr", "MobileCLIP2-S0/dfndr2b", "MobileCLIP2-S4/dfndr2b", "MobileCLIP2-L-14/dfndr2b",
                         "MobileCLIP-B/datacompdr", "MobileCLIP-B/datacompdr_lt", "MobileCLIP2-B/dfndr2b", "ViTamin-S/datacomp1b",
-                        "ViTamin-B-LTT/datacomp1b", "ViTamin-L2-384/datacomp1b", "ViTamin-XL-256/datacomp1b", "ViTamin-XL-384/datacomp1b"]
+                        "ViTamin-B-LTT/datacomp1b", "ViTamin-L2-384/datacomp1b", "ViTamin-XL-256/datacomp1b", "ViTamin-XL-384/datacomp1b",
+                        "nllb-clip-base/v1", "nllb-clip-large/v1", "nllb-clip-base-siglip/v1", "nllb-clip-base-siglip/mrl",
+                        "nllb-clip-large-siglip/v1", "nllb-clip-large-siglip/mrl"]
         for name in loadable {
             let entry = try #require(table.entry(named: name), "\(name) is not in the table")
             #expect(table.unsupported(entry) == nil, "\(name): \(table.unsupported(entry) ?? "")")
         }
-        let refused = ["nllb-clip-base-siglip/v1": "hf_model_name", "nllb-clip-large/v1": "hf_model_name"]
-        for (name, key) in refused {
-            let entry = try #require(table.entry(named: name), "\(name) is not in the table")
-            #expect(table.unsupported(entry)?.contains(key) == true, "\(name): \(table.unsupported(entry) ?? "accepted")")
-        }
+        // Every tag of open_clip's table loads (196 of 196 with open_clip 3.3.0).
+        let refused = table.entries.filter { table.unsupported($0) != nil }.map { "\($0.name): \(table.unsupported($0)!)" }
+        #expect(refused.isEmpty, "\(refused.count) of \(table.entries.count) tags refused: \(refused.prefix(5))")
     }
 
     @Test("names: ARCH/TAG, immich's ARCH__TAG, --model ARCH --pretrained TAG, OpenAI's ViT-B/32 spelling")
@@ -76,7 +76,7 @@ struct OpenCLIPPretrainedTests {
         }
     }
 
-    @Test("a tag resolves to its Hub repository's weights, .safetensors first, without a request for an unloadable one")
+    @Test("a tag resolves to its Hub repository's weights, .safetensors first")
     func locatesTagsOnTheHub() throws {
         let weights = try fixtureBytes("vit_small.safetensors")
         let hub = try FakeHub(repositories: [
@@ -97,13 +97,6 @@ struct OpenCLIPPretrainedTests {
         #expect(throws: HubError.self) { try models.load("ViT-B-32") }
 
         let before = hub.server.received.count
-        models.pretrained = nil
-        do {
-            _ = try models.locate("nllb-clip-base/v1")
-            Issue.record("NLLB-CLIP was accepted")
-        } catch {
-            #expect(error.description.contains("cannot be loaded yet"), "\(error)")
-        }
         models.pretrained = "nope"
         #expect(throws: HubError.self) { try models.locate("ViT-B-32") }
         #expect(hub.server.received.count == before)

@@ -67,6 +67,7 @@ func activationReference(_ v: Double, _ a: Activation) -> Double {
     case .quickGELU: return v / (1 + exp(-1.702 * v))
     case .gelu: return v * 0.5 * (1 + erf(v / 2.0.squareRoot()))
     case .geluTanh: return 0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
+    case .relu: return max(v, 0)
     }
 }
 
@@ -226,7 +227,7 @@ func attentionRefusesBadHeads() throws {
     #expect(message.contains("visual.transformer.resblocks.3.attn") && message.contains("40"), "\(message)")
 }
 
-@Test("MLP equals c_proj(act(c_fc(x)))", arguments: [Activation.quickGELU, .gelu, .geluTanh])
+@Test("MLP equals c_proj(act(c_fc(x)))", arguments: [Activation.quickGELU, .gelu, .geluTanh, .relu])
 func mlpMatchesReference(_ activation: Activation) throws {
     var v = Values(seed: 11)
     let (rows, width) = (11, 36)

@@ -8,8 +8,8 @@ import Testing
 let formatsDirectory = "\(fixtureDirectory)/formats"
 
 /// Asserts the model's outputs on the reference inputs equal the reference within 1e-5.
-func expectMatchesReference(_ model: CLIPModel, _ referenceName: String) throws {
-    let ref = try Reference(path: "\(formatsDirectory)/\(referenceName).reference.safetensors")
+func expectMatchesReference(_ model: CLIPModel, _ referenceName: String, directory: String = formatsDirectory) throws {
+    let ref = try Reference(path: "\(directory)/\(referenceName).reference.safetensors")
     let image = try model.encodeImage(ref.pixels)
     let text = try model.encodeText(ref.tokens)
     let (perImage, perText) = try model.logits(imageEmbeddings: image, textEmbeddings: text)
@@ -101,8 +101,8 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
     ("text_cfg", "pool_type", "\"none\"", "text_cfg.pool_type"),
     ("vision_cfg", "pool_type", "\"none\"", "vision_cfg.pool_type"),
     ("vision_cfg", "attentional_pool", "true", "vision_cfg.attentional_pool"),
-    ("text_cfg", "hf_model_name", "\"facebook/nllb-200-distilled-600M\"", "text_cfg.hf_model_name"),
-    ("text_cfg", "hf_tokenizer_name", "\"facebook/nllb-200-distilled-600M\"", "text_cfg.hf_tokenizer_name"),
+    ("text_cfg", "hf_model_name", "\"google/mt5-base\"", "text_cfg.hf_model_name"),
+    ("text_cfg", "hf_tokenizer_name", "\"google/mt5-base\"", "text_cfg.hf_tokenizer_name"),
     ("text_cfg", "tokenizer_kwargs", "{\"strip_sep_token\": true}", "text_cfg.tokenizer_kwargs"),  // without BERT's
     ("preprocess_cfg", "resize_mode", "\"stretch\"", "preprocess_cfg.resize_mode"),
     ("preprocess_cfg", "interpolation", "\"nearest\"", "preprocess_cfg.interpolation"),

@@ -35,6 +35,9 @@ struct Convert: ParsableCommand {
         if configuration.text.roberta != nil {
             differences.append("its text tower is a Hugging Face RoBERTa")
         }
+        if configuration.text.nllb != nil {
+            differences.append("its text tower is NLLB-200's encoder")
+        }
         if configuration.text.pooling == .appendedClassToken {
             differences.append("it is a CoCa model (attentional pooler, appended class token)")
         }

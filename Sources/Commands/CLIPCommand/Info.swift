@@ -69,10 +69,11 @@ struct Info: ParsableCommand {
         case .viTamin(let v):
             print("image tower: ViTamin (\(v.timmModel ?? "timm")), stem \(v.stemWidth), MbConv stages \(v.stageDepths), widths \(v.stageWidths) (expanded \(v.expandedWidths)), then width \(v.width), \(v.layers) layers, \(v.heads) heads, GeGLU MLP (\(v.mlpHidden) hidden), \(v.positionGrid.map { "positions for a \($0)×\($0) grid" } ?? "no positions"), mean pool, LayerNorm, a Linear\(v.projectionBias ? " with bias" : "")")
         }
-        let kind = c.text.roberta.map { $0.bert ? "BERT, " : "Hugging Face RoBERTa, " } ?? ""
+        let kind = c.text.roberta.map { $0.bert ? "BERT, " : "Hugging Face RoBERTa, " } ?? (c.text.nllb != nil ? "NLLB-200's encoder, " : "")
         print("text tower: \(kind)width \(c.text.width), \(c.text.layers) layers, \(c.text.heads) heads, context \(c.text.contextLength), vocabulary \(c.text.vocabSize), \(c.text.causal ? "causal" : "bidirectional"), features at \(textPooling(c.text.pooling))")
         let tokenizer = pipeline.tokenizer is SentencePieceTokenizer ? "SentencePiece"
             : pipeline.tokenizer is XLMRobertaTokenizer ? "XLM-RoBERTa (SentencePiece unigram)"
+            : pipeline.tokenizer is NLLBTokenizer ? "NLLB-200 (SentencePiece BPE)"
             : pipeline.tokenizer is WordPieceTokenizer ? "BERT WordPiece" : "byte-level BPE"
         print("tokenizer: \(tokenizer), \(pipeline.tokenizer.vocabularySize) ids")
         if case .transformer(let v) = c.vision {

@@ -25,6 +25,12 @@ struct Tokenize: ParsableCommand {
     @Option(help: "A folder holding RoBERTa's vocab.json and merges.txt (roberta-base's, for open_clip's roberta-ViT-B-32): tokenize as open_clip does for it (<s> … </s>, padded with <pad>).")
     var gpt2Bpe: String?
 
+    @Option(help: "NLLB-200's SentencePiece model (sentencepiece.bpe.model of facebook/nllb-200-distilled-600M): tokenize as open_clip does for NLLB-CLIP (the language code, the pieces, </s>, padded with <pad> 1).")
+    var nllb: String?
+
+    @Option(help: "With --nllb: the language code each row starts with (one of FLORES-200's 202, as NllbTokenizer's src_lang; open_clip's rows always start with eng_Latn).")
+    var language = "eng_Latn"
+
     @Flag(help: "Cut texts longer than the context (the last id becomes the end token) instead of failing.")
     var truncate = false
 
@@ -36,15 +42,21 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         let tokenizer: any TextTokenizer
-        guard [sentencepiece, xlmRoberta, wordpiece, gpt2Bpe].compactMap({ $0 }).count <= 1 else {
-            throw ValidationError("--sentencepiece, --xlm-roberta, --wordpiece and --gpt2-bpe name different tokenizers; give one")
+        guard [sentencepiece, xlmRoberta, wordpiece, gpt2Bpe, nllb].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("--sentencepiece, --xlm-roberta, --wordpiece, --gpt2-bpe and --nllb name different tokenizers; give one")
         }
+        guard nllb != nil || language == "eng_Latn" else { throw ValidationError("--language is NLLB's: give it with --nllb") }
         if let sentencepiece {
             tokenizer = try SentencePieceTokenizer(contentsOf: sentencepiece)
         } else if let xlmRoberta {
             tokenizer = try XLMRobertaTokenizer(contentsOf: xlmRoberta)
         } else if let wordpiece {
             tokenizer = try WordPieceTokenizer(vocabulary: wordpiece)
+        } else if let nllb {
+            guard NLLBTokenizer.languageCodes.contains(language) else {
+                throw ValidationError("--language: \(TokenizerError.unknownLanguage(language))")
+            }
+            tokenizer = try NLLBTokenizer(contentsOf: nllb, language: language)
         } else if let gpt2Bpe {
             tokenizer = try GPT2BPETokenizer(folder: gpt2Bpe)
         } else {

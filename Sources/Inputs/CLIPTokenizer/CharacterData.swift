@@ -60,6 +60,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case textTooLong(index: Int, tokens: Int, contextLength: Int)
     case invalidContextLength(Int)
     case unknownTokenID(position: Int, id: Int)
+    /// A language code the tokenizer has no token for (NLLB's 202 codes, as `eng_Latn`).
+    case unknownLanguage(String)
 
     public var description: String {
         switch self {
@@ -71,6 +73,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return c < 2 ? "context length \(c) is too small; it needs room for the start and end tokens (at least 2)"
                          : "context length \(c) is too large; at most \(CLIPTokenizer.maximumContextLength) tokens are supported"
         case .unknownTokenID(let p, let id): return "token id \(id) at position \(p) is not in the vocabulary"
+        case .unknownLanguage(let code):
+            return "'\(code)' is not one of NLLB's 202 language codes (FLORES-200's, as eng_Latn, fra_Latn, zho_Hans, arb_Arab)"
         }
     }
 }

@@ -128,7 +128,7 @@ public final class SentencePieceTokenizer: TextTokenizer {
     /// BPE over `normalized`: characters (user-defined pieces whole and never merged), then repeatedly the adjacent
     /// pair whose union is the highest-scoring piece (the leftmost on a tie) merged; a merged piece marked unused is
     /// split back into what it was merged from. Each piece's id (the unknown id when not in the vocabulary) and bytes.
-    private func bytePairPieces(_ normalized: [UInt8]) -> [(Int, Range<Int>)] {
+    func bytePairPieces(_ normalized: [UInt8]) -> [(Int, Range<Int>)] {
         struct Symbol { var prev: Int, next: Int, range: Range<Int>, frozen: Bool }
         var symbols: [Symbol] = []
         var i = 0
@@ -184,6 +184,31 @@ public final class SentencePieceTokenizer: TextTokenizer {
             k = symbols[k].next
         }
         return out
+    }
+
+    /// tokenizers' `Precompiled` normalizer over `text` (what the XLM-RoBERTa and NLLB tokenizers run, where the
+    /// `sentencepiece` library runs `normalize`): each grapheme cluster shorter than 6 bytes replaced whole by the
+    /// map's *shortest* rule matching at its start, else each of its characters by a rule matching it whole.
+    func precompiledGraphemes(_ text: String) throws(TokenizerError) -> [Unicode.Scalar] {
+        guard !model.normalizer.trie.isEmpty else { return Array(text.unicodeScalars) }
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        for grapheme in text {
+            let bytes = Array(grapheme.utf8)
+            if bytes.count < 6, let (offset, _) = longestRule(bytes, at: 0, shortest: true) {
+                out += try replacement(at: offset)
+                continue
+            }
+            for scalar in grapheme.unicodeScalars {
+                let character = Array(String(scalar).utf8)
+                if let (offset, length) = longestRule(character, at: 0, shortest: true), length == character.count {
+                    out += try replacement(at: offset)
+                } else {
+                    out += character
+                }
+            }
+        }
+        return Array(String(decoding: out, as: UTF8.self).unicodeScalars)
     }
 
     /// The normalizer's output for `input`'s UTF-8 bytes (`▁` for spaces when escaping).

@@ -97,7 +97,7 @@ public final class XLMRobertaTokenizer: TextTokenizer {
     /// Text between special tokens: normalized, split into words and pieces, each piece segmented.
     private func encodeSegment(_ bytes: ArraySlice<UInt8>) throws(TokenizerError) -> [Int] {
         guard !bytes.isEmpty else { return [] }
-        let normalized = try normalize(String(decoding: bytes, as: UTF8.self))
+        let normalized = try sentencePiece.precompiledGraphemes(String(decoding: bytes, as: UTF8.self))
         var ids: [Int] = []
         for word in normalized.split(whereSeparator: { Self.isWhitespace($0) }) {
             // Metaspace: `▁` first unless the word starts with one, then a new piece before every `▁`.
@@ -122,29 +122,6 @@ public final class XLMRobertaTokenizer: TextTokenizer {
         var ids: [Int] = []
         for (id, _) in path where !(id == Self.unknown && ids.last == Self.unknown) { ids.append(id) }
         return ids
-    }
-
-    /// tokenizers' `Precompiled` normalizer over `text`.
-    func normalize(_ text: String) throws(TokenizerError) -> [Unicode.Scalar] {
-        guard !model.normalizer.trie.isEmpty else { return Array(text.unicodeScalars) }
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count)
-        for grapheme in text {
-            let bytes = Array(grapheme.utf8)
-            if bytes.count < 6, let (offset, _) = sentencePiece.longestRule(bytes, at: 0, shortest: true) {
-                out += try sentencePiece.replacement(at: offset)
-                continue
-            }
-            for scalar in grapheme.unicodeScalars {
-                let character = Array(String(scalar).utf8)
-                if let (offset, length) = sentencePiece.longestRule(character, at: 0, shortest: true), length == character.count {
-                    out += try sentencePiece.replacement(at: offset)
-                } else {
-                    out += character
-                }
-            }
-        }
-        return Array(String(decoding: out, as: UTF8.self).unicodeScalars)
     }
 
     private static let metaspace: Unicode.Scalar = "\u{2581}"

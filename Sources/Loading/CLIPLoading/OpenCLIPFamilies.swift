@@ -79,10 +79,19 @@ enum OpenCLIPFamily: Equatable {
             try requireSetting(ok, name, value, supported, family: "SigLIP", r)
         }
         let textTower = text?["hf_model_name"]?.string ?? ""
-        try require(textTower.isEmpty, "text_cfg.hf_model_name", .string(textTower), "none; Hugging Face text towers are not loaded")
+        let nllb = OpenCLIPRules.nllbTextTowers.contains(textTower)
+        try require(textTower.isEmpty || nllb, "text_cfg.hf_model_name", .string(textTower),
+                    "none, or NLLB's encoders (NLLB-SigLIP); other Hugging Face text towers are not loaded")
         try require(cfg["multimodal_cfg"] == nil, "multimodal_cfg", cfg["multimodal_cfg"], "none; a SigLIP model has no caption decoder")
         try require(vision?["timm_pool"]?.string == "map", "vision_cfg.timm_pool", vision?["timm_pool"], "map")
         try require(vision?["timm_proj"]?.string == "none", "vision_cfg.timm_proj", vision?["timm_proj"], "none")
+        // NLLB-SigLIP: SigLIP's image tower and sigmoid logits, NLLB's text tower with its own settings, checked by
+        // the general rules.
+        if nllb {
+            return removing(from: cfg, top: ["custom_text"],
+                            vision: ["timm_model_name", "timm_pool", "timm_proj", "timm_model_pretrained", "timm_drop", "timm_drop_path"],
+                            text: [])
+        }
         try require(text?["no_causal_mask"]?.bool == true, "text_cfg.no_causal_mask", text?["no_causal_mask"], "true")
         try require(text?["pool_type"]?.string == "last", "text_cfg.pool_type", text?["pool_type"], "last")
         let clean = text?["tokenizer_kwargs"]?["clean"]
@@ -294,12 +303,14 @@ enum OpenCLIPFamily: Equatable {
         v.activation = .gelu
         v.layerNormEps = 1e-6
         c.vision = .transformer(v)
+        c.objective = .sigmoid
+        // NLLB-SigLIP's text tower is NLLB's encoder, whose settings are its own.
+        guard c.text.nllb == nil else { return }
         let text = cfg["text_cfg"]
         c.text.activation = text?["act_kwargs"]?["approximate"]?.string == "tanh" ? .geluTanh : .gelu
         if let eps = try r.epsilon(text?["norm_kwargs"]?["eps"], "text_cfg.norm_kwargs.eps") { c.text.layerNormEps = eps }
         c.text.causal = false
         c.text.pooling = .last
-        c.objective = .sigmoid
     }
 
     /// timm's ε for the size, checked against the head the weights have.

@@ -19,6 +19,7 @@ extension OpenCLIPConfig {
         if OpenCLIPRules.xlmRobertaTokenizers.contains(name) { return [[LoadedModel.xlmRobertaFile]] }
         if OpenCLIPRules.wordPieceTokenizers.contains(name) { return [[LoadedModel.wordPieceFile]] }
         if OpenCLIPRules.gpt2Tokenizers.contains(name) { return [GPT2BPETokenizer.files] }
+        if OpenCLIPRules.nllbTextTowers.contains(name) { return [[LoadedModel.xlmRobertaFile]] }
         return [["spiece.model"], ["tokenizer.model"]]
     }
 
@@ -52,10 +53,20 @@ extension OpenCLIPConfig {
     func apply(to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
         let (cfg, family, r) = try checked()
         c.activation = cfg["quick_gelu"]?.bool == true ? .quickGELU : .gelu
+        // `quick_gelu` is CLIP's towers' setting; NLLB's encoder keeps its ReLU.
+        if c.text.nllb != nil { c.text.activation = .relu }
         try family.applyFirst(cfg, to: &c, r)
         let isSigLIP = if case .sigLIP = family { true } else { false }
         if let text = cfg["text_cfg"], text.object != nil {
-            if let heads = try r.heads(text["heads"], "text_cfg.heads", width: c.text.width) { c.text.heads = heads }
+            if c.text.nllb != nil {
+                // open_clip builds a Hugging Face tower from its own config (heads 64 wide for NLLB's), and its
+                // tokenizer writes rows of text_cfg.context_length; CLIP's tower keys describe another tower.
+                for key in ["heads", "width", "layers", "vocab_size"] {
+                    guard let value = text[key], value != .null else { continue }
+                    throw .architecture("text_cfg.\(key) is \(value), a setting of CLIP's text tower; NLLB's encoder takes its sizes from its own weights", origin: r.origin)
+                }
+                if let length = try r.int(text["context_length"], "text_cfg.context_length", in: 3...1_024) { c.text.contextLength = length }
+            } else if let heads = try r.heads(text["heads"], "text_cfg.heads", width: c.text.width) { c.text.heads = heads }
             let pool = text["pool_type"]?.string
             if !isSigLIP, pool == "eos" {
                 c.text.pooling = .token(try r.int(text["eos_id"], "text_cfg.eos_id", in: 0...(c.text.vocabSize - 1)) ?? 2)
@@ -69,6 +80,11 @@ extension OpenCLIPConfig {
             if let name = text["hf_tokenizer_name"]?.string, OpenCLIPRules.gpt2Tokenizers.contains(name) {
                 c.text.vocabulary = .gpt2BPE
             }
+            if let name = text["hf_tokenizer_name"]?.string, OpenCLIPRules.nllbTextTowers.contains(name) {
+                c.text.vocabulary = .nllb
+            }
+            // open_clip's default pooler for a Hugging Face tower is mean_pooler; NLLB's configs name cls_pooler.
+            if c.text.nllb != nil { c.text.pooling = text["hf_pooler_type"]?.string == "cls_pooler" ? .first : .mean }
             if !isSigLIP, text["no_causal_mask"]?.bool == true { c.text.causal = false }
             if !isSigLIP, pool == "last" { c.text.pooling = .last }
             if !isSigLIP, pool == "first" { c.text.pooling = .first }
@@ -94,8 +110,14 @@ extension OpenCLIPConfig {
             }
         }
         try family.applyLast(cfg, to: &c, r)
-        if let name = cfg["text_cfg"]?["hf_model_name"]?.string, !name.isEmpty, c.text.roberta == nil {
-            throw .architecture("text_cfg.hf_model_name is \(name), a Hugging Face text tower, but the weights have CLIP's text transformer (no text.transformer.embeddings.word_embeddings.weight)", origin: r.origin)
+        let textTower = cfg["text_cfg"]?["hf_model_name"]?.string ?? ""
+        if !textTower.isEmpty, c.text.roberta == nil, c.text.nllb == nil {
+            throw .architecture("text_cfg.hf_model_name is \(textTower), a Hugging Face text tower, but the weights have CLIP's text transformer (no text.transformer.embeddings.word_embeddings.weight or text.transformer.embed_tokens.weight)", origin: r.origin)
+        }
+        if OpenCLIPRules.nllbTextTowers.contains(textTower) != (c.text.nllb != nil) {
+            throw .architecture(c.text.nllb != nil
+                ? "the weights' text tower is NLLB's encoder (text.transformer.embed_tokens.weight), but text_cfg.hf_model_name is \(textTower.isEmpty ? "none" : textTower)"
+                : "text_cfg.hf_model_name is \(textTower), NLLB's encoder, but the weights have another text tower (no text.transformer.embed_tokens.weight)", origin: r.origin)
         }
         // Last, so a family's own checks (CoCa, CLIPA, SigLIP) name a mismatch first.
         try OpenCLIPRules.checkSizes(cfg, against: c, r)

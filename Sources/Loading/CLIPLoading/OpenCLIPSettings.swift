@@ -14,6 +14,8 @@ enum OpenCLIPRules {
     static let wordPieceTokenizers: Set<String> = ["bert-base-uncased", "google-bert/bert-base-uncased"]
     /// The Hugging Face tokenizers open_clip configs name that are RoBERTa's byte-level BPE.
     static let gpt2Tokenizers: Set<String> = ["roberta-base", "FacebookAI/roberta-base"]
+    /// NLLB-200's encoders (`NLLBTextEncoder`), whose names are also their tokenizers' (`NLLBTokenizer`).
+    static let nllbTextTowers: Set<String> = ["facebook/nllb-200-distilled-600M", "facebook/nllb-200-distilled-1.3B"]
 
     /// open_clip settings that change the numbers without changing the weights' names or shapes: each must have
     /// the value this implementation computes, else the model is refused rather than run wrongly. (Settings that
@@ -31,6 +33,15 @@ enum OpenCLIPRules {
         let tokenizer = text?["hf_tokenizer_name"]?.string
         if stripsSeparator != wordPieceTokenizers.contains(tokenizer ?? "") {
             throw .architecture("text_cfg.tokenizer_kwargs.strip_sep_token is \(stripsSeparator) with the tokenizer \(tokenizer ?? "OpenAI's BPE"), which swift-clip does not implement yet (supported: BERT's WordPiece with strip_sep_token, as CLIPA)", origin: r.origin)
+        }
+        // NLLB's encoder reads NLLB's ids, and only its output has no pooler: RoBERTa's cls_pooler would be its
+        // tanh pooler, not computed here.
+        let tower = text?["hf_model_name"]?.string ?? ""
+        if nllbTextTowers.contains(tower) != nllbTextTowers.contains(tokenizer ?? "") {
+            throw .architecture("text_cfg.hf_model_name is \(tower.isEmpty ? "none" : tower) with the tokenizer \(tokenizer ?? "OpenAI's BPE"); an NLLB text tower is read with its own NLLB tokenizer, and NLLB's tokenizer with an NLLB tower", origin: r.origin)
+        }
+        if text?["hf_pooler_type"]?.string == "cls_pooler", !nllbTextTowers.contains(tower) {
+            throw .architecture("text_cfg.hf_pooler_type is cls_pooler with the text tower \(tower.isEmpty ? "none" : tower), which swift-clip does not implement yet (supported: cls_pooler with NLLB's encoders, the first position)", origin: r.origin)
         }
     }
 
@@ -75,8 +86,8 @@ enum OpenCLIPRules {
             }
         }
         let text = cfg["text_cfg"]
-        // A Hugging Face text tower (RoBERTa) takes its sizes from its own config, not these keys.
-        if c.text.roberta == nil {
+        // A Hugging Face text tower (RoBERTa, NLLB) takes its sizes from its own config, not these keys.
+        if c.text.roberta == nil && c.text.nllb == nil {
             try same(text?["width"], "text_cfg.width", c.text.width, "text tower width")
             try same(text?["layers"], "text_cfg.layers", c.text.layers, "text tower depth")
             try same(text?["context_length"], "text_cfg.context_length", c.text.contextLength, "context length")
@@ -106,12 +117,12 @@ enum OpenCLIPRules {
         return [
             Rule("", "quick_gelu", isFlag, "true or false"),
             Rule("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded"),
-            Rule("text_cfg", "hf_model_name", { $0.string.map { $0.isEmpty || robertaTextTowers.contains($0) } == true },
-                 "none, or the RoBERTa towers \(robertaTextTowers.sorted().joined(separator: ", "))"),
-            Rule("text_cfg", "hf_pooler_type", oneOf(["mean_pooler"]), "mean_pooler"),
+            Rule("text_cfg", "hf_model_name", { $0.string.map { $0.isEmpty || robertaTextTowers.contains($0) || nllbTextTowers.contains($0) } == true },
+                 "none, the RoBERTa towers \(robertaTextTowers.sorted().joined(separator: ", ")), or NLLB's \(nllbTextTowers.sorted().joined(separator: ", "))"),
+            Rule("text_cfg", "hf_pooler_type", oneOf(["mean_pooler", "cls_pooler"]), "mean_pooler, or cls_pooler with NLLB"),
             Rule("text_cfg", "hf_proj_type", oneOf(["mlp", "linear"]), "mlp, linear"),
-            Rule("text_cfg", "hf_tokenizer_name", { $0.string.map { $0.isEmpty || xlmRobertaTokenizers.contains($0) || wordPieceTokenizers.contains($0) || gpt2Tokenizers.contains($0) } == true },
-                 "none (OpenAI's BPE tokenizer), \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's), \(gpt2Tokenizers.sorted().joined(separator: ", ")) (RoBERTa's byte-level BPE) or \(wordPieceTokenizers.sorted().joined(separator: ", ")) (BERT's WordPiece, with strip_sep_token)"),
+            Rule("text_cfg", "hf_tokenizer_name", { $0.string.map { $0.isEmpty || xlmRobertaTokenizers.contains($0) || wordPieceTokenizers.contains($0) || gpt2Tokenizers.contains($0) || nllbTextTowers.contains($0) } == true },
+                 "none (OpenAI's BPE tokenizer), \(xlmRobertaTokenizers.sorted().joined(separator: ", ")) (XLM-RoBERTa's), \(gpt2Tokenizers.sorted().joined(separator: ", ")) (RoBERTa's byte-level BPE), \(nllbTextTowers.sorted().joined(separator: ", ")) (NLLB's) or \(wordPieceTokenizers.sorted().joined(separator: ", ")) (BERT's WordPiece, with strip_sep_token)"),
             Rule("text_cfg", "tokenizer_kwargs", { v in
                 guard let d = v.object else { return false }
                 return d.isEmpty || (d.count == 1 && d["strip_sep_token"]?.bool == true)

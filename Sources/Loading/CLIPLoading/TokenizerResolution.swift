@@ -5,7 +5,8 @@ import Foundation
 extension LoadedModel {
     /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), for SigLIP the
     /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`), for CLIPA BERT's
-    /// (`WordPieceTokenizer`), for `roberta-ViT-B-32` RoBERTa's (`GPT2BPETokenizer`). A vocabulary of its own is
+    /// (`WordPieceTokenizer`), for `roberta-ViT-B-32` RoBERTa's (`GPT2BPETokenizer`), for NLLB-CLIP NLLB-200's
+    /// (`NLLBTokenizer`, rows led by eng_Latn as open_clip's are by default). A vocabulary of its own is
     /// never replaced by OpenAI's BPE, whose ids would index other rows: a missing file is an error naming it.
     public func tokenizer() throws(TokenizerError) -> any TextTokenizer {
         func modelFile(_ names: [String], _ description: String) throws(TokenizerError) -> String {
@@ -25,6 +26,16 @@ extension LoadedModel {
         case .xlmRoberta:
             let file = try modelFile([Self.xlmRobertaFile], "this model is tokenized with an XLM-RoBERTa SentencePiece model, from the Hub repository its config's hf_tokenizer_name names: facebook/xlm-v-base for MetaCLIP 2, xlm-roberta-base or -large")
             return try XLMRobertaTokenizer(contentsOf: file)
+        case .nllb:
+            let file = try modelFile([Self.xlmRobertaFile], "this model is tokenized with NLLB-200's SentencePiece model, from the Hub repository its config's hf_tokenizer_name names: facebook/nllb-200-distilled-600M or -1.3B")
+            let tokenizer = try NLLBTokenizer(contentsOf: file)
+            // NLLB-200's embedding has two rows past <mask> (256,204 ids, 256,206 rows): another vocabulary's ids
+            // would read other rows.
+            let rows = model.configuration.text.vocabSize
+            guard tokenizer.vocabularySize + 2 == rows else {
+                throw .malformedData(file: file, line: 0, message: "gives \(tokenizer.vocabularySize) ids (its pieces, 202 language codes and <mask>); the NLLB text tower has \(rows) rows, two more than the ids of its own tokenizer")
+            }
+            return tokenizer
         case .wordPiece:
             let file = try modelFile([Self.wordPieceFile], "this model is tokenized with BERT's WordPiece vocabulary, from the Hub repository bert-base-uncased")
             return try WordPieceTokenizer(vocabulary: file)

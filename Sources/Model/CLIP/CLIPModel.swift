@@ -46,15 +46,17 @@ public struct CLIPModel: Sendable {
         case notLoaded
     }
 
-    /// CLIP's text transformer, or a Hugging Face RoBERTa tower (open_clip's XLM-RoBERTa models).
+    /// CLIP's text transformer, a Hugging Face RoBERTa tower (open_clip's XLM-RoBERTa models) or NLLB-200's encoder.
     public enum TextTower: Sendable {
         case transformer(TextTransformer)
         case roberta(RobertaTextEncoder)
+        case nllb(NLLBTextEncoder)
 
         func forward(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
             switch self {
             case .transformer(let t): return try t.forward(tokens)
             case .roberta(let r): return try r.forward(tokens)
+            case .nllb(let e): return try e.forward(tokens)
             }
         }
 
@@ -62,6 +64,7 @@ public struct CLIPModel: Sendable {
             switch self {
             case .transformer(let t): return .transformer(try t.converted(to: precision))
             case .roberta(let r): return .roberta(try r.converted(to: precision))
+            case .nllb(let e): return .nllb(try e.converted(to: precision))
             }
         }
     }
@@ -200,7 +203,8 @@ public struct CLIPModel: Sendable {
             visual = .viTamin(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
         let textTower: TextTower = c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
-                                                          : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
+            : c.text.nllb != nil ? .nllb(try NLLBTextEncoder(r, c.text, embedDim: c.embedDim))
+            : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
         text = try Self.convert(precision) { () throws(TensorError) in try textTower.converted(to: precision) }
         logitScale = try r.tensor("logit_scale", shape: []).scalars[0]
         logitBias = c.objective == .sigmoid ? try r.tensor("logit_bias", shape: []).scalars[0] : 0

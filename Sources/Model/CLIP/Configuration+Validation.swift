@@ -82,6 +82,17 @@ extension CLIPConfiguration {
                 throw .architecture("the text context of \(text.contextLength) tokens needs \(text.contextLength + 2) positions; text.transformer.embeddings.position_embeddings has \(roberta.positions)", origin: origin)
             }
         }
+        if text.nllb != nil {
+            guard text.roberta == nil else {
+                throw .architecture("the text tower cannot be both a RoBERTa and NLLB's encoder", origin: origin)
+            }
+            guard text.pooling == .first || text.pooling == .mean else {
+                throw .architecture("an NLLB text tower here reads its features at the first position (open_clip's cls_pooler) or their mean (mean_pooler), not \(text.pooling)", origin: origin)
+            }
+            guard !text.causal, text.activation == .relu else {
+                throw .architecture("NLLB's encoder attends both ways and uses ReLU; the configuration says \(text.causal ? "causal" : "bidirectional"), \(text.activation.rawValue)", origin: origin)
+            }
+        }
         for (name, value) in sizes where value <= 0 {
             throw .architecture("configuration \(name) is \(value); it must be positive", origin: origin)
         }

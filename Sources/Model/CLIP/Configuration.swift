@@ -134,6 +134,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
         public var vocabulary: Vocabulary = .openAIBPE
         /// Set for a Hugging Face (XLM-)RoBERTa tower (`RobertaTextEncoder`) instead of CLIP's text transformer.
         public var roberta: RobertaConfiguration?
+        /// Set for NLLB-200's encoder (`NLLBTextEncoder`: transformers' M2M100 encoder) instead of CLIP's text
+        /// transformer.
+        public var nllb: NLLBConfiguration?
 
         /// What a Hugging Face RoBERTa tower has beyond the shared sizes.
         public struct RobertaConfiguration: Sendable, Equatable {
@@ -151,6 +154,15 @@ public struct CLIPConfiguration: Sendable, Equatable {
             public init(positions: Int, tokenTypes: Int = 1, projectionHidden: Int?) {
                 (self.positions, self.tokenTypes, self.projectionHidden) = (positions, tokenTypes, projectionHidden)
             }
+        }
+
+        /// What NLLB's encoder has beyond the shared sizes (its positions are a sinusoid computed, not stored).
+        public struct NLLBConfiguration: Sendable, Equatable {
+            /// The width between open_clip's two projection Linears (`hf_proj_type: mlp`), or nil for one Linear.
+            public var projectionHidden: Int?
+
+            /// An NLLB tower's extra sizes.
+            public init(projectionHidden: Int?) { self.projectionHidden = projectionHidden }
         }
 
         /// The tokenizers text towers are trained with.
@@ -173,6 +185,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
             /// where `[CLS]` or `[MASK]` written in the text is text, not a token (its checkpoints hold no vocabulary:
             /// Chinese-CLIP's is bundled).
             case cnCLIPWordPiece
+            /// NLLB-200's BPE over a SentencePiece model (`sentencepiece.bpe.model`), rows starting with a language
+            /// code: `NLLBTokenizer`.
+            case nllb
         }
 
         /// The text tower's pooling.
@@ -285,6 +300,9 @@ public struct CLIPConfiguration: Sendable, Equatable {
         if table.has("text.transformer.embeddings.word_embeddings.weight") {
             return try inferRoberta(table, vision: vision, origin: source.origin)
         }
+        if table.has("text.transformer.embed_tokens.weight") {
+            return try inferNLLB(table, vision: vision, origin: source.origin)
+        }
         let textWidth = try table.shape("ln_final.weight", rank: 1)[0]
         // CoCa's appended class token has the positional embedding's last row.
         let appendedClassToken = table.has("cls_emb")
@@ -323,14 +341,7 @@ extension CLIPConfiguration {
         let positions = try table.shape("\(p).embeddings.position_embeddings.weight", rank: 2)[0]
         let tokenTypes = try table.shape("\(p).embeddings.token_type_embeddings.weight", rank: 2)[0]
         let width = words[1]
-        let embedDim: Int, hidden: Int?
-        if table.has("text.proj.0.weight") {
-            hidden = try table.shape("text.proj.0.weight", rank: 2)[0]
-            embedDim = try table.shape("text.proj.2.weight", rank: 2)[0]
-        } else {
-            hidden = nil
-            embedDim = try table.shape("text.proj.weight", rank: 2)[0]
-        }
+        let (embedDim, hidden) = try openCLIPTextProjection(table)
         var text = Text(contextLength: 77, vocabSize: words[0], width: width, heads: max(width / 64, 1),
                         layers: try table.blockCount("\(p).encoder.layer"), activation: .gelu)
         text.causal = false
@@ -339,6 +350,38 @@ extension CLIPConfiguration {
         text.roberta = .init(positions: positions, tokenTypes: tokenTypes, projectionHidden: hidden)
         return CLIPConfiguration(embedDim: embedDim, vision: vision, text: text)
     }
+}
+
+extension CLIPConfiguration {
+    /// An open_clip checkpoint whose text tower is NLLB-200's encoder (`text.transformer.embed_tokens`,
+    /// `.layers.<i>.self_attn.*`, `.layer_norm`): sizes from the tensors; heads 64 wide (both NLLB models' 16),
+    /// ReLU, ε 1e-5, rows of 77 (open_clip's tokenizer context) read as NLLB ids, features at the first position (the
+    /// language code, open_clip's `cls_pooler`); sigmoid logits when the checkpoint has `logit_bias` (NLLB-SigLIP).
+    fileprivate static func inferNLLB(_ table: ShapeTable, vision: Vision, origin: String) throws(ModelLoadError) -> CLIPConfiguration {
+        let p = "text.transformer"
+        let words = try table.shape("\(p).embed_tokens.weight", rank: 2)
+        let width = words[1]
+        guard try table.shape("\(p).layer_norm.weight", rank: 1)[0] == width else {
+            throw .architecture("\(p).layer_norm.weight is not \(width) wide, as \(p).embed_tokens.weight is", origin: origin)
+        }
+        let (embedDim, hidden) = try openCLIPTextProjection(table)
+        var text = Text(contextLength: 77, vocabSize: words[0], width: width, heads: max(width / 64, 1),
+                        layers: try table.blockCount("\(p).layers"), activation: .relu)
+        text.causal = false
+        text.pooling = .first
+        text.vocabulary = .nllb
+        text.nllb = .init(projectionHidden: hidden)
+        var c = CLIPConfiguration(embedDim: embedDim, vision: vision, text: text)
+        if table.has("logit_bias") { c.objective = .sigmoid }
+        return c
+    }
+}
+
+/// The output width of open_clip's projection after a Hugging Face text tower, and the width between its two Linears
+/// (`hf_proj_type: mlp`: `text.proj.0`, `text.proj.2`), nil for one Linear (`linear`: `text.proj`).
+private func openCLIPTextProjection(_ table: ShapeTable) throws(ModelLoadError) -> (embedDim: Int, hidden: Int?) {
+    guard table.has("text.proj.0.weight") else { return (try table.shape("text.proj.weight", rank: 2)[0], nil) }
+    return (try table.shape("text.proj.2.weight", rank: 2)[0], try table.shape("text.proj.0.weight", rank: 2)[0])
 }
 
 /// The tensor shapes of a checkpoint, asked the questions architecture inference needs, each answered with an

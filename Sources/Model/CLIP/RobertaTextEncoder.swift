@@ -20,8 +20,7 @@ public struct RobertaTextEncoder: Sendable {
     let tokenType: Tensor  // [width], type 0's embedding
     let embeddingNorm: LayerNorm
     let layers: [BertEncoderLayer]
-    /// The projection: [fc, proj] with GELU between, or [proj].
-    let projection: [Linear]
+    let head: HuggingFaceTextHead
 
     /// RoBERTa's padding id (and `padding_idx`, the position padding takes).
     static let padding = 1
@@ -45,46 +44,30 @@ public struct RobertaTextEncoder: Sendable {
             layers.append(try BertEncoderLayer(r, "\(p).encoder.layer.\(i)", width: w, heads: c.heads, eps: c.layerNormEps))
         }
         self.layers = layers
-        if let hidden = roberta.projectionHidden {
-            projection = [try Linear(r, "text.proj.0", in: w, out: hidden, bias: false),
-                          try Linear(r, "text.proj.2", in: hidden, out: embedDim, bias: false)]
-        } else {
-            projection = [try Linear(r, "text.proj", in: w, out: embedDim, bias: false)]
-        }
+        head = try HuggingFaceTextHead(r, width: w, hidden: roberta.projectionHidden, embedDim: embedDim)
     }
 
     private init(configuration: CLIPConfiguration.Text, wordEmbedding: Tensor, positionEmbedding: Tensor,
-                 tokenType: Tensor, embeddingNorm: LayerNorm, layers: [BertEncoderLayer], projection: [Linear]) {
+                 tokenType: Tensor, embeddingNorm: LayerNorm, layers: [BertEncoderLayer], head: HuggingFaceTextHead) {
         (self.configuration, self.wordEmbedding, self.positionEmbedding, self.tokenType) =
             (configuration, wordEmbedding, positionEmbedding, tokenType)
-        (self.embeddingNorm, self.layers, self.projection) = (embeddingNorm, layers, projection)
+        (self.embeddingNorm, self.layers, self.head) = (embeddingNorm, layers, head)
     }
 
     /// The tower with its products computed in `precision`.
     func converted(to precision: Precision) throws(TensorError) -> RobertaTextEncoder {
         var layers: [BertEncoderLayer] = []
         for l in self.layers { layers.append(try l.converted(to: precision)) }
-        var projection: [Linear] = []
-        for l in self.projection { projection.append(try l.converted(to: precision)) }
         return RobertaTextEncoder(configuration: configuration, wordEmbedding: wordEmbedding,
                                   positionEmbedding: positionEmbedding, tokenType: tokenType,
-                                  embeddingNorm: embeddingNorm, layers: layers, projection: projection)
+                                  embeddingNorm: embeddingNorm, layers: layers, head: try head.converted(to: precision))
     }
 
     /// `tokens`: N rows of equal length ≤ the context length, ids in 0..<vocab → [N, embed].
     func forward(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
         let c = configuration
         let (n, w) = (tokens.count, c.width)
-        let length = tokens.first?.count ?? 0
-        for (t, row) in tokens.enumerated() {
-            guard row.count == length, length >= 1, length <= c.contextLength else {
-                throw .tokenLength(text: t, count: row.count, expected: length >= 1 ? length : c.contextLength,
-                                   contextLength: c.contextLength)
-            }
-            if let (i, id) = row.enumerated().first(where: { $0.element < 0 || $0.element >= c.vocabSize }) {
-                throw .tokenOutOfRange(text: t, position: i, id: id, vocabularySize: c.vocabSize)
-            }
-        }
+        let length = try HuggingFaceTextHead.rowLength(tokens, c)
         let (padding, bert) = (self.padding, c.roberta?.bert == true)
         let keys = tokens.flatMap { $0.map { $0 != padding } }
         do {
@@ -107,22 +90,8 @@ public struct RobertaTextEncoder: Sendable {
             }
             try embeddingNorm.forward(x, into: &x)
             for layer in layers { try layer.forward(&x, keyMask: keys) }
-            var pooled = Tensor(uncheckedZeros: [n, w])
-            for t in 0..<n where c.pooling == .first {
-                for j in 0..<w { pooled.scalars[t * w + j] = x.scalars[t * length * w + j] }
-            }
-            // open_clip's mean_pooler: the mean over the tokens that are not padding.
-            for t in 0..<n where c.pooling != .first {
-                let count = Float(tokens[t].filter { $0 != padding }.count)
-                for i in 0..<length where keys[t * length + i] {
-                    for j in 0..<w { pooled.scalars[t * w + j] += x.scalars[(t * length + i) * w + j] }
-                }
-                for j in 0..<w { pooled.scalars[t * w + j] /= count }
-            }
-            guard projection.count == 2 else { return try projection[0](pooled) }
-            var hidden = Tensor(uninitialized: [n, projection[0].outFeatures])
-            try projection[0].forward(pooled, into: &hidden, activation: .gelu)
-            return try projection[1](hidden)
+            // open_clip's mean_pooler, or BERT's [CLS] for Chinese-CLIP.
+            return try head.project(HuggingFaceTextHead.pooled(x, keys: keys, pooling: c.pooling))
         } catch {
             throw .internalShape(error)
         }

@@ -25,16 +25,7 @@ package struct BertEncoderLayer: Sendable {
         guard heads > 0, width % heads == 0 else {
             throw .architecture("\(prefix): width \(width) is not divisible into \(heads) heads", origin: r.origin)
         }
-        let parts = ["query", "key", "value"].map { "\(prefix).attention.self.\($0)" }
-        let inProj = try Linear(r, packed: "\(prefix).attention.self.query.weight", in: width, out: 3 * width,
-                                consumes: parts.flatMap { ["\($0).weight", "\($0).bias"] }) { () throws(ModelLoadError) in
-            var weight: [Float] = [], bias: [Float] = []
-            for part in parts {
-                weight += try r.tensor("\(part).weight", shape: [width, width]).scalars
-                bias += try r.tensor("\(part).bias", shape: [width]).scalars
-            }
-            return (Tensor(uncheckedShape: [3 * width, width], scalars: weight), Tensor(uncheckedShape: [3 * width], scalars: bias))
-        }
+        let inProj = try Linear(r, stacking: ["query", "key", "value"].map { "\(prefix).attention.self.\($0)" }, in: width, out: width)
         attention = MultiheadSelfAttention(inProj: inProj,
                                            outProj: try Linear(r, "\(prefix).attention.output.dense", in: width, out: width),
                                            heads: heads)

@@ -68,6 +68,22 @@ package struct Linear: Sendable {
         }
     }
 
+    /// Each of `parts`' `<part>.weight` [out, in] and `<part>.bias` [out] stacked row-wise into one Linear
+    /// [parts·out, in], packed under the first part's weight name: Hugging Face's separate query, key and value
+    /// projections as the one fused product attention runs.
+    package init(_ r: ParameterReader, stacking parts: [String], in inFeatures: Int, out partFeatures: Int) throws(ModelLoadError) {
+        let stacked = parts.count * partFeatures
+        try self.init(r, packed: "\(parts[0]).weight", in: inFeatures, out: stacked,
+                      consumes: parts.flatMap { ["\($0).weight", "\($0).bias"] }) { () throws(ModelLoadError) in
+            var weight: [Float] = [], bias: [Float] = []
+            for part in parts {
+                weight += try r.tensor("\(part).weight", shape: [partFeatures, inFeatures]).scalars
+                bias += try r.tensor("\(part).bias", shape: [partFeatures]).scalars
+            }
+            return (Tensor(uncheckedShape: [stacked, inFeatures], scalars: weight), Tensor(uncheckedShape: [stacked], scalars: bias))
+        }
+    }
+
     /// `<prefix>.weight` [out, in] (stored as `weightShape` when given: a 1×1 convolution's [out, in, 1, 1]) and
     /// `<prefix>.bias` [out] with every output row and bias scaled by `<scale>` [out] (timm's layer scale, stored as
     /// `scaleShape`), packed under the weight's name.

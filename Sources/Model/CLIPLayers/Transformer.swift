@@ -6,11 +6,13 @@ import Darwin
 import CLIPTensor
 
 /// The MLP's non-linearity. OpenAI's CLIP uses QuickGELU; some open_clip and Hugging Face models use GELU; SigLIP
-/// uses GELU's tanh approximation. Raw values are Hugging Face's `hidden_act` names.
+/// uses GELU's tanh approximation; NLLB's text tower (M2M100) uses ReLU. Raw values are Hugging Face's `hidden_act`
+/// names.
 public enum Activation: String, Sendable {
     case quickGELU = "quick_gelu"
     case gelu = "gelu"
     case geluTanh = "gelu_pytorch_tanh"
+    case relu = "relu"
 
     /// The same function as a GEMM epilogue.
     var output: OutputActivation {
@@ -18,6 +20,7 @@ public enum Activation: String, Sendable {
         case .quickGELU: return .quickGELU
         case .gelu: return .gelu
         case .geluTanh: return .geluTanh
+        case .relu: return .relu
         }
     }
 }
@@ -166,6 +169,17 @@ package struct Transformer: Sendable {
     /// block's attention.
     package init(_ r: ParameterReader, _ prefix: String, width: Int, layers: Int, heads: Int,
                 activation: Activation, eps: Float, rotary: RotaryEmbedding? = nil) throws(ModelLoadError) {
+        try self.init(r, layers: layers) { (i) throws(ModelLoadError) in
+            try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads, activation: activation,
+                                       eps: eps, rotary: rotary)
+        }
+    }
+
+    /// `layers` blocks, block i read by `block(i)`, which runs on several threads at once when `r` reads
+    /// concurrently: it must only read what it captures (not `@Sendable`, because `ParameterReader` is shared by
+    /// reference across that one load and is not).
+    package init(_ r: ParameterReader, layers: Int,
+                 block: (Int) throws(ModelLoadError) -> ResidualAttentionBlock) throws(ModelLoadError) {
         var blocks: [ResidualAttentionBlock] = []
         if r.readsConcurrently && layers > 1 {
             // Reading and packing a block's weights is memory-bound work on one core; the blocks are independent,
@@ -175,18 +189,12 @@ package struct Transformer: Sendable {
             built.withUnsafeMutableBufferPointer { out in
                 let o = out.baseAddress!
                 parallelFor(layers) { i in
-                    o[i] = Result { () throws(ModelLoadError) in
-                        try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
-                                                   activation: activation, eps: eps, rotary: rotary)
-                    }
+                    o[i] = Result { () throws(ModelLoadError) in try block(i) }
                 }
             }
             for result in built { blocks.append(try result!.get()) }
         } else {
-            for i in 0..<layers {
-                blocks.append(try ResidualAttentionBlock(r, "\(prefix).resblocks.\(i)", width: width, heads: heads,
-                                                         activation: activation, eps: eps, rotary: rotary))
-            }
+            for i in 0..<layers { blocks.append(try block(i)) }
         }
         self.blocks = blocks
     }
@@ -220,6 +228,7 @@ extension Activation {
         case .quickGELU: quickGELUInPlace(z, count: count)
         case .gelu: geluInPlace(z, count: count)
         case .geluTanh: geluTanhInPlace(z, count: count)
+        case .relu: for i in 0..<count where z[i] < 0 { z[i] = 0 }
         }
     }
 
