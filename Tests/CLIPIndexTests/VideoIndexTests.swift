@@ -49,8 +49,9 @@ struct VideoIndexTests {
         let search = try PhotoSearch(index: index, model: model)
         #expect(search.vectors.count == 2 + 4 && search.vectors.hasMoments)
 
-        // The shipped model tells red from blue: each query lands on its scene.
-        for (text, scene) in [("a blue circle", 4.5...6.0), ("a red square", 0.0...1.99)] {
+        // The shipped model tells red from blue: each query lands on its scene. The scenes are single-colour frames,
+        // which the model (trained on backgrounds of every colour) reads as a background of that colour.
+        for (text, scene) in [("a blue background", 4.5...6.0), ("a red background", 0.0...1.99)] {
             let hits = try search.search(try query(text), top: 3)
             #expect(hits.count == 3, "\(hits)")
             let video = hits.filter { $0.path.hasSuffix("scenes.mp4") }
@@ -60,7 +61,7 @@ struct VideoIndexTests {
             #expect(video.first.map { ($0.width, $0.height) == (64, 48) } == true)
             for h in hits where !h.path.hasSuffix(".mp4") { #expect(h.time == nil) }
         }
-        let all = try search.search(try query("a blue circle"), top: 10, everyMoment: true)
+        let all = try search.search(try query("a blue background"), top: 10, everyMoment: true)
         #expect(all.count == 6)
         #expect(all.compactMap(\.time).sorted() == [0, 2, 4, 4.5], "\(all)")
         // --json carries the time for a video's hit, nothing for a photo's.

@@ -24,8 +24,9 @@ struct Synthetic: ParsableCommand {
     var size = DefaultArchitecture.configuration.imageResolution
     @Option(help: "Seed of the stream.") var seed: UInt64 = 0
     @Option(help: """
-        plain (the default model's data: white, black, gray, noisy or light backgrounds) or varied (backgrounds of \
-        every colour and texture, other shapes, lighting, blur, noise, JPEG; `clip train --data synthetic-varied`).
+        plain (white, black, gray, noisy or light backgrounds; the data of the default model before 2026-12-06) or \
+        varied (backgrounds of every colour and texture, other shapes, lighting, blur, noise, JPEG: the default model's \
+        data, `clip train --data synthetic-varied`).
         """) var style: SyntheticShapes.Style = .plain
     @Option(help: "Index of the first image in the stream.") var start = 0
     @Flag(help: "Put each image in a folder named by its class, the layout `clip eval --images` reads.") var classFolders = false
