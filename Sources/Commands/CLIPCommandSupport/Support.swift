@@ -72,12 +72,25 @@ package struct ModelOptions: ParsableArguments {
     @Option(help: "Arithmetic of the weight products: fp32 (default, as the reference), bf16 (AVX512-BF16) or int8 (AVX2, AVX512-VNNI or NEON DotProd; dynamic quantisation).")
     package var precision: Precision = .fp32
 
+    @Option(help: "For NLLB-CLIP and NLLB-SigLIP models: the language code that starts each text's row (one of FLORES-200's 202, e.g. fra_Latn, zho_Hans). Default: eng_Latn, as open_clip's rows always are.")
+    package var textLanguage: String?
+
     package init() {}
 
+    package func validate() throws {
+        if let textLanguage, !NLLBTokenizer.languageCodes.contains(textLanguage) {
+            throw ValidationError("--text-language: \(TokenizerError.unknownLanguage(textLanguage))")
+        }
+    }
+
     package func pipeline(towers: CLIPModel.Towers = .both) throws -> CLIPPipeline {
-        try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision,
-                              pretrained: pretrained, precision: precision, towers: towers,
-                              weightCache: PackedWeightCache.user)
+        let pipeline = try CLIPPipeline.load(spec, cacheDirectory: cacheDir, openCLIPConfig: openclipConfig, revision: revision,
+                                             pretrained: pretrained, precision: precision, towers: towers,
+                                             weightCache: PackedWeightCache.user)
+        guard let textLanguage else { return pipeline }
+        do { return try pipeline.withTextLanguage(textLanguage) } catch {
+            throw ValidationError("--text-language: \(error)")
+        }
     }
 }
 

@@ -42,10 +42,13 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
         // The same model run as XLM-RoBERTa's (grapheme-wise normalization, special tokens in the text) when its
         // layout allows.
         let xlmRoberta = try? XLMRobertaTokenizer(model: model)
+        // And as NLLB-200's (BPE: language codes in the text, <mask> after normalization).
+        let nllb = try? NLLBTokenizer(model: model)
         for text in ["a photo of a cat", "  \u{FB01}  \u{DC}\u{3000}x\t\n ", "<img>c++ 12345 \u{1F436}\u{1F436}", "",
-                     "e\u{301}\u{FB01}\u{301} <s>\u{2581}\u{2581}x</s><mask>"] {
+                     "e\u{301}\u{FB01}\u{301} <s>\u{2581}\u{2581}x</s><mask>", "xeng_Latny a\u{FFFD}<mask> \u{FE64}mask\u{FE65}"] {
             _ = try? tokenizer.encode(text)
             _ = try? xlmRoberta?.encode(text)
+            _ = try? nllb?.tokenize([text], contextLength: 16, truncate: true)
         }
     case .image, .gif, .bmp, .tiff, .raw:
         // A smaller pixel limit than the default keeps the sanitizer's memory within its bounds.

@@ -62,6 +62,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case unknownTokenID(position: Int, id: Int)
     /// A language code the tokenizer has no token for (NLLB's 202 codes, as `eng_Latn`).
     case unknownLanguage(String)
+    /// A language asked of a tokenizer (named) that has no language codes: only NLLB's has.
+    case noLanguages(String)
 
     public var description: String {
         switch self {
@@ -75,6 +77,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
         case .unknownTokenID(let p, let id): return "token id \(id) at position \(p) is not in the vocabulary"
         case .unknownLanguage(let code):
             return "'\(code)' is not one of NLLB's 202 language codes (FLORES-200's, as eng_Latn, fra_Latn, zho_Hans, arb_Arab)"
+        case .noLanguages(let kind):
+            return "this model's tokenizer (\(kind)) has no language codes; a text language applies to NLLB-CLIP and NLLB-SigLIP models"
         }
     }
 }

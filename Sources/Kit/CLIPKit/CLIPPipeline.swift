@@ -21,8 +21,8 @@ public struct CLIPPipeline: Sendable {
     public private(set) var preprocessor: ImagePreprocessor
     /// The model's tokenizer: CLIP's BPE (the folder's own when it has one, OpenAI's otherwise), for SigLIP the
     /// SentencePiece model of its folder, for MetaCLIP 2 XLM-V's (`XLMRobertaTokenizer`), for CLIPA BERT's
-    /// (`WordPieceTokenizer`).
-    public let tokenizer: any TextTokenizer
+    /// (`WordPieceTokenizer`), for NLLB-CLIP NLLB-200's (`NLLBTokenizer`; see `withTextLanguage(_:)`).
+    public private(set) var tokenizer: any TextTokenizer
     /// Where the model came from, when it was loaded from a file.
     public let loaded: LoadedModel?
 
@@ -151,6 +151,18 @@ public struct CLIPPipeline: Sendable {
         return ZeroShotClassifier(labels: labels, templateCount: templates.count, promptEmbeddings: all.scalars,
                                   dimension: model.configuration.embedDim, logitScale: expf(model.logitScale),
                                   logitBias: model.logitBias, objective: model.configuration.objective)
+    }
+
+    /// This pipeline with texts tokenized in rows led by the language code `code` (one of `NLLBTokenizer.languageCodes`,
+    /// as `fra_Latn`), for an NLLB-CLIP or NLLB-SigLIP model, whose rows otherwise start with eng_Latn as open_clip's
+    /// do; an error for a code NLLB does not have and for a model whose tokenizer has no language codes.
+    public func withTextLanguage(_ code: String) throws(PipelineError) -> CLIPPipeline {
+        guard let nllb = tokenizer as? NLLBTokenizer else {
+            throw .tokenizer(.noLanguages(String(describing: type(of: tokenizer))))
+        }
+        var copy = self
+        do { copy.tokenizer = try nllb.withLanguage(code) } catch { throw .tokenizer(error) }
+        return copy
     }
 
     /// This pipeline with images turned and flipped by their EXIF orientation before they are prepared (the photo
