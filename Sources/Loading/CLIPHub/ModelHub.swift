@@ -182,7 +182,7 @@ public struct ModelHub: Sendable {
 
     /// An open_clip tag: checked before anything is downloaded, then its weight file (the `.safetensors`
     /// alternative first) from its Hub repository at `revision`, with the table's config.
-    private func locate(_ entry: OpenCLIPPretrained.Entry, in table: OpenCLIPPretrained) throws(HubError) -> Location {
+    func locate(_ entry: OpenCLIPPretrained.Entry, in table: OpenCLIPPretrained) throws(HubError) -> Location {
         if let reason = table.unsupported(entry) {
             throw .hub("open_clip's \(entry.name) cannot be loaded yet: \(reason)")
         }

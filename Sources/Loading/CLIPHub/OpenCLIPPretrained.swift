@@ -52,13 +52,18 @@ public struct OpenCLIPPretrained: Sendable {
               let data = try? Data(contentsOf: url) else {
             return .failure(.cache("open_clip_pretrained.json is missing from this build's resources"))
         }
-        do {
-            let table = try JSONDecoder().decode(Table.self, from: data)
-            return .success(OpenCLIPPretrained(entries: table.pretrained, version: table.open_clip_version, configs: table.models))
-        } catch {
-            return .failure(.cache("open_clip_pretrained.json in this build is unreadable: \(error)"))
-        }
+        do throws(HubError) { return .success(try OpenCLIPPretrained(json: data)) } catch { return .failure(error) }
     }()
+
+    /// A table in `open_clip_pretrained.json`'s format (the shipped one, or another in tests).
+    package init(json: Data) throws(HubError) {
+        do {
+            let table = try JSONDecoder().decode(Table.self, from: json)
+            (entries, version, configs) = (table.pretrained, table.open_clip_version, table.models)
+        } catch {
+            throw .cache("open_clip_pretrained.json in this build is unreadable: \(error)")
+        }
+    }
 
     /// open_clip's architecture names (`ViT-B/32` is read as `ViT-B-32`, as open_clip does).
     public var models: [String] {
