@@ -53,8 +53,6 @@ extension OpenCLIPConfig {
     func apply(to c: inout CLIPConfiguration, _ p: inout Preprocessing) throws(ModelLoadError) {
         let (cfg, family, r) = try checked()
         c.activation = cfg["quick_gelu"]?.bool == true ? .quickGELU : .gelu
-        // `quick_gelu` is CLIP's towers' setting; NLLB's encoder keeps its ReLU.
-        if c.text.nllb != nil { c.text.activation = .relu }
         try family.applyFirst(cfg, to: &c, r)
         let isSigLIP = if case .sigLIP = family { true } else { false }
         if let text = cfg["text_cfg"], text.object != nil {

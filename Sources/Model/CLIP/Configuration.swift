@@ -30,7 +30,8 @@ public struct CLIPConfiguration: Sendable, Equatable {
     public var activation: Activation {
         get { text.activation }
         set {
-            text.activation = newValue
+            // NLLB's encoder keeps its ReLU: `quick_gelu` and GELU are CLIP's towers' settings.
+            if text.nllb == nil { text.activation = newValue }
             if case .transformer(var v) = vision { v.activation = newValue; vision = .transformer(v) }
         }
     }

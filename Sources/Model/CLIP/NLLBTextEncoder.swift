@@ -24,6 +24,9 @@ public struct NLLBTextEncoder: Sendable {
     let layers: Transformer
     let finalNorm: LayerNorm
     let head: HuggingFaceTextHead
+    /// The sinusoid's rows for positions 0 ... context + 1 [context + 2, width], computed once: a row of the context's
+    /// length reads up to position context + 1.
+    let positions: Tensor
 
     /// NLLB's padding id, which is also the position padding takes.
     static let padding = 1
@@ -43,19 +46,21 @@ public struct NLLBTextEncoder: Sendable {
         }
         finalNorm = try LayerNorm(r, "\(p).layer_norm", width: w, eps: c.layerNormEps)
         head = try HuggingFaceTextHead(r, width: w, hidden: nllb.projectionHidden, embedDim: embedDim)
+        positions = Tensor(uncheckedShape: [c.contextLength + 2, w],
+                           scalars: (0...(c.contextLength + 1)).flatMap { Self.sinusoid($0, width: w) })
     }
 
     private init(configuration: CLIPConfiguration.Text, tokenEmbedding: Tensor, layers: Transformer, finalNorm: LayerNorm,
-                 head: HuggingFaceTextHead) {
-        (self.configuration, self.tokenEmbedding, self.layers, self.finalNorm, self.head) =
-            (configuration, tokenEmbedding, layers, finalNorm, head)
+                 head: HuggingFaceTextHead, positions: Tensor) {
+        (self.configuration, self.tokenEmbedding, self.layers, self.finalNorm, self.head, self.positions) =
+            (configuration, tokenEmbedding, layers, finalNorm, head, positions)
     }
 
     /// The tower with its products computed in `precision`.
     func converted(to precision: Precision) throws(TensorError) -> NLLBTextEncoder {
         NLLBTextEncoder(configuration: configuration, tokenEmbedding: tokenEmbedding,
                         layers: try layers.converted(to: precision), finalNorm: finalNorm,
-                        head: try head.converted(to: precision))
+                        head: try head.converted(to: precision), positions: positions)
     }
 
     /// The sinusoid row of `position` [width], in float32 as transformers' `M2M100SinusoidalPositionalEmbedding`.
@@ -80,22 +85,20 @@ public struct NLLBTextEncoder: Sendable {
         let length = try HuggingFaceTextHead.rowLength(tokens, c)
         let padding = Self.padding
         let keys = tokens.flatMap { $0.map { $0 != padding } }
-        // Positions run to length + 1: one table for the batch.
-        let table = (0...(length + 1)).map { Self.sinusoid($0, width: w) }
         let scale = Float(Double(w).squareRoot())
         do {
             var x = Tensor(uncheckedZeros: [n, length, w])
             x.scalars.withUnsafeMutableBufferPointer { xp in
                 tokenEmbedding.scalars.withUnsafeBufferPointer { we in
-                    for (t, row) in tokens.enumerated() {
-                        var seen = 0
-                        for (i, id) in row.enumerated() {
-                            if id != padding { seen += 1 }
-                            let position = id != padding ? seen + padding : padding
-                            let dst = xp.baseAddress! + (t * length + i) * w
-                            let word = we.baseAddress! + id * w
-                            table[position].withUnsafeBufferPointer { pe in
-                                for j in 0..<w { dst[j] = word[j] * scale + pe[j] }
+                    positions.scalars.withUnsafeBufferPointer { pe in
+                        for (t, row) in tokens.enumerated() {
+                            var seen = 0
+                            for (i, id) in row.enumerated() {
+                                if id != padding { seen += 1 }
+                                let position = id != padding ? seen + padding : padding
+                                let dst = xp.baseAddress! + (t * length + i) * w
+                                let (word, sinusoid) = (we.baseAddress! + id * w, pe.baseAddress! + position * w)
+                                for j in 0..<w { dst[j] = word[j] * scale + sinusoid[j] }
                             }
                         }
                     }
