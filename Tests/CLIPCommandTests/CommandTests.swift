@@ -144,6 +144,25 @@ func scratchFile(_ name: String) -> String {
     #expect(data.count == 10 + headerLength + 3 * 3 * 64 * 64 * 4)
 }
 
+@Test("clip preprocess --max-patches writes NaFlex's grid and patch rows, as Siglip2ImageProcessorPil makes them")
+func preprocessNaFlexPatchRows() throws {
+    let out = scratchFile("naflex.npy")
+    let folder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/naflex/images").path
+    let r = try runClip(["preprocess", "--max-patches", "24", "--patch-size", "4", "--interpolation", "bilinear",
+                         "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--output", out,
+                         "\(folder)/wide_37x53.png", "\(folder)/strip_200x9.png"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let data = try Data(contentsOf: URL(fileURLWithPath: out))
+    let headerLength = Int(data[8]) | Int(data[9]) << 8
+    let header = String(decoding: data[10..<(10 + headerLength)], as: UTF8.self)
+    #expect(header.contains("'shape': (2, 1154)"), "\(header)")
+    let values = data[(10 + headerLength)...].withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    // The images' grids (Scripts/fixtures/make_naflex_fixtures.py: 4×6 and 1×23) lead each row.
+    #expect(values.count == 2 * 1154 && Array(values[0..<2]) == [4, 6] && Array(values[1154..<1156]) == [1, 23])
+    let bad = try runClip(["preprocess", "--max-patches", "24", "--patch-size", "65", "--output", out, "\(folder)/tiny_5x5.png"])
+    #expect(bad.status != 0 && bad.stderr.contains("--patch-size"))
+}
+
 @Test func preprocessNamesABrokenFile() throws {
     let bad = scratchFile("notes.jpg")
     try Data("just some text\n".utf8).write(to: URL(fileURLWithPath: bad))

@@ -16,7 +16,7 @@ struct ModelFingerprintTests {
     }
 
     @Test("changing any preprocessing field, or the precision, changes the fingerprint",
-          arguments: ["resolution", "mean", "std", "resize squash", "resize longest", "interpolation", "precision"])
+          arguments: ["resolution", "mean", "std", "resize squash", "resize longest", "interpolation", "patch budget", "precision"])
     func everyFieldCounts(change: String) throws {
         let (dir, path) = try Self.checkpoint()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -30,6 +30,7 @@ struct ModelFingerprintTests {
         case "resize squash": other.resizeMode = .squash
         case "resize longest": other.resizeMode = .longest
         case "interpolation": other.interpolation = .bilinear
+        case "patch budget": other.patchBudget = .init(patchSize: 16, maxPatches: 256)
         default: precision = .int8
         }
         let a = try ModelFingerprint.of(checkpoint: path, preprocessing: base, precision: .fp32, cache: nil)
@@ -40,7 +41,7 @@ struct ModelFingerprintTests {
     @Test("every preprocessing field is in the fingerprint's text (a new field must be added there and here)")
     func fieldsAreCounted() {
         let fields = Mirror(reflecting: Preprocessing(resolution: 224)).children.compactMap(\.label)
-        #expect(fields.sorted() == ["interpolation", "mean", "resizeMode", "resolution", "std"])
+        #expect(fields.sorted() == ["interpolation", "mean", "patchBudget", "resizeMode", "resolution", "std"])
     }
 
     @Test("OpenAI's preprocessing keeps the fingerprint indexes were made with before resize and interpolation counted")

@@ -15,6 +15,9 @@ package let pipelineDirectory = testsDirectory.appendingPathComponent("CLIPTests
 package let tinyModel = "\(pipelineDirectory)/tiny_vit.safetensors"
 /// A scaled-down random SigLIP `SiglipModel` folder with a SentencePiece tokenizer (Scripts/fixtures/make_siglip_fixtures.py).
 package let sigLIPFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/siglip/hf_siglip_spm").path
+/// A scaled-down random SigLIP 2 NaFlex `Siglip2Model` folder with a Gemma-style SentencePiece tokenizer
+/// (Scripts/fixtures/make_naflex_fixtures.py).
+package let sigLIP2NaFlexFolder = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/naflex/hf_siglip2_naflex").path
 
 /// A MetaCLIP 2 worldwide model in an open_clip repository's layout with XLM-V-style `sentencepiece.bpe.model` beside
 /// it (Scripts/fixtures/make_openclip_fixtures.py, `metaclip2_pipeline`).

@@ -99,6 +99,9 @@ package struct TrainingRun {
                 (parameters, configuration, preprocessing) = try CLIPModel.loadParameters(
                     path: location.path, openCLIP: location.openCLIPConfig)
             } catch { throw .model(error) }
+            if case .transformer(let v) = configuration.vision, v.variableGrid {
+                throw .configuration("\(spec) is a SigLIP 2 NaFlex model (each image its own patch grid); training it, even with its image tower locked, is not supported")
+            }
         } else {
             guard let named = DefaultArchitecture.named(settings.architecture) else {
                 throw .configuration("unknown architecture '\(settings.architecture)'")

@@ -87,13 +87,15 @@ package struct Bench: ParsableCommand {
         }
         let clip: CLIPModel
         let name: String
+        var preprocessing: Preprocessing?
         if let model {
             // The model alone: timing needs no tokenizer (a SigLIP folder without its spiece.model times too).
-            if let openclipConfig {
-                clip = try CLIPModel.load(path: model, openCLIPConfig: openclipConfig, precision: precision).model
+            let loaded = if let openclipConfig {
+                try CLIPModel.load(path: model, openCLIPConfig: openclipConfig, precision: precision)
             } else {
-                clip = try ModelHub().load(model, precision: precision).model
+                try ModelHub().load(model, precision: precision)
             }
+            (clip, preprocessing) = (loaded.model, loaded.preprocessing)
             name = model
         } else {
             guard let configuration = CLIPConfiguration.openAI(architecture) else {
@@ -105,13 +107,18 @@ package struct Bench: ParsableCommand {
         }
         let c = clip.configuration
         let r = c.imageResolution
-        var values = [Float](repeating: 0, count: batch * 3 * r * r)
+        // NaFlex towers take patch rows: each image here the position table's own grid, no padding.
+        var naflexGrid: Int?
+        if case .transformer(let v) = c.vision, v.variableGrid { naflexGrid = v.grid }
+        let perImage = (naflexGrid == nil ? 0 : 2) + 3 * r * r  // a whole grid of patches holds the r × r pixels
+        var values = [Float](repeating: 0, count: batch * perImage)
         var state: UInt64 = 12345
         for i in values.indices {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             values[i] = Float(state >> 40) / Float(1 << 23) - 1  // uniform in [-1, 1)
         }
-        let pixels = try Tensor(shape: [batch, 3, r, r], scalars: values)
+        if let g = naflexGrid { for i in 0..<batch { (values[i * perImage], values[i * perImage + 1]) = (Float(g), Float(g)) } }
+        let pixels = try Tensor(shape: naflexGrid == nil ? [batch, 3, r, r] : [batch, perImage], scalars: values)
         // Five-word prompts padded to the context length, as the PyTorch anchor measures.
         let ctx = c.text.contextLength
         let eot = c.text.vocabSize - 1
@@ -124,7 +131,7 @@ package struct Bench: ParsableCommand {
             let files = entries.filter { ImageFormat.hasImageExtension($0) }
                 .sorted().map { (folder as NSString).appendingPathComponent($0) }
             guard !files.isEmpty else { throw CLIError.input(subject: folder, reason: "no JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF files") }
-            let pipeline = try CLIPPipeline(model: clip, preprocessing: Preprocessing(resolution: r))
+            let pipeline = try CLIPPipeline(model: clip, preprocessing: preprocessing ?? Preprocessing(resolution: r))
             let t = try median { _ = try pipeline.imageEmbeddings(files: files, batchSize: batch) }
             print(String(format: "folder of %d images, batch %d: %.2f img/s end to end", files.count, batch, Double(files.count) / t))
             print(String(format: "peak RSS: %.0f MiB", peakResidentMiB()))

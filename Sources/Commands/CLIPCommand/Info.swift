@@ -45,7 +45,7 @@ struct Info: ParsableCommand {
             }
             let rotary = v.rotary.map { ", rotary embedding (reference grid \($0.referenceGrid), offset \($0.offset), \($0.columnsFirst ? "columns" : "rows") first)" } ?? ""
             let timm = v.timmModel.map { " (\($0))" } ?? ""
-            print("image tower: Vision Transformer\(timm), width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize)\(v.hasClassToken ? "" : ", no class token")\(rotary), \(pooling)\(v.projectionBias ? ", projection with bias" : "")")
+            print("image tower: Vision Transformer\(timm), width \(v.width), \(v.layers) layers, \(v.heads) heads, patch \(v.patchSize)\(v.hasClassToken ? "" : ", no class token")\(v.variableGrid ? ", NaFlex (each image its own grid; the \(v.grid)×\(v.grid) position table resized to it)" : "")\(rotary), \(pooling)\(v.projectionBias ? ", projection with bias" : "")")
         case .resnet(let r):
             print("image tower: modified ResNet, stages \(r.layers), width \(r.width), attention pool \(r.heads) heads")
         case .convNeXt(let v):

@@ -8,7 +8,8 @@ import Foundation
 
 struct Preprocess: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Decode and preprocess images exactly as the reference clip package does; write a float32 .npy [N, 3, R, R].")
+        abstract: "Decode and preprocess images exactly as the reference clip package does; write a float32 .npy [N, 3, R, R].",
+        discussion: "With --max-patches, as SigLIP 2's NaFlex processor (Siglip2ImageProcessor) does instead: each image resized, aspect ratio kept, to at most that many --patch-size patches, and written as [N, 2 + max-patches·3·p·p]: its grid's rows and columns, then its patches as rows in (y, x, channel) order, zeros past them (the processor's spatial_shapes and pixel_values).")
 
     @Option(help: "Side of the square model input.")
     var resolution = 224
@@ -25,6 +26,12 @@ struct Preprocess: ParsableCommand {
     @Option(help: "The resampling filter: bicubic (OpenAI's and most models') or bilinear (CLIPA's), as Pillow resamples.")
     var interpolation: ImagePreprocessor.Interpolation = .bicubic
 
+    @Option(help: "SigLIP 2 NaFlex: the patch budget per image (the processor's max_num_patches, 256 for google/siglip2-*-naflex); --resolution and --resize-mode then do not apply.")
+    var maxPatches: Int?
+
+    @Option(help: "SigLIP 2 NaFlex: the patch side in pixels.")
+    var patchSize = 16
+
     @Flag(help: "Rotate/flip by the EXIF orientation first (the reference does not).")
     var exifTranspose = false
 
@@ -39,6 +46,9 @@ struct Preprocess: ParsableCommand {
         guard (1...4096).contains(resolution) else { throw ValidationError("--resolution must be between 1 and 4096") }
         _ = try triple(mean, "--mean")
         _ = try triple(std, "--std")
+        if let maxPatches, !Preprocessing.PatchBudget(patchSize: patchSize, maxPatches: maxPatches).isValid {
+            throw ValidationError("--max-patches \(maxPatches) of --patch-size \(patchSize): the patch side must be 1...\(Preprocessing.PatchBudget.maximumPatchSize) and an image at most \(Preprocessing.PatchBudget.maximumValues) values")
+        }
     }
 
     func triple(_ text: String?, _ flag: String) throws -> [Float]? {
@@ -54,11 +64,12 @@ struct Preprocess: ParsableCommand {
     }
 
     func run() throws {
-        let p = ImagePreprocessor(resolution: resolution,
+        var p = ImagePreprocessor(resolution: resolution,
                                   mean: try triple(mean, "--mean") ?? ImagePreprocessor.openAIMean,
                                   std: try triple(std, "--std") ?? ImagePreprocessor.openAIStd,
                                   applyEXIFOrientation: exifTranspose, resizeMode: resizeMode,
                                   interpolation: interpolation)
+        p.preprocessing.patchBudget = maxPatches.map { .init(patchSize: patchSize, maxPatches: $0) }
         let x = try p.tensor(files: images)
         try write(x.npyData(), to: output)
     }

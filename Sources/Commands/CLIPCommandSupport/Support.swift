@@ -54,7 +54,7 @@ package func runReportingErrors(_ command: any ParsableCommand) async throws {
 
 /// Where a model comes from, shared by every command that loads one.
 package struct ModelOptions: ParsableArguments {
-    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel or SiglipModel folder, hf-hub:ORG/NAME (an open_clip or Hugging Face repository on the Hub, cached as huggingface_hub caches), an open_clip ARCH/TAG (see --pretrained), or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")) (downloaded once). Default: the shipped swift-clip-shapes model (offline; see docs/default-model.md).")
+    @Option(name: .customLong("model"), help: "A checkpoint file (.pt, .pth, .bin, .safetensors), a Hugging Face CLIPModel, SiglipModel, Siglip2Model (NaFlex) or ChineseCLIPModel folder, hf-hub:ORG/NAME (an open_clip or Hugging Face repository on the Hub, cached as huggingface_hub caches), an open_clip ARCH/TAG (see --pretrained), or one of: \(CLIPConfiguration.openAIModelNames.joined(separator: ", ")) (downloaded once). Default: the shipped swift-clip-shapes model (offline; see docs/default-model.md).")
     package var spec: String = "default"
 
     @Option(help: "An open_clip pretrained tag: --model is then an open_clip architecture, e.g. --model ViT-B-32 --pretrained laion2b_s34b_b79k (also written ViT-B-32/laion2b_s34b_b79k). `clip models` lists them.")

@@ -53,11 +53,16 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) {
     case .image, .gif, .bmp, .tiff, .raw:
         // A smaller pixel limit than the default keeps the sanitizer's memory within its bounds.
         let preprocessor = ImagePreprocessor(resolution: 32, maxPixels: 16 << 20)
+        // SigLIP 2 NaFlex's resize to a patch budget (RGB first, any aspect ratio) beside the square crop.
+        var naflex = preprocessor
+        naflex.preprocessing.patchBudget = .init(patchSize: 4, maxPatches: 24)
         if let image = try? decodeImage(bytes, name: "input", maxPixels: 16 << 20) {
             _ = try? preprocessor.pixels(image)
+            _ = try? naflex.pixels(image)
         }
         // The row-by-row path large JPEGs and PNGs take, on every input.
         _ = try? preprocessor.streamedCroppedRGB(bytes, name: "input")
+        _ = try? naflex.streamedCroppedRGB(bytes, name: "input")
     case .video:
         guard let file = memoryFile(bytes),
               let reader = try? VideoReader(path: file.path, interval: 0.5, maxPixels: 1 << 20, secondsPerFrame: 5) else { return }

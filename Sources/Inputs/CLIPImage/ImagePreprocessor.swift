@@ -66,13 +66,13 @@ public struct ImagePreprocessor: Sendable {
                   applyEXIFOrientation: applyEXIFOrientation, maxPixels: maxPixels)
     }
 
-    /// Decodes and preprocesses image files → [N, 3, resolution, resolution], in parallel on all cores.
-    /// Fails on the first unreadable file (in input order), naming it.
+    /// Decodes and preprocesses image files → [N, 3, resolution, resolution] ([N, valuesPerImage] for NaFlex), in
+    /// parallel on all cores. Fails on the first unreadable file (in input order), naming it.
     public func tensor(files: [String]) throws(ImageError) -> Tensor {
-        let r = resolution, plane = 3 * r * r
+        try validate(name: files.first ?? "preprocessing")
+        let plane = preprocessing.valuesPerImage
         var out = [Float](repeating: 0, count: files.count * plane)
         var errors = [ImageError?](repeating: nil, count: files.count)
-        try validate(name: files.first ?? "preprocessing")
         out.withUnsafeMutableBufferPointer { op in
             errors.withUnsafeMutableBufferPointer { ep in
                 let o = op.baseAddress!, e = ep.baseAddress!
@@ -87,7 +87,7 @@ public struct ImagePreprocessor: Sendable {
             }
         }
         if let first = errors.compactMap({ $0 }).first { throw first }
-        return Tensor(uncheckedShape: [files.count, 3, r, r], scalars: out)
+        return Tensor(uncheckedShape: preprocessing.batchShape(files.count), scalars: out)
     }
 
     /// Bytes of decoded images in flight at once when files are decoded in parallel.
@@ -104,10 +104,10 @@ public struct ImagePreprocessor: Sendable {
         return overflow || pixels > Int.max / 8 ? Int.max : pixels * 8
     }
 
-    /// Preprocesses one file → [3, resolution, resolution] values.
+    /// Preprocesses one file → [3, resolution, resolution] values (`Preprocessing.PatchBudget`'s layout for NaFlex).
     public func pixels(file: String) throws(ImageError) -> [Float] {
         try validate(name: file)
-        var out = [Float](repeating: 0, count: 3 * resolution * resolution)
+        var out = [Float](repeating: 0, count: preprocessing.valuesPerImage)
         let data = try readFile(file)
         try out.withUnsafeMutableBufferPointer { (p) throws(ImageError) in
             try decodeAndProcess(data, name: file, budget: DecodeBudget(bytes: Self.decodeMemoryBudget),
@@ -120,7 +120,7 @@ public struct ImagePreprocessor: Sendable {
     /// resolution] values; `name` is what errors call it.
     public func pixels(encoded data: [UInt8], name: String) throws(ImageError) -> [Float] {
         try validate(name: name)
-        var out = [Float](repeating: 0, count: 3 * resolution * resolution)
+        var out = [Float](repeating: 0, count: preprocessing.valuesPerImage)
         try out.withUnsafeMutableBufferPointer { (p) throws(ImageError) in
             try decodeAndProcess(data, name: name, budget: Self.sharedBudget, into: p.baseAddress!)
         }
@@ -153,7 +153,7 @@ public struct ImagePreprocessor: Sendable {
     /// Preprocesses a decoded image → [3, resolution, resolution] values.
     public func pixels(_ image: DecodedImage, name: String = "image") throws(ImageError) -> [Float] {
         try validate(name: name)
-        var out = [Float](repeating: 0, count: 3 * resolution * resolution)
+        var out = [Float](repeating: 0, count: preprocessing.valuesPerImage)
         try out.withUnsafeMutableBufferPointer { (p) throws(ImageError) in try process(image, name: name, into: p.baseAddress!) }
         return out
     }
@@ -161,6 +161,9 @@ public struct ImagePreprocessor: Sendable {
     func validate(name: String) throws(ImageError) {
         guard resolution >= 1, resolution <= 16384 else {
             throw ImageError(file: name, .invalidBuffer("resolution \(resolution) is outside 1...16384"))
+        }
+        if let b = preprocessing.patchBudget, !b.isValid {
+            throw ImageError(file: name, .invalidBuffer("a budget of \(b.maxPatches) patches of \(b.patchSize) pixels is outside the limits (patches 1...\(Preprocessing.PatchBudget.maximumPatchSize) pixels, at most \(Preprocessing.PatchBudget.maximumValues) values per image)"))
         }
         guard mean.count == 3, std.count == 3, std.allSatisfy({ $0 != 0 && $0.isFinite }) else {
             throw ImageError(file: name, .invalidBuffer("mean and std need three values each, std non-zero"))
@@ -178,76 +181,45 @@ public struct ImagePreprocessor: Sendable {
     }
 
     /// The 8-bit RGB image the reference normalises: resized in the image's mode, centre-cropped and
-    /// converted to RGB → `resolution × resolution × 3` bytes, rows top to bottom.
+    /// converted to RGB → `resolution × resolution × 3` bytes, rows top to bottom. For NaFlex, the whole image
+    /// resized to `Preprocessing.PatchBudget.targetSize`, uncropped.
     public func croppedRGB(_ input: DecodedImage, name: String = "image") throws(ImageError) -> [UInt8] {
+        try croppedRGBAndSize(input, name: name).rgb
+    }
+
+    /// `croppedRGB` with its size.
+    func croppedRGBAndSize(_ input: DecodedImage, name: String) throws(ImageError) -> (rgb: [UInt8], width: Int, height: Int) {
         try validate(name: name)
         var image = input
         if applyEXIFOrientation { image = image.exifTransposed() }
+        // transformers' image processors take RGB: `load_image` converts before resizing (Pillow's convert("RGB"):
+        // alpha dropped, palette looked up, CMYK converted), where torchvision's transform resizes in the image's
+        // mode. Gray resizes the same either way.
+        if preprocessing.patchBudget != nil, ![.rgb, .gray].contains(image.mode) { image = rgbConverted(image) }
         let g = try cropGeometry(width: image.width, height: image.height, name: name)
         let region = try resizedWindow(image, width: g.width, height: g.height, x: g.x, y: g.y, w: g.w, h: g.h,
                                        name: name)
-        return rgbCrop(region, g, mode: image.mode, palette: image.palette)
+        return (rgbCrop(region, g, mode: image.mode, palette: image.palette), g.outWidth, g.outHeight)
     }
 
-    /// Where the centre crop lies in the resized image, and the part of it that the resized image covers.
-    struct CropGeometry {
-        /// Size of the resized image (shorter side = resolution).
-        let width, height: Int
-        /// torchvision's CenterCrop offsets (negative when the crop is larger than the image: zero padding).
-        let top, left: Int
-        /// The window of the resized image inside the crop: the only part that is computed.
-        let x, y, w, h: Int
-    }
-
-    func cropGeometry(width: Int, height: Int, name: String) throws(ImageError) -> CropGeometry {
-        let r = resolution
-        switch resizeMode {
-        case .squash:
-            return CropGeometry(width: r, height: r, top: 0, left: 0, x: 0, y: 0, w: r, h: r)
-        case .longest:
-            // ResizeKeepRatio(longest=1): ratio = the larger of h/r and w/r, sides round(side / ratio) with Python's
-            // rounding; then center_crop_or_pad puts the image at ((r - w) // 2, (r - h) // 2) on zeros.
-            let ratio = max(Double(height) / Double(r), Double(width) / Double(r))
-            let nw = max(Int((Double(width) / ratio).rounded(.toNearestOrEven)), 1)
-            let nh = max(Int((Double(height) / ratio).rounded(.toNearestOrEven)), 1)
-            let left = -((r - min(nw, r)) / 2), top = -((r - min(nh, r)) / 2)
-            return CropGeometry(width: nw, height: nh, top: top, left: left, x: 0, y: 0, w: min(nw, r), h: min(nh, r))
-        case .shortest:
-            break
-        }
-        let (nw, nh) = Self.resizedSize(width: width, height: height, resolution: r)
-        // An extreme aspect ratio (say 100000×1) scales to billions of pixels; the reference would try to allocate
-        // them. Refuse it like an oversized image.
-        let (resizedPixels, overflow) = nw.multipliedReportingOverflow(by: nh)
-        guard !overflow, resizedPixels <= maxPixels else {
-            throw ImageError(file: name, .tooManyPixels("a \(width)x\(height) image resizes to \(nw)x\(nh) for a \(r)-pixel crop, more than the limit of \(maxPixels) pixels"))
-        }
-        // torchvision's CenterCrop offsets: int(round((size - crop) / 2)), rounding half to even.
-        let top = Int(((Double(nh - r)) / 2).rounded(.toNearestOrEven))
-        let left = Int(((Double(nw - r)) / 2).rounded(.toNearestOrEven))
-        let wx = max(left, 0), wy = max(top, 0)
-        return CropGeometry(width: nw, height: nh, top: top, left: left, x: wx, y: wy, w: min(left + r, nw) - wx,
-                            h: min(top + r, nh) - wy)
-    }
-
-    /// The crop as RGB bytes [resolution, resolution, 3] from the resized window `region` in `mode`. torchvision
+    /// The crop as RGB bytes [outHeight, outWidth, 3] from the resized window `region` in `mode`. torchvision
     /// pads with 0 outside the image in the image's own mode, before the conversion to RGB: black for most modes,
     /// white for CMYK, palette entry 0 for a palette image.
     func rgbCrop(_ region: [UInt8], _ g: CropGeometry, mode: PixelMode, palette: [UInt8]) -> [UInt8] {
-        let r = resolution, ch = mode.channels
-        var rgb = [UInt8](repeating: 0, count: r * r * 3)
-        if g.w < r || g.h < r {
+        let (ow, oh, ch) = (g.outWidth, g.outHeight, mode.channels)
+        var rgb = [UInt8](repeating: 0, count: ow * oh * 3)
+        if g.w < ow || g.h < oh {
             let zero = [UInt8](repeating: 0, count: ch)
             let fill = zero.withUnsafeBufferPointer { toRGB($0.baseAddress!, mode, palette) }
             if fill != (0, 0, 0) {
-                for i in 0..<(r * r) { (rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) = fill }
+                for i in 0..<(ow * oh) { (rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) = fill }
             }
         }
         region.withUnsafeBufferPointer { src in
             for y in 0..<g.h {
                 for x in 0..<g.w {
                     let px = toRGB(src.baseAddress! + (y * g.w + x) * ch, mode, palette)
-                    let o = ((y + g.y - g.top) * r + (x + g.x - g.left)) * 3
+                    let o = ((y + g.y - g.top) * ow + (x + g.x - g.left)) * 3
                     rgb[o] = px.0
                     rgb[o + 1] = px.1
                     rgb[o + 2] = px.2
@@ -299,11 +271,17 @@ public struct ImagePreprocessor: Sendable {
     }
 
     func process(_ image: DecodedImage, name: String, into out: UnsafeMutablePointer<Float>) throws(ImageError) {
-        normalize(try croppedRGB(image, name: name), into: out)
+        let (rgb, width, height) = try croppedRGBAndSize(image, name: name)
+        normalize(rgb, width: width, height: height, into: out)
     }
 
-    /// `ToTensor` and `Normalize` of the crop's RGB bytes → [3, resolution, resolution] values in `out`.
-    func normalize(_ rgb: [UInt8], into out: UnsafeMutablePointer<Float>) {
+    /// `ToTensor` and `Normalize` of the crop's RGB bytes (`width` × `height`) → [3, resolution, resolution] values in
+    /// `out`, or with a patch budget its grid and patch rows (`Preprocessing.PatchBudget`).
+    func normalize(_ rgb: [UInt8], width: Int, height: Int, into out: UnsafeMutablePointer<Float>) {
+        if let budget = preprocessing.patchBudget {
+            patchRows(rgb, width: width, height: height, budget: budget, into: out)
+            return
+        }
         let plane = resolution * resolution
         // ToTensor then Normalize, in float32 and in this order, as torch computes them; a byte has 256 values,
         // so each channel's results are tabulated once per image instead of two divisions per sample.
@@ -369,7 +347,7 @@ public struct ImagePreprocessor: Sendable {
 
     /// Pillow's `convert("RGB")` of one pixel.
     @inline(__always)
-    private func toRGB(_ p: UnsafePointer<UInt8>, _ mode: PixelMode, _ palette: [UInt8]) -> (UInt8, UInt8, UInt8) {
+    func toRGB(_ p: UnsafePointer<UInt8>, _ mode: PixelMode, _ palette: [UInt8]) -> (UInt8, UInt8, UInt8) {
         switch mode {
         case .gray, .grayAlpha, .bilevel: return (p[0], p[0], p[0])
         case .rgb, .rgba: return (p[0], p[1], p[2])

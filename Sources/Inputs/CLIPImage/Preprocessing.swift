@@ -13,6 +13,10 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
     public var resizeMode: ResizeMode
     /// The resampling filter (open_clip's `interpolation`, Pillow's filter as torchvision applies it to PIL images).
     public var interpolation: Interpolation
+    /// SigLIP 2's NaFlex (`Siglip2ImageProcessor`): each image keeps its aspect ratio and becomes a grid of patch rows
+    /// within a patch budget, instead of a square of `resolution` pixels (`resizeMode` then does not apply); nil for
+    /// every other model.
+    public var patchBudget: PatchBudget?
 
     /// The mean OpenAI's models were trained with.
     public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
@@ -39,6 +43,16 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
         var filter: Int32 { Int32(self == .bilinear ? CLIP_FILTER_BILINEAR : CLIP_FILTER_BICUBIC) }
     }
 
+    /// Values one preprocessed image takes: 3·resolution² for a square input, `PatchBudget.valuesPerImage` for
+    /// NaFlex.
+    public var valuesPerImage: Int { patchBudget?.valuesPerImage ?? 3 * resolution * resolution }
+
+    /// The shape of a batch of `count` preprocessed images: [count, 3, resolution, resolution], or [count,
+    /// valuesPerImage] for NaFlex.
+    public func batchShape(_ count: Int) -> [Int] {
+        patchBudget == nil ? [count, 3, resolution, resolution] : [count, valuesPerImage]
+    }
+
     /// Preprocessing for `resolution` pixels with OpenAI's normalisation and resizing unless given.
     public init(resolution: Int, mean: [Float] = openAIMean, std: [Float] = openAIStd, resizeMode: ResizeMode = .shortest,
                 interpolation: Interpolation = .bicubic) {
@@ -56,11 +70,15 @@ public struct Preprocessing: Sendable, Hashable, CustomStringConvertible {
         var text = "resolution \(resolution) mean \(mean) std \(std)"
         if resizeMode != .shortest { text += " resize \(resizeMode.rawValue)" }
         if interpolation != .bicubic { text += " interpolation \(interpolation.rawValue)" }
+        if let b = patchBudget { text += " naflex patch \(b.patchSize) max \(b.maxPatches)" }
         return text
     }
 
     public var description: String {
         let (r, i) = (resolution, interpolation.rawValue)
+        if let b = patchBudget {
+            return "resize to at most \(b.maxPatches) patches of \(b.patchSize)×\(b.patchSize) (\(i), aspect ratio kept, sides multiples of \(b.patchSize)), mean \(mean), std \(std)"
+        }
         switch resizeMode {
         case .shortest: return "resize shorter side to \(r) (\(i)), center crop \(r)×\(r), mean \(mean), std \(std)"
         case .squash: return "resize to \(r)×\(r) (\(i), aspect ratio not kept), mean \(mean), std \(std)"

@@ -13,8 +13,8 @@ extension ImagePreprocessor {
     /// `budget`'s share of memory while decoding.
     func decodeAndProcess(_ data: [UInt8], name: String, budget: DecodeBudget,
                           into out: UnsafeMutablePointer<Float>) throws(ImageError) {
-        if let rgb = try streamedCrop(data, name: name, budget: budget) {
-            normalize(rgb, into: out)
+        if let (rgb, width, height) = try streamedCrop(data, name: name, budget: budget) {
+            normalize(rgb, width: width, height: height, into: out)
             return
         }
         // A size the crop refuses (an extreme aspect ratio) is refused from the header, before seconds of decoding.
@@ -31,18 +31,18 @@ extension ImagePreprocessor {
     /// path does not apply: for tests, which compare it with decoding whole.
     package func streamedCroppedRGB(_ data: [UInt8], name: String) throws(ImageError) -> [UInt8]? {
         try validate(name: name)
-        return try streamedCrop(data, name: name, budget: DecodeBudget(bytes: Self.decodeMemoryBudget), anySize: true)
+        return try streamedCrop(data, name: name, budget: DecodeBudget(bytes: Self.decodeMemoryBudget), anySize: true)?.rgb
     }
 
     /// The crop's RGB bytes by streaming, or nil when this image is decoded whole instead: small images, other
     /// formats, interlaced PNGs, palette, bilevel and 16-bit images (resized by other filters), and images an EXIF
     /// orientation must turn first.
     func streamedCrop(_ data: [UInt8], name: String, budget: DecodeBudget,
-                      anySize: Bool = false) throws(ImageError) -> [UInt8]? {
+                      anySize: Bool = false) throws(ImageError) -> (rgb: [UInt8], width: Int, height: Int)? {
         guard !data.isEmpty, anySize || Self.decodeCost(data) / 8 >= Self.streamingThreshold else { return nil }
         let format = data.withUnsafeBytes { ImageFormat.sniff($0) }
         guard format == .png || format == .jpeg else { return nil }
-        return try data.withUnsafeBufferPointer { (bytes) throws(ImageError) -> [UInt8]? in
+        return try data.withUnsafeBufferPointer { (bytes) throws(ImageError) -> (rgb: [UInt8], width: Int, height: Int)? in
             var stream = DecoderStream(format: format == .png ? .png : .jpeg)
             defer { stream.close() }
             var header = clip_image()
@@ -53,7 +53,9 @@ extension ImagePreprocessor {
             let mode = PixelMode(decoded: header.mode)
             // Turned images are decoded whole (the turn needs every row first).
             let orientation = declaredOrientation(header)
-            guard stream.streamable, [.gray, .grayAlpha, .rgb, .rgba, .cmyk].contains(mode),
+            // NaFlex converts to RGB before resizing: only modes for which that changes nothing stream.
+            let modes: [PixelMode] = preprocessing.patchBudget == nil ? [.gray, .grayAlpha, .rgb, .rgba, .cmyk] : [.gray, .rgb]
+            guard stream.streamable, modes.contains(mode),
                   !(applyEXIFOrientation && orientation != nil && orientation != 1) else { return nil }
             let (w, h, ch) = (Int(header.width), Int(header.height), mode.channels)
             let g = try cropGeometry(width: w, height: h, name: name)
@@ -73,7 +75,7 @@ extension ImagePreprocessor {
             let finished = region.withUnsafeMutableBufferPointer { clip_resampler_finish(resampler, $0.baseAddress!) }
             guard finished == 0 else { throw ImageError(file: name, .corrupt("the decoder delivered fewer rows than the image has")) }
             if premultiply { unpremultiply(&region, channels: ch) }
-            return rgbCrop(region, g, mode: mode, palette: [])
+            return (rgbCrop(region, g, mode: mode, palette: []), g.outWidth, g.outHeight)
         }
     }
 }

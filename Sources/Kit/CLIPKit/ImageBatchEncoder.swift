@@ -72,16 +72,18 @@ public struct ImageBatchEncoder: Sendable {
         }
     }
 
-    /// `encode_image` of preprocessed images (each [3, R, R]) as one batch → one row per image, L2-normalised
-    /// unless `normalized` is false.
+    /// `encode_image` of preprocessed images (each [3, R, R], or NaFlex's patch rows) as one batch → one row per
+    /// image, L2-normalised unless `normalized` is false.
     public func embeddings(pixels rows: [[Float]], normalized: Bool = true) throws(CLIPError) -> [[Float]] {
         guard !rows.isEmpty else { return [] }
-        let r = pipeline.preprocessor.resolution, per = 3 * r * r
+        let preprocessing = pipeline.preprocessor.preprocessing
+        let (r, per) = (preprocessing.resolution, preprocessing.valuesPerImage)
         // Each image its own size: rows of 2·per and 0 elements add up to a whole batch but are not two images.
         if let (index, row) = rows.enumerated().first(where: { $0.element.count != per }) {
-            throw .imageShape([row.count], expected: "\(per) values ([3, \(r), \(r)]) for image \(index)")
+            let layout = preprocessing.patchBudget == nil ? "[3, \(r), \(r)]" : "NaFlex's grid and patch rows"
+            throw .imageShape([row.count], expected: "\(per) values (\(layout)) for image \(index)")
         }
-        let pixels = Tensor(uncheckedShape: [rows.count, 3, r, r]) { out in
+        let pixels = Tensor(uncheckedShape: preprocessing.batchShape(rows.count)) { out in
             for (i, row) in rows.enumerated() {
                 row.withUnsafeBufferPointer { (out.baseAddress! + i * per).update(from: $0.baseAddress!, count: per) }
             }

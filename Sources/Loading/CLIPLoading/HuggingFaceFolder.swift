@@ -4,8 +4,9 @@ import CLIPWeights
 import Foundation
 
 extension CLIPModel {
-    /// A Hugging Face `CLIPModel`, `SiglipModel` or `ChineseCLIPModel` folder: `config.json` plus `model.safetensors` or
-    /// `pytorch_model.bin`; `preprocessor_config.json` and tokenizer files are used when present.
+    /// A Hugging Face `CLIPModel`, `SiglipModel`, `Siglip2Model` (NaFlex) or `ChineseCLIPModel` folder: `config.json`
+    /// plus `model.safetensors` or `pytorch_model.bin`; `preprocessor_config.json` and tokenizer files are used when
+    /// present.
     static func loadHuggingFace(folder: String, precision: Precision, towers: Towers,
                                 cache: PackedWeightCache?) throws(ModelLoadError) -> LoadedModel {
         let configPath = folder + "/config.json"
@@ -13,11 +14,8 @@ extension CLIPModel {
         let r = ConfigReader(origin: configPath)
         // Other Hugging Face image–text models share the config's shape but not the towers' function.
         let modelType = cfg["model_type"]?.string
-        if let type = modelType, !["clip", "siglip", "chinese_clip"].contains(type) {
-            let hint = type == "siglip2"
-                ? " (Siglip2Model's NaFlex towers take variable patch grids; the fixed-resolution SigLIP 2 checkpoints are published as SiglipModel folders, and open_clip's SigLIP 2 tags load)"
-                : ""
-            throw .architecture("config.json has model_type '\(type)'; CLIPModel ('clip'), SiglipModel ('siglip') and ChineseCLIPModel ('chinese_clip') folders load\(hint)", origin: folder)
+        if let type = modelType, !["clip", "siglip", "siglip2", "chinese_clip"].contains(type) {
+            throw .architecture("config.json has model_type '\(type)'; CLIPModel ('clip'), SiglipModel ('siglip'), Siglip2Model ('siglip2') and ChineseCLIPModel ('chinese_clip') folders load", origin: folder)
         }
         guard let text = cfg["text_config"], text.object != nil, let vision = cfg["vision_config"], vision.object != nil else {
             throw .architecture("config.json lacks text_config or vision_config; is this a CLIPModel or SiglipModel folder?", origin: folder)
@@ -35,6 +33,9 @@ extension CLIPModel {
         do { source = try HuggingFaceWeights(base) } catch { throw .weightFile(error) }
         var c = try CLIPConfiguration.infer(from: source)
         try applyTowerSettings(text: text, vision: vision, to: &c, r)
+        let naflex = modelType == "siglip2"
+        try checkPatchEmbedding(base, naflex: naflex, modelType: modelType, origin: configPath)
+        let naflexPatch = naflex ? try applySiglip2(vision: vision, to: &c, r) : 0
         if modelType == "chinese_clip" { try applyChineseCLIP(text: text, to: &c, r) }
         else if c.text.roberta != nil {
             throw .architecture("the weights have a BERT text tower (text_model.embeddings.word_embeddings), which only a ChineseCLIPModel folder has; config.json says model_type '\(modelType ?? "")'", origin: folder)
@@ -42,7 +43,18 @@ extension CLIPModel {
         var p = Preprocessing(resolution: try r.resolution(vision["image_size"], "vision_config.image_size", model: c)
             ?? c.imageResolution)
         let prePath = folder + "/preprocessor_config.json"
-        if fm.fileExists(atPath: prePath) {
+        if naflex {
+            // Siglip2ImageProcessor's defaults: 256 patches, bilinear, mean and std 0.5.
+            p = Preprocessing(resolution: c.imageResolution, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
+                              resizeMode: .squash, interpolation: .bilinear)
+            p.patchBudget = .init(patchSize: naflexPatch, maxPatches: 256)
+            if fm.fileExists(atPath: prePath) {
+                try applySiglip2Processor(try ConfigReader.read(prePath), to: &p, patch: naflexPatch, ConfigReader(origin: prePath))
+            }
+            if let budget = p.patchBudget, !budget.isValid {
+                throw .architecture("a budget of \(budget.maxPatches) patches of \(budget.patchSize) pixels is more than \(Preprocessing.PatchBudget.maximumValues) values per image", origin: folder)
+            }
+        } else if fm.fileExists(atPath: prePath) {
             try applyImageProcessor(try ConfigReader.read(prePath), to: &p, model: c, ConfigReader(origin: prePath), folder: folder)
         }
         let (model, digest) = try loadThroughCache(cache, path: single ?? folder, identity: identity, source: source,
@@ -56,6 +68,81 @@ extension CLIPModel {
                                  tokenizerFolder: hasTokenizer ? folder : nil)
         loaded.checkpointDigest = digest
         return loaded
+    }
+
+    /// A `Siglip2Model`'s image tower is NaFlex's: its patch embedding a Linear over patch rows ([width, 3·p·p]), its
+    /// positions a square table resized to each image's grid. Other folders have the patch convolution.
+    private static func checkPatchEmbedding(_ base: any WeightSource, naflex: Bool, modelType: String?,
+                                            origin: String) throws(ModelLoadError) {
+        let key = "vision_model.embeddings.patch_embedding.weight"
+        guard let shape = base.tensorInfos.first(where: { $0.name == key })?.shape else { return }
+        if naflex && shape.count != 2 {
+            throw .architecture("config.json describes a Siglip2Model (NaFlex), whose \(key) is a Linear [width, 3·p·p]; the weights have \(shape)", origin: origin)
+        }
+        if !naflex && shape.count == 2 {
+            throw .architecture("\(key) is a Linear \(shape), SigLIP 2 NaFlex's patch embedding; config.json says model_type '\(modelType ?? "")', not 'siglip2'", origin: origin)
+        }
+    }
+
+    /// `Siglip2VisionConfig`: patches of `patch_size` and a position table of `num_patches` rows (a square), resized
+    /// to each image's grid. Returns the patch side.
+    private static func applySiglip2(vision: JSONValue, to c: inout CLIPConfiguration, _ r: ConfigReader) throws(ModelLoadError) -> Int {
+        guard case .transformer(var v) = c.vision else {
+            throw .architecture("config.json describes a Siglip2Model, but the weights have no ViT image tower", origin: r.origin)
+        }
+        if let patch = try r.int(vision["patch_size"], "vision_config.patch_size", in: 1...Preprocessing.PatchBudget.maximumPatchSize),
+           patch != v.patchSize {
+            throw .architecture("vision_config.patch_size is \(patch), but the patch embedding takes \(v.patchSize)×\(v.patchSize) patches", origin: r.origin)
+        }
+        if let rows = try r.int(vision["num_patches"], "vision_config.num_patches", in: 1...CLIPConfiguration.maximumTokens),
+           rows != v.grid * v.grid {
+            throw .architecture("vision_config.num_patches is \(rows), but the position table has \(v.grid * v.grid) rows", origin: r.origin)
+        }
+        if let head = vision["vision_use_head"], head.bool != true {
+            throw .architecture("vision_config.vision_use_head is \(head); a Siglip2Model's image features are its attention-pooling head's", origin: r.origin)
+        }
+        guard v.patchSize <= Preprocessing.PatchBudget.maximumPatchSize else {
+            throw .architecture("the patch embedding takes \(v.patchSize)-pixel patches; a NaFlex model here takes at most \(Preprocessing.PatchBudget.maximumPatchSize)", origin: r.origin)
+        }
+        v.variableGrid = true
+        c.vision = .transformer(v)
+        return v.patchSize
+    }
+
+    /// `preprocessor_config.json` of a `Siglip2Model`: Siglip2ImageProcessor's budget, patch, filter and
+    /// normalisation.
+    private static func applySiglip2Processor(_ pre: [String: JSONValue], to p: inout Preprocessing, patch: Int,
+                                              _ r: ConfigReader) throws(ModelLoadError) {
+        if let m = r.floats(pre["image_mean"]) { p.mean = m }
+        if let s = r.floats(pre["image_std"]) { p.std = s }
+        for key in ["do_resize", "do_rescale", "do_normalize"] {
+            if let v = pre[key], v != .null, v.bool != true {
+                throw .architecture("\(key) is \(v); Siglip2ImageProcessor's resize, rescale and normalisation are what is implemented", origin: r.origin)
+            }
+        }
+        if let factor = pre["rescale_factor"], factor != .null {
+            guard let f = factor.number, abs(f - 1.0 / 255) < 1e-12 else {
+                throw .architecture("rescale_factor is \(factor); only 1/255 is implemented", origin: r.origin)
+            }
+        }
+        if let given = try r.int(pre["patch_size"], "patch_size", in: 1...Preprocessing.PatchBudget.maximumPatchSize),
+           given != patch {
+            throw .architecture("patch_size is \(given), but the model's patch embedding takes \(patch)×\(patch) patches", origin: r.origin)
+        }
+        var budget = Preprocessing.PatchBudget(patchSize: patch, maxPatches: 256)
+        if let most = try r.int(pre["max_num_patches"], "max_num_patches", in: 1...CLIPConfiguration.maximumTokens) {
+            budget.maxPatches = most
+        }
+        guard budget.isValid else {
+            throw .architecture("max_num_patches \(budget.maxPatches) of \(patch)-pixel patches is more than \(Preprocessing.PatchBudget.maximumValues) values per image", origin: r.origin)
+        }
+        p.patchBudget = budget
+        if let filter = try r.int(pre["resample"], "resample", in: 0...5) {
+            guard filter == 2 || filter == 3 else {
+                throw .architecture("resample is \(filter); only bilinear (2) and bicubic (3) are implemented", origin: r.origin)
+            }
+            p.interpolation = filter == 2 ? .bilinear : .bicubic
+        }
     }
 
     /// `preprocessor_config.json`: CLIPImageProcessor's mean, std, crop and filter, or SiglipImageProcessor's

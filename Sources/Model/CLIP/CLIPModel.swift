@@ -263,9 +263,14 @@ public struct CLIPModel: Sendable {
         do { return try body() } catch { throw .cpu("cannot convert the model to \(precision.rawValue): \(error)") }
     }
 
-    /// Image embeddings: `pixels` [N, 3, R, R] (normalised as the model's preprocessing does) → [N, embed].
+    /// Image embeddings: `pixels` [N, 3, R, R] (normalised as the model's preprocessing does) → [N, embed]. A NaFlex
+    /// tower (SigLIP 2's `variableGrid`) takes [N, values] in `Preprocessing.PatchBudget`'s layout instead.
     public func encodeImage(_ pixels: Tensor) throws(CLIPError) -> Tensor {
-        guard pixels.rank == 4, pixels.shape[1] == 3 else {
+        if case .transformer(let v) = configuration.vision, v.variableGrid {
+            guard pixels.rank == 2 else {
+                throw .imageShape(pixels.shape, expected: "[N, values]: NaFlex's patch rows (Preprocessing.PatchBudget's layout)")
+            }
+        } else if pixels.rank != 4 || pixels.shape[1] != 3 {
             throw .imageShape(pixels.shape, expected: "[N, 3, \(configuration.imageResolution), \(configuration.imageResolution)]")
         }
         if pixels.shape[0] == 0 { return Tensor(uncheckedZeros: [0, configuration.embedDim]) }

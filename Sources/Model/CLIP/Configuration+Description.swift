@@ -11,6 +11,7 @@ extension CLIPConfiguration: CustomStringConvertible {
             case .attention: ", attention pooling"
             }
             v = "ViT width \(c.width), \(c.layers) layers, \(c.heads) heads, patch \(c.patchSize), resolution \(c.patchSize * c.grid)" + pooling
+                + (c.variableGrid ? ", NaFlex positions \(c.grid)×\(c.grid) resized per image" : "")
         case .resnet(let c):
             v = "ResNet stages \(c.layers), width \(c.width), \(c.heads) pool heads, resolution \(c.outputGrid * 32)"
         case .convNeXt(let c):

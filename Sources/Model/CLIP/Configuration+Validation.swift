@@ -58,6 +58,11 @@ extension CLIPConfiguration {
             if v.pooling == .classToken, v.projectionBias, v.timmModel == nil {
                 throw .architecture("the weights have a timm CLIP ViT image tower (a class token and timm's head with bias, as MobileCLIP2-L-14 and MobileCLIP-B), whose heads and activation are not in the weights; load it with its open_clip config (vision_cfg.timm_model_name vit_large_patch14_clip_224 or vit_base_mci_224)", origin: origin)
             }
+            if v.variableGrid {
+                guard case .attention = v.pooling, !v.hasClassToken, v.convStem == nil, v.rotary == nil, !v.projection else {
+                    throw .architecture("a NaFlex image tower (positions resized to each image's grid) is SigLIP's: no class token, a patch Linear, no rotary embedding or projection, attention pooling", origin: origin)
+                }
+            }
             if let rotary = v.rotary {
                 let headDim = v.heads > 0 ? v.width / v.heads : 0
                 guard headDim % 4 == 0, (1...1_024).contains(rotary.referenceGrid), rotary.offset.isFinite, abs(rotary.offset) <= 1_024 else {

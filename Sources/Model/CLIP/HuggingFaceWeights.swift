@@ -77,6 +77,14 @@ package struct HuggingFaceWeights: WeightSource {
             }
             if n == "text_projection.weight" { return ("text.proj.weight", .rename(n), t.shape) }
         }
+        // SigLIP 2 NaFlex embeds patch rows with a Linear; under the convolution's name and layout it is the same map.
+        if n == "vision_model.embeddings.patch_embedding.weight", t.shape.count == 2 {
+            let p = Int(Double(t.shape[1] / 3).squareRoot().rounded())
+            guard p >= 1, 3 * p * p == t.shape[1] else {
+                throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: "has shape \(t.shape); a patch Linear takes 3·p·p inputs"))
+            }
+            return ("visual.conv1.weight", .patchLinear(n, patch: p), [t.shape[0], 3, p, p])
+        }
         let layer = #/^(text_model|vision_model)\.encoder\.layers\.(\d+)\.(.+)$/#
         guard let m = n.wholeMatch(of: layer) else {
             if (n == "logit_scale" || n == "logit_bias") && t.shape == [1] { return (n, .reshape(n, []), []) }

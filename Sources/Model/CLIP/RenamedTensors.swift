@@ -41,6 +41,9 @@ enum WeightRecipe: Sendable {
     case concat([String])
     /// The same values under another shape (`[1]` scalars as `[]`, `[1, N, w]` embeddings as `[N, w]`).
     case reshape(String, [Int])
+    /// A Linear over patch rows in (y, x, channel) order, `[width, p·p·3]` (SigLIP 2 NaFlex's patch embedding), as the
+    /// patch convolution `[width, 3, p, p]` the ViT tower reads: `conv[o, c, y, x] = linear[o, (y·p + x)·3 + c]`.
+    case patchLinear(String, patch: Int)
 
     /// The tensor `name` made from `base`.
     func make(_ name: String, from base: any WeightSource) throws(WeightFileError) -> Tensor {
@@ -61,6 +64,19 @@ enum WeightRecipe: Sendable {
             do { return try Tensor(shape: shape, scalars: t.scalars) } catch {
                 throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: error.description))
             }
+        case .patchLinear(let n, let p):
+            let t = try base.floatTensor(n)
+            let (rows, cols) = (t.shape[0], t.shape.count == 2 ? t.shape[1] : 0)
+            guard t.shape.count == 2, cols == 3 * p * p else {
+                throw WeightFileError(file: origin, .invalidEntry(tensor: n, message: "has shape \(t.shape), expected [width, \(3 * p * p)] (\(p)×\(p) patches of 3 channels)"))
+            }
+            var out = [Float](repeating: 0, count: t.count)
+            for o in 0..<rows {
+                for c in 0..<3 {
+                    for yx in 0..<(p * p) { out[(o * 3 + c) * p * p + yx] = t.scalars[o * cols + yx * 3 + c] }
+                }
+            }
+            return Tensor(uncheckedShape: [rows, 3, p, p], scalars: out)
         case .concat(let parts):
             var scalars: [Float] = []
             var shape: [Int] = []

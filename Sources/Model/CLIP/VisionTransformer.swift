@@ -115,6 +115,7 @@ public struct VisionTransformer: Sendable {
     /// `pixels` [N, 3, H, W] → [N, embed]. As with the reference's strided convolution, pixels past the last
     /// whole patch are ignored; the patch grid must match the positional embedding.
     func forward(_ pixels: Tensor) throws(CLIPError) -> Tensor {
+        if configuration.variableGrid { return try forwardVariableGrid(pixels) }
         let patches: Tensor
         if case .convStem = patchEmbedding { patches = try stemInput(pixels) } else { patches = try patchRows(pixels) }
         do {

@@ -56,6 +56,9 @@ extension CLIPConfiguration {
         /// timm's convolutional stem in place of the patch convolution (`vit_base_mci_224`, MobileCLIP-B); nil for the
         /// patch convolution.
         public var convStem: ConvStem?
+        /// SigLIP 2's NaFlex: each image comes as its own grid of patch rows (`Preprocessing.PatchBudget`'s layout,
+        /// a [N, values] tensor) and the `grid` × `grid` position table is resized to that grid.
+        public var variableGrid = false
         /// Whether the positional table has a row for the class token (timm's `no_embed_class` false); without one the
         /// class token enters the blocks without a position (MobileCLIP-B).
         public var classTokenPosition = true
