@@ -4,7 +4,10 @@ ViT-B-16-SigLIP (timm image tower) in PyTorch, against `clip bench` on the same 
 2 threads each, median of --repeat timed runs after a warm-up; rates and ratios.
 
     swift build -c release --product clip
-    python Scripts/bench/bench_siglip.py [--batch 8] [--repeat 5] [--clip .build/release/clip]
+    python Scripts/bench/bench_siglip.py [--batch 8] [--repeat 5] [--clip .build/release/clip] [--naflex]
+
+With --naflex: SigLIP 2 NaFlex B/16 instead (transformers' Siglip2Model, google/siglip2-base-patch16-naflex's
+configuration), every image a full 16×16 grid (256 patches, the default budget, no padding) in both.
 
 Needs: torch, transformers, open_clip_torch, timm (and bench_compare.py's clip-anytorch). The folder (800 MB) is written to a temporary directory and
 removed afterwards.
@@ -25,6 +28,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--clip", default=".build/release/clip")
+    ap.add_argument("--naflex", action="store_true", help="SigLIP 2 NaFlex B/16 (Siglip2Model) instead")
     args = ap.parse_args()
     torch.set_num_threads(2)
     cpu = open("/proc/cpuinfo").read()
@@ -33,6 +37,9 @@ def main():
 
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
     import open_clip
+
+    if args.naflex:
+        return naflex(args)
 
     b = args.batch
     pixels = torch.randn(b, 3, 224, 224)
@@ -68,6 +75,40 @@ def main():
     print(f"{'':28s} {'img/s':>8s} {'× HF':>6s} {'txt/s':>8s} {'× HF':>6s}")
     for name, i, t in rows:
         print(f"{name:28s} {i:8.2f} {i / base_img:6.2f} {t:8.2f} {t / base_txt:6.2f}")
+
+
+def naflex(args):
+    from transformers import Siglip2Config, Siglip2Model
+    from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
+
+    b = args.batch
+    pixels = torch.randn(b, 256, 768)
+    mask = torch.ones(b, 256, dtype=torch.int32)
+    shapes = torch.tensor([[16, 16]] * b)
+    tokens = torch.randint(0, 256000, (b, 64))
+    hf = Siglip2Model(Siglip2Config(text_config=dict(vocab_size=256000))).eval()
+    with torch.inference_mode():
+        rows = [("transformers Siglip2Model",
+                 b / median_time(lambda: hf.vision_model(pixel_values=pixels, pixel_attention_mask=mask,
+                                                         spatial_shapes=shapes), args.repeat),
+                 b / median_time(lambda: hf.text_model(input_ids=tokens), args.repeat))]
+    folder = tempfile.mkdtemp()
+    try:
+        hf.save_pretrained(folder)
+        Siglip2ImageProcessorPil(patch_size=16, max_num_patches=256).save_pretrained(folder)
+        del hf
+        out = subprocess.run([args.clip, "bench", "--model", folder, "--batch", str(b), "--repeat", str(args.repeat)],
+                             check=True, capture_output=True, text=True).stdout
+        img = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
+        txt = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
+        level = re.search(r"CPU level: (\S+)", out).group(1)
+        rows.append((f"swift-clip ({level})", img, txt))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"batch {b}, fp32, 256 patches per image")
+    print(f"{'':28s} {'img/s':>8s} {'× HF':>6s} {'txt/s':>8s} {'× HF':>6s}")
+    for name, i, t in rows:
+        print(f"{name:28s} {i:8.2f} {i / rows[0][1]:6.2f} {t:8.2f} {t / rows[0][2]:6.2f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,16 @@ func streamedDecodeEqualsWhole(_ e: ManifestEntry, interpolation: ImagePreproces
                     "\(e.file) at \(r) \(interpolation) (EXIF \(exif)): \(differing) of \(expected.count) bytes differ")
         }
     }
+    // SigLIP 2 NaFlex's uncropped resize to a patch budget streams too (RGB and gray images only: it converts to RGB
+    // before resizing).
+    for budget in [Preprocessing.PatchBudget(patchSize: 4, maxPatches: 24), .init(patchSize: 16, maxPatches: 256)] {
+        var p = ImagePreprocessor(resolution: 64, interpolation: interpolation)
+        p.preprocessing.patchBudget = budget
+        guard let streamed = try p.streamedCroppedRGB(data, name: e.file) else { continue }
+        #expect(["L", "RGB"].contains(e.mode), "\(e.file) (\(e.mode)) streamed for NaFlex")
+        let expected = try p.croppedRGB(whole, name: e.file)
+        #expect(streamed == expected, "\(e.file) with \(budget) \(interpolation): streamed bytes differ")
+    }
 }
 
 @Test("The streamed path covers every JPEG and every non-interlaced 8-bit PNG, and only them")
