@@ -106,6 +106,8 @@ func writeScratchBytes(_ bytes: [UInt8], _ name: String) throws -> String {
     ("text_cfg", "tokenizer_kwargs", "{\"strip_sep_token\": true}", "text_cfg.tokenizer_kwargs"),  // without BERT's
     ("preprocess_cfg", "resize_mode", "\"stretch\"", "preprocess_cfg.resize_mode"),
     ("preprocess_cfg", "interpolation", "\"nearest\"", "preprocess_cfg.interpolation"),
+    ("preprocess_cfg", "mean", "[0.5, 0.5]", "preprocess_cfg.mean"),
+    ("preprocess_cfg", "std", "[0.5, 0, 0.5]", "preprocess_cfg.std"),
 ])
 func unimplementedOpenCLIPSettingsAreRefused(section: String, key: String, value: String, named: String) throws {
     var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(formatsDirectory)/vit_small_openclip.json"))) as! [String: Any]

@@ -215,6 +215,10 @@ func naflexProcessorDefaults() throws {
     (#"{"resample": 1}"#, "resample"),
     (#"{"do_rescale": false}"#, "do_rescale"),
     (#"{"rescale_factor": 0.5}"#, "rescale_factor"),
+    (#"{"image_std": [0.5, 0.5]}"#, "image_std"),
+    (#"{"image_std": [0, 0, 0]}"#, "image_std"),
+    (#"{"image_mean": "0.5"}"#, "image_mean"),
+    (#"{"image_mean": [0.5, null, 0.5]}"#, "image_mean"),
 ])
 func naflexHostileProcessorConfig(_ json: String, _ key: String) throws {
     let dir = try naflexFolderCopy(preprocessor: json)
@@ -235,4 +239,20 @@ func naflexWithoutHeadIsRefused() throws {
     config = config.replacingOccurrences(of: "\"vision_use_head\": true", with: "\"vision_use_head\": false")
     try config.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
     #expect { _ = try CLIPModel.load(path: dir) } throws: { "\($0)".contains("vision_use_head") }
+}
+
+@Test("One number for image_mean or image_std stands for all three channels, as transformers reads it")
+func naflexScalarNormalisation() throws {
+    let dir = try naflexFolderCopy(preprocessor: #"{"image_mean": 0.25, "image_std": 0.75, "max_num_patches": 24}"#)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let p = try CLIPModel.load(path: dir).preprocessing
+    #expect(p.mean == [0.25, 0.25, 0.25] && p.std == [0.75, 0.75, 0.75])
+}
+
+@Test("A PNG wider than libpng's default 1,000,000-pixel limit reads as Pillow reads it, into a 1×256 grid")
+func naflexWidePNG() throws {
+    var p = Preprocessing(resolution: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], interpolation: .bilinear)
+    p.patchBudget = .init(patchSize: 16, maxPatches: 256)
+    let pixels = try ImagePreprocessor(p).pixels(file: "\(naflexDirectory)/strip_1x1000001.png")
+    #expect(pixels.count == p.valuesPerImage && pixels[0] == 1 && pixels[1] == 256)
 }

@@ -137,6 +137,9 @@ int clip_png_open(const uint8_t *data, size_t size, uint64_t max_pixels, clip_pn
         return code;
     }
     png_set_read_fn(s->png, &s->r, read_data);
+    // libpng refuses sides over 1,000,000 pixels by default; Pillow reads up to the format's 2^31 - 1, and the pixel
+    // limit above bounds the memory (a 1 x 2,000,000 strip is a valid photo panorama's shape for SigLIP 2 NaFlex).
+    png_set_user_limits(s->png, 0x7fffffff, 0x7fffffff);
     // Pillow checks chunk CRCs of critical chunks and ignores ancillary ones' errors.
     png_set_crc_action(s->png, PNG_CRC_DEFAULT, PNG_CRC_QUIET_USE);
     png_read_info(s->png, s->info);

@@ -46,6 +46,9 @@ struct Preprocess: ParsableCommand {
         guard (1...4096).contains(resolution) else { throw ValidationError("--resolution must be between 1 and 4096") }
         _ = try triple(mean, "--mean")
         _ = try triple(std, "--std")
+        if maxPatches == nil, patchSize != 16 {
+            throw ValidationError("--patch-size applies to SigLIP 2 NaFlex's layout only: give --max-patches too")
+        }
         if let maxPatches, !Preprocessing.PatchBudget(patchSize: patchSize, maxPatches: maxPatches).isValid {
             throw ValidationError("--max-patches \(maxPatches) of --patch-size \(patchSize): the patch side must be 1...\(Preprocessing.PatchBudget.maximumPatchSize) and an image at most \(Preprocessing.PatchBudget.maximumValues) values")
         }

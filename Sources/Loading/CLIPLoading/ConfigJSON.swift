@@ -93,11 +93,18 @@ struct ConfigReader {
         return i
     }
 
-    /// Three finite numbers (a per-channel mean or standard deviation), else nil.
-    func floats(_ v: JSONValue?) -> [Float]? {
-        guard let a = v?.array, a.count == 3 else { return nil }
-        let f = a.compactMap { $0.number.map(Float.init) }
-        return f.count == 3 && f.allSatisfy(\.isFinite) ? f : nil
+    /// A per-channel mean or standard deviation: three finite numbers, or one for all three (as transformers'
+    /// processors and torchvision's Normalize take it); nil when absent or null. Anything else is refused by `key`,
+    /// and a standard deviation (`divisor`) must be at least 1e-6 in size: its quotients would overflow.
+    func channels(_ v: JSONValue?, _ key: String, divisor: Bool = false) throws(ModelLoadError) -> [Float]? {
+        guard let v, v != .null else { return nil }
+        let values: [Float]? = if let x = v.number { [Float(x), Float(x), Float(x)] }
+            else if let a = v.array, a.count == 3 { a.compactMap { $0.number.map(Float.init) } }
+            else { nil }
+        guard let values, values.count == 3, values.allSatisfy(\.isFinite), !divisor || values.allSatisfy({ abs($0) >= 1e-6 }) else {
+            throw .architecture("\(key) is \(v); expected three finite numbers (one per channel) or one for all three\(divisor ? ", none smaller than 1e-6 in size" : "")", origin: origin)
+        }
+        return values
     }
 
     /// A `hidden_act`: quick_gelu, gelu (GELU with the exact error function) or gelu_pytorch_tanh (its tanh

@@ -113,8 +113,8 @@ extension CLIPModel {
     /// normalisation.
     private static func applySiglip2Processor(_ pre: [String: JSONValue], to p: inout Preprocessing, patch: Int,
                                               _ r: ConfigReader) throws(ModelLoadError) {
-        if let m = r.floats(pre["image_mean"]) { p.mean = m }
-        if let s = r.floats(pre["image_std"]) { p.std = s }
+        if let m = try r.channels(pre["image_mean"], "image_mean") { p.mean = m }
+        if let s = try r.channels(pre["image_std"], "image_std", divisor: true) { p.std = s }
         for key in ["do_resize", "do_rescale", "do_normalize"] {
             if let v = pre[key], v != .null, v.bool != true {
                 throw .architecture("\(key) is \(v); Siglip2ImageProcessor's resize, rescale and normalisation are what is implemented", origin: r.origin)
@@ -149,8 +149,8 @@ extension CLIPModel {
     /// resize of both sides.
     private static func applyImageProcessor(_ pre: [String: JSONValue], to p: inout Preprocessing, model c: CLIPConfiguration,
                                             _ r: ConfigReader, folder: String) throws(ModelLoadError) {
-        if let m = r.floats(pre["image_mean"]) { p.mean = m }
-        if let s = r.floats(pre["image_std"]) { p.std = s }
+        if let m = try r.channels(pre["image_mean"], "image_mean") { p.mean = m }
+        if let s = try r.channels(pre["image_std"], "image_std", divisor: true) { p.std = s }
         let crop = pre["crop_size"]?.object != nil ? pre["crop_size"]?["height"] : pre["crop_size"]
         if let size = try r.resolution(crop, "crop_size", model: c) { p.resolution = size }
         if let crops = pre["do_center_crop"], crops != .null, crops.bool == nil {

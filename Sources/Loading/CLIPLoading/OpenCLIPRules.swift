@@ -120,8 +120,8 @@ extension OpenCLIPConfig {
         // Last, so a family's own checks (CoCa, CLIPA, SigLIP) name a mismatch first.
         try OpenCLIPRules.checkSizes(cfg, against: c, r)
         if let pre = cfg["preprocess_cfg"] {
-            if let m = r.floats(pre["mean"]) { p.mean = m }
-            if let s = r.floats(pre["std"]) { p.std = s }
+            if let m = try r.channels(pre["mean"], "preprocess_cfg.mean") { p.mean = m }
+            if let s = try r.channels(pre["std"], "preprocess_cfg.std", divisor: true) { p.std = s }
             if let mode = pre["resize_mode"]?.string, let m = Preprocessing.ResizeMode(rawValue: mode) { p.resizeMode = m }
             if let name = pre["interpolation"]?.string, let i = Preprocessing.Interpolation(rawValue: name) { p.interpolation = i }
         }

@@ -114,6 +114,14 @@ enum OpenCLIPRules {
         let isEmpty: @Sendable (JSONValue) -> Bool = { $0.string?.isEmpty == true }
         let isEmptyObject: @Sendable (JSONValue) -> Bool = { $0.object?.isEmpty == true }
         func oneOf(_ names: [String]) -> @Sendable (JSONValue) -> Bool { { $0.string.map(names.contains) == true } }
+        // A per-channel mean or std: three finite numbers (open_clip's tuples) or one for all three; a std none
+        // smaller than 1e-6 in size, whose quotients stay finite.
+        func channels(divisor: Bool) -> @Sendable (JSONValue) -> Bool {
+            { v in
+                let values = v.number.map { [$0] } ?? v.array.flatMap { a in a.count == 3 ? a.compactMap(\.number) : nil } ?? []
+                return (values.count == 1 || values.count == 3) && values.allSatisfy { $0.isFinite && (!divisor || abs($0) >= 1e-6) }
+            }
+        }
         return [
             Rule("", "quick_gelu", isFlag, "true or false"),
             Rule("", "custom_text", isFalse, "the CLIP text tower; custom or Hugging Face text towers are not loaded"),
@@ -148,6 +156,8 @@ enum OpenCLIPRules {
             Rule("preprocess_cfg", "resize_mode", oneOf(Preprocessing.ResizeMode.allCases.map(\.rawValue)),
                  Preprocessing.ResizeMode.allCases.map(\.rawValue).joined(separator: ", ")),
             Rule("preprocess_cfg", "fill_color", { $0.number == 0 }, "0"),
+            Rule("preprocess_cfg", "mean", channels(divisor: false), "three finite numbers or one"),
+            Rule("preprocess_cfg", "std", channels(divisor: true), "three finite numbers or one, none below 1e-6 in size"),
             Rule("preprocess_cfg", "interpolation", oneOf(Preprocessing.Interpolation.allCases.map(\.rawValue)),
                  Preprocessing.Interpolation.allCases.map(\.rawValue).joined(separator: ", ")),
         ]
