@@ -143,3 +143,17 @@ func indexesHEICAndAVIF() throws {
     // As shown: the AVIF's irot turns it; libheif has already turned the HEIC.
     #expect(sizes.contains(["photos/avif_rotated.avif", "26x40"]) && sizes.contains(["photos/heic_rotated.heic", "26x40"]), "\(sizes)")
 }
+
+@Test("A strip too elongated for the shorter-side resize still gets a thumbnail: its centre square")
+func elongatedStripThumbnail() throws {
+    // 1 × 100,000: the shorter side at 160 would make 160 × 16,000,000 pixels, over the pixel limit.
+    var pixels = [UInt8](repeating: 0, count: 100_000 * 3)
+    for x in 0..<100_000 { pixels[3 * x] = UInt8(x % 256) }
+    pixels[3 * 49_999 + 1] = 255  // the centre pixel ((100,000 − 1) / 2) is the square the thumbnail shows
+    let strip = DecodedImage(width: 100_000, height: 1, mode: .rgb, pixels: pixels)
+    let png = try PNGEncoder.encode(rgb: pixels, width: 100_000, height: 1)
+    let rgb = try #require(ContactSheet.thumbnailRGB(encoded: png, name: "strip.png"))
+    #expect(rgb.count == ContactSheet.thumbnail * ContactSheet.thumbnail * 3)
+    #expect(rgb[0] == UInt8(49_999 % 256) && rgb[1] == 255 && rgb[2] == 0)
+    #expect(ContactSheet.thumbnailRGB(strip, name: "strip", side: 8)?.count == 8 * 8 * 3)
+}

@@ -26,9 +26,25 @@ package enum ContactSheet {
         return thumbnailRGB(image, name: name, side: side)
     }
 
-    /// The same of a decoded picture (a video's frame): turned as shown, shorter side resized, centre cropped.
+    /// The same of a decoded picture (a video's frame): turned as shown, shorter side resized, centre cropped. A strip
+    /// too elongated for that resize (a 1 × 100,000 panorama would need 256 × 25,600,000 pixels) gets its centre
+    /// square resized instead: a thumbnail, not a missing file.
     static func thumbnailRGB(_ image: DecodedImage, name: String, side: Int) -> [UInt8]? {
-        try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(image, name: name)
+        if let rgb = try? ImagePreprocessor(resolution: side, applyEXIFOrientation: true).croppedRGB(image, name: name) {
+            return rgb
+        }
+        let turned = image.exifTransposed()
+        let (w, h, ch) = (turned.width, turned.height, turned.mode.channels)
+        let s = min(w, h)
+        guard s > 0, max(w, h) > s else { return nil }
+        let (x0, y0) = ((w - s) / 2, (h - s) / 2)
+        var pixels = [UInt8](repeating: 0, count: s * s * ch)
+        for y in 0..<s {
+            let from = ((y + y0) * w + x0) * ch
+            pixels.replaceSubrange((y * s * ch)..<((y + 1) * s * ch), with: turned.pixels[from..<(from + s * ch)])
+        }
+        let square = DecodedImage(width: s, height: s, mode: turned.mode, pixels: pixels, palette: turned.palette)
+        return try? ImagePreprocessor(resolution: side).croppedRGB(square, name: name)
     }
 
     /// A PNG thumbnail of an image file or a video's frame at `time`, for the kitty graphics protocol.
