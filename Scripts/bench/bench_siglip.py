@@ -62,19 +62,28 @@ def main():
                          b / median_time(lambda: oc.encode_image(pixels), args.repeat),
                          b / median_time(lambda: oc.encode_text(tokens), args.repeat)))
         del oc
-        out = subprocess.run([args.clip, "bench", "--model", folder, "--batch", str(b), "--repeat", str(args.repeat)],
-                             check=True, capture_output=True, text=True).stdout
-        img = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
-        txt = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
-        level = re.search(r"CPU level: (\S+)", out).group(1)
-        rows.append((f"swift-clip ({level})", img, txt))
+        rows.append(clip_bench(args, folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    base_img, base_txt = rows[0][1], rows[0][2]
-    print(f"batch {b}, fp32")
+    print_rows(rows, f"batch {b}, fp32")
+
+
+def clip_bench(args, folder):
+    """`clip bench` on a model folder → (name with its CPU level, img/s, txt/s)."""
+    out = subprocess.run([args.clip, "bench", "--model", folder, "--batch", str(args.batch), "--repeat", str(args.repeat)],
+                         check=True, capture_output=True, text=True).stdout
+    img = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
+    txt = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
+    level = re.search(r"CPU level: (\S+)", out).group(1)
+    return (f"swift-clip ({level})", img, txt)
+
+
+def print_rows(rows, title):
+    """Rates and their ratios to the first row's."""
+    print(title)
     print(f"{'':28s} {'img/s':>8s} {'× HF':>6s} {'txt/s':>8s} {'× HF':>6s}")
     for name, i, t in rows:
-        print(f"{name:28s} {i:8.2f} {i / base_img:6.2f} {t:8.2f} {t / base_txt:6.2f}")
+        print(f"{name:28s} {i:8.2f} {i / rows[0][1]:6.2f} {t:8.2f} {t / rows[0][2]:6.2f}")
 
 
 def naflex(args):
@@ -97,18 +106,10 @@ def naflex(args):
         hf.save_pretrained(folder)
         Siglip2ImageProcessorPil(patch_size=16, max_num_patches=256).save_pretrained(folder)
         del hf
-        out = subprocess.run([args.clip, "bench", "--model", folder, "--batch", str(b), "--repeat", str(args.repeat)],
-                             check=True, capture_output=True, text=True).stdout
-        img = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
-        txt = float(re.search(r"text batch \d+: ([\d.]+) txt/s", out).group(1))
-        level = re.search(r"CPU level: (\S+)", out).group(1)
-        rows.append((f"swift-clip ({level})", img, txt))
+        rows.append(clip_bench(args, folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"batch {b}, fp32, 256 patches per image")
-    print(f"{'':28s} {'img/s':>8s} {'× HF':>6s} {'txt/s':>8s} {'× HF':>6s}")
-    for name, i, t in rows:
-        print(f"{name:28s} {i:8.2f} {i / rows[0][1]:6.2f} {t:8.2f} {t / rows[0][2]:6.2f}")
+    print_rows(rows, f"batch {b}, fp32, 256 patches per image")
 
 
 if __name__ == "__main__":
