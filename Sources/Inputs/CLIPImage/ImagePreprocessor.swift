@@ -283,12 +283,7 @@ public struct ImagePreprocessor: Sendable {
             return
         }
         let plane = resolution * resolution
-        // ToTensor then Normalize, in float32 and in this order, as torch computes them; a byte has 256 values,
-        // so each channel's results are tabulated once per image instead of two divisions per sample.
-        var table = [Float](repeating: 0, count: 3 * 256)
-        for c in 0..<3 {
-            for v in 0..<256 { table[c * 256 + v] = (Float(v) / 255 - mean[c]) / std[c] }
-        }
+        let table = normalizationTable()
         rgb.withUnsafeBufferPointer { px in
             table.withUnsafeBufferPointer { t in
                 let px = px.baseAddress!, t = t.baseAddress!
@@ -299,6 +294,17 @@ public struct ImagePreprocessor: Sendable {
                 }
             }
         }
+    }
+
+    /// ToTensor then Normalize of every byte value, per channel → [3·256]: in float32 and in this order, as torch
+    /// computes them; a byte has 256 values, so each channel's results are tabulated once per image instead of two
+    /// divisions per sample.
+    func normalizationTable() -> [Float] {
+        var table = [Float](repeating: 0, count: 3 * 256)
+        for c in 0..<3 {
+            for v in 0..<256 { table[c * 256 + v] = (Float(v) / 255 - mean[c]) / std[c] }
+        }
+        return table
     }
 
     /// The window [wx, wx+ww) × [wy, wy+wh) of Pillow's resize of `src` (w × h) to nw × nh with `interpolation`.

@@ -62,14 +62,14 @@ extension ImagePreprocessor {
         let p = budget.patchSize, (rows, cols) = (height / p, width / p), patch = 3 * p * p
         out[0] = Float(rows)
         out[1] = Float(cols)
-        let t = (0..<3).map { c in (0..<256).map { v in (Float(v) / 255 - mean[c]) / std[c] } }
+        let t = normalizationTable()
         rgb.withUnsafeBufferPointer { px in
             for gy in 0..<rows {
                 for gx in 0..<cols {
                     let row = out + 2 + (gy * cols + gx) * patch
                     for y in 0..<p {
                         let src = ((gy * p + y) * width + gx * p) * 3
-                        for i in 0..<(3 * p) { row[y * 3 * p + i] = t[i % 3][Int(px[src + i])] }
+                        for i in 0..<(3 * p) { row[y * 3 * p + i] = t[(i % 3) * 256 + Int(px[src + i])] }
                     }
                 }
             }

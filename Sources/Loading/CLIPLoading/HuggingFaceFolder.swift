@@ -44,18 +44,16 @@ extension CLIPModel {
             ?? c.imageResolution)
         let prePath = folder + "/preprocessor_config.json"
         if naflex {
-            // Siglip2ImageProcessor's defaults: 256 patches, bilinear, mean and std 0.5.
+            // Siglip2ImageProcessor's defaults: 256 patches (within PatchBudget's bound for any patch up to the 64
+            // pixels applySiglip2 allows), bilinear, mean and std 0.5.
             p = Preprocessing(resolution: c.imageResolution, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
                               resizeMode: .squash, interpolation: .bilinear)
             p.patchBudget = .init(patchSize: naflexPatch, maxPatches: 256)
             if fm.fileExists(atPath: prePath) {
                 try applySiglip2Processor(try ConfigReader.read(prePath), to: &p, patch: naflexPatch, ConfigReader(origin: prePath))
             }
-            if let budget = p.patchBudget, !budget.isValid {
-                throw .architecture("a budget of \(budget.maxPatches) patches of \(budget.patchSize) pixels is more than \(Preprocessing.PatchBudget.maximumValues) values per image", origin: folder)
-            }
         } else if fm.fileExists(atPath: prePath) {
-            try applyImageProcessor(try ConfigReader.read(prePath), to: &p, model: c, ConfigReader(origin: prePath), folder: folder)
+            try applyImageProcessor(try ConfigReader.read(prePath), to: &p, model: c, ConfigReader(origin: prePath))
         }
         let (model, digest) = try loadThroughCache(cache, path: single ?? folder, identity: identity, source: source,
                                                    configuration: c, ignoring: HuggingFaceWeights.isIgnorable,
@@ -137,9 +135,14 @@ extension CLIPModel {
             throw .architecture("max_num_patches \(budget.maxPatches) of \(patch)-pixel patches is more than \(Preprocessing.PatchBudget.maximumValues) values per image", origin: r.origin)
         }
         p.patchBudget = budget
+        try applyResample(pre, to: &p, r)
+    }
+
+    /// PIL's filter number `resample`: 2 bilinear, 3 bicubic; others are refused.
+    private static func applyResample(_ pre: [String: JSONValue], to p: inout Preprocessing, _ r: ConfigReader) throws(ModelLoadError) {
         if let filter = try r.int(pre["resample"], "resample", in: 0...5) {
             guard filter == 2 || filter == 3 else {
-                throw .architecture("resample is \(filter); only bilinear (2) and bicubic (3) are implemented", origin: r.origin)
+                throw .architecture("preprocessor_config.json asks for resample=\(filter); only bilinear (2) and bicubic (3) are implemented", origin: r.origin)
             }
             p.interpolation = filter == 2 ? .bilinear : .bicubic
         }
@@ -148,7 +151,7 @@ extension CLIPModel {
     /// `preprocessor_config.json`: CLIPImageProcessor's mean, std, crop and filter, or SiglipImageProcessor's
     /// resize of both sides.
     private static func applyImageProcessor(_ pre: [String: JSONValue], to p: inout Preprocessing, model c: CLIPConfiguration,
-                                            _ r: ConfigReader, folder: String) throws(ModelLoadError) {
+                                            _ r: ConfigReader) throws(ModelLoadError) {
         if let m = try r.channels(pre["image_mean"], "image_mean") { p.mean = m }
         if let s = try r.channels(pre["image_std"], "image_std", divisor: true) { p.std = s }
         let crop = pre["crop_size"]?.object != nil ? pre["crop_size"]?["height"] : pre["crop_size"]
@@ -172,13 +175,7 @@ extension CLIPModel {
         }
         // A shortest-edge resize with do_center_crop false is read as with the crop: transformers feeds such images
         // uncropped, which its ViT refuses unless they are square, and for square ones the crop changes nothing.
-        // PIL's filter numbers: 2 bilinear, 3 bicubic.
-        if let filter = try r.int(pre["resample"], "resample", in: 0...5) {
-            guard filter == 2 || filter == 3 else {
-                throw .architecture("preprocessor_config.json asks for resample=\(filter); only bilinear (2) and bicubic (3) are implemented", origin: folder)
-            }
-            p.interpolation = filter == 2 ? .bilinear : .bicubic
-        }
+        try applyResample(pre, to: &p, r)
     }
 
     /// `model.safetensors` (or its shards), else `pytorch_model.bin` (or its shards), of a Hugging Face folder.
