@@ -98,7 +98,7 @@ func loadOpenCLIPFixture(_ arch: String, as name: String, weights: String? = nil
 func expectVisionSettingRefused(_ arch: String, _ key: String, _ json: String, _ message: String) throws {
     let value = try JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
     do {
-        _ = try loadOpenCLIPFixture(arch, as: "\(key)-\(json.filter(\.isLetter))", edit: settingVision(key, value))
+        _ = try loadOpenCLIPFixture(arch, as: "\(key)-\(json.filter { $0.isLetter || $0.isNumber })", edit: settingVision(key, value))
         Issue.record("\(arch): \(key) = \(json) was accepted")
     } catch {
         #expect("\(error)".contains(message), "\(error)")
