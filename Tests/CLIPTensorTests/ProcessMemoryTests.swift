@@ -11,22 +11,32 @@ private func threadPageFaults() -> Int {
     return usage.ru_minflt
 }
 
-/// Runs `body` on a thread created for it and waits. glibc gives a new thread an arena no running thread uses (up to
-/// 8 per core); on a test-pool thread the arena is shared with tests running alongside, whose allocations split the
-/// freed blocks, push the next round into a fresh heap and fault it in: one CI run counted 20,485 faults at 8 MiB
-/// where alone it counts a few dozen.
-private final class ResultBox: @unchecked Sendable {
-    var value = 0
-    let done = DispatchSemaphore(value: 0)
+/// Runs each of `bodies` on a thread created for it, one after another, and returns their results. glibc gives a new
+/// thread an arena no running thread uses: a fresh one, or one a finished thread left, perhaps half full. There a round
+/// can spill into a secondary heap, which glibc deletes as soon as everything in it is free whatever the thresholds,
+/// so every round faults it in again: one CI run counted 30,725 faults at 8 MiB in each of three attempts, each on a
+/// new thread that took over the arena the previous attempt's thread had just left. The threads here stay alive until
+/// all have measured, so each attempt runs in an arena of its own.
+private final class Attempts: @unchecked Sendable {
+    var values: [Int]
+    let measured = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+    init(_ count: Int) { values = Array(repeating: .max, count: count) }
 }
 
-private func onOwnThread(_ body: @escaping @Sendable () -> Int) -> Int {
-    let box = ResultBox()
-    let thread = Thread { box.value = body(); box.done.signal() }
-    thread.stackSize = 1 << 20
-    thread.start()
-    box.done.wait()
-    return box.value
+private func onThreadsOfTheirOwn(_ count: Int, _ body: @escaping @Sendable () -> Int) -> [Int] {
+    let attempts = Attempts(count)
+    for i in 0..<count {
+        let thread = Thread {
+            attempts.values[i] = body()
+            attempts.measured.signal()
+            attempts.release.wait()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+        attempts.measured.wait()
+    }
+    for _ in 0..<count { attempts.release.signal() }
+    return attempts.values
 }
 
 /// The pattern of a training step: several activations of a few MiB alive together, then all freed. With glibc's
@@ -35,19 +45,17 @@ private func onOwnThread(_ body: @escaping @Sendable () -> Int) -> Int {
 @Test(arguments: [1 << 20, 4 << 20, 8 << 20])
 func freedActivationsAreReusedWithoutPageFaults(blockBytes: Int) {
     #expect(ProcessMemory.retainFreedMemory())
-    // The best of three: tests running alongside share the allocator, and one of them may take the retained memory
-    // in between (20,485 faults once at 8 MiB on CI); without retention every attempt faults about 5 × per round.
-    let faults = (0..<3).map { _ in
-        onOwnThread { () -> Int in
-            func round() -> Bool {
-                let blocks = (0..<6).map { i in [UInt8](repeating: UInt8(i + 1), count: blockBytes) }
-                return blocks.allSatisfy { $0.count == blockBytes }
-            }
-            _ = round()
-            let before = threadPageFaults()
-            for _ in 0..<5 { _ = round() }
-            return threadPageFaults() - before
+    // The best of three: tests running alongside may still take the retained memory in between; without retention
+    // every attempt faults about 5 × per round.
+    let faults = onThreadsOfTheirOwn(3) { () -> Int in
+        func round() -> Bool {
+            let blocks = (0..<6).map { i in [UInt8](repeating: UInt8(i + 1), count: blockBytes) }
+            return blocks.allSatisfy { $0.count == blockBytes }
         }
+        _ = round()
+        let before = threadPageFaults()
+        for _ in 0..<5 { _ = round() }
+        return threadPageFaults() - before
     }.min() ?? .max
     let pagesPerRound = 6 * blockBytes / 4096
     // Without retention this is about 5 × pagesPerRound.
