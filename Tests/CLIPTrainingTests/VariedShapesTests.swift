@@ -153,3 +153,28 @@ func jpegRoundTrip() throws {
     #expect(throws: ImageError.self) { try JPEGEncoder.encode(rgb: rgb, width: w, height: h + 1, quality: 95) }
     #expect(throws: ImageError.self) { try JPEGEncoder.encode(rgb: rgb, width: w, height: h, quality: 0) }
 }
+
+@Test("varied2 draws varied's images and captions; groups get two more phrasings naming each shape with the zero-shot prompt",
+      arguments: [SyntheticShapes.Split.train, .heldOut])
+func varied2NamesEachShapeOfAGroup(split: SyntheticShapes.Split) {
+    let v1 = SyntheticShapes(size: 16, seed: 5, split: split, style: .varied)
+    let v2 = SyntheticShapes(size: 16, seed: 5, split: split, style: .varied2)
+    var groups = 0
+    for i in 0..<300 {
+        let (a, b) = (v1.sample(i), v2.sample(i))
+        #expect(a.rgb == b.rgb && a.label == b.label, "image \(i)")
+        let (sceneA, _) = v1.scene(i), (sceneB, _) = v2.scene(i)
+        let (c, s) = (SyntheticShapes.colours[a.colour].name, SyntheticShapes.shapes[a.shape])
+        let added = sceneB.captionOptions.filter { !sceneA.captionOptions.contains($0) }
+        #expect(sceneA.captionOptions.allSatisfy { !$0.contains("each a") }, "\(sceneA.captionOptions)")
+        #expect(Array(sceneB.captionOptions.prefix(sceneA.captionOptions.count)) == sceneA.captionOptions)
+        guard let scene = sceneB as? VariedScene, scene.count > 1 else {
+            #expect(added.isEmpty, "a single shape: \(added)")
+            continue
+        }
+        groups += 1
+        let number = ["two", "three"][scene.count - 2]
+        #expect(added.count == 2 && added.allSatisfy { $0.hasPrefix(number) && $0.hasSuffix("shapes, each a \(c) \(s)") }, "\(added)")
+    }
+    #expect(groups > 60, "\(groups) groups of 300")
+}

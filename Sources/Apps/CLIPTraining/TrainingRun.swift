@@ -125,6 +125,7 @@ package struct TrainingRun {
         do throws(DataError) {
             if path == "synthetic" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed)) }
             if path == "synthetic-varied" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed, style: .varied)) }
+            if path == "synthetic-varied2" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed, style: .varied2)) }
             let lower = path.lowercased()
             if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") {
                 return try FileData(table: path, imageKey: settings.csvImageKey, captionKey: settings.csvCaptionKey)

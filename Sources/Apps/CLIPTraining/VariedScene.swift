@@ -58,6 +58,9 @@ struct VariedScene: ShapeScene {
     var blur: Double, noise: Double, jpegQuality: Int
     var detailSeed: UInt64
 
+    /// Whether groups are also captioned shape by shape with the zero-shot prompt (the `varied2` style).
+    var eachShapeNamed = false
+
     var count: Int { main.count }
     var large: Bool { (main.first?.radius ?? 0) >= 0.2 }
 
@@ -279,6 +282,9 @@ struct VariedScene: ShapeScene {
             ]
         }
         if !distractors.isEmpty || !occluders.isEmpty { options += ["\(number) \(c) \(noun) among small shapes"] }
+        if eachShapeNamed && count > 1 {
+            options += ["\(number) shapes, each a \(c) \(s)", "\(number) \(size) shapes, each a \(c) \(s)"]
+        }
         return options
     }
 
