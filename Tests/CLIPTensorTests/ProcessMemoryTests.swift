@@ -11,7 +11,7 @@ private func threadPageFaults() -> Int {
     return usage.ru_minflt
 }
 
-/// Runs each of `bodies` on a thread created for it, one after another, and returns their results. glibc gives a new
+/// Runs `body` `count` times, each on a thread created for it, one after another, and returns the results. glibc gives a new
 /// thread an arena no running thread uses: a fresh one, or one a finished thread left, perhaps half full. There a round
 /// can spill into a secondary heap, which glibc deletes as soon as everything in it is free whatever the thresholds,
 /// so every round faults it in again: one CI run counted 30,725 faults at 8 MiB in each of three attempts, each on a

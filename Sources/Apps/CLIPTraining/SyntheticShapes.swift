@@ -47,6 +47,9 @@ package struct SyntheticShapes: Sendable {
         /// default model took two squares for a cross in 87 % of such images when asked with "a {colour} {shape}"
         /// (and got them right with "two {colour} {shape}s"): only a fifth of group captions used the singular noun.
         case varied2
+
+        /// The name `clip train --data` knows it by: "synthetic", "synthetic-varied", "synthetic-varied2".
+        package var dataName: String { self == .plain ? "synthetic" : "synthetic-\(rawValue)" }
     }
 
     /// Side of the square images.
@@ -104,11 +107,8 @@ package struct SyntheticShapes: Sendable {
         } while true
         switch style {
         case .plain: return (Scene(random: &rng, colour: colour, shape: shape), rng)
-        case .varied: return (VariedScene(random: &rng, colour: colour, shape: shape), rng)
-        case .varied2:
-            var scene = VariedScene(random: &rng, colour: colour, shape: shape)
-            scene.eachShapeNamed = true
-            return (scene, rng)
+        case .varied, .varied2:
+            return (VariedScene(random: &rng, colour: colour, shape: shape, eachShapeNamed: style == .varied2), rng)
         }
     }
 

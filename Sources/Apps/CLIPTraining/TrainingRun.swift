@@ -123,9 +123,9 @@ package struct TrainingRun {
     func openData(resolution: Int) throws(TrainingError) -> any TrainingData {
         let path = settings.data
         do throws(DataError) {
-            if path == "synthetic" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed)) }
-            if path == "synthetic-varied" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed, style: .varied)) }
-            if path == "synthetic-varied2" { return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed, style: .varied2)) }
+            if let style = SyntheticShapes.Style.allCases.first(where: { $0.dataName == path }) {
+                return SyntheticData(SyntheticShapes(size: resolution, seed: settings.seed, style: style))
+            }
             let lower = path.lowercased()
             if lower.hasSuffix(".csv") || lower.hasSuffix(".tsv") {
                 return try FileData(table: path, imageKey: settings.csvImageKey, captionKey: settings.csvCaptionKey)

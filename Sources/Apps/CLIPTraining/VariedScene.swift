@@ -59,13 +59,13 @@ struct VariedScene: ShapeScene {
     var detailSeed: UInt64
 
     /// Whether groups are also captioned shape by shape with the zero-shot prompt (the `varied2` style).
-    var eachShapeNamed = false
+    var eachShapeNamed: Bool
 
     var count: Int { main.count }
     var large: Bool { (main.first?.radius ?? 0) >= 0.2 }
 
-    init(random rng: inout SplitMix64, colour: Int, shape: Int) {
-        (self.colour, self.shape) = (colour, shape)
+    init(random rng: inout SplitMix64, colour: Int, shape: Int, eachShapeNamed: Bool = false) {
+        (self.colour, self.shape, self.eachShapeNamed) = (colour, shape, eachShapeNamed)
         // A share of clean drawings (a plain background, nothing else, no defects) keeps the shapes' outlines the
         // clearest thing in many images: among textures, clutter and blur alone a small model learns colour and
         // background long before shape.
