@@ -60,6 +60,7 @@ enum { KERNEL_COUNT = sizeof all_kernels / sizeof all_kernels[0] };
 static const ptrdiff_t gemm_shapes[][3] = {
     {1, 1, 1}, {3, 5, 7}, {12, 32, 384}, {13, 33, 385}, {50, 50, 64}, {77, 64, 300}, {9, 40, 1153},
     {25, 3072, 17}, {100, 2100, 40}, {7, 9, 600}, {64, 1, 513}, {1, 100, 3}, {8, 12, 5}, {17, 25, 9},
+    {205, 70, 400},
 };
 enum { SHAPE_COUNT = sizeof gemm_shapes / sizeof gemm_shapes[0] };
 
@@ -430,6 +431,128 @@ static void test_elementwise(void) {
     }
 }
 
+// The training kernels against the scalar loops they replaced, bitwise: on x86-64, whatever the CPU level, a training
+// run must round every value as the baseline build did (see backward.c). These references are those loops, with
+// contraction off as there. LayerNorm's double sums of floats are exact or within an ulp that the float results
+// erase, so these checks see its outputs, not which partial sum a tail element went to.
+#pragma float_control(push)
+#pragma clang fp contract(off)
+static void quick_gelu_backward_reference(const float *z, const float *h, float *dh, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float s = fabsf(z[i]) > 1e-3f ? h[i] / z[i] : 0.5f + 0.4255f * z[i];
+        dh[i] *= s + 1.702f * h[i] * (1.0f - s);
+    }
+}
+
+static double row_sum_reference(const float *x, ptrdiff_t n) {
+    double a = 0, b = 0, c = 0, d = 0;
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) { a += x[i]; b += x[i + 1]; c += x[i + 2]; d += x[i + 3]; }
+    for (; i < n; i++) a += x[i];
+    return (a + b) + (c + d);
+}
+
+static void layer_norm_backward_reference(const float *x, const float *dy, ptrdiff_t rows, ptrdiff_t w,
+                                          const float *gamma, float eps, float *dx, float *dgamma, float *dbeta) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *xr = x + r * w, *dyr = dy + r * w;
+        float *dxr = dx + r * w;
+        double mean = row_sum_reference(xr, w) / (double)w;
+        double v0 = 0, v1 = 0;
+        ptrdiff_t i = 0;
+        for (; i + 2 <= w; i += 2) {
+            double a = xr[i] - mean, b = xr[i + 1] - mean;
+            v0 += a * a;
+            v1 += b * b;
+        }
+        for (; i < w; i++) { double a = xr[i] - mean; v0 += a * a; }
+        float rstd = (float)(1.0 / sqrt((v0 + v1) / (double)w + (double)eps));
+        float m = (float)mean;
+        double sg0 = 0, sg1 = 0, sgx0 = 0, sgx1 = 0;
+        for (i = 0; i + 2 <= w; i += 2) {
+            float xh0 = (xr[i] - m) * rstd, xh1 = (xr[i + 1] - m) * rstd;
+            float g0 = dyr[i] * gamma[i], g1 = dyr[i + 1] * gamma[i + 1];
+            sg0 += g0; sg1 += g1; sgx0 += g0 * xh0; sgx1 += g1 * xh1;
+        }
+        for (; i < w; i++) {
+            float xh = (xr[i] - m) * rstd, g = dyr[i] * gamma[i];
+            sg0 += g; sgx0 += g * xh;
+        }
+        float mg = (float)((sg0 + sg1) / (double)w), mgx = (float)((sgx0 + sgx1) / (double)w);
+        for (i = 0; i < w; i++) {
+            float xh = (xr[i] - m) * rstd;
+            dgamma[i] += dyr[i] * xh;
+            dbeta[i] += dyr[i];
+            dxr[i] = rstd * (dyr[i] * gamma[i] - mg - xh * mgx);
+        }
+    }
+}
+
+static void adamw_reference(float *p, const float *g, float *m, float *v, ptrdiff_t n, float beta1, float beta2,
+                            float decay, float step_size, float c2_root, float eps) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
+        p[i] = p[i] * decay - step_size * m[i] / (sqrtf(v[i]) / c2_root + eps);
+    }
+}
+#pragma float_control(pop)
+
+static int bitwise_equal(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
+
+static void test_backward(void) {
+    // Odd widths and row counts around the four-row blocks and the vector widths; the default model's 128 and 64.
+    static const ptrdiff_t widths[] = {1, 2, 3, 7, 16, 33, 64, 127, 128, 768};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+        for (ptrdiff_t rows = 1; rows <= 9; rows++) {
+            const ptrdiff_t w = widths[wi], n = rows * w;
+            float *x = random_array((size_t)n), *dy = random_array((size_t)n), *gamma = random_array((size_t)w);
+            for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] * 3.0f + (float)(i / w);  // rows off zero, as activations are
+            float *dx = malloc((size_t)n * sizeof(float)), *want_dx = malloc((size_t)n * sizeof(float));
+            float *dg = random_array((size_t)w), *db = random_array((size_t)w);
+            float *want_dg = malloc((size_t)w * sizeof(float)), *want_db = malloc((size_t)w * sizeof(float));
+            memcpy(want_dg, dg, (size_t)w * sizeof(float));
+            memcpy(want_db, db, (size_t)w * sizeof(float));
+            clip_layer_norm_backward(x, dy, rows, w, gamma, 1e-5f, dx, dg, db);
+            layer_norm_backward_reference(x, dy, rows, w, gamma, 1e-5f, want_dx, want_dg, want_db);
+            CHECK(bitwise_equal(dx, want_dx, (size_t)n) && bitwise_equal(dg, want_dg, (size_t)w) &&
+                  bitwise_equal(db, want_db, (size_t)w), "layer norm backward rows %td width %td: not bitwise the scalar loop's", rows, w);
+            float *sum = random_array((size_t)w), *want_sum = malloc((size_t)w * sizeof(float));
+            memcpy(want_sum, sum, (size_t)w * sizeof(float));
+            clip_add_rows(dy, rows, w, sum);
+            for (ptrdiff_t r = 0; r < rows; r++) for (ptrdiff_t i = 0; i < w; i++) want_sum[i] += dy[r * w + i];
+            CHECK(bitwise_equal(sum, want_sum, (size_t)w), "add_rows rows %td width %td: not bitwise", rows, w);
+            free(x); free(dy); free(gamma); free(dx); free(want_dx); free(dg); free(db); free(want_dg); free(want_db);
+            free(sum); free(want_sum);
+        }
+    }
+    for (ptrdiff_t n = 1; n <= 300; n += 37) {
+        float *z = random_array((size_t)n), *h = malloc((size_t)n * sizeof(float)), *dh = random_array((size_t)n);
+        float *want = malloc((size_t)n * sizeof(float));
+        for (ptrdiff_t i = 0; i < n; i++) {
+            if (i % 5 == 1) z[i] *= 1e-3f;  // the Taylor branch
+            if (i % 7 == 3) z[i] *= 8.0f;
+            h[i] = z[i] / (1.0f + expf(-1.702f * z[i]));
+        }
+        memcpy(want, dh, (size_t)n * sizeof(float));
+        clip_quick_gelu_backward(z, h, dh, n);
+        quick_gelu_backward_reference(z, h, want, n);
+        CHECK(bitwise_equal(dh, want, (size_t)n), "quick gelu backward n %td: not bitwise the scalar loop's", n);
+        float *p[2], *g = random_array((size_t)n), *m[2], *v[2];
+        for (int c = 0; c < 2; c++) {
+            rng_state = 7;
+            p[c] = random_array((size_t)n); m[c] = random_array((size_t)n); v[c] = random_array((size_t)n);
+            for (ptrdiff_t i = 0; i < n; i++) v[c][i] = v[c][i] * v[c][i];
+        }
+        clip_adamw(p[0], g, m[0], v[0], n, 0.9f, 0.98f, 0.9999f, 5e-4f, 0.7f, 1e-6f);
+        adamw_reference(p[1], g, m[1], v[1], n, 0.9f, 0.98f, 0.9999f, 5e-4f, 0.7f, 1e-6f);
+        CHECK(bitwise_equal(p[0], p[1], (size_t)n) && bitwise_equal(m[0], m[1], (size_t)n) &&
+              bitwise_equal(v[0], v[1], (size_t)n), "adamw n %td: not bitwise the scalar loop's", n);
+        free(z); free(h); free(dh); free(want); free(g);
+        for (int c = 0; c < 2; c++) { free(p[c]); free(m[c]); free(v[c]); }
+    }
+}
+
 // The depthwise convolution at the level CLIP_CPU selects, against double precision: channel counts around the
 // 16-lane vectors, output widths around the 4-pixel tiles, 7×7 and 3×3 windows, strides 1 and 2, and a band of rows
 // (y0 > 0). Stride 1 reads a zero-padded image; stride 2 any padded input of (out − 1)·2 + k rows and columns.
@@ -581,6 +704,7 @@ int main(void) {
                clip_int8_kernel_available(kernel) ? ", int8" : "", failures == before ? "ok" : "FAILED");
     }
     test_elementwise();
+    test_backward();
     test_depthwise();
     test_scan();
     test_first_non_finite();

@@ -1,17 +1,138 @@
-// Backward passes of the element-wise layers, for training. Plain C the compiler vectorises (no reductions across
-// a vector's lanes in the hot loops, so no -ffast-math is needed); row sums use four partial sums to break the
-// dependency chain.
+// Backward passes of the element-wise layers and the optimizer's update, for training. The hot ones are plain C
+// compiled once per ISA through target attributes (as elementwise.c), with floating-point contraction off in the
+// whole file: on x86-64 every level rounds every value as the scalar baseline build did before they were vectorised
+// (no training run changes a bit with the CPU level or that change). On arm64, where the baseline has FMA and
+// clang contracted these loops, results changed by an ulp here and there when contraction was turned off. Reductions
+// keep the scalar loops' partial sums (four for a row's mean, two for the rest) and get their speed from four rows
+// side by side instead: a row alone is one latency chain per partial sum.
 #include "CCLIPKernels.h"
 
 #include <math.h>
 
-void clip_quick_gelu_backward(const float *z, const float *h, float *dh, ptrdiff_t n) {
-    // With h = z·σ(1.702z) kept from the forward pass, σ = h/z; near zero, where that ratio loses precision, σ is
-    // its Taylor expansion 1/2 + 1.702z/4 (error below 1e-10 for |z| < 1e-3). d/dz = σ + 1.702·h·(1 − σ).
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float s = fabsf(z[i]) > 1e-3f ? h[i] / z[i] : 0.5f + 0.4255f * z[i];
-        dh[i] *= s + 1.702f * h[i] * (1.0f - s);
+#pragma clang fp contract(off)
+
+// LayerNorm's backward for k ≤ 4 consecutive rows, each computed exactly as a row alone would be. The partial sums
+// are named as the scalar loops named them: a row's mean from lanes i mod 4, the rest from even and odd i.
+#define LN_BLOCK(SUFFIX, ATTR)                                                                                  \
+    ATTR static inline __attribute__((always_inline)) void ln_block_##SUFFIX(                                  \
+        const float *x, const float *dy, ptrdiff_t w, const float *gamma, float eps, float *dx, float *dgamma,  \
+        float *dbeta, const int k) {                                                                           \
+        double part[4][4] = {{0}}, v[4][2] = {{0}}, sg[4][2] = {{0}}, sgx[4][2] = {{0}};                       \
+        float m[4], rstd[4], mg[4], mgx[4];                                                                    \
+        ptrdiff_t i = 0;                                                                                       \
+        for (; i + 4 <= w; i += 4)                                                                             \
+            for (int q = 0; q < k; q++)                                                                        \
+                for (int l = 0; l < 4; l++) part[q][l] += x[q * w + i + l];                                    \
+        double mean[4];                                                                                        \
+        for (int q = 0; q < k; q++) {                                                                          \
+            for (ptrdiff_t j = i; j < w; j++) part[q][0] += x[q * w + j];                                      \
+            mean[q] = ((part[q][0] + part[q][1]) + (part[q][2] + part[q][3])) / (double)w;                     \
+        }                                                                                                      \
+        for (i = 0; i + 2 <= w; i += 2)                                                                        \
+            for (int q = 0; q < k; q++)                                                                        \
+                for (int l = 0; l < 2; l++) {                                                                  \
+                    double a = x[q * w + i + l] - mean[q];                                                     \
+                    v[q][l] += a * a;                                                                          \
+                }                                                                                              \
+        for (int q = 0; q < k; q++) {                                                                          \
+            if (i < w) { double a = x[q * w + i] - mean[q]; v[q][0] += a * a; }                                \
+            rstd[q] = (float)(1.0 / sqrt((v[q][0] + v[q][1]) / (double)w + (double)eps));                      \
+            m[q] = (float)mean[q];                                                                             \
+        }                                                                                                      \
+        for (i = 0; i + 2 <= w; i += 2)                                                                        \
+            for (int q = 0; q < k; q++)                                                                        \
+                for (int l = 0; l < 2; l++) {                                                                  \
+                    float xh = (x[q * w + i + l] - m[q]) * rstd[q], g = dy[q * w + i + l] * gamma[i + l];      \
+                    sg[q][l] += g;                                                                             \
+                    sgx[q][l] += g * xh;                                                                       \
+                }                                                                                              \
+        for (int q = 0; q < k; q++) {                                                                          \
+            if (i < w) {                                                                                       \
+                float xh = (x[q * w + i] - m[q]) * rstd[q], g = dy[q * w + i] * gamma[i];                      \
+                sg[q][0] += g;                                                                                 \
+                sgx[q][0] += g * xh;                                                                           \
+            }                                                                                                  \
+            mg[q] = (float)((sg[q][0] + sg[q][1]) / (double)w);                                                \
+            mgx[q] = (float)((sgx[q][0] + sgx[q][1]) / (double)w);                                             \
+        }                                                                                                      \
+        /* Row after row: dγ and dβ add up the rows in order. */                                               \
+        for (int q = 0; q < k; q++) {                                                                          \
+            const float *xr = x + q * w, *dyr = dy + q * w;                                                    \
+            float *dxr = dx + q * w;                                                                           \
+            for (i = 0; i < w; i++) {                                                                          \
+                float xh = (xr[i] - m[q]) * rstd[q];                                                           \
+                dgamma[i] += dyr[i] * xh;                                                                      \
+                dbeta[i] += dyr[i];                                                                            \
+                dxr[i] = rstd[q] * (dyr[i] * gamma[i] - mg[q] - xh * mgx[q]);                                  \
+            }                                                                                                  \
+        }                                                                                                      \
     }
+
+#define BACKWARD_KERNELS(SUFFIX, ATTR)                                                                          \
+    /* With h = z·σ(1.702z) kept from the forward pass, σ = h/z; near zero, where that ratio loses precision, σ */ \
+    /* is its Taylor expansion 1/2 + 1.702z/4 (error below 1e-10 for |z| < 1e-3). d/dz = σ + 1.702·h·(1 − σ). */ \
+    ATTR static void quick_gelu_backward_##SUFFIX(const float *z, const float *h, float *dh, ptrdiff_t n) {     \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                                    \
+            float s = fabsf(z[i]) > 1e-3f ? h[i] / z[i] : 0.5f + 0.4255f * z[i];                               \
+            dh[i] *= s + 1.702f * h[i] * (1.0f - s);                                                           \
+        }                                                                                                      \
+    }                                                                                                          \
+    LN_BLOCK(SUFFIX, ATTR)                                                                                     \
+    ATTR static void layer_norm_backward_##SUFFIX(const float *x, const float *dy, ptrdiff_t rows, ptrdiff_t w, \
+                                                  const float *gamma, float eps, float *dx, float *dgamma,      \
+                                                  float *dbeta) {                                              \
+        ptrdiff_t r = 0;                                                                                       \
+        for (; r + 4 <= rows; r += 4)                                                                          \
+            ln_block_##SUFFIX(x + r * w, dy + r * w, w, gamma, eps, dx + r * w, dgamma, dbeta, 4);             \
+        for (; r < rows; r++)                                                                                  \
+            ln_block_##SUFFIX(x + r * w, dy + r * w, w, gamma, eps, dx + r * w, dgamma, dbeta, 1);             \
+    }                                                                                                          \
+    ATTR static void add_rows_##SUFFIX(const float *x, ptrdiff_t rows, ptrdiff_t w, float *sum) {              \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                                                 \
+            const float *xr = x + r * w;                                                                       \
+            for (ptrdiff_t i = 0; i < w; i++) sum[i] += xr[i];                                                 \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* __builtin_elementwise_sqrt: sqrtf may set errno, which keeps the loop scalar; v ≥ 0 here. */            \
+    ATTR static void adamw_##SUFFIX(float *p, const float *g, float *m, float *v, ptrdiff_t n, float beta1,    \
+                                    float beta2, float decay, float step_size, float c2_root, float eps) {     \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                                    \
+            m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];                                                       \
+            v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];                                                \
+            p[i] = p[i] * decay - step_size * m[i] / (__builtin_elementwise_sqrt(v[i]) / c2_root + eps);       \
+        }                                                                                                      \
+    }
+
+BACKWARD_KERNELS(generic, )
+#if defined(__x86_64__) || defined(__i386__)
+BACKWARD_KERNELS(avx2, __attribute__((target("avx2,fma"))))
+BACKWARD_KERNELS(avx512, __attribute__((target("avx512f,avx512dq"))))
+#define DISPATCH(NAME, ...)                                                                                     \
+    do {                                                                                                       \
+        switch (clip_cpu_level()) {                                                                            \
+        case CLIP_LEVEL_AVX512: NAME##_avx512(__VA_ARGS__); return;                                            \
+        case CLIP_LEVEL_AVX2: NAME##_avx2(__VA_ARGS__); return;                                                \
+        default: NAME##_generic(__VA_ARGS__); return;                                                          \
+        }                                                                                                      \
+    } while (0)
+#else
+#define DISPATCH(NAME, ...) do { NAME##_generic(__VA_ARGS__); return; } while (0)
+#endif
+
+void clip_quick_gelu_backward(const float *z, const float *h, float *dh, ptrdiff_t n) {
+    DISPATCH(quick_gelu_backward, z, h, dh, n);
+}
+
+void clip_layer_norm_backward(const float *x, const float *dy, ptrdiff_t rows, ptrdiff_t w, const float *gamma,
+                              float eps, float *dx, float *dgamma, float *dbeta) {
+    DISPATCH(layer_norm_backward, x, dy, rows, w, gamma, eps, dx, dgamma, dbeta);
+}
+
+void clip_add_rows(const float *x, ptrdiff_t rows, ptrdiff_t w, float *sum) { DISPATCH(add_rows, x, rows, w, sum); }
+
+void clip_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float beta1, float beta2, float decay,
+                float step_size, float c2_root, float eps) {
+    DISPATCH(adamw, p, g, m, v, n, beta1, beta2, decay, step_size, c2_root, eps);
 }
 
 void clip_gelu_backward(const float *z, float *dh, ptrdiff_t n) {
@@ -26,66 +147,6 @@ void clip_gelu_tanh_backward(const float *z, float *dh, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) {
         float x = z[i], t = tanhf(beta * (x + kappa * x * x * x));
         dh[i] *= 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * beta * (1.0f + 3.0f * kappa * x * x);
-    }
-}
-
-static double row_sum(const float *x, ptrdiff_t n) {
-    double a = 0, b = 0, c = 0, d = 0;
-    ptrdiff_t i = 0;
-    for (; i + 4 <= n; i += 4) { a += x[i]; b += x[i + 1]; c += x[i + 2]; d += x[i + 3]; }
-    for (; i < n; i++) a += x[i];
-    return (a + b) + (c + d);
-}
-
-void clip_layer_norm_backward(const float *x, const float *dy, ptrdiff_t rows, ptrdiff_t w, const float *gamma,
-                              float eps, float *dx, float *dgamma, float *dbeta) {
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const float *xr = x + r * w, *dyr = dy + r * w;
-        float *dxr = dx + r * w;
-        double mean = row_sum(xr, w) / (double)w;
-        double v0 = 0, v1 = 0;
-        ptrdiff_t i = 0;
-        for (; i + 2 <= w; i += 2) {
-            double a = xr[i] - mean, b = xr[i + 1] - mean;
-            v0 += a * a;
-            v1 += b * b;
-        }
-        for (; i < w; i++) { double a = xr[i] - mean; v0 += a * a; }
-        float rstd = (float)(1.0 / sqrt((v0 + v1) / (double)w + (double)eps));
-        float m = (float)mean;
-        double sg0 = 0, sg1 = 0, sgx0 = 0, sgx1 = 0;
-        for (i = 0; i + 2 <= w; i += 2) {
-            float xh0 = (xr[i] - m) * rstd, xh1 = (xr[i + 1] - m) * rstd;
-            float g0 = dyr[i] * gamma[i], g1 = dyr[i + 1] * gamma[i + 1];
-            sg0 += g0; sg1 += g1; sgx0 += g0 * xh0; sgx1 += g1 * xh1;
-        }
-        for (; i < w; i++) {
-            float xh = (xr[i] - m) * rstd, g = dyr[i] * gamma[i];
-            sg0 += g; sgx0 += g * xh;
-        }
-        float mg = (float)((sg0 + sg1) / (double)w), mgx = (float)((sgx0 + sgx1) / (double)w);
-        for (i = 0; i < w; i++) {
-            float xh = (xr[i] - m) * rstd;
-            dgamma[i] += dyr[i] * xh;
-            dbeta[i] += dyr[i];
-            dxr[i] = rstd * (dyr[i] * gamma[i] - mg - xh * mgx);
-        }
-    }
-}
-
-void clip_add_rows(const float *x, ptrdiff_t rows, ptrdiff_t w, float *sum) {
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const float *xr = x + r * w;
-        for (ptrdiff_t i = 0; i < w; i++) sum[i] += xr[i];
-    }
-}
-
-void clip_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float beta1, float beta2, float decay,
-                float step_size, float c2_root, float eps) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
-        p[i] = p[i] * decay - step_size * m[i] / (sqrtf(v[i]) / c2_root + eps);
     }
 }
 
