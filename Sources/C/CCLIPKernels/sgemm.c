@@ -84,27 +84,36 @@ static _Thread_local clip_scratch scratch_a, scratch_b;
 // perf: 4 rows ahead made those products 5-7 % faster on an Ice Lake Xeon (8 and 16 no better).
 enum { PACK_AHEAD = 4 };
 
+// Copies `extent` consecutive values of each of `kc` stored rows (row p at src + p·ld) into panels of `width` values
+// (panel q·width at dst + q·width·kc, its row p at + p·width), zero-padding the last panel: A's row panels read from
+// a stored Aᵀ, B's column panels from a stored B. Each stored row is copied whole, so that a prefetch of every cache
+// line of the row PACK_AHEAD on covers all the loop will read. (The row order alone changed nothing measurable; the
+// prefetch is what it is for.)
+static void pack_dealt(const float *src, ptrdiff_t ld, ptrdiff_t kc, ptrdiff_t extent, int width, float *dst) {
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        const float *s = src + p * ld;
+        if (p + PACK_AHEAD < kc) {
+            const float *ahead = s + PACK_AHEAD * ld;
+            for (uintptr_t line = (uintptr_t)ahead & ~(uintptr_t)63; line < (uintptr_t)(ahead + extent); line += 64)
+                __builtin_prefetch((const void *)line);
+        }
+        for (ptrdiff_t q = 0; q < extent; q += width) {
+            const ptrdiff_t n = extent - q < width ? extent - q : width;
+            float *d = dst + q * kc + p * width;
+            ptrdiff_t j = 0;
+            for (; j < n; j++) d[j] = s[q + j];
+            for (; j < width; j++) d[j] = 0.0f;
+        }
+    }
+}
+
 // Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row panels, k-major inside a panel,
 // zero-padding the last panel.
 static void pack_a(const clip_gemm_desc *kd, int trans_a, const float *a, ptrdiff_t lda, ptrdiff_t i0, ptrdiff_t mc,
                    ptrdiff_t p0, ptrdiff_t kc, float *dst) {
     const int mr = kd->mr;
     if (trans_a) {
-        // Stored row p of Aᵀ holds column p of every panel: copy it whole to the panels (panel ir starts at
-        // dst + ir·kc), so that one prefetch per line of the row PACK_AHEAD on covers everything the loop will read.
-        // (The row order alone changed nothing measurable; the prefetch is what it is for.)
-        for (ptrdiff_t p = 0; p < kc; p++) {
-            const float *s = a + (p0 + p) * lda + i0;
-            if (p + PACK_AHEAD < kc)
-                for (ptrdiff_t i = 0; i < mc; i += 16) __builtin_prefetch(s + PACK_AHEAD * lda + i);
-            for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
-                const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
-                float *d = dst + ir * kc + p * mr;
-                ptrdiff_t i = 0;
-                for (; i < rows; i++) d[i] = s[ir + i];
-                for (; i < mr; i++) d[i] = 0.0f;
-            }
-        }
+        pack_dealt(a + p0 * lda + i0, lda, kc, mc, mr, dst);
         return;
     }
     for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
@@ -150,19 +159,7 @@ static void pack_a_conv(const clip_gemm_desc *kd, const clip_conv_geometry *g, p
 static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0,
                    ptrdiff_t nc, int nr, float *dst) {
     if (!trans_b) {
-        // Row by row, as pack_a reads Aᵀ and for its prefetch (panel jr starts at dst + jr·kc).
-        for (ptrdiff_t p = 0; p < kc; p++) {
-            const float *s = b + (p0 + p) * ldb + j0;
-            if (p + PACK_AHEAD < kc)
-                for (ptrdiff_t j = 0; j < nc; j += 16) __builtin_prefetch(s + PACK_AHEAD * ldb + j);
-            for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
-                const ptrdiff_t cols = nc - jr < nr ? nc - jr : nr;
-                float *d = dst + jr * kc + p * nr;
-                ptrdiff_t j = 0;
-                for (; j < cols; j++) d[j] = s[jr + j];
-                for (; j < nr; j++) d[j] = 0.0f;
-            }
-        }
+        pack_dealt(b + p0 * ldb + j0, ldb, kc, nc, nr, dst);
         return;
     }
     for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
