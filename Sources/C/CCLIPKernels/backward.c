@@ -11,8 +11,27 @@
 
 #pragma clang fp contract(off)
 
+typedef float v2f __attribute__((vector_size(8), aligned(4)));
+typedef float v4f __attribute__((vector_size(16), aligned(4)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+// The values at i and i + 1 of four rows w apart into v8f `out`: (row 0 i, row 0 i+1, row 1 i, …, row 3 i+1). A macro,
+// so that it compiles inside each level's target attributes.
+#define PAIRS4(out, x, w, i)                                                                                    \
+    do {                                                                                                       \
+        v2f r0_, r1_, r2_, r3_;                                                                                \
+        __builtin_memcpy(&r0_, (x) + (i), sizeof r0_);                                                         \
+        __builtin_memcpy(&r1_, (x) + (w) + (i), sizeof r1_);                                                   \
+        __builtin_memcpy(&r2_, (x) + 2 * (w) + (i), sizeof r2_);                                               \
+        __builtin_memcpy(&r3_, (x) + 3 * (w) + (i), sizeof r3_);                                               \
+        v4f a_ = __builtin_shufflevector(r0_, r1_, 0, 1, 2, 3), b_ = __builtin_shufflevector(r2_, r3_, 0, 1, 2, 3); \
+        out = __builtin_shufflevector(a_, b_, 0, 1, 2, 3, 4, 5, 6, 7);                                         \
+    } while (0)
+
 // LayerNorm's backward for k ≤ 4 consecutive rows, each computed exactly as a row alone would be. The partial sums
-// are named as the scalar loops named them: a row's mean from lanes i mod 4, the rest from even and odd i.
+// are the scalar loops' partial sums: a row's mean from lanes i mod 4, the rest from even and odd i. Four rows
+// run as vectors whose lanes are (row, partial sum): every lane adds its own terms in the scalar loop's order.
 #define LN_BLOCK(SUFFIX, ATTR)                                                                                  \
     ATTR static inline __attribute__((always_inline)) void ln_block_##SUFFIX(                                  \
         const float *x, const float *dy, ptrdiff_t w, const float *gamma, float eps, float *dx, float *dgamma,  \
@@ -20,32 +39,83 @@
         double part[4][4] = {{0}}, v[4][2] = {{0}}, sg[4][2] = {{0}}, sgx[4][2] = {{0}};                       \
         float m[4], rstd[4], mg[4], mgx[4];                                                                    \
         ptrdiff_t i = 0;                                                                                       \
-        for (; i + 4 <= w; i += 4)                                                                             \
-            for (int q = 0; q < k; q++)                                                                        \
-                for (int l = 0; l < 4; l++) part[q][l] += x[q * w + i + l];                                    \
+        if (k == 4) {                                                                                          \
+            v8d s01 = {0}, s23 = {0};                                                                          \
+            for (; i + 4 <= w; i += 4) {                                                                       \
+                v4f r0, r1, r2, r3;                                                                            \
+                __builtin_memcpy(&r0, x + i, sizeof r0);                                                       \
+                __builtin_memcpy(&r1, x + w + i, sizeof r1);                                                   \
+                __builtin_memcpy(&r2, x + 2 * w + i, sizeof r2);                                               \
+                __builtin_memcpy(&r3, x + 3 * w + i, sizeof r3);                                               \
+                s01 += __builtin_convertvector(__builtin_shufflevector(r0, r1, 0, 1, 2, 3, 4, 5, 6, 7), v8d);  \
+                s23 += __builtin_convertvector(__builtin_shufflevector(r2, r3, 0, 1, 2, 3, 4, 5, 6, 7), v8d);  \
+            }                                                                                                  \
+            for (int l = 0; l < 4; l++) {                                                                      \
+                part[0][l] = s01[l]; part[1][l] = s01[4 + l]; part[2][l] = s23[l]; part[3][l] = s23[4 + l];    \
+            }                                                                                                  \
+        } else {                                                                                               \
+            for (; i + 4 <= w; i += 4)                                                                         \
+                for (int q = 0; q < k; q++)                                                                    \
+                    for (int l = 0; l < 4; l++) part[q][l] += x[q * w + i + l];                                \
+        }                                                                                                      \
         double mean[4];                                                                                        \
         for (int q = 0; q < k; q++) {                                                                          \
             for (ptrdiff_t j = i; j < w; j++) part[q][0] += x[q * w + j];                                      \
             mean[q] = ((part[q][0] + part[q][1]) + (part[q][2] + part[q][3])) / (double)w;                     \
         }                                                                                                      \
-        for (i = 0; i + 2 <= w; i += 2)                                                                        \
-            for (int q = 0; q < k; q++)                                                                        \
-                for (int l = 0; l < 2; l++) {                                                                  \
-                    double a = x[q * w + i + l] - mean[q];                                                     \
-                    v[q][l] += a * a;                                                                          \
-                }                                                                                              \
+        i = 0;                                                                                                 \
+        if (k == 4) {                                                                                          \
+            const v8d mv = {mean[0], mean[0], mean[1], mean[1], mean[2], mean[2], mean[3], mean[3]};           \
+            v8d acc = {0};                                                                                     \
+            for (; i + 2 <= w; i += 2) {                                                                       \
+                v8f xv;                                                                                        \
+                PAIRS4(xv, x, w, i);                                                                           \
+                v8d a = __builtin_convertvector(xv, v8d) - mv;                                                 \
+                acc += a * a;                                                                                  \
+            }                                                                                                  \
+            for (int q = 0; q < 4; q++) { v[q][0] = acc[2 * q]; v[q][1] = acc[2 * q + 1]; }                    \
+        } else {                                                                                               \
+            for (; i + 2 <= w; i += 2)                                                                         \
+                for (int q = 0; q < k; q++)                                                                    \
+                    for (int l = 0; l < 2; l++) {                                                              \
+                        double a = x[q * w + i + l] - mean[q];                                                 \
+                        v[q][l] += a * a;                                                                      \
+                    }                                                                                          \
+        }                                                                                                      \
         for (int q = 0; q < k; q++) {                                                                          \
             if (i < w) { double a = x[q * w + i] - mean[q]; v[q][0] += a * a; }                                \
             rstd[q] = (float)(1.0 / sqrt((v[q][0] + v[q][1]) / (double)w + (double)eps));                      \
             m[q] = (float)mean[q];                                                                             \
         }                                                                                                      \
-        for (i = 0; i + 2 <= w; i += 2)                                                                        \
-            for (int q = 0; q < k; q++)                                                                        \
-                for (int l = 0; l < 2; l++) {                                                                  \
-                    float xh = (x[q * w + i + l] - m[q]) * rstd[q], g = dy[q * w + i + l] * gamma[i + l];      \
-                    sg[q][l] += g;                                                                             \
-                    sgx[q][l] += g * xh;                                                                       \
-                }                                                                                              \
+        i = 0;                                                                                                 \
+        if (k == 4) {                                                                                          \
+            const v8f mv = {m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3]};                                   \
+            const v8f rv = {rstd[0], rstd[0], rstd[1], rstd[1], rstd[2], rstd[2], rstd[3], rstd[3]};           \
+            v8d sga = {0}, sgxa = {0};                                                                         \
+            for (; i + 2 <= w; i += 2) {                                                                       \
+                v2f gp;                                                                                        \
+                __builtin_memcpy(&gp, gamma + i, sizeof gp);                                                   \
+                const v8f gv = __builtin_shufflevector(gp, gp, 0, 1, 0, 1, 0, 1, 0, 1);                        \
+                v8f xv, dv;                                                                                    \
+                PAIRS4(xv, x, w, i);                                                                           \
+                PAIRS4(dv, dy, w, i);                                                                          \
+                const v8f xh = (xv - mv) * rv, g = dv * gv;                                                    \
+                sga += __builtin_convertvector(g, v8d);                                                        \
+                sgxa += __builtin_convertvector(g * xh, v8d);                                                  \
+            }                                                                                                  \
+            for (int q = 0; q < 4; q++) {                                                                      \
+                sg[q][0] = sga[2 * q]; sg[q][1] = sga[2 * q + 1];                                              \
+                sgx[q][0] = sgxa[2 * q]; sgx[q][1] = sgxa[2 * q + 1];                                          \
+            }                                                                                                  \
+        } else {                                                                                               \
+            for (; i + 2 <= w; i += 2)                                                                         \
+                for (int q = 0; q < k; q++)                                                                    \
+                    for (int l = 0; l < 2; l++) {                                                              \
+                        float xh = (x[q * w + i + l] - m[q]) * rstd[q], g = dy[q * w + i + l] * gamma[i + l];  \
+                        sg[q][l] += g;                                                                         \
+                        sgx[q][l] += g * xh;                                                                   \
+                    }                                                                                          \
+        }                                                                                                      \
         for (int q = 0; q < k; q++) {                                                                          \
             if (i < w) {                                                                                       \
                 float xh = (x[q * w + i] - m[q]) * rstd[q], g = dy[q * w + i] * gamma[i];                      \
