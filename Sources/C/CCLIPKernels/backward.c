@@ -29,7 +29,7 @@ typedef double v8d __attribute__((vector_size(64)));
         out = __builtin_shufflevector(a_, b_, 0, 1, 2, 3, 4, 5, 6, 7);                                         \
     } while (0)
 
-// LayerNorm's backward for k ≤ 4 consecutive rows, each computed exactly as a row alone would be. The partial sums
+// LayerNorm's backward for k = 4 or 1 consecutive rows, each computed exactly as a row alone would be. The partial sums
 // are the scalar loops' partial sums: a row's mean from lanes i mod 4, the rest from even and odd i. Four rows
 // run as vectors whose lanes are (row, partial sum): every lane adds its own terms in the scalar loop's order.
 #define LN_BLOCK(SUFFIX, ATTR)                                                                                  \
