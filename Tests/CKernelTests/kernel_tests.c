@@ -433,8 +433,10 @@ static void test_elementwise(void) {
 
 // The training kernels against the scalar loops they replaced, bitwise: on x86-64, whatever the CPU level, a training
 // run must round every value as the baseline build did (see backward.c). These references are those loops, with
-// contraction off as there. LayerNorm's double sums of floats are exact or within an ulp that the float results
-// erase, so these checks see its outputs, not which partial sum a tail element went to.
+// contraction off as there. On random rows LayerNorm's double sums of floats are exact or within an ulp that the
+// float results erase, so its second case plants huge terms that cancel only across partial sums: a term sent to
+// the wrong row or partial sum then changes the output (mutants that swap two rows' mean lanes or the gradient sums'
+// halves fail it; swapping the variance's two halves is the same sum).
 #pragma float_control(push)
 #pragma clang fp contract(off)
 static void quick_gelu_backward_reference(const float *z, const float *h, float *dh, ptrdiff_t n) {
@@ -500,6 +502,22 @@ static void adamw_reference(float *p, const float *g, float *m, float *v, ptrdif
 
 static int bitwise_equal(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
 
+static void run_layer_norm_backward_case(const float *x, const float *dy, const float *gamma, ptrdiff_t rows,
+                                         ptrdiff_t w, const char *what) {
+    const ptrdiff_t n = rows * w;
+    float *dx = malloc((size_t)n * sizeof(float)), *want_dx = malloc((size_t)n * sizeof(float));
+    float *dg = random_array((size_t)w), *db = random_array((size_t)w);
+    float *want_dg = malloc((size_t)w * sizeof(float)), *want_db = malloc((size_t)w * sizeof(float));
+    memcpy(want_dg, dg, (size_t)w * sizeof(float));
+    memcpy(want_db, db, (size_t)w * sizeof(float));
+    clip_layer_norm_backward(x, dy, rows, w, gamma, 1e-5f, dx, dg, db);
+    layer_norm_backward_reference(x, dy, rows, w, gamma, 1e-5f, want_dx, want_dg, want_db);
+    CHECK(bitwise_equal(dx, want_dx, (size_t)n) && bitwise_equal(dg, want_dg, (size_t)w) &&
+          bitwise_equal(db, want_db, (size_t)w), "layer norm backward (%s) rows %td width %td: not bitwise the scalar loop's",
+          what, rows, w);
+    free(dx); free(want_dx); free(dg); free(db); free(want_dg); free(want_db);
+}
+
 static void test_backward(void) {
     // Odd widths and row counts around the four-row blocks and the vector widths; the default model's 128 and 64.
     static const ptrdiff_t widths[] = {1, 2, 3, 7, 16, 33, 64, 127, 128, 768};
@@ -508,22 +526,25 @@ static void test_backward(void) {
             const ptrdiff_t w = widths[wi], n = rows * w;
             float *x = random_array((size_t)n), *dy = random_array((size_t)n), *gamma = random_array((size_t)w);
             for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] * 3.0f + (float)(i / w);  // rows off zero, as activations are
-            float *dx = malloc((size_t)n * sizeof(float)), *want_dx = malloc((size_t)n * sizeof(float));
-            float *dg = random_array((size_t)w), *db = random_array((size_t)w);
-            float *want_dg = malloc((size_t)w * sizeof(float)), *want_db = malloc((size_t)w * sizeof(float));
-            memcpy(want_dg, dg, (size_t)w * sizeof(float));
-            memcpy(want_db, db, (size_t)w * sizeof(float));
-            clip_layer_norm_backward(x, dy, rows, w, gamma, 1e-5f, dx, dg, db);
-            layer_norm_backward_reference(x, dy, rows, w, gamma, 1e-5f, want_dx, want_dg, want_db);
-            CHECK(bitwise_equal(dx, want_dx, (size_t)n) && bitwise_equal(dg, want_dg, (size_t)w) &&
-                  bitwise_equal(db, want_db, (size_t)w), "layer norm backward rows %td width %td: not bitwise the scalar loop's", rows, w);
+            run_layer_norm_backward_case(x, dy, gamma, rows, w, "random rows");
+            // Huge terms that cancel only across partial sums (+2b at an even position, −b at two odd ones): the
+            // rounding left over depends on which partial sum and row each term went to, which random rows hide.
+            for (ptrdiff_t i = 0; i < n; i++) { x[i] = 1.0f + 0.5f * x[i] / (3.0f + (float)(i / w)); dy[i] = 1.0f + 0.5f * dy[i]; }
+            for (ptrdiff_t i = 0; i < w; i++) gamma[i] = 1.0f;
+            for (ptrdiff_t r = 0; r < rows && w >= 6; r++) {
+                const ptrdiff_t half = w / 2, p0 = 2 * ((r * 5) % half), p1 = 2 * ((r * 3) % (half - 1)) + 1,
+                                p2 = 2 * ((r * 3 + 1) % (half - 1)) + 1;
+                const float big = ldexpf(1.0f, 40 + (int)(r % 20));
+                x[r * w + p0] = 2 * big; x[r * w + p1] = -big; x[r * w + p2] = -big;
+                dy[r * w + p0] = -2 * big; dy[r * w + p1] = big; dy[r * w + p2] = big;
+            }
+            run_layer_norm_backward_case(x, dy, gamma, rows, w, "cancelling terms");
             float *sum = random_array((size_t)w), *want_sum = malloc((size_t)w * sizeof(float));
             memcpy(want_sum, sum, (size_t)w * sizeof(float));
             clip_add_rows(dy, rows, w, sum);
             for (ptrdiff_t r = 0; r < rows; r++) for (ptrdiff_t i = 0; i < w; i++) want_sum[i] += dy[r * w + i];
             CHECK(bitwise_equal(sum, want_sum, (size_t)w), "add_rows rows %td width %td: not bitwise", rows, w);
-            free(x); free(dy); free(gamma); free(dx); free(want_dx); free(dg); free(db); free(want_dg); free(want_db);
-            free(sum); free(want_sum);
+            free(x); free(dy); free(gamma); free(sum); free(want_sum);
         }
     }
     for (ptrdiff_t n = 1; n <= 300; n += 37) {
