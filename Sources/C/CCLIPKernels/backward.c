@@ -6,6 +6,7 @@
 // keep the scalar loops' partial sums (four for a row's mean, two for the rest) and get their speed from four rows
 // side by side instead: a row alone is one latency chain per partial sum.
 #include "CCLIPKernels.h"
+#include "dispatch.h"
 
 #include <math.h>
 
@@ -177,32 +178,24 @@ BACKWARD_KERNELS(generic, )
 #if defined(__x86_64__) || defined(__i386__)
 BACKWARD_KERNELS(avx2, __attribute__((target("avx2,fma"))))
 BACKWARD_KERNELS(avx512, __attribute__((target("avx512f,avx512dq"))))
-#define DISPATCH(NAME, ...)                                                                                     \
-    do {                                                                                                       \
-        switch (clip_cpu_level()) {                                                                            \
-        case CLIP_LEVEL_AVX512: NAME##_avx512(__VA_ARGS__); return;                                            \
-        case CLIP_LEVEL_AVX2: NAME##_avx2(__VA_ARGS__); return;                                                \
-        default: NAME##_generic(__VA_ARGS__); return;                                                          \
-        }                                                                                                      \
-    } while (0)
-#else
-#define DISPATCH(NAME, ...) do { NAME##_generic(__VA_ARGS__); return; } while (0)
 #endif
 
 void clip_quick_gelu_backward(const float *z, const float *h, float *dh, ptrdiff_t n) {
-    DISPATCH(quick_gelu_backward, z, h, dh, n);
+    CLIP_CALL_BEST(quick_gelu_backward, z, h, dh, n);
 }
 
 void clip_layer_norm_backward(const float *x, const float *dy, ptrdiff_t rows, ptrdiff_t w, const float *gamma,
                               float eps, float *dx, float *dgamma, float *dbeta) {
-    DISPATCH(layer_norm_backward, x, dy, rows, w, gamma, eps, dx, dgamma, dbeta);
+    CLIP_CALL_BEST(layer_norm_backward, x, dy, rows, w, gamma, eps, dx, dgamma, dbeta);
 }
 
-void clip_add_rows(const float *x, ptrdiff_t rows, ptrdiff_t w, float *sum) { DISPATCH(add_rows, x, rows, w, sum); }
+void clip_add_rows(const float *x, ptrdiff_t rows, ptrdiff_t w, float *sum) {
+    CLIP_CALL_BEST(add_rows, x, rows, w, sum);
+}
 
 void clip_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float beta1, float beta2, float decay,
                 float step_size, float c2_root, float eps) {
-    DISPATCH(adamw, p, g, m, v, n, beta1, beta2, decay, step_size, c2_root, eps);
+    CLIP_CALL_BEST(adamw, p, g, m, v, n, beta1, beta2, decay, step_size, c2_root, eps);
 }
 
 void clip_gelu_backward(const float *z, float *dh, ptrdiff_t n) {

@@ -5,6 +5,7 @@
 // the four. The input comes zero-padded, so the window needs no bounds checks. Compiled once per ISA through target
 // attributes (as elementwise.c) and at the baseline, which is NEON on arm64.
 #include "CCLIPKernels.h"
+#include "dispatch.h"
 
 #include <string.h>
 
@@ -96,16 +97,5 @@ void clip_depthwise_conv2d_strided(const float *x, ptrdiff_t padded_width, ptrdi
                                    const float *bias, ptrdiff_t kernel, ptrdiff_t stride, ptrdiff_t y0, ptrdiff_t y1,
                                    ptrdiff_t out_width, float *out) {
     if (channels <= 0 || kernel <= 0 || stride <= 0 || out_width <= 0 || y1 <= y0) return;
-#if defined(__x86_64__) || defined(__i386__)
-    switch (clip_cpu_level()) {
-    case CLIP_LEVEL_AVX512:
-        depthwise_avx512(x, padded_width, channels, weight, bias, kernel, stride, y0, y1, out_width, out);
-        return;
-    case CLIP_LEVEL_AVX2:
-        depthwise_avx2(x, padded_width, channels, weight, bias, kernel, stride, y0, y1, out_width, out);
-        return;
-    default: break;
-    }
-#endif
-    depthwise_generic(x, padded_width, channels, weight, bias, kernel, stride, y0, y1, out_width, out);
+    CLIP_CALL_BEST(depthwise, x, padded_width, channels, weight, bias, kernel, stride, y0, y1, out_width, out);
 }

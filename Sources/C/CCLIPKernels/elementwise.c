@@ -1,6 +1,7 @@
 // Element-wise kernels on the hot path (QuickGELU, softmax, LayerNorm), written as plain loops and compiled once
 // per ISA through target attributes, so the compiler vectorises them for AVX-512 / AVX2 and still runs on any CPU.
 #include "CCLIPKernels.h"
+#include "dispatch.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -168,31 +169,12 @@ KERNELS(avx2, __attribute__((target("avx2,fma"))))
 KERNELS(avx512, __attribute__((target("avx512f,avx512dq"))))
 #endif
 
-#if defined(__x86_64__) || defined(__i386__)
-static int level(void) {
-    switch (clip_cpu_level()) {
-    case CLIP_LEVEL_AVX512: return 2;
-    case CLIP_LEVEL_AVX2: return 1;
-    default: return 0;
-    }
-}
-#endif
-
 void clip_quick_gelu(float *x, ptrdiff_t n) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (level() == 2) { quick_gelu_avx512(x, n); return; }
-    if (level() == 1) { quick_gelu_avx2(x, n); return; }
-#endif
-    quick_gelu_generic(x, n);
+    CLIP_CALL_BEST(quick_gelu, x, n);
 }
 
 void clip_epilogue_tile(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols, const float *bias, int activation) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (level() == 2) epilogue_avx512(c, ldc, rows, cols, bias, activation);
-    else if (level() == 1) epilogue_avx2(c, ldc, rows, cols, bias, activation);
-    else
-#endif
-    epilogue_generic(c, ldc, rows, cols, bias, activation);
+    CLIP_CALL_BEST(epilogue, c, ldc, rows, cols, bias, activation);
     // The GELUs run as a pass over the tile, after the bias (the register tiles compute QuickGELU and ReLU only).
     if (activation == CLIP_ACTIVATION_GELU) {
         for (ptrdiff_t r = 0; r < rows; r++) clip_gelu(c + r * ldc, cols);
@@ -202,38 +184,22 @@ void clip_epilogue_tile(float *c, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols,
 }
 
 void clip_gelu_tanh(float *x, ptrdiff_t n) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (level() == 2) { gelu_tanh_avx512(x, n); return; }
-    if (level() == 1) { gelu_tanh_avx2(x, n); return; }
-#endif
-    gelu_tanh_generic(x, n);
+    CLIP_CALL_BEST(gelu_tanh, x, n);
 }
 
 void clip_gelu(float *x, ptrdiff_t n) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (level() == 2) { gelu_avx512(x, n); return; }
-    if (level() == 1) { gelu_avx2(x, n); return; }
-#endif
-    gelu_generic(x, n);
+    CLIP_CALL_BEST(gelu, x, n);
 }
 
 void clip_softmax(float *x, ptrdiff_t n) {
     if (n <= 0) return;
-#if defined(__x86_64__) || defined(__i386__)
-    if (level() == 2) { softmax_avx512(x, n); return; }
-    if (level() == 1) { softmax_avx2(x, n); return; }
-#endif
-    softmax_generic(x, n);
+    CLIP_CALL_BEST(softmax, x, n);
 }
 
 void clip_layer_norm(const float *x, ptrdiff_t rows, ptrdiff_t width, const float *gamma, const float *beta,
                      float eps, float *out) {
     if (width <= 0) return;
-#if defined(__x86_64__) || defined(__i386__)
-    if (level() == 2) { layer_norm_avx512(x, rows, width, gamma, beta, eps, out); return; }
-    if (level() == 1) { layer_norm_avx2(x, rows, width, gamma, beta, eps, out); return; }
-#endif
-    layer_norm_generic(x, rows, width, gamma, beta, eps, out);
+    CLIP_CALL_BEST(layer_norm, x, rows, width, gamma, beta, eps, out);
 }
 
 float clip_exp(float x) { return exp_poly(x); }
@@ -263,18 +229,10 @@ void clip_swiglu(const float *gx, ptrdiff_t rows, ptrdiff_t hidden, float *out) 
     for (ptrdiff_t r = 0; r < rows; r++) {
         const float *in = gx + r * 2 * hidden;
         float *o = out + r * hidden;
-#if defined(__x86_64__) || defined(__i386__)
-        if (level() == 2) { swiglu_avx512(in, hidden, o); continue; }
-        if (level() == 1) { swiglu_avx2(in, hidden, o); continue; }
-#endif
-        swiglu_generic(in, hidden, o);
+        CLIP_CALL_BEST(swiglu, in, hidden, o);
     }
 }
 
 void clip_rotary_interleaved(float *x, ptrdiff_t n, const float *sin, const float *cos) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (level() == 2) { rotary_avx512(x, n, sin, cos); return; }
-    if (level() == 1) { rotary_avx2(x, n, sin, cos); return; }
-#endif
-    rotary_generic(x, n, sin, cos);
+    CLIP_CALL_BEST(rotary, x, n, sin, cos);
 }
