@@ -49,10 +49,17 @@ let package = Package(
         // Videos through FFmpeg (libavformat, libavcodec, libswscale, libavutil).
         .systemLibrary(name: "CFFmpeg", path: "Sources/C/CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev"]), .brew(["ffmpeg"])]),
-        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif", "CGif", "CTiff", "CRaw", "CFFmpeg"], path: "Sources/C/CCLIPImage",
+        // On Linux video.c opens FFmpeg with dlopen at the first video (libavformat alone brings 134 shared libraries
+        // that every process would load at start), and finds its headers in the multiarch include directory; elsewhere
+        // it is linked.
+        .target(name: "CCLIPImage", dependencies: ["CJPEG", "CPNG", "CWebP", "CHeif", "CAvif", "CGif", "CTiff", "CRaw",
+                                                   .target(name: "CFFmpeg", condition: .when(platforms: [.macOS]))],
+                path: "Sources/C/CCLIPImage",
                 // libavformat's pkg-config names only itself; the libraries video.c calls directly:
-                linkerSettings: [.linkedLibrary("avcodec"), .linkedLibrary("swscale"), .linkedLibrary("avutil"),
-                                 .linkedLibrary("webpdemux")]),
+                linkerSettings: [.linkedLibrary("avcodec", .when(platforms: [.macOS])),
+                                 .linkedLibrary("swscale", .when(platforms: [.macOS])),
+                                 .linkedLibrary("avutil", .when(platforms: [.macOS])), .linkedLibrary("webpdemux"),
+                                 .linkedLibrary("dl", .when(platforms: [.linux]))]),
         // Image decoding and the reference preprocessing; independent of the model.
         .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"], path: "Sources/Inputs/CLIPImage"),
         // Neural-network layers that load their own named parameters.

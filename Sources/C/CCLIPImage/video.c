@@ -23,6 +23,117 @@
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
 
+// On Linux FFmpeg is opened with dlopen when the first video is, not linked: libavformat brings 134 shared libraries
+// (its protocols' and codecs'), and loading them took 40 of a no-op process's 75 ms on an Intel Xeon, a cost every
+// `clip` command paid whether or not it ever read a video. The sonames are the ones the headers were built against;
+// their symbols are resolved once, each call below going through the table under its own name.
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <pthread.h>
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
+#define FFMPEG_CALLS(X)                                                                                         \
+    X(avutil, av_display_rotation_get) X(avutil, av_frame_alloc) X(avutil, av_frame_free)                      \
+    X(avutil, av_frame_unref) X(avutil, av_free) X(avutil, av_freep) X(avutil, av_malloc) X(avutil, av_strdup) \
+    X(avutil, av_strerror)                                                                                     \
+    X(avcodec, av_packet_alloc) X(avcodec, av_packet_free) X(avcodec, av_packet_unref)                         \
+    X(avcodec, avcodec_alloc_context3) X(avcodec, avcodec_flush_buffers) X(avcodec, avcodec_free_context)      \
+    X(avcodec, avcodec_open2) X(avcodec, avcodec_parameters_to_context) X(avcodec, avcodec_receive_frame)      \
+    X(avcodec, avcodec_send_packet)                                                                            \
+    X(avformat, av_find_best_stream) X(avformat, av_read_frame) X(avformat, av_seek_frame)                     \
+    X(avformat, av_stream_get_side_data) X(avformat, avformat_alloc_context) X(avformat, avformat_close_input)  \
+    X(avformat, avformat_find_stream_info) X(avformat, avformat_index_get_entries_count)                       \
+    X(avformat, avformat_index_get_entry) X(avformat, avformat_open_input) X(avformat, avio_alloc_context)     \
+    X(avformat, avio_context_free)                                                                             \
+    X(swscale, sws_freeContext) X(swscale, sws_getCachedContext) X(swscale, sws_scale)
+
+#define FFMPEG_POINTER(lib, name) __typeof__(&name) name;
+static struct { FFMPEG_CALLS(FFMPEG_POINTER) } ffmpeg;
+static char ffmpeg_error[512];
+static pthread_once_t ffmpeg_once = PTHREAD_ONCE_INIT;
+
+static void ffmpeg_load(void) {
+    // libavutil first: the others need it. RTLD_LOCAL keeps FFmpeg's symbols out of the global scope.
+    static const struct { const char *soname, *package; } libs[] = {
+        {"libavutil.so." STRINGIFY(LIBAVUTIL_VERSION_MAJOR), "libavutil" STRINGIFY(LIBAVUTIL_VERSION_MAJOR)},
+        {"libswscale.so." STRINGIFY(LIBSWSCALE_VERSION_MAJOR), "libswscale" STRINGIFY(LIBSWSCALE_VERSION_MAJOR)},
+        {"libavcodec.so." STRINGIFY(LIBAVCODEC_VERSION_MAJOR), "libavcodec" STRINGIFY(LIBAVCODEC_VERSION_MAJOR)},
+        {"libavformat.so." STRINGIFY(LIBAVFORMAT_VERSION_MAJOR), "libavformat" STRINGIFY(LIBAVFORMAT_VERSION_MAJOR)},
+    };
+    void *handle[4];
+    for (int i = 0; i < 4; i++) {
+        handle[i] = dlopen(libs[i].soname, RTLD_NOW | RTLD_LOCAL);
+        if (!handle[i]) {
+            const char *why = dlerror();
+            snprintf(ffmpeg_error, sizeof ffmpeg_error,
+                     "videos need FFmpeg's %s, which cannot be loaded (%s); on Debian: apt-get install %s", libs[i].soname,
+                     why ? why : "not found", libs[i].package);
+            return;
+        }
+    }
+    void *const avutil = handle[0], *const swscale = handle[1], *const avcodec = handle[2], *const avformat = handle[3];
+#define FFMPEG_RESOLVE(lib, name)                                                                               \
+    if (!(*(void **)&ffmpeg.name = dlsym(lib, #name))) {                                                       \
+        snprintf(ffmpeg_error, sizeof ffmpeg_error, "videos need %s from FFmpeg's lib%s, which the installed one lacks", \
+                 #name, #lib);                                                                                 \
+        return;                                                                                                \
+    }
+    FFMPEG_CALLS(FFMPEG_RESOLVE)
+#undef FFMPEG_RESOLVE
+}
+
+// 0 when FFmpeg is there, else the error (the same one on every call: a failed load is not retried).
+static int ffmpeg_ready(char *err, size_t errlen) {
+    pthread_once(&ffmpeg_once, ffmpeg_load);
+    if (!ffmpeg_error[0]) return 0;
+    snprintf(err, errlen, "%s", ffmpeg_error);
+    return -1;
+}
+
+#define av_display_rotation_get ffmpeg.av_display_rotation_get
+#define av_frame_alloc ffmpeg.av_frame_alloc
+#define av_frame_free ffmpeg.av_frame_free
+#define av_frame_unref ffmpeg.av_frame_unref
+#define av_free ffmpeg.av_free
+#define av_freep ffmpeg.av_freep
+#define av_malloc ffmpeg.av_malloc
+#define av_strdup ffmpeg.av_strdup
+#define av_strerror ffmpeg.av_strerror
+#define av_packet_alloc ffmpeg.av_packet_alloc
+#define av_packet_free ffmpeg.av_packet_free
+#define av_packet_unref ffmpeg.av_packet_unref
+#define avcodec_alloc_context3 ffmpeg.avcodec_alloc_context3
+#define avcodec_flush_buffers ffmpeg.avcodec_flush_buffers
+#define avcodec_free_context ffmpeg.avcodec_free_context
+#define avcodec_open2 ffmpeg.avcodec_open2
+#define avcodec_parameters_to_context ffmpeg.avcodec_parameters_to_context
+#define avcodec_receive_frame ffmpeg.avcodec_receive_frame
+#define avcodec_send_packet ffmpeg.avcodec_send_packet
+#define av_find_best_stream ffmpeg.av_find_best_stream
+#define av_read_frame ffmpeg.av_read_frame
+#define av_seek_frame ffmpeg.av_seek_frame
+#define av_stream_get_side_data ffmpeg.av_stream_get_side_data
+#define avformat_alloc_context ffmpeg.avformat_alloc_context
+#define avformat_close_input ffmpeg.avformat_close_input
+#define avformat_find_stream_info ffmpeg.avformat_find_stream_info
+#define avformat_index_get_entries_count ffmpeg.avformat_index_get_entries_count
+#define avformat_index_get_entry ffmpeg.avformat_index_get_entry
+#define avformat_open_input ffmpeg.avformat_open_input
+#define avio_alloc_context ffmpeg.avio_alloc_context
+#define avio_context_free ffmpeg.avio_context_free
+#define sws_freeContext ffmpeg.sws_freeContext
+#define sws_getCachedContext ffmpeg.sws_getCachedContext
+#define sws_scale ffmpeg.sws_scale
+#else
+// Elsewhere (macOS) FFmpeg is linked as usual.
+static int ffmpeg_ready(char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    return 0;
+}
+#endif
+
 enum { THUMB = 32, IO_BUFFER = 1 << 16 };
 
 struct clip_video {
@@ -137,6 +248,7 @@ int clip_video_open(int fd, uint64_t max_pixels, double interval, double thresho
                     int every_frame, clip_video **out, clip_video_info *info, char *err, size_t errlen) {
     *out = NULL;
     memset(info, 0, sizeof *info);
+    if (ffmpeg_ready(err, errlen) != 0) return CLIP_IMAGE_UNSUPPORTED;
     clip_video *v = calloc(1, sizeof *v);
     if (!v) { snprintf(err, errlen, "out of memory for the video reader"); return CLIP_IMAGE_NO_MEMORY; }
     struct stat st;
