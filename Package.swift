@@ -59,7 +59,7 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("avcodec", .when(platforms: [.macOS])),
                                  .linkedLibrary("swscale", .when(platforms: [.macOS])),
                                  .linkedLibrary("avutil", .when(platforms: [.macOS])), .linkedLibrary("webpdemux"),
-                                 .linkedLibrary("dl", .when(platforms: [.linux]))]),
+                                 .linkedLibrary("dl", .when(platforms: [.linux, .android]))]),
         // Image decoding and the reference preprocessing; independent of the model.
         .target(name: "CLIPImage", dependencies: ["CCLIPImage", "CLIPTensor", "CLIPFiles"], path: "Sources/Inputs/CLIPImage"),
         // Neural-network layers that load their own named parameters.

@@ -17,6 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#if !__has_include(<libavformat/avformat.h>)
+// On Linux the headers are found in the compiler's default include path (Debian and Ubuntu keep them in
+// /usr/include/<triple>), since FFmpeg is not linked and pkg-config is not asked.
+#error "video.c needs FFmpeg's development headers (Debian: apt-get install libavformat-dev libavcodec-dev libswscale-dev); where they live outside the default include path (Fedora: /usr/include/ffmpeg), build with -Xcc -I$(pkg-config --variable=includedir libavformat)"
+#endif
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/display.h>
@@ -126,12 +131,14 @@ static int ffmpeg_ready(char *err, size_t errlen) {
 #define sws_freeContext ffmpeg.sws_freeContext
 #define sws_getCachedContext ffmpeg.sws_getCachedContext
 #define sws_scale ffmpeg.sws_scale
-#else
-// Elsewhere (macOS) FFmpeg is linked as usual.
+#elif defined(__APPLE__)
+// On macOS FFmpeg is linked as usual (Package.swift).
 static int ffmpeg_ready(char *err, size_t errlen) {
     (void)err; (void)errlen;
     return 0;
 }
+#else
+#error "videos: Package.swift links FFmpeg only on macOS and video.c opens it at run time only on Linux; this platform needs one of the two"
 #endif
 
 enum { THUMB = 32, IO_BUFFER = 1 << 16 };
