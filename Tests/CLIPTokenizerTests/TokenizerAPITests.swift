@@ -1,4 +1,4 @@
-import CLIPTokenizer
+@testable import CLIPTokenizer
 import Foundation
 import Testing
 
@@ -117,4 +117,52 @@ struct HFExpected: Decodable { let text: String; let ids: [Int] }
     let ids = t.encode(huge)
     #expect(!ids.isEmpty)
     #expect(try t.tokenize([huge], truncate: true)[0].count == 77)
+}
+
+/// A small vocabulary over CLIP's byte alphabet: the 512 byte symbols, `extra`, then the two special tokens.
+private func smallVocabulary(extra: [String], merges: [Substring], dropping drop: String? = nil) throws(TokenizerError) -> Vocabulary {
+    let base: [String] = Vocabulary.byteEncoder.map { String($0) }
+    var tokens: [String] = base + base.map { $0 + "</w>" }
+    tokens += extra + ["<|startoftext|>", "<|endoftext|>"]
+    tokens.removeAll { $0 == drop }
+    return try Vocabulary(tokens: tokens, mergeLines: merges, source: "vocab.json")
+}
+
+@Test("A vocabulary merges by its ranks, and names what is wrong with it", arguments: [
+    ("", ""),
+    ("a token listed twice", "token 'ab</w>' appears twice"),
+    ("a merge of tokens it lacks", "vocab.json:2: merge 'a zz' names tokens that are not in the vocabulary"),
+    ("a byte symbol it lacks", "lacks the byte symbol for 97"),
+])
+func vocabularyErrorsNameTheProblem(_ broken: String, _ message: String) throws {
+    let extra = broken == "a token listed twice" ? ["ab</w>", "ab</w>"] : ["ab</w>"]
+    let merges: [Substring] = broken == "a merge of tokens it lacks" ? ["a b</w>", "a zz"] : ["a b</w>"]
+    do {
+        let v = try smallVocabulary(extra: extra, merges: merges, dropping: broken == "a byte symbol it lacks" ? "a" : nil)
+        #expect(message.isEmpty, "expected an error: \(message)")
+        #expect(v.tokens.count == 515 && v.tokens.string(512) == "ab</w>" && v.startOfText == 513 && v.endOfText == 514)
+        #expect(v.encodeWord(Array("ab".utf8)) == [512])
+        #expect(v.encodeWord(Array("ba".utf8)).count == 2)
+    } catch {
+        #expect(!message.isEmpty && error.description.contains(message), "\(error.description)")
+    }
+}
+
+@Test func tokenTableFindsEveryTokenByItsBytesAfterGrowing() {
+    var table = TokenTable(capacity: 1, bytes: 0)
+    let words = (0..<5_000).map { "t\($0)é" }
+    for w in words {
+        let added = table.append(Array(w.utf8)[...])
+        #expect(added)
+    }
+    let again = table.append(Array("t42é".utf8)[...])
+    #expect(!again)
+    #expect(table.count == 5_000)
+    for (i, w) in words.enumerated() where i % 7 == 0 {
+        let bytes = Array(w.utf8)
+        #expect(table.id(bytes[...]) == i)
+        #expect(table.id(bytes[..<2], bytes[2...]) == i)  // found as a concatenation too
+        #expect(table.string(i) == w)
+    }
+    #expect(table.id(Array("t5000é".utf8)[...]) == nil)
 }

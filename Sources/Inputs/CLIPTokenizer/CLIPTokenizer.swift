@@ -32,12 +32,12 @@ public final class CLIPTokenizer: Sendable {
 
     /// A tokenizer with CLIP's bundled 49,408-token vocabulary.
     public convenience init(cacheCapacity: Int = 65_536) throws(TokenizerError) {
-        let merges = try resourceLines("bpe_merges", comments: false)
+        let merges = MergeLines(text: try resourceBytes("bpe_merges"))
         guard merges.count == 48_894 else {
             throw .malformedData(file: "bpe_merges.txt", line: merges.count, message: "expected 48894 merges")
         }
-        try self.init(vocabulary: Vocabulary(tokens: Vocabulary.referenceOrder(mergeLines: merges), mergeLines: merges,
-                                             source: "bpe_merges.txt"), cacheCapacity: cacheCapacity)
+        let tokens = try Vocabulary.referenceOrder(merges: merges, source: "bpe_merges.txt")
+        try self.init(vocabulary: Vocabulary(tokens: tokens, merges: merges, source: "bpe_merges.txt"), cacheCapacity: cacheCapacity)
     }
 
     /// A tokenizer from a Hugging Face folder's `vocab.json` and `merges.txt`, or its `tokenizer.json`.
@@ -93,7 +93,7 @@ public final class CLIPTokenizer: Sendable {
         var bytes: [UInt8] = []
         for (p, id) in ids.enumerated() {
             guard id >= 0 && id < vocabulary.tokens.count else { throw .unknownTokenID(position: p, id: id) }
-            for s in vocabulary.tokens[id].unicodeScalars {
+            for s in vocabulary.tokens.string(id).unicodeScalars {
                 bytes.append(Self.byteDecoder[s.value] ?? 0x3F)
             }
         }

@@ -83,13 +83,19 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Reads a bundled data file's lines, dropping comment lines (starting with '#') when `comments` is set;
-/// BPE merges are never comments, some of them start with '#'.
-func resourceLines(_ name: String, comments: Bool = true) throws(TokenizerError) -> [Substring] {
+/// A bundled data file's bytes.
+func resourceBytes(_ name: String) throws(TokenizerError) -> [UInt8] {
     guard let url = Bundle.module.url(forResource: name, withExtension: "txt", subdirectory: "Resources"),
           let data = try? Data(contentsOf: url) else {
         throw .missingResource("\(name).txt")
     }
+    return [UInt8](data)
+}
+
+/// Reads a bundled data file's lines, dropping comment lines (starting with '#') when `comments` is set;
+/// BPE merges are never comments, some of them start with '#'.
+func resourceLines(_ name: String, comments: Bool = true) throws(TokenizerError) -> [Substring] {
+    let data = try resourceBytes(name)
     // Split on the newline byte, not on Characters: grapheme breaking over 500 KB of merges took most of the
     // tokenizer's start-up. "\n" is ASCII, so every cut falls on a scalar boundary.
     let text = String(decoding: data, as: UTF8.self)
