@@ -27,7 +27,7 @@ package struct Vocabulary: Sendable {
     }()
 
     /// The byte symbols' UTF-8, alone and with `</w>`.
-    private static let byteSymbolBytes: [[UInt8]] = byteEncoder.map { Array(String($0).utf8) }
+    static let byteSymbolBytes: [[UInt8]] = byteEncoder.map { Array(String($0).utf8) }
     private static let endOfWord = Array("</w>".utf8)
 
     /// The reference's vocabulary order: the 256 byte symbols in `bytes_to_unicode` order, the same with
@@ -36,20 +36,25 @@ package struct Vocabulary: Sendable {
         var bs = Array(33...126) + Array(161...172) + Array(174...255)
         for b in 0..<256 where !bs.contains(b) { bs.append(b) }
         var table = TokenTable(capacity: 512 + merges.count + 2, bytes: merges.bytes.count + 4_096)
-        func add(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8> = []) throws(TokenizerError) {
+        func add(_ a: Bytes, _ b: Bytes = Bytes(start: nil, count: 0)) throws(TokenizerError) {
             guard table.append(a, b) else {
                 let token = String(decoding: Array(a) + Array(b), as: UTF8.self)
                 throw .malformedData(file: source, line: 0, message: "token '\(token)' appears twice")
             }
         }
-        for b in bs { try add(byteSymbolBytes[b][...]) }
-        for b in bs { try add(byteSymbolBytes[b][...], endOfWord[...]) }
-        for i in 0..<merges.count {
-            let line = merges.line(i)
-            if let (l, r) = halves(line) { try add(l, r) } else { try add(line) }
+        try endOfWord.withUnsafeBufferPointer { (w) throws(TokenizerError) in
+            for b in bs { try byteSymbolBytes[b].withUnsafeBufferPointer { (c) throws(TokenizerError) in try add(c) } }
+            for b in bs { try byteSymbolBytes[b].withUnsafeBufferPointer { (c) throws(TokenizerError) in try add(c, w) } }
         }
-        try add(Array("<|startoftext|>".utf8)[...])
-        try add(Array("<|endoftext|>".utf8)[...])
+        try merges.bytes.withUnsafeBufferPointer { (all) throws(TokenizerError) in
+            for i in 0..<merges.count {
+                let line = Bytes(rebasing: all[merges.range(i)])
+                if let (l, r) = halves(line) { try add(l, r) } else { try add(line) }
+            }
+        }
+        for special in ["<|startoftext|>", "<|endoftext|>"] {
+            try Array(special.utf8).withUnsafeBufferPointer { (c) throws(TokenizerError) in try add(c) }
+        }
         return table
     }
 
@@ -64,9 +69,9 @@ package struct Vocabulary: Sendable {
     }
 
     /// `halves` over a line's bytes: nil unless the line has exactly two non-empty parts.
-    static func halves(_ line: ArraySlice<UInt8>) -> (ArraySlice<UInt8>, ArraySlice<UInt8>)? {
+    static func halves(_ line: Bytes) -> (Bytes, Bytes)? {
         guard let space = line.firstIndex(of: UInt8(ascii: " ")) else { return nil }
-        let left = line[..<space], right = line[(space + 1)...]
+        let left = Bytes(rebasing: line[..<space]), right = Bytes(rebasing: line[(space + 1)...])
         guard !left.isEmpty, !right.isEmpty, !right.contains(UInt8(ascii: " ")) else { return nil }
         return (left, right)
     }
@@ -75,7 +80,7 @@ package struct Vocabulary: Sendable {
     init(tokens: [String], mergeLines: [Substring], source: String) throws(TokenizerError) {
         var table = TokenTable(capacity: tokens.count, bytes: tokens.reduce(0) { $0 + $1.utf8.count })
         for t in tokens {
-            guard table.append(Array(t.utf8)[...]) else {
+            guard table.append(Array(t.utf8)) else {
                 throw .malformedData(file: source, line: 0, message: "token '\(t)' appears twice")
             }
         }
@@ -85,8 +90,8 @@ package struct Vocabulary: Sendable {
     init(tokens: TokenTable, merges lines: MergeLines, source: String) throws(TokenizerError) {
         var byteSymbol = [Int32](), byteEnd = [Int32]()
         for b in 0..<256 {
-            let c = Self.byteSymbolBytes[b][...]
-            guard let a = tokens.id(c), let e = tokens.id(c, Self.endOfWord[...]) else {
+            let c = Self.byteSymbolBytes[b]
+            guard let a = tokens.id(c), let e = tokens.id(c + Self.endOfWord) else {
                 throw .malformedData(file: source, line: 0, message: "vocabulary lacks the byte symbol for \(b)")
             }
             byteSymbol.append(Int32(a))
@@ -94,17 +99,19 @@ package struct Vocabulary: Sendable {
         }
         var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
         merges.reserveCapacity(lines.count)
-        for rank in 0..<lines.count {
-            let line = lines.line(rank)
-            guard let (left, right) = Self.halves(line), let l = tokens.id(left), let r = tokens.id(right),
-                  let m = tokens.id(left, right) else {
-                throw .malformedData(file: source, line: rank + 1,
-                                     message: "merge '\(String(decoding: line, as: UTF8.self))' names tokens that are not in the vocabulary")
+        try lines.bytes.withUnsafeBufferPointer { (all) throws(TokenizerError) in
+            for rank in 0..<lines.count {
+                let line = Bytes(rebasing: all[lines.range(rank)])
+                guard let (left, right) = Self.halves(line), let l = tokens.id(left), let r = tokens.id(right),
+                      let m = tokens.id(left, right) else {
+                    throw .malformedData(file: source, line: rank + 1,
+                                         message: "merge '\(String(decoding: line, as: UTF8.self))' names tokens that are not in the vocabulary")
+                }
+                let key = UInt64(l) << 32 | UInt64(r)
+                merges[key] = (Int32(rank), Int32(m))  // a repeated merge takes its last rank, as a Python dict does
             }
-            let key = UInt64(l) << 32 | UInt64(r)
-            merges[key] = (Int32(rank), Int32(m))  // a repeated merge takes its last rank, as a Python dict does
         }
-        guard let sot = tokens.id(Array("<|startoftext|>".utf8)[...]), let eot = tokens.id(Array("<|endoftext|>".utf8)[...]) else {
+        guard let sot = tokens.id(Array("<|startoftext|>".utf8)), let eot = tokens.id(Array("<|endoftext|>".utf8)) else {
             throw .malformedData(file: source, line: 0, message: "vocabulary lacks <|startoftext|> or <|endoftext|>")
         }
         self.tokens = tokens
@@ -157,7 +164,8 @@ struct MergeLines: Sendable {
     }
 
     var count: Int { ends.count }
-    func line(_ i: Int) -> ArraySlice<UInt8> { bytes[starts[i]..<ends[i]] }
+    /// Where line `i` lies in `bytes`.
+    func range(_ i: Int) -> Range<Int> { starts[i]..<ends[i] }
 }
 
 /// Token strings stored as UTF-8 in one buffer and found by their bytes, code point for code point as a Python dict
@@ -185,7 +193,7 @@ struct TokenTable: Sendable {
     func string(_ id: Int) -> String { String(decoding: bytes[starts[id]..<starts[id + 1]], as: UTF8.self) }
 
     /// FNV-1a over `a` then `b`, finished by a multiply-xorshift so that the low bits the mask keeps are mixed.
-    private static func hash(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Int {
+    private static func hash(_ a: Bytes, _ b: Bytes) -> Int {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for x in a { h = (h ^ UInt64(x)) &* 0x0000_0100_0000_01B3 }
         for x in b { h = (h ^ UInt64(x)) &* 0x0000_0100_0000_01B3 }
@@ -194,28 +202,38 @@ struct TokenTable: Sendable {
         return Int(truncatingIfNeeded: h >> 16)
     }
 
-    private func equals(_ id: Int, _ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool {
-        let s = starts[id], e = starts[id + 1]
-        guard e - s == a.count + b.count else { return false }
-        return bytes[s..<(s + a.count)].elementsEqual(a) && bytes[(s + a.count)..<e].elementsEqual(b)
-    }
-
     /// The slot holding the token `a` + `b`, or the empty slot where it would go.
-    private func slot(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Int {
-        let mask = slots.count - 1
-        var i = Self.hash(a, b) & mask
-        while slots[i] != 0 && !equals(Int(slots[i]) - 1, a, b) { i = (i + 1) & mask }
-        return i
+    private func slot(_ a: Bytes, _ b: Bytes) -> Int {
+        bytes.withUnsafeBufferPointer { stored in
+            starts.withUnsafeBufferPointer { starts in
+                slots.withUnsafeBufferPointer { slots in
+                    let mask = slots.count - 1
+                    var i = Self.hash(a, b) & mask
+                    while slots[i] != 0 {
+                        let id = Int(slots[i]) - 1, from = starts[id]
+                        if starts[id + 1] - from == a.count + b.count,
+                           a.indices.allSatisfy({ stored[from + $0] == a[$0] }),
+                           b.indices.allSatisfy({ stored[from + a.count + $0] == b[$0] }) {
+                            return i
+                        }
+                        i = (i + 1) & mask
+                    }
+                    return i
+                }
+            }
+        }
     }
 
     /// The id of the token whose bytes are `a` followed by `b`.
-    func id(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8> = []) -> Int? {
+    func id(_ a: Bytes, _ b: Bytes = Bytes(start: nil, count: 0)) -> Int? {
         let s = slots[slot(a, b)]
         return s == 0 ? nil : Int(s) - 1
     }
 
+    func id(_ token: [UInt8]) -> Int? { token.withUnsafeBufferPointer { id($0) } }
+
     /// Adds the token `a` + `b` as the next id; false when it is already there.
-    mutating func append(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8> = []) -> Bool {
+    mutating func append(_ a: Bytes, _ b: Bytes = Bytes(start: nil, count: 0)) -> Bool {
         if 2 * (count + 1) > slots.count { grow() }
         let i = slot(a, b)
         guard slots[i] == 0 else { return false }
@@ -226,13 +244,17 @@ struct TokenTable: Sendable {
         return true
     }
 
+    mutating func append(_ token: [UInt8]) -> Bool { token.withUnsafeBufferPointer { append($0) } }
+
     private mutating func grow() {
         slots = [Int32](repeating: 0, count: slots.count * 2)
         let mask = slots.count - 1
         for id in 0..<count {
-            var i = Self.hash(bytes[starts[id]..<starts[id + 1]], []) & mask
+            var i = bytes.withUnsafeBufferPointer { Self.hash(Bytes(rebasing: $0[starts[id]..<starts[id + 1]]), Bytes(start: nil, count: 0)) } & mask
             while slots[i] != 0 { i = (i + 1) & mask }
             slots[i] = Int32(id + 1)
         }
     }
 }
+
+typealias Bytes = UnsafeBufferPointer<UInt8>
