@@ -108,3 +108,23 @@ func usageErrors(_ args: [String]) throws {
     #expect(r.status == 64, "status \(r.status): \(r.stderr)")
     #expect(r.stderr.contains("Error:") && r.stderr.contains("Usage:"))
 }
+
+@Test("classify with its labels cached loads the image tower alone, and prints what the first run printed")
+func classifyWithCachedLabelsSkipsTheTextTower() throws {
+    let ref = try PipelineReference.load()
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clip-classify-cache-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let arguments = ["classify", "--model", tinyModel, "--json"] + ref.imagePaths + ["--labels"] + ref.labels
+    func files(_ suffix: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(suffix) }
+    }
+    let first = try runClip(arguments, environment: ["CLIP_WEIGHT_CACHE": dir])
+    #expect(first.status == 0, "\(first.stderr)")
+    #expect(try files(".cliplabels").count == 1 && files(".clippack").count == 2, "one file per tower")
+    // Without packed weights but with the labels, a run that loaded the text tower would write its file again.
+    for pack in try files(".clippack") { try FileManager.default.removeItem(atPath: dir + "/" + pack) }
+    let second = try runClip(arguments, environment: ["CLIP_WEIGHT_CACHE": dir])
+    #expect(second.status == 0, "\(second.stderr)")
+    #expect(second.stdout == first.stdout)
+    #expect(try files(".clippack").count == 1, "the text tower was loaded")
+}

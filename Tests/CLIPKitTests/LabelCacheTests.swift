@@ -45,6 +45,29 @@ struct LabelCacheTests {
         #expect(entry.source.contains("tiny_vit.safetensors") && entry.source.contains("3 labels") && entry.precision == precision.rawValue)
     }
 
+    @Test("an image-only pipeline classifies from the cache, as the whole model does; without an entry it has none, and refuses text")
+    func imageOnlyPipelineReadsTheCache() throws {
+        let dir = try cacheDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = PackedWeightCache(directory: dir)
+        let images = try CLIPPipeline.load(tinyModel, showProgress: false, towers: .imageOnly, weightCache: cache)
+        #expect(images.cachedZeroShotClassifier(labels: labels, templates: templates, cache: cache) == nil)
+        do {
+            _ = try images.zeroShotClassifier(labels: labels, templates: templates, cache: cache)
+            Issue.record("an image-only pipeline encoded text")
+        } catch {
+            #expect(error.description.contains("image-only"), "\(error.description)")
+        }
+        let texts = try CLIPPipeline.load(tinyModel, showProgress: false, towers: .textOnly, weightCache: cache)
+        let stored = try texts.zeroShotClassifier(labels: labels, templates: templates, cache: cache)
+        let whole = try CLIPPipeline.load(tinyModel, showProgress: false)
+        #expect(stored.weights.scalars == (try whole.zeroShotClassifier(labels: labels, templates: templates).weights.scalars))
+        let found = try #require(images.cachedZeroShotClassifier(labels: labels, templates: templates, cache: cache))
+        #expect(found.weights.scalars.map(\.bitPattern) == stored.weights.scalars.map(\.bitPattern))
+        #expect(found.logitScale == stored.logitScale && found.labels == labels)
+        #expect(images.cachedZeroShotClassifier(labels: labels.reversed(), templates: templates, cache: cache) == nil)
+    }
+
     /// The file's values are replaced (checksum made again, as anyone can): the classifier then shows them, which
     /// proves it read the file and did not run the text tower.
     @Test("a hit does not run the text tower")

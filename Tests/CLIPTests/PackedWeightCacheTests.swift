@@ -39,7 +39,8 @@ private func outputs(_ loaded: LoadedModel) throws -> [Float] {
     let pixels = try Tensor(shape: [2, 3, r, r], scalars: (0..<(2 * 3 * r * r)).map { Float(($0 * 7919) % 255) / 127.5 - 1 })
     let context = model.configuration.text.contextLength
     let tokens = [[1, 5, 9, 2] + [Int](repeating: 0, count: context - 4), [3, 4, 2] + [Int](repeating: 0, count: context - 3)]
-    var values = try model.encodeText(tokens).scalars
+    var values: [Float] = []
+    if case .notLoaded = model.text {} else { values += try model.encodeText(tokens).scalars }
     if case .notLoaded = model.visual {} else { values += try model.encodeImage(pixels).scalars }
     return values
 }
@@ -185,22 +186,36 @@ struct PackedWeightCacheTests {
         #expect(cache.entries().count == 2)
     }
 
-    @Test("a text-only load uses the file written for both towers; loading both after a text-only load writes one")
-    func textOnlyLoadsShareTheFullFile() throws {
+    @Test("a one-tower load uses the file written for both towers; loading both writes that file and drops the one-tower file",
+          arguments: [CLIPModel.Towers.textOnly, .imageOnly])
+    func oneTowerLoadsShareTheFullFile(towers: CLIPModel.Towers) throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cache = PackedWeightCache(directory: dir)
         let path = "\(fixtureDirectory)/vit_small.safetensors"
-        let expected = try outputs(CLIPModel.load(path: path, towers: .textOnly))
-        #expect(try outputs(CLIPModel.load(path: path, towers: .textOnly, cache: cache)) == expected)
+        let expected = try outputs(CLIPModel.load(path: path, towers: towers))
+        #expect(try outputs(CLIPModel.load(path: path, towers: towers, cache: cache)) == expected)
+        let single = try #require(cache.entries().first).path
         #expect(cache.entries().count == 1)
-        _ = try CLIPModel.load(path: path, cache: cache)
-        #expect(cache.entries().count == 2)
-        let both = try #require(cache.entries().first)  // most recently used
-        let before = cache.entries().map(\.path).sorted()
-        #expect(try outputs(CLIPModel.load(path: path, towers: .textOnly, cache: cache)) == expected)
-        #expect(cache.entries().map(\.path).sorted() == before)
-        #expect(cache.entries().first?.path == both.path, "the text-only load did not use the file for both towers")
+        let whole = try outputs(CLIPModel.load(path: path, cache: cache))
+        #expect(cache.entries().count == 1 && !FileManager.default.fileExists(atPath: single), "the one-tower file was kept")
+        let both = try #require(cache.entries().first)
+        #expect(try outputs(CLIPModel.load(path: path, towers: towers, cache: cache)) == expected)
+        #expect(cache.entries().map(\.path) == [both.path], "the one-tower load did not use the file for both towers")
+        // What one tower computes is what that tower computes in the whole model.
+        let n = expected.count
+        #expect(towers == .textOnly ? Array(whole.prefix(n)) == expected : Array(whole.suffix(n)) == expected)
+    }
+
+    @Test("an image-only model refuses text, a text-only one images, naming the tower")
+    func missingTowersAreNamed() throws {
+        let path = "\(fixtureDirectory)/vit_small.safetensors"
+        let images = try CLIPModel.load(path: path, towers: .imageOnly).model
+        #expect(throws: CLIPError.textTowerNotLoaded) { try images.encodeText([[1, 2]]) }
+        #expect(CLIPError.textTowerNotLoaded.description.contains("image-only"))
+        let texts = try CLIPModel.load(path: path, towers: .textOnly).model
+        let r = texts.configuration.imageResolution
+        #expect(throws: CLIPError.imageTowerNotLoaded) { try texts.encodeImage(Tensor(uncheckedZeros: [1, 3, r, r])) }
     }
 
     @Test("a damaged file for both towers is dropped by the text-only load that met the damage, not met again")

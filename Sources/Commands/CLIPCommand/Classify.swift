@@ -56,9 +56,12 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         let templates = PromptTemplates.expand(template)
-        let clip = try model.pipeline().orientingImages(applyOrientation)
-        // Label embeddings are kept beside the packed weights: the same labels and templates skip the text tower.
-        let classifier = try clip.zeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
+        // Label embeddings are kept beside the packed weights: with the same labels and templates the text tower
+        // and the tokenizer are not even loaded. Otherwise the text tower is loaded apart, which reads what a load
+        // of both towers reads.
+        let clip = try model.pipeline(towers: .imageOnly).orientingImages(applyOrientation)
+        let classifier = try clip.cachedZeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
+            ?? model.pipeline(towers: .textOnly).zeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
         let embeddings = try clip.imageEmbeddings(files: images, batchSize: batchSize,
                                                   progress: progressReporter("images", total: images.count))
         let probs = try classifier.probabilities(embeddings)

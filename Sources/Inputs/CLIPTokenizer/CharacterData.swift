@@ -64,6 +64,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case unknownLanguage(String)
     /// A language asked of a tokenizer (named) that has no language codes: only NLLB's has.
     case noLanguages(String)
+    /// Text given to a model loaded without its text tower, which has no tokenizer either.
+    case textTowerNotLoaded
 
     public var description: String {
         switch self {
@@ -79,6 +81,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "'\(code)' is not one of NLLB's 202 language codes (FLORES-200's, as eng_Latn, fra_Latn, zho_Hans, arb_Arab)"
         case .noLanguages(let kind):
             return "this model's tokenizer (\(kind)) has no language codes; a text language applies to NLLB-CLIP and NLLB-SigLIP models"
+        case .textTowerNotLoaded:
+            return "the model was loaded image-only (towers: .imageOnly), without its text tower or tokenizer; load it with both towers to encode text"
         }
     }
 }

@@ -29,7 +29,11 @@ public struct CLIPPipeline: Sendable {
     /// A pipeline over a loaded model, with the tokenizer from the model's folder when it has one.
     public init(_ loaded: LoadedModel) throws(PipelineError) {
         let tokenizer: any TextTokenizer
-        do { tokenizer = try loaded.tokenizer() } catch { throw .tokenizer(error) }
+        if case .notLoaded = loaded.model.text {
+            tokenizer = NoTextTower()
+        } else {
+            do { tokenizer = try loaded.tokenizer() } catch { throw .tokenizer(error) }
+        }
         self.init(model: loaded.model, preprocessing: loaded.preprocessing, tokenizer: tokenizer, loaded: loaded)
     }
 
@@ -53,7 +57,8 @@ public struct CLIPPipeline: Sendable {
     }
 
     /// Loads a model by name (downloading it like `clip.load`), checkpoint path, Hugging Face folder or Hub repository.
-    /// `towers: .textOnly` skips the image tower (text queries start faster and smaller). With a `weightCache`
+    /// `towers: .textOnly` skips the image tower (text queries start faster and smaller), `.imageOnly` the text tower
+    /// and the tokenizer (for images classified by `cachedZeroShotClassifier`, and for embedding photos). With a `weightCache`
     /// (`PackedWeightCache.user` is the user's), later loads of a checkpoint file map its packed weights.
     /// `hf-hub:ORG/NAME` fetches an open_clip or Hugging Face repository at `revision` (default `main`) into the
     /// cache `huggingface_hub` shares; with `pretrained`, `spec` is an open_clip architecture and `pretrained` its
@@ -65,7 +70,7 @@ public struct CLIPPipeline: Sendable {
         // The bundled tokenizer (about 70 ms to build) is built on another core while the weights load, unless
         // the model is a folder that may bring its own.
         var isFolder: ObjCBool = false
-        if !(FileManager.default.fileExists(atPath: spec, isDirectory: &isFolder) && isFolder.boolValue) {
+        if towers != .imageOnly, !(FileManager.default.fileExists(atPath: spec, isDirectory: &isFolder) && isFolder.boolValue) {
             DispatchQueue.global().async { _ = try? CLIPTokenizer.shared() }
         }
         let loaded: LoadedModel
@@ -180,20 +185,32 @@ public struct CLIPPipeline: Sendable {
     /// checkpoint file loaded through a packed-weight cache) and the tokenizer is the bundled BPE; otherwise, and
     /// when the cache cannot be written, the classifier is built as without a cache.
     public func zeroShotClassifier(labels: [String], templates: [String], cache: PackedWeightCache?) throws(PipelineError) -> ZeroShotClassifier {
-        guard let cache, let key = labelCacheKey(labels: labels, templates: templates) else {
-            return try zeroShotClassifier(labels: labels, templates: templates)
-        }
-        let e = model.configuration.embedDim
-        if let weights = cache.labelEmbeddings(key: key, rows: labels.count, dimension: e) {
-            return ZeroShotClassifier(labels: labels, weights: Tensor(uncheckedShape: [labels.count, e], scalars: weights),
-                                      logitScale: expf(model.logitScale), logitBias: model.logitBias,
-                                      objective: model.configuration.objective)
-        }
+        if let cached = cachedZeroShotClassifier(labels: labels, templates: templates, cache: cache) { return cached }
         let classifier = try zeroShotClassifier(labels: labels, templates: templates)
+        guard let cache, let key = labelCacheKey(labels: labels, templates: templates) else { return classifier }
+        let e = model.configuration.embedDim
         // A cache that cannot be written (a full disk, a read-only home) costs the next run the text tower, no more.
         try? cache.storeLabelEmbeddings(classifier.weights.scalars, key: key, rows: labels.count, dimension: e,
                                         source: loaded?.path ?? "", precision: model.precision)
         return classifier
+    }
+
+    /// The classifier `zeroShotClassifier(labels:templates:cache:)` kept in `cache` for these labels and templates, if
+    /// it has it: no text tower needed, so a pipeline loaded with `towers: .imageOnly` classifies without one.
+    ///
+    /// ```swift
+    /// let images = try CLIPPipeline.load("ViT-B/32", towers: .imageOnly, weightCache: .user)
+    /// let classifier = try images.cachedZeroShotClassifier(labels: labels, templates: ["{}"], cache: .user)
+    ///     ?? CLIPPipeline.load("ViT-B/32", towers: .textOnly, weightCache: .user)
+    ///         .zeroShotClassifier(labels: labels, templates: ["{}"], cache: .user)
+    /// ```
+    public func cachedZeroShotClassifier(labels: [String], templates: [String], cache: PackedWeightCache?) -> ZeroShotClassifier? {
+        let e = model.configuration.embedDim
+        guard let cache, let key = labelCacheKey(labels: labels, templates: templates),
+              let weights = cache.labelEmbeddings(key: key, rows: labels.count, dimension: e) else { return nil }
+        return ZeroShotClassifier(labels: labels, weights: Tensor(uncheckedShape: [labels.count, e], scalars: weights),
+                                  logitScale: expf(model.logitScale), logitBias: model.logitBias,
+                                  objective: model.configuration.objective)
     }
 
     /// What the text tower's output for these prompts depends on: the weights' content, architecture and
@@ -207,7 +224,9 @@ public struct CLIPPipeline: Sendable {
         }
         return ["swift-clip label embeddings, format \(Self.labelCacheFormat)", "checkpoint sha256 \(digest)",
                 "configuration \(model.configuration.fingerprintText)", "precision \(model.precision.rawValue)", PackedMatrix.layoutDescription,
-                "tokenizer \(type(of: tokenizer)) context \(model.configuration.text.contextLength)",
+                // The bundled BPE by the guard above (named so, not by the pipeline's tokenizer: an image-only
+                // pipeline has none but reads the same entries).
+                "tokenizer \(CLIPTokenizer.self) context \(model.configuration.text.contextLength)",
                 listed("templates", templates), listed("labels", labels)].joined(separator: "\n")
     }
 
@@ -326,4 +345,13 @@ public enum PipelineError: Error, CustomStringConvertible {
         case .classifier(let e): return e.description
         }
     }
+}
+
+/// The tokenizer of a pipeline loaded image-only: every text is refused, naming why.
+struct NoTextTower: TextTokenizer {
+    func tokenize(_ texts: [String], contextLength: Int, truncate: Bool) throws(TokenizerError) -> [[Int]] {
+        throw .textTowerNotLoaded
+    }
+    func cleanedText(_ text: String) -> String { text }
+    var vocabularySize: Int { 0 }
 }

@@ -62,7 +62,8 @@ extension CLIPModel {
 
     /// The model from `source`, through the packed-weight cache when there is one: a valid cache file for this
     /// content, precision and CPU serves every layer it holds; a missing or partial one is (re)written after the
-    /// build. Loading a text tower may use the file written for both towers.
+    /// build. Loading one tower may use the file written for both towers, and writing that file removes the
+    /// single-tower ones.
     static func loadThroughCache(_ cache: PackedWeightCache?, path: String, identity: String?, source: any WeightSource,
                                          configuration: CLIPConfiguration,
                                          ignoring: @escaping @Sendable (String) -> Bool = { _ in false }, precision: Precision,
@@ -77,13 +78,20 @@ extension CLIPModel {
         }
         let key = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: towers)
         let bothKey = PackedWeightCache.key(digest: digest, configuration: configuration, precision: precision, towers: .both)
-        let file = (towers == .textOnly ? cache.open(key: bothKey, precision: precision) : nil)
+        let file = (towers != .both ? cache.open(key: bothKey, precision: precision) : nil)
             ?? cache.open(key: key, precision: precision)
         let (model, recording) = try CLIPModel.build(weights: source, configuration: configuration, ignoring: ignoring,
                                                      precision: precision, towers: towers, packed: file, record: true)
         guard PackedWeightCache.identity(of: path) == identity else { return (try uncached(), nil) }
         if file == nil || recording.misses > 0 || recording.tensorMisses > 0 {
-            try? cache.store(model, recording: recording, key: key, source: shownAs ?? path)
+            let stored: Void? = try? cache.store(model, recording: recording, key: key, source: shownAs ?? path)
+            // One tower's loads read the file of both once there is one: the single-tower files are then dead weight.
+            if towers == .both, stored != nil {
+                for single in [Towers.textOnly, .imageOnly] {
+                    unlink(cache.path(forKey: PackedWeightCache.key(digest: digest, configuration: configuration,
+                                                                     precision: precision, towers: single)))
+                }
+            }
         }
         // A damaged file written for both towers and used by a text-only load: the text-only file just written
         // replaces it for such loads, and leaving it would send every later one through the same rebuild.

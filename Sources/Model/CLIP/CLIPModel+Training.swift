@@ -25,6 +25,7 @@ extension CLIPModel {
             throw .imageShape(images.shape, expected: "[\(texts.count), 3, \(configuration.imageResolution), \(configuration.imageResolution)] (one image per text)")
         }
         if images.scalars.contains(where: { !$0.isFinite }) { throw .nonFinitePixels }
+        if case .notLoaded = self.text { throw .textTowerNotLoaded }
         guard case .transformer(let textTower) = self.text else {
             throw .training("training a Hugging Face text tower is not supported yet; only CLIP's text transformer trains")
         }

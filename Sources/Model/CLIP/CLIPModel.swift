@@ -51,12 +51,15 @@ public struct CLIPModel: Sendable {
         case transformer(TextTransformer)
         case roberta(RobertaTextEncoder)
         case nllb(NLLBTextEncoder)
+        /// Loaded with `towers: .imageOnly`: images are classified against label embeddings computed before.
+        case notLoaded
 
         func forward(_ tokens: [[Int]]) throws(CLIPError) -> Tensor {
             switch self {
             case .transformer(let t): return try t.forward(tokens)
             case .roberta(let r): return try r.forward(tokens)
             case .nllb(let e): return try e.forward(tokens)
+            case .notLoaded: throw .textTowerNotLoaded
             }
         }
 
@@ -65,6 +68,7 @@ public struct CLIPModel: Sendable {
             case .transformer(let t): return .transformer(try t.converted(to: precision))
             case .roberta(let r): return .roberta(try r.converted(to: precision))
             case .nllb(let e): return .nllb(try e.converted(to: precision))
+            case .notLoaded: return .notLoaded
             }
         }
     }
@@ -74,6 +78,18 @@ public struct CLIPModel: Sendable {
         case both
         /// The text tower alone (the image tower's tensors are skipped unread): for text queries.
         case textOnly
+        /// The image tower alone (the text tower's tensors are skipped unread): for images classified against label
+        /// embeddings computed before, and for embedding photos.
+        case imageOnly
+
+        /// Whether a checkpoint tensor is one these towers skip: the other tower's.
+        func skips(_ name: String) -> Bool {
+            switch self {
+            case .both: false
+            case .textOnly: name.hasPrefix("visual.")
+            case .imageOnly: !name.hasPrefix("visual.") && name != "logit_scale" && name != "logit_bias"
+            }
+        }
     }
 
     /// Names that checkpoints may carry without the model using them: BatchNorm's step counters and the
@@ -91,9 +107,8 @@ public struct CLIPModel: Sendable {
                 precision: Precision = .fp32, towers: Towers = .both) throws(ModelLoadError) {
         let c: CLIPConfiguration
         if let configuration { c = configuration } else { c = try CLIPConfiguration.infer(from: weights) }
-        let skipVisual = towers == .textOnly
         let reader = ParameterReader(source: weights, ignoring: {
-            Self.isIgnorable($0) || extra($0) || (skipVisual && $0.hasPrefix("visual."))
+            Self.isIgnorable($0) || extra($0) || towers.skips($0)
         })
         try self.init(reader, c, precision: precision, towers: towers)
     }
@@ -103,9 +118,8 @@ public struct CLIPModel: Sendable {
     package static func build(weights: any WeightSource, configuration c: CLIPConfiguration,
                       ignoring extra: @escaping @Sendable (String) -> Bool = { _ in false }, precision: Precision, towers: Towers,
                       packed: (any PackedWeightSource)?, record: Bool) throws(ModelLoadError) -> (CLIPModel, ParameterReader.Recording) {
-        let skipVisual = towers == .textOnly
         let reader = ParameterReader(source: weights, ignoring: {
-            Self.isIgnorable($0) || extra($0) || (skipVisual && $0.hasPrefix("visual."))
+            Self.isIgnorable($0) || extra($0) || towers.skips($0)
         }, packed: packed, record: record)
         let model = try CLIPModel(reader, c, precision: precision, towers: towers)
         return (model, reader.recorded)
@@ -202,7 +216,8 @@ public struct CLIPModel: Sendable {
             let tower = try ViTamin(r, v, embedDim: c.embedDim)
             visual = .viTamin(try Self.convert(precision) { () throws(TensorError) in try tower.converted(to: precision) })
         }
-        let textTower: TextTower = c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
+        let textTower: TextTower = towers == .imageOnly ? .notLoaded
+            : c.text.roberta != nil ? .roberta(try RobertaTextEncoder(r, c.text, embedDim: c.embedDim))
             : c.text.nllb != nil ? .nllb(try NLLBTextEncoder(r, c.text, embedDim: c.embedDim))
             : .transformer(try TextTransformer(r, c.text, embedDim: c.embedDim))
         text = try Self.convert(precision) { () throws(TensorError) in try textTower.converted(to: precision) }
@@ -344,6 +359,8 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
     case training(String)
     /// The model was loaded text-only.
     case imageTowerNotLoaded
+    /// The model was loaded image-only.
+    case textTowerNotLoaded
 
     public var description: String {
         switch self {
@@ -358,6 +375,7 @@ public enum CLIPError: Error, CustomStringConvertible, Equatable {
             return "the model's \(what) embedding \(row) is not finite: its weights overflow fp32 arithmetic"
         case .training(let message): return message
         case .imageTowerNotLoaded: return "the image tower was not loaded (the model was loaded text-only); load it with both towers to encode images"
+        case .textTowerNotLoaded: return "the text tower was not loaded (the model was loaded image-only); load it with both towers to encode text"
         }
     }
 }

@@ -167,7 +167,7 @@ public struct PackedWeightCache: Sendable {
     package static func key(digest: String, configuration: CLIPConfiguration, precision: Precision,
                     towers: CLIPModel.Towers) -> String {
         ["swift-clip packed weights, file format \(PackedWeightFile.format)", "checkpoint sha256 \(digest)", "configuration \(configuration)",
-         "precision \(precision.rawValue)", "towers \(towers == .both ? "both" : "text")",
+         "precision \(precision.rawValue)", "towers \(towers == .both ? "both" : towers == .textOnly ? "text" : "image")",
          PackedMatrix.layoutDescription].joined(separator: "\n")
     }
 
