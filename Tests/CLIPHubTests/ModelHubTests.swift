@@ -94,3 +94,34 @@ func temporaryCache() -> String {
         #expect(error.description.contains("ViT-L/14@336px"))
     }
 }
+
+@Test("with a packed-weight cache a cached model's SHA-256 is remembered per file, not computed at every start")
+func verifiedModelsAreNotHashedAgain() throws {
+    let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: checkpointFixture)))
+    let sha = SHA256.hex(bytes)
+    let server = try LoopbackServer(routes: ["/m/model.pt": .init(status: 200, body: bytes)])
+    let memo = temporaryCache()
+    var hub = ModelHub(cacheDirectory: temporaryCache(), showProgress: false)
+    hub.weightCache = PackedWeightCache(directory: memo)
+    defer { for d in [memo, hub.cacheDirectory] { try? FileManager.default.removeItem(atPath: d) } }
+    let path = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
+    Thread.sleep(forTimeInterval: 2.1)  // a file younger than two seconds is not remembered (timestamp granularity)
+    _ = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
+    #expect(server.requests("/m/model.pt") == 1)
+    // The remembered digest is what the next start goes by: made wrong, the file is fetched again.
+    let folder = memo + "/.clip-checkpoint-digests"
+    let memos = try FileManager.default.contentsOfDirectory(atPath: folder)
+    try #require(memos.count == 1)
+    let entry = folder + "/" + memos[0]
+    let lines = try String(contentsOfFile: entry, encoding: .utf8).split(separator: "\n")
+    try #require(lines.count == 2 && lines[1] == sha)
+    try Data((lines[0] + "\n" + String(repeating: "0", count: 64)).utf8).write(to: URL(fileURLWithPath: entry))
+    _ = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
+    #expect(server.requests("/m/model.pt") == 2)
+    #expect(try SHA256.file(path) == sha)
+    // A file changed in place is another file: hashed, found wrong, fetched again.
+    try Data("corrupted".utf8).write(to: URL(fileURLWithPath: path))
+    _ = try hub.fetch(url: server.baseURL + "/m/model.pt", file: "model.pt", sha256: sha)
+    #expect(server.requests("/m/model.pt") == 3)
+    #expect(try SHA256.file(path) == sha)
+}
