@@ -138,8 +138,9 @@ struct Embed: ParsableCommand {
             try runStream(output)
             return
         }
-        // Texts alone need no image tower: neither its load nor its memory.
-        let clip = try model.pipeline(towers: images.isEmpty ? .textOnly : .both).orientingImages(applyOrientation ?? false)
+        // Texts alone need no image tower, images alone no text tower (nor a tokenizer): neither its load nor its memory.
+        let towers: CLIPModel.Towers = images.isEmpty ? .textOnly : texts.isEmpty ? .imageOnly : .both
+        let clip = try model.pipeline(towers: towers).orientingImages(applyOrientation ?? false)
         var imageEmbeddings: Tensor?
         var textEmbeddings: Tensor?
         if !images.isEmpty {

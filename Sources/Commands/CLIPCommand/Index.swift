@@ -107,8 +107,9 @@ struct Index: ParsableCommand {
                 let photoIndex = try index.open()
                 let lock = try photoIndex.lockForWriting()
                 defer { lock.release() }
+                // Photos and videos only: the text tower is not loaded.
                 let (clip, indexed) = try indexedModel(model, orientation: orientation.applyOrientation, index: photoIndex,
-                                                       registering: true)
+                                                       registering: true, towers: .imageOnly)
                 let unoriented = ModelFingerprint.unorientedModel(clip, name: model.spec, in: photoIndex)
                 var options = IndexingOptions()
                 options.batchSize = batchSize
