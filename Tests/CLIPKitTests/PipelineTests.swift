@@ -143,3 +143,19 @@ func inMemoryModelPipeline() throws {
     #expect(topK([0.1, 0.7], k: 5).map(\.index) == [1, 0])
     #expect(topK([0.1, 0.7], k: 0).isEmpty && topK([], k: 3).isEmpty && topK([1], k: -1).isEmpty)
 }
+
+@Test("texts of many lengths, in batches shorter than the list, come back in input order, as each alone gives them",
+      arguments: [1, 2, 5, 256])
+func textsComeBackInInputOrder(batchSize: Int) throws {
+    let clip = try CLIPPipeline.load(tinyModel, showProgress: false)
+    let texts = ["a very long caption about a small red heart drawn on a sheet of paper", "a cat", "",
+                 "two dogs and a cat", "a", "a photo of a number 123 thing", "a blue star"]
+    let together = try clip.encodeTexts(texts, batchSize: batchSize)
+    let e = clip.model.configuration.embedDim
+    for (i, text) in texts.enumerated() {
+        let alone = try clip.encodeTexts([text]).scalars
+        let row = Array(together.scalars[(i * e)..<((i + 1) * e)])
+        let scale = alone.map(abs).max() ?? 1
+        #expect(zip(row, alone).allSatisfy { abs($0 - $1) <= 1e-5 * scale }, "text \(i) '\(text)' at batch size \(batchSize)")
+    }
+}
