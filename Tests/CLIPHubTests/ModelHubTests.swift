@@ -8,10 +8,19 @@ import Testing
 let checkpointFixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("../CLIPTests/Fixtures/formats/vit_small_torchscript.pt").standardized.path
 
-func temporaryCache() -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clip-cache-\(UUID().uuidString)").path
-    return dir
-}
+/// The directory under which this test process's caches go. Swift Testing has no hook after the last test, so the
+/// first use removes the directories of test processes that have ended instead: a run leaves at most its own.
+let temporaryCacheRoot: String = {
+    let tmp = FileManager.default.temporaryDirectory.path, prefix = "clip-hub-tests-"
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] where name.hasPrefix(prefix) {
+        if let pid = Int32(name.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH {
+            try? FileManager.default.removeItem(atPath: tmp + "/" + name)
+        }
+    }
+    return tmp + "/" + prefix + "\(getpid())"
+}()
+
+func temporaryCache() -> String { temporaryCacheRoot + "/cache-" + UUID().uuidString }
 
 @Test func theNineOpenAIModelsAreListed() throws {
     #expect(ModelHub.openAIModels.map(\.name) == CLIPConfiguration.openAIModelNames)
