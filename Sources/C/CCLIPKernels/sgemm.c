@@ -28,7 +28,7 @@ static void advise_huge_pages(void *p, size_t bytes) {
 }
 
 // Cache blocking: an MR x KC sliver of A stays in L1, an MC x KC block of A in L2, a KC x NC block of B in L2/L3.
-enum { KC = 384, NC = 2048, MC_TILES = 16, TILE_MAX = 12 * 32 };
+enum { KC = 384, NC = 2048, MC_TILES = 16, TILE_MAX = 12 * 32, SMALL_M = 64 };
 
 int clip_gemm_kernel_available(int kernel) {
     const unsigned f = clip_cpu_features();
@@ -203,6 +203,21 @@ static void macro_block(const clip_gemm_desc *kd, ptrdiff_t kc, const float *pa,
     // Row panels outermost: the MR x KC sliver of A (18 KB at 12 x 384) stays in L1 while the B panels stream past
     // it from L2/L3 in order, which the hardware prefetcher follows (3-7 % faster on an AVX-512 Zen 4 than keeping a
     // 48 KB B panel, which does not fit L1, and cycling the A slivers; no difference measurable on an AVX2 Zen 3).
+    if (mc <= SMALL_M) {
+        // Few rows (one image's tokens): each B panel is used by all of them before the next, so the weights, read
+        // from memory once per product, stream evenly under the arithmetic instead of all during the first row panel.
+        // One image of ViT-B/32 (50 rows, one thread's half of each layer's columns, weights cold): 7-26 % more
+        // GFLOP/s on an Ice Lake core in 14 of 15 interleaved pairs, one equal; the tiles and their sums are the same.
+        for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
+            const ptrdiff_t cols = j1 - jr < nr ? j1 - jr : nr;
+            for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+                const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
+                macro_tile(kd, kc, pa + ir * kc, rows, bbase + jr * kc, jr, cols, c + ir * ldc + jr, ldc, alpha, beta,
+                           ep, tile);
+            }
+        }
+        return;
+    }
     for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
         const ptrdiff_t rows = mc - ir < mr ? mc - ir : mr;
         for (ptrdiff_t jr = j0; jr < j1; jr += nr) {
