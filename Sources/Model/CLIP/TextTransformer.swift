@@ -8,8 +8,8 @@ import CLIPTensor
 public struct TextTransformer: Sendable {
     /// The sizes this tower was built with.
     public let configuration: CLIPConfiguration.Text
-    /// [vocab, width]; mapped from the packed-weight cache when loaded through one (only the rows of the tokens used
-    /// are read, so a text query does not copy or fault in the whole table).
+    /// [vocab, width]; mapped from the packed-weight cache when loaded through one (not copied: the load reads it
+    /// once to verify its checksum, and queries then read only the rows of their tokens).
     let tokenEmbedding: Elements<Float>
     let positionalEmbedding: Tensor  // [context, width]; [context + 1, width] with CoCa's class token
     let classEmbedding: Tensor?  // [width], CoCa's appended token
