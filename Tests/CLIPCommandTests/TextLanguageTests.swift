@@ -4,7 +4,7 @@ import Testing
 
 /// An NLLB-CLIP model in open_clip's Hub layout (the scaled-down fixture, its config and the NLLB test tokenizer).
 private func nllbFolder() throws -> String {
-    let dir = NSTemporaryDirectory() + "clip-nllb-\(getpid())"
+    let dir = NSTemporaryDirectory() + "clip-nllb-\(getpid())-\(UUID().uuidString)"
     try? FileManager.default.removeItem(atPath: dir)
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let fixtures = testsDirectory.appendingPathComponent("CLIPTests/Fixtures/nllb").path
@@ -40,5 +40,22 @@ func textLanguageForNLLB() throws {
     let unknown = try runClip(["embed", "--model", model, "--openclip-config", config, "--text", "x", "--text-language", "French"])
     #expect(unknown.status != 0 && unknown.stderr.contains("'French' is not one of NLLB's 202 language codes"), "\(unknown.stderr)")
     let notNLLB = try runClip(["embed", "--text", "a red star", "--text-language", "fra_Latn"])
+    #expect(notNLLB.status != 0 && notNLLB.stderr.contains("has no language codes"), "\(notNLLB.stderr)")
+}
+
+@Test("--text-language with a job that loads the image tower alone: classify and embed --image still run; refused for models without codes")
+func textLanguageWithImageOnlyLoads() throws {
+    let dir = try nllbFolder()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let model = "\(dir)/open_clip_model.safetensors", config = "\(dir)/open_clip_config.json"
+    let image = testsDirectory.deletingLastPathComponent().appendingPathComponent("Examples/blue-star.png").path
+    let cache = ["CLIP_WEIGHT_CACHE": dir + "/cache"]
+    let classify = try runClip(["classify", "--model", model, "--openclip-config", config, "--text-language", "fra_Latn",
+                                image, "--labels", "une étoile", "un chat"], environment: cache)
+    #expect(classify.status == 0 && classify.stdout.contains("une étoile"), "\(classify.stderr)")
+    let embed = try runClip(["embed", "--model", model, "--openclip-config", config, "--text-language", "fra_Latn", "--image", image],
+                            environment: cache)
+    #expect(embed.status == 0, "\(embed.stderr)")
+    let notNLLB = try runClip(["classify", image, "--labels", "a", "b", "--text-language", "fra_Latn"], environment: cache)
     #expect(notNLLB.status != 0 && notNLLB.stderr.contains("has no language codes"), "\(notNLLB.stderr)")
 }

@@ -159,3 +159,15 @@ func textsComeBackInInputOrder(batchSize: Int) throws {
         #expect(zip(row, alone).allSatisfy { abs($0 - $1) <= 1e-5 * scale }, "text \(i) '\(text)' at batch size \(batchSize)")
     }
 }
+
+@Test("an error from a batch of sorted texts names the text by its input position")
+func batchErrorsNameInputPositions() {
+    let rows = [4, 0, 2]
+    #expect(CLIPError.tokenOutOfRange(text: 1, position: 3, id: 9, vocabularySize: 5).inInputOrder(rows)
+            == .tokenOutOfRange(text: 0, position: 3, id: 9, vocabularySize: 5))
+    #expect(CLIPError.tokenLength(text: 0, count: 3, expected: 4, contextLength: 77).inInputOrder(rows)
+            == .tokenLength(text: 4, count: 3, expected: 4, contextLength: 77))
+    #expect(CLIPError.nonFiniteOutput(what: "text", row: 2).inInputOrder(rows) == .nonFiniteOutput(what: "text", row: 2))
+    #expect(CLIPError.nonFiniteOutput(what: "text", row: 0).inInputOrder(rows) == .nonFiniteOutput(what: "text", row: 4))
+    #expect(CLIPError.nonFinitePixels.inInputOrder(rows) == .nonFinitePixels)
+}

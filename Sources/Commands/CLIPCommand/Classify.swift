@@ -60,8 +60,18 @@ struct Classify: ParsableCommand {
         // and the tokenizer are not even loaded. Otherwise the text tower is loaded apart, which reads what a load
         // of both towers reads.
         let clip = try model.pipeline(towers: .imageOnly).orientingImages(applyOrientation)
-        let classifier = try clip.cachedZeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
-            ?? model.pipeline(towers: .textOnly).zeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
+        let classifier: ZeroShotClassifier
+        if let cached = clip.cachedZeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user) {
+            classifier = cached
+        } else {
+            let texts = try model.pipeline(towers: .textOnly)
+            // Two loads: a checkpoint replaced between them (a Hub revision that moved, a file saved again) would
+            // pair one file's image tower with another's text tower.
+            if let a = clip.loaded?.checkpointDigest, let b = texts.loaded?.checkpointDigest, a != b {
+                throw ValidationError("\(model.spec) changed while it was loading (its towers came from different contents); run again")
+            }
+            classifier = try texts.zeroShotClassifier(labels: labels, templates: templates, cache: PackedWeightCache.user)
+        }
         let embeddings = try clip.imageEmbeddings(files: images, batchSize: batchSize,
                                                   progress: progressReporter("images", total: images.count))
         let probs = try classifier.probabilities(embeddings)

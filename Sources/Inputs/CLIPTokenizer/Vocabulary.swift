@@ -192,15 +192,20 @@ struct TokenTable: Sendable {
     /// Token `id` as a String.
     func string(_ id: Int) -> String { String(decoding: bytes[starts[id]..<starts[id + 1]], as: UTF8.self) }
 
-    /// FNV-1a over `a` then `b`, finished by a multiply-xorshift so that the low bits the mask keeps are mixed.
+    /// FNV-1a over `a` then `b` from a basis drawn once per process, finished by a multiply-xorshift so that the low
+    /// bits the mask keeps depend on all of them. The basis is random because a vocabulary from a Hub repository is
+    /// input: with a fixed hash one could list tokens that all probe the same slots. (Swift's seeded `Hasher` does
+    /// that too, but made the bundled tokenizer's start-up 20 ms slower.)
     private static func hash(_ a: Bytes, _ b: Bytes) -> Int {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h: UInt64 = basis
         for x in a { h = (h ^ UInt64(x)) &* 0x0000_0100_0000_01B3 }
         for x in b { h = (h ^ UInt64(x)) &* 0x0000_0100_0000_01B3 }
         h ^= h >> 32
         h = h &* 0x9E37_79B9_7F4A_7C15
         return Int(truncatingIfNeeded: h >> 16)
     }
+
+    private static let basis = UInt64.random(in: .min ... .max)
 
     /// The slot holding the token `a` + `b`, or the empty slot where it would go.
     private func slot(_ a: Bytes, _ b: Bytes) -> Int {

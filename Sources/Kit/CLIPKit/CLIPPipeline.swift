@@ -139,7 +139,7 @@ public struct CLIPPipeline: Sendable {
         while start < order.count {
             let rows = order[start..<min(start + max(batchSize, 1), order.count)]
             let values: [Float]
-            do { values = try model.encodeText(rows.map { ids[$0] }).scalars } catch { throw .model(error) }
+            do { values = try model.encodeText(rows.map { ids[$0] }).scalars } catch { throw .model(error.inInputOrder(Array(rows))) }
             for (k, row) in rows.enumerated() {
                 out.replaceSubrange((row * e)..<((row + 1) * e), with: values[(k * e)..<((k + 1) * e)])
             }
@@ -364,4 +364,18 @@ struct NoTextTower: TextTokenizer {
     }
     func cleanedText(_ text: String) -> String { text }
     var vocabularySize: Int { 0 }
+}
+
+extension CLIPError {
+    /// The error with the text or row it names counted in the caller's order: `rows[i]` is where the batch's text i
+    /// came from.
+    package func inInputOrder(_ rows: [Int]) -> CLIPError {
+        func at(_ i: Int) -> Int { rows.indices.contains(i) ? rows[i] : i }
+        switch self {
+        case .tokenLength(let t, let n, let e, let c): return .tokenLength(text: at(t), count: n, expected: e, contextLength: c)
+        case .tokenOutOfRange(let t, let p, let id, let v): return .tokenOutOfRange(text: at(t), position: p, id: id, vocabularySize: v)
+        case .nonFiniteOutput(let what, let row): return .nonFiniteOutput(what: what, row: at(row))
+        default: return self
+        }
+    }
 }
