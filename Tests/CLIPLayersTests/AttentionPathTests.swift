@@ -135,3 +135,46 @@ func implicitIm2colEqualsExplicit(images: Int, size: Int, channels: Int, out: In
         #expect(differingDirect == 0, "PackedMatrix.convolve, relu=\(relu): \(differingDirect) differ")
     }
 }
+
+/// A stack whose last block computes only the token each sequence's pooling reads gives, at that token, what the whole
+/// stack gives (fp32 rounding apart: the one-query attention sums in its own order), with a causal mask, a key mask,
+/// rotary positions and queries at the first, middle and last positions.
+@Test("Transformer keeping one token per sequence equals the whole stack at that token",
+      arguments: [(tokens: 10, causal: false, masked: false, rotary: true), (tokens: 13, causal: true, masked: false, rotary: false),
+                  (tokens: 9, causal: true, masked: true, rotary: false), (tokens: 7, causal: false, masked: true, rotary: false),
+                  (tokens: 1, causal: true, masked: false, rotary: false)])
+func transformerKeepingRows(tokens: Int, causal: Bool, masked: Bool, rotary: Bool) throws {
+    let (width, heads, batch) = (48, 3, 3)
+    var values = SeededValues(seed: 31)
+    func next() -> Float { values.next() }
+    let reader = ParameterReader(origin: "test") { _, shape in
+        Tensor(uncheckedShape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in next() * 0.3 })
+    }
+    let turns = rotary ? RotaryEmbedding(grid: 3, headDim: width / heads, referenceGrid: 3, prefixTokens: 1) : nil
+    let transformer = try Transformer(reader, "t", width: width, layers: 2, heads: heads, activation: .quickGELU,
+                                      eps: 1e-5, rotary: turns)
+    let x = try Tensor(shape: [batch, tokens, width], scalars: (0..<batch * tokens * width).map { _ in next() })
+    let rows = [0, tokens / 2, tokens - 1]
+    var mask: [Bool]?
+    if masked {
+        var m = [Bool](repeating: true, count: batch * tokens)
+        for b in 0..<batch { for j in stride(from: 1 + b, to: tokens, by: 3) { m[b * tokens + j] = false } }
+        mask = m
+    }
+    var whole = x
+    try transformer.forward(&whole, causal: causal, keyMask: mask)
+    var kept = x
+    try transformer.forward(&kept, causal: causal, keyMask: mask, keeping: rows)
+    #expect(kept.shape == [batch, 1, width])
+    for (b, r) in rows.enumerated() {
+        let expected = whole.scalars[((b * tokens + r) * width)..<((b * tokens + r + 1) * width)]
+        let got = kept.scalars[(b * width)..<((b + 1) * width)]
+        var err: Float = 0, norm: Float = 0
+        for (p, q) in zip(got, expected) { err += (p - q) * (p - q); norm += q * q }
+        let relative = (err / max(norm, .leastNormalMagnitude)).squareRoot()
+        #expect(relative <= 1e-5, "sequence \(b), token \(r): relative error \(relative)")
+    }
+    var outOfRange = x
+    #expect(throws: TensorError.self) { try transformer.forward(&outOfRange, causal: causal, keeping: [0, tokens, 0]) }
+    #expect(throws: TensorError.self) { try transformer.forward(&outOfRange, causal: causal, keeping: [0]) }
+}

@@ -61,8 +61,9 @@ public struct TextTransformer: Sendable {
             // position: the whole rows run.
             let whole = !c.causal || classEmbedding != nil
             var x = embed(tokens, through: whole ? tokens.first?.count ?? 0 : (eot.max() ?? 0) + 1)
-            try transformer.forward(&x, causal: c.causal, keyMask: classEmbedding == nil ? nil : paddingKeys(tokens))
-            var y = try matmul(lnFinal(pick(x, at: eot)), projection)
+            try transformer.forward(&x, causal: c.causal, keyMask: classEmbedding == nil ? nil : paddingKeys(tokens),
+                                    keeping: eot)
+            var y = try matmul(lnFinal(x.reshaped([eot.count, c.width])), projection)
             if let projectionBias {
                 y.scalars.withUnsafeMutableBufferPointer { yp in
                     projectionBias.scalars.withUnsafeBufferPointer { bp in

@@ -121,7 +121,9 @@ public struct VisionTransformer: Sendable {
         do {
             var x = try embed(patches)
             if let lnPre { try lnPre.forward(x, into: &x) }
-            try transformer.forward(&x, causal: false)
+            // Class-token pooling reads one token: the last block computes only it.
+            let classTokenOnly = configuration.pooling == .classToken && attentionPooling == nil && attentionalPooler == nil
+            try transformer.forward(&x, causal: false, keeping: classTokenOnly ? [Int](repeating: 0, count: x.shape[0]) : nil)
             let pooled: Tensor
             if let attentionPooling {
                 try lnPost.forward(x, into: &x)

@@ -121,6 +121,68 @@ package struct MultiheadSelfAttention: Sendable {
         try outProj.forward(ws.context, into: &out, accumulate: accumulate)
     }
 
+    /// Attention for one query per sequence: `x` [batch, tokens, width] gives every key and value, token
+    /// `queries[b]` of sequence b asks, and `out` [batch, 1, width] gets its result (added to it when `accumulate`).
+    /// Masks as `forward`. A tower's last block needs only the token its pooling reads: there the other queries, the
+    /// output projection and the MLP of every other token would be computed and thrown away (1/16 of ViT-B/32).
+    package func forward(_ x: Tensor, causal: Bool, keyMask: [Bool]? = nil, queries: [Int], into out: inout Tensor,
+                        accumulate: Bool = false, workspace ws: inout Workspace) throws(TensorError) {
+        guard x.rank == 3, x.shape[2] == width, queries.count == x.shape[0], out.count == queries.count * width,
+              ws.qkv.count == 3 * x.count else {
+            throw .shapeMismatch(operation: "MultiheadSelfAttention (one query per sequence)", x.shape, [queries.count, width])
+        }
+        let (batch, tokens) = (x.shape[0], x.shape[1])
+        guard queries.allSatisfy({ $0 >= 0 && $0 < tokens }) else {
+            throw .shapeMismatch(operation: "MultiheadSelfAttention query position", [queries.min() ?? 0, queries.max() ?? 0], [tokens])
+        }
+        if let keyMask, keyMask.count != batch * tokens {
+            throw .shapeMismatch(operation: "MultiheadSelfAttention key mask", [keyMask.count], [batch, tokens])
+        }
+        try inProj.forward(x, into: &ws.qkv)
+        if let rotary { try rotary.apply(to: &ws.qkv, width: width) }
+        let (w, hd, heads) = (width, width / heads, heads)
+        let scale = 1 / Float(hd).squareRoot()
+        var context = Tensor(uncheckedZeros: [batch, 1, w])
+        var scores = [Float](repeating: 0, count: tokens)
+        ws.qkv.scalars.withUnsafeBufferPointer { qp in
+            context.scalars.withUnsafeMutableBufferPointer { cp in
+                scores.withUnsafeMutableBufferPointer { sp in
+                    let s = sp.baseAddress!
+                    for b in 0..<batch {
+                        let row = qp.baseAddress! + b * tokens * 3 * w
+                        let visible = causal ? queries[b] + 1 : tokens
+                        let seen = { (j: Int) in keyMask?[b * tokens + j] ?? true }
+                        for h in 0..<heads {
+                            let q = row + queries[b] * 3 * w + h * hd
+                            var largest = -Float.infinity
+                            for j in 0..<visible where seen(j) {
+                                let k = row + j * 3 * w + w + h * hd
+                                var dot: Float = 0
+                                for d in 0..<hd { dot += q[d] * k[d] }
+                                s[j] = dot * scale
+                                largest = max(largest, s[j])
+                            }
+                            var total: Float = 0
+                            for j in 0..<visible {
+                                s[j] = seen(j) ? expf(s[j] - largest) : 0
+                                total += s[j]
+                            }
+                            // A query that sees no key gets zeros, as in `explicitAttentionHead`.
+                            let inverse = total > 0 ? 1 / total : 0
+                            let o = cp.baseAddress! + b * w + h * hd
+                            for j in 0..<visible where s[j] != 0 {
+                                let v = row + j * 3 * w + 2 * w + h * hd, p = s[j] * inverse
+                                for d in 0..<hd { o[d] += p * v[d] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let contextNorm { try contextNorm.normalize(&context) }
+        try outProj.forward(context, into: &out, accumulate: accumulate)
+    }
+
     /// `x` [batch, tokens, width] → [batch, tokens, width].
     package func callAsFunction(_ x: Tensor, causal: Bool) throws(TensorError) -> Tensor {
         guard x.rank == 3 else { throw .shapeMismatch(operation: "MultiheadSelfAttention", x.shape, [width]) }

@@ -133,6 +133,32 @@ package struct ResidualAttentionBlock: Sendable {
         try mlp.forward(ws.normed, into: &x, accumulate: true, hidden: &ws.hidden)
     }
 
+    /// The block for the tokens a pooling reads: `x` [batch, tokens, width] → [batch, 1, width], row b holding
+    /// token `rows[b]` of sequence b after the block (every token still serves as a key and value).
+    package func forward(_ x: Tensor, causal: Bool, keyMask: [Bool]? = nil, keeping rows: [Int],
+                        workspace ws: inout TransformerWorkspace) throws(TensorError) -> Tensor {
+        let w = ln1.width
+        guard x.rank == 3, x.shape[2] == w, rows.count == x.shape[0], rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) else {
+            throw .shapeMismatch(operation: "ResidualAttentionBlock (kept rows)", x.shape, [rows.count, w])
+        }
+        let (batch, tokens) = (x.shape[0], x.shape[1])
+        try ln1.forward(x, into: &ws.normed)
+        var y = Tensor(uninitialized: [batch, 1, w])
+        x.scalars.withUnsafeBufferPointer { xp in
+            y.scalars.withUnsafeMutableBufferPointer { yp in
+                for (b, r) in rows.enumerated() {
+                    (yp.baseAddress! + b * w).update(from: xp.baseAddress! + (b * tokens + r) * w, count: w)
+                }
+            }
+        }
+        try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y, accumulate: true,
+                              workspace: &ws.attention)
+        var normed = Tensor(uninitialized: y.shape), hidden = Tensor(uninitialized: [batch, mlp.fc.outFeatures])
+        try ln2.forward(y, into: &normed)
+        try mlp.forward(normed, into: &y, accumulate: true, hidden: &hidden)
+        return y
+    }
+
     /// The same block computing its products in `precision` (LayerNorms stay fp32).
     package func converted(to precision: Precision) throws(TensorError) -> ResidualAttentionBlock {
         ResidualAttentionBlock(ln1: ln1, attention: try attention.converted(to: precision), ln2: ln2,
@@ -202,15 +228,26 @@ package struct Transformer: Sendable {
     init(blocks: [ResidualAttentionBlock]) { self.blocks = blocks }
 
     /// `x` [batch, tokens, width] in place, through every block with one shared workspace; `keyMask`
-    /// [batch·tokens] hides the keys marked false in every block.
-    package func forward(_ x: inout Tensor, causal: Bool, keyMask: [Bool]? = nil) throws(TensorError) {
+    /// [batch·tokens] hides the keys marked false in every block. With `rows` [batch] (the token each sequence's
+    /// pooling reads), `x` leaves as [batch, 1, width]: the last block computes only those tokens.
+    package func forward(_ x: inout Tensor, causal: Bool, keyMask: [Bool]? = nil,
+                         keeping rows: [Int]? = nil) throws(TensorError) {
         guard let first = blocks.first else { return }
         guard x.rank == 3, x.shape[2] == first.attention.width else {
             throw .shapeMismatch(operation: "Transformer", x.shape, [first.attention.width])
         }
+        if let rows, rows.count != x.shape[0] || !rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) {
+            throw .shapeMismatch(operation: "Transformer (kept token per sequence)", x.shape, [rows.count])
+        }
         var ws = TransformerWorkspace(batch: x.shape[0], tokens: x.shape[1], width: x.shape[2],
                                       hidden: first.mlp.fc.outFeatures)
-        for block in blocks { try block.forward(&x, causal: causal, keyMask: keyMask, workspace: &ws) }
+        for (i, block) in blocks.enumerated() {
+            if let rows, i == blocks.count - 1 {
+                x = try block.forward(x, causal: causal, keyMask: keyMask, keeping: rows, workspace: &ws)
+            } else {
+                try block.forward(&x, causal: causal, keyMask: keyMask, workspace: &ws)
+            }
+        }
     }
 
     /// The same stack computing its products in `precision`.
