@@ -88,13 +88,6 @@ package struct ModelOptions: ParsableArguments {
                                              pretrained: pretrained, precision: precision, towers: towers,
                                              weightCache: PackedWeightCache.user)
         guard let textLanguage else { return pipeline }
-        if towers == .imageOnly {
-            // No tokenizer to give the code to (the text tower, if needed, is loaded apart with it); a model without
-            // language codes is refused all the same.
-            let vocabulary = pipeline.model.configuration.text.vocabulary
-            guard vocabulary == .nllb else { throw ValidationError("--text-language: \(TokenizerError.noLanguages("\(vocabulary)"))") }
-            return pipeline
-        }
         do { return try pipeline.withTextLanguage(textLanguage) } catch {
             throw ValidationError("--text-language: \(error)")
         }

@@ -170,8 +170,16 @@ public struct CLIPPipeline: Sendable {
 
     /// This pipeline with texts tokenized in rows led by the language code `code` (one of `NLLBTokenizer.languageCodes`,
     /// as `fra_Latn`), for an NLLB-CLIP or NLLB-SigLIP model, whose rows otherwise start with eng_Latn as open_clip's
-    /// do; an error for a code NLLB does not have and for a model whose tokenizer has no language codes.
+    /// do; an error for a code NLLB does not have and for a model whose tokenizer has no language codes. A pipeline
+    /// loaded `.imageOnly` has no tokenizer to take the code: it is returned as it is once the code and the model's
+    /// vocabulary are checked, so the same options serve a job whose text tower is loaded apart.
     public func withTextLanguage(_ code: String) throws(PipelineError) -> CLIPPipeline {
+        if tokenizer is NoTextTower {
+            let vocabulary = model.configuration.text.vocabulary
+            guard vocabulary == .nllb else { throw .tokenizer(.noLanguages("\(vocabulary)")) }
+            guard NLLBTokenizer.languageCodes.contains(code) else { throw .tokenizer(.unknownLanguage(code)) }
+            return self
+        }
         guard let nllb = tokenizer as? NLLBTokenizer else {
             throw .tokenizer(.noLanguages(String(describing: type(of: tokenizer))))
         }
