@@ -55,10 +55,17 @@ public struct EVAVisionTransformer: Sendable {
         do throws(TensorError) {
             var x = tokenRows(try patchEmbedding(patches), classEmbedding: classEmbedding, positions: positionalEmbedding,
                               grid: c.grid)
-            var ws = Workspace(batch: x.shape[0], tokens: x.shape[1], c)
-            for block in blocks { try block.forward(&x, workspace: &ws) }
-            // The LayerNorm is per token: only the class token's is needed.
+            let batch = x.shape[0]
+            var ws = Workspace(batch: batch, tokens: x.shape[1], c)
+            for block in blocks.dropLast() { try block.forward(&x, workspace: &ws) }
+            // Only the class token is read after the last block (the LayerNorm is per token), so the last block
+            // computes only it.
             var cls = firstTokens(x)
+            if let last = blocks.last {
+                var kept = Workspace(batch: batch, tokens: 1, c)
+                cls = try last.forward(x, keeping: [Int](repeating: 0, count: batch), workspace: &ws, kept: &kept)
+                    .reshaped([batch, c.width])
+            }
             try norm.normalize(&cls)
             return try head?(cls) ?? cls
         } catch {
@@ -174,6 +181,29 @@ extension EVAVisionTransformer {
                 try norm2.forward(x, into: &ws.normed)
                 try mlp(ws.normed, into: &x, accumulate: true, gated: &ws.gated, hidden: &ws.hidden)
             }
+        }
+
+        /// The block for one token per sequence: `x` [batch, tokens, width] → [batch, 1, width], row b holding token
+        /// `rows[b]` of sequence b after the block (every token still serves as a key and value). `kept` is a
+        /// workspace for one token per sequence.
+        func forward(_ x: Tensor, keeping rows: [Int], workspace ws: inout Workspace,
+                     kept: inout Workspace) throws(TensorError) -> Tensor {
+            var y = gatherTokens(x, at: rows)
+            if postNorm {
+                try attention.forward(x, causal: false, queries: rows, into: &kept.normed, workspace: &ws.attention)
+                try norm1.normalize(&kept.normed)
+                Self.add(kept.normed, to: &y)
+                try mlp(y, into: &kept.normed, accumulate: false, gated: &kept.gated, hidden: &kept.hidden)
+                try norm2.normalize(&kept.normed)
+                Self.add(kept.normed, to: &y)
+            } else {
+                try norm1.forward(x, into: &ws.normed)
+                try attention.forward(ws.normed, causal: false, queries: rows, into: &y, accumulate: true,
+                                      workspace: &ws.attention)
+                try norm2.forward(y, into: &kept.normed)
+                try mlp(kept.normed, into: &y, accumulate: true, gated: &kept.gated, hidden: &kept.hidden)
+            }
+            return y
         }
 
         private func mlp(_ x: Tensor, into out: inout Tensor, accumulate: Bool, gated: inout Tensor,

@@ -141,16 +141,9 @@ package struct ResidualAttentionBlock: Sendable {
         guard x.rank == 3, x.shape[2] == w, rows.count == x.shape[0], rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) else {
             throw .shapeMismatch(operation: "ResidualAttentionBlock (kept rows)", x.shape, [rows.count, w])
         }
-        let (batch, tokens) = (x.shape[0], x.shape[1])
+        let batch = x.shape[0]
         try ln1.forward(x, into: &ws.normed)
-        var y = Tensor(uninitialized: [batch, 1, w])
-        x.scalars.withUnsafeBufferPointer { xp in
-            y.scalars.withUnsafeMutableBufferPointer { yp in
-                for (b, r) in rows.enumerated() {
-                    (yp.baseAddress! + b * w).update(from: xp.baseAddress! + (b * tokens + r) * w, count: w)
-                }
-            }
-        }
+        var y = gatherTokens(x, at: rows)
         try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y, accumulate: true,
                               workspace: &ws.attention)
         var normed = Tensor(uninitialized: y.shape), hidden = Tensor(uninitialized: [batch, mlp.fc.outFeatures])
@@ -164,6 +157,21 @@ package struct ResidualAttentionBlock: Sendable {
         ResidualAttentionBlock(ln1: ln1, attention: try attention.converted(to: precision), ln2: ln2,
                                mlp: try mlp.converted(to: precision), layerScaled: layerScaled)
     }
+}
+
+/// Token `rows[b]` of each sequence b of `x` [batch, tokens, width] → [batch, 1, width]. The caller checks that
+/// there is one row per sequence, each below `tokens`.
+package func gatherTokens(_ x: Tensor, at rows: [Int]) -> Tensor {
+    let (tokens, w) = (x.shape[1], x.shape[2])
+    var y = Tensor(uninitialized: [rows.count, 1, w])
+    x.scalars.withUnsafeBufferPointer { xp in
+        y.scalars.withUnsafeMutableBufferPointer { yp in
+            for (b, r) in rows.enumerated() {
+                (yp.baseAddress! + b * w).update(from: xp.baseAddress! + (b * tokens + r) * w, count: w)
+            }
+        }
+    }
+    return y
 }
 
 /// Activation buffers for one forward pass of a transformer, allocated once and reused by every block; every
