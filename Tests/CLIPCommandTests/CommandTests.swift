@@ -4,9 +4,12 @@ import Testing
 
 /// The `clip` executable SwiftPM built into the products directory: the test bundle's directory on Linux,
 /// the one above it on macOS. Every process started from it inherits `CLIP_EXIT_WITH_PARENT=1`, set here before the
-/// first one: should the test run crash, its `clip serve` children stop instead of living on.
+/// first one: should the test run crash, its `clip serve` children stop instead of living on. They also inherit a
+/// packed-weight cache of this test process's own (a test may name another), so a test run writes nothing into the
+/// user's cache and finds nothing of it there.
 let clipBinary: URL = {
     setenv("CLIP_EXIT_WITH_PARENT", "1", 1)
+    setenv("CLIP_WEIGHT_CACHE", perProcessTemporaryDirectory(prefix: "clip-command-tests-") + "/weights", 1)
     let bundle = Bundle.main.bundleURL
     let candidates = [bundle.appendingPathComponent("clip"), bundle.deletingLastPathComponent().appendingPathComponent("clip")]
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[1]

@@ -116,7 +116,8 @@ func runBounded(_ binary: String, _ arguments: [[UInt8]], limit: Double) throws 
       .enabled(if: !hostileCases.isEmpty, "set CLIP_HOSTILE_CASES to a directory made by Scripts/fuzz/make_hostile_cases.py"),
       .serialized, arguments: hostileCases)
 func hostileInputIsRefusedCleanly(_ c: HostileCase) throws {
-    let binary = ProcessInfo.processInfo.environment["CLIP_BINARY"] ?? clipBinary.path
+    let built = clipBinary.path  // also gives the children this test process's weight cache
+    let binary = ProcessInfo.processInfo.environment["CLIP_BINARY"] ?? built
     let before = (c.unchanged ?? []).map { FileManager.default.contents(atPath: $0) }
     let r = try runBounded(binary, c.rawArguments, limit: max(c.seconds * 3, 15))
     for (file, bytes) in zip(c.unchanged ?? [], before) {

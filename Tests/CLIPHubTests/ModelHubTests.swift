@@ -8,20 +8,8 @@ import Testing
 let checkpointFixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("../CLIPTests/Fixtures/formats/vit_small_torchscript.pt").standardized.path
 
-/// The directory under which this test process's caches go. Swift Testing has no hook after the last test, so the
-/// first use removes the directories of test processes that ended more than a day ago instead.
-let temporaryCacheRoot: String = {
-    let tmp = FileManager.default.temporaryDirectory.path, prefix = "clip-hub-tests-"
-    for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] where name.hasPrefix(prefix) {
-        // Also a day old: /tmp may be shared with test runs in other PID namespaces, whose processes look ended here.
-        let path = tmp + "/" + name
-        let age = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date)?.map { -$0.timeIntervalSinceNow } ?? 0
-        if let pid = Int32(name.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH, age > 86_400 {
-            try? FileManager.default.removeItem(atPath: path)
-        }
-    }
-    return tmp + "/" + prefix + "\(getpid())"
-}()
+/// The directory under which this test process's caches go.
+let temporaryCacheRoot = perProcessTemporaryDirectory(prefix: "clip-hub-tests-")
 
 func temporaryCache() -> String { temporaryCacheRoot + "/cache-" + UUID().uuidString }
 
