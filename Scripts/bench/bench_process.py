@@ -11,7 +11,8 @@ written by the first); 48 640x480 JPEGs embedded with ViT-B/32 (fp32 and int8) a
 ViT-B/32 text tower. Checkpoints are random-weight OpenAI-style TorchScript `.pt` files (fp16, as `~/.cache/clip`
 holds them; throughput does not depend on weight values), written once into --work. Preprocessing for the peers is
 Pillow bicubic resize + centre crop + numpy normalisation (clip's `_transform(224)` without torchvision). Prints the
-CPU (AVX-512 or AVX2), medians of --repeat runs and the ratios.
+CPU (AVX-512 or AVX2), medians of --repeat rounds (each runs every job once, a clip job next to its peers, after
+a first round that is not counted) and the ratios, of the medians and round by round.
 
 Needs: torch, clip-anytorch (only its model.py is imported), onnx, onnxruntime, openvino, nncf, numpy, pillow.
 """
@@ -102,16 +103,6 @@ def prepare(work, cm):
     return files
 
 
-def median_wall(fn, repeat):
-    fn()  # the first run warms the page cache (and writes clip's packed-weight cache)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def run_clip(clip, args, env):
     subprocess.run([clip] + args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
@@ -140,25 +131,6 @@ def main():
     vit, rn = os.path.join(a.work, "ViT-B-32.pt"), os.path.join(a.work, "RN50.pt")
     prompts = [f"a photo of a number {i} thing" for i in range(512)]
     out = os.path.join(a.work, "out.npy")
-    rows = []
-
-    def ours(label, args):
-        t = median_wall(lambda: run_clip(a.clip, args, env), a.repeat)
-        rows.append((label, t))
-        return t
-
-    one_image = ours("one image, clip classify, ViT-B/32 fp32", ["classify", "--model", vit, files[0], "--labels", "a cat", "a dog"])
-    ours("one image, clip classify, ViT-B/32 int8", ["classify", "--precision", "int8", "--model", vit, files[0],
-                                                     "--labels", "a cat", "a dog"])
-    ours("one text, clip embed --text, ViT-B/32 fp32", ["embed", "--model", vit, "--text", "a cat"])
-    ours("one text, clip embed --text, ViT-B/32 int8", ["embed", "--precision", "int8", "--model", vit, "--text", "a cat"])
-    images = sum((["--image", f] for f in files), [])
-    s_fp32 = ours("48 JPEGs, ViT-B/32 fp32", ["embed", "--model", vit, "--output", out] + images)
-    s_int8 = ours("48 JPEGs, ViT-B/32 int8", ["embed", "--precision", "int8", "--model", vit, "--output", out] + images)
-    s_rn = ours("48 JPEGs, RN50 fp32", ["embed", "--model", rn, "--output", out] + images)
-    s_text = ours("512 prompts, ViT-B/32 text fp32", ["embed", "--model", vit, "--output", out]
-                  + sum((["--text", p] for p in prompts), []))
-
     import onnxruntime as ort
     import openvino as ov
 
@@ -200,26 +172,60 @@ def main():
             for i in range(0, len(prompts), 64):
                 m.encode_text(tokens[i:i + 64])
 
-    p_ort = median_wall(ort_job, a.repeat)
-    p_ov = median_wall(ov_job(os.path.join(a.work, "ViT-B-32-image.onnx")), a.repeat)
-    p_ov8 = median_wall(ov_job(os.path.join(a.work, "ViT-B-32-image-int8.xml")), a.repeat)
-    p_rn = median_wall(torch_rn_job, a.repeat)
-    p_text = median_wall(torch_text_job, a.repeat)
+    images = sum((["--image", f] for f in files), [])
+    texts = sum((["--text", p] for p in prompts), [])
 
-    print(f"\nswift-clip, whole `clip` process (median of {a.repeat} after a first run)")
-    for label, t in rows:
-        print(f"  {label:<48}{t:8.3f} s")
+    def ours(args):
+        return lambda: run_clip(a.clip, args, env)
+
+    # Each round runs every job once, a clip job next to its peers, so that a slow spell of this shared machine
+    # lands on both sides of a ratio rather than on whichever side ran during it. The first round warms the page
+    # cache and writes clip's packed-weight and label caches (and OpenVINO's), and is not counted.
+    jobs = [("one image, clip classify, ViT-B/32 fp32", ours(["classify", "--model", vit, files[0], "--labels", "a cat", "a dog"])),
+            ("one image, clip classify, ViT-B/32 int8", ours(["classify", "--precision", "int8", "--model", vit, files[0],
+                                                               "--labels", "a cat", "a dog"])),
+            ("one text, clip embed --text, ViT-B/32 fp32", ours(["embed", "--model", vit, "--text", "a cat"])),
+            ("one text, clip embed --text, ViT-B/32 int8", ours(["embed", "--precision", "int8", "--model", vit, "--text", "a cat"])),
+            ("48 JPEGs, ViT-B/32 fp32", ours(["embed", "--model", vit, "--output", out] + images)),
+            ("ONNX Runtime + Pillow, 48 JPEGs ViT-B/32 fp32", ort_job),
+            ("OpenVINO + Pillow, same, fp32", ov_job(os.path.join(a.work, "ViT-B-32-image.onnx"))),
+            ("48 JPEGs, ViT-B/32 int8", ours(["embed", "--precision", "int8", "--model", vit, "--output", out] + images)),
+            ("OpenVINO + Pillow, same, NNCF int8", ov_job(os.path.join(a.work, "ViT-B-32-image-int8.xml"))),
+            ("48 JPEGs, RN50 fp32", ours(["embed", "--model", rn, "--output", out] + images)),
+            ("PyTorch + Pillow, 48 JPEGs RN50", torch_rn_job),
+            ("512 prompts, ViT-B/32 text fp32", ours(["embed", "--model", vit, "--output", out] + texts)),
+            ("PyTorch, 512 prompts ViT-B/32 text", torch_text_job)]
+    times = {label: [] for label, _ in jobs}
+    for round in range(a.repeat + 1):
+        for label, job in jobs:
+            t = time.perf_counter()
+            job()
+            if round > 0:
+                times[label].append(time.perf_counter() - t)
+    median = {label: float(np.median(ts)) for label, ts in times.items()}
+    peers = {"ONNX Runtime + Pillow, 48 JPEGs ViT-B/32 fp32", "OpenVINO + Pillow, same, fp32",
+             "OpenVINO + Pillow, same, NNCF int8", "PyTorch + Pillow, 48 JPEGs RN50", "PyTorch, 512 prompts ViT-B/32 text"}
+
+    print(f"\nswift-clip, whole `clip` process (median of {a.repeat} rounds after a first)")
+    for label, _ in jobs:
+        if label not in peers:
+            print(f"  {label:<48}{median[label]:8.3f} s")
     print("\npeers, timed inside their process (model load included)")
-    for label, t in [("ONNX Runtime + Pillow, 48 JPEGs ViT-B/32 fp32", p_ort), ("OpenVINO + Pillow, same, fp32", p_ov),
-                     ("OpenVINO + Pillow, same, NNCF int8", p_ov8), ("PyTorch + Pillow, 48 JPEGs RN50", p_rn),
-                     ("PyTorch, 512 prompts ViT-B/32 text", p_text)]:
-        print(f"  {label:<48}{t:8.3f} s")
-    print("\nratios (peer time / swift-clip time; > 1: swift-clip faster)")
-    for label, r in [("48 JPEGs fp32 vs ONNX Runtime fp32", p_ort / s_fp32), ("48 JPEGs fp32 vs OpenVINO fp32", p_ov / s_fp32),
-                     ("48 JPEGs int8 vs ONNX Runtime fp32", p_ort / s_int8), ("48 JPEGs int8 vs OpenVINO int8", p_ov8 / s_int8),
-                     ("48 JPEGs RN50 vs PyTorch", p_rn / s_rn), ("512 prompts vs PyTorch", p_text / s_text)]:
-        print(f"  {label:<48}{r:8.2f}x")
-    print(f"\n(one image classify: {one_image:.3f} s)")
+    for label, _ in jobs:
+        if label in peers:
+            print(f"  {label:<48}{median[label]:8.3f} s")
+    print("\nratios (peer time / swift-clip time; > 1: swift-clip faster): of the medians; the median and range of the "
+          "rounds' own ratios")
+    for label, peer, mine in [
+            ("48 JPEGs fp32 vs ONNX Runtime fp32", "ONNX Runtime + Pillow, 48 JPEGs ViT-B/32 fp32", "48 JPEGs, ViT-B/32 fp32"),
+            ("48 JPEGs fp32 vs OpenVINO fp32", "OpenVINO + Pillow, same, fp32", "48 JPEGs, ViT-B/32 fp32"),
+            ("48 JPEGs int8 vs ONNX Runtime fp32", "ONNX Runtime + Pillow, 48 JPEGs ViT-B/32 fp32", "48 JPEGs, ViT-B/32 int8"),
+            ("48 JPEGs int8 vs OpenVINO int8", "OpenVINO + Pillow, same, NNCF int8", "48 JPEGs, ViT-B/32 int8"),
+            ("48 JPEGs RN50 vs PyTorch", "PyTorch + Pillow, 48 JPEGs RN50", "48 JPEGs, RN50 fp32"),
+            ("512 prompts vs PyTorch", "PyTorch, 512 prompts ViT-B/32 text", "512 prompts, ViT-B/32 text fp32")]:
+        per_round = [p / m for p, m in zip(times[peer], times[mine])]
+        print(f"  {label:<48}{median[peer] / median[mine]:8.2f}x   rounds: median {np.median(per_round):.2f}x, "
+              f"{min(per_round):.2f}-{max(per_round):.2f}x")
 
 
 if __name__ == "__main__":
