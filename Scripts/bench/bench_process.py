@@ -118,6 +118,8 @@ def main():
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "bench-process"))
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
     cpuinfo = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     kind = "avx512f" if " avx512f" in cpuinfo else ("avx2" if " avx2" in cpuinfo else "neither AVX2 nor AVX-512")
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
@@ -196,11 +198,11 @@ def main():
             ("512 prompts, ViT-B/32 text fp32", ours(["embed", "--model", vit, "--output", out] + texts)),
             ("PyTorch, 512 prompts ViT-B/32 text", torch_text_job)]
     times = {label: [] for label, _ in jobs}
-    for round in range(a.repeat + 1):
+    for r in range(a.repeat + 1):
         for label, job in jobs:
             t = time.perf_counter()
             job()
-            if round > 0:
+            if r > 0:
                 times[label].append(time.perf_counter() - t)
     median = {label: float(np.median(ts)) for label, ts in times.items()}
     peers = {"ONNX Runtime + Pillow, 48 JPEGs ViT-B/32 fp32", "OpenVINO + Pillow, same, fp32",

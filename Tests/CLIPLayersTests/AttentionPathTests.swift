@@ -159,6 +159,10 @@ func transformerKeepingRows(tokens: Int, causal: Bool, masked: Bool, rotary: Boo
     if masked {
         var m = [Bool](repeating: true, count: batch * tokens)
         for b in 0..<batch { for j in stride(from: 1 + b, to: tokens, by: 3) { m[b * tokens + j] = false } }
+        // Queries that see no key at all: the first token of a causal sequence whose key 0 is hidden, every token of
+        // a sequence whose keys are all hidden.
+        m[0] = false
+        if !causal { for j in 0..<tokens { m[2 * tokens + j] = false } }
         mask = m
     }
     var whole = x

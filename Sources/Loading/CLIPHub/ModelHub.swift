@@ -213,7 +213,10 @@ public struct ModelHub: Sendable {
     }
 
     /// Ensures `cacheDirectory/file` exists with the given SHA-256, downloading it from `url` if it is absent or
-    /// wrong (one fresh download; a second mismatch is an error).
+    /// wrong (one fresh download; a second mismatch is an error). With a packed-weight cache, a file whose identity
+    /// (device, inode, size, modification and change times) is what it was when last hashed is judged by the digest
+    /// remembered then, without reading it: any write to the file changes its change time, which only the kernel
+    /// sets.
     public func fetch(url: String, file: String, sha256: String) throws(HubError) -> String {
         let target = (cacheDirectory as NSString).appendingPathComponent(file)
         let fm = FileManager.default

@@ -60,11 +60,13 @@ public struct EVAVisionTransformer: Sendable {
             for block in blocks.dropLast() { try block.forward(&x, workspace: &ws) }
             // Only the class token is read after the last block (the LayerNorm is per token), so the last block
             // computes only it.
-            var cls = firstTokens(x)
+            var cls: Tensor
             if let last = blocks.last {
                 var kept = Workspace(batch: batch, tokens: 1, c)
                 cls = try last.forward(x, keeping: [Int](repeating: 0, count: batch), workspace: &ws, kept: &kept)
                     .reshaped([batch, c.width])
+            } else {
+                cls = firstTokens(x)
             }
             try norm.normalize(&cls)
             return try head?(cls) ?? cls
@@ -188,7 +190,7 @@ extension EVAVisionTransformer {
         /// workspace for one token per sequence.
         func forward(_ x: Tensor, keeping rows: [Int], workspace ws: inout Workspace,
                      kept: inout Workspace) throws(TensorError) -> Tensor {
-            var y = gatherTokens(x, at: rows)
+            var y = try gatherTokens(x, at: rows)
             if postNorm {
                 try attention.forward(x, causal: false, queries: rows, into: &kept.normed, workspace: &ws.attention)
                 try norm1.normalize(&kept.normed)

@@ -143,7 +143,7 @@ package struct ResidualAttentionBlock: Sendable {
         }
         let batch = x.shape[0]
         try ln1.forward(x, into: &ws.normed)
-        var y = gatherTokens(x, at: rows)
+        var y = try gatherTokens(x, at: rows)
         try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y, accumulate: true,
                               workspace: &ws.attention)
         var normed = Tensor(uninitialized: y.shape), hidden = Tensor(uninitialized: [batch, mlp.fc.outFeatures])
@@ -159,9 +159,11 @@ package struct ResidualAttentionBlock: Sendable {
     }
 }
 
-/// Token `rows[b]` of each sequence b of `x` [batch, tokens, width] → [batch, 1, width]. The caller checks that
-/// there is one row per sequence, each below `tokens`.
-package func gatherTokens(_ x: Tensor, at rows: [Int]) -> Tensor {
+/// Token `rows[b]` of each sequence b of `x` [batch, tokens, width] → [batch, 1, width].
+package func gatherTokens(_ x: Tensor, at rows: [Int]) throws(TensorError) -> Tensor {
+    guard x.rank == 3, rows.count == x.shape[0], rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) else {
+        throw .shapeMismatch(operation: "gatherTokens", x.shape, [rows.count])
+    }
     let (tokens, w) = (x.shape[1], x.shape[2])
     var y = Tensor(uninitialized: [rows.count, 1, w])
     x.scalars.withUnsafeBufferPointer { xp in
@@ -240,8 +242,12 @@ package struct Transformer: Sendable {
     /// pooling reads), `x` leaves as [batch, 1, width]: the last block computes only those tokens.
     package func forward(_ x: inout Tensor, causal: Bool, keyMask: [Bool]? = nil,
                          keeping rows: [Int]? = nil) throws(TensorError) {
-        guard let first = blocks.first else { return }
-        guard x.rank == 3, x.shape[2] == first.attention.width else {
+        guard x.rank == 3 else { throw .shapeMismatch(operation: "Transformer", x.shape, []) }
+        guard let first = blocks.first else {
+            if let rows { x = try gatherTokens(x, at: rows) }
+            return
+        }
+        guard x.shape[2] == first.attention.width else {
             throw .shapeMismatch(operation: "Transformer", x.shape, [first.attention.width])
         }
         if let rows, rows.count != x.shape[0] || !rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) {
