@@ -176,3 +176,13 @@ func preprocessNaFlexPatchRows() throws {
     let usage = try runClip(["preprocess", "--resolution", "0", "--output", "z.npy", bad])
     #expect(usage.status != 0 && usage.stderr.contains("--resolution"))
 }
+
+@Test("bench --model times a checkpoint's two towers; with --images-only, the image tower alone")
+func benchTimesACheckpoint() throws {
+    let both = try runClip(["bench", "--model", tinyModel, "--batch", "2", "--repeat", "1"])
+    #expect(both.status == 0, "\(both.stderr)")
+    #expect(both.stdout.contains("image batch 2:") && both.stdout.contains("text batch 2:"), "\(both.stdout)")
+    let images = try runClip(["bench", "--model", tinyModel, "--batch", "2", "--repeat", "1", "--images-only"])
+    #expect(images.status == 0, "\(images.stderr)")
+    #expect(images.stdout.contains("image batch 2:") && !images.stdout.contains("text batch"), "\(images.stdout)")
+}

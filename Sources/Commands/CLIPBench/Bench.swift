@@ -89,11 +89,13 @@ package struct Bench: ParsableCommand {
         let name: String
         var preprocessing: Preprocessing?
         if let model {
-            // The model alone: timing needs no tokenizer (a SigLIP folder without its spiece.model times too).
+            // The model alone: timing needs no tokenizer (a SigLIP folder without its spiece.model times too), and
+            // with --images-only no text tower.
+            let towers: CLIPModel.Towers = imagesOnly ? .imageOnly : .both
             let loaded = if let openclipConfig {
-                try CLIPModel.load(path: model, openCLIPConfig: openclipConfig, precision: precision)
+                try CLIPModel.load(path: model, openCLIPConfig: openclipConfig, precision: precision, towers: towers)
             } else {
-                try ModelHub().load(model, precision: precision)
+                try ModelHub().load(model, precision: precision, towers: towers)
             }
             (clip, preprocessing) = (loaded.model, loaded.preprocessing)
             name = model
