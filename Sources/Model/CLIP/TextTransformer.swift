@@ -148,17 +148,6 @@ public struct TextTransformer: Sendable {
         }
         return keys
     }
-
-    /// Tokens [N, used, width] → each text's features at its end-of-text position [N, width].
-    func pick(_ x: Tensor, at eot: [Int]) -> Tensor {
-        let (used, w) = (x.shape[1], x.shape[2])
-        var picked = Tensor(uncheckedZeros: [eot.count, w])
-        for (t, e) in eot.enumerated() {
-            let start = (t * used + e) * w
-            picked.scalars.replaceSubrange((t * w)..<((t + 1) * w), with: x.scalars[start..<(start + w)])
-        }
-        return picked
-    }
 }
 
 extension TextTransformer {
@@ -177,7 +166,7 @@ extension TextTransformer {
         do {
             var x = embed(tokens, through: (eot.max() ?? 0) + 1)
             let blocks = try transformer.forwardTraining(&x, causal: true)
-            let picked = pick(x, at: eot)
+            let picked = try gatherTokens(x, at: eot).reshaped([eot.count, configuration.width])
             let pooled = try lnFinal(picked)
             let trace = Trace(tokens: tokens, endOfText: eot, blocks: blocks, picked: picked, pooled: pooled)
             return (try matmul(pooled, projection), trace)

@@ -122,7 +122,7 @@ public struct VisionTransformer: Sendable {
             var x = try embed(patches)
             if let lnPre { try lnPre.forward(x, into: &x) }
             // Class-token pooling reads one token: the last block computes only it.
-            let classTokenOnly = configuration.pooling == .classToken && attentionPooling == nil && attentionalPooler == nil
+            let classTokenOnly = configuration.pooling == .classToken
             try transformer.forward(&x, causal: false, keeping: classTokenOnly ? [Int](repeating: 0, count: x.shape[0]) : nil)
             let pooled: Tensor
             if let attentionPooling {

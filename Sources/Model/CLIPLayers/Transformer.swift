@@ -137,13 +137,9 @@ package struct ResidualAttentionBlock: Sendable {
     /// token `rows[b]` of sequence b after the block (every token still serves as a key and value).
     package func forward(_ x: Tensor, causal: Bool, keyMask: [Bool]? = nil, keeping rows: [Int],
                         workspace ws: inout TransformerWorkspace) throws(TensorError) -> Tensor {
-        let w = ln1.width
-        guard x.rank == 3, x.shape[2] == w, rows.count == x.shape[0], rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) else {
-            throw .shapeMismatch(operation: "ResidualAttentionBlock (kept rows)", x.shape, [rows.count, w])
-        }
-        let batch = x.shape[0]
-        try ln1.forward(x, into: &ws.normed)
         var y = try gatherTokens(x, at: rows)
+        let batch = rows.count
+        try ln1.forward(x, into: &ws.normed)
         try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y, accumulate: true,
                               workspace: &ws.attention)
         var normed = Tensor(uninitialized: y.shape), hidden = Tensor(uninitialized: [batch, mlp.fc.outFeatures])
@@ -161,9 +157,7 @@ package struct ResidualAttentionBlock: Sendable {
 
 /// Token `rows[b]` of each sequence b of `x` [batch, tokens, width] → [batch, 1, width].
 package func gatherTokens(_ x: Tensor, at rows: [Int]) throws(TensorError) -> Tensor {
-    guard x.rank == 3, rows.count == x.shape[0], rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) else {
-        throw .shapeMismatch(operation: "gatherTokens", x.shape, [rows.count])
-    }
+    guard isTokenPerSequence(rows, of: x) else { throw .shapeMismatch(operation: "gatherTokens", x.shape, [rows.count]) }
     let (tokens, w) = (x.shape[1], x.shape[2])
     var y = Tensor(uninitialized: [rows.count, 1, w])
     x.scalars.withUnsafeBufferPointer { xp in
@@ -174,6 +168,11 @@ package func gatherTokens(_ x: Tensor, at rows: [Int]) throws(TensorError) -> Te
         }
     }
     return y
+}
+
+/// Whether `rows` names one token of each sequence of `x` [batch, tokens, width].
+func isTokenPerSequence(_ rows: [Int], of x: Tensor) -> Bool {
+    x.rank == 3 && rows.count == x.shape[0] && rows.allSatisfy { $0 >= 0 && $0 < x.shape[1] }
 }
 
 /// Activation buffers for one forward pass of a transformer, allocated once and reused by every block; every
@@ -250,7 +249,7 @@ package struct Transformer: Sendable {
         guard x.shape[2] == first.attention.width else {
             throw .shapeMismatch(operation: "Transformer", x.shape, [first.attention.width])
         }
-        if let rows, rows.count != x.shape[0] || !rows.allSatisfy({ $0 >= 0 && $0 < x.shape[1] }) {
+        if let rows, !isTokenPerSequence(rows, of: x) {
             throw .shapeMismatch(operation: "Transformer (kept token per sequence)", x.shape, [rows.count])
         }
         var ws = TransformerWorkspace(batch: x.shape[0], tokens: x.shape[1], width: x.shape[2],
