@@ -182,3 +182,48 @@ func transformerKeepingRows(tokens: Int, causal: Bool, masked: Bool, rotary: Boo
     #expect(throws: TensorError.self) { try transformer.forward(&outOfRange, causal: causal, keeping: [0, tokens, 0]) }
     #expect(throws: TensorError.self) { try transformer.forward(&outOfRange, causal: causal, keeping: [0]) }
 }
+
+/// A causal stack run once per node of a prefix tree gives each sequence's last token what the whole padded batch
+/// gives it: sequences sharing a template's first tokens, a repeated sequence, a one-token sequence, lengths that
+/// differ, and a head dimension (20) that is not a multiple of the attention's eight lanes.
+@Test("Transformer over a prefix tree equals the whole causal stack at each sequence's end",
+      arguments: [(width: 60, heads: 3), (width: 48, heads: 2)])
+func transformerOverPrefixTree(width: Int, heads: Int) throws {
+    let sequences = [[5, 1, 2, 3, 9], [5, 1, 2, 4], [5, 1, 2, 3, 9], [5, 7], [5], [6, 1, 2, 3, 9, 9, 8], [5, 1, 2, 3, 8]]
+    let tree = PrefixTree(sequences, lengths: sequences.map(\.count))
+    // 5 1 2 3 9, then 4, 7 and 8 on its path, then 6 1 2 3 9 9 8: the repeated sequence and [5] add nothing.
+    #expect(tree.count == 5 + 3 + 7)
+    #expect(tree.ends[0] == tree.ends[2] && tree.ends[4] == 0)
+    #expect(tree.keys.count == tree.count && tree.keys.longest == 7)
+    var values = SeededValues(seed: 43)
+    func next() -> Float { values.next() }
+    let reader = ParameterReader(origin: "test") { _, shape in
+        Tensor(uncheckedShape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in next() * 0.3 })
+    }
+    let transformer = try Transformer(reader, "t", width: width, layers: 3, heads: heads, activation: .gelu, eps: 1e-5)
+    let (vocab, length) = (10, sequences.map(\.count).max()!)
+    let table = (0..<(vocab + length) * width).map { _ in next() }
+    func input(token: Int, position: Int) -> [Float] {
+        (0..<width).map { table[token * width + $0] + table[(vocab + position) * width + $0] }
+    }
+    // The whole batch, padded with token 0 (which the causal mask keeps from every end).
+    var padded: [Float] = []
+    for s in sequences {
+        for i in 0..<length { padded += input(token: i < s.count ? s[i] : 0, position: i) }
+    }
+    var whole = try Tensor(shape: [sequences.count, length, width], scalars: padded)
+    try transformer.forward(&whole, causal: true)
+    let nodes = try Tensor(shape: [tree.count, width],
+                           scalars: (0..<tree.count).flatMap { input(token: tree.tokens[$0], position: tree.positions[$0]) })
+    let ends = try transformer.forward(nodes, tree: tree)
+    #expect(ends.shape == [sequences.count, width])
+    for (b, s) in sequences.enumerated() {
+        let start = (b * length + s.count - 1) * width
+        let expected = whole.scalars[start..<(start + width)], got = ends.scalars[(b * width)..<((b + 1) * width)]
+        var err: Float = 0, norm: Float = 0
+        for (p, q) in zip(got, expected) { err += (p - q) * (p - q); norm += q * q }
+        let relative = (err / norm).squareRoot()
+        #expect(relative <= 1e-5, "sequence \(b): relative error \(relative)")
+    }
+    #expect(throws: TensorError.self) { try transformer.forward(Tensor(zeros: [tree.count + 1, width]), tree: tree) }
+}

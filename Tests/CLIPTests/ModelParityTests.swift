@@ -61,6 +61,14 @@ func modelMatchesReference(_ fixture: (weights: String, config: String)) throws 
     #expect(text.shape == ref.textFeatures.shape)
     let textError = relativeError(text.scalars, ref.textFeatures.scalars)
     #expect(textError <= parityTolerance, "encode_text relative error \(textError)")
+    // The batch runs as a prefix tree (its rows share their start token and need no padding); a row alone runs
+    // whole, through the attention kernels: both paths meet the reference.
+    let e = ref.textFeatures.shape[1]
+    for (t, row) in ref.tokens.enumerated() {
+        let alone = try model.encodeText([row]).scalars
+        let rowError = relativeError(alone, Array(ref.textFeatures.scalars[(t * e)..<((t + 1) * e)]))
+        #expect(rowError <= parityTolerance, "encode_text of text \(t) alone: relative error \(rowError)")
+    }
 
     let (perImage, perText) = try model.logits(images: ref.pixels, texts: ref.tokens)
     #expect(perImage.shape == ref.logitsPerImage.shape)

@@ -121,11 +121,16 @@ package struct Bench: ParsableCommand {
         }
         if let g = naflexGrid { for i in 0..<batch { (values[i * perImage], values[i * perImage + 1]) = (Float(g), Float(g)) } }
         let pixels = try Tensor(shape: naflexGrid == nil ? [batch, 3, r, r] : [batch, perImage], scalars: values)
-        // Five-word prompts padded to the context length, as the PyTorch anchor measures.
+        // Five-word prompts padded to the context length, as the PyTorch anchor measures. Each starts with a word of
+        // its own: prompts sharing their start would be computed once per shared token (the tower's prefix tree),
+        // and this measures the tower on every token.
         let ctx = c.text.contextLength
         let eot = c.text.vocabSize - 1
-        let prompt = [eot - 1] + [Int](repeating: min(320, eot - 2), count: 5) + [eot]
-        let tokens = [[Int]](repeating: prompt + [Int](repeating: 0, count: max(0, ctx - prompt.count)), count: batch)
+        let word = min(320, eot - 2)
+        let tokens = (0..<batch).map { i in
+            [eot - 1, 1 + i % max(eot - 2, 1)] + [Int](repeating: word, count: 4) + [eot]
+                + [Int](repeating: 0, count: max(0, ctx - 7))
+        }
 
         print("model: \(name)")
         if let folder {

@@ -129,10 +129,15 @@ public struct CLIPPipeline: Sendable {
             ids = try tokenizer.tokenize(texts, contextLength: model.configuration.text.contextLength, truncate: truncate)
         } catch { throw .tokenizer(error) }
         // Texts are encoded shortest first: a causal tower computes a batch up to its longest text, so batches of
-        // similar lengths pad less (an ImageNet template ensemble spans 5 to 20 tokens). Rows are independent; each
-        // lands back in its input position.
+        // similar lengths pad less (an ImageNet template ensemble spans 5 to 20 tokens). Texts of one length are in
+        // token order, so a template's prompts share a batch and the tower computes their common start once.
+        // Rows are independent; each lands back in its input position.
         func length(_ row: [Int]) -> Int { (row.lastIndex { $0 != 0 } ?? 0) + 1 }
-        let order = ids.indices.map { (length(ids[$0]), $0) }.sorted { $0 < $1 }.map(\.1)
+        let lengths = ids.map(length)
+        let order = ids.indices.sorted {
+            lengths[$0] != lengths[$1] ? lengths[$0] < lengths[$1]
+                : ids[$0] != ids[$1] ? ids[$0].lexicographicallyPrecedes(ids[$1]) : $0 < $1
+        }
         let e = model.configuration.embedDim
         var out = [Float](repeating: 0, count: ids.count * e)
         var start = 0

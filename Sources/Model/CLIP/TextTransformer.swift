@@ -60,9 +60,15 @@ public struct TextTransformer: Sendable {
             // Without the causal mask every position reaches every feature, and CoCa's appended token reads every
             // position: the whole rows run.
             let whole = !c.causal || classEmbedding != nil
-            var x = embed(tokens, through: whole ? tokens.first?.count ?? 0 : (eot.max() ?? 0) + 1)
-            try transformer.forward(&x, causal: c.causal, keyMask: classEmbedding == nil ? nil : paddingKeys(tokens),
-                                    keeping: eot)
+            let used = whole ? tokens.first?.count ?? 0 : (eot.max() ?? 0) + 1
+            var x: Tensor
+            if !whole, let tree = sharedPrefixes(tokens, endOfText: eot, used: used) {
+                x = try transformer.forward(embed(tree), tree: tree)
+            } else {
+                x = embed(tokens, through: used)
+                try transformer.forward(&x, causal: c.causal, keyMask: classEmbedding == nil ? nil : paddingKeys(tokens),
+                                        keeping: eot)
+            }
             var y = try matmul(lnFinal(x.reshaped([eot.count, c.width])), projection)
             if let projectionBias {
                 y.scalars.withUnsafeMutableBufferPointer { yp in
@@ -129,6 +135,33 @@ public struct TextTransformer: Sendable {
                             let dst = xp.baseAddress! + (t * positions + used) * w, pos = pe.baseAddress! + used * w
                             for j in 0..<w { dst[j] = classEmbedding.scalars[j] + pos[j] }
                         }
+                    }
+                }
+            }
+        }
+        return x
+    }
+
+    /// The prefix tree of each row's tokens through its end of text, when running its nodes saves at least a fifth
+    /// of the `used` positions every row would otherwise compute: prompts of one template share their first
+    /// tokens, shorter rows need no padding, and a repeated text is one path. Otherwise nil: the whole rows run,
+    /// where attention has its vectorised kernel.
+    func sharedPrefixes(_ tokens: [[Int]], endOfText eot: [Int], used: Int) -> PrefixTree? {
+        let tree = PrefixTree(tokens, lengths: eot.map { $0 + 1 })
+        return tree.count * 5 <= tokens.count * used * 4 ? tree : nil
+    }
+
+    /// Token plus positional embeddings of a prefix tree's nodes → [nodes, width].
+    func embed(_ tree: PrefixTree) -> Tensor {
+        let w = configuration.width
+        var x = Tensor(uncheckedZeros: [tree.count, w])
+        x.scalars.withUnsafeMutableBufferPointer { xp in
+            tokenEmbedding.withUnsafeBufferPointer { te in
+                positionalEmbedding.scalars.withUnsafeBufferPointer { pe in
+                    for u in 0..<tree.count {
+                        let dst = xp.baseAddress! + u * w
+                        let emb = te.baseAddress! + tree.tokens[u] * w, pos = pe.baseAddress! + tree.positions[u] * w
+                        for j in 0..<w { dst[j] = emb[j] + pos[j] }
                     }
                 }
             }

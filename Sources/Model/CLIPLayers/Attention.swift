@@ -140,39 +140,68 @@ package struct MultiheadSelfAttention: Sendable {
         }
         try inProj.forward(x, into: &ws.qkv)
         if let rotary { try rotary.apply(to: &ws.qkv, width: width) }
+        let rows = queries.enumerated().map { $0 * tokens + $1 }
+        try attendListed(ws.qkv, queries: rows,
+                         keys: KeyRows(batch: batch, tokens: tokens, causal: causal, keyMask: keyMask, queries: queries),
+                         into: &out, accumulate: accumulate)
+    }
+
+    /// Attention over listed keys: `x` [rows, width] gives every query, key and value; query i is row `queries[i]`
+    /// and attends to the rows `keys` lists for it (a prefix tree's ancestors, for one); `out` [queries, width] gets
+    /// the results (added to it when `accumulate`). Rotary embedding needs image positions and is refused here.
+    package func forward(_ x: Tensor, queries: [Int], keys: KeyRows, into out: inout Tensor, accumulate: Bool = false,
+                        workspace ws: inout Workspace) throws(TensorError) {
+        let rows = x.count / max(width, 1)
+        guard x.rank >= 1, x.shape[x.rank - 1] == width, rotary == nil, keys.count == queries.count,
+              out.count == queries.count * width, queries.allSatisfy({ $0 >= 0 && $0 < rows }), keys.isWithin(rows: rows) else {
+            throw .shapeMismatch(operation: "MultiheadSelfAttention (listed keys)", x.shape, [queries.count, width])
+        }
+        if ws.qkv.count != 3 * x.count { ws.qkv = Tensor(uninitialized: [rows, 3 * width]) }
+        try inProj.forward(x, into: &ws.qkv)
+        try attendListed(ws.qkv, queries: queries, keys: keys, into: &out, accumulate: accumulate)
+    }
+
+    /// The heads of each listed query over its listed keys, from the fused projections `qkv` [rows, 3·width], then
+    /// the output projection into `out` [queries, width]. Plain loops: the uses are a tower's last-block tokens and
+    /// prefix trees of short texts, where the projections around them are the cost. A query with no key gets zeros.
+    private func attendListed(_ qkv: Tensor, queries: [Int], keys: KeyRows, into out: inout Tensor,
+                              accumulate: Bool) throws(TensorError) {
         let (w, hd, heads) = (width, width / heads, heads)
         let scale = 1 / Float(hd).squareRoot()
-        var context = Tensor(uncheckedZeros: [batch, 1, w])
-        var scores = [Float](repeating: 0, count: tokens)
-        ws.qkv.scalars.withUnsafeBufferPointer { qp in
+        var context = Tensor(uncheckedZeros: [queries.count, w])
+        let longest = keys.longest
+        qkv.scalars.withUnsafeBufferPointer { qp in
             context.scalars.withUnsafeMutableBufferPointer { cp in
-                scores.withUnsafeMutableBufferPointer { sp in
-                    let s = sp.baseAddress!
-                    for b in 0..<batch {
-                        let row = qp.baseAddress! + b * tokens * 3 * w
-                        let visible = causal ? queries[b] + 1 : tokens
-                        let seen = { (j: Int) in keyMask?[b * tokens + j] ?? true }
-                        for h in 0..<heads {
-                            let q = row + queries[b] * 3 * w + h * hd
-                            var largest = -Float.infinity
-                            for j in 0..<visible where seen(j) {
-                                let k = row + j * 3 * w + w + h * hd
-                                var dot: Float = 0
-                                for d in 0..<hd { dot += q[d] * k[d] }
-                                s[j] = dot * scale
-                                largest = max(largest, s[j])
-                            }
-                            var total: Float = 0
-                            for j in 0..<visible {
-                                s[j] = seen(j) ? expf(s[j] - largest) : 0
-                                total += s[j]
-                            }
-                            // A query that sees no key gets zeros, as in `explicitAttentionHead`.
-                            let inverse = total > 0 ? 1 / total : 0
-                            let o = cp.baseAddress! + b * w + h * hd
-                            for j in 0..<visible where s[j] != 0 {
-                                let v = row + j * 3 * w + 2 * w + h * hd, p = s[j] * inverse
-                                for d in 0..<hd { o[d] += p * v[d] }
+                keys.offsets.withUnsafeBufferPointer { op in
+                    keys.rows.withUnsafeBufferPointer { kp in
+                        let (base, cBase, offsets, keyRows) = (qp.baseAddress!, cp.baseAddress!, op.baseAddress!, kp.baseAddress!)
+                        let bounds = chunkBounds(total: queries.count, parts: availableCores * 4, granule: 1)
+                        parallelFor(bounds.count - 1) { part in
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(longest, 1)) { sp in
+                                let s = sp.baseAddress!
+                                for i in bounds[part]..<bounds[part + 1] {
+                                    let listed = offsets[i]..<offsets[i + 1]
+                                    for h in 0..<heads {
+                                        let q = base + queries[i] * 3 * w + h * hd
+                                        var largest = -Float.infinity
+                                        for (j, r) in listed.enumerated() {
+                                            let k = base + keyRows[r] * 3 * w + w + h * hd
+                                            s[j] = dotProduct(q, k, count: hd) * scale
+                                            largest = max(largest, s[j])
+                                        }
+                                        var total: Float = 0
+                                        for j in 0..<listed.count {
+                                            s[j] = expf(s[j] - largest)
+                                            total += s[j]
+                                        }
+                                        let inverse = total > 0 ? 1 / total : 0
+                                        let o = cBase + i * w + h * hd
+                                        for (j, r) in listed.enumerated() {
+                                            addScaled(base + keyRows[r] * 3 * w + 2 * w + h * hd, s[j] * inverse,
+                                                      to: o, count: hd)
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -277,6 +306,33 @@ extension MultiheadSelfAttention {
                                    names: ("\(prefix).in_proj_weight", "\(prefix).in_proj_bias"),
                                    into: &gradients) ?? dqkv
     }
+}
+
+/// a · b over `count` floats, eight lanes at a time (a float sum is not reordered by the compiler on its own).
+@inline(__always)
+private func dotProduct(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    var lanes = SIMD8<Float>(), d = 0
+    while d + 8 <= count {
+        lanes += UnsafeRawPointer(a + d).loadUnaligned(as: SIMD8<Float>.self)
+            * UnsafeRawPointer(b + d).loadUnaligned(as: SIMD8<Float>.self)
+        d += 8
+    }
+    var sum = lanes.sum()
+    while d < count { sum += a[d] * b[d]; d += 1 }
+    return sum
+}
+
+/// y += p · x over `count` floats.
+@inline(__always)
+private func addScaled(_ x: UnsafePointer<Float>, _ p: Float, to y: UnsafeMutablePointer<Float>, count: Int) {
+    var d = 0
+    while d + 8 <= count {
+        let sum = UnsafeRawPointer(y + d).loadUnaligned(as: SIMD8<Float>.self)
+            + p * UnsafeRawPointer(x + d).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(y + d).storeBytes(of: sum, as: SIMD8<Float>.self)
+        d += 8
+    }
+    while d < count { y[d] += p * x[d]; d += 1 }
 }
 
 /// One head of attention with its probabilities formed explicitly: p [tokens, tokens] = softmax(scale·Q·Kᵀ) over

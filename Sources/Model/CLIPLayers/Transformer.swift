@@ -137,15 +137,51 @@ package struct ResidualAttentionBlock: Sendable {
     /// token `rows[b]` of sequence b after the block (every token still serves as a key and value).
     package func forward(_ x: Tensor, causal: Bool, keyMask: [Bool]? = nil, keeping rows: [Int],
                         workspace ws: inout TransformerWorkspace) throws(TensorError) -> Tensor {
-        var y = try gatherTokens(x, at: rows)
-        let batch = rows.count
+        guard isTokenPerSequence(rows, of: x), keyMask.map({ $0.count == x.shape[0] * x.shape[1] }) ?? true else {
+            throw .shapeMismatch(operation: "ResidualAttentionBlock (kept token per sequence)", x.shape, [rows.count])
+        }
+        let (batch, tokens) = (x.shape[0], x.shape[1])
+        if attention.rotary != nil {
+            // Rotary positions are the image's: the attention takes the sequences whole.
+            var y = try gatherTokens(x, at: rows)
+            try ln1.forward(x, into: &ws.normed)
+            try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y,
+                                  accumulate: true, workspace: &ws.attention)
+            return try mlpHalf(&y, workspace: &ws).reshaped([batch, 1, width])
+        }
+        let keys = KeyRows(batch: batch, tokens: tokens, causal: causal, keyMask: keyMask, queries: rows)
+        return try forward(x.reshaped([batch * tokens, width]), queries: rows.enumerated().map { $0 * tokens + $1 },
+                           keys: keys, workspace: &ws).reshaped([batch, 1, width])
+    }
+
+    /// The block over rows whose attention is listed: `x` [rows, width] → [queries, width], row i holding row
+    /// `queries[i]` after the block, its attention over the rows `keys` lists for it (a prefix tree's, or one
+    /// token per sequence); every row of `x` serves as a key and value.
+    package func forward(_ x: Tensor, queries: [Int], keys: KeyRows,
+                        workspace ws: inout TransformerWorkspace) throws(TensorError) -> Tensor {
+        let rows = x.count / max(width, 1)
+        guard x.rank >= 1, x.shape[x.rank - 1] == width, queries.allSatisfy({ $0 >= 0 && $0 < rows }) else {
+            throw .shapeMismatch(operation: "ResidualAttentionBlock (listed keys)", x.shape, [queries.count, width])
+        }
+        var y = try gatherRows(x, at: queries)
+        if ws.normed.count != x.count { ws.normed = Tensor(uninitialized: [rows, width]) }
         try ln1.forward(x, into: &ws.normed)
-        try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y, accumulate: true,
+        try attention.forward(ws.normed, queries: queries, keys: keys, into: &y, accumulate: true,
                               workspace: &ws.attention)
-        var normed = Tensor(uninitialized: y.shape), hidden = Tensor(uninitialized: [batch, mlp.fc.outFeatures])
-        try ln2.forward(y, into: &normed)
-        try mlp.forward(normed, into: &y, accumulate: true, hidden: &hidden)
-        return y
+        return try mlpHalf(&y, workspace: &ws)
+    }
+
+    /// Token width.
+    package var width: Int { ln1.width }
+
+    /// y += mlp(ln_2(y)) for `y` [n, width], resizing the workspace's buffers to its rows.
+    private func mlpHalf(_ y: inout Tensor, workspace ws: inout TransformerWorkspace) throws(TensorError) -> Tensor {
+        let n = y.count / max(width, 1)
+        if ws.normed.count != y.count { ws.normed = Tensor(uninitialized: [n, width]) }
+        ws.fitHidden(rows: n, width: mlp.fc.outFeatures)
+        try ln2.forward(y, into: &ws.normed)
+        try mlp.forward(ws.normed, into: &y, accumulate: true, hidden: &ws.hidden)
+        return try y.reshaped([n, width])
     }
 
     /// The same block computing its products in `precision` (LayerNorms stay fp32).
@@ -158,13 +194,21 @@ package struct ResidualAttentionBlock: Sendable {
 /// Token `rows[b]` of each sequence b of `x` [batch, tokens, width] → [batch, 1, width].
 package func gatherTokens(_ x: Tensor, at rows: [Int]) throws(TensorError) -> Tensor {
     guard isTokenPerSequence(rows, of: x) else { throw .shapeMismatch(operation: "gatherTokens", x.shape, [rows.count]) }
-    let (tokens, w) = (x.shape[1], x.shape[2])
-    var y = Tensor(uninitialized: [rows.count, 1, w])
+    let tokens = x.shape[1]
+    return try gatherRows(x, at: rows.enumerated().map { $0 * tokens + $1 }).reshaped([rows.count, 1, x.shape[2]])
+}
+
+/// Rows `rows` of `x` [.., width] → [rows.count, width].
+package func gatherRows(_ x: Tensor, at rows: [Int]) throws(TensorError) -> Tensor {
+    let w = x.rank >= 1 ? x.shape[x.rank - 1] : 0
+    let count = w > 0 ? x.count / w : 0
+    guard x.rank >= 1, rows.allSatisfy({ $0 >= 0 && $0 < count }) else {
+        throw .shapeMismatch(operation: "gatherRows", x.shape, [rows.count])
+    }
+    var y = Tensor(uninitialized: [rows.count, w])
     x.scalars.withUnsafeBufferPointer { xp in
         y.scalars.withUnsafeMutableBufferPointer { yp in
-            for (b, r) in rows.enumerated() {
-                (yp.baseAddress! + b * w).update(from: xp.baseAddress! + (b * tokens + r) * w, count: w)
-            }
+            for (i, r) in rows.enumerated() { (yp.baseAddress! + i * w).update(from: xp.baseAddress! + r * w, count: w) }
         }
     }
     return y
@@ -261,6 +305,21 @@ package struct Transformer: Sendable {
                 try block.forward(&x, causal: causal, keyMask: keyMask, workspace: &ws)
             }
         }
+    }
+
+    /// A causal stack over a prefix tree's nodes: `x` [tree.count, width], each node's embedding at its position →
+    /// [tree.ends.count, width], each sequence's last token after every block. The same numbers as the sequences
+    /// run whole under the causal mask, computed once per node.
+    package func forward(_ x: Tensor, tree: PrefixTree) throws(TensorError) -> Tensor {
+        guard x.rank == 2, x.shape[0] == tree.count, let first = blocks.first, x.shape[1] == first.width else {
+            if blocks.isEmpty { return try gatherRows(x, at: tree.ends) }
+            throw .shapeMismatch(operation: "Transformer (prefix tree)", x.shape, [tree.count])
+        }
+        var ws = TransformerWorkspace(batch: 1, tokens: tree.count, width: first.width, hidden: first.mlp.fc.outFeatures)
+        let all = Array(0..<tree.count)
+        var y = x
+        for block in blocks.dropLast() { y = try block.forward(y, queries: all, keys: tree.keys, workspace: &ws) }
+        return try blocks[blocks.count - 1].forward(y, queries: tree.ends, keys: tree.keys(of: tree.ends), workspace: &ws)
     }
 
     /// The same stack computing its products in `precision`.
