@@ -5,6 +5,7 @@
 
     swift build -c release --product clip
     python Scripts/bench/bench_compare.py [--repeat 3] [--clip .build/release/clip] [--preprocess-only]
+    python Scripts/bench/bench_compare.py --tower-rounds 5 [--model ViT-B-32.pt]   # the tower targets, round by round
 
 --preprocess-only compares just JPEG decoding + preprocessing: Pillow + torchvision (clip's `_transform(224)`) on one
 thread, as in the anchor table, against `clip bench --preprocess` (one thread and all cores).
@@ -132,13 +133,74 @@ def openvino_tower(a, onnx_path, results, reference, xi):
     print(f"OpenVINO NNCF int8 vs fp32 image embeddings (random weights): cosine min {cos.min():.5f}")
 
 
+def tower_rounds(a):
+    """The issue's tower targets as rounds: ViT-B/32's image tower, fp32, at batch 1 and 16, each round running
+    `clip bench` right before OpenVINO (best of its two hints) and ONNX Runtime on the same exported tower, so a slow
+    spell of the machine lands on both sides of a round's ratio. Prints every round and the median and range of the
+    rounds' ratios."""
+    import onnxruntime as ort
+    import openvino as ov
+    m = CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12).float().eval()
+    tmp = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+
+    class V(torch.nn.Module):
+        def __init__(s, m): super().__init__(); s.m = m
+        def forward(s, x): return s.m.encode_image(x)
+
+    path = os.path.join(tmp, "v.onnx")
+    torch.onnx.export(V(m), torch.randn(2, 3, 224, 224), path, input_names=["x"], dynamic_axes={"x": {0: "b"}},
+                      opset_version=17, dynamo=False)
+    del m
+    gc.collect()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = a.threads
+    # Idle intra-op threads would otherwise spin on the cores the next `clip bench` needs.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    core = ov.Core()
+    model = core.read_model(path)
+    compiled = {hint: core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": a.threads, "PERFORMANCE_HINT": hint,
+                                                        "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+                for hint in ("LATENCY", "THROUGHPUT")}
+    env = dict(os.environ, CLIP_NUM_THREADS=str(a.threads))
+    source = ["--model", a.model] if a.model else ["--architecture", "ViT-B/32"]
+    ratios = {(bs, peer): [] for bs in (1, 16) for peer in ("ov", "ort")}
+    for r in range(a.tower_rounds):
+        for bs in (1, 16):
+            out = subprocess.run([a.clip, "bench", *source, "--images-only", "--batch", str(bs), "--repeat",
+                                  str(a.repeat)], capture_output=True, text=True, env=env, check=True).stdout
+            ours = float(re.search(r"image batch \d+: ([\d.]+) img/s", out).group(1))
+            x = np.random.randn(bs, 3, 224, 224).astype(np.float32)
+            ov_rate = max(bs / median_time(lambda: req.infer({0: x}), a.repeat) for req in compiled.values())
+            ort_rate = bs / median_time(lambda: session.run(None, {"x": x}), a.repeat)
+            ratios[(bs, "ov")].append(ours / ov_rate)
+            ratios[(bs, "ort")].append(ours / ort_rate)
+            print(f"round {r + 1} batch {bs:>2}: swift-clip {ours:6.2f} img/s, OpenVINO {ov_rate:6.2f} "
+                  f"({ours / ov_rate:.2f}x), ONNX Runtime {ort_rate:6.2f} ({ours / ort_rate:.2f}x)", flush=True)
+            time.sleep(0.5)
+    print(f"\nViT-B/32 image tower fp32, {a.tower_rounds} rounds: median of the rounds' ratios (range)")
+    for bs in (1, 16):
+        for peer, name in (("ov", "OpenVINO fp32"), ("ort", "ONNX Runtime fp32")):
+            v = ratios[(bs, peer)]
+            print(f"  batch {bs:>2} vs {name:<18} {float(np.median(v)):.2f}x ({min(v):.2f}-{max(v):.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clip", default=".build/release/clip")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preprocess-only", action="store_true")
+    ap.add_argument("--tower-rounds", type=int, default=0,
+                    help="only ViT-B/32's fp32 image tower against OpenVINO and ONNX Runtime, in this many rounds")
+    ap.add_argument("--model", help="with --tower-rounds: a ViT-B/32 checkpoint for `clip bench --model` "
+                                    "(loads from the packed-weight cache instead of drawing random weights)")
     a = ap.parse_args()
+    if a.tower_rounds > 0:
+        torch.set_num_threads(a.threads)
+        tower_rounds(a)
+        return
     if a.preprocess_only:
         compare_preprocessing(a, jpeg_folder()[1])
         return
