@@ -194,7 +194,9 @@ func transformerOverPrefixTree(width: Int, heads: Int) throws {
     // 5 1 2 3 9, then 4, 7 and 8 on its path, then 6 1 2 3 9 9 8: the repeated sequence and [5] add nothing.
     #expect(tree.count == 5 + 3 + 7)
     #expect(tree.ends[0] == tree.ends[2] && tree.ends[4] == 0)
-    #expect(tree.keys.count == tree.count && tree.keys.longest == 7)
+    let keys = tree.keys(of: Array(0..<tree.count))
+    #expect(keys.count == tree.count && keys.longest == 7)
+    #expect(Array(keys.rows[keys.offsets[tree.ends[1]]..<keys.offsets[tree.ends[1] + 1]]) == [0, 1, 2, 5])
     var values = SeededValues(seed: 43)
     func next() -> Float { values.next() }
     let reader = ParameterReader(origin: "test") { _, shape in

@@ -69,6 +69,7 @@ func modelMatchesReference(_ fixture: (weights: String, config: String)) throws 
         let rowError = relativeError(alone, Array(ref.textFeatures.scalars[(t * e)..<((t + 1) * e)]))
         #expect(rowError <= parityTolerance, "encode_text of text \(t) alone: relative error \(rowError)")
     }
+    try sharedStartsMatchRowsAlone(model, ref.tokens)
 
     let (perImage, perText) = try model.logits(images: ref.pixels, texts: ref.tokens)
     #expect(perImage.shape == ref.logitsPerImage.shape)
@@ -129,4 +130,32 @@ func loadingInPrecisionEqualsConverting(_ precision: Precision, _ fixture: Strin
     let ref = try Reference(path: "\(fixtureDirectory)/\(fixture).reference.safetensors")
     #expect(try atLoad.encodeImage(ref.pixels).scalars == after.encodeImage(ref.pixels).scalars)
     #expect(try atLoad.encodeText(ref.tokens).scalars == after.encodeText(ref.tokens).scalars)
+}
+
+/// Texts sharing a longer start than the fixtures' own (variants of the longest row that part at positions 2 to 5,
+/// the same row twice, one cut short): the batch runs as a prefix tree and equals each text run alone, whole.
+func sharedStartsMatchRowsAlone(_ model: CLIPModel, _ tokens: [[Int]]) throws {
+    guard case .transformer(let tower) = model.text else { return }
+    func end(_ row: [Int]) -> Int { row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) } ?? 0 }
+    let row = tokens.max { end($0) < end($1) }!
+    let e = end(row), top = row[e]
+    var rows = [row, row]
+    for k in 0..<4 {
+        var variant = row
+        for p in (2 + k)..<e { variant[p] = (row[p] + 7 * k + p) % (top - 2) + 1 }
+        rows.append(variant)
+    }
+    var short = row
+    short[3] = top
+    for p in 4..<short.count { short[p] = 0 }
+    rows.append(short)
+    let ends = rows.map(end)
+    #expect(tower.sharedPrefixes(rows, endOfText: ends, used: ends.max()! + 1) != nil, "the batch runs as a tree")
+    #expect(tower.sharedPrefixes([row], endOfText: [e], used: e + 1) == nil, "a row alone runs whole")
+    let batch = try model.encodeText(rows).scalars, width = batch.count / rows.count
+    for (i, r) in rows.enumerated() {
+        let alone = try model.encodeText([r]).scalars
+        let error = relativeError(Array(batch[(i * width)..<((i + 1) * width)]), alone)
+        #expect(error <= parityTolerance, "text \(i) in a shared-start batch against alone: relative error \(error)")
+    }
 }

@@ -130,7 +130,8 @@ public struct CLIPPipeline: Sendable {
         } catch { throw .tokenizer(error) }
         // Texts are encoded shortest first: a causal tower computes a batch up to its longest text, so batches of
         // similar lengths pad less (an ImageNet template ensemble spans 5 to 20 tokens). Texts of one length are in
-        // token order, so a template's prompts share a batch and the tower computes their common start once.
+        // token order, so a template's prompts of that length fall in the same batches and the tower computes their
+        // common start once per batch.
         // Rows are independent; each lands back in its input position.
         func length(_ row: [Int]) -> Int { (row.lastIndex { $0 != 0 } ?? 0) + 1 }
         let lengths = ids.map(length)

@@ -145,8 +145,8 @@ public struct TextTransformer: Sendable {
     /// The prefix tree of each row's tokens through its end of text, when running its nodes saves at least a fifth
     /// of the `used` positions every row would otherwise compute: prompts of one template share their first
     /// tokens, shorter rows need no padding, and a repeated text is one path. Otherwise nil: the whole rows run,
-    /// where attention has its vectorised kernel.
-    func sharedPrefixes(_ tokens: [[Int]], endOfText eot: [Int], used: Int) -> PrefixTree? {
+    /// where every block but the last has the vectorised attention kernels.
+    package func sharedPrefixes(_ tokens: [[Int]], endOfText eot: [Int], used: Int) -> PrefixTree? {
         let tree = PrefixTree(tokens, lengths: eot.map { $0 + 1 })
         return tree.count * 5 <= tokens.count * used * 4 ? tree : nil
     }

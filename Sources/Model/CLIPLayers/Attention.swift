@@ -44,7 +44,8 @@ package struct MultiheadSelfAttention: Sendable {
     }
 
     /// Scratch one attention pass fills: the fused projections [batch, tokens, 3·width] and the heads' context
-    /// [batch, tokens, width]. Every element is written before it is read.
+    /// [batch, tokens, width] (the whole-sequence passes only; listed keys keep a context of their queries' size).
+    /// Every element is written before it is read.
     package struct Workspace {
         var qkv: Tensor
         var context: Tensor

@@ -44,42 +44,47 @@ package struct PrefixTree: Sendable {
     package private(set) var tokens: [Int] = []
     /// [nodes]: each node's position in its sequences.
     package private(set) var positions: [Int] = []
-    /// [nodes]: the rows each node attends to under the causal mask — its ancestors, root first, then itself.
-    package private(set) var keys = KeyRows()
+    /// [nodes]: each node's parent, -1 for a first token.
+    package private(set) var parents: [Int] = []
     /// [sequences]: the node of each sequence's last token.
     package private(set) var ends: [Int] = []
 
-    /// The tree of `sequences[s][0..<lengths[s]]` (each length ≥ 1 and ≤ its sequence's count).
+    /// The tree of `sequences[s][0..<lengths[s]]` (a length past its sequence's end stops there; a missing length
+    /// is 0, and the sequence's end is then -1).
     package init(_ sequences: [[Int]], lengths: [Int]) {
-        var children: [Int64: Int] = [:]  // (parent + 1) << 32 | token → node; ids and node counts fit in 32 bits
-        var path: [Int] = []
+        struct Edge: Hashable { var parent: Int, token: Int }
+        var children: [Edge: Int] = [:]
         for (s, sequence) in sequences.enumerated() {
             var parent = -1
-            path.removeAll(keepingCapacity: true)
-            for i in 0..<lengths[s] {
-                let key = Int64(parent + 1) << 32 | Int64(UInt32(truncatingIfNeeded: sequence[i]))
+            for i in 0..<min(s < lengths.count ? max(lengths[s], 0) : 0, sequence.count) {
+                let key = Edge(parent: parent, token: sequence[i])
                 if let node = children[key] {
                     parent = node
                 } else {
-                    parent = tokens.count
-                    children[key] = parent
+                    children[key] = tokens.count
                     tokens.append(sequence[i])
                     positions.append(i)
-                    keys.append(path + [parent])
+                    parents.append(parent)
+                    parent = tokens.count - 1
                 }
-                path.append(parent)
             }
             ends.append(parent)
         }
     }
 
-    /// The keys of the nodes `nodes`, in that order.
-    package func keys(of nodes: [Int]) -> KeyRows {
-        var listed = KeyRows()
-        for n in nodes { listed.append(keys.rows[keys.offsets[n]..<keys.offsets[n + 1]]) }
-        return listed
-    }
-
     /// Nodes: the rows a causal tower computes.
     package var count: Int { tokens.count }
+
+    /// The rows each of `nodes` attends to under the causal mask: its ancestors, root first, then itself. Built
+    /// when a tower runs the tree (a tree that is not used costs only its nodes).
+    package func keys(of nodes: [Int]) -> KeyRows {
+        var listed = KeyRows(), path: [Int] = []
+        for n in nodes {
+            path.removeAll(keepingCapacity: true)
+            var u = n
+            while u >= 0 { path.append(u); u = parents[u] }
+            listed.append(path.reversed())
+        }
+        return listed
+    }
 }

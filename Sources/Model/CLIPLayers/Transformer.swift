@@ -156,7 +156,7 @@ package struct ResidualAttentionBlock: Sendable {
 
     /// The block over rows whose attention is listed: `x` [rows, width] → [queries, width], row i holding row
     /// `queries[i]` after the block, its attention over the rows `keys` lists for it (a prefix tree's, or one
-    /// token per sequence); every row of `x` serves as a key and value.
+    /// token per sequence); every row of `x` is normalised and projected, whether listed or not.
     package func forward(_ x: Tensor, queries: [Int], keys: KeyRows,
                         workspace ws: inout TransformerWorkspace) throws(TensorError) -> Tensor {
         let rows = x.count / max(width, 1)
@@ -311,14 +311,15 @@ package struct Transformer: Sendable {
     /// [tree.ends.count, width], each sequence's last token after every block. The same numbers as the sequences
     /// run whole under the causal mask, computed once per node.
     package func forward(_ x: Tensor, tree: PrefixTree) throws(TensorError) -> Tensor {
-        guard x.rank == 2, x.shape[0] == tree.count, let first = blocks.first, x.shape[1] == first.width else {
-            if blocks.isEmpty { return try gatherRows(x, at: tree.ends) }
+        guard x.rank == 2, x.shape[0] == tree.count, blocks.first.map({ x.shape[1] == $0.width }) ?? true else {
             throw .shapeMismatch(operation: "Transformer (prefix tree)", x.shape, [tree.count])
         }
+        guard let first = blocks.first else { return try gatherRows(x, at: tree.ends) }
         var ws = TransformerWorkspace(batch: 1, tokens: tree.count, width: first.width, hidden: first.mlp.fc.outFeatures)
         let all = Array(0..<tree.count)
+        let keys = blocks.count > 1 ? tree.keys(of: all) : KeyRows()
         var y = x
-        for block in blocks.dropLast() { y = try block.forward(y, queries: all, keys: tree.keys, workspace: &ws) }
+        for block in blocks.dropLast() { y = try block.forward(y, queries: all, keys: keys, workspace: &ws) }
         return try blocks[blocks.count - 1].forward(y, queries: tree.ends, keys: tree.keys(of: tree.ends), workspace: &ws)
     }
 
