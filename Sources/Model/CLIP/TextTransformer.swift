@@ -121,20 +121,16 @@ public struct TextTransformer: Sendable {
         let (n, w) = (tokens.count, configuration.width)
         let positions = used + (classEmbedding == nil ? 0 : 1)
         var x = Tensor(uncheckedZeros: [n, positions, w])
-        x.scalars.withUnsafeMutableBufferPointer { xp in
-            tokenEmbedding.withUnsafeBufferPointer { te in
+        addEmbeddings(n * used, into: &x) { k in
+            let (t, i) = (k / used, k % used)
+            return (tokens[t][i], i, t * positions + i)
+        }
+        if let classEmbedding {
+            x.scalars.withUnsafeMutableBufferPointer { xp in
                 positionalEmbedding.scalars.withUnsafeBufferPointer { pe in
                     for t in 0..<n {
-                        for i in 0..<used {
-                            let dst = xp.baseAddress! + (t * positions + i) * w
-                            let emb = te.baseAddress! + tokens[t][i] * w
-                            let pos = pe.baseAddress! + i * w
-                            for j in 0..<w { dst[j] = emb[j] + pos[j] }
-                        }
-                        if let classEmbedding {
-                            let dst = xp.baseAddress! + (t * positions + used) * w, pos = pe.baseAddress! + used * w
-                            for j in 0..<w { dst[j] = classEmbedding.scalars[j] + pos[j] }
-                        }
+                        let dst = xp.baseAddress! + (t * positions + used) * w, pos = pe.baseAddress! + used * w
+                        for j in 0..<w { dst[j] = classEmbedding.scalars[j] + pos[j] }
                     }
                 }
             }
@@ -153,20 +149,28 @@ public struct TextTransformer: Sendable {
 
     /// Token plus positional embeddings of a prefix tree's nodes → [nodes, width].
     func embed(_ tree: PrefixTree) -> Tensor {
+        var x = Tensor(uncheckedZeros: [tree.count, configuration.width])
+        addEmbeddings(tree.count, into: &x) { (tree.tokens[$0], tree.positions[$0], $0) }
+        return x
+    }
+
+    /// Row `entry(k).row` of `x` [.., width] = token embedding of `entry(k).token` + positional embedding of
+    /// `entry(k).position`, for k in 0..<count.
+    private func addEmbeddings(_ count: Int, into x: inout Tensor,
+                               _ entry: (Int) -> (token: Int, position: Int, row: Int)) {
         let w = configuration.width
-        var x = Tensor(uncheckedZeros: [tree.count, w])
         x.scalars.withUnsafeMutableBufferPointer { xp in
             tokenEmbedding.withUnsafeBufferPointer { te in
                 positionalEmbedding.scalars.withUnsafeBufferPointer { pe in
-                    for u in 0..<tree.count {
-                        let dst = xp.baseAddress! + u * w
-                        let emb = te.baseAddress! + tree.tokens[u] * w, pos = pe.baseAddress! + tree.positions[u] * w
+                    for k in 0..<count {
+                        let (token, position, row) = entry(k)
+                        let dst = xp.baseAddress! + row * w
+                        let emb = te.baseAddress! + token * w, pos = pe.baseAddress! + position * w
                         for j in 0..<w { dst[j] = emb[j] + pos[j] }
                     }
                 }
             }
         }
-        return x
     }
 
     /// CoCa's key mask over rows with the appended token, [N·(length + 1)]: key 0 and the keys whose preceding token

@@ -140,18 +140,12 @@ package struct ResidualAttentionBlock: Sendable {
         guard isTokenPerSequence(rows, of: x), keyMask.map({ $0.count == x.shape[0] * x.shape[1] }) ?? true else {
             throw .shapeMismatch(operation: "ResidualAttentionBlock (kept token per sequence)", x.shape, [rows.count])
         }
-        let (batch, tokens) = (x.shape[0], x.shape[1])
-        if attention.rotary != nil {
-            // Rotary positions are the image's: the attention takes the sequences whole.
-            var y = try gatherTokens(x, at: rows)
-            try ln1.forward(x, into: &ws.normed)
-            try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y,
-                                  accumulate: true, workspace: &ws.attention)
-            return try mlpHalf(&y, workspace: &ws).reshaped([batch, 1, width])
-        }
-        let keys = KeyRows(batch: batch, tokens: tokens, causal: causal, keyMask: keyMask, queries: rows)
-        return try forward(x.reshaped([batch * tokens, width]), queries: rows.enumerated().map { $0 * tokens + $1 },
-                           keys: keys, workspace: &ws).reshaped([batch, 1, width])
+        var y = try gatherTokens(x, at: rows)
+        try ln1.forward(x, into: &ws.normed)
+        // The attention takes the sequences whole (rotary positions are the image's) and lists each query's keys.
+        try attention.forward(ws.normed, causal: causal, keyMask: keyMask, queries: rows, into: &y,
+                              accumulate: true, workspace: &ws.attention)
+        return try mlpHalf(&y, workspace: &ws).reshaped([rows.count, 1, width])
     }
 
     /// The block over rows whose attention is listed: `x` [rows, width] → [queries, width], row i holding row
