@@ -575,11 +575,13 @@ static void test_backward(void) {
 }
 
 // The depthwise convolution at the level CLIP_CPU selects, against double precision: channel counts around the
-// 16-lane vectors, output widths around the 4-pixel tiles, 7×7 and 3×3 windows, strides 1 and 2, and a band of rows
+// 16-lane vectors, output widths around the 4-pixel tiles and the stride-1 strips (8 pixels with AVX-512, 4 or 8
+// with AVX2 and the baseline, and every narrower last strip), 7×7 and 3×3 windows, strides 1 and 2, and a band of rows
 // (y0 > 0). Stride 1 reads a zero-padded image; stride 2 any padded input of (out − 1)·2 + k rows and columns.
 static void test_depthwise(void) {
     static const ptrdiff_t shapes[][5] = {{5, 9, 7, 7, 1},  {16, 6, 8, 7, 1}, {37, 11, 5, 7, 1}, {64, 4, 13, 3, 1},
-                                          {48, 7, 7, 1, 1}, {20, 5, 9, 7, 2}, {32, 4, 4, 3, 2},  {17, 3, 6, 7, 2}};
+                                          {48, 7, 7, 1, 1}, {20, 5, 9, 7, 2}, {32, 4, 4, 3, 2},  {17, 3, 6, 7, 2},
+                                          {32, 5, 19, 7, 1}, {40, 3, 21, 3, 1}, {16, 2, 1, 3, 1}, {48, 4, 30, 7, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const ptrdiff_t c = shapes[s][0], h = shapes[s][1], w = shapes[s][2], k = shapes[s][3], st = shapes[s][4];
         const ptrdiff_t pad = st == 1 ? k / 2 : 0;
