@@ -13,7 +13,8 @@ thread, as in the anchor table, against `clip bench --preprocess` (one thread an
 ONNX Runtime also runs its own dynamic int8 quantisation of the image tower (`quantize_dynamic`, QInt8 weights),
 the peer of `--precision int8`. OpenVINO (when installed) runs the same exported image tower in fp32 (best of its
 latency and throughput hints) and in int8 from NNCF post-training quantisation (calibrated on random inputs). The first lines name the CPU (AVX-512 or AVX2) and the level `clip` runs at
-(`CLIP_CPU` forces a lower one: a proxy for an AVX2-only machine, labelled as such).
+(`--avx2-proxy` caps clip, OpenVINO and PyTorch to AVX2: a proxy for an AVX2-only machine, labelled as such;
+see avx2_proxy.py).
 
 Needs: torch, clip-anytorch, onnxruntime, onnx, numpy; optionally openvino and nncf. Whole processes (model load
 included) are compared by Scripts/bench/bench_process.py.
@@ -27,6 +28,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+
+import avx2_proxy
+
+avx2_proxy.apply()  # before torch loads: its ISA caps are read at load
 
 import numpy as np
 import torch
@@ -196,7 +201,10 @@ def main():
                     help="only ViT-B/32's fp32 image tower against OpenVINO and ONNX Runtime, in this many rounds")
     ap.add_argument("--model", help="with --tower-rounds: a ViT-B/32 checkpoint for `clip bench --model` "
                                     "(loads from the packed-weight cache instead of drawing random weights)")
+    ap.add_argument("--avx2-proxy", action="store_true", help="cap every side to AVX2 where it can be (avx2_proxy.py)")
     a = ap.parse_args()
+    if avx2_proxy.label():
+        print(avx2_proxy.label())
     if a.tower_rounds > 0:
         torch.set_num_threads(a.threads)
         tower_rounds(a)

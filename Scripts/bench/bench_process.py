@@ -12,7 +12,8 @@ ViT-B/32 text tower. Checkpoints are random-weight OpenAI-style TorchScript `.pt
 holds them; throughput does not depend on weight values), written once into --work. Preprocessing for the peers is
 Pillow bicubic resize + centre crop + numpy normalisation (clip's `_transform(224)` without torchvision). Prints the
 CPU (AVX-512 or AVX2), medians of --repeat rounds (each runs every job once, a clip job next to its peers, after
-a first round that is not counted) and the ratios, of the medians and round by round.
+a first round that is not counted) and the ratios, of the medians and round by round. `--avx2-proxy` caps clip, OpenVINO and
+PyTorch to AVX2 on an AVX-512 CPU (avx2_proxy.py), labelled as a proxy.
 
 Needs: torch, clip-anytorch (only its model.py is imported), onnx, onnxruntime, openvino, nncf, numpy, pillow.
 """
@@ -24,6 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import avx2_proxy
+
+avx2_proxy.apply()  # before torch loads: its ISA caps are read at load
 
 import numpy as np
 import torch
@@ -117,6 +122,7 @@ def main():
     ap.add_argument("--clip", default=".build/release/clip")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "bench-process"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--avx2-proxy", action="store_true", help="cap every side to AVX2 where it can be (avx2_proxy.py)")
     a = ap.parse_args()
     if a.repeat < 1:
         ap.error("--repeat must be at least 1")
@@ -126,6 +132,8 @@ def main():
     forced = os.environ.get("CLIP_CPU")
     print(f"CPU: {model.group(1) if model else 'unknown'} ({kind})"
           + (f"; clip forced to CLIP_CPU={forced} (a proxy, not that machine)" if forced and forced != "native" else ""))
+    if avx2_proxy.label():
+        print(avx2_proxy.label())
     cm = clip_model_module()
     files = prepare(a.work, cm)
     torch.set_num_threads(a.threads)

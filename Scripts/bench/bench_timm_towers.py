@@ -26,6 +26,10 @@ import tempfile
 import copy
 import gc
 
+import avx2_proxy
+
+avx2_proxy.apply()  # before torch loads: its ISA caps are read at load
+
 import open_clip
 import torch
 from safetensors.torch import save_file
@@ -50,9 +54,12 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clip", default=".build/release/clip")
+    ap.add_argument("--avx2-proxy", action="store_true", help="cap every side to AVX2 where it can be (avx2_proxy.py)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"CPU: {cpu_name()}; {a.threads} threads each; CLIP_CPU={os.environ.get('CLIP_CPU', '(native)')}")
+    if avx2_proxy.label():
+        print(avx2_proxy.label())
     tmp = tempfile.mkdtemp()
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # checkpoints and ONNX exports are gigabytes
     print(f"{'model':<18} {'batch':>5} {'PyTorch img/s':>14} {'ORT img/s':>10} {'swift-clip img/s':>17} {'vs PyTorch':>11} {'vs ORT':>7}")
