@@ -574,47 +574,53 @@ static void test_backward(void) {
     }
 }
 
-// The depthwise convolution at the level CLIP_CPU selects, against double precision: channel counts around the
-// 16-lane vectors, output widths around the 4-pixel tiles and the stride-1 strips (8 pixels with AVX-512, 4 or 8
-// with AVX2 and the baseline, and every narrower last strip), 7×7 and 3×3 windows, strides 1 and 2, and a band of rows
-// (y0 > 0). Stride 1 reads a zero-padded image; stride 2 any padded input of (out − 1)·2 + k rows and columns.
+// The depthwise convolution at the level CLIP_CPU selects against double precision, for one shape: a band of rows
+// (y0 > 0) after the first, each band writing only its own rows. Stride 1 reads a zero-padded image; stride 2 any
+// padded input of (out − 1)·2 + k rows and columns.
+static void check_depthwise(ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k, ptrdiff_t st) {
+    const ptrdiff_t pad = st == 1 ? k / 2 : 0;
+    const ptrdiff_t hp = st == 1 ? h + 2 * pad : (h - 1) * st + k, wp = st == 1 ? w + 2 * pad : (w - 1) * st + k;
+    const ptrdiff_t hin = st == 1 ? h : hp, win = st == 1 ? w : wp;
+    float *x = calloc((size_t)(hp * wp * c), sizeof(float));
+    for (ptrdiff_t y = 0; y < hin; y++)
+        for (ptrdiff_t i = 0; i < win * c; i++) x[((y + pad) * wp + pad) * c + i] = next_value();
+    float *wt = random_array((size_t)(k * k * c)), *b = random_array((size_t)c);
+    float *out = malloc((size_t)(h * w * c) * sizeof(float));
+    for (ptrdiff_t i = 0; i < h * w * c; i++) out[i] = NAN;
+    const ptrdiff_t split = h / 2;
+    if (st == 1) clip_depthwise_conv2d(x, wp, c, wt, b, k, 0, split, w, out);
+    else clip_depthwise_conv2d_strided(x, wp, c, wt, b, k, st, 0, split, w, out);
+    // A band writes its own rows only.
+    int untouched = 1;
+    for (ptrdiff_t i = split * w * c; i < h * w * c; i++) untouched &= out[i] != out[i];
+    CHECK(untouched, "depthwise c=%td h=%td w=%td k=%td s=%td: rows past the band were written", c, h, w, k, st);
+    clip_depthwise_conv2d_strided(x, wp, c, wt, b, k, st, split, h, w, out);
+    double worst = 0;
+    for (ptrdiff_t y = 0; y < h; y++)
+        for (ptrdiff_t xx = 0; xx < w; xx++)
+            for (ptrdiff_t ch = 0; ch < c; ch++) {
+                double want = b[ch];
+                for (ptrdiff_t dy = 0; dy < k; dy++)
+                    for (ptrdiff_t dx = 0; dx < k; dx++)
+                        want += (double)x[((y * st + dy) * wp + xx * st + dx) * c + ch] * wt[(dy * k + dx) * c + ch];
+                const double e = fabs(out[(y * w + xx) * c + ch] - want);
+                worst = e > worst || e != e ? e : worst;
+            }
+    CHECK(worst < 1e-5, "depthwise c=%td h=%td w=%td k=%td s=%td: error %g", c, h, w, k, st, worst);
+    free(x); free(wt); free(b); free(out);
+}
+
+// Channel counts around the 16-lane vectors (and a tail of single channels), output widths around the 4-pixel tiles,
+// 7×7 and 3×3 windows, strides 1 and 2; and for the stride-1 strips (8 pixels of 16, 8 or 4 channels, by level)
+// every width 1-17 at 20 channels, so each narrower last strip of both windows runs beside the channel tail.
 static void test_depthwise(void) {
     static const ptrdiff_t shapes[][5] = {{5, 9, 7, 7, 1},  {16, 6, 8, 7, 1}, {37, 11, 5, 7, 1}, {64, 4, 13, 3, 1},
                                           {48, 7, 7, 1, 1}, {20, 5, 9, 7, 2}, {32, 4, 4, 3, 2},  {17, 3, 6, 7, 2},
-                                          {32, 5, 19, 7, 1}, {40, 3, 21, 3, 1}, {16, 2, 1, 3, 1}, {48, 4, 30, 7, 1}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const ptrdiff_t c = shapes[s][0], h = shapes[s][1], w = shapes[s][2], k = shapes[s][3], st = shapes[s][4];
-        const ptrdiff_t pad = st == 1 ? k / 2 : 0;
-        const ptrdiff_t hp = st == 1 ? h + 2 * pad : (h - 1) * st + k, wp = st == 1 ? w + 2 * pad : (w - 1) * st + k;
-        const ptrdiff_t hin = st == 1 ? h : hp, win = st == 1 ? w : wp;
-        float *x = calloc((size_t)(hp * wp * c), sizeof(float));
-        for (ptrdiff_t y = 0; y < hin; y++)
-            for (ptrdiff_t i = 0; i < win * c; i++) x[((y + pad) * wp + pad) * c + i] = next_value();
-        float *wt = random_array((size_t)(k * k * c)), *b = random_array((size_t)c);
-        float *out = malloc((size_t)(h * w * c) * sizeof(float));
-        for (ptrdiff_t i = 0; i < h * w * c; i++) out[i] = NAN;
-        const ptrdiff_t split = h / 2;
-        if (st == 1) clip_depthwise_conv2d(x, wp, c, wt, b, k, 0, split, w, out);
-        else clip_depthwise_conv2d_strided(x, wp, c, wt, b, k, st, 0, split, w, out);
-        // A band writes its own rows only.
-        int untouched = 1;
-        for (ptrdiff_t i = split * w * c; i < h * w * c; i++) untouched &= out[i] != out[i];
-        CHECK(untouched, "depthwise c=%td h=%td w=%td k=%td s=%td: rows past the band were written", c, h, w, k, st);
-        clip_depthwise_conv2d_strided(x, wp, c, wt, b, k, st, split, h, w, out);
-        double worst = 0;
-        for (ptrdiff_t y = 0; y < h; y++)
-            for (ptrdiff_t xx = 0; xx < w; xx++)
-                for (ptrdiff_t ch = 0; ch < c; ch++) {
-                    double want = b[ch];
-                    for (ptrdiff_t dy = 0; dy < k; dy++)
-                        for (ptrdiff_t dx = 0; dx < k; dx++)
-                            want += (double)x[((y * st + dy) * wp + xx * st + dx) * c + ch] * wt[(dy * k + dx) * c + ch];
-                    const double e = fabs(out[(y * w + xx) * c + ch] - want);
-                    worst = e > worst || e != e ? e : worst;
-                }
-        CHECK(worst < 1e-5, "depthwise c=%td h=%td w=%td k=%td s=%td: error %g", c, h, w, k, st, worst);
-        free(x); free(wt); free(b); free(out);
-    }
+                                          {48, 4, 30, 7, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        check_depthwise(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], shapes[s][4]);
+    for (ptrdiff_t k = 3; k <= 7; k += 4)
+        for (ptrdiff_t w = 1; w <= 17; w++) check_depthwise(20, 3, w, k, 1);
 }
 
 // The vector-search scan at the level CLIP_CPU selects, against double-precision dot products, on dimensions and

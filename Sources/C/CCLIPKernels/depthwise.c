@@ -24,8 +24,8 @@ typedef float v4f __attribute__((vector_size(16)));
 // input pixels slide past. Each input vector is loaded once per window row instead of once for every output pixel
 // it touches, and each weight once per strip instead of once per 4 pixels: 7×7 at W = 8 is 21 loads per 56 FMAs
 // where the 4-pixel loop below does 5 per 4, and the 7×7 mixers' time was bound by loads. W + K + 1 vectors are
-// live: 16 for 7×7 at W = 8, which AVX2's and SSE's 16 registers hold (W = 4 re-read more lines and was slower at
-// 128-512 channels). Each output adds its terms in the same order as the loops below (window rows, then columns),
+// live: 16 for 7×7 at W = 8, half of AVX-512's registers and all 16 of AVX2's (SSE2 without FMA needs one more for
+// the product and spills a little; W = 4 spills nothing but re-reads more lines, and was slower on both). Each output adds its terms in the same order as the loops below (window rows, then columns),
 // so the sums are the same. One thread of an AMD Zen 4, against the 4-pixel loop on ConvNeXt-B's and MobileCLIP-S2's
 // mixers (80-1,024 channels, 7-64 pixels square): AVX-512 1.4-3.3x; AVX2 1.0-1.9x, except 0.85x at 512 channels
 // (2 KiB between pixels puts a strip's lines in two L1 sets either way).
