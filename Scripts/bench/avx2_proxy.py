@@ -10,7 +10,8 @@ where its library allows, and labelled as a proxy in the output.
 
 The variables are read when the libraries load, so the script runs itself again with them set before it imports
 torch. A Zen 4 running AVX2 code has Zen 3's two 256-bit FMA pipes, but its larger L2 and its own memory system:
-a proxy, never a figure from an AVX2 machine.
+a proxy, never a figure from an AVX2 machine. The parsers that take the flag must not accept abbreviations
+(`allow_abbrev=False`): `apply` looks for the whole flag.
 """
 import os
 import sys
@@ -26,12 +27,22 @@ def apply():
     if "--avx2-proxy" not in sys.argv or os.environ.get(MARK) == "1":
         return
     env = dict(os.environ, **CAPS, **{MARK: "1"})
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    argv = getattr(sys, "orig_argv", None) or [sys.executable] + sys.argv  # keeps interpreter options such as -u
+    os.execve(sys.executable, argv, env)
 
 
-def label():
-    """The line the scripts print under their CPU line: which sides are capped, or nothing without the proxy."""
+def label(openvino=True, onnxruntime=True):
+    """The line the scripts print under their CPU line, naming the caps in effect for the peers the script runs; None
+    without the proxy. A marker inherited without the caps is not a proxy run and says so."""
     if os.environ.get(MARK) != "1":
         return None
-    return ("AVX2 proxy on this CPU (not an AVX2 machine): clip CLIP_CPU=avx2; OpenVINO and PyTorch capped to AVX2 "
-            "(ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS); ONNX Runtime uncapped (AVX-512)")
+    missing = [k for k, v in CAPS.items() if os.environ.get(k) != v]
+    if missing:
+        return f"not an AVX2 proxy: {MARK}=1 is set but {', '.join(missing)} are not"
+    parts = ["AVX2 proxy on this CPU (not an AVX2 machine): clip CLIP_CPU=avx2"]
+    parts.append("PyTorch capped to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS)")
+    if openvino:
+        parts.append("OpenVINO capped by ONEDNN_MAX_CPU_ISA=AVX2 except its MVN (LayerNorm) kernels")
+    if onnxruntime:
+        parts.append("ONNX Runtime uncapped (AVX-512: MLAS has no switch)")
+    return "; ".join(parts)

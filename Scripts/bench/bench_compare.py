@@ -145,6 +145,13 @@ def tower_rounds(a):
     rounds' ratios."""
     import onnxruntime as ort
     import openvino as ov
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    model = re.search(r"model name\s*:\s*(.*)", flags)
+    print(f"CPU: {model.group(1) if model else 'unknown'} "
+          f"({'avx512f' if ' avx512f' in flags else 'avx2' if ' avx2' in flags else 'neither AVX2 nor AVX-512'}); "
+          f"CLIP_CPU={os.environ.get('CLIP_CPU', '(native)')}")
+    if avx2_proxy.label():
+        print(avx2_proxy.label())
     m = CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12).float().eval()
     tmp = tempfile.mkdtemp()
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
@@ -192,7 +199,7 @@ def tower_rounds(a):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)  # avx2_proxy.apply looks for the whole flag
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clip", default=".build/release/clip")
     ap.add_argument("--threads", type=int, default=2)
@@ -203,8 +210,6 @@ def main():
                                     "(loads from the packed-weight cache instead of drawing random weights)")
     ap.add_argument("--avx2-proxy", action="store_true", help="cap every side to AVX2 where it can be (avx2_proxy.py)")
     a = ap.parse_args()
-    if avx2_proxy.label():
-        print(avx2_proxy.label())
     if a.tower_rounds > 0:
         torch.set_num_threads(a.threads)
         tower_rounds(a)
@@ -224,6 +229,8 @@ def main():
     print(f"CPU: {model.group(1) if model else 'unknown'} ({hw}); swift-clip runs at level "
           f"{level.group(1) if level else '?'}" + (f" (forced by CLIP_CPU={forced}: a proxy, not that machine)"
                                                    if forced and forced != "native" else ""))
+    if avx2_proxy.label():
+        print(avx2_proxy.label())
     archs = {"ViT-B/32": lambda: CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
              "RN50": lambda: CLIP(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)}
     rows = []  # (case, torch, ort, ours)

@@ -117,7 +117,7 @@ def batches(files, size=16):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)  # avx2_proxy.apply looks for the whole flag
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clip", default=".build/release/clip")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "bench-process"))

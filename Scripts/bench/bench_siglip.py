@@ -18,22 +18,29 @@ import shutil
 import subprocess
 import tempfile
 
+import avx2_proxy
+
+avx2_proxy.apply()  # before torch loads: its ISA caps are read at load
+
 import torch
 
 from bench_compare import median_time
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)  # avx2_proxy.apply looks for the whole flag
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--clip", default=".build/release/clip")
     ap.add_argument("--naflex", action="store_true", help="SigLIP 2 NaFlex B/16 (Siglip2Model) instead")
+    ap.add_argument("--avx2-proxy", action="store_true", help="cap every side to AVX2 where it can be (avx2_proxy.py)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     cpu = open("/proc/cpuinfo").read()
     print("CPU:", re.search(r"model name\s*:\s*(.*)", cpu).group(1),
           "| AVX-512" if " avx512f" in cpu else "| AVX2 (no AVX-512)", "| torch", torch.__version__, "| threads 2")
+    if avx2_proxy.label(openvino=False, onnxruntime=False):
+        print(avx2_proxy.label(openvino=False, onnxruntime=False))
 
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
     import open_clip

@@ -47,7 +47,7 @@ def cpu_name():
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)  # avx2_proxy.apply looks for the whole flag
     ap.add_argument("--models", nargs="*", default=["convnext_base", "convnext_large_d", "EVA02-B-16", "PE-Core-B-16",
                                                     "MobileCLIP-S2"])
     ap.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime")
@@ -58,8 +58,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"CPU: {cpu_name()}; {a.threads} threads each; CLIP_CPU={os.environ.get('CLIP_CPU', '(native)')}")
-    if avx2_proxy.label():
-        print(avx2_proxy.label())
+    if avx2_proxy.label(openvino=False):
+        print(avx2_proxy.label(openvino=False))
     tmp = tempfile.mkdtemp()
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # checkpoints and ONNX exports are gigabytes
     print(f"{'model':<18} {'batch':>5} {'PyTorch img/s':>14} {'ORT img/s':>10} {'swift-clip img/s':>17} {'vs PyTorch':>11} {'vs ORT':>7}")
