@@ -31,9 +31,16 @@ def apply():
     os.execve(sys.executable, argv, env)
 
 
+def print_label(openvino=True, onnxruntime=True):
+    """Prints `label` under the script's CPU line, when there is one."""
+    text = label(openvino, onnxruntime)
+    if text:
+        print(text)
+
+
 def label(openvino=True, onnxruntime=True):
-    """The line the scripts print under their CPU line, naming the caps in effect for the peers the script runs; None
-    without the proxy. A marker inherited without the caps is not a proxy run and says so."""
+    """The line naming the caps in effect for the peers the script runs; None without the proxy. A marker inherited
+    without the caps is not a proxy run and says so."""
     if os.environ.get(MARK) != "1":
         return None
     missing = [k for k, v in CAPS.items() if os.environ.get(k) != v]

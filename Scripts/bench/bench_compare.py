@@ -49,6 +49,16 @@ except ImportError:  # clip's package imports torchvision; its model.py alone do
     CLIP = _module.CLIP
 
 
+def cpu_name():
+    """The CPU's model name and its widest vector extension, e.g. "AMD EPYC (AVX-512)"."""
+    with open("/proc/cpuinfo") as f:
+        text = f.read()
+    model = re.search(r"model name\s*:\s*(.*)", text)
+    flags = re.search(r"flags\s*:\s*(.*)", text).group(1).split()
+    kind = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model.group(1) if model else 'unknown CPU'} ({kind})"
+
+
 def median_time(fn, reps):
     fn()
     ts = []
@@ -145,13 +155,8 @@ def tower_rounds(a):
     rounds' ratios."""
     import onnxruntime as ort
     import openvino as ov
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    model = re.search(r"model name\s*:\s*(.*)", flags)
-    print(f"CPU: {model.group(1) if model else 'unknown'} "
-          f"({'avx512f' if ' avx512f' in flags else 'avx2' if ' avx2' in flags else 'neither AVX2 nor AVX-512'}); "
-          f"CLIP_CPU={os.environ.get('CLIP_CPU', '(native)')}")
-    if avx2_proxy.label():
-        print(avx2_proxy.label())
+    print(f"CPU: {cpu_name()}; CLIP_CPU={os.environ.get('CLIP_CPU', '(native)')}")
+    avx2_proxy.print_label()
     m = CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12).float().eval()
     tmp = tempfile.mkdtemp()
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
@@ -229,8 +234,7 @@ def main():
     print(f"CPU: {model.group(1) if model else 'unknown'} ({hw}); swift-clip runs at level "
           f"{level.group(1) if level else '?'}" + (f" (forced by CLIP_CPU={forced}: a proxy, not that machine)"
                                                    if forced and forced != "native" else ""))
-    if avx2_proxy.label():
-        print(avx2_proxy.label())
+    avx2_proxy.print_label()
     archs = {"ViT-B/32": lambda: CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12),
              "RN50": lambda: CLIP(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)}
     rows = []  # (case, torch, ort, ours)

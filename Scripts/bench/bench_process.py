@@ -132,8 +132,7 @@ def main():
     forced = os.environ.get("CLIP_CPU")
     print(f"CPU: {model.group(1) if model else 'unknown'} ({kind})"
           + (f"; clip forced to CLIP_CPU={forced} (a proxy, not that machine)" if forced and forced != "native" else ""))
-    if avx2_proxy.label():
-        print(avx2_proxy.label())
+    avx2_proxy.print_label()
     cm = clip_model_module()
     files = prepare(a.work, cm)
     torch.set_num_threads(a.threads)

@@ -39,8 +39,7 @@ def main():
     cpu = open("/proc/cpuinfo").read()
     print("CPU:", re.search(r"model name\s*:\s*(.*)", cpu).group(1),
           "| AVX-512" if " avx512f" in cpu else "| AVX2 (no AVX-512)", "| torch", torch.__version__, "| threads 2")
-    if avx2_proxy.label(openvino=False, onnxruntime=False):
-        print(avx2_proxy.label(openvino=False, onnxruntime=False))
+    avx2_proxy.print_label(openvino=False, onnxruntime=False)
 
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
     import open_clip

@@ -34,16 +34,7 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
-from bench_compare import median_time
-
-
-def cpu_name():
-    with open("/proc/cpuinfo") as f:
-        text = f.read()
-    model = re.search(r"model name\s*:\s*(.*)", text)
-    flags = re.search(r"flags\s*:\s*(.*)", text).group(1).split()
-    kind = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model.group(1) if model else 'unknown CPU'} ({kind})"
+from bench_compare import cpu_name, median_time
 
 
 def main():
@@ -58,8 +49,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"CPU: {cpu_name()}; {a.threads} threads each; CLIP_CPU={os.environ.get('CLIP_CPU', '(native)')}")
-    if avx2_proxy.label(openvino=False):
-        print(avx2_proxy.label(openvino=False))
+    avx2_proxy.print_label(openvino=False)
     tmp = tempfile.mkdtemp()
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # checkpoints and ONNX exports are gigabytes
     print(f"{'model':<18} {'batch':>5} {'PyTorch img/s':>14} {'ORT img/s':>10} {'swift-clip img/s':>17} {'vs PyTorch':>11} {'vs ORT':>7}")

@@ -25,10 +25,11 @@ typedef float v4f __attribute__((vector_size(16)));
 // it touches, and each weight once per strip instead of once per 4 pixels: 7×7 at W = 8 is 21 loads per 56 FMAs
 // where the 4-pixel loop below does 5 per 4, and the 7×7 mixers' time was bound by loads. W + K + 1 vectors are
 // live: 16 for 7×7 at W = 8, half of AVX-512's registers and all 16 of AVX2's (SSE2 without FMA needs one more for
-// the product and spills a little; W = 4 spills nothing but re-reads more lines, and was slower on both). Each output adds its terms in the same order as the loops below (window rows, then columns),
-// so the sums are the same. One thread of an AMD Zen 4, against the 4-pixel loop on ConvNeXt-B's and MobileCLIP-S2's
-// mixers (80-1,024 channels, 7-64 pixels square): AVX-512 1.4-3.3x; AVX2 1.0-1.9x, except 0.85x at 512 channels
-// (2 KiB between pixels puts a strip's lines in two L1 sets either way).
+// the product and spills a little; W = 4 spills nothing but re-reads more lines, and was slower on both). Each
+// output adds its terms in the same order as the loops below (window rows, then columns), so the sums are the same.
+// One thread of an AMD Zen 4, against the 4-pixel loop on ConvNeXt's and MobileCLIP-S2's mixers (80-1,536 channels,
+// 7-64 pixels square): AVX-512 1.4-3.3x; AVX2 1.0-1.9x, except 0.85-0.91x at 512 channels (cause not understood:
+// 1,024 and 1,536 channels alias as badly and gain).
 #define DEPTHWISE_STRIP(NAME, ATTR, VT, W, K)                                                                     \
     ATTR __attribute__((always_inline)) static inline void NAME(const int WD, const float *restrict x,           \
                                                                 ptrdiff_t wp, ptrdiff_t c,                       \
