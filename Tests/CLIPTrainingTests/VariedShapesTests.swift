@@ -25,12 +25,13 @@ func variedTrainingCoversEveryPair() {
     #expect(seen.count == 48)
 }
 
-@Test("a background is never near the colour of a shape the caption names, nor named by that colour")
-func backgroundsKeepClearOfNamedColours() throws {
+@Test("a background is never near the colour of a shape the caption names, nor named by that colour",
+      arguments: [false, true])
+func backgroundsKeepClearOfNamedColours(busy: Bool) throws {
     var rng = SplitMix64(state: 7)
     var named = 0
     for k in 0..<6000 {
-        let scene = VariedScene(random: &rng, colour: k % 8, shape: k % 6)
+        let scene = VariedScene(random: &rng, colour: k % 8, shape: k % 6, busy: busy)
         var kept = scene.main.map(\.rgb)
         if let partner = scene.partner { kept.append(partner.item.rgb) }
         for c in [scene.backgroundColours.0, scene.backgroundColours.1] {
@@ -177,4 +178,45 @@ func varied2NamesEachShapeOfAGroup(split: SyntheticShapes.Split) {
         #expect(added.count == 2 && added.allSatisfy { $0.hasPrefix(number) && $0.hasSuffix("shapes, each a \(c) \(s)") }, "\(added)")
     }
     #expect(groups > 60, "\(groups) groups of 300")
+}
+
+@Test("varied3 outlines 30 % of main shapes (varied 18 %) at widths from a twentieth of the radius (an eighth), and textures twice as many backgrounds")
+func varied3DrawsOutlinesAndTexturesAsOthersDo() {
+    func census(busy: Bool) -> (outlined: Double, widths: [Double], textured: Int) {
+        var rng = SplitMix64(state: 23)
+        var widths: [Double] = [], textured = 0
+        for k in 0..<6000 {
+            let scene = VariedScene(random: &rng, colour: k % 8, shape: (k / 8) % 6, busy: busy)
+            if case .outline(let w) = scene.main[0].fill { widths.append(w) }
+            switch scene.pattern {
+            case .stripes, .checks, .dots, .noise, .clutter: textured += 1
+            case .solid, .linear, .radial: break
+            }
+        }
+        return (Double(widths.count) / 6000, widths, textured)
+    }
+    let (varied, varied3) = (census(busy: false), census(busy: true))
+    #expect(abs(varied.outlined - 0.18) < 0.02, "varied: outlined \(varied.outlined)")
+    #expect(varied.widths.allSatisfy { $0 >= 0.12 && $0 <= 0.40 })
+    // Log-uniform widths from 0.05 to 0.45 put log(2.4) / log(9) = 40 % of them under 0.12.
+    let thin = Double(varied3.widths.filter { $0 < 0.12 }.count) / Double(max(1, varied3.widths.count))
+    let (lo, hi) = (varied3.widths.min() ?? 0, varied3.widths.max() ?? 0)
+    #expect(abs(varied3.outlined - 0.30) < 0.03 && abs(thin - 0.40) < 0.06, "varied3: outlined \(varied3.outlined), under 0.12: \(thin)")
+    #expect(lo >= 0.05 && lo < 0.052 && hi < 0.45 && hi > 0.44, "varied3: widths \(lo)…\(hi)")
+    // Textures behind 55 % of the drawings that are not clean, where varied has 28 %: 1.96 times as many.
+    let ratio = Double(varied3.textured) / Double(max(1, varied.textured))
+    #expect(ratio > 1.6 && ratio < 2.4 && varied3.textured > 1200, "textured: varied \(varied.textured), varied3 \(varied3.textured) of 6000")
+}
+
+@Test("varied3 is its own stream of images, a pure function of (seed, index)", arguments: [SyntheticShapes.Split.train, .heldOut])
+func varied3IsDeterministic(split: SyntheticShapes.Split) {
+    let a = SyntheticShapes(size: 24, seed: 9, split: split, style: .varied3)
+    let b = SyntheticShapes(size: 24, seed: 9, split: split, style: .varied3)
+    let varied = SyntheticShapes(size: 24, seed: 9, split: split, style: .varied)
+    var differ = 0
+    for i in 0..<40 {
+        #expect(a.sample(i).rgb == b.sample(i).rgb && a.sample(i).caption == b.sample(i).caption)
+        if a.sample(i).rgb != varied.sample(i).rgb { differ += 1 }
+    }
+    #expect(differ >= 10, "\(differ) of 40 images differ from varied's")
 }
