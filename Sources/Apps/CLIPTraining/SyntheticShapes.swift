@@ -36,7 +36,7 @@ package struct SyntheticShapes: Sendable {
     /// How the shapes are drawn.
     package enum Style: String, Sendable, CaseIterable {
         /// One to three shapes of one colour on white, black, gray, noisy or light backgrounds: the data of the
-        /// shipped default model. Six colour–shape pairs are held out of training.
+        /// default model before 2026-12-06. Six colour–shape pairs are held out of training.
         case plain
         /// Every colour of background, gradients and textures, a second named shape, unnamed distractors, strokes of
         /// any width, lighting, shape proportions, blur, noise and JPEG: shapes as others draw them. No pair is held

@@ -26,10 +26,10 @@ struct Synthetic: ParsableCommand {
     @Option(help: """
         plain (white, black, gray, noisy or light backgrounds; the data of the default model before 2026-12-06) or \
         varied (backgrounds of every colour and texture, other shapes, lighting, blur, noise, JPEG: the default model's \
-        data, `clip train --data synthetic-varied`) or varied2 (varied's images; groups also captioned shape by \
+        data from 2026-12-06 to 2026-12-07, `clip train --data synthetic-varied`) or varied2 (varied's images; groups also captioned shape by \
         shape, "two shapes, each a red square": `clip train --data synthetic-varied2`) or varied3 (varied with \
-        outlines of any width in 30 % of drawings and textures behind twice as many: `clip train --data \
-        synthetic-varied3`).
+        outlines of any width in 30 % of drawings and textures behind twice as many: the default model's data, \
+        `clip train --data synthetic-varied3`).
         """) var style: SyntheticShapes.Style = .plain
     @Option(help: "Index of the first image in the stream.") var start = 0
     @Flag(help: "Put each image in a folder named by its class, the layout `clip eval --images` reads.") var classFolders = false
