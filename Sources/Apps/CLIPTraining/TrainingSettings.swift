@@ -6,9 +6,10 @@ import Foundation
 /// Everything a training run is set by. `clip train` reads these from a JSON config file (the same names) and from
 /// flags; every setting not given is the default model's recipe.
 package struct TrainingSettings: Codable, Sendable, Equatable {
-    /// "synthetic" (the project's shapes, plain), "synthetic-varied" (the same classes drawn in every way), "synthetic-varied2" (those
-    /// images, groups also captioned shape by shape), "synthetic-varied3" (more textures and outlines), a folder of images with `.txt` captions, a `.csv`/`.tsv` table, or
-    /// webdataset `.tar` shards (a file or a folder of them).
+    /// "synthetic" (the project's shapes, plain), "synthetic-varied" (the same classes drawn in every way),
+    /// "synthetic-varied2" (those images, groups also captioned shape by shape), "synthetic-varied3" (more textures and
+    /// outlines), a folder of images with `.txt` captions, a `.csv`/`.tsv` table, or webdataset `.tar` shards (a file
+    /// or a folder of them).
     package var data: String
     /// Optimisation steps.
     package var steps: Int

@@ -60,17 +60,16 @@ struct VariedScene: ShapeScene {
 
     /// Whether groups are also captioned shape by shape with the zero-shot prompt (the `varied2` style).
     var eachShapeNamed: Bool
-    /// Whether textured backgrounds and outlined shapes of any width are more common (the `varied3` style). Trained
-    /// on `varied`, where three in a hundred images are an outline on a texture, the default model named the shape of
-    /// 88 % of the filled shapes the Pillow validation renderer draws but of 56–72 % of its outlined ones, most misses
-    /// on stripes, checks and dots, and the thinner the line the worse.
-    var busy: Bool
 
     var count: Int { main.count }
     var large: Bool { (main.first?.radius ?? 0) >= 0.2 }
 
+    /// With `busy`, textured backgrounds and outlined shapes of any width are more common (the `varied3` style).
+    /// Trained on `varied`, where three in a hundred images are an outline on a texture, the default model named the
+    /// shape of 88 % of the filled shapes the Pillow validation renderer draws but of 56–72 % of its outlined ones,
+    /// most misses on stripes, checks and dots, and the thinner the line the worse.
     init(random rng: inout SplitMix64, colour: Int, shape: Int, eachShapeNamed: Bool = false, busy: Bool = false) {
-        (self.colour, self.shape, self.eachShapeNamed, self.busy) = (colour, shape, eachShapeNamed, busy)
+        (self.colour, self.shape, self.eachShapeNamed) = (colour, shape, eachShapeNamed)
         // A share of clean drawings (a plain background, nothing else, no defects) keeps the shapes' outlines the
         // clearest thing in many images: among textures, clutter and blur alone a small model learns colour and
         // background long before shape.
