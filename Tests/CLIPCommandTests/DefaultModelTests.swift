@@ -50,12 +50,25 @@ func evalAndLinearProbeOnSyntheticImages() throws {
     let bestT2I = try #require((ceiling["textToImage"] as? [String: Double])?["R@1"])
     // 100 captions have fewer look-alikes than the 1,000 of the model card (96 and 89 % here against 56 and 46 %).
     #expect(bestI2T > 0.5 && bestI2T < 1 && bestT2I > 0.5 && bestT2I < 1 && ceiling["count"] as? Int == 100, "\(captions.stdout)")
-    let r = try runClip(["eval", "--images", "\(dir)/a", "--captions", "\(dir)/captions", "--template", "a {}"])
+    let r = try runClip(["eval", "--images", "\(dir)/a", "--captions", "\(dir)/captions", "--template", "a {}",
+                         "--predictions", "\(dir)/predictions.jsonl"])
     #expect(r.status == 0, "\(r.stderr)")
     let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
     let zeroShot = try #require(object["zeroShot"] as? [String: Any])
     let top1 = try #require(zeroShot["top1"] as? Double), top5 = try #require(zeroShot["top5"] as? Double)
     #expect(top1 >= 0.5 && top5 >= 0.9, "zero-shot top-1 \(top1), top-5 \(top5) over 48 classes (chance 2 %)")
+    // One line per image, in the folder's order, that adds up to the summary.
+    let lines = try String(contentsOfFile: "\(dir)/predictions.jsonl", encoding: .utf8).split(separator: "\n")
+    let rows = try lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+    #expect(rows.count == 144 && rows.allSatisfy { ($0["top"] as? [[String: Any]])?.count == 5 })
+    let right = rows.filter { $0["correct"] as? Bool == true && $0["predicted"] as? String == $0["label"] as? String }.count
+    #expect(abs(Double(right) / 144 - top1) < 1e-9, "\(right) lines right against top-1 \(top1)")
+    #expect(rows.allSatisfy { row in
+        guard let path = row["path"] as? String, let label = row["label"] as? String else { return false }
+        return path.hasPrefix("\(dir)/a/\(label)/")
+    })
+    let misplaced = try runClip(["eval", "--captions", "\(dir)/captions", "--predictions", "\(dir)/p.jsonl"])
+    #expect(misplaced.status != 0 && misplaced.stderr.contains("--predictions needs --images"), "\(misplaced.stderr)")
     let retrieval = try #require(object["retrieval"] as? [String: Any])
     let i2t = try #require(retrieval["imageToText"] as? [String: Double])
     #expect((i2t["R@10"] ?? 0) >= 0.5, "\(retrieval)")

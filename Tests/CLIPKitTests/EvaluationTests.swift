@@ -18,6 +18,34 @@ func accuracyCountsRanks() {
     #expect(a.confusion == ["a": ["a": 1], "b": ["a": 1, "b": 1], "f": ["a": 2]])
 }
 
+@Test("per-image predictions agree with the confusion counts; top classes best first, ties in class order",
+      arguments: [0, 2, 5, 9])
+func predictionsFollowTheAccuracyRules(top: Int) throws {
+    let classes = ["a", "b", "c", "d", "e", "f"]
+    let scores: [Float] = [
+        0.9, 0.1, 0, 0, 0, 0,
+        0.9, 0.8, 0, 0, 0, 0,
+        0.9, 0.9, 0.5, 0.6, 0.7, 0.8,
+        0.5, 0.5, 0, 0, 0, 0,
+        1, 0.9, 0.8, 0.7, 0.6, 0.5,
+    ]
+    let labels = [0, 1, 5, 1, 5], files = ["p0", "p1", "p2", "p3", "p4"]
+    let rows = Evaluation.predictions(scores, files: files, labels: labels, classes: classes, top: top)
+    let accuracy = Evaluation.accuracy(scores, labels: labels, classes: classes)
+    #expect(rows.map(\.path) == files && rows.map(\.label) == ["a", "b", "f", "b", "f"])
+    #expect(rows.map(\.predicted) == ["a", "a", "a", "b", "a"] && rows.map(\.correct) == [true, false, false, true, false])
+    var counted: [String: [String: Int]] = [:]
+    for r in rows { counted[r.label, default: [:]][r.predicted, default: 0] += 1 }
+    #expect(counted == accuracy.confusion)
+    #expect(Double(rows.filter(\.correct).count) / Double(rows.count) == accuracy.top1)
+    #expect(rows.allSatisfy { $0.top.count == min(top, classes.count) })
+    if top >= 2 {
+        #expect(rows[2].top.prefix(2).map(\.label) == ["a", "b"] && rows[2].top[0].probability == Double(Float(0.9)))
+        // Row 3 ties a and b at the top; b is the true class and the prediction, but the ranking keeps class order.
+        #expect(rows[3].top.prefix(2).map(\.label) == ["a", "b"])
+    }
+}
+
 @Test("recall@k in both directions; duplicate captions are interchangeable")
 func recallCountsDuplicatesAsHits() throws {
     // Three images and captions; image 2 matches caption 1 best, whose text equals caption 2's.

@@ -30,9 +30,14 @@ struct Eval: ParsableCommand {
     @Option(help: "A folder of images with same-named .txt captions.") var captions: String?
     @Option(help: "Prompt template(s) for zero-shot, {} for the class name, \(PromptTemplates.ensembleNamesPhrase(quote: "'")).") var template: [String] = []
     @Option(help: "Images per batch.") var batchSize = 64
+    @Option(help: """
+        With --images, also write each image's zero-shot result to this file as JSON lines: path, label (the true \
+        class), predicted, correct, and top (the five best classes with their probabilities).
+        """) var predictions: String?
 
     func validate() throws {
         guard images != nil || captions != nil else { throw ValidationError("give --images FOLDER and/or --captions FOLDER") }
+        guard predictions == nil || images != nil else { throw ValidationError("--predictions needs --images FOLDER") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
     }
 
@@ -42,8 +47,13 @@ struct Eval: ParsableCommand {
         if let images {
             let (files, labels, classes) = try Evaluation.labelledFolder(images)
             let templates = PromptTemplates.expand(template)
-            out.zeroShot = try Evaluation.zeroShot(clip, files: files, labels: labels, classes: classes, templates: templates,
-                                                   batchSize: batchSize)
+            let probabilities = try Evaluation.zeroShotProbabilities(clip, files: files, classes: classes, templates: templates,
+                                                                     batchSize: batchSize)
+            out.zeroShot = Evaluation.accuracy(probabilities, labels: labels, classes: classes)
+            if let predictions {
+                let rows = Evaluation.predictions(probabilities, files: files, labels: labels, classes: classes)
+                try write(Data(try rows.map { try jsonText($0) + "\n" }.joined().utf8), to: predictions)
+            }
         }
         if let captions {
             let (files, texts) = try captionedFolder(captions)

@@ -44,12 +44,54 @@ public enum Evaluation {
     /// Zero-shot accuracy of `pipeline` on `files` with `labels`, the classes named by `classes` put into `templates`.
     public static func zeroShot(_ pipeline: CLIPPipeline, files: [String], labels: [Int], classes: [String],
                                 templates: [String], batchSize: Int = 64) throws(EvaluationError) -> Accuracy {
+        let probabilities = try zeroShotProbabilities(pipeline, files: files, classes: classes, templates: templates, batchSize: batchSize)
+        return accuracy(probabilities, labels: labels, classes: classes)
+    }
+
+    /// Zero-shot class probabilities [files.count, classes.count], row-major, of `pipeline` on `files`.
+    package static func zeroShotProbabilities(_ pipeline: CLIPPipeline, files: [String], classes: [String],
+                                              templates: [String], batchSize: Int = 64) throws(EvaluationError) -> [Float] {
         do {
             let classifier = try pipeline.zeroShotClassifier(labels: classes, templates: templates)
             let embeddings = try pipeline.imageEmbeddings(files: files, batchSize: batchSize)
-            let probs = try classifier.probabilities(embeddings)
-            return accuracy(probs.scalars, labels: labels, classes: classes)
+            return try classifier.probabilities(embeddings).scalars
         } catch let e as PipelineError { throw .pipeline(e) } catch { throw .data("\(error)") }
+    }
+
+    /// One image's zero-shot result (`clip eval --predictions`): what a summary cannot show, such as which images of
+    /// a class fail and what they are taken for.
+    package struct Prediction: Sendable, Codable, Equatable {
+        package var path: String
+        /// The true class.
+        package var label: String
+        /// The top-1 prediction, by `accuracy`'s rule: the true class when it ties for the best.
+        package var predicted: String
+        package var correct: Bool
+        /// The best classes, best first (ties in class order), with their scores.
+        package var top: [Ranked]
+
+        package struct Ranked: Sendable, Codable, Equatable {
+            package var label: String
+            package var probability: Double
+        }
+    }
+
+    /// Each image's prediction from row-major scores [files.count, classes.count], with its `top` best classes.
+    package static func predictions(_ scores: [Float], files: [String], labels: [Int], classes: [String], top: Int = 5) -> [Prediction] {
+        let k = classes.count
+        return zip(files, labels).enumerated().map { i, item in
+            let row = Array(scores[(i * k)..<((i + 1) * k)])
+            let predicted = topPrediction(row, label: item.1)
+            let best = row.indices.sorted { row[$0] > row[$1] || (row[$0] == row[$1] && $0 < $1) }.prefix(max(0, top))
+            return Prediction(path: item.0, label: classes[item.1], predicted: classes[predicted], correct: predicted == item.1,
+                              top: best.map { Prediction.Ranked(label: classes[$0], probability: Double(row[$0])) })
+        }
+    }
+
+    /// The top-1 prediction: the true class when it ties for the best, as top-1 counts it, else the first best.
+    static func topPrediction(_ row: [Float], label: Int) -> Int {
+        if !row.contains(where: { $0 > row[label] }) { return label }
+        return row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) } ?? label
     }
 
     /// Accuracy of row-major scores [labels.count, classes.count].
@@ -61,8 +103,7 @@ public enum Evaluation {
         for (i, label) in labels.enumerated() {
             let row = Array(scores[(i * k)..<((i + 1) * k)])
             let better = row.filter { $0 > row[label] }.count  // rank of the true class (ties count for it)
-            // The top-1 prediction: the true class when it ties for the best, as top-1 counts it, else the first best.
-            let predicted = better == 0 ? label : row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) } ?? label
+            let predicted = topPrediction(row, label: label)
             confusion[classes[label], default: [:]][classes[predicted], default: 0] += 1
             if better == 0 { top1 += 1; perClass[label] += 1 }
             if better < 5 { top5 += 1 }
