@@ -180,6 +180,33 @@ func varied2NamesEachShapeOfAGroup(split: SyntheticShapes.Split) {
     #expect(groups > 60, "\(groups) groups of 300")
 }
 
+@Test("varied4 draws varied3's images; groups get two more captions that begin with the zero-shot prompt itself",
+      arguments: [SyntheticShapes.Split.train, .heldOut])
+func varied4CaptionsGroupsWithThePrompt(split: SyntheticShapes.Split) {
+    let v3 = SyntheticShapes(size: 16, seed: 5, split: split, style: .varied3)
+    let v4 = SyntheticShapes(size: 16, seed: 5, split: split, style: .varied4)
+    var groups = 0, promptCaptions = 0
+    for i in 0..<300 {
+        let (a, b) = (v3.sample(i), v4.sample(i))
+        #expect(a.rgb == b.rgb && a.label == b.label, "image \(i)")
+        let (sceneA, _) = v3.scene(i), (sceneB, _) = v4.scene(i)
+        let (c, s) = (SyntheticShapes.colours[a.colour].name, SyntheticShapes.shapes[a.shape])
+        #expect(Array(sceneB.captionOptions.prefix(sceneA.captionOptions.count)) == sceneA.captionOptions)
+        let added = Array(sceneB.captionOptions.dropFirst(sceneA.captionOptions.count))
+        guard let scene = sceneB as? VariedScene, scene.count > 1 else {
+            // The same options drawn from the same stream: the same caption.
+            #expect(added.isEmpty && a.caption == b.caption, "a single shape: \(added), \(a.caption) / \(b.caption)")
+            continue
+        }
+        groups += 1
+        #expect(added == ["a \(c) \(s)", "a \(c) \(s) and \(scene.count == 2 ? "another" : "two more")"], "\(added)")
+        if added.contains(b.caption) { promptCaptions += 1 }
+    }
+    #expect(groups > 60, "\(groups) groups of 300")
+    // Two of 8–11 phrasings: about a fifth of the groups drawn here are captioned so.
+    #expect(promptCaptions > 5 && promptCaptions < groups / 2, "\(promptCaptions) of \(groups) groups")
+}
+
 @Test("varied3 outlines 30 % of main shapes (varied 18 %) at widths from a twentieth of the radius (an eighth), and textures twice as many backgrounds")
 func varied3DrawsOutlinesAndTexturesAsOthersDo() {
     func census(busy: Bool) -> (outlined: Double, widths: [Double], textured: Int) {

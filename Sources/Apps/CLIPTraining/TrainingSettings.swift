@@ -8,8 +8,8 @@ import Foundation
 package struct TrainingSettings: Codable, Sendable, Equatable {
     /// "synthetic" (the project's shapes, plain), "synthetic-varied" (the same classes drawn in every way),
     /// "synthetic-varied2" (those images, groups also captioned shape by shape), "synthetic-varied3" (more textures and
-    /// outlines), a folder of images with `.txt` captions, a `.csv`/`.tsv` table, or webdataset `.tar` shards (a file
-    /// or a folder of them).
+    /// outlines), "synthetic-varied4" (varied3's images, groups also captioned "a red square"), a folder of images
+    /// with `.txt` captions, a `.csv`/`.tsv` table, or webdataset `.tar` shards (a file or a folder of them).
     package var data: String
     /// Optimisation steps.
     package var steps: Int

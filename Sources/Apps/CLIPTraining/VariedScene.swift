@@ -60,6 +60,8 @@ struct VariedScene: ShapeScene {
 
     /// Whether groups are also captioned shape by shape with the zero-shot prompt (the `varied2` style).
     var eachShapeNamed: Bool
+    /// Whether groups are also captioned with the zero-shot prompt, alone or followed by the count (`varied4`).
+    var groupsAsOne: Bool
 
     var count: Int { main.count }
     var large: Bool { (main.first?.radius ?? 0) >= 0.2 }
@@ -68,8 +70,9 @@ struct VariedScene: ShapeScene {
     /// Trained on `varied`, where three in a hundred images are an outline on a texture, the default model named the
     /// shape of 88 % of the filled shapes the Pillow validation renderer draws but of 56–72 % of its outlined ones,
     /// most misses on stripes, checks and dots, and the thinner the line the worse.
-    init(random rng: inout SplitMix64, colour: Int, shape: Int, eachShapeNamed: Bool = false, busy: Bool = false) {
-        (self.colour, self.shape, self.eachShapeNamed) = (colour, shape, eachShapeNamed)
+    init(random rng: inout SplitMix64, colour: Int, shape: Int, eachShapeNamed: Bool = false, busy: Bool = false,
+         groupsAsOne: Bool = false) {
+        (self.colour, self.shape, self.eachShapeNamed, self.groupsAsOne) = (colour, shape, eachShapeNamed, groupsAsOne)
         // A share of clean drawings (a plain background, nothing else, no defects) keeps the shapes' outlines the
         // clearest thing in many images: among textures, clutter and blur alone a small model learns colour and
         // background long before shape.
@@ -301,6 +304,11 @@ struct VariedScene: ShapeScene {
         if !distractors.isEmpty || !occluders.isEmpty { options += ["\(number) \(c) \(noun) among small shapes"] }
         if eachShapeNamed && count > 1 {
             options += ["\(number) shapes, each a \(c) \(s)", "\(number) \(size) shapes, each a \(c) \(s)"]
+        }
+        // Exactly the zero-shot prompt, so that its text, ended where the prompt ends, is trained on groups too and not
+        // only on single shapes; the caption that goes on keeps the count.
+        if groupsAsOne && count > 1 {
+            options += ["a \(c) \(s)", "a \(c) \(s) and \(count == 2 ? "another" : "two more")"]
         }
         return options
     }
