@@ -28,9 +28,9 @@ struct Synthetic: ParsableCommand {
         varied (backgrounds of every colour and texture, other shapes, lighting, blur, noise, JPEG: the default model's \
         data from 2026-12-06 to 2026-12-07, `clip train --data synthetic-varied`) or varied2 (varied's images; groups also captioned shape by \
         shape, "two shapes, each a red square": `clip train --data synthetic-varied2`) or varied3 (varied with \
-        outlines of any width in 30 % of drawings and textures behind twice as many: the default model's data, \
-        `clip train --data synthetic-varied3`) or varied4 (varied3's images; groups also captioned with the prompt \
-        itself, "a red square", "a red square and two more": `clip train --data synthetic-varied4`).
+        outlines of any width in 30 % of drawings and textures behind twice as many: `clip train --data \
+        synthetic-varied3`) or varied4 (varied3's images; groups also captioned with the prompt itself, "a red \
+        square", "a red square and two more": the default model's data, `clip train --data synthetic-varied4`).
         """) var style: SyntheticShapes.Style = .plain
     @Option(help: "Index of the first image in the stream.") var start = 0
     @Flag(help: "Put each image in a folder named by its class, the layout `clip eval --images` reads.") var classFolders = false
