@@ -53,7 +53,7 @@ package struct SyntheticShapes: Sendable {
         case varied3
         /// varied3's images, and its captions with two more phrasings for groups of shapes that begin with the
         /// zero-shot prompt itself: "a red square", "a red square and two more". Trained on varied3, the default model
-        /// was right on 92 % of held-out images of one shape but on 70 % of groups (22 % of groups of squares, most
+        /// was right on 92 % of held-out images of one shape but on 69 % of groups (21 % of groups of squares, most
         /// taken for crosses; docs/default-model.md): no caption of a group began "a {colour} {shape}".
         case varied4
 
