@@ -59,6 +59,8 @@ package struct SyntheticShapes: Sendable {
 
         /// The name `clip train --data` knows it by: "synthetic", "synthetic-varied", "synthetic-varied2", ….
         package var dataName: String { self == .plain ? "synthetic" : "synthetic-\(rawValue)" }
+        /// Every style's data name, quoted, for help texts and errors: "'synthetic', 'synthetic-varied', …".
+        package static var dataNames: String { allCases.map { "'\($0.dataName)'" }.joined(separator: ", ") }
     }
 
     /// Side of the square images.

@@ -133,8 +133,7 @@ package struct TrainingRun {
             if lower.hasSuffix(".tar") { return try WebDataset(shards: [path]) }
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                let synthetic = SyntheticShapes.Style.allCases.map { "'\($0.dataName)'" }.joined(separator: ", ")
-                throw DataError.dataset(subject: path, reason: "no such file or folder (give a folder of images with .txt captions, a .csv/.tsv, .tar shards, or one of \(synthetic))")
+                throw DataError.dataset(subject: path, reason: "no such file or folder (give a folder of images with .txt captions, a .csv/.tsv, .tar shards, or one of \(SyntheticShapes.Style.dataNames))")
             }
             let listing = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
             if isDirectory.boolValue, listing.contains(where: { $0.hasSuffix(".tar") }) { return try WebDataset(shards: [path]) }

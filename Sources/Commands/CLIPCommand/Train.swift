@@ -20,7 +20,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "A JSON file of settings (keys as the option names, e.g. {\"learning-rate\": 0.001}).")
     var config: String?
-    @Option(help: "'synthetic', 'synthetic-varied', 'synthetic-varied2', 'synthetic-varied3' or 'synthetic-varied4', a folder of images with .txt captions, a .csv/.tsv table, or .tar shards.")
+    @Option(help: "One of \(SyntheticShapes.Style.dataNames) (the project's shapes), a folder of images with .txt captions, a .csv/.tsv table, or .tar shards.")
     var data: String?
     @Option(help: "Optimisation steps.") var steps: Int?
     @Option(help: "Image–caption pairs per step.") var batchSize: Int?
