@@ -176,6 +176,77 @@ func bf16GEMMEqualsReferenceOnRoundedInputs() throws {
     }
 }
 
+/// The four operand layouts of `sgemm`, for the bf16 product training uses.
+let bf16Layouts: [(transA: Bool, transB: Bool)] = [(false, false), (true, false), (false, true), (true, true)]
+
+@Test("bf16 SGEMM (mixed-precision training's products) equals a double-precision product of the bf16-rounded operands",
+      .enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"), arguments: bf16Layouts)
+func bf16SGEMMEqualsReferenceOnRoundedOperands(transA: Bool, transB: Bool) {
+    var rng = SplitMix(state: 17)
+    // gemmShapes covers the tiles, K blocks of 768 (with (9, 40, 1153) an odd remainder) and NC; (8320 / 64, 128, 520)
+    // and (128, 96, 8320 / 10) are training's shapes scaled down (activations × weights, gradientsᵀ × activations),
+    // large enough to be split over the cores.
+    for (m, n, k) in gemmShapes + [(130, 128, 520), (128, 96, 832)] {
+        for (alpha, beta) in [(Float(1), Float(0)), (Float(0.5), Float(-1.25))] {
+            let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 5, ldc = n + 2
+            let a = rng.array((transA ? k : m) * lda), b = rng.array((transB ? n : k) * ldb)
+            var c = rng.array(m * ldc)
+            let c0 = c
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!, lda: lda,
+                              b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: ldc, bf16: true)
+                    }
+                }
+            }
+            var worst = 0.0
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s = 0.0, magnitude = 0.0
+                    for p in 0..<k {
+                        let x = Double(clip_bf16_round(transA ? a[p * lda + i] : a[i * lda + p]))
+                        let y = Double(clip_bf16_round(transB ? b[j * ldb + p] : b[p * ldb + j]))
+                        s += x * y
+                        magnitude += abs(x * y)
+                    }
+                    let expected = Double(alpha) * s + Double(beta) * Double(c0[i * ldc + j])
+                    let scale = Double(alpha) * magnitude + abs(Double(beta) * Double(c0[i * ldc + j])) + 1e-30
+                    worst = max(worst, abs(expected - Double(c[i * ldc + j])) / scale)
+                }
+                // The columns past n are not written.
+                for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j]) }
+            }
+            // fp32 sums of k products, relative to Σ|x·y|: a few fp32 roundings. Unrounded operands would be off by
+            // bf16's 2⁻⁹ (0.2 %), a missing product or K block by far more.
+            #expect(worst < 2e-6, "m=\(m) n=\(n) k=\(k) alpha=\(alpha) beta=\(beta): \(worst)")
+        }
+    }
+}
+
+@Test("bf16 SGEMM rounds its operands: the product of values bf16 cannot hold differs from fp32's",
+      .enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"))
+func bf16SGEMMIsNotFP32() {
+    // 1 + 2⁻¹⁰ rounds to 1 in bf16 (8 significant bits); 1 · (1 + 2⁻¹⁰) summed over 64 products is 64.0625 in fp32.
+    let (m, n, k) = (12, 32, 64)
+    let a = [Float](repeating: 1, count: m * k), b = [Float](repeating: 1 + 1.0 / 1024, count: k * n)
+    var c32 = [Float](repeating: 0, count: m * n), c16 = c32
+    a.withUnsafeBufferPointer { ap in
+        b.withUnsafeBufferPointer { bp in
+            c32.withUnsafeMutableBufferPointer { cp in
+                sgemm(transA: false, transB: false, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: n,
+                      c: cp.baseAddress!, ldc: n)
+            }
+            c16.withUnsafeMutableBufferPointer { cp in
+                sgemm(transA: false, transB: false, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: n,
+                      c: cp.baseAddress!, ldc: n, bf16: true)
+            }
+        }
+    }
+    #expect(c32.allSatisfy { $0 == 64.0625 })
+    #expect(c16.allSatisfy { $0 == 64 })
+}
+
 /// Codes and scale as the int8 path quantises a vector: scale max|v|/127, round half to even, clamp to ±127.
 func quantised(_ v: [Float]) -> (codes: [Float], scale: Float) {
     let m = v.map(abs).max() ?? 0

@@ -12,7 +12,7 @@
 #define CLIP_X86 1
 #endif
 
-enum { B_MR = 12, B_NR = 32, B_KC = 768, B_MC_TILES = 16 };
+enum { B_MR = 12, B_NR = 32, B_KC = 768, B_MC_TILES = 16, B_NC = 2048 };
 
 static inline uint16_t to_bf16(float f) {
     uint32_t u;
@@ -200,6 +200,139 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
 #else
     (void)m; (void)n; (void)k; (void)a; (void)lda; (void)packed; (void)j0; (void)j1; (void)beta; (void)c; (void)ldc;
     (void)ep;
+    return -1;
+#endif
+}
+
+#ifdef CLIP_X86
+// A panel of `width` (12 or 32) lanes from a source whose k runs across rows: value (p, x) at s[p * ld + x], p < kc,
+// x < w. Word (q, x) holds (2q, x) in its low half and (2q + 1, x) in its high half; lanes from w on and the odd k
+// tail are zero. Masked loads do not touch the memory of masked-off lanes, so a short panel reads nothing past w.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void pack_pairs_across_rows(const float *s, ptrdiff_t ld, ptrdiff_t kc, ptrdiff_t w, int width, uint32_t *dst) {
+    const ptrdiff_t pairs = up(kc, 2) / 2;
+    // Both rows converted by one instruction (row 2q in the low 16 lanes, 2q + 1 in the high ones), then interleaved
+    // by one permutation into pair words.
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int x = 0; x < width; x += 16) {
+        const ptrdiff_t left = w - x;
+        const __mmask16 load = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        const int lanes = width - x < 16 ? width - x : 16;
+        const __mmask16 store = lanes == 16 ? 0xFFFF : (__mmask16)((1u << lanes) - 1);
+        const float *r0 = s + x;
+        uint32_t *d = dst + x;
+        ptrdiff_t q = 0;
+        for (; 2 * q + 1 < kc; q++, r0 += 2 * ld, d += width) {
+            const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(load, r0 + ld), _mm512_maskz_loadu_ps(load, r0));
+            _mm512_mask_storeu_epi32(d, store, _mm512_permutexvar_epi16(interleave, (__m512i)both));
+        }
+        if (q < pairs) {  // an odd k: the last pair's high half is zero
+            const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(load, r0));
+            _mm512_mask_storeu_epi32(d, store, _mm512_permutexvar_epi16(interleave, (__m512i)both));
+        }
+    }
+}
+
+// A B panel of 32 columns from a source whose k runs along rows: value (p, j) at s[j * ld + p], j < w. Each
+// column's pairs are converted as one row (as `pack_a_bf16` does) and dealt out with stride NR; not on a training
+// path (op(B) = Bᵀ), so kept simple.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void pack_pairs_along_rows(const float *s, ptrdiff_t ld, ptrdiff_t kc, ptrdiff_t w, uint32_t *dst) {
+    const ptrdiff_t pairs = up(kc, 2) / 2;
+    uint32_t words[B_KC / 2 + 16] __attribute__((aligned(64)));
+    for (ptrdiff_t j = 0; j < B_NR; j++) {
+        if (j >= w) {
+            for (ptrdiff_t q = 0; q < pairs; q++) dst[q * B_NR + j] = 0;
+            continue;
+        }
+        const float *row = s + j * ld;
+        ptrdiff_t p = 0;
+        for (; p + 32 <= kc; p += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + p + 16), _mm512_loadu_ps(row + p));
+            _mm512_storeu_si512(words + p / 2, (__m512i)v);
+        }
+        for (; p < kc; p += 2) {
+            const __m512 v = _mm512_maskz_loadu_ps(p + 1 < kc ? 0x3 : 0x1, row + p);
+            // Lanes 0 and 1 of the conversion are (p, p + 1) side by side: the pair word.
+            words[p / 2] = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128((__m256i)_mm512_cvtneps_pbh(v)));
+        }
+        for (ptrdiff_t q = 0; q < pairs; q++) dst[q * B_NR + j] = words[q];
+    }
+}
+
+static _Thread_local uint32_t *scratch_b;
+static _Thread_local size_t scratch_b_cap;
+
+static int ensure(uint32_t **buffer, size_t *cap, size_t need) {
+    if (*cap >= need) return 0;
+    free(*buffer);
+    *buffer = aligned_alloc(64, (need * 4 + 63) & ~(size_t)63);
+    *cap = *buffer ? need : 0;
+    return *buffer ? 0 : -1;
+}
+#endif
+
+int clip_sgemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
+                    ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc) {
+#ifdef CLIP_X86
+    if (!clip_bf16_available()) return -1;
+    if (m < 0 || n < 0 || k < 0 || ldc < n) return -1;
+    if (m == 0 || n == 0) return 0;
+    if (k == 0 || alpha == 0.0f) {
+        for (ptrdiff_t i = 0; i < m; i++) {
+            float *ci = c + i * ldc;
+            for (ptrdiff_t j = 0; j < n; j++) ci[j] = beta == 0.0f ? 0.0f : ci[j] * beta;
+        }
+        return 0;
+    }
+    const ptrdiff_t mc_max = B_MR * B_MC_TILES, nc_max = n < B_NC ? n : B_NC;
+    if (ensure(&scratch, &scratch_cap, (size_t)mc_max * (B_KC / 2)) != 0) return -1;
+    if (ensure(&scratch_b, &scratch_b_cap, (size_t)up(nc_max, B_NR) * (B_KC / 2)) != 0) return -1;
+    float tile[B_MR * B_NR] __attribute__((aligned(64)));
+    for (ptrdiff_t jc = 0; jc < n; jc += B_NC) {
+        const ptrdiff_t nc = n - jc < B_NC ? n - jc : B_NC;
+        for (ptrdiff_t pc = 0; pc < k; pc += B_KC) {
+            const ptrdiff_t kc = k - pc < B_KC ? k - pc : B_KC, pairs = up(kc, 2) / 2;
+            // Later K blocks accumulate onto what the first one wrote.
+            const float beta_k = pc == 0 ? beta : 1.0f;
+            for (ptrdiff_t jr = 0; jr < nc; jr += B_NR) {
+                const ptrdiff_t cols = nc - jr < B_NR ? nc - jr : B_NR;
+                uint32_t *panel = scratch_b + (jr / B_NR) * pairs * B_NR;
+                if (trans_b) pack_pairs_along_rows(b + (jc + jr) * ldb + pc, ldb, kc, cols, panel);
+                else pack_pairs_across_rows(b + pc * ldb + jc + jr, ldb, kc, cols, B_NR, panel);
+            }
+            for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
+                const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
+                if (trans_a) {
+                    for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
+                        const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
+                        pack_pairs_across_rows(a + pc * lda + ic + ir, lda, kc, rows, B_MR, scratch + ir * pairs);
+                    }
+                } else {
+                    pack_a_bf16(a, lda, ic, mc, pc, kc, pairs, scratch);
+                }
+                for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
+                    const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
+                    for (ptrdiff_t jr = 0; jr < nc; jr += B_NR) {
+                        const ptrdiff_t cols = nc - jr < B_NR ? nc - jr : B_NR;
+                        const uint32_t *bp = scratch_b + (jr / B_NR) * pairs * B_NR;
+                        float *cp = c + (ic + ir) * ldc + jc + jr;
+                        if (cols == B_NR) {
+                            ukr_bf16(rows, pairs, scratch + ir * pairs, bp, cp, ldc, alpha, beta_k, NULL);
+                        } else {
+                            ukr_bf16(B_MR, pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
+                            clip_merge_tile(cp, ldc, tile, B_NR, rows, cols, alpha, beta_k, NULL, jc + jr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+#else
+    (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)b; (void)ldb;
+    (void)beta; (void)c; (void)ldc;
     return -1;
 #endif
 }

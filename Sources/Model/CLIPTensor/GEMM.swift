@@ -38,19 +38,25 @@ package enum GEMMKernel: String, Sendable, CaseIterable {
 /// weights go through `PackedMatrix`).
 ///
 /// `op(A)` is A, stored `[m, lda]`, or Aᵀ with A stored `[k, lda]` when `transA`; likewise B. With
-/// `parallel`, large products are split over the available cores by columns (or rows when narrow).
+/// `parallel`, large products are split over the available cores by columns (or rows when narrow). With `bf16`
+/// both operands are rounded to bfloat16 as they are packed and the sums stay fp32 (AVX512-BF16; the caller checks
+/// `Precision.bf16.isAvailable`): mixed-precision training's products, as PyTorch's autocast computes them.
 /// All sizes must be consistent with the buffers; callers derive them from validated tensor shapes.
 package func sgemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
-    kernel: GEMMKernel = .auto, parallel: Bool = true
+    kernel: GEMMKernel = .auto, parallel: Bool = true, bf16: Bool = false
 ) {
     let ta: Int32 = transA ? 1 : 0, tb: Int32 = transB ? 1 : 0
     let threads = parallel && m * n * k >= parallelGEMMThreshold ? availableCores : 1
+    func product(_ m: Int, _ n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+        let rc = bf16 ? clip_sgemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                      : clip_sgemm(kernel.code, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        assert(rc == 0, "the GEMM rejected its arguments")
+    }
     if threads == 1 {
-        let rc = clip_sgemm(kernel.code, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        assert(rc == 0, "clip_sgemm rejected its arguments")
+        product(m, n, a, b, c)
         return
     }
     // Split the output along its longer side so each worker packs only its share of the bigger operand.
@@ -59,16 +65,14 @@ package func sgemm(
         parallelFor(bounds.count - 1) { t in
             let j0 = bounds[t], j1 = bounds[t + 1]
             guard j1 > j0 else { return }
-            let bOff = transB ? j0 * ldb : j0
-            _ = clip_sgemm(kernel.code, ta, tb, m, j1 - j0, k, alpha, a, lda, b + bOff, ldb, beta, c + j0, ldc)
+            product(m, j1 - j0, a, b + (transB ? j0 * ldb : j0), c + j0)
         }
     } else {
         let bounds = chunkBounds(total: m, parts: threads, granule: 12)
         parallelFor(bounds.count - 1) { t in
             let i0 = bounds[t], i1 = bounds[t + 1]
             guard i1 > i0 else { return }
-            let aOff = transA ? i0 : i0 * lda
-            _ = clip_sgemm(kernel.code, ta, tb, i1 - i0, n, k, alpha, a + aOff, lda, b, ldb, beta, c + i0 * ldc, ldc)
+            product(i1 - i0, n, a + (transA ? i0 : i0 * lda), b, c + i0 * ldc)
         }
     }
 }

@@ -136,6 +136,12 @@ int clip_pack_b_bf16(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrd
 int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const uint16_t *packed,
                            ptrdiff_t j0, ptrdiff_t j1, float beta, float *c, ptrdiff_t ldc, const clip_epilogue *ep);
 
+/// Row-major C[m,n] = alpha · op(A) · op(B) + beta · C as `clip_sgemm` takes its operands, with both operands rounded
+/// to bf16 (nearest even) while packed and fp32 sums: mixed-precision training's products of activations and
+/// gradients. Returns -1 without AVX512-BF16.
+int clip_sgemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
+                    ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta, float *c, ptrdiff_t ldc);
+
 /// Column-panel width of the bf16 GEMM.
 int clip_bf16_panel_width(void);
 
