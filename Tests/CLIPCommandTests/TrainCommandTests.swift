@@ -1,3 +1,4 @@
+import CLIPKit
 import CLIPTestSupport
 import Foundation
 import Testing
@@ -98,6 +99,7 @@ func trainsOnEveryDataFormat(format: String) throws {
     (["--batch-size", "1"], "batch size"),
     (["--learning-rate", "-1"], "learning rate"),
     (["--architecture", "huge"], "architecture"),
+    (["--precision", "int8"], "precision"),
     (["--data", "/nonexistent/folder"], "/nonexistent/folder"),
 ])
 func badSettingsAreRefused(extra: [String], mentions: String) throws {
@@ -106,6 +108,37 @@ func badSettingsAreRefused(extra: [String], mentions: String) throws {
     let r = try runClip(trainArguments("\(dir)/m.safetensors", steps: 2) + extra)
     #expect(r.status != 0)
     #expect(r.stderr.contains(mentions), "\(r.stderr)")
+}
+
+@Test("--precision bf16 trains with bf16 products where the CPU has AVX512-BF16, is refused with the reason where not, and a run cannot resume in another precision")
+func bf16Training() throws {
+    let dir = try scratchDirectory("bf16")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let arguments = trainArguments("\(dir)/m.safetensors", steps: 3) + ["--precision", "bf16"]
+    let r = try runClip(arguments)
+    guard Precision.bf16.isAvailable else {
+        #expect(r.status != 0 && r.stderr.contains("AVX512-BF16"), "\(r.stderr)")
+        return
+    }
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stderr.contains("products in bf16"), "\(r.stderr)")
+    let info = try runClip(["info", "\(dir)/m.safetensors"])
+    #expect(info.status == 0, "the trained weights load: \(info.stderr)")
+    // The same run continued with fp32 products would not be the run it started as.
+    let other = try runClip(trainArguments("\(dir)/m.safetensors", steps: 5) + ["--resume"])
+    #expect(other.status != 0, "\(other.stderr)")
+    let same = try runClip(trainArguments("\(dir)/m.safetensors", steps: 5) + ["--precision", "bf16", "--resume"])
+    #expect(same.status == 0 && same.stderr.contains("resuming at step 3"), "\(same.stderr)")
+}
+
+@Test("precision fp32 given explicitly is the run that omits it: such a run resumes either way")
+func explicitFP32IsTheDefaultRun() throws {
+    let dir = try scratchDirectory("fp32")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let r = try runClip(trainArguments("\(dir)/m.safetensors", steps: 2))
+    #expect(r.status == 0, "\(r.stderr)")
+    let resumed = try runClip(trainArguments("\(dir)/m.safetensors", steps: 3) + ["--precision", "fp32", "--resume"])
+    #expect(resumed.status == 0 && resumed.stderr.contains("resuming at step 2"), "\(resumed.stderr)")
 }
 
 @Test("a config file sets what flags set; an unknown key is named")

@@ -45,6 +45,37 @@ func gradientsMatchOpenCLIP() throws {
     print("worst gradient relative error \(worst.error) (\(worst.name))")
 }
 
+@Test("bf16 products (mixed precision): the loss and every gradient stay near open_clip's float64 ones, and differ from fp32's",
+      .enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"))
+func bf16GradientsStayNearOpenCLIP() throws {
+    let (c, parameters) = try smallCLIP()
+    let ref = try SafeTensorsFile(path: "\(trainingFixtures)/small_clip_gradients.safetensors")
+    let (images, texts) = (try ref.floatTensor("pixels"), tokenRows(try ref.floatTensor("tokens")))
+    let schedule = LearningRateSchedule(base: 0, warmup: 1, totalSteps: 1)
+    let mixed = Trainer(configuration: c, parameters: parameters, schedule: schedule, precision: .bf16)
+    let (loss, gradients) = try mixed.lossAndGradients(images: images, texts: texts)
+    let (_, fp32) = try Trainer(configuration: c, parameters: parameters, schedule: schedule).lossAndGradients(images: images, texts: texts)
+    let expectedLoss = try ref.floatTensor("loss").scalars[0]
+    // bf16 keeps 8 significant bits (relative rounding ≤ 2⁻⁹ ≈ 0.2 %) of each product's operands.
+    #expect(abs(loss.value - expectedLoss) <= 1e-2 * abs(expectedLoss), "loss \(loss.value), open_clip \(expectedLoss)")
+    var all: [Float] = [], allExpected: [Float] = [], worst = (name: "", error: 0.0), fromFP32 = 0.0
+    for name in parameters.names {
+        let expected = try ref.floatTensor("grad.\(name)").scalars
+        let got = try #require(gradients[name], "no gradient for \(name)").scalars
+        let e = relativeError(got, expected)
+        #expect(e <= 0.25, "\(name): relative error \(e)")
+        if e > worst.error { worst = (name, e) }
+        all += got
+        allExpected += expected
+        fromFP32 = max(fromFP32, relativeError(got, try #require(fp32[name]).scalars))
+    }
+    let overall = relativeError(all, allExpected)
+    #expect(overall <= 0.05, "all gradients together: relative error \(overall)")
+    // fp32 products give ≤ 1e-4 (gradientsMatchOpenCLIP); bf16 ones must actually have been used.
+    #expect(fromFP32 > 1e-4, "bf16 gradients equal fp32's (largest difference \(fromFP32)): the products were not rounded")
+    print("bf16 gradients: all together \(overall), worst \(worst.error) (\(worst.name)), largest difference from fp32 \(fromFP32)")
+}
+
 @Test("micro-batches give the gradient of the whole batch", arguments: [2, 3, 6])
 func microBatchesGiveTheWholeBatchGradient(parts: Int) throws {
     let (c, parameters) = try smallCLIP()

@@ -24,21 +24,24 @@ package struct Trainer: Sendable {
     package var maxGradientNorm: Float?
     /// LiT: the image tower is neither differentiated nor updated.
     package var lockedImageTower: Bool
+    /// The layers' products: fp32, or bf16 (`TrainingPrecision.bf16`). The parameters are fp32 either way.
+    package var precision: Precision
     /// Steps taken.
     package var step: Int { optimizer.step }
 
     /// A trainer starting from `parameters` (initial or loaded weights) with a fresh optimizer.
     package init(configuration: CLIPConfiguration, parameters: NamedTensors, optimizer: AdamW = AdamW(),
-                schedule: LearningRateSchedule, maxGradientNorm: Float? = 1, lockedImageTower: Bool = false) {
+                schedule: LearningRateSchedule, maxGradientNorm: Float? = 1, lockedImageTower: Bool = false,
+                precision: Precision = .fp32) {
         self.configuration = configuration
         self.parameters = parameters
         (self.optimizer, self.schedule) = (optimizer, schedule)
-        (self.maxGradientNorm, self.lockedImageTower) = (maxGradientNorm, lockedImageTower)
+        (self.maxGradientNorm, self.lockedImageTower, self.precision) = (maxGradientNorm, lockedImageTower, precision)
     }
 
     /// The model the current parameters make (fails with the name of a parameter that became NaN or infinite).
     package func model() throws(TrainingError) -> CLIPModel {
-        do { return try CLIPModel(weights: parameters, configuration: configuration) } catch { throw .model(error) }
+        do { return try CLIPModel(weights: parameters, configuration: configuration, precision: precision) } catch { throw .model(error) }
     }
 
     /// What one step did.

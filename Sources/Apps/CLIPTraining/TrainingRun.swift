@@ -114,7 +114,7 @@ package struct TrainingRun {
         let trainer = Trainer(configuration: configuration, parameters: parameters,
                               optimizer: AdamW(weightDecay: settings.weightDecay), schedule: schedule,
                               maxGradientNorm: settings.maxGradientNorm > 0 ? settings.maxGradientNorm : nil,
-                              lockedImageTower: settings.lockImageTower)
+                              lockedImageTower: settings.lockImageTower, precision: settings.precision?.products ?? .fp32)
         _ = try trainer.model()  // a ResNet or reduced-precision checkpoint fails here, before any data is read
         return (trainer, preprocessing)
     }
@@ -148,6 +148,7 @@ package struct TrainingRun {
     static func describe(_ t: Trainer) -> String {
         let count = t.parameters.values.values.reduce(0) { $0 + $1.count }
         return "a CLIP of \(count) parameters\(t.lockedImageTower ? " (image tower locked)" : "")"
+            + (t.precision == .bf16 ? ", products in bf16" : "")
     }
 
     static func progressLine(_ r: Trainer.StepReport, done: Int, total: Int, batch: Int, elapsed: Double) -> String {

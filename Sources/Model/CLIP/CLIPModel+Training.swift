@@ -10,11 +10,11 @@ extension CLIPModel {
 
     /// The forward pass for training: `images` [N, 3, R, R] and N rows of token ids → unnormalised features
     /// ([N, embed] each) and what `backward` needs. With `lockedImageTower` (LiT) the image tower runs its inference
-    /// path and `backward` gives it no gradient. Only ViT image towers in fp32 train; a ResNet or ConvNeXt tower can
-    /// be trained locked.
+    /// path and `backward` gives it no gradient. Only ViT image towers train, with fp32 products or bf16 ones (mixed
+    /// precision: the weights the model was built from stay fp32); a ResNet or ConvNeXt tower can be trained locked.
     package func trainingForward(images: Tensor, texts: [[Int]], lockedImageTower: Bool = false)
         throws(CLIPError) -> (image: Tensor, text: Tensor, trace: TrainingTrace) {
-        guard precision == .fp32 else { throw .training("training needs fp32 weights, this model computes in \(precision.rawValue)") }
+        guard precision != .int8 else { throw .training("training needs fp32 or bf16 products, this model computes in int8") }
         guard configuration.objective == .softmax, configuration.text.causal, configuration.text.pooling == .endOfText,
               !configuration.text.projectionBias else {
             throw .training(configuration.objective == .sigmoid

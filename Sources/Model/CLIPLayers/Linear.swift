@@ -191,7 +191,9 @@ package struct LayerNorm: Sendable {
 extension Linear {
     /// The backward pass of `forward` (without activation): `x` [rows, in] the input, `dy` [rows, out] the gradient
     /// of the output, `weight` [out, in] the values this layer was packed from. Adds dW = dyᵀ·x to `names.weight`
-    /// and Σ_rows dy to `names.bias` in `gradients`; returns dx = dy·W [rows, in] when `inputGradient`.
+    /// and Σ_rows dy to `names.bias` in `gradients`; returns dx = dy·W [rows, in] when `inputGradient`. A bf16 layer
+    /// computes both products in bf16 with fp32 sums, as its forward product does (mixed-precision training); the
+    /// bias gradient is an fp32 sum either way.
     package func backward(input x: Tensor, outputGradient dy: Tensor, weight: Tensor,
                          names: (weight: String, bias: String?), into gradients: inout Gradients,
                          inputGradient: Bool = true) throws(TensorError) -> Tensor? {
@@ -201,11 +203,12 @@ extension Linear {
             throw .shapeMismatch(operation: "Linear.backward", x.shape, dy.shape)
         }
         guard rows > 0 else { return inputGradient ? Tensor(uncheckedZeros: x.shape) : nil }
+        let bf16 = precision == .bf16
         dy.scalars.withUnsafeBufferPointer { dyp in
             x.scalars.withUnsafeBufferPointer { xp in
                 gradients.accumulate(names.weight, shape: [n, k]) { g in
                     sgemm(transA: true, transB: false, m: n, n: k, k: rows, a: dyp.baseAddress!, lda: n,
-                          b: xp.baseAddress!, ldb: k, beta: 1, c: g, ldc: k)
+                          b: xp.baseAddress!, ldb: k, beta: 1, c: g, ldc: k, bf16: bf16)
                 }
             }
             if let biasName = names.bias {
@@ -217,7 +220,7 @@ extension Linear {
             dy.scalars.withUnsafeBufferPointer { dyp in
                 weight.scalars.withUnsafeBufferPointer { wp in
                     sgemm(transA: false, transB: false, m: rows, n: k, k: n, a: dyp.baseAddress!, lda: n,
-                          b: wp.baseAddress!, ldb: k, c: dx.baseAddress!, ldc: k)
+                          b: wp.baseAddress!, ldb: k, c: dx.baseAddress!, ldc: k, bf16: bf16)
                 }
             }
         }
