@@ -186,7 +186,11 @@ func bf16SGEMMEqualsReferenceOnRoundedOperands(transA: Bool, transB: Bool) {
     // gemmShapes covers the tiles, K blocks of 768 (with (9, 40, 1153) an odd remainder) and NC; (8320 / 64, 128, 520)
     // and (128, 96, 8320 / 10) are training's shapes scaled down (activations × weights, gradientsᵀ × activations),
     // large enough to be split over the cores.
-    for (m, n, k) in gemmShapes + [(130, 128, 520), (128, 96, 832)] {
+    // On one thread (parallel: false), (400, 70, 50) takes three row blocks of 192 (A re-packed against the same B
+    // panels) and (200, 2100, 9) two column blocks of 2,048, which a split over the cores would not reach.
+    let cases = (gemmShapes + [(130, 128, 520), (128, 96, 832)]).map { ($0.0, $0.1, $0.2, true) }
+        + [(400, 70, 50, false), (200, 2100, 9, false)]
+    for (m, n, k, parallel) in cases {
         for (alpha, beta) in [(Float(1), Float(0)), (Float(0.5), Float(-1.25))] {
             let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 5, ldc = n + 2
             let a = rng.array((transA ? k : m) * lda), b = rng.array((transB ? n : k) * ldb)
@@ -196,7 +200,8 @@ func bf16SGEMMEqualsReferenceOnRoundedOperands(transA: Bool, transB: Bool) {
                 b.withUnsafeBufferPointer { bp in
                     c.withUnsafeMutableBufferPointer { cp in
                         sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: ap.baseAddress!, lda: lda,
-                              b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: ldc, bf16: true)
+                              b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: ldc, parallel: parallel,
+                              bf16: true)
                     }
                 }
             }

@@ -76,6 +76,51 @@ func bf16GradientsStayNearOpenCLIP() throws {
     print("bf16 gradients: all together \(overall), worst \(worst.error) (\(worst.name)), largest difference from fp32 \(fromFP32)")
 }
 
+/// `v` rounded to bfloat16 (nearest even), as the bf16 products round their operands; finite values only.
+private func bf16(_ v: Float) -> Double {
+    let u = v.bitPattern
+    return Double(Float(bitPattern: (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000))
+}
+
+@Test("a bf16 Linear layer's backward products are bf16 products: dW and dx equal float64 sums of the bf16-rounded operands, and differ from fp32's",
+      .enabled(if: Precision.bf16.isAvailable, "needs AVX512-BF16"))
+func bf16LinearBackwardRoundsItsOperands() throws {
+    var rng = SplitMix64(state: 5)
+    let (rows, inputs, outputs) = (37, 45, 70)
+    let x = rng.signedArray(rows * inputs), dy = rng.signedArray(rows * outputs), w = rng.signedArray(outputs * inputs)
+    var results: [(dW: [Float], dx: [Float])] = []
+    for precision in [Precision.fp32, .bf16] {
+        let layer = try Linear(weight: Tensor(uncheckedShape: [outputs, inputs], scalars: w), bias: nil, precision: precision)
+        var gradients = Gradients()
+        let dx = try #require(try layer.backward(input: Tensor(uncheckedShape: [rows, inputs], scalars: x),
+                                                 outputGradient: Tensor(uncheckedShape: [rows, outputs], scalars: dy),
+                                                 weight: Tensor(uncheckedShape: [outputs, inputs], scalars: w),
+                                                 names: ("w", nil), into: &gradients))
+        results.append((try #require(gradients["w"]).scalars, dx.scalars))
+    }
+    let (fp32, mixed) = (results[0], results[1])
+    var worst = 0.0, apart = 0.0
+    for o in 0..<outputs {
+        for i in 0..<inputs {
+            var s = 0.0, magnitude = 0.0
+            for r in 0..<rows { let t = bf16(dy[r * outputs + o]) * bf16(x[r * inputs + i]); s += t; magnitude += abs(t) }
+            worst = max(worst, abs(s - Double(mixed.dW[o * inputs + i])) / magnitude)
+            apart = max(apart, abs(Double(fp32.dW[o * inputs + i] - mixed.dW[o * inputs + i])) / magnitude)
+        }
+    }
+    for r in 0..<rows {
+        for i in 0..<inputs {
+            var s = 0.0, magnitude = 0.0
+            for o in 0..<outputs { let t = bf16(dy[r * outputs + o]) * bf16(w[o * inputs + i]); s += t; magnitude += abs(t) }
+            worst = max(worst, abs(s - Double(mixed.dx[r * inputs + i])) / magnitude)
+            apart = max(apart, abs(Double(fp32.dx[r * inputs + i] - mixed.dx[r * inputs + i])) / magnitude)
+        }
+    }
+    // fp32 sums of bf16 products: a few fp32 roundings of Σ|x·y|; unrounded operands are off by up to 2⁻⁸ of it.
+    #expect(worst < 2e-6, "bf16 layer against the rounded operands: \(worst)")
+    #expect(apart > 1e-4, "the bf16 layer's backward products equal fp32's (\(apart))")
+}
+
 @Test("micro-batches give the gradient of the whole batch", arguments: [2, 3, 6])
 func microBatchesGiveTheWholeBatchGradient(parts: Int) throws {
     let (c, parameters) = try smallCLIP()

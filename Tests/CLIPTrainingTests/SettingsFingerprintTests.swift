@@ -21,3 +21,17 @@ func legacySettingsFingerprint() throws {
     #expect(!settings.isFingerprint(other.fingerprint))
     #expect(!settings.isFingerprint(nil))
 }
+
+@Test("the settings a checkpoint recorded before the precision setting existed still resume (fp32 omitted or given), not in bf16")
+func fingerprintFromBeforePrecision() {
+    // Recorded by `clip train --data synthetic-varied4 --steps 17000 --batch-size 128` on 2026-12-07, the run that
+    // trained the shipped default model.
+    let recorded = #"{"architecture":"default","augmentation":"crop","batchSize":128,"checkpointEvery":0,"csvCaptionKey":"title","csvImageKey":"filepath","data":"synthetic-varied4","learningRate":0.0005,"lockImageTower":false,"logEvery":0,"maxGradientNorm":1,"microBatches":1,"output":"","seed":0,"steps":0,"weightDecay":0.2}"#
+    var settings = TrainingSettings(data: "synthetic-varied4", steps: 17000, batchSize: 128, output: "/runs/shapes.safetensors")
+    #expect(settings.isFingerprint(recorded))
+    settings.precision = .fp32
+    #expect(settings.isFingerprint(recorded))
+    settings.precision = .bf16
+    #expect(!settings.isFingerprint(recorded))
+    #expect(settings.fingerprint.contains(#""precision":"bf16""#))
+}

@@ -52,7 +52,7 @@ struct RunState {
             throw .checkpoint("cannot resume: \(error)")
         }
         guard settings.isFingerprint(file.metadata["settings"]) else {
-            throw .checkpoint("cannot resume from \(path): it was written with other settings (data, batch size, learning rate, seed, model …) than these; resume with the same ones or start a new output")
+            throw .checkpoint("cannot resume from \(path): it was written with other settings (data, batch size, learning rate, seed, model, precision …) than these; resume with the same ones or start a new output")
         }
         guard let step = Int(file.metadata["step"] ?? ""), let position = Int(file.metadata["position"] ?? ""),
               let skipped = Int(file.metadata["skipped"] ?? ""), step >= 0, position >= 0 else {

@@ -115,7 +115,7 @@ package struct TrainingRun {
                               optimizer: AdamW(weightDecay: settings.weightDecay), schedule: schedule,
                               maxGradientNorm: settings.maxGradientNorm > 0 ? settings.maxGradientNorm : nil,
                               lockedImageTower: settings.lockImageTower, precision: settings.precision?.products ?? .fp32)
-        _ = try trainer.model()  // a ResNet or reduced-precision checkpoint fails here, before any data is read
+        _ = try trainer.model()  // a checkpoint that cannot be built fails here, before any data is read
         return (trainer, preprocessing)
     }
 

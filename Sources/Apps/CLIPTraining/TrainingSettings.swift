@@ -87,14 +87,15 @@ package struct TrainingSettings: Codable, Sendable, Equatable {
         try check(output.hasSuffix(".safetensors"), "the output must be a .safetensors file (got '\(output)')")
         try check(DefaultArchitecture.named(architecture) != nil, "unknown architecture '\(architecture)' (known: default, tiny)")
         try check(precision != .bf16 || Precision.bf16.isAvailable,
-                  "bf16 training needs a CPU with AVX512-BF16 (this one has: \(CPU.features.isEmpty ? "none of its extensions" : CPU.features.joined(separator: ", "))); use fp32")
+                  "bf16 training needs a CPU with AVX512-BF16 (this one has: \(CPU.features.isEmpty ? "none of them" : CPU.features.joined(separator: ", "))); use fp32")
     }
 }
 
-/// The arithmetic of a training run's layer products. bf16 is mixed precision as open_clip's `amp_bf16` and
-/// PyTorch's autocast: every Linear layer's products (forward, and both of its backward products) round their two
-/// operands to bfloat16 and sum in fp32; the weights, the optimizer's moments, normalisation, softmax, attention
-/// within a head and the loss stay fp32. On AVX512-BF16 the products run about twice as fast.
+/// The arithmetic of a training run's layer products. bf16 is mixed precision like open_clip's `amp_bf16` for the
+/// Linear layers: each one's products (forward, and both of its backward products) round their two operands to
+/// bfloat16 and sum in fp32. Unlike autocast, the layers' outputs stay fp32, as do attention within a head, the
+/// projections, the weights, the optimizer's moments, normalisation, softmax and the loss. On AVX512-BF16 the
+/// products run about twice as fast.
 package enum TrainingPrecision: String, Codable, Sendable, CaseIterable {
     case fp32, bf16
 

@@ -34,7 +34,7 @@ struct Train: ParsableCommand {
     @Option(help: "Process each batch in this many slices (same gradient, less memory).") var microBatches: Int?
     @Flag(help: "Keep the image tower fixed (LiT).") var lockImage = false
     @Option(help: "Augmentation of file data: crop (random resized crop, 90-100 % of the area; default) or none.") var augmentation: String?
-    @Option(help: "The layers' products: fp32 (default) or bf16, mixed precision as open_clip's amp_bf16 (operands rounded to bfloat16, fp32 sums; weights, optimizer and loss in fp32; about twice as fast per product, needs AVX512-BF16).")
+    @Option(help: "The Linear layers' products: fp32 (default) or bf16, mixed precision like open_clip's amp_bf16 for those layers (operands rounded to bfloat16, fp32 sums; outputs, attention, weights, optimizer and loss in fp32; needs AVX512-BF16).")
     var precision: String?
     @Option(help: "Seed of initialisation, data order and synthetic images (default 0).") var seed: UInt64?
     @Option(help: "Steps between checkpoints (default 100).") var checkpointEvery: Int?
