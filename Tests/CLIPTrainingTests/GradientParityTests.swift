@@ -56,21 +56,22 @@ func bf16GradientsStayNearOpenCLIP() throws {
     let (loss, gradients) = try mixed.lossAndGradients(images: images, texts: texts)
     let (_, fp32) = try Trainer(configuration: c, parameters: parameters, schedule: schedule).lossAndGradients(images: images, texts: texts)
     let expectedLoss = try ref.floatTensor("loss").scalars[0]
-    // bf16 keeps 8 significant bits (relative rounding ≤ 2⁻⁹ ≈ 0.2 %) of each product's operands.
+    // bf16 keeps 8 significant bits (relative rounding ≤ 2⁻⁹ ≈ 0.2 %) of each product's operands. Measured on a Zen 4:
+    // all gradients together 1.1 %, the worst one 1.5 %.
     #expect(abs(loss.value - expectedLoss) <= 1e-2 * abs(expectedLoss), "loss \(loss.value), open_clip \(expectedLoss)")
     var all: [Float] = [], allExpected: [Float] = [], worst = (name: "", error: 0.0), fromFP32 = 0.0
     for name in parameters.names {
         let expected = try ref.floatTensor("grad.\(name)").scalars
         let got = try #require(gradients[name], "no gradient for \(name)").scalars
         let e = relativeError(got, expected)
-        #expect(e <= 0.25, "\(name): relative error \(e)")
+        #expect(e <= 0.05, "\(name): relative error \(e)")
         if e > worst.error { worst = (name, e) }
         all += got
         allExpected += expected
         fromFP32 = max(fromFP32, relativeError(got, try #require(fp32[name]).scalars))
     }
     let overall = relativeError(all, allExpected)
-    #expect(overall <= 0.05, "all gradients together: relative error \(overall)")
+    #expect(overall <= 0.03, "all gradients together: relative error \(overall)")
     // fp32 products give ≤ 1e-4 (gradientsMatchOpenCLIP); bf16 ones must actually have been used.
     #expect(fromFP32 > 1e-4, "bf16 gradients equal fp32's (largest difference \(fromFP32)): the products were not rounded")
     print("bf16 gradients: all together \(overall), worst \(worst.error) (\(worst.name)), largest difference from fp32 \(fromFP32)")
