@@ -101,22 +101,20 @@ func bf16LinearBackwardRoundsItsOperands() throws {
     }
     let (fp32, mixed) = (results[0], results[1])
     var worst = 0.0, apart = 0.0
-    for o in 0..<outputs {
-        for i in 0..<inputs {
-            var s = 0.0, magnitude = 0.0
-            for r in 0..<rows { let t = bf16(dy[r * outputs + o]) * bf16(x[r * inputs + i]); s += t; magnitude += abs(t) }
-            worst = max(worst, abs(s - Double(mixed.dW[o * inputs + i])) / magnitude)
-            apart = max(apart, abs(Double(fp32.dW[o * inputs + i] - mixed.dW[o * inputs + i])) / magnitude)
+    /// Entry (i, j) of P [m, n] = Σ_p lhs(i, p) · rhs(p, j) over `inner` terms, checked in both results.
+    func compare(_ m: Int, _ n: Int, inner: Int, _ lhs: (Int, Int) -> Float, _ rhs: (Int, Int) -> Float,
+                 _ got: (fp32: [Float], mixed: [Float])) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0, magnitude = 0.0
+                for p in 0..<inner { let t = bf16(lhs(i, p)) * bf16(rhs(p, j)); s += t; magnitude += abs(t) }
+                worst = max(worst, abs(s - Double(got.mixed[i * n + j])) / magnitude)
+                apart = max(apart, abs(Double(got.fp32[i * n + j] - got.mixed[i * n + j])) / magnitude)
+            }
         }
     }
-    for r in 0..<rows {
-        for i in 0..<inputs {
-            var s = 0.0, magnitude = 0.0
-            for o in 0..<outputs { let t = bf16(dy[r * outputs + o]) * bf16(w[o * inputs + i]); s += t; magnitude += abs(t) }
-            worst = max(worst, abs(s - Double(mixed.dx[r * inputs + i])) / magnitude)
-            apart = max(apart, abs(Double(fp32.dx[r * inputs + i] - mixed.dx[r * inputs + i])) / magnitude)
-        }
-    }
+    compare(outputs, inputs, inner: rows, { o, r in dy[r * outputs + o] }, { r, i in x[r * inputs + i] }, (fp32.dW, mixed.dW))
+    compare(rows, inputs, inner: outputs, { r, o in dy[r * outputs + o] }, { o, i in w[o * inputs + i] }, (fp32.dx, mixed.dx))
     // fp32 sums of bf16 products: a few fp32 roundings of Σ|x·y|; unrounded operands are off by up to 2⁻⁸ of it.
     #expect(worst < 2e-6, "bf16 layer against the rounded operands: \(worst)")
     #expect(apart > 1e-4, "the bf16 layer's backward products equal fp32's (\(apart))")

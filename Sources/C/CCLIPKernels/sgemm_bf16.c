@@ -143,8 +143,42 @@ static void pack_a_bf16(const float *a, ptrdiff_t lda, ptrdiff_t row0, ptrdiff_t
 #endif
 
 #ifdef CLIP_X86
-static _Thread_local uint32_t *scratch;
-static _Thread_local size_t scratch_cap;
+static _Thread_local uint32_t *scratch, *scratch_b;
+static _Thread_local size_t scratch_cap, scratch_b_cap;
+
+// Grows a per-thread buffer to at least `need` words; -1 when the allocation fails.
+static int ensure(uint32_t **buffer, size_t *cap, size_t need) {
+    if (*cap >= need) return 0;
+    free(*buffer);
+    *buffer = aligned_alloc(64, (need * 4 + 63) & ~(size_t)63);
+    *cap = *buffer ? need : 0;
+    return *buffer ? 0 : -1;
+}
+
+// One packed A block (mc rows in MR-row panels of `pairs` words) against the B panels for columns [j0, j1) (j0 a
+// multiple of NR; panel jr / NR at `panels` + (jr / NR) · pairs · NR): C[0..mc, j0..j1] = alpha · A·B + beta · C with
+// `c` at the block's first row and column 0, then `ep`. Row panels outermost, as in sgemm.c: the A sliver stays in
+// L1 while B streams past it. Partial column panels go through a buffer merged into C.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void macro_bf16(const uint32_t *pa, ptrdiff_t mc, ptrdiff_t pairs, const uint32_t *panels, ptrdiff_t j0,
+                       ptrdiff_t j1, float *c, ptrdiff_t ldc, float alpha, float beta, const clip_epilogue *ep) {
+    float tile[B_MR * B_NR] __attribute__((aligned(64)));
+    for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
+        const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
+        for (ptrdiff_t jr = j0; jr < j1; jr += B_NR) {
+            const ptrdiff_t cols = j1 - jr < B_NR ? j1 - jr : B_NR;
+            const uint32_t *bp = panels + (jr / B_NR) * pairs * B_NR;
+            float *cp = c + ir * ldc + jr;
+            if (cols == B_NR) {
+                const clip_epilogue local = clip_tile_local(ep, jr);
+                ukr_bf16(rows, pairs, pa + ir * pairs, bp, cp, ldc, alpha, beta, ep ? &local : NULL);
+            } else {
+                ukr_bf16(B_MR, pairs, pa + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
+                clip_merge_tile(cp, ldc, tile, B_NR, rows, cols, alpha, beta, ep, jr);
+            }
+        }
+    }
+}
 #endif
 
 int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const uint16_t *packed,
@@ -162,14 +196,7 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
         return 0;
     }
     const ptrdiff_t npad = up(n, B_NR), mc_max = B_MR * B_MC_TILES;
-    size_t need = (size_t)mc_max * (B_KC / 2);
-    if (scratch_cap < need) {
-        free(scratch);
-        scratch = aligned_alloc(64, (need * 4 + 63) & ~(size_t)63);
-        scratch_cap = scratch ? need : 0;
-        if (!scratch) return -1;
-    }
-    float tile[B_MR * B_NR] __attribute__((aligned(64)));
+    if (ensure(&scratch, &scratch_cap, (size_t)mc_max * (B_KC / 2)) != 0) return -1;
     for (ptrdiff_t pc = 0; pc < k; pc += B_KC) {
         const ptrdiff_t kc = k - pc < B_KC ? k - pc : B_KC, pairs = up(kc, 2) / 2;
         const float beta_k = pc == 0 ? beta : 1.0f;
@@ -178,22 +205,7 @@ int clip_sgemm_packed_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a
         for (ptrdiff_t ic = 0; ic < m; ic += mc_max) {
             const ptrdiff_t mc = m - ic < mc_max ? m - ic : mc_max;
             pack_a_bf16(a, lda, ic, mc, pc, kc, pairs, scratch);
-            // Row panels outermost, as in sgemm.c: the A sliver stays in L1 while B streams past it.
-            for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
-                const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
-                for (ptrdiff_t jr = j0; jr < j1; jr += B_NR) {
-                    const ptrdiff_t cols = j1 - jr < B_NR ? j1 - jr : B_NR;
-                    const uint32_t *bp = (const uint32_t *)(block + (jr / B_NR) * pairs * 2 * B_NR);
-                    float *cp = c + (ic + ir) * ldc + jr;
-                    if (cols == B_NR) {
-                        const clip_epilogue local = clip_tile_local(ep_k, jr);
-                        ukr_bf16(rows, pairs, scratch + ir * pairs, bp, cp, ldc, 1.0f, beta_k, ep_k ? &local : NULL);
-                    } else {
-                        ukr_bf16(B_MR, pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
-                        clip_merge_tile(cp, ldc, tile, B_NR, rows, cols, 1.0f, beta_k, ep_k, jr);
-                    }
-                }
-            }
+            macro_bf16(scratch, mc, pairs, (const uint32_t *)block, j0, j1, c + ic * ldc, ldc, 1.0f, beta_k, ep_k);
         }
     }
     return 0;
@@ -222,13 +234,10 @@ static void pack_pairs_across_rows(const float *s, ptrdiff_t ld, ptrdiff_t kc, p
         const __mmask16 store = lanes == 16 ? 0xFFFF : (__mmask16)((1u << lanes) - 1);
         const float *r0 = s + x;
         uint32_t *d = dst + x;
-        ptrdiff_t q = 0;
-        for (; 2 * q + 1 < kc; q++, r0 += 2 * ld, d += width) {
-            const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(load, r0 + ld), _mm512_maskz_loadu_ps(load, r0));
-            _mm512_mask_storeu_epi32(d, store, _mm512_permutexvar_epi16(interleave, (__m512i)both));
-        }
-        if (q < pairs) {  // an odd k: the last pair's high half is zero
-            const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(load, r0));
+        for (ptrdiff_t q = 0; q < pairs; q++, r0 += 2 * ld, d += width) {
+            // An odd k's last pair has no second row: its high half loads nothing and is zero.
+            const __mmask16 high = 2 * q + 1 < kc ? load : 0;
+            const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(high, r0 + ld), _mm512_maskz_loadu_ps(load, r0));
             _mm512_mask_storeu_epi32(d, store, _mm512_permutexvar_epi16(interleave, (__m512i)both));
         }
     }
@@ -261,16 +270,6 @@ static void pack_pairs_along_rows(const float *s, ptrdiff_t ld, ptrdiff_t kc, pt
     }
 }
 
-static _Thread_local uint32_t *scratch_b;
-static _Thread_local size_t scratch_b_cap;
-
-static int ensure(uint32_t **buffer, size_t *cap, size_t need) {
-    if (*cap >= need) return 0;
-    free(*buffer);
-    *buffer = aligned_alloc(64, (need * 4 + 63) & ~(size_t)63);
-    *cap = *buffer ? need : 0;
-    return *buffer ? 0 : -1;
-}
 #endif
 
 int clip_sgemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a,
@@ -289,7 +288,6 @@ int clip_sgemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_
     const ptrdiff_t mc_max = B_MR * B_MC_TILES, nc_max = n < B_NC ? n : B_NC;
     if (ensure(&scratch, &scratch_cap, (size_t)mc_max * (B_KC / 2)) != 0) return -1;
     if (ensure(&scratch_b, &scratch_b_cap, (size_t)up(nc_max, B_NR) * (B_KC / 2)) != 0) return -1;
-    float tile[B_MR * B_NR] __attribute__((aligned(64)));
     for (ptrdiff_t jc = 0; jc < n; jc += B_NC) {
         const ptrdiff_t nc = n - jc < B_NC ? n - jc : B_NC;
         for (ptrdiff_t pc = 0; pc < k; pc += B_KC) {
@@ -312,20 +310,7 @@ int clip_sgemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_
                 } else {
                     pack_a_bf16(a, lda, ic, mc, pc, kc, pairs, scratch);
                 }
-                for (ptrdiff_t ir = 0; ir < mc; ir += B_MR) {
-                    const ptrdiff_t rows = mc - ir < B_MR ? mc - ir : B_MR;
-                    for (ptrdiff_t jr = 0; jr < nc; jr += B_NR) {
-                        const ptrdiff_t cols = nc - jr < B_NR ? nc - jr : B_NR;
-                        const uint32_t *bp = scratch_b + (jr / B_NR) * pairs * B_NR;
-                        float *cp = c + (ic + ir) * ldc + jc + jr;
-                        if (cols == B_NR) {
-                            ukr_bf16(rows, pairs, scratch + ir * pairs, bp, cp, ldc, alpha, beta_k, NULL);
-                        } else {
-                            ukr_bf16(B_MR, pairs, scratch + ir * pairs, bp, tile, B_NR, 1.0f, 0.0f, NULL);
-                            clip_merge_tile(cp, ldc, tile, B_NR, rows, cols, alpha, beta_k, NULL, jc + jr);
-                        }
-                    }
-                }
+                macro_bf16(scratch, mc, pairs, scratch_b, 0, nc, c + ic * ldc + jc, ldc, alpha, beta_k, NULL);
             }
         }
     }
