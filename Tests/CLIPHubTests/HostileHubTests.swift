@@ -118,6 +118,18 @@ struct HostileHubTests {
         #expect(message.contains("no complete answer within 2 s"), "\(message)")
     }
 
+    /// The deadline passing while the redirect's answer is still due (a busy machine: it happened beside the rest of
+    /// the suite) once trapped in FoundationNetworking and took the process with it. The delay puts the answer after
+    /// the deadline every time.
+    @Test("a HEAD whose redirect is answered after its deadline ends at the deadline", arguments: [3.5, 5.0])
+    func redirectAnsweredLate(_ delay: Double) throws {
+        var (_, hub) = try hostile(cdn: .init(status: 200))
+        hub.limits.redirectAnswerDelay = .seconds(delay)
+        let (message, took) = failure(hub)
+        #expect(took < .seconds(10), "\(took)")
+        #expect(message.contains("no complete answer within 2 s"), "\(message)")
+    }
+
     @Test("a body that drips is stopped below the minimum rate; what arrived is kept for the next attempt")
     func drippingBody() throws {
         let (_, hub) = try hostile(announced: "100000", cdn: .init(status: 200, headers: ["Content-Length": "100000"],

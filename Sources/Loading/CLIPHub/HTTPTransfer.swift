@@ -47,6 +47,8 @@ package struct TransferLimits: Sendable {
     package var maximumFileBytes = 1 << 40
     /// Free space left on the cache's file system after a download; one that would leave less is refused first.
     package var reserveBytes = 256 << 20
+    /// Test hook: how long the redirect callback waits before it answers, standing for a busy delegate queue.
+    package var redirectAnswerDelay: Duration = .zero
 
     package init() {}
 
@@ -215,8 +217,11 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         task.resume()
         while done.wait(timeout: .now() + 1) == .timedOut {
             if let reason = overdue(since: started) {
-                fail(reason)
-                task.cancel()
+                // Under the lock the redirect callback answers under: see there.
+                lock.withLock {
+                    if self.failure == nil { self.failure = reason }
+                    task.cancel()
+                }
                 // FoundationNetworking sometimes delivers a cancelled task's completion only at the request's own
                 // timeout (a minute): the deadline is ours, so the wait for it is bounded. Callbacks arriving after
                 // that see the failure and touch nothing (file operations happen under the lock, after the check).
@@ -250,9 +255,19 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
     }
 
     /// Never followed by URLSession: `HTTPTransfer` follows them itself, choosing the headers each hop gets.
+    ///
+    /// FoundationNetworking traps ("Received callback for HTTP redirection, but we're not waiting for it") when the
+    /// answer reaches a task cancelled meanwhile: its cancel leaves the waiting state, and the answer then finds
+    /// none. So the answer is given only while nothing has failed, under the lock `run` cancels under: either the
+    /// answer is queued before the cancel (and the cancel finds the task complete), or it is not given at all (and
+    /// the cancel completes the task).
     func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
                     newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
-        completionHandler(nil)
+        if limits.redirectAnswerDelay > .zero { Thread.sleep(forTimeInterval: limits.redirectAnswerDelay.seconds) }
+        lock.withLock {
+            guard failure == nil else { return }
+            completionHandler(nil)
+        }
     }
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
