@@ -217,11 +217,9 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         task.resume()
         while done.wait(timeout: .now() + 1) == .timedOut {
             if let reason = overdue(since: started) {
-                // Under the lock the redirect callback answers under: see there.
-                lock.withLock {
-                    if self.failure == nil { self.failure = reason }
-                    task.cancel()
-                }
+                // The failure is set (under the lock) before the cancel: the redirect callback relies on it.
+                fail(reason)
+                task.cancel()
                 // FoundationNetworking sometimes delivers a cancelled task's completion only at the request's own
                 // timeout (a minute): the deadline is ours, so the wait for it is bounded. Callbacks arriving after
                 // that see the failure and touch nothing (file operations happen under the lock, after the check).
@@ -258,9 +256,9 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
     ///
     /// FoundationNetworking traps ("Received callback for HTTP redirection, but we're not waiting for it") when the
     /// answer reaches a task cancelled meanwhile: its cancel leaves the waiting state, and the answer then finds
-    /// none. So the answer is given only while nothing has failed, under the lock `run` cancels under: either the
-    /// answer is queued before the cancel (and the cancel finds the task complete), or it is not given at all (and
-    /// the cancel completes the task).
+    /// none. So the answer is given only while nothing has failed, under the lock `fail` takes, and `run` records
+    /// its failure before it cancels: either the answer is queued before the cancel (which then finds the task
+    /// complete), or it is not given at all (and the cancel completes the task).
     func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
                     newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
         if limits.redirectAnswerDelay > .zero { Thread.sleep(forTimeInterval: limits.redirectAnswerDelay.seconds) }
